@@ -1,0 +1,469 @@
+// Package configs holds moltbot's configuration: the YAML schema, its defaults,
+// ${VAR} expansion, validation whose every error names the key and the line,
+// and the embedded presets (default.yaml for an edge device with Ollama,
+// demo.yaml whose fallback chain ends with the built-in simulator).
+//
+// Read a file with Load, a preset with LoadPreset; both return a config with
+// defaults filled and validated. After changing fields (flags), call Validate.
+package configs
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/moltbot/moltbot"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one node's configuration.
+type Config struct {
+	Server        ServerConfig        `yaml:"server"`
+	Log           LogConfig           `yaml:"log"`
+	Storage       StorageConfig       `yaml:"storage"`
+	Providers     []ProviderConfig    `yaml:"providers"`
+	Models        ModelsConfig        `yaml:"models"`
+	Conversations ConversationsConfig `yaml:"conversations"`
+	Cluster       ClusterConfig       `yaml:"cluster"`
+
+	// File is where the config came from ("moltbot.yaml", "preset:demo").
+	File string `yaml:"-"`
+	// lines maps dotted keys ("models.primary", "providers[1].url") to their line.
+	lines map[string]int
+}
+
+// ServerConfig is the HTTP listener.
+type ServerConfig struct {
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// MaxBodyBytes caps every request body; larger bodies get 413.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout bounds slow clients sending headers.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// RequestTimeout bounds one model turn end to end.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// ShutdownTimeout is how long SIGTERM waits for in-flight turns.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// LogConfig is the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// StorageConfig is the node's Pebble database.
+type StorageConfig struct {
+	// Path is the data directory, relative to the workspace unless absolute.
+	Path         string   `yaml:"path"`
+	CacheSize    ByteSize `yaml:"cache_size"`
+	MemtableSize ByteSize `yaml:"memtable_size"`
+}
+
+// Provider types.
+const (
+	TypeOllama    = "ollama"
+	TypeOpenAI    = "openai"
+	TypeAnthropic = "anthropic"
+	TypeSim       = "sim"
+)
+
+// ProviderConfig is one model server.
+type ProviderConfig struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	// URL is the server's base: http://127.0.0.1:11434 (ollama),
+	// https://api.openai.com/v1 (openai), https://api.anthropic.com (anthropic).
+	URL     string   `yaml:"url"`
+	APIKeys []Secret `yaml:"api_keys"`
+	// Models lists the models this provider serves, for /v1/models; optional.
+	Models []string `yaml:"models"`
+	// Timeout bounds one call to the provider, first byte to last.
+	Timeout Duration `yaml:"timeout"`
+	// MaxInFlight caps concurrent calls; MaxQueue caps calls waiting for a slot.
+	// Past both, the provider answers busy at once.
+	MaxInFlight int `yaml:"max_in_flight"`
+	MaxQueue    int `yaml:"max_queue"`
+	// Sim configures the in-process simulator (type sim).
+	Sim SimConfig `yaml:"sim"`
+}
+
+// SimConfig shapes the simulated model's timing and text.
+type SimConfig struct {
+	TTFT   Duration `yaml:"ttft"`
+	ITL    Duration `yaml:"itl"`
+	Tokens int      `yaml:"tokens"`
+	Seed   int64    `yaml:"seed"`
+}
+
+// ModelsConfig is the model chain: primary first, then the fallbacks in order.
+type ModelsConfig struct {
+	Primary   string          `yaml:"primary"`
+	Fallback  []string        `yaml:"fallback"`
+	Threshold ThresholdConfig `yaml:"threshold"`
+}
+
+// ThresholdConfig says when a model counts as failing.
+type ThresholdConfig struct {
+	Latency   Duration `yaml:"latency"`
+	ErrorRate Percent  `yaml:"error_rate"`
+}
+
+// ConversationsConfig shapes conversation actors.
+type ConversationsConfig struct {
+	// IdleTimeout passivates a conversation actor after this long without a message.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxContextTokens bounds what is sent to the model; the oldest turns are dropped.
+	MaxContextTokens int `yaml:"max_context_tokens"`
+	// MaxQueuedTurns bounds turns waiting behind the running one; past it, busy.
+	MaxQueuedTurns int `yaml:"max_queued_turns"`
+	// MaxMessageBytes bounds one message's content.
+	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+}
+
+// ClusterConfig is gossip membership. Without bind the node runs alone.
+type ClusterConfig struct {
+	Bind      string   `yaml:"bind"`
+	Advertise string   `yaml:"advertise"`
+	Join      []string `yaml:"join"`
+	Replicas  int      `yaml:"replicas"`
+	KeyFile   string   `yaml:"key_file"`
+}
+
+//go:embed presets/*.yaml
+var presets embed.FS
+
+// Presets lists the embedded preset names.
+func Presets() []string {
+	ents, _ := presets.ReadDir("presets")
+	var out []string
+	for _, e := range ents {
+		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	return out
+}
+
+// PresetYAML returns the commented YAML text of a preset.
+func PresetYAML(name string) ([]byte, error) {
+	b, err := presets.ReadFile("presets/" + name + ".yaml")
+	if err != nil {
+		return nil, fmt.Errorf("configs: no preset %q (have %s)", name, strings.Join(Presets(), ", "))
+	}
+	return b, nil
+}
+
+// LoadPreset parses an embedded preset with the process environment.
+func LoadPreset(name string) (*Config, error) {
+	b, err := PresetYAML(name)
+	if err != nil {
+		return nil, err
+	}
+	return Parse("preset:"+name, b, os.LookupEnv)
+}
+
+// Load reads and parses a config file with the process environment.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("configs: %w", err)
+	}
+	return Parse(path, b, os.LookupEnv)
+}
+
+// Parse decodes YAML, expands ${VAR} with lookup, fills defaults and validates.
+// Every error names file, line and key; several errors are joined.
+func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: the config is empty", file)
+		}
+		return nil, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", file, extra.Line)
+	}
+	cfg := &Config{File: file}
+	d := &decoder{file: file, lookup: lookup, lines: map[string]int{}}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		doc = doc.Content[0]
+	}
+	d.decode(doc, reflect.ValueOf(cfg).Elem(), "")
+	if len(d.errs) > 0 {
+		return nil, errors.Join(d.errs...)
+	}
+	cfg.lines = d.lines
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Default returns the embedded default preset, or panics: it is tested.
+func Default() *Config {
+	c, err := Parse("preset:default", mustPreset("default"), func(string) (string, bool) { return "", false })
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func mustPreset(name string) []byte {
+	b, err := PresetYAML(name)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// EnsureDefaults fills zero values with the edge defaults.
+func (c *Config) EnsureDefaults() {
+	if c.Server.Host == "" {
+		c.Server.Host = "127.0.0.1"
+	}
+	if c.Server.Port == 0 && c.lines["server.port"] == 0 {
+		c.Server.Port = 3000
+	}
+	if c.Server.MaxBodyBytes == 0 {
+		c.Server.MaxBodyBytes = 1 << 20
+	}
+	if c.Server.ReadHeaderTimeout == 0 {
+		c.Server.ReadHeaderTimeout = Duration(10e9)
+	}
+	if c.Server.RequestTimeout == 0 {
+		c.Server.RequestTimeout = Duration(300e9)
+	}
+	if c.Server.ShutdownTimeout == 0 {
+		c.Server.ShutdownTimeout = Duration(8e9)
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Storage.Path == "" {
+		c.Storage.Path = "data"
+	}
+	if c.Storage.CacheSize == 0 {
+		c.Storage.CacheSize = 8 << 20
+	}
+	if c.Storage.MemtableSize == 0 {
+		c.Storage.MemtableSize = 4 << 20
+	}
+	for i := range c.Providers {
+		p := &c.Providers[i]
+		if p.Timeout == 0 {
+			p.Timeout = Duration(120e9)
+		}
+		if p.MaxInFlight == 0 {
+			p.MaxInFlight = 64
+		}
+		if p.MaxQueue == 0 && c.lines[fmt.Sprintf("providers[%d].max_queue", i)] == 0 {
+			p.MaxQueue = 256
+		}
+		if p.Type == TypeSim {
+			if p.Sim.TTFT == 0 && c.lines[fmt.Sprintf("providers[%d].sim.ttft", i)] == 0 {
+				p.Sim.TTFT = Duration(20e6)
+			}
+			if p.Sim.ITL == 0 && c.lines[fmt.Sprintf("providers[%d].sim.itl", i)] == 0 {
+				p.Sim.ITL = Duration(5e6)
+			}
+			if p.Sim.Tokens == 0 {
+				p.Sim.Tokens = 32
+			}
+			if p.Sim.Seed == 0 {
+				p.Sim.Seed = 1
+			}
+		}
+	}
+	if c.Models.Threshold.Latency == 0 {
+		c.Models.Threshold.Latency = Duration(3000e6)
+	}
+	if c.Models.Threshold.ErrorRate == 0 {
+		c.Models.Threshold.ErrorRate = 0.05
+	}
+	if c.Conversations.IdleTimeout == 0 {
+		c.Conversations.IdleTimeout = Duration(300e9)
+	}
+	if c.Conversations.MaxContextTokens == 0 {
+		c.Conversations.MaxContextTokens = 4096
+	}
+	if c.Conversations.MaxQueuedTurns == 0 {
+		c.Conversations.MaxQueuedTurns = 4
+	}
+	if c.Conversations.MaxMessageBytes == 0 {
+		c.Conversations.MaxMessageBytes = 256 << 10
+	}
+	if c.Cluster.Replicas == 0 {
+		c.Cluster.Replicas = 2
+	}
+}
+
+// Line returns the line of a dotted key in the source, or 0.
+func (c *Config) Line(path string) int { return c.lines[path] }
+
+func (c *Config) errAt(path, format string, args ...any) error {
+	return &FieldError{File: c.File, Line: c.lines[path], Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Provider returns the provider named name, or nil.
+func (c *Config) Provider(name string) *ProviderConfig {
+	for i := range c.Providers {
+		if c.Providers[i].Name == name {
+			return &c.Providers[i]
+		}
+	}
+	return nil
+}
+
+// Chain returns primary then fallbacks, parsed.
+func (c *Config) Chain() []moltbot.ModelRef {
+	var out []moltbot.ModelRef
+	for _, s := range append([]string{c.Models.Primary}, c.Models.Fallback...) {
+		if r, err := moltbot.ParseModelRef(s); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"json", "text"}
+	types      = []string{TypeOllama, TypeOpenAI, TypeAnthropic, TypeSim}
+)
+
+// Validate checks the whole config and returns every problem found, joined.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, c.errAt(path, format, args...)) }
+
+	if c.Server.Port < 0 || c.Server.Port > 65535 {
+		add("server.port", "must be between 0 and 65535, got %d", c.Server.Port)
+	}
+	if c.Server.MaxBodyBytes < 1024 {
+		add("server.max_body_bytes", "must be at least 1KiB, got %s", c.Server.MaxBodyBytes)
+	}
+	if !slices.Contains(logLevels, c.Log.Level) {
+		add("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.Log.Level)
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		add("log.format", "must be one of %s, got %q", strings.Join(logFormats, ", "), c.Log.Format)
+	}
+	if c.Storage.CacheSize < 1<<20 {
+		add("storage.cache_size", "must be at least 1MiB, got %s", c.Storage.CacheSize)
+	}
+	if c.Storage.MemtableSize < 1<<20 {
+		add("storage.memtable_size", "must be at least 1MiB, got %s", c.Storage.MemtableSize)
+	}
+
+	if len(c.Providers) == 0 {
+		add("providers", "at least one provider is needed")
+	}
+	names := map[string]bool{}
+	for i := range c.Providers {
+		p := &c.Providers[i]
+		at := func(k string) string { return fmt.Sprintf("providers[%d].%s", i, k) }
+		switch {
+		case p.Name == "":
+			add(at("name"), "is required")
+		case strings.ContainsAny(p.Name, "/ \t"):
+			add(at("name"), "must not contain '/' or spaces, got %q", p.Name)
+		case p.Name == "moltbot":
+			add(at("name"), `"moltbot" is reserved for the configured chain`)
+		case names[p.Name]:
+			add(at("name"), "provider %q is defined twice", p.Name)
+		}
+		names[p.Name] = true
+		if !slices.Contains(types, p.Type) {
+			add(at("type"), "must be one of %s, got %q", strings.Join(types, ", "), p.Type)
+		}
+		if p.Type != TypeSim && p.Type != "" {
+			if p.URL == "" {
+				add(at("url"), "is required for a %s provider", p.Type)
+			} else if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				add(at("url"), "want an http:// or https:// URL, got %q", p.URL)
+			}
+		}
+		if p.MaxInFlight < 1 {
+			add(at("max_in_flight"), "must be at least 1, got %d", p.MaxInFlight)
+		}
+		if p.MaxQueue < 0 {
+			add(at("max_queue"), "must not be negative, got %d", p.MaxQueue)
+		}
+		if p.Type == TypeSim && p.Sim.Tokens < 1 {
+			add(at("sim.tokens"), "must be at least 1, got %d", p.Sim.Tokens)
+		}
+	}
+
+	checkRef := func(path, s string) {
+		r, err := moltbot.ParseModelRef(s)
+		if err != nil {
+			add(path, "want provider/model, got %q", s)
+			return
+		}
+		if !names[r.Provider] {
+			defined := make([]string, 0, len(names))
+			for n := range names {
+				defined = append(defined, n)
+			}
+			sort.Strings(defined)
+			add(path, "provider %q is not defined (defined: %s)", r.Provider, strings.Join(defined, ", "))
+		}
+	}
+	if c.Models.Primary == "" {
+		add("models.primary", "is required (provider/model)")
+	} else {
+		checkRef("models.primary", c.Models.Primary)
+	}
+	seen := map[string]bool{c.Models.Primary: true}
+	for i, f := range c.Models.Fallback {
+		path := fmt.Sprintf("models.fallback[%d]", i)
+		checkRef(path, f)
+		if seen[f] {
+			add(path, "%q is already in the chain", f)
+		}
+		seen[f] = true
+	}
+	if c.Models.Threshold.Latency <= 0 {
+		add("models.threshold.latency", "must be more than 0")
+	}
+	if c.Models.Threshold.ErrorRate <= 0 {
+		add("models.threshold.error_rate", "must be more than 0%%")
+	}
+	if c.Conversations.IdleTimeout.D() < 1e9 {
+		add("conversations.idle_timeout", "must be at least 1s, got %s", c.Conversations.IdleTimeout)
+	}
+	if c.Conversations.MaxContextTokens < 128 {
+		add("conversations.max_context_tokens", "must be at least 128, got %d", c.Conversations.MaxContextTokens)
+	}
+	if c.Conversations.MaxQueuedTurns < 0 {
+		add("conversations.max_queued_turns", "must not be negative, got %d", c.Conversations.MaxQueuedTurns)
+	}
+	if c.Cluster.Replicas < 1 {
+		add("cluster.replicas", "must be at least 1, got %d", c.Cluster.Replicas)
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the config as YAML with secrets shown as [REDACTED].
+func (c *Config) Redacted() string {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}

@@ -1,0 +1,260 @@
+// Package inference defines how moltbot talks to a model server: one Provider
+// interface that streams a reply through a callback, typed errors that say
+// whether trying another model could help, and the clients in subpackages
+// (ollama, openai, anthropic, sim). It knows nothing of actors or storage.
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moltbot/moltbot"
+)
+
+// Request is one chat call to a model.
+type Request struct {
+	Model    string
+	Messages []moltbot.Message
+	moltbot.ChatOptions
+}
+
+// Result is what a finished call reports beyond the streamed text.
+type Result struct {
+	Usage        moltbot.Usage
+	FinishReason string
+	// Model is the model name the server reported, when it did.
+	Model string
+}
+
+// DeltaFunc receives each piece of text as it arrives. Returning an error
+// stops the call; Chat then returns that error unchanged.
+type DeltaFunc func(text string) error
+
+// Provider is a model server. Implementations are safe for concurrent use.
+type Provider interface {
+	// Chat streams the reply to fn and returns when the server has finished.
+	// Cancelling ctx aborts the call. Errors other than fn's are *Error.
+	Chat(ctx context.Context, req *Request, fn DeltaFunc) (Result, error)
+	// Models lists the models the server offers; it doubles as a health check.
+	Models(ctx context.Context) ([]string, error)
+}
+
+// Kind says what went wrong with a model call.
+type Kind int
+
+// Kinds of failure.
+const (
+	KindUnavailable   Kind = iota // cannot connect, 5xx
+	KindTimeout                   // deadline passed
+	KindRateLimited               // 429
+	KindBadRequest                // 400, 413, 422: the request is at fault
+	KindAuth                      // 401, 403
+	KindModelNotFound             // 404 for the model
+	KindStream                    // the stream broke or ended early
+	KindBusy                      // local admission refused the call
+	KindCanceled                  // the caller went away
+	KindCrashed                   // the provider code panicked
+)
+
+var kindNames = [...]string{"unavailable", "timeout", "rate_limited", "bad_request", "auth", "model_not_found", "stream", "busy", "canceled", "crashed"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Error is a failed model call.
+type Error struct {
+	Kind     Kind
+	Provider string
+	Status   int
+	Message  string
+	// RetryAfter is the server's Retry-After, when given.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Provider)
+	b.WriteString(": ")
+	if e.Status != 0 {
+		b.WriteString("HTTP ")
+		b.WriteString(strconv.Itoa(e.Status))
+		b.WriteString(": ")
+	}
+	if e.Message != "" {
+		b.WriteString(e.Message)
+	} else if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	} else {
+		b.WriteString(e.Kind.String())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Failover reports whether another model may succeed where this one failed.
+// A request the server rejected as bad would be rejected anywhere.
+func (e *Error) Failover() bool {
+	return e.Kind != KindBadRequest && e.Kind != KindCanceled
+}
+
+// Code maps the failure to a moltbot error code for the HTTP edge.
+func (e *Error) Code() string {
+	switch e.Kind {
+	case KindTimeout:
+		return moltbot.ETimeout
+	case KindRateLimited:
+		return moltbot.ERateLimited
+	case KindBadRequest:
+		return moltbot.EInvalid
+	case KindBusy:
+		return moltbot.EBusy
+	}
+	return moltbot.EUnavailable
+}
+
+// AsError returns err as *Error when it is one.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// Classify turns a transport error into an *Error. ctx is the call's context:
+// its expiry means timeout, its cancellation means the caller left.
+func Classify(ctx context.Context, provider string, err error) *Error {
+	if e, ok := AsError(err); ok {
+		return e
+	}
+	out := &Error{Kind: KindUnavailable, Provider: provider, Err: err}
+	switch {
+	case ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
+		out.Kind, out.Message = KindTimeout, "timed out"
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		out.Kind, out.Message = KindCanceled, "canceled"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		out.Message = "connection refused"
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+		out.Kind, out.Message = KindStream, "connection closed mid-reply"
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			out.Kind, out.Message = KindTimeout, "timed out"
+		}
+	}
+	return out
+}
+
+// FromStatus builds the *Error for an HTTP error status with the server's message.
+func FromStatus(provider string, status int, message string, h http.Header) *Error {
+	e := &Error{Provider: provider, Status: status, Message: message}
+	switch {
+	case status == http.StatusTooManyRequests:
+		e.Kind = KindRateLimited
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		e.Kind = KindAuth
+	case status == http.StatusNotFound:
+		e.Kind = KindModelNotFound
+	case status == http.StatusRequestTimeout || status == http.StatusGatewayTimeout:
+		e.Kind = KindTimeout
+	case status >= 500 || status == 529:
+		e.Kind = KindUnavailable
+	case status >= 400:
+		e.Kind = KindBadRequest
+	default:
+		e.Kind = KindUnavailable
+	}
+	if h != nil {
+		e.RetryAfter = ParseRetryAfter(h.Get("Retry-After"), time.Now())
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(status)
+	}
+	return e
+}
+
+// ParseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 && s < 86400*7 {
+		return time.Duration(s * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// StreamEnded is the error for a stream that closed before the server said it was done.
+func StreamEnded(provider string) *Error {
+	return &Error{Kind: KindStream, Provider: provider, Message: "stream ended before the reply was complete"}
+}
+
+// EstimateTokens approximates the token count of messages: about four bytes
+// of English per token plus a few tokens of framing per message. Exact counts
+// need the model's tokenizer, which moltbot does not ship; servers report the
+// real counts in usage.
+func EstimateTokens(msgs []moltbot.Message) int {
+	n := 0
+	for i := range msgs {
+		n += MessageTokens(&msgs[i])
+	}
+	return n
+}
+
+// MessageTokens approximates one message's tokens (see EstimateTokens).
+func MessageTokens(m *moltbot.Message) int {
+	return 4 + (len(m.Content)+3)/4
+}
+
+// ReadErrorBody reads at most 64 KiB of an error response body.
+func ReadErrorBody(r io.Reader) []byte {
+	b, _ := io.ReadAll(io.LimitReader(r, 64<<10))
+	return b
+}
+
+// JoinURL joins base and path with one slash between them.
+func JoinURL(base, path string) string {
+	return strings.TrimRight(base, "/") + "/" + strings.TrimLeft(path, "/")
+}
+
+// Errorf builds an *Error of kind for provider.
+func Errorf(kind Kind, provider, format string, args ...any) *Error {
+	return &Error{Kind: kind, Provider: provider, Message: fmt.Sprintf(format, args...)}
+}
+
+// NewHTTPClient returns a client tuned for model servers: pooled keep-alive
+// connections, a bounded connect time, and no overall timeout (calls are
+// bounded by their context, since a long generation is normal).
+func NewHTTPClient(maxConns int) *http.Client {
+	if maxConns < 2 {
+		maxConns = 2
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		MaxIdleConns:          maxConns,
+		MaxIdleConnsPerHost:   maxConns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}}
+}

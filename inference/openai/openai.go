@@ -1,0 +1,274 @@
+// Package openai is a Provider for any server that speaks OpenAI's chat
+// completions API: OpenAI itself, vLLM, llama.cpp's server, LM Studio,
+// Ollama's /v1. It always streams (SSE) so that the first token is seen as
+// soon as the server sends it, and asks for usage in the last chunk.
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/inference/sse"
+)
+
+// Config configures a client.
+type Config struct {
+	Name    string // provider name, for errors
+	BaseURL string // e.g. https://api.openai.com/v1; "/v1" is added when the path is empty
+	APIKey  string
+	HTTP    *http.Client
+}
+
+// Client is an OpenAI-compatible provider.
+type Client struct {
+	name    string
+	base    string
+	key     string
+	http    *http.Client
+	chatURL string
+}
+
+// New returns a client for cfg.
+func New(cfg Config) *Client {
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if u, err := url.Parse(base); err == nil && (u.Path == "" || u.Path == "/") {
+		base += "/v1"
+	}
+	hc := cfg.HTTP
+	if hc == nil {
+		hc = inference.NewHTTPClient(16)
+	}
+	return &Client{name: cfg.Name, base: base, key: cfg.APIKey, http: hc, chatURL: base + "/chat/completions"}
+}
+
+type message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+type chatRequest struct {
+	Model         string         `json:"model"`
+	Messages      []message      `json:"messages"`
+	Stream        bool           `json:"stream"`
+	StreamOptions *streamOptions `json:"stream_options,omitempty"`
+	MaxTokens     int            `json:"max_tokens,omitempty"`
+	Temperature   *float64       `json:"temperature,omitempty"`
+	TopP          *float64       `json:"top_p,omitempty"`
+	Stop          []string       `json:"stop,omitempty"`
+	Seed          *int64         `json:"seed,omitempty"`
+}
+
+// Usage is OpenAI's usage object.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// chunk is one chat.completion.chunk.
+type chunk struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Delta struct {
+			Content *string `json:"content"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *Usage     `json:"usage"`
+	Error *errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    any    `json:"code"`
+}
+
+// ParseError reads OpenAI's {"error":{"message":...}} body; it returns the
+// raw text when the body has another shape.
+func ParseError(body []byte) string {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && len(e.Error) > 0 {
+		var eb errorBody
+		if json.Unmarshal(e.Error, &eb) == nil && eb.Message != "" {
+			return eb.Message
+		}
+		var s string
+		if json.Unmarshal(e.Error, &s) == nil && s != "" {
+			return s
+		}
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 512 {
+		s = s[:512] + "..."
+	}
+	return s
+}
+
+// Chat implements inference.Provider.
+func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
+	body := chatRequest{
+		Model:         req.Model,
+		Messages:      make([]message, len(req.Messages)),
+		Stream:        true,
+		StreamOptions: &streamOptions{IncludeUsage: true},
+		MaxTokens:     req.MaxTokens,
+		Temperature:   req.Temperature,
+		TopP:          req.TopP,
+		Stop:          req.Stop,
+		Seed:          req.Seed,
+	}
+	for i, m := range req.Messages {
+		body.Messages[i] = message{Role: string(m.Role), Content: m.Content}
+	}
+	buf, err := json.Marshal(&body)
+	if err != nil {
+		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "encode request: %v", err)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.chatURL, bytes.NewReader(buf))
+	if err != nil {
+		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "build request: %v", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "text/event-stream")
+	if c.key != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return inference.Result{}, inference.Classify(ctx, c.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return inference.Result{}, inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
+	}
+	var res inference.Result
+	if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
+		// A server that ignored "stream": read the whole completion.
+		return c.readJSON(ctx, resp, fn)
+	}
+	r := sse.NewReader(resp.Body, 4<<20)
+	finished := false
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) && finished {
+				return res, nil
+			}
+			if errors.Is(err, io.EOF) {
+				return res, inference.StreamEnded(c.name)
+			}
+			return res, inference.Classify(ctx, c.name, err)
+		}
+		if ev.Type == "error" {
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: ParseError(ev.Data)}
+		}
+		if bytes.Equal(ev.Data, []byte("[DONE]")) {
+			// [DONE] is the server's own end of reply, even without a finish_reason.
+			return res, nil
+		}
+		var ch chunk
+		if err := json.Unmarshal(ev.Data, &ch); err != nil {
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: "malformed stream chunk: " + err.Error()}
+		}
+		if ch.Error != nil {
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: ch.Error.Message}
+		}
+		if ch.Model != "" {
+			res.Model = ch.Model
+		}
+		if ch.Usage != nil {
+			res.Usage = moltbot.Usage{PromptTokens: ch.Usage.PromptTokens, CompletionTokens: ch.Usage.CompletionTokens}
+		}
+		for _, choice := range ch.Choices {
+			if choice.Delta.Content != nil && *choice.Delta.Content != "" {
+				if err := fn(*choice.Delta.Content); err != nil {
+					return res, err
+				}
+			}
+			if choice.FinishReason != nil && *choice.FinishReason != "" {
+				res.FinishReason = *choice.FinishReason
+				finished = true
+			}
+			break // only the first choice: moltbot never asks for n > 1
+		}
+	}
+}
+
+type completion struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Message struct {
+			Content string `json:"content"`
+		} `json:"message"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *Usage `json:"usage"`
+}
+
+func (c *Client) readJSON(ctx context.Context, resp *http.Response, fn inference.DeltaFunc) (inference.Result, error) {
+	var comp completion
+	if err := json.NewDecoder(resp.Body).Decode(&comp); err != nil {
+		return inference.Result{}, inference.Classify(ctx, c.name, err)
+	}
+	res := inference.Result{Model: comp.Model}
+	if comp.Usage != nil {
+		res.Usage = moltbot.Usage{PromptTokens: comp.Usage.PromptTokens, CompletionTokens: comp.Usage.CompletionTokens}
+	}
+	if len(comp.Choices) == 0 {
+		return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: "completion without choices"}
+	}
+	res.FinishReason = comp.Choices[0].FinishReason
+	if s := comp.Choices[0].Message.Content; s != "" {
+		if err := fn(s); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// Models implements inference.Provider with GET /models.
+func (c *Client) Models(ctx context.Context) ([]string, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/models", nil)
+	if err != nil {
+		return nil, inference.Errorf(inference.KindBadRequest, c.name, "build request: %v", err)
+	}
+	if c.key != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return nil, inference.Classify(ctx, c.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&list); err != nil {
+		return nil, &inference.Error{Kind: inference.KindUnavailable, Provider: c.name, Message: "malformed model list: " + err.Error()}
+	}
+	out := make([]string, 0, len(list.Data))
+	for _, m := range list.Data {
+		out = append(out, m.ID)
+	}
+	return out, nil
+}

@@ -1,0 +1,214 @@
+package openai
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/inference"
+)
+
+// fake answers /v1/chat/completions with the SSE frames given, flushing each.
+func fake(t *testing.T, status int, header map[string]string, frames ...string) (*httptest.Server, *chatRequest) {
+	t.Helper()
+	var got chatRequest
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/models":
+			if r.Header.Get("Authorization") != "Bearer sk-test" {
+				w.WriteHeader(401)
+				fmt.Fprint(w, `{"error":{"message":"bad key","type":"invalid_request_error"}}`)
+				return
+			}
+			fmt.Fprint(w, `{"object":"list","data":[{"id":"gpt-4o-mini","object":"model"},{"id":"gpt-4o","object":"model"}]}`)
+			return
+		case "/v1/chat/completions":
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer sk-test" {
+			t.Errorf("Authorization = %q", r.Header.Get("Authorization"))
+		}
+		if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
+			t.Errorf("decode request: %v", err)
+		}
+		for k, v := range header {
+			w.Header().Set(k, v)
+		}
+		if w.Header().Get("Content-Type") == "" {
+			w.Header().Set("Content-Type", "text/event-stream")
+		}
+		w.WriteHeader(status)
+		for _, f := range frames {
+			fmt.Fprint(w, f)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &got
+}
+
+func sseChunk(content string) string {
+	b, _ := json.Marshal(content)
+	return `data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":` + string(b) + `},"finish_reason":null}]}` + "\n\n"
+}
+
+const finish = `data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n"
+const usage = `data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}` + "\n\n"
+
+func run(t *testing.T, srv *httptest.Server) (string, inference.Result, error) {
+	t.Helper()
+	c := New(Config{Name: "cloud", BaseURL: srv.URL + "/v1", APIKey: "sk-test"})
+	var text strings.Builder
+	temp := 0.5
+	res, err := c.Chat(context.Background(), &inference.Request{Model: "gpt-4o-mini",
+		Messages:    []moltbot.Message{{Role: moltbot.RoleSystem, Content: "be brief"}, {Role: moltbot.RoleUser, Content: "hi"}},
+		ChatOptions: moltbot.ChatOptions{MaxTokens: 16, Temperature: &temp}},
+		func(s string) error { text.WriteString(s); return nil })
+	return text.String(), res, err
+}
+
+func TestChatStream(t *testing.T) {
+	// Keep-alive comments, a frame split across two writes, CRLF endings,
+	// finish, usage, [DONE].
+	srv, got := fake(t, 200, nil,
+		": keep-alive\n\n",
+		sseChunk("Hel"),
+		`data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"con`,
+		`tent":"lo"},"finish_reason":null}]}`+"\r\n\r\n",
+		sseChunk(" world"),
+		finish, usage, "data: [DONE]\n\n")
+	text, res, err := run(t, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text != "Hello world" {
+		t.Errorf("text = %q", text)
+	}
+	if res.Usage != (moltbot.Usage{PromptTokens: 9, CompletionTokens: 3}) || res.FinishReason != "stop" || res.Model != "gpt-4o-mini" {
+		t.Errorf("result = %+v", res)
+	}
+	if !got.Stream || got.StreamOptions == nil || !got.StreamOptions.IncludeUsage || got.MaxTokens != 16 || *got.Temperature != 0.5 || len(got.Messages) != 2 || got.Messages[0].Role != "system" {
+		t.Errorf("request = %+v", got)
+	}
+}
+
+func TestChatJSONFallback(t *testing.T) {
+	srv, _ := fake(t, 200, map[string]string{"Content-Type": "application/json"},
+		`{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"whole"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`)
+	text, res, err := run(t, srv)
+	if err != nil || text != "whole" || res.Usage.CompletionTokens != 2 {
+		t.Fatalf("text %q res %+v err %v", text, res, err)
+	}
+}
+
+func TestChatErrors(t *testing.T) {
+	cases := []struct {
+		name     string
+		status   int
+		header   map[string]string
+		frames   []string
+		kind     inference.Kind
+		msg      string
+		retry    time.Duration
+		failover bool
+	}{
+		{"rate limited", 429, map[string]string{"Retry-After": "7", "Content-Type": "application/json"},
+			[]string{`{"error":{"message":"slow down","type":"rate_limit_error"}}`}, inference.KindRateLimited, "slow down", 7 * time.Second, true},
+		{"model missing", 404, nil, []string{`{"error":{"message":"The model 'x' does not exist","type":"invalid_request_error","code":"model_not_found"}}`},
+			inference.KindModelNotFound, "does not exist", 0, true},
+		{"bad request", 400, nil, []string{`{"error":{"message":"context too long","type":"invalid_request_error"}}`}, inference.KindBadRequest, "context too long", 0, false},
+		{"server error", 503, nil, []string{"upstream down"}, inference.KindUnavailable, "upstream down", 0, true},
+		{"auth", 401, nil, []string{`{"error":"bad key"}`}, inference.KindAuth, "bad key", 0, true},
+		{"stream cut", 200, nil, []string{sseChunk("partial")}, inference.KindStream, "ended", 0, true},
+		{"error chunk", 200, nil, []string{sseChunk("a"), `data: {"error":{"message":"overloaded"}}` + "\n\n"}, inference.KindStream, "overloaded", 0, true},
+		{"garbage chunk", 200, nil, []string{"data: {not json\n\n"}, inference.KindStream, "malformed", 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := fake(t, tc.status, tc.header, tc.frames...)
+			_, _, err := run(t, srv)
+			e, ok := inference.AsError(err)
+			if !ok {
+				t.Fatalf("err = %v (%T), want *inference.Error", err, err)
+			}
+			if e.Kind != tc.kind || !strings.Contains(e.Error(), tc.msg) || e.RetryAfter != tc.retry || e.Failover() != tc.failover {
+				t.Errorf("err = %v kind %v retry %v failover %v; want kind %v containing %q retry %v failover %v", e, e.Kind, e.RetryAfter, e.Failover(), tc.kind, tc.msg, tc.retry, tc.failover)
+			}
+			if e.Provider != "cloud" {
+				t.Errorf("provider = %q", e.Provider)
+			}
+		})
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c := New(Config{Name: "gone", BaseURL: url})
+	_, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil })
+	e, ok := inference.AsError(err)
+	if !ok || e.Kind != inference.KindUnavailable || !e.Failover() {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestTimeoutAndCallbackError(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, sseChunk("a"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := New(Config{Name: "slow", BaseURL: srv.URL})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Chat(ctx, &inference.Request{Model: "m"}, func(string) error { return nil })
+	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindTimeout {
+		t.Fatalf("err = %v, want timeout", err)
+	}
+	stop := errors.New("client left")
+	_, err = c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return stop })
+	if !errors.Is(err, stop) {
+		t.Fatalf("err = %v, want the callback's error", err)
+	}
+}
+
+func TestModels(t *testing.T) {
+	srv, _ := fake(t, 200, nil)
+	got, err := New(Config{Name: "c", BaseURL: srv.URL, APIKey: "sk-test"}).Models(context.Background())
+	if err != nil || strings.Join(got, ",") != "gpt-4o-mini,gpt-4o" {
+		t.Fatalf("models %v err %v", got, err)
+	}
+	_, err = New(Config{Name: "c", BaseURL: srv.URL, APIKey: "wrong"}).Models(context.Background())
+	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindAuth {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParseError(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"error":{"message":"m1","type":"t"}}`: "m1",
+		`{"error":"m2"}`:                        "m2",
+		`plain text`:                            "plain text",
+	} {
+		if got := ParseError([]byte(in)); got != want {
+			t.Errorf("ParseError(%s) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,370 @@
+package sim
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/jsonw"
+)
+
+// ServerVersion is what /api/version reports.
+const ServerVersion = "0.5.0-moltbot-sim"
+
+// maxBody caps request bodies the simulator reads.
+const maxBody = 4 << 20
+
+// Server serves the simulator over HTTP with the Ollama API (/api/chat,
+// /api/tags, /api/version) and the OpenAI API (/v1/chat/completions,
+// /v1/models).
+type Server struct {
+	Engine *Engine
+	mux    *http.ServeMux
+	bufs   sync.Pool
+}
+
+// NewServer returns a simulator server for opts.
+func NewServer(opts Options) *Server {
+	s := &Server{Engine: NewEngine(opts)}
+	s.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "Ollama is running (moltbot sim)") })
+	mux.HandleFunc("POST /api/chat", s.ollamaChat)
+	mux.HandleFunc("GET /api/tags", s.ollamaTags)
+	mux.HandleFunc("GET /api/version", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"version":"`+ServerVersion+`"}`)
+	})
+	mux.HandleFunc("POST /v1/chat/completions", s.openaiChat)
+	mux.HandleFunc("GET /v1/models", s.openaiModels)
+	s.mux = mux
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Moltbot-Simulated", "true")
+	s.mux.ServeHTTP(w, r)
+}
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content any    `json:"content"` // a string, or OpenAI's list of parts
+}
+
+func (m chatMessage) text() string {
+	switch c := m.Content.(type) {
+	case string:
+		return c
+	case []any:
+		var b strings.Builder
+		for _, part := range c {
+			if p, ok := part.(map[string]any); ok {
+				if t, ok := p["text"].(string); ok {
+					b.WriteString(t)
+				}
+			}
+		}
+		return b.String()
+	}
+	return ""
+}
+
+func toMessages(in []chatMessage) []moltbot.Message {
+	out := make([]moltbot.Message, len(in))
+	for i, m := range in {
+		out[i] = moltbot.Message{Role: moltbot.Role(m.Role), Content: m.text()}
+	}
+	return out
+}
+
+func (s *Server) buf() *[]byte { return s.bufs.Get().(*[]byte) }
+
+func (s *Server) put(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		*b = (*b)[:0]
+		s.bufs.Put(b)
+	}
+}
+
+// ---- Ollama ----
+
+type ollamaRequest struct {
+	Model    string        `json:"model"`
+	Messages []chatMessage `json:"messages"`
+	Stream   *bool         `json:"stream"`
+	Options  struct {
+		NumPredict int `json:"num_predict"`
+	} `json:"options"`
+}
+
+func ollamaError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b := append([]byte(`{"error":`), jsonw.String(nil, msg)...)
+	w.Write(append(b, '}', '\n'))
+}
+
+func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
+	var req ollamaRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		ollamaError(w, http.StatusBadRequest, "invalid request: "+err.Error())
+		return
+	}
+	if req.Model == "" {
+		ollamaError(w, http.StatusBadRequest, "model is required")
+		return
+	}
+	if s.Engine.Fail() {
+		ollamaError(w, http.StatusInternalServerError, "simulated failure")
+		return
+	}
+	stream := req.Stream == nil || *req.Stream
+	msgs := toMessages(req.Messages)
+	start := time.Now()
+	created := start.UTC().Format(time.RFC3339Nano)
+	bp := s.buf()
+	defer s.put(bp)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if !stream {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	fl, _ := w.(http.Flusher)
+	var text strings.Builder
+	head := func(b []byte) []byte {
+		b = append(b, `{"model":`...)
+		b = jsonw.String(b, req.Model)
+		b = append(b, `,"created_at":"`...)
+		b = append(b, created...)
+		return append(b, `","message":{"role":"assistant","content":`...)
+	}
+	rep, err := s.Engine.Generate(r.Context(), msgs, req.Options.NumPredict, func(tok string) error {
+		if !stream {
+			text.WriteString(tok)
+			return nil
+		}
+		b := head((*bp)[:0])
+		b = jsonw.String(b, tok)
+		b = append(b, `},"done":false}`+"\n"...)
+		*bp = b
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return // the client left
+	}
+	b := head((*bp)[:0])
+	b = jsonw.String(b, text.String())
+	b = append(b, `},"done_reason":`...)
+	b = jsonw.String(b, rep.FinishReason)
+	dur := time.Since(start).Nanoseconds()
+	b = append(b, `,"done":true,"total_duration":`...)
+	b = jsonw.Int(b, dur)
+	b = append(b, `,"load_duration":0,"prompt_eval_count":`...)
+	b = jsonw.Int(b, int64(rep.Usage.PromptTokens))
+	b = append(b, `,"prompt_eval_duration":0,"eval_count":`...)
+	b = jsonw.Int(b, int64(rep.Usage.CompletionTokens))
+	b = append(b, `,"eval_duration":`...)
+	b = jsonw.Int(b, dur)
+	b = append(b, "}\n"...)
+	*bp = b
+	w.Write(b)
+}
+
+func (s *Server) ollamaTags(w http.ResponseWriter, _ *http.Request) {
+	type details struct {
+		Format            string `json:"format"`
+		Family            string `json:"family"`
+		ParameterSize     string `json:"parameter_size"`
+		QuantizationLevel string `json:"quantization_level"`
+	}
+	type model struct {
+		Name       string    `json:"name"`
+		Model      string    `json:"model"`
+		ModifiedAt time.Time `json:"modified_at"`
+		Size       int64     `json:"size"`
+		Digest     string    `json:"digest"`
+		Details    details   `json:"details"`
+	}
+	var out struct {
+		Models []model `json:"models"`
+	}
+	for _, m := range s.Engine.Options().Models {
+		name := m
+		if !strings.Contains(name, ":") {
+			name += ":latest"
+		}
+		out.Models = append(out.Models, model{Name: name, Model: name, ModifiedAt: time.Unix(0, 0).UTC(),
+			Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+			Details: details{Format: "sim", Family: "moltbot-sim", ParameterSize: "0B", QuantizationLevel: "none"}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
+
+// ---- OpenAI ----
+
+type openaiRequest struct {
+	Model         string        `json:"model"`
+	Messages      []chatMessage `json:"messages"`
+	Stream        bool          `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	MaxTokens           int `json:"max_tokens"`
+	MaxCompletionTokens int `json:"max_completion_tokens"`
+}
+
+func openaiError(w http.ResponseWriter, status int, typ, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b := append([]byte(`{"error":{"message":`), jsonw.String(nil, msg)...)
+	b = append(b, `,"type":`...)
+	b = jsonw.String(b, typ)
+	w.Write(append(b, `,"code":null}}`+"\n"...))
+}
+
+func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
+	var req openaiRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		openaiError(w, http.StatusBadRequest, "invalid_request_error", "invalid request: "+err.Error())
+		return
+	}
+	if req.Model == "" {
+		openaiError(w, http.StatusBadRequest, "invalid_request_error", "model is required")
+		return
+	}
+	if len(req.Messages) == 0 {
+		openaiError(w, http.StatusBadRequest, "invalid_request_error", "messages must not be empty")
+		return
+	}
+	if s.Engine.Fail() {
+		openaiError(w, http.StatusInternalServerError, "server_error", "simulated failure")
+		return
+	}
+	maxTok := req.MaxTokens
+	if req.MaxCompletionTokens > 0 {
+		maxTok = req.MaxCompletionTokens
+	}
+	msgs := toMessages(req.Messages)
+	now := time.Now()
+	id := "chatcmpl-sim" + jsonInt(now.UnixNano())
+	created := jsonInt(now.Unix())
+	bp := s.buf()
+	defer s.put(bp)
+	head := func(b []byte, object string) []byte {
+		b = append(b, `{"id":"`...)
+		b = append(b, id...)
+		b = append(b, `","object":"`...)
+		b = append(b, object...)
+		b = append(b, `","created":`...)
+		b = append(b, created...)
+		b = append(b, `,"model":`...)
+		b = jsonw.String(b, req.Model)
+		return append(b, `,"system_fingerprint":"moltbot-sim","choices":[`...)
+	}
+	if !req.Stream {
+		var text strings.Builder
+		rep, err := s.Engine.Generate(r.Context(), msgs, maxTok, func(tok string) error {
+			text.WriteString(tok)
+			return nil
+		})
+		if err != nil {
+			return
+		}
+		b := head((*bp)[:0], "chat.completion")
+		b = append(b, `{"index":0,"message":{"role":"assistant","content":`...)
+		b = jsonw.String(b, text.String())
+		b = append(b, `},"logprobs":null,"finish_reason":"`...)
+		b = append(b, rep.FinishReason...)
+		b = append(b, `"}],`...)
+		b = appendUsage(b, rep)
+		b = append(b, "}\n"...)
+		*bp = b
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	fl, _ := w.(http.Flusher)
+	send := func(b []byte) error {
+		*bp = b
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return nil
+	}
+	first := true
+	rep, err := s.Engine.Generate(r.Context(), msgs, maxTok, func(tok string) error {
+		b := append((*bp)[:0], "data: "...)
+		b = head(b, "chat.completion.chunk")
+		b = append(b, `{"index":0,"delta":{`...)
+		if first {
+			b = append(b, `"role":"assistant",`...)
+			first = false
+		}
+		b = append(b, `"content":`...)
+		b = jsonw.String(b, tok)
+		b = append(b, `},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+		return send(b)
+	})
+	if err != nil {
+		return
+	}
+	b := append((*bp)[:0], "data: "...)
+	b = head(b, "chat.completion.chunk")
+	b = append(b, `{"index":0,"delta":{},"logprobs":null,"finish_reason":"`...)
+	b = append(b, rep.FinishReason...)
+	b = append(b, `"}]}`+"\n\n"...)
+	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+		b = append(b, "data: "...)
+		b = head(b, "chat.completion.chunk")
+		b = append(b, `],`...)
+		b = appendUsage(b, rep)
+		b = append(b, "}\n\n"...)
+	}
+	b = append(b, "data: [DONE]\n\n"...)
+	send(b)
+}
+
+func jsonInt(v int64) string { return string(jsonw.Int(nil, v)) }
+
+func appendUsage(b []byte, rep Reply) []byte {
+	b = append(b, `"usage":{"prompt_tokens":`...)
+	b = jsonw.Int(b, int64(rep.Usage.PromptTokens))
+	b = append(b, `,"completion_tokens":`...)
+	b = jsonw.Int(b, int64(rep.Usage.CompletionTokens))
+	b = append(b, `,"total_tokens":`...)
+	b = jsonw.Int(b, int64(rep.Usage.Total()))
+	return append(b, '}')
+}
+
+func (s *Server) openaiModels(w http.ResponseWriter, _ *http.Request) {
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	out := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: []model{}}
+	for _, m := range s.Engine.Options().Models {
+		out.Data = append(out.Data, model{ID: m, Object: "model", OwnedBy: "moltbot-sim"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}

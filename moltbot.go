@@ -1,0 +1,186 @@
+// Package moltbot holds the domain vocabulary shared by every other package:
+// messages, model references, conversations and the typed errors that the
+// HTTP edge translates to status codes. It imports the standard library only.
+package moltbot
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Version is stamped at build time with -ldflags "-X github.com/moltbot/moltbot.Version=...".
+var Version = "dev"
+
+// Role is who wrote a message.
+type Role string
+
+// The roles a conversation knows.
+const (
+	RoleSystem    Role = "system"
+	RoleUser      Role = "user"
+	RoleAssistant Role = "assistant"
+)
+
+// Valid reports whether r is one of the known roles.
+func (r Role) Valid() bool {
+	return r == RoleSystem || r == RoleUser || r == RoleAssistant
+}
+
+// Message is one entry of a conversation.
+type Message struct {
+	Role    Role   `json:"role"`
+	Content string `json:"content"`
+	// Model names who wrote an assistant message ("provider/model"); empty otherwise.
+	Model string `json:"model,omitempty"`
+	// Created is when the message entered the conversation (Unix milliseconds).
+	Created int64 `json:"created,omitempty"`
+}
+
+// ModelRef names a model on a configured provider: "provider/model".
+type ModelRef struct {
+	Provider string
+	Model    string
+}
+
+// ParseModelRef splits "provider/model". The model part may itself hold
+// slashes ("hf/org/name"); the provider part may not be empty.
+func ParseModelRef(s string) (ModelRef, error) {
+	i := strings.IndexByte(s, '/')
+	if i <= 0 || i == len(s)-1 {
+		return ModelRef{}, fmt.Errorf("model %q: want provider/model", s)
+	}
+	return ModelRef{Provider: s[:i], Model: s[i+1:]}, nil
+}
+
+// String returns "provider/model".
+func (m ModelRef) String() string {
+	if m.Provider == "" {
+		return m.Model
+	}
+	return m.Provider + "/" + m.Model
+}
+
+// IsZero reports whether m names nothing.
+func (m ModelRef) IsZero() bool { return m.Provider == "" && m.Model == "" }
+
+// Usage counts tokens of one model call, as reported by the server (zero when it gives none).
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+// Total is prompt plus completion tokens.
+func (u Usage) Total() int { return u.PromptTokens + u.CompletionTokens }
+
+// ChatOptions are the per-request knobs passed through to a model.
+type ChatOptions struct {
+	// Model is "" or "moltbot" for the configured chain, or "provider/model" to pick one.
+	Model       string
+	MaxTokens   int
+	Temperature *float64
+	TopP        *float64
+	Stop        []string
+	Seed        *int64
+}
+
+// Chunk is one piece of a streamed reply.
+type Chunk struct {
+	Content string
+	// Served names the model producing this chunk.
+	Served ModelRef
+}
+
+// StreamFunc receives chunks as they arrive. Returning an error cancels the call.
+type StreamFunc func(Chunk) error
+
+// Completion is a finished model reply.
+type Completion struct {
+	Content      string
+	Served       ModelRef
+	Usage        Usage
+	FinishReason string
+	// Failovers counts the models tried before the one that served.
+	Failovers int
+	// TTFT is the time from the request to the first token.
+	TTFT time.Duration
+}
+
+// Conversation is a stored dialogue with its context.
+type Conversation struct {
+	Tenant   string    `json:"tenant"`
+	ID       string    `json:"id"`
+	System   string    `json:"system,omitempty"`
+	Model    string    `json:"model,omitempty"`
+	Messages []Message `json:"messages"`
+	Version  uint64    `json:"version"`
+	Created  int64     `json:"created"`
+	Updated  int64     `json:"updated"`
+}
+
+// Key returns "<tenant>/<id>", the conversation's identity across the system.
+func (c *Conversation) Key() string { return c.Tenant + "/" + c.ID }
+
+// DefaultTenant owns every conversation until tenants are configured.
+const DefaultTenant = "default"
+
+// Error codes. The gateway maps each to one HTTP status in one place.
+const (
+	EInvalid     = "invalid"       // 400: the request is wrong
+	ENotFound    = "not_found"     // 404
+	ETooLarge    = "too_large"     // 413
+	EConflict    = "conflict"      // 409
+	EBusy        = "busy"          // 503 with Retry-After: admission refused
+	EUnavailable = "unavailable"   // 502: upstream down or broke the stream
+	ETimeout     = "timeout"       // 504
+	ERateLimited = "rate_limited"  // 429
+	EInternal    = "internal"      // 500
+	EShutdown    = "shutting_down" // 503: the node is stopping
+)
+
+// Error is an error with a code that says what went wrong in terms a client can act on.
+type Error struct {
+	Code    string
+	Message string
+	// Param names the request field at fault, when there is one.
+	Param string
+	// RetryAfter, when set, tells the client how long to wait.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil && e.Message == "" {
+		return e.Err.Error()
+	}
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given code.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EInternal otherwise.
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EInternal
+}
+
+// ErrorMessage returns the client-facing message of err.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Error()
+	}
+	return "internal error"
+}
