@@ -115,8 +115,10 @@ type Conversation struct {
 	Model    string    `json:"model,omitempty"`
 	Messages []Message `json:"messages"`
 	Version  uint64    `json:"version"`
-	Created  int64     `json:"created"`
-	Updated  int64     `json:"updated"`
+	// Epoch fences writers: a snapshot from an older epoch never replaces a newer one.
+	Epoch   uint64 `json:"-"`
+	Created int64  `json:"created"`
+	Updated int64  `json:"updated"`
 }
 
 // Key returns "<tenant>/<id>", the conversation's identity across the system.

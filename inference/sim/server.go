@@ -203,7 +203,7 @@ func (s *Server) ollamaTags(w http.ResponseWriter, _ *http.Request) {
 			name += ":latest"
 		}
 		out.Models = append(out.Models, model{Name: name, Model: name, ModifiedAt: time.Unix(0, 0).UTC(),
-			Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+			Digest:  "sha256:0000000000000000000000000000000000000000000000000000000000000000",
 			Details: details{Format: "sim", Family: "moltbot-sim", ParameterSize: "0B", QuantizationLevel: "none"}})
 	}
 	w.Header().Set("Content-Type", "application/json")

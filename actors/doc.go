@@ -1,0 +1,23 @@
+// Package actors is the only package that knows protoactor-go. It runs:
+//
+//   - one provider actor per configured model server, under a supervisor
+//     ("providers") that restarts a crashed provider with backoff and counts
+//     it in moltbot_actor_restarts_total. A provider actor owns admission
+//     (max in-flight, a bounded queue, "busy" past both); the HTTP call runs
+//     in a goroutine it starts and that reports back by message, so Receive
+//     never blocks on a model;
+//   - a conversation manager ("conversations") that owns one child actor per
+//     conversation id (<tenant>/<id>), routes every message to it, spawns it
+//     from its snapshot on demand and passivates it when idle, buffering
+//     messages while a child stops so none reaches a dead mailbox;
+//   - conversation actors that hold the context, run one turn at a time (the
+//     rest wait in a bounded queue), persist the user message (synced) before
+//     asking a model and the reply (synced) before answering the caller;
+//   - a router (plain Go, used by a turn's goroutine) that walks the model
+//     chain: primary first, then fallbacks when a model fails before its first
+//     token. The failover policy proper (breakers, thresholds) plugs in here.
+//
+// Every request message gets exactly one reply; callers never wait forever.
+// The Runtime type is the package's API: the gateway declares the small
+// interface it needs and the cmd package hands it a *Runtime.
+package actors

@@ -1,0 +1,68 @@
+package actors
+
+import (
+	"context"
+	"time"
+)
+
+// models returns the configured and discovered model names of a provider.
+func (st *providerState) models() []string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]string, 0, len(st.spec.Models)+len(st.discovered))
+	out = append(out, st.spec.Models...)
+	return append(out, st.discovered...)
+}
+
+// healthLoop probes every provider now and then every interval, until Shutdown.
+func (rt *Runtime) healthLoop(every time.Duration) {
+	defer rt.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rt.checkAll()
+		select {
+		case <-rt.base.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkAll probes providers concurrently, each bounded by 3 s.
+func (rt *Runtime) checkAll() {
+	done := make(chan struct{}, len(rt.order))
+	for _, name := range rt.order {
+		st := rt.states[name]
+		go func() {
+			defer func() { done <- struct{}{} }()
+			ctx, cancel := context.WithTimeout(rt.base, 3*time.Second)
+			defer cancel()
+			models, err := st.spec.Provider.Models(ctx)
+			if rt.base.Err() != nil {
+				return
+			}
+			st.mu.Lock()
+			was := st.healthy
+			st.checked = time.Now()
+			st.healthy = err == nil
+			if err != nil {
+				st.lastErr = err.Error()
+			} else {
+				st.lastErr = ""
+				st.discovered = models
+			}
+			st.mu.Unlock()
+			if was != (err == nil) {
+				if err != nil {
+					rt.log.Warn("provider unreachable", "provider", st.spec.Name, "err", err)
+				} else {
+					rt.log.Info("provider reachable", "provider", st.spec.Name, "models", len(models))
+				}
+			}
+		}()
+	}
+	for range rt.order {
+		<-done
+	}
+}

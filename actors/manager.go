@@ -1,0 +1,121 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/moltbot/moltbot/internal/metrics"
+)
+
+// routed is a message the manager delivers to one conversation's actor.
+type routed interface{ route() (tenant, id string) }
+
+// releaseMsg is a child asking to be stopped: it is idle (or holds no
+// conversation) and has processed `processed` messages from the manager.
+type releaseMsg struct {
+	key       string
+	pid       string
+	processed uint64
+}
+
+// passivateMsg asks a child whether it is idle enough to stop.
+type passivateMsg struct{}
+
+type tickMsg struct{}
+
+type entry struct {
+	pid       *actor.PID
+	tenant    string
+	id        string
+	forwarded uint64    // messages sent to pid by the manager
+	last      time.Time // when the last one was sent
+	stopping  bool
+	pending   []routed // held while the child stops, delivered to its successor
+}
+
+// manager owns the conversation actors: one child per <tenant>/<id>.
+//
+// Passivation protocol, so that no message reaches a stopped mailbox: the
+// manager counts what it forwards to each child; a child that is idle replies
+// to passivateMsg with releaseMsg carrying how many manager messages it has
+// processed. Only if that equals the forwarded count does the manager stop
+// it; from then on, messages for that id wait in pending and go to a fresh
+// child (loaded from its snapshot) once the old one has terminated.
+type manager struct {
+	rt      *Runtime
+	entries map[string]*entry
+	byPID   map[string]string
+	cancel  scheduler.CancelFunc
+}
+
+func (m *manager) Receive(c actor.Context) {
+	switch msg := c.Message().(type) {
+	case *actor.Started:
+		m.entries = map[string]*entry{}
+		m.byPID = map[string]string{}
+		every := m.rt.tick
+		m.cancel = scheduler.NewTimerScheduler(m.rt.system.Root).SendRepeatedly(every, every, c.Self(), &tickMsg{})
+	case *actor.Stopping:
+		if m.cancel != nil {
+			m.cancel()
+		}
+	case routed:
+		t, id := msg.route()
+		m.deliver(c, t+"/"+id, t, id, msg)
+	case *releaseMsg:
+		e := m.entries[msg.key]
+		if e == nil || e.pid.Id != msg.pid || e.stopping || msg.processed != e.forwarded {
+			return // a message is on its way to the child: it is not idle after all
+		}
+		e.stopping = true
+		c.Stop(e.pid)
+	case *actor.Terminated:
+		key, ok := m.byPID[msg.Who.Id]
+		if !ok {
+			return
+		}
+		delete(m.byPID, msg.Who.Id)
+		e := m.entries[key]
+		if e == nil || e.pid.Id != msg.Who.Id {
+			return
+		}
+		delete(m.entries, key)
+		m.rt.active.Add(-1)
+		m.rt.met.Inc(metrics.Passivations)
+		for _, p := range e.pending {
+			m.deliver(c, key, e.tenant, e.id, p)
+		}
+	case *tickMsg:
+		now := time.Now()
+		for _, e := range m.entries {
+			if !e.stopping && now.Sub(e.last) >= m.rt.idle {
+				m.send(c, e, &passivateMsg{})
+			}
+		}
+	}
+}
+
+func (m *manager) deliver(c actor.Context, key, tenant, id string, msg any) {
+	e := m.entries[key]
+	if e == nil {
+		e = &entry{tenant: tenant, id: id}
+		e.pid = c.Spawn(m.rt.convProps(tenant, id))
+		m.entries[key] = e
+		m.byPID[e.pid.Id] = key
+		m.rt.active.Add(1)
+	}
+	if e.stopping {
+		if r, ok := msg.(routed); ok {
+			e.pending = append(e.pending, r)
+		}
+		return
+	}
+	m.send(c, e, msg)
+}
+
+func (m *manager) send(c actor.Context, e *entry, msg any) {
+	e.forwarded++
+	e.last = time.Now()
+	c.Send(e.pid, msg)
+}

@@ -1,0 +1,240 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/internal/metrics"
+)
+
+// ProviderSpec is one configured model server.
+type ProviderSpec struct {
+	Name     string
+	Type     string
+	Provider inference.Provider
+	// MaxInFlight calls run at once; MaxQueue more wait; past both, busy.
+	MaxInFlight int
+	MaxQueue    int
+	// Timeout bounds one call.
+	Timeout time.Duration
+	// Models lists configured model names (shown by /v1/models).
+	Models []string
+}
+
+// providerState is what survives a provider actor's restart and what status
+// reads without asking the actor: counters and health.
+type providerState struct {
+	spec     ProviderSpec
+	pid      atomic.Pointer[actor.PID]
+	inFlight atomic.Int64
+	queued   atomic.Int64
+	restarts atomic.Int64
+
+	mu         sync.Mutex
+	carry      *carry // work handed from a crashed incarnation to the next
+	healthy    bool
+	checked    time.Time
+	lastErr    string
+	discovered []string
+}
+
+type carry struct {
+	inFlight int
+	queue    []*callMsg
+}
+
+// callMsg asks a provider actor for one model call. done receives exactly one
+// result. fn is called from the call's goroutine only.
+type callMsg struct {
+	ctx  context.Context
+	req  *inference.Request
+	fn   inference.DeltaFunc
+	done chan callResult
+}
+
+type callResult struct {
+	res  inference.Result
+	err  error
+	ttft time.Duration
+}
+
+// callFinished tells the actor a call's goroutine is done.
+type callFinished struct {
+	panicked any
+	stack    string
+}
+
+// providerActor admits calls to one provider. Its state (in-flight count and
+// queue) is carried across restarts through providerState.carry.
+type providerActor struct {
+	st       *providerState
+	log      *slog.Logger
+	met      *metrics.Registry
+	system   *actor.ActorSystem
+	inFlight int
+	queue    []*callMsg
+}
+
+func (a *providerActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		a.st.mu.Lock()
+		if cr := a.st.carry; cr != nil {
+			a.inFlight, a.queue = cr.inFlight, cr.queue
+			a.st.carry = nil
+		}
+		a.st.mu.Unlock()
+		a.drain(c)
+	case *actor.Restarting:
+		a.st.mu.Lock()
+		a.st.carry = &carry{inFlight: a.inFlight, queue: a.queue}
+		a.st.mu.Unlock()
+	case *callMsg:
+		a.admit(c, m)
+	case *callFinished:
+		a.inFlight--
+		a.st.inFlight.Store(int64(a.inFlight))
+		if m.panicked != nil {
+			// The goroutine already failed its caller (who fails over). Crash
+			// this actor so the supervisor restarts it with backoff and counts it.
+			panic(fmt.Sprintf("provider %s: call panicked: %v\n%s", a.st.spec.Name, m.panicked, m.stack))
+		}
+		a.drain(c)
+	}
+}
+
+func (a *providerActor) admit(c actor.Context, m *callMsg) {
+	if err := m.ctx.Err(); err != nil {
+		m.done <- callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)}
+		return
+	}
+	if a.inFlight < a.st.spec.MaxInFlight {
+		a.start(c, m)
+		return
+	}
+	if len(a.queue) < a.st.spec.MaxQueue {
+		a.queue = append(a.queue, m)
+		a.st.queued.Store(int64(len(a.queue)))
+		return
+	}
+	a.met.Inc(metrics.ProviderBusy, a.st.spec.Name)
+	m.done <- callResult{err: &inference.Error{Kind: inference.KindBusy, Provider: a.st.spec.Name,
+		Message: fmt.Sprintf("busy: %d calls running and %d waiting", a.inFlight, len(a.queue)), RetryAfter: time.Second}}
+}
+
+func (a *providerActor) drain(c actor.Context) {
+	for a.inFlight < a.st.spec.MaxInFlight && len(a.queue) > 0 {
+		m := a.queue[0]
+		a.queue[0] = nil
+		a.queue = a.queue[1:]
+		if err := m.ctx.Err(); err != nil {
+			m.done <- callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)}
+			continue
+		}
+		a.start(c, m)
+	}
+	if len(a.queue) == 0 {
+		a.queue = nil // let the backing array go
+	}
+	a.st.queued.Store(int64(len(a.queue)))
+}
+
+func (a *providerActor) start(c actor.Context, m *callMsg) {
+	a.inFlight++
+	a.st.inFlight.Store(int64(a.inFlight))
+	self := c.Self()
+	root := a.system.Root
+	spec := a.st.spec
+	met := a.met
+	go func() {
+		fin := &callFinished{}
+		defer func() {
+			if r := recover(); r != nil {
+				fin.panicked, fin.stack = r, string(debug.Stack())
+				m.done <- callResult{err: &inference.Error{Kind: inference.KindCrashed, Provider: spec.Name, Message: fmt.Sprintf("provider crashed: %v", r)}}
+			}
+			root.Send(self, fin)
+		}()
+		ctx, cancel := context.WithTimeout(m.ctx, spec.Timeout)
+		defer cancel()
+		t0 := time.Now()
+		var ttft time.Duration
+		res, err := spec.Provider.Chat(ctx, m.req, func(s string) error {
+			if ttft == 0 {
+				ttft = time.Since(t0)
+			}
+			return m.fn(s)
+		})
+		model := m.req.Model
+		outcome := "ok"
+		if err != nil {
+			if e, ok := inference.AsError(err); ok {
+				outcome = e.Kind.String()
+			} else {
+				outcome = "aborted" // the caller's callback stopped the call
+			}
+		}
+		met.Inc(metrics.InferenceRequests, spec.Name, model, outcome)
+		if err == nil {
+			met.Observe(metrics.InferenceDuration, time.Since(t0), spec.Name, model)
+			if res.Usage.PromptTokens > 0 {
+				met.Counter(metrics.InferenceTokens, spec.Name, model, "prompt").Add(res.Usage.PromptTokens)
+			}
+			if res.Usage.CompletionTokens > 0 {
+				met.Counter(metrics.InferenceTokens, spec.Name, model, "completion").Add(res.Usage.CompletionTokens)
+			}
+		}
+		if ttft > 0 {
+			met.Observe(metrics.InferenceTTFT, ttft, spec.Name, model)
+		}
+		m.done <- callResult{res: res, err: err, ttft: ttft}
+	}()
+}
+
+// backoffStrategy restarts a failed child after a delay that doubles with
+// each failure inside window (base, 2×base, ... up to max), and counts every
+// restart. A restarted provider keeps its queue (see providerState.carry).
+type backoffStrategy struct {
+	base, max, window time.Duration
+	met               *metrics.Registry
+	log               *slog.Logger
+	kind              string
+	onRestart         func(child *actor.PID)
+}
+
+func (s *backoffStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, _ any) {
+	rs.Fail()
+	n := rs.NumberOfFailures(s.window)
+	delay := s.base
+	for i := 1; i < n && delay < s.max; i++ {
+		delay *= 2
+	}
+	delay = min(delay, s.max)
+	s.met.Inc(metrics.ActorRestarts, s.kind)
+	if s.onRestart != nil {
+		s.onRestart(child)
+	}
+	s.log.Error("actor crashed; restarting", "actor", s.kind, "id", child.Id, "failures", n, "backoff", delay, "reason", firstLine(fmt.Sprint(reason)))
+	time.AfterFunc(delay, func() { sup.RestartChildren(child) })
+}
+
+func firstLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// supervisorActor only parents children; the strategy in its props decides.
+type supervisorActor struct{}
+
+func (supervisorActor) Receive(actor.Context) {}

@@ -1,0 +1,561 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/storage"
+)
+
+// Config configures a Runtime.
+type Config struct {
+	Providers []ProviderSpec
+	// Chain is the configured model chain: primary, then fallbacks.
+	Chain   []moltbot.ModelRef
+	Store   storage.Store
+	Metrics *metrics.Registry
+	Logger  *slog.Logger
+
+	// IdleTimeout passivates a conversation actor idle this long (default 5m).
+	IdleTimeout time.Duration
+	// MaxContextTokens bounds the context sent to a model (default 4096).
+	MaxContextTokens int
+	// MaxQueuedTurns bounds turns waiting in one conversation (default 4).
+	MaxQueuedTurns int
+	// RequestTimeout bounds one turn (default 5m).
+	RequestTimeout time.Duration
+	// HealthInterval is how often providers are probed (default 15s).
+	HealthInterval time.Duration
+	// RestartBackoff is the first delay before a crashed actor restarts (default 100ms).
+	RestartBackoff time.Duration
+}
+
+func (c *Config) ensureDefaults() {
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.MaxContextTokens <= 0 {
+		c.MaxContextTokens = 4096
+	}
+	if c.MaxQueuedTurns < 0 {
+		c.MaxQueuedTurns = 0
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Minute
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = 15 * time.Second
+	}
+	if c.RestartBackoff <= 0 {
+		c.RestartBackoff = 100 * time.Millisecond
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New(moltbot.Version)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	for i := range c.Providers {
+		p := &c.Providers[i]
+		if p.MaxInFlight <= 0 {
+			p.MaxInFlight = 64
+		}
+		if p.MaxQueue < 0 {
+			p.MaxQueue = 0
+		}
+		if p.Timeout <= 0 {
+			p.Timeout = 2 * time.Minute
+		}
+	}
+}
+
+// Runtime is a node's actor system: providers, conversations, the router.
+type Runtime struct {
+	system         *actor.ActorSystem
+	store          storage.Store
+	met            *metrics.Registry
+	log            *slog.Logger
+	router         *router
+	manager        *actor.PID
+	states         map[string]*providerState
+	order          []string
+	idle, tick     time.Duration
+	maxContext     int
+	maxQueued      int
+	requestTimeout time.Duration
+	convStrategy   actor.SupervisorStrategy
+
+	active  atomic.Int64
+	turnIDs atomic.Uint64
+	base    context.Context // canceled by Shutdown: ends every turn
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+	started time.Time
+
+	countMu   sync.Mutex
+	count     int
+	countedAt time.Time
+}
+
+// New starts a runtime. Call Shutdown to stop it.
+func New(cfg Config) (*Runtime, error) {
+	cfg.ensureDefaults()
+	if cfg.Store == nil {
+		return nil, errors.New("actors: a store is required")
+	}
+	if len(cfg.Providers) == 0 {
+		return nil, errors.New("actors: at least one provider is required")
+	}
+	rt := &Runtime{store: cfg.Store, met: cfg.Metrics, log: cfg.Logger, states: map[string]*providerState{},
+		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns,
+		requestTimeout: cfg.RequestTimeout, started: time.Now()}
+	rt.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
+	rt.base, rt.stop = context.WithCancel(context.Background())
+	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
+	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+
+	for _, spec := range cfg.Providers {
+		if _, dup := rt.states[spec.Name]; dup {
+			return nil, fmt.Errorf("actors: provider %q given twice", spec.Name)
+		}
+		rt.states[spec.Name] = &providerState{spec: spec}
+		rt.order = append(rt.order, spec.Name)
+	}
+	for _, ref := range cfg.Chain {
+		if rt.states[ref.Provider] == nil {
+			return nil, fmt.Errorf("actors: chain names provider %q, which is not configured", ref.Provider)
+		}
+	}
+
+	// Providers live under a supervisor that restarts them with backoff.
+	pids := make(chan map[string]*actor.PID, 1)
+	provStrategy := &backoffStrategy{base: cfg.RestartBackoff, max: 30 * time.Second, window: time.Minute,
+		met: rt.met, log: rt.log, kind: "provider", onRestart: func(child *actor.PID) {
+			for _, st := range rt.states {
+				if st.pid.Load() != nil && st.pid.Load().Id == child.Id {
+					st.restarts.Add(1)
+				}
+			}
+		}}
+	supProps := actor.PropsFromProducer(func() actor.Actor {
+		return &providerSupervisor{rt: rt, out: pids}
+	}, actor.WithSupervisor(provStrategy))
+	if _, err := rt.system.Root.SpawnNamed(supProps, "providers"); err != nil {
+		return nil, fmt.Errorf("actors: spawn providers: %w", err)
+	}
+	provPIDs := <-pids
+
+	rt.router = &router{root: rt.system.Root, chain: cfg.Chain, providers: provPIDs, states: rt.states, met: rt.met}
+	rt.convStrategy = &backoffStrategy{base: 10 * time.Millisecond, max: time.Second, window: time.Minute,
+		met: rt.met, log: rt.log, kind: "conversation"}
+	mgrProps := actor.PropsFromProducer(func() actor.Actor { return &manager{rt: rt} }, actor.WithSupervisor(rt.convStrategy))
+	mgr, err := rt.system.Root.SpawnNamed(mgrProps, "conversations")
+	if err != nil {
+		return nil, fmt.Errorf("actors: spawn conversations: %w", err)
+	}
+	rt.manager = mgr
+	rt.met.Gauge("moltbot_conversations_active", func() float64 { return float64(rt.active.Load()) })
+
+	rt.wg.Add(1)
+	go rt.healthLoop(cfg.HealthInterval)
+	return rt, nil
+}
+
+type providerSupervisor struct {
+	rt  *Runtime
+	out chan map[string]*actor.PID
+}
+
+func (s *providerSupervisor) Receive(c actor.Context) {
+	if _, ok := c.Message().(*actor.Started); !ok {
+		return
+	}
+	pids := map[string]*actor.PID{}
+	for _, name := range s.rt.order {
+		st := s.rt.states[name]
+		props := actor.PropsFromProducer(func() actor.Actor {
+			return &providerActor{st: st, log: s.rt.log, met: s.rt.met, system: s.rt.system}
+		})
+		pid, err := c.SpawnNamed(props, name)
+		if err != nil {
+			pid = c.Spawn(props)
+		}
+		st.pid.Store(pid)
+		pids[name] = pid
+	}
+	if s.out != nil {
+		s.out <- pids
+		s.out = nil
+	}
+}
+
+func (rt *Runtime) convProps(tenant, id string) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &conversation{rt: rt, tenant: tenant, id: id}
+	})
+}
+
+// budget is the context size left for the prompt when maxTokens are kept for the reply.
+func (rt *Runtime) budget(maxTokens int) int {
+	reserve := maxTokens
+	if reserve <= 0 {
+		reserve = min(1024, rt.maxContext/4)
+	}
+	return max(rt.maxContext-reserve, rt.maxContext/4)
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewID returns a random conversation id.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "c_" + idEncoding.EncodeToString(b[:])
+}
+
+func (rt *Runtime) checkOpen() error {
+	if rt.closed.Load() {
+		return &moltbot.Error{Code: moltbot.EShutdown, Message: "the node is shutting down", RetryAfter: time.Second}
+	}
+	return nil
+}
+
+func validIDs(tenant, id string) error {
+	if !storage.ValidID(tenant) {
+		return &moltbot.Error{Code: moltbot.EInvalid, Param: "tenant", Message: fmt.Sprintf("invalid tenant %q", tenant)}
+	}
+	if !storage.ValidID(id) {
+		return &moltbot.Error{Code: moltbot.EInvalid, Param: "id", Message: fmt.Sprintf("invalid conversation id %q: use 1-128 letters, digits, '-', '_', '.' or ':'", id)}
+	}
+	return nil
+}
+
+// CreateOptions shape a new conversation.
+type CreateOptions struct {
+	ID     string // empty: a random id
+	System string
+	Model  string // empty: the configured chain
+}
+
+// Create starts a conversation and stores it (synced) before returning.
+func (rt *Runtime) Create(ctx context.Context, tenant string, o CreateOptions) (*moltbot.Conversation, error) {
+	if err := rt.checkOpen(); err != nil {
+		return nil, err
+	}
+	if o.ID == "" {
+		o.ID = NewID()
+	}
+	if err := validIDs(tenant, o.ID); err != nil {
+		return nil, err
+	}
+	if o.Model != "" {
+		if _, err := rt.router.resolve(o.Model); err != nil {
+			return nil, err
+		}
+	}
+	m := &createMsg{tenant: tenant, id: o.ID, system: o.System, model: o.Model, reply: make(chan convReply, 1)}
+	rt.system.Root.Send(rt.manager, m)
+	return waitConv(ctx, m.reply)
+}
+
+// Get returns a copy of a conversation.
+func (rt *Runtime) Get(ctx context.Context, tenant, id string) (*moltbot.Conversation, error) {
+	if err := rt.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := validIDs(tenant, id); err != nil {
+		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
+	m := &getMsg{tenant: tenant, id: id, reply: make(chan convReply, 1)}
+	rt.system.Root.Send(rt.manager, m)
+	return waitConv(ctx, m.reply)
+}
+
+// Delete removes a conversation; a running turn is canceled.
+func (rt *Runtime) Delete(ctx context.Context, tenant, id string) error {
+	if err := rt.checkOpen(); err != nil {
+		return err
+	}
+	if err := validIDs(tenant, id); err != nil {
+		return moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
+	m := &deleteMsg{tenant: tenant, id: id, reply: make(chan error, 1)}
+	rt.system.Root.Send(rt.manager, m)
+	select {
+	case err := <-m.reply:
+		return err
+	case <-ctx.Done():
+		return ctxError(ctx)
+	}
+}
+
+func waitConv(ctx context.Context, ch chan convReply) (*moltbot.Conversation, error) {
+	select {
+	case r := <-ch:
+		return r.conv, r.err
+	case <-ctx.Done():
+		return nil, ctxError(ctx)
+	}
+}
+
+func ctxError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &moltbot.Error{Code: moltbot.ETimeout, Message: "timed out", Err: ctx.Err()}
+	}
+	return &moltbot.Error{Code: moltbot.EInvalid, Message: "request canceled", Err: ctx.Err()}
+}
+
+// guard lets a caller abandon a stream callback safely: after close, the
+// turn's goroutine can no longer reach the caller's writer.
+type guard struct {
+	mu     sync.Mutex
+	fn     moltbot.StreamFunc
+	closed bool
+}
+
+var errAbandoned = errors.New("actors: the caller stopped listening")
+
+func (g *guard) call(c moltbot.Chunk) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errAbandoned
+	}
+	return g.fn(c)
+}
+
+func (g *guard) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// abandonGrace is how long a caller whose context ended still waits for its
+// turn's reply (the model call is canceled and ends quickly) before giving up.
+const abandonGrace = 5 * time.Second
+
+// Turn adds a user message to a conversation and runs one model turn,
+// streaming the reply to fn (which may be nil). The user message is stored
+// before the model is asked and the reply before Turn returns.
+func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
+	if err := rt.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := validIDs(tenant, id); err != nil {
+		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
+	if content == "" {
+		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must not be empty"}
+	}
+	if fn == nil {
+		fn = func(moltbot.Chunk) error { return nil }
+	}
+	// The turn ends with the caller's context or with Shutdown.
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopOnShutdown := context.AfterFunc(rt.base, cancel)
+	defer stopOnShutdown()
+
+	g := &guard{fn: fn}
+	m := &turnMsg{tenant: tenant, id: id, turnID: rt.turnIDs.Add(1), ctx: tctx, content: content, opts: opts,
+		fn: g.call, reply: make(chan turnReply, 1)}
+	rt.system.Root.Send(rt.manager, m)
+	select {
+	case r := <-m.reply:
+		g.close()
+		return r.res, r.err
+	case <-tctx.Done():
+	}
+	rt.system.Root.Send(rt.manager, &cancelMsg{tenant: tenant, id: id, turnID: m.turnID})
+	t := time.NewTimer(abandonGrace)
+	defer t.Stop()
+	select {
+	case r := <-m.reply:
+		g.close()
+		if r.err == nil {
+			return r.res, nil // it finished just as we gave up: it is stored
+		}
+	case <-t.C:
+		g.close()
+	}
+	if rt.base.Err() != nil {
+		return nil, &moltbot.Error{Code: moltbot.EShutdown, Message: "the node is shutting down", RetryAfter: time.Second}
+	}
+	return nil, ctxError(ctx)
+}
+
+// Complete runs a stateless chat completion through the router.
+func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if err := rt.checkOpen(); err != nil {
+		return nil, err
+	}
+	chain, err := rt.router.resolve(opts.Model)
+	if err != nil {
+		return nil, err
+	}
+	if fn == nil {
+		fn = func(moltbot.Chunk) error { return nil }
+	}
+	ctx, cancel := context.WithTimeout(ctx, rt.requestTimeout)
+	defer cancel()
+	stop := context.AfterFunc(rt.base, cancel)
+	defer stop()
+	return rt.router.chat(ctx, chain, msgs, opts, fn)
+}
+
+// ResolveModel checks that a model name can be served (for early 404s).
+func (rt *Runtime) ResolveModel(model string) error {
+	_, err := rt.router.resolve(model)
+	return err
+}
+
+// ModelInfo is one entry of /v1/models.
+type ModelInfo struct {
+	ID       string // "moltbot", or provider/model
+	Provider string
+}
+
+// Models lists what a client may ask for: the chain, then each provider's models.
+func (rt *Runtime) Models() []ModelInfo {
+	out := []ModelInfo{{ID: ChainModel}}
+	seen := map[string]bool{ChainModel: true}
+	add := func(p, m string) {
+		id := p + "/" + m
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, ModelInfo{ID: id, Provider: p})
+		}
+	}
+	for _, ref := range rt.router.chain {
+		add(ref.Provider, ref.Model)
+	}
+	for _, name := range rt.order {
+		for _, m := range rt.states[name].models() {
+			add(name, m)
+		}
+	}
+	return out
+}
+
+// ProviderStatus is one provider's state for status and readiness.
+type ProviderStatus struct {
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Reachable bool      `json:"reachable"`
+	CheckedAt time.Time `json:"checked_at"`
+	LastError string    `json:"last_error,omitempty"`
+	InFlight  int64     `json:"in_flight"`
+	Queued    int64     `json:"queued"`
+	Restarts  int64     `json:"restarts"`
+	Models    []string  `json:"models"`
+}
+
+// Status is a snapshot of the runtime for /v1/admin/status and /readyz.
+type Status struct {
+	Chain               []string         `json:"chain"`
+	Providers           []ProviderStatus `json:"providers"`
+	ConversationsActive int64            `json:"conversations_active"`
+	ConversationsStored int              `json:"conversations_stored"`
+	Uptime              time.Duration    `json:"-"`
+}
+
+// Status reports providers and counts. The stored count is cached for 5 s.
+func (rt *Runtime) Status() Status {
+	s := Status{ConversationsActive: rt.active.Load(), Uptime: time.Since(rt.started)}
+	for _, ref := range rt.router.chain {
+		s.Chain = append(s.Chain, ref.String())
+	}
+	for _, name := range rt.order {
+		st := rt.states[name]
+		st.mu.Lock()
+		ps := ProviderStatus{Name: name, Type: st.spec.Type, Reachable: st.healthy, CheckedAt: st.checked, LastError: st.lastErr,
+			Models: append(append([]string(nil), st.spec.Models...), st.discovered...)}
+		st.mu.Unlock()
+		ps.InFlight, ps.Queued, ps.Restarts = st.inFlight.Load(), st.queued.Load(), st.restarts.Load()
+		sort.Strings(ps.Models)
+		s.Providers = append(s.Providers, ps)
+	}
+	rt.countMu.Lock()
+	if time.Since(rt.countedAt) > 5*time.Second {
+		if n, err := rt.store.Count(); err == nil {
+			rt.count, rt.countedAt = n, time.Now()
+		}
+	}
+	s.ConversationsStored = rt.count
+	rt.countMu.Unlock()
+	return s
+}
+
+// Ready returns nil when at least one provider answered its last health check.
+func (rt *Runtime) Ready() error {
+	if rt.closed.Load() {
+		return moltbot.Errorf(moltbot.EShutdown, "shutting down")
+	}
+	for _, name := range rt.order {
+		st := rt.states[name]
+		st.mu.Lock()
+		ok := st.healthy
+		st.mu.Unlock()
+		if ok {
+			return nil
+		}
+	}
+	return moltbot.Errorf(moltbot.EUnavailable, "no provider is reachable")
+}
+
+// ActiveConversations is the number of conversation actors in memory.
+func (rt *Runtime) ActiveConversations() int64 { return rt.active.Load() }
+
+// Shutdown cancels running turns, stops the actors and waits for the health
+// checker. It does not close the store: its owner does, after this returns.
+// It is idempotent.
+func (rt *Runtime) Shutdown(ctx context.Context) error {
+	if rt.closed.Swap(true) {
+		return nil
+	}
+	rt.stop()
+	done := make(chan struct{})
+	go func() {
+		rt.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	// Poison the manager: it finishes what is in its mailbox (turns now fail
+	// fast: their contexts are canceled) and stops its children.
+	rt.system.Root.Poison(rt.manager)
+	rt.system.Shutdown()
+	return nil
+}
+
+// levelFilter drops records below min (protoactor is chatty at info).
+type levelFilter struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.h.Enabled(ctx, l)
+}
+func (f levelFilter) Handle(ctx context.Context, r slog.Record) error { return f.h.Handle(ctx, r) }
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{h: f.h.WithAttrs(a), min: f.min}
+}
+func (f levelFilter) WithGroup(n string) slog.Handler {
+	return levelFilter{h: f.h.WithGroup(n), min: f.min}
+}

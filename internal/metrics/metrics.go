@@ -1,0 +1,204 @@
+// Package metrics is moltbot's metrics registry over VictoriaMetrics/metrics:
+// one Registry per node (several nodes can live in one test process), metric
+// families declared once below, Prometheus text exposition with # HELP and
+// # TYPE, latency histograms with `le` buckets for histogram_quantile.
+//
+// Lookups by label values do not allocate once a series exists.
+package metrics
+
+import (
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	vm "github.com/VictoriaMetrics/metrics"
+)
+
+// Family is a metric name with its label names.
+type Family struct {
+	Name   string
+	Labels []string
+}
+
+// The families moltbot exports.
+var (
+	HTTPRequests      = &Family{"moltbot_http_requests_total", []string{"route", "code"}}
+	HTTPDuration      = &Family{"moltbot_http_request_duration_seconds", []string{"route"}}
+	InferenceRequests = &Family{"moltbot_inference_requests_total", []string{"provider", "model", "outcome"}}
+	InferenceDuration = &Family{"moltbot_inference_duration_seconds", []string{"provider", "model"}}
+	InferenceTTFT     = &Family{"moltbot_inference_ttft_seconds", []string{"provider", "model"}}
+	InferenceTokens   = &Family{"moltbot_inference_tokens_total", []string{"provider", "model", "kind"}}
+	ProviderBusy      = &Family{"moltbot_provider_rejected_total", []string{"provider"}}
+	Failovers         = &Family{"moltbot_failovers_total", []string{"from", "to", "reason"}}
+	SnapshotWrites    = &Family{"moltbot_snapshot_writes_total", []string{"outcome"}}
+	SnapshotDuration  = &Family{"moltbot_snapshot_write_duration_seconds", nil}
+	ActorRestarts     = &Family{"moltbot_actor_restarts_total", []string{"actor"}}
+	Passivations      = &Family{"moltbot_conversations_passivated_total", nil}
+	Activations       = &Family{"moltbot_conversations_activated_total", []string{"source"}}
+	ConversationTurns = &Family{"moltbot_conversation_turns_total", []string{"outcome"}}
+	ContextTrimmed    = &Family{"moltbot_context_trimmed_messages_total", nil}
+	ConversationsBusy = &Family{"moltbot_conversation_rejected_total", nil}
+)
+
+// LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
+var LatencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+var help = map[string]string{
+	"moltbot_http_requests_total":             "HTTP requests served, by route pattern and status code.",
+	"moltbot_http_request_duration_seconds":   "HTTP request duration, by route pattern.",
+	"moltbot_inference_requests_total":        "Model calls, by provider, model and outcome (ok or an error kind).",
+	"moltbot_inference_duration_seconds":      "Model call duration, request to last token.",
+	"moltbot_inference_ttft_seconds":          "Model time to first token.",
+	"moltbot_inference_tokens_total":          "Tokens reported by model servers, by kind (prompt, completion).",
+	"moltbot_provider_rejected_total":         "Model calls refused because a provider's in-flight and queue limits were full.",
+	"moltbot_failovers_total":                 "Turns moved from one model to the next, by reason.",
+	"moltbot_snapshot_writes_total":           "Conversation snapshot writes, by outcome.",
+	"moltbot_snapshot_write_duration_seconds": "Conversation snapshot write duration (synced writes include fsync).",
+	"moltbot_actor_restarts_total":            "Actors restarted by their supervisor after a panic.",
+	"moltbot_conversations_passivated_total":  "Idle conversation actors stopped (their snapshot stays on disk).",
+	"moltbot_conversations_activated_total":   "Conversation actors started, by source (new, snapshot).",
+	"moltbot_conversation_turns_total":        "Conversation turns, by outcome.",
+	"moltbot_context_trimmed_messages_total":  "Old messages left out of a model's context to fit max_context_tokens.",
+	"moltbot_conversation_rejected_total":     "Turns refused because a conversation's turn queue was full.",
+	"moltbot_conversations_active":            "Conversation actors in memory.",
+	"moltbot_build_info":                      "Build information; always 1.",
+}
+
+func init() { vm.ExposeMetadata(true) }
+
+type key struct {
+	f *Family
+	v [3]string
+}
+
+// Registry holds one node's metrics.
+type Registry struct {
+	set   *vm.Set
+	mu    sync.RWMutex
+	cnt   map[key]*vm.Counter
+	hist  map[key]*vm.PrometheusHistogram
+	start time.Time
+}
+
+// New returns an empty registry with moltbot_build_info set.
+func New(version string) *Registry {
+	r := &Registry{set: vm.NewSet(), cnt: map[key]*vm.Counter{}, hist: map[key]*vm.PrometheusHistogram{}, start: time.Now()}
+	r.set.NewGauge(`moltbot_build_info{version="`+escape(version)+`"}`, func() float64 { return 1 })
+	return r
+}
+
+func escape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+}
+
+func name(f *Family, vals []string) string {
+	if len(f.Labels) == 0 {
+		return f.Name
+	}
+	var b strings.Builder
+	b.WriteString(f.Name)
+	b.WriteByte('{')
+	for i, l := range f.Labels {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(l)
+		b.WriteString(`="`)
+		if i < len(vals) {
+			b.WriteString(escape(vals[i]))
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func mkKey(f *Family, vals []string) key {
+	k := key{f: f}
+	copy(k.v[:], vals)
+	return k
+}
+
+// Counter returns the counter of f with the label values given in order.
+func (r *Registry) Counter(f *Family, vals ...string) *vm.Counter {
+	k := mkKey(f, vals)
+	r.mu.RLock()
+	c := r.cnt[k]
+	r.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c = r.cnt[k]; c == nil {
+		c = r.set.GetOrCreateCounter(name(f, vals))
+		r.cnt[k] = c
+	}
+	return c
+}
+
+// Inc adds one to a counter.
+func (r *Registry) Inc(f *Family, vals ...string) { r.Counter(f, vals...).Inc() }
+
+// Histogram returns the latency histogram of f with the label values given.
+func (r *Registry) Histogram(f *Family, vals ...string) *vm.PrometheusHistogram {
+	k := mkKey(f, vals)
+	r.mu.RLock()
+	h := r.hist[k]
+	r.mu.RUnlock()
+	if h != nil {
+		return h
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h = r.hist[k]; h == nil {
+		h = r.set.GetOrCreatePrometheusHistogramExt(name(f, vals), LatencyBuckets)
+		r.hist[k] = h
+	}
+	return h
+}
+
+// Observe records d in a histogram, in seconds.
+func (r *Registry) Observe(f *Family, d time.Duration, vals ...string) {
+	r.Histogram(f, vals...).Update(d.Seconds())
+}
+
+// Gauge registers a gauge whose value is read from fn at scrape time.
+func (r *Registry) Gauge(metric string, fn func() float64) {
+	r.set.GetOrCreateGauge(metric, fn)
+}
+
+// Get returns the current value of a counter (tests, status).
+func (r *Registry) Get(f *Family, vals ...string) uint64 { return r.Counter(f, vals...).Get() }
+
+// Sum returns the total of every series of a counter family.
+func (r *Registry) Sum(f *Family) uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var n uint64
+	for k, c := range r.cnt {
+		if k.f == f {
+			n += c.Get()
+		}
+	}
+	return n
+}
+
+// WritePrometheus writes the node's metrics then Go and process metrics.
+func (r *Registry) WritePrometheus(w io.Writer) {
+	var b strings.Builder
+	r.set.WritePrometheus(&b)
+	// VictoriaMetrics writes a generic HELP line; give ours instead.
+	for _, line := range strings.SplitAfter(b.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# HELP "); ok {
+			metric, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
+			if h, ok := help[metric]; ok {
+				io.WriteString(w, "# HELP "+metric+" "+h+"\n")
+				continue
+			}
+		}
+		io.WriteString(w, line)
+	}
+	vm.WriteProcessMetrics(w)
+}

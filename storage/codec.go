@@ -1,0 +1,152 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/moltbot/moltbot"
+)
+
+// formatV1 is the first byte of every snapshot value written by this code.
+const formatV1 = 1
+
+// ErrCorrupt is returned for a value that does not decode.
+var ErrCorrupt = errors.New("storage: corrupt snapshot")
+
+var roleCodes = map[moltbot.Role]byte{moltbot.RoleSystem: 1, moltbot.RoleUser: 2, moltbot.RoleAssistant: 3}
+var codeRoles = [...]moltbot.Role{1: moltbot.RoleSystem, 2: moltbot.RoleUser, 3: moltbot.RoleAssistant}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// Encode appends the binary snapshot of c to dst.
+//
+//	format byte (1) | uvarint version | uvarint epoch | varint created | varint updated
+//	| string tenant | string id | string system | string model
+//	| uvarint n | n × (role byte | string content | string model | varint created)
+//
+// Strings are a uvarint length then the bytes.
+func Encode(dst []byte, c *moltbot.Conversation) []byte {
+	dst = append(dst, formatV1)
+	dst = binary.AppendUvarint(dst, c.Version)
+	dst = binary.AppendUvarint(dst, c.Epoch)
+	dst = binary.AppendVarint(dst, c.Created)
+	dst = binary.AppendVarint(dst, c.Updated)
+	dst = appendString(dst, c.Tenant)
+	dst = appendString(dst, c.ID)
+	dst = appendString(dst, c.System)
+	dst = appendString(dst, c.Model)
+	dst = binary.AppendUvarint(dst, uint64(len(c.Messages)))
+	for i := range c.Messages {
+		m := &c.Messages[i]
+		dst = append(dst, roleCodes[m.Role])
+		dst = appendString(dst, m.Content)
+		dst = appendString(dst, m.Model)
+		dst = binary.AppendVarint(dst, m.Created)
+	}
+	return dst
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil || len(r.b) == 0 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > uint64(len(r.b)) {
+		r.err = ErrCorrupt
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// Decode parses a snapshot written by Encode. It never panics on bad input.
+func Decode(b []byte) (*moltbot.Conversation, error) {
+	if len(b) == 0 {
+		return nil, ErrCorrupt
+	}
+	if b[0] != formatV1 {
+		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
+	}
+	r := &reader{b: b[1:]}
+	c := &moltbot.Conversation{}
+	c.Version = r.uvarint()
+	c.Epoch = r.uvarint()
+	c.Created = r.varint()
+	c.Updated = r.varint()
+	c.Tenant = r.string()
+	c.ID = r.string()
+	c.System = r.string()
+	c.Model = r.string()
+	n := r.uvarint()
+	// Each message takes at least 4 bytes: never trust n beyond what is left.
+	if r.err == nil && n > uint64(len(r.b))/4 {
+		return nil, ErrCorrupt
+	}
+	if n > 0 {
+		c.Messages = make([]moltbot.Message, 0, n)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		code := r.byte()
+		if r.err == nil && (code == 0 || int(code) >= len(codeRoles)) {
+			return nil, ErrCorrupt
+		}
+		m := moltbot.Message{Role: codeRoles[code]}
+		m.Content = r.string()
+		m.Model = r.string()
+		m.Created = r.varint()
+		c.Messages = append(c.Messages, m)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, ErrCorrupt
+	}
+	return c, nil
+}

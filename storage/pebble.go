@@ -1,0 +1,211 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/moltbot/moltbot"
+)
+
+// Options size the Pebble database. The defaults suit a 512 MB device.
+type Options struct {
+	// CacheSize is the block cache (default 8 MiB).
+	CacheSize int64
+	// MemtableSize is the write buffer before a flush (default 4 MiB).
+	MemtableSize int64
+	// InMemory keeps the database in memory (tests): nothing touches disk.
+	InMemory bool
+	// Logger receives Pebble's own log lines at debug level; nil discards them.
+	Logger *slog.Logger
+}
+
+// EnsureDefaults fills zero fields.
+func (o *Options) EnsureDefaults() {
+	if o.CacheSize <= 0 {
+		o.CacheSize = 8 << 20
+	}
+	if o.MemtableSize <= 0 {
+		o.MemtableSize = 4 << 20
+	}
+}
+
+// Pebble is the on-disk Store.
+type Pebble struct {
+	db     *pebble.DB
+	cache  *pebble.Cache
+	// mu is held shared by every operation and exclusively by Close: Pebble
+	// panics when used after Close, and a late actor write must get ErrClosed.
+	mu     sync.RWMutex
+	closed bool
+	bufs   sync.Pool
+	dir    string
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l != nil {
+		p.l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "pebble")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	if p.l != nil {
+		p.l.Error(strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "pebble")
+	}
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if p.l != nil {
+		p.l.Error(msg, "component", "pebble")
+	}
+	panic("storage: pebble: " + msg)
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, o Options) (*Pebble, error) {
+	o.EnsureDefaults()
+	cache := pebble.NewCache(o.CacheSize)
+	opts := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                uint64(o.MemtableSize),
+		MemTableStopWritesThreshold: 4,
+		MaxOpenFiles:                256,
+		L0CompactionThreshold:       2,
+		L0StopWritesThreshold:       1000,
+		MaxConcurrentCompactions:    func() int { return 1 },
+		Logger:                      pebbleLogger{o.Logger},
+	}
+	if o.InMemory {
+		opts.FS = vfs.NewMem()
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		cache.Unref()
+		if strings.Contains(err.Error(), "lock") {
+			return nil, fmt.Errorf("storage: %s is in use by another moltbot process: %w", dir, err)
+		}
+		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+	}
+	p := &Pebble{db: db, cache: cache, dir: dir}
+	p.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	return p, nil
+}
+
+func writeOpts(sync bool) *pebble.WriteOptions {
+	if sync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// Get implements Store.
+func (p *Pebble) Get(tenant, id string) (*moltbot.Conversation, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	v, closer, err := p.db.Get(Key(tenant, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: get %s/%s: %w", tenant, id, err)
+	}
+	defer closer.Close()
+	c, err := Decode(v)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %s/%s: %w", tenant, id, err)
+	}
+	return c, nil
+}
+
+// Put implements Store.
+func (p *Pebble) Put(c *moltbot.Conversation, sync bool) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	bp := p.bufs.Get().(*[]byte)
+	*bp = Encode((*bp)[:0], c)
+	err := p.db.Set(Key(c.Tenant, c.ID), *bp, writeOpts(sync))
+	if cap(*bp) <= 1<<20 {
+		p.bufs.Put(bp)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: put %s/%s: %w", c.Tenant, c.ID, err)
+	}
+	return nil
+}
+
+// Delete implements Store.
+func (p *Pebble) Delete(tenant, id string, sync bool) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if err := p.db.Delete(Key(tenant, id), writeOpts(sync)); err != nil {
+		return fmt.Errorf("storage: delete %s/%s: %w", tenant, id, err)
+	}
+	return nil
+}
+
+// Count implements Store by scanning keys; it costs O(stored conversations).
+func (p *Pebble) Count() (int, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return 0, ErrClosed
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(convPrefix), UpperBound: []byte("conv0")})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return n, fmt.Errorf("storage: count: %w", err)
+	}
+	return n, nil
+}
+
+// Flush writes the memtable to disk (tests and shutdown).
+func (p *Pebble) Flush() error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	return p.db.Flush()
+}
+
+// Close implements Store. It is idempotent.
+func (p *Pebble) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	err := p.db.Close()
+	p.cache.Unref()
+	return err
+}
+
+// Metrics returns Pebble's own metrics (for status and debugging).
+func (p *Pebble) Metrics() *pebble.Metrics { return p.db.Metrics() }

@@ -1,0 +1,62 @@
+// Package storage keeps conversation snapshots: one value per conversation
+// under the key conv/<tenant>/<id>, in Pebble on disk (Open) or in memory for
+// tests (NewMemory). Values are versioned: a format byte, then the
+// conversation's own version, so a reader of an old format fails loudly.
+//
+// A Put with sync set returns only after the write is durable (fsync of the
+// WAL): acknowledged turns survive kill -9. Stores are safe for concurrent use.
+package storage
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/moltbot/moltbot"
+)
+
+// ErrNotFound is returned by Get for a conversation that is not stored.
+var ErrNotFound = errors.New("storage: conversation not found")
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("storage: closed")
+
+// Store holds conversation snapshots.
+type Store interface {
+	// Get returns the stored conversation or ErrNotFound.
+	Get(tenant, id string) (*moltbot.Conversation, error)
+	// Put stores c, replacing what was there. With sync it is durable on return.
+	Put(c *moltbot.Conversation, sync bool) error
+	// Delete removes a conversation; deleting what is absent is not an error.
+	Delete(tenant, id string, sync bool) error
+	// Count returns how many conversations are stored.
+	Count() (int, error)
+	// Close flushes and releases the store.
+	Close() error
+}
+
+// Key returns the store key of a conversation: conv/<tenant>/<id>.
+func Key(tenant, id string) []byte {
+	b := make([]byte, 0, len(convPrefix)+len(tenant)+1+len(id))
+	b = append(b, convPrefix...)
+	b = append(b, tenant...)
+	b = append(b, '/')
+	return append(b, id...)
+}
+
+const convPrefix = "conv/"
+
+// ValidID reports whether s can be a tenant or conversation id: 1 to 128
+// bytes of letters, digits, '-', '_', '.' or ':', not starting with '.'.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 128 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,200 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/moltbot/moltbot"
+)
+
+func sample() *moltbot.Conversation {
+	return &moltbot.Conversation{Tenant: "default", ID: "c1", System: "be kind", Model: "local/llama3.2",
+		Version: 7, Epoch: 2, Created: 1700000000000, Updated: 1700000001000,
+		Messages: []moltbot.Message{
+			{Role: moltbot.RoleSystem, Content: "be kind", Created: 1},
+			{Role: moltbot.RoleUser, Content: "héllo \x00 wörld", Created: 2},
+			{Role: moltbot.RoleAssistant, Content: strings.Repeat("long ", 1000), Model: "sim/sim", Created: -3},
+		}}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	for _, c := range []*moltbot.Conversation{sample(), {Tenant: "t", ID: "empty"}} {
+		got, err := Decode(Encode(nil, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Messages) == 0 {
+			c.Messages = nil
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, c)
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good := Encode(nil, sample())
+	cases := map[string][]byte{
+		"empty":          nil,
+		"unknown format": append([]byte{9}, good[1:]...),
+		"truncated":      good[:len(good)-1],
+		"trailing":       append(append([]byte(nil), good...), 0),
+		"huge count":     {1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+	}
+	for name, b := range cases {
+		if _, err := Decode(b); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(Encode(nil, sample()))
+	f.Add([]byte{1, 0, 0, 0, 0, 1, 't', 1, 'i', 0, 0, 1, 2, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Decode(b)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must survive a round trip unchanged (varints may
+		// be non-minimal in the input, so compare values, not bytes).
+		again, err := Decode(Encode(nil, c))
+		if err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("round trip of %x: %+v vs %+v (%v)", b, again, c, err)
+		}
+	})
+}
+
+func stores(t *testing.T) map[string]Store {
+	p, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return map[string]Store{"pebble": p, "memory": NewMemory()}
+}
+
+func TestStore(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.Get("default", "nope"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("get missing: %v", err)
+			}
+			c := sample()
+			if err := s.Put(c, true); err != nil {
+				t.Fatal(err)
+			}
+			other := sample()
+			other.Tenant = "acme"
+			if err := s.Put(other, false); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Get("default", "c1")
+			if err != nil || !reflect.DeepEqual(got, c) {
+				t.Fatalf("get: %+v %v", got, err)
+			}
+			if n, _ := s.Count(); n != 2 {
+				t.Fatalf("count = %d", n)
+			}
+			c.Version++
+			c.Messages = c.Messages[:1]
+			s.Put(c, true)
+			if got, _ := s.Get("default", "c1"); got.Version != 8 || len(got.Messages) != 1 {
+				t.Fatalf("overwrite: %+v", got)
+			}
+			if err := s.Delete("default", "c1", true); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Delete("default", "c1", true); err != nil {
+				t.Fatalf("second delete: %v", err)
+			}
+			if _, err := s.Get("default", "c1"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("after delete: %v", err)
+			}
+			if got, err := s.Get("acme", "c1"); err != nil || got.Tenant != "acme" {
+				t.Fatalf("other tenant: %v", err)
+			}
+			s.Close()
+			if err := s.Put(c, true); !errors.Is(err, ErrClosed) {
+				t.Fatalf("put after close: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("second close: %v", err)
+			}
+		})
+	}
+}
+
+func TestPebbleReopenAndLock(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		c := sample()
+		c.ID = fmt.Sprint("c", i)
+		if err := p.Put(c, i%10 == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open of a locked dir: %v", err)
+	}
+	p.Close()
+	p, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if n, _ := p.Count(); n != 100 {
+		t.Fatalf("count after reopen = %d", n)
+	}
+	if got, err := p.Get("default", "c99"); err != nil || got.Version != 7 {
+		t.Fatalf("get after reopen: %v", err)
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for s, want := range map[string]bool{"abc": true, "A-b_c.d:e": true, "": false, ".x": false, "a/b": false, "a b": false,
+		strings.Repeat("x", 128): true, strings.Repeat("x", 129): false, "ünï": false} {
+		if ValidID(s) != want {
+			t.Errorf("ValidID(%q) = %v", s, !want)
+		}
+	}
+}
+
+func BenchmarkSnapshotEncode(b *testing.B) {
+	c := sample()
+	buf := make([]byte, 0, 8192)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = Encode(buf[:0], c)
+	}
+}
+
+func benchPut(b *testing.B, sync bool) {
+	p, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	c := &moltbot.Conversation{Tenant: "default", ID: "bench", Messages: []moltbot.Message{
+		{Role: moltbot.RoleUser, Content: strings.Repeat("question ", 20)},
+		{Role: moltbot.RoleAssistant, Content: strings.Repeat("answer ", 60)}}}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.ID = fmt.Sprint("c", i%1000)
+		i++
+		if err := p.Put(c, sync); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSnapshotWriteSync(b *testing.B)   { benchPut(b, true) }
+func BenchmarkSnapshotWriteNoSync(b *testing.B) { benchPut(b, false) }
