@@ -90,6 +90,8 @@ type Chunk struct {
 	Content string
 	// Served names the model producing this chunk.
 	Served ModelRef
+	// Failovers counts the models tried before Served.
+	Failovers int
 }
 
 // StreamFunc receives chunks as they arrive. Returning an error cancels the call.

@@ -109,7 +109,7 @@ func (r *router) chat(ctx context.Context, chain []moltbot.ModelRef, msgs []molt
 				}
 				tokens++
 				text.WriteString(s)
-				return fn(moltbot.Chunk{Content: s, Served: ref})
+				return fn(moltbot.Chunk{Content: s, Served: ref, Failovers: i})
 			},
 		}
 		r.root.Send(pid, call)

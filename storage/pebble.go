@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
-	
+
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/moltbot/moltbot"
@@ -37,8 +37,8 @@ func (o *Options) EnsureDefaults() {
 
 // Pebble is the on-disk Store.
 type Pebble struct {
-	db     *pebble.DB
-	cache  *pebble.Cache
+	db    *pebble.DB
+	cache *pebble.Cache
 	// mu is held shared by every operation and exclusively by Close: Pebble
 	// panics when used after Close, and a late actor write must get ErrClosed.
 	mu     sync.RWMutex

@@ -1,0 +1,178 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+)
+
+// tenantOf returns the caller's tenant. Until authentication assigns tenants,
+// every caller is the default tenant.
+func tenantOf(*http.Request) string { return moltbot.DefaultTenant }
+
+type createRequest struct {
+	ID     string  `json:"id"`
+	System content `json:"system"`
+	Model  string  `json:"model"`
+}
+
+// conversationJSON is the wire form of a conversation.
+type conversationJSON struct {
+	ID       string            `json:"id"`
+	Object   string            `json:"object"`
+	Created  int64             `json:"created"`
+	Updated  int64             `json:"updated"`
+	System   string            `json:"system,omitempty"`
+	Model    string            `json:"model,omitempty"`
+	Version  uint64            `json:"version"`
+	Messages []moltbot.Message `json:"messages"`
+}
+
+func toJSON(c *moltbot.Conversation) conversationJSON {
+	out := conversationJSON{ID: c.ID, Object: "conversation", Created: c.Created, Updated: c.Updated,
+		System: c.System, Model: c.Model, Version: c.Version, Messages: make([]moltbot.Message, 0, len(c.Messages)+1)}
+	if c.System != "" {
+		out.Messages = append(out.Messages, moltbot.Message{Role: moltbot.RoleSystem, Content: c.System, Created: c.Created})
+	}
+	out.Messages = append(out.Messages, c.Messages...)
+	return out
+}
+
+func (s *Server) createConversation(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if err := s.decode(w, r, &req, true); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.System) > s.cfg.MaxMessageBytes {
+		writeError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: "system", Message: fmt.Sprintf("system is %d bytes; at most %d are allowed", len(req.System), s.cfg.MaxMessageBytes)})
+		return
+	}
+	c, err := s.rt.Create(r.Context(), tenantOf(r), actors.CreateOptions{ID: req.ID, System: string(req.System), Model: req.Model})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/conversations/"+c.ID)
+	writeJSON(w, http.StatusCreated, toJSON(c))
+}
+
+func (s *Server) conversation(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		c, err := s.rt.Get(r.Context(), tenantOf(r), id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toJSON(c))
+	case http.MethodDelete:
+		if err := s.rt.Delete(r.Context(), tenantOf(r), id); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "conversation.deleted", "deleted": true})
+	default:
+		w.Header().Set("Allow", "GET, DELETE")
+		writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "method %s is not allowed on %s; use GET or DELETE", r.Method, r.URL.Path))
+	}
+}
+
+type messageRequest struct {
+	Content             *content `json:"content"`
+	Role                string   `json:"role"`
+	Stream              bool     `json:"stream"`
+	Model               string   `json:"model"`
+	MaxTokens           *int     `json:"max_tokens"`
+	MaxCompletionTokens *int     `json:"max_completion_tokens"`
+	Temperature         *float64 `json:"temperature"`
+	TopP                *float64 `json:"top_p"`
+	Stop                stop     `json:"stop"`
+	Seed                *int64   `json:"seed"`
+	StreamOptions       *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+}
+
+// turnResponse is the body of a non-streamed turn.
+type turnResponse struct {
+	ConversationID string          `json:"conversation_id"`
+	Object         string          `json:"object"`
+	Message        moltbot.Message `json:"message"`
+	Model          string          `json:"model"`
+	FinishReason   string          `json:"finish_reason"`
+	Usage          usageJSON       `json:"usage"`
+	Failovers      int             `json:"failovers"`
+	Version        uint64          `json:"version"`
+}
+
+type usageJSON struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req messageRequest
+	if err := s.decode(w, r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Role != "" && req.Role != string(moltbot.RoleUser) {
+		writeError(w, invalid("role", "role must be \"user\" (or left out), got %q", req.Role))
+		return
+	}
+	if req.Content == nil || *req.Content == "" {
+		writeError(w, invalid("content", "content must be a non-empty string"))
+		return
+	}
+	if len(*req.Content) > s.cfg.MaxMessageBytes {
+		writeError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: "content",
+			Message: fmt.Sprintf("content is %d bytes; at most %d are allowed (conversations.max_message_bytes)", len(*req.Content), s.cfg.MaxMessageBytes)})
+		return
+	}
+	opts, err := options(req.Model, req.MaxTokens, req.MaxCompletionTokens, req.Temperature, req.TopP, req.Stop, req.Seed)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Model != "" {
+		if err := s.rt.ResolveModel(req.Model); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	if !req.Stream {
+		res, err := s.rt.Turn(r.Context(), tenantOf(r), id, string(*req.Content), opts, nil)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		c := res.Completion
+		w.Header().Set("X-Moltbot-Provider", c.Served.String())
+		w.Header().Set("X-Moltbot-Failovers", strconv.Itoa(c.Failovers))
+		writeJSON(w, http.StatusOK, turnResponse{ConversationID: id, Object: "conversation.turn", Message: res.Message,
+			Model: c.Served.String(), FinishReason: c.FinishReason, Failovers: c.Failovers, Version: res.Version,
+			Usage: usageJSON{c.Usage.PromptTokens, c.Usage.CompletionTokens, c.Usage.Total()}})
+		return
+	}
+	cw := &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id,
+		created: strconv.AppendInt(nil, time.Now().Unix(), 10)}
+	res, err := s.rt.Turn(r.Context(), tenantOf(r), id, string(*req.Content), opts, cw.chunk)
+	if err != nil {
+		if cw.started {
+			cw.fail(err)
+			return
+		}
+		writeError(w, err)
+		return
+	}
+	// The finish chunk goes out only now: the reply is stored.
+	cw.finish(res.Completion, req.StreamOptions == nil || req.StreamOptions.IncludeUsage)
+}

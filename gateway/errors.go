@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/jsonw"
+)
+
+// status maps a moltbot error code to its HTTP status. This is the only place
+// where that mapping lives.
+func status(code string) int {
+	switch code {
+	case moltbot.EInvalid:
+		return http.StatusBadRequest
+	case moltbot.ENotFound:
+		return http.StatusNotFound
+	case moltbot.EConflict:
+		return http.StatusConflict
+	case moltbot.ETooLarge:
+		return http.StatusRequestEntityTooLarge
+	case moltbot.ERateLimited:
+		return http.StatusTooManyRequests
+	case moltbot.EBusy, moltbot.EShutdown:
+		return http.StatusServiceUnavailable
+	case moltbot.EUnavailable:
+		return http.StatusBadGateway
+	case moltbot.ETimeout:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// errorType is the OpenAI error "type" for a code.
+func errorType(code string) string {
+	switch code {
+	case moltbot.EInvalid, moltbot.ENotFound, moltbot.EConflict, moltbot.ETooLarge:
+		return "invalid_request_error"
+	case moltbot.ERateLimited:
+		return "rate_limit_error"
+	case moltbot.EBusy, moltbot.EShutdown:
+		return "service_unavailable_error"
+	}
+	return "server_error"
+}
+
+// appendError appends OpenAI's error object: {"error":{"message","type","param","code"}}.
+func appendError(b []byte, err error) []byte {
+	code := moltbot.ErrorCode(err)
+	var e *moltbot.Error
+	param := ""
+	if errors.As(err, &e) {
+		param = e.Param
+	}
+	b = append(b, `{"error":{"message":`...)
+	b = jsonw.String(b, moltbot.ErrorMessage(err))
+	b = append(b, `,"type":"`...)
+	b = append(b, errorType(code)...)
+	b = append(b, `","param":`...)
+	if param == "" {
+		b = append(b, "null"...)
+	} else {
+		b = jsonw.String(b, param)
+	}
+	b = append(b, `,"code":"`...)
+	b = append(b, code...)
+	return append(b, `"}}`...)
+}
+
+// writeError writes err as an OpenAI error body with its status and, for
+// busy and rate-limited answers, Retry-After.
+func writeError(w http.ResponseWriter, err error) {
+	code := moltbot.ErrorCode(err)
+	var e *moltbot.Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	} else if code == moltbot.EBusy || code == moltbot.EShutdown || code == moltbot.ERateLimited {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status(code))
+	w.Write(append(appendError(make([]byte, 0, 256), err), '\n'))
+}
+
+func invalid(param, format string, args ...any) error {
+	e := moltbot.Errorf(moltbot.EInvalid, format, args...)
+	e.Param = param
+	return e
+}

@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/jsonw"
+)
+
+// content is a message's content: a string, or OpenAI's array of parts of
+// which only text parts are supported.
+type content string
+
+type contentError struct{ param, msg string }
+
+func (e *contentError) Error() string { return e.msg }
+
+func (c *content) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*c = content(s)
+		return nil
+	}
+	if bytes.Equal(b, []byte("null")) {
+		*c = ""
+		return nil
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if err := json.Unmarshal(b, &parts); err != nil {
+		return &contentError{param: "content", msg: "content: expected a string or an array of text parts"}
+	}
+	var buf bytes.Buffer
+	for i, p := range parts {
+		if p.Type != "text" || p.Text == nil {
+			return &contentError{param: "content", msg: fmt.Sprintf("content[%d]: only text parts are supported, got type %q", i, p.Type)}
+		}
+		buf.WriteString(*p.Text)
+	}
+	*c = content(buf.String())
+	return nil
+}
+
+// stop is OpenAI's stop: a string or an array of strings.
+type stop []string
+
+func (s *stop) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var one string
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*s = stop{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return &contentError{param: "stop", msg: "stop: expected a string or an array of strings"}
+	}
+	*s = many
+	return nil
+}
+
+type chatMessage struct {
+	Role    string  `json:"role"`
+	Content content `json:"content"`
+}
+
+type chatRequest struct {
+	Model         string        `json:"model"`
+	Messages      []chatMessage `json:"messages"`
+	Stream        bool          `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	MaxTokens           *int     `json:"max_tokens"`
+	MaxCompletionTokens *int     `json:"max_completion_tokens"`
+	Temperature         *float64 `json:"temperature"`
+	TopP                *float64 `json:"top_p"`
+	Stop                stop     `json:"stop"`
+	Seed                *int64   `json:"seed"`
+	N                   *int     `json:"n"`
+}
+
+// options validates the sampling fields shared by both APIs.
+func options(model string, maxTokens, maxCompletion *int, temp, topP *float64, st stop, seed *int64) (moltbot.ChatOptions, error) {
+	o := moltbot.ChatOptions{Model: model, Temperature: temp, TopP: topP, Stop: st, Seed: seed}
+	for name, v := range map[string]*int{"max_tokens": maxTokens, "max_completion_tokens": maxCompletion} {
+		if v != nil && *v < 1 {
+			return o, invalid(name, "%s must be at least 1, got %d", name, *v)
+		}
+	}
+	if maxTokens != nil {
+		o.MaxTokens = *maxTokens
+	}
+	if maxCompletion != nil {
+		o.MaxTokens = *maxCompletion
+	}
+	if temp != nil && (*temp < 0 || *temp > 2) {
+		return o, invalid("temperature", "temperature must be between 0 and 2, got %g", *temp)
+	}
+	if topP != nil && (*topP < 0 || *topP > 1) {
+		return o, invalid("top_p", "top_p must be between 0 and 1, got %g", *topP)
+	}
+	if len(st) > 4 {
+		return o, invalid("stop", "at most 4 stop sequences, got %d", len(st))
+	}
+	return o, nil
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	var req chatRequest
+	if err := s.decode(w, r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.Messages) == 0 {
+		writeError(w, invalid("messages", "messages must hold at least one message"))
+		return
+	}
+	if req.N != nil && *req.N != 1 {
+		writeError(w, invalid("n", "only n=1 is supported"))
+		return
+	}
+	msgs := make([]moltbot.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		role := moltbot.Role(m.Role)
+		if m.Role == "developer" {
+			role = moltbot.RoleSystem
+		}
+		if !role.Valid() {
+			writeError(w, invalid(fmt.Sprintf("messages[%d].role", i), "messages[%d].role: must be system, user or assistant, got %q", i, m.Role))
+			return
+		}
+		if m.Content == "" {
+			writeError(w, invalid(fmt.Sprintf("messages[%d].content", i), "messages[%d].content must not be empty", i))
+			return
+		}
+		if len(m.Content) > s.cfg.MaxMessageBytes {
+			writeError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: fmt.Sprintf("messages[%d].content", i),
+				Message: fmt.Sprintf("messages[%d].content is %d bytes; at most %d are allowed (conversations.max_message_bytes)", i, len(m.Content), s.cfg.MaxMessageBytes)})
+			return
+		}
+		msgs[i] = moltbot.Message{Role: role, Content: string(m.Content)}
+	}
+	opts, err := options(req.Model, req.MaxTokens, req.MaxCompletionTokens, req.Temperature, req.TopP, req.Stop, req.Seed)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.rt.ResolveModel(req.Model); err != nil {
+		writeError(w, err)
+		return
+	}
+	id := s.newID("chatcmpl-")
+	now := time.Now().Unix()
+	if !req.Stream {
+		comp, err := s.rt.Complete(r.Context(), msgs, opts, nil)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		s.writeCompletion(w, id, now, comp)
+		return
+	}
+	cw := &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id,
+		created: strconv.AppendInt(nil, now, 10)}
+	comp, err := s.rt.Complete(r.Context(), msgs, opts, func(c moltbot.Chunk) error {
+		return cw.chunk(c)
+	})
+	if err != nil {
+		if cw.started {
+			cw.fail(err)
+			return
+		}
+		writeError(w, err)
+		return
+	}
+	cw.finish(comp, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
+}
+
+// writeCompletion writes a chat.completion object.
+func (s *Server) writeCompletion(w http.ResponseWriter, id string, created int64, comp *moltbot.Completion) {
+	served := comp.Served.String()
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Moltbot-Provider", served)
+	h.Set("X-Moltbot-Failovers", strconv.Itoa(comp.Failovers))
+	b := make([]byte, 0, 256+len(comp.Content))
+	b = append(b, `{"id":`...)
+	b = jsonw.String(b, id)
+	b = append(b, `,"object":"chat.completion","created":`...)
+	b = strconv.AppendInt(b, created, 10)
+	b = append(b, `,"model":`...)
+	b = jsonw.String(b, served)
+	b = append(b, `,"system_fingerprint":"moltbot","choices":[{"index":0,"message":{"role":"assistant","content":`...)
+	b = jsonw.String(b, comp.Content)
+	b = append(b, `},"logprobs":null,"finish_reason":`...)
+	b = jsonw.String(b, comp.FinishReason)
+	b = append(b, `}],`...)
+	b = appendUsage(b, comp.Usage)
+	b = append(b, "}\n"...)
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
+	out := struct {
+		Object string        `json:"object"`
+		Data   []modelObject `json:"data"`
+	}{Object: "list"}
+	created := s.started.Unix()
+	for _, m := range s.rt.Models() {
+		owner := m.Provider
+		if owner == "" {
+			owner = "moltbot"
+		}
+		out.Data = append(out.Data, modelObject{ID: m.ID, Object: "model", Created: created, OwnedBy: owner})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

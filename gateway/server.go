@@ -1,0 +1,336 @@
+// Package gateway is moltbot's HTTP edge: the OpenAI-compatible API
+// (/v1/chat/completions, /v1/models), the stateful conversations API
+// (/v1/conversations...), admin status, health probes and /metrics.
+//
+// It talks to the actor runtime through the Runtime interface declared here.
+// Every error leaves as OpenAI's error body with the status chosen in
+// errors.go; every request body is capped; nothing here blocks a model.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/internal/metrics"
+)
+
+// Runtime is what the gateway needs from the actor runtime.
+type Runtime interface {
+	Complete(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error)
+	Create(ctx context.Context, tenant string, o actors.CreateOptions) (*moltbot.Conversation, error)
+	Get(ctx context.Context, tenant, id string) (*moltbot.Conversation, error)
+	Delete(ctx context.Context, tenant, id string) error
+	Turn(ctx context.Context, tenant, id, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*actors.TurnResult, error)
+	ResolveModel(model string) error
+	Models() []actors.ModelInfo
+	Status() actors.Status
+	Ready() error
+}
+
+// Config configures the gateway.
+type Config struct {
+	// MaxBodyBytes caps request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxMessageBytes caps one message's content (default 256 KiB).
+	MaxMessageBytes int
+	// BodyReadTimeout bounds reading a request body (default 30 s).
+	BodyReadTimeout time.Duration
+	Metrics         *metrics.Registry
+	Logger          *slog.Logger
+	Version         string
+	// StorageHealth reports whether storage is usable (readiness).
+	StorageHealth func() error
+}
+
+// Server is the gateway's http.Handler.
+type Server struct {
+	rt      Runtime
+	cfg     Config
+	mux     *http.ServeMux
+	met     *metrics.Registry
+	log     *slog.Logger
+	idBase  string
+	ids     atomic.Uint64
+	started time.Time
+}
+
+// New returns the gateway for rt.
+func New(rt Runtime, cfg Config) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 256 << 10
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = 30 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(cfg.Version)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	s := &Server{rt: rt, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/chat/completions", s.only("POST", s.chatCompletions))
+	mux.HandleFunc("/v1/models", s.only("GET", s.models))
+	mux.HandleFunc("/v1/conversations", s.only("POST", s.createConversation))
+	mux.HandleFunc("/v1/conversations/{id}", s.conversation)
+	mux.HandleFunc("/v1/conversations/{id}/messages", s.only("POST", s.postMessage))
+	mux.HandleFunc("/v1/admin/status", s.only("GET", s.status))
+	mux.HandleFunc("/healthz", s.only("GET", s.healthz))
+	mux.HandleFunc("/readyz", s.only("GET", s.readyz))
+	mux.HandleFunc("/metrics", s.only("GET", s.metrics))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, moltbot.Errorf(moltbot.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	s.mux = mux
+	return s
+}
+
+// only answers 405 with Allow for any method but the one given (HEAD too for GET).
+func (s *Server) only(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == "GET" && r.Method == "HEAD") {
+			w.Header().Set("Allow", method)
+			writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "method %s is not allowed on %s; use %s", r.Method, r.URL.Path, method))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func writeErrorStatus(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(appendError(nil, err), '\n'))
+}
+
+// statusWriter records the status code; it keeps Flush reachable through Unwrap.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var codeText = func() (t [600]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return
+}()
+
+// ServeHTTP counts, times and logs every request, and turns a panic into a 500.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t0 := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			if sw.code == 0 {
+				writeError(sw, moltbot.Errorf(moltbot.EInternal, "internal error"))
+			}
+		}
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "other"
+		}
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		d := time.Since(t0)
+		s.met.Inc(metrics.HTTPRequests, route, codeText[min(code, 599)])
+		s.met.Observe(metrics.HTTPDuration, d, route)
+		if code >= 500 {
+			s.log.Warn("request failed", "method", r.Method, "route", route, "code", code, "duration", d)
+		} else if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", d)
+		}
+	}()
+	s.mux.ServeHTTP(sw, r)
+}
+
+// decode reads a JSON body into v, capped at MaxBodyBytes and bounded in time.
+// Unknown fields are ignored (OpenAI clients send many); wrong types, bad
+// JSON, trailing data and oversize bodies are 4xx errors naming the problem.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
+	defer rc.SetReadDeadline(time.Time{})
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		return s.decodeError(err, optional)
+	}
+	if dec.More() {
+		return invalid("", "the body holds more than one JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return s.decodeError(err, false)
+		}
+		return invalid("", "the body holds data after its JSON value")
+	}
+	return nil
+}
+
+func (s *Server) decodeError(err error, optional bool) error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return &moltbot.Error{Code: moltbot.ETooLarge, Message: fmt.Sprintf("the request body is larger than %d bytes (server.max_body_bytes)", mbe.Limit)}
+	case errors.Is(err, io.EOF):
+		if optional {
+			return nil
+		}
+		return invalid("", "the request body is empty; send a JSON object")
+	case errors.As(err, &se):
+		return invalid("", "malformed JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return invalid("", "the body must be a JSON object, not %s", te.Value)
+		}
+		return invalid(field, "%s: expected %s, got %s", field, jsonKind(te.Type.Kind().String()), te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("", "malformed JSON: the body ends early")
+	}
+	var ce *contentError
+	if errors.As(err, &ce) {
+		return invalid(ce.param, "%s", ce.msg)
+	}
+	return invalid("", "malformed JSON: %v", err)
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "true or false"
+	case "ptr", "interface":
+		return "a value"
+	}
+	return "a number"
+}
+
+func (s *Server) newID(prefix string) string {
+	return prefix + s.idBase + strconv.FormatUint(s.ids.Add(1), 36)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readiness() error {
+	if s.cfg.StorageHealth != nil {
+		if err := s.cfg.StorageHealth(); err != nil {
+			return err
+		}
+	}
+	return s.rt.Ready()
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if err := s.readiness(); err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	s.met.WritePrometheus(w)
+}
+
+// StatusResponse is the body of GET /v1/admin/status (and `moltbot status`).
+type StatusResponse struct {
+	Status        string                  `json:"status"`
+	Reason        string                  `json:"reason,omitempty"`
+	Version       string                  `json:"version"`
+	UptimeSeconds float64                 `json:"uptime_seconds"`
+	Chain         []string                `json:"chain"`
+	Providers     []actors.ProviderStatus `json:"providers"`
+	Conversations struct {
+		Active int64 `json:"active"`
+		Stored int   `json:"stored"`
+	} `json:"conversations"`
+	Requests struct {
+		HTTP      uint64 `json:"http"`
+		Inference uint64 `json:"inference"`
+		Failovers uint64 `json:"failovers"`
+		Restarts  uint64 `json:"actor_restarts"`
+	} `json:"requests"`
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	st := s.rt.Status()
+	out := StatusResponse{Status: "ready", Version: s.cfg.Version, UptimeSeconds: time.Since(s.started).Seconds(),
+		Chain: st.Chain, Providers: st.Providers}
+	if err := s.readiness(); err != nil {
+		out.Status, out.Reason = "unavailable", err.Error()
+	}
+	out.Conversations.Active, out.Conversations.Stored = st.ConversationsActive, st.ConversationsStored
+	out.Requests.HTTP = s.met.Sum(metrics.HTTPRequests)
+	out.Requests.Inference = s.met.Sum(metrics.InferenceRequests)
+	out.Requests.Failovers = s.met.Sum(metrics.Failovers)
+	out.Requests.Restarts = s.met.Sum(metrics.ActorRestarts)
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/jsonw"
+)
+
+// chunkWriter writes OpenAI chat.completion.chunk events. Headers go out with
+// the first chunk, once the serving model is known, so a failure before any
+// token can still be a plain HTTP error.
+type chunkWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	buf     []byte
+	id      string
+	created []byte
+	served  string
+	started bool
+}
+
+func (s *chunkWriter) head(served string) {
+	s.buf = append(s.buf, `data: {"id":`...)
+	s.buf = jsonw.String(s.buf, s.id)
+	s.buf = append(s.buf, `,"object":"chat.completion.chunk","created":`...)
+	s.buf = append(s.buf, s.created...)
+	s.buf = append(s.buf, `,"model":`...)
+	s.buf = jsonw.String(s.buf, served)
+	s.buf = append(s.buf, `,"system_fingerprint":"moltbot","choices":[`...)
+}
+
+func (s *chunkWriter) start(served string, failovers int) {
+	s.served = served
+	s.started = true
+	h := s.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Moltbot-Provider", served)
+	h.Set("X-Moltbot-Failovers", strconv.Itoa(failovers))
+	s.w.WriteHeader(http.StatusOK)
+}
+
+func (s *chunkWriter) flush() error {
+	_, err := s.w.Write(s.buf)
+	s.buf = s.buf[:0]
+	if err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// chunk sends one content delta.
+func (s *chunkWriter) chunk(c moltbot.Chunk) error {
+	first := !s.started
+	if first {
+		s.start(c.Served.String(), c.Failovers)
+	}
+	s.head(s.served)
+	s.buf = append(s.buf, `{"index":0,"delta":{`...)
+	if first {
+		s.buf = append(s.buf, `"role":"assistant",`...)
+	}
+	s.buf = append(s.buf, `"content":`...)
+	s.buf = jsonw.String(s.buf, c.Content)
+	s.buf = append(s.buf, `},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	return s.flush()
+}
+
+// finish sends the finish chunk, the usage chunk when asked, and [DONE].
+func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
+	if !s.started {
+		s.start(comp.Served.String(), comp.Failovers) // an empty reply
+		s.head(s.served)
+		s.buf = append(s.buf, `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	}
+	s.head(s.served)
+	s.buf = append(s.buf, `{"index":0,"delta":{},"logprobs":null,"finish_reason":`...)
+	s.buf = jsonw.String(s.buf, comp.FinishReason)
+	s.buf = append(s.buf, `}]}`+"\n\n"...)
+	if usage {
+		s.head(s.served)
+		s.buf = append(s.buf, `],`...)
+		s.buf = appendUsage(s.buf, comp.Usage)
+		s.buf = append(s.buf, "}\n\n"...)
+	}
+	s.buf = append(s.buf, "data: [DONE]\n\n"...)
+	return s.flush()
+}
+
+// fail ends a started stream with an OpenAI-style error event.
+func (s *chunkWriter) fail(err error) {
+	s.buf = append(s.buf, "data: "...)
+	s.buf = appendError(s.buf, err)
+	s.buf = append(s.buf, "\n\ndata: [DONE]\n\n"...)
+	s.flush()
+}
+
+func appendUsage(b []byte, u moltbot.Usage) []byte {
+	b = append(b, `"usage":{"prompt_tokens":`...)
+	b = jsonw.Int(b, int64(u.PromptTokens))
+	b = append(b, `,"completion_tokens":`...)
+	b = jsonw.Int(b, int64(u.CompletionTokens))
+	b = append(b, `,"total_tokens":`...)
+	b = jsonw.Int(b, int64(u.Total()))
+	return append(b, '}')
+}
