@@ -10,8 +10,16 @@ func (st *providerState) models() []string {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	out := make([]string, 0, len(st.spec.Models)+len(st.discovered))
-	out = append(out, st.spec.Models...)
-	return append(out, st.discovered...)
+	seen := make(map[string]bool, cap(out))
+	for _, list := range [][]string{st.spec.Models, st.discovered} {
+		for _, m := range list {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // healthLoop probes every provider now and then every interval, until Shutdown.

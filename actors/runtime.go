@@ -481,9 +481,9 @@ func (rt *Runtime) Status() Status {
 	for _, name := range rt.order {
 		st := rt.states[name]
 		st.mu.Lock()
-		ps := ProviderStatus{Name: name, Type: st.spec.Type, Reachable: st.healthy, CheckedAt: st.checked, LastError: st.lastErr,
-			Models: append(append([]string(nil), st.spec.Models...), st.discovered...)}
+		ps := ProviderStatus{Name: name, Type: st.spec.Type, Reachable: st.healthy, CheckedAt: st.checked, LastError: st.lastErr}
 		st.mu.Unlock()
+		ps.Models = st.models()
 		ps.InFlight, ps.Queued, ps.Restarts = st.inFlight.Load(), st.queued.Load(), st.restarts.Load()
 		sort.Strings(ps.Models)
 		s.Providers = append(s.Providers, ps)

@@ -316,7 +316,23 @@ func (c *Config) EnsureDefaults() {
 func (c *Config) Line(path string) int { return c.lines[path] }
 
 func (c *Config) errAt(path, format string, args ...any) error {
-	return &FieldError{File: c.File, Line: c.lines[path], Path: path, Msg: fmt.Sprintf(format, args...)}
+	return &FieldError{File: c.File, Line: c.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// lineOf is the line of path, or of its nearest written ancestor when the key
+// itself is missing (a required key is reported where its parent is).
+func (c *Config) lineOf(path string) int {
+	for path != "" {
+		if l := c.lines[path]; l > 0 {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
 }
 
 // Provider returns the provider named name, or nil.
@@ -393,7 +409,7 @@ func (c *Config) Validate() error {
 		}
 		if p.Type != TypeSim && p.Type != "" {
 			if p.URL == "" {
-				add(at("url"), "is required for a %s provider", p.Type)
+				add(at("url"), "is required for type %s", p.Type)
 			} else if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				add(at("url"), "want an http:// or https:// URL, got %q", p.URL)
 			}

@@ -181,7 +181,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d := time.Since(t0)
 		s.met.Inc(metrics.HTTPRequests, route, codeText[min(code, 599)])
 		s.met.Observe(metrics.HTTPDuration, d, route)
-		if code >= 500 {
+		if code >= 500 && route != "GET /readyz" && route != "/readyz" {
 			s.log.Warn("request failed", "method", r.Method, "route", route, "code", code, "duration", d)
 		} else if s.log.Enabled(r.Context(), slog.LevelDebug) {
 			s.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", d)

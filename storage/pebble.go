@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
@@ -92,7 +93,7 @@ func Open(dir string, o Options) (*Pebble, error) {
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		cache.Unref()
-		if strings.Contains(err.Error(), "lock") {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
 			return nil, fmt.Errorf("storage: %s is in use by another moltbot process: %w", dir, err)
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)

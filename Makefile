@@ -1,0 +1,77 @@
+# moltbot: every entry point. CI runs `make test` only (see .ci/run).
+SHELL   := /bin/bash
+GO      ?= go
+PKG     := github.com/moltbot/moltbot
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X $(PKG).Version=$(VERSION)
+BIN     := bin/moltbot
+RUN_DIR ?= .run
+PORT    ?= 3000
+
+export CGO_ENABLED ?= 0
+export GOFLAGS += -mod=mod
+
+.PHONY: all run build test unit integration vet fmt-check tidy-check lint bench measure fuzz cross clean
+
+all: build
+
+## run: start a node on 127.0.0.1:$(PORT) from the embedded demo config
+## (Ollama first, then the built-in simulator), data in $(RUN_DIR)/
+run: build
+	./$(BIN) start --workspace $(RUN_DIR) --preset demo --port $(PORT) --log-format text
+
+## build: a stripped, version-stamped binary in bin/
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/moltbot
+
+## test: vet, formatting, then every test (unit, fuzz seeds, multi-process
+## integration) with the race detector. Needs nothing but Go.
+test: vet fmt-check
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+tidy-check:
+	$(GO) mod tidy
+	git diff --exit-code go.mod go.sum
+
+## lint: vet, formatting, go mod tidy leaves no diff
+lint: vet fmt-check tidy-check
+
+## bench: testing.B hot paths, then the end-to-end measurements of BENCHMARKS.md
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	$(GO) run ./bench/measure -bin $(BIN)
+
+## measure: only the end-to-end measurements (binary, ready time, RSS, added latency)
+measure: build
+	$(GO) run ./bench/measure -bin $(BIN)
+
+## fuzz: run each fuzz target for FUZZTIME (default 20s)
+FUZZTIME ?= 20s
+fuzz:
+	@for spec in \
+	  configs:FuzzParse inference/sse:FuzzReader storage:FuzzDecode gateway:FuzzChatCompletions \
+	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/anthropic:FuzzStream inference/ollama:FuzzStream; do \
+	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
+	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
+
+## cross: release binaries for the edge and desktop targets in dist/
+cross:
+	@mkdir -p dist
+	@for t in linux/amd64 linux/arm64 linux/arm/7 darwin/arm64 windows/amd64; do \
+	  os=$${t%%/*}; rest=$${t#*/}; arch=$${rest%%/*}; arm=$${rest#*/}; \
+	  out=dist/moltbot-$$os-$$arch$$( [ "$$arch" = arm ] && echo v$$arm )$$( [ "$$os" = windows ] && echo .exe ); \
+	  echo "build $$out"; \
+	  GOOS=$$os GOARCH=$$arch GOARM=$$( [ "$$arch" = arm ] && echo $$arm ) \
+	    $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/moltbot || exit 1; \
+	done
+
+clean:
+	rm -rf bin dist $(RUN_DIR)

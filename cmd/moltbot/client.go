@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/moltbot/moltbot/gateway"
+	"github.com/moltbot/moltbot/inference/sim"
+	"github.com/moltbot/moltbot/inference/sse"
+	"github.com/urfave/cli/v2"
+)
+
+func urlFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "url", Value: "http://127.0.0.1:3000", EnvVars: []string{"MOLTBOT_URL"}, Usage: "the node's base URL"}
+}
+
+func simCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sim",
+		Usage: "run a simulated model server (Ollama and OpenAI APIs)",
+		Description: `Serves a simulated model that speaks the Ollama API (/api/chat NDJSON, /api/tags,
+/api/version) and the OpenAI API (/v1/chat/completions SSE and JSON, /v1/models).
+It answers for any model name; its text is deterministic for a seed and the
+prompt, and starts with "[simulated]". For demos, tests and load tests.
+
+Examples:
+   moltbot sim --addr 127.0.0.1:11434                 # stand in for Ollama
+   moltbot sim --addr 127.0.0.1:8000 --ttft 0 --itl 0  # as fast as possible
+   moltbot sim --error-rate 0.05 --latency 2s         # a flaky, slow model`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:11434", Usage: "listen address"},
+			&cli.DurationFlag{Name: "ttft", Value: 50 * time.Millisecond, Usage: "time to first token"},
+			&cli.DurationFlag{Name: "itl", Value: 10 * time.Millisecond, Usage: "time between tokens"},
+			&cli.IntFlag{Name: "tokens", Value: 32, Usage: "tokens per reply"},
+			&cli.DurationFlag{Name: "latency", Usage: "extra delay before the first token"},
+			&cli.Float64Flag{Name: "error-rate", Usage: "share of requests answered with HTTP 500, 0 to 1"},
+			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "seed of the generated text"},
+			&cli.StringSliceFlag{Name: "models", Value: cli.NewStringSlice("sim"), Usage: "model names to list"},
+		},
+		Action: func(c *cli.Context) error {
+			if r := c.Float64("error-rate"); r < 0 || r > 1 {
+				return fail(2, "--error-rate: must be between 0 and 1, got %g", r)
+			}
+			if c.Int("tokens") < 1 {
+				return fail(2, "--tokens: must be at least 1")
+			}
+			for _, f := range []string{"ttft", "itl", "latency"} {
+				if c.Duration(f) < 0 {
+					return fail(2, "--%s: must not be negative", f)
+				}
+			}
+			s := sim.NewServer(sim.Options{TTFT: c.Duration("ttft"), ITL: c.Duration("itl"), Tokens: c.Int("tokens"),
+				Latency: c.Duration("latency"), ErrorRate: c.Float64("error-rate"), Seed: c.Int64("seed"), Models: c.StringSlice("models")})
+			ln, err := net.Listen("tcp", c.String("addr"))
+			if err != nil {
+				return fail(1, "--addr %s: %v", c.String("addr"), err)
+			}
+			srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+			fmt.Fprintf(c.App.Writer, "moltbot sim listening on http://%s (Ollama: /api/chat, OpenAI: /v1/chat/completions)\n", ln.Addr())
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, sigterm)
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+			}()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fail(1, "%v", err)
+			}
+			return nil
+		},
+	}
+}
+
+// apiError reads the OpenAI error body of a failed response.
+func apiError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+		return fmt.Errorf("%s: %s", resp.Status, e.Error.Message)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+}
+
+type chatClient struct {
+	url  string
+	http *http.Client
+}
+
+func (cc *chatClient) post(ctx context.Context, path string, body any) (*http.Response, error) {
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cc.url+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := cc.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach moltbot at %s: %w", cc.url, err)
+	}
+	return resp, nil
+}
+
+func (cc *chatClient) create(ctx context.Context, system, model string) (string, error) {
+	resp, err := cc.post(ctx, "/v1/conversations", map[string]string{"system": system, "model": model})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return "", apiError(resp)
+	}
+	var c struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		return "", err
+	}
+	return c.ID, nil
+}
+
+// turn sends one message and streams the reply to out; it returns the model
+// that served it.
+func (cc *chatClient) turn(ctx context.Context, id, text string, out io.Writer) (string, error) {
+	resp, err := cc.post(ctx, "/v1/conversations/"+id+"/messages", map[string]any{"content": text, "stream": true})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", apiError(resp)
+	}
+	served := resp.Header.Get("X-Moltbot-Provider")
+	r := sse.NewReader(resp.Body, 0)
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return served, errors.New("the stream ended early")
+		}
+		if err != nil {
+			return served, err
+		}
+		if string(ev.Data) == "[DONE]" {
+			return served, nil
+		}
+		var ch struct {
+			Choices []struct {
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
+			} `json:"choices"`
+			Error *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(ev.Data, &ch); err != nil {
+			return served, fmt.Errorf("bad chunk: %v", err)
+		}
+		if ch.Error != nil {
+			return served, errors.New(ch.Error.Message)
+		}
+		for _, c := range ch.Choices {
+			io.WriteString(out, c.Delta.Content)
+			if f, ok := out.(interface{ Flush() error }); ok {
+				f.Flush()
+			}
+		}
+	}
+}
+
+func chatCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "chat",
+		Usage: "chat with a node in the terminal",
+		Description: `An interactive chat: type a message, the reply streams back as it is generated,
+followed by the model that served it. The conversation lives on the node and
+survives restarts: resume it with --conversation. Commands: /new (a fresh
+conversation), /id (show its id), /quit. End of input quits too.
+
+Examples:
+   moltbot chat
+   moltbot chat --url http://10.0.0.5:3000 --conversation c_abc123
+   echo "hello" | moltbot chat --system "answer in French"`,
+		Flags: []cli.Flag{
+			urlFlag(),
+			&cli.StringFlag{Name: "conversation", Usage: "resume this conversation id"},
+			&cli.StringFlag{Name: "system", Usage: "system prompt of a new conversation"},
+			&cli.StringFlag{Name: "model", Usage: `model of a new conversation ("moltbot" = the configured chain, or provider/model)`},
+		},
+		Action: func(c *cli.Context) error {
+			cc := &chatClient{url: strings.TrimRight(c.String("url"), "/"), http: &http.Client{}}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			out := bufio.NewWriter(c.App.Writer)
+			defer out.Flush()
+			errw := c.App.ErrWriter
+			id := c.String("conversation")
+			if id == "" {
+				var err error
+				if id, err = cc.create(ctx, c.String("system"), c.String("model")); err != nil {
+					return fail(1, "%v", err)
+				}
+			}
+			fmt.Fprintf(errw, "conversation %s (type /quit to leave)\n", id)
+			in := bufio.NewScanner(c.App.Reader)
+			in.Buffer(make([]byte, 64<<10), 1<<20)
+			for {
+				fmt.Fprint(errw, "> ")
+				if !in.Scan() {
+					fmt.Fprintln(errw)
+					return nil
+				}
+				line := strings.TrimSpace(in.Text())
+				switch line {
+				case "":
+					continue
+				case "/quit", "/exit":
+					return nil
+				case "/id":
+					fmt.Fprintln(errw, id)
+					continue
+				case "/new":
+					nid, err := cc.create(ctx, c.String("system"), c.String("model"))
+					if err != nil {
+						fmt.Fprintln(errw, "error:", err)
+						continue
+					}
+					id = nid
+					fmt.Fprintf(errw, "conversation %s\n", id)
+					continue
+				}
+				served, err := cc.turn(ctx, id, line, out)
+				out.WriteString("\n")
+				out.Flush()
+				if err != nil {
+					fmt.Fprintln(errw, "error:", err)
+					if ctx.Err() != nil {
+						return nil
+					}
+					continue
+				}
+				fmt.Fprintf(errw, "  (served by %s)\n", served)
+			}
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show a node's health, providers and counts",
+		Description: `Asks a node for its status: readiness, the model chain, each provider's
+reachability and load, conversations active and stored, request counters.
+Exits 1 when the node cannot be reached.
+
+Examples:
+   moltbot status
+   moltbot status --url http://127.0.0.1:3001 --json`,
+		Flags: []cli.Flag{urlFlag(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}},
+		Action: func(c *cli.Context) error {
+			base := strings.TrimRight(c.String("url"), "/")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/admin/status", nil)
+			if err != nil {
+				return fail(2, "--url: %v", err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fail(1, "cannot reach moltbot at %s: %v", base, err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fail(1, "%v", apiError(resp))
+			}
+			body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+			if err != nil {
+				return fail(1, "%v", err)
+			}
+			if c.Bool("json") {
+				c.App.Writer.Write(body)
+				return nil
+			}
+			var st gateway.StatusResponse
+			if err := json.Unmarshal(body, &st); err != nil {
+				return fail(1, "unexpected status body: %v", err)
+			}
+			printStatus(c.App.Writer, base, &st)
+			return nil
+		},
+	}
+}
+
+func printStatus(w io.Writer, base string, st *gateway.StatusResponse) {
+	state := st.Status
+	if st.Reason != "" {
+		state += " (" + st.Reason + ")"
+	}
+	fmt.Fprintf(w, "moltbot %s at %s: %s, up %s\n", st.Version, base, state, (time.Duration(st.UptimeSeconds) * time.Second).String())
+	fmt.Fprintf(w, "chain: %s\n\n", strings.Join(st.Chain, " -> "))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROVIDER\tTYPE\tREACHABLE\tIN-FLIGHT\tQUEUED\tRESTARTS\tMODELS")
+	for _, p := range st.Providers {
+		reach := "yes"
+		if !p.Reachable {
+			reach = "no"
+			if p.CheckedAt.IsZero() {
+				reach = "unknown"
+			}
+		}
+		models := strings.Join(p.Models, ",")
+		if models == "" {
+			models = "-"
+		}
+		if p.LastError != "" {
+			models += "  (" + p.LastError + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Type, reach, p.InFlight, p.Queued, p.Restarts, models)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nconversations: %d active, %d stored\n", st.Conversations.Active, st.Conversations.Stored)
+	fmt.Fprintf(w, "requests: %d http, %d inference, %d failovers, %d actor restarts\n",
+		st.Requests.HTTP, st.Requests.Inference, st.Requests.Failovers, st.Requests.Restarts)
+}

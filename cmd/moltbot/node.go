@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/gateway"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/inference/anthropic"
+	"github.com/moltbot/moltbot/inference/ollama"
+	"github.com/moltbot/moltbot/inference/openai"
+	"github.com/moltbot/moltbot/inference/sim"
+	"github.com/moltbot/moltbot/internal/logging"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/storage"
+)
+
+// Node is one running moltbot: storage, actors and the HTTP gateway. Start it
+// with Start, stop it with Shutdown. Tests start it on port 0 in-process.
+type Node struct {
+	Config    *configs.Config
+	Workspace string
+	Log       *slog.Logger
+
+	store    *storage.Pebble
+	rt       *actors.Runtime
+	srv      *http.Server
+	ln       net.Listener
+	served   chan error
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// DataDir is the storage directory: storage.path, relative to the workspace.
+func (n *Node) DataDir() string {
+	p := n.Config.Storage.Path
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(n.Workspace, p)
+}
+
+// buildProviders turns provider configs into inference clients.
+func buildProviders(cfg *configs.Config) ([]actors.ProviderSpec, error) {
+	var out []actors.ProviderSpec
+	for _, p := range cfg.Providers {
+		var prov inference.Provider
+		key := ""
+		if len(p.APIKeys) > 0 {
+			key = p.APIKeys[0].Value()
+		}
+		hc := inference.NewHTTPClient(p.MaxInFlight)
+		switch p.Type {
+		case configs.TypeOllama:
+			c, err := ollama.New(ollama.Config{Name: p.Name, BaseURL: p.URL, HTTP: hc})
+			if err != nil {
+				return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+			}
+			prov = c
+		case configs.TypeOpenAI:
+			prov = openai.New(openai.Config{Name: p.Name, BaseURL: p.URL, APIKey: key, HTTP: hc})
+		case configs.TypeAnthropic:
+			prov = anthropic.New(anthropic.Config{Name: p.Name, BaseURL: p.URL, APIKey: key, HTTP: hc})
+		case configs.TypeSim:
+			prov = sim.NewProvider(p.Name, sim.Options{TTFT: p.Sim.TTFT.D(), ITL: p.Sim.ITL.D(), Tokens: p.Sim.Tokens, Seed: p.Sim.Seed, Models: p.Models})
+		default:
+			return nil, fmt.Errorf("provider %s: unknown type %q", p.Name, p.Type)
+		}
+		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, Provider: prov, MaxInFlight: p.MaxInFlight,
+			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models})
+	}
+	return out, nil
+}
+
+// Start opens storage, starts the actors and begins serving HTTP.
+func (n *Node) Start() error {
+	cfg := n.Config
+	if n.Log == nil {
+		n.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
+	// Listen first: a port in use should fail before storage is touched.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("cannot listen on %s: the address is in use (change --port or server.port)", addr)
+		}
+		return fmt.Errorf("cannot listen on %s (--host/--port, server.host/server.port): %w", addr, err)
+	}
+	store, err := storage.Open(n.DataDir(), storage.Options{CacheSize: int64(cfg.Storage.CacheSize),
+		MemtableSize: int64(cfg.Storage.MemtableSize), Logger: n.Log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	specs, err := buildProviders(cfg)
+	if err != nil {
+		ln.Close()
+		store.Close()
+		return err
+	}
+	met := metrics.New(moltbot.Version)
+	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: store, Metrics: met, Logger: n.Log,
+		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
+		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D()})
+	if err != nil {
+		ln.Close()
+		store.Close()
+		return err
+	}
+	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
+		Metrics: met, Logger: n.Log, Version: moltbot.Version,
+		StorageHealth: func() error { _, err := store.Count(); return err }})
+	n.store, n.rt, n.ln = store, rt, ln
+	n.srv = &http.Server{Handler: gw, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(n.Log.Handler(), slog.LevelWarn)}
+	n.served = make(chan error, 1)
+	go func() { n.served <- n.srv.Serve(ln) }()
+	chain := ""
+	for i, r := range cfg.Chain() {
+		if i > 0 {
+			chain += " -> "
+		}
+		chain += r.String()
+	}
+	n.Log.Info("moltbot started", "version", moltbot.Version, "addr", "http://"+ln.Addr().String(), "config", cfg.File,
+		"data", n.DataDir(), "chain", chain, "providers", len(specs))
+	return nil
+}
+
+// Addr is the address the node listens on.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// URL is the node's base URL.
+func (n *Node) URL() string { return "http://" + n.Addr() }
+
+// Done is closed... it yields the HTTP server's exit error.
+func (n *Node) Done() <-chan error { return n.served }
+
+// Shutdown stops accepting, lets in-flight turns finish for up to
+// server.shutdown_timeout, cancels what remains (user turns stay stored),
+// stops the actors and closes storage. It is idempotent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.Log.Info("shutting down: no new requests; waiting for in-flight turns")
+		wait, cancel := context.WithTimeout(ctx, n.Config.Server.ShutdownTimeout.D())
+		err := n.srv.Shutdown(wait)
+		cancel()
+		if err != nil {
+			n.Log.Warn("in-flight turns did not finish in time; canceling them", "timeout", n.Config.Server.ShutdownTimeout.D())
+		}
+		// Ends every remaining turn; handlers then answer and return.
+		n.rt.Shutdown(ctx)
+		if err != nil {
+			grace, cancel := context.WithTimeout(context.Background(), time.Second)
+			if n.srv.Shutdown(grace) != nil {
+				n.srv.Close()
+			}
+			cancel()
+		}
+		n.stopErr = n.store.Close()
+		n.Log.Info("stopped")
+	})
+	return n.stopErr
+}
+
+// ensureDir makes dir with private permissions.
+func ensureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return nil
+}
+
+// newLogger builds the process logger from config.
+func newLogger(w io.Writer, cfg *configs.Config) (*slog.Logger, error) {
+	return logging.New(w, cfg.Log.Level, cfg.Log.Format)
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/moltbot/moltbot/configs"
+	"github.com/urfave/cli/v2"
+)
+
+func workspaceFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "workspace", Aliases: []string{"w"}, EnvVars: []string{"MOLTBOT_WORKSPACE"}, Value: ".",
+		Usage: "the node's directory: its moltbot.yaml and data/"}
+}
+
+// loadConfig picks the config: --config FILE, else --preset NAME, else
+// WORKSPACE/moltbot.yaml when it exists, else the embedded default preset.
+func loadConfig(c *cli.Context) (*configs.Config, error) {
+	file, preset := c.String("config"), c.String("preset")
+	if file != "" && preset != "" {
+		return nil, fail(2, "--config and --preset cannot be used together")
+	}
+	var cfg *configs.Config
+	var err error
+	switch {
+	case file != "":
+		cfg, err = configs.Load(file)
+	case preset != "":
+		cfg, err = configs.LoadPreset(preset)
+	default:
+		path := filepath.Join(c.String("workspace"), "moltbot.yaml")
+		if _, statErr := os.Stat(path); statErr == nil {
+			cfg, err = configs.Load(path)
+		} else {
+			cfg, err = configs.LoadPreset("default")
+		}
+	}
+	if err != nil {
+		return nil, fail(2, "%v", err)
+	}
+	// Flags override the file.
+	if c.IsSet("host") {
+		cfg.Server.Host = c.String("host")
+	}
+	if c.IsSet("port") {
+		p := c.Int("port")
+		if p < 0 || p > 65535 {
+			return nil, fail(2, "--port: must be between 0 and 65535, got %d", p)
+		}
+		cfg.Server.Port = p
+	}
+	if c.IsSet("log-level") {
+		cfg.Log.Level = c.String("log-level")
+	}
+	if c.IsSet("log-format") {
+		cfg.Log.Format = c.String("log-format")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fail(2, "%v", err)
+	}
+	return cfg, nil
+}
+
+func startCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "start",
+		Usage: "run a moltbot node",
+		Description: `Starts a node: opens the workspace's data directory, starts the provider and
+conversation actors and serves HTTP. The config is --config FILE, else --preset
+NAME (default, demo), else WORKSPACE/moltbot.yaml, else the embedded default.
+Flags override the file. SIGINT/SIGTERM stop it gracefully: no new requests,
+in-flight turns finish (or are canceled after server.shutdown_timeout), data is
+flushed, exit 0.
+
+Examples:
+   moltbot start --workspace /opt/moltbot
+   moltbot start --preset demo --port 3001 --log-format text
+   moltbot start --config ./moltbot.yaml --log-level debug`,
+		Flags: []cli.Flag{
+			workspaceFlag(),
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config file (default: WORKSPACE/moltbot.yaml)"},
+			&cli.StringFlag{Name: "preset", Usage: "use an embedded preset: default or demo"},
+			&cli.StringFlag{Name: "host", Usage: "listen address (overrides server.host)"},
+			&cli.IntFlag{Name: "port", Usage: "listen port, 0 for any (overrides server.port)", DefaultText: "server.port, 3000"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (overrides log.level)"},
+			&cli.StringFlag{Name: "log-format", Usage: "json or text (overrides log.format)"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(c.App.ErrWriter, cfg)
+			if err != nil {
+				return fail(2, "%v", err)
+			}
+			ws, _ := filepath.Abs(c.String("workspace"))
+			if err := ensureDir(ws); err != nil {
+				return fail(1, "%v", err)
+			}
+			n := &Node{Config: cfg, Workspace: ws, Log: log}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := n.Start(); err != nil {
+				return fail(1, "%v", err)
+			}
+			select {
+			case <-ctx.Done():
+			case err := <-n.Done():
+				if !errors.Is(err, http.ErrServerClosed) {
+					n.Shutdown(context.Background())
+					return fail(1, "server stopped: %v", err)
+				}
+			}
+			stop() // a second signal kills at once
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := n.Shutdown(sctx); err != nil {
+				return fail(1, "shutdown: %v", err)
+			}
+			return nil
+		},
+	}
+}
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "create a workspace: moltbot.yaml, data/ and skills/",
+		Description: `Writes WORKSPACE/moltbot.yaml (commented, from the embedded default preset, or
+--preset demo) and creates WORKSPACE/data/ and WORKSPACE/skills/. An existing
+moltbot.yaml is kept unless --force is given.
+
+Examples:
+   moltbot init --workspace /opt/moltbot
+   moltbot init --workspace ./demo --preset demo --force`,
+		Flags: []cli.Flag{
+			workspaceFlag(),
+			&cli.StringFlag{Name: "preset", Value: "default", Usage: "preset to start from: default or demo"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite an existing moltbot.yaml"},
+		},
+		Action: func(c *cli.Context) error {
+			ws := c.String("workspace")
+			text, err := configs.PresetYAML(c.String("preset"))
+			if err != nil {
+				return fail(2, "--preset: %v", err)
+			}
+			for _, d := range []string{ws, filepath.Join(ws, "data"), filepath.Join(ws, "skills")} {
+				if err := ensureDir(d); err != nil {
+					return fail(1, "%v", err)
+				}
+			}
+			path := filepath.Join(ws, "moltbot.yaml")
+			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if c.Bool("force") {
+				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			f, err := os.OpenFile(path, flags, 0o640)
+			if errors.Is(err, os.ErrExist) {
+				return fail(1, "%s already exists; use --force to overwrite it", path)
+			}
+			if err != nil {
+				return fail(1, "%v", err)
+			}
+			if _, err := f.Write(text); err != nil {
+				f.Close()
+				return fail(1, "write %s: %v", path, err)
+			}
+			if err := f.Close(); err != nil {
+				return fail(1, "write %s: %v", path, err)
+			}
+			fmt.Fprintf(c.App.Writer, "created %s, %s/ and %s/\nnext: edit it, then run: moltbot start --workspace %s\n",
+				path, filepath.Join(ws, "data"), filepath.Join(ws, "skills"), ws)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,193 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+const minimal = `
+providers:
+  - name: local
+    type: ollama
+    url: http://127.0.0.1:11434
+models:
+  primary: local/llama3.2
+`
+
+func TestPresetsLoad(t *testing.T) {
+	for _, name := range Presets() {
+		c, err := Parse("preset:"+name, mustPreset(name), env(nil))
+		if err != nil {
+			t.Fatalf("preset %s: %v", name, err)
+		}
+		if c.Server.Host != "127.0.0.1" || c.Server.Port != 3000 {
+			t.Errorf("preset %s listens on %s:%d; presets must stay on loopback:3000", name, c.Server.Host, c.Server.Port)
+		}
+	}
+	d := Default()
+	if d.Models.Threshold.Latency.D() != 3*time.Second || d.Models.Threshold.ErrorRate != 0.05 || d.Chain()[0].String() != "local/llama3.2" {
+		t.Errorf("default thresholds %+v", d.Models)
+	}
+	demo, _ := LoadPreset("demo")
+	chain := demo.Chain()
+	if chain[len(chain)-1].Provider != "sim" || demo.Provider("sim").Type != TypeSim {
+		t.Errorf("demo chain must end with the simulator: %v", chain)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("m.yaml", []byte(minimal), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.MaxBodyBytes != 1<<20 || c.Conversations.IdleTimeout.D() != 5*time.Minute || c.Conversations.MaxContextTokens != 4096 ||
+		c.Log.Level != "info" || c.Storage.Path != "data" || c.Providers[0].MaxInFlight != 64 || c.Cluster.Replicas != 2 {
+		t.Errorf("defaults not filled: %+v", c)
+	}
+	c, _ = Parse("m.yaml", []byte("server: {port: 0}\n"+minimal), env(nil))
+	if c.Server.Port != 0 {
+		t.Errorf("an explicit port 0 became %d", c.Server.Port)
+	}
+}
+
+func TestValues(t *testing.T) {
+	c, err := Parse("m.yaml", []byte(`
+server: {max_body_bytes: 2MiB, request_timeout: 90s}
+providers:
+  - {name: cloud, type: openai, url: "${BASE:-https://api.example.com/v1}", api_keys: ["${KEY}", "lit$$eral"], timeout: 1500ms}
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0, tokens: 5}}
+models:
+  primary: cloud/gpt-4o-mini
+  fallback: [sim/sim]
+  threshold: {latency: 2500ms, error_rate: 0.1}
+conversations: {idle_timeout: 1m, max_context_tokens: 8192, max_message_bytes: 512KiB}
+`), env(map[string]string{"KEY": "sk-secret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Providers[0]
+	if p.URL != "https://api.example.com/v1" || p.APIKeys[0].Value() != "sk-secret" || p.APIKeys[1].Value() != "lit$eral" || p.Timeout.D() != 1500*time.Millisecond {
+		t.Errorf("provider %+v", p)
+	}
+	if c.Server.MaxBodyBytes != 2<<20 || c.Models.Threshold.ErrorRate != 0.1 || c.Models.Threshold.Latency.D() != 2500*time.Millisecond ||
+		c.Conversations.MaxMessageBytes != 512<<10 || c.Providers[1].Sim.TTFT != 0 || c.Providers[1].Sim.ITL != 0 {
+		t.Errorf("values %+v", c)
+	}
+	if got := fmt.Sprintf("%v %s %+v", p.APIKeys[0], p.APIKeys[0], p.APIKeys); strings.Contains(got, "sk-secret") {
+		t.Errorf("secret printed: %s", got)
+	}
+	if strings.Contains(c.Redacted(), "sk-secret") || !strings.Contains(c.Redacted(), "[REDACTED]") {
+		t.Errorf("redacted dump: %s", c.Redacted())
+	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"undefined provider", minimal + "  fallback: [locl/x]\n", []string{`m.yaml:8: models.fallback[0]: provider "locl" is not defined (defined: local)`}},
+		{"primary undefined", strings.Replace(minimal, "local/llama3.2", "locl/llama3.2", 1), []string{`m.yaml:7: models.primary: provider "locl" is not defined`}},
+		{"typo", "sever: {}\n" + minimal, []string{`m.yaml:1: sever: unknown key (did you mean "server"?)`}},
+		{"nested typo", "server: {prot: 1}\n" + minimal, []string{`m.yaml:1: server.prot: unknown key (did you mean "port"?)`}},
+		{"wrong type", "server:\n  port: lots\n" + minimal, []string{`m.yaml:2: server.port: want a whole number, got "lots"`}},
+		{"port range", "server: {port: 70000}\n" + minimal, []string{`m.yaml:1: server.port: must be between 0 and 65535`}},
+		{"bad percent", minimal + "  threshold: {error_rate: 150%}\n", []string{`m.yaml:8: models.threshold.error_rate: must be between 0% and 100%`}},
+		{"bad duration", "conversations: {idle_timeout: 5 minutes}\n" + minimal, []string{`m.yaml:1: conversations.idle_timeout: want a duration`}},
+		{"bad size", "server: {max_body_bytes: 1 potato}\n" + minimal, []string{`server.max_body_bytes: want a size`}},
+		{"list not map", "providers: {name: x}\nmodels: {primary: x/y}\n", []string{`m.yaml:1: providers: want a list`}},
+		{"bad type", "providers: [{name: a, type: llama}]\nmodels: {primary: a/b}\n", []string{`m.yaml:1: providers[0].type: must be one of ollama, openai, anthropic, sim, got "llama"`}},
+		{"no url", "providers:\n  - name: a\n    type: openai\nmodels: {primary: a/b}\n", []string{`m.yaml:2: providers[0].url: is required for type openai`}},
+		{"bad url", "providers: [{name: a, type: ollama, url: 'localhost:11434'}]\nmodels: {primary: a/b}\n", []string{`providers[0].url: want an http:// or https:// URL`}},
+		{"duplicate provider", "providers: [{name: a, type: sim}, {name: a, type: sim}]\nmodels: {primary: a/b}\n", []string{`providers[1].name: provider "a" is defined twice`}},
+		{"slash in name", "providers: [{name: a/b, type: sim}]\nmodels: {primary: x/y}\n", []string{`providers[0].name: must not contain '/'`}},
+		{"not provider/model", "providers: [{name: a, type: sim}]\nmodels: {primary: justamodel}\n", []string{`models.primary: want provider/model, got "justamodel"`}},
+		{"no primary", "providers: [{name: a, type: sim}]\n", []string{`models.primary: is required`}},
+		{"no providers", "models: {primary: a/b}\n", []string{`providers: at least one provider is needed`, `provider "a" is not defined`}},
+		{"duplicate in chain", minimal + "  fallback: [local/llama3.2]\n", []string{`models.fallback[0]: "local/llama3.2" is already in the chain`}},
+		{"unset env", "providers: [{name: a, type: sim, url: '${NOPE}'}]\nmodels: {primary: a/b}\n", []string{`m.yaml:1: providers[0].url: environment variable NOPE is not set`}},
+		{"unclosed env", "providers: [{name: a, type: sim, url: '${NOPE'}]\nmodels: {primary: a/b}\n", []string{`unclosed ${`}},
+		{"key twice", "log: {level: info, level: debug}\n" + minimal, []string{`m.yaml:1: log.level: key given twice`}},
+		{"two documents", minimal + "---\nlog: {}\n", []string{`only one YAML document`}},
+		{"empty", "", []string{`m.yaml: the config is empty`}},
+		{"yaml syntax", "server: [\n", []string{`m.yaml: `}},
+		{"log level", "log: {level: loud}\n" + minimal, []string{`m.yaml:1: log.level: must be one of debug, info, warn, error, got "loud"`}},
+		{"several at once", "log: {level: loud, format: xml}\n" + minimal, []string{`log.level`, `log.format`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("m.yaml", []byte(tc.yaml), env(nil))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestExpandEnv(t *testing.T) {
+	lookup := env(map[string]string{"A": "1", "EMPTY": ""})
+	for in, want := range map[string]string{"x": "x", "${A}": "1", "a${A}b${A}": "a1b1", "${B:-def}": "def", "${EMPTY:-d}": "d",
+		"${EMPTY}": "", "$$": "$", "$${A}": "${A}", "$5": "$5", "${B:-}": ""} {
+		got, err := expandEnv(in, lookup)
+		if err != nil || got != want {
+			t.Errorf("expand(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"${B}", "${", "${1A}", "${A-B}"} {
+		if _, err := expandEnv(in, lookup); err == nil {
+			t.Errorf("expand(%q) accepted", in)
+		}
+	}
+}
+
+func TestRoundTripYAML(t *testing.T) {
+	c := Default()
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse("dump", b, env(nil))
+	if err != nil {
+		t.Fatalf("a dumped config does not load: %v\n%s", err, b)
+	}
+	if back.Models.Threshold != c.Models.Threshold || back.Server != c.Server {
+		t.Errorf("round trip changed values")
+	}
+}
+
+// FuzzParse: any input gives a config or an error, never a panic, and every
+// field error names its file.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add(mustPreset("default"))
+	f.Add(mustPreset("demo"))
+	f.Add([]byte("a: &x [*x]\nserver: *x\n"))
+	f.Add([]byte("providers: [{name: a, type: sim, sim: {tokens: ${N:-3}}}]\nmodels: {primary: a/b, threshold: {error_rate: 5%}}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse("f.yaml", b, env(map[string]string{"N": "4"}))
+		if err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) && fe.File != "f.yaml" {
+				t.Fatalf("field error without the file: %v", err)
+			}
+			return
+		}
+		if c.Validate() != nil || len(c.Chain()) == 0 {
+			t.Fatalf("accepted an invalid config")
+		}
+	})
+}
