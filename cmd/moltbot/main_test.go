@@ -48,9 +48,9 @@ func (s *syncBuf) String() string {
 }
 
 type proc struct {
-	cmd    *exec.Cmd
-	out    *syncBuf
-	done   chan struct{}
+	cmd     *exec.Cmd
+	out     *syncBuf
+	done    chan struct{}
 	waitErr error
 }
 
