@@ -183,6 +183,12 @@ func FromStatus(provider string, status int, message string, h http.Header) *Err
 	if e.Message == "" {
 		e.Message = http.StatusText(status)
 	}
+	if e.Message == "" {
+		e.Message = "status " + strconv.Itoa(status)
+		if status == 529 {
+			e.Message = "overloaded"
+		}
+	}
 	return e
 }
 

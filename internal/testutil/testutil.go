@@ -3,7 +3,10 @@
 package testutil
 
 import (
+	"bytes"
+	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -29,4 +32,24 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// BodyTransport answers every request with status, content type and body:
+// fuzz tests feed arbitrary bytes to a client's stream decoder through it.
+type BodyTransport struct {
+	Status      int
+	ContentType string
+	Body        []byte
+}
+
+// RoundTrip implements http.RoundTripper.
+func (b BodyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	h := http.Header{}
+	h.Set("Content-Type", b.ContentType)
+	return &http.Response{StatusCode: b.Status, Status: http.StatusText(b.Status), Header: h,
+		Body: io.NopCloser(bytes.NewReader(b.Body)), Request: r, ContentLength: int64(len(b.Body))}, nil
 }
