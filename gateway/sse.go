@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/internal/jsonw"
@@ -43,7 +44,12 @@ func (s *chunkWriter) start(served string, failovers int) {
 	s.w.WriteHeader(http.StatusOK)
 }
 
+// writeTimeout bounds each write to a client: one that stops reading cannot
+// hold a model call (and its provider slot) forever.
+const writeTimeout = 30 * time.Second
+
 func (s *chunkWriter) flush() error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_, err := s.w.Write(s.buf)
 	s.buf = s.buf[:0]
 	if err != nil {
