@@ -386,8 +386,13 @@ func BenchmarkChatCompletionsStream(b *testing.B) {
 	}
 }
 
+// deadlineRecorder supports write deadlines like a real connection does.
+type deadlineRecorder struct{ *httptest.ResponseRecorder }
+
+func (deadlineRecorder) SetWriteDeadline(time.Time) error { return nil }
+
 func BenchmarkChunkWriter(b *testing.B) {
-	w := httptest.NewRecorder()
+	w := deadlineRecorder{httptest.NewRecorder()}
 	cw := &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: "chatcmpl-x", created: []byte("1700000000")}
 	ch := moltbot.Chunk{Content: " token", Served: moltbot.ModelRef{Provider: "sim", Model: "sim"}}
 	b.ReportAllocs()
