@@ -367,4 +367,3 @@ func cpuModel() string {
 	}
 	return "unknown CPU"
 }
-
