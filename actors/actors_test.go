@@ -530,6 +530,19 @@ func TestContextTrimmed(t *testing.T) {
 	}
 }
 
+func TestMetricModelLabelIsBounded(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}
+	for _, m := range []string{"sim/sim", "sim/made-up-1", "sim/made-up-2"} {
+		if _, err := e.rt.Complete(ctx(t), msgs, moltbot.ChatOptions{Model: m}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.met.Get(metrics.InferenceRequests, "sim", "sim", "ok") != 1 || e.met.Get(metrics.InferenceRequests, "sim", "other", "ok") != 2 {
+		t.Errorf("model labels not bounded: sim=%d other=%d", e.met.Get(metrics.InferenceRequests, "sim", "sim", "ok"), e.met.Get(metrics.InferenceRequests, "sim", "other", "ok"))
+	}
+}
+
 func TestShutdownFailsNewWork(t *testing.T) {
 	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
 	e.rt.Shutdown(context.Background())

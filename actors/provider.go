@@ -37,6 +37,10 @@ type providerState struct {
 	queued   atomic.Int64
 	restarts atomic.Int64
 
+	// chainModels are this provider's models named in the chain; with the
+	// configured and discovered models they bound the metrics' model label.
+	chainModels map[string]bool
+
 	mu         sync.Mutex
 	carry      *carry // work handed from a crashed incarnation to the next
 	healthy    bool
@@ -172,7 +176,7 @@ func (a *providerActor) start(c actor.Context, m *callMsg) {
 			}
 			return m.fn(s)
 		})
-		model := m.req.Model
+		model := a.st.metricModel(m.req.Model)
 		outcome := "ok"
 		if err != nil {
 			if e, ok := inference.AsError(err); ok {
@@ -196,6 +200,20 @@ func (a *providerActor) start(c actor.Context, m *callMsg) {
 		}
 		m.done <- callResult{res: res, err: err, ttft: ttft}
 	}()
+}
+
+// metricModel returns model when the provider knows it, else "other": a
+// client must not be able to mint metric series with made-up model names.
+func (st *providerState) metricModel(model string) string {
+	if st.chainModels[model] {
+		return model
+	}
+	for _, m := range st.models() {
+		if m == model {
+			return model
+		}
+	}
+	return "other"
 }
 
 // backoffStrategy restarts a failed child after a delay that doubles with

@@ -131,13 +131,14 @@ func New(cfg Config) (*Runtime, error) {
 		if _, dup := rt.states[spec.Name]; dup {
 			return nil, fmt.Errorf("actors: provider %q given twice", spec.Name)
 		}
-		rt.states[spec.Name] = &providerState{spec: spec}
+		rt.states[spec.Name] = &providerState{spec: spec, chainModels: map[string]bool{}}
 		rt.order = append(rt.order, spec.Name)
 	}
 	for _, ref := range cfg.Chain {
 		if rt.states[ref.Provider] == nil {
 			return nil, fmt.Errorf("actors: chain names provider %q, which is not configured", ref.Provider)
 		}
+		rt.states[ref.Provider].chainModels[ref.Model] = true
 	}
 
 	// Providers live under a supervisor that restarts them with backoff.

@@ -148,7 +148,7 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 // URL is the node's base URL.
 func (n *Node) URL() string { return "http://" + n.Addr() }
 
-// Done is closed... it yields the HTTP server's exit error.
+// Done yields the HTTP server's exit error (http.ErrServerClosed after Shutdown).
 func (n *Node) Done() <-chan error { return n.served }
 
 // Shutdown stops accepting, lets in-flight turns finish for up to
