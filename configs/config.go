@@ -109,7 +109,30 @@ type ModelsConfig struct {
 	Primary   string          `yaml:"primary"`
 	Fallback  []string        `yaml:"fallback"`
 	Threshold ThresholdConfig `yaml:"threshold"`
+	// Window is the sliding window of the breakers' error rate and latency.
+	Window Duration `yaml:"window"`
+	// MinRequests is the fewest samples a breaker decides on.
+	MinRequests int `yaml:"min_requests"`
+	// Cooldown is how long an open breaker waits before its probe; it
+	// doubles on each failed probe, up to MaxCooldown.
+	Cooldown    Duration `yaml:"cooldown"`
+	MaxCooldown Duration `yaml:"max_cooldown"`
+	// StreamFailure is what happens when a model fails after tokens were
+	// streamed: "terminate" ends the stream with an error event, "continue"
+	// asks the next model to continue from the partial text.
+	StreamFailure string `yaml:"stream_failure"`
+	// HedgeAfter > 0 also asks the next model when the first has produced no
+	// token by then; the first to produce one wins.
+	HedgeAfter Duration `yaml:"hedge_after"`
+	// HealthInterval is how often each provider is probed.
+	HealthInterval Duration `yaml:"health_interval"`
 }
+
+// Stream failure policies.
+const (
+	StreamTerminate = "terminate"
+	StreamContinue  = "continue"
+)
 
 // ThresholdConfig says when a model counts as failing.
 type ThresholdConfig struct {
@@ -295,6 +318,24 @@ func (c *Config) EnsureDefaults() {
 	if c.Models.Threshold.ErrorRate == 0 {
 		c.Models.Threshold.ErrorRate = 0.05
 	}
+	if c.Models.Window == 0 {
+		c.Models.Window = Duration(30e9)
+	}
+	if c.Models.MinRequests == 0 {
+		c.Models.MinRequests = 20
+	}
+	if c.Models.Cooldown == 0 {
+		c.Models.Cooldown = Duration(15e9)
+	}
+	if c.Models.MaxCooldown == 0 {
+		c.Models.MaxCooldown = Duration(300e9)
+	}
+	if c.Models.StreamFailure == "" {
+		c.Models.StreamFailure = StreamTerminate
+	}
+	if c.Models.HealthInterval == 0 {
+		c.Models.HealthInterval = Duration(15e9)
+	}
 	if c.Conversations.IdleTimeout == 0 {
 		c.Conversations.IdleTimeout = Duration(300e9)
 	}
@@ -459,6 +500,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Models.Threshold.ErrorRate <= 0 {
 		add("models.threshold.error_rate", "must be more than 0%%")
+	}
+	if c.Models.Window.D() < 1e9 {
+		add("models.window", "must be at least 1s, got %s", c.Models.Window)
+	}
+	if c.Models.MinRequests < 1 {
+		add("models.min_requests", "must be at least 1, got %d", c.Models.MinRequests)
+	}
+	if c.Models.Cooldown.D() < 1e8 {
+		add("models.cooldown", "must be at least 100ms, got %s", c.Models.Cooldown)
+	}
+	if c.Models.MaxCooldown < c.Models.Cooldown {
+		add("models.max_cooldown", "must not be less than models.cooldown (%s), got %s", c.Models.Cooldown, c.Models.MaxCooldown)
+	}
+	if c.Models.StreamFailure != StreamTerminate && c.Models.StreamFailure != StreamContinue {
+		add("models.stream_failure", "must be %s or %s, got %q", StreamTerminate, StreamContinue, c.Models.StreamFailure)
+	}
+	if c.Models.HealthInterval.D() < 1e8 {
+		add("models.health_interval", "must be at least 100ms, got %s", c.Models.HealthInterval)
 	}
 	if c.Conversations.IdleTimeout.D() < 1e9 {
 		add("conversations.idle_timeout", "must be at least 1s, got %s", c.Conversations.IdleTimeout)

@@ -35,10 +35,19 @@ func simCommand() *cli.Command {
 It answers for any model name; its text is deterministic for a seed and the
 prompt, and starts with "[simulated]". For demos, tests and load tests.
 
+Faults (flags, or while it runs: POST /sim/faults with JSON such as
+{"error_rate":0.1,"status":429,"retry_after":"5s","latency":"2s",
+"stall_after":3,"drop_after":5}; GET shows them, DELETE clears them):
+--error-rate answers that share with --status (500 by default); --status alone
+fails every request; --latency delays the first token; --stall-after N holds
+the connection after N tokens; --drop-after N closes it after N tokens.
+
 Examples:
    moltbot sim --addr 127.0.0.1:11434                 # stand in for Ollama
    moltbot sim --addr 127.0.0.1:8000 --ttft 0 --itl 0  # as fast as possible
-   moltbot sim --error-rate 0.05 --latency 2s         # a flaky, slow model`,
+   moltbot sim --error-rate 0.05 --latency 2s         # a flaky, slow model
+   moltbot sim --status 429 --retry-after 5s          # rate limited
+   curl -X POST localhost:11434/sim/faults -d '{"drop_after":4}'`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:11434", Usage: "listen address"},
 			&cli.DurationFlag{Name: "ttft", Value: 50 * time.Millisecond, Usage: "time to first token"},
@@ -48,6 +57,10 @@ Examples:
 			&cli.Float64Flag{Name: "error-rate", Usage: "share of requests answered with HTTP 500, 0 to 1"},
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "seed of the generated text"},
 			&cli.StringSliceFlag{Name: "models", Value: cli.NewStringSlice("sim"), Usage: "model names to list"},
+			&cli.IntFlag{Name: "status", Usage: "HTTP status of injected failures (default 500); alone, every request fails with it"},
+			&cli.DurationFlag{Name: "retry-after", Usage: "Retry-After sent with injected failures"},
+			&cli.IntFlag{Name: "stall-after", Usage: "after N tokens stop sending and hold the connection"},
+			&cli.IntFlag{Name: "drop-after", Usage: "after N tokens close the connection"},
 		},
 		Action: func(c *cli.Context) error {
 			if r := c.Float64("error-rate"); r < 0 || r > 1 {
@@ -61,8 +74,20 @@ Examples:
 					return fail(2, "--%s: must not be negative", f)
 				}
 			}
+			if st := c.Int("status"); st != 0 && (st < 400 || st > 599) {
+				return fail(2, "--status: must be an error status, 400 to 599, got %d", st)
+			}
+			for _, f := range []string{"stall-after", "drop-after"} {
+				if c.Int(f) < 0 {
+					return fail(2, "--%s: must not be negative", f)
+				}
+			}
+			if c.Duration("retry-after") < 0 {
+				return fail(2, "--retry-after: must not be negative")
+			}
 			s := sim.NewServer(sim.Options{TTFT: c.Duration("ttft"), ITL: c.Duration("itl"), Tokens: c.Int("tokens"),
-				Latency: c.Duration("latency"), ErrorRate: c.Float64("error-rate"), Seed: c.Int64("seed"), Models: c.StringSlice("models")})
+				Latency: c.Duration("latency"), ErrorRate: c.Float64("error-rate"), Seed: c.Int64("seed"), Models: c.StringSlice("models"),
+				Status: c.Int("status"), RetryAfter: c.Duration("retry-after"), StallAfter: c.Int("stall-after"), DropAfter: c.Int("drop-after")})
 			ln, err := net.Listen("tcp", c.String("addr"))
 			if err != nil {
 				return fail(1, "--addr %s: %v", c.String("addr"), err)

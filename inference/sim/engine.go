@@ -8,6 +8,9 @@ package sim
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +27,21 @@ type Options struct {
 	ErrorRate float64       // share of requests answered with a server error, 0..1
 	Seed      int64
 	Models    []string // names listed by /api/tags and /v1/models
+
+	// Status is the HTTP status of injected failures (default 500). Set
+	// without ErrorRate, every request fails with it.
+	Status int
+	// RetryAfter is sent with injected failures when set (e.g. with 429).
+	RetryAfter time.Duration
+	// StallAfter > 0: after that many tokens stop sending and hold the
+	// connection until the client gives up.
+	StallAfter int
+	// DropAfter > 0: after that many tokens close the connection abruptly.
+	DropAfter int
 }
+
+// ErrDropped is returned by Generate when DropAfter cut the reply.
+var ErrDropped = errors.New("sim: connection dropped (fault injection)")
 
 // DefaultOptions are those of `moltbot sim` without flags.
 func DefaultOptions() Options {
@@ -108,16 +125,25 @@ type Reply struct {
 	FinishReason string // "stop", or "length" when max tokens cut it
 }
 
-// Fail reports whether the next request should fail, per ErrorRate. The
-// sequence of failures is deterministic for a seed.
-func (e *Engine) Fail() bool {
+// Fail reports whether the next request should fail, per ErrorRate (or
+// always, when only Status is set), with the status and Retry-After to send.
+// The sequence of failures is deterministic for a seed.
+func (e *Engine) Fail() (fail bool, status int, retryAfter time.Duration) {
 	o := e.opts.Load()
-	if o.ErrorRate <= 0 {
-		return false
+	status = o.Status
+	if status == 0 {
+		status = 500
+	}
+	rate := o.ErrorRate
+	if o.Status != 0 && rate == 0 {
+		rate = 1
+	}
+	if rate <= 0 {
+		return false, 0, 0
 	}
 	n := e.reqs.Add(1)
 	r := splitmix(uint64(o.Seed)*0x100000001b3 ^ n)
-	return float64(r>>11)/(1<<53) < o.ErrorRate
+	return float64(r>>11)/(1<<53) < rate, status, o.RetryAfter
 }
 
 // Generate streams a reply to fn token by token, honouring the timing options.
@@ -135,6 +161,21 @@ func (e *Engine) Generate(ctx context.Context, msgs []moltbot.Message, maxTokens
 		if msgs[i].Role == moltbot.RoleUser {
 			h = hashString(h, msgs[i].Content)
 			break
+		}
+	}
+	// A trailing assistant message is a prefix to continue: skip the tokens
+	// of this reply that it already holds, so a continuation completes the
+	// very text an uninterrupted reply would have had.
+	skip := 0
+	if len(msgs) > 0 && msgs[len(msgs)-1].Role == moltbot.RoleAssistant {
+		prefix := msgs[len(msgs)-1].Content
+		for skip < n {
+			tok := token(h, skip, n)
+			if len(prefix) < len(tok) || prefix[:len(tok)] != tok {
+				break
+			}
+			prefix = prefix[len(tok):]
+			skip++
 		}
 	}
 	var t *time.Timer
@@ -158,29 +199,40 @@ func (e *Engine) Generate(ctx context.Context, msgs []moltbot.Message, maxTokens
 	if err := wait(o.Latency + o.TTFT); err != nil {
 		return Reply{}, err
 	}
-	for i := 0; i < n; i++ {
-		if i > 0 {
+	sent := 0
+	for i := skip; i < n; i++ {
+		if sent > 0 {
 			if err := wait(o.ITL); err != nil {
 				return Reply{}, err
 			}
 		}
-		var tok string
-		switch {
-		case i == 0:
-			tok = Label
-		case i == n-1:
-			tok = final[splitmix(h+uint64(i))%uint64(len(vocab))]
-		default:
-			tok = spaced[splitmix(h+uint64(i))%uint64(len(vocab))]
+		if o.StallAfter > 0 && sent == o.StallAfter {
+			<-ctx.Done()
+			return Reply{}, ctx.Err()
 		}
-		if err := fn(tok); err != nil {
+		if o.DropAfter > 0 && sent == o.DropAfter {
+			return Reply{}, ErrDropped
+		}
+		if err := fn(token(h, i, n)); err != nil {
 			return Reply{}, err
 		}
+		sent++
 	}
 	if t != nil {
 		t.Stop()
 	}
-	return Reply{Usage: moltbot.Usage{PromptTokens: inference.EstimateTokens(msgs), CompletionTokens: n}, FinishReason: finish}, nil
+	return Reply{Usage: moltbot.Usage{PromptTokens: inference.EstimateTokens(msgs), CompletionTokens: sent}, FinishReason: finish}, nil
+}
+
+// token is the i-th of n tokens of the reply seeded by h.
+func token(h uint64, i, n int) string {
+	switch {
+	case i == 0:
+		return Label
+	case i == n-1:
+		return final[splitmix(h+uint64(i))%uint64(len(vocab))]
+	}
+	return spaced[splitmix(h+uint64(i))%uint64(len(vocab))]
 }
 
 // Provider is the in-process simulator as an inference.Provider.
@@ -196,8 +248,12 @@ func NewProvider(name string, opts Options) *Provider {
 
 // Chat implements inference.Provider.
 func (p *Provider) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
-	if p.Engine.Fail() {
-		return inference.Result{}, &inference.Error{Kind: inference.KindUnavailable, Provider: p.Name, Status: 500, Message: "simulated failure"}
+	if fail, status, retry := p.Engine.Fail(); fail {
+		h := http.Header{}
+		if retry > 0 {
+			h.Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+		}
+		return inference.Result{}, inference.FromStatus(p.Name, status, "simulated failure", h)
 	}
 	var fnErr error
 	rep, err := p.Engine.Generate(ctx, req.Messages, req.MaxTokens, func(tok string) error {
@@ -206,6 +262,9 @@ func (p *Provider) Chat(ctx context.Context, req *inference.Request, fn inferenc
 	})
 	if fnErr != nil {
 		return inference.Result{}, fnErr
+	}
+	if errors.Is(err, ErrDropped) {
+		return inference.Result{}, &inference.Error{Kind: inference.KindStream, Provider: p.Name, Message: "connection closed mid-reply", Err: err}
 	}
 	if err != nil {
 		return inference.Result{}, inference.Classify(ctx, p.Name, err)

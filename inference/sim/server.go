@@ -2,8 +2,11 @@ package sim
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +44,9 @@ func NewServer(opts Options) *Server {
 	})
 	mux.HandleFunc("POST /v1/chat/completions", s.openaiChat)
 	mux.HandleFunc("GET /v1/models", s.openaiModels)
+	mux.HandleFunc("GET /sim/faults", s.getFaults)
+	mux.HandleFunc("POST /sim/faults", s.postFaults)
+	mux.HandleFunc("DELETE /sim/faults", s.deleteFaults)
 	s.mux = mux
 	return s
 }
@@ -118,8 +124,9 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		ollamaError(w, http.StatusBadRequest, "model is required")
 		return
 	}
-	if s.Engine.Fail() {
-		ollamaError(w, http.StatusInternalServerError, "simulated failure")
+	if fail, status, retry := s.Engine.Fail(); fail {
+		setRetryAfter(w, retry)
+		ollamaError(w, status, "simulated failure")
 		return
 	}
 	stream := req.Stream == nil || *req.Stream
@@ -158,6 +165,9 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+	if errors.Is(err, ErrDropped) {
+		panic(http.ErrAbortHandler)
+	}
 	if err != nil {
 		return // the client left
 	}
@@ -246,8 +256,13 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 		openaiError(w, http.StatusBadRequest, "invalid_request_error", "messages must not be empty")
 		return
 	}
-	if s.Engine.Fail() {
-		openaiError(w, http.StatusInternalServerError, "server_error", "simulated failure")
+	if fail, status, retry := s.Engine.Fail(); fail {
+		setRetryAfter(w, retry)
+		typ := "server_error"
+		if status == http.StatusTooManyRequests {
+			typ = "rate_limit_error"
+		}
+		openaiError(w, status, typ, "simulated failure")
 		return
 	}
 	maxTok := req.MaxTokens
@@ -277,6 +292,9 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 			text.WriteString(tok)
 			return nil
 		})
+		if errors.Is(err, ErrDropped) {
+			panic(http.ErrAbortHandler)
+		}
 		if err != nil {
 			return
 		}
@@ -320,6 +338,9 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 		b = append(b, `},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
 		return send(b)
 	})
+	if errors.Is(err, ErrDropped) {
+		panic(http.ErrAbortHandler)
+	}
 	if err != nil {
 		return
 	}
@@ -367,4 +388,131 @@ func (s *Server) openaiModels(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
+}
+
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	if d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+	}
+}
+
+// duration reads a JSON duration: a Go duration string ("2s", "150ms") or a
+// number of seconds.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil || v < 0 {
+			return fmt.Errorf("want a duration such as \"2s\", got %q", s)
+		}
+		*d = duration(v)
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil || f < 0 {
+		return fmt.Errorf("want a duration such as \"2s\" or a number of seconds, got %s", b)
+	}
+	*d = duration(f * float64(time.Second))
+	return nil
+}
+
+// Faults is the JSON of /sim/faults. Fields left out keep their value.
+type Faults struct {
+	ErrorRate  *float64  `json:"error_rate,omitempty"`
+	Status     *int      `json:"status,omitempty"`
+	RetryAfter *duration `json:"retry_after,omitempty"`
+	Latency    *duration `json:"latency,omitempty"`
+	StallAfter *int      `json:"stall_after,omitempty"`
+	DropAfter  *int      `json:"drop_after,omitempty"`
+	TTFT       *duration `json:"ttft,omitempty"`
+	ITL        *duration `json:"itl,omitempty"`
+}
+
+type faultsView struct {
+	ErrorRate  float64 `json:"error_rate"`
+	Status     int     `json:"status"`
+	RetryAfter string  `json:"retry_after"`
+	Latency    string  `json:"latency"`
+	StallAfter int     `json:"stall_after"`
+	DropAfter  int     `json:"drop_after"`
+	TTFT       string  `json:"ttft"`
+	ITL        string  `json:"itl"`
+	Tokens     int     `json:"tokens"`
+}
+
+func (s *Server) writeFaults(w http.ResponseWriter) {
+	o := s.Engine.Options()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(faultsView{ErrorRate: o.ErrorRate, Status: o.Status, RetryAfter: o.RetryAfter.String(),
+		Latency: o.Latency.String(), StallAfter: o.StallAfter, DropAfter: o.DropAfter, TTFT: o.TTFT.String(), ITL: o.ITL.String(), Tokens: o.Tokens})
+}
+
+func (s *Server) getFaults(w http.ResponseWriter, _ *http.Request) { s.writeFaults(w) }
+
+// ApplyFaults merges f into the engine's options after checking it.
+func (e *Engine) ApplyFaults(f Faults) error {
+	o := e.Options()
+	if f.ErrorRate != nil {
+		if *f.ErrorRate < 0 || *f.ErrorRate > 1 {
+			return fmt.Errorf("error_rate must be between 0 and 1, got %g", *f.ErrorRate)
+		}
+		o.ErrorRate = *f.ErrorRate
+	}
+	if f.Status != nil {
+		if *f.Status != 0 && (*f.Status < 400 || *f.Status > 599) {
+			return fmt.Errorf("status must be 0 (none) or 400..599, got %d", *f.Status)
+		}
+		o.Status = *f.Status
+	}
+	for _, p := range []struct {
+		v *int
+		d *int
+		n string
+	}{{f.StallAfter, &o.StallAfter, "stall_after"}, {f.DropAfter, &o.DropAfter, "drop_after"}} {
+		if p.v != nil {
+			if *p.v < 0 {
+				return fmt.Errorf("%s must not be negative", p.n)
+			}
+			*p.d = *p.v
+		}
+	}
+	if f.RetryAfter != nil {
+		o.RetryAfter = time.Duration(*f.RetryAfter)
+	}
+	if f.Latency != nil {
+		o.Latency = time.Duration(*f.Latency)
+	}
+	if f.TTFT != nil {
+		o.TTFT = time.Duration(*f.TTFT)
+	}
+	if f.ITL != nil {
+		o.ITL = time.Duration(*f.ITL)
+	}
+	e.SetOptions(o)
+	return nil
+}
+
+func (s *Server) postFaults(w http.ResponseWriter, r *http.Request) {
+	var f Faults
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		openaiError(w, http.StatusBadRequest, "invalid_request_error", "faults: "+err.Error())
+		return
+	}
+	if err := s.Engine.ApplyFaults(f); err != nil {
+		openaiError(w, http.StatusBadRequest, "invalid_request_error", "faults: "+err.Error())
+		return
+	}
+	s.writeFaults(w)
+}
+
+// deleteFaults clears every fault (timing is kept).
+func (s *Server) deleteFaults(w http.ResponseWriter, _ *http.Request) {
+	o := s.Engine.Options()
+	o.ErrorRate, o.Status, o.RetryAfter, o.Latency, o.StallAfter, o.DropAfter = 0, 0, 0, 0, 0, 0
+	s.Engine.SetOptions(o)
+	s.writeFaults(w)
 }

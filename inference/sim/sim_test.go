@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
@@ -65,15 +67,23 @@ func TestEngineErrorRate(t *testing.T) {
 	e := NewEngine(o)
 	fails := 0
 	for i := 0; i < 10000; i++ {
-		if e.Fail() {
+		if f, status, _ := e.Fail(); f {
 			fails++
+			if status != 500 {
+				t.Fatalf("status %d", status)
+			}
 		}
 	}
 	if fails < 2700 || fails > 3300 {
 		t.Errorf("%d failures in 10000 at rate 0.3", fails)
 	}
-	if NewEngine(fast()).Fail() {
+	if f, _, _ := NewEngine(fast()).Fail(); f {
 		t.Error("failure at rate 0")
+	}
+	o = fast()
+	o.Status = 429
+	if f, status, _ := NewEngine(o).Fail(); !f || status != 429 {
+		t.Error("status alone must fail every request")
 	}
 }
 
@@ -250,5 +260,82 @@ func BenchmarkServerOpenAIStream(b *testing.B) {
 		r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(body))
 		w := httptest.NewRecorder()
 		s.ServeHTTP(w, r)
+	}
+}
+
+func TestContinuation(t *testing.T) {
+	e := NewEngine(fast())
+	whole, _ := gen(t, e, "hello", 0)
+	// Cut the reply after a few tokens and ask for the rest with the prefix.
+	var parts []string
+	e.Generate(context.Background(), msgs("hello"), 0, func(s string) error { parts = append(parts, s); return nil })
+	prefix := strings.Join(parts[:3], "")
+	var rest strings.Builder
+	rep, err := e.Generate(context.Background(), append(msgs("hello"), moltbot.Message{Role: moltbot.RoleAssistant, Content: prefix}), 0,
+		func(s string) error { rest.WriteString(s); return nil })
+	if err != nil || prefix+rest.String() != whole || rep.Usage.CompletionTokens != 5 {
+		t.Fatalf("continuation %q + %q != %q (%+v %v)", prefix, rest.String(), whole, rep, err)
+	}
+}
+
+func TestFaultsOverHTTP(t *testing.T) {
+	srv := server(t, fast())
+	p := openai.New(openai.Config{Name: "sim", BaseURL: srv.URL})
+	chat := func() (string, error) {
+		var b strings.Builder
+		_, err := p.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(s string) error { b.WriteString(s); return nil })
+		return b.String(), err
+	}
+	post := func(body string) (int, string) {
+		resp, err := http.Post(srv.URL+"/sim/faults", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(`{"status":429,"retry_after":"5s"}`); code != 200 || !strings.Contains(body, `"status":429`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	_, err := chat()
+	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindRateLimited || e.RetryAfter != 5*time.Second {
+		t.Fatalf("429: %v", err)
+	}
+	// Ollama's endpoint fails the same way.
+	q, _ := ollama.New(ollama.Config{Name: "sim", BaseURL: srv.URL})
+	if _, err := q.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(string) error { return nil }); err == nil {
+		t.Fatal("ollama endpoint ignored the fault")
+	}
+	// Heal, then drop after 2 tokens: the client sees a broken stream.
+	req, _ := http.NewRequest("DELETE", srv.URL+"/sim/faults", nil)
+	http.DefaultClient.Do(req)
+	if _, err := chat(); err != nil {
+		t.Fatalf("healed: %v", err)
+	}
+	post(`{"drop_after":2}`)
+	text, err := chat()
+	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindStream || strings.Count(text, " ")+1 != 2 {
+		t.Fatalf("drop: %q %v", text, err)
+	}
+	// Stall after 1 token: the client's deadline ends it.
+	post(`{"drop_after":0,"stall_after":1}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = p.Chat(ctx, &inference.Request{Model: "m", Messages: msgs("x")}, func(string) error { return nil })
+	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindTimeout {
+		t.Fatalf("stall: %v", err)
+	}
+	for _, bad := range []string{`{"error_rate":2}`, `{"status":200}`, `{"latency":"soon"}`, `{"nope":1}`, `{"stall_after":-1}`} {
+		if code, _ := post(bad); code != 400 {
+			t.Errorf("%s: %d", bad, code)
+		}
+	}
+	resp, _ := http.Get(srv.URL + "/sim/faults")
+	var v faultsView
+	json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if v.StallAfter != 1 || v.Tokens != 8 {
+		t.Errorf("faults view %+v", v)
 	}
 }
