@@ -36,6 +36,9 @@ type Message struct {
 	Model string `json:"model,omitempty"`
 	// Created is when the message entered the conversation (Unix milliseconds).
 	Created int64 `json:"created,omitempty"`
+	// Incomplete marks an assistant reply cut off mid-stream: the text the
+	// user saw before the model failed.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // ModelRef names a model on a configured provider: "provider/model".

@@ -232,7 +232,10 @@ func TestAllFail(t *testing.T) {
 	}
 }
 
-func TestBrokenStreamKeepsUserTurnOnly(t *testing.T) {
+// A stream that breaks after tokens: the client saw "partial ", so the
+// conversation stores exactly that, marked incomplete (stream_failure:
+// terminate, the default), and the fallback is not asked.
+func TestBrokenStreamStoresWhatTheUserSaw(t *testing.T) {
 	broken := &fake{chat: func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
 		fn("partial ")
 		return inference.Result{}, inference.StreamEnded("broken")
@@ -246,7 +249,7 @@ func TestBrokenStreamKeepsUserTurnOnly(t *testing.T) {
 		t.Fatalf("err %v seen %q fallback calls %d", err, seen, simP.calls.Load())
 	}
 	stored, _ := e.store.Get("default", c.ID)
-	if len(stored.Messages) != 1 {
+	if len(stored.Messages) != 2 || stored.Messages[1].Content != "partial " || !stored.Messages[1].Incomplete || stored.Messages[1].Model != "broken/m" {
 		t.Fatalf("stored %+v", stored.Messages)
 	}
 	// The conversation still works.
@@ -254,8 +257,15 @@ func TestBrokenStreamKeepsUserTurnOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored, _ = e.store.Get("default", c.ID)
-	if len(stored.Messages) != 3 {
+	if len(stored.Messages) != 4 {
 		t.Fatalf("stored %+v", stored.Messages)
+	}
+	// A client that did not stream saw nothing: a failure mid-reply is
+	// retried on the fallback from scratch and nothing partial is stored.
+	c2, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
+	res, err := e.rt.Turn(ctx(t), "default", c2.ID, "quiet", moltbot.ChatOptions{}, nil)
+	if err != nil || res.Message.Model != "sim/m" || res.Message.Content != "echo: quiet " || res.Completion.Failovers != 1 {
+		t.Fatalf("non-streaming: %+v %v", res, err)
 	}
 }
 

@@ -53,6 +53,7 @@ type turnMsg struct {
 	content    string
 	opts       moltbot.ChatOptions
 	fn         moltbot.StreamFunc
+	visible    bool // the caller streams: it sees tokens as they come
 	reply      chan turnReply
 }
 
@@ -297,7 +298,7 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	a.running, a.cancelRun = m, cancel
 	self, root, rt := c.Self(), a.rt.system.Root, a.rt
 	go func() {
-		comp, err := rt.router.chat(ctx, chain, msgs, m.opts, m.fn)
+		comp, err := rt.router.chat(ctx, chain, msgs, m.opts, m.fn, m.visible)
 		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err})
 	}()
 }
@@ -315,8 +316,21 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		a.rt.met.Inc(metrics.ConversationTurns, "deleted")
 		m.reply <- turnReply{err: moltbot.Errorf(moltbot.ENotFound, "conversation %q was deleted during the turn", a.id)}
 	case d.err != nil:
-		// The user message stays; no half-written assistant message is stored.
+		// The user message stays. If the client saw part of a reply, that
+		// part is stored, marked incomplete: the conversation holds what the
+		// user saw, nothing more.
 		a.rt.met.Inc(metrics.ConversationTurns, "error")
+		if d.comp != nil && d.comp.Content != "" && m.visible {
+			part := moltbot.Message{Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(),
+				Created: time.Now().UnixMilli(), Incomplete: true}
+			a.conv.Messages = append(a.conv.Messages, part)
+			a.conv.Version++
+			a.conv.Updated = part.Created
+			if err := a.persist(); err != nil {
+				a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+				a.conv.Version--
+			}
+		}
 		m.reply <- turnReply{err: d.err}
 	default:
 		asst := moltbot.Message{Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,14 @@ func (st *providerState) models() []string {
 		}
 	}
 	return out
+}
+
+// reachable is the provider's last health check; before the first check
+// completes it is presumed reachable.
+func (st *providerState) reachable() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.healthy || st.checked.IsZero()
 }
 
 // healthLoop probes every provider now and then every interval, until Shutdown.
@@ -50,6 +59,15 @@ func (rt *Runtime) checkAll() {
 			if rt.base.Err() != nil {
 				return
 			}
+			if err == nil && st.spec.Type == "ollama" {
+				// A chain model Ollama does not have (not pulled) is skipped
+				// and shown as missing until it appears.
+				for _, ref := range rt.router.chain {
+					if ref.Provider == st.spec.Name {
+						rt.policy.Breaker(ref.Provider, ref.Model).SetMissing(!hasModel(models, ref.Model))
+					}
+				}
+			}
 			st.mu.Lock()
 			was := st.healthy
 			st.checked = time.Now()
@@ -73,4 +91,14 @@ func (rt *Runtime) checkAll() {
 	for range rt.order {
 		<-done
 	}
+}
+
+// hasModel reports whether list holds model, taking "m" and "m:latest" as one.
+func hasModel(list []string, model string) bool {
+	for _, m := range list {
+		if m == model || strings.TrimSuffix(m, ":latest") == strings.TrimSuffix(model, ":latest") {
+			return true
+		}
+	}
+	return false
 }

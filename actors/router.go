@@ -2,14 +2,17 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/inference/failover"
 	"github.com/moltbot/moltbot/internal/metrics"
 )
 
@@ -24,6 +27,14 @@ type router struct {
 	providers map[string]*actor.PID
 	states    map[string]*providerState
 	met       *metrics.Registry
+	policy    *failover.Policy
+	// hedgeAfter > 0 also starts the next model when the leading one has
+	// produced no token by then.
+	hedgeAfter time.Duration
+	// continueStreams asks the next model to continue a visible reply that
+	// broke mid-stream, instead of ending it with an error.
+	continueStreams bool
+	now             func() time.Time
 }
 
 // resolve turns a requested model name into the chain to try.
@@ -83,66 +94,380 @@ func (r *router) names() []string {
 	return out
 }
 
-// chat asks each model of chain in turn until one answers. A model that fails
-// before its first token is skipped when the failure says another model could
-// do better (down, timed out, busy, rate limited, model missing); once tokens
-// have reached fn, a failure ends the call (the client has seen them).
-func (r *router) chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
-	var failures []string
-	var last *inference.Error
-	t0 := time.Now()
-	for i, ref := range chain {
-		pid := r.providers[ref.Provider]
-		if pid == nil {
-			continue // validated at config time; defensive
-		}
-		var text strings.Builder
-		tokens := 0
-		var firstAt time.Duration
-		call := &callMsg{
-			ctx:  ctx,
-			req:  &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: opts},
-			done: make(chan callResult, 1),
-			fn: func(s string) error {
-				if tokens == 0 {
-					firstAt = time.Since(t0)
-				}
-				tokens++
-				text.WriteString(s)
-				return fn(moltbot.Chunk{Content: s, Served: ref, Failovers: i})
-			},
-		}
-		r.root.Send(pid, call)
-		var res callResult
+// Why an attempt was canceled by the router (context causes).
+var (
+	errFirstToken = errors.New("no first token within threshold.latency")
+	errLost       = errors.New("another model answered first")
+)
+
+// attempt is one model call within a request.
+type attempt struct {
+	ref     moltbot.ModelRef
+	hop     int // models tried or skipped before this one
+	probe   bool
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	start   time.Time
+	first   atomic.Bool
+	lost    atomic.Bool   // canceled because another attempt took the stream
+	ttft    time.Duration // written before the first event is sent
+	tokens  int           // written by the call's goroutine; read after done
+	timers  []*time.Timer
+	isCont  bool // continues a reply another model began
+	hasNext bool // a later model exists: the first-token deadline applies
+}
+
+type evKind int
+
+const (
+	evFirst evKind = iota
+	evDone
+	evHedge
+)
+
+type event struct {
+	kind evKind
+	a    *attempt
+	res  callResult
+}
+
+// chatState is one request's walk of the chain.
+type chatState struct {
+	r        *router
+	ctx      context.Context
+	chain    []moltbot.ModelRef
+	msgs     []moltbot.Message
+	opts     moltbot.ChatOptions
+	fn       moltbot.StreamFunc
+	visible  bool
+	events   chan event
+	writer   atomic.Pointer[attempt] // the attempt whose tokens reach fn
+	shown    strings.Builder         // text that reached fn, across attempts
+	running  map[*attempt]bool
+	next     int  // next chain position to consider
+	forced   bool // every model was skipped: a second pass ignores breakers
+	started  int
+	hops     int
+	left     *leftModel // the last model left behind, for the failover metric
+	failures []string
+	last     *inference.Error
+	usage    moltbot.Usage
+	firstAt  time.Duration
+	t0       time.Time
+}
+
+type leftModel struct {
+	ref    moltbot.ModelRef
+	reason string
+}
+
+// chat asks the models of chain until one answers.
+//
+// Models are tried in order. A model is skipped when its breaker is open, its
+// provider is rate limited (Retry-After) or unreachable; when all are
+// skipped, they are tried anyway, in order, rather than fail the client. A
+// model that fails before its first token, or gives none within
+// threshold.latency, is abandoned for the next one when the failure says
+// another model could do better; a bad request (400) returns at once. With
+// hedging, the next model also starts when the leading one is slow, and the
+// first token wins. A failure after tokens reached a visible stream ends the
+// stream, or with stream_failure=continue the next model continues the text.
+// When the client does not see tokens (visible=false), a mid-reply failure
+// is simply retried on the next model.
+//
+// On error after visible tokens, the returned completion holds the text the
+// client saw (so that it can be stored).
+func (r *router) chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc, visible bool) (*moltbot.Completion, error) {
+	s := &chatState{r: r, ctx: ctx, chain: chain, msgs: msgs, opts: opts, fn: fn, visible: visible,
+		events: make(chan event, 8*(len(chain)+1)), running: map[*attempt]bool{}, t0: time.Now()}
+	defer s.stopAll(nil)
+	if !s.launch(false) {
+		return nil, s.fail(true)
+	}
+	for {
+		var ev event
 		select {
-		case res = <-call.done:
+		case ev = <-s.events:
 		case <-ctx.Done():
-			// The call sees the same ctx and ends; wait so fn is never called
-			// after we return.
-			res = <-call.done
+			s.stopAll(context.Cause(ctx))
+			s.drain()
+			return s.partial(), s.ctxErr()
 		}
-		if res.err == nil {
-			return &moltbot.Completion{Content: text.String(), Served: ref, Usage: res.res.Usage,
-				FinishReason: orStop(res.res.FinishReason), Failovers: i, TTFT: firstAt}, nil
-		}
-		e, ok := inference.AsError(res.err)
-		if !ok {
-			// fn's own error (the client went away): pass it through.
-			return nil, res.err
-		}
-		last = e
-		failures = append(failures, e.Error())
-		if tokens > 0 || !e.Failover() || ctx.Err() != nil {
-			return nil, chainError(last, failures, len(chain), false)
-		}
-		if i+1 < len(chain) {
-			r.met.Inc(metrics.Failovers, ref.String(), chain[i+1].String(), e.Kind.String())
+		switch ev.kind {
+		case evHedge:
+			if s.running[ev.a] && s.writer.Load() == nil && len(s.running) == 1 {
+				s.leave(ev.a.ref, "hedge")
+				s.launch(false)
+			}
+		case evFirst:
+			// ev.a owns the stream: stop every other attempt.
+			for a := range s.running {
+				if a != ev.a {
+					a.lost.Store(true)
+					a.cancel(errLost)
+				}
+			}
+		case evDone:
+			if comp, err, done := s.done(ev.a, ev.res); done {
+				return comp, err
+			}
 		}
 	}
-	if last == nil {
-		return nil, moltbot.Errorf(moltbot.EUnavailable, "no model is configured")
+}
+
+// launch starts the next admissible model; it reports false when none is left.
+// cont marks a continuation of a reply another model began.
+func (s *chatState) launch(cont bool) bool {
+	now := s.r.now()
+	for {
+		if s.next >= len(s.chain) {
+			if s.started > 0 || s.forced {
+				return false
+			}
+			// Every model was skipped: try them all anyway, in order.
+			s.forced, s.next = true, 0
+		}
+		ref := s.chain[s.next]
+		s.next++
+		pid := s.r.providers[ref.Provider]
+		if pid == nil {
+			continue
+		}
+		probe := false
+		if !s.forced {
+			ok, p, reason := s.r.policy.Admit(now, ref.Provider, ref.Model, s.r.states[ref.Provider].reachable())
+			if !ok {
+				s.hops++
+				s.leave(ref, reason)
+				s.failures = append(s.failures, fmt.Sprintf("%s: skipped (%s)", ref, strings.ReplaceAll(reason, "_", " ")))
+				continue
+			}
+			probe = p
+		}
+		s.start(ref, pid, probe, cont)
+		return true
 	}
-	return nil, chainError(last, failures, len(chain), true)
+}
+
+// leave notes that the request moved on from ref; the failover is counted
+// when the next model starts.
+func (s *chatState) leave(ref moltbot.ModelRef, reason string) {
+	s.left = &leftModel{ref: ref, reason: reason}
+}
+
+func (s *chatState) start(ref moltbot.ModelRef, pid *actor.PID, probe, cont bool) {
+	if s.left != nil {
+		s.r.met.Inc(metrics.Failovers, s.left.ref.String(), ref.String(), s.left.reason)
+		s.left = nil
+	}
+	actx, cancel := context.WithCancelCause(s.ctx)
+	a := &attempt{ref: ref, hop: s.hops, probe: probe, ctx: actx, cancel: cancel, start: time.Now(), isCont: cont, hasNext: s.next < len(s.chain)}
+	s.hops++
+	s.started++
+	s.running[a] = true
+	msgs := s.msgs
+	if cont {
+		msgs = append(append(make([]moltbot.Message, 0, len(msgs)+1), msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
+	}
+	call := &callMsg{ctx: actx, req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts}, done: make(chan callResult, 1),
+		fn: func(text string) error { return s.token(a, text) }}
+	if a.hasNext {
+		latency := s.r.policy.Config().Latency
+		a.timers = append(a.timers, time.AfterFunc(latency, func() {
+			if !a.first.Load() {
+				a.cancel(errFirstToken)
+			}
+		}))
+	}
+	if s.r.hedgeAfter > 0 && a.hasNext && s.writer.Load() == nil {
+		a.timers = append(a.timers, time.AfterFunc(s.r.hedgeAfter, func() {
+			if !a.first.Load() {
+				s.events <- event{kind: evHedge, a: a}
+			}
+		}))
+	}
+	s.r.root.Send(pid, call)
+	go func() {
+		res := <-call.done
+		s.events <- event{kind: evDone, a: a, res: res}
+	}()
+}
+
+// token runs on the call's goroutine for each piece of text of attempt a.
+func (s *chatState) token(a *attempt, text string) error {
+	if a.lost.Load() {
+		return errLost
+	}
+	if !a.first.Load() {
+		if !s.writer.CompareAndSwap(nil, a) && s.writer.Load() != a {
+			return errLost
+		}
+		a.ttft = time.Since(a.start)
+		if s.firstAt == 0 {
+			s.firstAt = time.Since(s.t0)
+		}
+		a.first.Store(true)
+		s.events <- event{kind: evFirst, a: a}
+	} else if s.writer.Load() != a {
+		return errLost
+	}
+	a.tokens++
+	s.shown.WriteString(text)
+	if !s.visible {
+		return nil
+	}
+	return s.fn(moltbot.Chunk{Content: text, Served: a.ref, Failovers: a.hop})
+}
+
+// done handles the end of attempt a; done reports whether chat returns.
+func (s *chatState) done(a *attempt, res callResult) (*moltbot.Completion, error, bool) {
+	delete(s.running, a)
+	for _, t := range a.timers {
+		t.Stop()
+	}
+	cause := context.Cause(a.ctx)
+	a.cancel(nil)
+	now := s.r.now()
+	b := s.r.policy.Breaker(a.ref.Provider, a.ref.Model)
+	err := res.err
+	ie, typed := inference.AsError(err)
+	switch {
+	case err == nil:
+		b.Record(now, failover.Success, a.ttft, a.probe, "")
+	case errors.Is(cause, errFirstToken) && !a.first.Load():
+		ie = &inference.Error{Kind: inference.KindTimeout, Provider: a.ref.Provider,
+			Message: fmt.Sprintf("no first token within %s (models.threshold.latency)", s.r.policy.Config().Latency)}
+		typed, err = true, ie
+		b.Record(now, failover.Failure, s.r.policy.Config().Latency, a.probe, ie.Message)
+	case a.lost.Load() || errors.Is(err, errLost) || !typed:
+		// Lost a hedge race, or the client's callback failed: says nothing
+		// about the model.
+		b.Record(now, failover.Neutral, 0, a.probe, "")
+	default:
+		switch ie.Kind {
+		case inference.KindBadRequest, inference.KindCanceled, inference.KindBusy:
+			b.Record(now, failover.Neutral, 0, a.probe, "")
+		case inference.KindModelNotFound:
+			b.Record(now, failover.Neutral, 0, a.probe, "")
+			b.Trip(now, 0, true, ie.Error())
+		default:
+			if ie.Kind == inference.KindRateLimited {
+				s.r.policy.Hold(now, a.ref.Provider, ie.RetryAfter)
+			}
+			b.Record(now, failover.Failure, a.ttft, a.probe, ie.Error())
+		}
+	}
+
+	if s.ctx.Err() != nil && err != nil {
+		s.stopAll(context.Cause(s.ctx))
+		s.drain()
+		return s.partial(), s.ctxErr(), true
+	}
+	writer := s.writer.Load() == a
+	if err == nil {
+		if s.writer.Load() != nil && !writer {
+			return nil, nil, false // finished without tokens after another took the stream
+		}
+		s.writer.Store(a)
+		s.usage.PromptTokens = max(s.usage.PromptTokens, res.res.Usage.PromptTokens)
+		s.usage.CompletionTokens += res.res.Usage.CompletionTokens
+		return &moltbot.Completion{Content: s.shown.String(), Served: a.ref, Usage: s.usage,
+			FinishReason: orStop(res.res.FinishReason), Failovers: a.hop, TTFT: s.firstAt}, nil, true
+	}
+	if !typed {
+		if writer || len(s.running) == 0 {
+			s.stopAll(err)
+			s.drain()
+			return s.partial(), err, true // the client's callback failed: it is gone
+		}
+		return nil, nil, false // a hedge loser
+	}
+	if a.lost.Load() && !writer {
+		return nil, nil, false
+	}
+	s.last = ie
+	s.failures = append(s.failures, ie.Error())
+	if writer {
+		s.usage.CompletionTokens += res.res.Usage.CompletionTokens
+		if !ie.Failover() || s.ctx.Err() != nil {
+			return s.partial(), s.fail(false), true
+		}
+		if s.visible && !s.r.continueStreams {
+			return s.partial(), s.fail(false), true // stream_failure: terminate
+		}
+		// Continue (visible) or start over (the client has seen nothing).
+		s.writer.Store(nil)
+		cont := s.visible
+		if !cont {
+			s.shown.Reset()
+		}
+		s.leave(a.ref, "stream_"+ie.Kind.String())
+		if !s.launch(cont) {
+			return s.partial(), s.fail(true), true
+		}
+		return nil, nil, false
+	}
+	if !ie.Failover() {
+		s.stopAll(err)
+		s.drain()
+		return nil, s.fail(false), true
+	}
+	if s.ctx.Err() != nil {
+		return nil, nil, false // the ctx case of the loop answers
+	}
+	reason := ie.Kind.String()
+	if errors.Is(cause, errFirstToken) {
+		reason = "first_token_timeout"
+	}
+	s.leave(a.ref, reason)
+	if len(s.running) > 0 {
+		return nil, nil, false // a hedge is still running: wait for it
+	}
+	if !s.launch(a.isCont) {
+		return s.partial(), s.fail(true), true
+	}
+	return nil, nil, false
+}
+
+// stopAll cancels every running attempt.
+func (s *chatState) stopAll(cause error) {
+	for a := range s.running {
+		a.cancel(cause)
+		for _, t := range a.timers {
+			t.Stop()
+		}
+	}
+}
+
+// drain waits for every running attempt to end, so that fn is never called
+// after chat returns.
+func (s *chatState) drain() {
+	for len(s.running) > 0 {
+		ev := <-s.events
+		if ev.kind == evDone {
+			delete(s.running, ev.a)
+		}
+	}
+}
+
+// partial is the completion to return with an error: what the client saw.
+func (s *chatState) partial() *moltbot.Completion {
+	if !s.visible || s.shown.Len() == 0 {
+		return nil
+	}
+	w := s.writer.Load()
+	comp := &moltbot.Completion{Content: s.shown.String(), Usage: s.usage, FinishReason: "error", TTFT: s.firstAt}
+	if w != nil {
+		comp.Served, comp.Failovers = w.ref, w.hop
+	}
+	return comp
+}
+
+func (s *chatState) ctxErr() error {
+	if errors.Is(context.Cause(s.ctx), context.DeadlineExceeded) || errors.Is(s.ctx.Err(), context.DeadlineExceeded) {
+		return &moltbot.Error{Code: moltbot.ETimeout, Message: "the request timed out (server.request_timeout)"}
+	}
+	return &moltbot.Error{Code: moltbot.EInvalid, Message: "request canceled", Err: s.ctx.Err()}
 }
 
 func orStop(s string) string {
@@ -152,15 +477,22 @@ func orStop(s string) string {
 	return s
 }
 
-// chainError is the client-facing error after the chain is exhausted.
-func chainError(last *inference.Error, failures []string, n int, exhausted bool) error {
-	code := last.Code()
-	if last.Kind == inference.KindModelNotFound && n == 1 {
+// fail is the client-facing error once the request gives up.
+func (s *chatState) fail(exhausted bool) error {
+	if s.last == nil {
+		msg := "no model could be asked"
+		if len(s.failures) > 0 {
+			msg = strings.Join(s.failures, "; ")
+		}
+		return &moltbot.Error{Code: moltbot.EUnavailable, Message: msg}
+	}
+	code := s.last.Code()
+	if s.last.Kind == inference.KindModelNotFound && len(s.chain) == 1 {
 		code = moltbot.ENotFound
 	}
-	msg := last.Error()
-	if exhausted && len(failures) > 1 {
-		msg = fmt.Sprintf("all %d models failed: %s", len(failures), strings.Join(failures, "; "))
+	msg := s.last.Error()
+	if exhausted && len(s.failures) > 1 {
+		msg = fmt.Sprintf("all %d models failed: %s", len(s.chain), strings.Join(s.failures, "; "))
 	}
-	return &moltbot.Error{Code: code, Message: msg, RetryAfter: last.RetryAfter, Err: last}
+	return &moltbot.Error{Code: code, Message: msg, RetryAfter: s.last.RetryAfter, Err: s.last}
 }

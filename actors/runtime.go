@@ -9,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/inference/failover"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
 )
@@ -40,6 +42,14 @@ type Config struct {
 	HealthInterval time.Duration
 	// RestartBackoff is the first delay before a crashed actor restarts (default 100ms).
 	RestartBackoff time.Duration
+	// Failover is the breakers' thresholds and the first-token deadline.
+	Failover failover.Config
+	// HedgeAfter > 0 also asks the next model when the first has produced no
+	// token by then.
+	HedgeAfter time.Duration
+	// StreamContinue makes the next model continue a reply that broke
+	// mid-stream (stream_failure: continue) instead of ending it.
+	StreamContinue bool
 }
 
 func (c *Config) ensureDefaults() {
@@ -88,6 +98,7 @@ type Runtime struct {
 	met            *metrics.Registry
 	log            *slog.Logger
 	router         *router
+	policy         *failover.Policy
 	manager        *actor.PID
 	states         map[string]*providerState
 	order          []string
@@ -159,7 +170,16 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	provPIDs := <-pids
 
-	rt.router = &router{root: rt.system.Root, chain: cfg.Chain, providers: provPIDs, states: rt.states, met: rt.met}
+	rt.policy = failover.NewPolicy(cfg.Failover, func(key string, b *failover.Breaker) {
+		i := strings.IndexByte(key, '/')
+		rt.met.Gauge(fmt.Sprintf(`moltbot_provider_state{provider=%q,model=%q}`, key[:i], rt.states[key[:i]].metricModel(key[i+1:])),
+			func() float64 { return float64(b.State()) })
+	})
+	for _, ref := range cfg.Chain {
+		rt.policy.Breaker(ref.Provider, ref.Model) // gauges exist from the start
+	}
+	rt.router = &router{root: rt.system.Root, chain: cfg.Chain, providers: provPIDs, states: rt.states, met: rt.met,
+		policy: rt.policy, hedgeAfter: cfg.HedgeAfter, continueStreams: cfg.StreamContinue, now: time.Now}
 	rt.convStrategy = &backoffStrategy{base: 10 * time.Millisecond, max: time.Second, window: time.Minute,
 		met: rt.met, log: rt.log, kind: "conversation"}
 	mgrProps := actor.PropsFromProducer(func() actor.Actor { return &manager{rt: rt} }, actor.WithSupervisor(rt.convStrategy))
@@ -172,6 +192,9 @@ func New(cfg Config) (*Runtime, error) {
 
 	rt.wg.Add(1)
 	go rt.healthLoop(cfg.HealthInterval)
+	if cfg.HedgeAfter > 0 || cfg.StreamContinue {
+		rt.log.Debug("failover options", "hedge_after", cfg.HedgeAfter, "stream_continue", cfg.StreamContinue)
+	}
 	return rt, nil
 }
 
@@ -361,6 +384,7 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 	if content == "" {
 		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must not be empty"}
 	}
+	visible := fn != nil
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
 	}
@@ -372,7 +396,7 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 
 	g := &guard{fn: fn}
 	m := &turnMsg{tenant: tenant, id: id, turnID: rt.turnIDs.Add(1), ctx: tctx, content: content, opts: opts,
-		fn: g.call, reply: make(chan turnReply, 1)}
+		fn: g.call, visible: visible, reply: make(chan turnReply, 1)}
 	rt.system.Root.Send(rt.manager, m)
 	select {
 	case r := <-m.reply:
@@ -407,6 +431,7 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	if err != nil {
 		return nil, err
 	}
+	visible := fn != nil
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
 	}
@@ -414,7 +439,11 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	defer cancel()
 	stop := context.AfterFunc(rt.base, cancel)
 	defer stop()
-	return rt.router.chat(ctx, chain, msgs, opts, fn)
+	comp, err := rt.router.chat(ctx, chain, msgs, opts, fn, visible)
+	if err != nil {
+		return nil, err
+	}
+	return comp, nil
 }
 
 // ResolveModel checks that a model name can be served (for early 404s).
@@ -468,6 +497,7 @@ type ProviderStatus struct {
 type Status struct {
 	Chain               []string         `json:"chain"`
 	Providers           []ProviderStatus `json:"providers"`
+	Breakers            []BreakerStatus  `json:"breakers"`
 	ConversationsActive int64            `json:"conversations_active"`
 	ConversationsStored int              `json:"conversations_stored"`
 	Uptime              time.Duration    `json:"-"`
@@ -489,6 +519,7 @@ func (rt *Runtime) Status() Status {
 		sort.Strings(ps.Models)
 		s.Providers = append(s.Providers, ps)
 	}
+	s.Breakers = rt.Breakers()
 	rt.countMu.Lock()
 	if time.Since(rt.countedAt) > 5*time.Second {
 		if n, err := rt.store.Count(); err == nil {
@@ -500,21 +531,70 @@ func (rt *Runtime) Status() Status {
 	return s
 }
 
-// Ready returns nil when at least one provider answered its last health check.
+// Ready returns nil when at least one model of the chain is usable: its
+// provider answered its last health check, is not rate limited, and its
+// breaker is not open (nor the model missing).
 func (rt *Runtime) Ready() error {
 	if rt.closed.Load() {
 		return moltbot.Errorf(moltbot.EShutdown, "shutting down")
 	}
-	for _, name := range rt.order {
-		st := rt.states[name]
+	now := time.Now()
+	var why []string
+	for _, ref := range rt.router.chain {
+		st := rt.states[ref.Provider]
 		st.mu.Lock()
-		ok := st.healthy
+		healthy, checked := st.healthy, !st.checked.IsZero()
 		st.mu.Unlock()
-		if ok {
+		b := rt.policy.Breaker(ref.Provider, ref.Model)
+		switch {
+		case !checked:
+			why = append(why, ref.String()+": not checked yet")
+		case !healthy:
+			why = append(why, ref.String()+": unreachable")
+		case rt.policy.HeldFor(now, ref.Provider) > 0:
+			why = append(why, ref.String()+": rate limited")
+		case !b.Usable(now):
+			why = append(why, ref.String()+": breaker "+b.State().String())
+		default:
 			return nil
 		}
 	}
-	return moltbot.Errorf(moltbot.EUnavailable, "no provider is reachable")
+	return moltbot.Errorf(moltbot.EUnavailable, "no model of the chain is usable (%s)", strings.Join(why, "; "))
+}
+
+// BreakerStatus is one provider/model's breaker for /v1/admin/providers.
+type BreakerStatus struct {
+	Provider       string  `json:"provider"`
+	Model          string  `json:"model"`
+	State          string  `json:"state"`
+	Reachable      bool    `json:"reachable"`
+	Requests       int     `json:"requests"`
+	ErrorRate      float64 `json:"error_rate"`
+	P95TTFTMs      float64 `json:"p95_ttft_ms"`
+	CooldownLeftMs float64 `json:"cooldown_left_ms"`
+	CooldownMs     float64 `json:"cooldown_ms"`
+	RateLimitedMs  float64 `json:"rate_limited_ms"`
+	Opens          int     `json:"opens"`
+	Missing        bool    `json:"missing"`
+	LastError      string  `json:"last_error,omitempty"`
+	InChain        bool    `json:"in_chain"`
+}
+
+// Breakers reports every breaker over the policy's window.
+func (rt *Runtime) Breakers() []BreakerStatus {
+	inChain := map[string]bool{}
+	for _, ref := range rt.router.chain {
+		inChain[ref.String()] = true
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	var out []BreakerStatus
+	for _, e := range rt.policy.Snapshot(time.Now()) {
+		st := rt.states[e.Provider]
+		out = append(out, BreakerStatus{Provider: e.Provider, Model: e.Model, State: e.State.String(), Reachable: st != nil && st.reachable(),
+			Requests: e.Requests, ErrorRate: e.ErrorRate, P95TTFTMs: ms(e.P95), CooldownLeftMs: ms(e.CooldownLeft), CooldownMs: ms(e.Cooldown),
+			RateLimitedMs: ms(e.HeldFor), Opens: e.Opens, Missing: e.Missing, LastError: e.LastError, InChain: inChain[e.Provider+"/"+e.Model]})
+	}
+	return out
 }
 
 // ActiveConversations is the number of conversation actors in memory.

@@ -36,6 +36,7 @@ type Runtime interface {
 	ResolveModel(model string) error
 	Models() []actors.ModelInfo
 	Status() actors.Status
+	Breakers() []actors.BreakerStatus
 	Ready() error
 }
 
@@ -93,6 +94,7 @@ func New(rt Runtime, cfg Config) *Server {
 	mux.HandleFunc("/v1/conversations/{id}", s.conversation)
 	mux.HandleFunc("/v1/conversations/{id}/messages", s.only("POST", s.postMessage))
 	mux.HandleFunc("/v1/admin/status", s.only("GET", s.status))
+	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
 	mux.HandleFunc("/healthz", s.only("GET", s.healthz))
 	mux.HandleFunc("/readyz", s.only("GET", s.readyz))
 	mux.HandleFunc("/metrics", s.only("GET", s.metrics))
@@ -308,6 +310,7 @@ type StatusResponse struct {
 	UptimeSeconds float64                 `json:"uptime_seconds"`
 	Chain         []string                `json:"chain"`
 	Providers     []actors.ProviderStatus `json:"providers"`
+	Breakers      []actors.BreakerStatus  `json:"breakers"`
 	Conversations struct {
 		Active int64 `json:"active"`
 		Stored int   `json:"stored"`
@@ -323,7 +326,7 @@ type StatusResponse struct {
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	st := s.rt.Status()
 	out := StatusResponse{Status: "ready", Version: s.cfg.Version, UptimeSeconds: time.Since(s.started).Seconds(),
-		Chain: st.Chain, Providers: st.Providers}
+		Chain: st.Chain, Providers: st.Providers, Breakers: st.Breakers}
 	if err := s.readiness(); err != nil {
 		out.Status, out.Reason = "unavailable", err.Error()
 	}
@@ -333,4 +336,12 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	out.Requests.Failovers = s.met.Sum(metrics.Failovers)
 	out.Requests.Restarts = s.met.Sum(metrics.ActorRestarts)
 	writeJSON(w, http.StatusOK, out)
+}
+
+// providers answers GET /v1/admin/providers: each provider and each
+// provider/model breaker (state, error rate, p95 first-token latency,
+// cooldown left).
+func (s *Server) providers(w http.ResponseWriter, _ *http.Request) {
+	st := s.rt.Status()
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "providers": st.Providers, "breakers": st.Breakers})
 }

@@ -8,8 +8,15 @@ import (
 	"github.com/moltbot/moltbot"
 )
 
-// formatV1 is the first byte of every snapshot value written by this code.
-const formatV1 = 1
+// Snapshot formats: the first byte of every value. Encode writes formatV2;
+// Decode reads both (v1 has no per-message flags).
+const (
+	formatV1 = 1
+	formatV2 = 2
+)
+
+// message flags (v2)
+const flagIncomplete = 1
 
 // ErrCorrupt is returned for a value that does not decode.
 var ErrCorrupt = errors.New("storage: corrupt snapshot")
@@ -24,13 +31,13 @@ func appendString(b []byte, s string) []byte {
 
 // Encode appends the binary snapshot of c to dst.
 //
-//	format byte (1) | uvarint version | uvarint epoch | varint created | varint updated
+//	format byte (2) | uvarint version | uvarint epoch | varint created | varint updated
 //	| string tenant | string id | string system | string model
-//	| uvarint n | n × (role byte | string content | string model | varint created)
+//	| uvarint n | n × (role byte | flags byte | string content | string model | varint created)
 //
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
-	dst = append(dst, formatV1)
+	dst = append(dst, formatV2)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
 	dst = binary.AppendVarint(dst, c.Created)
@@ -43,6 +50,11 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	for i := range c.Messages {
 		m := &c.Messages[i]
 		dst = append(dst, roleCodes[m.Role])
+		var flags byte
+		if m.Incomplete {
+			flags |= flagIncomplete
+		}
+		dst = append(dst, flags)
 		dst = appendString(dst, m.Content)
 		dst = appendString(dst, m.Model)
 		dst = binary.AppendVarint(dst, m.Created)
@@ -110,7 +122,8 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	if len(b) == 0 {
 		return nil, ErrCorrupt
 	}
-	if b[0] != formatV1 {
+	format := b[0]
+	if format != formatV1 && format != formatV2 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -137,6 +150,13 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 			return nil, ErrCorrupt
 		}
 		m := moltbot.Message{Role: codeRoles[code]}
+		if format >= formatV2 {
+			flags := r.byte()
+			if flags&^flagIncomplete != 0 {
+				return nil, ErrCorrupt
+			}
+			m.Incomplete = flags&flagIncomplete != 0
+		}
 		m.Content = r.string()
 		m.Model = r.string()
 		m.Created = r.varint()

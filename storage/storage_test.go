@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -32,6 +33,40 @@ func TestCodecRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, c) {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, c)
 		}
+	}
+}
+
+// encodeV1 is the format-1 encoder (no per-message flags), kept to prove
+// that snapshots written by older builds still load.
+func encodeV1(c *moltbot.Conversation) []byte {
+	b := []byte{formatV1}
+	b = binary.AppendUvarint(b, c.Version)
+	b = binary.AppendUvarint(b, c.Epoch)
+	b = binary.AppendVarint(b, c.Created)
+	b = binary.AppendVarint(b, c.Updated)
+	for _, s := range []string{c.Tenant, c.ID, c.System, c.Model} {
+		b = appendString(b, s)
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.Messages)))
+	for _, m := range c.Messages {
+		b = append(b, roleCodes[m.Role])
+		b = appendString(b, m.Content)
+		b = appendString(b, m.Model)
+		b = binary.AppendVarint(b, m.Created)
+	}
+	return b
+}
+
+func TestDecodeFormat1AndIncomplete(t *testing.T) {
+	c := sample()
+	got, err := Decode(encodeV1(c))
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("v1: %+v %v", got, err)
+	}
+	c.Messages[2].Incomplete = true
+	got, err = Decode(Encode(nil, c))
+	if err != nil || !got.Messages[2].Incomplete || got.Messages[1].Incomplete {
+		t.Fatalf("incomplete flag: %+v %v", got, err)
 	}
 }
 

@@ -360,7 +360,44 @@ func printStatus(w io.Writer, base string, st *gateway.StatusResponse) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Type, reach, p.InFlight, p.Queued, p.Restarts, models)
 	}
 	tw.Flush()
+	if len(st.Breakers) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MODEL\tBREAKER\tREQUESTS\tERRORS\tP95 TTFT\tCOOLDOWN LEFT\tNOTE")
+		for _, b := range st.Breakers {
+			note := ""
+			switch {
+			case b.Missing:
+				note = "model missing on its provider"
+			case b.RateLimitedMs > 0:
+				note = fmt.Sprintf("rate limited for %s", ms(b.RateLimitedMs))
+			case !b.Reachable:
+				note = "provider unreachable"
+			}
+			if b.LastError != "" && b.State != "closed" {
+				note = strings.TrimSpace(note + "  " + b.LastError)
+			}
+			fmt.Fprintf(tw, "%s/%s\t%s\t%d\t%.1f%%\t%s\t%s\t%s\n", b.Provider, b.Model, b.State, b.Requests, b.ErrorRate*100,
+				ms(b.P95TTFTMs), ms(b.CooldownLeftMs), note)
+		}
+		tw.Flush()
+	}
 	fmt.Fprintf(w, "\nconversations: %d active, %d stored\n", st.Conversations.Active, st.Conversations.Stored)
 	fmt.Fprintf(w, "requests: %d http, %d inference, %d failovers, %d actor restarts\n",
 		st.Requests.HTTP, st.Requests.Inference, st.Requests.Failovers, st.Requests.Restarts)
+}
+
+// ms prints milliseconds as a rounded duration, "-" for zero.
+func ms(v float64) string {
+	if v <= 0 {
+		return "-"
+	}
+	d := time.Duration(v * float64(time.Millisecond))
+	switch {
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.String()
 }

@@ -171,7 +171,9 @@ models:
 
 func startSim(t *testing.T, extra ...string) string {
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	startProc(t, append([]string{"moltbot", "sim", "--addr", addr}, extra...)...)
+	// The sim lists the models the workspace's chain names: a node skips a
+	// chain model its Ollama does not list.
+	startProc(t, append([]string{"moltbot", "sim", "--addr", addr, "--models", "llama3.2,gpt-4o-mini"}, extra...)...)
 	testutil.Eventually(t, 10*time.Second, "sim up", func() bool {
 		resp, err := http.Get("http://" + addr + "/api/version")
 		if err == nil {

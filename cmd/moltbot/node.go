@@ -21,6 +21,7 @@ import (
 	"github.com/moltbot/moltbot/gateway"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/anthropic"
+	"github.com/moltbot/moltbot/inference/failover"
 	"github.com/moltbot/moltbot/inference/ollama"
 	"github.com/moltbot/moltbot/inference/openai"
 	"github.com/moltbot/moltbot/inference/sim"
@@ -116,7 +117,11 @@ func (n *Node) Start() error {
 	met := metrics.New(moltbot.Version)
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: store, Metrics: met, Logger: n.Log,
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
-		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D()})
+		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
+		HealthInterval: cfg.Models.HealthInterval.D(), HedgeAfter: cfg.Models.HedgeAfter.D(),
+		StreamContinue: cfg.Models.StreamFailure == configs.StreamContinue,
+		Failover: failover.Config{Latency: cfg.Models.Threshold.Latency.D(), ErrorRate: float64(cfg.Models.Threshold.ErrorRate),
+			Window: cfg.Models.Window.D(), MinRequests: cfg.Models.MinRequests, Cooldown: cfg.Models.Cooldown.D(), MaxCooldown: cfg.Models.MaxCooldown.D()}})
 	if err != nil {
 		ln.Close()
 		store.Close()
