@@ -1,0 +1,120 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/inference/failover"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/internal/testutil"
+)
+
+var oneMsg = []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}
+
+// When every breaker is open the chain is tried anyway, in order: a model
+// may have healed, and failing fast would fail every client.
+func TestAllOpenStillTried(t *testing.T) {
+	a := &fake{chat: echo}
+	b := &fake{chat: echo}
+	e := start(t, []string{"a/m", "b/m"}, []ProviderSpec{spec("a", a), spec("b", b)}, nil)
+	testutil.Eventually(t, 5*time.Second, "health checked", func() bool { return e.rt.Ready() == nil })
+	now := time.Now()
+	e.rt.policy.Breaker("a", "m").Trip(now, time.Hour, false, "x")
+	e.rt.policy.Breaker("b", "m").Trip(now, time.Hour, false, "x")
+	if err := e.rt.Ready(); err == nil || !strings.Contains(err.Error(), "breaker open") {
+		t.Fatalf("ready with every breaker open: %v", err)
+	}
+	comp, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, nil)
+	if err != nil || comp.Served.String() != "a/m" {
+		t.Fatalf("%+v %v", comp, err)
+	}
+}
+
+// A model missing on its provider trips its breaker, is skipped and shown.
+func TestModelMissing(t *testing.T) {
+	missing := &fake{chat: fails(inference.KindModelNotFound)}
+	e := start(t, []string{"a/m", "b/m"}, []ProviderSpec{spec("a", missing), spec("b", &fake{chat: echo})}, nil)
+	for i := 0; i < 3; i++ {
+		comp, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, nil)
+		if err != nil || comp.Served.String() != "b/m" {
+			t.Fatalf("%+v %v", comp, err)
+		}
+	}
+	if missing.calls.Load() != 1 {
+		t.Fatalf("a missing model was asked %d times", missing.calls.Load())
+	}
+	var st BreakerStatus
+	for _, b := range e.rt.Breakers() {
+		if b.Provider == "a" {
+			st = b
+		}
+	}
+	if !st.Missing || st.State != "open" {
+		t.Fatalf("%+v", st)
+	}
+	if e.met.Get(metrics.Failovers, "a/m", "b/m", failover.ReasonMissing) != 2 {
+		t.Error("skips not counted")
+	}
+}
+
+// The caller goes away while two hedged attempts run: both are canceled
+// and the callback is never called after chat returns.
+func TestCancelDuringHedge(t *testing.T) {
+	var started atomic.Int64
+	slow := func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
+		started.Add(1)
+		<-ctx.Done()
+		return inference.Result{}, inference.Classify(ctx, "slow", ctx.Err())
+	}
+	a, b := &fake{chat: slow}, &fake{chat: slow}
+	e := start(t, []string{"a/m", "b/m"}, []ProviderSpec{spec("a", a), spec("b", b)}, func(c *Config) {
+		c.HedgeAfter = 10 * time.Millisecond
+		c.Failover = failover.Config{Latency: time.Hour}
+	})
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var after atomic.Bool
+	go func() {
+		_, err := e.rt.Complete(cctx, oneMsg, moltbot.ChatOptions{}, func(moltbot.Chunk) error {
+			if after.Load() {
+				t.Error("callback after return")
+			}
+			return nil
+		})
+		after.Store(true)
+		done <- err
+	}()
+	testutil.Eventually(t, 5*time.Second, "both attempts running", func() bool { return started.Load() == 2 })
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("canceled request succeeded")
+	}
+	testutil.Eventually(t, 5*time.Second, "calls ended", func() bool {
+		s := e.rt.Status()
+		return s.Providers[0].InFlight == 0 && s.Providers[1].InFlight == 0
+	})
+	// Neither provider is blamed for the client leaving.
+	for _, br := range e.rt.Breakers() {
+		if br.Requests != 0 {
+			t.Errorf("%+v", br)
+		}
+	}
+}
+
+// The client's callback failing (it disconnected) ends the call without
+// trying other models.
+func TestCallbackErrorStops(t *testing.T) {
+	b := &fake{chat: echo}
+	e := start(t, []string{"a/m", "b/m"}, []ProviderSpec{spec("a", &fake{chat: echo}), spec("b", b)}, nil)
+	gone := errors.New("client gone")
+	_, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, func(moltbot.Chunk) error { return gone })
+	if !errors.Is(err, gone) || b.calls.Load() != 0 {
+		t.Fatalf("err %v, fallback calls %d", err, b.calls.Load())
+	}
+}
