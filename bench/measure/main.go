@@ -37,7 +37,7 @@ var (
 	perRound = flag.Int("per-round", 300, "requests per target per round")
 	starts   = flag.Int("starts", 10, "starts timed for ready time")
 	convs    = flag.String("conversations", "1000,10000", "conversation counts for RSS")
-	stored   = flag.Int("stored", 0, "also measure RSS after storing this many conversations (0: skip)")
+	only     = flag.String("only", "", "run one part: node or failover (default: both)")
 )
 
 func main() {
@@ -151,6 +151,9 @@ func run() error {
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel())
 	fmt.Printf("binary: %s, %.1f MB (stripped)\n\n", *bin, float64(fi.Size())/1e6)
+	if *only == "failover" {
+		return failoverScenarios()
+	}
 
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	sim, err := start("sim", "--addr", simAddr, "--ttft", "0", "--itl", "0", "--tokens", "16")
@@ -273,7 +276,10 @@ func run() error {
 			os.RemoveAll(ws)
 		}
 	}
-	return nil
+	if *only == "node" {
+		return nil
+	}
+	return failoverScenarios()
 }
 
 // fill creates n conversations with one turn each over 16 connections and
