@@ -54,13 +54,14 @@ type carry struct {
 	queue    []*callMsg
 }
 
-// callMsg asks a provider actor for one model call. done receives exactly one
-// result. fn is called from the call's goroutine only.
+// callMsg asks a provider actor for one model call. reply is called exactly
+// once, with the result, and must not block (it may run inside Receive). fn
+// is called from the call's goroutine only.
 type callMsg struct {
-	ctx  context.Context
-	req  *inference.Request
-	fn   inference.DeltaFunc
-	done chan callResult
+	ctx   context.Context
+	req   *inference.Request
+	fn    inference.DeltaFunc
+	reply func(callResult)
 }
 
 type callResult struct {
@@ -116,7 +117,7 @@ func (a *providerActor) Receive(c actor.Context) {
 
 func (a *providerActor) admit(c actor.Context, m *callMsg) {
 	if err := m.ctx.Err(); err != nil {
-		m.done <- callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)}
+		m.reply(callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)})
 		return
 	}
 	if a.inFlight < a.st.spec.MaxInFlight {
@@ -129,8 +130,8 @@ func (a *providerActor) admit(c actor.Context, m *callMsg) {
 		return
 	}
 	a.met.Inc(metrics.ProviderBusy, a.st.spec.Name)
-	m.done <- callResult{err: &inference.Error{Kind: inference.KindBusy, Provider: a.st.spec.Name,
-		Message: fmt.Sprintf("busy: %d calls running and %d waiting", a.inFlight, len(a.queue)), RetryAfter: time.Second}}
+	m.reply(callResult{err: &inference.Error{Kind: inference.KindBusy, Provider: a.st.spec.Name,
+		Message: fmt.Sprintf("busy: %d calls running and %d waiting", a.inFlight, len(a.queue)), RetryAfter: time.Second}})
 }
 
 func (a *providerActor) drain(c actor.Context) {
@@ -139,7 +140,7 @@ func (a *providerActor) drain(c actor.Context) {
 		a.queue[0] = nil
 		a.queue = a.queue[1:]
 		if err := m.ctx.Err(); err != nil {
-			m.done <- callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)}
+			m.reply(callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)})
 			continue
 		}
 		a.start(c, m)
@@ -162,7 +163,7 @@ func (a *providerActor) start(c actor.Context, m *callMsg) {
 		defer func() {
 			if r := recover(); r != nil {
 				fin.panicked, fin.stack = r, string(debug.Stack())
-				m.done <- callResult{err: &inference.Error{Kind: inference.KindCrashed, Provider: spec.Name, Message: fmt.Sprintf("provider crashed: %v", r)}}
+				m.reply(callResult{err: &inference.Error{Kind: inference.KindCrashed, Provider: spec.Name, Message: fmt.Sprintf("provider crashed: %v", r)}})
 			}
 			root.Send(self, fin)
 		}()
@@ -198,7 +199,7 @@ func (a *providerActor) start(c actor.Context, m *callMsg) {
 		if ttft > 0 {
 			met.Observe(metrics.InferenceTTFT, ttft, spec.Name, model)
 		}
-		m.done <- callResult{res: res, err: err, ttft: ttft}
+		m.reply(callResult{res: res, err: err, ttft: ttft})
 	}()
 }
 

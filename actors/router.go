@@ -269,8 +269,9 @@ func (s *chatState) start(ref moltbot.ModelRef, pid *actor.PID, probe, cont bool
 	if cont {
 		msgs = append(append(make([]moltbot.Message, 0, len(msgs)+1), msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
 	}
-	call := &callMsg{ctx: actx, req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts}, done: make(chan callResult, 1),
-		fn: func(text string) error { return s.token(a, text) }}
+	call := &callMsg{ctx: actx, req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts},
+		fn:    func(text string) error { return s.token(a, text) },
+		reply: func(res callResult) { s.events <- event{kind: evDone, a: a, res: res} }}
 	if a.hasNext {
 		latency := s.r.policy.Config().Latency
 		a.timers = append(a.timers, time.AfterFunc(latency, func() {
@@ -287,10 +288,6 @@ func (s *chatState) start(ref moltbot.ModelRef, pid *actor.PID, probe, cont bool
 		}))
 	}
 	s.r.root.Send(pid, call)
-	go func() {
-		res := <-call.done
-		s.events <- event{kind: evDone, a: a, res: res}
-	}()
 }
 
 // token runs on the call's goroutine for each piece of text of attempt a.
