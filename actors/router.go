@@ -398,7 +398,7 @@ func (s *chatState) done(a *attempt, res callResult) (*moltbot.Completion, error
 		if !cont {
 			s.shown.Reset()
 		}
-		s.leave(a.ref, "stream_"+ie.Kind.String())
+		s.leave(a.ref, "mid_stream")
 		if !s.launch(cont) {
 			return s.partial(), s.fail(true), true
 		}
