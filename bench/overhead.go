@@ -30,18 +30,28 @@ type OverheadConfig struct {
 
 // Round is one round's percentiles in milliseconds.
 type Round struct {
-	DirectP50, DirectP99, ViaP50, ViaP99 float64
+	DirectP50 float64 `json:"direct_p50_ms"`
+	DirectP99 float64 `json:"direct_p99_ms"`
+	ViaP50    float64 `json:"via_p50_ms"`
+	ViaP99    float64 `json:"via_p99_ms"`
 }
 
 // OverheadResult is the latency added by going through Via instead of Direct.
 type OverheadResult struct {
-	Rounds []Round
+	Rounds []Round `json:"rounds"`
 	// Added p50 and p99 (ms): the median over rounds of (via - direct), and
 	// the smallest and largest round.
-	AddedP50, AddedP50Min, AddedP50Max float64
-	AddedP99, AddedP99Min, AddedP99Max float64
-	DirectP50, ViaP50                  float64 // medians over rounds
-	DirectP99, ViaP99                  float64
+	AddedP50    float64 `json:"added_p50_ms"`
+	AddedP50Min float64 `json:"added_p50_min_ms"`
+	AddedP50Max float64 `json:"added_p50_max_ms"`
+	AddedP99    float64 `json:"added_p99_ms"`
+	AddedP99Min float64 `json:"added_p99_min_ms"`
+	AddedP99Max float64 `json:"added_p99_max_ms"`
+	// Medians over rounds of each side.
+	DirectP50 float64 `json:"direct_p50_ms"`
+	ViaP50    float64 `json:"via_p50_ms"`
+	DirectP99 float64 `json:"direct_p99_ms"`
+	ViaP99    float64 `json:"via_p99_ms"`
 }
 
 // Overhead measures at concurrency 1, interleaving requests to Direct and Via

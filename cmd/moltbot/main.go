@@ -68,6 +68,7 @@ Quick start:
 			simCommand(),
 			chatCommand(),
 			statusCommand(),
+			benchCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -492,7 +492,7 @@ func TestChatAndStatus(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
-	for _, cmd := range []string{"init", "start", "sim", "chat", "status", "version"} {
+	for _, cmd := range []string{"init", "start", "sim", "chat", "status", "bench", "version"} {
 		code, out, _ := runCLI(t, "", cmd, "--help")
 		if code != 0 || !strings.Contains(out, "Example") {
 			t.Errorf("%s --help: %d\n%s", cmd, code, out)
