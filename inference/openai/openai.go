@@ -12,11 +12,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
+	"github.com/buger/jsonparser"
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sse"
+	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
 // Config configures a client.
@@ -58,6 +61,7 @@ type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
 }
 
+// chatRequest documents the request AppendRequest writes (tests decode into it).
 type chatRequest struct {
 	Model         string         `json:"model"`
 	Messages      []message      `json:"messages"`
@@ -77,7 +81,8 @@ type Usage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
-// chunk is one chat.completion.chunk.
+// chunk is one chat.completion.chunk, for the rare chunks scanChunk hands
+// to encoding/json (usage, errors).
 type chunk struct {
 	Model   string `json:"model"`
 	Choices []struct {
@@ -121,24 +126,7 @@ func ParseError(body []byte) string {
 
 // Chat implements inference.Provider.
 func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
-	body := chatRequest{
-		Model:         req.Model,
-		Messages:      make([]message, len(req.Messages)),
-		Stream:        true,
-		StreamOptions: &streamOptions{IncludeUsage: true},
-		MaxTokens:     req.MaxTokens,
-		Temperature:   req.Temperature,
-		TopP:          req.TopP,
-		Stop:          req.Stop,
-		Seed:          req.Seed,
-	}
-	for i, m := range req.Messages {
-		body.Messages[i] = message{Role: string(m.Role), Content: m.Content}
-	}
-	buf, err := json.Marshal(&body)
-	if err != nil {
-		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "encode request: %v", err)
-	}
+	buf := AppendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.chatURL, bytes.NewReader(buf))
 	if err != nil {
 		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "build request: %v", err)
@@ -181,30 +169,27 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 			// [DONE] is the server's own end of reply, even without a finish_reason.
 			return res, nil
 		}
-		var ch chunk
-		if err := json.Unmarshal(ev.Data, &ch); err != nil {
+		ch, err := scanChunk(ev.Data, res.Model == "")
+		if err != nil {
 			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: "malformed stream chunk: " + err.Error()}
 		}
-		if ch.Error != nil {
-			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: ch.Error.Message}
+		if ch.errMsg != "" {
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: ch.errMsg}
 		}
-		if ch.Model != "" {
-			res.Model = ch.Model
+		if ch.model != "" {
+			res.Model = ch.model
 		}
-		if ch.Usage != nil {
-			res.Usage = moltbot.Usage{PromptTokens: ch.Usage.PromptTokens, CompletionTokens: ch.Usage.CompletionTokens}
+		if ch.usage != nil {
+			res.Usage = *ch.usage
 		}
-		for _, choice := range ch.Choices {
-			if choice.Delta.Content != nil && *choice.Delta.Content != "" {
-				if err := fn(*choice.Delta.Content); err != nil {
-					return res, err
-				}
+		if ch.content != "" {
+			if err := fn(ch.content); err != nil {
+				return res, err
 			}
-			if choice.FinishReason != nil && *choice.FinishReason != "" {
-				res.FinishReason = *choice.FinishReason
-				finished = true
-			}
-			break // only the first choice: moltbot never asks for n > 1
+		}
+		if ch.finish != "" {
+			res.FinishReason = ch.finish
+			finished = true
 		}
 	}
 }
@@ -271,4 +256,124 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		out = append(out, m.ID)
 	}
 	return out, nil
+}
+
+// scanned is what moltbot needs of a chunk.
+type scanned struct {
+	content, finish, model, errMsg string
+	usage                          *moltbot.Usage
+}
+
+var chunkPaths = [][]string{
+	{"choices", "[0]", "delta", "content"},
+	{"choices", "[0]", "finish_reason"},
+	{"model"},
+	{"usage"},
+	{"error"},
+}
+
+// scanChunk reads a chunk in one pass without building it (the hot path: one
+// call per token). Chunks with usage or an error, rare, are decoded fully.
+func scanChunk(data []byte, wantModel bool) (scanned, error) {
+	var out scanned
+	var full bool
+	var perr error
+	found := 0
+	jsonparser.EachKey(data, func(i int, v []byte, vt jsonparser.ValueType, err error) {
+		if err != nil {
+			perr = err
+			return
+		}
+		found++
+		switch i {
+		case 0:
+			if vt == jsonparser.String {
+				out.content, perr = unquote(v)
+			}
+		case 1:
+			if vt == jsonparser.String {
+				out.finish, perr = unquote(v)
+			}
+		case 2:
+			if wantModel && vt == jsonparser.String {
+				out.model, perr = unquote(v)
+			}
+		case 3:
+			full = full || vt == jsonparser.Object
+		case 4:
+			full = full || vt != jsonparser.Null
+		}
+	}, chunkPaths...)
+	if perr != nil {
+		return out, perr
+	}
+	if found == 0 || full {
+		var ch chunk
+		if err := json.Unmarshal(data, &ch); err != nil {
+			return out, err
+		}
+		if ch.Error != nil {
+			out.errMsg = ch.Error.Message
+			if out.errMsg == "" {
+				out.errMsg = "error in stream"
+			}
+		}
+		if ch.Usage != nil {
+			out.usage = &moltbot.Usage{PromptTokens: ch.Usage.PromptTokens, CompletionTokens: ch.Usage.CompletionTokens}
+		}
+	}
+	return out, nil
+}
+
+// unquote decodes a JSON string's raw bytes (without quotes).
+func unquote(v []byte) (string, error) {
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v), nil
+	}
+	return jsonparser.ParseString(v)
+}
+
+// AppendRequest appends the JSON body of a streamed chat completion request.
+func AppendRequest(b []byte, req *inference.Request) []byte {
+	b = append(b, `{"model":`...)
+	b = jsonw.String(b, req.Model)
+	b = append(b, `,"messages":[`...)
+	for i, m := range req.Messages {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"role":`...)
+		b = jsonw.String(b, string(m.Role))
+		b = append(b, `,"content":`...)
+		b = jsonw.String(b, m.Content)
+		b = append(b, '}')
+	}
+	b = append(b, `],"stream":true,"stream_options":{"include_usage":true}`...)
+	if req.MaxTokens > 0 {
+		b = append(b, `,"max_tokens":`...)
+		b = strconv.AppendInt(b, int64(req.MaxTokens), 10)
+	}
+	if req.Temperature != nil {
+		b = append(b, `,"temperature":`...)
+		b = strconv.AppendFloat(b, *req.Temperature, 'g', -1, 64)
+	}
+	if req.TopP != nil {
+		b = append(b, `,"top_p":`...)
+		b = strconv.AppendFloat(b, *req.TopP, 'g', -1, 64)
+	}
+	if len(req.Stop) > 0 {
+		b = append(b, `,"stop":[`...)
+		for i, s := range req.Stop {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonw.String(b, s)
+		}
+		b = append(b, ']')
+	}
+	if req.Seed != nil {
+		b = append(b, `,"seed":`...)
+		b = strconv.AppendInt(b, *req.Seed, 10)
+	}
+	return append(b, '}')
 }

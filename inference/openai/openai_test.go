@@ -212,3 +212,67 @@ func TestParseError(t *testing.T) {
 		}
 	}
 }
+
+func TestScanChunk(t *testing.T) {
+	cases := []struct {
+		in      string
+		content string
+		finish  string
+		usage   int
+		errMsg  string
+	}{
+		{`{"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \"there\"\n\u00e9"},"finish_reason":null}]}`, "Hi \"there\"\né", "", 0, ""},
+		// logprobs carry a "content" array: not the delta's content.
+		{`{"choices":[{"index":0,"delta":{"content":"x"},"logprobs":{"content":[{"token":"x"}]},"finish_reason":"stop"}]}`, "x", "stop", 0, ""},
+		{`{"choices":[{"index":0,"logprobs":{"content":[{"token":"y"}]},"delta":{},"finish_reason":"length"}]}`, "", "length", 0, ""},
+		{`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":7,"total_tokens":10}}`, "", "", 7, ""},
+		{`{"error":{"message":"overloaded","type":"server_error"}}`, "", "", 0, "overloaded"},
+		{`{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}`, "a", "", 0, ""},
+		{`{"choices":[{"delta":{"content":"emoji 🤖 \ud83e\udd16"}}]}`, "emoji 🤖 🤖", "", 0, ""},
+	}
+	for _, tc := range cases {
+		got, err := scanChunk([]byte(tc.in), true)
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		u := 0
+		if got.usage != nil {
+			u = got.usage.CompletionTokens
+		}
+		if got.content != tc.content || got.finish != tc.finish || u != tc.usage || got.errMsg != tc.errMsg {
+			t.Errorf("%s: got %+v", tc.in, got)
+		}
+	}
+	for _, bad := range []string{`{not json`, `[1,2]`, `{"choices":[{"delta":{"content":"\x"}}]}`} {
+		if _, err := scanChunk([]byte(bad), true); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestAppendRequest(t *testing.T) {
+	temp, topP, seed := 0.7, 0.9, int64(42)
+	req := &inference.Request{Model: "gpt-<4>", Messages: []moltbot.Message{{Role: moltbot.RoleSystem, Content: "q\"uote\\ \x01 é"}, {Role: moltbot.RoleUser, Content: "hi"}},
+		ChatOptions: moltbot.ChatOptions{MaxTokens: 5, Temperature: &temp, TopP: &topP, Stop: []string{"\n", "END"}, Seed: &seed}}
+	b := AppendRequest(nil, req)
+	var got chatRequest
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if got.Model != req.Model || len(got.Messages) != 2 || got.Messages[0].Content != req.Messages[0].Content || !got.Stream || !got.StreamOptions.IncludeUsage ||
+		got.MaxTokens != 5 || *got.Temperature != 0.7 || *got.TopP != 0.9 || strings.Join(got.Stop, "|") != "\n|END" || *got.Seed != 42 {
+		t.Errorf("%s -> %+v", b, got)
+	}
+	if b := AppendRequest(nil, &inference.Request{Model: "m"}); string(b) != `{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}` {
+		t.Errorf("minimal: %s", b)
+	}
+}
+
+func BenchmarkScanChunk(b *testing.B) {
+	data := []byte(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"x","choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,"finish_reason":null}]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		scanChunk(data, false)
+	}
+}

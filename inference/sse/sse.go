@@ -28,8 +28,10 @@ type Reader struct {
 	data    []byte
 	typ     string
 	id      string
-	pending []byte // a partial line carried across reads
-	lastCR  bool   // the previous line ended with a lone \r
+	pending []byte   // the current line, when it spans reads
+	queue   [][]byte // lines split at lone \r, still to hand out
+	qbuf    []byte
+	lastCR  bool // the previous line ended with \r: skip a leading \n
 }
 
 // NewReader reads events from r; max bounds one event's data (0: 1 MiB).
@@ -40,44 +42,58 @@ func NewReader(r io.Reader, max int) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, 4096), max: max}
 }
 
-// readLine returns the next line without its terminator.
+// readLine returns the next line without its terminator (\n, \r\n or \r).
+// The slice is valid until the next call.
 func (r *Reader) readLine() ([]byte, error) {
-	r.pending = r.pending[:0]
 	for {
-		b, err := r.br.ReadByte()
-		if err != nil {
-			if len(r.pending) > 0 && err == io.EOF {
-				return r.pending, nil
+		if len(r.queue) > 0 {
+			l := r.queue[0]
+			r.queue = r.queue[1:]
+			return l, nil
+		}
+		raw, err := r.br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			if len(r.pending)+len(raw) > r.max+64 {
+				return nil, ErrTooLong
 			}
+			r.pending = append(r.pending, raw...)
+			continue
+		}
+		if len(r.pending) > 0 {
+			r.pending = append(r.pending, raw...)
+			raw = r.pending
+			r.pending = r.pending[:0]
+		}
+		if r.lastCR && len(raw) > 0 && raw[0] == '\n' {
+			raw = raw[1:] // the \n of a \r\n split across reads
+		}
+		r.lastCR = false
+		if err != nil && len(raw) == 0 {
 			return nil, err
 		}
-		if r.lastCR {
-			r.lastCR = false
-			if b == '\n' {
-				continue // the \n of a \r\n
+		complete := err == nil
+		if complete {
+			raw = raw[:len(raw)-1] // the \n
+			if n := len(raw); n > 0 && raw[n-1] == '\r' {
+				raw = raw[:n-1]
 			}
 		}
-		switch b {
-		case '\n':
-			return r.pending, nil
-		case '\r':
-			r.lastCR = true
-			return r.pending, nil
+		if bytes.IndexByte(raw, '\r') < 0 {
+			return raw, nil
 		}
-		// Fast path: copy the rest of the buffered line at once.
-		r.pending = append(r.pending, b)
-		if len(r.pending) > r.max+64 {
-			return nil, ErrTooLong
-		}
-		if n := r.br.Buffered(); n > 0 {
-			peek, _ := r.br.Peek(n)
-			i := bytes.IndexAny(peek, "\r\n")
-			if i < 0 {
-				i = n
+		// Lone \r terminators inside: every piece is a line, but for an
+		// empty last piece of input that ended without a terminator.
+		r.qbuf = append(r.qbuf[:0], raw...)
+		r.queue = bytes.Split(r.qbuf, []byte{'\r'})
+		if !complete {
+			if last := r.queue[len(r.queue)-1]; len(last) == 0 {
+				r.queue = r.queue[:len(r.queue)-1]
+				r.lastCR = true
 			}
-			r.pending = append(r.pending, peek[:i]...)
-			_, _ = r.br.Discard(i)
 		}
+		l := r.queue[0]
+		r.queue = r.queue[1:]
+		return l, nil
 	}
 }
 

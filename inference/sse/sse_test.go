@@ -125,3 +125,90 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 }
+
+// reference is a plain reading of the spec: split lines on \r\n, \r or \n,
+// then build events. It is slow and obviously right; the fuzzer compares.
+func reference(in []byte) []Event {
+	var lines []string
+	cur := []byte{}
+	for i := 0; i < len(in); i++ {
+		switch in[i] {
+		case '\n':
+			lines = append(lines, string(cur))
+			cur = cur[:0]
+		case '\r':
+			lines = append(lines, string(cur))
+			cur = cur[:0]
+			if i+1 < len(in) && in[i+1] == '\n' {
+				i++
+			}
+		default:
+			cur = append(cur, in[i])
+		}
+	}
+	if len(cur) > 0 {
+		lines = append(lines, string(cur))
+	}
+	var out []Event
+	var data []string
+	typ, id := "", ""
+	has := false
+	flush := func() {
+		if has {
+			out = append(out, Event{Type: typ, Data: []byte(strings.Join(data, "\n")), ID: id})
+		}
+		data, typ, has = nil, "", false
+	}
+	for _, l := range lines {
+		if l == "" {
+			flush()
+			continue
+		}
+		if l[0] == ':' {
+			continue
+		}
+		field, value, _ := strings.Cut(l, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "data":
+			data = append(data, value)
+			has = true
+		case "event":
+			typ = value
+		case "id":
+			if !strings.Contains(value, "\x00") {
+				id = value
+			}
+		}
+	}
+	flush()
+	return out
+}
+
+func FuzzReaderMatchesReference(f *testing.F) {
+	f.Add([]byte("data: a\r\n\r\ndata: b\r\rdata: c\n\nevent: x\ndata: y\ndata: z\n\n: c\nid: 1\ndata: d"))
+	f.Add([]byte("data:\ndata\n\n\r\n\rdata: [DONE]"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		want := reference(in)
+		for _, r := range []io.Reader{bytes.NewReader(in), iotest.OneByteReader(bytes.NewReader(in)), iotest.HalfReader(bytes.NewReader(in))} {
+			rd := NewReader(r, 1<<20)
+			var got []Event
+			for {
+				ev, err := rd.Next()
+				if err != nil {
+					break
+				}
+				ev.Data = append([]byte(nil), ev.Data...)
+				got = append(got, ev)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%q: %d events, reference %d: %q vs %q", in, len(got), len(want), got, want)
+			}
+			for i := range got {
+				if got[i].Type != want[i].Type || !bytes.Equal(got[i].Data, want[i].Data) || got[i].ID != want[i].ID {
+					t.Fatalf("%q: event %d = %+v, reference %+v", in, i, got[i], want[i])
+				}
+			}
+		}
+	})
+}
