@@ -87,6 +87,14 @@ func toMessages(in []chatMessage) []moltbot.Message {
 	return out
 }
 
+// burst reports whether tokens after the first may go out in one write: no
+// delay between tokens and no stall or drop fault that must cut after exactly
+// N flushed tokens.
+func (s *Server) burst() bool {
+	o := s.Engine.Options()
+	return o.ITL == 0 && o.StallAfter == 0 && o.DropAfter == 0
+}
+
 func (s *Server) buf() *[]byte { return s.bufs.Get().(*[]byte) }
 
 func (s *Server) put(b *[]byte) {
@@ -140,6 +148,11 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 	}
 	fl, _ := w.(http.Flusher)
+	// With no delay between tokens, the tokens after the first go out in one
+	// burst, as from a server that has them all at once (and not as many tiny
+	// writes that only measure the reader's wake-ups).
+	burst := s.burst()
+	sent := 0
 	var text strings.Builder
 	head := func(b []byte) []byte {
 		b = append(b, `{"model":`...)
@@ -160,7 +173,8 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
-		if fl != nil {
+		sent++
+		if fl != nil && (!burst || sent == 1) {
 			fl.Flush()
 		}
 		return nil
@@ -314,12 +328,15 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	fl, _ := w.(http.Flusher)
+	burst := s.burst() // see ollamaChat
+	sent := 0
 	send := func(b []byte) error {
 		*bp = b
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
-		if fl != nil {
+		sent++
+		if fl != nil && (!burst || sent == 1) {
 			fl.Flush()
 		}
 		return nil
