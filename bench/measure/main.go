@@ -36,8 +36,9 @@ var (
 	rounds   = flag.Int("rounds", 10, "interleaved rounds for added latency")
 	perRound = flag.Int("per-round", 300, "requests per target per round")
 	starts   = flag.Int("starts", 10, "starts timed for ready time")
-	convs    = flag.String("conversations", "1000,10000", "conversation counts for RSS")
-	only     = flag.String("only", "", "run one part: node or failover (default: both)")
+	convs    = flag.String("conversations", "1000,10000", "conversation counts for RSS, active and passivated")
+	storedN  = flag.Int("stored", 100000, "also store this many conversations (passivated only; 0: skip)")
+	only     = flag.String("only", "", "run one part: node, failover or frontier (default: all)")
 )
 
 func main() {
@@ -151,8 +152,11 @@ func run() error {
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel())
 	fmt.Printf("binary: %s, %.1f MB (stripped)\n\n", *bin, float64(fi.Size())/1e6)
-	if *only == "failover" {
+	switch *only {
+	case "failover":
 		return failoverScenarios()
+	case "frontier":
+		return frontier()
 	}
 
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
@@ -226,12 +230,20 @@ func run() error {
 
 	// RSS with N conversations: created with one turn each, then either kept
 	// active (idle_timeout 10m) or passivated to disk (idle_timeout 1s).
-	for _, s := range strings.Split(*convs, ",") {
+	counts := strings.Split(*convs, ",")
+	if *storedN > 0 {
+		counts = append(counts, "stored:"+strconv.Itoa(*storedN))
+	}
+	for _, s := range counts {
+		modes := []string{"active", "stored"}
+		if rest, ok := strings.CutPrefix(s, "stored:"); ok {
+			s, modes = rest, []string{"stored"}
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
 			continue
 		}
-		for _, mode := range []string{"active", "stored"} {
+		for _, mode := range modes {
 			idle := "10m"
 			if mode == "stored" {
 				idle = "1s"
@@ -246,7 +258,7 @@ func run() error {
 				return err
 			}
 			if mode == "stored" {
-				if err := waitActive(url, 0, 60*time.Second); err != nil {
+				if err := waitActive(url, 0, 120*time.Second); err != nil {
 					p.stop()
 					return err
 				}
@@ -278,6 +290,9 @@ func run() error {
 	}
 	if *only == "node" {
 		return nil
+	}
+	if err := frontier(); err != nil {
+		return err
 	}
 	return failoverScenarios()
 }
