@@ -1,0 +1,493 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Protocol is the cluster protocol version. Nodes of another protocol are
+// refused at join and kept off the ring: they could not read our messages.
+const Protocol = 1
+
+// Config configures membership.
+type Config struct {
+	// Bind is the gossip address host:port (UDP and TCP).
+	Bind string
+	// Advertise is the address others reach us at (default: Bind).
+	Advertise string
+	// Join lists seeds host:port; joining retries with backoff until one answers.
+	Join []string
+	// Key is the gossip encryption key (16, 24 or 32 bytes); nil: none.
+	Key []byte
+	// RPC and HTTP are this node's addresses, published in its metadata.
+	RPC, HTTP string
+	Version   string
+	// Profile tunes failure detection: "lan" (default), "local" (one host),
+	// or "test" (fast timers for tests: dead within about a second).
+	Profile string
+	Logger  *slog.Logger
+	// Load is read when metadata is refreshed (conversations in memory).
+	Load func() int
+
+	proto int // tests: pretend to speak another protocol
+}
+
+func (c *Cluster) protocol() int {
+	if c.cfg.proto != 0 {
+		return c.cfg.proto
+	}
+	return Protocol
+}
+
+// meta is a node's metadata as gossiped (JSON, kept small).
+type meta struct {
+	RPC     string `json:"r"`
+	HTTP    string `json:"h"`
+	Ver     string `json:"v"`
+	Proto   int    `json:"p"`
+	Load    int    `json:"l"`
+	Leaving bool   `json:"x,omitempty"`
+}
+
+// Cluster is this node's view of the membership.
+type Cluster struct {
+	cfg  Config
+	ml   *memberlist.Memberlist
+	log  *slog.Logger
+	id   string
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	members map[string]*Node
+	ring    *Ring
+	changes chan struct{}
+	left    bool
+	joined  bool
+}
+
+// ReadKeyFile reads a gossip key: base64 or hex text, or 16/24/32 raw bytes.
+func ReadKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: key file: %w", err)
+	}
+	text := strings.TrimSpace(string(b))
+	for _, dec := range []func(string) ([]byte, error){base64.StdEncoding.DecodeString, hex.DecodeString} {
+		if k, err := dec(text); err == nil && validKeyLen(len(k)) {
+			return k, nil
+		}
+	}
+	if validKeyLen(len(b)) {
+		return b, nil
+	}
+	return nil, fmt.Errorf("cluster: key file %s: want a 16, 24 or 32-byte key, as base64, hex or raw bytes", path)
+}
+
+func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
+
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return h, port, nil
+}
+
+// Start joins (or founds) the cluster. Seeds that do not answer are retried
+// in the background with backoff; the node serves alone meanwhile.
+func Start(cfg Config) (*Cluster, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Key != nil && !validKeyLen(len(cfg.Key)) {
+		return nil, fmt.Errorf("cluster: the gossip key must be 16, 24 or 32 bytes, got %d", len(cfg.Key))
+	}
+	host, port, err := splitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind %q: %w", cfg.Bind, err)
+	}
+	adv := cfg.Advertise
+	if adv == "" {
+		adv = cfg.Bind
+	}
+	advHost, advPort, err := splitHostPort(adv)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: advertise %q: %w", adv, err)
+	}
+	var mc *memberlist.Config
+	switch cfg.Profile {
+	case "", "lan":
+		mc = memberlist.DefaultLANConfig()
+	case "local":
+		mc = memberlist.DefaultLocalConfig()
+	case "test":
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval = 100 * time.Millisecond
+		mc.ProbeTimeout = 50 * time.Millisecond
+		mc.GossipInterval = 30 * time.Millisecond
+		mc.SuspicionMult = 2
+		mc.PushPullInterval = 2 * time.Second
+		mc.TCPTimeout = time.Second
+		mc.RetransmitMult = 2
+		mc.GossipToTheDeadTime = 2 * time.Second
+	default:
+		return nil, fmt.Errorf("cluster: unknown profile %q (lan, local, test)", cfg.Profile)
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1)}
+	mc.Name = c.id
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = advHost, advPort
+	mc.Delegate = (*delegate)(c)
+	mc.Events = (*events)(c)
+	mc.Merge = (*merge)(c)
+	mc.Alive = (*alive)(c)
+	mc.LogOutput = &logWriter{c: c}
+	if cfg.Key != nil {
+		mc.SecretKey = cfg.Key
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
+	}
+	c.ml = ml
+	c.mu.Lock()
+	c.members[c.id] = &Node{ID: c.id, RPC: cfg.RPC, HTTP: cfg.HTTP, Addr: adv, Ver: cfg.Version, Proto: c.protocol(), State: "alive", Local: true, Joined: time.Now().UnixMilli()}
+	c.rebuildLocked()
+	c.mu.Unlock()
+	if len(cfg.Join) > 0 {
+		c.wg.Add(1)
+		go c.joinLoop()
+	}
+	c.wg.Add(1)
+	go c.metaLoop()
+	return c, nil
+}
+
+// ID is this node's id (its advertised gossip address).
+func (c *Cluster) ID() string { return c.id }
+
+func (c *Cluster) joinLoop() {
+	defer c.wg.Done()
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		n, err := c.ml.Join(c.cfg.Join)
+		if err == nil && n > 0 {
+			c.log.Info("joined the cluster", "seeds", strings.Join(c.cfg.Join, ","), "contacted", n)
+			c.mu.Lock()
+			c.joined = true
+			c.mu.Unlock()
+			return
+		}
+		msg := "no seed answered"
+		if err != nil {
+			msg = err.Error()
+		}
+		level := slog.LevelWarn
+		if attempt > 3 {
+			level = slog.LevelDebug // keep retrying, quietly
+		}
+		c.log.Log(context.Background(), level, "cannot join the cluster yet; serving alone and retrying", "seeds", strings.Join(c.cfg.Join, ","),
+			"attempt", attempt, "retry_in", backoff, "err", explainJoin(msg, c.cfg.Key != nil))
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 15*time.Second)
+	}
+}
+
+// explainJoin turns memberlist's join errors into what to check.
+func explainJoin(msg string, keyed bool) string {
+	switch {
+	case strings.Contains(msg, "decrypt") || strings.Contains(msg, "No installed keys") || strings.Contains(msg, "encryption"):
+		return msg + " (the cluster's gossip key differs: check cluster.key_file on every node)"
+	case strings.Contains(msg, "connection refused"):
+		return msg + " (nothing listens at the seed's gossip address)"
+	case strings.Contains(msg, "incompatible"):
+		return msg
+	}
+	if keyed {
+		return msg + " (if the seed is up, its gossip key may differ)"
+	}
+	return msg
+}
+
+// metaLoop refreshes this node's load in its metadata every few seconds.
+func (c *Cluster) metaLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	last := -1
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		if c.cfg.Load == nil {
+			continue
+		}
+		if l := c.cfg.Load(); l != last {
+			last = l
+			c.mu.Lock()
+			if n := c.members[c.id]; n != nil {
+				n.Load = l
+			}
+			c.mu.Unlock()
+			_ = c.ml.UpdateNode(time.Second)
+		}
+	}
+}
+
+// Ring returns the current ring of alive members.
+func (c *Cluster) Ring() *Ring {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ring
+}
+
+// Changes signals (coalesced) when the ring changed.
+func (c *Cluster) Changes() <-chan struct{} { return c.changes }
+
+// Members returns every member seen, with its state, sorted by id.
+func (c *Cluster) Members() []Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Node, 0, len(c.members))
+	for _, n := range c.members {
+		out = append(out, *n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (c *Cluster) rebuildLocked() {
+	var live []Node
+	for _, n := range c.members {
+		if n.State == "alive" && n.Proto == c.protocol() {
+			live = append(live, *n)
+		}
+	}
+	c.ring = NewRing(live)
+	select {
+	case c.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Leave announces a graceful departure and waits up to timeout for it to
+// spread. Peers first see this node's metadata say "leaving" (memberlist
+// itself reports a leave like a death), then its departure.
+func (c *Cluster) Leave(timeout time.Duration) error {
+	c.mu.Lock()
+	c.left = true
+	c.mu.Unlock()
+	_ = c.ml.UpdateNode(timeout / 2)
+	return c.ml.Leave(timeout)
+}
+
+// Shutdown stops gossip (after Leave, for a graceful exit). Idempotent.
+func (c *Cluster) Shutdown() error {
+	select {
+	case <-c.stop:
+		return nil
+	default:
+	}
+	close(c.stop)
+	err := c.ml.Shutdown()
+	c.wg.Wait()
+	return err
+}
+
+// ---- memberlist delegates: never block, never call out ----
+
+type delegate Cluster
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	c := (*Cluster)(d)
+	c.mu.Lock()
+	load := 0
+	if n := c.members[c.id]; n != nil {
+		load = n.Load
+	}
+	leaving := c.left
+	c.mu.Unlock()
+	b, _ := json.Marshal(meta{RPC: c.cfg.RPC, HTTP: c.cfg.HTTP, Ver: c.cfg.Version, Proto: c.protocol(), Load: load, Leaving: leaving})
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func parseMeta(b []byte) (meta, error) {
+	var m meta
+	if len(b) == 0 {
+		return m, errors.New("no metadata")
+	}
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
+type events Cluster
+
+func (e *events) update(n *memberlist.Node, state string) {
+	c := (*Cluster)(e)
+	if n.Name == c.id && state != "alive" {
+		return
+	}
+	m, err := parseMeta(n.Meta)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	node := c.members[n.Name]
+	if node == nil {
+		node = &Node{ID: n.Name, Joined: time.Now().UnixMilli()}
+		c.members[n.Name] = node
+	}
+	node.Addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	node.Local = n.Name == c.id
+	if err == nil {
+		node.RPC, node.HTTP, node.Ver, node.Proto, node.Load = m.RPC, m.HTTP, m.Ver, m.Proto, m.Load
+		if m.Leaving {
+			node.leaving = true
+		} else if state == "alive" {
+			node.leaving = false
+		}
+	}
+	switch {
+	case state == "dead" && node.leaving:
+		state = "left"
+	case state == "alive" && node.leaving:
+		state = "leaving"
+	}
+	node.State = state
+	if node.Local {
+		node.RPC, node.HTTP, node.Ver, node.Proto = c.cfg.RPC, c.cfg.HTTP, c.cfg.Version, c.protocol()
+	}
+	c.rebuildLocked()
+}
+
+func (e *events) NotifyJoin(n *memberlist.Node)   { e.update(n, "alive") }
+func (e *events) NotifyUpdate(n *memberlist.Node) { e.update(n, "alive") }
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	state := "dead"
+	if n.State == memberlist.StateLeft {
+		state = "left"
+	}
+	e.update(n, state)
+}
+
+// merge refuses to merge with a cluster holding nodes of another protocol.
+type merge Cluster
+
+func (m *merge) NotifyMerge(peers []*memberlist.Node) error {
+	for _, p := range peers {
+		if err := checkPeer(p, (*Cluster)(m).protocol()); err != nil {
+			(*Cluster)(m).log.Warn("refusing to join nodes of another protocol", "node", p.Name, "err", err)
+			return err
+		}
+	}
+	return nil
+}
+
+type alive Cluster
+
+func (a *alive) NotifyAlive(p *memberlist.Node) error {
+	if err := checkPeer(p, (*Cluster)(a).protocol()); err != nil {
+		(*Cluster)(a).log.Warn("refusing a node of another protocol", "node", p.Name, "err", err)
+		return err
+	}
+	return nil
+}
+
+func checkPeer(p *memberlist.Node, ours int) error {
+	m, err := parseMeta(p.Meta)
+	if err != nil {
+		return fmt.Errorf("incompatible node %s: unreadable metadata (%v)", p.Name, err)
+	}
+	if m.Proto != ours {
+		return fmt.Errorf("incompatible node %s: cluster protocol %d, this node speaks %d (its version %s)", p.Name, m.Proto, ours, m.Ver)
+	}
+	return nil
+}
+
+// logWriter forwards memberlist's log lines to slog at their level, with
+// the gossip-key failure spelled out.
+type logWriter struct {
+	c   *Cluster
+	buf []byte
+	mu  sync.Mutex
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	sc := bufio.NewScanner(strings.NewReader(string(w.buf)))
+	consumed := 0
+	for sc.Scan() {
+		line := sc.Text()
+		consumed += len(line) + 1
+		if consumed > len(w.buf) {
+			consumed = len(w.buf)
+		}
+		w.emit(line)
+	}
+	w.buf = w.buf[consumed:]
+	return len(p), nil
+}
+
+func (w *logWriter) emit(line string) {
+	// "2026/11/25 16:00:00 [WARN] memberlist: ..."
+	i := strings.Index(line, "[")
+	level := slog.LevelDebug
+	msg := line
+	if i >= 0 {
+		rest := line[i:]
+		switch {
+		case strings.HasPrefix(rest, "[ERR]"):
+			level = slog.LevelError
+		case strings.HasPrefix(rest, "[WARN]"):
+			level = slog.LevelWarn
+		case strings.HasPrefix(rest, "[INFO]"):
+			level = slog.LevelDebug // memberlist's info is chatty
+		}
+		if j := strings.Index(rest, "]"); j >= 0 {
+			msg = strings.TrimSpace(rest[j+1:])
+		}
+	}
+	if strings.Contains(msg, "No installed keys could decrypt") || strings.Contains(msg, "Decrypt packet failed") {
+		w.c.log.Error("gossip rejected: a node uses another gossip key (cluster.key_file must match on every node)", "detail", msg)
+		return
+	}
+	if strings.Contains(msg, "incompatible") {
+		level = slog.LevelWarn
+	}
+	w.c.log.Log(context.Background(), level, msg, "component", "memberlist")
+}
