@@ -30,6 +30,9 @@ func (r Role) Valid() bool {
 
 // Message is one entry of a conversation.
 type Message struct {
+	// ID identifies a message within its conversation. A user message's ID is
+	// its turn's ID, so a retried turn is recognised and not added twice.
+	ID      string `json:"id,omitempty"`
 	Role    Role   `json:"role"`
 	Content string `json:"content"`
 	// Model names who wrote an assistant message ("provider/model"); empty otherwise.
@@ -121,7 +124,12 @@ type Conversation struct {
 	Messages []Message `json:"messages"`
 	Version  uint64    `json:"version"`
 	// Epoch fences writers: a snapshot from an older epoch never replaces a newer one.
-	Epoch   uint64 `json:"-"`
+	Epoch uint64 `json:"-"`
+	// Deleted marks a tombstone: replicas keep it so that a stale copy cannot
+	// bring a deleted conversation back.
+	Deleted bool `json:"-"`
+	// Owner is the node that serves the conversation (cluster mode; not stored).
+	Owner   string `json:"owner,omitempty"`
 	Created int64  `json:"created"`
 	Updated int64  `json:"updated"`
 }

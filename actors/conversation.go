@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
@@ -48,18 +49,20 @@ type deleteMsg struct {
 
 type turnMsg struct {
 	tenant, id string
-	turnID     uint64
-	ctx        context.Context
-	content    string
-	opts       moltbot.ChatOptions
-	fn         moltbot.StreamFunc
-	visible    bool // the caller streams: it sees tokens as they come
-	reply      chan turnReply
+	// turnID identifies the turn across retries: the user message carries it,
+	// so a retried turn never adds it twice and an answered one is replayed.
+	turnID  string
+	ctx     context.Context
+	content string
+	opts    moltbot.ChatOptions
+	fn      moltbot.StreamFunc
+	visible bool // the caller streams: it sees tokens as they come
+	reply   chan turnReply
 }
 
 type cancelMsg struct {
 	tenant, id string
-	turnID     uint64
+	turnID     string
 }
 
 func (m *createMsg) route() (string, string) { return m.tenant, m.id }
@@ -70,7 +73,7 @@ func (m *cancelMsg) route() (string, string) { return m.tenant, m.id }
 
 // turnDone comes from a turn's goroutine when the model call has ended.
 type turnDone struct {
-	turnID uint64
+	turnID string
 	comp   *moltbot.Completion
 	err    error
 }
@@ -82,6 +85,9 @@ type conversation struct {
 	rt         *Runtime
 	tenant, id string
 	conv       *moltbot.Conversation // nil: no such conversation (yet, or deleted)
+	tomb       *moltbot.Conversation // the tombstone, when deleted (cluster mode)
+	handingOff bool                  // the ring moved it away: handing it to the new owner
+	handoffDue bool                  // hand off once the running turn ends
 	loadErr    error
 	processed  uint64
 	running    *turnMsg
@@ -101,9 +107,18 @@ func (a *conversation) Receive(c actor.Context) {
 		conv, err := a.rt.store.Get(a.tenant, a.id)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
+			conv = nil
 		case err != nil:
 			a.loadErr = &moltbot.Error{Code: moltbot.EUnavailable, Message: "could not load the conversation", Err: err}
-		default:
+			return
+		}
+		if a.rt.clustered() {
+			conv = a.activate(conv)
+		}
+		if conv != nil && conv.Deleted {
+			a.tomb, conv = conv, nil
+		}
+		if conv != nil {
 			a.conv = conv
 			a.rt.met.Inc(metrics.Activations, "snapshot")
 		}
@@ -125,10 +140,18 @@ func (a *conversation) Receive(c actor.Context) {
 		}
 	case *createMsg:
 		a.processed++
+		if a.moved() {
+			m.reply <- convReply{err: movedError()}
+			a.release(c)
+			return
+		}
 		a.create(c, m)
 	case *getMsg:
 		a.processed++
 		switch {
+		case a.moved():
+			m.reply <- convReply{err: movedError()}
+			a.release(c)
 		case a.loadErr != nil:
 			m.reply <- convReply{err: a.loadErr}
 		case a.conv == nil:
@@ -139,11 +162,19 @@ func (a *conversation) Receive(c actor.Context) {
 		}
 	case *deleteMsg:
 		a.processed++
+		if a.moved() {
+			m.reply <- movedError()
+			a.release(c)
+			return
+		}
 		a.delete(c, m)
 	case *turnMsg:
 		a.processed++
 		a.lastActive = time.Now()
 		switch {
+		case a.moved():
+			m.reply <- turnReply{err: movedError()}
+			a.release(c)
 		case a.loadErr != nil:
 			m.reply <- turnReply{err: a.loadErr}
 		case a.conv == nil:
@@ -175,6 +206,25 @@ func (a *conversation) Receive(c actor.Context) {
 		}
 	case *turnDone:
 		a.finish(c, m)
+		if a.handoffDue && a.running == nil {
+			a.handoff(c)
+		}
+	case *handoffCheck:
+		a.processed++
+		if a.rt.clustered() && a.conv != nil && !a.handingOff && !a.rt.isOwner(a.tenant, a.id) {
+			if a.running != nil {
+				a.handoffDue = true
+			} else {
+				a.handoff(c)
+			}
+		}
+	case *handedOff:
+		a.conv = nil
+		for _, q := range a.queue {
+			q.reply <- turnReply{err: movedError()}
+		}
+		a.queue = nil
+		a.release(c)
 	case *passivateMsg:
 		a.processed++
 		if a.conv == nil || time.Since(a.lastActive) >= a.rt.idle {
@@ -204,6 +254,65 @@ func (a *conversation) persist() error {
 	return nil
 }
 
+// moved reports whether requests must go elsewhere: the ring gives the
+// conversation to another node, or it is being handed over.
+func (a *conversation) moved() bool {
+	return a.rt.clustered() && (a.handingOff || !a.rt.isOwner(a.tenant, a.id))
+}
+
+// activate, as the owner, makes sure this node serves the newest copy: it
+// asks the other holders for theirs, keeps the newest, and starts a new
+// epoch so that a former owner's late writes are fenced off at the replicas.
+func (a *conversation) activate(local *moltbot.Conversation) *moltbot.Conversation {
+	if !a.rt.isOwner(a.tenant, a.id) {
+		return local
+	}
+	if f := a.rt.fetchLatest(a.tenant, a.id); f != nil && (local == nil || storage.Newer(f.Epoch, f.Version, local.Epoch, local.Version)) {
+		local = f
+	}
+	if local == nil {
+		return nil
+	}
+	local.Epoch++
+	if err := a.rt.store.Put(local, true); err != nil {
+		a.rt.log.Error("snapshot write failed", "conversation", local.Key(), "err", err)
+	}
+	snap, targets := copyConv(local), a.rt.replicaTargets(a.tenant, a.id)
+	go a.rt.replicate(snap, targets, false)
+	return local
+}
+
+// replicated runs done after the current snapshot reached the replicas (at
+// once when alone). done gets errStale when a newer owner fenced us off.
+func (a *conversation) replicated(done func(error)) {
+	if !a.rt.clustered() {
+		done(nil)
+		return
+	}
+	snap, targets := copyConv(a.conv), a.rt.replicaTargets(a.tenant, a.id)
+	go func() { done(a.rt.replicate(snap, targets, false)) }()
+}
+
+// handoff sends the conversation to its new owner (and replicas), then
+// stops this actor; requests meanwhile are told it moved.
+func (a *conversation) handoff(c actor.Context) {
+	a.handingOff, a.handoffDue = true, false
+	snap := copyConv(a.conv)
+	var targets []cluster.Node
+	for _, n := range a.rt.currentRing().Ranked(a.tenant+"/"+a.id, a.rt.replicas) {
+		if n.ID != a.rt.place.ID() {
+			targets = append(targets, n)
+		}
+	}
+	self, root, rt := c.Self(), a.rt.system.Root, a.rt
+	go func() {
+		if err := rt.replicate(snap, targets, true); err == nil && len(targets) > 0 {
+			rt.met.Inc(metrics.Handoffs, "sent")
+		}
+		root.Send(self, &handedOff{})
+	}()
+}
+
 func (a *conversation) create(c actor.Context, m *createMsg) {
 	switch {
 	case a.loadErr != nil:
@@ -214,15 +323,26 @@ func (a *conversation) create(c actor.Context, m *createMsg) {
 		return
 	}
 	now := time.Now().UnixMilli()
-	a.conv = &moltbot.Conversation{Tenant: a.tenant, ID: a.id, System: m.system, Model: m.model, Version: 1, Created: now, Updated: now}
+	a.conv = &moltbot.Conversation{Tenant: a.tenant, ID: a.id, System: m.system, Model: m.model, Version: 1, Epoch: 1, Created: now, Updated: now}
+	if a.tomb != nil { // recreated after a delete: stay ahead of the tombstone
+		a.conv.Version, a.conv.Epoch = a.tomb.Version+1, a.tomb.Epoch
+	}
 	if err := a.persist(); err != nil {
 		a.conv = nil
 		m.reply <- convReply{err: err}
 		a.release(c)
 		return
 	}
+	a.tomb = nil
 	a.rt.met.Inc(metrics.Activations, "new")
-	m.reply <- convReply{conv: copyConv(a.conv)}
+	out := copyConv(a.conv)
+	a.replicated(func(err error) {
+		if errors.Is(err, errStale) {
+			m.reply <- convReply{err: movedError()}
+			return
+		}
+		m.reply <- convReply{conv: out}
+	})
 }
 
 func (a *conversation) delete(c actor.Context, m *deleteMsg) {
@@ -235,7 +355,20 @@ func (a *conversation) delete(c actor.Context, m *deleteMsg) {
 		a.release(c)
 		return
 	}
-	if err := a.rt.store.Delete(a.tenant, a.id, true); err != nil {
+	if a.rt.clustered() {
+		// A tombstone, replicated: a stale copy elsewhere cannot bring it back.
+		tomb := &moltbot.Conversation{Tenant: a.tenant, ID: a.id, Version: a.conv.Version + 1, Epoch: a.conv.Epoch, Deleted: true,
+			Created: a.conv.Created, Updated: time.Now().UnixMilli()}
+		if err := a.rt.store.Put(tomb, true); err != nil {
+			m.reply <- &moltbot.Error{Code: moltbot.EUnavailable, Message: "could not delete the conversation", Err: err}
+			return
+		}
+		a.tomb = tomb
+		targets := a.rt.replicaTargets(a.tenant, a.id)
+		reply := m.reply
+		m = &deleteMsg{reply: make(chan error, 1)} // answered below, after replication
+		go func() { reply <- errNil(a.rt.replicate(tomb, targets, false)) }()
+	} else if err := a.rt.store.Delete(a.tenant, a.id, true); err != nil {
 		m.reply <- &moltbot.Error{Code: moltbot.EUnavailable, Message: "could not delete the conversation", Err: err}
 		return
 	}
@@ -268,10 +401,24 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 		return
 	}
 	now := time.Now().UnixMilli()
-	user := moltbot.Message{Role: moltbot.RoleUser, Content: m.content, Created: now}
+	// A retry of a turn this conversation already has: replay its reply, or
+	// answer its stored user message without adding it again.
+	if i := a.findTurn(m.turnID); i >= 0 {
+		if i+1 < len(a.conv.Messages) && a.conv.Messages[i+1].Role == moltbot.RoleAssistant && !a.conv.Messages[i+1].Incomplete {
+			r := a.conv.Messages[i+1]
+			m.reply <- turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Completion: &moltbot.Completion{
+				Content: r.Content, Served: refOf(r.Model), FinishReason: "stop"}}}
+			return
+		}
+		if i == len(a.conv.Messages)-1 {
+			a.run(c, m, chain)
+			return
+		}
+	}
+	user := moltbot.Message{ID: m.turnID, Role: moltbot.RoleUser, Content: m.content, Created: now}
 	budget := a.rt.budget(m.opts.MaxTokens)
 	a.conv.Messages = append(a.conv.Messages, user)
-	msgs, dropped, ok := buildContext(a.conv.System, a.conv.Messages, budget)
+	_, _, ok := buildContext(a.conv.System, a.conv.Messages, budget)
 	if !ok {
 		a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
 		need := inference.MessageTokens(&user)
@@ -283,9 +430,6 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 			need, budget)}}
 		return
 	}
-	if dropped > 0 {
-		a.rt.met.Counter(metrics.ContextTrimmed).Add(dropped)
-	}
 	a.conv.Version++
 	a.conv.Updated = now
 	if err := a.persist(); err != nil {
@@ -293,6 +437,38 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 		a.conv.Version--
 		m.reply <- turnReply{err: err}
 		return
+	}
+	a.replicated(func(error) {}) // the user message: copied without waiting
+	a.run(c, m, chain)
+}
+
+// findTurn returns the index of the user message of turn id, or -1. Only
+// the last few messages are searched: a retry follows its first attempt.
+func (a *conversation) findTurn(id string) int {
+	if id == "" {
+		return -1
+	}
+	for i := len(a.conv.Messages) - 1; i >= 0 && i >= len(a.conv.Messages)-4; i-- {
+		if m := &a.conv.Messages[i]; m.Role == moltbot.RoleUser && m.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func refOf(s string) moltbot.ModelRef {
+	r, err := moltbot.ParseModelRef(s)
+	if err != nil {
+		return moltbot.ModelRef{Model: s}
+	}
+	return r
+}
+
+// run asks the model for the stored last user message on a goroutine.
+func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef) {
+	msgs, dropped, _ := buildContext(a.conv.System, a.conv.Messages, a.rt.budget(m.opts.MaxTokens))
+	if dropped > 0 {
+		a.rt.met.Counter(metrics.ContextTrimmed).Add(dropped)
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, a.rt.requestTimeout)
 	a.running, a.cancelRun = m, cancel
@@ -321,7 +497,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		// user saw, nothing more.
 		a.rt.met.Inc(metrics.ConversationTurns, "error")
 		if d.comp != nil && d.comp.Content != "" && m.visible {
-			part := moltbot.Message{Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(),
+			part := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(),
 				Created: time.Now().UnixMilli(), Incomplete: true}
 			a.conv.Messages = append(a.conv.Messages, part)
 			a.conv.Version++
@@ -333,7 +509,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		}
 		m.reply <- turnReply{err: d.err}
 	default:
-		asst := moltbot.Message{Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
+		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
 		a.conv.Messages = append(a.conv.Messages, asst)
 		a.conv.Version++
 		a.conv.Updated = asst.Created
@@ -345,7 +521,16 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 			break
 		}
 		a.rt.met.Inc(metrics.ConversationTurns, "ok")
-		m.reply <- turnReply{res: &TurnResult{Message: asst, Completion: d.comp, Version: a.conv.Version}}
+		res := &TurnResult{Message: asst, Completion: d.comp, Version: a.conv.Version}
+		reply := m.reply
+		// Acknowledged only once the replicas hold the reply too.
+		a.replicated(func(err error) {
+			if errors.Is(err, errStale) {
+				reply <- turnReply{err: movedError()}
+				return
+			}
+			reply <- turnReply{res: res}
+		})
 	}
 	for len(a.queue) > 0 && a.running == nil {
 		next := a.queue[0]
@@ -359,6 +544,19 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 	if a.conv == nil {
 		a.release(c)
 	}
+}
+
+// handoffCheck asks a conversation whether it still belongs here.
+type handoffCheck struct{}
+
+// handedOff: the new owner has the conversation; stop.
+type handedOff struct{}
+
+func errNil(err error) error {
+	if errors.Is(err, errStale) {
+		return movedError()
+	}
+	return nil
 }
 
 func copyConv(c *moltbot.Conversation) *moltbot.Conversation {

@@ -24,6 +24,9 @@ type passivateMsg struct{}
 
 type tickMsg struct{}
 
+// ringMsg: membership changed; every child checks it still belongs here.
+type ringMsg struct{}
+
 type entry struct {
 	pid       *actor.PID
 	tenant    string
@@ -85,6 +88,12 @@ func (m *manager) Receive(c actor.Context) {
 		m.rt.met.Inc(metrics.Passivations)
 		for _, p := range e.pending {
 			m.deliver(c, key, e.tenant, e.id, p)
+		}
+	case *ringMsg:
+		for _, e := range m.entries {
+			if !e.stopping {
+				m.send(c, e, &handoffCheck{})
+			}
 		}
 	case *tickMsg:
 		now := time.Now()

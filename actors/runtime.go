@@ -9,13 +9,17 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/inference/failover"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
@@ -50,6 +54,11 @@ type Config struct {
 	// StreamContinue makes the next model continue a reply that broke
 	// mid-stream (stream_failure: continue) instead of ending it.
 	StreamContinue bool
+	// RemoteAddr, when set, serves protoactor remote there (cluster mode);
+	// then call Attach with the membership.
+	RemoteAddr string
+	// Replicas is how many nodes hold each conversation, owner included.
+	Replicas int
 }
 
 func (c *Config) ensureDefaults() {
@@ -108,13 +117,23 @@ type Runtime struct {
 	requestTimeout time.Duration
 	convStrategy   actor.SupervisorStrategy
 
-	active  atomic.Int64
-	turnIDs atomic.Uint64
-	base    context.Context // canceled by Shutdown: ends every turn
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-	closed  atomic.Bool
-	started time.Time
+	// cluster mode (nil place: alone)
+	place    Placement
+	remote   *remote.Remote
+	replicas int
+	ring     atomic.Pointer[cluster.Ring]
+	ringMu   sync.Mutex
+	ringCh   chan struct{}
+	rebal    rebalancer
+
+	active     atomic.Int64
+	turnIDs    atomic.Uint64
+	turnPrefix string
+	base       context.Context // canceled by Shutdown: ends every turn
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+	closed     atomic.Bool
+	started    time.Time
 
 	countMu   sync.Mutex
 	count     int
@@ -134,9 +153,22 @@ func New(cfg Config) (*Runtime, error) {
 		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns,
 		requestTimeout: cfg.RequestTimeout, started: time.Now()}
 	rt.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
+	rt.replicas = max(cfg.Replicas, 1)
+	rt.ringCh = make(chan struct{})
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	rt.turnPrefix = "t" + idEncoding.EncodeToString(rnd[:]) + "."
 	rt.base, rt.stop = context.WithCancel(context.Background())
 	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	if cfg.RemoteAddr != "" {
+		if err := rt.startRemote(cfg.RemoteAddr); err != nil {
+			return nil, err
+		}
+		if _, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{rt: rt} }), agentName); err != nil {
+			return nil, fmt.Errorf("actors: spawn agent: %w", err)
+		}
+	}
 
 	for _, spec := range cfg.Providers {
 		if _, dup := rt.states[spec.Name]; dup {
@@ -267,6 +299,11 @@ func validIDs(tenant, id string) error {
 	return nil
 }
 
+// newTurnID returns an id unique across nodes and restarts.
+func (rt *Runtime) newTurnID() string {
+	return rt.turnPrefix + strconv.FormatUint(rt.turnIDs.Add(1), 36)
+}
+
 // CreateOptions shape a new conversation.
 type CreateOptions struct {
 	ID     string // empty: a random id
@@ -290,9 +327,43 @@ func (rt *Runtime) Create(ctx context.Context, tenant string, o CreateOptions) (
 			return nil, err
 		}
 	}
+	return rt.routeConv(ctx, tenant, o.ID, func() (*moltbot.Conversation, error) { return rt.localCreate(ctx, tenant, o) },
+		&pb.ConvRequest{Op: pb.ConvRequest_CREATE, Tenant: tenant, Id: o.ID, System: o.System, Model: o.Model})
+}
+
+func (rt *Runtime) localCreate(ctx context.Context, tenant string, o CreateOptions) (*moltbot.Conversation, error) {
 	m := &createMsg{tenant: tenant, id: o.ID, system: o.System, model: o.Model, reply: make(chan convReply, 1)}
 	rt.system.Root.Send(rt.manager, m)
-	return waitConv(ctx, m.reply)
+	return rt.withOwner(waitConv(ctx, m.reply))
+}
+
+func (rt *Runtime) withOwner(c *moltbot.Conversation, err error) (*moltbot.Conversation, error) {
+	if c != nil && rt.clustered() {
+		c.Owner = rt.place.ID()
+	}
+	return c, err
+}
+
+// routeConv runs a conversation operation on its owner: here, or forwarded.
+// A "moved" answer (the ring changed under us) is retried a few times.
+func (rt *Runtime) routeConv(ctx context.Context, tenant, id string, local func() (*moltbot.Conversation, error), req *pb.ConvRequest) (*moltbot.Conversation, error) {
+	for attempt := 0; ; attempt++ {
+		owner, self := rt.ownerOf(tenant, id)
+		var c *moltbot.Conversation
+		var err error
+		switch {
+		case self:
+			c, err = local()
+		case owner.ID == "":
+			err = &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is leaving the cluster", RetryAfter: time.Second}
+		default:
+			c, err = rt.forwardConv(owner, req)
+		}
+		if err == nil || !retriable(err) || attempt >= 5 || ctx.Err() != nil {
+			return c, err
+		}
+		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
+	}
 }
 
 // Get returns a copy of a conversation.
@@ -303,9 +374,14 @@ func (rt *Runtime) Get(ctx context.Context, tenant, id string) (*moltbot.Convers
 	if err := validIDs(tenant, id); err != nil {
 		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
 	}
+	return rt.routeConv(ctx, tenant, id, func() (*moltbot.Conversation, error) { return rt.localGet(ctx, tenant, id) },
+		&pb.ConvRequest{Op: pb.ConvRequest_GET, Tenant: tenant, Id: id})
+}
+
+func (rt *Runtime) localGet(ctx context.Context, tenant, id string) (*moltbot.Conversation, error) {
 	m := &getMsg{tenant: tenant, id: id, reply: make(chan convReply, 1)}
 	rt.system.Root.Send(rt.manager, m)
-	return waitConv(ctx, m.reply)
+	return rt.withOwner(waitConv(ctx, m.reply))
 }
 
 // Delete removes a conversation; a running turn is canceled.
@@ -316,6 +392,12 @@ func (rt *Runtime) Delete(ctx context.Context, tenant, id string) error {
 	if err := validIDs(tenant, id); err != nil {
 		return moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
 	}
+	_, err := rt.routeConv(ctx, tenant, id, func() (*moltbot.Conversation, error) { return nil, rt.localDelete(ctx, tenant, id) },
+		&pb.ConvRequest{Op: pb.ConvRequest_DELETE, Tenant: tenant, Id: id})
+	return err
+}
+
+func (rt *Runtime) localDelete(ctx context.Context, tenant, id string) error {
 	m := &deleteMsg{tenant: tenant, id: id, reply: make(chan error, 1)}
 	rt.system.Root.Send(rt.manager, m)
 	select {
@@ -373,7 +455,10 @@ const abandonGrace = 5 * time.Second
 
 // Turn adds a user message to a conversation and runs one model turn,
 // streaming the reply to fn (which may be nil). The user message is stored
-// before the model is asked and the reply before Turn returns.
+// before the model is asked and the reply before Turn returns. In a cluster
+// the turn runs on the conversation's owner; if the owner moves or dies
+// before any token reached fn, the turn is retried on the new owner with the
+// same turn id, so it is never answered twice into the context.
 func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
 	if err := rt.checkOpen(); err != nil {
 		return nil, err
@@ -384,6 +469,39 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 	if content == "" {
 		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must not be empty"}
 	}
+	turnID := rt.newTurnID()
+	if !rt.clustered() {
+		return rt.localTurn(ctx, tenant, id, turnID, content, opts, fn)
+	}
+	var streamed atomic.Bool
+	wrapped := fn
+	if fn != nil {
+		wrapped = func(c moltbot.Chunk) error {
+			streamed.Store(true)
+			return fn(c)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		owner, self := rt.ownerOf(tenant, id)
+		var res *TurnResult
+		var err error
+		switch {
+		case self:
+			res, err = rt.localTurn(ctx, tenant, id, turnID, content, opts, wrapped)
+		case owner.ID == "":
+			err = &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is leaving the cluster", RetryAfter: time.Second}
+		default:
+			res, err = rt.forwardTurn(ctx, owner, tenant, id, turnID, content, opts, wrapped, func() { streamed.Store(true) })
+		}
+		if err == nil || !retriable(err) || streamed.Load() || attempt >= 5 || ctx.Err() != nil {
+			return res, err
+		}
+		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
+	}
+}
+
+// localTurn runs a turn on this node's conversation actor.
+func (rt *Runtime) localTurn(ctx context.Context, tenant, id, turnID, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
 	visible := fn != nil
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
@@ -395,7 +513,7 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 	defer stopOnShutdown()
 
 	g := &guard{fn: fn}
-	m := &turnMsg{tenant: tenant, id: id, turnID: rt.turnIDs.Add(1), ctx: tctx, content: content, opts: opts,
+	m := &turnMsg{tenant: tenant, id: id, turnID: turnID, ctx: tctx, content: content, opts: opts,
 		fn: g.call, visible: visible, reply: make(chan turnReply, 1)}
 	rt.system.Root.Send(rt.manager, m)
 	select {
@@ -620,6 +738,9 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	// Poison the manager: it finishes what is in its mailbox (turns now fail
 	// fast: their contexts are canceled) and stops its children.
 	rt.system.Root.Poison(rt.manager)
+	if rt.remote != nil {
+		rt.remote.Shutdown(false)
+	}
 	rt.system.Shutdown()
 	return nil
 }

@@ -15,8 +15,11 @@ const (
 	formatV2 = 2
 )
 
-// message flags (v2)
-const flagIncomplete = 1
+// flags (v2)
+const (
+	flagIncomplete = 1 // message
+	flagDeleted    = 1 // conversation
+)
 
 // ErrCorrupt is returned for a value that does not decode.
 var ErrCorrupt = errors.New("storage: corrupt snapshot")
@@ -32,8 +35,10 @@ func appendString(b []byte, s string) []byte {
 // Encode appends the binary snapshot of c to dst.
 //
 //	format byte (2) | uvarint version | uvarint epoch | varint created | varint updated
-//	| string tenant | string id | string system | string model
-//	| uvarint n | n × (role byte | flags byte | string content | string model | varint created)
+//	| flags byte | string tenant | string id | string system | string model
+//	| uvarint n | n × (role byte | flags byte | string id | string content | string model | varint created)
+//
+// Format 1 had neither flags bytes nor message ids.
 //
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
@@ -42,6 +47,11 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	dst = binary.AppendUvarint(dst, c.Epoch)
 	dst = binary.AppendVarint(dst, c.Created)
 	dst = binary.AppendVarint(dst, c.Updated)
+	var cf byte
+	if c.Deleted {
+		cf |= flagDeleted
+	}
+	dst = append(dst, cf)
 	dst = appendString(dst, c.Tenant)
 	dst = appendString(dst, c.ID)
 	dst = appendString(dst, c.System)
@@ -55,6 +65,7 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 			flags |= flagIncomplete
 		}
 		dst = append(dst, flags)
+		dst = appendString(dst, m.ID)
 		dst = appendString(dst, m.Content)
 		dst = appendString(dst, m.Model)
 		dst = binary.AppendVarint(dst, m.Created)
@@ -132,6 +143,13 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	c.Epoch = r.uvarint()
 	c.Created = r.varint()
 	c.Updated = r.varint()
+	if format >= formatV2 {
+		cf := r.byte()
+		if cf&^flagDeleted != 0 {
+			return nil, ErrCorrupt
+		}
+		c.Deleted = cf&flagDeleted != 0
+	}
 	c.Tenant = r.string()
 	c.ID = r.string()
 	c.System = r.string()
@@ -156,6 +174,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 				return nil, ErrCorrupt
 			}
 			m.Incomplete = flags&flagIncomplete != 0
+			m.ID = r.string()
 		}
 		m.Content = r.string()
 		m.Model = r.string()

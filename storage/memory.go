@@ -53,6 +53,26 @@ func (s *Memory) Put(c *moltbot.Conversation, sync bool) error {
 	return nil
 }
 
+// PutIfNewer implements Store.
+func (s *Memory) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
+	s.mu.Lock()
+	b, ok := s.m[string(Key(c.Tenant, c.ID))]
+	s.mu.Unlock()
+	if ok {
+		old, err := Decode(b)
+		if err != nil {
+			return false, 0, 0, err
+		}
+		if !Newer(c.Epoch, c.Version, old.Epoch, old.Version) {
+			return false, old.Epoch, old.Version, nil
+		}
+	}
+	if err := s.Put(c, sync); err != nil {
+		return false, 0, 0, err
+	}
+	return true, c.Epoch, c.Version, nil
+}
+
 // Delete implements Store.
 func (s *Memory) Delete(tenant, id string, _ bool) error {
 	s.mu.Lock()
@@ -72,6 +92,26 @@ func (s *Memory) Count() (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.m), nil
+}
+
+// ForEach implements Store.
+func (s *Memory) ForEach(fn func(c *moltbot.Conversation) bool) error {
+	s.mu.Lock()
+	vals := make([][]byte, 0, len(s.m))
+	for _, v := range s.m {
+		vals = append(vals, v)
+	}
+	s.mu.Unlock()
+	for _, v := range vals {
+		c, err := Decode(v)
+		if err != nil {
+			continue
+		}
+		if !fn(c) {
+			break
+		}
+	}
+	return nil
 }
 
 // Close implements Store.

@@ -46,6 +46,7 @@ type Pebble struct {
 	closed bool
 	bufs   sync.Pool
 	dir    string
+	locks  keyLocks
 }
 
 type pebbleLogger struct{ l *slog.Logger }
@@ -151,6 +152,24 @@ func (p *Pebble) Put(c *moltbot.Conversation, sync bool) error {
 	return nil
 }
 
+// PutIfNewer implements Store.
+func (p *Pebble) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
+	mu := p.locks.lock(c.Tenant, c.ID)
+	defer mu.Unlock()
+	old, err := p.Get(c.Tenant, c.ID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return false, 0, 0, err
+	case !Newer(c.Epoch, c.Version, old.Epoch, old.Version):
+		return false, old.Epoch, old.Version, nil
+	}
+	if err := p.Put(c, sync); err != nil {
+		return false, 0, 0, err
+	}
+	return true, c.Epoch, c.Version, nil
+}
+
 // Delete implements Store.
 func (p *Pebble) Delete(tenant, id string, sync bool) error {
 	p.mu.RLock()
@@ -183,6 +202,30 @@ func (p *Pebble) Count() (int, error) {
 		return n, fmt.Errorf("storage: count: %w", err)
 	}
 	return n, nil
+}
+
+// ForEach implements Store.
+func (p *Pebble) ForEach(fn func(c *moltbot.Conversation) bool) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(convPrefix), UpperBound: []byte("conv0")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		c, err := Decode(it.Value())
+		if err != nil {
+			continue // a corrupt value: skip it, do not stop the scan
+		}
+		if !fn(c) {
+			break
+		}
+	}
+	return it.Error()
 }
 
 // Flush writes the memtable to disk (tests and shutdown).

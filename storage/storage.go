@@ -10,6 +10,7 @@ package storage
 import (
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/moltbot/moltbot"
 )
@@ -28,8 +29,16 @@ type Store interface {
 	Put(c *moltbot.Conversation, sync bool) error
 	// Delete removes a conversation; deleting what is absent is not an error.
 	Delete(tenant, id string, sync bool) error
+	// PutIfNewer stores c only if its (epoch, version) is greater than that of
+	// the stored copy (or none is stored): the fence that keeps a stale
+	// owner's or a late replica write from replacing newer data. It returns
+	// whether c was stored and the (epoch, version) now held.
+	PutIfNewer(c *moltbot.Conversation, sync bool) (stored bool, epoch, version uint64, err error)
 	// Count returns how many conversations are stored.
 	Count() (int, error)
+	// ForEach calls fn with each stored conversation (tombstones included)
+	// until fn returns false.
+	ForEach(fn func(c *moltbot.Conversation) bool) error
 	// Close flushes and releases the store.
 	Close() error
 }
@@ -59,4 +68,24 @@ func ValidID(s string) bool {
 		return false
 	}
 	return true
+}
+
+// Newer reports whether (e1, v1) is after (e2, v2).
+func Newer(e1, v1, e2, v2 uint64) bool {
+	return e1 > e2 || e1 == e2 && v1 > v2
+}
+
+// keyLocks serialises read-compare-write per key (striped).
+type keyLocks [64]sync.Mutex
+
+func (k *keyLocks) lock(tenant, id string) *sync.Mutex {
+	h := uint32(2166136261)
+	for _, s := range [2]string{tenant, id} {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint32(s[i])) * 16777619
+		}
+	}
+	m := &k[h%uint32(len(k))]
+	m.Lock()
+	return m
 }

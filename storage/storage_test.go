@@ -16,7 +16,7 @@ func sample() *moltbot.Conversation {
 		Version: 7, Epoch: 2, Created: 1700000000000, Updated: 1700000001000,
 		Messages: []moltbot.Message{
 			{Role: moltbot.RoleSystem, Content: "be kind", Created: 1},
-			{Role: moltbot.RoleUser, Content: "héllo \x00 wörld", Created: 2},
+			{ID: "t1", Role: moltbot.RoleUser, Content: "héllo \x00 wörld", Created: 2},
 			{Role: moltbot.RoleAssistant, Content: strings.Repeat("long ", 1000), Model: "sim/sim", Created: -3},
 		}}
 }
@@ -59,13 +59,16 @@ func encodeV1(c *moltbot.Conversation) []byte {
 
 func TestDecodeFormat1AndIncomplete(t *testing.T) {
 	c := sample()
+	c.Messages[1].ID = "" // format 1 has no message ids
 	got, err := Decode(encodeV1(c))
 	if err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("v1: %+v %v", got, err)
 	}
 	c.Messages[2].Incomplete = true
+	c.Deleted = true
+	c.Messages[1].ID = "turn-7"
 	got, err = Decode(Encode(nil, c))
-	if err != nil || !got.Messages[2].Incomplete || got.Messages[1].Incomplete {
+	if err != nil || !got.Messages[2].Incomplete || got.Messages[1].Incomplete || !got.Deleted || got.Messages[1].ID != "turn-7" {
 		t.Fatalf("incomplete flag: %+v %v", got, err)
 	}
 }
@@ -233,3 +236,51 @@ func benchPut(b *testing.B, sync bool) {
 
 func BenchmarkSnapshotWriteSync(b *testing.B)   { benchPut(b, true) }
 func BenchmarkSnapshotWriteNoSync(b *testing.B) { benchPut(b, false) }
+
+func TestPutIfNewer(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			c := sample() // epoch 2, version 7
+			if ok, _, _, err := s.PutIfNewer(c, true); !ok || err != nil {
+				t.Fatalf("first: %v %v", ok, err)
+			}
+			for _, tc := range []struct {
+				epoch, version uint64
+				stored         bool
+			}{{2, 7, false}, {2, 6, false}, {1, 99, false}, {2, 8, true}, {3, 1, true}, {2, 100, false}} {
+				d := sample()
+				d.Epoch, d.Version = tc.epoch, tc.version
+				ok, e, v, err := s.PutIfNewer(d, false)
+				if err != nil || ok != tc.stored {
+					t.Errorf("(%d,%d): stored %v (holds %d,%d) %v", tc.epoch, tc.version, ok, e, v, err)
+				}
+			}
+			got, _ := s.Get("default", "c1")
+			if got.Epoch != 3 || got.Version != 1 {
+				t.Errorf("holds (%d,%d)", got.Epoch, got.Version)
+			}
+		})
+	}
+}
+
+func TestForEach(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			for i := 0; i < 10; i++ {
+				c := sample()
+				c.ID = fmt.Sprint("c", i)
+				s.Put(c, false)
+			}
+			n := 0
+			s.ForEach(func(c *moltbot.Conversation) bool { n++; return true })
+			if n != 10 {
+				t.Fatalf("visited %d", n)
+			}
+			n = 0
+			s.ForEach(func(c *moltbot.Conversation) bool { n++; return n < 3 })
+			if n != 3 {
+				t.Fatalf("did not stop: %d", n)
+			}
+		})
+	}
+}

@@ -39,6 +39,9 @@ var (
 	ConversationTurns = &Family{"moltbot_conversation_turns_total", []string{"outcome"}}
 	ContextTrimmed    = &Family{"moltbot_context_trimmed_messages_total", nil}
 	ConversationsBusy = &Family{"moltbot_conversation_rejected_total", nil}
+	ForwardedTurns    = &Family{"moltbot_forwarded_turns_total", nil}
+	ReplicationWrites = &Family{"moltbot_replication_writes_total", []string{"outcome"}}
+	Handoffs          = &Family{"moltbot_handoffs_total", []string{"direction"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -63,6 +66,10 @@ var help = map[string]string{
 	"moltbot_conversation_rejected_total":     "Turns refused because a conversation's turn queue was full.",
 	"moltbot_conversations_active":            "Conversation actors in memory.",
 	"moltbot_build_info":                      "Build information; always 1.",
+	"moltbot_forwarded_turns_total":           "Turns this node forwarded to the conversation's owner.",
+	"moltbot_replication_writes_total":        "Snapshot copies sent to replicas, by outcome (ok, stale, error).",
+	"moltbot_handoffs_total":                  "Conversations handed to a new owner, by direction (sent, received).",
+	"moltbot_cluster_members":                 "Cluster members by state, as this node sees them.",
 }
 
 func init() { vm.ExposeMetadata(true) }

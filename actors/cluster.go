@@ -1,0 +1,551 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/storage"
+)
+
+// Placement is the membership the runtime routes by (a *cluster.Cluster).
+type Placement interface {
+	ID() string
+	Ring() *cluster.Ring
+	Changes() <-chan struct{}
+}
+
+// agentName is the well-known actor that receives every Envelope from other
+// nodes.
+const agentName = "moltbot"
+
+var (
+	// errMoved: this node is not (or no longer) the conversation's owner.
+	errMoved = errors.New("actors: the conversation is owned by another node")
+	// errOwnerGone: the owner left or died before answering.
+	errOwnerGone = errors.New("actors: the owner node went away during the request")
+	// errStale: a replica holds a newer epoch: this node's write is fenced off.
+	errStale = errors.New("actors: a newer owner exists (fenced write)")
+)
+
+func movedError() error {
+	return &moltbot.Error{Code: moltbot.EUnavailable, Message: "the conversation moved to another node; retry", RetryAfter: time.Second, Err: errMoved}
+}
+
+// startRemote serves protoactor remote on addr (host:port).
+func (rt *Runtime) startRemote(addr string) (err error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("actors: remote address %q: %w", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("actors: remote address %q: bad port", addr)
+	}
+	// Remote.Start panics when it cannot listen: check first, and recover.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("actors: cannot listen for cluster RPC on %s: %w", addr, err)
+	}
+	ln.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("actors: start cluster RPC on %s: %v", addr, r)
+		}
+	}()
+	rt.remote = remote.NewRemote(rt.system, remote.Configure(host, p))
+	rt.remote.Start()
+	return nil
+}
+
+// RemoteAddress is the protoactor address of this node ("" when alone).
+func (rt *Runtime) RemoteAddress() string {
+	if rt.remote == nil {
+		return ""
+	}
+	return rt.system.Address()
+}
+
+// Attach starts routing by p: conversations are served by their owner.
+func (rt *Runtime) Attach(p Placement) {
+	rt.place = p
+	rt.ring.Store(p.Ring())
+	rt.wg.Add(1)
+	go rt.watchRing()
+}
+
+func (rt *Runtime) clustered() bool { return rt.place != nil }
+
+// ringChanged returns a channel closed at the next ring change.
+func (rt *Runtime) ringChanged() <-chan struct{} {
+	rt.ringMu.Lock()
+	defer rt.ringMu.Unlock()
+	return rt.ringCh
+}
+
+func (rt *Runtime) currentRing() *cluster.Ring { return rt.ring.Load() }
+
+func (rt *Runtime) watchRing() {
+	defer rt.wg.Done()
+	prev := rt.currentRing()
+	for {
+		select {
+		case <-rt.base.Done():
+			return
+		case <-rt.place.Changes():
+		}
+		ring := rt.place.Ring()
+		rt.ring.Store(ring)
+		rt.ringMu.Lock()
+		close(rt.ringCh)
+		rt.ringCh = make(chan struct{})
+		rt.ringMu.Unlock()
+		rt.system.Root.Send(rt.manager, &ringMsg{})
+		rt.startRebalance(prev, ring)
+		prev = ring
+	}
+}
+
+// ownerOf returns the owner of a conversation and whether it is this node.
+func (rt *Runtime) ownerOf(tenant, id string) (cluster.Node, bool) {
+	if !rt.clustered() {
+		return cluster.Node{}, true
+	}
+	n, ok := rt.currentRing().Owner(tenant + "/" + id)
+	if !ok {
+		return cluster.Node{}, false // we left the ring: nothing is ours
+	}
+	return n, n.ID == rt.place.ID()
+}
+
+// isOwner reports whether this node owns the conversation now.
+func (rt *Runtime) isOwner(tenant, id string) bool {
+	_, self := rt.ownerOf(tenant, id)
+	return self
+}
+
+// holders returns up to n ranked nodes for a conversation, without this node.
+func (rt *Runtime) others(tenant, id string, n int) []cluster.Node {
+	var out []cluster.Node
+	for _, node := range rt.currentRing().Ranked(tenant+"/"+id, n) {
+		if node.ID != rt.place.ID() {
+			out = append(out, node)
+		}
+	}
+	return out
+}
+
+func agentPID(n cluster.Node) *actor.PID { return actor.NewPID(n.RPC, agentName) }
+
+func (rt *Runtime) envelope() *pb.Envelope {
+	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: rt.place.ID()}
+}
+
+// request sends env to node's agent and waits for one reply envelope.
+func (rt *Runtime) request(node cluster.Node, env *pb.Envelope, timeout time.Duration) (*pb.Envelope, error) {
+	res, err := rt.system.Root.RequestFuture(agentPID(node), env, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", node.ID, err)
+	}
+	reply, ok := res.(*pb.Envelope)
+	if !ok {
+		return nil, fmt.Errorf("node %s: unexpected reply %T", node.ID, res)
+	}
+	return reply, nil
+}
+
+// ---- errors on the wire ----
+
+func toPBError(err error) *pb.Error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, errMoved) || errors.Is(err, errStale) {
+		return &pb.Error{Code: "moved", Message: moltbot.ErrorMessage(err)}
+	}
+	var e *moltbot.Error
+	if errors.As(err, &e) {
+		return &pb.Error{Code: e.Code, Message: e.Error(), Param: e.Param, RetryAfterMs: e.RetryAfter.Milliseconds()}
+	}
+	return &pb.Error{Code: moltbot.EInternal, Message: err.Error()}
+}
+
+func fromPBError(e *pb.Error) error {
+	if e == nil {
+		return nil
+	}
+	if e.Code == "moved" {
+		return movedError()
+	}
+	return &moltbot.Error{Code: e.Code, Message: e.Message, Param: e.Param, RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
+}
+
+func retriable(err error) bool {
+	return errors.Is(err, errMoved) || errors.Is(err, errOwnerGone)
+}
+
+// ---- the agent: receives every envelope from other nodes ----
+
+type agent struct{ rt *Runtime }
+
+func (a *agent) Receive(c actor.Context) {
+	env, ok := c.Message().(*pb.Envelope)
+	if !ok {
+		return
+	}
+	rt := a.rt
+	sender := c.Sender()
+	reply := func(r *pb.Envelope) {
+		if sender != nil {
+			r.Protocol, r.FromNode = cluster.Protocol, rt.place.ID()
+			rt.system.Root.Send(sender, r)
+		}
+	}
+	if env.Protocol != cluster.Protocol || env.Body == nil {
+		rt.log.Warn("refused a message from a node of another version", "from", env.FromNode, "protocol", env.Protocol)
+		reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: &pb.ConvReply{Error: &pb.Error{Code: moltbot.EUnavailable,
+			Message: fmt.Sprintf("incompatible cluster protocol %d (this node speaks %d)", env.Protocol, cluster.Protocol)}}}})
+		return
+	}
+	if !rt.clustered() {
+		return
+	}
+	switch b := env.Body.(type) {
+	case *pb.Envelope_Turn:
+		go rt.serveTurn(env, b.Turn)
+	case *pb.Envelope_Cancel:
+		rt.system.Root.Send(rt.manager, &cancelMsg{tenant: b.Cancel.Tenant, id: b.Cancel.Id, turnID: b.Cancel.TurnId})
+	case *pb.Envelope_Conv:
+		go func() { reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: rt.serveConv(b.Conv)}}) }()
+	case *pb.Envelope_Replicate:
+		go func() {
+			reply(&pb.Envelope{Body: &pb.Envelope_ReplicateAck{ReplicateAck: rt.serveReplicate(b.Replicate)}})
+		}()
+	case *pb.Envelope_Fetch:
+		go func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }()
+	}
+}
+
+// serveTurn runs a forwarded turn here (the owner) and streams to the sink.
+func (rt *Runtime) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
+	sink := actor.NewPID(env.ReplyAddress, env.ReplyId)
+	ctx, cancel := context.WithTimeout(rt.base, rt.requestTimeout)
+	if t.DeadlineUnixMs > 0 {
+		ctx2, cancel2 := context.WithDeadline(ctx, time.UnixMilli(t.DeadlineUnixMs))
+		defer cancel2()
+		ctx = ctx2
+	}
+	defer cancel()
+	var fn moltbot.StreamFunc
+	if t.Visible {
+		fn = func(ch moltbot.Chunk) error {
+			rt.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, Body: &pb.Envelope_Chunk{Chunk: &pb.TurnChunk{
+				Content: ch.Content, Served: ch.Served.String(), Failovers: int32(ch.Failovers)}}})
+			return nil
+		}
+	}
+	res, err := rt.localTurn(ctx, t.Tenant, t.Id, t.TurnId, t.Content, fromPBOptions(t.Options), fn)
+	out := &pb.TurnResult{Error: toPBError(err)}
+	if res != nil {
+		out.Version = res.Version
+		out.Message = toPBMessage(&res.Message)
+		out.Completion = toPBCompletion(res.Completion)
+	}
+	rt.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, Body: &pb.Envelope_Result{Result: out}})
+}
+
+func (rt *Runtime) serveConv(r *pb.ConvRequest) *pb.ConvReply {
+	ctx, cancel := context.WithTimeout(rt.base, 10*time.Second)
+	defer cancel()
+	var c *moltbot.Conversation
+	var err error
+	switch r.Op {
+	case pb.ConvRequest_CREATE:
+		c, err = rt.localCreate(ctx, r.Tenant, CreateOptions{ID: r.Id, System: r.System, Model: r.Model})
+	case pb.ConvRequest_GET:
+		c, err = rt.localGet(ctx, r.Tenant, r.Id)
+	case pb.ConvRequest_DELETE:
+		err = rt.localDelete(ctx, r.Tenant, r.Id)
+	}
+	out := &pb.ConvReply{Error: toPBError(err), Owner: rt.place.ID()}
+	if c != nil {
+		out.Snapshot = storage.Encode(nil, c)
+	}
+	return out
+}
+
+// serveReplicate stores a replica (or a handed-off conversation) if newer.
+func (rt *Runtime) serveReplicate(r *pb.Replicate) *pb.ReplicateAck {
+	c, err := storage.Decode(r.Snapshot)
+	if err != nil {
+		return &pb.ReplicateAck{Reason: "corrupt snapshot: " + err.Error()}
+	}
+	stored, epoch, version, err := rt.store.PutIfNewer(c, true)
+	if err != nil {
+		return &pb.ReplicateAck{Reason: err.Error()}
+	}
+	if !stored && storage.Newer(epoch, 0, c.Epoch, 0) {
+		// A newer epoch is here: the sender is a stale owner.
+		return &pb.ReplicateAck{Reason: "stale", Epoch: epoch, Version: version}
+	}
+	if r.Handoff {
+		rt.met.Inc(metrics.Handoffs, "received")
+	}
+	return &pb.ReplicateAck{Ok: true, Epoch: epoch, Version: version}
+}
+
+func (rt *Runtime) serveFetch(f *pb.Fetch) *pb.FetchReply {
+	c, err := rt.store.Get(f.Tenant, f.Id)
+	if err != nil {
+		return &pb.FetchReply{}
+	}
+	return &pb.FetchReply{Found: true, Snapshot: storage.Encode(nil, c)}
+}
+
+// ---- replication and fetch (blocking: call from goroutines) ----
+
+// replicate copies c to the other replicas of its conversation (the next
+// replicas-1 ranked nodes), or with handoff to its owner and replicas. It
+// waits for their acks; errStale means another node owns it with a newer
+// epoch. Unreachable replicas are logged and skipped: the ring drops dead
+// nodes, and rebalancing copies to whoever replaces them.
+func (rt *Runtime) replicate(c *moltbot.Conversation, targets []cluster.Node, handoff bool) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	snap := storage.Encode(nil, c)
+	type res struct {
+		node cluster.Node
+		env  *pb.Envelope
+		err  error
+	}
+	out := make(chan res, len(targets))
+	for _, n := range targets {
+		go func() {
+			env := rt.envelope()
+			env.Body = &pb.Envelope_Replicate{Replicate: &pb.Replicate{Snapshot: snap, Handoff: handoff}}
+			r, err := rt.request(n, env, 3*time.Second)
+			out <- res{n, r, err}
+		}()
+	}
+	var stale error
+	for range targets {
+		r := <-out
+		ack := r.env.GetReplicateAck()
+		switch {
+		case r.err != nil:
+			rt.met.Inc(metrics.ReplicationWrites, "error")
+			rt.log.Warn("replication failed", "conversation", c.Key(), "node", r.node.ID, "err", r.err)
+		case ack == nil:
+			rt.met.Inc(metrics.ReplicationWrites, "error")
+		case ack.Ok:
+			rt.met.Inc(metrics.ReplicationWrites, "ok")
+		case ack.Reason == "stale":
+			rt.met.Inc(metrics.ReplicationWrites, "stale")
+			stale = errStale
+		default:
+			rt.met.Inc(metrics.ReplicationWrites, "error")
+			rt.log.Warn("replica refused a snapshot", "conversation", c.Key(), "node", r.node.ID, "reason", ack.Reason)
+		}
+	}
+	return stale
+}
+
+// replicas are the nodes that should hold copies besides this owner.
+func (rt *Runtime) replicaTargets(tenant, id string) []cluster.Node {
+	return rt.others(tenant, id, rt.replicas)
+}
+
+// fetchLatest asks the nodes that may hold a conversation (the replicas+1
+// ranked, without this node) for their copy and returns the newest, or nil.
+func (rt *Runtime) fetchLatest(tenant, id string) *moltbot.Conversation {
+	nodes := rt.others(tenant, id, rt.replicas+1)
+	out := make(chan *moltbot.Conversation, len(nodes))
+	for _, n := range nodes {
+		go func() {
+			env := rt.envelope()
+			env.Body = &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: tenant, Id: id}}
+			r, err := rt.request(n, env, time.Second)
+			var c *moltbot.Conversation
+			if err == nil && r.GetFetchReply().GetFound() {
+				c, _ = storage.Decode(r.GetFetchReply().Snapshot)
+			}
+			out <- c
+		}()
+	}
+	var best *moltbot.Conversation
+	for range nodes {
+		if c := <-out; c != nil && (best == nil || storage.Newer(c.Epoch, c.Version, best.Epoch, best.Version)) {
+			best = c
+		}
+	}
+	return best
+}
+
+// ---- forwarding: the node a request arrived at, to the owner ----
+
+// turnSink receives a forwarded turn's chunks and result.
+type turnSink struct {
+	fn       moltbot.StreamFunc
+	done     chan *pb.TurnResult
+	streamed *sync.Once
+	mark     func()
+}
+
+func (s *turnSink) Receive(c actor.Context) {
+	env, ok := c.Message().(*pb.Envelope)
+	if !ok {
+		return
+	}
+	switch b := env.Body.(type) {
+	case *pb.Envelope_Chunk:
+		s.mark()
+		ref, _ := moltbot.ParseModelRef(b.Chunk.Served)
+		_ = s.fn(moltbot.Chunk{Content: b.Chunk.Content, Served: ref, Failovers: int(b.Chunk.Failovers)})
+	case *pb.Envelope_Result:
+		s.done <- b.Result
+		c.Stop(c.Self())
+	}
+}
+
+func (rt *Runtime) forwardTurn(ctx context.Context, owner cluster.Node, tenant, id, turnID, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc, streamed func()) (*TurnResult, error) {
+	rt.met.Inc(metrics.ForwardedTurns)
+	done := make(chan *pb.TurnResult, 1)
+	visible := fn != nil
+	if fn == nil {
+		fn = func(moltbot.Chunk) error { return nil }
+	}
+	sink := rt.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &turnSink{fn: fn, done: done, mark: streamed}
+	}))
+	env := rt.envelope()
+	env.ReplyAddress, env.ReplyId = sink.Address, sink.Id
+	deadline := time.Now().Add(rt.requestTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	env.Body = &pb.Envelope_Turn{Turn: &pb.TurnRequest{Tenant: tenant, Id: id, TurnId: turnID, Content: content,
+		Options: toPBOptions(opts), Visible: visible, DeadlineUnixMs: deadline.UnixMilli()}}
+	rt.system.Root.Send(agentPID(owner), env)
+	timer := time.NewTimer(time.Until(deadline) + 5*time.Second)
+	defer timer.Stop()
+	ringCh := rt.ringChanged()
+	for {
+		select {
+		case r := <-done:
+			res, err := fromPBResult(r)
+			if moltbot.ErrorCode(err) == moltbot.EShutdown {
+				// The owner is stopping: to us that is the owner going away.
+				err = &moltbot.Error{Code: moltbot.EShutdown, Message: fmt.Sprintf("node %s, the conversation's owner, is shutting down; retry", owner.ID),
+					RetryAfter: time.Second, Err: errOwnerGone}
+			}
+			return res, err
+		case <-ringCh:
+			ringCh = rt.ringChanged()
+			if !rt.currentRing().Has(owner.ID) {
+				rt.system.Root.Stop(sink)
+				return nil, &moltbot.Error{Code: moltbot.EShutdown, Message: fmt.Sprintf("node %s, the conversation's owner, went away during the turn; retry", owner.ID),
+					RetryAfter: time.Second, Err: errOwnerGone}
+			}
+		case <-ctx.Done():
+			c := rt.envelope()
+			c.Body = &pb.Envelope_Cancel{Cancel: &pb.Cancel{Tenant: tenant, Id: id, TurnId: turnID}}
+			rt.system.Root.Send(agentPID(owner), c)
+			select {
+			case r := <-done:
+				return fromPBResult(r)
+			case <-time.After(abandonGrace):
+				rt.system.Root.Stop(sink)
+				return nil, ctxError(ctx)
+			}
+		case <-timer.C:
+			rt.system.Root.Stop(sink)
+			return nil, &moltbot.Error{Code: moltbot.ETimeout, Message: fmt.Sprintf("node %s, the conversation's owner, did not answer", owner.ID)}
+		}
+	}
+}
+
+func (rt *Runtime) forwardConv(owner cluster.Node, req *pb.ConvRequest) (*moltbot.Conversation, error) {
+	env := rt.envelope()
+	env.Body = &pb.Envelope_Conv{Conv: req}
+	r, err := rt.request(owner, env, 10*time.Second)
+	if err != nil {
+		if !rt.currentRing().Has(owner.ID) {
+			return nil, &moltbot.Error{Code: moltbot.EShutdown, Message: "the conversation's owner went away; retry", RetryAfter: time.Second, Err: errOwnerGone}
+		}
+		return nil, &moltbot.Error{Code: moltbot.EUnavailable, Message: fmt.Sprintf("node %s, the conversation's owner, did not answer", owner.ID), Err: err}
+	}
+	cr := r.GetConvReply()
+	if cr == nil {
+		return nil, moltbot.Errorf(moltbot.EInternal, "unexpected reply from %s", owner.ID)
+	}
+	if cr.Error != nil {
+		err := fromPBError(cr.Error)
+		if moltbot.ErrorCode(err) == moltbot.EShutdown {
+			err = &moltbot.Error{Code: moltbot.EShutdown, Message: "the conversation's owner is shutting down; retry", RetryAfter: time.Second, Err: errOwnerGone}
+		}
+		return nil, err
+	}
+	if len(cr.Snapshot) == 0 {
+		return nil, nil
+	}
+	c, err := storage.Decode(cr.Snapshot)
+	if c != nil {
+		c.Owner = cr.Owner
+	}
+	return c, err
+}
+
+// ---- conversions ----
+
+func toPBOptions(o moltbot.ChatOptions) *pb.Options {
+	return &pb.Options{Model: o.Model, MaxTokens: int32(o.MaxTokens), Temperature: o.Temperature, TopP: o.TopP, Stop: o.Stop, Seed: o.Seed}
+}
+
+func fromPBOptions(o *pb.Options) moltbot.ChatOptions {
+	if o == nil {
+		return moltbot.ChatOptions{}
+	}
+	return moltbot.ChatOptions{Model: o.Model, MaxTokens: int(o.MaxTokens), Temperature: o.Temperature, TopP: o.TopP, Stop: o.Stop, Seed: o.Seed}
+}
+
+func toPBMessage(m *moltbot.Message) *pb.Message {
+	return &pb.Message{Role: string(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete, Id: m.ID}
+}
+
+func toPBCompletion(c *moltbot.Completion) *pb.Completion {
+	if c == nil {
+		return nil
+	}
+	return &pb.Completion{Content: c.Content, Served: c.Served.String(), Usage: &pb.Usage{PromptTokens: int32(c.Usage.PromptTokens),
+		CompletionTokens: int32(c.Usage.CompletionTokens)}, FinishReason: c.FinishReason, Failovers: int32(c.Failovers), TtftUs: c.TTFT.Microseconds()}
+}
+
+func fromPBResult(r *pb.TurnResult) (*TurnResult, error) {
+	if r.Error != nil {
+		return nil, fromPBError(r.Error)
+	}
+	out := &TurnResult{Version: r.Version}
+	if m := r.Message; m != nil {
+		out.Message = moltbot.Message{ID: m.Id, Role: moltbot.Role(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete}
+	}
+	if c := r.Completion; c != nil {
+		ref, _ := moltbot.ParseModelRef(c.Served)
+		out.Completion = &moltbot.Completion{Content: c.Content, Served: ref, FinishReason: c.FinishReason, Failovers: int(c.Failovers),
+			TTFT: time.Duration(c.TtftUs) * time.Microsecond}
+		if c.Usage != nil {
+			out.Completion.Usage = moltbot.Usage{PromptTokens: int(c.Usage.PromptTokens), CompletionTokens: int(c.Usage.CompletionTokens)}
+		}
+	}
+	return out, nil
+}
