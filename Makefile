@@ -11,7 +11,7 @@ PORT    ?= 3000
 export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
-.PHONY: all run build test unit integration vet fmt-check tidy-check lint bench measure fuzz cross clean
+.PHONY: all run build test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean
 
 all: build
 
@@ -25,9 +25,12 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/moltbot
 
 ## test: vet, formatting, then every test (unit, fuzz seeds, multi-process
-## integration) with the race detector. Needs nothing but Go.
+## integration) with the race detector; then the in-process multi-node
+## cluster tests, which build without it (see actors/cluster_test.go).
+## Needs nothing but Go and gcc.
 test: vet fmt-check
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
 
 vet:
 	$(GO) vet ./...
@@ -72,6 +75,14 @@ cross:
 	  GOOS=$$os GOARCH=$$arch GOARM=$$( [ "$$arch" = arm ] && echo $$arm ) \
 	    $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/moltbot || exit 1; \
 	done
+
+## proto: regenerate actors/pb (protoc from Debian's protobuf-compiler,
+## protoc-gen-go at the version of google.golang.org/protobuf in go.mod)
+PROTOC_GEN_GO := $(shell $(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+proto:
+	@command -v protoc >/dev/null || { sudo -n true 2>/dev/null && SUDO=sudo; $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq protobuf-compiler; }
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO)
+	PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative actors/pb/moltbot.proto
 
 clean:
 	rm -rf bin dist $(RUN_DIR)

@@ -23,6 +23,40 @@ type Placement interface {
 	ID() string
 	Ring() *cluster.Ring
 	Changes() <-chan struct{}
+	Members() []cluster.Node
+	// Ready: joined, so the ring is the cluster's and not just this node.
+	Ready() bool
+}
+
+func notJoined() error {
+	return &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is still joining the cluster; retry", RetryAfter: time.Second, Err: errOwnerGone}
+}
+
+// ClusterStatus is the membership for /v1/admin/cluster.
+type ClusterStatus struct {
+	Self     string         `json:"self"`
+	Replicas int            `json:"replicas"`
+	Members  []cluster.Node `json:"members"`
+}
+
+// Cluster reports the membership, or nil when the node runs alone.
+func (rt *Runtime) Cluster() *ClusterStatus {
+	if !rt.clustered() {
+		return nil
+	}
+	return &ClusterStatus{Self: rt.place.ID(), Replicas: rt.replicas, Members: rt.place.Members()}
+}
+
+// WaitHandoff waits until this node holds no conversation in memory and the
+// rebalancing pass is over (a leaving node), or ctx ends.
+func (rt *Runtime) WaitHandoff(ctx context.Context) {
+	for rt.active.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	rt.WaitRebalance(ctx)
 }
 
 // agentName is the well-known actor that receives every Envelope from other
@@ -43,7 +77,7 @@ func movedError() error {
 }
 
 // startRemote serves protoactor remote on addr (host:port).
-func (rt *Runtime) startRemote(addr string) (err error) {
+func (rt *Runtime) startRemote(addr, advertise string) (err error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("actors: remote address %q: %w", addr, err)
@@ -63,7 +97,11 @@ func (rt *Runtime) startRemote(addr string) (err error) {
 			err = fmt.Errorf("actors: start cluster RPC on %s: %v", addr, r)
 		}
 	}()
-	rt.remote = remote.NewRemote(rt.system, remote.Configure(host, p))
+	var opts []remote.ConfigOption
+	if advertise != "" {
+		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(advertise, port)))
+	}
+	rt.remote = remote.NewRemote(rt.system, remote.Configure(host, p, opts...))
 	rt.remote.Start()
 	return nil
 }
@@ -117,9 +155,13 @@ func (rt *Runtime) watchRing() {
 }
 
 // ownerOf returns the owner of a conversation and whether it is this node.
+// Before the node has joined, nothing is anyone's: callers answer "retry".
 func (rt *Runtime) ownerOf(tenant, id string) (cluster.Node, bool) {
 	if !rt.clustered() {
 		return cluster.Node{}, true
+	}
+	if !rt.place.Ready() {
+		return cluster.Node{}, false
 	}
 	n, ok := rt.currentRing().Owner(tenant + "/" + id)
 	if !ok {
@@ -305,6 +347,17 @@ func (rt *Runtime) serveReplicate(r *pb.Replicate) *pb.ReplicateAck {
 }
 
 func (rt *Runtime) serveFetch(f *pb.Fetch) *pb.FetchReply {
+	if f.Acquire {
+		// Another node takes the conversation over: stop serving it here
+		// first, so that the copy we answer with is the last one.
+		done := make(chan struct{})
+		rt.system.Root.Send(rt.manager, &relinquishMsg{tenant: f.Tenant, id: f.Id, done: done})
+		select {
+		case <-done:
+		case <-time.After(rt.requestTimeout):
+			rt.log.Warn("a conversation did not stop in time for its new owner", "conversation", f.Tenant+"/"+f.Id)
+		}
+	}
 	c, err := rt.store.Get(f.Tenant, f.Id)
 	if err != nil {
 		return &pb.FetchReply{}
@@ -366,16 +419,17 @@ func (rt *Runtime) replicaTargets(tenant, id string) []cluster.Node {
 	return rt.others(tenant, id, rt.replicas)
 }
 
-// fetchLatest asks the nodes that may hold a conversation (the replicas+1
-// ranked, without this node) for their copy and returns the newest, or nil.
-func (rt *Runtime) fetchLatest(tenant, id string) *moltbot.Conversation {
+// acquire, as the conversation's new owner, asks the nodes that may hold or
+// serve it (the replicas+1 ranked, without this node) to stop serving it
+// and send their copy, and returns the newest, or nil.
+func (rt *Runtime) acquire(tenant, id string) *moltbot.Conversation {
 	nodes := rt.others(tenant, id, rt.replicas+1)
 	out := make(chan *moltbot.Conversation, len(nodes))
 	for _, n := range nodes {
 		go func() {
 			env := rt.envelope()
-			env.Body = &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: tenant, Id: id}}
-			r, err := rt.request(n, env, time.Second)
+			env.Body = &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: tenant, Id: id, Acquire: true}}
+			r, err := rt.request(n, env, rt.requestTimeout+time.Second)
 			var c *moltbot.Conversation
 			if err == nil && r.GetFetchReply().GetFound() {
 				c, _ = storage.Decode(r.GetFetchReply().Snapshot)

@@ -88,6 +88,7 @@ type conversation struct {
 	tomb       *moltbot.Conversation // the tombstone, when deleted (cluster mode)
 	handingOff bool                  // the ring moved it away: handing it to the new owner
 	handoffDue bool                  // hand off once the running turn ends
+	yield      []chan struct{}       // relinquish requests waiting for the running turn
 	loadErr    error
 	processed  uint64
 	running    *turnMsg
@@ -206,9 +207,24 @@ func (a *conversation) Receive(c actor.Context) {
 		}
 	case *turnDone:
 		a.finish(c, m)
-		if a.handoffDue && a.running == nil {
+		if len(a.yield) > 0 && a.running == nil {
+			a.stepDown(c)
+			for _, d := range a.yield {
+				close(d)
+			}
+			a.yield = nil
+		}
+		if a.handoffDue && a.running == nil && !a.handingOff {
 			a.handoff(c)
 		}
+	case *relinquishMsg:
+		a.processed++
+		if a.running != nil {
+			a.yield = append(a.yield, m.done)
+			return
+		}
+		a.stepDown(c)
+		close(m.done)
 	case *handoffCheck:
 		a.processed++
 		if a.rt.clustered() && a.conv != nil && !a.handingOff && !a.rt.isOwner(a.tenant, a.id) {
@@ -243,7 +259,19 @@ func (a *conversation) release(c actor.Context) {
 
 func (a *conversation) persist() error {
 	t0 := time.Now()
-	err := a.rt.store.Put(a.conv, true)
+	var err error
+	if a.rt.clustered() {
+		// Fenced: if a newer owner's epoch reached this node's store, this
+		// node is no longer the owner and must not write.
+		var stored bool
+		if stored, _, _, err = a.rt.store.PutIfNewer(a.conv, true); err == nil && !stored {
+			a.handingOff = true
+			a.rt.met.Inc(metrics.SnapshotWrites, "fenced")
+			return movedError()
+		}
+	} else {
+		err = a.rt.store.Put(a.conv, true)
+	}
 	a.rt.met.Observe(metrics.SnapshotDuration, time.Since(t0))
 	if err != nil {
 		a.rt.met.Inc(metrics.SnapshotWrites, "error")
@@ -252,6 +280,18 @@ func (a *conversation) persist() error {
 	}
 	a.rt.met.Inc(metrics.SnapshotWrites, "ok")
 	return nil
+}
+
+// stepDown stops serving: another node owns the conversation now (it
+// acquired it, or fenced this node's write). Everything acknowledged is in
+// the store; waiting turns are told to retry; the actor asks to stop.
+func (a *conversation) stepDown(c actor.Context) {
+	a.handingOff = true
+	for _, q := range a.queue {
+		q.reply <- turnReply{err: movedError()}
+	}
+	a.queue = nil
+	a.release(c)
 }
 
 // moved reports whether requests must go elsewhere: the ring gives the
@@ -267,7 +307,7 @@ func (a *conversation) activate(local *moltbot.Conversation) *moltbot.Conversati
 	if !a.rt.isOwner(a.tenant, a.id) {
 		return local
 	}
-	if f := a.rt.fetchLatest(a.tenant, a.id); f != nil && (local == nil || storage.Newer(f.Epoch, f.Version, local.Epoch, local.Version)) {
+	if f := a.rt.acquire(a.tenant, a.id); f != nil && (local == nil || storage.Newer(f.Epoch, f.Version, local.Epoch, local.Version)) {
 		local = f
 	}
 	if local == nil {

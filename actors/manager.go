@@ -27,6 +27,13 @@ type tickMsg struct{}
 // ringMsg: membership changed; every child checks it still belongs here.
 type ringMsg struct{}
 
+// relinquishMsg: another node takes the conversation over. If it is active
+// here, it stops serving (after its running turn); done closes then.
+type relinquishMsg struct {
+	tenant, id string
+	done       chan struct{}
+}
+
 type entry struct {
 	pid       *actor.PID
 	tenant    string
@@ -89,6 +96,13 @@ func (m *manager) Receive(c actor.Context) {
 		for _, p := range e.pending {
 			m.deliver(c, key, e.tenant, e.id, p)
 		}
+	case *relinquishMsg:
+		e := m.entries[msg.tenant+"/"+msg.id]
+		if e == nil || e.stopping {
+			close(msg.done) // not served here: the store has the last copy
+			return
+		}
+		m.send(c, e, msg)
 	case *ringMsg:
 		for _, e := range m.entries {
 			if !e.stopping {

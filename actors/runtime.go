@@ -57,6 +57,8 @@ type Config struct {
 	// RemoteAddr, when set, serves protoactor remote there (cluster mode);
 	// then call Attach with the membership.
 	RemoteAddr string
+	// RemoteAdvertise is the host other nodes dial for RPC (default: RemoteAddr's).
+	RemoteAdvertise string
 	// Replicas is how many nodes hold each conversation, owner included.
 	Replicas int
 }
@@ -162,7 +164,7 @@ func New(cfg Config) (*Runtime, error) {
 	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
 	if cfg.RemoteAddr != "" {
-		if err := rt.startRemote(cfg.RemoteAddr); err != nil {
+		if err := rt.startRemote(cfg.RemoteAddr, cfg.RemoteAdvertise); err != nil {
 			return nil, err
 		}
 		if _, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{rt: rt} }), agentName); err != nil {
@@ -355,7 +357,7 @@ func (rt *Runtime) routeConv(ctx context.Context, tenant, id string, local func(
 		case self:
 			c, err = local()
 		case owner.ID == "":
-			err = &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is leaving the cluster", RetryAfter: time.Second}
+			err = rt.noOwner()
 		default:
 			c, err = rt.forwardConv(owner, req)
 		}
@@ -489,7 +491,7 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 		case self:
 			res, err = rt.localTurn(ctx, tenant, id, turnID, content, opts, wrapped)
 		case owner.ID == "":
-			err = &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is leaving the cluster", RetryAfter: time.Second}
+			err = rt.noOwner()
 		default:
 			res, err = rt.forwardTurn(ctx, owner, tenant, id, turnID, content, opts, wrapped, func() { streamed.Store(true) })
 		}
@@ -498,6 +500,15 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 		}
 		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
 	}
+}
+
+// noOwner is the error when this node cannot place a conversation: it has
+// not joined yet, or it is leaving.
+func (rt *Runtime) noOwner() error {
+	if !rt.place.Ready() {
+		return notJoined()
+	}
+	return &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is leaving the cluster; retry on another", RetryAfter: time.Second}
 }
 
 // localTurn runs a turn on this node's conversation actor.
@@ -655,6 +666,9 @@ func (rt *Runtime) Status() Status {
 func (rt *Runtime) Ready() error {
 	if rt.closed.Load() {
 		return moltbot.Errorf(moltbot.EShutdown, "shutting down")
+	}
+	if rt.clustered() && !rt.place.Ready() {
+		return moltbot.Errorf(moltbot.EUnavailable, "still joining the cluster")
 	}
 	now := time.Now()
 	var why []string

@@ -44,6 +44,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// Load is read when metadata is refreshed (conversations in memory).
 	Load func() int
+	// Bootstrap is how long a node with seeds waits to join before it serves
+	// alone (it may be the first node up). Default 10s ("test": 2s).
+	Bootstrap time.Duration
 
 	proto int // tests: pretend to speak another protocol
 }
@@ -80,6 +83,7 @@ type Cluster struct {
 	changes chan struct{}
 	left    bool
 	joined  bool
+	started time.Time
 }
 
 // ReadKeyFile reads a gossip key: base64 or hex text, or 16/24/32 raw bytes.
@@ -154,7 +158,13 @@ func Start(cfg Config) (*Cluster, error) {
 	default:
 		return nil, fmt.Errorf("cluster: unknown profile %q (lan, local, test)", cfg.Profile)
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1)}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1), started: time.Now()}
+	if c.cfg.Bootstrap <= 0 {
+		c.cfg.Bootstrap = 10 * time.Second
+		if cfg.Profile == "test" {
+			c.cfg.Bootstrap = 2 * time.Second
+		}
+	}
 	mc.Name = c.id
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertiseAddr, mc.AdvertisePort = advHost, advPort
@@ -187,6 +197,16 @@ func Start(cfg Config) (*Cluster, error) {
 
 // ID is this node's id (its advertised gossip address).
 func (c *Cluster) ID() string { return c.id }
+
+// Ready reports whether the node may serve conversations: it has joined
+// (or has no seeds), or no seed answered within the bootstrap window and it
+// serves as the first node. Before that, its ring is only itself: serving
+// would hide every conversation the cluster holds.
+func (c *Cluster) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.joined || len(c.cfg.Join) == 0 || time.Since(c.started) > c.cfg.Bootstrap || len(c.members) > 1
+}
 
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()

@@ -14,16 +14,16 @@ import (
 
 // Node is a member as placement sees it.
 type Node struct {
-	ID     string // memberlist name, unique and stable across restarts
-	RPC    string // protoactor remote address host:port
-	HTTP   string // HTTP address host:port
-	Addr   string // gossip address host:port
-	Ver    string // moltbot version
-	Proto  int    // cluster protocol version
-	Load   int    // conversations active in memory
-	State  string // alive, leaving (off the ring, handing off), dead, left
-	Local  bool   // this node
-	Joined int64  // unix ms when first seen alive
+	ID     string `json:"id"`            // memberlist name, unique and stable across restarts
+	RPC    string `json:"rpc"`           // protoactor remote address host:port
+	HTTP   string `json:"http"`          // HTTP address host:port
+	Addr   string `json:"gossip"`        // gossip address host:port
+	Ver    string `json:"version"`       // moltbot version
+	Proto  int    `json:"protocol"`      // cluster protocol version
+	Load   int    `json:"conversations"` // conversations active in memory
+	State  string `json:"state"`         // alive, leaving (off the ring, handing off), dead, left
+	Local  bool   `json:"self"`          // this node
+	Joined int64  `json:"joined"`        // unix ms when first seen alive
 
 	leaving bool
 }

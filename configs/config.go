@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/moltbot/moltbot"
@@ -152,13 +154,38 @@ type ConversationsConfig struct {
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
 }
 
-// ClusterConfig is gossip membership. Without bind the node runs alone.
+// ClusterConfig is gossip membership. Without bind the node runs alone and
+// starts no cluster machinery.
 type ClusterConfig struct {
-	Bind      string   `yaml:"bind"`
-	Advertise string   `yaml:"advertise"`
-	Join      []string `yaml:"join"`
-	Replicas  int      `yaml:"replicas"`
-	KeyFile   string   `yaml:"key_file"`
+	// Bind is the gossip address host:port (UDP and TCP).
+	Bind string `yaml:"bind"`
+	// Advertise is the address other nodes reach this one at (default: bind).
+	Advertise string `yaml:"advertise"`
+	// Join lists seeds host:port; unreachable seeds are retried with backoff.
+	Join []string `yaml:"join"`
+	// Replicas is how many nodes hold each conversation, owner included.
+	Replicas int `yaml:"replicas"`
+	// KeyFile holds the gossip encryption key (16, 24 or 32 bytes: base64,
+	// hex or raw); every node needs the same one.
+	KeyFile string `yaml:"key_file"`
+	// RPC is the address of actor messages between nodes (default: the bind
+	// host, bind port + 1).
+	RPC string `yaml:"rpc"`
+	// Profile tunes failure detection: lan (default), local, or test.
+	Profile string `yaml:"profile"`
+}
+
+// RPCAddr returns the cluster RPC address (rpc, or bind's port + 1).
+func (c *ClusterConfig) RPCAddr() string {
+	if c.RPC != "" {
+		return c.RPC
+	}
+	host, port, err := net.SplitHostPort(c.Bind)
+	if err != nil {
+		return ""
+	}
+	p, _ := strconv.Atoi(port)
+	return net.JoinHostPort(host, strconv.Itoa(p+1))
 }
 
 //go:embed presets/*.yaml
@@ -530,6 +557,31 @@ func (c *Config) Validate() error {
 	}
 	if c.Cluster.Replicas < 1 {
 		add("cluster.replicas", "must be at least 1, got %d", c.Cluster.Replicas)
+	}
+	hostPort := func(path, v string) {
+		_, p, err := net.SplitHostPort(v)
+		if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 {
+			add(path, "want host:port, got %q", v)
+		}
+	}
+	if c.Cluster.Bind != "" {
+		hostPort("cluster.bind", c.Cluster.Bind)
+		if c.Cluster.Advertise != "" {
+			hostPort("cluster.advertise", c.Cluster.Advertise)
+		}
+		if c.Cluster.RPC != "" {
+			hostPort("cluster.rpc", c.Cluster.RPC)
+		}
+		for i, j := range c.Cluster.Join {
+			hostPort(fmt.Sprintf("cluster.join[%d]", i), j)
+		}
+		switch c.Cluster.Profile {
+		case "", "lan", "local", "test":
+		default:
+			add("cluster.profile", "must be lan, local or test, got %q", c.Cluster.Profile)
+		}
+	} else if len(c.Cluster.Join) > 0 {
+		add("cluster.join", "needs cluster.bind: a node joins a cluster by gossiping on an address")
 	}
 	return errors.Join(errs...)
 }

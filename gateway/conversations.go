@@ -29,12 +29,13 @@ type conversationJSON struct {
 	System   string            `json:"system,omitempty"`
 	Model    string            `json:"model,omitempty"`
 	Version  uint64            `json:"version"`
+	Owner    string            `json:"owner,omitempty"`
 	Messages []moltbot.Message `json:"messages"`
 }
 
 func toJSON(c *moltbot.Conversation) conversationJSON {
 	out := conversationJSON{ID: c.ID, Object: "conversation", Created: c.Created, Updated: c.Updated,
-		System: c.System, Model: c.Model, Version: c.Version, Messages: make([]moltbot.Message, 0, len(c.Messages)+1)}
+		System: c.System, Model: c.Model, Version: c.Version, Owner: c.Owner, Messages: make([]moltbot.Message, 0, len(c.Messages)+1)}
 	if c.System != "" {
 		out.Messages = append(out.Messages, moltbot.Message{Role: moltbot.RoleSystem, Content: c.System, Created: c.Created})
 	}

@@ -37,6 +37,7 @@ type Runtime interface {
 	Models() []actors.ModelInfo
 	Status() actors.Status
 	Breakers() []actors.BreakerStatus
+	Cluster() *actors.ClusterStatus
 	Ready() error
 }
 
@@ -95,6 +96,7 @@ func New(rt Runtime, cfg Config) *Server {
 	mux.HandleFunc("/v1/conversations/{id}/messages", s.only("POST", s.postMessage))
 	mux.HandleFunc("/v1/admin/status", s.only("GET", s.status))
 	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
+	mux.HandleFunc("/v1/admin/cluster", s.only("GET", s.cluster))
 	mux.HandleFunc("/healthz", s.only("GET", s.healthz))
 	mux.HandleFunc("/readyz", s.only("GET", s.readyz))
 	mux.HandleFunc("/metrics", s.only("GET", s.metrics))
@@ -344,4 +346,14 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) providers(w http.ResponseWriter, _ *http.Request) {
 	st := s.rt.Status()
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "providers": st.Providers, "breakers": st.Breakers})
+}
+
+// cluster answers GET /v1/admin/cluster: this node's view of the members.
+func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) {
+	st := s.rt.Cluster()
+	if st == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "members": []any{}})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"enabled": true, "self": st.Self, "replicas": st.Replicas, "members": st.Members})
 }

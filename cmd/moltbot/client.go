@@ -401,3 +401,68 @@ func ms(v float64) string {
 	}
 	return d.String()
 }
+
+func clusterCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cluster",
+		Usage: "inspect a node's cluster",
+		Subcommands: []*cli.Command{{
+			Name:  "members",
+			Usage: "list the members a node sees: state, addresses, version, conversations",
+			Description: `Asks a node for its view of the cluster (GET /v1/admin/cluster): every member
+with its state (alive, leaving, dead, left), gossip, RPC and HTTP addresses,
+version and the conversations it holds in memory. Exits 1 when the node
+cannot be reached.
+
+Examples:
+   moltbot cluster members
+   moltbot cluster members --url http://10.0.0.5:3000 --json`,
+			Flags: []cli.Flag{urlFlag(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}},
+			Action: func(c *cli.Context) error {
+				base := strings.TrimRight(c.String("url"), "/")
+				resp, err := http.Get(base + "/v1/admin/cluster")
+				if err != nil {
+					return fail(1, "cannot reach moltbot at %s: %v", base, err)
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fail(1, "%v", apiError(resp))
+				}
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+				if c.Bool("json") {
+					c.App.Writer.Write(body)
+					return nil
+				}
+				var st struct {
+					Enabled  bool   `json:"enabled"`
+					Self     string `json:"self"`
+					Replicas int    `json:"replicas"`
+					Members  []struct {
+						ID, RPC, HTTP, Gossip, Version, State string
+						Conversations                         int
+						Self                                  bool
+					} `json:"members"`
+				}
+				if err := json.Unmarshal(body, &st); err != nil {
+					return fail(1, "unexpected body: %v", err)
+				}
+				if !st.Enabled {
+					fmt.Fprintf(c.App.Writer, "%s runs alone (no cluster.bind)\n", base)
+					return nil
+				}
+				fmt.Fprintf(c.App.Writer, "cluster seen by %s (replicas %d)\n\n", st.Self, st.Replicas)
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NODE\tSTATE\tRPC\tHTTP\tVERSION\tCONVERSATIONS")
+				for _, m := range st.Members {
+					id := m.ID
+					if m.Self {
+						id += " (self)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", id, m.State, m.RPC, m.HTTP, m.Version, m.Conversations)
+				}
+				tw.Flush()
+				return nil
+			},
+		}},
+	}
+}

@@ -69,6 +69,7 @@ Quick start:
 			chatCommand(),
 			statusCommand(),
 			benchCommand(),
+			clusterCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

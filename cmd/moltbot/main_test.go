@@ -70,6 +70,10 @@ func startProc(t *testing.T, args ...string) *proc {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.done
+		// The test binary is built with -race: so are the nodes it starts.
+		if strings.Contains(p.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("data race in %v", args)
+		}
 		if t.Failed() {
 			t.Logf("output of %v:\n%s", args, p.out.String())
 		}

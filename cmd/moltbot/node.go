@@ -11,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/gateway"
 	"github.com/moltbot/moltbot/inference"
@@ -39,6 +41,7 @@ type Node struct {
 
 	store    *storage.Pebble
 	rt       *actors.Runtime
+	cl       *cluster.Cluster
 	srv      *http.Server
 	ln       net.Listener
 	served   chan error
@@ -115,7 +118,23 @@ func (n *Node) Start() error {
 		return err
 	}
 	met := metrics.New(moltbot.Version)
+	var key []byte
+	if cfg.Cluster.Bind != "" && cfg.Cluster.KeyFile != "" {
+		if key, err = cluster.ReadKeyFile(cfg.Cluster.KeyFile); err != nil {
+			ln.Close()
+			store.Close()
+			return fmt.Errorf("cluster.key_file: %w", err)
+		}
+	}
+	remoteAddr, remoteAdv := "", ""
+	if cfg.Cluster.Bind != "" {
+		remoteAddr = cfg.Cluster.RPCAddr()
+		if cfg.Cluster.Advertise != "" {
+			remoteAdv, _, _ = net.SplitHostPort(cfg.Cluster.Advertise)
+		}
+	}
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: store, Metrics: met, Logger: n.Log,
+		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas,
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
 		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
 		HealthInterval: cfg.Models.HealthInterval.D(), HedgeAfter: cfg.Models.HedgeAfter.D(),
@@ -126,6 +145,35 @@ func (n *Node) Start() error {
 		ln.Close()
 		store.Close()
 		return err
+	}
+	if cfg.Cluster.Bind != "" {
+		httpAddr := ln.Addr().String()
+		if h, p, _ := net.SplitHostPort(httpAddr); (h == "0.0.0.0" || h == "::") && remoteAdv != "" {
+			httpAddr = net.JoinHostPort(remoteAdv, p)
+		}
+		cl, err := cluster.Start(cluster.Config{Bind: cfg.Cluster.Bind, Advertise: cfg.Cluster.Advertise, Join: cfg.Cluster.Join, Key: key,
+			RPC: rt.RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
+			Load: func() int { return int(rt.ActiveConversations()) }})
+		if err != nil {
+			rt.Shutdown(context.Background())
+			ln.Close()
+			store.Close()
+			return err
+		}
+		n.cl = cl
+		rt.Attach(cl)
+		for _, state := range []string{"alive", "leaving", "dead", "left"} {
+			met.Gauge(`moltbot_cluster_members{state="`+state+`"}`, func() float64 {
+				k := 0
+				for _, m := range cl.Members() {
+					if m.State == state {
+						k++
+					}
+				}
+				return float64(k)
+			})
+		}
+		n.Log.Info("cluster node started", "id", cl.ID(), "rpc", rt.RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","), "replicas", cfg.Cluster.Replicas)
 	}
 	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
 		Metrics: met, Logger: n.Log, Version: moltbot.Version,
@@ -168,8 +216,20 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if err != nil {
 			n.Log.Warn("in-flight turns did not finish in time; canceling them", "timeout", n.Config.Server.ShutdownTimeout.D())
 		}
+		if n.cl != nil {
+			// Leave: the ring drops this node, its conversations go to their
+			// new owners and its stored copies to their new holders.
+			n.Log.Info("leaving the cluster: handing conversations off")
+			n.cl.Leave(2 * time.Second)
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			n.rt.WaitHandoff(hctx)
+			cancel()
+		}
 		// Ends every remaining turn; handlers then answer and return.
 		n.rt.Shutdown(ctx)
+		if n.cl != nil {
+			n.cl.Shutdown()
+		}
 		if err != nil {
 			grace, cancel := context.WithTimeout(context.Background(), time.Second)
 			if n.srv.Shutdown(grace) != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,6 +63,25 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	if c.IsSet("log-format") {
 		cfg.Log.Format = c.String("log-format")
 	}
+	if c.IsSet("cluster-bind") {
+		cfg.Cluster.Bind = c.String("cluster-bind")
+	}
+	if c.IsSet("cluster-advertise") {
+		cfg.Cluster.Advertise = c.String("cluster-advertise")
+	}
+	if c.IsSet("join") {
+		cfg.Cluster.Join = nil
+		for _, j := range c.StringSlice("join") {
+			for _, p := range strings.Split(j, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					cfg.Cluster.Join = append(cfg.Cluster.Join, p)
+				}
+			}
+		}
+	}
+	if c.IsSet("cluster-key-file") {
+		cfg.Cluster.KeyFile = c.String("cluster-key-file")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fail(2, "%v", err)
 	}
@@ -79,10 +99,15 @@ Flags override the file. SIGINT/SIGTERM stop it gracefully: no new requests,
 in-flight turns finish (or are canceled after server.shutdown_timeout), data is
 flushed, exit 0.
 
+In a cluster (--cluster-bind), any node answers for any conversation by
+forwarding to its owner; SIGTERM first hands this node's conversations to
+their new owners and leaves the gossip.
+
 Examples:
    moltbot start --workspace /opt/moltbot
    moltbot start --preset demo --port 3001 --log-format text
-   moltbot start --config ./moltbot.yaml --log-level debug`,
+   moltbot start --config ./moltbot.yaml --log-level debug
+   moltbot start -w ./n2 --port 3002 --cluster-bind 127.0.0.1:7956 --join 127.0.0.1:7946`,
 		Flags: []cli.Flag{
 			workspaceFlag(),
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config file (default: WORKSPACE/moltbot.yaml)"},
@@ -91,6 +116,10 @@ Examples:
 			&cli.IntFlag{Name: "port", Usage: "listen port, 0 for any (overrides server.port)", DefaultText: "server.port, 3000"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (overrides log.level)"},
 			&cli.StringFlag{Name: "log-format", Usage: "json or text (overrides log.format)"},
+			&cli.StringFlag{Name: "cluster-bind", Usage: "join a cluster: gossip on this host:port (overrides cluster.bind)"},
+			&cli.StringFlag{Name: "cluster-advertise", Usage: "the gossip address others dial (overrides cluster.advertise)"},
+			&cli.StringSliceFlag{Name: "join", Usage: "seed nodes host:port, comma-separated or repeated (overrides cluster.join)"},
+			&cli.StringFlag{Name: "cluster-key-file", Usage: "gossip encryption key file (overrides cluster.key_file)"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c)
