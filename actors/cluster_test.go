@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
@@ -115,7 +116,13 @@ func ownerNode(nodes []*tnode, tenant, id string) *tnode {
 // A conversation driven through every node: each turn lands on the owner,
 // every node reads the same history, and the replica holds the snapshot.
 func TestClusterForwardingAndReplication(t *testing.T) {
-	nodes := startCluster(t, 3)
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprint(size, " nodes"), func(t *testing.T) { testForwarding(t, size) })
+	}
+}
+
+func testForwarding(t *testing.T, size int) {
+	nodes := startCluster(t, size)
 	c, err := nodes[0].rt.Create(ctx(t), "default", CreateOptions{System: "sys"})
 	if err != nil {
 		t.Fatal(err)
@@ -124,15 +131,16 @@ func TestClusterForwardingAndReplication(t *testing.T) {
 	if c.Owner != owner.cl.ID() {
 		t.Errorf("create reported owner %q, ring says %q", c.Owner, owner.cl.ID())
 	}
-	for i := 0; i < 6; i++ {
-		n := nodes[i%3]
+	turns := 2 * size
+	for i := 0; i < turns; i++ {
+		n := nodes[i%size]
 		var chunks []string
 		res, err := n.rt.Turn(ctx(t), "default", c.ID, fmt.Sprint("turn ", i), moltbot.ChatOptions{}, func(ch moltbot.Chunk) error {
 			chunks = append(chunks, ch.Content)
 			return nil
 		})
 		if err != nil {
-			t.Fatalf("turn %d via node %d: %v", i, i%3, err)
+			t.Fatalf("turn %d via node %d: %v", i, i%size, err)
 		}
 		if strings.Join(chunks, "") != res.Message.Content || len(chunks) != 6 || res.Message.Model != "sim/sim" {
 			t.Fatalf("turn %d: chunks %q vs %q", i, chunks, res.Message.Content)
@@ -140,7 +148,7 @@ func TestClusterForwardingAndReplication(t *testing.T) {
 	}
 	for i, n := range nodes {
 		got, err := n.rt.Get(ctx(t), "default", c.ID)
-		if err != nil || len(got.Messages) != 12 || got.Owner != owner.cl.ID() || got.Messages[0].Content != "turn 0" {
+		if err != nil || len(got.Messages) != 2*turns || got.Owner != owner.cl.ID() || got.Messages[0].Content != "turn 0" {
 			t.Fatalf("get via node %d: %+v %v", i, got, err)
 		}
 	}
@@ -148,15 +156,15 @@ func TestClusterForwardingAndReplication(t *testing.T) {
 	for _, n := range nodes {
 		forwarded += n.met.Sum(metrics.ForwardedTurns)
 	}
-	if forwarded != 4 {
-		t.Errorf("%d turns forwarded, want 4 (2 of 6 arrive at the owner)", forwarded)
+	if forwarded != uint64(turns-2) {
+		t.Errorf("%d turns forwarded, want %d (2 of %d arrive at the owner)", forwarded, turns-2, turns)
 	}
 	// The replica (rank 2) holds the acknowledged snapshot.
 	rank := nodes[0].rt.currentRing().Ranked("default/"+c.ID, 2)
 	for _, n := range nodes {
 		if n.cl.ID() == rank[1].ID {
 			s, err := n.store.Get("default", c.ID)
-			if err != nil || len(s.Messages) != 12 {
+			if err != nil || len(s.Messages) != 2*turns {
 				t.Fatalf("replica holds %v, %v", s, err)
 			}
 		}
@@ -315,5 +323,33 @@ func TestClusterOwnerDiesMidTurn(t *testing.T) {
 	}
 	if users != 1 || len(got.Messages) != 2 || got.Messages[1].Content != res.Message.Content {
 		t.Fatalf("after retry: %+v", got.Messages)
+	}
+}
+
+// A message from a node of another protocol version is refused with an
+// answer, and the receiver keeps working.
+func TestClusterRefusesOtherProtocol(t *testing.T) {
+	nodes := startCluster(t, 2)
+	env := nodes[0].rt.envelope()
+	env.Protocol = cluster.Protocol + 1
+	env.Body = &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: "x"}}
+	ring := nodes[0].rt.currentRing()
+	var other cluster.Node
+	for _, n := range ring.Nodes() {
+		if n.ID != nodes[0].cl.ID() {
+			other = n
+		}
+	}
+	r, err := nodes[0].rt.request(other, env, 2*time.Second)
+	if err != nil || r.GetConvReply().GetError() == nil || !strings.Contains(r.GetConvReply().GetError().Message, "incompatible") {
+		t.Fatalf("reply %v %v", r, err)
+	}
+	// An envelope without a body (a newer node's unknown message).
+	empty := nodes[0].rt.envelope()
+	if r, err := nodes[0].rt.request(other, empty, 2*time.Second); err != nil || r.GetConvReply().GetError() == nil {
+		t.Fatalf("empty envelope: %v %v", r, err)
+	}
+	if _, err := nodes[1].rt.Create(ctx(t), "default", CreateOptions{}); err != nil {
+		t.Fatalf("the receiver stopped working: %v", err)
 	}
 }

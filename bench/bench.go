@@ -33,7 +33,9 @@ const (
 
 // Config describes one load test. Zero values take the defaults noted.
 type Config struct {
-	URL         string        // node base URL (default http://127.0.0.1:3000)
+	// URL is the node's base URL (default http://127.0.0.1:3000); several,
+	// comma-separated, spread requests round-robin over a cluster's nodes.
+	URL         string
 	Mode        Mode          // default closed
 	Concurrency int           // closed loop, default 16
 	Rate        float64       // open loop, requests per second (default 200)
@@ -56,13 +58,25 @@ type Config struct {
 	// Terminal draws a progress bar with \r; otherwise a line every 5 s.
 	Terminal bool
 	Client   *http.Client
+
+	urls []string
 }
 
 func (c *Config) defaults() error {
 	if c.URL == "" {
 		c.URL = "http://127.0.0.1:3000"
 	}
-	c.URL = strings.TrimRight(c.URL, "/")
+	var urls []string
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		return fmt.Errorf("bench: no URL")
+	}
+	c.urls = urls
+	c.URL = strings.Join(urls, ",")
 	if c.Mode == "" {
 		c.Mode = Closed
 	}
@@ -144,6 +158,7 @@ func Prompt(n int) string {
 
 type runner struct {
 	cfg       Config
+	created   atomic.Int64
 	begin     time.Time
 	done      atomic.Int64
 	errs      atomic.Int64
@@ -253,7 +268,7 @@ func (r *runner) setupConversations(ctx context.Context, prompt string) error {
 }
 
 func (r *runner) createConversation(ctx context.Context, body []byte) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL+"/v1/conversations", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.urls[int(r.created.Add(1))%len(r.cfg.urls)]+"/v1/conversations", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -289,11 +304,15 @@ func (r *runner) headers(req *http.Request) {
 // the i-th request is a turn of conversation i % N; turns of one
 // conversation are serialised by lock (a conversation runs one turn at a time).
 func (r *runner) request(i int) (url string, body []byte, conv int) {
+	base := r.cfg.urls[i%len(r.cfg.urls)]
 	if r.convIDs == nil {
-		return r.cfg.URL + "/v1/chat/completions", r.body, -1
+		return base + "/v1/chat/completions", r.body, -1
 	}
 	c := i % len(r.convIDs)
-	return r.cfg.URL + "/v1/conversations/" + r.convIDs[c] + "/messages", nil, c
+	// Turn t of a conversation goes to node (c + t) % nodes: every node sees
+	// every conversation, and most turns are forwarded to the owner.
+	base = r.cfg.urls[(c+i/len(r.convIDs))%len(r.cfg.urls)]
+	return base + "/v1/conversations/" + r.convIDs[c] + "/messages", nil, c
 }
 
 func (r *runner) over(i, total int) bool {

@@ -209,3 +209,39 @@ func TestReportJSONAndHTML(t *testing.T) {
 		t.Errorf("%d charts", strings.Count(page, "<svg"))
 	}
 }
+
+// Several URLs: the load is spread over every node.
+func TestSeveralURLs(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	mk := func(name string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits[name]++
+			mu.Unlock()
+			if r.URL.Path == "/v1/conversations" {
+				w.WriteHeader(201)
+				fmt.Fprint(w, `{"id":"c1"}`)
+				return
+			}
+			fmt.Fprint(w, `{}`)
+		}))
+	}
+	a, b := mk("a"), mk("b")
+	defer a.Close()
+	defer b.Close()
+	rep, err := Run(context.Background(), Config{URL: a.URL + ", " + b.URL + "/", Requests: 40, Concurrency: 4})
+	if err != nil || rep.Requests != 40 {
+		t.Fatal(err)
+	}
+	if hits["a"] != 20 || hits["b"] != 20 {
+		t.Fatalf("hits %v", hits)
+	}
+	hits = map[string]int{}
+	if _, err := Run(context.Background(), Config{URL: a.URL + "," + b.URL, Conversations: 2, Turns: 4, Concurrency: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if hits["a"] < 4 || hits["b"] < 4 {
+		t.Fatalf("conversations not spread: %v", hits)
+	}
+}

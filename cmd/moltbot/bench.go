@@ -47,7 +47,8 @@ goodput against SLOs, and which provider served (X-Moltbot-Provider).
   measured from the scheduled send time, so queueing cannot hide.
 
 Scenarios: stateless /v1/chat/completions, or --conversations N --turns M
-through the conversations API. --spawn starts a node in front of a simulator
+through the conversations API. Several --url, comma-separated, spread the
+load over a cluster's nodes. --spawn starts a node in front of a simulator
 inside this process, so it works on a fresh machine. --baseline URL measures
 the latency moltbot adds over calling the model server directly (URL of its
 OpenAI API, e.g. http://127.0.0.1:11434/v1, or "spawn" with --spawn).
@@ -56,7 +57,8 @@ Examples:
    moltbot bench --spawn --duration 10s
    moltbot bench --url http://127.0.0.1:3000 --mode open --rate 500/s --duration 30s --stream
    moltbot bench --conversations 100 --turns 5 --stream --slo-ttft 500ms --json out.json --html out.html
-   moltbot bench --spawn --baseline spawn --requests 2000`,
+   moltbot bench --spawn --baseline spawn --requests 2000
+   moltbot bench --url http://10.0.0.1:3000,http://10.0.0.2:3000,http://10.0.0.3:3000 --conversations 300 --turns 5`,
 		Flags: []cli.Flag{
 			urlFlag(),
 			&cli.BoolFlag{Name: "spawn", Usage: "start a node and a simulator in this process and test them"},
@@ -143,6 +145,8 @@ func runBench(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "spawned moltbot at %s in front of moltbot sim at %s\n", cfg.URL, s.simURL)
 	} else if baseline == "spawn" {
 		return fail(2, "--baseline spawn needs --spawn")
+	} else if strings.Contains(cfg.URL, ",") && baseline != "" {
+		return fail(2, "--baseline measures one node: give one --url")
 	}
 
 	rep, err := bench.Run(ctx, cfg)
