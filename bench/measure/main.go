@@ -38,7 +38,7 @@ var (
 	starts   = flag.Int("starts", 10, "starts timed for ready time")
 	convs    = flag.String("conversations", "1000,10000", "conversation counts for RSS, active and passivated")
 	storedN  = flag.Int("stored", 100000, "also store this many conversations (passivated only; 0: skip)")
-	only     = flag.String("only", "", "run one part: node, failover or frontier (default: all)")
+	only     = flag.String("only", "", "run one part: node, frontier, cluster or failover (default: all)")
 )
 
 func main() {
@@ -157,6 +157,8 @@ func run() error {
 		return failoverScenarios()
 	case "frontier":
 		return frontier()
+	case "cluster":
+		return clusterMeasure()
 	}
 
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
@@ -292,6 +294,9 @@ func run() error {
 		return nil
 	}
 	if err := frontier(); err != nil {
+		return err
+	}
+	if err := clusterMeasure(); err != nil {
 		return err
 	}
 	return failoverScenarios()
