@@ -166,13 +166,17 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Err != nil && e.Message == "" {
-		return e.Err.Error()
+	if e.Err == nil {
+		return e.Message
 	}
-	if e.Err != nil {
-		return e.Message + ": " + e.Err.Error()
+	inner := e.Err.Error()
+	switch {
+	case e.Message == "":
+		return inner
+	case strings.Contains(e.Message, inner):
+		return e.Message // the message already says it
 	}
-	return e.Message
+	return e.Message + ": " + inner
 }
 
 func (e *Error) Unwrap() error { return e.Err }

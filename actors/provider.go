@@ -158,14 +158,19 @@ func (a *providerActor) start(c actor.Context, m *callMsg) {
 	root := a.system.Root
 	spec := a.st.spec
 	met := a.met
+	st := a.st
 	go func() {
+		// The actor hears of the end before the caller does: the caller's
+		// next call then finds the slot free (the mailbox is FIFO).
 		fin := &callFinished{}
+		var out callResult
 		defer func() {
 			if r := recover(); r != nil {
 				fin.panicked, fin.stack = r, string(debug.Stack())
-				m.reply(callResult{err: &inference.Error{Kind: inference.KindCrashed, Provider: spec.Name, Message: fmt.Sprintf("provider crashed: %v", r)}})
+				out = callResult{err: &inference.Error{Kind: inference.KindCrashed, Provider: spec.Name, Message: fmt.Sprintf("provider crashed: %v", r)}}
 			}
 			root.Send(self, fin)
+			m.reply(out)
 		}()
 		ctx, cancel := context.WithTimeout(m.ctx, spec.Timeout)
 		defer cancel()
@@ -177,7 +182,7 @@ func (a *providerActor) start(c actor.Context, m *callMsg) {
 			}
 			return m.fn(s)
 		})
-		model := a.st.metricModel(m.req.Model)
+		model := st.metricModel(m.req.Model)
 		outcome := "ok"
 		if err != nil {
 			if e, ok := inference.AsError(err); ok {
@@ -199,7 +204,7 @@ func (a *providerActor) start(c actor.Context, m *callMsg) {
 		if ttft > 0 {
 			met.Observe(metrics.InferenceTTFT, ttft, spec.Name, model)
 		}
-		m.reply(callResult{res: res, err: err, ttft: ttft})
+		out = callResult{res: res, err: err, ttft: ttft}
 	}()
 }
 
