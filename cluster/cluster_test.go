@@ -155,15 +155,14 @@ func TestMembership(t *testing.T) {
 		}
 		return true
 	})
-	found := false
-	for _, m := range a.Members() {
-		if m.ID == leaver.ID() {
-			found = m.State == "left"
+	testutil.Eventually(t, 10*time.Second, "left node reported as left", func() bool {
+		for _, m := range a.Members() {
+			if m.ID == leaver.ID() {
+				return m.State == "left"
+			}
 		}
-	}
-	if !found {
-		t.Errorf("left node not reported as left: %+v", a.Members())
-	}
+		return false
+	})
 	// Death: shut down without leaving; the failure detector declares it dead.
 	dead := nodes[3]
 	dead.Shutdown()

@@ -84,6 +84,8 @@ type Cluster struct {
 	left    bool
 	joined  bool
 	started time.Time
+
+	gossipRound time.Duration
 }
 
 // ReadKeyFile reads a gossip key: base64 or hex text, or 16/24/32 raw bytes.
@@ -177,6 +179,7 @@ func Start(cfg Config) (*Cluster, error) {
 		mc.SecretKey = cfg.Key
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
+	c.gossipRound = 5 * mc.GossipInterval
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
@@ -325,7 +328,17 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	c.mu.Lock()
 	c.left = true
 	c.mu.Unlock()
+	// Tell every member directly (TCP), then in the metadata too.
+	bye := []byte(leavingMsg + c.id)
+	for _, n := range c.ml.Members() {
+		if n.Name != c.id {
+			_ = c.ml.SendReliable(n, bye)
+		}
+	}
 	_ = c.ml.UpdateNode(timeout / 2)
+	// Let the "leaving" metadata reach the others before the leave itself
+	// does, or they would report a death.
+	time.Sleep(min(timeout/2, c.gossipRound))
 	return c.ml.Leave(timeout)
 }
 
@@ -361,7 +374,32 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+
+// leavingMsg prefixes the user message a node sends to every member just
+// before it leaves: memberlist reports a leave like a death.
+const leavingMsg = "moltbot/leaving:"
+
+func (d *delegate) NotifyMsg(b []byte) {
+	id, ok := strings.CutPrefix(string(b), leavingMsg)
+	if !ok {
+		return
+	}
+	c := (*Cluster)(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.members[id]
+	if n == nil || n.Local {
+		return
+	}
+	n.leaving = true
+	switch n.State {
+	case "dead":
+		n.State = "left"
+	case "alive":
+		n.State = "leaving"
+	}
+	c.rebuildLocked()
+}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
