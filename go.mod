@@ -1,21 +1,25 @@
 module github.com/moltbot/moltbot
 
-go 1.26
+go 1.26.0
 
 require (
+	github.com/MicahParks/keyfunc/v3 v3.9.1
 	github.com/VictoriaMetrics/metrics v1.45.0
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
 	github.com/buger/jsonparser v1.1.1
 	github.com/cockroachdb/pebble v1.1.5
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/hashicorp/memberlist v0.5.4
 	github.com/ollama/ollama v0.17.4
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/time v0.15.0
 	google.golang.org/protobuf v1.34.1
 	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
 	github.com/DataDog/zstd v1.5.2 // indirect
+	github.com/MicahParks/jwkset v0.11.4 // indirect
 	github.com/Workiva/go-datastructures v1.1.3 // indirect
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/asynkron/gofun v0.0.0-20220329210725-34fed760f4c2 // indirect

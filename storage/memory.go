@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/moltbot/moltbot"
@@ -91,15 +93,23 @@ func (s *Memory) Delete(tenant, id string, _ bool) error {
 func (s *Memory) Count() (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m), nil
+	n := 0
+	for k := range s.m {
+		if strings.HasPrefix(k, convPrefix) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ForEach implements Store.
 func (s *Memory) ForEach(fn func(c *moltbot.Conversation) bool) error {
 	s.mu.Lock()
 	vals := make([][]byte, 0, len(s.m))
-	for _, v := range s.m {
-		vals = append(vals, v)
+	for k, v := range s.m {
+		if strings.HasPrefix(k, convPrefix) {
+			vals = append(vals, v)
+		}
 	}
 	s.mu.Unlock()
 	for _, v := range vals {
@@ -127,4 +137,54 @@ func (s *Memory) SetFail(err error) {
 	s.mu.Lock()
 	s.Fail = err
 	s.mu.Unlock()
+}
+
+// GetRaw implements the raw record methods (see Pebble).
+func (s *Memory) GetRaw(key string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	return append([]byte(nil), v...), ok, nil
+}
+
+// PutRaw stores val under key.
+func (s *Memory) PutRaw(key string, val []byte, _ bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.m[key] = append([]byte(nil), val...)
+	return nil
+}
+
+// DeleteRaw removes key.
+func (s *Memory) DeleteRaw(key string, _ bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+// ScanRaw calls fn for every key with prefix, in order.
+func (s *Memory) ScanRaw(prefix string, fn func(key string, val []byte) bool) error {
+	s.mu.Lock()
+	var keys []string
+	for k := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	vals := make([][]byte, len(keys))
+	for i, k := range keys {
+		vals[i] = append([]byte(nil), s.m[k]...)
+	}
+	s.mu.Unlock()
+	for i, k := range keys {
+		if !fn(k, vals[i]) {
+			break
+		}
+	}
+	return nil
 }

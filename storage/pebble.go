@@ -253,3 +253,67 @@ func (p *Pebble) Close() error {
 
 // Metrics returns Pebble's own metrics (for status and debugging).
 func (p *Pebble) Metrics() *pebble.Metrics { return p.db.Metrics() }
+
+// Raw records (auth keys, tenants, signing keys) live beside conversations
+// under their own prefixes ("keys/", "tenants/", ...). Keys starting with
+// "conv/" are reserved for snapshots.
+
+// GetRaw returns the value under key; found is false when there is none.
+func (p *Pebble) GetRaw(key string) (val []byte, found bool, err error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return nil, false, ErrClosed
+	}
+	v, closer, err := p.db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("storage: get %s: %w", key, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// PutRaw stores val under key.
+func (p *Pebble) PutRaw(key string, val []byte, sync bool) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	return p.db.Set([]byte(key), val, writeOpts(sync))
+}
+
+// DeleteRaw removes key.
+func (p *Pebble) DeleteRaw(key string, sync bool) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	return p.db.Delete([]byte(key), writeOpts(sync))
+}
+
+// ScanRaw calls fn for every key with prefix, in order, until fn returns false.
+func (p *Pebble) ScanRaw(prefix string, fn func(key string, val []byte) bool) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	upper := []byte(prefix)
+	upper[len(upper)-1]++
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if !fn(string(it.Key()), append([]byte(nil), it.Value()...)) {
+			break
+		}
+	}
+	return it.Error()
+}

@@ -284,3 +284,44 @@ func TestForEach(t *testing.T) {
 		})
 	}
 }
+
+func TestRawRecords(t *testing.T) {
+	p, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	type raw interface {
+		GetRaw(string) ([]byte, bool, error)
+		PutRaw(string, []byte, bool) error
+		DeleteRaw(string, bool) error
+		ScanRaw(string, func(string, []byte) bool) error
+	}
+	for name, s := range map[string]raw{"pebble": p, "memory": NewMemory()} {
+		t.Run(name, func(t *testing.T) {
+			s.PutRaw("keys/b", []byte("2"), true)
+			s.PutRaw("keys/a", []byte("1"), false)
+			s.PutRaw("keyz/x", []byte("no"), false)
+			s.PutRaw("tenants/t", []byte("t"), false)
+			if v, ok, err := s.GetRaw("keys/a"); !ok || err != nil || string(v) != "1" {
+				t.Fatalf("get: %q %v %v", v, ok, err)
+			}
+			if _, ok, _ := s.GetRaw("keys/zz"); ok {
+				t.Fatal("found a missing key")
+			}
+			var seen []string
+			s.ScanRaw("keys/", func(k string, v []byte) bool { seen = append(seen, k+"="+string(v)); return true })
+			if strings.Join(seen, ",") != "keys/a=1,keys/b=2" {
+				t.Fatalf("scan %v", seen)
+			}
+			s.DeleteRaw("keys/a", true)
+			if _, ok, _ := s.GetRaw("keys/a"); ok {
+				t.Fatal("not deleted")
+			}
+		})
+	}
+	// Raw records are not conversations.
+	if n, _ := p.Count(); n != 0 {
+		t.Fatalf("count %d", n)
+	}
+}

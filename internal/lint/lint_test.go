@@ -28,9 +28,11 @@ var rules = []rule{
 	{"storage", []string{"actors", "inference", "cluster", "gateway", "configs", "cmd", "bench", "github.com/asynkron/protoactor-go"}},
 	{"cluster", []string{"actors", "inference", "storage", "gateway", "configs", "cmd", "bench", "github.com/asynkron/protoactor-go"}},
 	{"configs", []string{"actors", "inference", "storage", "cluster", "gateway", "cmd", "bench", "github.com/asynkron/protoactor-go"}},
+	// auth persists through its own KV interface: it does not know storage.
+	{"auth", []string{"actors", "inference", "storage", "cluster", "gateway", "configs", "cmd", "bench", "github.com/asynkron/protoactor-go"}},
 	// actors sees providers only through the inference.Provider interface.
 	{"actors", []string{"gateway", "configs", "cmd", "bench", "inference/ollama", "inference/openai", "inference/anthropic", "inference/sim"}},
-	{"gateway", []string{"cmd", "bench", "configs", "storage", "cluster", "inference/ollama", "inference/openai", "inference/anthropic", "inference/sim", "github.com/asynkron/protoactor-go"}},
+	{"gateway", []string{"cmd", "bench", "configs", "storage", "inference/ollama", "inference/openai", "inference/anthropic", "inference/sim", "github.com/asynkron/protoactor-go"}},
 	// bench measures over HTTP only.
 	{"bench", []string{"actors", "gateway", "storage", "cluster", "inference", "configs", "cmd", "github.com/asynkron/protoactor-go"}},
 	{"internal", []string{"actors", "gateway", "storage", "cluster", "inference", "configs", "cmd", "bench"}},

@@ -1,0 +1,192 @@
+// Package auth is moltbot's auth gateway, without HTTP routing: tenants,
+// API keys (hashed at rest, rotated with a grace period, expiring by tenant
+// policy), OAuth 2.0 as a resource server (JWTs from configured issuers,
+// verified against their cached JWKS) and as an authorization server for
+// service accounts (client credentials -> short-lived JWTs signed with
+// moltbot's own rotating keys), token-bucket limits per tenant and per key,
+// and the slowing of repeated failed authentications.
+//
+// Records persist through KV (the node's Pebble). The clock is injectable so
+// that expiry and rotation are tested without waiting.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// KV stores auth records (implemented by storage.Pebble and storage.Memory).
+type KV interface {
+	GetRaw(key string) (val []byte, found bool, err error)
+	PutRaw(key string, val []byte, sync bool) error
+	DeleteRaw(key string, sync bool) error
+	ScanRaw(prefix string, fn func(key string, val []byte) bool) error
+}
+
+// Scope is what a credential may do.
+type Scope string
+
+// Scopes. Admin includes chat. An admin of the default tenant is the
+// operator: it manages tenants and every tenant's keys.
+const (
+	ScopeChat  Scope = "chat"
+	ScopeAdmin Scope = "admin"
+)
+
+// DefaultTenant is the tenant of a single-user node.
+const DefaultTenant = "default"
+
+// Principal is who a request is from.
+type Principal struct {
+	Tenant  string
+	Scope   Scope
+	KeyID   string // for API keys
+	Subject string // for JWTs
+	Method  string // "key", "jwt", "none" (auth disabled)
+	// Expires is when the credential stops working (zero: never).
+	Expires time.Time
+	// ExpiresSoon is set when the credential is near its end: responses
+	// carry X-Moltbot-Key-Expires.
+	ExpiresSoon bool
+}
+
+// Admin reports whether p may use admin endpoints.
+func (p *Principal) Admin() bool { return p.Scope == ScopeAdmin }
+
+// Operator reports whether p may manage tenants and any tenant's keys.
+func (p *Principal) Operator() bool { return p.Scope == ScopeAdmin && p.Tenant == DefaultTenant }
+
+// Error is an authentication or authorization failure, with what to tell
+// the client in WWW-Authenticate.
+type Error struct {
+	Status int    // 401, 403 or 429
+	Code   string // RFC 6750: invalid_request, invalid_token, insufficient_scope
+	Reason string // for metrics: missing, malformed, unknown_key, expired, revoked, ...
+	Msg    string
+	Retry  time.Duration
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// WWWAuthenticate is the header value for a 401.
+func (e *Error) WWWAuthenticate() string {
+	if e.Code == "" {
+		return `Bearer realm="moltbot"`
+	}
+	return fmt.Sprintf(`Bearer realm="moltbot", error=%q, error_description=%q`, e.Code, strings.ReplaceAll(e.Msg, `"`, "'"))
+}
+
+func unauthorized(reason, code, format string, args ...any) *Error {
+	return &Error{Status: http.StatusUnauthorized, Code: code, Reason: reason, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrNotFound is returned for keys and tenants that do not exist, or that
+// belong to another tenant: a caller cannot tell them apart.
+var ErrNotFound = errors.New("auth: not found")
+
+// ErrConflict is returned for a tenant that already exists.
+var ErrConflict = errors.New("auth: already exists")
+
+// Config configures the service.
+type Config struct {
+	// Enabled requires a credential on every API call.
+	Enabled bool
+	Tenants []Tenant
+	// Issuers are trusted OAuth 2.0 issuers of JWT access tokens.
+	Issuers []Issuer
+	// TokenTTL is the lifetime of the JWTs /oauth/token issues (default 15m).
+	TokenTTL time.Duration
+	// SigningRotate is how often moltbot's own signing key changes (default 24h).
+	SigningRotate time.Duration
+	// Issuer is the "iss" of the tokens moltbot issues (default "moltbot").
+	Issuer string
+	// FailureLimit failed authentications per minute from one address are
+	// allowed; past it the address gets 429 (default 20).
+	FailureLimit int
+	Now          func() time.Time
+	Logger       *slog.Logger
+	// HTTPClient fetches issuers' JWKS (tests point it at local servers).
+	HTTPClient *http.Client
+}
+
+// Service is the auth gateway's state. Safe for concurrent use.
+type Service struct {
+	cfg Config
+	kv  KV
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.RWMutex
+	tenants map[string]*Tenant
+
+	limits   *limiter
+	failures *limiter
+	issuers  []*issuer
+	signer   *signer
+	onFail   func(reason string)
+}
+
+// New loads the service's records from kv and starts what it needs.
+// Close stops it.
+func New(cfg Config, kv KV) (*Service, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 15 * time.Minute
+	}
+	if cfg.SigningRotate <= 0 {
+		cfg.SigningRotate = 24 * time.Hour
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = "moltbot"
+	}
+	if cfg.FailureLimit <= 0 {
+		cfg.FailureLimit = 20
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	s := &Service{cfg: cfg, kv: kv, log: cfg.Logger, now: cfg.Now, tenants: map[string]*Tenant{},
+		limits: newLimiter(cfg.Now), failures: newLimiter(cfg.Now)}
+	if err := s.loadTenants(); err != nil {
+		return nil, err
+	}
+	for _, ic := range cfg.Issuers {
+		is, err := newIssuer(ic, cfg.HTTPClient, s.log)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.issuers = append(s.issuers, is)
+	}
+	sg, err := newSigner(kv, cfg.Now, cfg.SigningRotate, cfg.TokenTTL)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.signer = sg
+	return s, nil
+}
+
+// Enabled reports whether credentials are required.
+func (s *Service) Enabled() bool { return s.cfg.Enabled }
+
+// OnFailure sets a callback counting failed authentications by reason.
+func (s *Service) OnFailure(fn func(reason string)) { s.onFail = fn }
+
+// Close stops JWKS refreshing.
+func (s *Service) Close() {
+	for _, is := range s.issuers {
+		is.close()
+	}
+}

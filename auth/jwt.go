@@ -1,0 +1,331 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+)
+
+// Issuer is a trusted OAuth 2.0 issuer of JWT access tokens.
+type Issuer struct {
+	Issuer   string `yaml:"issuer"`
+	JWKSURL  string `yaml:"jwks_url"`
+	Audience string `yaml:"audience"`
+	// TenantClaim names the claim holding the tenant id (default "tenant").
+	TenantClaim string `yaml:"tenant_claim"`
+}
+
+// asymmetric are the only algorithms accepted: "none" and HMAC (which an
+// attacker could sign with a public key) never are.
+var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// leeway tolerates clock skew on exp and nbf.
+const leeway = 30 * time.Second
+
+type issuer struct {
+	cfg    Issuer
+	kf     keyfunc.Keyfunc
+	cancel context.CancelFunc
+}
+
+func newIssuer(c Issuer, hc *http.Client, log *slog.Logger) (*issuer, error) {
+	if c.Issuer == "" || c.JWKSURL == "" {
+		return nil, errors.New("auth: an issuer needs issuer and jwks_url")
+	}
+	if c.TenantClaim == "" {
+		c.TenantClaim = "tenant"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	no := true
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{c.JWKSURL}, keyfunc.Override{
+		Client:                    hc,
+		HTTPTimeout:               10 * time.Second,
+		RefreshInterval:           time.Hour,
+		RateLimitWaitMax:          time.Second,
+		RefreshUnknownKID:         rate.NewLimiter(rate.Every(10*time.Second), 1),
+		NoErrorReturnFirstHTTPReq: &no, // an issuer down at start does not stop the node
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				log.Warn("cannot refresh an issuer's JWKS", "issuer", c.Issuer, "url", u, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth: issuer %s: %w", c.Issuer, err)
+	}
+	return &issuer{cfg: c, kf: kf, cancel: cancel}, nil
+}
+
+func (i *issuer) close() { i.cancel() }
+
+// ---- moltbot's own signing keys ----
+
+type signingKey struct {
+	kid     string
+	priv    *ecdsa.PrivateKey
+	created time.Time
+}
+
+type storedKey struct {
+	KID     string `json:"kid"`
+	PKCS8   []byte `json:"pkcs8"`
+	Created int64  `json:"created"`
+}
+
+const signingPrefix = "signing/"
+
+// signer issues JWTs with an ES256 key that changes every rotate; a retired
+// key stays published until the tokens it signed have expired.
+type signer struct {
+	kv          KV
+	now         func() time.Time
+	rotate, ttl time.Duration
+	mu          sync.Mutex
+	keys        []*signingKey // newest first
+}
+
+func newSigner(kv KV, now func() time.Time, rotate, ttl time.Duration) (*signer, error) {
+	s := &signer{kv: kv, now: now, rotate: rotate, ttl: ttl}
+	err := kv.ScanRaw(signingPrefix, func(_ string, v []byte) bool {
+		var sk storedKey
+		if json.Unmarshal(v, &sk) != nil {
+			return true
+		}
+		k, err := x509.ParsePKCS8PrivateKey(sk.PKCS8)
+		if ec, ok := k.(*ecdsa.PrivateKey); err == nil && ok {
+			s.keys = append(s.keys, &signingKey{kid: sk.KID, priv: ec, created: time.Unix(sk.Created, 0)})
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(s.keys, func(i, j int) bool { return s.keys[i].created.After(s.keys[j].created) })
+	return s, nil
+}
+
+// current returns the signing key, rotating when it is due, and drops keys
+// whose tokens have all expired.
+func (s *signer) current() (*signingKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if len(s.keys) == 0 || now.Sub(s.keys[0].created) >= s.rotate {
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		k := &signingKey{kid: randomString(8), priv: priv, created: now}
+		der, _ := x509.MarshalPKCS8PrivateKey(priv)
+		b, _ := json.Marshal(storedKey{KID: k.kid, PKCS8: der, Created: now.Unix()})
+		if err := s.kv.PutRaw(signingPrefix+k.kid, b, true); err != nil {
+			return nil, err
+		}
+		s.keys = append([]*signingKey{k}, s.keys...)
+	}
+	// A key retired at r (when its successor was made) signed tokens until r;
+	// they expire by r + ttl.
+	keep := s.keys[:1]
+	for i := 1; i < len(s.keys); i++ {
+		retired := s.keys[i-1].created
+		if now.Sub(retired) < s.ttl+leeway {
+			keep = append(keep, s.keys[i])
+		} else {
+			_ = s.kv.DeleteRaw(signingPrefix+s.keys[i].kid, true)
+		}
+	}
+	s.keys = keep
+	return s.keys[0], nil
+}
+
+func (s *signer) lookup(kid string) *ecdsa.PublicKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.keys {
+		if k.kid == kid {
+			return &k.priv.PublicKey
+		}
+	}
+	return nil
+}
+
+// JWKS returns the published public keys (RFC 7517).
+func (s *Service) JWKS() []byte {
+	if _, err := s.signer.current(); err != nil {
+		s.log.Error("signing key", "err", err)
+	}
+	s.signer.mu.Lock()
+	defer s.signer.mu.Unlock()
+	type jwk struct {
+		Kty string `json:"kty"`
+		Crv string `json:"crv"`
+		X   string `json:"x"`
+		Y   string `json:"y"`
+		Kid string `json:"kid"`
+		Use string `json:"use"`
+		Alg string `json:"alg"`
+	}
+	out := struct {
+		Keys []jwk `json:"keys"`
+	}{Keys: []jwk{}}
+	enc := base64.RawURLEncoding
+	for _, k := range s.signer.keys {
+		x, y := make([]byte, 32), make([]byte, 32)
+		k.priv.PublicKey.X.FillBytes(x)
+		k.priv.PublicKey.Y.FillBytes(y)
+		out.Keys = append(out.Keys, jwk{Kty: "EC", Crv: "P-256", X: enc.EncodeToString(x), Y: enc.EncodeToString(y), Kid: k.kid, Use: "sig", Alg: "ES256"})
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+// Token is an issued access token.
+type Token struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+	Scope       string `json:"scope"`
+}
+
+// OAuthError is an RFC 6749 token endpoint error.
+type OAuthError struct {
+	Status int
+	Code   string // invalid_request, invalid_client, unsupported_grant_type, invalid_scope
+	Desc   string
+}
+
+func (e *OAuthError) Error() string { return e.Code + ": " + e.Desc }
+
+// ClientCredentials runs the client credentials grant: the client is an API
+// key (client_id its id, client_secret the key itself); the token carries its
+// tenant and scope (or a narrower one asked for).
+func (s *Service) ClientCredentials(grant, clientID, clientSecret, scope string) (*Token, error) {
+	if grant != "client_credentials" {
+		return nil, &OAuthError{Status: 400, Code: "unsupported_grant_type", Desc: fmt.Sprintf("grant_type %q is not supported; use client_credentials", grant)}
+	}
+	if clientID == "" || clientSecret == "" {
+		return nil, &OAuthError{Status: 401, Code: "invalid_client", Desc: "client authentication is required (HTTP Basic or client_id and client_secret)"}
+	}
+	p, aerr := s.checkKey(clientSecret)
+	if aerr != nil || p.KeyID != clientID {
+		if s.onFail != nil {
+			s.onFail("invalid_client")
+		}
+		return nil, &OAuthError{Status: 401, Code: "invalid_client", Desc: "unknown client or wrong secret"}
+	}
+	granted := p.Scope
+	switch scope {
+	case "", string(p.Scope):
+	case string(ScopeChat):
+		granted = ScopeChat
+	default:
+		return nil, &OAuthError{Status: 400, Code: "invalid_scope", Desc: fmt.Sprintf("scope %q is not granted to this client", scope)}
+	}
+	k, err := s.signer.current()
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	exp := now.Add(s.cfg.TokenTTL)
+	if !p.Expires.IsZero() && p.Expires.Before(exp) {
+		exp = p.Expires
+	}
+	claims := jwt.MapClaims{"iss": s.cfg.Issuer, "sub": p.KeyID, "aud": s.cfg.Issuer, "tenant": p.Tenant, "scope": string(granted),
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": exp.Unix(), "jti": randomString(10)}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["kid"] = k.kid
+	signed, err := tok.SignedString(k.priv)
+	if err != nil {
+		return nil, err
+	}
+	return &Token{AccessToken: signed, TokenType: "Bearer", ExpiresIn: int(exp.Sub(now).Seconds()), Scope: string(granted)}, nil
+}
+
+// checkJWT verifies a JWT from moltbot itself or a configured issuer.
+func (s *Service) checkJWT(raw string) (*Principal, *Error) {
+	if strings.Count(raw, ".") != 2 {
+		return nil, unauthorized("malformed", "invalid_token", "malformed token: neither an API key (mb_...) nor a JWT")
+	}
+	var peek jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &peek); err != nil {
+		return nil, unauthorized("malformed", "invalid_token", "malformed JWT: %v", err)
+	}
+	iss, _ := peek["iss"].(string)
+	var keyf jwt.Keyfunc
+	audience, tenantClaim := "", "tenant"
+	switch {
+	case iss == s.cfg.Issuer:
+		audience = s.cfg.Issuer
+		keyf = func(t *jwt.Token) (any, error) {
+			kid, _ := t.Header["kid"].(string)
+			if k := s.signer.lookup(kid); k != nil {
+				return k, nil
+			}
+			return nil, fmt.Errorf("unknown signing key %q", kid)
+		}
+	default:
+		for _, is := range s.issuers {
+			if is.cfg.Issuer == iss {
+				keyf, audience, tenantClaim = is.kf.Keyfunc, is.cfg.Audience, is.cfg.TenantClaim
+			}
+		}
+	}
+	if keyf == nil {
+		return nil, unauthorized("unknown_issuer", "invalid_token", "token issuer %q is not trusted", iss)
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(asymmetric), jwt.WithIssuer(iss), jwt.WithExpirationRequired(),
+		jwt.WithLeeway(leeway), jwt.WithTimeFunc(s.now), jwt.WithIssuedAt()}
+	if audience != "" {
+		opts = append(opts, jwt.WithAudience(audience))
+	}
+	var claims jwt.MapClaims
+	if _, err := jwt.ParseWithClaims(raw, &claims, keyf, opts...); err != nil {
+		reason := "invalid_jwt"
+		switch {
+		case strings.Contains(err.Error(), "signing method"):
+			reason = "bad_algorithm"
+		case errors.Is(err, jwt.ErrTokenExpired):
+			reason = "expired"
+		case errors.Is(err, jwt.ErrTokenNotValidYet):
+			reason = "not_yet_valid"
+		case errors.Is(err, jwt.ErrTokenInvalidAudience):
+			reason = "wrong_audience"
+		case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+			reason = "bad_signature"
+		}
+		return nil, unauthorized(reason, "invalid_token", "invalid token: %v", err)
+	}
+	tenant, _ := claims[tenantClaim].(string)
+	if tenant == "" {
+		return nil, unauthorized("no_tenant", "invalid_token", "the token has no %q claim", tenantClaim)
+	}
+	if _, ok := s.Tenant(tenant); !ok {
+		return nil, unauthorized("unknown_tenant", "invalid_token", "unknown tenant %q", tenant)
+	}
+	p := &Principal{Tenant: tenant, Scope: ScopeChat, Method: "jwt"}
+	p.Subject, _ = claims["sub"].(string)
+	if sc, _ := claims["scope"].(string); strings.Contains(" "+sc+" ", " admin ") {
+		p.Scope = ScopeAdmin
+	}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.Expires = exp.Time
+	}
+	return p, nil
+}

@@ -1,0 +1,255 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Key is an API key's record. The secret is never stored: only its SHA-256
+// (the secret is 160 random bits, so a plain hash cannot be guessed back).
+type Key struct {
+	ID      string `json:"id"`
+	Tenant  string `json:"tenant"`
+	Name    string `json:"name,omitempty"`
+	Scope   Scope  `json:"scope"`
+	Hash    []byte `json:"hash"`
+	Created int64  `json:"created"` // unix seconds
+	Expires int64  `json:"expires,omitempty"`
+	Revoked int64  `json:"revoked,omitempty"`
+	// Successor is the key that replaced this one by rotation.
+	Successor string `json:"successor,omitempty"`
+}
+
+// KeyInfo is what a listing shows: no hash.
+type KeyInfo struct {
+	ID        string `json:"id"`
+	Tenant    string `json:"tenant"`
+	Name      string `json:"name,omitempty"`
+	Scope     Scope  `json:"scope"`
+	Created   int64  `json:"created"`
+	Expires   int64  `json:"expires,omitempty"`
+	Revoked   int64  `json:"revoked,omitempty"`
+	Successor string `json:"successor,omitempty"`
+	State     string `json:"state"` // active, expiring (in grace), expired, revoked
+}
+
+const keyPrefix = "keys/"
+
+var keyEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return keyEnc.EncodeToString(b)
+}
+
+// API keys look like mb_<id>_<secret>: the id (8 characters) finds the
+// record, the secret proves possession.
+func splitKey(k string) (id, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(k, "mb_")
+	if !ok {
+		return "", "", false
+	}
+	id, secret, ok = strings.Cut(rest, "_")
+	if !ok || len(id) != 8 || len(secret) < 16 {
+		return "", "", false
+	}
+	return id, secret, true
+}
+
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+func (s *Service) getKey(id string) (*Key, error) {
+	v, ok, err := s.kv.GetRaw(keyPrefix + id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	var k Key
+	if err := json.Unmarshal(v, &k); err != nil {
+		return nil, fmt.Errorf("auth: key %s: %w", id, err)
+	}
+	return &k, nil
+}
+
+func (s *Service) putKey(k *Key) error {
+	b, _ := json.Marshal(k)
+	return s.kv.PutRaw(keyPrefix+k.ID, b, true)
+}
+
+// CreateKey issues a key for tenant. ttl 0 takes the tenant's rotate_every
+// (no expiry if it has none). The secret is returned once and never again.
+func (s *Service) CreateKey(tenant, name string, scope Scope, ttl time.Duration) (string, *KeyInfo, error) {
+	t, ok := s.Tenant(tenant)
+	if !ok {
+		return "", nil, ErrNotFound
+	}
+	if scope == "" {
+		scope = ScopeChat
+	}
+	if scope != ScopeChat && scope != ScopeAdmin {
+		return "", nil, fmt.Errorf("auth: scope must be chat or admin, got %q", scope)
+	}
+	if ttl == 0 {
+		ttl = t.RotateEvery
+	}
+	now := s.now()
+	k := &Key{ID: randomString(5), Tenant: tenant, Name: name, Scope: scope, Created: now.Unix()}
+	if ttl > 0 {
+		k.Expires = now.Add(ttl).Unix()
+	}
+	secret := randomString(20)
+	k.Hash = hashSecret(secret)
+	if err := s.putKey(k); err != nil {
+		return "", nil, err
+	}
+	s.log.Info("api key created", "key_id", k.ID, "tenant", tenant, "scope", scope, "name", name)
+	return "mb_" + k.ID + "_" + secret, s.info(k), nil
+}
+
+func (s *Service) info(k *Key) *KeyInfo {
+	i := &KeyInfo{ID: k.ID, Tenant: k.Tenant, Name: k.Name, Scope: k.Scope, Created: k.Created, Expires: k.Expires,
+		Revoked: k.Revoked, Successor: k.Successor, State: "active"}
+	now := s.now().Unix()
+	switch {
+	case k.Revoked != 0:
+		i.State = "revoked"
+	case k.Expires != 0 && now >= k.Expires:
+		i.State = "expired"
+	case k.Successor != "":
+		i.State = "expiring"
+	}
+	return i
+}
+
+// ListKeys lists tenant's keys ("" for every tenant), newest first.
+func (s *Service) ListKeys(tenant string) ([]KeyInfo, error) {
+	var out []KeyInfo
+	err := s.kv.ScanRaw(keyPrefix, func(_ string, v []byte) bool {
+		var k Key
+		if json.Unmarshal(v, &k) == nil && (tenant == "" || k.Tenant == tenant) {
+			out = append(out, *s.info(&k))
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Created > out[j].Created || out[i].Created == out[j].Created && out[i].ID < out[j].ID
+	})
+	return out, err
+}
+
+// ownKey loads key id if tenant may see it ("" sees all).
+func (s *Service) ownKey(tenant, id string) (*Key, error) {
+	k, err := s.getKey(id)
+	if err != nil {
+		return nil, err
+	}
+	if tenant != "" && k.Tenant != tenant {
+		return nil, ErrNotFound
+	}
+	return k, nil
+}
+
+// RevokeKey stops a key at once.
+func (s *Service) RevokeKey(tenant, id string) (*KeyInfo, error) {
+	k, err := s.ownKey(tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if k.Revoked == 0 {
+		k.Revoked = s.now().Unix()
+		if err := s.putKey(k); err != nil {
+			return nil, err
+		}
+		s.log.Info("api key revoked", "key_id", k.ID, "tenant", k.Tenant)
+	}
+	return s.info(k), nil
+}
+
+// RotateKey issues a successor with the same tenant, name and scope; the
+// old key keeps working for grace (default 24h), then expires.
+func (s *Service) RotateKey(tenant, id string, grace time.Duration) (string, *KeyInfo, error) {
+	k, err := s.ownKey(tenant, id)
+	if err != nil {
+		return "", nil, err
+	}
+	if k.Revoked != 0 {
+		return "", nil, fmt.Errorf("auth: key %s is revoked", id)
+	}
+	if grace <= 0 {
+		grace = 24 * time.Hour
+	}
+	var ttl time.Duration
+	if k.Expires != 0 {
+		ttl = time.Duration(k.Expires-k.Created) * time.Second
+	}
+	secret, next, err := s.CreateKey(k.Tenant, k.Name, k.Scope, ttl)
+	if err != nil {
+		return "", nil, err
+	}
+	end := s.now().Add(grace).Unix()
+	if k.Expires == 0 || end < k.Expires {
+		k.Expires = end
+	}
+	k.Successor = next.ID
+	if err := s.putKey(k); err != nil {
+		return "", nil, err
+	}
+	s.log.Info("api key rotated", "key_id", k.ID, "successor", next.ID, "grace", grace)
+	return secret, next, nil
+}
+
+// checkKey verifies an API key and returns its principal.
+func (s *Service) checkKey(cred string) (*Principal, *Error) {
+	id, secret, ok := splitKey(cred)
+	if !ok {
+		return nil, unauthorized("malformed", "invalid_token", "malformed API key (want mb_<id>_<secret>)")
+	}
+	k, err := s.getKey(id)
+	if err != nil {
+		// Compare anyway, so a wrong id costs the same time as a wrong secret.
+		subtle.ConstantTimeCompare(hashSecret(secret), make([]byte, sha256.Size))
+		return nil, unauthorized("unknown_key", "invalid_token", "unknown API key")
+	}
+	if subtle.ConstantTimeCompare(hashSecret(secret), k.Hash) != 1 {
+		return nil, unauthorized("wrong_secret", "invalid_token", "unknown API key")
+	}
+	now := s.now()
+	if k.Revoked != 0 {
+		return nil, unauthorized("revoked", "invalid_token", "the API key was revoked")
+	}
+	p := &Principal{Tenant: k.Tenant, Scope: k.Scope, KeyID: k.ID, Method: "key"}
+	if k.Expires != 0 {
+		exp := time.Unix(k.Expires, 0)
+		if !now.Before(exp) {
+			return nil, unauthorized("expired", "invalid_token", "the API key expired at %s", exp.UTC().Format(time.RFC3339))
+		}
+		p.Expires = exp
+		life := time.Duration(k.Expires-k.Created) * time.Second
+		p.ExpiresSoon = k.Successor != "" || exp.Sub(now) < min(7*24*time.Hour, life/4)
+	}
+	if _, ok := s.Tenant(k.Tenant); !ok {
+		return nil, unauthorized("unknown_tenant", "invalid_token", "the API key's tenant no longer exists")
+	}
+	return p, nil
+}
+
+// RotateSelf rotates the key of principal p (a client rotating its own key).
+func (s *Service) RotateSelf(p *Principal, grace time.Duration) (string, *KeyInfo, error) {
+	if p.Method != "key" {
+		return "", nil, fmt.Errorf("auth: only API keys rotate; this request used %s", p.Method)
+	}
+	return s.RotateKey(p.Tenant, p.KeyID, grace)
+}

@@ -1,0 +1,162 @@
+package auth
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Limits are a tenant's (and each of its keys') rates; 0 means unlimited.
+type Limits struct {
+	RequestsPerMinute int `json:"requests_per_minute,omitempty" yaml:"requests_per_minute"`
+	TokensPerMinute   int `json:"tokens_per_minute,omitempty" yaml:"tokens_per_minute"`
+}
+
+// Tenant is an isolated customer or team of the deployment.
+type Tenant struct {
+	ID     string   `json:"id"`
+	Name   string   `json:"name,omitempty"`
+	Models []string `json:"models,omitempty"` // allowed models; empty: all
+	Limits Limits   `json:"limits"`
+	// RotateEvery makes the tenant's new keys expire after this long.
+	RotateEvery time.Duration `json:"rotate_every,omitempty"`
+	// FromConfig tenants are defined in the config file; the API cannot delete them.
+	FromConfig bool  `json:"from_config,omitempty"`
+	Created    int64 `json:"created"`
+}
+
+const tenantPrefix = "tenants/"
+
+// ValidTenantID is the shape of tenant ids: those of conversation ids.
+func ValidTenantID(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func (s *Service) loadTenants() error {
+	s.tenants[DefaultTenant] = &Tenant{ID: DefaultTenant, Name: "default", FromConfig: true}
+	for i := range s.cfg.Tenants {
+		t := s.cfg.Tenants[i]
+		if !ValidTenantID(t.ID) {
+			return fmt.Errorf("auth: tenant id %q: use 1-64 letters, digits, '-', '_' or '.'", t.ID)
+		}
+		t.FromConfig = true
+		s.tenants[t.ID] = &t
+	}
+	return s.kv.ScanRaw(tenantPrefix, func(_ string, v []byte) bool {
+		var t Tenant
+		if json.Unmarshal(v, &t) == nil {
+			if _, cfg := s.tenants[t.ID]; !cfg {
+				s.tenants[t.ID] = &t
+			}
+		}
+		return true
+	})
+}
+
+// Tenant returns a tenant by id.
+func (s *Service) Tenant(id string) (*Tenant, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.tenants[id]
+	if !ok {
+		return nil, false
+	}
+	c := *t
+	return &c, true
+}
+
+// Tenants lists every tenant, sorted by id.
+func (s *Service) Tenants() []Tenant {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Tenant, 0, len(s.tenants))
+	for _, t := range s.tenants {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// CreateTenant adds a tenant through the API.
+func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
+	if !ValidTenantID(t.ID) {
+		return nil, fmt.Errorf("auth: tenant id %q: use 1-64 letters, digits, '-', '_' or '.'", t.ID)
+	}
+	if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 || t.RotateEvery < 0 {
+		return nil, fmt.Errorf("auth: limits and rotate_every must not be negative")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.tenants[t.ID]; ok {
+		return nil, ErrConflict
+	}
+	t.FromConfig = false
+	t.Created = s.now().Unix()
+	b, _ := json.Marshal(&t)
+	if err := s.kv.PutRaw(tenantPrefix+t.ID, b, true); err != nil {
+		return nil, err
+	}
+	s.tenants[t.ID] = &t
+	s.log.Info("tenant created", "tenant", t.ID)
+	c := t
+	return &c, nil
+}
+
+// DeleteTenant removes an API-created tenant and revokes its keys. Its
+// conversations stay on disk but are unreachable.
+func (s *Service) DeleteTenant(id string) error {
+	s.mu.Lock()
+	t, ok := s.tenants[id]
+	if !ok {
+		s.mu.Unlock()
+		return ErrNotFound
+	}
+	if t.FromConfig {
+		s.mu.Unlock()
+		return fmt.Errorf("auth: tenant %q is defined in the config file; remove it there", id)
+	}
+	if err := s.kv.DeleteRaw(tenantPrefix+id, true); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	delete(s.tenants, id)
+	s.mu.Unlock()
+	keys, _ := s.ListKeys(id)
+	for _, k := range keys {
+		s.RevokeKey(id, k.ID)
+	}
+	s.log.Info("tenant deleted", "tenant", id, "keys_revoked", len(keys))
+	return nil
+}
+
+// ModelAllowed reports whether tenant may use model (as requested).
+func (s *Service) ModelAllowed(tenant, model string) bool {
+	t, ok := s.Tenant(tenant)
+	if !ok {
+		return false
+	}
+	if len(t.Models) == 0 {
+		return true
+	}
+	if model == "" {
+		model = "moltbot"
+	}
+	for _, m := range t.Models {
+		if m == model || strings.HasSuffix(m, "/*") && strings.HasPrefix(model, strings.TrimSuffix(m, "*")) {
+			return true
+		}
+	}
+	return false
+}
