@@ -144,6 +144,7 @@ const DefaultTenant = "default"
 const (
 	EInvalid     = "invalid"       // 400: the request is wrong
 	ENotFound    = "not_found"     // 404
+	EForbidden   = "forbidden"     // 403: authenticated, not allowed
 	ETooLarge    = "too_large"     // 413
 	EConflict    = "conflict"      // 409
 	EBusy        = "busy"          // 503 with Retry-After: admission refused

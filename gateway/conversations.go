@@ -10,10 +10,6 @@ import (
 	"github.com/moltbot/moltbot/actors"
 )
 
-// tenantOf returns the caller's tenant. Until authentication assigns tenants,
-// every caller is the default tenant.
-func tenantOf(*http.Request) string { return moltbot.DefaultTenant }
-
 type createRequest struct {
 	ID     string  `json:"id"`
 	System content `json:"system"`
@@ -47,6 +43,10 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request) {
 	var req createRequest
 	if err := s.decode(w, r, &req, true); err != nil {
 		writeError(w, err)
+		return
+	}
+	if s.auth != nil && !s.auth.ModelAllowed(tenantOf(r), req.Model) {
+		writeError(w, &moltbot.Error{Code: moltbot.EForbidden, Param: "model", Message: fmt.Sprintf("model %q is not allowed for tenant %q", orChain(req.Model), tenantOf(r))})
 		return
 	}
 	if len(req.System) > s.cfg.MaxMessageBytes {
@@ -149,6 +149,10 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The conversation's own model was checked when it was created.
+	if !s.admit(w, r, req.Model, req.Model != "") {
+		return
+	}
 	if !req.Stream {
 		res, err := s.rt.Turn(r.Context(), tenantOf(r), id, string(*req.Content), opts, nil)
 		if err != nil {
@@ -156,6 +160,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c := res.Completion
+		s.charge(r, c.Usage)
 		w.Header().Set("X-Moltbot-Provider", c.Served.String())
 		w.Header().Set("X-Moltbot-Failovers", strconv.Itoa(c.Failovers))
 		writeJSON(w, http.StatusOK, turnResponse{ConversationID: id, Object: "conversation.turn", Message: res.Message,
@@ -175,5 +180,13 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The finish chunk goes out only now: the reply is stored.
+	s.charge(r, res.Completion.Usage)
 	cw.finish(res.Completion, req.StreamOptions == nil || req.StreamOptions.IncludeUsage)
+}
+
+func orChain(model string) string {
+	if model == "" {
+		return "moltbot"
+	}
+	return model
 }

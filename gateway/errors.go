@@ -18,6 +18,8 @@ func status(code string) int {
 		return http.StatusBadRequest
 	case moltbot.ENotFound:
 		return http.StatusNotFound
+	case moltbot.EForbidden:
+		return http.StatusForbidden
 	case moltbot.EConflict:
 		return http.StatusConflict
 	case moltbot.ETooLarge:
@@ -41,6 +43,8 @@ func errorType(code string) string {
 		return "invalid_request_error"
 	case moltbot.ERateLimited:
 		return "rate_limit_error"
+	case moltbot.EForbidden:
+		return "permission_error"
 	case moltbot.EBusy, moltbot.EShutdown:
 		return "service_unavailable_error"
 	}
@@ -85,6 +89,8 @@ func writeError(w http.ResponseWriter, err error) {
 	w.WriteHeader(status(code))
 	w.Write(append(appendError(make([]byte, 0, 256), err), '\n'))
 }
+
+func jsonString(s string) []byte { return jsonw.String(nil, s) }
 
 func invalid(param, format string, args ...any) error {
 	e := moltbot.Errorf(moltbot.EInvalid, format, args...)

@@ -167,6 +167,9 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if !s.admit(w, r, req.Model, true) {
+		return
+	}
 	id := s.newID("chatcmpl-")
 	now := time.Now().Unix()
 	if !req.Stream {
@@ -175,6 +178,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
+		s.charge(r, comp.Usage)
 		s.writeCompletion(w, id, now, comp)
 		return
 	}
@@ -191,6 +195,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.charge(r, comp.Usage)
 	cw.finish(comp, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
 }
 
@@ -226,13 +231,17 @@ type modelObject struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	tenant := tenantOf(r)
 	out := struct {
 		Object string        `json:"object"`
 		Data   []modelObject `json:"data"`
 	}{Object: "list"}
 	created := s.started.Unix()
 	for _, m := range s.rt.Models() {
+		if s.auth != nil && !s.auth.ModelAllowed(tenant, m.ID) {
+			continue
+		}
 		owner := m.Provider
 		if owner == "" {
 			owner = "moltbot"

@@ -23,6 +23,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/internal/metrics"
 )
 
@@ -54,11 +55,19 @@ type Config struct {
 	Version         string
 	// StorageHealth reports whether storage is usable (readiness).
 	StorageHealth func() error
+	// Auth authenticates callers and holds tenants and keys; nil: open.
+	Auth *auth.Service
+	// MetricsOpen serves /metrics without a credential.
+	MetricsOpen bool
+	// Reload re-reads provider credentials (moltbot keys reload); it returns
+	// how many providers were updated.
+	Reload func() (int, error)
 }
 
 // Server is the gateway's http.Handler.
 type Server struct {
 	rt      Runtime
+	auth    *auth.Service
 	cfg     Config
 	mux     *http.ServeMux
 	met     *metrics.Registry
@@ -87,7 +96,10 @@ func New(rt Runtime, cfg Config) *Server {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	s := &Server{rt: rt, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
+	s := &Server{rt: rt, auth: cfg.Auth, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
+	if s.auth != nil {
+		s.auth.OnFailure(func(reason string) { s.met.Inc(metrics.AuthFailures, reason) })
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/chat/completions", s.only("POST", s.chatCompletions))
 	mux.HandleFunc("/v1/models", s.only("GET", s.models))
@@ -97,6 +109,17 @@ func New(rt Runtime, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/status", s.only("GET", s.status))
 	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
 	mux.HandleFunc("/v1/admin/cluster", s.only("GET", s.cluster))
+	if s.auth != nil {
+		mux.HandleFunc("/v1/admin/keys", s.keys)
+		mux.HandleFunc("/v1/admin/keys/reload", s.only("POST", s.reload))
+		mux.HandleFunc("/v1/admin/keys/{id}", s.key)
+		mux.HandleFunc("/v1/admin/keys/{id}/rotate", s.only("POST", s.rotateKey))
+		mux.HandleFunc("/v1/admin/tenants", s.tenants)
+		mux.HandleFunc("/v1/admin/tenants/{id}", s.tenant)
+		mux.HandleFunc("/v1/auth/rotate", s.only("POST", s.rotateSelf))
+		mux.HandleFunc("/oauth/token", s.only("POST", s.token))
+		mux.HandleFunc("/.well-known/jwks.json", s.only("GET", s.jwks))
+	}
 	mux.HandleFunc("/healthz", s.only("GET", s.healthz))
 	mux.HandleFunc("/readyz", s.only("GET", s.readyz))
 	mux.HandleFunc("/metrics", s.only("GET", s.metrics))
@@ -164,6 +187,7 @@ var codeText = func() (t [600]string) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	req := r
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -174,7 +198,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(sw, moltbot.Errorf(moltbot.EInternal, "internal error"))
 			}
 		}
-		route := r.Pattern
+		route := req.Pattern
 		if route == "" || route == "/" {
 			route = "other"
 		}
@@ -191,7 +215,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", d)
 		}
 	}()
-	s.mux.ServeHTTP(sw, r)
+	var ok bool
+	if req, ok = s.authenticate(sw, r); !ok {
+		return
+	}
+	s.mux.ServeHTTP(sw, req)
 }
 
 // decode reads a JSON body into v, capped at MaxBodyBytes and bounded in time.
@@ -325,7 +353,10 @@ type StatusResponse struct {
 	} `json:"requests"`
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if !requireAdmin(w, r) {
+		return
+	}
 	st := s.rt.Status()
 	out := StatusResponse{Status: "ready", Version: s.cfg.Version, UptimeSeconds: time.Since(s.started).Seconds(),
 		Chain: st.Chain, Providers: st.Providers, Breakers: st.Breakers}
@@ -343,13 +374,19 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 // providers answers GET /v1/admin/providers: each provider and each
 // provider/model breaker (state, error rate, p95 first-token latency,
 // cooldown left).
-func (s *Server) providers(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) providers(w http.ResponseWriter, r *http.Request) {
+	if !requireAdmin(w, r) {
+		return
+	}
 	st := s.rt.Status()
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "providers": st.Providers, "breakers": st.Breakers})
 }
 
 // cluster answers GET /v1/admin/cluster: this node's view of the members.
-func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
+	if !requireAdmin(w, r) {
+		return
+	}
 	st := s.rt.Cluster()
 	if st == nil {
 		writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "members": []any{}})

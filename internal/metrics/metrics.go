@@ -42,6 +42,9 @@ var (
 	ForwardedTurns    = &Family{"moltbot_forwarded_turns_total", nil}
 	ReplicationWrites = &Family{"moltbot_replication_writes_total", []string{"outcome"}}
 	Handoffs          = &Family{"moltbot_handoffs_total", []string{"direction"}}
+	AuthFailures      = &Family{"moltbot_auth_failures_total", []string{"reason"}}
+	RateLimited       = &Family{"moltbot_rate_limited_total", []string{"tenant"}}
+	KeyCooldowns      = &Family{"moltbot_provider_key_cooldowns_total", []string{"provider"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -70,6 +73,9 @@ var help = map[string]string{
 	"moltbot_replication_writes_total":        "Snapshot copies sent to replicas, by outcome (ok, stale, error).",
 	"moltbot_handoffs_total":                  "Conversations handed to a new owner, by direction (sent, received).",
 	"moltbot_cluster_members":                 "Cluster members by state, as this node sees them.",
+	"moltbot_auth_failures_total":             "Failed authentications, by reason.",
+	"moltbot_rate_limited_total":              "Requests refused by a tenant's or key's limits.",
+	"moltbot_provider_key_cooldowns_total":    "Provider API keys put aside after a 401 or 429.",
 }
 
 func init() { vm.ExposeMetadata(true) }
