@@ -26,6 +26,8 @@ type ProviderSpec struct {
 	Timeout time.Duration
 	// Models lists configured model names (shown by /v1/models).
 	Models []string
+	// Keys reports the state of the provider's API keys (status pages).
+	Keys func() []inference.KeyStatus
 }
 
 // providerState is what survives a provider actor's restart and what status

@@ -20,6 +20,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/failover"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
@@ -620,6 +621,8 @@ type ProviderStatus struct {
 	Queued    int64     `json:"queued"`
 	Restarts  int64     `json:"restarts"`
 	Models    []string  `json:"models"`
+	// Keys are the provider's API keys' states (never their values).
+	Keys []inference.KeyStatus `json:"keys,omitempty"`
 }
 
 // Status is a snapshot of the runtime for /v1/admin/status and /readyz.
@@ -644,6 +647,9 @@ func (rt *Runtime) Status() Status {
 		ps := ProviderStatus{Name: name, Type: st.spec.Type, Reachable: st.healthy, CheckedAt: st.checked, LastError: st.lastErr}
 		st.mu.Unlock()
 		ps.Models = st.models()
+		if st.spec.Keys != nil {
+			ps.Keys = st.spec.Keys()
+		}
 		ps.InFlight, ps.Queued, ps.Restarts = st.inFlight.Load(), st.queued.Load(), st.restarts.Load()
 		sort.Strings(ps.Models)
 		s.Providers = append(s.Providers, ps)

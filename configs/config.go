@@ -35,6 +35,8 @@ type Config struct {
 	Models        ModelsConfig        `yaml:"models"`
 	Conversations ConversationsConfig `yaml:"conversations"`
 	Cluster       ClusterConfig       `yaml:"cluster"`
+	Auth          AuthConfig          `yaml:"auth"`
+	Tenants       []TenantConfig      `yaml:"tenants"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -96,6 +98,16 @@ type ProviderConfig struct {
 	MaxQueue    int `yaml:"max_queue"`
 	// Sim configures the in-process simulator (type sim).
 	Sim SimConfig `yaml:"sim"`
+	// OAuth gets the provider's bearer token by the client credentials grant.
+	OAuth *ProviderOAuth `yaml:"oauth"`
+}
+
+// ProviderOAuth is OAuth 2.0 client credentials to a provider.
+type ProviderOAuth struct {
+	TokenURL     string   `yaml:"token_url"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret Secret   `yaml:"client_secret"`
+	Scopes       []string `yaml:"scopes"`
 }
 
 // SimConfig shapes the simulated model's timing and text.
@@ -152,6 +164,59 @@ type ConversationsConfig struct {
 	MaxQueuedTurns int `yaml:"max_queued_turns"`
 	// MaxMessageBytes bounds one message's content.
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+}
+
+// AuthConfig is inbound authentication.
+type AuthConfig struct {
+	// Enabled requires a credential on every API call. Unset: on when
+	// server.host is not a loopback address.
+	Enabled *bool `yaml:"enabled"`
+	// MetricsOpen serves /metrics without a credential (default true).
+	MetricsOpen *bool `yaml:"metrics_open"`
+	// TokenTTL is the lifetime of tokens from /oauth/token.
+	TokenTTL Duration `yaml:"token_ttl"`
+	// SigningRotate is how often moltbot's token signing key changes.
+	SigningRotate Duration `yaml:"signing_rotate"`
+	// FailureLimit failed authentications a minute from one address before 429.
+	FailureLimit int         `yaml:"failure_limit"`
+	OAuth        OAuthConfig `yaml:"oauth"`
+}
+
+// OAuthConfig lists trusted issuers of JWT access tokens.
+type OAuthConfig struct {
+	Issuers []IssuerConfig `yaml:"issuers"`
+}
+
+// IssuerConfig is one trusted issuer.
+type IssuerConfig struct {
+	Issuer      string `yaml:"issuer"`
+	JWKSURL     string `yaml:"jwks_url"`
+	Audience    string `yaml:"audience"`
+	TenantClaim string `yaml:"tenant_claim"`
+}
+
+// TenantConfig is a tenant defined in the file.
+type TenantConfig struct {
+	ID          string       `yaml:"id"`
+	Name        string       `yaml:"name"`
+	Models      []string     `yaml:"models"`
+	Limits      LimitsConfig `yaml:"limits"`
+	RotateEvery Duration     `yaml:"rotate_every"`
+}
+
+// LimitsConfig are per-minute rates; 0: unlimited.
+type LimitsConfig struct {
+	RequestsPerMinute int `yaml:"requests_per_minute"`
+	TokensPerMinute   int `yaml:"tokens_per_minute"`
+}
+
+// AuthEnabled resolves auth.enabled: explicit, or on beyond loopback.
+func (c *Config) AuthEnabled() bool {
+	if c.Auth.Enabled != nil {
+		return *c.Auth.Enabled
+	}
+	ip := net.ParseIP(c.Server.Host)
+	return !(c.Server.Host == "localhost" || ip != nil && ip.IsLoopback())
 }
 
 // ClusterConfig is gossip membership. Without bind the node runs alone and
@@ -558,6 +623,45 @@ func (c *Config) Validate() error {
 	if c.Cluster.Replicas < 1 {
 		add("cluster.replicas", "must be at least 1, got %d", c.Cluster.Replicas)
 	}
+	tenantIDs := map[string]bool{"default": true}
+	for i, t := range c.Tenants {
+		at := func(k string) string { return fmt.Sprintf("tenants[%d].%s", i, k) }
+		switch {
+		case t.ID == "":
+			add(at("id"), "is required")
+		case !validTenant(t.ID):
+			add(at("id"), "use 1-64 letters, digits, '-', '_' or '.', got %q", t.ID)
+		case tenantIDs[t.ID]:
+			add(at("id"), "tenant %q is defined twice (default always exists)", t.ID)
+		}
+		tenantIDs[t.ID] = true
+		if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 {
+			add(at("limits"), "must not be negative")
+		}
+	}
+	for i, is := range c.Auth.OAuth.Issuers {
+		at := func(k string) string { return fmt.Sprintf("auth.oauth.issuers[%d].%s", i, k) }
+		if is.Issuer == "" {
+			add(at("issuer"), "is required")
+		}
+		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(at("jwks_url"), "want an http:// or https:// URL, got %q", is.JWKSURL)
+		}
+	}
+	if c.Auth.FailureLimit < 0 {
+		add("auth.failure_limit", "must not be negative")
+	}
+	for i, p := range c.Providers {
+		if o := p.OAuth; o != nil {
+			at := func(k string) string { return fmt.Sprintf("providers[%d].oauth.%s", i, k) }
+			if u, err := url.Parse(o.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				add(at("token_url"), "want an http:// or https:// URL, got %q", o.TokenURL)
+			}
+			if o.ClientID == "" {
+				add(at("client_id"), "is required")
+			}
+		}
+	}
 	hostPort := func(path, v string) {
 		_, p, err := net.SplitHostPort(v)
 		if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 {
@@ -584,6 +688,20 @@ func (c *Config) Validate() error {
 		add("cluster.join", "needs cluster.bind: a node joins a cluster by gossiping on an address")
 	}
 	return errors.Join(errs...)
+}
+
+func validTenant(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // Redacted returns the config as YAML with secrets shown as [REDACTED].

@@ -74,6 +74,7 @@ Examples:
 			&cli.IntFlag{Name: "max-tokens", Usage: "max_tokens per reply (0: not sent)"},
 			&cli.StringFlag{Name: "model", Usage: `model to ask for (default: the node's chain, "moltbot")`},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header K:V (repeatable)"},
+			apiKeyFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "per-request timeout"},
 			&cli.StringFlag{Name: "baseline", Usage: `model server URL to compare with (its OpenAI API base), or "spawn"`},
 			&cli.StringFlag{Name: "baseline-model", Value: "sim", Usage: "model name sent to the baseline server"},
@@ -124,6 +125,9 @@ func runBench(c *cli.Context) error {
 			return fail(2, "--header: want K:V, got %q", h)
 		}
 		cfg.Headers.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	if k := c.String("api-key"); k != "" {
+		cfg.Headers.Set("Authorization", "Bearer "+k)
 	}
 	if f, ok := c.App.ErrWriter.(*os.File); ok {
 		cfg.Terminal = bench.IsTerminal(f)

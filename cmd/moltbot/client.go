@@ -22,6 +22,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+func apiKeyFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "api-key", EnvVars: []string{"MOLTBOT_API_KEY"}, Usage: "API key or token, when the node requires one"}
+}
+
 func urlFlag() *cli.StringFlag {
 	return &cli.StringFlag{Name: "url", Value: "http://127.0.0.1:3000", EnvVars: []string{"MOLTBOT_URL"}, Usage: "the node's base URL"}
 }
@@ -126,6 +130,7 @@ func apiError(resp *http.Response) error {
 
 type chatClient struct {
 	url  string
+	key  string
 	http *http.Client
 }
 
@@ -136,6 +141,9 @@ func (cc *chatClient) post(ctx context.Context, path string, body any) (*http.Re
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if cc.key != "" {
+		req.Header.Set("Authorization", "Bearer "+cc.key)
+	}
 	resp, err := cc.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach moltbot at %s: %w", cc.url, err)
@@ -228,9 +236,10 @@ Examples:
 			&cli.StringFlag{Name: "conversation", Usage: "resume this conversation id"},
 			&cli.StringFlag{Name: "system", Usage: "system prompt of a new conversation"},
 			&cli.StringFlag{Name: "model", Usage: `model of a new conversation ("moltbot" = the configured chain, or provider/model)`},
+			apiKeyFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			cc := &chatClient{url: strings.TrimRight(c.String("url"), "/"), http: &http.Client{}}
+			cc := &chatClient{url: strings.TrimRight(c.String("url"), "/"), key: c.String("api-key"), http: &http.Client{}}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			out := bufio.NewWriter(c.App.Writer)
@@ -298,33 +307,22 @@ Exits 1 when the node cannot be reached.
 Examples:
    moltbot status
    moltbot status --url http://127.0.0.1:3001 --json`,
-		Flags: []cli.Flag{urlFlag(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}},
+		Flags: append(adminFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}),
 		Action: func(c *cli.Context) error {
-			base := strings.TrimRight(c.String("url"), "/")
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/admin/status", nil)
+			base, _, err := adminTarget(c)
 			if err != nil {
-				return fail(2, "--url: %v", err)
+				return err
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fail(1, "cannot reach moltbot at %s: %v", base, err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fail(1, "%v", apiError(resp))
-			}
-			body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-			if err != nil {
-				return fail(1, "%v", err)
+			var raw json.RawMessage
+			if err := adminCall(c, "GET", "/v1/admin/status", nil, &raw); err != nil {
+				return err
 			}
 			if c.Bool("json") {
-				c.App.Writer.Write(body)
+				c.App.Writer.Write(append(raw, '\n'))
 				return nil
 			}
 			var st gateway.StatusResponse
-			if err := json.Unmarshal(body, &st); err != nil {
+			if err := json.Unmarshal(raw, &st); err != nil {
 				return fail(1, "unexpected status body: %v", err)
 			}
 			printStatus(c.App.Writer, base, &st)
@@ -360,6 +358,19 @@ func printStatus(w io.Writer, base string, st *gateway.StatusResponse) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Type, reach, p.InFlight, p.Queued, p.Restarts, models)
 	}
 	tw.Flush()
+	for _, p := range st.Providers {
+		var ks []string
+		for _, k := range p.Keys {
+			s := fmt.Sprintf("#%d %s %s", k.Index, k.Suffix, k.State)
+			if k.CooldownFor != "" {
+				s += " for " + k.CooldownFor
+			}
+			ks = append(ks, s)
+		}
+		if len(ks) > 0 {
+			fmt.Fprintf(w, "  %s keys: %s\n", p.Name, strings.Join(ks, ", "))
+		}
+	}
 	if len(st.Breakers) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -417,18 +428,17 @@ cannot be reached.
 Examples:
    moltbot cluster members
    moltbot cluster members --url http://10.0.0.5:3000 --json`,
-			Flags: []cli.Flag{urlFlag(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}},
+			Flags: append(adminFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}),
 			Action: func(c *cli.Context) error {
-				base := strings.TrimRight(c.String("url"), "/")
-				resp, err := http.Get(base + "/v1/admin/cluster")
+				base, _, err := adminTarget(c)
 				if err != nil {
-					return fail(1, "cannot reach moltbot at %s: %v", base, err)
+					return err
 				}
-				defer resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fail(1, "%v", apiError(resp))
+				var raw json.RawMessage
+				if err := adminCall(c, "GET", "/v1/admin/cluster", nil, &raw); err != nil {
+					return err
 				}
-				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+				body := []byte(raw)
 				if c.Bool("json") {
 					c.App.Writer.Write(body)
 					return nil

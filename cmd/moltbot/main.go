@@ -70,6 +70,8 @@ Quick start:
 			statusCommand(),
 			benchCommand(),
 			clusterCommand(),
+			keysCommand(),
+			tenantsCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

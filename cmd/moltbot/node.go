@@ -18,6 +18,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/gateway"
@@ -30,6 +31,8 @@ import (
 	"github.com/moltbot/moltbot/internal/logging"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // Node is one running moltbot: storage, actors and the HTTP gateway. Start it
@@ -42,6 +45,8 @@ type Node struct {
 	store    *storage.Pebble
 	rt       *actors.Runtime
 	cl       *cluster.Cluster
+	auth     *auth.Service
+	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	ln       net.Listener
 	served   chan error
@@ -58,36 +63,73 @@ func (n *Node) DataDir() string {
 	return filepath.Join(n.Workspace, p)
 }
 
-// buildProviders turns provider configs into inference clients.
-func buildProviders(cfg *configs.Config) ([]actors.ProviderSpec, error) {
+func keyValues(p configs.ProviderConfig) []string {
+	var keys []string
+	for _, k := range p.APIKeys {
+		keys = append(keys, k.Value())
+	}
+	return keys
+}
+
+// buildProviders turns provider configs into inference clients, with their
+// credentials (key pools, or OAuth client credentials) by provider name.
+func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.ProviderSpec, map[string]*inference.Credentials, error) {
 	var out []actors.ProviderSpec
+	creds := map[string]*inference.Credentials{}
 	for _, p := range cfg.Providers {
 		var prov inference.Provider
-		key := ""
-		if len(p.APIKeys) > 0 {
-			key = p.APIKeys[0].Value()
-		}
 		hc := inference.NewHTTPClient(p.MaxInFlight)
+		var cr *inference.Credentials
+		if o := p.OAuth; o != nil {
+			cc := &clientcredentials.Config{ClientID: o.ClientID, ClientSecret: o.ClientSecret.Value(), TokenURL: o.TokenURL, Scopes: o.Scopes}
+			cr = inference.NewOAuth(cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, hc)))
+		} else {
+			cr = inference.NewKeyPool(keyValues(p))
+		}
+		name := p.Name
+		cr.OnCooldown = func() { met.Inc(metrics.KeyCooldowns, name) }
+		creds[p.Name] = cr
 		switch p.Type {
 		case configs.TypeOllama:
 			c, err := ollama.New(ollama.Config{Name: p.Name, BaseURL: p.URL, HTTP: hc})
 			if err != nil {
-				return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+				return nil, nil, fmt.Errorf("provider %s: %w", p.Name, err)
 			}
 			prov = c
 		case configs.TypeOpenAI:
-			prov = openai.New(openai.Config{Name: p.Name, BaseURL: p.URL, APIKey: key, HTTP: hc})
+			prov = openai.New(openai.Config{Name: p.Name, BaseURL: p.URL, Creds: cr, HTTP: hc})
 		case configs.TypeAnthropic:
-			prov = anthropic.New(anthropic.Config{Name: p.Name, BaseURL: p.URL, APIKey: key, HTTP: hc})
+			prov = anthropic.New(anthropic.Config{Name: p.Name, BaseURL: p.URL, Creds: cr, HTTP: hc})
 		case configs.TypeSim:
 			prov = sim.NewProvider(p.Name, sim.Options{TTFT: p.Sim.TTFT.D(), ITL: p.Sim.ITL.D(), Tokens: p.Sim.Tokens, Seed: p.Sim.Seed, Models: p.Models})
 		default:
-			return nil, fmt.Errorf("provider %s: unknown type %q", p.Name, p.Type)
+			return nil, nil, fmt.Errorf("provider %s: unknown type %q", p.Name, p.Type)
 		}
 		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, Provider: prov, MaxInFlight: p.MaxInFlight,
-			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models})
+			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status})
 	}
-	return out, nil
+	return out, creds, nil
+}
+
+// Reload re-reads the config file's provider credentials (SIGHUP, moltbot
+// keys reload) without a restart; calls in flight finish on their old key.
+func (n *Node) Reload() (int, error) {
+	if n.Config.File == "" || strings.HasPrefix(n.Config.File, "preset:") {
+		return 0, fmt.Errorf("the node runs an embedded preset: there is no file to reload")
+	}
+	cfg, err := configs.Load(n.Config.File)
+	if err != nil {
+		return 0, err
+	}
+	k := 0
+	for _, p := range cfg.Providers {
+		if cr := n.creds[p.Name]; cr != nil && p.OAuth == nil {
+			cr.Replace(keyValues(p))
+			k++
+		}
+	}
+	n.Log.Info("provider credentials reloaded", "file", n.Config.File, "providers", k)
+	return k, nil
 }
 
 // Start opens storage, starts the actors and begins serving HTTP.
@@ -111,13 +153,31 @@ func (n *Node) Start() error {
 		ln.Close()
 		return err
 	}
-	specs, err := buildProviders(cfg)
+	met := metrics.New(moltbot.Version)
+	specs, creds, err := buildProviders(cfg, met)
 	if err != nil {
 		ln.Close()
 		store.Close()
 		return err
 	}
-	met := metrics.New(moltbot.Version)
+	n.creds = creds
+	var tenants []auth.Tenant
+	for _, t := range cfg.Tenants {
+		tenants = append(tenants, auth.Tenant{ID: t.ID, Name: t.Name, Models: t.Models, RotateEvery: t.RotateEvery.D(),
+			Limits: auth.Limits{RequestsPerMinute: t.Limits.RequestsPerMinute, TokensPerMinute: t.Limits.TokensPerMinute}})
+	}
+	var issuers []auth.Issuer
+	for _, is := range cfg.Auth.OAuth.Issuers {
+		issuers = append(issuers, auth.Issuer{Issuer: is.Issuer, JWKSURL: is.JWKSURL, Audience: is.Audience, TenantClaim: is.TenantClaim})
+	}
+	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
+		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log}, store)
+	if err != nil {
+		ln.Close()
+		store.Close()
+		return err
+	}
+	n.auth = as
 	var key []byte
 	if cfg.Cluster.Bind != "" && cfg.Cluster.KeyFile != "" {
 		if key, err = cluster.ReadKeyFile(cfg.Cluster.KeyFile); err != nil {
@@ -176,7 +236,8 @@ func (n *Node) Start() error {
 		n.Log.Info("cluster node started", "id", cl.ID(), "rpc", rt.RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","), "replicas", cfg.Cluster.Replicas)
 	}
 	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
-		Metrics: met, Logger: n.Log, Version: moltbot.Version,
+		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen == nil || *cfg.Auth.MetricsOpen,
+		Reload:        n.Reload,
 		StorageHealth: func() error { _, err := store.Count(); return err }})
 	n.store, n.rt, n.ln = store, rt, ln
 	n.srv = &http.Server{Handler: gw, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: 2 * time.Minute,
@@ -190,7 +251,10 @@ func (n *Node) Start() error {
 		}
 		chain += r.String()
 	}
-	n.Log.Info("moltbot started", "version", moltbot.Version, "addr", "http://"+ln.Addr().String(), "config", cfg.File,
+	if !cfg.AuthEnabled() && !loopback(cfg.Server.Host) {
+		n.Log.Warn("auth is disabled on a non-loopback address: anyone who reaches it can use it", "host", cfg.Server.Host)
+	}
+	n.Log.Info("moltbot started", "version", moltbot.Version, "addr", "http://"+ln.Addr().String(), "config", cfg.File, "auth", cfg.AuthEnabled(),
 		"data", n.DataDir(), "chain", chain, "providers", len(specs))
 	return nil
 }
@@ -237,10 +301,18 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			}
 			cancel()
 		}
+		if n.auth != nil {
+			n.auth.Close()
+		}
 		n.stopErr = n.store.Close()
 		n.Log.Info("stopped")
 	})
 	return n.stopErr
+}
+
+func loopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // ensureDir makes dir with private permissions.

@@ -140,6 +140,16 @@ Examples:
 			if err := n.Start(); err != nil {
 				return fail(1, "%v", err)
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					if _, err := n.Reload(); err != nil {
+						log.Error("reload on SIGHUP failed", "err", err)
+					}
+				}
+			}()
 			select {
 			case <-ctx.Done():
 			case err := <-n.Done():
@@ -165,7 +175,9 @@ func initCommand() *cli.Command {
 		Usage: "create a workspace: moltbot.yaml, data/ and skills/",
 		Description: `Writes WORKSPACE/moltbot.yaml (commented, from the embedded default preset, or
 --preset demo) and creates WORKSPACE/data/ and WORKSPACE/skills/. An existing
-moltbot.yaml is kept unless --force is given.
+moltbot.yaml is kept unless --force is given. It also creates an operator API
+key and writes it to WORKSPACE/admin.key (mode 0600, kept if it exists): the
+admin commands (keys, tenants, status, cluster) read it from the workspace.
 
 Examples:
    moltbot init --workspace /opt/moltbot
@@ -205,8 +217,19 @@ Examples:
 			if err := f.Close(); err != nil {
 				return fail(1, "write %s: %v", path, err)
 			}
-			fmt.Fprintf(c.App.Writer, "created %s, %s/ and %s/\nnext: edit it, then run: moltbot start --workspace %s\n",
-				path, filepath.Join(ws, "data"), filepath.Join(ws, "skills"), ws)
+			cfg, err := configs.Load(path)
+			if err != nil {
+				return fail(1, "%v", err)
+			}
+			made, err := writeAdminKey(ws, cfg)
+			if err != nil {
+				return fail(1, "write the admin credential: %v", err)
+			}
+			fmt.Fprintf(c.App.Writer, "created %s, %s/ and %s/\n", path, filepath.Join(ws, "data"), filepath.Join(ws, "skills"))
+			if made {
+				fmt.Fprintf(c.App.Writer, "wrote the operator key to %s (mode 0600): moltbot keys, tenants and status use it\n", filepath.Join(ws, adminKeyFile))
+			}
+			fmt.Fprintf(c.App.Writer, "next: edit it, then run: moltbot start --workspace %s\n", ws)
 			return nil
 		},
 	}

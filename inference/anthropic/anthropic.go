@@ -28,15 +28,17 @@ type Config struct {
 	Name    string
 	BaseURL string // https://api.anthropic.com (with or without /v1)
 	APIKey  string
-	HTTP    *http.Client
+	// Creds, when set, supplies the key per call (a key pool); it wins over APIKey.
+	Creds *inference.Credentials
+	HTTP  *http.Client
 }
 
 // Client is an Anthropic provider.
 type Client struct {
-	name string
-	base string // ends with /v1
-	key  string
-	http *http.Client
+	name  string
+	base  string // ends with /v1
+	creds *inference.Credentials
+	http  *http.Client
 }
 
 // New returns a client for cfg.
@@ -49,7 +51,25 @@ func New(cfg Config) *Client {
 	if hc == nil {
 		hc = inference.NewHTTPClient(16)
 	}
-	return &Client{name: cfg.Name, base: base, key: cfg.APIKey, http: hc}
+	creds := cfg.Creds
+	if creds == nil {
+		creds = inference.NewKeyPool([]string{cfg.APIKey})
+	}
+	return &Client{name: cfg.Name, base: base, creds: creds, http: hc}
+}
+
+func (c *Client) do(ctx context.Context, mk func() (*http.Request, error)) (*http.Response, error) {
+	return inference.DoWithKeys(ctx, c.name, c.creds, c.http, func() (*http.Request, error) {
+		r, err := mk()
+		if err == nil {
+			r.Header.Set("anthropic-version", APIVersion)
+		}
+		return r, err
+	}, func(r *http.Request, key string) {
+		r.Header.Set("x-api-key", key)
+	}, func(resp *http.Response) *inference.Error {
+		return inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
+	})
 }
 
 type message struct {
@@ -128,21 +148,19 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 	if err != nil {
 		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "encode request: %v", err)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/messages", bytes.NewReader(buf))
+	resp, err := c.do(ctx, func() (*http.Request, error) {
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/messages", bytes.NewReader(buf))
+		if err != nil {
+			return nil, err
+		}
+		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header.Set("Accept", "text/event-stream")
+		return hreq, nil
+	})
 	if err != nil {
-		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "build request: %v", err)
-	}
-	c.headers(hreq)
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "text/event-stream")
-	resp, err := c.http.Do(hreq)
-	if err != nil {
-		return inference.Result{}, inference.Classify(ctx, c.name, err)
+		return inference.Result{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return inference.Result{}, inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
-	}
 	var res inference.Result
 	r := sse.NewReader(resp.Body, 4<<20)
 	stopped := false
@@ -216,28 +234,15 @@ func finishReason(s string) string {
 	return s
 }
 
-func (c *Client) headers(r *http.Request) {
-	r.Header.Set("anthropic-version", APIVersion)
-	if c.key != "" {
-		r.Header.Set("x-api-key", c.key)
-	}
-}
-
 // Models implements inference.Provider with GET /v1/models.
 func (c *Client) Models(ctx context.Context) ([]string, error) {
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/models", nil)
+	resp, err := c.do(ctx, func() (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/models", nil)
+	})
 	if err != nil {
-		return nil, inference.Errorf(inference.KindBadRequest, c.name, "build request: %v", err)
-	}
-	c.headers(hreq)
-	resp, err := c.http.Do(hreq)
-	if err != nil {
-		return nil, inference.Classify(ctx, c.name, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return nil, inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
-	}
 	var list struct {
 		Data []struct {
 			ID string `json:"id"`

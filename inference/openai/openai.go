@@ -27,14 +27,17 @@ type Config struct {
 	Name    string // provider name, for errors
 	BaseURL string // e.g. https://api.openai.com/v1; "/v1" is added when the path is empty
 	APIKey  string
-	HTTP    *http.Client
+	// Creds, when set, supplies the bearer key per call (a key pool or
+	// OAuth); it wins over APIKey.
+	Creds *inference.Credentials
+	HTTP  *http.Client
 }
 
 // Client is an OpenAI-compatible provider.
 type Client struct {
 	name    string
 	base    string
-	key     string
+	creds   *inference.Credentials
 	http    *http.Client
 	chatURL string
 }
@@ -49,7 +52,22 @@ func New(cfg Config) *Client {
 	if hc == nil {
 		hc = inference.NewHTTPClient(16)
 	}
-	return &Client{name: cfg.Name, base: base, key: cfg.APIKey, http: hc, chatURL: base + "/chat/completions"}
+	creds := cfg.Creds
+	if creds == nil {
+		creds = inference.NewKeyPool([]string{cfg.APIKey})
+	}
+	return &Client{name: cfg.Name, base: base, creds: creds, http: hc, chatURL: base + "/chat/completions"}
+}
+
+// do sends a request built by mk with a key from the pool. A 401, 403 or
+// 429 puts the key aside and the next key is tried; what is returned is a
+// 2xx response or an *inference.Error.
+func (c *Client) do(ctx context.Context, mk func() (*http.Request, error)) (*http.Response, error) {
+	return inference.DoWithKeys(ctx, c.name, c.creds, c.http, mk, func(r *http.Request, key string) {
+		r.Header.Set("Authorization", "Bearer "+key)
+	}, func(resp *http.Response) *inference.Error {
+		return inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
+	})
 }
 
 type message struct {
@@ -127,23 +145,19 @@ func ParseError(body []byte) string {
 // Chat implements inference.Provider.
 func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
 	buf := AppendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.chatURL, bytes.NewReader(buf))
+	resp, err := c.do(ctx, func() (*http.Request, error) {
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.chatURL, bytes.NewReader(buf))
+		if err != nil {
+			return nil, err
+		}
+		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header.Set("Accept", "text/event-stream")
+		return hreq, nil
+	})
 	if err != nil {
-		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "build request: %v", err)
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "text/event-stream")
-	if c.key != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := c.http.Do(hreq)
-	if err != nil {
-		return inference.Result{}, inference.Classify(ctx, c.name, err)
+		return inference.Result{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return inference.Result{}, inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
-	}
 	var res inference.Result
 	if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
 		// A server that ignored "stream": read the whole completion.
@@ -228,21 +242,13 @@ func (c *Client) readJSON(ctx context.Context, resp *http.Response, fn inference
 
 // Models implements inference.Provider with GET /models.
 func (c *Client) Models(ctx context.Context) ([]string, error) {
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/models", nil)
+	resp, err := c.do(ctx, func() (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/models", nil)
+	})
 	if err != nil {
-		return nil, inference.Errorf(inference.KindBadRequest, c.name, "build request: %v", err)
-	}
-	if c.key != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := c.http.Do(hreq)
-	if err != nil {
-		return nil, inference.Classify(ctx, c.name, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return nil, inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
-	}
 	var list struct {
 		Data []struct {
 			ID string `json:"id"`

@@ -276,3 +276,38 @@ func BenchmarkScanChunk(b *testing.B) {
 		scanChunk(data, false)
 	}
 }
+
+// Several API keys: a 401 or 429 on one moves to the next within the call.
+func TestKeyPool(t *testing.T) {
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := r.Header.Get("Authorization")
+		seen = append(seen, k)
+		switch k {
+		case "Bearer bad":
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"error":{"message":"invalid api key"}}`)
+		case "Bearer limited":
+			w.Header().Set("Retry-After", "30")
+			w.WriteHeader(429)
+			fmt.Fprint(w, `{"error":{"message":"slow down"}}`)
+		default:
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, sseChunk("ok")+finish+"data: [DONE]\n\n")
+		}
+	}))
+	defer srv.Close()
+	c := New(Config{Name: "cloud", BaseURL: srv.URL, Creds: inference.NewKeyPool([]string{"bad", "limited", "good"})})
+	var text strings.Builder
+	if _, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(s string) error { text.WriteString(s); return nil }); err != nil || text.String() != "ok" {
+		t.Fatalf("%q %v", text.String(), err)
+	}
+	if strings.Join(seen, ",") != "Bearer bad,Bearer limited,Bearer good" {
+		t.Fatalf("keys tried: %v", seen)
+	}
+	seen = nil
+	c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil })
+	if strings.Join(seen, ",") != "Bearer good" {
+		t.Fatalf("cooling keys were tried again: %v", seen)
+	}
+}

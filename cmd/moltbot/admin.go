@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/storage"
+	"github.com/urfave/cli/v2"
+)
+
+// adminKeyFile is the operator credential moltbot init writes into a workspace.
+const adminKeyFile = "admin.key"
+
+func adminFlags() []cli.Flag {
+	return []cli.Flag{
+		workspaceFlag(),
+		urlFlag(),
+		&cli.StringFlag{Name: "admin-key-file", Usage: "file holding the admin key (default: WORKSPACE/admin.key)"},
+	}
+}
+
+// adminTarget finds the node and a credential: --url, else the workspace's
+// configured address; --admin-key-file, else WORKSPACE/admin.key, else
+// $MOLTBOT_API_KEY.
+func adminTarget(c *cli.Context) (base, key string, err error) {
+	ws := c.String("workspace")
+	base = strings.TrimRight(c.String("url"), "/")
+	if !c.IsSet("url") && os.Getenv("MOLTBOT_URL") == "" {
+		if cfg, err := configs.Load(filepath.Join(ws, "moltbot.yaml")); err == nil {
+			host := cfg.Server.Host
+			if host == "0.0.0.0" || host == "::" || host == "" {
+				host = "127.0.0.1"
+			}
+			base = "http://" + net.JoinHostPort(host, strconv.Itoa(cfg.Server.Port))
+		}
+	}
+	path := c.String("admin-key-file")
+	if path == "" {
+		path = filepath.Join(ws, adminKeyFile)
+		if _, err := os.Stat(path); err != nil {
+			return base, os.Getenv("MOLTBOT_API_KEY"), nil
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fail(2, "--admin-key-file: %v", err)
+	}
+	return base, strings.TrimSpace(string(b)), nil
+}
+
+// adminCall sends a request to the node's admin API and decodes the reply.
+func adminCall(c *cli.Context, method, path string, body any, out any) error {
+	base, key, err := adminTarget(c)
+	if err != nil {
+		return err
+	}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(c.Context, method, base+path, rd)
+	if err != nil {
+		return fail(2, "--url: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fail(1, "cannot reach moltbot at %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		err := apiError(resp)
+		if resp.StatusCode == http.StatusUnauthorized {
+			return fail(1, "%v (give an admin key: --admin-key-file, or WORKSPACE/admin.key from moltbot init)", err)
+		}
+		return fail(1, "%v", err)
+	}
+	if out != nil {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(out); err != nil {
+			return fail(1, "unexpected reply: %v", err)
+		}
+	}
+	return nil
+}
+
+func when(unix int64) string {
+	if unix == 0 {
+		return "-"
+	}
+	return time.Unix(unix, 0).UTC().Format("2006-01-02 15:04")
+}
+
+type keyOut struct {
+	Key string `json:"key"`
+	auth.KeyInfo
+}
+
+func printNewKey(c *cli.Context, k keyOut) {
+	fmt.Fprintf(c.App.Writer, "%s\n", k.Key)
+	fmt.Fprintf(c.App.ErrWriter, "key %s for tenant %s, scope %s, expires %s. It is shown once: keep it now.\n", k.ID, k.Tenant, k.Scope, when(k.Expires))
+}
+
+func keysCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "keys",
+		Usage: "manage API keys (through the node's admin API)",
+		Description: `Creates, lists, revokes and rotates API keys. A key is printed once, when
+created or rotated; the node keeps only its hash. The node and an admin
+credential are found from --workspace (its moltbot.yaml and admin.key, written
+by moltbot init); --url and --admin-key-file override.
+
+Examples:
+   moltbot keys create --tenant acme --name ci --ttl 720h
+   moltbot keys list --tenant acme
+   moltbot keys rotate k3x9ab2q --grace 24h
+   moltbot keys revoke k3x9ab2q
+   moltbot keys reload        # re-read provider credentials (also: SIGHUP)`,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "create",
+				Usage: "issue a key; prints it once",
+				Flags: append(adminFlags(),
+					&cli.StringFlag{Name: "tenant", Value: auth.DefaultTenant, Usage: "tenant of the key"},
+					&cli.StringFlag{Name: "name", Usage: "a label"},
+					&cli.DurationFlag{Name: "ttl", Usage: "lifetime (default: the tenant's rotate_every, or none)"},
+					&cli.StringFlag{Name: "scope", Value: "chat", Usage: "chat or admin"}),
+				Action: func(c *cli.Context) error {
+					var k keyOut
+					body := map[string]string{"tenant": c.String("tenant"), "name": c.String("name"), "scope": c.String("scope")}
+					if c.IsSet("ttl") {
+						body["ttl"] = c.Duration("ttl").String()
+					}
+					if err := adminCall(c, "POST", "/v1/admin/keys", body, &k); err != nil {
+						return err
+					}
+					printNewKey(c, k)
+					return nil
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list keys (never their secrets)",
+				Flags: append(adminFlags(), &cli.StringFlag{Name: "tenant", Usage: "only this tenant's keys"}),
+				Action: func(c *cli.Context) error {
+					var out struct {
+						Keys []auth.KeyInfo `json:"keys"`
+					}
+					path := "/v1/admin/keys"
+					if t := c.String("tenant"); t != "" {
+						path += "?tenant=" + t
+					}
+					if err := adminCall(c, "GET", path, nil, &out); err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSCOPE\tSTATE\tCREATED\tEXPIRES\tSUCCESSOR")
+					for _, k := range out.Keys {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, k.Name, k.Scope, k.State, when(k.Created), when(k.Expires), k.Successor)
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name: "revoke", Usage: "stop a key at once", ArgsUsage: "ID", Flags: adminFlags(),
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "moltbot keys revoke ID")
+					if err != nil {
+						return err
+					}
+					if err := adminCall(c, "DELETE", "/v1/admin/keys/"+id, nil, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "key %s revoked\n", id)
+					return nil
+				},
+			},
+			{
+				Name: "rotate", Usage: "issue a successor; the old key works until the grace ends", ArgsUsage: "ID",
+				Flags: append(adminFlags(), &cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long the old key keeps working"}),
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "moltbot keys rotate ID [--grace 24h]")
+					if err != nil {
+						return err
+					}
+					var k keyOut
+					if err := adminCall(c, "POST", "/v1/admin/keys/"+id+"/rotate", map[string]string{"grace": c.Duration("grace").String()}, &k); err != nil {
+						return err
+					}
+					printNewKey(c, k)
+					return nil
+				},
+			},
+			{
+				Name: "reload", Usage: "re-read provider credentials from the config file, without a restart", Flags: adminFlags(),
+				Action: func(c *cli.Context) error {
+					var out struct {
+						Providers int `json:"providers"`
+					}
+					if err := adminCall(c, "POST", "/v1/admin/keys/reload", struct{}{}, &out); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "provider credentials reloaded (%d providers)\n", out.Providers)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func tenantsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "tenants",
+		Usage: "manage tenants (through the node's admin API; operator only)",
+		Description: `Tenants are the isolated customers or teams of one deployment: each has its own
+conversations, keys and limits. "default" always exists; tenants of the config
+file cannot be deleted here.
+
+Examples:
+   moltbot tenants create acme --name "ACME Corp" --rpm 600 --tpm 200000 --models local/llama3.2
+   moltbot tenants list
+   moltbot tenants delete acme`,
+		Subcommands: []*cli.Command{
+			{
+				Name: "create", Usage: "add a tenant", ArgsUsage: "ID",
+				Flags: append(adminFlags(),
+					&cli.StringFlag{Name: "name"},
+					&cli.StringSliceFlag{Name: "models", Usage: "allowed models (default: all)"},
+					&cli.IntFlag{Name: "rpm", Usage: "requests per minute (0: unlimited)"},
+					&cli.IntFlag{Name: "tpm", Usage: "tokens per minute (0: unlimited)"},
+					&cli.DurationFlag{Name: "rotate-every", Usage: "the tenant's keys expire after this"}),
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "moltbot tenants create ID [--name N] [--models a,b] [--rpm N] [--tpm N]")
+					if err != nil {
+						return err
+					}
+					body := map[string]any{"id": id, "name": c.String("name"), "models": c.StringSlice("models"),
+						"limits": map[string]int{"requests_per_minute": c.Int("rpm"), "tokens_per_minute": c.Int("tpm")}}
+					if c.IsSet("rotate-every") {
+						body["rotate_every"] = c.Duration("rotate-every").String()
+					}
+					if err := adminCall(c, "POST", "/v1/admin/tenants", body, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "tenant %s created\n", id)
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list tenants", Flags: adminFlags(),
+				Action: func(c *cli.Context) error {
+					var out struct {
+						Tenants []auth.Tenant `json:"tenants"`
+					}
+					if err := adminCall(c, "GET", "/v1/admin/tenants", nil, &out); err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tNAME\tMODELS\tREQ/MIN\tTOKENS/MIN\tKEYS EXPIRE\tSOURCE")
+					for _, t := range out.Tenants {
+						src, models, every := "api", "all", "-"
+						if t.FromConfig {
+							src = "config"
+						}
+						if len(t.Models) > 0 {
+							models = strings.Join(t.Models, ",")
+						}
+						if t.RotateEvery > 0 {
+							every = t.RotateEvery.String()
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.ID, t.Name, models, t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, every, src)
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name: "delete", Usage: "remove a tenant and revoke its keys", ArgsUsage: "ID", Flags: adminFlags(),
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "moltbot tenants delete ID")
+					if err != nil {
+						return err
+					}
+					if err := adminCall(c, "DELETE", "/v1/admin/tenants/"+id, nil, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "tenant %s deleted\n", id)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// writeAdminKey creates an operator key in the workspace's store and writes
+// it to WORKSPACE/admin.key (mode 0600), unless that file exists.
+func writeAdminKey(ws string, cfg *configs.Config) (bool, error) {
+	path := filepath.Join(ws, adminKeyFile)
+	if _, err := os.Stat(path); err == nil {
+		return false, nil
+	}
+	dir := cfg.Storage.Path
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(ws, dir)
+	}
+	store, err := storage.Open(dir, storage.Options{CacheSize: 1 << 20, MemtableSize: 1 << 20})
+	if err != nil {
+		return false, err
+	}
+	defer store.Close()
+	as, err := auth.New(auth.Config{}, store)
+	if err != nil {
+		return false, err
+	}
+	defer as.Close()
+	key, _, err := as.CreateKey(auth.DefaultTenant, "operator (moltbot init)", auth.ScopeAdmin, 0)
+	if err != nil {
+		return false, err
+	}
+	return true, os.WriteFile(path, []byte(key+"\n"), 0o600)
+}
+
+// args returns the positional arguments of c and applies any flags written
+// after them ("keys revoke ID --workspace W"): urfave/cli stops parsing flags
+// at the first argument.
+func args(c *cli.Context) ([]string, error) {
+	var pos []string
+	rest := c.Args().Slice()
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			pos = append(pos, rest[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		var flag cli.Flag
+		for _, f := range c.Command.Flags {
+			for _, n := range f.Names() {
+				if n == name {
+					flag = f
+				}
+			}
+		}
+		if flag == nil {
+			return nil, fail(2, "flag provided but not defined: -%s", name)
+		}
+		if _, isBool := flag.(*cli.BoolFlag); isBool && !hasValue {
+			value, hasValue = "true", true
+		}
+		if !hasValue {
+			if i+1 >= len(rest) {
+				return nil, fail(2, "flag needs an argument: -%s", name)
+			}
+			i++
+			value = rest[i]
+		}
+		if err := c.Set(name, value); err != nil {
+			return nil, fail(2, "-%s: %v", name, err)
+		}
+	}
+	return pos, nil
+}
+
+// oneArg returns the single positional argument, or a usage error.
+func oneArg(c *cli.Context, usage string) (string, error) {
+	pos, err := args(c)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", fail(2, "usage: %s", usage)
+	}
+	return pos[0], nil
+}

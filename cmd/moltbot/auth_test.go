@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot/internal/testutil"
+)
+
+func authedGet(t *testing.T, url, key string) (int, string) {
+	req, _ := http.NewRequest("GET", url, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A workspace from moltbot init, auth on: the operator key in admin.key
+// drives the admin commands; tenants and keys are made from the CLI; a
+// tenant's key chats; rotation, revocation, reload; no secret in the logs.
+func TestAuthWorkflow(t *testing.T) {
+	// A provider that needs a key: an OpenAI-compatible fake checking it.
+	var mu sync.Mutex
+	good := "sk-first"
+	var seen []string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		k := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		seen = append(seen, k)
+		ok := k == good
+		mu.Unlock()
+		if r.URL.Path == "/v1/models" {
+			fmt.Fprint(w, `{"data":[{"id":"m"}]}`)
+			return
+		}
+		if !ok {
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"error":{"message":"bad key"}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"content\":\"hello\"}}]}\n\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	defer upstream.Close()
+
+	ws := t.TempDir()
+	if code, out, errOut := runCLI(t, "", "init", "--workspace", ws); code != 0 || !strings.Contains(out, "admin.key") {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	st, err := os.Stat(filepath.Join(ws, "admin.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.key: %v %v", st, err)
+	}
+	port := testutil.FreePort(t)
+	writeCfg := func(keys string) {
+		cfg := fmt.Sprintf(`server: {host: 127.0.0.1, port: %d}
+log: {level: debug, format: json}
+auth: {enabled: true}
+providers:
+  - {name: cloud, type: openai, url: "%s/v1", api_keys: [%s]}
+models: {primary: cloud/m}
+`, port, upstream.URL, keys)
+		os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(cfg), 0o600)
+	}
+	writeCfg(`"sk-first"`)
+	node := startProc(t, "moltbot", "start", "--workspace", ws)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitReady(t, url)
+
+	if code, _ := authedGet(t, url+"/v1/models", ""); code != 401 {
+		t.Fatalf("no key: %d", code)
+	}
+	// Admin commands find the node and the operator key from the workspace.
+	if code, out, e := runCLI(t, "", "status", "--workspace", ws); code != 0 || !strings.Contains(out, "cloud") {
+		t.Fatalf("status: %d %s %s", code, out, e)
+	}
+	if code, _, e := runCLI(t, "", "tenants", "create", "acme", "--workspace", ws, "--rpm", "100"); code != 0 {
+		t.Fatalf("tenants create: %s", e)
+	}
+	code, key, e := runCLI(t, "", "keys", "create", "--workspace", ws, "--tenant", "acme", "--name", "ci")
+	key = strings.TrimSpace(key)
+	if code != 0 || !strings.HasPrefix(key, "mb_") || !strings.Contains(e, "shown once") {
+		t.Fatalf("keys create: %d %q %s", code, key, e)
+	}
+	if code, out, _ := runCLI(t, "", "tenants", "list", "--workspace", ws); code != 0 || !strings.Contains(out, "acme") {
+		t.Fatalf("tenants list: %s", out)
+	}
+	// Chat as acme.
+	code, out, e := runCLI(t, "hi\n", "chat", "--url", url, "--api-key", key)
+	if code != 0 || !strings.Contains(out, "hello") {
+		t.Fatalf("chat with the key: %d %q %q", code, out, e)
+	}
+	code, _, e = runCLI(t, "hi\n", "chat", "--url", url)
+	if code == 0 || !strings.Contains(e, "401") {
+		t.Fatalf("chat without a key: %d %q", code, e)
+	}
+	// A chat key cannot use the admin API.
+	if code, _ := authedGet(t, url+"/v1/admin/status", key); code != 403 {
+		t.Fatalf("chat key on admin: %d", code)
+	}
+	// Rotate, then revoke the successor.
+	id := strings.Split(key, "_")[1]
+	code, next, _ := runCLI(t, "", "keys", "rotate", id, "--workspace", ws, "--grace", "1h")
+	next = strings.TrimSpace(next)
+	if code != 0 || next == key {
+		t.Fatalf("rotate: %d %q", code, next)
+	}
+	if c, _ := authedGet(t, url+"/v1/models", key); c != 200 {
+		t.Fatal("old key refused during its grace")
+	}
+	_, list, _ := runCLI(t, "", "keys", "list", "--workspace", ws, "--tenant", "acme")
+	if !strings.Contains(list, "expiring") || strings.Contains(list, key[12:]) {
+		t.Fatalf("keys list: %s", list)
+	}
+	if code, _, _ := runCLI(t, "", "keys", "revoke", strings.Split(next, "_")[1], "--workspace", ws); code != 0 {
+		t.Fatal("revoke")
+	}
+	if c, _ := authedGet(t, url+"/v1/models", next); c != 401 {
+		t.Fatal("revoked key works")
+	}
+	// The provider's key changes: edit the file, SIGHUP, no restart.
+	mu.Lock()
+	good = "sk-second"
+	mu.Unlock()
+	writeCfg(`"sk-second"`)
+	node.cmd.Process.Signal(syscall.SIGHUP)
+	admin, _ := os.ReadFile(filepath.Join(ws, "admin.key"))
+	opKey := strings.TrimSpace(string(admin))
+	// Poll as the operator: acme's 100 requests a minute would run out.
+	testutil.Eventually(t, 10*time.Second, "reloaded key used", func() bool {
+		req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(`{"messages":[{"role":"user","content":"x"}]}`))
+		req.Header.Set("Authorization", "Bearer "+opKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Logf("waiting for the reload: %d %s", resp.StatusCode, b)
+		}
+		return resp.StatusCode == 200
+	})
+	// moltbot keys reload does the same through the API.
+	if code, out, e := runCLI(t, "", "keys", "reload", "--workspace", ws); code != 0 || !strings.Contains(out, "reloaded") {
+		t.Fatalf("keys reload: %d %s %s", code, out, e)
+	}
+	// Nothing secret in the node's logs: API keys, the operator key, the
+	// provider's keys.
+	logs := node.out.String()
+	for _, secret := range []string{key, next, opKey, "sk-first", "sk-second", key[12:]} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("a secret is in the logs: %q", secret[:6])
+		}
+	}
+	if !strings.Contains(logs, "api key created") {
+		t.Fatal("the logs were not captured")
+	}
+	var jwks map[string]any
+	_, body := authedGet(t, url+"/.well-known/jwks.json", "")
+	if json.Unmarshal([]byte(body), &jwks) != nil {
+		t.Fatalf("jwks: %s", body)
+	}
+}
