@@ -411,6 +411,13 @@ func TestClientCredentialsAndOwnKeys(t *testing.T) {
 	if _, e := s2.Authenticate(req(tok3.AccessToken)); e != nil {
 		t.Fatalf("token after restart: %v", e)
 	}
+	// Revoking the client key ends its unexpired tokens at once.
+	if _, err := s2.RevokeKey("svc", info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, e := s2.Authenticate(req(tok3.AccessToken)); e == nil || e.Reason != "revoked" {
+		t.Fatalf("token of a revoked key: %v", e)
+	}
 }
 
 func TestDisabled(t *testing.T) {
@@ -421,5 +428,39 @@ func TestDisabled(t *testing.T) {
 	p, e := s.Authenticate(httptest.NewRequest("GET", "/", nil))
 	if e != nil || p.Tenant != DefaultTenant || !p.Operator() {
 		t.Fatalf("%+v %v", p, e)
+	}
+}
+
+// A reload replaces the file's tenants and keeps the API's.
+func TestSetConfigTenants(t *testing.T) {
+	s, _ := newService(t, Config{Tenants: []Tenant{{ID: "a", Limits: Limits{RequestsPerMinute: 1}}, {ID: "gone"}}})
+	if _, err := s.CreateTenant(Tenant{ID: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := s.CreateKey("gone", "", ScopeChat, 0)
+	if _, e := s.Authenticate(req(key)); e != nil {
+		t.Fatal(e)
+	}
+	if err := s.SetConfigTenants([]Tenant{{ID: "a", Models: []string{"sim/*"}}, {ID: "new"}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, tn := range s.Tenants() {
+		ids = append(ids, tn.ID)
+	}
+	if strings.Join(ids, ",") != "a,api,default,new" {
+		t.Fatalf("tenants after reload: %v", ids)
+	}
+	if a, _ := s.Tenant("a"); a.Limits.RequestsPerMinute != 0 || !s.ModelAllowed("a", "sim/x") || s.ModelAllowed("a", "local/x") {
+		t.Fatalf("a was not updated: %+v", a)
+	}
+	if _, e := s.Authenticate(req(key)); e == nil || e.Reason != "unknown_tenant" {
+		t.Fatalf("a key of a removed tenant: %v", e)
+	}
+	if err := s.SetConfigTenants([]Tenant{{ID: "bad id"}}); err == nil {
+		t.Fatal("an invalid id was accepted")
+	}
+	if _, ok := s.Tenant("new"); !ok {
+		t.Fatal("a failed reload changed the tenants")
 	}
 }

@@ -321,6 +321,14 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 	}
 	p := &Principal{Tenant: tenant, Scope: ScopeChat, Method: "jwt"}
 	p.Subject, _ = claims["sub"].(string)
+	if iss == s.cfg.Issuer {
+		// A token of ours lives no longer than the key it was issued to:
+		// revoking the key (or deleting its tenant) ends its tokens too.
+		k, err := s.getKey(p.Subject)
+		if err != nil || k.Revoked != 0 || k.Tenant != tenant {
+			return nil, unauthorized("revoked", "invalid_token", "the token's client key was revoked")
+		}
+	}
 	if sc, _ := claims["scope"].(string); strings.Contains(" "+sc+" ", " admin ") {
 		p.Scope = ScopeAdmin
 	}

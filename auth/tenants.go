@@ -65,6 +65,33 @@ func (s *Service) loadTenants() error {
 	})
 }
 
+// SetConfigTenants replaces the tenants defined in the config file (a
+// reload): new ones appear, changed ones take their new models, limits and
+// rotation, removed ones are gone (their keys then fail as of an unknown
+// tenant). Tenants made through the API stay, unless the file now defines
+// the same id: the file wins, as at start.
+func (s *Service) SetConfigTenants(ts []Tenant) error {
+	for _, t := range ts {
+		if !ValidTenantID(t.ID) {
+			return fmt.Errorf("auth: tenant id %q: use 1-64 letters, digits, '-', '_' or '.'", t.ID)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, t := range s.tenants {
+		if t.FromConfig {
+			delete(s.tenants, id)
+		}
+	}
+	s.tenants[DefaultTenant] = &Tenant{ID: DefaultTenant, Name: "default", FromConfig: true}
+	for i := range ts {
+		t := ts[i]
+		t.FromConfig = true
+		s.tenants[t.ID] = &t
+	}
+	return nil
+}
+
 // Tenant returns a tenant by id.
 func (s *Service) Tenant(id string) (*Tenant, bool) {
 	s.mu.RLock()

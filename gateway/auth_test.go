@@ -178,6 +178,18 @@ func TestTenantIsolation(t *testing.T) {
 	if code, body, _ := e.do(t, "op", "GET", "/v1/admin/tenants", ""); code != 200 || !strings.Contains(body, `"id":"a"`) {
 		t.Errorf("operator: %d %s", code, body)
 	}
+	// Node-wide pages and closed metrics carry every tenant's numbers: the
+	// operator's only.
+	for _, path := range []string{"/v1/admin/status", "/v1/admin/providers", "/v1/admin/cluster", "/metrics"} {
+		for _, who := range []string{"adminA", "chatA"} {
+			if code, _, _ := e.do(t, who, "GET", path, ""); code != 403 {
+				t.Errorf("%s read %s: %d", who, path, code)
+			}
+		}
+		if code, body, _ := e.do(t, "op", "GET", path, ""); code != 200 {
+			t.Errorf("operator %s: %d %s", path, code, body)
+		}
+	}
 	// The operator sees every tenant's keys.
 	_, body, _ = e.do(t, "op", "GET", "/v1/admin/keys", "")
 	if !strings.Contains(body, keyA) {

@@ -327,7 +327,11 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	// Closed metrics are the operator's: they carry every tenant's labels.
+	if !s.cfg.MetricsOpen && s.auth != nil && s.auth.Enabled() && !requireOperator(w, r) {
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.met.WritePrometheus(w)
 }
@@ -354,7 +358,7 @@ type StatusResponse struct {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	if !requireAdmin(w, r) {
+	if !requireOperator(w, r) {
 		return
 	}
 	st := s.rt.Status()
@@ -375,7 +379,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 // provider/model breaker (state, error rate, p95 first-token latency,
 // cooldown left).
 func (s *Server) providers(w http.ResponseWriter, r *http.Request) {
-	if !requireAdmin(w, r) {
+	if !requireOperator(w, r) {
 		return
 	}
 	st := s.rt.Status()
@@ -384,7 +388,7 @@ func (s *Server) providers(w http.ResponseWriter, r *http.Request) {
 
 // cluster answers GET /v1/admin/cluster: this node's view of the members.
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
-	if !requireAdmin(w, r) {
+	if !requireOperator(w, r) {
 		return
 	}
 	st := s.rt.Cluster()

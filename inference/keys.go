@@ -63,6 +63,9 @@ func (c *Credentials) Replace(keys []string) {
 			continue
 		}
 		if k, ok := old[v]; ok {
+			// A kept key keeps its cooldown, but a reload is the operator
+			// saying "try again": a disabled key gets its chance back.
+			k.disabled, k.failed401 = false, 0
 			c.keys = append(c.keys, k)
 		} else {
 			c.keys = append(c.keys, &poolKey{value: v})

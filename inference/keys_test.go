@@ -97,10 +97,19 @@ func TestKeyPoolFailsOverAndCoolsDown(t *testing.T) {
 	if count(hits, "k2") != before {
 		t.Fatal("a disabled key was used")
 	}
-	// Reload keeps state of kept keys, adds new ones.
+	// Reload re-enables a kept disabled key, drops removed ones, adds new ones.
 	c.Replace([]string{"k2", "k4"})
-	if st := c.Status(); len(st) != 2 || st[0].State != "disabled" || st[1].State != "ok" {
+	if st := c.Status(); len(st) != 2 || st[0].State != "ok" || st[1].State != "ok" {
 		t.Fatalf("after reload %+v", st)
+	}
+	// ... and a kept key that is cooling stays cooling.
+	_, err = call(c, srv.URL) // k2: 401, cooled for a minute
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Replace([]string{"k2", "k4"})
+	if st := c.Status(); st[0].State != "cooling" {
+		t.Fatalf("a reload ended a cooldown: %+v", st)
 	}
 	// A call that took a key before a reload reports after it: the report
 	// must not land on the key now at the same position.

@@ -207,7 +207,7 @@ Examples:
 				},
 			},
 			{
-				Name: "reload", Usage: "re-read provider credentials from the config file, without a restart", Flags: adminFlags(),
+				Name: "reload", Usage: "re-read provider credentials and tenants from the config file, without a restart", Flags: adminFlags(),
 				Action: func(c *cli.Context) error {
 					var out struct {
 						Providers int `json:"providers"`

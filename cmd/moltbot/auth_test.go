@@ -68,14 +68,15 @@ func TestAuthWorkflow(t *testing.T) {
 		t.Fatalf("admin.key: %v %v", st, err)
 	}
 	port := testutil.FreePort(t)
-	writeCfg := func(keys string) {
+	writeCfg := func(keys string, tenants ...string) {
 		cfg := fmt.Sprintf(`server: {host: 127.0.0.1, port: %d}
 log: {level: debug, format: json}
 auth: {enabled: true}
 providers:
   - {name: cloud, type: openai, url: "%s/v1", api_keys: [%s]}
 models: {primary: cloud/m}
-`, port, upstream.URL, keys)
+tenants: [%s]
+`, port, upstream.URL, keys, strings.Join(tenants, ", "))
 		os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(cfg), 0o600)
 	}
 	writeCfg(`"sk-first"`)
@@ -138,7 +139,7 @@ models: {primary: cloud/m}
 	mu.Lock()
 	good = "sk-second"
 	mu.Unlock()
-	writeCfg(`"sk-second"`)
+	writeCfg(`"sk-second"`, `{id: beta, limits: {requests_per_minute: 5}}`)
 	node.cmd.Process.Signal(syscall.SIGHUP)
 	admin, _ := os.ReadFile(filepath.Join(ws, "admin.key"))
 	opKey := strings.TrimSpace(string(admin))
@@ -157,6 +158,11 @@ models: {primary: cloud/m}
 		}
 		return resp.StatusCode == 200
 	})
+	// The file's tenants came with it; the API's stayed.
+	_, tl, _ := runCLI(t, "", "tenants", "list", "--workspace", ws)
+	if !strings.Contains(tl, "beta") || !strings.Contains(tl, "acme") {
+		t.Fatalf("tenants after the reload: %s", tl)
+	}
 	// moltbot keys reload does the same through the API.
 	if code, out, e := runCLI(t, "", "keys", "reload", "--workspace", ws); code != 0 || !strings.Contains(out, "reloaded") {
 		t.Fatalf("keys reload: %d %s %s", code, out, e)

@@ -439,6 +439,25 @@ func TestInit(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(ws, "moltbot.yaml")); !strings.Contains(string(b), "sim") {
 		t.Fatal("--force did not write the demo preset")
 	}
+	// A workspace that lost its operator key gets a new one; the config stays.
+	before, _ := os.ReadFile(filepath.Join(ws, "moltbot.yaml"))
+	old, _ := os.ReadFile(filepath.Join(ws, "admin.key"))
+	if err := os.Remove(filepath.Join(ws, "admin.key")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr = runCLI(t, "", "init", "--workspace", ws); code != 0 || !strings.Contains(out, "kept") {
+		t.Fatalf("init without admin.key: %d %q %q", code, out, stderr)
+	}
+	st, err := os.Stat(filepath.Join(ws, "admin.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.key: %v %v", st, err)
+	}
+	if now, _ := os.ReadFile(filepath.Join(ws, "admin.key")); len(now) < 10 || string(now) == string(old) {
+		t.Fatalf("no new key: %q", now)
+	}
+	if after, _ := os.ReadFile(filepath.Join(ws, "moltbot.yaml")); string(after) != string(before) {
+		t.Fatal("the config was changed")
+	}
 }
 
 // An in-process node (the Node type on port 0) driven by `chat` and `status`.

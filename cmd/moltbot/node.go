@@ -111,8 +111,9 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 	return out, creds, nil
 }
 
-// Reload re-reads the config file's provider credentials (SIGHUP, moltbot
-// keys reload) without a restart; calls in flight finish on their old key.
+// Reload re-reads the config file's provider credentials and tenants
+// (SIGHUP, moltbot keys reload) without a restart; calls in flight finish on
+// their old key.
 func (n *Node) Reload() (int, error) {
 	if n.Config.File == "" || strings.HasPrefix(n.Config.File, "preset:") {
 		return 0, fmt.Errorf("the node runs an embedded preset: there is no file to reload")
@@ -128,8 +129,23 @@ func (n *Node) Reload() (int, error) {
 			k++
 		}
 	}
-	n.Log.Info("provider credentials reloaded", "file", n.Config.File, "providers", k)
+	if n.auth != nil {
+		if err := n.auth.SetConfigTenants(configTenants(cfg)); err != nil {
+			return k, err
+		}
+	}
+	n.Log.Info("provider credentials and tenants reloaded", "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
 	return k, nil
+}
+
+// configTenants are the tenants the config file defines.
+func configTenants(cfg *configs.Config) []auth.Tenant {
+	var tenants []auth.Tenant
+	for _, t := range cfg.Tenants {
+		tenants = append(tenants, auth.Tenant{ID: t.ID, Name: t.Name, Models: t.Models, RotateEvery: t.RotateEvery.D(),
+			Limits: auth.Limits{RequestsPerMinute: t.Limits.RequestsPerMinute, TokensPerMinute: t.Limits.TokensPerMinute}})
+	}
+	return tenants
 }
 
 // Start opens storage, starts the actors and begins serving HTTP.
@@ -161,11 +177,7 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.creds = creds
-	var tenants []auth.Tenant
-	for _, t := range cfg.Tenants {
-		tenants = append(tenants, auth.Tenant{ID: t.ID, Name: t.Name, Models: t.Models, RotateEvery: t.RotateEvery.D(),
-			Limits: auth.Limits{RequestsPerMinute: t.Limits.RequestsPerMinute, TokensPerMinute: t.Limits.TokensPerMinute}})
-	}
+	tenants := configTenants(cfg)
 	var issuers []auth.Issuer
 	for _, is := range cfg.Auth.OAuth.Issuers {
 		issuers = append(issuers, auth.Issuer{Issuer: is.Issuer, JWKSURL: is.JWKSURL, Audience: is.Audience, TenantClaim: is.TenantClaim})
@@ -254,6 +266,9 @@ func (n *Node) Start() error {
 	if !cfg.AuthEnabled() && !loopback(cfg.Server.Host) {
 		n.Log.Warn("auth is disabled on a non-loopback address: anyone who reaches it can use it", "host", cfg.Server.Host)
 	}
+	if cfg.AuthEnabled() && !n.hasOperatorKey() {
+		n.Log.Warn("auth is on and no operator key exists: create one with `moltbot init --workspace DIR` while the node is stopped (it keeps an existing moltbot.yaml)", "data", n.DataDir())
+	}
 	n.Log.Info("moltbot started", "version", moltbot.Version, "addr", "http://"+ln.Addr().String(), "config", cfg.File, "auth", cfg.AuthEnabled(),
 		"data", n.DataDir(), "chain", chain, "providers", len(specs))
 	return nil
@@ -326,4 +341,18 @@ func ensureDir(dir string) error {
 // newLogger builds the process logger from config.
 func newLogger(w io.Writer, cfg *configs.Config) (*slog.Logger, error) {
 	return logging.New(w, cfg.Log.Level, cfg.Log.Format)
+}
+
+// hasOperatorKey reports whether a usable admin key of the default tenant exists.
+func (n *Node) hasOperatorKey() bool {
+	keys, err := n.auth.ListKeys(auth.DefaultTenant)
+	if err != nil {
+		return true // unknown: do not warn
+	}
+	for _, k := range keys {
+		if k.Scope == auth.ScopeAdmin && (k.State == "active" || k.State == "expiring") {
+			return true
+		}
+	}
+	return false
 }

@@ -178,6 +178,8 @@ func initCommand() *cli.Command {
 moltbot.yaml is kept unless --force is given. It also creates an operator API
 key and writes it to WORKSPACE/admin.key (mode 0600, kept if it exists): the
 admin commands (keys, tenants, status, cluster) read it from the workspace.
+Run on a workspace whose moltbot.yaml exists but whose admin.key is missing,
+it keeps the config and writes a new operator key (stop the node first).
 
 Examples:
    moltbot init --workspace /opt/moltbot
@@ -205,6 +207,20 @@ Examples:
 			}
 			f, err := os.OpenFile(path, flags, 0o640)
 			if errors.Is(err, os.ErrExist) {
+				// The config stays. A workspace without its operator key (deleted,
+				// or made by hand) gets one: otherwise a node with auth on could
+				// not be administered.
+				if _, serr := os.Stat(filepath.Join(ws, adminKeyFile)); errors.Is(serr, os.ErrNotExist) {
+					cfg, lerr := configs.Load(path)
+					if lerr != nil {
+						return fail(2, "%v", lerr)
+					}
+					if _, werr := writeAdminKey(ws, cfg); werr != nil {
+						return fail(1, "write the admin credential (is the node running? stop it first): %v", werr)
+					}
+					fmt.Fprintf(c.App.Writer, "kept %s (use --force to overwrite it); wrote the operator key to %s (mode 0600)\n", path, filepath.Join(ws, adminKeyFile))
+					return nil
+				}
 				return fail(1, "%s already exists; use --force to overwrite it", path)
 			}
 			if err != nil {
