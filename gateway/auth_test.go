@@ -104,6 +104,13 @@ func TestAuthRequired(t *testing.T) {
 	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 		t.Errorf("bad key: %d %v", resp.StatusCode, resp.Header)
 	}
+	// The failures are counted by reason.
+	_, metricsText, _ := e.do(t, "op", "GET", "/metrics", "")
+	for _, want := range []string{`moltbot_auth_failures_total{reason="missing"} 5`, `moltbot_auth_failures_total{reason="unknown_key"} 1`} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	// No secret in any log line.
 	for name, k := range e.keys {
 		if strings.Contains(e.logs.String(), k) || strings.Contains(e.logs.String(), k[12:]) {

@@ -6,7 +6,7 @@ import (
 )
 
 func TestStringMatchesEncodingJSON(t *testing.T) {
-	cases := []string{"", "plain", "quote\" back\\slash", "ctl\x00\x01\x1f", "nl\n\r\t", "<tag>&amp;",
+	cases := []string{"", "plain", "quote\" back\\slash", "ctl\x00\x01\x1f", "nl\n\r\t", "bs\b ff\f", "<tag>&amp;",
 		"héllo wörld ✓", "bad\xffutf8", "sep\u2028\u2029", "emoji 🤖"}
 	for _, s := range cases {
 		want, _ := json.Marshal(s)
