@@ -130,6 +130,14 @@ type Service struct {
 	issuers  []*issuer
 	signer   *signer
 	onFail   func(reason string)
+
+	// Replication (replicate.go): recMu orders read-modify-writes of key and
+	// tenant records against merges from other nodes.
+	recMu     sync.Mutex
+	verMu     sync.Mutex
+	lastVer   int64
+	pubMu     sync.Mutex
+	publisher func([]byte)
 }
 
 // New loads the service's records from kv and starts what it needs.
@@ -169,7 +177,7 @@ func New(cfg Config, kv KV) (*Service, error) {
 		}
 		s.issuers = append(s.issuers, is)
 	}
-	sg, err := newSigner(kv, cfg.Now, cfg.SigningRotate, cfg.TokenTTL)
+	sg, err := newSigner(kv, cfg.Now, cfg.SigningRotate, cfg.TokenTTL, s.publish)
 	if err != nil {
 		s.Close()
 		return nil, err

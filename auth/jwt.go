@@ -81,6 +81,9 @@ type signingKey struct {
 	kid     string
 	priv    *ecdsa.PrivateKey
 	created time.Time
+	// until is the end of the key as published to other nodes: it signs no
+	// token that would outlive it.
+	until time.Time
 }
 
 type storedKey struct {
@@ -97,12 +100,15 @@ type signer struct {
 	kv          KV
 	now         func() time.Time
 	rotate, ttl time.Duration
+	publish     func(key string, val []byte)
 	mu          sync.Mutex
 	keys        []*signingKey // newest first
+	// remote are other nodes' public keys (replicate.go), by kid.
+	remote map[string]*pubKey
 }
 
-func newSigner(kv KV, now func() time.Time, rotate, ttl time.Duration) (*signer, error) {
-	s := &signer{kv: kv, now: now, rotate: rotate, ttl: ttl}
+func newSigner(kv KV, now func() time.Time, rotate, ttl time.Duration, publish func(string, []byte)) (*signer, error) {
+	s := &signer{kv: kv, now: now, rotate: rotate, ttl: ttl, publish: publish, remote: map[string]*pubKey{}}
 	err := kv.ScanRaw(signingPrefix, func(_ string, v []byte) bool {
 		var sk storedKey
 		if json.Unmarshal(v, &sk) != nil {
@@ -118,7 +124,51 @@ func newSigner(kv KV, now func() time.Time, rotate, ttl time.Duration) (*signer,
 		return nil, err
 	}
 	sort.Slice(s.keys, func(i, j int) bool { return s.keys[i].created.After(s.keys[j].created) })
+	var expired []string
+	err = kv.ScanRaw(pubPrefix, func(k string, v []byte) bool {
+		var p pubKey
+		switch {
+		case json.Unmarshal(v, &p) != nil || p.parse() != nil:
+		case !now().Before(time.Unix(p.Until, 0)):
+			expired = append(expired, k)
+		case s.ownLocked(p.KID) == nil:
+			s.remote[p.KID] = &p
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range expired {
+		_ = kv.DeleteRaw(k, false)
+	}
+	// An own key's end is what its public record says (made under the
+	// settings of its day); keys made before publication existed get one.
+	for _, k := range s.keys {
+		var p pubKey
+		if v, found, _ := kv.GetRaw(pubPrefix + k.kid); found && json.Unmarshal(v, &p) == nil {
+			k.until = time.Unix(p.Until, 0)
+			continue
+		}
+		k.until = k.created.Add(s.rotate + s.ttl + leeway)
+		b, _ := json.Marshal(s.pubOf(k))
+		_ = kv.PutRaw(pubPrefix+k.kid, b, true)
+	}
 	return s, nil
+}
+
+// pubOf is the public record of an own key.
+func (s *signer) pubOf(k *signingKey) *pubKey {
+	return newPubKey(k.kid, &k.priv.PublicKey, k.until)
+}
+
+func (s *signer) ownLocked(kid string) *signingKey {
+	for _, k := range s.keys {
+		if k.kid == kid {
+			return k
+		}
+	}
+	return nil
 }
 
 // current returns the signing key, rotating when it is due, and drops keys
@@ -127,17 +177,26 @@ func (s *signer) current() (*signingKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if len(s.keys) == 0 || now.Sub(s.keys[0].created) >= s.rotate {
+	// Rotate on schedule, and whenever a token signed now would outlive the
+	// key's published end (the settings changed since it was made).
+	if len(s.keys) == 0 || now.Sub(s.keys[0].created) >= s.rotate || now.Add(s.ttl+leeway).After(s.keys[0].until) {
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, err
 		}
-		k := &signingKey{kid: randomString(8), priv: priv, created: now}
+		k := &signingKey{kid: randomString(8), priv: priv, created: now, until: now.Add(s.rotate + s.ttl + leeway)}
 		der, _ := x509.MarshalPKCS8PrivateKey(priv)
 		b, _ := json.Marshal(storedKey{KID: k.kid, PKCS8: der, Created: now.Unix()})
 		if err := s.kv.PutRaw(signingPrefix+k.kid, b, true); err != nil {
 			return nil, err
 		}
+		// The public half first, for the other nodes: they must know it
+		// before a token it signs reaches them.
+		pb, _ := json.Marshal(s.pubOf(k))
+		if err := s.kv.PutRaw(pubPrefix+k.kid, pb, true); err != nil {
+			return nil, err
+		}
+		s.publish(pubPrefix+k.kid, pb)
 		s.keys = append([]*signingKey{k}, s.keys...)
 	}
 	// A key retired at r (when its successor was made) signed tokens until r;
@@ -149,19 +208,28 @@ func (s *signer) current() (*signingKey, error) {
 			keep = append(keep, s.keys[i])
 		} else {
 			_ = s.kv.DeleteRaw(signingPrefix+s.keys[i].kid, true)
+			_ = s.kv.DeleteRaw(pubPrefix+s.keys[i].kid, false)
 		}
 	}
 	s.keys = keep
+	for kid, p := range s.remote {
+		if !now.Before(time.Unix(p.Until, 0)) {
+			delete(s.remote, kid)
+			_ = s.kv.DeleteRaw(pubPrefix+kid, false)
+		}
+	}
 	return s.keys[0], nil
 }
 
+// lookup finds the verification key of kid: this node's, or another's.
 func (s *signer) lookup(kid string) *ecdsa.PublicKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, k := range s.keys {
-		if k.kid == kid {
-			return &k.priv.PublicKey
-		}
+	if k := s.ownLocked(kid); k != nil {
+		return &k.priv.PublicKey
+	}
+	if p := s.remote[kid]; p != nil && s.now().Before(time.Unix(p.Until, 0)) {
+		return p.key
 	}
 	return nil
 }
@@ -191,6 +259,15 @@ func (s *Service) JWKS() []byte {
 		k.priv.PublicKey.X.FillBytes(x)
 		k.priv.PublicKey.Y.FillBytes(y)
 		out.Keys = append(out.Keys, jwk{Kty: "EC", Crv: "P-256", X: enc.EncodeToString(x), Y: enc.EncodeToString(y), Kid: k.kid, Use: "sig", Alg: "ES256"})
+	}
+	// Then the other nodes' keys (a cluster is one issuer), in a stable order.
+	var remote []*pubKey
+	for _, p := range s.signer.remote {
+		remote = append(remote, p)
+	}
+	sort.Slice(remote, func(i, j int) bool { return remote[i].KID < remote[j].KID })
+	for _, p := range remote {
+		out.Keys = append(out.Keys, jwk{Kty: "EC", Crv: "P-256", X: p.X, Y: p.Y, Kid: p.KID, Use: "sig", Alg: "ES256"})
 	}
 	b, _ := json.Marshal(out)
 	return b

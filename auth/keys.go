@@ -25,6 +25,8 @@ type Key struct {
 	Revoked int64  `json:"revoked,omitempty"`
 	// Successor is the key that replaced this one by rotation.
 	Successor string `json:"successor,omitempty"`
+	// Ver orders changes across a cluster (replicate.go).
+	Ver int64 `json:"ver,omitempty"`
 }
 
 // KeyInfo is what a listing shows: no hash.
@@ -84,9 +86,16 @@ func (s *Service) getKey(id string) (*Key, error) {
 	return &k, nil
 }
 
+// putKey writes k with a new version and publishes it. Callers that read
+// k first hold recMu.
 func (s *Service) putKey(k *Key) error {
+	k.Ver = s.nextVer()
 	b, _ := json.Marshal(k)
-	return s.kv.PutRaw(keyPrefix+k.ID, b, true)
+	if err := s.kv.PutRaw(keyPrefix+k.ID, b, true); err != nil {
+		return err
+	}
+	s.publish(keyPrefix+k.ID, b)
+	return nil
 }
 
 // CreateKey issues a key for tenant. ttl 0 takes the tenant's rotate_every
@@ -112,7 +121,10 @@ func (s *Service) CreateKey(tenant, name string, scope Scope, ttl time.Duration)
 	}
 	secret := randomString(20)
 	k.Hash = hashSecret(secret)
-	if err := s.putKey(k); err != nil {
+	s.recMu.Lock()
+	err := s.putKey(k)
+	s.recMu.Unlock()
+	if err != nil {
 		return "", nil, err
 	}
 	s.log.Info("api key created", "key_id", k.ID, "tenant", tenant, "scope", scope, "name", name)
@@ -164,6 +176,8 @@ func (s *Service) ownKey(tenant, id string) (*Key, error) {
 
 // RevokeKey stops a key at once.
 func (s *Service) RevokeKey(tenant, id string) (*KeyInfo, error) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	k, err := s.ownKey(tenant, id)
 	if err != nil {
 		return nil, err
@@ -197,6 +211,12 @@ func (s *Service) RotateKey(tenant, id string, grace time.Duration) (string, *Ke
 	}
 	secret, next, err := s.CreateKey(k.Tenant, k.Name, k.Scope, ttl)
 	if err != nil {
+		return "", nil, err
+	}
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	// Read again: the key may have changed meanwhile (here or on another node).
+	if k, err = s.ownKey(tenant, id); err != nil {
 		return "", nil, err
 	}
 	end := s.now().Add(grace).Unix()

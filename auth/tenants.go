@@ -25,6 +25,10 @@ type Tenant struct {
 	// FromConfig tenants are defined in the config file; the API cannot delete them.
 	FromConfig bool  `json:"from_config,omitempty"`
 	Created    int64 `json:"created"`
+	// Deleted marks a tombstone (unix seconds); Ver orders changes across
+	// a cluster (replicate.go).
+	Deleted int64 `json:"deleted,omitempty"`
+	Ver     int64 `json:"ver,omitempty"`
 }
 
 const tenantPrefix = "tenants/"
@@ -56,7 +60,7 @@ func (s *Service) loadTenants() error {
 	}
 	return s.kv.ScanRaw(tenantPrefix, func(_ string, v []byte) bool {
 		var t Tenant
-		if json.Unmarshal(v, &t) == nil {
+		if json.Unmarshal(v, &t) == nil && t.Deleted == 0 {
 			if _, cfg := s.tenants[t.ID]; !cfg {
 				s.tenants[t.ID] = &t
 			}
@@ -124,6 +128,9 @@ func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
 	if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 || t.RotateEvery < 0 {
 		return nil, fmt.Errorf("auth: limits and rotate_every must not be negative")
 	}
+	// Lock order: recMu, then mu (as Merge takes them).
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.tenants[t.ID]; ok {
@@ -131,10 +138,13 @@ func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
 	}
 	t.FromConfig = false
 	t.Created = s.now().Unix()
+	t.Deleted = 0
+	t.Ver = s.nextVer()
 	b, _ := json.Marshal(&t)
 	if err := s.kv.PutRaw(tenantPrefix+t.ID, b, true); err != nil {
 		return nil, err
 	}
+	s.publish(tenantPrefix+t.ID, b)
 	s.tenants[t.ID] = &t
 	s.log.Info("tenant created", "tenant", t.ID)
 	c := t
@@ -144,27 +154,37 @@ func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
 // DeleteTenant removes an API-created tenant and revokes its keys. Its
 // conversations stay on disk but are unreachable.
 func (s *Service) DeleteTenant(id string) error {
-	s.mu.Lock()
-	t, ok := s.tenants[id]
-	if !ok {
-		s.mu.Unlock()
-		return ErrNotFound
-	}
-	if t.FromConfig {
-		s.mu.Unlock()
-		return fmt.Errorf("auth: tenant %q is defined in the config file; remove it there", id)
-	}
-	if err := s.kv.DeleteRaw(tenantPrefix+id, true); err != nil {
-		s.mu.Unlock()
+	if err := s.deleteTenant(id); err != nil {
 		return err
 	}
-	delete(s.tenants, id)
-	s.mu.Unlock()
 	keys, _ := s.ListKeys(id)
 	for _, k := range keys {
 		s.RevokeKey(id, k.ID)
 	}
 	s.log.Info("tenant deleted", "tenant", id, "keys_revoked", len(keys))
+	return nil
+}
+
+func (s *Service) deleteTenant(id string) error {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tenants[id]
+	if !ok {
+		return ErrNotFound
+	}
+	if t.FromConfig {
+		return fmt.Errorf("auth: tenant %q is defined in the config file; remove it there", id)
+	}
+	// A tombstone, not a deletion: a node that missed this must not bring
+	// the tenant back.
+	b, _ := json.Marshal(&Tenant{ID: id, Created: t.Created, Deleted: s.now().Unix(), Ver: s.nextVer()})
+	if err := s.kv.PutRaw(tenantPrefix+id, b, true); err != nil {
+		return err
+	}
+	s.publish(tenantPrefix+id, b)
+	delete(s.tenants, id)
 	return nil
 }
 

@@ -244,3 +244,69 @@ func TestReadKeyFile(t *testing.T) {
 		t.Errorf("short key: %v", err)
 	}
 }
+
+// setState is a grow-only set of strings: the simplest mergeable state.
+type setState struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (s *setState) add(v string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[v] = true
+	return []byte(v)
+}
+
+func (s *setState) State() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for v := range s.m {
+		out = append(out, v)
+	}
+	return []byte(strings.Join(out, "\n"))
+}
+
+func (s *setState) Merge(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, v := range strings.Split(string(b), "\n") {
+		if v != "" && !s.m[v] {
+			s.m[v] = true
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *setState) has(v string) bool { s.mu.Lock(); defer s.mu.Unlock(); return s.m[v] }
+
+func startShared(t *testing.T, join []string) (*Cluster, *setState) {
+	t.Helper()
+	st := &setState{m: map[string]bool{}}
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	c, err := Start(Config{Bind: addr, Join: join, Version: "test", Profile: "test", Shared: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	return c, st
+}
+
+// A change reaches every member at once; a member that joins later gets
+// the whole state from the exchange at join.
+func TestSharedState(t *testing.T) {
+	a, sa := startShared(t, nil)
+	b, sb := startShared(t, []string{a.ID()})
+	testutil.Eventually(t, 10*time.Second, "two members", func() bool { return len(b.Ring().Nodes()) == 2 && len(a.Ring().Nodes()) == 2 })
+	a.Publish(sa.add("from-a"))
+	b.Publish(sb.add("from-b"))
+	testutil.Eventually(t, 5*time.Second, "changes delivered", func() bool { return sb.has("from-a") && sa.has("from-b") })
+	c, sc := startShared(t, []string{b.ID()})
+	testutil.Eventually(t, 10*time.Second, "state at join", func() bool { return sc.has("from-a") && sc.has("from-b") })
+	// And the newcomer's own state reaches the others.
+	c.Publish(sc.add("from-c"))
+	testutil.Eventually(t, 5*time.Second, "newcomer's change", func() bool { return sa.has("from-c") && sb.has("from-c") })
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -47,8 +48,23 @@ type Config struct {
 	// Bootstrap is how long a node with seeds waits to join before it serves
 	// alone (it may be the first node up). Default 10s ("test": 2s).
 	Bootstrap time.Duration
+	// Shared is state every member holds a copy of (small records that
+	// merge by themselves, such as auth's). Publish sends a change to every
+	// member; the periodic full exchange (memberlist push/pull, and at join)
+	// repairs what a member missed. nil: none.
+	Shared Shared
 
 	proto int // tests: pretend to speak another protocol
+}
+
+// Shared is replicated state. Merge must be idempotent and commutative
+// (each record carries its own version); it runs on one goroutine, never
+// inside memberlist's handlers.
+type Shared interface {
+	// State returns the whole state.
+	State() []byte
+	// Merge applies a change or a whole state from another member.
+	Merge(b []byte) (int, error)
 }
 
 func (c *Cluster) protocol() int {
@@ -86,6 +102,10 @@ type Cluster struct {
 	started time.Time
 
 	gossipRound time.Duration
+
+	// shared: changes to send, and received state to merge.
+	outbox chan []byte
+	inbox  chan []byte
 }
 
 // ReadKeyFile reads a gossip key: base64 or hex text, or 16/24/32 raw bytes.
@@ -160,7 +180,8 @@ func Start(cfg Config) (*Cluster, error) {
 	default:
 		return nil, fmt.Errorf("cluster: unknown profile %q (lan, local, test)", cfg.Profile)
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1), started: time.Now()}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1), started: time.Now(),
+		outbox: make(chan []byte, 256), inbox: make(chan []byte, 256)}
 	if c.cfg.Bootstrap <= 0 {
 		c.cfg.Bootstrap = 10 * time.Second
 		if cfg.Profile == "test" {
@@ -195,7 +216,75 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	c.wg.Add(1)
 	go c.metaLoop()
+	if cfg.Shared != nil {
+		c.wg.Add(2)
+		go c.sendLoop()
+		go c.mergeLoop()
+	}
 	return c, nil
+}
+
+// sharedMsg prefixes a change of the shared state sent to every member.
+const sharedMsg = "moltbot/shared:"
+
+// Publish sends a change of the shared state to every other member
+// (reliably, over TCP), in the background. A member that misses it gets it
+// at the next full exchange.
+func (c *Cluster) Publish(b []byte) {
+	if c.cfg.Shared == nil {
+		return
+	}
+	select {
+	case c.outbox <- b:
+	default:
+		c.log.Warn("shared state: send queue full; the change spreads at the next full exchange")
+	}
+}
+
+func (c *Cluster) sendLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case b := <-c.outbox:
+			msg := append([]byte(sharedMsg), b...)
+			for _, n := range c.ml.Members() {
+				if n.Name == c.id {
+					continue
+				}
+				if err := c.ml.SendReliable(n, msg); err != nil {
+					c.log.Debug("shared state: send failed; the next full exchange repairs it", "to", n.Name, "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (c *Cluster) mergeLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case b := <-c.inbox:
+			if _, err := c.cfg.Shared.Merge(b); err != nil {
+				c.log.Warn("shared state: merge", "err", err)
+			}
+		}
+	}
+}
+
+// received queues shared state from another member for mergeLoop.
+func (c *Cluster) received(b []byte) {
+	if c.cfg.Shared == nil || len(b) == 0 {
+		return
+	}
+	select {
+	case c.inbox <- bytes.Clone(b):
+	default:
+		c.log.Warn("shared state: merge queue full; dropped (the next full exchange repairs it)")
+	}
 }
 
 // ID is this node's id (its advertised gossip address).
@@ -380,6 +469,10 @@ func (d *delegate) NodeMeta(limit int) []byte {
 const leavingMsg = "moltbot/leaving:"
 
 func (d *delegate) NotifyMsg(b []byte) {
+	if rest, ok := bytes.CutPrefix(b, []byte(sharedMsg)); ok {
+		(*Cluster)(d).received(rest)
+		return
+	}
 	id, ok := strings.CutPrefix(string(b), leavingMsg)
 	if !ok {
 		return
@@ -401,8 +494,16 @@ func (d *delegate) NotifyMsg(b []byte) {
 	c.rebuildLocked()
 }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// LocalState is this node's side of a full exchange (push/pull, join).
+func (d *delegate) LocalState(join bool) []byte {
+	if d.cfg.Shared == nil {
+		return nil
+	}
+	return d.cfg.Shared.State()
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) { (*Cluster)(d).received(buf) }
 
 func parseMeta(b []byte) (meta, error) {
 	var m meta

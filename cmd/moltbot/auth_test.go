@@ -184,3 +184,114 @@ tenants: [%s]
 		t.Fatalf("jwks: %s", body)
 	}
 }
+
+// authedDo sends method url body with key and returns the status and body.
+func authedDo(t *testing.T, method, url, key, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Two node processes with auth on: keys, tenants, revocations and the
+// service tokens of one node hold on the other.
+func TestClusterAuth(t *testing.T) {
+	nodes := clusterNodes(t, 2)
+	ops := make([]string, 2)
+	for i, n := range nodes {
+		f, _ := os.OpenFile(filepath.Join(n.ws, "moltbot.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+		fmt.Fprint(f, "auth: {enabled: true, token_ttl: 5m}\n")
+		f.Close()
+		// init keeps the config and gives the workspace its operator key.
+		if code, out, e := runCLI(t, "", "init", "--workspace", n.ws); code != 0 || !strings.Contains(out, "admin.key") {
+			t.Fatalf("init: %d %s %s", code, out, e)
+		}
+		b, _ := os.ReadFile(filepath.Join(n.ws, "admin.key"))
+		ops[i] = strings.TrimSpace(string(b))
+		n.start(t)
+	}
+	n1, n2 := nodes[0], nodes[1]
+	// Each node's operator key works on the other once the nodes have met.
+	testutil.Eventually(t, 20*time.Second, "operator keys replicated", func() bool {
+		c1, _ := authedGet(t, n2.url+"/v1/admin/cluster", ops[0])
+		c2, _ := authedGet(t, n1.url+"/v1/admin/cluster", ops[1])
+		return c1 == 200 && c2 == 200
+	})
+	// A tenant made on node 1, a key for it made on node 2.
+	if code, _, e := runCLI(t, "", "tenants", "create", "acme", "--workspace", n1.ws); code != 0 {
+		t.Fatalf("tenants create: %s", e)
+	}
+	var key string
+	testutil.Eventually(t, 10*time.Second, "the tenant reaches node 2", func() bool {
+		code, out, _ := runCLI(t, "", "keys", "create", "--workspace", n2.ws, "--tenant", "acme")
+		key = strings.TrimSpace(out)
+		return code == 0
+	})
+	var conv string
+	testutil.Eventually(t, 10*time.Second, "node 2's key works on node 1", func() bool {
+		code, body := authedDo(t, "POST", n1.url+"/v1/conversations", key, `{"system":"acme's"}`)
+		var c convBody
+		json.Unmarshal([]byte(body), &c)
+		conv = c.ID
+		return code == 201
+	})
+	// The conversation is acme's wherever it is asked for, and no one else's.
+	if code, body := authedDo(t, "POST", n2.url+"/v1/conversations/"+conv+"/messages", key, `{"content":"hello"}`); code != 200 {
+		t.Fatalf("turn through node 2: %d %s", code, body)
+	}
+	if code, _ := authedGet(t, n2.url+"/v1/conversations/"+conv, ops[1]); code != 404 {
+		t.Fatalf("the default tenant sees acme's conversation: %d", code)
+	}
+	// A service token from node 2 is accepted by node 1, whose JWKS lists
+	// node 2's signing key.
+	id := strings.Split(key, "_")[1]
+	req, _ := http.NewRequest("POST", n2.url+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if tok.AccessToken == "" {
+		t.Fatalf("no token: %d", resp.StatusCode)
+	}
+	testutil.Eventually(t, 10*time.Second, "node 2's token accepted by node 1", func() bool {
+		code, _ := authedGet(t, n1.url+"/v1/conversations/"+conv, tok.AccessToken)
+		return code == 200
+	})
+	_, jwks1 := authedGet(t, n1.url+"/.well-known/jwks.json", "")
+	_, jwks2 := authedGet(t, n2.url+"/.well-known/jwks.json", "")
+	var j2 struct{ Keys []struct{ Kid string } }
+	json.Unmarshal([]byte(jwks2), &j2)
+	if len(j2.Keys) == 0 || !strings.Contains(jwks1, j2.Keys[0].Kid) {
+		t.Fatalf("node 1's JWKS lacks node 2's key:\n%s\n%s", jwks1, jwks2)
+	}
+	// Revoked on node 1: refused by node 2, the key and its token.
+	if code, _, e := runCLI(t, "", "keys", "revoke", id, "--workspace", n1.ws); code != 0 {
+		t.Fatalf("revoke: %s", e)
+	}
+	testutil.Eventually(t, 10*time.Second, "the revocation reaches node 2", func() bool {
+		c1, _ := authedGet(t, n2.url+"/v1/models", key)
+		c2, _ := authedGet(t, n2.url+"/v1/models", tok.AccessToken)
+		return c1 == 401 && c2 == 401
+	})
+	// Deleted on node 2: gone from node 1.
+	if code, _, e := runCLI(t, "", "tenants", "delete", "acme", "--workspace", n2.ws); code != 0 {
+		t.Fatalf("tenants delete: %s", e)
+	}
+	testutil.Eventually(t, 10*time.Second, "the deletion reaches node 1", func() bool {
+		_, out, _ := runCLI(t, "", "tenants", "list", "--workspace", n1.ws)
+		return strings.Contains(out, "default") && !strings.Contains(out, "acme")
+	})
+}

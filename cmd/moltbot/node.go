@@ -225,7 +225,7 @@ func (n *Node) Start() error {
 		}
 		cl, err := cluster.Start(cluster.Config{Bind: cfg.Cluster.Bind, Advertise: cfg.Cluster.Advertise, Join: cfg.Cluster.Join, Key: key,
 			RPC: rt.RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
-			Load: func() int { return int(rt.ActiveConversations()) }})
+			Load: func() int { return int(rt.ActiveConversations()) }, Shared: as})
 		if err != nil {
 			rt.Shutdown(context.Background())
 			ln.Close()
@@ -234,6 +234,7 @@ func (n *Node) Start() error {
 		}
 		n.cl = cl
 		rt.Attach(cl)
+		as.SetPublisher(cl.Publish) // keys, tenants and signing keys reach every node
 		for _, state := range []string{"alive", "leaving", "dead", "left"} {
 			met.Gauge(`moltbot_cluster_members{state="`+state+`"}`, func() float64 {
 				k := 0
