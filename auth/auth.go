@@ -129,6 +129,7 @@ type Service struct {
 	failures *limiter
 	issuers  []*issuer
 	signer   *signer
+	tokens   tokenCache
 	onFail   func(reason string)
 
 	// Replication (replicate.go): recMu orders read-modify-writes of key and

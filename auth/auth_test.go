@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -462,5 +463,36 @@ func TestSetConfigTenants(t *testing.T) {
 	}
 	if _, ok := s.Tenant("new"); !ok {
 		t.Fatal("a failed reload changed the tenants")
+	}
+}
+
+// The verified-token cache: bounded, keyed by the whole token (a token
+// differing in its signature is verified, and refused), and it never
+// outlives the token.
+func TestTokenCache(t *testing.T) {
+	s, c := newService(t, Config{Tenants: []Tenant{{ID: "svc"}}, TokenTTL: 5 * time.Minute})
+	key, info, _ := s.CreateKey("svc", "", ScopeChat, 0)
+	tok, _ := s.ClientCredentials("client_credentials", info.ID, key, "")
+	if _, e := s.Authenticate(req(tok.AccessToken)); e != nil {
+		t.Fatal(e)
+	}
+	if _, ok := s.tokens.get(tok.AccessToken, c.now()); !ok {
+		t.Fatal("a verified token is not cached")
+	}
+	forged := tok.AccessToken[:len(tok.AccessToken)-4] + "AAAA"
+	if _, e := s.Authenticate(req(forged)); e == nil || e.Reason != "bad_signature" {
+		t.Fatalf("a token with another signature: %v", e)
+	}
+	c.advance(5*time.Minute + leeway)
+	if _, e := s.Authenticate(req(tok.AccessToken)); e == nil || e.Reason != "expired" {
+		t.Fatalf("an expired cached token: %v", e)
+	}
+	var tc tokenCache
+	now := c.now()
+	for i := 0; i < 3*tokenCacheSize; i++ {
+		tc.put(fmt.Sprint("t", i), cachedToken{until: now.Add(time.Minute)}, now)
+	}
+	if len(tc.m) > tokenCacheSize {
+		t.Fatalf("cache holds %d", len(tc.m))
 	}
 }

@@ -337,12 +337,39 @@ func (s *Service) ClientCredentials(grant, clientID, clientSecret, scope string)
 
 // checkJWT verifies a JWT from moltbot itself or a configured issuer.
 func (s *Service) checkJWT(raw string) (*Principal, *Error) {
+	c, ok := s.tokens.get(raw, s.now())
+	if !ok {
+		var e *Error
+		if c, e = s.verifyJWT(raw); e != nil {
+			return nil, e
+		}
+		s.tokens.put(raw, c, s.now())
+	}
+	// What can change while a token lives is checked on every request.
+	if _, ok := s.Tenant(c.p.Tenant); !ok {
+		return nil, unauthorized("unknown_tenant", "invalid_token", "unknown tenant %q", c.p.Tenant)
+	}
+	if c.own {
+		// A token of ours lives no longer than the key it was issued to:
+		// revoking the key (or deleting its tenant) ends its tokens too.
+		k, err := s.getKey(c.p.Subject)
+		if err != nil || k.Revoked != 0 || k.Tenant != c.p.Tenant {
+			return nil, unauthorized("revoked", "invalid_token", "the token's client key was revoked")
+		}
+	}
+	p := c.p
+	return &p, nil
+}
+
+// verifyJWT checks a token's signature and claims (the expensive part).
+func (s *Service) verifyJWT(raw string) (cachedToken, *Error) {
+	var none cachedToken
 	if strings.Count(raw, ".") != 2 {
-		return nil, unauthorized("malformed", "invalid_token", "malformed token: neither an API key (mb_...) nor a JWT")
+		return none, unauthorized("malformed", "invalid_token", "malformed token: neither an API key (mb_...) nor a JWT")
 	}
 	var peek jwt.MapClaims
 	if _, _, err := jwt.NewParser().ParseUnverified(raw, &peek); err != nil {
-		return nil, unauthorized("malformed", "invalid_token", "malformed JWT: %v", err)
+		return none, unauthorized("malformed", "invalid_token", "malformed JWT: %v", err)
 	}
 	iss, _ := peek["iss"].(string)
 	var keyf jwt.Keyfunc
@@ -365,7 +392,7 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 		}
 	}
 	if keyf == nil {
-		return nil, unauthorized("unknown_issuer", "invalid_token", "token issuer %q is not trusted", iss)
+		return none, unauthorized("unknown_issuer", "invalid_token", "token issuer %q is not trusted", iss)
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(asymmetric), jwt.WithIssuer(iss), jwt.WithExpirationRequired(),
 		jwt.WithLeeway(leeway), jwt.WithTimeFunc(s.now), jwt.WithIssuedAt()}
@@ -387,30 +414,76 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 			reason = "bad_signature"
 		}
-		return nil, unauthorized(reason, "invalid_token", "invalid token: %v", err)
+		return none, unauthorized(reason, "invalid_token", "invalid token: %v", err)
 	}
 	tenant, _ := claims[tenantClaim].(string)
 	if tenant == "" {
-		return nil, unauthorized("no_tenant", "invalid_token", "the token has no %q claim", tenantClaim)
+		return none, unauthorized("no_tenant", "invalid_token", "the token has no %q claim", tenantClaim)
 	}
-	if _, ok := s.Tenant(tenant); !ok {
-		return nil, unauthorized("unknown_tenant", "invalid_token", "unknown tenant %q", tenant)
+	c := cachedToken{own: iss == s.cfg.Issuer, p: Principal{Tenant: tenant, Scope: ScopeChat, Method: "jwt"}}
+	c.p.Subject, _ = claims["sub"].(string)
+	if sc, _ := claims["scope"].(string); strings.Contains(" "+sc+" ", " admin ") {
+		c.p.Scope = ScopeAdmin
 	}
-	p := &Principal{Tenant: tenant, Scope: ScopeChat, Method: "jwt"}
-	p.Subject, _ = claims["sub"].(string)
-	if iss == s.cfg.Issuer {
-		// A token of ours lives no longer than the key it was issued to:
-		// revoking the key (or deleting its tenant) ends its tokens too.
-		k, err := s.getKey(p.Subject)
-		if err != nil || k.Revoked != 0 || k.Tenant != tenant {
-			return nil, unauthorized("revoked", "invalid_token", "the token's client key was revoked")
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return none, unauthorized("invalid_jwt", "invalid_token", "the token has no exp")
+	}
+	c.p.Expires = exp.Time
+	c.until = exp.Time.Add(leeway) // as long as the parser would accept it
+	return c, nil
+}
+
+// tokenCache remembers verified JWTs until they expire: a service calling
+// with one token pays the signature check (about 90 µs for ES256) once,
+// not on every request. Failures are never cached.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]cachedToken
+}
+
+type cachedToken struct {
+	p     Principal
+	own   bool // issued by this cluster: its key is checked on every use
+	until time.Time
+}
+
+// tokenCacheSize bounds the cache (tokens are about 500 bytes).
+const tokenCacheSize = 1024
+
+func (c *tokenCache) get(raw string, now time.Time) (cachedToken, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[raw]
+	if !ok {
+		return e, false
+	}
+	if !now.Before(e.until) {
+		delete(c.m, raw)
+		return e, false
+	}
+	return e, true
+}
+
+func (c *tokenCache) put(raw string, e cachedToken, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedToken{}
+	}
+	if len(c.m) >= tokenCacheSize {
+		// Full: drop the expired, else any one (map order is random).
+		for k, v := range c.m {
+			if !now.Before(v.until) {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < tokenCacheSize {
+				break
+			}
+			delete(c.m, k)
 		}
 	}
-	if sc, _ := claims["scope"].(string); strings.Contains(" "+sc+" ", " admin ") {
-		p.Scope = ScopeAdmin
-	}
-	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
-		p.Expires = exp.Time
-	}
-	return p, nil
+	c.m[raw] = e
 }
