@@ -41,11 +41,12 @@ func (s *Memory) Get(tenant, id string) (*moltbot.Conversation, error) {
 func (s *Memory) Put(c *moltbot.Conversation, sync bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if s.Fail != nil {
-		return s.Fail
+	return s.putLocked(c, sync)
+}
+
+func (s *Memory) putLocked(c *moltbot.Conversation, sync bool) error {
+	if err := s.writableLocked(); err != nil {
+		return err
 	}
 	s.Puts++
 	if sync {
@@ -55,12 +56,20 @@ func (s *Memory) Put(c *moltbot.Conversation, sync bool) error {
 	return nil
 }
 
-// PutIfNewer implements Store.
+// writableLocked is the error of a write now: closed, or the injected Fail.
+func (s *Memory) writableLocked() error {
+	if s.closed {
+		return ErrClosed
+	}
+	return s.Fail
+}
+
+// PutIfNewer implements Store. The check and the write are one step, as
+// Pebble's per-key lock makes them.
 func (s *Memory) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
 	s.mu.Lock()
-	b, ok := s.m[string(Key(c.Tenant, c.ID))]
-	s.mu.Unlock()
-	if ok {
+	defer s.mu.Unlock()
+	if b, ok := s.m[string(Key(c.Tenant, c.ID))]; ok {
 		old, err := Decode(b)
 		if err != nil {
 			return false, 0, 0, err
@@ -69,7 +78,7 @@ func (s *Memory) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, u
 			return false, old.Epoch, old.Version, nil
 		}
 	}
-	if err := s.Put(c, sync); err != nil {
+	if err := s.putLocked(c, sync); err != nil {
 		return false, 0, 0, err
 	}
 	return true, c.Epoch, c.Version, nil
@@ -79,11 +88,8 @@ func (s *Memory) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, u
 func (s *Memory) Delete(tenant, id string, _ bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if s.Fail != nil {
-		return s.Fail
+	if err := s.writableLocked(); err != nil {
+		return err
 	}
 	delete(s.m, string(Key(tenant, id)))
 	return nil
