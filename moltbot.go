@@ -140,6 +140,26 @@ func (c *Conversation) Key() string { return c.Tenant + "/" + c.ID }
 // DefaultTenant owns every conversation until tenants are configured.
 const DefaultTenant = "default"
 
+// TenantIDRule describes ValidTenantID, for error messages.
+const TenantIDRule = "use 1-64 letters, digits, '-', '_' or '.'"
+
+// ValidTenantID reports whether s can be a tenant id: 1 to 64 letters,
+// digits, '-', '_' or '.', not starting with '.' (a subset of the ids the
+// store accepts).
+func ValidTenantID(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
 // Error codes. The gateway maps each to one HTTP status in one place.
 const (
 	EInvalid     = "invalid"       // 400: the request is wrong

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moltbot/moltbot"
 )
 
 // KV stores auth records (implemented by storage.Pebble and storage.Memory).
@@ -40,7 +42,7 @@ const (
 )
 
 // DefaultTenant is the tenant of a single-user node.
-const DefaultTenant = "default"
+const DefaultTenant = moltbot.DefaultTenant
 
 // Principal is who a request is from.
 type Principal struct {

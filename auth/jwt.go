@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,12 +252,9 @@ func (s *Service) JWKS() []byte {
 	out := struct {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
-	enc := base64.RawURLEncoding
+	var pubs []*pubKey
 	for _, k := range s.signer.keys {
-		x, y := make([]byte, 32), make([]byte, 32)
-		k.priv.PublicKey.X.FillBytes(x)
-		k.priv.PublicKey.Y.FillBytes(y)
-		out.Keys = append(out.Keys, jwk{Kty: "EC", Crv: "P-256", X: enc.EncodeToString(x), Y: enc.EncodeToString(y), Kid: k.kid, Use: "sig", Alg: "ES256"})
+		pubs = append(pubs, s.signer.pubOf(k))
 	}
 	// Then the other nodes' keys (a cluster is one issuer), in a stable order.
 	var remote []*pubKey
@@ -266,7 +262,7 @@ func (s *Service) JWKS() []byte {
 		remote = append(remote, p)
 	}
 	sort.Slice(remote, func(i, j int) bool { return remote[i].KID < remote[j].KID })
-	for _, p := range remote {
+	for _, p := range append(pubs, remote...) {
 		out.Keys = append(out.Keys, jwk{Kty: "EC", Crv: "P-256", X: p.X, Y: p.Y, Kid: p.KID, Use: "sig", Alg: "ES256"})
 	}
 	b, _ := json.Marshal(out)

@@ -155,17 +155,23 @@ type versioned struct {
 	Ver int64 `json:"ver"`
 }
 
-// newer reports whether incoming replaces stored (absent: always).
-func newer(incoming []byte, inVer int64, stored []byte, found bool) bool {
-	if !found {
-		return true
+// putIfNewerLocked stores a versioned record from another node when it is
+// newer than ours (absent: always; equal versions: the greater bytes), and
+// keeps this node's clock ahead of it. The caller holds recMu.
+func (s *Service) putIfNewerLocked(key string, val []byte, ver int64) (bool, error) {
+	s.sawVer(ver)
+	stored, found, err := s.kv.GetRaw(key)
+	if err != nil {
+		return false, err
 	}
-	var sv versioned
-	_ = json.Unmarshal(stored, &sv)
-	if inVer != sv.Ver {
-		return inVer > sv.Ver
+	if found {
+		var sv versioned
+		_ = json.Unmarshal(stored, &sv)
+		if ver < sv.Ver || ver == sv.Ver && bytes.Compare(val, stored) <= 0 {
+			return false, nil
+		}
 	}
-	return bytes.Compare(incoming, stored) > 0
+	return true, s.kv.PutRaw(key, val, true)
 }
 
 func (s *Service) mergeOne(key string, val []byte) (bool, error) {
@@ -175,33 +181,17 @@ func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 		if err := json.Unmarshal(val, &k); err != nil || keyPrefix+k.ID != key || len(k.ID) != 8 || len(k.Hash) != 32 || !ValidTenantID(k.Tenant) {
 			return false, fmt.Errorf("auth: bad key record %q", key)
 		}
-		s.sawVer(k.Ver)
 		s.recMu.Lock()
 		defer s.recMu.Unlock()
-		stored, found, err := s.kv.GetRaw(key)
-		if err != nil {
-			return false, err
-		}
-		if !newer(val, k.Ver, stored, found) {
-			return false, nil
-		}
-		return true, s.kv.PutRaw(key, val, true)
+		return s.putIfNewerLocked(key, val, k.Ver)
 	case strings.HasPrefix(key, tenantPrefix):
 		var t Tenant
 		if err := json.Unmarshal(val, &t); err != nil || tenantPrefix+t.ID != key || !ValidTenantID(t.ID) || t.ID == DefaultTenant {
 			return false, fmt.Errorf("auth: bad tenant record %q", key)
 		}
-		s.sawVer(t.Ver)
 		s.recMu.Lock()
 		defer s.recMu.Unlock()
-		stored, found, err := s.kv.GetRaw(key)
-		if err != nil {
-			return false, err
-		}
-		if !newer(val, t.Ver, stored, found) {
-			return false, nil
-		}
-		if err := s.kv.PutRaw(key, val, true); err != nil {
+		if ok, err := s.putIfNewerLocked(key, val, t.Ver); !ok || err != nil {
 			return false, err
 		}
 		s.mu.Lock()

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/moltbot/moltbot"
 )
 
 // Limits are a tenant's (and each of its keys') rates; 0 means unlimited.
@@ -33,27 +35,23 @@ type Tenant struct {
 
 const tenantPrefix = "tenants/"
 
-// ValidTenantID is the shape of tenant ids: those of conversation ids.
-func ValidTenantID(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] == '.' {
-		return false
+// ValidTenantID is the shape of tenant ids (moltbot.ValidTenantID).
+func ValidTenantID(s string) bool { return moltbot.ValidTenantID(s) }
+
+// checkTenantID explains an invalid tenant id.
+func checkTenantID(id string) error {
+	if !moltbot.ValidTenantID(id) {
+		return fmt.Errorf("auth: tenant id %q: %s", id, moltbot.TenantIDRule)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
+	return nil
 }
 
 func (s *Service) loadTenants() error {
 	s.tenants[DefaultTenant] = &Tenant{ID: DefaultTenant, Name: "default", FromConfig: true}
 	for i := range s.cfg.Tenants {
 		t := s.cfg.Tenants[i]
-		if !ValidTenantID(t.ID) {
-			return fmt.Errorf("auth: tenant id %q: use 1-64 letters, digits, '-', '_' or '.'", t.ID)
+		if err := checkTenantID(t.ID); err != nil {
+			return err
 		}
 		t.FromConfig = true
 		s.tenants[t.ID] = &t
@@ -76,8 +74,8 @@ func (s *Service) loadTenants() error {
 // the same id: the file wins, as at start.
 func (s *Service) SetConfigTenants(ts []Tenant) error {
 	for _, t := range ts {
-		if !ValidTenantID(t.ID) {
-			return fmt.Errorf("auth: tenant id %q: use 1-64 letters, digits, '-', '_' or '.'", t.ID)
+		if err := checkTenantID(t.ID); err != nil {
+			return err
 		}
 	}
 	s.mu.Lock()
@@ -122,8 +120,8 @@ func (s *Service) Tenants() []Tenant {
 
 // CreateTenant adds a tenant through the API.
 func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
-	if !ValidTenantID(t.ID) {
-		return nil, fmt.Errorf("auth: tenant id %q: use 1-64 letters, digits, '-', '_' or '.'", t.ID)
+	if err := checkTenantID(t.ID); err != nil {
+		return nil, err
 	}
 	if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 || t.RotateEvery < 0 {
 		return nil, fmt.Errorf("auth: limits and rotate_every must not be negative")

@@ -623,14 +623,14 @@ func (c *Config) Validate() error {
 	if c.Cluster.Replicas < 1 {
 		add("cluster.replicas", "must be at least 1, got %d", c.Cluster.Replicas)
 	}
-	tenantIDs := map[string]bool{"default": true}
+	tenantIDs := map[string]bool{moltbot.DefaultTenant: true}
 	for i, t := range c.Tenants {
 		at := func(k string) string { return fmt.Sprintf("tenants[%d].%s", i, k) }
 		switch {
 		case t.ID == "":
 			add(at("id"), "is required")
-		case !validTenant(t.ID):
-			add(at("id"), "use 1-64 letters, digits, '-', '_' or '.', got %q", t.ID)
+		case !moltbot.ValidTenantID(t.ID):
+			add(at("id"), moltbot.TenantIDRule+", got %q", t.ID)
 		case tenantIDs[t.ID]:
 			add(at("id"), "tenant %q is defined twice (default always exists)", t.ID)
 		}
@@ -688,20 +688,6 @@ func (c *Config) Validate() error {
 		add("cluster.join", "needs cluster.bind: a node joins a cluster by gossiping on an address")
 	}
 	return errors.Join(errs...)
-}
-
-func validTenant(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 // Redacted returns the config as YAML with secrets shown as [REDACTED].

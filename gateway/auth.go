@@ -212,8 +212,7 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusCreated, keyResponse{Key: secret, KeyInfo: info})
 	default:
-		w.Header().Set("Allow", "GET, POST")
-		writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "use GET or POST"))
+		methodNotAllowed(w, r, "GET", "POST")
 	}
 }
 
@@ -223,11 +222,6 @@ func (s *Server) key(w http.ResponseWriter, r *http.Request) {
 	}
 	t, _ := scopeTenant(r, "")
 	id := r.PathValue("id")
-	if r.Method != http.MethodDelete {
-		w.Header().Set("Allow", "DELETE")
-		writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "use DELETE to revoke a key"))
-		return
-	}
 	info, err := s.auth.RevokeKey(t, id)
 	if err != nil {
 		writeError(w, authErr(err))
@@ -312,18 +306,12 @@ func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusCreated, t)
 	default:
-		w.Header().Set("Allow", "GET, POST")
-		writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "use GET or POST"))
+		methodNotAllowed(w, r, "GET", "POST")
 	}
 }
 
 func (s *Server) tenant(w http.ResponseWriter, r *http.Request) {
 	if !requireOperator(w, r) {
-		return
-	}
-	if r.Method != http.MethodDelete {
-		w.Header().Set("Allow", "DELETE")
-		writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "use DELETE"))
 		return
 	}
 	if err := s.auth.DeleteTenant(r.PathValue("id")); err != nil {

@@ -241,6 +241,14 @@ func TestKeysAPIAndRotation(t *testing.T) {
 	if code, _, _ := e.do(t, "ci", "GET", "/v1/models", ""); code != 401 {
 		t.Fatal("revoked key still works")
 	}
+	for _, m := range []struct{ method, path, allow string }{
+		{"PUT", "/v1/admin/keys", "GET, POST"}, {"GET", "/v1/admin/keys/" + created.ID, "DELETE"},
+		{"PUT", "/v1/admin/tenants", "GET, POST"}, {"POST", "/v1/admin/tenants/a", "DELETE"},
+	} {
+		if code, body, h := e.do(t, "op", m.method, m.path, ""); code != 405 || h.Get("Allow") != m.allow || !strings.Contains(body, "not allowed") {
+			t.Errorf("%s %s: %d %s (Allow %q)", m.method, m.path, code, body, h.Get("Allow"))
+		}
+	}
 	for _, bad := range []string{`{"scope":"root"}`, `{"ttl":"soon"}`, `{"tenant":"nope"}`} {
 		if code, body, _ := e.do(t, "op", "POST", "/v1/admin/keys", bad); code != 400 && code != 404 {
 			t.Errorf("%s: %d %s", bad, code, body)

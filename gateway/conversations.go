@@ -79,8 +79,7 @@ func (s *Server) conversation(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "conversation.deleted", "deleted": true})
 	default:
-		w.Header().Set("Allow", "GET, DELETE")
-		writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "method %s is not allowed on %s; use GET or DELETE", r.Method, r.URL.Path))
+		methodNotAllowed(w, r, "GET", "DELETE")
 	}
 }
 
@@ -168,8 +167,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 			Usage: usageJSON{c.Usage.PromptTokens, c.Usage.CompletionTokens, c.Usage.Total()}})
 		return
 	}
-	cw := &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id,
-		created: strconv.AppendInt(nil, time.Now().Unix(), 10)}
+	cw := newChunkWriter(w, id, time.Now().Unix())
 	res, err := s.rt.Turn(r.Context(), tenantOf(r), id, string(*req.Content), opts, cw.chunk)
 	if err != nil {
 		if cw.started {

@@ -393,7 +393,7 @@ func (deadlineRecorder) SetWriteDeadline(time.Time) error { return nil }
 
 func BenchmarkChunkWriter(b *testing.B) {
 	w := deadlineRecorder{httptest.NewRecorder()}
-	cw := &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: "chatcmpl-x", created: []byte("1700000000")}
+	cw := newChunkWriter(w, "chatcmpl-x", 1700000000)
 	ch := moltbot.Chunk{Content: " token", Served: moltbot.ModelRef{Provider: "sim", Model: "sim"}}
 	b.ReportAllocs()
 	for b.Loop() {

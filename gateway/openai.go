@@ -182,8 +182,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		s.writeCompletion(w, id, now, comp)
 		return
 	}
-	cw := &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id,
-		created: strconv.AppendInt(nil, now, 10)}
+	cw := newChunkWriter(w, id, now)
 	comp, err := s.rt.Complete(r.Context(), msgs, opts, func(c moltbot.Chunk) error {
 		return cw.chunk(c)
 	})

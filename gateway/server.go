@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -112,10 +113,10 @@ func New(rt Runtime, cfg Config) *Server {
 	if s.auth != nil {
 		mux.HandleFunc("/v1/admin/keys", s.keys)
 		mux.HandleFunc("/v1/admin/keys/reload", s.only("POST", s.reload))
-		mux.HandleFunc("/v1/admin/keys/{id}", s.key)
+		mux.HandleFunc("/v1/admin/keys/{id}", s.only("DELETE", s.key))
 		mux.HandleFunc("/v1/admin/keys/{id}/rotate", s.only("POST", s.rotateKey))
 		mux.HandleFunc("/v1/admin/tenants", s.tenants)
-		mux.HandleFunc("/v1/admin/tenants/{id}", s.tenant)
+		mux.HandleFunc("/v1/admin/tenants/{id}", s.only("DELETE", s.tenant))
 		mux.HandleFunc("/v1/auth/rotate", s.only("POST", s.rotateSelf))
 		mux.HandleFunc("/oauth/token", s.only("POST", s.token))
 		mux.HandleFunc("/.well-known/jwks.json", s.only("GET", s.jwks))
@@ -134,12 +135,17 @@ func New(rt Runtime, cfg Config) *Server {
 func (s *Server) only(method string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method && !(method == "GET" && r.Method == "HEAD") {
-			w.Header().Set("Allow", method)
-			writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "method %s is not allowed on %s; use %s", r.Method, r.URL.Path, method))
+			methodNotAllowed(w, r, method)
 			return
 		}
 		h(w, r)
 	}
+}
+
+// methodNotAllowed answers 405 naming the methods the route takes.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow ...string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeErrorStatus(w, http.StatusMethodNotAllowed, moltbot.Errorf(moltbot.EInvalid, "method %s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
 }
 
 func writeErrorStatus(w http.ResponseWriter, status int, err error) {

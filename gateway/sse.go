@@ -22,6 +22,12 @@ type chunkWriter struct {
 	started bool
 }
 
+// newChunkWriter streams the chunks of completion id, created at unix time.
+func newChunkWriter(w http.ResponseWriter, id string, created int64) *chunkWriter {
+	return &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id,
+		created: strconv.AppendInt(nil, created, 10)}
+}
+
 func (s *chunkWriter) head(served string) {
 	s.buf = append(s.buf, `data: {"id":`...)
 	s.buf = jsonw.String(s.buf, s.id)

@@ -66,6 +66,29 @@ func adminCall(c *cli.Context, method, path string, body any, out any) error {
 	if err != nil {
 		return err
 	}
+	return adminRequest(c, base, key, method, path, body, out)
+}
+
+// adminShow gets path from the admin API for a command with --json: it
+// prints the raw body itself (and returns nil raw), or returns the body and
+// the node's base URL for the command to print.
+func adminShow(c *cli.Context, path string) (base string, raw json.RawMessage, err error) {
+	base, key, err := adminTarget(c)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := adminRequest(c, base, key, "GET", path, nil, &raw); err != nil {
+		return "", nil, err
+	}
+	if c.Bool("json") {
+		c.App.Writer.Write(append(raw, '\n'))
+		return base, nil, nil
+	}
+	return base, raw, nil
+}
+
+// adminRequest sends one request to the admin API at base with key.
+func adminRequest(c *cli.Context, base, key, method, path string, body any, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)

@@ -18,17 +18,8 @@ import (
 )
 
 func authedGet(t *testing.T, url, key string) (int, string) {
-	req, _ := http.NewRequest("GET", url, nil)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	t.Helper()
+	return authedDo(t, "GET", url, key, "")
 }
 
 // A workspace from moltbot init, auth on: the operator key in admin.key
@@ -185,11 +176,14 @@ tenants: [%s]
 	}
 }
 
-// authedDo sends method url body with key and returns the status and body.
+// authedDo sends method url body with key (if any) and returns the status
+// and body; status 0 when the node cannot be reached.
 func authedDo(t *testing.T, method, url, key, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

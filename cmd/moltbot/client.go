@@ -309,17 +309,9 @@ Examples:
    moltbot status --url http://127.0.0.1:3001 --json`,
 		Flags: append(adminFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}),
 		Action: func(c *cli.Context) error {
-			base, _, err := adminTarget(c)
-			if err != nil {
+			base, raw, err := adminShow(c, "/v1/admin/status")
+			if err != nil || raw == nil {
 				return err
-			}
-			var raw json.RawMessage
-			if err := adminCall(c, "GET", "/v1/admin/status", nil, &raw); err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				c.App.Writer.Write(append(raw, '\n'))
-				return nil
 			}
 			var st gateway.StatusResponse
 			if err := json.Unmarshal(raw, &st); err != nil {
@@ -430,18 +422,9 @@ Examples:
    moltbot cluster members --url http://10.0.0.5:3000 --json`,
 			Flags: append(adminFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON"}),
 			Action: func(c *cli.Context) error {
-				base, _, err := adminTarget(c)
-				if err != nil {
+				base, raw, err := adminShow(c, "/v1/admin/cluster")
+				if err != nil || raw == nil {
 					return err
-				}
-				var raw json.RawMessage
-				if err := adminCall(c, "GET", "/v1/admin/cluster", nil, &raw); err != nil {
-					return err
-				}
-				body := []byte(raw)
-				if c.Bool("json") {
-					c.App.Writer.Write(body)
-					return nil
 				}
 				var st struct {
 					Enabled  bool   `json:"enabled"`
@@ -453,7 +436,7 @@ Examples:
 						Self                                  bool
 					} `json:"members"`
 				}
-				if err := json.Unmarshal(body, &st); err != nil {
+				if err := json.Unmarshal(raw, &st); err != nil {
 					return fail(1, "unexpected body: %v", err)
 				}
 				if !st.Enabled {

@@ -193,13 +193,8 @@ func TestFailoverPrimaryDown(t *testing.T) {
 }
 
 func getBody(t *testing.T, url string) (int, string) {
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	t.Helper()
+	return authedGet(t, url, "")
 }
 
 // A primary slower than threshold.latency is abandoned: the answer comes
