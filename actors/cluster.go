@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -16,6 +16,8 @@ import (
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Placement is the membership the runtime routes by (a *cluster.Cluster).
@@ -26,6 +28,10 @@ type Placement interface {
 	Members() []cluster.Node
 	// Ready: joined, so the ring is the cluster's and not just this node.
 	Ready() bool
+	// Member returns a current member by id (alive, leaving, or just left).
+	Member(id string) (cluster.Node, bool)
+	// HasName reports whether a current member carries a certificate name.
+	HasName(name string) bool
 }
 
 func notJoined() error {
@@ -76,8 +82,9 @@ func movedError() error {
 	return &moltbot.Error{Code: moltbot.EUnavailable, Message: "the conversation moved to another node; retry", RetryAfter: time.Second, Err: errMoved}
 }
 
-// startRemote serves protoactor remote on addr (host:port).
-func (rt *Runtime) startRemote(addr, advertise string) (err error) {
+// startRemote serves protoactor remote on addr (host:port): mutual TLS
+// when creds are given, every message checked by the guard (guard.go).
+func (rt *Runtime) startRemote(addr, advertise string, creds *cluster.Credentials) (err error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("actors: remote address %q: %w", addr, err)
@@ -97,7 +104,22 @@ func (rt *Runtime) startRemote(addr, advertise string) (err error) {
 			err = fmt.Errorf("actors: start cluster RPC on %s: %v", addr, r)
 		}
 	}()
-	var opts []remote.ConfigOption
+	rt.guard = &rpcGuard{rt: rt, tls: creds != nil}
+	server := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(rt.guard.unary),
+		grpc.ChainStreamInterceptor(rt.guard.stream),
+		grpc.ConnectionTimeout(5 * time.Second),
+		grpc.MaxConcurrentStreams(16),
+		grpc.MaxRecvMsgSize(maxRPCMessage),
+	}
+	dial := []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRPCMessage))}
+	if creds != nil {
+		server = append(server, grpc.Creds(creds))
+		dial = append(dial, grpc.WithTransportCredentials(creds))
+	} else {
+		dial = append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	opts := []remote.ConfigOption{remote.WithServerOptions(server...), remote.WithDialOptions(dial...)}
 	if advertise != "" {
 		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(advertise, port)))
 	}
@@ -105,6 +127,10 @@ func (rt *Runtime) startRemote(addr, advertise string) (err error) {
 	rt.remote.Start()
 	return nil
 }
+
+// maxRPCMessage bounds one message batch between nodes (a snapshot, or
+// the shared state in a full exchange).
+const maxRPCMessage = 16 << 20
 
 // RemoteAddress is the protoactor address of this node ("" when alone).
 func (rt *Runtime) RemoteAddress() string {
@@ -115,11 +141,55 @@ func (rt *Runtime) RemoteAddress() string {
 }
 
 // Attach starts routing by p: conversations are served by their owner.
+// With TLS, peers' certificate names are checked against p from now on.
 func (rt *Runtime) Attach(p Placement) {
 	rt.place = p
 	rt.ring.Store(p.Ring())
+	if rt.creds != nil {
+		if peers, ok := p.(cluster.Peers); ok {
+			rt.creds.SetPeers(peers)
+		}
+	}
+	close(rt.attached)
 	rt.wg.Add(1)
 	go rt.watchRing()
+	if rt.shared != nil {
+		rt.wg.Add(2)
+		go func() { defer rt.wg.Done(); rt.shared.sendLoop(rt.base) }()
+		go func() { defer rt.wg.Done(); rt.shared.mergeLoop(rt.base) }()
+	}
+}
+
+// VerifyPeer proves a member's RPC identity (cluster.Config.Verify): a Hello
+// over RPC, whose TLS handshake checks that the member's certificate names
+// it, answered by the member's agent.
+func (rt *Runtime) VerifyPeer(ctx context.Context, n cluster.Node) error {
+	select {
+	case <-rt.attached:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	env := rt.envelope()
+	env.Body = &pb.Envelope_Hello{Hello: &pb.Hello{Name: rt.nodeName}}
+	timeout := 3 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	r, err := rt.request(n, env, timeout)
+	if err != nil {
+		return err
+	}
+	h := r.GetHelloReply()
+	if h == nil {
+		if e := r.GetConvReply().GetError(); e != nil {
+			return fmt.Errorf("node %s: %s", n.ID, e.Message)
+		}
+		return fmt.Errorf("node %s: unexpected answer to hello", n.ID)
+	}
+	if h.Name != n.Name {
+		return fmt.Errorf("node %s: it says it is %q, its metadata says %q", n.ID, h.Name, n.Name)
+	}
+	return nil
 }
 
 func (rt *Runtime) clustered() bool { return rt.place != nil }
@@ -193,7 +263,8 @@ func (rt *Runtime) envelope() *pb.Envelope {
 	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: rt.place.ID()}
 }
 
-// request sends env to node's agent and waits for one reply envelope.
+// request sends env to node's agent and waits for one reply envelope,
+// which must come from that node.
 func (rt *Runtime) request(node cluster.Node, env *pb.Envelope, timeout time.Duration) (*pb.Envelope, error) {
 	res, err := rt.system.Root.RequestFuture(agentPID(node), env, timeout).Result()
 	if err != nil {
@@ -202,6 +273,10 @@ func (rt *Runtime) request(node cluster.Node, env *pb.Envelope, timeout time.Dur
 	reply, ok := res.(*pb.Envelope)
 	if !ok {
 		return nil, fmt.Errorf("node %s: unexpected reply %T", node.ID, res)
+	}
+	if reply.FromNode != node.ID {
+		rt.met.Inc(metrics.ClusterRefused, "identity")
+		return nil, fmt.Errorf("node %s: the reply came from %q", node.ID, reply.FromNode)
 	}
 	return reply, nil
 }
@@ -253,17 +328,31 @@ func (a *agent) Receive(c actor.Context) {
 			rt.system.Root.Send(sender, r)
 		}
 	}
+	if !rt.clustered() {
+		return
+	}
+	// Only current members are served, and they get replies only at their
+	// own address (the RPC guard checked both for messages from the
+	// network; this holds for any other way in).
+	if _, err := rt.agentAllowed(env); err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			rt.guard.refused(r, env.FromNode)
+		}
+		return
+	}
 	if env.Protocol != cluster.Protocol || env.Body == nil {
 		rt.log.Warn("refused a message from a node of another version", "from", env.FromNode, "protocol", env.Protocol)
 		reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: &pb.ConvReply{Error: &pb.Error{Code: moltbot.EUnavailable,
 			Message: fmt.Sprintf("incompatible cluster protocol %d (this node speaks %d)", env.Protocol, cluster.Protocol)}}}})
 		return
 	}
-	if !rt.clustered() {
-		return
-	}
 	switch b := env.Body.(type) {
 	case *pb.Envelope_Turn:
+		if !ephemeral(env.ReplyId, sinkPrefix) {
+			rt.guard.refused(refuse("target", "a turn whose replies go to actor %q", env.ReplyId), env.FromNode)
+			return
+		}
 		go rt.serveTurn(env, b.Turn)
 	case *pb.Envelope_Cancel:
 		rt.system.Root.Send(rt.manager, &cancelMsg{tenant: b.Cancel.Tenant, id: b.Cancel.Id, turnID: b.Cancel.TurnId})
@@ -275,12 +364,19 @@ func (a *agent) Receive(c actor.Context) {
 		}()
 	case *pb.Envelope_Fetch:
 		go func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }()
+	case *pb.Envelope_Hello:
+		reply(&pb.Envelope{Body: &pb.Envelope_HelloReply{HelloReply: &pb.HelloReply{Name: rt.nodeName}}})
+	case *pb.Envelope_Shared:
+		rt.shared.received(env.FromNode, b.Shared)
+	default:
+		rt.guard.refused(refuse("type", "member %s sent a %T to the agent", env.FromNode, b), env.FromNode)
 	}
 }
 
 // serveTurn runs a forwarded turn here (the owner) and streams to the sink.
 func (rt *Runtime) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 	sink := actor.NewPID(env.ReplyAddress, env.ReplyId)
+	self := rt.place.ID()
 	ctx, cancel := context.WithTimeout(rt.base, rt.requestTimeout)
 	if t.DeadlineUnixMs > 0 {
 		ctx2, cancel2 := context.WithDeadline(ctx, time.UnixMilli(t.DeadlineUnixMs))
@@ -291,7 +387,7 @@ func (rt *Runtime) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 	var fn moltbot.StreamFunc
 	if t.Visible {
 		fn = func(ch moltbot.Chunk) error {
-			rt.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, Body: &pb.Envelope_Chunk{Chunk: &pb.TurnChunk{
+			rt.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, FromNode: self, Body: &pb.Envelope_Chunk{Chunk: &pb.TurnChunk{
 				Content: ch.Content, Served: ch.Served.String(), Failovers: int32(ch.Failovers)}}})
 			return nil
 		}
@@ -303,7 +399,7 @@ func (rt *Runtime) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 		out.Message = toPBMessage(&res.Message)
 		out.Completion = toPBCompletion(res.Completion)
 	}
-	rt.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, Body: &pb.Envelope_Result{Result: out}})
+	rt.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, FromNode: self, Body: &pb.Envelope_Result{Result: out}})
 }
 
 func (rt *Runtime) serveConv(r *pb.ConvRequest) *pb.ConvReply {
@@ -448,17 +544,23 @@ func (rt *Runtime) acquire(tenant, id string) *moltbot.Conversation {
 
 // ---- forwarding: the node a request arrived at, to the owner ----
 
-// turnSink receives a forwarded turn's chunks and result.
+// turnSink receives a forwarded turn's chunks and result, from the owner
+// it forwarded to only.
 type turnSink struct {
-	fn       moltbot.StreamFunc
-	done     chan *pb.TurnResult
-	streamed *sync.Once
-	mark     func()
+	fn    moltbot.StreamFunc
+	done  chan *pb.TurnResult
+	mark  func()
+	owner string
+	rt    *Runtime
 }
 
 func (s *turnSink) Receive(c actor.Context) {
 	env, ok := c.Message().(*pb.Envelope)
 	if !ok {
+		return
+	}
+	if env.FromNode != s.owner {
+		s.rt.guard.refused(refuse("identity", "a turn chunk from %q, not the owner %s", env.FromNode, s.owner), env.FromNode)
 		return
 	}
 	switch b := env.Body.(type) {
@@ -479,9 +581,9 @@ func (rt *Runtime) forwardTurn(ctx context.Context, owner cluster.Node, tenant, 
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
 	}
-	sink := rt.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &turnSink{fn: fn, done: done, mark: streamed}
-	}))
+	sink := rt.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
+		return &turnSink{fn: fn, done: done, mark: streamed, owner: owner.ID, rt: rt}
+	}), strings.TrimSuffix(sinkPrefix, "$"))
 	env := rt.envelope()
 	env.ReplyAddress, env.ReplyId = sink.Address, sink.Id
 	deadline := time.Now().Add(rt.requestTimeout)

@@ -41,21 +41,39 @@ func (n *tnode) kill() {
 
 func startNode(t *testing.T, seed string, simOpts sim.Options) *tnode {
 	t.Helper()
+	return startNodeWith(t, nodeOpts{seed: seed, sim: simOpts})
+}
+
+// nodeOpts shape a test node: TLS credentials (name and files from a test
+// CA), shared state.
+type nodeOpts struct {
+	seed   string
+	sim    sim.Options
+	creds  *cluster.Credentials
+	shared SharedState
+}
+
+func startNodeWith(t *testing.T, o nodeOpts) *tnode {
+	t.Helper()
 	store := storage.NewMemory()
 	met := metrics.New("test")
 	rpc := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", simOpts), MaxInFlight: 64, Timeout: 10 * time.Second}},
+	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", o.sim), MaxInFlight: 64, Timeout: 10 * time.Second}},
 		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: store, Metrics: met, HealthInterval: time.Hour,
-		RemoteAddr: rpc, Replicas: 2, IdleTimeout: time.Minute})
+		RemoteAddr: rpc, Replicas: 2, IdleTimeout: time.Minute, RemoteTLS: o.creds, Shared: o.shared, SharedInterval: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var join []string
-	if seed != "" {
-		join = []string{seed}
+	if o.seed != "" {
+		join = []string{o.seed}
+	}
+	name := ""
+	if o.creds != nil {
+		name = o.creds.Identity().Name
 	}
 	cl, err := cluster.Start(cluster.Config{Bind: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), Join: join, RPC: rt.RemoteAddress(),
-		HTTP: "127.0.0.1:0", Version: "test", Profile: "test"})
+		HTTP: "127.0.0.1:0", Version: "test", Profile: "test", Name: name, Verify: rt.VerifyPeer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,15 @@ type Config struct {
 	RemoteAdvertise string
 	// Replicas is how many nodes hold each conversation, owner included.
 	Replicas int
+	// RemoteTLS, when set, makes node-to-node RPC mutual TLS with these
+	// credentials (cluster.NewCredentials); nil: plain gRPC (loopback or
+	// cluster.insecure).
+	RemoteTLS *cluster.Credentials
+	// Shared is state every member holds (auth records), carried over RPC
+	// once the runtime is attached; SharedInterval is the period of the
+	// full exchange with one random member (default 30s).
+	Shared         SharedState
+	SharedInterval time.Duration
 }
 
 func (c *Config) ensureDefaults() {
@@ -128,6 +137,11 @@ type Runtime struct {
 	ringMu   sync.Mutex
 	ringCh   chan struct{}
 	rebal    rebalancer
+	guard    *rpcGuard
+	creds    *cluster.Credentials
+	nodeName string
+	shared   *sharedLink
+	attached chan struct{}
 
 	active     atomic.Int64
 	turnIDs    atomic.Uint64
@@ -158,6 +172,16 @@ func New(cfg Config) (*Runtime, error) {
 	rt.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
 	rt.replicas = max(cfg.Replicas, 1)
 	rt.ringCh = make(chan struct{})
+	rt.attached = make(chan struct{})
+	rt.creds = cfg.RemoteTLS
+	if rt.creds != nil {
+		rt.nodeName = rt.creds.Identity().Name
+		met := rt.met
+		rt.creds.OnRefuse(func(reason string) { met.Inc(metrics.ClusterRefused, reason) })
+	}
+	if cfg.Shared != nil {
+		rt.shared = newSharedLink(rt, cfg.Shared, cfg.SharedInterval)
+	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	rt.turnPrefix = "t" + idEncoding.EncodeToString(rnd[:]) + "."
@@ -165,7 +189,7 @@ func New(cfg Config) (*Runtime, error) {
 	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
 	if cfg.RemoteAddr != "" {
-		if err := rt.startRemote(cfg.RemoteAddr, cfg.RemoteAdvertise); err != nil {
+		if err := rt.startRemote(cfg.RemoteAddr, cfg.RemoteAdvertise, cfg.RemoteTLS); err != nil {
 			return nil, err
 		}
 		if _, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{rt: rt} }), agentName); err != nil {

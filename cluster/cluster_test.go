@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,12 +100,22 @@ func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock()
 
 func startNode(t *testing.T, join []string, key []byte, proto int) (*Cluster, *logBuf) {
 	t.Helper()
+	var keys [][]byte
+	if key != nil {
+		keys = [][]byte{key}
+	}
+	return startWith(t, Config{Join: join, Keys: keys, proto: proto})
+}
+
+func startWith(t *testing.T, cfg Config) (*Cluster, *logBuf) {
+	t.Helper()
 	port := testutil.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	lb := &logBuf{}
-	c, err := Start(Config{Bind: addr, Join: join, Key: key, RPC: fmt.Sprintf("127.0.0.1:%d", port+1000), HTTP: "127.0.0.1:1",
-		Version: "test", Profile: "test", Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), proto: proto,
-		Load: func() int { return 7 }})
+	cfg.Bind = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.RPC, cfg.HTTP, cfg.Version, cfg.Profile = fmt.Sprintf("127.0.0.1:%d", port+1000), "127.0.0.1:1", "test", "test"
+	cfg.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Load = func() int { return 7 }
+	c, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,83 +243,135 @@ func TestIncompatibleProtocolRefused(t *testing.T) {
 func TestReadKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	key := bytes.Repeat([]byte{7}, 32)
+	key2 := bytes.Repeat([]byte{9}, 16)
 	for name, content := range map[string]string{"b64": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n", "hex": strings.Repeat("07", 32), "raw": string(key)} {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, []byte(content), 0o600)
 		got, err := ReadKeyFile(p)
-		if err != nil || !bytes.Equal(got, key) {
+		if err != nil || len(got) != 1 || !bytes.Equal(got[0], key) {
 			t.Errorf("%s: %x %v", name, got, err)
 		}
 	}
-	p := filepath.Join(dir, "short")
+	// A rotation: several keys, the first encrypts; comments and blank lines.
+	p := filepath.Join(dir, "two")
+	os.WriteFile(p, []byte("# new key first\n"+strings.Repeat("09", 16)+"\n\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"), 0o600)
+	got, err := ReadKeyFile(p)
+	if err != nil || len(got) != 2 || !bytes.Equal(got[0], key2) || !bytes.Equal(got[1], key) {
+		t.Errorf("two keys: %x %v", got, err)
+	}
+	p = filepath.Join(dir, "short")
 	os.WriteFile(p, []byte("abc"), 0o600)
 	if _, err := ReadKeyFile(p); err == nil || !strings.Contains(err.Error(), "16, 24 or 32") {
 		t.Errorf("short key: %v", err)
 	}
-}
-
-// setState is a grow-only set of strings: the simplest mergeable state.
-type setState struct {
-	mu sync.Mutex
-	m  map[string]bool
-}
-
-func (s *setState) add(v string) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[v] = true
-	return []byte(v)
-}
-
-func (s *setState) State() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for v := range s.m {
-		out = append(out, v)
+	p = filepath.Join(dir, "badline")
+	os.WriteFile(p, []byte(strings.Repeat("09", 16)+"\nnot a key\n"), 0o600)
+	if _, err := ReadKeyFile(p); err == nil || !strings.Contains(err.Error(), "badline:2") {
+		t.Errorf("bad second line: %v", err)
 	}
-	return []byte(strings.Join(out, "\n"))
 }
 
-func (s *setState) Merge(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, v := range strings.Split(string(b), "\n") {
-		if v != "" && !s.m[v] {
-			s.m[v] = true
-			n++
+// The gossip key rotates on a running cluster (add, use, drop) with no
+// member ever leaving the ring; afterwards only the new key joins.
+func TestGossipKeyRotation(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	a, _ := startNode(t, nil, k1, 0)
+	b, _ := startNode(t, []string{a.ID()}, k1, 0)
+	c, _ := startNode(t, []string{a.ID()}, k1, 0)
+	all := []*Cluster{a, b, c}
+	whole := func() bool {
+		for _, n := range all {
+			if n.Ring().Len() != 3 {
+				return false
+			}
+		}
+		return true
+	}
+	testutil.Eventually(t, 10*time.Second, "three members", whole)
+	var broke atomic.Bool
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, n := range all {
+				for _, m := range n.Members() {
+					if m.State != "alive" {
+						broke.Store(true)
+					}
+				}
+			}
+		}
+	}()
+	for _, step := range [][][]byte{{k1, k2}, {k2, k1}, {k2}} {
+		for _, n := range all {
+			if err := n.SetKeys(step); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(600 * time.Millisecond) // a few gossip and probe rounds under each step
+	}
+	close(stop)
+	<-done
+	if broke.Load() || !whole() {
+		t.Fatal("a member was lost during the key rotation")
+	}
+	for _, n := range all {
+		if n.KeyCount() != 1 {
+			t.Fatalf("%s holds %d keys after the rotation", n.ID(), n.KeyCount())
 		}
 	}
-	return n, nil
-}
-
-func (s *setState) has(v string) bool { s.mu.Lock(); defer s.mu.Unlock(); return s.m[v] }
-
-func startShared(t *testing.T, join []string) (*Cluster, *setState) {
-	t.Helper()
-	st := &setState{m: map[string]bool{}}
-	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	c, err := Start(Config{Bind: addr, Join: join, Version: "test", Profile: "test", Shared: st})
-	if err != nil {
-		t.Fatal(err)
+	old, _ := startNode(t, []string{a.ID()}, k1, 0)
+	fresh, _ := startNode(t, []string{a.ID()}, k2, 0)
+	testutil.Eventually(t, 10*time.Second, "the new key joins", func() bool { return fresh.Ring().Len() == 4 })
+	if old.Ring().Len() != 1 {
+		t.Fatal("the retired key still joins")
 	}
-	t.Cleanup(func() { c.Shutdown() })
-	return c, st
+	if err := a.SetKeys(nil); err == nil {
+		t.Fatal("dropping every key of a running node was accepted")
+	}
 }
 
-// A change reaches every member at once; a member that joins later gets
-// the whole state from the exchange at join.
-func TestSharedState(t *testing.T) {
-	a, sa := startShared(t, nil)
-	b, sb := startShared(t, []string{a.ID()})
-	testutil.Eventually(t, 10*time.Second, "two members", func() bool { return len(b.Ring().Nodes()) == 2 && len(a.Ring().Nodes()) == 2 })
-	a.Publish(sa.add("from-a"))
-	b.Publish(sb.add("from-b"))
-	testutil.Eventually(t, 5*time.Second, "changes delivered", func() bool { return sb.has("from-a") && sa.has("from-b") })
-	c, sc := startShared(t, []string{b.ID()})
-	testutil.Eventually(t, 10*time.Second, "state at join", func() bool { return sc.has("from-a") && sc.has("from-b") })
-	// And the newcomer's own state reaches the others.
-	c.Publish(sc.add("from-c"))
-	testutil.Eventually(t, 5*time.Second, "newcomer's change", func() bool { return sa.has("from-c") && sb.has("from-c") })
+// Only members whose RPC identity is proved go on the ring; a member that
+// fails the proof stays off it (and is retried), the others are unaffected.
+func TestVerifyGatesTheRing(t *testing.T) {
+	var allow sync.Map
+	verify := func(ctx context.Context, n Node) error {
+		if _, ok := allow.Load(n.Name); ok {
+			return nil
+		}
+		return errors.New("no proof")
+	}
+	allow.Store("a", true)
+	allow.Store("b", true)
+	a, _ := startWith(t, Config{Name: "a", Verify: verify})
+	b, _ := startWith(t, Config{Name: "b", Join: []string{a.ID()}, Verify: verify})
+	testutil.Eventually(t, 10*time.Second, "a and b verified", func() bool { return a.Ring().Len() == 2 && b.Ring().Len() == 2 })
+	x, _ := startWith(t, Config{Name: "x", Join: []string{a.ID()}, Verify: verify})
+	testutil.Eventually(t, 10*time.Second, "x seen alive", func() bool {
+		m, ok := a.Member(x.ID())
+		return ok && m.State == "alive" && m.Name == "x"
+	})
+	time.Sleep(500 * time.Millisecond) // several verify rounds
+	if a.Ring().Has(x.ID()) || b.Ring().Has(x.ID()) {
+		t.Fatal("an unproved member was put on the ring")
+	}
+	if !a.HasName("x") {
+		t.Fatal("an alive member's name is not current")
+	}
+	if n, ok := a.NameAt(b.cfg.RPC); !ok || n != "b" {
+		t.Fatalf("NameAt(b) = %q %v", n, ok)
+	}
+	allow.Store("x", true)
+	testutil.Eventually(t, 10*time.Second, "x on the ring once proved", func() bool { return a.Ring().Has(x.ID()) && b.Ring().Has(x.ID()) })
+	x.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "x dead", func() bool { _, ok := a.Member(x.ID()); return !ok })
+	if a.HasName("x") {
+		t.Fatal("a dead member's name is still current")
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -24,7 +25,7 @@ import (
 
 // Protocol is the cluster protocol version. Nodes of another protocol are
 // refused at join and kept off the ring: they could not read our messages.
-const Protocol = 1
+const Protocol = 2
 
 // Config configures membership.
 type Config struct {
@@ -34,8 +35,12 @@ type Config struct {
 	Advertise string
 	// Join lists seeds host:port; joining retries with backoff until one answers.
 	Join []string
-	// Key is the gossip encryption key (16, 24 or 32 bytes); nil: none.
-	Key []byte
+	// Keys are the gossip keys (16, 24 or 32 bytes each): the first
+	// encrypts, every one decrypts (a rotation lists old and new). Empty:
+	// gossip is neither encrypted nor authenticated (loopback or insecure).
+	Keys [][]byte
+	// Name is this node's name, from its certificate ("" without TLS).
+	Name string
 	// RPC and HTTP are this node's addresses, published in its metadata.
 	RPC, HTTP string
 	Version   string
@@ -48,23 +53,13 @@ type Config struct {
 	// Bootstrap is how long a node with seeds waits to join before it serves
 	// alone (it may be the first node up). Default 10s ("test": 2s).
 	Bootstrap time.Duration
-	// Shared is state every member holds a copy of (small records that
-	// merge by themselves, such as auth's). Publish sends a change to every
-	// member; the periodic full exchange (memberlist push/pull, and at join)
-	// repairs what a member missed. nil: none.
-	Shared Shared
+	// Verify proves a member's RPC identity (it dials the member, whose
+	// certificate must name it) before the member is put on the ring. It is
+	// retried with backoff while the member is alive. nil: every alive
+	// member of our protocol is on the ring.
+	Verify func(ctx context.Context, n Node) error
 
 	proto int // tests: pretend to speak another protocol
-}
-
-// Shared is replicated state. Merge must be idempotent and commutative
-// (each record carries its own version); it runs on one goroutine, never
-// inside memberlist's handlers.
-type Shared interface {
-	// State returns the whole state.
-	State() []byte
-	// Merge applies a change or a whole state from another member.
-	Merge(b []byte) (int, error)
 }
 
 func (c *Cluster) protocol() int {
@@ -82,6 +77,7 @@ type meta struct {
 	Proto   int    `json:"p"`
 	Load    int    `json:"l"`
 	Leaving bool   `json:"x,omitempty"`
+	Name    string `json:"n,omitempty"`
 }
 
 // Cluster is this node's view of the membership.
@@ -102,28 +98,68 @@ type Cluster struct {
 	started time.Time
 
 	gossipRound time.Duration
-
-	// shared: changes to send, and received state to merge.
-	outbox chan []byte
-	inbox  chan []byte
+	keyring     *memberlist.Keyring
+	verifyKick  chan struct{}
+	dir         atomic.Pointer[directory]
 }
 
-// ReadKeyFile reads a gossip key: base64 or hex text, or 16/24/32 raw bytes.
-func ReadKeyFile(path string) ([]byte, error) {
+// ReadKeyFile reads gossip keys: one per line, each base64 or hex text
+// (lines starting with # are comments), or a single raw 16/24/32-byte key.
+// The first key encrypts; all of them decrypt, so a rotation lists the new
+// key beside the old one (see docs/SECURITY.md).
+func ReadKeyFile(path string) ([][]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: key file: %w", err)
 	}
-	text := strings.TrimSpace(string(b))
-	for _, dec := range []func(string) ([]byte, error){base64.StdEncoding.DecodeString, hex.DecodeString} {
-		if k, err := dec(text); err == nil && validKeyLen(len(k)) {
-			return k, nil
+	var keys [][]byte
+	bad := 0
+	for i, line := range strings.Split(string(b), "\n") {
+		text := strings.TrimSpace(line)
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
 		}
+		k, ok := decodeKey(text)
+		if !ok {
+			bad = i + 1
+			break
+		}
+		keys = append(keys, k)
+	}
+	if bad == 0 && len(keys) > 0 {
+		return dedupeKeys(keys), nil
 	}
 	if validKeyLen(len(b)) {
-		return b, nil
+		return [][]byte{b}, nil
 	}
-	return nil, fmt.Errorf("cluster: key file %s: want a 16, 24 or 32-byte key, as base64, hex or raw bytes", path)
+	if bad > 0 {
+		return nil, fmt.Errorf("cluster: key file %s:%d: want a 16, 24 or 32-byte key as base64 or hex (one per line; the first encrypts)", path, bad)
+	}
+	return nil, fmt.Errorf("cluster: key file %s: no key in it; want a 16, 24 or 32-byte key as base64 or hex", path)
+}
+
+func decodeKey(text string) ([]byte, bool) {
+	// Hex first: a hex key is also valid base64 (of another length).
+	for _, dec := range []func(string) ([]byte, error){hex.DecodeString, base64.StdEncoding.DecodeString} {
+		if k, err := dec(text); err == nil && validKeyLen(len(k)) {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+func dedupeKeys(keys [][]byte) [][]byte {
+	var out [][]byte
+	for _, k := range keys {
+		dup := false
+		for _, o := range out {
+			dup = dup || bytes.Equal(o, k)
+		}
+		if !dup {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
@@ -146,8 +182,10 @@ func Start(cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if cfg.Key != nil && !validKeyLen(len(cfg.Key)) {
-		return nil, fmt.Errorf("cluster: the gossip key must be 16, 24 or 32 bytes, got %d", len(cfg.Key))
+	for _, k := range cfg.Keys {
+		if !validKeyLen(len(k)) {
+			return nil, fmt.Errorf("cluster: a gossip key must be 16, 24 or 32 bytes, got %d", len(k))
+		}
 	}
 	host, port, err := splitHostPort(cfg.Bind)
 	if err != nil {
@@ -181,7 +219,7 @@ func Start(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: unknown profile %q (lan, local, test)", cfg.Profile)
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1), started: time.Now(),
-		outbox: make(chan []byte, 256), inbox: make(chan []byte, 256)}
+		verifyKick: make(chan struct{}, 1)}
 	if c.cfg.Bootstrap <= 0 {
 		c.cfg.Bootstrap = 10 * time.Second
 		if cfg.Profile == "test" {
@@ -196,8 +234,13 @@ func Start(cfg Config) (*Cluster, error) {
 	mc.Merge = (*merge)(c)
 	mc.Alive = (*alive)(c)
 	mc.LogOutput = &logWriter{c: c}
-	if cfg.Key != nil {
-		mc.SecretKey = cfg.Key
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip keys: %w", err)
+		}
+		c.keyring = kr
+		mc.Keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	c.gossipRound = 5 * mc.GossipInterval
@@ -207,7 +250,8 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	c.ml = ml
 	c.mu.Lock()
-	c.members[c.id] = &Node{ID: c.id, RPC: cfg.RPC, HTTP: cfg.HTTP, Addr: adv, Ver: cfg.Version, Proto: c.protocol(), State: "alive", Local: true, Joined: time.Now().UnixMilli()}
+	c.members[c.id] = &Node{ID: c.id, Name: cfg.Name, RPC: cfg.RPC, HTTP: cfg.HTTP, Addr: adv, Ver: cfg.Version, Proto: c.protocol(), State: "alive",
+		Local: true, Verified: true, Joined: time.Now().UnixMilli(), since: time.Now()}
 	c.rebuildLocked()
 	c.mu.Unlock()
 	if len(cfg.Join) > 0 {
@@ -216,75 +260,57 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	c.wg.Add(1)
 	go c.metaLoop()
-	if cfg.Shared != nil {
-		c.wg.Add(2)
-		go c.sendLoop()
-		go c.mergeLoop()
+	if cfg.Verify != nil {
+		c.wg.Add(1)
+		go c.verifyLoop()
 	}
 	return c, nil
 }
 
-// sharedMsg prefixes a change of the shared state sent to every member.
-const sharedMsg = "moltbot/shared:"
-
-// Publish sends a change of the shared state to every other member
-// (reliably, over TCP), in the background. A member that misses it gets it
-// at the next full exchange.
-func (c *Cluster) Publish(b []byte) {
-	if c.cfg.Shared == nil {
-		return
+// SetKeys replaces the gossip keyring (a reload): keys[0] encrypts from now
+// on, every key listed decrypts, keys not listed are dropped. A node that
+// started without keys cannot start encrypting without a restart.
+func (c *Cluster) SetKeys(keys [][]byte) error {
+	if c.keyring == nil {
+		if len(keys) == 0 {
+			return nil
+		}
+		return errors.New("cluster: this node started without a gossip key; restart it to turn encryption on")
 	}
-	select {
-	case c.outbox <- b:
-	default:
-		c.log.Warn("shared state: send queue full; the change spreads at the next full exchange")
+	if len(keys) == 0 {
+		return errors.New("cluster: cannot drop every gossip key of a running node; restart it without cluster.key_file")
 	}
-}
-
-func (c *Cluster) sendLoop() {
-	defer c.wg.Done()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case b := <-c.outbox:
-			msg := append([]byte(sharedMsg), b...)
-			for _, n := range c.ml.Members() {
-				if n.Name == c.id {
-					continue
-				}
-				if err := c.ml.SendReliable(n, msg); err != nil {
-					c.log.Debug("shared state: send failed; the next full exchange repairs it", "to", n.Name, "err", err)
-				}
+	for _, k := range keys {
+		if !validKeyLen(len(k)) {
+			return fmt.Errorf("cluster: a gossip key must be 16, 24 or 32 bytes, got %d", len(k))
+		}
+		if err := c.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("cluster: gossip keys: %w", err)
+		}
+	}
+	if err := c.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("cluster: gossip keys: %w", err)
+	}
+	for _, old := range c.keyring.GetKeys() {
+		keep := false
+		for _, k := range keys {
+			keep = keep || bytes.Equal(k, old)
+		}
+		if !keep {
+			if err := c.keyring.RemoveKey(old); err != nil {
+				return fmt.Errorf("cluster: gossip keys: %w", err)
 			}
 		}
 	}
+	return nil
 }
 
-func (c *Cluster) mergeLoop() {
-	defer c.wg.Done()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case b := <-c.inbox:
-			if _, err := c.cfg.Shared.Merge(b); err != nil {
-				c.log.Warn("shared state: merge", "err", err)
-			}
-		}
+// KeyCount is how many gossip keys are installed (0: none).
+func (c *Cluster) KeyCount() int {
+	if c.keyring == nil {
+		return 0
 	}
-}
-
-// received queues shared state from another member for mergeLoop.
-func (c *Cluster) received(b []byte) {
-	if c.cfg.Shared == nil || len(b) == 0 {
-		return
-	}
-	select {
-	case c.inbox <- bytes.Clone(b):
-	default:
-		c.log.Warn("shared state: merge queue full; dropped (the next full exchange repairs it)")
-	}
+	return len(c.keyring.GetKeys())
 }
 
 // ID is this node's id (its advertised gossip address).
@@ -293,11 +319,28 @@ func (c *Cluster) ID() string { return c.id }
 // Ready reports whether the node may serve conversations: it has joined
 // (or has no seeds), or no seed answered within the bootstrap window and it
 // serves as the first node. Before that, its ring is only itself: serving
-// would hide every conversation the cluster holds.
+// would hide every conversation the cluster holds. With Verify, it also
+// waits until every alive member's identity is proved (or has failed to be
+// proved a few times): until then its ring lacks members the others have.
 func (c *Cluster) Ready() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.joined || len(c.cfg.Join) == 0 || time.Since(c.started) > c.cfg.Bootstrap || len(c.members) > 1
+	joined := c.joined || len(c.cfg.Join) == 0 || time.Since(c.started) > c.cfg.Bootstrap || len(c.members) > 1
+	return joined && !c.verifyPendingLocked()
+}
+
+// verifyPendingLocked: an alive member of our protocol is neither verified
+// nor given up on yet.
+func (c *Cluster) verifyPendingLocked() bool {
+	if c.cfg.Verify == nil {
+		return false
+	}
+	for _, n := range c.members {
+		if !n.Local && n.State == "alive" && n.Proto == c.protocol() && !n.Verified && n.failures < verifyAttempts {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Cluster) joinLoop() {
@@ -321,7 +364,7 @@ func (c *Cluster) joinLoop() {
 			level = slog.LevelDebug // keep retrying, quietly
 		}
 		c.log.Log(context.Background(), level, "cannot join the cluster yet; serving alone and retrying", "seeds", strings.Join(c.cfg.Join, ","),
-			"attempt", attempt, "retry_in", backoff, "err", explainJoin(msg, c.cfg.Key != nil))
+			"attempt", attempt, "retry_in", backoff, "err", explainJoin(msg, len(c.cfg.Keys) > 0))
 		select {
 		case <-c.stop:
 			return
@@ -396,17 +439,40 @@ func (c *Cluster) Members() []Node {
 	return out
 }
 
+// onRing: alive, of our protocol, and (with Verify) its RPC identity proved.
+func (c *Cluster) onRing(n *Node) bool {
+	return n.State == "alive" && n.Proto == c.protocol() && (n.Verified || c.cfg.Verify == nil)
+}
+
 func (c *Cluster) rebuildLocked() {
 	var live []Node
 	for _, n := range c.members {
-		if n.State == "alive" && n.Proto == c.protocol() {
+		if c.onRing(n) {
 			live = append(live, *n)
 		}
 	}
 	c.ring = NewRing(live)
+	c.dir.Store(newDirectory(c.members))
 	select {
 	case c.changes <- struct{}{}:
 	default:
+	}
+	if c.cfg.Verify != nil {
+		select {
+		case c.verifyKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// setState records a member's state; a member that stops being alive must
+// prove its identity again when it comes back.
+func (n *Node) setState(state string, now time.Time) {
+	if n.State != state {
+		n.State, n.since = state, now
+	}
+	if state == "dead" || state == "left" {
+		n.Verified, n.failures = false, 0
 	}
 }
 
@@ -417,11 +483,16 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	c.mu.Lock()
 	c.left = true
 	c.mu.Unlock()
-	// Tell every member directly (TCP), then in the metadata too.
+	// Tell every member directly (TCP), then in the metadata too. The
+	// addresses are our copies: memberlist's own nodes change under its lock.
 	bye := []byte(leavingMsg + c.id)
-	for _, n := range c.ml.Members() {
-		if n.Name != c.id {
-			_ = c.ml.SendReliable(n, bye)
+	for _, n := range c.Members() {
+		if n.Local || n.State != "alive" {
+			continue
+		}
+		host, port, err := splitHostPort(n.Addr)
+		if ip := net.ParseIP(host); err == nil && ip != nil {
+			_ = c.ml.SendReliable(&memberlist.Node{Name: n.ID, Addr: ip, Port: uint16(port)}, bye)
 		}
 	}
 	_ = c.ml.UpdateNode(timeout / 2)
@@ -457,7 +528,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	leaving := c.left
 	c.mu.Unlock()
-	b, _ := json.Marshal(meta{RPC: c.cfg.RPC, HTTP: c.cfg.HTTP, Ver: c.cfg.Version, Proto: c.protocol(), Load: load, Leaving: leaving})
+	b, _ := json.Marshal(meta{RPC: c.cfg.RPC, HTTP: c.cfg.HTTP, Ver: c.cfg.Version, Proto: c.protocol(), Load: load, Leaving: leaving, Name: c.cfg.Name})
 	if len(b) > limit {
 		return nil
 	}
@@ -469,10 +540,6 @@ func (d *delegate) NodeMeta(limit int) []byte {
 const leavingMsg = "moltbot/leaving:"
 
 func (d *delegate) NotifyMsg(b []byte) {
-	if rest, ok := bytes.CutPrefix(b, []byte(sharedMsg)); ok {
-		(*Cluster)(d).received(rest)
-		return
-	}
 	id, ok := strings.CutPrefix(string(b), leavingMsg)
 	if !ok {
 		return
@@ -487,23 +554,18 @@ func (d *delegate) NotifyMsg(b []byte) {
 	n.leaving = true
 	switch n.State {
 	case "dead":
-		n.State = "left"
+		n.setState("left", time.Now())
 	case "alive":
-		n.State = "leaving"
+		n.setState("leaving", time.Now())
 	}
 	c.rebuildLocked()
 }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
-// LocalState is this node's side of a full exchange (push/pull, join).
-func (d *delegate) LocalState(join bool) []byte {
-	if d.cfg.Shared == nil {
-		return nil
-	}
-	return d.cfg.Shared.State()
-}
-
-func (d *delegate) MergeRemoteState(buf []byte, join bool) { (*Cluster)(d).received(buf) }
+// LocalState and MergeRemoteState carry nothing: state that every member
+// holds travels over the authenticated RPC channel, not over gossip.
+func (d *delegate) LocalState(join bool) []byte            { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {}
 
 func parseMeta(b []byte) (meta, error) {
 	var m meta
@@ -532,7 +594,10 @@ func (e *events) update(n *memberlist.Node, state string) {
 	node.Addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	node.Local = n.Name == c.id
 	if err == nil {
-		node.RPC, node.HTTP, node.Ver, node.Proto, node.Load = m.RPC, m.HTTP, m.Ver, m.Proto, m.Load
+		if node.RPC != m.RPC || node.Name != m.Name {
+			node.Verified, node.failures = false, 0 // another identity: prove it again
+		}
+		node.RPC, node.HTTP, node.Ver, node.Proto, node.Load, node.Name = m.RPC, m.HTTP, m.Ver, m.Proto, m.Load, m.Name
 		if m.Leaving {
 			node.leaving = true
 		} else if state == "alive" {
@@ -545,9 +610,9 @@ func (e *events) update(n *memberlist.Node, state string) {
 	case state == "alive" && node.leaving:
 		state = "leaving"
 	}
-	node.State = state
+	node.setState(state, time.Now())
 	if node.Local {
-		node.RPC, node.HTTP, node.Ver, node.Proto = c.cfg.RPC, c.cfg.HTTP, c.cfg.Version, c.protocol()
+		node.RPC, node.HTTP, node.Ver, node.Proto, node.Name, node.Verified = c.cfg.RPC, c.cfg.HTTP, c.cfg.Version, c.protocol(), c.cfg.Name, true
 	}
 	c.rebuildLocked()
 }

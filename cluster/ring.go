@@ -10,22 +10,32 @@ package cluster
 
 import (
 	"sort"
+	"time"
 )
 
 // Node is a member as placement sees it.
 type Node struct {
-	ID     string `json:"id"`            // memberlist name, unique and stable across restarts
-	RPC    string `json:"rpc"`           // protoactor remote address host:port
-	HTTP   string `json:"http"`          // HTTP address host:port
-	Addr   string `json:"gossip"`        // gossip address host:port
-	Ver    string `json:"version"`       // moltbot version
-	Proto  int    `json:"protocol"`      // cluster protocol version
-	Load   int    `json:"conversations"` // conversations active in memory
-	State  string `json:"state"`         // alive, leaving (off the ring, handing off), dead, left
-	Local  bool   `json:"self"`          // this node
-	Joined int64  `json:"joined"`        // unix ms when first seen alive
+	ID     string `json:"id"`             // memberlist name, unique and stable across restarts
+	Name   string `json:"name,omitempty"` // the node's name in its certificate (TLS clusters)
+	RPC    string `json:"rpc"`            // protoactor remote address host:port
+	HTTP   string `json:"http"`           // HTTP address host:port
+	Addr   string `json:"gossip"`         // gossip address host:port
+	Ver    string `json:"version"`        // moltbot version
+	Proto  int    `json:"protocol"`       // cluster protocol version
+	Load   int    `json:"conversations"`  // conversations active in memory
+	State  string `json:"state"`          // alive, leaving (off the ring, handing off), dead, left
+	Local  bool   `json:"self"`           // this node
+	Joined int64  `json:"joined"`         // unix ms when first seen alive
+	// Verified: its RPC identity was proved (a TLS cluster: its certificate
+	// names it); only verified members are on the ring.
+	Verified bool `json:"verified"`
 
-	leaving bool
+	leaving   bool
+	since     time.Time // when State last changed
+	verifying bool
+	failures  int
+	nextTry   time.Time
+	backoff   time.Duration
 }
 
 // Ring places keys on a fixed set of nodes by rendezvous (highest random

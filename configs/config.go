@@ -230,14 +230,56 @@ type ClusterConfig struct {
 	Join []string `yaml:"join"`
 	// Replicas is how many nodes hold each conversation, owner included.
 	Replicas int `yaml:"replicas"`
-	// KeyFile holds the gossip encryption key (16, 24 or 32 bytes: base64,
-	// hex or raw); every node needs the same one.
+	// KeyFile holds the gossip keys (16, 24 or 32 bytes, base64 or hex, one
+	// per line; the first encrypts, all decrypt); every node needs them.
+	// Relative to the workspace. Default: cluster/gossip.key when it exists.
 	KeyFile string `yaml:"key_file"`
+	// TLS is the node's certificate for RPC between nodes (mutual TLS 1.3,
+	// issued by the cluster CA). Default: cluster/{ca.crt,node.crt,node.key}
+	// in the workspace when they exist.
+	TLS ClusterTLSConfig `yaml:"tls"`
+	// Insecure lets a node bound beyond loopback run without a gossip key
+	// and certificates: anyone who reaches its ports is a member.
+	Insecure bool `yaml:"insecure"`
 	// RPC is the address of actor messages between nodes (default: the bind
 	// host, bind port + 1).
 	RPC string `yaml:"rpc"`
 	// Profile tunes failure detection: lan (default), local, or test.
 	Profile string `yaml:"profile"`
+}
+
+// ClusterTLSConfig names a node's cluster TLS files, relative to the
+// workspace unless absolute.
+type ClusterTLSConfig struct {
+	// CAFile is the cluster CA bundle (old and new CA during a rotation).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are this node's certificate and private key.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Loopback reports whether every address the cluster listens on or
+// advertises is a loopback address (127.0.0.0/8, ::1, localhost).
+func (c *ClusterConfig) Loopback() bool {
+	for _, a := range []string{c.Bind, c.Advertise, c.RPCAddr()} {
+		if a == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(a)
+		if err != nil || !IsLoopback(host) {
+			return false
+		}
+	}
+	return true
+}
+
+// IsLoopback reports whether host is a loopback address or localhost.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // RPCAddr returns the cluster RPC address (rpc, or bind's port + 1).
@@ -683,6 +725,13 @@ func (c *Config) Validate() error {
 		case "", "lan", "local", "test":
 		default:
 			add("cluster.profile", "must be lan, local or test, got %q", c.Cluster.Profile)
+		}
+		if t := c.Cluster.TLS; t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" {
+			for _, f := range []struct{ key, v string }{{"cluster.tls.ca_file", t.CAFile}, {"cluster.tls.cert_file", t.CertFile}, {"cluster.tls.key_file", t.KeyFile}} {
+				if f.v == "" {
+					add(f.key, "is needed with the other cluster.tls files (ca_file, cert_file, key_file)")
+				}
+			}
 		}
 	} else if len(c.Cluster.Join) > 0 {
 		add("cluster.join", "needs cluster.bind: a node joins a cluster by gossiping on an address")

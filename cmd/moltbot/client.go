@@ -408,7 +408,7 @@ func ms(v float64) string {
 func clusterCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cluster",
-		Usage: "inspect a node's cluster",
+		Usage: "inspect a node's cluster; make its CA, node certificates and gossip key",
 		Subcommands: []*cli.Command{{
 			Name:  "members",
 			Usage: "list the members a node sees: state, addresses, version, conversations",
@@ -431,9 +431,9 @@ Examples:
 					Self     string `json:"self"`
 					Replicas int    `json:"replicas"`
 					Members  []struct {
-						ID, RPC, HTTP, Gossip, Version, State string
-						Conversations                         int
-						Self                                  bool
+						ID, Name, RPC, HTTP, Gossip, Version, State string
+						Conversations                               int
+						Self, Verified                              bool
 					} `json:"members"`
 				}
 				if err := json.Unmarshal(raw, &st); err != nil {
@@ -445,17 +445,21 @@ Examples:
 				}
 				fmt.Fprintf(c.App.Writer, "cluster seen by %s (replicas %d)\n\n", st.Self, st.Replicas)
 				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NODE\tSTATE\tRPC\tHTTP\tVERSION\tCONVERSATIONS")
+				fmt.Fprintln(tw, "NODE\tNAME\tSTATE\tVERIFIED\tRPC\tHTTP\tVERSION\tCONVERSATIONS")
 				for _, m := range st.Members {
 					id := m.ID
 					if m.Self {
 						id += " (self)"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", id, m.State, m.RPC, m.HTTP, m.Version, m.Conversations)
+					name := m.Name
+					if name == "" {
+						name = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d\n", id, name, m.State, m.Verified, m.RPC, m.HTTP, m.Version, m.Conversations)
 				}
 				tw.Flush()
 				return nil
 			},
-		}},
+		}, caCommand(), keygenCommand()},
 	}
 }

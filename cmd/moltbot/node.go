@@ -45,6 +45,8 @@ type Node struct {
 	store    *storage.Pebble
 	rt       *actors.Runtime
 	cl       *cluster.Cluster
+	rpcCreds *cluster.Credentials
+	sec      *clusterSecurity
 	auth     *auth.Service
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
@@ -115,8 +117,19 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 // (SIGHUP, moltbot keys reload) without a restart; calls in flight finish on
 // their old key.
 func (n *Node) Reload() (int, error) {
+	if err := n.ReloadCluster(); err != nil {
+		return 0, err
+	}
+	return n.reloadConfig()
+}
+
+// errNoFile: the node runs an embedded preset.
+var errNoFile = errors.New("the node runs an embedded preset: there is no file to reload")
+
+// reloadConfig re-reads provider credentials and tenants from the file.
+func (n *Node) reloadConfig() (int, error) {
 	if n.Config.File == "" || strings.HasPrefix(n.Config.File, "preset:") {
-		return 0, fmt.Errorf("the node runs an embedded preset: there is no file to reload")
+		return 0, errNoFile
 	}
 	cfg, err := configs.Load(n.Config.File)
 	if err != nil {
@@ -136,6 +149,15 @@ func (n *Node) Reload() (int, error) {
 	}
 	n.Log.Info("provider credentials and tenants reloaded", "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
 	return k, nil
+}
+
+// sharedOf is the state a cluster node shares with every member (nil when
+// the node runs alone).
+func sharedOf(as *auth.Service, cfg *configs.Config) actors.SharedState {
+	if cfg.Cluster.Bind == "" {
+		return nil
+	}
+	return as
 }
 
 // configTenants are the tenants the config file defines.
@@ -190,23 +212,30 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.auth = as
-	var key []byte
-	if cfg.Cluster.Bind != "" && cfg.Cluster.KeyFile != "" {
-		if key, err = cluster.ReadKeyFile(cfg.Cluster.KeyFile); err != nil {
+	remoteAddr, remoteAdv := "", ""
+	var sec *clusterSecurity
+	if cfg.Cluster.Bind != "" {
+		if sec, err = n.loadClusterSecurity(); err != nil {
 			ln.Close()
 			store.Close()
-			return fmt.Errorf("cluster.key_file: %w", err)
+			return err
 		}
-	}
-	remoteAddr, remoteAdv := "", ""
-	if cfg.Cluster.Bind != "" {
+		n.sec = sec
+		if sec.id != nil {
+			n.rpcCreds = cluster.NewCredentials(sec.id, cluster.CredentialsConfig{})
+		}
 		remoteAddr = cfg.Cluster.RPCAddr()
 		if cfg.Cluster.Advertise != "" {
 			remoteAdv, _, _ = net.SplitHostPort(cfg.Cluster.Advertise)
 		}
 	}
+	sharedEvery := 30 * time.Second
+	if cfg.Cluster.Profile == "test" {
+		sharedEvery = 2 * time.Second
+	}
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: store, Metrics: met, Logger: n.Log,
-		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas,
+		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
+		Shared: sharedOf(as, cfg), SharedInterval: sharedEvery,
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
 		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
 		HealthInterval: cfg.Models.HealthInterval.D(), HedgeAfter: cfg.Models.HedgeAfter.D(),
@@ -223,9 +252,14 @@ func (n *Node) Start() error {
 		if h, p, _ := net.SplitHostPort(httpAddr); (h == "0.0.0.0" || h == "::") && remoteAdv != "" {
 			httpAddr = net.JoinHostPort(remoteAdv, p)
 		}
-		cl, err := cluster.Start(cluster.Config{Bind: cfg.Cluster.Bind, Advertise: cfg.Cluster.Advertise, Join: cfg.Cluster.Join, Key: key,
-			RPC: rt.RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
-			Load: func() int { return int(rt.ActiveConversations()) }, Shared: as})
+		name := ""
+		if sec.id != nil {
+			name = sec.id.Name
+		}
+		n.logClusterSecurity(sec)
+		cl, err := cluster.Start(cluster.Config{Bind: cfg.Cluster.Bind, Advertise: cfg.Cluster.Advertise, Join: cfg.Cluster.Join, Keys: sec.keys,
+			Name: name, RPC: rt.RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
+			Load: func() int { return int(rt.ActiveConversations()) }, Verify: rt.VerifyPeer})
 		if err != nil {
 			rt.Shutdown(context.Background())
 			ln.Close()
@@ -234,7 +268,7 @@ func (n *Node) Start() error {
 		}
 		n.cl = cl
 		rt.Attach(cl)
-		as.SetPublisher(cl.Publish) // keys, tenants and signing keys reach every node
+		as.SetPublisher(rt.PublishShared) // keys, tenants and signing keys reach every node, over authenticated RPC
 		for _, state := range []string{"alive", "leaving", "dead", "left"} {
 			met.Gauge(`moltbot_cluster_members{state="`+state+`"}`, func() float64 {
 				k := 0
@@ -246,7 +280,11 @@ func (n *Node) Start() error {
 				return float64(k)
 			})
 		}
-		n.Log.Info("cluster node started", "id", cl.ID(), "rpc", rt.RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","), "replicas", cfg.Cluster.Replicas)
+		if n.rpcCreds != nil {
+			met.Gauge("moltbot_cluster_cert_expiry_seconds", func() float64 { return time.Until(n.rpcCreds.Identity().NotAfter).Seconds() })
+		}
+		n.Log.Info("cluster node started", "id", cl.ID(), "name", name, "rpc", rt.RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","),
+			"replicas", cfg.Cluster.Replicas, "gossip", gossipState(sec), "tls", n.rpcCreds != nil)
 	}
 	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
 		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen == nil || *cfg.Auth.MetricsOpen,

@@ -82,6 +82,9 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	if c.IsSet("cluster-key-file") {
 		cfg.Cluster.KeyFile = c.String("cluster-key-file")
 	}
+	if c.IsSet("cluster-insecure") {
+		cfg.Cluster.Insecure = c.Bool("cluster-insecure")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fail(2, "%v", err)
 	}
@@ -119,7 +122,8 @@ Examples:
 			&cli.StringFlag{Name: "cluster-bind", Usage: "join a cluster: gossip on this host:port (overrides cluster.bind)"},
 			&cli.StringFlag{Name: "cluster-advertise", Usage: "the gossip address others dial (overrides cluster.advertise)"},
 			&cli.StringSliceFlag{Name: "join", Usage: "seed nodes host:port, comma-separated or repeated (overrides cluster.join)"},
-			&cli.StringFlag{Name: "cluster-key-file", Usage: "gossip encryption key file (overrides cluster.key_file)"},
+			&cli.StringFlag{Name: "cluster-key-file", Usage: "gossip key file (overrides cluster.key_file)"},
+			&cli.BoolFlag{Name: "cluster-insecure", Usage: "run a cluster beyond loopback without gossip key and certificates (overrides cluster.insecure; anyone who reaches the ports joins)"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c)
@@ -145,7 +149,10 @@ Examples:
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
-					if _, err := n.Reload(); err != nil {
+					if err := n.ReloadCluster(); err != nil {
+						log.Error("cluster reload on SIGHUP failed; the node keeps its keys and certificate", "err", err)
+					}
+					if _, err := n.reloadConfig(); err != nil && !errors.Is(err, errNoFile) {
 						log.Error("reload on SIGHUP failed", "err", err)
 					}
 				}

@@ -45,6 +45,8 @@ var (
 	AuthFailures      = &Family{"moltbot_auth_failures_total", []string{"reason"}}
 	RateLimited       = &Family{"moltbot_rate_limited_total", []string{"tenant"}}
 	KeyCooldowns      = &Family{"moltbot_provider_key_cooldowns_total", []string{"provider"}}
+	ClusterRefused    = &Family{"moltbot_cluster_rpc_refused_total", []string{"reason"}}
+	SharedMerges      = &Family{"moltbot_cluster_shared_records_total", []string{"outcome"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -76,6 +78,9 @@ var help = map[string]string{
 	"moltbot_auth_failures_total":             "Failed authentications, by reason.",
 	"moltbot_rate_limited_total":              "Requests refused by a tenant's or key's limits.",
 	"moltbot_provider_key_cooldowns_total":    "Provider API keys put aside after a 401 or 429.",
+	"moltbot_cluster_rpc_refused_total":       "Node-to-node connections and messages refused, by reason (handshake, not_member, identity, malformed, target, type, panic, ...).",
+	"moltbot_cluster_cert_expiry_seconds":     "Seconds until this node's cluster certificate expires.",
+	"moltbot_cluster_shared_records_total":    "Shared-state messages (auth records) from other members, by outcome (merged, refused, error).",
 }
 
 func init() { vm.ExposeMetadata(true) }

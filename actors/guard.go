@@ -1,0 +1,286 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// The RPC guard stands between protoactor remote's gRPC server and the
+// actor system. protoactor trusts whoever connects: it delivers any message
+// of any registered type to any actor by name (system messages included),
+// forwards messages addressed to other hosts, and panics on a unary
+// ListProcesses call, on an unknown type name and on an out-of-range
+// target, sender or type index. Every message batch is checked here before
+// protoactor reads it:
+//
+//   - the only method served is the Receive stream (unary calls: Unimplemented);
+//   - each envelope's indices are in range, its serializer is protobuf, and
+//     its type is moltbot's Envelope (or a dead-letter reply to a future);
+//   - its target is an actor of this node's address, and one of: the agent,
+//     a future (a reply to a request of ours), or a turn sink;
+//   - its sender is a current member (by the Envelope's from_node), the same
+//     member for the whole stream, whose certificate (TLS) names it; its
+//     reply address and sender PID are that member's own RPC address;
+//   - a panic anywhere below is recovered and counted.
+//
+// A refused batch ends the stream (the sender reconnects) and is counted in
+// moltbot_cluster_rpc_refused_total{reason}.
+type rpcGuard struct {
+	rt  *Runtime
+	tls bool
+
+	logMu   sync.Mutex
+	lastLog time.Time
+}
+
+const (
+	remoteService   = "/remote.Remoting/"
+	receiveMethod   = remoteService + "Receive"
+	deadLetterType  = "actor.DeadLetterResponse"
+	futurePrefix    = "future$"
+	sinkPrefix      = "sink$"
+	maxRefusalLogHz = time.Second
+)
+
+var envelopeType = string(proto.MessageName(&pb.Envelope{}))
+
+// refusal is a refused message, with the reason counted.
+type refusal struct {
+	reason string
+	detail string
+}
+
+func (r *refusal) Error() string { return "cluster: refused: " + r.detail }
+
+func refuse(reason, format string, args ...any) *refusal {
+	return &refusal{reason: reason, detail: fmt.Sprintf(format, args...)}
+}
+
+func (g *rpcGuard) refused(r *refusal, peerAddr string) {
+	if g == nil {
+		return
+	}
+	g.rt.met.Inc(metrics.ClusterRefused, r.reason)
+	g.logMu.Lock()
+	quiet := time.Since(g.lastLog) < maxRefusalLogHz
+	if !quiet {
+		g.lastLog = time.Now()
+	}
+	g.logMu.Unlock()
+	if !quiet {
+		g.rt.log.Warn("cluster RPC: refused a message", "reason", r.reason, "detail", r.detail, "peer", peerAddr)
+	}
+}
+
+func (g *rpcGuard) recovered(p any, method string) error {
+	g.rt.met.Inc(metrics.ClusterRefused, "panic")
+	g.rt.log.Error("cluster RPC: recovered a panic", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
+}
+
+// unary refuses every unary call: protoactor leaves them unimplemented
+// (they panic).
+func (g *rpcGuard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	g.rt.met.Inc(metrics.ClusterRefused, "method")
+	return nil, status.Errorf(codes.Unimplemented, "%s is not served", info.FullMethod)
+}
+
+func (g *rpcGuard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = g.recovered(p, info.FullMethod)
+		}
+	}()
+	if info.FullMethod != receiveMethod {
+		g.rt.met.Inc(metrics.ClusterRefused, "method")
+		return status.Errorf(codes.Unimplemented, "%s is not served", info.FullMethod)
+	}
+	gs := &guardedStream{ServerStream: ss, g: g}
+	if p, ok := peer.FromContext(ss.Context()); ok {
+		gs.addr = p.Addr.String()
+		if p.AuthInfo != nil {
+			gs.name = cluster.PeerName(p.AuthInfo)
+		}
+	}
+	if g.tls && gs.name == "" {
+		g.refused(refuse("identity", "a connection without a node certificate"), gs.addr)
+		return status.Error(codes.Unauthenticated, "a node certificate is required")
+	}
+	return handler(srv, gs)
+}
+
+// guardedStream checks every message protoactor's endpoint reader receives.
+type guardedStream struct {
+	grpc.ServerStream
+	g    *rpcGuard
+	addr string // the peer's address, for logs
+	name string // the peer certificate's node name (TLS)
+	from string // the member this stream carries messages from, once known
+}
+
+func (s *guardedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	rm, ok := m.(*remote.RemoteMessage)
+	if !ok {
+		return nil
+	}
+	if b := rm.GetMessageBatch(); b != nil {
+		if r := s.checkBatch(b); r != nil {
+			s.g.refused(r, s.addr)
+			return status.Error(codes.PermissionDenied, r.Error())
+		}
+	}
+	return nil
+}
+
+func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
+	rt := s.g.rt
+	self := rt.system.Address()
+	for i, e := range b.Envelopes {
+		if e == nil {
+			return refuse("malformed", "envelope %d is empty", i)
+		}
+		if e.Target < 0 || int(e.Target) >= len(b.Targets) || b.Targets[e.Target] == nil {
+			return refuse("malformed", "envelope %d: target index %d of %d", i, e.Target, len(b.Targets))
+		}
+		if e.Sender < 0 || int(e.Sender) > len(b.Senders) || e.Sender > 0 && b.Senders[e.Sender-1] == nil {
+			return refuse("malformed", "envelope %d: sender index %d of %d", i, e.Sender, len(b.Senders))
+		}
+		if e.TypeId < 0 || int(e.TypeId) >= len(b.TypeNames) {
+			return refuse("malformed", "envelope %d: type index %d of %d", i, e.TypeId, len(b.TypeNames))
+		}
+		if e.SerializerId != 0 {
+			return refuse("type", "envelope %d: serializer %d (only protobuf is spoken)", i, e.SerializerId)
+		}
+		target := b.Targets[e.Target]
+		if target.Address != self {
+			return refuse("target", "envelope %d is addressed to %q, not this node (%s)", i, target.Address, self)
+		}
+		switch typ := b.TypeNames[e.TypeId]; typ {
+		case envelopeType:
+			if !(target.Id == agentName || ephemeral(target.Id, futurePrefix) || ephemeral(target.Id, sinkPrefix)) {
+				return refuse("target", "envelope %d is addressed to actor %q", i, target.Id)
+			}
+			h, err := peekEnvelope(e.MessageData)
+			if err != nil {
+				return refuse("malformed", "envelope %d: %v", i, err)
+			}
+			if r := s.checkSender(h.from); r != nil {
+				return r
+			}
+			m, _ := rt.place.Member(h.from)
+			if h.replyAddress != "" && h.replyAddress != m.RPC {
+				return refuse("reply_address", "member %s asked for replies at %q, not its own RPC address %q", h.from, h.replyAddress, m.RPC)
+			}
+			if e.Sender > 0 && b.Senders[e.Sender-1].Address != m.RPC {
+				return refuse("reply_address", "member %s sent as %q, not its own RPC address %q", h.from, b.Senders[e.Sender-1].Address, m.RPC)
+			}
+		case deadLetterType:
+			// protoactor's answer to a request whose target does not exist.
+			if !ephemeral(target.Id, futurePrefix) {
+				return refuse("target", "a dead-letter reply to actor %q", target.Id)
+			}
+			if s.from == "" && (s.name == "" || !rt.place.HasName(s.name)) {
+				return refuse("not_member", "a dead-letter reply from an unidentified peer")
+			}
+		default:
+			return refuse("type", "envelope %d has type %q", i, typ)
+		}
+	}
+	return nil
+}
+
+// checkSender: from is a current member, carried by the peer's certificate
+// (TLS), and the same member for the whole stream.
+func (s *guardedStream) checkSender(from string) *refusal {
+	if s.from != "" && from != s.from {
+		return refuse("identity", "the stream of member %s carries a message from %q", s.from, from)
+	}
+	m, ok := s.g.rt.place.Member(from)
+	if !ok {
+		return refuse("not_member", "%q is not a current member", from)
+	}
+	if s.g.tls && m.Name != s.name {
+		return refuse("identity", "member %s is node %q, but the connection's certificate names %q", from, m.Name, s.name)
+	}
+	s.from = from
+	return nil
+}
+
+// ephemeral reports whether id is one of our unnamed actors of a kind
+// (prefix + protoactor's generated id, never a child path).
+func ephemeral(id, prefix string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	return ok && rest != "" && !strings.ContainsAny(rest, "/$")
+}
+
+// envelopeHeader is what the guard reads of an Envelope: who sent it and
+// where it wants replies. The body is left for the receiver.
+type envelopeHeader struct {
+	from, replyAddress, replyID string
+}
+
+// peekEnvelope reads an Envelope's header fields without decoding its body.
+func peekEnvelope(b []byte) (envelopeHeader, error) {
+	var h envelopeHeader
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return h, errors.New("malformed protobuf")
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == 2 || num == 4 || num == 5) {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return h, errors.New("malformed protobuf")
+			}
+			switch num {
+			case 2:
+				h.from = string(v)
+			case 4:
+				h.replyAddress = string(v)
+			case 5:
+				h.replyID = string(v)
+			}
+			b = b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return h, errors.New("malformed protobuf")
+		}
+		b = b[n:]
+	}
+	return h, nil
+}
+
+// agentAllowed is the agent's own check (the guard has already run for
+// messages from the network): a current member, replies to its own address.
+func (rt *Runtime) agentAllowed(env *pb.Envelope) (cluster.Node, error) {
+	m, ok := rt.place.Member(env.FromNode)
+	if !ok {
+		return m, refuse("not_member", "%q is not a current member", env.FromNode)
+	}
+	if env.ReplyAddress != "" && env.ReplyAddress != m.RPC {
+		return m, refuse("reply_address", "member %s asked for replies at %q, not its own RPC address %q", env.FromNode, env.ReplyAddress, m.RPC)
+	}
+	return m, nil
+}

@@ -1,0 +1,161 @@
+package cluster
+
+import (
+	"context"
+	"time"
+)
+
+// verifyAttempts failed proofs of a member's identity let this node serve
+// without it (it stays off the ring and is still retried).
+const verifyAttempts = 3
+
+// leftGrace is how long a member that left gracefully is still heard: it
+// answers the last requests for the conversations it hands over.
+const leftGrace = 30 * time.Second
+
+// directory is an immutable index of the members, rebuilt on every change,
+// for lookups on the RPC path (every message from another node).
+type directory struct {
+	byID  map[string]Node
+	byRPC map[string]Node
+	names map[string]int
+}
+
+func newDirectory(members map[string]*Node) *directory {
+	d := &directory{byID: make(map[string]Node, len(members)), byRPC: make(map[string]Node, len(members)), names: map[string]int{}}
+	for _, n := range members {
+		d.byID[n.ID] = *n
+		if n.RPC != "" {
+			d.byRPC[n.RPC] = *n
+		}
+		if n.Name != "" {
+			d.names[n.Name]++
+		}
+	}
+	return d
+}
+
+// current: a member whose messages are heard. Alive or leaving, or left
+// within leftGrace; never dead.
+func current(n Node, now time.Time) bool {
+	switch n.State {
+	case "alive", "leaving":
+		return true
+	case "left":
+		return now.Sub(n.since) < leftGrace
+	}
+	return false
+}
+
+// Member returns the current member id (alive, leaving, or just left).
+func (c *Cluster) Member(id string) (Node, bool) {
+	d := c.dir.Load()
+	if d == nil {
+		return Node{}, false
+	}
+	n, ok := d.byID[id]
+	if !ok || !current(n, time.Now()) {
+		return Node{}, false
+	}
+	return n, true
+}
+
+// NameAt is the certificate name of the current member whose RPC address is
+// rpc (Peers).
+func (c *Cluster) NameAt(rpc string) (string, bool) {
+	d := c.dir.Load()
+	if d == nil {
+		return "", false
+	}
+	n, ok := d.byRPC[rpc]
+	if !ok || !current(n, time.Now()) {
+		return "", false
+	}
+	return n.Name, true
+}
+
+// HasName reports whether a current member carries the certificate name
+// (Peers).
+func (c *Cluster) HasName(name string) bool {
+	d := c.dir.Load()
+	if d == nil || d.names[name] == 0 {
+		return false
+	}
+	now := time.Now()
+	for _, n := range d.byID {
+		if n.Name == name && current(n, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// Name is this node's certificate name ("" without TLS).
+func (c *Cluster) Name() string { return c.cfg.Name }
+
+// verifyLoop proves the RPC identity of alive members that are not yet on
+// the ring (Config.Verify), one attempt per member at a time, retrying with
+// backoff while the member stays alive with the same identity.
+func (c *Cluster) verifyLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.verifyKick:
+		case <-t.C:
+		}
+		now := time.Now()
+		c.mu.Lock()
+		for _, n := range c.members {
+			if n.Local || n.Verified || n.verifying || n.State != "alive" || n.Proto != c.protocol() || now.Before(n.nextTry) {
+				continue
+			}
+			n.verifying = true
+			target := *n
+			c.wg.Add(1)
+			go c.verify(target)
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *Cluster) verify(target Node) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := c.cfg.Verify(ctx, target)
+	cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.members[target.ID]
+	if n == nil {
+		return
+	}
+	n.verifying = false
+	if n.RPC != target.RPC || n.Name != target.Name || n.State != "alive" {
+		return // changed meanwhile: the loop tries the new identity
+	}
+	if err != nil {
+		n.failures++
+		n.backoff = min(max(2*n.backoff, 200*time.Millisecond), 5*time.Second)
+		n.nextTry = time.Now().Add(n.backoff)
+		level := c.log.Debug
+		if n.backoff >= 5*time.Second {
+			level = c.log.Warn
+		}
+		level("a member's RPC identity is not proved yet; it stays off the ring", "node", n.ID, "name", n.Name, "rpc", n.RPC, "err", err, "retry_in", n.backoff)
+		return
+	}
+	n.Verified, n.backoff, n.failures = true, 0, 0
+	c.log.Debug("member verified", "node", n.ID, "name", n.Name)
+	c.rebuildLocked()
+}
