@@ -154,6 +154,7 @@ func (s *guardedStream) RecvMsg(m any) error {
 func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 	rt := s.g.rt
 	self := rt.system.Address()
+	var m cluster.Node // the sending member, looked up once per batch
 	for i, e := range b.Envelopes {
 		if e == nil {
 			return refuse("malformed", "envelope %d is empty", i)
@@ -183,15 +184,17 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 			if err != nil {
 				return refuse("malformed", "envelope %d: %v", i, err)
 			}
-			if r := s.checkSender(h.from); r != nil {
-				return r
+			if m.ID == "" || string(h.from) != m.ID {
+				if r := s.checkSender(string(h.from)); r != nil {
+					return r
+				}
+				m, _ = rt.place.Member(s.from)
 			}
-			m, _ := rt.place.Member(h.from)
-			if h.replyAddress != "" && h.replyAddress != m.RPC {
-				return refuse("reply_address", "member %s asked for replies at %q, not its own RPC address %q", h.from, h.replyAddress, m.RPC)
+			if len(h.replyAddress) > 0 && string(h.replyAddress) != m.RPC {
+				return refuse("reply_address", "member %s asked for replies at %q, not its own RPC address %q", m.ID, h.replyAddress, m.RPC)
 			}
 			if e.Sender > 0 && b.Senders[e.Sender-1].Address != m.RPC {
-				return refuse("reply_address", "member %s sent as %q, not its own RPC address %q", h.from, b.Senders[e.Sender-1].Address, m.RPC)
+				return refuse("reply_address", "member %s sent as %q, not its own RPC address %q", m.ID, b.Senders[e.Sender-1].Address, m.RPC)
 			}
 		case deadLetterType:
 			// protoactor's answer to a request whose target does not exist.
@@ -235,7 +238,7 @@ func ephemeral(id, prefix string) bool {
 // envelopeHeader is what the guard reads of an Envelope: who sent it and
 // where it wants replies. The body is left for the receiver.
 type envelopeHeader struct {
-	from, replyAddress, replyID string
+	from, replyAddress, replyID []byte // aliases of the message's bytes
 }
 
 // peekEnvelope reads an Envelope's header fields without decoding its body.
@@ -254,11 +257,11 @@ func peekEnvelope(b []byte) (envelopeHeader, error) {
 			}
 			switch num {
 			case 2:
-				h.from = string(v)
+				h.from = v
 			case 4:
-				h.replyAddress = string(v)
+				h.replyAddress = v
 			case 5:
-				h.replyID = string(v)
+				h.replyID = v
 			}
 			b = b[n:]
 			continue

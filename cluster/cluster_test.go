@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/moltbot/moltbot/internal/testutil"
 )
 
@@ -374,4 +376,60 @@ func TestVerifyGatesTheRing(t *testing.T) {
 	if a.HasName("x") {
 		t.Fatal("a dead member's name is still current")
 	}
+}
+
+// Streams to the gossip port before any key is checked: an address holds at
+// most maxStreamsPerAddr at once, each for at most TCPTimeout.
+func TestGossipStreamsBounded(t *testing.T) {
+	var refused atomic.Int64
+	a, _ := startWith(t, Config{OnRefuse: func(string) { refused.Add(1) }})
+	var conns []net.Conn
+	for i := 0; i < maxStreamsPerAddr+4; i++ {
+		c, err := net.Dial("tcp", a.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	testutil.Eventually(t, 5*time.Second, "extra streams refused", func() bool { return refused.Load() >= 4 })
+	if h := a.transport.held(); h > maxStreamsPerAddr {
+		t.Fatalf("%d streams held from one address", h)
+	}
+	// Silent streams are dropped after TCPTimeout (1s on the test profile).
+	testutil.Eventually(t, 5*time.Second, "silent streams dropped", func() bool { return a.transport.held() == 0 })
+	for _, c := range conns {
+		c.Close()
+	}
+	b, _ := startNode(t, []string{a.ID()}, nil, 0)
+	testutil.Eventually(t, 10*time.Second, "a member still joins", func() bool { return a.Ring().Len() == 2 && b.Ring().Len() == 2 })
+}
+
+// A key file is outside input: nothing in it crashes the reader, and
+// whatever it accepts is a usable key.
+func FuzzKeyFile(f *testing.F) {
+	f.Add([]byte("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"))
+	f.Add([]byte("# c\n" + strings.Repeat("09", 16) + "\n\n" + strings.Repeat("0a", 24)))
+	f.Add(bytes.Repeat([]byte{7}, 16))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "k")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Skip()
+		}
+		keys, err := ReadKeyFile(p)
+		if err != nil {
+			return
+		}
+		if len(keys) == 0 {
+			t.Fatal("no key and no error")
+		}
+		for _, k := range keys {
+			if !validKeyLen(len(k)) {
+				t.Fatalf("accepted a %d-byte key", len(k))
+			}
+		}
+		if _, err := memberlist.NewKeyring(keys, keys[0]); err != nil {
+			t.Fatalf("memberlist refuses what the reader accepted: %v", err)
+		}
+	})
 }

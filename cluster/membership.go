@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"os"
@@ -58,6 +59,8 @@ type Config struct {
 	// retried with backoff while the member is alive. nil: every alive
 	// member of our protocol is on the ring.
 	Verify func(ctx context.Context, n Node) error
+	// OnRefuse counts gossip connections refused (too many from one address).
+	OnRefuse func(reason string)
 
 	proto int // tests: pretend to speak another protocol
 }
@@ -99,6 +102,7 @@ type Cluster struct {
 
 	gossipRound time.Duration
 	keyring     *memberlist.Keyring
+	transport   *limitedTransport
 	verifyKick  chan struct{}
 	dir         atomic.Pointer[directory]
 }
@@ -244,8 +248,20 @@ func Start(cfg Config) (*Cluster, error) {
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	c.gossipRound = 5 * mc.GossipInterval
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port,
+		Logger: log.New(mc.LogOutput, "", log.LstdFlags)})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
+	}
+	c.transport = newLimitedTransport(nt, func() {
+		if cfg.OnRefuse != nil {
+			cfg.OnRefuse("gossip_streams")
+		}
+	})
+	mc.Transport = c.transport
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		c.transport.Shutdown()
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
 	}
 	c.ml = ml

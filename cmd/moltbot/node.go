@@ -259,7 +259,8 @@ func (n *Node) Start() error {
 		n.logClusterSecurity(sec)
 		cl, err := cluster.Start(cluster.Config{Bind: cfg.Cluster.Bind, Advertise: cfg.Cluster.Advertise, Join: cfg.Cluster.Join, Keys: sec.keys,
 			Name: name, RPC: rt.RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
-			Load: func() int { return int(rt.ActiveConversations()) }, Verify: rt.VerifyPeer})
+			Load: func() int { return int(rt.ActiveConversations()) }, Verify: rt.VerifyPeer,
+			OnRefuse: func(reason string) { met.Inc(metrics.ClusterRefused, reason) }})
 		if err != nil {
 			rt.Shutdown(context.Background())
 			ln.Close()
