@@ -56,7 +56,14 @@ type proc struct {
 
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startProcIn(t, "", args...)
+}
+
+// startProcIn starts args in dir ("": the test's directory).
+func startProcIn(t *testing.T, dir string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args[1:]...) // args[0] is "moltbot"
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "MOLTBOT_TEST_MAIN=1")
 	p := &proc{cmd: cmd, out: &syncBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
