@@ -342,18 +342,28 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 		s.tokens.put(raw, c, s.now())
 	}
 	// What can change while a token lives is checked on every request.
-	if _, ok := s.Tenant(c.p.Tenant); !ok {
+	t, ok := s.Tenant(c.p.Tenant)
+	if !ok {
 		return nil, unauthorized("unknown_tenant", "invalid_token", "unknown tenant %q", c.p.Tenant)
 	}
+	p := c.p
+	p.Space = t.Space()
 	if c.own {
-		// A token of ours lives no longer than the key it was issued to:
-		// revoking the key (or deleting its tenant) ends its tokens too.
+		// A token of ours lives no longer than the key it was issued to,
+		// whatever ends the key: revocation, expiry, the end of its grace
+		// after a rotation, its tenant's deletion or re-creation.
 		k, err := s.getKey(c.p.Subject)
-		if err != nil || k.Revoked != 0 || k.Tenant != c.p.Tenant {
+		if err != nil || k.Tenant != c.p.Tenant {
 			return nil, unauthorized("revoked", "invalid_token", "the token's client key was revoked")
 		}
+		if _, aerr := s.keyValid(k, s.now()); aerr != nil {
+			aerr.Msg = "the token's client key is no longer valid: " + aerr.Msg
+			return nil, aerr
+		}
+		if k.Expires != 0 && time.Unix(k.Expires, 0).Before(p.Expires) {
+			p.Expires = time.Unix(k.Expires, 0)
+		}
 	}
-	p := c.p
 	return &p, nil
 }
 

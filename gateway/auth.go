@@ -21,12 +21,16 @@ func principal(r *http.Request) *auth.Principal {
 	if p, ok := r.Context().Value(principalKey{}).(*auth.Principal); ok {
 		return p
 	}
-	return &auth.Principal{Tenant: moltbot.DefaultTenant, Scope: auth.ScopeAdmin, Method: "none"}
+	return &auth.Principal{Tenant: moltbot.DefaultTenant, Space: moltbot.DefaultTenant, Scope: auth.ScopeAdmin, Method: "none"}
 }
 
-// tenantOf returns the caller's tenant: every conversation lookup is scoped
-// by it, so another tenant's conversation is simply not found.
+// tenantOf returns the caller's tenant (limits, allowed models, messages).
 func tenantOf(r *http.Request) string { return principal(r).Tenant }
+
+// spaceOf returns where the caller's conversations live: every
+// conversation lookup is scoped by it, so another tenant's conversation, or
+// that of an earlier tenant with the same id, is simply not found.
+func spaceOf(r *http.Request) string { return principal(r).Space }
 
 // open paths need no credential.
 func (s *Server) open(path string) bool {
@@ -135,6 +139,15 @@ type keyResponse struct {
 	*auth.KeyInfo
 }
 
+// parseGrace reads a rotation's grace: absent is auth.DefaultGrace, "0s"
+// ends the old key now.
+func parseGrace(v string) (time.Duration, error) {
+	if v == "" {
+		return auth.DefaultGrace, nil
+	}
+	return parseDuration("grace", v)
+}
+
 func parseDuration(param, v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
@@ -147,7 +160,10 @@ func parseDuration(param, v string) (time.Duration, error) {
 }
 
 func authErr(err error) error {
+	var re *auth.RotatedError
 	switch {
+	case errors.As(err, &re):
+		return moltbot.Errorf(moltbot.EConflict, "key %s was already rotated; its successor is %s (a key is rotated once)", re.ID, re.Successor)
 	case errors.Is(err, auth.ErrNotFound):
 		return moltbot.Errorf(moltbot.ENotFound, "not found")
 	case errors.Is(err, auth.ErrConflict):
@@ -239,7 +255,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	grace, err := parseDuration("grace", req.Grace)
+	grace, err := parseGrace(req.Grace)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -260,7 +276,7 @@ func (s *Server) rotateSelf(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	grace, err := parseDuration("grace", req.Grace)
+	grace, err := parseGrace(req.Grace)
 	if err != nil {
 		writeError(w, err)
 		return

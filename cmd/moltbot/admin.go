@@ -215,14 +215,22 @@ Examples:
 			},
 			{
 				Name: "rotate", Usage: "issue a successor; the old key works until the grace ends", ArgsUsage: "ID",
-				Flags: append(adminFlags(), &cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long the old key keeps working"}),
+				Flags: append(adminFlags(), &cli.DurationFlag{Name: "grace", DefaultText: "24h",
+					Usage: "how long the old key keeps working; 0s stops it now"}),
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "moltbot keys rotate ID [--grace 24h]")
 					if err != nil {
 						return err
 					}
+					body := map[string]string{} // no grace: the node's default
+					if c.IsSet("grace") {
+						if c.Duration("grace") < 0 {
+							return fail(2, "--grace: must not be negative")
+						}
+						body["grace"] = c.Duration("grace").String()
+					}
 					var k keyOut
-					if err := adminCall(c, "POST", "/v1/admin/keys/"+id+"/rotate", map[string]string{"grace": c.Duration("grace").String()}, &k); err != nil {
+					if err := adminCall(c, "POST", "/v1/admin/keys/"+id+"/rotate", body, &k); err != nil {
 						return err
 					}
 					printNewKey(c, k)

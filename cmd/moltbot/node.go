@@ -183,17 +183,20 @@ func (n *Node) Start() error {
 		issuers = append(issuers, auth.Issuer{Issuer: is.Issuer, JWKSURL: is.JWKSURL, Audience: is.Audience, TenantClaim: is.TenantClaim})
 	}
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
-		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log}, store)
+		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
+		Conversations: store}, store)
 	if err != nil {
 		ln.Close()
 		store.Close()
 		return err
 	}
+	as.OnRefused(func(reason string) { met.Inc(metrics.AuthMergeRefused, reason) })
 	n.auth = as
 	var key []byte
 	if cfg.Cluster.Bind != "" && cfg.Cluster.KeyFile != "" {
 		if key, err = cluster.ReadKeyFile(cfg.Cluster.KeyFile); err != nil {
 			ln.Close()
+			as.Close()
 			store.Close()
 			return fmt.Errorf("cluster.key_file: %w", err)
 		}
@@ -215,6 +218,7 @@ func (n *Node) Start() error {
 			Window: cfg.Models.Window.D(), MinRequests: cfg.Models.MinRequests, Cooldown: cfg.Models.Cooldown.D(), MaxCooldown: cfg.Models.MaxCooldown.D()}})
 	if err != nil {
 		ln.Close()
+		as.Close()
 		store.Close()
 		return err
 	}
@@ -229,6 +233,7 @@ func (n *Node) Start() error {
 		if err != nil {
 			rt.Shutdown(context.Background())
 			ln.Close()
+			as.Close()
 			store.Close()
 			return err
 		}

@@ -45,6 +45,7 @@ var (
 	AuthFailures      = &Family{"moltbot_auth_failures_total", []string{"reason"}}
 	RateLimited       = &Family{"moltbot_rate_limited_total", []string{"tenant"}}
 	KeyCooldowns      = &Family{"moltbot_provider_key_cooldowns_total", []string{"provider"}}
+	AuthMergeRefused  = &Family{"moltbot_auth_merge_refused_total", []string{"reason"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -76,6 +77,7 @@ var help = map[string]string{
 	"moltbot_auth_failures_total":             "Failed authentications, by reason.",
 	"moltbot_rate_limited_total":              "Requests refused by a tenant's or key's limits.",
 	"moltbot_provider_key_cooldowns_total":    "Provider API keys put aside after a 401 or 429.",
+	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",
 }
 
 func init() { vm.ExposeMetadata(true) }
