@@ -1,6 +1,9 @@
 package auth
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/internal/testutil"
 	"github.com/moltbot/moltbot/storage"
@@ -325,6 +329,41 @@ func TestSweepDeadTenantConversations(t *testing.T) {
 		want := sp == acme.Space() || sp == "acme"
 		if a.DeadSpace(sp) != want || b.DeadSpace(sp) != want {
 			t.Errorf("DeadSpace(%q): %v on A, %v on B; want %v", sp, a.DeadSpace(sp), b.DeadSpace(sp), want)
+		}
+	}
+}
+
+// Issue #10, finding 7: an issuer needs an audience; "any" must be said.
+// With one, a token without it, or for another service, is refused.
+func TestIssuerAudienceRequired(t *testing.T) {
+	j := newJWKS(t)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	j.add("k1", &ec.PublicKey)
+	if _, err := New(Config{Issuers: []Issuer{{Issuer: "https://idp.example", JWKSURL: j.srv.URL}}}, storage.NewMemory()); err == nil ||
+		!strings.Contains(err.Error(), "audience") {
+		t.Fatalf("an issuer without audience: %v", err)
+	}
+	for _, tc := range []struct {
+		audience string
+		aud      any // the token's; nil: none
+		ok       bool
+	}{
+		{"moltbot-api", "moltbot-api", true},
+		{"moltbot-api", []string{"other", "moltbot-api"}, true},
+		{"moltbot-api", "billing-api", false},
+		{"moltbot-api", nil, false},
+		{AudienceAny, "billing-api", true},
+		{AudienceAny, nil, true},
+	} {
+		s, c := newService(t, Config{Tenants: []Tenant{{ID: "acme"}},
+			Issuers: []Issuer{{Issuer: "https://idp.example", JWKSURL: j.srv.URL, Audience: tc.audience}}})
+		claims := jwt.MapClaims{"iss": "https://idp.example", "tenant": "acme", "exp": c.now().Add(time.Hour).Unix()}
+		if tc.aud != nil {
+			claims["aud"] = tc.aud
+		}
+		_, e := s.Authenticate(req(sign(t, jwt.SigningMethodES256, ec, "k1", claims)))
+		if (e == nil) != tc.ok {
+			t.Errorf("audience %q, token aud %v: %v (want accepted %v)", tc.audience, tc.aud, e, tc.ok)
 		}
 	}
 }

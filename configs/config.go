@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"gopkg.in/yaml.v3"
@@ -189,11 +190,17 @@ type OAuthConfig struct {
 
 // IssuerConfig is one trusted issuer.
 type IssuerConfig struct {
-	Issuer      string `yaml:"issuer"`
-	JWKSURL     string `yaml:"jwks_url"`
+	Issuer  string `yaml:"issuer"`
+	JWKSURL string `yaml:"jwks_url"`
+	// Audience is the "aud" a token must carry. Required: without it a
+	// token the issuer made for any other service would be accepted;
+	// AudienceAny ("any") says so explicitly.
 	Audience    string `yaml:"audience"`
 	TenantClaim string `yaml:"tenant_claim"`
 }
+
+// AudienceAny as an issuer's audience accepts tokens for any audience.
+const AudienceAny = "any"
 
 // TenantConfig is a tenant defined in the file.
 type TenantConfig struct {
@@ -647,6 +654,15 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add(at("jwks_url"), "want an http:// or https:// URL, got %q", is.JWKSURL)
 		}
+		if strings.TrimSpace(is.Audience) == "" {
+			add(at("audience"), "is required: the \"aud\" this node's tokens carry (without it a token the issuer made for any other service would do); write `audience: %s` to accept any", AudienceAny)
+		}
+	}
+	if d := c.Auth.TokenTTL.D(); d < 0 || d > 24*time.Hour {
+		add("auth.token_ttl", "must be between 0s and 24h, got %s", c.Auth.TokenTTL)
+	}
+	if d := c.Auth.SigningRotate.D(); d < 0 || d > 8760*time.Hour {
+		add("auth.signing_rotate", "must be between 0s and 8760h, got %s", c.Auth.SigningRotate)
 	}
 	if c.Auth.FailureLimit < 0 {
 		add("auth.failure_limit", "must not be negative")

@@ -1,0 +1,40 @@
+package configs
+
+import (
+	"strings"
+	"testing"
+)
+
+// Issue #10, finding 7: an OAuth issuer without an audience accepted tokens
+// meant for any other service of that issuer. The file must name the
+// audience, or say "any" to mean it.
+func TestIssuerNeedsAudience(t *testing.T) {
+	issuer := func(aud string) string {
+		return minimal + `auth:
+  oauth:
+    issuers:
+      - issuer: https://idp.example
+        jwks_url: https://idp.example/jwks` + aud + "\n"
+	}
+	_, err := Parse("m.yaml", []byte(issuer("")), env(nil))
+	if err == nil || !strings.Contains(err.Error(), `m.yaml:11: auth.oauth.issuers[0].audience: is required`) || !strings.Contains(err.Error(), `audience: any`) {
+		t.Fatalf("an issuer without audience: %v", err)
+	}
+	for _, aud := range []string{"\n        audience: moltbot-api", "\n        audience: any"} {
+		c, err := Parse("m.yaml", []byte(issuer(aud)), env(nil))
+		if err != nil {
+			t.Fatalf("%q: %v", aud, err)
+		}
+		if got := c.Auth.OAuth.Issuers[0].Audience; got != strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(aud), "audience:")) {
+			t.Fatalf("audience %q", got)
+		}
+	}
+	for yaml, want := range map[string]string{
+		minimal + "auth: {token_ttl: 48h}\n":     "auth.token_ttl: must be between 0s and 24h",
+		minimal + "auth: {signing_rotate: 10000h}\n": "auth.signing_rotate: must be between 0s and 8760h",
+	} {
+		if _, err := Parse("m.yaml", []byte(yaml), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v (want %q)", yaml, err, want)
+		}
+	}
+}
