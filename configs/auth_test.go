@@ -30,7 +30,7 @@ func TestIssuerNeedsAudience(t *testing.T) {
 		}
 	}
 	for yaml, want := range map[string]string{
-		minimal + "auth: {token_ttl: 48h}\n":     "auth.token_ttl: must be between 0s and 24h",
+		minimal + "auth: {token_ttl: 48h}\n":         "auth.token_ttl: must be between 0s and 24h",
 		minimal + "auth: {signing_rotate: 10000h}\n": "auth.signing_rotate: must be between 0s and 8760h",
 	} {
 		if _, err := Parse("m.yaml", []byte(yaml), env(nil)); err == nil || !strings.Contains(err.Error(), want) {

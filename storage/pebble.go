@@ -71,7 +71,8 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic("storage: pebble: " + msg)
 }
 
-// Open opens (creating if needed) the database in dir.
+// Open opens (creating if needed) the database in dir: a private directory
+// (0700, files 0600), tightened if it was not.
 func Open(dir string, o Options) (*Pebble, error) {
 	o.EnsureDefaults()
 	cache := pebble.NewCache(o.CacheSize)
@@ -87,9 +88,24 @@ func Open(dir string, o Options) (*Pebble, error) {
 	}
 	if o.InMemory {
 		opts.FS = vfs.NewMem()
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		cache.Unref()
-		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+	} else {
+		// Private: the directory holds the conversations and the token
+		// signing keys (private.go). A directory left too open by an
+		// older build, or by hand, is tightened, and the log says so.
+		opts.FS = privateFS{vfs.Default}
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			cache.Unref()
+			return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+		}
+		changed, err := Tighten(dir)
+		if err != nil {
+			cache.Unref()
+			return nil, fmt.Errorf("storage: make %s private: %w", dir, err)
+		}
+		if len(changed) > 0 && o.Logger != nil {
+			o.Logger.Warn("storage: the data directory was readable by others; made it private (directories 0700, files 0600)",
+				"dir", dir, "changed", len(changed), "first", changed[0])
+		}
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

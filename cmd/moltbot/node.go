@@ -163,6 +163,10 @@ func (n *Node) Start() error {
 		}
 		return fmt.Errorf("cannot listen on %s (--host/--port, server.host/server.port): %w", addr, err)
 	}
+	if err := n.privateWorkspace(); err != nil {
+		ln.Close()
+		return err
+	}
 	store, err := storage.Open(n.DataDir(), storage.Options{CacheSize: int64(cfg.Storage.CacheSize),
 		MemtableSize: int64(cfg.Storage.MemtableSize), Logger: n.Log})
 	if err != nil {
@@ -336,10 +340,57 @@ func loopback(host string) bool {
 	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
-// ensureDir makes dir with private permissions.
-func ensureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+// ensureDir makes dir private (0700), creating it if needed; an existing
+// directory that others could enter is tightened. It reports whether it
+// changed an existing directory.
+func ensureDir(dir string) (bool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("create %s: %w", dir, err)
+	}
+	return tightenMode(dir, 0o700)
+}
+
+// tightenMode clears every permission bit of path beyond want (a missing
+// path is no change). It reports whether it changed anything.
+func tightenMode(path string, want os.FileMode) (bool, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if perm := st.Mode().Perm(); perm&^want != 0 {
+		if err := os.Chmod(path, perm&want); err != nil {
+			return false, fmt.Errorf("make %s private: %w", path, err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// privateWorkspace makes the workspace private at start: its directories
+// 0700, moltbot.yaml (it may hold secrets) and admin.key (the operator's
+// key) 0600. Whatever was wider is tightened and logged. The data
+// directory is storage.Open's (0700, files 0600, Pebble's included).
+func (n *Node) privateWorkspace() error {
+	if n.Workspace == "" {
+		return nil
+	}
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{n.Workspace, 0o700}, {filepath.Join(n.Workspace, "skills"), 0o700},
+		{filepath.Join(n.Workspace, "moltbot.yaml"), 0o600}, {filepath.Join(n.Workspace, adminKeyFile), 0o600},
+	} {
+		changed, err := tightenMode(f.path, f.mode)
+		if err != nil {
+			return err
+		}
+		if changed {
+			n.Log.Warn("others could read this; made it private", "path", f.path, "mode", fmt.Sprintf("%#o", f.mode))
+		}
 	}
 	return nil
 }

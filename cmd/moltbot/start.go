@@ -131,7 +131,7 @@ Examples:
 				return fail(2, "%v", err)
 			}
 			ws, _ := filepath.Abs(c.String("workspace"))
-			if err := ensureDir(ws); err != nil {
+			if _, err := ensureDir(ws); err != nil {
 				return fail(1, "%v", err)
 			}
 			n := &Node{Config: cfg, Workspace: ws, Log: log}
@@ -195,9 +195,15 @@ Examples:
 			if err != nil {
 				return fail(2, "--preset: %v", err)
 			}
+			// Private: the workspace holds the operator key, the config (it may
+			// hold secrets) and the data (conversations, token signing keys).
 			for _, d := range []string{ws, filepath.Join(ws, "data"), filepath.Join(ws, "skills")} {
-				if err := ensureDir(d); err != nil {
+				changed, err := ensureDir(d)
+				if err != nil {
 					return fail(1, "%v", err)
+				}
+				if changed {
+					fmt.Fprintf(c.App.ErrWriter, "made %s private (0700): others could read it\n", d)
 				}
 			}
 			path := filepath.Join(ws, "moltbot.yaml")
@@ -205,7 +211,7 @@ Examples:
 			if c.Bool("force") {
 				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 			}
-			f, err := os.OpenFile(path, flags, 0o640)
+			f, err := os.OpenFile(path, flags, 0o600)
 			if errors.Is(err, os.ErrExist) {
 				// The config stays. A workspace without its operator key (deleted,
 				// or made by hand) gets one: otherwise a node with auth on could
@@ -232,6 +238,9 @@ Examples:
 			}
 			if err := f.Close(); err != nil {
 				return fail(1, "write %s: %v", path, err)
+			}
+			if _, err := tightenMode(path, 0o600); err != nil { // --force on an older, open file
+				return fail(1, "%v", err)
 			}
 			cfg, err := configs.Load(path)
 			if err != nil {
