@@ -38,3 +38,15 @@ func TestIssuerNeedsAudience(t *testing.T) {
 		}
 	}
 }
+
+func TestAuditConfig(t *testing.T) {
+	c, err := Parse("m.yaml", []byte(minimal), env(nil))
+	if err != nil || c.Audit.MaxEvents != 10000 || c.Audit.MaxAge.D().Hours() != 2160 {
+		t.Fatalf("defaults: %+v %v", c.Audit, err)
+	}
+	_, err = Parse("m.yaml", []byte(minimal+"audit: {max_events: 5, max_age: 1m}\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "m.yaml:8: audit.max_events: must be between 100 and 1000000") ||
+		!strings.Contains(err.Error(), "audit.max_age: must be at least 1h") {
+		t.Fatalf("bounds: %v", err)
+	}
+}

@@ -38,6 +38,7 @@ type Config struct {
 	Cluster       ClusterConfig       `yaml:"cluster"`
 	Auth          AuthConfig          `yaml:"auth"`
 	Tenants       []TenantConfig      `yaml:"tenants"`
+	Audit         AuditConfig         `yaml:"audit"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -181,6 +182,15 @@ type AuthConfig struct {
 	// FailureLimit failed authentications a minute from one address before 429.
 	FailureLimit int         `yaml:"failure_limit"`
 	OAuth        OAuthConfig `yaml:"oauth"`
+}
+
+// AuditConfig bounds the node's audit log of admin actions (keys, tenants,
+// reloads, cluster changes): the oldest events go first.
+type AuditConfig struct {
+	// MaxEvents are kept at most.
+	MaxEvents int `yaml:"max_events"`
+	// MaxAge: older events are deleted.
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // OAuthConfig lists trusted issuers of JWT access tokens.
@@ -450,6 +460,12 @@ func (c *Config) EnsureDefaults() {
 	if c.Cluster.Replicas == 0 {
 		c.Cluster.Replicas = 2
 	}
+	if c.Audit.MaxEvents == 0 {
+		c.Audit.MaxEvents = 10000
+	}
+	if c.Audit.MaxAge == 0 {
+		c.Audit.MaxAge = Duration(90 * 24 * time.Hour)
+	}
 }
 
 // Line returns the line of a dotted key in the source, or 0.
@@ -666,6 +682,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.FailureLimit < 0 {
 		add("auth.failure_limit", "must not be negative")
+	}
+	if c.Audit.MaxEvents < 100 || c.Audit.MaxEvents > 1_000_000 {
+		add("audit.max_events", "must be between 100 and 1000000, got %d", c.Audit.MaxEvents)
+	}
+	if c.Audit.MaxAge.D() < time.Hour {
+		add("audit.max_age", "must be at least 1h, got %s", c.Audit.MaxAge)
 	}
 	for i, p := range c.Providers {
 		if o := p.OAuth; o != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/configs"
@@ -43,6 +44,7 @@ type Node struct {
 	Log       *slog.Logger
 
 	store    *storage.Pebble
+	audit    *audit.Log
 	rt       *actors.Runtime
 	cl       *cluster.Cluster
 	auth     *auth.Service
@@ -138,6 +140,24 @@ func (n *Node) Reload() (int, error) {
 	return k, nil
 }
 
+// Audit is the node's audit log: other parts of the node (the cluster's
+// events) record into it; nil before Start.
+func (n *Node) Audit() audit.Recorder { return n.audit }
+
+// reloadOnSignal reloads on SIGHUP and records it in the audit log.
+func (n *Node) reloadOnSignal() {
+	k, err := n.Reload()
+	e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "config.reload", Target: "config", Remote: "local",
+		Outcome: audit.OK, Detail: fmt.Sprintf("SIGHUP; providers=%d", k)}
+	if err != nil {
+		n.Log.Error("reload on SIGHUP failed", "err", err)
+		e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
+	}
+	if n.audit != nil {
+		n.audit.Record(e)
+	}
+}
+
 // configTenants are the tenants the config file defines.
 func configTenants(cfg *configs.Config) []auth.Tenant {
 	var tenants []auth.Tenant
@@ -196,6 +216,22 @@ func (n *Node) Start() error {
 	}
 	as.OnRefused(func(reason string) { met.Inc(metrics.AuthMergeRefused, reason) })
 	n.auth = as
+	nodeName := ln.Addr().String()
+	if cfg.Cluster.Bind != "" {
+		nodeName = cfg.Cluster.Bind
+		if cfg.Cluster.Advertise != "" {
+			nodeName = cfg.Cluster.Advertise
+		}
+	}
+	al, err := audit.New(store, audit.Config{MaxEvents: cfg.Audit.MaxEvents, MaxAge: cfg.Audit.MaxAge.D(), Node: nodeName,
+		Logger: n.Log, OnError: func() { met.Inc(metrics.AuditWriteErrors) }})
+	if err != nil {
+		ln.Close()
+		as.Close()
+		store.Close()
+		return err
+	}
+	n.audit = al
 	var key []byte
 	if cfg.Cluster.Bind != "" && cfg.Cluster.KeyFile != "" {
 		if key, err = cluster.ReadKeyFile(cfg.Cluster.KeyFile); err != nil {
@@ -259,8 +295,7 @@ func (n *Node) Start() error {
 	}
 	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
 		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen == nil || *cfg.Auth.MetricsOpen,
-		Reload:        n.Reload,
-		StorageHealth: func() error { _, err := store.Count(); return err }})
+		Reload: n.Reload, Audit: al, StorageHealth: func() error { _, err := store.Count(); return err }})
 	n.store, n.rt, n.ln = store, rt, ln
 	n.srv = &http.Server{Handler: gw, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(n.Log.Handler(), slog.LevelWarn)}

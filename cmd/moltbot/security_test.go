@@ -168,3 +168,60 @@ func TestKeysRotateGraceCLI(t *testing.T) {
 		t.Fatalf("no --grace: the old key answers %d at once", c)
 	}
 }
+
+// Issue #10, finding 12, from the CLI: moltbot init's operator key, API
+// actions and a SIGHUP reload are in `moltbot audit`; it is the operator's.
+func TestAuditCommand(t *testing.T) {
+	a := startAuthNode(t, t.TempDir())
+	opID := strings.Split(a.op, "_")[1]
+	if code, _, e := a.cli(t, "tenants", "create", "acme"); code != 0 {
+		t.Fatal(e)
+	}
+	code, out, e := a.cli(t, "keys", "create", "--tenant", "acme", "--scope", "admin")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	acmeKey := strings.TrimSpace(out)
+	a.reloadOnSignal()
+	code, out, e = a.cli(t, "audit")
+	if code != 0 {
+		t.Fatalf("audit: %d %s", code, e)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := [][]string{
+		{"ACTOR", "ACTION"},
+		{" cli ", "key.create", "key:" + opID, "ok", "local"},
+		{"default/" + opID, "tenant.create", "tenant:acme", "ok", "127.0.0.1"},
+		{"default/" + opID, "key.create", "ok", "scope=admin"},
+		{" signal ", "config.reload", "config", "ok", "local", "SIGHUP"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("audit:\n%s", out)
+	}
+	for i, w := range want {
+		for _, s := range w {
+			if !strings.Contains(lines[i], s) {
+				t.Errorf("line %d lacks %q:\n%s", i, s, out)
+			}
+		}
+	}
+	if strings.Contains(out, acmeKey[12:]) || strings.Contains(out, a.op[12:]) {
+		t.Fatal("a secret is in the audit log")
+	}
+	code, out, _ = a.cli(t, "audit", "--json", "--since", "1h", "--limit", "2")
+	if code != 0 || !strings.Contains(out, `"more":true`) || strings.Count(out, `"action"`) != 2 {
+		t.Fatalf("audit --json: %d %s", code, out)
+	}
+	if code, _, e := runCLI(t, "", "audit", "--url", a.URL(), "--admin-key-file", writeKey(t, acmeKey)); code != 1 || !strings.Contains(e, "403") {
+		t.Fatalf("a tenant admin read the audit log: %d %s", code, e)
+	}
+	if code, _, _ := a.cli(t, "audit", "--since", "yesterday"); code != 2 {
+		t.Fatalf("bad --since: %d", code)
+	}
+}
+
+func writeKey(t *testing.T, key string) string {
+	p := filepath.Join(t.TempDir(), "k")
+	os.WriteFile(p, []byte(key), 0o600)
+	return p
+}

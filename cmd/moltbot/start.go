@@ -145,9 +145,7 @@ Examples:
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
-					if _, err := n.Reload(); err != nil {
-						log.Error("reload on SIGHUP failed", "err", err)
-					}
+					n.reloadOnSignal()
 				}
 			}()
 			select {

@@ -46,6 +46,7 @@ var (
 	RateLimited       = &Family{"moltbot_rate_limited_total", []string{"tenant"}}
 	KeyCooldowns      = &Family{"moltbot_provider_key_cooldowns_total", []string{"provider"}}
 	AuthMergeRefused  = &Family{"moltbot_auth_merge_refused_total", []string{"reason"}}
+	AuditWriteErrors  = &Family{"moltbot_audit_write_errors_total", nil}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -78,6 +79,7 @@ var help = map[string]string{
 	"moltbot_rate_limited_total":              "Requests refused by a tenant's or key's limits.",
 	"moltbot_provider_key_cooldowns_total":    "Provider API keys put aside after a 401 or 429.",
 	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",
+	"moltbot_audit_write_errors_total":        "Audit events that could not be stored.",
 }
 
 func init() { vm.ExposeMetadata(true) }
