@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -366,4 +367,50 @@ func TestIssuerAudienceRequired(t *testing.T) {
 			t.Errorf("audience %q, token aud %v: %v (want accepted %v)", tc.audience, tc.aud, e, tc.ok)
 		}
 	}
+}
+
+// Data from before incarnations stays: a tenant record without one keeps
+// its space (the bare id) and its keys; the default tenant's space is
+// "default". A config tenant that shadowed an API tenant gives it back,
+// incarnation and all, when it leaves the file.
+func TestLegacyTenantsKeepTheirData(t *testing.T) {
+	mem := storage.NewMemory()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	mem.PutRaw("tenants/old", []byte(fmt.Sprintf(`{"id":"old","created":%d,"ver":%d}`, now.Unix()-3600, now.UnixNano()-1e12)), true)
+	mem.PutRaw("keys/abcdefgh", []byte(fmt.Sprintf(`{"id":"abcdefgh","tenant":"old","scope":"chat","hash":%q,"created":%d}`,
+		base64Std(hashSecret("s3cr3ts3cr3ts3cr3t")), now.Unix()-60)), true)
+	s, err := New(Config{Enabled: true, Now: func() time.Time { return now }, Conversations: mem}, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, e := s.Authenticate(req("mb_abcdefgh_s3cr3ts3cr3ts3cr3t"))
+	if e != nil || p.Space != "old" || p.Tenant != "old" {
+		t.Fatalf("a key from before incarnations: %+v %v", p, e)
+	}
+	if s.DeadSpace("old") || s.DeadSpace("default") {
+		t.Fatal("a live legacy space is dead")
+	}
+	if p, _ := s.Authenticate(req(mustKey(t, s, "default"))); p.Space != "default" {
+		t.Fatalf("default's space %q", p.Space)
+	}
+	api, _ := s.CreateTenant(Tenant{ID: "x"})
+	s.SetConfigTenants([]Tenant{{ID: "x"}})
+	if cur, _ := s.Tenant("x"); !cur.FromConfig || cur.Space() != "x" {
+		t.Fatalf("the file's x: %+v", cur)
+	}
+	s.SetConfigTenants(nil)
+	if cur, ok := s.Tenant("x"); !ok || cur.Incarnation != api.Incarnation {
+		t.Fatalf("the API's x did not come back: %+v %v", cur, ok)
+	}
+}
+
+func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func mustKey(t *testing.T, s *Service, tenant string) string {
+	k, _, err := s.CreateKey(tenant, "", ScopeChat, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
