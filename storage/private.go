@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -79,6 +80,9 @@ func private(f vfs.File, name string) error {
 func Tighten(dir string) ([]string, error) {
 	var changed []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted meanwhile
+		}
 		if err != nil {
 			return err
 		}
@@ -86,6 +90,9 @@ func Tighten(dir string) ([]string, error) {
 			return nil
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -94,10 +101,13 @@ func Tighten(dir string) ([]string, error) {
 			want = dirMode
 		}
 		if perm := info.Mode().Perm(); perm&^want != 0 {
-			if err := os.Chmod(path, perm&want); err != nil {
+			switch err := os.Chmod(path, perm&want); {
+			case errors.Is(err, fs.ErrNotExist):
+			case err != nil:
 				return err
+			default:
+				changed = append(changed, path)
 			}
-			changed = append(changed, path)
 		}
 		return nil
 	})
