@@ -46,7 +46,12 @@ const DefaultTenant = moltbot.DefaultTenant
 
 // Principal is who a request is from.
 type Principal struct {
-	Tenant  string
+	Tenant string
+	// Space is where the tenant's conversations live: the tenant id, and
+	// for a tenant made through the API its incarnation ("acme:<inc>"), so
+	// a tenant deleted and made again never sees the old one's
+	// conversations. Pass it where a conversation's tenant is asked for.
+	Space   string
 	Scope   Scope
 	KeyID   string // for API keys
 	Subject string // for JWTs
@@ -111,8 +116,13 @@ type Config struct {
 	// FailureLimit failed authentications per minute from one address are
 	// allowed; past it the address gets 429 (default 20).
 	FailureLimit int
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// Conversations, when set, is swept of the conversations of deleted
+	// tenants (sweep.go) after each tenant change and every SweepEvery
+	// (default DefaultSweepEvery).
+	Conversations Conversations
+	SweepEvery    time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
 	// HTTPClient fetches issuers' JWKS (tests point it at local servers).
 	HTTPClient *http.Client
 }
@@ -141,6 +151,12 @@ type Service struct {
 	lastVer   int64
 	pubMu     sync.Mutex
 	publisher func([]byte)
+	onRefused func(reason string)
+
+	sweepKick chan struct{}
+	sweepStop chan struct{}
+	sweepWG   sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // New loads the service's records from kv and starts what it needs.
@@ -167,9 +183,19 @@ func New(cfg Config, kv KV) (*Service, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = DefaultSweepEvery
+	}
+	if life := cfg.SigningRotate + cfg.TokenTTL + leeway; life > maxPubLife {
+		return nil, fmt.Errorf("auth: signing_rotate + token_ttl is %s; at most %s", life-leeway, maxPubLife-leeway)
+	}
 	s := &Service{cfg: cfg, kv: kv, log: cfg.Logger, now: cfg.Now, tenants: map[string]*Tenant{},
-		limits: newLimiter(cfg.Now), failures: newLimiter(cfg.Now)}
+		limits: newLimiter(cfg.Now), failures: newLimiter(cfg.Now),
+		sweepKick: make(chan struct{}, 1), sweepStop: make(chan struct{})}
 	if err := s.loadTenants(); err != nil {
+		return nil, err
+	}
+	if err := s.loadVersions(); err != nil {
 		return nil, err
 	}
 	for _, ic := range cfg.Issuers {
@@ -186,6 +212,10 @@ func New(cfg Config, kv KV) (*Service, error) {
 		return nil, err
 	}
 	s.signer = sg
+	if cfg.Conversations != nil {
+		s.sweepWG.Add(1)
+		go s.sweepLoop()
+	}
 	return s, nil
 }
 
@@ -195,9 +225,14 @@ func (s *Service) Enabled() bool { return s.cfg.Enabled }
 // OnFailure sets a callback counting failed authentications by reason.
 func (s *Service) OnFailure(fn func(reason string)) { s.onFail = fn }
 
-// Close stops JWKS refreshing.
+// Close stops JWKS refreshing and the sweeper, and waits for the sweeper.
+// It is idempotent.
 func (s *Service) Close() {
-	for _, is := range s.issuers {
-		is.close()
-	}
+	s.closeOnce.Do(func() {
+		for _, is := range s.issuers {
+			is.close()
+		}
+		close(s.sweepStop)
+		s.sweepWG.Wait()
+	})
 }

@@ -23,7 +23,7 @@ func clientIP(r *http.Request) string {
 // last minute is answered 429 without checking.
 func (s *Service) Authenticate(r *http.Request) (*Principal, *Error) {
 	if !s.cfg.Enabled {
-		return &Principal{Tenant: DefaultTenant, Scope: ScopeAdmin, Method: "none"}, nil
+		return &Principal{Tenant: DefaultTenant, Space: DefaultTenant, Scope: ScopeAdmin, Method: "none"}, nil
 	}
 	ip := clientIP(r)
 	if w, blocked := s.blocked(ip); blocked {

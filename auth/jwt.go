@@ -23,8 +23,11 @@ import (
 
 // Issuer is a trusted OAuth 2.0 issuer of JWT access tokens.
 type Issuer struct {
-	Issuer   string `yaml:"issuer"`
-	JWKSURL  string `yaml:"jwks_url"`
+	Issuer  string `yaml:"issuer"`
+	JWKSURL string `yaml:"jwks_url"`
+	// Audience is the "aud" every token must carry; required. AudienceAny
+	// accepts any (and no) audience, when the issuer makes tokens for
+	// moltbot alone.
 	Audience string `yaml:"audience"`
 	// TenantClaim names the claim holding the tenant id (default "tenant").
 	TenantClaim string `yaml:"tenant_claim"`
@@ -33,6 +36,9 @@ type Issuer struct {
 // asymmetric are the only algorithms accepted: "none" and HMAC (which an
 // attacker could sign with a public key) never are.
 var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// AudienceAny as an Issuer's Audience turns the audience check off.
+const AudienceAny = "any"
 
 // leeway tolerates clock skew on exp and nbf.
 const leeway = 30 * time.Second
@@ -46,6 +52,10 @@ type issuer struct {
 func newIssuer(c Issuer, hc *http.Client, log *slog.Logger) (*issuer, error) {
 	if c.Issuer == "" || c.JWKSURL == "" {
 		return nil, errors.New("auth: an issuer needs issuer and jwks_url")
+	}
+	if strings.TrimSpace(c.Audience) == "" {
+		// Without one, a token the issuer made for any other service would do.
+		return nil, fmt.Errorf("auth: issuer %s needs an audience (%q accepts any)", c.Issuer, AudienceAny)
 	}
 	if c.TenantClaim == "" {
 		c.TenantClaim = "tenant"
@@ -342,18 +352,28 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 		s.tokens.put(raw, c, s.now())
 	}
 	// What can change while a token lives is checked on every request.
-	if _, ok := s.Tenant(c.p.Tenant); !ok {
+	t, ok := s.Tenant(c.p.Tenant)
+	if !ok {
 		return nil, unauthorized("unknown_tenant", "invalid_token", "unknown tenant %q", c.p.Tenant)
 	}
+	p := c.p
+	p.Space = t.Space()
 	if c.own {
-		// A token of ours lives no longer than the key it was issued to:
-		// revoking the key (or deleting its tenant) ends its tokens too.
+		// A token of ours lives no longer than the key it was issued to,
+		// whatever ends the key: revocation, expiry, the end of its grace
+		// after a rotation, its tenant's deletion or re-creation.
 		k, err := s.getKey(c.p.Subject)
-		if err != nil || k.Revoked != 0 || k.Tenant != c.p.Tenant {
+		if err != nil || k.Tenant != c.p.Tenant {
 			return nil, unauthorized("revoked", "invalid_token", "the token's client key was revoked")
 		}
+		if _, aerr := s.keyValid(k, s.now()); aerr != nil {
+			aerr.Msg = "the token's client key is no longer valid: " + aerr.Msg
+			return nil, aerr
+		}
+		if k.Expires != 0 && time.Unix(k.Expires, 0).Before(p.Expires) {
+			p.Expires = time.Unix(k.Expires, 0)
+		}
 	}
-	p := c.p
 	return &p, nil
 }
 
@@ -392,7 +412,7 @@ func (s *Service) verifyJWT(raw string) (cachedToken, *Error) {
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(asymmetric), jwt.WithIssuer(iss), jwt.WithExpirationRequired(),
 		jwt.WithLeeway(leeway), jwt.WithTimeFunc(s.now), jwt.WithIssuedAt()}
-	if audience != "" {
+	if audience != AudienceAny {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
 	var claims jwt.MapClaims

@@ -23,8 +23,13 @@ type Key struct {
 	Created int64  `json:"created"` // unix seconds
 	Expires int64  `json:"expires,omitempty"`
 	Revoked int64  `json:"revoked,omitempty"`
-	// Successor is the key that replaced this one by rotation.
+	// Successor is the key that replaced this one by rotation: a key has
+	// at most one.
 	Successor string `json:"successor,omitempty"`
+	// Incarnation is the tenant's incarnation the key was issued under: a
+	// tenant deleted and made again with the same id is another tenant,
+	// and this key is not one of its keys.
+	Incarnation string `json:"incarnation,omitempty"`
 	// Ver orders changes across a cluster (replicate.go).
 	Ver int64 `json:"ver,omitempty"`
 }
@@ -39,7 +44,9 @@ type KeyInfo struct {
 	Expires   int64  `json:"expires,omitempty"`
 	Revoked   int64  `json:"revoked,omitempty"`
 	Successor string `json:"successor,omitempty"`
-	State     string `json:"state"` // active, expiring (in grace), expired, revoked
+	// State is active, expiring (rotated, in its grace), expired, revoked,
+	// or orphaned (its tenant was deleted, or made again since).
+	State string `json:"state"`
 }
 
 const keyPrefix = "keys/"
@@ -98,9 +105,25 @@ func (s *Service) putKey(k *Key) error {
 	return nil
 }
 
+// DefaultGrace is how long a rotated key keeps working when the caller
+// gives no grace. A grace of 0 ends the old key at once.
+const DefaultGrace = 24 * time.Hour
+
 // CreateKey issues a key for tenant. ttl 0 takes the tenant's rotate_every
 // (no expiry if it has none). The secret is returned once and never again.
 func (s *Service) CreateKey(tenant, name string, scope Scope, ttl time.Duration) (string, *KeyInfo, error) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	secret, k, err := s.createKeyLocked(tenant, name, scope, ttl)
+	if err != nil {
+		return "", nil, err
+	}
+	s.log.Info("api key created", "key_id", k.ID, "tenant", tenant, "scope", scope, "name", name)
+	return secret, s.info(k), nil
+}
+
+// createKeyLocked makes and stores a key; the caller holds recMu.
+func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Duration) (string, *Key, error) {
 	t, ok := s.Tenant(tenant)
 	if !ok {
 		return "", nil, ErrNotFound
@@ -111,24 +134,26 @@ func (s *Service) CreateKey(tenant, name string, scope Scope, ttl time.Duration)
 	if scope != ScopeChat && scope != ScopeAdmin {
 		return "", nil, fmt.Errorf("auth: scope must be chat or admin, got %q", scope)
 	}
+	if ttl < 0 || ttl > MaxKeyLife {
+		return "", nil, fmt.Errorf("auth: ttl must be between 0 and %s", MaxKeyLife)
+	}
+	if err := checkName("name", name); err != nil {
+		return "", nil, err
+	}
 	if ttl == 0 {
 		ttl = t.RotateEvery
 	}
 	now := s.now()
-	k := &Key{ID: randomString(5), Tenant: tenant, Name: name, Scope: scope, Created: now.Unix()}
+	k := &Key{ID: randomString(5), Tenant: tenant, Incarnation: t.Incarnation, Name: name, Scope: scope, Created: now.Unix()}
 	if ttl > 0 {
 		k.Expires = now.Add(ttl).Unix()
 	}
 	secret := randomString(20)
 	k.Hash = hashSecret(secret)
-	s.recMu.Lock()
-	err := s.putKey(k)
-	s.recMu.Unlock()
-	if err != nil {
+	if err := s.putKey(k); err != nil {
 		return "", nil, err
 	}
-	s.log.Info("api key created", "key_id", k.ID, "tenant", tenant, "scope", scope, "name", name)
-	return "mb_" + k.ID + "_" + secret, s.info(k), nil
+	return "mb_" + k.ID + "_" + secret, k, nil
 }
 
 func (s *Service) info(k *Key) *KeyInfo {
@@ -138,6 +163,8 @@ func (s *Service) info(k *Key) *KeyInfo {
 	switch {
 	case k.Revoked != 0:
 		i.State = "revoked"
+	case !s.current(k):
+		i.State = "orphaned"
 	case k.Expires != 0 && now >= k.Expires:
 		i.State = "expired"
 	case k.Successor != "":
@@ -146,12 +173,20 @@ func (s *Service) info(k *Key) *KeyInfo {
 	return i
 }
 
-// ListKeys lists tenant's keys ("" for every tenant), newest first.
+// current reports whether k belongs to the live incarnation of its tenant.
+func (s *Service) current(k *Key) bool {
+	t, ok := s.Tenant(k.Tenant)
+	return ok && t.Incarnation == k.Incarnation
+}
+
+// ListKeys lists tenant's keys ("" for every tenant, with the keys of
+// deleted tenants), newest first. A tenant sees only the keys of its live
+// incarnation: not those of an earlier tenant with its id.
 func (s *Service) ListKeys(tenant string) ([]KeyInfo, error) {
 	var out []KeyInfo
 	err := s.kv.ScanRaw(keyPrefix, func(_ string, v []byte) bool {
 		var k Key
-		if json.Unmarshal(v, &k) == nil && (tenant == "" || k.Tenant == tenant) {
+		if json.Unmarshal(v, &k) == nil && (tenant == "" || k.Tenant == tenant && s.current(&k)) {
 			out = append(out, *s.info(&k))
 		}
 		return true
@@ -162,13 +197,14 @@ func (s *Service) ListKeys(tenant string) ([]KeyInfo, error) {
 	return out, err
 }
 
-// ownKey loads key id if tenant may see it ("" sees all).
+// ownKey loads key id if tenant may see it ("" sees all): a key of
+// tenant's live incarnation.
 func (s *Service) ownKey(tenant, id string) (*Key, error) {
 	k, err := s.getKey(id)
 	if err != nil {
 		return nil, err
 	}
-	if tenant != "" && k.Tenant != tenant {
+	if tenant != "" && (k.Tenant != tenant || !s.current(k)) {
 		return nil, ErrNotFound
 	}
 	return k, nil
@@ -192,9 +228,29 @@ func (s *Service) RevokeKey(tenant, id string) (*KeyInfo, error) {
 	return s.info(k), nil
 }
 
+// RotatedError is the answer to rotating a key that already has a
+// successor: a key is rotated once (errors.Is(err, ErrConflict)).
+type RotatedError struct{ ID, Successor string }
+
+func (e *RotatedError) Error() string {
+	return fmt.Sprintf("auth: key %s was already rotated; its successor is %s", e.ID, e.Successor)
+}
+
+// Is makes a RotatedError an ErrConflict.
+func (e *RotatedError) Is(target error) bool { return target == ErrConflict }
+
 // RotateKey issues a successor with the same tenant, name and scope; the
-// old key keeps working for grace (default 24h), then expires.
+// old key keeps working for grace (0: it stops now; DefaultGrace is what
+// callers use when none is given), then expires. A key has one successor:
+// rotating it again is a *RotatedError.
 func (s *Service) RotateKey(tenant, id string, grace time.Duration) (string, *KeyInfo, error) {
+	if grace < 0 || grace > MaxKeyLife {
+		return "", nil, fmt.Errorf("auth: grace must be between 0 and %s", MaxKeyLife)
+	}
+	// One lock over read, check and both writes: two rotations of one key
+	// cannot both make a successor on this node.
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	k, err := s.ownKey(tenant, id)
 	if err != nil {
 		return "", nil, err
@@ -202,21 +258,18 @@ func (s *Service) RotateKey(tenant, id string, grace time.Duration) (string, *Ke
 	if k.Revoked != 0 {
 		return "", nil, fmt.Errorf("auth: key %s is revoked", id)
 	}
-	if grace <= 0 {
-		grace = 24 * time.Hour
+	if k.Successor != "" {
+		return "", nil, &RotatedError{ID: k.ID, Successor: k.Successor}
+	}
+	if !s.current(k) {
+		return "", nil, ErrNotFound
 	}
 	var ttl time.Duration
 	if k.Expires != 0 {
-		ttl = time.Duration(k.Expires-k.Created) * time.Second
+		ttl = max(time.Duration(k.Expires-k.Created)*time.Second, time.Second)
 	}
-	secret, next, err := s.CreateKey(k.Tenant, k.Name, k.Scope, ttl)
+	secret, next, err := s.createKeyLocked(k.Tenant, k.Name, k.Scope, min(ttl, MaxKeyLife))
 	if err != nil {
-		return "", nil, err
-	}
-	s.recMu.Lock()
-	defer s.recMu.Unlock()
-	// Read again: the key may have changed meanwhile (here or on another node).
-	if k, err = s.ownKey(tenant, id); err != nil {
 		return "", nil, err
 	}
 	end := s.now().Add(grace).Unix()
@@ -228,7 +281,7 @@ func (s *Service) RotateKey(tenant, id string, grace time.Duration) (string, *Ke
 		return "", nil, err
 	}
 	s.log.Info("api key rotated", "key_id", k.ID, "successor", next.ID, "grace", grace)
-	return secret, next, nil
+	return secret, s.info(next), nil
 }
 
 // checkKey verifies an API key and returns its principal.
@@ -247,26 +300,39 @@ func (s *Service) checkKey(cred string) (*Principal, *Error) {
 		return nil, unauthorized("wrong_secret", "invalid_token", "unknown API key")
 	}
 	now := s.now()
-	if k.Revoked != 0 {
-		return nil, unauthorized("revoked", "invalid_token", "the API key was revoked")
+	t, aerr := s.keyValid(k, now)
+	if aerr != nil {
+		return nil, aerr
 	}
-	p := &Principal{Tenant: k.Tenant, Scope: k.Scope, KeyID: k.ID, Method: "key"}
+	p := &Principal{Tenant: k.Tenant, Space: t.Space(), Scope: k.Scope, KeyID: k.ID, Method: "key"}
 	if k.Expires != 0 {
-		exp := time.Unix(k.Expires, 0)
-		if !now.Before(exp) {
-			return nil, unauthorized("expired", "invalid_token", "the API key expired at %s", exp.UTC().Format(time.RFC3339))
-		}
-		p.Expires = exp
+		p.Expires = time.Unix(k.Expires, 0)
 		life := time.Duration(k.Expires-k.Created) * time.Second
-		p.ExpiresSoon = k.Successor != "" || exp.Sub(now) < min(7*24*time.Hour, life/4)
-	}
-	if _, ok := s.Tenant(k.Tenant); !ok {
-		return nil, unauthorized("unknown_tenant", "invalid_token", "the API key's tenant no longer exists")
+		p.ExpiresSoon = k.Successor != "" || p.Expires.Sub(now) < min(7*24*time.Hour, life/4)
 	}
 	return p, nil
 }
 
-// RotateSelf rotates the key of principal p (a client rotating its own key).
+// keyValid is every reason a key stops working: revoked, expired (a
+// rotated key's grace is its expiry), its tenant deleted, or made again
+// since the key was issued. It returns the key's tenant. Tokens issued to
+// the key are checked with it on every use.
+func (s *Service) keyValid(k *Key, now time.Time) (*Tenant, *Error) {
+	if k.Revoked != 0 {
+		return nil, unauthorized("revoked", "invalid_token", "the API key was revoked")
+	}
+	if k.Expires != 0 && !now.Before(time.Unix(k.Expires, 0)) {
+		return nil, unauthorized("expired", "invalid_token", "the API key expired at %s", time.Unix(k.Expires, 0).UTC().Format(time.RFC3339))
+	}
+	t, ok := s.Tenant(k.Tenant)
+	if !ok || t.Incarnation != k.Incarnation {
+		return nil, unauthorized("unknown_tenant", "invalid_token", "the API key's tenant no longer exists")
+	}
+	return t, nil
+}
+
+// RotateSelf rotates the key of principal p (a client rotating its own
+// key). A key in its grace has a successor already and cannot.
 func (s *Service) RotateSelf(p *Principal, grace time.Duration) (string, *KeyInfo, error) {
 	if p.Method != "key" {
 		return "", nil, fmt.Errorf("auth: only API keys rotate; this request used %s", p.Method)

@@ -6,7 +6,9 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"strings"
 	"time"
@@ -17,11 +19,17 @@ import (
 // everywhere, and a token one node issued verifies on another:
 //
 //   - keys/<id> and tenants/<id> carry a version ("ver", a hybrid clock:
-//     unix nanoseconds, strictly increasing per node); a record replaces
-//     the local one only when its version is newer (last writer wins; equal
-//     versions keep the greater bytes, so every node converges). A deleted
-//     tenant stays as a tombstone, or a node that missed the deletion would
-//     bring it back.
+//     unix nanoseconds, strictly increasing per node, kept ahead of every
+//     version seen); a record replaces the local one only when its version
+//     is newer (last writer wins; equal versions keep the greater bytes, so
+//     every node converges). A deleted tenant stays as a tombstone, or a
+//     node that missed the deletion would bring it back. Versions are
+//     bounded: one beyond now + MaxClockSkew is refused and never moves the
+//     clock (a version near MaxInt64 would beat every later change, and
+//     the clock's +1 overflowed), and a stored one beyond it (kept by an
+//     older build) loses to any sane version.
+//   - every record is checked for sane values before it is stored
+//     (validate.go): the same rules as for records made here.
 //   - jwks/<kid> are the public halves of every node's token signing keys.
 //     They never change: "until" is when the last token the key can sign
 //     has expired (created + signing_rotate + token_ttl + leeway), after
@@ -79,25 +87,65 @@ func (s *Service) SetPublisher(fn func([]byte)) {
 	s.pubMu.Unlock()
 }
 
+// OnRefused sets a callback counting records Merge refused, by reason
+// ("future_version", "bad_record").
+func (s *Service) OnRefused(fn func(reason string)) { s.onRefused = fn }
+
 // nextVer returns a version newer than any this node has written or seen.
+// lastVer never exceeds now + MaxClockSkew (sawVer and loadVersions bound
+// it), so lastVer + 1 cannot overflow; it saturates all the same.
 func (s *Service) nextVer() int64 {
 	s.verMu.Lock()
 	defer s.verMu.Unlock()
 	v := s.now().UnixNano()
 	if v <= s.lastVer {
-		v = s.lastVer + 1
+		v = s.lastVer
+		if v < math.MaxInt64 {
+			v++
+		}
 	}
 	s.lastVer = v
 	return v
 }
 
-// sawVer keeps the clock ahead of versions seen from other nodes.
+// sawVer keeps the clock ahead of a version accepted from another node
+// (checked to be at most now + MaxClockSkew).
 func (s *Service) sawVer(v int64) {
 	s.verMu.Lock()
 	if v > s.lastVer {
 		s.lastVer = v
 	}
 	s.verMu.Unlock()
+}
+
+// saneVer reports whether a version may order records at now.
+func (s *Service) saneVer(v int64) bool { return checkVer(v, s.now()) == nil }
+
+// loadVersions starts the clock after the versions stored here (a node
+// whose wall clock went back still writes newer versions), skipping those
+// from the far future.
+func (s *Service) loadVersions() error {
+	far := 0
+	for _, prefix := range []string{keyPrefix, tenantPrefix} {
+		err := s.kv.ScanRaw(prefix, func(_ string, v []byte) bool {
+			var sv versioned
+			if json.Unmarshal(v, &sv) == nil {
+				if s.saneVer(sv.Ver) {
+					s.sawVer(sv.Ver)
+				} else {
+					far++
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if far > 0 {
+		s.log.Warn("auth records with a version from the far future: any change replaces them", "records", far)
+	}
+	return nil
 }
 
 // publish stores nothing: it hands a record just written to the publisher.
@@ -125,29 +173,58 @@ func (s *Service) State() []byte {
 	return b
 }
 
+// errFuture marks a record whose version is beyond now + MaxClockSkew.
+var errFuture = errors.New("auth: version from the future")
+
 // Merge applies records from another node: a change or a full state. It
-// returns how many changed something here. Records it cannot read, or of
-// another kind, are skipped (and counted in the error).
+// returns how many changed something here. Records it cannot read, of
+// another kind, with insane values or a version from the future are
+// refused: counted (OnRefused), logged, and summed up in the error.
 func (s *Service) Merge(b []byte) (int, error) {
 	var recs []record
 	if err := json.Unmarshal(b, &recs); err != nil {
 		return 0, fmt.Errorf("auth: merge: %w", err)
 	}
-	applied, bad := 0, 0
+	applied, future, bad := 0, 0, 0
+	var first error
 	for _, r := range recs {
 		ok, err := s.mergeOne(r.K, r.V)
 		if err != nil {
-			bad++
+			reason := "bad_record"
+			if errors.Is(err, errFuture) {
+				reason = "future_version"
+				future++
+			} else {
+				bad++
+			}
+			if first == nil {
+				first = err
+			}
+			if s.onRefused != nil {
+				s.onRefused(reason)
+			}
 			continue
 		}
 		if ok {
 			applied++
 		}
 	}
-	if bad > 0 {
-		return applied, fmt.Errorf("auth: merge: %d of %d records skipped", bad, len(recs))
+	if future+bad > 0 {
+		err := fmt.Errorf("auth: merge: refused %d of %d records (%d from the future, %d malformed or insane); first: %v",
+			future+bad, len(recs), future, bad, first)
+		s.log.Warn("refused replicated auth records", "refused", future+bad, "records", len(recs), "future", future, "bad", bad, "first", trimErr(first))
+		return applied, err
 	}
 	return applied, nil
+}
+
+// trimErr bounds an error for a log line (a peer chooses its content).
+func trimErr(err error) string {
+	m := err.Error()
+	if len(m) > 200 {
+		m = m[:200] + "..."
+	}
+	return m
 }
 
 // versioned reads the version of a stored record.
@@ -156,10 +233,10 @@ type versioned struct {
 }
 
 // putIfNewerLocked stores a versioned record from another node when it is
-// newer than ours (absent: always; equal versions: the greater bytes), and
-// keeps this node's clock ahead of it. The caller holds recMu.
+// newer than ours (absent, or ours from the far future: always; equal
+// versions: the greater bytes), and keeps this node's clock ahead of it.
+// ver has been checked (saneVer). The caller holds recMu.
 func (s *Service) putIfNewerLocked(key string, val []byte, ver int64) (bool, error) {
-	s.sawVer(ver)
 	stored, found, err := s.kv.GetRaw(key)
 	if err != nil {
 		return false, err
@@ -167,27 +244,41 @@ func (s *Service) putIfNewerLocked(key string, val []byte, ver int64) (bool, err
 	if found {
 		var sv versioned
 		_ = json.Unmarshal(stored, &sv)
-		if ver < sv.Ver || ver == sv.Ver && bytes.Compare(val, stored) <= 0 {
+		if s.saneVer(sv.Ver) && (ver < sv.Ver || ver == sv.Ver && bytes.Compare(val, stored) <= 0) {
 			return false, nil
 		}
 	}
+	s.sawVer(ver)
 	return true, s.kv.PutRaw(key, val, true)
 }
 
 func (s *Service) mergeOne(key string, val []byte) (bool, error) {
+	now := s.now()
 	switch {
 	case strings.HasPrefix(key, keyPrefix):
 		var k Key
-		if err := json.Unmarshal(val, &k); err != nil || keyPrefix+k.ID != key || len(k.ID) != 8 || len(k.Hash) != 32 || !ValidTenantID(k.Tenant) {
-			return false, fmt.Errorf("auth: bad key record %q", key)
+		if err := json.Unmarshal(val, &k); err != nil || keyPrefix+k.ID != key {
+			return false, fmt.Errorf("auth: bad key record %q", trimKey(key))
+		}
+		if !s.saneVer(k.Ver) {
+			return false, fmt.Errorf("%w: key %s, version %d", errFuture, k.ID, k.Ver)
+		}
+		if err := k.check(now); err != nil {
+			return false, fmt.Errorf("auth: key record %q: %w", trimKey(key), err)
 		}
 		s.recMu.Lock()
 		defer s.recMu.Unlock()
 		return s.putIfNewerLocked(key, val, k.Ver)
 	case strings.HasPrefix(key, tenantPrefix):
 		var t Tenant
-		if err := json.Unmarshal(val, &t); err != nil || tenantPrefix+t.ID != key || !ValidTenantID(t.ID) || t.ID == DefaultTenant {
-			return false, fmt.Errorf("auth: bad tenant record %q", key)
+		if err := json.Unmarshal(val, &t); err != nil || tenantPrefix+t.ID != key {
+			return false, fmt.Errorf("auth: bad tenant record %q", trimKey(key))
+		}
+		if !s.saneVer(t.Ver) {
+			return false, fmt.Errorf("%w: tenant %s, version %d", errFuture, t.ID, t.Ver)
+		}
+		if err := t.check(now); err != nil {
+			return false, fmt.Errorf("auth: tenant record %q: %w", trimKey(key), err)
 		}
 		s.recMu.Lock()
 		defer s.recMu.Unlock()
@@ -199,18 +290,21 @@ func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 			if t.Deleted != 0 {
 				delete(s.tenants, t.ID)
 			} else {
-				t.FromConfig = false
 				s.tenants[t.ID] = &t
 			}
 		}
 		s.mu.Unlock()
+		s.kickSweep()
 		return true, nil
 	case strings.HasPrefix(key, pubPrefix):
 		var p pubKey
-		if err := json.Unmarshal(val, &p); err != nil || pubPrefix+p.KID != key || p.parse() != nil {
-			return false, fmt.Errorf("auth: bad public key record %q", key)
+		if err := json.Unmarshal(val, &p); err != nil || pubPrefix+p.KID != key {
+			return false, fmt.Errorf("auth: bad public key record %q", trimKey(key))
 		}
-		if !s.now().Before(time.Unix(p.Until, 0)) {
+		if err := p.check(now); err != nil {
+			return false, fmt.Errorf("auth: public key record %q: %w", trimKey(key), err)
+		}
+		if !now.Before(time.Unix(p.Until, 0)) {
 			return false, nil // expired: every token it signed is dead
 		}
 		s.signer.mu.Lock()
@@ -224,5 +318,13 @@ func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 		s.signer.remote[p.KID] = &p
 		return true, nil
 	}
-	return false, fmt.Errorf("auth: not a replicated record: %q", key)
+	return false, fmt.Errorf("auth: not a replicated record: %q", trimKey(key))
+}
+
+// trimKey bounds a record key for an error message.
+func trimKey(k string) string {
+	if len(k) > 80 {
+		return k[:80] + "..."
+	}
+	return k
 }

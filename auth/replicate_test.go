@@ -2,6 +2,8 @@ package auth
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -249,8 +251,9 @@ func TestMergeRejects(t *testing.T) {
 	}
 }
 
-// FuzzMerge: whatever a peer sends, Merge does not panic and writes only
-// auth records.
+// FuzzMerge: whatever a peer sends, Merge does not panic, writes only auth
+// records, stores only sane ones, and the version clock stays bounded: a
+// change made here after the merge is newer than every stored record.
 func FuzzMerge(f *testing.F) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	src, _ := New(Config{Enabled: true, Now: func() time.Time { return now }, Tenants: []Tenant{{ID: "a"}}}, storage.NewMemory())
@@ -258,26 +261,58 @@ func FuzzMerge(f *testing.F) {
 	src.CreateKey("a", "k", ScopeAdmin, 0)
 	src.CreateTenant(Tenant{ID: "t1"})
 	src.DeleteTenant("t1")
+	src.CreateTenant(Tenant{ID: "t1", Models: []string{"sim/*"}})
 	src.JWKS()
 	f.Add(src.State())
 	f.Add([]byte(`[{"k":"tenants/x","v":{"id":"x","deleted":1,"ver":5}}]`))
 	f.Add([]byte(`[]`))
+	key := func(ver string) []byte {
+		return []byte(fmt.Sprintf(`[{"k":"keys/abcdefgh","v":{"id":"abcdefgh","tenant":"a","scope":"admin","hash":"%s","created":%d,"ver":%s}}]`,
+			strings.Repeat("A", 43)+"=", now.Unix(), ver))
+	}
+	for _, v := range []int64{math.MaxInt64, math.MinInt64, -1, 0, now.Add(59 * time.Second).UnixNano(), now.Add(61 * time.Second).UnixNano()} {
+		f.Add(key(fmt.Sprint(v)))
+	}
+	f.Add(key("1e300"))
+	f.Add([]byte(fmt.Sprintf(`[{"k":"tenants/t2","v":{"id":"t2","incarnation":"abcdefghijklmnop","dead":[""],"created":%d,"ver":%d}}]`, now.Unix(), now.UnixNano())))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		mem := storage.NewMemory()
-		s, err := New(Config{Enabled: true, Now: func() time.Time { return now }}, mem)
+		s, err := New(Config{Enabled: true, Now: func() time.Time { return now }, Tenants: []Tenant{{ID: "a"}}}, mem)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
 		s.Merge(b)
-		mem.ScanRaw("", func(k string, _ []byte) bool {
-			if !strings.HasPrefix(k, keyPrefix) && !strings.HasPrefix(k, tenantPrefix) && !strings.HasPrefix(k, pubPrefix) && !strings.HasPrefix(k, signingPrefix) {
+		top := int64(0)
+		mem.ScanRaw("", func(k string, v []byte) bool {
+			var err error
+			switch {
+			case strings.HasPrefix(k, keyPrefix):
+				var rec Key
+				if err = json.Unmarshal(v, &rec); err == nil {
+					err = rec.check(now)
+					top = max(top, rec.Ver)
+				}
+			case strings.HasPrefix(k, tenantPrefix):
+				var rec Tenant
+				if err = json.Unmarshal(v, &rec); err == nil {
+					err = rec.check(now)
+					top = max(top, rec.Ver)
+				}
+			case strings.HasPrefix(k, pubPrefix), strings.HasPrefix(k, signingPrefix):
+			default:
 				t.Fatalf("wrote %q", k)
+			}
+			if err != nil {
+				t.Fatalf("stored an insane record %s: %v", v, err)
 			}
 			return true
 		})
 		if _, ok := s.Tenant(DefaultTenant); !ok {
 			t.Fatal("the default tenant is gone")
+		}
+		if v := s.nextVer(); v <= top || v > now.Add(MaxClockSkew).UnixNano()+1 {
+			t.Fatalf("next version %d after stored %d (bound %d)", v, top, now.Add(MaxClockSkew).UnixNano())
 		}
 		_ = s.State()
 		_ = s.JWKS()

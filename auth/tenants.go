@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,10 +28,30 @@ type Tenant struct {
 	// FromConfig tenants are defined in the config file; the API cannot delete them.
 	FromConfig bool  `json:"from_config,omitempty"`
 	Created    int64 `json:"created"`
+	// Incarnation tells this tenant from an earlier one with the same id:
+	// random, set when the tenant is made through the API, replicated with
+	// it. "" for default, for the config file's tenants and for tenants
+	// made before incarnations existed. Keys record the incarnation they
+	// were issued under and conversations live in Space, so a tenant
+	// deleted and made again has none of the old one's keys or data.
+	Incarnation string `json:"incarnation,omitempty"`
+	// Dead are the incarnations of this id that are gone for good (at most
+	// 32; "" when the id had a life without one): their conversations are
+	// swept on every node.
+	Dead []string `json:"dead,omitempty"`
 	// Deleted marks a tombstone (unix seconds); Ver orders changes across
 	// a cluster (replicate.go).
 	Deleted int64 `json:"deleted,omitempty"`
 	Ver     int64 `json:"ver,omitempty"`
+}
+
+// Space is where the tenant's conversations live: its id, then ":" and its
+// incarnation if it has one (tenant ids never hold ':').
+func (t *Tenant) Space() string {
+	if t.Incarnation == "" {
+		return t.ID
+	}
+	return t.ID + ":" + t.Incarnation
 }
 
 const tenantPrefix = "tenants/"
@@ -47,50 +68,63 @@ func checkTenantID(id string) error {
 }
 
 func (s *Service) loadTenants() error {
-	s.tenants[DefaultTenant] = &Tenant{ID: DefaultTenant, Name: "default", FromConfig: true}
-	for i := range s.cfg.Tenants {
-		t := s.cfg.Tenants[i]
-		if err := checkTenantID(t.ID); err != nil {
-			return err
-		}
-		t.FromConfig = true
-		s.tenants[t.ID] = &t
-	}
-	return s.kv.ScanRaw(tenantPrefix, func(_ string, v []byte) bool {
-		var t Tenant
-		if json.Unmarshal(v, &t) == nil && t.Deleted == 0 {
-			if _, cfg := s.tenants[t.ID]; !cfg {
-				s.tenants[t.ID] = &t
-			}
-		}
-		return true
-	})
-}
-
-// SetConfigTenants replaces the tenants defined in the config file (a
-// reload): new ones appear, changed ones take their new models, limits and
-// rotation, removed ones are gone (their keys then fail as of an unknown
-// tenant). Tenants made through the API stay, unless the file now defines
-// the same id: the file wins, as at start.
-func (s *Service) SetConfigTenants(ts []Tenant) error {
-	for _, t := range ts {
+	for _, t := range s.cfg.Tenants {
 		if err := checkTenantID(t.ID); err != nil {
 			return err
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, t := range s.tenants {
-		if t.FromConfig {
-			delete(s.tenants, id)
-		}
-	}
-	s.tenants[DefaultTenant] = &Tenant{ID: DefaultTenant, Name: "default", FromConfig: true}
+	return s.setTenantsLocked(s.cfg.Tenants)
+}
+
+// setTenantsLocked rebuilds the tenant table: default, the config file's
+// tenants (ts), and the API's live tenants whose id the file does not take.
+// The caller holds mu.
+func (s *Service) setTenantsLocked(ts []Tenant) error {
+	m := map[string]*Tenant{DefaultTenant: {ID: DefaultTenant, Name: "default", FromConfig: true}}
 	for i := range ts {
 		t := ts[i]
-		t.FromConfig = true
-		s.tenants[t.ID] = &t
+		t.FromConfig, t.Incarnation, t.Dead = true, "", nil
+		m[t.ID] = &t
 	}
+	err := s.kv.ScanRaw(tenantPrefix, func(_ string, v []byte) bool {
+		var t Tenant
+		if json.Unmarshal(v, &t) == nil && t.Deleted == 0 && !t.FromConfig && ValidTenantID(t.ID) {
+			if _, cfg := m[t.ID]; !cfg {
+				m[t.ID] = &t
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	s.tenants = m
+	return nil
+}
+
+// SetConfigTenants replaces the tenants defined in the config file (a
+// reload): new ones appear, changed ones take their new models, limits and
+// rotation, removed ones are gone (their keys then fail as of an unknown
+// tenant; their conversations stay, unreachable, until the id is made
+// through the API, which makes it another tenant and sweeps them). Tenants
+// made through the API stay, unless the file now defines the same id: the
+// file wins, as at start.
+func (s *Service) SetConfigTenants(ts []Tenant) error {
+	for _, t := range ts {
+		if err := checkTenantID(t.ID); err != nil {
+			return err
+		}
+	}
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.setTenantsLocked(ts); err != nil {
+		return err
+	}
+	s.kickSweep()
 	return nil
 }
 
@@ -118,13 +152,42 @@ func (s *Service) Tenants() []Tenant {
 	return out
 }
 
-// CreateTenant adds a tenant through the API.
-func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
-	if err := checkTenantID(t.ID); err != nil {
-		return nil, err
+// storedTenant reads the replicated record of id (live, shadowed by the
+// config file, or a tombstone); nil when there is none.
+func (s *Service) storedTenant(id string) *Tenant {
+	v, found, err := s.kv.GetRaw(tenantPrefix + id)
+	if err != nil || !found {
+		return nil
 	}
-	if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 || t.RotateEvery < 0 {
-		return nil, fmt.Errorf("auth: limits and rotate_every must not be negative")
+	var t Tenant
+	if json.Unmarshal(v, &t) != nil {
+		return nil
+	}
+	return &t
+}
+
+// withDead returns dead plus inc, without repeats, at most maxDead long:
+// "" (the id's life without an incarnation) stays, the oldest others go.
+func withDead(dead []string, inc string) []string {
+	out := []string{""}
+	for _, d := range append(append([]string(nil), dead...), inc) {
+		if d != "" && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	if len(out) > maxDead {
+		out = append(out[:1], out[len(out)-maxDead+1:]...)
+	}
+	return out
+}
+
+// CreateTenant adds a tenant through the API. It is a new incarnation of
+// its id: every earlier tenant of that id (deleted, or the config file's)
+// is dead, its keys do not work for this one and its conversations are
+// swept.
+func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
+	if err := t.checkSettings(); err != nil {
+		return nil, err
 	}
 	// Lock order: recMu, then mu (as Merge takes them).
 	s.recMu.Lock()
@@ -134,9 +197,15 @@ func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
 	if _, ok := s.tenants[t.ID]; ok {
 		return nil, ErrConflict
 	}
+	var dead []string
+	if old := s.storedTenant(t.ID); old != nil {
+		dead = append(old.Dead, old.Incarnation)
+	}
 	t.FromConfig = false
 	t.Created = s.now().Unix()
 	t.Deleted = 0
+	t.Incarnation = randomString(10)
+	t.Dead = withDead(dead, "")
 	t.Ver = s.nextVer()
 	b, _ := json.Marshal(&t)
 	if err := s.kv.PutRaw(tenantPrefix+t.ID, b, true); err != nil {
@@ -144,13 +213,16 @@ func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
 	}
 	s.publish(tenantPrefix+t.ID, b)
 	s.tenants[t.ID] = &t
-	s.log.Info("tenant created", "tenant", t.ID)
+	s.kickSweep()
+	s.log.Info("tenant created", "tenant", t.ID, "incarnation", t.Incarnation)
 	c := t
 	return &c, nil
 }
 
 // DeleteTenant removes an API-created tenant and revokes its keys. Its
-// conversations stay on disk but are unreachable.
+// incarnation is dead: its keys and tokens stop at once (on every node as
+// the tombstone arrives), and its conversations are swept from each node's
+// store.
 func (s *Service) DeleteTenant(id string) error {
 	if err := s.deleteTenant(id); err != nil {
 		return err
@@ -176,13 +248,15 @@ func (s *Service) deleteTenant(id string) error {
 		return fmt.Errorf("auth: tenant %q is defined in the config file; remove it there", id)
 	}
 	// A tombstone, not a deletion: a node that missed this must not bring
-	// the tenant back.
-	b, _ := json.Marshal(&Tenant{ID: id, Created: t.Created, Deleted: s.now().Unix(), Ver: s.nextVer()})
+	// the tenant back. It names the incarnation that died.
+	b, _ := json.Marshal(&Tenant{ID: id, Created: t.Created, Deleted: s.now().Unix(), Incarnation: t.Incarnation,
+		Dead: t.Dead, Ver: s.nextVer()})
 	if err := s.kv.PutRaw(tenantPrefix+id, b, true); err != nil {
 		return err
 	}
 	s.publish(tenantPrefix+id, b)
 	delete(s.tenants, id)
+	s.kickSweep()
 	return nil
 }
 

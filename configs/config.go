@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"gopkg.in/yaml.v3"
@@ -37,6 +38,7 @@ type Config struct {
 	Cluster       ClusterConfig       `yaml:"cluster"`
 	Auth          AuthConfig          `yaml:"auth"`
 	Tenants       []TenantConfig      `yaml:"tenants"`
+	Audit         AuditConfig         `yaml:"audit"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -182,6 +184,15 @@ type AuthConfig struct {
 	OAuth        OAuthConfig `yaml:"oauth"`
 }
 
+// AuditConfig bounds the node's audit log of admin actions (keys, tenants,
+// reloads, cluster changes): the oldest events go first.
+type AuditConfig struct {
+	// MaxEvents are kept at most.
+	MaxEvents int `yaml:"max_events"`
+	// MaxAge: older events are deleted.
+	MaxAge Duration `yaml:"max_age"`
+}
+
 // OAuthConfig lists trusted issuers of JWT access tokens.
 type OAuthConfig struct {
 	Issuers []IssuerConfig `yaml:"issuers"`
@@ -189,11 +200,17 @@ type OAuthConfig struct {
 
 // IssuerConfig is one trusted issuer.
 type IssuerConfig struct {
-	Issuer      string `yaml:"issuer"`
-	JWKSURL     string `yaml:"jwks_url"`
+	Issuer  string `yaml:"issuer"`
+	JWKSURL string `yaml:"jwks_url"`
+	// Audience is the "aud" a token must carry. Required: without it a
+	// token the issuer made for any other service would be accepted;
+	// AudienceAny ("any") says so explicitly.
 	Audience    string `yaml:"audience"`
 	TenantClaim string `yaml:"tenant_claim"`
 }
+
+// AudienceAny as an issuer's audience accepts tokens for any audience.
+const AudienceAny = "any"
 
 // TenantConfig is a tenant defined in the file.
 type TenantConfig struct {
@@ -485,6 +502,12 @@ func (c *Config) EnsureDefaults() {
 	if c.Cluster.Replicas == 0 {
 		c.Cluster.Replicas = 2
 	}
+	if c.Audit.MaxEvents == 0 {
+		c.Audit.MaxEvents = 10000
+	}
+	if c.Audit.MaxAge == 0 {
+		c.Audit.MaxAge = Duration(90 * 24 * time.Hour)
+	}
 }
 
 // Line returns the line of a dotted key in the source, or 0.
@@ -689,9 +712,24 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add(at("jwks_url"), "want an http:// or https:// URL, got %q", is.JWKSURL)
 		}
+		if strings.TrimSpace(is.Audience) == "" {
+			add(at("audience"), "is required: the \"aud\" this node's tokens carry (without it a token the issuer made for any other service would do); write `audience: %s` to accept any", AudienceAny)
+		}
+	}
+	if d := c.Auth.TokenTTL.D(); d < 0 || d > 24*time.Hour {
+		add("auth.token_ttl", "must be between 0s and 24h, got %s", c.Auth.TokenTTL)
+	}
+	if d := c.Auth.SigningRotate.D(); d < 0 || d > 8760*time.Hour {
+		add("auth.signing_rotate", "must be between 0s and 8760h, got %s", c.Auth.SigningRotate)
 	}
 	if c.Auth.FailureLimit < 0 {
 		add("auth.failure_limit", "must not be negative")
+	}
+	if c.Audit.MaxEvents < 100 || c.Audit.MaxEvents > 1_000_000 {
+		add("audit.max_events", "must be between 100 and 1000000, got %d", c.Audit.MaxEvents)
+	}
+	if c.Audit.MaxAge.D() < time.Hour {
+		add("audit.max_age", "must be at least 1h, got %s", c.Audit.MaxAge)
 	}
 	for i, p := range c.Providers {
 		if o := p.OAuth; o != nil {

@@ -21,12 +21,16 @@ func principal(r *http.Request) *auth.Principal {
 	if p, ok := r.Context().Value(principalKey{}).(*auth.Principal); ok {
 		return p
 	}
-	return &auth.Principal{Tenant: moltbot.DefaultTenant, Scope: auth.ScopeAdmin, Method: "none"}
+	return &auth.Principal{Tenant: moltbot.DefaultTenant, Space: moltbot.DefaultTenant, Scope: auth.ScopeAdmin, Method: "none"}
 }
 
-// tenantOf returns the caller's tenant: every conversation lookup is scoped
-// by it, so another tenant's conversation is simply not found.
+// tenantOf returns the caller's tenant (limits, allowed models, messages).
 func tenantOf(r *http.Request) string { return principal(r).Tenant }
+
+// spaceOf returns where the caller's conversations live: every
+// conversation lookup is scoped by it, so another tenant's conversation, or
+// that of an earlier tenant with the same id, is simply not found.
+func spaceOf(r *http.Request) string { return principal(r).Space }
 
 // open paths need no credential.
 func (s *Server) open(path string) bool {
@@ -135,6 +139,15 @@ type keyResponse struct {
 	*auth.KeyInfo
 }
 
+// parseGrace reads a rotation's grace: absent is auth.DefaultGrace, "0s"
+// ends the old key now.
+func parseGrace(v string) (time.Duration, error) {
+	if v == "" {
+		return auth.DefaultGrace, nil
+	}
+	return parseDuration("grace", v)
+}
+
 func parseDuration(param, v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
@@ -147,7 +160,10 @@ func parseDuration(param, v string) (time.Duration, error) {
 }
 
 func authErr(err error) error {
+	var re *auth.RotatedError
 	switch {
+	case errors.As(err, &re):
+		return moltbot.Errorf(moltbot.EConflict, "key %s was already rotated; its successor is %s (a key is rotated once)", re.ID, re.Successor)
 	case errors.Is(err, auth.ErrNotFound):
 		return moltbot.Errorf(moltbot.ENotFound, "not found")
 	case errors.Is(err, auth.ErrConflict):
@@ -171,6 +187,9 @@ func scopeTenant(r *http.Request, asked string) (string, bool) {
 
 func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 	if !requireAdmin(w, r) {
+		if r.Method == http.MethodPost {
+			s.record(r, audited{action: "key.create"}, errDenied)
+		}
 		return
 	}
 	switch r.Method {
@@ -188,28 +207,37 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "keys": list})
 	case http.MethodPost:
 		var req keyRequest
+		a := audited{action: "key.create"}
 		if err := s.decode(w, r, &req, true); err != nil {
+			s.record(r, a, err)
 			writeError(w, err)
 			return
 		}
 		if req.Tenant == "" {
 			req.Tenant = principal(r).Tenant
 		}
+		a.tenant, a.detail = req.Tenant, fmt.Sprintf("scope=%s name=%q ttl=%s", req.Scope, req.Name, req.TTL)
 		t, ok := scopeTenant(r, req.Tenant)
 		if !ok {
-			writeError(w, moltbot.Errorf(moltbot.ENotFound, "tenant %q not found", req.Tenant))
+			err := moltbot.Errorf(moltbot.ENotFound, "tenant %q not found", req.Tenant)
+			s.record(r, a, err)
+			writeError(w, err)
 			return
 		}
 		ttl, err := parseDuration("ttl", req.TTL)
 		if err != nil {
+			s.record(r, a, err)
 			writeError(w, err)
 			return
 		}
 		secret, info, err := s.auth.CreateKey(t, req.Name, auth.Scope(req.Scope), ttl)
 		if err != nil {
+			s.record(r, a, authErr(err))
 			writeError(w, authErr(err))
 			return
 		}
+		a.target, a.detail = "key:"+info.ID, fmt.Sprintf("scope=%s name=%q expires=%d", info.Scope, info.Name, info.Expires)
+		s.record(r, a, nil)
 		writeJSON(w, http.StatusCreated, keyResponse{Key: secret, KeyInfo: info})
 	default:
 		methodNotAllowed(w, r, "GET", "POST")
@@ -217,59 +245,78 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) key(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	a := audited{action: "key.revoke", target: "key:" + id}
 	if !requireAdmin(w, r) {
+		s.record(r, a, errDenied)
 		return
 	}
 	t, _ := scopeTenant(r, "")
-	id := r.PathValue("id")
 	info, err := s.auth.RevokeKey(t, id)
 	if err != nil {
+		s.record(r, a, authErr(err))
 		writeError(w, authErr(err))
 		return
 	}
+	a.tenant = info.Tenant
+	s.record(r, a, nil)
 	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	a := audited{action: "key.rotate", target: "key:" + r.PathValue("id")}
 	if !requireAdmin(w, r) {
+		s.record(r, a, errDenied)
 		return
 	}
 	var req keyRequest
 	if err := s.decode(w, r, &req, true); err != nil {
+		s.record(r, a, err)
 		writeError(w, err)
 		return
 	}
-	grace, err := parseDuration("grace", req.Grace)
+	grace, err := parseGrace(req.Grace)
 	if err != nil {
+		s.record(r, a, err)
 		writeError(w, err)
 		return
 	}
 	t, _ := scopeTenant(r, "")
 	secret, info, err := s.auth.RotateKey(t, r.PathValue("id"), grace)
 	if err != nil {
+		s.record(r, a, authErr(err))
 		writeError(w, authErr(err))
 		return
 	}
+	a.tenant, a.detail = info.Tenant, fmt.Sprintf("successor=%s grace=%s", info.ID, grace)
+	s.record(r, a, nil)
 	writeJSON(w, http.StatusCreated, keyResponse{Key: secret, KeyInfo: info})
 }
 
 // rotateSelf: a client rotates the key it calls with (POST /v1/auth/rotate).
 func (s *Server) rotateSelf(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	a := audited{action: "key.rotate_self", target: "key:" + p.KeyID, tenant: p.Tenant}
 	var req keyRequest
 	if err := s.decode(w, r, &req, true); err != nil {
+		s.record(r, a, err)
 		writeError(w, err)
 		return
 	}
-	grace, err := parseDuration("grace", req.Grace)
+	grace, err := parseGrace(req.Grace)
 	if err != nil {
+		s.record(r, a, err)
 		writeError(w, err)
 		return
 	}
-	secret, info, err := s.auth.RotateSelf(principal(r), grace)
+	secret, info, err := s.auth.RotateSelf(p, grace)
 	if err != nil {
+		s.record(r, a, authErr(err))
 		writeError(w, authErr(err))
 		return
 	}
+	a.detail = fmt.Sprintf("successor=%s grace=%s", info.ID, grace)
+	s.record(r, a, nil)
 	writeJSON(w, http.StatusCreated, keyResponse{Key: secret, KeyInfo: info})
 }
 
@@ -283,6 +330,9 @@ type tenantRequest struct {
 
 func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
 	if !requireOperator(w, r) {
+		if r.Method == http.MethodPost {
+			s.record(r, audited{action: "tenant.create"}, errDenied)
+		}
 		return
 	}
 	switch r.Method {
@@ -290,20 +340,28 @@ func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "tenants": s.auth.Tenants()})
 	case http.MethodPost:
 		var req tenantRequest
+		a := audited{action: "tenant.create"}
 		if err := s.decode(w, r, &req, false); err != nil {
+			s.record(r, a, err)
 			writeError(w, err)
 			return
 		}
+		a.target, a.tenant = "tenant:"+req.ID, req.ID
 		every, err := parseDuration("rotate_every", req.RotateEvery)
 		if err != nil {
+			s.record(r, a, err)
 			writeError(w, err)
 			return
 		}
 		t, err := s.auth.CreateTenant(auth.Tenant{ID: req.ID, Name: req.Name, Models: req.Models, Limits: req.Limits, RotateEvery: every})
 		if err != nil {
+			s.record(r, a, authErr(err))
 			writeError(w, authErr(err))
 			return
 		}
+		a.detail = fmt.Sprintf("incarnation=%s models=%v rpm=%d tpm=%d rotate_every=%s", t.Incarnation, t.Models,
+			t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.RotateEvery)
+		s.record(r, a, nil)
 		writeJSON(w, http.StatusCreated, t)
 	default:
 		methodNotAllowed(w, r, "GET", "POST")
@@ -311,13 +369,18 @@ func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) tenant(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	a := audited{action: "tenant.delete", target: "tenant:" + id, tenant: id}
 	if !requireOperator(w, r) {
+		s.record(r, a, errDenied)
 		return
 	}
-	if err := s.auth.DeleteTenant(r.PathValue("id")); err != nil {
+	if err := s.auth.DeleteTenant(id); err != nil {
+		s.record(r, a, authErr(err))
 		writeError(w, authErr(err))
 		return
 	}
+	s.record(r, a, nil)
 	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
 }
 
@@ -366,17 +429,25 @@ func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
 
 // reload re-reads provider credentials (POST /v1/admin/keys/reload).
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	a := audited{action: "config.reload", target: "config"}
 	if !requireOperator(w, r) {
+		s.record(r, a, errDenied)
 		return
 	}
 	if s.cfg.Reload == nil {
-		writeError(w, moltbot.Errorf(moltbot.EInvalid, "this node has no config file to reload"))
+		err := moltbot.Errorf(moltbot.EInvalid, "this node has no config file to reload")
+		s.record(r, a, err)
+		writeError(w, err)
 		return
 	}
 	n, err := s.cfg.Reload()
 	if err != nil {
-		writeError(w, &moltbot.Error{Code: moltbot.EInvalid, Message: err.Error()})
+		err := &moltbot.Error{Code: moltbot.EInvalid, Message: err.Error()}
+		s.record(r, a, err)
+		writeError(w, err)
 		return
 	}
+	a.detail = fmt.Sprintf("providers=%d", n)
+	s.record(r, a, nil)
 	writeJSON(w, http.StatusOK, map[string]any{"reloaded": true, "providers": n})
 }

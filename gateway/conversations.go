@@ -53,7 +53,7 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: "system", Message: fmt.Sprintf("system is %d bytes; at most %d are allowed", len(req.System), s.cfg.MaxMessageBytes)})
 		return
 	}
-	c, err := s.rt.Create(r.Context(), tenantOf(r), actors.CreateOptions{ID: req.ID, System: string(req.System), Model: req.Model})
+	c, err := s.rt.Create(r.Context(), spaceOf(r), actors.CreateOptions{ID: req.ID, System: string(req.System), Model: req.Model})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -66,14 +66,14 @@ func (s *Server) conversation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		c, err := s.rt.Get(r.Context(), tenantOf(r), id)
+		c, err := s.rt.Get(r.Context(), spaceOf(r), id)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, toJSON(c))
 	case http.MethodDelete:
-		if err := s.rt.Delete(r.Context(), tenantOf(r), id); err != nil {
+		if err := s.rt.Delete(r.Context(), spaceOf(r), id); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -153,7 +153,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !req.Stream {
-		res, err := s.rt.Turn(r.Context(), tenantOf(r), id, string(*req.Content), opts, nil)
+		res, err := s.rt.Turn(r.Context(), spaceOf(r), id, string(*req.Content), opts, nil)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -168,7 +168,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cw := newChunkWriter(w, id, time.Now().Unix())
-	res, err := s.rt.Turn(r.Context(), tenantOf(r), id, string(*req.Content), opts, cw.chunk)
+	res, err := s.rt.Turn(r.Context(), spaceOf(r), id, string(*req.Content), opts, cw.chunk)
 	if err != nil {
 		if cw.started {
 			cw.fail(err)

@@ -63,6 +63,9 @@ type Config struct {
 	// Reload re-reads provider credentials (moltbot keys reload); it returns
 	// how many providers were updated.
 	Reload func() (int, error)
+	// Audit records admin actions (keys, tenants, reloads) and serves GET
+	// /v1/admin/audit; nil: none are recorded.
+	Audit AuditLog
 }
 
 // Server is the gateway's http.Handler.
@@ -120,6 +123,9 @@ func New(rt Runtime, cfg Config) *Server {
 		mux.HandleFunc("/v1/auth/rotate", s.only("POST", s.rotateSelf))
 		mux.HandleFunc("/oauth/token", s.only("POST", s.token))
 		mux.HandleFunc("/.well-known/jwks.json", s.only("GET", s.jwks))
+	}
+	if s.cfg.Audit != nil {
+		mux.HandleFunc("/v1/admin/audit", s.only("GET", s.auditLog))
 	}
 	mux.HandleFunc("/healthz", s.only("GET", s.healthz))
 	mux.HandleFunc("/readyz", s.only("GET", s.readyz))

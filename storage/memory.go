@@ -194,3 +194,35 @@ func (s *Memory) ScanRaw(prefix string, fn func(key string, val []byte) bool) er
 	}
 	return nil
 }
+
+// DeleteSpaces implements the sweep of Pebble.DeleteSpaces.
+func (s *Memory) DeleteSpaces(dead func(space string) bool) (int, error) {
+	s.mu.Lock()
+	spaces := map[string]bool{}
+	for k := range s.m {
+		if rest, ok := strings.CutPrefix(k, convPrefix); ok {
+			if sp, _, ok := strings.Cut(rest, "/"); ok {
+				spaces[sp] = false
+			}
+		}
+	}
+	s.mu.Unlock()
+	for sp := range spaces {
+		spaces[sp] = dead(sp)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writableLocked(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for k := range s.m {
+		if rest, ok := strings.CutPrefix(k, convPrefix); ok {
+			if sp, _, ok := strings.Cut(rest, "/"); ok && spaces[sp] {
+				delete(s.m, k)
+				n++
+			}
+		}
+	}
+	return n, nil
+}

@@ -71,7 +71,8 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic("storage: pebble: " + msg)
 }
 
-// Open opens (creating if needed) the database in dir.
+// Open opens (creating if needed) the database in dir: a private directory
+// (0700, files 0600), tightened if it was not.
 func Open(dir string, o Options) (*Pebble, error) {
 	o.EnsureDefaults()
 	cache := pebble.NewCache(o.CacheSize)
@@ -87,9 +88,24 @@ func Open(dir string, o Options) (*Pebble, error) {
 	}
 	if o.InMemory {
 		opts.FS = vfs.NewMem()
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		cache.Unref()
-		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+	} else {
+		// Private: the directory holds the conversations and the token
+		// signing keys (private.go). A directory left too open by an
+		// older build, or by hand, is tightened, and the log says so.
+		opts.FS = privateFS{vfs.Default}
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			cache.Unref()
+			return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+		}
+		changed, err := Tighten(dir)
+		if err != nil {
+			cache.Unref()
+			return nil, fmt.Errorf("storage: make %s private: %w", dir, err)
+		}
+		if len(changed) > 0 && o.Logger != nil {
+			o.Logger.Warn("storage: the data directory was readable by others; made it private (directories 0700, files 0600)",
+				"dir", dir, "changed", len(changed), "first", changed[0])
+		}
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -316,4 +332,86 @@ func (p *Pebble) ScanRaw(prefix string, fn func(key string, val []byte) bool) er
 		}
 	}
 	return it.Error()
+}
+
+// DeleteSpaces deletes every conversation whose space (the tenant part of
+// its key, conv/<space>/<id>) dead reports true, and returns how many it
+// deleted. It walks the spaces (one seek per space, not per conversation),
+// asks dead about each without holding the store's lock (dead may read the
+// store), then deletes each dead space's range in one synced batch.
+func (p *Pebble) DeleteSpaces(dead func(space string) bool) (int, error) {
+	spaces, err := p.spaces()
+	if err != nil {
+		return 0, err
+	}
+	var gone []string
+	for _, sp := range spaces {
+		if dead(sp) {
+			gone = append(gone, sp)
+		}
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return 0, ErrClosed
+	}
+	n := 0
+	b := p.db.NewBatch()
+	defer b.Close()
+	for _, sp := range gone {
+		lo, hi := spaceBounds(sp)
+		it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return 0, err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			n++
+		}
+		if err := it.Close(); err != nil {
+			return 0, err
+		}
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("storage: delete spaces: %w", err)
+	}
+	return n, nil
+}
+
+// spaces lists the distinct spaces of the stored conversations, in order.
+func (p *Pebble) spaces() ([]string, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(convPrefix), UpperBound: []byte("conv0")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []string
+	for valid := it.First(); valid; {
+		sp, _, ok := strings.Cut(string(it.Key()[len(convPrefix):]), "/")
+		if !ok {
+			valid = it.Next()
+			continue
+		}
+		out = append(out, sp)
+		_, hi := spaceBounds(sp)
+		valid = it.SeekGE(hi)
+	}
+	return out, it.Error()
+}
+
+// spaceBounds are the keys of a space's conversations: [conv/<sp>/, conv/<sp>0).
+func spaceBounds(sp string) (lo, hi []byte) {
+	lo = append(append([]byte(convPrefix), sp...), '/')
+	hi = append(append([]byte(convPrefix), sp...), '/'+1)
+	return lo, hi
 }

@@ -1,5 +1,7 @@
 // Package storage keeps conversation snapshots: one value per conversation
-// under the key conv/<tenant>/<id>, in Pebble on disk (Open) or in memory for
+// under the key conv/<space>/<id> (the space is the tenant id, or
+// "<tenant>:<incarnation>" for a tenant made through the API; the Store
+// methods call it tenant), in Pebble on disk (Open) or in memory for
 // tests (NewMemory). Values are versioned: a format byte, then the
 // conversation's own version, so a reader of an old format fails loudly.
 //
@@ -43,7 +45,7 @@ type Store interface {
 	Close() error
 }
 
-// Key returns the store key of a conversation: conv/<tenant>/<id>.
+// Key returns the store key of a conversation: conv/<space>/<id>.
 func Key(tenant, id string) []byte {
 	b := make([]byte, 0, len(convPrefix)+len(tenant)+1+len(id))
 	b = append(b, convPrefix...)

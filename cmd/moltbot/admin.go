@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/storage"
@@ -215,14 +217,22 @@ Examples:
 			},
 			{
 				Name: "rotate", Usage: "issue a successor; the old key works until the grace ends", ArgsUsage: "ID",
-				Flags: append(adminFlags(), &cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long the old key keeps working"}),
+				Flags: append(adminFlags(), &cli.DurationFlag{Name: "grace", DefaultText: "24h",
+					Usage: "how long the old key keeps working; 0s stops it now"}),
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "moltbot keys rotate ID [--grace 24h]")
 					if err != nil {
 						return err
 					}
+					body := map[string]string{} // no grace: the node's default
+					if c.IsSet("grace") {
+						if c.Duration("grace") < 0 {
+							return fail(2, "--grace: must not be negative")
+						}
+						body["grace"] = c.Duration("grace").String()
+					}
 					var k keyOut
-					if err := adminCall(c, "POST", "/v1/admin/keys/"+id+"/rotate", map[string]string{"grace": c.Duration("grace").String()}, &k); err != nil {
+					if err := adminCall(c, "POST", "/v1/admin/keys/"+id+"/rotate", body, &k); err != nil {
 						return err
 					}
 					printNewKey(c, k)
@@ -350,9 +360,13 @@ func writeAdminKey(ws string, cfg *configs.Config) (bool, error) {
 		return false, err
 	}
 	defer as.Close()
-	key, _, err := as.CreateKey(auth.DefaultTenant, "operator (moltbot init)", auth.ScopeAdmin, 0)
+	key, info, err := as.CreateKey(auth.DefaultTenant, "operator (moltbot init)", auth.ScopeAdmin, 0)
 	if err != nil {
 		return false, err
+	}
+	if al, err := audit.New(store, audit.Config{MaxEvents: cfg.Audit.MaxEvents, MaxAge: cfg.Audit.MaxAge.D()}); err == nil {
+		al.Record(audit.Event{Actor: audit.Actor{Method: "cli"}, Action: "key.create", Target: "key:" + info.ID,
+			Tenant: auth.DefaultTenant, Remote: "local", Outcome: audit.OK, Detail: "operator key written to " + path + " by moltbot init"})
 	}
 	return true, os.WriteFile(path, []byte(key+"\n"), 0o600)
 }
@@ -412,4 +426,94 @@ func oneArg(c *cli.Context, usage string) (string, error) {
 		return "", fail(2, "usage: %s", usage)
 	}
 	return pos[0], nil
+}
+
+// parseSince reads --since: an RFC 3339 time, or a duration back from now.
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fail(2, "--since: want an RFC 3339 time (2026-03-01T12:00:00Z) or a duration back from now (24h), got %q", v)
+}
+
+func auditCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "audit",
+		Usage: "show the audit log of admin actions (through the node's admin API; operator only)",
+		Description: `Prints what was done to keys, tenants, the config and the cluster: when, by
+whom (tenant, key id or token subject, and how they authenticated; "signal"
+for SIGHUP, "cli" for moltbot init), the action and its target, the client
+address and the outcome (ok, denied, not_found, conflict, invalid, error).
+Refused attempts are recorded too. No secret is ever recorded. Each node
+keeps the log of the requests it served.
+
+Examples:
+   moltbot audit                       # the newest 50 events
+   moltbot audit --since 24h --limit 200
+   moltbot audit --since 2026-03-01T00:00:00Z --json`,
+		Flags: append(adminFlags(),
+			&cli.StringFlag{Name: "since", Usage: "events from this time on: RFC 3339, or a duration back from now (24h)"},
+			&cli.IntFlag{Name: "limit", Value: 50, Usage: "at most this many events (1 to 1000)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the API's JSON"}),
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			q := url.Values{"limit": {strconv.Itoa(c.Int("limit"))}}
+			if c.Int("limit") < 1 || c.Int("limit") > 1000 {
+				return fail(2, "--limit: want 1 to 1000, got %d", c.Int("limit"))
+			}
+			if v := c.String("since"); v != "" {
+				t, err := parseSince(v, time.Now())
+				if err != nil {
+					return err
+				}
+				q.Set("since", t.UTC().Format(time.RFC3339Nano))
+			}
+			_, raw, err := adminShow(c, "/v1/admin/audit?"+q.Encode())
+			if err != nil || raw == nil {
+				return err
+			}
+			var page struct {
+				Events []audit.Event `json:"events"`
+				More   bool          `json:"more"`
+				Next   string        `json:"next"`
+			}
+			if err := json.Unmarshal(raw, &page); err != nil {
+				return fail(1, "unexpected reply: %v", err)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tACTOR\tACTION\tTARGET\tOUTCOME\tFROM\tDETAIL")
+			for _, e := range page.Events {
+				who := e.Actor.Method
+				switch {
+				case e.Actor.KeyID != "":
+					who = e.Actor.Tenant + "/" + e.Actor.KeyID
+				case e.Actor.Subject != "":
+					who = e.Actor.Tenant + "/" + e.Actor.Subject + " (jwt)"
+				case e.Actor.Tenant != "" && e.Actor.Method == "none":
+					who = e.Actor.Tenant + " (auth off)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05"), who, e.Action,
+					orDash(e.Target), e.Outcome, orDash(e.Remote), strings.ReplaceAll(e.Detail, "\n", " "))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if page.More {
+				fmt.Fprintf(c.App.ErrWriter, "more events: moltbot audit --since %s\n", page.Next)
+			}
+			return nil
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -288,4 +288,24 @@ func TestClusterAuth(t *testing.T) {
 		_, out, _ := runCLI(t, "", "tenants", "list", "--workspace", n1.ws)
 		return strings.Contains(out, "default") && !strings.Contains(out, "acme")
 	})
+	// Made again on node 1: a new tenant. Its key, on either node, finds
+	// nothing of the old acme's (issue #10, finding 4).
+	if code, _, e := runCLI(t, "", "tenants", "create", "acme", "--workspace", n1.ws); code != 0 {
+		t.Fatalf("tenants create again: %s", e)
+	}
+	var key2 string
+	testutil.Eventually(t, 10*time.Second, "the new tenant reaches node 2", func() bool {
+		code, out, _ := runCLI(t, "", "keys", "create", "--workspace", n2.ws, "--tenant", "acme")
+		key2 = strings.TrimSpace(out)
+		return code == 0
+	})
+	for _, n := range nodes {
+		testutil.Eventually(t, 10*time.Second, "the new key works on "+n.url, func() bool {
+			code, _ := authedGet(t, n.url+"/v1/models", key2)
+			return code == 200
+		})
+		if code, body := authedGet(t, n.url+"/v1/conversations/"+conv, key2); code != 404 || strings.Contains(body, "acme's") {
+			t.Fatalf("the new acme reads the old one's conversation on %s: %d %s", n.url, code, body)
+		}
+	}
 }

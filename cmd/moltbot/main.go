@@ -72,6 +72,7 @@ Quick start:
 			clusterCommand(),
 			keysCommand(),
 			tenantsCommand(),
+			auditCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

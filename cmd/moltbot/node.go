@@ -18,6 +18,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/configs"
@@ -43,6 +44,7 @@ type Node struct {
 	Log       *slog.Logger
 
 	store    *storage.Pebble
+	audit    *audit.Log
 	rt       *actors.Runtime
 	cl       *cluster.Cluster
 	rpcCreds *cluster.Credentials
@@ -160,6 +162,42 @@ func sharedOf(as *auth.Service, cfg *configs.Config) actors.SharedState {
 	return as
 }
 
+// Audit is the node's audit log: other parts of the node (the cluster's
+// events) record into it; nil before Start.
+func (n *Node) Audit() audit.Recorder { return n.audit }
+
+// reloadOnSignal reloads on SIGHUP (the cluster's keys and certificates,
+// then the file's provider credentials and tenants) and records both in the
+// audit log.
+func (n *Node) reloadOnSignal() {
+	if n.cl != nil {
+		e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "cluster.reload", Target: "cluster keys and certificates", Remote: "local",
+			Outcome: audit.OK, Detail: "SIGHUP"}
+		if err := n.ReloadCluster(); err != nil {
+			n.Log.Error("cluster reload on SIGHUP failed; the node keeps its keys and certificate", "err", err)
+			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
+		}
+		n.record(e)
+	}
+	k, err := n.reloadConfig()
+	if errors.Is(err, errNoFile) {
+		return
+	}
+	e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "config.reload", Target: "config", Remote: "local",
+		Outcome: audit.OK, Detail: fmt.Sprintf("SIGHUP; providers=%d", k)}
+	if err != nil {
+		n.Log.Error("reload on SIGHUP failed", "err", err)
+		e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
+	}
+	n.record(e)
+}
+
+func (n *Node) record(e audit.Event) {
+	if n.audit != nil {
+		n.audit.Record(e)
+	}
+}
+
 // configTenants are the tenants the config file defines.
 func configTenants(cfg *configs.Config) []auth.Tenant {
 	var tenants []auth.Tenant
@@ -185,6 +223,10 @@ func (n *Node) Start() error {
 		}
 		return fmt.Errorf("cannot listen on %s (--host/--port, server.host/server.port): %w", addr, err)
 	}
+	if err := n.privateWorkspace(); err != nil {
+		ln.Close()
+		return err
+	}
 	store, err := storage.Open(n.DataDir(), storage.Options{CacheSize: int64(cfg.Storage.CacheSize),
 		MemtableSize: int64(cfg.Storage.MemtableSize), Logger: n.Log})
 	if err != nil {
@@ -205,18 +247,37 @@ func (n *Node) Start() error {
 		issuers = append(issuers, auth.Issuer{Issuer: is.Issuer, JWKSURL: is.JWKSURL, Audience: is.Audience, TenantClaim: is.TenantClaim})
 	}
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
-		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log}, store)
+		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
+		Conversations: store}, store)
 	if err != nil {
 		ln.Close()
 		store.Close()
 		return err
 	}
+	as.OnRefused(func(reason string) { met.Inc(metrics.AuthMergeRefused, reason) })
 	n.auth = as
+	nodeName := ln.Addr().String()
+	if cfg.Cluster.Bind != "" {
+		nodeName = cfg.Cluster.Bind
+		if cfg.Cluster.Advertise != "" {
+			nodeName = cfg.Cluster.Advertise
+		}
+	}
+	al, err := audit.New(store, audit.Config{MaxEvents: cfg.Audit.MaxEvents, MaxAge: cfg.Audit.MaxAge.D(), Node: nodeName,
+		Logger: n.Log, OnError: func() { met.Inc(metrics.AuditWriteErrors) }})
+	if err != nil {
+		ln.Close()
+		as.Close()
+		store.Close()
+		return err
+	}
+	n.audit = al
 	remoteAddr, remoteAdv := "", ""
 	var sec *clusterSecurity
 	if cfg.Cluster.Bind != "" {
 		if sec, err = n.loadClusterSecurity(); err != nil {
 			ln.Close()
+			as.Close()
 			store.Close()
 			return err
 		}
@@ -244,6 +305,7 @@ func (n *Node) Start() error {
 			Window: cfg.Models.Window.D(), MinRequests: cfg.Models.MinRequests, Cooldown: cfg.Models.Cooldown.D(), MaxCooldown: cfg.Models.MaxCooldown.D()}})
 	if err != nil {
 		ln.Close()
+		as.Close()
 		store.Close()
 		return err
 	}
@@ -264,6 +326,7 @@ func (n *Node) Start() error {
 		if err != nil {
 			rt.Shutdown(context.Background())
 			ln.Close()
+			as.Close()
 			store.Close()
 			return err
 		}
@@ -289,8 +352,7 @@ func (n *Node) Start() error {
 	}
 	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
 		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen == nil || *cfg.Auth.MetricsOpen,
-		Reload:        n.Reload,
-		StorageHealth: func() error { _, err := store.Count(); return err }})
+		Reload: n.Reload, Audit: al, StorageHealth: func() error { _, err := store.Count(); return err }})
 	n.store, n.rt, n.ln = store, rt, ln
 	n.srv = &http.Server{Handler: gw, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(n.Log.Handler(), slog.LevelWarn)}
@@ -370,10 +432,57 @@ func loopback(host string) bool {
 	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
-// ensureDir makes dir with private permissions.
-func ensureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+// ensureDir makes dir private (0700), creating it if needed; an existing
+// directory that others could enter is tightened. It reports whether it
+// changed an existing directory.
+func ensureDir(dir string) (bool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("create %s: %w", dir, err)
+	}
+	return tightenMode(dir, 0o700)
+}
+
+// tightenMode clears every permission bit of path beyond want (a missing
+// path is no change). It reports whether it changed anything.
+func tightenMode(path string, want os.FileMode) (bool, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if perm := st.Mode().Perm(); perm&^want != 0 {
+		if err := os.Chmod(path, perm&want); err != nil {
+			return false, fmt.Errorf("make %s private: %w", path, err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// privateWorkspace makes the workspace private at start: its directories
+// 0700, moltbot.yaml (it may hold secrets) and admin.key (the operator's
+// key) 0600. Whatever was wider is tightened and logged. The data
+// directory is storage.Open's (0700, files 0600, Pebble's included).
+func (n *Node) privateWorkspace() error {
+	if n.Workspace == "" {
+		return nil
+	}
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{n.Workspace, 0o700}, {filepath.Join(n.Workspace, "skills"), 0o700},
+		{filepath.Join(n.Workspace, "moltbot.yaml"), 0o600}, {filepath.Join(n.Workspace, adminKeyFile), 0o600},
+	} {
+		changed, err := tightenMode(f.path, f.mode)
+		if err != nil {
+			return err
+		}
+		if changed {
+			n.Log.Warn("others could read this; made it private", "path", f.path, "mode", fmt.Sprintf("%#o", f.mode))
+		}
 	}
 	return nil
 }

@@ -135,7 +135,7 @@ Examples:
 				return fail(2, "%v", err)
 			}
 			ws, _ := filepath.Abs(c.String("workspace"))
-			if err := ensureDir(ws); err != nil {
+			if _, err := ensureDir(ws); err != nil {
 				return fail(1, "%v", err)
 			}
 			n := &Node{Config: cfg, Workspace: ws, Log: log}
@@ -149,12 +149,7 @@ Examples:
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
-					if err := n.ReloadCluster(); err != nil {
-						log.Error("cluster reload on SIGHUP failed; the node keeps its keys and certificate", "err", err)
-					}
-					if _, err := n.reloadConfig(); err != nil && !errors.Is(err, errNoFile) {
-						log.Error("reload on SIGHUP failed", "err", err)
-					}
+					n.reloadOnSignal()
 				}
 			}()
 			select {
@@ -202,9 +197,15 @@ Examples:
 			if err != nil {
 				return fail(2, "--preset: %v", err)
 			}
+			// Private: the workspace holds the operator key, the config (it may
+			// hold secrets) and the data (conversations, token signing keys).
 			for _, d := range []string{ws, filepath.Join(ws, "data"), filepath.Join(ws, "skills")} {
-				if err := ensureDir(d); err != nil {
+				changed, err := ensureDir(d)
+				if err != nil {
 					return fail(1, "%v", err)
+				}
+				if changed {
+					fmt.Fprintf(c.App.ErrWriter, "made %s private (0700): others could read it\n", d)
 				}
 			}
 			path := filepath.Join(ws, "moltbot.yaml")
@@ -212,7 +213,7 @@ Examples:
 			if c.Bool("force") {
 				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 			}
-			f, err := os.OpenFile(path, flags, 0o640)
+			f, err := os.OpenFile(path, flags, 0o600)
 			if errors.Is(err, os.ErrExist) {
 				// The config stays. A workspace without its operator key (deleted,
 				// or made by hand) gets one: otherwise a node with auth on could
@@ -239,6 +240,9 @@ Examples:
 			}
 			if err := f.Close(); err != nil {
 				return fail(1, "write %s: %v", path, err)
+			}
+			if _, err := tightenMode(path, 0o600); err != nil { // --force on an older, open file
+				return fail(1, "%v", err)
 			}
 			cfg, err := configs.Load(path)
 			if err != nil {

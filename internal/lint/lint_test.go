@@ -30,6 +30,8 @@ var rules = []rule{
 	{"configs", []string{"actors", "inference", "storage", "cluster", "gateway", "cmd", "bench", "github.com/asynkron/protoactor-go"}},
 	// auth persists through its own KV interface: it does not know storage.
 	{"auth", []string{"actors", "inference", "storage", "cluster", "gateway", "configs", "cmd", "bench", "github.com/asynkron/protoactor-go"}},
+	// audit persists through its own KV interface; anything may record into it.
+	{"audit", []string{"actors", "inference", "storage", "cluster", "gateway", "configs", "auth", "cmd", "bench", "github.com/asynkron/protoactor-go"}},
 	// actors sees providers only through the inference.Provider interface.
 	{"actors", []string{"gateway", "configs", "cmd", "bench", "inference/ollama", "inference/openai", "inference/anthropic", "inference/sim"}},
 	{"gateway", []string{"cmd", "bench", "configs", "storage", "inference/ollama", "inference/openai", "inference/anthropic", "inference/sim", "github.com/asynkron/protoactor-go"}},

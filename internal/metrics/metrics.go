@@ -47,6 +47,8 @@ var (
 	KeyCooldowns      = &Family{"moltbot_provider_key_cooldowns_total", []string{"provider"}}
 	ClusterRefused    = &Family{"moltbot_cluster_rpc_refused_total", []string{"reason"}}
 	SharedMerges      = &Family{"moltbot_cluster_shared_records_total", []string{"outcome"}}
+	AuthMergeRefused  = &Family{"moltbot_auth_merge_refused_total", []string{"reason"}}
+	AuditWriteErrors  = &Family{"moltbot_audit_write_errors_total", nil}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -81,6 +83,8 @@ var help = map[string]string{
 	"moltbot_cluster_rpc_refused_total":       "Node-to-node connections and messages refused, by reason (handshake, not_member, identity, malformed, target, type, panic, ...).",
 	"moltbot_cluster_cert_expiry_seconds":     "Seconds until this node's cluster certificate expires.",
 	"moltbot_cluster_shared_records_total":    "Shared-state messages (auth records) from other members, by outcome (merged, refused, error).",
+	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",
+	"moltbot_audit_write_errors_total":        "Audit events that could not be stored.",
 }
 
 func init() { vm.ExposeMetadata(true) }
