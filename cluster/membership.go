@@ -61,6 +61,10 @@ type Config struct {
 	Verify func(ctx context.Context, n Node) error
 	// OnRefuse counts gossip connections refused (too many from one address).
 	OnRefuse func(reason string)
+	// OnVerify hears of a member's identity proved (err nil) or, the first
+	// time for that identity, not proved (for the audit log). It runs on a
+	// verification goroutine, without the cluster's lock.
+	OnVerify func(n Node, err error)
 
 	proto int // tests: pretend to speak another protocol
 }

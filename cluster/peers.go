@@ -134,15 +134,23 @@ func (c *Cluster) verify(target Node) {
 	}()
 	err := c.cfg.Verify(ctx, target)
 	cancel()
+	if report := c.verified(target, err); report && c.cfg.OnVerify != nil {
+		c.cfg.OnVerify(target, err)
+	}
+}
+
+// verified records the outcome of a proof; it reports whether to tell
+// OnVerify (a success, or the first failure of an identity).
+func (c *Cluster) verified(target Node, err error) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.members[target.ID]
 	if n == nil {
-		return
+		return false
 	}
 	n.verifying = false
 	if n.RPC != target.RPC || n.Name != target.Name || n.State != "alive" {
-		return // changed meanwhile: the loop tries the new identity
+		return false // changed meanwhile: the loop tries the new identity
 	}
 	if err != nil {
 		n.failures++
@@ -153,9 +161,10 @@ func (c *Cluster) verify(target Node) {
 			level = c.log.Warn
 		}
 		level("a member's RPC identity is not proved yet; it stays off the ring", "node", n.ID, "name", n.Name, "rpc", n.RPC, "err", err, "retry_in", n.backoff)
-		return
+		return n.failures == 1
 	}
 	n.Verified, n.backoff, n.failures = true, 0, 0
-	c.log.Debug("member verified", "node", n.ID, "name", n.Name)
+	c.log.Info("member verified: on the ring", "node", n.ID, "name", n.Name)
 	c.rebuildLocked()
+	return true
 }

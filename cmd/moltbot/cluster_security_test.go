@@ -324,7 +324,17 @@ func TestClusterProcessesSecureRotation(t *testing.T) {
 		found, _ := member(v, "x1")
 		return found
 	})
-	time.Sleep(2 * time.Second) // several verification rounds, and the retired key's join attempts
+	// Its proof fails (at the TLS handshake, both ways) and is audited.
+	var text string
+	testutil.Eventually(t, 20*time.Second, "the retired CA's node refused in the audit log", func() bool {
+		_, text = getBody(t, nodes[0].url+"/v1/admin/audit?limit=200")
+		return strings.Contains(text, `"cluster.member_refused"`) && strings.Contains(text, "name x1")
+	})
+	for _, want := range []string{`"cluster.reload"`, `"cluster.member_verified"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the audit log lacks %s:\n%s", want, text)
+		}
+	}
 	v, _ := viewOf(nodes[0].url)
 	if _, verified := member(v, "x1"); verified {
 		t.Fatal("a certificate of the retired CA was verified")
@@ -334,6 +344,9 @@ func TestClusterProcessesSecureRotation(t *testing.T) {
 	}
 	if found, verified := member(v, "x0"); !found || !verified {
 		t.Fatalf("the new CA's node: found %v verified %v", found, verified)
+	}
+	if !strings.Contains(extra[2].p.out.String(), "gossip key") {
+		t.Errorf("the node with the retired key does not say why it cannot join:\n%s", extra[2].p.out.String())
 	}
 }
 

@@ -322,7 +322,15 @@ func (n *Node) Start() error {
 		cl, err := cluster.Start(cluster.Config{Bind: cfg.Cluster.Bind, Advertise: cfg.Cluster.Advertise, Join: cfg.Cluster.Join, Keys: sec.keys,
 			Name: name, RPC: rt.RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
 			Load: func() int { return int(rt.ActiveConversations()) }, Verify: rt.VerifyPeer,
-			OnRefuse: func(reason string) { met.Inc(metrics.ClusterRefused, reason) }})
+			OnRefuse: func(reason string) { met.Inc(metrics.ClusterRefused, reason) },
+			OnVerify: func(m cluster.Node, err error) {
+				e := audit.Event{Actor: audit.Actor{Method: "cluster"}, Action: "cluster.member_verified", Target: "node:" + m.ID,
+					Remote: m.RPC, Outcome: audit.OK, Detail: "name " + m.Name}
+				if err != nil {
+					e.Action, e.Outcome, e.Detail = "cluster.member_refused", audit.Denied, fmt.Sprintf("name %s: %v", m.Name, err)
+				}
+				n.record(e)
+			}})
 		if err != nil {
 			rt.Shutdown(context.Background())
 			ln.Close()
