@@ -249,7 +249,7 @@ func (n *Node) Start() error {
 		n.Log.Info("cluster node started", "id", cl.ID(), "rpc", rt.RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","), "replicas", cfg.Cluster.Replicas)
 	}
 	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
-		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen == nil || *cfg.Auth.MetricsOpen,
+		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen,
 		Reload:        n.Reload,
 		StorageHealth: func() error { _, err := store.Count(); return err }})
 	n.store, n.rt, n.ln = store, rt, ln
