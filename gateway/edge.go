@@ -76,8 +76,8 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool
 			return false
 		}
 	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return true
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return true // no body (HTTP/2 always has a Body: its length says)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 		want := "application/json"

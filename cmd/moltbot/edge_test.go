@@ -156,6 +156,27 @@ func TestTLSServeAndReload(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "cert.pem"), pem2, 0o600)
 
+	// HTTP/2 (what Go clients and browsers speak over TLS): a POST without
+	// a body needs no Content-Type, one with a body needs JSON.
+	h2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	for body, want := range map[string]int{"": 201, `{"system":"x"}`: 201} {
+		req, _ := http.NewRequest("POST", n.URL()+"/v1/conversations", strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := h2.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want || resp.ProtoMajor != 2 {
+			t.Fatalf("h2 POST %q: %s %d", body, resp.Proto, resp.StatusCode)
+		}
+	}
+	if resp, err := h2.Post(n.URL()+"/v1/conversations", "text/plain", strings.NewReader("{}")); err != nil || resp.StatusCode != 415 {
+		t.Fatalf("h2 text/plain: %v %v", resp, err)
+	}
+
 	// The CLI over https: --ca-file, or the workspace's own certificate.
 	cafile := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(cafile, pem2, 0o600)
