@@ -60,7 +60,7 @@ FUZZTIME ?= 20s
 fuzz:
 	@for spec in \
 	  configs:FuzzParse inference/sse:FuzzReader storage:FuzzDecode gateway:FuzzChatCompletions \
-	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge inference/sse:FuzzReaderMatchesReference; do \
+	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge inference/sse:FuzzReaderMatchesReference gateway:FuzzClientAddr gateway:FuzzEdgeHeaders; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done

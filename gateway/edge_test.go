@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -407,6 +408,51 @@ func FuzzClientAddr(f *testing.F) {
 		}
 		if !found {
 			t.Fatalf("%q: %s is not an entry of the header", xff, got)
+		}
+	})
+}
+
+// FuzzEdgeHeaders feeds arbitrary Host, Origin and Content-Type values to
+// the edge's parsers: they never panic; an accepted Host names an IP
+// address, localhost or an allowed host; an accepted Origin is the Host
+// itself or names a loopback address, localhost or an allowed host; and the
+// Content-Type check agrees with mime.ParseMediaType wherever that parses.
+func FuzzEdgeHeaders(f *testing.F) {
+	for _, s := range [][3]string{
+		{"localhost:3000", "http://localhost:5173", "application/json"},
+		{"[::1]:3000", "null", "application/json; charset=utf-8"},
+		{"evil.test", "https://evil.test", "text/plain"},
+		{"moltbot.lan.", "http://a.example.com:8080", "Application/JSON ;x=y"},
+		{"127.0.0.1", "http://[::1", "application/json\x00"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	s := &Server{cfg: Config{AllowedHosts: []string{"moltbot.lan", ".example.com"}}}
+	f.Fuzz(func(t *testing.T, host, origin, ctype string) {
+		if s.hostAllowed(host) && host != "" {
+			name := strings.TrimSuffix(strings.ToLower(hostname(host)), ".")
+			_, ipErr := netip.ParseAddr(hostname(host))
+			if ipErr != nil && name != "localhost" && !strings.HasSuffix(name, ".localhost") && name != "moltbot.lan" &&
+				name != "example.com" && !strings.HasSuffix(name, ".example.com") {
+				t.Fatalf("host %q accepted", host)
+			}
+		}
+		if s.originAllowed(origin, host) {
+			u, err := url.Parse(origin)
+			if err != nil {
+				t.Fatalf("origin %q accepted without parsing", origin)
+			}
+			if !strings.EqualFold(u.Host, host) {
+				name := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+				a, ipErr := netip.ParseAddr(hostname(u.Host))
+				if ipErr == nil && !a.Unmap().IsLoopback() || ipErr != nil && name != "localhost" && !strings.HasSuffix(name, ".localhost") &&
+					name != "moltbot.lan" && name != "example.com" && !strings.HasSuffix(name, ".example.com") {
+					t.Fatalf("origin %q accepted for host %q", origin, host)
+				}
+			}
+		}
+		if mt, _, err := mime.ParseMediaType(ctype); err == nil && (mt == "application/json") != mediaTypeIs(ctype, "application/json") {
+			t.Fatalf("Content-Type %q: mime says %q, the edge %v", ctype, mt, mediaTypeIs(ctype, "application/json"))
 		}
 	})
 }
