@@ -17,9 +17,12 @@ import (
 
 // The edge guard runs before authentication on every request (ServeHTTP):
 //
-//   - a body must arrive within ReadBodyTimeout of the handler starting
-//     (http.Server has no ReadTimeout: it would also end the background read
-//     that watches a streaming response's client, and so cancel the turn);
+//   - a body must arrive within ReadBodyTimeout of the handler starting; a
+//     read past it gets a typed error that handlers answer with 408 naming
+//     server.read_body_timeout (net/http clears the connection's read
+//     deadline itself once the body reaches EOF, before it starts the
+//     background read that watches for the client leaving, so a streamed
+//     reply is not cut by it);
 //   - a state-changing request with a body must say Content-Type:
 //     application/json (application/x-www-form-urlencoded for /oauth/token),
 //     which no HTML form and no "simple" cross-site fetch can send;
@@ -30,33 +33,25 @@ import (
 // With auth on, Host and Origin are not checked: a browser never attaches a
 // bearer credential by itself, so a cross-site page cannot act as a user.
 
-// errBodyTimeout is what reading a body returns after ReadBodyTimeout.
+// bodyTimeout is what reading a body returns after ReadBodyTimeout.
 type bodyTimeout struct{ d time.Duration }
 
 func (e bodyTimeout) Error() string {
 	return fmt.Sprintf("the request body did not arrive within %s (server.read_body_timeout)", e.d)
 }
 
-// deadlineBody clears the connection's read deadline once the body has been
-// read to its end: after that the server reads on to notice a client that
-// goes away, and a deadline there would cancel a long streaming reply.
+// deadlineBody reads a body under the deadline the guard set, and names the
+// deadline when it passes.
 type deadlineBody struct {
 	io.ReadCloser
-	rc   http.ResponseController
-	d    time.Duration
-	done bool
+	rc http.ResponseController
+	d  time.Duration
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && !b.done {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return n, bodyTimeout{b.d}
-		}
-		if err == io.EOF {
-			b.done = true
-			_ = b.rc.SetReadDeadline(time.Time{})
-		}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return n, bodyTimeout{b.d}
 	}
 	return n, err
 }

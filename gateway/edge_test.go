@@ -32,16 +32,20 @@ type edgeEnv struct {
 	op   string // an operator key
 }
 
-// edgeServer starts a gateway over the simulator with cfg and an auth
-// service (enabled or not, as a node always has one).
-func edgeServer(t *testing.T, cfg Config, acfg auth.Config) *edgeEnv {
+// edgeServer starts a gateway over the simulator (4 tokens at once, or as
+// so) with cfg and an auth service (enabled or not, as a node always has one).
+func edgeServer(t *testing.T, cfg Config, acfg auth.Config, so ...sim.Options) *edgeEnv {
 	t.Helper()
+	simOpts := sim.Options{Tokens: 4, Seed: 1}
+	if len(so) > 0 {
+		simOpts = so[0]
+	}
 	store := storage.NewMemory()
 	as, err := auth.New(acfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := actors.New(actors.Config{Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 4, Seed: 1}),
+	rt, err := actors.New(actors.Config{Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", simOpts),
 		MaxInFlight: 16, Timeout: 5 * time.Second}}, Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: store,
 		Metrics: metrics.New("test"), HealthInterval: time.Hour})
 	if err != nil {
@@ -153,16 +157,27 @@ func TestSlowBodyCutOff(t *testing.T) {
 			}
 		})
 	}
-	// A long stream is not cut by the body deadline: its body was read.
-	resp, err := http.Post(off.url+"/v1/chat/completions", "application/json",
-		strings.NewReader(`{"stream":true,"messages":[{"role":"user","content":"x"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frames := sseFrames(t, resp.Body)
-	resp.Body.Close()
-	if len(frames) == 0 || frames[len(frames)-1] != "[DONE]" {
-		t.Fatalf("stream %q", frames)
+	// A stream that lasts longer than the body deadline is not cut: once
+	// its body was read the deadline is gone (a deadline left on the
+	// connection would fail the server's read that watches for the client
+	// leaving, which cancels the turn).
+	slow := edgeServer(t, Config{BodyReadTimeout: 100 * time.Millisecond}, auth.Config{}, sim.Options{Tokens: 6, ITL: 60 * time.Millisecond, Seed: 1})
+	for _, path := range []string{"/v1/chat/completions", "/v1/conversations/c1/messages"} {
+		if path != "/v1/chat/completions" {
+			if code, body, _ := slow.req(t, "POST", "/v1/conversations", `{"id":"c1"}`, "Content-Type: application/json"); code != 201 {
+				t.Fatalf("%d %s", code, body)
+			}
+		}
+		resp, err := http.Post(slow.url+path, "application/json",
+			strings.NewReader(`{"stream":true,"content":"x","messages":[{"role":"user","content":"x"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames := sseFrames(t, resp.Body)
+		resp.Body.Close()
+		if len(frames) < 7 || frames[len(frames)-1] != "[DONE]" || strings.Contains(strings.Join(frames, ""), `"error"`) {
+			t.Fatalf("%s: stream %q", path, frames)
+		}
 	}
 }
 
