@@ -39,12 +39,12 @@ func (s *Server) open(path string) bool {
 	return false
 }
 
-type clientKey struct{}
+type clientCtxKey struct{}
 
 // clientOf is the address budget key of an anonymous request (set by
 // ServeHTTP for open paths when auth is on).
 func clientOf(r *http.Request) string {
-	k, _ := r.Context().Value(clientKey{}).(string)
+	k, _ := r.Context().Value(clientCtxKey{}).(string)
 	return k
 }
 

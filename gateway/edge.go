@@ -44,8 +44,7 @@ func (e bodyTimeout) Error() string {
 // deadline when it passes.
 type deadlineBody struct {
 	io.ReadCloser
-	rc http.ResponseController
-	d  time.Duration
+	d time.Duration
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -92,9 +91,9 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool
 			return false
 		}
 	}
-	b := &deadlineBody{ReadCloser: r.Body, rc: *http.NewResponseController(w), d: s.cfg.BodyReadTimeout}
-	if b.rc.SetReadDeadline(time.Now().Add(b.d)) == nil {
-		r.Body = b // as http.MaxBytesReader is used: the server keeps its own reference
+	if http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) == nil {
+		// As http.MaxBytesReader is used: the server keeps its own reference.
+		r.Body = &deadlineBody{ReadCloser: r.Body, d: s.cfg.BodyReadTimeout}
 	}
 	return true
 }

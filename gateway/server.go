@@ -256,7 +256,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer s.anon.release(client)
-		req = req.WithContext(context.WithValue(req.Context(), clientKey{}, client))
+		req = req.WithContext(context.WithValue(req.Context(), clientCtxKey{}, client))
 		s.mux.ServeHTTP(sw, req)
 		return
 	}
