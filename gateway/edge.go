@@ -246,7 +246,7 @@ func (s *Server) clientKey(r *http.Request) string {
 		a := ap.Addr().Unmap()
 		if len(s.cfg.TrustedProxies) > 0 {
 			a = clientAddr(a, r.Header.Values("X-Forwarded-For"), s.cfg.TrustedProxies)
-		} else if a.Is4() {
+		} else if ap.Addr().Is4() {
 			return host[:strings.LastIndexByte(host, ':')]
 		}
 		return addrKey(a)

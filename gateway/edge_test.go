@@ -385,6 +385,13 @@ func TestClientAddr(t *testing.T) {
 	if addrKey(netip.MustParseAddr("2001:db8:1:2:3:4:5:6")) != addrKey(netip.MustParseAddr("2001:db8:1:2::9")) {
 		t.Error("IPv6 clients are not keyed by their /64")
 	}
+	s := &Server{}
+	for peer, want := range map[string]string{"192.0.2.1:5000": "192.0.2.1", "[::ffff:192.0.2.1]:5000": "192.0.2.1",
+		"[2001:db8:1:2::7]:443": "2001:db8:1:2::/64", "pipe": "pipe"} {
+		if got := s.clientKey(&http.Request{RemoteAddr: peer}); got != want {
+			t.Errorf("clientKey(%s) = %s, want %s", peer, got, want)
+		}
+	}
 }
 
 // FuzzClientAddr: any X-Forwarded-For gives a valid address that is the
