@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -540,16 +541,67 @@ func TestContextTrimmed(t *testing.T) {
 	}
 }
 
-func TestMetricModelLabelIsBounded(t *testing.T) {
-	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
-	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}
-	for _, m := range []string{"sim/sim", "sim/made-up-1", "sim/made-up-2"} {
-		if _, err := e.rt.Complete(ctx(t), msgs, moltbot.ChatOptions{Model: m}, nil); err != nil {
-			t.Fatal(err)
+// series lists the names (with labels) of the moltbot_ metric series.
+func series(e *env) []string {
+	var b bytes.Buffer
+	e.met.WritePrometheus(&b)
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "moltbot_") {
+			out = append(out, l[:strings.LastIndexByte(l, ' ')])
 		}
 	}
-	if e.met.Get(metrics.InferenceRequests, "sim", "sim", "ok") != 1 || e.met.Get(metrics.InferenceRequests, "sim", "other", "ok") != 2 {
-		t.Errorf("model labels not bounded: sim=%d other=%d", e.met.Get(metrics.InferenceRequests, "sim", "sim", "ok"), e.met.Get(metrics.InferenceRequests, "sim", "other", "ok"))
+	return out
+}
+
+// Client-chosen model names create no state: an unknown name is refused
+// before a breaker or a metric series exists for it, a long one before it is
+// looked up; the chain's, the configured and the listed models still work.
+func TestUnknownModelsMakeNoState(t *testing.T) {
+	sp := spec("sim", sim.NewProvider("sim", sim.Options{Tokens: 5, Seed: 1, Models: []string{"sim", "listed:latest"}}))
+	sp.Models = []string{"configured"}
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{sp}, nil)
+	testutil.Eventually(t, 5*time.Second, "the provider's list", func() bool { return e.rt.ResolveModel("sim/listed") == nil })
+	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}
+	for _, m := range []string{"sim/sim", "sim", "sim/configured", "configured", "sim/listed", "listed", "sim/listed:latest"} {
+		if _, err := e.rt.Complete(ctx(t), msgs, moltbot.ChatOptions{Model: m}, nil); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
+	bogus := func(i int) {
+		for _, m := range []string{fmt.Sprintf("sim/made-up-%d", i), fmt.Sprintf("made-up-%d", i), fmt.Sprintf("nope/m-%d", i)} {
+			if _, err := e.rt.Complete(ctx(t), msgs, moltbot.ChatOptions{Model: m}, nil); code(err) != moltbot.ENotFound {
+				t.Fatalf("%s: %v", m, err)
+			}
+			if i%100 == 0 {
+				if _, err := e.rt.Turn(ctx(t), "default", c.ID, "x", moltbot.ChatOptions{Model: m}, nil); code(err) != moltbot.ENotFound {
+					t.Fatalf("turn %s: %v", m, err)
+				}
+				if _, err := e.rt.Create(ctx(t), "default", CreateOptions{Model: m}); code(err) != moltbot.ENotFound {
+					t.Fatalf("create %s: %v", m, err)
+				}
+			}
+		}
+	}
+	bogus(0) // the series of refused turns exist from here on
+	breakers, before := len(e.rt.Breakers()), series(e)
+	for i := 1; i <= 1000; i++ {
+		bogus(i)
+	}
+	if n := len(e.rt.Breakers()); n != breakers {
+		t.Errorf("breakers %d -> %d", breakers, n)
+	}
+	if after := series(e); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Errorf("metric series grew from %d to %d", len(before), len(after))
+	}
+	long := "sim/" + strings.Repeat("m", MaxModelName)
+	if err := e.rt.ResolveModel(long); code(err) != moltbot.EInvalid || !strings.Contains(err.Error(), "at most 256") {
+		t.Fatalf("a long name: %v", err)
+	}
+	var me *moltbot.Error
+	if err := e.rt.ResolveModel(strings.Repeat("m", 900<<10)); !errors.As(err, &me) || me.Param != "model" || len(err.Error()) > 200 {
+		t.Fatalf("a 900 KB name is not refused by its length: %.200v", err)
 	}
 }
 

@@ -23,6 +23,21 @@ func (st *providerState) models() []string {
 	return out
 }
 
+// lists reports whether the provider has model configured or listed it at
+// its last health check ("m" also matches "m:latest"). It does not allocate.
+func (st *providerState) lists(model string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, list := range [][]string{st.spec.Models, st.discovered} {
+		for _, m := range list {
+			if m == model || strings.TrimSuffix(m, ":latest") == model {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // reachable is the provider's last health check; before the first check
 // completes it is presumed reachable.
 func (st *providerState) reachable() bool {

@@ -37,14 +37,27 @@ type router struct {
 	now             func() time.Time
 }
 
+// MaxModelName caps a requested model name, in bytes.
+const MaxModelName = 256
+
 // resolve turns a requested model name into the chain to try.
 //
 //	"" or "moltbot"   the configured chain
-//	"provider/model"  that model only (the provider must exist)
+//	"provider/model"  that model only: the provider must exist and know it
 //	"model"           the first chain entry, or the first provider, that lists it
+//
+// A provider knows the models of the chain, its configured models: and the
+// models its last successful health check listed (Ollama's /api/tags, the
+// OpenAI and Anthropic /v1/models). Anything else is refused here, before a
+// breaker or a metric series exists for it: a client cannot grow the node's
+// state by inventing names.
 func (r *router) resolve(model string) ([]moltbot.ModelRef, error) {
 	if model == "" || model == ChainModel {
 		return r.chain, nil
+	}
+	if len(model) > MaxModelName {
+		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "model",
+			Message: fmt.Sprintf("model: the name is %d bytes; at most %d are allowed", len(model), MaxModelName)}
 	}
 	if strings.Contains(model, "/") {
 		ref, err := moltbot.ParseModelRef(model)
@@ -52,11 +65,17 @@ func (r *router) resolve(model string) ([]moltbot.ModelRef, error) {
 			return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "model", Message: err.Error()}
 		}
 		if _, ok := r.providers[ref.Provider]; ok {
-			return []moltbot.ModelRef{ref}, nil
+			if known := r.known(ref); known.Model != "" {
+				return []moltbot.ModelRef{known}, nil
+			}
 		}
 		// Maybe the whole name is a model of a provider ("org/model" on vLLM).
 		if refs := r.lookupBare(model); len(refs) > 0 {
 			return refs, nil
+		}
+		if _, ok := r.providers[ref.Provider]; ok {
+			return nil, &moltbot.Error{Code: moltbot.ENotFound, Param: "model",
+				Message: fmt.Sprintf("model %q not found: provider %q neither has it configured nor lists it (GET /v1/models shows what can be asked for)", model, ref.Provider)}
 		}
 		return nil, &moltbot.Error{Code: moltbot.ENotFound, Param: "model",
 			Message: fmt.Sprintf("model %q not found: no provider named %q (providers: %s)", model, ref.Provider, strings.Join(r.names(), ", "))}
@@ -68,6 +87,24 @@ func (r *router) resolve(model string) ([]moltbot.ModelRef, error) {
 		Message: fmt.Sprintf("model %q not found: use %q for the configured chain, or provider/model (providers: %s)", model, ChainModel, strings.Join(r.names(), ", "))}
 }
 
+// known returns ref as its provider knows it (the chain's entry, or the
+// configured or listed name, "m" matching "m:latest"), or a zero ref.
+func (r *router) known(ref moltbot.ModelRef) moltbot.ModelRef {
+	for _, c := range r.chain {
+		if c == ref {
+			return c
+		}
+	}
+	st := r.states[ref.Provider]
+	if st == nil {
+		return moltbot.ModelRef{}
+	}
+	if st.chainModels[ref.Model] || st.lists(ref.Model) {
+		return ref
+	}
+	return moltbot.ModelRef{}
+}
+
 func (r *router) lookupBare(model string) []moltbot.ModelRef {
 	for _, ref := range r.chain {
 		if ref.Model == model {
@@ -75,11 +112,8 @@ func (r *router) lookupBare(model string) []moltbot.ModelRef {
 		}
 	}
 	for _, name := range r.names() {
-		st := r.states[name]
-		for _, m := range st.models() {
-			if m == model || strings.TrimSuffix(m, ":latest") == model {
-				return []moltbot.ModelRef{{Provider: name, Model: model}}
-			}
+		if r.states[name].lists(model) {
+			return []moltbot.ModelRef{{Provider: name, Model: model}}
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -216,33 +217,75 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+// Only failures are throttled: an address over its failure budget gets 429
+// for every failing credential (whatever the reason, described alike), but
+// a valid credential from it is always accepted, and the token endpoint's
+// failures spend the same budget.
 func TestFailedAuthThrottled(t *testing.T) {
 	s, c := newService(t, Config{FailureLimit: 5})
 	var reasons []string
 	s.OnFailure(func(r string) { reasons = append(reasons, r) })
+	bad := "mb_zzzzzzzz_" + strings.Repeat("b", 32)
 	for i := 0; i < 5; i++ {
-		if _, e := s.Authenticate(req("mb_zzzzzzzz_" + strings.Repeat("b", 32))); e.Status != 401 {
+		if _, e := s.Authenticate(req(bad)); e == nil || e.Status != 401 {
 			t.Fatalf("attempt %d: %+v", i, e)
 		}
 	}
-	key, _, _ := s.CreateKey("default", "", ScopeChat, 0)
-	if _, e := s.Authenticate(req(key)); e == nil || e.Status != 429 || e.Retry <= 0 {
-		t.Fatalf("after 5 failures, even a good key from that address: %+v", e)
+	key, _, _ := s.CreateKey("default", "", ScopeAdmin, 0)
+	if p, e := s.Authenticate(req(key)); e != nil || !p.Operator() {
+		t.Fatalf("after 5 failures the operator's own key from that address: %+v", e)
 	}
-	other := req(key)
+	for _, cred := range []string{bad, key + "x", "", "not.a.jwt"} {
+		e1 := func() *Error { _, e := s.Authenticate(req(cred)); return e }()
+		if e1 == nil || e1.Status != 429 || e1.Retry <= 0 || e1.Code != "" || e1.Reason != "throttled" {
+			t.Fatalf("failure %q over budget: %+v", cred, e1)
+		}
+	}
+	// One bad request every few seconds must not keep a valid key out.
+	for i := 0; i < 10; i++ {
+		c.advance(3 * time.Second)
+		s.Authenticate(req(bad))
+		if _, e := s.Authenticate(req(key)); e != nil {
+			t.Fatalf("round %d: the valid key was refused: %+v", i, e)
+		}
+	}
+	other := req(bad)
 	other.RemoteAddr = "192.0.2.9:1"
-	if _, e := s.Authenticate(other); e != nil {
+	if _, e := s.Authenticate(other); e == nil || e.Status != 401 {
 		t.Fatalf("another address is throttled too: %v", e)
 	}
+	// An address over budget is not charged further: once it stops, its
+	// budget refills.
 	c.advance(time.Minute)
-	if _, e := s.Authenticate(req(key)); e != nil {
+	if _, e := s.Authenticate(req(bad)); e == nil || e.Status != 401 {
 		t.Fatalf("still throttled after a minute: %v", e)
 	}
-	if len(reasons) != 5 || reasons[0] != "unknown_key" {
+	if reasons[0] != "unknown_key" || !slices.Contains(reasons, "throttled") {
 		t.Fatalf("failures counted: %v", reasons)
 	}
 	if _, e := s.Authenticate(httptest.NewRequest("GET", "/", nil)); e == nil || e.Reason != "missing" || !strings.HasPrefix(e.WWWAuthenticate(), "Bearer") {
 		t.Fatalf("missing: %+v", e)
+	}
+
+	// The token endpoint: its failures count, and over budget a good
+	// client still gets its token.
+	s2, _ := newService(t, Config{FailureLimit: 3})
+	k2, i2, _ := s2.CreateKey("default", "", ScopeChat, 0)
+	for i := 0; i < 3; i++ {
+		var oe *OAuthError
+		if _, err := s2.ClientCredentialsFrom("192.0.2.1", "client_credentials", i2.ID, k2+"x", ""); !errors.As(err, &oe) || oe.Status != 401 {
+			t.Fatalf("bad secret %d: %v", i, err)
+		}
+	}
+	var oe *OAuthError
+	if _, err := s2.ClientCredentialsFrom("192.0.2.1", "client_credentials", i2.ID, "", ""); !errors.As(err, &oe) || oe.Status != 429 || oe.Retry <= 0 {
+		t.Fatalf("over budget at the token endpoint: %v", err)
+	}
+	if _, e := s2.AuthenticateFrom(req(bad), "192.0.2.1"); e == nil || e.Status != 429 {
+		t.Fatalf("the token endpoint's failures do not count for Authenticate: %+v", e)
+	}
+	if tok, err := s2.ClientCredentialsFrom("192.0.2.1", "client_credentials", i2.ID, k2, ""); err != nil || tok.AccessToken == "" {
+		t.Fatalf("a good client over budget: %v", err)
 	}
 }
 

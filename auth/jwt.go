@@ -292,26 +292,40 @@ type OAuthError struct {
 	Status int
 	Code   string // invalid_request, invalid_client, unsupported_grant_type, invalid_scope
 	Desc   string
+	// Retry is set on 429: the client's address failed too often.
+	Retry time.Duration
 }
 
 func (e *OAuthError) Error() string { return e.Code + ": " + e.Desc }
 
-// ClientCredentials runs the client credentials grant: the client is an API
-// key (client_id its id, client_secret the key itself); the token carries its
-// tenant and scope (or a narrower one asked for).
+// ClientCredentials is ClientCredentialsFrom with failures counted against
+// no particular address (tests, tools).
 func (s *Service) ClientCredentials(grant, clientID, clientSecret, scope string) (*Token, error) {
+	return s.ClientCredentialsFrom("", grant, clientID, clientSecret, scope)
+}
+
+// ClientCredentialsFrom runs the client credentials grant: the client is an
+// API key (client_id its id, client_secret the key itself); the token
+// carries its tenant and scope (or a narrower one asked for). A failed
+// client authentication counts against client like a failed Authenticate
+// (the same budget): past it, 429 invalid_client with Retry.
+func (s *Service) ClientCredentialsFrom(client, grant, clientID, clientSecret, scope string) (*Token, error) {
 	if grant != "client_credentials" {
 		return nil, &OAuthError{Status: 400, Code: "unsupported_grant_type", Desc: fmt.Sprintf("grant_type %q is not supported; use client_credentials", grant)}
 	}
+	fail := func(desc string) error {
+		if w, over := s.failed(client, "invalid_client"); over {
+			return &OAuthError{Status: http.StatusTooManyRequests, Code: "invalid_client", Retry: w,
+				Desc: "too many failed authentications from this address; wait before retrying"}
+		}
+		return &OAuthError{Status: 401, Code: "invalid_client", Desc: desc}
+	}
 	if clientID == "" || clientSecret == "" {
-		return nil, &OAuthError{Status: 401, Code: "invalid_client", Desc: "client authentication is required (HTTP Basic or client_id and client_secret)"}
+		return nil, fail("client authentication is required (HTTP Basic or client_id and client_secret)")
 	}
 	p, aerr := s.checkKey(clientSecret)
 	if aerr != nil || p.KeyID != clientID {
-		if s.onFail != nil {
-			s.onFail("invalid_client")
-		}
-		return nil, &OAuthError{Status: 401, Code: "invalid_client", Desc: "unknown client or wrong secret"}
+		return nil, fail("unknown client or wrong secret")
 	}
 	granted := p.Scope
 	switch scope {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,8 @@ type Config struct {
 	// Terminal draws a progress bar with \r; otherwise a line every 5 s.
 	Terminal bool
 	Client   *http.Client
+	// TLS configures https:// URLs (trusted CAs) when Client is nil.
+	TLS *tls.Config
 
 	urls []string
 }
@@ -108,7 +111,7 @@ func (c *Config) defaults() error {
 		}
 		c.Client = &http.Client{Transport: &http.Transport{
 			MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 90 * time.Second,
-			DisableCompression: true, ForceAttemptHTTP2: false,
+			DisableCompression: true, ForceAttemptHTTP2: false, TLSClientConfig: c.TLS,
 			DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		}}
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -58,7 +59,33 @@ type ServerConfig struct {
 	RequestTimeout Duration `yaml:"request_timeout"`
 	// ShutdownTimeout is how long SIGTERM waits for in-flight turns.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ReadBodyTimeout bounds reading one request body, from the end of its
+	// headers to its last byte; a slower client gets 408 and is cut off.
+	ReadBodyTimeout Duration `yaml:"read_body_timeout"`
+	// MaxAnonymousRequests bounds the requests in flight without a
+	// credential (the token endpoint, health probes, open metrics) from one
+	// client address when auth is on; past it, 429.
+	MaxAnonymousRequests int `yaml:"max_anonymous_requests"`
+	// TrustedProxies are the addresses (IPs or CIDRs) whose
+	// X-Forwarded-For is believed; empty: the header is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty"`
+	// AllowedHosts are host names, besides IP addresses and localhost, that
+	// a node without auth answers to (DNS rebinding guard). ".example.com"
+	// allows the domain and its subdomains.
+	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
+	// TLS serves HTTPS with this certificate (reloaded on SIGHUP).
+	TLS TLSConfig `yaml:"tls"`
 }
+
+// TLSConfig is the API port's certificate. Both files or neither; relative
+// paths are relative to the workspace.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether the node serves HTTPS.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // LogConfig is the log level and format.
 type LogConfig struct {
@@ -173,8 +200,10 @@ type AuthConfig struct {
 	// Enabled requires a credential on every API call. Unset: on when
 	// server.host is not a loopback address.
 	Enabled *bool `yaml:"enabled"`
-	// MetricsOpen serves /metrics without a credential (default true).
-	MetricsOpen *bool `yaml:"metrics_open"`
+	// MetricsOpen serves /metrics without a credential when auth is on
+	// (default false: the operator's, as it names tenants). Without auth
+	// /metrics is open like everything else.
+	MetricsOpen bool `yaml:"metrics_open"`
 	// TokenTTL is the lifetime of tokens from /oauth/token.
 	TokenTTL Duration `yaml:"token_ttl"`
 	// SigningRotate is how often moltbot's token signing key changes.
@@ -422,6 +451,12 @@ func (c *Config) EnsureDefaults() {
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = Duration(8e9)
 	}
+	if c.Server.ReadBodyTimeout == 0 {
+		c.Server.ReadBodyTimeout = Duration(30e9)
+	}
+	if c.Server.MaxAnonymousRequests == 0 {
+		c.Server.MaxAnonymousRequests = 16
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -570,6 +605,30 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxBodyBytes < 1024 {
 		add("server.max_body_bytes", "must be at least 1KiB, got %s", c.Server.MaxBodyBytes)
+	}
+	if c.Server.ReadBodyTimeout.D() < 1e8 {
+		add("server.read_body_timeout", "must be at least 100ms, got %s", c.Server.ReadBodyTimeout)
+	}
+	if c.Server.MaxAnonymousRequests < 1 {
+		add("server.max_anonymous_requests", "must be at least 1, got %d", c.Server.MaxAnonymousRequests)
+	}
+	for i, p := range c.Server.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			add(fmt.Sprintf("server.trusted_proxies[%d]", i), "want an IP address or a CIDR such as 10.0.0.0/8, got %q", p)
+		}
+	}
+	for i, h := range c.Server.AllowedHosts {
+		if !validHostName(h) {
+			add(fmt.Sprintf("server.allowed_hosts[%d]", i), "want a host name such as moltbot.lan or .example.com (no scheme, port or path), got %q", h)
+		}
+	}
+	if t := c.Server.TLS; t.Enabled() {
+		if t.CertFile == "" {
+			add("server.tls.cert_file", "is required with server.tls.key_file")
+		}
+		if t.KeyFile == "" {
+			add("server.tls.key_file", "is required with server.tls.cert_file")
+		}
 	}
 	if !slices.Contains(logLevels, c.Log.Level) {
 		add("log.level", "must be one of %s, got %q", strings.Join(logLevels, ", "), c.Log.Level)
@@ -775,6 +834,42 @@ func (c *Config) Validate() error {
 		add("cluster.join", "needs cluster.bind: a node joins a cluster by gossiping on an address")
 	}
 	return errors.Join(errs...)
+}
+
+// ParsePrefix parses an IP address ("10.0.0.1", "::1") or a CIDR
+// ("10.0.0.0/8") as a prefix; a bare address is a /32 or /128.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// validHostName accepts a DNS name, optionally with a leading dot.
+func validHostName(h string) bool {
+	h = strings.TrimPrefix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Redacted returns the config as YAML with secrets shown as [REDACTED].

@@ -53,6 +53,18 @@ func TestDefaults(t *testing.T) {
 		c.Log.Level != "info" || c.Storage.Path != "data" || c.Providers[0].MaxInFlight != 64 || c.Cluster.Replicas != 2 {
 		t.Errorf("defaults not filled: %+v", c)
 	}
+	// The HTTP edge is closed by default: bodies have a deadline, anonymous
+	// requests a bound per address, /metrics needs the operator when auth is
+	// on, X-Forwarded-For is believed from no one.
+	if c.Server.ReadBodyTimeout.D() != 30*time.Second || c.Server.MaxAnonymousRequests != 16 || c.Auth.MetricsOpen ||
+		len(c.Server.TrustedProxies) != 0 || len(c.Server.AllowedHosts) != 0 || c.Server.TLS.Enabled() {
+		t.Errorf("edge defaults: %+v metrics_open %v", c.Server, c.Auth.MetricsOpen)
+	}
+	for _, name := range Presets() {
+		if p, _ := LoadPreset(name); p.Auth.MetricsOpen {
+			t.Errorf("preset %s opens /metrics", name)
+		}
+	}
 	c, _ = Parse("m.yaml", []byte("server: {port: 0}\n"+minimal), env(nil))
 	if c.Server.Port != 0 {
 		t.Errorf("an explicit port 0 became %d", c.Server.Port)
@@ -122,6 +134,11 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"yaml syntax", "server: [\n", []string{`m.yaml: `}},
 		{"log level", "log: {level: loud}\n" + minimal, []string{`m.yaml:1: log.level: must be one of debug, info, warn, error, got "loud"`}},
 		{"several at once", "log: {level: loud, format: xml}\n" + minimal, []string{`log.level`, `log.format`}},
+		{"trusted proxy", "server:\n  trusted_proxies: [10.0.0.0/8, proxy.lan]\n" + minimal, []string{`m.yaml:2: server.trusted_proxies[1]: want an IP address or a CIDR such as 10.0.0.0/8, got "proxy.lan"`}},
+		{"allowed host", "server:\n  allowed_hosts:\n    - moltbot.lan\n    - http://x.lan:3000\n" + minimal, []string{`m.yaml:4: server.allowed_hosts[1]: want a host name`}},
+		{"tls half", "server:\n  tls: {cert_file: c.pem}\n" + minimal, []string{`m.yaml:2: server.tls.key_file: is required with server.tls.cert_file`}},
+		{"body timeout", "server: {read_body_timeout: 1ms}\n" + minimal, []string{`m.yaml:1: server.read_body_timeout: must be at least 100ms`}},
+		{"anonymous", "server: {max_anonymous_requests: -1}\n" + minimal, []string{`m.yaml:1: server.max_anonymous_requests: must be at least 1`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +152,31 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestEdgeValues(t *testing.T) {
+	c, err := Parse("m.yaml", []byte(`
+server:
+  trusted_proxies: [10.0.0.0/8, "192.0.2.7", "::1", "2001:db8::/32"]
+  allowed_hosts: [moltbot.lan, .example.com]
+  tls: {cert_file: tls/cert.pem, key_file: tls/key.pem}
+  read_body_timeout: 5s
+  max_anonymous_requests: 4
+auth: {metrics_open: true}
+`+minimal), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Server
+	if len(s.TrustedProxies) != 4 || s.AllowedHosts[1] != ".example.com" || s.TLS.CertFile != "tls/cert.pem" || !s.TLS.Enabled() ||
+		s.ReadBodyTimeout.D() != 5*time.Second || s.MaxAnonymousRequests != 4 || !c.Auth.MetricsOpen {
+		t.Errorf("%+v", s)
+	}
+	for in, want := range map[string]string{"10.1.2.3/8": "10.0.0.0/8", "192.0.2.7": "192.0.2.7/32", "::1": "::1/128", "::ffff:10.0.0.1": "10.0.0.1/32"} {
+		if p, err := ParsePrefix(in); err != nil || p.String() != want {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", in, p, err, want)
+		}
 	}
 }
 
@@ -164,7 +206,7 @@ func TestRoundTripYAML(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a dumped config does not load: %v\n%s", err, b)
 	}
-	if back.Models.Threshold != c.Models.Threshold || back.Server != c.Server {
+	if back.Models.Threshold != c.Models.Threshold || fmt.Sprintf("%+v", back.Server) != fmt.Sprintf("%+v", c.Server) || back.Auth.MetricsOpen != c.Auth.MetricsOpen {
 		t.Errorf("round trip changed values")
 	}
 }

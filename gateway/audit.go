@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -24,13 +25,21 @@ type audited struct {
 	action, target, tenant, detail string
 }
 
-// clientAddr is where a request came from, for the audit log: the peer's
-// address (forwarding headers are not trusted; see auth's failure throttle).
-func clientAddr(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
+// remoteOf is where a request came from, for the audit log: the peer, or
+// behind trusted proxies the client they name (clientAddr).
+func (s *Server) remoteOf(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			return h
+		}
+		return r.RemoteAddr
 	}
-	return r.RemoteAddr
+	a := ap.Addr().Unmap()
+	if len(s.cfg.TrustedProxies) > 0 {
+		a = clientAddr(a, r.Header.Values("X-Forwarded-For"), s.cfg.TrustedProxies)
+	}
+	return a.String()
 }
 
 // outcome names how err ended an action, for the audit log.
@@ -68,7 +77,7 @@ func (s *Server) record(r *http.Request, a audited, err error) {
 	}
 	s.cfg.Audit.Record(audit.Event{
 		Actor:  audit.Actor{Tenant: p.Tenant, KeyID: p.KeyID, Subject: p.Subject, Method: p.Method},
-		Action: a.action, Target: a.target, Tenant: a.tenant, Remote: clientAddr(r),
+		Action: a.action, Target: a.target, Tenant: a.tenant, Remote: s.remoteOf(r),
 		Outcome: outcome(err), Detail: detail,
 	})
 }

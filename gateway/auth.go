@@ -43,13 +43,22 @@ func (s *Server) open(path string) bool {
 	return false
 }
 
-// authenticate sets the principal on r or answers 401/429 itself.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	if s.auth == nil || s.open(r.URL.Path) {
-		return r, true
-	}
-	p, aerr := s.auth.Authenticate(r)
+type clientCtxKey struct{}
+
+// clientOf is the address budget key of an anonymous request (set by
+// ServeHTTP for open paths when auth is on).
+func clientOf(r *http.Request) string {
+	k, _ := r.Context().Value(clientCtxKey{}).(string)
+	return k
+}
+
+// authenticate sets the principal on r or answers 401/429 itself; failures
+// count against client.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client string) (*http.Request, bool) {
+	p, aerr := s.auth.AuthenticateFrom(r, client)
 	if aerr != nil {
+		// The body of a refused request is not read: the connection closes.
+		w.Header().Set("Connection", "close")
 		s.writeAuthError(w, aerr)
 		return r, false
 	}
@@ -386,23 +395,32 @@ func (s *Server) tenant(w http.ResponseWriter, r *http.Request) {
 
 // token is the OAuth 2.0 token endpoint (client credentials grant, RFC 6749
 // section 4.4): form-encoded, client authentication by HTTP Basic or in the body.
+// The body comes under the edge's read deadline and its Content-Type was
+// checked there; failed client authentications spend the address's budget.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		oauthError(w, &auth.OAuthError{Status: 400, Code: "invalid_request", Desc: "the body must be application/x-www-form-urlencoded"})
+		var bt bodyTimeout
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &bt):
+			w.Header().Set("Connection", "close")
+			oauthError(w, &auth.OAuthError{Status: http.StatusRequestTimeout, Code: "invalid_request", Desc: bt.Error()})
+		case errors.As(err, &mbe):
+			oauthError(w, &auth.OAuthError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Desc: "the body is larger than 64 KiB"})
+		default:
+			oauthError(w, &auth.OAuthError{Status: 400, Code: "invalid_request", Desc: "the body must be application/x-www-form-urlencoded"})
+		}
 		return
 	}
 	id, secret, ok := r.BasicAuth()
 	if !ok {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	tok, err := s.auth.ClientCredentials(r.PostForm.Get("grant_type"), id, secret, r.PostForm.Get("scope"))
+	tok, err := s.auth.ClientCredentialsFrom(clientOf(r), r.PostForm.Get("grant_type"), id, secret, r.PostForm.Get("scope"))
 	if err != nil {
 		var oe *auth.OAuthError
 		if errors.As(err, &oe) {
-			if oe.Code == "invalid_client" {
-				s.met.Inc(metrics.AuthFailures, "invalid_client")
-			}
 			oauthError(w, oe)
 			return
 		}
@@ -416,6 +434,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 func oauthError(w http.ResponseWriter, e *auth.OAuthError) {
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="moltbot"`)
+	}
+	if e.Retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.Retry+time.Second-1)/time.Second)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Desc})

@@ -70,6 +70,9 @@ func setupAuth(t testing.TB, tenants []auth.Tenant) *authEnv {
 func (e *authEnv) do(t testing.TB, key, method, path, body string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+e.keys[key])
 	}
@@ -275,6 +278,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 	}
 	// The token works like the key, for the same tenant.
 	req, _ = http.NewRequest("POST", e.url+"/v1/conversations", strings.NewReader(`{"id":"via-jwt"}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	resp, _ = http.DefaultClient.Do(req)
 	resp.Body.Close()

@@ -45,6 +45,13 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if req.Model != "" {
+		// Unknown and oversized names are refused before they are echoed.
+		if err := s.rt.ResolveModel(req.Model); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
 	if s.auth != nil && !s.auth.ModelAllowed(tenantOf(r), req.Model) {
 		writeError(w, &moltbot.Error{Code: moltbot.EForbidden, Param: "model", Message: fmt.Sprintf("model %q is not allowed for tenant %q", orChain(req.Model), tenantOf(r))})
 		return

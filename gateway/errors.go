@@ -10,10 +10,20 @@ import (
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
+// Codes of the HTTP edge only (the domain has no word for them).
+const (
+	codeRequestTimeout   = "request_timeout"        // 408: the body came too slowly
+	codeUnsupportedMedia = "unsupported_media_type" // 415: not the Content-Type required
+)
+
 // status maps a moltbot error code to its HTTP status. This is the only place
 // where that mapping lives.
 func status(code string) int {
 	switch code {
+	case codeRequestTimeout:
+		return http.StatusRequestTimeout
+	case codeUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
 	case moltbot.EInvalid:
 		return http.StatusBadRequest
 	case moltbot.ENotFound:
@@ -39,7 +49,7 @@ func status(code string) int {
 // errorType is the OpenAI error "type" for a code.
 func errorType(code string) string {
 	switch code {
-	case moltbot.EInvalid, moltbot.ENotFound, moltbot.EConflict, moltbot.ETooLarge:
+	case moltbot.EInvalid, moltbot.ENotFound, moltbot.EConflict, moltbot.ETooLarge, codeRequestTimeout, codeUnsupportedMedia:
 		return "invalid_request_error"
 	case moltbot.ERateLimited:
 		return "rate_limit_error"
@@ -83,6 +93,9 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	} else if code == moltbot.EBusy || code == moltbot.EShutdown || code == moltbot.ERateLimited {
 		w.Header().Set("Retry-After", "1")
+	}
+	if code == codeRequestTimeout {
+		w.Header().Set("Connection", "close") // the rest of the body is not waited for
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -64,6 +64,9 @@ func setup(t testing.TB, chain []string, extra ...actors.ProviderSpec) *testEnv 
 func do(t testing.TB, method, url, body string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -49,11 +50,21 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxMessageBytes caps one message's content (default 256 KiB).
 	MaxMessageBytes int
-	// BodyReadTimeout bounds reading a request body (default 30 s).
+	// BodyReadTimeout bounds reading a request body, from the handler's
+	// start (default 30 s); a slower body gets 408.
 	BodyReadTimeout time.Duration
-	Metrics         *metrics.Registry
-	Logger          *slog.Logger
-	Version         string
+	// MaxAnonymous bounds requests in flight without a credential (open
+	// paths: /oauth/token, probes, open metrics) per client address when
+	// auth is on (default 16); past it, 429.
+	MaxAnonymous int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
+	// AllowedHosts are host names a node without auth answers to, besides
+	// IP addresses and localhost (".d": d and its subdomains).
+	AllowedHosts []string
+	Metrics      *metrics.Registry
+	Logger       *slog.Logger
+	Version      string
 	// StorageHealth reports whether storage is usable (readiness).
 	StorageHealth func() error
 	// Auth authenticates callers and holds tenants and keys; nil: open.
@@ -79,6 +90,7 @@ type Server struct {
 	idBase  string
 	ids     atomic.Uint64
 	started time.Time
+	anon    anonymous
 }
 
 // New returns the gateway for rt.
@@ -92,6 +104,9 @@ func New(rt Runtime, cfg Config) *Server {
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = 30 * time.Second
 	}
+	if cfg.MaxAnonymous <= 0 {
+		cfg.MaxAnonymous = 16
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(cfg.Version)
 	}
@@ -100,7 +115,8 @@ func New(rt Runtime, cfg Config) *Server {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	s := &Server{rt: rt, auth: cfg.Auth, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
+	s := &Server{rt: rt, auth: cfg.Auth, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now(),
+		anon: anonymous{max: cfg.MaxAnonymous, n: map[string]int{}}}
 	if s.auth != nil {
 		s.auth.OnFailure(func(reason string) { s.met.Inc(metrics.AuthFailures, reason) })
 	}
@@ -227,8 +243,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", d)
 		}
 	}()
+	authOn := s.auth != nil && s.auth.Enabled()
+	if !s.guard(sw, r, authOn) {
+		return
+	}
+	if !authOn {
+		s.mux.ServeHTTP(sw, req)
+		return
+	}
+	client := s.clientKey(r)
+	if s.open(r.URL.Path) {
+		// No credential: a bounded number at a time per address, so that
+		// slow bodies to /oauth/token cannot pile up.
+		if !s.anon.acquire(client) {
+			sw.Header().Set("Connection", "close")
+			writeError(sw, &moltbot.Error{Code: moltbot.ERateLimited, Message: fmt.Sprintf(
+				"too many requests without a credential in flight from this address (at most %d, server.max_anonymous_requests)", s.cfg.MaxAnonymous)})
+			return
+		}
+		defer s.anon.release(client)
+		req = req.WithContext(context.WithValue(req.Context(), clientCtxKey{}, client))
+		s.mux.ServeHTTP(sw, req)
+		return
+	}
 	var ok bool
-	if req, ok = s.authenticate(sw, r); !ok {
+	if req, ok = s.authenticate(sw, req, client); !ok {
 		return
 	}
 	s.mux.ServeHTTP(sw, req)
@@ -237,10 +276,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decode reads a JSON body into v, capped at MaxBodyBytes and bounded in time.
 // Unknown fields are ignored (OpenAI clients send many); wrong types, bad
 // JSON, trailing data and oversize bodies are 4xx errors naming the problem.
+// The read deadline was set by the edge guard (edge.go).
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
-	defer rc.SetReadDeadline(time.Time{})
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
@@ -263,7 +300,10 @@ func (s *Server) decodeError(err error, optional bool) error {
 	var mbe *http.MaxBytesError
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var bt bodyTimeout
 	switch {
+	case errors.As(err, &bt):
+		return &moltbot.Error{Code: codeRequestTimeout, Message: bt.Error()}
 	case errors.As(err, &mbe):
 		return &moltbot.Error{Code: moltbot.ETooLarge, Message: fmt.Sprintf("the request body is larger than %d bytes (server.max_body_bytes)", mbe.Limit)}
 	case errors.Is(err, io.EOF):

@@ -30,83 +30,107 @@ func adminFlags() []cli.Flag {
 		workspaceFlag(),
 		urlFlag(),
 		&cli.StringFlag{Name: "admin-key-file", Usage: "file holding the admin key (default: WORKSPACE/admin.key)"},
+		caFileFlag(),
 	}
 }
 
+// adminNode is where the admin commands go and with what.
+type adminNode struct {
+	base, key string
+	client    *http.Client
+}
+
 // adminTarget finds the node and a credential: --url, else the workspace's
-// configured address; --admin-key-file, else WORKSPACE/admin.key, else
-// $MOLTBOT_API_KEY.
-func adminTarget(c *cli.Context) (base, key string, err error) {
+// configured address (https:// with server.tls, trusting the workspace's
+// certificate besides --ca-file and the system's); --admin-key-file, else
+// WORKSPACE/admin.key, else $MOLTBOT_API_KEY.
+func adminTarget(c *cli.Context) (*adminNode, error) {
 	ws := c.String("workspace")
-	base = strings.TrimRight(c.String("url"), "/")
+	n := &adminNode{base: strings.TrimRight(c.String("url"), "/")}
+	var wsCert []string
 	if !c.IsSet("url") && os.Getenv("MOLTBOT_URL") == "" {
 		if cfg, err := configs.Load(filepath.Join(ws, "moltbot.yaml")); err == nil {
 			host := cfg.Server.Host
 			if host == "0.0.0.0" || host == "::" || host == "" {
 				host = "127.0.0.1"
 			}
-			base = "http://" + net.JoinHostPort(host, strconv.Itoa(cfg.Server.Port))
+			scheme := "http://"
+			if t := cfg.Server.TLS; t.Enabled() {
+				scheme = "https://"
+				cert := t.CertFile
+				if !filepath.IsAbs(cert) {
+					cert = filepath.Join(ws, cert)
+				}
+				wsCert = append(wsCert, cert)
+			}
+			n.base = scheme + net.JoinHostPort(host, strconv.Itoa(cfg.Server.Port))
 		}
+	}
+	var err error
+	if n.client, err = httpClient(c, wsCert...); err != nil {
+		return nil, err
 	}
 	path := c.String("admin-key-file")
 	if path == "" {
 		path = filepath.Join(ws, adminKeyFile)
 		if _, err := os.Stat(path); err != nil {
-			return base, os.Getenv("MOLTBOT_API_KEY"), nil
+			n.key = os.Getenv("MOLTBOT_API_KEY")
+			return n, nil
 		}
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", "", fail(2, "--admin-key-file: %v", err)
+		return nil, fail(2, "--admin-key-file: %v", err)
 	}
-	return base, strings.TrimSpace(string(b)), nil
+	n.key = strings.TrimSpace(string(b))
+	return n, nil
 }
 
 // adminCall sends a request to the node's admin API and decodes the reply.
 func adminCall(c *cli.Context, method, path string, body any, out any) error {
-	base, key, err := adminTarget(c)
+	n, err := adminTarget(c)
 	if err != nil {
 		return err
 	}
-	return adminRequest(c, base, key, method, path, body, out)
+	return n.request(c, method, path, body, out)
 }
 
 // adminShow gets path from the admin API for a command with --json: it
 // prints the raw body itself (and returns nil raw), or returns the body and
 // the node's base URL for the command to print.
 func adminShow(c *cli.Context, path string) (base string, raw json.RawMessage, err error) {
-	base, key, err := adminTarget(c)
+	n, err := adminTarget(c)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := adminRequest(c, base, key, "GET", path, nil, &raw); err != nil {
+	if err := n.request(c, "GET", path, nil, &raw); err != nil {
 		return "", nil, err
 	}
 	if c.Bool("json") {
 		c.App.Writer.Write(append(raw, '\n'))
-		return base, nil, nil
+		return n.base, nil, nil
 	}
-	return base, raw, nil
+	return n.base, raw, nil
 }
 
-// adminRequest sends one request to the admin API at base with key.
-func adminRequest(c *cli.Context, base, key, method, path string, body any, out any) error {
+// request sends one request to the admin API.
+func (n *adminNode) request(c *cli.Context, method, path string, body any, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(c.Context, method, base+path, rd)
+	req, err := http.NewRequestWithContext(c.Context, method, n.base+path, rd)
 	if err != nil {
 		return fail(2, "--url: %v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+	if n.key != "" {
+		req.Header.Set("Authorization", "Bearer "+n.key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.client.Do(req)
 	if err != nil {
-		return fail(1, "cannot reach moltbot at %s: %v", base, err)
+		return fail(1, "cannot reach moltbot at %s: %v", n.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

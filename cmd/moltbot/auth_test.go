@@ -137,6 +137,7 @@ tenants: [%s]
 	// Poll as the operator: acme's 100 requests a minute would run out.
 	testutil.Eventually(t, 10*time.Second, "reloaded key used", func() bool {
 		req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(`{"messages":[{"role":"user","content":"x"}]}`))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+opKey)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -181,6 +182,9 @@ tenants: [%s]
 func authedDo(t *testing.T, method, url, key, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}

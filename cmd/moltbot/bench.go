@@ -75,6 +75,7 @@ Examples:
 			&cli.StringFlag{Name: "model", Usage: `model to ask for (default: the node's chain, "moltbot")`},
 			&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header K:V (repeatable)"},
 			apiKeyFlag(),
+			caFileFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "per-request timeout"},
 			&cli.StringFlag{Name: "baseline", Usage: `model server URL to compare with (its OpenAI API base), or "spawn"`},
 			&cli.StringFlag{Name: "baseline-model", Value: "sim", Usage: "model name sent to the baseline server"},
@@ -98,6 +99,10 @@ func runBench(c *cli.Context) error {
 		Stream: c.Bool("stream"), PromptTokens: c.Int("prompt-tokens"), MaxTokens: c.Int("max-tokens"), Model: c.String("model"),
 		Timeout: c.Duration("timeout"), SLOTTFT: c.Duration("slo-ttft"), SLOE2E: c.Duration("slo-e2e"),
 		Progress: c.App.ErrWriter, Headers: http.Header{}}
+	var err error
+	if cfg.TLS, err = clientTLS(c); err != nil {
+		return err
+	}
 	if cfg.Mode != bench.Closed && cfg.Mode != bench.Open {
 		return fail(2, "--mode: must be closed or open, got %q", cfg.Mode)
 	}

@@ -51,7 +51,7 @@ Examples:
    moltbot sim --addr 127.0.0.1:8000 --ttft 0 --itl 0  # as fast as possible
    moltbot sim --error-rate 0.05 --latency 2s         # a flaky, slow model
    moltbot sim --status 429 --retry-after 5s          # rate limited
-   curl -X POST localhost:11434/sim/faults -d '{"drop_after":4}'`,
+   curl -X POST localhost:11434/sim/faults -H 'Content-Type: application/json' -d '{"drop_after":4}'`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:11434", Usage: "listen address"},
 			&cli.DurationFlag{Name: "ttft", Value: 50 * time.Millisecond, Usage: "time to first token"},
@@ -230,6 +230,7 @@ conversation), /id (show its id), /quit. End of input quits too.
 Examples:
    moltbot chat
    moltbot chat --url http://10.0.0.5:3000 --conversation c_abc123
+   moltbot chat --url https://moltbot.lan:3000 --ca-file ca.pem
    echo "hello" | moltbot chat --system "answer in French"`,
 		Flags: []cli.Flag{
 			urlFlag(),
@@ -237,9 +238,14 @@ Examples:
 			&cli.StringFlag{Name: "system", Usage: "system prompt of a new conversation"},
 			&cli.StringFlag{Name: "model", Usage: `model of a new conversation ("moltbot" = the configured chain, or provider/model)`},
 			apiKeyFlag(),
+			caFileFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			cc := &chatClient{url: strings.TrimRight(c.String("url"), "/"), key: c.String("api-key"), http: &http.Client{}}
+			hc, err := httpClient(c)
+			if err != nil {
+				return err
+			}
+			cc := &chatClient{url: strings.TrimRight(c.String("url"), "/"), key: c.String("api-key"), http: hc}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			out := bufio.NewWriter(c.App.Writer)

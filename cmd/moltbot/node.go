@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,6 +53,7 @@ type Node struct {
 	auth     *auth.Service
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
+	certs    *certSource // server.tls, nil for plain HTTP
 	ln       net.Listener
 	served   chan error
 	stopOnce sync.Once
@@ -118,11 +120,37 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 // Reload re-reads the config file's provider credentials and tenants
 // (SIGHUP, moltbot keys reload) without a restart; calls in flight finish on
 // their old key.
+//
+// The TLS certificate (server.tls) is re-read first, whatever the config
+// file: a certificate or key that fails to load keeps the old one in use,
+// and the error, naming the file, is logged and returned.
 func (n *Node) Reload() (int, error) {
+	var errs []error
 	if err := n.ReloadCluster(); err != nil {
-		return 0, err
+		errs = append(errs, err)
 	}
-	return n.reloadConfig()
+	if err := n.reloadCert(); err != nil {
+		errs = append(errs, err)
+	}
+	k, err := n.reloadConfig()
+	if errors.Is(err, errNoFile) && (n.cl != nil || n.certs != nil) {
+		err = nil // the certificates were what there was to reload
+	}
+	return k, errors.Join(append(errs, err)...)
+}
+
+// reloadCert re-reads the HTTPS certificate (server.tls); a certificate or
+// key that fails to load keeps the old one in use.
+func (n *Node) reloadCert() error {
+	if n.certs == nil {
+		return nil
+	}
+	if err := n.certs.load(); err != nil {
+		n.Log.Error("TLS certificate not reloaded; the old one stays in use", "err", err)
+		return err
+	}
+	n.Log.Info("TLS certificate reloaded", "cert_file", n.certs.certFile)
+	return nil
 }
 
 // errNoFile: the node runs an embedded preset.
@@ -179,6 +207,14 @@ func (n *Node) reloadOnSignal() {
 		}
 		n.record(e)
 	}
+	if n.certs != nil {
+		e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "server.tls_reload", Target: n.certs.certFile, Remote: "local",
+			Outcome: audit.OK, Detail: "SIGHUP"}
+		if err := n.reloadCert(); err != nil {
+			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
+		}
+		n.record(e)
+	}
 	k, err := n.reloadConfig()
 	if errors.Is(err, errNoFile) {
 		return
@@ -226,6 +262,15 @@ func (n *Node) Start() error {
 	if err := n.privateWorkspace(); err != nil {
 		ln.Close()
 		return err
+	}
+	if t := cfg.Server.TLS; t.Enabled() {
+		if n.certs, err = newCertSource(n.Workspace, t.CertFile, t.KeyFile); err != nil {
+			ln.Close()
+			if l := cfg.Line("server.tls"); l > 0 {
+				return fmt.Errorf("%s:%d: %w", cfg.File, l, err)
+			}
+			return err
+		}
 	}
 	store, err := storage.Open(n.DataDir(), storage.Options{CacheSize: int64(cfg.Storage.CacheSize),
 		MemtableSize: int64(cfg.Storage.MemtableSize), Logger: n.Log})
@@ -358,14 +403,29 @@ func (n *Node) Start() error {
 		n.Log.Info("cluster node started", "id", cl.ID(), "name", name, "rpc", rt.RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","),
 			"replicas", cfg.Cluster.Replicas, "gossip", gossipState(sec), "tls", n.rpcCreds != nil)
 	}
+	var trusted []netip.Prefix
+	for _, p := range cfg.Server.TrustedProxies {
+		pr, _ := configs.ParsePrefix(p) // validated
+		trusted = append(trusted, pr)
+	}
 	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
-		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen == nil || *cfg.Auth.MetricsOpen,
+		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
+		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,
+		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen,
 		Reload: n.Reload, Audit: al, StorageHealth: func() error { _, err := store.Count(); return err }})
 	n.store, n.rt, n.ln = store, rt, ln
+	// No ReadTimeout or WriteTimeout: a streamed reply may run for
+	// server.request_timeout. Headers are bounded here, bodies by the
+	// gateway (server.read_body_timeout), idle keep-alives by IdleTimeout.
 	n.srv = &http.Server{Handler: gw, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(n.Log.Handler(), slog.LevelWarn)}
 	n.served = make(chan error, 1)
-	go func() { n.served <- n.srv.Serve(ln) }()
+	if n.certs != nil {
+		n.srv.TLSConfig = n.certs.config()
+		go func() { n.served <- n.srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { n.served <- n.srv.Serve(ln) }()
+	}
 	chain := ""
 	for i, r := range cfg.Chain() {
 		if i > 0 {
@@ -376,10 +436,13 @@ func (n *Node) Start() error {
 	if !cfg.AuthEnabled() && !loopback(cfg.Server.Host) {
 		n.Log.Warn("auth is disabled on a non-loopback address: anyone who reaches it can use it", "host", cfg.Server.Host)
 	}
+	if cfg.AuthEnabled() && !loopback(cfg.Server.Host) && n.certs == nil {
+		n.Log.Warn("credentials reach this node in clear text unless a TLS proxy is in front: set server.tls", "host", cfg.Server.Host)
+	}
 	if cfg.AuthEnabled() && !n.hasOperatorKey() {
 		n.Log.Warn("auth is on and no operator key exists: create one with `moltbot init --workspace DIR` while the node is stopped (it keeps an existing moltbot.yaml)", "data", n.DataDir())
 	}
-	n.Log.Info("moltbot started", "version", moltbot.Version, "addr", "http://"+ln.Addr().String(), "config", cfg.File, "auth", cfg.AuthEnabled(),
+	n.Log.Info("moltbot started", "version", moltbot.Version, "addr", n.URL(), "config", cfg.File, "auth", cfg.AuthEnabled(),
 		"data", n.DataDir(), "chain", chain, "providers", len(specs))
 	return nil
 }
@@ -387,8 +450,13 @@ func (n *Node) Start() error {
 // Addr is the address the node listens on.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
-// URL is the node's base URL.
-func (n *Node) URL() string { return "http://" + n.Addr() }
+// URL is the node's base URL (https:// with server.tls).
+func (n *Node) URL() string {
+	if n.certs != nil {
+		return "https://" + n.Addr()
+	}
+	return "http://" + n.Addr()
+}
 
 // Done yields the HTTP server's exit error (http.ErrServerClosed after Shutdown).
 func (n *Node) Done() <-chan error { return n.served }

@@ -100,7 +100,8 @@ conversation actors and serves HTTP. The config is --config FILE, else --preset
 NAME (default, demo), else WORKSPACE/moltbot.yaml, else the embedded default.
 Flags override the file. SIGINT/SIGTERM stop it gracefully: no new requests,
 in-flight turns finish (or are canceled after server.shutdown_timeout), data is
-flushed, exit 0.
+flushed, exit 0. SIGHUP re-reads provider credentials, the file's tenants and
+the TLS certificate (server.tls) without a restart.
 
 In a cluster (--cluster-bind), any node answers for any conversation by
 forwarding to its owner; SIGTERM first hands this node's conversations to
