@@ -173,6 +173,7 @@ const (
 	ERateLimited = "rate_limited"  // 429
 	EInternal    = "internal"      // 500
 	EShutdown    = "shutting_down" // 503: the node is stopping
+	EMoved       = "moved"         // 503 with Retry-After: the conversation's owner is changing (cluster)
 )
 
 // Error is an error with a code that says what went wrong in terms a client can act on.

@@ -28,6 +28,8 @@ type Placement interface {
 	Members() []cluster.Node
 	// Ready: joined, so the ring is the cluster's and not just this node.
 	Ready() bool
+	// Proved: member id proved its identity by calling this node (a Hello).
+	Proved(id string)
 	// Member returns a current member by id (alive, leaving, or just left).
 	Member(id string) (cluster.Node, bool)
 	// HasName reports whether a current member carries a certificate name.
@@ -79,7 +81,7 @@ var (
 )
 
 func movedError() error {
-	return &moltbot.Error{Code: moltbot.EUnavailable, Message: "the conversation moved to another node; retry", RetryAfter: time.Second, Err: errMoved}
+	return &moltbot.Error{Code: moltbot.EMoved, Message: "the conversation moved to another node; retry", RetryAfter: time.Second, Err: errMoved}
 }
 
 // startRemote serves protoactor remote on addr (host:port): mutual TLS
@@ -365,6 +367,8 @@ func (a *agent) Receive(c actor.Context) {
 	case *pb.Envelope_Fetch:
 		go func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }()
 	case *pb.Envelope_Hello:
+		// The guard checked the caller's certificate names this member.
+		rt.place.Proved(env.FromNode)
 		reply(&pb.Envelope{Body: &pb.Envelope_HelloReply{HelloReply: &pb.HelloReply{Name: rt.nodeName}}})
 	case *pb.Envelope_Shared:
 		rt.shared.received(env.FromNode, b.Shared)

@@ -19,6 +19,7 @@ func (p onePeer) Ring() *cluster.Ring                   { return cluster.NewRing
 func (p onePeer) Changes() <-chan struct{}              { return nil }
 func (p onePeer) Members() []cluster.Node               { return []cluster.Node{p.m} }
 func (p onePeer) Ready() bool                           { return true }
+func (p onePeer) Proved(string)                         {}
 func (p onePeer) HasName(name string) bool              { return name == p.m.Name }
 func (p onePeer) Member(id string) (cluster.Node, bool) { return p.m, id == p.m.ID }
 

@@ -374,6 +374,7 @@ func (rt *Runtime) withOwner(c *moltbot.Conversation, err error) (*moltbot.Conve
 // routeConv runs a conversation operation on its owner: here, or forwarded.
 // A "moved" answer (the ring changed under us) is retried a few times.
 func (rt *Runtime) routeConv(ctx context.Context, tenant, id string, local func() (*moltbot.Conversation, error), req *pb.ConvRequest) (*moltbot.Conversation, error) {
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		owner, self := rt.ownerOf(tenant, id)
 		var c *moltbot.Conversation
@@ -386,10 +387,10 @@ func (rt *Runtime) routeConv(ctx context.Context, tenant, id string, local func(
 		default:
 			c, err = rt.forwardConv(owner, req)
 		}
-		if err == nil || !retriable(err) || attempt >= 5 || ctx.Err() != nil {
+		if err == nil || !retriable(err) || !retryMore(start, attempt) || ctx.Err() != nil {
 			return c, err
 		}
-		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
+		time.Sleep(retryPause(attempt))
 	}
 }
 
@@ -508,6 +509,7 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 			return fn(c)
 		}
 	}
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		owner, self := rt.ownerOf(tenant, id)
 		var res *TurnResult
@@ -520,11 +522,26 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 		default:
 			res, err = rt.forwardTurn(ctx, owner, tenant, id, turnID, content, opts, wrapped, func() { streamed.Store(true) })
 		}
-		if err == nil || !retriable(err) || streamed.Load() || attempt >= 5 || ctx.Err() != nil {
+		if err == nil || !retriable(err) || streamed.Load() || !retryMore(start, attempt) || ctx.Err() != nil {
 			return res, err
 		}
-		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
+		time.Sleep(retryPause(attempt))
 	}
+}
+
+// routeRetryWindow is how long a request keeps following a conversation
+// whose owner changes under it (a join, a leave, a death: the members'
+// rings agree again within a few gossip rounds). Past it, the client gets
+// a retriable 503.
+const routeRetryWindow = 3 * time.Second
+
+func retryMore(start time.Time, attempt int) bool {
+	return attempt < 3 || time.Since(start) < routeRetryWindow
+}
+
+// retryPause backs off 20, 40, 80, 160 ms, then 200 ms.
+func retryPause(attempt int) time.Duration {
+	return min(time.Duration(20<<min(attempt, 4))*time.Millisecond, 200*time.Millisecond)
 }
 
 // noOwner is the error when this node cannot place a conversation: it has

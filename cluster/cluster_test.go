@@ -366,6 +366,12 @@ func TestVerifyGatesTheRing(t *testing.T) {
 	if !a.HasName("x") {
 		t.Fatal("an alive member's name is not current")
 	}
+	// x proves itself by calling b (a Hello over RPC): b puts it on its
+	// ring at once; a still waits for its own proof.
+	b.Proved(x.ID())
+	if !b.Ring().Has(x.ID()) || a.Ring().Has(x.ID()) {
+		t.Fatalf("after x called b: b has x %v, a has x %v", b.Ring().Has(x.ID()), a.Ring().Has(x.ID()))
+	}
 	if n, ok := a.NameAt(b.cfg.RPC); !ok || n != "b" {
 		t.Fatalf("NameAt(b) = %q %v", n, ok)
 	}

@@ -93,6 +93,31 @@ func (c *Cluster) HasName(name string) bool {
 // Name is this node's certificate name ("" without TLS).
 func (c *Cluster) Name() string { return c.cfg.Name }
 
+// Proved records that member id proved its identity by calling us: its
+// Hello came over a connection whose certificate names it (checked by the
+// RPC guard against this membership). Each side of a new pair of members
+// thus puts the other on its ring after one exchange, whichever side asked:
+// rings agree sooner than with two independent proofs.
+func (c *Cluster) Proved(id string) {
+	if c.cfg.Verify == nil {
+		return
+	}
+	c.mu.Lock()
+	n := c.members[id]
+	if n == nil || n.Local || n.Verified || n.State != "alive" || n.Proto != c.protocol() {
+		c.mu.Unlock()
+		return
+	}
+	n.Verified, n.backoff, n.failures = true, 0, 0
+	target := *n
+	c.log.Info("member verified: on the ring", "node", n.ID, "name", n.Name, "by", "its hello")
+	c.rebuildLocked()
+	c.mu.Unlock()
+	if c.cfg.OnVerify != nil {
+		c.cfg.OnVerify(target, nil)
+	}
+}
+
 // verifyLoop proves the RPC identity of alive members that are not yet on
 // the ring (Config.Verify), one attempt per member at a time, retrying with
 // backoff while the member stays alive with the same identity.

@@ -36,7 +36,7 @@ func status(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case moltbot.ERateLimited:
 		return http.StatusTooManyRequests
-	case moltbot.EBusy, moltbot.EShutdown:
+	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved:
 		return http.StatusServiceUnavailable
 	case moltbot.EUnavailable:
 		return http.StatusBadGateway
@@ -55,7 +55,7 @@ func errorType(code string) string {
 		return "rate_limit_error"
 	case moltbot.EForbidden:
 		return "permission_error"
-	case moltbot.EBusy, moltbot.EShutdown:
+	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved:
 		return "service_unavailable_error"
 	}
 	return "server_error"
@@ -91,7 +91,7 @@ func writeError(w http.ResponseWriter, err error) {
 	var e *moltbot.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-	} else if code == moltbot.EBusy || code == moltbot.EShutdown || code == moltbot.ERateLimited {
+	} else if code == moltbot.EBusy || code == moltbot.EShutdown || code == moltbot.EMoved || code == moltbot.ERateLimited {
 		w.Header().Set("Retry-After", "1")
 	}
 	if code == codeRequestTimeout {
