@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -189,9 +190,47 @@ func clusterMeasure() error {
 		}
 	}
 
+	// Steady state, plaintext and over mutual TLS with encrypted gossip,
+	// one after the other on the same machine.
+	for _, secure := range []bool{false, true} {
+		if err := steadyState(secure); err != nil {
+			return err
+		}
+	}
+	ctx := context.Background()
+	single, err := clusterNodes(1, "lan")
+	if err != nil {
+		return err
+	}
+	defer single[0].stop()
+	if err := single[0].start(); err != nil {
+		return err
+	}
+	if _, err := waitHTTP(single[0].url+"/readyz", 20*time.Second); err != nil {
+		return err
+	}
+	r1, err := bench.Run(ctx, bench.Config{URL: single[0].url, Conversations: 300, Turns: 10, Concurrency: 48})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  1 node (alone in its cluster, no replica), same load: %.0f turns/s, p50 %.2f ms, p99 %.2f ms, errors %d\n\n",
+		r1.SuccessRPS, r1.Latency.P50, r1.Latency.P99, r1.ErrorCount)
+	return nil
+}
+
+// steadyState measures three nodes at work: the cost of forwarding a turn
+// to its owner, and the throughput of turns spread over the nodes.
+func steadyState(secure bool) error {
 	nodes, err := clusterNodes(3, "lan")
 	if err != nil {
 		return err
+	}
+	mode := "plaintext"
+	if secure {
+		mode = "mutual TLS + gossip key"
+		if err := secureNodes(nodes); err != nil {
+			return err
+		}
 	}
 	defer func() {
 		for _, n := range nodes {
@@ -205,6 +244,11 @@ func clusterMeasure() error {
 	}
 	if _, err := waitAlive(nodes, 3, 30*time.Second); err != nil {
 		return err
+	}
+	for _, n := range nodes {
+		if _, err := waitHTTP(n.url+"/readyz", 20*time.Second); err != nil {
+			return err
+		}
 	}
 	// Forwarding overhead: turns of conversations owned by node 0, sent to
 	// node 0 (local) or node 1 (forwarded), interleaved, concurrency 1.
@@ -223,8 +267,7 @@ func clusterMeasure() error {
 		}
 		var local, fwd []float64
 		for i := 0; i < 80; i++ {
-			for k, n := range []*cnode{nodes[i%2], nodes[(i+1)%2]} {
-				_ = k
+			for _, n := range []*cnode{nodes[i%2], nodes[(i+1)%2]} {
 				t := time.Now()
 				if code, b := postJSON(n.url+"/v1/conversations/"+id+"/messages", `{"content":"hello there"}`); code != 200 {
 					return fmt.Errorf("turn: %d %s", code, b)
@@ -244,8 +287,8 @@ func clusterMeasure() error {
 		d50 = append(d50, bench.Percentile(fwd, 50)-bench.Percentile(local, 50))
 		d99 = append(d99, bench.Percentile(fwd, 99)-bench.Percentile(local, 99))
 	}
-	fmt.Printf("  turn at the owner p50 %.3f ms, forwarded p50 %.3f ms: forwarding adds p50 %.3f ms, p99 %.3f ms (median of 8 rounds of 80+80 turns)\n",
-		bench.Median(l50), bench.Median(f50), bench.Median(d50), bench.Median(d99))
+	fmt.Printf("  %s: turn at the owner p50 %.3f ms, forwarded p50 %.3f ms: forwarding adds p50 %.3f ms, p99 %.3f ms (median of 8 rounds of 80+80 turns)\n",
+		mode, bench.Median(l50), bench.Median(f50), bench.Median(d50), bench.Median(d99))
 
 	// Throughput: the conversations scenario spread over the three nodes,
 	// against one node alone.
@@ -255,24 +298,26 @@ func clusterMeasure() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  3 nodes, 300 conversations x 10 turns over all nodes, concurrency 48: %.0f turns/s, p50 %.2f ms, p99 %.2f ms, errors %d\n",
-		r3.SuccessRPS, r3.Latency.P50, r3.Latency.P99, r3.ErrorCount)
-	single, err := clusterNodes(1, "lan")
+	fmt.Printf("  %s: 3 nodes, 300 conversations x 10 turns over all nodes, concurrency 48: %.0f turns/s, p50 %.2f ms, p99 %.2f ms, errors %d\n",
+		mode, r3.SuccessRPS, r3.Latency.P50, r3.Latency.P99, r3.ErrorCount)
+	return nil
+}
+
+// secureNodes gives the nodes a cluster CA's certificates and a gossip key,
+// made by the binary's own `cluster ca` commands.
+func secureNodes(nodes []*cnode) error {
+	dir, err := os.MkdirTemp("", "moltbot-ca-")
 	if err != nil {
 		return err
 	}
-	defer single[0].stop()
-	if err := single[0].start(); err != nil {
-		return err
+	defer os.RemoveAll(dir)
+	if out, err := exec.Command(*bin, "cluster", "ca", "init", "--dir", dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("ca init: %v: %s", err, out)
 	}
-	if _, err := waitHTTP(single[0].url+"/readyz", 20*time.Second); err != nil {
-		return err
+	for i, n := range nodes {
+		if out, err := exec.Command(*bin, "cluster", "ca", "issue", fmt.Sprintf("n%d", i+1), "--dir", dir, "--workspace", n.ws).CombinedOutput(); err != nil {
+			return fmt.Errorf("ca issue: %v: %s", err, out)
+		}
 	}
-	r1, err := bench.Run(ctx, bench.Config{URL: single[0].url, Conversations: 300, Turns: 10, Concurrency: 48})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("  1 node (alone in its cluster, no replica), same load: %.0f turns/s, p50 %.2f ms, p99 %.2f ms, errors %d\n\n",
-		r1.SuccessRPS, r1.Latency.P50, r1.Latency.P99, r1.ErrorCount)
 	return nil
 }
