@@ -76,6 +76,8 @@ var (
 	errMoved = errors.New("actors: the conversation is owned by another node")
 	// errOwnerGone: the owner left or died before answering.
 	errOwnerGone = errors.New("actors: the owner node went away during the request")
+	// errWrongReplier: another node answered a request than the one asked.
+	errWrongReplier = errors.New("actors: answered by another node")
 	// errStale: a replica holds a newer epoch: this node's write is fenced off.
 	errStale = errors.New("actors: a newer owner exists (fenced write)")
 )
@@ -124,6 +126,11 @@ func (rt *Runtime) startRemote(addr, advertise string, creds *cluster.Credential
 	opts := []remote.ConfigOption{remote.WithServerOptions(server...), remote.WithDialOptions(dial...)}
 	if advertise != "" {
 		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(advertise, port)))
+	}
+	// protoactor joins host and port with a bare colon: an IPv6 host needs
+	// its brackets.
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		host = "[" + host + "]"
 	}
 	rt.remote = remote.NewRemote(rt.system, remote.Configure(host, p, opts...))
 	rt.remote.Start()
@@ -177,8 +184,19 @@ func (rt *Runtime) VerifyPeer(ctx context.Context, n cluster.Node) error {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
+	start := time.Now()
 	r, err := rt.request(n, env, timeout)
 	if err != nil {
+		// Only a refuted identity takes a member off the ring; a member
+		// that does not answer may be busy or cut off, and stays.
+		if rt.creds != nil {
+			if why := rt.creds.RefusedSince(n.RPC, start); why != nil {
+				return fmt.Errorf("%w: %v", cluster.ErrIdentity, why)
+			}
+		}
+		if errors.Is(err, errWrongReplier) {
+			return fmt.Errorf("%w: %v", cluster.ErrIdentity, err)
+		}
 		return err
 	}
 	h := r.GetHelloReply()
@@ -189,7 +207,7 @@ func (rt *Runtime) VerifyPeer(ctx context.Context, n cluster.Node) error {
 		return fmt.Errorf("node %s: unexpected answer to hello", n.ID)
 	}
 	if h.Name != n.Name {
-		return fmt.Errorf("node %s: it says it is %q, its metadata says %q", n.ID, h.Name, n.Name)
+		return fmt.Errorf("%w: node %s says it is %q, its metadata says %q", cluster.ErrIdentity, n.ID, h.Name, n.Name)
 	}
 	return nil
 }
@@ -268,7 +286,13 @@ func (rt *Runtime) envelope() *pb.Envelope {
 // request sends env to node's agent and waits for one reply envelope,
 // which must come from that node.
 func (rt *Runtime) request(node cluster.Node, env *pb.Envelope, timeout time.Duration) (*pb.Envelope, error) {
-	res, err := rt.system.Root.RequestFuture(agentPID(node), env, timeout).Result()
+	// The future is known to the RPC guard with the node asked before the
+	// request leaves: only that node may answer it.
+	f := actor.NewFuture(rt.system, timeout)
+	rt.futures.Store(f.PID().Id, node.ID)
+	defer rt.futures.Delete(f.PID().Id)
+	rt.system.Root.RequestWithCustomSender(agentPID(node), env, f.PID())
+	res, err := f.Result()
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", node.ID, err)
 	}
@@ -278,7 +302,7 @@ func (rt *Runtime) request(node cluster.Node, env *pb.Envelope, timeout time.Dur
 	}
 	if reply.FromNode != node.ID {
 		rt.met.Inc(metrics.ClusterRefused, "identity")
-		return nil, fmt.Errorf("node %s: the reply came from %q", node.ID, reply.FromNode)
+		return nil, fmt.Errorf("node %s: the reply came from %q: %w", node.ID, reply.FromNode, errWrongReplier)
 	}
 	return reply, nil
 }

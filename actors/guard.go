@@ -132,6 +132,8 @@ type guardedStream struct {
 	addr string // the peer's address, for logs
 	name string // the peer certificate's node name (TLS)
 	from string // the member this stream carries messages from, once known
+
+	connected bool // the stream's connect request was seen
 }
 
 func (s *guardedStream) RecvMsg(m any) error {
@@ -142,11 +144,23 @@ func (s *guardedStream) RecvMsg(m any) error {
 	if !ok {
 		return nil
 	}
-	if b := rm.GetMessageBatch(); b != nil {
-		if r := s.checkBatch(b); r != nil {
-			s.g.refused(r, s.addr)
-			return status.Error(codes.PermissionDenied, r.Error())
+	var r *refusal
+	switch t := rm.MessageType.(type) {
+	case *remote.RemoteMessage_MessageBatch:
+		r = s.checkBatch(t.MessageBatch)
+	case *remote.RemoteMessage_ConnectRequest:
+		// A writer opens its stream with one server connection request;
+		// anything else is protoactor's unimplemented paths (each logs).
+		if s.connected || t.ConnectRequest.GetServerConnection() == nil {
+			r = refuse("malformed", "a second or unsupported connect request")
 		}
+		s.connected = true
+	default:
+		r = refuse("malformed", "a %T on the receive stream", rm.MessageType)
+	}
+	if r != nil {
+		s.g.refused(r, s.addr)
+		return status.Error(codes.PermissionDenied, r.Error())
 	}
 	return nil
 }
@@ -155,6 +169,7 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 	rt := s.g.rt
 	self := rt.system.Address()
 	var m cluster.Node // the sending member, looked up once per batch
+	drop := 0          // envelopes for futures no longer waiting (late replies)
 	for i, e := range b.Envelopes {
 		if e == nil {
 			return refuse("malformed", "envelope %d is empty", i)
@@ -196,19 +211,61 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 			if e.Sender > 0 && b.Senders[e.Sender-1].Address != m.RPC {
 				return refuse("reply_address", "member %s sent as %q, not its own RPC address %q", m.ID, b.Senders[e.Sender-1].Address, m.RPC)
 			}
+			if ephemeral(target.Id, futurePrefix) {
+				asked, waiting := rt.futures.Load(target.Id)
+				switch {
+				case !waiting:
+					b.Envelopes[i], drop = nil, drop+1
+				case asked.(string) != m.ID:
+					return refuse("identity", "member %s answered a request this node made to %s", m.ID, asked)
+				}
+			}
 		case deadLetterType:
-			// protoactor's answer to a request whose target does not exist.
+			// protoactor's answer to a request whose target does not exist:
+			// to one of our futures, from the member it asked, naming no
+			// sender (else protoactor would answer that sender: a dial out).
 			if !ephemeral(target.Id, futurePrefix) {
 				return refuse("target", "a dead-letter reply to actor %q", target.Id)
 			}
-			if s.from == "" && (s.name == "" || !rt.place.HasName(s.name)) {
-				return refuse("not_member", "a dead-letter reply from an unidentified peer")
+			if e.Sender != 0 {
+				return refuse("reply_address", "a dead-letter reply naming a sender")
+			}
+			asked, waiting := rt.futures.Load(target.Id)
+			if !waiting {
+				b.Envelopes[i], drop = nil, drop+1
+				continue
+			}
+			if !s.speaksFor(asked.(string)) {
+				return refuse("identity", "a dead-letter reply to a request made to %s, from another peer", asked)
 			}
 		default:
 			return refuse("type", "envelope %d has type %q", i, typ)
 		}
 	}
+	if drop > 0 {
+		rt.met.Add(metrics.ClusterRefused, uint64(drop), "late_reply")
+		kept := b.Envelopes[:0]
+		for _, e := range b.Envelopes {
+			if e != nil {
+				kept = append(kept, e)
+			}
+		}
+		b.Envelopes = kept
+	}
 	return nil
+}
+
+// speaksFor reports whether this stream is member id's: its certificate
+// names that member (TLS), or it already carried that member's envelopes.
+func (s *guardedStream) speaksFor(id string) bool {
+	if s.from != "" {
+		return s.from == id
+	}
+	if !s.g.tls {
+		return false // an anonymous plaintext stream speaks for no one
+	}
+	m, ok := s.g.rt.place.Member(id)
+	return ok && m.Name == s.name
 }
 
 // checkSender: from is a current member, carried by the peer's certificate

@@ -142,6 +142,7 @@ type Runtime struct {
 	nodeName string
 	shared   *sharedLink
 	attached chan struct{}
+	futures  sync.Map // pending requests to other nodes: future id -> the node asked
 
 	active     atomic.Int64
 	turnIDs    atomic.Uint64

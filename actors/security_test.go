@@ -226,6 +226,56 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 		t.Errorf("reply address refusals %d, identity %d", refusedFor(victim, "reply_address"), refusedFor(victim, "identity"))
 	}
 	serving(t, nodes, "forged envelopes")
+
+	// Answers to this node's own requests. A pending request to the member:
+	victim.rt.futures.Store("future$pending", member.cl.ID())
+	defer victim.rt.futures.Delete("future$pending")
+	pending := actor.NewPID(addr, "future$pending")
+	dead := string(proto.MessageName(&actor.DeadLetterResponse{}))
+	// A dead-letter reply naming a sender made the node dial it (and keep a
+	// goroutine per address for good).
+	dl := batch(pending, dead, nil)
+	dl.Senders = []*actor.PID{actor.NewPID("10.6.6.6:29999", "x")}
+	dl.Envelopes[0].Sender = 1
+	if err := a.send(dl); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("dead letter naming a sender: %v", err)
+	}
+	// A dead letter or an answer from anyone but the node asked fails
+	// another member's request.
+	if err := a.send(batch(pending, dead, nil)); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("dead letter from an unidentified stream: %v", err)
+	}
+	asVictim := envBytes(t, &pb.Envelope{Protocol: cluster.Protocol, FromNode: victim.cl.ID(), Body: &pb.Envelope_FetchReply{FetchReply: &pb.FetchReply{}}})
+	if err := a.send(batch(pending, envelopeType, asVictim)); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("an answer to a request made to another node: %v", err)
+	}
+	// A late answer (its request gave up) is dropped, not refused: the
+	// stream carries on.
+	late := envBytes(t, &pb.Envelope{Protocol: cluster.Protocol, FromNode: member.cl.ID(), Body: &pb.Envelope_FetchReply{FetchReply: &pb.FetchReply{}}})
+	if err := a.send(batch(actor.NewPID(addr, "future$gone"), envelopeType, late)); err != nil {
+		t.Errorf("a late answer ended the stream: %v", err)
+	}
+	if refusedFor(victim, "late_reply") != 1 {
+		t.Errorf("late replies counted %d", refusedFor(victim, "late_reply"))
+	}
+	// Only message batches after one connect request: protoactor logs an
+	// ERROR line for each of the others.
+	for name, m := range map[string]*remote.RemoteMessage{
+		"client connection": {MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
+			ConnectionType: &remote.ConnectRequest_ClientConnection{ClientConnection: &remote.ClientConnection{}}}}},
+		"second connect": {MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
+			ConnectionType: &remote.ConnectRequest_ServerConnection{ServerConnection: &remote.ServerConnection{}}}}},
+		"disconnect": {MessageType: &remote.RemoteMessage_DisconnectRequest{DisconnectRequest: &remote.DisconnectRequest{}}},
+	} {
+		if err := a.open(); err != nil {
+			t.Fatal(err)
+		}
+		a.stream.Send(m)
+		if _, err := a.stream.Recv(); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	serving(t, nodes, "forged answers")
 }
 
 // The agent's own checks hold for anything that reaches it: only members,
@@ -249,8 +299,12 @@ func TestClusterAgentServesMembersOnly(t *testing.T) {
 	other := cluster.Node{ID: "someone-else", RPC: n0.rt.RemoteAddress()}
 	hello := n1.rt.envelope()
 	hello.Body = &pb.Envelope_Hello{Hello: &pb.Hello{}}
-	if _, err := n1.rt.request(other, hello, 2*time.Second); err == nil || !strings.Contains(err.Error(), "reply came from") {
-		t.Fatalf("a reply from another node was accepted: %v", err)
+	before = refusedFor(n1, "identity")
+	if _, err := n1.rt.request(other, hello, time.Second); err == nil {
+		t.Fatal("a reply from another node was accepted")
+	}
+	if refusedFor(n1, "identity") <= before {
+		t.Fatal("the answer of a node other than the one asked was not refused at the port")
 	}
 	serving(t, nodes, "agent checks")
 }
@@ -371,13 +425,16 @@ func TestClusterMutualTLS(t *testing.T) {
 	n3 := startNodeWith(t, nodeOpts{seed: n1.cl.ID(), sim: fastSimOpts(), creds: ca.creds(t, "n3")})
 	nodes := []*tnode{n1, n2, n3}
 	converge(t, nodes)
-	for _, n := range nodes {
-		for _, m := range n.cl.Members() {
-			if !m.Verified || m.Name == "" {
-				t.Fatalf("member %s (%q) not verified on %s", m.ID, m.Name, n.cl.ID())
+	testutil.Eventually(t, 10*time.Second, "every member verified by every node", func() bool {
+		for _, n := range nodes {
+			for _, m := range n.cl.Members() {
+				if !m.Verified || m.Refuted || m.Name == "" {
+					return false
+				}
 			}
 		}
-	}
+		return true
+	})
 	serving(t, nodes, "forming the TLS cluster")
 	addr := n1.rt.RemoteAddress()
 	agent := actor.NewPID(addr, agentName)
@@ -412,6 +469,20 @@ func TestClusterMutualTLS(t *testing.T) {
 		t.Fatalf("n2 speaking as n3: %v", err)
 	}
 	serving(t, nodes, "TLS attacks")
+
+	// A node that joins the gossip with a certificate of another CA is
+	// refuted by every member and kept off their rings (it holds nothing).
+	evil := startNodeWith(t, nodeOpts{seed: n1.cl.ID(), sim: fastSimOpts(), creds: other.creds(t, "n4")})
+	testutil.Eventually(t, 15*time.Second, "the foreign node refuted everywhere", func() bool {
+		for _, n := range nodes {
+			m, ok := n.cl.Member(evil.cl.ID())
+			if !ok || !m.Refuted || n.rt.currentRing().Has(evil.cl.ID()) {
+				return false
+			}
+		}
+		return true
+	})
+	serving(t, nodes, "a foreign node in the gossip")
 }
 
 // withPeers makes attacker credentials that accept the victim as a peer.

@@ -339,44 +339,45 @@ func TestGossipKeyRotation(t *testing.T) {
 	}
 }
 
-// Only members whose RPC identity is proved go on the ring; a member that
-// fails the proof stays off it (and is retried), the others are unaffected.
-func TestVerifyGatesTheRing(t *testing.T) {
-	var allow sync.Map
+// A member whose identity is refuted (its certificate names another node,
+// or is not the CA's) stays off the ring until a proof succeeds; a member
+// that merely cannot be reached stays on it: the gossip says it is alive,
+// and taking it off would give its conversations a second owner.
+func TestVerifyKeepsRefutedOffTheRing(t *testing.T) {
+	var verdict sync.Map // name -> error
 	verify := func(ctx context.Context, n Node) error {
-		if _, ok := allow.Load(n.Name); ok {
-			return nil
+		if v, ok := verdict.Load(n.Name); ok && v != nil {
+			return v.(error)
 		}
-		return errors.New("no proof")
+		return nil
 	}
-	allow.Store("a", true)
-	allow.Store("b", true)
 	a, _ := startWith(t, Config{Name: "a", Verify: verify})
 	b, _ := startWith(t, Config{Name: "b", Join: []string{a.ID()}, Verify: verify})
-	testutil.Eventually(t, 10*time.Second, "a and b verified", func() bool { return a.Ring().Len() == 2 && b.Ring().Len() == 2 })
+	testutil.Eventually(t, 10*time.Second, "a and b on the ring", func() bool { return a.Ring().Len() == 2 && b.Ring().Len() == 2 })
+	verdict.Store("x", fmt.Errorf("%w: x presented a certificate for node %q", ErrIdentity, "y"))
+	verdict.Store("u", errors.New("timeout"))
 	x, _ := startWith(t, Config{Name: "x", Join: []string{a.ID()}, Verify: verify})
-	testutil.Eventually(t, 10*time.Second, "x seen alive", func() bool {
-		m, ok := a.Member(x.ID())
-		return ok && m.State == "alive" && m.Name == "x"
+	u, _ := startWith(t, Config{Name: "u", Join: []string{a.ID()}, Verify: verify})
+	testutil.Eventually(t, 10*time.Second, "x refuted, u on the ring unproved", func() bool {
+		mx, okx := a.Member(x.ID())
+		mu, oku := a.Member(u.ID())
+		return okx && mx.Refuted && !a.Ring().Has(x.ID()) && oku && !mu.Verified && a.Ring().Has(u.ID())
 	})
-	time.Sleep(500 * time.Millisecond) // several verify rounds
-	if a.Ring().Has(x.ID()) || b.Ring().Has(x.ID()) {
-		t.Fatal("an unproved member was put on the ring")
-	}
 	if !a.HasName("x") {
-		t.Fatal("an alive member's name is not current")
-	}
-	// x proves itself by calling b (a Hello over RPC): b puts it on its
-	// ring at once; a still waits for its own proof.
-	b.Proved(x.ID())
-	if !b.Ring().Has(x.ID()) || a.Ring().Has(x.ID()) {
-		t.Fatalf("after x called b: b has x %v, a has x %v", b.Ring().Has(x.ID()), a.Ring().Has(x.ID()))
+		t.Fatal("a refuted member's name is no longer current (its stream would be refused before its proof could succeed)")
 	}
 	if n, ok := a.NameAt(b.cfg.RPC); !ok || n != "b" {
 		t.Fatalf("NameAt(b) = %q %v", n, ok)
 	}
-	allow.Store("x", true)
-	testutil.Eventually(t, 10*time.Second, "x on the ring once proved", func() bool { return a.Ring().Has(x.ID()) && b.Ring().Has(x.ID()) })
+	// x proves itself by calling a (a Hello over RPC): back on a's ring.
+	a.Proved(x.ID())
+	if !a.Ring().Has(x.ID()) {
+		t.Fatal("a member that proved itself by calling stays off the ring")
+	}
+	// b's own proof of x still refutes it until x's certificate is fixed.
+	testutil.Eventually(t, 10*time.Second, "b refutes x", func() bool { return !b.Ring().Has(x.ID()) })
+	verdict.Store("x", nil)
+	testutil.Eventually(t, 10*time.Second, "x on b's ring once proved", func() bool { return b.Ring().Has(x.ID()) })
 	x.Shutdown()
 	testutil.Eventually(t, 10*time.Second, "x dead", func() bool { _, ok := a.Member(x.ID()); return !ok })
 	if a.HasName("x") {
@@ -438,4 +439,28 @@ func FuzzKeyFile(f *testing.F) {
 			t.Fatalf("memberlist refuses what the reader accepted: %v", err)
 		}
 	})
+}
+
+// Packets that do not decrypt (anyone can send them) are counted, and
+// logged at most once a second.
+func TestJunkGossipCountedNotLogged(t *testing.T) {
+	var refused atomic.Int64
+	a, alog := startWith(t, Config{Keys: [][]byte{bytes.Repeat([]byte{3}, 32)}, OnRefuse: func(r string) {
+		if r == "gossip_decrypt" {
+			refused.Add(1)
+		}
+	}})
+	c, err := net.Dial("udp", a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	junk := bytes.Repeat([]byte{0x5a}, 64)
+	for i := 0; i < 300; i++ {
+		c.Write(junk)
+	}
+	testutil.Eventually(t, 5*time.Second, "junk counted", func() bool { return refused.Load() >= 250 })
+	if n := strings.Count(alog.String(), "does not decrypt"); n > 3 {
+		t.Fatalf("%d log lines for junk packets", n)
+	}
 }

@@ -55,15 +55,18 @@ type Config struct {
 	// alone (it may be the first node up). Default 10s ("test": 2s).
 	Bootstrap time.Duration
 	// Verify proves a member's RPC identity (it dials the member, whose
-	// certificate must name it) before the member is put on the ring. It is
-	// retried with backoff while the member is alive. nil: every alive
-	// member of our protocol is on the ring.
+	// certificate must name it). A member whose proof fails with an error
+	// wrapping ErrIdentity is kept off the ring until a later proof
+	// succeeds; any other failure (a timeout, a refused connection) leaves
+	// it on the ring, as the gossip says it is alive, and is retried: a
+	// member that cannot be reached is not a reason for two owners. nil:
+	// no proofs.
 	Verify func(ctx context.Context, n Node) error
 	// OnRefuse counts gossip connections refused (too many from one address).
 	OnRefuse func(reason string)
-	// OnVerify hears of a member's identity proved (err nil) or, the first
-	// time for that identity, not proved (for the audit log). It runs on a
-	// verification goroutine, without the cluster's lock.
+	// OnVerify hears of a member's identity proved (err nil) or refuted
+	// (for the audit log), once per change. It runs on a verification
+	// goroutine, without the cluster's lock.
 	OnVerify func(n Node, err error)
 
 	proto int // tests: pretend to speak another protocol
@@ -261,7 +264,7 @@ func Start(cfg Config) (*Cluster, error) {
 		if cfg.OnRefuse != nil {
 			cfg.OnRefuse("gossip_streams")
 		}
-	})
+	}, c.memberHost)
 	mc.Transport = c.transport
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -285,6 +288,21 @@ func Start(cfg Config) (*Cluster, error) {
 		go c.verifyLoop()
 	}
 	return c, nil
+}
+
+// memberHost reports whether host is a current member's gossip address.
+func (c *Cluster) memberHost(host string) bool {
+	d := c.dir.Load()
+	if d == nil {
+		return false
+	}
+	now := time.Now()
+	for _, n := range d.byID {
+		if h, _, err := net.SplitHostPort(n.Addr); err == nil && h == host && !n.Local && current(n, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetKeys replaces the gossip keyring (a reload): keys[0] encrypts from now
@@ -339,28 +357,11 @@ func (c *Cluster) ID() string { return c.id }
 // Ready reports whether the node may serve conversations: it has joined
 // (or has no seeds), or no seed answered within the bootstrap window and it
 // serves as the first node. Before that, its ring is only itself: serving
-// would hide every conversation the cluster holds. With Verify, it also
-// waits until every alive member's identity is proved (or has failed to be
-// proved a few times): until then its ring lacks members the others have.
+// would hide every conversation the cluster holds.
 func (c *Cluster) Ready() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	joined := c.joined || len(c.cfg.Join) == 0 || time.Since(c.started) > c.cfg.Bootstrap || len(c.members) > 1
-	return joined && !c.verifyPendingLocked()
-}
-
-// verifyPendingLocked: an alive member of our protocol is neither verified
-// nor given up on yet.
-func (c *Cluster) verifyPendingLocked() bool {
-	if c.cfg.Verify == nil {
-		return false
-	}
-	for _, n := range c.members {
-		if !n.Local && n.State == "alive" && n.Proto == c.protocol() && !n.Verified && n.failures < verifyAttempts {
-			return true
-		}
-	}
-	return false
+	return c.joined || len(c.cfg.Join) == 0 || time.Since(c.started) > c.cfg.Bootstrap || len(c.members) > 1
 }
 
 func (c *Cluster) joinLoop() {
@@ -459,9 +460,9 @@ func (c *Cluster) Members() []Node {
 	return out
 }
 
-// onRing: alive, of our protocol, and (with Verify) its RPC identity proved.
+// onRing: alive, of our protocol, and its RPC identity not refuted.
 func (c *Cluster) onRing(n *Node) bool {
-	return n.State == "alive" && n.Proto == c.protocol() && (n.Verified || c.cfg.Verify == nil)
+	return n.State == "alive" && n.Proto == c.protocol() && !n.Refuted
 }
 
 func (c *Cluster) rebuildLocked() {
@@ -492,7 +493,7 @@ func (n *Node) setState(state string, now time.Time) {
 		n.State, n.since = state, now
 	}
 	if state == "dead" || state == "left" {
-		n.Verified, n.failures = false, 0
+		n.Verified, n.Refuted, n.failures = false, false, 0
 	}
 }
 
@@ -615,7 +616,7 @@ func (e *events) update(n *memberlist.Node, state string) {
 	node.Local = n.Name == c.id
 	if err == nil {
 		if node.RPC != m.RPC || node.Name != m.Name {
-			node.Verified, node.failures = false, 0 // another identity: prove it again
+			node.Verified, node.Refuted, node.failures = false, false, 0 // another identity: prove it again
 		}
 		node.RPC, node.HTTP, node.Ver, node.Proto, node.Load, node.Name = m.RPC, m.HTTP, m.Ver, m.Proto, m.Load, m.Name
 		if m.Leaving {
@@ -687,6 +688,9 @@ type logWriter struct {
 	c   *Cluster
 	buf []byte
 	mu  sync.Mutex
+
+	lastDecrypt time.Time // emit runs under mu
+	suppressed  int
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
@@ -726,8 +730,21 @@ func (w *logWriter) emit(line string) {
 			msg = strings.TrimSpace(rest[j+1:])
 		}
 	}
-	if strings.Contains(msg, "No installed keys could decrypt") || strings.Contains(msg, "Decrypt packet failed") {
-		w.c.log.Error("gossip rejected: a node uses another gossip key (cluster.key_file must match on every node)", "detail", msg)
+	if strings.Contains(msg, "No installed keys could decrypt") || strings.Contains(msg, "Decrypt packet failed") ||
+		strings.Contains(msg, "Failed to decrypt") {
+		// Anyone can send packets that do not decrypt: count them all, say
+		// so at most once a second.
+		if w.c.cfg.OnRefuse != nil {
+			w.c.cfg.OnRefuse("gossip_decrypt")
+		}
+		w.suppressed++
+		if time.Since(w.lastDecrypt) < time.Second {
+			return
+		}
+		w.lastDecrypt = time.Now()
+		w.c.log.Warn("gossip refused: a packet or stream does not decrypt with this node's gossip keys (a node with another cluster.key_file, or not a member)",
+			"detail", msg, "refused_since_last_report", w.suppressed)
+		w.suppressed = 0
 		return
 	}
 	if strings.Contains(msg, "incompatible") {

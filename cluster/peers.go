@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
-// verifyAttempts failed proofs of a member's identity let this node serve
-// without it (it stays off the ring and is still retried).
-const verifyAttempts = 3
+// ErrIdentity marks a proof that failed for certain: the member's
+// certificate is not the cluster CA's, names another node, or its agent
+// says it is another node.
+var ErrIdentity = errors.New("cluster: identity refuted")
 
 // leftGrace is how long a member that left gracefully is still heard: it
 // answers the last requests for the conversations it hands over.
@@ -108,10 +110,14 @@ func (c *Cluster) Proved(id string) {
 		c.mu.Unlock()
 		return
 	}
-	n.Verified, n.backoff, n.failures = true, 0, 0
+	wasOff := n.Refuted
+	refuted := n.Refuted
+	n.Verified, n.Refuted, n.backoff, n.failures = true, false, 0, 0
 	target := *n
-	c.log.Info("member verified: on the ring", "node", n.ID, "name", n.Name, "by", "its hello")
-	c.rebuildLocked()
+	c.log.Info("member verified", "node", n.ID, "name", n.Name, "by", "its hello", "was_refuted", refuted)
+	if wasOff {
+		c.rebuildLocked()
+	}
 	c.mu.Unlock()
 	if c.cfg.OnVerify != nil {
 		c.cfg.OnVerify(target, nil)
@@ -165,7 +171,7 @@ func (c *Cluster) verify(target Node) {
 }
 
 // verified records the outcome of a proof; it reports whether to tell
-// OnVerify (a success, or the first failure of an identity).
+// OnVerify (a member proved, or refuted for the first time).
 func (c *Cluster) verified(target Node, err error) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -179,17 +185,29 @@ func (c *Cluster) verified(target Node, err error) bool {
 	}
 	if err != nil {
 		n.failures++
-		n.backoff = min(max(2*n.backoff, 200*time.Millisecond), 5*time.Second)
+		n.backoff = min(max(2*n.backoff, 200*time.Millisecond), 30*time.Second)
 		n.nextTry = time.Now().Add(n.backoff)
+		if errors.Is(err, ErrIdentity) {
+			first := !n.Refuted
+			n.Refuted = true
+			if first {
+				c.log.Warn("a member's identity is refuted: it stays off the ring", "node", n.ID, "name", n.Name, "rpc", n.RPC, "err", err)
+				c.rebuildLocked()
+			}
+			return first
+		}
 		level := c.log.Debug
-		if n.backoff >= 5*time.Second {
+		if n.failures >= 5 {
 			level = c.log.Warn
 		}
-		level("a member's RPC identity is not proved yet; it stays off the ring", "node", n.ID, "name", n.Name, "rpc", n.RPC, "err", err, "retry_in", n.backoff)
-		return n.failures == 1
+		level("a member's identity is not proved yet (it stays on the ring; retrying)", "node", n.ID, "name", n.Name, "rpc", n.RPC, "err", err, "retry_in", n.backoff)
+		return false
 	}
-	n.Verified, n.backoff, n.failures = true, 0, 0
-	c.log.Info("member verified: on the ring", "node", n.ID, "name", n.Name)
-	c.rebuildLocked()
+	refuted := n.Refuted
+	n.Verified, n.Refuted, n.backoff, n.failures = true, false, 0, 0
+	c.log.Info("member verified", "node", n.ID, "name", n.Name)
+	if refuted {
+		c.rebuildLocked()
+	}
 	return true
 }

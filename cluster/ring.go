@@ -27,8 +27,10 @@ type Node struct {
 	Local  bool   `json:"self"`           // this node
 	Joined int64  `json:"joined"`         // unix ms when first seen alive
 	// Verified: its RPC identity was proved (a TLS cluster: its certificate
-	// names it); only verified members are on the ring.
+	// names it). Refuted: the proof failed for certain (its certificate is
+	// not the CA's or names another node): it is kept off the ring.
 	Verified bool `json:"verified"`
+	Refuted  bool `json:"refuted,omitempty"`
 
 	leaving   bool
 	since     time.Time // when State last changed

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,11 +126,14 @@ const (
 // most HandshakeTimeout; past MaxHandshakes in flight, connections are
 // closed at once.
 type Credentials struct {
-	id      atomic.Pointer[Identity]
-	peers   atomic.Pointer[peersBox]
-	sem     chan struct{}
-	timeout time.Duration
-	refuse  func(reason string)
+	id       atomic.Pointer[Identity]
+	peers    atomic.Pointer[peersBox]
+	refusals sync.Map // RPC address -> refusal: a member we dialed proved to be someone else
+	slotMu   sync.Mutex
+	byHost   map[string]int
+	sem      chan struct{}
+	timeout  time.Duration
+	refuse   func(reason string)
 }
 
 type peersBox struct{ p Peers }
@@ -174,6 +179,27 @@ func (c *Credentials) refused(reason string) {
 	}
 }
 
+// refusal is what a dialed member's certificate was refused for, and when.
+type refusal struct {
+	at  time.Time
+	err error
+}
+
+// RefusedSince returns why the certificate presented at rpc was refused
+// since t (its chain is not the CA's, or it names another node than the
+// member there), or nil.
+func (c *Credentials) RefusedSince(rpc string, t time.Time) error {
+	v, ok := c.refusals.Load(rpc)
+	if !ok {
+		return nil
+	}
+	r := v.(refusal)
+	if r.at.Before(t) {
+		return nil
+	}
+	return r.err
+}
+
 // errRefused is returned for a peer refused after a valid TLS handshake.
 type errRefused struct{ msg string }
 
@@ -202,6 +228,7 @@ func (c *Credentials) ClientHandshake(ctx context.Context, authority string, raw
 	cfg.VerifyConnection = func(st tls.ConnectionState) error {
 		name, err := id.verify(rawCerts(st), x509.ExtKeyUsageServerAuth)
 		if err != nil {
+			c.refusals.Store(authority, refusal{time.Now(), err})
 			return err
 		}
 		pb := c.peers.Load()
@@ -213,8 +240,11 @@ func (c *Credentials) ClientHandshake(ctx context.Context, authority string, raw
 			return &errRefused{fmt.Sprintf("cluster: %s is no current member's RPC address", authority)}
 		}
 		if name != want {
-			return &errRefused{fmt.Sprintf("cluster: %s presented a certificate for node %q, but member %q is there", authority, name, want)}
+			err := &errRefused{fmt.Sprintf("cluster: %s presented a certificate for node %q, but member %q is there", authority, name, want)}
+			c.refusals.Store(authority, refusal{time.Now(), err})
+			return err
 		}
+		c.refusals.Delete(authority)
 		return nil
 	}
 	conn := tls.Client(raw, cfg)
@@ -226,16 +256,19 @@ func (c *Credentials) ClientHandshake(ctx context.Context, authority string, raw
 }
 
 // ServerHandshake accepts a member: its certificate must chain to a trusted
-// CA and name a current member.
+// CA and name a current member. A peer holds a handshake slot (at most
+// maxHandshakesPerAddr per address, MaxHandshakes in all) for at most
+// helloTimeout before its first bytes and HandshakeTimeout in all; the
+// deadline stays until gRPC has read the peer's HTTP/2 preface too (gRPC
+// clears it).
 func (c *Credentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	select {
-	case c.sem <- struct{}{}:
-		defer func() { <-c.sem }()
-	default:
+	release, ok := c.admit(raw.RemoteAddr())
+	if !ok {
 		c.refused(RefusedBusy)
 		raw.Close()
 		return nil, nil, errors.New("cluster: too many RPC handshakes in flight")
 	}
+	defer release()
 	id := c.id.Load()
 	cfg := c.config()
 	var notMember bool
@@ -250,8 +283,9 @@ func (c *Credentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 		}
 		return nil
 	}
-	_ = raw.SetDeadline(time.Now().Add(c.timeout))
-	conn := tls.Server(raw, cfg)
+	start := time.Now()
+	_ = raw.SetDeadline(start.Add(min(helloTimeout, c.timeout)))
+	conn := tls.Server(&helloConn{Conn: raw, full: start.Add(c.timeout)}, cfg)
 	if err := conn.Handshake(); err != nil {
 		if notMember {
 			c.refused(RefusedNotMember)
@@ -261,8 +295,77 @@ func (c *Credentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 		conn.Close()
 		return nil, nil, err
 	}
-	_ = raw.SetDeadline(time.Time{})
 	return conn, authInfo(conn), nil
+}
+
+// helloTimeout is how long a connection may stay silent before its TLS
+// ClientHello.
+const helloTimeout = time.Second
+
+// maxHandshakesPerAddr bounds the handshakes one address (an IPv6 /64)
+// holds at once, so that one host cannot take every slot.
+const maxHandshakesPerAddr = 8
+
+// helloConn gives a connection its full handshake deadline once its first
+// bytes arrive.
+type helloConn struct {
+	net.Conn
+	full     time.Time
+	extended bool
+}
+
+func (h *helloConn) Read(b []byte) (int, error) {
+	n, err := h.Conn.Read(b)
+	if n > 0 && !h.extended {
+		h.extended = true
+		_ = h.Conn.SetDeadline(h.full)
+	}
+	return n, err
+}
+
+// admit takes a handshake slot for addr's host, or reports false.
+func (c *Credentials) admit(addr net.Addr) (release func(), ok bool) {
+	key := hostKey(addr)
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	if c.byHost == nil {
+		c.byHost = map[string]int{}
+	}
+	if c.byHost[key] >= maxHandshakesPerAddr {
+		return nil, false
+	}
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		return nil, false
+	}
+	c.byHost[key]++
+	return func() {
+		<-c.sem
+		c.slotMu.Lock()
+		if c.byHost[key]--; c.byHost[key] <= 0 {
+			delete(c.byHost, key)
+		}
+		c.slotMu.Unlock()
+	}, true
+}
+
+// hostKey is what per-address limits count by: an IPv4 address, or an IPv6
+// address's /64 (one host may use any address of it).
+func hostKey(addr net.Addr) string {
+	if addr == nil {
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 func rawCerts(st tls.ConnectionState) [][]byte {

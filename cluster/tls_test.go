@@ -349,3 +349,94 @@ func expiredFiles(t *testing.T, ca *testCA) TLSFiles {
 		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
 }
+
+// One address cannot take every handshake slot; a silent connection gives
+// its slot back after helloTimeout; and the handshake deadline still holds
+// after the TLS handshake, until gRPC has read the HTTP/2 preface (a member
+// that handshakes and then stays silent is dropped).
+func TestHandshakeSlotsPerAddressAndDeadlines(t *testing.T) {
+	ca := newTestCA(t)
+	aID, _ := ca.identity(t, "node-a", ca.certFile)
+	bID, _ := ca.identity(t, "node-b", ca.certFile)
+	busy := make(chan struct{}, 100)
+	srv := NewCredentials(aID, CredentialsConfig{HandshakeTimeout: 3 * time.Second, MaxHandshakes: 64})
+	srv.OnRefuse(func(r string) {
+		if r == RefusedBusy {
+			busy <- struct{}{}
+		}
+	})
+	peers := &fakePeers{m: map[string]string{"127.0.0.1:1": "node-b"}}
+	srv.SetPeers(peers)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peers.m[ln.Addr().String()] = "node-a"
+	type res struct {
+		err  error
+		read error
+		held time.Duration
+	}
+	out := make(chan res, 64)
+	go func() {
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				t0 := time.Now()
+				conn, _, err := srv.ServerHandshake(raw)
+				if err != nil {
+					out <- res{err: err, held: time.Since(t0)}
+					return
+				}
+				_, rerr := conn.Read(make([]byte, 1)) // the HTTP/2 preface that never comes
+				out <- res{read: rerr, held: time.Since(t0)}
+				conn.Close()
+			}()
+		}
+	}()
+	var conns []net.Conn
+	for i := 0; i < maxHandshakesPerAddr+3; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for i := 0; i < 3; i++ {
+		select {
+		case <-busy:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("only %d of 3 handshakes past the per-address bound refused", i)
+		}
+	}
+	for i := 0; i < maxHandshakesPerAddr+3; i++ {
+		r := <-out
+		if r.err == nil {
+			t.Fatal("a silent connection passed the handshake")
+		}
+		if r.held > helloTimeout+time.Second {
+			t.Fatalf("a silent connection held its slot %v", r.held)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	// A member that completes TLS and then says nothing is cut at the
+	// handshake deadline.
+	cli := NewCredentials(bID, CredentialsConfig{})
+	cli.SetPeers(peers)
+	raw, _ := net.Dial("tcp", ln.Addr().String())
+	conn, _, err := cli.ClientHandshake(context.Background(), ln.Addr().String(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := <-out
+	if r.err != nil || r.read == nil || r.held > 4*time.Second {
+		t.Fatalf("a silent member after its handshake: %+v", r)
+	}
+}

@@ -1,36 +1,43 @@
 package cluster
 
 import (
+	"bufio"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
 
 // Gossip TCP streams arrive before anyone is authenticated (the gossip key
 // is checked on what they carry). memberlist bounds each stream in time
-// (TCPTimeout) but not in number: limitedTransport bounds how many an
-// address, and everyone together, hold at once; past that, a new stream is
-// closed at once.
+// (TCPTimeout) but not in number: limitedTransport bounds how many one
+// address (an IPv6 /64) and everyone together hold at once, keeps part of
+// the total for the members' own addresses, and closes a stream that sends
+// nothing within firstByteTimeout. Past a bound a new stream is closed at
+// once.
 const (
-	maxStreamsPerAddr = 16
+	maxStreamsPerAddr = 8
 	maxStreams        = 256
+	memberReserve     = 64
+	firstByteTimeout  = time.Second
 )
 
 type limitedTransport struct {
 	*memberlist.NetTransport
-	out     chan net.Conn
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	refused func()
+	out      chan net.Conn
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	refused  func()
+	isMember func(host string) bool
 
 	mu     sync.Mutex
 	byAddr map[string]int
 	total  int
 }
 
-func newLimitedTransport(nt *memberlist.NetTransport, refused func()) *limitedTransport {
-	t := &limitedTransport{NetTransport: nt, out: make(chan net.Conn), stop: make(chan struct{}), refused: refused, byAddr: map[string]int{}}
+func newLimitedTransport(nt *memberlist.NetTransport, refused func(), isMember func(string) bool) *limitedTransport {
+	t := &limitedTransport{NetTransport: nt, out: make(chan net.Conn), stop: make(chan struct{}), refused: refused, isMember: isMember, byAddr: map[string]int{}}
 	t.wg.Add(1)
 	go t.loop()
 	return t
@@ -52,33 +59,56 @@ func (t *limitedTransport) loop() {
 				}
 				continue
 			}
-			select {
-			case t.out <- lc:
-			case <-t.stop:
-				lc.Close()
-				return
-			}
+			t.wg.Add(1)
+			go t.handOver(lc)
 		}
 	}
 }
 
-func (t *limitedTransport) admit(c net.Conn) (net.Conn, bool) {
+// handOver gives memberlist a stream once its first byte has arrived.
+func (t *limitedTransport) handOver(c *countedConn) {
+	defer t.wg.Done()
+	_ = c.Conn.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	br := bufio.NewReaderSize(c.Conn, 512)
+	if _, err := br.Peek(1); err != nil {
+		c.Close()
+		if t.refused != nil {
+			t.refused()
+		}
+		return
+	}
+	_ = c.Conn.SetReadDeadline(time.Time{})
+	c.r = br
+	select {
+	case t.out <- c:
+	case <-t.stop:
+		c.Close()
+	}
+}
+
+func (t *limitedTransport) admit(c net.Conn) (*countedConn, bool) {
+	key := hostKey(c.RemoteAddr())
 	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
 	if err != nil {
 		host = c.RemoteAddr().String()
 	}
+	member := t.isMember != nil && t.isMember(host)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.total >= maxStreams || t.byAddr[host] >= maxStreamsPerAddr {
+	limit := maxStreams - memberReserve
+	if member {
+		limit = maxStreams
+	}
+	if t.total >= limit || t.byAddr[key] >= maxStreamsPerAddr {
 		return nil, false
 	}
 	t.total++
-	t.byAddr[host]++
+	t.byAddr[key]++
 	return &countedConn{Conn: c, release: func() {
 		t.mu.Lock()
 		t.total--
-		if t.byAddr[host]--; t.byAddr[host] <= 0 {
-			delete(t.byAddr, host)
+		if t.byAddr[key]--; t.byAddr[key] <= 0 {
+			delete(t.byAddr, key)
 		}
 		t.mu.Unlock()
 	}}, true
@@ -107,10 +137,20 @@ func (t *limitedTransport) held() int {
 	return t.total
 }
 
+// countedConn gives its slot back when closed; it reads through the buffer
+// that held its first bytes.
 type countedConn struct {
 	net.Conn
+	r       *bufio.Reader
 	once    sync.Once
 	release func()
+}
+
+func (c *countedConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(b)
+	}
+	return c.Conn.Read(b)
 }
 
 func (c *countedConn) Close() error {

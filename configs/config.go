@@ -66,6 +66,12 @@ type ServerConfig struct {
 	// credential (the token endpoint, health probes, open metrics) from one
 	// client address when auth is on; past it, 429.
 	MaxAnonymousRequests int `yaml:"max_anonymous_requests"`
+	// MaxConnections bounds the connections the API port holds at once;
+	// MaxConnectionsPerClient those of one client address (an IPv6 /64;
+	// trusted proxies are not bound by it). Past either, a new connection
+	// is closed at once.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 	// TrustedProxies are the addresses (IPs or CIDRs) whose
 	// X-Forwarded-For is believed; empty: the header is ignored.
 	TrustedProxies []string `yaml:"trusted_proxies,omitempty"`
@@ -457,6 +463,12 @@ func (c *Config) EnsureDefaults() {
 	if c.Server.MaxAnonymousRequests == 0 {
 		c.Server.MaxAnonymousRequests = 16
 	}
+	if c.Server.MaxConnections == 0 {
+		c.Server.MaxConnections = 4096
+	}
+	if c.Server.MaxConnectionsPerClient == 0 {
+		c.Server.MaxConnectionsPerClient = 1024
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -611,6 +623,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxAnonymousRequests < 1 {
 		add("server.max_anonymous_requests", "must be at least 1, got %d", c.Server.MaxAnonymousRequests)
+	}
+	if c.Server.MaxConnections < 1 {
+		add("server.max_connections", "must be at least 1, got %d", c.Server.MaxConnections)
+	}
+	if c.Server.MaxConnectionsPerClient < 1 {
+		add("server.max_connections_per_client", "must be at least 1, got %d", c.Server.MaxConnectionsPerClient)
+	} else if c.Server.MaxConnectionsPerClient > c.Server.MaxConnections {
+		add("server.max_connections_per_client", "must not exceed server.max_connections (%d), got %d", c.Server.MaxConnections, c.Server.MaxConnectionsPerClient)
 	}
 	for i, p := range c.Server.TrustedProxies {
 		if _, err := ParsePrefix(p); err != nil {
@@ -807,13 +827,26 @@ func (c *Config) Validate() error {
 			add(path, "want host:port, got %q", v)
 		}
 	}
+	// The cluster's own addresses are IP addresses: memberlist binds every
+	// interface for a host name ("localhost" included), and what a node
+	// advertises is dialed by others as it is.
+	ipPort := func(path, v string) {
+		host, p, err := net.SplitHostPort(v)
+		if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 {
+			add(path, "want ip:port, got %q", v)
+			return
+		}
+		if host != "" && net.ParseIP(host) == nil {
+			add(path, "want an IP address, not the host name %q (memberlist would bind every interface for it): e.g. 127.0.0.1:%s or 10.0.0.5:%s", host, p, p)
+		}
+	}
 	if c.Cluster.Bind != "" {
-		hostPort("cluster.bind", c.Cluster.Bind)
+		ipPort("cluster.bind", c.Cluster.Bind)
 		if c.Cluster.Advertise != "" {
-			hostPort("cluster.advertise", c.Cluster.Advertise)
+			ipPort("cluster.advertise", c.Cluster.Advertise)
 		}
 		if c.Cluster.RPC != "" {
-			hostPort("cluster.rpc", c.Cluster.RPC)
+			ipPort("cluster.rpc", c.Cluster.RPC)
 		}
 		for i, j := range c.Cluster.Join {
 			hostPort(fmt.Sprintf("cluster.join[%d]", i), j)

@@ -139,6 +139,9 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"tls half", "server:\n  tls: {cert_file: c.pem}\n" + minimal, []string{`m.yaml:2: server.tls.key_file: is required with server.tls.cert_file`}},
 		{"body timeout", "server: {read_body_timeout: 1ms}\n" + minimal, []string{`m.yaml:1: server.read_body_timeout: must be at least 100ms`}},
 		{"anonymous", "server: {max_anonymous_requests: -1}\n" + minimal, []string{`m.yaml:1: server.max_anonymous_requests: must be at least 1`}},
+		{"cluster bind name", "cluster:\n  bind: localhost:7946\n" + minimal, []string{`m.yaml:2: cluster.bind: want an IP address, not the host name "localhost"`}},
+		{"cluster advertise name", "cluster: {bind: 127.0.0.1:7946, advertise: node1.lan:7946}\n" + minimal, []string{`cluster.advertise: want an IP address, not the host name "node1.lan"`}},
+		{"cluster tls half", "cluster:\n  bind: 127.0.0.1:7946\n  tls: {ca_file: ca.crt}\n" + minimal, []string{`cluster.tls.cert_file: is needed`, `cluster.tls.key_file: is needed`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

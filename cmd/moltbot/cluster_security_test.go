@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -366,4 +367,51 @@ func ctxT(t *testing.T) context.Context {
 
 func newTestLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// A cluster on IPv6 addresses starts and forms (protoactor joined host and
+// port with a bare colon, which an IPv6 address cannot take).
+func TestClusterIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback here")
+	} else {
+		ln.Close()
+	}
+	var nodes []*Node
+	var gossip []string
+	for i := 0; i < 2; i++ {
+		gossip = append(gossip, fmt.Sprintf("[::1]:%d", freeTwin(t)))
+	}
+	for i := 0; i < 2; i++ {
+		cfgText := fmt.Sprintf(`server: {port: 0}
+providers: [{name: sim, type: sim}]
+models: {primary: sim/sim}
+cluster: {bind: "%s", join: ["%s"], profile: test}
+`, gossip[i], gossip[1-i])
+		cfg, err := configs.Parse("moltbot.yaml", []byte(cfgText), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &Node{Config: cfg, Workspace: t.TempDir()}
+		if err := n.Start(); err != nil {
+			t.Fatalf("node %d on IPv6: %v", i, err)
+		}
+		t.Cleanup(func() { n.Shutdown(ctxT(t)) })
+		nodes = append(nodes, n)
+	}
+	testutil.Eventually(t, 15*time.Second, "two IPv6 members", func() bool {
+		v, ok := viewOf(nodes[0].URL())
+		return ok && len(v.Members) == 2 && v.Members[0].State == "alive" && v.Members[1].State == "alive"
+	})
+	code, body := post(t, nodes[1].URL()+"/v1/conversations", `{}`)
+	if code != 201 {
+		t.Fatalf("%d %s", code, body)
+	}
+	var c convBody
+	json.Unmarshal(body, &c)
+	for _, n := range nodes {
+		if code, body := post(t, n.URL()+"/v1/conversations/"+c.ID+"/messages", `{"content":"hi"}`); code != 200 {
+			t.Fatalf("a turn over IPv6: %d %s", code, body)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -268,4 +269,51 @@ func TestNodeEdgeSettings(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
 		t.Fatalf("a rebound host: %v %v", resp, err)
 	}
+}
+
+// Issue #10 (review): one address opened connections until the node ran
+// out of file descriptors. Past max_connections_per_client a new
+// connection is closed at once, and the node keeps answering others.
+func TestNodeConnectionsPerClient(t *testing.T) {
+	n, _ := edgeNode(t, t.TempDir(), "max_connections_per_client: 4", "")
+	var held []net.Conn
+	for i := 0; i < 6; i++ {
+		c, err := net.Dial("tcp", n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	closed := 0
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			closed++
+		}
+	}
+	if closed != 2 {
+		t.Fatalf("%d of 6 connections closed at once, want 2", closed)
+	}
+	held[0].Close()
+	testutil.Eventually(t, 5*time.Second, "a request once a slot is free", func() bool {
+		resp, err := http.Get(n.URL() + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	for _, c := range held {
+		c.Close()
+	}
+	testutil.Eventually(t, 5*time.Second, "refused connections counted", func() bool {
+		_, text := getBody(t, n.URL()+"/metrics")
+		for _, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, "moltbot_http_connections_refused_total "); ok {
+				k, _ := strconv.Atoi(v)
+				return k >= 2 // and more if a probe above came while slots were still held
+			}
+		}
+		return false
+	})
 }

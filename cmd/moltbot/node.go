@@ -413,6 +413,9 @@ func (n *Node) Start() error {
 		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,
 		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen,
 		Reload: n.Reload, Audit: al, StorageHealth: func() error { _, err := store.Count(); return err }})
+	// One client cannot hold every connection (file descriptor) of the node.
+	ln = gateway.LimitListener(ln, gateway.ConnLimits{Total: cfg.Server.MaxConnections, PerClient: cfg.Server.MaxConnectionsPerClient,
+		Trusted: trusted, OnRefuse: func() { met.Inc(metrics.HTTPConnsRefused) }})
 	n.store, n.rt, n.ln = store, rt, ln
 	// No ReadTimeout or WriteTimeout: a streamed reply may run for
 	// server.request_timeout. Headers are bounded here, bodies by the

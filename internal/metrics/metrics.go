@@ -25,6 +25,7 @@ type Family struct {
 var (
 	HTTPRequests      = &Family{"moltbot_http_requests_total", []string{"route", "code"}}
 	HTTPDuration      = &Family{"moltbot_http_request_duration_seconds", []string{"route"}}
+	HTTPConnsRefused  = &Family{"moltbot_http_connections_refused_total", nil}
 	InferenceRequests = &Family{"moltbot_inference_requests_total", []string{"provider", "model", "outcome"}}
 	InferenceDuration = &Family{"moltbot_inference_duration_seconds", []string{"provider", "model"}}
 	InferenceTTFT     = &Family{"moltbot_inference_ttft_seconds", []string{"provider", "model"}}
@@ -57,6 +58,7 @@ var LatencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 var help = map[string]string{
 	"moltbot_http_requests_total":             "HTTP requests served, by route pattern and status code.",
 	"moltbot_http_request_duration_seconds":   "HTTP request duration, by route pattern.",
+	"moltbot_http_connections_refused_total":  "Connections closed at once: server.max_connections or max_connections_per_client reached.",
 	"moltbot_inference_requests_total":        "Model calls, by provider, model and outcome (ok or an error kind).",
 	"moltbot_inference_duration_seconds":      "Model call duration, request to last token.",
 	"moltbot_inference_ttft_seconds":          "Model time to first token.",
@@ -162,6 +164,9 @@ func (r *Registry) Counter(f *Family, vals ...string) *vm.Counter {
 
 // Inc adds one to a counter.
 func (r *Registry) Inc(f *Family, vals ...string) { r.Counter(f, vals...).Inc() }
+
+// Add adds n to a counter.
+func (r *Registry) Add(f *Family, n uint64, vals ...string) { r.Counter(f, vals...).AddInt64(int64(n)) }
 
 // Histogram returns the latency histogram of f with the label values given.
 func (r *Registry) Histogram(f *Family, vals ...string) *vm.PrometheusHistogram {
