@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/moltbot/moltbot/internal/slots"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -129,9 +129,8 @@ type Credentials struct {
 	id       atomic.Pointer[Identity]
 	peers    atomic.Pointer[peersBox]
 	refusals sync.Map // RPC address -> refusal: a member we dialed proved to be someone else
-	slotMu   sync.Mutex
-	byHost   map[string]int
-	sem      chan struct{}
+	slots    slots.Counter
+	max      int // handshakes in flight
 	timeout  time.Duration
 	refuse   func(reason string)
 }
@@ -155,7 +154,7 @@ func NewCredentials(id *Identity, cfg CredentialsConfig) *Credentials {
 	if cfg.MaxHandshakes <= 0 {
 		cfg.MaxHandshakes = 64
 	}
-	c := &Credentials{sem: make(chan struct{}, cfg.MaxHandshakes), timeout: cfg.HandshakeTimeout}
+	c := &Credentials{max: cfg.MaxHandshakes, timeout: cfg.HandshakeTimeout}
 	c.id.Store(id)
 	return c
 }
@@ -262,7 +261,7 @@ func (c *Credentials) ClientHandshake(ctx context.Context, authority string, raw
 // deadline stays until gRPC has read the peer's HTTP/2 preface too (gRPC
 // clears it).
 func (c *Credentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	release, ok := c.admit(raw.RemoteAddr())
+	release, ok := c.slots.Take(slots.KeyOf(raw.RemoteAddr()), maxHandshakesPerAddr, c.max)
 	if !ok {
 		c.refused(RefusedBusy)
 		raw.Close()
@@ -321,51 +320,6 @@ func (h *helloConn) Read(b []byte) (int, error) {
 		_ = h.Conn.SetDeadline(h.full)
 	}
 	return n, err
-}
-
-// admit takes a handshake slot for addr's host, or reports false.
-func (c *Credentials) admit(addr net.Addr) (release func(), ok bool) {
-	key := hostKey(addr)
-	c.slotMu.Lock()
-	defer c.slotMu.Unlock()
-	if c.byHost == nil {
-		c.byHost = map[string]int{}
-	}
-	if c.byHost[key] >= maxHandshakesPerAddr {
-		return nil, false
-	}
-	select {
-	case c.sem <- struct{}{}:
-	default:
-		return nil, false
-	}
-	c.byHost[key]++
-	return func() {
-		<-c.sem
-		c.slotMu.Lock()
-		if c.byHost[key]--; c.byHost[key] <= 0 {
-			delete(c.byHost, key)
-		}
-		c.slotMu.Unlock()
-	}, true
-}
-
-// hostKey is what per-address limits count by: an IPv4 address, or an IPv6
-// address's /64 (one host may use any address of it).
-func hostKey(addr net.Addr) string {
-	if addr == nil {
-		return ""
-	}
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	a := ap.Addr().Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
 }
 
 func rawCerts(st tls.ConnectionState) [][]byte {

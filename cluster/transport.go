@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/moltbot/moltbot/internal/slots"
 )
 
 // Gossip TCP streams arrive before anyone is authenticated (the gossip key
@@ -30,14 +31,11 @@ type limitedTransport struct {
 	wg       sync.WaitGroup
 	refused  func()
 	isMember func(host string) bool
-
-	mu     sync.Mutex
-	byAddr map[string]int
-	total  int
+	slots    slots.Counter
 }
 
 func newLimitedTransport(nt *memberlist.NetTransport, refused func(), isMember func(string) bool) *limitedTransport {
-	t := &limitedTransport{NetTransport: nt, out: make(chan net.Conn), stop: make(chan struct{}), refused: refused, isMember: isMember, byAddr: map[string]int{}}
+	t := &limitedTransport{NetTransport: nt, out: make(chan net.Conn), stop: make(chan struct{}), refused: refused, isMember: isMember}
 	t.wg.Add(1)
 	go t.loop()
 	return t
@@ -87,31 +85,19 @@ func (t *limitedTransport) handOver(c *countedConn) {
 }
 
 func (t *limitedTransport) admit(c net.Conn) (*countedConn, bool) {
-	key := hostKey(c.RemoteAddr())
 	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
 	if err != nil {
 		host = c.RemoteAddr().String()
 	}
-	member := t.isMember != nil && t.isMember(host)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	limit := maxStreams - memberReserve
-	if member {
-		limit = maxStreams
+	total := maxStreams - memberReserve
+	if t.isMember != nil && t.isMember(host) {
+		total = maxStreams
 	}
-	if t.total >= limit || t.byAddr[key] >= maxStreamsPerAddr {
+	release, ok := t.slots.Take(slots.KeyOf(c.RemoteAddr()), maxStreamsPerAddr, total)
+	if !ok {
 		return nil, false
 	}
-	t.total++
-	t.byAddr[key]++
-	return &countedConn{Conn: c, release: func() {
-		t.mu.Lock()
-		t.total--
-		if t.byAddr[key]--; t.byAddr[key] <= 0 {
-			delete(t.byAddr, key)
-		}
-		t.mu.Unlock()
-	}}, true
+	return &countedConn{Conn: c, release: release}, true
 }
 
 // StreamCh yields the admitted streams.
@@ -131,11 +117,7 @@ func (t *limitedTransport) Shutdown() error {
 }
 
 // held reports the streams held now (tests).
-func (t *limitedTransport) held() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.total
-}
+func (t *limitedTransport) held() int { return t.slots.Held() }
 
 // countedConn gives its slot back when closed; it reads through the buffer
 // that held its first bytes.

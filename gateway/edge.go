@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/slots"
 )
 
 // The edge guard runs before authentication on every request (ServeHTTP):
@@ -249,17 +250,9 @@ func (s *Server) clientKey(r *http.Request) string {
 		} else if ap.Addr().Is4() {
 			return host[:strings.LastIndexByte(host, ':')]
 		}
-		return addrKey(a)
+		return slots.Key(a)
 	}
 	return host // not an IP peer (a pipe in tests)
-}
-
-func addrKey(a netip.Addr) string {
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
 }
 
 // anonymous counts requests in flight without a credential by client key.

@@ -21,6 +21,7 @@ import (
 	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/internal/slots"
 	"github.com/moltbot/moltbot/internal/testutil"
 	"github.com/moltbot/moltbot/storage"
 )
@@ -382,7 +383,7 @@ func TestClientAddr(t *testing.T) {
 	if got := clientAddr(peer, []string{strings.Repeat("10.0.0.2,", 1000) + "10.0.0.3"}, trusted); !got.IsValid() {
 		t.Error("a long chain")
 	}
-	if addrKey(netip.MustParseAddr("2001:db8:1:2:3:4:5:6")) != addrKey(netip.MustParseAddr("2001:db8:1:2::9")) {
+	if slots.Key(netip.MustParseAddr("2001:db8:1:2:3:4:5:6")) != slots.Key(netip.MustParseAddr("2001:db8:1:2::9")) {
 		t.Error("IPv6 clients are not keyed by their /64")
 	}
 	s := &Server{}

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/moltbot/moltbot/internal/slots"
 )
 
 // ConnLimits bound the connections an API listener holds.
@@ -23,15 +25,13 @@ type ConnLimits struct {
 // as soon as it is accepted (before any byte is read or TLS is spoken):
 // one client cannot hold every file descriptor of the node.
 func LimitListener(ln net.Listener, l ConnLimits) net.Listener {
-	return &limitListener{Listener: ln, l: l, byKey: map[string]int{}}
+	return &limitListener{Listener: ln, l: l}
 }
 
 type limitListener struct {
 	net.Listener
 	l     ConnLimits
-	mu    sync.Mutex
-	total int
-	byKey map[string]int
+	slots slots.Counter
 }
 
 func (ll *limitListener) Accept() (net.Conn, error) {
@@ -56,35 +56,19 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 }
 
 func (ll *limitListener) admit(c net.Conn) (net.Conn, bool) {
-	key, perClient := "", true
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		a := ap.Addr().Unmap()
-		key = addrKey(a)
-		perClient = !isTrusted(a, ll.l.Trusted)
+	perClient := ll.l.PerClient
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil && isTrusted(ap.Addr().Unmap(), ll.l.Trusted) {
+		perClient = 0 // a proxy's clients share its address
 	}
-	ll.mu.Lock()
-	defer ll.mu.Unlock()
-	if ll.total >= ll.l.Total || perClient && ll.l.PerClient > 0 && ll.byKey[key] >= ll.l.PerClient {
+	release, ok := ll.slots.Take(slots.KeyOf(c.RemoteAddr()), perClient, ll.l.Total)
+	if !ok {
 		return nil, false
 	}
-	ll.total++
-	ll.byKey[key]++
-	return &limitedConn{Conn: c, release: func() {
-		ll.mu.Lock()
-		ll.total--
-		if ll.byKey[key]--; ll.byKey[key] <= 0 {
-			delete(ll.byKey, key)
-		}
-		ll.mu.Unlock()
-	}}, true
+	return &limitedConn{Conn: c, release: release}, true
 }
 
 // held is the connections held now (tests).
-func (ll *limitListener) held() int {
-	ll.mu.Lock()
-	defer ll.mu.Unlock()
-	return ll.total
-}
+func (ll *limitListener) held() int { return ll.slots.Held() }
 
 type limitedConn struct {
 	net.Conn
