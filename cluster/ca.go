@@ -83,7 +83,13 @@ func NewCA(name string, validity time.Duration, now time.Time) (certPEM, keyPEM 
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	return sign(tmpl, tmpl, key, key)
+}
+
+// sign makes the certificate tmpl for key, signed by parent's signer, and
+// returns both PEM-encoded.
+func sign(tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -148,15 +154,7 @@ func IssueNodeCert(caCertPEM, caKeyPEM []byte, name string, hosts []string, vali
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM, err = marshalKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pemBlock("CERTIFICATE", der), keyPEM, nil
+	return sign(tmpl, ca, key, caKey)
 }
 
 // NodeName is the node name a certificate carries (its moltbot URI SAN,
