@@ -370,47 +370,45 @@ func newTestLogger(w io.Writer) *slog.Logger {
 }
 
 // A cluster on IPv6 addresses starts and forms (protoactor joined host and
-// port with a bare colon, which an IPv6 address cannot take).
+// port with a bare colon, which an IPv6 address cannot take). Separate
+// processes: two nodes in one process race on gRPC's global logger.
 func TestClusterIPv6(t *testing.T) {
 	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
 		t.Skip("no IPv6 loopback here")
 	} else {
 		ln.Close()
 	}
-	var nodes []*Node
-	var gossip []string
+	gossip := []string{fmt.Sprintf("[::1]:%d", freeTwin(t)), fmt.Sprintf("[::1]:%d", freeTwin(t))}
+	var urls []string
 	for i := 0; i < 2; i++ {
-		gossip = append(gossip, fmt.Sprintf("[::1]:%d", freeTwin(t)))
-	}
-	for i := 0; i < 2; i++ {
-		cfgText := fmt.Sprintf(`server: {port: 0}
+		ws := t.TempDir()
+		port := testutil.FreePort(t)
+		cfg := fmt.Sprintf(`server: {port: %d}
 providers: [{name: sim, type: sim}]
 models: {primary: sim/sim}
 cluster: {bind: "%s", join: ["%s"], profile: test}
-`, gossip[i], gossip[1-i])
-		cfg, err := configs.Parse("moltbot.yaml", []byte(cfgText), nil)
-		if err != nil {
+`, port, gossip[i], gossip[1-i])
+		if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		n := &Node{Config: cfg, Workspace: t.TempDir()}
-		if err := n.Start(); err != nil {
-			t.Fatalf("node %d on IPv6: %v", i, err)
-		}
-		t.Cleanup(func() { n.Shutdown(ctxT(t)) })
-		nodes = append(nodes, n)
+		startProc(t, "moltbot", "start", "--workspace", ws)
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", port))
+	}
+	for _, u := range urls {
+		waitReady(t, u)
 	}
 	testutil.Eventually(t, 15*time.Second, "two IPv6 members", func() bool {
-		v, ok := viewOf(nodes[0].URL())
+		v, ok := viewOf(urls[0])
 		return ok && len(v.Members) == 2 && v.Members[0].State == "alive" && v.Members[1].State == "alive"
 	})
-	code, body := post(t, nodes[1].URL()+"/v1/conversations", `{}`)
+	code, body := post(t, urls[1]+"/v1/conversations", `{}`)
 	if code != 201 {
 		t.Fatalf("%d %s", code, body)
 	}
 	var c convBody
 	json.Unmarshal(body, &c)
-	for _, n := range nodes {
-		if code, body := post(t, n.URL()+"/v1/conversations/"+c.ID+"/messages", `{"content":"hi"}`); code != 200 {
+	for _, u := range urls {
+		if code, body := post(t, u+"/v1/conversations/"+c.ID+"/messages", `{"content":"hi"}`); code != 200 {
 			t.Fatalf("a turn over IPv6: %d %s", code, body)
 		}
 	}
