@@ -52,7 +52,7 @@ func (rt *Runtime) Cluster() *ClusterStatus {
 	if !rt.clustered() {
 		return nil
 	}
-	return &ClusterStatus{Self: rt.place.ID(), Replicas: rt.replicas, Members: rt.place.Members()}
+	return &ClusterStatus{Self: rt.place().ID(), Replicas: rt.replicas, Members: rt.place().Members()}
 }
 
 // WaitHandoff waits until this node holds no conversation in memory and the
@@ -152,12 +152,15 @@ func (rt *Runtime) RemoteAddress() string {
 // Attach starts routing by p: conversations are served by their owner.
 // With TLS, peers' certificate names are checked against p from now on.
 func (rt *Runtime) Attach(p Placement) {
-	rt.place = p
+	// The ring first: whoever sees the placement finds a ring too.
 	rt.ring.Store(p.Ring())
 	if rt.creds != nil {
 		if peers, ok := p.(cluster.Peers); ok {
 			rt.creds.SetPeers(peers)
 		}
+	}
+	if !rt.placement.CompareAndSwap(nil, &placeRef{p}) {
+		panic("actors: Attach called twice")
 	}
 	close(rt.attached)
 	rt.wg.Add(1)
@@ -212,7 +215,19 @@ func (rt *Runtime) VerifyPeer(ctx context.Context, n cluster.Node) error {
 	return nil
 }
 
-func (rt *Runtime) clustered() bool { return rt.place != nil }
+// placeRef boxes a Placement for an atomic pointer.
+type placeRef struct{ Placement }
+
+// place returns the membership, or nil before Attach. Set once, never
+// cleared: a caller that saw clustered() may call place() freely.
+func (rt *Runtime) place() Placement {
+	if p := rt.placement.Load(); p != nil {
+		return p.Placement
+	}
+	return nil
+}
+
+func (rt *Runtime) clustered() bool { return rt.placement.Load() != nil }
 
 // ringChanged returns a channel closed at the next ring change.
 func (rt *Runtime) ringChanged() <-chan struct{} {
@@ -230,9 +245,9 @@ func (rt *Runtime) watchRing() {
 		select {
 		case <-rt.base.Done():
 			return
-		case <-rt.place.Changes():
+		case <-rt.place().Changes():
 		}
-		ring := rt.place.Ring()
+		ring := rt.place().Ring()
 		rt.ring.Store(ring)
 		rt.ringMu.Lock()
 		close(rt.ringCh)
@@ -250,14 +265,14 @@ func (rt *Runtime) ownerOf(tenant, id string) (cluster.Node, bool) {
 	if !rt.clustered() {
 		return cluster.Node{}, true
 	}
-	if !rt.place.Ready() {
+	if !rt.place().Ready() {
 		return cluster.Node{}, false
 	}
 	n, ok := rt.currentRing().Owner(tenant + "/" + id)
 	if !ok {
 		return cluster.Node{}, false // we left the ring: nothing is ours
 	}
-	return n, n.ID == rt.place.ID()
+	return n, n.ID == rt.place().ID()
 }
 
 // isOwner reports whether this node owns the conversation now.
@@ -270,7 +285,7 @@ func (rt *Runtime) isOwner(tenant, id string) bool {
 func (rt *Runtime) others(tenant, id string, n int) []cluster.Node {
 	var out []cluster.Node
 	for _, node := range rt.currentRing().Ranked(tenant+"/"+id, n) {
-		if node.ID != rt.place.ID() {
+		if node.ID != rt.place().ID() {
 			out = append(out, node)
 		}
 	}
@@ -280,7 +295,7 @@ func (rt *Runtime) others(tenant, id string, n int) []cluster.Node {
 func agentPID(n cluster.Node) *actor.PID { return actor.NewPID(n.RPC, agentName) }
 
 func (rt *Runtime) envelope() *pb.Envelope {
-	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: rt.place.ID()}
+	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: rt.place().ID()}
 }
 
 // request sends env to node's agent and waits for one reply envelope,
@@ -347,15 +362,19 @@ func (a *agent) Receive(c actor.Context) {
 		return
 	}
 	rt := a.rt
+	place := rt.place()
+	if place == nil {
+		// Remote serves before Attach: nobody is a member yet. The RPC
+		// guard refuses such batches; this holds for any other way in.
+		rt.guard.refused(refuse("not_ready", "a message from %q before this node joined", env.FromNode), env.FromNode)
+		return
+	}
 	sender := c.Sender()
 	reply := func(r *pb.Envelope) {
 		if sender != nil {
-			r.Protocol, r.FromNode = cluster.Protocol, rt.place.ID()
+			r.Protocol, r.FromNode = cluster.Protocol, place.ID()
 			rt.system.Root.Send(sender, r)
 		}
-	}
-	if !rt.clustered() {
-		return
 	}
 	// Only current members are served, and they get replies only at their
 	// own address (the RPC guard checked both for messages from the
@@ -392,7 +411,7 @@ func (a *agent) Receive(c actor.Context) {
 		go func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }()
 	case *pb.Envelope_Hello:
 		// The guard checked the caller's certificate names this member.
-		rt.place.Proved(env.FromNode)
+		place.Proved(env.FromNode)
 		reply(&pb.Envelope{Body: &pb.Envelope_HelloReply{HelloReply: &pb.HelloReply{Name: rt.nodeName}}})
 	case *pb.Envelope_Shared:
 		rt.shared.received(env.FromNode, b.Shared)
@@ -404,7 +423,7 @@ func (a *agent) Receive(c actor.Context) {
 // serveTurn runs a forwarded turn here (the owner) and streams to the sink.
 func (rt *Runtime) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 	sink := actor.NewPID(env.ReplyAddress, env.ReplyId)
-	self := rt.place.ID()
+	self := rt.place().ID()
 	ctx, cancel := context.WithTimeout(rt.base, rt.requestTimeout)
 	if t.DeadlineUnixMs > 0 {
 		ctx2, cancel2 := context.WithDeadline(ctx, time.UnixMilli(t.DeadlineUnixMs))
@@ -443,7 +462,7 @@ func (rt *Runtime) serveConv(r *pb.ConvRequest) *pb.ConvReply {
 	case pb.ConvRequest_DELETE:
 		err = rt.localDelete(ctx, r.Tenant, r.Id)
 	}
-	out := &pb.ConvReply{Error: toPBError(err), Owner: rt.place.ID()}
+	out := &pb.ConvReply{Error: toPBError(err), Owner: rt.place().ID()}
 	if c != nil {
 		out.Snapshot = storage.Encode(nil, c)
 	}

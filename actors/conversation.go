@@ -340,7 +340,7 @@ func (a *conversation) handoff(c actor.Context) {
 	snap := copyConv(a.conv)
 	var targets []cluster.Node
 	for _, n := range a.rt.currentRing().Ranked(a.tenant+"/"+a.id, a.rt.replicas) {
-		if n.ID != a.rt.place.ID() {
+		if n.ID != a.rt.place().ID() {
 			targets = append(targets, n)
 		}
 	}

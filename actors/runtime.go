@@ -129,20 +129,22 @@ type Runtime struct {
 	requestTimeout time.Duration
 	convStrategy   actor.SupervisorStrategy
 
-	// cluster mode (nil place: alone)
-	place    Placement
-	remote   *remote.Remote
-	replicas int
-	ring     atomic.Pointer[cluster.Ring]
-	ringMu   sync.Mutex
-	ringCh   chan struct{}
-	rebal    rebalancer
-	guard    *rpcGuard
-	creds    *cluster.Credentials
-	nodeName string
-	shared   *sharedLink
-	attached chan struct{}
-	futures  sync.Map // pending requests to other nodes: future id -> the node asked
+	// cluster mode. placement is nil until Attach (alone, or not attached
+	// yet): the agent and the RPC guard serve as soon as remote starts,
+	// before the membership exists, so it is read atomically (place()).
+	placement atomic.Pointer[placeRef]
+	remote    *remote.Remote
+	replicas  int
+	ring      atomic.Pointer[cluster.Ring]
+	ringMu    sync.Mutex
+	ringCh    chan struct{}
+	rebal     rebalancer
+	guard     *rpcGuard
+	creds     *cluster.Credentials
+	nodeName  string
+	shared    *sharedLink
+	attached  chan struct{}
+	futures   sync.Map // pending requests to other nodes: future id -> the node asked
 
 	active     atomic.Int64
 	turnIDs    atomic.Uint64
@@ -367,7 +369,7 @@ func (rt *Runtime) localCreate(ctx context.Context, tenant string, o CreateOptio
 
 func (rt *Runtime) withOwner(c *moltbot.Conversation, err error) (*moltbot.Conversation, error) {
 	if c != nil && rt.clustered() {
-		c.Owner = rt.place.ID()
+		c.Owner = rt.place().ID()
 	}
 	return c, err
 }
@@ -548,7 +550,7 @@ func retryPause(attempt int) time.Duration {
 // noOwner is the error when this node cannot place a conversation: it has
 // not joined yet, or it is leaving.
 func (rt *Runtime) noOwner() error {
-	if !rt.place.Ready() {
+	if !rt.place().Ready() {
 		return notJoined()
 	}
 	return &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is leaving the cluster; retry on another", RetryAfter: time.Second}
@@ -715,7 +717,7 @@ func (rt *Runtime) Ready() error {
 	if rt.closed.Load() {
 		return moltbot.Errorf(moltbot.EShutdown, "shutting down")
 	}
-	if rt.clustered() && !rt.place.Ready() {
+	if rt.clustered() && !rt.place().Ready() {
 		return moltbot.Errorf(moltbot.EUnavailable, "still joining the cluster")
 	}
 	now := time.Now()

@@ -82,7 +82,7 @@ var help = map[string]string{
 	"moltbot_auth_failures_total":             "Failed authentications, by reason.",
 	"moltbot_rate_limited_total":              "Requests refused by a tenant's or key's limits.",
 	"moltbot_provider_key_cooldowns_total":    "Provider API keys put aside after a 401 or 429.",
-	"moltbot_cluster_rpc_refused_total":       "Node-to-node connections and messages refused, by reason (handshake, not_member, identity, malformed, target, type, panic, ...).",
+	"moltbot_cluster_rpc_refused_total":       "Node-to-node connections and messages refused, by reason (handshake, not_member, not_ready, identity, malformed, target, type, panic, ...).",
 	"moltbot_cluster_cert_expiry_seconds":     "Seconds until this node's cluster certificate expires.",
 	"moltbot_cluster_shared_records_total":    "Shared-state messages (auth records) from other members, by outcome (merged, refused, error).",
 	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",

