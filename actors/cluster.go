@@ -592,7 +592,8 @@ func (rt *Runtime) acquire(tenant, id string) *moltbot.Conversation {
 // ---- forwarding: the node a request arrived at, to the owner ----
 
 // turnSink receives a forwarded turn's chunks and result, from the owner
-// it forwarded to only.
+// it forwarded to only. fn is the caller's callback behind its guard:
+// once forwardTurn returns, a chunk still arriving reaches nobody.
 type turnSink struct {
 	fn    moltbot.StreamFunc
 	done  chan *pb.TurnResult
@@ -628,8 +629,13 @@ func (rt *Runtime) forwardTurn(ctx context.Context, owner cluster.Node, tenant, 
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
 	}
+	// As in localTurn: the sink writes through a guard closed before this
+	// returns (waiting for a write in progress), so a late chunk can never
+	// reach a finished response.
+	g := &guard{fn: fn}
+	defer g.close()
 	sink := rt.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
-		return &turnSink{fn: fn, done: done, mark: streamed, owner: owner.ID, rt: rt}
+		return &turnSink{fn: g.call, done: done, mark: streamed, owner: owner.ID, rt: rt}
 	}), strings.TrimSuffix(sinkPrefix, "$"))
 	env := rt.envelope()
 	env.ReplyAddress, env.ReplyId = sink.Address, sink.Id

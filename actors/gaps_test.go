@@ -7,12 +7,15 @@ package actors
 // -race.
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/internal/metrics"
@@ -73,6 +76,109 @@ func (p *fakePlace) Member(id string) (cluster.Node, bool) {
 // is sent to it stays in the process.
 func localNode(rt *Runtime, id string) cluster.Node {
 	return cluster.Node{ID: id, Name: id, RPC: rt.system.Address(), State: "alive"}
+}
+
+// envelopes is an actor that hands every Envelope it gets to a channel.
+type envelopes chan *pb.Envelope
+
+func (ch envelopes) Receive(c actor.Context) {
+	if env, ok := c.Message().(*pb.Envelope); ok {
+		ch <- env
+	}
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %s within 5s", what)
+		panic("unreachable")
+	}
+}
+
+// A forwarded turn writes its chunks through the same guard as a local one:
+// once forwardTurn has returned (the caller gave up, the owner left), a
+// chunk the sink is still handling can no longer reach the caller's
+// response; forwardTurn waits for a write in progress instead.
+func TestForwardedTurnSinkIsGuarded(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	rt := e.rt
+	owner := localNode(rt, "owner")
+	place := newFakePlace(localNode(rt, "self"), owner) // the owner is a member, not on the ring
+	rt.Attach(place)
+	// The owner's agent is the test: it learns the sink from the turn.
+	turns := make(envelopes, 4)
+	if _, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return turns }), agentName); err != nil {
+		t.Fatal(err)
+	}
+
+	returned := make(chan struct{})
+	writing := make(chan struct{})
+	release := make(chan struct{})
+	wrote := make(chan struct{})
+	var late atomic.Bool
+	var calls atomic.Int64
+	fn := func(moltbot.Chunk) error {
+		first := calls.Add(1) == 1
+		if first {
+			close(writing)
+			<-release // a slow client
+		}
+		select {
+		case <-returned:
+			late.Store(true) // the caller was told the turn is over
+		default:
+		}
+		if first {
+			close(wrote)
+		}
+		return nil
+	}
+	go func() {
+		defer close(returned)
+		rt.forwardTurn(context.Background(), owner, "default", "c", "t1", "hi", moltbot.ChatOptions{}, fn, func() {})
+	}()
+	turn := recv(t, turns, "forwarded turn")
+	if turn.GetTurn() == nil {
+		t.Fatalf("the owner got %v", turn)
+	}
+	sink := actor.NewPID(turn.ReplyAddress, turn.ReplyId)
+	chunk := &pb.Envelope{Protocol: cluster.Protocol, FromNode: owner.ID, Body: &pb.Envelope_Chunk{Chunk: &pb.TurnChunk{Content: "late", Served: "sim/sim"}}}
+	rt.system.Root.Send(sink, chunk)
+	recv(t, writing, "chunk write")
+	rt.system.Root.Send(sink, chunk) // queued behind the slow write
+
+	// The owner leaves the ring: forwardTurn gives up while the sink writes.
+	// (Signaled until forwardTurn returns: it may not watch the ring yet
+	// when the first change comes.)
+	go func() {
+		for {
+			select {
+			case place.changes <- struct{}{}:
+			case <-returned:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	select {
+	case <-returned: // too early: the write below comes after it
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	recv(t, wrote, "the slow write's end")
+	recv(t, returned, "forwardTurn's return")
+	if late.Load() {
+		t.Fatal("the sink wrote to the caller after forwardTurn returned")
+	}
+	// A chunk after the return reaches nobody.
+	rt.system.Root.Send(sink, chunk)
+	time.Sleep(20 * time.Millisecond) // a negative: give a wrong delivery its chance
+	if n := calls.Load(); n > 2 || late.Load() {
+		t.Fatalf("%d writes, late %v", n, late.Load())
+	}
 }
 
 func helloFrom(id string) *pb.Envelope {
