@@ -1,8 +1,9 @@
 // Package actors is the only package that knows protoactor-go. It runs:
 //
 //   - one provider actor per configured model server, under a supervisor
-//     ("providers") that restarts a crashed provider with backoff and counts
-//     it in moltbot_actor_restarts_total. A provider actor owns admission
+//     ("providers") that restarts a crashed provider at once, out of service
+//     for a backoff (the router skips it meanwhile), and counts it in
+//     moltbot_actor_restarts_total. A provider actor owns admission
 //     (max in-flight, a bounded queue, "busy" past both); the HTTP call runs
 //     in a goroutine it starts and that reports back by message, so Receive
 //     never blocks on a model;

@@ -8,6 +8,8 @@ package actors
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,10 +20,104 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/testutil"
 	"google.golang.org/protobuf/proto"
 )
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// within runs f and fails t if it has not returned after d (a stall).
+func within[T any](t *testing.T, d time.Duration, what string, f func() T) T {
+	t.Helper()
+	out := make(chan T, 1)
+	go func() { out <- f() }()
+	select {
+	case v := <-out:
+		return v
+	case <-time.After(d):
+		t.Fatalf("%s: no answer within %v", what, d)
+		panic("unreachable")
+	}
+}
+
+type completion struct {
+	comp *moltbot.Completion
+	err  error
+}
+
+// A provider that panicked is skipped while it restarts (its backoff), not
+// waited for: the next call fails over at once. Before, the call sat in the
+// suspended mailbox for the whole backoff.
+func TestRestartingProviderIsSkipped(t *testing.T) {
+	var n atomic.Int64
+	flaky := &fake{chat: func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
+		if n.Add(1) == 1 {
+			panic("boom")
+		}
+		return echo(ctx, req, fn)
+	}}
+	clock := newFakeClock()
+	e := start(t, []string{"flaky/m", "sim/sim"}, []ProviderSpec{spec("flaky", flaky), simSpec()}, func(c *Config) {
+		c.RestartBackoff = 20 * time.Second
+		c.clock = clock.Now
+	})
+	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}
+	complete := func(model string) completion {
+		return within(t, 5*time.Second, "a call while the provider restarts", func() completion {
+			comp, err := e.rt.Complete(ctx(t), msgs, moltbot.ChatOptions{Model: model}, nil)
+			return completion{comp, err}
+		})
+	}
+	if r := complete(""); r.err != nil || r.comp.Served.String() != "sim/sim" {
+		t.Fatalf("the panicking call was not rerouted: %+v %v", r.comp, r.err)
+	}
+	testutil.Eventually(t, 5*time.Second, "restart counted", func() bool { return e.met.Get(metrics.ActorRestarts, "provider") == 1 })
+
+	// Within the backoff (the clock has not moved): skipped, not waited for.
+	r := complete("")
+	if r.err != nil || r.comp.Served.String() != "sim/sim" || r.comp.Failovers != 1 {
+		t.Fatalf("during the backoff: %+v %v", r.comp, r.err)
+	}
+	if got := e.met.Get(metrics.Failovers, "flaky/m", "sim/sim", "restarting"); got != 1 {
+		t.Errorf("failovers{reason=restarting} = %d, want 1", got)
+	}
+	if flaky.calls.Load() != 1 {
+		t.Errorf("the restarting provider was asked %d times", flaky.calls.Load())
+	}
+	// Asked for by name (nothing to skip to), the call reaches the actor,
+	// which answers busy at once with the time left.
+	r = complete("flaky/m")
+	var me *moltbot.Error
+	if !errors.As(r.err, &me) || me.Code != moltbot.EBusy || !strings.Contains(me.Message, "restarting") || me.RetryAfter != 20*time.Second {
+		t.Fatalf("the restarting provider by name: %v (%+v), want busy, retry after the backoff left", r.err, me)
+	}
+
+	// Once the backoff is over it serves again.
+	clock.Advance(20 * time.Second)
+	if r := complete(""); r.err != nil || r.comp.Served.String() != "flaky/m" || r.comp.Failovers != 0 {
+		t.Fatalf("after the backoff: %+v %v", r.comp, r.err)
+	}
+}
 
 // fakePlace is a membership held by the test: self and other members, a
 // ring the test sets, and a Changes channel it signals.

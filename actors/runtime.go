@@ -71,6 +71,9 @@ type Config struct {
 	// full exchange with one random member (default 30s).
 	Shared         SharedState
 	SharedInterval time.Duration
+
+	// clock is the time for restart backoffs and breakers (tests; nil: time.Now).
+	clock func() time.Time
 }
 
 func (c *Config) ensureDefaults() {
@@ -94,6 +97,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.New(moltbot.Version)
+	}
+	if c.clock == nil {
+		c.clock = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -155,6 +161,8 @@ type Runtime struct {
 	closed     atomic.Bool
 	started    time.Time
 
+	now func() time.Time // restart backoffs, breakers
+
 	countMu   sync.Mutex
 	count     int
 	countedAt time.Time
@@ -189,6 +197,7 @@ func New(cfg Config) (*Runtime, error) {
 	_, _ = rand.Read(rnd[:])
 	rt.turnPrefix = "t" + idEncoding.EncodeToString(rnd[:]) + "."
 	rt.base, rt.stop = context.WithCancel(context.Background())
+	rt.now = cfg.clock
 	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
 	if cfg.RemoteAddr != "" {
@@ -217,9 +226,10 @@ func New(cfg Config) (*Runtime, error) {
 	// Providers live under a supervisor that restarts them with backoff.
 	pids := make(chan map[string]*actor.PID, 1)
 	provStrategy := &backoffStrategy{base: cfg.RestartBackoff, max: 30 * time.Second, window: time.Minute,
-		met: rt.met, log: rt.log, kind: "provider", onRestart: func(child *actor.PID) {
+		met: rt.met, log: rt.log, kind: "provider", restartNow: true, onRestart: func(child *actor.PID, backoff time.Duration) {
 			for _, st := range rt.states {
 				if st.pid.Load() != nil && st.pid.Load().Id == child.Id {
+					st.downUntil.Store(rt.now().Add(backoff).UnixNano())
 					st.restarts.Add(1)
 				}
 			}
@@ -241,7 +251,7 @@ func New(cfg Config) (*Runtime, error) {
 		rt.policy.Breaker(ref.Provider, ref.Model) // gauges exist from the start
 	}
 	rt.router = &router{root: rt.system.Root, chain: cfg.Chain, providers: provPIDs, states: rt.states, met: rt.met,
-		policy: rt.policy, hedgeAfter: cfg.HedgeAfter, continueStreams: cfg.StreamContinue, now: time.Now}
+		policy: rt.policy, hedgeAfter: cfg.HedgeAfter, continueStreams: cfg.StreamContinue, now: rt.now}
 	rt.convStrategy = &backoffStrategy{base: 10 * time.Millisecond, max: time.Second, window: time.Minute,
 		met: rt.met, log: rt.log, kind: "conversation"}
 	mgrProps := actor.PropsFromProducer(func() actor.Actor { return &manager{rt: rt} }, actor.WithSupervisor(rt.convStrategy))
@@ -273,7 +283,7 @@ func (s *providerSupervisor) Receive(c actor.Context) {
 	for _, name := range s.rt.order {
 		st := s.rt.states[name]
 		props := actor.PropsFromProducer(func() actor.Actor {
-			return &providerActor{st: st, log: s.rt.log, met: s.rt.met, system: s.rt.system}
+			return &providerActor{st: st, log: s.rt.log, met: s.rt.met, system: s.rt.system, now: s.rt.now}
 		})
 		pid, err := c.SpawnNamed(props, name)
 		if err != nil {
@@ -711,8 +721,8 @@ func (rt *Runtime) Status() Status {
 }
 
 // Ready returns nil when at least one model of the chain is usable: its
-// provider answered its last health check, is not rate limited, and its
-// breaker is not open (nor the model missing).
+// provider answered its last health check, is not restarting after a crash,
+// is not rate limited, and its breaker is not open (nor the model missing).
 func (rt *Runtime) Ready() error {
 	if rt.closed.Load() {
 		return moltbot.Errorf(moltbot.EShutdown, "shutting down")
@@ -720,7 +730,7 @@ func (rt *Runtime) Ready() error {
 	if rt.clustered() && !rt.place().Ready() {
 		return moltbot.Errorf(moltbot.EUnavailable, "still joining the cluster")
 	}
-	now := time.Now()
+	now := rt.now()
 	var why []string
 	for _, ref := range rt.router.chain {
 		st := rt.states[ref.Provider]
@@ -733,6 +743,8 @@ func (rt *Runtime) Ready() error {
 			why = append(why, ref.String()+": not checked yet")
 		case !healthy:
 			why = append(why, ref.String()+": unreachable")
+		case st.restartLeft(now) > 0:
+			why = append(why, ref.String()+": restarting after a crash")
 		case rt.policy.HeldFor(now, ref.Provider) > 0:
 			why = append(why, ref.String()+": rate limited")
 		case !b.Usable(now):
