@@ -90,11 +90,20 @@ type conversation struct {
 	handoffDue bool                  // hand off once the running turn ends
 	yield      []chan struct{}       // relinquish requests waiting for the running turn
 	loadErr    error
-	processed  uint64
+	kept       *convKept // survives restarts
 	running    *turnMsg
 	cancelRun  context.CancelFunc
 	queue      []*turnMsg
 	lastActive time.Time
+}
+
+// convKept is what a conversation actor keeps across a restart after a
+// panic: processed counts the manager's messages it has handled, which the
+// passivation protocol compares with the manager's count of what it sent.
+// (A count starting again at 0 would never match, and the actor would never
+// be passivated.) Only the actor touches it, one incarnation at a time.
+type convKept struct {
+	processed uint64
 }
 
 func (a *conversation) notFound() error {
@@ -140,7 +149,7 @@ func (a *conversation) Receive(c actor.Context) {
 			a.cancelRun()
 		}
 	case *createMsg:
-		a.processed++
+		a.kept.processed++
 		if a.moved() {
 			m.reply <- convReply{err: movedError()}
 			a.release(c)
@@ -148,7 +157,7 @@ func (a *conversation) Receive(c actor.Context) {
 		}
 		a.create(c, m)
 	case *getMsg:
-		a.processed++
+		a.kept.processed++
 		switch {
 		case a.moved():
 			m.reply <- convReply{err: movedError()}
@@ -162,7 +171,7 @@ func (a *conversation) Receive(c actor.Context) {
 			m.reply <- convReply{conv: copyConv(a.conv)}
 		}
 	case *deleteMsg:
-		a.processed++
+		a.kept.processed++
 		if a.moved() {
 			m.reply <- movedError()
 			a.release(c)
@@ -170,7 +179,7 @@ func (a *conversation) Receive(c actor.Context) {
 		}
 		a.delete(c, m)
 	case *turnMsg:
-		a.processed++
+		a.kept.processed++
 		a.lastActive = time.Now()
 		switch {
 		case a.moved():
@@ -193,7 +202,7 @@ func (a *conversation) Receive(c actor.Context) {
 			a.start(c, m)
 		}
 	case *cancelMsg:
-		a.processed++
+		a.kept.processed++
 		if a.running != nil && a.running.turnID == m.turnID {
 			a.cancelRun()
 			return
@@ -218,7 +227,7 @@ func (a *conversation) Receive(c actor.Context) {
 			a.handoff(c)
 		}
 	case *relinquishMsg:
-		a.processed++
+		a.kept.processed++
 		if a.running != nil {
 			a.yield = append(a.yield, m.done)
 			return
@@ -226,7 +235,7 @@ func (a *conversation) Receive(c actor.Context) {
 		a.stepDown(c)
 		close(m.done)
 	case *handoffCheck:
-		a.processed++
+		a.kept.processed++
 		if a.rt.clustered() && a.conv != nil && !a.handingOff && !a.rt.isOwner(a.tenant, a.id) {
 			if a.running != nil {
 				a.handoffDue = true
@@ -242,7 +251,7 @@ func (a *conversation) Receive(c actor.Context) {
 		a.queue = nil
 		a.release(c)
 	case *passivateMsg:
-		a.processed++
+		a.kept.processed++
 		if a.conv == nil || time.Since(a.lastActive) >= a.rt.idle {
 			a.release(c)
 		}
@@ -254,7 +263,7 @@ func (a *conversation) release(c actor.Context) {
 	if a.running != nil || len(a.queue) > 0 {
 		return
 	}
-	c.Send(c.Parent(), &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.processed})
+	c.Send(c.Parent(), &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.kept.processed})
 }
 
 func (a *conversation) persist() error {

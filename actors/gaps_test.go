@@ -23,6 +23,7 @@ import (
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/testutil"
+	"github.com/moltbot/moltbot/storage"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -116,6 +117,60 @@ func TestRestartingProviderIsSkipped(t *testing.T) {
 	clock.Advance(20 * time.Second)
 	if r := complete(""); r.err != nil || r.comp.Served.String() != "flaky/m" || r.comp.Failovers != 0 {
 		t.Fatalf("after the backoff: %+v %v", r.comp, r.err)
+	}
+}
+
+// panicStore panics in Put when when(c) holds: a bug in the conversation
+// actor's own code path, on demand.
+type panicStore struct {
+	*storage.Memory
+	when func(c *moltbot.Conversation) bool
+}
+
+func (s *panicStore) Put(c *moltbot.Conversation, sync bool) error {
+	if s.when(c) {
+		panic("test: the store exploded")
+	}
+	return s.Memory.Put(c, sync)
+}
+
+func last(c *moltbot.Conversation) moltbot.Message {
+	if len(c.Messages) == 0 {
+		return moltbot.Message{}
+	}
+	return c.Messages[len(c.Messages)-1]
+}
+
+func crashOn(c *moltbot.Conversation) bool {
+	m := last(c)
+	return c.System == "crash" || // create
+		m.Role == moltbot.RoleUser && m.Content == "crash" || // the user message
+		m.Role == moltbot.RoleAssistant && strings.Contains(m.Content, "crash-reply") // the reply
+}
+
+func startCrashing(t *testing.T, tweak func(*Config)) *env {
+	return start(t, []string{"p/m"}, []ProviderSpec{spec("p", &fake{chat: echo})}, func(c *Config) {
+		c.Store = &panicStore{Memory: c.Store.(*storage.Memory), when: crashOn}
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// A conversation restarted after a panic is passivated again when idle.
+// Before, its count of handled messages started again at 0 and never
+// matched the manager's count, so it stayed in memory for good.
+func TestRestartedConversationPassivates(t *testing.T) {
+	e := startCrashing(t, func(c *Config) { c.IdleTimeout = 50 * time.Millisecond })
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.rt.Turn(ctx(t), "default", c.ID, "crash", moltbot.ChatOptions{}, nil) // its answer is the test above's business
+	testutil.Eventually(t, 5*time.Second, "restart counted", func() bool { return e.met.Get(metrics.ActorRestarts, "conversation") == 1 })
+	testutil.Eventually(t, 5*time.Second, "the restarted conversation passivated", func() bool { return e.rt.ActiveConversations() == 0 })
+	if got, err := e.rt.Get(ctx(t), "default", c.ID); err != nil || len(got.Messages) != 0 {
+		t.Fatalf("after reactivation: %+v %v", got, err)
 	}
 }
 

@@ -298,9 +298,12 @@ func (s *providerSupervisor) Receive(c actor.Context) {
 	}
 }
 
+// convProps makes one conversation's actor; what must survive its restarts
+// lives in kept, shared by its incarnations.
 func (rt *Runtime) convProps(tenant, id string) *actor.Props {
+	kept := &convKept{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &conversation{rt: rt, tenant: tenant, id: id}
+		return &conversation{rt: rt, tenant: tenant, id: id, kept: kept}
 	})
 }
 
