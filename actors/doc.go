@@ -18,7 +18,8 @@
 //     chain: primary first, then fallbacks when a model fails before its first
 //     token. The failover policy proper (breakers, thresholds) plugs in here.
 //
-// Every request message gets exactly one reply; callers never wait forever.
+// Every request message gets exactly one reply, the one whose handling made
+// an actor panic included; callers never wait forever.
 // The Runtime type is the package's API: the gateway declares the small
 // interface it needs and the cmd package hands it a *Runtime.
 package actors

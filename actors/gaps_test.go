@@ -157,6 +157,48 @@ func startCrashing(t *testing.T, tweak func(*Config)) *env {
 	})
 }
 
+// The request whose handling made a conversation actor panic is answered
+// at once (an internal error, retriable), and the conversation serves
+// again after its restart. Before, the caller waited until it gave up.
+func TestCrashedRequestIsAnswered(t *testing.T) {
+	e := startCrashing(t, nil)
+	for _, tc := range []struct {
+		name string
+		do   func(id string) error
+	}{
+		{"create", func(string) error {
+			_, err := e.rt.Create(ctx(t), "default", CreateOptions{System: "crash"})
+			return err
+		}},
+		{"storing the user message", func(id string) error {
+			_, err := e.rt.Turn(ctx(t), "default", id, "crash", moltbot.ChatOptions{}, nil)
+			return err
+		}},
+		{"storing the reply", func(id string) error {
+			_, err := e.rt.Turn(ctx(t), "default", id, "crash-reply", moltbot.ChatOptions{}, func(moltbot.Chunk) error { return nil })
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			restarts := e.met.Get(metrics.ActorRestarts, "conversation")
+			err = within(t, 5*time.Second, "the crashed request", func() error { return tc.do(c.ID) })
+			if code(err) != moltbot.EInternal || !strings.Contains(err.Error(), "crashed") {
+				t.Fatalf("the crashed request: %v", err)
+			}
+			testutil.Eventually(t, 5*time.Second, "restart counted", func() bool {
+				return e.met.Get(metrics.ActorRestarts, "conversation") == restarts+1
+			})
+			if _, err := e.rt.Turn(ctx(t), "default", c.ID, "still there?", moltbot.ChatOptions{}, nil); err != nil {
+				t.Fatalf("after the restart: %v", err)
+			}
+		})
+	}
+}
+
 // A conversation restarted after a panic is passivated again when idle.
 // Before, its count of handled messages started again at 0 and never
 // matched the manager's count, so it stayed in memory for good.
