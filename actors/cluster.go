@@ -356,6 +356,9 @@ func retriable(err error) bool {
 
 type agent struct{ rt *Runtime }
 
+// Receive never blocks: what takes time (a turn, a conversation request, a
+// replica write, a fetch) runs on a goroutine bounded per kind (RemoteWork);
+// past the bound the sender is answered busy at once.
 func (a *agent) Receive(c actor.Context) {
 	env, ok := c.Message().(*pb.Envelope)
 	if !ok {
@@ -392,23 +395,42 @@ func (a *agent) Receive(c actor.Context) {
 			Message: fmt.Sprintf("incompatible cluster protocol %d (this node speaks %d)", env.Protocol, cluster.Protocol)}}}})
 		return
 	}
+	from := env.FromNode
+	// serve runs work on a goroutine holding a slot of pool, or answers
+	// busy at once.
+	serve := func(pool *workPool, work func(), refused func(*pb.Error)) {
+		if !pool.acquire(from) {
+			refused(rt.busy(pool, from))
+			return
+		}
+		go func() {
+			defer pool.release(from)
+			work()
+		}()
+	}
+	convBusy := func(e *pb.Error) {
+		reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: &pb.ConvReply{Error: e}}})
+	}
 	switch b := env.Body.(type) {
 	case *pb.Envelope_Turn:
 		if !ephemeral(env.ReplyId, sinkPrefix) {
 			rt.guard.refused(refuse("target", "a turn whose replies go to actor %q", env.ReplyId), env.FromNode)
 			return
 		}
-		go rt.serveTurn(env, b.Turn)
+		serve(rt.work.turns, func() { rt.serveTurn(env, b.Turn) }, func(e *pb.Error) {
+			rt.system.Root.Send(actor.NewPID(env.ReplyAddress, env.ReplyId), &pb.Envelope{Protocol: cluster.Protocol, FromNode: place.ID(),
+				Body: &pb.Envelope_Result{Result: &pb.TurnResult{Error: e}}})
+		})
 	case *pb.Envelope_Cancel:
 		rt.system.Root.Send(rt.manager, &cancelMsg{tenant: b.Cancel.Tenant, id: b.Cancel.Id, turnID: b.Cancel.TurnId})
 	case *pb.Envelope_Conv:
-		go func() { reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: rt.serveConv(b.Conv)}}) }()
+		serve(rt.work.conv, func() { reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: rt.serveConv(b.Conv)}}) }, convBusy)
 	case *pb.Envelope_Replicate:
-		go func() {
+		serve(rt.work.replicate, func() {
 			reply(&pb.Envelope{Body: &pb.Envelope_ReplicateAck{ReplicateAck: rt.serveReplicate(b.Replicate)}})
-		}()
+		}, convBusy)
 	case *pb.Envelope_Fetch:
-		go func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }()
+		serve(rt.work.fetch, func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }, convBusy)
 	case *pb.Envelope_Hello:
 		// The guard checked the caller's certificate names this member.
 		place.Proved(env.FromNode)
@@ -530,7 +552,7 @@ func (rt *Runtime) replicate(c *moltbot.Conversation, targets []cluster.Node, ha
 		go func() {
 			env := rt.envelope()
 			env.Body = &pb.Envelope_Replicate{Replicate: &pb.Replicate{Snapshot: snap, Handoff: handoff}}
-			r, err := rt.request(n, env, 3*time.Second)
+			r, err := rt.requestPatient(n, env, 3*time.Second)
 			out <- res{n, r, err}
 		}()
 	}
@@ -542,6 +564,9 @@ func (rt *Runtime) replicate(c *moltbot.Conversation, targets []cluster.Node, ha
 		case r.err != nil:
 			rt.met.Inc(metrics.ReplicationWrites, "error")
 			rt.log.Warn("replication failed", "conversation", c.Key(), "node", r.node.ID, "err", r.err)
+		case isBusy(r.env):
+			rt.met.Inc(metrics.ReplicationWrites, "busy")
+			rt.log.Warn("replica too busy to take a snapshot", "conversation", c.Key(), "node", r.node.ID)
 		case ack == nil:
 			rt.met.Inc(metrics.ReplicationWrites, "error")
 		case ack.Ok:
@@ -572,10 +597,13 @@ func (rt *Runtime) acquire(tenant, id string) *moltbot.Conversation {
 		go func() {
 			env := rt.envelope()
 			env.Body = &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: tenant, Id: id, Acquire: true}}
-			r, err := rt.request(n, env, rt.requestTimeout+time.Second)
+			r, err := rt.requestPatient(n, env, rt.requestTimeout+time.Second)
 			var c *moltbot.Conversation
-			if err == nil && r.GetFetchReply().GetFound() {
+			switch {
+			case err == nil && r.GetFetchReply().GetFound():
 				c, _ = storage.Decode(r.GetFetchReply().Snapshot)
+			case err == nil && isBusy(r):
+				rt.log.Warn("a holder stayed too busy to send its copy", "conversation", tenant+"/"+id, "node", n.ID)
 			}
 			out <- c
 		}()

@@ -19,7 +19,8 @@
 //     token. The failover policy proper (breakers, thresholds) plugs in here.
 //
 // Every request message gets exactly one reply, the one whose handling made
-// an actor panic included; callers never wait forever.
+// an actor panic included; callers never wait forever. Other nodes' requests
+// run on goroutines bounded per kind (RemoteWork), answered busy past that.
 // The Runtime type is the package's API: the gateway declares the small
 // interface it needs and the cmd package hands it a *Runtime.
 package actors

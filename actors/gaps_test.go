@@ -9,6 +9,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -431,5 +432,150 @@ func TestAgentWhileAttaching(t *testing.T) {
 	r, err := rt.system.Root.RequestFuture(pid, helloFrom("peer"), 5*time.Second).Result()
 	if env, ok := r.(*pb.Envelope); err != nil || !ok || env.GetHelloReply() == nil || env.FromNode != "self" {
 		t.Fatalf("hello after Attach: %v %v", r, err)
+	}
+}
+
+func TestWorkPoolShares(t *testing.T) {
+	for _, tc := range []struct {
+		limit, alone, other int // slots one member gets alone, then another
+	}{
+		{1, 1, 0},
+		{2, 2, 0},
+		{4, 3, 1},
+		{8, 6, 2},
+		{1024, 768, 256},
+	} {
+		p := newWorkPool("test", tc.limit)
+		a, b := 0, 0
+		for p.acquire("a") {
+			a++
+		}
+		for p.acquire("b") {
+			b++
+		}
+		if a != tc.alone || b != tc.other || p.inUse() != a+b {
+			t.Errorf("limit %d: a got %d, b %d (in use %d); want %d, %d", tc.limit, a, b, p.inUse(), tc.alone, tc.other)
+		}
+		p.release("a")
+		if !p.acquire("b") && tc.other > 0 {
+			t.Errorf("limit %d: a released a slot and b cannot take it", tc.limit)
+		}
+	}
+}
+
+// The agent serves other nodes' turns, conversation requests, replicas and
+// fetches on goroutines bounded per kind (and per member: one member gets at
+// most three quarters); past a bound the sender is answered busy at once,
+// retriable, and the refusal is counted. Before, every envelope started a
+// goroutine, without bound.
+func TestAgentBoundsRemoteWork(t *testing.T) {
+	release := make(chan struct{})
+	e := start(t, []string{"p/m"}, []ProviderSpec{spec("p", &fake{chat: blocking(release)})}, func(c *Config) {
+		c.RemoteWork = RemoteWork{Turns: 4, Conv: 2, Replicate: 2, Fetch: 2}
+	})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	rt := e.rt
+	self, a, b := localNode(rt, "self"), localNode(rt, "a"), localNode(rt, "b")
+	rt.Attach(newFakePlace(self, a, b))
+	agentAt := spawnAgent(t, rt)
+	var ids []string
+	for range 5 {
+		c, err := rt.Create(ctx(t), "default", CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	turnID := 0
+	turn := func(from cluster.Node, id string) envelopes {
+		results := make(envelopes, 1)
+		sink := rt.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return results }), "sink")
+		turnID++
+		rt.system.Root.Send(agentAt, &pb.Envelope{Protocol: cluster.Protocol, FromNode: from.ID, ReplyAddress: sink.Address, ReplyId: sink.Id,
+			Body: &pb.Envelope_Turn{Turn: &pb.TurnRequest{Tenant: "default", Id: id, TurnId: fmt.Sprint("r", turnID), Content: "hi",
+				DeadlineUnixMs: time.Now().Add(time.Minute).UnixMilli()}}})
+		return results
+	}
+	busyResult := func(results envelopes, what string) {
+		t.Helper()
+		r := recv(t, results, what).GetResult()
+		if r.GetError().GetCode() != moltbot.EBusy || r.GetError().GetRetryAfterMs() != 1000 {
+			t.Fatalf("%s: %v, want busy with a retry after", what, r)
+		}
+	}
+	inFlight := func() int64 { return rt.Status().Providers[0].InFlight }
+
+	var running []envelopes
+	for _, id := range ids[:3] {
+		running = append(running, turn(a, id))
+	}
+	testutil.Eventually(t, 5*time.Second, "member a's three turns running", func() bool { return inFlight() == 3 })
+	busyResult(turn(a, ids[3]), "a's fourth turn (three quarters of 4 is its share)")
+	running = append(running, turn(b, ids[4]))
+	testutil.Eventually(t, 5*time.Second, "member b's turn running", func() bool { return inFlight() == 4 })
+	busyResult(turn(b, ids[3]), "a fifth turn (the bound is 4)")
+	if n := e.met.Get(metrics.ClusterBusy, "turn"); n != 2 {
+		t.Errorf("busy{kind=turn} = %d, want 2", n)
+	}
+	close(release)
+	for i, results := range running {
+		if r := recv(t, results, "an admitted turn's result").GetResult(); r.GetError() != nil {
+			t.Fatalf("admitted turn %d: %v", i, r.GetError())
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "turn slots released", func() bool { return rt.work.turns.inUse() == 0 })
+	if r := recv(t, turn(a, ids[3]), "a turn after the others ended").GetResult(); r.GetError() != nil {
+		t.Fatalf("a turn after the others ended: %v", r.GetError())
+	}
+
+	// The other kinds answer busy to the requester at once.
+	snap := storage.Encode(nil, &moltbot.Conversation{Tenant: "default", ID: "r1", Version: 1, Epoch: 1})
+	for _, tc := range []struct {
+		pool *workPool
+		body *pb.Envelope
+		ok   func(*pb.Envelope) bool
+	}{
+		{rt.work.conv, &pb.Envelope{Body: &pb.Envelope_Conv{Conv: &pb.ConvRequest{Op: pb.ConvRequest_GET, Tenant: "default", Id: ids[0]}}},
+			func(r *pb.Envelope) bool { return r.GetConvReply() != nil && r.GetConvReply().Error == nil }},
+		{rt.work.replicate, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.Replicate{Snapshot: snap}}},
+			func(r *pb.Envelope) bool { return r.GetReplicateAck().GetOk() }},
+		{rt.work.fetch, &pb.Envelope{Body: &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: ids[0]}}},
+			func(r *pb.Envelope) bool { return r.GetFetchReply().GetFound() }},
+	} {
+		t.Run(tc.pool.kind, func(t *testing.T) {
+			held := 0
+			for tc.pool.acquire("b") {
+				held++
+			}
+			req := proto.Clone(tc.body).(*pb.Envelope)
+			req.Protocol, req.FromNode = cluster.Protocol, a.ID
+			r, err := rt.request(self, req, 5*time.Second)
+			if err != nil || !isBusy(r) || r.GetConvReply().GetError().GetRetryAfterMs() != 1000 {
+				t.Fatalf("with the pool full: %v %v", r, err)
+			}
+			if n := e.met.Get(metrics.ClusterBusy, tc.pool.kind); n != 1 {
+				t.Errorf("busy{kind=%s} = %d", tc.pool.kind, n)
+			}
+			// A patient requester (replication, acquiring a copy) asks
+			// again, and is served once a slot frees up.
+			got := make(chan *pb.Envelope, 1)
+			go func() {
+				r, _ := rt.requestPatient(self, req, 5*time.Second)
+				got <- r
+			}()
+			testutil.Eventually(t, 5*time.Second, "the patient request refused", func() bool { return e.met.Get(metrics.ClusterBusy, tc.pool.kind) >= 2 })
+			for range held {
+				tc.pool.release("b")
+			}
+			if r := recv(t, got, "the patient request's answer"); !tc.ok(r) {
+				t.Fatalf("once a slot is free: %v", r)
+			}
+		})
 	}
 }

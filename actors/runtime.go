@@ -71,6 +71,9 @@ type Config struct {
 	// full exchange with one random member (default 30s).
 	Shared         SharedState
 	SharedInterval time.Duration
+	// RemoteWork bounds what other nodes may start here at once (zero
+	// fields: DefaultRemoteWork).
+	RemoteWork RemoteWork
 
 	// clock is the time for restart backoffs and breakers (tests; nil: time.Now).
 	clock func() time.Time
@@ -98,6 +101,7 @@ func (c *Config) ensureDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = metrics.New(moltbot.Version)
 	}
+	c.RemoteWork.ensureDefaults()
 	if c.clock == nil {
 		c.clock = time.Now
 	}
@@ -151,6 +155,7 @@ type Runtime struct {
 	shared    *sharedLink
 	attached  chan struct{}
 	futures   sync.Map // pending requests to other nodes: future id -> the node asked
+	work      remotePools
 
 	active     atomic.Int64
 	turnIDs    atomic.Uint64
@@ -200,7 +205,9 @@ func New(cfg Config) (*Runtime, error) {
 	rt.now = cfg.clock
 	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	rt.work = newRemotePools(cfg.RemoteWork)
 	if cfg.RemoteAddr != "" {
+		rt.work.gauges(rt.met)
 		if err := rt.startRemote(cfg.RemoteAddr, cfg.RemoteAdvertise, cfg.RemoteTLS); err != nil {
 			return nil, err
 		}
