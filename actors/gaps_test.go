@@ -357,8 +357,11 @@ func TestForwardedTurnSinkIsGuarded(t *testing.T) {
 			}
 		}
 	}()
+	// Before the fix forwardTurn returned here at once, while the write
+	// went on; with the guard it waits for the write. A bounded wait for
+	// the wrong outcome, then the write ends.
 	select {
-	case <-returned: // too early: the write below comes after it
+	case <-returned:
 	case <-time.After(300 * time.Millisecond):
 	}
 	close(release)
@@ -366,12 +369,6 @@ func TestForwardedTurnSinkIsGuarded(t *testing.T) {
 	recv(t, returned, "forwardTurn's return")
 	if late.Load() {
 		t.Fatal("the sink wrote to the caller after forwardTurn returned")
-	}
-	// A chunk after the return reaches nobody.
-	rt.system.Root.Send(sink, chunk)
-	time.Sleep(20 * time.Millisecond) // a negative: give a wrong delivery its chance
-	if n := calls.Load(); n > 2 || late.Load() {
-		t.Fatalf("%d writes, late %v", n, late.Load())
 	}
 }
 
