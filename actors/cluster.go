@@ -52,7 +52,7 @@ func (rt *Runtime) Cluster() *ClusterStatus {
 	if !rt.clustered() {
 		return nil
 	}
-	return &ClusterStatus{Self: rt.place.ID(), Replicas: rt.replicas, Members: rt.place.Members()}
+	return &ClusterStatus{Self: rt.place().ID(), Replicas: rt.replicas, Members: rt.place().Members()}
 }
 
 // WaitHandoff waits until this node holds no conversation in memory and the
@@ -152,12 +152,15 @@ func (rt *Runtime) RemoteAddress() string {
 // Attach starts routing by p: conversations are served by their owner.
 // With TLS, peers' certificate names are checked against p from now on.
 func (rt *Runtime) Attach(p Placement) {
-	rt.place = p
+	// The ring first: whoever sees the placement finds a ring too.
 	rt.ring.Store(p.Ring())
 	if rt.creds != nil {
 		if peers, ok := p.(cluster.Peers); ok {
 			rt.creds.SetPeers(peers)
 		}
+	}
+	if !rt.placement.CompareAndSwap(nil, &placeRef{p}) {
+		panic("actors: Attach called twice")
 	}
 	close(rt.attached)
 	rt.wg.Add(1)
@@ -212,7 +215,19 @@ func (rt *Runtime) VerifyPeer(ctx context.Context, n cluster.Node) error {
 	return nil
 }
 
-func (rt *Runtime) clustered() bool { return rt.place != nil }
+// placeRef boxes a Placement for an atomic pointer.
+type placeRef struct{ Placement }
+
+// place returns the membership, or nil before Attach. Set once, never
+// cleared: a caller that saw clustered() may call place() freely.
+func (rt *Runtime) place() Placement {
+	if p := rt.placement.Load(); p != nil {
+		return p.Placement
+	}
+	return nil
+}
+
+func (rt *Runtime) clustered() bool { return rt.placement.Load() != nil }
 
 // ringChanged returns a channel closed at the next ring change.
 func (rt *Runtime) ringChanged() <-chan struct{} {
@@ -230,9 +245,9 @@ func (rt *Runtime) watchRing() {
 		select {
 		case <-rt.base.Done():
 			return
-		case <-rt.place.Changes():
+		case <-rt.place().Changes():
 		}
-		ring := rt.place.Ring()
+		ring := rt.place().Ring()
 		rt.ring.Store(ring)
 		rt.ringMu.Lock()
 		close(rt.ringCh)
@@ -250,14 +265,14 @@ func (rt *Runtime) ownerOf(tenant, id string) (cluster.Node, bool) {
 	if !rt.clustered() {
 		return cluster.Node{}, true
 	}
-	if !rt.place.Ready() {
+	if !rt.place().Ready() {
 		return cluster.Node{}, false
 	}
 	n, ok := rt.currentRing().Owner(tenant + "/" + id)
 	if !ok {
 		return cluster.Node{}, false // we left the ring: nothing is ours
 	}
-	return n, n.ID == rt.place.ID()
+	return n, n.ID == rt.place().ID()
 }
 
 // isOwner reports whether this node owns the conversation now.
@@ -270,7 +285,7 @@ func (rt *Runtime) isOwner(tenant, id string) bool {
 func (rt *Runtime) others(tenant, id string, n int) []cluster.Node {
 	var out []cluster.Node
 	for _, node := range rt.currentRing().Ranked(tenant+"/"+id, n) {
-		if node.ID != rt.place.ID() {
+		if node.ID != rt.place().ID() {
 			out = append(out, node)
 		}
 	}
@@ -280,7 +295,7 @@ func (rt *Runtime) others(tenant, id string, n int) []cluster.Node {
 func agentPID(n cluster.Node) *actor.PID { return actor.NewPID(n.RPC, agentName) }
 
 func (rt *Runtime) envelope() *pb.Envelope {
-	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: rt.place.ID()}
+	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: rt.place().ID()}
 }
 
 // request sends env to node's agent and waits for one reply envelope,
@@ -341,21 +356,28 @@ func retriable(err error) bool {
 
 type agent struct{ rt *Runtime }
 
+// Receive never blocks: what takes time (a turn, a conversation request, a
+// replica write, a fetch) runs on a goroutine bounded per kind (RemoteWork);
+// past the bound the sender is answered busy at once.
 func (a *agent) Receive(c actor.Context) {
 	env, ok := c.Message().(*pb.Envelope)
 	if !ok {
 		return
 	}
 	rt := a.rt
+	place := rt.place()
+	if place == nil {
+		// Remote serves before Attach: nobody is a member yet. The RPC
+		// guard refuses such batches; this holds for any other way in.
+		rt.guard.refused(refuse("not_ready", "a message from %q before this node joined", env.FromNode), env.FromNode)
+		return
+	}
 	sender := c.Sender()
 	reply := func(r *pb.Envelope) {
 		if sender != nil {
-			r.Protocol, r.FromNode = cluster.Protocol, rt.place.ID()
+			r.Protocol, r.FromNode = cluster.Protocol, place.ID()
 			rt.system.Root.Send(sender, r)
 		}
-	}
-	if !rt.clustered() {
-		return
 	}
 	// Only current members are served, and they get replies only at their
 	// own address (the RPC guard checked both for messages from the
@@ -373,26 +395,45 @@ func (a *agent) Receive(c actor.Context) {
 			Message: fmt.Sprintf("incompatible cluster protocol %d (this node speaks %d)", env.Protocol, cluster.Protocol)}}}})
 		return
 	}
+	from := env.FromNode
+	// serve runs work on a goroutine holding a slot of pool, or answers
+	// busy at once.
+	serve := func(pool *workPool, work func(), refused func(*pb.Error)) {
+		if !pool.acquire(from) {
+			refused(rt.busy(pool, from))
+			return
+		}
+		go func() {
+			defer pool.release(from)
+			work()
+		}()
+	}
+	convBusy := func(e *pb.Error) {
+		reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: &pb.ConvReply{Error: e}}})
+	}
 	switch b := env.Body.(type) {
 	case *pb.Envelope_Turn:
 		if !ephemeral(env.ReplyId, sinkPrefix) {
 			rt.guard.refused(refuse("target", "a turn whose replies go to actor %q", env.ReplyId), env.FromNode)
 			return
 		}
-		go rt.serveTurn(env, b.Turn)
+		serve(rt.work.turns, func() { rt.serveTurn(env, b.Turn) }, func(e *pb.Error) {
+			rt.system.Root.Send(actor.NewPID(env.ReplyAddress, env.ReplyId), &pb.Envelope{Protocol: cluster.Protocol, FromNode: place.ID(),
+				Body: &pb.Envelope_Result{Result: &pb.TurnResult{Error: e}}})
+		})
 	case *pb.Envelope_Cancel:
 		rt.system.Root.Send(rt.manager, &cancelMsg{tenant: b.Cancel.Tenant, id: b.Cancel.Id, turnID: b.Cancel.TurnId})
 	case *pb.Envelope_Conv:
-		go func() { reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: rt.serveConv(b.Conv)}}) }()
+		serve(rt.work.conv, func() { reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: rt.serveConv(b.Conv)}}) }, convBusy)
 	case *pb.Envelope_Replicate:
-		go func() {
+		serve(rt.work.replicate, func() {
 			reply(&pb.Envelope{Body: &pb.Envelope_ReplicateAck{ReplicateAck: rt.serveReplicate(b.Replicate)}})
-		}()
+		}, convBusy)
 	case *pb.Envelope_Fetch:
-		go func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }()
+		serve(rt.work.fetch, func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }, convBusy)
 	case *pb.Envelope_Hello:
 		// The guard checked the caller's certificate names this member.
-		rt.place.Proved(env.FromNode)
+		place.Proved(env.FromNode)
 		reply(&pb.Envelope{Body: &pb.Envelope_HelloReply{HelloReply: &pb.HelloReply{Name: rt.nodeName}}})
 	case *pb.Envelope_Shared:
 		rt.shared.received(env.FromNode, b.Shared)
@@ -404,7 +445,7 @@ func (a *agent) Receive(c actor.Context) {
 // serveTurn runs a forwarded turn here (the owner) and streams to the sink.
 func (rt *Runtime) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 	sink := actor.NewPID(env.ReplyAddress, env.ReplyId)
-	self := rt.place.ID()
+	self := rt.place().ID()
 	ctx, cancel := context.WithTimeout(rt.base, rt.requestTimeout)
 	if t.DeadlineUnixMs > 0 {
 		ctx2, cancel2 := context.WithDeadline(ctx, time.UnixMilli(t.DeadlineUnixMs))
@@ -443,7 +484,7 @@ func (rt *Runtime) serveConv(r *pb.ConvRequest) *pb.ConvReply {
 	case pb.ConvRequest_DELETE:
 		err = rt.localDelete(ctx, r.Tenant, r.Id)
 	}
-	out := &pb.ConvReply{Error: toPBError(err), Owner: rt.place.ID()}
+	out := &pb.ConvReply{Error: toPBError(err), Owner: rt.place().ID()}
 	if c != nil {
 		out.Snapshot = storage.Encode(nil, c)
 	}
@@ -511,7 +552,7 @@ func (rt *Runtime) replicate(c *moltbot.Conversation, targets []cluster.Node, ha
 		go func() {
 			env := rt.envelope()
 			env.Body = &pb.Envelope_Replicate{Replicate: &pb.Replicate{Snapshot: snap, Handoff: handoff}}
-			r, err := rt.request(n, env, 3*time.Second)
+			r, err := rt.requestPatient(n, env, 3*time.Second)
 			out <- res{n, r, err}
 		}()
 	}
@@ -523,6 +564,9 @@ func (rt *Runtime) replicate(c *moltbot.Conversation, targets []cluster.Node, ha
 		case r.err != nil:
 			rt.met.Inc(metrics.ReplicationWrites, "error")
 			rt.log.Warn("replication failed", "conversation", c.Key(), "node", r.node.ID, "err", r.err)
+		case isBusy(r.env):
+			rt.met.Inc(metrics.ReplicationWrites, "busy")
+			rt.log.Warn("replica too busy to take a snapshot", "conversation", c.Key(), "node", r.node.ID)
 		case ack == nil:
 			rt.met.Inc(metrics.ReplicationWrites, "error")
 		case ack.Ok:
@@ -553,10 +597,13 @@ func (rt *Runtime) acquire(tenant, id string) *moltbot.Conversation {
 		go func() {
 			env := rt.envelope()
 			env.Body = &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: tenant, Id: id, Acquire: true}}
-			r, err := rt.request(n, env, rt.requestTimeout+time.Second)
+			r, err := rt.requestPatient(n, env, rt.requestTimeout+time.Second)
 			var c *moltbot.Conversation
-			if err == nil && r.GetFetchReply().GetFound() {
+			switch {
+			case err == nil && r.GetFetchReply().GetFound():
 				c, _ = storage.Decode(r.GetFetchReply().Snapshot)
+			case err == nil && isBusy(r):
+				rt.log.Warn("a holder stayed too busy to send its copy", "conversation", tenant+"/"+id, "node", n.ID)
 			}
 			out <- c
 		}()
@@ -573,7 +620,8 @@ func (rt *Runtime) acquire(tenant, id string) *moltbot.Conversation {
 // ---- forwarding: the node a request arrived at, to the owner ----
 
 // turnSink receives a forwarded turn's chunks and result, from the owner
-// it forwarded to only.
+// it forwarded to only. fn is the caller's callback behind its guard:
+// once forwardTurn returns, a chunk still arriving reaches nobody.
 type turnSink struct {
 	fn    moltbot.StreamFunc
 	done  chan *pb.TurnResult
@@ -609,8 +657,13 @@ func (rt *Runtime) forwardTurn(ctx context.Context, owner cluster.Node, tenant, 
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
 	}
+	// As in localTurn: the sink writes through a guard closed before this
+	// returns (waiting for a write in progress), so a late chunk can never
+	// reach a finished response.
+	g := &guard{fn: fn}
+	defer g.close()
 	sink := rt.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
-		return &turnSink{fn: fn, done: done, mark: streamed, owner: owner.ID, rt: rt}
+		return &turnSink{fn: g.call, done: done, mark: streamed, owner: owner.ID, rt: rt}
 	}), strings.TrimSuffix(sinkPrefix, "$"))
 	env := rt.envelope()
 	env.ReplyAddress, env.ReplyId = sink.Address, sink.Id

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -32,32 +34,41 @@ type turnReply struct {
 	err error
 }
 
+// The request messages (create, get, delete, turn; relinquish) are
+// answered exactly once, whatever happens: through answer, whose first
+// call wins. Some are answered from a goroutine (after replication), and a
+// crash of the actor answers what it held with an error (see crashed).
+
 type createMsg struct {
 	tenant, id, system, model string
-	reply                     chan convReply
+	reply                     chan convReply // buffered (1)
+	answered                  atomic.Bool
 }
 
 type getMsg struct {
 	tenant, id string
-	reply      chan convReply
+	reply      chan convReply // buffered (1)
+	answered   atomic.Bool
 }
 
 type deleteMsg struct {
 	tenant, id string
-	reply      chan error
+	reply      chan error // buffered (1)
+	answered   atomic.Bool
 }
 
 type turnMsg struct {
 	tenant, id string
 	// turnID identifies the turn across retries: the user message carries it,
 	// so a retried turn never adds it twice and an answered one is replayed.
-	turnID  string
-	ctx     context.Context
-	content string
-	opts    moltbot.ChatOptions
-	fn      moltbot.StreamFunc
-	visible bool // the caller streams: it sees tokens as they come
-	reply   chan turnReply
+	turnID   string
+	ctx      context.Context
+	content  string
+	opts     moltbot.ChatOptions
+	fn       moltbot.StreamFunc
+	visible  bool           // the caller streams: it sees tokens as they come
+	reply    chan turnReply // buffered (1)
+	answered atomic.Bool
 }
 
 type cancelMsg struct {
@@ -70,6 +81,39 @@ func (m *getMsg) route() (string, string)    { return m.tenant, m.id }
 func (m *deleteMsg) route() (string, string) { return m.tenant, m.id }
 func (m *turnMsg) route() (string, string)   { return m.tenant, m.id }
 func (m *cancelMsg) route() (string, string) { return m.tenant, m.id }
+
+func (m *createMsg) answer(r convReply) {
+	if !m.answered.Swap(true) {
+		m.reply <- r
+	}
+}
+
+func (m *getMsg) answer(r convReply) {
+	if !m.answered.Swap(true) {
+		m.reply <- r
+	}
+}
+
+func (m *deleteMsg) answer(err error) {
+	if !m.answered.Swap(true) {
+		m.reply <- err
+	}
+}
+
+func (m *turnMsg) answer(r turnReply) {
+	if !m.answered.Swap(true) {
+		m.reply <- r
+	}
+}
+
+// request is a message whose sender waits for its answer.
+type request interface{ fail(err error) }
+
+func (m *createMsg) fail(err error) { m.answer(convReply{err: err}) }
+func (m *getMsg) fail(err error)    { m.answer(convReply{err: err}) }
+func (m *deleteMsg) fail(err error) { m.answer(err) }
+func (m *turnMsg) fail(err error)   { m.answer(turnReply{err: err}) }
+func (m *relinquishMsg) fail(error) { m.release() }
 
 // turnDone comes from a turn's goroutine when the model call has ended.
 type turnDone struct {
@@ -88,20 +132,81 @@ type conversation struct {
 	tomb       *moltbot.Conversation // the tombstone, when deleted (cluster mode)
 	handingOff bool                  // the ring moved it away: handing it to the new owner
 	handoffDue bool                  // hand off once the running turn ends
-	yield      []chan struct{}       // relinquish requests waiting for the running turn
+	yield      []*relinquishMsg      // relinquish requests waiting for the running turn
 	loadErr    error
-	processed  uint64
+	kept       *convKept // survives restarts
+	// current is the request in hand: being handled, not yet answered nor
+	// handed to a goroutine that answers it. A panic answers it.
+	current    request
 	running    *turnMsg
 	cancelRun  context.CancelFunc
 	queue      []*turnMsg
 	lastActive time.Time
 }
 
+// convKept is what a conversation actor keeps across a restart after a
+// panic: processed counts the manager's messages it has handled, which the
+// passivation protocol compares with the manager's count of what it sent.
+// (A count starting again at 0 would never match, and the actor would never
+// be passivated.) Only the actor touches it, one incarnation at a time.
+type convKept struct {
+	processed uint64
+}
+
 func (a *conversation) notFound() error {
 	return moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", a.id)
 }
 
+// Receive handles one message. A panic answers every request the actor
+// holds (the one in hand, the running turn, the queue) with an error at
+// once, then goes on to the supervisor, which restarts the actor with
+// backoff: no caller waits for the backoff, or forever.
 func (a *conversation) Receive(c actor.Context) {
+	a.current, _ = c.Message().(request)
+	defer func() {
+		if p := recover(); p != nil {
+			a.crashed(p)
+			panic(p)
+		}
+	}()
+	a.receive(c)
+	a.current = nil
+}
+
+// crashed answers what the actor holds when it panics.
+func (a *conversation) crashed(p any) {
+	a.rt.log.Error("conversation crashed", "conversation", a.tenant+"/"+a.id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	err := a.crashError()
+	if a.current != nil {
+		a.current.fail(err)
+		a.current = nil
+	}
+	a.failWaiting(err)
+}
+
+func (a *conversation) crashError() error {
+	return moltbot.Errorf(moltbot.EInternal, "conversation %q crashed; retry the request", a.id)
+}
+
+// failWaiting answers the running turn, the queued ones and the relinquish
+// requests waiting for them with err.
+func (a *conversation) failWaiting(err error) {
+	if a.running != nil {
+		a.cancelRun()
+		a.running.fail(err)
+		a.running = nil
+	}
+	for _, q := range a.queue {
+		q.fail(err)
+	}
+	a.queue = nil
+	for _, y := range a.yield {
+		y.release()
+	}
+	a.yield = nil
+}
+
+func (a *conversation) receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		a.lastActive = time.Now()
@@ -124,68 +229,59 @@ func (a *conversation) Receive(c actor.Context) {
 			a.rt.met.Inc(metrics.Activations, "snapshot")
 		}
 	case *actor.Restarting:
-		// A panic: fail what waits here rather than leave callers hanging.
-		err := moltbot.Errorf(moltbot.EInternal, "conversation %q crashed; retry the request", a.id)
-		if a.running != nil {
-			a.cancelRun()
-			a.running.reply <- turnReply{err: err}
-			a.running = nil
-		}
-		for _, q := range a.queue {
-			q.reply <- turnReply{err: err}
-		}
-		a.queue = nil
+		// crashed answered everything already; this is the backstop.
+		a.failWaiting(a.crashError())
 	case *actor.Stopping:
 		if a.running != nil {
 			a.cancelRun()
 		}
 	case *createMsg:
-		a.processed++
+		a.kept.processed++
 		if a.moved() {
-			m.reply <- convReply{err: movedError()}
+			m.answer(convReply{err: movedError()})
 			a.release(c)
 			return
 		}
 		a.create(c, m)
 	case *getMsg:
-		a.processed++
+		a.kept.processed++
 		switch {
 		case a.moved():
-			m.reply <- convReply{err: movedError()}
+			m.answer(convReply{err: movedError()})
 			a.release(c)
 		case a.loadErr != nil:
-			m.reply <- convReply{err: a.loadErr}
+			m.answer(convReply{err: a.loadErr})
 		case a.conv == nil:
-			m.reply <- convReply{err: a.notFound()}
+			m.answer(convReply{err: a.notFound()})
 			a.release(c)
 		default:
-			m.reply <- convReply{conv: copyConv(a.conv)}
+			m.answer(convReply{conv: copyConv(a.conv)})
 		}
 	case *deleteMsg:
-		a.processed++
+		a.kept.processed++
 		if a.moved() {
-			m.reply <- movedError()
+			m.answer(movedError())
 			a.release(c)
 			return
 		}
 		a.delete(c, m)
 	case *turnMsg:
-		a.processed++
+		a.kept.processed++
 		a.lastActive = time.Now()
 		switch {
 		case a.moved():
-			m.reply <- turnReply{err: movedError()}
+			m.answer(turnReply{err: movedError()})
 			a.release(c)
 		case a.loadErr != nil:
-			m.reply <- turnReply{err: a.loadErr}
+			m.answer(turnReply{err: a.loadErr})
 		case a.conv == nil:
-			m.reply <- turnReply{err: a.notFound()}
+			m.answer(turnReply{err: a.notFound()})
 			a.release(c)
 		case a.running != nil:
 			if len(a.queue) >= a.rt.maxQueued {
 				a.rt.met.Inc(metrics.ConversationsBusy)
-				m.reply <- turnReply{err: &moltbot.Error{Code: moltbot.EBusy, RetryAfter: time.Second,
-					Message: fmt.Sprintf("conversation %q is busy: a turn is running and %d wait", a.id, len(a.queue))}}
+				m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EBusy, RetryAfter: time.Second,
+					Message: fmt.Sprintf("conversation %q is busy: a turn is running and %d wait", a.id, len(a.queue))}})
 				return
 			}
 			a.queue = append(a.queue, m)
@@ -193,7 +289,7 @@ func (a *conversation) Receive(c actor.Context) {
 			a.start(c, m)
 		}
 	case *cancelMsg:
-		a.processed++
+		a.kept.processed++
 		if a.running != nil && a.running.turnID == m.turnID {
 			a.cancelRun()
 			return
@@ -201,7 +297,7 @@ func (a *conversation) Receive(c actor.Context) {
 		for i, q := range a.queue {
 			if q.turnID == m.turnID {
 				a.queue = append(a.queue[:i], a.queue[i+1:]...)
-				q.reply <- turnReply{err: moltbot.Errorf(moltbot.EInvalid, "turn canceled by the client")}
+				q.answer(turnReply{err: moltbot.Errorf(moltbot.EInvalid, "turn canceled by the client")})
 				break
 			}
 		}
@@ -209,8 +305,8 @@ func (a *conversation) Receive(c actor.Context) {
 		a.finish(c, m)
 		if len(a.yield) > 0 && a.running == nil {
 			a.stepDown(c)
-			for _, d := range a.yield {
-				close(d)
+			for _, y := range a.yield {
+				y.release()
 			}
 			a.yield = nil
 		}
@@ -218,15 +314,15 @@ func (a *conversation) Receive(c actor.Context) {
 			a.handoff(c)
 		}
 	case *relinquishMsg:
-		a.processed++
+		a.kept.processed++
 		if a.running != nil {
-			a.yield = append(a.yield, m.done)
+			a.yield = append(a.yield, m)
 			return
 		}
 		a.stepDown(c)
-		close(m.done)
+		m.release()
 	case *handoffCheck:
-		a.processed++
+		a.kept.processed++
 		if a.rt.clustered() && a.conv != nil && !a.handingOff && !a.rt.isOwner(a.tenant, a.id) {
 			if a.running != nil {
 				a.handoffDue = true
@@ -237,12 +333,12 @@ func (a *conversation) Receive(c actor.Context) {
 	case *handedOff:
 		a.conv = nil
 		for _, q := range a.queue {
-			q.reply <- turnReply{err: movedError()}
+			q.answer(turnReply{err: movedError()})
 		}
 		a.queue = nil
 		a.release(c)
 	case *passivateMsg:
-		a.processed++
+		a.kept.processed++
 		if a.conv == nil || time.Since(a.lastActive) >= a.rt.idle {
 			a.release(c)
 		}
@@ -254,7 +350,7 @@ func (a *conversation) release(c actor.Context) {
 	if a.running != nil || len(a.queue) > 0 {
 		return
 	}
-	c.Send(c.Parent(), &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.processed})
+	c.Send(c.Parent(), &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.kept.processed})
 }
 
 func (a *conversation) persist() error {
@@ -288,7 +384,7 @@ func (a *conversation) persist() error {
 func (a *conversation) stepDown(c actor.Context) {
 	a.handingOff = true
 	for _, q := range a.queue {
-		q.reply <- turnReply{err: movedError()}
+		q.answer(turnReply{err: movedError()})
 	}
 	a.queue = nil
 	a.release(c)
@@ -340,7 +436,7 @@ func (a *conversation) handoff(c actor.Context) {
 	snap := copyConv(a.conv)
 	var targets []cluster.Node
 	for _, n := range a.rt.currentRing().Ranked(a.tenant+"/"+a.id, a.rt.replicas) {
-		if n.ID != a.rt.place.ID() {
+		if n.ID != a.rt.place().ID() {
 			targets = append(targets, n)
 		}
 	}
@@ -356,10 +452,10 @@ func (a *conversation) handoff(c actor.Context) {
 func (a *conversation) create(c actor.Context, m *createMsg) {
 	switch {
 	case a.loadErr != nil:
-		m.reply <- convReply{err: a.loadErr}
+		m.answer(convReply{err: a.loadErr})
 		return
 	case a.conv != nil:
-		m.reply <- convReply{err: moltbot.Errorf(moltbot.EConflict, "conversation %q already exists", a.id)}
+		m.answer(convReply{err: moltbot.Errorf(moltbot.EConflict, "conversation %q already exists", a.id)})
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -369,7 +465,7 @@ func (a *conversation) create(c actor.Context, m *createMsg) {
 	}
 	if err := a.persist(); err != nil {
 		a.conv = nil
-		m.reply <- convReply{err: err}
+		m.answer(convReply{err: err})
 		a.release(c)
 		return
 	}
@@ -378,20 +474,20 @@ func (a *conversation) create(c actor.Context, m *createMsg) {
 	out := copyConv(a.conv)
 	a.replicated(func(err error) {
 		if errors.Is(err, errStale) {
-			m.reply <- convReply{err: movedError()}
+			m.answer(convReply{err: movedError()})
 			return
 		}
-		m.reply <- convReply{conv: out}
+		m.answer(convReply{conv: out})
 	})
 }
 
 func (a *conversation) delete(c actor.Context, m *deleteMsg) {
 	if a.loadErr != nil {
-		m.reply <- a.loadErr
+		m.answer(a.loadErr)
 		return
 	}
 	if a.conv == nil {
-		m.reply <- a.notFound()
+		m.answer(a.notFound())
 		a.release(c)
 		return
 	}
@@ -400,16 +496,15 @@ func (a *conversation) delete(c actor.Context, m *deleteMsg) {
 		tomb := &moltbot.Conversation{Tenant: a.tenant, ID: a.id, Version: a.conv.Version + 1, Epoch: a.conv.Epoch, Deleted: true,
 			Created: a.conv.Created, Updated: time.Now().UnixMilli()}
 		if err := a.rt.store.Put(tomb, true); err != nil {
-			m.reply <- &moltbot.Error{Code: moltbot.EUnavailable, Message: "could not delete the conversation", Err: err}
+			m.answer(&moltbot.Error{Code: moltbot.EUnavailable, Message: "could not delete the conversation", Err: err})
 			return
 		}
 		a.tomb = tomb
-		targets := a.rt.replicaTargets(a.tenant, a.id)
-		reply := m.reply
-		m = &deleteMsg{reply: make(chan error, 1)} // answered below, after replication
-		go func() { reply <- errNil(a.rt.replicate(tomb, targets, false)) }()
+		targets, rt, done := a.rt.replicaTargets(a.tenant, a.id), a.rt, m
+		go func() { done.answer(errNil(rt.replicate(tomb, targets, false))) }() // answered after replication
+		a.current, m = nil, nil
 	} else if err := a.rt.store.Delete(a.tenant, a.id, true); err != nil {
-		m.reply <- &moltbot.Error{Code: moltbot.EUnavailable, Message: "could not delete the conversation", Err: err}
+		m.answer(&moltbot.Error{Code: moltbot.EUnavailable, Message: "could not delete the conversation", Err: err})
 		return
 	}
 	a.conv = nil
@@ -417,10 +512,12 @@ func (a *conversation) delete(c actor.Context, m *deleteMsg) {
 		a.cancelRun() // its turnDone answers the caller
 	}
 	for _, q := range a.queue {
-		q.reply <- turnReply{err: a.notFound()}
+		q.answer(turnReply{err: a.notFound()})
 	}
 	a.queue = nil
-	m.reply <- nil
+	if m != nil {
+		m.answer(nil)
+	}
 	a.release(c)
 }
 
@@ -428,7 +525,7 @@ func (a *conversation) delete(c actor.Context, m *deleteMsg) {
 // model on a goroutine that reports back with turnDone.
 func (a *conversation) start(c actor.Context, m *turnMsg) {
 	if err := m.ctx.Err(); err != nil {
-		m.reply <- turnReply{err: moltbot.Errorf(moltbot.EInvalid, "turn canceled by the client")}
+		m.answer(turnReply{err: moltbot.Errorf(moltbot.EInvalid, "turn canceled by the client")})
 		return
 	}
 	model := m.opts.Model
@@ -437,7 +534,7 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	}
 	chain, err := a.rt.router.resolve(model)
 	if err != nil {
-		m.reply <- turnReply{err: err}
+		m.answer(turnReply{err: err})
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -446,8 +543,8 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	if i := a.findTurn(m.turnID); i >= 0 {
 		if i+1 < len(a.conv.Messages) && a.conv.Messages[i+1].Role == moltbot.RoleAssistant && !a.conv.Messages[i+1].Incomplete {
 			r := a.conv.Messages[i+1]
-			m.reply <- turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Completion: &moltbot.Completion{
-				Content: r.Content, Served: refOf(r.Model), FinishReason: "stop"}}}
+			m.answer(turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Completion: &moltbot.Completion{
+				Content: r.Content, Served: refOf(r.Model), FinishReason: "stop"}}})
 			return
 		}
 		if i == len(a.conv.Messages)-1 {
@@ -465,9 +562,9 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 		if a.conv.System != "" {
 			need += inference.MessageTokens(&moltbot.Message{Content: a.conv.System})
 		}
-		m.reply <- turnReply{err: &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: fmt.Sprintf(
+		m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: fmt.Sprintf(
 			"the message is too long for the context: about %d tokens with the system prompt, and %d fit (conversations.max_context_tokens less room for the reply)",
-			need, budget)}}
+			need, budget)}})
 		return
 	}
 	a.conv.Version++
@@ -475,7 +572,7 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	if err := a.persist(); err != nil {
 		a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
 		a.conv.Version--
-		m.reply <- turnReply{err: err}
+		m.answer(turnReply{err: err})
 		return
 	}
 	a.replicated(func(error) {}) // the user message: copied without waiting
@@ -526,11 +623,12 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 	}
 	a.cancelRun()
 	a.running, a.cancelRun = nil, nil
+	a.current = m // in hand until answered: a panic below answers it
 	a.lastActive = time.Now()
 	switch {
 	case a.conv == nil:
 		a.rt.met.Inc(metrics.ConversationTurns, "deleted")
-		m.reply <- turnReply{err: moltbot.Errorf(moltbot.ENotFound, "conversation %q was deleted during the turn", a.id)}
+		m.answer(turnReply{err: moltbot.Errorf(moltbot.ENotFound, "conversation %q was deleted during the turn", a.id)})
 	case d.err != nil:
 		// The user message stays. If the client saw part of a reply, that
 		// part is stored, marked incomplete: the conversation holds what the
@@ -547,7 +645,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 				a.conv.Version--
 			}
 		}
-		m.reply <- turnReply{err: d.err}
+		m.answer(turnReply{err: d.err})
 	default:
 		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
 		a.conv.Messages = append(a.conv.Messages, asst)
@@ -557,29 +655,31 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 			a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
 			a.conv.Version--
 			a.rt.met.Inc(metrics.ConversationTurns, "error")
-			m.reply <- turnReply{err: err}
+			m.answer(turnReply{err: err})
 			break
 		}
 		a.rt.met.Inc(metrics.ConversationTurns, "ok")
 		res := &TurnResult{Message: asst, Completion: d.comp, Version: a.conv.Version}
-		reply := m.reply
 		// Acknowledged only once the replicas hold the reply too.
 		a.replicated(func(err error) {
 			if errors.Is(err, errStale) {
-				reply <- turnReply{err: movedError()}
+				m.answer(turnReply{err: movedError()})
 				return
 			}
-			reply <- turnReply{res: res}
+			m.answer(turnReply{res: res})
 		})
 	}
+	a.current = nil // answered, or handed to the replication's goroutine
 	for len(a.queue) > 0 && a.running == nil {
 		next := a.queue[0]
 		a.queue = a.queue[1:]
 		if a.conv == nil {
-			next.reply <- turnReply{err: a.notFound()}
+			next.answer(turnReply{err: a.notFound()})
 			continue
 		}
+		a.current = next
 		a.start(c, next)
+		a.current = nil
 	}
 	if a.conv == nil {
 		a.release(c)

@@ -1,8 +1,9 @@
 // Package actors is the only package that knows protoactor-go. It runs:
 //
 //   - one provider actor per configured model server, under a supervisor
-//     ("providers") that restarts a crashed provider with backoff and counts
-//     it in moltbot_actor_restarts_total. A provider actor owns admission
+//     ("providers") that restarts a crashed provider at once, out of service
+//     for a backoff (the router skips it meanwhile), and counts it in
+//     moltbot_actor_restarts_total. A provider actor owns admission
 //     (max in-flight, a bounded queue, "busy" past both); the HTTP call runs
 //     in a goroutine it starts and that reports back by message, so Receive
 //     never blocks on a model;
@@ -17,7 +18,9 @@
 //     chain: primary first, then fallbacks when a model fails before its first
 //     token. The failover policy proper (breakers, thresholds) plugs in here.
 //
-// Every request message gets exactly one reply; callers never wait forever.
+// Every request message gets exactly one reply, the one whose handling made
+// an actor panic included; callers never wait forever. Other nodes' requests
+// run on goroutines bounded per kind (RemoteWork), answered busy past that.
 // The Runtime type is the package's API: the gateway declares the small
 // interface it needs and the cmd package hands it a *Runtime.
 package actors

@@ -37,6 +37,7 @@ import (
 //   - its sender is a current member (by the Envelope's from_node), the same
 //     member for the whole stream, whose certificate (TLS) names it; its
 //     reply address and sender PID are that member's own RPC address;
+//   - before Attach (no membership yet) every batch is refused ("not_ready");
 //   - a panic anywhere below is recovered and counted.
 //
 // A refused batch ends the stream (the sender reconnects) and is counted in
@@ -167,6 +168,11 @@ func (s *guardedStream) RecvMsg(m any) error {
 
 func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 	rt := s.g.rt
+	if !rt.clustered() {
+		// Remote serves before Attach gives it the membership (a node
+		// starting: peers prove it while it joins). No one is a member yet.
+		return refuse("not_ready", "this node has not joined the cluster yet")
+	}
 	self := rt.system.Address()
 	var m cluster.Node // the sending member, looked up once per batch
 	drop := 0          // envelopes for futures no longer waiting (late replies)
@@ -203,7 +209,7 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 				if r := s.checkSender(string(h.from)); r != nil {
 					return r
 				}
-				m, _ = rt.place.Member(s.from)
+				m, _ = rt.place().Member(s.from)
 			}
 			if len(h.replyAddress) > 0 && string(h.replyAddress) != m.RPC {
 				return refuse("reply_address", "member %s asked for replies at %q, not its own RPC address %q", m.ID, h.replyAddress, m.RPC)
@@ -264,7 +270,7 @@ func (s *guardedStream) speaksFor(id string) bool {
 	if !s.g.tls {
 		return false // an anonymous plaintext stream speaks for no one
 	}
-	m, ok := s.g.rt.place.Member(id)
+	m, ok := s.g.rt.place().Member(id)
 	return ok && m.Name == s.name
 }
 
@@ -274,7 +280,7 @@ func (s *guardedStream) checkSender(from string) *refusal {
 	if s.from != "" && from != s.from {
 		return refuse("identity", "the stream of member %s carries a message from %q", s.from, from)
 	}
-	m, ok := s.g.rt.place.Member(from)
+	m, ok := s.g.rt.place().Member(from)
 	if !ok {
 		return refuse("not_member", "%q is not a current member", from)
 	}
@@ -335,7 +341,7 @@ func peekEnvelope(b []byte) (envelopeHeader, error) {
 // agentAllowed is the agent's own check (the guard has already run for
 // messages from the network): a current member, replies to its own address.
 func (rt *Runtime) agentAllowed(env *pb.Envelope) (cluster.Node, error) {
-	m, ok := rt.place.Member(env.FromNode)
+	m, ok := rt.place().Member(env.FromNode)
 	if !ok {
 		return m, refuse("not_member", "%q is not a current member", env.FromNode)
 	}

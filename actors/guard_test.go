@@ -24,8 +24,8 @@ func (p onePeer) HasName(name string) bool              { return name == p.m.Nam
 func (p onePeer) Member(id string) (cluster.Node, bool) { return p.m, id == p.m.ID }
 
 func guardFixture() (*guardedStream, string) {
-	rt := &Runtime{system: actor.NewActorSystem(), met: metrics.New("test"),
-		place: onePeer{cluster.Node{ID: "peer:7946", Name: "peer", RPC: "127.0.0.1:9", State: "alive"}}}
+	rt := &Runtime{system: actor.NewActorSystem(), met: metrics.New("test")}
+	rt.placement.Store(&placeRef{onePeer{cluster.Node{ID: "peer:7946", Name: "peer", RPC: "127.0.0.1:9", State: "alive"}}})
 	rt.guard = &rpcGuard{rt: rt, tls: true}
 	return &guardedStream{g: rt.guard, name: "peer"}, rt.system.Address()
 }

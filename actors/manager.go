@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -32,6 +33,14 @@ type ringMsg struct{}
 type relinquishMsg struct {
 	tenant, id string
 	done       chan struct{}
+	closed     atomic.Bool
+}
+
+// release closes done, once.
+func (m *relinquishMsg) release() {
+	if !m.closed.Swap(true) {
+		close(m.done)
+	}
 }
 
 type entry struct {
@@ -99,7 +108,7 @@ func (m *manager) Receive(c actor.Context) {
 	case *relinquishMsg:
 		e := m.entries[msg.tenant+"/"+msg.id]
 		if e == nil || e.stopping {
-			close(msg.done) // not served here: the store has the last copy
+			msg.release() // not served here: the store has the last copy
 			return
 		}
 		m.send(c, e, msg)

@@ -38,6 +38,10 @@ type providerState struct {
 	inFlight atomic.Int64
 	queued   atomic.Int64
 	restarts atomic.Int64
+	// downUntil (unix ns; 0: never crashed) ends a crash's backoff. Until
+	// then the router skips the provider and the actor refuses calls at
+	// once: a restarting provider is skipped, not waited for.
+	downUntil atomic.Int64
 
 	// chainModels are this provider's models named in the chain; with the
 	// configured and discovered models they bound the metrics' model label.
@@ -78,6 +82,16 @@ type callFinished struct {
 	stack    string
 }
 
+// restartLeft is how long the provider stays out of service after a crash
+// (0: it serves).
+func (st *providerState) restartLeft(now time.Time) time.Duration {
+	until := st.downUntil.Load()
+	if until == 0 {
+		return 0
+	}
+	return max(time.Duration(until-now.UnixNano()), 0)
+}
+
 // providerActor admits calls to one provider. Its state (in-flight count and
 // queue) is carried across restarts through providerState.carry.
 type providerActor struct {
@@ -85,6 +99,7 @@ type providerActor struct {
 	log      *slog.Logger
 	met      *metrics.Registry
 	system   *actor.ActorSystem
+	now      func() time.Time
 	inFlight int
 	queue    []*callMsg
 }
@@ -122,6 +137,10 @@ func (a *providerActor) admit(c actor.Context, m *callMsg) {
 		m.reply(callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)})
 		return
 	}
+	if left := a.st.restartLeft(a.now()); left > 0 {
+		a.refuseRestarting(m, left)
+		return
+	}
 	if a.inFlight < a.st.spec.MaxInFlight {
 		a.start(c, m)
 		return
@@ -136,16 +155,31 @@ func (a *providerActor) admit(c actor.Context, m *callMsg) {
 		Message: fmt.Sprintf("busy: %d calls running and %d waiting", a.inFlight, len(a.queue)), RetryAfter: time.Second}})
 }
 
+// refuseRestarting answers a call at once while the provider is out of
+// service after a crash: busy (neutral for the breaker, which already
+// counted the crash), so the router moves on to the next model.
+func (a *providerActor) refuseRestarting(m *callMsg, left time.Duration) {
+	a.met.Inc(metrics.ProviderBusy, a.st.spec.Name)
+	m.reply(callResult{err: &inference.Error{Kind: inference.KindBusy, Provider: a.st.spec.Name, RetryAfter: left,
+		Message: fmt.Sprintf("restarting after a crash (back in %s)", left.Round(time.Millisecond))}})
+}
+
+// drain starts queued calls while slots are free; while the provider is
+// restarting after a crash it fails them all over at once instead.
 func (a *providerActor) drain(c actor.Context) {
-	for a.inFlight < a.st.spec.MaxInFlight && len(a.queue) > 0 {
+	left := a.st.restartLeft(a.now())
+	for len(a.queue) > 0 && (left > 0 || a.inFlight < a.st.spec.MaxInFlight) {
 		m := a.queue[0]
 		a.queue[0] = nil
 		a.queue = a.queue[1:]
-		if err := m.ctx.Err(); err != nil {
+		switch err := m.ctx.Err(); {
+		case err != nil:
 			m.reply(callResult{err: inference.Classify(m.ctx, a.st.spec.Name, err)})
-			continue
+		case left > 0:
+			a.refuseRestarting(m, left)
+		default:
+			a.start(c, m)
 		}
-		a.start(c, m)
 	}
 	if len(a.queue) == 0 {
 		a.queue = nil // let the backing array go
@@ -224,15 +258,24 @@ func (st *providerState) metricModel(model string) string {
 	return "other"
 }
 
-// backoffStrategy restarts a failed child after a delay that doubles with
+// backoffStrategy restarts a failed child with a backoff that doubles with
 // each failure inside window (base, 2×base, ... up to max), and counts every
 // restart. A restarted provider keeps its queue (see providerState.carry).
+//
+// Two ways to wait out the backoff. By default the child restarts after it,
+// and messages wait in its suspended mailbox (conversations: nobody else
+// can serve them). With restartNow the child restarts at once and
+// onRestart is told the backoff, during which the child refuses work
+// (providers: the router fails over at once instead of waiting).
 type backoffStrategy struct {
 	base, max, window time.Duration
 	met               *metrics.Registry
 	log               *slog.Logger
 	kind              string
-	onRestart         func(child *actor.PID)
+	restartNow        bool
+	// onRestart runs on the supervisor's goroutine before the restart is
+	// counted (so whoever sees the count sees its effects).
+	onRestart func(child *actor.PID, backoff time.Duration)
 }
 
 func (s *backoffStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, _ any) {
@@ -243,11 +286,15 @@ func (s *backoffStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervis
 		delay *= 2
 	}
 	delay = min(delay, s.max)
-	s.met.Inc(metrics.ActorRestarts, s.kind)
 	if s.onRestart != nil {
-		s.onRestart(child)
+		s.onRestart(child, delay)
 	}
+	s.met.Inc(metrics.ActorRestarts, s.kind)
 	s.log.Error("actor crashed; restarting", "actor", s.kind, "id", child.Id, "failures", n, "backoff", delay, "reason", firstLine(fmt.Sprint(reason)))
+	if s.restartNow {
+		sup.RestartChildren(child)
+		return
+	}
 	time.AfterFunc(delay, func() { sup.RestartChildren(child) })
 }
 

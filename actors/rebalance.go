@@ -56,7 +56,7 @@ func (rt *Runtime) rebalance(ctx context.Context, prev, ring *cluster.Ring) {
 	if prev == nil {
 		return
 	}
-	self := rt.place.ID()
+	self := rt.place().ID()
 	type job struct {
 		c       *moltbot.Conversation
 		targets []cluster.Node

@@ -198,7 +198,8 @@ type leftModel struct {
 // chat asks the models of chain until one answers.
 //
 // Models are tried in order. A model is skipped when its breaker is open, its
-// provider is rate limited (Retry-After) or unreachable; when all are
+// provider is rate limited (Retry-After), unreachable, or restarting after
+// a crash (its backoff); when all are
 // skipped, they are tried anyway, in order, rather than fail the client. A
 // model that fails before its first token, or gives none within
 // threshold.latency, is abandoned for the next one when the failure says
@@ -269,7 +270,13 @@ func (s *chatState) launch(cont bool) bool {
 		}
 		probe := false
 		if !s.forced {
-			ok, p, reason := s.r.policy.Admit(now, ref.Provider, ref.Model, s.r.states[ref.Provider].reachable())
+			st := s.r.states[ref.Provider]
+			ok, p, reason := false, false, "restarting"
+			// A provider in its crash backoff would refuse the call; asked
+			// first so that no half-open probe is handed out for it.
+			if st.restartLeft(now) == 0 {
+				ok, p, reason = s.r.policy.Admit(now, ref.Provider, ref.Model, st.reachable())
+			}
 			if !ok {
 				s.hops++
 				s.leave(ref, reason)

@@ -71,6 +71,12 @@ type Config struct {
 	// full exchange with one random member (default 30s).
 	Shared         SharedState
 	SharedInterval time.Duration
+	// RemoteWork bounds what other nodes may start here at once (zero
+	// fields: DefaultRemoteWork).
+	RemoteWork RemoteWork
+
+	// clock is the time for restart backoffs and breakers (tests; nil: time.Now).
+	clock func() time.Time
 }
 
 func (c *Config) ensureDefaults() {
@@ -94,6 +100,10 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.New(moltbot.Version)
+	}
+	c.RemoteWork.ensureDefaults()
+	if c.clock == nil {
+		c.clock = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -129,20 +139,23 @@ type Runtime struct {
 	requestTimeout time.Duration
 	convStrategy   actor.SupervisorStrategy
 
-	// cluster mode (nil place: alone)
-	place    Placement
-	remote   *remote.Remote
-	replicas int
-	ring     atomic.Pointer[cluster.Ring]
-	ringMu   sync.Mutex
-	ringCh   chan struct{}
-	rebal    rebalancer
-	guard    *rpcGuard
-	creds    *cluster.Credentials
-	nodeName string
-	shared   *sharedLink
-	attached chan struct{}
-	futures  sync.Map // pending requests to other nodes: future id -> the node asked
+	// cluster mode. placement is nil until Attach (alone, or not attached
+	// yet): the agent and the RPC guard serve as soon as remote starts,
+	// before the membership exists, so it is read atomically (place()).
+	placement atomic.Pointer[placeRef]
+	remote    *remote.Remote
+	replicas  int
+	ring      atomic.Pointer[cluster.Ring]
+	ringMu    sync.Mutex
+	ringCh    chan struct{}
+	rebal     rebalancer
+	guard     *rpcGuard
+	creds     *cluster.Credentials
+	nodeName  string
+	shared    *sharedLink
+	attached  chan struct{}
+	futures   sync.Map // pending requests to other nodes: future id -> the node asked
+	work      remotePools
 
 	active     atomic.Int64
 	turnIDs    atomic.Uint64
@@ -152,6 +165,8 @@ type Runtime struct {
 	wg         sync.WaitGroup
 	closed     atomic.Bool
 	started    time.Time
+
+	now func() time.Time // restart backoffs, breakers
 
 	countMu   sync.Mutex
 	count     int
@@ -187,9 +202,12 @@ func New(cfg Config) (*Runtime, error) {
 	_, _ = rand.Read(rnd[:])
 	rt.turnPrefix = "t" + idEncoding.EncodeToString(rnd[:]) + "."
 	rt.base, rt.stop = context.WithCancel(context.Background())
+	rt.now = cfg.clock
 	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	rt.work = newRemotePools(cfg.RemoteWork)
 	if cfg.RemoteAddr != "" {
+		rt.work.gauges(rt.met)
 		if err := rt.startRemote(cfg.RemoteAddr, cfg.RemoteAdvertise, cfg.RemoteTLS); err != nil {
 			return nil, err
 		}
@@ -215,9 +233,10 @@ func New(cfg Config) (*Runtime, error) {
 	// Providers live under a supervisor that restarts them with backoff.
 	pids := make(chan map[string]*actor.PID, 1)
 	provStrategy := &backoffStrategy{base: cfg.RestartBackoff, max: 30 * time.Second, window: time.Minute,
-		met: rt.met, log: rt.log, kind: "provider", onRestart: func(child *actor.PID) {
+		met: rt.met, log: rt.log, kind: "provider", restartNow: true, onRestart: func(child *actor.PID, backoff time.Duration) {
 			for _, st := range rt.states {
 				if st.pid.Load() != nil && st.pid.Load().Id == child.Id {
+					st.downUntil.Store(rt.now().Add(backoff).UnixNano())
 					st.restarts.Add(1)
 				}
 			}
@@ -239,7 +258,7 @@ func New(cfg Config) (*Runtime, error) {
 		rt.policy.Breaker(ref.Provider, ref.Model) // gauges exist from the start
 	}
 	rt.router = &router{root: rt.system.Root, chain: cfg.Chain, providers: provPIDs, states: rt.states, met: rt.met,
-		policy: rt.policy, hedgeAfter: cfg.HedgeAfter, continueStreams: cfg.StreamContinue, now: time.Now}
+		policy: rt.policy, hedgeAfter: cfg.HedgeAfter, continueStreams: cfg.StreamContinue, now: rt.now}
 	rt.convStrategy = &backoffStrategy{base: 10 * time.Millisecond, max: time.Second, window: time.Minute,
 		met: rt.met, log: rt.log, kind: "conversation"}
 	mgrProps := actor.PropsFromProducer(func() actor.Actor { return &manager{rt: rt} }, actor.WithSupervisor(rt.convStrategy))
@@ -271,7 +290,7 @@ func (s *providerSupervisor) Receive(c actor.Context) {
 	for _, name := range s.rt.order {
 		st := s.rt.states[name]
 		props := actor.PropsFromProducer(func() actor.Actor {
-			return &providerActor{st: st, log: s.rt.log, met: s.rt.met, system: s.rt.system}
+			return &providerActor{st: st, log: s.rt.log, met: s.rt.met, system: s.rt.system, now: s.rt.now}
 		})
 		pid, err := c.SpawnNamed(props, name)
 		if err != nil {
@@ -286,9 +305,12 @@ func (s *providerSupervisor) Receive(c actor.Context) {
 	}
 }
 
+// convProps makes one conversation's actor; what must survive its restarts
+// lives in kept, shared by its incarnations.
 func (rt *Runtime) convProps(tenant, id string) *actor.Props {
+	kept := &convKept{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &conversation{rt: rt, tenant: tenant, id: id}
+		return &conversation{rt: rt, tenant: tenant, id: id, kept: kept}
 	})
 }
 
@@ -367,7 +389,7 @@ func (rt *Runtime) localCreate(ctx context.Context, tenant string, o CreateOptio
 
 func (rt *Runtime) withOwner(c *moltbot.Conversation, err error) (*moltbot.Conversation, error) {
 	if c != nil && rt.clustered() {
-		c.Owner = rt.place.ID()
+		c.Owner = rt.place().ID()
 	}
 	return c, err
 }
@@ -548,7 +570,7 @@ func retryPause(attempt int) time.Duration {
 // noOwner is the error when this node cannot place a conversation: it has
 // not joined yet, or it is leaving.
 func (rt *Runtime) noOwner() error {
-	if !rt.place.Ready() {
+	if !rt.place().Ready() {
 		return notJoined()
 	}
 	return &moltbot.Error{Code: moltbot.EShutdown, Message: "this node is leaving the cluster; retry on another", RetryAfter: time.Second}
@@ -709,16 +731,16 @@ func (rt *Runtime) Status() Status {
 }
 
 // Ready returns nil when at least one model of the chain is usable: its
-// provider answered its last health check, is not rate limited, and its
-// breaker is not open (nor the model missing).
+// provider answered its last health check, is not restarting after a crash,
+// is not rate limited, and its breaker is not open (nor the model missing).
 func (rt *Runtime) Ready() error {
 	if rt.closed.Load() {
 		return moltbot.Errorf(moltbot.EShutdown, "shutting down")
 	}
-	if rt.clustered() && !rt.place.Ready() {
+	if rt.clustered() && !rt.place().Ready() {
 		return moltbot.Errorf(moltbot.EUnavailable, "still joining the cluster")
 	}
-	now := time.Now()
+	now := rt.now()
 	var why []string
 	for _, ref := range rt.router.chain {
 		st := rt.states[ref.Provider]
@@ -731,6 +753,8 @@ func (rt *Runtime) Ready() error {
 			why = append(why, ref.String()+": not checked yet")
 		case !healthy:
 			why = append(why, ref.String()+": unreachable")
+		case st.restartLeft(now) > 0:
+			why = append(why, ref.String()+": restarting after a crash")
 		case rt.policy.HeldFor(now, ref.Provider) > 0:
 			why = append(why, ref.String()+": rate limited")
 		case !b.Usable(now):

@@ -100,7 +100,7 @@ func (l *sharedLink) sendLoop(ctx context.Context) {
 	others := func() []cluster.Node {
 		var out []cluster.Node
 		for _, n := range rt.currentRing().Nodes() {
-			if n.ID != rt.place.ID() {
+			if n.ID != rt.place().ID() {
 				out = append(out, n)
 			}
 		}

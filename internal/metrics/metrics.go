@@ -47,6 +47,7 @@ var (
 	RateLimited       = &Family{"moltbot_rate_limited_total", []string{"tenant"}}
 	KeyCooldowns      = &Family{"moltbot_provider_key_cooldowns_total", []string{"provider"}}
 	ClusterRefused    = &Family{"moltbot_cluster_rpc_refused_total", []string{"reason"}}
+	ClusterBusy       = &Family{"moltbot_cluster_rpc_busy_total", []string{"kind"}}
 	SharedMerges      = &Family{"moltbot_cluster_shared_records_total", []string{"outcome"}}
 	AuthMergeRefused  = &Family{"moltbot_auth_merge_refused_total", []string{"reason"}}
 	AuditWriteErrors  = &Family{"moltbot_audit_write_errors_total", nil}
@@ -76,13 +77,15 @@ var help = map[string]string{
 	"moltbot_conversations_active":            "Conversation actors in memory.",
 	"moltbot_build_info":                      "Build information; always 1.",
 	"moltbot_forwarded_turns_total":           "Turns this node forwarded to the conversation's owner.",
-	"moltbot_replication_writes_total":        "Snapshot copies sent to replicas, by outcome (ok, stale, error).",
+	"moltbot_replication_writes_total":        "Snapshot copies sent to replicas, by outcome (ok, stale, busy, error).",
 	"moltbot_handoffs_total":                  "Conversations handed to a new owner, by direction (sent, received).",
 	"moltbot_cluster_members":                 "Cluster members by state, as this node sees them.",
 	"moltbot_auth_failures_total":             "Failed authentications, by reason.",
 	"moltbot_rate_limited_total":              "Requests refused by a tenant's or key's limits.",
 	"moltbot_provider_key_cooldowns_total":    "Provider API keys put aside after a 401 or 429.",
-	"moltbot_cluster_rpc_refused_total":       "Node-to-node connections and messages refused, by reason (handshake, not_member, identity, malformed, target, type, panic, ...).",
+	"moltbot_cluster_rpc_refused_total":       "Node-to-node connections and messages refused, by reason (handshake, not_member, not_ready, identity, malformed, target, type, panic, ...).",
+	"moltbot_cluster_rpc_busy_total":          "Requests from other nodes answered busy at once because this node ran its bound of that kind (turn, conv, replicate, fetch), or the sender its share.",
+	"moltbot_cluster_rpc_work":                "Requests from other nodes being served now, by kind.",
 	"moltbot_cluster_cert_expiry_seconds":     "Seconds until this node's cluster certificate expires.",
 	"moltbot_cluster_shared_records_total":    "Shared-state messages (auth records) from other members, by outcome (merged, refused, error).",
 	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",

@@ -1,0 +1,578 @@
+package actors
+
+// Failure gaps of issue 11, one test each: a provider restarting after a
+// panic, a conversation that panics, the remote stream sink, the agent
+// before Attach, and the agent's bounds. These run in one process without
+// protoactor remote (a fake membership, a local agent), so they run with
+// -race.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/internal/testutil"
+	"github.com/moltbot/moltbot/storage"
+	"google.golang.org/protobuf/proto"
+)
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// within runs f and fails t if it has not returned after d (a stall).
+func within[T any](t *testing.T, d time.Duration, what string, f func() T) T {
+	t.Helper()
+	out := make(chan T, 1)
+	go func() { out <- f() }()
+	select {
+	case v := <-out:
+		return v
+	case <-time.After(d):
+		t.Fatalf("%s: no answer within %v", what, d)
+		panic("unreachable")
+	}
+}
+
+type completion struct {
+	comp *moltbot.Completion
+	err  error
+}
+
+// A provider that panicked is skipped while it restarts (its backoff), not
+// waited for: the next call fails over at once. Before, the call sat in the
+// suspended mailbox for the whole backoff.
+func TestRestartingProviderIsSkipped(t *testing.T) {
+	var n atomic.Int64
+	flaky := &fake{chat: func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
+		if n.Add(1) == 1 {
+			panic("boom")
+		}
+		return echo(ctx, req, fn)
+	}}
+	clock := newFakeClock()
+	e := start(t, []string{"flaky/m", "sim/sim"}, []ProviderSpec{spec("flaky", flaky), simSpec()}, func(c *Config) {
+		c.RestartBackoff = 20 * time.Second
+		c.clock = clock.Now
+	})
+	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}
+	complete := func(model string) completion {
+		return within(t, 5*time.Second, "a call while the provider restarts", func() completion {
+			comp, err := e.rt.Complete(ctx(t), msgs, moltbot.ChatOptions{Model: model}, nil)
+			return completion{comp, err}
+		})
+	}
+	if r := complete(""); r.err != nil || r.comp.Served.String() != "sim/sim" {
+		t.Fatalf("the panicking call was not rerouted: %+v %v", r.comp, r.err)
+	}
+	testutil.Eventually(t, 5*time.Second, "restart counted", func() bool { return e.met.Get(metrics.ActorRestarts, "provider") == 1 })
+
+	// Within the backoff (the clock has not moved): skipped, not waited for.
+	r := complete("")
+	if r.err != nil || r.comp.Served.String() != "sim/sim" || r.comp.Failovers != 1 {
+		t.Fatalf("during the backoff: %+v %v", r.comp, r.err)
+	}
+	if got := e.met.Get(metrics.Failovers, "flaky/m", "sim/sim", "restarting"); got != 1 {
+		t.Errorf("failovers{reason=restarting} = %d, want 1", got)
+	}
+	if flaky.calls.Load() != 1 {
+		t.Errorf("the restarting provider was asked %d times", flaky.calls.Load())
+	}
+	// Asked for by name (nothing to skip to), the call reaches the actor,
+	// which answers busy at once with the time left.
+	r = complete("flaky/m")
+	var me *moltbot.Error
+	if !errors.As(r.err, &me) || me.Code != moltbot.EBusy || !strings.Contains(me.Message, "restarting") || me.RetryAfter != 20*time.Second {
+		t.Fatalf("the restarting provider by name: %v (%+v), want busy, retry after the backoff left", r.err, me)
+	}
+
+	// Once the backoff is over it serves again.
+	clock.Advance(20 * time.Second)
+	if r := complete(""); r.err != nil || r.comp.Served.String() != "flaky/m" || r.comp.Failovers != 0 {
+		t.Fatalf("after the backoff: %+v %v", r.comp, r.err)
+	}
+}
+
+// panicStore panics in Put when when(c) holds: a bug in the conversation
+// actor's own code path, on demand.
+type panicStore struct {
+	*storage.Memory
+	when func(c *moltbot.Conversation) bool
+}
+
+func (s *panicStore) Put(c *moltbot.Conversation, sync bool) error {
+	if s.when(c) {
+		panic("test: the store exploded")
+	}
+	return s.Memory.Put(c, sync)
+}
+
+func last(c *moltbot.Conversation) moltbot.Message {
+	if len(c.Messages) == 0 {
+		return moltbot.Message{}
+	}
+	return c.Messages[len(c.Messages)-1]
+}
+
+func crashOn(c *moltbot.Conversation) bool {
+	m := last(c)
+	return c.System == "crash" || // create
+		m.Role == moltbot.RoleUser && m.Content == "crash" || // the user message
+		m.Role == moltbot.RoleAssistant && strings.Contains(m.Content, "crash-reply") // the reply
+}
+
+func startCrashing(t *testing.T, tweak func(*Config)) *env {
+	return start(t, []string{"p/m"}, []ProviderSpec{spec("p", &fake{chat: echo})}, func(c *Config) {
+		c.Store = &panicStore{Memory: c.Store.(*storage.Memory), when: crashOn}
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// The request whose handling made a conversation actor panic is answered
+// at once (an internal error, retriable), and the conversation serves
+// again after its restart. Before, the caller waited until it gave up.
+func TestCrashedRequestIsAnswered(t *testing.T) {
+	e := startCrashing(t, nil)
+	for _, tc := range []struct {
+		name string
+		do   func(id string) error
+	}{
+		{"create", func(string) error {
+			_, err := e.rt.Create(ctx(t), "default", CreateOptions{System: "crash"})
+			return err
+		}},
+		{"storing the user message", func(id string) error {
+			_, err := e.rt.Turn(ctx(t), "default", id, "crash", moltbot.ChatOptions{}, nil)
+			return err
+		}},
+		{"storing the reply", func(id string) error {
+			_, err := e.rt.Turn(ctx(t), "default", id, "crash-reply", moltbot.ChatOptions{}, func(moltbot.Chunk) error { return nil })
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			restarts := e.met.Get(metrics.ActorRestarts, "conversation")
+			err = within(t, 5*time.Second, "the crashed request", func() error { return tc.do(c.ID) })
+			if code(err) != moltbot.EInternal || !strings.Contains(err.Error(), "crashed") {
+				t.Fatalf("the crashed request: %v", err)
+			}
+			testutil.Eventually(t, 5*time.Second, "restart counted", func() bool {
+				return e.met.Get(metrics.ActorRestarts, "conversation") == restarts+1
+			})
+			if _, err := e.rt.Turn(ctx(t), "default", c.ID, "still there?", moltbot.ChatOptions{}, nil); err != nil {
+				t.Fatalf("after the restart: %v", err)
+			}
+		})
+	}
+}
+
+// A conversation restarted after a panic is passivated again when idle.
+// Before, its count of handled messages started again at 0 and never
+// matched the manager's count, so it stayed in memory for good.
+func TestRestartedConversationPassivates(t *testing.T) {
+	e := startCrashing(t, func(c *Config) { c.IdleTimeout = 50 * time.Millisecond })
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.rt.Turn(ctx(t), "default", c.ID, "crash", moltbot.ChatOptions{}, nil) // its answer is the test above's business
+	testutil.Eventually(t, 5*time.Second, "restart counted", func() bool { return e.met.Get(metrics.ActorRestarts, "conversation") == 1 })
+	testutil.Eventually(t, 5*time.Second, "the restarted conversation passivated", func() bool { return e.rt.ActiveConversations() == 0 })
+	if got, err := e.rt.Get(ctx(t), "default", c.ID); err != nil || len(got.Messages) != 0 {
+		t.Fatalf("after reactivation: %+v %v", got, err)
+	}
+}
+
+// fakePlace is a membership held by the test: self and other members, a
+// ring the test sets, and a Changes channel it signals.
+type fakePlace struct {
+	self    cluster.Node
+	changes chan struct{}
+
+	mu      sync.Mutex
+	members map[string]cluster.Node
+	ring    *cluster.Ring
+}
+
+func newFakePlace(self cluster.Node, others ...cluster.Node) *fakePlace {
+	p := &fakePlace{self: self, changes: make(chan struct{}, 1), members: map[string]cluster.Node{self.ID: self},
+		ring: cluster.NewRing([]cluster.Node{self})}
+	for _, o := range others {
+		p.members[o.ID] = o
+	}
+	return p
+}
+
+func (p *fakePlace) ID() string               { return p.self.ID }
+func (p *fakePlace) Changes() <-chan struct{} { return p.changes }
+func (p *fakePlace) Ready() bool              { return true }
+func (p *fakePlace) Proved(string)            {}
+func (p *fakePlace) HasName(string) bool      { return false }
+
+func (p *fakePlace) Ring() *cluster.Ring {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ring
+}
+
+func (p *fakePlace) Members() []cluster.Node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []cluster.Node
+	for _, m := range p.members {
+		out = append(out, m)
+	}
+	return out
+}
+
+func (p *fakePlace) Member(id string) (cluster.Node, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.members[id]
+	return m, ok
+}
+
+// localNode is a member whose RPC address is this actor system's own: what
+// is sent to it stays in the process.
+func localNode(rt *Runtime, id string) cluster.Node {
+	return cluster.Node{ID: id, Name: id, RPC: rt.system.Address(), State: "alive"}
+}
+
+// envelopes is an actor that hands every Envelope it gets to a channel.
+type envelopes chan *pb.Envelope
+
+func (ch envelopes) Receive(c actor.Context) {
+	if env, ok := c.Message().(*pb.Envelope); ok {
+		ch <- env
+	}
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %s within 5s", what)
+		panic("unreachable")
+	}
+}
+
+// A forwarded turn writes its chunks through the same guard as a local one:
+// once forwardTurn has returned (the caller gave up, the owner left), a
+// chunk the sink is still handling can no longer reach the caller's
+// response; forwardTurn waits for a write in progress instead.
+func TestForwardedTurnSinkIsGuarded(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	rt := e.rt
+	owner := localNode(rt, "owner")
+	place := newFakePlace(localNode(rt, "self"), owner) // the owner is a member, not on the ring
+	rt.Attach(place)
+	// The owner's agent is the test: it learns the sink from the turn.
+	turns := make(envelopes, 4)
+	if _, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return turns }), agentName); err != nil {
+		t.Fatal(err)
+	}
+
+	returned := make(chan struct{})
+	writing := make(chan struct{})
+	release := make(chan struct{})
+	wrote := make(chan struct{})
+	var late atomic.Bool
+	var calls atomic.Int64
+	fn := func(moltbot.Chunk) error {
+		first := calls.Add(1) == 1
+		if first {
+			close(writing)
+			<-release // a slow client
+		}
+		select {
+		case <-returned:
+			late.Store(true) // the caller was told the turn is over
+		default:
+		}
+		if first {
+			close(wrote)
+		}
+		return nil
+	}
+	go func() {
+		defer close(returned)
+		rt.forwardTurn(context.Background(), owner, "default", "c", "t1", "hi", moltbot.ChatOptions{}, fn, func() {})
+	}()
+	turn := recv(t, turns, "forwarded turn")
+	if turn.GetTurn() == nil {
+		t.Fatalf("the owner got %v", turn)
+	}
+	sink := actor.NewPID(turn.ReplyAddress, turn.ReplyId)
+	chunk := &pb.Envelope{Protocol: cluster.Protocol, FromNode: owner.ID, Body: &pb.Envelope_Chunk{Chunk: &pb.TurnChunk{Content: "late", Served: "sim/sim"}}}
+	rt.system.Root.Send(sink, chunk)
+	recv(t, writing, "chunk write")
+	rt.system.Root.Send(sink, chunk) // queued behind the slow write
+
+	// The owner leaves the ring: forwardTurn gives up while the sink writes.
+	// (Signaled until forwardTurn returns: it may not watch the ring yet
+	// when the first change comes.)
+	go func() {
+		for {
+			select {
+			case place.changes <- struct{}{}:
+			case <-returned:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	// Before the fix forwardTurn returned here at once, while the write
+	// went on; with the guard it waits for the write. A bounded wait for
+	// the wrong outcome, then the write ends.
+	select {
+	case <-returned:
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	recv(t, wrote, "the slow write's end")
+	recv(t, returned, "forwardTurn's return")
+	if late.Load() {
+		t.Fatal("the sink wrote to the caller after forwardTurn returned")
+	}
+}
+
+func helloFrom(id string) *pb.Envelope {
+	return &pb.Envelope{Protocol: cluster.Protocol, FromNode: id, Body: &pb.Envelope_Hello{Hello: &pb.Hello{}}}
+}
+
+func spawnAgent(t *testing.T, rt *Runtime) *actor.PID {
+	t.Helper()
+	pid, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{rt: rt} }), agentName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// Remote serves before Attach gives the runtime its membership (a node that
+// is joining is proved by its peers meanwhile). The RPC guard refuses what
+// arrives then instead of dereferencing a nil membership.
+func TestGuardBeforeAttach(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	rt := e.rt
+	rt.guard = &rpcGuard{rt: rt}
+	data, err := proto.Marshal(helloFrom("peer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &remote.MessageBatch{TypeNames: []string{envelopeType}, Targets: []*actor.PID{actor.NewPID(rt.system.Address(), agentName)},
+		Envelopes: []*remote.MessageEnvelope{{MessageData: data}}}
+	r := (&guardedStream{g: rt.guard}).checkBatch(b)
+	if r == nil || r.reason != "not_ready" {
+		t.Fatalf("a batch before Attach: %v", r)
+	}
+}
+
+// The agent serves while Attach runs: no data race on the membership (run
+// with -race), what comes before is refused and counted, and members are
+// answered once it is attached.
+func TestAgentWhileAttaching(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	rt := e.rt
+	rt.guard = &rpcGuard{rt: rt}
+	pid := spawnAgent(t, rt)
+	rt.system.Root.Send(pid, helloFrom("peer"))
+	testutil.Eventually(t, 5*time.Second, "a message before Attach refused", func() bool {
+		return e.met.Get(metrics.ClusterRefused, "not_ready") == 1
+	})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			rt.system.Root.Send(pid, helloFrom("peer"))
+		}
+	}()
+	rt.Attach(newFakePlace(localNode(rt, "self"), localNode(rt, "peer")))
+	wg.Wait()
+	r, err := rt.system.Root.RequestFuture(pid, helloFrom("peer"), 5*time.Second).Result()
+	if env, ok := r.(*pb.Envelope); err != nil || !ok || env.GetHelloReply() == nil || env.FromNode != "self" {
+		t.Fatalf("hello after Attach: %v %v", r, err)
+	}
+}
+
+func TestWorkPoolShares(t *testing.T) {
+	for _, tc := range []struct {
+		limit, alone, other int // slots one member gets alone, then another
+	}{
+		{1, 1, 0},
+		{2, 2, 0},
+		{4, 3, 1},
+		{8, 6, 2},
+		{1024, 768, 256},
+	} {
+		p := newWorkPool("test", tc.limit)
+		a, b := 0, 0
+		for p.acquire("a") {
+			a++
+		}
+		for p.acquire("b") {
+			b++
+		}
+		if a != tc.alone || b != tc.other || p.inUse() != a+b {
+			t.Errorf("limit %d: a got %d, b %d (in use %d); want %d, %d", tc.limit, a, b, p.inUse(), tc.alone, tc.other)
+		}
+		p.release("a")
+		if !p.acquire("b") && tc.other > 0 {
+			t.Errorf("limit %d: a released a slot and b cannot take it", tc.limit)
+		}
+	}
+}
+
+// The agent serves other nodes' turns, conversation requests, replicas and
+// fetches on goroutines bounded per kind (and per member: one member gets at
+// most three quarters); past a bound the sender is answered busy at once,
+// retriable, and the refusal is counted. Before, every envelope started a
+// goroutine, without bound.
+func TestAgentBoundsRemoteWork(t *testing.T) {
+	release := make(chan struct{})
+	e := start(t, []string{"p/m"}, []ProviderSpec{spec("p", &fake{chat: blocking(release)})}, func(c *Config) {
+		c.RemoteWork = RemoteWork{Turns: 4, Conv: 2, Replicate: 2, Fetch: 2}
+	})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	rt := e.rt
+	self, a, b := localNode(rt, "self"), localNode(rt, "a"), localNode(rt, "b")
+	rt.Attach(newFakePlace(self, a, b))
+	agentAt := spawnAgent(t, rt)
+	var ids []string
+	for range 5 {
+		c, err := rt.Create(ctx(t), "default", CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	turnID := 0
+	turn := func(from cluster.Node, id string) envelopes {
+		results := make(envelopes, 1)
+		sink := rt.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return results }), "sink")
+		turnID++
+		rt.system.Root.Send(agentAt, &pb.Envelope{Protocol: cluster.Protocol, FromNode: from.ID, ReplyAddress: sink.Address, ReplyId: sink.Id,
+			Body: &pb.Envelope_Turn{Turn: &pb.TurnRequest{Tenant: "default", Id: id, TurnId: fmt.Sprint("r", turnID), Content: "hi",
+				DeadlineUnixMs: time.Now().Add(time.Minute).UnixMilli()}}})
+		return results
+	}
+	busyResult := func(results envelopes, what string) {
+		t.Helper()
+		r := recv(t, results, what).GetResult()
+		if r.GetError().GetCode() != moltbot.EBusy || r.GetError().GetRetryAfterMs() != 1000 {
+			t.Fatalf("%s: %v, want busy with a retry after", what, r)
+		}
+	}
+	inFlight := func() int64 { return rt.Status().Providers[0].InFlight }
+
+	var running []envelopes
+	for _, id := range ids[:3] {
+		running = append(running, turn(a, id))
+	}
+	testutil.Eventually(t, 5*time.Second, "member a's three turns running", func() bool { return inFlight() == 3 })
+	busyResult(turn(a, ids[3]), "a's fourth turn (three quarters of 4 is its share)")
+	running = append(running, turn(b, ids[4]))
+	testutil.Eventually(t, 5*time.Second, "member b's turn running", func() bool { return inFlight() == 4 })
+	busyResult(turn(b, ids[3]), "a fifth turn (the bound is 4)")
+	if n := e.met.Get(metrics.ClusterBusy, "turn"); n != 2 {
+		t.Errorf("busy{kind=turn} = %d, want 2", n)
+	}
+	close(release)
+	for i, results := range running {
+		if r := recv(t, results, "an admitted turn's result").GetResult(); r.GetError() != nil {
+			t.Fatalf("admitted turn %d: %v", i, r.GetError())
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "turn slots released", func() bool { return rt.work.turns.inUse() == 0 })
+	if r := recv(t, turn(a, ids[3]), "a turn after the others ended").GetResult(); r.GetError() != nil {
+		t.Fatalf("a turn after the others ended: %v", r.GetError())
+	}
+
+	// The other kinds answer busy to the requester at once.
+	snap := storage.Encode(nil, &moltbot.Conversation{Tenant: "default", ID: "r1", Version: 1, Epoch: 1})
+	for _, tc := range []struct {
+		pool *workPool
+		body *pb.Envelope
+		ok   func(*pb.Envelope) bool
+	}{
+		{rt.work.conv, &pb.Envelope{Body: &pb.Envelope_Conv{Conv: &pb.ConvRequest{Op: pb.ConvRequest_GET, Tenant: "default", Id: ids[0]}}},
+			func(r *pb.Envelope) bool { return r.GetConvReply() != nil && r.GetConvReply().Error == nil }},
+		{rt.work.replicate, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.Replicate{Snapshot: snap}}},
+			func(r *pb.Envelope) bool { return r.GetReplicateAck().GetOk() }},
+		{rt.work.fetch, &pb.Envelope{Body: &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: ids[0]}}},
+			func(r *pb.Envelope) bool { return r.GetFetchReply().GetFound() }},
+	} {
+		t.Run(tc.pool.kind, func(t *testing.T) {
+			held := 0
+			for tc.pool.acquire("b") {
+				held++
+			}
+			req := proto.Clone(tc.body).(*pb.Envelope)
+			req.Protocol, req.FromNode = cluster.Protocol, a.ID
+			r, err := rt.request(self, req, 5*time.Second)
+			if err != nil || !isBusy(r) || r.GetConvReply().GetError().GetRetryAfterMs() != 1000 {
+				t.Fatalf("with the pool full: %v %v", r, err)
+			}
+			if n := e.met.Get(metrics.ClusterBusy, tc.pool.kind); n != 1 {
+				t.Errorf("busy{kind=%s} = %d", tc.pool.kind, n)
+			}
+			// A patient requester (replication, acquiring a copy) asks
+			// again, and is served once a slot frees up.
+			got := make(chan *pb.Envelope, 1)
+			go func() {
+				r, _ := rt.requestPatient(self, req, 5*time.Second)
+				got <- r
+			}()
+			testutil.Eventually(t, 5*time.Second, "the patient request refused", func() bool { return e.met.Get(metrics.ClusterBusy, tc.pool.kind) >= 2 })
+			for range held {
+				tc.pool.release("b")
+			}
+			if r := recv(t, got, "the patient request's answer"); !tc.ok(r) {
+				t.Fatalf("once a slot is free: %v", r)
+			}
+		})
+	}
+}

@@ -1,0 +1,162 @@
+package actors
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/internal/metrics"
+)
+
+// RemoteWork bounds the work other nodes may start on this one at once,
+// per kind of envelope the agent serves on a goroutine of its own. Past a
+// bound the sender is answered "busy" at once (a retriable error with
+// Retry-After) and the refusal is counted in
+// moltbot_cluster_rpc_busy_total{kind}: the agent's mailbox never waits.
+// One member may hold at most three quarters of a kind's slots, so that a
+// flood from one member leaves room for the others.
+type RemoteWork struct {
+	Turns     int // forwarded turns running here (each holds a goroutine for the turn)
+	Conv      int // create, get, delete of a conversation
+	Replicate int // snapshots being stored (a synced write each)
+	Fetch     int // copies asked for by a new owner (an acquire waits for the running turn)
+}
+
+// DefaultRemoteWork is sized for a small device: a goroutine is a few KB.
+func DefaultRemoteWork() RemoteWork {
+	return RemoteWork{Turns: 1024, Conv: 256, Replicate: 256, Fetch: 64}
+}
+
+func (w *RemoteWork) ensureDefaults() {
+	d := DefaultRemoteWork()
+	if w.Turns <= 0 {
+		w.Turns = d.Turns
+	}
+	if w.Conv <= 0 {
+		w.Conv = d.Conv
+	}
+	if w.Replicate <= 0 {
+		w.Replicate = d.Replicate
+	}
+	if w.Fetch <= 0 {
+		w.Fetch = d.Fetch
+	}
+}
+
+// remotePools are the agent's bounds, one per kind.
+type remotePools struct {
+	turns, conv, replicate, fetch *workPool
+}
+
+func newRemotePools(w RemoteWork) remotePools {
+	return remotePools{turns: newWorkPool("turn", w.Turns), conv: newWorkPool("conv", w.Conv),
+		replicate: newWorkPool("replicate", w.Replicate), fetch: newWorkPool("fetch", w.Fetch)}
+}
+
+// gauges exports how many of each kind run (a node with cluster RPC).
+func (p remotePools) gauges(met *metrics.Registry) {
+	for _, wp := range []*workPool{p.turns, p.conv, p.replicate, p.fetch} {
+		met.Gauge(fmt.Sprintf(`moltbot_cluster_rpc_work{kind=%q}`, wp.kind), func() float64 { return float64(wp.inUse()) })
+	}
+}
+
+// workPool counts the goroutines serving one kind of envelope, in all and
+// per member. acquire never waits.
+type workPool struct {
+	kind      string
+	limit     int
+	perMember int
+
+	mu      sync.Mutex
+	total   int
+	held    map[string]int // by member id; entries go at zero
+	lastLog time.Time
+}
+
+func newWorkPool(kind string, limit int) *workPool {
+	return &workPool{kind: kind, limit: limit, perMember: max(limit-limit/4, 1), held: map[string]int{}}
+}
+
+// acquire takes a slot for member; false when the kind is full or the
+// member holds its share. A true must be paired with release.
+func (p *workPool) acquire(member string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.total >= p.limit || p.held[member] >= p.perMember {
+		return false
+	}
+	p.total++
+	p.held[member]++
+	return true
+}
+
+func (p *workPool) release(member string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total--
+	if n := p.held[member] - 1; n > 0 {
+		p.held[member] = n
+	} else {
+		delete(p.held, member)
+	}
+}
+
+func (p *workPool) inUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total
+}
+
+// busy counts and logs (at most once a second per kind) a refusal, and
+// returns the error the sender gets.
+func (rt *Runtime) busy(p *workPool, member string) *pb.Error {
+	rt.met.Inc(metrics.ClusterBusy, p.kind)
+	p.mu.Lock()
+	total, mine := p.total, p.held[member]
+	quiet := time.Since(p.lastLog) < maxRefusalLogHz
+	if !quiet {
+		p.lastLog = time.Now()
+	}
+	p.mu.Unlock()
+	if !quiet {
+		rt.log.Warn("cluster RPC: busy, refused work from a member", "kind", p.kind, "member", member,
+			"member_holds", mine, "in_use", total, "limit", p.limit)
+	}
+	return &pb.Error{Code: moltbot.EBusy, RetryAfterMs: busyRetryAfter.Milliseconds(),
+		Message: fmt.Sprintf("node %s is busy: %d of %d %s requests from other nodes running; retry", rt.place().ID(), total, p.limit, p.kind)}
+}
+
+// busyRetryAfter is the Retry-After of a busy answer.
+const busyRetryAfter = time.Second
+
+// isBusy reports whether a reply is the agent's busy answer.
+func isBusy(r *pb.Envelope) bool {
+	return r.GetConvReply().GetError().GetCode() == moltbot.EBusy
+}
+
+// requestPatient is request, asked again while the node answers busy (with
+// the route retry's pauses), until timeout. For node-to-node work that a
+// client does not wait on directly (replication, acquiring a copy): a busy
+// replica should still get the snapshot. The last answer is returned.
+func (rt *Runtime) requestPatient(node cluster.Node, env *pb.Envelope, timeout time.Duration) (*pb.Envelope, error) {
+	deadline := time.Now().Add(timeout)
+	for attempt := 0; ; attempt++ {
+		// (never a negative timeout: a future given one waits forever)
+		r, err := rt.request(node, env, max(time.Until(deadline), time.Millisecond))
+		if err != nil || !isBusy(r) {
+			return r, err
+		}
+		pause := retryPause(attempt)
+		if time.Until(deadline) <= pause {
+			return r, nil
+		}
+		select {
+		case <-time.After(pause):
+		case <-rt.base.Done():
+			return r, nil
+		}
+	}
+}
