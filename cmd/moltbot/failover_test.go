@@ -465,3 +465,29 @@ func TestReadyzFollowsTheChain(t *testing.T) {
 		t.Fatalf("all down: %+v", s)
 	}
 }
+
+// A reply served by the model asked counts no failover, even when that
+// model was skipped first (missing) and asked anyway because nothing else
+// was left: X-Moltbot-Failovers is 0, not a "failover" to itself.
+func TestFailoversHeaderNotCountedForTheModelItself(t *testing.T) {
+	primary, fallback := newUpstream(t, fastSim()), newUpstream(t, fastSim())
+	primary.fail(func(n int64) int {
+		if n == 1 {
+			return 404 // the model is missing once, then back (pulled)
+		}
+		return 0
+	})
+	n := failoverNode(t, primary, fallback, "")
+	if s := complete(t, n, ""); s.status != 200 || s.provider != "fallback/m" || s.failovers != "1" {
+		t.Fatalf("missing primary: %+v", s)
+	}
+	if b := breakers(t, n)["primary/m"]; !b.Missing {
+		t.Fatalf("primary not marked missing: %+v", b)
+	}
+	for _, body := range []string{`{"model":"primary/m","messages":[{"role":"user","content":"hello"}]}`,
+		`{"model":"primary/m","stream":true,"messages":[{"role":"user","content":"hello"}]}`} {
+		if s := complete(t, n, body); s.status != 200 || s.provider != "primary/m" || s.failovers != "0" {
+			t.Fatalf("%s: %+v", body, s)
+		}
+	}
+}
