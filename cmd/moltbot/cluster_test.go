@@ -227,9 +227,13 @@ func TestClusterProcessesRollingRestart(t *testing.T) {
 			}
 		}()
 	}
-	// Every conversation makes progress before the first restart and after
-	// each one (the load ran on each topology): counted acknowledgements,
-	// not sleeps.
+	// The load runs on each topology before the next restart: every
+	// conversation has acknowledged `settle` more turns (counted, not slept;
+	// about as much load as the 300-500 ms sleeps here used to allow), so
+	// the restarts are one at a time. (A tighter schedule, the next SIGTERM
+	// right after one turn each, loses acknowledged turns more often:
+	// docs/DESIGN.md, known limits.)
+	const settle = 10
 	progress := func(what string) {
 		t.Helper()
 		acked := func() []int {
@@ -242,10 +246,10 @@ func TestClusterProcessesRollingRestart(t *testing.T) {
 			return out
 		}
 		before := acked()
-		testutil.Eventually(t, 60*time.Second, "every conversation acknowledges a turn "+what, func() bool {
+		testutil.Eventually(t, 60*time.Second, fmt.Sprintf("every conversation acknowledges %d turns %s", settle, what), func() bool {
 			now := acked()
 			for i := range now {
-				if now[i] <= before[i] {
+				if now[i] < before[i]+settle {
 					return false
 				}
 			}
