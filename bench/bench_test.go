@@ -12,8 +12,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/moltbot/moltbot/internal/testutil"
 )
 
 // The open loop sends on schedule even when the server is slow: with a
@@ -26,7 +24,7 @@ func TestOpenLoopKeepsSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var arrivals []time.Time
-		client, url := testutil.PipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client, url := pipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			arrivals = append(arrivals, time.Now())
 			mu.Unlock()
@@ -68,7 +66,7 @@ func sortTimes(ts []time.Time) {
 // failed under load).
 func TestStreamTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client, url := testutil.PipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client, url := pipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			w.Header().Set("X-Moltbot-Provider", "p/m")
 			fl := w.(http.Flusher)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/moltbot/moltbot/internal/testutil"
 )
 
 func TestPercentileKnown(t *testing.T) {
@@ -53,7 +51,7 @@ func TestPercentileDistributions(t *testing.T) {
 // server and a loose 1.9..50 ms bound).
 func TestOverheadMeasuresAddedDelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client, url := testutil.PipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client, url := pipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/via" {
 				time.Sleep(2 * time.Millisecond)
 			}

@@ -1,4 +1,4 @@
-package testutil
+package bench
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// PipeServer serves h over in-memory connections (net.Pipe) and returns a
+// pipeServer serves h over in-memory connections (net.Pipe) and returns a
 // client that reaches it whatever host its URL names, and that URL. Closed
 // at the end of the test (idle connections, the server, its goroutines).
 //
@@ -19,7 +19,7 @@ import (
 // time.Sleep and every timer of the code under test run on the fake
 // clock, so measured durations are exact and the test takes no real time.
 // Call it inside the bubble (its goroutines must belong to it).
-func PipeServer(t testing.TB, h http.Handler) (*http.Client, string) {
+func pipeServer(t testing.TB, h http.Handler) (*http.Client, string) {
 	t.Helper()
 	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	srv := &http.Server{Handler: h}
@@ -50,7 +50,7 @@ func PipeServer(t testing.TB, h http.Handler) (*http.Client, string) {
 	return &http.Client{Transport: tr}, "http://pipe.test"
 }
 
-// pipeListener hands the server ends of PipeServer's pipes to http.Server.
+// pipeListener hands the server ends of pipeServer's pipes to http.Server.
 type pipeListener struct {
 	conns chan net.Conn
 	done  chan struct{}
@@ -62,7 +62,7 @@ func (l *pipeListener) Accept() (net.Conn, error) {
 	case c := <-l.conns:
 		return c, nil
 	case <-l.done:
-		return nil, errors.New("testutil: pipe listener closed")
+		return nil, errors.New("bench: pipe listener closed")
 	}
 }
 
