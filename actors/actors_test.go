@@ -393,6 +393,19 @@ func TestPassivationAndReactivation(t *testing.T) {
 	}
 }
 
+// passivated waits (up to 10 s) until another passivation is counted: the
+// race below needs conversations going away between turns, and a sleep
+// would only make that likely.
+func passivated(met *metrics.Registry) bool {
+	before := met.Sum(metrics.Passivations)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if met.Sum(metrics.Passivations) > before {
+			return true
+		}
+	}
+	return false
+}
+
 // Hammer conversations whose actors passivate constantly: every request must
 // get its answer (none may reach a stopped mailbox) and no turn may be lost.
 func TestPassivationRace(t *testing.T) {
@@ -425,8 +438,9 @@ func TestPassivationRace(t *testing.T) {
 					t.Errorf("%s turn %d: %v", id, j, err)
 					return
 				}
-				if j%5 == 0 {
-					time.Sleep(15 * time.Millisecond) // let it passivate
+				if j%5 == 0 && !passivated(e.met) {
+					t.Errorf("%s turn %d: no conversation passivated within 10 s", id, j)
+					return
 				}
 			}
 		}()

@@ -259,8 +259,12 @@ func (s *chatState) launch(cont bool) bool {
 			if s.started > 0 || s.forced {
 				return false
 			}
-			// Every model was skipped: try them all anyway, in order.
-			s.forced, s.next = true, 0
+			// Every model was skipped: try them all anyway, in order. The
+			// skips passed nothing over (the first model is asked first
+			// again), so the count starts afresh and no failover is
+			// counted into the first model (it would be one to itself
+			// with a chain of one).
+			s.forced, s.next, s.hops, s.left = true, 0, 0, nil
 		}
 		ref := s.chain[s.next]
 		s.next++

@@ -118,3 +118,68 @@ func TestCallbackErrorStops(t *testing.T) {
 		t.Fatalf("err %v, fallback calls %d", err, b.calls.Load())
 	}
 }
+
+// A model served on the second pass (every model was skipped, so they are
+// tried anyway) was not failed over to: X-Moltbot-Failovers counts the
+// models passed over on the pass that served, and no failover to itself
+// is counted. Before, a primary marked missing by a stale health check
+// answered with Failovers 1 and a primary->primary "model_missing" failover.
+func TestSecondPassCountsNoSelfFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		chain     []string
+		a, b      *fake
+		skip      func(e *env)
+		served    string
+		failovers int
+		counted   uint64 // failovers in the metric
+	}{
+		{"one model marked missing", []string{"a/m"}, &fake{chat: echo}, nil,
+			func(e *env) { e.rt.policy.Breaker("a", "m").SetMissing(true) }, "a/m", 0, 0},
+		{"every breaker open", []string{"a/m", "b/m"}, &fake{chat: echo}, &fake{chat: echo},
+			func(e *env) {
+				e.rt.policy.Breaker("a", "m").Trip(time.Now(), time.Hour, false, "x")
+				e.rt.policy.Breaker("b", "m").Trip(time.Now(), time.Hour, true, "x")
+			}, "a/m", 0, 0},
+		{"every breaker open, the first fails again", []string{"a/m", "b/m"}, &fake{chat: fails(inference.KindUnavailable)}, &fake{chat: echo},
+			func(e *env) {
+				e.rt.policy.Breaker("a", "m").Trip(time.Now(), time.Hour, false, "x")
+				e.rt.policy.Breaker("b", "m").Trip(time.Now(), time.Hour, false, "x")
+			}, "b/m", 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			specs := []ProviderSpec{spec("a", tc.a)}
+			if tc.b != nil {
+				specs = append(specs, spec("b", tc.b))
+			}
+			e := start(t, tc.chain, specs, nil)
+			testutil.Eventually(t, 5*time.Second, "health checked", func() bool { return e.rt.Ready() == nil })
+			for _, stream := range []bool{false, true} {
+				tc.skip(e)
+				var chunks []moltbot.Chunk
+				var fn moltbot.StreamFunc
+				if stream {
+					fn = func(c moltbot.Chunk) error { chunks = append(chunks, c); return nil }
+				}
+				comp, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, fn)
+				if err != nil || comp.Served.String() != tc.served || comp.Failovers != tc.failovers {
+					t.Fatalf("stream %v: %+v %v, want served by %s after %d failovers", stream, comp, err, tc.served, tc.failovers)
+				}
+				for _, c := range chunks {
+					if c.Failovers != tc.failovers {
+						t.Fatalf("chunk %+v, want %d failovers", c, tc.failovers)
+					}
+				}
+				if stream && len(chunks) == 0 {
+					t.Fatal("no chunks")
+				}
+			}
+			if got := e.met.Sum(metrics.Failovers); got != 2*tc.counted {
+				t.Errorf("failovers counted %d, want %d", got, 2*tc.counted)
+			}
+			if got := e.met.Get(metrics.Failovers, "a/m", "a/m", failover.ReasonMissing); got != 0 {
+				t.Errorf("a/m failed over to itself %d times", got)
+			}
+		})
+	}
+}

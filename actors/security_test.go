@@ -9,6 +9,7 @@ package actors
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,8 +74,10 @@ func (a *attacker) open() error {
 	return nil
 }
 
-// send sends one batch on a fresh stream and reports how the node answered:
-// nil when the stream stayed open (the batch was accepted).
+// send sends one batch on a fresh stream and returns how the node ended
+// the stream: PermissionDenied for a refusal. A batch that is not refused
+// leaves the stream open, and send then returns the stream's deadline
+// error (5 s): absence of a refusal is never inferred from a short wait.
 func (a *attacker) send(b *remote.MessageBatch) error {
 	if err := a.open(); err != nil {
 		return err
@@ -82,18 +85,33 @@ func (a *attacker) send(b *remote.MessageBatch) error {
 	if err := a.stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_MessageBatch{MessageBatch: b}}); err != nil {
 		return err
 	}
-	got := make(chan error, 1)
-	go func() {
-		_, err := a.stream.Recv()
-		got <- err
-	}()
-	select {
-	case err := <-got:
+	_, err := a.stream.Recv()
+	return err
+}
+
+// accepted sends b on a fresh stream, then a batch of an unknown type that
+// n refuses. It returns nil when that refusal is counted and ends the
+// stream: the stream carried on after b, so b was accepted. (Before: b was
+// taken as accepted when nothing came back within 500 ms.)
+func (a *attacker) accepted(n *tnode, b *remote.MessageBatch) error {
+	before := refusedFor(n, "type")
+	if err := a.open(); err != nil {
 		return err
-	case <-time.After(500 * time.Millisecond):
-		a.stream.CloseSend()
-		return nil
 	}
+	probe := batch(actor.NewPID(a.addr, agentName), "evil.Unknown", nil)
+	for _, m := range []*remote.MessageBatch{b, probe} {
+		if err := a.stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_MessageBatch{MessageBatch: m}}); err != nil {
+			return err
+		}
+	}
+	_, err := a.stream.Recv()
+	if status.Code(err) != codes.PermissionDenied {
+		return fmt.Errorf("the stream ended with %v, not the probe's refusal", err)
+	}
+	if refusedFor(n, "type") != before+1 {
+		return fmt.Errorf("the batch ended the stream before the probe: %v", err)
+	}
+	return nil
 }
 
 func envBytes(t *testing.T, env *pb.Envelope) []byte {
@@ -252,7 +270,7 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 	// A late answer (its request gave up) is dropped, not refused: the
 	// stream carries on.
 	late := envBytes(t, &pb.Envelope{Protocol: cluster.Protocol, FromNode: member.cl.ID(), Body: &pb.Envelope_FetchReply{FetchReply: &pb.FetchReply{}}})
-	if err := a.send(batch(actor.NewPID(addr, "future$gone"), envelopeType, late)); err != nil {
+	if err := a.accepted(victim, batch(actor.NewPID(addr, "future$gone"), envelopeType, late)); err != nil {
 		t.Errorf("a late answer ended the stream: %v", err)
 	}
 	if refusedFor(victim, "late_reply") != 1 {
@@ -461,7 +479,7 @@ func TestClusterMutualTLS(t *testing.T) {
 	}
 	// n2's valid certificate, speaking as n3: refused.
 	asN2 := newAttacker(t, addr, grpc.WithTransportCredentials(withPeers(ca.creds(t, "n2"), n1)))
-	if err := asN2.send(batch(agent, envelopeType, hello)); err != nil {
+	if err := asN2.accepted(n1, batch(agent, envelopeType, hello)); err != nil {
 		t.Fatalf("n2 as itself: %v", err)
 	}
 	asN3 := envBytes(t, &pb.Envelope{Protocol: cluster.Protocol, FromNode: n3.cl.ID(), Body: &pb.Envelope_Hello{Hello: &pb.Hello{}}})

@@ -16,26 +16,45 @@ type createRequest struct {
 	Model  string  `json:"model"`
 }
 
+// Timestamps on the wire, in both APIs, are Unix seconds: OpenAI's
+// convention for `created`, kept by the conversations API too (whose
+// streamed turns are OpenAI chunks). The node stores milliseconds
+// (moltbot.Message.Created, the snapshot codec); unixSeconds presents them.
+func unixSeconds(ms int64) int64 { return ms / 1000 }
+
 // conversationJSON is the wire form of a conversation.
 type conversationJSON struct {
-	ID       string            `json:"id"`
-	Object   string            `json:"object"`
-	Created  int64             `json:"created"`
-	Updated  int64             `json:"updated"`
-	System   string            `json:"system,omitempty"`
-	Model    string            `json:"model,omitempty"`
-	Version  uint64            `json:"version"`
-	Owner    string            `json:"owner,omitempty"`
-	Messages []moltbot.Message `json:"messages"`
+	ID       string        `json:"id"`
+	Object   string        `json:"object"`
+	Created  int64         `json:"created"` // Unix seconds
+	Updated  int64         `json:"updated"` // Unix seconds
+	System   string        `json:"system,omitempty"`
+	Model    string        `json:"model,omitempty"`
+	Version  uint64        `json:"version"`
+	Owner    string        `json:"owner,omitempty"`
+	Messages []messageJSON `json:"messages"`
+}
+
+// messageJSON is the wire form of a message: the domain message with its
+// time in Unix seconds (this field hides the embedded one, in milliseconds).
+type messageJSON struct {
+	moltbot.Message
+	Created int64 `json:"created,omitempty"`
+}
+
+func toMessageJSON(m moltbot.Message) messageJSON {
+	return messageJSON{Message: m, Created: unixSeconds(m.Created)}
 }
 
 func toJSON(c *moltbot.Conversation) conversationJSON {
-	out := conversationJSON{ID: c.ID, Object: "conversation", Created: c.Created, Updated: c.Updated,
-		System: c.System, Model: c.Model, Version: c.Version, Owner: c.Owner, Messages: make([]moltbot.Message, 0, len(c.Messages)+1)}
+	out := conversationJSON{ID: c.ID, Object: "conversation", Created: unixSeconds(c.Created), Updated: unixSeconds(c.Updated),
+		System: c.System, Model: c.Model, Version: c.Version, Owner: c.Owner, Messages: make([]messageJSON, 0, len(c.Messages)+1)}
 	if c.System != "" {
-		out.Messages = append(out.Messages, moltbot.Message{Role: moltbot.RoleSystem, Content: c.System, Created: c.Created})
+		out.Messages = append(out.Messages, toMessageJSON(moltbot.Message{Role: moltbot.RoleSystem, Content: c.System, Created: c.Created}))
 	}
-	out.Messages = append(out.Messages, c.Messages...)
+	for _, m := range c.Messages {
+		out.Messages = append(out.Messages, toMessageJSON(m))
+	}
 	return out
 }
 
@@ -108,14 +127,14 @@ type messageRequest struct {
 
 // turnResponse is the body of a non-streamed turn.
 type turnResponse struct {
-	ConversationID string          `json:"conversation_id"`
-	Object         string          `json:"object"`
-	Message        moltbot.Message `json:"message"`
-	Model          string          `json:"model"`
-	FinishReason   string          `json:"finish_reason"`
-	Usage          usageJSON       `json:"usage"`
-	Failovers      int             `json:"failovers"`
-	Version        uint64          `json:"version"`
+	ConversationID string      `json:"conversation_id"`
+	Object         string      `json:"object"`
+	Message        messageJSON `json:"message"`
+	Model          string      `json:"model"`
+	FinishReason   string      `json:"finish_reason"`
+	Usage          usageJSON   `json:"usage"`
+	Failovers      int         `json:"failovers"`
+	Version        uint64      `json:"version"`
 }
 
 type usageJSON struct {
@@ -169,7 +188,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		s.charge(r, c.Usage)
 		w.Header().Set("X-Moltbot-Provider", c.Served.String())
 		w.Header().Set("X-Moltbot-Failovers", strconv.Itoa(c.Failovers))
-		writeJSON(w, http.StatusOK, turnResponse{ConversationID: id, Object: "conversation.turn", Message: res.Message,
+		writeJSON(w, http.StatusOK, turnResponse{ConversationID: id, Object: "conversation.turn", Message: toMessageJSON(res.Message),
 			Model: c.Served.String(), FinishReason: c.FinishReason, Failovers: c.Failovers, Version: res.Version,
 			Usage: usageJSON{c.Usage.PromptTokens, c.Usage.CompletionTokens, c.Usage.Total()}})
 		return

@@ -47,19 +47,37 @@ func TestLimitListener(t *testing.T) {
 	if ln.held() != 3 {
 		t.Fatalf("%d held from one client", ln.held())
 	}
-	// A refused connection is closed: its client reads EOF.
+	// A refused connection is closed: its client reads EOF. A held one is
+	// open: a byte its server side writes arrives (proved, rather than
+	// inferred from a read that saw nothing for 200 ms).
+	held := map[string]net.Conn{}
+	for range 3 {
+		c := <-accepted
+		held[c.RemoteAddr().String()] = c
+	}
 	closed := 0
 	for _, c := range clients {
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
-			closed++
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if s := held[c.LocalAddr().String()]; s != nil {
+			s.Write([]byte("x"))
+			if n, err := c.Read(make([]byte, 1)); n != 1 {
+				t.Fatalf("a held connection: %v", err)
+			}
+			continue
 		}
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("a refused connection: %v, want EOF", err)
+		}
+		closed++
 	}
 	if closed != 2 {
 		t.Fatalf("%d connections closed by the server, want 2", closed)
 	}
 	// Closing an accepted connection frees its slot.
-	(<-accepted).Close()
+	for _, c := range held {
+		c.Close()
+		break
+	}
 	testutil.Eventually(t, 5*time.Second, "slot freed", func() bool { return ln.held() == 2 })
 	clients = append(clients, dial())
 	testutil.Eventually(t, 5*time.Second, "a new one accepted", func() bool { return ln.held() == 3 })

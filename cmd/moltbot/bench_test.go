@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,7 @@ func TestBenchSpawnJSON(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
 	code, out, stderr := runCLI(t, "", "bench", "--spawn", "--duration", "2s", "--stream", "--concurrency", "8",
-		"--slo-ttft", "1s", "--json", jsonPath, "--html", htmlPath, "--baseline", "spawn", "--baseline-rounds", "2", "--baseline-requests", "20")
+		"--slo-ttft", "1m", "--json", jsonPath, "--html", htmlPath, "--baseline", "spawn", "--baseline-rounds", "2", "--baseline-requests", "20")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -55,13 +56,15 @@ func TestBenchSpawnJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Requests < 100 || r.Errors != 0 || r.RPS <= 0 || r.DurationS < 1.9 || r.DurationS > 5 {
+	// No throughput or wall-clock figure here (they belong to BENCHMARKS.md):
+	// the run lasts at least its --duration, and the figures agree.
+	if r.Requests == 0 || r.Errors != 0 || r.DurationS < 2 || math.Abs(r.RPS*r.DurationS-float64(r.Requests)) > 1e-6*float64(r.Requests) {
 		t.Errorf("counts: %+v", r)
 	}
 	if !(r.Latency.P50 > 0 && r.Latency.P99 >= r.Latency.P50 && r.Latency.Max >= r.Latency.P99) || r.TTFT.P50 <= 0 || r.TTFT.P50 > r.Latency.P50 {
 		t.Errorf("latency: %+v ttft %+v", r.Latency, r.TTFT)
 	}
-	if r.OutputTokens.Total != 16*r.Requests || r.OutputTokens.PerSecond <= 0 || r.Goodput.Share <= 0 || r.Providers["sim/sim"].Share != 1 {
+	if r.OutputTokens.Total != 16*r.Requests || r.OutputTokens.PerSecond <= 0 || r.Goodput.Share != 1 || r.Providers["sim/sim"].Share != 1 {
 		t.Errorf("tokens/goodput/providers: %+v", r)
 	}
 	if r.Baseline.AddedP50 == 0 || len(r.Timeline) < 2 {

@@ -227,15 +227,44 @@ func TestClusterProcessesRollingRestart(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
-	for _, n := range nodes {
+	// The load runs on each topology before the next restart: every
+	// conversation has acknowledged `settle` more turns (counted, not slept;
+	// about as much load as the 300-500 ms sleeps here used to allow), so
+	// the restarts are one at a time. (A tighter schedule, the next SIGTERM
+	// right after one turn each, loses acknowledged turns more often:
+	// docs/DESIGN.md, known limits.)
+	const settle = 10
+	progress := func(what string) {
+		t.Helper()
+		acked := func() []int {
+			mu.Lock()
+			defer mu.Unlock()
+			out := make([]int, len(records))
+			for i, r := range records {
+				out[i] = len(r.acked)
+			}
+			return out
+		}
+		before := acked()
+		testutil.Eventually(t, 60*time.Second, fmt.Sprintf("every conversation acknowledges %d turns %s", settle, what), func() bool {
+			now := acked()
+			for i := range now {
+				if now[i] < before[i]+settle {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	progress("before the restarts")
+	for i, n := range nodes {
 		n.p.cmd.Process.Signal(syscall.SIGTERM)
 		if code := n.p.wait(t, 15*time.Second); code != 0 {
 			t.Fatalf("node exited %d on SIGTERM", code)
 		}
 		n.start(t)
 		convergeProcs(t, nodes, 3)
-		time.Sleep(300 * time.Millisecond)
+		progress(fmt.Sprintf("after restarting node %d", i+1))
 	}
 	close(stop)
 	wg.Wait()
@@ -244,9 +273,6 @@ func TestClusterProcessesRollingRestart(t *testing.T) {
 	t.Logf("turns acknowledged %d, 503 (retry) %d, refused by a node being restarted %d, other failures %v", ok, retriable, refused, bad)
 	if len(bad) > 0 {
 		t.Errorf("clients saw non-retriable errors: %v", bad)
-	}
-	if ok < 50 {
-		t.Fatalf("only %d turns acknowledged: the load did not run", ok)
 	}
 	for _, r := range records {
 		got := getConv(t, nodes[0].url, r.id)

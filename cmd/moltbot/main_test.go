@@ -330,17 +330,14 @@ func TestSIGTERMFinishesInFlightTurn(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, buf); err != nil { // the stream has begun
 		t.Fatal(err)
 	}
-	t0 := time.Now()
 	node.cmd.Process.Signal(syscall.SIGTERM)
 	rest, _ := io.ReadAll(resp.Body)
 	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") || strings.Contains(string(rest), `"error"`) {
 		t.Fatalf("stream cut by shutdown: %q", rest)
 	}
+	// The process exits once the turn is done (a hang fails here), with 0.
 	if code := node.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
-	}
-	if d := time.Since(t0); d > 10*time.Second {
-		t.Fatalf("shutdown took %v", d)
 	}
 	if !strings.Contains(node.out.String(), "stopped") {
 		t.Errorf("no orderly stop in the log:\n%s", node.out.String())
