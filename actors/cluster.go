@@ -268,11 +268,51 @@ func (rt *Runtime) ownerOf(tenant, id string) (cluster.Node, bool) {
 	if !rt.place().Ready() {
 		return cluster.Node{}, false
 	}
-	n, ok := rt.currentRing().Owner(tenant + "/" + id)
+	key := tenant + "/" + id
+	n, ok := rt.currentRing().Owner(key)
 	if !ok {
 		return cluster.Node{}, false // we left the ring: nothing is ours
 	}
-	return n, n.ID == rt.place().ID()
+	self := rt.place().ID()
+	if n.ID == self {
+		if to, ok := rt.yieldedTo(key); ok {
+			return to, false
+		}
+	}
+	return n, n.ID == self
+}
+
+// yieldTTL is how long a node defers to the member that took a
+// conversation over from it, whatever its own ring says meanwhile (the
+// taker's ring already had it as the owner; this node's catches up within a
+// few gossip rounds).
+const yieldTTL = 10 * time.Second
+
+type yielded struct {
+	to string
+	at time.Time
+}
+
+// yieldedTo returns the member a conversation was relinquished to (at its
+// acquire) while this node's ring has not caught up with it: the member is
+// alive but not on this node's ring yet, and the record is fresh. Without
+// it, a node whose ring does not show the taker would take the
+// conversation back from a copy older than the taker's, and both would
+// acknowledge turns that only one history keeps. Once the taker is on the
+// ring, the ring decides again.
+func (rt *Runtime) yieldedTo(key string) (cluster.Node, bool) {
+	v, ok := rt.yields.Load(key)
+	if !ok {
+		return cluster.Node{}, false
+	}
+	y := v.(yielded)
+	if rt.now().Sub(y.at) < yieldTTL && !rt.currentRing().Has(y.to) {
+		if m, ok := rt.place().Member(y.to); ok && m.State == "alive" && m.ID != rt.place().ID() {
+			return m, true
+		}
+	}
+	rt.yields.CompareAndDelete(key, v)
+	return cluster.Node{}, false
 }
 
 // isOwner reports whether this node owns the conversation now.
@@ -427,10 +467,12 @@ func (a *agent) Receive(c actor.Context) {
 		serve(rt.work.conv, func() { reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: rt.serveConv(b.Conv)}}) }, convBusy)
 	case *pb.Envelope_Replicate:
 		serve(rt.work.replicate, func() {
-			reply(&pb.Envelope{Body: &pb.Envelope_ReplicateAck{ReplicateAck: rt.serveReplicate(b.Replicate)}})
+			reply(&pb.Envelope{Body: &pb.Envelope_ReplicateAck{ReplicateAck: rt.serveReplicate(env.FromNode, b.Replicate)}})
 		}, convBusy)
 	case *pb.Envelope_Fetch:
-		serve(rt.work.fetch, func() { reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(b.Fetch)}}) }, convBusy)
+		serve(rt.work.fetch, func() {
+			reply(&pb.Envelope{Body: &pb.Envelope_FetchReply{FetchReply: rt.serveFetch(env.FromNode, b.Fetch)}})
+		}, convBusy)
 	case *pb.Envelope_Hello:
 		// The guard checked the caller's certificate names this member.
 		place.Proved(env.FromNode)
@@ -492,10 +534,17 @@ func (rt *Runtime) serveConv(r *pb.ConvRequest) *pb.ConvReply {
 }
 
 // serveReplicate stores a replica (or a handed-off conversation) if newer.
-func (rt *Runtime) serveReplicate(r *pb.Replicate) *pb.ReplicateAck {
+func (rt *Runtime) serveReplicate(from string, r *pb.Replicate) *pb.ReplicateAck {
 	c, err := storage.Decode(r.Snapshot)
 	if err != nil {
 		return &pb.ReplicateAck{Reason: "corrupt snapshot: " + err.Error()}
+	}
+	if r.Handoff {
+		// Handed back by the member this node yielded it to: that member's
+		// ring says it is ours again.
+		if v, ok := rt.yields.Load(c.Key()); ok && v.(yielded).to == from {
+			rt.yields.CompareAndDelete(c.Key(), v)
+		}
 	}
 	stored, epoch, version, err := rt.store.PutIfNewer(c, true)
 	if err != nil {
@@ -511,10 +560,13 @@ func (rt *Runtime) serveReplicate(r *pb.Replicate) *pb.ReplicateAck {
 	return &pb.ReplicateAck{Ok: true, Epoch: epoch, Version: version}
 }
 
-func (rt *Runtime) serveFetch(f *pb.Fetch) *pb.FetchReply {
+func (rt *Runtime) serveFetch(from string, f *pb.Fetch) *pb.FetchReply {
 	if f.Acquire {
-		// Another node takes the conversation over: stop serving it here
-		// first, so that the copy we answer with is the last one.
+		// Another node takes the conversation over: from now on requests
+		// for it go there (even if this node's ring has not caught up), and
+		// it stops serving here first, so that the copy we answer with is
+		// the last one.
+		rt.yields.Store(f.Tenant+"/"+f.Id, yielded{to: from, at: rt.now()})
 		done := make(chan struct{})
 		rt.system.Root.Send(rt.manager, &relinquishMsg{tenant: f.Tenant, id: f.Id, done: done})
 		select {

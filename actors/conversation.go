@@ -410,6 +410,7 @@ func (a *conversation) activate(local *moltbot.Conversation) *moltbot.Conversati
 		return nil
 	}
 	local.Epoch++
+	a.rt.log.Debug("conversation activated as its owner", "conversation", local.Key(), "epoch", local.Epoch, "version", local.Version)
 	if err := a.rt.store.Put(local, true); err != nil {
 		a.rt.log.Error("snapshot write failed", "conversation", local.Key(), "err", err)
 	}

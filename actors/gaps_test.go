@@ -576,3 +576,66 @@ func TestAgentBoundsRemoteWork(t *testing.T) {
 		})
 	}
 }
+
+// A node that relinquished a conversation to a member its ring does not
+// show yet (the member just joined; gossip has not reached this node)
+// routes that conversation to the member instead of taking it back from
+// its older copy; once its ring shows the member, or the record is stale,
+// or the member is gone, its ring decides again. (Seen in the rolling
+// restart: two owners each acknowledged turns at the same epoch, and one
+// history lost them.)
+func TestYieldedConversationGoesToItsTaker(t *testing.T) {
+	clock := newFakeClock()
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, func(c *Config) { c.clock = clock.Now })
+	rt := e.rt
+	taker := localNode(rt, "taker")
+	place := newFakePlace(localNode(rt, "self"), taker) // on the membership, not on this node's ring
+	rt.Attach(place)
+	setRing := func(nodes ...cluster.Node) {
+		place.mu.Lock()
+		place.ring = cluster.NewRing(nodes)
+		place.mu.Unlock()
+		rt.ring.Store(place.Ring())
+	}
+	// A conversation the two-node ring gives to this node.
+	both := cluster.NewRing([]cluster.Node{place.self, taker})
+	id := ""
+	for i := 0; id == ""; i++ {
+		if o, _ := both.Owner(fmt.Sprintf("default/c%d", i)); o.ID == "self" {
+			id = fmt.Sprintf("c%d", i)
+		}
+	}
+	if _, self := rt.ownerOf("default", id); !self {
+		t.Fatal("alone on its ring, the node does not own the conversation")
+	}
+	rt.serveFetch("taker", &pb.Fetch{Tenant: "default", Id: id, Acquire: true})
+	if owner, self := rt.ownerOf("default", id); self || owner.ID != "taker" {
+		t.Fatalf("after relinquishing to a member its ring lacks: owner %q self %v", owner.ID, self)
+	}
+	if _, self := rt.ownerOf("default", id+"x"); !self {
+		t.Fatal("another conversation was yielded too")
+	}
+	// The ring catches up: it shows the taker and still gives the
+	// conversation here, and it decides.
+	setRing(place.self, taker)
+	if _, self := rt.ownerOf("default", id); !self {
+		t.Fatal("the ring shows the taker and gives the conversation here, but the yield still wins")
+	}
+	// A stale yield, or one to a member that is gone, no longer holds.
+	setRing(place.self)
+	rt.serveFetch("taker", &pb.Fetch{Tenant: "default", Id: "s", Acquire: true})
+	if _, self := rt.ownerOf("default", "s"); self {
+		t.Fatal("a fresh yield did not hold")
+	}
+	clock.Advance(yieldTTL)
+	if _, self := rt.ownerOf("default", "s"); !self {
+		t.Fatal("a stale yield still holds")
+	}
+	rt.serveFetch("taker", &pb.Fetch{Tenant: "default", Id: "g", Acquire: true})
+	place.mu.Lock()
+	delete(place.members, "taker")
+	place.mu.Unlock()
+	if _, self := rt.ownerOf("default", "g"); !self {
+		t.Fatal("a yield to a member that is gone still holds")
+	}
+}

@@ -155,6 +155,7 @@ type Runtime struct {
 	shared    *sharedLink
 	attached  chan struct{}
 	futures   sync.Map // pending requests to other nodes: future id -> the node asked
+	yields    sync.Map // conversation key -> yielded: handed to another member (cluster.go)
 	work      remotePools
 
 	active     atomic.Int64

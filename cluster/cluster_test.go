@@ -497,3 +497,24 @@ func TestJunkGossipCountedNotLogged(t *testing.T) {
 		t.Fatalf("%d log lines for junk packets", n)
 	}
 }
+
+// Hearing of another member is not having joined: a node whose seeds have
+// not answered serves only after its bootstrap window, even when a member
+// joined it meanwhile (its ring may lack members the cluster has: serving
+// then took conversations over from old copies). A member that joins it
+// starts its next join attempt at once.
+func TestReadyNeedsJoinNotJustAMember(t *testing.T) {
+	seed, _ := startNode(t, nil, nil, 0)
+	a, _ := startWith(t, Config{Join: []string{"127.0.0.1:1"}, Bootstrap: time.Hour}) // its only seed never answers
+	if a.Ready() {
+		t.Fatal("ready before joining")
+	}
+	b, _ := startNode(t, []string{a.ID()}, nil, 0)
+	testutil.Eventually(t, 10*time.Second, "b joined a", func() bool { return a.Ring().Len() == 2 && b.Ring().Len() == 2 })
+	if a.Ready() {
+		t.Fatal("a member joining this node made it ready, though it never joined the cluster through its seeds")
+	}
+	// A node whose seed answers is ready once it has joined.
+	c, _ := startWith(t, Config{Join: []string{seed.ID()}, Bootstrap: time.Hour})
+	testutil.Eventually(t, 10*time.Second, "c joined", c.Ready)
+}

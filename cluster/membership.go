@@ -111,6 +111,7 @@ type Cluster struct {
 	keyring     *memberlist.Keyring
 	transport   *limitedTransport
 	verifyKick  chan struct{}
+	joinKick    chan struct{} // another member appeared: try the seeds again now
 	dir         atomic.Pointer[directory]
 }
 
@@ -230,7 +231,7 @@ func Start(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: unknown profile %q (lan, local, test)", cfg.Profile)
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1), started: time.Now(),
-		verifyKick: make(chan struct{}, 1)}
+		verifyKick: make(chan struct{}, 1), joinKick: make(chan struct{}, 1)}
 	if c.cfg.Bootstrap <= 0 {
 		c.cfg.Bootstrap = 10 * time.Second
 		if cfg.Profile == "test" {
@@ -356,12 +357,15 @@ func (c *Cluster) ID() string { return c.id }
 
 // Ready reports whether the node may serve conversations: it has joined
 // (or has no seeds), or no seed answered within the bootstrap window and it
-// serves as the first node. Before that, its ring is only itself: serving
-// would hide every conversation the cluster holds.
+// serves as the first node. Before that, its ring is only itself, or only
+// the members heard of so far: serving would hide conversations the
+// cluster holds, or take them over from a copy that is not the newest.
+// (Hearing of another member is not having joined: a member that joins
+// this node starts this node's next join attempt at once.)
 func (c *Cluster) Ready() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.joined || len(c.cfg.Join) == 0 || time.Since(c.started) > c.cfg.Bootstrap || len(c.members) > 1
+	return c.joined || len(c.cfg.Join) == 0 || time.Since(c.started) > c.cfg.Bootstrap
 }
 
 func (c *Cluster) joinLoop() {
@@ -389,6 +393,7 @@ func (c *Cluster) joinLoop() {
 		select {
 		case <-c.stop:
 			return
+		case <-c.joinKick:
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 15*time.Second)
@@ -638,7 +643,13 @@ func (e *events) update(n *memberlist.Node, state string) {
 	c.rebuildLocked()
 }
 
-func (e *events) NotifyJoin(n *memberlist.Node)   { e.update(n, "alive") }
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	e.update(n, "alive")
+	select {
+	case e.joinKick <- struct{}{}:
+	default:
+	}
+}
 func (e *events) NotifyUpdate(n *memberlist.Node) { e.update(n, "alive") }
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	state := "dead"
