@@ -11,7 +11,9 @@
 // encoded by hand (request.go) into the bytes json.Marshal would write for
 // the api.ChatRequest. Errors map as api.Client's do: an {"error": ...} line
 // breaks the stream, an HTTP error status carries the server's message, a
-// 404 or a "not found" message is a missing model.
+// 404 or a "not found" message is a missing model; but a call canceled or
+// past its deadline mid-stream is KindCanceled or KindTimeout (api's scanner
+// hid the read error: it looked like a stream that ended early).
 package ollama
 
 import (
@@ -51,6 +53,7 @@ type Client struct {
 	name    string
 	base    *url.URL
 	chatURL *url.URL
+	chat    string // chatURL.String()
 	http    *http.Client
 	api     *api.Client
 	maxLine int
@@ -77,7 +80,8 @@ func New(cfg Config) (*Client, error) {
 	if max <= 0 {
 		max = DefaultMaxLineBytes
 	}
-	return &Client{name: cfg.Name, base: u, chatURL: u.JoinPath("/api/chat"), http: hc, api: api.NewClient(u, hc), maxLine: max}, nil
+	chat := u.JoinPath("/api/chat")
+	return &Client{name: cfg.Name, base: u, chatURL: chat, chat: chat.String(), http: hc, api: api.NewClient(u, hc), maxLine: max}, nil
 }
 
 // Chat implements inference.Provider: POST /api/chat, streamed.
@@ -105,7 +109,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 // when OLLAMA_AUTH is set or the server is ollama.com (a key in
 // ~/.ollama/id_ed25519, as the ollama CLI uses).
 func (c *Client) newRequest(ctx context.Context, body []byte) (*http.Request, error) {
-	u := c.chatURL.String()
+	u := c.chat
 	var token string
 	if envconfig.UseAuth() || c.base.Hostname() == "ollama.com" {
 		now := strconv.FormatInt(time.Now().Unix(), 10)
