@@ -3,9 +3,12 @@
 // `make build`. It reports the stripped binary size, the time from exec to
 // /readyz 200, idle RSS, RSS with N conversations stored (passivated) and
 // active, the snapshot write rate, and the latency a node adds over calling
-// the simulator directly. Linux only (RSS from /proc).
+// the simulator directly; then the throughput frontier, the cluster,
+// failover under load, and provider type ollama beside openai (-before BIN
+// adds an older binary to that part). Linux only (RSS from /proc).
 //
 //	go run ./bench/measure -bin bin/moltbot
+//	go run ./bench/measure -bin bin/moltbot -only ollama -before /tmp/moltbot-old
 package main
 
 import (
@@ -38,7 +41,7 @@ var (
 	starts   = flag.Int("starts", 10, "starts timed for ready time")
 	convs    = flag.String("conversations", "1000,10000", "conversation counts for RSS, active and passivated")
 	storedN  = flag.Int("stored", 100000, "also store this many conversations (passivated only; 0: skip)")
-	only     = flag.String("only", "", "run one part: node, frontier, cluster or failover (default: all)")
+	only     = flag.String("only", "", "run one part: node, frontier, cluster, failover or ollama (default: all)")
 )
 
 func main() {
@@ -63,8 +66,11 @@ type proc struct {
 	out bytes.Buffer
 }
 
-func start(args ...string) (*proc, error) {
-	p := &proc{cmd: exec.Command(*bin, args...)}
+func start(args ...string) (*proc, error) { return startBin(*bin, args...) }
+
+// startBin runs the moltbot binary at path.
+func startBin(path string, args ...string) (*proc, error) {
+	p := &proc{cmd: exec.Command(path, args...)}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	return p, p.cmd.Start()
 }
@@ -81,19 +87,7 @@ func (p *proc) stop() {
 	}
 }
 
-func rssMiB(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			return float64(kb) / 1024
-		}
-	}
-	return -1
-}
+func rssMiB(pid int) float64 { return statusMiB(pid, "VmRSS") }
 
 func waitHTTP(url string, timeout time.Duration) (time.Duration, error) {
 	t0 := time.Now()
@@ -159,6 +153,8 @@ func run() error {
 		return frontier()
 	case "cluster":
 		return clusterMeasure()
+	case "ollama":
+		return ollamaPath()
 	}
 
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
@@ -299,7 +295,10 @@ func run() error {
 	if err := clusterMeasure(); err != nil {
 		return err
 	}
-	return failoverScenarios()
+	if err := failoverScenarios(); err != nil {
+		return err
+	}
+	return ollamaPath()
 }
 
 // fill creates n conversations with one turn each over 16 connections and

@@ -1,17 +1,41 @@
-// Package ollama is a Provider for a local Ollama server, through Ollama's own
-// Go client (github.com/ollama/ollama/api): /api/chat streamed as NDJSON.
+// Package ollama is a Provider for an Ollama server: /api/chat streamed as
+// NDJSON, /api/tags for the model list and health checks.
+//
+// github.com/ollama/ollama/api supplies the types (api.ChatResponse is what
+// each line decodes into), the errors and the non-streaming calls (Models).
+// The stream itself is read here (stream.go), not by api.Client.Chat, whose
+// bufio.Scanner takes a fresh 8 MiB buffer per call: 64 calls in flight held
+// 512 MB and each call cost 1.8 ms of memory clearing. A call in flight now
+// holds a pooled 4 KiB reader; a line may grow up to Config.MaxLineBytes and
+// a longer one ends the call with an error naming the bound. Requests are
+// encoded by hand (request.go) into the bytes json.Marshal would write for
+// the api.ChatRequest. Errors map as api.Client's do: an {"error": ...} line
+// breaks the stream, an HTTP error status carries the server's message, a
+// 404 or a "not found" message is a missing model; but a call canceled or
+// past its deadline mid-stream is KindCanceled or KindTimeout (api's scanner
+// hid the read error: it looked like a stream that ended early).
 package ollama
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/auth"
+	"github.com/ollama/ollama/envconfig"
+	"github.com/ollama/ollama/version"
 )
 
 // Config configures a client.
@@ -19,13 +43,28 @@ type Config struct {
 	Name    string
 	BaseURL string // http://127.0.0.1:11434
 	HTTP    *http.Client
+	// MaxLineBytes bounds one line of a /api/chat stream; a longer line ends
+	// the call with a stream error (0: DefaultMaxLineBytes, 1 MiB).
+	MaxLineBytes int
 }
 
-// Client is an Ollama provider.
+// Client is an Ollama provider. Safe for concurrent use.
 type Client struct {
-	name string
-	api  *api.Client
+	name    string
+	base    *url.URL
+	chatURL *url.URL
+	chat    string // chatURL.String()
+	http    *http.Client
+	api     *api.Client
+	maxLine int
 }
+
+// userAgent is the one api.Client sends.
+var userAgent = fmt.Sprintf("ollama/%s (%s %s) Go/%s", version.Version, runtime.GOARCH, runtime.GOOS, runtime.Version())
+
+// drainAfterDone bounds what is read after the done line, so that the
+// connection goes back to the pool (a server sends nothing more).
+const drainAfterDone = 64 << 10
 
 // New returns a client for cfg.
 func New(cfg Config) (*Client, error) {
@@ -37,71 +76,148 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		hc = inference.NewHTTPClient(8)
 	}
-	return &Client{name: cfg.Name, api: api.NewClient(u, hc)}, nil
+	max := cfg.MaxLineBytes
+	if max <= 0 {
+		max = DefaultMaxLineBytes
+	}
+	chat := u.JoinPath("/api/chat")
+	return &Client{name: cfg.Name, base: u, chatURL: chat, chat: chat.String(), http: hc, api: api.NewClient(u, hc), maxLine: max}, nil
 }
 
-// Chat implements inference.Provider.
+// Chat implements inference.Provider: POST /api/chat, streamed.
 func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
-	stream := true
-	areq := &api.ChatRequest{
-		Model:    req.Model,
-		Messages: make([]api.Message, len(req.Messages)),
-		Stream:   &stream,
-		Options:  map[string]any{},
+	if err := checkRequest(c.name, req); err != nil {
+		return inference.Result{}, err
 	}
-	for i, m := range req.Messages {
-		areq.Messages[i] = api.Message{Role: string(m.Role), Content: m.Content}
+	body := appendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req)
+	hreq, err := c.newRequest(ctx, body)
+	if err != nil {
+		return inference.Result{}, err
 	}
-	if req.MaxTokens > 0 {
-		areq.Options["num_predict"] = req.MaxTokens
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return inference.Result{}, inference.Classify(ctx, c.name, err)
 	}
-	if req.Temperature != nil {
-		areq.Options["temperature"] = *req.Temperature
+	defer resp.Body.Close()
+	if resp.StatusCode >= http.StatusBadRequest {
+		return inference.Result{}, c.statusError(resp)
 	}
-	if req.TopP != nil {
-		areq.Options["top_p"] = *req.TopP
-	}
-	if len(req.Stop) > 0 {
-		areq.Options["stop"] = req.Stop
-	}
-	if req.Seed != nil {
-		areq.Options["seed"] = *req.Seed
-	}
-	var res inference.Result
-	done := false
-	var fnErr error
-	err := c.api.Chat(ctx, areq, func(r api.ChatResponse) error {
-		if r.Model != "" {
-			res.Model = r.Model
+	return c.read(ctx, resp.Body, fn)
+}
+
+// newRequest builds the POST with api.Client's headers, and its signature
+// when OLLAMA_AUTH is set or the server is ollama.com (a key in
+// ~/.ollama/id_ed25519, as the ollama CLI uses).
+func (c *Client) newRequest(ctx context.Context, body []byte) (*http.Request, error) {
+	u := c.chat
+	var token string
+	if envconfig.UseAuth() || c.base.Hostname() == "ollama.com" {
+		now := strconv.FormatInt(time.Now().Unix(), 10)
+		var err error
+		if token, err = auth.Sign(ctx, []byte("POST,/api/chat?ts="+now)); err != nil {
+			return nil, &inference.Error{Kind: inference.KindAuth, Provider: c.name, Message: "signing the request: " + err.Error(), Err: err}
 		}
-		if r.Message.Content != "" {
-			if err := fn(r.Message.Content); err != nil {
-				fnErr = err
-				return err
+		su := *c.chatURL
+		q := su.Query()
+		q.Set("ts", now)
+		su.RawQuery = q.Encode()
+		u = su.String()
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, &inference.Error{Kind: inference.KindBadRequest, Provider: c.name, Message: err.Error(), Err: err}
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "application/x-ndjson")
+	hreq.Header.Set("User-Agent", userAgent)
+	if token != "" {
+		hreq.Header.Set("Authorization", token)
+	}
+	return hreq, nil
+}
+
+// read streams the reply's lines to fn until the done line.
+func (c *Client) read(ctx context.Context, body io.Reader, fn inference.DeltaFunc) (inference.Result, error) {
+	lr := getLineReader(body, c.maxLine)
+	defer putLineReader(lr)
+	var res inference.Result
+	var cr api.ChatResponse
+	for {
+		line, err := lr.next()
+		switch {
+		case err == io.EOF:
+			return res, inference.StreamEnded(c.name)
+		case errors.Is(err, errLineTooLong):
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name,
+				Message: fmt.Sprintf("stream line longer than the %d-byte bound (ollama MaxLineBytes)", c.maxLine)}
+		case err != nil:
+			return res, inference.Classify(ctx, c.name, err)
+		}
+		if blank(line) {
+			continue
+		}
+		msg, err := decodeLine(line, &cr)
+		if err != nil {
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name,
+				Message: fmt.Sprintf("malformed stream line %.64q: %v", line, err)}
+		}
+		if msg != "" {
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: msg}
+		}
+		if cr.Model != "" {
+			res.Model = cr.Model
+		}
+		if cr.Message.Content != "" {
+			if err := fn(cr.Message.Content); err != nil {
+				return res, err
 			}
 		}
-		if r.Done {
-			done = true
-			res.FinishReason = r.DoneReason
+		if cr.Done {
+			res.FinishReason = cr.DoneReason
 			if res.FinishReason == "" {
 				res.FinishReason = "stop"
 			}
-			res.Usage = moltbot.Usage{PromptTokens: r.PromptEvalCount, CompletionTokens: r.EvalCount}
+			res.Usage = moltbot.Usage{PromptTokens: cr.PromptEvalCount, CompletionTokens: cr.EvalCount}
+			io.CopyN(io.Discard, lr.br, drainAfterDone)
+			return res, nil
 		}
-		return nil
-	})
-	if fnErr != nil {
-		return res, fnErr
 	}
-	if err != nil {
-		return res, c.classify(ctx, err)
-	}
-	if !done {
-		return res, inference.StreamEnded(c.name)
-	}
-	return res, nil
 }
 
+// statusError maps an HTTP error status as api.Client does (401 is
+// unauthorized; otherwise the server's {"error": ...} message, else its
+// text), and a 404 or a "not found" message to a missing model.
+func (c *Client) statusError(resp *http.Response) *inference.Error {
+	body := inference.ReadErrorBody(resp.Body)
+	if resp.StatusCode == http.StatusUnauthorized {
+		return &inference.Error{Kind: inference.KindAuth, Provider: c.name, Status: resp.StatusCode, Message: "unauthorized"}
+	}
+	msg := errorMessage(body)
+	e := inference.FromStatus(c.name, resp.StatusCode, msg, resp.Header)
+	if resp.StatusCode == http.StatusNotFound || strings.Contains(msg, "not found") {
+		e.Kind = inference.KindModelNotFound
+	}
+	return e
+}
+
+// errorMessage reads Ollama's {"error": "..."} body; it returns the body's
+// first line, trimmed and cut at 512 bytes, when the body has another shape.
+func errorMessage(body []byte) string {
+	first, _, _ := bytes.Cut(bytes.TrimSpace(body), []byte{'\n'})
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(first, &e) == nil {
+		return e.Error
+	}
+	s := strings.TrimSpace(string(first))
+	if len(s) > 512 {
+		s = s[:512] + "..."
+	}
+	return s
+}
+
+// classify maps an error of api.Client (the non-streaming calls).
 func (c *Client) classify(ctx context.Context, err error) error {
 	var se api.StatusError
 	if errors.As(err, &se) {
@@ -115,13 +231,9 @@ func (c *Client) classify(ctx context.Context, err error) error {
 	if errors.As(err, &ae) {
 		return &inference.Error{Kind: inference.KindAuth, Provider: c.name, Status: ae.StatusCode, Message: "unauthorized"}
 	}
-	if ctx.Err() != nil {
-		return inference.Classify(ctx, c.name, err)
-	}
 	e := inference.Classify(ctx, c.name, err)
-	if e.Kind == inference.KindUnavailable && e.Message == "" {
-		// Ollama's client turns an {"error": ...} line mid-stream into a plain
-		// error, and a JSON decoding failure into another: both break the stream.
+	if ctx.Err() == nil && e.Kind == inference.KindUnavailable && e.Message == "" {
+		// A body that is not JSON.
 		var ue *url.Error
 		if !errors.As(err, &ue) {
 			e.Kind, e.Message = inference.KindStream, err.Error()

@@ -1,10 +1,12 @@
 package openai
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -309,5 +311,47 @@ func TestKeyPool(t *testing.T) {
 	c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil })
 	if strings.Join(seen, ",") != "Bearer good" {
 		t.Fatalf("cooling keys were tried again: %v", seen)
+	}
+}
+
+// memTransport answers every request from memory.
+type memTransport struct{ body []byte }
+
+func (m memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	h := http.Header{"Content-Type": []string{"text/event-stream"}}
+	return &http.Response{StatusCode: 200, Status: "200 OK", Header: h, Body: io.NopCloser(bytes.NewReader(m.body)), Request: r, ContentLength: -1}, nil
+}
+
+// BenchmarkChat is one streamed call of 16 tokens (then the finish, usage
+// and [DONE]) through the provider from an in-memory transport: the figure
+// beside inference/ollama's BenchmarkChat/memory.
+func BenchmarkChat(b *testing.B) {
+	var body strings.Builder
+	for i := 0; i < 16; i++ {
+		body.WriteString(sseChunk(fmt.Sprintf(" tok%d", i)))
+	}
+	body.WriteString(finish + usage + "data: [DONE]\n\n")
+	c := New(Config{Name: "cloud", BaseURL: "http://openai/v1", APIKey: "sk-test", HTTP: &http.Client{Transport: memTransport{[]byte(body.String())}}})
+	req := &inference.Request{Model: "gpt-4o-mini",
+		Messages: []moltbot.Message{
+			{Role: moltbot.RoleSystem, Content: "You are a helpful assistant."},
+			{Role: moltbot.RoleUser, Content: "Hello! What can you do for me today?"}},
+		ChatOptions: moltbot.ChatOptions{MaxTokens: 64}}
+	ctx := context.Background()
+	n := 0
+	fn := func(string) error { n++; return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		n = 0
+		if _, err := c.Chat(ctx, req, fn); err != nil {
+			b.Fatal(err)
+		}
+		if n != 16 {
+			b.Fatalf("%d tokens, want 16", n)
+		}
 	}
 }

@@ -1,0 +1,587 @@
+package ollama
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/ollama/ollama/api"
+)
+
+// The /api/chat stream is NDJSON: one api.ChatResponse per line, or an
+// {"error": "..."} line when the server fails mid-reply. ollama/api reads it
+// with a bufio.Scanner over a fresh 8 MiB buffer per call (api/client.go,
+// maxBufferSize); this file reads it with a pooled 4 KiB bufio.Reader whose
+// lines may grow up to a bound, and decodes the lines moltbot sees in one
+// pass without reflection, handing anything unusual to encoding/json.
+
+// DefaultMaxLineBytes bounds one line of the stream when Config.MaxLineBytes
+// is 0. A streamed line holds one token (about 200 bytes); only a server that
+// ignored "stream" sends the whole reply on one line.
+const DefaultMaxLineBytes = 1 << 20
+
+// readerSize is the pooled read buffer: a line that arrives whole in it is
+// decoded in place.
+const readerSize = 4 << 10
+
+// maxPooledLine is the largest long-line buffer kept in the pool; a call that
+// needed more gives it back to the garbage collector.
+const maxPooledLine = 64 << 10
+
+// errLineTooLong is returned by lineReader.next; the caller names the bound.
+var errLineTooLong = errors.New("line too long")
+
+// lineReader reads newline-terminated lines of at most max bytes. A line
+// that arrived whole in the bufio.Reader's buffer is returned in place; one
+// that spans reads is assembled in long. One per call, from a pool; not
+// safe for concurrent use.
+type lineReader struct {
+	br   *bufio.Reader
+	long []byte
+	max  int
+}
+
+var lineReaders = sync.Pool{New: func() any {
+	return &lineReader{br: bufio.NewReaderSize(nil, readerSize)}
+}}
+
+// getLineReader returns a pooled reader over r with lines of at most max bytes.
+func getLineReader(r io.Reader, max int) *lineReader {
+	lr := lineReaders.Get().(*lineReader)
+	lr.br.Reset(r)
+	lr.max = max
+	return lr
+}
+
+// putLineReader returns lr to the pool, dropping its reference to the body.
+func putLineReader(lr *lineReader) {
+	lr.br.Reset(nil)
+	if cap(lr.long) > maxPooledLine {
+		lr.long = nil
+	}
+	lr.long = lr.long[:0]
+	lineReaders.Put(lr)
+}
+
+// next returns the next line without its "\n" (a last line without one is
+// returned too), io.EOF at the end, errLineTooLong as soon as more than max
+// bytes of a line have arrived (not when the line ends: a server may never
+// end it), or the body's read error. The slice is valid until the next call.
+func (lr *lineReader) next() ([]byte, error) {
+	lr.long = lr.long[:0]
+	for {
+		if _, err := lr.br.Peek(1); err != nil { // waits for data
+			if err == io.EOF && len(lr.long) > 0 {
+				return lr.long, nil
+			}
+			return nil, err
+		}
+		buf, _ := lr.br.Peek(lr.br.Buffered())
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			if len(lr.long)+i > lr.max {
+				return nil, errLineTooLong
+			}
+			lr.br.Discard(i + 1)
+			if len(lr.long) == 0 {
+				return buf[:i], nil // in place: bufio does not move it before the next read
+			}
+			lr.long = append(lr.long, buf[:i]...)
+			return lr.long, nil
+		}
+		// No end of line yet: keep what came and empty the buffer, so that
+		// the next Peek waits for new data.
+		if len(lr.long)+len(buf) > lr.max {
+			return nil, errLineTooLong
+		}
+		lr.long = append(lr.long, buf...)
+		lr.br.Discard(len(buf))
+	}
+}
+
+// blank reports whether line holds only JSON whitespace (skipped: ollama/api
+// would fail on it, but it carries nothing).
+func blank(line []byte) bool {
+	for _, c := range line {
+		if c != ' ' && c != '\t' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeLine decodes one line of the stream into resp, exactly as ollama/api
+// does: first the line as {"error": string} (a non-empty error is returned
+// as errMsg), then as api.ChatResponse with encoding/json. err is a line
+// that is not valid JSON of those shapes.
+//
+// Lines of the usual shape (the keys Ollama writes, each once, with values
+// of their types, strings without escapes or with the standard ones) are
+// decoded by a one-pass scanner that allocates only the strings that
+// changed since the previous line (resp keeps that line's); any other line
+// is handed to encoding/json, so the result is encoding/json's in every
+// case (FuzzDecodeLineMatchesEncodingJSON checks this).
+func decodeLine(line []byte, resp *api.ChatResponse) (errMsg string, err error) {
+	if msg, ok := scanLine(line, resp); ok {
+		return msg, nil
+	}
+	return decodeSlow(line, resp)
+}
+
+// decodeSlow is ollama/api's own decoding of a line.
+func decodeSlow(line []byte, resp *api.ChatResponse) (string, error) {
+	var e struct {
+		Error     string `json:"error,omitempty"`
+		SigninURL string `json:"signin_url,omitempty"`
+	}
+	if err := json.Unmarshal(line, &e); err != nil {
+		return "", err
+	}
+	if e.Error != "" {
+		return e.Error, nil
+	}
+	*resp = api.ChatResponse{}
+	return "", json.Unmarshal(line, resp)
+}
+
+// Top-level keys of the fast path, as bits of a "seen" mask.
+const (
+	kModel = 1 << iota
+	kRemoteModel
+	kRemoteHost
+	kCreatedAt
+	kMessage
+	kDone
+	kDoneReason
+	kTotalDuration
+	kLoadDuration
+	kPromptEvalCount
+	kPromptEvalDuration
+	kEvalCount
+	kEvalDuration
+	kError
+)
+
+// Keys of message.
+const (
+	mRole = 1 << iota
+	mContent
+	mThinking
+	mToolName
+	mToolCallID
+)
+
+// scanLine is the fast path of decodeLine; ok false means "ask encoding/json".
+// On success resp holds exactly what json.Unmarshal into a zero
+// api.ChatResponse would give.
+func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
+	prev := *resp
+	var out api.ChatResponse
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", false
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		i++
+	} else {
+		seen := 0
+		for {
+			ks, ke, j, ok := scanKey(b, i)
+			if !ok {
+				return "", false
+			}
+			i = j
+			var bit int
+			switch string(b[ks:ke]) {
+			case "model":
+				bit = kModel
+				out.Model, i, ok = scanString(b, i, prev.Model)
+			case "remote_model":
+				bit = kRemoteModel
+				out.RemoteModel, i, ok = scanString(b, i, prev.RemoteModel)
+			case "remote_host":
+				bit = kRemoteHost
+				out.RemoteHost, i, ok = scanString(b, i, prev.RemoteHost)
+			case "created_at":
+				bit = kCreatedAt
+				var s, e int
+				s, e, ok = rawString(b, i)
+				if ok {
+					i = e
+					ok = out.CreatedAt.UnmarshalJSON(b[s:e]) == nil
+				}
+			case "message":
+				bit = kMessage
+				i, ok = scanMessage(b, i, &out.Message, &prev.Message)
+			case "done":
+				bit = kDone
+				out.Done, i, ok = scanBool(b, i)
+			case "done_reason":
+				bit = kDoneReason
+				out.DoneReason, i, ok = scanString(b, i, prev.DoneReason)
+			case "total_duration":
+				bit = kTotalDuration
+				var v int64
+				v, i, ok = scanInt(b, i, 64)
+				out.TotalDuration = time.Duration(v)
+			case "load_duration":
+				bit = kLoadDuration
+				var v int64
+				v, i, ok = scanInt(b, i, 64)
+				out.LoadDuration = time.Duration(v)
+			case "prompt_eval_count":
+				bit = kPromptEvalCount
+				var v int64
+				v, i, ok = scanInt(b, i, intBits)
+				out.PromptEvalCount = int(v)
+			case "prompt_eval_duration":
+				bit = kPromptEvalDuration
+				var v int64
+				v, i, ok = scanInt(b, i, 64)
+				out.PromptEvalDuration = time.Duration(v)
+			case "eval_count":
+				bit = kEvalCount
+				var v int64
+				v, i, ok = scanInt(b, i, intBits)
+				out.EvalCount = int(v)
+			case "eval_duration":
+				bit = kEvalDuration
+				var v int64
+				v, i, ok = scanInt(b, i, 64)
+				out.EvalDuration = time.Duration(v)
+			case "error":
+				bit = kError
+				errMsg, i, ok = scanString(b, i, "")
+			default:
+				return "", false
+			}
+			if !ok || seen&bit != 0 {
+				return "", false
+			}
+			seen |= bit
+			i = skipWS(b, i)
+			if i >= len(b) {
+				return "", false
+			}
+			if b[i] == '}' {
+				i++
+				break
+			}
+			if b[i] != ',' {
+				return "", false
+			}
+			i = skipWS(b, i+1)
+		}
+	}
+	if skipWS(b, i) != len(b) {
+		return "", false
+	}
+	if errMsg == "" {
+		*resp = out
+	}
+	return errMsg, true
+}
+
+// scanMessage reads the message object at b[i:] into m, as api.Message's
+// UnmarshalJSON does (a fresh message, its role lowercased).
+func scanMessage(b []byte, i int, m, prev *api.Message) (int, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return i, false
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	seen := 0
+	for {
+		ks, ke, j, ok := scanKey(b, i)
+		if !ok {
+			return i, false
+		}
+		i = j
+		var bit int
+		switch string(b[ks:ke]) {
+		case "role":
+			bit = mRole
+			m.Role, i, ok = scanString(b, i, prev.Role)
+			if ok {
+				m.Role = strings.ToLower(m.Role) // no copy when already lower case
+			}
+		case "content":
+			bit = mContent
+			m.Content, i, ok = scanString(b, i, "")
+		case "thinking":
+			bit = mThinking
+			m.Thinking, i, ok = scanString(b, i, "")
+		case "tool_name":
+			bit = mToolName
+			m.ToolName, i, ok = scanString(b, i, prev.ToolName)
+		case "tool_call_id":
+			bit = mToolCallID
+			m.ToolCallID, i, ok = scanString(b, i, prev.ToolCallID)
+		default:
+			return i, false
+		}
+		if !ok || seen&bit != 0 {
+			return i, false
+		}
+		seen |= bit
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return i, false
+		}
+		if b[i] == '}' {
+			return i + 1, true
+		}
+		if b[i] != ',' {
+			return i, false
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+const intBits = 32 << (^uint(0) >> 63) // the size of int: json refuses a count that overflows it
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// scanKey reads `"key"`, whitespace and the colon at b[i:] and returns the
+// key's bounds and the index of its value. Keys with escapes or non-ASCII
+// bytes are not the fast path's (encoding/json unescapes and case-folds keys).
+func scanKey(b []byte, i int) (ks, ke, next int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, i, false
+	}
+	ks = i + 1
+	ke = ks
+	for ke < len(b) && b[ke] != '"' {
+		if c := b[ke]; c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			return 0, 0, i, false
+		}
+		ke++
+	}
+	if ke >= len(b) {
+		return 0, 0, i, false
+	}
+	j := skipWS(b, ke+1)
+	if j >= len(b) || b[j] != ':' {
+		return 0, 0, i, false
+	}
+	return ks, ke, skipWS(b, j+1), true
+}
+
+// rawString returns the bounds of the JSON string token at b[i:], quotes
+// included, when it has no escapes (for created_at: time.Time.UnmarshalJSON
+// reads the raw token, as encoding/json hands it over).
+func rawString(b []byte, i int) (int, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, false
+	}
+	for e := i + 1; e < len(b); e++ {
+		switch c := b[e]; {
+		case c == '"':
+			return i, e + 1, true
+		case c == '\\' || c < 0x20:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
+}
+
+// scanString reads the JSON string at b[i:] and returns it, reusing prev
+// when the bytes are the same (no allocation for a repeated model name).
+// It decodes as encoding/json does: the standard escapes, surrogate pairs,
+// U+FFFD for a lone surrogate or an invalid UTF-8 byte; control characters
+// and invalid escapes are not valid JSON.
+func scanString(b []byte, i int, prev string) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, false
+	}
+	s := i + 1
+	e := s
+	plain := true
+	for e < len(b) {
+		c := b[e]
+		if c == '"' {
+			break
+		}
+		if c < 0x20 {
+			return "", i, false
+		}
+		if c == '\\' {
+			plain = false
+			e += 2 // the escaped byte cannot be the closing quote
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			plain = false
+		}
+		e++
+	}
+	if e >= len(b) {
+		return "", i, false
+	}
+	raw := b[s:e]
+	if plain || (bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw)) {
+		if string(raw) == prev {
+			return prev, e + 1, true
+		}
+		return string(raw), e + 1, true
+	}
+	out, ok := unquote(raw)
+	if !ok {
+		return "", i, false
+	}
+	if string(out) == prev {
+		return prev, e + 1, true
+	}
+	return string(out), e + 1, true
+}
+
+// unquote decodes the inside of a JSON string as encoding/json's
+// unquoteBytes does, and checks the escapes as its scanner does.
+func unquote(s []byte) ([]byte, bool) {
+	b := make([]byte, 0, len(s)+utf8.UTFMax)
+	for r := 0; r < len(s); {
+		c := s[r]
+		switch {
+		case c == '\\':
+			if r+1 >= len(s) {
+				return nil, false
+			}
+			switch s[r+1] {
+			case '"', '\\', '/':
+				b = append(b, s[r+1])
+				r += 2
+			case 'b':
+				b = append(b, '\b')
+				r += 2
+			case 'f':
+				b = append(b, '\f')
+				r += 2
+			case 'n':
+				b = append(b, '\n')
+				r += 2
+			case 'r':
+				b = append(b, '\r')
+				r += 2
+			case 't':
+				b = append(b, '\t')
+				r += 2
+			case 'u':
+				rr := getu4(s[r:])
+				if rr < 0 {
+					return nil, false
+				}
+				r += 6
+				if utf16.IsSurrogate(rr) {
+					rr1 := getu4(s[r:])
+					if dec := utf16.DecodeRune(rr, rr1); dec != utf8.RuneError {
+						r += 6
+						b = utf8.AppendRune(b, dec)
+						break
+					}
+					rr = utf8.RuneError
+				}
+				b = utf8.AppendRune(b, rr)
+			default:
+				return nil, false
+			}
+		case c == '"' || c < 0x20:
+			return nil, false
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			r++
+		default:
+			rr, size := utf8.DecodeRune(s[r:])
+			r += size
+			b = utf8.AppendRune(b, rr)
+		}
+	}
+	return b, true
+}
+
+// getu4 decodes \uXXXX at the start of s, or returns -1.
+func getu4(s []byte) rune {
+	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range s[2:6] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
+
+// scanBool reads true or false (the caller checks what follows).
+func scanBool(b []byte, i int) (bool, int, bool) {
+	if hasPrefix(b[i:], "true") {
+		return true, i + 4, true
+	}
+	if hasPrefix(b[i:], "false") {
+		return false, i + 5, true
+	}
+	return false, i, false
+}
+
+func hasPrefix(b []byte, lit string) bool {
+	return len(b) >= len(lit) && string(b[:len(lit)]) == lit
+}
+
+// scanInt reads a JSON integer that fits a signed integer of the given bits.
+// Leading zeros or a value out of range are not the fast path's; nor is a
+// fraction or an exponent, which the caller finds where it expects , or }
+// (encoding/json refuses all of them for an integer field).
+func scanInt(b []byte, i int, bits uint) (int64, int, bool) {
+	j := i
+	neg := false
+	if j < len(b) && b[j] == '-' {
+		neg = true
+		j++
+	}
+	start := j
+	var u uint64
+	limit := uint64(1) << (bits - 1) // |min|; max is limit-1
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		if j-start >= 19 { // 19 digits always fit a uint64
+			return 0, i, false
+		}
+		u = u*10 + uint64(b[j]-'0')
+		j++
+	}
+	n := j - start
+	if n == 0 || (n > 1 && b[start] == '0') {
+		return 0, i, false
+	}
+	if neg {
+		if u > limit {
+			return 0, i, false
+		}
+		return -int64(u), j, true
+	}
+	if u >= limit {
+		return 0, i, false
+	}
+	return int64(u), j, true
+}
