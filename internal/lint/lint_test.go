@@ -57,7 +57,7 @@ var deps = map[string]allowed{
 
 	// Providers see the domain and the Provider interface, never the runtime.
 	"inference":           {code: []string{"."}},
-	"inference/ollama":    {code: []string{".", "inference"}, tests: []string{"internal/testutil"}},
+	"inference/ollama":    {code: []string{".", "inference", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/openai":    {code: []string{".", "inference", "inference/sse", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/anthropic": {code: []string{".", "inference", "inference/sse"}, tests: []string{"internal/testutil"}},
 	// The simulator serves the Ollama and OpenAI APIs with their own types.
