@@ -187,6 +187,10 @@ func (rt *Runtime) VerifyPeer(ctx context.Context, n cluster.Node) error {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
+	if timeout <= 0 {
+		// A protoactor future with no time left would wait forever.
+		return context.DeadlineExceeded
+	}
 	start := time.Now()
 	r, err := rt.request(n, env, timeout)
 	if err != nil {
