@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
 // Request is one chat call to a model.
@@ -263,4 +264,26 @@ func NewHTTPClient(maxConns int) *http.Client {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true,
 	}}
+}
+
+// AppendChatHead appends the start of a chat request body that the Ollama
+// and OpenAI APIs share, `{"model":...,"messages":[{"role","content"}...]`,
+// encoded by hand (no reflection on the hot path); the caller appends the
+// rest and the closing brace.
+func AppendChatHead(b []byte, req *Request) []byte {
+	b = append(b, `{"model":`...)
+	b = jsonw.String(b, req.Model)
+	b = append(b, `,"messages":[`...)
+	for i, m := range req.Messages {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"role":`...)
+		b = jsonw.String(b, string(m.Role))
+		b = append(b, `,"content":`...)
+		b = jsonw.String(b, m.Content)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	return b
 }

@@ -14,20 +14,8 @@ import (
 // reflection or the options map. moltbot's options map to Ollama's:
 // max_tokens -> num_predict, temperature, top_p, stop, seed.
 func appendRequest(b []byte, req *inference.Request) []byte {
-	b = append(b, `{"model":`...)
-	b = jsonw.String(b, req.Model)
-	b = append(b, `,"messages":[`...)
-	for i, m := range req.Messages {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"role":`...)
-		b = jsonw.String(b, string(m.Role))
-		b = append(b, `,"content":`...)
-		b = jsonw.String(b, m.Content)
-		b = append(b, '}')
-	}
-	b = append(b, `],"stream":true,"options":{`...)
+	b = inference.AppendChatHead(b, req)
+	b = append(b, `,"stream":true,"options":{`...)
 	// json.Marshal sorts a map's keys; so do we.
 	n := 0
 	key := func(k string) {

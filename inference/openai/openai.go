@@ -341,20 +341,8 @@ func unquote(v []byte) (string, error) {
 
 // AppendRequest appends the JSON body of a streamed chat completion request.
 func AppendRequest(b []byte, req *inference.Request) []byte {
-	b = append(b, `{"model":`...)
-	b = jsonw.String(b, req.Model)
-	b = append(b, `,"messages":[`...)
-	for i, m := range req.Messages {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"role":`...)
-		b = jsonw.String(b, string(m.Role))
-		b = append(b, `,"content":`...)
-		b = jsonw.String(b, m.Content)
-		b = append(b, '}')
-	}
-	b = append(b, `],"stream":true,"stream_options":{"include_usage":true}`...)
+	b = inference.AppendChatHead(b, req)
+	b = append(b, `,"stream":true,"stream_options":{"include_usage":true}`...)
 	if req.MaxTokens > 0 {
 		b = append(b, `,"max_tokens":`...)
 		b = strconv.AppendInt(b, int64(req.MaxTokens), 10)

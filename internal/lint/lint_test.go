@@ -56,7 +56,7 @@ var deps = map[string]allowed{
 	"cluster": {code: []string{"internal/slots"}, tests: []string{"internal/testutil"}},
 
 	// Providers see the domain and the Provider interface, never the runtime.
-	"inference":           {code: []string{"."}},
+	"inference":           {code: []string{".", "internal/jsonw"}},
 	"inference/ollama":    {code: []string{".", "inference", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/openai":    {code: []string{".", "inference", "inference/sse", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/anthropic": {code: []string{".", "inference", "inference/sse"}, tests: []string{"internal/testutil"}},
