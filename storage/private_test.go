@@ -4,8 +4,6 @@ package storage
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,36 +12,8 @@ import (
 	"testing"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/testutil"
 )
-
-// checkPrivate fails t for any directory under dir that is not 0700 and any
-// file that others (group or world) may read or write.
-func checkPrivate(t *testing.T, dir string) (files int) {
-	t.Helper()
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // Pebble deletes obsolete files in the background
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil // deleted meanwhile
-		}
-		perm := info.Mode().Perm()
-		switch {
-		case d.IsDir() && perm != 0o700:
-			t.Errorf("directory %s is %v, want 0700", path, perm)
-		case !d.IsDir() && perm&0o077 != 0:
-			t.Errorf("file %s is %v, want 0600", path, perm)
-		case !d.IsDir():
-			files++
-		}
-		return nil
-	})
-	return files
-}
 
 // Issue #10, finding 10: the data directory (conversations, token signing
 // keys) is 0700 and every file Pebble makes is 0600, under the usual umask
@@ -65,7 +35,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 		if err := p.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if n := checkPrivate(t, dir); n < 4 {
+		if n := testutil.CheckPrivate(t, dir); n < 4 {
 			t.Fatalf("round %d: only %d files checked", round, n)
 		}
 		p.Close()
@@ -82,7 +52,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	checkPrivate(t, dir)
+	testutil.CheckPrivate(t, dir)
 	if !strings.Contains(logs.String(), "made it private") || !strings.Contains(logs.String(), "changed=") {
 		t.Fatalf("the tightening is not logged: %s", logs.String())
 	}

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/internal/testutil"
 )
 
 // authNode is an in-process node with auth on, in a workspace made by
@@ -82,28 +82,6 @@ func (a *authNode) cli(t *testing.T, args ...string) (int, string, string) {
 func TestWorkspaceIsPrivate(t *testing.T) {
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
-	check := func(ws string) int {
-		n := 0
-		filepath.WalkDir(ws, func(path string, d fs.DirEntry, err error) error {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // Pebble deletes obsolete files in the background
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, err := d.Info()
-			if err != nil {
-				return nil // deleted meanwhile
-			}
-			perm := info.Mode().Perm()
-			if d.IsDir() && perm != 0o700 || !d.IsDir() && perm&0o077 != 0 {
-				t.Errorf("%s is %v", path, perm)
-			}
-			n++
-			return nil
-		})
-		return n
-	}
 	ws := filepath.Join(t.TempDir(), "ws")
 	a := startAuthNode(t, ws)
 	// Make data: a conversation, a token (so a signing key), a key.
@@ -117,8 +95,8 @@ func TestWorkspaceIsPrivate(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	a.Shutdown(context.Background())
-	if n := check(ws); n < 8 {
-		t.Fatalf("only %d paths checked", n)
+	if n := testutil.CheckPrivate(t, ws); n < 8 {
+		t.Fatalf("only %d files checked", n)
 	}
 	// As an older build left it: open directories and files.
 	filepath.WalkDir(ws, func(path string, d fs.DirEntry, err error) error {
@@ -130,7 +108,7 @@ func TestWorkspaceIsPrivate(t *testing.T) {
 		return nil
 	})
 	b := restartAuthNode(t, ws)
-	check(ws)
+	testutil.CheckPrivate(t, ws)
 	logs := b.logs.String()
 	for _, want := range []string{"made it private", `"path":"` + filepath.Join(ws, "moltbot.yaml"), `"path":"` + filepath.Join(ws, adminKeyFile)} {
 		if !strings.Contains(logs, want) {

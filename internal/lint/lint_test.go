@@ -50,7 +50,7 @@ var deps = map[string]allowed{
 	"actors/pb":          {},
 
 	"configs": {code: []string{"."}},
-	"storage": {code: []string{"."}},
+	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
 	"audit":   {tests: []string{"storage"}},
 	"auth":    {code: []string{"."}, tests: []string{"storage", "internal/testutil"}},
 	"cluster": {code: []string{"internal/slots"}, tests: []string{"internal/testutil"}},
