@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -253,39 +252,4 @@ func (s *Server) clientKey(r *http.Request) string {
 		return slots.Key(a)
 	}
 	return host // not an IP peer (a pipe in tests)
-}
-
-// anonymous counts requests in flight without a credential by client key.
-// Entries leave the map when their count drops to zero, so it holds at most
-// as many entries as there are such requests.
-type anonymous struct {
-	mu  sync.Mutex
-	max int
-	n   map[string]int
-}
-
-func (a *anonymous) acquire(key string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.n[key] >= a.max {
-		return false
-	}
-	a.n[key]++
-	return true
-}
-
-func (a *anonymous) release(key string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.n[key] <= 1 {
-		delete(a.n, key)
-	} else {
-		a.n[key]--
-	}
-}
-
-func (a *anonymous) inFlight(key string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.n[key]
 }

@@ -190,7 +190,7 @@ func TestAnonymousRequestsBounded(t *testing.T) {
 	e := edgeServer(t, Config{MaxAnonymous: 2, BodyReadTimeout: time.Minute}, auth.Config{Enabled: true})
 	c1 := slowRequest(t, e.url, "POST", "/oauth/token", "application/x-www-form-urlencoded", "")
 	slowRequest(t, e.url, "POST", "/oauth/token", "application/x-www-form-urlencoded", "")
-	testutil.Eventually(t, 10*time.Second, "two slow bodies in flight", func() bool { return e.srv.anon.inFlight("127.0.0.1") == 2 })
+	testutil.Eventually(t, 10*time.Second, "two slow bodies in flight", func() bool { return e.srv.anon.HeldBy("127.0.0.1") == 2 })
 	for _, path := range []string{"/oauth/token", "/healthz"} {
 		code, body, h := e.req(t, "POST", path, "grant_type=client_credentials", "Content-Type: application/x-www-form-urlencoded")
 		if path == "/healthz" {
@@ -205,7 +205,7 @@ func TestAnonymousRequestsBounded(t *testing.T) {
 	}
 	// A slow client that leaves frees its slot.
 	c1.Close()
-	testutil.Eventually(t, 10*time.Second, "the slot freed", func() bool { return e.srv.anon.inFlight("127.0.0.1") == 1 })
+	testutil.Eventually(t, 10*time.Second, "the slot freed", func() bool { return e.srv.anon.HeldBy("127.0.0.1") == 1 })
 	if code, _, _ := e.req(t, "GET", "/healthz", ""); code != 200 {
 		t.Fatalf("after a slot freed: %d", code)
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -27,6 +28,7 @@ import (
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/internal/slots"
 )
 
 // Runtime is what the gateway needs from the actor runtime.
@@ -90,7 +92,7 @@ type Server struct {
 	idBase  string
 	ids     atomic.Uint64
 	started time.Time
-	anon    anonymous
+	anon    slots.Counter // requests in flight without a credential, by client
 }
 
 // New returns the gateway for rt.
@@ -115,8 +117,7 @@ func New(rt Runtime, cfg Config) *Server {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	s := &Server{rt: rt, auth: cfg.Auth, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now(),
-		anon: anonymous{max: cfg.MaxAnonymous, n: map[string]int{}}}
+	s := &Server{rt: rt, auth: cfg.Auth, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
 	if s.auth != nil {
 		s.auth.OnFailure(func(reason string) { s.met.Inc(metrics.AuthFailures, reason) })
 	}
@@ -255,13 +256,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.open(r.URL.Path) {
 		// No credential: a bounded number at a time per address, so that
 		// slow bodies to /oauth/token cannot pile up.
-		if !s.anon.acquire(client) {
+		release, ok := s.anon.Take(client, s.cfg.MaxAnonymous, math.MaxInt)
+		if !ok {
 			sw.Header().Set("Connection", "close")
 			writeError(sw, &moltbot.Error{Code: moltbot.ERateLimited, Message: fmt.Sprintf(
 				"too many requests without a credential in flight from this address (at most %d, server.max_anonymous_requests)", s.cfg.MaxAnonymous)})
 			return
 		}
-		defer s.anon.release(client)
+		defer release()
 		req = req.WithContext(context.WithValue(req.Context(), clientCtxKey{}, client))
 		s.mux.ServeHTTP(sw, req)
 		return

@@ -42,6 +42,13 @@ func (c *Counter) Take(key string, perKey, total int) (release func(), ok bool) 
 	}, true
 }
 
+// HeldBy is the slots key holds now.
+func (c *Counter) HeldBy(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byKey[key]
+}
+
 // Held is the slots held now.
 func (c *Counter) Held() int {
 	c.mu.Lock()
