@@ -9,6 +9,7 @@ import (
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/internal/slots"
 )
 
 // RemoteWork bounds the work other nodes may start on this one at once,
@@ -69,58 +70,35 @@ type workPool struct {
 	kind      string
 	limit     int
 	perMember int
+	slots     slots.Counter
 
-	mu      sync.Mutex
-	total   int
-	held    map[string]int // by member id; entries go at zero
+	logMu   sync.Mutex
 	lastLog time.Time
 }
 
 func newWorkPool(kind string, limit int) *workPool {
-	return &workPool{kind: kind, limit: limit, perMember: max(limit-limit/4, 1), held: map[string]int{}}
+	return &workPool{kind: kind, limit: limit, perMember: max(limit-limit/4, 1)}
 }
 
 // acquire takes a slot for member; false when the kind is full or the
 // member holds its share. A true must be paired with release.
-func (p *workPool) acquire(member string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.total >= p.limit || p.held[member] >= p.perMember {
-		return false
-	}
-	p.total++
-	p.held[member]++
-	return true
-}
+func (p *workPool) acquire(member string) bool { return p.slots.Acquire(member, p.perMember, p.limit) }
 
-func (p *workPool) release(member string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.total--
-	if n := p.held[member] - 1; n > 0 {
-		p.held[member] = n
-	} else {
-		delete(p.held, member)
-	}
-}
+func (p *workPool) release(member string) { p.slots.Release(member) }
 
-func (p *workPool) inUse() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.total
-}
+func (p *workPool) inUse() int { return p.slots.Held() }
 
 // busy counts and logs (at most once a second per kind) a refusal, and
 // returns the error the sender gets.
 func (rt *Runtime) busy(p *workPool, member string) *pb.Error {
 	rt.met.Inc(metrics.ClusterBusy, p.kind)
-	p.mu.Lock()
-	total, mine := p.total, p.held[member]
+	total, mine := p.slots.Held(), p.slots.HeldBy(member)
+	p.logMu.Lock()
 	quiet := time.Since(p.lastLog) < maxRefusalLogHz
 	if !quiet {
 		p.lastLog = time.Now()
 	}
-	p.mu.Unlock()
+	p.logMu.Unlock()
 	if !quiet {
 		rt.log.Warn("cluster RPC: busy, refused work from a member", "kind", p.kind, "member", member,
 			"member_holds", mine, "in_use", total, "limit", p.limit)

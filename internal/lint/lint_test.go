@@ -65,7 +65,7 @@ var deps = map[string]allowed{
 
 	// actors sees providers only through inference.Provider (the simulator
 	// only in its tests).
-	"actors": {code: []string{".", "actors/pb", "cluster", "inference", "inference/failover", "internal/metrics", "storage"},
+	"actors": {code: []string{".", "actors/pb", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
 		tests: []string{"inference/sim", "internal/testutil"}},
 
 	// The HTTP edge. (Issue 11 puts a chat service between it and actors/auth.)

@@ -22,24 +22,36 @@ type Counter struct {
 // perKey <= 0) and everyone fewer than total. release gives it back; call
 // it once.
 func (c *Counter) Take(key string, perKey, total int) (release func(), ok bool) {
+	if !c.Acquire(key, perKey, total) {
+		return nil, false
+	}
+	return func() { c.Release(key) }, true
+}
+
+// Acquire is Take for callers that keep the key: a true must be paired
+// with one Release(key).
+func (c *Counter) Acquire(key string, perKey, total int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.total >= total || perKey > 0 && c.byKey[key] >= perKey {
-		return nil, false
+		return false
 	}
 	if c.byKey == nil {
 		c.byKey = map[string]int{}
 	}
 	c.total++
 	c.byKey[key]++
-	return func() {
-		c.mu.Lock()
-		c.total--
-		if c.byKey[key]--; c.byKey[key] <= 0 {
-			delete(c.byKey, key)
-		}
-		c.mu.Unlock()
-	}, true
+	return true
+}
+
+// Release gives back a slot of key.
+func (c *Counter) Release(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total--
+	if c.byKey[key]--; c.byKey[key] <= 0 {
+		delete(c.byKey, key)
+	}
 }
 
 // HeldBy is the slots key holds now.
