@@ -117,10 +117,12 @@ type Completion struct {
 
 // Conversation is a stored dialogue with its context.
 type Conversation struct {
-	Tenant   string    `json:"tenant"`
-	ID       string    `json:"id"`
-	System   string    `json:"system,omitempty"`
-	Model    string    `json:"model,omitempty"`
+	Tenant string `json:"tenant"`
+	ID     string `json:"id"`
+	System string `json:"system,omitempty"`
+	Model  string `json:"model,omitempty"`
+	// User is the end user the conversation belongs to (empty: none).
+	User     string    `json:"user,omitempty"`
 	Messages []Message `json:"messages"`
 	Version  uint64    `json:"version"`
 	// Epoch fences writers: a snapshot from an older epoch never replaces a newer one.
@@ -174,6 +176,16 @@ const (
 	EInternal    = "internal"      // 500
 	EShutdown    = "shutting_down" // 503: the node is stopping
 	EMoved       = "moved"         // 503 with Retry-After: the conversation's owner is changing (cluster)
+	// EUnauthorized: no valid credential (401 with a challenge). Reason
+	// carries the protocol's own word when there is one: RFC 6750's
+	// invalid_request or invalid_token for a bearer credential, RFC 6749's
+	// invalid_client, invalid_scope, unsupported_grant_type for the token
+	// endpoint.
+	EUnauthorized = "unauthorized"
+	// ESlowClient: the edge did not take a turn's events as fast as they
+	// came and its buffer filled; the turn was canceled (counted in
+	// moltbot_chat_slow_clients_total).
+	ESlowClient = "slow_client"
 )
 
 // Error is an error with a code that says what went wrong in terms a client can act on.
@@ -184,7 +196,10 @@ type Error struct {
 	Param string
 	// RetryAfter, when set, tells the client how long to wait.
 	RetryAfter time.Duration
-	Err        error
+	// Reason refines Code in the words of the protocol that failed (see
+	// EUnauthorized); empty for most errors.
+	Reason string
+	Err    error
 }
 
 func (e *Error) Error() string {

@@ -31,43 +31,21 @@ type KV interface {
 	ScanRaw(prefix string, fn func(key string, val []byte) bool) error
 }
 
-// Scope is what a credential may do.
-type Scope string
+// Scope is what a credential may do (moltbot.Scope).
+type Scope = moltbot.Scope
 
 // Scopes. Admin includes chat. An admin of the default tenant is the
 // operator: it manages tenants and every tenant's keys.
 const (
-	ScopeChat  Scope = "chat"
-	ScopeAdmin Scope = "admin"
+	ScopeChat  = moltbot.ScopeChat
+	ScopeAdmin = moltbot.ScopeAdmin
 )
 
 // DefaultTenant is the tenant of a single-user node.
 const DefaultTenant = moltbot.DefaultTenant
 
-// Principal is who a request is from.
-type Principal struct {
-	Tenant string
-	// Space is where the tenant's conversations live: the tenant id, and
-	// for a tenant made through the API its incarnation ("acme:<inc>"), so
-	// a tenant deleted and made again never sees the old one's
-	// conversations. Pass it where a conversation's tenant is asked for.
-	Space   string
-	Scope   Scope
-	KeyID   string // for API keys
-	Subject string // for JWTs
-	Method  string // "key", "jwt", "none" (auth disabled)
-	// Expires is when the credential stops working (zero: never).
-	Expires time.Time
-	// ExpiresSoon is set when the credential is near its end: responses
-	// carry X-Moltbot-Key-Expires.
-	ExpiresSoon bool
-}
-
-// Admin reports whether p may use admin endpoints.
-func (p *Principal) Admin() bool { return p.Scope == ScopeAdmin }
-
-// Operator reports whether p may manage tenants and any tenant's keys.
-func (p *Principal) Operator() bool { return p.Scope == ScopeAdmin && p.Tenant == DefaultTenant }
+// Principal is who a request is from (moltbot.Principal).
+type Principal = moltbot.Principal
 
 // Error is an authentication or authorization failure, with what to tell
 // the client in WWW-Authenticate.
@@ -80,6 +58,24 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+// Unwrap gives the failure as a domain error (EUnauthorized, ERateLimited
+// or EForbidden, Reason the RFC 6750 code): edges decide status and
+// challenge from it.
+func (e *Error) Unwrap() error { return domainError(e.Status, e.Code, e.Msg, e.Retry) }
+
+func domainError(status int, reason, msg string, retry time.Duration) *moltbot.Error {
+	code := moltbot.EUnauthorized
+	switch status {
+	case http.StatusTooManyRequests:
+		code = moltbot.ERateLimited
+	case http.StatusForbidden:
+		code = moltbot.EForbidden
+	case http.StatusBadRequest:
+		code = moltbot.EInvalid
+	}
+	return &moltbot.Error{Code: code, Reason: reason, Message: msg, RetryAfter: retry}
+}
 
 // WWWAuthenticate is the header value for a 401.
 func (e *Error) WWWAuthenticate() string {

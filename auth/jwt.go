@@ -298,6 +298,10 @@ type OAuthError struct {
 
 func (e *OAuthError) Error() string { return e.Code + ": " + e.Desc }
 
+// Unwrap gives the failure as a domain error whose Reason is the RFC 6749
+// error code.
+func (e *OAuthError) Unwrap() error { return domainError(e.Status, e.Code, e.Desc, e.Retry) }
+
 // ClientCredentials is ClientCredentialsFrom with failures counted against
 // no particular address (tests, tools).
 func (s *Service) ClientCredentials(grant, clientID, clientSecret, scope string) (*Token, error) {
@@ -355,6 +359,10 @@ func (s *Service) ClientCredentialsFrom(client, grant, clientID, clientSecret, s
 	return &Token{AccessToken: signed, TokenType: "Bearer", ExpiresIn: int(exp.Sub(now).Seconds()), Scope: string(granted)}, nil
 }
 
+// MaxSubjectLen bounds an outside token's sub, which conversations record
+// as their user.
+const MaxSubjectLen = 255
+
 // checkJWT verifies a JWT from moltbot itself or a configured issuer.
 func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 	c, ok := s.tokens.get(raw, s.now())
@@ -372,6 +380,16 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 	}
 	p := c.p
 	p.Space = t.Space()
+	if !c.own {
+		// An outside issuer's token with a sub speaks for that end user:
+		// without the admin scope it sees only the user's conversations.
+		// One without a sub is a service's (RFC 9068 asks for a sub; an
+		// issuer that leaves it out issues service tokens).
+		if len(p.Subject) > MaxSubjectLen {
+			return nil, unauthorized("bad_claims", "invalid_token", "the token's sub claim is %d bytes; at most %d are allowed", len(p.Subject), MaxSubjectLen)
+		}
+		p.User, p.UserBound = p.Subject, p.Subject != "" && !p.Admin()
+	}
 	if c.own {
 		// A token of ours lives no longer than the key it was issued to,
 		// whatever ends the key: revocation, expiry, the end of its grace

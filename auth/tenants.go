@@ -260,6 +260,13 @@ func (s *Service) deleteTenant(id string) error {
 	return nil
 }
 
+// RestrictsModels reports whether tenant has a model allow-list (an
+// unknown tenant may use nothing).
+func (s *Service) RestrictsModels(tenant string) bool {
+	t, ok := s.Tenant(tenant)
+	return !ok || len(t.Models) > 0
+}
+
 // ModelAllowed reports whether tenant may use model (as requested).
 func (s *Service) ModelAllowed(tenant, model string) bool {
 	t, ok := s.Tenant(tenant)

@@ -6,31 +6,24 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/moltbot/moltbot"
-	"github.com/moltbot/moltbot/auth"
-	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/manage"
 )
 
 type principalKey struct{}
 
-// principal is the authenticated caller of r (set by ServeHTTP).
-func principal(r *http.Request) *auth.Principal {
-	if p, ok := r.Context().Value(principalKey{}).(*auth.Principal); ok {
+var anonymous = moltbot.Anonymous()
+
+// principal is the authenticated caller of r (set by ServeHTTP; with auth
+// off, the default tenant's operator).
+func principal(r *http.Request) *moltbot.Principal {
+	if p, ok := r.Context().Value(principalKey{}).(*moltbot.Principal); ok {
 		return p
 	}
-	return &auth.Principal{Tenant: moltbot.DefaultTenant, Space: moltbot.DefaultTenant, Scope: auth.ScopeAdmin, Method: "none"}
+	return anonymous
 }
-
-// tenantOf returns the caller's tenant (limits, allowed models, messages).
-func tenantOf(r *http.Request) string { return principal(r).Tenant }
-
-// spaceOf returns where the caller's conversations live: every
-// conversation lookup is scoped by it, so another tenant's conversation, or
-// that of an earlier tenant with the same id, is simply not found.
-func spaceOf(r *http.Request) string { return principal(r).Space }
 
 // open paths need no credential.
 func (s *Server) open(path string) bool {
@@ -55,82 +48,29 @@ func clientOf(r *http.Request) string {
 // authenticate sets the principal on r or answers 401/429 itself; failures
 // count against client.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client string) (*http.Request, bool) {
-	p, aerr := s.auth.AuthenticateFrom(r, client)
-	if aerr != nil {
+	p, err := s.mg.Authenticate(r, client)
+	if err != nil {
 		// The body of a refused request is not read: the connection closes.
 		w.Header().Set("Connection", "close")
-		s.writeAuthError(w, aerr)
+		writeError(w, err)
 		return r, false
 	}
 	if p.ExpiresSoon && !p.Expires.IsZero() {
 		w.Header().Set("X-Moltbot-Key-Expires", p.Expires.UTC().Format(time.RFC3339))
 	}
+	if p.Channel == "" {
+		p.Channel = "http"
+	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), true
-}
-
-func (s *Server) writeAuthError(w http.ResponseWriter, e *auth.Error) {
-	if e.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", e.WWWAuthenticate())
-	}
-	code := "unauthorized"
-	if e.Status == http.StatusTooManyRequests {
-		code = moltbot.ERateLimited
-		w.Header().Set("Retry-After", strconv.Itoa(int((e.Retry+time.Second-1)/time.Second)))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.Status)
-	b := append([]byte(`{"error":{"message":`), jsonString(e.Msg)...)
-	b = append(b, `,"type":"authentication_error","param":null,"code":`...)
-	b = append(b, jsonString(code)...)
-	w.Write(append(b, "}}\n"...))
-}
-
-// requireAdmin answers 403 unless the caller has the admin scope.
-func requireAdmin(w http.ResponseWriter, r *http.Request) bool {
-	if !principal(r).Admin() {
-		writeError(w, moltbot.Errorf(moltbot.EForbidden, "this needs a credential with the admin scope"))
-		return false
-	}
-	return true
 }
 
 // requireOperator answers 403 unless the caller is the default tenant's admin.
 func requireOperator(w http.ResponseWriter, r *http.Request) bool {
-	if !principal(r).Operator() {
-		writeError(w, moltbot.Errorf(moltbot.EForbidden, "this needs an admin credential of the default tenant (the operator)"))
+	if err := manage.RequireOperator(principal(r)); err != nil {
+		writeError(w, err)
 		return false
 	}
 	return true
-}
-
-// admit applies the caller's rate limits, and with checkModel its model
-// allow-list, before a model call.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, model string, checkModel bool) bool {
-	if s.auth == nil {
-		return true
-	}
-	p := principal(r)
-	if checkModel && !s.auth.ModelAllowed(p.Tenant, model) {
-		if model == "" {
-			model = "moltbot"
-		}
-		writeError(w, &moltbot.Error{Code: moltbot.EForbidden, Param: "model", Message: fmt.Sprintf("model %q is not allowed for tenant %q", model, p.Tenant)})
-		return false
-	}
-	if wait, ok := s.auth.Allow(p); !ok {
-		s.met.Inc(metrics.RateLimited, p.Tenant)
-		writeError(w, &moltbot.Error{Code: moltbot.ERateLimited, RetryAfter: wait,
-			Message: fmt.Sprintf("tenant %q is over its limits; retry in %s", p.Tenant, wait.Round(time.Second))})
-		return false
-	}
-	return true
-}
-
-// charge counts a reply's tokens against the caller's limits.
-func (s *Server) charge(r *http.Request, u moltbot.Usage) {
-	if s.auth != nil {
-		s.auth.Charge(principal(r), u.Total())
-	}
 }
 
 // ---- /v1/admin/keys, /v1/admin/tenants, /v1/auth/rotate, /oauth/token ----
@@ -145,14 +85,14 @@ type keyRequest struct {
 
 type keyResponse struct {
 	Key string `json:"key,omitempty"` // the secret: shown once
-	*auth.KeyInfo
+	*manage.KeyInfo
 }
 
-// parseGrace reads a rotation's grace: absent is auth.DefaultGrace, "0s"
+// parseGrace reads a rotation's grace: absent is manage.DefaultGrace, "0s"
 // ends the old key now.
 func parseGrace(v string) (time.Duration, error) {
 	if v == "" {
-		return auth.DefaultGrace, nil
+		return manage.DefaultGrace, nil
 	}
 	return parseDuration("grace", v)
 }
@@ -168,47 +108,17 @@ func parseDuration(param, v string) (time.Duration, error) {
 	return d, nil
 }
 
-func authErr(err error) error {
-	var re *auth.RotatedError
-	switch {
-	case errors.As(err, &re):
-		return moltbot.Errorf(moltbot.EConflict, "key %s was already rotated; its successor is %s (a key is rotated once)", re.ID, re.Successor)
-	case errors.Is(err, auth.ErrNotFound):
-		return moltbot.Errorf(moltbot.ENotFound, "not found")
-	case errors.Is(err, auth.ErrConflict):
-		return moltbot.Errorf(moltbot.EConflict, "it already exists")
-	}
-	return &moltbot.Error{Code: moltbot.EInvalid, Message: strings.TrimPrefix(err.Error(), "auth: ")}
-}
-
-// scopeTenant is the tenant whose keys the caller may touch: its own, or any
-// for the operator ("" = all).
-func scopeTenant(r *http.Request, asked string) (string, bool) {
-	p := principal(r)
-	if p.Operator() {
-		return asked, true
-	}
-	if asked != "" && asked != p.Tenant {
-		return "", false
-	}
-	return p.Tenant, true
+// fail records a refused or failed admin action and answers it.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, a audited, err error) {
+	s.record(r, a, err)
+	writeError(w, err)
 }
 
 func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
-	if !requireAdmin(w, r) {
-		if r.Method == http.MethodPost {
-			s.record(r, audited{action: "key.create"}, errDenied)
-		}
-		return
-	}
+	p := principal(r)
 	switch r.Method {
 	case http.MethodGet:
-		t, ok := scopeTenant(r, r.URL.Query().Get("tenant"))
-		if !ok {
-			writeJSON(w, http.StatusOK, map[string]any{"object": "list", "keys": []any{}})
-			return
-		}
-		list, err := s.auth.ListKeys(t)
+		list, err := s.mg.Keys(p, r.URL.Query().Get("tenant"))
 		if err != nil {
 			writeError(w, err)
 			return
@@ -217,32 +127,26 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		var req keyRequest
 		a := audited{action: "key.create"}
+		if !p.Admin() {
+			s.fail(w, r, a, errDenied)
+			return
+		}
 		if err := s.decode(w, r, &req, true); err != nil {
-			s.record(r, a, err)
-			writeError(w, err)
+			s.fail(w, r, a, err)
 			return
 		}
 		if req.Tenant == "" {
-			req.Tenant = principal(r).Tenant
+			req.Tenant = p.Tenant
 		}
 		a.tenant, a.detail = req.Tenant, fmt.Sprintf("scope=%s name=%q ttl=%s", req.Scope, req.Name, req.TTL)
-		t, ok := scopeTenant(r, req.Tenant)
-		if !ok {
-			err := moltbot.Errorf(moltbot.ENotFound, "tenant %q not found", req.Tenant)
-			s.record(r, a, err)
-			writeError(w, err)
-			return
-		}
 		ttl, err := parseDuration("ttl", req.TTL)
 		if err != nil {
-			s.record(r, a, err)
-			writeError(w, err)
+			s.fail(w, r, a, err)
 			return
 		}
-		secret, info, err := s.auth.CreateKey(t, req.Name, auth.Scope(req.Scope), ttl)
+		secret, info, err := s.mg.CreateKey(p, manage.NewKey{Tenant: req.Tenant, Name: req.Name, Scope: moltbot.Scope(req.Scope), TTL: ttl})
 		if err != nil {
-			s.record(r, a, authErr(err))
-			writeError(w, authErr(err))
+			s.fail(w, r, a, err)
 			return
 		}
 		a.target, a.detail = "key:"+info.ID, fmt.Sprintf("scope=%s name=%q expires=%d", info.Scope, info.Name, info.Expires)
@@ -256,15 +160,9 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 func (s *Server) key(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	a := audited{action: "key.revoke", target: "key:" + id}
-	if !requireAdmin(w, r) {
-		s.record(r, a, errDenied)
-		return
-	}
-	t, _ := scopeTenant(r, "")
-	info, err := s.auth.RevokeKey(t, id)
+	info, err := s.mg.RevokeKey(principal(r), id)
 	if err != nil {
-		s.record(r, a, authErr(err))
-		writeError(w, authErr(err))
+		s.fail(w, r, a, err)
 		return
 	}
 	a.tenant = info.Tenant
@@ -274,27 +172,23 @@ func (s *Server) key(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 	a := audited{action: "key.rotate", target: "key:" + r.PathValue("id")}
-	if !requireAdmin(w, r) {
-		s.record(r, a, errDenied)
+	if !principal(r).Admin() {
+		s.fail(w, r, a, errDenied)
 		return
 	}
 	var req keyRequest
 	if err := s.decode(w, r, &req, true); err != nil {
-		s.record(r, a, err)
-		writeError(w, err)
+		s.fail(w, r, a, err)
 		return
 	}
 	grace, err := parseGrace(req.Grace)
 	if err != nil {
-		s.record(r, a, err)
-		writeError(w, err)
+		s.fail(w, r, a, err)
 		return
 	}
-	t, _ := scopeTenant(r, "")
-	secret, info, err := s.auth.RotateKey(t, r.PathValue("id"), grace)
+	secret, info, err := s.mg.RotateKey(principal(r), r.PathValue("id"), grace)
 	if err != nil {
-		s.record(r, a, authErr(err))
-		writeError(w, authErr(err))
+		s.fail(w, r, a, err)
 		return
 	}
 	a.tenant, a.detail = info.Tenant, fmt.Sprintf("successor=%s grace=%s", info.ID, grace)
@@ -308,20 +202,17 @@ func (s *Server) rotateSelf(w http.ResponseWriter, r *http.Request) {
 	a := audited{action: "key.rotate_self", target: "key:" + p.KeyID, tenant: p.Tenant}
 	var req keyRequest
 	if err := s.decode(w, r, &req, true); err != nil {
-		s.record(r, a, err)
-		writeError(w, err)
+		s.fail(w, r, a, err)
 		return
 	}
 	grace, err := parseGrace(req.Grace)
 	if err != nil {
-		s.record(r, a, err)
-		writeError(w, err)
+		s.fail(w, r, a, err)
 		return
 	}
-	secret, info, err := s.auth.RotateSelf(p, grace)
+	secret, info, err := s.mg.RotateSelf(p, grace)
 	if err != nil {
-		s.record(r, a, authErr(err))
-		writeError(w, authErr(err))
+		s.fail(w, r, a, err)
 		return
 	}
 	a.detail = fmt.Sprintf("successor=%s grace=%s", info.ID, grace)
@@ -330,42 +221,43 @@ func (s *Server) rotateSelf(w http.ResponseWriter, r *http.Request) {
 }
 
 type tenantRequest struct {
-	ID          string      `json:"id"`
-	Name        string      `json:"name"`
-	Models      []string    `json:"models"`
-	Limits      auth.Limits `json:"limits"`
-	RotateEvery string      `json:"rotate_every"`
+	ID          string        `json:"id"`
+	Name        string        `json:"name"`
+	Models      []string      `json:"models"`
+	Limits      manage.Limits `json:"limits"`
+	RotateEvery string        `json:"rotate_every"`
 }
 
 func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
-	if !requireOperator(w, r) {
-		if r.Method == http.MethodPost {
-			s.record(r, audited{action: "tenant.create"}, errDenied)
-		}
-		return
-	}
+	p := principal(r)
 	switch r.Method {
 	case http.MethodGet:
-		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "tenants": s.auth.Tenants()})
+		list, err := s.mg.Tenants(p)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "tenants": list})
 	case http.MethodPost:
 		var req tenantRequest
 		a := audited{action: "tenant.create"}
+		if !p.Operator() {
+			s.fail(w, r, a, manage.RequireOperator(p))
+			return
+		}
 		if err := s.decode(w, r, &req, false); err != nil {
-			s.record(r, a, err)
-			writeError(w, err)
+			s.fail(w, r, a, err)
 			return
 		}
 		a.target, a.tenant = "tenant:"+req.ID, req.ID
 		every, err := parseDuration("rotate_every", req.RotateEvery)
 		if err != nil {
-			s.record(r, a, err)
-			writeError(w, err)
+			s.fail(w, r, a, err)
 			return
 		}
-		t, err := s.auth.CreateTenant(auth.Tenant{ID: req.ID, Name: req.Name, Models: req.Models, Limits: req.Limits, RotateEvery: every})
+		t, err := s.mg.CreateTenant(p, manage.Tenant{ID: req.ID, Name: req.Name, Models: req.Models, Limits: req.Limits, RotateEvery: every})
 		if err != nil {
-			s.record(r, a, authErr(err))
-			writeError(w, authErr(err))
+			s.fail(w, r, a, err)
 			return
 		}
 		a.detail = fmt.Sprintf("incarnation=%s models=%v rpm=%d tpm=%d rotate_every=%s", t.Incarnation, t.Models,
@@ -380,13 +272,8 @@ func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
 func (s *Server) tenant(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	a := audited{action: "tenant.delete", target: "tenant:" + id, tenant: id}
-	if !requireOperator(w, r) {
-		s.record(r, a, errDenied)
-		return
-	}
-	if err := s.auth.DeleteTenant(id); err != nil {
-		s.record(r, a, authErr(err))
-		writeError(w, authErr(err))
+	if err := s.mg.DeleteTenant(principal(r), id); err != nil {
+		s.fail(w, r, a, err)
 		return
 	}
 	s.record(r, a, nil)
@@ -405,11 +292,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &bt):
 			w.Header().Set("Connection", "close")
-			oauthError(w, &auth.OAuthError{Status: http.StatusRequestTimeout, Code: "invalid_request", Desc: bt.Error()})
+			oauthError(w, &moltbot.Error{Code: codeRequestTimeout, Reason: "invalid_request", Message: bt.Error()})
 		case errors.As(err, &mbe):
-			oauthError(w, &auth.OAuthError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Desc: "the body is larger than 64 KiB"})
+			oauthError(w, &moltbot.Error{Code: moltbot.ETooLarge, Reason: "invalid_request", Message: "the body is larger than 64 KiB"})
 		default:
-			oauthError(w, &auth.OAuthError{Status: 400, Code: "invalid_request", Desc: "the body must be application/x-www-form-urlencoded"})
+			oauthError(w, &moltbot.Error{Code: moltbot.EInvalid, Reason: "invalid_request", Message: "the body must be application/x-www-form-urlencoded"})
 		}
 		return
 	}
@@ -417,55 +304,46 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	tok, err := s.auth.ClientCredentialsFrom(clientOf(r), r.PostForm.Get("grant_type"), id, secret, r.PostForm.Get("scope"))
+	tok, err := s.mg.Token(clientOf(r), r.PostForm.Get("grant_type"), id, secret, r.PostForm.Get("scope"))
 	if err != nil {
-		var oe *auth.OAuthError
-		if errors.As(err, &oe) {
-			oauthError(w, oe)
-			return
-		}
-		writeError(w, err)
+		oauthError(w, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, tok)
 }
 
-func oauthError(w http.ResponseWriter, e *auth.OAuthError) {
-	if e.Status == http.StatusUnauthorized {
+// oauthError writes an RFC 6749 error body: {"error": its Reason,
+// "error_description": its message}, with the status of its code.
+func oauthError(w http.ResponseWriter, err error) {
+	var e *moltbot.Error
+	if !errors.As(err, &e) || e.Reason == "" {
+		writeError(w, err)
+		return
+	}
+	code := status(e.Code)
+	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="moltbot"`)
 	}
-	if e.Retry > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((e.Retry+time.Second-1)/time.Second)))
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, e.Status, map[string]string{"error": e.Code, "error_description": e.Desc})
+	writeJSON(w, code, map[string]string{"error": e.Reason, "error_description": e.Message})
 }
 
 func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	w.Write(s.auth.JWKS())
+	w.Write(s.mg.JWKS())
 }
 
 // reload re-reads provider credentials (POST /v1/admin/keys/reload).
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	a := audited{action: "config.reload", target: "config"}
-	if !requireOperator(w, r) {
-		s.record(r, a, errDenied)
-		return
-	}
-	if s.cfg.Reload == nil {
-		err := moltbot.Errorf(moltbot.EInvalid, "this node has no config file to reload")
-		s.record(r, a, err)
-		writeError(w, err)
-		return
-	}
-	n, err := s.cfg.Reload()
+	n, err := s.mg.Reload(principal(r))
 	if err != nil {
-		err := &moltbot.Error{Code: moltbot.EInvalid, Message: err.Error()}
-		s.record(r, a, err)
-		writeError(w, err)
+		s.fail(w, r, a, err)
 		return
 	}
 	a.detail = fmt.Sprintf("providers=%d", n)

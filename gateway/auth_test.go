@@ -45,7 +45,7 @@ func setupAuth(t testing.TB, tenants []auth.Tenant) *authEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(rt, Config{Metrics: met, Logger: log, Auth: as, Version: "test"}))
+	srv := httptest.NewServer(newServer(rt, as, 0, Config{Metrics: met, Logger: log, Version: "test"}))
 	t.Cleanup(func() {
 		srv.Close()
 		rt.Shutdown(context.Background())

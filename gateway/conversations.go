@@ -1,13 +1,12 @@
 package gateway
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/moltbot/moltbot"
-	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/chat"
 )
 
 type createRequest struct {
@@ -64,22 +63,7 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.Model != "" {
-		// Unknown and oversized names are refused before they are echoed.
-		if err := s.rt.ResolveModel(req.Model); err != nil {
-			writeError(w, err)
-			return
-		}
-	}
-	if s.auth != nil && !s.auth.ModelAllowed(tenantOf(r), req.Model) {
-		writeError(w, &moltbot.Error{Code: moltbot.EForbidden, Param: "model", Message: fmt.Sprintf("model %q is not allowed for tenant %q", orChain(req.Model), tenantOf(r))})
-		return
-	}
-	if len(req.System) > s.cfg.MaxMessageBytes {
-		writeError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: "system", Message: fmt.Sprintf("system is %d bytes; at most %d are allowed", len(req.System), s.cfg.MaxMessageBytes)})
-		return
-	}
-	c, err := s.rt.Create(r.Context(), spaceOf(r), actors.CreateOptions{ID: req.ID, System: string(req.System), Model: req.Model})
+	c, err := s.chat.Create(r.Context(), principal(r), moltbot.NewConversation{ID: req.ID, System: string(req.System), Model: req.Model})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -92,14 +76,14 @@ func (s *Server) conversation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		c, err := s.rt.Get(r.Context(), spaceOf(r), id)
+		c, err := s.chat.Get(r.Context(), principal(r), id)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, toJSON(c))
 	case http.MethodDelete:
-		if err := s.rt.Delete(r.Context(), spaceOf(r), id); err != nil {
+		if err := s.chat.Delete(r.Context(), principal(r), id); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -120,7 +104,10 @@ type messageRequest struct {
 	TopP                *float64 `json:"top_p"`
 	Stop                stop     `json:"stop"`
 	Seed                *int64   `json:"seed"`
-	StreamOptions       *struct {
+	// ExternalID makes the turn idempotent: a retry with the same id gets
+	// the stored reply, and no second turn is run.
+	ExternalID    string `json:"external_id"`
+	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 }
@@ -158,54 +145,46 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("content", "content must be a non-empty string"))
 		return
 	}
-	if len(*req.Content) > s.cfg.MaxMessageBytes {
-		writeError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: "content",
-			Message: fmt.Sprintf("content is %d bytes; at most %d are allowed (conversations.max_message_bytes)", len(*req.Content), s.cfg.MaxMessageBytes)})
-		return
-	}
 	opts, err := options(req.Model, req.MaxTokens, req.MaxCompletionTokens, req.Temperature, req.TopP, req.Stop, req.Seed)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if req.Model != "" {
-		if err := s.rt.ResolveModel(req.Model); err != nil {
-			writeError(w, err)
+	// A retried delivery carries the same id: in the body, or as the
+	// Idempotency-Key header many HTTP clients send.
+	ext := req.ExternalID
+	if h := r.Header.Get("Idempotency-Key"); h != "" {
+		if ext != "" && ext != h {
+			writeError(w, invalid("external_id", "external_id %q and the Idempotency-Key header %q differ", ext, h))
 			return
 		}
+		ext = h
 	}
-	// The conversation's own model was checked when it was created.
-	if !s.admit(w, r, req.Model, req.Model != "") {
+	st, err := s.chat.Turn(r.Context(), principal(r), chat.TurnRequest{Conversation: id, Stream: req.Stream,
+		Input: moltbot.TurnInput{Content: string(*req.Content), ExternalID: ext, Options: opts}})
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	if !req.Stream {
-		res, err := s.rt.Turn(r.Context(), spaceOf(r), id, string(*req.Content), opts, nil)
+		res, err := st.Wait()
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		c := res.Completion
-		s.charge(r, c.Usage)
 		w.Header().Set("X-Moltbot-Provider", c.Served.String())
 		w.Header().Set("X-Moltbot-Failovers", strconv.Itoa(c.Failovers))
+		if res.Replayed {
+			w.Header().Set("X-Moltbot-Replayed", "true")
+		}
 		writeJSON(w, http.StatusOK, turnResponse{ConversationID: id, Object: "conversation.turn", Message: toMessageJSON(res.Message),
 			Model: c.Served.String(), FinishReason: c.FinishReason, Failovers: c.Failovers, Version: res.Version,
 			Usage: usageJSON{c.Usage.PromptTokens, c.Usage.CompletionTokens, c.Usage.Total()}})
 		return
 	}
-	cw := newChunkWriter(w, id, time.Now().Unix())
-	res, err := s.rt.Turn(r.Context(), spaceOf(r), id, string(*req.Content), opts, cw.chunk)
-	if err != nil {
-		if cw.started {
-			cw.fail(err)
-			return
-		}
-		writeError(w, err)
-		return
-	}
-	// The finish chunk goes out only now: the reply is stored.
-	s.charge(r, res.Completion.Usage)
-	cw.finish(res.Completion, req.StreamOptions == nil || req.StreamOptions.IncludeUsage)
+	// The finish chunk goes out only once the reply is stored.
+	s.relay(w, st, newChunkWriter(w, id, time.Now().Unix()), req.StreamOptions == nil || req.StreamOptions.IncludeUsage)
 }
 
 func orChain(model string) string {

@@ -52,8 +52,8 @@ func edgeServer(t *testing.T, cfg Config, acfg auth.Config, so ...sim.Options) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Auth, cfg.Version = as, "test"
-	gw := New(rt, cfg)
+	cfg.Version = "test"
+	gw := newServer(rt, as, 0, cfg)
 	hs := httptest.NewServer(gw)
 	t.Cleanup(func() {
 		hs.Close()

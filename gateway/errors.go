@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -30,6 +32,8 @@ func status(code string) int {
 		return http.StatusNotFound
 	case moltbot.EForbidden:
 		return http.StatusForbidden
+	case moltbot.EUnauthorized:
+		return http.StatusUnauthorized
 	case moltbot.EConflict:
 		return http.StatusConflict
 	case moltbot.ETooLarge:
@@ -53,6 +57,8 @@ func errorType(code string) string {
 		return "invalid_request_error"
 	case moltbot.ERateLimited:
 		return "rate_limit_error"
+	case moltbot.EUnauthorized:
+		return "authentication_error"
 	case moltbot.EForbidden:
 		return "permission_error"
 	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved:
@@ -94,6 +100,9 @@ func writeError(w http.ResponseWriter, err error) {
 	} else if code == moltbot.EBusy || code == moltbot.EShutdown || code == moltbot.EMoved || code == moltbot.ERateLimited {
 		w.Header().Set("Retry-After", "1")
 	}
+	if code == moltbot.EUnauthorized {
+		w.Header().Set("WWW-Authenticate", bearerChallenge(e))
+	}
 	if code == codeRequestTimeout {
 		w.Header().Set("Connection", "close") // the rest of the body is not waited for
 	}
@@ -103,7 +112,15 @@ func writeError(w http.ResponseWriter, err error) {
 	w.Write(append(appendError(make([]byte, 0, 256), err), '\n'))
 }
 
-func jsonString(s string) []byte { return jsonw.String(nil, s) }
+// bearerChallenge is WWW-Authenticate for a refused bearer credential
+// (RFC 6750 section 3): the error code (the domain error's Reason) and its
+// description when the credential was there but wrong.
+func bearerChallenge(e *moltbot.Error) string {
+	if e == nil || e.Reason == "" {
+		return `Bearer realm="moltbot"`
+	}
+	return fmt.Sprintf(`Bearer realm="moltbot", error=%q, error_description=%q`, e.Reason, strings.ReplaceAll(e.Message, `"`, "'"))
+}
 
 func invalid(param, format string, args ...any) error {
 	e := moltbot.Errorf(moltbot.EInvalid, format, args...)

@@ -53,7 +53,7 @@ func setup(t testing.TB, chain []string, extra ...actors.ProviderSpec) *testEnv 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(rt, Config{MaxBodyBytes: 4096, MaxMessageBytes: 2048, Metrics: met, Version: "test"}))
+	srv := httptest.NewServer(newServer(rt, nil, 2048, Config{MaxBodyBytes: 4096, Metrics: met, Version: "test"}))
 	t.Cleanup(func() {
 		srv.Close()
 		rt.Shutdown(context.Background())

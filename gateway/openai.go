@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
@@ -97,7 +98,9 @@ type chatRequest struct {
 	N                   *int     `json:"n"`
 }
 
-// options validates the sampling fields shared by both APIs.
+// options reads the sampling fields both APIs share; their ranges are the
+// chat service's to check (chat.ValidOptions), except what only the wire
+// can tell: a max_tokens sent as 0.
 func options(model string, maxTokens, maxCompletion *int, temp, topP *float64, st stop, seed *int64) (moltbot.ChatOptions, error) {
 	o := moltbot.ChatOptions{Model: model, Temperature: temp, TopP: topP, Stop: st, Seed: seed}
 	for name, v := range map[string]*int{"max_tokens": maxTokens, "max_completion_tokens": maxCompletion} {
@@ -111,26 +114,13 @@ func options(model string, maxTokens, maxCompletion *int, temp, topP *float64, s
 	if maxCompletion != nil {
 		o.MaxTokens = *maxCompletion
 	}
-	if temp != nil && (*temp < 0 || *temp > 2) {
-		return o, invalid("temperature", "temperature must be between 0 and 2, got %g", *temp)
-	}
-	if topP != nil && (*topP < 0 || *topP > 1) {
-		return o, invalid("top_p", "top_p must be between 0 and 1, got %g", *topP)
-	}
-	if len(st) > 4 {
-		return o, invalid("stop", "at most 4 stop sequences, got %d", len(st))
-	}
-	return o, nil
+	return o, chat.ValidOptions(o)
 }
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	var req chatRequest
 	if err := s.decode(w, r, &req, false); err != nil {
 		writeError(w, err)
-		return
-	}
-	if len(req.Messages) == 0 {
-		writeError(w, invalid("messages", "messages must hold at least one message"))
 		return
 	}
 	if req.N != nil && *req.N != 1 {
@@ -143,19 +133,6 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		if m.Role == "developer" {
 			role = moltbot.RoleSystem
 		}
-		if !role.Valid() {
-			writeError(w, invalid(fmt.Sprintf("messages[%d].role", i), "messages[%d].role: must be system, user or assistant, got %q", i, m.Role))
-			return
-		}
-		if m.Content == "" {
-			writeError(w, invalid(fmt.Sprintf("messages[%d].content", i), "messages[%d].content must not be empty", i))
-			return
-		}
-		if len(m.Content) > s.cfg.MaxMessageBytes {
-			writeError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: fmt.Sprintf("messages[%d].content", i),
-				Message: fmt.Sprintf("messages[%d].content is %d bytes; at most %d are allowed (conversations.max_message_bytes)", i, len(m.Content), s.cfg.MaxMessageBytes)})
-			return
-		}
 		msgs[i] = moltbot.Message{Role: role, Content: string(m.Content)}
 	}
 	opts, err := options(req.Model, req.MaxTokens, req.MaxCompletionTokens, req.Temperature, req.TopP, req.Stop, req.Seed)
@@ -163,39 +140,23 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.rt.ResolveModel(req.Model); err != nil {
+	st, err := s.chat.Complete(r.Context(), principal(r), chat.CompletionRequest{Messages: msgs, Options: opts, Stream: req.Stream})
+	if err != nil {
 		writeError(w, err)
-		return
-	}
-	if !s.admit(w, r, req.Model, true) {
 		return
 	}
 	id := s.newID("chatcmpl-")
 	now := time.Now().Unix()
 	if !req.Stream {
-		comp, err := s.rt.Complete(r.Context(), msgs, opts, nil)
+		res, err := st.Wait()
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		s.charge(r, comp.Usage)
-		s.writeCompletion(w, id, now, comp)
+		s.writeCompletion(w, id, now, res.Completion)
 		return
 	}
-	cw := newChunkWriter(w, id, now)
-	comp, err := s.rt.Complete(r.Context(), msgs, opts, func(c moltbot.Chunk) error {
-		return cw.chunk(c)
-	})
-	if err != nil {
-		if cw.started {
-			cw.fail(err)
-			return
-		}
-		writeError(w, err)
-		return
-	}
-	s.charge(r, comp.Usage)
-	cw.finish(comp, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
+	s.relay(w, st, newChunkWriter(w, id, now), req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
 }
 
 // writeCompletion writes a chat.completion object.
@@ -231,16 +192,12 @@ type modelObject struct {
 }
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	tenant := tenantOf(r)
 	out := struct {
 		Object string        `json:"object"`
 		Data   []modelObject `json:"data"`
 	}{Object: "list"}
 	created := s.started.Unix()
-	for _, m := range s.rt.Models() {
-		if s.auth != nil && !s.auth.ModelAllowed(tenant, m.ID) {
-			continue
-		}
+	for _, m := range s.chat.Models(principal(r)) {
 		owner := m.Provider
 		if owner == "" {
 			owner = "moltbot"

@@ -146,7 +146,7 @@ func setupAudited(t *testing.T) (*authEnv, *storage.Memory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(rt, Config{Metrics: met, Auth: as, Version: "test", Audit: al}))
+	srv := httptest.NewServer(newServer(rt, as, 0, Config{Metrics: met, Version: "test", Audit: al}))
 	t.Cleanup(func() {
 		srv.Close()
 		rt.Shutdown(context.Background())

@@ -2,7 +2,8 @@
 // (/v1/chat/completions, /v1/models), the stateful conversations API
 // (/v1/conversations...), admin status, health probes and /metrics.
 //
-// It talks to the actor runtime through the Runtime interface declared here.
+// It is an edge of the chat service (package chat) and the management
+// service (package manage), and imports neither auth nor actors.
 // Every error leaves as OpenAI's error body with the status chosen in
 // errors.go; every request body is capped; nothing here blocks a model.
 package gateway
@@ -25,26 +26,11 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
-	"github.com/moltbot/moltbot/actors"
-	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/slots"
+	"github.com/moltbot/moltbot/manage"
 )
-
-// Runtime is what the gateway needs from the actor runtime.
-type Runtime interface {
-	Complete(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error)
-	Create(ctx context.Context, tenant string, o actors.CreateOptions) (*moltbot.Conversation, error)
-	Get(ctx context.Context, tenant, id string) (*moltbot.Conversation, error)
-	Delete(ctx context.Context, tenant, id string) error
-	Turn(ctx context.Context, tenant, id, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*actors.TurnResult, error)
-	ResolveModel(model string) error
-	Models() []actors.ModelInfo
-	Status() actors.Status
-	Breakers() []actors.BreakerStatus
-	Cluster() *actors.ClusterStatus
-	Ready() error
-}
 
 // Config configures the gateway.
 type Config struct {
@@ -67,15 +53,8 @@ type Config struct {
 	Metrics      *metrics.Registry
 	Logger       *slog.Logger
 	Version      string
-	// StorageHealth reports whether storage is usable (readiness).
-	StorageHealth func() error
-	// Auth authenticates callers and holds tenants and keys; nil: open.
-	Auth *auth.Service
 	// MetricsOpen serves /metrics without a credential.
 	MetricsOpen bool
-	// Reload re-reads provider credentials (moltbot keys reload); it returns
-	// how many providers were updated.
-	Reload func() (int, error)
 	// Audit records admin actions (keys, tenants, reloads) and serves GET
 	// /v1/admin/audit; nil: none are recorded.
 	Audit AuditLog
@@ -83,8 +62,8 @@ type Config struct {
 
 // Server is the gateway's http.Handler.
 type Server struct {
-	rt      Runtime
-	auth    *auth.Service
+	chat    *chat.Service
+	mg      *manage.Service
 	cfg     Config
 	mux     *http.ServeMux
 	met     *metrics.Registry
@@ -95,13 +74,11 @@ type Server struct {
 	anon    slots.Counter // requests in flight without a credential, by client
 }
 
-// New returns the gateway for rt.
-func New(rt Runtime, cfg Config) *Server {
+// New returns the gateway: an HTTP edge of the chat service c and the
+// management service m.
+func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
-	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 256 << 10
 	}
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = 30 * time.Second
@@ -117,10 +94,8 @@ func New(rt Runtime, cfg Config) *Server {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	s := &Server{rt: rt, auth: cfg.Auth, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
-	if s.auth != nil {
-		s.auth.OnFailure(func(reason string) { s.met.Inc(metrics.AuthFailures, reason) })
-	}
+	s := &Server{chat: c, mg: m, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
+	m.OnAuthFailure(func(reason string) { s.met.Inc(metrics.AuthFailures, reason) })
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/chat/completions", s.only("POST", s.chatCompletions))
 	mux.HandleFunc("/v1/models", s.only("GET", s.models))
@@ -130,7 +105,7 @@ func New(rt Runtime, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/status", s.only("GET", s.status))
 	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
 	mux.HandleFunc("/v1/admin/cluster", s.only("GET", s.cluster))
-	if s.auth != nil {
+	if m.KeysEnabled() {
 		mux.HandleFunc("/v1/admin/keys", s.keys)
 		mux.HandleFunc("/v1/admin/keys/reload", s.only("POST", s.reload))
 		mux.HandleFunc("/v1/admin/keys/{id}", s.only("DELETE", s.key))
@@ -244,7 +219,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", d)
 		}
 	}()
-	authOn := s.auth != nil && s.auth.Enabled()
+	authOn := s.mg.AuthEnabled()
 	if !s.guard(sw, r, authOn) {
 		return
 	}
@@ -363,14 +338,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) readiness() error {
-	if s.cfg.StorageHealth != nil {
-		if err := s.cfg.StorageHealth(); err != nil {
-			return err
-		}
-	}
-	return s.rt.Ready()
-}
+func (s *Server) readiness() error { return s.mg.Ready() }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if err := s.readiness(); err != nil {
@@ -383,7 +351,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	// Closed metrics are the operator's: they carry every tenant's labels.
-	if !s.cfg.MetricsOpen && s.auth != nil && s.auth.Enabled() && !requireOperator(w, r) {
+	if !s.cfg.MetricsOpen && s.mg.AuthEnabled() && !requireOperator(w, r) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -397,8 +365,8 @@ type StatusResponse struct {
 	Version       string                  `json:"version"`
 	UptimeSeconds float64                 `json:"uptime_seconds"`
 	Chain         []string                `json:"chain"`
-	Providers     []actors.ProviderStatus `json:"providers"`
-	Breakers      []actors.BreakerStatus  `json:"breakers"`
+	Providers     []manage.ProviderStatus `json:"providers"`
+	Breakers      []manage.BreakerStatus  `json:"breakers"`
 	Conversations struct {
 		Active int64 `json:"active"`
 		Stored int   `json:"stored"`
@@ -412,10 +380,11 @@ type StatusResponse struct {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	if !requireOperator(w, r) {
+	st, err := s.mg.Status(principal(r))
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	st := s.rt.Status()
 	out := StatusResponse{Status: "ready", Version: s.cfg.Version, UptimeSeconds: time.Since(s.started).Seconds(),
 		Chain: st.Chain, Providers: st.Providers, Breakers: st.Breakers}
 	if err := s.readiness(); err != nil {
@@ -433,19 +402,21 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 // provider/model breaker (state, error rate, p95 first-token latency,
 // cooldown left).
 func (s *Server) providers(w http.ResponseWriter, r *http.Request) {
-	if !requireOperator(w, r) {
+	st, err := s.mg.Status(principal(r))
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	st := s.rt.Status()
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "providers": st.Providers, "breakers": st.Breakers})
 }
 
 // cluster answers GET /v1/admin/cluster: this node's view of the members.
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
-	if !requireOperator(w, r) {
+	st, err := s.mg.Cluster(principal(r))
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	st := s.rt.Cluster()
 	if st == nil {
 		writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "members": []any{}})
 		return

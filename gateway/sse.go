@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
@@ -100,6 +101,33 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 	}
 	s.buf = append(s.buf, "data: [DONE]\n\n"...)
 	return s.flush()
+}
+
+// relay writes a turn's events to w as OpenAI chunks, on the request's
+// goroutine: tokens as they come, the finish chunk (and usage when asked)
+// once the turn is done, or the error (a plain HTTP error before the first
+// token, an error event after). A client that stops reading ends the turn:
+// Close cancels it.
+func (s *Server) relay(w http.ResponseWriter, st *chat.Stream, cw *chunkWriter, usage bool) {
+	defer st.Close()
+	for ev := range st.Events() {
+		switch ev.Kind {
+		case moltbot.EventToken:
+			if err := cw.chunk(moltbot.Chunk{Content: ev.Text, Served: ev.Served, Failovers: ev.Failovers}); err != nil {
+				return
+			}
+		case moltbot.EventDone:
+			cw.finish(ev.Result.Completion, usage)
+			return
+		case moltbot.EventError:
+			if cw.started {
+				cw.fail(ev.Err)
+			} else {
+				writeError(w, ev.Err)
+			}
+			return
+		}
+	}
 }
 
 // fail ends a started stream with an OpenAI-style error event.

@@ -8,11 +8,14 @@ import (
 	"github.com/moltbot/moltbot"
 )
 
-// Snapshot formats: the first byte of every value. Encode writes formatV2;
-// Decode reads both (v1 has no per-message flags).
+// Snapshot formats: the first byte of every value. Encode writes formatV2,
+// or formatV3 for a conversation that belongs to an end user (so that a
+// node of the previous version still reads every other snapshot during a
+// rolling upgrade); Decode reads all three (v1 has no per-message flags).
 const (
 	formatV1 = 1
 	formatV2 = 2
+	formatV3 = 3 // v2 and the conversation's user after its model
 )
 
 // flags (v2)
@@ -38,11 +41,16 @@ func appendString(b []byte, s string) []byte {
 //	| flags byte | string tenant | string id | string system | string model
 //	| uvarint n | n × (role byte | flags byte | string id | string content | string model | varint created)
 //
-// Format 1 had neither flags bytes nor message ids.
+// Format 1 had neither flags bytes nor message ids. Format 3 adds
+// `string user` after the model.
 //
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
-	dst = append(dst, formatV2)
+	format := byte(formatV2)
+	if c.User != "" {
+		format = formatV3
+	}
+	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
 	dst = binary.AppendVarint(dst, c.Created)
@@ -56,6 +64,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	dst = appendString(dst, c.ID)
 	dst = appendString(dst, c.System)
 	dst = appendString(dst, c.Model)
+	if format == formatV3 {
+		dst = appendString(dst, c.User)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(c.Messages)))
 	for i := range c.Messages {
 		m := &c.Messages[i]
@@ -134,7 +145,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format != formatV1 && format != formatV2 {
+	if format != formatV1 && format != formatV2 && format != formatV3 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -154,6 +165,9 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	c.ID = r.string()
 	c.System = r.string()
 	c.Model = r.string()
+	if format >= formatV3 {
+		c.User = r.string()
+	}
 	n := r.uvarint()
 	// Each message takes at least 4 bytes: never trust n beyond what is left.
 	if r.err == nil && n > uint64(len(r.b))/4 {

@@ -22,7 +22,9 @@ func sample() *moltbot.Conversation {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	for _, c := range []*moltbot.Conversation{sample(), {Tenant: "t", ID: "empty"}} {
+	owned := sample()
+	owned.User = "user-42"
+	for _, c := range []*moltbot.Conversation{sample(), {Tenant: "t", ID: "empty"}, owned} {
 		got, err := Decode(Encode(nil, c))
 		if err != nil {
 			t.Fatal(err)
@@ -73,6 +75,23 @@ func TestDecodeFormat1AndIncomplete(t *testing.T) {
 	}
 }
 
+// A conversation without a user is written in format 2, which the
+// previous version reads (rolling upgrades); one with a user in format 3.
+func TestEncodeFormatByUser(t *testing.T) {
+	c := sample()
+	if b := Encode(nil, c); b[0] != formatV2 {
+		t.Errorf("no user: format %d, want %d", b[0], formatV2)
+	}
+	c.User = "u"
+	b := Encode(nil, c)
+	if b[0] != formatV3 {
+		t.Errorf("user: format %d, want %d", b[0], formatV3)
+	}
+	if got, err := Decode(b); err != nil || got.User != "u" {
+		t.Errorf("user lost: %+v %v", got, err)
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	good := Encode(nil, sample())
 	cases := map[string][]byte{
@@ -91,6 +110,9 @@ func TestDecodeRejects(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(Encode(nil, sample()))
+	owned := sample()
+	owned.User = "u"
+	f.Add(Encode(nil, owned))
 	f.Add([]byte{1, 0, 0, 0, 0, 1, 't', 1, 'i', 0, 0, 1, 2, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)

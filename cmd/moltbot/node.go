@@ -21,6 +21,7 @@ import (
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/gateway"
@@ -32,6 +33,7 @@ import (
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/logging"
 	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/storage"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -408,11 +410,15 @@ func (n *Node) Start() error {
 		pr, _ := configs.ParsePrefix(p) // validated
 		trusted = append(trusted, pr)
 	}
-	gw := gateway.New(rt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes), MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes),
+	// The edges meet the runtime and auth only through the chat and
+	// management services.
+	chatSvc := chat.New(rt.Chat(), as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log})
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload,
+		StorageHealth: func() error { _, err := store.Count(); return err }})
+	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
 		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,
-		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen,
-		Reload: n.Reload, Audit: al, StorageHealth: func() error { _, err := store.Count(); return err }})
+		Metrics: met, Logger: n.Log, Version: moltbot.Version, MetricsOpen: cfg.Auth.MetricsOpen, Audit: al})
 	// One client cannot hold every connection (file descriptor) of the node.
 	ln = gateway.LimitListener(ln, gateway.ConnLimits{Total: cfg.Server.MaxConnections, PerClient: cfg.Server.MaxConnectionsPerClient,
 		Trusted: trusted, OnRefuse: func() { met.Inc(metrics.HTTPConnsRefused) }})

@@ -68,9 +68,16 @@ var deps = map[string]allowed{
 	"actors": {code: []string{".", "actors/pb", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
 		tests: []string{"inference/sim", "internal/testutil"}},
 
-	// The HTTP edge. (Issue 11 puts a chat service between it and actors/auth.)
-	"gateway": {code: []string{".", "actors", "audit", "auth", "inference", "internal/jsonw", "internal/metrics", "internal/slots"},
-		tests: []string{"inference/openai", "inference/sim", "internal/logging", "internal/testutil", "storage"}},
+	// The chat service: admission, allow-lists, limits, charging and
+	// validation of every turn, for every edge, over a runtime it declares.
+	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
+	// The management service: tenants, keys, status, over auth and actors.
+	"manage": {code: []string{".", "actors", "auth"}, tests: []string{"storage", "inference/sim"}},
+
+	// The HTTP edge: an adapter of the chat and management services; it
+	// imports neither auth nor actors (its tests wire the real ones).
+	"gateway": {code: []string{".", "audit", "chat", "manage", "internal/jsonw", "internal/metrics", "internal/slots"},
+		tests: []string{"actors", "auth", "inference", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "storage"}},
 
 	// bench measures over HTTP only.
 	"bench":         {},

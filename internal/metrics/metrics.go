@@ -51,6 +51,7 @@ var (
 	SharedMerges      = &Family{"moltbot_cluster_shared_records_total", []string{"outcome"}}
 	AuthMergeRefused  = &Family{"moltbot_auth_merge_refused_total", []string{"reason"}}
 	AuditWriteErrors  = &Family{"moltbot_audit_write_errors_total", nil}
+	ChatSlowClients   = &Family{"moltbot_chat_slow_clients_total", nil}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -90,6 +91,7 @@ var help = map[string]string{
 	"moltbot_cluster_shared_records_total":    "Shared-state messages (auth records) from other members, by outcome (merged, refused, error).",
 	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",
 	"moltbot_audit_write_errors_total":        "Audit events that could not be stored.",
+	"moltbot_chat_slow_clients_total":         "Turns canceled because the edge did not read their events as fast as they came (chat event buffer full).",
 }
 
 func init() { vm.ExposeMetadata(true) }

@@ -1,0 +1,285 @@
+// Package chat is the transport-neutral chat service: every edge (the
+// OpenAI-compatible API, the conversations API, and the channels and the
+// console to come) asks it for turns on behalf of a moltbot.Principal, and
+// reads the turn's events from a bounded Stream on its own goroutine.
+//
+// What a turn must pass lives here, once: validation of the message and
+// options, the tenant's model allow-list (on every turn, including the
+// model a conversation was created with), rate limits on every call that
+// costs anything (a completion, a turn, creating a conversation), token
+// charging, and the user-level view (a user-bound principal sees only the
+// conversations it created). The edges translate wire formats and domain
+// error codes; the runtime (actors) runs the turn.
+package chat
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/metrics"
+)
+
+// Runtime runs turns and keeps conversations (actors.Runtime.Chat()).
+type Runtime interface {
+	Complete(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error)
+	Create(ctx context.Context, space string, o moltbot.NewConversation) (*moltbot.Conversation, error)
+	Get(ctx context.Context, space, id string) (*moltbot.Conversation, error)
+	Delete(ctx context.Context, space, id string) error
+	Turn(ctx context.Context, space, id string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*moltbot.TurnResult, error)
+	ResolveModel(model string) error
+	Models() []moltbot.ModelInfo
+}
+
+// Policy is what a tenant may spend (auth.Service).
+type Policy interface {
+	// ModelAllowed reports whether tenant may use model ("" = the chain).
+	ModelAllowed(tenant, model string) bool
+	// RestrictsModels reports whether tenant has a model allow-list.
+	RestrictsModels(tenant string) bool
+	// Allow admits one call of p, or says how long to wait.
+	Allow(p *moltbot.Principal) (time.Duration, bool)
+	// Charge counts tokens p's call used.
+	Charge(p *moltbot.Principal, tokens int)
+}
+
+// Config configures the service.
+type Config struct {
+	// MaxMessageBytes caps one message's content and a system prompt.
+	MaxMessageBytes int
+	// MaxMessages caps the messages of a stateless completion.
+	MaxMessages int
+	// EventBuffer is how many events of a streamed turn may wait for a slow
+	// edge; past it the turn is canceled (ESlowClient).
+	EventBuffer int
+	Metrics     *metrics.Registry
+	Logger      *slog.Logger
+}
+
+// DefaultConfig is the service's configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{MaxMessageBytes: 256 << 10, MaxMessages: 1024, EventBuffer: 256}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if c.MaxMessages <= 0 {
+		c.MaxMessages = d.MaxMessages
+	}
+	if c.EventBuffer <= 0 {
+		c.EventBuffer = d.EventBuffer
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New("")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Service is the chat service.
+type Service struct {
+	rt  Runtime
+	pol Policy
+	cfg Config
+}
+
+// New returns the service over rt; pol nil admits everything.
+func New(rt Runtime, pol Policy, cfg Config) *Service {
+	cfg.fill()
+	return &Service{rt: rt, pol: pol, cfg: cfg}
+}
+
+// Config returns the service's configuration, defaults filled in.
+func (s *Service) Config() Config { return s.cfg }
+
+// CompletionRequest is a stateless chat: the whole context in Messages.
+type CompletionRequest struct {
+	Messages []moltbot.Message
+	Options  moltbot.ChatOptions
+	// Stream asks for token events; without it the Stream holds only the
+	// final event, and a reply cut off mid-way may be redone by the next
+	// model (nobody saw it).
+	Stream bool
+}
+
+// TurnRequest is one user message to a stored conversation.
+type TurnRequest struct {
+	Conversation string
+	Input        moltbot.TurnInput
+	Stream       bool
+}
+
+// Complete runs a stateless completion for p.
+func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req CompletionRequest) (*Stream, error) {
+	if err := s.validMessages(req.Messages); err != nil {
+		return nil, err
+	}
+	if err := validOptions(req.Options); err != nil {
+		return nil, err
+	}
+	if err := s.admitModel(p, req.Options.Model, true); err != nil {
+		return nil, err
+	}
+	return s.run(ctx, p, req.Stream, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
+		c, err := s.rt.Complete(ctx, req.Messages, req.Options, fn)
+		if err != nil {
+			return nil, err
+		}
+		return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content, Model: c.Served.String()}, Completion: c}, nil
+	})
+}
+
+// Turn runs one turn of a conversation of p's.
+func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnRequest) (*Stream, error) {
+	in := req.Input
+	if in.Content == "" {
+		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must be a non-empty string"}
+	}
+	if len(in.Content) > s.cfg.MaxMessageBytes {
+		return nil, &moltbot.Error{Code: moltbot.ETooLarge, Param: "content",
+			Message: fmt.Sprintf("content is %d bytes; at most %d are allowed (conversations.max_message_bytes)", len(in.Content), s.cfg.MaxMessageBytes)}
+	}
+	if err := validExternalID(in.ExternalID); err != nil {
+		return nil, err
+	}
+	if err := validOptions(in.Options); err != nil {
+		return nil, err
+	}
+	model := in.Options.Model
+	if model != "" {
+		if err := s.admitModel(p, model, false); err != nil {
+			return nil, err
+		}
+	}
+	// A user-bound caller may only speak in its own conversations, and a
+	// tenant with an allow-list only to the models on it: the model a
+	// conversation was created with is checked again on every turn.
+	if p.UserBound || model == "" && s.pol != nil && s.pol.RestrictsModels(p.Tenant) {
+		c, err := s.get(ctx, p, req.Conversation)
+		if err != nil {
+			return nil, err
+		}
+		if model == "" && s.pol != nil && !s.pol.ModelAllowed(p.Tenant, c.Model) {
+			return nil, notAllowed(p, c.Model, "the conversation's model ")
+		}
+	}
+	if err := s.allow(p); err != nil {
+		return nil, err
+	}
+	return s.run(ctx, p, req.Stream, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
+		return s.rt.Turn(ctx, p.Space, req.Conversation, in, fn)
+	})
+}
+
+// Create starts a conversation for p. It costs a stored record, so it
+// passes the same limits as a turn.
+func (s *Service) Create(ctx context.Context, p *moltbot.Principal, o moltbot.NewConversation) (*moltbot.Conversation, error) {
+	if len(o.System) > s.cfg.MaxMessageBytes {
+		return nil, &moltbot.Error{Code: moltbot.ETooLarge, Param: "system",
+			Message: fmt.Sprintf("system is %d bytes; at most %d are allowed (conversations.max_message_bytes)", len(o.System), s.cfg.MaxMessageBytes)}
+	}
+	if o.Model != "" {
+		// Unknown and oversized names are refused before they are echoed.
+		if err := s.rt.ResolveModel(o.Model); err != nil {
+			return nil, err
+		}
+	}
+	if s.pol != nil && !s.pol.ModelAllowed(p.Tenant, o.Model) {
+		return nil, notAllowed(p, o.Model, "")
+	}
+	if err := s.allow(p); err != nil {
+		return nil, err
+	}
+	o.User = p.User
+	return s.rt.Create(ctx, p.Space, o)
+}
+
+// Get returns a conversation of p's.
+func (s *Service) Get(ctx context.Context, p *moltbot.Principal, id string) (*moltbot.Conversation, error) {
+	return s.get(ctx, p, id)
+}
+
+func (s *Service) get(ctx context.Context, p *moltbot.Principal, id string) (*moltbot.Conversation, error) {
+	c, err := s.rt.Get(ctx, p.Space, id)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Sees(c.User) {
+		// Another user's conversation does not exist for this one.
+		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
+	return c, nil
+}
+
+// Delete deletes a conversation of p's.
+func (s *Service) Delete(ctx context.Context, p *moltbot.Principal, id string) error {
+	if p.UserBound {
+		if _, err := s.get(ctx, p, id); err != nil {
+			return err
+		}
+	}
+	return s.rt.Delete(ctx, p.Space, id)
+}
+
+// Models lists the models p may ask for.
+func (s *Service) Models(p *moltbot.Principal) []moltbot.ModelInfo {
+	all := s.rt.Models()
+	if s.pol == nil {
+		return all
+	}
+	out := all[:0:0]
+	for _, m := range all {
+		if s.pol.ModelAllowed(p.Tenant, m.ID) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// admitModel checks that model exists (when check) and that p's tenant may
+// use it, then p's rate limits.
+func (s *Service) admitModel(p *moltbot.Principal, model string, limits bool) error {
+	if err := s.rt.ResolveModel(model); err != nil {
+		return err
+	}
+	if s.pol != nil && !s.pol.ModelAllowed(p.Tenant, model) {
+		return notAllowed(p, model, "")
+	}
+	if limits {
+		return s.allow(p)
+	}
+	return nil
+}
+
+func notAllowed(p *moltbot.Principal, model, what string) error {
+	if model == "" {
+		model = moltbot.ChainModel
+	}
+	return &moltbot.Error{Code: moltbot.EForbidden, Param: "model", Message: fmt.Sprintf("%smodel %q is not allowed for tenant %q", what, model, p.Tenant)}
+}
+
+// allow spends one call of p's rate limits.
+func (s *Service) allow(p *moltbot.Principal) error {
+	if s.pol == nil {
+		return nil
+	}
+	if wait, ok := s.pol.Allow(p); !ok {
+		s.cfg.Metrics.Inc(metrics.RateLimited, p.Tenant)
+		return &moltbot.Error{Code: moltbot.ERateLimited, RetryAfter: wait,
+			Message: fmt.Sprintf("tenant %q is over its limits; retry in %s", p.Tenant, wait.Round(time.Second))}
+	}
+	return nil
+}
+
+func (s *Service) charge(p *moltbot.Principal, r *moltbot.TurnResult) {
+	if s.pol != nil && r != nil && r.Completion != nil && !r.Replayed {
+		s.pol.Charge(p, r.Completion.Usage.Total())
+	}
+}

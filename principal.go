@@ -1,0 +1,65 @@
+package moltbot
+
+import "time"
+
+// Scope is what a credential may do.
+type Scope string
+
+// Scopes. Admin includes chat. An admin of the default tenant is the
+// operator: it manages tenants and every tenant's keys.
+const (
+	ScopeChat  Scope = "chat"
+	ScopeAdmin Scope = "admin"
+)
+
+// Principal is who a call is from, whatever edge it came through: the
+// tenant and credential that authenticated it, and the end user it speaks
+// for. Every call of the chat service carries one.
+type Principal struct {
+	Tenant string
+	// Space is where the tenant's conversations live: the tenant id, and
+	// for a tenant made through the API its incarnation ("acme:<inc>"), so
+	// a tenant deleted and made again never sees the old one's
+	// conversations. Conversations are looked up by Space, never Tenant.
+	Space string
+	Scope Scope
+	// KeyID names the API key (or, for moltbot's own tokens, the client
+	// key the token was issued to); not secret.
+	KeyID string
+	// Subject is a JWT's "sub".
+	Subject string
+	// Method is how the caller authenticated: "key", "jwt", "none" (auth
+	// disabled), "channel" (a channel adapter speaking for its users).
+	Method string
+	// User is the end user the call is for: an OAuth token's sub, a
+	// channel's user id, a web visitor; empty when the credential is a
+	// service acting for any user. Conversations record the user that
+	// created them.
+	User string
+	// UserBound limits the caller to User's own conversations: a user-level
+	// credential (an outside issuer's token without the admin scope, a
+	// channel's user). Tenant admins and service keys see all.
+	UserBound bool
+	// Channel names the edge the call came through ("http", "slack:<name>", ...).
+	Channel string
+	// Expires is when the credential stops working (zero: never).
+	Expires time.Time
+	// ExpiresSoon is set when the credential is near its end: HTTP
+	// responses carry X-Moltbot-Key-Expires.
+	ExpiresSoon bool
+}
+
+// Admin reports whether p may use admin endpoints.
+func (p *Principal) Admin() bool { return p.Scope == ScopeAdmin }
+
+// Operator reports whether p may manage tenants and any tenant's keys.
+func (p *Principal) Operator() bool { return p.Scope == ScopeAdmin && p.Tenant == DefaultTenant }
+
+// Sees reports whether p may see a conversation that user created.
+func (p *Principal) Sees(user string) bool { return !p.UserBound || p.User == user }
+
+// Anonymous is the principal of every call when auth is off: the default
+// tenant's operator.
+func Anonymous() *Principal {
+	return &Principal{Tenant: DefaultTenant, Space: DefaultTenant, Scope: ScopeAdmin, Method: "none"}
+}

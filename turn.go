@@ -1,0 +1,75 @@
+package moltbot
+
+// NewConversation is what a new conversation starts with.
+type NewConversation struct {
+	ID     string // empty: a random id
+	System string
+	Model  string // empty: the configured chain
+	// User is the end user the conversation belongs to (Principal.User);
+	// a user-bound caller sees only its own.
+	User string
+}
+
+// TurnInput is one user message for a stored conversation.
+type TurnInput struct {
+	Content string
+	// ExternalID is the id the message had where it came from (a channel's
+	// event id, a client's Idempotency-Key): a turn whose ExternalID the
+	// conversation already has is not run again; its stored reply is
+	// answered instead. Empty: every call is a new turn.
+	ExternalID string
+	Options    ChatOptions
+}
+
+// MaxExternalIDLen bounds TurnInput.ExternalID.
+const MaxExternalIDLen = 128
+
+// TurnResult is a finished turn: the stored reply and how it was made.
+type TurnResult struct {
+	Message    Message
+	Completion *Completion
+	// Version is the conversation's version after the reply was stored.
+	Version uint64
+	// Replayed is set when the turn was a retry of one already answered
+	// (same ExternalID): nothing new was asked of a model or charged.
+	Replayed bool
+}
+
+// ModelInfo is a model a client may ask for.
+type ModelInfo struct {
+	ID       string // "moltbot" (the chain), or provider/model
+	Provider string
+}
+
+// ChainModel is the model name that means "the configured chain".
+const ChainModel = "moltbot"
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+// The events of a turn's stream, in the order they can come: tokens (and,
+// as later features bring them, tool calls, citations, a hand-off), then
+// exactly one Done or Error, last.
+const (
+	EventToken EventKind = iota + 1
+	EventToolCall
+	EventCitation
+	EventHandoff
+	EventDone
+	EventError
+)
+
+// Event is one thing a turn produced, as an edge sees it.
+type Event struct {
+	Kind EventKind
+	// Text is a token's text.
+	Text string
+	// Served and Failovers say which model produces the tokens (EventToken).
+	Served    ModelRef
+	Failovers int
+	// Result is the finished turn (EventDone): for a stateless completion,
+	// Result.Completion only.
+	Result *TurnResult
+	// Err is why the turn failed (EventError); its code is a domain code.
+	Err error
+}
