@@ -1,6 +1,9 @@
 package moltbot
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Scope is what a credential may do.
 type Scope string
@@ -62,4 +65,38 @@ func (p *Principal) Sees(user string) bool { return !p.UserBound || p.User == us
 // tenant's operator.
 func Anonymous() *Principal {
 	return &Principal{Tenant: DefaultTenant, Space: DefaultTenant, Scope: ScopeAdmin, Method: "none"}
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying a request's id: every log line written
+// with ctx names it (internal/logging), and it travels with a turn to the
+// node that serves it.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID is the request id ctx carries, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// MaxRequestIDLen bounds a request id taken from a client.
+const MaxRequestIDLen = 64
+
+// ValidRequestID reports whether a client's request id may be kept: 1 to
+// MaxRequestIDLen letters, digits, '-', '_', '.' or ':'.
+func ValidRequestID(s string) bool {
+	if len(s) == 0 || len(s) > MaxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':' {
+			continue
+		}
+		return false
+	}
+	return true
 }

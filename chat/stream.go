@@ -106,7 +106,7 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 		last := moltbot.Event{Kind: moltbot.EventDone, Result: res}
 		if slow {
 			s.cfg.Metrics.Inc(metrics.ChatSlowClients)
-			s.cfg.Logger.Warn("turn canceled: the client reads too slowly", "tenant", p.Tenant, "buffer", s.cfg.EventBuffer)
+			s.cfg.Logger.WarnContext(ctx, "turn canceled: the client reads too slowly", "tenant", p.Tenant, "buffer", s.cfg.EventBuffer)
 			if err == nil || moltbot.ErrorCode(err) != moltbot.ESlowClient {
 				err = &moltbot.Error{Code: moltbot.ESlowClient, Message: "the client did not read the reply as fast as it came; the turn was canceled", Err: err}
 			}

@@ -191,13 +191,23 @@ var codeText = func() (t [600]string) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	// Every request has an id: the client's X-Request-Id when it is sane,
+	// else a new one. The response names it, and so does every log line
+	// written with the request's context, here and on the node that serves
+	// its turn.
+	rid := r.Header.Get("X-Request-Id")
+	if !moltbot.ValidRequestID(rid) {
+		rid = s.newID("req_")
+	}
+	sw.Header().Set("X-Request-Id", rid)
+	r = r.WithContext(moltbot.WithRequestID(r.Context(), rid))
 	req := r
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			s.log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
 			if sw.code == 0 {
 				writeError(sw, moltbot.Errorf(moltbot.EInternal, "internal error"))
 			}
@@ -214,9 +224,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.met.Inc(metrics.HTTPRequests, route, codeText[min(code, 599)])
 		s.met.Observe(metrics.HTTPDuration, d, route)
 		if code >= 500 && route != "GET /readyz" && route != "/readyz" {
-			s.log.Warn("request failed", "method", r.Method, "route", route, "code", code, "duration", d)
+			s.log.WarnContext(r.Context(), "request failed", "method", r.Method, "route", route, "code", code, "duration", d)
 		} else if s.log.Enabled(r.Context(), slog.LevelDebug) {
-			s.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", d)
+			s.log.DebugContext(r.Context(), "request", "method", r.Method, "route", route, "code", code, "duration", d)
 		}
 	}()
 	authOn := s.mg.AuthEnabled()

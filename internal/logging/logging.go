@@ -4,10 +4,13 @@
 package logging
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/moltbot/moltbot"
 )
 
 // ParseLevel reads debug, info, warn or error.
@@ -57,9 +60,28 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redact}
 	switch format {
 	case "json", "":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(WithRequestIDs(slog.NewJSONHandler(w, opts))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(WithRequestIDs(slog.NewTextHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("unknown log format %q (want json or text)", format)
 }
+
+// WithRequestIDs wraps h so that a record logged with a context that
+// carries a request id (moltbot.WithRequestID) names it as request_id.
+func WithRequestIDs(h slog.Handler) slog.Handler { return ridHandler{h} }
+
+type ridHandler struct{ slog.Handler }
+
+func (h ridHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := moltbot.RequestID(ctx); id != "" {
+		r = r.Clone()
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h ridHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return ridHandler{h.Handler.WithAttrs(as)}
+}
+func (h ridHandler) WithGroup(name string) slog.Handler { return ridHandler{h.Handler.WithGroup(name)} }

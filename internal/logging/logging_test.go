@@ -2,8 +2,11 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/moltbot/moltbot"
 )
 
 func TestRedaction(t *testing.T) {
@@ -27,5 +30,20 @@ func TestRedaction(t *testing.T) {
 	}
 	if _, err := New(&b, "info", "xml"); err == nil {
 		t.Error("bad format accepted")
+	}
+}
+
+func TestRequestIDInLogLines(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := New(&buf, "info", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := moltbot.WithRequestID(context.Background(), "req_1")
+	log.With("a", 1).InfoContext(ctx, "with id")
+	log.Info("without")
+	out := buf.String()
+	if !strings.Contains(out, "msg=\"with id\" a=1 request_id=req_1") || strings.Count(out, "request_id") != 1 {
+		t.Errorf("log:\n%s", out)
 	}
 }
