@@ -40,7 +40,7 @@ func status(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case moltbot.ERateLimited:
 		return http.StatusTooManyRequests
-	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved:
+	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved, moltbot.ESlowClient:
 		return http.StatusServiceUnavailable
 	case moltbot.EUnavailable:
 		return http.StatusBadGateway
