@@ -533,7 +533,7 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	if model == "" {
 		model = a.conv.Model
 	}
-	chain, err := a.rt.router.resolve(model)
+	chain, err := a.rt.router.Resolve(model)
 	if err != nil {
 		m.answer(turnReply{err: err})
 		return
@@ -612,7 +612,7 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	a.running, a.cancelRun = m, cancel
 	self, root, rt := c.Self(), a.rt.system.Root, a.rt
 	go func() {
-		comp, err := rt.router.chat(ctx, chain, msgs, m.opts, m.fn, m.visible)
+		comp, err := rt.router.Chat(ctx, chain, msgs, m.opts, m.fn, m.visible)
 		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err})
 	}()
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,12 +18,22 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/actors/provider"
+	"github.com/moltbot/moltbot/actors/route"
 	"github.com/moltbot/moltbot/cluster"
-	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/failover"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
 )
+
+// ProviderSpec is one configured model server.
+type ProviderSpec = provider.Spec
+
+// ChainModel is the model name that means "the configured chain".
+const ChainModel = route.ChainModel
+
+// MaxModelName caps a requested model name, in bytes.
+const MaxModelName = route.MaxModelName
 
 // Config configures a Runtime.
 type Config struct {
@@ -128,11 +137,10 @@ type Runtime struct {
 	store          storage.Store
 	met            *metrics.Registry
 	log            *slog.Logger
-	router         *router
+	providers      *provider.Set
+	router         *route.Router
 	policy         *failover.Policy
 	manager        *actor.PID
-	states         map[string]*providerState
-	order          []string
 	idle, tick     time.Duration
 	maxContext     int
 	maxQueued      int
@@ -183,7 +191,7 @@ func New(cfg Config) (*Runtime, error) {
 	if len(cfg.Providers) == 0 {
 		return nil, errors.New("actors: at least one provider is required")
 	}
-	rt := &Runtime{store: cfg.Store, met: cfg.Metrics, log: cfg.Logger, states: map[string]*providerState{},
+	rt := &Runtime{store: cfg.Store, met: cfg.Metrics, log: cfg.Logger,
 		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns,
 		requestTimeout: cfg.RequestTimeout, started: time.Now()}
 	rt.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
@@ -217,51 +225,25 @@ func New(cfg Config) (*Runtime, error) {
 		}
 	}
 
-	for _, spec := range cfg.Providers {
-		if _, dup := rt.states[spec.Name]; dup {
-			return nil, fmt.Errorf("actors: provider %q given twice", spec.Name)
-		}
-		rt.states[spec.Name] = &providerState{spec: spec, chainModels: map[string]bool{}}
-		rt.order = append(rt.order, spec.Name)
+	providers, err := provider.Start(rt.system, provider.Config{Specs: cfg.Providers, Chain: cfg.Chain,
+		RestartBackoff: cfg.RestartBackoff, Metrics: rt.met, Log: rt.log, Now: rt.now})
+	if err != nil {
+		return nil, err
 	}
-	for _, ref := range cfg.Chain {
-		if rt.states[ref.Provider] == nil {
-			return nil, fmt.Errorf("actors: chain names provider %q, which is not configured", ref.Provider)
-		}
-		rt.states[ref.Provider].chainModels[ref.Model] = true
-	}
-
-	// Providers live under a supervisor that restarts them with backoff.
-	pids := make(chan map[string]*actor.PID, 1)
-	provStrategy := &backoffStrategy{base: cfg.RestartBackoff, max: 30 * time.Second, window: time.Minute,
-		met: rt.met, log: rt.log, kind: "provider", restartNow: true, onRestart: func(child *actor.PID, backoff time.Duration) {
-			for _, st := range rt.states {
-				if st.pid.Load() != nil && st.pid.Load().Id == child.Id {
-					st.downUntil.Store(rt.now().Add(backoff).UnixNano())
-					st.restarts.Add(1)
-				}
-			}
-		}}
-	supProps := actor.PropsFromProducer(func() actor.Actor {
-		return &providerSupervisor{rt: rt, out: pids}
-	}, actor.WithSupervisor(provStrategy))
-	if _, err := rt.system.Root.SpawnNamed(supProps, "providers"); err != nil {
-		return nil, fmt.Errorf("actors: spawn providers: %w", err)
-	}
-	provPIDs := <-pids
+	rt.providers = providers
 
 	rt.policy = failover.NewPolicy(cfg.Failover, func(key string, b *failover.Breaker) {
 		i := strings.IndexByte(key, '/')
-		rt.met.Gauge(fmt.Sprintf(`moltbot_provider_state{provider=%q,model=%q}`, key[:i], rt.states[key[:i]].metricModel(key[i+1:])),
+		rt.met.Gauge(fmt.Sprintf(`moltbot_provider_state{provider=%q,model=%q}`, key[:i], rt.providers.Get(key[:i]).MetricModel(key[i+1:])),
 			func() float64 { return float64(b.State()) })
 	})
 	for _, ref := range cfg.Chain {
 		rt.policy.Breaker(ref.Provider, ref.Model) // gauges exist from the start
 	}
-	rt.router = &router{root: rt.system.Root, chain: cfg.Chain, providers: provPIDs, states: rt.states, met: rt.met,
-		policy: rt.policy, hedgeAfter: cfg.HedgeAfter, continueStreams: cfg.StreamContinue, now: rt.now}
-	rt.convStrategy = &backoffStrategy{base: 10 * time.Millisecond, max: time.Second, window: time.Minute,
-		met: rt.met, log: rt.log, kind: "conversation"}
+	rt.router = route.New(route.Config{Chain: cfg.Chain, Providers: rt.providers, Metrics: rt.met, Policy: rt.policy,
+		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
+	rt.convStrategy = &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
+		Metrics: rt.met, Log: rt.log, Kind: "conversation"}
 	mgrProps := actor.PropsFromProducer(func() actor.Actor { return &manager{rt: rt} }, actor.WithSupervisor(rt.convStrategy))
 	mgr, err := rt.system.Root.SpawnNamed(mgrProps, "conversations")
 	if err != nil {
@@ -271,39 +253,14 @@ func New(cfg Config) (*Runtime, error) {
 	rt.met.Gauge("moltbot_conversations_active", func() float64 { return float64(rt.active.Load()) })
 
 	rt.wg.Add(1)
-	go rt.healthLoop(cfg.HealthInterval)
+	go func() {
+		defer rt.wg.Done()
+		rt.providers.HealthLoop(rt.base, cfg.HealthInterval, rt.policy)
+	}()
 	if cfg.HedgeAfter > 0 || cfg.StreamContinue {
 		rt.log.Debug("failover options", "hedge_after", cfg.HedgeAfter, "stream_continue", cfg.StreamContinue)
 	}
 	return rt, nil
-}
-
-type providerSupervisor struct {
-	rt  *Runtime
-	out chan map[string]*actor.PID
-}
-
-func (s *providerSupervisor) Receive(c actor.Context) {
-	if _, ok := c.Message().(*actor.Started); !ok {
-		return
-	}
-	pids := map[string]*actor.PID{}
-	for _, name := range s.rt.order {
-		st := s.rt.states[name]
-		props := actor.PropsFromProducer(func() actor.Actor {
-			return &providerActor{st: st, log: s.rt.log, met: s.rt.met, system: s.rt.system, now: s.rt.now}
-		})
-		pid, err := c.SpawnNamed(props, name)
-		if err != nil {
-			pid = c.Spawn(props)
-		}
-		st.pid.Store(pid)
-		pids[name] = pid
-	}
-	if s.out != nil {
-		s.out <- pids
-		s.out = nil
-	}
 }
 
 // convProps makes one conversation's actor; what must survive its restarts
@@ -374,7 +331,7 @@ func (rt *Runtime) Create(ctx context.Context, tenant string, o CreateOptions) (
 		return nil, err
 	}
 	if o.Model != "" {
-		if _, err := rt.router.resolve(o.Model); err != nil {
+		if _, err := rt.router.Resolve(o.Model); err != nil {
 			return nil, err
 		}
 	}
@@ -622,7 +579,7 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	if err := rt.checkOpen(); err != nil {
 		return nil, err
 	}
-	chain, err := rt.router.resolve(opts.Model)
+	chain, err := rt.router.Resolve(opts.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -634,7 +591,7 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	defer cancel()
 	stop := context.AfterFunc(rt.base, cancel)
 	defer stop()
-	comp, err := rt.router.chat(ctx, chain, msgs, opts, fn, visible)
+	comp, err := rt.router.Chat(ctx, chain, msgs, opts, fn, visible)
 	if err != nil {
 		return nil, err
 	}
@@ -643,7 +600,7 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 
 // ResolveModel checks that a model name can be served (for early 404s).
 func (rt *Runtime) ResolveModel(model string) error {
-	_, err := rt.router.resolve(model)
+	_, err := rt.router.Resolve(model)
 	return err
 }
 
@@ -664,11 +621,11 @@ func (rt *Runtime) Models() []ModelInfo {
 			out = append(out, ModelInfo{ID: id, Provider: p})
 		}
 	}
-	for _, ref := range rt.router.chain {
+	for _, ref := range rt.router.Chain() {
 		add(ref.Provider, ref.Model)
 	}
-	for _, name := range rt.order {
-		for _, m := range rt.states[name].models() {
+	for _, name := range rt.providers.Names() {
+		for _, m := range rt.providers.Get(name).Models() {
 			add(name, m)
 		}
 	}
@@ -676,19 +633,7 @@ func (rt *Runtime) Models() []ModelInfo {
 }
 
 // ProviderStatus is one provider's state for status and readiness.
-type ProviderStatus struct {
-	Name      string    `json:"name"`
-	Type      string    `json:"type"`
-	Reachable bool      `json:"reachable"`
-	CheckedAt time.Time `json:"checked_at"`
-	LastError string    `json:"last_error,omitempty"`
-	InFlight  int64     `json:"in_flight"`
-	Queued    int64     `json:"queued"`
-	Restarts  int64     `json:"restarts"`
-	Models    []string  `json:"models"`
-	// Keys are the provider's API keys' states (never their values).
-	Keys []inference.KeyStatus `json:"keys,omitempty"`
-}
+type ProviderStatus = provider.Status
 
 // Status is a snapshot of the runtime for /v1/admin/status and /readyz.
 type Status struct {
@@ -703,21 +648,11 @@ type Status struct {
 // Status reports providers and counts. The stored count is cached for 5 s.
 func (rt *Runtime) Status() Status {
 	s := Status{ConversationsActive: rt.active.Load(), Uptime: time.Since(rt.started)}
-	for _, ref := range rt.router.chain {
+	for _, ref := range rt.router.Chain() {
 		s.Chain = append(s.Chain, ref.String())
 	}
-	for _, name := range rt.order {
-		st := rt.states[name]
-		st.mu.Lock()
-		ps := ProviderStatus{Name: name, Type: st.spec.Type, Reachable: st.healthy, CheckedAt: st.checked, LastError: st.lastErr}
-		st.mu.Unlock()
-		ps.Models = st.models()
-		if st.spec.Keys != nil {
-			ps.Keys = st.spec.Keys()
-		}
-		ps.InFlight, ps.Queued, ps.Restarts = st.inFlight.Load(), st.queued.Load(), st.restarts.Load()
-		sort.Strings(ps.Models)
-		s.Providers = append(s.Providers, ps)
+	for _, name := range rt.providers.Names() {
+		s.Providers = append(s.Providers, rt.providers.Get(name).Status())
 	}
 	s.Breakers = rt.Breakers()
 	rt.countMu.Lock()
@@ -743,18 +678,16 @@ func (rt *Runtime) Ready() error {
 	}
 	now := rt.now()
 	var why []string
-	for _, ref := range rt.router.chain {
-		st := rt.states[ref.Provider]
-		st.mu.Lock()
-		healthy, checked := st.healthy, !st.checked.IsZero()
-		st.mu.Unlock()
+	for _, ref := range rt.router.Chain() {
+		st := rt.providers.Get(ref.Provider)
+		healthy, checked := st.Health()
 		b := rt.policy.Breaker(ref.Provider, ref.Model)
 		switch {
 		case !checked:
 			why = append(why, ref.String()+": not checked yet")
 		case !healthy:
 			why = append(why, ref.String()+": unreachable")
-		case st.restartLeft(now) > 0:
+		case st.RestartLeft(now) > 0:
 			why = append(why, ref.String()+": restarting after a crash")
 		case rt.policy.HeldFor(now, ref.Provider) > 0:
 			why = append(why, ref.String()+": rate limited")
@@ -788,14 +721,14 @@ type BreakerStatus struct {
 // Breakers reports every breaker over the policy's window.
 func (rt *Runtime) Breakers() []BreakerStatus {
 	inChain := map[string]bool{}
-	for _, ref := range rt.router.chain {
+	for _, ref := range rt.router.Chain() {
 		inChain[ref.String()] = true
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	var out []BreakerStatus
 	for _, e := range rt.policy.Snapshot(time.Now()) {
-		st := rt.states[e.Provider]
-		out = append(out, BreakerStatus{Provider: e.Provider, Model: e.Model, State: e.State.String(), Reachable: st != nil && st.reachable(),
+		st := rt.providers.Get(e.Provider)
+		out = append(out, BreakerStatus{Provider: e.Provider, Model: e.Model, State: e.State.String(), Reachable: st != nil && st.Reachable(),
 			Requests: e.Requests, ErrorRate: e.ErrorRate, P95TTFTMs: ms(e.P95), CooldownLeftMs: ms(e.CooldownLeft), CooldownMs: ms(e.Cooldown),
 			RateLimitedMs: ms(e.HeldFor), Opens: e.Opens, Missing: e.Missing, LastError: e.LastError, InChain: inChain[e.Provider+"/"+e.Model]})
 	}

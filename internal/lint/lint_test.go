@@ -64,8 +64,12 @@ var deps = map[string]allowed{
 	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "internal/jsonw"}},
 
 	// actors sees providers only through inference.Provider (the simulator
-	// only in its tests).
-	"actors": {code: []string{".", "actors/pb", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
+	// only in its tests). Its subpackages are its seams: provider actors,
+	// the failover router, conversations; the cluster link and the Runtime
+	// facade that wires them stay in actors.
+	"actors/provider": {code: []string{".", "inference", "inference/failover", "internal/metrics"}},
+	"actors/route":    {code: []string{".", "actors/provider", "inference", "inference/failover", "internal/metrics"}},
+	"actors": {code: []string{".", "actors/pb", "actors/provider", "actors/route", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
 		tests: []string{"inference/sim", "internal/testutil"}},
 
 	// The HTTP edge. (Issue 11 puts a chat service between it and actors/auth.)
