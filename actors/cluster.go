@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/conv"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/internal/metrics"
@@ -58,7 +59,7 @@ func (rt *Runtime) Cluster() *ClusterStatus {
 // WaitHandoff waits until this node holds no conversation in memory and the
 // rebalancing pass is over (a leaving node), or ctx ends.
 func (rt *Runtime) WaitHandoff(ctx context.Context) {
-	for rt.active.Load() > 0 && ctx.Err() == nil {
+	for rt.convs.Active() > 0 && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-time.After(20 * time.Millisecond):
@@ -72,19 +73,11 @@ func (rt *Runtime) WaitHandoff(ctx context.Context) {
 const agentName = "moltbot"
 
 var (
-	// errMoved: this node is not (or no longer) the conversation's owner.
-	errMoved = errors.New("actors: the conversation is owned by another node")
 	// errOwnerGone: the owner left or died before answering.
 	errOwnerGone = errors.New("actors: the owner node went away during the request")
 	// errWrongReplier: another node answered a request than the one asked.
 	errWrongReplier = errors.New("actors: answered by another node")
-	// errStale: a replica holds a newer epoch: this node's write is fenced off.
-	errStale = errors.New("actors: a newer owner exists (fenced write)")
 )
-
-func movedError() error {
-	return &moltbot.Error{Code: moltbot.EMoved, Message: "the conversation moved to another node; retry", RetryAfter: time.Second, Err: errMoved}
-}
 
 // startRemote serves protoactor remote on addr (host:port): mutual TLS
 // when creds are given, every message checked by the guard (guard.go).
@@ -257,7 +250,7 @@ func (rt *Runtime) watchRing() {
 		close(rt.ringCh)
 		rt.ringCh = make(chan struct{})
 		rt.ringMu.Unlock()
-		rt.system.Root.Send(rt.manager, &ringMsg{})
+		rt.convs.RingChanged()
 		rt.startRebalance(prev, ring)
 		prev = ring
 	}
@@ -372,7 +365,7 @@ func toPBError(err error) *pb.Error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, errMoved) || errors.Is(err, errStale) {
+	if errors.Is(err, conv.ErrMoved) || errors.Is(err, conv.ErrStale) {
 		return &pb.Error{Code: "moved", Message: moltbot.ErrorMessage(err)}
 	}
 	var e *moltbot.Error
@@ -387,13 +380,13 @@ func fromPBError(e *pb.Error) error {
 		return nil
 	}
 	if e.Code == "moved" {
-		return movedError()
+		return conv.Moved()
 	}
 	return &moltbot.Error{Code: e.Code, Message: e.Message, Param: e.Param, RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
 }
 
 func retriable(err error) bool {
-	return errors.Is(err, errMoved) || errors.Is(err, errOwnerGone)
+	return errors.Is(err, conv.ErrMoved) || errors.Is(err, errOwnerGone)
 }
 
 // ---- the agent: receives every envelope from other nodes ----
@@ -466,7 +459,7 @@ func (a *agent) Receive(c actor.Context) {
 				Body: &pb.Envelope_Result{Result: &pb.TurnResult{Error: e}}})
 		})
 	case *pb.Envelope_Cancel:
-		rt.system.Root.Send(rt.manager, &cancelMsg{tenant: b.Cancel.Tenant, id: b.Cancel.Id, turnID: b.Cancel.TurnId})
+		rt.convs.Cancel(b.Cancel.Tenant, b.Cancel.Id, b.Cancel.TurnId)
 	case *pb.Envelope_Conv:
 		serve(rt.work.conv, func() { reply(&pb.Envelope{Body: &pb.Envelope_ConvReply{ConvReply: rt.serveConv(b.Conv)}}) }, convBusy)
 	case *pb.Envelope_Replicate:
@@ -571,8 +564,7 @@ func (rt *Runtime) serveFetch(from string, f *pb.Fetch) *pb.FetchReply {
 		// it stops serving here first, so that the copy we answer with is
 		// the last one.
 		rt.yields.Store(f.Tenant+"/"+f.Id, yielded{to: from, at: rt.now()})
-		done := make(chan struct{})
-		rt.system.Root.Send(rt.manager, &relinquishMsg{tenant: f.Tenant, id: f.Id, done: done})
+		done := rt.convs.Relinquish(f.Tenant, f.Id)
 		select {
 		case <-done:
 		case <-time.After(rt.requestTimeout):
@@ -629,7 +621,7 @@ func (rt *Runtime) replicate(c *moltbot.Conversation, targets []cluster.Node, ha
 			rt.met.Inc(metrics.ReplicationWrites, "ok")
 		case ack.Reason == "stale":
 			rt.met.Inc(metrics.ReplicationWrites, "stale")
-			stale = errStale
+			stale = conv.ErrStale
 		default:
 			rt.met.Inc(metrics.ReplicationWrites, "error")
 			rt.log.Warn("replica refused a snapshot", "conversation", c.Key(), "node", r.node.ID, "reason", ack.Reason)
@@ -716,10 +708,10 @@ func (rt *Runtime) forwardTurn(ctx context.Context, owner cluster.Node, tenant, 
 	// As in localTurn: the sink writes through a guard closed before this
 	// returns (waiting for a write in progress), so a late chunk can never
 	// reach a finished response.
-	g := &guard{fn: fn}
-	defer g.close()
+	g := conv.NewGuard(fn)
+	defer g.Close()
 	sink := rt.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
-		return &turnSink{fn: g.call, done: done, mark: streamed, owner: owner.ID, rt: rt}
+		return &turnSink{fn: g.Call, done: done, mark: streamed, owner: owner.ID, rt: rt}
 	}), strings.TrimSuffix(sinkPrefix, "$"))
 	env := rt.envelope()
 	env.ReplyAddress, env.ReplyId = sink.Address, sink.Id
@@ -757,9 +749,9 @@ func (rt *Runtime) forwardTurn(ctx context.Context, owner cluster.Node, tenant, 
 			select {
 			case r := <-done:
 				return fromPBResult(r)
-			case <-time.After(abandonGrace):
+			case <-time.After(conv.AbandonGrace):
 				rt.system.Root.Stop(sink)
-				return nil, ctxError(ctx)
+				return nil, conv.CtxError(ctx)
 			}
 		case <-timer.C:
 			rt.system.Root.Stop(sink)
@@ -841,4 +833,17 @@ func fromPBResult(r *pb.TurnResult) (*TurnResult, error) {
 		}
 	}
 	return out, nil
+}
+
+// convLink is the cluster as the conversations see it (conv.Cluster).
+type convLink struct{ rt *Runtime }
+
+func (l convLink) Clustered() bool                                 { return l.rt.clustered() }
+func (l convLink) IsOwner(tenant, id string) bool                  { return l.rt.isOwner(tenant, id) }
+func (l convLink) Acquire(tenant, id string) *moltbot.Conversation { return l.rt.acquire(tenant, id) }
+func (l convLink) ReplicaTargets(tenant, id string) []cluster.Node {
+	return l.rt.replicaTargets(tenant, id)
+}
+func (l convLink) Replicate(c *moltbot.Conversation, targets []cluster.Node, handoff bool) error {
+	return l.rt.replicate(c, targets, handoff)
 }

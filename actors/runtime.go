@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/conv"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/actors/provider"
 	"github.com/moltbot/moltbot/actors/route"
@@ -140,12 +141,8 @@ type Runtime struct {
 	providers      *provider.Set
 	router         *route.Router
 	policy         *failover.Policy
-	manager        *actor.PID
-	idle, tick     time.Duration
-	maxContext     int
-	maxQueued      int
+	convs          *conv.Manager
 	requestTimeout time.Duration
-	convStrategy   actor.SupervisorStrategy
 
 	// cluster mode. placement is nil until Attach (alone, or not attached
 	// yet): the agent and the RPC guard serve as soon as remote starts,
@@ -166,7 +163,6 @@ type Runtime struct {
 	yields    sync.Map // conversation key -> yielded: handed to another member (cluster.go)
 	work      remotePools
 
-	active     atomic.Int64
 	turnIDs    atomic.Uint64
 	turnPrefix string
 	base       context.Context // canceled by Shutdown: ends every turn
@@ -191,10 +187,7 @@ func New(cfg Config) (*Runtime, error) {
 	if len(cfg.Providers) == 0 {
 		return nil, errors.New("actors: at least one provider is required")
 	}
-	rt := &Runtime{store: cfg.Store, met: cfg.Metrics, log: cfg.Logger,
-		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns,
-		requestTimeout: cfg.RequestTimeout, started: time.Now()}
-	rt.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
+	rt := &Runtime{store: cfg.Store, met: cfg.Metrics, log: cfg.Logger, requestTimeout: cfg.RequestTimeout, started: time.Now()}
 	rt.replicas = max(cfg.Replicas, 1)
 	rt.ringCh = make(chan struct{})
 	rt.attached = make(chan struct{})
@@ -242,15 +235,14 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	rt.router = route.New(route.Config{Chain: cfg.Chain, Providers: rt.providers, Metrics: rt.met, Policy: rt.policy,
 		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
-	rt.convStrategy = &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
+	convStrategy := &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
 		Metrics: rt.met, Log: rt.log, Kind: "conversation"}
-	mgrProps := actor.PropsFromProducer(func() actor.Actor { return &manager{rt: rt} }, actor.WithSupervisor(rt.convStrategy))
-	mgr, err := rt.system.Root.SpawnNamed(mgrProps, "conversations")
+	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.router, Cluster: convLink{rt},
+		IdleTimeout: cfg.IdleTimeout, MaxContextTokens: cfg.MaxContextTokens, MaxQueuedTurns: cfg.MaxQueuedTurns,
+		RequestTimeout: cfg.RequestTimeout, Supervisor: convStrategy, Base: rt.base})
 	if err != nil {
-		return nil, fmt.Errorf("actors: spawn conversations: %w", err)
+		return nil, err
 	}
-	rt.manager = mgr
-	rt.met.Gauge("moltbot_conversations_active", func() float64 { return float64(rt.active.Load()) })
 
 	rt.wg.Add(1)
 	go func() {
@@ -261,24 +253,6 @@ func New(cfg Config) (*Runtime, error) {
 		rt.log.Debug("failover options", "hedge_after", cfg.HedgeAfter, "stream_continue", cfg.StreamContinue)
 	}
 	return rt, nil
-}
-
-// convProps makes one conversation's actor; what must survive its restarts
-// lives in kept, shared by its incarnations.
-func (rt *Runtime) convProps(tenant, id string) *actor.Props {
-	kept := &convKept{}
-	return actor.PropsFromProducer(func() actor.Actor {
-		return &conversation{rt: rt, tenant: tenant, id: id, kept: kept}
-	})
-}
-
-// budget is the context size left for the prompt when maxTokens are kept for the reply.
-func (rt *Runtime) budget(maxTokens int) int {
-	reserve := maxTokens
-	if reserve <= 0 {
-		reserve = min(1024, rt.maxContext/4)
-	}
-	return max(rt.maxContext-reserve, rt.maxContext/4)
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -312,6 +286,9 @@ func (rt *Runtime) newTurnID() string {
 	return rt.turnPrefix + strconv.FormatUint(rt.turnIDs.Add(1), 36)
 }
 
+// TurnResult is a finished turn: the stored assistant message and how it was made.
+type TurnResult = conv.TurnResult
+
 // CreateOptions shape a new conversation.
 type CreateOptions struct {
 	ID     string // empty: a random id
@@ -340,9 +317,7 @@ func (rt *Runtime) Create(ctx context.Context, tenant string, o CreateOptions) (
 }
 
 func (rt *Runtime) localCreate(ctx context.Context, tenant string, o CreateOptions) (*moltbot.Conversation, error) {
-	m := &createMsg{tenant: tenant, id: o.ID, system: o.System, model: o.Model, reply: make(chan convReply, 1)}
-	rt.system.Root.Send(rt.manager, m)
-	return rt.withOwner(waitConv(ctx, m.reply))
+	return rt.withOwner(rt.convs.Create(ctx, tenant, o.ID, o.System, o.Model))
 }
 
 func (rt *Runtime) withOwner(c *moltbot.Conversation, err error) (*moltbot.Conversation, error) {
@@ -388,9 +363,7 @@ func (rt *Runtime) Get(ctx context.Context, tenant, id string) (*moltbot.Convers
 }
 
 func (rt *Runtime) localGet(ctx context.Context, tenant, id string) (*moltbot.Conversation, error) {
-	m := &getMsg{tenant: tenant, id: id, reply: make(chan convReply, 1)}
-	rt.system.Root.Send(rt.manager, m)
-	return rt.withOwner(waitConv(ctx, m.reply))
+	return rt.withOwner(rt.convs.Get(ctx, tenant, id))
 }
 
 // Delete removes a conversation; a running turn is canceled.
@@ -407,60 +380,8 @@ func (rt *Runtime) Delete(ctx context.Context, tenant, id string) error {
 }
 
 func (rt *Runtime) localDelete(ctx context.Context, tenant, id string) error {
-	m := &deleteMsg{tenant: tenant, id: id, reply: make(chan error, 1)}
-	rt.system.Root.Send(rt.manager, m)
-	select {
-	case err := <-m.reply:
-		return err
-	case <-ctx.Done():
-		return ctxError(ctx)
-	}
+	return rt.convs.Delete(ctx, tenant, id)
 }
-
-func waitConv(ctx context.Context, ch chan convReply) (*moltbot.Conversation, error) {
-	select {
-	case r := <-ch:
-		return r.conv, r.err
-	case <-ctx.Done():
-		return nil, ctxError(ctx)
-	}
-}
-
-func ctxError(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &moltbot.Error{Code: moltbot.ETimeout, Message: "timed out", Err: ctx.Err()}
-	}
-	return &moltbot.Error{Code: moltbot.EInvalid, Message: "request canceled", Err: ctx.Err()}
-}
-
-// guard lets a caller abandon a stream callback safely: after close, the
-// turn's goroutine can no longer reach the caller's writer.
-type guard struct {
-	mu     sync.Mutex
-	fn     moltbot.StreamFunc
-	closed bool
-}
-
-var errAbandoned = errors.New("actors: the caller stopped listening")
-
-func (g *guard) call(c moltbot.Chunk) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return errAbandoned
-	}
-	return g.fn(c)
-}
-
-func (g *guard) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-}
-
-// abandonGrace is how long a caller whose context ended still waits for its
-// turn's reply (the model call is canceled and ends quickly) before giving up.
-const abandonGrace = 5 * time.Second
 
 // Turn adds a user message to a conversation and runs one model turn,
 // streaming the reply to fn (which may be nil). The user message is stored
@@ -536,42 +457,7 @@ func (rt *Runtime) noOwner() error {
 
 // localTurn runs a turn on this node's conversation actor.
 func (rt *Runtime) localTurn(ctx context.Context, tenant, id, turnID, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
-	visible := fn != nil
-	if fn == nil {
-		fn = func(moltbot.Chunk) error { return nil }
-	}
-	// The turn ends with the caller's context or with Shutdown.
-	tctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stopOnShutdown := context.AfterFunc(rt.base, cancel)
-	defer stopOnShutdown()
-
-	g := &guard{fn: fn}
-	m := &turnMsg{tenant: tenant, id: id, turnID: turnID, ctx: tctx, content: content, opts: opts,
-		fn: g.call, visible: visible, reply: make(chan turnReply, 1)}
-	rt.system.Root.Send(rt.manager, m)
-	select {
-	case r := <-m.reply:
-		g.close()
-		return r.res, r.err
-	case <-tctx.Done():
-	}
-	rt.system.Root.Send(rt.manager, &cancelMsg{tenant: tenant, id: id, turnID: m.turnID})
-	t := time.NewTimer(abandonGrace)
-	defer t.Stop()
-	select {
-	case r := <-m.reply:
-		g.close()
-		if r.err == nil {
-			return r.res, nil // it finished just as we gave up: it is stored
-		}
-	case <-t.C:
-		g.close()
-	}
-	if rt.base.Err() != nil {
-		return nil, &moltbot.Error{Code: moltbot.EShutdown, Message: "the node is shutting down", RetryAfter: time.Second}
-	}
-	return nil, ctxError(ctx)
+	return rt.convs.Turn(ctx, tenant, id, turnID, content, opts, fn)
 }
 
 // Complete runs a stateless chat completion through the router.
@@ -647,7 +533,7 @@ type Status struct {
 
 // Status reports providers and counts. The stored count is cached for 5 s.
 func (rt *Runtime) Status() Status {
-	s := Status{ConversationsActive: rt.active.Load(), Uptime: time.Since(rt.started)}
+	s := Status{ConversationsActive: rt.convs.Active(), Uptime: time.Since(rt.started)}
 	for _, ref := range rt.router.Chain() {
 		s.Chain = append(s.Chain, ref.String())
 	}
@@ -736,7 +622,7 @@ func (rt *Runtime) Breakers() []BreakerStatus {
 }
 
 // ActiveConversations is the number of conversation actors in memory.
-func (rt *Runtime) ActiveConversations() int64 { return rt.active.Load() }
+func (rt *Runtime) ActiveConversations() int64 { return rt.convs.Active() }
 
 // Shutdown cancels running turns, stops the actors and waits for the health
 // checker. It does not close the store: its owner does, after this returns.
@@ -757,7 +643,7 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	}
 	// Poison the manager: it finishes what is in its mailbox (turns now fail
 	// fast: their contexts are canceled) and stops its children.
-	rt.system.Root.Poison(rt.manager)
+	rt.convs.Stop()
 	if rt.remote != nil {
 		rt.remote.Shutdown(false)
 	}

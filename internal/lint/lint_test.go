@@ -69,7 +69,8 @@ var deps = map[string]allowed{
 	// facade that wires them stay in actors.
 	"actors/provider": {code: []string{".", "inference", "inference/failover", "internal/metrics"}},
 	"actors/route":    {code: []string{".", "actors/provider", "inference", "inference/failover", "internal/metrics"}},
-	"actors": {code: []string{".", "actors/pb", "actors/provider", "actors/route", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
+	"actors/conv":     {code: []string{".", "cluster", "inference", "internal/metrics", "storage"}},
+	"actors": {code: []string{".", "actors/conv", "actors/pb", "actors/provider", "actors/route", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
 		tests: []string{"inference/sim", "internal/testutil"}},
 
 	// The HTTP edge. (Issue 11 puts a chat service between it and actors/auth.)
