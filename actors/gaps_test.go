@@ -301,7 +301,7 @@ func TestForwardedTurnSinkIsGuarded(t *testing.T) {
 	rt := e.rt
 	owner := localNode(rt, "owner")
 	place := newFakePlace(localNode(rt, "self"), owner) // the owner is a member, not on the ring
-	rt.Attach(place)
+	rt.Link().Attach(place)
 	// The owner's agent is the test: it learns the sink from the turn.
 	turns := make(envelopes, 4)
 	if _, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return turns }), agentName); err != nil {
@@ -332,7 +332,7 @@ func TestForwardedTurnSinkIsGuarded(t *testing.T) {
 	}
 	go func() {
 		defer close(returned)
-		rt.forwardTurn(context.Background(), owner, "default", "c", "t1", "hi", moltbot.ChatOptions{}, fn, func() {})
+		rt.link.fwd.forwardTurn(context.Background(), owner, "default", "c", "t1", "hi", moltbot.ChatOptions{}, fn, func() {})
 	}()
 	turn := recv(t, turns, "forwarded turn")
 	if turn.GetTurn() == nil {
@@ -378,7 +378,7 @@ func helloFrom(id string) *pb.Envelope {
 
 func spawnAgent(t *testing.T, rt *Runtime) *actor.PID {
 	t.Helper()
-	pid, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{rt: rt} }), agentName)
+	pid, err := rt.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{l: rt.link} }), agentName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,14 +391,14 @@ func spawnAgent(t *testing.T, rt *Runtime) *actor.PID {
 func TestGuardBeforeAttach(t *testing.T) {
 	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
 	rt := e.rt
-	rt.guard = &rpcGuard{rt: rt}
+	rt.link.guard = &rpcGuard{l: rt.link}
 	data, err := proto.Marshal(helloFrom("peer"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := &remote.MessageBatch{TypeNames: []string{envelopeType}, Targets: []*actor.PID{actor.NewPID(rt.system.Address(), agentName)},
 		Envelopes: []*remote.MessageEnvelope{{MessageData: data}}}
-	r := (&guardedStream{g: rt.guard}).checkBatch(b)
+	r := (&guardedStream{g: rt.link.guard}).checkBatch(b)
 	if r == nil || r.reason != "not_ready" {
 		t.Fatalf("a batch before Attach: %v", r)
 	}
@@ -410,7 +410,7 @@ func TestGuardBeforeAttach(t *testing.T) {
 func TestAgentWhileAttaching(t *testing.T) {
 	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
 	rt := e.rt
-	rt.guard = &rpcGuard{rt: rt}
+	rt.link.guard = &rpcGuard{l: rt.link}
 	pid := spawnAgent(t, rt)
 	rt.system.Root.Send(pid, helloFrom("peer"))
 	testutil.Eventually(t, 5*time.Second, "a message before Attach refused", func() bool {
@@ -424,7 +424,7 @@ func TestAgentWhileAttaching(t *testing.T) {
 			rt.system.Root.Send(pid, helloFrom("peer"))
 		}
 	}()
-	rt.Attach(newFakePlace(localNode(rt, "self"), localNode(rt, "peer")))
+	rt.Link().Attach(newFakePlace(localNode(rt, "self"), localNode(rt, "peer")))
 	wg.Wait()
 	r, err := rt.system.Root.RequestFuture(pid, helloFrom("peer"), 5*time.Second).Result()
 	if env, ok := r.(*pb.Envelope); err != nil || !ok || env.GetHelloReply() == nil || env.FromNode != "self" {
@@ -479,7 +479,7 @@ func TestAgentBoundsRemoteWork(t *testing.T) {
 	}()
 	rt := e.rt
 	self, a, b := localNode(rt, "self"), localNode(rt, "a"), localNode(rt, "b")
-	rt.Attach(newFakePlace(self, a, b))
+	rt.Link().Attach(newFakePlace(self, a, b))
 	agentAt := spawnAgent(t, rt)
 	var ids []string
 	for range 5 {
@@ -526,7 +526,7 @@ func TestAgentBoundsRemoteWork(t *testing.T) {
 			t.Fatalf("admitted turn %d: %v", i, r.GetError())
 		}
 	}
-	testutil.Eventually(t, 5*time.Second, "turn slots released", func() bool { return rt.work.turns.inUse() == 0 })
+	testutil.Eventually(t, 5*time.Second, "turn slots released", func() bool { return rt.link.work.turns.inUse() == 0 })
 	if r := recv(t, turn(a, ids[3]), "a turn after the others ended").GetResult(); r.GetError() != nil {
 		t.Fatalf("a turn after the others ended: %v", r.GetError())
 	}
@@ -538,11 +538,11 @@ func TestAgentBoundsRemoteWork(t *testing.T) {
 		body *pb.Envelope
 		ok   func(*pb.Envelope) bool
 	}{
-		{rt.work.conv, &pb.Envelope{Body: &pb.Envelope_Conv{Conv: &pb.ConvRequest{Op: pb.ConvRequest_GET, Tenant: "default", Id: ids[0]}}},
+		{rt.link.work.conv, &pb.Envelope{Body: &pb.Envelope_Conv{Conv: &pb.ConvRequest{Op: pb.ConvRequest_GET, Tenant: "default", Id: ids[0]}}},
 			func(r *pb.Envelope) bool { return r.GetConvReply() != nil && r.GetConvReply().Error == nil }},
-		{rt.work.replicate, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.Replicate{Snapshot: snap}}},
+		{rt.link.work.replicate, &pb.Envelope{Body: &pb.Envelope_Replicate{Replicate: &pb.Replicate{Snapshot: snap}}},
 			func(r *pb.Envelope) bool { return r.GetReplicateAck().GetOk() }},
-		{rt.work.fetch, &pb.Envelope{Body: &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: ids[0]}}},
+		{rt.link.work.fetch, &pb.Envelope{Body: &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: ids[0]}}},
 			func(r *pb.Envelope) bool { return r.GetFetchReply().GetFound() }},
 	} {
 		t.Run(tc.pool.kind, func(t *testing.T) {
@@ -552,7 +552,7 @@ func TestAgentBoundsRemoteWork(t *testing.T) {
 			}
 			req := proto.Clone(tc.body).(*pb.Envelope)
 			req.Protocol, req.FromNode = cluster.Protocol, a.ID
-			r, err := rt.request(self, req, 5*time.Second)
+			r, err := rt.link.request(self, req, 5*time.Second)
 			if err != nil || !isBusy(r) || r.GetConvReply().GetError().GetRetryAfterMs() != 1000 {
 				t.Fatalf("with the pool full: %v %v", r, err)
 			}
@@ -563,7 +563,7 @@ func TestAgentBoundsRemoteWork(t *testing.T) {
 			// again, and is served once a slot frees up.
 			got := make(chan *pb.Envelope, 1)
 			go func() {
-				r, _ := rt.requestPatient(self, req, 5*time.Second)
+				r, _ := rt.link.requestPatient(self, req, 5*time.Second)
 				got <- r
 			}()
 			testutil.Eventually(t, 5*time.Second, "the patient request refused", func() bool { return e.met.Get(metrics.ClusterBusy, tc.pool.kind) >= 2 })
@@ -590,12 +590,12 @@ func TestYieldedConversationGoesToItsTaker(t *testing.T) {
 	rt := e.rt
 	taker := localNode(rt, "taker")
 	place := newFakePlace(localNode(rt, "self"), taker) // on the membership, not on this node's ring
-	rt.Attach(place)
+	rt.Link().Attach(place)
 	setRing := func(nodes ...cluster.Node) {
 		place.mu.Lock()
 		place.ring = cluster.NewRing(nodes)
 		place.mu.Unlock()
-		rt.ring.Store(place.Ring())
+		rt.link.ring.Store(place.Ring())
 	}
 	// A conversation the two-node ring gives to this node.
 	both := cluster.NewRing([]cluster.Node{place.self, taker})
@@ -605,37 +605,37 @@ func TestYieldedConversationGoesToItsTaker(t *testing.T) {
 			id = fmt.Sprintf("c%d", i)
 		}
 	}
-	if _, self := rt.ownerOf("default", id); !self {
+	if _, self := rt.link.own.ownerOf("default", id); !self {
 		t.Fatal("alone on its ring, the node does not own the conversation")
 	}
-	rt.serveFetch("taker", &pb.Fetch{Tenant: "default", Id: id, Acquire: true})
-	if owner, self := rt.ownerOf("default", id); self || owner.ID != "taker" {
+	(&agent{l: rt.link}).serveFetch("taker", &pb.Fetch{Tenant: "default", Id: id, Acquire: true})
+	if owner, self := rt.link.own.ownerOf("default", id); self || owner.ID != "taker" {
 		t.Fatalf("after relinquishing to a member its ring lacks: owner %q self %v", owner.ID, self)
 	}
-	if _, self := rt.ownerOf("default", id+"x"); !self {
+	if _, self := rt.link.own.ownerOf("default", id+"x"); !self {
 		t.Fatal("another conversation was yielded too")
 	}
 	// The ring catches up: it shows the taker and still gives the
 	// conversation here, and it decides.
 	setRing(place.self, taker)
-	if _, self := rt.ownerOf("default", id); !self {
+	if _, self := rt.link.own.ownerOf("default", id); !self {
 		t.Fatal("the ring shows the taker and gives the conversation here, but the yield still wins")
 	}
 	// A stale yield, or one to a member that is gone, no longer holds.
 	setRing(place.self)
-	rt.serveFetch("taker", &pb.Fetch{Tenant: "default", Id: "s", Acquire: true})
-	if _, self := rt.ownerOf("default", "s"); self {
+	(&agent{l: rt.link}).serveFetch("taker", &pb.Fetch{Tenant: "default", Id: "s", Acquire: true})
+	if _, self := rt.link.own.ownerOf("default", "s"); self {
 		t.Fatal("a fresh yield did not hold")
 	}
 	clock.Advance(yieldTTL)
-	if _, self := rt.ownerOf("default", "s"); !self {
+	if _, self := rt.link.own.ownerOf("default", "s"); !self {
 		t.Fatal("a stale yield still holds")
 	}
-	rt.serveFetch("taker", &pb.Fetch{Tenant: "default", Id: "g", Acquire: true})
+	(&agent{l: rt.link}).serveFetch("taker", &pb.Fetch{Tenant: "default", Id: "g", Acquire: true})
 	place.mu.Lock()
 	delete(place.members, "taker")
 	place.mu.Unlock()
-	if _, self := rt.ownerOf("default", "g"); !self {
+	if _, self := rt.link.own.ownerOf("default", "g"); !self {
 		t.Fatal("a yield to a member that is gone still holds")
 	}
 }

@@ -149,7 +149,7 @@ func serving(t *testing.T, nodes []*tnode, what string) {
 func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 	nodes := startCluster(t, 2)
 	victim, member := nodes[0], nodes[1]
-	addr := victim.rt.RemoteAddress()
+	addr := victim.rt.Link().RemoteAddress()
 	a := newAttacker(t, addr, nil)
 	agent := actor.NewPID(addr, agentName)
 
@@ -196,7 +196,7 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 	serving(t, nodes, "system messages")
 
 	// A relay: a message for another host, which protoactor would forward.
-	if err := a.send(batch(actor.NewPID(member.rt.RemoteAddress(), agentName), envelopeType, valid)); status.Code(err) != codes.PermissionDenied {
+	if err := a.send(batch(actor.NewPID(member.rt.Link().RemoteAddress(), agentName), envelopeType, valid)); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("relay: %v", err)
 	}
 
@@ -246,8 +246,8 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 	serving(t, nodes, "forged envelopes")
 
 	// Answers to this node's own requests. A pending request to the member:
-	victim.rt.futures.Store("future$pending", member.cl.ID())
-	defer victim.rt.futures.Delete("future$pending")
+	victim.rt.link.futures.Store("future$pending", member.cl.ID())
+	defer victim.rt.link.futures.Delete("future$pending")
 	pending := actor.NewPID(addr, "future$pending")
 	dead := string(proto.MessageName(&actor.DeadLetterResponse{}))
 	// A dead-letter reply naming a sender made the node dial it (and keep a
@@ -301,24 +301,24 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 func TestClusterAgentServesMembersOnly(t *testing.T) {
 	nodes := startCluster(t, 2)
 	n0, n1 := nodes[0], nodes[1]
-	stranger := cluster.Node{ID: n0.cl.ID(), RPC: n0.rt.RemoteAddress()}
+	stranger := cluster.Node{ID: n0.cl.ID(), RPC: n0.rt.Link().RemoteAddress()}
 	env := &pb.Envelope{Protocol: cluster.Protocol, FromNode: "nobody", Body: &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: "x"}}}
 	if _, err := n1.rt.system.Root.RequestFuture(agentPID(stranger), env, 300*time.Millisecond).Result(); err == nil {
 		t.Fatal("the agent answered a non-member")
 	}
 	// A turn whose replies would go to the member's agent, not a sink.
 	before := refusedFor(n0, "target")
-	turn := n1.rt.envelope()
-	turn.ReplyAddress, turn.ReplyId = n1.rt.RemoteAddress(), agentName
+	turn := n1.rt.link.envelope()
+	turn.ReplyAddress, turn.ReplyId = n1.rt.Link().RemoteAddress(), agentName
 	turn.Body = &pb.Envelope_Turn{Turn: &pb.TurnRequest{Tenant: "default", Id: "x", Content: "hi"}}
 	n1.rt.system.Root.Send(agentPID(stranger), turn)
 	testutil.Eventually(t, 5*time.Second, "turn to a non-sink refused", func() bool { return refusedFor(n0, "target") > before })
 	// A reply that claims to come from another node than the one asked.
-	other := cluster.Node{ID: "someone-else", RPC: n0.rt.RemoteAddress()}
-	hello := n1.rt.envelope()
+	other := cluster.Node{ID: "someone-else", RPC: n0.rt.Link().RemoteAddress()}
+	hello := n1.rt.link.envelope()
 	hello.Body = &pb.Envelope_Hello{Hello: &pb.Hello{}}
 	before = refusedFor(n1, "identity")
-	if _, err := n1.rt.request(other, hello, time.Second); err == nil {
+	if _, err := n1.rt.link.request(other, hello, time.Second); err == nil {
 		t.Fatal("a reply from another node was accepted")
 	}
 	if refusedFor(n1, "identity") <= before {
@@ -373,21 +373,21 @@ func TestClusterSharedState(t *testing.T) {
 	a := startNodeWith(t, nodeOpts{sim: fastSimOpts(), shared: sa})
 	b := startNodeWith(t, nodeOpts{seed: a.cl.ID(), sim: fastSimOpts(), shared: sb})
 	converge(t, []*tnode{a, b})
-	a.rt.PublishShared(sa.add("from-a"))
-	b.rt.PublishShared(sb.add("from-b"))
+	a.rt.Link().PublishShared(sa.add("from-a"))
+	b.rt.Link().PublishShared(sb.add("from-b"))
 	testutil.Eventually(t, 5*time.Second, "changes delivered", func() bool { return sb.has("from-a") && sa.has("from-b") })
 	c := startNodeWith(t, nodeOpts{seed: b.cl.ID(), sim: fastSimOpts(), shared: sc})
 	converge(t, []*tnode{a, b, c})
 	testutil.Eventually(t, 10*time.Second, "state at join", func() bool { return sc.has("from-a") && sc.has("from-b") })
-	c.rt.PublishShared(sc.add("from-c"))
+	c.rt.Link().PublishShared(sc.add("from-c"))
 	testutil.Eventually(t, 5*time.Second, "newcomer's change", func() bool { return sa.has("from-c") && sb.has("from-c") })
 	// A change lost on the way is repaired by the periodic full exchange.
 	sa.add("only-a")
 	testutil.Eventually(t, 10*time.Second, "full exchange repairs", func() bool { return sb.has("only-a") && sc.has("only-a") })
 	// A non-member's shared state is refused at the port.
-	atk := newAttacker(t, a.rt.RemoteAddress(), nil)
+	atk := newAttacker(t, a.rt.Link().RemoteAddress(), nil)
 	env := &pb.Envelope{Protocol: cluster.Protocol, FromNode: "intruder", Body: &pb.Envelope_Shared{Shared: &pb.Shared{Data: []byte("operator-key")}}}
-	if err := atk.send(batch(actor.NewPID(a.rt.RemoteAddress(), agentName), envelopeType, envBytes(t, env))); status.Code(err) != codes.PermissionDenied {
+	if err := atk.send(batch(actor.NewPID(a.rt.Link().RemoteAddress(), agentName), envelopeType, envBytes(t, env))); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("shared state from a non-member: %v", err)
 	}
 	if sa.has("operator-key") {
@@ -454,7 +454,7 @@ func TestClusterMutualTLS(t *testing.T) {
 		return true
 	})
 	serving(t, nodes, "forming the TLS cluster")
-	addr := n1.rt.RemoteAddress()
+	addr := n1.rt.Link().RemoteAddress()
 	agent := actor.NewPID(addr, agentName)
 	hello := envBytes(t, &pb.Envelope{Protocol: cluster.Protocol, FromNode: n2.cl.ID(), Body: &pb.Envelope_Hello{Hello: &pb.Hello{}}})
 
@@ -496,7 +496,7 @@ func TestClusterMutualTLS(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "the foreign node refuted everywhere", func() bool {
 		for _, n := range nodes {
 			m, ok := n.cl.Member(evil.cl.ID())
-			if !ok || !m.Refuted || n.rt.currentRing().Has(evil.cl.ID()) {
+			if !ok || !m.Refuted || n.rt.link.currentRing().Has(evil.cl.ID()) {
 				return false
 			}
 		}
@@ -507,7 +507,7 @@ func TestClusterMutualTLS(t *testing.T) {
 
 // withPeers makes attacker credentials that accept the victim as a peer.
 func withPeers(c *cluster.Credentials, victim *tnode) *cluster.Credentials {
-	c.SetPeers(fixedPeers{rpc: victim.rt.RemoteAddress(), name: victim.cl.Name()})
+	c.SetPeers(fixedPeers{rpc: victim.rt.Link().RemoteAddress(), name: victim.cl.Name()})
 	return c
 }
 
