@@ -132,9 +132,9 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
 	}
-	// As in localTurn: the sink writes through a guard closed before this
-	// returns (waiting for a write in progress), so a late chunk can never
-	// reach a finished response.
+	// As in a local turn (conv.Manager.Turn): the sink writes through a
+	// guard closed before this returns (waiting for a write in progress), so
+	// a late chunk can never reach a finished response.
 	g := conv.NewGuard(fn)
 	defer g.Close()
 	sink := l.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {

@@ -26,7 +26,7 @@ type SharedState interface {
 // that joins the ring gets the whole state; every interval the whole state
 // goes to one member picked at random, which repairs whatever was lost.
 type sharedLink struct {
-	l        *Link
+	link     *Link
 	st       SharedState
 	interval time.Duration
 	outbox   chan []byte
@@ -37,7 +37,7 @@ func newSharedLink(l *Link, st SharedState, interval time.Duration) *sharedLink 
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
-	return &sharedLink{l: l, st: st, interval: interval, outbox: make(chan []byte, 256), inbox: make(chan *pb.Shared, 64)}
+	return &sharedLink{link: l, st: st, interval: interval, outbox: make(chan []byte, 256), inbox: make(chan *pb.Shared, 64)}
 }
 
 // received queues shared state from a member (the agent checked it is one)
@@ -49,8 +49,8 @@ func (l *sharedLink) received(from string, m *pb.Shared) {
 	select {
 	case l.inbox <- m:
 	default:
-		l.l.met.Inc(metrics.SharedMerges, "dropped")
-		l.l.log.Warn("shared state: merge queue full; dropped (the next full exchange repairs it)", "from", from)
+		l.link.met.Inc(metrics.SharedMerges, "dropped")
+		l.link.log.Warn("shared state: merge queue full; dropped (the next full exchange repairs it)", "from", from)
 	}
 }
 
@@ -63,19 +63,19 @@ func (l *sharedLink) mergeLoop(ctx context.Context) {
 			n, err := l.st.Merge(m.Data)
 			switch {
 			case err != nil:
-				l.l.met.Inc(metrics.SharedMerges, "refused")
-				l.l.log.Warn("shared state: merge", "err", err, "applied", n)
+				l.link.met.Inc(metrics.SharedMerges, "refused")
+				l.link.log.Warn("shared state: merge", "err", err, "applied", n)
 			case n > 0:
-				l.l.met.Inc(metrics.SharedMerges, "merged")
+				l.link.met.Inc(metrics.SharedMerges, "merged")
 			default:
-				l.l.met.Inc(metrics.SharedMerges, "unchanged")
+				l.link.met.Inc(metrics.SharedMerges, "unchanged")
 			}
 		}
 	}
 }
 
 func (l *sharedLink) sendLoop(ctx context.Context) {
-	link := l.l
+	link := l.link
 	tick := time.NewTicker(l.interval)
 	defer tick.Stop()
 	known := map[string]bool{}
