@@ -87,6 +87,8 @@ var deps = map[string]allowed{
 // owners lists every outside module the code may import and the packages
 // (with their subpackages) allowed to.
 var owners = map[string][]string{
+	// actors and its seams (actors/conv, actors/provider, actors/route,
+	// actors/pb): the only code that knows protoactor.
 	"github.com/asynkron/protoactor-go":  {"actors"},
 	"google.golang.org/protobuf":         {"actors"},
 	"google.golang.org/grpc":             {"actors", "cluster"},
