@@ -207,7 +207,7 @@ func (a *agent) serveFetch(from string, f *pb.Fetch) *pb.FetchReply {
 	return &pb.FetchReply{Found: true, Snapshot: storage.Encode(nil, c)}
 }
 
-// agentAllowed is the agent's own check (the guard has already run for
+// allowed is the agent's own check (the guard has already run for
 // messages from the network): a current member, replies to its own address.
 func (a *agent) allowed(env *pb.Envelope) (cluster.Node, error) {
 	m, ok := a.l.place().Member(env.FromNode)

@@ -129,7 +129,8 @@ func (c *Config) ensureDefaults() {
 // Runtime is a node's actor system and the facade over its parts: the
 // providers (actors/provider), the failover router (actors/route), the
 // conversations (actors/conv) and the cluster link (Link). The gateway and
-// cmd use it; nothing outside actors sees the parts.
+// cmd use it; of the parts, only the link is handed out (Link: cmd attaches
+// the membership to it).
 type Runtime struct {
 	system         *actor.ActorSystem
 	store          storage.Store
