@@ -72,12 +72,12 @@ func startNodeWith(t *testing.T, o nodeOpts) *tnode {
 	if o.creds != nil {
 		name = o.creds.Identity().Name
 	}
-	cl, err := cluster.Start(cluster.Config{Bind: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), Join: join, RPC: rt.RemoteAddress(),
-		HTTP: "127.0.0.1:0", Version: "test", Profile: "test", Name: name, Verify: rt.VerifyPeer})
+	cl, err := cluster.Start(cluster.Config{Bind: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), Join: join, RPC: rt.Link().RemoteAddress(),
+		HTTP: "127.0.0.1:0", Version: "test", Profile: "test", Name: name, Verify: rt.Link().VerifyPeer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt.Attach(cl)
+	rt.Link().Attach(cl)
 	n := &tnode{rt: rt, cl: cl, store: store, met: met}
 	t.Cleanup(func() {
 		if !n.dead {
@@ -114,7 +114,7 @@ func converge(t *testing.T, nodes []*tnode) {
 	alive := live(nodes)
 	testutil.Eventually(t, 15*time.Second, fmt.Sprintf("%d nodes converge", len(alive)), func() bool {
 		for _, n := range alive {
-			if n.rt.currentRing().Len() != len(alive) {
+			if n.rt.link.currentRing().Len() != len(alive) {
 				return false
 			}
 		}
@@ -124,7 +124,7 @@ func converge(t *testing.T, nodes []*tnode) {
 
 func ownerNode(nodes []*tnode, tenant, id string) *tnode {
 	for _, n := range live(nodes) {
-		if n.rt.isOwner(tenant, id) {
+		if n.rt.link.own.isOwner(tenant, id) {
 			return n
 		}
 	}
@@ -178,7 +178,7 @@ func testForwarding(t *testing.T, size int) {
 		t.Errorf("%d turns forwarded, want %d (2 of %d arrive at the owner)", forwarded, turns-2, turns)
 	}
 	// The replica (rank 2) holds the acknowledged snapshot.
-	rank := nodes[0].rt.currentRing().Ranked("default/"+c.ID, 2)
+	rank := nodes[0].rt.link.currentRing().Ranked("default/"+c.ID, 2)
 	for _, n := range nodes {
 		if n.cl.ID() == rank[1].ID {
 			s, err := n.store.Get("default", c.ID)
@@ -259,7 +259,7 @@ func TestClusterJoinAndLeave(t *testing.T) {
 	converge(t, nodes)
 	moved := 0
 	for _, id := range ids {
-		if joiner.rt.isOwner("default", id) {
+		if joiner.rt.link.own.isOwner("default", id) {
 			moved++
 		}
 		res, err := nodes[0].rt.Turn(ctx(t), "default", id, "after the join", moltbot.ChatOptions{}, nil)
@@ -278,7 +278,7 @@ func TestClusterJoinAndLeave(t *testing.T) {
 	joiner.cl.Leave(time.Second)
 	converge(t, []*tnode{nodes[0], nodes[1]})
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	joiner.rt.WaitRebalance(wctx)
+	joiner.rt.link.rebal.wait(wctx)
 	cancel()
 	joiner.kill()
 	for _, id := range ids {
@@ -310,7 +310,7 @@ func TestClusterOwnerDiesMidTurn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if nodes[1].rt.isOwner("default", c.ID) {
+		if nodes[1].rt.link.own.isOwner("default", c.ID) {
 			id = c.ID
 			break
 		}
@@ -348,23 +348,23 @@ func TestClusterOwnerDiesMidTurn(t *testing.T) {
 // answer, and the receiver keeps working.
 func TestClusterRefusesOtherProtocol(t *testing.T) {
 	nodes := startCluster(t, 2)
-	env := nodes[0].rt.envelope()
+	env := nodes[0].rt.link.envelope()
 	env.Protocol = cluster.Protocol + 1
 	env.Body = &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: "x"}}
-	ring := nodes[0].rt.currentRing()
+	ring := nodes[0].rt.link.currentRing()
 	var other cluster.Node
 	for _, n := range ring.Nodes() {
 		if n.ID != nodes[0].cl.ID() {
 			other = n
 		}
 	}
-	r, err := nodes[0].rt.request(other, env, 2*time.Second)
+	r, err := nodes[0].rt.link.request(other, env, 2*time.Second)
 	if err != nil || r.GetConvReply().GetError() == nil || !strings.Contains(r.GetConvReply().GetError().Message, "incompatible") {
 		t.Fatalf("reply %v %v", r, err)
 	}
 	// An envelope without a body (a newer node's unknown message).
-	empty := nodes[0].rt.envelope()
-	if r, err := nodes[0].rt.request(other, empty, 2*time.Second); err != nil || r.GetConvReply().GetError() == nil {
+	empty := nodes[0].rt.link.envelope()
+	if r, err := nodes[0].rt.link.request(other, empty, 2*time.Second); err != nil || r.GetConvReply().GetError() == nil {
 		t.Fatalf("empty envelope: %v %v", r, err)
 	}
 	if _, err := nodes[1].rt.Create(ctx(t), "default", CreateOptions{}); err != nil {

@@ -43,7 +43,7 @@ import (
 // A refused batch ends the stream (the sender reconnects) and is counted in
 // moltbot_cluster_rpc_refused_total{reason}.
 type rpcGuard struct {
-	rt  *Runtime
+	l   *Link
 	tls bool
 
 	logMu   sync.Mutex
@@ -77,7 +77,7 @@ func (g *rpcGuard) refused(r *refusal, peerAddr string) {
 	if g == nil {
 		return
 	}
-	g.rt.met.Inc(metrics.ClusterRefused, r.reason)
+	g.l.met.Inc(metrics.ClusterRefused, r.reason)
 	g.logMu.Lock()
 	quiet := time.Since(g.lastLog) < maxRefusalLogHz
 	if !quiet {
@@ -85,20 +85,20 @@ func (g *rpcGuard) refused(r *refusal, peerAddr string) {
 	}
 	g.logMu.Unlock()
 	if !quiet {
-		g.rt.log.Warn("cluster RPC: refused a message", "reason", r.reason, "detail", r.detail, "peer", peerAddr)
+		g.l.log.Warn("cluster RPC: refused a message", "reason", r.reason, "detail", r.detail, "peer", peerAddr)
 	}
 }
 
 func (g *rpcGuard) recovered(p any, method string) error {
-	g.rt.met.Inc(metrics.ClusterRefused, "panic")
-	g.rt.log.Error("cluster RPC: recovered a panic", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	g.l.met.Inc(metrics.ClusterRefused, "panic")
+	g.l.log.Error("cluster RPC: recovered a panic", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	return status.Error(codes.Internal, "internal error")
 }
 
 // unary refuses every unary call: protoactor leaves them unimplemented
 // (they panic).
 func (g *rpcGuard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	g.rt.met.Inc(metrics.ClusterRefused, "method")
+	g.l.met.Inc(metrics.ClusterRefused, "method")
 	return nil, status.Errorf(codes.Unimplemented, "%s is not served", info.FullMethod)
 }
 
@@ -109,7 +109,7 @@ func (g *rpcGuard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 		}
 	}()
 	if info.FullMethod != receiveMethod {
-		g.rt.met.Inc(metrics.ClusterRefused, "method")
+		g.l.met.Inc(metrics.ClusterRefused, "method")
 		return status.Errorf(codes.Unimplemented, "%s is not served", info.FullMethod)
 	}
 	gs := &guardedStream{ServerStream: ss, g: g}
@@ -167,13 +167,13 @@ func (s *guardedStream) RecvMsg(m any) error {
 }
 
 func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
-	rt := s.g.rt
-	if !rt.clustered() {
+	l := s.g.l
+	if !l.clustered() {
 		// Remote serves before Attach gives it the membership (a node
 		// starting: peers prove it while it joins). No one is a member yet.
 		return refuse("not_ready", "this node has not joined the cluster yet")
 	}
-	self := rt.system.Address()
+	self := l.system.Address()
 	var m cluster.Node // the sending member, looked up once per batch
 	drop := 0          // envelopes for futures no longer waiting (late replies)
 	for i, e := range b.Envelopes {
@@ -209,7 +209,7 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 				if r := s.checkSender(string(h.from)); r != nil {
 					return r
 				}
-				m, _ = rt.place().Member(s.from)
+				m, _ = l.place().Member(s.from)
 			}
 			if len(h.replyAddress) > 0 && string(h.replyAddress) != m.RPC {
 				return refuse("reply_address", "member %s asked for replies at %q, not its own RPC address %q", m.ID, h.replyAddress, m.RPC)
@@ -218,7 +218,7 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 				return refuse("reply_address", "member %s sent as %q, not its own RPC address %q", m.ID, b.Senders[e.Sender-1].Address, m.RPC)
 			}
 			if ephemeral(target.Id, futurePrefix) {
-				asked, waiting := rt.futures.Load(target.Id)
+				asked, waiting := l.futures.Load(target.Id)
 				switch {
 				case !waiting:
 					b.Envelopes[i], drop = nil, drop+1
@@ -236,7 +236,7 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 			if e.Sender != 0 {
 				return refuse("reply_address", "a dead-letter reply naming a sender")
 			}
-			asked, waiting := rt.futures.Load(target.Id)
+			asked, waiting := l.futures.Load(target.Id)
 			if !waiting {
 				b.Envelopes[i], drop = nil, drop+1
 				continue
@@ -249,7 +249,7 @@ func (s *guardedStream) checkBatch(b *remote.MessageBatch) *refusal {
 		}
 	}
 	if drop > 0 {
-		rt.met.Add(metrics.ClusterRefused, uint64(drop), "late_reply")
+		l.met.Add(metrics.ClusterRefused, uint64(drop), "late_reply")
 		kept := b.Envelopes[:0]
 		for _, e := range b.Envelopes {
 			if e != nil {
@@ -270,7 +270,7 @@ func (s *guardedStream) speaksFor(id string) bool {
 	if !s.g.tls {
 		return false // an anonymous plaintext stream speaks for no one
 	}
-	m, ok := s.g.rt.place().Member(id)
+	m, ok := s.g.l.place().Member(id)
 	return ok && m.Name == s.name
 }
 
@@ -280,7 +280,7 @@ func (s *guardedStream) checkSender(from string) *refusal {
 	if s.from != "" && from != s.from {
 		return refuse("identity", "the stream of member %s carries a message from %q", s.from, from)
 	}
-	m, ok := s.g.rt.place().Member(from)
+	m, ok := s.g.l.place().Member(from)
 	if !ok {
 		return refuse("not_member", "%q is not a current member", from)
 	}
@@ -336,17 +336,4 @@ func peekEnvelope(b []byte) (envelopeHeader, error) {
 		b = b[n:]
 	}
 	return h, nil
-}
-
-// agentAllowed is the agent's own check (the guard has already run for
-// messages from the network): a current member, replies to its own address.
-func (rt *Runtime) agentAllowed(env *pb.Envelope) (cluster.Node, error) {
-	m, ok := rt.place().Member(env.FromNode)
-	if !ok {
-		return m, refuse("not_member", "%q is not a current member", env.FromNode)
-	}
-	if env.ReplyAddress != "" && env.ReplyAddress != m.RPC {
-		return m, refuse("reply_address", "member %s asked for replies at %q, not its own RPC address %q", env.FromNode, env.ReplyAddress, m.RPC)
-	}
-	return m, nil
 }

@@ -24,10 +24,10 @@ func (p onePeer) HasName(name string) bool              { return name == p.m.Nam
 func (p onePeer) Member(id string) (cluster.Node, bool) { return p.m, id == p.m.ID }
 
 func guardFixture() (*guardedStream, string) {
-	rt := &Runtime{system: actor.NewActorSystem(), met: metrics.New("test")}
-	rt.placement.Store(&placeRef{onePeer{cluster.Node{ID: "peer:7946", Name: "peer", RPC: "127.0.0.1:9", State: "alive"}}})
-	rt.guard = &rpcGuard{rt: rt, tls: true}
-	return &guardedStream{g: rt.guard, name: "peer"}, rt.system.Address()
+	l := &Link{system: actor.NewActorSystem(), met: metrics.New("test")}
+	l.placement.Store(&placeRef{onePeer{cluster.Node{ID: "peer:7946", Name: "peer", RPC: "127.0.0.1:9", State: "alive"}}})
+	l.guard = &rpcGuard{l: l, tls: true}
+	return &guardedStream{g: l.guard, name: "peer"}, l.system.Address()
 }
 
 // The guard accepts what a member sends and refuses every malformed batch

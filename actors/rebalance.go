@@ -13,33 +13,36 @@ import (
 // holders when the ring changed (a join, a death, a leave). One pass runs at
 // a time; a newer ring change cancels the pass in progress and starts over.
 type rebalancer struct {
+	l      *Link
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func (rt *Runtime) startRebalance(prev, ring *cluster.Ring) {
-	rt.rebal.mu.Lock()
-	defer rt.rebal.mu.Unlock()
-	if rt.rebal.cancel != nil {
-		rt.rebal.cancel()
+// start starts a pass for the ring change from prev to ring, canceling
+// the pass in progress.
+func (r *rebalancer) start(prev, ring *cluster.Ring) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		r.cancel()
 	}
-	ctx, cancel := context.WithCancel(rt.base)
+	ctx, cancel := context.WithCancel(r.l.life.base)
 	done := make(chan struct{})
-	rt.rebal.cancel, rt.rebal.done = cancel, done
-	rt.wg.Add(1)
+	r.cancel, r.done = cancel, done
+	r.l.life.wg.Add(1)
 	go func() {
-		defer rt.wg.Done()
+		defer r.l.life.wg.Done()
 		defer close(done)
-		rt.rebalance(ctx, prev, ring)
+		r.run(ctx, prev, ring)
 	}()
 }
 
-// WaitRebalance waits for the rebalancing pass in progress, or ctx.
-func (rt *Runtime) WaitRebalance(ctx context.Context) {
-	rt.rebal.mu.Lock()
-	done := rt.rebal.done
-	rt.rebal.mu.Unlock()
+// wait waits for the rebalancing pass in progress, or ctx.
+func (r *rebalancer) wait(ctx context.Context) {
+	r.mu.Lock()
+	done := r.done
+	r.mu.Unlock()
 	if done == nil {
 		return
 	}
@@ -49,22 +52,23 @@ func (rt *Runtime) WaitRebalance(ctx context.Context) {
 	}
 }
 
-// rebalance pushes each conversation this node held under prev to the nodes
+// run pushes each conversation this node held under prev to the nodes
 // that hold it under ring but did not under prev. Receivers keep a copy only
 // if it is newer than theirs.
-func (rt *Runtime) rebalance(ctx context.Context, prev, ring *cluster.Ring) {
+func (r *rebalancer) run(ctx context.Context, prev, ring *cluster.Ring) {
 	if prev == nil {
 		return
 	}
-	self := rt.place().ID()
+	l := r.l
+	self := l.place().ID()
 	type job struct {
 		c       *moltbot.Conversation
 		targets []cluster.Node
 	}
 	var jobs []job
-	err := rt.store.ForEach(func(c *moltbot.Conversation) bool {
+	err := l.store.ForEach(func(c *moltbot.Conversation) bool {
 		key := c.Key()
-		old := prev.Ranked(key, rt.replicas)
+		old := prev.Ranked(key, l.replicas)
 		held := false
 		had := map[string]bool{}
 		for _, n := range old {
@@ -75,7 +79,7 @@ func (rt *Runtime) rebalance(ctx context.Context, prev, ring *cluster.Ring) {
 			return ctx.Err() == nil
 		}
 		var targets []cluster.Node
-		for _, n := range ring.Ranked(key, rt.replicas) {
+		for _, n := range ring.Ranked(key, l.replicas) {
 			if !had[n.ID] && n.ID != self {
 				targets = append(targets, n)
 			}
@@ -86,7 +90,7 @@ func (rt *Runtime) rebalance(ctx context.Context, prev, ring *cluster.Ring) {
 		return ctx.Err() == nil
 	})
 	if err != nil {
-		rt.log.Warn("rebalance: cannot read the store", "err", err)
+		l.log.Warn("rebalance: cannot read the store", "err", err)
 		return
 	}
 	if len(jobs) == 0 {
@@ -104,9 +108,9 @@ func (rt *Runtime) rebalance(ctx context.Context, prev, ring *cluster.Ring) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rt.replicate(j.c, j.targets, false)
+			l.repl.Replicate(j.c, j.targets, false)
 		}()
 	}
 	wg.Wait()
-	rt.log.Info("rebalanced conversations after a membership change", "copied", len(jobs), "took", time.Since(t0).Round(time.Millisecond))
+	l.log.Info("rebalanced conversations after a membership change", "copied", len(jobs), "took", time.Since(t0).Round(time.Millisecond))
 }

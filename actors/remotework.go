@@ -7,7 +7,6 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors/pb"
-	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/slots"
 )
@@ -88,53 +87,10 @@ func (p *workPool) release(member string) { p.slots.Release(member) }
 
 func (p *workPool) inUse() int { return p.slots.Held() }
 
-// busy counts and logs (at most once a second per kind) a refusal, and
-// returns the error the sender gets.
-func (rt *Runtime) busy(p *workPool, member string) *pb.Error {
-	rt.met.Inc(metrics.ClusterBusy, p.kind)
-	total, mine := p.slots.Held(), p.slots.HeldBy(member)
-	p.logMu.Lock()
-	quiet := time.Since(p.lastLog) < maxRefusalLogHz
-	if !quiet {
-		p.lastLog = time.Now()
-	}
-	p.logMu.Unlock()
-	if !quiet {
-		rt.log.Warn("cluster RPC: busy, refused work from a member", "kind", p.kind, "member", member,
-			"member_holds", mine, "in_use", total, "limit", p.limit)
-	}
-	return &pb.Error{Code: moltbot.EBusy, RetryAfterMs: busyRetryAfter.Milliseconds(),
-		Message: fmt.Sprintf("node %s is busy: %d of %d %s requests from other nodes running; retry", rt.place().ID(), total, p.limit, p.kind)}
-}
-
 // busyRetryAfter is the Retry-After of a busy answer.
 const busyRetryAfter = time.Second
 
 // isBusy reports whether a reply is the agent's busy answer.
 func isBusy(r *pb.Envelope) bool {
 	return r.GetConvReply().GetError().GetCode() == moltbot.EBusy
-}
-
-// requestPatient is request, asked again while the node answers busy (with
-// the route retry's pauses), until timeout. For node-to-node work that a
-// client does not wait on directly (replication, acquiring a copy): a busy
-// replica should still get the snapshot. The last answer is returned.
-func (rt *Runtime) requestPatient(node cluster.Node, env *pb.Envelope, timeout time.Duration) (*pb.Envelope, error) {
-	deadline := time.Now().Add(timeout)
-	for attempt := 0; ; attempt++ {
-		// (never a negative timeout: a future given one waits forever)
-		r, err := rt.request(node, env, max(time.Until(deadline), time.Millisecond))
-		if err != nil || !isBusy(r) {
-			return r, err
-		}
-		pause := retryPause(attempt)
-		if time.Until(deadline) <= pause {
-			return r, nil
-		}
-		select {
-		case <-time.After(pause):
-		case <-rt.base.Done():
-			return r, nil
-		}
-	}
 }

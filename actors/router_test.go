@@ -183,3 +183,48 @@ func TestSecondPassCountsNoSelfFailover(t *testing.T) {
 		})
 	}
 }
+
+func TestFailoverBeforeFirstToken(t *testing.T) {
+	for _, kind := range []inference.Kind{inference.KindUnavailable, inference.KindTimeout, inference.KindRateLimited,
+		inference.KindModelNotFound, inference.KindBusy, inference.KindStream, inference.KindAuth} {
+		t.Run(kind.String(), func(t *testing.T) {
+			bad := &fake{chat: fails(kind)}
+			e := start(t, []string{"bad/m", "sim/sim"}, []ProviderSpec{spec("bad", bad), simSpec()}, nil)
+			comp, err := e.rt.Complete(ctx(t), []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}, moltbot.ChatOptions{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if comp.Served.String() != "sim/sim" || comp.Failovers != 1 {
+				t.Errorf("completion %+v", comp)
+			}
+			if n := e.met.Get(metrics.Failovers, "bad/m", "sim/sim", kind.String()); n != 1 {
+				t.Errorf("failover metric = %d", n)
+			}
+		})
+	}
+}
+
+func TestNoFailoverOnBadRequest(t *testing.T) {
+	bad := &fake{chat: fails(inference.KindBadRequest)}
+	simP := &fake{chat: echo}
+	e := start(t, []string{"bad/m", "sim/m"}, []ProviderSpec{spec("bad", bad), spec("sim", simP)}, nil)
+	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
+	_, err := e.rt.Turn(ctx(t), "default", c.ID, "hi", moltbot.ChatOptions{}, nil)
+	if code(err) != moltbot.EInvalid || simP.calls.Load() != 0 {
+		t.Fatalf("err %v, fallback calls %d", err, simP.calls.Load())
+	}
+	stored, _ := e.store.Get("default", c.ID)
+	if len(stored.Messages) != 1 || stored.Messages[0].Role != moltbot.RoleUser {
+		t.Errorf("stored %+v: want the user turn only", stored.Messages)
+	}
+}
+
+func TestAllFail(t *testing.T) {
+	a := &fake{chat: fails(inference.KindUnavailable)}
+	b := &fake{chat: fails(inference.KindTimeout)}
+	e := start(t, []string{"a/m", "b/m"}, []ProviderSpec{spec("a", a), spec("b", b)}, nil)
+	_, err := e.rt.Complete(ctx(t), []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}, moltbot.ChatOptions{}, nil)
+	if code(err) != moltbot.ETimeout || !strings.Contains(err.Error(), "all 2 models failed") {
+		t.Fatalf("err %v (%s)", err, code(err))
+	}
+}

@@ -8,10 +8,7 @@ package actors
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +24,6 @@ import (
 	"github.com/moltbot/moltbot/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -149,7 +145,7 @@ func serving(t *testing.T, nodes []*tnode, what string) {
 func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 	nodes := startCluster(t, 2)
 	victim, member := nodes[0], nodes[1]
-	addr := victim.rt.RemoteAddress()
+	addr := victim.rt.Link().RemoteAddress()
 	a := newAttacker(t, addr, nil)
 	agent := actor.NewPID(addr, agentName)
 
@@ -196,7 +192,7 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 	serving(t, nodes, "system messages")
 
 	// A relay: a message for another host, which protoactor would forward.
-	if err := a.send(batch(actor.NewPID(member.rt.RemoteAddress(), agentName), envelopeType, valid)); status.Code(err) != codes.PermissionDenied {
+	if err := a.send(batch(actor.NewPID(member.rt.Link().RemoteAddress(), agentName), envelopeType, valid)); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("relay: %v", err)
 	}
 
@@ -246,8 +242,8 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 	serving(t, nodes, "forged envelopes")
 
 	// Answers to this node's own requests. A pending request to the member:
-	victim.rt.futures.Store("future$pending", member.cl.ID())
-	defer victim.rt.futures.Delete("future$pending")
+	victim.rt.link.futures.Store("future$pending", member.cl.ID())
+	defer victim.rt.link.futures.Delete("future$pending")
 	pending := actor.NewPID(addr, "future$pending")
 	dead := string(proto.MessageName(&actor.DeadLetterResponse{}))
 	// A dead-letter reply naming a sender made the node dial it (and keep a
@@ -301,24 +297,24 @@ func TestClusterRPCRefusesHostileMessages(t *testing.T) {
 func TestClusterAgentServesMembersOnly(t *testing.T) {
 	nodes := startCluster(t, 2)
 	n0, n1 := nodes[0], nodes[1]
-	stranger := cluster.Node{ID: n0.cl.ID(), RPC: n0.rt.RemoteAddress()}
+	stranger := cluster.Node{ID: n0.cl.ID(), RPC: n0.rt.Link().RemoteAddress()}
 	env := &pb.Envelope{Protocol: cluster.Protocol, FromNode: "nobody", Body: &pb.Envelope_Fetch{Fetch: &pb.Fetch{Tenant: "default", Id: "x"}}}
 	if _, err := n1.rt.system.Root.RequestFuture(agentPID(stranger), env, 300*time.Millisecond).Result(); err == nil {
 		t.Fatal("the agent answered a non-member")
 	}
 	// A turn whose replies would go to the member's agent, not a sink.
 	before := refusedFor(n0, "target")
-	turn := n1.rt.envelope()
-	turn.ReplyAddress, turn.ReplyId = n1.rt.RemoteAddress(), agentName
+	turn := n1.rt.link.envelope()
+	turn.ReplyAddress, turn.ReplyId = n1.rt.Link().RemoteAddress(), agentName
 	turn.Body = &pb.Envelope_Turn{Turn: &pb.TurnRequest{Tenant: "default", Id: "x", Content: "hi"}}
 	n1.rt.system.Root.Send(agentPID(stranger), turn)
 	testutil.Eventually(t, 5*time.Second, "turn to a non-sink refused", func() bool { return refusedFor(n0, "target") > before })
 	// A reply that claims to come from another node than the one asked.
-	other := cluster.Node{ID: "someone-else", RPC: n0.rt.RemoteAddress()}
-	hello := n1.rt.envelope()
+	other := cluster.Node{ID: "someone-else", RPC: n0.rt.Link().RemoteAddress()}
+	hello := n1.rt.link.envelope()
 	hello.Body = &pb.Envelope_Hello{Hello: &pb.Hello{}}
 	before = refusedFor(n1, "identity")
-	if _, err := n1.rt.request(other, hello, time.Second); err == nil {
+	if _, err := n1.rt.link.request(other, hello, time.Second); err == nil {
 		t.Fatal("a reply from another node was accepted")
 	}
 	if refusedFor(n1, "identity") <= before {
@@ -373,145 +369,24 @@ func TestClusterSharedState(t *testing.T) {
 	a := startNodeWith(t, nodeOpts{sim: fastSimOpts(), shared: sa})
 	b := startNodeWith(t, nodeOpts{seed: a.cl.ID(), sim: fastSimOpts(), shared: sb})
 	converge(t, []*tnode{a, b})
-	a.rt.PublishShared(sa.add("from-a"))
-	b.rt.PublishShared(sb.add("from-b"))
+	a.rt.Link().PublishShared(sa.add("from-a"))
+	b.rt.Link().PublishShared(sb.add("from-b"))
 	testutil.Eventually(t, 5*time.Second, "changes delivered", func() bool { return sb.has("from-a") && sa.has("from-b") })
 	c := startNodeWith(t, nodeOpts{seed: b.cl.ID(), sim: fastSimOpts(), shared: sc})
 	converge(t, []*tnode{a, b, c})
 	testutil.Eventually(t, 10*time.Second, "state at join", func() bool { return sc.has("from-a") && sc.has("from-b") })
-	c.rt.PublishShared(sc.add("from-c"))
+	c.rt.Link().PublishShared(sc.add("from-c"))
 	testutil.Eventually(t, 5*time.Second, "newcomer's change", func() bool { return sa.has("from-c") && sb.has("from-c") })
 	// A change lost on the way is repaired by the periodic full exchange.
 	sa.add("only-a")
 	testutil.Eventually(t, 10*time.Second, "full exchange repairs", func() bool { return sb.has("only-a") && sc.has("only-a") })
 	// A non-member's shared state is refused at the port.
-	atk := newAttacker(t, a.rt.RemoteAddress(), nil)
+	atk := newAttacker(t, a.rt.Link().RemoteAddress(), nil)
 	env := &pb.Envelope{Protocol: cluster.Protocol, FromNode: "intruder", Body: &pb.Envelope_Shared{Shared: &pb.Shared{Data: []byte("operator-key")}}}
-	if err := atk.send(batch(actor.NewPID(a.rt.RemoteAddress(), agentName), envelopeType, envBytes(t, env))); status.Code(err) != codes.PermissionDenied {
+	if err := atk.send(batch(actor.NewPID(a.rt.Link().RemoteAddress(), agentName), envelopeType, envBytes(t, env))); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("shared state from a non-member: %v", err)
 	}
 	if sa.has("operator-key") {
 		t.Fatal("a non-member's record was merged")
 	}
 }
-
-// ---- mutual TLS ----
-
-type tlsCA struct {
-	dir, caFile string
-	cert, key   []byte
-}
-
-func newTLSCA(t *testing.T) *tlsCA {
-	cert, key, err := cluster.NewCA("test", time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	ca := &tlsCA{dir: dir, caFile: filepath.Join(dir, "ca.crt"), cert: cert, key: key}
-	os.WriteFile(ca.caFile, cert, 0o644)
-	return ca
-}
-
-func (ca *tlsCA) files(t *testing.T, name string) cluster.TLSFiles {
-	cert, key, err := cluster.IssueNodeCert(ca.cert, ca.key, name, nil, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	f := cluster.TLSFiles{CAFile: ca.caFile, CertFile: filepath.Join(dir, "node.crt"), KeyFile: filepath.Join(dir, "node.key")}
-	os.WriteFile(f.CertFile, cert, 0o644)
-	os.WriteFile(f.KeyFile, key, 0o600)
-	return f
-}
-
-func (ca *tlsCA) creds(t *testing.T, name string) *cluster.Credentials {
-	id, err := cluster.LoadIdentity(ca.files(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cluster.NewCredentials(id, cluster.CredentialsConfig{HandshakeTimeout: time.Second})
-}
-
-// A cluster over mutual TLS works as one without it; a process without a
-// valid certificate is refused at the handshake; a valid certificate of a
-// non-member is refused; a member cannot speak as another member.
-func TestClusterMutualTLS(t *testing.T) {
-	ca := newTLSCA(t)
-	n1 := startNodeWith(t, nodeOpts{sim: fastSimOpts(), creds: ca.creds(t, "n1")})
-	n2 := startNodeWith(t, nodeOpts{seed: n1.cl.ID(), sim: fastSimOpts(), creds: ca.creds(t, "n2")})
-	n3 := startNodeWith(t, nodeOpts{seed: n1.cl.ID(), sim: fastSimOpts(), creds: ca.creds(t, "n3")})
-	nodes := []*tnode{n1, n2, n3}
-	converge(t, nodes)
-	testutil.Eventually(t, 10*time.Second, "every member verified by every node", func() bool {
-		for _, n := range nodes {
-			for _, m := range n.cl.Members() {
-				if !m.Verified || m.Refuted || m.Name == "" {
-					return false
-				}
-			}
-		}
-		return true
-	})
-	serving(t, nodes, "forming the TLS cluster")
-	addr := n1.rt.RemoteAddress()
-	agent := actor.NewPID(addr, agentName)
-	hello := envBytes(t, &pb.Envelope{Protocol: cluster.Protocol, FromNode: n2.cl.ID(), Body: &pb.Envelope_Hello{Hello: &pb.Hello{}}})
-
-	// Plain gRPC, no TLS.
-	if err := newAttacker(t, addr, nil).send(batch(agent, envelopeType, hello)); err == nil {
-		t.Fatal("a plaintext client was served")
-	}
-	// TLS without a client certificate; with another CA's certificate.
-	other := newTLSCA(t)
-	foreign, _ := cluster.LoadIdentity(other.files(t, "n2"))
-	for name, dial := range map[string]grpc.DialOption{
-		"no certificate": grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})),
-		"another CA":     grpc.WithTransportCredentials(cluster.NewCredentials(foreign, cluster.CredentialsConfig{})),
-		"a non-member":   grpc.WithTransportCredentials(withPeers(ca.creds(t, "n9"), n1)),
-	} {
-		if err := newAttacker(t, addr, dial).send(batch(agent, envelopeType, hello)); err == nil {
-			t.Errorf("%s: served", name)
-		}
-	}
-	// The server side of a refused handshake may finish after the client
-	// has given up: wait for the counts.
-	testutil.Eventually(t, 10*time.Second, "handshake refusals counted", func() bool {
-		return refusedFor(n1, cluster.RefusedHandshake) > 0 && refusedFor(n1, cluster.RefusedNotMember) > 0
-	})
-	// n2's valid certificate, speaking as n3: refused.
-	asN2 := newAttacker(t, addr, grpc.WithTransportCredentials(withPeers(ca.creds(t, "n2"), n1)))
-	if err := asN2.accepted(n1, batch(agent, envelopeType, hello)); err != nil {
-		t.Fatalf("n2 as itself: %v", err)
-	}
-	asN3 := envBytes(t, &pb.Envelope{Protocol: cluster.Protocol, FromNode: n3.cl.ID(), Body: &pb.Envelope_Hello{Hello: &pb.Hello{}}})
-	if err := asN2.send(batch(agent, envelopeType, asN3)); status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("n2 speaking as n3: %v", err)
-	}
-	serving(t, nodes, "TLS attacks")
-
-	// A node that joins the gossip with a certificate of another CA is
-	// refuted by every member and kept off their rings (it holds nothing).
-	evil := startNodeWith(t, nodeOpts{seed: n1.cl.ID(), sim: fastSimOpts(), creds: other.creds(t, "n4")})
-	testutil.Eventually(t, 15*time.Second, "the foreign node refuted everywhere", func() bool {
-		for _, n := range nodes {
-			m, ok := n.cl.Member(evil.cl.ID())
-			if !ok || !m.Refuted || n.rt.currentRing().Has(evil.cl.ID()) {
-				return false
-			}
-		}
-		return true
-	})
-	serving(t, nodes, "a foreign node in the gossip")
-}
-
-// withPeers makes attacker credentials that accept the victim as a peer.
-func withPeers(c *cluster.Credentials, victim *tnode) *cluster.Credentials {
-	c.SetPeers(fixedPeers{rpc: victim.rt.RemoteAddress(), name: victim.cl.Name()})
-	return c
-}
-
-type fixedPeers struct{ rpc, name string }
-
-func (p fixedPeers) NameAt(rpc string) (string, bool) { return p.name, rpc == p.rpc }
-func (p fixedPeers) HasName(name string) bool         { return name == p.name }

@@ -26,31 +26,18 @@ type SharedState interface {
 // that joins the ring gets the whole state; every interval the whole state
 // goes to one member picked at random, which repairs whatever was lost.
 type sharedLink struct {
-	rt       *Runtime
+	link     *Link
 	st       SharedState
 	interval time.Duration
 	outbox   chan []byte
 	inbox    chan *pb.Shared
 }
 
-func newSharedLink(rt *Runtime, st SharedState, interval time.Duration) *sharedLink {
+func newSharedLink(l *Link, st SharedState, interval time.Duration) *sharedLink {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
-	return &sharedLink{rt: rt, st: st, interval: interval, outbox: make(chan []byte, 256), inbox: make(chan *pb.Shared, 64)}
-}
-
-// PublishShared sends a change of the shared state to every member, in the
-// background. A member that misses it gets it at a full exchange.
-func (rt *Runtime) PublishShared(b []byte) {
-	if rt.shared == nil {
-		return
-	}
-	select {
-	case rt.shared.outbox <- b:
-	default:
-		rt.log.Warn("shared state: send queue full; the change spreads at the next full exchange")
-	}
+	return &sharedLink{link: l, st: st, interval: interval, outbox: make(chan []byte, 256), inbox: make(chan *pb.Shared, 64)}
 }
 
 // received queues shared state from a member (the agent checked it is one)
@@ -62,8 +49,8 @@ func (l *sharedLink) received(from string, m *pb.Shared) {
 	select {
 	case l.inbox <- m:
 	default:
-		l.rt.met.Inc(metrics.SharedMerges, "dropped")
-		l.rt.log.Warn("shared state: merge queue full; dropped (the next full exchange repairs it)", "from", from)
+		l.link.met.Inc(metrics.SharedMerges, "dropped")
+		l.link.log.Warn("shared state: merge queue full; dropped (the next full exchange repairs it)", "from", from)
 	}
 }
 
@@ -76,37 +63,37 @@ func (l *sharedLink) mergeLoop(ctx context.Context) {
 			n, err := l.st.Merge(m.Data)
 			switch {
 			case err != nil:
-				l.rt.met.Inc(metrics.SharedMerges, "refused")
-				l.rt.log.Warn("shared state: merge", "err", err, "applied", n)
+				l.link.met.Inc(metrics.SharedMerges, "refused")
+				l.link.log.Warn("shared state: merge", "err", err, "applied", n)
 			case n > 0:
-				l.rt.met.Inc(metrics.SharedMerges, "merged")
+				l.link.met.Inc(metrics.SharedMerges, "merged")
 			default:
-				l.rt.met.Inc(metrics.SharedMerges, "unchanged")
+				l.link.met.Inc(metrics.SharedMerges, "unchanged")
 			}
 		}
 	}
 }
 
 func (l *sharedLink) sendLoop(ctx context.Context) {
-	rt := l.rt
+	link := l.link
 	tick := time.NewTicker(l.interval)
 	defer tick.Stop()
 	known := map[string]bool{}
 	send := func(n cluster.Node, data []byte, full bool) {
-		env := rt.envelope()
+		env := link.envelope()
 		env.Body = &pb.Envelope_Shared{Shared: &pb.Shared{Data: data, Full: full}}
-		rt.system.Root.Send(agentPID(n), env)
+		link.system.Root.Send(agentPID(n), env)
 	}
 	others := func() []cluster.Node {
 		var out []cluster.Node
-		for _, n := range rt.currentRing().Nodes() {
-			if n.ID != rt.place().ID() {
+		for _, n := range link.currentRing().Nodes() {
+			if n.ID != link.place().ID() {
 				out = append(out, n)
 			}
 		}
 		return out
 	}
-	ringCh := rt.ringChanged()
+	ringCh := link.ringChanged()
 	greet := func() {
 		// Members new on the ring get the whole state (a join).
 		now := map[string]bool{}
@@ -132,7 +119,7 @@ func (l *sharedLink) sendLoop(ctx context.Context) {
 				send(n, b, false)
 			}
 		case <-ringCh:
-			ringCh = rt.ringChanged()
+			ringCh = link.ringChanged()
 			greet()
 		case <-tick.C:
 			if ns := others(); len(ns) > 0 {

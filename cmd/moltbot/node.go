@@ -367,8 +367,8 @@ func (n *Node) Start() error {
 		}
 		n.logClusterSecurity(sec)
 		cl, err := cluster.Start(cluster.Config{Bind: cfg.Cluster.Bind, Advertise: cfg.Cluster.Advertise, Join: cfg.Cluster.Join, Keys: sec.keys,
-			Name: name, RPC: rt.RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
-			Load: func() int { return int(rt.ActiveConversations()) }, Verify: rt.VerifyPeer,
+			Name: name, RPC: rt.Link().RemoteAddress(), HTTP: httpAddr, Version: moltbot.Version, Profile: cfg.Cluster.Profile, Logger: n.Log,
+			Load: func() int { return int(rt.ActiveConversations()) }, Verify: rt.Link().VerifyPeer,
 			OnRefuse: func(reason string) { met.Inc(metrics.ClusterRefused, reason) },
 			OnVerify: func(m cluster.Node, err error) {
 				e := audit.Event{Actor: audit.Actor{Method: "cluster"}, Action: "cluster.member_verified", Target: "node:" + m.ID,
@@ -386,8 +386,8 @@ func (n *Node) Start() error {
 			return err
 		}
 		n.cl = cl
-		rt.Attach(cl)
-		as.SetPublisher(rt.PublishShared) // keys, tenants and signing keys reach every node, over authenticated RPC
+		rt.Link().Attach(cl)
+		as.SetPublisher(rt.Link().PublishShared) // keys, tenants and signing keys reach every node, over authenticated RPC
 		for _, state := range []string{"alive", "leaving", "dead", "left"} {
 			met.Gauge(`moltbot_cluster_members{state="`+state+`"}`, func() float64 {
 				k := 0
@@ -402,7 +402,7 @@ func (n *Node) Start() error {
 		if n.rpcCreds != nil {
 			met.Gauge("moltbot_cluster_cert_expiry_seconds", func() float64 { return time.Until(n.rpcCreds.Identity().NotAfter).Seconds() })
 		}
-		n.Log.Info("cluster node started", "id", cl.ID(), "name", name, "rpc", rt.RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","),
+		n.Log.Info("cluster node started", "id", cl.ID(), "name", name, "rpc", rt.Link().RemoteAddress(), "join", strings.Join(cfg.Cluster.Join, ","),
 			"replicas", cfg.Cluster.Replicas, "gossip", gossipState(sec), "tls", n.rpcCreds != nil)
 	}
 	var trusted []netip.Prefix
@@ -488,7 +488,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.Log.Info("leaving the cluster: handing conversations off")
 			n.cl.Leave(2 * time.Second)
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			n.rt.WaitHandoff(hctx)
+			n.rt.Link().WaitHandoff(hctx)
 			cancel()
 		}
 		// Ends every remaining turn; handlers then answer and return.

@@ -64,8 +64,13 @@ var deps = map[string]allowed{
 	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "internal/jsonw"}},
 
 	// actors sees providers only through inference.Provider (the simulator
-	// only in its tests).
-	"actors": {code: []string{".", "actors/pb", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
+	// only in its tests). Its subpackages are its seams: provider actors,
+	// the failover router, conversations; the cluster link and the Runtime
+	// facade that wires them stay in actors.
+	"actors/provider": {code: []string{".", "inference", "inference/failover", "internal/metrics"}},
+	"actors/route":    {code: []string{".", "actors/provider", "inference", "inference/failover", "internal/metrics"}},
+	"actors/conv":     {code: []string{".", "cluster", "inference", "internal/metrics", "storage"}},
+	"actors": {code: []string{".", "actors/conv", "actors/pb", "actors/provider", "actors/route", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
 		tests: []string{"inference/sim", "internal/testutil"}},
 
 	// The chat service: admission, allow-lists, limits, charging and
@@ -89,6 +94,8 @@ var deps = map[string]allowed{
 // owners lists every outside module the code may import and the packages
 // (with their subpackages) allowed to.
 var owners = map[string][]string{
+	// actors and its seams (actors/conv, actors/provider, actors/route,
+	// actors/pb): the only code that knows protoactor.
 	"github.com/asynkron/protoactor-go":  {"actors"},
 	"google.golang.org/protobuf":         {"actors"},
 	"google.golang.org/grpc":             {"actors", "cluster"},

@@ -1,4 +1,4 @@
-package actors
+package conv
 
 import (
 	"github.com/moltbot/moltbot"

@@ -1,47 +1,12 @@
-package actors
+package conv
 
 import (
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/moltbot/moltbot/internal/metrics"
 )
-
-// routed is a message the manager delivers to one conversation's actor.
-type routed interface{ route() (tenant, id string) }
-
-// releaseMsg is a child asking to be stopped: it is idle (or holds no
-// conversation) and has processed `processed` messages from the manager.
-type releaseMsg struct {
-	key       string
-	pid       string
-	processed uint64
-}
-
-// passivateMsg asks a child whether it is idle enough to stop.
-type passivateMsg struct{}
-
-type tickMsg struct{}
-
-// ringMsg: membership changed; every child checks it still belongs here.
-type ringMsg struct{}
-
-// relinquishMsg: another node takes the conversation over. If it is active
-// here, it stops serving (after its running turn); done closes then.
-type relinquishMsg struct {
-	tenant, id string
-	done       chan struct{}
-	closed     atomic.Bool
-}
-
-// release closes done, once.
-func (m *relinquishMsg) release() {
-	if !m.closed.Swap(true) {
-		close(m.done)
-	}
-}
 
 type entry struct {
 	pid       *actor.PID
@@ -53,7 +18,7 @@ type entry struct {
 	pending   []routed // held while the child stops, delivered to its successor
 }
 
-// manager owns the conversation actors: one child per <tenant>/<id>.
+// managerActor owns the conversation actors: one child per <tenant>/<id>.
 //
 // Passivation protocol, so that no message reaches a stopped mailbox: the
 // manager counts what it forwards to each child; a child that is idle replies
@@ -61,20 +26,20 @@ type entry struct {
 // processed. Only if that equals the forwarded count does the manager stop
 // it; from then on, messages for that id wait in pending and go to a fresh
 // child (loaded from its snapshot) once the old one has terminated.
-type manager struct {
-	rt      *Runtime
+type managerActor struct {
+	m       *Manager
 	entries map[string]*entry
 	byPID   map[string]string
 	cancel  scheduler.CancelFunc
 }
 
-func (m *manager) Receive(c actor.Context) {
+func (m *managerActor) Receive(c actor.Context) {
 	switch msg := c.Message().(type) {
 	case *actor.Started:
 		m.entries = map[string]*entry{}
 		m.byPID = map[string]string{}
-		every := m.rt.tick
-		m.cancel = scheduler.NewTimerScheduler(m.rt.system.Root).SendRepeatedly(every, every, c.Self(), &tickMsg{})
+		every := m.m.d.tick
+		m.cancel = scheduler.NewTimerScheduler(m.m.d.root).SendRepeatedly(every, every, c.Self(), &tickMsg{})
 	case *actor.Stopping:
 		if m.cancel != nil {
 			m.cancel()
@@ -100,8 +65,8 @@ func (m *manager) Receive(c actor.Context) {
 			return
 		}
 		delete(m.entries, key)
-		m.rt.active.Add(-1)
-		m.rt.met.Inc(metrics.Passivations)
+		m.m.active.Add(-1)
+		m.m.d.met.Inc(metrics.Passivations)
 		for _, p := range e.pending {
 			m.deliver(c, key, e.tenant, e.id, p)
 		}
@@ -121,21 +86,21 @@ func (m *manager) Receive(c actor.Context) {
 	case *tickMsg:
 		now := time.Now()
 		for _, e := range m.entries {
-			if !e.stopping && now.Sub(e.last) >= m.rt.idle {
+			if !e.stopping && now.Sub(e.last) >= m.m.d.idle {
 				m.send(c, e, &passivateMsg{})
 			}
 		}
 	}
 }
 
-func (m *manager) deliver(c actor.Context, key, tenant, id string, msg any) {
+func (m *managerActor) deliver(c actor.Context, key, tenant, id string, msg any) {
 	e := m.entries[key]
 	if e == nil {
 		e = &entry{tenant: tenant, id: id}
-		e.pid = c.Spawn(m.rt.convProps(tenant, id))
+		e.pid = c.Spawn(m.m.d.props(tenant, id))
 		m.entries[key] = e
 		m.byPID[e.pid.Id] = key
-		m.rt.active.Add(1)
+		m.m.active.Add(1)
 	}
 	if e.stopping {
 		if r, ok := msg.(routed); ok {
@@ -146,7 +111,7 @@ func (m *manager) deliver(c actor.Context, key, tenant, id string, msg any) {
 	m.send(c, e, msg)
 }
 
-func (m *manager) send(c actor.Context, e *entry, msg any) {
+func (m *managerActor) send(c actor.Context, e *entry, msg any) {
 	e.forwarded++
 	e.last = time.Now()
 	c.Send(e.pid, msg)

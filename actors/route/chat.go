@@ -1,132 +1,19 @@
-package actors
+package route
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/provider"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/failover"
 	"github.com/moltbot/moltbot/internal/metrics"
 )
-
-// ChainModel is the model name that means "the configured chain".
-const ChainModel = "moltbot"
-
-// router walks a chain of models for one request. It runs on the caller's
-// goroutine (a turn's goroutine or an HTTP handler), never inside Receive.
-type router struct {
-	root      *actor.RootContext
-	chain     []moltbot.ModelRef
-	providers map[string]*actor.PID
-	states    map[string]*providerState
-	met       *metrics.Registry
-	policy    *failover.Policy
-	// hedgeAfter > 0 also starts the next model when the leading one has
-	// produced no token by then.
-	hedgeAfter time.Duration
-	// continueStreams asks the next model to continue a visible reply that
-	// broke mid-stream, instead of ending it with an error.
-	continueStreams bool
-	now             func() time.Time
-}
-
-// MaxModelName caps a requested model name, in bytes.
-const MaxModelName = 256
-
-// resolve turns a requested model name into the chain to try.
-//
-//	"" or "moltbot"   the configured chain
-//	"provider/model"  that model only: the provider must exist and know it
-//	"model"           the first chain entry, or the first provider, that lists it
-//
-// A provider knows the models of the chain, its configured models: and the
-// models its last successful health check listed (Ollama's /api/tags, the
-// OpenAI and Anthropic /v1/models). Anything else is refused here, before a
-// breaker or a metric series exists for it: a client cannot grow the node's
-// state by inventing names.
-func (r *router) resolve(model string) ([]moltbot.ModelRef, error) {
-	if model == "" || model == ChainModel {
-		return r.chain, nil
-	}
-	if len(model) > MaxModelName {
-		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "model",
-			Message: fmt.Sprintf("model: the name is %d bytes; at most %d are allowed", len(model), MaxModelName)}
-	}
-	if strings.Contains(model, "/") {
-		ref, err := moltbot.ParseModelRef(model)
-		if err != nil {
-			return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "model", Message: err.Error()}
-		}
-		if _, ok := r.providers[ref.Provider]; ok {
-			if known := r.known(ref); known.Model != "" {
-				return []moltbot.ModelRef{known}, nil
-			}
-		}
-		// Maybe the whole name is a model of a provider ("org/model" on vLLM).
-		if refs := r.lookupBare(model); len(refs) > 0 {
-			return refs, nil
-		}
-		if _, ok := r.providers[ref.Provider]; ok {
-			return nil, &moltbot.Error{Code: moltbot.ENotFound, Param: "model",
-				Message: fmt.Sprintf("model %q not found: provider %q neither has it configured nor lists it (GET /v1/models shows what can be asked for)", model, ref.Provider)}
-		}
-		return nil, &moltbot.Error{Code: moltbot.ENotFound, Param: "model",
-			Message: fmt.Sprintf("model %q not found: no provider named %q (providers: %s)", model, ref.Provider, strings.Join(r.names(), ", "))}
-	}
-	if refs := r.lookupBare(model); len(refs) > 0 {
-		return refs, nil
-	}
-	return nil, &moltbot.Error{Code: moltbot.ENotFound, Param: "model",
-		Message: fmt.Sprintf("model %q not found: use %q for the configured chain, or provider/model (providers: %s)", model, ChainModel, strings.Join(r.names(), ", "))}
-}
-
-// known returns ref as its provider knows it (the chain's entry, or the
-// configured or listed name, "m" matching "m:latest"), or a zero ref.
-func (r *router) known(ref moltbot.ModelRef) moltbot.ModelRef {
-	for _, c := range r.chain {
-		if c == ref {
-			return c
-		}
-	}
-	st := r.states[ref.Provider]
-	if st == nil {
-		return moltbot.ModelRef{}
-	}
-	if st.chainModels[ref.Model] || st.lists(ref.Model) {
-		return ref
-	}
-	return moltbot.ModelRef{}
-}
-
-func (r *router) lookupBare(model string) []moltbot.ModelRef {
-	for _, ref := range r.chain {
-		if ref.Model == model {
-			return []moltbot.ModelRef{ref}
-		}
-	}
-	for _, name := range r.names() {
-		if r.states[name].lists(model) {
-			return []moltbot.ModelRef{{Provider: name, Model: model}}
-		}
-	}
-	return nil
-}
-
-func (r *router) names() []string {
-	out := make([]string, 0, len(r.providers))
-	for n := range r.providers {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Why an attempt was canceled by the router (context causes).
 var (
@@ -162,12 +49,12 @@ const (
 type event struct {
 	kind evKind
 	a    *attempt
-	res  callResult
+	res  provider.Result
 }
 
 // chatState is one request's walk of the chain.
 type chatState struct {
-	r        *router
+	r        *Router
 	ctx      context.Context
 	chain    []moltbot.ModelRef
 	msgs     []moltbot.Message
@@ -195,7 +82,7 @@ type leftModel struct {
 	reason string
 }
 
-// chat asks the models of chain until one answers.
+// Chat asks the models of chain until one answers.
 //
 // Models are tried in order. A model is skipped when its breaker is open, its
 // provider is rate limited (Retry-After), unreachable, or restarting after
@@ -212,7 +99,7 @@ type leftModel struct {
 //
 // On error after visible tokens, the returned completion holds the text the
 // client saw (so that it can be stored).
-func (r *router) chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc, visible bool) (*moltbot.Completion, error) {
+func (r *Router) Chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc, visible bool) (*moltbot.Completion, error) {
 	s := &chatState{r: r, ctx: ctx, chain: chain, msgs: msgs, opts: opts, fn: fn, visible: visible,
 		events: make(chan event, 8*(len(chain)+1)), running: map[*attempt]bool{}, t0: time.Now()}
 	defer s.stopAll(nil)
@@ -268,18 +155,17 @@ func (s *chatState) launch(cont bool) bool {
 		}
 		ref := s.chain[s.next]
 		s.next++
-		pid := s.r.providers[ref.Provider]
-		if pid == nil {
+		if s.r.providers.Get(ref.Provider) == nil {
 			continue
 		}
 		probe := false
 		if !s.forced {
-			st := s.r.states[ref.Provider]
+			st := s.r.providers.Get(ref.Provider)
 			ok, p, reason := false, false, "restarting"
 			// A provider in its crash backoff would refuse the call; asked
 			// first so that no half-open probe is handed out for it.
-			if st.restartLeft(now) == 0 {
-				ok, p, reason = s.r.policy.Admit(now, ref.Provider, ref.Model, st.reachable())
+			if st.RestartLeft(now) == 0 {
+				ok, p, reason = s.r.policy.Admit(now, ref.Provider, ref.Model, st.Reachable())
 			}
 			if !ok {
 				s.hops++
@@ -289,7 +175,7 @@ func (s *chatState) launch(cont bool) bool {
 			}
 			probe = p
 		}
-		s.start(ref, pid, probe, cont)
+		s.start(ref, probe, cont)
 		return true
 	}
 }
@@ -300,7 +186,7 @@ func (s *chatState) leave(ref moltbot.ModelRef, reason string) {
 	s.left = &leftModel{ref: ref, reason: reason}
 }
 
-func (s *chatState) start(ref moltbot.ModelRef, pid *actor.PID, probe, cont bool) {
+func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	if s.left != nil {
 		s.r.met.Inc(metrics.Failovers, s.left.ref.String(), ref.String(), s.left.reason)
 		s.left = nil
@@ -314,9 +200,9 @@ func (s *chatState) start(ref moltbot.ModelRef, pid *actor.PID, probe, cont bool
 	if cont {
 		msgs = append(append(make([]moltbot.Message, 0, len(msgs)+1), msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
 	}
-	call := &callMsg{ctx: actx, req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts},
-		fn:    func(text string) error { return s.token(a, text) },
-		reply: func(res callResult) { s.events <- event{kind: evDone, a: a, res: res} }}
+	call := &provider.Call{Ctx: actx, Req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts},
+		Fn:    func(text string) error { return s.token(a, text) },
+		Reply: func(res provider.Result) { s.events <- event{kind: evDone, a: a, res: res} }}
 	if a.hasNext {
 		latency := s.r.policy.Config().Latency
 		a.timers = append(a.timers, time.AfterFunc(latency, func() {
@@ -332,7 +218,7 @@ func (s *chatState) start(ref moltbot.ModelRef, pid *actor.PID, probe, cont bool
 			}
 		}))
 	}
-	s.r.root.Send(pid, call)
+	s.r.providers.Send(ref.Provider, call)
 }
 
 // token runs on the call's goroutine for each piece of text of attempt a.
@@ -362,7 +248,7 @@ func (s *chatState) token(a *attempt, text string) error {
 }
 
 // done handles the end of attempt a; done reports whether chat returns.
-func (s *chatState) done(a *attempt, res callResult) (*moltbot.Completion, error, bool) {
+func (s *chatState) done(a *attempt, res provider.Result) (*moltbot.Completion, error, bool) {
 	delete(s.running, a)
 	for _, t := range a.timers {
 		t.Stop()
@@ -371,7 +257,7 @@ func (s *chatState) done(a *attempt, res callResult) (*moltbot.Completion, error
 	a.cancel(nil)
 	now := s.r.now()
 	b := s.r.policy.Breaker(a.ref.Provider, a.ref.Model)
-	err := res.err
+	err := res.Err
 	ie, typed := inference.AsError(err)
 	switch {
 	case err == nil:
@@ -411,10 +297,10 @@ func (s *chatState) done(a *attempt, res callResult) (*moltbot.Completion, error
 			return nil, nil, false // finished without tokens after another took the stream
 		}
 		s.writer.Store(a)
-		s.usage.PromptTokens = max(s.usage.PromptTokens, res.res.Usage.PromptTokens)
-		s.usage.CompletionTokens += res.res.Usage.CompletionTokens
+		s.usage.PromptTokens = max(s.usage.PromptTokens, res.Res.Usage.PromptTokens)
+		s.usage.CompletionTokens += res.Res.Usage.CompletionTokens
 		return &moltbot.Completion{Content: s.shown.String(), Served: a.ref, Usage: s.usage,
-			FinishReason: orStop(res.res.FinishReason), Failovers: a.hop, TTFT: s.firstAt}, nil, true
+			FinishReason: orStop(res.Res.FinishReason), Failovers: a.hop, TTFT: s.firstAt}, nil, true
 	}
 	if !typed {
 		if writer || len(s.running) == 0 {
@@ -430,7 +316,7 @@ func (s *chatState) done(a *attempt, res callResult) (*moltbot.Completion, error
 	s.last = ie
 	s.failures = append(s.failures, ie.Error())
 	if writer {
-		s.usage.CompletionTokens += res.res.Usage.CompletionTokens
+		s.usage.CompletionTokens += res.Res.Usage.CompletionTokens
 		if !ie.Failover() || s.ctx.Err() != nil {
 			return s.partial(), s.fail(false), true
 		}

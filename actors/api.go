@@ -1,0 +1,182 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/conv"
+	"github.com/moltbot/moltbot/actors/pb"
+	"github.com/moltbot/moltbot/storage"
+)
+
+// The runtime's calls: conversations (routed to their owner in a cluster)
+// and stateless completions (through the router, on this node).
+
+// CreateOptions shape a new conversation.
+type CreateOptions struct {
+	ID     string // empty: a random id
+	System string
+	Model  string // empty: the configured chain
+}
+
+// TurnResult is a finished turn: the stored assistant message and how it was made.
+type TurnResult = conv.TurnResult
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewID returns a random conversation id.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "c_" + idEncoding.EncodeToString(b[:])
+}
+
+func validIDs(tenant, id string) error {
+	if !storage.ValidID(tenant) {
+		return &moltbot.Error{Code: moltbot.EInvalid, Param: "tenant", Message: fmt.Sprintf("invalid tenant %q", tenant)}
+	}
+	if !storage.ValidID(id) {
+		return &moltbot.Error{Code: moltbot.EInvalid, Param: "id", Message: fmt.Sprintf("invalid conversation id %q: use 1-128 letters, digits, '-', '_', '.' or ':'", id)}
+	}
+	return nil
+}
+
+// turnIDs makes turn ids unique across nodes and restarts: a random prefix
+// per runtime, then a counter.
+type turnIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newTurnIDs() *turnIDs {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	return &turnIDs{prefix: "t" + idEncoding.EncodeToString(rnd[:]) + "."}
+}
+
+func (t *turnIDs) next() string { return t.prefix + strconv.FormatUint(t.n.Add(1), 36) }
+
+// Create starts a conversation and stores it (synced) before returning.
+func (rt *Runtime) Create(ctx context.Context, tenant string, o CreateOptions) (*moltbot.Conversation, error) {
+	if err := rt.life.open(); err != nil {
+		return nil, err
+	}
+	if o.ID == "" {
+		o.ID = NewID()
+	}
+	if err := validIDs(tenant, o.ID); err != nil {
+		return nil, err
+	}
+	if o.Model != "" {
+		if _, err := rt.router.Resolve(o.Model); err != nil {
+			return nil, err
+		}
+	}
+	return rt.link.fwd.conv(ctx, tenant, o.ID, func() (*moltbot.Conversation, error) {
+		return rt.link.own.withOwner(rt.convs.Create(ctx, tenant, o.ID, o.System, o.Model))
+	}, &pb.ConvRequest{Op: pb.ConvRequest_CREATE, Tenant: tenant, Id: o.ID, System: o.System, Model: o.Model})
+}
+
+// Get returns a copy of a conversation.
+func (rt *Runtime) Get(ctx context.Context, tenant, id string) (*moltbot.Conversation, error) {
+	if err := rt.life.open(); err != nil {
+		return nil, err
+	}
+	if err := validIDs(tenant, id); err != nil {
+		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
+	return rt.link.fwd.conv(ctx, tenant, id, func() (*moltbot.Conversation, error) {
+		return rt.link.own.withOwner(rt.convs.Get(ctx, tenant, id))
+	}, &pb.ConvRequest{Op: pb.ConvRequest_GET, Tenant: tenant, Id: id})
+}
+
+// Delete removes a conversation; a running turn is canceled.
+func (rt *Runtime) Delete(ctx context.Context, tenant, id string) error {
+	if err := rt.life.open(); err != nil {
+		return err
+	}
+	if err := validIDs(tenant, id); err != nil {
+		return moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
+	_, err := rt.link.fwd.conv(ctx, tenant, id, func() (*moltbot.Conversation, error) { return nil, rt.convs.Delete(ctx, tenant, id) },
+		&pb.ConvRequest{Op: pb.ConvRequest_DELETE, Tenant: tenant, Id: id})
+	return err
+}
+
+// Turn adds a user message to a conversation and runs one model turn,
+// streaming the reply to fn (which may be nil). The user message is stored
+// before the model is asked and the reply before Turn returns. In a cluster
+// the turn runs on the conversation's owner; if the owner moves or dies
+// before any token reached fn, the turn is retried on the new owner with the
+// same turn id, so it is never answered twice into the context.
+func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
+	if err := rt.life.open(); err != nil {
+		return nil, err
+	}
+	if err := validIDs(tenant, id); err != nil {
+		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
+	if content == "" {
+		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must not be empty"}
+	}
+	turnID := rt.turnIDs.next()
+	if !rt.link.clustered() {
+		return rt.convs.Turn(ctx, tenant, id, turnID, content, opts, fn)
+	}
+	return rt.link.fwd.turn(ctx, tenant, id, turnID, content, opts, fn)
+}
+
+// Complete runs a stateless chat completion through the router.
+func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if err := rt.life.open(); err != nil {
+		return nil, err
+	}
+	chain, err := rt.router.Resolve(opts.Model)
+	if err != nil {
+		return nil, err
+	}
+	visible := fn != nil
+	if fn == nil {
+		fn = func(moltbot.Chunk) error { return nil }
+	}
+	ctx, cancel := context.WithTimeout(ctx, rt.requestTimeout)
+	defer cancel()
+	stop := context.AfterFunc(rt.life.base, cancel)
+	defer stop()
+	comp, err := rt.router.Chat(ctx, chain, msgs, opts, fn, visible)
+	if err != nil {
+		return nil, err
+	}
+	return comp, nil
+}
+
+// ResolveModel checks that a model name can be served (for early 404s).
+func (rt *Runtime) ResolveModel(model string) error {
+	_, err := rt.router.Resolve(model)
+	return err
+}
+
+// lifetime is the runtime's: Shutdown cancels base, which ends every turn
+// and every goroutine the runtime and its link started (counted in wg),
+// and waits for them.
+type lifetime struct {
+	base   context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// open returns nil unless the runtime is shutting down.
+func (l *lifetime) open() error {
+	if l.closed.Load() {
+		return &moltbot.Error{Code: moltbot.EShutdown, Message: "the node is shutting down", RetryAfter: time.Second}
+	}
+	return nil
+}

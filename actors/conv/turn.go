@@ -1,0 +1,182 @@
+package conv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/internal/metrics"
+)
+
+// A turn of a conversation actor: start checks it fits and persists the
+// user message, run asks the model on a goroutine, finish stores the reply
+// and answers, then starts the next queued turn.
+
+// start runs turn m: check it fits, persist the user message, then ask the
+// model on a goroutine that reports back with turnDone.
+func (a *conversation) start(c actor.Context, m *turnMsg) {
+	if err := m.ctx.Err(); err != nil {
+		m.answer(turnReply{err: moltbot.Errorf(moltbot.EInvalid, "turn canceled by the client")})
+		return
+	}
+	model := m.opts.Model
+	if model == "" {
+		model = a.conv.Model
+	}
+	chain, err := a.d.router.Resolve(model)
+	if err != nil {
+		m.answer(turnReply{err: err})
+		return
+	}
+	now := time.Now().UnixMilli()
+	// A retry of a turn this conversation already has: replay its reply, or
+	// answer its stored user message without adding it again.
+	if i := a.findTurn(m.turnID); i >= 0 {
+		if i+1 < len(a.conv.Messages) && a.conv.Messages[i+1].Role == moltbot.RoleAssistant && !a.conv.Messages[i+1].Incomplete {
+			r := a.conv.Messages[i+1]
+			m.answer(turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Completion: &moltbot.Completion{
+				Content: r.Content, Served: refOf(r.Model), FinishReason: "stop"}}})
+			return
+		}
+		if i == len(a.conv.Messages)-1 {
+			a.run(c, m, chain)
+			return
+		}
+	}
+	user := moltbot.Message{ID: m.turnID, Role: moltbot.RoleUser, Content: m.content, Created: now}
+	budget := a.d.budget(m.opts.MaxTokens)
+	a.conv.Messages = append(a.conv.Messages, user)
+	_, _, ok := buildContext(a.conv.System, a.conv.Messages, budget)
+	if !ok {
+		a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+		need := inference.MessageTokens(&user)
+		if a.conv.System != "" {
+			need += inference.MessageTokens(&moltbot.Message{Content: a.conv.System})
+		}
+		m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: fmt.Sprintf(
+			"the message is too long for the context: about %d tokens with the system prompt, and %d fit (conversations.max_context_tokens less room for the reply)",
+			need, budget)}})
+		return
+	}
+	a.conv.Version++
+	a.conv.Updated = now
+	if err := a.own.persist(a.conv); err != nil {
+		a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+		a.conv.Version--
+		m.answer(turnReply{err: err})
+		return
+	}
+	a.own.replicated(a.conv, func(error) {}) // the user message: copied without waiting
+	a.run(c, m, chain)
+}
+
+// findTurn returns the index of the user message of turn id, or -1. Only
+// the last few messages are searched: a retry follows its first attempt.
+func (a *conversation) findTurn(id string) int {
+	if id == "" {
+		return -1
+	}
+	for i := len(a.conv.Messages) - 1; i >= 0 && i >= len(a.conv.Messages)-4; i-- {
+		if m := &a.conv.Messages[i]; m.Role == moltbot.RoleUser && m.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func refOf(s string) moltbot.ModelRef {
+	r, err := moltbot.ParseModelRef(s)
+	if err != nil {
+		return moltbot.ModelRef{Model: s}
+	}
+	return r
+}
+
+// run asks the model for the stored last user message on a goroutine.
+func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef) {
+	msgs, dropped, _ := buildContext(a.conv.System, a.conv.Messages, a.d.budget(m.opts.MaxTokens))
+	if dropped > 0 {
+		a.d.met.Counter(metrics.ContextTrimmed).Add(dropped)
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, a.d.requestTimeout)
+	a.running, a.cancelRun = m, cancel
+	self, root, router := c.Self(), a.d.root, a.d.router
+	go func() {
+		comp, err := router.Chat(ctx, chain, msgs, m.opts, m.fn, m.visible)
+		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err})
+	}()
+}
+
+func (a *conversation) finish(c actor.Context, d *turnDone) {
+	m := a.running
+	if m == nil || m.turnID != d.turnID {
+		return // from before a restart
+	}
+	a.cancelRun()
+	a.running, a.cancelRun = nil, nil
+	a.current = m // in hand until answered: a panic below answers it
+	a.lastActive = time.Now()
+	switch {
+	case a.conv == nil:
+		a.d.met.Inc(metrics.ConversationTurns, "deleted")
+		m.answer(turnReply{err: moltbot.Errorf(moltbot.ENotFound, "conversation %q was deleted during the turn", a.id)})
+	case d.err != nil:
+		// The user message stays. If the client saw part of a reply, that
+		// part is stored, marked incomplete: the conversation holds what the
+		// user saw, nothing more.
+		a.d.met.Inc(metrics.ConversationTurns, "error")
+		if d.comp != nil && d.comp.Content != "" && m.visible {
+			part := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(),
+				Created: time.Now().UnixMilli(), Incomplete: true}
+			a.conv.Messages = append(a.conv.Messages, part)
+			a.conv.Version++
+			a.conv.Updated = part.Created
+			if err := a.own.persist(a.conv); err != nil {
+				a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+				a.conv.Version--
+			}
+		}
+		m.answer(turnReply{err: d.err})
+	default:
+		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
+		a.conv.Messages = append(a.conv.Messages, asst)
+		a.conv.Version++
+		a.conv.Updated = asst.Created
+		if err := a.own.persist(a.conv); err != nil {
+			a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+			a.conv.Version--
+			a.d.met.Inc(metrics.ConversationTurns, "error")
+			m.answer(turnReply{err: err})
+			break
+		}
+		a.d.met.Inc(metrics.ConversationTurns, "ok")
+		res := &TurnResult{Message: asst, Completion: d.comp, Version: a.conv.Version}
+		// Acknowledged only once the replicas hold the reply too.
+		a.own.replicated(a.conv, func(err error) {
+			if errors.Is(err, ErrStale) {
+				m.answer(turnReply{err: Moved()})
+				return
+			}
+			m.answer(turnReply{res: res})
+		})
+	}
+	a.current = nil // answered, or handed to the replication's goroutine
+	for len(a.queue) > 0 && a.running == nil {
+		next := a.queue[0]
+		a.queue = a.queue[1:]
+		if a.conv == nil {
+			next.answer(turnReply{err: a.notFound()})
+			continue
+		}
+		a.current = next
+		a.start(c, next)
+		a.current = nil
+	}
+	if a.conv == nil {
+		a.release(c)
+	}
+}
