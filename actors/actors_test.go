@@ -123,7 +123,7 @@ func TestTurnStreamsAndPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	var chunks []string
-	res, err := e.rt.Turn(ctx(t), "default", c.ID, "hello", moltbot.ChatOptions{}, func(ch moltbot.Chunk) error {
+	res, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hello", Options: moltbot.ChatOptions{}}, func(ch moltbot.Chunk) error {
 		if ch.Served.String() != "sim/sim" {
 			t.Errorf("chunk served by %v", ch.Served)
 		}
@@ -158,7 +158,7 @@ func TestTurnStreamsAndPersists(t *testing.T) {
 
 func TestUnknownConversationAndModel(t *testing.T) {
 	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
-	if _, err := e.rt.Turn(ctx(t), "default", "nope", "hi", moltbot.ChatOptions{}, nil); code(err) != moltbot.ENotFound {
+	if _, err := e.rt.Turn(ctx(t), "default", "nope", moltbot.TurnInput{Content: "hi", Options: moltbot.ChatOptions{}}, nil); code(err) != moltbot.ENotFound {
 		t.Errorf("turn on missing: %v", err)
 	}
 	if _, err := e.rt.Get(ctx(t), "default", "nope"); code(err) != moltbot.ENotFound {
@@ -199,7 +199,7 @@ func TestBrokenStreamStoresWhatTheUserSaw(t *testing.T) {
 	e := start(t, []string{"broken/m", "sim/m"}, []ProviderSpec{spec("broken", broken), spec("sim", simP)}, nil)
 	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
 	var seen string
-	_, err := e.rt.Turn(ctx(t), "default", c.ID, "hi", moltbot.ChatOptions{}, func(ch moltbot.Chunk) error { seen += ch.Content; return nil })
+	_, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", Options: moltbot.ChatOptions{}}, func(ch moltbot.Chunk) error { seen += ch.Content; return nil })
 	if code(err) != moltbot.EUnavailable || seen != "partial " || simP.calls.Load() != 0 {
 		t.Fatalf("err %v seen %q fallback calls %d", err, seen, simP.calls.Load())
 	}
@@ -208,7 +208,7 @@ func TestBrokenStreamStoresWhatTheUserSaw(t *testing.T) {
 		t.Fatalf("stored %+v", stored.Messages)
 	}
 	// The conversation still works.
-	if _, err := e.rt.Turn(ctx(t), "default", c.ID, "again", moltbot.ChatOptions{Model: "sim/m"}, nil); err != nil {
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "again", Options: moltbot.ChatOptions{Model: "sim/m"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	stored, _ = e.store.Get("default", c.ID)
@@ -218,7 +218,7 @@ func TestBrokenStreamStoresWhatTheUserSaw(t *testing.T) {
 	// A client that did not stream saw nothing: a failure mid-reply is
 	// retried on the fallback from scratch and nothing partial is stored.
 	c2, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
-	res, err := e.rt.Turn(ctx(t), "default", c2.ID, "quiet", moltbot.ChatOptions{}, nil)
+	res, err := e.rt.Turn(ctx(t), "default", c2.ID, moltbot.TurnInput{Content: "quiet", Options: moltbot.ChatOptions{}}, nil)
 	if err != nil || res.Message.Model != "sim/m" || res.Message.Content != "echo: quiet " || res.Completion.Failovers != 1 {
 		t.Fatalf("non-streaming: %+v %v", res, err)
 	}
@@ -232,7 +232,7 @@ func TestTurnsQueueInOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := e.rt.Turn(ctx(t), "default", c.ID, fmt.Sprint("q", i), moltbot.ChatOptions{}, nil); err != nil {
+			if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: fmt.Sprint("q", i), Options: moltbot.ChatOptions{}}, nil); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -256,11 +256,11 @@ func TestConversationBusy(t *testing.T) {
 	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.rt.Turn(ctx(t), "default", c.ID, "first", moltbot.ChatOptions{}, nil)
+		_, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "first", Options: moltbot.ChatOptions{}}, nil)
 		done <- err
 	}()
 	testutil.Eventually(t, 5*time.Second, "first turn running", func() bool { return e.rt.Status().Providers[0].InFlight == 1 })
-	if _, err := e.rt.Turn(ctx(t), "default", c.ID, "second", moltbot.ChatOptions{}, nil); code(err) != moltbot.EBusy {
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "second", Options: moltbot.ChatOptions{}}, nil); code(err) != moltbot.EBusy {
 		t.Fatalf("second: %v", err)
 	}
 	close(release)
@@ -272,7 +272,7 @@ func TestConversationBusy(t *testing.T) {
 func TestPassivationAndReactivation(t *testing.T) {
 	e := start(t, []string{"p/m"}, []ProviderSpec{spec("p", &fake{chat: echo})}, func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
 	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
-	if _, err := e.rt.Turn(ctx(t), "default", c.ID, "remember me", moltbot.ChatOptions{}, nil); err != nil {
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "remember me", Options: moltbot.ChatOptions{}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, "passivation", func() bool { return e.rt.ActiveConversations() == 0 })
@@ -324,7 +324,7 @@ func TestPassivationRace(t *testing.T) {
 			defer wg.Done()
 			for j := 0; j < turns; j++ {
 				c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := e.rt.Turn(c, "default", id, fmt.Sprint("m", j), moltbot.ChatOptions{}, nil)
+				_, err := e.rt.Turn(c, "default", id, moltbot.TurnInput{Content: fmt.Sprint("m", j), Options: moltbot.ChatOptions{}}, nil)
 				if err == nil {
 					_, err = e.rt.Get(c, "default", id)
 				}
@@ -359,7 +359,7 @@ func TestDeleteDuringTurn(t *testing.T) {
 	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.rt.Turn(ctx(t), "default", c.ID, "hi", moltbot.ChatOptions{}, nil)
+		_, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", Options: moltbot.ChatOptions{}}, nil)
 		done <- err
 	}()
 	testutil.Eventually(t, 5*time.Second, "turn running", func() bool { return e.rt.Status().Providers[0].InFlight == 1 })
@@ -389,7 +389,7 @@ func TestClientCancel(t *testing.T) {
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.rt.Turn(cctx, "default", c.ID, "hi", moltbot.ChatOptions{}, nil)
+		_, err := e.rt.Turn(cctx, "default", c.ID, moltbot.TurnInput{Content: "hi", Options: moltbot.ChatOptions{}}, nil)
 		done <- err
 	}()
 	testutil.Eventually(t, 5*time.Second, "turn running", func() bool { return e.rt.Status().Providers[0].InFlight == 1 })
@@ -409,12 +409,12 @@ func TestStoreFailureRejectsTurn(t *testing.T) {
 	e := start(t, []string{"p/m"}, []ProviderSpec{spec("p", p)}, nil)
 	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
 	e.store.SetFail(errors.New("disk full"))
-	_, err := e.rt.Turn(ctx(t), "default", c.ID, "hi", moltbot.ChatOptions{}, nil)
+	_, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", Options: moltbot.ChatOptions{}}, nil)
 	if code(err) != moltbot.EUnavailable || p.calls.Load() != 0 {
 		t.Fatalf("err %v, model calls %d: the model must not be asked before the user turn is stored", err, p.calls.Load())
 	}
 	e.store.SetFail(nil)
-	if _, err := e.rt.Turn(ctx(t), "default", c.ID, "hi", moltbot.ChatOptions{}, nil); err != nil {
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", Options: moltbot.ChatOptions{}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := e.rt.Get(ctx(t), "default", c.ID)
@@ -429,7 +429,7 @@ func TestContextTrimmed(t *testing.T) {
 	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{System: "SYSTEM PROMPT"})
 	long := strings.Repeat("word ", 30) // ~38 tokens
 	for i := 0; i < 8; i++ {
-		if _, err := e.rt.Turn(ctx(t), "default", c.ID, fmt.Sprint(i, long), moltbot.ChatOptions{MaxTokens: 50}, nil); err != nil {
+		if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: fmt.Sprint(i, long), Options: moltbot.ChatOptions{MaxTokens: 50}}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -444,7 +444,7 @@ func TestContextTrimmed(t *testing.T) {
 	if len(got.Messages) != 16 {
 		t.Fatalf("the stored history was trimmed too: %d", len(got.Messages))
 	}
-	_, err := e.rt.Turn(ctx(t), "default", c.ID, strings.Repeat("x", 4000), moltbot.ChatOptions{}, nil)
+	_, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: strings.Repeat("x", 4000), Options: moltbot.ChatOptions{}}, nil)
 	if code(err) != moltbot.EInvalid || !strings.Contains(err.Error(), "too long") {
 		t.Fatalf("oversized message: %v", err)
 	}
@@ -475,7 +475,7 @@ func BenchmarkTurnSim(b *testing.B) {
 		if i%32 == 0 { // keep the conversation short so the benchmark measures a turn, not history growth
 			c, _ = rt.Create(context.Background(), "default", CreateOptions{})
 		}
-		if _, err := rt.Turn(context.Background(), "default", c.ID, "hello there", moltbot.ChatOptions{}, nil); err != nil {
+		if _, err := rt.Turn(context.Background(), "default", c.ID, moltbot.TurnInput{Content: "hello there", Options: moltbot.ChatOptions{}}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -127,10 +127,21 @@ func (a *agent) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 			return nil
 		}
 	}
+	if moltbot.ValidRequestID(t.RequestId) {
+		ctx = moltbot.WithRequestID(ctx, t.RequestId)
+	}
 	res, err := l.convs.Turn(ctx, t.Tenant, t.Id, t.TurnId, t.Content, fromPBOptions(t.Options), fn)
+	switch moltbot.ErrorCode(err) {
+	case moltbot.EUnavailable, moltbot.ETimeout, moltbot.EInternal, moltbot.EBusy:
+		if err != nil {
+			// The node that took the request logs it too; this line, on the
+			// owner, carries the same request id.
+			l.log.WarnContext(ctx, "forwarded turn failed", "conversation", t.Tenant+"/"+t.Id, "from", env.FromNode, "code", moltbot.ErrorCode(err), "err", err)
+		}
+	}
 	out := &pb.TurnResult{Error: toPBError(err)}
 	if res != nil {
-		out.Version = res.Version
+		out.Version, out.Replayed = res.Version, res.Replayed
 		out.Message = toPBMessage(&res.Message)
 		out.Completion = toPBCompletion(res.Completion)
 	}
@@ -146,7 +157,7 @@ func (a *agent) serveConv(r *pb.ConvRequest) *pb.ConvReply {
 	// (The snapshot does not carry the owner: the reply names it.)
 	switch r.Op {
 	case pb.ConvRequest_CREATE:
-		c, err = l.convs.Create(ctx, r.Tenant, r.Id, r.System, r.Model)
+		c, err = l.convs.Create(ctx, r.Tenant, moltbot.NewConversation{ID: r.Id, System: r.System, Model: r.Model, User: r.User})
 	case pb.ConvRequest_GET:
 		c, err = l.convs.Get(ctx, r.Tenant, r.Id)
 	case pb.ConvRequest_DELETE:

@@ -20,11 +20,7 @@ import (
 // and stateless completions (through the router, on this node).
 
 // CreateOptions shape a new conversation.
-type CreateOptions struct {
-	ID     string // empty: a random id
-	System string
-	Model  string // empty: the configured chain
-}
+type CreateOptions = moltbot.NewConversation
 
 // TurnResult is a finished turn: the stored assistant message and how it was made.
 type TurnResult = conv.TurnResult
@@ -80,8 +76,8 @@ func (rt *Runtime) Create(ctx context.Context, tenant string, o CreateOptions) (
 		}
 	}
 	return rt.link.fwd.conv(ctx, tenant, o.ID, func() (*moltbot.Conversation, error) {
-		return rt.link.own.withOwner(rt.convs.Create(ctx, tenant, o.ID, o.System, o.Model))
-	}, &pb.ConvRequest{Op: pb.ConvRequest_CREATE, Tenant: tenant, Id: o.ID, System: o.System, Model: o.Model})
+		return rt.link.own.withOwner(rt.convs.Create(ctx, tenant, o))
+	}, &pb.ConvRequest{Op: pb.ConvRequest_CREATE, Tenant: tenant, Id: o.ID, System: o.System, Model: o.Model, User: o.User})
 }
 
 // Get returns a copy of a conversation.
@@ -115,8 +111,12 @@ func (rt *Runtime) Delete(ctx context.Context, tenant, id string) error {
 // before the model is asked and the reply before Turn returns. In a cluster
 // the turn runs on the conversation's owner; if the owner moves or dies
 // before any token reached fn, the turn is retried on the new owner with the
-// same turn id, so it is never answered twice into the context.
-func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
+// same turn id, so it is never answered twice into the context. A message
+// with an external id has a turn id made of it: delivered again (a
+// channel's or a client's retry, on any node, at any later time), it runs
+// no second turn and gets the stored reply (TurnResult.Replayed).
+func (rt *Runtime) Turn(ctx context.Context, tenant, id string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*TurnResult, error) {
+	content, opts := in.Content, in.Options
 	if err := rt.life.open(); err != nil {
 		return nil, err
 	}
@@ -127,6 +127,12 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id, content string, opts mo
 		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must not be empty"}
 	}
 	turnID := rt.turnIDs.next()
+	if in.ExternalID != "" {
+		if len(in.ExternalID) > moltbot.MaxExternalIDLen {
+			return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "external_id", Message: fmt.Sprintf("an external message id is at most %d bytes", moltbot.MaxExternalIDLen)}
+		}
+		turnID = conv.ExternalTurn + in.ExternalID
+	}
 	if !rt.link.clustered() {
 		return rt.convs.Turn(ctx, tenant, id, turnID, content, opts, fn)
 	}

@@ -153,7 +153,7 @@ func testForwarding(t *testing.T, size int) {
 	for i := 0; i < turns; i++ {
 		n := nodes[i%size]
 		var chunks []string
-		res, err := n.rt.Turn(ctx(t), "default", c.ID, fmt.Sprint("turn ", i), moltbot.ChatOptions{}, func(ch moltbot.Chunk) error {
+		res, err := n.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: fmt.Sprint("turn ", i), Options: moltbot.ChatOptions{}}, func(ch moltbot.Chunk) error {
 			chunks = append(chunks, ch.Content)
 			return nil
 		})
@@ -220,7 +220,7 @@ func TestClusterOwnerDeath(t *testing.T) {
 		}
 		ids = append(ids, c.ID)
 		for j := 0; j < 2; j++ {
-			if _, err := nodes[(i+j)%3].rt.Turn(ctx(t), "default", c.ID, fmt.Sprint("m", j), moltbot.ChatOptions{}, nil); err != nil {
+			if _, err := nodes[(i+j)%3].rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: fmt.Sprint("m", j), Options: moltbot.ChatOptions{}}, nil); err != nil {
 				t.Fatal(err)
 			}
 			acked[c.ID]++
@@ -236,7 +236,7 @@ func TestClusterOwnerDeath(t *testing.T) {
 				t.Fatalf("%s via %s after the owner's death: %d messages, %v", id, n.cl.ID(), len(got.Messages), err)
 			}
 		}
-		if _, err := live(nodes)[0].rt.Turn(ctx(t), "default", id, "after", moltbot.ChatOptions{}, nil); err != nil {
+		if _, err := live(nodes)[0].rt.Turn(ctx(t), "default", id, moltbot.TurnInput{Content: "after", Options: moltbot.ChatOptions{}}, nil); err != nil {
 			t.Fatalf("turn after death: %v", err)
 		}
 	}
@@ -250,7 +250,7 @@ func TestClusterJoinAndLeave(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		c, _ := nodes[0].rt.Create(ctx(t), "default", CreateOptions{})
 		ids = append(ids, c.ID)
-		if _, err := nodes[1].rt.Turn(ctx(t), "default", c.ID, "before the join", moltbot.ChatOptions{}, nil); err != nil {
+		if _, err := nodes[1].rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "before the join", Options: moltbot.ChatOptions{}}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -262,7 +262,7 @@ func TestClusterJoinAndLeave(t *testing.T) {
 		if joiner.rt.link.own.isOwner("default", id) {
 			moved++
 		}
-		res, err := nodes[0].rt.Turn(ctx(t), "default", id, "after the join", moltbot.ChatOptions{}, nil)
+		res, err := nodes[0].rt.Turn(ctx(t), "default", id, moltbot.TurnInput{Content: "after the join", Options: moltbot.ChatOptions{}}, nil)
 		if err != nil || res.Version == 0 {
 			t.Fatalf("%s after join: %v", id, err)
 		}
@@ -321,7 +321,7 @@ func TestClusterOwnerDiesMidTurn(t *testing.T) {
 	var err error
 	go func() {
 		defer wg.Done()
-		res, err = nodes[0].rt.Turn(ctx(t), "default", id, "are you there?", moltbot.ChatOptions{}, nil)
+		res, err = nodes[0].rt.Turn(ctx(t), "default", id, moltbot.TurnInput{Content: "are you there?", Options: moltbot.ChatOptions{}}, nil)
 	}()
 	testutil.Eventually(t, 5*time.Second, "turn running on the owner", func() bool { return nodes[1].rt.Status().Providers[0].InFlight == 1 })
 	nodes[1].kill()

@@ -147,7 +147,7 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 		deadline = d
 	}
 	env.Body = &pb.Envelope_Turn{Turn: &pb.TurnRequest{Tenant: tenant, Id: id, TurnId: turnID, Content: content,
-		Options: toPBOptions(opts), Visible: visible, DeadlineUnixMs: deadline.UnixMilli()}}
+		Options: toPBOptions(opts), Visible: visible, DeadlineUnixMs: deadline.UnixMilli(), RequestId: moltbot.RequestID(ctx)}}
 	l.system.Root.Send(agentPID(owner), env)
 	timer := time.NewTimer(time.Until(deadline) + 5*time.Second)
 	defer timer.Stop()

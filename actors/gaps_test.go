@@ -164,11 +164,11 @@ func TestCrashedRequestIsAnswered(t *testing.T) {
 			return err
 		}},
 		{"storing the user message", func(id string) error {
-			_, err := e.rt.Turn(ctx(t), "default", id, "crash", moltbot.ChatOptions{}, nil)
+			_, err := e.rt.Turn(ctx(t), "default", id, moltbot.TurnInput{Content: "crash", Options: moltbot.ChatOptions{}}, nil)
 			return err
 		}},
 		{"storing the reply", func(id string) error {
-			_, err := e.rt.Turn(ctx(t), "default", id, "crash-reply", moltbot.ChatOptions{}, func(moltbot.Chunk) error { return nil })
+			_, err := e.rt.Turn(ctx(t), "default", id, moltbot.TurnInput{Content: "crash-reply", Options: moltbot.ChatOptions{}}, func(moltbot.Chunk) error { return nil })
 			return err
 		}},
 	} {
@@ -185,7 +185,7 @@ func TestCrashedRequestIsAnswered(t *testing.T) {
 			testutil.Eventually(t, 5*time.Second, "restart counted", func() bool {
 				return e.met.Get(metrics.ActorRestarts, "conversation") == restarts+1
 			})
-			if _, err := e.rt.Turn(ctx(t), "default", c.ID, "still there?", moltbot.ChatOptions{}, nil); err != nil {
+			if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "still there?", Options: moltbot.ChatOptions{}}, nil); err != nil {
 				t.Fatalf("after the restart: %v", err)
 			}
 		})
@@ -201,7 +201,7 @@ func TestRestartedConversationPassivates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go e.rt.Turn(ctx(t), "default", c.ID, "crash", moltbot.ChatOptions{}, nil) // its answer is the test above's business
+	go e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "crash", Options: moltbot.ChatOptions{}}, nil) // its answer is the test above's business
 	testutil.Eventually(t, 5*time.Second, "restart counted", func() bool { return e.met.Get(metrics.ActorRestarts, "conversation") == 1 })
 	testutil.Eventually(t, 5*time.Second, "the restarted conversation passivated", func() bool { return e.rt.ActiveConversations() == 0 })
 	if got, err := e.rt.Get(ctx(t), "default", c.ID); err != nil || len(got.Messages) != 0 {

@@ -113,7 +113,7 @@ func TestUnknownModelsMakeNoState(t *testing.T) {
 				t.Fatalf("%s: %v", m, err)
 			}
 			if i%100 == 0 {
-				if _, err := e.rt.Turn(ctx(t), "default", c.ID, "x", moltbot.ChatOptions{Model: m}, nil); code(err) != moltbot.ENotFound {
+				if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "x", Options: moltbot.ChatOptions{Model: m}}, nil); code(err) != moltbot.ENotFound {
 					t.Fatalf("turn %s: %v", m, err)
 				}
 				if _, err := e.rt.Create(ctx(t), "default", CreateOptions{Model: m}); code(err) != moltbot.ENotFound {

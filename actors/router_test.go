@@ -209,7 +209,7 @@ func TestNoFailoverOnBadRequest(t *testing.T) {
 	simP := &fake{chat: echo}
 	e := start(t, []string{"bad/m", "sim/m"}, []ProviderSpec{spec("bad", bad), spec("sim", simP)}, nil)
 	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
-	_, err := e.rt.Turn(ctx(t), "default", c.ID, "hi", moltbot.ChatOptions{}, nil)
+	_, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", Options: moltbot.ChatOptions{}}, nil)
 	if code(err) != moltbot.EInvalid || simP.calls.Load() != 0 {
 		t.Fatalf("err %v, fallback calls %d", err, simP.calls.Load())
 	}

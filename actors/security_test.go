@@ -134,7 +134,7 @@ func serving(t *testing.T, nodes []*tnode, what string) {
 		if err != nil {
 			t.Fatalf("after %s, node %d cannot create: %v", what, i, err)
 		}
-		if _, err := nodes[(i+1)%len(nodes)].rt.Turn(ctx(t), "default", c.ID, "still there?", moltbot.ChatOptions{}, nil); err != nil {
+		if _, err := nodes[(i+1)%len(nodes)].rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "still there?", Options: moltbot.ChatOptions{}}, nil); err != nil {
 			t.Fatalf("after %s, a turn through node %d fails: %v", what, (i+1)%len(nodes), err)
 		}
 	}

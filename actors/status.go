@@ -13,10 +13,7 @@ import (
 // and readiness of the node, the breakers, the cluster's membership.
 
 // ModelInfo is one entry of /v1/models.
-type ModelInfo struct {
-	ID       string // "moltbot", or provider/model
-	Provider string
-}
+type ModelInfo = moltbot.ModelInfo
 
 // Models lists what a client may ask for: the chain, then each provider's models.
 func (rt *Runtime) Models() []ModelInfo {

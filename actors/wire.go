@@ -67,7 +67,7 @@ func fromPBResult(r *pb.TurnResult) (*TurnResult, error) {
 	if r.Error != nil {
 		return nil, fromPBError(r.Error)
 	}
-	out := &TurnResult{Version: r.Version}
+	out := &TurnResult{Version: r.Version, Replayed: r.Replayed}
 	if m := r.Message; m != nil {
 		out.Message = moltbot.Message{ID: m.Id, Role: moltbot.Role(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete}
 	}

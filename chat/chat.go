@@ -23,7 +23,7 @@ import (
 	"github.com/moltbot/moltbot/internal/metrics"
 )
 
-// Runtime runs turns and keeps conversations (actors.Runtime.Chat()).
+// Runtime runs turns and keeps conversations (*actors.Runtime).
 type Runtime interface {
 	Complete(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error)
 	Create(ctx context.Context, space string, o moltbot.NewConversation) (*moltbot.Conversation, error)

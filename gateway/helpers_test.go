@@ -15,7 +15,7 @@ func newServer(rt *actors.Runtime, as *auth.Service, maxMessage int, cfg Config)
 	if as != nil {
 		pol = as
 	}
-	c := chat.New(rt.Chat(), pol, chat.Config{MaxMessageBytes: maxMessage, Metrics: cfg.Metrics, Logger: cfg.Logger})
+	c := chat.New(rt, pol, chat.Config{MaxMessageBytes: maxMessage, Metrics: cfg.Metrics, Logger: cfg.Logger})
 	m := manage.New(manage.Config{Auth: as, Runtime: rt})
 	return New(c, m, cfg)
 }

@@ -84,12 +84,13 @@ type Config struct {
 }
 
 // TurnResult is a finished turn: the stored assistant message and how it was made.
-type TurnResult struct {
-	Message    moltbot.Message
-	Completion *moltbot.Completion
-	// Version is the conversation's version after the reply was stored.
-	Version uint64
-}
+type TurnResult = moltbot.TurnResult
+
+// ExternalTurn is the prefix of the turn id of a message that came with an
+// external id (moltbot.TurnInput.ExternalID): its user message's id is the
+// prefix and the external id, and a retry is looked for in the whole
+// conversation, not only in its last messages.
+const ExternalTurn = "x:"
 
 var (
 	// ErrMoved: this node is not (or no longer) the conversation's owner.
@@ -164,8 +165,8 @@ func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 }
 
 // Create starts a conversation and stores it (synced) before returning.
-func (m *Manager) Create(ctx context.Context, tenant, id, system, model string) (*moltbot.Conversation, error) {
-	msg := &createMsg{tenant: tenant, id: id, system: system, model: model, reply: make(chan convReply, 1)}
+func (m *Manager) Create(ctx context.Context, tenant string, o moltbot.NewConversation) (*moltbot.Conversation, error) {
+	msg := &createMsg{tenant: tenant, id: o.ID, system: o.System, model: o.Model, user: o.User, reply: make(chan convReply, 1)}
 	m.d.root.Send(m.pid, msg)
 	return waitConv(ctx, msg.reply)
 }

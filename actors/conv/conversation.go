@@ -170,6 +170,13 @@ func (a *conversation) receive(c actor.Context) {
 			m.answer(turnReply{err: a.notFound()})
 			a.release(c)
 		case a.running != nil:
+			if a.redelivery(m) {
+				// Another delivery of a message whose turn is running or
+				// waiting: it waits too (past the queue's bound, up to
+				// maxRedeliveries) and then gets the same reply.
+				a.queue = append(a.queue, m)
+				return
+			}
 			if len(a.queue) >= a.d.maxQueued {
 				a.d.met.Inc(metrics.ConversationsBusy)
 				m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EBusy, RetryAfter: time.Second,
@@ -267,7 +274,7 @@ func (a *conversation) create(c actor.Context, m *createMsg) {
 		return
 	}
 	now := time.Now().UnixMilli()
-	a.conv = &moltbot.Conversation{Tenant: a.tenant, ID: a.id, System: m.system, Model: m.model, Version: 1, Epoch: 1, Created: now, Updated: now}
+	a.conv = &moltbot.Conversation{Tenant: a.tenant, ID: a.id, System: m.system, Model: m.model, User: m.user, Version: 1, Epoch: 1, Created: now, Updated: now}
 	if a.tomb != nil { // recreated after a delete: stay ahead of the tombstone
 		a.conv.Version, a.conv.Epoch = a.tomb.Version+1, a.tomb.Epoch
 	}

@@ -25,8 +25,8 @@ type turnReply struct {
 }
 
 type createMsg struct {
-	tenant, id, system, model string
-	reply                     chan convReply // buffered (1)
+	tenant, id, system, model, user string
+	reply                           chan convReply // buffered (1)
 	answered                  atomic.Bool
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -36,14 +37,28 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	// A retry of a turn this conversation already has: replay its reply, or
 	// answer its stored user message without adding it again.
 	if i := a.findTurn(m.turnID); i >= 0 {
+		external := strings.HasPrefix(m.turnID, ExternalTurn)
+		if external && a.conv.Messages[i].Content != m.content {
+			m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EConflict, Param: "external_id", Message: fmt.Sprintf(
+				"external id %q was already used for another message of this conversation", strings.TrimPrefix(m.turnID, ExternalTurn))}})
+			return
+		}
 		if i+1 < len(a.conv.Messages) && a.conv.Messages[i+1].Role == moltbot.RoleAssistant && !a.conv.Messages[i+1].Incomplete {
 			r := a.conv.Messages[i+1]
-			m.answer(turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Completion: &moltbot.Completion{
+			m.answer(turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Replayed: true, Completion: &moltbot.Completion{
 				Content: r.Content, Served: refOf(r.Model), FinishReason: "stop"}}})
 			return
 		}
 		if i == len(a.conv.Messages)-1 {
 			a.run(c, m, chain)
+			return
+		}
+		if external {
+			// Its turn failed and later turns followed: running it now would
+			// answer it out of order, adding it again would hold it twice.
+			m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EConflict, Param: "external_id", Message: fmt.Sprintf(
+				"the message with external id %q was received before and its turn failed; later turns followed, so it is not run again",
+				strings.TrimPrefix(m.turnID, ExternalTurn))}})
 			return
 		}
 	}
@@ -74,13 +89,41 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	a.run(c, m, chain)
 }
 
-// findTurn returns the index of the user message of turn id, or -1. Only
-// the last few messages are searched: a retry follows its first attempt.
+// maxRedeliveries bounds the deliveries of one external message that wait
+// behind its running turn.
+const maxRedeliveries = 4
+
+// redelivery reports whether m repeats the external message of the running
+// turn or of a queued one, with room to wait for it.
+func (a *conversation) redelivery(m *turnMsg) bool {
+	if !strings.HasPrefix(m.turnID, ExternalTurn) {
+		return false
+	}
+	n := 0
+	if a.running != nil && a.running.turnID == m.turnID {
+		n++
+	}
+	for _, q := range a.queue {
+		if q.turnID == m.turnID {
+			n++
+		}
+	}
+	return n > 0 && n <= maxRedeliveries
+}
+
+// findTurn returns the index of the user message of turn id, or -1. For
+// the runtime's own turn ids only the last few messages are searched (a
+// retry follows its first attempt); an external id is looked for in the
+// whole conversation, as a channel may deliver a message again much later.
 func (a *conversation) findTurn(id string) int {
 	if id == "" {
 		return -1
 	}
-	for i := len(a.conv.Messages) - 1; i >= 0 && i >= len(a.conv.Messages)-4; i-- {
+	last := len(a.conv.Messages) - 4
+	if strings.HasPrefix(id, ExternalTurn) {
+		last = 0
+	}
+	for i := len(a.conv.Messages) - 1; i >= 0 && i >= last; i-- {
 		if m := &a.conv.Messages[i]; m.Role == moltbot.RoleUser && m.ID == id {
 			return i
 		}

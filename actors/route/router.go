@@ -18,7 +18,7 @@ import (
 )
 
 // ChainModel is the model name that means "the configured chain".
-const ChainModel = "moltbot"
+const ChainModel = moltbot.ChainModel
 
 // Config shapes a Router.
 type Config struct {

@@ -412,7 +412,7 @@ func (n *Node) Start() error {
 	}
 	// The edges meet the runtime and auth only through the chat and
 	// management services.
-	chatSvc := chat.New(rt.Chat(), as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log})
+	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log})
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload,
 		StorageHealth: func() error { _, err := store.Count(); return err }})
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
