@@ -27,7 +27,7 @@ type turnReply struct {
 type createMsg struct {
 	tenant, id, system, model, user string
 	reply                           chan convReply // buffered (1)
-	answered                  atomic.Bool
+	answered                        atomic.Bool
 }
 
 type getMsg struct {
