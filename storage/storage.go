@@ -11,7 +11,6 @@ package storage
 
 import (
 	"errors"
-	"strings"
 	"sync"
 
 	"github.com/moltbot/moltbot"
@@ -56,21 +55,9 @@ func Key(tenant, id string) []byte {
 
 const convPrefix = "conv/"
 
-// ValidID reports whether s can be a tenant or conversation id: 1 to 128
-// bytes of letters, digits, '-', '_', '.' or ':', not starting with '.'.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > 128 || s[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
-}
+// ValidID is moltbot.ValidID, the rule for the spaces and ids of keys
+// (actors still calls it here).
+func ValidID(s string) bool { return moltbot.ValidID(s) }
 
 // Newer reports whether (e1, v1) is after (e2, v2).
 func Newer(e1, v1, e2, v2 uint64) bool {

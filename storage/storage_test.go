@@ -196,15 +196,6 @@ func TestPebbleReopenAndLock(t *testing.T) {
 	}
 }
 
-func TestValidID(t *testing.T) {
-	for s, want := range map[string]bool{"abc": true, "A-b_c.d:e": true, "": false, ".x": false, "a/b": false, "a b": false,
-		strings.Repeat("x", 128): true, strings.Repeat("x", 129): false, "ünï": false} {
-		if ValidID(s) != want {
-			t.Errorf("ValidID(%q) = %v", s, !want)
-		}
-	}
-}
-
 func BenchmarkSnapshotEncode(b *testing.B) {
 	c := sample()
 	buf := make([]byte, 0, 8192)
