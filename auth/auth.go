@@ -6,7 +6,8 @@
 // moltbot's own rotating keys), token-bucket limits per tenant and per key,
 // and the slowing of repeated failed authentications.
 //
-// Records persist through KV (the node's Pebble). The clock is injectable so
+// Records persist in the node's Pebble, in the storage namespaces
+// storage.AuthKeys, AuthTenants, AuthSigning and AuthJWKS. The clock is injectable so
 // that expiry and rotation are tested without waiting.
 package auth
 
@@ -21,14 +22,16 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/storage"
 )
 
-// KV stores auth records (implemented by storage.Pebble and storage.Memory).
-type KV interface {
-	GetRaw(key string) (val []byte, found bool, err error)
-	PutRaw(key string, val []byte, sync bool) error
-	DeleteRaw(key string, sync bool) error
-	ScanRaw(prefix string, fn func(key string, val []byte) bool) error
+// records are the namespaces auth keeps its records in.
+type records struct {
+	keys, tenants storage.KV
+}
+
+func openRecords(db storage.Namespaces) records {
+	return records{keys: db.Namespace(storage.AuthKeys), tenants: db.Namespace(storage.AuthTenants)}
 }
 
 // Scope is what a credential may do.
@@ -130,7 +133,7 @@ type Config struct {
 // Service is the auth gateway's state. Safe for concurrent use.
 type Service struct {
 	cfg Config
-	kv  KV
+	kv  records
 	log *slog.Logger
 	now func() time.Time
 
@@ -159,9 +162,9 @@ type Service struct {
 	closeOnce sync.Once
 }
 
-// New loads the service's records from kv and starts what it needs.
-// Close stops it.
-func New(cfg Config, kv KV) (*Service, error) {
+// New loads the service's records from db (storage.Pebble, or
+// storage.Memory in tests) and starts what it needs. Close stops it.
+func New(cfg Config, db storage.Namespaces) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -189,7 +192,7 @@ func New(cfg Config, kv KV) (*Service, error) {
 	if life := cfg.SigningRotate + cfg.TokenTTL + leeway; life > maxPubLife {
 		return nil, fmt.Errorf("auth: signing_rotate + token_ttl is %s; at most %s", life-leeway, maxPubLife-leeway)
 	}
-	s := &Service{cfg: cfg, kv: kv, log: cfg.Logger, now: cfg.Now, tenants: map[string]*Tenant{},
+	s := &Service{cfg: cfg, kv: openRecords(db), log: cfg.Logger, now: cfg.Now, tenants: map[string]*Tenant{},
 		limits: newLimiter(cfg.Now), failures: newLimiter(cfg.Now),
 		sweepKick: make(chan struct{}, 1), sweepStop: make(chan struct{})}
 	if err := s.loadTenants(); err != nil {
@@ -206,7 +209,7 @@ func New(cfg Config, kv KV) (*Service, error) {
 		}
 		s.issuers = append(s.issuers, is)
 	}
-	sg, err := newSigner(kv, cfg.Now, cfg.SigningRotate, cfg.TokenTTL, s.publish)
+	sg, err := newSigner(db.Namespace(storage.AuthSigning), db.Namespace(storage.AuthJWKS), cfg.Now, cfg.SigningRotate, cfg.TokenTTL, s.publish)
 	if err != nil {
 		s.Close()
 		return nil, err

@@ -270,12 +270,11 @@ func (p *Pebble) Close() error {
 // Metrics returns Pebble's own metrics (for status and debugging).
 func (p *Pebble) Metrics() *pebble.Metrics { return p.db.Metrics() }
 
-// Raw records (auth keys, tenants, signing keys) live beside conversations
-// under their own prefixes ("keys/", "tenants/", ...). Keys starting with
-// "conv/" are reserved for snapshots.
+// Namespace implements Namespaces: the records of ns (namespace.go).
+func (p *Pebble) Namespace(ns Namespace) KV { return space{p, ns} }
 
-// GetRaw returns the value under key; found is false when there is none.
-func (p *Pebble) GetRaw(key string) (val []byte, found bool, err error) {
+// getRaw returns the value under a whole key; found is false when there is none.
+func (p *Pebble) getRaw(key string) (val []byte, found bool, err error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -292,8 +291,8 @@ func (p *Pebble) GetRaw(key string) (val []byte, found bool, err error) {
 	return append([]byte(nil), v...), true, nil
 }
 
-// PutRaw stores val under key.
-func (p *Pebble) PutRaw(key string, val []byte, sync bool) error {
+// putRaw stores val under a whole key.
+func (p *Pebble) putRaw(key string, val []byte, sync bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -302,8 +301,8 @@ func (p *Pebble) PutRaw(key string, val []byte, sync bool) error {
 	return p.db.Set([]byte(key), val, writeOpts(sync))
 }
 
-// DeleteRaw removes key.
-func (p *Pebble) DeleteRaw(key string, sync bool) error {
+// deleteRaw removes a whole key.
+func (p *Pebble) deleteRaw(key string, sync bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -312,8 +311,8 @@ func (p *Pebble) DeleteRaw(key string, sync bool) error {
 	return p.db.Delete([]byte(key), writeOpts(sync))
 }
 
-// ScanRaw calls fn for every key with prefix, in order, until fn returns false.
-func (p *Pebble) ScanRaw(prefix string, fn func(key string, val []byte) bool) error {
+// scanRaw calls fn for every key with prefix, in order, until fn returns false.
+func (p *Pebble) scanRaw(prefix string, fn func(key string, val []byte) bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {

@@ -4,6 +4,8 @@
 // methods call it tenant), in Pebble on disk (Open) or in memory for
 // tests (NewMemory). Values are versioned: a format byte, then the
 // conversation's own version, so a reader of an old format fails loudly.
+// Every other record (auth's, the audit log's) lives in a Namespace
+// (namespace.go), the one table of the key layout.
 //
 // A Put with sync set returns only after the write is durable (fsync of the
 // WAL): acknowledged turns survive kill -9. Stores are safe for concurrent use.

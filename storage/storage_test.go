@@ -276,43 +276,88 @@ func TestForEach(t *testing.T) {
 	}
 }
 
-func TestRawRecords(t *testing.T) {
+func TestNamespaces(t *testing.T) {
 	p, err := Open(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	type raw interface {
-		GetRaw(string) ([]byte, bool, error)
-		PutRaw(string, []byte, bool) error
-		DeleteRaw(string, bool) error
-		ScanRaw(string, func(string, []byte) bool) error
-	}
-	for name, s := range map[string]raw{"pebble": p, "memory": NewMemory()} {
+	for name, db := range map[string]Namespaces{"pebble": p, "memory": NewMemory()} {
 		t.Run(name, func(t *testing.T) {
-			s.PutRaw("keys/b", []byte("2"), true)
-			s.PutRaw("keys/a", []byte("1"), false)
-			s.PutRaw("keyz/x", []byte("no"), false)
-			s.PutRaw("tenants/t", []byte("t"), false)
-			if v, ok, err := s.GetRaw("keys/a"); !ok || err != nil || string(v) != "1" {
+			keys, tenants := db.Namespace(AuthKeys), db.Namespace(AuthTenants)
+			keys.Put("b", []byte("2"))
+			keys.Put("a", []byte("1"))
+			tenants.Put("t", []byte("t"))
+			if v, ok, err := keys.Get("a"); !ok || err != nil || string(v) != "1" {
 				t.Fatalf("get: %q %v %v", v, ok, err)
 			}
-			if _, ok, _ := s.GetRaw("keys/zz"); ok {
+			if _, ok, _ := keys.Get("zz"); ok {
 				t.Fatal("found a missing key")
 			}
+			if _, ok, _ := keys.Get("t"); ok {
+				t.Fatal("a key of another namespace")
+			}
 			var seen []string
-			s.ScanRaw("keys/", func(k string, v []byte) bool { seen = append(seen, k+"="+string(v)); return true })
-			if strings.Join(seen, ",") != "keys/a=1,keys/b=2" {
+			keys.Scan(func(k string, v []byte) bool { seen = append(seen, k+"="+string(v)); return true })
+			if strings.Join(seen, ",") != "a=1,b=2" {
 				t.Fatalf("scan %v", seen)
 			}
-			s.DeleteRaw("keys/a", true)
-			if _, ok, _ := s.GetRaw("keys/a"); ok {
+			keys.Delete("a")
+			if _, ok, _ := keys.Get("a"); ok {
 				t.Fatal("not deleted")
 			}
 		})
 	}
-	// Raw records are not conversations.
+	// Records are not conversations.
 	if n, _ := p.Count(); n != 0 {
 		t.Fatalf("count %d", n)
+	}
+}
+
+// No namespace's keys can fall in another's, nor among the conversations.
+func TestNamespacesDisjoint(t *testing.T) {
+	prefixes := []string{convPrefix}
+	for _, ns := range namespaces {
+		if ns.Name == "" || !strings.HasSuffix(ns.prefix, "/") || !ns.syncPut {
+			t.Errorf("namespace %+v: a name, a prefix ending in '/', synced puts", ns)
+		}
+		prefixes = append(prefixes, ns.prefix)
+	}
+	for i, a := range prefixes {
+		for j, b := range prefixes {
+			if i != j && strings.HasPrefix(a, b) {
+				t.Errorf("%q falls in %q", a, b)
+			}
+		}
+	}
+}
+
+// A database written before namespaces (auth and audit wrote whole keys:
+// keys/<id>, tenants/<id>, signing/<kid>, jwks/<kid>, audit/<id>) reads
+// the same through them, and what they write lands on the same keys.
+func TestNamespacesKeepTheKeys(t *testing.T) {
+	p, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, c := range []struct {
+		ns      Namespace
+		old, id string
+	}{{AuthKeys, "keys/abcdefgh", "abcdefgh"}, {AuthTenants, "tenants/acme", "acme"}, {AuthSigning, "signing/k1", "k1"},
+		{AuthJWKS, "jwks/k1", "k1"}, {Audit, "audit/0000000000000001", "0000000000000001"}} {
+		if err := p.db.Set([]byte(c.old), []byte("old "+c.old), nil); err != nil {
+			t.Fatal(err)
+		}
+		kv := p.Namespace(c.ns)
+		if v, ok, err := kv.Get(c.id); !ok || err != nil || string(v) != "old "+c.old {
+			t.Errorf("%s: %q %v %v", c.ns.Name, v, ok, err)
+		}
+		kv.Put(c.id+"x", []byte("new"))
+		if v, closer, err := p.db.Get([]byte(c.old + "x")); err != nil || string(v) != "new" {
+			t.Errorf("%s: written elsewhere than %sx: %v", c.ns.Name, c.old, err)
+		} else {
+			closer.Close()
+		}
 	}
 }

@@ -51,8 +51,9 @@ var deps = map[string]allowed{
 
 	"configs": {code: []string{"."}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
-	"audit":   {tests: []string{"storage"}},
-	"auth":    {code: []string{"."}, tests: []string{"storage", "internal/testutil"}},
+	// auth and audit keep their records in storage's namespaces.
+	"audit":   {code: []string{"storage"}},
+	"auth":    {code: []string{".", "storage"}, tests: []string{"internal/testutil"}},
 	"cluster": {code: []string{"internal/slots"}, tests: []string{"internal/testutil"}},
 
 	// Providers see the domain and the Provider interface, never the runtime.
