@@ -69,19 +69,23 @@ func (s *Memory) writableLocked() error {
 func (s *Memory) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b, ok := s.m[string(Key(c.Tenant, c.ID))]; ok {
-		old, err := Decode(b)
-		if err != nil {
-			return false, 0, 0, err
+	return putIfNewer(c, func() (*moltbot.Conversation, error) {
+		b, ok := s.m[string(Key(c.Tenant, c.ID))]
+		if !ok {
+			return nil, ErrNotFound
 		}
-		if !Newer(c.Epoch, c.Version, old.Epoch, old.Version) {
-			return false, old.Epoch, old.Version, nil
-		}
+		return Decode(b)
+	}, func() error { return s.putLocked(c, sync) })
+}
+
+// Health reports ErrClosed after Close (see Pebble.Health).
+func (s *Memory) Health() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
 	}
-	if err := s.putLocked(c, sync); err != nil {
-		return false, 0, 0, err
-	}
-	return true, c.Epoch, c.Version, nil
+	return nil
 }
 
 // Delete implements Store.

@@ -172,19 +172,31 @@ func (p *Pebble) Put(c *moltbot.Conversation, sync bool) error {
 func (p *Pebble) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
 	mu := p.locks.lock(c.Tenant, c.ID)
 	defer mu.Unlock()
-	old, err := p.Get(c.Tenant, c.ID)
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
-		return false, 0, 0, err
-	case !Newer(c.Epoch, c.Version, old.Epoch, old.Version):
-		return false, old.Epoch, old.Version, nil
-	}
-	if err := p.Put(c, sync); err != nil {
-		return false, 0, 0, err
-	}
-	return true, c.Epoch, c.Version, nil
+	return putIfNewer(c, func() (*moltbot.Conversation, error) { return p.Get(c.Tenant, c.ID) },
+		func() error { return p.Put(c, sync) })
 }
+
+// Health reports whether the database can be read, for readiness probes:
+// ErrClosed after Close, else the error of one point read (of a key no
+// record uses). Its cost does not grow with what is stored, unlike Count.
+func (p *Pebble) Health() error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	_, closer, err := p.db.Get(healthKey)
+	switch {
+	case err == nil:
+		return closer.Close()
+	case errors.Is(err, pebble.ErrNotFound):
+		return nil
+	}
+	return fmt.Errorf("storage: health: %w", err)
+}
+
+// healthKey is read by Health; nothing is stored under it.
+var healthKey = []byte("health/probe")
 
 // Delete implements Store.
 func (p *Pebble) Delete(tenant, id string, sync bool) error {

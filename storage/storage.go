@@ -61,9 +61,28 @@ const convPrefix = "conv/"
 // (actors still calls it here).
 func ValidID(s string) bool { return moltbot.ValidID(s) }
 
-// Newer reports whether (e1, v1) is after (e2, v2).
+// Newer reports whether (e1, v1) is after (e2, v2): the order of a
+// conversation's copies, epoch (the owner's term) first.
 func Newer(e1, v1, e2, v2 uint64) bool {
 	return e1 > e2 || e1 == e2 && v1 > v2
+}
+
+// putIfNewer is Store.PutIfNewer over a store's own read (ErrNotFound when
+// nothing is stored) and write of c's key, called with that key's
+// conditional writes serialised: the fence of both stores, once.
+func putIfNewer(c *moltbot.Conversation, get func() (*moltbot.Conversation, error), put func() error) (stored bool, epoch, version uint64, err error) {
+	old, err := get()
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return false, 0, 0, err
+	case !Newer(c.Epoch, c.Version, old.Epoch, old.Version):
+		return false, old.Epoch, old.Version, nil
+	}
+	if err := put(); err != nil {
+		return false, 0, 0, err
+	}
+	return true, c.Epoch, c.Version, nil
 }
 
 // keyLocks serialises read-compare-write per key (striped).

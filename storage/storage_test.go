@@ -241,9 +241,17 @@ func TestPutIfNewer(t *testing.T) {
 			}{{2, 7, false}, {2, 6, false}, {1, 99, false}, {2, 8, true}, {3, 1, true}, {2, 100, false}} {
 				d := sample()
 				d.Epoch, d.Version = tc.epoch, tc.version
+				held, _ := s.Get("default", "c1")
 				ok, e, v, err := s.PutIfNewer(d, false)
-				if err != nil || ok != tc.stored {
+				if err != nil || ok != tc.stored || ok != Newer(d.Epoch, d.Version, held.Epoch, held.Version) {
 					t.Errorf("(%d,%d): stored %v (holds %d,%d) %v", tc.epoch, tc.version, ok, e, v, err)
+				}
+				want := [2]uint64{held.Epoch, held.Version} // refused: what is held
+				if ok {
+					want = [2]uint64{d.Epoch, d.Version}
+				}
+				if [2]uint64{e, v} != want {
+					t.Errorf("(%d,%d): stored %v, reports (%d,%d), want %v", tc.epoch, tc.version, ok, e, v, want)
 				}
 			}
 			got, _ := s.Get("default", "c1")
@@ -251,6 +259,56 @@ func TestPutIfNewer(t *testing.T) {
 				t.Errorf("holds (%d,%d)", got.Epoch, got.Version)
 			}
 		})
+	}
+}
+
+// The fence's order: epoch first, then version; equal is not newer.
+func TestNewer(t *testing.T) {
+	for _, tc := range []struct {
+		e1, v1, e2, v2 uint64
+		want           bool
+	}{{1, 1, 1, 1, false}, {1, 2, 1, 1, true}, {1, 1, 1, 2, false}, {2, 0, 1, 99, true}, {1, 99, 2, 0, false}, {0, 1, 0, 0, true}} {
+		if got := Newer(tc.e1, tc.v1, tc.e2, tc.v2); got != tc.want {
+			t.Errorf("Newer(%d,%d, %d,%d) = %v", tc.e1, tc.v1, tc.e2, tc.v2, got)
+		}
+	}
+}
+
+// A failed write, or a held copy that cannot be read, fails the
+// conditional write.
+func TestPutIfNewerFailures(t *testing.T) {
+	m := NewMemory()
+	m.Put(sample(), true)
+	m.SetFail(errors.New("disk full"))
+	d := sample()
+	d.Version++
+	if ok, _, _, err := m.PutIfNewer(d, true); ok || err == nil {
+		t.Fatalf("a failed write stored: %v %v", ok, err)
+	}
+	m.SetFail(nil)
+	m.m[string(Key(d.Tenant, d.ID))] = []byte{99}
+	if ok, _, _, err := m.PutIfNewer(d, true); ok || err == nil {
+		t.Fatalf("replaced an unreadable copy: %v %v", ok, err)
+	}
+}
+
+// Health says when the store is gone.
+func TestHealth(t *testing.T) {
+	p, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]interface {
+		Store
+		Health() error
+	}{"pebble": p, "memory": NewMemory()} {
+		if err := s.Health(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		s.Close()
+		if err := s.Health(); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s closed: %v", name, err)
+		}
 	}
 }
 
@@ -316,7 +374,7 @@ func TestNamespaces(t *testing.T) {
 
 // No namespace's keys can fall in another's, nor among the conversations.
 func TestNamespacesDisjoint(t *testing.T) {
-	prefixes := []string{convPrefix}
+	prefixes := []string{convPrefix, string(healthKey)}
 	for _, ns := range namespaces {
 		if ns.Name == "" || !strings.HasSuffix(ns.prefix, "/") || !ns.syncPut {
 			t.Errorf("namespace %+v: a name, a prefix ending in '/', synced puts", ns)

@@ -412,7 +412,7 @@ func (n *Node) Start() error {
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
 		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,
 		Metrics: met, Logger: n.Log, Version: moltbot.Version, Auth: as, MetricsOpen: cfg.Auth.MetricsOpen,
-		Reload: n.Reload, Audit: al, StorageHealth: func() error { _, err := store.Count(); return err }})
+		Reload: n.Reload, Audit: al, StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	// One client cannot hold every connection (file descriptor) of the node.
 	ln = gateway.LimitListener(ln, gateway.ConnLimits{Total: cfg.Server.MaxConnections, PerClient: cfg.Server.MaxConnectionsPerClient,
 		Trusted: trusted, OnRefuse: func() { met.Inc(metrics.HTTPConnsRefused) }})
