@@ -87,17 +87,11 @@ const (
 	Error    = "error"
 )
 
-// Defaults of Config.
-const (
-	DefaultMaxEvents = 10000
-	DefaultMaxAge    = 90 * 24 * time.Hour
-)
-
-// Config configures a Log.
+// Config configures a Log. Zero fields take DefaultConfig's values.
 type Config struct {
-	// MaxEvents are kept at most (default 10000); the oldest go first.
+	// MaxEvents are kept at most; the oldest go first.
 	MaxEvents int
-	// MaxAge: older events are deleted (default 90 days).
+	// MaxAge: older events are deleted.
 	MaxAge time.Duration
 	// Node names this node in its events.
 	Node   string
@@ -105,6 +99,11 @@ type Config struct {
 	Logger *slog.Logger
 	// OnError counts events that could not be stored.
 	OnError func()
+}
+
+// DefaultConfig keeps 10000 events, none older than 90 days.
+func DefaultConfig() Config {
+	return Config{MaxEvents: 10000, MaxAge: 90 * 24 * time.Hour}
 }
 
 // Log is the persistent audit log. Safe for concurrent use.
@@ -122,11 +121,12 @@ type Log struct {
 // tests), applying retention to what is there.
 func New(db storage.Namespaces, cfg Config) (*Log, error) {
 	kv := db.Namespace(storage.Audit)
+	d := DefaultConfig()
 	if cfg.MaxEvents <= 0 {
-		cfg.MaxEvents = DefaultMaxEvents
+		cfg.MaxEvents = d.MaxEvents
 	}
 	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = DefaultMaxAge
+		cfg.MaxAge = d.MaxAge
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

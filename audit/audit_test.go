@@ -172,3 +172,14 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
+
+// A zero Config takes DefaultConfig's bounds.
+func TestDefaultConfig(t *testing.T) {
+	l, err := New(storage.NewMemory(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := DefaultConfig(); l.cfg.MaxEvents != d.MaxEvents || l.cfg.MaxAge != d.MaxAge {
+		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", l.cfg, d)
+	}
+}

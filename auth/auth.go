@@ -103,31 +103,38 @@ var ErrNotFound = errors.New("auth: not found")
 // ErrConflict is returned for a tenant that already exists.
 var ErrConflict = errors.New("auth: already exists")
 
-// Config configures the service.
+// Config configures the service. Zero fields take DefaultConfig's values.
 type Config struct {
 	// Enabled requires a credential on every API call.
 	Enabled bool
 	Tenants []Tenant
 	// Issuers are trusted OAuth 2.0 issuers of JWT access tokens.
 	Issuers []Issuer
-	// TokenTTL is the lifetime of the JWTs /oauth/token issues (default 15m).
+	// TokenTTL is the lifetime of the JWTs /oauth/token issues.
 	TokenTTL time.Duration
-	// SigningRotate is how often moltbot's own signing key changes (default 24h).
+	// SigningRotate is how often moltbot's own signing key changes.
 	SigningRotate time.Duration
-	// Issuer is the "iss" of the tokens moltbot issues (default "moltbot").
+	// Issuer is the "iss" of the tokens moltbot issues.
 	Issuer string
 	// FailureLimit failed authentications per minute from one address are
-	// allowed; past it the address gets 429 (default 20).
+	// allowed; past it the address gets 429.
 	FailureLimit int
 	// Conversations, when set, is swept of the conversations of deleted
-	// tenants (sweep.go) after each tenant change and every SweepEvery
-	// (default DefaultSweepEvery).
+	// tenants (sweep.go) after each tenant change and every SweepEvery.
 	Conversations Conversations
 	SweepEvery    time.Duration
 	Now           func() time.Time
 	Logger        *slog.Logger
 	// HTTPClient fetches issuers' JWKS (tests point it at local servers).
 	HTTPClient *http.Client
+}
+
+// DefaultConfig is every default of Config: tokens for 15 minutes from
+// a signing key that changes daily, issued as "moltbot"; 20 failed
+// authentications a minute from an address; the sweep hourly.
+func DefaultConfig() Config {
+	return Config{TokenTTL: 15 * time.Minute, SigningRotate: 24 * time.Hour, Issuer: "moltbot", FailureLimit: 20,
+		SweepEvery: DefaultSweepEvery}
 }
 
 // Service is the auth gateway's state. Safe for concurrent use.
@@ -171,23 +178,24 @@ func New(cfg Config, db storage.Namespaces) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	d := DefaultConfig()
 	if cfg.TokenTTL <= 0 {
-		cfg.TokenTTL = 15 * time.Minute
+		cfg.TokenTTL = d.TokenTTL
 	}
 	if cfg.SigningRotate <= 0 {
-		cfg.SigningRotate = 24 * time.Hour
+		cfg.SigningRotate = d.SigningRotate
 	}
 	if cfg.Issuer == "" {
-		cfg.Issuer = "moltbot"
+		cfg.Issuer = d.Issuer
 	}
 	if cfg.FailureLimit <= 0 {
-		cfg.FailureLimit = 20
+		cfg.FailureLimit = d.FailureLimit
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if cfg.SweepEvery <= 0 {
-		cfg.SweepEvery = DefaultSweepEvery
+		cfg.SweepEvery = d.SweepEvery
 	}
 	if life := cfg.SigningRotate + cfg.TokenTTL + leeway; life > maxPubLife {
 		return nil, fmt.Errorf("auth: signing_rotate + token_ttl is %s; at most %s", life-leeway, maxPubLife-leeway)

@@ -546,3 +546,16 @@ func TestTokenCache(t *testing.T) {
 		t.Fatalf("cache holds %d", len(tc.m))
 	}
 }
+
+// A zero Config takes DefaultConfig's values.
+func TestDefaultConfig(t *testing.T) {
+	s, err := New(Config{}, storage.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d, c := DefaultConfig(), s.cfg
+	if c.TokenTTL != d.TokenTTL || c.SigningRotate != d.SigningRotate || c.Issuer != d.Issuer || c.FailureLimit != d.FailureLimit || c.SweepEvery != d.SweepEvery {
+		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", c, d)
+	}
+}

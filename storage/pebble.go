@@ -14,11 +14,12 @@ import (
 	"github.com/moltbot/moltbot"
 )
 
-// Options size the Pebble database. The defaults suit a 512 MB device.
+// Options size the Pebble database. The defaults (DefaultOptions) suit a
+// 512 MB device.
 type Options struct {
-	// CacheSize is the block cache (default 8 MiB).
+	// CacheSize is the block cache.
 	CacheSize int64
-	// MemtableSize is the write buffer before a flush (default 4 MiB).
+	// MemtableSize is the write buffer before a flush.
 	MemtableSize int64
 	// InMemory keeps the database in memory (tests): nothing touches disk.
 	InMemory bool
@@ -26,13 +27,20 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// EnsureDefaults fills zero fields.
+// DefaultOptions are the sizes for a small device: an 8 MiB block cache
+// and 4 MiB memtables.
+func DefaultOptions() Options {
+	return Options{CacheSize: 8 << 20, MemtableSize: 4 << 20}
+}
+
+// EnsureDefaults fills zero fields from DefaultOptions.
 func (o *Options) EnsureDefaults() {
+	d := DefaultOptions()
 	if o.CacheSize <= 0 {
-		o.CacheSize = 8 << 20
+		o.CacheSize = d.CacheSize
 	}
 	if o.MemtableSize <= 0 {
-		o.MemtableSize = 4 << 20
+		o.MemtableSize = d.MemtableSize
 	}
 }
 

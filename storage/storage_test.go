@@ -419,3 +419,12 @@ func TestNamespacesKeepTheKeys(t *testing.T) {
 		}
 	}
 }
+
+// DefaultOptions are what zero Options resolve to.
+func TestDefaultOptions(t *testing.T) {
+	var o Options
+	o.EnsureDefaults()
+	if o != DefaultOptions() {
+		t.Errorf("zero resolves to %+v, DefaultOptions is %+v", o, DefaultOptions())
+	}
+}
