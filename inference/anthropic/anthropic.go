@@ -41,6 +41,15 @@ type Client struct {
 	http  *http.Client
 }
 
+// TypeName is the provider type of the Anthropic Messages API in a config.
+const TypeName = "anthropic"
+
+func init() {
+	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, New: func(s inference.Spec) (inference.Provider, error) {
+		return New(Config{Name: s.Name, BaseURL: s.URL, Creds: s.Creds, HTTP: s.HTTP}), nil
+	}})
+}
+
 // New returns a client for cfg.
 func New(cfg Config) *Client {
 	base := strings.TrimRight(cfg.BaseURL, "/")

@@ -42,6 +42,15 @@ type Client struct {
 	chatURL string
 }
 
+// TypeName is the provider type of OpenAI-compatible servers in a config.
+const TypeName = "openai"
+
+func init() {
+	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, New: func(s inference.Spec) (inference.Provider, error) {
+		return New(Config{Name: s.Name, BaseURL: s.URL, Creds: s.Creds, HTTP: s.HTTP}), nil
+	}})
+}
+
 // New returns a client for cfg.
 func New(cfg Config) *Client {
 	base := strings.TrimRight(cfg.BaseURL, "/")

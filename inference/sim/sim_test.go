@@ -339,3 +339,23 @@ func TestFaultsOverHTTP(t *testing.T) {
 		t.Errorf("faults view %+v", v)
 	}
 }
+
+// The registered type: no options are DefaultProviderOptions, options of
+// another type are refused, the Spec's models are listed.
+func TestRegisteredType(t *testing.T) {
+	p, err := inference.NewProvider(TypeName, inference.Spec{Name: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, d := p.(*Provider).Engine.Options(), DefaultProviderOptions()
+	if o.TTFT != d.TTFT || o.ITL != d.ITL || o.Tokens != d.Tokens || o.Seed != d.Seed || o.Models[0] != "sim" {
+		t.Errorf("no options: %+v", o)
+	}
+	if _, err := inference.NewProvider(TypeName, inference.Spec{Name: "s", Options: 3}); err == nil {
+		t.Error("options of another type accepted")
+	}
+	p, _ = inference.NewProvider(TypeName, inference.Spec{Name: "s", Models: []string{"x"}, Options: Options{Tokens: 2}})
+	if ms, _ := p.Models(context.Background()); len(ms) != 1 || ms[0] != "x" {
+		t.Errorf("models %v", ms)
+	}
+}

@@ -49,7 +49,10 @@ var deps = map[string]allowed{
 	"inference/failover": {},
 	"actors/pb":          {},
 
-	"configs": {code: []string{"."}},
+	// configs assembles each package's Config from the YAML, over the
+	// package's own defaults, and links the provider types in.
+	"configs": {code: []string{".", "actors", "audit", "auth", "cluster", "inference", "inference/anthropic", "inference/ollama",
+		"inference/openai", "inference/sim", "storage"}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
 	// auth and audit keep their records in storage's namespaces.
 	"audit":   {code: []string{"storage"}},
