@@ -45,3 +45,15 @@ func TestRegistry(t *testing.T) {
 		}()
 	}
 }
+
+// OpenAI's and Anthropic's model lists, read once.
+func TestReadModelList(t *testing.T) {
+	ids, err := ReadModelList("p", strings.NewReader(`{"object":"list","data":[{"id":"a","object":"model"},{"id":"b"}],"has_more":false}`))
+	if err != nil || strings.Join(ids, ",") != "a,b" {
+		t.Fatalf("%v %v", ids, err)
+	}
+	var e *Error
+	if _, err := ReadModelList("p", strings.NewReader(`<html>`)); !errors.As(err, &e) || e.Kind != KindUnavailable || e.Provider != "p" {
+		t.Fatalf("malformed: %v", err)
+	}
+}

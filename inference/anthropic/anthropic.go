@@ -252,17 +252,5 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var list struct {
-		Data []struct {
-			ID string `json:"id"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&list); err != nil {
-		return nil, &inference.Error{Kind: inference.KindUnavailable, Provider: c.name, Message: "malformed model list: " + err.Error()}
-	}
-	out := make([]string, 0, len(list.Data))
-	for _, m := range list.Data {
-		out = append(out, m.ID)
-	}
-	return out, nil
+	return inference.ReadModelList(c.name, resp.Body)
 }
