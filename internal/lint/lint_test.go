@@ -64,8 +64,11 @@ var deps = map[string]allowed{
 	"inference/ollama":    {code: []string{".", "inference", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/openai":    {code: []string{".", "inference", "inference/sse", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/anthropic": {code: []string{".", "inference", "inference/sse"}, tests: []string{"internal/testutil"}},
+	// The OpenAI chat completions API's wire types, for whoever speaks it
+	// (the simulator; the gateway next).
+	"inference/openaiwire": {code: []string{".", "internal/jsonw"}},
 	// The simulator serves the Ollama and OpenAI APIs with their own types.
-	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "internal/jsonw"}},
+	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "inference/openaiwire", "internal/jsonw"}},
 
 	// actors sees providers only through inference.Provider (the simulator
 	// only in its tests).
