@@ -142,24 +142,35 @@ func (c *Conversation) Key() string { return c.Tenant + "/" + c.ID }
 // DefaultTenant owns every conversation until tenants are configured.
 const DefaultTenant = "default"
 
-// TenantIDRule describes ValidTenantID, for error messages.
-const TenantIDRule = "use 1-64 letters, digits, '-', '_' or '.'"
+// IDRule describes ValidID, for error messages.
+const IDRule = "use 1-128 letters, digits, '-', '_', '.' or ':', not starting with '.'"
 
-// ValidTenantID reports whether s can be a tenant id: 1 to 64 letters,
-// digits, '-', '_' or '.', not starting with '.' (a subset of the ids the
-// store accepts).
-func ValidTenantID(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] == '.' {
+// ValidID reports whether s can be a conversation id or the space a
+// tenant's conversations are stored in (storage keys them conv/<space>/<id>):
+// 1 to 128 letters, digits, '-', '_', '.' or ':', not starting with '.'.
+// It is the one rule for ids the store accepts; ValidTenantID narrows it.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 128 || s[0] == '.' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.", c) >= 0 {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':' {
 			continue
 		}
 		return false
 	}
 	return true
+}
+
+// TenantIDRule describes ValidTenantID, for error messages.
+const TenantIDRule = "use 1-64 letters, digits, '-', '_' or '.'"
+
+// ValidTenantID reports whether s can be a tenant id: a ValidID of at most
+// 64 bytes without ':', which is kept for the incarnation of a tenant made
+// through the API (its space is "<tenant>:<incarnation>").
+func ValidTenantID(s string) bool {
+	return len(s) <= 64 && strings.IndexByte(s, ':') < 0 && ValidID(s)
 }
 
 // Error codes. The gateway maps each to one HTTP status in one place.

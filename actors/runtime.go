@@ -39,17 +39,19 @@ type Config struct {
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
 
-	// IdleTimeout passivates a conversation actor idle this long (default 5m).
+	// Defaults of every field: DefaultConfig.
+
+	// IdleTimeout passivates a conversation actor idle this long.
 	IdleTimeout time.Duration
-	// MaxContextTokens bounds the context sent to a model (default 4096).
+	// MaxContextTokens bounds the context sent to a model.
 	MaxContextTokens int
-	// MaxQueuedTurns bounds turns waiting in one conversation (default 4).
+	// MaxQueuedTurns bounds turns waiting in one conversation (0: none).
 	MaxQueuedTurns int
-	// RequestTimeout bounds one turn (default 5m).
+	// RequestTimeout bounds one turn.
 	RequestTimeout time.Duration
-	// HealthInterval is how often providers are probed (default 15s).
+	// HealthInterval is how often providers are probed.
 	HealthInterval time.Duration
-	// RestartBackoff is the first delay before a crashed actor restarts (default 100ms).
+	// RestartBackoff is the first delay before a crashed actor restarts.
 	RestartBackoff time.Duration
 	// Failover is the breakers' thresholds and the first-token deadline.
 	Failover failover.Config
@@ -72,7 +74,7 @@ type Config struct {
 	RemoteTLS *cluster.Credentials
 	// Shared is state every member holds (auth records), carried over RPC
 	// once the runtime is attached; SharedInterval is the period of the
-	// full exchange with one random member (default 30s).
+	// full exchange with one random member.
 	Shared         SharedState
 	SharedInterval time.Duration
 	// RemoteWork bounds what other nodes may start here at once (zero
@@ -84,23 +86,33 @@ type Config struct {
 }
 
 func (c *Config) ensureDefaults() {
+	d := DefaultConfig()
 	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 5 * time.Minute
+		c.IdleTimeout = d.IdleTimeout
 	}
 	if c.MaxContextTokens <= 0 {
-		c.MaxContextTokens = 4096
+		c.MaxContextTokens = d.MaxContextTokens
 	}
 	if c.MaxQueuedTurns < 0 {
 		c.MaxQueuedTurns = 0
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 5 * time.Minute
+		c.RequestTimeout = d.RequestTimeout
 	}
 	if c.HealthInterval <= 0 {
-		c.HealthInterval = 15 * time.Second
+		c.HealthInterval = d.HealthInterval
 	}
 	if c.RestartBackoff <= 0 {
-		c.RestartBackoff = 100 * time.Millisecond
+		c.RestartBackoff = d.RestartBackoff
+	}
+	if c.Failover == (failover.Config{}) {
+		c.Failover = d.Failover
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = d.Replicas
+	}
+	if c.SharedInterval <= 0 {
+		c.SharedInterval = d.SharedInterval
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.New(moltbot.Version)
@@ -112,16 +124,17 @@ func (c *Config) ensureDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	dp := DefaultProviderSpec()
 	for i := range c.Providers {
 		p := &c.Providers[i]
 		if p.MaxInFlight <= 0 {
-			p.MaxInFlight = 64
+			p.MaxInFlight = dp.MaxInFlight
 		}
 		if p.MaxQueue < 0 {
 			p.MaxQueue = 0
 		}
 		if p.Timeout <= 0 {
-			p.Timeout = 2 * time.Minute
+			p.Timeout = dp.Timeout
 		}
 	}
 }

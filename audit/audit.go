@@ -4,8 +4,8 @@
 // ended. Never a secret: no API key, no hash, no token; fields are bounded
 // and anything shaped like an API key is redacted before it is stored.
 //
-// Events persist through KV (the node's Pebble) under audit/<id>, where the
-// id is time-ordered (16 hex digits of unix nanoseconds, strictly
+// Events persist in the node's Pebble (namespace storage.Audit) under an
+// id that is time-ordered (16 hex digits of unix nanoseconds, strictly
 // increasing per node), with synced writes. Retention is bounded by count
 // and by age; the oldest go first. Each node keeps the log of what it
 // served (it is not replicated). Operators read it with GET
@@ -29,14 +29,9 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
-)
 
-// KV stores events (implemented by storage.Pebble and storage.Memory).
-type KV interface {
-	PutRaw(key string, val []byte, sync bool) error
-	DeleteRaw(key string, sync bool) error
-	ScanRaw(prefix string, fn func(key string, val []byte) bool) error
-}
+	"github.com/moltbot/moltbot/storage"
+)
 
 // Recorder takes audit events. Record never fails its caller: a store
 // failure is logged and counted by the implementation.
@@ -92,17 +87,11 @@ const (
 	Error    = "error"
 )
 
-// Defaults of Config.
-const (
-	DefaultMaxEvents = 10000
-	DefaultMaxAge    = 90 * 24 * time.Hour
-)
-
-// Config configures a Log.
+// Config configures a Log. Zero fields take DefaultConfig's values.
 type Config struct {
-	// MaxEvents are kept at most (default 10000); the oldest go first.
+	// MaxEvents are kept at most; the oldest go first.
 	MaxEvents int
-	// MaxAge: older events are deleted (default 90 days).
+	// MaxAge: older events are deleted.
 	MaxAge time.Duration
 	// Node names this node in its events.
 	Node   string
@@ -112,11 +101,14 @@ type Config struct {
 	OnError func()
 }
 
-const prefix = "audit/"
+// DefaultConfig keeps 10000 events, none older than 90 days.
+func DefaultConfig() Config {
+	return Config{MaxEvents: 10000, MaxAge: 90 * 24 * time.Hour}
+}
 
 // Log is the persistent audit log. Safe for concurrent use.
 type Log struct {
-	kv  KV
+	kv  storage.KV // namespace storage.Audit: id -> event
 	cfg Config
 	log *slog.Logger
 
@@ -125,13 +117,16 @@ type Log struct {
 	count int
 }
 
-// New opens the log kept in kv, applying retention to what is there.
-func New(kv KV, cfg Config) (*Log, error) {
+// New opens the log kept in db (storage.Pebble, or storage.Memory in
+// tests), applying retention to what is there.
+func New(db storage.Namespaces, cfg Config) (*Log, error) {
+	kv := db.Namespace(storage.Audit)
+	d := DefaultConfig()
 	if cfg.MaxEvents <= 0 {
-		cfg.MaxEvents = DefaultMaxEvents
+		cfg.MaxEvents = d.MaxEvents
 	}
 	if cfg.MaxAge <= 0 {
-		cfg.MaxAge = DefaultMaxAge
+		cfg.MaxAge = d.MaxAge
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -140,8 +135,8 @@ func New(kv KV, cfg Config) (*Log, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	l := &Log{kv: kv, cfg: cfg, log: cfg.Logger}
-	err := kv.ScanRaw(prefix, func(k string, _ []byte) bool {
-		if ns, ok := idNanos(k[len(prefix):]); ok && ns > l.last {
+	err := kv.Scan(func(id string, _ []byte) bool {
+		if ns, ok := idNanos(id); ok && ns > l.last {
 			l.last = ns
 		}
 		l.count++
@@ -183,7 +178,7 @@ func (l *Log) Record(e Event) {
 	e.ID = fmt.Sprintf("%016x", uint64(ns))
 	e.Time = time.Unix(0, ns).UTC()
 	b, _ := json.Marshal(&e)
-	if err := l.kv.PutRaw(prefix+e.ID, b, true); err != nil {
+	if err := l.kv.Put(e.ID, b); err != nil {
 		l.log.Error("audit: cannot store an event", "action", e.Action, "target", e.Target, "err", err)
 		if l.cfg.OnError != nil {
 			l.cfg.OnError()
@@ -199,8 +194,8 @@ func (l *Log) Record(e Event) {
 func (l *Log) pruneLocked() {
 	cutoff := l.cfg.Now().Add(-l.cfg.MaxAge).UnixNano()
 	var drop []string
-	_ = l.kv.ScanRaw(prefix, func(k string, _ []byte) bool {
-		ns, ok := idNanos(k[len(prefix):])
+	_ = l.kv.Scan(func(k string, _ []byte) bool {
+		ns, ok := idNanos(k)
 		if l.count-len(drop) > l.cfg.MaxEvents || !ok || ns < cutoff {
 			drop = append(drop, k)
 			return true
@@ -208,7 +203,7 @@ func (l *Log) pruneLocked() {
 		return false // the rest are newer and within the count
 	})
 	for _, k := range drop {
-		if err := l.kv.DeleteRaw(k, false); err != nil {
+		if err := l.kv.Delete(k); err != nil {
 			l.log.Warn("audit: cannot delete an old event", "key", k, "err", err)
 			return
 		}
@@ -249,8 +244,8 @@ func (l *Log) Query(q Query) (Page, error) {
 	}
 	var out []Event
 	more := false
-	err := l.kv.ScanRaw(prefix, func(k string, v []byte) bool {
-		if k[len(prefix):] < from {
+	err := l.kv.Scan(func(k string, v []byte) bool {
+		if k < from {
 			return true
 		}
 		var e Event

@@ -21,7 +21,7 @@ func (c *clock) now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *clock) set(t time.Time)         { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *clock) advance(d time.Duration) { c.set(c.now().Add(d)) }
 
-func newLog(t *testing.T, kv KV, cfg Config) (*Log, *clock) {
+func newLog(t *testing.T, kv storage.Namespaces, cfg Config) (*Log, *clock) {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	cfg.Now, cfg.Node = c.now, "n1"
@@ -89,7 +89,7 @@ func TestRetention(t *testing.T) {
 	}
 	count := func() int {
 		n := 0
-		mem.ScanRaw(prefix, func(string, []byte) bool { n++; return true })
+		mem.Namespace(storage.Audit).Scan(func(string, []byte) bool { n++; return true })
 		return n
 	}
 	p, _ := l.Query(Query{Limit: 100})
@@ -117,7 +117,7 @@ func TestNoSecretsStored(t *testing.T) {
 	secret := "mb_abcdefgh_" + strings.Repeat("q", 32)
 	l.Record(Event{Action: "key.create", Target: "key:abcdefgh", Detail: "oops " + secret, Actor: Actor{Subject: secret}, Outcome: OK})
 	l.Record(Event{Action: strings.Repeat("x", 10000), Outcome: OK})
-	mem.ScanRaw(prefix, func(_ string, v []byte) bool {
+	mem.Namespace(storage.Audit).Scan(func(_ string, v []byte) bool {
 		if strings.Contains(string(v), strings.Repeat("q", 32)) {
 			t.Fatalf("a secret was stored: %s", v)
 		}
@@ -133,13 +133,17 @@ func TestNoSecretsStored(t *testing.T) {
 }
 
 // failKV fails every write.
-type failKV struct{ *storage.Memory }
+type failKV struct{ storage.KV }
 
-func (failKV) PutRaw(string, []byte, bool) error { return fmt.Errorf("disk full") }
+func (failKV) Put(string, []byte) error { return fmt.Errorf("disk full") }
+
+type failDB struct{ *storage.Memory }
+
+func (d failDB) Namespace(ns storage.Namespace) storage.KV { return failKV{d.Memory.Namespace(ns)} }
 
 func TestStoreFailureCounted(t *testing.T) {
 	n := 0
-	l, _ := newLog(t, failKV{storage.NewMemory()}, Config{OnError: func() { n++ }})
+	l, _ := newLog(t, failDB{storage.NewMemory()}, Config{OnError: func() { n++ }})
 	l.Record(Event{Action: "key.create", Outcome: OK})
 	if n != 1 {
 		t.Fatalf("failures counted: %d", n)
@@ -167,4 +171,15 @@ func FuzzClean(f *testing.F) {
 			t.Fatal("invalid JSON")
 		}
 	})
+}
+
+// A zero Config takes DefaultConfig's bounds.
+func TestDefaultConfig(t *testing.T) {
+	l, err := New(storage.NewMemory(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := DefaultConfig(); l.cfg.MaxEvents != d.MaxEvents || l.cfg.MaxAge != d.MaxAge {
+		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", l.cfg, d)
+	}
 }

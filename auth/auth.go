@@ -6,7 +6,8 @@
 // moltbot's own rotating keys), token-bucket limits per tenant and per key,
 // and the slowing of repeated failed authentications.
 //
-// Records persist through KV (the node's Pebble). The clock is injectable so
+// Records persist in the node's Pebble, in the storage namespaces
+// storage.AuthKeys, AuthTenants, AuthSigning and AuthJWKS. The clock is injectable so
 // that expiry and rotation are tested without waiting.
 package auth
 
@@ -21,14 +22,16 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/storage"
 )
 
-// KV stores auth records (implemented by storage.Pebble and storage.Memory).
-type KV interface {
-	GetRaw(key string) (val []byte, found bool, err error)
-	PutRaw(key string, val []byte, sync bool) error
-	DeleteRaw(key string, sync bool) error
-	ScanRaw(prefix string, fn func(key string, val []byte) bool) error
+// records are the namespaces auth keeps its records in.
+type records struct {
+	keys, tenants storage.KV
+}
+
+func openRecords(db storage.Namespaces) records {
+	return records{keys: db.Namespace(storage.AuthKeys), tenants: db.Namespace(storage.AuthTenants)}
 }
 
 // Scope is what a credential may do (moltbot.Scope).
@@ -96,25 +99,24 @@ var ErrNotFound = errors.New("auth: not found")
 // ErrConflict is returned for a tenant that already exists.
 var ErrConflict = errors.New("auth: already exists")
 
-// Config configures the service.
+// Config configures the service. Zero fields take DefaultConfig's values.
 type Config struct {
 	// Enabled requires a credential on every API call.
 	Enabled bool
 	Tenants []Tenant
 	// Issuers are trusted OAuth 2.0 issuers of JWT access tokens.
 	Issuers []Issuer
-	// TokenTTL is the lifetime of the JWTs /oauth/token issues (default 15m).
+	// TokenTTL is the lifetime of the JWTs /oauth/token issues.
 	TokenTTL time.Duration
-	// SigningRotate is how often moltbot's own signing key changes (default 24h).
+	// SigningRotate is how often moltbot's own signing key changes.
 	SigningRotate time.Duration
-	// Issuer is the "iss" of the tokens moltbot issues (default "moltbot").
+	// Issuer is the "iss" of the tokens moltbot issues.
 	Issuer string
 	// FailureLimit failed authentications per minute from one address are
-	// allowed; past it the address gets 429 (default 20).
+	// allowed; past it the address gets 429.
 	FailureLimit int
 	// Conversations, when set, is swept of the conversations of deleted
-	// tenants (sweep.go) after each tenant change and every SweepEvery
-	// (default DefaultSweepEvery).
+	// tenants (sweep.go) after each tenant change and every SweepEvery.
 	Conversations Conversations
 	SweepEvery    time.Duration
 	Now           func() time.Time
@@ -123,10 +125,18 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
+// DefaultConfig is every default of Config: tokens for 15 minutes from
+// a signing key that changes daily, issued as "moltbot"; 20 failed
+// authentications a minute from an address; the sweep hourly.
+func DefaultConfig() Config {
+	return Config{TokenTTL: 15 * time.Minute, SigningRotate: 24 * time.Hour, Issuer: "moltbot", FailureLimit: 20,
+		SweepEvery: DefaultSweepEvery}
+}
+
 // Service is the auth gateway's state. Safe for concurrent use.
 type Service struct {
 	cfg Config
-	kv  KV
+	kv  records
 	log *slog.Logger
 	now func() time.Time
 
@@ -155,37 +165,38 @@ type Service struct {
 	closeOnce sync.Once
 }
 
-// New loads the service's records from kv and starts what it needs.
-// Close stops it.
-func New(cfg Config, kv KV) (*Service, error) {
+// New loads the service's records from db (storage.Pebble, or
+// storage.Memory in tests) and starts what it needs. Close stops it.
+func New(cfg Config, db storage.Namespaces) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	d := DefaultConfig()
 	if cfg.TokenTTL <= 0 {
-		cfg.TokenTTL = 15 * time.Minute
+		cfg.TokenTTL = d.TokenTTL
 	}
 	if cfg.SigningRotate <= 0 {
-		cfg.SigningRotate = 24 * time.Hour
+		cfg.SigningRotate = d.SigningRotate
 	}
 	if cfg.Issuer == "" {
-		cfg.Issuer = "moltbot"
+		cfg.Issuer = d.Issuer
 	}
 	if cfg.FailureLimit <= 0 {
-		cfg.FailureLimit = 20
+		cfg.FailureLimit = d.FailureLimit
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if cfg.SweepEvery <= 0 {
-		cfg.SweepEvery = DefaultSweepEvery
+		cfg.SweepEvery = d.SweepEvery
 	}
 	if life := cfg.SigningRotate + cfg.TokenTTL + leeway; life > maxPubLife {
 		return nil, fmt.Errorf("auth: signing_rotate + token_ttl is %s; at most %s", life-leeway, maxPubLife-leeway)
 	}
-	s := &Service{cfg: cfg, kv: kv, log: cfg.Logger, now: cfg.Now, tenants: map[string]*Tenant{},
+	s := &Service{cfg: cfg, kv: openRecords(db), log: cfg.Logger, now: cfg.Now, tenants: map[string]*Tenant{},
 		limits: newLimiter(cfg.Now), failures: newLimiter(cfg.Now),
 		sweepKick: make(chan struct{}, 1), sweepStop: make(chan struct{})}
 	if err := s.loadTenants(); err != nil {
@@ -202,7 +213,7 @@ func New(cfg Config, kv KV) (*Service, error) {
 		}
 		s.issuers = append(s.issuers, is)
 	}
-	sg, err := newSigner(kv, cfg.Now, cfg.SigningRotate, cfg.TokenTTL, s.publish)
+	sg, err := newSigner(db.Namespace(storage.AuthSigning), db.Namespace(storage.AuthJWKS), cfg.Now, cfg.SigningRotate, cfg.TokenTTL, s.publish)
 	if err != nil {
 		s.Close()
 		return nil, err

@@ -33,10 +33,16 @@ func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 func newService(t *testing.T, cfg Config) (*Service, *clock) {
 	t.Helper()
+	return newServiceIn(t, cfg, storage.NewMemory())
+}
+
+// newServiceIn is newService over db.
+func newServiceIn(t *testing.T, cfg Config, db storage.Namespaces) (*Service, *clock) {
+	t.Helper()
 	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	cfg.Now = c.now
 	cfg.Enabled = true
-	s, err := New(cfg, storage.NewMemory())
+	s, err := New(cfg, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +402,8 @@ func TestExternalIssuer(t *testing.T) {
 }
 
 func TestClientCredentialsAndOwnKeys(t *testing.T) {
-	s, c := newService(t, Config{Tenants: []Tenant{{ID: "svc"}}, TokenTTL: 10 * time.Minute, SigningRotate: time.Hour})
+	mem := storage.NewMemory()
+	s, c := newServiceIn(t, Config{Tenants: []Tenant{{ID: "svc"}}, TokenTTL: 10 * time.Minute, SigningRotate: time.Hour}, mem)
 	key, info, _ := s.CreateKey("svc", "worker", ScopeAdmin, 0)
 	tok, err := s.ClientCredentials("client_credentials", info.ID, key, "chat")
 	if err != nil || tok.TokenType != "Bearer" || tok.ExpiresIn != 600 || tok.Scope != "chat" {
@@ -448,7 +455,7 @@ func TestClientCredentialsAndOwnKeys(t *testing.T) {
 	}
 	// Keys survive a restart of the service (same store).
 	tok3, _ := s.ClientCredentials("client_credentials", info.ID, key, "")
-	s2, err := New(Config{Enabled: true, Now: c.now, Tenants: []Tenant{{ID: "svc"}}}, s.kv)
+	s2, err := New(Config{Enabled: true, Now: c.now, Tenants: []Tenant{{ID: "svc"}}}, mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,5 +544,18 @@ func TestTokenCache(t *testing.T) {
 	}
 	if len(tc.m) > tokenCacheSize {
 		t.Fatalf("cache holds %d", len(tc.m))
+	}
+}
+
+// A zero Config takes DefaultConfig's values.
+func TestDefaultConfig(t *testing.T) {
+	s, err := New(Config{}, storage.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d, c := DefaultConfig(), s.cfg
+	if c.TokenTTL != d.TokenTTL || c.SigningRotate != d.SigningRotate || c.Issuer != d.Issuer || c.FailureLimit != d.FailureLimit || c.SweepEvery != d.SweepEvery {
+		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", c, d)
 	}
 }

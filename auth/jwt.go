@@ -18,6 +18,7 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/moltbot/moltbot/storage"
 	"golang.org/x/time/rate"
 )
 
@@ -101,24 +102,24 @@ type storedKey struct {
 	Created int64  `json:"created"`
 }
 
-const signingPrefix = "signing/"
-
 // signer issues JWTs with an ES256 key that changes every rotate; a retired
 // key stays published until the tokens it signed have expired.
 type signer struct {
-	kv          KV
-	now         func() time.Time
-	rotate, ttl time.Duration
-	publish     func(key string, val []byte)
-	mu          sync.Mutex
-	keys        []*signingKey // newest first
+	// signing holds the private keys (they never leave the node), jwks
+	// the public halves of every node's keys.
+	signing, jwks storage.KV
+	now           func() time.Time
+	rotate, ttl   time.Duration
+	publish       func(key string, val []byte)
+	mu            sync.Mutex
+	keys          []*signingKey // newest first
 	// remote are other nodes' public keys (replicate.go), by kid.
 	remote map[string]*pubKey
 }
 
-func newSigner(kv KV, now func() time.Time, rotate, ttl time.Duration, publish func(string, []byte)) (*signer, error) {
-	s := &signer{kv: kv, now: now, rotate: rotate, ttl: ttl, publish: publish, remote: map[string]*pubKey{}}
-	err := kv.ScanRaw(signingPrefix, func(_ string, v []byte) bool {
+func newSigner(signing, jwks storage.KV, now func() time.Time, rotate, ttl time.Duration, publish func(string, []byte)) (*signer, error) {
+	s := &signer{signing: signing, jwks: jwks, now: now, rotate: rotate, ttl: ttl, publish: publish, remote: map[string]*pubKey{}}
+	err := signing.Scan(func(_ string, v []byte) bool {
 		var sk storedKey
 		if json.Unmarshal(v, &sk) != nil {
 			return true
@@ -134,7 +135,7 @@ func newSigner(kv KV, now func() time.Time, rotate, ttl time.Duration, publish f
 	}
 	sort.Slice(s.keys, func(i, j int) bool { return s.keys[i].created.After(s.keys[j].created) })
 	var expired []string
-	err = kv.ScanRaw(pubPrefix, func(k string, v []byte) bool {
+	err = jwks.Scan(func(k string, v []byte) bool {
 		var p pubKey
 		switch {
 		case json.Unmarshal(v, &p) != nil || p.parse() != nil:
@@ -149,19 +150,19 @@ func newSigner(kv KV, now func() time.Time, rotate, ttl time.Duration, publish f
 		return nil, err
 	}
 	for _, k := range expired {
-		_ = kv.DeleteRaw(k, false)
+		_ = jwks.Delete(k)
 	}
 	// An own key's end is what its public record says (made under the
 	// settings of its day); keys made before publication existed get one.
 	for _, k := range s.keys {
 		var p pubKey
-		if v, found, _ := kv.GetRaw(pubPrefix + k.kid); found && json.Unmarshal(v, &p) == nil {
+		if v, found, _ := jwks.Get(k.kid); found && json.Unmarshal(v, &p) == nil {
 			k.until = time.Unix(p.Until, 0)
 			continue
 		}
 		k.until = k.created.Add(s.rotate + s.ttl + leeway)
 		b, _ := json.Marshal(s.pubOf(k))
-		_ = kv.PutRaw(pubPrefix+k.kid, b, true)
+		_ = jwks.Put(k.kid, b)
 	}
 	return s, nil
 }
@@ -196,16 +197,16 @@ func (s *signer) current() (*signingKey, error) {
 		k := &signingKey{kid: randomString(8), priv: priv, created: now, until: now.Add(s.rotate + s.ttl + leeway)}
 		der, _ := x509.MarshalPKCS8PrivateKey(priv)
 		b, _ := json.Marshal(storedKey{KID: k.kid, PKCS8: der, Created: now.Unix()})
-		if err := s.kv.PutRaw(signingPrefix+k.kid, b, true); err != nil {
+		if err := s.signing.Put(k.kid, b); err != nil {
 			return nil, err
 		}
 		// The public half first, for the other nodes: they must know it
 		// before a token it signs reaches them.
 		pb, _ := json.Marshal(s.pubOf(k))
-		if err := s.kv.PutRaw(pubPrefix+k.kid, pb, true); err != nil {
+		if err := s.jwks.Put(k.kid, pb); err != nil {
 			return nil, err
 		}
-		s.publish(pubPrefix+k.kid, pb)
+		s.publish(wirePub+k.kid, pb)
 		s.keys = append([]*signingKey{k}, s.keys...)
 	}
 	// A key retired at r (when its successor was made) signed tokens until r;
@@ -216,15 +217,15 @@ func (s *signer) current() (*signingKey, error) {
 		if now.Sub(retired) < s.ttl+leeway {
 			keep = append(keep, s.keys[i])
 		} else {
-			_ = s.kv.DeleteRaw(signingPrefix+s.keys[i].kid, true)
-			_ = s.kv.DeleteRaw(pubPrefix+s.keys[i].kid, false)
+			_ = s.signing.Delete(s.keys[i].kid)
+			_ = s.jwks.Delete(s.keys[i].kid)
 		}
 	}
 	s.keys = keep
 	for kid, p := range s.remote {
 		if !now.Before(time.Unix(p.Until, 0)) {
 			delete(s.remote, kid)
-			_ = s.kv.DeleteRaw(pubPrefix+kid, false)
+			_ = s.jwks.Delete(kid)
 		}
 	}
 	return s.keys[0], nil

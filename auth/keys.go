@@ -49,8 +49,6 @@ type KeyInfo struct {
 	State string `json:"state"`
 }
 
-const keyPrefix = "keys/"
-
 var keyEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 func randomString(n int) string {
@@ -79,7 +77,7 @@ func hashSecret(secret string) []byte {
 }
 
 func (s *Service) getKey(id string) (*Key, error) {
-	v, ok, err := s.kv.GetRaw(keyPrefix + id)
+	v, ok, err := s.kv.keys.Get(id)
 	if err != nil {
 		return nil, err
 	}
@@ -98,10 +96,10 @@ func (s *Service) getKey(id string) (*Key, error) {
 func (s *Service) putKey(k *Key) error {
 	k.Ver = s.nextVer()
 	b, _ := json.Marshal(k)
-	if err := s.kv.PutRaw(keyPrefix+k.ID, b, true); err != nil {
+	if err := s.kv.keys.Put(k.ID, b); err != nil {
 		return err
 	}
-	s.publish(keyPrefix+k.ID, b)
+	s.publish(wireKey+k.ID, b)
 	return nil
 }
 
@@ -184,7 +182,7 @@ func (s *Service) current(k *Key) bool {
 // incarnation: not those of an earlier tenant with its id.
 func (s *Service) ListKeys(tenant string) ([]KeyInfo, error) {
 	var out []KeyInfo
-	err := s.kv.ScanRaw(keyPrefix, func(_ string, v []byte) bool {
+	err := s.kv.keys.Scan(func(_ string, v []byte) bool {
 		var k Key
 		if json.Unmarshal(v, &k) == nil && (tenant == "" || k.Tenant == tenant && s.current(&k)) {
 			out = append(out, *s.info(&k))

@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"strings"
 	"time"
+
+	"github.com/moltbot/moltbot/storage"
 )
 
 // Replication. In a cluster every node holds every auth record, so a key
@@ -40,13 +42,22 @@ import (
 // them to every member at once); State and Merge are the periodic full
 // exchange that repairs whatever a member missed.
 
-// record is one replicated record on the wire.
+// record is one replicated record on the wire: K is its kind and id
+// ("keys/<id>", "tenants/<id>", "jwks/<kid>").
 type record struct {
 	K string          `json:"k"`
 	V json.RawMessage `json:"v"`
 }
 
-const pubPrefix = "jwks/"
+// The kinds of replicated records, as they travel between nodes. They
+// spell the storage keys of the first releases, and nodes of different
+// builds exchange them, so they stay as they are; where a record is stored
+// is storage's (the namespaces of records and signer).
+const (
+	wireKey    = "keys/"
+	wireTenant = "tenants/"
+	wirePub    = "jwks/"
+)
 
 // pubKey is a published verification key of some node's signer.
 type pubKey struct {
@@ -126,8 +137,8 @@ func (s *Service) saneVer(v int64) bool { return checkVer(v, s.now()) == nil }
 // from the far future.
 func (s *Service) loadVersions() error {
 	far := 0
-	for _, prefix := range []string{keyPrefix, tenantPrefix} {
-		err := s.kv.ScanRaw(prefix, func(_ string, v []byte) bool {
+	for _, kv := range []storage.KV{s.kv.keys, s.kv.tenants} {
+		err := kv.Scan(func(_ string, v []byte) bool {
 			var sv versioned
 			if json.Unmarshal(v, &sv) == nil {
 				if s.saneVer(sv.Ver) {
@@ -163,9 +174,12 @@ func (s *Service) publish(key string, val []byte) {
 // State returns every replicated record (for a full exchange).
 func (s *Service) State() []byte {
 	var recs []record
-	for _, prefix := range []string{keyPrefix, tenantPrefix, pubPrefix} {
-		_ = s.kv.ScanRaw(prefix, func(k string, v []byte) bool {
-			recs = append(recs, record{K: k, V: append(json.RawMessage(nil), v...)})
+	for _, kind := range []struct {
+		wire string
+		kv   storage.KV
+	}{{wireKey, s.kv.keys}, {wireTenant, s.kv.tenants}, {wirePub, s.signer.jwks}} {
+		_ = kind.kv.Scan(func(id string, v []byte) bool {
+			recs = append(recs, record{K: kind.wire + id, V: v})
 			return true
 		})
 	}
@@ -232,12 +246,12 @@ type versioned struct {
 	Ver int64 `json:"ver"`
 }
 
-// putIfNewerLocked stores a versioned record from another node when it is
-// newer than ours (absent, or ours from the far future: always; equal
-// versions: the greater bytes), and keeps this node's clock ahead of it.
-// ver has been checked (saneVer). The caller holds recMu.
-func (s *Service) putIfNewerLocked(key string, val []byte, ver int64) (bool, error) {
-	stored, found, err := s.kv.GetRaw(key)
+// putIfNewerLocked stores a versioned record from another node under id
+// in kv when it is newer than ours (absent, or ours from the far future:
+// always; equal versions: the greater bytes), and keeps this node's clock
+// ahead of it. ver has been checked (saneVer). The caller holds recMu.
+func (s *Service) putIfNewerLocked(kv storage.KV, id string, val []byte, ver int64) (bool, error) {
+	stored, found, err := kv.Get(id)
 	if err != nil {
 		return false, err
 	}
@@ -249,15 +263,15 @@ func (s *Service) putIfNewerLocked(key string, val []byte, ver int64) (bool, err
 		}
 	}
 	s.sawVer(ver)
-	return true, s.kv.PutRaw(key, val, true)
+	return true, kv.Put(id, val)
 }
 
 func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 	now := s.now()
 	switch {
-	case strings.HasPrefix(key, keyPrefix):
+	case strings.HasPrefix(key, wireKey):
 		var k Key
-		if err := json.Unmarshal(val, &k); err != nil || keyPrefix+k.ID != key {
+		if err := json.Unmarshal(val, &k); err != nil || wireKey+k.ID != key {
 			return false, fmt.Errorf("auth: bad key record %q", trimKey(key))
 		}
 		if !s.saneVer(k.Ver) {
@@ -268,10 +282,10 @@ func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 		}
 		s.recMu.Lock()
 		defer s.recMu.Unlock()
-		return s.putIfNewerLocked(key, val, k.Ver)
-	case strings.HasPrefix(key, tenantPrefix):
+		return s.putIfNewerLocked(s.kv.keys, k.ID, val, k.Ver)
+	case strings.HasPrefix(key, wireTenant):
 		var t Tenant
-		if err := json.Unmarshal(val, &t); err != nil || tenantPrefix+t.ID != key {
+		if err := json.Unmarshal(val, &t); err != nil || wireTenant+t.ID != key {
 			return false, fmt.Errorf("auth: bad tenant record %q", trimKey(key))
 		}
 		if !s.saneVer(t.Ver) {
@@ -282,7 +296,7 @@ func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 		}
 		s.recMu.Lock()
 		defer s.recMu.Unlock()
-		if ok, err := s.putIfNewerLocked(key, val, t.Ver); !ok || err != nil {
+		if ok, err := s.putIfNewerLocked(s.kv.tenants, t.ID, val, t.Ver); !ok || err != nil {
 			return false, err
 		}
 		s.mu.Lock()
@@ -296,9 +310,9 @@ func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 		s.mu.Unlock()
 		s.kickSweep()
 		return true, nil
-	case strings.HasPrefix(key, pubPrefix):
+	case strings.HasPrefix(key, wirePub):
 		var p pubKey
-		if err := json.Unmarshal(val, &p); err != nil || pubPrefix+p.KID != key {
+		if err := json.Unmarshal(val, &p); err != nil || wirePub+p.KID != key {
 			return false, fmt.Errorf("auth: bad public key record %q", trimKey(key))
 		}
 		if err := p.check(now); err != nil {
@@ -312,7 +326,7 @@ func (s *Service) mergeOne(key string, val []byte) (bool, error) {
 		if _, ok := s.signer.remote[p.KID]; ok || s.signer.ownLocked(p.KID) != nil {
 			return false, nil
 		}
-		if err := s.kv.PutRaw(key, val, true); err != nil {
+		if err := s.signer.jwks.Put(p.KID, val); err != nil {
 			return false, err
 		}
 		s.signer.remote[p.KID] = &p

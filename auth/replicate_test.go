@@ -230,7 +230,8 @@ func TestReplicatedSigningKeys(t *testing.T) {
 
 // Merge takes only auth records it can read, whatever a peer sends.
 func TestMergeRejects(t *testing.T) {
-	s, _ := newService(t, Config{Tenants: []Tenant{{ID: "a"}}})
+	mem := storage.NewMemory()
+	s, _ := newServiceIn(t, Config{Tenants: []Tenant{{ID: "a"}}}, mem)
 	for _, bad := range []string{
 		`not json`,
 		`[{"k":"conv/default/x","v":{"id":"x"}}]`,
@@ -246,7 +247,7 @@ func TestMergeRejects(t *testing.T) {
 	if tn, _ := s.Tenant(DefaultTenant); tn.Limits.RequestsPerMinute != 0 {
 		t.Fatal("a peer changed the default tenant")
 	}
-	if _, found, _ := s.kv.GetRaw("conv/default/x"); found {
+	if _, err := mem.Get("default", "x"); err == nil || authRecords(mem) != mem.Len() {
 		t.Fatal("a peer wrote outside the auth records")
 	}
 }
@@ -284,28 +285,27 @@ func FuzzMerge(f *testing.F) {
 		defer s.Close()
 		s.Merge(b)
 		top := int64(0)
-		mem.ScanRaw("", func(k string, v []byte) bool {
-			var err error
-			switch {
-			case strings.HasPrefix(k, keyPrefix):
-				var rec Key
-				if err = json.Unmarshal(v, &rec); err == nil {
-					err = rec.check(now)
-					top = max(top, rec.Ver)
-				}
-			case strings.HasPrefix(k, tenantPrefix):
-				var rec Tenant
-				if err = json.Unmarshal(v, &rec); err == nil {
-					err = rec.check(now)
-					top = max(top, rec.Ver)
-				}
-			case strings.HasPrefix(k, pubPrefix), strings.HasPrefix(k, signingPrefix):
-			default:
-				t.Fatalf("wrote %q", k)
+		if n := authRecords(mem); n != mem.Len() {
+			t.Fatalf("%d records outside auth's namespaces", mem.Len()-n)
+		}
+		check := func(v []byte, rec interface{ check(time.Time) error }, ver *int64) {
+			err := json.Unmarshal(v, rec)
+			if err == nil {
+				err = rec.check(now)
+				top = max(top, *ver)
 			}
 			if err != nil {
 				t.Fatalf("stored an insane record %s: %v", v, err)
 			}
+		}
+		mem.Namespace(storage.AuthKeys).Scan(func(_ string, v []byte) bool {
+			var rec Key
+			check(v, &rec, &rec.Ver)
+			return true
+		})
+		mem.Namespace(storage.AuthTenants).Scan(func(_ string, v []byte) bool {
+			var rec Tenant
+			check(v, &rec, &rec.Ver)
 			return true
 		})
 		if _, ok := s.Tenant(DefaultTenant); !ok {
@@ -317,4 +317,13 @@ func FuzzMerge(f *testing.F) {
 		_ = s.State()
 		_ = s.JWKS()
 	})
+}
+
+// authRecords counts the records in auth's namespaces of mem.
+func authRecords(mem *storage.Memory) int {
+	n := 0
+	for _, ns := range []storage.Namespace{storage.AuthKeys, storage.AuthTenants, storage.AuthSigning, storage.AuthJWKS} {
+		mem.Namespace(ns).Scan(func(string, []byte) bool { n++; return true })
+	}
+	return n
 }

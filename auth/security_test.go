@@ -158,7 +158,7 @@ func TestMergeRefusesFutureVersions(t *testing.T) {
 	p := newPeers(t, 2, Config{Tenants: []Tenant{{ID: "a"}}})
 	a, b := p.s[0], p.s[1]
 	key, info, _ := a.CreateKey("a", "", ScopeAdmin, 0)
-	raw, _, _ := a.kv.GetRaw(keyPrefix + info.ID)
+	raw, _, _ := a.kv.keys.Get(info.ID)
 	now := p.c.now()
 	for _, tc := range []struct {
 		name string
@@ -172,7 +172,7 @@ func TestMergeRefusesFutureVersions(t *testing.T) {
 		{"now+59s", now.Add(59 * time.Second).UnixNano(), true},
 	} {
 		rec := strings.Replace(string(raw), fmt.Sprintf(`"ver":%d`, mustVer(t, raw)), fmt.Sprintf(`"ver":%d`, tc.ver), 1)
-		msg := fmt.Sprintf(`[{"k":%q,"v":%s}]`, keyPrefix+info.ID, rec)
+		msg := fmt.Sprintf(`[{"k":%q,"v":%s}]`, wireKey+info.ID, rec)
 		n, err := b.Merge([]byte(msg))
 		if tc.ok != (err == nil && n == 1) {
 			t.Errorf("%s: merged %d, %v (want accepted %v)", tc.name, n, err, tc.ok)
@@ -253,7 +253,7 @@ func TestMergeRefusesInsaneValues(t *testing.T) {
 }
 
 // The store a service keeps survives a restart; storage.Memory stands in.
-var _ KV = (*storage.Memory)(nil)
+var _ storage.Namespaces = (*storage.Memory)(nil)
 
 // Issue #10, finding 4 (data): every node sweeps the conversations of a
 // dead tenant life from its own store — on the node that deleted the
@@ -376,9 +376,9 @@ func TestIssuerAudienceRequired(t *testing.T) {
 func TestLegacyTenantsKeepTheirData(t *testing.T) {
 	mem := storage.NewMemory()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	mem.PutRaw("tenants/old", []byte(fmt.Sprintf(`{"id":"old","created":%d,"ver":%d}`, now.Unix()-3600, now.UnixNano()-1e12)), true)
-	mem.PutRaw("keys/abcdefgh", []byte(fmt.Sprintf(`{"id":"abcdefgh","tenant":"old","scope":"chat","hash":%q,"created":%d}`,
-		base64Std(hashSecret("s3cr3ts3cr3ts3cr3t")), now.Unix()-60)), true)
+	mem.Namespace(storage.AuthTenants).Put("old", []byte(fmt.Sprintf(`{"id":"old","created":%d,"ver":%d}`, now.Unix()-3600, now.UnixNano()-1e12)))
+	mem.Namespace(storage.AuthKeys).Put("abcdefgh", []byte(fmt.Sprintf(`{"id":"abcdefgh","tenant":"old","scope":"chat","hash":%q,"created":%d}`,
+		base64Std(hashSecret("s3cr3ts3cr3ts3cr3t")), now.Unix()-60)))
 	s, err := New(Config{Enabled: true, Now: func() time.Time { return now }, Conversations: mem}, mem)
 	if err != nil {
 		t.Fatal(err)

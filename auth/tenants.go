@@ -54,8 +54,6 @@ func (t *Tenant) Space() string {
 	return t.ID + ":" + t.Incarnation
 }
 
-const tenantPrefix = "tenants/"
-
 // ValidTenantID is the shape of tenant ids (moltbot.ValidTenantID).
 func ValidTenantID(s string) bool { return moltbot.ValidTenantID(s) }
 
@@ -88,7 +86,7 @@ func (s *Service) setTenantsLocked(ts []Tenant) error {
 		t.FromConfig, t.Incarnation, t.Dead = true, "", nil
 		m[t.ID] = &t
 	}
-	err := s.kv.ScanRaw(tenantPrefix, func(_ string, v []byte) bool {
+	err := s.kv.tenants.Scan(func(_ string, v []byte) bool {
 		var t Tenant
 		if json.Unmarshal(v, &t) == nil && t.Deleted == 0 && !t.FromConfig && ValidTenantID(t.ID) {
 			if _, cfg := m[t.ID]; !cfg {
@@ -155,7 +153,7 @@ func (s *Service) Tenants() []Tenant {
 // storedTenant reads the replicated record of id (live, shadowed by the
 // config file, or a tombstone); nil when there is none.
 func (s *Service) storedTenant(id string) *Tenant {
-	v, found, err := s.kv.GetRaw(tenantPrefix + id)
+	v, found, err := s.kv.tenants.Get(id)
 	if err != nil || !found {
 		return nil
 	}
@@ -208,10 +206,10 @@ func (s *Service) CreateTenant(t Tenant) (*Tenant, error) {
 	t.Dead = withDead(dead, "")
 	t.Ver = s.nextVer()
 	b, _ := json.Marshal(&t)
-	if err := s.kv.PutRaw(tenantPrefix+t.ID, b, true); err != nil {
+	if err := s.kv.tenants.Put(t.ID, b); err != nil {
 		return nil, err
 	}
-	s.publish(tenantPrefix+t.ID, b)
+	s.publish(wireTenant+t.ID, b)
 	s.tenants[t.ID] = &t
 	s.kickSweep()
 	s.log.Info("tenant created", "tenant", t.ID, "incarnation", t.Incarnation)
@@ -251,10 +249,10 @@ func (s *Service) deleteTenant(id string) error {
 	// the tenant back. It names the incarnation that died.
 	b, _ := json.Marshal(&Tenant{ID: id, Created: t.Created, Deleted: s.now().Unix(), Incarnation: t.Incarnation,
 		Dead: t.Dead, Ver: s.nextVer()})
-	if err := s.kv.PutRaw(tenantPrefix+id, b, true); err != nil {
+	if err := s.kv.tenants.Put(id, b); err != nil {
 		return err
 	}
-	s.publish(tenantPrefix+id, b)
+	s.publish(wireTenant+id, b)
 	delete(s.tenants, id)
 	s.kickSweep()
 	return nil

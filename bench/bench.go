@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/moltbot/moltbot/inference/sse"
 )
 
 // Mode is how load is offered.
@@ -335,7 +336,7 @@ func (r *runner) closed(ctx context.Context, total int) ([]*shard, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			br := bufio.NewReaderSize(nil, 16<<10)
+			br := sse.NewReader(nil, 0)
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if r.over(i, total) {
@@ -360,7 +361,7 @@ func (r *runner) open(ctx context.Context, total int) ([]*shard, error) {
 	for i := range shards {
 		shards[i] = &shard{results: make([]result, 0, 256)}
 	}
-	readers := sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	readers := sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
 	var wg sync.WaitGroup
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -379,7 +380,7 @@ func (r *runner) open(ctx context.Context, total int) ([]*shard, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			br := readers.Get().(*bufio.Reader)
+			br := readers.Get().(*sse.Reader)
 			local := shard{results: make([]result, 0, 1)}
 			r.do(ctx, i, due, &local, br)
 			br.Reset(nil)
@@ -396,7 +397,7 @@ func (r *runner) open(ctx context.Context, total int) ([]*shard, error) {
 }
 
 // do sends request i, which was due at `due` (since begin), and records it.
-func (r *runner) do(ctx context.Context, i int, due time.Duration, sh *shard, br *bufio.Reader) {
+func (r *runner) do(ctx context.Context, i int, due time.Duration, sh *shard, br *sse.Reader) {
 	url, body, conv := r.request(i)
 	if conv >= 0 {
 		// One turn at a time per conversation; waiting counts as latency.
@@ -440,7 +441,7 @@ func (r *runner) do(ctx context.Context, i int, due time.Duration, sh *shard, br
 	}
 	if r.cfg.Stream {
 		if br == nil {
-			br = bufio.NewReaderSize(resp.Body, 16<<10)
+			br = sse.NewReader(resp.Body, 0)
 		} else {
 			br.Reset(resp.Body)
 		}
@@ -459,7 +460,6 @@ func (r *runner) do(ctx context.Context, i int, due time.Duration, sh *shard, br
 }
 
 var (
-	dataPrefix   = []byte("data: ")
 	doneMarker   = []byte("[DONE]")
 	contentKey   = []byte(`"content":"`)
 	emptyContent = []byte(`"content":""`)
@@ -467,26 +467,26 @@ var (
 	errorKey     = []byte(`"error":`)
 )
 
-// readStream reads SSE chunks, timing each content token.
-func (r *runner) readStream(br *bufio.Reader, scheduled time.Time, res *result, sh *shard) {
+// readStream reads SSE chunks (inference/sse, the providers' fuzzed
+// reader), timing each content token. A stream that ends cleanly after
+// some chunks without [DONE] counts as served; one that ends before any,
+// or with an event past the reader's bound, is a stream error.
+func (r *runner) readStream(br *sse.Reader, scheduled time.Time, res *result, sh *shard) {
 	var last time.Time
 	chunks := 0
 	usage := -1
 	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil && err != bufio.ErrBufferFull {
+		ev, err := br.Next()
+		if err != nil {
 			if chunks == 0 || !errors.Is(err, io.EOF) {
 				res.class = classify(err)
-				if errors.Is(err, io.EOF) {
+				if errors.Is(err, io.EOF) || errors.Is(err, sse.ErrTooLong) {
 					res.class = ClassStream
 				}
 			}
 			break
 		}
-		if !bytes.HasPrefix(line, dataPrefix) {
-			continue
-		}
-		data := bytes.TrimSpace(line[len(dataPrefix):])
+		data := bytes.TrimSpace(ev.Data)
 		if bytes.Equal(data, doneMarker) {
 			break
 		}

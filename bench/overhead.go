@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,13 +8,15 @@ import (
 	"net/http"
 	"sort"
 	"time"
+
+	"github.com/moltbot/moltbot/inference/sse"
 )
 
 // Target is one endpoint to time.
 type Target struct {
 	URL  string
 	Body []byte
-	// Stream: time to the first SSE data line (TTFT) instead of the whole body.
+	// Stream: time to the first SSE event (TTFT) instead of the whole body.
 	Stream bool
 }
 
@@ -122,7 +123,7 @@ func minMax(v []float64) (float64, float64) {
 }
 
 // Time sends one request and returns how long it took: to the end of the
-// body, or to the first SSE data line for a stream.
+// body, or to the first SSE event for a stream.
 func Time(ctx context.Context, c *http.Client, t Target) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(t.Body))
 	if err != nil {
@@ -141,18 +142,11 @@ func Time(ctx context.Context, c *http.Client, t Target) (time.Duration, error) 
 	}
 	var d time.Duration
 	if t.Stream {
-		br := bufio.NewReader(resp.Body)
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return 0, fmt.Errorf("%s: stream ended before data: %v", t.URL, err)
-			}
-			if bytes.HasPrefix(line, []byte("data:")) {
-				d = time.Since(t0)
-				break
-			}
+		if _, err := sse.NewReader(resp.Body, 0).Next(); err != nil {
+			return 0, fmt.Errorf("%s: stream ended before data: %v", t.URL, err)
 		}
-		_, err = io.Copy(io.Discard, br)
+		d = time.Since(t0)
+		_, err = io.Copy(io.Discard, resp.Body)
 	} else {
 		_, err = io.Copy(io.Discard, resp.Body)
 		d = time.Since(t0)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -517,4 +518,18 @@ func TestReadyNeedsJoinNotJustAMember(t *testing.T) {
 	// A node whose seed answers is ready once it has joined.
 	c, _ := startWith(t, Config{Join: []string{seed.ID()}, Bootstrap: time.Hour})
 	testutil.Eventually(t, 10*time.Second, "c joined", c.Ready)
+}
+
+// A zero Config takes DefaultConfig's values; the test profile bootstraps sooner.
+func TestDefaultConfig(t *testing.T) {
+	var c Config
+	c.ensureDefaults()
+	if d := DefaultConfig(); c.Profile != d.Profile || c.Bootstrap != d.Bootstrap || !slices.Contains(Profiles, d.Profile) {
+		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", c, d)
+	}
+	c = Config{Profile: "test"}
+	c.ensureDefaults()
+	if c.Bootstrap != 2*time.Second {
+		t.Errorf("test profile bootstrap %s", c.Bootstrap)
+	}
 }

@@ -45,14 +45,16 @@ type Config struct {
 	// RPC and HTTP are this node's addresses, published in its metadata.
 	RPC, HTTP string
 	Version   string
-	// Profile tunes failure detection: "lan" (default), "local" (one host),
-	// or "test" (fast timers for tests: dead within about a second).
+	// Profile tunes failure detection (one of Profiles): "lan", "local"
+	// (one host), or "test" (fast timers for tests: dead within about a
+	// second).
 	Profile string
 	Logger  *slog.Logger
 	// Load is read when metadata is refreshed (conversations in memory).
 	Load func() int
 	// Bootstrap is how long a node with seeds waits to join before it serves
-	// alone (it may be the first node up). Default 10s ("test": 2s).
+	// alone (it may be the first node up); zero: DefaultConfig's, 2s with
+	// the profile "test".
 	Bootstrap time.Duration
 	// Verify proves a member's RPC identity (it dials the member, whose
 	// certificate must name it). A member whose proof fails with an error
@@ -70,6 +72,29 @@ type Config struct {
 	OnVerify func(n Node, err error)
 
 	proto int // tests: pretend to speak another protocol
+}
+
+// Profiles are the values of Config.Profile.
+var Profiles = []string{"lan", "local", "test"}
+
+// DefaultConfig is every default of Config: the LAN profile, and 10s for
+// the seeds to answer before a node serves alone. Zero fields take these
+// values.
+func DefaultConfig() Config {
+	return Config{Profile: "lan", Bootstrap: 10 * time.Second}
+}
+
+func (c *Config) ensureDefaults() {
+	d := DefaultConfig()
+	if c.Profile == "" {
+		c.Profile = d.Profile
+	}
+	if c.Bootstrap <= 0 {
+		c.Bootstrap = d.Bootstrap
+		if c.Profile == "test" {
+			c.Bootstrap = 2 * time.Second
+		}
+	}
 }
 
 func (c *Cluster) protocol() int {
@@ -191,6 +216,7 @@ func splitHostPort(addr string) (string, int, error) {
 // Start joins (or founds) the cluster. Seeds that do not answer are retried
 // in the background with backoff; the node serves alone meanwhile.
 func Start(cfg Config) (*Cluster, error) {
+	cfg.ensureDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -213,7 +239,7 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	var mc *memberlist.Config
 	switch cfg.Profile {
-	case "", "lan":
+	case "lan":
 		mc = memberlist.DefaultLANConfig()
 	case "local":
 		mc = memberlist.DefaultLocalConfig()
@@ -228,16 +254,10 @@ func Start(cfg Config) (*Cluster, error) {
 		mc.RetransmitMult = 2
 		mc.GossipToTheDeadTime = 2 * time.Second
 	default:
-		return nil, fmt.Errorf("cluster: unknown profile %q (lan, local, test)", cfg.Profile)
+		return nil, fmt.Errorf("cluster: unknown profile %q (%s)", cfg.Profile, strings.Join(Profiles, ", "))
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, id: adv, stop: make(chan struct{}), members: map[string]*Node{}, changes: make(chan struct{}, 1), started: time.Now(),
 		verifyKick: make(chan struct{}, 1), joinKick: make(chan struct{}, 1)}
-	if c.cfg.Bootstrap <= 0 {
-		c.cfg.Bootstrap = 10 * time.Second
-		if cfg.Profile == "test" {
-			c.cfg.Bootstrap = 2 * time.Second
-		}
-	}
 	mc.Name = c.id
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertiseAddr, mc.AdvertisePort = advHost, advPort

@@ -25,6 +25,13 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/audit"
+	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/inference/sim"
+	"github.com/moltbot/moltbot/storage"
 	"gopkg.in/yaml.v3"
 )
 
@@ -106,14 +113,6 @@ type StorageConfig struct {
 	CacheSize    ByteSize `yaml:"cache_size"`
 	MemtableSize ByteSize `yaml:"memtable_size"`
 }
-
-// Provider types.
-const (
-	TypeOllama    = "ollama"
-	TypeOpenAI    = "openai"
-	TypeAnthropic = "anthropic"
-	TypeSim       = "sim"
-)
 
 // ProviderConfig is one model server.
 type ProviderConfig struct {
@@ -298,6 +297,22 @@ type ClusterConfig struct {
 	RPC string `yaml:"rpc"`
 	// Profile tunes failure detection: lan (default), local, or test.
 	Profile string `yaml:"profile"`
+	// RemoteWork bounds the work other nodes may start on this one at
+	// once, per kind; past a bound the sender is answered busy at once.
+	RemoteWork RemoteWorkConfig `yaml:"remote_work"`
+}
+
+// RemoteWorkConfig is actors.RemoteWork: what other nodes may run here at
+// once (defaults: actors.DefaultRemoteWork).
+type RemoteWorkConfig struct {
+	// Turns forwarded here, each holding a goroutine for the turn.
+	Turns int `yaml:"turns"`
+	// Conv are creates, gets and deletes of conversations.
+	Conv int `yaml:"conv"`
+	// Replicate are snapshots being stored (a synced write each).
+	Replicate int `yaml:"replicate"`
+	// Fetch are copies asked for by a new owner.
+	Fetch int `yaml:"fetch"`
 }
 
 // ClusterTLSConfig names a node's cluster TLS files, relative to the
@@ -437,12 +452,19 @@ func mustPreset(name string) []byte {
 	return b
 }
 
-// EnsureDefaults fills zero values with the edge defaults.
+// EnsureDefaults fills zero values with the edge defaults. Each package
+// owns its defaults (actors.DefaultConfig, storage.DefaultOptions,
+// auth.DefaultConfig, ...); only the HTTP edge's, which the gateway does
+// not export yet, and the workspace layout are written here. A key written
+// as 0 keeps 0 where 0 is a setting of its own (server.port, max_queue,
+// max_queued_turns, sim timings); elsewhere 0 means the default.
 func (c *Config) EnsureDefaults() {
+	written := func(key string) bool { return c.lines[key] > 0 }
+	// The HTTP edge (gateway).
 	if c.Server.Host == "" {
 		c.Server.Host = "127.0.0.1"
 	}
-	if c.Server.Port == 0 && c.lines["server.port"] == 0 {
+	if c.Server.Port == 0 && !written("server.port") {
 		c.Server.Port = 3000
 	}
 	if c.Server.MaxBodyBytes == 0 {
@@ -450,9 +472,6 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Server.ReadHeaderTimeout == 0 {
 		c.Server.ReadHeaderTimeout = Duration(10e9)
-	}
-	if c.Server.RequestTimeout == 0 {
-		c.Server.RequestTimeout = Duration(300e9)
 	}
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = Duration(8e9)
@@ -469,6 +488,9 @@ func (c *Config) EnsureDefaults() {
 	if c.Server.MaxConnectionsPerClient == 0 {
 		c.Server.MaxConnectionsPerClient = 1024
 	}
+	if c.Conversations.MaxMessageBytes == 0 {
+		c.Conversations.MaxMessageBytes = 256 << 10
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -478,82 +500,113 @@ func (c *Config) EnsureDefaults() {
 	if c.Storage.Path == "" {
 		c.Storage.Path = "data"
 	}
+
+	sd := storage.DefaultOptions()
 	if c.Storage.CacheSize == 0 {
-		c.Storage.CacheSize = 8 << 20
+		c.Storage.CacheSize = ByteSize(sd.CacheSize)
 	}
 	if c.Storage.MemtableSize == 0 {
-		c.Storage.MemtableSize = 4 << 20
+		c.Storage.MemtableSize = ByteSize(sd.MemtableSize)
+	}
+
+	ad, pd, simd := actors.DefaultConfig(), actors.DefaultProviderSpec(), sim.DefaultProviderOptions()
+	if c.Server.RequestTimeout == 0 {
+		c.Server.RequestTimeout = Duration(ad.RequestTimeout)
 	}
 	for i := range c.Providers {
 		p := &c.Providers[i]
+		at := func(k string) string { return fmt.Sprintf("providers[%d].%s", i, k) }
 		if p.Timeout == 0 {
-			p.Timeout = Duration(120e9)
+			p.Timeout = Duration(pd.Timeout)
 		}
 		if p.MaxInFlight == 0 {
-			p.MaxInFlight = 64
+			p.MaxInFlight = pd.MaxInFlight
 		}
-		if p.MaxQueue == 0 && c.lines[fmt.Sprintf("providers[%d].max_queue", i)] == 0 {
-			p.MaxQueue = 256
+		if p.MaxQueue == 0 && !written(at("max_queue")) {
+			p.MaxQueue = pd.MaxQueue
 		}
-		if p.Type == TypeSim {
-			if p.Sim.TTFT == 0 && c.lines[fmt.Sprintf("providers[%d].sim.ttft", i)] == 0 {
-				p.Sim.TTFT = Duration(20e6)
+		if p.Type == sim.TypeName {
+			if p.Sim.TTFT == 0 && !written(at("sim.ttft")) {
+				p.Sim.TTFT = Duration(simd.TTFT)
 			}
-			if p.Sim.ITL == 0 && c.lines[fmt.Sprintf("providers[%d].sim.itl", i)] == 0 {
-				p.Sim.ITL = Duration(5e6)
+			if p.Sim.ITL == 0 && !written(at("sim.itl")) {
+				p.Sim.ITL = Duration(simd.ITL)
 			}
 			if p.Sim.Tokens == 0 {
-				p.Sim.Tokens = 32
+				p.Sim.Tokens = simd.Tokens
 			}
 			if p.Sim.Seed == 0 {
-				p.Sim.Seed = 1
+				p.Sim.Seed = simd.Seed
 			}
 		}
 	}
+	fd := ad.Failover
 	if c.Models.Threshold.Latency == 0 {
-		c.Models.Threshold.Latency = Duration(3000e6)
+		c.Models.Threshold.Latency = Duration(fd.Latency)
 	}
 	if c.Models.Threshold.ErrorRate == 0 {
-		c.Models.Threshold.ErrorRate = 0.05
+		c.Models.Threshold.ErrorRate = Percent(fd.ErrorRate)
 	}
 	if c.Models.Window == 0 {
-		c.Models.Window = Duration(30e9)
+		c.Models.Window = Duration(fd.Window)
 	}
 	if c.Models.MinRequests == 0 {
-		c.Models.MinRequests = 20
+		c.Models.MinRequests = fd.MinRequests
 	}
 	if c.Models.Cooldown == 0 {
-		c.Models.Cooldown = Duration(15e9)
+		c.Models.Cooldown = Duration(fd.Cooldown)
 	}
 	if c.Models.MaxCooldown == 0 {
-		c.Models.MaxCooldown = Duration(300e9)
+		c.Models.MaxCooldown = Duration(fd.MaxCooldown)
 	}
 	if c.Models.StreamFailure == "" {
 		c.Models.StreamFailure = StreamTerminate
 	}
 	if c.Models.HealthInterval == 0 {
-		c.Models.HealthInterval = Duration(15e9)
+		c.Models.HealthInterval = Duration(ad.HealthInterval)
 	}
 	if c.Conversations.IdleTimeout == 0 {
-		c.Conversations.IdleTimeout = Duration(300e9)
+		c.Conversations.IdleTimeout = Duration(ad.IdleTimeout)
 	}
 	if c.Conversations.MaxContextTokens == 0 {
-		c.Conversations.MaxContextTokens = 4096
+		c.Conversations.MaxContextTokens = ad.MaxContextTokens
 	}
-	if c.Conversations.MaxQueuedTurns == 0 {
-		c.Conversations.MaxQueuedTurns = 4
-	}
-	if c.Conversations.MaxMessageBytes == 0 {
-		c.Conversations.MaxMessageBytes = 256 << 10
+	if c.Conversations.MaxQueuedTurns == 0 && !written("conversations.max_queued_turns") {
+		c.Conversations.MaxQueuedTurns = ad.MaxQueuedTurns
 	}
 	if c.Cluster.Replicas == 0 {
-		c.Cluster.Replicas = 2
+		c.Cluster.Replicas = ad.Replicas
 	}
+	for _, w := range []struct {
+		key string
+		v   *int
+		d   int
+	}{{"turns", &c.Cluster.RemoteWork.Turns, ad.RemoteWork.Turns}, {"conv", &c.Cluster.RemoteWork.Conv, ad.RemoteWork.Conv},
+		{"replicate", &c.Cluster.RemoteWork.Replicate, ad.RemoteWork.Replicate}, {"fetch", &c.Cluster.RemoteWork.Fetch, ad.RemoteWork.Fetch}} {
+		if *w.v == 0 && !written("cluster.remote_work."+w.key) {
+			*w.v = w.d
+		}
+	}
+	if c.Cluster.Profile == "" {
+		c.Cluster.Profile = cluster.DefaultConfig().Profile
+	}
+
+	aud := audit.DefaultConfig()
 	if c.Audit.MaxEvents == 0 {
-		c.Audit.MaxEvents = 10000
+		c.Audit.MaxEvents = aud.MaxEvents
 	}
 	if c.Audit.MaxAge == 0 {
-		c.Audit.MaxAge = Duration(90 * 24 * time.Hour)
+		c.Audit.MaxAge = Duration(aud.MaxAge)
+	}
+	authd := auth.DefaultConfig()
+	if c.Auth.TokenTTL == 0 {
+		c.Auth.TokenTTL = Duration(authd.TokenTTL)
+	}
+	if c.Auth.SigningRotate == 0 {
+		c.Auth.SigningRotate = Duration(authd.SigningRotate)
+	}
+	if c.Auth.FailureLimit == 0 {
+		c.Auth.FailureLimit = authd.FailureLimit
 	}
 }
 
@@ -604,7 +657,6 @@ func (c *Config) Chain() []moltbot.ModelRef {
 var (
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"json", "text"}
-	types      = []string{TypeOllama, TypeOpenAI, TypeAnthropic, TypeSim}
 )
 
 // Validate checks the whole config and returns every problem found, joined.
@@ -681,10 +733,9 @@ func (c *Config) Validate() error {
 			add(at("name"), "provider %q is defined twice", p.Name)
 		}
 		names[p.Name] = true
-		if !slices.Contains(types, p.Type) {
-			add(at("type"), "must be one of %s, got %q", strings.Join(types, ", "), p.Type)
-		}
-		if p.Type != TypeSim && p.Type != "" {
+		if t, ok := inference.LookupType(p.Type); !ok {
+			add(at("type"), "must be one of %s, got %q", strings.Join(inference.Types(), ", "), p.Type)
+		} else if t.NeedsURL {
 			if p.URL == "" {
 				add(at("url"), "is required for type %s", p.Type)
 			} else if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -697,7 +748,7 @@ func (c *Config) Validate() error {
 		if p.MaxQueue < 0 {
 			add(at("max_queue"), "must not be negative, got %d", p.MaxQueue)
 		}
-		if p.Type == TypeSim && p.Sim.Tokens < 1 {
+		if p.Type == sim.TypeName && p.Sim.Tokens < 1 {
 			add(at("sim.tokens"), "must be at least 1, got %d", p.Sim.Tokens)
 		}
 	}
@@ -766,6 +817,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Cluster.Replicas < 1 {
 		add("cluster.replicas", "must be at least 1, got %d", c.Cluster.Replicas)
+	}
+	for k, v := range map[string]int{"turns": c.Cluster.RemoteWork.Turns, "conv": c.Cluster.RemoteWork.Conv,
+		"replicate": c.Cluster.RemoteWork.Replicate, "fetch": c.Cluster.RemoteWork.Fetch} {
+		if v < 1 {
+			add("cluster.remote_work."+k, "must be at least 1, got %d", v)
+		}
 	}
 	tenantIDs := map[string]bool{moltbot.DefaultTenant: true}
 	for i, t := range c.Tenants {
@@ -851,10 +908,8 @@ func (c *Config) Validate() error {
 		for i, j := range c.Cluster.Join {
 			hostPort(fmt.Sprintf("cluster.join[%d]", i), j)
 		}
-		switch c.Cluster.Profile {
-		case "", "lan", "local", "test":
-		default:
-			add("cluster.profile", "must be lan, local or test, got %q", c.Cluster.Profile)
+		if !slices.Contains(cluster.Profiles, c.Cluster.Profile) {
+			add("cluster.profile", "must be one of %s, got %q", strings.Join(cluster.Profiles, ", "), c.Cluster.Profile)
 		}
 		if t := c.Cluster.TLS; t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" {
 			for _, f := range []struct{ key, v string }{{"cluster.tls.ca_file", t.CAFile}, {"cluster.tls.cert_file", t.CertFile}, {"cluster.tls.key_file", t.KeyFile}} {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moltbot/moltbot/inference/sim"
 	"gopkg.in/yaml.v3"
 )
 
@@ -39,7 +40,7 @@ func TestPresetsLoad(t *testing.T) {
 	}
 	demo, _ := LoadPreset("demo")
 	chain := demo.Chain()
-	if chain[len(chain)-1].Provider != "sim" || demo.Provider("sim").Type != TypeSim {
+	if chain[len(chain)-1].Provider != "sim" || demo.Provider("sim").Type != sim.TypeName {
 		t.Errorf("demo chain must end with the simulator: %v", chain)
 	}
 }
@@ -117,7 +118,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad duration", "conversations: {idle_timeout: 5 minutes}\n" + minimal, []string{`m.yaml:1: conversations.idle_timeout: want a duration`}},
 		{"bad size", "server: {max_body_bytes: 1 potato}\n" + minimal, []string{`server.max_body_bytes: want a size`}},
 		{"list not map", "providers: {name: x}\nmodels: {primary: x/y}\n", []string{`m.yaml:1: providers: want a list`}},
-		{"bad type", "providers: [{name: a, type: llama}]\nmodels: {primary: a/b}\n", []string{`m.yaml:1: providers[0].type: must be one of ollama, openai, anthropic, sim, got "llama"`}},
+		{"bad type", "providers: [{name: a, type: llama}]\nmodels: {primary: a/b}\n", []string{`m.yaml:1: providers[0].type: must be one of anthropic, ollama, openai, sim, got "llama"`}},
 		{"no url", "providers:\n  - name: a\n    type: openai\nmodels: {primary: a/b}\n", []string{`m.yaml:2: providers[0].url: is required for type openai`}},
 		{"bad url", "providers: [{name: a, type: ollama, url: 'localhost:11434'}]\nmodels: {primary: a/b}\n", []string{`providers[0].url: want an http:// or https:// URL`}},
 		{"duplicate provider", "providers: [{name: a, type: sim}, {name: a, type: sim}]\nmodels: {primary: a/b}\n", []string{`providers[1].name: provider "a" is defined twice`}},

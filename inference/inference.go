@@ -6,6 +6,7 @@ package inference
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -286,4 +287,23 @@ func AppendChatHead(b []byte, req *Request) []byte {
 	}
 	b = append(b, ']')
 	return b
+}
+
+// ReadModelList reads the model list that OpenAI's and Anthropic's
+// GET /v1/models both answer, {"data": [{"id": ...}, ...]} (at most 4 MiB),
+// and returns the ids. A body that is not one is KindUnavailable.
+func ReadModelList(provider string, body io.Reader) ([]string, error) {
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(body, 4<<20)).Decode(&list); err != nil {
+		return nil, &Error{Kind: KindUnavailable, Provider: provider, Message: "malformed model list: " + err.Error()}
+	}
+	out := make([]string, 0, len(list.Data))
+	for _, m := range list.Data {
+		out = append(out, m.ID)
+	}
+	return out, nil
 }

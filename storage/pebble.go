@@ -14,11 +14,12 @@ import (
 	"github.com/moltbot/moltbot"
 )
 
-// Options size the Pebble database. The defaults suit a 512 MB device.
+// Options size the Pebble database. The defaults (DefaultOptions) suit a
+// 512 MB device.
 type Options struct {
-	// CacheSize is the block cache (default 8 MiB).
+	// CacheSize is the block cache.
 	CacheSize int64
-	// MemtableSize is the write buffer before a flush (default 4 MiB).
+	// MemtableSize is the write buffer before a flush.
 	MemtableSize int64
 	// InMemory keeps the database in memory (tests): nothing touches disk.
 	InMemory bool
@@ -26,13 +27,20 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// EnsureDefaults fills zero fields.
+// DefaultOptions are the sizes for a small device: an 8 MiB block cache
+// and 4 MiB memtables.
+func DefaultOptions() Options {
+	return Options{CacheSize: 8 << 20, MemtableSize: 4 << 20}
+}
+
+// EnsureDefaults fills zero fields from DefaultOptions.
 func (o *Options) EnsureDefaults() {
+	d := DefaultOptions()
 	if o.CacheSize <= 0 {
-		o.CacheSize = 8 << 20
+		o.CacheSize = d.CacheSize
 	}
 	if o.MemtableSize <= 0 {
-		o.MemtableSize = 4 << 20
+		o.MemtableSize = d.MemtableSize
 	}
 }
 
@@ -172,19 +180,31 @@ func (p *Pebble) Put(c *moltbot.Conversation, sync bool) error {
 func (p *Pebble) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
 	mu := p.locks.lock(c.Tenant, c.ID)
 	defer mu.Unlock()
-	old, err := p.Get(c.Tenant, c.ID)
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
-		return false, 0, 0, err
-	case !Newer(c.Epoch, c.Version, old.Epoch, old.Version):
-		return false, old.Epoch, old.Version, nil
-	}
-	if err := p.Put(c, sync); err != nil {
-		return false, 0, 0, err
-	}
-	return true, c.Epoch, c.Version, nil
+	return putIfNewer(c, func() (*moltbot.Conversation, error) { return p.Get(c.Tenant, c.ID) },
+		func() error { return p.Put(c, sync) })
 }
+
+// Health reports whether the database can be read, for readiness probes:
+// ErrClosed after Close, else the error of one point read (of a key no
+// record uses). Its cost does not grow with what is stored, unlike Count.
+func (p *Pebble) Health() error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	_, closer, err := p.db.Get(healthKey)
+	switch {
+	case err == nil:
+		return closer.Close()
+	case errors.Is(err, pebble.ErrNotFound):
+		return nil
+	}
+	return fmt.Errorf("storage: health: %w", err)
+}
+
+// healthKey is read by Health; nothing is stored under it.
+var healthKey = []byte("health/probe")
 
 // Delete implements Store.
 func (p *Pebble) Delete(tenant, id string, sync bool) error {
@@ -270,12 +290,11 @@ func (p *Pebble) Close() error {
 // Metrics returns Pebble's own metrics (for status and debugging).
 func (p *Pebble) Metrics() *pebble.Metrics { return p.db.Metrics() }
 
-// Raw records (auth keys, tenants, signing keys) live beside conversations
-// under their own prefixes ("keys/", "tenants/", ...). Keys starting with
-// "conv/" are reserved for snapshots.
+// Namespace implements Namespaces: the records of ns (namespace.go).
+func (p *Pebble) Namespace(ns Namespace) KV { return space{p, ns} }
 
-// GetRaw returns the value under key; found is false when there is none.
-func (p *Pebble) GetRaw(key string) (val []byte, found bool, err error) {
+// getRaw returns the value under a whole key; found is false when there is none.
+func (p *Pebble) getRaw(key string) (val []byte, found bool, err error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -292,8 +311,8 @@ func (p *Pebble) GetRaw(key string) (val []byte, found bool, err error) {
 	return append([]byte(nil), v...), true, nil
 }
 
-// PutRaw stores val under key.
-func (p *Pebble) PutRaw(key string, val []byte, sync bool) error {
+// putRaw stores val under a whole key.
+func (p *Pebble) putRaw(key string, val []byte, sync bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -302,8 +321,8 @@ func (p *Pebble) PutRaw(key string, val []byte, sync bool) error {
 	return p.db.Set([]byte(key), val, writeOpts(sync))
 }
 
-// DeleteRaw removes key.
-func (p *Pebble) DeleteRaw(key string, sync bool) error {
+// deleteRaw removes a whole key.
+func (p *Pebble) deleteRaw(key string, sync bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
@@ -312,8 +331,8 @@ func (p *Pebble) DeleteRaw(key string, sync bool) error {
 	return p.db.Delete([]byte(key), writeOpts(sync))
 }
 
-// ScanRaw calls fn for every key with prefix, in order, until fn returns false.
-func (p *Pebble) ScanRaw(prefix string, fn func(key string, val []byte) bool) error {
+// scanRaw calls fn for every key with prefix, in order, until fn returns false.
+func (p *Pebble) scanRaw(prefix string, fn func(key string, val []byte) bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {

@@ -31,7 +31,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 		for i := 0; i < 50; i++ {
 			p.Put(&moltbot.Conversation{Tenant: "t", ID: strings.Repeat("c", i+1), System: strings.Repeat("x", 4096)}, true)
 		}
-		p.PutRaw("signing/k1", []byte("private key"), true)
+		p.Namespace(AuthSigning).Put("k1", []byte("private key"))
 		if err := p.Flush(); err != nil {
 			t.Fatal(err)
 		}

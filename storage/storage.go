@@ -4,6 +4,8 @@
 // methods call it tenant), in Pebble on disk (Open) or in memory for
 // tests (NewMemory). Values are versioned: a format byte, then the
 // conversation's own version, so a reader of an old format fails loudly.
+// Every other record (auth's, the audit log's) lives in a Namespace
+// (namespace.go), the one table of the key layout.
 //
 // A Put with sync set returns only after the write is durable (fsync of the
 // WAL): acknowledged turns survive kill -9. Stores are safe for concurrent use.
@@ -11,7 +13,6 @@ package storage
 
 import (
 	"errors"
-	"strings"
 	"sync"
 
 	"github.com/moltbot/moltbot"
@@ -56,25 +57,32 @@ func Key(tenant, id string) []byte {
 
 const convPrefix = "conv/"
 
-// ValidID reports whether s can be a tenant or conversation id: 1 to 128
-// bytes of letters, digits, '-', '_', '.' or ':', not starting with '.'.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > 128 || s[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
-}
+// ValidID is moltbot.ValidID, the rule for the spaces and ids of keys
+// (actors still calls it here).
+func ValidID(s string) bool { return moltbot.ValidID(s) }
 
-// Newer reports whether (e1, v1) is after (e2, v2).
+// Newer reports whether (e1, v1) is after (e2, v2): the order of a
+// conversation's copies, epoch (the owner's term) first.
 func Newer(e1, v1, e2, v2 uint64) bool {
 	return e1 > e2 || e1 == e2 && v1 > v2
+}
+
+// putIfNewer is Store.PutIfNewer over a store's own read (ErrNotFound when
+// nothing is stored) and write of c's key, called with that key's
+// conditional writes serialised: the fence of both stores, once.
+func putIfNewer(c *moltbot.Conversation, get func() (*moltbot.Conversation, error), put func() error) (stored bool, epoch, version uint64, err error) {
+	old, err := get()
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return false, 0, 0, err
+	case !Newer(c.Epoch, c.Version, old.Epoch, old.Version):
+		return false, old.Epoch, old.Version, nil
+	}
+	if err := put(); err != nil {
+		return false, 0, 0, err
+	}
+	return true, c.Epoch, c.Version, nil
 }
 
 // keyLocks serialises read-compare-write per key (striped).

@@ -218,15 +218,6 @@ func TestPebbleReopenAndLock(t *testing.T) {
 	}
 }
 
-func TestValidID(t *testing.T) {
-	for s, want := range map[string]bool{"abc": true, "A-b_c.d:e": true, "": false, ".x": false, "a/b": false, "a b": false,
-		strings.Repeat("x", 128): true, strings.Repeat("x", 129): false, "ünï": false} {
-		if ValidID(s) != want {
-			t.Errorf("ValidID(%q) = %v", s, !want)
-		}
-	}
-}
-
 func BenchmarkSnapshotEncode(b *testing.B) {
 	c := sample()
 	buf := make([]byte, 0, 8192)
@@ -272,9 +263,17 @@ func TestPutIfNewer(t *testing.T) {
 			}{{2, 7, false}, {2, 6, false}, {1, 99, false}, {2, 8, true}, {3, 1, true}, {2, 100, false}} {
 				d := sample()
 				d.Epoch, d.Version = tc.epoch, tc.version
+				held, _ := s.Get("default", "c1")
 				ok, e, v, err := s.PutIfNewer(d, false)
-				if err != nil || ok != tc.stored {
+				if err != nil || ok != tc.stored || ok != Newer(d.Epoch, d.Version, held.Epoch, held.Version) {
 					t.Errorf("(%d,%d): stored %v (holds %d,%d) %v", tc.epoch, tc.version, ok, e, v, err)
+				}
+				want := [2]uint64{held.Epoch, held.Version} // refused: what is held
+				if ok {
+					want = [2]uint64{d.Epoch, d.Version}
+				}
+				if [2]uint64{e, v} != want {
+					t.Errorf("(%d,%d): stored %v, reports (%d,%d), want %v", tc.epoch, tc.version, ok, e, v, want)
 				}
 			}
 			got, _ := s.Get("default", "c1")
@@ -282,6 +281,56 @@ func TestPutIfNewer(t *testing.T) {
 				t.Errorf("holds (%d,%d)", got.Epoch, got.Version)
 			}
 		})
+	}
+}
+
+// The fence's order: epoch first, then version; equal is not newer.
+func TestNewer(t *testing.T) {
+	for _, tc := range []struct {
+		e1, v1, e2, v2 uint64
+		want           bool
+	}{{1, 1, 1, 1, false}, {1, 2, 1, 1, true}, {1, 1, 1, 2, false}, {2, 0, 1, 99, true}, {1, 99, 2, 0, false}, {0, 1, 0, 0, true}} {
+		if got := Newer(tc.e1, tc.v1, tc.e2, tc.v2); got != tc.want {
+			t.Errorf("Newer(%d,%d, %d,%d) = %v", tc.e1, tc.v1, tc.e2, tc.v2, got)
+		}
+	}
+}
+
+// A failed write, or a held copy that cannot be read, fails the
+// conditional write.
+func TestPutIfNewerFailures(t *testing.T) {
+	m := NewMemory()
+	m.Put(sample(), true)
+	m.SetFail(errors.New("disk full"))
+	d := sample()
+	d.Version++
+	if ok, _, _, err := m.PutIfNewer(d, true); ok || err == nil {
+		t.Fatalf("a failed write stored: %v %v", ok, err)
+	}
+	m.SetFail(nil)
+	m.m[string(Key(d.Tenant, d.ID))] = []byte{99}
+	if ok, _, _, err := m.PutIfNewer(d, true); ok || err == nil {
+		t.Fatalf("replaced an unreadable copy: %v %v", ok, err)
+	}
+}
+
+// Health says when the store is gone.
+func TestHealth(t *testing.T) {
+	p, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]interface {
+		Store
+		Health() error
+	}{"pebble": p, "memory": NewMemory()} {
+		if err := s.Health(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		s.Close()
+		if err := s.Health(); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s closed: %v", name, err)
+		}
 	}
 }
 
@@ -307,43 +356,97 @@ func TestForEach(t *testing.T) {
 	}
 }
 
-func TestRawRecords(t *testing.T) {
+func TestNamespaces(t *testing.T) {
 	p, err := Open(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	type raw interface {
-		GetRaw(string) ([]byte, bool, error)
-		PutRaw(string, []byte, bool) error
-		DeleteRaw(string, bool) error
-		ScanRaw(string, func(string, []byte) bool) error
-	}
-	for name, s := range map[string]raw{"pebble": p, "memory": NewMemory()} {
+	for name, db := range map[string]Namespaces{"pebble": p, "memory": NewMemory()} {
 		t.Run(name, func(t *testing.T) {
-			s.PutRaw("keys/b", []byte("2"), true)
-			s.PutRaw("keys/a", []byte("1"), false)
-			s.PutRaw("keyz/x", []byte("no"), false)
-			s.PutRaw("tenants/t", []byte("t"), false)
-			if v, ok, err := s.GetRaw("keys/a"); !ok || err != nil || string(v) != "1" {
+			keys, tenants := db.Namespace(AuthKeys), db.Namespace(AuthTenants)
+			keys.Put("b", []byte("2"))
+			keys.Put("a", []byte("1"))
+			tenants.Put("t", []byte("t"))
+			if v, ok, err := keys.Get("a"); !ok || err != nil || string(v) != "1" {
 				t.Fatalf("get: %q %v %v", v, ok, err)
 			}
-			if _, ok, _ := s.GetRaw("keys/zz"); ok {
+			if _, ok, _ := keys.Get("zz"); ok {
 				t.Fatal("found a missing key")
 			}
+			if _, ok, _ := keys.Get("t"); ok {
+				t.Fatal("a key of another namespace")
+			}
 			var seen []string
-			s.ScanRaw("keys/", func(k string, v []byte) bool { seen = append(seen, k+"="+string(v)); return true })
-			if strings.Join(seen, ",") != "keys/a=1,keys/b=2" {
+			keys.Scan(func(k string, v []byte) bool { seen = append(seen, k+"="+string(v)); return true })
+			if strings.Join(seen, ",") != "a=1,b=2" {
 				t.Fatalf("scan %v", seen)
 			}
-			s.DeleteRaw("keys/a", true)
-			if _, ok, _ := s.GetRaw("keys/a"); ok {
+			keys.Delete("a")
+			if _, ok, _ := keys.Get("a"); ok {
 				t.Fatal("not deleted")
 			}
 		})
 	}
-	// Raw records are not conversations.
+	// Records are not conversations.
 	if n, _ := p.Count(); n != 0 {
 		t.Fatalf("count %d", n)
+	}
+}
+
+// No namespace's keys can fall in another's, nor among the conversations.
+func TestNamespacesDisjoint(t *testing.T) {
+	prefixes := []string{convPrefix, string(healthKey)}
+	for _, ns := range namespaces {
+		if ns.Name == "" || !strings.HasSuffix(ns.prefix, "/") || !ns.syncPut {
+			t.Errorf("namespace %+v: a name, a prefix ending in '/', synced puts", ns)
+		}
+		prefixes = append(prefixes, ns.prefix)
+	}
+	for i, a := range prefixes {
+		for j, b := range prefixes {
+			if i != j && strings.HasPrefix(a, b) {
+				t.Errorf("%q falls in %q", a, b)
+			}
+		}
+	}
+}
+
+// A database written before namespaces (auth and audit wrote whole keys:
+// keys/<id>, tenants/<id>, signing/<kid>, jwks/<kid>, audit/<id>) reads
+// the same through them, and what they write lands on the same keys.
+func TestNamespacesKeepTheKeys(t *testing.T) {
+	p, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, c := range []struct {
+		ns      Namespace
+		old, id string
+	}{{AuthKeys, "keys/abcdefgh", "abcdefgh"}, {AuthTenants, "tenants/acme", "acme"}, {AuthSigning, "signing/k1", "k1"},
+		{AuthJWKS, "jwks/k1", "k1"}, {Audit, "audit/0000000000000001", "0000000000000001"}} {
+		if err := p.db.Set([]byte(c.old), []byte("old "+c.old), nil); err != nil {
+			t.Fatal(err)
+		}
+		kv := p.Namespace(c.ns)
+		if v, ok, err := kv.Get(c.id); !ok || err != nil || string(v) != "old "+c.old {
+			t.Errorf("%s: %q %v %v", c.ns.Name, v, ok, err)
+		}
+		kv.Put(c.id+"x", []byte("new"))
+		if v, closer, err := p.db.Get([]byte(c.old + "x")); err != nil || string(v) != "new" {
+			t.Errorf("%s: written elsewhere than %sx: %v", c.ns.Name, c.old, err)
+		} else {
+			closer.Close()
+		}
+	}
+}
+
+// DefaultOptions are what zero Options resolve to.
+func TestDefaultOptions(t *testing.T) {
+	var o Options
+	o.EnsureDefaults()
+	if o != DefaultOptions() {
+		t.Errorf("zero resolves to %+v, DefaultOptions is %+v", o, DefaultOptions())
 	}
 }

@@ -26,11 +26,7 @@ import (
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/gateway"
 	"github.com/moltbot/moltbot/inference"
-	"github.com/moltbot/moltbot/inference/anthropic"
 	"github.com/moltbot/moltbot/inference/failover"
-	"github.com/moltbot/moltbot/inference/ollama"
-	"github.com/moltbot/moltbot/inference/openai"
-	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/logging"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/manage"
@@ -79,13 +75,13 @@ func keyValues(p configs.ProviderConfig) []string {
 	return keys
 }
 
-// buildProviders turns provider configs into inference clients, with their
-// credentials (key pools, or OAuth client credentials) by provider name.
+// buildProviders turns provider configs into inference clients of their
+// registered types (inference.Register), with their credentials (key
+// pools, or OAuth client credentials) by provider name.
 func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.ProviderSpec, map[string]*inference.Credentials, error) {
 	var out []actors.ProviderSpec
 	creds := map[string]*inference.Credentials{}
 	for _, p := range cfg.Providers {
-		var prov inference.Provider
 		hc := inference.NewHTTPClient(p.MaxInFlight)
 		var cr *inference.Credentials
 		if o := p.OAuth; o != nil {
@@ -97,21 +93,9 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 		name := p.Name
 		cr.OnCooldown = func() { met.Inc(metrics.KeyCooldowns, name) }
 		creds[p.Name] = cr
-		switch p.Type {
-		case configs.TypeOllama:
-			c, err := ollama.New(ollama.Config{Name: p.Name, BaseURL: p.URL, HTTP: hc})
-			if err != nil {
-				return nil, nil, fmt.Errorf("provider %s: %w", p.Name, err)
-			}
-			prov = c
-		case configs.TypeOpenAI:
-			prov = openai.New(openai.Config{Name: p.Name, BaseURL: p.URL, Creds: cr, HTTP: hc})
-		case configs.TypeAnthropic:
-			prov = anthropic.New(anthropic.Config{Name: p.Name, BaseURL: p.URL, Creds: cr, HTTP: hc})
-		case configs.TypeSim:
-			prov = sim.NewProvider(p.Name, sim.Options{TTFT: p.Sim.TTFT.D(), ITL: p.Sim.ITL.D(), Tokens: p.Sim.Tokens, Seed: p.Sim.Seed, Models: p.Models})
-		default:
-			return nil, nil, fmt.Errorf("provider %s: unknown type %q", p.Name, p.Type)
+		prov, err := inference.NewProvider(p.Type, p.Spec(cr, hc))
+		if err != nil {
+			return nil, nil, err
 		}
 		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, Provider: prov, MaxInFlight: p.MaxInFlight,
 			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status})
@@ -337,13 +321,15 @@ func (n *Node) Start() error {
 			remoteAdv, _, _ = net.SplitHostPort(cfg.Cluster.Advertise)
 		}
 	}
-	sharedEvery := 30 * time.Second
+	var sharedEvery time.Duration // actors' default
 	if cfg.Cluster.Profile == "test" {
 		sharedEvery = 2 * time.Second
 	}
+	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: store, Metrics: met, Logger: n.Log,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: sharedOf(as, cfg), SharedInterval: sharedEvery,
+		RemoteWork:  actors.RemoteWork{Turns: rw.Turns, Conv: rw.Conv, Replicate: rw.Replicate, Fetch: rw.Fetch},
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
 		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
 		HealthInterval: cfg.Models.HealthInterval.D(), HedgeAfter: cfg.Models.HedgeAfter.D(),
@@ -414,7 +400,7 @@ func (n *Node) Start() error {
 	// management services.
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log})
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload,
-		StorageHealth: func() error { _, err := store.Count(); return err }})
+		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
 		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,

@@ -216,3 +216,12 @@ func TestQuantileBuckets(t *testing.T) {
 		}
 	}
 }
+
+// A zero Config resolves to DefaultConfig.
+func TestDefaultConfig(t *testing.T) {
+	var c Config
+	c.ensureDefaults()
+	if c != DefaultConfig() {
+		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", c, DefaultConfig())
+	}
+}

@@ -66,6 +66,15 @@ var userAgent = fmt.Sprintf("ollama/%s (%s %s) Go/%s", version.Version, runtime.
 // connection goes back to the pool (a server sends nothing more).
 const drainAfterDone = 64 << 10
 
+// TypeName is the provider type of Ollama servers in a config.
+const TypeName = "ollama"
+
+func init() {
+	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, New: func(s inference.Spec) (inference.Provider, error) {
+		return New(Config{Name: s.Name, BaseURL: s.URL, HTTP: s.HTTP})
+	}})
+}
+
 // New returns a client for cfg.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))

@@ -42,6 +42,15 @@ type Client struct {
 	chatURL string
 }
 
+// TypeName is the provider type of OpenAI-compatible servers in a config.
+const TypeName = "openai"
+
+func init() {
+	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, New: func(s inference.Spec) (inference.Provider, error) {
+		return New(Config{Name: s.Name, BaseURL: s.URL, Creds: s.Creds, HTTP: s.HTTP}), nil
+	}})
+}
+
 // New returns a client for cfg.
 func New(cfg Config) *Client {
 	base := strings.TrimRight(cfg.BaseURL, "/")
@@ -249,19 +258,7 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var list struct {
-		Data []struct {
-			ID string `json:"id"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&list); err != nil {
-		return nil, &inference.Error{Kind: inference.KindUnavailable, Provider: c.name, Message: "malformed model list: " + err.Error()}
-	}
-	out := make([]string, 0, len(list.Data))
-	for _, m := range list.Data {
-		out = append(out, m.ID)
-	}
-	return out, nil
+	return inference.ReadModelList(c.name, resp.Body)
 }
 
 // scanned is what moltbot needs of a chunk.

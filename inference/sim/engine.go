@@ -9,6 +9,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -43,9 +44,18 @@ type Options struct {
 // ErrDropped is returned by Generate when DropAfter cut the reply.
 var ErrDropped = errors.New("sim: connection dropped (fault injection)")
 
-// DefaultOptions are those of `moltbot sim` without flags.
+// DefaultOptions are those of `moltbot sim` without flags: a server slow
+// enough to watch.
 func DefaultOptions() Options {
 	return Options{TTFT: 50 * time.Millisecond, ITL: 10 * time.Millisecond, Tokens: 32, Seed: 1, Models: []string{"sim"}}
+}
+
+// DefaultProviderOptions are those of a provider of type sim in a config
+// (providers[].sim): quicker than the server's, for demos and tests.
+func DefaultProviderOptions() Options {
+	d := DefaultOptions()
+	d.TTFT, d.ITL, d.Models = 20*time.Millisecond, 5*time.Millisecond, nil
+	return d
 }
 
 // Label is the first token of every simulated reply.
@@ -61,7 +71,7 @@ type Engine struct {
 	reqs atomic.Uint64
 }
 
-// NewEngine returns an engine with opts (zero Tokens means 32).
+// NewEngine returns an engine with opts (zero Tokens: DefaultOptions').
 func NewEngine(opts Options) *Engine {
 	e := &Engine{}
 	e.SetOptions(opts)
@@ -71,10 +81,10 @@ func NewEngine(opts Options) *Engine {
 // SetOptions replaces the options.
 func (e *Engine) SetOptions(o Options) {
 	if o.Tokens <= 0 {
-		o.Tokens = 32
+		o.Tokens = DefaultOptions().Tokens
 	}
 	if len(o.Models) == 0 {
-		o.Models = []string{"sim"}
+		o.Models = DefaultOptions().Models
 	}
 	e.opts.Store(&o)
 }
@@ -239,6 +249,25 @@ func token(h uint64, i, n int) string {
 type Provider struct {
 	Name   string
 	Engine *Engine
+}
+
+// TypeName is the provider type of the in-process simulator in a config.
+// Its Spec.Options are Options (nil: DefaultProviderOptions); the Spec's
+// Models replace theirs.
+const TypeName = "sim"
+
+func init() {
+	inference.Register(inference.Type{Name: TypeName, New: func(s inference.Spec) (inference.Provider, error) {
+		o := DefaultProviderOptions()
+		if s.Options != nil {
+			var ok bool
+			if o, ok = s.Options.(Options); !ok {
+				return nil, fmt.Errorf("sim: options of type %T, want sim.Options", s.Options)
+			}
+		}
+		o.Models = s.Models
+		return NewProvider(s.Name, o), nil
+	}})
 }
 
 // NewProvider returns a named in-process simulator.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/inference/openaiwire"
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
@@ -56,9 +57,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// chatMessage is an Ollama message (the OpenAI side reads openaiwire's).
 type chatMessage struct {
 	Role    string `json:"role"`
-	Content any    `json:"content"` // a string, or OpenAI's list of parts
+	Content any    `json:"content"` // a string; a list of parts is read too
 }
 
 func (m chatMessage) text() string {
@@ -236,28 +238,14 @@ func (s *Server) ollamaTags(w http.ResponseWriter, _ *http.Request) {
 
 // ---- OpenAI ----
 
-type openaiRequest struct {
-	Model         string        `json:"model"`
-	Messages      []chatMessage `json:"messages"`
-	Stream        bool          `json:"stream"`
-	StreamOptions *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
-	MaxTokens           int `json:"max_tokens"`
-	MaxCompletionTokens int `json:"max_completion_tokens"`
-}
-
 func openaiError(w http.ResponseWriter, status int, typ, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	b := append([]byte(`{"error":{"message":`), jsonw.String(nil, msg)...)
-	b = append(b, `,"type":`...)
-	b = jsonw.String(b, typ)
-	w.Write(append(b, `,"code":null}}`+"\n"...))
+	w.Write(append(openaiwire.AppendError(nil, msg, typ, "", ""), '\n'))
 }
 
 func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
-	var req openaiRequest
+	var req openaiwire.ChatRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
 		openaiError(w, http.StatusBadRequest, "invalid_request_error", "invalid request: "+err.Error())
 		return
@@ -279,27 +267,23 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 		openaiError(w, status, typ, "simulated failure")
 		return
 	}
-	maxTok := req.MaxTokens
-	if req.MaxCompletionTokens > 0 {
-		maxTok = req.MaxCompletionTokens
+	maxTok := 0
+	if req.MaxTokens != nil {
+		maxTok = *req.MaxTokens
 	}
-	msgs := toMessages(req.Messages)
+	if req.MaxCompletionTokens != nil && *req.MaxCompletionTokens > 0 {
+		maxTok = *req.MaxCompletionTokens
+	}
+	msgs := make([]moltbot.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = moltbot.Message{Role: moltbot.Role(m.Role), Content: m.Content.Text()}
+	}
 	now := time.Now()
 	id := "chatcmpl-sim" + jsonInt(now.UnixNano())
-	created := jsonInt(now.Unix())
+	created := now.Unix()
+	const fingerprint = "moltbot-sim"
 	bp := s.buf()
 	defer s.put(bp)
-	head := func(b []byte, object string) []byte {
-		b = append(b, `{"id":"`...)
-		b = append(b, id...)
-		b = append(b, `","object":"`...)
-		b = append(b, object...)
-		b = append(b, `","created":`...)
-		b = append(b, created...)
-		b = append(b, `,"model":`...)
-		b = jsonw.String(b, req.Model)
-		return append(b, `,"system_fingerprint":"moltbot-sim","choices":[`...)
-	}
 	if !req.Stream {
 		var text strings.Builder
 		rep, err := s.Engine.Generate(r.Context(), msgs, maxTok, func(tok string) error {
@@ -312,14 +296,9 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		b := head((*bp)[:0], "chat.completion")
-		b = append(b, `{"index":0,"message":{"role":"assistant","content":`...)
-		b = jsonw.String(b, text.String())
-		b = append(b, `},"logprobs":null,"finish_reason":"`...)
-		b = append(b, rep.FinishReason...)
-		b = append(b, `"}],`...)
-		b = appendUsage(b, rep)
-		b = append(b, "}\n"...)
+		b := openaiwire.AppendHead((*bp)[:0], id, openaiwire.ObjectCompletion, created, req.Model, fingerprint)
+		b = openaiwire.AppendMessage(b, text.String(), rep.FinishReason, rep.Usage)
+		b = append(b, '\n')
 		*bp = b
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(b)
@@ -344,16 +323,10 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 	first := true
 	rep, err := s.Engine.Generate(r.Context(), msgs, maxTok, func(tok string) error {
 		b := append((*bp)[:0], "data: "...)
-		b = head(b, "chat.completion.chunk")
-		b = append(b, `{"index":0,"delta":{`...)
-		if first {
-			b = append(b, `"role":"assistant",`...)
-			first = false
-		}
-		b = append(b, `"content":`...)
-		b = jsonw.String(b, tok)
-		b = append(b, `},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
-		return send(b)
+		b = openaiwire.AppendHead(b, id, openaiwire.ObjectChunk, created, req.Model, fingerprint)
+		b = openaiwire.AppendDelta(b, tok, first)
+		first = false
+		return send(append(b, "\n\n"...))
 	})
 	if errors.Is(err, ErrDropped) {
 		panic(http.ErrAbortHandler)
@@ -362,16 +335,14 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := append((*bp)[:0], "data: "...)
-	b = head(b, "chat.completion.chunk")
-	b = append(b, `{"index":0,"delta":{},"logprobs":null,"finish_reason":"`...)
-	b = append(b, rep.FinishReason...)
-	b = append(b, `"}]}`+"\n\n"...)
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+	b = openaiwire.AppendHead(b, id, openaiwire.ObjectChunk, created, req.Model, fingerprint)
+	b = openaiwire.AppendFinish(b, rep.FinishReason)
+	b = append(b, "\n\n"...)
+	if req.IncludeUsage() {
 		b = append(b, "data: "...)
-		b = head(b, "chat.completion.chunk")
-		b = append(b, `],`...)
-		b = appendUsage(b, rep)
-		b = append(b, "}\n\n"...)
+		b = openaiwire.AppendHead(b, id, openaiwire.ObjectChunk, created, req.Model, fingerprint)
+		b = openaiwire.AppendUsageChunk(b, rep.Usage)
+		b = append(b, "\n\n"...)
 	}
 	b = append(b, "data: [DONE]\n\n"...)
 	send(b)
@@ -379,29 +350,10 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 
 func jsonInt(v int64) string { return string(jsonw.Int(nil, v)) }
 
-func appendUsage(b []byte, rep Reply) []byte {
-	b = append(b, `"usage":{"prompt_tokens":`...)
-	b = jsonw.Int(b, int64(rep.Usage.PromptTokens))
-	b = append(b, `,"completion_tokens":`...)
-	b = jsonw.Int(b, int64(rep.Usage.CompletionTokens))
-	b = append(b, `,"total_tokens":`...)
-	b = jsonw.Int(b, int64(rep.Usage.Total()))
-	return append(b, '}')
-}
-
 func (s *Server) openaiModels(w http.ResponseWriter, _ *http.Request) {
-	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
-	}
-	out := struct {
-		Object string  `json:"object"`
-		Data   []model `json:"data"`
-	}{Object: "list", Data: []model{}}
+	out := openaiwire.ModelList{Object: "list", Data: []openaiwire.Model{}}
 	for _, m := range s.Engine.Options().Models {
-		out.Data = append(out.Data, model{ID: m, Object: "model", OwnedBy: "moltbot-sim"})
+		out.Data = append(out.Data, openaiwire.Model{ID: m, Object: "model", OwnedBy: "moltbot-sim"})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)

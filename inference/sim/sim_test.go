@@ -339,3 +339,45 @@ func TestFaultsOverHTTP(t *testing.T) {
 		t.Errorf("faults view %+v", v)
 	}
 }
+
+// The registered type: no options are DefaultProviderOptions, options of
+// another type are refused, the Spec's models are listed.
+func TestRegisteredType(t *testing.T) {
+	p, err := inference.NewProvider(TypeName, inference.Spec{Name: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, d := p.(*Provider).Engine.Options(), DefaultProviderOptions()
+	if o.TTFT != d.TTFT || o.ITL != d.ITL || o.Tokens != d.Tokens || o.Seed != d.Seed || o.Models[0] != "sim" {
+		t.Errorf("no options: %+v", o)
+	}
+	if _, err := inference.NewProvider(TypeName, inference.Spec{Name: "s", Options: 3}); err == nil {
+		t.Error("options of another type accepted")
+	}
+	p, _ = inference.NewProvider(TypeName, inference.Spec{Name: "s", Models: []string{"x"}, Options: Options{Tokens: 2}})
+	if ms, _ := p.Models(context.Background()); len(ms) != 1 || ms[0] != "x" {
+		t.Errorf("models %v", ms)
+	}
+}
+
+// The simulator reads OpenAI requests with openaiwire: the text of every
+// part counts (other parts are ignored, as a model that sees only text
+// would), and a field of the wrong shape is a 400 naming it.
+func TestOpenAIRequestShapes(t *testing.T) {
+	srv := server(t, fast())
+	for body, status := range map[string]int{
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"hi"}]}]}`: 200,
+		`{"model":"m","messages":[{"role":"user","content":5}]}`:                                                                          400,
+		`{"model":"m","stop":{"x":1},"messages":[{"role":"user","content":"hi"}]}`:                                                        400,
+	} {
+		resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != status || status == 400 && !strings.Contains(string(b), `"type":"invalid_request_error"`) {
+			t.Errorf("%s: %d %s", body, resp.StatusCode, b)
+		}
+	}
+}

@@ -42,6 +42,14 @@ func NewReader(r io.Reader, max int) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, 4096), max: max}
 }
 
+// Reset makes r read a new stream from src, keeping its buffers (readers
+// may be pooled). The last event id starts again empty.
+func (r *Reader) Reset(src io.Reader) {
+	r.br.Reset(src)
+	r.data, r.pending, r.qbuf = r.data[:0], r.pending[:0], r.qbuf[:0]
+	r.queue, r.typ, r.id, r.lastCR = nil, "", "", false
+}
+
 // readLine returns the next line without its terminator (\n, \r\n or \r).
 // The slice is valid until the next call.
 func (r *Reader) readLine() ([]byte, error) {

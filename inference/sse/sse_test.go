@@ -212,3 +212,20 @@ func FuzzReaderMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// A reset reader reads the next stream as a new one would: nothing of the
+// last (a half-read event, an id, a split \r\n) carries over.
+func TestReset(t *testing.T) {
+	r := NewReader(strings.NewReader("id: 7\ndata: a\n\ndata: half\r"), 0)
+	if ev, err := r.Next(); err != nil || string(ev.Data) != "a" || ev.ID != "7" {
+		t.Fatalf("first: %+v %v", ev, err)
+	}
+	r.Next() // "half", ended by a lone \r at the end of the input
+	r.Reset(strings.NewReader("\ndata: b\n\n"))
+	if ev, err := r.Next(); err != nil || string(ev.Data) != "b" || ev.ID != "" {
+		t.Fatalf("after reset: %+v %v", ev, err)
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}

@@ -49,10 +49,14 @@ var deps = map[string]allowed{
 	"inference/failover": {},
 	"actors/pb":          {},
 
-	"configs": {code: []string{"."}},
+	// configs assembles each package's Config from the YAML, over the
+	// package's own defaults, and links the provider types in.
+	"configs": {code: []string{".", "actors", "audit", "auth", "cluster", "inference", "inference/anthropic", "inference/ollama",
+		"inference/openai", "inference/sim", "storage"}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
-	"audit":   {tests: []string{"storage"}},
-	"auth":    {code: []string{"."}, tests: []string{"storage", "internal/testutil"}},
+	// auth and audit keep their records in storage's namespaces.
+	"audit":   {code: []string{"storage"}},
+	"auth":    {code: []string{".", "storage"}, tests: []string{"internal/testutil"}},
 	"cluster": {code: []string{"internal/slots"}, tests: []string{"internal/testutil"}},
 
 	// Providers see the domain and the Provider interface, never the runtime.
@@ -60,8 +64,11 @@ var deps = map[string]allowed{
 	"inference/ollama":    {code: []string{".", "inference", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/openai":    {code: []string{".", "inference", "inference/sse", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/anthropic": {code: []string{".", "inference", "inference/sse"}, tests: []string{"internal/testutil"}},
+	// The OpenAI chat completions API's wire types, for whoever speaks it
+	// (the simulator; the gateway next).
+	"inference/openaiwire": {code: []string{".", "internal/jsonw"}},
 	// The simulator serves the Ollama and OpenAI APIs with their own types.
-	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "internal/jsonw"}},
+	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "inference/openaiwire", "internal/jsonw"}},
 
 	// actors sees providers only through inference.Provider (the simulator
 	// only in its tests). Its subpackages are its seams: provider actors,
@@ -84,8 +91,9 @@ var deps = map[string]allowed{
 	"gateway": {code: []string{".", "audit", "chat", "manage", "internal/jsonw", "internal/metrics", "internal/slots"},
 		tests: []string{"actors", "auth", "inference", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "storage"}},
 
-	// bench measures over HTTP only.
-	"bench":         {},
+	// bench measures over HTTP only (reading streams with the providers'
+	// SSE reader, a leaf).
+	"bench":         {code: []string{"inference/sse"}},
 	"bench/measure": {code: []string{"bench"}},
 
 	"cmd/moltbot": {code: []string{"*"}},

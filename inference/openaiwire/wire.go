@@ -1,0 +1,292 @@
+// Package openaiwire is the wire of OpenAI's chat completions API, for
+// every side of moltbot that speaks it: the simulator serves it, the
+// gateway serves it, the openai client calls it. Requests decode into the
+// structs here with encoding/json; responses are appended by hand to a
+// reused buffer (no allocation per chunk), and the structs here read them
+// back (tests, clients).
+//
+// The types say what the wire carries, not what a side accepts: a
+// message's content decodes into all its parts, and the gateway (text
+// only) or the simulator (any text it finds) decides what to do with them.
+package openaiwire
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/jsonw"
+)
+
+// ChatRequest is the body of POST /v1/chat/completions. Optional numbers
+// are pointers, so that an absent field and a zero differ.
+type ChatRequest struct {
+	Model               string         `json:"model"`
+	Messages            []Message      `json:"messages"`
+	Stream              bool           `json:"stream"`
+	StreamOptions       *StreamOptions `json:"stream_options"`
+	MaxTokens           *int           `json:"max_tokens"`
+	MaxCompletionTokens *int           `json:"max_completion_tokens"`
+	Temperature         *float64       `json:"temperature"`
+	TopP                *float64       `json:"top_p"`
+	Stop                Stop           `json:"stop"`
+	Seed                *int64         `json:"seed"`
+	N                   *int           `json:"n"`
+}
+
+// IncludeUsage reports whether a streamed reply ends with a usage chunk.
+func (r *ChatRequest) IncludeUsage() bool {
+	return r.StreamOptions != nil && r.StreamOptions.IncludeUsage
+}
+
+// StreamOptions are a streamed request's options.
+type StreamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// Message is one message of a request.
+type Message struct {
+	Role    string  `json:"role"`
+	Content Content `json:"content"`
+}
+
+// Content is a message's content: a string (decoded as one text part) or
+// a list of parts; null is none.
+type Content []Part
+
+// Part is one part of a message's content. Text is nil when the part has
+// no "text" (an image part, say).
+type Part struct {
+	Type string  `json:"type"`
+	Text *string `json:"text"`
+}
+
+// FieldError is a request field of the wrong shape; Param names it.
+type FieldError struct {
+	Param, Msg string
+}
+
+func (e *FieldError) Error() string { return e.Msg }
+
+// UnmarshalJSON reads a string, a list of parts or null.
+func (c *Content) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		*c = nil
+		return nil
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*c = Content{{Type: "text", Text: &s}}
+		return nil
+	}
+	var parts []Part
+	if err := json.Unmarshal(b, &parts); err != nil {
+		return &FieldError{Param: "content", Msg: "content: expected a string or an array of parts"}
+	}
+	*c = parts
+	return nil
+}
+
+// Text joins the text of every part that carries one.
+func (c Content) Text() string {
+	if len(c) == 1 && c[0].Text != nil {
+		return *c[0].Text
+	}
+	var b []byte
+	for _, p := range c {
+		if p.Text != nil {
+			b = append(b, *p.Text...)
+		}
+	}
+	return string(b)
+}
+
+// NotText returns the index of the first part that is not text, or -1.
+func (c Content) NotText() int {
+	for i, p := range c {
+		if p.Type != "text" || p.Text == nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// Stop is a request's stop: a string or a list of strings.
+type Stop []string
+
+// UnmarshalJSON reads a string, a list of strings or null.
+func (s *Stop) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var one string
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*s = Stop{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return &FieldError{Param: "stop", Msg: "stop: expected a string or an array of strings"}
+	}
+	*s = many
+	return nil
+}
+
+// Model is one entry of GET /v1/models.
+type Model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"` // "model"
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// ModelList is the body of GET /v1/models.
+type ModelList struct {
+	Object string  `json:"object"` // "list"
+	Data   []Model `json:"data"`
+}
+
+// Objects of the responses.
+const (
+	ObjectCompletion = "chat.completion"
+	ObjectChunk      = "chat.completion.chunk"
+)
+
+// Completion is a chat.completion or a chat.completion.chunk, as read
+// back. Servers write it with the Append functions.
+type Completion struct {
+	ID                string   `json:"id"`
+	Object            string   `json:"object"`
+	Created           int64    `json:"created"`
+	Model             string   `json:"model"`
+	SystemFingerprint string   `json:"system_fingerprint"`
+	Choices           []Choice `json:"choices"`
+	Usage             *Usage   `json:"usage"`
+	Error             *Error   `json:"error"`
+}
+
+// Choice is a completion's only choice (n=1): Message in a completion,
+// Delta in a chunk.
+type Choice struct {
+	Index        int     `json:"index"`
+	Message      *Delta  `json:"message"`
+	Delta        *Delta  `json:"delta"`
+	FinishReason *string `json:"finish_reason"`
+}
+
+// Delta is a message or a piece of one.
+type Delta struct {
+	Role    string `json:"role,omitempty"`
+	Content string `json:"content"`
+}
+
+// Usage counts a reply's tokens.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// Error is the error of a response body ({"error": ...}) or of a stream
+// event. Code is a string, or null.
+type Error struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+// AppendHead appends the start of a completion or chunk object, up to its
+// open list of choices: {"id":...,"object":...,"created":...,"model":...,
+// "system_fingerprint":...,"choices":[
+func AppendHead(b []byte, id, object string, created int64, model, fingerprint string) []byte {
+	b = append(b, `{"id":`...)
+	b = jsonw.String(b, id)
+	b = append(b, `,"object":`...)
+	b = jsonw.String(b, object)
+	b = append(b, `,"created":`...)
+	b = strconv.AppendInt(b, created, 10)
+	b = append(b, `,"model":`...)
+	b = jsonw.String(b, model)
+	b = append(b, `,"system_fingerprint":`...)
+	b = jsonw.String(b, fingerprint)
+	return append(b, `,"choices":[`...)
+}
+
+// AppendDelta appends a chunk's choice with a piece of content (with the
+// assistant role when first) and closes the chunk.
+func AppendDelta(b []byte, content string, first bool) []byte {
+	b = append(b, `{"index":0,"delta":{`...)
+	if first {
+		b = append(b, `"role":"assistant",`...)
+	}
+	b = append(b, `"content":`...)
+	b = jsonw.String(b, content)
+	return append(b, `},"logprobs":null,"finish_reason":null}]}`...)
+}
+
+// AppendFinish appends the last chunk's choice, its finish reason, and
+// closes the chunk.
+func AppendFinish(b []byte, reason string) []byte {
+	b = append(b, `{"index":0,"delta":{},"logprobs":null,"finish_reason":`...)
+	b = jsonw.String(b, reason)
+	return append(b, `}]}`...)
+}
+
+// AppendMessage appends a completion's choice (the whole reply) and its
+// usage, and closes the completion.
+func AppendMessage(b []byte, content, reason string, u moltbot.Usage) []byte {
+	b = append(b, `{"index":0,"message":{"role":"assistant","content":`...)
+	b = jsonw.String(b, content)
+	b = append(b, `},"logprobs":null,"finish_reason":`...)
+	b = jsonw.String(b, reason)
+	b = append(b, `}],`...)
+	b = AppendUsage(b, u)
+	return append(b, '}')
+}
+
+// AppendUsageChunk appends the end of the usage chunk that follows a head:
+// no choices, then the usage, and closes the chunk.
+func AppendUsageChunk(b []byte, u moltbot.Usage) []byte {
+	b = append(b, `],`...)
+	b = AppendUsage(b, u)
+	return append(b, '}')
+}
+
+// AppendUsage appends "usage":{...}.
+func AppendUsage(b []byte, u moltbot.Usage) []byte {
+	b = append(b, `"usage":{"prompt_tokens":`...)
+	b = jsonw.Int(b, int64(u.PromptTokens))
+	b = append(b, `,"completion_tokens":`...)
+	b = jsonw.Int(b, int64(u.CompletionTokens))
+	b = append(b, `,"total_tokens":`...)
+	b = jsonw.Int(b, int64(u.Total()))
+	return append(b, '}')
+}
+
+// AppendError appends an error body, {"error":{"message","type","param",
+// "code"}}; an empty param or code is null.
+func AppendError(b []byte, message, typ, param, code string) []byte {
+	b = append(b, `{"error":{"message":`...)
+	b = jsonw.String(b, message)
+	b = append(b, `,"type":`...)
+	b = jsonw.String(b, typ)
+	for _, f := range [2]struct{ key, v string }{{`,"param":`, param}, {`,"code":`, code}} {
+		b = append(b, f.key...)
+		if f.v == "" {
+			b = append(b, "null"...)
+		} else {
+			b = jsonw.String(b, f.v)
+		}
+	}
+	return append(b, `}}`...)
+}

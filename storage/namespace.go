@@ -1,0 +1,88 @@
+package storage
+
+// The key layout of a node's database, in one place. Conversations
+// (conv/<space>/<id>) are the Store's own and are reached through its
+// methods; every other record lives in a Namespace, and no package outside
+// storage builds a key prefix. The prefixes are those of the first
+// releases: a database written before namespaces existed reads the same.
+var (
+	// AuthKeys are API key records (keys/<id>), AuthTenants tenant
+	// records (tenants/<id>): every write synced, never deleted (a
+	// deleted tenant stays as a tombstone).
+	AuthKeys    = Namespace{Name: "auth.keys", prefix: "keys/", syncPut: true}
+	AuthTenants = Namespace{Name: "auth.tenants", prefix: "tenants/", syncPut: true}
+	// AuthSigning are the node's private token signing keys
+	// (signing/<kid>): a retired key's deletion is synced too, so it does
+	// not come back after a crash.
+	AuthSigning = Namespace{Name: "auth.signing", prefix: "signing/", syncPut: true, syncDelete: true}
+	// AuthJWKS are the public halves of every node's signing keys
+	// (jwks/<kid>); an expired one's deletion need not be durable.
+	AuthJWKS = Namespace{Name: "auth.jwks", prefix: "jwks/", syncPut: true}
+	// Audit is the audit log (audit/<id>): events synced, the retention
+	// sweep's deletions not.
+	Audit = Namespace{Name: "audit", prefix: "audit/", syncPut: true}
+)
+
+// namespaces are every Namespace above, with the conversations' prefix:
+// none may be a prefix of another (TestNamespacesDisjoint).
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit}
+
+// Namespace is one named range of keys with the sync policy of its
+// writes. The values are declared above; a new kind of record (the
+// output cache, skills' knowledge base, channels' offsets) adds one.
+type Namespace struct {
+	// Name is for errors and logs.
+	Name   string
+	prefix string
+	// syncPut: Put is durable on return (fsync of the WAL); syncDelete:
+	// Delete too.
+	syncPut, syncDelete bool
+}
+
+// KV is the records of one namespace. Keys are relative to it (an id,
+// never a prefix); writes follow the namespace's sync policy. Safe for
+// concurrent use.
+type KV interface {
+	// Get returns the value under key; found is false when there is none.
+	Get(key string) (val []byte, found bool, err error)
+	// Put stores val under key.
+	Put(key string, val []byte) error
+	// Delete removes key; deleting what is absent is not an error.
+	Delete(key string) error
+	// Scan calls fn with every record, in key order, until fn returns
+	// false. val is fn's to keep. fn must not write: collect, then write
+	// after Scan returns (Pebble reads under its close lock).
+	Scan(fn func(key string, val []byte) bool) error
+}
+
+// Namespaces hands out the namespaces of a database (Pebble, Memory).
+type Namespaces interface {
+	Namespace(ns Namespace) KV
+}
+
+// rawDB is what a namespace needs of a database: whole keys.
+type rawDB interface {
+	getRaw(key string) ([]byte, bool, error)
+	putRaw(key string, val []byte, sync bool) error
+	deleteRaw(key string, sync bool) error
+	scanRaw(prefix string, fn func(key string, val []byte) bool) error
+}
+
+// space is a KV over one namespace of a rawDB.
+type space struct {
+	db rawDB
+	ns Namespace
+}
+
+func (s space) Get(key string) ([]byte, bool, error) { return s.db.getRaw(s.ns.prefix + key) }
+
+func (s space) Put(key string, val []byte) error {
+	return s.db.putRaw(s.ns.prefix+key, val, s.ns.syncPut)
+}
+
+func (s space) Delete(key string) error { return s.db.deleteRaw(s.ns.prefix+key, s.ns.syncDelete) }
+
+func (s space) Scan(fn func(key string, val []byte) bool) error {
+	n := len(s.ns.prefix)
+	return s.db.scanRaw(s.ns.prefix, func(k string, v []byte) bool { return fn(k[n:], v) })
+}
