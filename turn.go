@@ -1,5 +1,7 @@
 package moltbot
 
+import "context"
+
 // NewConversation is what a new conversation starts with.
 type NewConversation struct {
 	ID     string // empty: a random id
@@ -72,4 +74,32 @@ type Event struct {
 	Result *TurnResult
 	// Err is why the turn failed (EventError); its code is a domain code.
 	Err error
+}
+
+// ModelFunc asks the model chain (through the failover router) for a
+// reply: opts.Model picks the model as a request's model does ("" for the
+// chain); fn, when not nil, gets the tokens.
+type ModelFunc func(ctx context.Context, msgs []Message, opts ChatOptions, fn StreamFunc) (*Completion, error)
+
+// Turn is one model turn as the stages of the turn pipeline see it: before
+// the model (guards, skills that answer, a cache lookup), the model, after
+// it (a cache store, post-processing, accounting).
+type Turn struct {
+	// Space and Conversation name the conversation; both are empty for a
+	// stateless completion.
+	Space, Conversation string
+	// User is the conversation's end user (Conversation.User).
+	User string
+	// Messages are what the model gets: the context, system prompt first,
+	// the new user message last.
+	Messages []Message
+	Options  ChatOptions
+	// Chain is the models the router will try, in order.
+	Chain []ModelRef
+	// Visible is set when the caller streams: tokens reach a user as they
+	// come, and a stage after the model must not change the text.
+	Visible bool
+	// Model calls the chain through the router, for a stage that needs a
+	// model of its own (a classifier, a skill's callModel).
+	Model ModelFunc
 }

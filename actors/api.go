@@ -156,7 +156,7 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	defer cancel()
 	stop := context.AfterFunc(rt.life.base, cancel)
 	defer stop()
-	comp, err := rt.router.Chat(ctx, chain, msgs, opts, fn, visible)
+	comp, err := rt.pipe.Chat(ctx, &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible}, fn)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,11 @@ const MaxModelName = route.MaxModelName
 
 // Config configures a Runtime.
 type Config struct {
+	// Before and After are the turn pipeline's stages (pipeline.go), in
+	// order: skills, a cache, guards; none by default.
+	Before []BeforeModel
+	After  []AfterModel
+
 	Providers []ProviderSpec
 	// Chain is the configured model chain: primary, then fallbacks.
 	Chain   []moltbot.ModelRef
@@ -152,6 +157,7 @@ type Runtime struct {
 	providers      *provider.Set
 	policy         *failover.Policy
 	router         *route.Router
+	pipe           *pipeline // the stages around router
 	convs          *conv.Manager
 	link           *Link // always set; routes by a membership once attached
 	requestTimeout time.Duration
@@ -204,9 +210,10 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	rt.router = route.New(route.Config{Chain: cfg.Chain, Providers: rt.providers, Metrics: rt.met, Policy: rt.policy,
 		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
+	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, after: cfg.After, log: rt.log}
 	convStrategy := &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
 		Metrics: rt.met, Log: rt.log, Kind: "conversation"}
-	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.router, Cluster: &rt.link.repl,
+	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.pipe, Cluster: &rt.link.repl,
 		IdleTimeout: cfg.IdleTimeout, MaxContextTokens: cfg.MaxContextTokens, MaxQueuedTurns: cfg.MaxQueuedTurns,
 		RequestTimeout: cfg.RequestTimeout, Supervisor: convStrategy, Base: rt.life.base})
 	if err != nil {

@@ -32,12 +32,13 @@ import (
 	"github.com/moltbot/moltbot/storage"
 )
 
-// Router is the model chain as a turn sees it (*route.Router).
+// Router is the model chain as a turn sees it: the turn pipeline's stages
+// around the failover router (actors' pipeline).
 type Router interface {
 	// Resolve turns a requested model name into the chain to try.
 	Resolve(model string) ([]moltbot.ModelRef, error)
-	// Chat asks the models of chain until one answers, streaming to fn.
-	Chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc, visible bool) (*moltbot.Completion, error)
+	// Chat runs the turn (t.Chain, t.Messages, ...), streaming to fn.
+	Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error)
 }
 
 // Cluster is what a conversation needs of the cluster link. Until the node

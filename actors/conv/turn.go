@@ -148,8 +148,9 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	ctx, cancel := context.WithTimeout(m.ctx, a.d.requestTimeout)
 	a.running, a.cancelRun = m, cancel
 	self, root, router := c.Self(), a.d.root, a.d.router
+	t := &moltbot.Turn{Space: a.tenant, Conversation: a.id, User: a.conv.User, Messages: msgs, Options: m.opts, Chain: chain, Visible: m.visible}
 	go func() {
-		comp, err := router.Chat(ctx, chain, msgs, m.opts, m.fn, m.visible)
+		comp, err := router.Chat(ctx, t, m.fn)
 		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err})
 	}()
 }

@@ -1,0 +1,93 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/route"
+)
+
+// The turn pipeline: every model turn, of a conversation or stateless,
+// runs as ordered stages around the failover router. The interfaces are
+// declared here, where they are called; their implementations (skills, a
+// response cache, guards) live in their own packages and are wired in cmd
+// through Config.Before and Config.After: actors imports none of them.
+
+// BeforeModel runs before the model. A stage that answers returns a
+// completion (and streams its text to fn itself, when it wants the user to
+// see tokens); the later stages before the model and the model are then
+// skipped. nil, nil passes the turn on; an error ends it.
+type BeforeModel interface {
+	BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error)
+}
+
+// AfterModel runs after the turn was answered (by the model or by a stage
+// before it), in order. It may change c only when !t.Visible (nobody has
+// seen the text yet); an error fails the turn.
+type AfterModel interface {
+	AfterModel(ctx context.Context, t *moltbot.Turn, c *moltbot.Completion) error
+}
+
+// pipeline is the model chain as conversations and completions see it:
+// the stages around the router. With no stages it is the router.
+type pipeline struct {
+	router *route.Router
+	before []BeforeModel
+	after  []AfterModel
+	log    *slog.Logger
+}
+
+// Resolve turns a requested model name into the chain to try.
+func (p *pipeline) Resolve(model string) ([]moltbot.ModelRef, error) { return p.router.Resolve(model) }
+
+// model is the router as a stage may call it.
+func (p *pipeline) model(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	chain, err := p.router.Resolve(opts.Model)
+	if err != nil {
+		return nil, err
+	}
+	visible := fn != nil
+	if fn == nil {
+		fn = func(moltbot.Chunk) error { return nil }
+	}
+	return p.router.Chat(ctx, chain, msgs, opts, fn, visible)
+}
+
+// Chat runs the turn's stages and the model.
+func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
+	if len(p.before) == 0 && len(p.after) == 0 {
+		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
+	}
+	t.Model = p.model
+	for _, b := range p.before {
+		if comp, err = p.run(ctx, b, func() (*moltbot.Completion, error) { return b.BeforeModel(ctx, t, fn) }); err != nil || comp != nil {
+			break
+		}
+	}
+	if err == nil && comp == nil {
+		comp, err = p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range p.after {
+		if _, err := p.run(ctx, a, func() (*moltbot.Completion, error) { return nil, a.AfterModel(ctx, t, comp) }); err != nil {
+			return nil, err
+		}
+	}
+	return comp, nil
+}
+
+// run calls a stage; a panic in it fails the turn (EInternal), not the
+// conversation.
+func (p *pipeline) run(ctx context.Context, stage any, f func() (*moltbot.Completion, error)) (c *moltbot.Completion, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.ErrorContext(ctx, "a turn stage panicked", "stage", fmt.Sprintf("%T", stage), "panic", fmt.Sprint(r))
+			c, err = nil, moltbot.Errorf(moltbot.EInternal, "a turn stage (%T) failed; the turn was not answered", stage)
+		}
+	}()
+	return f()
+}
