@@ -104,7 +104,7 @@ func TestToyChannelAndSkill(t *testing.T) {
 		Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 3, Seed: 1}), MaxInFlight: 4, Timeout: 5 * time.Second}},
 		Chain:     []moltbot.ModelRef{{Provider: "sim", Model: "sim"}},
 		Store:     storage.NewMemory(), Metrics: met, HealthInterval: time.Hour,
-		Before:    []actors.BeforeModel{skill}, After: []actors.AfterModel{skill},
+		Before: []actors.BeforeModel{skill}, After: []actors.AfterModel{skill},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +153,7 @@ func TestPanickingStage(t *testing.T) {
 		Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 3, Seed: 1}), MaxInFlight: 4, Timeout: 5 * time.Second}},
 		Chain:     []moltbot.ModelRef{{Provider: "sim", Model: "sim"}},
 		Store:     storage.NewMemory(), Metrics: metrics.New("test"), HealthInterval: time.Hour,
-		Before:    []actors.BeforeModel{panicky{}},
+		Before: []actors.BeforeModel{panicky{}},
 	})
 	if err != nil {
 		t.Fatal(err)
