@@ -7,12 +7,13 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/chat"
+	"github.com/moltbot/moltbot/inference/openaiwire"
 )
 
 type createRequest struct {
-	ID     string  `json:"id"`
-	System content `json:"system"`
-	Model  string  `json:"model"`
+	ID     string             `json:"id"`
+	System openaiwire.Content `json:"system"`
+	Model  string             `json:"model"`
 }
 
 // Timestamps on the wire, in both APIs, are Unix seconds: OpenAI's
@@ -63,7 +64,12 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	c, err := s.chat.Create(r.Context(), principal(r), moltbot.NewConversation{ID: req.ID, System: string(req.System), Model: req.Model})
+	system, err := textOf(req.System, "system")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c, err := s.chat.Create(r.Context(), principal(r), moltbot.NewConversation{ID: req.ID, System: system, Model: req.Model})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -94,16 +100,16 @@ func (s *Server) conversation(w http.ResponseWriter, r *http.Request) {
 }
 
 type messageRequest struct {
-	Content             *content `json:"content"`
-	Role                string   `json:"role"`
-	Stream              bool     `json:"stream"`
-	Model               string   `json:"model"`
-	MaxTokens           *int     `json:"max_tokens"`
-	MaxCompletionTokens *int     `json:"max_completion_tokens"`
-	Temperature         *float64 `json:"temperature"`
-	TopP                *float64 `json:"top_p"`
-	Stop                stop     `json:"stop"`
-	Seed                *int64   `json:"seed"`
+	Content             openaiwire.Content `json:"content"`
+	Role                string             `json:"role"`
+	Stream              bool               `json:"stream"`
+	Model               string             `json:"model"`
+	MaxTokens           *int               `json:"max_tokens"`
+	MaxCompletionTokens *int               `json:"max_completion_tokens"`
+	Temperature         *float64           `json:"temperature"`
+	TopP                *float64           `json:"top_p"`
+	Stop                openaiwire.Stop    `json:"stop"`
+	Seed                *int64             `json:"seed"`
 	// ExternalID makes the turn idempotent: a retry with the same id gets
 	// the stored reply, and no second turn is run.
 	ExternalID    string `json:"external_id"`
@@ -141,7 +147,12 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("role", "role must be \"user\" (or left out), got %q", req.Role))
 		return
 	}
-	if req.Content == nil || *req.Content == "" {
+	content, err := textOf(req.Content, "content")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if content == "" {
 		writeError(w, invalid("content", "content must be a non-empty string"))
 		return
 	}
@@ -161,7 +172,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		ext = h
 	}
 	st, err := s.chat.Turn(r.Context(), principal(r), chat.TurnRequest{Conversation: id, Stream: req.Stream,
-		Input: moltbot.TurnInput{Content: string(*req.Content), ExternalID: ext, Options: opts}})
+		Input: moltbot.TurnInput{Content: content, ExternalID: ext, Options: opts}})
 	if err != nil {
 		writeError(w, err)
 		return

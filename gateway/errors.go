@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
-	"github.com/moltbot/moltbot/internal/jsonw"
+	"github.com/moltbot/moltbot/inference/openaiwire"
 )
 
 // Codes of the HTTP edge only (the domain has no word for them).
@@ -75,19 +75,7 @@ func appendError(b []byte, err error) []byte {
 	if errors.As(err, &e) {
 		param = e.Param
 	}
-	b = append(b, `{"error":{"message":`...)
-	b = jsonw.String(b, moltbot.ErrorMessage(err))
-	b = append(b, `,"type":"`...)
-	b = append(b, errorType(code)...)
-	b = append(b, `","param":`...)
-	if param == "" {
-		b = append(b, "null"...)
-	} else {
-		b = jsonw.String(b, param)
-	}
-	b = append(b, `,"code":"`...)
-	b = append(b, code...)
-	return append(b, `"}}`...)
+	return openaiwire.AppendError(b, moltbot.ErrorMessage(err), errorType(code), param, code)
 }
 
 // writeError writes err as an OpenAI error body with its status and, for

@@ -27,6 +27,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/chat"
+	"github.com/moltbot/moltbot/inference/openaiwire"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/slots"
 	"github.com/moltbot/moltbot/manage"
@@ -309,9 +310,9 @@ func (s *Server) decodeError(err error, optional bool) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return invalid("", "malformed JSON: the body ends early")
 	}
-	var ce *contentError
-	if errors.As(err, &ce) {
-		return invalid(ce.param, "%s", ce.msg)
+	var fe *openaiwire.FieldError
+	if errors.As(err, &fe) {
+		return invalid(fe.Param, "%s", fe.Msg)
 	}
 	return invalid("", "malformed JSON: %v", err)
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/chat"
-	"github.com/moltbot/moltbot/internal/jsonw"
+	"github.com/moltbot/moltbot/inference/openaiwire"
 )
 
 // chunkWriter writes OpenAI chat.completion.chunk events. Headers go out with
@@ -18,25 +18,19 @@ type chunkWriter struct {
 	rc      *http.ResponseController
 	buf     []byte
 	id      string
-	created []byte
+	created int64
 	served  string
 	started bool
 }
 
 // newChunkWriter streams the chunks of completion id, created at unix time.
 func newChunkWriter(w http.ResponseWriter, id string, created int64) *chunkWriter {
-	return &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id,
-		created: strconv.AppendInt(nil, created, 10)}
+	return &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id, created: created}
 }
 
 func (s *chunkWriter) head(served string) {
-	s.buf = append(s.buf, `data: {"id":`...)
-	s.buf = jsonw.String(s.buf, s.id)
-	s.buf = append(s.buf, `,"object":"chat.completion.chunk","created":`...)
-	s.buf = append(s.buf, s.created...)
-	s.buf = append(s.buf, `,"model":`...)
-	s.buf = jsonw.String(s.buf, served)
-	s.buf = append(s.buf, `,"system_fingerprint":"moltbot","choices":[`...)
+	s.buf = append(s.buf, "data: "...)
+	s.buf = openaiwire.AppendHead(s.buf, s.id, openaiwire.ObjectChunk, s.created, served, fingerprint)
 }
 
 func (s *chunkWriter) start(served string, failovers int) {
@@ -72,13 +66,8 @@ func (s *chunkWriter) chunk(c moltbot.Chunk) error {
 		s.start(c.Served.String(), c.Failovers)
 	}
 	s.head(s.served)
-	s.buf = append(s.buf, `{"index":0,"delta":{`...)
-	if first {
-		s.buf = append(s.buf, `"role":"assistant",`...)
-	}
-	s.buf = append(s.buf, `"content":`...)
-	s.buf = jsonw.String(s.buf, c.Content)
-	s.buf = append(s.buf, `},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+	s.buf = openaiwire.AppendDelta(s.buf, c.Content, first)
+	s.buf = append(s.buf, "\n\n"...)
 	return s.flush()
 }
 
@@ -87,17 +76,16 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 	if !s.started {
 		s.start(comp.Served.String(), comp.Failovers) // an empty reply
 		s.head(s.served)
-		s.buf = append(s.buf, `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
+		s.buf = openaiwire.AppendDelta(s.buf, "", true)
+		s.buf = append(s.buf, "\n\n"...)
 	}
 	s.head(s.served)
-	s.buf = append(s.buf, `{"index":0,"delta":{},"logprobs":null,"finish_reason":`...)
-	s.buf = jsonw.String(s.buf, comp.FinishReason)
-	s.buf = append(s.buf, `}]}`+"\n\n"...)
+	s.buf = openaiwire.AppendFinish(s.buf, comp.FinishReason)
+	s.buf = append(s.buf, "\n\n"...)
 	if usage {
 		s.head(s.served)
-		s.buf = append(s.buf, `],`...)
-		s.buf = appendUsage(s.buf, comp.Usage)
-		s.buf = append(s.buf, "}\n\n"...)
+		s.buf = openaiwire.AppendUsageChunk(s.buf, comp.Usage)
+		s.buf = append(s.buf, "\n\n"...)
 	}
 	s.buf = append(s.buf, "data: [DONE]\n\n"...)
 	return s.flush()
@@ -136,14 +124,4 @@ func (s *chunkWriter) fail(err error) {
 	s.buf = appendError(s.buf, err)
 	s.buf = append(s.buf, "\n\ndata: [DONE]\n\n"...)
 	s.flush()
-}
-
-func appendUsage(b []byte, u moltbot.Usage) []byte {
-	b = append(b, `"usage":{"prompt_tokens":`...)
-	b = jsonw.Int(b, int64(u.PromptTokens))
-	b = append(b, `,"completion_tokens":`...)
-	b = jsonw.Int(b, int64(u.CompletionTokens))
-	b = append(b, `,"total_tokens":`...)
-	b = jsonw.Int(b, int64(u.Total()))
-	return append(b, '}')
 }
