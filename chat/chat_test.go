@@ -316,7 +316,7 @@ func TestCloseCancelsAndReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-block
-	if ev := <-st.Events(); ev.Kind != moltbot.EventToken {
+	if ev, _ := st.Next(); ev.Kind != moltbot.EventToken {
 		t.Fatalf("first event %+v", ev)
 	}
 	st.Close() // the edge's client left: must cancel the turn and return

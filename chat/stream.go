@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 
 	"github.com/moltbot/moltbot"
@@ -11,29 +12,101 @@ import (
 
 // Stream is a turn's events, for the edge to read on its own goroutine
 // (an HTTP handler writes only there, never on a provider's). Token events
-// wait in a bounded buffer; an edge that falls EventBuffer events behind
-// has its turn canceled with ESlowClient, counted in
-// moltbot_chat_slow_clients_total. The last event is EventDone or
-// EventError, then the channel closes.
+// wait in a bounded queue that holds only what waits (a reader that keeps
+// up holds one or two: no buffer is set aside per turn); an edge that falls
+// EventBuffer events behind has its turn canceled with ESlowClient,
+// counted in moltbot_chat_slow_clients_total. The last event is EventDone
+// or EventError; Next then reports the end.
 //
 // An edge that stops reading early (its client left) calls Close, which
 // cancels the turn and waits for it to end.
 type Stream struct {
-	events chan moltbot.Event
+	mu     sync.Mutex
+	q      []moltbot.Event  // waiting, from head
+	inline [4]moltbot.Event // q's first backing array: a reader that keeps up never needs more
+	head   int
+	ended  bool          // the last event is queued
+	wake   chan struct{} // a push since the reader last looked (cap 1)
+	max    int
 	cancel context.CancelFunc
-	quit   chan struct{} // closed by Close: nobody reads any more
 	done   chan struct{} // closed when the turn has ended
 	once   sync.Once
 }
 
-// Events is the turn's events; it closes after the last.
-func (st *Stream) Events() <-chan moltbot.Event { return st.events }
+func newStream(max int, cancel context.CancelFunc) *Stream {
+	st := &Stream{wake: make(chan struct{}, 1), max: max, cancel: cancel, done: make(chan struct{})}
+	st.q = st.inline[:0]
+	return st
+}
+
+// push queues a token event; false when EventBuffer events wait already.
+func (st *Stream) push(ev moltbot.Event) bool {
+	st.mu.Lock()
+	if len(st.q)-st.head >= st.max {
+		st.mu.Unlock()
+		return false
+	}
+	st.q = append(st.q, ev)
+	st.mu.Unlock()
+	st.poke()
+	return true
+}
+
+// end queues the last event (never refused).
+func (st *Stream) end(ev moltbot.Event) {
+	st.mu.Lock()
+	st.q = append(st.q, ev)
+	st.ended = true
+	st.mu.Unlock()
+	st.poke()
+}
+
+func (st *Stream) poke() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Next returns the next event, waiting for it; false after the last.
+func (st *Stream) Next() (moltbot.Event, bool) {
+	for {
+		st.mu.Lock()
+		if st.head < len(st.q) {
+			ev := st.q[st.head]
+			st.q[st.head] = moltbot.Event{}
+			st.head++
+			if st.head == len(st.q) {
+				st.q, st.head = st.q[:0], 0
+			}
+			st.mu.Unlock()
+			return ev, true
+		}
+		ended := st.ended
+		st.mu.Unlock()
+		if ended {
+			return moltbot.Event{}, false
+		}
+		<-st.wake
+	}
+}
+
+// Events ranges over the events to the last (for ev := range st.Events()).
+func (st *Stream) Events() iter.Seq[moltbot.Event] {
+	return func(yield func(moltbot.Event) bool) {
+		for {
+			ev, ok := st.Next()
+			if !ok || !yield(ev) {
+				return
+			}
+		}
+	}
+}
 
 // Close cancels the turn if it still runs and waits for it to end. Safe to
 // call more than once and after the last event.
 func (st *Stream) Close() {
 	st.once.Do(func() {
-		close(st.quit)
 		if st.cancel != nil {
 			st.cancel()
 		}
@@ -45,7 +118,11 @@ func (st *Stream) Close() {
 // edge that wants no tokens.
 func (st *Stream) Wait() (*moltbot.TurnResult, error) {
 	defer st.Close()
-	for ev := range st.events {
+	for {
+		ev, ok := st.Next()
+		if !ok {
+			return nil, moltbot.Errorf(moltbot.EInternal, "the turn ended without a result")
+		}
 		switch ev.Kind {
 		case moltbot.EventDone:
 			return ev.Result, nil
@@ -53,28 +130,22 @@ func (st *Stream) Wait() (*moltbot.TurnResult, error) {
 			return nil, ev.Err
 		}
 	}
-	return nil, moltbot.Errorf(moltbot.EInternal, "the turn ended without a result")
 }
 
 // finished returns a stream that holds only the final event of a turn
 // already run.
-func finished(res *moltbot.TurnResult, err error) *Stream {
-	st := &Stream{events: make(chan moltbot.Event, 1), quit: make(chan struct{}), done: make(chan struct{})}
-	close(st.done)
-	if err != nil {
-		st.events <- moltbot.Event{Kind: moltbot.EventError, Err: err}
-	} else {
-		st.events <- moltbot.Event{Kind: moltbot.EventDone, Result: res}
-	}
-	close(st.events)
+func finished(res *moltbot.TurnResult) *Stream {
+	st := &Stream{q: []moltbot.Event{{Kind: moltbot.EventDone, Result: res}}, ended: true, done: closedDone}
 	return st
 }
+
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 type turnFunc func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error)
 
 // run runs a turn for p: on the caller's goroutine when it does not
 // stream (the stream then holds only the result), else on its own, with
-// tokens through the bounded buffer.
+// tokens through the bounded queue.
 func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, turn turnFunc) (*Stream, error) {
 	if !stream {
 		res, err := turn(ctx, nil)
@@ -82,17 +153,14 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 			return nil, err
 		}
 		s.charge(p, res)
-		return finished(res, nil), nil
+		return finished(res), nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	st := &Stream{events: make(chan moltbot.Event, s.cfg.EventBuffer), cancel: cancel,
-		quit: make(chan struct{}), done: make(chan struct{})}
+	st := newStream(s.cfg.EventBuffer, cancel)
 	slow := false
 	fn := func(c moltbot.Chunk) error {
-		select {
-		case st.events <- moltbot.Event{Kind: moltbot.EventToken, Text: c.Content, Served: c.Served, Failovers: c.Failovers}:
+		if st.push(moltbot.Event{Kind: moltbot.EventToken, Text: c.Content, Served: c.Served, Failovers: c.Failovers}) {
 			return nil
-		default:
 		}
 		slow = true // read by the goroutine that calls fn, after the turn returns
 		return &moltbot.Error{Code: moltbot.ESlowClient, Message: fmt.Sprintf(
@@ -101,9 +169,7 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 	go func() {
 		defer close(st.done)
 		defer cancel()
-		defer close(st.events)
 		res, err := turn(ctx, fn)
-		last := moltbot.Event{Kind: moltbot.EventDone, Result: res}
 		if slow {
 			s.cfg.Metrics.Inc(metrics.ChatSlowClients)
 			s.cfg.Logger.WarnContext(ctx, "turn canceled: the client reads too slowly", "tenant", p.Tenant, "buffer", s.cfg.EventBuffer)
@@ -112,14 +178,11 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 			}
 		}
 		if err != nil {
-			last = moltbot.Event{Kind: moltbot.EventError, Err: err}
-		} else {
-			s.charge(p, res)
+			st.end(moltbot.Event{Kind: moltbot.EventError, Err: err})
+			return
 		}
-		select {
-		case st.events <- last:
-		case <-st.quit:
-		}
+		s.charge(p, res)
+		st.end(moltbot.Event{Kind: moltbot.EventDone, Result: res})
 	}()
 	return st, nil
 }
