@@ -60,13 +60,14 @@ tidy-check:
 lint: vet fmt-check tidy-check
 
 ## bench: testing.B hot paths, then the end-to-end measurements of BENCHMARKS.md
-bench: build
+bench: build build-edge
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
-	$(GO) run ./bench/measure -bin $(BIN)
+	$(GO) run ./bench/measure -bin $(BIN) -edge-bin $(BIN)-edge
 
-## measure: only the end-to-end measurements (binary, ready time, RSS, added latency)
-measure: build
-	$(GO) run ./bench/measure -bin $(BIN)
+## measure: only the end-to-end measurements (binary, ready time, RSS, added
+## latency, ..., the floor, the edge figures); MEASURE="-only floor" for one part
+measure: build build-edge
+	$(GO) run ./bench/measure -bin $(BIN) -edge-bin $(BIN)-edge $(MEASURE)
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s)
 FUZZTIME ?= 20s

@@ -6,12 +6,14 @@
 // the simulator directly; then the throughput frontier, the cluster,
 // failover under load, provider type ollama beside openai (-before BIN
 // adds an older binary to that part), the floor (moltbot against a bare
-// httputil.ReverseProxy on the same simulator). Linux only (RSS from
+// httputil.ReverseProxy on the same simulator) and the edge figures of both
+// provider types (-edge-bin BIN adds the edge build). Linux only (RSS from
 // /proc).
 //
 //	go run ./bench/measure -bin bin/moltbot
 //	go run ./bench/measure -bin bin/moltbot -only ollama -before /tmp/moltbot-old
 //	go run ./bench/measure -bin bin/moltbot -only floor
+//	go run ./bench/measure -bin bin/moltbot -only edge -edge-bin bin/moltbot-edge
 package main
 
 import (
@@ -44,7 +46,7 @@ var (
 	starts   = flag.Int("starts", 10, "starts timed for ready time")
 	convs    = flag.String("conversations", "1000,10000", "conversation counts for RSS, active and passivated")
 	storedN  = flag.Int("stored", 100000, "also store this many conversations (passivated only; 0: skip)")
-	only     = flag.String("only", "", "run one part: node, frontier, cluster, failover, ollama or floor (default: all)")
+	only     = flag.String("only", "", "run one part: node, frontier, cluster, failover, ollama, floor or edge (default: all)")
 )
 
 func main() {
@@ -167,6 +169,8 @@ func run() error {
 		return ollamaPath()
 	case "floor":
 		return floor()
+	case "edge":
+		return edge()
 	}
 
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
@@ -313,7 +317,10 @@ func run() error {
 	if err := ollamaPath(); err != nil {
 		return err
 	}
-	return floor()
+	if err := floor(); err != nil {
+		return err
+	}
+	return edge()
 }
 
 // fill creates n conversations with one turn each over 16 connections and
