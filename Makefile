@@ -5,13 +5,15 @@ PKG     := github.com/moltbot/moltbot
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X $(PKG).Version=$(VERSION)
 BIN     := bin/moltbot
+# The edge build: cmd/moltbot/edge.go (size budget: bench/measure/size_test.go).
+EDGE_TAGS := edge,urfave_cli_no_docs
 RUN_DIR ?= .run
 PORT    ?= 3000
 
 export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
-.PHONY: all run build test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean
+.PHONY: all run build build-edge size-check test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean
 
 all: build
 
@@ -24,16 +26,27 @@ run: build
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/moltbot
 
+## build-edge: the edge build, without what a small device's node does not
+## run (cmd/moltbot/edge.go), in bin/moltbot-edge
+build-edge:
+	$(GO) build -trimpath -tags $(EDGE_TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)-edge ./cmd/moltbot
+
+## size-check: both builds within their size budgets (also part of make test)
+size-check:
+	$(GO) test -count=1 -run '^TestSizeBudget$$' -v ./bench/measure/
+
 ## test: vet, formatting, then every test (unit, fuzz seeds, multi-process
-## integration) with the race detector; then the in-process multi-node
-## cluster tests, which build without it (see actors/cluster_test.go).
-## Needs nothing but Go and gcc.
-test: vet fmt-check
+## integration, the size budgets) with the race detector; then the
+## in-process multi-node cluster tests, which build without it (see
+## actors/cluster_test.go). Needs nothing but Go and gcc. build first: the
+## size budget test then links from its cache in seconds.
+test: vet fmt-check build
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags $(EDGE_TAGS) ./cmd/moltbot
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -47,13 +60,14 @@ tidy-check:
 lint: vet fmt-check tidy-check
 
 ## bench: testing.B hot paths, then the end-to-end measurements of BENCHMARKS.md
-bench: build
+bench: build build-edge
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
-	$(GO) run ./bench/measure -bin $(BIN)
+	$(GO) run ./bench/measure -bin $(BIN) -edge-bin $(BIN)-edge
 
-## measure: only the end-to-end measurements (binary, ready time, RSS, added latency)
-measure: build
-	$(GO) run ./bench/measure -bin $(BIN)
+## measure: only the end-to-end measurements (binary, ready time, RSS, added
+## latency, ..., the floor, the edge figures); MEASURE="-only floor" for one part
+measure: build build-edge
+	$(GO) run ./bench/measure -bin $(BIN) -edge-bin $(BIN)-edge $(MEASURE)
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s)
 FUZZTIME ?= 20s

@@ -4,11 +4,16 @@
 // /readyz 200, idle RSS, RSS with N conversations stored (passivated) and
 // active, the snapshot write rate, and the latency a node adds over calling
 // the simulator directly; then the throughput frontier, the cluster,
-// failover under load, and provider type ollama beside openai (-before BIN
-// adds an older binary to that part). Linux only (RSS from /proc).
+// failover under load, provider type ollama beside openai (-before BIN
+// adds an older binary to that part), the floor (moltbot against a bare
+// httputil.ReverseProxy on the same simulator) and the edge figures of both
+// provider types (-edge-bin BIN adds the edge build). Linux only (RSS from
+// /proc).
 //
 //	go run ./bench/measure -bin bin/moltbot
 //	go run ./bench/measure -bin bin/moltbot -only ollama -before /tmp/moltbot-old
+//	go run ./bench/measure -bin bin/moltbot -only floor
+//	go run ./bench/measure -bin bin/moltbot -only edge -edge-bin bin/moltbot-edge
 package main
 
 import (
@@ -41,11 +46,18 @@ var (
 	starts   = flag.Int("starts", 10, "starts timed for ready time")
 	convs    = flag.String("conversations", "1000,10000", "conversation counts for RSS, active and passivated")
 	storedN  = flag.Int("stored", 100000, "also store this many conversations (passivated only; 0: skip)")
-	only     = flag.String("only", "", "run one part: node, frontier, cluster, failover or ollama (default: all)")
+	only     = flag.String("only", "", "run one part: node, frontier, cluster, failover, ollama, floor or edge (default: all)")
 )
 
 func main() {
 	flag.Parse()
+	if *proxyListen != "" { // started by the floor part as its reverse proxy
+		if err := serveReverseProxy(*proxyListen, *proxyUpstream); err != nil {
+			fmt.Fprintln(os.Stderr, "measure: reverse proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "measure:", err)
 		os.Exit(1)
@@ -155,6 +167,10 @@ func run() error {
 		return clusterMeasure()
 	case "ollama":
 		return ollamaPath()
+	case "floor":
+		return floor()
+	case "edge":
+		return edge()
 	}
 
 	simAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
@@ -298,7 +314,13 @@ func run() error {
 	if err := failoverScenarios(); err != nil {
 		return err
 	}
-	return ollamaPath()
+	if err := ollamaPath(); err != nil {
+		return err
+	}
+	if err := floor(); err != nil {
+		return err
+	}
+	return edge()
 }
 
 // fill creates n conversations with one turn each over 16 connections and

@@ -24,11 +24,12 @@ type build struct{ label, path string }
 
 // pathNode is a node whose one provider, p, is of type typ on the simulator.
 type pathNode struct {
-	b   build
-	typ string
-	p   *proc
-	url string
-	ws  string
+	b     build
+	typ   string
+	p     *proc
+	url   string
+	ws    string
+	ready time.Duration // exec to /readyz 200
 }
 
 // startPathNode starts b's `moltbot start` with one provider of type typ
@@ -53,6 +54,7 @@ conversations: {idle_timeout: %s}
 	if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	p, err := startBin(b.path, "start", "--workspace", ws)
 	if err != nil {
 		return nil, err
@@ -62,6 +64,7 @@ conversations: {idle_timeout: %s}
 		n.stop()
 		return nil, fmt.Errorf("%s %s: %v\n%s", b.label, typ, err, p.out.String())
 	}
+	n.ready = time.Since(t0)
 	return n, nil
 }
 
@@ -183,42 +186,80 @@ func ollamaPath() error {
 	fmt.Printf("\n64 calls in flight for 10 s (a token every 20 ms, 2 s a reply; max_in_flight 64, 64 clients, non-streaming):\n")
 	for _, b := range builds {
 		for _, typ := range []string{"openai", "ollama"} {
-			n, err := startPathNode(b, typ, slowAddr, 64, "5m")
+			f, err := inFlight(b, typ, slowAddr)
 			if err != nil {
-				return err
-			}
-			idle := rssMiB(n.p.cmd.Process.Pid)
-			rep, err := bench.Run(ctx, bench.Config{URL: n.url, Mode: bench.Closed, Concurrency: 64, Duration: 10 * time.Second, Timeout: 30 * time.Second})
-			if err != nil {
-				n.stop()
 				return err
 			}
 			fmt.Printf("  %s  idle RSS %6.1f MiB  peak RSS %6.1f MiB  RSS at the end %6.1f MiB  (%.0f replies/s, errors %d)\n",
-				n.name(), idle, statusMiB(n.p.cmd.Process.Pid, "VmHWM"), rssMiB(n.p.cmd.Process.Pid), rep.SuccessRPS, rep.ErrorCount)
-			n.stop()
+				f.name, f.idle, f.peak, f.end, f.rps, f.errors)
 		}
 	}
 
 	fmt.Printf("\n10,000 conversations, one turn each over 16 connections, zero-delay simulator:\n")
 	for _, b := range builds {
 		for _, typ := range []string{"openai", "ollama"} {
-			n, err := startPathNode(b, typ, simAddr, 64, "10m")
+			c, err := activeConversations(b, typ, simAddr, 10000)
 			if err != nil {
 				return err
 			}
-			rate, err := fill(n.url, 10000)
-			if err != nil {
-				n.stop()
-				return err
-			}
-			time.Sleep(2 * time.Second)
-			fmt.Printf("  %s  peak RSS %6.1f MiB  RSS after 2 s %6.1f MiB  (%.0f conversations/s)\n",
-				n.name(), statusMiB(n.p.cmd.Process.Pid, "VmHWM"), rssMiB(n.p.cmd.Process.Pid), rate)
-			n.stop()
+			fmt.Printf("  %s  peak RSS %6.1f MiB  RSS after 2 s %6.1f MiB  (%.0f conversations/s)\n", c.name, c.peak, c.after, c.rate)
 		}
 	}
 	fmt.Println()
 	return nil
+}
+
+// inFlightRSS is a node's memory while it holds 64 calls open.
+type inFlightRSS struct {
+	name            string
+	idle, peak, end float64 // MiB: before the load, VmHWM, VmRSS after it
+	rps             float64
+	errors          int
+}
+
+// inFlight starts b's node with one provider of type typ on slowAddr, a
+// simulator whose replies take long, and keeps 64 calls in flight for 10 s
+// (max_in_flight 64, 64 clients, non-streaming).
+func inFlight(b build, typ, slowAddr string) (inFlightRSS, error) {
+	n, err := startPathNode(b, typ, slowAddr, 64, "5m")
+	if err != nil {
+		return inFlightRSS{}, err
+	}
+	defer n.stop()
+	pid := n.p.cmd.Process.Pid
+	f := inFlightRSS{name: n.name(), idle: rssMiB(pid)}
+	rep, err := bench.Run(context.Background(), bench.Config{URL: n.url, Mode: bench.Closed, Concurrency: 64, Duration: 10 * time.Second, Timeout: 30 * time.Second})
+	if err != nil {
+		return f, err
+	}
+	f.peak, f.end, f.rps, f.errors = statusMiB(pid, "VmHWM"), rssMiB(pid), rep.SuccessRPS, rep.ErrorCount
+	return f, nil
+}
+
+// conversationsRSS is a node's memory with conversations active.
+type conversationsRSS struct {
+	name        string
+	peak, after float64 // MiB: VmHWM, VmRSS 2 s after the last
+	rate        float64 // conversations created a second
+}
+
+// activeConversations starts b's node with one provider of type typ on
+// simAddr and gives it n conversations of one turn each (idle_timeout 10m:
+// all stay in memory).
+func activeConversations(b build, typ, simAddr string, n int) (conversationsRSS, error) {
+	node, err := startPathNode(b, typ, simAddr, 64, "10m")
+	if err != nil {
+		return conversationsRSS{}, err
+	}
+	defer node.stop()
+	c := conversationsRSS{name: node.name()}
+	if c.rate, err = fill(node.url, n); err != nil {
+		return c, err
+	}
+	time.Sleep(2 * time.Second)
+	pid := node.p.cmd.Process.Pid
+	c.peak, c.after = statusMiB(pid, "VmHWM"), rssMiB(pid)
+	return c, nil
 }
 
 func mode(stream bool) string {

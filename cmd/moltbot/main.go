@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 
 	"github.com/moltbot/moltbot"
 	"github.com/urfave/cli/v2"
@@ -62,7 +63,8 @@ Quick start:
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
 		HideHelpCommand:      false,
-		Commands: []*cli.Command{
+		// A command left out of this build (see edge.go) is nil.
+		Commands: slices.DeleteFunc([]*cli.Command{
 			initCommand(),
 			startCommand(),
 			simCommand(),
@@ -85,7 +87,7 @@ Example:
 					return nil
 				},
 			},
-		},
+		}, func(c *cli.Command) bool { return c == nil }),
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
 	}
 }
