@@ -148,6 +148,7 @@ type Service struct {
 	issuers  []*issuer
 	signer   *signer
 	tokens   tokenCache
+	decoded  keyCache // key records by their bytes (keys.go)
 	onFail   func(reason string)
 
 	// Replication (replicate.go): recMu orders read-modify-writes of key and

@@ -559,3 +559,39 @@ func TestDefaultConfig(t *testing.T) {
 		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", c, d)
 	}
 }
+
+// Decoded key records are kept by their bytes: a revocation, here or
+// replicated from another node, is seen by the very next request.
+func TestKeyCacheSeesChanges(t *testing.T) {
+	s, _ := newService(t, Config{Tenants: []Tenant{{ID: "a"}}})
+	key, info, err := s.CreateKey("a", "k", ScopeChat, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the second is served from the cache
+		if _, e := s.Authenticate(req(key)); e != nil {
+			t.Fatal(e)
+		}
+	}
+	if _, err := s.RevokeKey("a", info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, e := s.Authenticate(req(key)); e == nil || e.Reason != "revoked" {
+		t.Fatalf("after revocation: %v", e)
+	}
+	// A record changed behind the service's back (a replicated merge
+	// writes the store directly) is decoded again.
+	key2, info2, _ := s.CreateKey("a", "k2", ScopeChat, 0)
+	if _, e := s.Authenticate(req(key2)); e != nil {
+		t.Fatal(e)
+	}
+	k, _ := s.getKey(info2.ID)
+	k.Revoked = 1
+	b, _ := json.Marshal(k)
+	if err := s.kv.keys.Put(info2.ID, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, e := s.Authenticate(req(key2)); e == nil || e.Reason != "revoked" {
+		t.Fatalf("after a direct write: %v", e)
+	}
+}
