@@ -68,6 +68,14 @@ func (st *Stream) poke() {
 	}
 }
 
+// Pending is how many events wait now: an edge that writes to a network
+// flushes when none do, so a burst of tokens leaves in one write.
+func (st *Stream) Pending() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.q) - st.head
+}
+
 // Next returns the next event, waiting for it; false after the last.
 func (st *Stream) Next() (moltbot.Event, bool) {
 	for {

@@ -61,6 +61,12 @@ func (s *chunkWriter) flush() error {
 
 // chunk sends one content delta.
 func (s *chunkWriter) chunk(c moltbot.Chunk) error {
+	s.add(c)
+	return s.flush()
+}
+
+// add appends one content delta to what the next flush sends.
+func (s *chunkWriter) add(c moltbot.Chunk) {
 	first := !s.started
 	if first {
 		s.start(c.Served.String(), c.Failovers)
@@ -68,7 +74,6 @@ func (s *chunkWriter) chunk(c moltbot.Chunk) error {
 	s.head(s.served)
 	s.buf = openaiwire.AppendDelta(s.buf, c.Content, first)
 	s.buf = append(s.buf, "\n\n"...)
-	return s.flush()
 }
 
 // finish sends the finish chunk, the usage chunk when asked, and [DONE].
@@ -92,16 +97,20 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 }
 
 // relay writes a turn's events to w as OpenAI chunks, on the request's
-// goroutine: tokens as they come, the finish chunk (and usage when asked)
-// once the turn is done, or the error (a plain HTTP error before the first
-// token, an error event after). A client that stops reading ends the turn:
-// Close cancels it.
+// goroutine: tokens as they come (those that came together in one write),
+// the finish chunk (and usage when asked) once the turn is done, or the
+// error (a plain HTTP error before the first token, an error event after).
+// A client that stops reading ends the turn: Close cancels it.
 func (s *Server) relay(w http.ResponseWriter, st *chat.Stream, cw *chunkWriter, usage bool) {
 	defer st.Close()
 	for ev := range st.Events() {
 		switch ev.Kind {
 		case moltbot.EventToken:
-			if err := cw.chunk(moltbot.Chunk{Content: ev.Text, Served: ev.Served, Failovers: ev.Failovers}); err != nil {
+			cw.add(moltbot.Chunk{Content: ev.Text, Served: ev.Served, Failovers: ev.Failovers})
+			if st.Pending() > 0 {
+				continue // more to say: one write for the burst
+			}
+			if err := cw.flush(); err != nil {
 				return
 			}
 		case moltbot.EventDone:
