@@ -25,7 +25,7 @@ type chunkWriter struct {
 
 // newChunkWriter streams the chunks of completion id, created at unix time.
 func newChunkWriter(w http.ResponseWriter, id string, created int64) *chunkWriter {
-	return &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512), id: id, created: created}
+	return &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 1536), id: id, created: created}
 }
 
 func (s *chunkWriter) head(served string) {
