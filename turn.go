@@ -59,6 +59,14 @@ const (
 	EventHandoff
 	EventDone
 	EventError
+	// EventMessage is a message stored in a conversation (a user's, a
+	// model's reply, later a human agent's): what a subscriber follows.
+	EventMessage
+	// EventSubscribed: a follower is in place; events from here on reach
+	// it. It comes first, and again after the conversation moved to
+	// another node (events during the move may have been missed: read the
+	// conversation again).
+	EventSubscribed
 )
 
 // Event is one thing a turn produced, as an edge sees it.
@@ -74,6 +82,8 @@ type Event struct {
 	Result *TurnResult
 	// Err is why the turn failed (EventError); its code is a domain code.
 	Err error
+	// Message is the stored message (EventMessage).
+	Message *Message
 }
 
 // ModelFunc asks the model chain (through the failover router) for a

@@ -84,6 +84,12 @@ func (a *agent) Receive(c actor.Context) {
 			l.system.Root.Send(actor.NewPID(env.ReplyAddress, env.ReplyId), &pb.Envelope{Protocol: cluster.Protocol, FromNode: place.ID(),
 				Body: &pb.Envelope_Result{Result: &pb.TurnResult{Error: e}}})
 		})
+	case *pb.Envelope_Subscribe:
+		if !ephemeral(env.ReplyId, sinkPrefix) {
+			l.guard.refused(refuse("target", "a subscription whose events go to actor %q", env.ReplyId), env.FromNode)
+			return
+		}
+		a.serveSubscribe(env, b.Subscribe)
 	case *pb.Envelope_Cancel:
 		l.convs.Cancel(b.Cancel.Tenant, b.Cancel.Id, b.Cancel.TurnId)
 	case *pb.Envelope_Conv:

@@ -75,13 +75,14 @@ type Link struct {
 	fwd    forwarding
 	repl   replication
 	rebal  rebalancer
+	follow followers // remote subscriptions served here (subscribe.go)
 }
 
 func newLink(system *actor.ActorSystem, life *lifetime, cfg Config) *Link {
 	l := &Link{system: system, store: cfg.Store, met: cfg.Metrics, log: cfg.Logger, life: life, requestTimeout: cfg.RequestTimeout,
 		now: cfg.clock, replicas: max(cfg.Replicas, 1), ringCh: make(chan struct{}), attached: make(chan struct{}),
 		creds: cfg.RemoteTLS, work: newRemotePools(cfg.RemoteWork)}
-	l.own.l, l.fwd.l, l.repl.l, l.rebal.l = l, l, l, l
+	l.own.l, l.fwd.l, l.repl.l, l.rebal.l, l.follow.l = l, l, l, l, l
 	if l.creds != nil {
 		l.nodeName = l.creds.Identity().Name
 		met := l.met

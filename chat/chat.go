@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -32,6 +34,8 @@ type Runtime interface {
 	Turn(ctx context.Context, space, id string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*moltbot.TurnResult, error)
 	ResolveModel(model string) error
 	Models() []moltbot.ModelInfo
+	// Subscribe calls fn with a conversation's events until ctx ends.
+	Subscribe(ctx context.Context, space, id string, fn func(moltbot.Event)) error
 }
 
 // Policy is what a tenant may spend (auth.Service).
@@ -282,4 +286,61 @@ func (s *Service) charge(p *moltbot.Principal, r *moltbot.TurnResult) {
 	if s.pol != nil && r != nil && r.Completion != nil && !r.Replayed {
 		s.pol.Charge(p, r.Completion.Usage.Total())
 	}
+}
+
+// Subscribe follows a conversation of p's: each message stored in it
+// (whoever wrote it: the user, a model, later a human agent) and the
+// tokens of streamed turns that start while it follows, until the stream is closed
+// or the conversation is deleted (an ENotFound error, last). A follower
+// that falls EventBuffer events behind is dropped (ESlowClient).
+func (s *Service) Subscribe(ctx context.Context, p *moltbot.Principal, id string) (*Stream, error) {
+	if _, err := s.get(ctx, p, id); err != nil {
+		return nil, err
+	}
+	if err := s.allow(p); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	st := newStream(s.cfg.EventBuffer, cancel)
+	var slow atomic.Bool
+	ready := make(chan error, 1) // the first EventSubscribed, or why not
+	var once sync.Once
+	go func() {
+		defer close(st.done)
+		defer cancel()
+		err := s.rt.Subscribe(ctx, p.Space, id, func(ev moltbot.Event) {
+			if ev.Kind == moltbot.EventSubscribed {
+				once.Do(func() { ready <- nil })
+			}
+			if ev.Kind == moltbot.EventError || slow.Load() {
+				return // the end comes back as Subscribe's error
+			}
+			if !st.push(ev) {
+				slow.Store(true)
+				cancel()
+			}
+		})
+		once.Do(func() { ready <- err })
+		switch {
+		case slow.Load():
+			s.cfg.Metrics.Inc(metrics.ChatSlowClients)
+			err = &moltbot.Error{Code: moltbot.ESlowClient, Message: fmt.Sprintf("the follower did not read events as fast as they came (%d waited)", s.cfg.EventBuffer)}
+		case err == nil:
+			st.end(moltbot.Event{Kind: moltbot.EventDone})
+			return
+		}
+		st.end(moltbot.Event{Kind: moltbot.EventError, Err: err})
+	}()
+	// Return once the follower is in place: what happens after this
+	// returns reaches it, and a conversation that cannot be followed is an
+	// error here, not an event.
+	if err := <-ready; err != nil {
+		st.Close()
+		return nil, err
+	}
+	if ctx.Err() != nil && st.Pending() == 0 {
+		st.Close()
+		return nil, moltbot.Errorf(moltbot.EInvalid, "the request ended before the subscription began")
+	}
+	return st, nil
 }

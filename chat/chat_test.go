@@ -21,7 +21,8 @@ type fakeRuntime struct {
 	tokens int
 	turns  int
 	// canceled receives the turn's context error when fn refuses a token.
-	canceled chan error
+	canceled  chan error
+	followers []func(moltbot.Event)
 }
 
 func newFake() *fakeRuntime {
@@ -93,6 +94,15 @@ func (f *fakeRuntime) ResolveModel(model string) error {
 		return nil
 	}
 	return &moltbot.Error{Code: moltbot.ENotFound, Param: "model", Message: fmt.Sprintf("model %q not found", model)}
+}
+
+func (f *fakeRuntime) Subscribe(ctx context.Context, space, id string, fn func(moltbot.Event)) error {
+	f.mu.Lock()
+	f.followers = append(f.followers, fn)
+	f.mu.Unlock()
+	fn(moltbot.Event{Kind: moltbot.EventSubscribed})
+	<-ctx.Done()
+	return nil
 }
 
 func (f *fakeRuntime) Models() []moltbot.ModelInfo {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/inference/openaiwire"
+	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
 type createRequest struct {
@@ -203,4 +205,94 @@ func orChain(model string) string {
 		return "moltbot"
 	}
 	return model
+}
+
+// keepAlive is how often a quiet event stream says it is still there.
+const keepAlive = 15 * time.Second
+
+// conversationEvents follows a conversation (GET .../events): an SSE
+// stream of `message` events (each message stored, as in the
+// conversation's JSON), `token` events (a turn's tokens, {"content",
+// "model"}), comments every 15 s while quiet, and an `error` event when it
+// ends (the conversation deleted, a follower too slow).
+func (s *Server) conversationEvents(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	st, err := s.chat.Subscribe(r.Context(), principal(r), id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer st.Close()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 0, 1024)
+	write := func() bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := w.Write(buf)
+		buf = buf[:0]
+		return err == nil && rc.Flush() == nil
+	}
+	buf = append(buf, ": following "...)
+	buf = append(buf, id...)
+	buf = append(buf, "\n\n"...)
+	if !write() {
+		return
+	}
+	events := make(chan moltbot.Event)
+	go func() {
+		defer close(events)
+		for ev := range st.Events() {
+			events <- ev
+		}
+	}()
+	defer func() {
+		st.Close()
+		for range events { // let the reader end
+		}
+	}()
+	tick := time.NewTicker(keepAlive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			buf = append(buf, ": keep-alive\n\n"...)
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			switch ev.Kind {
+			case moltbot.EventMessage:
+				b, _ := json.Marshal(toMessageJSON(*ev.Message))
+				buf = append(buf, "event: message\ndata: "...)
+				buf = append(buf, b...)
+			case moltbot.EventToken:
+				buf = append(buf, `event: token`+"\n"+`data: {"content":`...)
+				buf = jsonw.String(buf, ev.Text)
+				buf = append(buf, `,"model":`...)
+				buf = jsonw.String(buf, ev.Served.String())
+				buf = append(buf, '}')
+			case moltbot.EventSubscribed:
+				// First, and again after the conversation moved between
+				// nodes (events of the move may be missed: read it again).
+				buf = append(buf, "event: subscribed\ndata: {}"...)
+			case moltbot.EventError:
+				buf = append(buf, "event: error\ndata: "...)
+				buf = appendError(buf, ev.Err)
+			default:
+				continue
+			}
+			buf = append(buf, "\n\n"...)
+			if ev.Kind == moltbot.EventError {
+				write()
+				return
+			}
+		}
+		if !write() {
+			return
+		}
+	}
 }

@@ -36,6 +36,11 @@ func (b *burstRuntime) Delete(context.Context, string, string) error { return ni
 func (b *burstRuntime) Turn(context.Context, string, string, moltbot.TurnInput, moltbot.StreamFunc) (*moltbot.TurnResult, error) {
 	return nil, nil
 }
+func (b *burstRuntime) Subscribe(ctx context.Context, _, _ string, fn func(moltbot.Event)) error {
+	fn(moltbot.Event{Kind: moltbot.EventSubscribed})
+	<-ctx.Done()
+	return nil
+}
 func (b *burstRuntime) ResolveModel(string) error   { return nil }
 func (b *burstRuntime) Models() []moltbot.ModelInfo { return nil }
 

@@ -103,6 +103,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/conversations", s.only("POST", s.createConversation))
 	mux.HandleFunc("/v1/conversations/{id}", s.conversation)
 	mux.HandleFunc("/v1/conversations/{id}/messages", s.only("POST", s.postMessage))
+	mux.HandleFunc("/v1/conversations/{id}/events", s.only("GET", s.conversationEvents))
 	mux.HandleFunc("/v1/admin/status", s.only("GET", s.status))
 	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
 	mux.HandleFunc("/v1/admin/cluster", s.only("GET", s.cluster))

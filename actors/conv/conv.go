@@ -119,6 +119,7 @@ type deps struct {
 	maxContext     int
 	maxQueued      int
 	requestTimeout time.Duration
+	hub            *Hub
 }
 
 // budget is the context size left for the prompt when maxTokens are kept for the reply.
@@ -152,7 +153,8 @@ type Manager struct {
 // Start spawns the manager "conversations" in system.
 func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d := &deps{store: cfg.Store, met: cfg.Metrics, log: cfg.Log, router: cfg.Router, cluster: cfg.Cluster, root: system.Root,
-		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns, requestTimeout: cfg.RequestTimeout}
+		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns, requestTimeout: cfg.RequestTimeout,
+		hub: &Hub{}}
 	d.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
 	m := &Manager{d: d, base: cfg.Base}
 	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} }, actor.WithSupervisor(cfg.Supervisor))
@@ -164,6 +166,9 @@ func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d.met.Gauge("moltbot_conversations_active", func() float64 { return float64(m.active.Load()) })
 	return m, nil
 }
+
+// Hub is this node's subscriptions to its conversations' events.
+func (m *Manager) Hub() *Hub { return m.d.hub }
 
 // Create starts a conversation and stores it (synced) before returning.
 func (m *Manager) Create(ctx context.Context, tenant string, o moltbot.NewConversation) (*moltbot.Conversation, error) {

@@ -323,6 +323,7 @@ func (a *conversation) delete(c actor.Context, m *deleteMsg) {
 		return
 	}
 	a.conv = nil
+	a.d.hub.close(a.tenant, a.id, moltbot.Errorf(moltbot.ENotFound, "conversation %q was deleted", a.id))
 	if a.running != nil {
 		a.cancelRun() // its turnDone answers the caller
 	}

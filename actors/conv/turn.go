@@ -86,6 +86,7 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 		return
 	}
 	a.own.replicated(a.conv, func(error) {}) // the user message: copied without waiting
+	a.d.hub.publish(a.tenant, a.id, moltbot.Event{Kind: moltbot.EventMessage, Message: &user})
 	a.run(c, m, chain)
 }
 
@@ -149,8 +150,17 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	a.running, a.cancelRun = m, cancel
 	self, root, router := c.Self(), a.d.root, a.d.router
 	t := &moltbot.Turn{Space: a.tenant, Conversation: a.id, User: a.conv.User, Messages: msgs, Options: m.opts, Chain: chain, Visible: m.visible}
+	fn := m.fn
+	if a.d.hub.Following(a.tenant, a.id) {
+		// Followers see the tokens too (those who came before the turn did).
+		hub, tenant, id, inner := a.d.hub, a.tenant, a.id, m.fn
+		fn = func(ch moltbot.Chunk) error {
+			hub.publish(tenant, id, moltbot.Event{Kind: moltbot.EventToken, Text: ch.Content, Served: ch.Served, Failovers: ch.Failovers})
+			return inner(ch)
+		}
+	}
 	go func() {
-		comp, err := router.Chat(ctx, t, m.fn)
+		comp, err := router.Chat(ctx, t, fn)
 		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err})
 	}()
 }
@@ -198,6 +208,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 			break
 		}
 		a.d.met.Inc(metrics.ConversationTurns, "ok")
+		a.d.hub.publish(a.tenant, a.id, moltbot.Event{Kind: moltbot.EventMessage, Message: &asst})
 		res := &TurnResult{Message: asst, Completion: d.comp, Version: a.conv.Version}
 		// Acknowledged only once the replicas hold the reply too.
 		a.own.replicated(a.conv, func(err error) {
