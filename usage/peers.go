@@ -176,12 +176,21 @@ func (p *Peers) prune() {
 	}
 }
 
+// ReownEvery is how often Run re-owns the table even without a ring
+// change: ownership also moves when the node has joined (it owns nothing
+// before) and when a yield to another member expires, and neither changes
+// the ring.
+const ReownEvery = 10 * time.Second
+
 // Run publishes this node's totals when they changed, checking every
 // period, and re-owns the table's conversations at every ownership change
-// (changed returns a channel closed at the next one), until ctx ends.
+// (changed returns a channel closed at the next one) and every
+// ReownEvery, until ctx ends.
 func (p *Peers) Run(ctx context.Context, publish func([]byte), period time.Duration, changed func() <-chan struct{}) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
+	reown := time.NewTicker(ReownEvery)
+	defer reown.Stop()
 	ch := changed()
 	for {
 		select {
@@ -189,6 +198,8 @@ func (p *Peers) Run(ctx context.Context, publish func([]byte), period time.Durat
 			return
 		case <-ch:
 			ch = changed()
+			p.t.Reown()
+		case <-reown.C:
 			p.t.Reown()
 		case <-tick.C:
 			p.prune()
