@@ -35,3 +35,19 @@ func TestTenantQuotasAndRetention(t *testing.T) {
 		}
 	}
 }
+
+// The default tenant may be listed in the config file for its quotas and
+// retention (a node without auth serves everyone as default).
+func TestDefaultTenantFromTheFile(t *testing.T) {
+	s, _ := newService(t, Config{Tenants: []Tenant{{ID: DefaultTenant, Retention: &Retention{Days: 7}, Limits: Limits{MaxConversations: 9}}}})
+	d, ok := s.Tenant(DefaultTenant)
+	if !ok || d.Name != "default" || !d.FromConfig || d.Retention == nil || d.Retention.Days != 7 || d.Limits.MaxConversations != 9 {
+		t.Fatalf("%+v %v", d, ok)
+	}
+	if err := s.SetConfigTenants(nil); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.Tenant(DefaultTenant); d.Retention != nil || d.Limits.MaxConversations != 0 {
+		t.Fatalf("after a reload without it: %+v", d)
+	}
+}

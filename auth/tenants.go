@@ -105,6 +105,9 @@ func (s *Service) setTenantsLocked(ts []Tenant) error {
 	for i := range ts {
 		t := ts[i]
 		t.FromConfig, t.Incarnation, t.Dead = true, "", nil
+		if t.ID == DefaultTenant && t.Name == "" {
+			t.Name = "default" // listed in the file for its limits or retention
+		}
 		m[t.ID] = &t
 	}
 	err := s.kv.tenants.Scan(func(_ string, v []byte) bool {

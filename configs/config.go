@@ -854,7 +854,7 @@ func (c *Config) Validate() error {
 			add("cluster.remote_work."+k, "must be at least 1, got %d", v)
 		}
 	}
-	tenantIDs := map[string]bool{moltbot.DefaultTenant: true}
+	tenantIDs := map[string]bool{} // default always exists; listed, it takes the file's settings
 	for i, t := range c.Tenants {
 		at := func(k string) string { return fmt.Sprintf("tenants[%d].%s", i, k) }
 		switch {
@@ -863,7 +863,7 @@ func (c *Config) Validate() error {
 		case !moltbot.ValidTenantID(t.ID):
 			add(at("id"), moltbot.TenantIDRule+", got %q", t.ID)
 		case tenantIDs[t.ID]:
-			add(at("id"), "tenant %q is defined twice (default always exists)", t.ID)
+			add(at("id"), "tenant %q is defined twice", t.ID)
 		}
 		tenantIDs[t.ID] = true
 		if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 {

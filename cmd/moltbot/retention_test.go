@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/internal/testutil"
 )
 
@@ -136,5 +138,42 @@ func TestQuotasAndRetentionEndToEnd(t *testing.T) {
 	if code, body := authedDo(t, "GET", u+"/metrics", a.op, ""); code != 200 || !strings.Contains(body, `moltbot_quota_refused_total{limit="max_conversations"} 1`) ||
 		!strings.Contains(body, "moltbot_retention_trimmed_total 1") || !strings.Contains(body, "moltbot_retention_archived_total 1") {
 		t.Fatalf("metrics: %d", code)
+	}
+}
+
+// A single-user node (no auth: every caller is default) with default
+// listed in the file: its quota and retention apply.
+func TestDefaultTenantRetention(t *testing.T) {
+	cfg, err := configs.Parse("m.yaml", []byte(`server: {port: 0}
+providers: [{name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 3}}]
+models: {primary: sim/sim}
+tenants: [{id: default, limits: {max_conversations: 1}, retention: {messages: 2}}]
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{Config: cfg, Workspace: t.TempDir()}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	waitReady(t, n.URL())
+	code, body := post(t, n.URL()+"/v1/conversations", `{"id":"c"}`)
+	if code != 201 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, body := post(t, n.URL()+"/v1/conversations", `{}`); code != 429 || !strings.Contains(string(body), "limits.max_conversations") {
+		t.Fatalf("%d %s", code, body)
+	}
+	for i := 0; i < 2; i++ {
+		if code, body := post(t, n.URL()+"/v1/conversations/c/messages", `{"content":"hi"}`); code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+	}
+	if code, body := post(t, n.URL()+"/v1/admin/retention/sweep", `{}`); code != 200 || !strings.Contains(string(body), `"trimmed":1`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if got := getConv(t, n.URL(), "c"); len(got.Messages) != 2 || got.Messages[0].Role != "user" {
+		t.Fatalf("after the sweep: %+v", got.Messages)
 	}
 }
