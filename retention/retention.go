@@ -210,7 +210,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var res Result
-	todo, err := s.scan(&res)
+	todo, err := s.scan(ctx, &res)
 	if err != nil {
 		return res, err
 	}
@@ -229,7 +229,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 
 // scan reads every stored conversation once: the recount, and the
 // decisions of the policies about the conversations this node owns.
-func (s *Sweeper) scan(res *Result) ([]decision, error) {
+func (s *Sweeper) scan(ctx context.Context, res *Result) ([]decision, error) {
 	type pol struct {
 		tenant string
 		p      Policy
@@ -242,6 +242,9 @@ func (s *Sweeper) scan(res *Result) ([]decision, error) {
 		s.cfg.Counter.Begin()
 	}
 	err := s.cfg.Store.ForEach(func(c *moltbot.Conversation) bool {
+		if ctx.Err() != nil {
+			return false // Close: a shutdown does not wait for a whole scan
+		}
 		res.Scanned++
 		if s.cfg.Counter != nil {
 			s.cfg.Counter.Saw(c)
@@ -270,6 +273,9 @@ func (s *Sweeper) scan(res *Result) ([]decision, error) {
 		todo = append(todo, d)
 		return true
 	})
+	if err == nil {
+		err = ctx.Err()
+	}
 	if s.cfg.Counter != nil {
 		s.cfg.Counter.End(err == nil)
 	}
