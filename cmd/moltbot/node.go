@@ -55,8 +55,6 @@ type Node struct {
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	sweeper  *retention.Sweeper
-	usage    *usage.Table
-	quotas   *usage.Quotas
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -479,14 +477,13 @@ func (n *Node) Start() error {
 	}
 	// The edges meet the runtime and auth only through the chat and
 	// management services.
-	n.usage = table
-	n.quotas = usage.NewQuotas(table, peers, tenantQuotas(as), met)
+	quotas := usage.NewQuotas(table, peers, tenantQuotas(as), met)
 	n.sweeper = retention.New(retention.Config{Interval: cfg.Retention.Interval.D(), Policy: retentionPolicy(as), Store: convs,
 		Runtime: actors.RetentionOf(rt), Changed: actors.ErrChanged, Counter: table, ArchiveDir: n.ArchiveDir(),
 		Metrics: met, Logger: n.Log})
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log,
-		Quota: n.quotas})
+		Quota: quotas})
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep,
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
