@@ -197,6 +197,11 @@ const (
 	// came and its buffer filled; the turn was canceled (counted in
 	// moltbot_chat_slow_clients_total).
 	ESlowClient = "slow_client"
+	// EQuota: the tenant is at a quota (its conversations or stored bytes,
+	// limits.max_conversations, limits.max_stored_bytes): 429 as OpenAI's
+	// insufficient_quota, without Retry-After (waiting does not help;
+	// deleting conversations or a higher limit does).
+	EQuota = "quota_exceeded"
 )
 
 // Error is an error with a code that says what went wrong in terms a client can act on.

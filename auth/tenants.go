@@ -11,10 +11,29 @@ import (
 	"github.com/moltbot/moltbot"
 )
 
-// Limits are a tenant's (and each of its keys') rates; 0 means unlimited.
+// Limits are a tenant's (and each of its keys') rates, and the tenant's
+// quotas on what it stores; 0 means unlimited.
 type Limits struct {
 	RequestsPerMinute int `json:"requests_per_minute,omitempty" yaml:"requests_per_minute"`
 	TokensPerMinute   int `json:"tokens_per_minute,omitempty" yaml:"tokens_per_minute"`
+	// MaxConversations and MaxStoredBytes are quotas of the tenant (not
+	// of its keys): past them, creating a conversation (or, for bytes,
+	// a turn) is refused with moltbot.EQuota.
+	MaxConversations int64 `json:"max_conversations,omitempty" yaml:"max_conversations"`
+	MaxStoredBytes   int64 `json:"max_stored_bytes,omitempty" yaml:"max_stored_bytes"`
+}
+
+// Retention is how long a tenant's conversations are kept (package
+// retention applies it); zero fields keep everything.
+type Retention struct {
+	// Days deletes a conversation idle (by its last change) for longer.
+	Days int `json:"days,omitempty"`
+	// Messages trims a conversation to its newest Messages messages (the
+	// system prompt is kept).
+	Messages int `json:"messages,omitempty"`
+	// Archive appends what is deleted or trimmed away to the workspace's
+	// archive before it goes.
+	Archive bool `json:"archive,omitempty"`
 }
 
 // Tenant is an isolated customer or team of the deployment.
@@ -25,6 +44,8 @@ type Tenant struct {
 	Limits Limits   `json:"limits"`
 	// RotateEvery makes the tenant's new keys expire after this long.
 	RotateEvery time.Duration `json:"rotate_every,omitempty"`
+	// Retention is the tenant's retention policy; nil keeps everything.
+	Retention *Retention `json:"retention,omitempty"`
 	// FromConfig tenants are defined in the config file; the API cannot delete them.
 	FromConfig bool  `json:"from_config,omitempty"`
 	Created    int64 `json:"created"`
@@ -84,6 +105,9 @@ func (s *Service) setTenantsLocked(ts []Tenant) error {
 	for i := range ts {
 		t := ts[i]
 		t.FromConfig, t.Incarnation, t.Dead = true, "", nil
+		if t.ID == DefaultTenant && t.Name == "" {
+			t.Name = "default" // listed in the file for its limits or retention
+		}
 		m[t.ID] = &t
 	}
 	err := s.kv.tenants.Scan(func(_ string, v []byte) bool {

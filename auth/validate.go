@@ -23,8 +23,13 @@ const (
 	// maxPubLife bounds the life of a published token verification key
 	// (signing_rotate + token_ttl + leeway).
 	maxPubLife = 400 * 24 * time.Hour
-	// maxLimit bounds requests and tokens per minute.
-	maxLimit = 1_000_000_000
+	// MaxLimit bounds requests and tokens per minute, max_conversations
+	// and retention.messages.
+	MaxLimit = 1_000_000_000
+	// MaxStoredBytes bounds limits.max_stored_bytes (1 PiB).
+	MaxStoredBytes = 1 << 50
+	// MaxRetentionDays bounds retention.days (100 years).
+	MaxRetentionDays = 36500
 	// maxNameLen bounds key and tenant names (bytes).
 	maxNameLen = 128
 	// maxModels bounds a tenant's model list; maxModelLen one entry.
@@ -154,13 +159,42 @@ func (t *Tenant) checkSettings() error {
 	if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 || t.RotateEvery < 0 {
 		return fmt.Errorf("auth: limits and rotate_every must not be negative")
 	}
-	if t.Limits.RequestsPerMinute > maxLimit || t.Limits.TokensPerMinute > maxLimit {
-		return fmt.Errorf("auth: limits above %d a minute", maxLimit)
+	if t.Limits.RequestsPerMinute > MaxLimit || t.Limits.TokensPerMinute > MaxLimit {
+		return fmt.Errorf("auth: limits above %d a minute", MaxLimit)
 	}
 	if t.RotateEvery > MaxKeyLife {
 		return fmt.Errorf("auth: rotate_every above %s", MaxKeyLife)
 	}
+	if err := t.Limits.checkQuotas(); err != nil {
+		return err
+	}
+	if err := t.Retention.check(); err != nil {
+		return err
+	}
 	return checkModels(t.Models)
+}
+
+// checkQuotas checks the quotas of l.
+func (l *Limits) checkQuotas() error {
+	switch {
+	case l.MaxConversations < 0 || l.MaxConversations > MaxLimit:
+		return fmt.Errorf("auth: limits.max_conversations must be between 0 and %d, got %d", MaxLimit, l.MaxConversations)
+	case l.MaxStoredBytes < 0 || l.MaxStoredBytes > MaxStoredBytes:
+		return fmt.Errorf("auth: limits.max_stored_bytes must be between 0 and %d, got %d", int64(MaxStoredBytes), l.MaxStoredBytes)
+	}
+	return nil
+}
+
+// check checks a retention policy (nil: none).
+func (r *Retention) check() error {
+	switch {
+	case r == nil:
+	case r.Days < 0 || r.Days > MaxRetentionDays:
+		return fmt.Errorf("auth: retention.days must be between 0 and %d, got %d", MaxRetentionDays, r.Days)
+	case r.Messages < 0 || r.Messages > MaxLimit:
+		return fmt.Errorf("auth: retention.messages must be between 0 and %d, got %d", MaxLimit, r.Messages)
+	}
+	return nil
 }
 
 // check reports whether t is a sane replicated tenant record at now.

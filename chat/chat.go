@@ -6,8 +6,9 @@
 // What a turn must pass lives here, once: validation of the message and
 // options, the tenant's model allow-list (on every turn, including the
 // model a conversation was created with), rate limits on every call that
-// costs anything (a completion, a turn, creating a conversation), token
-// charging, and the user-level view (a user-bound principal sees only the
+// costs anything (a completion, a turn, creating a conversation), the
+// tenant's quotas on what it stores (conversations, stored bytes: Quota),
+// token charging, and the user-level view (a user-bound principal sees only the
 // conversations it created). The edges translate wire formats and domain
 // error codes; the runtime (actors) runs the turn.
 package chat
@@ -50,8 +51,21 @@ type Policy interface {
 	Charge(p *moltbot.Principal, tokens int)
 }
 
+// Quota admits the calls that store data against the tenant's quotas
+// (usage.Quotas): refused with moltbot.EQuota, before anything is done.
+type Quota interface {
+	// AdmitCreate admits a new conversation of p's; release is called
+	// once the create returned, whatever its outcome.
+	AdmitCreate(p *moltbot.Principal) (release func(), err error)
+	// AdmitTurn admits a turn (it stores messages).
+	AdmitTurn(p *moltbot.Principal) error
+}
+
 // Config configures the service.
 type Config struct {
+	// Quota admits creates and turns against the tenants' quotas on
+	// conversations and stored bytes; nil: none.
+	Quota Quota
 	// MaxMessageBytes caps one message's content and a system prompt.
 	MaxMessageBytes int
 	// MaxMessages caps the messages of a stateless completion.
@@ -174,6 +188,12 @@ func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnReques
 			return nil, notAllowed(p, c.Model, "the conversation's model ")
 		}
 	}
+	// Quotas before rate limits: a refused call spends nothing.
+	if s.cfg.Quota != nil {
+		if err := s.cfg.Quota.AdmitTurn(p); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.allow(p); err != nil {
 		return nil, err
 	}
@@ -197,6 +217,14 @@ func (s *Service) Create(ctx context.Context, p *moltbot.Principal, o moltbot.Ne
 	}
 	if s.pol != nil && !s.pol.ModelAllowed(p.Tenant, o.Model) {
 		return nil, notAllowed(p, o.Model, "")
+	}
+	// Quotas before rate limits: a refused call spends nothing.
+	if s.cfg.Quota != nil {
+		release, err := s.cfg.Quota.AdmitCreate(p)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
 	if err := s.allow(p); err != nil {
 		return nil, err

@@ -387,3 +387,63 @@ func TestValidation(t *testing.T) {
 		}
 	}
 }
+
+// fakeQuota admits creates while the space holds fewer than max
+// conversations (in the fake runtime) and turns unless full.
+type fakeQuota struct {
+	rt       *fakeRuntime
+	max      int
+	full     bool
+	released int
+}
+
+func (q *fakeQuota) AdmitCreate(p *moltbot.Principal) (func(), error) {
+	q.rt.mu.Lock()
+	n := len(q.rt.convs)
+	q.rt.mu.Unlock()
+	if n >= q.max {
+		return nil, moltbot.Errorf(moltbot.EQuota, "tenant %q has %d conversations and may keep %d (limits.max_conversations)", p.Tenant, n, q.max)
+	}
+	return func() { q.released++ }, nil
+}
+
+func (q *fakeQuota) AdmitTurn(p *moltbot.Principal) error {
+	if q.full {
+		return moltbot.Errorf(moltbot.EQuota, "tenant %q stores too much (limits.max_stored_bytes)", p.Tenant)
+	}
+	return nil
+}
+
+// A call refused at a quota changes nothing: no conversation, no model
+// call, no rate-limit token spent.
+func TestQuotaRefusesBeforeAnything(t *testing.T) {
+	rt, pol := newFake(), &fakePolicy{calls: 10}
+	q := &fakeQuota{rt: rt, max: 1}
+	s := New(rt, pol, Config{Quota: q})
+	ctx, p := context.Background(), tenantA()
+	if _, err := s.Create(ctx, p, moltbot.NewConversation{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if q.released != 1 {
+		t.Fatalf("released %d times", q.released)
+	}
+	_, err := s.Create(ctx, p, moltbot.NewConversation{ID: "c2"})
+	if code(err) != moltbot.EQuota || !strings.Contains(err.Error(), "limits.max_conversations") {
+		t.Fatalf("create past the quota: %v", err)
+	}
+	if _, err := rt.Get(ctx, "a", "c2"); err == nil {
+		t.Fatal("a refused create stored a conversation")
+	}
+	q.full = true
+	if _, err := s.Turn(ctx, p, TurnRequest{Conversation: "c1", Input: moltbot.TurnInput{Content: "hi"}}); code(err) != moltbot.EQuota {
+		t.Fatalf("turn past the byte quota: %v", err)
+	}
+	if rt.turns != 0 || pol.calls != 9 {
+		t.Fatalf("a refused call did something: %d turns, %d calls left", rt.turns, pol.calls)
+	}
+	// A create the rate limit refuses gives its reservation back.
+	q.full, q.max, pol.calls = false, 5, 0
+	if _, err := s.Create(ctx, p, moltbot.NewConversation{ID: "c3"}); code(err) != moltbot.ERateLimited || q.released != 2 {
+		t.Fatalf("%v, released %d", err, q.released)
+	}
+}

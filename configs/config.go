@@ -31,6 +31,7 @@ import (
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
+	"github.com/moltbot/moltbot/retention"
 	"github.com/moltbot/moltbot/storage"
 	"gopkg.in/yaml.v3"
 )
@@ -46,6 +47,7 @@ type Config struct {
 	Cluster       ClusterConfig       `yaml:"cluster"`
 	Auth          AuthConfig          `yaml:"auth"`
 	Tenants       []TenantConfig      `yaml:"tenants"`
+	Retention     RetentionConfig     `yaml:"retention"`
 	Audit         AuditConfig         `yaml:"audit"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
@@ -253,12 +255,37 @@ type TenantConfig struct {
 	Models      []string     `yaml:"models"`
 	Limits      LimitsConfig `yaml:"limits"`
 	RotateEvery Duration     `yaml:"rotate_every"`
+	// Retention is the tenant's retention policy (none when empty).
+	Retention TenantRetentionConfig `yaml:"retention"`
 }
 
-// LimitsConfig are per-minute rates; 0: unlimited.
+// LimitsConfig are per-minute rates and the tenant's quotas; 0: unlimited.
 type LimitsConfig struct {
 	RequestsPerMinute int `yaml:"requests_per_minute"`
 	TokensPerMinute   int `yaml:"tokens_per_minute"`
+	// MaxConversations the tenant may keep; past it, creating one is 429.
+	MaxConversations int64 `yaml:"max_conversations"`
+	// MaxStoredBytes the tenant's conversations may take; past it,
+	// creates and turns are 429.
+	MaxStoredBytes ByteSize `yaml:"max_stored_bytes"`
+}
+
+// TenantRetentionConfig is a tenant's retention policy (auth.Retention);
+// zero fields keep everything.
+type TenantRetentionConfig struct {
+	// Days deletes a conversation idle (by its last change) for longer.
+	Days int `yaml:"days"`
+	// Messages trims a conversation to its newest messages (the system
+	// prompt stays).
+	Messages int `yaml:"messages"`
+	// Archive appends what goes to WORKSPACE/archive/<tenant>/ first.
+	Archive bool `yaml:"archive"`
+}
+
+// RetentionConfig is the retention sweep (package retention).
+type RetentionConfig struct {
+	// Interval between sweeps of this node's conversations.
+	Interval Duration `yaml:"interval"`
 }
 
 // AuthEnabled resolves auth.enabled: explicit, or on beyond loopback.
@@ -591,6 +618,9 @@ func (c *Config) EnsureDefaults() {
 		c.Cluster.Profile = cluster.DefaultConfig().Profile
 	}
 
+	if c.Retention.Interval == 0 {
+		c.Retention.Interval = Duration(retention.DefaultConfig().Interval)
+	}
 	aud := audit.DefaultConfig()
 	if c.Audit.MaxEvents == 0 {
 		c.Audit.MaxEvents = aud.MaxEvents
@@ -824,7 +854,7 @@ func (c *Config) Validate() error {
 			add("cluster.remote_work."+k, "must be at least 1, got %d", v)
 		}
 	}
-	tenantIDs := map[string]bool{moltbot.DefaultTenant: true}
+	tenantIDs := map[string]bool{} // default always exists; listed, it takes the file's settings
 	for i, t := range c.Tenants {
 		at := func(k string) string { return fmt.Sprintf("tenants[%d].%s", i, k) }
 		switch {
@@ -833,12 +863,30 @@ func (c *Config) Validate() error {
 		case !moltbot.ValidTenantID(t.ID):
 			add(at("id"), moltbot.TenantIDRule+", got %q", t.ID)
 		case tenantIDs[t.ID]:
-			add(at("id"), "tenant %q is defined twice (default always exists)", t.ID)
+			add(at("id"), "tenant %q is defined twice", t.ID)
 		}
 		tenantIDs[t.ID] = true
 		if t.Limits.RequestsPerMinute < 0 || t.Limits.TokensPerMinute < 0 {
 			add(at("limits"), "must not be negative")
 		}
+		if v := t.Limits.MaxConversations; v < 0 || v > auth.MaxLimit {
+			add(at("limits.max_conversations"), "must be between 0 (unlimited) and %d, got %d", auth.MaxLimit, v)
+		}
+		if v := t.Limits.MaxStoredBytes; v < 0 || v > auth.MaxStoredBytes {
+			add(at("limits.max_stored_bytes"), "must be between 0 (unlimited) and %s, got %s", ByteSize(auth.MaxStoredBytes), v)
+		}
+		if v := t.Retention.Days; v < 0 || v > auth.MaxRetentionDays {
+			add(at("retention.days"), "must be between 0 (keep) and %d, got %d", auth.MaxRetentionDays, v)
+		}
+		if v := t.Retention.Messages; v < 0 || v > auth.MaxLimit {
+			add(at("retention.messages"), "must be between 0 (keep all) and %d, got %d", auth.MaxLimit, v)
+		}
+		if r := t.Retention; r.Archive && r.Days == 0 && r.Messages == 0 {
+			add(at("retention.archive"), "archives what days or messages remove; set one of them")
+		}
+	}
+	if c.Retention.Interval.D() < time.Second {
+		add("retention.interval", "must be at least 1s, got %s", c.Retention.Interval)
 	}
 	for i, is := range c.Auth.OAuth.Issuers {
 		at := func(k string) string { return fmt.Sprintf("auth.oauth.issuers[%d].%s", i, k) }

@@ -221,11 +221,12 @@ func (s *Server) rotateSelf(w http.ResponseWriter, r *http.Request) {
 }
 
 type tenantRequest struct {
-	ID          string        `json:"id"`
-	Name        string        `json:"name"`
-	Models      []string      `json:"models"`
-	Limits      manage.Limits `json:"limits"`
-	RotateEvery string        `json:"rotate_every"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Models      []string          `json:"models"`
+	Limits      manage.Limits     `json:"limits"`
+	RotateEvery string            `json:"rotate_every"`
+	Retention   *manage.Retention `json:"retention"`
 }
 
 func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
@@ -255,13 +256,17 @@ func (s *Server) tenants(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, a, err)
 			return
 		}
-		t, err := s.mg.CreateTenant(p, manage.Tenant{ID: req.ID, Name: req.Name, Models: req.Models, Limits: req.Limits, RotateEvery: every})
+		t, err := s.mg.CreateTenant(p, manage.Tenant{ID: req.ID, Name: req.Name, Models: req.Models, Limits: req.Limits, RotateEvery: every,
+			Retention: req.Retention})
 		if err != nil {
 			s.fail(w, r, a, err)
 			return
 		}
-		a.detail = fmt.Sprintf("incarnation=%s models=%v rpm=%d tpm=%d rotate_every=%s", t.Incarnation, t.Models,
-			t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.RotateEvery)
+		a.detail = fmt.Sprintf("incarnation=%s models=%v rpm=%d tpm=%d max_conversations=%d max_stored_bytes=%d rotate_every=%s", t.Incarnation, t.Models,
+			t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.Limits.MaxConversations, t.Limits.MaxStoredBytes, t.RotateEvery)
+		if rp := t.Retention; rp != nil {
+			a.detail += fmt.Sprintf(" retention_days=%d retention_messages=%d archive=%v", rp.Days, rp.Messages, rp.Archive)
+		}
 		s.record(r, a, nil)
 		writeJSON(w, http.StatusCreated, t)
 	default:

@@ -38,7 +38,7 @@ func status(code string) int {
 		return http.StatusConflict
 	case moltbot.ETooLarge:
 		return http.StatusRequestEntityTooLarge
-	case moltbot.ERateLimited:
+	case moltbot.ERateLimited, moltbot.EQuota:
 		return http.StatusTooManyRequests
 	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved, moltbot.ESlowClient:
 		return http.StatusServiceUnavailable
@@ -57,6 +57,8 @@ func errorType(code string) string {
 		return "invalid_request_error"
 	case moltbot.ERateLimited:
 		return "rate_limit_error"
+	case moltbot.EQuota:
+		return "insufficient_quota" // OpenAI's type for a spent quota
 	case moltbot.EUnauthorized:
 		return "authentication_error"
 	case moltbot.EForbidden:

@@ -20,6 +20,7 @@ func TestErrorStatuses(t *testing.T) {
 		{moltbot.EShutdown, 503, true},
 		{moltbot.EBusy, 503, true},
 		{moltbot.ERateLimited, 429, true},
+		{moltbot.EQuota, 429, false}, // waiting does not help
 		{moltbot.EUnavailable, 502, false},
 		{moltbot.ETimeout, 504, false},
 		{moltbot.EInvalid, 400, false},

@@ -107,6 +107,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/status", s.only("GET", s.status))
 	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
 	mux.HandleFunc("/v1/admin/cluster", s.only("GET", s.cluster))
+	mux.HandleFunc("/v1/admin/retention/sweep", s.only("POST", s.sweepRetention))
 	if m.KeysEnabled() {
 		mux.HandleFunc("/v1/admin/keys", s.keys)
 		mux.HandleFunc("/v1/admin/keys/reload", s.only("POST", s.reload))

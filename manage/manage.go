@@ -7,6 +7,7 @@
 package manage
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/retention"
 )
 
 // The records the service hands out (auth's and actors' own types).
@@ -22,6 +24,8 @@ type (
 	KeyInfo        = auth.KeyInfo
 	Tenant         = auth.Tenant
 	Limits         = auth.Limits
+	Retention      = auth.Retention
+	SweepResult    = retention.Result
 	Token          = auth.Token
 	ProviderStatus = actors.ProviderStatus
 	BreakerStatus  = actors.BreakerStatus
@@ -50,6 +54,9 @@ type Config struct {
 	// Reload re-reads provider credentials; it returns how many providers
 	// were updated. Nil: the node has no config file.
 	Reload func() (int, error)
+	// Retention runs a retention sweep of this node now (the retention
+	// Sweeper's Sweep); nil: none.
+	Retention func(ctx context.Context) (retention.Result, error)
 }
 
 // Service is the management service.
@@ -295,6 +302,23 @@ func (s *Service) Reload(p *moltbot.Principal) (int, error) {
 		return 0, &moltbot.Error{Code: moltbot.EInvalid, Message: err.Error()}
 	}
 	return n, nil
+}
+
+// SweepRetention runs a retention sweep of this node's conversations now
+// and says what it did (the operator's). Every node sweeps only what it
+// owns: in a cluster, ask each node.
+func (s *Service) SweepRetention(ctx context.Context, p *moltbot.Principal) (*SweepResult, error) {
+	if err := requireOperator(p); err != nil {
+		return nil, err
+	}
+	if s.cfg.Retention == nil {
+		return nil, moltbot.Errorf(moltbot.ENotFound, "this node runs no retention sweep")
+	}
+	r, err := s.cfg.Retention(ctx)
+	if err != nil {
+		return &r, &moltbot.Error{Code: moltbot.EUnavailable, Message: "the retention sweep failed: " + err.Error(), Err: err}
+	}
+	return &r, nil
 }
 
 // Ready reports whether the node can serve: storage, then the runtime.

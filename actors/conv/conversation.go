@@ -187,6 +187,9 @@ func (a *conversation) receive(c actor.Context) {
 		default:
 			a.start(c, m)
 		}
+	case *retainMsg:
+		a.kept.processed++
+		m.apply(a, c)
 	case *cancelMsg:
 		a.kept.processed++
 		if a.running != nil && a.running.turnID == m.turnID {

@@ -18,6 +18,7 @@ import (
 	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/urfave/cli/v2"
 )
@@ -280,6 +281,29 @@ Examples:
 	}
 }
 
+func retentionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "retention",
+		Usage: "apply the tenants' retention policies (through the node's admin API; operator only)",
+		Description: `Each node sweeps the conversations it owns every retention.interval: those idle
+past their tenant's retention.days are deleted, those longer than
+retention.messages trimmed (archived first with archive: true). "sweep" runs
+one now on the node asked; in a cluster, ask each node.`,
+		Subcommands: []*cli.Command{{
+			Name: "sweep", Usage: "sweep this node's conversations now", Flags: adminFlags(),
+			Action: func(c *cli.Context) error {
+				var r manage.SweepResult
+				if err := adminCall(c, "POST", "/v1/admin/retention/sweep", map[string]any{}, &r); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "scanned %d conversations: %d deleted, %d trimmed, %d archived, %d skipped, %d errors\n",
+					r.Scanned, r.Deleted, r.Trimmed, r.Archived, r.Skipped, r.Errors)
+				return nil
+			},
+		}},
+	}
+}
+
 func tenantsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "tenants",
@@ -300,14 +324,23 @@ Examples:
 					&cli.StringSliceFlag{Name: "models", Usage: "allowed models (default: all)"},
 					&cli.IntFlag{Name: "rpm", Usage: "requests per minute (0: unlimited)"},
 					&cli.IntFlag{Name: "tpm", Usage: "tokens per minute (0: unlimited)"},
+					&cli.Int64Flag{Name: "max-conversations", Usage: "conversations the tenant may keep (0: unlimited)"},
+					&cli.Int64Flag{Name: "max-stored-bytes", Usage: "bytes its conversations may take (0: unlimited)"},
+					&cli.IntFlag{Name: "retention-days", Usage: "delete conversations idle longer (0: keep)"},
+					&cli.IntFlag{Name: "retention-messages", Usage: "trim conversations to their newest N messages (0: keep all)"},
+					&cli.BoolFlag{Name: "archive", Usage: "archive what retention deletes or trims (WORKSPACE/archive/ID/)"},
 					&cli.DurationFlag{Name: "rotate-every", Usage: "the tenant's keys expire after this"}),
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "moltbot tenants create ID [--name N] [--models a,b] [--rpm N] [--tpm N]")
+					id, err := oneArg(c, "moltbot tenants create ID [--name N] [--models a,b] [--rpm N] [--tpm N] [--max-conversations N] [--max-stored-bytes N] [--retention-days N] [--retention-messages N] [--archive]")
 					if err != nil {
 						return err
 					}
 					body := map[string]any{"id": id, "name": c.String("name"), "models": c.StringSlice("models"),
-						"limits": map[string]int{"requests_per_minute": c.Int("rpm"), "tokens_per_minute": c.Int("tpm")}}
+						"limits": map[string]int64{"requests_per_minute": int64(c.Int("rpm")), "tokens_per_minute": int64(c.Int("tpm")),
+							"max_conversations": c.Int64("max-conversations"), "max_stored_bytes": c.Int64("max-stored-bytes")}}
+					if c.IsSet("retention-days") || c.IsSet("retention-messages") || c.Bool("archive") {
+						body["retention"] = map[string]any{"days": c.Int("retention-days"), "messages": c.Int("retention-messages"), "archive": c.Bool("archive")}
+					}
 					if c.IsSet("rotate-every") {
 						body["rotate_every"] = c.Duration("rotate-every").String()
 					}
@@ -328,9 +361,9 @@ Examples:
 						return err
 					}
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tNAME\tMODELS\tREQ/MIN\tTOKENS/MIN\tKEYS EXPIRE\tSOURCE")
+					fmt.Fprintln(tw, "ID\tNAME\tMODELS\tREQ/MIN\tTOKENS/MIN\tMAX CONV\tMAX BYTES\tRETENTION\tKEYS EXPIRE\tSOURCE")
 					for _, t := range out.Tenants {
-						src, models, every := "api", "all", "-"
+						src, models, every, keep := "api", "all", "-", "-"
 						if t.FromConfig {
 							src = "config"
 						}
@@ -340,7 +373,11 @@ Examples:
 						if t.RotateEvery > 0 {
 							every = t.RotateEvery.String()
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.ID, t.Name, models, t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, every, src)
+						if r := t.Retention; r != nil {
+							keep = fmt.Sprintf("days=%d messages=%d archive=%v", r.Days, r.Messages, r.Archive)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", t.ID, t.Name, models, t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute,
+							t.Limits.MaxConversations, t.Limits.MaxStoredBytes, keep, every, src)
 					}
 					return tw.Flush()
 				},

@@ -74,6 +74,7 @@ Quick start:
 			clusterCommand(),
 			keysCommand(),
 			tenantsCommand(),
+			retentionCommand(),
 			auditCommand(),
 			{
 				Name:  "version",

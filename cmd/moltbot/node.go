@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,7 +31,9 @@ import (
 	"github.com/moltbot/moltbot/internal/logging"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/manage"
+	"github.com/moltbot/moltbot/retention"
 	"github.com/moltbot/moltbot/storage"
+	"github.com/moltbot/moltbot/usage"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -51,6 +54,9 @@ type Node struct {
 	auth     *auth.Service
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
+	sweeper  *retention.Sweeper
+	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
+	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
 	ln       net.Listener
 	served   chan error
@@ -224,10 +230,49 @@ func (n *Node) record(e audit.Event) {
 func configTenants(cfg *configs.Config) []auth.Tenant {
 	var tenants []auth.Tenant
 	for _, t := range cfg.Tenants {
-		tenants = append(tenants, auth.Tenant{ID: t.ID, Name: t.Name, Models: t.Models, RotateEvery: t.RotateEvery.D(),
-			Limits: auth.Limits{RequestsPerMinute: t.Limits.RequestsPerMinute, TokensPerMinute: t.Limits.TokensPerMinute}})
+		at := auth.Tenant{ID: t.ID, Name: t.Name, Models: t.Models, RotateEvery: t.RotateEvery.D(),
+			Limits: auth.Limits{RequestsPerMinute: t.Limits.RequestsPerMinute, TokensPerMinute: t.Limits.TokensPerMinute,
+				MaxConversations: t.Limits.MaxConversations, MaxStoredBytes: int64(t.Limits.MaxStoredBytes)}}
+		if r := t.Retention; r != (configs.TenantRetentionConfig{}) {
+			at.Retention = &auth.Retention{Days: r.Days, Messages: r.Messages, Archive: r.Archive}
+		}
+		tenants = append(tenants, at)
 	}
 	return tenants
+}
+
+// retentionPolicy is the retention of the live tenant whose space is
+// space (retention.Config.Policy): none for a space of a dead or unknown
+// tenant life (auth's sweep deals with those).
+func retentionPolicy(as *auth.Service) func(space string) (string, retention.Policy, bool) {
+	return func(space string) (string, retention.Policy, bool) {
+		id, inc, _ := strings.Cut(space, ":")
+		t, ok := as.Tenant(id)
+		if !ok || t.Incarnation != inc || t.Retention == nil {
+			return "", retention.Policy{}, false
+		}
+		return id, retention.Policy{Days: t.Retention.Days, Messages: t.Retention.Messages, Archive: t.Retention.Archive}, true
+	}
+}
+
+// tenantQuotas are a tenant's quotas (usage.Limits).
+func tenantQuotas(as *auth.Service) usage.Limits {
+	return func(tenant string) (int64, int64) {
+		t, ok := as.Tenant(tenant)
+		if !ok {
+			return 0, 0
+		}
+		return t.Limits.MaxConversations, t.Limits.MaxStoredBytes
+	}
+}
+
+// ArchiveDir is where retention archives go: WORKSPACE/archive ("" without
+// a workspace: policies that archive then delete nothing).
+func (n *Node) ArchiveDir() string {
+	if n.Workspace == "" {
+		return ""
+	}
+	return filepath.Join(n.Workspace, "archive")
 }
 
 // Start opens storage, starts the actors and begins serving HTTP.
@@ -277,9 +322,20 @@ func (n *Node) Start() error {
 	for _, is := range cfg.Auth.OAuth.Issuers {
 		issuers = append(issuers, auth.Issuer{Issuer: is.Issuer, JWKSURL: is.JWKSURL, Audience: is.Audience, TenantClaim: is.TenantClaim})
 	}
+	// Every conversation write goes through the usage table (quotas): the
+	// runtime and auth's sweep of dead tenants use the wrapper. Until the
+	// runtime exists this node owns everything (nothing is written).
+	var rtRef atomic.Pointer[actors.Runtime]
+	table := usage.NewTable(func(space, id string) bool {
+		if r := rtRef.Load(); r != nil {
+			return actors.RetentionOf(r).Owns(space, id)
+		}
+		return true
+	})
+	convs := usage.NewStore(store, table)
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: store}, store)
+		Conversations: convs}, store)
 	if err != nil {
 		ln.Close()
 		store.Close()
@@ -325,10 +381,22 @@ func (n *Node) Start() error {
 	if cfg.Cluster.Profile == "test" {
 		sharedEvery = 2 * time.Second
 	}
+	// In a cluster each node's usage (what it owns, per space) rides the
+	// shared state beside auth's records.
+	var peers *usage.Peers
+	var clRef atomic.Pointer[cluster.Cluster]
+	shared := sharedOf(as, cfg)
+	if shared != nil {
+		peers = usage.NewPeers(nodeName, table, func(id string) bool {
+			c := clRef.Load()
+			return c != nil && c.Ring().Has(id)
+		}, as)
+		shared = peers
+	}
 	rw := cfg.Cluster.RemoteWork
-	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: store, Metrics: met, Logger: n.Log,
+	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
-		Shared: sharedOf(as, cfg), SharedInterval: sharedEvery,
+		Shared: shared, SharedInterval: sharedEvery,
 		RemoteWork:  actors.RemoteWork{Turns: rw.Turns, Conv: rw.Conv, Replicate: rw.Replicate, Fetch: rw.Fetch},
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
 		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
@@ -342,6 +410,7 @@ func (n *Node) Start() error {
 		store.Close()
 		return err
 	}
+	rtRef.Store(rt)
 	if cfg.Cluster.Bind != "" {
 		httpAddr := ln.Addr().String()
 		if h, p, _ := net.SplitHostPort(httpAddr); (h == "0.0.0.0" || h == "::") && remoteAdv != "" {
@@ -372,8 +441,18 @@ func (n *Node) Start() error {
 			return err
 		}
 		n.cl = cl
+		clRef.Store(cl)
 		rt.Link().Attach(cl)
 		as.SetPublisher(rt.Link().PublishShared) // keys, tenants and signing keys reach every node, over authenticated RPC
+		if cl.ID() != nodeName {
+			n.Log.Warn("usage records name this node differently from the cluster", "cluster_id", cl.ID(), "usage_id", nodeName)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		n.stopPeer, n.peerDone = stop, make(chan struct{})
+		go func() {
+			defer close(n.peerDone)
+			peers.Run(ctx, rt.Link().PublishShared, time.Second, actors.RetentionOf(rt).OwnershipChanged)
+		}()
 		for _, state := range []string{"alive", "leaving", "dead", "left"} {
 			met.Gauge(`moltbot_cluster_members{state="`+state+`"}`, func() float64 {
 				k := 0
@@ -398,8 +477,14 @@ func (n *Node) Start() error {
 	}
 	// The edges meet the runtime and auth only through the chat and
 	// management services.
-	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log})
-	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload,
+	quotas := usage.NewQuotas(table, peers, tenantQuotas(as), met)
+	n.sweeper = retention.New(retention.Config{Interval: cfg.Retention.Interval.D(), Policy: retentionPolicy(as), Store: convs,
+		Runtime: actors.RetentionOf(rt), Changed: actors.ErrChanged, Counter: table, ArchiveDir: n.ArchiveDir(),
+		Metrics: met, Logger: n.Log})
+	n.sweeper.Start() // at once: its scan counts what each tenant stores
+	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log,
+		Quota: quotas})
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep,
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
@@ -467,6 +552,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			n.Log.Warn("in-flight turns did not finish in time; canceling them", "timeout", n.Config.Server.ShutdownTimeout.D())
+		}
+		if n.sweeper != nil {
+			n.sweeper.Close()
+		}
+		if n.stopPeer != nil {
+			n.stopPeer()
+			<-n.peerDone
 		}
 		if n.cl != nil {
 			// Leave: the ring drops this node, its conversations go to their
@@ -544,7 +636,7 @@ func (n *Node) privateWorkspace() error {
 		path string
 		mode os.FileMode
 	}{
-		{n.Workspace, 0o700}, {filepath.Join(n.Workspace, "skills"), 0o700},
+		{n.Workspace, 0o700}, {filepath.Join(n.Workspace, "skills"), 0o700}, {filepath.Join(n.Workspace, "archive"), 0o700},
 		{filepath.Join(n.Workspace, "moltbot.yaml"), 0o600}, {filepath.Join(n.Workspace, adminKeyFile), 0o600},
 	} {
 		changed, err := tightenMode(f.path, f.mode)

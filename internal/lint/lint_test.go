@@ -54,7 +54,7 @@ var deps = map[string]allowed{
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
 	"configs": {code: []string{".", "actors", "audit", "auth", "cluster", "inference", "inference/anthropic", "inference/ollama",
-		"inference/openai", "inference/sim", "storage"}},
+		"inference/openai", "inference/sim", "retention", "storage"}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
 	// auth and audit keep their records in storage's namespaces.
 	"audit":   {code: []string{"storage"}},
@@ -82,11 +82,17 @@ var deps = map[string]allowed{
 	"actors": {code: []string{".", "actors/conv", "actors/pb", "actors/provider", "actors/route", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
 		tests: []string{"inference/sim", "internal/testutil"}},
 
+	// Retention sweeps the conversations a node owns by the tenants'
+	// policies, through the runtime it declares; usage counts what each
+	// tenant stores (a storage.Store wrapper) and admits by its quotas.
+	"retention": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil", "storage", "usage"}},
+	"usage":     {code: []string{".", "internal/metrics", "storage"}, tests: []string{"internal/testutil"}},
+
 	// The chat service: admission, allow-lists, limits, charging and
 	// validation of every turn, for every edge, over a runtime it declares.
 	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
 	// The management service: tenants, keys, status, over auth and actors.
-	"manage": {code: []string{".", "actors", "auth"}, tests: []string{"storage", "inference/sim"}},
+	"manage": {code: []string{".", "actors", "auth", "retention"}, tests: []string{"storage", "inference/sim"}},
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).

@@ -52,6 +52,11 @@ var (
 	AuthMergeRefused  = &Family{"moltbot_auth_merge_refused_total", []string{"reason"}}
 	AuditWriteErrors  = &Family{"moltbot_audit_write_errors_total", nil}
 	ChatSlowClients   = &Family{"moltbot_chat_slow_clients_total", nil}
+	RetentionDeleted  = &Family{"moltbot_retention_deleted_total", nil}
+	RetentionTrimmed  = &Family{"moltbot_retention_trimmed_total", nil}
+	RetentionArchived = &Family{"moltbot_retention_archived_total", nil}
+	RetentionErrors   = &Family{"moltbot_retention_errors_total", nil}
+	QuotaRefused      = &Family{"moltbot_quota_refused_total", []string{"limit"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -92,6 +97,11 @@ var help = map[string]string{
 	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",
 	"moltbot_audit_write_errors_total":        "Audit events that could not be stored.",
 	"moltbot_chat_slow_clients_total":         "Turns canceled because the edge did not read their events as fast as they came (chat event buffer full).",
+	"moltbot_retention_deleted_total":         "Conversations the retention sweep deleted (idle past their tenant's retention.days).",
+	"moltbot_retention_trimmed_total":         "Conversations the retention sweep trimmed to their tenant's retention.messages.",
+	"moltbot_retention_archived_total":        "Records the retention sweep appended to the archive (a deleted conversation, or the messages trimmed away).",
+	"moltbot_retention_errors_total":          "Conversations the retention sweep could not archive, delete or trim (retried at the next sweep).",
+	"moltbot_quota_refused_total":             "Calls refused at a tenant's quota, by limit (max_conversations, max_stored_bytes).",
 }
 
 func init() { vm.ExposeMetadata(true) }
