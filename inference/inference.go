@@ -128,6 +128,17 @@ func (e *Error) Code() string {
 	return moltbot.EUnavailable
 }
 
+// As gives the failure as a domain error (errors.As with a
+// **moltbot.Error): its code (Code), the message, the server's
+// Retry-After. Providers speak the one error taxonomy like every package.
+func (e *Error) As(target any) bool {
+	t, ok := target.(**moltbot.Error)
+	if ok {
+		*t = &moltbot.Error{Code: e.Code(), Message: e.Error(), RetryAfter: e.RetryAfter}
+	}
+	return ok
+}
+
 // AsError returns err as *Error when it is one.
 func AsError(err error) (*Error, bool) {
 	var e *Error

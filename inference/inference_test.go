@@ -78,3 +78,16 @@ func TestEstimateTokens(t *testing.T) {
 		t.Errorf("estimate = %d", n)
 	}
 }
+
+// A provider's failure is a domain error too: its code is decided by its
+// kind, once (Code), wherever it surfaces.
+func TestErrorIsADomainError(t *testing.T) {
+	for kind, code := range map[Kind]string{KindTimeout: moltbot.ETimeout, KindRateLimited: moltbot.ERateLimited,
+		KindBadRequest: moltbot.EInvalid, KindBusy: moltbot.EBusy, KindUnavailable: moltbot.EUnavailable} {
+		err := fmt.Errorf("wrapped: %w", &Error{Kind: kind, Provider: "p", Message: "m", RetryAfter: time.Second})
+		var me *moltbot.Error
+		if !errors.As(err, &me) || me.Code != code || moltbot.ErrorCode(err) != code || me.RetryAfter != time.Second {
+			t.Errorf("%v: %+v", kind, me)
+		}
+	}
+}
