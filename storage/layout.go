@@ -230,44 +230,19 @@ func apartOf(p *moltbot.Part) (ref string, data bool, ok bool) {
 	return hex.EncodeToString(sum[:]), data, true
 }
 
-// records are a conversation's message records, encoded, with the prefix
-// hashes of their chain: chain[i] covers records [0, i).
-type records struct {
-	buf   []byte
-	ends  []int
-	chain []uint64
+// appendRecord appends the record of m.
+func appendRecord(dst []byte, m *moltbot.Message) []byte {
+	return appendMessage(append(dst, formatRecord), m, apartOf)
 }
 
-func (rs *records) record(i int) []byte {
-	start := 0
-	if i > 0 {
-		start = rs.ends[i-1]
-	}
-	return rs.buf[start:rs.ends[i]]
-}
-
-func encodeRecords(msgs []moltbot.Message) *records {
-	rs := &records{ends: make([]int, len(msgs)), chain: make([]uint64, len(msgs)+1)}
-	d := xxhash.New()
-	rs.chain[0] = d.Sum64()
-	var n [binary.MaxVarintLen64]byte
-	for i := range msgs {
-		start := len(rs.buf)
-		rs.buf = append(rs.buf, formatRecord)
-		rs.buf = appendMessage(rs.buf, &msgs[i], apartOf)
-		rs.ends[i] = len(rs.buf)
-		d.Write(n[:binary.PutUvarint(n[:], uint64(rs.ends[i]-start))])
-		d.Write(rs.buf[start:])
-		rs.chain[i+1] = d.Sum64()
-	}
-	return rs
-}
-
-// chainOf hashes stored records as encodeRecords does.
+// chainOf hashes records in turn, as a header's chain and prev do.
 type chainOf struct {
 	d *xxhash.Digest
 	n [binary.MaxVarintLen64]byte
 }
+
+// emptyChain is the chain of no records.
+var emptyChain = xxhash.Sum64(nil)
 
 func (h *chainOf) add(rec []byte) uint64 {
 	if h.d == nil {
@@ -276,6 +251,19 @@ func (h *chainOf) add(rec []byte) uint64 {
 	h.d.Write(h.n[:binary.PutUvarint(h.n[:], uint64(len(rec)))])
 	h.d.Write(rec)
 	return h.d.Sum64()
+}
+
+// chains are the hashes of msgs' records: chains[i] of the first i. The
+// records are encoded one at a time in scratch, and not kept.
+func chains(msgs []moltbot.Message, scratch *[]byte) []uint64 {
+	out := make([]uint64, len(msgs)+1)
+	out[0] = emptyChain
+	var h chainOf
+	for i := range msgs {
+		*scratch = appendRecord((*scratch)[:0], &msgs[i])
+		out[i+1] = h.add(*scratch)
+	}
+	return out
 }
 
 // writeConv writes c over what the database holds (old, read from v under
@@ -287,12 +275,13 @@ func writeConv(v view, b batch, c *moltbot.Conversation, old held) error {
 		return fmt.Errorf("storage: %s/%s: %d messages is too many", c.Tenant, c.ID, len(c.Messages))
 	}
 	key := Key(c.Tenant, c.ID)
-	rs := encodeRecords(c.Messages)
+	var scratch []byte
+	chain := chains(c.Messages, &scratch)
 	n := len(c.Messages)
 	from := 0
 	if old.found && !old.whole {
 		var err error
-		if from, err = unchanged(v, key, rs, &old.hdr); err != nil {
+		if from, err = unchanged(v, key, c.Messages, chain, &old.hdr, &scratch); err != nil {
 			return err
 		}
 	}
@@ -314,7 +303,8 @@ func writeConv(v view, b batch, c *moltbot.Conversation, old held) error {
 				return err
 			}
 		}
-		if err := b.set(msgKey(key, uint64(i)), rs.record(i)); err != nil {
+		scratch = appendRecord(scratch[:0], m)
+		if err := b.set(msgKey(key, uint64(i)), scratch); err != nil {
 			return err
 		}
 	}
@@ -331,29 +321,29 @@ func writeConv(v view, b batch, c *moltbot.Conversation, old held) error {
 			return err
 		}
 	}
-	prev := rs.chain[0]
+	prev := chain[0]
 	if n > 0 {
-		prev = rs.chain[n-1]
+		prev = chain[n-1]
 	}
-	return b.set(key, encodeHeader(nil, c, n, rs.chain[n], prev))
+	return b.set(key, encodeHeader(scratch[:0], c, n, chain[n], prev))
 }
 
-// unchanged is how many of the first messages the database holds as rs
-// has them.
-func unchanged(v view, key []byte, rs *records, h *header) (int, error) {
-	n := len(rs.ends)
-	m := min(int(h.count), n)
+// unchanged is how many of the first of msgs (whose chains are chain) the
+// database holds as they are.
+func unchanged(v view, key []byte, msgs []moltbot.Message, chain []uint64, h *header, scratch *[]byte) (int, error) {
+	m := min(int(h.count), len(msgs))
 	if uint64(m) == h.count {
 		switch {
-		case rs.chain[m] == h.chain:
+		case chain[m] == h.chain:
 			return m, nil // a turn: new messages after the stored ones
-		case m > 0 && rs.chain[m-1] == h.prev:
+		case m > 0 && chain[m-1] == h.prev:
 			return m - 1, nil // the last one changed
 		}
 	}
 	same := 0
 	err := v.scan(msgKey(key, 0), msgKey(key, uint64(m)), func(k, val []byte) bool {
-		if !bytes.Equal(k, msgKey(key, uint64(same))) || !bytes.Equal(val, rs.record(same)) {
+		*scratch = appendRecord((*scratch)[:0], &msgs[same])
+		if !bytes.Equal(k, msgKey(key, uint64(same))) || !bytes.Equal(val, *scratch) {
 			return false
 		}
 		same++
@@ -385,8 +375,7 @@ func loadConv(v view, key []byte) (*moltbot.Conversation, error) {
 	}
 	var blobs []pending
 	var chain chainOf
-	sum := xxhash.Sum64(nil) // the chain of no records
-	prev := sum
+	sum, prev := emptyChain, emptyChain
 	var bad error
 	err = v.scan(msgKey(key, 0), msgKey(key, h.count), func(k, val []byte) bool {
 		i := len(c.Messages)

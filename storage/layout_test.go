@@ -193,6 +193,7 @@ func (b *countingBatch) set(key, val []byte) error {
 	if _, suffix := splitKey(key); strings.HasPrefix(suffix, string([]byte{recordSep, kindMessage})) {
 		b.messages++
 	}
+	key, val = bytes.Clone(key), bytes.Clone(val) // a batch copies what it is given
 	b.ops = append(b.ops, func(o batch) { o.set(key, val) })
 	return b.batch.set(key, val)
 }

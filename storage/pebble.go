@@ -173,6 +173,34 @@ func (v iterView) headers(fn func(key, val []byte) bool) error {
 	return v.it.Error()
 }
 
+// dbView reads the database as it is at each call: for a writer that holds
+// the conversation's lock (nothing else writes it meanwhile).
+type dbView struct{ db *pebble.DB }
+
+func (v dbView) get(key []byte) ([]byte, bool, error) {
+	val, closer, err := v.db.Get(key)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(val), true, nil
+}
+
+func (v dbView) scan(lo, hi []byte, fn func(key, val []byte) bool) error {
+	it, err := v.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	err = iterView{it}.scan(lo, hi, fn)
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // convView is a view of one conversation's records; the caller closes it.
 func (p *Pebble) convView(key []byte) (iterView, error) {
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: key, UpperBound: convEnd(key)})
@@ -218,7 +246,8 @@ func (p *Pebble) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, u
 }
 
 // put reads what is held under c's key and writes c over it in one batch
-// (fenced: if c is newer), under the key's lock and one consistent view.
+// (fenced: if c is newer), under the key's lock: nothing else writes
+// the conversation meanwhile (DeleteSpaces holds the store exclusively).
 func (p *Pebble) put(c *moltbot.Conversation, sync, fenced bool) (bool, uint64, uint64, error) {
 	mu := p.locks.lock(c.Tenant, c.ID)
 	defer mu.Unlock()
@@ -228,11 +257,7 @@ func (p *Pebble) put(c *moltbot.Conversation, sync, fenced bool) (bool, uint64, 
 		return false, 0, 0, ErrClosed
 	}
 	key := Key(c.Tenant, c.ID)
-	v, err := p.convView(key)
-	if err != nil {
-		return false, 0, 0, fmt.Errorf("storage: put %s/%s: %w", c.Tenant, c.ID, err)
-	}
-	defer v.it.Close()
+	v := dbView{p.db}
 	old, err := readHeld(v, key)
 	if err != nil {
 		err = fmt.Errorf("storage: %s/%s: %w", c.Tenant, c.ID, err)
