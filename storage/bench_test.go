@@ -71,4 +71,3 @@ func BenchmarkTurnWrite(b *testing.B) {
 		}
 	}
 }
-
