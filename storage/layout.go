@@ -49,8 +49,9 @@ import (
 // go in blobs named by their part's Ref (xxhash64 of the payload in hex,
 // when the part has none), written only with their message: later turns
 // neither rewrite nor read them, and scanning the history reads only the
-// message records. Get loads them (the whole conversation, as Store
-// promises). A blob outlives a message that replaced its own (an
+// message records (a part held in memory without its Ref, new since the
+// conversation was loaded, has its payload hashed again on each write).
+// Get loads them (the whole conversation, as Store promises). A blob outlives a message that replaced its own (an
 // incomplete reply, a replica's other history) until the conversation is
 // deleted.
 
@@ -271,7 +272,7 @@ func chains(msgs []moltbot.Message, scratch *[]byte) []uint64 {
 // stored as they are in c, their blobs, and the removal of stored
 // messages past c's.
 func writeConv(v view, b batch, c *moltbot.Conversation, old held) error {
-	if len(c.Messages) > maxMessages {
+	if uint64(len(c.Messages)) > maxMessages {
 		return fmt.Errorf("storage: %s/%s: %d messages is too many", c.Tenant, c.ID, len(c.Messages))
 	}
 	key := Key(c.Tenant, c.ID)
@@ -331,7 +332,7 @@ func writeConv(v view, b batch, c *moltbot.Conversation, old held) error {
 // unchanged is how many of the first of msgs (whose chains are chain) the
 // database holds as they are.
 func unchanged(v view, key []byte, msgs []moltbot.Message, chain []uint64, h *header, scratch *[]byte) (int, error) {
-	m := min(int(h.count), len(msgs))
+	m := int(min(h.count, uint64(len(msgs))))
 	if uint64(m) == h.count {
 		switch {
 		case chain[m] == h.chain:
@@ -342,6 +343,9 @@ func unchanged(v view, key []byte, msgs []moltbot.Message, chain []uint64, h *he
 	}
 	same := 0
 	err := v.scan(msgKey(key, 0), msgKey(key, uint64(m)), func(k, val []byte) bool {
+		if same == m {
+			return false
+		}
 		*scratch = appendRecord((*scratch)[:0], &msgs[same])
 		if !bytes.Equal(k, msgKey(key, uint64(same))) || !bytes.Equal(val, *scratch) {
 			return false
