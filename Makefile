@@ -73,7 +73,7 @@ measure: build build-edge
 FUZZTIME ?= 20s
 fuzz:
 	@for spec in \
-	  configs:FuzzParse inference/sse:FuzzReader storage:FuzzDecode gateway:FuzzChatCompletions \
+	  configs:FuzzParse inference/sse:FuzzReader storage:FuzzDecode storage:FuzzRecords gateway:FuzzChatCompletions \
 	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge audit:FuzzClean gateway:FuzzAuditQuery inference/sse:FuzzReaderMatchesReference \
 	  gateway:FuzzClientAddr gateway:FuzzEdgeHeaders actors:FuzzGuard actors:FuzzPeekEnvelope cluster:FuzzKeyFile \
 	  inference/ollama:FuzzDecodeLineMatchesEncodingJSON inference/ollama:FuzzChatMatchesAPIClient inference/ollama:FuzzRequest; do \

@@ -29,12 +29,24 @@ func (r Role) Valid() bool {
 }
 
 // Message is one entry of a conversation.
+//
+// Content is the message's text, always: a message made of parts (an image
+// with a caption, a tool call, a tool result) keeps in Content the sum of
+// its text parts (TextOf(Parts)), so that every reader of text (the context
+// budget, the OpenAI API, the stored JSON, a provider without parts) keeps
+// working. A text-only message leaves Parts nil; whoever sets Parts sets
+// Content with TextOf. Storage keeps both as given.
 type Message struct {
 	// ID identifies a message within its conversation. A user message's ID is
-	// its turn's ID, so a retried turn is recognised and not added twice.
+	// its turn's ID, so a retried turn is recognised and not added twice; a
+	// message that came with an external id has the ID ExternalIDPrefix+id
+	// (see ExternalID).
 	ID      string `json:"id,omitempty"`
 	Role    Role   `json:"role"`
 	Content string `json:"content"`
+	// Parts are the message's content when it is more than text: text,
+	// images, tool calls and results, in order. Nil for text only.
+	Parts []Part `json:"parts,omitempty"`
 	// Model names who wrote an assistant message ("provider/model"); empty otherwise.
 	Model string `json:"model,omitempty"`
 	// Created is when the message entered the conversation (Unix milliseconds).
@@ -42,6 +54,79 @@ type Message struct {
 	// Incomplete marks an assistant reply cut off mid-stream: the text the
 	// user saw before the model failed.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// Channel names the edge the message came through ("slack:<name>",
+	// ...; Principal.Channel), when it matters to the conversation (one
+	// that spans channels); empty otherwise.
+	Channel string `json:"channel,omitempty"`
+	// User is the end user who wrote a user message, when the conversation
+	// has several (a channel's thread); empty: the conversation's User.
+	User string `json:"user,omitempty"`
+}
+
+// ExternalIDPrefix starts the ID of a user message that came with an
+// external id (TurnInput.ExternalID): its ID is the prefix and that id.
+const ExternalIDPrefix = "x:"
+
+// ExternalID is the id a user message had where it came from (a channel's
+// event id, a client's Idempotency-Key), or "". It is kept in the ID (see
+// ExternalIDPrefix): one place, which every stored message already has.
+func (m *Message) ExternalID() string {
+	if m.Role != RoleUser {
+		return ""
+	}
+	id, _ := strings.CutPrefix(m.ID, ExternalIDPrefix)
+	if len(id) == len(m.ID) {
+		return ""
+	}
+	return id
+}
+
+// PartType says what a Part holds.
+type PartType string
+
+// The kinds of parts.
+const (
+	PartText       PartType = "text"
+	PartImage      PartType = "image"
+	PartToolCall   PartType = "tool_call"
+	PartToolResult PartType = "tool_result"
+)
+
+// Part is one piece of a message's content. Which fields are used depends
+// on Type:
+//
+//   - text: Text.
+//   - image: MIME ("image/png", ...) and Data, the bytes; or Ref alone, a
+//     reference to bytes stored before.
+//   - tool_call: CallID, Name and Arguments (a JSON text), as a model asked.
+//   - tool_result: CallID (of the call it answers) and Content.
+//
+// Ref is the store's name for a large payload (an image's Data, a tool
+// result's Content) that it keeps apart from the history. The store sets
+// it on the parts it returns, with the payload loaded too; it names the
+// payload, so whoever changes Data or Content clears Ref.
+type Part struct {
+	Type      PartType `json:"type"`
+	Text      string   `json:"text,omitempty"`
+	MIME      string   `json:"mime,omitempty"`
+	Data      []byte   `json:"data,omitempty"`
+	Ref       string   `json:"ref,omitempty"`
+	CallID    string   `json:"call_id,omitempty"`
+	Name      string   `json:"name,omitempty"`
+	Arguments string   `json:"arguments,omitempty"`
+	Content   string   `json:"content,omitempty"`
+}
+
+// TextOf is the text of parts: the sum of the text parts, in order (a
+// Message's Content).
+func TextOf(parts []Part) string {
+	var b strings.Builder
+	for i := range parts {
+		if parts[i].Type == PartText {
+			b.WriteString(parts[i].Text)
+		}
+	}
+	return b.String()
 }
 
 // ModelRef names a model on a configured provider: "provider/model".

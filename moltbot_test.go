@@ -1,6 +1,7 @@
 package moltbot
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -26,5 +27,40 @@ func TestValidTenantID(t *testing.T) {
 		if ValidTenantID(s) && !ValidID(s) {
 			t.Errorf("tenant id %q is not a valid space", s)
 		}
+	}
+}
+
+// The external id lives in a user message's ID; replies and other ids
+// have none.
+func TestMessageExternalID(t *testing.T) {
+	for _, tc := range []struct {
+		m    Message
+		want string
+	}{
+		{Message{Role: RoleUser, ID: ExternalIDPrefix + "evt-1"}, "evt-1"},
+		{Message{Role: RoleUser, ID: "node1-7"}, ""},
+		{Message{Role: RoleAssistant, ID: ExternalIDPrefix + "evt-1:a"}, ""},
+		{Message{Role: RoleUser}, ""},
+	} {
+		if got := tc.m.ExternalID(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}
+
+func TestTextOf(t *testing.T) {
+	parts := []Part{{Type: PartText, Text: "look: "}, {Type: PartImage, MIME: "image/png", Data: []byte{1}},
+		{Type: PartText, Text: "a cat"}, {Type: PartToolResult, CallID: "c", Content: "not text"}}
+	if got := TextOf(parts); got != "look: a cat" {
+		t.Errorf("TextOf = %q", got)
+	}
+}
+
+// A stored message of text only reads as it did before parts and
+// metadata: clients of the JSON see no new keys.
+func TestMessageJSONUnchanged(t *testing.T) {
+	b, err := json.Marshal(Message{ID: "t1", Role: RoleUser, Content: "hi", Created: 5})
+	if err != nil || string(b) != `{"id":"t1","role":"user","content":"hi","created":5}` {
+		t.Errorf("%s %v", b, err)
 	}
 }

@@ -8,20 +8,48 @@ import (
 	"github.com/moltbot/moltbot"
 )
 
-// Snapshot formats: the first byte of every value. Encode writes formatV2,
-// or formatV3 for a conversation that belongs to an end user (so that a
-// node of the previous version still reads every other snapshot during a
-// rolling upgrade); Decode reads all three (v1 has no per-message flags).
+// Snapshot formats: the first byte of a whole conversation's encoding
+// (Encode), the wire format of replication and, in the builds before the
+// per-message layout (layout.go), the value stored under the
+// conversation's key. Encode writes the oldest format that holds the
+// conversation, so that a node of the previous version still reads it
+// during a rolling upgrade: formatV2; formatV3 for a conversation that
+// belongs to an end user; formatV4 for one with a message that has parts
+// beyond plain text, or metadata. Decode reads all four (v1 has no
+// per-message flags).
 const (
 	formatV1 = 1
 	formatV2 = 2
 	formatV3 = 3 // v2 and the conversation's user after its model
+	formatV4 = 4 // v3 and messages with parts and metadata (flagMeta, flagParts)
 )
 
-// flags (v2)
+// flags of a message (v2; flagMeta and flagParts v4 and the store's records)
 const (
-	flagIncomplete = 1 // message
-	flagDeleted    = 1 // conversation
+	flagIncomplete = 1
+	flagMeta       = 2 // string channel | string user
+	flagParts      = 4 // uvarint n | n × part
+	messageFlags   = flagIncomplete | flagMeta | flagParts
+)
+
+// flags of a conversation (v2)
+const flagDeleted = 1
+
+// fields of a part, in the order they are encoded (a uvarint mask of those
+// present). dataApart and contentApart are the store's own (records,
+// never the wire): the payload is in a blob named by the part's ref.
+const (
+	fieldText = 1 << iota
+	fieldMIME
+	fieldData
+	fieldRef
+	fieldCallID
+	fieldName
+	fieldArguments
+	fieldContent
+	dataApart
+	contentApart
+	wireFields = dataApart - 1
 )
 
 // ErrCorrupt is returned for a value that does not decode.
@@ -35,6 +63,11 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+func appendBytes(b []byte, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
 // Encode appends the binary snapshot of c to dst.
 //
 //	format byte (2) | uvarint version | uvarint epoch | varint created | varint updated
@@ -42,13 +75,24 @@ func appendString(b []byte, s string) []byte {
 //	| uvarint n | n × (role byte | flags byte | string id | string content | string model | varint created)
 //
 // Format 1 had neither flags bytes nor message ids. Format 3 adds
-// `string user` after the model.
+// `string user` after the model. Format 4 is format 3 whose messages may
+// have, after created, `string channel | string user` (flag 2) and
+// `uvarint n | n × part` (flag 4), where a part is
+//
+//	string type | uvarint mask | the fields of mask, in order:
+//	string text | string mime | string data | string ref | string call id | string name | string arguments | string content
 //
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	format := byte(formatV2)
 	if c.User != "" {
 		format = formatV3
+	}
+	for i := range c.Messages {
+		if extended(&c.Messages[i]) {
+			format = formatV4
+			break
+		}
 	}
 	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
@@ -64,22 +108,95 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	dst = appendString(dst, c.ID)
 	dst = appendString(dst, c.System)
 	dst = appendString(dst, c.Model)
-	if format == formatV3 {
+	if format >= formatV3 {
 		dst = appendString(dst, c.User)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(c.Messages)))
 	for i := range c.Messages {
-		m := &c.Messages[i]
-		dst = append(dst, roleCodes[m.Role])
-		var flags byte
-		if m.Incomplete {
-			flags |= flagIncomplete
+		dst = appendMessage(dst, &c.Messages[i], nil)
+	}
+	return dst
+}
+
+// plainText reports whether m is text only: no parts, or one text part
+// that is its Content. Such a message is written without parts (and reads
+// back with Parts nil).
+func plainText(m *moltbot.Message) bool {
+	if len(m.Parts) == 0 {
+		return true
+	}
+	p := &m.Parts[0]
+	return len(m.Parts) == 1 && p.Type == moltbot.PartText && p.Text == m.Content &&
+		p.MIME == "" && p.Data == nil && p.Ref == "" && p.CallID == "" && p.Name == "" && p.Arguments == "" && p.Content == ""
+}
+
+// extended reports whether m needs format 4: parts beyond plain text, or metadata.
+func extended(m *moltbot.Message) bool {
+	return m.Channel != "" || m.User != "" || !plainText(m)
+}
+
+// appendMessage appends m as Encode writes it in each format (its v4 flags
+// only when m has what needs them). apart, when not nil (the store's
+// message records), names each payload kept apart from the history: such
+// a payload is not written, its ref is, with dataApart or contentApart.
+func appendMessage(dst []byte, m *moltbot.Message, apart func(p *moltbot.Part) (ref string, data bool, ok bool)) []byte {
+	dst = append(dst, roleCodes[m.Role])
+	var flags byte
+	if m.Incomplete {
+		flags |= flagIncomplete
+	}
+	if m.Channel != "" || m.User != "" {
+		flags |= flagMeta
+	}
+	if !plainText(m) {
+		flags |= flagParts
+	}
+	dst = append(dst, flags)
+	dst = appendString(dst, m.ID)
+	dst = appendString(dst, m.Content)
+	dst = appendString(dst, m.Model)
+	dst = binary.AppendVarint(dst, m.Created)
+	if flags&flagMeta != 0 {
+		dst = appendString(dst, m.Channel)
+		dst = appendString(dst, m.User)
+	}
+	if flags&flagParts != 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(m.Parts)))
+		for i := range m.Parts {
+			dst = appendPart(dst, &m.Parts[i], apart)
 		}
-		dst = append(dst, flags)
-		dst = appendString(dst, m.ID)
-		dst = appendString(dst, m.Content)
-		dst = appendString(dst, m.Model)
-		dst = binary.AppendVarint(dst, m.Created)
+	}
+	return dst
+}
+
+func appendPart(dst []byte, p *moltbot.Part, apart func(p *moltbot.Part) (string, bool, bool)) []byte {
+	ref, data, content := p.Ref, p.Data, p.Content
+	var mask uint64
+	if apart != nil {
+		if r, isData, ok := apart(p); ok {
+			ref = r
+			if isData {
+				data, mask = nil, dataApart
+			} else {
+				content, mask = "", contentApart
+			}
+		}
+	}
+	for bit, set := range [...]bool{p.Text != "", p.MIME != "", len(data) > 0, ref != "", p.CallID != "", p.Name != "", p.Arguments != "", content != ""} {
+		if set {
+			mask |= 1 << bit
+		}
+	}
+	dst = appendString(dst, string(p.Type))
+	dst = binary.AppendUvarint(dst, mask)
+	for bit, s := range [...]string{p.Text, p.MIME, "", ref, p.CallID, p.Name, p.Arguments, content} {
+		switch {
+		case mask&(1<<bit) == 0:
+		case bit == 2:
+			dst = appendBytes(dst, data)
+		default:
+			dst = appendString(dst, s)
+		}
 	}
 	return dst
 }
@@ -125,18 +242,52 @@ func (r *reader) byte() byte {
 	return c
 }
 
-func (r *reader) string() string {
+// next returns the next length-prefixed bytes, aliasing the input.
+func (r *reader) next() []byte {
 	n := r.uvarint()
 	if r.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(len(r.b)) {
 		r.err = ErrCorrupt
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	s := r.b[:n]
 	r.b = r.b[n:]
 	return s
+}
+
+func (r *reader) string() string { return string(r.next()) }
+
+// bytes is a copy of the next length-prefixed bytes (nil when empty).
+func (r *reader) bytes() []byte {
+	s := r.next()
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]byte(nil), s...)
+}
+
+// uint64 reads 8 bytes, big-endian.
+func (r *reader) uint64() uint64 {
+	if r.err != nil || len(r.b) < 8 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+// count reads a count of items that take at least min bytes each: never
+// trust it beyond what is left.
+func (r *reader) count(min int) uint64 {
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.b)/min) {
+		r.err = ErrCorrupt
+		return 0
+	}
+	return n
 }
 
 // Decode parses a snapshot written by Encode. It never panics on bad input.
@@ -145,7 +296,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format != formatV1 && format != formatV2 && format != formatV3 {
+	if format < formatV1 || format > formatV4 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -168,31 +319,16 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	if format >= formatV3 {
 		c.User = r.string()
 	}
-	n := r.uvarint()
-	// Each message takes at least 4 bytes: never trust n beyond what is left.
-	if r.err == nil && n > uint64(len(r.b))/4 {
-		return nil, ErrCorrupt
-	}
+	// Each message takes at least 4 bytes.
+	n := r.count(4)
 	if n > 0 {
 		c.Messages = make([]moltbot.Message, 0, n)
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		code := r.byte()
-		if r.err == nil && (code == 0 || int(code) >= len(codeRoles)) {
-			return nil, ErrCorrupt
+		m, err := decodeMessage(r, format, nil)
+		if err != nil {
+			return nil, err
 		}
-		m := moltbot.Message{Role: codeRoles[code]}
-		if format >= formatV2 {
-			flags := r.byte()
-			if flags&^flagIncomplete != 0 {
-				return nil, ErrCorrupt
-			}
-			m.Incomplete = flags&flagIncomplete != 0
-			m.ID = r.string()
-		}
-		m.Content = r.string()
-		m.Model = r.string()
-		m.Created = r.varint()
 		c.Messages = append(c.Messages, m)
 	}
 	if r.err != nil {
@@ -202,4 +338,93 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	return c, nil
+}
+
+// decodeMessage reads one message of a snapshot of format. apart, when
+// not nil (the store's message records: format 4 with payloads kept
+// apart), is told of each part whose payload is in a blob (its Ref): its
+// Data, or else its Content; the wire has none.
+func decodeMessage(r *reader, format byte, apart func(part int, data bool)) (moltbot.Message, error) {
+	code := r.byte()
+	if r.err == nil && (code == 0 || int(code) >= len(codeRoles)) {
+		return moltbot.Message{}, ErrCorrupt
+	}
+	m := moltbot.Message{Role: codeRoles[code]}
+	var flags byte
+	if format >= formatV2 {
+		flags = r.byte()
+		known := byte(flagIncomplete)
+		if format >= formatV4 {
+			known = messageFlags
+		}
+		if flags&^known != 0 {
+			return m, ErrCorrupt
+		}
+		m.Incomplete = flags&flagIncomplete != 0
+		m.ID = r.string()
+	}
+	m.Content = r.string()
+	m.Model = r.string()
+	m.Created = r.varint()
+	if flags&flagMeta != 0 {
+		m.Channel = r.string()
+		m.User = r.string()
+	}
+	if flags&flagParts != 0 {
+		// A part takes at least 2 bytes (an empty type, an empty mask).
+		n := r.count(2)
+		if n > 0 {
+			m.Parts = make([]moltbot.Part, 0, n)
+		}
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			p, kind, err := decodePart(r, apart != nil)
+			if err != nil {
+				return m, err
+			}
+			if kind != 0 {
+				apart(len(m.Parts), kind == dataApart)
+			}
+			m.Parts = append(m.Parts, p)
+		}
+		if plainText(&m) {
+			m.Parts = nil // as Encode writes it
+		}
+	}
+	return m, r.err
+}
+
+// decodePart reads a part; kind is dataApart or contentApart when its
+// payload is kept apart (only in a record).
+func decodePart(r *reader, record bool) (p moltbot.Part, kind uint64, err error) {
+	p.Type = moltbot.PartType(r.string())
+	mask := r.uvarint()
+	known := uint64(wireFields)
+	if record {
+		known |= dataApart | contentApart
+	}
+	switch {
+	case r.err != nil:
+		return p, 0, r.err
+	case mask&^known != 0,
+		mask&dataApart != 0 && mask&(contentApart|fieldData) != 0,
+		mask&contentApart != 0 && mask&fieldContent != 0,
+		mask&(dataApart|contentApart) != 0 && mask&fieldRef == 0:
+		return p, 0, ErrCorrupt
+	}
+	for bit, f := range [...]*string{&p.Text, &p.MIME, nil, &p.Ref, &p.CallID, &p.Name, &p.Arguments, &p.Content} {
+		switch {
+		case mask&(1<<bit) == 0:
+		case f == nil:
+			p.Data = r.bytes()
+			if p.Data == nil && r.err == nil {
+				return p, 0, ErrCorrupt // a field present is not empty
+			}
+		default:
+			*f = r.string()
+			if *f == "" && r.err == nil {
+				return p, 0, ErrCorrupt
+			}
+		}
+	}
+	return p, mask & (dataApart | contentApart), r.err
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"sort"
 	"strings"
 	"sync"
@@ -8,12 +9,15 @@ import (
 	"github.com/moltbot/moltbot"
 )
 
-// Memory is an in-memory Store for tests. It stores encoded snapshots, so
-// tests exercise the same codec as disk. Fail, when set, is returned by Put
-// and Delete to inject faults.
+// Memory is an in-memory Store for tests. It keeps conversations in the
+// layout Pebble does (layout.go), so tests exercise the same records. Fail,
+// when set, is returned by Put and Delete to inject faults.
 type Memory struct {
-	mu     sync.Mutex
-	m      map[string][]byte
+	mu sync.Mutex
+	m  map[string][]byte // every namespace's records
+	// convs are the conversations: key -> its records by the key's
+	// suffix ("" the header, "\x00m<index>", "\x00b<ref>").
+	convs  map[string]map[string][]byte
 	closed bool
 	Fail   error
 	// Puts counts Put calls, SyncPuts those with sync set.
@@ -21,7 +25,76 @@ type Memory struct {
 }
 
 // NewMemory returns an empty in-memory store.
-func NewMemory() *Memory { return &Memory{m: map[string][]byte{}} }
+func NewMemory() *Memory {
+	return &Memory{m: map[string][]byte{}, convs: map[string]map[string][]byte{}}
+}
+
+// splitKey cuts a conversation record's key into the conversation's key
+// and the record's suffix.
+func splitKey(key []byte) (conv, suffix string) {
+	if i := bytes.IndexByte(key, recordSep); i >= 0 {
+		return string(key[:i]), string(key[i:])
+	}
+	return string(key), ""
+}
+
+// memView reads the conversations; used under the store's lock.
+type memView struct{ s *Memory }
+
+func (v memView) get(key []byte) ([]byte, bool, error) {
+	conv, suffix := splitKey(key)
+	val, ok := v.s.convs[conv][suffix]
+	return val, ok, nil
+}
+
+// scan: lo and hi are within one conversation's records.
+func (v memView) scan(lo, hi []byte, fn func(key, val []byte) bool) error {
+	conv, _ := splitKey(lo)
+	recs := v.s.convs[conv]
+	keys := make([]string, 0, len(recs))
+	for suffix := range recs {
+		if k := conv + suffix; k >= string(lo) && k < string(hi) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !fn([]byte(k), recs[k[len(conv):]]) {
+			break
+		}
+	}
+	return nil
+}
+
+// memBatch collects a Put's writes, applied together.
+type memBatch struct{ ops []func(s *Memory) }
+
+func (b *memBatch) set(key, val []byte) error {
+	conv, suffix := splitKey(key)
+	val = bytes.Clone(val)
+	b.ops = append(b.ops, func(s *Memory) {
+		if s.convs[conv] == nil {
+			s.convs[conv] = map[string][]byte{}
+		}
+		s.convs[conv][suffix] = val
+	})
+	return nil
+}
+
+func (b *memBatch) deleteRange(lo, hi []byte) error {
+	conv, _ := splitKey(lo)
+	b.ops = append(b.ops, func(s *Memory) {
+		for suffix := range s.convs[conv] {
+			if k := conv + suffix; k >= string(lo) && k < string(hi) {
+				delete(s.convs[conv], suffix)
+			}
+		}
+		if len(s.convs[conv]) == 0 {
+			delete(s.convs, conv)
+		}
+	})
+	return nil
+}
 
 // Get implements Store.
 func (s *Memory) Get(tenant, id string) (*moltbot.Conversation, error) {
@@ -30,21 +103,21 @@ func (s *Memory) Get(tenant, id string) (*moltbot.Conversation, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	b, ok := s.m[string(Key(tenant, id))]
-	if !ok {
-		return nil, ErrNotFound
-	}
-	return Decode(b)
+	return loadConv(memView{s}, Key(tenant, id))
 }
 
 // Put implements Store.
 func (s *Memory) Put(c *moltbot.Conversation, sync bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.putLocked(c, sync)
+	old, err := readHeld(memView{s}, Key(c.Tenant, c.ID))
+	if err != nil {
+		old = held{found: true, whole: true}
+	}
+	return s.putLocked(c, sync, old)
 }
 
-func (s *Memory) putLocked(c *moltbot.Conversation, sync bool) error {
+func (s *Memory) putLocked(c *moltbot.Conversation, sync bool, old held) error {
 	if err := s.writableLocked(); err != nil {
 		return err
 	}
@@ -52,7 +125,13 @@ func (s *Memory) putLocked(c *moltbot.Conversation, sync bool) error {
 	if sync {
 		s.SyncPuts++
 	}
-	s.m[string(Key(c.Tenant, c.ID))] = Encode(nil, c)
+	b := &memBatch{}
+	if err := writeConv(memView{s}, b, c, old); err != nil {
+		return err
+	}
+	for _, op := range b.ops {
+		op(s)
+	}
 	return nil
 }
 
@@ -69,13 +148,11 @@ func (s *Memory) writableLocked() error {
 func (s *Memory) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return putIfNewer(c, func() (*moltbot.Conversation, error) {
-		b, ok := s.m[string(Key(c.Tenant, c.ID))]
-		if !ok {
-			return nil, ErrNotFound
-		}
-		return Decode(b)
-	}, func() error { return s.putLocked(c, sync) })
+	if s.closed {
+		return false, 0, 0, ErrClosed
+	}
+	old, err := readHeld(memView{s}, Key(c.Tenant, c.ID))
+	return putIfNewer(c, old, err, func(old held) error { return s.putLocked(c, sync, old) })
 }
 
 // Health reports ErrClosed after Close (see Pebble.Health).
@@ -95,7 +172,7 @@ func (s *Memory) Delete(tenant, id string, _ bool) error {
 	if err := s.writableLocked(); err != nil {
 		return err
 	}
-	delete(s.m, string(Key(tenant, id)))
+	delete(s.convs, string(Key(tenant, id)))
 	return nil
 }
 
@@ -104,8 +181,8 @@ func (s *Memory) Count() (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for k := range s.m {
-		if strings.HasPrefix(k, convPrefix) {
+	for _, recs := range s.convs {
+		if _, ok := recs[""]; ok {
 			n++
 		}
 	}
@@ -115,18 +192,14 @@ func (s *Memory) Count() (int, error) {
 // ForEach implements Store.
 func (s *Memory) ForEach(fn func(c *moltbot.Conversation) bool) error {
 	s.mu.Lock()
-	vals := make([][]byte, 0, len(s.m))
-	for k, v := range s.m {
-		if strings.HasPrefix(k, convPrefix) {
-			vals = append(vals, v)
+	var convs []*moltbot.Conversation
+	for key := range s.convs {
+		if c, err := loadConv(memView{s}, []byte(key)); err == nil {
+			convs = append(convs, c)
 		}
 	}
 	s.mu.Unlock()
-	for _, v := range vals {
-		c, err := Decode(v)
-		if err != nil {
-			continue
-		}
+	for _, c := range convs {
 		if !fn(c) {
 			break
 		}
@@ -147,7 +220,11 @@ func (s *Memory) Close() error {
 func (s *Memory) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m)
+	n := len(s.m)
+	for _, recs := range s.convs {
+		n += len(recs)
+	}
+	return n
 }
 
 // SetFail sets the injected failure under the lock.
@@ -210,11 +287,9 @@ func (s *Memory) scanRaw(prefix string, fn func(key string, val []byte) bool) er
 func (s *Memory) DeleteSpaces(dead func(space string) bool) (int, error) {
 	s.mu.Lock()
 	spaces := map[string]bool{}
-	for k := range s.m {
-		if rest, ok := strings.CutPrefix(k, convPrefix); ok {
-			if sp, _, ok := strings.Cut(rest, "/"); ok {
-				spaces[sp] = false
-			}
+	for k := range s.convs {
+		if sp, ok := spaceOf(k); ok {
+			spaces[sp] = false
 		}
 	}
 	s.mu.Unlock()
@@ -227,21 +302,31 @@ func (s *Memory) DeleteSpaces(dead func(space string) bool) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for k := range s.m {
-		if rest, ok := strings.CutPrefix(k, convPrefix); ok {
-			if sp, _, ok := strings.Cut(rest, "/"); ok && spaces[sp] {
-				delete(s.m, k)
+	for k, recs := range s.convs {
+		if sp, ok := spaceOf(k); ok && spaces[sp] {
+			if _, ok := recs[""]; ok {
 				n++
 			}
+			delete(s.convs, k)
 		}
 	}
 	return n, nil
 }
 
-// GetRaw and ScanRaw read whole keys of the test store, for tests that
-// look at what was written where (gateway's security test reads the audit
-// log and the key records this way). Code reaches records through
-// Namespace; Pebble has no such door.
+// spaceOf is the space of a conversation's key.
+func spaceOf(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, convPrefix)
+	if !ok {
+		return "", false
+	}
+	sp, _, ok := strings.Cut(rest, "/")
+	return sp, ok
+}
+
+// GetRaw and ScanRaw read whole keys of the namespaces of the test store,
+// for tests that look at what was written where (gateway's security test
+// reads the audit log and the key records this way). Code reaches records
+// through Namespace; Pebble has no such door.
 func (s *Memory) GetRaw(key string) ([]byte, bool, error) { return s.getRaw(key) }
 
 // ScanRaw: see GetRaw.

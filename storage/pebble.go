@@ -1,12 +1,14 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble"
@@ -50,11 +52,11 @@ type Pebble struct {
 	cache *pebble.Cache
 	// mu is held shared by every operation and exclusively by Close: Pebble
 	// panics when used after Close, and a late actor write must get ErrClosed.
-	mu     sync.RWMutex
-	closed bool
-	bufs   sync.Pool
-	dir    string
-	locks  keyLocks
+	mu      sync.RWMutex
+	closed  bool
+	dir     string
+	locks   keyLocks
+	written atomic.Int64 // see Written
 }
 
 type pebbleLogger struct{ l *slog.Logger }
@@ -123,9 +125,7 @@ func Open(dir string, o Options) (*Pebble, error) {
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	p := &Pebble{db: db, cache: cache, dir: dir}
-	p.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
-	return p, nil
+	return &Pebble{db: db, cache: cache, dir: dir}, nil
 }
 
 func writeOpts(sync bool) *pebble.WriteOptions {
@@ -135,6 +135,83 @@ func writeOpts(sync bool) *pebble.WriteOptions {
 	return pebble.NoSync
 }
 
+// iterView is a view over one Pebble iterator: a consistent read.
+type iterView struct{ it *pebble.Iterator }
+
+func (v iterView) get(key []byte) ([]byte, bool, error) {
+	if v.it.SeekGE(key) && bytes.Equal(v.it.Key(), key) {
+		return v.it.Value(), true, nil
+	}
+	return nil, false, v.it.Error()
+}
+
+func (v iterView) scan(lo, hi []byte, fn func(key, val []byte) bool) error {
+	for ok := v.it.SeekGE(lo); ok && bytes.Compare(v.it.Key(), hi) < 0; ok = v.it.Next() {
+		if !fn(v.it.Key(), v.it.Value()) {
+			break
+		}
+	}
+	return v.it.Error()
+}
+
+// headers calls fn with the key and value of each conversation header in
+// the iterator's bounds, skipping the records beside them (one seek per
+// conversation); fn may use the iterator.
+func (v iterView) headers(fn func(key, val []byte) bool) error {
+	for ok := v.it.First(); ok; {
+		k := v.it.Key()
+		if i := bytes.IndexByte(k, recordSep); i >= 0 { // records without a header
+			ok = v.it.SeekGE(append(k[:i:i], recordSep+1))
+			continue
+		}
+		next := convEnd(k)
+		if !fn(k, v.it.Value()) {
+			break
+		}
+		ok = v.it.SeekGE(next)
+	}
+	return v.it.Error()
+}
+
+// dbView reads the database as it is at each call: for a writer that holds
+// the conversation's lock (nothing else writes it meanwhile).
+type dbView struct{ db *pebble.DB }
+
+func (v dbView) get(key []byte) ([]byte, bool, error) {
+	val, closer, err := v.db.Get(key)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(val), true, nil
+}
+
+func (v dbView) scan(lo, hi []byte, fn func(key, val []byte) bool) error {
+	it, err := v.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	err = iterView{it}.scan(lo, hi, fn)
+	if cerr := it.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// convView is a view of one conversation's records; the caller closes it.
+func (p *Pebble) convView(key []byte) (iterView, error) {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: key, UpperBound: convEnd(key)})
+	return iterView{it}, err
+}
+
+type pebbleBatch struct{ b *pebble.Batch }
+
+func (b pebbleBatch) set(key, val []byte) error       { return b.b.Set(key, val, nil) }
+func (b pebbleBatch) deleteRange(lo, hi []byte) error { return b.b.DeleteRange(lo, hi, nil) }
+
 // Get implements Store.
 func (p *Pebble) Get(tenant, id string) (*moltbot.Conversation, error) {
 	p.mu.RLock()
@@ -142,16 +219,16 @@ func (p *Pebble) Get(tenant, id string) (*moltbot.Conversation, error) {
 	if p.closed {
 		return nil, ErrClosed
 	}
-	v, closer, err := p.db.Get(Key(tenant, id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
+	v, err := p.convView(Key(tenant, id))
 	if err != nil {
 		return nil, fmt.Errorf("storage: get %s/%s: %w", tenant, id, err)
 	}
-	defer closer.Close()
-	c, err := Decode(v)
-	if err != nil {
+	defer v.it.Close()
+	c, err := loadConv(v, Key(tenant, id))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, ErrNotFound
+	case err != nil:
 		return nil, fmt.Errorf("storage: %s/%s: %w", tenant, id, err)
 	}
 	return c, nil
@@ -159,30 +236,56 @@ func (p *Pebble) Get(tenant, id string) (*moltbot.Conversation, error) {
 
 // Put implements Store.
 func (p *Pebble) Put(c *moltbot.Conversation, sync bool) error {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return ErrClosed
-	}
-	bp := p.bufs.Get().(*[]byte)
-	*bp = Encode((*bp)[:0], c)
-	err := p.db.Set(Key(c.Tenant, c.ID), *bp, writeOpts(sync))
-	if cap(*bp) <= 1<<20 {
-		p.bufs.Put(bp)
-	}
-	if err != nil {
-		return fmt.Errorf("storage: put %s/%s: %w", c.Tenant, c.ID, err)
-	}
-	return nil
+	_, _, _, err := p.put(c, sync, false)
+	return err
 }
 
 // PutIfNewer implements Store.
 func (p *Pebble) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, uint64, error) {
+	return p.put(c, sync, true)
+}
+
+// put reads what is held under c's key and writes c over it in one batch
+// (fenced: if c is newer), under the key's lock: nothing else writes
+// the conversation meanwhile (DeleteSpaces holds the store exclusively).
+func (p *Pebble) put(c *moltbot.Conversation, sync, fenced bool) (bool, uint64, uint64, error) {
 	mu := p.locks.lock(c.Tenant, c.ID)
 	defer mu.Unlock()
-	return putIfNewer(c, func() (*moltbot.Conversation, error) { return p.Get(c.Tenant, c.ID) },
-		func() error { return p.Put(c, sync) })
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return false, 0, 0, ErrClosed
+	}
+	key := Key(c.Tenant, c.ID)
+	v := dbView{p.db}
+	old, err := readHeld(v, key)
+	if err != nil {
+		err = fmt.Errorf("storage: %s/%s: %w", c.Tenant, c.ID, err)
+	}
+	commit := func(old held) error {
+		b := p.db.NewBatch()
+		defer b.Close()
+		if err := writeConv(v, pebbleBatch{b}, c, old); err != nil {
+			return fmt.Errorf("storage: put %s/%s: %w", c.Tenant, c.ID, err)
+		}
+		p.written.Add(int64(b.Len()))
+		if err := b.Commit(writeOpts(sync)); err != nil {
+			return fmt.Errorf("storage: put %s/%s: %w", c.Tenant, c.ID, err)
+		}
+		return nil
+	}
+	if fenced {
+		return putIfNewer(c, old, err, commit)
+	}
+	if err != nil {
+		old = held{found: true, whole: true} // unreadable: replaced whole, as before this layout
+	}
+	return true, c.Epoch, c.Version, commit(old)
 }
+
+// Written is how many bytes this store's conversation writes have put in
+// Pebble batches (keys, values and the batches' own framing), since Open.
+func (p *Pebble) Written() int64 { return p.written.Load() }
 
 // Health reports whether the database can be read, for readiness probes:
 // ErrClosed after Close, else the error of one point read (of a key no
@@ -206,62 +309,73 @@ func (p *Pebble) Health() error {
 // healthKey is read by Health; nothing is stored under it.
 var healthKey = []byte("health/probe")
 
-// Delete implements Store.
+// Delete implements Store: the header and every record beside it, in
+// one range deletion.
 func (p *Pebble) Delete(tenant, id string, sync bool) error {
+	mu := p.locks.lock(tenant, id)
+	defer mu.Unlock()
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return ErrClosed
 	}
-	if err := p.db.Delete(Key(tenant, id), writeOpts(sync)); err != nil {
+	key := Key(tenant, id)
+	if err := p.db.DeleteRange(key, convEnd(key), writeOpts(sync)); err != nil {
 		return fmt.Errorf("storage: delete %s/%s: %w", tenant, id, err)
 	}
 	return nil
 }
 
-// Count implements Store by scanning keys; it costs O(stored conversations).
+// convs is a view of every conversation; the caller closes it.
+func (p *Pebble) convs(lo, hi []byte) (iterView, error) {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	return iterView{it}, err
+}
+
+var convsEnd = []byte("conv0") // past conv/...
+
+// Count implements Store by walking the headers (one seek per
+// conversation); it costs O(stored conversations).
 func (p *Pebble) Count() (int, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return 0, ErrClosed
 	}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(convPrefix), UpperBound: []byte("conv0")})
+	v, err := p.convs([]byte(convPrefix), convsEnd)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		n++
+	err = v.headers(func(_, _ []byte) bool { n++; return true })
+	if cerr := v.it.Close(); err == nil {
+		err = cerr
 	}
-	if err := it.Close(); err != nil {
+	if err != nil {
 		return n, fmt.Errorf("storage: count: %w", err)
 	}
 	return n, nil
 }
 
-// ForEach implements Store.
+// ForEach implements Store. It reads one consistent view of the store.
 func (p *Pebble) ForEach(fn func(c *moltbot.Conversation) bool) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return ErrClosed
 	}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(convPrefix), UpperBound: []byte("conv0")})
+	v, err := p.convs([]byte(convPrefix), convsEnd)
 	if err != nil {
 		return err
 	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		c, err := Decode(it.Value())
+	defer v.it.Close()
+	return v.headers(func(key, _ []byte) bool {
+		c, err := loadConv(v, bytes.Clone(key))
 		if err != nil {
-			continue // a corrupt value: skip it, do not stop the scan
+			return true // a corrupt conversation: skip it, do not stop the scan
 		}
-		if !fn(c) {
-			break
-		}
-	}
-	return it.Error()
+		return fn(c)
+	})
 }
 
 // Flush writes the memtable to disk (tests and shutdown).
@@ -357,7 +471,9 @@ func (p *Pebble) scanRaw(prefix string, fn func(key string, val []byte) bool) er
 // its key, conv/<space>/<id>) dead reports true, and returns how many it
 // deleted. It walks the spaces (one seek per space, not per conversation),
 // asks dead about each without holding the store's lock (dead may read the
-// store), then deletes each dead space's range in one synced batch.
+// store), then deletes each dead space's range in one synced batch, holding
+// the store exclusively while it counts and commits so that no Put (which
+// writes a delta over what it read) lands in between.
 func (p *Pebble) DeleteSpaces(dead func(space string) bool) (int, error) {
 	spaces, err := p.spaces()
 	if err != nil {
@@ -372,8 +488,8 @@ func (p *Pebble) DeleteSpaces(dead func(space string) bool) (int, error) {
 	if len(gone) == 0 {
 		return 0, nil
 	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
 		return 0, ErrClosed
 	}
@@ -382,14 +498,15 @@ func (p *Pebble) DeleteSpaces(dead func(space string) bool) (int, error) {
 	defer b.Close()
 	for _, sp := range gone {
 		lo, hi := spaceBounds(sp)
-		it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		v, err := p.convs(lo, hi)
 		if err != nil {
 			return 0, err
 		}
-		for it.First(); it.Valid(); it.Next() {
-			n++
+		err = v.headers(func(_, _ []byte) bool { n++; return true })
+		if cerr := v.it.Close(); err == nil {
+			err = cerr
 		}
-		if err := it.Close(); err != nil {
+		if err != nil {
 			return 0, err
 		}
 		if err := b.DeleteRange(lo, hi, nil); err != nil {
@@ -409,7 +526,7 @@ func (p *Pebble) spaces() ([]string, error) {
 	if p.closed {
 		return nil, ErrClosed
 	}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(convPrefix), UpperBound: []byte("conv0")})
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(convPrefix), UpperBound: convsEnd})
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,19 @@
-// Package storage keeps conversation snapshots: one value per conversation
-// under the key conv/<space>/<id> (the space is the tenant id, or
-// "<tenant>:<incarnation>" for a tenant made through the API; the Store
-// methods call it tenant), in Pebble on disk (Open) or in memory for
-// tests (NewMemory). Values are versioned: a format byte, then the
-// conversation's own version, so a reader of an old format fails loudly.
+// Package storage keeps conversations: under the key conv/<space>/<id> (the
+// space is the tenant id, or "<tenant>:<incarnation>" for a tenant made
+// through the API; the Store methods call it tenant) a header, and beside
+// it one record per message and the large payloads apart (layout.go), in
+// Pebble on disk (Open) or in memory for tests (NewMemory). A write puts
+// the header and the messages that changed: a turn writes bytes in
+// proportion to the turn. Records are versioned (a format byte) so a
+// reader of an unknown format fails loudly; the whole snapshots of older
+// builds still load (migration on read). A whole conversation also
+// travels between nodes as one snapshot (Encode, Decode: codec.go).
 // Every other record (auth's, the audit log's) lives in a Namespace
 // (namespace.go), the one table of the key layout.
 //
 // A Put with sync set returns only after the write is durable (fsync of the
-// WAL): acknowledged turns survive kill -9. Stores are safe for concurrent use.
+// WAL): acknowledged turns survive kill -9. A Put is one batch: all of it
+// is stored, or none. Stores are safe for concurrent use.
 package storage
 
 import (
@@ -24,11 +29,13 @@ var ErrNotFound = errors.New("storage: conversation not found")
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("storage: closed")
 
-// Store holds conversation snapshots.
+// Store holds conversations.
 type Store interface {
-	// Get returns the stored conversation or ErrNotFound.
+	// Get returns the stored conversation (large payloads loaded too) or ErrNotFound.
 	Get(tenant, id string) (*moltbot.Conversation, error)
-	// Put stores c, replacing what was there. With sync it is durable on return.
+	// Put stores c, replacing what was there. It writes what changed:
+	// the header and the messages not stored as c has them (a turn: the
+	// new ones). With sync it is durable on return.
 	Put(c *moltbot.Conversation, sync bool) error
 	// Delete removes a conversation; deleting what is absent is not an error.
 	Delete(tenant, id string, sync bool) error
@@ -67,19 +74,17 @@ func Newer(e1, v1, e2, v2 uint64) bool {
 	return e1 > e2 || e1 == e2 && v1 > v2
 }
 
-// putIfNewer is Store.PutIfNewer over a store's own read (ErrNotFound when
-// nothing is stored) and write of c's key, called with that key's
-// conditional writes serialised: the fence of both stores, once.
-func putIfNewer(c *moltbot.Conversation, get func() (*moltbot.Conversation, error), put func() error) (stored bool, epoch, version uint64, err error) {
-	old, err := get()
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
+// putIfNewer is Store.PutIfNewer over what a store holds under c's key
+// (read under that key's write lock) and its write of c: the fence of
+// both stores, once. Only the header is read.
+func putIfNewer(c *moltbot.Conversation, old held, err error, put func(old held) error) (stored bool, epoch, version uint64, _ error) {
+	if err != nil {
 		return false, 0, 0, err
-	case !Newer(c.Epoch, c.Version, old.Epoch, old.Version):
-		return false, old.Epoch, old.Version, nil
 	}
-	if err := put(); err != nil {
+	if e, v := old.stamp(); old.found && !Newer(c.Epoch, c.Version, e, v) {
+		return false, e, v, nil
+	}
+	if err := put(old); err != nil {
 		return false, 0, 0, err
 	}
 	return true, c.Epoch, c.Version, nil

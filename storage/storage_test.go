@@ -75,20 +75,53 @@ func TestDecodeFormat1AndIncomplete(t *testing.T) {
 	}
 }
 
-// A conversation without a user is written in format 2, which the
-// previous version reads (rolling upgrades); one with a user in format 3.
-func TestEncodeFormatByUser(t *testing.T) {
+// rich returns sample() with a message of parts and metadata.
+func rich() *moltbot.Conversation {
 	c := sample()
-	if b := Encode(nil, c); b[0] != formatV2 {
-		t.Errorf("no user: format %d, want %d", b[0], formatV2)
-	}
-	c.User = "u"
-	b := Encode(nil, c)
-	if b[0] != formatV3 {
-		t.Errorf("user: format %d, want %d", b[0], formatV3)
-	}
-	if got, err := Decode(b); err != nil || got.User != "u" {
-		t.Errorf("user lost: %+v %v", got, err)
+	parts := []moltbot.Part{{Type: moltbot.PartText, Text: "see "}, {Type: moltbot.PartImage, MIME: "image/png", Data: []byte{0x89, 'P', 'N', 'G'}},
+		{Type: moltbot.PartImage, MIME: "image/jpeg", Ref: "0123456789abcdef"}, {Type: "video", Ref: "v1", Name: "future kind"}}
+	c.Messages = append(c.Messages,
+		moltbot.Message{ID: "x:evt", Role: moltbot.RoleUser, Content: moltbot.TextOf(parts), Parts: parts, Channel: "slack:acme", User: "U1", Created: 4},
+		moltbot.Message{ID: "x:evt:a", Role: moltbot.RoleAssistant, Parts: []moltbot.Part{{Type: moltbot.PartToolCall, CallID: "call_1", Name: "q", Arguments: `{"a":1}`}}},
+		moltbot.Message{Role: moltbot.RoleUser, Parts: []moltbot.Part{{Type: moltbot.PartToolResult, CallID: "call_1", Content: strings.Repeat("row ", 20)}}})
+	return c
+}
+
+// Encode writes the oldest format that holds the conversation, so that a
+// node of the previous version still reads it during a rolling upgrade:
+// format 2; 3 with a user; 4 with a message of parts beyond plain text or
+// with metadata.
+func TestEncodeFormat(t *testing.T) {
+	plain := sample()
+	plain.Messages[1].Parts = []moltbot.Part{{Type: moltbot.PartText, Text: plain.Messages[1].Content}} // plain text still
+	user := sample()
+	user.User = "u"
+	channel := sample()
+	channel.Messages[1].Channel = "web"
+	twoTexts := sample()
+	twoTexts.Messages[1].Parts = []moltbot.Part{{Type: moltbot.PartText, Text: "héllo "}, {Type: moltbot.PartText, Text: "\x00 wörld"}}
+	for _, tc := range []struct {
+		name   string
+		c      *moltbot.Conversation
+		format byte
+	}{
+		{"text", sample(), formatV2}, {"one text part", plain, formatV2}, {"user", user, formatV3},
+		{"channel", channel, formatV4}, {"two text parts", twoTexts, formatV4}, {"parts", rich(), formatV4},
+	} {
+		b := Encode(nil, tc.c)
+		if b[0] != tc.format {
+			t.Errorf("%s: format %d, want %d", tc.name, b[0], tc.format)
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if tc.name == "one text part" {
+			tc.c.Messages[1].Parts = nil // read back as text
+		}
+		if !reflect.DeepEqual(got, tc.c) {
+			t.Errorf("%s: round trip\n got %+v\nwant %+v", tc.name, got, tc.c)
+		}
 	}
 }
 
@@ -100,6 +133,8 @@ func TestDecodeRejects(t *testing.T) {
 		"truncated":      good[:len(good)-1],
 		"trailing":       append(append([]byte(nil), good...), 0),
 		"huge count":     {1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		// A message of format 2 with format 4's flags.
+		"v2 parts": func() []byte { b := Encode(nil, rich()); b[0] = formatV2; return b }(),
 	}
 	for name, b := range cases {
 		if _, err := Decode(b); err == nil {
@@ -114,6 +149,7 @@ func FuzzDecode(f *testing.F) {
 	owned.User = "u"
 	f.Add(Encode(nil, owned))
 	f.Add([]byte{1, 0, 0, 0, 0, 1, 't', 1, 'i', 0, 0, 1, 2, 0, 0, 0})
+	f.Add(Encode(nil, rich()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)
 		if err != nil {
@@ -308,7 +344,7 @@ func TestPutIfNewerFailures(t *testing.T) {
 		t.Fatalf("a failed write stored: %v %v", ok, err)
 	}
 	m.SetFail(nil)
-	m.m[string(Key(d.Tenant, d.ID))] = []byte{99}
+	m.convs[string(Key(d.Tenant, d.ID))][""] = []byte{99}
 	if ok, _, _, err := m.PutIfNewer(d, true); ok || err == nil {
 		t.Fatalf("replaced an unreadable copy: %v %v", ok, err)
 	}

@@ -91,7 +91,7 @@ type TurnResult = moltbot.TurnResult
 // external id (moltbot.TurnInput.ExternalID): its user message's id is the
 // prefix and the external id, and a retry is looked for in the whole
 // conversation, not only in its last messages.
-const ExternalTurn = "x:"
+const ExternalTurn = moltbot.ExternalIDPrefix
 
 var (
 	// ErrMoved: this node is not (or no longer) the conversation's owner.

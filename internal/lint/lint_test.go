@@ -117,6 +117,7 @@ var owners = map[string][]string{
 	"google.golang.org/grpc":             {"actors", "cluster"},
 	"github.com/hashicorp/memberlist":    {"cluster"},
 	"github.com/cockroachdb/pebble":      {"storage"},
+	"github.com/cespare/xxhash":          {"storage"},
 	"github.com/ollama/ollama":           {"inference/ollama", "inference/sim"},
 	"github.com/buger/jsonparser":        {"inference/openai"},
 	"golang.org/x/oauth2":                {"inference", "cmd"},
