@@ -206,6 +206,10 @@ type Conversation struct {
 	ID     string `json:"id"`
 	System string `json:"system,omitempty"`
 	Model  string `json:"model,omitempty"`
+	// Outbox holds replies waiting to reach a destination outside the
+	// request that asked for them (a channel's chat): kept with the
+	// conversation, so it survives restarts and moves with it.
+	Outbox []Delivery `json:"outbox,omitempty"`
 	// User is the end user the conversation belongs to (empty: none).
 	User     string    `json:"user,omitempty"`
 	Messages []Message `json:"messages"`

@@ -21,6 +21,32 @@ type TurnInput struct {
 	// answered instead. Empty: every call is a new turn.
 	ExternalID string
 	Options    ChatOptions
+	// ReplyTo, when set, sends the reply there too, through the
+	// conversation's durable outbox (a channel's chat that must get the
+	// answer even if this node dies before it is sent).
+	ReplyTo *Destination
+}
+
+// Destination is where a conversation's messages go outside the request
+// that asked: a channel adapter and its own address there.
+type Destination struct {
+	Channel string `json:"channel"` // the adapter's name
+	Address string `json:"address"` // a chat id, "channel/thread", a callback URL
+}
+
+// Delivery is a message waiting in a conversation's outbox. Delivery is at
+// least once: a receiver that must not show a message twice keys it by
+// Message (the message's id).
+type Delivery struct {
+	Message  string      `json:"message"` // the message's id
+	To       Destination `json:"to"`
+	Attempts int         `json:"attempts"`
+	// NextAt is when the next attempt is due (Unix milliseconds).
+	NextAt    int64  `json:"next_at,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// Failed marks a delivery given up (attempts spent, or refused for
+	// good): it stays in the outbox, to be seen, and is not tried again.
+	Failed bool `json:"failed,omitempty"`
 }
 
 // MaxExternalIDLen bounds TurnInput.ExternalID.

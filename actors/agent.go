@@ -136,7 +136,11 @@ func (a *agent) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 	if moltbot.ValidRequestID(t.RequestId) {
 		ctx = moltbot.WithRequestID(ctx, t.RequestId)
 	}
-	res, err := l.convs.Turn(ctx, t.Tenant, t.Id, t.TurnId, t.Content, fromPBOptions(t.Options), fn)
+	in := moltbot.TurnInput{Content: t.Content, Options: fromPBOptions(t.Options)}
+	if t.ReplyChannel != "" {
+		in.ReplyTo = &moltbot.Destination{Channel: t.ReplyChannel, Address: t.ReplyAddress}
+	}
+	res, err := l.convs.Turn(ctx, t.Tenant, t.Id, t.TurnId, in, fn)
 	switch moltbot.ErrorCode(err) {
 	case moltbot.EUnavailable, moltbot.ETimeout, moltbot.EInternal, moltbot.EBusy:
 		if err != nil {

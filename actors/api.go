@@ -116,7 +116,7 @@ func (rt *Runtime) Delete(ctx context.Context, tenant, id string) error {
 // channel's or a client's retry, on any node, at any later time), it runs
 // no second turn and gets the stored reply (TurnResult.Replayed).
 func (rt *Runtime) Turn(ctx context.Context, tenant, id string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*TurnResult, error) {
-	content, opts := in.Content, in.Options
+	content := in.Content
 	if err := rt.life.open(); err != nil {
 		return nil, err
 	}
@@ -133,10 +133,13 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id string, in moltbot.TurnI
 		}
 		turnID = conv.ExternalTurn + in.ExternalID
 	}
-	if !rt.link.clustered() {
-		return rt.convs.Turn(ctx, tenant, id, turnID, content, opts, fn)
+	if in.ReplyTo != nil && (in.ReplyTo.Channel == "" || len(in.ReplyTo.Channel) > 64 || len(in.ReplyTo.Address) > 1024) {
+		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "reply_to", Message: "a reply destination needs a channel (at most 64 bytes) and an address of at most 1024 bytes"}
 	}
-	return rt.link.fwd.turn(ctx, tenant, id, turnID, content, opts, fn)
+	if !rt.link.clustered() {
+		return rt.convs.Turn(ctx, tenant, id, turnID, in, fn)
+	}
+	return rt.link.fwd.turn(ctx, tenant, id, turnID, in, fn)
 }
 
 // Complete runs a stateless chat completion through the router.

@@ -47,10 +47,11 @@ func startNode(t *testing.T, seed string, simOpts sim.Options) *tnode {
 // nodeOpts shape a test node: TLS credentials (name and files from a test
 // CA), shared state.
 type nodeOpts struct {
-	seed   string
-	sim    sim.Options
-	creds  *cluster.Credentials
-	shared SharedState
+	seed    string
+	sim     sim.Options
+	creds   *cluster.Credentials
+	shared  SharedState
+	deliver Deliverer
 }
 
 func startNodeWith(t *testing.T, o nodeOpts) *tnode {
@@ -60,7 +61,8 @@ func startNodeWith(t *testing.T, o nodeOpts) *tnode {
 	rpc := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", o.sim), MaxInFlight: 64, Timeout: 10 * time.Second}},
 		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: store, Metrics: met, HealthInterval: time.Hour,
-		RemoteAddr: rpc, Replicas: 2, IdleTimeout: time.Minute, RemoteTLS: o.creds, Shared: o.shared, SharedInterval: 500 * time.Millisecond})
+		RemoteAddr: rpc, Replicas: 2, IdleTimeout: time.Minute, RemoteTLS: o.creds, Shared: o.shared, SharedInterval: 500 * time.Millisecond,
+		Deliver: o.deliver, DeliverBackoff: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func (f *forwarding) conv(ctx context.Context, tenant, id string, local func() (
 
 // turn runs turn turnID on the conversation's owner (see Runtime.Turn),
 // retried on a new owner while no token reached fn.
-func (f *forwarding) turn(ctx context.Context, tenant, id, turnID, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
+func (f *forwarding) turn(ctx context.Context, tenant, id, turnID string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*TurnResult, error) {
 	var streamed atomic.Bool
 	wrapped := fn
 	if fn != nil {
@@ -65,11 +65,11 @@ func (f *forwarding) turn(ctx context.Context, tenant, id, turnID, content strin
 		var err error
 		switch {
 		case self:
-			res, err = f.l.convs.Turn(ctx, tenant, id, turnID, content, opts, wrapped)
+			res, err = f.l.convs.Turn(ctx, tenant, id, turnID, in, wrapped)
 		case owner.ID == "":
 			err = f.l.own.noOwner()
 		default:
-			res, err = f.forwardTurn(ctx, owner, tenant, id, turnID, content, opts, wrapped, func() { streamed.Store(true) })
+			res, err = f.forwardTurn(ctx, owner, tenant, id, turnID, in, wrapped, func() { streamed.Store(true) })
 		}
 		if err == nil || !retriable(err) || streamed.Load() || !retryMore(start, attempt) || ctx.Err() != nil {
 			return res, err
@@ -124,7 +124,7 @@ func (s *turnSink) Receive(c actor.Context) {
 	}
 }
 
-func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant, id, turnID, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc, streamed func()) (*TurnResult, error) {
+func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant, id, turnID string, in moltbot.TurnInput, fn moltbot.StreamFunc, streamed func()) (*TurnResult, error) {
 	l := f.l
 	l.met.Inc(metrics.ForwardedTurns)
 	done := make(chan *pb.TurnResult, 1)
@@ -146,8 +146,12 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	env.Body = &pb.Envelope_Turn{Turn: &pb.TurnRequest{Tenant: tenant, Id: id, TurnId: turnID, Content: content,
-		Options: toPBOptions(opts), Visible: visible, DeadlineUnixMs: deadline.UnixMilli(), RequestId: moltbot.RequestID(ctx)}}
+	tr := &pb.TurnRequest{Tenant: tenant, Id: id, TurnId: turnID, Content: in.Content,
+		Options: toPBOptions(in.Options), Visible: visible, DeadlineUnixMs: deadline.UnixMilli(), RequestId: moltbot.RequestID(ctx)}
+	if in.ReplyTo != nil {
+		tr.ReplyChannel, tr.ReplyAddress = in.ReplyTo.Channel, in.ReplyTo.Address
+	}
+	env.Body = &pb.Envelope_Turn{Turn: tr}
 	l.system.Root.Send(agentPID(owner), env)
 	timer := time.NewTimer(time.Until(deadline) + 5*time.Second)
 	defer timer.Stop()

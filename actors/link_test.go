@@ -140,7 +140,7 @@ func TestForwardedTurnSinkIsGuarded(t *testing.T) {
 	}
 	go func() {
 		defer close(returned)
-		rt.link.fwd.forwardTurn(context.Background(), owner, "default", "c", "t1", "hi", moltbot.ChatOptions{}, fn, func() {})
+		rt.link.fwd.forwardTurn(context.Background(), owner, "default", "c", "t1", moltbot.TurnInput{Content: "hi"}, fn, func() {})
 	}()
 	turn := recv(t, turns, "forwarded turn")
 	if turn.GetTurn() == nil {

@@ -56,6 +56,8 @@ func (r *rebalancer) wait(ctx context.Context) {
 // that hold it under ring but did not under prev. Receivers keep a copy only
 // if it is newer than theirs.
 func (r *rebalancer) run(ctx context.Context, prev, ring *cluster.Ring) {
+	// Conversations now ours with deliveries waiting are started.
+	defer wakeOutboxes(r.l, ring)
 	if prev == nil {
 		return
 	}

@@ -36,6 +36,11 @@ type Config struct {
 	// order: skills, a cache, guards; none by default.
 	Before []BeforeModel
 	After  []AfterModel
+	// Deliver sends what waits in conversations' outboxes to their
+	// destinations (the channel adapters); nil: deliveries wait.
+	// DeliverBackoff is the first retry's wait (default 1 s).
+	Deliver        Deliverer
+	DeliverBackoff time.Duration
 
 	Providers []ProviderSpec
 	// Chain is the configured model chain: primary, then fallbacks.
@@ -215,13 +220,19 @@ func New(cfg Config) (*Runtime, error) {
 		Metrics: rt.met, Log: rt.log, Kind: "conversation"}
 	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.pipe, Cluster: &rt.link.repl,
 		IdleTimeout: cfg.IdleTimeout, MaxContextTokens: cfg.MaxContextTokens, MaxQueuedTurns: cfg.MaxQueuedTurns,
-		RequestTimeout: cfg.RequestTimeout, Supervisor: convStrategy, Base: rt.life.base})
+		RequestTimeout: cfg.RequestTimeout, Supervisor: convStrategy, Base: rt.life.base,
+		Deliver: cfg.Deliver, DeliverBackoff: cfg.DeliverBackoff})
 	if err != nil {
 		return nil, err
 	}
 	// Before Attach, so before the agent serves anyone (it refuses every
 	// envelope until the membership is there).
 	rt.link.convs = rt.convs
+	if cfg.RemoteAddr == "" && cfg.Deliver != nil {
+		// Alone: every stored conversation is this node's. (In a cluster
+		// the first ring decides, in the rebalancing pass.)
+		wakeOutboxes(rt.link, nil)
+	}
 
 	rt.life.wg.Add(1)
 	go func() {

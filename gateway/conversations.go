@@ -35,6 +35,14 @@ type conversationJSON struct {
 	Version  uint64        `json:"version"`
 	Owner    string        `json:"owner,omitempty"`
 	Messages []messageJSON `json:"messages"`
+	// Outbox: replies waiting to reach a channel (or given up).
+	Outbox []deliveryJSON `json:"outbox,omitempty"`
+}
+
+// deliveryJSON is the wire form of an outbox entry: next_at in Unix seconds.
+type deliveryJSON struct {
+	moltbot.Delivery
+	NextAt int64 `json:"next_at,omitempty"`
 }
 
 // messageJSON is the wire form of a message: the domain message with its
@@ -56,6 +64,9 @@ func toJSON(c *moltbot.Conversation) conversationJSON {
 	}
 	for _, m := range c.Messages {
 		out.Messages = append(out.Messages, toMessageJSON(m))
+	}
+	for _, d := range c.Outbox {
+		out.Outbox = append(out.Outbox, deliveryJSON{Delivery: d, NextAt: unixSeconds(d.NextAt)})
 	}
 	return out
 }

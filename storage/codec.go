@@ -22,6 +22,7 @@ const (
 	formatV2 = 2
 	formatV3 = 3 // v2 and the conversation's user after its model
 	formatV4 = 4 // v3 and messages with parts and metadata (flagMeta, flagParts)
+	formatV5 = 5 // v4 and the outbox (flagOutbox), written only when it is not empty
 )
 
 // flags of a message (v2; flagMeta and flagParts v4 and the store's records)
@@ -32,8 +33,63 @@ const (
 	messageFlags   = flagIncomplete | flagMeta | flagParts
 )
 
-// flags of a conversation (v2)
-const flagDeleted = 1
+// flags of a conversation (v2; flagOutbox v5 and the store's headers)
+const (
+	flagDeleted   = 1
+	flagOutbox    = 2 // the outbox follows the conversation's strings
+	convFlags     = flagDeleted | flagOutbox
+	flagDelivFail = 1 // a delivery's flags: given up
+)
+
+// appendOutbox appends a conversation's outbox:
+//
+//	uvarint n | n × (string message | string channel | string address
+//	| uvarint attempts | varint next_at | string last_error | flags byte)
+func appendOutbox(dst []byte, out []moltbot.Delivery) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(out)))
+	for i := range out {
+		d := &out[i]
+		for _, s := range [...]string{d.Message, d.To.Channel, d.To.Address} {
+			dst = appendString(dst, s)
+		}
+		dst = binary.AppendUvarint(dst, uint64(d.Attempts))
+		dst = binary.AppendVarint(dst, d.NextAt)
+		dst = appendString(dst, d.LastError)
+		var f byte
+		if d.Failed {
+			f |= flagDelivFail
+		}
+		dst = append(dst, f)
+	}
+	return dst
+}
+
+// readOutbox reads what appendOutbox wrote.
+func readOutbox(r *reader) []moltbot.Delivery {
+	n := r.count(7) // each takes at least 7 bytes
+	var out []moltbot.Delivery
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		var d moltbot.Delivery
+		d.Message, d.To.Channel, d.To.Address = r.string(), r.string(), r.string()
+		a := r.uvarint()
+		if a > 1<<20 {
+			r.err = ErrCorrupt
+		}
+		d.Attempts = int(a)
+		d.NextAt = r.varint()
+		d.LastError = r.string()
+		f := r.byte()
+		if r.err == nil && f&^flagDelivFail != 0 {
+			r.err = ErrCorrupt
+		}
+		d.Failed = f&flagDelivFail != 0
+		out = append(out, d)
+	}
+	if r.err == nil && n == 0 {
+		r.err = ErrCorrupt // a flagged outbox is not empty
+	}
+	return out
+}
 
 // fields of a part, in the order they are encoded (a uvarint mask of those
 // present). dataApart and contentApart are the store's own (records,
@@ -94,6 +150,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 			break
 		}
 	}
+	if len(c.Outbox) > 0 {
+		format = formatV5
+	}
 	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -103,6 +162,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if c.Deleted {
 		cf |= flagDeleted
 	}
+	if len(c.Outbox) > 0 {
+		cf |= flagOutbox
+	}
 	dst = append(dst, cf)
 	dst = appendString(dst, c.Tenant)
 	dst = appendString(dst, c.ID)
@@ -110,6 +172,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	dst = appendString(dst, c.Model)
 	if format >= formatV3 {
 		dst = appendString(dst, c.User)
+	}
+	if len(c.Outbox) > 0 {
+		dst = appendOutbox(dst, c.Outbox)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(c.Messages)))
 	for i := range c.Messages {
@@ -296,7 +361,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format < formatV1 || format > formatV4 {
+	if format < formatV1 || format > formatV5 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -305,9 +370,14 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	c.Epoch = r.uvarint()
 	c.Created = r.varint()
 	c.Updated = r.varint()
+	var cf byte
 	if format >= formatV2 {
-		cf := r.byte()
-		if cf&^flagDeleted != 0 {
+		cf = r.byte()
+		known := byte(flagDeleted)
+		if format >= formatV5 {
+			known = convFlags
+		}
+		if cf&^known != 0 {
 			return nil, ErrCorrupt
 		}
 		c.Deleted = cf&flagDeleted != 0
@@ -318,6 +388,9 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	c.Model = r.string()
 	if format >= formatV3 {
 		c.User = r.string()
+	}
+	if cf&flagOutbox != 0 {
+		c.Outbox = readOutbox(r)
 	}
 	// Each message takes at least 4 bytes.
 	n := r.count(4)

@@ -156,9 +156,15 @@ func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev ui
 	if c.Deleted {
 		cf |= flagDeleted
 	}
+	if len(c.Outbox) > 0 {
+		cf |= flagOutbox
+	}
 	dst = append(dst, cf)
 	for _, s := range [...]string{c.Tenant, c.ID, c.System, c.Model, c.User} {
 		dst = appendString(dst, s)
+	}
+	if len(c.Outbox) > 0 {
+		dst = appendOutbox(dst, c.Outbox)
 	}
 	dst = binary.AppendUvarint(dst, uint64(count))
 	dst = binary.BigEndian.AppendUint64(dst, chain)
@@ -178,12 +184,15 @@ func decodeHeader(b []byte) (header, error) {
 	c.Created = r.varint()
 	c.Updated = r.varint()
 	cf := r.byte()
-	if r.err == nil && cf&^flagDeleted != 0 {
+	if r.err == nil && cf&^convFlags != 0 {
 		return h, ErrCorrupt
 	}
 	c.Deleted = cf&flagDeleted != 0
 	for _, s := range [...]*string{&c.Tenant, &c.ID, &c.System, &c.Model, &c.User} {
 		*s = r.string()
+	}
+	if cf&flagOutbox != 0 {
+		c.Outbox = readOutbox(r)
 	}
 	h.count = r.uvarint()
 	h.chain = r.uint64()

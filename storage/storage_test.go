@@ -148,6 +148,7 @@ func FuzzDecode(f *testing.F) {
 	owned := sample()
 	owned.User = "u"
 	f.Add(Encode(nil, owned))
+	f.Add(Encode(nil, withOutbox()))
 	f.Add([]byte{1, 0, 0, 0, 0, 1, 't', 1, 'i', 0, 0, 1, 2, 0, 0, 0})
 	f.Add(Encode(nil, rich()))
 	f.Fuzz(func(t *testing.T, b []byte) {

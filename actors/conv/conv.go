@@ -82,6 +82,13 @@ type Config struct {
 	Supervisor actor.SupervisorStrategy
 	// Base ends every turn when canceled (the runtime's shutdown).
 	Base context.Context
+	// Deliver sends outbox messages to their destinations (nil: none are
+	// sent; they wait in the outbox). DeliverBackoff is the first retry's
+	// wait (1 s), doubling to 5 min; MaxDeliveries bounds the deliveries
+	// in flight on the node (16).
+	Deliver        Deliverer
+	DeliverBackoff time.Duration
+	MaxDeliveries  int
 }
 
 // TurnResult is a finished turn: the stored assistant message and how it was made.
@@ -120,6 +127,10 @@ type deps struct {
 	maxQueued      int
 	requestTimeout time.Duration
 	hub            *Hub
+	deliver        Deliverer
+	deliverBase    time.Duration
+	deliverSlots   chan struct{}
+	base           context.Context
 }
 
 // budget is the context size left for the prompt when maxTokens are kept for the reply.
@@ -154,7 +165,14 @@ type Manager struct {
 func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d := &deps{store: cfg.Store, met: cfg.Metrics, log: cfg.Log, router: cfg.Router, cluster: cfg.Cluster, root: system.Root,
 		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns, requestTimeout: cfg.RequestTimeout,
-		hub: &Hub{}}
+		hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base}
+	if d.base == nil {
+		d.base = context.Background()
+	}
+	d.deliverSlots = make(chan struct{}, max(cfg.MaxDeliveries, 1))
+	if cfg.MaxDeliveries <= 0 {
+		d.deliverSlots = make(chan struct{}, 16)
+	}
 	d.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
 	m := &Manager{d: d, base: cfg.Base}
 	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} }, actor.WithSupervisor(cfg.Supervisor))
@@ -199,7 +217,7 @@ func (m *Manager) Delete(ctx context.Context, tenant, id string) error {
 // Turn runs turn turnID on this node's conversation actor, streaming the
 // reply to fn (nil: the caller does not stream). It ends with ctx or with
 // Base; a caller that gives up waits AbandonGrace for the answer.
-func (m *Manager) Turn(ctx context.Context, tenant, id, turnID, content string, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*TurnResult, error) {
+func (m *Manager) Turn(ctx context.Context, tenant, id, turnID string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*TurnResult, error) {
 	visible := fn != nil
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
@@ -211,7 +229,7 @@ func (m *Manager) Turn(ctx context.Context, tenant, id, turnID, content string, 
 	defer stopOnShutdown()
 
 	g := NewGuard(fn)
-	msg := &turnMsg{tenant: tenant, id: id, turnID: turnID, ctx: tctx, content: content, opts: opts,
+	msg := &turnMsg{tenant: tenant, id: id, turnID: turnID, ctx: tctx, content: in.Content, opts: in.Options, replyTo: in.ReplyTo,
 		fn: g.Call, visible: visible, reply: make(chan turnReply, 1)}
 	m.d.root.Send(m.pid, msg)
 	select {
@@ -275,5 +293,10 @@ func waitConv(ctx context.Context, ch chan convReply) (*moltbot.Conversation, er
 func copyConv(c *moltbot.Conversation) *moltbot.Conversation {
 	out := *c
 	out.Messages = append([]moltbot.Message(nil), c.Messages...)
+	// The actor changes its outbox's entries in place (attempts, errors).
+	out.Outbox = append([]moltbot.Delivery(nil), c.Outbox...)
+	if len(out.Outbox) == 0 {
+		out.Outbox = nil
+	}
 	return &out
 }

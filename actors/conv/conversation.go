@@ -34,6 +34,7 @@ type conversation struct {
 	cancelRun  context.CancelFunc
 	queue      []*turnMsg
 	lastActive time.Time
+	out        outbox // deliveries in flight, the next attempt's timer
 }
 
 // convKept is what a conversation actor keeps across a restart after a
@@ -119,6 +120,7 @@ func (a *conversation) receive(c actor.Context) {
 		if conv != nil {
 			a.conv = conv
 			a.d.met.Inc(metrics.Activations, "snapshot")
+			a.out.pump(a, c) // what waits since before a restart or a move
 		}
 	case *actor.Restarting:
 		// crashed answered everything already; this is the backstop.
@@ -127,6 +129,7 @@ func (a *conversation) receive(c actor.Context) {
 		if a.running != nil {
 			a.cancelRun()
 		}
+		a.out.stop()
 	case *createMsg:
 		a.kept.processed++
 		if a.own.moved() {
@@ -241,9 +244,17 @@ func (a *conversation) receive(c actor.Context) {
 		a.release(c)
 	case *passivateMsg:
 		a.kept.processed++
-		if a.conv == nil || time.Since(a.lastActive) >= a.d.idle {
+		// A conversation with deliveries to make stays: it drives them.
+		if (a.conv == nil || time.Since(a.lastActive) >= a.d.idle) && !a.out.pending(a) {
 			a.release(c)
 		}
+	case *wakeMsg:
+		a.kept.processed++
+		a.out.pump(a, c)
+	case *outboxWake:
+		a.out.pump(a, c)
+	case *deliveryDone:
+		a.out.done(a, c, m)
 	}
 }
 

@@ -51,8 +51,9 @@ type turnMsg struct {
 	content  string
 	opts     moltbot.ChatOptions
 	fn       moltbot.StreamFunc
-	visible  bool           // the caller streams: it sees tokens as they come
-	reply    chan turnReply // buffered (1)
+	visible  bool                 // the caller streams: it sees tokens as they come
+	replyTo  *moltbot.Destination // the reply goes there too, through the outbox
+	reply    chan turnReply       // buffered (1)
 	answered atomic.Bool
 }
 

@@ -200,8 +200,17 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		a.conv.Messages = append(a.conv.Messages, asst)
 		a.conv.Version++
 		a.conv.Updated = asst.Created
+		outboxLen := len(a.conv.Outbox)
+		if m.replyTo != nil {
+			// In the same write as the reply: both are kept, or neither.
+			enqueue(a.conv, asst.ID, *m.replyTo)
+		}
 		if err := a.own.persist(a.conv); err != nil {
 			a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+			a.conv.Outbox = a.conv.Outbox[:outboxLen]
+			if outboxLen == 0 {
+				a.conv.Outbox = nil
+			}
 			a.conv.Version--
 			a.d.met.Inc(metrics.ConversationTurns, "error")
 			m.answer(turnReply{err: err})
@@ -209,6 +218,9 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		}
 		a.d.met.Inc(metrics.ConversationTurns, "ok")
 		a.d.hub.publish(a.tenant, a.id, moltbot.Event{Kind: moltbot.EventMessage, Message: &asst})
+		if m.replyTo != nil {
+			a.out.pump(a, c)
+		}
 		res := &TurnResult{Message: asst, Completion: d.comp, Version: a.conv.Version}
 		// Acknowledged only once the replicas hold the reply too.
 		a.own.replicated(a.conv, func(err error) {

@@ -52,6 +52,7 @@ var (
 	AuthMergeRefused  = &Family{"moltbot_auth_merge_refused_total", []string{"reason"}}
 	AuditWriteErrors  = &Family{"moltbot_audit_write_errors_total", nil}
 	ChatSlowClients   = &Family{"moltbot_chat_slow_clients_total", nil}
+	OutboxDeliveries  = &Family{"moltbot_outbox_deliveries_total", []string{"outcome"}}
 	RetentionDeleted  = &Family{"moltbot_retention_deleted_total", nil}
 	RetentionTrimmed  = &Family{"moltbot_retention_trimmed_total", nil}
 	RetentionArchived = &Family{"moltbot_retention_archived_total", nil}
@@ -96,6 +97,7 @@ var help = map[string]string{
 	"moltbot_cluster_shared_records_total":    "Shared-state messages (auth records) from other members, by outcome (merged, refused, error).",
 	"moltbot_auth_merge_refused_total":        "Replicated auth records refused, by reason (future_version, bad_record).",
 	"moltbot_audit_write_errors_total":        "Audit events that could not be stored.",
+	"moltbot_outbox_deliveries_total":         "Outbox deliveries to channels, by outcome (ok, retry, failed: given up).",
 	"moltbot_chat_slow_clients_total":         "Turns canceled because the edge did not read their events as fast as they came (chat event buffer full).",
 	"moltbot_retention_deleted_total":         "Conversations the retention sweep deleted (idle past their tenant's retention.days).",
 	"moltbot_retention_trimmed_total":         "Conversations the retention sweep trimmed to their tenant's retention.messages.",

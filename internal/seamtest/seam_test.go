@@ -190,3 +190,71 @@ func (panicky) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.Stre
 	}
 	return nil, nil
 }
+
+// platform is the toy chat platform's send API, as a channel's outbox
+// deliverer sees it.
+type platform struct {
+	mu   sync.Mutex
+	sent map[string][]string // address -> texts
+	ids  map[string]bool     // message ids shown: a repeat is not shown twice
+}
+
+func (p *platform) Deliver(ctx context.Context, space, conversation string, to moltbot.Destination, m moltbot.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ids[m.ID] {
+		return nil
+	}
+	p.ids[m.ID] = true
+	p.sent[to.Address] = append(p.sent[to.Address], m.Content)
+	return nil
+}
+
+func (p *platform) texts(addr string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.sent[addr]...)
+}
+
+// A channel that answers later (a webhook acknowledged at once) hands the
+// reply to the conversation's durable outbox; the platform gets it through
+// the channel's deliverer, the skill's answer and the model's alike.
+func TestToyChannelThroughTheOutbox(t *testing.T) {
+	plat := &platform{sent: map[string][]string{}, ids: map[string]bool{}}
+	skill := &echoSkill{}
+	rt, err := actors.New(actors.Config{
+		Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 3, Seed: 1}), MaxInFlight: 4, Timeout: 5 * time.Second}},
+		Chain:     []moltbot.ModelRef{{Provider: "sim", Model: "sim"}},
+		Store:     storage.NewMemory(), Metrics: metrics.New("test"), HealthInterval: time.Hour,
+		Before: []actors.BeforeModel{skill}, Deliver: plat, DeliverBackoff: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Shutdown(context.Background())
+	s := chat.New(rt, nil, chat.Config{})
+	p := &moltbot.Principal{Tenant: "default", Space: "default", Scope: moltbot.ScopeChat, Method: "channel", Channel: "toy", User: "ann", UserBound: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := s.Create(ctx, p, moltbot.NewConversation{ID: "toy-ann"}); err != nil {
+		t.Fatal(err)
+	}
+	room := &moltbot.Destination{Channel: "toy", Address: "room-1"}
+	for _, text := range []string{"/echo first", "second"} {
+		st, err := s.Turn(ctx, p, chat.TurnRequest{Conversation: "toy-ann", Input: moltbot.TurnInput{Content: text, ReplyTo: room}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Wait(); err != nil { // the webhook's own answer; the reply goes by the outbox
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(plat.texts("room-1")) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := plat.texts("room-1")
+	if len(got) != 2 || got[0] != "first" || got[1] == "" {
+		t.Fatalf("the platform shows %q", got)
+	}
+}
