@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -191,6 +193,14 @@ func New(cfg Config) (*Runtime, error) {
 	rt.life.base, rt.life.stop = context.WithCancel(context.Background())
 	quiet := slog.New(levelFilter{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	rt.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	// Sinks and futures are named by this counter, and members address
+	// them by (RPC address, id) for as long as a turn streams or a lease
+	// lives: a node restarted at the same address must not name them as
+	// its previous life did, or an answer, a chunk or a followed
+	// conversation's events meant for the old one would reach a new one.
+	var seq [8]byte
+	_, _ = rand.Read(seq[:])
+	rt.system.ProcessRegistry.SequenceID = binary.LittleEndian.Uint64(seq[:]) >> 2
 	rt.link = newLink(rt.system, rt.life, cfg)
 	if cfg.RemoteAddr != "" {
 		if err := rt.link.startRemote(cfg.RemoteAddr, cfg.RemoteAdvertise); err != nil {

@@ -190,9 +190,10 @@ type followers struct {
 }
 
 type remoteFollower struct {
-	member string
-	stop   func()
-	renew  func(until time.Time)
+	member     string
+	tenant, id string
+	stop       func()
+	renew      func(until time.Time)
 }
 
 // serveSubscribe adds, renews or ends a member's subscription.
@@ -219,8 +220,14 @@ func (a *agent) serveSubscribe(env *pb.Envelope, s *pb.Subscribe) {
 	}
 	until := time.Now().Add(min(time.Duration(s.LeaseMs)*time.Millisecond, 2*followLease))
 	if old != nil {
-		old.renew(until)
-		return
+		if old.tenant == s.Tenant && old.id == s.Id {
+			old.renew(until)
+			return
+		}
+		// The sink follows another conversation now (a sink id of the
+		// member's former life): the old lease ends, unheard.
+		old.stop()
+		delete(f.subs, key)
 	}
 	l.convs.Hub().Expire() // leases of followers that went away
 	if validIDs(s.Tenant, s.Id) != nil {
@@ -242,7 +249,7 @@ func (a *agent) serveSubscribe(env *pb.Envelope, s *pb.Subscribe) {
 		return true
 	}, until)
 	member := env.FromNode
-	rf := &remoteFollower{member: member, renew: sub.Renew}
+	rf := &remoteFollower{member: member, tenant: s.Tenant, id: s.Id, renew: sub.Renew}
 	rf.stop = func() { sub.Remove() }
 	f.subs[key] = rf
 	f.perMember[member]++
@@ -253,7 +260,9 @@ func (a *agent) serveSubscribe(env *pb.Envelope, s *pb.Subscribe) {
 			send(&pb.ConvEvent{Kind: int32(moltbot.EventError), Error: toPBError(err)})
 		}
 		f.mu.Lock()
-		delete(f.subs, key)
+		if f.subs[key] == rf {
+			delete(f.subs, key)
+		}
 		if f.perMember[member]--; f.perMember[member] <= 0 {
 			delete(f.perMember, member)
 		}
