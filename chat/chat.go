@@ -73,13 +73,18 @@ type Config struct {
 	// EventBuffer is how many events of a streamed turn may wait for a slow
 	// edge; past it the turn is canceled (ESlowClient).
 	EventBuffer int
-	Metrics     *metrics.Registry
-	Logger      *slog.Logger
+	// MaxSubscriptions bounds the subscriptions a space holds at once on
+	// this node (each holds goroutines, a hub entry and, in a cluster, one
+	// of the leases the owner keeps for this node, which every tenant
+	// shares); past it Subscribe is ERateLimited.
+	MaxSubscriptions int
+	Metrics          *metrics.Registry
+	Logger           *slog.Logger
 }
 
 // DefaultConfig is the service's configuration when nothing is set.
 func DefaultConfig() Config {
-	return Config{MaxMessageBytes: 256 << 10, MaxMessages: 1024, EventBuffer: 256}
+	return Config{MaxMessageBytes: 256 << 10, MaxMessages: 1024, EventBuffer: 256, MaxSubscriptions: 256}
 }
 
 func (c *Config) fill() {
@@ -92,6 +97,9 @@ func (c *Config) fill() {
 	}
 	if c.EventBuffer <= 0 {
 		c.EventBuffer = d.EventBuffer
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = d.MaxSubscriptions
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.New("")
@@ -106,6 +114,9 @@ type Service struct {
 	rt  Runtime
 	pol Policy
 	cfg Config
+
+	subsMu sync.Mutex
+	subs   map[string]int // subscriptions held, by space
 }
 
 // New returns the service over rt; pol nil admits everything.
@@ -328,6 +339,10 @@ func (s *Service) Subscribe(ctx context.Context, p *moltbot.Principal, id string
 	if err := s.allow(p); err != nil {
 		return nil, err
 	}
+	leave, err := s.holdSubscription(p)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	st := newStream(s.cfg.EventBuffer, cancel)
 	var slow atomic.Bool
@@ -335,6 +350,7 @@ func (s *Service) Subscribe(ctx context.Context, p *moltbot.Principal, id string
 	var once sync.Once
 	go func() {
 		defer close(st.done)
+		defer leave()
 		defer cancel()
 		err := s.rt.Subscribe(ctx, p.Space, id, func(ev moltbot.Event) {
 			if ev.Kind == moltbot.EventSubscribed {
@@ -370,5 +386,34 @@ func (s *Service) Subscribe(ctx context.Context, p *moltbot.Principal, id string
 		st.Close()
 		return nil, moltbot.Errorf(moltbot.EInvalid, "the request ended before the subscription began")
 	}
+	// Checked again now that the follower is in place: a delete from here
+	// on ends it, and one before (the id then made again, maybe by another
+	// user) shows here.
+	if _, err := s.get(ctx, p, id); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return st, nil
+}
+
+// holdSubscription counts a subscription of p's space, or refuses it past
+// MaxSubscriptions; leave gives the place back.
+func (s *Service) holdSubscription(p *moltbot.Principal) (leave func(), err error) {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	if s.subs[p.Space] >= s.cfg.MaxSubscriptions {
+		return nil, &moltbot.Error{Code: moltbot.ERateLimited, RetryAfter: 5 * time.Second, Message: fmt.Sprintf(
+			"tenant %q follows %d conversations on this node, the most it may at once; close one first", p.Tenant, s.cfg.MaxSubscriptions)}
+	}
+	if s.subs == nil {
+		s.subs = map[string]int{}
+	}
+	s.subs[p.Space]++
+	return func() {
+		s.subsMu.Lock()
+		if s.subs[p.Space]--; s.subs[p.Space] <= 0 {
+			delete(s.subs, p.Space)
+		}
+		s.subsMu.Unlock()
+	}, nil
 }
