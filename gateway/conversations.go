@@ -221,6 +221,11 @@ func orChain(model string) string {
 // keepAlive is how often a quiet event stream says it is still there.
 const keepAlive = 15 * time.Second
 
+// credentialRecheck is how often, at most, an event stream checks that its
+// credential still authenticates (revoked, expired, its tenant deleted):
+// before an event when this long has passed, and at every keep-alive.
+const credentialRecheck = time.Second
+
 // conversationEvents follows a conversation (GET .../events): an SSE
 // stream of `message` events (each message stored, as in the
 // conversation's JSON), `token` events (a turn's tokens, {"content",
@@ -265,14 +270,41 @@ func (s *Server) conversationEvents(w http.ResponseWriter, r *http.Request) {
 		for range events { // let the reader end
 		}
 	}()
+	// The stream lives as long as its client wants: it must not outlive
+	// its credential.
+	authOn, client, checked := s.mg.AuthEnabled(), "", time.Now()
+	if authOn {
+		client = s.clientKey(r)
+	}
+	revoked := func(force bool) bool {
+		if !authOn || !force && time.Since(checked) < credentialRecheck {
+			return false
+		}
+		checked = time.Now()
+		_, err := s.mg.Authenticate(r, client)
+		if err == nil {
+			return false
+		}
+		buf = append(buf[:0], "event: error\ndata: "...)
+		buf = appendError(buf, err)
+		buf = append(buf, "\n\n"...)
+		write()
+		return true
+	}
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
+			if revoked(true) {
+				return
+			}
 			buf = append(buf, ": keep-alive\n\n"...)
 		case ev, ok := <-events:
 			if !ok {
+				return
+			}
+			if ev.Kind != moltbot.EventError && revoked(false) {
 				return
 			}
 			switch ev.Kind {
