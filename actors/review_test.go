@@ -5,6 +5,8 @@ package actors
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/internal/testutil"
 )
 
 // A node's sinks (and futures) are named by a counter of its actor system.
@@ -89,4 +92,148 @@ func TestReviewSubscribeLeaseIsForItsConversation(t *testing.T) {
 			t.Fatal("the follower of b's conversation got none of its messages")
 		}
 	}
+}
+
+// A reply's id is its turn's id and ":a"; an external id is the client's
+// (or a channel's) and may end in ":a" too, so a later user message can
+// carry the id of an earlier reply. The outbox delivers the reply it
+// recorded, not the user's message that took its id.
+func TestReviewOutboxDeliversTheReplyNotAUserMessageOfItsID(t *testing.T) {
+	ch := &fakeChannel{fail: 1, err: flaky}
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, func(c *Config) {
+		c.Deliver, c.DeliverBackoff = ch, 500*time.Millisecond
+	})
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", ExternalID: "ev1",
+		ReplyTo: &moltbot.Destination{Channel: "toy", Address: "chat"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before the retry: a message whose external id makes its id the reply's.
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "the user's own words", ExternalID: "ev1:a"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the reply delivered", func() bool { return len(ch.delivered()) == 1 })
+	if got, want := ch.delivered()[0], "chat: "+res.Message.Content; got != want {
+		t.Fatalf("delivered %q, want the reply %q", got, want)
+	}
+}
+
+// A delivery refused for good is kept, marked failed, to be seen; but each
+// one stays in the conversation's header for good, which every later turn
+// writes again: a destination that refuses every reply must not make a
+// conversation's outbox (and each turn's write) grow without bound.
+func TestReviewFailedDeliveriesBounded(t *testing.T) {
+	ch := &fakeChannel{fail: -1, err: moltbot.Errorf(moltbot.EForbidden, "the bot was removed from the chat")}
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, func(c *Config) {
+		c.Deliver, c.DeliverBackoff = ch, time.Millisecond
+	})
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const turns = 40
+	for i := 0; i < turns; i++ {
+		if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: fmt.Sprint("m", i),
+			ReplyTo: &moltbot.Destination{Channel: "toy", Address: "gone"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "every delivery tried", func() bool {
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		return ch.seen == turns
+	})
+	testutil.Eventually(t, 10*time.Second, "every delivery given up", func() bool {
+		got, _ := e.rt.Get(ctx(t), "default", c.ID)
+		return got != nil && !waiting(got.Outbox)
+	})
+	got, _ := e.rt.Get(ctx(t), "default", c.ID)
+	if len(got.Outbox) > 16 { // conv.maxFailedDeliveries
+		t.Fatalf("the outbox keeps %d failed deliveries (of %d turns)", len(got.Outbox), turns)
+	}
+	if last := got.Outbox[len(got.Outbox)-1]; last.Message != got.Messages[len(got.Messages)-1].ID {
+		t.Errorf("the newest failure is not kept: %+v", last)
+	}
+}
+
+// A retention trim drops the oldest messages; a reply still waiting in the
+// outbox must not be among them, or its delivery is lost ("the message is
+// no longer stored"). The trim waits for a later sweep instead.
+func TestReviewRetentionKeepsMessagesWaitingForDelivery(t *testing.T) {
+	ch := &fakeChannel{fail: 2, err: flaky}
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, func(c *Config) {
+		c.Deliver, c.DeliverBackoff = ch, 300*time.Millisecond
+	})
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "first", ReplyTo: &moltbot.Destination{Channel: "toy", Address: "chat"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "second"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := e.rt.Get(ctx(t), "default", c.ID)
+	if !waiting(got.Outbox) {
+		t.Fatalf("the reply is not waiting: %+v", got.Outbox)
+	}
+	err = RetentionOf(e.rt).Retain(ctx(t), "default", c.ID, got.Version, 2) // the first turn
+	if err != nil && !errors.Is(err, ErrChanged) {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the outbox settled", func() bool {
+		got, _ := e.rt.Get(ctx(t), "default", c.ID)
+		return got != nil && !waiting(got.Outbox)
+	})
+	got, _ = e.rt.Get(ctx(t), "default", c.ID)
+	if len(got.Outbox) != 0 {
+		t.Fatalf("the waiting reply was trimmed away and given up: %+v", got.Outbox)
+	}
+	if d := ch.delivered(); len(d) != 1 || d[0] != "chat: "+res.Message.Content {
+		t.Fatalf("delivered %q", d)
+	}
+}
+
+// Shutdown "ends every goroutine the runtime started and waits for them":
+// a delivery in flight too, or the channel adapters, stopped after the
+// runtime, are called after they were stopped.
+func TestReviewShutdownWaitsForDeliveries(t *testing.T) {
+	started, returned := make(chan struct{}), make(chan struct{})
+	dl := deliverFunc(func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		time.Sleep(200 * time.Millisecond) // an adapter that takes a moment to give up
+		close(returned)
+		return ctx.Err()
+	})
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, func(c *Config) { c.Deliver = dl })
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", ReplyTo: &moltbot.Destination{Channel: "toy", Address: "a"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, started, "a delivery")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.rt.Shutdown(sctx)
+	select {
+	case <-returned:
+	default:
+		<-returned
+		t.Fatal("Shutdown returned while a delivery was still running")
+	}
+}
+
+type deliverFunc func(ctx context.Context) error
+
+func (f deliverFunc) Deliver(ctx context.Context, _, _ string, _ moltbot.Destination, _ moltbot.Message) error {
+	return f(ctx)
 }
