@@ -279,6 +279,9 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
+	// Deliveries in flight end with base; their adapters are stopped after
+	// the runtime, so none may still run when Shutdown returns.
+	rt.convs.StopDeliveries(ctx)
 	// Poison the manager: it finishes what is in its mailbox (turns now fail
 	// fast: their contexts are canceled) and stops its children.
 	rt.convs.Stop()

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -131,6 +132,10 @@ type deps struct {
 	deliverBase    time.Duration
 	deliverSlots   chan struct{}
 	base           context.Context
+
+	deliverMu      sync.Mutex
+	deliverStopped bool           // StopDeliveries was called
+	deliveries     sync.WaitGroup // in flight
 }
 
 // budget is the context size left for the prompt when maxTokens are kept for the reply.

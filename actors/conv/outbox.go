@@ -32,6 +32,10 @@ const (
 	// deliveryRetryBusy is how soon a delivery is tried again when every
 	// delivery slot of the node is taken.
 	deliveryRetryBusy = 100 * time.Millisecond
+	// maxFailedDeliveries is how many given-up deliveries a conversation
+	// keeps to be seen (the newest): the outbox is in the header, which
+	// every turn writes again.
+	maxFailedDeliveries = 16
 )
 
 // outbox is a conversation actor's delivery state (not persisted: what is
@@ -134,9 +138,14 @@ func (o *outbox) pump(a *conversation, c actor.Context) {
 			}
 			continue
 		}
+		if !d.startDelivery() {
+			<-d.deliverSlots // the node is stopping: it waits in the outbox
+			continue
+		}
 		o.inFlight[key] = true
 		to, space, id := dl.To, a.tenant, a.id
 		go func() {
+			defer d.deliveries.Done()
 			defer func() { <-d.deliverSlots }()
 			ctx, cancel := context.WithTimeout(d.base, deliverTimeout)
 			defer cancel()
@@ -209,6 +218,7 @@ func (o *outbox) done(a *conversation, c actor.Context, m *deliveryDone) {
 // save persists and replicates an outbox change. A failed write leaves
 // the change in memory: at worst a delivery is made again (at least once).
 func (o *outbox) save(a *conversation) {
+	dropOldFailures(a.conv)
 	a.conv.Version++
 	if err := a.own.persist(a.conv); err != nil {
 		a.d.log.Warn("outbox: could not record a delivery", "conversation", a.tenant+"/"+a.id, "err", err)
@@ -217,14 +227,86 @@ func (o *outbox) save(a *conversation) {
 	a.own.replicated(a.conv, func(error) {})
 }
 
-// findMessage returns the message of conversation c with id.
+// findMessage returns the message of conversation c with id. What is
+// delivered is never a user's message: a user message whose external id
+// ends in ":a" has the id of an earlier reply.
 func findMessage(c *moltbot.Conversation, id string) (moltbot.Message, bool) {
-	for i := len(c.Messages) - 1; i >= 0; i-- {
-		if c.Messages[i].ID == id {
-			return c.Messages[i], true
-		}
+	if i := messageIndex(c.Messages, id); i >= 0 {
+		return c.Messages[i], true
 	}
 	return moltbot.Message{}, false
+}
+
+func messageIndex(msgs []moltbot.Message, id string) int {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].ID == id && msgs[i].Role != moltbot.RoleUser {
+			return i
+		}
+	}
+	return -1
+}
+
+// waitsFor reports whether a delivery that is not given up waits for one
+// of msgs.
+func waitsFor(c *moltbot.Conversation, msgs []moltbot.Message) bool {
+	for i := range c.Outbox {
+		if !c.Outbox[i].Failed && messageIndex(msgs, c.Outbox[i].Message) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// dropOldFailures keeps the newest maxFailedDeliveries given-up deliveries.
+func dropOldFailures(c *moltbot.Conversation) {
+	failed := 0
+	for i := range c.Outbox {
+		if c.Outbox[i].Failed {
+			failed++
+		}
+	}
+	if failed <= maxFailedDeliveries {
+		return
+	}
+	out := c.Outbox[:0:0]
+	for _, d := range c.Outbox {
+		if d.Failed && failed > maxFailedDeliveries {
+			failed--
+			continue
+		}
+		out = append(out, d)
+	}
+	c.Outbox = out
+}
+
+// startDelivery counts a delivery about to start; false once the node
+// stops delivering (StopDeliveries).
+func (d *deps) startDelivery() bool {
+	d.deliverMu.Lock()
+	defer d.deliverMu.Unlock()
+	if d.deliverStopped {
+		return false
+	}
+	d.deliveries.Add(1)
+	return true
+}
+
+// StopDeliveries starts no delivery from now on and waits for those in
+// flight (their contexts end with Base), or for ctx.
+func (m *Manager) StopDeliveries(ctx context.Context) {
+	d := m.d
+	d.deliverMu.Lock()
+	d.deliverStopped = true
+	d.deliverMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		d.deliveries.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // enqueue records that the message id goes to `to` (before the write that

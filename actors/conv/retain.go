@@ -70,6 +70,11 @@ func (m *retainMsg) apply(a *conversation, c actor.Context) {
 	case a.conv.Version != m.version || a.running != nil || len(a.queue) > 0 || m.drop == 0 || m.drop >= len(a.conv.Messages):
 		m.answer(&moltbot.Error{Code: moltbot.EConflict, Message: "the conversation changed; retention skips it this time", Err: ErrChanged})
 		return
+	case m.drop > 0 && waitsFor(a.conv, a.conv.Messages[:m.drop]):
+		// A reply to drop still waits in the outbox: dropped, it would
+		// never be delivered. A later sweep trims it.
+		m.answer(&moltbot.Error{Code: moltbot.EConflict, Message: "a message to drop waits for delivery; retention skips it this time", Err: ErrChanged})
+		return
 	case m.drop < 0:
 		dm := &deleteMsg{tenant: m.tenant, id: m.id, reply: m.reply}
 		m.answered.Store(true) // dm answers on m.reply, a crash included
