@@ -71,15 +71,25 @@ func (q *Quotas) AdmitTurn(p *moltbot.Principal) error {
 }
 
 // check refuses when u is past a limit; reserved creates are in u.
+// An end user (a user-bound caller) hears that the quota is spent, not
+// the tenant's totals: they are every user's.
 func (q *Quotas) check(p *moltbot.Principal, u Totals, maxConv, maxBytes, reserved int64) error {
 	if maxConv > 0 && u.Conversations > maxConv {
 		q.met.Inc(metrics.QuotaRefused, "max_conversations")
+		if p.UserBound {
+			return &moltbot.Error{Code: moltbot.EQuota, Message: fmt.Sprintf(
+				"tenant %q keeps as many conversations as it may (limits.max_conversations)", p.Tenant)}
+		}
 		return &moltbot.Error{Code: moltbot.EQuota, Message: fmt.Sprintf(
 			"tenant %q has %d conversations and may keep %d (limits.max_conversations): delete some, or raise the limit",
 			p.Tenant, u.Conversations-reserved, maxConv)}
 	}
 	if maxBytes > 0 && u.Bytes >= maxBytes {
 		q.met.Inc(metrics.QuotaRefused, "max_stored_bytes")
+		if p.UserBound {
+			return &moltbot.Error{Code: moltbot.EQuota, Message: fmt.Sprintf(
+				"tenant %q stores as much as it may (limits.max_stored_bytes)", p.Tenant)}
+		}
 		return &moltbot.Error{Code: moltbot.EQuota, Message: fmt.Sprintf(
 			"tenant %q stores %d bytes and may store %d (limits.max_stored_bytes): delete conversations, or raise the limit",
 			p.Tenant, u.Bytes, maxBytes)}

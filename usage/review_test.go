@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func TestReviewQuotaRefusalTellsAnEndUserNoTenantTotals(t *testing.T) {
 	if moltbot.ErrorCode(err) != moltbot.EQuota {
 		t.Fatalf("%v", err)
 	}
-	if msg := err.Error(); strings.Contains(msg, "stores ") {
+	if msg := err.Error(); strings.Contains(msg, fmt.Sprint(q.Usage(user.Space).Bytes)) {
 		t.Fatalf("an end user learns the tenant's stored bytes: %s", msg)
 	}
 }
