@@ -237,3 +237,37 @@ type deliverFunc func(ctx context.Context) error
 func (f deliverFunc) Deliver(ctx context.Context, _, _ string, _ moltbot.Destination, _ moltbot.Message) error {
 	return f(ctx)
 }
+
+// afterFails is an AfterModel stage that fails every turn.
+type afterFails struct{}
+
+func (afterFails) AfterModel(context.Context, *moltbot.Turn, *moltbot.Completion) error {
+	return moltbot.Errorf(moltbot.EInternal, "the post-processing failed")
+}
+
+// An AfterModel stage that fails a streamed turn fails it after the client
+// saw the whole reply: the conversation holds what the user saw, marked
+// incomplete, as when a model fails mid-reply (else the next turn's context
+// lacks a reply the user read, and a retry asks the model again).
+func TestReviewFailedAfterStageKeepsTheTextShown(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, func(c *Config) { c.After = []AfterModel{afterFails{}} })
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown string
+	_, err = e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi"}, func(ch moltbot.Chunk) error {
+		shown += ch.Content
+		return nil
+	})
+	if code(err) != moltbot.EInternal || shown == "" {
+		t.Fatalf("turn: %v, shown %q", err, shown)
+	}
+	got, err := e.rt.Get(ctx(t), "default", c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got.Messages); n != 2 || got.Messages[1].Content != shown || !got.Messages[1].Incomplete {
+		t.Fatalf("the user saw %q; the conversation holds %+v", shown, got.Messages)
+	}
+}
