@@ -69,12 +69,14 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	if err == nil && comp == nil {
 		comp, err = p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
+	// On an error the completion goes back too, as the router's does: the
+	// text the client saw is stored, marked incomplete.
 	if err != nil {
-		return nil, err
+		return comp, err
 	}
 	for _, a := range p.after {
 		if _, err := p.run(ctx, a, func() (*moltbot.Completion, error) { return nil, a.AfterModel(ctx, t, comp) }); err != nil {
-			return nil, err
+			return comp, err
 		}
 	}
 	return comp, nil
