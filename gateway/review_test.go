@@ -83,3 +83,56 @@ func TestReviewEventsEndWithTheCredential(t *testing.T) {
 	}
 	t.Fatal("the stream ended without saying why")
 }
+
+// A client that streams retries a turn with the same Idempotency-Key (its
+// first request's connection dropped): the replay runs no model, so no
+// token comes; the stream must still carry the stored reply, not an empty
+// one.
+func TestReviewStreamedReplayCarriesTheReply(t *testing.T) {
+	e := setup(t, []string{"sim/sim"})
+	_, body := do(t, "POST", e.url+"/v1/conversations", `{}`)
+	var c conversationJSON
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatal(err)
+	}
+	post := func(body string) *http.Response {
+		req, _ := http.NewRequest("POST", e.url+"/v1/conversations/"+c.ID+"/messages", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "k-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	content := func(resp *http.Response) string {
+		t.Helper()
+		defer resp.Body.Close()
+		var text strings.Builder
+		for _, f := range sseFrames(t, resp.Body) {
+			var ch struct {
+				Choices []struct {
+					Delta struct {
+						Content string `json:"content"`
+					} `json:"delta"`
+				} `json:"choices"`
+			}
+			if json.Unmarshal([]byte(f), &ch) == nil && len(ch.Choices) > 0 {
+				text.WriteString(ch.Choices[0].Delta.Content)
+			}
+		}
+		return text.String()
+	}
+	first := content(post(`{"content":"hi","stream":true}`))
+	if first == "" {
+		t.Fatal("the first stream is empty")
+	}
+	r := post(`{"content":"hi","stream":true}`)
+	replayed := r.Header.Get("X-Moltbot-Replayed")
+	if again := content(r); again != first {
+		t.Fatalf("the retry streamed %q; the stored reply is %q", again, first)
+	}
+	if replayed != "true" {
+		t.Errorf("X-Moltbot-Replayed %q", replayed)
+	}
+}
