@@ -77,11 +77,13 @@ func (s *chunkWriter) add(c moltbot.Chunk) {
 }
 
 // finish sends the finish chunk, the usage chunk when asked, and [DONE].
+// A reply that streamed no token (an empty one, a replay of a stored
+// reply, a stage that answered without streaming) goes out whole first.
 func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 	if !s.started {
-		s.start(comp.Served.String(), comp.Failovers) // an empty reply
+		s.start(comp.Served.String(), comp.Failovers)
 		s.head(s.served)
-		s.buf = openaiwire.AppendDelta(s.buf, "", true)
+		s.buf = openaiwire.AppendDelta(s.buf, comp.Content, true)
 		s.buf = append(s.buf, "\n\n"...)
 	}
 	s.head(s.served)
@@ -114,6 +116,9 @@ func (s *Server) relay(w http.ResponseWriter, st *chat.Stream, cw *chunkWriter, 
 				return
 			}
 		case moltbot.EventDone:
+			if ev.Result.Replayed && !cw.started {
+				w.Header().Set("X-Moltbot-Replayed", "true")
+			}
 			cw.finish(ev.Result.Completion, usage)
 			return
 		case moltbot.EventError:
