@@ -271,3 +271,26 @@ func TestReviewFailedAfterStageKeepsTheTextShown(t *testing.T) {
 		t.Fatalf("the user saw %q; the conversation holds %+v", shown, got.Messages)
 	}
 }
+
+// A follower whose conversation's owner never answers (its agent is gone,
+// the network drops the request) must hear so, not wait for as long as
+// its caller does: chat.Subscribe returns only once the follower is in
+// place, so an HTTP follower would get no answer at all.
+func TestReviewFollowerOfASilentOwnerGivesUp(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	rt := e.rt
+	self, owner := localNode(rt, "self"), localNode(rt, "owner")
+	place := newFakePlace(self, owner)
+	place.ring = cluster.NewRing([]cluster.Node{owner}) // the owner of everything, with no agent to answer
+	rt.Link().Attach(place)
+	ended := make(chan error, 1)
+	go func() { ended <- rt.Subscribe(ctx(t), "default", "c", func(moltbot.Event) {}) }()
+	select {
+	case err := <-ended:
+		if code(err) != moltbot.EUnavailable {
+			t.Fatalf("want unavailable, got %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the follower still waits for an owner that never answered")
+	}
+}
