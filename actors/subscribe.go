@@ -29,6 +29,9 @@ const (
 	// and per member: a member cannot make this node hold without bound.
 	maxFollowers          = 4096
 	maxFollowersPerMember = 1024
+	// followAnswer is how long a follower waits for the owner's first
+	// answer before it gives up (EUnavailable).
+	followAnswer = 5 * time.Second
 )
 
 // Subscribe calls fn with each event of a conversation (messages stored,
@@ -112,9 +115,9 @@ func (f *followers) local(ctx context.Context, ring <-chan struct{}, tenant, id 
 // followRemote follows a conversation through its owner, renewing the lease.
 func (f *followers) remote(ctx context.Context, ring <-chan struct{}, owner cluster.Node, tenant, id string, fn func(moltbot.Event)) error {
 	l := f.l
-	ended := make(chan error, 1)
+	ended, answered := make(chan error, 1), make(chan struct{})
 	sink := l.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
-		return &followSink{fn: fn, ended: ended, owner: owner.ID, l: l}
+		return &followSink{fn: fn, ended: ended, answered: answered, owner: owner.ID, l: l}
 	}), strings.TrimSuffix(sinkPrefix, "$"))
 	defer l.system.Root.Stop(sink)
 	ask := func(lease time.Duration) {
@@ -127,10 +130,18 @@ func (f *followers) remote(ctx context.Context, ring <-chan struct{}, owner clus
 	defer ask(0)
 	renew := time.NewTicker(followLease / 3)
 	defer renew.Stop()
+	silent := time.NewTimer(followAnswer)
+	defer silent.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-answered:
+			answered = nil
+			silent.Stop()
+		case <-silent.C:
+			return &moltbot.Error{Code: moltbot.EUnavailable, RetryAfter: time.Second,
+				Message: fmt.Sprintf("node %s, the conversation's owner, did not answer the subscription", owner.ID)}
 		case err := <-ended:
 			if moltbot.ErrorCode(err) == moltbot.EMoved {
 				return errMovedOn
@@ -149,11 +160,12 @@ func (f *followers) remote(ctx context.Context, ring <-chan struct{}, owner clus
 
 // followSink receives a followed conversation's events from its owner.
 type followSink struct {
-	fn    func(moltbot.Event)
-	ended chan error
-	owner string
-	l     *Link
-	done  bool
+	fn       func(moltbot.Event)
+	ended    chan error
+	answered chan struct{} // closed at the owner's first answer
+	owner    string
+	l        *Link
+	done     bool
 }
 
 func (s *followSink) Receive(c actor.Context) {
@@ -170,6 +182,10 @@ func (s *followSink) Receive(c actor.Context) {
 		return
 	}
 	ev := fromPBEvent(b.ConvEvent)
+	if s.answered != nil {
+		close(s.answered)
+		s.answered = nil
+	}
 	if ev.Kind == moltbot.EventError {
 		s.done = true
 		s.ended <- ev.Err
