@@ -21,6 +21,10 @@ type TurnInput struct {
 	// answered instead. Empty: every call is a new turn.
 	ExternalID string
 	Options    ChatOptions
+	// AsUser, when set, is the end user the conversation must belong to:
+	// another user's conversation is "not found", checked by its owner in
+	// the same step as the turn (a user-bound caller's turns).
+	AsUser string
 	// ReplyTo, when set, sends the reply there too, through the
 	// conversation's durable outbox (a channel's chat that must get the
 	// answer even if this node dies before it is sent).

@@ -136,7 +136,7 @@ func (a *agent) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 	if moltbot.ValidRequestID(t.RequestId) {
 		ctx = moltbot.WithRequestID(ctx, t.RequestId)
 	}
-	in := moltbot.TurnInput{Content: t.Content, Options: fromPBOptions(t.Options)}
+	in := moltbot.TurnInput{Content: t.Content, Options: fromPBOptions(t.Options), AsUser: t.AsUser}
 	if t.ReplyChannel != "" {
 		in.ReplyTo = &moltbot.Destination{Channel: t.ReplyChannel, Address: t.ReplyAddress}
 	}

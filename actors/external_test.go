@@ -90,3 +90,22 @@ func TestExternalIDConcurrentRetries(t *testing.T) {
 		t.Errorf("%d messages, want one turn: %v", len(got.Messages), fmt.Sprint(got.Messages))
 	}
 }
+
+// A turn for a user (AsUser) reaches only that user's conversation, checked
+// by its owner in the same step: another user's is not found, even under a
+// message id the owner already answered.
+func TestTurnAsUser(t *testing.T) {
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, nil)
+	c, err := e.rt.Create(ctx(t), "default", CreateOptions{User: "ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: "hi", ExternalID: "e1", AsUser: "ann"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []moltbot.TurnInput{{Content: "hi", AsUser: "bob"}, {Content: "hi", ExternalID: "e1", AsUser: "bob"}} {
+		if _, err := e.rt.Turn(ctx(t), "default", c.ID, in, nil); code(err) != moltbot.ENotFound {
+			t.Errorf("%+v: %v", in, err)
+		}
+	}
+}

@@ -151,6 +151,7 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 	if in.ReplyTo != nil {
 		tr.ReplyChannel, tr.ReplyAddress = in.ReplyTo.Channel, in.ReplyTo.Address
 	}
+	tr.AsUser = in.AsUser
 	env.Body = &pb.Envelope_Turn{Turn: tr}
 	l.system.Root.Send(agentPID(owner), env)
 	timer := time.NewTimer(time.Until(deadline) + 5*time.Second)

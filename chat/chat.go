@@ -190,7 +190,12 @@ func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnReques
 	// A user-bound caller may only speak in its own conversations, and a
 	// tenant with an allow-list only to the models on it: the model a
 	// conversation was created with is checked again on every turn.
-	if p.UserBound || model == "" && s.pol != nil && s.pol.RestrictsModels(p.Tenant) {
+	if p.UserBound {
+		// Checked by the conversation's owner in the same step as the turn:
+		// no window between a check here and the turn there.
+		in.AsUser = p.User
+	}
+	if model == "" && s.pol != nil && s.pol.RestrictsModels(p.Tenant) {
 		c, err := s.get(ctx, p, req.Conversation)
 		if err != nil {
 			return nil, err

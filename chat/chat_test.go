@@ -76,17 +76,21 @@ func (f *fakeRuntime) Delete(ctx context.Context, space, id string) error {
 }
 
 func (f *fakeRuntime) Turn(ctx context.Context, space, id string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
-	if _, err := f.Get(ctx, space, id); err != nil {
+	c, err := f.Get(ctx, space, id)
+	if err != nil {
 		return nil, err
+	}
+	if in.AsUser != "" && c.User != in.AsUser { // as the conversation actor does
+		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
 	}
 	f.mu.Lock()
 	f.turns++
 	f.mu.Unlock()
-	c, err := f.reply(ctx, fn)
+	comp, err := f.reply(ctx, fn)
 	if err != nil {
 		return nil, err
 	}
-	return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content}, Completion: c}, nil
+	return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: comp.Content}, Completion: comp}, nil
 }
 
 func (f *fakeRuntime) ResolveModel(model string) error {

@@ -172,6 +172,8 @@ func (a *conversation) receive(c actor.Context) {
 		case a.conv == nil:
 			m.answer(turnReply{err: a.notFound()})
 			a.release(c)
+		case m.asUser != "" && a.conv.User != m.asUser:
+			m.answer(turnReply{err: a.notFound()}) // another user's: it does not exist for this one
 		case a.running != nil:
 			if a.redelivery(m) {
 				// Another delivery of a message whose turn is running or

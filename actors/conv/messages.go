@@ -53,6 +53,7 @@ type turnMsg struct {
 	fn       moltbot.StreamFunc
 	visible  bool                 // the caller streams: it sees tokens as they come
 	replyTo  *moltbot.Destination // the reply goes there too, through the outbox
+	asUser   string               // the conversation must be this user's
 	reply    chan turnReply       // buffered (1)
 	answered atomic.Bool
 }
