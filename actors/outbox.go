@@ -25,7 +25,13 @@ func wakeOutboxes(l *Link, ring *cluster.Ring) {
 		self = l.place().ID()
 	}
 	var wake [][2]string
-	err := l.store.ForEach(func(c *moltbot.Conversation) bool {
+	scan := l.store.ForEach
+	if hs, ok := l.store.(interface {
+		ForEachHeader(fn func(c *moltbot.Conversation) bool) error
+	}); ok {
+		scan = hs.ForEachHeader // the outbox is in the header: no history read
+	}
+	err := scan(func(c *moltbot.Conversation) bool {
 		if c.Deleted || !waiting(c.Outbox) {
 			return true
 		}

@@ -171,6 +171,20 @@ func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev ui
 	return binary.BigEndian.AppendUint64(dst, prev)
 }
 
+// headerOf is the conversation a header record describes, without its
+// messages (a legacy snapshot decodes whole).
+func headerOf(val []byte) (*moltbot.Conversation, error) {
+	if len(val) > 0 && val[0] == formatHeader {
+		h, err := decodeHeader(val)
+		if err != nil {
+			return nil, err
+		}
+		c := h.c
+		return &c, nil
+	}
+	return Decode(val)
+}
+
 // decodeHeader parses a header record. It never panics on bad input.
 func decodeHeader(b []byte) (header, error) {
 	var h header

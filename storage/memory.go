@@ -207,6 +207,9 @@ func (s *Memory) ForEach(fn func(c *moltbot.Conversation) bool) error {
 	return nil
 }
 
+// ForEachHeader is ForEach (the in-memory store reads no disk).
+func (s *Memory) ForEachHeader(fn func(c *moltbot.Conversation) bool) error { return s.ForEach(fn) }
+
 // Close implements Store.
 func (s *Memory) Close() error {
 	s.mu.Lock()

@@ -51,3 +51,28 @@ func TestOutboxRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A header scan sees every conversation's outbox without its messages.
+func TestForEachHeader(t *testing.T) {
+	p, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := withOutbox()
+	if err := p.Put(c, true); err != nil {
+		t.Fatal(err)
+	}
+	other := sample()
+	other.ID = "other"
+	if err := p.Put(other, true); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]*moltbot.Conversation{}
+	if err := p.ForEachHeader(func(h *moltbot.Conversation) bool { seen[h.ID] = h; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || len(seen[c.ID].Messages) != 0 || !reflect.DeepEqual(seen[c.ID].Outbox, c.Outbox) || seen[c.ID].Version != c.Version {
+		t.Fatalf("headers: %+v", seen)
+	}
+}

@@ -378,6 +378,30 @@ func (p *Pebble) ForEach(fn func(c *moltbot.Conversation) bool) error {
 	})
 }
 
+// ForEachHeader calls fn with each conversation without its messages
+// (its header record: version, owner, user, outbox, ...), for scans that
+// need no history: one read per conversation, not one per message. A
+// conversation stored by an older build comes whole.
+func (p *Pebble) ForEachHeader(fn func(c *moltbot.Conversation) bool) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	v, err := p.convs([]byte(convPrefix), convsEnd)
+	if err != nil {
+		return err
+	}
+	defer v.it.Close()
+	return v.headers(func(_, val []byte) bool {
+		c, err := headerOf(val)
+		if err != nil {
+			return true // a corrupt conversation: skip it
+		}
+		return fn(c)
+	})
+}
+
 // Flush writes the memtable to disk (tests and shutdown).
 func (p *Pebble) Flush() error {
 	p.mu.RLock()

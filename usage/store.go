@@ -38,6 +38,16 @@ func (s *Store) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, ui
 	return stored, epoch, version, err
 }
 
+// ForEachHeader passes through to the wrapped store's, or its ForEach.
+func (s *Store) ForEachHeader(fn func(c *moltbot.Conversation) bool) error {
+	if hs, ok := s.Store.(interface {
+		ForEachHeader(fn func(c *moltbot.Conversation) bool) error
+	}); ok {
+		return hs.ForEachHeader(fn)
+	}
+	return s.Store.ForEach(fn)
+}
+
 // Delete implements storage.Store.
 func (s *Store) Delete(tenant, id string, sync bool) error {
 	if err := s.Store.Delete(tenant, id, sync); err != nil {
