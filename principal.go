@@ -86,17 +86,7 @@ func RequestID(ctx context.Context) string {
 const MaxRequestIDLen = 64
 
 // ValidRequestID reports whether a client's request id may be kept: 1 to
-// MaxRequestIDLen letters, digits, '-', '_', '.' or ':'.
+// MaxRequestIDLen of the characters of ids (ValidID), a leading '.' too.
 func ValidRequestID(s string) bool {
-	if len(s) == 0 || len(s) > MaxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':' {
-			continue
-		}
-		return false
-	}
-	return true
+	return len(s) > 0 && len(s) <= MaxRequestIDLen && ValidID("x"+s)
 }
