@@ -275,9 +275,19 @@ var chunkPaths = [][]string{
 	{"error"},
 }
 
-// scanChunk reads a chunk in one pass without building it (the hot path: one
-// call per token). Chunks with usage or an error, rare, are decoded fully.
+// scanChunk reads what moltbot needs of a chunk (the hot path: one call per
+// token): a chunk of the usual shape in one pass (fastChunk), any other
+// with scanChunkSlow.
 func scanChunk(data []byte, wantModel bool) (scanned, error) {
+	if out, ok := fastChunk(data, wantModel); ok {
+		return out, nil
+	}
+	return scanChunkSlow(data, wantModel)
+}
+
+// scanChunkSlow reads a chunk with jsonparser; chunks with usage or an
+// error are decoded fully by encoding/json. Its result is scanChunk's.
+func scanChunkSlow(data []byte, wantModel bool) (scanned, error) {
 	var out scanned
 	var full bool
 	var perr error
