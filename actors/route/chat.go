@@ -218,7 +218,10 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 			}
 		}))
 	}
-	s.r.providers.Send(ref.Provider, call)
+	// Without hedging one attempt runs at a time and the loop has nothing
+	// to do meanwhile: the call runs on this goroutine when it may start
+	// at once (no hand-off to a goroutine and back).
+	s.r.providers.Call(ref.Provider, call, s.r.hedgeAfter <= 0)
 }
 
 // token runs on the call's goroutine for each piece of text of attempt a.

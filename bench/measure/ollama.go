@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	before       = flag.String("before", "", "ollama part: also measure this older moltbot binary, interleaved with -bin")
+	before       = flag.String("before", "", "ollama and floor parts: also measure this older moltbot binary, interleaved with -bin")
 	ollamaRounds = flag.Int("ollama-rounds", 3, "ollama part: interleaved rounds of the closed-loop runs")
 )
 
