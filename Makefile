@@ -74,7 +74,7 @@ FUZZTIME ?= 20s
 fuzz:
 	@for spec in \
 	  configs:FuzzParse inference/sse:FuzzReader storage:FuzzDecode storage:FuzzRecords gateway:FuzzChatCompletions \
-	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/openai:FuzzScanChunkMatchesSlow inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge audit:FuzzClean gateway:FuzzAuditQuery inference/sse:FuzzReaderMatchesReference \
+	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/openai:FuzzScanChunkMatchesSlow inference/openaiwire:FuzzDecodeChatRequest inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge audit:FuzzClean gateway:FuzzAuditQuery inference/sse:FuzzReaderMatchesReference \
 	  gateway:FuzzClientAddr gateway:FuzzEdgeHeaders actors:FuzzGuard actors:FuzzPeekEnvelope cluster:FuzzKeyFile \
 	  inference/ollama:FuzzDecodeLineMatchesEncodingJSON inference/ollama:FuzzChatMatchesAPIClient inference/ollama:FuzzRequest; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
