@@ -113,7 +113,9 @@ var deps = map[string]allowed{
 var owners = map[string][]string{
 	// actors and its seams (actors/conv, actors/provider, actors/route,
 	// actors/pb): the only code that knows protoactor.
-	"github.com/asynkron/protoactor-go":  {"actors"},
+	"github.com/asynkron/protoactor-go": {"actors"},
+	// protoactor's registry's maps, sized (actors/registry.go).
+	"github.com/orcaman/concurrent-map":  {"actors"},
 	"google.golang.org/protobuf":         {"actors"},
 	"google.golang.org/grpc":             {"actors", "cluster"},
 	"github.com/hashicorp/memberlist":    {"cluster"},
