@@ -5,10 +5,12 @@
 //   - actors/provider: one provider actor per configured model server, under
 //     a supervisor ("providers") that restarts a crashed provider at once,
 //     out of service for a backoff (the router skips it meanwhile), and
-//     counts it in moltbot_actor_restarts_total. A provider actor owns
-//     admission (max in-flight, a bounded queue, "busy" past both); the HTTP
-//     call runs in a goroutine it starts and that reports back by message, so
-//     Receive never blocks on a model. A health loop probes the providers;
+//     counts it in moltbot_actor_restarts_total. Admission (max in-flight, a
+//     bounded queue, "busy" past both): a call that finds a free slot and
+//     nobody waiting takes it with a compare-and-swap and runs at once,
+//     without a message; the provider actor queues, refuses and starts the
+//     others, each in a goroutine of its own, so Receive never blocks on a
+//     model. A health loop probes the providers;
 //   - actors/route: the router (plain Go, used by a turn's goroutine) that
 //     walks the model chain: primary first, then fallbacks when a model fails
 //     before its first token. The failover policy proper (breakers,

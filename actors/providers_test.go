@@ -79,6 +79,38 @@ func TestProviderAdmission(t *testing.T) {
 	}
 }
 
+// Calls race for few slots, the fast path and the actor's queue together
+// (with hedging every call runs on a goroutine of its own): every call is
+// answered, none waits in the queue with a slot free, and the slots come
+// back.
+func TestProviderSlotsUnderContention(t *testing.T) {
+	for _, hedge := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("hedge ", hedge), func(t *testing.T) {
+			sp := spec("p", &fake{chat: echo})
+			sp.MaxInFlight, sp.MaxQueue = 2, 1000
+			e := start(t, []string{"p/m", "p/m"}, []ProviderSpec{sp}, func(c *Config) { c.HedgeAfter = hedge })
+			msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}
+			const n = 200
+			errs := make(chan error, n)
+			for i := 0; i < n; i++ {
+				go func() {
+					_, err := e.rt.Complete(ctx(t), msgs, moltbot.ChatOptions{}, nil)
+					errs <- err
+				}()
+			}
+			for i := 0; i < n; i++ {
+				if err := <-errs; err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			testutil.Eventually(t, 5*time.Second, "slots free", func() bool {
+				s := e.rt.Status().Providers[0]
+				return s.InFlight == 0 && s.Queued == 0
+			})
+		})
+	}
+}
+
 // series lists the names (with labels) of the moltbot_ metric series.
 func series(e *env) []string {
 	var b bytes.Buffer

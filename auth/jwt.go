@@ -375,8 +375,8 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 		s.tokens.put(raw, c, s.now())
 	}
 	// What can change while a token lives is checked on every request.
-	t, ok := s.Tenant(c.p.Tenant)
-	if !ok {
+	t := s.tenant(c.p.Tenant)
+	if t == nil {
 		return nil, unauthorized("unknown_tenant", "invalid_token", "unknown tenant %q", c.p.Tenant)
 	}
 	p := c.p

@@ -221,8 +221,8 @@ func (s *Service) info(k *Key) *KeyInfo {
 
 // current reports whether k belongs to the live incarnation of its tenant.
 func (s *Service) current(k *Key) bool {
-	t, ok := s.Tenant(k.Tenant)
-	return ok && t.Incarnation == k.Incarnation
+	t := s.tenant(k.Tenant)
+	return t != nil && t.Incarnation == k.Incarnation
 }
 
 // ListKeys lists tenant's keys ("" for every tenant, with the keys of
@@ -361,8 +361,9 @@ func (s *Service) checkKey(cred string) (*Principal, *Error) {
 
 // keyValid is every reason a key stops working: revoked, expired (a
 // rotated key's grace is its expiry), its tenant deleted, or made again
-// since the key was issued. It returns the key's tenant. Tokens issued to
-// the key are checked with it on every use.
+// since the key was issued. It returns the key's tenant (the stored
+// record: read only). Tokens issued to the key are checked with it on
+// every use.
 func (s *Service) keyValid(k *Key, now time.Time) (*Tenant, *Error) {
 	if k.Revoked != 0 {
 		return nil, unauthorized("revoked", "invalid_token", "the API key was revoked")
@@ -370,8 +371,8 @@ func (s *Service) keyValid(k *Key, now time.Time) (*Tenant, *Error) {
 	if k.Expires != 0 && !now.Before(time.Unix(k.Expires, 0)) {
 		return nil, unauthorized("expired", "invalid_token", "the API key expired at %s", time.Unix(k.Expires, 0).UTC().Format(time.RFC3339))
 	}
-	t, ok := s.Tenant(k.Tenant)
-	if !ok || t.Incarnation != k.Incarnation {
+	t := s.tenant(k.Tenant)
+	if t == nil || t.Incarnation != k.Incarnation {
 		return nil, unauthorized("unknown_tenant", "invalid_token", "the API key's tenant no longer exists")
 	}
 	return t, nil

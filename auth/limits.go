@@ -106,24 +106,34 @@ func (l *limiter) sweepLocked(now time.Time) {
 // Allow admits one request of p under its tenant's limits (per tenant, and
 // per key for keys). It returns how long to wait when it refuses.
 func (s *Service) Allow(p *Principal) (time.Duration, bool) {
-	t, ok := s.Tenant(p.Tenant)
-	if !ok {
+	t := s.tenant(p.Tenant)
+	if t == nil {
 		return 0, true
 	}
 	l := t.Limits
+	// Bucket names are built only for the limits that are set.
+	tokens, requests := l.TokensPerMinute > 0, l.RequestsPerMinute > 0
 	// Tokens: refuse while the tenant or key is in debt.
-	if w, ok := s.limits.take("tt/"+p.Tenant, l.TokensPerMinute, 0); !ok {
-		return w, false
-	}
-	if w, ok := s.limits.take("rt/"+p.Tenant, l.RequestsPerMinute, 1); !ok {
-		return w, false
-	}
-	if p.KeyID != "" {
-		if w, ok := s.limits.take("tk/"+p.KeyID, l.TokensPerMinute, 0); !ok {
+	if tokens {
+		if w, ok := s.limits.take("tt/"+p.Tenant, l.TokensPerMinute, 0); !ok {
 			return w, false
 		}
-		if w, ok := s.limits.take("rk/"+p.KeyID, l.RequestsPerMinute, 1); !ok {
+	}
+	if requests {
+		if w, ok := s.limits.take("rt/"+p.Tenant, l.RequestsPerMinute, 1); !ok {
 			return w, false
+		}
+	}
+	if p.KeyID != "" {
+		if tokens {
+			if w, ok := s.limits.take("tk/"+p.KeyID, l.TokensPerMinute, 0); !ok {
+				return w, false
+			}
+		}
+		if requests {
+			if w, ok := s.limits.take("rk/"+p.KeyID, l.RequestsPerMinute, 1); !ok {
+				return w, false
+			}
 		}
 	}
 	return 0, true
@@ -131,8 +141,8 @@ func (s *Service) Allow(p *Principal) (time.Duration, bool) {
 
 // Charge counts the tokens a request used against p's tenant and key.
 func (s *Service) Charge(p *Principal, tokens int) {
-	t, ok := s.Tenant(p.Tenant)
-	if !ok || t.Limits.TokensPerMinute <= 0 {
+	t := s.tenant(p.Tenant)
+	if t == nil || t.Limits.TokensPerMinute <= 0 {
 		return
 	}
 	s.limits.charge("tt/"+p.Tenant, t.Limits.TokensPerMinute, float64(tokens))

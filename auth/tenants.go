@@ -162,6 +162,15 @@ func (s *Service) Tenant(id string) (*Tenant, bool) {
 	return &c, true
 }
 
+// tenant returns tenant id's record itself, for reading only (a record is
+// replaced, never changed, so it may be read after the lock is let go);
+// nil when there is none. The request path reads it without a copy.
+func (s *Service) tenant(id string) *Tenant {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.tenants[id]
+}
+
 // Tenants lists every tenant, sorted by id.
 func (s *Service) Tenants() []Tenant {
 	s.mu.RLock()
@@ -285,14 +294,14 @@ func (s *Service) deleteTenant(id string) error {
 // RestrictsModels reports whether tenant has a model allow-list (an
 // unknown tenant may use nothing).
 func (s *Service) RestrictsModels(tenant string) bool {
-	t, ok := s.Tenant(tenant)
-	return !ok || len(t.Models) > 0
+	t := s.tenant(tenant)
+	return t == nil || len(t.Models) > 0
 }
 
 // ModelAllowed reports whether tenant may use model (as requested).
 func (s *Service) ModelAllowed(tenant, model string) bool {
-	t, ok := s.Tenant(tenant)
-	if !ok {
+	t := s.tenant(tenant)
+	if t == nil {
 		return false
 	}
 	if len(t.Models) == 0 {

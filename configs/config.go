@@ -90,6 +90,12 @@ type ServerConfig struct {
 	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
 	// TLS serves HTTPS with this certificate (reloaded on SIGHUP).
 	TLS TLSConfig `yaml:"tls"`
+	// MemoryLimit is a soft limit on the Go runtime's memory (heap,
+	// stacks, the runtime's own; not the binary's pages): the garbage
+	// collector runs as often as it must to stay under it, and returns
+	// freed memory to the system at once rather than over minutes.
+	// 0: none (or the GOMEMLIMIT environment variable's).
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // TLSConfig is the API port's certificate. Both files or neither; relative
@@ -699,6 +705,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxBodyBytes < 1024 {
 		add("server.max_body_bytes", "must be at least 1KiB, got %s", c.Server.MaxBodyBytes)
+	}
+	if c.Server.MemoryLimit != 0 && c.Server.MemoryLimit < 16<<20 {
+		add("server.memory_limit", "must be 0 (none) or at least 16MiB, got %s", c.Server.MemoryLimit)
 	}
 	if c.Server.ReadBodyTimeout.D() < 1e8 {
 		add("server.read_body_timeout", "must be at least 100ms, got %s", c.Server.ReadBodyTimeout)

@@ -74,7 +74,7 @@ func TestDefaults(t *testing.T) {
 
 func TestValues(t *testing.T) {
 	c, err := Parse("m.yaml", []byte(`
-server: {max_body_bytes: 2MiB, request_timeout: 90s}
+server: {max_body_bytes: 2MiB, request_timeout: 90s, memory_limit: 48MiB}
 providers:
   - {name: cloud, type: openai, url: "${BASE:-https://api.example.com/v1}", api_keys: ["${KEY}", "lit$$eral"], timeout: 1500ms}
   - {name: sim, type: sim, sim: {ttft: 0s, itl: 0, tokens: 5}}
@@ -91,7 +91,7 @@ conversations: {idle_timeout: 1m, max_context_tokens: 8192, max_message_bytes: 5
 	if p.URL != "https://api.example.com/v1" || p.APIKeys[0].Value() != "sk-secret" || p.APIKeys[1].Value() != "lit$eral" || p.Timeout.D() != 1500*time.Millisecond {
 		t.Errorf("provider %+v", p)
 	}
-	if c.Server.MaxBodyBytes != 2<<20 || c.Models.Threshold.ErrorRate != 0.1 || c.Models.Threshold.Latency.D() != 2500*time.Millisecond ||
+	if c.Server.MaxBodyBytes != 2<<20 || c.Server.MemoryLimit != 48<<20 || c.Models.Threshold.ErrorRate != 0.1 || c.Models.Threshold.Latency.D() != 2500*time.Millisecond ||
 		c.Conversations.MaxMessageBytes != 512<<10 || c.Providers[1].Sim.TTFT != 0 || c.Providers[1].Sim.ITL != 0 {
 		t.Errorf("values %+v", c)
 	}
@@ -117,6 +117,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad percent", minimal + "  threshold: {error_rate: 150%}\n", []string{`m.yaml:8: models.threshold.error_rate: must be between 0% and 100%`}},
 		{"bad duration", "conversations: {idle_timeout: 5 minutes}\n" + minimal, []string{`m.yaml:1: conversations.idle_timeout: want a duration`}},
 		{"bad size", "server: {max_body_bytes: 1 potato}\n" + minimal, []string{`server.max_body_bytes: want a size`}},
+		{"small memory limit", "server: {memory_limit: 1MiB}\n" + minimal, []string{`m.yaml:1: server.memory_limit: must be 0 (none) or at least 16MiB, got 1MiB`}},
 		{"list not map", "providers: {name: x}\nmodels: {primary: x/y}\n", []string{`m.yaml:1: providers: want a list`}},
 		{"bad type", "providers: [{name: a, type: llama}]\nmodels: {primary: a/b}\n", []string{`m.yaml:1: providers[0].type: must be one of anthropic, ollama, openai, sim, got "llama"`}},
 		{"no url", "providers:\n  - name: a\n    type: openai\nmodels: {primary: a/b}\n", []string{`m.yaml:2: providers[0].url: is required for type openai`}},

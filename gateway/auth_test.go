@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/inference/openai"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/logging"
 	"github.com/moltbot/moltbot/internal/metrics"
@@ -357,5 +359,64 @@ func BenchmarkAuthenticatedModels(b *testing.B) {
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+	}
+}
+
+// BenchmarkFloorPath is the floor's request in one process (BENCHMARKS.md,
+// "Against the floor"): auth on with an API key, metrics, the chain a/sim
+// -> b/sim of two openai providers on a zero-delay simulator over loopback
+// (16 tokens), the bench package's request; the simulator's and the
+// client's work are counted too. For profiles of the node's path:
+//
+//	go test -run '^$' -bench FloorPath -cpuprofile cpu.out -memprofile mem.out ./gateway/
+func BenchmarkFloorPath(b *testing.B) {
+	simSrv := httptest.NewServer(sim.NewServer(sim.Options{Tokens: 16, Seed: 1, Models: []string{"sim"}}))
+	defer simSrv.Close()
+	store := storage.NewMemory()
+	met := metrics.New("bench")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	as, err := auth.New(auth.Config{Enabled: true, Logger: log}, store)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer as.Close()
+	var specs []actors.ProviderSpec
+	for _, name := range []string{"a", "b"} {
+		specs = append(specs, actors.ProviderSpec{Name: name, Type: "openai", Provider: openai.New(openai.Config{Name: name, BaseURL: simSrv.URL + "/v1"}),
+			MaxInFlight: 256, MaxQueue: 1024, Timeout: 5 * time.Second})
+	}
+	rt, err := actors.New(actors.Config{Providers: specs, Chain: []moltbot.ModelRef{{Provider: "a", Model: "sim"}, {Provider: "b", Model: "sim"}},
+		Store: store, Metrics: met, Logger: log, HealthInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Shutdown(context.Background())
+	srv := httptest.NewServer(newServer(rt, as, 0, Config{Metrics: met, Logger: log, Version: "bench"}))
+	defer srv.Close()
+	key, _, err := as.CreateKey("default", "bench", auth.ScopeChat, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	for _, stream := range []bool{false, true} {
+		body, _ := json.Marshal(map[string]any{"model": "moltbot", "stream": stream,
+			"messages": []map[string]string{{"role": "user", "content": strings.Repeat("lorem ipsum ", 21)}}})
+		b.Run(map[bool]string{false: "plain", true: "stream"}[stream], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+key)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatal(resp.Status)
+				}
+			}
+		})
 	}
 }

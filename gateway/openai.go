@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -96,13 +97,20 @@ func (s *Server) writeCompletion(w http.ResponseWriter, id string, created int64
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Moltbot-Provider", served)
 	h.Set("X-Moltbot-Failovers", strconv.Itoa(comp.Failovers))
-	b := make([]byte, 0, 256+len(comp.Content))
-	b = openaiwire.AppendHead(b, id, openaiwire.ObjectCompletion, created, served, fingerprint)
+	bp := bodyBufs.Get().(*[]byte)
+	b := openaiwire.AppendHead((*bp)[:0], id, openaiwire.ObjectCompletion, created, served, fingerprint)
 	b = openaiwire.AppendMessage(b, comp.Content, comp.FinishReason, comp.Usage)
 	b = append(b, '\n')
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		bodyBufs.Put(bp)
+	}
 }
+
+// bodyBufs hold completion bodies while they are written (w.Write copies).
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	out := openaiwire.ModelList{Object: "list"}

@@ -9,6 +9,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -268,8 +270,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // JSON, trailing data and oversize bodies are 4xx errors naming the problem.
 // The read deadline was set by the edge guard (edge.go).
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	// The body is read whole first (within max_body_bytes): a chat request
+	// of the usual shape is decoded from it in one pass. Anything else, and
+	// a body whose read failed, goes through encoding/json's decoder over
+	// the same bytes (and the read's error after them), as it did when it
+	// read the body itself: same values, same errors.
+	bp := bodies.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			bodies.Put(bp)
+		}
+	}()
+	var src io.Reader
+	buf, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), (*bp)[:0])
+	*bp = buf[:0]
+	if err != nil {
+		src = io.MultiReader(bytes.NewReader(buf), errReader{err})
+	} else {
+		if cr, ok := v.(*openaiwire.ChatRequest); ok && openaiwire.DecodeChatRequest(buf, cr) {
+			return nil
+		}
+		src = bytes.NewReader(buf)
+	}
+	dec := json.NewDecoder(src)
 	if err := dec.Decode(v); err != nil {
 		return s.decodeError(err, optional)
 	}
@@ -285,6 +308,31 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 	}
 	return nil
 }
+
+// bodies hold request bodies while they are decoded.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readBody appends what r holds to buf, up to EOF or an error.
+func readBody(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// errReader returns its error: the read's failure, after the bytes it read.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func (s *Server) decodeError(err error, optional bool) error {
 	var mbe *http.MaxBytesError

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -24,8 +25,24 @@ type chunkWriter struct {
 }
 
 // newChunkWriter streams the chunks of completion id, created at unix time.
+// release gives it back when the stream is done.
 func newChunkWriter(w http.ResponseWriter, id string, created int64) *chunkWriter {
-	return &chunkWriter{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 1536), id: id, created: created}
+	cw := chunkWriters.Get().(*chunkWriter)
+	*cw = chunkWriter{w: w, rc: http.NewResponseController(w), buf: cw.buf[:0], id: id, created: created}
+	return cw
+}
+
+// chunkWriters are pooled with their buffers: a burst of tokens leaves in
+// one write of a few KB, which a fresh buffer would grow to every time.
+var chunkWriters = sync.Pool{New: func() any { return &chunkWriter{buf: make([]byte, 0, 4096)} }}
+
+// release returns s to the pool; s is not used after.
+func (s *chunkWriter) release() {
+	if cap(s.buf) > 64<<10 {
+		return
+	}
+	*s = chunkWriter{buf: s.buf[:0]}
+	chunkWriters.Put(s)
 }
 
 func (s *chunkWriter) head(served string) {
@@ -103,7 +120,9 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 // the finish chunk (and usage when asked) once the turn is done, or the
 // error (a plain HTTP error before the first token, an error event after).
 // A client that stops reading ends the turn: Close cancels it.
+// relay releases cw when it returns.
 func (s *Server) relay(w http.ResponseWriter, st *chat.Stream, cw *chunkWriter, usage bool) {
+	defer cw.release()
 	defer st.Close()
 	for ev := range st.Events() {
 		switch ev.Kind {

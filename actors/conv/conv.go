@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,6 +137,11 @@ type deps struct {
 	deliverMu      sync.Mutex
 	deliverStopped bool           // StopDeliveries was called
 	deliveries     sync.WaitGroup // in flight
+
+	// props is every conversation actor's (see named); carry holds a
+	// crashed incarnation's convKept for the next, by actor id.
+	props *actor.Props
+	carry sync.Map
 }
 
 // budget is the context size left for the prompt when maxTokens are kept for the reply.
@@ -147,13 +153,41 @@ func (d *deps) budget(maxTokens int) int {
 	return max(d.maxContext-reserve, d.maxContext/4)
 }
 
-// props makes one conversation's actor; what must survive its restarts
-// lives in kept, shared by its incarnations.
-func (d *deps) props(tenant, id string) *actor.Props {
-	kept := &convKept{}
-	return actor.PropsFromProducer(func() actor.Actor {
-		return &conversation{d: d, tenant: tenant, id: id, kept: kept, own: copies{d: d, tenant: tenant, id: id}}
-	})
+// named is a conversation actor as the manager spawns it: one Props for
+// every conversation (deps.props), and the actor learns which one it is
+// from its name (the manager spawns <tenant>/<id> under itself) when it
+// starts. What must survive its restarts (convKept) is handed from one
+// incarnation to the next through deps.carry. Before, every conversation
+// had Props of its own, a closure and a convKept beside the actor: about
+// 300 B of each active conversation's memory.
+type named struct {
+	conversation
+	kept convKept
+}
+
+func newNamed(d *deps) actor.Actor {
+	n := &named{conversation: conversation{d: d}}
+	n.conversation.kept = &n.kept
+	return n
+}
+
+func (n *named) Receive(c actor.Context) {
+	switch c.Message().(type) {
+	case *actor.Started: // every incarnation's first message
+		self := c.Self().Id
+		n.tenant, n.id, _ = strings.Cut(strings.TrimPrefix(self, c.Parent().Id+"/"), "/")
+		n.own = copies{d: n.d, tenant: n.tenant, id: n.id}
+		if k, ok := n.d.carry.LoadAndDelete(self); ok {
+			n.kept = k.(convKept)
+		}
+	case *actor.Restarting: // to the incarnation that crashed
+		n.conversation.Receive(c)
+		n.d.carry.Store(c.Self().Id, n.kept)
+		return
+	case *actor.Stopped:
+		n.d.carry.Delete(c.Self().Id) // stopped instead of restarted
+	}
+	n.conversation.Receive(c)
 }
 
 // Manager is this node's conversations: the manager actor and the calls
@@ -179,6 +213,9 @@ func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 		d.deliverSlots = make(chan struct{}, 16)
 	}
 	d.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
+	// A mailbox of a linked queue: an idle one holds one node, where the
+	// default's ring buffer sets aside room for ten messages.
+	d.props = actor.PropsFromProducer(func() actor.Actor { return newNamed(d) }, actor.WithMailbox(actor.UnboundedLockfree()))
 	m := &Manager{d: d, base: cfg.Base}
 	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} }, actor.WithSupervisor(cfg.Supervisor))
 	pid, err := system.Root.SpawnNamed(props, "conversations")

@@ -1,19 +1,22 @@
 package conv
 
 import (
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/internal/metrics"
 )
 
+// entry is the manager's record of one child, under the key <tenant>/<id>
+// (the child's name: its PID's id is the manager's, "/" and the key, and
+// the map's key is that part of it, not a string of its own).
 type entry struct {
 	pid       *actor.PID
-	tenant    string
-	id        string
-	forwarded uint64    // messages sent to pid by the manager
-	last      time.Time // when the last one was sent
+	forwarded uint64        // messages sent to pid by the manager
+	last      time.Duration // when the last one was sent, since the manager started
 	stopping  bool
 	pending   []routed // held while the child stops, delivered to its successor
 }
@@ -29,7 +32,8 @@ type entry struct {
 type managerActor struct {
 	m       *Manager
 	entries map[string]*entry
-	byPID   map[string]string
+	prefix  string // the manager's id and "/": a child's id is prefix + its key
+	epoch   time.Time
 	cancel  scheduler.CancelFunc
 }
 
@@ -37,7 +41,8 @@ func (m *managerActor) Receive(c actor.Context) {
 	switch msg := c.Message().(type) {
 	case *actor.Started:
 		m.entries = map[string]*entry{}
-		m.byPID = map[string]string{}
+		m.prefix = c.Self().Id + "/"
+		m.epoch = time.Now()
 		every := m.m.d.tick
 		m.cancel = scheduler.NewTimerScheduler(m.m.d.root).SendRepeatedly(every, every, c.Self(), &tickMsg{})
 	case *actor.Stopping:
@@ -46,7 +51,7 @@ func (m *managerActor) Receive(c actor.Context) {
 		}
 	case routed:
 		t, id := msg.route()
-		m.deliver(c, t+"/"+id, t, id, msg)
+		m.deliver(c, t, id, msg)
 	case *releaseMsg:
 		e := m.entries[msg.key]
 		if e == nil || e.pid.Id != msg.pid || e.stopping || msg.processed != e.forwarded {
@@ -55,11 +60,10 @@ func (m *managerActor) Receive(c actor.Context) {
 		e.stopping = true
 		c.Stop(e.pid)
 	case *actor.Terminated:
-		key, ok := m.byPID[msg.Who.Id]
+		key, ok := strings.CutPrefix(msg.Who.Id, m.prefix)
 		if !ok {
 			return
 		}
-		delete(m.byPID, msg.Who.Id)
 		e := m.entries[key]
 		if e == nil || e.pid.Id != msg.Who.Id {
 			return
@@ -68,10 +72,11 @@ func (m *managerActor) Receive(c actor.Context) {
 		m.m.active.Add(-1)
 		m.m.d.met.Inc(metrics.Passivations)
 		for _, p := range e.pending {
-			m.deliver(c, key, e.tenant, e.id, p)
+			t, id := p.route()
+			m.deliver(c, t, id, p)
 		}
 	case *relinquishMsg:
-		e := m.entries[msg.tenant+"/"+msg.id]
+		e := m.lookup(msg.tenant, msg.id)
 		if e == nil || e.stopping {
 			msg.release() // not served here: the store has the last copy
 			return
@@ -84,22 +89,37 @@ func (m *managerActor) Receive(c actor.Context) {
 			}
 		}
 	case *tickMsg:
-		now := time.Now()
+		now := time.Since(m.epoch)
 		for _, e := range m.entries {
-			if !e.stopping && now.Sub(e.last) >= m.m.d.idle {
+			if !e.stopping && now-e.last >= m.m.d.idle {
 				m.send(c, e, &passivateMsg{})
 			}
 		}
 	}
 }
 
-func (m *managerActor) deliver(c actor.Context, key, tenant, id string, msg any) {
-	e := m.entries[key]
+// lookup returns the entry of tenant/id, or nil (no string is made for it).
+func (m *managerActor) lookup(tenant, id string) *entry {
+	var buf [2*128 + 1]byte // ids are at most 128 bytes (moltbot.ValidID)
+	key := append(append(append(buf[:0], tenant...), '/'), id...)
+	return m.entries[string(key)]
+}
+
+func (m *managerActor) deliver(c actor.Context, tenant, id string, msg any) {
+	e := m.lookup(tenant, id)
 	if e == nil {
-		e = &entry{tenant: tenant, id: id}
-		e.pid = c.Spawn(m.m.d.props(tenant, id))
-		m.entries[key] = e
-		m.byPID[e.pid.Id] = key
+		pid, err := c.SpawnNamed(m.m.d.props, tenant+"/"+id)
+		if err != nil {
+			// Not expected: an entry goes only once its child terminated,
+			// which frees the name first. The request is answered.
+			m.m.d.log.Error("conversation actor not spawned", "conversation", tenant+"/"+id, "err", err)
+			if r, ok := msg.(request); ok {
+				r.fail(moltbot.Errorf(moltbot.EInternal, "conversation %q could not be started; retry the request", id))
+			}
+			return
+		}
+		e = &entry{pid: pid}
+		m.entries[pid.Id[len(m.prefix):]] = e
 		m.m.active.Add(1)
 	}
 	if e.stopping {
@@ -113,6 +133,6 @@ func (m *managerActor) deliver(c actor.Context, key, tenant, id string, msg any)
 
 func (m *managerActor) send(c actor.Context, e *entry, msg any) {
 	e.forwarded++
-	e.last = time.Now()
+	e.last = time.Since(m.epoch)
 	c.Send(e.pid, msg)
 }

@@ -94,7 +94,7 @@ func (sup *supervisor) Receive(c actor.Context) {
 	for _, name := range s.order {
 		st := s.states[name]
 		props := actor.PropsFromProducer(func() actor.Actor {
-			return &providerActor{st: st, log: s.log, met: s.met, system: sup.system, now: s.now}
+			return &providerActor{set: s, st: st, log: s.log, met: s.met, system: sup.system, now: s.now}
 		})
 		pid, err := c.SpawnNamed(props, name)
 		if err != nil {
@@ -114,17 +114,6 @@ func (s *Set) Get(name string) *State { return s.states[name] }
 
 // Names are the providers in configuration order.
 func (s *Set) Names() []string { return s.order }
-
-// Send hands c to provider name's actor; false when there is no such
-// provider (c is not answered then).
-func (s *Set) Send(name string, c *Call) bool {
-	pid := s.pids[name]
-	if pid == nil {
-		return false
-	}
-	s.root.Send(pid, c)
-	return true
-}
 
 // HealthLoop probes every provider now and then every interval, until ctx
 // ends. A chain model an Ollama server lacks is marked missing on its

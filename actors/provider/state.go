@@ -4,12 +4,17 @@
 // backoff (the router skips it meanwhile), and a health loop that probes
 // every provider and learns the models it lists.
 //
-// A provider actor owns admission (max in-flight, a bounded queue, "busy"
-// past both). The HTTP call runs on a goroutine the actor starts, which
-// streams text to the caller's callback and reports back by message: Receive
-// never blocks on a model. What must survive a restart (counters, the queue,
-// health) lives in State, which status pages and the router read without
-// asking the actor.
+// Admission (max in-flight, a bounded queue, "busy" past both) has a fast
+// path and an actor. A call that finds a slot free, nobody queued and the
+// provider not restarting takes the slot (State.inFlight, compare-and-swap)
+// and runs at once, on the caller's goroutine or its own (Set.Call): no
+// message, no hop. The provider actor takes the others: it queues them,
+// refuses them (busy, restarting), and starts them on goroutines of their
+// own as slots free up; Receive never blocks on a model. A call that ends
+// frees its slot and tells the actor only when calls wait or it panicked.
+// What must survive a restart (slots, counters, the queue, health) lives
+// in State, which status pages and the router read without asking the
+// actor.
 //
 // Backoff, the supervision strategy, is the runtime's for both of its
 // supervisors (providers here, conversations in actors/conv).
@@ -45,8 +50,11 @@ type Spec struct {
 // State is what survives a provider actor's restart and what status reads
 // without asking the actor: counters and health.
 type State struct {
-	spec     Spec
-	pid      atomic.Pointer[actor.PID]
+	spec Spec
+	pid  atomic.Pointer[actor.PID]
+	// inFlight are the slots taken (calls running), at most
+	// spec.MaxInFlight: taken by Set.Call's fast path and by the actor,
+	// freed by the call (Set.run). queued is the actor's queue's length.
 	inFlight atomic.Int64
 	queued   atomic.Int64
 	restarts atomic.Int64
@@ -67,9 +75,10 @@ type State struct {
 	discovered []string
 }
 
+// carry is a crashed incarnation's queue (the slots in use are inFlight,
+// which the restart leaves alone).
 type carry struct {
-	inFlight int
-	queue    []*Call
+	queue []*Call
 }
 
 // Status is one provider's state for status and readiness.

@@ -30,12 +30,22 @@ type attempt struct {
 	cancel  context.CancelCauseFunc
 	start   time.Time
 	first   atomic.Bool
-	lost    atomic.Bool   // canceled because another attempt took the stream
-	ttft    time.Duration // written before the first event is sent
-	tokens  int           // written by the call's goroutine; read after done
-	timers  []*time.Timer
-	isCont  bool // continues a reply another model began
-	hasNext bool // a later model exists: the first-token deadline applies
+	lost    atomic.Bool     // canceled because another attempt took the stream
+	ttft    time.Duration   // written before the first event is sent
+	tokens  int             // written by the call's goroutine; read after done
+	res     provider.Result // written before evDone is sent
+	timers  [2]*time.Timer  // the first-token deadline, the hedge
+	isCont  bool            // continues a reply another model began
+	hasNext bool            // a later model exists: the first-token deadline applies
+}
+
+// stopTimers stops a's timers.
+func (a *attempt) stopTimers() {
+	for _, t := range a.timers {
+		if t != nil {
+			t.Stop()
+		}
+	}
 }
 
 type evKind int
@@ -46,10 +56,10 @@ const (
 	evHedge
 )
 
+// event is what the loop hears of an attempt (evDone: its result is a.res).
 type event struct {
 	kind evKind
 	a    *attempt
-	res  provider.Result
 }
 
 // chatState is one request's walk of the chain.
@@ -64,9 +74,10 @@ type chatState struct {
 	events   chan event
 	writer   atomic.Pointer[attempt] // the attempt whose tokens reach fn
 	shown    strings.Builder         // text that reached fn, across attempts
-	running  map[*attempt]bool
-	next     int  // next chain position to consider
-	forced   bool // every model was skipped: a second pass ignores breakers
+	running  []*attempt              // at most two run at once (hedging)
+	runBuf   [2]*attempt             // running's first backing array
+	next     int                     // next chain position to consider
+	forced   bool                    // every model was skipped: a second pass ignores breakers
 	started  int
 	hops     int
 	left     *leftModel // the last model left behind, for the failover metric
@@ -101,7 +112,8 @@ type leftModel struct {
 // client saw (so that it can be stored).
 func (r *Router) Chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc, visible bool) (*moltbot.Completion, error) {
 	s := &chatState{r: r, ctx: ctx, chain: chain, msgs: msgs, opts: opts, fn: fn, visible: visible,
-		events: make(chan event, 8*(len(chain)+1)), running: map[*attempt]bool{}, t0: time.Now()}
+		events: make(chan event, 8*(len(chain)+1)), t0: time.Now()}
+	s.running = s.runBuf[:0]
 	defer s.stopAll(nil)
 	if !s.launch(false) {
 		return nil, s.fail(true)
@@ -117,20 +129,20 @@ func (r *Router) Chat(ctx context.Context, chain []moltbot.ModelRef, msgs []molt
 		}
 		switch ev.kind {
 		case evHedge:
-			if s.running[ev.a] && s.writer.Load() == nil && len(s.running) == 1 {
+			if s.isRunning(ev.a) && s.writer.Load() == nil && len(s.running) == 1 {
 				s.leave(ev.a.ref, "hedge")
 				s.launch(false)
 			}
 		case evFirst:
 			// ev.a owns the stream: stop every other attempt.
-			for a := range s.running {
+			for _, a := range s.running {
 				if a != ev.a {
 					a.lost.Store(true)
 					a.cancel(errLost)
 				}
 			}
 		case evDone:
-			if comp, err, done := s.done(ev.a, ev.res); done {
+			if comp, err, done := s.done(ev.a, ev.a.res); done {
 				return comp, err
 			}
 		}
@@ -195,30 +207,33 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	a := &attempt{ref: ref, hop: s.hops, probe: probe, ctx: actx, cancel: cancel, start: time.Now(), isCont: cont, hasNext: s.next < len(s.chain)}
 	s.hops++
 	s.started++
-	s.running[a] = true
+	s.running = append(s.running, a)
 	msgs := s.msgs
 	if cont {
 		msgs = append(append(make([]moltbot.Message, 0, len(msgs)+1), msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
 	}
 	call := &provider.Call{Ctx: actx, Req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts},
 		Fn:    func(text string) error { return s.token(a, text) },
-		Reply: func(res provider.Result) { s.events <- event{kind: evDone, a: a, res: res} }}
+		Reply: func(res provider.Result) { a.res = res; s.events <- event{kind: evDone, a: a} }}
 	if a.hasNext {
 		latency := s.r.policy.Config().Latency
-		a.timers = append(a.timers, time.AfterFunc(latency, func() {
+		a.timers[0] = time.AfterFunc(latency, func() {
 			if !a.first.Load() {
 				a.cancel(errFirstToken)
 			}
-		}))
+		})
 	}
 	if s.r.hedgeAfter > 0 && a.hasNext && s.writer.Load() == nil {
-		a.timers = append(a.timers, time.AfterFunc(s.r.hedgeAfter, func() {
+		a.timers[1] = time.AfterFunc(s.r.hedgeAfter, func() {
 			if !a.first.Load() {
 				s.events <- event{kind: evHedge, a: a}
 			}
-		}))
+		})
 	}
-	s.r.providers.Send(ref.Provider, call)
+	// Without hedging one attempt runs at a time and the loop has nothing
+	// to do meanwhile: the call runs on this goroutine when it may start
+	// at once (no hand-off to a goroutine and back).
+	s.r.providers.Call(ref.Provider, call, s.r.hedgeAfter <= 0)
 }
 
 // token runs on the call's goroutine for each piece of text of attempt a.
@@ -249,10 +264,8 @@ func (s *chatState) token(a *attempt, text string) error {
 
 // done handles the end of attempt a; done reports whether chat returns.
 func (s *chatState) done(a *attempt, res provider.Result) (*moltbot.Completion, error, bool) {
-	delete(s.running, a)
-	for _, t := range a.timers {
-		t.Stop()
-	}
+	s.remove(a)
+	a.stopTimers()
 	cause := context.Cause(a.ctx)
 	a.cancel(nil)
 	now := s.r.now()
@@ -359,10 +372,27 @@ func (s *chatState) done(a *attempt, res provider.Result) (*moltbot.Completion, 
 
 // stopAll cancels every running attempt.
 func (s *chatState) stopAll(cause error) {
-	for a := range s.running {
+	for _, a := range s.running {
 		a.cancel(cause)
-		for _, t := range a.timers {
-			t.Stop()
+		a.stopTimers()
+	}
+}
+
+func (s *chatState) isRunning(a *attempt) bool {
+	for _, r := range s.running {
+		if r == a {
+			return true
+		}
+	}
+	return false
+}
+
+// remove takes a off the running attempts.
+func (s *chatState) remove(a *attempt) {
+	for i, r := range s.running {
+		if r == a {
+			s.running = append(s.running[:i], s.running[i+1:]...)
+			return
 		}
 	}
 }
@@ -373,7 +403,7 @@ func (s *chatState) drain() {
 	for len(s.running) > 0 {
 		ev := <-s.events
 		if ev.kind == evDone {
-			delete(s.running, ev.a)
+			s.remove(ev.a)
 		}
 	}
 }

@@ -1,7 +1,7 @@
 // Package route walks a request's model chain: the failover router. It is
 // plain Go on the caller's goroutine (a turn's goroutine, or the HTTP
 // handler of a stateless completion), never inside an actor's Receive; it
-// asks the provider actors (actors/provider) for one call per attempt and
+// asks the providers (actors/provider) for one call per attempt and
 // keeps the breakers of inference/failover up to date with the outcomes.
 package route
 

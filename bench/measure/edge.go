@@ -7,7 +7,14 @@ import (
 	"time"
 )
 
-var edgeBin = flag.String("edge-bin", "", "edge part: also measure this binary, the edge build (make build-edge: bin/moltbot-edge)")
+var (
+	edgeBin      = flag.String("edge-bin", "", "edge part: also measure this binary, the edge build (make build-edge: bin/moltbot-edge)")
+	edgeMemLimit = flag.String("edge-memory-limit", "", "edge part: also measure 10,000 active conversations with this server.memory_limit (e.g. 40MiB)")
+)
+
+// nodeMemoryLimit is the server.memory_limit of the nodes startPathNode
+// starts ("": none).
+var nodeMemoryLimit string
 
 // The edge goals of issue 11. RSS goals are in MB (10^6 bytes), the
 // stricter reading; figures print in MiB beside them.
@@ -28,6 +35,9 @@ func edge() error {
 	builds := []build{{"now", *bin}}
 	if *edgeBin != "" {
 		builds = append(builds, build{"edge", *edgeBin})
+	}
+	if *before != "" {
+		builds = append(builds, build{"before", *before})
 	}
 	fmt.Printf("edge figures, provider types openai and ollama on one simulator\n")
 	for _, b := range builds {
@@ -85,12 +95,30 @@ func edge() error {
 	convs := map[string]conversationsRSS{}
 	flight := map[string]inFlightRSS{}
 	for _, typ := range []string{"openai", "ollama"} {
-		c, err := activeConversations(builds[0], typ, simAddr, 10000)
-		if err != nil {
-			return err
+		// -bin, and -before beside it (the edge build's heap is -bin's).
+		for _, b := range builds {
+			if b.label == "edge" {
+				continue
+			}
+			c, err := activeConversations(b, typ, simAddr, 10000)
+			if err != nil {
+				return err
+			}
+			if b.label == "now" {
+				convs[typ] = c
+			}
+			fmt.Printf("  %s  10,000 active conversations: RSS after 2 s %.1f MiB, peak %.1f MiB (%.0f conversations/s)\n", c.name, c.after, c.peak, c.rate)
+			if *edgeMemLimit != "" && b.label == "now" { // the key is new: older builds refuse it
+				nodeMemoryLimit = *edgeMemLimit
+				c, err := activeConversations(b, typ, simAddr, 10000)
+				nodeMemoryLimit = ""
+				if err != nil {
+					return err
+				}
+				fmt.Printf("  %s  10,000 active conversations, memory_limit %s: RSS after 2 s %.1f MiB = %.1f MB, peak %.1f MiB (%.0f conversations/s)\n",
+					c.name, *edgeMemLimit, c.after, c.after*1.048576, c.peak, c.rate)
+			}
 		}
-		convs[typ] = c
-		fmt.Printf("  %s  10,000 active conversations: RSS after 2 s %.1f MiB, peak %.1f MiB (%.0f conversations/s)\n", c.name, c.after, c.peak, c.rate)
 		f, err := inFlight(builds[0], typ, slowAddr)
 		if err != nil {
 			return err

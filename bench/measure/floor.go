@@ -119,14 +119,14 @@ type floorNode struct {
 	key string
 }
 
-func startFloorNode(simAddr string) (*floorNode, error) {
+func startFloorNode(binPath, simAddr string) (*floorNode, error) {
 	ws, err := os.MkdirTemp("", "moltbot-floor-")
 	if err != nil {
 		return nil, err
 	}
 	n := &floorNode{ws: ws}
 	// init writes admin.key, which `keys create` uses; the config is ours.
-	if out, err := exec.Command(*bin, "init", "--workspace", ws).CombinedOutput(); err != nil {
+	if out, err := exec.Command(binPath, "init", "--workspace", ws).CombinedOutput(); err != nil {
 		n.stop()
 		return nil, fmt.Errorf("moltbot init: %v\n%s", err, out)
 	}
@@ -143,7 +143,7 @@ models: {primary: a/sim, fallback: [b/sim]}
 		n.stop()
 		return nil, err
 	}
-	if n.p, err = start("start", "--workspace", ws); err != nil {
+	if n.p, err = startBin(binPath, "start", "--workspace", ws); err != nil {
 		n.stop()
 		return nil, err
 	}
@@ -153,7 +153,7 @@ models: {primary: a/sim, fallback: [b/sim]}
 		return nil, fmt.Errorf("%v\n%s", err, n.p.out.String())
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(*bin, "keys", "create", "--workspace", ws, "--name", "floor")
+	cmd := exec.Command(binPath, "keys", "create", "--workspace", ws, "--name", "floor")
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -299,7 +299,7 @@ func floor() (err error) {
 			fmt.Fprintf(os.Stderr, "reverse proxy's log:\n%s\n", rp.out.String())
 		}
 	}()
-	node, err := startFloorNode(simAddr)
+	node, err := startFloorNode(*bin, simAddr)
 	if err != nil {
 		return err
 	}
@@ -309,6 +309,14 @@ func floor() (err error) {
 		newFloorTarget("direct", "http://"+simAddr, "sim", nil),
 		newFloorTarget("proxy", rpURL, "sim", nil),
 		newFloorTarget("moltbot", node.url, "moltbot", auth),
+	}
+	if *before != "" { // an older build beside it, same configuration, interleaved
+		old, err := startFloorNode(*before, simAddr)
+		if err != nil {
+			return err
+		}
+		defer old.stop()
+		targets = append(targets, newFloorTarget("before", old.url, "moltbot", http.Header{"Authorization": {"Bearer " + old.key}}))
 	}
 
 	ctx := context.Background()
@@ -333,6 +341,9 @@ func floor() (err error) {
 	}
 
 	fmt.Printf("floor: the simulator (zero delay, %d tokens) directly, through httputil.ReverseProxy (own process) and through moltbot\n", *floorTokens)
+	if *before != "" {
+		fmt.Printf("(and through %s as \"before\", the same configuration)\n", *before)
+	}
 	fmt.Printf("(auth on with an API key, metrics, chain a/sim -> b/sim); %d rounds; concurrency 1: %d requests to each target a round,\n", *floorRounds, *floorRequests)
 	fmt.Printf("request by request in rotating order; concurrency %d: closed loop, %v a target, order rotating every round\n", *floorConc, *floorDuration)
 	type key struct {
@@ -400,25 +411,34 @@ func floor() (err error) {
 				if t.name != "direct" {
 					ad50, ad99 = spreadOf(a50).String(), spreadOf(a99).String()
 				}
-				if t.name == "moltbot" {
+				if t.name == "moltbot" || t.name == "before" {
 					ratio = fmt.Sprintf("%.2f", spreadOf(a50).med/spreadOf(added["proxy"]).med)
 				}
 				fmt.Printf("%-38s %-7s %10.3f %25s %25s %9s %22s\n", what, t.name, spreadOf(p50).med, ad50, ad99, ratio, rpsString(spreadOf(rps[t.name])))
 			}
-			var ra, rr []float64
-			for i := range added["moltbot"] {
-				ra = append(ra, added["moltbot"][i]/added["proxy"][i])
-				rr = append(rr, rps["moltbot"][i]/rps["proxy"][i])
-			}
-			am, ap := spreadOf(added["moltbot"]).med, spreadOf(added["proxy"]).med
-			ras := spreadOf(ra)
-			verdicts = append(verdicts, fmt.Sprintf("%-40s added p50 %.3f ms, the proxy's %.3f: %.2fx (rounds %.2f..%.2f): %s",
-				what, am, ap, am/ap, ras.min, ras.max, metOrNot(am/ap <= 1.2)))
-			if part.label == endOfReply.label { // req/s counts whole replies
-				rm, rp := spreadOf(rps["moltbot"]).med, spreadOf(rps["proxy"]).med
-				rrs := spreadOf(rr)
-				verdicts = append(verdicts, fmt.Sprintf("%-40s req/s %.0f, the proxy's %.0f: %.2fx (rounds %.2f..%.2f): %s",
-					what, rm, rp, rm/rp, rrs.min, rrs.max, metOrNot(rm >= rp)))
+			for _, name := range []string{"moltbot", "before"} {
+				if len(added[name]) == 0 {
+					continue
+				}
+				label := what
+				if name != "moltbot" {
+					label = name + ": " + what
+				}
+				var ra, rr []float64
+				for i := range added[name] {
+					ra = append(ra, added[name][i]/added["proxy"][i])
+					rr = append(rr, rps[name][i]/rps["proxy"][i])
+				}
+				am, ap := spreadOf(added[name]).med, spreadOf(added["proxy"]).med
+				ras := spreadOf(ra)
+				verdicts = append(verdicts, fmt.Sprintf("%-48s added p50 %.3f ms, the proxy's %.3f: %.2fx (rounds %.2f..%.2f): %s",
+					label, am, ap, am/ap, ras.min, ras.max, metOrNot(am/ap <= 1.2)))
+				if part.label == endOfReply.label { // req/s counts whole replies
+					rm, rp := spreadOf(rps[name]).med, spreadOf(rps["proxy"]).med
+					rrs := spreadOf(rr)
+					verdicts = append(verdicts, fmt.Sprintf("%-48s req/s %.0f, the proxy's %.0f: %.2fx (rounds %.2f..%.2f): %s",
+						label, rm, rp, rm/rp, rrs.min, rrs.max, metOrNot(rm >= rp)))
+				}
 			}
 		}
 	}

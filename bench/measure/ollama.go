@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	before       = flag.String("before", "", "ollama part: also measure this older moltbot binary, interleaved with -bin")
+	before       = flag.String("before", "", "ollama and floor parts: also measure this older moltbot binary, interleaved with -bin")
 	ollamaRounds = flag.Int("ollama-rounds", 3, "ollama part: interleaved rounds of the closed-loop runs")
 )
 
@@ -44,13 +44,17 @@ func startPathNode(b build, typ, simAddr string, maxInFlight int, idle string) (
 	if typ == "openai" {
 		url += "/v1"
 	}
-	cfg := fmt.Sprintf(`server: {host: 127.0.0.1, port: %d}
+	limit := ""
+	if nodeMemoryLimit != "" {
+		limit = ", memory_limit: " + nodeMemoryLimit
+	}
+	cfg := fmt.Sprintf(`server: {host: 127.0.0.1, port: %d%s}
 log: {level: warn, format: text}
 providers:
   - {name: p, type: %s, url: %q, max_in_flight: %d, max_queue: 4096}
 models: {primary: p/sim}
 conversations: {idle_timeout: %s}
-`, port, typ, url, maxInFlight, idle)
+`, port, limit, typ, url, maxInFlight, idle)
 	if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

@@ -6,8 +6,9 @@ import "github.com/urfave/cli/v2"
 
 // The edge build (make build-edge: -tags edge,urfave_cli_no_docs) leaves
 // out what a node on a small device does not run: the load generator
-// (`moltbot bench`, with its HTML report and html/template), and urfave/cli's
-// man page and markdown generators. Everything a node serves stays. Its size
+// (`moltbot bench`, with its HTML report and html/template). urfave/cli's
+// man page and markdown generators are out of every build made by make
+// (urfave_cli_no_docs). Everything a node serves stays. Its size
 // budget is checked beside the default build's (bench/measure's
 // TestSizeBudget, make size-check).
 //

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,6 +294,11 @@ func (n *Node) Start() error {
 	if err := n.privateWorkspace(); err != nil {
 		ln.Close()
 		return err
+	}
+	if lim := int64(cfg.Server.MemoryLimit); lim > 0 {
+		// The process's, not this node's: set once, before the node allocates.
+		debug.SetMemoryLimit(lim)
+		n.Log.Debug("memory limit", "server.memory_limit", cfg.Server.MemoryLimit.String())
 	}
 	if t := cfg.Server.TLS; t.Enabled() {
 		if n.certs, err = newCertSource(n.Workspace, t.CertFile, t.KeyFile); err != nil {

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
 
+	"github.com/moltbot/moltbot/internal/jsonscan"
 	"github.com/ollama/ollama/api"
 )
 
@@ -183,17 +182,17 @@ const (
 func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
 	prev := *resp
 	var out api.ChatResponse
-	i := skipWS(b, 0)
+	i := jsonscan.WS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return "", false
 	}
-	i = skipWS(b, i+1)
+	i = jsonscan.WS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		i++
 	} else {
 		seen := 0
 		for {
-			ks, ke, j, ok := scanKey(b, i)
+			ks, ke, j, ok := jsonscan.Key(b, i)
 			if !ok {
 				return "", false
 			}
@@ -202,13 +201,13 @@ func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
 			switch string(b[ks:ke]) {
 			case "model":
 				bit = kModel
-				out.Model, i, ok = scanString(b, i, prev.Model)
+				out.Model, i, ok = jsonscan.String(b, i, prev.Model)
 			case "remote_model":
 				bit = kRemoteModel
-				out.RemoteModel, i, ok = scanString(b, i, prev.RemoteModel)
+				out.RemoteModel, i, ok = jsonscan.String(b, i, prev.RemoteModel)
 			case "remote_host":
 				bit = kRemoteHost
-				out.RemoteHost, i, ok = scanString(b, i, prev.RemoteHost)
+				out.RemoteHost, i, ok = jsonscan.String(b, i, prev.RemoteHost)
 			case "created_at":
 				bit = kCreatedAt
 				var s, e int
@@ -222,43 +221,43 @@ func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
 				i, ok = scanMessage(b, i, &out.Message, &prev.Message)
 			case "done":
 				bit = kDone
-				out.Done, i, ok = scanBool(b, i)
+				out.Done, i, ok = jsonscan.Bool(b, i)
 			case "done_reason":
 				bit = kDoneReason
-				out.DoneReason, i, ok = scanString(b, i, prev.DoneReason)
+				out.DoneReason, i, ok = jsonscan.String(b, i, prev.DoneReason)
 			case "total_duration":
 				bit = kTotalDuration
 				var v int64
-				v, i, ok = scanInt(b, i, 64)
+				v, i, ok = jsonscan.Int(b, i, 64)
 				out.TotalDuration = time.Duration(v)
 			case "load_duration":
 				bit = kLoadDuration
 				var v int64
-				v, i, ok = scanInt(b, i, 64)
+				v, i, ok = jsonscan.Int(b, i, 64)
 				out.LoadDuration = time.Duration(v)
 			case "prompt_eval_count":
 				bit = kPromptEvalCount
 				var v int64
-				v, i, ok = scanInt(b, i, intBits)
+				v, i, ok = jsonscan.Int(b, i, jsonscan.IntBits)
 				out.PromptEvalCount = int(v)
 			case "prompt_eval_duration":
 				bit = kPromptEvalDuration
 				var v int64
-				v, i, ok = scanInt(b, i, 64)
+				v, i, ok = jsonscan.Int(b, i, 64)
 				out.PromptEvalDuration = time.Duration(v)
 			case "eval_count":
 				bit = kEvalCount
 				var v int64
-				v, i, ok = scanInt(b, i, intBits)
+				v, i, ok = jsonscan.Int(b, i, jsonscan.IntBits)
 				out.EvalCount = int(v)
 			case "eval_duration":
 				bit = kEvalDuration
 				var v int64
-				v, i, ok = scanInt(b, i, 64)
+				v, i, ok = jsonscan.Int(b, i, 64)
 				out.EvalDuration = time.Duration(v)
 			case "error":
 				bit = kError
-				errMsg, i, ok = scanString(b, i, "")
+				errMsg, i, ok = jsonscan.String(b, i, "")
 			default:
 				return "", false
 			}
@@ -266,7 +265,7 @@ func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
 				return "", false
 			}
 			seen |= bit
-			i = skipWS(b, i)
+			i = jsonscan.WS(b, i)
 			if i >= len(b) {
 				return "", false
 			}
@@ -277,10 +276,10 @@ func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
 			if b[i] != ',' {
 				return "", false
 			}
-			i = skipWS(b, i+1)
+			i = jsonscan.WS(b, i+1)
 		}
 	}
-	if skipWS(b, i) != len(b) {
+	if jsonscan.WS(b, i) != len(b) {
 		return "", false
 	}
 	if errMsg == "" {
@@ -295,13 +294,13 @@ func scanMessage(b []byte, i int, m, prev *api.Message) (int, bool) {
 	if i >= len(b) || b[i] != '{' {
 		return i, false
 	}
-	i = skipWS(b, i+1)
+	i = jsonscan.WS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return i + 1, true
 	}
 	seen := 0
 	for {
-		ks, ke, j, ok := scanKey(b, i)
+		ks, ke, j, ok := jsonscan.Key(b, i)
 		if !ok {
 			return i, false
 		}
@@ -310,22 +309,22 @@ func scanMessage(b []byte, i int, m, prev *api.Message) (int, bool) {
 		switch string(b[ks:ke]) {
 		case "role":
 			bit = mRole
-			m.Role, i, ok = scanString(b, i, prev.Role)
+			m.Role, i, ok = jsonscan.String(b, i, prev.Role)
 			if ok {
 				m.Role = strings.ToLower(m.Role) // no copy when already lower case
 			}
 		case "content":
 			bit = mContent
-			m.Content, i, ok = scanString(b, i, "")
+			m.Content, i, ok = jsonscan.String(b, i, "")
 		case "thinking":
 			bit = mThinking
-			m.Thinking, i, ok = scanString(b, i, "")
+			m.Thinking, i, ok = jsonscan.String(b, i, "")
 		case "tool_name":
 			bit = mToolName
-			m.ToolName, i, ok = scanString(b, i, prev.ToolName)
+			m.ToolName, i, ok = jsonscan.String(b, i, prev.ToolName)
 		case "tool_call_id":
 			bit = mToolCallID
-			m.ToolCallID, i, ok = scanString(b, i, prev.ToolCallID)
+			m.ToolCallID, i, ok = jsonscan.String(b, i, prev.ToolCallID)
 		default:
 			return i, false
 		}
@@ -333,7 +332,7 @@ func scanMessage(b []byte, i int, m, prev *api.Message) (int, bool) {
 			return i, false
 		}
 		seen |= bit
-		i = skipWS(b, i)
+		i = jsonscan.WS(b, i)
 		if i >= len(b) {
 			return i, false
 		}
@@ -343,42 +342,8 @@ func scanMessage(b []byte, i int, m, prev *api.Message) (int, bool) {
 		if b[i] != ',' {
 			return i, false
 		}
-		i = skipWS(b, i+1)
+		i = jsonscan.WS(b, i+1)
 	}
-}
-
-const intBits = 32 << (^uint(0) >> 63) // the size of int: json refuses a count that overflows it
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	return i
-}
-
-// scanKey reads `"key"`, whitespace and the colon at b[i:] and returns the
-// key's bounds and the index of its value. Keys with escapes or non-ASCII
-// bytes are not the fast path's (encoding/json unescapes and case-folds keys).
-func scanKey(b []byte, i int) (ks, ke, next int, ok bool) {
-	if i >= len(b) || b[i] != '"' {
-		return 0, 0, i, false
-	}
-	ks = i + 1
-	ke = ks
-	for ke < len(b) && b[ke] != '"' {
-		if c := b[ke]; c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-			return 0, 0, i, false
-		}
-		ke++
-	}
-	if ke >= len(b) {
-		return 0, 0, i, false
-	}
-	j := skipWS(b, ke+1)
-	if j >= len(b) || b[j] != ':' {
-		return 0, 0, i, false
-	}
-	return ks, ke, skipWS(b, j+1), true
 }
 
 // rawString returns the bounds of the JSON string token at b[i:], quotes
@@ -397,191 +362,4 @@ func rawString(b []byte, i int) (int, int, bool) {
 		}
 	}
 	return 0, 0, false
-}
-
-// scanString reads the JSON string at b[i:] and returns it, reusing prev
-// when the bytes are the same (no allocation for a repeated model name).
-// It decodes as encoding/json does: the standard escapes, surrogate pairs,
-// U+FFFD for a lone surrogate or an invalid UTF-8 byte; control characters
-// and invalid escapes are not valid JSON.
-func scanString(b []byte, i int, prev string) (string, int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return "", i, false
-	}
-	s := i + 1
-	e := s
-	plain := true
-	for e < len(b) {
-		c := b[e]
-		if c == '"' {
-			break
-		}
-		if c < 0x20 {
-			return "", i, false
-		}
-		if c == '\\' {
-			plain = false
-			e += 2 // the escaped byte cannot be the closing quote
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			plain = false
-		}
-		e++
-	}
-	if e >= len(b) {
-		return "", i, false
-	}
-	raw := b[s:e]
-	if plain || (bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw)) {
-		if string(raw) == prev {
-			return prev, e + 1, true
-		}
-		return string(raw), e + 1, true
-	}
-	out, ok := unquote(raw)
-	if !ok {
-		return "", i, false
-	}
-	if string(out) == prev {
-		return prev, e + 1, true
-	}
-	return string(out), e + 1, true
-}
-
-// unquote decodes the inside of a JSON string as encoding/json's
-// unquoteBytes does, and checks the escapes as its scanner does.
-func unquote(s []byte) ([]byte, bool) {
-	b := make([]byte, 0, len(s)+utf8.UTFMax)
-	for r := 0; r < len(s); {
-		c := s[r]
-		switch {
-		case c == '\\':
-			if r+1 >= len(s) {
-				return nil, false
-			}
-			switch s[r+1] {
-			case '"', '\\', '/':
-				b = append(b, s[r+1])
-				r += 2
-			case 'b':
-				b = append(b, '\b')
-				r += 2
-			case 'f':
-				b = append(b, '\f')
-				r += 2
-			case 'n':
-				b = append(b, '\n')
-				r += 2
-			case 'r':
-				b = append(b, '\r')
-				r += 2
-			case 't':
-				b = append(b, '\t')
-				r += 2
-			case 'u':
-				rr := getu4(s[r:])
-				if rr < 0 {
-					return nil, false
-				}
-				r += 6
-				if utf16.IsSurrogate(rr) {
-					rr1 := getu4(s[r:])
-					if dec := utf16.DecodeRune(rr, rr1); dec != utf8.RuneError {
-						r += 6
-						b = utf8.AppendRune(b, dec)
-						break
-					}
-					rr = utf8.RuneError
-				}
-				b = utf8.AppendRune(b, rr)
-			default:
-				return nil, false
-			}
-		case c == '"' || c < 0x20:
-			return nil, false
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			r++
-		default:
-			rr, size := utf8.DecodeRune(s[r:])
-			r += size
-			b = utf8.AppendRune(b, rr)
-		}
-	}
-	return b, true
-}
-
-// getu4 decodes \uXXXX at the start of s, or returns -1.
-func getu4(s []byte) rune {
-	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
-		return -1
-	}
-	var r rune
-	for _, c := range s[2:6] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r*16 + rune(c)
-	}
-	return r
-}
-
-// scanBool reads true or false (the caller checks what follows).
-func scanBool(b []byte, i int) (bool, int, bool) {
-	if hasPrefix(b[i:], "true") {
-		return true, i + 4, true
-	}
-	if hasPrefix(b[i:], "false") {
-		return false, i + 5, true
-	}
-	return false, i, false
-}
-
-func hasPrefix(b []byte, lit string) bool {
-	return len(b) >= len(lit) && string(b[:len(lit)]) == lit
-}
-
-// scanInt reads a JSON integer that fits a signed integer of the given bits.
-// Leading zeros or a value out of range are not the fast path's; nor is a
-// fraction or an exponent, which the caller finds where it expects , or }
-// (encoding/json refuses all of them for an integer field).
-func scanInt(b []byte, i int, bits uint) (int64, int, bool) {
-	j := i
-	neg := false
-	if j < len(b) && b[j] == '-' {
-		neg = true
-		j++
-	}
-	start := j
-	var u uint64
-	limit := uint64(1) << (bits - 1) // |min|; max is limit-1
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		if j-start >= 19 { // 19 digits always fit a uint64
-			return 0, i, false
-		}
-		u = u*10 + uint64(b[j]-'0')
-		j++
-	}
-	n := j - start
-	if n == 0 || (n > 1 && b[start] == '0') {
-		return 0, i, false
-	}
-	if neg {
-		if u > limit {
-			return 0, i, false
-		}
-		return -int64(u), j, true
-	}
-	if u >= limit {
-		return 0, i, false
-	}
-	return int64(u), j, true
 }

@@ -33,3 +33,38 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanChunkMatchesSlow: whatever chunk the fast path takes, it reads
+// exactly as scanChunkSlow (jsonparser, encoding/json for usage) does.
+func FuzzScanChunkMatchesSlow(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"sim","system_fingerprint":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"[simulated]"},"logprobs":null,"finish_reason":null}]}`,
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"sim","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}`,
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"sim","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":4,"total_tokens":9,"prompt_tokens_details":{"cached_tokens":0}}}`,
+		`{"choices":[{"index":0,"delta":{"content":"x"},"logprobs":{"content":[{"token":"x","logprob":-0.5e-3,"top_logprobs":[]}]},"finish_reason":"stop"}]}`,
+		`{"choices":[{"delta":{"content":"Hi \"there\"\n\u00e9 \ud83e\udd16"}},{"delta":{"content":"b"}}],"obfuscation":"abc"}`,
+		`{"choices":[{"delta":{"content":null}}],"usage":null,"error":null}`,
+		`{"Model":"x","choices":[]}`,
+		`{"error":{"message":"overloaded","type":"server_error"}}`,
+		` { "model" : "m" , "choices" : [ { "delta" : { "content" : "a" } } ] } `,
+		`{"choices":[{"delta":{"content":"\x"}}]}`,
+		`{"choices":[{"delta":{"content":5}}]}`,
+		`{"usage":{"prompt_tokens":1.5}}`,
+	} {
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, wantModel bool) {
+		fast, ok := fastChunk(data, wantModel)
+		if !ok {
+			return
+		}
+		slow, err := scanChunkSlow(data, wantModel)
+		if err != nil {
+			t.Fatalf("%q: fast path took it, the slow path failed: %v", data, err)
+		}
+		if fast.content != slow.content || fast.finish != slow.finish || fast.model != slow.model || fast.errMsg != slow.errMsg ||
+			(fast.usage == nil) != (slow.usage == nil) || fast.usage != nil && *fast.usage != *slow.usage {
+			t.Fatalf("%q: fast %+v (usage %v), slow %+v (usage %v)", data, fast, fast.usage, slow, slow.usage)
+		}
+	})
+}

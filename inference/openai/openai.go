@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/buger/jsonparser"
 	"github.com/moltbot/moltbot"
@@ -172,7 +173,8 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 		// A server that ignored "stream": read the whole completion.
 		return c.readJSON(ctx, resp, fn)
 	}
-	r := sse.NewReader(resp.Body, 4<<20)
+	r := getReader(resp.Body)
+	defer putReader(r)
 	finished := false
 	for {
 		ev, err := r.Next()
@@ -215,6 +217,29 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 			finished = true
 		}
 	}
+}
+
+// maxEvent bounds one event of a stream.
+const maxEvent = 4 << 20
+
+// Stream readers are pooled: each holds a 4 KiB read buffer, and a call
+// needs one only while it reads.
+var readers = sync.Pool{New: func() any { return sse.NewReader(nil, maxEvent) }}
+
+func getReader(body io.Reader) *sse.Reader {
+	r := readers.Get().(*sse.Reader)
+	r.Reset(body)
+	return r
+}
+
+// putReader returns r to the pool, unless an event grew its buffers past
+// what a pooled reader should keep.
+func putReader(r *sse.Reader) {
+	if r.Retained() > 64<<10 {
+		return
+	}
+	r.Reset(nil)
+	readers.Put(r)
 }
 
 type completion struct {
@@ -275,9 +300,19 @@ var chunkPaths = [][]string{
 	{"error"},
 }
 
-// scanChunk reads a chunk in one pass without building it (the hot path: one
-// call per token). Chunks with usage or an error, rare, are decoded fully.
+// scanChunk reads what moltbot needs of a chunk (the hot path: one call per
+// token): a chunk of the usual shape in one pass (fastChunk), any other
+// with scanChunkSlow.
 func scanChunk(data []byte, wantModel bool) (scanned, error) {
+	if out, ok := fastChunk(data, wantModel); ok {
+		return out, nil
+	}
+	return scanChunkSlow(data, wantModel)
+}
+
+// scanChunkSlow reads a chunk with jsonparser; chunks with usage or an
+// error are decoded fully by encoding/json. Its result is scanChunk's.
+func scanChunkSlow(data []byte, wantModel bool) (scanned, error) {
 	var out scanned
 	var full bool
 	var perr error

@@ -272,10 +272,23 @@ func TestAppendRequest(t *testing.T) {
 }
 
 func BenchmarkScanChunk(b *testing.B) {
-	data := []byte(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"x","choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,"finish_reason":null}]}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		scanChunk(data, false)
+	for _, bc := range []struct{ name, data string }{
+		{"token", `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"x","choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,"finish_reason":null}]}`},
+		{"usage", `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":16,"total_tokens":21}}`},
+	} {
+		data := []byte(bc.data)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				scanChunk(data, false)
+			}
+		})
+		b.Run(bc.name+"/slow", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				scanChunkSlow(data, false)
+			}
+		})
 	}
 }
 

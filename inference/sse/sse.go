@@ -50,6 +50,10 @@ func (r *Reader) Reset(src io.Reader) {
 	r.queue, r.typ, r.id, r.lastCR = nil, "", "", false
 }
 
+// Retained is how many bytes r's buffers hold beyond its read buffer (a
+// pool may drop a reader that grew them for a large event).
+func (r *Reader) Retained() int { return cap(r.data) + cap(r.pending) + cap(r.qbuf) }
+
 // readLine returns the next line without its terminator (\n, \r\n or \r).
 // The slice is valid until the next call.
 func (r *Reader) readLine() ([]byte, error) {

@@ -40,6 +40,7 @@ var deps = map[string]allowed{
 
 	// Leaves: adapters of one dependency each, and helpers.
 	"internal/jsonw":    {},
+	"internal/jsonscan": {},
 	"internal/logging":  {code: []string{"."}},
 	"internal/metrics":  {},
 	"internal/slots":    {},
@@ -63,12 +64,12 @@ var deps = map[string]allowed{
 
 	// Providers see the domain and the Provider interface, never the runtime.
 	"inference":           {code: []string{".", "internal/jsonw"}},
-	"inference/ollama":    {code: []string{".", "inference", "internal/jsonw"}, tests: []string{"internal/testutil"}},
-	"inference/openai":    {code: []string{".", "inference", "inference/sse", "internal/jsonw"}, tests: []string{"internal/testutil"}},
+	"inference/ollama":    {code: []string{".", "inference", "internal/jsonscan", "internal/jsonw"}, tests: []string{"internal/testutil"}},
+	"inference/openai":    {code: []string{".", "inference", "inference/sse", "internal/jsonscan", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/anthropic": {code: []string{".", "inference", "inference/sse"}, tests: []string{"internal/testutil"}},
 	// The OpenAI chat completions API's wire types, for whoever speaks it
 	// (the simulator; the gateway next).
-	"inference/openaiwire": {code: []string{".", "internal/jsonw"}},
+	"inference/openaiwire": {code: []string{".", "internal/jsonscan", "internal/jsonw"}},
 	// The simulator serves the Ollama and OpenAI APIs with their own types.
 	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "inference/openaiwire", "internal/jsonw"}},
 
@@ -112,7 +113,9 @@ var deps = map[string]allowed{
 var owners = map[string][]string{
 	// actors and its seams (actors/conv, actors/provider, actors/route,
 	// actors/pb): the only code that knows protoactor.
-	"github.com/asynkron/protoactor-go":  {"actors"},
+	"github.com/asynkron/protoactor-go": {"actors"},
+	// protoactor's registry's maps, sized (actors/registry.go).
+	"github.com/orcaman/concurrent-map":  {"actors"},
 	"google.golang.org/protobuf":         {"actors"},
 	"google.golang.org/grpc":             {"actors", "cluster"},
 	"github.com/hashicorp/memberlist":    {"cluster"},

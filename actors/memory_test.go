@@ -1,0 +1,57 @@
+package actors
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/inference/sim"
+	"github.com/moltbot/moltbot/storage"
+)
+
+// discardStore stores nothing: what a conversation costs in memory, without
+// the store's own copy.
+type discardStore struct{ *storage.Memory }
+
+func (discardStore) Put(*moltbot.Conversation, bool) error { return nil }
+
+// BenchmarkActiveConversations: the Go heap each active conversation holds
+// (created with a system prompt, one turn; the store keeps nothing), as
+// bench/measure's edge figures make them, all in one runtime. Reported as
+// heapB/conv; one op is 1,000 conversations.
+func BenchmarkActiveConversations(b *testing.B) {
+	const n = 1000
+	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 16, Seed: 1}), MaxInFlight: 64}},
+		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: discardStore{storage.NewMemory()}, HealthInterval: time.Hour,
+		IdleTimeout: 10 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Shutdown(context.Background())
+	before := liveHeap()
+	convs := 0
+	for b.Loop() {
+		for i := 0; i < n; i++ {
+			c, err := rt.Create(context.Background(), "default", CreateOptions{System: "You are a helpful assistant."})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := rt.Turn(context.Background(), "default", c.ID, moltbot.TurnInput{Content: "hello there, how are you today?"}, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		convs += n
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(liveHeap()-before)/float64(convs), "heapB/conv")
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
