@@ -164,7 +164,7 @@ func TestUnknownConversationAndModel(t *testing.T) {
 	if _, err := e.rt.Get(ctx(t), "default", "nope"); code(err) != moltbot.ENotFound {
 		t.Errorf("get missing: %v", err)
 	}
-	if err := e.rt.Delete(ctx(t), "default", "nope"); code(err) != moltbot.ENotFound {
+	if err := e.rt.Delete(ctx(t), "default", "nope", ""); code(err) != moltbot.ENotFound {
 		t.Errorf("delete missing: %v", err)
 	}
 	if _, err := e.rt.Get(ctx(t), "default", "../etc"); code(err) != moltbot.ENotFound {
@@ -363,7 +363,7 @@ func TestDeleteDuringTurn(t *testing.T) {
 		done <- err
 	}()
 	testutil.Eventually(t, 5*time.Second, "turn running", func() bool { return e.rt.Status().Providers[0].InFlight == 1 })
-	if err := e.rt.Delete(ctx(t), "default", c.ID); err != nil {
+	if err := e.rt.Delete(ctx(t), "default", c.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; code(err) != moltbot.ENotFound {

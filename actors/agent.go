@@ -171,7 +171,7 @@ func (a *agent) serveConv(r *pb.ConvRequest) *pb.ConvReply {
 	case pb.ConvRequest_GET:
 		c, err = l.convs.Get(ctx, r.Tenant, r.Id)
 	case pb.ConvRequest_DELETE:
-		err = l.convs.Delete(ctx, r.Tenant, r.Id)
+		err = l.convs.Delete(ctx, r.Tenant, r.Id, r.User) // user: the one it must belong to
 	}
 	out := &pb.ConvReply{Error: toPBError(err), Owner: l.place().ID()}
 	if c != nil {

@@ -93,16 +93,18 @@ func (rt *Runtime) Get(ctx context.Context, tenant, id string) (*moltbot.Convers
 	}, &pb.ConvRequest{Op: pb.ConvRequest_GET, Tenant: tenant, Id: id})
 }
 
-// Delete removes a conversation; a running turn is canceled.
-func (rt *Runtime) Delete(ctx context.Context, tenant, id string) error {
+// Delete removes a conversation; a running turn is canceled. asUser, when
+// set, is the end user the conversation must belong to (another user's is
+// not found), checked by the owner in the same step as the delete.
+func (rt *Runtime) Delete(ctx context.Context, tenant, id, asUser string) error {
 	if err := rt.life.open(); err != nil {
 		return err
 	}
 	if err := validIDs(tenant, id); err != nil {
 		return moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
 	}
-	_, err := rt.link.fwd.conv(ctx, tenant, id, func() (*moltbot.Conversation, error) { return nil, rt.convs.Delete(ctx, tenant, id) },
-		&pb.ConvRequest{Op: pb.ConvRequest_DELETE, Tenant: tenant, Id: id})
+	_, err := rt.link.fwd.conv(ctx, tenant, id, func() (*moltbot.Conversation, error) { return nil, rt.convs.Delete(ctx, tenant, id, asUser) },
+		&pb.ConvRequest{Op: pb.ConvRequest_DELETE, Tenant: tenant, Id: id, User: asUser})
 	return err
 }
 

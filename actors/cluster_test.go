@@ -199,7 +199,7 @@ func testForwarding(t *testing.T, size int) {
 	if other == owner {
 		other = nodes[1]
 	}
-	if err := other.rt.Delete(ctx(t), "default", c.ID); err != nil {
+	if err := other.rt.Delete(ctx(t), "default", c.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {

@@ -108,4 +108,14 @@ func TestTurnAsUser(t *testing.T) {
 			t.Errorf("%+v: %v", in, err)
 		}
 	}
+	// Deletes too: bob cannot delete ann's conversation; ann can.
+	if err := e.rt.Delete(ctx(t), "default", c.ID, "bob"); code(err) != moltbot.ENotFound {
+		t.Errorf("bob deletes ann's: %v", err)
+	}
+	if _, err := e.rt.Get(ctx(t), "default", c.ID); err != nil {
+		t.Fatalf("gone after bob's delete: %v", err)
+	}
+	if err := e.rt.Delete(ctx(t), "default", c.ID, "ann"); err != nil {
+		t.Errorf("ann deletes hers: %v", err)
+	}
 }

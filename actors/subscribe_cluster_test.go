@@ -56,7 +56,7 @@ func TestClusterSubscribeFollowsTheOwner(t *testing.T) {
 	evs.until(t, "a message after the move", func(ev moltbot.Event) bool {
 		return ev.Kind == moltbot.EventMessage && ev.Message.Content == "after the death"
 	})
-	if err := other.rt.Delete(ctx(t), "default", c.ID); err != nil {
+	if err := other.rt.Delete(ctx(t), "default", c.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-ended; code(err) != moltbot.ENotFound {

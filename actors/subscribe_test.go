@@ -102,7 +102,7 @@ func TestSubscribeFollowsAConversation(t *testing.T) {
 	if a := evs.until(t, "the reply", isMessage(moltbot.RoleAssistant)); a.Message.Content != res.Message.Content {
 		t.Errorf("reply %q, the turn's %q", a.Message.Content, res.Message.Content)
 	}
-	if err := e.rt.Delete(ctx(t), "default", c.ID); err != nil {
+	if err := e.rt.Delete(ctx(t), "default", c.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-ended; code(err) != moltbot.ENotFound {

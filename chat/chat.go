@@ -31,7 +31,9 @@ type Runtime interface {
 	Complete(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error)
 	Create(ctx context.Context, space string, o moltbot.NewConversation) (*moltbot.Conversation, error)
 	Get(ctx context.Context, space, id string) (*moltbot.Conversation, error)
-	Delete(ctx context.Context, space, id string) error
+	// Delete deletes a conversation; asUser, when set, is the end user it
+	// must belong to (checked by its owner).
+	Delete(ctx context.Context, space, id, asUser string) error
 	Turn(ctx context.Context, space, id string, in moltbot.TurnInput, fn moltbot.StreamFunc) (*moltbot.TurnResult, error)
 	ResolveModel(model string) error
 	Models() []moltbot.ModelInfo
@@ -268,12 +270,11 @@ func (s *Service) get(ctx context.Context, p *moltbot.Principal, id string) (*mo
 
 // Delete deletes a conversation of p's.
 func (s *Service) Delete(ctx context.Context, p *moltbot.Principal, id string) error {
+	asUser := ""
 	if p.UserBound {
-		if _, err := s.get(ctx, p, id); err != nil {
-			return err
-		}
+		asUser = p.User // checked by the owner, in the same step as the delete
 	}
-	return s.rt.Delete(ctx, p.Space, id)
+	return s.rt.Delete(ctx, p.Space, id, asUser)
 }
 
 // Models lists the models p may ask for.

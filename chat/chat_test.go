@@ -68,9 +68,12 @@ func (f *fakeRuntime) Get(ctx context.Context, space, id string) (*moltbot.Conve
 	return &cp, nil
 }
 
-func (f *fakeRuntime) Delete(ctx context.Context, space, id string) error {
+func (f *fakeRuntime) Delete(ctx context.Context, space, id, asUser string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c, ok := f.convs[space+"/"+id]; ok && asUser != "" && c.User != asUser { // as the conversation actor does
+		return moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
+	}
 	delete(f.convs, space+"/"+id)
 	return nil
 }

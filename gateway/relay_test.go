@@ -32,7 +32,7 @@ func (b *burstRuntime) Create(context.Context, string, moltbot.NewConversation) 
 func (b *burstRuntime) Get(context.Context, string, string) (*moltbot.Conversation, error) {
 	return nil, nil
 }
-func (b *burstRuntime) Delete(context.Context, string, string) error { return nil }
+func (b *burstRuntime) Delete(context.Context, string, string, string) error { return nil }
 func (b *burstRuntime) Turn(context.Context, string, string, moltbot.TurnInput, moltbot.StreamFunc) (*moltbot.TurnResult, error) {
 	return nil, nil
 }

@@ -245,8 +245,8 @@ func (m *Manager) Get(ctx context.Context, tenant, id string) (*moltbot.Conversa
 }
 
 // Delete removes a conversation; a running turn is canceled.
-func (m *Manager) Delete(ctx context.Context, tenant, id string) error {
-	msg := &deleteMsg{tenant: tenant, id: id, reply: make(chan error, 1)}
+func (m *Manager) Delete(ctx context.Context, tenant, id, asUser string) error {
+	msg := &deleteMsg{tenant: tenant, id: id, asUser: asUser, reply: make(chan error, 1)}
 	m.d.root.Send(m.pid, msg)
 	select {
 	case err := <-msg.reply:

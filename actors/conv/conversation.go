@@ -317,8 +317,8 @@ func (a *conversation) delete(c actor.Context, m *deleteMsg) {
 		m.answer(a.loadErr)
 		return
 	}
-	if a.conv == nil {
-		m.answer(a.notFound())
+	if a.conv == nil || m.asUser != "" && a.conv.User != m.asUser {
+		m.answer(a.notFound()) // another user's does not exist for this one
 		a.release(c)
 		return
 	}

@@ -38,6 +38,7 @@ type getMsg struct {
 
 type deleteMsg struct {
 	tenant, id string
+	asUser     string     // the conversation must be this user's
 	reply      chan error // buffered (1)
 	answered   atomic.Bool
 }

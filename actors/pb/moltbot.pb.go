@@ -1212,7 +1212,8 @@ type ConvRequest struct {
 	Id     string         `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
 	System string         `protobuf:"bytes,4,opt,name=system,proto3" json:"system,omitempty"`
 	Model  string         `protobuf:"bytes,5,opt,name=model,proto3" json:"model,omitempty"`
-	// user is the end user a new conversation belongs to (moltbot.Conversation.User).
+	// user is the end user a new conversation belongs to (CREATE), or the
+	// one it must belong to (DELETE; empty: any).
 	User string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
 }
 
