@@ -68,3 +68,31 @@ func FuzzScanChunkMatchesSlow(f *testing.F) {
 		}
 	})
 }
+
+// The fast path takes the usual shapes (else it would be dead weight, and
+// the fuzz test above would pass on nothing), and hands over what
+// encoding/json would read otherwise: a key that folds to a known one, a
+// key twice, a value of another type.
+func TestFastChunkTakesTheUsualShapes(t *testing.T) {
+	for _, s := range []string{
+		`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"sim","system_fingerprint":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"[simulated]"},"logprobs":null,"finish_reason":null}]}`,
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"sim","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":4,"total_tokens":9,"prompt_tokens_details":{"cached_tokens":0}}}`,
+		`{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}],"usage":null,"error":null}`,
+	} {
+		if _, ok := fastChunk([]byte(s), true); !ok {
+			t.Errorf("not taken: %s", s)
+		}
+	}
+	for _, s := range []string{
+		`{"Model":"x","choices":[]}`,
+		`{"model":"a","model":"b"}`,
+		`{"choices":[{"delta":{"content":"a","Content":"b"}}]}`,
+		`{"choices":[{"delta":{"content":5}}]}`,
+		`{"usage":{"prompt_tokens":1.5}}`,
+		`{"choices":[]} x`,
+	} {
+		if _, ok := fastChunk([]byte(s), true); ok {
+			t.Errorf("taken: %s", s)
+		}
+	}
+}

@@ -20,65 +20,42 @@ import (
 // (FuzzScanChunkMatchesSlow checks this). Strings are decoded by
 // scanChunkSlow's own unquote.
 
+// The keys of each object read, for Object's case-folding check.
+var (
+	chunkKeys  = []string{"model", "choices", "usage", "error"}
+	choiceKeys = []string{"delta", "finish_reason"}
+	deltaKeys  = []string{"content"}
+	usageKeys  = []string{"prompt_tokens", "completion_tokens", "total_tokens"}
+)
+
 // fastChunk reads a chunk; ok false means "ask scanChunkSlow".
 func fastChunk(b []byte, wantModel bool) (out scanned, ok bool) {
-	i := js.WS(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return out, false
-	}
-	const (
-		kModel = 1 << iota
-		kChoices
-		kUsage
-		kError
-	)
-	seen := 0
-	i++
-	for first := true; ; first = false {
-		key, vi, end, ok := js.Member(b, i, first)
-		if !ok {
-			return out, false
-		}
-		if end {
-			i = vi
-			break
-		}
-		bit := 0
+	i, ok := js.Object(b, js.WS(b, 0), 1, chunkKeys, func(key []byte, vi int) (bit, next int, ok bool) {
 		switch string(key) {
 		case "model":
-			bit = kModel
-			var s, e int
-			if s, e, ok = js.RawString(b, vi); ok && wantModel {
+			s, e, ok := js.RawString(b, vi)
+			if ok && wantModel {
 				out.model, ok = unquoteOK(b[s:e])
 			}
-			i = e + 1
+			return 1 << 0, e + 1, ok
 		case "choices":
-			bit = kChoices
-			i, ok = choicesAt(b, vi, &out)
+			next, ok = choicesAt(b, vi, &out)
+			return 1 << 1, next, ok
 		case "usage":
-			bit = kUsage
 			if js.HasPrefix(b, vi, "null") {
-				i = vi + 4
-				break
+				return 1 << 2, vi + 4, true
 			}
 			out.usage = &moltbot.Usage{}
-			i, ok = usageAt(b, vi, out.usage)
+			next, ok = usageAt(b, vi, out.usage)
+			return 1 << 2, next, ok
 		case "error":
-			bit = kError
 			// An error chunk is rare: the slow path reads its message.
-			i, ok = js.Literal(b, vi, "null")
-		default:
-			if js.Folds(key, "model", "choices", "usage", "error") {
-				return out, false
-			}
-			i, ok = js.Skip(b, vi, 1)
+			next, ok = js.Literal(b, vi, "null")
+			return 1 << 3, next, ok
 		}
-		if !ok || seen&bit != 0 {
-			return out, false
-		}
-		seen |= bit
-	}
-	if js.WS(b, i) != len(b) {
+		return 0, vi, true
+	})
+	if !ok || js.WS(b, i) != len(b) {
 		return out, false
 	}
 	return out, true
@@ -87,151 +64,60 @@ func fastChunk(b []byte, wantModel bool) (out scanned, ok bool) {
 // choicesAt reads the array at b[i]: the first choice's delta content and
 // finish reason into out; the others must have the same shape.
 func choicesAt(b []byte, i int, out *scanned) (int, bool) {
-	if i >= len(b) || b[i] != '[' {
-		return i, false
-	}
-	i = js.WS(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return i + 1, true
-	}
 	var skip scanned
-	for n := 0; ; n++ {
-		into := out
-		if n > 0 {
-			into = &skip
-		}
-		var ok bool
-		if i, ok = choice(b, i, into); !ok {
-			return i, false
-		}
-		i = js.WS(b, i)
-		if i >= len(b) {
-			return i, false
-		}
-		if b[i] == ']' {
-			return i + 1, true
-		}
-		if b[i] != ',' {
-			return i, false
-		}
-		i = js.WS(b, i+1)
-	}
+	into := out
+	return js.Array(b, i, func(i int) (int, bool) {
+		next, ok := choice(b, i, into)
+		into = &skip
+		return next, ok
+	})
 }
 
 // choice reads one choice object at b[i].
 func choice(b []byte, i int, out *scanned) (int, bool) {
-	if i >= len(b) || b[i] != '{' {
-		return i, false
-	}
-	const (
-		kDelta = 1 << iota
-		kFinish
-	)
-	seen := 0
-	i++
-	for first := true; ; first = false {
-		key, vi, end, ok := js.Member(b, i, first)
-		if !ok {
-			return i, false
-		}
-		if end {
-			return vi, true
-		}
-		bit := 0
+	return js.Object(b, i, 2, choiceKeys, func(key []byte, vi int) (bit, next int, ok bool) {
 		switch string(key) {
 		case "delta":
-			bit = kDelta
-			i, ok = delta(b, vi, out)
+			next, ok = delta(b, vi, out)
+			return 1 << 0, next, ok
 		case "finish_reason":
-			bit = kFinish
-			out.finish, i, ok = stringOrNull(b, vi)
-		default:
-			if js.Folds(key, "delta", "finish_reason") {
-				return i, false
-			}
-			i, ok = js.Skip(b, vi, 2)
+			out.finish, next, ok = stringOrNull(b, vi)
+			return 1 << 1, next, ok
 		}
-		if !ok || seen&bit != 0 {
-			return i, false
-		}
-		seen |= bit
-	}
+		return 0, vi, true
+	})
 }
 
 // delta reads a choice's delta object at b[i]: its content.
 func delta(b []byte, i int, out *scanned) (int, bool) {
-	if i >= len(b) || b[i] != '{' {
-		return i, false
-	}
-	seen := false
-	i++
-	for first := true; ; first = false {
-		key, vi, end, ok := js.Member(b, i, first)
-		if !ok {
-			return i, false
+	return js.Object(b, i, 3, deltaKeys, func(key []byte, vi int) (bit, next int, ok bool) {
+		if string(key) != "content" {
+			return 0, vi, true
 		}
-		if end {
-			return vi, true
-		}
-		switch string(key) {
-		case "content":
-			if seen {
-				return i, false
-			}
-			seen = true
-			out.content, i, ok = stringOrNull(b, vi)
-		default:
-			if js.Folds(key, "content") {
-				return i, false
-			}
-			i, ok = js.Skip(b, vi, 3)
-		}
-		if !ok {
-			return i, false
-		}
-	}
+		out.content, next, ok = stringOrNull(b, vi)
+		return 1, next, ok
+	})
 }
 
 // usageAt reads the usage object at b[i] into u.
 func usageAt(b []byte, i int, u *moltbot.Usage) (int, bool) {
-	if i >= len(b) || b[i] != '{' {
-		return i, false
-	}
-	seen := 0
-	i++
-	for first := true; ; first = false {
-		key, vi, end, ok := js.Member(b, i, first)
-		if !ok {
-			return i, false
-		}
-		if end {
-			return vi, true
-		}
-		bit := 0
+	return js.Object(b, i, 2, usageKeys, func(key []byte, vi int) (bit, next int, ok bool) {
 		var v int64
 		switch string(key) {
 		case "prompt_tokens":
-			bit = 1
-			v, i, ok = js.Int(b, vi, js.IntBits)
+			v, next, ok = js.Int(b, vi, js.IntBits)
 			u.PromptTokens = int(v)
+			return 1 << 0, next, ok
 		case "completion_tokens":
-			bit = 2
-			v, i, ok = js.Int(b, vi, js.IntBits)
+			v, next, ok = js.Int(b, vi, js.IntBits)
 			u.CompletionTokens = int(v)
+			return 1 << 1, next, ok
 		case "total_tokens":
-			bit = 4
-			_, i, ok = js.Int(b, vi, js.IntBits)
-		default:
-			if js.Folds(key, "prompt_tokens", "completion_tokens", "total_tokens") {
-				return i, false
-			}
-			i, ok = js.Skip(b, vi, 2)
+			_, next, ok = js.Int(b, vi, js.IntBits)
+			return 1 << 2, next, ok
 		}
-		if !ok || seen&bit != 0 {
-			return i, false
-		}
-		seen |= bit
-	}
+		return 0, vi, true
+	})
 }
 
 // stringOrNull reads a JSON string (decoded as scanChunkSlow decodes it)

@@ -91,6 +91,73 @@ func Member(b []byte, i int, first bool) (key []byte, vi int, end, ok bool) {
 	return b[ks:ke], vi, false, true
 }
 
+// Object reads the object at b[i], giving each member in turn to member
+// with its key and the index of its value. For a key it knows, member reads
+// the value and returns a bit of the key's own (1 << n), the index after
+// the value and ok. For a key it does not know it returns bit 0 (and ok):
+// Object skips the value as encoding/json would (at depth), unless the key
+// is one of names but for case, which encoding/json would take for that
+// name: then the object is refused, as it is when a known key comes twice.
+// Object returns the index after the '}'.
+func Object(b []byte, i, depth int, names []string, member func(key []byte, vi int) (bit, next int, ok bool)) (int, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return i, false
+	}
+	seen := 0
+	i++
+	for first := true; ; first = false {
+		key, vi, end, ok := Member(b, i, first)
+		if !ok {
+			return i, false
+		}
+		if end {
+			return vi, true
+		}
+		var bit int
+		bit, i, ok = member(key, vi)
+		if ok && bit == 0 {
+			if Folds(key, names...) {
+				return i, false
+			}
+			i, ok = Skip(b, vi, depth)
+		}
+		if !ok || seen&bit != 0 {
+			return i, false
+		}
+		seen |= bit
+	}
+}
+
+// Array reads the array at b[i], giving the index of each element in turn
+// to elem, which reads it and returns the index after it. Array returns the
+// index after the ']'.
+func Array(b []byte, i int, elem func(i int) (int, bool)) (int, bool) {
+	if i >= len(b) || b[i] != '[' {
+		return i, false
+	}
+	i = WS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, true
+	}
+	for {
+		var ok bool
+		if i, ok = elem(i); !ok {
+			return i, false
+		}
+		i = WS(b, i)
+		if i >= len(b) {
+			return i, false
+		}
+		if b[i] == ']' {
+			return i + 1, true
+		}
+		if b[i] != ',' {
+			return i, false
+		}
+		i = WS(b, i+1)
+	}
+}
+
 // Folds reports whether key is one of names to encoding/json, which
 // matches names case-insensitively (ASCII folding suffices: Key refuses
 // other bytes). A decoder that meets a key it does not know and that folds
