@@ -211,13 +211,6 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	s.relay(w, st, newChunkWriter(w, id, time.Now().Unix()), req.StreamOptions == nil || req.StreamOptions.IncludeUsage)
 }
 
-func orChain(model string) string {
-	if model == "" {
-		return "moltbot"
-	}
-	return model
-}
-
 // keepAlive is how often a quiet event stream says it is still there.
 const keepAlive = 15 * time.Second
 

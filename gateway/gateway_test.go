@@ -401,6 +401,7 @@ func BenchmarkChunkWriter(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w.Body.Reset()
-		cw.chunk(ch)
+		cw.add(ch)
+		cw.flush()
 	}
 }

@@ -76,12 +76,6 @@ func (s *chunkWriter) flush() error {
 	return s.rc.Flush()
 }
 
-// chunk sends one content delta.
-func (s *chunkWriter) chunk(c moltbot.Chunk) error {
-	s.add(c)
-	return s.flush()
-}
-
 // add appends one content delta to what the next flush sends.
 func (s *chunkWriter) add(c moltbot.Chunk) {
 	first := !s.started
