@@ -189,20 +189,20 @@ func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnReques
 			return nil, err
 		}
 	}
-	// A user-bound caller may only speak in its own conversations, and a
-	// tenant with an allow-list only to the models on it: the model a
-	// conversation was created with is checked again on every turn.
+	// A user-bound caller may only speak in its own conversations: checked
+	// by the conversation's owner in the same step as the turn, so there is
+	// no window between a check here and the turn there.
 	if p.UserBound {
-		// Checked by the conversation's owner in the same step as the turn:
-		// no window between a check here and the turn there.
 		in.AsUser = p.User
 	}
+	// A tenant with an allow-list may only use the models on it: the model
+	// a conversation was created with is checked again on every turn.
 	if model == "" && s.pol != nil && s.pol.RestrictsModels(p.Tenant) {
 		c, err := s.get(ctx, p, req.Conversation)
 		if err != nil {
 			return nil, err
 		}
-		if model == "" && s.pol != nil && !s.pol.ModelAllowed(p.Tenant, c.Model) {
+		if !s.pol.ModelAllowed(p.Tenant, c.Model) {
 			return nil, notAllowed(p, c.Model, "the conversation's model ")
 		}
 	}
@@ -292,8 +292,8 @@ func (s *Service) Models(p *moltbot.Principal) []moltbot.ModelInfo {
 	return out
 }
 
-// admitModel checks that model exists (when check) and that p's tenant may
-// use it, then p's rate limits.
+// admitModel checks that model exists and that p's tenant may use it, then,
+// with limits, spends one call of p's rate limits.
 func (s *Service) admitModel(p *moltbot.Principal, model string, limits bool) error {
 	if err := s.rt.ResolveModel(model); err != nil {
 		return err
