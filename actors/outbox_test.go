@@ -146,3 +146,30 @@ func TestOutboxGivesUp(t *testing.T) {
 		t.Errorf("%d attempts after a permanent refusal", ch.seen)
 	}
 }
+
+// One destination gets a conversation's replies in the order they were
+// made, the second waiting while the first is retried.
+func TestOutboxKeepsOrderPerDestination(t *testing.T) {
+	ch := &fakeChannel{fail: 3, err: flaky}
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{simSpec()}, func(c *Config) {
+		c.Deliver, c.DeliverBackoff = ch, time.Millisecond
+	})
+	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{})
+	room := &moltbot.Destination{Channel: "toy", Address: "room"}
+	var want []string
+	for _, text := range []string{"one", "two", "three"} {
+		res, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: text, ReplyTo: room}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res.Message.ID)
+	}
+	testutil.Eventually(t, 10*time.Second, "three deliveries", func() bool { return len(ch.delivered()) == 3 })
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for i := range want {
+		if ch.ids[i] != want[i] {
+			t.Fatalf("delivered in the order %v, made in %v", ch.ids, want)
+		}
+	}
+}

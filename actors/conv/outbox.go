@@ -112,10 +112,21 @@ func (o *outbox) pump(a *conversation, c actor.Context) {
 	now := time.Now().UnixMilli()
 	next, changed := int64(0), false
 	self, root, d := c.Self(), a.d.root, a.d
+	// One destination gets its messages in order: a delivery waits while an
+	// earlier one to the same place is in flight or waiting to be retried
+	// (a given-up one does not hold the rest).
+	var busy map[moltbot.Destination]bool
 	for i := range a.conv.Outbox {
 		dl := &a.conv.Outbox[i]
 		key := deliveryKey(dl)
-		if dl.Failed || o.inFlight[key] {
+		if dl.Failed || busy[dl.To] {
+			continue
+		}
+		if busy == nil {
+			busy = map[moltbot.Destination]bool{}
+		}
+		busy[dl.To] = true
+		if o.inFlight[key] {
 			continue
 		}
 		if dl.NextAt > now {
@@ -128,6 +139,7 @@ func (o *outbox) pump(a *conversation, c actor.Context) {
 		if !ok {
 			dl.Failed, dl.LastError, changed = true, "the message is no longer stored", true
 			d.met.Inc(metrics.OutboxDeliveries, "failed")
+			delete(busy, dl.To) // given up: it holds nothing back
 			continue
 		}
 		select {
