@@ -4,6 +4,7 @@
 package moltbot
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,11 +22,14 @@ const (
 	RoleSystem    Role = "system"
 	RoleUser      Role = "user"
 	RoleAssistant Role = "assistant"
+	// RoleTool is a tool's result, given back to the model: its Parts hold
+	// one PartToolResult naming the call it answers.
+	RoleTool Role = "tool"
 )
 
 // Valid reports whether r is one of the known roles.
 func (r Role) Valid() bool {
-	return r == RoleSystem || r == RoleUser || r == RoleAssistant
+	return r == RoleSystem || r == RoleUser || r == RoleAssistant || r == RoleTool
 }
 
 // Message is one entry of a conversation.
@@ -174,11 +178,108 @@ type ChatOptions struct {
 	TopP        *float64
 	Stop        []string
 	Seed        *int64
+	// Tools are the functions the model may call (nil: none offered).
+	Tools []Tool
+	// ToolChoice says whether and which tool the model must call; nil is
+	// the provider's default ("auto" when tools are offered).
+	ToolChoice *ToolChoice
+	// ParallelToolCalls, when set, allows (true) or forbids (false) more
+	// than one tool call in one reply.
+	ParallelToolCalls *bool
+	// ResponseFormat asks for JSON (an object, or one that a schema
+	// describes); nil or type "text" is free text.
+	ResponseFormat *ResponseFormat
 }
 
-// Chunk is one piece of a streamed reply.
+// Tool is a function a model may call. Parameters is the JSON Schema of
+// its arguments (an object schema; nil: no parameters).
+type Tool struct {
+	Name        string
+	Description string
+	Parameters  json.RawMessage
+	// Strict asks the provider to hold the arguments to the schema exactly
+	// (OpenAI's strict function calling), where it can.
+	Strict bool
+}
+
+// The modes of a ToolChoice.
+const (
+	ToolChoiceAuto     = "auto"     // the model decides
+	ToolChoiceNone     = "none"     // no tool call
+	ToolChoiceRequired = "required" // at least one tool call
+	ToolChoiceFunction = "function" // a call of the tool Name
+)
+
+// ToolChoice constrains the model's tool calls: Mode is one of the
+// ToolChoice constants; Name is the tool when Mode is "function".
+type ToolChoice struct {
+	Mode string
+	Name string
+}
+
+// The types of a ResponseFormat.
+const (
+	FormatText       = "text"
+	FormatJSONObject = "json_object"
+	FormatJSONSchema = "json_schema"
+)
+
+// ResponseFormat asks for a reply in a format: Type is one of the Format
+// constants; for json_schema, Name and Schema (a JSON Schema) describe the
+// value and Strict asks the provider to hold to it exactly.
+type ResponseFormat struct {
+	Type   string
+	Name   string
+	Schema json.RawMessage
+	Strict bool
+}
+
+// JSON reports whether f asks for JSON.
+func (f *ResponseFormat) JSON() bool {
+	return f != nil && (f.Type == FormatJSONObject || f.Type == FormatJSONSchema)
+}
+
+// ToolCall is a call a model asked for: ID names it (a tool result
+// answers it by that id), Arguments is a JSON text.
+type ToolCall struct {
+	ID        string
+	Name      string
+	Arguments string
+}
+
+// ToolCallDelta is a piece of a streamed tool call. Index says which call
+// of the reply it belongs to (0, 1, ...); the first piece of a call carries
+// its ID and Name, later ones only more of Arguments, which are appended.
+// A provider that gets whole calls sends each as one delta.
+type ToolCallDelta struct {
+	Index     int
+	ID        string
+	Name      string
+	Arguments string
+}
+
+// AddDelta appends d to calls, the reply's tool calls so far, and returns
+// the result: a new call at d.Index, or more of its arguments.
+func AddDelta(calls []ToolCall, d *ToolCallDelta) []ToolCall {
+	for len(calls) <= d.Index {
+		calls = append(calls, ToolCall{})
+	}
+	c := &calls[d.Index]
+	if d.ID != "" {
+		c.ID = d.ID
+	}
+	if d.Name != "" {
+		c.Name = d.Name
+	}
+	c.Arguments += d.Arguments
+	return calls
+}
+
+// Chunk is one piece of a streamed reply: text, or a piece of a tool call.
 type Chunk struct {
 	Content string
+	// ToolCall, when not nil, is a piece of a tool call (Content is then empty).
+	ToolCall *ToolCallDelta
 	// Served names the model producing this chunk.
 	Served ModelRef
 	// Failovers counts the models tried before Served.
@@ -190,7 +291,10 @@ type StreamFunc func(Chunk) error
 
 // Completion is a finished model reply.
 type Completion struct {
-	Content      string
+	Content string
+	// ToolCalls are the tool calls the model asked for, in order
+	// (FinishReason "tool_calls" when it stopped for them).
+	ToolCalls    []ToolCall
 	Served       ModelRef
 	Usage        Usage
 	FinishReason string

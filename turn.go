@@ -104,6 +104,8 @@ type Event struct {
 	Kind EventKind
 	// Text is a token's text.
 	Text string
+	// ToolCall is a piece of a tool call (EventToolCall).
+	ToolCall *ToolCallDelta
 	// Served and Failovers say which model produces the tokens (EventToken).
 	Served    ModelRef
 	Failovers int

@@ -52,7 +52,7 @@ func fails(kind inference.Kind) func(context.Context, *inference.Request, infere
 func echo(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
 	last := req.Messages[len(req.Messages)-1].Content
 	for _, w := range strings.Fields("echo: " + last) {
-		if err := fn(w + " "); err != nil {
+		if err := fn(inference.Delta{Text: w + " "}); err != nil {
 			return inference.Result{}, err
 		}
 	}
@@ -192,7 +192,7 @@ func TestUnknownConversationAndModel(t *testing.T) {
 // terminate, the default), and the fallback is not asked.
 func TestBrokenStreamStoresWhatTheUserSaw(t *testing.T) {
 	broken := &fake{chat: func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
-		fn("partial ")
+		fn(inference.Delta{Text: "partial "})
 		return inference.Result{}, inference.StreamEnded("broken")
 	}}
 	simP := &fake{chat: echo}

@@ -228,3 +228,51 @@ func TestAllFail(t *testing.T) {
 		t.Fatalf("err %v (%s)", err, code(err))
 	}
 }
+
+// toolCaller streams one tool call in three pieces (as OpenAI does) and
+// some text, and reports no finish reason of its own.
+func toolCaller(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
+	for _, d := range []*moltbot.ToolCallDelta{
+		{Index: 0, ID: "call_1", Name: "get_weather"},
+		{Index: 0, Arguments: `{"city":`},
+		{Index: 0, Arguments: `"Paris"}`},
+		{Index: 1, ID: "call_2", Name: "get_time", Arguments: `{}`},
+	} {
+		if err := fn(inference.Delta{ToolCall: d}); err != nil {
+			return inference.Result{}, err
+		}
+	}
+	return inference.Result{}, nil
+}
+
+// Tool calls come through the router as they stream: a piece of a call is
+// a first token (no failover threshold met), the pieces reach a streaming
+// caller as they come, and the completion holds the calls put together,
+// finish reason tool_calls.
+func TestToolCallsThroughRouter(t *testing.T) {
+	e := start(t, []string{"a/m", "b/m"}, []ProviderSpec{spec("a", &fake{chat: fails(inference.KindUnavailable)}), spec("b", &fake{chat: toolCaller})}, nil)
+	var pieces []moltbot.ToolCallDelta
+	comp, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{Tools: []moltbot.Tool{{Name: "get_weather"}, {Name: "get_time"}}}, func(c moltbot.Chunk) error {
+		if c.ToolCall == nil || c.Content != "" {
+			t.Errorf("chunk %+v", c)
+		} else {
+			pieces = append(pieces, *c.ToolCall)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []moltbot.ToolCall{{ID: "call_1", Name: "get_weather", Arguments: `{"city":"Paris"}`}, {ID: "call_2", Name: "get_time", Arguments: `{}`}}
+	if comp.Served.String() != "b/m" || comp.FinishReason != "tool_calls" || len(comp.ToolCalls) != 2 || comp.ToolCalls[0] != want[0] || comp.ToolCalls[1] != want[1] {
+		t.Fatalf("%+v", comp)
+	}
+	if len(pieces) != 4 || pieces[1].Arguments != `{"city":` {
+		t.Fatalf("pieces %+v", pieces)
+	}
+	// Not streamed: the same calls, assembled.
+	comp, err = e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, nil)
+	if err != nil || len(comp.ToolCalls) != 2 || comp.ToolCalls[0] != want[0] {
+		t.Fatalf("%+v %v", comp, err)
+	}
+}

@@ -358,7 +358,7 @@ func TestValidation(t *testing.T) {
 			return err
 		}},
 		{"bad role", moltbot.EInvalid, "messages[0].role", func() error {
-			_, err := s.Complete(ctx, p, CompletionRequest{Messages: []moltbot.Message{{Role: "tool", Content: "x"}}})
+			_, err := s.Complete(ctx, p, CompletionRequest{Messages: []moltbot.Message{{Role: "robot", Content: "x"}}})
 			return err
 		}},
 		{"long content", moltbot.ETooLarge, "content", func() error {

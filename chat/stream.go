@@ -167,7 +167,11 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 	st := newStream(s.cfg.EventBuffer, cancel)
 	slow := false
 	fn := func(c moltbot.Chunk) error {
-		if st.push(moltbot.Event{Kind: moltbot.EventToken, Text: c.Content, Served: c.Served, Failovers: c.Failovers}) {
+		ev := moltbot.Event{Kind: moltbot.EventToken, Text: c.Content, Served: c.Served, Failovers: c.Failovers}
+		if c.ToolCall != nil {
+			ev.Kind, ev.ToolCall = moltbot.EventToolCall, c.ToolCall
+		}
+		if st.push(ev) {
 			return nil
 		}
 		slow = true // read by the goroutine that calls fn, after the turn returns

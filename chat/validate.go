@@ -17,7 +17,11 @@ func (s *Service) validMessages(msgs []moltbot.Message) error {
 	for i, m := range msgs {
 		if !m.Role.Valid() {
 			return &moltbot.Error{Code: moltbot.EInvalid, Param: fmt.Sprintf("messages[%d].role", i),
-				Message: fmt.Sprintf("messages[%d].role: must be system, user or assistant, got %q", i, m.Role)}
+				Message: fmt.Sprintf("messages[%d].role: must be system, user, assistant or tool, got %q", i, m.Role)}
+		}
+		if m.Role == moltbot.RoleTool && (len(m.Parts) != 1 || m.Parts[0].Type != moltbot.PartToolResult || m.Parts[0].CallID == "") {
+			return &moltbot.Error{Code: moltbot.EInvalid, Param: fmt.Sprintf("messages[%d].tool_call_id", i),
+				Message: fmt.Sprintf("messages[%d]: a tool message answers one tool call: it needs tool_call_id", i)}
 		}
 		if m.Content == "" {
 			return &moltbot.Error{Code: moltbot.EInvalid, Param: fmt.Sprintf("messages[%d].content", i), Message: fmt.Sprintf("messages[%d].content must not be empty", i)}

@@ -91,7 +91,7 @@ func TestChatCompletionsThroughOpenAIClient(t *testing.T) {
 	c := openai.New(openai.Config{Name: "moltbot", BaseURL: e.url + "/v1"})
 	var text strings.Builder
 	res, err := c.Chat(context.Background(), &inference.Request{Model: "moltbot", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "hi"}}},
-		func(s string) error { text.WriteString(s); return nil })
+		func(d inference.Delta) error { s := d.Text; text.WriteString(s); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestProviderDown(t *testing.T) {
 
 func TestStreamBreaksAfterTokens(t *testing.T) {
 	broken := &scripted{chat: func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
-		fn("half ")
+		fn(inference.Delta{Text: "half "})
 		return inference.Result{}, inference.StreamEnded("broken")
 	}}
 	e := setup(t, []string{"broken/m"}, actors.ProviderSpec{Name: "broken", Provider: broken, MaxInFlight: 1, Timeout: time.Second})

@@ -36,9 +36,39 @@ type Result struct {
 	Model string
 }
 
-// DeltaFunc receives each piece of text as it arrives. Returning an error
-// stops the call; Chat then returns that error unchanged.
-type DeltaFunc func(text string) error
+// Delta is a piece of a streamed reply: text, or (ToolCall not nil) a
+// piece of a tool call, which the receiver may keep (a provider makes a
+// new one for each delta).
+type Delta struct {
+	Text     string
+	ToolCall *moltbot.ToolCallDelta
+}
+
+// DeltaFunc receives each piece of the reply as it arrives. Returning an
+// error stops the call; Chat then returns that error unchanged.
+type DeltaFunc func(Delta) error
+
+// EmbedRequest asks for one vector per input text.
+type EmbedRequest struct {
+	Model string
+	Input []string
+	// Dimensions, when not 0, asks for vectors of this length (models that
+	// can shorten theirs: OpenAI's text-embedding-3).
+	Dimensions int
+}
+
+// EmbedResult is an embedding call's answer: Vectors[i] embeds Input[i].
+type EmbedResult struct {
+	Vectors [][]float32
+	Usage   moltbot.Usage
+	// Model is the model name the server reported, when it did.
+	Model string
+}
+
+// Embedder is a Provider that also embeds text. Errors are *Error, as Chat's.
+type Embedder interface {
+	Embed(ctx context.Context, req *EmbedRequest) (EmbedResult, error)
+}
 
 // Provider is a model server. Implementations are safe for concurrent use.
 type Provider interface {

@@ -95,11 +95,11 @@ func (s *Set) run(st *State, m *Call) {
 	defer cancel()
 	t0 := time.Now()
 	var ttft time.Duration
-	res, err := spec.Provider.Chat(ctx, m.Req, func(text string) error {
+	res, err := spec.Provider.Chat(ctx, m.Req, func(d inference.Delta) error {
 		if ttft == 0 {
 			ttft = time.Since(t0)
 		}
-		return m.Fn(text)
+		return m.Fn(d)
 	})
 	model := st.MetricModel(m.Req.Model)
 	outcome := "ok"

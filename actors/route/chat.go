@@ -74,6 +74,7 @@ type chatState struct {
 	events   chan event
 	writer   atomic.Pointer[attempt] // the attempt whose tokens reach fn
 	shown    strings.Builder         // text that reached fn, across attempts
+	calls    []moltbot.ToolCall      // the writer's tool calls so far
 	running  []*attempt              // at most two run at once (hedging)
 	runBuf   [2]*attempt             // running's first backing array
 	next     int                     // next chain position to consider
@@ -213,7 +214,7 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 		msgs = append(append(make([]moltbot.Message, 0, len(msgs)+1), msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
 	}
 	call := &provider.Call{Ctx: actx, Req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts},
-		Fn:    func(text string) error { return s.token(a, text) },
+		Fn:    func(d inference.Delta) error { return s.token(a, d) },
 		Reply: func(res provider.Result) { a.res = res; s.events <- event{kind: evDone, a: a} }}
 	if a.hasNext {
 		latency := s.r.policy.Config().Latency
@@ -236,8 +237,9 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	s.r.providers.Call(ref.Provider, call, s.r.hedgeAfter <= 0)
 }
 
-// token runs on the call's goroutine for each piece of text of attempt a.
-func (s *chatState) token(a *attempt, text string) error {
+// token runs on the call's goroutine for each piece of attempt a's reply.
+// A piece of a tool call counts as a token (the model answered).
+func (s *chatState) token(a *attempt, d inference.Delta) error {
 	if a.lost.Load() {
 		return errLost
 	}
@@ -255,11 +257,18 @@ func (s *chatState) token(a *attempt, text string) error {
 		return errLost
 	}
 	a.tokens++
-	s.shown.WriteString(text)
+	if d.ToolCall != nil {
+		s.calls = moltbot.AddDelta(s.calls, d.ToolCall)
+		if !s.visible {
+			return nil
+		}
+		return s.fn(moltbot.Chunk{ToolCall: d.ToolCall, Served: a.ref, Failovers: a.hop})
+	}
+	s.shown.WriteString(d.Text)
 	if !s.visible {
 		return nil
 	}
-	return s.fn(moltbot.Chunk{Content: text, Served: a.ref, Failovers: a.hop})
+	return s.fn(moltbot.Chunk{Content: d.Text, Served: a.ref, Failovers: a.hop})
 }
 
 // done handles the end of attempt a; done reports whether chat returns.
@@ -312,8 +321,12 @@ func (s *chatState) done(a *attempt, res provider.Result) (*moltbot.Completion, 
 		s.writer.Store(a)
 		s.usage.PromptTokens = max(s.usage.PromptTokens, res.Res.Usage.PromptTokens)
 		s.usage.CompletionTokens += res.Res.Usage.CompletionTokens
-		return &moltbot.Completion{Content: s.shown.String(), Served: a.ref, Usage: s.usage,
-			FinishReason: orStop(res.Res.FinishReason), Failovers: a.hop, TTFT: s.firstAt}, nil, true
+		finish := orStop(res.Res.FinishReason)
+		if len(s.calls) > 0 && finish == "stop" {
+			finish = "tool_calls"
+		}
+		return &moltbot.Completion{Content: s.shown.String(), ToolCalls: s.calls, Served: a.ref, Usage: s.usage,
+			FinishReason: finish, Failovers: a.hop, TTFT: s.firstAt}, nil, true
 	}
 	if !typed {
 		if writer || len(s.running) == 0 {
@@ -333,14 +346,17 @@ func (s *chatState) done(a *attempt, res provider.Result) (*moltbot.Completion, 
 		if !ie.Failover() || s.ctx.Err() != nil {
 			return s.partial(), s.fail(false), true
 		}
-		if s.visible && !s.r.continueStreams {
-			return s.partial(), s.fail(false), true // stream_failure: terminate
+		if s.visible && (!s.r.continueStreams || len(s.calls) > 0) {
+			// stream_failure: terminate; a tool call half sent cannot be
+			// continued by another model either.
+			return s.partial(), s.fail(false), true
 		}
 		// Continue (visible) or start over (the client has seen nothing).
 		s.writer.Store(nil)
 		cont := s.visible
 		if !cont {
 			s.shown.Reset()
+			s.calls = nil
 		}
 		s.leave(a.ref, "mid_stream")
 		if !s.launch(cont) {
@@ -410,11 +426,11 @@ func (s *chatState) drain() {
 
 // partial is the completion to return with an error: what the client saw.
 func (s *chatState) partial() *moltbot.Completion {
-	if !s.visible || s.shown.Len() == 0 {
+	if !s.visible || (s.shown.Len() == 0 && len(s.calls) == 0) {
 		return nil
 	}
 	w := s.writer.Load()
-	comp := &moltbot.Completion{Content: s.shown.String(), Usage: s.usage, FinishReason: "error", TTFT: s.firstAt}
+	comp := &moltbot.Completion{Content: s.shown.String(), ToolCalls: s.calls, Usage: s.usage, FinishReason: "error", TTFT: s.firstAt}
 	if w != nil {
 		comp.Served, comp.Failovers = w.ref, w.hop
 	}

@@ -201,7 +201,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 			}
 		case "content_block_delta":
 			if e.Delta != nil && e.Delta.Type == "text_delta" && e.Delta.Text != "" {
-				if err := fn(e.Delta.Text); err != nil {
+				if err := fn(inference.Delta{Text: e.Delta.Text}); err != nil {
 					return res, err
 				}
 			}

@@ -57,7 +57,7 @@ func chat(srv *httptest.Server) (string, inference.Result, error) {
 	c := New(Config{Name: "claude", BaseURL: srv.URL, APIKey: "ak"})
 	var b strings.Builder
 	res, err := c.Chat(context.Background(), &inference.Request{Model: "claude-3-5-haiku", Messages: []moltbot.Message{
-		{Role: moltbot.RoleSystem, Content: "sys"}, {Role: moltbot.RoleUser, Content: "hi"}}}, func(s string) error { b.WriteString(s); return nil })
+		{Role: moltbot.RoleSystem, Content: "sys"}, {Role: moltbot.RoleUser, Content: "hi"}}}, func(d inference.Delta) error { b.WriteString(d.Text); return nil })
 	return b.String(), res, err
 }
 

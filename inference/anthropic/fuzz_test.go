@@ -21,7 +21,7 @@ func FuzzStream(f *testing.F) {
 		}
 		c := New(Config{Name: "f", BaseURL: "http://fuzz", HTTP: &http.Client{Transport: testutil.BodyTransport{Status: status, ContentType: "text/event-stream", Body: body}}})
 		_, err := c.Chat(context.Background(), &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}},
-			func(string) error { return nil })
+			func(inference.Delta) error { return nil })
 		if err != nil {
 			if _, ok := inference.AsError(err); !ok {
 				t.Fatalf("untyped error %T: %v", err, err)

@@ -49,7 +49,7 @@ func benchChat(b *testing.B, c *Client) {
 	b.Helper()
 	ctx := context.Background()
 	n := 0
-	fn := func(string) error { n++; return nil }
+	fn := func(inference.Delta) error { n++; return nil }
 	b.ReportAllocs()
 	for b.Loop() {
 		n = 0
@@ -135,7 +135,7 @@ func heapPerCallInFlight(tb testing.TB, n int) float64 {
 		go func() {
 			defer wg.Done()
 			first := true
-			_, err := c.Chat(context.Background(), benchReq, func(string) error {
+			_, err := c.Chat(context.Background(), benchReq, func(inference.Delta) error {
 				if first {
 					first = false
 					started.Done()

@@ -35,7 +35,7 @@ func FuzzStream(f *testing.F) {
 		}
 		var text strings.Builder
 		_, err = c.Chat(context.Background(), &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}},
-			func(s string) error { text.WriteString(s); return nil })
+			func(d inference.Delta) error { s := d.Text; text.WriteString(s); return nil })
 		if err != nil {
 			if _, ok := inference.AsError(err); !ok {
 				t.Fatalf("untyped error %T: %v", err, err)
@@ -60,7 +60,7 @@ func oldChat(ctx context.Context, hc *http.Client, req *inference.Request, fn in
 			res.Model = r.Model
 		}
 		if r.Message.Content != "" {
-			if err := fn(r.Message.Content); err != nil {
+			if err := fn(inference.Delta{Text: r.Message.Content}); err != nil {
 				fnErr = err
 				return err
 			}
@@ -122,8 +122,8 @@ func FuzzChatMatchesAPIClient(f *testing.F) {
 		}
 		req := &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}}
 		var got, want strings.Builder
-		gres, gerr := c.Chat(context.Background(), req, func(s string) error { got.WriteString(s); return nil })
-		wres, werr := oldChat(context.Background(), hc, req, func(s string) error { want.WriteString(s); return nil })
+		gres, gerr := c.Chat(context.Background(), req, func(d inference.Delta) error { s := d.Text; got.WriteString(s); return nil })
+		wres, werr := oldChat(context.Background(), hc, req, func(d inference.Delta) error { want.WriteString(d.Text); return nil })
 		if got.String() != want.String() {
 			t.Fatalf("%q: text %q, api client %q", body, got.String(), want.String())
 		}

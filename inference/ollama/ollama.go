@@ -177,7 +177,7 @@ func (c *Client) read(ctx context.Context, body io.Reader, fn inference.DeltaFun
 			res.Model = cr.Model
 		}
 		if cr.Message.Content != "" {
-			if err := fn(cr.Message.Content); err != nil {
+			if err := fn(inference.Delta{Text: cr.Message.Content}); err != nil {
 				return res, err
 			}
 		}

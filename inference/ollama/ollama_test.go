@@ -122,7 +122,7 @@ func chatCtx(t *testing.T, ctx context.Context, srv *httptest.Server, cfg Config
 	var b strings.Builder
 	res, err := c.Chat(ctx, &inference.Request{Model: "llama3.2",
 		Messages:    []moltbot.Message{{Role: moltbot.RoleUser, Content: "hi"}},
-		ChatOptions: moltbot.ChatOptions{MaxTokens: 5}}, func(s string) error { b.WriteString(s); return nil })
+		ChatOptions: moltbot.ChatOptions{MaxTokens: 5}}, func(d inference.Delta) error { b.WriteString(d.Text); return nil })
 	return b.String(), res, err
 }
 
@@ -154,7 +154,7 @@ func TestOptions(t *testing.T) {
 	_, err := c.Chat(context.Background(), &inference.Request{Model: "qwen3:0.6b",
 		Messages:    []moltbot.Message{{Role: moltbot.RoleSystem, Content: "be brief"}, {Role: moltbot.RoleUser, Content: "hi <there>"}, {Role: moltbot.RoleAssistant, Content: "hello"}},
 		ChatOptions: moltbot.ChatOptions{MaxTokens: 64, Temperature: ptr(0.25), TopP: ptr(0.5), Stop: []string{"\n\n", "END"}, Seed: ptr(int64(7))}},
-		func(string) error { return nil })
+		func(inference.Delta) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,14 +295,14 @@ func TestCanceledMidStream(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var text strings.Builder
-	_, err := c.Chat(ctx, req, func(s string) error { text.WriteString(s); cancel(); return nil })
+	_, err := c.Chat(ctx, req, func(d inference.Delta) error { s := d.Text; text.WriteString(s); cancel(); return nil })
 	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindCanceled || text.String() != "first" {
 		t.Fatalf("canceled: text %q, err %v", text.String(), err)
 	}
 
 	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err = c.Chat(ctx, req, func(string) error { return nil })
+	_, err = c.Chat(ctx, req, func(inference.Delta) error { return nil })
 	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindTimeout {
 		t.Fatalf("deadline: err %v", err)
 	}
@@ -314,7 +314,7 @@ func TestCallbackError(t *testing.T) {
 	c, _ := New(Config{Name: "local", BaseURL: srv.URL})
 	stop := errors.New("client gone")
 	n := 0
-	_, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { n++; return stop })
+	_, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(inference.Delta) error { n++; return stop })
 	if err != stop || n != 1 {
 		t.Fatalf("err %v after %d calls", err, n)
 	}
@@ -326,7 +326,7 @@ func TestConnectionReused(t *testing.T) {
 	srv, got := fake(t, 200, line("a", false), line("", true))
 	c, _ := New(Config{Name: "local", BaseURL: srv.URL})
 	for i := 0; i < 5; i++ {
-		if _, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil }); err != nil {
+		if _, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(inference.Delta) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -394,7 +394,7 @@ func TestDown(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close()
 	c, _ := New(Config{Name: "local", BaseURL: srv.URL})
-	_, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil })
+	_, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(inference.Delta) error { return nil })
 	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindUnavailable {
 		t.Fatalf("err = %v", err)
 	}
@@ -424,7 +424,7 @@ func TestBasePath(t *testing.T) {
 	}))
 	defer srv.Close()
 	c, _ := New(Config{Name: "local", BaseURL: srv.URL + "/ollama/"})
-	if _, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil }); err != nil {
+	if _, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(inference.Delta) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

@@ -208,7 +208,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 			res.Usage = *ch.usage
 		}
 		if ch.content != "" {
-			if err := fn(ch.content); err != nil {
+			if err := fn(inference.Delta{Text: ch.content}); err != nil {
 				return res, err
 			}
 		}
@@ -267,7 +267,7 @@ func (c *Client) readJSON(ctx context.Context, resp *http.Response, fn inference
 	}
 	res.FinishReason = comp.Choices[0].FinishReason
 	if s := comp.Choices[0].Message.Content; s != "" {
-		if err := fn(s); err != nil {
+		if err := fn(inference.Delta{Text: s}); err != nil {
 			return res, err
 		}
 	}

@@ -74,7 +74,7 @@ func run(t *testing.T, srv *httptest.Server) (string, inference.Result, error) {
 	res, err := c.Chat(context.Background(), &inference.Request{Model: "gpt-4o-mini",
 		Messages:    []moltbot.Message{{Role: moltbot.RoleSystem, Content: "be brief"}, {Role: moltbot.RoleUser, Content: "hi"}},
 		ChatOptions: moltbot.ChatOptions{MaxTokens: 16, Temperature: &temp}},
-		func(s string) error { text.WriteString(s); return nil })
+		func(d inference.Delta) error { s := d.Text; text.WriteString(s); return nil })
 	return text.String(), res, err
 }
 
@@ -157,7 +157,7 @@ func TestConnectionRefused(t *testing.T) {
 	url := srv.URL
 	srv.Close()
 	c := New(Config{Name: "gone", BaseURL: url})
-	_, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil })
+	_, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(inference.Delta) error { return nil })
 	e, ok := inference.AsError(err)
 	if !ok || e.Kind != inference.KindUnavailable || !e.Failover() {
 		t.Fatalf("err = %v", err)
@@ -180,12 +180,12 @@ func TestTimeoutAndCallbackError(t *testing.T) {
 	c := New(Config{Name: "slow", BaseURL: srv.URL})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err := c.Chat(ctx, &inference.Request{Model: "m"}, func(string) error { return nil })
+	_, err := c.Chat(ctx, &inference.Request{Model: "m"}, func(inference.Delta) error { return nil })
 	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindTimeout {
 		t.Fatalf("err = %v, want timeout", err)
 	}
 	stop := errors.New("client left")
-	_, err = c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return stop })
+	_, err = c.Chat(context.Background(), &inference.Request{Model: "m"}, func(inference.Delta) error { return stop })
 	if !errors.Is(err, stop) {
 		t.Fatalf("err = %v, want the callback's error", err)
 	}
@@ -314,14 +314,14 @@ func TestKeyPool(t *testing.T) {
 	defer srv.Close()
 	c := New(Config{Name: "cloud", BaseURL: srv.URL, Creds: inference.NewKeyPool([]string{"bad", "limited", "good"})})
 	var text strings.Builder
-	if _, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(s string) error { text.WriteString(s); return nil }); err != nil || text.String() != "ok" {
+	if _, err := c.Chat(context.Background(), &inference.Request{Model: "m"}, func(d inference.Delta) error { s := d.Text; text.WriteString(s); return nil }); err != nil || text.String() != "ok" {
 		t.Fatalf("%q %v", text.String(), err)
 	}
 	if strings.Join(seen, ",") != "Bearer bad,Bearer limited,Bearer good" {
 		t.Fatalf("keys tried: %v", seen)
 	}
 	seen = nil
-	c.Chat(context.Background(), &inference.Request{Model: "m"}, func(string) error { return nil })
+	c.Chat(context.Background(), &inference.Request{Model: "m"}, func(inference.Delta) error { return nil })
 	if strings.Join(seen, ",") != "Bearer good" {
 		t.Fatalf("cooling keys were tried again: %v", seen)
 	}
@@ -356,7 +356,7 @@ func BenchmarkChat(b *testing.B) {
 		ChatOptions: moltbot.ChatOptions{MaxTokens: 64}}
 	ctx := context.Background()
 	n := 0
-	fn := func(string) error { n++; return nil }
+	fn := func(inference.Delta) error { n++; return nil }
 	b.ReportAllocs()
 	for b.Loop() {
 		n = 0

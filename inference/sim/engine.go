@@ -286,7 +286,7 @@ func (p *Provider) Chat(ctx context.Context, req *inference.Request, fn inferenc
 	}
 	var fnErr error
 	rep, err := p.Engine.Generate(ctx, req.Messages, req.MaxTokens, func(tok string) error {
-		fnErr = fn(tok)
+		fnErr = fn(inference.Delta{Text: tok})
 		return fnErr
 	})
 	if fnErr != nil {

@@ -140,7 +140,7 @@ func TestOllamaAPI(t *testing.T) {
 	// And through moltbot's own provider.
 	p, _ := ollama.New(ollama.Config{Name: "local", BaseURL: srv.URL})
 	var b strings.Builder
-	res, err := p.Chat(context.Background(), &inference.Request{Model: "x", Messages: msgs("hi")}, func(s string) error { b.WriteString(s); return nil })
+	res, err := p.Chat(context.Background(), &inference.Request{Model: "x", Messages: msgs("hi")}, func(d inference.Delta) error { s := d.Text; b.WriteString(s); return nil })
 	if err != nil || b.String() != want || res.Usage.CompletionTokens != 8 {
 		t.Errorf("provider: %q %+v %v", b.String(), res, err)
 	}
@@ -151,7 +151,7 @@ func TestOpenAIAPI(t *testing.T) {
 	want, _ := gen(t, NewEngine(fast()), "hi", 0)
 	p := openai.New(openai.Config{Name: "sim", BaseURL: srv.URL + "/v1"})
 	var b strings.Builder
-	res, err := p.Chat(context.Background(), &inference.Request{Model: "gpt-x", Messages: msgs("hi")}, func(s string) error { b.WriteString(s); return nil })
+	res, err := p.Chat(context.Background(), &inference.Request{Model: "gpt-x", Messages: msgs("hi")}, func(d inference.Delta) error { s := d.Text; b.WriteString(s); return nil })
 	if err != nil || b.String() != want || res.Usage.CompletionTokens != 8 || res.FinishReason != "stop" || res.Model != "gpt-x" {
 		t.Fatalf("stream: %q %+v %v", b.String(), res, err)
 	}
@@ -219,12 +219,12 @@ func TestServerErrors(t *testing.T) {
 	o.ErrorRate = 1
 	srv := server(t, o)
 	p := openai.New(openai.Config{Name: "sim", BaseURL: srv.URL})
-	_, err := p.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(string) error { return nil })
+	_, err := p.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(inference.Delta) error { return nil })
 	if e, ok := inference.AsError(err); !ok || e.Status != 500 || e.Kind != inference.KindUnavailable {
 		t.Errorf("openai err %v", err)
 	}
 	q, _ := ollama.New(ollama.Config{Name: "sim", BaseURL: srv.URL})
-	_, err = q.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(string) error { return nil })
+	_, err = q.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(inference.Delta) error { return nil })
 	if e, ok := inference.AsError(err); !ok || e.Status != 500 {
 		t.Errorf("ollama err %v", err)
 	}
@@ -245,7 +245,7 @@ func TestServerErrors(t *testing.T) {
 func TestProvider(t *testing.T) {
 	p := NewProvider("sim", fast())
 	var b strings.Builder
-	res, err := p.Chat(context.Background(), &inference.Request{Model: "sim", Messages: msgs("hi")}, func(s string) error { b.WriteString(s); return nil })
+	res, err := p.Chat(context.Background(), &inference.Request{Model: "sim", Messages: msgs("hi")}, func(d inference.Delta) error { s := d.Text; b.WriteString(s); return nil })
 	want, _ := gen(t, NewEngine(fast()), "hi", 0)
 	if err != nil || b.String() != want || res.Usage.CompletionTokens != 8 {
 		t.Fatalf("%q %+v %v", b.String(), res, err)
@@ -283,7 +283,7 @@ func TestFaultsOverHTTP(t *testing.T) {
 	p := openai.New(openai.Config{Name: "sim", BaseURL: srv.URL})
 	chat := func() (string, error) {
 		var b strings.Builder
-		_, err := p.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(s string) error { b.WriteString(s); return nil })
+		_, err := p.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(d inference.Delta) error { s := d.Text; b.WriteString(s); return nil })
 		return b.String(), err
 	}
 	post := func(body string) (int, string) {
@@ -304,7 +304,7 @@ func TestFaultsOverHTTP(t *testing.T) {
 	}
 	// Ollama's endpoint fails the same way.
 	q, _ := ollama.New(ollama.Config{Name: "sim", BaseURL: srv.URL})
-	if _, err := q.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(string) error { return nil }); err == nil {
+	if _, err := q.Chat(context.Background(), &inference.Request{Model: "m", Messages: msgs("x")}, func(inference.Delta) error { return nil }); err == nil {
 		t.Fatal("ollama endpoint ignored the fault")
 	}
 	// Heal, then drop after 2 tokens: the client sees a broken stream.
@@ -322,7 +322,7 @@ func TestFaultsOverHTTP(t *testing.T) {
 	post(`{"drop_after":0,"stall_after":1}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err = p.Chat(ctx, &inference.Request{Model: "m", Messages: msgs("x")}, func(string) error { return nil })
+	_, err = p.Chat(ctx, &inference.Request{Model: "m", Messages: msgs("x")}, func(inference.Delta) error { return nil })
 	if e, ok := inference.AsError(err); !ok || e.Kind != inference.KindTimeout {
 		t.Fatalf("stall: %v", err)
 	}
