@@ -87,6 +87,8 @@ func DecodeChatRequest(body []byte, r *ChatRequest) bool {
 			if !null {
 				out.N, next, ok = intPtr(b, vi)
 			}
+		case "tools", "tool_choice", "parallel_tool_calls", "response_format":
+			return 0, vi, false // the slow way
 		default:
 			return 0, vi, true
 		}
@@ -102,8 +104,8 @@ func DecodeChatRequest(body []byte, r *ChatRequest) bool {
 // The keys of each object read, for Object's case-folding check.
 var (
 	requestKeys = []string{"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-		"temperature", "top_p", "stop", "seed", "n"}
-	messageKeys       = []string{"role", "content"}
+		"temperature", "top_p", "stop", "seed", "n", "tools", "tool_choice", "parallel_tool_calls", "response_format"}
+	messageKeys       = []string{"role", "content", "name", "tool_calls", "tool_call_id"}
 	streamOptionsKeys = []string{"include_usage"}
 )
 
@@ -143,6 +145,8 @@ func message(b []byte, i int, m *Message) (int, bool) {
 				m.Content = Content{{Type: "text", Text: &s}}
 			}
 			return 1 << 1, next, ok
+		case "name", "tool_calls", "tool_call_id":
+			return 0, vi, false // the slow way
 		}
 		return 0, vi, true
 	})

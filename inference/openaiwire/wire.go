@@ -22,17 +22,100 @@ import (
 // ChatRequest is the body of POST /v1/chat/completions. Optional numbers
 // are pointers, so that an absent field and a zero differ.
 type ChatRequest struct {
-	Model               string         `json:"model"`
-	Messages            []Message      `json:"messages"`
-	Stream              bool           `json:"stream"`
-	StreamOptions       *StreamOptions `json:"stream_options"`
-	MaxTokens           *int           `json:"max_tokens"`
-	MaxCompletionTokens *int           `json:"max_completion_tokens"`
-	Temperature         *float64       `json:"temperature"`
-	TopP                *float64       `json:"top_p"`
-	Stop                Stop           `json:"stop"`
-	Seed                *int64         `json:"seed"`
-	N                   *int           `json:"n"`
+	Model               string          `json:"model"`
+	Messages            []Message       `json:"messages"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *StreamOptions  `json:"stream_options"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	Stop                Stop            `json:"stop"`
+	Seed                *int64          `json:"seed"`
+	N                   *int            `json:"n"`
+	Tools               []Tool          `json:"tools"`
+	ToolChoice          *ToolChoice     `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
+	ResponseFormat      *ResponseFormat `json:"response_format"`
+}
+
+// Tool is an entry of a request's tools: {"type":"function","function":{...}}.
+type Tool struct {
+	Type     string   `json:"type"`
+	Function Function `json:"function"`
+}
+
+// Function describes a tool the model may call; Parameters is a JSON Schema.
+type Function struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
+}
+
+// ToolChoice is "none", "auto", "required", or {"type":"function",
+// "function":{"name":...}} (Mode "function" then, and Name).
+type ToolChoice struct {
+	Mode string
+	Name string
+}
+
+// UnmarshalJSON reads a mode string or a named function.
+func (c *ToolChoice) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &c.Mode)
+	}
+	var v struct {
+		Type     string `json:"type"`
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.Type != "function" || v.Function.Name == "" {
+		return &FieldError{Param: "tool_choice", Msg: `tool_choice: expected "none", "auto", "required" or {"type":"function","function":{"name":...}}`}
+	}
+	c.Mode, c.Name = "function", v.Function.Name
+	return nil
+}
+
+// MarshalJSON writes the mode string, or the named function.
+func (c ToolChoice) MarshalJSON() ([]byte, error) {
+	if c.Mode == "function" {
+		b := append([]byte(`{"type":"function","function":{"name":`), jsonw.String(nil, c.Name)...)
+		return append(b, "}}"...), nil
+	}
+	return jsonw.String(nil, c.Mode), nil
+}
+
+// ResponseFormat is a request's response_format: {"type":"text"},
+// {"type":"json_object"} or {"type":"json_schema","json_schema":{...}}.
+type ResponseFormat struct {
+	Type       string      `json:"type"`
+	JSONSchema *JSONSchema `json:"json_schema,omitempty"`
+}
+
+// JSONSchema is response_format's json_schema: the schema a reply holds to.
+type JSONSchema struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
+}
+
+// ToolCall is a tool call of an assistant message, or a piece of one in a
+// chunk's delta (Index says which; the first piece has ID, Type and Name).
+type ToolCall struct {
+	Index    *int         `json:"index,omitempty"`
+	ID       string       `json:"id,omitempty"`
+	Type     string       `json:"type,omitempty"` // "function"
+	Function FunctionCall `json:"function"`
+}
+
+// FunctionCall is a tool call's function and its arguments (a JSON text).
+type FunctionCall struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
 }
 
 // IncludeUsage reports whether a streamed reply ends with a usage chunk.
@@ -49,6 +132,12 @@ type StreamOptions struct {
 type Message struct {
 	Role    string  `json:"role"`
 	Content Content `json:"content"`
+	// Name is the author's name (an optional field of every role).
+	Name string `json:"name,omitempty"`
+	// ToolCalls are an assistant message's tool calls.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID names the call a tool message answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
 }
 
 // Content is a message's content: a string (decoded as one text part) or
@@ -58,8 +147,16 @@ type Content []Part
 // Part is one part of a message's content. Text is nil when the part has
 // no "text" (an image part, say).
 type Part struct {
-	Type string  `json:"type"`
-	Text *string `json:"text"`
+	Type     string    `json:"type"`
+	Text     *string   `json:"text"`
+	ImageURL *ImageURL `json:"image_url,omitempty"`
+}
+
+// ImageURL is an image part's image: a data: URL (data:image/png;base64,...)
+// or a link; Detail is "auto", "low" or "high".
+type ImageURL struct {
+	URL    string `json:"url"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // FieldError is a request field of the wrong shape; Param names it.
@@ -185,8 +282,34 @@ type Choice struct {
 
 // Delta is a message or a piece of one.
 type Delta struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content"`
+	Role      string     `json:"role,omitempty"`
+	Content   string     `json:"content"`
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// EmbeddingRequest is the body of POST /v1/embeddings. Input is a string
+// or a list of strings (token arrays are not taken).
+type EmbeddingRequest struct {
+	Model          string `json:"model"`
+	Input          Stop   `json:"input"`
+	EncodingFormat string `json:"encoding_format,omitempty"` // "float" or "base64"
+	Dimensions     *int   `json:"dimensions,omitempty"`
+	User           string `json:"user,omitempty"`
+}
+
+// EmbeddingList is the answer to POST /v1/embeddings.
+type EmbeddingList struct {
+	Object string      `json:"object"` // "list"
+	Data   []Embedding `json:"data"`
+	Model  string      `json:"model"`
+	Usage  Usage       `json:"usage"`
+}
+
+// Embedding is one vector of an EmbeddingList, for Input[Index].
+type Embedding struct {
+	Object    string    `json:"object"` // "embedding"
+	Index     int       `json:"index"`
+	Embedding []float32 `json:"embedding"`
 }
 
 // Usage counts a reply's tokens.
