@@ -178,6 +178,13 @@ type ChatOptions struct {
 	TopP        *float64
 	Stop        []string
 	Seed        *int64
+	// PresencePenalty and FrequencyPenalty (-2 to 2) discourage repeating
+	// topics and words, where the provider has them.
+	PresencePenalty  *float64
+	FrequencyPenalty *float64
+	// User is the caller's id for its end user (OpenAI's "user"), passed
+	// to providers that take one.
+	User string
 	// Tools are the functions the model may call (nil: none offered).
 	Tools []Tool
 	// ToolChoice says whether and which tool the model must call; nil is

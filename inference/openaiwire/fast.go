@@ -87,7 +87,7 @@ func DecodeChatRequest(body []byte, r *ChatRequest) bool {
 			if !null {
 				out.N, next, ok = intPtr(b, vi)
 			}
-		case "tools", "tool_choice", "parallel_tool_calls", "response_format":
+		case "tools", "tool_choice", "parallel_tool_calls", "response_format", "presence_penalty", "frequency_penalty", "user":
 			return 0, vi, false // the slow way
 		default:
 			return 0, vi, true
@@ -104,7 +104,7 @@ func DecodeChatRequest(body []byte, r *ChatRequest) bool {
 // The keys of each object read, for Object's case-folding check.
 var (
 	requestKeys = []string{"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-		"temperature", "top_p", "stop", "seed", "n", "tools", "tool_choice", "parallel_tool_calls", "response_format"}
+		"temperature", "top_p", "stop", "seed", "n", "tools", "tool_choice", "parallel_tool_calls", "response_format", "presence_penalty", "frequency_penalty", "user"}
 	messageKeys       = []string{"role", "content", "name", "tool_calls", "tool_call_id"}
 	streamOptionsKeys = []string{"include_usage"}
 )

@@ -33,6 +33,9 @@ type ChatRequest struct {
 	Stop                Stop            `json:"stop"`
 	Seed                *int64          `json:"seed"`
 	N                   *int            `json:"n"`
+	PresencePenalty     *float64        `json:"presence_penalty"`
+	FrequencyPenalty    *float64        `json:"frequency_penalty"`
+	User                *string         `json:"user"`
 	Tools               []Tool          `json:"tools"`
 	ToolChoice          *ToolChoice     `json:"tool_choice"`
 	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
