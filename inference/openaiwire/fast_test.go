@@ -11,7 +11,7 @@ import (
 var requestSeeds = []string{
 	`{"model":"moltbot","stream":false,"messages":[{"role":"user","content":"lorem ipsum dolor"}]}`,
 	`{"model":"moltbot","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi \"there\"\n\u00e9 \ud83e\udd16"}]}`,
-	` { "model" : "m" , "messages" : [ ] , "max_tokens" : 5 , "max_completion_tokens" : null , "temperature" : 0.7 , "top_p" : 1e-1 , "stop" : "END" , "seed" : -42 , "n" : 1 , "user" : {"id": [1, 2.5, null, true]} } `,
+	` { "model" : "m" , "messages" : [ ] , "max_tokens" : 5 , "max_completion_tokens" : null , "temperature" : 0.7 , "top_p" : 1e-1 , "stop" : "END" , "seed" : -42 , "n" : 1 , "metadata" : {"id": [1, 2.5, null, true]} } `,
 	`{"messages":[{"role":"user","content":[{"type":"text","text":"parts"}]}]}`,
 	`{"messages":null,"stop":["a","b"],"stream":null,"model":null}`,
 	`{"Model":"x"}`,
