@@ -105,7 +105,7 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 			return nil, nil, err
 		}
 		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, Provider: prov, MaxInFlight: p.MaxInFlight,
-			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status})
+			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status, Caps: p.Caps()})
 	}
 	return out, creds, nil
 }
