@@ -13,7 +13,8 @@ import (
 )
 
 // FuzzStream feeds arbitrary bytes as an SSE response: the client must end
-// with a result or an *inference.Error, never panic or hang.
+// with a result or an *inference.Error, never panic or hang, and never
+// pass on a tool call whose index skips ahead.
 func FuzzStream(f *testing.F) {
 	f.Add([]byte(sseChunk("hi")+finish+usage+"data: [DONE]\n\n"), 200)
 	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":null}}]}\n\n: x\r\n\r\ndata: [DONE]"), 200)
@@ -25,8 +26,19 @@ func FuzzStream(f *testing.F) {
 			status = 200
 		}
 		c := New(Config{Name: "f", BaseURL: "http://fuzz/v1", HTTP: &http.Client{Transport: testutil.BodyTransport{Status: status, ContentType: "text/event-stream", Body: body}}})
+		n := 0
 		_, err := c.Chat(context.Background(), &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}},
-			func(inference.Delta) error { return nil })
+			func(d inference.Delta) error {
+				// The calls passed on start at the next index: a
+				// receiver's list of calls grows by one at a time.
+				if c := d.ToolCall; c != nil {
+					if c.Index < 0 || c.Index > n {
+						t.Fatalf("call index %d after %d calls", c.Index, n)
+					}
+					n = max(n, c.Index+1)
+				}
+				return nil
+			})
 		if err != nil {
 			if _, ok := inference.AsError(err); !ok {
 				t.Fatalf("untyped error %T: %v", err, err)
