@@ -13,7 +13,7 @@ import (
 // Call asks a provider for one model call. Reply is called exactly once,
 // with the result, and must not block (it may run inside Receive, or on the
 // goroutine that called Set.Call). Fn is called from the goroutine that
-// runs the call only.
+// runs the call only. With Embed set the call embeds instead (embed.go).
 type Call struct {
 	Ctx   context.Context
 	Req   *inference.Request
@@ -24,6 +24,9 @@ type Call struct {
 	// starts, on the call's goroutine: the caller starts its first-token
 	// clock then.
 	Loaded func()
+	// Embed, when set, makes this an embedding call (Req, Fn and Loaded
+	// unused).
+	Embed *EmbedCall
 }
 
 // Result is a call's outcome.
@@ -98,6 +101,10 @@ func (s *Set) run(st *State, m *Call) {
 	spec := st.spec
 	ctx, cancel := context.WithTimeout(m.Ctx, spec.Timeout)
 	defer cancel()
+	if m.Embed != nil {
+		out = s.embed(ctx, st, m.Embed)
+		return
+	}
 	if m.Loaded != nil {
 		if l, ok := spec.Provider.(inference.Loader); ok && st.Cold(m.Req.Model) {
 			if err := l.Load(ctx, m.Req.Model); err != nil {
