@@ -82,6 +82,9 @@ type Config struct {
 	MaxSubscriptions int
 	Metrics          *metrics.Registry
 	Logger           *slog.Logger
+
+	// Embedder embeds text for Embed (actors.Embeddings); nil: none.
+	Embedder Embedder
 }
 
 // DefaultConfig is the service's configuration when nothing is set.
