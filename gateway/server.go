@@ -102,6 +102,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/chat/completions", s.only("POST", s.chatCompletions))
 	mux.HandleFunc("/v1/models", s.only("GET", s.models))
+	mux.HandleFunc("/v1/embeddings", s.only("POST", s.embeddings))
 	mux.HandleFunc("/v1/conversations", s.only("POST", s.createConversation))
 	mux.HandleFunc("/v1/conversations/{id}", s.conversation)
 	mux.HandleFunc("/v1/conversations/{id}/messages", s.only("POST", s.postMessage))
