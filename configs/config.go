@@ -190,6 +190,8 @@ type ModelsConfig struct {
 	HedgeAfter Duration `yaml:"hedge_after"`
 	// HealthInterval is how often each provider is probed.
 	HealthInterval Duration `yaml:"health_interval"`
+	// Embeddings is the embedding chain (embeddings.go); none by default.
+	Embeddings EmbeddingsConfig `yaml:"embeddings,omitempty"`
 }
 
 // Stream failure policies.
@@ -934,6 +936,7 @@ func (c *Config) Validate() error {
 		}
 		seen[key(f)] = true
 	}
+	c.validateEmbeddings(names, add)
 	if c.Models.Threshold.Latency <= 0 {
 		add("models.threshold.latency", "must be more than 0")
 	}
