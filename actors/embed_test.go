@@ -273,3 +273,36 @@ func TestEmbedResolve(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// embedDescriber is a describer (caps_test.go) that embeds too.
+type embedDescriber struct{ *describer }
+
+func (d embedDescriber) Embed(_ context.Context, req *inference.EmbedRequest) (inference.EmbedResult, error) {
+	out := inference.EmbedResult{}
+	for range req.Input {
+		out.Vectors = append(out.Vectors, []float32{1, 2, 3})
+	}
+	return out, nil
+}
+
+// An embedding model (one its server says embeds and does not complete)
+// is not loaded ahead: the chat call that loads a model would be refused
+// for it at every health check. Its first embedding call loads it. Chain
+// models that complete still are: here after it, so that its load proves
+// the embedding model's was passed over.
+func TestEmbeddingModelNotPreloaded(t *testing.T) {
+	d := &describer{fake: fake{chat: echo}, caps: map[string]moltbot.Capabilities{
+		"emb":  {Known: true, Embeddings: true},
+		"chat": {Known: true, JSONSchema: true, Embeddings: true},
+	}}
+	e := start(t, []string{"b/m"}, []ProviderSpec{spec("d", embedDescriber{d}), spec("b", &fake{chat: echo})}, func(c *Config) {
+		c.Embeddings = EmbedChain{Models: []moltbot.ModelRef{{Provider: "d", Model: "emb"}, {Provider: "d", Model: "chat"}}}
+	})
+	testutil.Eventually(t, 5*time.Second, "the completing model preloaded", func() bool { return !e.rt.providers.Get("d").Cold("chat") })
+	if n := d.loads.Load(); n != 1 {
+		t.Fatalf("%d loads; want the completing model's only", n)
+	}
+	if out, err := EmbeddingsOf(e.rt).Embed(ctx(t), embedReq("", 0, "x")); err != nil || out.Served.String() != "d/emb" {
+		t.Fatalf("%+v %v", out, err)
+	}
+}

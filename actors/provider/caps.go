@@ -85,6 +85,13 @@ func (st *State) SetLoaded(list []string) {
 	}
 }
 
+// embedsOnly reports whether a model is known to embed and not to
+// complete (an embedding chain's model, such as nomic-embed-text): the
+// chat call that loads a model ahead is refused for it ("does not support
+// chat"), every health check; its first embedding call loads it instead,
+// which no first-token clock times.
+func embedsOnly(c moltbot.Capabilities) bool { return c.Known && c.Embeddings && !c.JSONSchema }
+
 // learnModels asks a Describer what the chain's models of st can do (once
 // each; a reload starts afresh) and, for a Loader, which are in memory,
 // and starts loading the chain's cold models in the background, one at a
@@ -124,7 +131,7 @@ func (s *Set) learnModels(base context.Context, ctx context.Context, st *State) 
 	st.SetLoaded(loaded)
 	var cold []string
 	for _, m := range chain {
-		if st.Cold(m) {
+		if st.Cold(m) && !embedsOnly(st.Caps(m)) {
 			cold = append(cold, m)
 		}
 	}
