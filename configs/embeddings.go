@@ -25,8 +25,9 @@ type EmbeddingsConfig struct {
 // longer vectors (chat.MaxEmbedDimensions).
 const maxEmbedDimensions = 65536
 
-// EmbedChain returns the embedding chain's primary then fallbacks, parsed
-// (none when no primary is set).
+// EmbedChain returns the embedding chain's primary then fallbacks, parsed,
+// bare names resolved as the chat chain's are (ResolveModel); none when no
+// primary is set.
 func (c *Config) EmbedChain() []moltbot.ModelRef {
 	e := c.Models.Embeddings
 	if e.Primary == "" {
@@ -34,7 +35,7 @@ func (c *Config) EmbedChain() []moltbot.ModelRef {
 	}
 	var out []moltbot.ModelRef
 	for _, s := range append([]string{e.Primary}, e.Fallback...) {
-		if r, err := moltbot.ParseModelRef(s); err == nil {
+		if r, err := c.ResolveModel(s); err == nil {
 			out = append(out, r)
 		}
 	}
@@ -46,8 +47,12 @@ func (c *Config) EmbedChain() []moltbot.ModelRef {
 func (c *Config) validateEmbeddings(names map[string]bool, add func(path, format string, args ...any)) {
 	e := c.Models.Embeddings
 	checkRef := func(path, s string) {
-		r, err := moltbot.ParseModelRef(s)
-		if err != nil {
+		r, err := c.ResolveModel(s)
+		switch {
+		case err != nil && !strings.Contains(s, "/"):
+			add(path, "%v", err)
+			return
+		case err != nil:
 			add(path, "want provider/model, got %q", s)
 			return
 		}
@@ -60,6 +65,12 @@ func (c *Config) validateEmbeddings(names map[string]bool, add func(path, format
 			add(path, "provider %q is not defined (defined: %s)", r.Provider, strings.Join(defined, ", "))
 		}
 	}
+	key := func(s string) string {
+		if r, err := c.ResolveModel(s); err == nil {
+			return r.String()
+		}
+		return s
+	}
 	if e.Primary == "" {
 		if len(e.Fallback) > 0 || e.Dimensions != 0 {
 			add("models.embeddings.primary", "is required with models.embeddings.fallback or dimensions (provider/model)")
@@ -67,14 +78,14 @@ func (c *Config) validateEmbeddings(names map[string]bool, add func(path, format
 	} else {
 		checkRef("models.embeddings.primary", e.Primary)
 	}
-	seen := map[string]bool{e.Primary: true}
+	seen := map[string]bool{key(e.Primary): true}
 	for i, f := range e.Fallback {
 		path := fmt.Sprintf("models.embeddings.fallback[%d]", i)
 		checkRef(path, f)
-		if seen[f] {
+		if seen[key(f)] {
 			add(path, "%q is already in the embedding chain", f)
 		}
-		seen[f] = true
+		seen[key(f)] = true
 	}
 	if e.Dimensions < 0 || e.Dimensions > maxEmbedDimensions {
 		add("models.embeddings.dimensions", "must be between 0 (learned from the first answer) and %d, got %d", maxEmbedDimensions, e.Dimensions)
