@@ -13,12 +13,15 @@ import (
 // ServerVersion is what /api/version reports.
 const ServerVersion = "0.5.0-moltbot-sim"
 
-// maxBody caps request bodies the simulator reads.
-const maxBody = 4 << 20
+// maxBody caps request bodies the simulator reads (images included).
+const maxBody = 16 << 20
 
-// Server serves the simulator over HTTP with the Ollama API (/api/chat,
-// /api/tags, /api/version) and the OpenAI API (/v1/chat/completions,
-// /v1/models).
+// Server serves the simulator over HTTP: the Ollama API (/api/chat,
+// /api/tags, /api/show, /api/ps, /api/embed, /api/embeddings,
+// /api/version), the OpenAI API (/v1/chat/completions, /v1/embeddings,
+// /v1/models) and Anthropic's Messages API (/v1/messages; /v1/models in
+// Anthropic's shape when the request has an anthropic-version header).
+// The fault options apply to every endpoint that answers a model call.
 type Server struct {
 	Engine *Engine
 	mux    *http.ServeMux
@@ -33,12 +36,18 @@ func NewServer(opts Options) *Server {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "Ollama is running (moltbot sim)") })
 	mux.HandleFunc("POST /api/chat", s.ollamaChat)
 	mux.HandleFunc("GET /api/tags", s.ollamaTags)
+	mux.HandleFunc("POST /api/show", s.ollamaShow)
+	mux.HandleFunc("GET /api/ps", s.ollamaPs)
+	mux.HandleFunc("POST /api/embed", s.ollamaEmbed)
+	mux.HandleFunc("POST /api/embeddings", s.ollamaEmbeddings)
 	mux.HandleFunc("GET /api/version", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"version":"`+ServerVersion+`"}`)
 	})
 	mux.HandleFunc("POST /v1/chat/completions", s.openaiChat)
 	mux.HandleFunc("GET /v1/models", s.openaiModels)
+	mux.HandleFunc("POST /v1/embeddings", s.openaiEmbeddings)
+	mux.HandleFunc("POST /v1/messages", s.anthropicMessages)
 	mux.HandleFunc("GET /sim/faults", s.getFaults)
 	mux.HandleFunc("POST /sim/faults", s.postFaults)
 	mux.HandleFunc("DELETE /sim/faults", s.deleteFaults)
@@ -57,6 +66,44 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) burst() bool {
 	o := s.Engine.Options()
 	return o.ITL == 0 && o.StallAfter == 0 && o.DropAfter == 0
+}
+
+// streamWriter writes the frames of a reply that is not plain text:
+// through its own buffer, flushed after each frame (after the first only,
+// in a burst). Content-Type is set before the first frame.
+type streamWriter struct {
+	w     http.ResponseWriter
+	fl    http.Flusher
+	burst bool
+	sent  int
+	b     []byte
+}
+
+func newStreamWriter(w http.ResponseWriter, burst bool) *streamWriter {
+	fl, _ := w.(http.Flusher)
+	return &streamWriter{w: w, fl: fl, burst: burst, b: make([]byte, 0, 512)}
+}
+
+// header sets the Content-Type, until the first frame is sent.
+func (s *streamWriter) header(ct string) {
+	if s.sent == 0 {
+		s.w.Header().Set("Content-Type", ct)
+		if ct == "text/event-stream" {
+			s.w.Header().Set("Cache-Control", "no-cache")
+		}
+	}
+}
+
+func (s *streamWriter) send(b []byte) error {
+	s.b = b
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	s.sent++
+	if s.fl != nil && (!s.burst || s.sent == 1) {
+		s.fl.Flush()
+	}
+	return nil
 }
 
 func (s *Server) buf() *[]byte { return s.bufs.Get().(*[]byte) }
