@@ -238,7 +238,7 @@ func TestAnthropicErrors(t *testing.T) {
 		`{"model":"c","max_tokens":5,"tool_choice":{"type":"auto"},"messages":[{"role":"user","content":"x"}]}`:                                                    "tool_choice may only be specified while providing tools",
 		`{"model":"c","max_tokens":5,"tools":[{"name":"x"}],"messages":[{"role":"user","content":"x"}]}`:                                                           "tools.0.input_schema: Field required",
 		`{"model":"c","max_tokens":5,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"x"}]}`:                     "tools.0.type",
-		`{"model":"c","max_tokens":5,"tools":` + claudeTools + `,"tool_choice":{"type":"tool"},"messages":[{"role":"user","content":"x"}]}`:                     "tool_choice.name: Field required",
+		`{"model":"c","max_tokens":5,"tools":` + claudeTools + `,"tool_choice":{"type":"tool"},"messages":[{"role":"user","content":"x"}]}`:                        "tool_choice.name: Field required",
 		`{"model":"c","max_tokens":5,"tools":[{"name":"t","input_schema":{"type":"string"}}],"messages":[{"role":"user","content":"x"}]}`:                          "tools[0] (t): parameters",
 		`{"model":"voyage-embed","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`:                                                                       "does not support chat",
 		`{"model":"c","max_tokens":5,"messages":[{"role":"user","content":""}]}`:                                                                                   "non-empty content",

@@ -264,13 +264,29 @@ func (g *schemaGen) schema(b []byte, o *object, seed uint64, path string, depth 
 		}
 		return g.value(b, target, seed, kw(path, "$ref"), depth+1, hint)
 	}
+	// const and enum values are taken as the schema gives them, of its
+	// type when it names one.
 	if c, ok := o.get("const"); ok {
+		if t, ok := o.get("type"); ok && !ofType(c, t) {
+			return nil, fmt.Errorf("%s: not of the schema's type", kw(path, "const"))
+		}
 		return appendJSON(b, c), nil
 	}
 	if e, ok := o.get("enum"); ok {
 		list, ok := e.([]any)
 		if !ok || len(list) == 0 {
 			return nil, fmt.Errorf("%s: must be a non-empty array", kw(path, "enum"))
+		}
+		if t, ok := o.get("type"); ok {
+			var typed []any
+			for _, v := range list {
+				if ofType(v, t) {
+					typed = append(typed, v)
+				}
+			}
+			if list = typed; len(list) == 0 {
+				return nil, fmt.Errorf("%s: no value of the schema's type", kw(path, "enum"))
+			}
 		}
 		return appendJSON(b, list[seed%uint64(len(list))]), nil
 	}
@@ -320,6 +336,30 @@ func (g *schemaGen) schema(b []byte, o *object, seed uint64, path string, depth 
 		return append(b, "null"...), nil
 	}
 	return g.untyped(b, seed, hint, path, depth)
+}
+
+// ofType reports whether v (as decodeJSON makes it) is of the type t (a
+// name or a list of names); an integer is a number too.
+func ofType(v any, t any) bool {
+	var got string
+	switch v := v.(type) {
+	case nil:
+		got = "null"
+	case bool:
+		got = "boolean"
+	case json.Number:
+		got = "number"
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil && f == math.Trunc(f) && hasType(t, "integer") {
+			got = "integer"
+		}
+	case string:
+		got = "string"
+	case []any:
+		got = "array"
+	case *object:
+		got = "object"
+	}
+	return hasType(t, got)
 }
 
 func isNullSchema(s any) bool {

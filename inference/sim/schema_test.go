@@ -100,6 +100,11 @@ func validateObject(root any, s *object, v any, path string) error {
 		}
 	}
 	got := typeOf(v)
+	// const and enum values are taken as the schema gives them (of its
+	// type): the other keywords are the author's to keep.
+	_, isConst := s.get("const")
+	_, isEnum := s.get("enum")
+	constant := isConst || isEnum
 	if t, ok := s.get("type"); ok {
 		match := false
 		list, isList := t.([]any)
@@ -121,6 +126,9 @@ func validateObject(root any, s *object, v any, path string) error {
 			return 0, false
 		}
 		return int(num(x)), true
+	}
+	if constant {
+		got = "constant"
 	}
 	switch got {
 	case "object":
