@@ -204,6 +204,15 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		ollamaError(w, status, "simulated failure")
 		return
 	}
+	if len(req.Messages) == 0 {
+		// No messages: Ollama loads the model and says so.
+		w.Header().Set("Content-Type", "application/json")
+		b := append([]byte(`{"model":`), jsonw.String(nil, req.Model)...)
+		b = append(b, `,"created_at":"`...)
+		b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+		w.Write(append(b, `","message":{"role":"assistant","content":""},"done_reason":"load","done":true}`+"\n"...))
+		return
+	}
 	stream := req.Stream == nil || *req.Stream
 	if !plain {
 		s.ollamaRich(w, r, rich, stream)

@@ -208,6 +208,12 @@ func TestOllamaShowAndPs(t *testing.T) {
 	if err != nil || len(ps.Models) != 3 || ps.Models[0].Name != "a:latest" || ps.Models[0].ContextLength != 32768 || ps.Models[2].Name != "embed-256:latest" {
 		t.Errorf("ps %+v %v", ps, err)
 	}
+	// A chat without messages loads the model, as Ollama does.
+	no := false
+	rs, err := ollamaChat(t, c, &api.ChatRequest{Model: "a", Stream: &no, Messages: []api.Message{}})
+	if err != nil || len(rs) != 1 || rs[0].DoneReason != "load" || !rs[0].Done || rs[0].Message.Content != "" {
+		t.Errorf("load: %+v %v", rs, err)
+	}
 	tags, err := c.List(context.Background())
 	if err != nil || len(tags.Models) != 3 || tags.Models[2].Name != "embed-256:latest" {
 		t.Errorf("tags %+v %v", tags, err)
