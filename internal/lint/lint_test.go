@@ -70,8 +70,10 @@ var deps = map[string]allowed{
 	// The OpenAI chat completions API's wire types, for whoever speaks it
 	// (the simulator; the gateway next).
 	"inference/openaiwire": {code: []string{".", "internal/jsonscan", "internal/jsonw"}},
-	// The simulator serves the Ollama and OpenAI APIs with their own types.
-	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "inference/openaiwire", "internal/jsonw"}},
+	// The simulator serves the Ollama, OpenAI and Anthropic APIs with their
+	// own types; its tests call it with each provider client.
+	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "inference/openaiwire", "internal/jsonw"},
+		tests: []string{"inference/anthropic"}},
 
 	// actors sees providers only through inference.Provider (the simulator
 	// only in its tests). Its subpackages are its seams: provider actors,
