@@ -191,7 +191,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong type", "POST", "/v1/chat/completions", `{"messages":"hi"}`, 400, "invalid", "messages"},
 		{"wrong type deep", "POST", "/v1/chat/completions", `{"messages":[{"role":1,"content":"x"}]}`, 400, "invalid", "messages.role"},
 		{"bad content", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":5}]}`, 400, "invalid", "content"},
-		{"image part", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid", "only text parts"},
+		{"image part", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid", "an image part needs image_url"},
 		{"no messages", "POST", "/v1/chat/completions", `{"messages":[]}`, 400, "invalid", "at least one message"},
 		{"empty content", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":""}]}`, 400, "invalid", "messages[0].content must not be empty"},
 		{"bad role", "POST", "/v1/chat/completions", `{"messages":[{"role":"wizard","content":"x"}]}`, 400, "invalid", "wizard"},
