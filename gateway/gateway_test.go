@@ -360,6 +360,10 @@ func FuzzChatCompletions(f *testing.F) {
 	f.Add(`{"messages":[{"role":"user","content":"hi"}]}`)
 	f.Add(`{"stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"a"}]}],"stop":"x","max_tokens":3}`)
 	f.Add(`{"messages":[{"role":"user","content":null}],"temperature":-1}`)
+	f.Add(`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"r"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":{"type":"function","function":{"name":"f"}}}`)
+	f.Add(`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/gif;base64,R0lGODlhAQABAAAAACw="}}]}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}}`)
+	f.Add(`{"messages":[{"role":"user","content":"x"}],"logprobs":true,"n":1,"frobnicate":{}}`)
+	f.Add(`{"content":[{"type":"text","text":"x"}],"tool_results":[{"tool_call_id":"c","content":"r"}],"tools":[]}`)
 	f.Add(`{"model":"sim/sim","messages":[{"role":"assistant","content":"x"}],"n":1,"seed":4}`)
 	e := setup(f, []string{"sim/sim"})
 	f.Fuzz(func(t *testing.T, body string) {
