@@ -6,8 +6,10 @@
 // back (tests, clients).
 //
 // The types say what the wire carries, not what a side accepts: a
-// message's content decodes into all its parts, and the gateway (text
-// only) or the simulator (any text it finds) decides what to do with them.
+// message's content decodes into all its parts, and the gateway (text and
+// images as data URLs, DecodeImageURL) or the simulator decides what to do
+// with them; every field of OpenAI's request decodes, so that a server can
+// take or refuse each by name (UnknownField names a member that is none).
 package openaiwire
 
 import (
