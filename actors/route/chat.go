@@ -2,8 +2,6 @@ package route
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -288,13 +286,7 @@ func (s *chatState) token(a *attempt, d inference.Delta) error {
 	}
 	a.tokens++
 	if d.ToolCall != nil {
-		if d.ToolCall.ID == "" && d.ToolCall.Index >= len(s.calls) {
-			// A model that names no call (some Ollama models) still gets
-			// an id: a client answers a call by it, and a conversation
-			// waits for that answer.
-			d.ToolCall.ID = newCallID()
-		}
-		s.calls = moltbot.AddDelta(s.calls, d.ToolCall)
+		s.calls = addDelta(s.calls, d.ToolCall) // a nameless call gets an id
 		if !s.visible {
 			return nil
 		}
@@ -505,11 +497,4 @@ func (s *chatState) fail(exhausted bool) error {
 		msg = fmt.Sprintf("all %d models failed: %s", len(s.chain), strings.Join(s.failures, "; "))
 	}
 	return &moltbot.Error{Code: code, Message: msg, RetryAfter: s.last.RetryAfter, Err: s.last}
-}
-
-// newCallID names a tool call: "call_" and 12 random bytes in hex.
-func newCallID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "call_" + hex.EncodeToString(b[:])
 }
