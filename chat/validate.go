@@ -94,41 +94,40 @@ func (s *Service) tooLarge(param string, n int) error {
 		Message: fmt.Sprintf("%s is %d bytes; at most %d are allowed (conversations.max_message_bytes)", param, n, s.cfg.MaxMessageBytes)}
 }
 
-// history follows the tool calls of a list of messages: the calls made so
-// far (by id) and those the messages since the last call have not yet
-// answered.
+// history follows the tool calls of a list of messages. Every call is
+// answered before the next message that is not a tool result, so a result
+// can only answer a call of the last assistant message: pending are those
+// not yet answered, answered those that were. Ids need to be unique
+// within one message only (some servers number each reply's calls from
+// call_0).
 type history struct {
-	calls   map[string]bool // every call id made, true once answered
-	pending []string        // ids of the last assistant message's calls not yet answered
-	images  int
+	pending  []string
+	answered []string
+	images   int
 }
+
+// calls starts an assistant message: its calls are the ones to answer now.
+func (h *history) calls() { h.answered = h.answered[:0] }
 
 // call records a tool call of an assistant message.
 func (h *history) call(id, at string) error {
-	if h.calls == nil {
-		h.calls = map[string]bool{}
+	if contains(h.pending, id) {
+		return invalid(at+".id", "%s: tool call id %q is used twice in one message; each call needs its own", at, id)
 	}
-	if _, dup := h.calls[id]; dup {
-		return invalid(at+".id", "%s: tool call id %q is used twice in messages; each call needs its own", at, id)
-	}
-	h.calls[id] = false
 	h.pending = append(h.pending, id)
 	return nil
 }
 
 // answer records a tool result for call id.
 func (h *history) answer(id, at string) error {
-	answered, made := h.calls[id]
 	switch {
-	case !made:
-		return invalid(at+".tool_call_id", "%s: tool_call_id %q answers no tool call made by an assistant message before it", at, id)
-	case answered:
+	case contains(h.answered, id):
 		return invalid(at+".tool_call_id", "%s: tool call %q is answered twice", at, id)
 	case !contains(h.pending, id):
-		return invalid(at+".tool_call_id", "%s: tool call %q was made before the last assistant message: its result must follow the message that made it", at, id)
+		return invalid(at+".tool_call_id", "%s: tool_call_id %q answers no tool call of the assistant message before it", at, id)
 	}
-	h.calls[id] = true
 	h.pending = remove(h.pending, id)
+	h.answered = append(h.answered, id)
 	return nil
 }
 
@@ -159,6 +158,7 @@ func (s *Service) validParts(m *moltbot.Message, at where, h *history) error {
 		}
 		return h.answer(p.CallID, at.String())
 	case moltbot.RoleAssistant:
+		h.calls()
 		calls := 0
 		for j := range m.Parts {
 			p := &m.Parts[j]

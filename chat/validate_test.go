@@ -43,6 +43,8 @@ func TestValidMessagesTools(t *testing.T) {
 		{user("weather?"), calls("", "c1"), result("c1", "sunny")},
 		{user("weather?"), calls("let me see", "c1", "c2"), result("c2", ""), result("c1", "rain"), user("thanks")},
 		{user("a"), calls("", "c1"), result("c1", "x"), calls("", "c2"), result("c2", "y"), {Role: moltbot.RoleAssistant, Content: "done"}},
+		// Ids unique within a reply only, as some servers number them.
+		{user("a"), calls("", "call_0"), result("call_0", "x"), user("b"), calls("", "call_0", "call_1"), result("call_1", "y"), result("call_0", "z")},
 		{withImage},
 		{onlyImage},
 	} {
@@ -68,8 +70,8 @@ func TestValidMessagesTools(t *testing.T) {
 		{"answered twice", []moltbot.Message{user("a"), calls("", "c1"), result("c1", "x"), result("c1", "y")}, moltbot.EInvalid, "messages[3].tool_call_id", "answered twice"},
 		{"unanswered, then a user", []moltbot.Message{user("a"), calls("", "c1", "c2"), result("c1", "x"), user("b")}, moltbot.EInvalid, "messages", "not answered: c2"},
 		{"unanswered at the end", []moltbot.Message{user("a"), calls("", "c1")}, moltbot.EInvalid, "messages", "the end of messages"},
-		{"result of an older call", []moltbot.Message{user("a"), calls("", "c1"), result("c1", "x"), calls("", "c2"), result("c1", "y")}, moltbot.EInvalid, "messages[4].tool_call_id", "answered twice"},
-		{"same id twice", []moltbot.Message{user("a"), calls("", "c1", "c1")}, moltbot.EInvalid, "messages[1].tool_calls[1].id", "used twice"},
+		{"result of an older call", []moltbot.Message{user("a"), calls("", "c1"), result("c1", "x"), calls("", "c2"), result("c1", "y")}, moltbot.EInvalid, "messages[4].tool_call_id", "answers no tool call"},
+		{"same id twice", []moltbot.Message{user("a"), calls("", "c1", "c1")}, moltbot.EInvalid, "messages[1].tool_calls[1].id", "used twice in one message"},
 		{"tool without id", []moltbot.Message{user("a"), {Role: moltbot.RoleTool, Content: "x"}}, moltbot.EInvalid, "messages[1].tool_call_id", "needs tool_call_id"},
 		{"call without id", []moltbot.Message{user("a"), noID}, moltbot.EInvalid, "messages[1].tool_calls[0].id", "needs its id"},
 		{"bad call name", []moltbot.Message{user("a"), noName}, moltbot.EInvalid, "messages[1].tool_calls[0].function.name", "1 to 64"},
