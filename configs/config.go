@@ -216,6 +216,9 @@ type ConversationsConfig struct {
 	MaxQueuedTurns int `yaml:"max_queued_turns"`
 	// MaxMessageBytes bounds one message's content.
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+	// MaxImageBytes bounds one image of a message (decoded); the request
+	// body limit (server.max_body_bytes) bounds them too.
+	MaxImageBytes ByteSize `yaml:"max_image_bytes"`
 }
 
 // AuthConfig is inbound authentication.
@@ -533,6 +536,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Conversations.MaxMessageBytes == 0 {
 		c.Conversations.MaxMessageBytes = 256 << 10
+	}
+	if c.Conversations.MaxImageBytes == 0 {
+		c.Conversations.MaxImageBytes = 5 << 20
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -966,6 +972,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Conversations.MaxContextTokens < 128 {
 		add("conversations.max_context_tokens", "must be at least 128, got %d", c.Conversations.MaxContextTokens)
+	}
+	if c.Conversations.MaxImageBytes < 0 || c.Conversations.MaxImageBytes > 1<<30 {
+		add("conversations.max_image_bytes", "must be between 0 (the default, 5MiB) and 1GiB, got %s", c.Conversations.MaxImageBytes)
 	}
 	if c.Conversations.MaxQueuedTurns < 0 {
 		add("conversations.max_queued_turns", "must not be negative, got %d", c.Conversations.MaxQueuedTurns)

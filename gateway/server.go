@@ -267,8 +267,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // decode reads a JSON body into v, capped at MaxBodyBytes and bounded in time.
-// Unknown fields are ignored (OpenAI clients send many); wrong types, bad
-// JSON, trailing data and oversize bodies are 4xx errors naming the problem.
+// Unknown fields are ignored, but for a chat request's top-level members
+// (refused by name); wrong types, bad JSON, trailing data and oversize
+// bodies are 4xx errors naming the problem.
 // The read deadline was set by the edge guard (edge.go).
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	// The body is read whole first (within max_body_bytes): a chat request
@@ -306,6 +307,13 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 			return s.decodeError(err, false)
 		}
 		return invalid("", "the body holds data after its JSON value")
+	}
+	// A chat request names every field it has: one that is none of
+	// OpenAI's (a typo, a field of a newer API) is refused, not dropped.
+	if _, ok := v.(*openaiwire.ChatRequest); ok {
+		if name, unknown := openaiwire.UnknownField(buf); unknown {
+			return invalid(name, "unknown field %q: it is not a field of the chat completions request (docs/API.md lists those moltbot takes)", name)
+		}
 	}
 	return nil
 }

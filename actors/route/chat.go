@@ -286,7 +286,7 @@ func (s *chatState) token(a *attempt, d inference.Delta) error {
 	}
 	a.tokens++
 	if d.ToolCall != nil {
-		s.calls = moltbot.AddDelta(s.calls, d.ToolCall)
+		s.calls = addDelta(s.calls, d.ToolCall) // a nameless call gets an id
 		if !s.visible {
 			return nil
 		}

@@ -489,8 +489,8 @@ func (n *Node) Start() error {
 		Runtime: actors.RetentionOf(rt), Changed: actors.ErrChanged, Counter: table, ArchiveDir: n.ArchiveDir(),
 		Metrics: met, Logger: n.Log})
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
-	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log,
-		Quota: quotas, Embedder: actors.EmbeddingsOf(rt)})
+	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
+		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt)})
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep,
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
