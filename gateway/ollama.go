@@ -52,9 +52,6 @@ func ollamaPath(path string) bool { return path == "/" || strings.HasPrefix(path
 // ollamaState is what the Ollama edge keeps between requests.
 type ollamaState struct {
 	inUse inUse
-	// embed embeds texts for /api/embed and /api/embeddings; nil: the node
-	// serves no embeddings (see ollama_embed.go).
-	embed ollamaEmbedder
 }
 
 // ollamaRoutes registers the Ollama API on mux.
@@ -235,13 +232,13 @@ func (s *Server) ollamaShow(w http.ResponseWriter, r *http.Request) {
 		info["moltbot.context_length"] = n
 	}
 	writeJSON(w, http.StatusOK, api.ShowResponse{
-		Modelfile: fmt.Sprintf("# %s is served by moltbot: %s\nFROM %s\n", ollamaName(m.ID), served(m), ollamaName(m.ID)),
+		Modelfile: fmt.Sprintf("# %s is served by moltbot: %s\nFROM %s\n", ollamaName(m.ID), servedBy(m), ollamaName(m.ID)),
 		Details:   ollamaDetails(), ModelInfo: info, Capabilities: ollamaCaps(m.Caps), ModifiedAt: s.started.UTC(),
 	})
 }
 
-// served says what serves a model, for its Modelfile.
-func served(m moltbot.ModelInfo) string {
+// servedBy says what serves a model, for its Modelfile.
+func servedBy(m moltbot.ModelInfo) string {
 	if m.Provider == "" {
 		return "the node's failover chain"
 	}

@@ -6,35 +6,13 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/ollama/ollama/api"
 
 	"github.com/moltbot/moltbot"
 )
-
-// ollamaEmbedder embeds texts for p through the node's embedding chain:
-// the chat service's Embed. That method comes with the embeddings work
-// (chat.Service.Embed, moltbot.EmbedRequest), which is not on this
-// branch's main yet: until it is, Server.ollama.embed is nil and the
-// embedding endpoints answer that the node serves no embeddings. Once it
-// is, New sets it to chatEmbedder{c}, whose embed is
-//
-//	out, err := e.c.Embed(ctx, p, moltbot.EmbedRequest{Model: model, Input: input, Dimensions: dims})
-//	if err != nil {
-//		return nil, err
-//	}
-//	return &embedded{vectors: out.Vectors, promptTokens: out.Usage.PromptTokens, served: out.Served.String()}, nil
-type ollamaEmbedder interface {
-	embed(ctx context.Context, p *moltbot.Principal, model string, input []string, dims int) (*embedded, error)
-}
-
-// embedded is what an embedding call gives: a vector per text.
-type embedded struct {
-	vectors      [][]float32
-	promptTokens int
-	served       string
-}
 
 // ollamaEmbedRequest is the body of POST /api/embed (api.EmbedRequest).
 // Options are taken and not used, as Ollama's embedding runner uses none
@@ -111,17 +89,15 @@ func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Ollama's /api/embed gives unit vectors, whatever its model gives.
-	for _, v := range out.vectors {
+	for _, v := range out.Vectors {
 		if err := normalize(v); err != nil {
 			writeOllamaError(w, err)
 			return
 		}
 	}
-	if out.served != "" {
-		w.Header().Set("X-Moltbot-Provider", out.served)
-	}
-	writeJSON(w, http.StatusOK, api.EmbedResponse{Model: req.Model, Embeddings: out.vectors, TotalDuration: time.Since(t0),
-		LoadDuration: tCall.Sub(t0), PromptEvalCount: out.promptTokens})
+	served(w, out)
+	writeJSON(w, http.StatusOK, api.EmbedResponse{Model: req.Model, Embeddings: out.Vectors, TotalDuration: time.Since(t0),
+		LoadDuration: tCall.Sub(t0), PromptEvalCount: out.Usage.PromptTokens})
 }
 
 func (s *Server) ollamaEmbeddings(w http.ResponseWriter, r *http.Request) {
@@ -145,34 +121,33 @@ func (s *Server) ollamaEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeOllamaError(w, err)
 		return
 	}
-	if len(out.vectors) != 1 {
-		writeOllamaError(w, moltbot.Errorf(moltbot.EUnavailable, "the embedding model gave %d vectors for one text", len(out.vectors)))
-		return
-	}
 	// The older endpoint gives the model's vector as it is, in float64s.
-	v := make([]float64, len(out.vectors[0]))
-	for i, f := range out.vectors[0] {
+	v := make([]float64, len(out.Vectors[0]))
+	for i, f := range out.Vectors[0] {
 		v[i] = float64(f)
 	}
-	if out.served != "" {
-		w.Header().Set("X-Moltbot-Provider", out.served)
-	}
+	served(w, out)
 	writeJSON(w, http.StatusOK, api.EmbeddingResponse{Embedding: v})
 }
 
-// embedFor asks the embedder, if the node has one.
-func (s *Server) embedFor(ctx context.Context, p *moltbot.Principal, model string, input []string, dims int) (*embedded, error) {
-	if s.ollama.embed == nil {
-		return nil, &moltbot.Error{Code: moltbot.ENotFound, Param: "model", Message: "this node serves no embeddings"}
-	}
-	out, err := s.ollama.embed.embed(ctx, p, model, input, dims)
+// embedFor embeds input through the chat service (which checks the
+// texts, the model and the tenant's limits) and checks that every text
+// got its vector.
+func (s *Server) embedFor(ctx context.Context, p *moltbot.Principal, model string, input []string, dims int) (*moltbot.Embeddings, error) {
+	out, err := s.chat.Embed(ctx, p, moltbot.EmbedRequest{Model: model, Input: input, Dimensions: dims})
 	if err != nil {
 		return nil, err
 	}
-	if len(out.vectors) != len(input) {
-		return nil, moltbot.Errorf(moltbot.EUnavailable, "the embedding model gave %d vectors for %d texts", len(out.vectors), len(input))
+	if len(out.Vectors) != len(input) {
+		return nil, moltbot.Errorf(moltbot.EUnavailable, "the embedding model gave %d vectors for %d texts", len(out.Vectors), len(input))
 	}
 	return out, nil
+}
+
+// served names the model that embedded, as every model response does.
+func served(w http.ResponseWriter, out *moltbot.Embeddings) {
+	w.Header().Set("X-Moltbot-Provider", out.Served.String())
+	w.Header().Set("X-Moltbot-Failovers", strconv.Itoa(out.Failovers))
 }
 
 // normalize scales v to unit length, as Ollama's /api/embed does.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,9 +22,11 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/storage"
 )
 
@@ -59,13 +62,17 @@ func ollamaSetup(t testing.TB) *ollamaEnv {
 	specs := []actors.ProviderSpec{
 		{Name: "sim", Type: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 4, Seed: 1}), MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
 		{Name: "tool", Provider: tool, MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
+		{Name: "emb", Provider: &embedder{dims: 4}, MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
 	}
+	met := metrics.New("test")
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}, {Provider: "tool", Model: "m"}},
-		Store: storage.NewMemory(), Metrics: metrics.New("test"), HealthInterval: time.Hour})
+		Embeddings: actors.EmbedChain{Models: []moltbot.ModelRef{{Provider: "emb", Model: "m"}}},
+		Store:      storage.NewMemory(), Metrics: met, HealthInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = newServer(rt, nil, 1<<20, Config{MaxBodyBytes: 1 << 20, Version: "test"})
+	c := chat.New(rt, nil, chat.Config{MaxMessageBytes: 1 << 20, Metrics: met, Embedder: actors.EmbeddingsOf(rt)})
+	e.srv = New(c, manage.New(manage.Config{Runtime: rt}), Config{MaxBodyBytes: 1 << 20, Metrics: met, Version: "test"})
 	hs := httptest.NewServer(e.srv)
 	t.Cleanup(func() {
 		hs.Close()
@@ -242,7 +249,7 @@ func TestOllamaModels(t *testing.T) {
 			t.Errorf("%+v", m)
 		}
 	}
-	if strings.Join(names, ",") != "moltbot:latest,sim/sim:latest,tool/m:latest" {
+	if strings.Join(names, ",") != "moltbot:latest,sim/sim:latest,tool/m:latest,emb/m:latest" {
 		t.Errorf("tags %v", names)
 	}
 	// Show: capabilities as the router presumes them when none are known.
@@ -349,7 +356,9 @@ func TestOllamaErrors(t *testing.T) {
 		{"POST", "/api/tags", `{}`, 405, "use GET"},
 		{"POST", "/api/pull", `{"model":"llama3.2"}`, 404, "does not manage model files"},
 		{"POST", "/api/nothing", `{}`, 404, "no route"},
-		{"POST", "/api/embed", `{"model":"moltbot","input":"hi"}`, 404, "serves no embeddings"},
+		{"POST", "/api/embed", `{"model":"nope","input":"hi"}`, 404, "nope"},
+		{"POST", "/api/embed", `{"model":"moltbot","input":["a",""]}`, 400, "input[1]"},
+		{"POST", "/api/embed", `{"model":"moltbot","input":"a","truncate":true}`, 400, "truncate"},
 	} {
 		resp, body := do(t, tc.method, e.url+tc.path, tc.body)
 		var eb struct {
@@ -468,6 +477,51 @@ func TestOllamaToolCalls(t *testing.T) {
 	}
 }
 
+// The simulator, through the real gateway and ollama/api's client: a
+// tool call when tools are offered, a value of the schema when a format
+// asks for one, an image seen.
+func TestOllamaThroughSimulator(t *testing.T) {
+	e := ollamaSetup(t)
+	ctx := context.Background()
+	props := api.NewToolPropertiesMap()
+	props.Set("city", api.ToolProperty{Type: api.PropertyType{"string"}})
+	var calls []api.ToolCall
+	err := e.client.Chat(ctx, &api.ChatRequest{Model: "sim/sim", Messages: []api.Message{{Role: "user", Content: "weather in Paris?"}},
+		Tools: api.Tools{{Type: "function", Function: api.ToolFunction{Name: "get_weather",
+			Parameters: api.ToolFunctionParameters{Type: "object", Required: []string{"city"}, Properties: props}}}}},
+		func(r api.ChatResponse) error {
+			calls = append(calls, r.Message.ToolCalls...)
+			return nil
+		})
+	if err != nil || len(calls) != 1 || calls[0].Function.Name != "get_weather" || calls[0].ID == "" {
+		t.Fatalf("%v %+v", err, calls)
+	}
+	if city, ok := calls[0].Function.Arguments.Get("city"); !ok {
+		t.Fatalf("arguments %v lack city (%v)", calls[0].Function.Arguments.String(), city)
+	}
+	var res api.ChatResponse
+	err = e.client.Chat(ctx, &api.ChatRequest{Model: "sim/sim", Stream: ptr(false), Messages: []api.Message{{Role: "user", Content: "age?"}},
+		Format: json.RawMessage(`{"type":"object","properties":{"age":{"type":"integer"}},"required":["age"]}`)}, func(r api.ChatResponse) error {
+		res = r
+		return nil
+	})
+	var v struct {
+		Age *int `json:"age"`
+	}
+	if err != nil || json.Unmarshal([]byte(res.Message.Content), &v) != nil || v.Age == nil {
+		t.Fatalf("%v %q", err, res.Message.Content)
+	}
+	var text strings.Builder
+	err = e.client.Generate(ctx, &api.GenerateRequest{Model: "sim/sim", Prompt: "what is this?", Images: []api.ImageData{pngBytes}},
+		func(r api.GenerateResponse) error {
+			text.WriteString(r.Response)
+			return nil
+		})
+	if err != nil || !strings.Contains(text.String(), "1 image") {
+		t.Fatalf("%v %q", err, text.String())
+	}
+}
+
 // The history a tool-using client sends back: ids given where Ollama gave
 // none or gave the same twice, results matched to their calls by id, by
 // tool name, or in order.
@@ -546,34 +600,30 @@ func TestOllamaStreamErrors(t *testing.T) {
 	}
 }
 
-// fakeEmbedder gives each text the vector (3, 4).
-type fakeEmbedder struct{ model string }
-
-func (f *fakeEmbedder) embed(_ context.Context, _ *moltbot.Principal, model string, input []string, dims int) (*embedded, error) {
-	f.model = model
-	out := &embedded{served: "sim/embed", promptTokens: len(input) * 2}
-	for range input {
-		out.vectors = append(out.vectors, []float32{3, 4})
-	}
-	return out, nil
-}
-
+// Embeddings through the node's embedding chain (emb/m, 4 dimensions).
 func TestOllamaEmbed(t *testing.T) {
 	e := ollamaSetup(t)
-	fe := &fakeEmbedder{}
-	e.srv.ollama.embed = fe
 	ctx := context.Background()
 	res, err := e.client.Embed(ctx, &api.EmbedRequest{Model: "moltbot:latest", Input: []string{"a", "bb"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Unit vectors, as Ollama gives them.
-	if res.Model != "moltbot:latest" || len(res.Embeddings) != 2 || res.Embeddings[0][0] != 0.6 || res.Embeddings[1][1] != 0.8 ||
-		res.PromptEvalCount != 4 || res.TotalDuration <= 0 || fe.model != "moltbot" {
-		t.Fatalf("%+v (asked for %q)", res, fe.model)
+	if res.Model != "moltbot:latest" || len(res.Embeddings) != 2 || res.PromptEvalCount != 6 || res.TotalDuration <= 0 {
+		t.Fatalf("%+v", res)
 	}
-	res, err = e.client.Embed(ctx, &api.EmbedRequest{Model: "moltbot", Input: "one"})
-	if err != nil || len(res.Embeddings) != 1 {
+	// Unit vectors, as Ollama gives them, in the direction the model gave.
+	for i, text := range []string{"a", "bb"} {
+		var norm, raw float64
+		for k, f := range res.Embeddings[i] {
+			norm += float64(f) * float64(f)
+			raw += float64(vectorValue(text, i, k)) * float64(vectorValue(text, i, k))
+		}
+		if math.Abs(norm-1) > 1e-5 || math.Abs(float64(res.Embeddings[i][0])-float64(vectorValue(text, i, 0))/math.Sqrt(raw)) > 1e-5 {
+			t.Errorf("%q: %v", text, res.Embeddings[i])
+		}
+	}
+	res, err = e.client.Embed(ctx, &api.EmbedRequest{Model: "emb/m", Input: "one"})
+	if err != nil || len(res.Embeddings) != 1 || len(res.Embeddings[0]) != 4 {
 		t.Fatalf("%v %+v", err, res)
 	}
 	res, err = e.client.Embed(ctx, &api.EmbedRequest{Model: "moltbot", Input: ""})
@@ -583,8 +633,9 @@ func TestOllamaEmbed(t *testing.T) {
 	if _, err := e.client.Embed(ctx, &api.EmbedRequest{Model: "moltbot", Input: 3}); !isStatus(err, 400, "invalid input type") {
 		t.Fatal(err)
 	}
+	// The older endpoint: the model's vector as it is.
 	old, err := e.client.Embeddings(ctx, &api.EmbeddingRequest{Model: "moltbot", Prompt: "hi"})
-	if err != nil || len(old.Embedding) != 2 || old.Embedding[0] != 3 || old.Embedding[1] != 4 {
+	if err != nil || len(old.Embedding) != 4 || old.Embedding[3] != float64(vectorValue("hi", 0, 3)) {
 		t.Fatalf("%v %+v", err, old)
 	}
 	if _, err := e.client.Embeddings(ctx, &api.EmbeddingRequest{Prompt: "hi"}); !isStatus(err, 400, "model is required") {
