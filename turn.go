@@ -81,6 +81,9 @@ type TurnResult struct {
 type ModelInfo struct {
 	ID       string // "moltbot" (the chain), or provider/model
 	Provider string
+	// Caps are what the model can do, as far as the node knows (the
+	// chain's: what its models can do together).
+	Caps Capabilities
 }
 
 // ChainModel is the model name that means "the configured chain".

@@ -1,6 +1,7 @@
 // Package gateway is moltbot's HTTP edge: the OpenAI-compatible API
 // (/v1/chat/completions, /v1/models), the stateful conversations API
-// (/v1/conversations...), admin status, health probes and /metrics.
+// (/v1/conversations...), the Ollama API (/api/..., ollama.go), admin
+// status, health probes and /metrics.
 //
 // It is an edge of the chat service (package chat) and the management
 // service (package manage), and imports neither auth nor actors.
@@ -75,6 +76,7 @@ type Server struct {
 	ids     atomic.Uint64
 	started time.Time
 	anon    slots.Counter // requests in flight without a credential, by client
+	ollama  ollamaState   // the Ollama API's (ollama.go)
 }
 
 // New returns the gateway: an HTTP edge of the chat service c and the
@@ -128,6 +130,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/healthz", s.only("GET", s.healthz))
 	mux.HandleFunc("/readyz", s.only("GET", s.readyz))
 	mux.HandleFunc("/metrics", s.only("GET", s.metrics))
+	s.ollamaRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, moltbot.Errorf(moltbot.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})

@@ -123,7 +123,7 @@ var owners = map[string][]string{
 	"github.com/hashicorp/memberlist":    {"cluster"},
 	"github.com/cockroachdb/pebble":      {"storage"},
 	"github.com/cespare/xxhash":          {"storage"},
-	"github.com/ollama/ollama":           {"inference/ollama", "inference/sim"},
+	"github.com/ollama/ollama":           {"inference/ollama", "inference/sim", "gateway"},
 	"github.com/buger/jsonparser":        {"inference/openai"},
 	"golang.org/x/oauth2":                {"inference", "cmd"},
 	"github.com/golang-jwt/jwt":          {"auth"},
@@ -132,6 +132,11 @@ var owners = map[string][]string{
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
 	"gopkg.in/yaml.v3":                   {"configs"},
 	"github.com/urfave/cli":              {"cmd"},
+	// ollama: the gateway serves the Ollama API with its types (and its
+	// tests drive it with ollama/api's client). x/crypto/ssh: the ollama
+	// CLI's ed25519 keys, registered as credentials (auth) and written as
+	// the CLI keeps them (the gateway's tests).
+	"golang.org/x/crypto": {"auth", "gateway"},
 }
 
 func root(t *testing.T) string {
