@@ -381,6 +381,18 @@ func (s *Server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
 // ollamaRun runs a chat or generate request (t0: when it came) and writes
 // its answer: a stream of NDJSON lines, or one object.
 func (s *Server) ollamaRun(w http.ResponseWriter, r *http.Request, t0 time.Time, name string, t *ollamaTurn, generate bool) {
+	// One image is held to conversations.max_image_bytes as on /v1.
+	if max := s.chat.Config().MaxImageBytes; max > 0 {
+		for i := range t.msgs {
+			for j := range t.msgs[i].Parts {
+				if pt := &t.msgs[i].Parts[j]; pt.Type == moltbot.PartImage && len(pt.Data) > max {
+					writeOllamaError(w, &moltbot.Error{Code: moltbot.ETooLarge, Param: "images", Message: fmt.Sprintf(
+						"an image is %d bytes; at most %d are allowed (conversations.max_image_bytes)", len(pt.Data), max)})
+					return
+				}
+			}
+		}
+	}
 	p := principal(r)
 	// The chat service resolves a name itself; only a name with Ollama's
 	// tag, or a load (which asks no model), is looked up here, so that the

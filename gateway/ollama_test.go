@@ -42,7 +42,7 @@ type ollamaEnv struct {
 	script func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error)
 }
 
-func ollamaSetup(t testing.TB) *ollamaEnv {
+func ollamaSetup(t testing.TB, tweaks ...func(*chat.Config)) *ollamaEnv {
 	t.Helper()
 	e := &ollamaEnv{}
 	tool := &scripted{chat: func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
@@ -71,7 +71,11 @@ func ollamaSetup(t testing.TB) *ollamaEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := chat.New(rt, nil, chat.Config{MaxMessageBytes: 1 << 20, Metrics: met, Embedder: actors.EmbeddingsOf(rt)})
+	cc := chat.Config{MaxMessageBytes: 1 << 20, Metrics: met, Embedder: actors.EmbeddingsOf(rt)}
+	for _, f := range tweaks {
+		f(&cc)
+	}
+	c := chat.New(rt, nil, cc)
 	e.srv = New(c, manage.New(manage.Config{Runtime: rt}), Config{MaxBodyBytes: 1 << 20, Metrics: met, Version: "test"})
 	hs := httptest.NewServer(e.srv)
 	t.Cleanup(func() {
@@ -430,6 +434,17 @@ func TestOllamaImages(t *testing.T) {
 	}
 	if m := e.asked().Messages[0]; len(m.Parts) != 2 || m.Parts[1].MIME != "image/png" || m.Content != "and this?" {
 		t.Errorf("%+v", m)
+	}
+}
+
+// An image is held to conversations.max_image_bytes, as on /v1.
+func TestOllamaImageTooLarge(t *testing.T) {
+	e := ollamaSetup(t, func(c *chat.Config) { c.MaxImageBytes = 16 })
+	err := e.client.Chat(context.Background(), &api.ChatRequest{Model: "tool/m", Messages: []api.Message{{Role: "user", Content: "what is this?", Images: []api.ImageData{pngBytes}}}},
+		func(api.ChatResponse) error { return nil })
+	var se api.StatusError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(se.ErrorMessage, "conversations.max_image_bytes") {
+		t.Fatalf("%#v", err)
 	}
 }
 

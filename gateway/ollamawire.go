@@ -223,7 +223,7 @@ func chatMessages(in []ollamaMessage) ([]moltbot.Message, error) {
 					msg.Parts = append(msg.Parts, moltbot.Part{Type: moltbot.PartText, Text: m.Content})
 				}
 				for j, img := range m.Images {
-					p, err := imagePart(img, fmt.Sprintf("%s.images[%d]", at, j))
+					p, err := ollamaImage(img, fmt.Sprintf("%s.images[%d]", at, j))
 					if err != nil {
 						return nil, err
 					}
@@ -322,9 +322,9 @@ func callArguments(raw json.RawMessage, at string) (string, error) {
 	return b.String(), nil
 }
 
-// imagePart decodes an image as Ollama sends it (base64 of the bytes) and
+// ollamaImage decodes an image as Ollama sends it (base64 of the bytes) and
 // names its type from its first bytes.
-func imagePart(s, at string) (moltbot.Part, error) {
+func ollamaImage(s, at string) (moltbot.Part, error) {
 	data, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		// Some clients leave the padding out.
@@ -377,7 +377,7 @@ func (r *ollamaGenerateRequest) turn() (*ollamaTurn, error) {
 			u.Parts = append(u.Parts, moltbot.Part{Type: moltbot.PartText, Text: r.Prompt})
 		}
 		for j, img := range r.Images {
-			p, err := imagePart(img, fmt.Sprintf("images[%d]", j))
+			p, err := ollamaImage(img, fmt.Sprintf("images[%d]", j))
 			if err != nil {
 				return nil, err
 			}
