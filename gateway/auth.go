@@ -52,11 +52,20 @@ func clientOf(r *http.Request) string {
 // authenticate sets the principal on r or answers 401/429 itself; failures
 // count against client.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client string) (*http.Request, bool) {
-	p, err := s.mg.Authenticate(r, client)
+	// Anthropic's clients send their key as x-api-key and read errors in
+	// Anthropic's shape (anthropic.go).
+	anthropic := r.URL.Path == messagesPath
+	ar := r
+	if anthropic {
+		ar = withAPIKey(r)
+	}
+	p, err := s.mg.Authenticate(ar, client)
 	if err != nil {
 		// The body of a refused request is not read: the connection closes.
 		w.Header().Set("Connection", "close")
-		if ollamaPath(r.URL.Path) {
+		if anthropic {
+			writeAnthropicAuthError(w, r, err)
+		} else if ollamaPath(r.URL.Path) {
 			writeOllamaAuthError(w, err)
 		} else {
 			writeError(w, err)

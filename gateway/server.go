@@ -1,5 +1,6 @@
 // Package gateway is moltbot's HTTP edge: the OpenAI-compatible API
-// (/v1/chat/completions, /v1/models), the stateful conversations API
+// (/v1/chat/completions, /v1/models), Anthropic's Messages API
+// (/v1/messages, anthropic.go), the stateful conversations API
 // (/v1/conversations...), the Ollama API (/api/..., ollama.go), admin
 // status, health probes and /metrics.
 //
@@ -105,6 +106,8 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/chat/completions", s.only("POST", s.chatCompletions))
 	mux.HandleFunc("/v1/models", s.only("GET", s.models))
 	mux.HandleFunc("/v1/embeddings", s.only("POST", s.embeddings))
+	// Anthropic's Messages API answers its own 405s, in its shape (anthropic.go).
+	mux.HandleFunc(messagesPath, s.messages)
 	mux.HandleFunc("/v1/conversations", s.only("POST", s.createConversation))
 	mux.HandleFunc("/v1/conversations/{id}", s.conversation)
 	mux.HandleFunc("/v1/conversations/{id}/messages", s.only("POST", s.postMessage))
