@@ -339,6 +339,92 @@ func TestMessagesToolUse(t *testing.T) {
 	}
 }
 
+// The tool loop against the in-process simulator, as an Anthropic SDK
+// client runs it: the streamed message put together, its tool_use blocks
+// answered with tool_result blocks, then the answer that quotes them; an
+// image, and a JSON Schema reply.
+func TestMessagesSimulator(t *testing.T) {
+	e := setup(t, []string{"sim/sim"})
+	first := `{"role":"user","content":"What is the weather in Paris? Use both tools."}`
+	resp, b := postMessages(t, e.url, "", `{"model":"moltbot","max_tokens":200,"stream":true,`+weatherTools+`,"messages":[`+first+`]}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	// Put the message together as the SDKs do: blocks by index, inputs
+	// from their pieces.
+	type block struct {
+		Type  string          `json:"type"`
+		ID    string          `json:"id,omitempty"`
+		Name  string          `json:"name,omitempty"`
+		Text  string          `json:"text,omitempty"`
+		Input json.RawMessage `json:"input,omitempty"`
+	}
+	var blocks []block
+	var partial []string
+	stop := ""
+	for _, ev := range readEvents(t, strings.NewReader(string(b))) {
+		switch ev.name {
+		case "content_block_start":
+			if index(ev) != len(blocks) {
+				t.Fatalf("block %d started after %d", index(ev), len(blocks))
+			}
+			var bl block
+			raw, _ := json.Marshal(ev.data["content_block"])
+			json.Unmarshal(raw, &bl)
+			bl.Input = nil
+			blocks, partial = append(blocks, bl), append(partial, "")
+		case "content_block_delta":
+			i := index(ev)
+			switch field(ev.data, "delta", "type") {
+			case "text_delta":
+				blocks[i].Text += field(ev.data, "delta", "text").(string)
+			case "input_json_delta":
+				partial[i] += field(ev.data, "delta", "partial_json").(string)
+			}
+		case "message_delta":
+			stop = field(ev.data, "delta", "stop_reason").(string)
+		}
+	}
+	var results []string
+	for i := range blocks {
+		if blocks[i].Type != "tool_use" {
+			continue
+		}
+		if !json.Valid([]byte(partial[i])) {
+			t.Fatalf("input of %s: %q", blocks[i].Name, partial[i])
+		}
+		blocks[i].Input = json.RawMessage(partial[i])
+		results = append(results, `{"type":"tool_result","tool_use_id":"`+blocks[i].ID+`","content":"`+blocks[i].Name+` says 21C"}`)
+	}
+	if stop != "tool_use" || len(results) != 2 {
+		t.Fatalf("stop %q, blocks %+v", stop, blocks)
+	}
+	assistant, _ := json.Marshal(map[string]any{"role": "assistant", "content": blocks})
+	resp, b = postMessages(t, e.url, "", `{"model":"moltbot","max_tokens":200,`+weatherTools+`,"messages":[`+first+`,`+string(assistant)+
+		`,{"role":"user","content":[`+strings.Join(results, ",")+`]}]}`)
+	var m anthropicMessage
+	json.Unmarshal(b, &m)
+	if resp.StatusCode != 200 || len(m.Content) != 1 || !strings.Contains(m.Content[0].Text, "get_weather says 21C") || *m.StopReason != "end_turn" {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+
+	// An image: the simulator says how many it saw.
+	png := base64.StdEncoding.EncodeToString(pngBytes)
+	resp, b = postMessages(t, e.url, "", `{"model":"moltbot","max_tokens":50,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"`+png+`"}},{"type":"text","text":"what is it?"}]}]}`)
+	json.Unmarshal(b, &m)
+	if resp.StatusCode != 200 || !strings.Contains(m.Content[0].Text, "1 image") {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+
+	// A JSON Schema reply (output_config.format) is the reply's text.
+	resp, b = postMessages(t, e.url, "", `{"model":"moltbot","max_tokens":200,"output_config":{"format":{"type":"json_schema","schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},"messages":[{"role":"user","content":"city?"}]}`)
+	json.Unmarshal(b, &m)
+	var v map[string]any
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(m.Content[0].Text), &v) != nil || v["city"] == nil {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+}
+
 // moltbot's own Anthropic client (a provider of the node) reads the
 // node's Messages API: events, text, tool calls and usage as it reads
 // Anthropic's.
