@@ -161,7 +161,7 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	defer cancel()
 	stop := context.AfterFunc(rt.life.base, cancel)
 	defer stop()
-	comp, err := rt.pipe.Chat(ctx, &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible}, fn)
+	comp, err := rt.pipe.Chat(ctx, &moltbot.Turn{Tenant: moltbot.SpaceOf(ctx), Messages: msgs, Options: opts, Chain: chain, Visible: visible}, fn)
 	if err != nil {
 		return nil, err
 	}
