@@ -122,6 +122,9 @@ func (c *Cache) Get(ctx context.Context, k Key) *Entry {
 		return nil // bypassed; counted when it went down
 	}
 	val, found, err := c.back.get(ctx, k.String())
+	if err != nil && ctx.Err() != nil {
+		err = errBusy // the request ran out of time, not the tier
+	}
 	c.settle(probe, err)
 	if err != nil {
 		c.backC.errors.Inc()
