@@ -123,9 +123,10 @@ func (c *Cache) Get(ctx context.Context, k Key) *Entry {
 	}
 	val, found, err := c.back.get(ctx, k.String())
 	if err != nil && ctx.Err() != nil {
-		err = errBusy // the request ran out of time, not the tier
+		c.guard.release(probe) // the request ran out of time, not the tier
+	} else {
+		c.settle(probe, err)
 	}
-	c.settle(probe, err)
 	if err != nil {
 		c.backC.errors.Inc()
 		return nil

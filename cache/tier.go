@@ -111,6 +111,17 @@ func (g *guard) done(probe bool, err error) {
 	g.until = now.Add(g.wait)
 }
 
+// release ends a try that says nothing of the tier (its request ran out
+// of time): the next call may try.
+func (g *guard) release(probe bool) {
+	if !probe {
+		return
+	}
+	g.mu.Lock()
+	g.probing = false
+	g.mu.Unlock()
+}
+
 // up reports whether the tier is in use.
 func (g *guard) up() bool {
 	g.mu.Lock()
