@@ -184,6 +184,10 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		}
 		ext = h
 	}
+	w, r, ok := s.withCache(w, r)
+	if !ok {
+		return
+	}
 	st, err := s.chat.Turn(r.Context(), principal(r), chat.TurnRequest{Conversation: id, Stream: req.Stream,
 		Input: moltbot.TurnInput{Content: content, ExternalID: ext, Options: opts}})
 	if err != nil {
