@@ -57,7 +57,7 @@ type Node struct {
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	sweeper  *retention.Sweeper
-	cache    *cache.Cache // the output cache, nil without one
+	cache    *cache.Cache       // the output cache, nil without one
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
