@@ -21,7 +21,7 @@ import (
 // redisServer is a redis-server of a test's own: a free loopback port, a
 // temporary directory, nothing saved; killed when the test ends.
 type redisServer struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	port int
 	dir  string
@@ -31,7 +31,7 @@ type redisServer struct {
 
 // startRedis starts Debian's redis-server, or skips the test when it is not
 // installed (make test installs it).
-func startRedis(t *testing.T, args ...string) *redisServer {
+func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {

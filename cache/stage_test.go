@@ -100,17 +100,27 @@ func start(t testing.TB, p inference.Provider, cfg Config) *env {
 	cfg.Metrics = met
 	c := newCache(t, cfg)
 	stage := NewStage(c)
-	rt, err := actors.New(actors.Config{
+	return &env{rt: newRuntime(t, p, met, stage), c: c, stage: stage, met: met}
+}
+
+// newRuntime is a runtime whose chain is p alone, with the stage given
+// around its model calls (none when nil).
+func newRuntime(t testing.TB, p inference.Provider, met *metrics.Registry, stage *Stage) *actors.Runtime {
+	t.Helper()
+	cfg := actors.Config{
 		Providers: []actors.ProviderSpec{{Name: "m", Type: "fake", Provider: p, MaxInFlight: 64, MaxQueue: 64, Timeout: 20 * time.Second}},
 		Chain:     []moltbot.ModelRef{{Provider: "m", Model: "m"}},
 		Store:     storage.NewMemory(), Metrics: met, HealthInterval: time.Hour,
-		Around: []actors.AroundModel{stage},
-	})
+	}
+	if stage != nil {
+		cfg.Around = []actors.AroundModel{stage}
+	}
+	rt, err := actors.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Shutdown(context.Background()) })
-	return &env{rt: rt, c: c, stage: stage, met: met}
+	return rt
 }
 
 // answer is what a request got.
