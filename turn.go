@@ -118,22 +118,6 @@ type Event struct {
 	Message *Message
 }
 
-type spaceKey struct{}
-
-// WithSpace returns ctx carrying the space of the tenant a stateless
-// completion is for (Principal.Space): the chat service sets it, the
-// runtime puts it in Turn.Tenant. A conversation's turn needs none: its
-// space names the conversation.
-func WithSpace(ctx context.Context, space string) context.Context {
-	return context.WithValue(ctx, spaceKey{}, space)
-}
-
-// SpaceOf is the space ctx carries (WithSpace), or "".
-func SpaceOf(ctx context.Context) string {
-	s, _ := ctx.Value(spaceKey{}).(string)
-	return s
-}
-
 // ModelFunc asks the model chain (through the failover router) for a
 // reply: opts.Model picks the model as a request's model does ("" for the
 // chain); fn, when not nil, gets the tokens.
@@ -148,9 +132,10 @@ type Turn struct {
 	Space, Conversation string
 	// Tenant is the space of the tenant the turn is for (Principal.Space:
 	// the tenant id, with its incarnation for a tenant made through the
-	// API), for a conversation's turn and a stateless completion alike.
-	// Empty when the caller did not say: a stage that keeps data by tenant
-	// (the output cache) then keeps none.
+	// API), for a conversation's turn and a stateless completion (whose
+	// caller says it with WithPrincipal) alike. Empty when the caller did
+	// not say: a stage that keeps data by tenant (the output cache) then
+	// keeps none.
 	Tenant string
 	// User is the conversation's end user (Conversation.User).
 	User string

@@ -72,7 +72,7 @@ func BenchmarkHit(b *testing.B) {
 					t = ""
 				}
 				e := benchEnv(b, t)
-				ctx := moltbot.WithSpace(context.Background(), "acme")
+				ctx := moltbot.WithPrincipal(context.Background(), &moltbot.Principal{Tenant: "acme", Space: "acme"})
 				run(b, e, ctx, stream)
 				if t != "" {
 					e.c.Flush(ctx)
@@ -99,7 +99,7 @@ func BenchmarkHitParallel(b *testing.B) {
 				t = ""
 			}
 			e := benchEnv(b, t)
-			ctx := moltbot.WithSpace(context.Background(), "acme")
+			ctx := moltbot.WithPrincipal(context.Background(), &moltbot.Principal{Tenant: "acme", Space: "acme"})
 			run(b, e, ctx, true)
 			if t != "" {
 				e.c.Flush(ctx)

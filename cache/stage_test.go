@@ -144,7 +144,7 @@ func zero() moltbot.ChatOptions { return moltbot.ChatOptions{Temperature: f64(0)
 
 func (e *env) complete(ctx context.Context, r req) answer {
 	if r.tenant != "" {
-		ctx = moltbot.WithSpace(ctx, r.tenant)
+		ctx = moltbot.WithPrincipal(ctx, &moltbot.Principal{Tenant: r.tenant, Space: r.tenant})
 	}
 	cc := &moltbot.CacheControl{Mode: r.mode}
 	ctx = moltbot.WithCacheControl(ctx, cc)
