@@ -177,6 +177,20 @@ func (s *Stage) leave(fk flightKey, f *flight) int {
 func (s *Stage) lead(ctx, fctx context.Context, fk flightKey, k Key, f *flight, fn moltbot.StreamFunc,
 	next func(context.Context, moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
 	defer f.cancel()
+	defer func() {
+		// A panic in the model call (the pipeline turns it into the
+		// leader's error) must not leave a flight that nobody finishes:
+		// its followers, and every identical turn after, would wait on it.
+		if r := recover(); r != nil {
+			s.mu.Lock()
+			if s.flights[fk] == f {
+				delete(s.flights, fk)
+			}
+			s.mu.Unlock()
+			f.finish(nil, moltbot.Errorf(moltbot.EInternal, "the shared model call failed; the turn was not answered"))
+			panic(r)
+		}
+	}()
 	var gone atomic.Bool // the leader left
 	var fnErr error      // why, when its stream failed (the call's goroutine writes it)
 	var shown atomic.Int64

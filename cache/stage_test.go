@@ -475,3 +475,31 @@ func TestLeavingAFlight(t *testing.T) {
 		}
 	})
 }
+
+// A model call that panics (a bug in the router: the pipeline turns it
+// into the turn's error) leaves no flight behind: the next identical turn
+// makes a call of its own.
+func TestPanicInASharedCall(t *testing.T) {
+	c := newCache(t, Config{Type: TypeMemory})
+	s := NewStage(c)
+	tr := baseTurn()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic was swallowed")
+			}
+		}()
+		s.AroundModel(ctx(t), tr, func(moltbot.Chunk) error { return nil }, func(context.Context, moltbot.StreamFunc) (*moltbot.Completion, error) {
+			panic("a router bug")
+		})
+	}()
+	if len(s.flights) != 0 {
+		t.Fatalf("a dead flight stays: %d", len(s.flights))
+	}
+	comp, err := s.AroundModel(ctx(t), tr, func(moltbot.Chunk) error { return nil }, func(context.Context, moltbot.StreamFunc) (*moltbot.Completion, error) {
+		return &moltbot.Completion{Content: "ok", FinishReason: "stop"}, nil
+	})
+	if err != nil || comp.Content != "ok" || comp.Cache != moltbot.CacheMiss {
+		t.Fatalf("after: %+v %v", comp, err)
+	}
+}
