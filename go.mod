@@ -14,6 +14,7 @@ require (
 	github.com/ollama/ollama v0.17.4
 	github.com/orcaman/concurrent-map v1.0.0
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/crypto v0.44.0
 	golang.org/x/oauth2 v0.13.0
 	golang.org/x/time v0.15.0
 	google.golang.org/grpc v1.60.1
@@ -78,7 +79,6 @@ require (
 	go.opentelemetry.io/otel/sdk v1.21.0 // indirect
 	go.opentelemetry.io/otel/sdk/metric v1.21.0 // indirect
 	go.opentelemetry.io/otel/trace v1.21.0 // indirect
-	golang.org/x/crypto v0.44.0 // indirect
 	golang.org/x/exp v0.0.0-20250218142911-aa4b98e5adaa // indirect
 	golang.org/x/mod v0.30.0 // indirect
 	golang.org/x/net v0.47.0 // indirect

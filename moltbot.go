@@ -282,6 +282,64 @@ func AddDelta(calls []ToolCall, d *ToolCallDelta) []ToolCall {
 	return calls
 }
 
+// Capabilities are what a model can do, from configuration or learned
+// from its server (Ollama's /api/show). Known is false when nothing was
+// learned: such a model is presumed able to serve anything.
+type Capabilities struct {
+	Known      bool
+	Tools      bool // calls tools
+	Vision     bool // reads images
+	JSONSchema bool // holds a reply to a JSON Schema
+	Embeddings bool // embeds text (an embedding model)
+	// ContextLength is the model's context in tokens (0: unknown).
+	ContextLength int
+}
+
+// Needs is what a request needs of the model that serves it.
+type Needs struct {
+	Tools, Vision, JSONSchema bool
+}
+
+// Any reports whether n needs anything.
+func (n Needs) Any() bool { return n.Tools || n.Vision || n.JSONSchema }
+
+// NeedsOf is what a request of msgs with o needs: tools when tools are
+// offered (and not turned off by tool_choice none) or the history holds
+// tool calls or results; vision when a message holds an image; a JSON
+// Schema when the response format gives one.
+func NeedsOf(msgs []Message, o ChatOptions) Needs {
+	var n Needs
+	n.Tools = len(o.Tools) > 0 && (o.ToolChoice == nil || o.ToolChoice.Mode != ToolChoiceNone)
+	n.JSONSchema = o.ResponseFormat != nil && o.ResponseFormat.Type == FormatJSONSchema
+	for i := range msgs {
+		for j := range msgs[i].Parts {
+			switch msgs[i].Parts[j].Type {
+			case PartImage:
+				n.Vision = true
+			case PartToolCall, PartToolResult:
+				n.Tools = true
+			}
+		}
+	}
+	return n
+}
+
+// Lacks names the first thing n needs that c lacks ("tools", "vision",
+// "json_schema"), or "" when c serves n. Unknown capabilities lack nothing.
+func (c Capabilities) Lacks(n Needs) string {
+	switch {
+	case !c.Known:
+		return ""
+	case n.Tools && !c.Tools:
+		return "tools"
+	case n.Vision && !c.Vision:
+		return "vision"
+	case n.JSONSchema && !c.JSONSchema:
+		return "json_schema"
+	}
+	return ""
+}
+
 // Chunk is one piece of a streamed reply: text, or a piece of a tool call.
 type Chunk struct {
 	Content string

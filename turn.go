@@ -12,9 +12,19 @@ type NewConversation struct {
 	User string
 }
 
-// TurnInput is one user message for a stored conversation.
+// TurnInput is one user message for a stored conversation, and the tool
+// results that come before it.
 type TurnInput struct {
+	// Content is the user message's text: TextOf(Parts) when Parts is set.
+	// It may be empty when ToolResults are given (a turn that only hands
+	// the model its tools' results).
 	Content string
+	// Parts, when not nil, are the user message's parts: text and images.
+	Parts []Part
+	// ToolResults answer the tool calls of the conversation's last reply,
+	// one PartToolResult each, all of them: they are stored as tool
+	// messages before the user message (if any), in this order.
+	ToolResults []Part
 	// ExternalID is the id the message had where it came from (a channel's
 	// event id, a client's Idempotency-Key): a turn whose ExternalID the
 	// conversation already has is not run again; its stored reply is
@@ -71,6 +81,9 @@ type TurnResult struct {
 type ModelInfo struct {
 	ID       string // "moltbot" (the chain), or provider/model
 	Provider string
+	// Caps are what the model can do, as far as the node knows (the
+	// chain's: what its models can do together).
+	Caps Capabilities
 }
 
 // ChainModel is the model name that means "the configured chain".

@@ -129,14 +129,15 @@ func (a *agent) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 	if t.Visible {
 		fn = func(ch moltbot.Chunk) error {
 			l.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, FromNode: self, Body: &pb.Envelope_Chunk{Chunk: &pb.TurnChunk{
-				Content: ch.Content, Served: ch.Served.String(), Failovers: int32(ch.Failovers)}}})
+				Content: ch.Content, Served: ch.Served.String(), Failovers: int32(ch.Failovers), ToolCall: toPBDelta(ch.ToolCall)}}})
 			return nil
 		}
 	}
 	if moltbot.ValidRequestID(t.RequestId) {
 		ctx = moltbot.WithRequestID(ctx, t.RequestId)
 	}
-	in := moltbot.TurnInput{Content: t.Content, Options: fromPBOptions(t.Options), AsUser: t.AsUser}
+	in := moltbot.TurnInput{Content: t.Content, Parts: fromPBParts(t.Parts), ToolResults: fromPBParts(t.ToolResults),
+		Options: fromPBOptions(t.Options), AsUser: t.AsUser}
 	if t.ReplyChannel != "" {
 		in.ReplyTo = &moltbot.Destination{Channel: t.ReplyChannel, Address: t.ReplyAddress}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
+	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/testutil"
@@ -52,6 +53,9 @@ type nodeOpts struct {
 	creds   *cluster.Credentials
 	shared  SharedState
 	deliver Deliverer
+	// provider, when set, serves the chain's model (sim/sim) instead of
+	// the simulator.
+	provider inference.Provider
 }
 
 func startNodeWith(t *testing.T, o nodeOpts) *tnode {
@@ -59,7 +63,11 @@ func startNodeWith(t *testing.T, o nodeOpts) *tnode {
 	store := storage.NewMemory()
 	met := metrics.New("test")
 	rpc := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", o.sim), MaxInFlight: 64, Timeout: 10 * time.Second}},
+	var p inference.Provider = sim.NewProvider("sim", o.sim)
+	if o.provider != nil {
+		p = o.provider
+	}
+	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: p, MaxInFlight: 64, Timeout: 10 * time.Second}},
 		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: store, Metrics: met, HealthInterval: time.Hour,
 		RemoteAddr: rpc, Replicas: 2, IdleTimeout: time.Minute, RemoteTLS: o.creds, Shared: o.shared, SharedInterval: 500 * time.Millisecond,
 		Deliver: o.deliver, DeliverBackoff: 5 * time.Millisecond})

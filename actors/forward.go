@@ -117,7 +117,7 @@ func (s *turnSink) Receive(c actor.Context) {
 	case *pb.Envelope_Chunk:
 		s.mark()
 		ref, _ := moltbot.ParseModelRef(b.Chunk.Served)
-		_ = s.fn(moltbot.Chunk{Content: b.Chunk.Content, Served: ref, Failovers: int(b.Chunk.Failovers)})
+		_ = s.fn(moltbot.Chunk{Content: b.Chunk.Content, ToolCall: fromPBDelta(b.Chunk.ToolCall), Served: ref, Failovers: int(b.Chunk.Failovers)})
 	case *pb.Envelope_Result:
 		s.done <- b.Result
 		c.Stop(c.Self())
@@ -146,7 +146,7 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	tr := &pb.TurnRequest{Tenant: tenant, Id: id, TurnId: turnID, Content: in.Content,
+	tr := &pb.TurnRequest{Tenant: tenant, Id: id, TurnId: turnID, Content: in.Content, Parts: toPBParts(in.Parts), ToolResults: toPBParts(in.ToolResults),
 		Options: toPBOptions(in.Options), Visible: visible, DeadlineUnixMs: deadline.UnixMilli(), RequestId: moltbot.RequestID(ctx)}
 	if in.ReplyTo != nil {
 		tr.ReplyChannel, tr.ReplyAddress = in.ReplyTo.Channel, in.ReplyTo.Address

@@ -276,3 +276,30 @@ func TestToolCallsThroughRouter(t *testing.T) {
 		t.Fatalf("%+v %v", comp, err)
 	}
 }
+
+// A model that names no call (no id on a call's first piece) gets one
+// from the router: the piece the caller sees and the completion carry the
+// same id, a new one for each call.
+func TestToolCallsWithoutIDs(t *testing.T) {
+	anon := func(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
+		for _, d := range []*moltbot.ToolCallDelta{{Index: 0, Name: "f"}, {Index: 0, Arguments: `{}`}, {Index: 1, Name: "g", Arguments: `{}`}} {
+			if err := fn(inference.Delta{ToolCall: d}); err != nil {
+				return inference.Result{}, err
+			}
+		}
+		return inference.Result{}, nil
+	}
+	e := start(t, []string{"a/m"}, []ProviderSpec{spec("a", &fake{chat: anon})}, nil)
+	var ids []string
+	comp, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, func(c moltbot.Chunk) error {
+		ids = append(ids, c.ToolCall.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(comp.ToolCalls) != 2 || !strings.HasPrefix(comp.ToolCalls[0].ID, "call_") || comp.ToolCalls[0].ID == comp.ToolCalls[1].ID ||
+		len(ids) != 3 || ids[0] != comp.ToolCalls[0].ID || ids[1] != "" || ids[2] != comp.ToolCalls[1].ID {
+		t.Fatalf("%+v, pieces' ids %q", comp.ToolCalls, ids)
+	}
+}

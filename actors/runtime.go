@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type Config struct {
 	Store   storage.Store
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
+
+	// Embeddings is the embedding chain (EmbeddingsOf); none by default.
+	Embeddings EmbedChain
 
 	// Defaults of every field: DefaultConfig.
 
@@ -167,6 +171,7 @@ type Runtime struct {
 	providers      *provider.Set
 	policy         *failover.Policy
 	router         *route.Router
+	embed          *route.Embedder
 	pipe           *pipeline // the stages around router
 	convs          *conv.Manager
 	link           *Link // always set; routes by a membership once attached
@@ -191,6 +196,9 @@ func New(cfg Config) (*Runtime, error) {
 	if len(cfg.Providers) == 0 {
 		return nil, errors.New("actors: at least one provider is required")
 	}
+	if err := checkEmbedChain(&cfg); err != nil {
+		return nil, err
+	}
 	rt := &Runtime{store: cfg.Store, met: cfg.Metrics, log: cfg.Logger, requestTimeout: cfg.RequestTimeout, started: time.Now(),
 		turnIDs: newTurnIDs(), life: &lifetime{}, now: cfg.clock}
 	rt.life.base, rt.life.stop = context.WithCancel(context.Background())
@@ -211,7 +219,10 @@ func New(cfg Config) (*Runtime, error) {
 		}
 	}
 
-	providers, err := provider.Start(rt.system, provider.Config{Specs: cfg.Providers, Chain: cfg.Chain,
+	// The embedding chain's models are chain models to the providers too:
+	// their metric labels, and the health check's "missing" for Ollama.
+	chains := append(slices.Clip(cfg.Chain), cfg.Embeddings.Models...)
+	providers, err := provider.Start(rt.system, provider.Config{Specs: cfg.Providers, Chain: chains,
 		RestartBackoff: cfg.RestartBackoff, Metrics: rt.met, Log: rt.log, Now: rt.now})
 	if err != nil {
 		return nil, err
@@ -228,6 +239,7 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	rt.router = route.New(route.Config{Chain: cfg.Chain, Providers: rt.providers, Metrics: rt.met, Policy: rt.policy,
 		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
+	startEmbeddings(rt, cfg.Embeddings)
 	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, wrap: cfg.Around, after: cfg.After, log: rt.log}
 	convStrategy := &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
 		Metrics: rt.met, Log: rt.log, Kind: "conversation"}

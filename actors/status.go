@@ -15,7 +15,8 @@ import (
 // ModelInfo is one entry of /v1/models.
 type ModelInfo = moltbot.ModelInfo
 
-// Models lists what a client may ask for: the chain, then each provider's models.
+// Models lists what a client may ask for: the chain, then each provider's
+// models, with their capabilities.
 func (rt *Runtime) Models() []ModelInfo {
 	out := []ModelInfo{{ID: ChainModel}}
 	seen := map[string]bool{ChainModel: true}
@@ -23,18 +24,49 @@ func (rt *Runtime) Models() []ModelInfo {
 		id := p + "/" + m
 		if !seen[id] {
 			seen[id] = true
-			out = append(out, ModelInfo{ID: id, Provider: p})
+			var caps moltbot.Capabilities
+			if st := rt.providers.Get(p); st != nil {
+				caps = st.Caps(m)
+			}
+			out = append(out, ModelInfo{ID: id, Provider: p, Caps: caps})
 		}
 	}
+	var caps []moltbot.Capabilities
 	for _, ref := range rt.router.Chain() {
 		add(ref.Provider, ref.Model)
+		if st := rt.providers.Get(ref.Provider); st != nil {
+			caps = append(caps, st.Caps(ref.Model))
+		}
 	}
+	out[0].Caps = chainCaps(caps)
 	for _, name := range rt.providers.Names() {
 		for _, m := range rt.providers.Get(name).Models() {
 			add(name, m)
 		}
 	}
 	return out
+}
+
+// chainCaps is what the chain can do: a request goes to the first of its
+// models able to serve it, so it can do what any of them can; known only
+// when every model's capabilities are (an unknown one is presumed able),
+// and its context length the shortest known (what every model holds). It
+// is a chat chain: an embedding model in it does not make it one.
+func chainCaps(caps []moltbot.Capabilities) moltbot.Capabilities {
+	c := moltbot.Capabilities{Known: len(caps) > 0}
+	for _, mc := range caps {
+		c.Known = c.Known && mc.Known
+		c.Tools = c.Tools || mc.Tools
+		c.Vision = c.Vision || mc.Vision
+		c.JSONSchema = c.JSONSchema || mc.JSONSchema
+		if mc.ContextLength > 0 && (c.ContextLength == 0 || mc.ContextLength < c.ContextLength) {
+			c.ContextLength = mc.ContextLength
+		}
+	}
+	if !c.Known {
+		return moltbot.Capabilities{ContextLength: c.ContextLength}
+	}
+	return c
 }
 
 // ProviderStatus is one provider's state for status and readiness.

@@ -287,7 +287,7 @@ func (a *agent) serveSubscribe(env *pb.Envelope, s *pb.Subscribe) {
 }
 
 func toPBEvent(ev moltbot.Event) *pb.ConvEvent {
-	out := &pb.ConvEvent{Kind: int32(ev.Kind), Text: ev.Text, Failovers: int32(ev.Failovers), Error: toPBError(ev.Err)}
+	out := &pb.ConvEvent{Kind: int32(ev.Kind), Text: ev.Text, Failovers: int32(ev.Failovers), Error: toPBError(ev.Err), ToolCall: toPBDelta(ev.ToolCall)}
 	if !ev.Served.IsZero() {
 		out.Served = ev.Served.String()
 	}
@@ -298,12 +298,13 @@ func toPBEvent(ev moltbot.Event) *pb.ConvEvent {
 }
 
 func fromPBEvent(e *pb.ConvEvent) moltbot.Event {
-	ev := moltbot.Event{Kind: moltbot.EventKind(e.Kind), Text: e.Text, Failovers: int(e.Failovers)}
+	ev := moltbot.Event{Kind: moltbot.EventKind(e.Kind), Text: e.Text, Failovers: int(e.Failovers), ToolCall: fromPBDelta(e.ToolCall)}
 	if e.Served != "" {
 		ev.Served, _ = moltbot.ParseModelRef(e.Served)
 	}
-	if m := e.Message; m != nil {
-		ev.Message = &moltbot.Message{ID: m.Id, Role: moltbot.Role(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete}
+	if e.Message != nil {
+		m := fromPBMessage(e.Message)
+		ev.Message = &m
 	}
 	if e.Error != nil {
 		ev.Err = fromPBError(e.Error)

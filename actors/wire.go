@@ -41,26 +41,96 @@ func retriable(err error) bool {
 }
 
 func toPBOptions(o moltbot.ChatOptions) *pb.Options {
-	return &pb.Options{Model: o.Model, MaxTokens: int32(o.MaxTokens), Temperature: o.Temperature, TopP: o.TopP, Stop: o.Stop, Seed: o.Seed}
+	out := &pb.Options{Model: o.Model, MaxTokens: int32(o.MaxTokens), Temperature: o.Temperature, TopP: o.TopP, Stop: o.Stop, Seed: o.Seed,
+		PresencePenalty: o.PresencePenalty, FrequencyPenalty: o.FrequencyPenalty, User: o.User, ParallelToolCalls: o.ParallelToolCalls}
+	for _, t := range o.Tools {
+		out.Tools = append(out.Tools, &pb.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters, Strict: t.Strict})
+	}
+	if c := o.ToolChoice; c != nil {
+		out.ToolChoiceMode, out.ToolChoiceName = c.Mode, c.Name
+	}
+	if f := o.ResponseFormat; f != nil {
+		out.ResponseFormat = &pb.ResponseFormat{Type: f.Type, Name: f.Name, Schema: f.Schema, Strict: f.Strict}
+	}
+	return out
 }
 
 func fromPBOptions(o *pb.Options) moltbot.ChatOptions {
 	if o == nil {
 		return moltbot.ChatOptions{}
 	}
-	return moltbot.ChatOptions{Model: o.Model, MaxTokens: int(o.MaxTokens), Temperature: o.Temperature, TopP: o.TopP, Stop: o.Stop, Seed: o.Seed}
+	out := moltbot.ChatOptions{Model: o.Model, MaxTokens: int(o.MaxTokens), Temperature: o.Temperature, TopP: o.TopP, Stop: o.Stop, Seed: o.Seed,
+		PresencePenalty: o.PresencePenalty, FrequencyPenalty: o.FrequencyPenalty, User: o.User, ParallelToolCalls: o.ParallelToolCalls}
+	for _, t := range o.Tools {
+		out.Tools = append(out.Tools, moltbot.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters, Strict: t.Strict})
+	}
+	if o.ToolChoiceMode != "" {
+		out.ToolChoice = &moltbot.ToolChoice{Mode: o.ToolChoiceMode, Name: o.ToolChoiceName}
+	}
+	if f := o.ResponseFormat; f != nil {
+		out.ResponseFormat = &moltbot.ResponseFormat{Type: f.Type, Name: f.Name, Schema: f.Schema, Strict: f.Strict}
+	}
+	return out
+}
+
+func toPBParts(parts []moltbot.Part) []*pb.Part {
+	if parts == nil {
+		return nil
+	}
+	out := make([]*pb.Part, len(parts))
+	for i, p := range parts {
+		out[i] = &pb.Part{Type: string(p.Type), Text: p.Text, Mime: p.MIME, Data: p.Data, Ref: p.Ref, CallId: p.CallID, Name: p.Name,
+			Arguments: p.Arguments, Content: p.Content}
+	}
+	return out
+}
+
+func fromPBParts(parts []*pb.Part) []moltbot.Part {
+	if len(parts) == 0 {
+		return nil
+	}
+	out := make([]moltbot.Part, len(parts))
+	for i, p := range parts {
+		out[i] = moltbot.Part{Type: moltbot.PartType(p.Type), Text: p.Text, MIME: p.Mime, Data: p.Data, Ref: p.Ref, CallID: p.CallId, Name: p.Name,
+			Arguments: p.Arguments, Content: p.Content}
+	}
+	return out
+}
+
+func toPBDelta(d *moltbot.ToolCallDelta) *pb.ToolCallDelta {
+	if d == nil {
+		return nil
+	}
+	return &pb.ToolCallDelta{Index: int32(d.Index), Id: d.ID, Name: d.Name, Arguments: d.Arguments}
+}
+
+func fromPBDelta(d *pb.ToolCallDelta) *moltbot.ToolCallDelta {
+	if d == nil {
+		return nil
+	}
+	return &moltbot.ToolCallDelta{Index: int(d.Index), ID: d.Id, Name: d.Name, Arguments: d.Arguments}
 }
 
 func toPBMessage(m *moltbot.Message) *pb.Message {
-	return &pb.Message{Role: string(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete, Id: m.ID}
+	return &pb.Message{Role: string(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete, Id: m.ID,
+		Parts: toPBParts(m.Parts)}
+}
+
+func fromPBMessage(m *pb.Message) moltbot.Message {
+	return moltbot.Message{ID: m.Id, Role: moltbot.Role(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete,
+		Parts: fromPBParts(m.Parts)}
 }
 
 func toPBCompletion(c *moltbot.Completion) *pb.Completion {
 	if c == nil {
 		return nil
 	}
-	return &pb.Completion{Content: c.Content, Served: c.Served.String(), Usage: &pb.Usage{PromptTokens: int32(c.Usage.PromptTokens),
+	out := &pb.Completion{Content: c.Content, Served: c.Served.String(), Usage: &pb.Usage{PromptTokens: int32(c.Usage.PromptTokens),
 		CompletionTokens: int32(c.Usage.CompletionTokens)}, FinishReason: c.FinishReason, Failovers: int32(c.Failovers), TtftUs: c.TTFT.Microseconds()}
+	for _, tc := range c.ToolCalls {
+		out.ToolCalls = append(out.ToolCalls, &pb.ToolCall{Id: tc.ID, Name: tc.Name, Arguments: tc.Arguments})
+	}
+	return out
 }
 
 func fromPBResult(r *pb.TurnResult) (*TurnResult, error) {
@@ -69,12 +139,15 @@ func fromPBResult(r *pb.TurnResult) (*TurnResult, error) {
 	}
 	out := &TurnResult{Version: r.Version, Replayed: r.Replayed}
 	if m := r.Message; m != nil {
-		out.Message = moltbot.Message{ID: m.Id, Role: moltbot.Role(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete}
+		out.Message = fromPBMessage(m)
 	}
 	if c := r.Completion; c != nil {
 		ref, _ := moltbot.ParseModelRef(c.Served)
 		out.Completion = &moltbot.Completion{Content: c.Content, Served: ref, FinishReason: c.FinishReason, Failovers: int(c.Failovers),
 			TTFT: time.Duration(c.TtftUs) * time.Microsecond}
+		for _, tc := range c.ToolCalls {
+			out.Completion.ToolCalls = append(out.Completion.ToolCalls, moltbot.ToolCall{ID: tc.Id, Name: tc.Name, Arguments: tc.Arguments})
+		}
 		if c.Usage != nil {
 			out.Completion.Usage = moltbot.Usage{PromptTokens: int(c.Usage.PromptTokens), CompletionTokens: int(c.Usage.CompletionTokens)}
 		}

@@ -25,7 +25,7 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, *Error) {
 }
 
 // AuthenticateFrom finds the principal of a request from its Authorization
-// header: an API key (mb_...) or a JWT. With auth disabled every request is
+// header: an API key (mb_...), a JWT, or an Ollama signature (ollama.go). With auth disabled every request is
 // the default tenant's operator.
 //
 // A valid credential is always accepted, whatever its address did before:
@@ -72,6 +72,9 @@ func (s *Service) authenticate(r *http.Request) (*Principal, *Error) {
 	if h == "" {
 		return nil, &Error{Status: http.StatusUnauthorized, Reason: "missing",
 			Msg: "authentication required: send Authorization: Bearer <API key or token>"}
+	}
+	if isOllamaSignature(h) {
+		return s.checkOllama(r, h)
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	cred = strings.TrimSpace(cred)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Key is an API key's record. The secret is never stored: only its SHA-256
@@ -35,6 +38,11 @@ type Key struct {
 	Incarnation string `json:"incarnation,omitempty"`
 	// Ver orders changes across a cluster (replicate.go).
 	Ver int64 `json:"ver,omitempty"`
+	// Kind is "" for an API key, KindOllama for an Ollama public key
+	// (ollama.go): PublicKey holds it in SSH wire form, ID is derived from
+	// it, and Hash matches no secret.
+	Kind      string `json:"kind,omitempty"`
+	PublicKey []byte `json:"public_key,omitempty"`
 }
 
 // KeyInfo is what a listing shows: no hash.
@@ -50,6 +58,12 @@ type KeyInfo struct {
 	// State is active, expiring (rotated, in its grace), expired, revoked,
 	// or orphaned (its tenant was deleted, or made again since).
 	State string `json:"state"`
+	// Kind is "ollama" for an Ollama public key, empty for an API key.
+	Kind string `json:"kind,omitempty"`
+	// OllamaKey is an Ollama key's public key line (ssh-ed25519 AAAA...)
+	// and Fingerprint its SHA-256 fingerprint, as ssh-keygen -l shows it.
+	OllamaKey   string `json:"ollama_key,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 var keyEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -204,7 +218,11 @@ func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Dur
 
 func (s *Service) info(k *Key) *KeyInfo {
 	i := &KeyInfo{ID: k.ID, Tenant: k.Tenant, Name: k.Name, Scope: k.Scope, Created: k.Created, Expires: k.Expires,
-		Revoked: k.Revoked, Successor: k.Successor, State: "active"}
+		Revoked: k.Revoked, Successor: k.Successor, State: "active", Kind: k.Kind}
+	if k.Kind == KindOllama {
+		i.OllamaKey = ssh.KeyAlgoED25519 + " " + base64.StdEncoding.EncodeToString(k.PublicKey)
+		i.Fingerprint = OllamaFingerprint(k.PublicKey)
+	}
 	now := s.now().Unix()
 	switch {
 	case k.Revoked != 0:
@@ -307,6 +325,9 @@ func (s *Service) RotateKey(tenant, id string, grace time.Duration) (string, *Ke
 	if k.Successor != "" {
 		return "", nil, &RotatedError{ID: k.ID, Successor: k.Successor}
 	}
+	if k.Kind == KindOllama {
+		return "", nil, fmt.Errorf("auth: key %s is an Ollama public key: register the new public key and revoke this one", id)
+	}
 	if !s.current(k) {
 		return "", nil, ErrNotFound
 	}
@@ -337,8 +358,9 @@ func (s *Service) checkKey(cred string) (*Principal, *Error) {
 		return nil, unauthorized("malformed", "invalid_token", "malformed API key (want mb_<id>_<secret>)")
 	}
 	k, err := s.getKey(id)
-	if err != nil {
-		// Compare anyway, so a wrong id costs the same time as a wrong secret.
+	if err != nil || k.Kind != "" {
+		// Compare anyway, so a wrong id costs the same time as a wrong
+		// secret. An Ollama key's record is never an API key.
 		subtle.ConstantTimeCompare(hashSecret(secret), make([]byte, sha256.Size))
 		return nil, unauthorized("unknown_key", "invalid_token", "unknown API key")
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // The bounds of sane records. A record made here is checked with the same
@@ -114,6 +116,12 @@ func (k *Key) check(now time.Time) error {
 		return fmt.Errorf("auth: key %s: successor %q", k.ID, k.Successor)
 	case !validIncarnation(k.Incarnation):
 		return fmt.Errorf("auth: key %s: incarnation %q", k.ID, k.Incarnation)
+	case k.Kind == "" && k.PublicKey != nil:
+		return fmt.Errorf("auth: key %s: an API key with a public key", k.ID)
+	case k.Kind != "" && k.Kind != KindOllama:
+		return fmt.Errorf("auth: key %s: kind %q", k.ID, k.Kind)
+	case k.Kind == KindOllama && (k.Scope != ScopeChat || k.Successor != "" || !validOllamaWire(k.PublicKey) || ollamaKeyID(k.PublicKey) != k.ID):
+		return fmt.Errorf("auth: key %s: not a sane Ollama key (chat scope, no successor, an ed25519 key whose hash is the id)", k.ID)
 	}
 	if err := checkName("key name", k.Name); err != nil {
 		return err
@@ -238,4 +246,10 @@ func (p *pubKey) check(now time.Time) error {
 		return fmt.Errorf("auth: public key %s: valid until %d, beyond %s from now", p.KID, p.Until, maxPubLife)
 	}
 	return p.parse()
+}
+
+// validOllamaWire reports whether b is an ssh-ed25519 public key in wire form.
+func validOllamaWire(b []byte) bool {
+	pub, err := ssh.ParsePublicKey(b)
+	return err == nil && pub.Type() == ssh.KeyAlgoED25519
 }

@@ -70,6 +70,9 @@ type Config struct {
 	Quota Quota
 	// MaxMessageBytes caps one message's content and a system prompt.
 	MaxMessageBytes int
+	// MaxImageBytes caps one image of a message (default 5 MiB); an edge's
+	// body limit bounds them too.
+	MaxImageBytes int
 	// MaxMessages caps the messages of a stateless completion.
 	MaxMessages int
 	// EventBuffer is how many events of a streamed turn may wait for a slow
@@ -82,17 +85,23 @@ type Config struct {
 	MaxSubscriptions int
 	Metrics          *metrics.Registry
 	Logger           *slog.Logger
+
+	// Embedder embeds text for Embed (actors.Embeddings); nil: none.
+	Embedder Embedder
 }
 
 // DefaultConfig is the service's configuration when nothing is set.
 func DefaultConfig() Config {
-	return Config{MaxMessageBytes: 256 << 10, MaxMessages: 1024, EventBuffer: 256, MaxSubscriptions: 256}
+	return Config{MaxMessageBytes: 256 << 10, MaxImageBytes: 5 << 20, MaxMessages: 1024, EventBuffer: 256, MaxSubscriptions: 256}
 }
 
 func (c *Config) fill() {
 	d := DefaultConfig()
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if c.MaxImageBytes <= 0 {
+		c.MaxImageBytes = d.MaxImageBytes
 	}
 	if c.MaxMessages <= 0 {
 		c.MaxMessages = d.MaxMessages
@@ -163,19 +172,33 @@ func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req Comple
 		if err != nil {
 			return nil, err
 		}
-		return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content, Model: c.Served.String()}, Completion: c}, nil
+		return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content, Parts: replyParts(c),
+			Model: c.Served.String()}, Completion: c}, nil
 	})
+}
+
+// replyParts are the parts of the assistant message that stores reply c:
+// nil for text only; else its text (if any) and one tool_call part per
+// call, in order.
+func replyParts(c *moltbot.Completion) []moltbot.Part {
+	if len(c.ToolCalls) == 0 {
+		return nil
+	}
+	parts := make([]moltbot.Part, 0, len(c.ToolCalls)+1)
+	if c.Content != "" {
+		parts = append(parts, moltbot.Part{Type: moltbot.PartText, Text: c.Content})
+	}
+	for _, tc := range c.ToolCalls {
+		parts = append(parts, moltbot.Part{Type: moltbot.PartToolCall, CallID: tc.ID, Name: tc.Name, Arguments: tc.Arguments})
+	}
+	return parts
 }
 
 // Turn runs one turn of a conversation of p's.
 func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnRequest) (*Stream, error) {
 	in := req.Input
-	if in.Content == "" {
-		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must be a non-empty string"}
-	}
-	if len(in.Content) > s.cfg.MaxMessageBytes {
-		return nil, &moltbot.Error{Code: moltbot.ETooLarge, Param: "content",
-			Message: fmt.Sprintf("content is %d bytes; at most %d are allowed (conversations.max_message_bytes)", len(in.Content), s.cfg.MaxMessageBytes)}
+	if err := s.validTurn(&in); err != nil {
+		return nil, err
 	}
 	if err := validExternalID(in.ExternalID); err != nil {
 		return nil, err

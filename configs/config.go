@@ -133,7 +133,15 @@ type ProviderConfig struct {
 	URL     string   `yaml:"url"`
 	APIKeys []Secret `yaml:"api_keys"`
 	// Models lists the models this provider serves, for /v1/models; optional.
+	// A bare model name in the chain (models.primary: llama3.2) is the
+	// provider's that lists it here.
 	Models []string `yaml:"models"`
+	// Capabilities declares what models can do, by model name: a list of
+	// tools, vision, json_schema, embeddings (e.g. llava: [vision]). A
+	// model declared here is held to it; others are asked of the server
+	// (Ollama's /api/show) or presumed able. Failover skips a model that
+	// lacks what a request needs.
+	Capabilities map[string][]string `yaml:"capabilities"`
 	// Timeout bounds one call to the provider, first byte to last.
 	Timeout Duration `yaml:"timeout"`
 	// MaxInFlight caps concurrent calls; MaxQueue caps calls waiting for a slot.
@@ -184,6 +192,8 @@ type ModelsConfig struct {
 	HedgeAfter Duration `yaml:"hedge_after"`
 	// HealthInterval is how often each provider is probed.
 	HealthInterval Duration `yaml:"health_interval"`
+	// Embeddings is the embedding chain (embeddings.go); none by default.
+	Embeddings EmbeddingsConfig `yaml:"embeddings,omitempty"`
 }
 
 // Stream failure policies.
@@ -208,6 +218,9 @@ type ConversationsConfig struct {
 	MaxQueuedTurns int `yaml:"max_queued_turns"`
 	// MaxMessageBytes bounds one message's content.
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
+	// MaxImageBytes bounds one image of a message (decoded); the request
+	// body limit (server.max_body_bytes) bounds them too.
+	MaxImageBytes ByteSize `yaml:"max_image_bytes"`
 }
 
 // AuthConfig is inbound authentication.
@@ -547,6 +560,9 @@ func (c *Config) EnsureDefaults() {
 	if c.Conversations.MaxMessageBytes == 0 {
 		c.Conversations.MaxMessageBytes = 256 << 10
 	}
+	if c.Conversations.MaxImageBytes == 0 {
+		c.Conversations.MaxImageBytes = 5 << 20
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -718,13 +734,96 @@ func (c *Config) Provider(name string) *ProviderConfig {
 	return nil
 }
 
-// Chain returns primary then fallbacks, parsed.
+// Chain returns primary then fallbacks, parsed, bare names resolved
+// (ResolveModel).
 func (c *Config) Chain() []moltbot.ModelRef {
 	var out []moltbot.ModelRef
 	for _, s := range append([]string{c.Models.Primary}, c.Models.Fallback...) {
-		if r, err := moltbot.ParseModelRef(s); err == nil {
+		if r, err := c.ResolveModel(s); err == nil {
 			out = append(out, r)
 		}
+	}
+	return out
+}
+
+// ResolveModel parses a model of the chain: "provider/model", or a bare
+// name, as the seed writes them (primary: "anthropic-pro-200"): the model
+// of the one provider that lists it in its models:, or of the only
+// provider when there is one. A name several providers list is ambiguous,
+// and the error names them.
+func (c *Config) ResolveModel(s string) (moltbot.ModelRef, error) {
+	if strings.Contains(s, "/") {
+		if r, err := moltbot.ParseModelRef(s); err == nil && c.Provider(r.Provider) != nil {
+			return r, nil
+		}
+		// "org/model" may be a model that a provider lists whole (vLLM).
+		if r, n := c.lists(s); n == 1 {
+			return r, nil
+		}
+		return moltbot.ParseModelRef(s)
+	}
+	if s == "" {
+		return moltbot.ModelRef{}, fmt.Errorf("want provider/model or a model a provider lists, got \"\"")
+	}
+	r, n := c.lists(s)
+	switch {
+	case n == 1:
+		return r, nil
+	case n > 1:
+		var who []string
+		for _, p := range c.Providers {
+			if slices.Contains(p.Models, s) {
+				who = append(who, p.Name+"/"+s)
+			}
+		}
+		return moltbot.ModelRef{}, fmt.Errorf("model %q is ambiguous: %s list it; write one of them", s, strings.Join(who, " and "))
+	case len(c.Providers) == 1:
+		return moltbot.ModelRef{Provider: c.Providers[0].Name, Model: s}, nil
+	}
+	names := make([]string, 0, len(c.Providers))
+	for _, p := range c.Providers {
+		names = append(names, p.Name)
+	}
+	return moltbot.ModelRef{}, fmt.Errorf("model %q: no provider lists it in its models: (providers: %s); add it to one, or write provider/model", s, strings.Join(names, ", "))
+}
+
+// lists finds the providers whose models: hold model: the last one's ref
+// and how many.
+func (c *Config) lists(model string) (moltbot.ModelRef, int) {
+	var r moltbot.ModelRef
+	n := 0
+	for _, p := range c.Providers {
+		if slices.Contains(p.Models, model) {
+			r, n = moltbot.ModelRef{Provider: p.Name, Model: model}, n+1
+		}
+	}
+	return r, n
+}
+
+// Capability names of ProviderConfig.Capabilities.
+var capabilityNames = []string{"tools", "vision", "json_schema", "embeddings"}
+
+// Caps returns p's declared capabilities by model.
+func (p *ProviderConfig) Caps() map[string]moltbot.Capabilities {
+	if len(p.Capabilities) == 0 {
+		return nil
+	}
+	out := make(map[string]moltbot.Capabilities, len(p.Capabilities))
+	for m, list := range p.Capabilities {
+		c := moltbot.Capabilities{Known: true}
+		for _, name := range list {
+			switch name {
+			case "tools":
+				c.Tools = true
+			case "vision":
+				c.Vision = true
+			case "json_schema":
+				c.JSONSchema = true
+			case "embeddings":
+				c.Embeddings = true
+			}
+		}
+		out[m] = c
 	}
 	return out
 }
@@ -829,10 +928,26 @@ func (c *Config) Validate() error {
 		if p.Type == sim.TypeName && p.Sim.Tokens < 1 {
 			add(at("sim.tokens"), "must be at least 1, got %d", p.Sim.Tokens)
 		}
+		for m, list := range p.Capabilities {
+			if m == "" {
+				add(at("capabilities"), "a model name must not be empty")
+			}
+			for _, name := range list {
+				if !slices.Contains(capabilityNames, name) {
+					add(at("capabilities."+m), "unknown capability %q (known: %s)", name, strings.Join(capabilityNames, ", "))
+				}
+			}
+		}
 	}
 
 	checkRef := func(path, s string) {
-		r, err := moltbot.ParseModelRef(s)
+		if !strings.Contains(s, "/") {
+			if _, err := c.ResolveModel(s); err != nil {
+				add(path, "%v", err)
+			}
+			return
+		}
+		r, err := c.ResolveModel(s)
 		if err != nil {
 			add(path, "want provider/model, got %q", s)
 			return
@@ -851,15 +966,22 @@ func (c *Config) Validate() error {
 	} else {
 		checkRef("models.primary", c.Models.Primary)
 	}
-	seen := map[string]bool{c.Models.Primary: true}
+	key := func(s string) string {
+		if r, err := c.ResolveModel(s); err == nil {
+			return r.String()
+		}
+		return s
+	}
+	seen := map[string]bool{key(c.Models.Primary): true}
 	for i, f := range c.Models.Fallback {
 		path := fmt.Sprintf("models.fallback[%d]", i)
 		checkRef(path, f)
-		if seen[f] {
+		if seen[key(f)] {
 			add(path, "%q is already in the chain", f)
 		}
-		seen[f] = true
+		seen[key(f)] = true
 	}
+	c.validateEmbeddings(names, add)
 	if c.Models.Threshold.Latency <= 0 {
 		add("models.threshold.latency", "must be more than 0")
 	}
@@ -889,6 +1011,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Conversations.MaxContextTokens < 128 {
 		add("conversations.max_context_tokens", "must be at least 128, got %d", c.Conversations.MaxContextTokens)
+	}
+	if c.Conversations.MaxImageBytes < 0 || c.Conversations.MaxImageBytes > 1<<30 {
+		add("conversations.max_image_bytes", "must be between 0 (the default, 5MiB) and 1GiB, got %s", c.Conversations.MaxImageBytes)
 	}
 	if c.Conversations.MaxQueuedTurns < 0 {
 		add("conversations.max_queued_turns", "must not be negative, got %d", c.Conversations.MaxQueuedTurns)

@@ -124,7 +124,10 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad url", "providers: [{name: a, type: ollama, url: 'localhost:11434'}]\nmodels: {primary: a/b}\n", []string{`providers[0].url: want an http:// or https:// URL`}},
 		{"duplicate provider", "providers: [{name: a, type: sim}, {name: a, type: sim}]\nmodels: {primary: a/b}\n", []string{`providers[1].name: provider "a" is defined twice`}},
 		{"slash in name", "providers: [{name: a/b, type: sim}]\nmodels: {primary: x/y}\n", []string{`providers[0].name: must not contain '/'`}},
-		{"not provider/model", "providers: [{name: a, type: sim}]\nmodels: {primary: justamodel}\n", []string{`models.primary: want provider/model, got "justamodel"`}},
+		{"bare model nobody lists", "providers: [{name: a, type: sim}, {name: b, type: sim}]\nmodels: {primary: justamodel}\n", []string{`models.primary: model "justamodel": no provider lists it in its models: (providers: a, b)`}},
+		{"ambiguous bare model", "providers: [{name: a, type: sim, models: [m]}, {name: b, type: sim, models: [m]}]\nmodels: {primary: m}\n", []string{`models.primary: model "m" is ambiguous: a/m and b/m list it`}},
+		{"bare model twice in chain", "providers: [{name: a, type: sim, models: [m]}, {name: b, type: sim}]\nmodels: {primary: m, fallback: [a/m]}\n", []string{`models.fallback[0]: "a/m" is already in the chain`}},
+		{"unknown capability", "providers: [{name: a, type: sim, capabilities: {m: [tools, telepathy]}}]\nmodels: {primary: a/m}\n", []string{`providers[0].capabilities.m: unknown capability "telepathy" (known: tools, vision, json_schema, embeddings)`}},
 		{"no primary", "providers: [{name: a, type: sim}]\n", []string{`models.primary: is required`}},
 		{"no providers", "models: {primary: a/b}\n", []string{`providers: at least one provider is needed`, `provider "a" is not defined`}},
 		{"duplicate in chain", minimal + "  fallback: [local/llama3.2]\n", []string{`models.fallback[0]: "local/llama3.2" is already in the chain`}},
@@ -237,4 +240,40 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted an invalid config")
 		}
 	})
+}
+
+// The seed writes its chain with bare names (primary: "anthropic-pro-200"):
+// each is the model of the provider that lists it; capabilities declared
+// per model reach the provider spec.
+func TestBareModelNames(t *testing.T) {
+	yaml := `providers:
+  - {name: cloud, type: anthropic, url: "https://api.anthropic.com", api_keys: [k], models: [anthropic-pro-200]}
+  - {name: gpt, type: openai, url: "https://api.openai.com/v1", api_keys: [k], models: [openai-gpt4]}
+  - name: local
+    type: ollama
+    url: "http://127.0.0.1:11434"
+    models: [local-llama3, llava]
+    capabilities: {llava: [vision, json_schema]}
+models:
+  primary: "anthropic-pro-200"
+  fallback: ["openai-gpt4", "local-llama3", "local/llava"]
+`
+	c, err := Parse("m.yaml", []byte(yaml), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range c.Chain() {
+		got = append(got, r.String())
+	}
+	if strings.Join(got, " ") != "cloud/anthropic-pro-200 gpt/openai-gpt4 local/local-llama3 local/llava" {
+		t.Fatalf("chain %v", got)
+	}
+	caps := c.Provider("local").Caps()
+	if l := caps["llava"]; !l.Known || !l.Vision || !l.JSONSchema || l.Tools {
+		t.Fatalf("%+v", caps)
+	}
+	if c.Provider("cloud").Caps() != nil {
+		t.Fatal("capabilities made up")
+	}
 }

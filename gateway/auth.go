@@ -30,6 +30,10 @@ func (s *Server) open(path string) bool {
 	switch path {
 	case "/healthz", "/readyz", "/.well-known/jwks.json", "/oauth/token":
 		return true
+	case "/", "/api/version":
+		// The Ollama API's probes: "Ollama is running" and the version,
+		// which the ollama CLI asks before anything else (ollama.go).
+		return true
 	case "/metrics":
 		return s.cfg.MetricsOpen
 	}
@@ -52,7 +56,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client str
 	if err != nil {
 		// The body of a refused request is not read: the connection closes.
 		w.Header().Set("Connection", "close")
-		writeError(w, err)
+		if ollamaPath(r.URL.Path) {
+			writeOllamaAuthError(w, err)
+		} else {
+			writeError(w, err)
+		}
 		return r, false
 	}
 	if p.ExpiresSoon && !p.Expires.IsZero() {
@@ -81,6 +89,8 @@ type keyRequest struct {
 	Scope  string `json:"scope"`
 	TTL    string `json:"ttl"`
 	Grace  string `json:"grace"`
+	// OllamaKey registers an Ollama public key instead (ollama.go).
+	OllamaKey string `json:"ollama_key"`
 }
 
 type keyResponse struct {
@@ -139,17 +149,24 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 			req.Tenant = p.Tenant
 		}
 		a.tenant, a.detail = req.Tenant, fmt.Sprintf("scope=%s name=%q ttl=%s", req.Scope, req.Name, req.TTL)
+		if req.OllamaKey != "" {
+			a.detail += " kind=ollama"
+		}
 		ttl, err := parseDuration("ttl", req.TTL)
 		if err != nil {
 			s.fail(w, r, a, err)
 			return
 		}
-		secret, info, err := s.mg.CreateKey(p, manage.NewKey{Tenant: req.Tenant, Name: req.Name, Scope: moltbot.Scope(req.Scope), TTL: ttl})
+		secret, info, err := s.mg.CreateKey(p, manage.NewKey{Tenant: req.Tenant, Name: req.Name, Scope: moltbot.Scope(req.Scope), TTL: ttl,
+			OllamaKey: req.OllamaKey})
 		if err != nil {
 			s.fail(w, r, a, err)
 			return
 		}
 		a.target, a.detail = "key:"+info.ID, fmt.Sprintf("scope=%s name=%q expires=%d", info.Scope, info.Name, info.Expires)
+		if info.Kind != "" {
+			a.detail += fmt.Sprintf(" kind=%s fingerprint=%s", info.Kind, info.Fingerprint)
+		}
 		s.record(r, a, nil)
 		writeJSON(w, http.StatusCreated, keyResponse{Key: secret, KeyInfo: info})
 	default:

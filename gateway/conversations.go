@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -46,14 +49,57 @@ type deliveryJSON struct {
 }
 
 // messageJSON is the wire form of a message: the domain message with its
-// time in Unix seconds (this field hides the embedded one, in milliseconds).
+// time in Unix seconds, and its parts in OpenAI's shape, so that a stored
+// message can be sent as it is to /v1/chat/completions: an assistant's
+// tool calls in tool_calls, a tool result as a tool message (tool_call_id
+// and content), and a message with images as content parts (parts), each
+// image a data URL. (These fields hide the embedded ones.)
 type messageJSON struct {
 	moltbot.Message
-	Created int64 `json:"created,omitempty"`
+	Content    string                `json:"content"`
+	Parts      []partJSON            `json:"parts,omitempty"`
+	ToolCalls  []openaiwire.ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string                `json:"tool_call_id,omitempty"`
+	Created    int64                 `json:"created,omitempty"`
+}
+
+// partJSON is a content part: {"type":"text","text":...} or
+// {"type":"image_url","image_url":{"url":"data:..."}}.
+type partJSON struct {
+	Type     string               `json:"type"`
+	Text     *string              `json:"text,omitempty"`
+	ImageURL *openaiwire.ImageURL `json:"image_url,omitempty"`
 }
 
 func toMessageJSON(m moltbot.Message) messageJSON {
-	return messageJSON{Message: m, Created: unixSeconds(m.Created)}
+	out := messageJSON{Message: m, Content: m.Content, Created: unixSeconds(m.Created)}
+	images := false
+	for i := range m.Parts {
+		switch p := &m.Parts[i]; p.Type {
+		case moltbot.PartToolCall:
+			out.ToolCalls = append(out.ToolCalls, openaiwire.ToolCall{ID: p.CallID, Type: "function",
+				Function: openaiwire.FunctionCall{Name: p.Name, Arguments: p.Arguments}})
+		case moltbot.PartToolResult:
+			out.ToolCallID, out.Content = p.CallID, p.Content
+		case moltbot.PartImage:
+			images = true
+		}
+	}
+	if images {
+		for i := range m.Parts {
+			switch p := &m.Parts[i]; p.Type {
+			case moltbot.PartText:
+				out.Parts = append(out.Parts, partJSON{Type: "text", Text: &p.Text})
+			case moltbot.PartImage:
+				url := openaiwire.DataURL(p.MIME, p.Data)
+				if len(p.Data) == 0 {
+					url = "" // stored apart and not loaded: the ref names it
+				}
+				out.Parts = append(out.Parts, partJSON{Type: "image_url", ImageURL: &openaiwire.ImageURL{URL: url}})
+			}
+		}
+	}
+	return out
 }
 
 func toJSON(c *moltbot.Conversation) conversationJSON {
@@ -113,6 +159,8 @@ func (s *Server) conversation(w http.ResponseWriter, r *http.Request) {
 }
 
 type messageRequest struct {
+	// Content is the user message: a string, or parts (text and images
+	// as data URLs); empty when tool_results alone make the turn.
 	Content             openaiwire.Content `json:"content"`
 	Role                string             `json:"role"`
 	Stream              bool               `json:"stream"`
@@ -123,12 +171,31 @@ type messageRequest struct {
 	TopP                *float64           `json:"top_p"`
 	Stop                openaiwire.Stop    `json:"stop"`
 	Seed                *int64             `json:"seed"`
+	PresencePenalty     *float64           `json:"presence_penalty"`
+	FrequencyPenalty    *float64           `json:"frequency_penalty"`
+	User                string             `json:"user"`
+	// Tools, ToolChoice, ParallelToolCalls and ResponseFormat are the
+	// turn's, as in a chat completion (a conversation keeps none of them:
+	// each turn offers its tools).
+	Tools             []openaiwire.Tool          `json:"tools"`
+	ToolChoice        *openaiwire.ToolChoice     `json:"tool_choice"`
+	ParallelToolCalls *bool                      `json:"parallel_tool_calls"`
+	ResponseFormat    *openaiwire.ResponseFormat `json:"response_format"`
+	// ToolResults answer the tool calls of the conversation's last reply:
+	// each of them, before anything else is said.
+	ToolResults []toolResultJSON `json:"tool_results"`
 	// ExternalID makes the turn idempotent: a retry with the same id gets
 	// the stored reply, and no second turn is run.
 	ExternalID    string `json:"external_id"`
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+}
+
+// toolResultJSON is a tool's result, answering one tool call.
+type toolResultJSON struct {
+	ToolCallID string             `json:"tool_call_id"`
+	Content    openaiwire.Content `json:"content"`
 }
 
 // turnResponse is the body of a non-streamed turn.
@@ -160,16 +227,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("role", "role must be \"user\" (or left out), got %q", req.Role))
 		return
 	}
-	content, err := textOf(req.Content, "content")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if content == "" {
-		writeError(w, invalid("content", "content must be a non-empty string"))
-		return
-	}
-	opts, err := options(req.Model, req.MaxTokens, req.MaxCompletionTokens, req.Temperature, req.TopP, req.Stop, req.Seed)
+	in, err := s.turnInput(&req)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -184,12 +242,12 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		}
 		ext = h
 	}
+	in.ExternalID = ext
 	w, r, ok := s.withCache(w, r)
 	if !ok {
 		return
 	}
-	st, err := s.chat.Turn(r.Context(), principal(r), chat.TurnRequest{Conversation: id, Stream: req.Stream,
-		Input: moltbot.TurnInput{Content: content, ExternalID: ext, Options: opts}})
+	st, err := s.chat.Turn(r.Context(), principal(r), chat.TurnRequest{Conversation: id, Stream: req.Stream, Input: in})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -215,6 +273,51 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	s.relay(w, st, newChunkWriter(w, id, time.Now().Unix()), req.StreamOptions == nil || req.StreamOptions.IncludeUsage)
 }
 
+// turnInput is what a turn request brings: the user message (its text,
+// or parts with images), tool results, and the turn's options.
+func (s *Server) turnInput(req *messageRequest) (moltbot.TurnInput, error) {
+	var in moltbot.TurnInput
+	if req.Content.NotText() < 0 {
+		in.Content = req.Content.Text()
+	} else {
+		parts, err := contentParts(req.Content, moltbot.RoleUser, 0, s.chat.Config().MaxImageBytes)
+		if err != nil {
+			return in, renameParam(err, "messages[0].content", "content")
+		}
+		in.Parts, in.Content = parts, moltbot.TextOf(parts)
+	}
+	for i, r := range req.ToolResults {
+		text, err := textOf(r.Content, fmt.Sprintf("tool_results[%d].content", i))
+		if err != nil {
+			return in, err
+		}
+		in.ToolResults = append(in.ToolResults, moltbot.Part{Type: moltbot.PartToolResult, CallID: r.ToolCallID, Content: text})
+	}
+	if in.Content == "" && in.Parts == nil && len(in.ToolResults) == 0 {
+		return in, invalid("content", "content must be a non-empty string (or tool_results answer the last reply's tool calls)")
+	}
+	o, err := options(req.Model, req.MaxTokens, req.MaxCompletionTokens, req.Temperature, req.TopP, req.Stop, req.Seed)
+	if err != nil {
+		return in, err
+	}
+	o.PresencePenalty, o.FrequencyPenalty, o.User = req.PresencePenalty, req.FrequencyPenalty, req.User
+	in.Options = o
+	return in, toolOptions(&in.Options, req.Tools, req.ToolChoice, req.ParallelToolCalls, req.ResponseFormat)
+}
+
+// renameParam rewrites the param (and message) of err, a field error
+// about a chat message, as the field of a turn's request.
+func renameParam(err error, from, to string) error {
+	var e *moltbot.Error
+	if errors.As(err, &e) {
+		c := *e
+		c.Param = strings.Replace(c.Param, from, to, 1)
+		c.Message = strings.ReplaceAll(c.Message, from, to)
+		return &c
+	}
+	return err
+}
+
 // keepAlive is how often a quiet event stream says it is still there.
 const keepAlive = 15 * time.Second
 
@@ -226,8 +329,10 @@ const credentialRecheck = time.Second
 // conversationEvents follows a conversation (GET .../events): an SSE
 // stream of `message` events (each message stored, as in the
 // conversation's JSON), `token` events (a turn's tokens, {"content",
-// "model"}), comments every 15 s while quiet, and an `error` event when it
-// ends (the conversation deleted, a follower too slow).
+// "model"}), `tool_call` events (pieces of a reply's tool calls, {"index",
+// "id", "name", "arguments", "model"}), comments every 15 s while quiet,
+// and an `error` event when it ends (the conversation deleted, a follower
+// too slow).
 func (s *Server) conversationEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	st, err := s.chat.Subscribe(r.Context(), principal(r), id)
@@ -312,6 +417,24 @@ func (s *Server) conversationEvents(w http.ResponseWriter, r *http.Request) {
 			case moltbot.EventToken:
 				buf = append(buf, `event: token`+"\n"+`data: {"content":`...)
 				buf = jsonw.String(buf, ev.Text)
+				buf = append(buf, `,"model":`...)
+				buf = jsonw.String(buf, ev.Served.String())
+				buf = append(buf, '}')
+			case moltbot.EventToolCall:
+				// A piece of a tool call: id and name on a call's first
+				// piece, more arguments on the next ones (as in a chunk's
+				// delta.tool_calls).
+				d := ev.ToolCall
+				buf = append(buf, `event: tool_call`+"\n"+`data: {"index":`...)
+				buf = jsonw.Int(buf, int64(d.Index))
+				if d.ID != "" || d.Name != "" {
+					buf = append(buf, `,"id":`...)
+					buf = jsonw.String(buf, d.ID)
+					buf = append(buf, `,"name":`...)
+					buf = jsonw.String(buf, d.Name)
+				}
+				buf = append(buf, `,"arguments":`...)
+				buf = jsonw.String(buf, d.Arguments)
 				buf = append(buf, `,"model":`...)
 				buf = jsonw.String(buf, ev.Served.String())
 				buf = append(buf, '}')

@@ -163,14 +163,14 @@ func TestSlowBodyCutOff(t *testing.T) {
 	// connection would fail the server's read that watches for the client
 	// leaving, which cancels the turn).
 	slow := edgeServer(t, Config{BodyReadTimeout: 100 * time.Millisecond}, auth.Config{}, sim.Options{Tokens: 6, ITL: 60 * time.Millisecond, Seed: 1})
-	for _, path := range []string{"/v1/chat/completions", "/v1/conversations/c1/messages"} {
+	for path, body := range map[string]string{"/v1/chat/completions": `{"stream":true,"messages":[{"role":"user","content":"x"}]}`,
+		"/v1/conversations/c1/messages": `{"stream":true,"content":"x"}`} {
 		if path != "/v1/chat/completions" {
 			if code, body, _ := slow.req(t, "POST", "/v1/conversations", `{"id":"c1"}`, "Content-Type: application/json"); code != 201 {
 				t.Fatalf("%d %s", code, body)
 			}
 		}
-		resp, err := http.Post(slow.url+path, "application/json",
-			strings.NewReader(`{"stream":true,"content":"x","messages":[{"role":"user","content":"x"}]}`))
+		resp, err := http.Post(slow.url+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

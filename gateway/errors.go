@@ -83,6 +83,17 @@ func appendError(b []byte, err error) []byte {
 // writeError writes err as an OpenAI error body with its status and, for
 // busy and rate-limited answers, Retry-After.
 func writeError(w http.ResponseWriter, err error) {
+	code := errorHeaders(w, err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status(code))
+	w.Write(append(appendError(make([]byte, 0, 256), err), '\n'))
+}
+
+// errorHeaders sets the headers every error answer carries, whatever its
+// API's body: Retry-After for busy and rate-limited answers, the bearer
+// challenge of a 401, Connection: close after a body that came too
+// slowly. It returns err's code.
+func errorHeaders(w http.ResponseWriter, err error) string {
 	code := moltbot.ErrorCode(err)
 	var e *moltbot.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
@@ -96,10 +107,8 @@ func writeError(w http.ResponseWriter, err error) {
 	if code == codeRequestTimeout {
 		w.Header().Set("Connection", "close") // the rest of the body is not waited for
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status(code))
-	w.Write(append(appendError(make([]byte, 0, 256), err), '\n'))
+	return code
 }
 
 // bearerChallenge is WWW-Authenticate for a refused bearer credential

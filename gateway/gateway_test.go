@@ -191,7 +191,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong type", "POST", "/v1/chat/completions", `{"messages":"hi"}`, 400, "invalid", "messages"},
 		{"wrong type deep", "POST", "/v1/chat/completions", `{"messages":[{"role":1,"content":"x"}]}`, 400, "invalid", "messages.role"},
 		{"bad content", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":5}]}`, 400, "invalid", "content"},
-		{"image part", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid", "only text parts"},
+		{"image part", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid", "an image part needs image_url"},
 		{"no messages", "POST", "/v1/chat/completions", `{"messages":[]}`, 400, "invalid", "at least one message"},
 		{"empty content", "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":""}]}`, 400, "invalid", "messages[0].content must not be empty"},
 		{"bad role", "POST", "/v1/chat/completions", `{"messages":[{"role":"wizard","content":"x"}]}`, 400, "invalid", "wizard"},
@@ -360,6 +360,10 @@ func FuzzChatCompletions(f *testing.F) {
 	f.Add(`{"messages":[{"role":"user","content":"hi"}]}`)
 	f.Add(`{"stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"a"}]}],"stop":"x","max_tokens":3}`)
 	f.Add(`{"messages":[{"role":"user","content":null}],"temperature":-1}`)
+	f.Add(`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"r"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":{"type":"function","function":{"name":"f"}}}`)
+	f.Add(`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/gif;base64,R0lGODlhAQABAAAAACw="}}]}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}}`)
+	f.Add(`{"messages":[{"role":"user","content":"x"}],"logprobs":true,"n":1,"frobnicate":{}}`)
+	f.Add(`{"content":[{"type":"text","text":"x"}],"tool_results":[{"tool_call_id":"c","content":"r"}],"tools":[]}`)
 	f.Add(`{"model":"sim/sim","messages":[{"role":"assistant","content":"x"}],"n":1,"seed":4}`)
 	e := setup(f, []string{"sim/sim"})
 	f.Fuzz(func(t *testing.T, body string) {

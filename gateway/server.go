@@ -1,6 +1,7 @@
 // Package gateway is moltbot's HTTP edge: the OpenAI-compatible API
 // (/v1/chat/completions, /v1/models), the stateful conversations API
-// (/v1/conversations...), admin status, health probes and /metrics.
+// (/v1/conversations...), the Ollama API (/api/..., ollama.go), admin
+// status, health probes and /metrics.
 //
 // It is an edge of the chat service (package chat) and the management
 // service (package manage), and imports neither auth nor actors.
@@ -75,6 +76,7 @@ type Server struct {
 	ids     atomic.Uint64
 	started time.Time
 	anon    slots.Counter // requests in flight without a credential, by client
+	ollama  ollamaState   // the Ollama API's (ollama.go)
 }
 
 // New returns the gateway: an HTTP edge of the chat service c and the
@@ -102,6 +104,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/chat/completions", s.only("POST", s.chatCompletions))
 	mux.HandleFunc("/v1/models", s.only("GET", s.models))
+	mux.HandleFunc("/v1/embeddings", s.only("POST", s.embeddings))
 	mux.HandleFunc("/v1/conversations", s.only("POST", s.createConversation))
 	mux.HandleFunc("/v1/conversations/{id}", s.conversation)
 	mux.HandleFunc("/v1/conversations/{id}/messages", s.only("POST", s.postMessage))
@@ -128,6 +131,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/healthz", s.only("GET", s.healthz))
 	mux.HandleFunc("/readyz", s.only("GET", s.readyz))
 	mux.HandleFunc("/metrics", s.only("GET", s.metrics))
+	s.ollamaRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, moltbot.Errorf(moltbot.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -267,8 +271,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // decode reads a JSON body into v, capped at MaxBodyBytes and bounded in time.
-// Unknown fields are ignored (OpenAI clients send many); wrong types, bad
-// JSON, trailing data and oversize bodies are 4xx errors naming the problem.
+// Unknown fields are ignored, but for a chat request's top-level members
+// (refused by name); wrong types, bad JSON, trailing data and oversize
+// bodies are 4xx errors naming the problem.
 // The read deadline was set by the edge guard (edge.go).
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	// The body is read whole first (within max_body_bytes): a chat request
@@ -306,6 +311,13 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 			return s.decodeError(err, false)
 		}
 		return invalid("", "the body holds data after its JSON value")
+	}
+	// A chat request names every field it has: one that is none of
+	// OpenAI's (a typo, a field of a newer API) is refused, not dropped.
+	if _, ok := v.(*openaiwire.ChatRequest); ok {
+		if name, unknown := openaiwire.UnknownField(buf); unknown {
+			return invalid(name, "unknown field %q: it is not a field of the chat completions request (docs/API.md lists those moltbot takes)", name)
+		}
 	}
 	return nil
 }

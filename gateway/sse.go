@@ -76,26 +76,40 @@ func (s *chunkWriter) flush() error {
 	return s.rc.Flush()
 }
 
-// add appends one content delta to what the next flush sends.
+// add appends one delta, a piece of content or of a tool call, to what
+// the next flush sends.
 func (s *chunkWriter) add(c moltbot.Chunk) {
 	first := !s.started
 	if first {
 		s.start(c.Served.String(), c.Failovers)
 	}
 	s.head(s.served)
-	s.buf = openaiwire.AppendDelta(s.buf, c.Content, first)
+	if c.ToolCall != nil {
+		s.buf = openaiwire.AppendToolCallDelta(s.buf, c.ToolCall, first)
+	} else {
+		s.buf = openaiwire.AppendDelta(s.buf, c.Content, first)
+	}
 	s.buf = append(s.buf, "\n\n"...)
 }
 
 // finish sends the finish chunk, the usage chunk when asked, and [DONE].
 // A reply that streamed no token (an empty one, a replay of a stored
-// reply, a stage that answered without streaming) goes out whole first.
+// reply, a stage that answered without streaming) goes out whole first:
+// its text, then each tool call in one piece.
 func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 	if !s.started {
 		s.start(comp.Served.String(), comp.Failovers)
-		s.head(s.served)
-		s.buf = openaiwire.AppendDelta(s.buf, comp.Content, true)
-		s.buf = append(s.buf, "\n\n"...)
+		if comp.Content != "" || len(comp.ToolCalls) == 0 {
+			s.head(s.served)
+			s.buf = openaiwire.AppendDelta(s.buf, comp.Content, true)
+			s.buf = append(s.buf, "\n\n"...)
+		}
+		for i, tc := range comp.ToolCalls {
+			s.head(s.served)
+			d := moltbot.ToolCallDelta{Index: i, ID: tc.ID, Name: tc.Name, Arguments: tc.Arguments}
+			s.buf = openaiwire.AppendToolCallDelta(s.buf, &d, i == 0 && comp.Content == "")
+			s.buf = append(s.buf, "\n\n"...)
+		}
 	}
 	s.head(s.served)
 	s.buf = openaiwire.AppendFinish(s.buf, comp.FinishReason)
@@ -110,7 +124,8 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 }
 
 // relay writes a turn's events to w as OpenAI chunks, on the request's
-// goroutine: tokens as they come (those that came together in one write),
+// goroutine: tokens and pieces of tool calls as they come (those that
+// came together in one write),
 // the finish chunk (and usage when asked) once the turn is done, or the
 // error (a plain HTTP error before the first token, an error event after).
 // A client that stops reading ends the turn: Close cancels it.
@@ -120,8 +135,8 @@ func (s *Server) relay(w http.ResponseWriter, st *chat.Stream, cw *chunkWriter, 
 	defer st.Close()
 	for ev := range st.Events() {
 		switch ev.Kind {
-		case moltbot.EventToken:
-			cw.add(moltbot.Chunk{Content: ev.Text, Served: ev.Served, Failovers: ev.Failovers})
+		case moltbot.EventToken, moltbot.EventToolCall:
+			cw.add(moltbot.Chunk{Content: ev.Text, ToolCall: ev.ToolCall, Served: ev.Served, Failovers: ev.Failovers})
 			if st.Pending() > 0 {
 				continue // more to say: one write for the burst
 			}

@@ -79,6 +79,22 @@ type Provider interface {
 	Models(ctx context.Context) ([]string, error)
 }
 
+// Describer is a Provider that can say what a model can do (Ollama's
+// /api/show). Errors are *Error.
+type Describer interface {
+	Describe(ctx context.Context, model string) (moltbot.Capabilities, error)
+}
+
+// Loader is a Provider that loads models into memory before they answer
+// (Ollama). A model's first call on a small device can spend seconds
+// loading it; the router does not hold that against the model.
+type Loader interface {
+	// Loaded lists the models in memory now.
+	Loaded(ctx context.Context) ([]string, error)
+	// Load loads model and returns when it can answer.
+	Load(ctx context.Context, model string) error
+}
+
 // Kind says what went wrong with a model call.
 type Kind int
 

@@ -183,9 +183,14 @@ type NewKey struct {
 	Name   string
 	Scope  moltbot.Scope
 	TTL    time.Duration
+	// OllamaKey, when set, registers an Ollama public key (the line of
+	// ~/.ollama/id_ed25519.pub) instead of making an API key: requests the
+	// ollama CLI signs with it (OLLAMA_AUTH=1) are the tenant's, with the
+	// chat scope. There is no secret to return.
+	OllamaKey string
 }
 
-// CreateKey makes a key; the secret is returned once.
+// CreateKey makes a key; the secret is returned once (none for an Ollama key).
 func (s *Service) CreateKey(p *moltbot.Principal, k NewKey) (string, *KeyInfo, error) {
 	if err := s.needKeys(); err != nil {
 		return "", nil, err
@@ -199,6 +204,10 @@ func (s *Service) CreateKey(p *moltbot.Principal, k NewKey) (string, *KeyInfo, e
 	t, ok := scopeTenant(p, k.Tenant)
 	if !ok {
 		return "", nil, moltbot.Errorf(moltbot.ENotFound, "tenant %q not found", k.Tenant)
+	}
+	if k.OllamaKey != "" {
+		info, err := s.auth.CreateOllamaKey(t, k.Name, k.Scope, k.OllamaKey, k.TTL)
+		return "", info, domain(err)
 	}
 	secret, info, err := s.auth.CreateKey(t, k.Name, k.Scope, k.TTL)
 	return secret, info, domain(err)

@@ -111,8 +111,11 @@ const (
 // ErrCorrupt is returned for a value that does not decode.
 var ErrCorrupt = errors.New("storage: corrupt snapshot")
 
-var roleCodes = map[moltbot.Role]byte{moltbot.RoleSystem: 1, moltbot.RoleUser: 2, moltbot.RoleAssistant: 3}
-var codeRoles = [...]moltbot.Role{1: moltbot.RoleSystem, 2: moltbot.RoleUser, 3: moltbot.RoleAssistant}
+// The roles' codes. A tool message (code 4) always has parts, so it is
+// written in format 4 or later only: a build that reads format 4 but not
+// this code (before issue 12) says the snapshot is corrupt.
+var roleCodes = map[moltbot.Role]byte{moltbot.RoleSystem: 1, moltbot.RoleUser: 2, moltbot.RoleAssistant: 3, moltbot.RoleTool: 4}
+var codeRoles = [...]moltbot.Role{1: moltbot.RoleSystem, 2: moltbot.RoleUser, 3: moltbot.RoleAssistant, 4: moltbot.RoleTool}
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))

@@ -51,3 +51,33 @@ func TestBuildContext(t *testing.T) {
 		})
 	}
 }
+
+// Tool calls and results count in the budget and keep their parts; a
+// context never starts with a tool result, and one whose last result
+// cannot have its call with it does not fit.
+func TestBuildContextTools(t *testing.T) {
+	u := msg(moltbot.RoleUser, 10)
+	call := moltbot.Message{Role: moltbot.RoleAssistant, Parts: []moltbot.Part{{Type: moltbot.PartToolCall, CallID: "c1", Name: "f", Arguments: strings.Repeat("a", 30)}}}
+	res := moltbot.Message{Role: moltbot.RoleTool, Parts: []moltbot.Part{{Type: moltbot.PartToolResult, CallID: "c1", Content: strings.Repeat("r", 40)}}}
+	img := moltbot.Message{Role: moltbot.RoleUser, Content: "x", Parts: []moltbot.Part{{Type: moltbot.PartText, Text: "x"}, {Type: moltbot.PartImage, MIME: "image/png", Data: []byte{1}}}}
+	if tokens(&call) != 4+4+(2+1+30+3)/4 || tokens(&res) != 4+4+(2+40+3)/4 || tokens(&img) != 5+imageTokens {
+		t.Errorf("tokens: call %d result %d image %d", tokens(&call), tokens(&res), tokens(&img))
+	}
+	hist := []moltbot.Message{u, call, res, u}
+	out, _, ok := buildContext("", hist, 1000)
+	if !ok || roles(out) != "uatu" || out[1].Parts[0].CallID != "c1" || out[2].Parts[0].Content != res.Parts[0].Content {
+		t.Errorf("%q %+v", roles(out), out)
+	}
+	// Room for the result and the last message, not the call: the result goes too.
+	out, _, ok = buildContext("", hist, tokens(&res)+tokens(&u))
+	if !ok || roles(out) != "u" {
+		t.Errorf("%q", roles(out))
+	}
+	// The result is last and its call does not fit.
+	if _, _, ok := buildContext("", hist[:3], tokens(&res)+1); ok {
+		t.Errorf("a result without its call fits")
+	}
+	if out, _, ok := buildContext("", hist[:3], 1000); !ok || roles(out) != "uat" {
+		t.Errorf("%q", roles(out))
+	}
+}

@@ -271,7 +271,7 @@ func (m *Manager) Turn(ctx context.Context, tenant, id, turnID string, in moltbo
 	defer stopOnShutdown()
 
 	g := NewGuard(fn)
-	msg := &turnMsg{tenant: tenant, id: id, turnID: turnID, ctx: tctx, content: in.Content, opts: in.Options, replyTo: in.ReplyTo, asUser: in.AsUser,
+	msg := &turnMsg{tenant: tenant, id: id, turnID: turnID, ctx: tctx, content: in.Content, parts: in.Parts, results: in.ToolResults, opts: in.Options, replyTo: in.ReplyTo, asUser: in.AsUser,
 		fn: g.Call, visible: visible, reply: make(chan turnReply, 1)}
 	m.d.root.Send(m.pid, msg)
 	select {

@@ -50,6 +50,8 @@ type turnMsg struct {
 	turnID   string
 	ctx      context.Context
 	content  string
+	parts    []moltbot.Part // the user message's parts (nil: text only)
+	results  []moltbot.Part // tool results, stored before the user message
 	opts     moltbot.ChatOptions
 	fn       moltbot.StreamFunc
 	visible  bool                 // the caller streams: it sees tokens as they come

@@ -9,7 +9,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot"
-	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/internal/metrics"
 )
 
@@ -38,15 +37,18 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	// answer its stored user message without adding it again.
 	if i := a.findTurn(m.turnID); i >= 0 {
 		external := strings.HasPrefix(m.turnID, ExternalTurn)
-		if external && a.conv.Messages[i].Content != m.content {
+		if external && !sameInput(&a.conv.Messages[i], m) {
 			m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EConflict, Param: "external_id", Message: fmt.Sprintf(
 				"external id %q was already used for another message of this conversation", strings.TrimPrefix(m.turnID, ExternalTurn))}})
 			return
 		}
 		if i+1 < len(a.conv.Messages) && a.conv.Messages[i+1].Role == moltbot.RoleAssistant && !a.conv.Messages[i+1].Incomplete {
 			r := a.conv.Messages[i+1]
-			m.answer(turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Replayed: true, Completion: &moltbot.Completion{
-				Content: r.Content, Served: refOf(r.Model), FinishReason: "stop"}}})
+			comp := &moltbot.Completion{Content: r.Content, ToolCalls: callsOf(&r), Served: refOf(r.Model), FinishReason: "stop"}
+			if len(comp.ToolCalls) > 0 {
+				comp.FinishReason = "tool_calls"
+			}
+			m.answer(turnReply{res: &TurnResult{Message: r, Version: a.conv.Version, Replayed: true, Completion: comp}})
 			return
 		}
 		if i == len(a.conv.Messages)-1 {
@@ -62,31 +64,44 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 			return
 		}
 	}
-	user := moltbot.Message{ID: m.turnID, Role: moltbot.RoleUser, Content: m.content, Created: now}
+	// Tool results answer the last reply's calls, all of them, before
+	// anything else is said (checked here: the conversation holds the
+	// history).
+	if err := checkResults(pendingCalls(a.conv.Messages), m.results); err != nil {
+		m.answer(turnReply{err: err})
+		return
+	}
+	in := inputMessages(m, now)
 	budget := a.d.budget(m.opts.MaxTokens)
-	a.conv.Messages = append(a.conv.Messages, user)
+	before := len(a.conv.Messages)
+	a.conv.Messages = append(a.conv.Messages, in...)
 	_, _, ok := buildContext(a.conv.System, a.conv.Messages, budget)
 	if !ok {
-		a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
-		need := inference.MessageTokens(&user)
+		a.conv.Messages = a.conv.Messages[:before]
+		need := 0
+		for i := range in {
+			need += tokens(&in[i])
+		}
 		if a.conv.System != "" {
-			need += inference.MessageTokens(&moltbot.Message{Content: a.conv.System})
+			need += tokens(&moltbot.Message{Content: a.conv.System})
 		}
 		m.answer(turnReply{err: &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: fmt.Sprintf(
-			"the message is too long for the context: about %d tokens with the system prompt, and %d fit (conversations.max_context_tokens less room for the reply)",
+			"the message is too long for the context: about %d tokens with the system prompt (and the tool calls its results answer), and %d fit (conversations.max_context_tokens less room for the reply)",
 			need, budget)}})
 		return
 	}
 	a.conv.Version++
 	a.conv.Updated = now
 	if err := a.own.persist(a.conv); err != nil {
-		a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+		a.conv.Messages = a.conv.Messages[:before]
 		a.conv.Version--
 		m.answer(turnReply{err: err})
 		return
 	}
 	a.own.replicated(a.conv, func(error) {}) // the user message: copied without waiting
-	a.d.hub.publish(a.tenant, a.id, moltbot.Event{Kind: moltbot.EventMessage, Message: &user})
+	for i := range in {
+		a.d.hub.publish(a.tenant, a.id, moltbot.Event{Kind: moltbot.EventMessage, Message: &in[i]})
+	}
 	a.run(c, m, chain)
 }
 
@@ -112,7 +127,8 @@ func (a *conversation) redelivery(m *turnMsg) bool {
 	return n > 0 && n <= maxRedeliveries
 }
 
-// findTurn returns the index of the user message of turn id, or -1. For
+// findTurn returns the index of the last input message of turn id (its
+// user message, or its last tool result: inputMessages), or -1. For
 // the runtime's own turn ids only the last few messages are searched (a
 // retry follows its first attempt); an external id is looked for in the
 // whole conversation, as a channel may deliver a message again much later.
@@ -125,7 +141,7 @@ func (a *conversation) findTurn(id string) int {
 		last = 0
 	}
 	for i := len(a.conv.Messages) - 1; i >= 0 && i >= last; i-- {
-		if m := &a.conv.Messages[i]; m.Role == moltbot.RoleUser && m.ID == id {
+		if m := &a.conv.Messages[i]; (m.Role == moltbot.RoleUser || m.Role == moltbot.RoleTool) && m.ID == id {
 			return i
 		}
 	}
@@ -155,7 +171,11 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 		// Followers see the tokens too (those who came before the turn did).
 		hub, tenant, id, inner := a.d.hub, a.tenant, a.id, m.fn
 		fn = func(ch moltbot.Chunk) error {
-			hub.publish(tenant, id, moltbot.Event{Kind: moltbot.EventToken, Text: ch.Content, Served: ch.Served, Failovers: ch.Failovers})
+			ev := moltbot.Event{Kind: moltbot.EventToken, Text: ch.Content, Served: ch.Served, Failovers: ch.Failovers}
+			if ch.ToolCall != nil {
+				ev.Kind, ev.ToolCall = moltbot.EventToolCall, ch.ToolCall
+			}
+			hub.publish(tenant, id, ev)
 			return inner(ch)
 		}
 	}
@@ -181,7 +201,9 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 	case d.err != nil:
 		// The user message stays. If the client saw part of a reply, that
 		// part is stored, marked incomplete: the conversation holds what the
-		// user saw, nothing more.
+		// user saw, nothing more. Its text only: a tool call cut off is no
+		// call a client can answer (its arguments may be half written), and
+		// a stored call would wait for a result.
 		a.d.met.Inc(metrics.ConversationTurns, "error")
 		if d.comp != nil && d.comp.Content != "" && m.visible {
 			part := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(),
@@ -196,7 +218,8 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		}
 		m.answer(turnReply{err: d.err})
 	default:
-		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
+		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Parts: replyParts(d.comp),
+			Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
 		a.conv.Messages = append(a.conv.Messages, asst)
 		a.conv.Version++
 		a.conv.Updated = asst.Created

@@ -13,12 +13,20 @@ import (
 // Call asks a provider for one model call. Reply is called exactly once,
 // with the result, and must not block (it may run inside Receive, or on the
 // goroutine that called Set.Call). Fn is called from the goroutine that
-// runs the call only.
+// runs the call only. With Embed set the call embeds instead (embed.go).
 type Call struct {
 	Ctx   context.Context
 	Req   *inference.Request
 	Fn    inference.DeltaFunc
 	Reply func(Result)
+	// Loaded, when set, asks that the model be loaded first (a Loader
+	// provider; State.Cold) and is called once it is, before the call
+	// starts, on the call's goroutine: the caller starts its first-token
+	// clock then.
+	Loaded func()
+	// Embed, when set, makes this an embedding call (Req, Fn and Loaded
+	// unused).
+	Embed *EmbedCall
 }
 
 // Result is a call's outcome.
@@ -93,6 +101,21 @@ func (s *Set) run(st *State, m *Call) {
 	spec := st.spec
 	ctx, cancel := context.WithTimeout(m.Ctx, spec.Timeout)
 	defer cancel()
+	if m.Embed != nil {
+		out = s.embed(ctx, st, m.Embed)
+		return
+	}
+	if m.Loaded != nil {
+		if l, ok := spec.Provider.(inference.Loader); ok && st.Cold(m.Req.Model) {
+			if err := l.Load(ctx, m.Req.Model); err != nil {
+				out = Result{Err: inference.Classify(ctx, spec.Name, err)}
+				s.met.Inc(metrics.InferenceRequests, spec.Name, st.MetricModel(m.Req.Model), out.Err.(*inference.Error).Kind.String())
+				return
+			}
+			st.setWarm(m.Req.Model, true)
+		}
+		m.Loaded()
+	}
 	t0 := time.Now()
 	var ttft time.Duration
 	res, err := spec.Provider.Chat(ctx, m.Req, func(d inference.Delta) error {

@@ -153,6 +153,9 @@ func (s *Set) checkAll(base context.Context, policy *failover.Policy) {
 					}
 				}
 			}
+			if err == nil {
+				s.learnModels(base, ctx, st)
+			}
 			st.mu.Lock()
 			was := st.healthy
 			st.checked = time.Now()

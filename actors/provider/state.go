@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
 )
 
@@ -45,6 +46,9 @@ type Spec struct {
 	Models []string
 	// Keys reports the state of the provider's API keys (status pages).
 	Keys func() []inference.KeyStatus
+	// Caps are the configured capabilities of models; they win over what
+	// the server says (State.Caps).
+	Caps map[string]moltbot.Capabilities
 }
 
 // State is what survives a provider actor's restart and what status reads
@@ -62,6 +66,8 @@ type State struct {
 	// then the router skips the provider and the actor refuses calls at
 	// once: a restarting provider is skipped, not waited for.
 	downUntil atomic.Int64
+
+	models models // capabilities learned, models in memory
 
 	// chainModels are this provider's models named in the chain; with the
 	// configured and discovered models they bound the metrics' model label.

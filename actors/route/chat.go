@@ -23,28 +23,32 @@ var (
 
 // attempt is one model call within a request.
 type attempt struct {
-	ref     moltbot.ModelRef
-	hop     int // models tried or skipped before this one
-	probe   bool
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	start   time.Time
-	first   atomic.Bool
-	lost    atomic.Bool     // canceled because another attempt took the stream
-	ttft    time.Duration   // written before the first event is sent
-	tokens  int             // written by the call's goroutine; read after done
-	res     provider.Result // written before evDone is sent
-	timers  [2]*time.Timer  // the first-token deadline, the hedge
-	isCont  bool            // continues a reply another model began
-	hasNext bool            // a later model exists: the first-token deadline applies
+	ref    moltbot.ModelRef
+	hop    int // models tried or skipped before this one
+	probe  bool
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	start  time.Time
+	first  atomic.Bool
+	lost   atomic.Bool     // canceled because another attempt took the stream
+	ttft   time.Duration   // written before the first event is sent
+	tokens int             // written by the call's goroutine; read after done
+	res    provider.Result // written before evDone is sent
+	// deadline is the first-token deadline: set by the router, or on the
+	// call's goroutine once a cold model is loaded (call.Loaded).
+	deadline atomic.Pointer[time.Timer]
+	hedge    *time.Timer
+	isCont   bool // continues a reply another model began
+	hasNext  bool // a later model exists: the first-token deadline applies
 }
 
 // stopTimers stops a's timers.
 func (a *attempt) stopTimers() {
-	for _, t := range a.timers {
-		if t != nil {
-			t.Stop()
-		}
+	if t := a.deadline.Load(); t != nil {
+		t.Stop()
+	}
+	if a.hedge != nil {
+		a.hedge.Stop()
 	}
 }
 
@@ -70,6 +74,7 @@ type chatState struct {
 	msgs     []moltbot.Message
 	opts     moltbot.ChatOptions
 	fn       moltbot.StreamFunc
+	needs    moltbot.Needs // what the request needs of a model
 	visible  bool
 	events   chan event
 	writer   atomic.Pointer[attempt] // the attempt whose tokens reach fn
@@ -115,6 +120,11 @@ func (r *Router) Chat(ctx context.Context, chain []moltbot.ModelRef, msgs []molt
 	s := &chatState{r: r, ctx: ctx, chain: chain, msgs: msgs, opts: opts, fn: fn, visible: visible,
 		events: make(chan event, 8*(len(chain)+1)), t0: time.Now()}
 	s.running = s.runBuf[:0]
+	if s.needs = moltbot.NeedsOf(msgs, opts); s.needs.Any() {
+		if err := s.r.unable(chain, s.needs); err != nil {
+			return nil, err
+		}
+	}
 	defer s.stopAll(nil)
 	if !s.launch(false) {
 		return nil, s.fail(true)
@@ -171,6 +181,9 @@ func (s *chatState) launch(cont bool) bool {
 		if s.r.providers.Get(ref.Provider) == nil {
 			continue
 		}
+		if s.needs.Any() && s.r.providers.Get(ref.Provider).Caps(ref.Model).Lacks(s.needs) != "" {
+			continue // it cannot serve this request: not a failure of its own
+		}
 		probe := false
 		if !s.forced {
 			st := s.r.providers.Get(ref.Provider)
@@ -217,15 +230,20 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 		Fn:    func(d inference.Delta) error { return s.token(a, d) },
 		Reply: func(res provider.Result) { a.res = res; s.events <- event{kind: evDone, a: a} }}
 	if a.hasNext {
-		latency := s.r.policy.Config().Latency
-		a.timers[0] = time.AfterFunc(latency, func() {
-			if !a.first.Load() {
-				a.cancel(errFirstToken)
+		if s.r.providers.Get(ref.Provider).Cold(ref.Model) {
+			// The model must be loaded first (Ollama, on a small device:
+			// seconds). The load is no first-token failure: the clock
+			// starts when the model is in memory.
+			call.Loaded = func() {
+				a.start = time.Now()
+				s.firstTokenDeadline(a)
 			}
-		})
+		} else {
+			s.firstTokenDeadline(a)
+		}
 	}
 	if s.r.hedgeAfter > 0 && a.hasNext && s.writer.Load() == nil {
-		a.timers[1] = time.AfterFunc(s.r.hedgeAfter, func() {
+		a.hedge = time.AfterFunc(s.r.hedgeAfter, func() {
 			if !a.first.Load() {
 				s.events <- event{kind: evHedge, a: a}
 			}
@@ -235,6 +253,16 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	// to do meanwhile: the call runs on this goroutine when it may start
 	// at once (no hand-off to a goroutine and back).
 	s.r.providers.Call(ref.Provider, call, s.r.hedgeAfter <= 0)
+}
+
+// firstTokenDeadline gives a up for the next model when it has produced no
+// token within the threshold.
+func (s *chatState) firstTokenDeadline(a *attempt) {
+	a.deadline.Store(time.AfterFunc(s.r.policy.Config().Latency, func() {
+		if !a.first.Load() {
+			a.cancel(errFirstToken)
+		}
+	}))
 }
 
 // token runs on the call's goroutine for each piece of attempt a's reply.
@@ -258,7 +286,7 @@ func (s *chatState) token(a *attempt, d inference.Delta) error {
 	}
 	a.tokens++
 	if d.ToolCall != nil {
-		s.calls = moltbot.AddDelta(s.calls, d.ToolCall)
+		s.calls = addDelta(s.calls, d.ToolCall) // a nameless call gets an id
 		if !s.visible {
 			return nil
 		}

@@ -145,6 +145,37 @@ func (r *Router) lookupBare(model string) []moltbot.ModelRef {
 	return nil
 }
 
+// unable is the error for a request that no model of chain can serve (each
+// lacks something it needs: tools, vision, a JSON Schema), or nil.
+func (r *Router) unable(chain []moltbot.ModelRef, n moltbot.Needs) error {
+	var why []string
+	for _, ref := range chain {
+		st := r.providers.Get(ref.Provider)
+		if st == nil {
+			continue
+		}
+		lack := st.Caps(ref.Model).Lacks(n)
+		if lack == "" {
+			return nil
+		}
+		why = append(why, fmt.Sprintf("%s lacks %s", ref, lack))
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	param := "model"
+	switch {
+	case n.Tools:
+		param = "tools"
+	case n.Vision:
+		param = "messages"
+	case n.JSONSchema:
+		param = "response_format"
+	}
+	return &moltbot.Error{Code: moltbot.EInvalid, Param: param, Message: fmt.Sprintf(
+		"no model can serve this request: %s (capabilities come from the provider's capabilities: in the config, or from the server)", strings.Join(why, "; "))}
+}
+
 func (r *Router) names() []string {
 	out := append([]string(nil), r.providers.Names()...)
 	sort.Strings(out)

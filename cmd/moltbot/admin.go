@@ -166,6 +166,19 @@ func printNewKey(c *cli.Context, k keyOut) {
 	fmt.Fprintf(c.App.ErrWriter, "key %s for tenant %s, scope %s, expires %s. It is shown once: keep it now.\n", k.ID, k.Tenant, k.Scope, when(k.Expires))
 }
 
+// ollamaKeyLine is the public key line --ollama-key gives: the line itself
+// ("ssh-ed25519 AAAA..."), or the file that holds it.
+func ollamaKeyLine(v string) (string, error) {
+	if strings.HasPrefix(strings.TrimSpace(v), "ssh-") {
+		return v, nil
+	}
+	b, err := os.ReadFile(v)
+	if err != nil {
+		return "", fail(2, "--ollama-key: want the line of ~/.ollama/id_ed25519.pub (ssh-ed25519 AAAA...) or that file: %v", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 func keysCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "keys",
@@ -177,6 +190,7 @@ by moltbot init); --url and --admin-key-file override.
 
 Examples:
    moltbot keys create --tenant acme --name ci --ttl 720h
+   moltbot keys create --tenant acme --name laptop --ollama-key ~/.ollama/id_ed25519.pub
    moltbot keys list --tenant acme
    moltbot keys rotate k3x9ab2q --grace 24h
    moltbot keys revoke k3x9ab2q
@@ -189,15 +203,31 @@ Examples:
 					&cli.StringFlag{Name: "tenant", Value: auth.DefaultTenant, Usage: "tenant of the key"},
 					&cli.StringFlag{Name: "name", Usage: "a label"},
 					&cli.DurationFlag{Name: "ttl", Usage: "lifetime (default: the tenant's rotate_every, or none)"},
-					&cli.StringFlag{Name: "scope", Value: "chat", Usage: "chat or admin"}),
+					&cli.StringFlag{Name: "scope", Value: "chat", Usage: "chat or admin"},
+					&cli.StringFlag{Name: "ollama-key", Usage: "register the ollama CLI's public key instead (the line of ~/.ollama/id_ed25519.pub, or that file): " +
+						"requests it signs with OLLAMA_AUTH=1 are the tenant's, scope chat"}),
 				Action: func(c *cli.Context) error {
 					var k keyOut
 					body := map[string]string{"tenant": c.String("tenant"), "name": c.String("name"), "scope": c.String("scope")}
 					if c.IsSet("ttl") {
 						body["ttl"] = c.Duration("ttl").String()
 					}
+					if v := c.String("ollama-key"); v != "" {
+						line, err := ollamaKeyLine(v)
+						if err != nil {
+							return err
+						}
+						body["ollama_key"] = line
+					}
 					if err := adminCall(c, "POST", "/v1/admin/keys", body, &k); err != nil {
 						return err
+					}
+					if k.Kind == "ollama" {
+						fmt.Fprintf(c.App.Writer, "%s\n", k.ID)
+						fmt.Fprintf(c.App.ErrWriter, "ollama key %s (%s) registered for tenant %s, scope %s, expires %s. "+
+							"The ollama CLI signs with it when run with OLLAMA_AUTH=1 and OLLAMA_HOST set to this node.\n",
+							k.ID, k.Fingerprint, k.Tenant, k.Scope, when(k.Expires))
+						return nil
 					}
 					printNewKey(c, k)
 					return nil
@@ -219,9 +249,13 @@ Examples:
 						return err
 					}
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSCOPE\tSTATE\tCREATED\tEXPIRES\tSUCCESSOR")
+					fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSCOPE\tSTATE\tCREATED\tEXPIRES\tSUCCESSOR\tKIND")
 					for _, k := range out.Keys {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, k.Name, k.Scope, k.State, when(k.Created), when(k.Expires), k.Successor)
+						kind := "api"
+						if k.Kind != "" {
+							kind = k.Kind + " " + k.Fingerprint
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, k.Name, k.Scope, k.State, when(k.Created), when(k.Expires), k.Successor, kind)
 					}
 					return tw.Flush()
 				},

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -92,6 +96,22 @@ tenants: [%s]
 	}
 	if code, out, _ := runCLI(t, "", "tenants", "list", "--workspace", ws); code != 0 || !strings.Contains(out, "acme") {
 		t.Fatalf("tenants list: %s", out)
+	}
+	// The ollama CLI's public key, from its file, as a credential of acme.
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	wire := binary.BigEndian.AppendUint32(nil, 11)
+	wire = binary.BigEndian.AppendUint32(append(wire, "ssh-ed25519"...), 32)
+	pubFile := filepath.Join(t.TempDir(), "id_ed25519.pub")
+	os.WriteFile(pubFile, []byte("ssh-ed25519 "+base64.StdEncoding.EncodeToString(append(wire, pub...))+" me@laptop\n"), 0o600)
+	code, okID, e := runCLI(t, "", "keys", "create", "--workspace", ws, "--tenant", "acme", "--name", "laptop", "--ollama-key", pubFile)
+	if code != 0 || len(strings.TrimSpace(okID)) != 8 || !strings.Contains(e, "OLLAMA_AUTH=1") {
+		t.Fatalf("keys create --ollama-key: %d %q %s", code, okID, e)
+	}
+	if _, list, _ := runCLI(t, "", "keys", "list", "--workspace", ws, "--tenant", "acme"); !strings.Contains(list, "ollama SHA256:") {
+		t.Fatalf("keys list: %s", list)
+	}
+	if code, body := authedGet(t, url+"/api/tags", ""); code != 401 || !strings.Contains(body, "--ollama-key") {
+		t.Fatalf("/api/tags without a credential: %d %s", code, body)
 	}
 	// Chat as acme.
 	code, out, e := runCLI(t, "hi\n", "chat", "--url", url, "--api-key", key)

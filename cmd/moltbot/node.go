@@ -107,7 +107,7 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 			return nil, nil, err
 		}
 		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, Provider: prov, MaxInFlight: p.MaxInFlight,
-			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status})
+			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status, Caps: p.Caps()})
 	}
 	return out, creds, nil
 }
@@ -413,6 +413,7 @@ func (n *Node) Start() error {
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Around: around,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
+		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
 		RemoteWork:  actors.RemoteWork{Turns: rw.Turns, Conv: rw.Conv, Replicate: rw.Replicate, Fetch: rw.Fetch},
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
 		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
@@ -500,8 +501,8 @@ func (n *Node) Start() error {
 		Runtime: actors.RetentionOf(rt), Changed: actors.ErrChanged, Counter: table, ArchiveDir: n.ArchiveDir(),
 		Metrics: met, Logger: n.Log})
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
-	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), Metrics: met, Logger: n.Log,
-		Quota: quotas})
+	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
+		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt)})
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc),
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),

@@ -1,6 +1,9 @@
 // Package anthropic is a Provider for Anthropic's Messages API with SSE
-// streaming (message_start, content_block_delta, message_delta, message_stop,
-// ping and error events).
+// streaming (message_start, content_block_start, content_block_delta,
+// content_block_stop, message_delta, message_stop, ping and error events).
+// Text deltas are the reply's text; a tool_use block is a tool call, its
+// input_json_delta pieces the call's arguments (request.go says how the
+// request maps).
 package anthropic
 
 import (
@@ -8,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -81,22 +85,6 @@ func (c *Client) do(ctx context.Context, mk func() (*http.Request, error)) (*htt
 	})
 }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type request struct {
-	Model         string    `json:"model"`
-	MaxTokens     int       `json:"max_tokens"`
-	System        string    `json:"system,omitempty"`
-	Messages      []message `json:"messages"`
-	Stream        bool      `json:"stream"`
-	Temperature   *float64  `json:"temperature,omitempty"`
-	TopP          *float64  `json:"top_p,omitempty"`
-	StopSequences []string  `json:"stop_sequences,omitempty"`
-}
-
 type usage struct {
 	InputTokens  int `json:"input_tokens"`
 	OutputTokens int `json:"output_tokens"`
@@ -108,10 +96,18 @@ type event struct {
 		Model string `json:"model"`
 		Usage usage  `json:"usage"`
 	} `json:"message"`
+	// Index is the content block of a content_block_* event.
+	Index        int `json:"index"`
+	ContentBlock *struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"content_block"`
 	Delta *struct {
-		Type       string `json:"type"`
-		Text       string `json:"text"`
-		StopReason string `json:"stop_reason"`
+		Type        string `json:"type"`
+		Text        string `json:"text"`
+		PartialJSON string `json:"partial_json"`
+		StopReason  string `json:"stop_reason"`
 	} `json:"delta"`
 	Usage *usage `json:"usage"`
 	Error *struct {
@@ -139,21 +135,11 @@ func ParseError(body []byte) string {
 // Chat implements inference.Provider. System messages become the top-level
 // system prompt, as the Messages API requires.
 func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
-	body := request{Model: req.Model, MaxTokens: req.MaxTokens, Stream: true,
-		Temperature: req.Temperature, TopP: req.TopP, StopSequences: req.Stop}
-	if body.MaxTokens <= 0 {
-		body.MaxTokens = DefaultMaxTokens
+	body, jsonTool, err := buildRequest(req)
+	if err != nil {
+		return inference.Result{}, &inference.Error{Kind: inference.KindBadRequest, Provider: c.name, Message: err.Error(), Err: err}
 	}
-	var sys []string
-	for _, m := range req.Messages {
-		if m.Role == moltbot.RoleSystem {
-			sys = append(sys, m.Content)
-			continue
-		}
-		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Content})
-	}
-	body.System = strings.Join(sys, "\n\n")
-	buf, err := json.Marshal(&body)
+	buf, err := json.Marshal(body)
 	if err != nil {
 		return inference.Result{}, inference.Errorf(inference.KindBadRequest, c.name, "encode request: %v", err)
 	}
@@ -173,6 +159,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 	var res inference.Result
 	r := sse.NewReader(resp.Body, 4<<20)
 	stopped := false
+	st := stream{jsonTool: jsonTool}
 	for {
 		ev, err := r.Next()
 		if err != nil {
@@ -199,15 +186,48 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 				res.Usage.PromptTokens = e.Message.Usage.InputTokens
 				res.Usage.CompletionTokens = e.Message.Usage.OutputTokens
 			}
+		case "content_block_start":
+			d, ok, err := st.start(&e)
+			if err != nil {
+				return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: err.Error()}
+			}
+			if ok {
+				if err := fn(d); err != nil {
+					return res, err
+				}
+			}
 		case "content_block_delta":
-			if e.Delta != nil && e.Delta.Type == "text_delta" && e.Delta.Text != "" {
-				if err := fn(inference.Delta{Text: e.Delta.Text}); err != nil {
+			if e.Delta == nil {
+				break
+			}
+			var d inference.Delta
+			switch e.Delta.Type {
+			case "text_delta":
+				d.Text = e.Delta.Text
+			case "input_json_delta":
+				d, err = st.input(e.Index, e.Delta.PartialJSON)
+				if err != nil {
+					return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: err.Error()}
+				}
+			}
+			if d.Text != "" || d.ToolCall != nil {
+				if err := fn(d); err != nil {
+					return res, err
+				}
+			}
+		case "content_block_stop":
+			if d, ok := st.stop(e.Index); ok {
+				if err := fn(d); err != nil {
 					return res, err
 				}
 			}
 		case "message_delta":
 			if e.Delta != nil && e.Delta.StopReason != "" {
 				res.FinishReason = finishReason(e.Delta.StopReason)
+				if res.FinishReason == "tool_calls" && st.calls == 0 {
+					// Only the JSON reply's tool was called: a reply.
+					res.FinishReason = "stop"
+				}
 			}
 			if e.Usage != nil {
 				res.Usage.CompletionTokens = e.Usage.OutputTokens
@@ -239,8 +259,98 @@ func finishReason(s string) string {
 		return "stop"
 	case "max_tokens":
 		return "length"
+	case "tool_use":
+		return "tool_calls"
 	}
 	return s
+}
+
+// Kinds of content blocks that stream tool input.
+const (
+	blockOther = iota // text, thinking, a server tool's use: no input to pass on
+	blockTool         // a tool call
+	blockJSON         // the JSON reply's tool: its input is the reply's text
+)
+
+// blockState is what a reply's content block is to the client.
+type blockState struct {
+	kind int
+	call int  // its index among the reply's tool calls (blockTool)
+	sent bool // some of its input was passed on
+}
+
+// stream follows a reply's content blocks: which are tool calls (and
+// their index among the calls), which is the JSON reply.
+type stream struct {
+	jsonTool string
+	blocks   []blockState // by the block's index
+	calls    int
+}
+
+// start reads a content_block_start: a tool_use block starts a tool call
+// (the delta with its id and name), or the JSON reply.
+func (s *stream) start(e *event) (inference.Delta, bool, error) {
+	// Blocks are numbered from 0 in order; a gap would have the list grow
+	// at the server's word.
+	if e.Index < 0 || e.Index > len(s.blocks) {
+		return inference.Delta{}, false, fmt.Errorf("content block %d started after %d blocks", e.Index, len(s.blocks))
+	}
+	b := blockState{kind: blockOther}
+	var d inference.Delta
+	if cb := e.ContentBlock; cb != nil && cb.Type == "tool_use" {
+		if s.jsonTool != "" && cb.Name == s.jsonTool {
+			b.kind = blockJSON
+		} else {
+			b.kind, b.call = blockTool, s.calls
+			s.calls++
+			d.ToolCall = &moltbot.ToolCallDelta{Index: b.call, ID: cb.ID, Name: cb.Name}
+		}
+	}
+	if e.Index == len(s.blocks) {
+		s.blocks = append(s.blocks, b)
+	} else {
+		s.blocks[e.Index] = b
+	}
+	return d, d.ToolCall != nil, nil
+}
+
+// input reads a piece of block i's input: more of a call's arguments, or
+// of the JSON reply's text.
+func (s *stream) input(i int, partial string) (inference.Delta, error) {
+	if i < 0 || i >= len(s.blocks) {
+		return inference.Delta{}, fmt.Errorf("input_json_delta for content block %d, which did not start", i)
+	}
+	b := &s.blocks[i]
+	if partial == "" {
+		return inference.Delta{}, nil
+	}
+	switch b.kind {
+	case blockTool:
+		b.sent = true
+		return inference.Delta{ToolCall: &moltbot.ToolCallDelta{Index: b.call, Arguments: partial}}, nil
+	case blockJSON:
+		b.sent = true
+		return inference.Delta{Text: partial}, nil
+	}
+	return inference.Delta{}, nil
+}
+
+// stop reads a content_block_stop: a call (or JSON reply) whose input
+// never came gets "{}", so that its arguments are a JSON text.
+func (s *stream) stop(i int) (inference.Delta, bool) {
+	if i < 0 || i >= len(s.blocks) || s.blocks[i].sent {
+		return inference.Delta{}, false
+	}
+	b := &s.blocks[i]
+	switch b.kind {
+	case blockTool:
+		b.sent = true
+		return inference.Delta{ToolCall: &moltbot.ToolCallDelta{Index: b.call, Arguments: "{}"}}, true
+	case blockJSON:
+		b.sent = true
+		return inference.Delta{Text: "{}"}, true
+	}
+	return inference.Delta{}, false
 }
 
 // Models implements inference.Provider with GET /v1/models.

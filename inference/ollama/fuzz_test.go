@@ -3,6 +3,8 @@ package ollama
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,6 +26,7 @@ func FuzzStream(f *testing.F) {
 	f.Add([]byte("not json\n"), 200)
 	f.Add([]byte("\r\n \n"+line("a", false)+strings.Repeat("x", 600)), 200)
 	f.Add([]byte(""), 500)
+	f.Add([]byte(toolLine(`{"id":"call_a","function":{"index":0,"name":"f","arguments":{"a":1}}},{"function":{"name":"g","arguments":{}}}`)+line("", true)), 200)
 	f.Fuzz(func(t *testing.T, body []byte, status int) {
 		if status < 100 || status > 599 {
 			status = 200
@@ -47,13 +50,16 @@ func FuzzStream(f *testing.F) {
 	})
 }
 
-// oldChat is the provider as it was, on ollama/api's streaming client: the
-// reference for FuzzChatMatchesAPIClient.
+// oldChat is the provider as it was, on ollama/api's streaming client, with
+// tool calls as the provider gives them (a delta per whole call, indexed
+// across the reply, its id or call_<index>): the reference for
+// FuzzChatMatchesAPIClient.
 func oldChat(ctx context.Context, hc *http.Client, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
 	u, _ := url.Parse("http://fuzz")
 	c := &Client{name: "f"}
 	var res inference.Result
 	done := false
+	calls := 0
 	var fnErr error
 	err := api.NewClient(u, hc).Chat(ctx, apiRequest(req), func(r api.ChatResponse) error {
 		if r.Model != "" {
@@ -64,6 +70,18 @@ func oldChat(ctx context.Context, hc *http.Client, req *inference.Request, fn in
 				fnErr = err
 				return err
 			}
+		}
+		for _, tc := range r.Message.ToolCalls {
+			id := tc.ID
+			if id == "" {
+				id = fmt.Sprintf("call_%d", calls)
+			}
+			args, _ := json.Marshal(tc.Function.Arguments)
+			if err := fn(inference.Delta{ToolCall: &moltbot.ToolCallDelta{Index: calls, ID: id, Name: tc.Function.Name, Arguments: string(args)}}); err != nil {
+				fnErr = err
+				return err
+			}
+			calls++
 		}
 		if r.Done {
 			done = true
@@ -100,6 +118,9 @@ func FuzzChatMatchesAPIClient(f *testing.F) {
 	f.Add([]byte(`{"model":"m","message":{"content":"x"}}` + "\n" + `{"Done":true}`))
 	f.Add([]byte(line("a", false) + `{"done":"yes"}`))
 	f.Add([]byte(line("a", false)))
+	f.Add([]byte(line("a", false) + toolLine(`{"id":"call_a","function":{"index":0,"name":"f","arguments":{"a":[1,{"b":"é"}]}}},{"function":{"index":1,"name":"g","arguments":{}}}`) +
+		toolLine(`{"function":{"name":"h","arguments":{"z":1,"a":2}}}`) + line("", true)))
+	f.Add([]byte(toolLine(`{"function":{"name":"f","arguments":null}}`) + line("", true)))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		lines := bytes.Split(body, []byte{'\n'})
 		if len(lines[len(lines)-1]) == 0 {
@@ -122,8 +143,17 @@ func FuzzChatMatchesAPIClient(f *testing.F) {
 		}
 		req := &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}}
 		var got, want strings.Builder
-		gres, gerr := c.Chat(context.Background(), req, func(d inference.Delta) error { s := d.Text; got.WriteString(s); return nil })
-		wres, werr := oldChat(context.Background(), hc, req, func(d inference.Delta) error { want.WriteString(d.Text); return nil })
+		record := func(b *strings.Builder) inference.DeltaFunc {
+			return func(d inference.Delta) error {
+				if c := d.ToolCall; c != nil {
+					fmt.Fprintf(b, "[call %d %q %q %s]", c.Index, c.ID, c.Name, c.Arguments)
+				}
+				b.WriteString(d.Text)
+				return nil
+			}
+		}
+		gres, gerr := c.Chat(context.Background(), req, record(&got))
+		wres, werr := oldChat(context.Background(), hc, req, record(&want))
 		if got.String() != want.String() {
 			t.Fatalf("%q: text %q, api client %q", body, got.String(), want.String())
 		}

@@ -98,7 +98,10 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 	if err := checkRequest(c.name, req); err != nil {
 		return inference.Result{}, err
 	}
-	body := appendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req)
+	body, err := appendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req)
+	if err != nil {
+		return inference.Result{}, &inference.Error{Kind: inference.KindBadRequest, Provider: c.name, Message: err.Error(), Err: err}
+	}
 	hreq, err := c.newRequest(ctx, body)
 	if err != nil {
 		return inference.Result{}, err
@@ -151,6 +154,7 @@ func (c *Client) read(ctx context.Context, body io.Reader, fn inference.DeltaFun
 	defer putLineReader(lr)
 	var res inference.Result
 	var cr api.ChatResponse
+	calls := 0 // tool calls so far: each comes whole, the next index
 	for {
 		line, err := lr.next()
 		switch {
@@ -181,6 +185,18 @@ func (c *Client) read(ctx context.Context, body io.Reader, fn inference.DeltaFun
 				return res, err
 			}
 		}
+		for i := range cr.Message.ToolCalls {
+			d, err := toolDelta(&cr.Message.ToolCalls[i], calls)
+			if err != nil {
+				return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: "tool call: " + err.Error()}
+			}
+			calls++
+			if err := fn(d); err != nil {
+				return res, err
+			}
+		}
+		// A reply with tool calls is done_reason "stop" on Ollama's wire:
+		// it stays so (the router calls it tool_calls).
 		if cr.Done {
 			res.FinishReason = cr.DoneReason
 			if res.FinishReason == "" {

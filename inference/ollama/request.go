@@ -12,10 +12,25 @@ import (
 // bytes json.Marshal writes for the api.ChatRequest moltbot used to send
 // (TestRequestMatchesAPIChatRequest and FuzzRequest compare them), without
 // reflection or the options map. moltbot's options map to Ollama's:
-// max_tokens -> num_predict, temperature, top_p, stop, seed.
-func appendRequest(b []byte, req *inference.Request) []byte {
-	b = inference.AppendChatHead(b, req)
-	b = append(b, `,"stream":true,"options":{`...)
+// max_tokens -> num_predict, temperature, top_p, stop, seed,
+// presence_penalty, frequency_penalty. Messages with parts, tools and a
+// response format (parts.go) go through api's own types; the error is a
+// field of theirs that does not fit them, named.
+func appendRequest(b []byte, req *inference.Request) ([]byte, error) {
+	if plain(req.Messages) {
+		b = inference.AppendChatHead(b, req)
+	} else {
+		var err error
+		if b, err = appendHead(b, req); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `,"stream":true`...)
+	b, err := appendFormatAndTools(b, req)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, `,"options":{`...)
 	// json.Marshal sorts a map's keys; so do we.
 	n := 0
 	key := func(k string) {
@@ -27,9 +42,17 @@ func appendRequest(b []byte, req *inference.Request) []byte {
 		b = append(b, k...)
 		b = append(b, `":`...)
 	}
+	if req.FrequencyPenalty != nil {
+		key("frequency_penalty")
+		b = appendFloat(b, *req.FrequencyPenalty)
+	}
 	if req.MaxTokens > 0 {
 		key("num_predict")
 		b = strconv.AppendInt(b, int64(req.MaxTokens), 10)
+	}
+	if req.PresencePenalty != nil {
+		key("presence_penalty")
+		b = appendFloat(b, *req.PresencePenalty)
 	}
 	if req.Seed != nil {
 		key("seed")
@@ -54,7 +77,7 @@ func appendRequest(b []byte, req *inference.Request) []byte {
 		key("top_p")
 		b = appendFloat(b, *req.TopP)
 	}
-	return append(b, "}}"...)
+	return append(b, "}}"...), nil
 }
 
 // checkRequest refuses what JSON cannot carry (json.Marshal fails on it).
@@ -64,6 +87,12 @@ func checkRequest(provider string, req *inference.Request) error {
 	}
 	if v := req.TopP; v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
 		return inference.Errorf(inference.KindBadRequest, provider, "top_p is not a finite number")
+	}
+	if v := req.PresencePenalty; v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+		return inference.Errorf(inference.KindBadRequest, provider, "presence_penalty is not a finite number")
+	}
+	if v := req.FrequencyPenalty; v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+		return inference.Errorf(inference.KindBadRequest, provider, "frequency_penalty is not a finite number")
 	}
 	return nil
 }

@@ -191,6 +191,8 @@ func FuzzDecodeLineMatchesEncodingJSON(f *testing.F) {
 		`{"model":"m","message":{"role":"ASSISTANT","content":"\u00e9\ud83d\ude00\udc00","tool_name":"t","tool_call_id":"1"}}`,
 		`{"created_at":"2024-08-04T08:52:19.385406455-07:00","prompt_eval_count":-0,"eval_count":2147483648,"total_duration":-9223372036854775808}`,
 		`{"message":{"content":"a"},"message":null}`, "{\"done\":\ttrue\r}", `{"done_reason":"\ud800\u0041"}`,
+		toolLine(`{"id":"call_a","function":{"index":0,"name":"f","arguments":{"a":1}}},{"function":{"name":"g","arguments":{}}}`),
+		`{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":"x"}}]}}`,
 	} {
 		f.Add([]byte(strings.TrimSuffix(l, "\n")))
 	}

@@ -3,6 +3,8 @@ package openai
 import (
 	"context"
 	"net/http"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/moltbot/moltbot"
@@ -11,18 +13,32 @@ import (
 )
 
 // FuzzStream feeds arbitrary bytes as an SSE response: the client must end
-// with a result or an *inference.Error, never panic or hang.
+// with a result or an *inference.Error, never panic or hang, and never
+// pass on a tool call whose index skips ahead.
 func FuzzStream(f *testing.F) {
 	f.Add([]byte(sseChunk("hi")+finish+usage+"data: [DONE]\n\n"), 200)
 	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":null}}]}\n\n: x\r\n\r\ndata: [DONE]"), 200)
 	f.Add([]byte(`{"error":{"message":"nope"}}`), 429)
+	f.Add([]byte(strings.Join(toolStream, "")), 200)
+	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":3,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n"), 200)
 	f.Fuzz(func(t *testing.T, body []byte, status int) {
 		if status < 100 || status > 599 {
 			status = 200
 		}
 		c := New(Config{Name: "f", BaseURL: "http://fuzz/v1", HTTP: &http.Client{Transport: testutil.BodyTransport{Status: status, ContentType: "text/event-stream", Body: body}}})
+		n := 0
 		_, err := c.Chat(context.Background(), &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}},
-			func(inference.Delta) error { return nil })
+			func(d inference.Delta) error {
+				// The calls passed on start at the next index: a
+				// receiver's list of calls grows by one at a time.
+				if c := d.ToolCall; c != nil {
+					if c.Index < 0 || c.Index > n {
+						t.Fatalf("call index %d after %d calls", c.Index, n)
+					}
+					n = max(n, c.Index+1)
+				}
+				return nil
+			})
 		if err != nil {
 			if _, ok := inference.AsError(err); !ok {
 				t.Fatalf("untyped error %T: %v", err, err)
@@ -35,7 +51,9 @@ func FuzzStream(f *testing.F) {
 }
 
 // FuzzScanChunkMatchesSlow: whatever chunk the fast path takes, it reads
-// exactly as scanChunkSlow (jsonparser, encoding/json for usage) does.
+// exactly as scanChunkSlow (jsonparser, encoding/json for usage and tool
+// calls) does; in particular it never takes a chunk with a piece of a tool
+// call (the fast path reads none, so it would lose it).
 func FuzzScanChunkMatchesSlow(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"sim","system_fingerprint":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"[simulated]"},"logprobs":null,"finish_reason":null}]}`,
@@ -50,6 +68,13 @@ func FuzzScanChunkMatchesSlow(f *testing.F) {
 		`{"choices":[{"delta":{"content":"\x"}}]}`,
 		`{"choices":[{"delta":{"content":5}}]}`,
 		`{"usage":{"prompt_tokens":1.5}}`,
+		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}],"refusal":null},"logprobs":null,"finish_reason":null}]}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"city\": \"Paris\"}"}}]},"finish_reason":null}]}`,
+		`{"choices":[{"index":0,"delta":{"content":"x","tool_calls":null}}]}`,
+		`{"choices":[{"index":0,"delta":{"content":"x","tool_calls":[]}}]}`,
+		`{"choices":[{"delta":{"Tool_Calls":[{"index":0}]}}]}`,
+		`{"choices":[{"delta":{}},{"delta":{"tool_calls":[{"index":0}]}}]}`,
+		`{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`,
 	} {
 		f.Add([]byte(s), true)
 	}
@@ -63,7 +88,8 @@ func FuzzScanChunkMatchesSlow(f *testing.F) {
 			t.Fatalf("%q: fast path took it, the slow path failed: %v", data, err)
 		}
 		if fast.content != slow.content || fast.finish != slow.finish || fast.model != slow.model || fast.errMsg != slow.errMsg ||
-			(fast.usage == nil) != (slow.usage == nil) || fast.usage != nil && *fast.usage != *slow.usage {
+			(fast.usage == nil) != (slow.usage == nil) || fast.usage != nil && *fast.usage != *slow.usage ||
+			!reflect.DeepEqual(fast.calls, slow.calls) {
 			t.Fatalf("%q: fast %+v (usage %v), slow %+v (usage %v)", data, fast, fast.usage, slow, slow.usage)
 		}
 	})
@@ -78,6 +104,7 @@ func TestFastChunkTakesTheUsualShapes(t *testing.T) {
 		`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"sim","system_fingerprint":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"[simulated]"},"logprobs":null,"finish_reason":null}]}`,
 		`{"id":"c","object":"chat.completion.chunk","created":1,"model":"sim","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":4,"total_tokens":9,"prompt_tokens_details":{"cached_tokens":0}}}`,
 		`{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}],"usage":null,"error":null}`,
+		`{"choices":[{"delta":{"content":"a","tool_calls":null}},{"delta":{"tool_calls":[ ]}}]}`,
 	} {
 		if _, ok := fastChunk([]byte(s), true); !ok {
 			t.Errorf("not taken: %s", s)
@@ -90,6 +117,9 @@ func TestFastChunkTakesTheUsualShapes(t *testing.T) {
 		`{"choices":[{"delta":{"content":5}}]}`,
 		`{"usage":{"prompt_tokens":1.5}}`,
 		`{"choices":[]} x`,
+		`{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}`,
+		`{"choices":[{"delta":{}},{"delta":{"tool_calls":[{"index":0}]}}]}`,
+		`{"choices":[{"delta":{"TOOL_CALLS":null}}]}`,
 	} {
 		if _, ok := fastChunk([]byte(s), true); ok {
 			t.Errorf("taken: %s", s)

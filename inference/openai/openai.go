@@ -81,8 +81,12 @@ func (c *Client) do(ctx context.Context, mk func() (*http.Request, error)) (*htt
 }
 
 type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role string `json:"role"`
+	// Content is a string, a list of parts (text and image_url) or null
+	// (an assistant message that only calls tools).
+	Content    any        `json:"content"`
+	ToolCalls  []toolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
 }
 
 type streamOptions struct {
@@ -100,6 +104,25 @@ type chatRequest struct {
 	TopP          *float64       `json:"top_p,omitempty"`
 	Stop          []string       `json:"stop,omitempty"`
 	Seed          *int64         `json:"seed,omitempty"`
+
+	PresencePenalty   *float64        `json:"presence_penalty,omitempty"`
+	FrequencyPenalty  *float64        `json:"frequency_penalty,omitempty"`
+	User              string          `json:"user,omitempty"`
+	Tools             []wireTool      `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls,omitempty"`
+	ResponseFormat    json.RawMessage `json:"response_format,omitempty"`
+}
+
+// wireTool is an entry of a request's tools.
+type wireTool struct {
+	Type     string `json:"type"`
+	Function struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description,omitempty"`
+		Parameters  json.RawMessage `json:"parameters,omitempty"`
+		Strict      bool            `json:"strict,omitempty"`
+	} `json:"function"`
 }
 
 // Usage is OpenAI's usage object.
@@ -110,12 +133,13 @@ type Usage struct {
 }
 
 // chunk is one chat.completion.chunk, for the rare chunks scanChunk hands
-// to encoding/json (usage, errors).
+// to encoding/json (usage, errors, tool calls).
 type chunk struct {
 	Model   string `json:"model"`
 	Choices []struct {
 		Delta struct {
-			Content *string `json:"content"`
+			Content   *string    `json:"content"`
+			ToolCalls []toolCall `json:"tool_calls"`
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
@@ -154,6 +178,9 @@ func ParseError(body []byte) string {
 
 // Chat implements inference.Provider.
 func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
+	if err := checkRequest(c.name, req); err != nil {
+		return inference.Result{}, err
+	}
 	buf := AppendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req)
 	resp, err := c.do(ctx, func() (*http.Request, error) {
 		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.chatURL, bytes.NewReader(buf))
@@ -176,6 +203,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 	r := getReader(resp.Body)
 	defer putReader(r)
 	finished := false
+	var calls toolCalls
 	for {
 		ev, err := r.Next()
 		if err != nil {
@@ -209,6 +237,18 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 		}
 		if ch.content != "" {
 			if err := fn(inference.Delta{Text: ch.content}); err != nil {
+				return res, err
+			}
+		}
+		for i := range ch.calls {
+			d, ok, err := calls.delta(&ch.calls[i], i)
+			if err != nil {
+				return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: err.Error()}
+			}
+			if !ok {
+				continue
+			}
+			if err := fn(d); err != nil {
 				return res, err
 			}
 		}
@@ -246,7 +286,8 @@ type completion struct {
 	Model   string `json:"model"`
 	Choices []struct {
 		Message struct {
-			Content string `json:"content"`
+			Content   string     `json:"content"`
+			ToolCalls []toolCall `json:"tool_calls"`
 		} `json:"message"`
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
@@ -271,6 +312,22 @@ func (c *Client) readJSON(ctx context.Context, resp *http.Response, fn inference
 			return res, err
 		}
 	}
+	var calls toolCalls
+	for i := range comp.Choices[0].Message.ToolCalls {
+		// A whole message's calls are in order: each is its own index.
+		tc := &comp.Choices[0].Message.ToolCalls[i]
+		tc.Index = nil
+		d, ok, err := calls.delta(tc, i)
+		if err != nil {
+			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: err.Error()}
+		}
+		if !ok {
+			continue
+		}
+		if err := fn(d); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
@@ -290,6 +347,7 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 type scanned struct {
 	content, finish, model, errMsg string
 	usage                          *moltbot.Usage
+	calls                          []toolCall // pieces of tool calls (the slow path only)
 }
 
 var chunkPaths = [][]string{
@@ -298,6 +356,7 @@ var chunkPaths = [][]string{
 	{"model"},
 	{"usage"},
 	{"error"},
+	{"choices", "[0]", "delta", "tool_calls"},
 }
 
 // scanChunk reads what moltbot needs of a chunk (the hot path: one call per
@@ -310,8 +369,9 @@ func scanChunk(data []byte, wantModel bool) (scanned, error) {
 	return scanChunkSlow(data, wantModel)
 }
 
-// scanChunkSlow reads a chunk with jsonparser; chunks with usage or an
-// error are decoded fully by encoding/json. Its result is scanChunk's.
+// scanChunkSlow reads a chunk with jsonparser; chunks with usage, an error
+// or tool calls are decoded fully by encoding/json. Its result is
+// scanChunk's.
 func scanChunkSlow(data []byte, wantModel bool) (scanned, error) {
 	var out scanned
 	var full bool
@@ -340,6 +400,8 @@ func scanChunkSlow(data []byte, wantModel bool) (scanned, error) {
 			full = full || vt == jsonparser.Object
 		case 4:
 			full = full || vt != jsonparser.Null
+		case 5:
+			full = full || vt == jsonparser.Array
 		}
 	}, chunkPaths...)
 	if perr != nil {
@@ -359,6 +421,9 @@ func scanChunkSlow(data []byte, wantModel bool) (scanned, error) {
 		if ch.Usage != nil {
 			out.usage = &moltbot.Usage{PromptTokens: ch.Usage.PromptTokens, CompletionTokens: ch.Usage.CompletionTokens}
 		}
+		if len(ch.Choices) > 0 && len(ch.Choices[0].Delta.ToolCalls) > 0 {
+			out.calls = ch.Choices[0].Delta.ToolCalls
+		}
 	}
 	return out, nil
 }
@@ -371,9 +436,15 @@ func unquote(v []byte) (string, error) {
 	return jsonparser.ParseString(v)
 }
 
-// AppendRequest appends the JSON body of a streamed chat completion request.
+// AppendRequest appends the JSON body of a streamed chat completion
+// request. The raw JSON it carries (tool parameters, a schema) is written
+// as it is: Chat checks it first (checkRequest).
 func AppendRequest(b []byte, req *inference.Request) []byte {
-	b = inference.AppendChatHead(b, req)
+	if plain(req.Messages) {
+		b = inference.AppendChatHead(b, req)
+	} else {
+		b = appendHead(b, req)
+	}
 	b = append(b, `,"stream":true,"stream_options":{"include_usage":true}`...)
 	if req.MaxTokens > 0 {
 		b = append(b, `,"max_tokens":`...)
@@ -401,5 +472,6 @@ func AppendRequest(b []byte, req *inference.Request) []byte {
 		b = append(b, `,"seed":`...)
 		b = strconv.AppendInt(b, *req.Seed, 10)
 	}
+	b = appendExtras(b, req)
 	return append(b, '}')
 }

@@ -10,21 +10,23 @@ import (
 //
 // It takes a chunk only when it is valid JSON whose members moltbot reads
 // have the types they should (model a string; choices an array of objects,
-// each delta an object, content and finish_reason strings or null; usage an
-// object of integers, or null; error null), each such member at most once
+// each delta an object, content and finish_reason strings or null,
+// tool_calls null or empty; usage an object of integers, or null; error
+// null), each such member at most once
 // and no other member whose name encoding/json would take for one of them
 // (it matches names case-insensitively). Anything else (an error chunk, a
 // key with an escape, nesting deeper than js.MaxDepth, ...) goes to
 // scanChunkSlow, whose result is then the answer: on what it takes,
 // fastChunk gives exactly what scanChunkSlow gives
 // (FuzzScanChunkMatchesSlow checks this). Strings are decoded by
-// scanChunkSlow's own unquote.
+// scanChunkSlow's own unquote. A chunk with pieces of tool calls is left to
+// scanChunkSlow: there are few of them in a reply, and only text is hot.
 
 // The keys of each object read, for Object's case-folding check.
 var (
 	chunkKeys  = []string{"model", "choices", "usage", "error"}
 	choiceKeys = []string{"delta", "finish_reason"}
-	deltaKeys  = []string{"content"}
+	deltaKeys  = []string{"content", "tool_calls"}
 	usageKeys  = []string{"prompt_tokens", "completion_tokens", "total_tokens"}
 )
 
@@ -88,14 +90,23 @@ func choice(b []byte, i int, out *scanned) (int, bool) {
 	})
 }
 
-// delta reads a choice's delta object at b[i]: its content.
+// delta reads a choice's delta object at b[i]: its content, and a
+// tool_calls that holds nothing (null or [], as some servers send with
+// every chunk); a piece of a tool call is not the fast path's.
 func delta(b []byte, i int, out *scanned) (int, bool) {
 	return js.Object(b, i, 3, deltaKeys, func(key []byte, vi int) (bit, next int, ok bool) {
-		if string(key) != "content" {
-			return 0, vi, true
+		switch string(key) {
+		case "content":
+			out.content, next, ok = stringOrNull(b, vi)
+			return 1 << 0, next, ok
+		case "tool_calls":
+			if js.HasPrefix(b, vi, "null") {
+				return 1 << 1, vi + 4, true
+			}
+			next, ok = js.Array(b, vi, func(i int) (int, bool) { return i, false })
+			return 1 << 1, next, ok
 		}
-		out.content, next, ok = stringOrNull(b, vi)
-		return 1, next, ok
+		return 0, vi, true
 	})
 }
 

@@ -12,13 +12,16 @@ import (
 // is then the answer. On every body it takes, r is exactly what
 // json.Unmarshal into a zero ChatRequest gives (FuzzDecodeChatRequest).
 //
-// The usual shape: one object (whitespace around it) whose members of
-// ChatRequest have the types the fields take (messages an array of objects
-// whose content is a string or null, stop a string or null, numbers that
-// fit), each member at most once, and no other member encoding/json would
-// take for one of them (it matches names case-insensitively). Other
-// members are skipped as encoding/json skips them. Content given as parts,
-// stop as a list, a key with an escape and the like go the slow way.
+// The usual shape: one object (whitespace around it) whose members are
+// the plain fields of a text chat (model, messages, stream,
+// stream_options, max_tokens, max_completion_tokens, temperature, top_p,
+// stop, seed, n) with the types the fields take (messages an array of
+// objects whose content is a string or null, stop a string or null,
+// numbers that fit), each at most once. Any other member of the request,
+// known (tools, user, ...) or not, content given as parts, stop as a
+// list, a key with an escape and the like go the slow way. Unknown
+// members of a message or of stream_options are skipped, as
+// encoding/json skips them.
 func DecodeChatRequest(body []byte, r *ChatRequest) bool {
 	b := body
 	var out ChatRequest
@@ -87,10 +90,12 @@ func DecodeChatRequest(body []byte, r *ChatRequest) bool {
 			if !null {
 				out.N, next, ok = intPtr(b, vi)
 			}
-		case "tools", "tool_choice", "parallel_tool_calls", "response_format", "presence_penalty", "frequency_penalty", "user":
-			return 0, vi, false // the slow way
 		default:
-			return 0, vi, true
+			// Every other member goes the slow way: a field the fast path
+			// does not read (tools, user, logprobs, ...), and a name that
+			// is none of ChatRequest's, which the gateway refuses by name
+			// (UnknownField) rather than skip.
+			return 0, vi, false
 		}
 		return bit, next, ok
 	})
@@ -104,9 +109,12 @@ func DecodeChatRequest(body []byte, r *ChatRequest) bool {
 // The keys of each object read, for Object's case-folding check.
 var (
 	requestKeys = []string{"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-		"temperature", "top_p", "stop", "seed", "n", "tools", "tool_choice", "parallel_tool_calls", "response_format", "presence_penalty", "frequency_penalty", "user"}
-	messageKeys       = []string{"role", "content", "name", "tool_calls", "tool_call_id"}
-	streamOptionsKeys = []string{"include_usage"}
+		"temperature", "top_p", "stop", "seed", "n", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+		"presence_penalty", "frequency_penalty", "user", "logprobs", "top_logprobs", "logit_bias", "store", "metadata",
+		"service_tier", "modalities", "audio", "prediction", "reasoning_effort", "verbosity", "web_search_options",
+		"functions", "function_call", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"}
+	messageKeys       = []string{"role", "content", "name", "tool_calls", "tool_call_id", "refusal", "function_call", "audio"}
+	streamOptionsKeys = []string{"include_usage", "include_obfuscation"}
 )
 
 // messages reads the array of messages at b[i] (an empty array is an
@@ -145,7 +153,7 @@ func message(b []byte, i int, m *Message) (int, bool) {
 				m.Content = Content{{Type: "text", Text: &s}}
 			}
 			return 1 << 1, next, ok
-		case "name", "tool_calls", "tool_call_id":
+		case "name", "tool_calls", "tool_call_id", "refusal", "function_call", "audio":
 			return 0, vi, false // the slow way
 		}
 		return 0, vi, true
@@ -155,7 +163,11 @@ func message(b []byte, i int, m *Message) (int, bool) {
 // streamOptions reads the stream_options object at b[i] into o.
 func streamOptions(b []byte, i int, o *StreamOptions) (int, bool) {
 	return js.Object(b, i, 2, streamOptionsKeys, func(key []byte, vi int) (bit, next int, ok bool) {
-		if string(key) != "include_usage" {
+		switch string(key) {
+		case "include_usage":
+		case "include_obfuscation":
+			return 0, vi, false // the slow way
+		default:
 			return 0, vi, true
 		}
 		if js.HasPrefix(b, vi, "null") {

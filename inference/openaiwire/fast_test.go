@@ -11,7 +11,7 @@ import (
 var requestSeeds = []string{
 	`{"model":"moltbot","stream":false,"messages":[{"role":"user","content":"lorem ipsum dolor"}]}`,
 	`{"model":"moltbot","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi \"there\"\n\u00e9 \ud83e\udd16"}]}`,
-	` { "model" : "m" , "messages" : [ ] , "max_tokens" : 5 , "max_completion_tokens" : null , "temperature" : 0.7 , "top_p" : 1e-1 , "stop" : "END" , "seed" : -42 , "n" : 1 , "metadata" : {"id": [1, 2.5, null, true]} } `,
+	` { "model" : "m" , "messages" : [ {"role":"user","content":"x","annotations":{"id": [1, 2.5, null, true]}} ] , "max_tokens" : 5 , "max_completion_tokens" : null , "temperature" : 0.7 , "top_p" : 1e-1 , "stop" : "END" , "seed" : -42 , "n" : 1 } `,
 	`{"messages":[{"role":"user","content":[{"type":"text","text":"parts"}]}]}`,
 	`{"messages":null,"stop":["a","b"],"stream":null,"model":null}`,
 	`{"Model":"x"}`,
@@ -21,6 +21,20 @@ var requestSeeds = []string{
 	`{"messages":[null]}`,
 	`[1]`,
 	`{"messages":[{"role":"user","content":"x","name":"n"}]} x`,
+	`{"model":"m","messages":[],"metadata":{"id":"1"}}`,
+	`{"model":"m","messages":[],"frobnicate":true}`,
+	`{"model":"m","stream_options":{"include_usage":true,"include_obfuscation":false}}`,
+	`{"messages":[{"role":"assistant","content":null,"refusal":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}]}`,
+}
+
+// A body with a member the fast path does not read goes the slow way,
+// known (encoding/json decodes it) or not (the gateway refuses it by name).
+func TestDecodeChatRequestLeavesOthers(t *testing.T) {
+	for _, s := range requestSeeds[len(requestSeeds)-4:] {
+		if DecodeChatRequest([]byte(s), &ChatRequest{}) {
+			t.Errorf("%s: taken", s)
+		}
+	}
 }
 
 func TestDecodeChatRequest(t *testing.T) {

@@ -6,8 +6,10 @@
 // back (tests, clients).
 //
 // The types say what the wire carries, not what a side accepts: a
-// message's content decodes into all its parts, and the gateway (text
-// only) or the simulator (any text it finds) decides what to do with them.
+// message's content decodes into all its parts, and the gateway (text and
+// images as data URLs, DecodeImageURL) or the simulator decides what to do
+// with them; every field of OpenAI's request decodes, so that a server can
+// take or refuse each by name (UnknownField names a member that is none).
 package openaiwire
 
 import (
@@ -40,6 +42,42 @@ type ChatRequest struct {
 	ToolChoice          *ToolChoice     `json:"tool_choice"`
 	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
 	ResponseFormat      *ResponseFormat `json:"response_format"`
+
+	// Extras are the fields moltbot does not carry to a model, apart:
+	// a plain request leaves the pointer nil, and the struct small.
+	*Extras
+}
+
+// Extras are OpenAI's request fields that moltbot does not carry to a
+// model. They are decoded so that the gateway can accept one at its
+// neutral value (logprobs false, store false, ...) and refuse any other
+// with a 400 naming it, rather than ignore it (docs/API.md). They are left
+// out when empty, so that a request written from this type does not send
+// them. (Exported: encoding/json fills an embedded pointer only then.)
+type Extras struct {
+	Logprobs             *bool              `json:"logprobs,omitempty"`
+	TopLogprobs          *int               `json:"top_logprobs,omitempty"`
+	LogitBias            map[string]float64 `json:"logit_bias,omitempty"`
+	Store                *bool              `json:"store,omitempty"`
+	Metadata             map[string]string  `json:"metadata,omitempty"`
+	ServiceTier          *string            `json:"service_tier,omitempty"`
+	Modalities           []string           `json:"modalities,omitempty"`
+	Audio                json.RawMessage    `json:"audio,omitempty"`
+	Prediction           json.RawMessage    `json:"prediction,omitempty"`
+	ReasoningEffort      *string            `json:"reasoning_effort,omitempty"`
+	Verbosity            *string            `json:"verbosity,omitempty"`
+	WebSearchOptions     json.RawMessage    `json:"web_search_options,omitempty"`
+	Functions            json.RawMessage    `json:"functions,omitempty"`
+	FunctionCall         json.RawMessage    `json:"function_call,omitempty"`
+	SafetyIdentifier     *string            `json:"safety_identifier,omitempty"`
+	PromptCacheKey       *string            `json:"prompt_cache_key,omitempty"`
+	PromptCacheRetention *string            `json:"prompt_cache_retention,omitempty"`
+}
+
+// IsNull reports whether raw, a field decoded as a json.RawMessage, is
+// absent or null.
+func IsNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
 }
 
 // Tool is an entry of a request's tools: {"type":"function","function":{...}}.
@@ -129,6 +167,9 @@ func (r *ChatRequest) IncludeUsage() bool {
 // StreamOptions are a streamed request's options.
 type StreamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
+	// IncludeObfuscation asks OpenAI to pad each chunk with random
+	// characters (a side-channel defence); moltbot adds no padding.
+	IncludeObfuscation *bool `json:"include_obfuscation,omitempty"`
 }
 
 // Message is one message of a request.
@@ -141,6 +182,18 @@ type Message struct {
 	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 	// ToolCallID names the call a tool message answers.
 	ToolCallID string `json:"tool_call_id,omitempty"`
+	// MessageExtras are the rarer fields, apart (nil when none is sent).
+	*MessageExtras
+}
+
+// MessageExtras are the fields of a message that clients send back with a
+// reply they got: Refusal (an assistant's refusal), FunctionCall (the
+// deprecated form of tool_calls) and Audio (a reference to an audio
+// reply), decoded so that a server can take or refuse them by name.
+type MessageExtras struct {
+	Refusal      *string         `json:"refusal,omitempty"`
+	FunctionCall json.RawMessage `json:"function_call,omitempty"`
+	Audio        json.RawMessage `json:"audio,omitempty"`
 }
 
 // Content is a message's content: a string (decoded as one text part) or
@@ -371,13 +424,72 @@ func AppendFinish(b []byte, reason string) []byte {
 // AppendMessage appends a completion's choice (the whole reply) and its
 // usage, and closes the completion.
 func AppendMessage(b []byte, content, reason string, u moltbot.Usage) []byte {
+	return AppendReply(b, content, nil, reason, u)
+}
+
+// AppendReply appends a completion's choice, a reply that may call tools,
+// and its usage, and closes the completion. As OpenAI writes it, the
+// content of a reply made only of tool calls is null.
+func AppendReply(b []byte, content string, calls []moltbot.ToolCall, reason string, u moltbot.Usage) []byte {
 	b = append(b, `{"index":0,"message":{"role":"assistant","content":`...)
-	b = jsonw.String(b, content)
+	if content == "" && len(calls) > 0 {
+		b = append(b, "null"...)
+	} else {
+		b = jsonw.String(b, content)
+	}
+	if len(calls) > 0 {
+		b = append(b, `,"tool_calls":[`...)
+		for i := range calls {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendCall(b, -1, calls[i].ID, calls[i].Name, calls[i].Arguments, true)
+		}
+		b = append(b, ']')
+	}
 	b = append(b, `},"logprobs":null,"finish_reason":`...)
 	b = jsonw.String(b, reason)
 	b = append(b, `}],`...)
 	b = AppendUsage(b, u)
 	return append(b, '}')
+}
+
+// appendCall appends one tool call: {"index":..,"id":..,"type":"function",
+// "function":{"name":..,"arguments":..}}. index < 0 leaves index out (a
+// message's call); head false leaves out id, type and name (a later piece
+// of a streamed call).
+func appendCall(b []byte, index int, id, name, args string, head bool) []byte {
+	b = append(b, '{')
+	if index >= 0 {
+		b = append(b, `"index":`...)
+		b = jsonw.Int(b, int64(index))
+		b = append(b, ',')
+	}
+	if head {
+		b = append(b, `"id":`...)
+		b = jsonw.String(b, id)
+		b = append(b, `,"type":"function","function":{"name":`...)
+		b = jsonw.String(b, name)
+		b = append(b, `,"arguments":`...)
+	} else {
+		b = append(b, `"function":{"arguments":`...)
+	}
+	b = jsonw.String(b, args)
+	return append(b, `}}`...)
+}
+
+// AppendToolCallDelta appends a chunk's choice with a piece of a tool call
+// (with the assistant role when first) and closes the chunk. The first
+// piece of a call (d.ID set) carries its id, type and name, later ones
+// only more arguments, as OpenAI streams them.
+func AppendToolCallDelta(b []byte, d *moltbot.ToolCallDelta, first bool) []byte {
+	b = append(b, `{"index":0,"delta":{`...)
+	if first {
+		b = append(b, `"role":"assistant","content":null,`...)
+	}
+	b = append(b, `"tool_calls":[`...)
+	b = appendCall(b, d.Index, d.ID, d.Name, d.Arguments, d.ID != "" || d.Name != "")
+	return append(b, `]},"logprobs":null,"finish_reason":null}]}`...)
 }
 
 // AppendUsageChunk appends the end of the usage chunk that follows a head:

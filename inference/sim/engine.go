@@ -1,9 +1,19 @@
 // Package sim is moltbot's simulated model: deterministic text for a seed and
 // a prompt, with configurable time to first token, inter-token latency, extra
 // latency and error rate. It runs in-process (Provider, provider type "sim")
-// or as an HTTP server that speaks both the Ollama API and the OpenAI API
-// (Server, `moltbot sim`). Every reply starts with "[simulated]" and carries
-// the header X-Moltbot-Simulated, so it is never mistaken for a real model.
+// or as an HTTP server that speaks the Ollama API, the OpenAI API and
+// Anthropic's Messages API (Server, `moltbot sim`). Every text reply starts
+// with "[simulated]" and every HTTP answer carries the header
+// X-Moltbot-Simulated, so it is never mistaken for a real model.
+//
+// Beyond text it does what a capable model does, deterministically, so
+// that every provider type runs end to end in tests with no model: it calls
+// tools when a request offers them (arguments made from their JSON
+// Schemas), answers a tool's result by quoting it, writes JSON that holds
+// to a requested schema, counts and mentions the images it was shown, and
+// embeds text (seeded unit vectors). reply.go decides what a reply is,
+// schema.go makes values for a JSON Schema, embed.go makes vectors; each
+// wire has its file (ollama.go, openai.go, anthropic.go).
 package sim
 
 import (
@@ -39,7 +49,25 @@ type Options struct {
 	StallAfter int
 	// DropAfter > 0: after that many tokens close the connection abruptly.
 	DropAfter int
+
+	// EmbedModels are embedding models listed beside Models (/api/tags,
+	// /v1/models). Any name embeds; a name that contains "embed" is an
+	// embedding model (it has the capability "embedding" and no other, and
+	// refuses chat).
+	EmbedModels []string
+	// ContextLength is the context window /api/show and /api/ps report for
+	// a chat model (0: DefaultContextLength).
+	ContextLength int
+	// Capabilities, when it names a model, replaces that model's default
+	// capabilities (see Capabilities), and the simulator holds requests to
+	// them as Ollama does: tools offered to a model without "tools", or
+	// images shown to one without "vision", are refused with a 400.
+	Capabilities map[string][]string
 }
+
+// DefaultContextLength is a chat model's context window unless
+// Options.ContextLength says otherwise.
+const DefaultContextLength = 8192
 
 // ErrDropped is returned by Generate when DropAfter cut the reply.
 var ErrDropped = errors.New("sim: connection dropped (fault injection)")
@@ -166,13 +194,7 @@ func (e *Engine) Generate(ctx context.Context, msgs []moltbot.Message, maxTokens
 	if maxTokens > 0 && maxTokens < n {
 		n, finish = maxTokens, "length"
 	}
-	h := uint64(14695981039346656037) ^ uint64(o.Seed)
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].Role == moltbot.RoleUser {
-			h = hashString(h, msgs[i].Content)
-			break
-		}
-	}
+	h := promptHash(o.Seed, msgs)
 	// A trailing assistant message is a prefix to continue: skip the tokens
 	// of this reply that it already holds, so a continuation completes the
 	// very text an uninterrupted reply would have had.
@@ -188,50 +210,88 @@ func (e *Engine) Generate(ctx context.Context, msgs []moltbot.Message, maxTokens
 			skip++
 		}
 	}
-	var t *time.Timer
-	wait := func(d time.Duration) error {
-		if d <= 0 {
-			return ctx.Err()
-		}
-		if t == nil {
-			t = time.NewTimer(d)
-		} else {
-			t.Reset(d)
-		}
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-			return nil
-		}
-	}
-	if err := wait(o.Latency + o.TTFT); err != nil {
+	p := pacer{ctx: ctx, o: o}
+	defer p.stop()
+	if err := p.start(); err != nil {
 		return Reply{}, err
 	}
-	sent := 0
 	for i := skip; i < n; i++ {
-		if sent > 0 {
-			if err := wait(o.ITL); err != nil {
-				return Reply{}, err
-			}
-		}
-		if o.StallAfter > 0 && sent == o.StallAfter {
-			<-ctx.Done()
-			return Reply{}, ctx.Err()
-		}
-		if o.DropAfter > 0 && sent == o.DropAfter {
-			return Reply{}, ErrDropped
+		if err := p.next(); err != nil {
+			return Reply{}, err
 		}
 		if err := fn(token(h, i, n)); err != nil {
 			return Reply{}, err
 		}
-		sent++
+		p.sent++
 	}
-	if t != nil {
-		t.Stop()
+	return Reply{Usage: moltbot.Usage{PromptTokens: inference.EstimateTokens(msgs), CompletionTokens: p.sent}, FinishReason: finish}, nil
+}
+
+// promptHash seeds a reply: the seed and the last user message's text.
+func promptHash(seed int64, msgs []moltbot.Message) uint64 {
+	h := uint64(14695981039346656037) ^ uint64(seed)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == moltbot.RoleUser {
+			return hashString(h, msgs[i].Content)
+		}
 	}
-	return Reply{Usage: moltbot.Usage{PromptTokens: inference.EstimateTokens(msgs), CompletionTokens: sent}, FinishReason: finish}, nil
+	return h
+}
+
+// pacer spaces out the pieces of a reply as the options say (the first
+// after Latency+TTFT, the next ones ITL apart) and injects the stall and
+// drop faults, which count the pieces sent. It lives on its caller's stack:
+// the plain path allocates nothing unless it has to wait.
+type pacer struct {
+	ctx  context.Context
+	o    *Options
+	t    *time.Timer
+	sent int
+}
+
+func (p *pacer) wait(d time.Duration) error {
+	if d <= 0 {
+		return p.ctx.Err()
+	}
+	if p.t == nil {
+		p.t = time.NewTimer(d)
+	} else {
+		p.t.Reset(d)
+	}
+	select {
+	case <-p.ctx.Done():
+		p.t.Stop()
+		return p.ctx.Err()
+	case <-p.t.C:
+		return nil
+	}
+}
+
+// start waits for the first piece (Latency + TTFT).
+func (p *pacer) start() error { return p.wait(p.o.Latency + p.o.TTFT) }
+
+// next waits until the next piece may go out (ITL after the first), or
+// fails as a fault says: a stall holds until ctx ends, a drop is ErrDropped.
+func (p *pacer) next() error {
+	if p.sent > 0 {
+		if err := p.wait(p.o.ITL); err != nil {
+			return err
+		}
+	}
+	if p.o.StallAfter > 0 && p.sent == p.o.StallAfter {
+		<-p.ctx.Done()
+		return p.ctx.Err()
+	}
+	if p.o.DropAfter > 0 && p.sent == p.o.DropAfter {
+		return ErrDropped
+	}
+	return nil
+}
+
+func (p *pacer) stop() {
+	if p.t != nil {
+		p.t.Stop()
+	}
 }
 
 // token is the i-th of n tokens of the reply seeded by h.
@@ -275,18 +335,16 @@ func NewProvider(name string, opts Options) *Provider {
 	return &Provider{Name: name, Engine: NewEngine(opts)}
 }
 
-// Chat implements inference.Provider.
+// Chat implements inference.Provider: Respond's reply (text, tool calls or
+// JSON, as the request asks), after the injected failures. A request the
+// simulator refuses is an error of kind bad_request, status 400.
 func (p *Provider) Chat(ctx context.Context, req *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
-	if fail, status, retry := p.Engine.Fail(); fail {
-		h := http.Header{}
-		if retry > 0 {
-			h.Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
-		}
-		return inference.Result{}, inference.FromStatus(p.Name, status, "simulated failure", h)
+	if err := p.fail(); err != nil {
+		return inference.Result{}, err
 	}
 	var fnErr error
-	rep, err := p.Engine.Generate(ctx, req.Messages, req.MaxTokens, func(tok string) error {
-		fnErr = fn(inference.Delta{Text: tok})
+	rep, err := p.Engine.Respond(ctx, req, func(d inference.Delta) error {
+		fnErr = fn(d)
 		return fnErr
 	})
 	if fnErr != nil {
@@ -296,12 +354,36 @@ func (p *Provider) Chat(ctx context.Context, req *inference.Request, fn inferenc
 		return inference.Result{}, &inference.Error{Kind: inference.KindStream, Provider: p.Name, Message: "connection closed mid-reply", Err: err}
 	}
 	if err != nil {
-		return inference.Result{}, inference.Classify(ctx, p.Name, err)
+		return inference.Result{}, p.badRequest(ctx, err)
 	}
 	return inference.Result{Usage: rep.Usage, FinishReason: rep.FinishReason, Model: req.Model}, nil
 }
 
-// Models implements inference.Provider.
+// fail is the injected failure of the next call, or nil.
+func (p *Provider) fail() error {
+	if fail, status, retry := p.Engine.Fail(); fail {
+		h := http.Header{}
+		if retry > 0 {
+			h.Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+		}
+		return inference.FromStatus(p.Name, status, "simulated failure", h)
+	}
+	return nil
+}
+
+// badRequest is err as the provider reports it: a refused request is
+// bad_request (400); anything else is classified.
+func (p *Provider) badRequest(ctx context.Context, err error) error {
+	var re *RequestError
+	if errors.As(err, &re) {
+		return &inference.Error{Kind: inference.KindBadRequest, Provider: p.Name, Status: http.StatusBadRequest, Message: re.Msg}
+	}
+	return inference.Classify(ctx, p.Name, err)
+}
+
+// Models implements inference.Provider: the chat models, then the
+// embedding models.
 func (p *Provider) Models(context.Context) ([]string, error) {
-	return append([]string(nil), p.Engine.Options().Models...), nil
+	o := p.Engine.Options()
+	return append(append([]string(nil), o.Models...), o.EmbedModels...), nil
 }

@@ -2,29 +2,26 @@ package sim
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/moltbot/moltbot"
-	"github.com/moltbot/moltbot/inference/openaiwire"
-	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
 // ServerVersion is what /api/version reports.
 const ServerVersion = "0.5.0-moltbot-sim"
 
-// maxBody caps request bodies the simulator reads.
-const maxBody = 4 << 20
+// maxBody caps request bodies the simulator reads (images included).
+const maxBody = 16 << 20
 
-// Server serves the simulator over HTTP with the Ollama API (/api/chat,
-// /api/tags, /api/version) and the OpenAI API (/v1/chat/completions,
-// /v1/models).
+// Server serves the simulator over HTTP: the Ollama API (/api/chat,
+// /api/tags, /api/show, /api/ps, /api/embed, /api/embeddings,
+// /api/version), the OpenAI API (/v1/chat/completions, /v1/embeddings,
+// /v1/models) and Anthropic's Messages API (/v1/messages; /v1/models in
+// Anthropic's shape when the request has an anthropic-version header).
+// The fault options apply to every endpoint that answers a model call.
 type Server struct {
 	Engine *Engine
 	mux    *http.ServeMux
@@ -39,12 +36,18 @@ func NewServer(opts Options) *Server {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "Ollama is running (moltbot sim)") })
 	mux.HandleFunc("POST /api/chat", s.ollamaChat)
 	mux.HandleFunc("GET /api/tags", s.ollamaTags)
+	mux.HandleFunc("POST /api/show", s.ollamaShow)
+	mux.HandleFunc("GET /api/ps", s.ollamaPs)
+	mux.HandleFunc("POST /api/embed", s.ollamaEmbed)
+	mux.HandleFunc("POST /api/embeddings", s.ollamaEmbeddings)
 	mux.HandleFunc("GET /api/version", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"version":"`+ServerVersion+`"}`)
 	})
 	mux.HandleFunc("POST /v1/chat/completions", s.openaiChat)
 	mux.HandleFunc("GET /v1/models", s.openaiModels)
+	mux.HandleFunc("POST /v1/embeddings", s.openaiEmbeddings)
+	mux.HandleFunc("POST /v1/messages", s.anthropicMessages)
 	mux.HandleFunc("GET /sim/faults", s.getFaults)
 	mux.HandleFunc("POST /sim/faults", s.postFaults)
 	mux.HandleFunc("DELETE /sim/faults", s.deleteFaults)
@@ -57,44 +60,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// chatMessage is an Ollama message (the OpenAI side reads openaiwire's).
-type chatMessage struct {
-	Role    string `json:"role"`
-	Content any    `json:"content"` // a string; a list of parts is read too
-}
-
-func (m chatMessage) text() string {
-	switch c := m.Content.(type) {
-	case string:
-		return c
-	case []any:
-		var b strings.Builder
-		for _, part := range c {
-			if p, ok := part.(map[string]any); ok {
-				if t, ok := p["text"].(string); ok {
-					b.WriteString(t)
-				}
-			}
-		}
-		return b.String()
-	}
-	return ""
-}
-
-func toMessages(in []chatMessage) []moltbot.Message {
-	out := make([]moltbot.Message, len(in))
-	for i, m := range in {
-		out[i] = moltbot.Message{Role: moltbot.Role(m.Role), Content: m.text()}
-	}
-	return out
-}
-
 // burst reports whether tokens after the first may go out in one write: no
 // delay between tokens and no stall or drop fault that must cut after exactly
 // N flushed tokens.
 func (s *Server) burst() bool {
 	o := s.Engine.Options()
 	return o.ITL == 0 && o.StallAfter == 0 && o.DropAfter == 0
+}
+
+// streamWriter writes the frames of a reply that is not plain text:
+// through its own buffer, flushed after each frame (after the first only,
+// in a burst). Content-Type is set before the first frame.
+type streamWriter struct {
+	w     http.ResponseWriter
+	fl    http.Flusher
+	burst bool
+	sent  int
+	b     []byte
+}
+
+func newStreamWriter(w http.ResponseWriter, burst bool) *streamWriter {
+	fl, _ := w.(http.Flusher)
+	return &streamWriter{w: w, fl: fl, burst: burst, b: make([]byte, 0, 512)}
+}
+
+// header sets the Content-Type, until the first frame is sent.
+func (s *streamWriter) header(ct string) {
+	if s.sent == 0 {
+		s.w.Header().Set("Content-Type", ct)
+		if ct == "text/event-stream" {
+			s.w.Header().Set("Cache-Control", "no-cache")
+		}
+	}
+}
+
+func (s *streamWriter) send(b []byte) error {
+	s.b = b
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	s.sent++
+	if s.fl != nil && (!s.burst || s.sent == 1) {
+		s.fl.Flush()
+	}
+	return nil
 }
 
 func (s *Server) buf() *[]byte { return s.bufs.Get().(*[]byte) }
@@ -104,259 +113,6 @@ func (s *Server) put(b *[]byte) {
 		*b = (*b)[:0]
 		s.bufs.Put(b)
 	}
-}
-
-// ---- Ollama ----
-
-type ollamaRequest struct {
-	Model    string        `json:"model"`
-	Messages []chatMessage `json:"messages"`
-	Stream   *bool         `json:"stream"`
-	Options  struct {
-		NumPredict int `json:"num_predict"`
-	} `json:"options"`
-}
-
-func ollamaError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	b := append([]byte(`{"error":`), jsonw.String(nil, msg)...)
-	w.Write(append(b, '}', '\n'))
-}
-
-func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
-	var req ollamaRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
-		ollamaError(w, http.StatusBadRequest, "invalid request: "+err.Error())
-		return
-	}
-	if req.Model == "" {
-		ollamaError(w, http.StatusBadRequest, "model is required")
-		return
-	}
-	if fail, status, retry := s.Engine.Fail(); fail {
-		setRetryAfter(w, retry)
-		ollamaError(w, status, "simulated failure")
-		return
-	}
-	stream := req.Stream == nil || *req.Stream
-	msgs := toMessages(req.Messages)
-	start := time.Now()
-	created := start.UTC().Format(time.RFC3339Nano)
-	bp := s.buf()
-	defer s.put(bp)
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	if !stream {
-		w.Header().Set("Content-Type", "application/json")
-	}
-	fl, _ := w.(http.Flusher)
-	// With no delay between tokens, the tokens after the first go out in one
-	// burst, as from a server that has them all at once (and not as many tiny
-	// writes that only measure the reader's wake-ups).
-	burst := s.burst()
-	sent := 0
-	var text strings.Builder
-	head := func(b []byte) []byte {
-		b = append(b, `{"model":`...)
-		b = jsonw.String(b, req.Model)
-		b = append(b, `,"created_at":"`...)
-		b = append(b, created...)
-		return append(b, `","message":{"role":"assistant","content":`...)
-	}
-	rep, err := s.Engine.Generate(r.Context(), msgs, req.Options.NumPredict, func(tok string) error {
-		if !stream {
-			text.WriteString(tok)
-			return nil
-		}
-		b := head((*bp)[:0])
-		b = jsonw.String(b, tok)
-		b = append(b, `},"done":false}`+"\n"...)
-		*bp = b
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		sent++
-		if fl != nil && (!burst || sent == 1) {
-			fl.Flush()
-		}
-		return nil
-	})
-	if errors.Is(err, ErrDropped) {
-		panic(http.ErrAbortHandler)
-	}
-	if err != nil {
-		return // the client left
-	}
-	b := head((*bp)[:0])
-	b = jsonw.String(b, text.String())
-	b = append(b, `},"done_reason":`...)
-	b = jsonw.String(b, rep.FinishReason)
-	dur := time.Since(start).Nanoseconds()
-	b = append(b, `,"done":true,"total_duration":`...)
-	b = jsonw.Int(b, dur)
-	b = append(b, `,"load_duration":0,"prompt_eval_count":`...)
-	b = jsonw.Int(b, int64(rep.Usage.PromptTokens))
-	b = append(b, `,"prompt_eval_duration":0,"eval_count":`...)
-	b = jsonw.Int(b, int64(rep.Usage.CompletionTokens))
-	b = append(b, `,"eval_duration":`...)
-	b = jsonw.Int(b, dur)
-	b = append(b, "}\n"...)
-	*bp = b
-	w.Write(b)
-}
-
-func (s *Server) ollamaTags(w http.ResponseWriter, _ *http.Request) {
-	type details struct {
-		Format            string `json:"format"`
-		Family            string `json:"family"`
-		ParameterSize     string `json:"parameter_size"`
-		QuantizationLevel string `json:"quantization_level"`
-	}
-	type model struct {
-		Name       string    `json:"name"`
-		Model      string    `json:"model"`
-		ModifiedAt time.Time `json:"modified_at"`
-		Size       int64     `json:"size"`
-		Digest     string    `json:"digest"`
-		Details    details   `json:"details"`
-	}
-	var out struct {
-		Models []model `json:"models"`
-	}
-	for _, m := range s.Engine.Options().Models {
-		name := m
-		if !strings.Contains(name, ":") {
-			name += ":latest"
-		}
-		out.Models = append(out.Models, model{Name: name, Model: name, ModifiedAt: time.Unix(0, 0).UTC(),
-			Digest:  "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-			Details: details{Format: "sim", Family: "moltbot-sim", ParameterSize: "0B", QuantizationLevel: "none"}})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(out)
-}
-
-// ---- OpenAI ----
-
-func openaiError(w http.ResponseWriter, status int, typ, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(append(openaiwire.AppendError(nil, msg, typ, "", ""), '\n'))
-}
-
-func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
-	var req openaiwire.ChatRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
-		openaiError(w, http.StatusBadRequest, "invalid_request_error", "invalid request: "+err.Error())
-		return
-	}
-	if req.Model == "" {
-		openaiError(w, http.StatusBadRequest, "invalid_request_error", "model is required")
-		return
-	}
-	if len(req.Messages) == 0 {
-		openaiError(w, http.StatusBadRequest, "invalid_request_error", "messages must not be empty")
-		return
-	}
-	if fail, status, retry := s.Engine.Fail(); fail {
-		setRetryAfter(w, retry)
-		typ := "server_error"
-		if status == http.StatusTooManyRequests {
-			typ = "rate_limit_error"
-		}
-		openaiError(w, status, typ, "simulated failure")
-		return
-	}
-	maxTok := 0
-	if req.MaxTokens != nil {
-		maxTok = *req.MaxTokens
-	}
-	if req.MaxCompletionTokens != nil && *req.MaxCompletionTokens > 0 {
-		maxTok = *req.MaxCompletionTokens
-	}
-	msgs := make([]moltbot.Message, len(req.Messages))
-	for i, m := range req.Messages {
-		msgs[i] = moltbot.Message{Role: moltbot.Role(m.Role), Content: m.Content.Text()}
-	}
-	now := time.Now()
-	id := "chatcmpl-sim" + jsonInt(now.UnixNano())
-	created := now.Unix()
-	const fingerprint = "moltbot-sim"
-	bp := s.buf()
-	defer s.put(bp)
-	if !req.Stream {
-		var text strings.Builder
-		rep, err := s.Engine.Generate(r.Context(), msgs, maxTok, func(tok string) error {
-			text.WriteString(tok)
-			return nil
-		})
-		if errors.Is(err, ErrDropped) {
-			panic(http.ErrAbortHandler)
-		}
-		if err != nil {
-			return
-		}
-		b := openaiwire.AppendHead((*bp)[:0], id, openaiwire.ObjectCompletion, created, req.Model, fingerprint)
-		b = openaiwire.AppendMessage(b, text.String(), rep.FinishReason, rep.Usage)
-		b = append(b, '\n')
-		*bp = b
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(b)
-		return
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	fl, _ := w.(http.Flusher)
-	burst := s.burst() // see ollamaChat
-	sent := 0
-	send := func(b []byte) error {
-		*bp = b
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		sent++
-		if fl != nil && (!burst || sent == 1) {
-			fl.Flush()
-		}
-		return nil
-	}
-	first := true
-	rep, err := s.Engine.Generate(r.Context(), msgs, maxTok, func(tok string) error {
-		b := append((*bp)[:0], "data: "...)
-		b = openaiwire.AppendHead(b, id, openaiwire.ObjectChunk, created, req.Model, fingerprint)
-		b = openaiwire.AppendDelta(b, tok, first)
-		first = false
-		return send(append(b, "\n\n"...))
-	})
-	if errors.Is(err, ErrDropped) {
-		panic(http.ErrAbortHandler)
-	}
-	if err != nil {
-		return
-	}
-	b := append((*bp)[:0], "data: "...)
-	b = openaiwire.AppendHead(b, id, openaiwire.ObjectChunk, created, req.Model, fingerprint)
-	b = openaiwire.AppendFinish(b, rep.FinishReason)
-	b = append(b, "\n\n"...)
-	if req.IncludeUsage() {
-		b = append(b, "data: "...)
-		b = openaiwire.AppendHead(b, id, openaiwire.ObjectChunk, created, req.Model, fingerprint)
-		b = openaiwire.AppendUsageChunk(b, rep.Usage)
-		b = append(b, "\n\n"...)
-	}
-	b = append(b, "data: [DONE]\n\n"...)
-	send(b)
-}
-
-func jsonInt(v int64) string { return string(jsonw.Int(nil, v)) }
-
-func (s *Server) openaiModels(w http.ResponseWriter, _ *http.Request) {
-	out := openaiwire.ModelList{Object: "list", Data: []openaiwire.Model{}}
-	for _, m := range s.Engine.Options().Models {
-		out.Data = append(out.Data, openaiwire.Model{ID: m, Object: "model", OwnedBy: "moltbot-sim"})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(out)
 }
 
 func setRetryAfter(w http.ResponseWriter, d time.Duration) {

@@ -361,14 +361,15 @@ func TestRegisteredType(t *testing.T) {
 }
 
 // The simulator reads OpenAI requests with openaiwire: the text of every
-// part counts (other parts are ignored, as a model that sees only text
-// would), and a field of the wrong shape is a 400 naming it.
+// part counts, an image part must be a data: URL of an image (or a link),
+// and a field of the wrong shape is a 400 naming it.
 func TestOpenAIRequestShapes(t *testing.T) {
 	srv := server(t, fast())
 	for body, status := range map[string]int{
-		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"hi"}]}]}`: 200,
-		`{"model":"m","messages":[{"role":"user","content":5}]}`:                                                                          400,
-		`{"model":"m","stop":{"x":1},"messages":[{"role":"user","content":"hi"}]}`:                                                        400,
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}},{"type":"text","text":"hi"}]}]}`: 200,
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"hi"}]}]}`:                                  400,
+		`{"model":"m","messages":[{"role":"user","content":5}]}`:                   400,
+		`{"model":"m","stop":{"x":1},"messages":[{"role":"user","content":"hi"}]}`: 400,
 	} {
 		resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
 		if err != nil {

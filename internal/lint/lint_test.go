@@ -74,8 +74,10 @@ var deps = map[string]allowed{
 	// The OpenAI chat completions API's wire types, for whoever speaks it
 	// (the simulator; the gateway next).
 	"inference/openaiwire": {code: []string{".", "internal/jsonscan", "internal/jsonw"}},
-	// The simulator serves the Ollama and OpenAI APIs with their own types.
-	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "inference/openaiwire", "internal/jsonw"}},
+	// The simulator serves the Ollama, OpenAI and Anthropic APIs with their
+	// own types; its tests call it with each provider client.
+	"inference/sim": {code: []string{".", "inference", "inference/ollama", "inference/openai", "inference/openaiwire", "internal/jsonw"},
+		tests: []string{"inference/anthropic"}},
 
 	// actors sees providers only through inference.Provider (the simulator
 	// only in its tests). Its subpackages are its seams: provider actors,
@@ -125,7 +127,7 @@ var owners = map[string][]string{
 	"github.com/hashicorp/memberlist":    {"cluster"},
 	"github.com/cockroachdb/pebble":      {"storage"},
 	"github.com/cespare/xxhash":          {"storage"},
-	"github.com/ollama/ollama":           {"inference/ollama", "inference/sim"},
+	"github.com/ollama/ollama":           {"inference/ollama", "inference/sim", "gateway"},
 	"github.com/buger/jsonparser":        {"inference/openai"},
 	"golang.org/x/oauth2":                {"inference", "cmd"},
 	"github.com/golang-jwt/jwt":          {"auth"},
@@ -134,6 +136,11 @@ var owners = map[string][]string{
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
 	"gopkg.in/yaml.v3":                   {"configs"},
 	"github.com/urfave/cli":              {"cmd"},
+	// ollama: the gateway serves the Ollama API with its types (and its
+	// tests drive it with ollama/api's client). x/crypto/ssh: the ollama
+	// CLI's ed25519 keys, registered as credentials (auth) and written as
+	// the CLI keeps them (the gateway's tests).
+	"golang.org/x/crypto": {"auth", "gateway"},
 }
 
 func root(t *testing.T) string {

@@ -58,6 +58,7 @@ var (
 	RetentionArchived = &Family{"moltbot_retention_archived_total", nil}
 	RetentionErrors   = &Family{"moltbot_retention_errors_total", nil}
 	QuotaRefused      = &Family{"moltbot_quota_refused_total", []string{"limit"}}
+	EmbedMismatches   = &Family{"moltbot_embedding_mismatches_total", []string{"provider", "model"}}
 	CacheHits         = &Family{"moltbot_cache_hits_total", []string{"tier"}}
 	CacheMisses       = &Family{"moltbot_cache_misses_total", []string{"tier"}}
 	CacheStores       = &Family{"moltbot_cache_stores_total", []string{"tier"}}
@@ -110,6 +111,7 @@ var help = map[string]string{
 	"moltbot_retention_archived_total":        "Records the retention sweep appended to the archive (a deleted conversation, or the messages trimmed away).",
 	"moltbot_retention_errors_total":          "Conversations the retention sweep could not archive, delete or trim (retried at the next sweep).",
 	"moltbot_quota_refused_total":             "Calls refused at a tenant's quota, by limit (max_conversations, max_stored_bytes).",
+	"moltbot_embedding_mismatches_total":      "Embedding answers discarded because the model gave vectors of another length than its chain's (models.embeddings) or the request's; the model is skipped for such requests from then on.",
 	"moltbot_cache_hits_total":                "Output cache lookups answered by a tier, by tier (memory, pebble, redis).",
 	"moltbot_cache_misses_total":              "Output cache lookups a tier could not answer, by tier.",
 	"moltbot_cache_stores_total":              "Replies written to an output cache tier, by tier.",
