@@ -17,7 +17,7 @@ PORT    ?= 3000
 export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
-.PHONY: all run build build-edge size-check test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean
+.PHONY: all run build build-edge size-check test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server
 
 all: build
 
@@ -42,11 +42,21 @@ size-check:
 ## test: vet, formatting, then every test (unit, fuzz seeds, multi-process
 ## integration, the size budgets) with the race detector; then the
 ## in-process multi-node cluster tests, which build without it (see
-## actors/cluster_test.go). Needs nothing but Go and gcc. build first: the
-## size budget test then links from its cache in seconds.
-test: vet fmt-check build
+## actors/cluster_test.go). Needs nothing but Go and gcc (and installs
+## Debian's redis-server for the cache's Redis tests when it can). build
+## first: the size budget test then links from its cache in seconds.
+test: vet fmt-check build redis-server
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
+
+## redis-server: Debian's redis-server, for the output cache's Redis tests
+## (each starts its own on a free loopback port). Where it cannot be
+## installed (no apt, no root) make test goes on and those tests skip,
+## saying why.
+redis-server:
+	@command -v redis-server >/dev/null || { sudo -n true 2>/dev/null && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
+	  echo "make: redis-server could not be installed; the cache's Redis tests will skip"
 
 vet:
 	$(GO) vet ./...
@@ -80,7 +90,8 @@ fuzz:
 	  configs:FuzzParse inference/sse:FuzzReader storage:FuzzDecode storage:FuzzRecords gateway:FuzzChatCompletions \
 	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/openai:FuzzScanChunkMatchesSlow inference/openaiwire:FuzzDecodeChatRequest inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge audit:FuzzClean gateway:FuzzAuditQuery inference/sse:FuzzReaderMatchesReference \
 	  gateway:FuzzClientAddr gateway:FuzzEdgeHeaders actors:FuzzGuard actors:FuzzPeekEnvelope cluster:FuzzKeyFile \
-	  inference/ollama:FuzzDecodeLineMatchesEncodingJSON inference/ollama:FuzzChatMatchesAPIClient inference/ollama:FuzzRequest; do \
+	  inference/ollama:FuzzDecodeLineMatchesEncodingJSON inference/ollama:FuzzChatMatchesAPIClient inference/ollama:FuzzRequest \
+	  cache:FuzzDecodeEntry cache/resp:FuzzReadReply; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done

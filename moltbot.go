@@ -367,6 +367,11 @@ type Completion struct {
 	Failovers int
 	// TTFT is the time from the request to the first token.
 	TTFT time.Duration
+	// Cache says what the output cache did: CacheHit (the reply was
+	// stored, or shared with an identical request in flight), CacheMiss
+	// (the model answered and the reply may be stored), or "" (the cache
+	// had no part: off, bypassed, a request that varies).
+	Cache string
 }
 
 // Conversation is a stored dialogue with its context.

@@ -143,6 +143,13 @@ type Turn struct {
 	// Space and Conversation name the conversation; both are empty for a
 	// stateless completion.
 	Space, Conversation string
+	// Tenant is the space of the tenant the turn is for (Principal.Space:
+	// the tenant id, with its incarnation for a tenant made through the
+	// API), for a conversation's turn and a stateless completion (whose
+	// caller says it with WithPrincipal) alike. Empty when the caller did
+	// not say: a stage that keeps data by tenant (the output cache) then
+	// keeps none.
+	Tenant string
 	// User is the conversation's end user (Conversation.User).
 	User string
 	// Messages are what the model gets: the context, system prompt first,

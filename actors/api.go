@@ -161,7 +161,11 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	defer cancel()
 	stop := context.AfterFunc(rt.life.base, cancel)
 	defer stop()
-	comp, err := rt.pipe.Chat(ctx, &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible}, fn)
+	t := &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible}
+	if p := moltbot.PrincipalOf(ctx); p != nil {
+		t.Tenant = p.Space
+	}
+	comp, err := rt.pipe.Chat(ctx, t, fn)
 	if err != nil {
 		return nil, err
 	}

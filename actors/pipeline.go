@@ -13,7 +13,8 @@ import (
 // runs as ordered stages around the failover router. The interfaces are
 // declared here, where they are called; their implementations (skills, a
 // response cache, guards) live in their own packages and are wired in cmd
-// through Config.Before and Config.After: actors imports none of them.
+// through Config.Before, Config.Around and Config.After: actors imports
+// none of them.
 
 // BeforeModel runs before the model. A stage that answers returns a
 // completion (and streams its text to fn itself, when it wants the user to
@@ -30,11 +31,27 @@ type AfterModel interface {
 	AfterModel(ctx context.Context, t *moltbot.Turn, c *moltbot.Completion) error
 }
 
+// AroundModel wraps the model call, after the stages before the model:
+// it calls next for the model (or the next AroundModel stage), or answers
+// without it. fn is the caller's stream (never nil); a stage that must see
+// the reply's pieces as they come (the output cache records them, to
+// replay a stored reply in the same pieces) passes its own fn to next and
+// gives each piece on. next asks the model for t's reply (its chain,
+// messages and options), streaming the pieces to the fn it is given when
+// t.Visible; it may be called on another goroutine, never after
+// AroundModel returned. (next's type is spelled out, not named, so that
+// an implementation need not import actors.)
+type AroundModel interface {
+	AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
+		next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error)
+}
+
 // pipeline is the model chain as conversations and completions see it:
 // the stages around the router. With no stages it is the router.
 type pipeline struct {
 	router *route.Router
 	before []BeforeModel
+	wrap   []AroundModel
 	after  []AfterModel
 	log    *slog.Logger
 }
@@ -57,7 +74,7 @@ func (p *pipeline) model(ctx context.Context, msgs []moltbot.Message, opts moltb
 
 // Chat runs the turn's stages and the model.
 func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
-	if len(p.before) == 0 && len(p.after) == 0 {
+	if len(p.before) == 0 && len(p.wrap) == 0 && len(p.after) == 0 {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
 	t.Model = p.model
@@ -67,7 +84,7 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		}
 	}
 	if err == nil && comp == nil {
-		comp, err = p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
+		comp, err = p.around(ctx, t, fn, 0)
 	}
 	// On an error the completion goes back too, as the router's does: the
 	// text the client saw is stored, marked incomplete.
@@ -80,6 +97,18 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		}
 	}
 	return comp, nil
+}
+
+// around runs the AroundModel stages from i in, then the router.
+func (p *pipeline) around(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc, i int) (*moltbot.Completion, error) {
+	if i == len(p.wrap) {
+		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
+	}
+	w := p.wrap[i]
+	next := func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+		return p.around(ctx, t, fn, i+1)
+	}
+	return p.run(ctx, w, func() (*moltbot.Completion, error) { return w.AroundModel(ctx, t, fn, next) })
 }
 
 // run calls a stage; a panic in it fails the turn (EInternal), not the

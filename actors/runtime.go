@@ -39,6 +39,9 @@ type Config struct {
 	// order: skills, a cache, guards; none by default.
 	Before []BeforeModel
 	After  []AfterModel
+	// Around wrap the model call, between Before and the model (the
+	// output cache).
+	Around []AroundModel
 	// Deliver sends what waits in conversations' outboxes to their
 	// destinations (the channel adapters); nil: deliveries wait.
 	// DeliverBackoff is the first retry's wait (default 1 s).
@@ -237,7 +240,7 @@ func New(cfg Config) (*Runtime, error) {
 	rt.router = route.New(route.Config{Chain: cfg.Chain, Providers: rt.providers, Metrics: rt.met, Policy: rt.policy,
 		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
 	startEmbeddings(rt, cfg.Embeddings)
-	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, after: cfg.After, log: rt.log}
+	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, wrap: cfg.Around, after: cfg.After, log: rt.log}
 	convStrategy := &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
 		Metrics: rt.met, Log: rt.log, Kind: "conversation"}
 	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.pipe, Cluster: &rt.link.repl,

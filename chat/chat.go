@@ -168,7 +168,7 @@ func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req Comple
 		return nil, err
 	}
 	return s.run(ctx, p, req.Stream, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
-		c, err := s.rt.Complete(ctx, req.Messages, req.Options, fn)
+		c, err := s.rt.Complete(moltbot.WithPrincipal(ctx, p), req.Messages, req.Options, fn)
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/cache"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
@@ -49,6 +50,7 @@ type Config struct {
 	Tenants       []TenantConfig      `yaml:"tenants"`
 	Retention     RetentionConfig     `yaml:"retention"`
 	Audit         AuditConfig         `yaml:"audit"`
+	Cache         CacheConfig         `yaml:"cache"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -299,6 +301,27 @@ type TenantRetentionConfig struct {
 	Messages int `yaml:"messages"`
 	// Archive appends what goes to WORKSPACE/archive/<tenant>/ first.
 	Archive bool `yaml:"archive"`
+}
+
+// CacheConfig is the output cache (package cache): without a type, none.
+// The seed's block, `cache: {type: redis, host, port, ttl: 3600}`, is
+// taken as written (a key without a value keeps its default).
+type CacheConfig struct {
+	// Type is memory (an LRU in the process), pebble (the node's
+	// database, a memory tier in front) or redis (shared by a cluster, a
+	// memory tier in front); empty: no cache.
+	Type string `yaml:"type"`
+	// Host, Port, Password, DB are the Redis server's (type redis).
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// TTL is how long a reply is served: seconds (3600) or a duration (1h).
+	TTL Seconds `yaml:"ttl"`
+	// MaxBytes bounds the memory tier; MaxEntryBytes one reply (a larger
+	// one is not stored).
+	MaxBytes      ByteSize `yaml:"max_bytes"`
+	MaxEntryBytes ByteSize `yaml:"max_entry_bytes"`
 }
 
 // RetentionConfig is the retention sweep (package retention).
@@ -649,6 +672,22 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Audit.MaxAge == 0 {
 		c.Audit.MaxAge = Duration(aud.MaxAge)
+	}
+	cd := cache.DefaultConfig()
+	if c.Cache.Host == "" {
+		c.Cache.Host = cd.Host
+	}
+	if c.Cache.Port == 0 {
+		c.Cache.Port = cd.Port
+	}
+	if c.Cache.TTL == 0 {
+		c.Cache.TTL = Seconds(cd.TTL)
+	}
+	if c.Cache.MaxBytes == 0 {
+		c.Cache.MaxBytes = ByteSize(cd.MaxBytes)
+	}
+	if c.Cache.MaxEntryBytes == 0 {
+		c.Cache.MaxEntryBytes = ByteSize(cd.MaxEntryBytes)
 	}
 	authd := auth.DefaultConfig()
 	if c.Auth.TokenTTL == 0 {
@@ -1059,6 +1098,27 @@ func (c *Config) Validate() error {
 				add(at("client_id"), "is required")
 			}
 		}
+	}
+	if t := c.Cache.Type; t != "" && !slices.Contains(cache.Types, t) {
+		add("cache.type", "must be one of %s (or left out: no cache), got %q", strings.Join(cache.Types, ", "), t)
+	}
+	if c.Cache.TTL.D() < time.Second {
+		add("cache.ttl", "must be at least 1s (written as seconds, 3600, or a duration, 1h), got %s", c.Cache.TTL)
+	}
+	if c.Cache.MaxBytes < 1<<20 {
+		add("cache.max_bytes", "must be at least 1MiB, got %s", c.Cache.MaxBytes)
+	}
+	if c.Cache.MaxEntryBytes < 1<<10 || c.Cache.MaxEntryBytes > c.Cache.MaxBytes {
+		add("cache.max_entry_bytes", "must be between 1KiB and cache.max_bytes (%s), got %s", c.Cache.MaxBytes, c.Cache.MaxEntryBytes)
+	}
+	if c.Cache.Port < 1 || c.Cache.Port > 65535 {
+		add("cache.port", "must be between 1 and 65535, got %d", c.Cache.Port)
+	}
+	if c.Cache.DB < 0 {
+		add("cache.db", "must not be negative, got %d", c.Cache.DB)
+	}
+	if h := c.Cache.Host; net.ParseIP(h) == nil && !validHostName(h) || strings.HasPrefix(h, ".") {
+		add("cache.host", "want a host name or an IP address (no scheme or port), got %q", h)
 	}
 	hostPort := func(path, v string) {
 		_, p, err := net.SplitHostPort(v)

@@ -36,6 +36,35 @@ func (d *Duration) parse(s string) error {
 	return nil
 }
 
+// Seconds is a duration written as whole seconds (3600) or as a Go
+// duration ("1h", "90s"): the seed's cache block writes a TTL in seconds.
+type Seconds time.Duration
+
+// D returns s as a time.Duration.
+func (s Seconds) D() time.Duration { return time.Duration(s) }
+
+func (s Seconds) String() string { return time.Duration(s).String() }
+
+// MarshalYAML writes the duration back as a string.
+func (s Seconds) MarshalYAML() (any, error) { return s.String(), nil }
+
+func (s *Seconds) parse(v string) error {
+	v = strings.TrimSpace(v)
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 || n > 1<<31 {
+			return fmt.Errorf("want whole seconds between 0 and %d, got %q", int64(1<<31), v)
+		}
+		*s = Seconds(time.Duration(n) * time.Second)
+		return nil
+	}
+	var d Duration
+	if err := d.parse(v); err != nil {
+		return fmt.Errorf("want whole seconds such as 3600, or a duration such as 1h, got %q", v)
+	}
+	*s = Seconds(d)
+	return nil
+}
+
 // Percent is a fraction in [0,1] written as "5%" or 0.05.
 type Percent float64
 

@@ -243,6 +243,10 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		ext = h
 	}
 	in.ExternalID = ext
+	w, r, ok := s.withCache(w, r)
+	if !ok {
+		return
+	}
 	st, err := s.chat.Turn(r.Context(), principal(r), chat.TurnRequest{Conversation: id, Stream: req.Stream, Input: in})
 	if err != nil {
 		writeError(w, err)

@@ -315,6 +315,10 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	w, r, ok := s.withCache(w, r)
+	if !ok {
+		return
+	}
 	st, err := s.chat.Complete(r.Context(), principal(r), chat.CompletionRequest{Messages: msgs, Options: opts, Stream: req.Stream})
 	if err != nil {
 		writeError(w, err)

@@ -116,6 +116,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
 	mux.HandleFunc("/v1/admin/cluster", s.only("GET", s.cluster))
 	mux.HandleFunc("/v1/admin/retention/sweep", s.only("POST", s.sweepRetention))
+	s.cacheRoutes(mux)
 	if m.KeysEnabled() {
 		mux.HandleFunc("/v1/admin/keys", s.keys)
 		mux.HandleFunc("/v1/admin/keys/reload", s.only("POST", s.reload))

@@ -16,6 +16,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/cache"
 	"github.com/moltbot/moltbot/retention"
 )
 
@@ -31,6 +32,8 @@ type (
 	BreakerStatus  = actors.BreakerStatus
 	ClusterStatus  = actors.ClusterStatus
 	RuntimeStatus  = actors.Status
+	CacheStats     = cache.Stats
+	CachePurge     = cache.PurgeResult
 )
 
 // DefaultGrace is how long a rotated key keeps working when no grace is asked.
@@ -57,6 +60,8 @@ type Config struct {
 	// Retention runs a retention sweep of this node now (the retention
 	// Sweeper's Sweep); nil: none.
 	Retention func(ctx context.Context) (retention.Result, error)
+	// Cache is the node's output cache (cache.go); nil: none.
+	Cache Cache
 }
 
 // Service is the management service.

@@ -21,11 +21,14 @@ var (
 	// Audit is the audit log (audit/<id>): events synced, the retention
 	// sweep's deletions not.
 	Audit = Namespace{Name: "audit", prefix: "audit/", syncPut: true}
+	// Cache is the output cache's pebble tier (cache/<tenant>/<hash>):
+	// nothing synced, as an entry lost in a crash is only a miss.
+	Cache = Namespace{Name: "cache", prefix: "cache/"}
 )
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit}
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the

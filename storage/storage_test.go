@@ -432,10 +432,12 @@ func TestNamespaces(t *testing.T) {
 }
 
 // No namespace's keys can fall in another's, nor among the conversations.
+// Every namespace's puts are synced but the output cache's: an entry lost
+// in a crash is a miss, not a lost record.
 func TestNamespacesDisjoint(t *testing.T) {
 	prefixes := []string{convPrefix, string(healthKey)}
 	for _, ns := range namespaces {
-		if ns.Name == "" || !strings.HasSuffix(ns.prefix, "/") || !ns.syncPut {
+		if ns.Name == "" || !strings.HasSuffix(ns.prefix, "/") || !ns.syncPut && ns != Cache {
 			t.Errorf("namespace %+v: a name, a prefix ending in '/', synced puts", ns)
 		}
 		prefixes = append(prefixes, ns.prefix)

@@ -165,7 +165,7 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	ctx, cancel := context.WithTimeout(m.ctx, a.d.requestTimeout)
 	a.running, a.cancelRun = m, cancel
 	self, root, router := c.Self(), a.d.root, a.d.router
-	t := &moltbot.Turn{Space: a.tenant, Conversation: a.id, User: a.conv.User, Messages: msgs, Options: m.opts, Chain: chain, Visible: m.visible}
+	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: msgs, Options: m.opts, Chain: chain, Visible: m.visible}
 	fn := m.fn
 	if a.d.hub.Following(a.tenant, a.id) {
 		// Followers see the tokens too (those who came before the turn did).

@@ -75,6 +75,7 @@ Quick start:
 			keysCommand(),
 			tenantsCommand(),
 			retentionCommand(),
+			cacheCommand(),
 			auditCommand(),
 			{
 				Name:  "version",

@@ -23,6 +23,7 @@ import (
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
+	"github.com/moltbot/moltbot/cache"
 	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/configs"
@@ -56,6 +57,7 @@ type Node struct {
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	sweeper  *retention.Sweeper
+	cache    *cache.Cache       // the output cache, nil without one
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -399,8 +401,16 @@ func (n *Node) Start() error {
 		}, as)
 		shared = peers
 	}
+	oc, around, err := startCache(cfg, store, met, n.Log)
+	if err != nil {
+		ln.Close()
+		as.Close()
+		store.Close()
+		return err
+	}
+	n.cache = oc
 	rw := cfg.Cluster.RemoteWork
-	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log,
+	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Around: around,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
@@ -413,6 +423,7 @@ func (n *Node) Start() error {
 			Window: cfg.Models.Window.D(), MinRequests: cfg.Models.MinRequests, Cooldown: cfg.Models.Cooldown.D(), MaxCooldown: cfg.Models.MaxCooldown.D()}})
 	if err != nil {
 		ln.Close()
+		closeCache(oc)
 		as.Close()
 		store.Close()
 		return err
@@ -443,6 +454,7 @@ func (n *Node) Start() error {
 		if err != nil {
 			rt.Shutdown(context.Background())
 			ln.Close()
+			closeCache(oc)
 			as.Close()
 			store.Close()
 			return err
@@ -491,7 +503,7 @@ func (n *Node) Start() error {
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
 		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt)})
-	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep,
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc),
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
@@ -590,6 +602,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		if n.auth != nil {
 			n.auth.Close()
+		}
+		if n.cache != nil {
+			n.cache.Close() // its last writes to pebble go before the store closes
 		}
 		n.stopErr = n.store.Close()
 		n.Log.Info("stopped")

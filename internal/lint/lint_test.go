@@ -54,9 +54,13 @@ var deps = map[string]allowed{
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
-	"configs": {code: []string{".", "actors", "audit", "auth", "cluster", "inference", "inference/anthropic", "inference/ollama",
+	"configs": {code: []string{".", "actors", "audit", "auth", "cache", "cluster", "inference", "inference/anthropic", "inference/ollama",
 		"inference/openai", "inference/sim", "retention", "storage"}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
+	// The output cache: its tiers over storage's namespaces and its own
+	// Redis client (resp, a leaf); its tests run the stage in a runtime.
+	"cache":      {code: []string{".", "cache/resp", "internal/metrics", "storage"}, tests: []string{"actors", "chat", "inference", "inference/sim", "internal/testutil"}},
+	"cache/resp": {tests: []string{"internal/testutil"}},
 	// auth and audit keep their records in storage's namespaces.
 	"audit":   {code: []string{"storage"}},
 	"auth":    {code: []string{".", "storage"}, tests: []string{"internal/testutil"}},
@@ -95,12 +99,12 @@ var deps = map[string]allowed{
 	// validation of every turn, for every edge, over a runtime it declares.
 	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
 	// The management service: tenants, keys, status, over auth and actors.
-	"manage": {code: []string{".", "actors", "auth", "retention"}, tests: []string{"storage", "inference/sim"}},
+	"manage": {code: []string{".", "actors", "auth", "cache", "retention"}, tests: []string{"storage", "inference/sim"}},
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
 	"gateway": {code: []string{".", "audit", "chat", "manage", "inference/openaiwire", "internal/jsonw", "internal/metrics", "internal/slots"},
-		tests: []string{"actors", "auth", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "storage"}},
+		tests: []string{"actors", "auth", "cache", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "storage"}},
 
 	// bench measures over HTTP only (reading streams with the providers'
 	// SSE reader, a leaf).
