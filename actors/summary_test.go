@@ -285,3 +285,29 @@ func TestSummarySurvivesRestart(t *testing.T) {
 	}
 	checkContext(t, got, chats[0])
 }
+
+// Retention's trim removes the oldest messages, and the summary that holds
+// what they said goes with them; the next turn that does not fit makes
+// a summary of what is left.
+func TestRetentionTrimDropsTheSummary(t *testing.T) {
+	rec := newRecorder()
+	e := start(t, []string{"sim/sim"}, []ProviderSpec{spec("sim", rec)}, smallContext)
+	c, _ := e.rt.Create(ctx(t), "default", CreateOptions{System: "be brief"})
+	got := summarized(t, e.rt, c.ID)
+	if err := RetentionOf(e.rt).Retain(ctx(t), "default", c.ID, got.Version, 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, cv := range []func() (*moltbot.Conversation, error){
+		func() (*moltbot.Conversation, error) { return e.rt.Get(ctx(t), "default", c.ID) },
+		func() (*moltbot.Conversation, error) { return e.store.Get("default", c.ID) },
+	} {
+		if trimmed, err := cv(); err != nil || trimmed.Summary != nil || len(trimmed.Messages) != len(got.Messages)-2 {
+			t.Fatalf("after the trim: %+v %v", trimmed, err)
+		}
+	}
+	n := rec.count()
+	again := summarized(t, e.rt, c.ID)
+	if sums, _ := rec.since(n); len(sums) != 1 || again.Summary.Through != again.Messages[again.Summary.Messages-1].ID {
+		t.Fatalf("%d summary calls after the trim; %+v", len(sums), again.Summary)
+	}
+}

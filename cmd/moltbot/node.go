@@ -406,6 +406,8 @@ func (n *Node) Start() error {
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
 		RemoteWork:  actors.RemoteWork{Turns: rw.Turns, Conv: rw.Conv, Replicate: rw.Replicate, Fetch: rw.Fetch},
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
+		Summary: actors.SummaryConfig{Off: !cfg.Conversations.Summary.Enabled, Model: cfg.SummaryModel(),
+			MaxTokens: cfg.Conversations.Summary.MaxTokens, Prompt: cfg.Conversations.Summary.Prompt},
 		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
 		HealthInterval: cfg.Models.HealthInterval.D(), HedgeAfter: cfg.Models.HedgeAfter.D(),
 		StreamContinue: cfg.Models.StreamFailure == configs.StreamContinue,
