@@ -116,8 +116,13 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 //
 // The TLS certificate (server.tls) is re-read first, whatever the config
 // file: a certificate or key that fails to load keeps the old one in use,
-// and the error, naming the file, is logged and returned.
+// and the error, naming the file, is logged and returned. What the
+// providers learned of their models (capabilities, the models they list)
+// is forgotten and asked again.
 func (n *Node) Reload() (int, error) {
+	if n.rt != nil {
+		actors.ForgetModels(n.rt)
+	}
 	var errs []error
 	if err := n.ReloadCluster(); err != nil {
 		errs = append(errs, err)
