@@ -387,7 +387,11 @@ type Conversation struct {
 	// User is the end user the conversation belongs to (empty: none).
 	User     string    `json:"user,omitempty"`
 	Messages []Message `json:"messages"`
-	Version  uint64    `json:"version"`
+	// Summary, when set, stands for the conversation's oldest messages in
+	// the context a model gets, once they no longer fit its budget. It is
+	// stored and replicated with the conversation; the messages stay.
+	Summary *Summary `json:"summary,omitempty"`
+	Version uint64   `json:"version"`
 	// Epoch fences writers: a snapshot from an older epoch never replaces a newer one.
 	Epoch uint64 `json:"-"`
 	// Deleted marks a tombstone: replicas keep it so that a stale copy cannot
@@ -397,6 +401,25 @@ type Conversation struct {
 	Owner   string `json:"owner,omitempty"`
 	Created int64  `json:"created"`
 	Updated int64  `json:"updated"`
+}
+
+// Summary is a model's summary of a conversation's first messages: what a
+// model reads in their place once they fall out of the context budget
+// (conversations.max_context_tokens). A conversation holds one at most; a
+// later summary folds the earlier one in and covers more. It is never
+// changed in place: a new one replaces it (copies of a conversation share
+// it).
+type Summary struct {
+	Text string `json:"text"`
+	// Messages is how many of the conversation's first messages it covers,
+	// and Through the ID of the last of them: a summary whose Through is
+	// not that message's ID was made of another history, and is not used.
+	Messages int    `json:"messages"`
+	Through  string `json:"through,omitempty"`
+	// Model wrote it ("provider/model").
+	Model string `json:"model,omitempty"`
+	// Created is when it was made (Unix milliseconds).
+	Created int64 `json:"created"`
 }
 
 // Key returns "<tenant>/<id>", the conversation's identity across the system.

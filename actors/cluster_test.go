@@ -56,6 +56,8 @@ type nodeOpts struct {
 	// provider, when set, serves the chain's model (sim/sim) instead of
 	// the simulator.
 	provider inference.Provider
+	// tweak, when set, changes the runtime's config before it starts.
+	tweak func(*Config)
 }
 
 func startNodeWith(t *testing.T, o nodeOpts) *tnode {
@@ -67,10 +69,14 @@ func startNodeWith(t *testing.T, o nodeOpts) *tnode {
 	if o.provider != nil {
 		p = o.provider
 	}
-	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: p, MaxInFlight: 64, Timeout: 10 * time.Second}},
+	cfg := Config{Providers: []ProviderSpec{{Name: "sim", Provider: p, MaxInFlight: 64, Timeout: 10 * time.Second}},
 		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: store, Metrics: met, HealthInterval: time.Hour,
 		RemoteAddr: rpc, Replicas: 2, IdleTimeout: time.Minute, RemoteTLS: o.creds, Shared: o.shared, SharedInterval: 500 * time.Millisecond,
-		Deliver: o.deliver, DeliverBackoff: 5 * time.Millisecond})
+		Deliver: o.deliver, DeliverBackoff: 5 * time.Millisecond}
+	if o.tweak != nil {
+		o.tweak(&cfg)
+	}
+	rt, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxContextTokens bounds the context sent to a model.
 	MaxContextTokens int
+	// Summary shapes the summaries of what no longer fits
+	// MaxContextTokens (on unless Off; zero MaxTokens and Prompt take
+	// their defaults).
+	Summary SummaryConfig
 	// MaxQueuedTurns bounds turns waiting in one conversation (0: none).
 	MaxQueuedTurns int
 	// RequestTimeout bounds one turn.
@@ -111,6 +115,12 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MaxContextTokens <= 0 {
 		c.MaxContextTokens = d.MaxContextTokens
+	}
+	if c.Summary.MaxTokens <= 0 {
+		c.Summary.MaxTokens = d.Summary.MaxTokens
+	}
+	if c.Summary.Prompt == "" {
+		c.Summary.Prompt = d.Summary.Prompt
 	}
 	if c.MaxQueuedTurns < 0 {
 		c.MaxQueuedTurns = 0
@@ -199,6 +209,10 @@ func New(cfg Config) (*Runtime, error) {
 	if err := checkEmbedChain(&cfg); err != nil {
 		return nil, err
 	}
+	summary, err := summaryModel(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	rt := &Runtime{store: cfg.Store, met: cfg.Metrics, log: cfg.Logger, requestTimeout: cfg.RequestTimeout, started: time.Now(),
 		turnIDs: newTurnIDs(), life: &lifetime{}, now: cfg.clock}
 	rt.life.base, rt.life.stop = context.WithCancel(context.Background())
@@ -219,9 +233,13 @@ func New(cfg Config) (*Runtime, error) {
 		}
 	}
 
-	// The embedding chain's models are chain models to the providers too:
-	// their metric labels, and the health check's "missing" for Ollama.
+	// The embedding chain's models and the summaries' are chain models to
+	// the providers too: their metric labels, the health check's "missing"
+	// for Ollama, and a name the router knows.
 	chains := append(slices.Clip(cfg.Chain), cfg.Embeddings.Models...)
+	if summary.Model != "" && !slices.Contains(chains, summary) {
+		chains = append(chains, summary)
+	}
 	providers, err := provider.Start(rt.system, provider.Config{Specs: cfg.Providers, Chain: chains,
 		RestartBackoff: cfg.RestartBackoff, Metrics: rt.met, Log: rt.log, Now: rt.now})
 	if err != nil {
@@ -244,7 +262,7 @@ func New(cfg Config) (*Runtime, error) {
 	convStrategy := &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
 		Metrics: rt.met, Log: rt.log, Kind: "conversation"}
 	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.pipe, Cluster: &rt.link.repl,
-		IdleTimeout: cfg.IdleTimeout, MaxContextTokens: cfg.MaxContextTokens, MaxQueuedTurns: cfg.MaxQueuedTurns,
+		IdleTimeout: cfg.IdleTimeout, MaxContextTokens: cfg.MaxContextTokens, Summary: cfg.Summary, Models: rt.router, MaxQueuedTurns: cfg.MaxQueuedTurns,
 		RequestTimeout: cfg.RequestTimeout, Supervisor: convStrategy, Base: rt.life.base,
 		Deliver: cfg.Deliver, DeliverBackoff: cfg.DeliverBackoff})
 	if err != nil {

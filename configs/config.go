@@ -212,8 +212,12 @@ type ThresholdConfig struct {
 type ConversationsConfig struct {
 	// IdleTimeout passivates a conversation actor after this long without a message.
 	IdleTimeout Duration `yaml:"idle_timeout"`
-	// MaxContextTokens bounds what is sent to the model; the oldest turns are dropped.
+	// MaxContextTokens bounds what is sent to the model; the oldest turns
+	// are summarized (Summary) or dropped.
 	MaxContextTokens int `yaml:"max_context_tokens"`
+	// Summary: what no longer fits MaxContextTokens is summarized by a
+	// model instead of dropped (summary.go).
+	Summary SummaryConfig `yaml:"summary"`
 	// MaxQueuedTurns bounds turns waiting behind the running one; past it, busy.
 	MaxQueuedTurns int `yaml:"max_queued_turns"`
 	// MaxMessageBytes bounds one message's content.
@@ -643,6 +647,7 @@ func (c *Config) EnsureDefaults() {
 	if c.Conversations.MaxContextTokens == 0 {
 		c.Conversations.MaxContextTokens = ad.MaxContextTokens
 	}
+	c.summaryDefaults(written)
 	if c.Conversations.MaxQueuedTurns == 0 && !written("conversations.max_queued_turns") {
 		c.Conversations.MaxQueuedTurns = ad.MaxQueuedTurns
 	}
@@ -1012,6 +1017,7 @@ func (c *Config) Validate() error {
 	if c.Conversations.MaxContextTokens < 128 {
 		add("conversations.max_context_tokens", "must be at least 128, got %d", c.Conversations.MaxContextTokens)
 	}
+	c.validateSummary(checkRef, add)
 	if c.Conversations.MaxImageBytes < 0 || c.Conversations.MaxImageBytes > 1<<30 {
 		add("conversations.max_image_bytes", "must be between 0 (the default, 5MiB) and 1GiB, got %s", c.Conversations.MaxImageBytes)
 	}

@@ -56,6 +56,7 @@ func TestDefaultsArePackageDefaults(t *testing.T) {
 		"conversations.idle_timeout":       {c.Conversations.IdleTimeout.D(), ad.IdleTimeout},
 		"conversations.max_context_tokens": {c.Conversations.MaxContextTokens, ad.MaxContextTokens},
 		"conversations.max_queued_turns":   {c.Conversations.MaxQueuedTurns, ad.MaxQueuedTurns},
+		"conversations.summary":            {[2]any{!c.Conversations.Summary.Enabled, c.Conversations.Summary.MaxTokens}, [2]any{ad.Summary.Off, ad.Summary.MaxTokens}},
 		"cluster.replicas":                 {c.Cluster.Replicas, ad.Replicas},
 		"cluster.remote_work":              {[4]int{c.Cluster.RemoteWork.Turns, c.Cluster.RemoteWork.Conv, c.Cluster.RemoteWork.Replicate, c.Cluster.RemoteWork.Fetch}, [4]int{ad.RemoteWork.Turns, ad.RemoteWork.Conv, ad.RemoteWork.Replicate, ad.RemoteWork.Fetch}},
 		"cluster.profile":                  {c.Cluster.Profile, cluster.DefaultConfig().Profile},

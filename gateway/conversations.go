@@ -40,6 +40,15 @@ type conversationJSON struct {
 	Messages []messageJSON `json:"messages"`
 	// Outbox: replies waiting to reach a channel (or given up).
 	Outbox []deliveryJSON `json:"outbox,omitempty"`
+	// Summary: what the model reads in place of the first messages.
+	Summary *summaryJSON `json:"summary,omitempty"`
+}
+
+// summaryJSON is the wire form of a conversation's summary: created in
+// Unix seconds.
+type summaryJSON struct {
+	moltbot.Summary
+	Created int64 `json:"created"`
 }
 
 // deliveryJSON is the wire form of an outbox entry: next_at in Unix seconds.
@@ -113,6 +122,9 @@ func toJSON(c *moltbot.Conversation) conversationJSON {
 	}
 	for _, d := range c.Outbox {
 		out.Outbox = append(out.Outbox, deliveryJSON{Delivery: d, NextAt: unixSeconds(d.NextAt)})
+	}
+	if s := c.Summary; s != nil {
+		out.Summary = &summaryJSON{Summary: *s, Created: unixSeconds(s.Created)}
 	}
 	return out
 }

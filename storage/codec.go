@@ -15,7 +15,8 @@ import (
 // conversation, so that a node of the previous version still reads it
 // during a rolling upgrade: formatV2; formatV3 for a conversation that
 // belongs to an end user; formatV4 for one with a message that has parts
-// beyond plain text, or metadata. Decode reads all four (v1 has no
+// beyond plain text, or metadata; formatV5 for one whose outbox waits;
+// formatV6 for one with a summary. Decode reads them all (v1 has no
 // per-message flags).
 const (
 	formatV1 = 1
@@ -23,6 +24,7 @@ const (
 	formatV3 = 3 // v2 and the conversation's user after its model
 	formatV4 = 4 // v3 and messages with parts and metadata (flagMeta, flagParts)
 	formatV5 = 5 // v4 and the outbox (flagOutbox), written only when it is not empty
+	formatV6 = 6 // v5 and the summary (flagSummary), written only when there is one
 )
 
 // flags of a message (v2; flagMeta and flagParts v4 and the store's records)
@@ -33,13 +35,40 @@ const (
 	messageFlags   = flagIncomplete | flagMeta | flagParts
 )
 
-// flags of a conversation (v2; flagOutbox v5 and the store's headers)
+// flags of a conversation (v2; flagOutbox v5, flagSummary v6, both in the
+// store's headers)
 const (
 	flagDeleted   = 1
 	flagOutbox    = 2 // the outbox follows the conversation's strings
-	convFlags     = flagDeleted | flagOutbox
+	flagSummary   = 4 // the summary follows the outbox (a header: its record's hash)
+	convFlags     = flagDeleted | flagOutbox | flagSummary
 	flagDelivFail = 1 // a delivery's flags: given up
 )
+
+// appendSummary appends a conversation's summary:
+//
+//	string text | uvarint messages | string through | string model | varint created
+func appendSummary(dst []byte, s *moltbot.Summary) []byte {
+	dst = appendString(dst, s.Text)
+	dst = binary.AppendUvarint(dst, uint64(s.Messages))
+	dst = appendString(dst, s.Through)
+	dst = appendString(dst, s.Model)
+	return binary.AppendVarint(dst, s.Created)
+}
+
+// readSummary reads what appendSummary wrote.
+func readSummary(r *reader) *moltbot.Summary {
+	s := &moltbot.Summary{Text: r.string()}
+	n := r.uvarint()
+	if r.err == nil && (n == 0 || n > maxMessages) {
+		r.err = ErrCorrupt // a summary covers at least one message
+	}
+	s.Messages = int(n)
+	s.Through = r.string()
+	s.Model = r.string()
+	s.Created = r.varint()
+	return s
+}
 
 // appendOutbox appends a conversation's outbox:
 //
@@ -141,6 +170,8 @@ func appendBytes(b []byte, s []byte) []byte {
 //	string type | uvarint mask | the fields of mask, in order:
 //	string text | string mime | string data | string ref | string call id | string name | string arguments | string content
 //
+// Format 5 adds the outbox after the user (conversation flag 2,
+// appendOutbox), format 6 the summary after that (flag 4, appendSummary).
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	format := byte(formatV2)
@@ -156,6 +187,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if len(c.Outbox) > 0 {
 		format = formatV5
 	}
+	if c.Summary != nil {
+		format = formatV6
+	}
 	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -168,6 +202,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if len(c.Outbox) > 0 {
 		cf |= flagOutbox
 	}
+	if c.Summary != nil {
+		cf |= flagSummary
+	}
 	dst = append(dst, cf)
 	dst = appendString(dst, c.Tenant)
 	dst = appendString(dst, c.ID)
@@ -178,6 +215,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	}
 	if len(c.Outbox) > 0 {
 		dst = appendOutbox(dst, c.Outbox)
+	}
+	if c.Summary != nil {
+		dst = appendSummary(dst, c.Summary)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(c.Messages)))
 	for i := range c.Messages {
@@ -364,7 +404,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format < formatV1 || format > formatV5 {
+	if format < formatV1 || format > formatV6 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -378,7 +418,10 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		cf = r.byte()
 		known := byte(flagDeleted)
 		if format >= formatV5 {
-			known = convFlags
+			known |= flagOutbox
+		}
+		if format >= formatV6 {
+			known |= flagSummary
 		}
 		if cf&^known != 0 {
 			return nil, ErrCorrupt
@@ -394,6 +437,9 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	}
 	if cf&flagOutbox != 0 {
 		c.Outbox = readOutbox(r)
+	}
+	if cf&flagSummary != 0 {
+		c.Summary = readSummary(r)
 	}
 	// Each message takes at least 4 bytes.
 	n := r.count(4)

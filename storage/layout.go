@@ -18,11 +18,13 @@ import (
 //	conv/<space>/<id>                   header: formatHeader | uvarint version | uvarint epoch
 //	                                    | varint created | varint updated | flags byte | string tenant
 //	                                    | string id | string system | string model | string user
-//	                                    | uvarint count | 8 bytes chain | 8 bytes prev
+//	                                    | [outbox] | [8 bytes summary] | uvarint count
+//	                                    | 8 bytes chain | 8 bytes prev
 //	conv/<space>/<id> 0x00 'm' <index>  message <index> (4 bytes, big-endian: they sort):
 //	                                    formatRecord | a message as Encode's format 4 writes it,
 //	                                    large payloads replaced by their ref
 //	conv/<space>/<id> 0x00 'b' <ref>    a payload kept apart: formatBlob | the bytes
+//	conv/<space>/<id> 0x00 's'          the summary (flagSummary): formatSummary | appendSummary's
 //
 // 0x00 is in no id, so a conversation's records sort right after its
 // header and before any other conversation's key ([key, key 0x01) holds
@@ -54,15 +56,22 @@ import (
 // Get loads them (the whole conversation, as Store promises). A blob outlives a message that replaced its own (an
 // incomplete reply, a replica's other history) until the conversation is
 // deleted.
+//
+// The summary (Conversation.Summary) is a record of its own, written only
+// when it changed: the header holds the xxhash64 of that record, so a turn
+// that keeps the summary writes neither it nor more than its hash (a
+// summary of 256 tokens in the header would have doubled a turn's bytes).
 
 const (
-	formatHeader = 0x10 // not a snapshot format: an older build says "format 16 is not known"
-	formatRecord = 1
-	formatBlob   = 1
+	formatHeader  = 0x10 // not a snapshot format: an older build says "format 16 is not known"
+	formatRecord  = 1
+	formatBlob    = 1
+	formatSummary = 1
 
 	recordSep   = 0x00
 	kindBlob    = 'b'
 	kindMessage = 'm'
+	kindSummary = 's'
 
 	// BlobThreshold is the size above which a payload is kept apart from
 	// the history.
@@ -84,6 +93,11 @@ func msgsEnd(key []byte) []byte {
 func blobKey(key []byte, ref string) []byte {
 	k := make([]byte, 0, len(key)+2+len(ref))
 	return append(append(append(k, key...), recordSep, kindBlob), ref...)
+}
+
+// summaryKey is the key of the summary of the conversation under key.
+func summaryKey(key []byte) []byte {
+	return append(append(make([]byte, 0, len(key)+2), key...), recordSep, kindSummary)
 }
 
 // convEnd is past every record of the conversation under key.
@@ -118,11 +132,14 @@ type held struct {
 	whole bool
 }
 
-// header is a conversation without its messages, and what they hash to.
+// header is a conversation without its messages and its summary, and
+// what they hash to (summary: when hasSummary).
 type header struct {
 	c           moltbot.Conversation
 	count       uint64
 	chain, prev uint64
+	hasSummary  bool
+	summary     uint64
 }
 
 // stamp is the (epoch, version) held.
@@ -146,7 +163,9 @@ func readHeld(v view, key []byte) (held, error) {
 	return held{found: true, legacy: c, whole: true}, err
 }
 
-func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev uint64) []byte {
+// encodeHeader appends the header of c; summary is the hash of its
+// summary's record (when c has one).
+func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev, summary uint64) []byte {
 	dst = append(dst, formatHeader)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -159,12 +178,18 @@ func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev ui
 	if len(c.Outbox) > 0 {
 		cf |= flagOutbox
 	}
+	if c.Summary != nil {
+		cf |= flagSummary
+	}
 	dst = append(dst, cf)
 	for _, s := range [...]string{c.Tenant, c.ID, c.System, c.Model, c.User} {
 		dst = appendString(dst, s)
 	}
 	if len(c.Outbox) > 0 {
 		dst = appendOutbox(dst, c.Outbox)
+	}
+	if c.Summary != nil {
+		dst = binary.BigEndian.AppendUint64(dst, summary)
 	}
 	dst = binary.AppendUvarint(dst, uint64(count))
 	dst = binary.BigEndian.AppendUint64(dst, chain)
@@ -207,6 +232,9 @@ func decodeHeader(b []byte) (header, error) {
 	}
 	if cf&flagOutbox != 0 {
 		c.Outbox = readOutbox(r)
+	}
+	if cf&flagSummary != 0 {
+		h.hasSummary, h.summary = true, r.uint64()
 	}
 	h.count = r.uvarint()
 	h.chain = r.uint64()
@@ -345,11 +373,28 @@ func writeConv(v view, b batch, c *moltbot.Conversation, old held) error {
 			return err
 		}
 	}
+	// The summary: written when it changed, removed when it went.
+	var sum uint64
+	switch {
+	case c.Summary != nil:
+		scratch = appendSummary(append(scratch[:0], formatSummary), c.Summary)
+		sum = xxhash.Sum64(scratch)
+		if n == 0 || old.whole || !old.found || !old.hdr.hasSummary || old.hdr.summary != sum {
+			if err := b.set(summaryKey(key), scratch); err != nil {
+				return err
+			}
+		}
+	case old.whole || old.found && old.hdr.hasSummary:
+		sk := summaryKey(key)
+		if err := b.deleteRange(sk, append(sk, 0)); err != nil {
+			return err
+		}
+	}
 	prev := chain[0]
 	if n > 0 {
 		prev = chain[n-1]
 	}
-	return b.set(key, encodeHeader(scratch[:0], c, n, chain[n], prev))
+	return b.set(key, encodeHeader(scratch[:0], c, n, chain[n], prev, sum))
 }
 
 // unchanged is how many of the first of msgs (whose chains are chain) the
@@ -426,6 +471,19 @@ func loadConv(v view, key []byte) (*moltbot.Conversation, error) {
 		return nil, bad
 	case uint64(len(c.Messages)) != h.count, sum != h.chain, h.count > 0 && prev != h.prev:
 		return nil, ErrCorrupt
+	}
+	if h.hasSummary {
+		val, found, err := v.get(summaryKey(key))
+		switch {
+		case err != nil:
+			return nil, err
+		case !found, xxhash.Sum64(val) != h.summary, len(val) == 0 || val[0] != formatSummary:
+			return nil, ErrCorrupt
+		}
+		r := &reader{b: val[1:]}
+		if c.Summary = readSummary(r); r.err != nil || len(r.b) != 0 {
+			return nil, ErrCorrupt
+		}
 	}
 	for _, p := range blobs {
 		if p.part >= len(c.Messages[p.msg].Parts) {

@@ -143,6 +143,12 @@ func TestPutWritesWhatChanged(t *testing.T) {
 // countWrites puts c in s and counts the message records the write set.
 func countWrites(t *testing.T, s Store, c *moltbot.Conversation) int {
 	t.Helper()
+	return writeCounting(t, s, c).messages
+}
+
+// writeCounting writes c as Put does and tells what was written.
+func writeCounting(t *testing.T, s Store, c *moltbot.Conversation) *countingBatch {
+	t.Helper()
 	var v view
 	switch s := s.(type) {
 	case *Memory:
@@ -180,18 +186,21 @@ func countWrites(t *testing.T, s Store, c *moltbot.Conversation) int {
 			t.Fatal(err)
 		}
 	}
-	return rec.messages
+	return rec
 }
 
 type countingBatch struct {
 	batch
-	messages int
-	ops      []func(b batch)
+	messages, summaries int
+	ops                 []func(b batch)
 }
 
 func (b *countingBatch) set(key, val []byte) error {
-	if _, suffix := splitKey(key); strings.HasPrefix(suffix, string([]byte{recordSep, kindMessage})) {
+	switch _, suffix := splitKey(key); {
+	case strings.HasPrefix(suffix, string([]byte{recordSep, kindMessage})):
 		b.messages++
+	case suffix == string([]byte{recordSep, kindSummary}):
+		b.summaries++
 	}
 	key, val = bytes.Clone(key), bytes.Clone(val) // a batch copies what it is given
 	b.ops = append(b.ops, func(o batch) { o.set(key, val) })
@@ -517,7 +526,10 @@ func TestRecordRoundTrip(t *testing.T) {
 func FuzzRecords(f *testing.F) {
 	c := conversation("c", 2)
 	c.User = "u"
-	f.Add(encodeHeader(nil, c, 2, 1, 2))
+	f.Add(encodeHeader(nil, c, 2, 1, 2, 0))
+	withSummary := *c
+	withSummary.Summary = &moltbot.Summary{Text: "s", Messages: 1}
+	f.Add(encodeHeader(nil, &withSummary, 2, 1, 2, 3))
 	rich := moltbot.Message{ID: "x:1", Role: moltbot.RoleUser, Content: "a", Channel: "web", Parts: []moltbot.Part{
 		{Type: moltbot.PartText, Text: "a"}, {Type: moltbot.PartToolResult, CallID: "c", Content: strings.Repeat("z", BlobThreshold+1)},
 		{Type: moltbot.PartToolCall, CallID: "c", Name: "n", Arguments: "{}"}}}
@@ -525,7 +537,11 @@ func FuzzRecords(f *testing.F) {
 	f.Add(appendMessage([]byte{formatRecord}, &c.Messages[0], apartOf))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := decodeHeader(b); err == nil {
-			again, err := decodeHeader(encodeHeader(nil, &h.c, int(h.count), h.chain, h.prev))
+			hc := h.c
+			if h.hasSummary {
+				hc.Summary = &moltbot.Summary{} // a header holds the summary's hash only
+			}
+			again, err := decodeHeader(encodeHeader(nil, &hc, int(h.count), h.chain, h.prev, h.summary))
 			if err != nil || !reflect.DeepEqual(again, h) {
 				t.Fatalf("header round trip of %x: %+v vs %+v (%v)", b, again, h, err)
 			}

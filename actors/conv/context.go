@@ -23,15 +23,29 @@ func buildContext(system string, history []moltbot.Message, budget int) (out []m
 		}
 		return nil, 0, true
 	}
-	last := len(history) - 1
-	used += tokens(&history[last])
-	if used > budget {
-		return nil, last, false
+	start, ok := window(history, budget-used)
+	if !ok {
+		return nil, start, false
 	}
-	start := last
+	return assemble(system, nil, history[start:]), start, true
+}
+
+// window is where the most recent messages of history that fit in room
+// tokens start: whole turns, from the oldest end, never an assistant or a
+// tool message first (see buildContext). The last message is always in
+// it; ok is false when it does not fit (or, a tool result, the call it
+// answers does not fit with it). Then start is the count of messages left
+// out.
+func window(history []moltbot.Message, room int) (start int, ok bool) {
+	last := len(history) - 1
+	used := tokens(&history[last])
+	if used > room {
+		return last, false
+	}
+	start = last
 	for start > 0 {
 		t := tokens(&history[start-1])
-		if used+t > budget {
+		if used+t > room {
 			break
 		}
 		used += t
@@ -43,18 +57,31 @@ func buildContext(system string, history []moltbot.Message, budget int) (out []m
 	if history[start].Role == moltbot.RoleTool {
 		// The last message is a tool result and the call it answers does
 		// not fit: no model takes a result without its call.
-		return nil, start, false
+		return start, false
 	}
-	n := len(history) - start
+	return start, true
+}
+
+// assemble is a model's context: the system prompt (if any), the
+// summary's note (if any), then recent, copied without what only the
+// store needs (ids, times, metadata).
+func assemble(system string, note *moltbot.Message, recent []moltbot.Message) []moltbot.Message {
+	n := len(recent)
 	if system != "" {
 		n++
 	}
-	out = make([]moltbot.Message, 0, n)
-	if system != "" {
-		out = append(out, sys)
+	if note != nil {
+		n++
 	}
-	for _, m := range history[start:] {
+	out := make([]moltbot.Message, 0, n)
+	if system != "" {
+		out = append(out, moltbot.Message{Role: moltbot.RoleSystem, Content: system})
+	}
+	if note != nil {
+		out = append(out, *note)
+	}
+	for _, m := range recent {
 		out = append(out, moltbot.Message{Role: m.Role, Content: m.Content, Parts: m.Parts})
 	}
-	return out, start, true
+	return out
 }

@@ -75,6 +75,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxContextTokens bounds the context sent to a model.
 	MaxContextTokens int
+	// Summary shapes the summaries of what no longer fits the context
+	// (summary.go); Models is what makes them: the failover router,
+	// without the turn pipeline's stages. Without Models, no summaries.
+	Summary SummaryConfig
+	Models  Models
 	// MaxQueuedTurns bounds turns waiting in one conversation.
 	MaxQueuedTurns int
 	// RequestTimeout bounds one turn.
@@ -126,6 +131,8 @@ type deps struct {
 	root           *actor.RootContext
 	idle, tick     time.Duration
 	maxContext     int
+	summary        SummaryConfig
+	models         Models
 	maxQueued      int
 	requestTimeout time.Duration
 	hub            *Hub
@@ -203,8 +210,11 @@ type Manager struct {
 // Start spawns the manager "conversations" in system.
 func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d := &deps{store: cfg.Store, met: cfg.Metrics, log: cfg.Log, router: cfg.Router, cluster: cfg.Cluster, root: system.Root,
-		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, maxQueued: cfg.MaxQueuedTurns, requestTimeout: cfg.RequestTimeout,
-		hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base}
+		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, summary: cfg.Summary, models: cfg.Models, maxQueued: cfg.MaxQueuedTurns,
+		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base}
+	if d.models == nil {
+		d.summary.Off = true
+	}
 	if d.base == nil {
 		d.base = context.Background()
 	}

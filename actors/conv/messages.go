@@ -113,6 +113,9 @@ type turnDone struct {
 	turnID string
 	comp   *moltbot.Completion
 	err    error
+	// summary, when set, was made for this turn's context: it is stored
+	// with the reply (or alone, when the turn failed).
+	summary *moltbot.Summary
 }
 
 // handoffCheck asks a conversation whether it still belongs here.

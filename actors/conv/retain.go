@@ -82,11 +82,14 @@ func (m *retainMsg) apply(a *conversation, c actor.Context) {
 		a.delete(c, dm)
 		return
 	}
-	old := a.conv.Messages
+	old, summary := a.conv.Messages, a.conv.Summary
 	a.conv.Messages = append([]moltbot.Message(nil), old[m.drop:]...)
+	// A summary holds what the oldest messages said: it goes with them
+	// (the next turn that does not fit summarizes what is left).
+	a.conv.Summary = nil
 	a.conv.Version++
 	if err := a.own.persist(a.conv); err != nil {
-		a.conv.Messages = old
+		a.conv.Messages, a.conv.Summary = old, summary
 		a.conv.Version--
 		m.answer(err)
 		return

@@ -158,14 +158,11 @@ func refOf(s string) moltbot.ModelRef {
 
 // run asks the model for the stored last user message on a goroutine.
 func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef) {
-	msgs, dropped, _ := buildContext(a.conv.System, a.conv.Messages, a.d.budget(m.opts.MaxTokens))
-	if dropped > 0 {
-		a.d.met.Counter(metrics.ContextTrimmed).Add(dropped)
-	}
+	plan := planContext(a.d, a.conv, a.d.budget(m.opts.MaxTokens))
 	ctx, cancel := context.WithTimeout(m.ctx, a.d.requestTimeout)
 	a.running, a.cancelRun = m, cancel
-	self, root, router := c.Self(), a.d.root, a.d.router
-	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: msgs, Options: m.opts, Chain: chain, Visible: m.visible}
+	self, root, router, d, key := c.Self(), a.d.root, a.d.router, a.d, a.tenant+"/"+a.id
+	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible}
 	fn := m.fn
 	if a.d.hub.Following(a.tenant, a.id) {
 		// Followers see the tokens too (those who came before the turn did).
@@ -180,8 +177,16 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 		}
 	}
 	go func() {
+		var sum *moltbot.Summary
+		dropped := plan.dropped
+		if len(plan.fold) > 0 {
+			t.Messages, sum, dropped = plan.summarize(ctx, d, chain, key)
+		}
+		if dropped > 0 {
+			d.met.Counter(metrics.ContextTrimmed).Add(dropped)
+		}
 		comp, err := router.Chat(ctx, t, fn)
-		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err})
+		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err, summary: sum})
 	}()
 }
 
@@ -194,6 +199,11 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 	a.running, a.cancelRun = nil, nil
 	a.current = m // in hand until answered: a panic below answers it
 	a.lastActive = time.Now()
+	var prevSummary *moltbot.Summary
+	if a.conv != nil {
+		prevSummary = a.conv.Summary
+	}
+	summarized := keepSummary(a.conv, d.summary)
 	switch {
 	case a.conv == nil:
 		a.d.met.Inc(metrics.ConversationTurns, "deleted")
@@ -205,14 +215,21 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		// call a client can answer (its arguments may be half written), and
 		// a stored call would wait for a result.
 		a.d.met.Inc(metrics.ConversationTurns, "error")
-		if d.comp != nil && d.comp.Content != "" && m.visible {
+		partial := d.comp != nil && d.comp.Content != "" && m.visible
+		if partial {
 			part := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Model: d.comp.Served.String(),
 				Created: time.Now().UnixMilli(), Incomplete: true}
 			a.conv.Messages = append(a.conv.Messages, part)
-			a.conv.Version++
 			a.conv.Updated = part.Created
+		}
+		// A summary made for the failed turn is kept too: it was paid for.
+		if partial || summarized {
+			a.conv.Version++
 			if err := a.own.persist(a.conv); err != nil {
-				a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+				if partial {
+					a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+				}
+				a.conv.Summary = prevSummary
 				a.conv.Version--
 			}
 		}
@@ -230,6 +247,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		}
 		if err := a.own.persist(a.conv); err != nil {
 			a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
+			a.conv.Summary = prevSummary
 			a.conv.Outbox = a.conv.Outbox[:outboxLen]
 			if outboxLen == 0 {
 				a.conv.Outbox = nil

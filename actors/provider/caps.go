@@ -52,6 +52,24 @@ func (st *State) learn(model string, c moltbot.Capabilities) {
 	st.models.learned[base(model)] = c
 }
 
+// Forget drops what the providers learned of their models from their
+// servers (capabilities; configured ones stay) and has the health loop
+// check every provider now, which asks for them again and refreshes the
+// models each server lists. A reload (SIGHUP) calls it: a model updated
+// on its server (pulled again with tools or vision) would otherwise keep
+// its old capabilities until the node restarts.
+func (s *Set) Forget() {
+	for _, st := range s.states {
+		st.models.mu.Lock()
+		st.models.learned = nil
+		st.models.mu.Unlock()
+	}
+	select {
+	case s.recheck <- struct{}{}:
+	default: // a check is due already
+	}
+}
+
 // Cold reports whether a call of model must first wait for the server to
 // load it: the provider loads models (Ollama) and model is not known to
 // be in memory. The router then starts a call's first-token clock only
@@ -93,7 +111,7 @@ func (st *State) SetLoaded(list []string) {
 func embedsOnly(c moltbot.Capabilities) bool { return c.Known && c.Embeddings && !c.JSONSchema }
 
 // learnModels asks a Describer what the chain's models of st can do (once
-// each; a reload starts afresh) and, for a Loader, which are in memory,
+// each; Forget starts afresh) and, for a Loader, which are in memory,
 // and starts loading the chain's cold models in the background, one at a
 // time, so that the first request does not wait for a load (or, on a
 // slow device, fail over because of one).

@@ -37,13 +37,16 @@ type Set struct {
 	log    *slog.Logger
 	met    *metrics.Registry
 	now    func() time.Time
+	// recheck wakes HealthLoop for a check now (Forget).
+	recheck chan struct{}
 }
 
 // Start spawns the supervisor "providers" in system with one provider actor
 // per spec under it. The supervisor restarts a crashed provider at once and
 // marks it out of service for the backoff (Backoff with RestartNow).
 func Start(system *actor.ActorSystem, cfg Config) (*Set, error) {
-	s := &Set{states: map[string]*State{}, chain: cfg.Chain, root: system.Root, log: cfg.Log, met: cfg.Metrics, now: cfg.Now}
+	s := &Set{states: map[string]*State{}, chain: cfg.Chain, root: system.Root, log: cfg.Log, met: cfg.Metrics, now: cfg.Now,
+		recheck: make(chan struct{}, 1)}
 	for _, spec := range cfg.Specs {
 		if _, dup := s.states[spec.Name]; dup {
 			return nil, fmt.Errorf("actors: provider %q given twice", spec.Name)
@@ -127,6 +130,7 @@ func (s *Set) HealthLoop(ctx context.Context, every time.Duration, policy *failo
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.recheck:
 		}
 	}
 }

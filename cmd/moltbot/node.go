@@ -118,8 +118,13 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 //
 // The TLS certificate (server.tls) is re-read first, whatever the config
 // file: a certificate or key that fails to load keeps the old one in use,
-// and the error, naming the file, is logged and returned.
+// and the error, naming the file, is logged and returned. What the
+// providers learned of their models (capabilities, the models they list)
+// is forgotten and asked again.
 func (n *Node) Reload() (int, error) {
+	if n.rt != nil {
+		actors.ForgetModels(n.rt)
+	}
 	var errs []error
 	if err := n.ReloadCluster(); err != nil {
 		errs = append(errs, err)
@@ -416,6 +421,8 @@ func (n *Node) Start() error {
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
 		RemoteWork:  actors.RemoteWork{Turns: rw.Turns, Conv: rw.Conv, Replicate: rw.Replicate, Fetch: rw.Fetch},
 		IdleTimeout: cfg.Conversations.IdleTimeout.D(), MaxContextTokens: cfg.Conversations.MaxContextTokens,
+		Summary: actors.SummaryConfig{Off: !cfg.Conversations.Summary.Enabled, Model: cfg.SummaryModel(),
+			MaxTokens: cfg.Conversations.Summary.MaxTokens, Prompt: cfg.Conversations.Summary.Prompt},
 		MaxQueuedTurns: cfg.Conversations.MaxQueuedTurns, RequestTimeout: cfg.Server.RequestTimeout.D(),
 		HealthInterval: cfg.Models.HealthInterval.D(), HedgeAfter: cfg.Models.HedgeAfter.D(),
 		StreamContinue: cfg.Models.StreamFailure == configs.StreamContinue,

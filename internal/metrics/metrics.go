@@ -39,6 +39,8 @@ var (
 	Activations       = &Family{"moltbot_conversations_activated_total", []string{"source"}}
 	ConversationTurns = &Family{"moltbot_conversation_turns_total", []string{"outcome"}}
 	ContextTrimmed    = &Family{"moltbot_context_trimmed_messages_total", nil}
+	ContextSummaries  = &Family{"moltbot_context_summaries_total", []string{"outcome"}}
+	SummaryTokens     = &Family{"moltbot_context_summary_tokens_total", []string{"kind"}}
 	ConversationsBusy = &Family{"moltbot_conversation_rejected_total", nil}
 	ForwardedTurns    = &Family{"moltbot_forwarded_turns_total", nil}
 	ReplicationWrites = &Family{"moltbot_replication_writes_total", []string{"outcome"}}
@@ -86,7 +88,9 @@ var help = map[string]string{
 	"moltbot_conversations_passivated_total":  "Idle conversation actors stopped (their snapshot stays on disk).",
 	"moltbot_conversations_activated_total":   "Conversation actors started, by source (new, snapshot).",
 	"moltbot_conversation_turns_total":        "Conversation turns, by outcome.",
-	"moltbot_context_trimmed_messages_total":  "Old messages left out of a model's context to fit max_context_tokens.",
+	"moltbot_context_trimmed_messages_total":  "Old messages left out of a model's context to fit max_context_tokens (a summary stands for those it covers: they are not counted).",
+	"moltbot_context_summaries_total":         "Summaries of a conversation's oldest turns made to fit max_context_tokens, by outcome (ok, failed: the turns were left out instead).",
+	"moltbot_context_summary_tokens_total":    "Tokens of the model calls that made summaries, by kind (prompt, completion): as the server counted them, else estimated.",
 	"moltbot_conversation_rejected_total":     "Turns refused because a conversation's turn queue was full.",
 	"moltbot_conversations_active":            "Conversation actors in memory.",
 	"moltbot_build_info":                      "Build information; always 1.",
