@@ -39,6 +39,10 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 			"method %s is not allowed on %s; use POST", r.Method, r.URL.Path))
 		return
 	}
+	w, r, ok := s.withCache(w, r)
+	if !ok {
+		return
+	}
 	bp := bodies.Get().(*[]byte)
 	buf, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), (*bp)[:0])
 	*bp = buf[:0]

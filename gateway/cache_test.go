@@ -194,3 +194,24 @@ func TestCacheConversationsAndAdmin(t *testing.T) {
 		t.Errorf("stats without a cache: %d", resp.StatusCode)
 	}
 }
+
+// The Ollama and Anthropic APIs go through the same cache and say so.
+func TestCacheHeaderOtherAPIs(t *testing.T) {
+	url := cacheServer(t, true)
+	for _, c := range []struct{ path, body string }{
+		{"/api/chat", `{"model":"moltbot","messages":[{"role":"user","content":"hi"}],"stream":false,"options":{"temperature":0}}`},
+		{"/api/generate", `{"model":"moltbot","prompt":"hello","stream":false,"options":{"seed":7}}`},
+		{"/v1/messages", `{"model":"moltbot","max_tokens":16,"temperature":0,"messages":[{"role":"user","content":"hey"}]}`},
+	} {
+		for _, want := range []string{"miss", "hit"} {
+			resp, body := send(t, "POST", url+c.path, c.body)
+			if resp.StatusCode != 200 || resp.Header.Get("X-Moltbot-Cache") != want {
+				t.Fatalf("%s: %d %q (want %s): %s", c.path, resp.StatusCode, resp.Header.Get("X-Moltbot-Cache"), want, body)
+			}
+		}
+		resp, _ := send(t, "POST", url+c.path, c.body, "X-Moltbot-Cache", "bypass")
+		if resp.Header.Get("X-Moltbot-Cache") != "" {
+			t.Fatalf("%s: bypassed but %q", c.path, resp.Header.Get("X-Moltbot-Cache"))
+		}
+	}
+}

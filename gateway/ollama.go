@@ -381,6 +381,10 @@ func (s *Server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
 // ollamaRun runs a chat or generate request (t0: when it came) and writes
 // its answer: a stream of NDJSON lines, or one object.
 func (s *Server) ollamaRun(w http.ResponseWriter, r *http.Request, t0 time.Time, name string, t *ollamaTurn, generate bool) {
+	w, r, ok := s.withCache(w, r)
+	if !ok {
+		return
+	}
 	// One image is held to conversations.max_image_bytes as on /v1.
 	if max := s.chat.Config().MaxImageBytes; max > 0 {
 		for i := range t.msgs {
