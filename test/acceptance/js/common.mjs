@@ -26,7 +26,8 @@ export const PERSON_SCHEMA = {
 
 // runCases runs each case in turn (only those named in MOLTBOT_CASES, a
 // comma-separated list, when set) and prints one JSON object: each case's
-// result, or {error, name, status} when it threw. It exits 0 either way:
+// result, or {error, name, status} when it threw (so a case's own result
+// has no top-level `error` member). It exits 0 either way:
 // the Go test reads the cases; an exit code other than 0 means the script
 // itself broke.
 export async function runCases(cases) {
