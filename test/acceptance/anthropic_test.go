@@ -38,13 +38,9 @@ func checkWeatherUse(t *testing.T, r anthReply) {
 // The npm @anthropic-ai/sdk (js/anthropic.mjs) against the node's
 // Anthropic Messages API (POST /v1/messages, the key in x-api-key), auth
 // on, the chain's first model an Anthropic one (the sim's /v1/messages).
-// It skips while the node has no such endpoint (404).
 func TestAnthropicSDK(t *testing.T) {
 	needNode(t)
 	n := startNode(t, chain{primary: "an/claude-sim", fallback: "ol/llama3.2", embed: "ol/nomic-embed-text"})
-	if code, body := n.do(t, "POST", "/v1/messages", `{}`); code == 404 {
-		t.Skipf("the node answers 404 on POST /v1/messages (%s): no Anthropic Messages API yet; this test runs once it has one", strings.TrimSpace(string(body)))
-	}
 	cases := runScript(t, n, "anthropic.mjs")
 
 	t.Run("message", func(t *testing.T) {

@@ -17,8 +17,6 @@
 //     $HOME/.cache/moltbot-ollama/bin/ollama (`make acceptance-ollama-cli`
 //     builds it there with scripts/ollama-cli/build.sh, about 8 minutes
 //     cold). Without it the CLI test skips.
-//   - The node's POST /v1/messages for the Anthropic SDK: while the node
-//     answers 404 there, that test skips.
 //
 // Run them alone: make acceptance (or go test ./test/acceptance/ once the
 // packages are installed).
