@@ -17,7 +17,19 @@ PORT    ?= 3000
 export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
-.PHONY: all run build build-edge size-check test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server
+.PHONY: all run build build-edge size-check test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server \
+	acceptance acceptance-deps acceptance-ollama-cli ollama-cli
+
+# The acceptance tests (test/acceptance): the npm clients they run live in
+# ACC_JS; the ollama CLI is built into OLLAMA_CLI_DIR, outside the clone.
+ACC_JS         := test/acceptance/js
+OLLAMA_CLI_DIR ?= $(HOME)/.cache/moltbot-ollama
+export MOLTBOT_OLLAMA_CLI ?= $(OLLAMA_CLI_DIR)/bin/ollama
+# make test runs the ollama CLI's test when that binary is there; with
+# MOLTBOT_OLLAMA_CLI_BUILD=1 it builds it first (about 8 minutes cold).
+ifneq ($(MOLTBOT_OLLAMA_CLI_BUILD),)
+TEST_OLLAMA_CLI := ollama-cli
+endif
 
 all: build
 
@@ -43,9 +55,12 @@ size-check:
 ## integration, the size budgets) with the race detector; then the
 ## in-process multi-node cluster tests, which build without it (see
 ## actors/cluster_test.go). Needs nothing but Go and gcc (and installs
-## Debian's redis-server for the cache's Redis tests when it can). build
-## first: the size budget test then links from its cache in seconds.
-test: vet fmt-check build redis-server
+## Debian's redis-server for the cache's Redis tests when it can); the
+## acceptance tests also Node 20+ (their npm packages installed first;
+## without node they skip) and the ollama CLI (its test skips without it,
+## see acceptance-ollama-cli). build first: the size budget test then
+## links from its cache in seconds.
+test: vet fmt-check build redis-server acceptance-deps $(TEST_OLLAMA_CLI)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
 
@@ -57,6 +72,34 @@ redis-server:
 	@command -v redis-server >/dev/null || { sudo -n true 2>/dev/null && SUDO=sudo; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
 	  echo "make: redis-server could not be installed; the cache's Redis tests will skip"
+
+## acceptance: only the acceptance tests: real clients (npm openai,
+## @anthropic-ai/sdk, ollama; the ollama CLI) against a built node
+acceptance: acceptance-deps
+	$(GO) test -count=1 -timeout 10m -v ./test/acceptance/
+
+## acceptance-deps: npm ci in test/acceptance/js when node_modules is
+## missing or older than the lock (nothing to do otherwise; without node,
+## a note: those tests skip)
+acceptance-deps:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "acceptance-deps: no node or npm on PATH: the npm client acceptance tests will skip (they need Node 20+)"; \
+	elif [ ! -f $(ACC_JS)/node_modules/.package-lock.json ] || \
+	     [ $(ACC_JS)/package-lock.json -nt $(ACC_JS)/node_modules/.package-lock.json ] || \
+	     [ $(ACC_JS)/package.json -nt $(ACC_JS)/node_modules/.package-lock.json ]; then \
+	  echo "npm ci in $(ACC_JS)"; cd $(ACC_JS) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+## ollama-cli: the ollama binary built from its Go module, at the version
+## go.mod requires, into $(OLLAMA_CLI_DIR)/bin (cgo, about 8 minutes cold;
+## nothing to do when it is there)
+ollama-cli:
+	scripts/ollama-cli/build.sh $(OLLAMA_CLI_DIR) $$($(GO) list -m -f '{{.Version}}' github.com/ollama/ollama)
+
+## acceptance-ollama-cli: build the ollama CLI if needed, then run its
+## acceptance test (ollama list, show, run, ps against a node)
+acceptance-ollama-cli: ollama-cli
+	MOLTBOT_OLLAMA_CLI=$(OLLAMA_CLI_DIR)/bin/ollama $(GO) test -count=1 -timeout 10m -run '^TestOllamaCLI$$' -v ./test/acceptance/
 
 vet:
 	$(GO) vet ./...

@@ -112,6 +112,9 @@ var deps = map[string]allowed{
 	"bench/measure": {code: []string{"bench"}},
 
 	"cmd/moltbot": {code: []string{"*"}},
+
+	// Acceptance: the built binary driven by real clients, over HTTP only.
+	"test/acceptance": {tests: []string{"internal/testutil"}},
 }
 
 // owners lists every outside module the code may import and the packages
@@ -140,7 +143,7 @@ var owners = map[string][]string{
 	// tests drive it with ollama/api's client). x/crypto/ssh: the ollama
 	// CLI's ed25519 keys, registered as credentials (auth) and written as
 	// the CLI keeps them (the gateway's tests).
-	"golang.org/x/crypto": {"auth", "gateway"},
+	"golang.org/x/crypto": {"auth", "gateway", "test/acceptance"},
 }
 
 func root(t *testing.T) string {
@@ -170,7 +173,7 @@ func check(top string) (violations []string, checked int, err error) {
 			return err
 		}
 		if d.IsDir() {
-			if n := d.Name(); path != top && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin" || n == "dist") {
+			if n := d.Name(); path != top && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin" || n == "dist" || n == "node_modules") {
 				return filepath.SkipDir
 			}
 			return nil
