@@ -18,17 +18,20 @@ export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
 .PHONY: all run build build-edge size-check test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server \
-	acceptance acceptance-deps acceptance-ollama-cli ollama-cli
+	acceptance acceptance-deps acceptance-ollama-cli ollama-cli ollama-cli-try
 
 # The acceptance tests (test/acceptance): the npm clients they run live in
 # ACC_JS; the ollama CLI is built into OLLAMA_CLI_DIR, outside the clone.
 ACC_JS         := test/acceptance/js
 OLLAMA_CLI_DIR ?= $(HOME)/.cache/moltbot-ollama
 export MOLTBOT_OLLAMA_CLI ?= $(OLLAMA_CLI_DIR)/bin/ollama
-# make test runs the ollama CLI's test when that binary is there; with
-# MOLTBOT_OLLAMA_CLI_BUILD=1 it builds it first (about 8 minutes cold).
-ifneq ($(MOLTBOT_OLLAMA_CLI_BUILD),)
-TEST_OLLAMA_CLI := ollama-cli
+# make test builds the ollama CLI first (about 8 minutes cold, then kept in
+# OLLAMA_CLI_DIR) and runs its acceptance test; a build that fails (no cgo
+# toolchain, no apt) is reported and the test skips, saying why.
+# MOLTBOT_OLLAMA_CLI_BUILD=0 leaves the build out: the test then runs only
+# when the binary is already there.
+ifneq ($(MOLTBOT_OLLAMA_CLI_BUILD),0)
+TEST_OLLAMA_CLI := ollama-cli-try
 endif
 
 all: build
@@ -95,6 +98,9 @@ acceptance-deps:
 ## nothing to do when it is there)
 ollama-cli:
 	scripts/ollama-cli/build.sh $(OLLAMA_CLI_DIR) $$($(GO) list -m -f '{{.Version}}' github.com/ollama/ollama)
+
+ollama-cli-try:
+	@$(MAKE) --no-print-directory ollama-cli || echo "make: the ollama CLI could not be built; its acceptance test will skip"
 
 ## acceptance-ollama-cli: build the ollama CLI if needed, then run its
 ## acceptance test (ollama list, show, run, ps against a node)

@@ -191,8 +191,15 @@ func ollamaDetails() api.ModelDetails { return api.ModelDetails{} }
 func (s *Server) ollamaTags(w http.ResponseWriter, r *http.Request) {
 	models := s.chat.Models(principal(r))
 	out := api.ListResponse{Models: make([]api.ListModelResponse, 0, len(models))}
+	seen := make(map[string]bool, len(models))
 	for _, m := range models {
 		n := ollamaName(m.ID)
+		if seen[n] {
+			// "p/m" of the chain and "p/m:latest" as the provider lists
+			// it are one model to an Ollama client.
+			continue
+		}
+		seen[n] = true
 		out.Models = append(out.Models, api.ListModelResponse{Name: n, Model: n, ModifiedAt: s.started.UTC(), Digest: ollamaDigest(m.ID),
 			Details: ollamaDetails()})
 	}

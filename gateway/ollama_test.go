@@ -61,7 +61,9 @@ func ollamaSetup(t testing.TB, tweaks ...func(*chat.Config)) *ollamaEnv {
 	}}
 	specs := []actors.ProviderSpec{
 		{Name: "sim", Type: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 4, Seed: 1}), MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
-		{Name: "tool", Provider: tool, MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
+		// The provider lists its chain model as Ollama does, "m:latest":
+		// /api/tags still shows it once.
+		{Name: "tool", Provider: tool, MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second, Models: []string{"m:latest"}},
 		{Name: "emb", Provider: &embedder{dims: 4}, MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
 	}
 	met := metrics.New("test")
