@@ -351,7 +351,8 @@ func (s *Service) allow(p *moltbot.Principal) error {
 }
 
 func (s *Service) charge(p *moltbot.Principal, r *moltbot.TurnResult) {
-	if s.pol != nil && r != nil && r.Completion != nil && !r.Replayed {
+	// A replayed turn or a cached reply asked no model: nothing to charge.
+	if s.pol != nil && r != nil && r.Completion != nil && !r.Replayed && r.Completion.Cache != moltbot.CacheHit {
 		s.pol.Charge(p, r.Completion.Usage.Total())
 	}
 }

@@ -16,6 +16,7 @@ import (
 // fakeRuntime keeps conversations in a map and answers each turn with
 // tokens tokens "t0 t1 ...", streamed through fn.
 type fakeRuntime struct {
+	cache  string // the Completion.Cache its replies say
 	mu     sync.Mutex
 	convs  map[string]*moltbot.Conversation
 	tokens int
@@ -46,7 +47,7 @@ func (f *fakeRuntime) reply(ctx context.Context, fn moltbot.StreamFunc) (*moltbo
 		b.WriteString(tok)
 	}
 	return &moltbot.Completion{Content: b.String(), Served: moltbot.ModelRef{Provider: "p", Model: "m"}, FinishReason: "stop",
-		Usage: moltbot.Usage{PromptTokens: 2, CompletionTokens: f.tokens}}, nil
+		Usage: moltbot.Usage{PromptTokens: 2, CompletionTokens: f.tokens}, Cache: f.cache}, nil
 }
 
 func (f *fakeRuntime) Create(ctx context.Context, space string, o moltbot.NewConversation) (*moltbot.Conversation, error) {
@@ -286,6 +287,28 @@ func TestStreamChargesAndEnds(t *testing.T) {
 	}
 	if pol.charged != 5 {
 		t.Errorf("charged %d tokens, want 5", pol.charged)
+	}
+}
+
+// A reply the output cache served asked no model: its tokens are not
+// charged to the tenant's budget (the call still counts against the rate).
+func TestCacheHitNotCharged(t *testing.T) {
+	rt, pol := newFake(), &fakePolicy{calls: -1}
+	s := New(rt, pol, Config{})
+	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "hi"}}
+	for _, c := range []struct {
+		cache string
+		want  int
+	}{{moltbot.CacheMiss, 5}, {moltbot.CacheHit, 5}, {"", 10}} {
+		rt.cache = c.cache
+		st, err := s.Complete(context.Background(), tenantA(), CompletionRequest{Messages: msgs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		if pol.charged != c.want {
+			t.Fatalf("after a %q reply: charged %d, want %d", c.cache, pol.charged, c.want)
+		}
 	}
 }
 
