@@ -150,7 +150,9 @@ type Turn struct {
 	// not say: a stage that keeps data by tenant (the output cache) then
 	// keeps none.
 	Tenant string
-	// User is the conversation's end user (Conversation.User).
+	// User is the conversation's end user (Conversation.User); for a
+	// stateless completion, the caller's user when it is user-bound
+	// (Principal.UserBound). The output cache keys by it.
 	User string
 	// Messages are what the model gets: the context, system prompt first,
 	// the new user message last.

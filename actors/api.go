@@ -164,6 +164,11 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	t := &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible}
 	if p := moltbot.PrincipalOf(ctx); p != nil {
 		t.Tenant = p.Space
+		if p.UserBound {
+			// An end user's own call: its output cache entries are its
+			// own (cache.KeyOf).
+			t.User = p.User
+		}
 	}
 	comp, err := rt.pipe.Chat(ctx, t, fn)
 	if err != nil {

@@ -34,11 +34,13 @@ func Deterministic(o *moltbot.ChatOptions) bool {
 
 // keyVersion heads every hash: a change in what is hashed, or how, changes
 // it, so an old entry is never read as a new one's.
-const keyVersion = "moltbot.cache.v1\x00"
+const keyVersion = "moltbot.cache.v2\x00"
 
 // KeyOf is turn t's key: a SHA-256 over a canonical encoding (each field
 // in a fixed order, length-prefixed; absent and zero told apart) of the
-// tenant's space, the chain, the messages with their parts, and every
+// tenant's space, the end user the turn is for (Turn.User: a
+// conversation's user, a user-bound caller's own; users of one tenant
+// never share an entry, which would tell one what another sent), the chain, the messages with their parts, and every
 // option but the end user's id (ChatOptions.User changes no reply; it is
 // for the provider's abuse monitoring). A message's id, time, model and
 // channel are left out: the model sees none of them. An image's bytes
@@ -49,6 +51,7 @@ func KeyOf(t *moltbot.Turn) Key {
 	e := enc{b: (*bp)[:0]}
 	e.str(keyVersion)
 	e.str(t.Tenant)
+	e.str(t.User)
 	e.uint(uint64(len(t.Chain)))
 	for _, r := range t.Chain {
 		e.str(r.Provider)

@@ -33,6 +33,7 @@ func TestKeyOf(t *testing.T) {
 	changes := map[string]func(t *moltbot.Turn){
 		"tenant":            func(t *moltbot.Turn) { t.Tenant = "other" },
 		"incarnation":       func(t *moltbot.Turn) { t.Tenant = "acme:2" },
+		"end user":          func(t *moltbot.Turn) { t.User = "ann" },
 		"chain":             func(t *moltbot.Turn) { t.Chain = append(t.Chain, moltbot.ModelRef{Provider: "b", Model: "c"}) },
 		"chain model":       func(t *moltbot.Turn) { t.Chain[0].Model = "other" },
 		"role":              func(t *moltbot.Turn) { t.Messages[0].Role = moltbot.RoleUser },
@@ -77,7 +78,7 @@ func TestKeyOf(t *testing.T) {
 	same := map[string]func(t *moltbot.Turn){
 		"message id":    func(t *moltbot.Turn) { t.Messages[1].ID = "x:1" },
 		"message time":  func(t *moltbot.Turn) { t.Messages[1].Created = 12 },
-		"conversation":  func(t *moltbot.Turn) { t.Space, t.Conversation, t.User = "acme", "c1", "ann" },
+		"conversation":  func(t *moltbot.Turn) { t.Space, t.Conversation = "acme", "c1" },
 		"end user id":   func(t *moltbot.Turn) { t.Options.User = "u1" },
 		"visible":       func(t *moltbot.Turn) { t.Visible = true },
 		"negative zero": func(t *moltbot.Turn) { z := 0.0; z = -z; t.Options.Temperature = &z },

@@ -47,14 +47,42 @@ const (
 	// maxPrealloc bounds what an array's announced length allocates before
 	// its elements arrive.
 	maxPrealloc = 1024
+	// maxValues bounds the values of one reply, arrays' elements included
+	// (a SCAN page is some hundreds): each is a Value of 64 bytes, whatever
+	// few bytes it took on the wire.
+	maxValues = 1 << 16
+	// listBytes is what a reply's strings may hold beyond the bulk limit:
+	// a SCAN page of keys (500 of some 150 bytes), whatever the limit.
+	listBytes = 1 << 20
 )
 
-// readReply reads one reply from r. maxBulk bounds a bulk string.
+// readReply reads one reply from r. maxBulk bounds a bulk string, and
+// (with listBytes) the bytes of all the strings of the reply together.
 func readReply(r *bufio.Reader, maxBulk int) (Value, error) {
-	return readValue(r, maxBulk, 0)
+	b := budget{bytes: maxBulk + listBytes, values: maxValues}
+	return readValue(r, maxBulk, 0, &b)
 }
 
-func readValue(r *bufio.Reader, maxBulk, depth int) (Value, error) {
+// budget is what is left of a reply's limits as it is read.
+type budget struct{ bytes, values int }
+
+// value takes one value.
+func (b *budget) value() error {
+	if b.values--; b.values < 0 {
+		return fmt.Errorf("%w: a reply of more than %d values", ErrProtocol, maxValues)
+	}
+	return nil
+}
+
+// take takes n bytes of strings.
+func (b *budget) take(n int) error {
+	if b.bytes -= n; b.bytes < 0 {
+		return fmt.Errorf("%w: a reply whose strings add up to more than the bulk limit and %d bytes", ErrProtocol, listBytes)
+	}
+	return nil
+}
+
+func readValue(r *bufio.Reader, maxBulk, depth int, b *budget) (Value, error) {
 	line, err := readLine(r)
 	if err != nil {
 		return Value{}, err
@@ -64,8 +92,14 @@ func readValue(r *bufio.Reader, maxBulk, depth int) (Value, error) {
 	}
 	v := Value{Kind: Kind(line[0])}
 	rest := line[1:]
+	if err := b.value(); err != nil {
+		return Value{}, err
+	}
 	switch v.Kind {
 	case Simple, Err:
+		if err := b.take(len(rest)); err != nil {
+			return Value{}, err
+		}
 		v.Str = append([]byte(nil), rest...)
 		return v, nil
 	case Integer:
@@ -86,6 +120,9 @@ func readValue(r *bufio.Reader, maxBulk, depth int) (Value, error) {
 		}
 		if n > maxBulk {
 			return Value{}, fmt.Errorf("%w: a bulk string of %d bytes (at most %d)", ErrProtocol, n, maxBulk)
+		}
+		if err := b.take(n); err != nil {
+			return Value{}, err
 		}
 		buf := make([]byte, n+2)
 		if _, err := readFull(r, buf); err != nil {
@@ -110,7 +147,7 @@ func readValue(r *bufio.Reader, maxBulk, depth int) (Value, error) {
 		}
 		v.Array = make([]Value, 0, min(n, maxPrealloc))
 		for i := 0; i < n; i++ {
-			e, err := readValue(r, maxBulk, depth+1)
+			e, err := readValue(r, maxBulk, depth+1, b)
 			if err != nil {
 				return Value{}, err
 			}

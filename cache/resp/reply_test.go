@@ -80,3 +80,36 @@ func FuzzReadReply(f *testing.F) {
 		walk(v, 0)
 	})
 }
+
+// A reply is bounded as a whole, not only string by string: a server (or
+// whatever answers on its port) that sends an array of a million tiny
+// elements made the reader build a million 64-byte Values from 4 bytes
+// each (16 times what it sent, without end within the command's
+// deadline), and an array of bulk strings each within the limit added up
+// to any size.
+func TestReplyBoundedAsAWhole(t *testing.T) {
+	const n = 1 << 20
+	var b strings.Builder
+	b.WriteString("*1048576\r\n")
+	for range n {
+		b.WriteString(":1\r\n")
+	}
+	if _, err := readReply(bufio.NewReaderSize(strings.NewReader(b.String()), 4096), 8<<20); !errors.Is(err, ErrProtocol) {
+		t.Errorf("an array of %d integers: %v", n, err)
+	}
+	bulk := "$1000\r\n" + strings.Repeat("x", 1000) + "\r\n"
+	in := "*2\r\n*0\r\n*2000\r\n" + strings.Repeat(bulk, 2000)
+	if _, err := readReply(bufio.NewReaderSize(strings.NewReader(in), 4096), 50_000); !errors.Is(err, ErrProtocol) {
+		t.Errorf("2000 bulk strings of 1000 bytes under a limit of 50000: %v", err)
+	}
+	// What the cache asks of Redis still reads: a SCAN page of keys (under
+	// a small entry limit too), a value as large as the limit.
+	keys := "*2\r\n$1\r\n0\r\n*1000\r\n" + strings.Repeat("$150\r\n"+strings.Repeat("k", 150)+"\r\n", 1000)
+	if v, err := readReply(bufio.NewReaderSize(strings.NewReader(keys), 4096), 4096); err != nil || len(v.Array[1].Array) != 1000 {
+		t.Errorf("a SCAN page: %v", err)
+	}
+	big := "$1048576\r\n" + strings.Repeat("v", 1<<20) + "\r\n"
+	if v, err := readReply(bufio.NewReaderSize(strings.NewReader(big), 4096), 1<<20); err != nil || len(v.Str) != 1<<20 {
+		t.Errorf("a value at the limit: %v", err)
+	}
+}
