@@ -38,7 +38,7 @@ type SemanticConfig struct {
 // Defaults of SemanticConfig.
 const (
 	DefaultSemanticThreshold  = 0.95
-	DefaultSemanticMaxEntries = 10_000
+	DefaultSemanticMaxEntries = 4096
 	DefaultSemanticTimeout    = 200 * time.Millisecond
 )
 
@@ -399,19 +399,24 @@ func (x *semIndex) stats() (entries, bytes int64) {
 	return int64(len(x.byKey)), int64(x.floats)*4 + int64(len(x.byKey))*semNodeBytes
 }
 
-// dot is the dot product of a and b (of one length).
+// dot is the dot product of a and b (of one length): eight sums at a
+// time, so the loop carries no one chain of additions.
 func dot(a, b []float32) float32 {
 	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
+	var s0, s1, s2, s3, s4, s5, s6, s7 float32
+	for len(a) >= 8 && len(b) >= 8 {
+		s0 += a[0] * b[0]
+		s1 += a[1] * b[1]
+		s2 += a[2] * b[2]
+		s3 += a[3] * b[3]
+		s4 += a[4] * b[4]
+		s5 += a[5] * b[5]
+		s6 += a[6] * b[6]
+		s7 += a[7] * b[7]
+		a, b = a[8:], b[8:]
 	}
-	for ; i < len(a); i++ {
+	for i := range a {
 		s0 += a[i] * b[i]
 	}
-	return s0 + s1 + s2 + s3
+	return (s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7)
 }

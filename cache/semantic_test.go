@@ -386,3 +386,21 @@ func BenchmarkSemanticLookup(b *testing.B) {
 	}
 }
 
+
+// BenchmarkSemanticHit is a paraphrase answered by the semantic tier
+// through the runtime: the exact tier's miss, the embedding through the
+// embedding chain (the in-process simulator, 384 dimensions), the search
+// of a context of one entry, the replay.
+func BenchmarkSemanticHit(b *testing.B) {
+	se := startSemantic(b, SemanticConfig{Threshold: 0.85})
+	se.ask(b, "acme", sys, question)
+	c := moltbot.WithPrincipal(context.Background(), &moltbot.Principal{Tenant: "acme", Space: "acme"})
+	msgs := []moltbot.Message{{Role: moltbot.RoleSystem, Content: sys}, {Role: moltbot.RoleUser, Content: paraphrase}}
+	b.ReportAllocs()
+	for b.Loop() {
+		cc := &moltbot.CacheControl{}
+		if _, err := se.rt.Complete(moltbot.WithCacheControl(c, cc), msgs, zero(), nil); err != nil || !cc.Semantic() {
+			b.Fatal(err, cc.Result())
+		}
+	}
+}
