@@ -39,7 +39,7 @@ const (
 // before it sends one. Safe for concurrent use.
 type CacheControl struct {
 	Mode   CacheMode
-	result atomic.Uint32 // 0: none, 1: hit, 2: miss
+	result atomic.Uint32 // 0: none, 1: hit, 2: miss, 3: hit by meaning
 }
 
 // SetResult records what the cache did (CacheHit or CacheMiss).
@@ -52,11 +52,20 @@ func (c *CacheControl) SetResult(r string) {
 	}
 }
 
+// SetSemanticHit records a hit of the cache's semantic tier: a stored
+// reply to a question close in meaning (Result is CacheHit, Semantic
+// true).
+func (c *CacheControl) SetSemanticHit() { c.result.Store(3) }
+
+// Semantic reports whether the turn was answered by the semantic tier
+// (the X-Moltbot-Cache-Match: semantic response header).
+func (c *CacheControl) Semantic() bool { return c.result.Load() == 3 }
+
 // Result is CacheHit, CacheMiss, or "" while the cache has not looked (or
 // had no part in the turn).
 func (c *CacheControl) Result() string {
 	switch c.result.Load() {
-	case 1:
+	case 1, 3:
 		return CacheHit
 	case 2:
 		return CacheMiss

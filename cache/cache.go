@@ -35,6 +35,7 @@ type Cache struct {
 	stop    chan struct{}
 	closing sync.Once
 	pebble  *pebbleTier // back, when it is pebble (swept)
+	sem     *semantic   // the semantic tier, nil when off
 }
 
 // write is a reply on its way to the back tier; a write with done set is
@@ -81,6 +82,9 @@ func New(cfg Config) (*Cache, error) {
 	if c.pebble != nil {
 		c.wg.Add(1)
 		go c.sweeper()
+	}
+	if cfg.Semantic.Enabled {
+		c.sem = newSemantic(c)
 	}
 	return c, nil
 }
@@ -169,21 +173,22 @@ func (c *Cache) keep(k Key, e *Entry, now int64) {
 }
 
 // Put stores e under k: in memory at once, in the back tier in the
-// background. An entry over MaxEntryBytes is not stored.
-func (c *Cache) Put(k Key, e *Entry) {
+// background. An entry over MaxEntryBytes is not stored (false).
+func (c *Cache) Put(k Key, e *Entry) bool {
 	if e.Size() > c.cfg.MaxEntryBytes {
-		return
+		return false
 	}
 	c.keep(k, e, c.cfg.Now().UnixMilli())
 	c.memC.stores.Inc()
 	if c.back == nil {
-		return
+		return true
 	}
 	select {
 	case c.writes <- write{key: k.String(), val: e.encode(nil), ttl: time.Duration(e.Expires-c.cfg.Now().UnixMilli()) * time.Millisecond}:
 	default:
 		c.backC.errors.Inc()
 	}
+	return true
 }
 
 // expires is when an entry made now expires (Unix ms).
@@ -311,6 +316,10 @@ func (c *Cache) Stats(ctx context.Context) Stats {
 		}
 		st.Tiers = append(st.Tiers, ts)
 	}
+	if c.sem != nil {
+		n, b := c.sem.idx.stats()
+		st.Tiers = append(st.Tiers, tierStats(TierSemantic, c.sem.counters, true, n, b))
+	}
 	return st
 }
 
@@ -337,6 +346,9 @@ func (c *Cache) Purge(ctx context.Context, tenant string) (*PurgeResult, error) 
 		return nil, moltbot.Errorf(moltbot.ETimeout, "cache: purge: the writes waiting were not made in time")
 	}
 	res.Removed[TypeMemory] = c.mem.purge(tenant)
+	if c.sem != nil {
+		res.Removed[TierSemantic] = c.sem.idx.purge(tenant)
+	}
 	if c.back == nil {
 		return res, nil
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// it doubles up to MaxRetry while the tier keeps failing.
 	Retry, MaxRetry time.Duration
 
+	// Semantic is the semantic tier (off by default).
+	Semantic SemanticConfig
+
 	// Store is the node's database (type pebble).
 	Store storage.Namespaces
 	// Sweep is how often expired pebble entries are deleted.
@@ -98,6 +101,7 @@ func (c *Config) EnsureDefaults() {
 	if c.Sweep <= 0 {
 		c.Sweep = d.Sweep
 	}
+	c.Semantic.ensureDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -127,5 +131,5 @@ func (c *Config) check() error {
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("cache: port must be between 1 and 65535, got %d", c.Port)
 	}
-	return nil
+	return c.Semantic.check()
 }

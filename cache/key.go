@@ -46,10 +46,13 @@ const keyVersion = "moltbot.cache.v2\x00"
 // channel are left out: the model sees none of them. An image's bytes
 // enter by their own hash. TestKeyCoversEveryField holds this list to the
 // domain types.
-func KeyOf(t *moltbot.Turn) Key {
+func KeyOf(t *moltbot.Turn) Key { return keyOf(t, keyVersion, len(t.Messages)) }
+
+// keyOf is the hash, headed by version, of t with its first msgs messages.
+func keyOf(t *moltbot.Turn, version string, msgs int) Key {
 	bp := keyBufs.Get().(*[]byte)
 	e := enc{b: (*bp)[:0]}
-	e.str(keyVersion)
+	e.str(version)
 	e.str(t.Tenant)
 	e.str(t.User)
 	e.uint(uint64(len(t.Chain)))
@@ -57,8 +60,8 @@ func KeyOf(t *moltbot.Turn) Key {
 		e.str(r.Provider)
 		e.str(r.Model)
 	}
-	e.uint(uint64(len(t.Messages)))
-	for i := range t.Messages {
+	e.uint(uint64(msgs))
+	for i := range t.Messages[:msgs] {
 		m := &t.Messages[i]
 		e.str(string(m.Role))
 		e.str(m.Content)

@@ -19,7 +19,10 @@ import (
 // pieces and the model is not asked. On a miss, the turn joins an
 // identical one in flight (same key, and both stream or neither) or leads
 // a new model call that others may join, whose reply, when complete, is
-// stored. Safe for concurrent use.
+// stored. With the semantic tier on, a turn that misses is looked up by
+// the meaning of its last user message among the replies stored for the
+// same context (semantic.go) before it calls the model. Safe for
+// concurrent use.
 type Stage struct {
 	c      *Cache
 	shared counter
@@ -54,6 +57,21 @@ func (s *Stage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.Str
 		}
 	}
 	fk := flightKey{sum: k.Sum, visible: t.Visible}
+	var p *probe
+	if sem := s.c.sem; sem != nil {
+		if text, ok := semanticText(t); ok && !s.inFlight(fk) {
+			// By meaning: an identical turn in flight is joined below
+			// instead, without an embedding.
+			if p = sem.prepare(ctx, t, text); p != nil && mode != moltbot.CacheRefresh {
+				if e, _ := sem.find(ctx, p); e != nil {
+					if cc != nil {
+						cc.SetSemanticHit()
+					}
+					return replay(e, t.Visible, fn)
+				}
+			}
+		}
+	}
 	s.mu.Lock()
 	if f := s.flights[fk]; f != nil {
 		f.refs++
@@ -68,7 +86,14 @@ func (s *Stage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.Str
 	s.flights[fk] = f
 	s.mu.Unlock()
 	setResult(cc, moltbot.CacheMiss)
-	return s.lead(ctx, fctx, fk, k, f, fn, next)
+	return s.lead(ctx, fctx, fk, k, p, f, fn, next)
+}
+
+// inFlight reports whether a model call of key fk is in the air.
+func (s *Stage) inFlight(fk flightKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flights[fk] != nil
 }
 
 func setResult(cc *moltbot.CacheControl, r string) {
@@ -174,7 +199,7 @@ func (s *Stage) leave(fk flightKey, f *flight) int {
 // leader leaves (its context ends, its stream fails) while others follow,
 // the call goes on for them; the leader's turn then ends with the call,
 // with its own error.
-func (s *Stage) lead(ctx, fctx context.Context, fk flightKey, k Key, f *flight, fn moltbot.StreamFunc,
+func (s *Stage) lead(ctx, fctx context.Context, fk flightKey, k Key, p *probe, f *flight, fn moltbot.StreamFunc,
 	next func(context.Context, moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
 	defer f.cancel()
 	defer func() {
@@ -221,7 +246,10 @@ func (s *Stage) lead(ctx, fctx context.Context, fk flightKey, k Key, f *flight, 
 		comp.Cache = moltbot.CacheMiss
 	}
 	if err == nil && storable(comp) {
-		s.c.Put(k, newEntry(comp, f.chunks, s.c.expires()))
+		exp := s.c.expires()
+		if s.c.Put(k, newEntry(comp, f.chunks, exp)) && p != nil {
+			s.c.sem.add(p, k, exp)
+		}
 	}
 	s.mu.Lock()
 	if s.flights[fk] == f {

@@ -56,3 +56,31 @@ func TestCacheConfig(t *testing.T) {
 		}
 	}
 }
+
+// The semantic tier: off by default; on, it needs a cache type and an
+// embedding chain; its numbers are checked at their keys and lines.
+func TestCacheSemanticConfig(t *testing.T) {
+	d := parse(t, minimalSim).Cache.Semantic
+	if d.Enabled || d.Threshold != cache.DefaultSemanticThreshold || d.MaxEntries != cache.DefaultSemanticMaxEntries || d.Timeout.D() != cache.DefaultSemanticTimeout {
+		t.Errorf("defaults %+v", d)
+	}
+	const emb = "providers: [{name: s, type: sim}]\nmodels: {primary: s/x, embeddings: {primary: s/embed}}\n"
+	c := parse(t, "cache:\n  type: memory\n  semantic: {enabled: true, threshold: 0.9, max_entries: 500, timeout: 100ms}\n"+emb)
+	if s := c.Cache.Semantic; !s.Enabled || s.Threshold != 0.9 || s.MaxEntries != 500 || s.Timeout.D() != 100*time.Millisecond {
+		t.Errorf("%+v", s)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"cache:\n  type: memory\n  semantic: {enabled: true}\n" + minimalSim, "m.yaml:3: cache.semantic.enabled: needs an embedding chain: set models.embeddings.primary"},
+		{"cache:\n  semantic: {enabled: true}\n" + emb, "m.yaml:2: cache.semantic.enabled: needs cache.type"},
+		{"cache:\n  type: memory\n  semantic:\n    threshold: 1.5\n" + emb, "m.yaml:4: cache.semantic.threshold: must be above 0 and at most 1 (a cosine similarity), got 1.5"},
+		{"cache:\n  type: memory\n  semantic:\n    threshold: -0.2\n" + emb, "m.yaml:4: cache.semantic.threshold: must be above 0"},
+		{"cache:\n  type: memory\n  semantic:\n    max_entries: -1\n" + emb, "m.yaml:4: cache.semantic.max_entries: must be between 1 and 1000000, got -1"},
+		{"cache:\n  type: memory\n  semantic:\n    timeout: 1ms\n" + emb, "m.yaml:4: cache.semantic.timeout: must be between 10ms and 10s, got 1ms"},
+		{"cache:\n  type: memory\n  semantic: {enable: true}\n" + emb, `m.yaml:3: cache.semantic.enable: unknown key (did you mean "enabled"?)`},
+	} {
+		_, err := Parse("m.yaml", []byte(tc.yaml), env(nil))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v\nwant %q", tc.yaml, err, tc.want)
+		}
+	}
+}

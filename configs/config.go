@@ -326,6 +326,25 @@ type CacheConfig struct {
 	// one is not stored).
 	MaxBytes      ByteSize `yaml:"max_bytes"`
 	MaxEntryBytes ByteSize `yaml:"max_entry_bytes"`
+	// Semantic is the semantic tier; off by default.
+	Semantic CacheSemanticConfig `yaml:"semantic"`
+}
+
+// CacheSemanticConfig is the output cache's semantic tier (package cache,
+// semantic.go): a request that misses is answered by a reply stored for
+// the same context whose last user message is close in meaning (cosine
+// similarity of their embeddings through models.embeddings at least
+// Threshold). Off by default: a wrong hit answers another question, and
+// every eligible miss costs an embedding call.
+type CacheSemanticConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Threshold is the least cosine similarity of a hit (0 < t <= 1).
+	Threshold float64 `yaml:"threshold"`
+	// MaxEntries bounds the index (in memory, every tenant together;
+	// least recently used first out).
+	MaxEntries int `yaml:"max_entries"`
+	// Timeout bounds an embedding: a slower one bypasses the tier.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // RetentionConfig is the retention sweep (package retention).
@@ -693,6 +712,15 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Cache.MaxEntryBytes == 0 {
 		c.Cache.MaxEntryBytes = ByteSize(cd.MaxEntryBytes)
+	}
+	if cs := &c.Cache.Semantic; cs.Threshold == 0 {
+		cs.Threshold = cache.DefaultSemanticThreshold
+	}
+	if cs := &c.Cache.Semantic; cs.MaxEntries == 0 {
+		cs.MaxEntries = cache.DefaultSemanticMaxEntries
+	}
+	if cs := &c.Cache.Semantic; cs.Timeout == 0 {
+		cs.Timeout = Duration(cache.DefaultSemanticTimeout)
 	}
 	authd := auth.DefaultConfig()
 	if c.Auth.TokenTTL == 0 {
@@ -1125,6 +1153,23 @@ func (c *Config) Validate() error {
 	}
 	if h := c.Cache.Host; net.ParseIP(h) == nil && !validHostName(h) || strings.HasPrefix(h, ".") {
 		add("cache.host", "want a host name or an IP address (no scheme or port), got %q", h)
+	}
+	if cs := c.Cache.Semantic; cs.Enabled {
+		if c.Cache.Type == "" {
+			add("cache.semantic.enabled", "needs cache.type (the semantic tier indexes the replies the cache stores)")
+		}
+		if c.Models.Embeddings.Primary == "" {
+			add("cache.semantic.enabled", "needs an embedding chain: set models.embeddings.primary (provider/model)")
+		}
+	}
+	if th := c.Cache.Semantic.Threshold; !(th > 0 && th <= 1) {
+		add("cache.semantic.threshold", "must be above 0 and at most 1 (a cosine similarity), got %v", th)
+	}
+	if n := c.Cache.Semantic.MaxEntries; n < 1 || n > 1_000_000 {
+		add("cache.semantic.max_entries", "must be between 1 and 1000000, got %d", n)
+	}
+	if d := c.Cache.Semantic.Timeout.D(); d < 10*time.Millisecond || d > 10*time.Second {
+		add("cache.semantic.timeout", "must be between 10ms and 10s, got %s", d)
 	}
 	hostPort := func(path, v string) {
 		_, p, err := net.SplitHostPort(v)

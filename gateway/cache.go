@@ -23,7 +23,9 @@ import (
 // A chat completion or a conversation turn answered through the cache
 // carries X-Moltbot-Cache: hit (a stored reply, or one shared with an
 // identical request in flight) or miss (the model answered; the reply may
-// be stored), and no such header when the cache had no part in it.
+// be stored), and no such header when the cache had no part in it. A hit
+// of the semantic tier (a reply stored for a question close in meaning)
+// adds X-Moltbot-Cache-Match: semantic.
 // Without a cache (cache.type unset) the headers are ignored.
 
 // cacheWriter sets X-Moltbot-Cache on a 200 from what the turn's cache
@@ -40,6 +42,9 @@ func (w *cacheWriter) WriteHeader(code int) {
 		w.wrote = true
 		if r := w.cc.Result(); r != "" && code == http.StatusOK {
 			w.Header().Set("X-Moltbot-Cache", r)
+			if w.cc.Semantic() {
+				w.Header().Set("X-Moltbot-Cache-Match", "semantic")
+			}
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
+
+	"github.com/moltbot/moltbot"
 
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/cache"
@@ -18,19 +23,42 @@ import (
 
 // startCache opens the output cache of cfg.Cache (nil when cache.type is
 // not set) and the turn stage around the model that uses it.
-func startCache(cfg *configs.Config, store storage.Namespaces, met *metrics.Registry, log *slog.Logger) (*cache.Cache, []actors.AroundModel, error) {
+//
+// The semantic tier (cache.semantic) embeds through rt's embedding chain;
+// rt is read when a turn needs it (the runtime is made after the cache,
+// whose stage it runs).
+func startCache(cfg *configs.Config, store storage.Namespaces, met *metrics.Registry, log *slog.Logger,
+	rt *atomic.Pointer[actors.Runtime]) (*cache.Cache, []actors.AroundModel, error) {
 	cc := cfg.Cache
 	if cc.Type == "" {
 		return nil, nil, nil
 	}
+	sc := cache.SemanticConfig{Enabled: cc.Semantic.Enabled, Threshold: cc.Semantic.Threshold, MaxEntries: cc.Semantic.MaxEntries,
+		Timeout: cc.Semantic.Timeout.D()}
+	if sc.Enabled {
+		sc.Embed = func(ctx context.Context, text string) ([]float32, error) {
+			r := rt.Load()
+			if r == nil {
+				return nil, errors.New("the runtime is not started")
+			}
+			out, err := actors.EmbeddingsOf(r).Embed(ctx, &moltbot.EmbedRequest{Input: []string{text}})
+			if err != nil {
+				return nil, err
+			}
+			return out.Vectors[0], nil
+		}
+	}
 	c, err := cache.New(cache.Config{Type: cc.Type, TTL: cc.TTL.D(), MaxBytes: int64(cc.MaxBytes), MaxEntryBytes: int64(cc.MaxEntryBytes),
-		Host: cc.Host, Port: cc.Port, Password: cc.Password.Value(), DB: cc.DB, Store: store, Metrics: met, Logger: log})
+		Host: cc.Host, Port: cc.Port, Password: cc.Password.Value(), DB: cc.DB, Store: store, Metrics: met, Logger: log, Semantic: sc})
 	if err != nil {
 		return nil, nil, err
 	}
 	attrs := []any{"type", cc.Type, "ttl", cc.TTL.D(), "max_bytes", cc.MaxBytes.String()}
 	if cc.Type == cache.TypeRedis {
 		attrs = append(attrs, "redis", fmt.Sprintf("%s:%d", cc.Host, cc.Port), "db", cc.DB, "auth", cc.Password != "")
+	}
+	if sc.Enabled {
+		attrs = append(attrs, "semantic_threshold", sc.Threshold, "semantic_max_entries", sc.MaxEntries)
 	}
 	log.Info("output cache", attrs...)
 	return c, []actors.AroundModel{cache.NewStage(c)}, nil
@@ -84,7 +112,7 @@ tenant's admin key purges its own tenant's.`,
 					return err
 				}
 				var parts []string
-				for _, tier := range []string{cache.TypeMemory, cache.TypePebble, cache.TypeRedis} {
+				for _, tier := range []string{cache.TypeMemory, cache.TypePebble, cache.TypeRedis, cache.TierSemantic} {
 					if n, ok := r.Removed[tier]; ok {
 						parts = append(parts, fmt.Sprintf("%d from %s", n, tier))
 					}

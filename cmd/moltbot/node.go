@@ -406,7 +406,7 @@ func (n *Node) Start() error {
 		}, as)
 		shared = peers
 	}
-	oc, around, err := startCache(cfg, store, met, n.Log)
+	oc, around, err := startCache(cfg, store, met, n.Log, &rtRef)
 	if err != nil {
 		ln.Close()
 		as.Close()

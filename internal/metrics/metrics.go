@@ -67,6 +67,9 @@ var (
 	CacheEvictions    = &Family{"moltbot_cache_evictions_total", []string{"tier"}}
 	CacheErrors       = &Family{"moltbot_cache_errors_total", []string{"tier"}}
 	CacheShared       = &Family{"moltbot_cache_shared_total", nil}
+	// CacheSemanticLookup times the semantic tier's lookups by part:
+	// embed (the message through the embedding chain), search (the index).
+	CacheSemanticLookup = &Family{"moltbot_cache_semantic_lookup_seconds", []string{"part"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -116,11 +119,12 @@ var help = map[string]string{
 	"moltbot_retention_errors_total":          "Conversations the retention sweep could not archive, delete or trim (retried at the next sweep).",
 	"moltbot_quota_refused_total":             "Calls refused at a tenant's quota, by limit (max_conversations, max_stored_bytes).",
 	"moltbot_embedding_mismatches_total":      "Embedding answers discarded because the model gave vectors of another length than its chain's (models.embeddings) or the request's; the model is skipped for such requests from then on.",
-	"moltbot_cache_hits_total":                "Output cache lookups answered by a tier, by tier (memory, pebble, redis).",
+	"moltbot_cache_hits_total":                "Output cache lookups answered by a tier, by tier (memory, pebble, redis; semantic: a stored reply to a question close in meaning).",
+	"moltbot_cache_semantic_lookup_seconds":   "The semantic cache tier's lookups, by part: embed (the last user message through models.embeddings), search (the index of the request's context).",
 	"moltbot_cache_misses_total":              "Output cache lookups a tier could not answer, by tier.",
 	"moltbot_cache_stores_total":              "Replies written to an output cache tier, by tier.",
 	"moltbot_cache_evictions_total":           "Entries the memory tier let go to stay within cache.max_bytes.",
-	"moltbot_cache_errors_total":              "Output cache tier operations that failed or were dropped (the tier down, its write queue full), by tier.",
+	"moltbot_cache_errors_total":              "Output cache tier operations that failed or were dropped (the tier down, its write queue full; semantic: an embedding that failed or timed out, the tier bypassed), by tier.",
 	"moltbot_cache_shared_total":              "Cacheable requests that shared an identical request's model call in flight instead of making their own.",
 	"moltbot_cache_bytes":                     "Bytes held by an output cache tier (pebble: as of its last sweep, plus writes since).",
 	"moltbot_cache_entries":                   "Entries held by an output cache tier (pebble: as of its last sweep, plus writes since).",
