@@ -87,7 +87,7 @@ var deps = map[string]allowed{
 	"actors/route":    {code: []string{".", "actors/provider", "inference", "inference/failover", "internal/metrics"}},
 	"actors/conv":     {code: []string{".", "cluster", "inference", "internal/metrics", "storage"}},
 	"actors": {code: []string{".", "actors/conv", "actors/pb", "actors/provider", "actors/route", "cluster", "inference", "inference/failover", "internal/metrics", "internal/slots", "storage"},
-		tests: []string{"inference/sim", "internal/testutil"}},
+		tests: []string{"cache", "inference/sim", "internal/testutil"}}, // cache: the output cache as cmd wires it, in a whole runtime
 
 	// Retention sweeps the conversations a node owns by the tenants'
 	// policies, through the runtime it declares; usage counts what each
