@@ -86,10 +86,12 @@ func OllamaFingerprint(wire []byte) string {
 }
 
 // CreateOllamaKey registers an Ollama public key (line: "ssh-ed25519
-// AAAA...") for tenant, with the chat scope. ttl as CreateKey. A key that
-// is registered and still works is a conflict; one revoked, expired or of
-// a tenant since deleted is replaced.
-func (s *Service) CreateOllamaKey(tenant, name string, scope Scope, line string, ttl time.Duration) (*KeyInfo, error) {
+// AAAA...") for tenant, with the chat scope, given proof that the key's
+// holder lets tenant use it (VerifyOllamaProof: the key's SSH signature of
+// the tenant's name). ttl as CreateKey. A key that is registered and still
+// works is a conflict; one revoked, expired or of a tenant since deleted
+// is replaced.
+func (s *Service) CreateOllamaKey(tenant, name string, scope Scope, line, proof string, ttl time.Duration) (*KeyInfo, error) {
 	if scope == "" {
 		scope = ScopeChat
 	}
@@ -99,6 +101,9 @@ func (s *Service) CreateOllamaKey(tenant, name string, scope Scope, line string,
 	wire, err := ParseOllamaKey(line)
 	if err != nil {
 		return nil, err
+	}
+	if err := VerifyOllamaProof(wire, proof, tenant); err != nil {
+		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "ollama_proof", Message: err.Error()}
 	}
 	if ttl < 0 || ttl > MaxKeyLife {
 		return nil, fmt.Errorf("auth: ttl must be between 0 and %s", MaxKeyLife)

@@ -21,8 +21,9 @@ import (
 // ollamaSigner signs as ollama's auth.Sign does: the SSH wire public key
 // and the ed25519 signature, base64 each, joined by ':'.
 type ollamaSigner struct {
-	line string
-	sign func(challenge string) string
+	line  string
+	sign  func(challenge string) string
+	proof func(tenant string) string // the holder's proof for tenant (VerifyOllamaProof)
 }
 
 func newOllamaSigner(t testing.TB) ollamaSigner {
@@ -38,6 +39,12 @@ func newOllamaSigner(t testing.TB) ollamaSigner {
 			t.Fatal(err)
 		}
 		return base64.StdEncoding.EncodeToString(sp.Marshal()) + ":" + base64.StdEncoding.EncodeToString(sig.Blob)
+	}, proof: func(tenant string) string {
+		p, err := SignOllamaProof(signer, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}}
 }
 
@@ -61,7 +68,7 @@ func TestOllamaKeys(t *testing.T) {
 	if _, err := s.Authenticate(signedReq(k, "POST", "/api/chat", now, "")); err == nil || err.Reason != "unknown_key" {
 		t.Fatalf("unregistered: %v", err)
 	}
-	info, err := s.CreateOllamaKey("a", "laptop", "", k.line+" me@laptop", 0)
+	info, err := s.CreateOllamaKey("a", "laptop", "", k.line+" me@laptop", k.proof("a"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +107,7 @@ func TestOllamaKeys(t *testing.T) {
 		t.Fatal("rotated")
 	}
 	var me *moltbot.Error
-	if _, err := s.CreateOllamaKey("a", "", "", k.line, 0); !errors.As(err, &me) || me.Code != moltbot.EConflict {
+	if _, err := s.CreateOllamaKey("a", "", "", k.line, k.proof("a"), 0); !errors.As(err, &me) || me.Code != moltbot.EConflict {
 		t.Fatalf("twice: %v", err)
 	}
 	// Expired with the tenant's policy, it stops, and may be registered again.
@@ -108,7 +115,7 @@ func TestOllamaKeys(t *testing.T) {
 	if _, err := s.Authenticate(signedReq(k, "POST", "/api/chat", clk.now().Unix(), "")); err == nil || err.Reason != "expired" {
 		t.Fatalf("expired key: %v", err)
 	}
-	if _, err := s.CreateOllamaKey("a", "", ScopeChat, k.line, time.Hour); err != nil {
+	if _, err := s.CreateOllamaKey("a", "", ScopeChat, k.line, k.proof("a"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []struct {
@@ -118,11 +125,11 @@ func TestOllamaKeys(t *testing.T) {
 		{ScopeAdmin, k.line}, {"", ""}, {"", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC"}, {"", k.line + "\n" + k.line},
 		{"", `command="ls" ` + k.line}, {"", "AAAA"},
 	} {
-		if _, err := s.CreateOllamaKey("a", "", bad.scope, bad.line, 0); err == nil {
+		if _, err := s.CreateOllamaKey("a", "", bad.scope, bad.line, k.proof("a"), 0); err == nil {
 			t.Errorf("registered %q with scope %q", bad.line, bad.scope)
 		}
 	}
-	if _, err := s.CreateOllamaKey("nope", "", "", newOllamaSigner(t).line, 0); !errors.Is(err, ErrNotFound) {
+	if _, err := s.CreateOllamaKey("nope", "", "", k.line, k.proof("nope"), 0); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
 }
@@ -132,7 +139,7 @@ func TestOllamaKeys(t *testing.T) {
 func TestOllamaKeyReplicates(t *testing.T) {
 	p := newPeers(t, 2, Config{Tenants: []Tenant{{ID: "a"}}})
 	k := newOllamaSigner(t)
-	info, err := p.s[0].CreateOllamaKey("a", "", "", k.line, 0)
+	info, err := p.s[0].CreateOllamaKey("a", "", "", k.line, k.proof("a"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +194,7 @@ func FuzzOllamaSignature(f *testing.F) {
 	}
 	defer s.Close()
 	k := newOllamaSigner(f)
-	if _, err := s.CreateOllamaKey("a", "", "", k.line, 0); err != nil {
+	if _, err := s.CreateOllamaKey("a", "", "", k.line, k.proof("a"), 0); err != nil {
 		f.Fatal(err)
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)

@@ -100,6 +100,9 @@ type keyRequest struct {
 	Grace  string `json:"grace"`
 	// OllamaKey registers an Ollama public key instead (ollama.go).
 	OllamaKey string `json:"ollama_key"`
+	// OllamaProof is the key's SSH signature of the tenant's name
+	// (ssh-keygen -Y sign), required with OllamaKey.
+	OllamaProof string `json:"ollama_proof"`
 }
 
 type keyResponse struct {
@@ -167,7 +170,7 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		secret, info, err := s.mg.CreateKey(p, manage.NewKey{Tenant: req.Tenant, Name: req.Name, Scope: moltbot.Scope(req.Scope), TTL: ttl,
-			OllamaKey: req.OllamaKey})
+			OllamaKey: req.OllamaKey, OllamaProof: req.OllamaProof})
 		if err != nil {
 			s.fail(w, r, a, err)
 			return

@@ -123,7 +123,7 @@ func writeOllamaStatus(w http.ResponseWriter, code int, msg string) {
 // ollamaAuthHint says how to authenticate to the Ollama API: what a
 // request without a credential is told.
 const ollamaAuthHint = "; the ollama CLI signs its requests instead when run with OLLAMA_AUTH=1 and a key an admin registered " +
-	"with: moltbot keys create --ollama-key \"$(cat ~/.ollama/id_ed25519.pub)\""
+	"with: moltbot keys create --ollama-key ~/.ollama/id_ed25519.pub --ollama-proof proof.sig (the key's holder makes proof.sig: see moltbot keys create --help)"
 
 // writeOllamaAuthError writes a refused authentication in Ollama's shape;
 // a request that had no credential is told how to send one.

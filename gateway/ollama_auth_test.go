@@ -48,6 +48,25 @@ func ollamaKey(t *testing.T) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
 }
 
+// ollamaProof is the holder of the key ollamaKey wrote letting tenant use
+// it (what ssh-keygen -Y sign makes; auth.OllamaProofCommand).
+func ollamaProof(t *testing.T, tenant string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(os.Getenv("HOME"), ".ollama", "id_ed25519"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := auth.SignOllamaProof(signer, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proof
+}
+
 // signed sends method path (with ?ts=ts) signed over challenge, exactly as
 // ollama's client signs, and returns the status and the error's message.
 func signed(t *testing.T, base, method, path, challenge string, ts int64) (int, string) {
@@ -109,7 +128,7 @@ func TestOllamaAuth(t *testing.T) {
 	if _, err := cli.List(ctx); !isStatus(err, 401, "") {
 		t.Fatalf("signed by an unknown key: %v", err)
 	}
-	code, body, _ = e.do(t, "adminA", "POST", "/v1/admin/keys", fmt.Sprintf(`{"name":"laptop","ollama_key":%q}`, line+" me@laptop"))
+	code, body, _ = e.do(t, "adminA", "POST", "/v1/admin/keys", fmt.Sprintf(`{"name":"laptop","ollama_key":%q,"ollama_proof":%q}`, line+" me@laptop", ollamaProof(t, "a")))
 	var info auth.KeyInfo
 	if json.Unmarshal([]byte(body), &info); code != 201 || info.Kind != "ollama" || info.Tenant != "a" || info.Scope != "chat" ||
 		info.OllamaKey != line || !strings.HasPrefix(info.Fingerprint, "SHA256:") || strings.Contains(body, `"key":`) {
@@ -135,7 +154,14 @@ func TestOllamaAuth(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"kind":"ollama"`) || !strings.Contains(body, info.Fingerprint) {
 		t.Fatalf("list: %s", body)
 	}
-	if code, body, _ = e.do(t, "adminB", "POST", "/v1/admin/keys", fmt.Sprintf(`{"ollama_key":%q}`, line)); code != 409 {
+	// Another tenant's admin cannot take the key without its holder's
+	// proof for that tenant (a's proof, seen, does not do), nor without one.
+	for _, proof := range []string{ollamaProof(t, "a"), ""} {
+		if code, body, _ = e.do(t, "adminB", "POST", "/v1/admin/keys", fmt.Sprintf(`{"ollama_key":%q,"ollama_proof":%q}`, line, proof)); code != 400 || !strings.Contains(body, "ollama_proof") {
+			t.Fatalf("squatted with proof %q: %d %s", proof, code, body)
+		}
+	}
+	if code, body, _ = e.do(t, "adminB", "POST", "/v1/admin/keys", fmt.Sprintf(`{"ollama_key":%q,"ollama_proof":%q}`, line, ollamaProof(t, "b"))); code != 409 {
 		t.Fatalf("twice: %d %s", code, body)
 	}
 	if code, body, _ = e.do(t, "adminA", "POST", "/v1/admin/keys/"+info.ID+"/rotate", `{}`); code != 400 || !strings.Contains(body, "Ollama public key") {
@@ -183,7 +209,7 @@ func TestOllamaAuth(t *testing.T) {
 		t.Fatalf("revoked: %v", err)
 	}
 	// Once revoked, the public key may be registered again (here for b).
-	if code, body, _ = e.do(t, "adminB", "POST", "/v1/admin/keys", fmt.Sprintf(`{"ollama_key":%q}`, line)); code != 201 {
+	if code, body, _ = e.do(t, "adminB", "POST", "/v1/admin/keys", fmt.Sprintf(`{"ollama_key":%q,"ollama_proof":%q}`, line, ollamaProof(t, "b"))); code != 201 {
 		t.Fatalf("again: %d %s", code, body)
 	}
 	if _, err := cli.List(ctx); err != nil {

@@ -188,6 +188,10 @@ type NewKey struct {
 	// ollama CLI signs with it (OLLAMA_AUTH=1) are the tenant's, with the
 	// chat scope. There is no secret to return.
 	OllamaKey string
+	// OllamaProof is the key's SSH signature of the tenant's name
+	// (auth.OllamaProofCommand): whoever registers a public key shows
+	// that its holder meant it for this tenant.
+	OllamaProof string
 }
 
 // CreateKey makes a key; the secret is returned once (none for an Ollama key).
@@ -206,7 +210,7 @@ func (s *Service) CreateKey(p *moltbot.Principal, k NewKey) (string, *KeyInfo, e
 		return "", nil, moltbot.Errorf(moltbot.ENotFound, "tenant %q not found", k.Tenant)
 	}
 	if k.OllamaKey != "" {
-		info, err := s.auth.CreateOllamaKey(t, k.Name, k.Scope, k.OllamaKey, k.TTL)
+		info, err := s.auth.CreateOllamaKey(t, k.Name, k.Scope, k.OllamaKey, k.OllamaProof, k.TTL)
 		return "", info, domain(err)
 	}
 	secret, info, err := s.auth.CreateKey(t, k.Name, k.Scope, k.TTL)

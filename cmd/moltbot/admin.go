@@ -190,7 +190,7 @@ by moltbot init); --url and --admin-key-file override.
 
 Examples:
    moltbot keys create --tenant acme --name ci --ttl 720h
-   moltbot keys create --tenant acme --name laptop --ollama-key ~/.ollama/id_ed25519.pub
+   moltbot keys create --tenant acme --name laptop --ollama-key ~/.ollama/id_ed25519.pub --ollama-proof proof.sig
    moltbot keys list --tenant acme
    moltbot keys rotate k3x9ab2q --grace 24h
    moltbot keys revoke k3x9ab2q
@@ -205,7 +205,9 @@ Examples:
 					&cli.DurationFlag{Name: "ttl", Usage: "lifetime (default: the tenant's rotate_every, or none)"},
 					&cli.StringFlag{Name: "scope", Value: "chat", Usage: "chat or admin"},
 					&cli.StringFlag{Name: "ollama-key", Usage: "register the ollama CLI's public key instead (the line of ~/.ollama/id_ed25519.pub, or that file): " +
-						"requests it signs with OLLAMA_AUTH=1 are the tenant's, scope chat"}),
+						"requests it signs with OLLAMA_AUTH=1 are the tenant's, scope chat"},
+					&cli.StringFlag{Name: "ollama-proof", Usage: "with --ollama-key: the file of the key holder's SSH signature of the tenant's name, made on their machine with: " +
+						auth.OllamaProofCommand("TENANT")}),
 				Action: func(c *cli.Context) error {
 					var k keyOut
 					body := map[string]string{"tenant": c.String("tenant"), "name": c.String("name"), "scope": c.String("scope")}
@@ -218,6 +220,16 @@ Examples:
 							return err
 						}
 						body["ollama_key"] = line
+						pf := c.String("ollama-proof")
+						if pf == "" {
+							return fail(2, "--ollama-proof is required with --ollama-key: the key's holder signs the tenant's name with it, on their machine:\n  %s",
+								auth.OllamaProofCommand(c.String("tenant")))
+						}
+						proof, err := os.ReadFile(pf)
+						if err != nil {
+							return fail(2, "--ollama-proof: %v", err)
+						}
+						body["ollama_proof"] = string(proof)
 					}
 					if err := adminCall(c, "POST", "/v1/admin/keys", body, &k); err != nil {
 						return err

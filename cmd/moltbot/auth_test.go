@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/internal/testutil"
+	"golang.org/x/crypto/ssh"
 )
 
 func authedGet(t *testing.T, url, key string) (int, string) {
@@ -98,12 +100,23 @@ tenants: [%s]
 		t.Fatalf("tenants list: %s", out)
 	}
 	// The ollama CLI's public key, from its file, as a credential of acme.
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	wire := binary.BigEndian.AppendUint32(nil, 11)
 	wire = binary.BigEndian.AppendUint32(append(wire, "ssh-ed25519"...), 32)
 	pubFile := filepath.Join(t.TempDir(), "id_ed25519.pub")
 	os.WriteFile(pubFile, []byte("ssh-ed25519 "+base64.StdEncoding.EncodeToString(append(wire, pub...))+" me@laptop\n"), 0o600)
-	code, okID, e := runCLI(t, "", "keys", "create", "--workspace", ws, "--tenant", "acme", "--name", "laptop", "--ollama-key", pubFile)
+	// Without the holder's proof for acme, refused, saying how to make one.
+	if code, _, e := runCLI(t, "", "keys", "create", "--workspace", ws, "--tenant", "acme", "--ollama-key", pubFile); code != 2 || !strings.Contains(e, "ssh-keygen -Y sign") {
+		t.Fatalf("keys create --ollama-key without a proof: %d %s", code, e)
+	}
+	signer, _ := ssh.NewSignerFromKey(priv)
+	proof, err := auth.SignOllamaProof(signer, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proofFile := filepath.Join(t.TempDir(), "proof.sig")
+	os.WriteFile(proofFile, []byte(proof), 0o600)
+	code, okID, e := runCLI(t, "", "keys", "create", "--workspace", ws, "--tenant", "acme", "--name", "laptop", "--ollama-key", pubFile, "--ollama-proof", proofFile)
 	if code != 0 || len(strings.TrimSpace(okID)) != 8 || !strings.Contains(e, "OLLAMA_AUTH=1") {
 		t.Fatalf("keys create --ollama-key: %d %q %s", code, okID, e)
 	}

@@ -143,7 +143,7 @@ var owners = map[string][]string{
 	// tests drive it with ollama/api's client). x/crypto/ssh: the ollama
 	// CLI's ed25519 keys, registered as credentials (auth) and written as
 	// the CLI keeps them (the gateway's tests).
-	"golang.org/x/crypto": {"auth", "gateway", "test/acceptance"},
+	"golang.org/x/crypto": {"auth", "cmd/moltbot", "gateway", "test/acceptance"},
 }
 
 func root(t *testing.T) string {

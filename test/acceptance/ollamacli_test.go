@@ -74,7 +74,17 @@ func TestOllamaCLI(t *testing.T) {
 	cli := ollamaCLI(t)
 	n := startNode(t, ollamaChain)
 	home, pub := ollamaHome(t)
-	run(t, n.bin, "keys", "create", "--workspace", n.ws, "--name", "ollama-cli", "--ollama-key", pub)
+	// The key's holder proves the key is meant for the tenant with the
+	// command moltbot keys create --help gives (ssh-keygen -Y sign).
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Skip("no ssh-keygen on PATH: the ollama key's proof is made with it")
+	}
+	sign := exec.Command("sh", "-c", "printf 'moltbot: register this ollama key for tenant default\\n' | ssh-keygen -Y sign -f ~/.ollama/id_ed25519 -n moltbot-ollama-key > proof.sig")
+	sign.Dir, sign.Env = home, []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
+	if out, err := sign.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -Y sign: %v %s", err, out)
+	}
+	run(t, n.bin, "keys", "create", "--workspace", n.ws, "--name", "ollama-cli", "--ollama-key", pub, "--ollama-proof", filepath.Join(home, "proof.sig"))
 
 	ollama := func(t *testing.T, auth bool, args ...string) (string, error) {
 		t.Helper()
