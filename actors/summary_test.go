@@ -115,10 +115,17 @@ func TestSummaryStandsForOldTurns(t *testing.T) {
 			t.Fatalf("%d summaries in 40 turns", len(made))
 		}
 		n := rec.count()
-		if _, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: turnText(i)}, nil); err != nil {
+		before := e.met.Get(metrics.SummaryTokens, "completion")
+		res, err := e.rt.Turn(ctx(t), "default", c.ID, moltbot.TurnInput{Content: turnText(i)}, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
 		sums, chats := rec.since(n)
+		// The turn's usage (what the tenant is charged) includes the
+		// summary made for it: the reply is 5 tokens.
+		if want := 5 + int(e.met.Get(metrics.SummaryTokens, "completion")-before); res.Completion.Usage.CompletionTokens != want || (len(sums) == 1) != (want > 5) {
+			t.Fatalf("turn %d: usage %+v, want %d completion tokens (%d summary calls)", i, res.Completion.Usage, want, len(sums))
+		}
 		got, err := e.rt.Get(ctx(t), "default", c.ID)
 		if err != nil {
 			t.Fatal(err)

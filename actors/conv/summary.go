@@ -133,8 +133,12 @@ type contextPlan struct {
 	through string
 	gap     int
 	recent  []moltbot.Message
-	system  string
-	budget  int
+	// used is what the summary's model call counted (set by ask): the
+	// turn's usage includes it, so a tenant pays for the summaries its
+	// turns need, as for the reply.
+	used   moltbot.Usage
+	system string
+	budget int
 	// lineChars bounds a message's line in the transcript (half the
 	// call's room: chunk counts a line for at most that).
 	lineChars int
@@ -284,6 +288,7 @@ func (p *contextPlan) ask(ctx context.Context, d *deps, chain []moltbot.ModelRef
 	if u.CompletionTokens == 0 {
 		u.CompletionTokens = tokens(&moltbot.Message{Content: text}) - 4
 	}
+	p.used = u
 	d.met.Add(metrics.SummaryTokens, uint64(u.PromptTokens), "prompt")
 	d.met.Add(metrics.SummaryTokens, uint64(u.CompletionTokens), "completion")
 	return &moltbot.Summary{Text: text, Messages: p.upto, Through: p.through, Model: comp.Served.String(), Created: time.Now().UnixMilli()}, nil

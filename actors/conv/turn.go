@@ -186,6 +186,11 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 			d.met.Counter(metrics.ContextTrimmed).Add(dropped)
 		}
 		comp, err := router.Chat(ctx, t, fn)
+		if comp != nil {
+			// The summary made for this turn is part of its cost.
+			comp.Usage.PromptTokens += plan.used.PromptTokens
+			comp.Usage.CompletionTokens += plan.used.CompletionTokens
+		}
 		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err, summary: sum})
 	}()
 }
