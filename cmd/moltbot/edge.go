@@ -19,3 +19,7 @@ import "github.com/urfave/cli/v2"
 
 // benchCommand is not in the edge build.
 func benchCommand() *cli.Command { return nil }
+
+// simCommand is not in the edge build: the simulator's HTTP servers stay
+// out (the in-process sim provider stays in).
+func simCommand() *cli.Command { return nil }
