@@ -11,13 +11,16 @@ BIN     := bin/moltbot
 # bench/measure/size_test.go).
 TAGS      := urfave_cli_no_docs
 EDGE_TAGS := edge,$(TAGS)
+# The packages with edge stand-ins (//go:build edge files): vetted and
+# tested with EDGE_TAGS too.
+EDGE_PKGS := ./actors/ ./cluster/ ./cmd/moltbot/
 RUN_DIR ?= .run
 PORT    ?= 3000
 
 export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
-.PHONY: all run build build-edge size-check test unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server \
+.PHONY: all run build build-edge size-check test test-edge unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server \
 	acceptance acceptance-deps acceptance-ollama-cli ollama-cli ollama-cli-try
 
 # The acceptance tests (test/acceptance): the npm clients they run live in
@@ -46,7 +49,8 @@ build:
 	$(GO) build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/moltbot
 
 ## build-edge: the edge build, without what a small device's node does not
-## run (cmd/moltbot/edge.go), in bin/moltbot-edge
+## run (cmd/moltbot/edge.go: the cluster engine, moltbot sim, moltbot bench),
+## in bin/moltbot-edge
 build-edge:
 	$(GO) build -trimpath -tags $(EDGE_TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)-edge ./cmd/moltbot
 
@@ -66,6 +70,12 @@ size-check:
 test: vet fmt-check build redis-server acceptance-deps $(TEST_OLLAMA_CLI)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
+	$(MAKE) --no-print-directory test-edge
+
+## test-edge: the edge build's own tests (the packages with edge stand-ins:
+## actors, cluster, cmd/moltbot), short, so that build cannot rot
+test-edge:
+	$(GO) test -tags $(EDGE_TAGS) -count=1 -short -timeout 5m -run 'Edge|TestTurnStreamsAndPersists|TestHelpAndVersion|TestBadConfigExits' $(EDGE_PKGS)
 
 ## redis-server: Debian's redis-server, for the output cache's Redis tests
 ## (each starts its own on a free loopback port). Where it cannot be
@@ -109,7 +119,7 @@ acceptance-ollama-cli: ollama-cli
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags $(EDGE_TAGS) ./cmd/moltbot
+	$(GO) vet -tags $(EDGE_TAGS) $(EDGE_PKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

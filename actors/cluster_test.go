@@ -1,4 +1,4 @@
-//go:build !race
+//go:build !race && !edge
 
 // The in-process multi-node tests build without the race detector:
 // protoactor-go's remote.Start calls grpclog.SetLoggerV2 (a global) on every

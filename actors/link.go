@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/remote"
 	"github.com/moltbot/moltbot/actors/conv"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
@@ -59,7 +58,7 @@ type Link struct {
 	// agent and the RPC guard serve as soon as remote starts, before the
 	// membership exists, so it is read atomically (place()).
 	placement atomic.Pointer[placeRef]
-	remote    *remote.Remote
+	remote    remoteServer // protoactor remote (remote_rpc.go); nil alone
 	ring      atomic.Pointer[cluster.Ring]
 	ringMu    sync.Mutex
 	ringCh    chan struct{}
@@ -196,6 +195,9 @@ func (l *Link) WaitHandoff(ctx context.Context) {
 	}
 	l.rebal.wait(ctx)
 }
+
+// remoteServer is the running RPC server (a *remote.Remote).
+type remoteServer interface{ Shutdown(graceful bool) }
 
 // placeRef boxes a Placement for an atomic pointer.
 type placeRef struct{ Placement }

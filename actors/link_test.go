@@ -1,3 +1,5 @@
+//go:build !edge
+
 package actors
 
 // Failure gaps of issue 11 in the cluster link, one test each: the remote

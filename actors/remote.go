@@ -3,17 +3,12 @@ package actors
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/remote"
 	"github.com/moltbot/moltbot/actors/pb"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/internal/metrics"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // agentName is the well-known actor that receives every Envelope from other
@@ -30,62 +25,6 @@ var (
 	// errWrongReplier: another node answered a request than the one asked.
 	errWrongReplier = errors.New("actors: answered by another node")
 )
-
-// startRemote serves protoactor remote on addr (host:port) and spawns the
-// agent: mutual TLS when the link has credentials, every message checked
-// by the guard (guard.go).
-func (l *Link) startRemote(addr, advertise string) (err error) {
-	l.work.gauges(l.met)
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("actors: remote address %q: %w", addr, err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("actors: remote address %q: bad port", addr)
-	}
-	// Remote.Start panics when it cannot listen: check first, and recover.
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("actors: cannot listen for cluster RPC on %s: %w", addr, err)
-	}
-	ln.Close()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("actors: start cluster RPC on %s: %v", addr, r)
-		}
-	}()
-	l.guard = &rpcGuard{l: l, tls: l.creds != nil}
-	server := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(l.guard.unary),
-		grpc.ChainStreamInterceptor(l.guard.stream),
-		grpc.ConnectionTimeout(5 * time.Second),
-		grpc.MaxConcurrentStreams(16),
-		grpc.MaxRecvMsgSize(maxRPCMessage),
-	}
-	dial := []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRPCMessage))}
-	if l.creds != nil {
-		server = append(server, grpc.Creds(l.creds))
-		dial = append(dial, grpc.WithTransportCredentials(l.creds))
-	} else {
-		dial = append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	}
-	opts := []remote.ConfigOption{remote.WithServerOptions(server...), remote.WithDialOptions(dial...)}
-	if advertise != "" {
-		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(advertise, port)))
-	}
-	// protoactor joins host and port with a bare colon: an IPv6 host needs
-	// its brackets.
-	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
-		host = "[" + host + "]"
-	}
-	l.remote = remote.NewRemote(l.system, remote.Configure(host, p, opts...))
-	l.remote.Start()
-	if _, err := l.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &agent{l: l} }), agentName); err != nil {
-		return fmt.Errorf("actors: spawn agent: %w", err)
-	}
-	return nil
-}
 
 func agentPID(n cluster.Node) *actor.PID { return actor.NewPID(n.RPC, agentName) }
 

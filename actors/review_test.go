@@ -1,3 +1,5 @@
+//go:build !edge
+
 package actors
 
 // Findings of the review of the seam, subscriptions and the outbox, one

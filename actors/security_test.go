@@ -1,4 +1,4 @@
-//go:build !race
+//go:build !race && !edge
 
 // Attacks on the cluster RPC port (in-process nodes: see cluster_test.go for
 // why these build without -race). Each names the finding of issue #10 it

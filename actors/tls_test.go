@@ -1,4 +1,4 @@
-//go:build !race
+//go:build !race && !edge
 
 // Mutual TLS between in-process nodes (see cluster_test.go for why these
 // build without -race): nodes with certificates of a test CA verify each

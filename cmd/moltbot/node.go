@@ -289,6 +289,9 @@ func (n *Node) Start() error {
 	if n.Log == nil {
 		n.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if err := clusterRefused(cfg); err != nil { // the edge build (edge.go)
+		return err
+	}
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	// Listen first: a port in use should fail before storage is touched.
 	ln, err := net.Listen("tcp", addr)

@@ -88,6 +88,9 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fail(2, "%v", err)
 	}
+	if err := clusterRefused(cfg); err != nil { // the edge build (edge.go)
+		return nil, fail(2, "%v", err)
+	}
 	return cfg, nil
 }
 

@@ -189,6 +189,9 @@ func check(top string) (violations []string, checked int, err error) {
 			violations = append(violations, fmt.Sprintf("%s: package %q is not in internal/lint's allow-list: place it in the architecture (deps)", path, rel))
 			return nil
 		}
+		// Every file whatever its build constraints: the edge build's
+		// stand-ins (//go:build edge) and the default build's engine files
+		// (//go:build !edge) obey the same allow-list.
 		f, perr := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
 		if perr != nil {
 			return perr
