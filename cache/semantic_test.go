@@ -386,7 +386,6 @@ func BenchmarkSemanticLookup(b *testing.B) {
 	}
 }
 
-
 // BenchmarkSemanticHit is a paraphrase answered by the semantic tier
 // through the runtime: the exact tier's miss, the embedding through the
 // embedding chain (the in-process simulator, 384 dimensions), the search
