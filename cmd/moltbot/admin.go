@@ -516,7 +516,9 @@ func args(c *cli.Context) ([]string, error) {
 			i++
 			value = rest[i]
 		}
-		if err := c.Set(name, value); err != nil {
+		// By the flag's first name: an alias (-w) is a flag of its own in
+		// the flag set, which the command never reads.
+		if err := c.Set(flag.Names()[0], value); err != nil {
 			return nil, fail(2, "-%s: %v", name, err)
 		}
 	}

@@ -88,7 +88,7 @@ tenants: [%s]
 	if code, out, e := runCLI(t, "", "status", "--workspace", ws); code != 0 || !strings.Contains(out, "cloud") {
 		t.Fatalf("status: %d %s %s", code, out, e)
 	}
-	if code, _, e := runCLI(t, "", "tenants", "create", "acme", "--workspace", ws, "--rpm", "100"); code != 0 {
+	if code, _, e := runCLI(t, "", "tenants", "create", "acme", "-w", ws, "--rpm", "100"); code != 0 {
 		t.Fatalf("tenants create: %s", e)
 	}
 	code, key, e := runCLI(t, "", "keys", "create", "--workspace", ws, "--tenant", "acme", "--name", "ci")
