@@ -60,12 +60,12 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool {
 	if !authOn {
 		if !s.hostAllowed(r.Host) {
-			writeErrorStatus(w, http.StatusForbidden, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
+			refuse(w, r, http.StatusForbidden, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
 				"host %q is not allowed: without auth the node answers only to IP addresses, localhost and server.allowed_hosts", r.Host)})
 			return false
 		}
 		if o := r.Header.Get("Origin"); o != "" && !s.originAllowed(o, r.Host) {
-			writeErrorStatus(w, http.StatusForbidden, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
+			refuse(w, r, http.StatusForbidden, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
 				"origin %q is not allowed: without auth the node takes browser requests only from its own origin, localhost and server.allowed_hosts", o)})
 			return false
 		}
@@ -86,7 +86,8 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool
 				w.Header().Set("Cache-Control", "no-store")
 				writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "invalid_request", "error_description": msg})
 			} else {
-				writeError(w, &moltbot.Error{Code: codeUnsupportedMedia, Message: msg})
+				refuse(w, r, http.StatusUnsupportedMediaType, &moltbot.Error{Code: codeUnsupportedMedia,
+					Message: msg + " (curl -d sends application/x-www-form-urlencoded: add -H 'Content-Type: application/json')"})
 			}
 			return false
 		}
@@ -96,6 +97,20 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool
 		r.Body = &deadlineBody{ReadCloser: r.Body, d: s.cfg.BodyReadTimeout}
 	}
 	return true
+}
+
+// refuse writes what the edge guard refuses in the shape of the API the
+// request is for: Ollama's {"error": "..."} on its routes, Anthropic's on
+// the Messages API, OpenAI's elsewhere; a client reads its own.
+func refuse(w http.ResponseWriter, r *http.Request, code int, err *moltbot.Error) {
+	switch {
+	case ollamaPath(r.URL.Path):
+		writeOllamaStatus(w, code, err.Message)
+	case r.URL.Path == "/v1/messages":
+		writeAnthropicErrorStatus(w, code, err)
+	default:
+		writeErrorStatus(w, code, err)
+	}
 }
 
 // mediaTypeIs reports whether a Content-Type value names want, ignoring

@@ -242,6 +242,22 @@ func TestHostOriginAndContentType(t *testing.T) {
 	if code, body, _ := e.req(t, "POST", "/v1/admin/keys", key, "Content-Type: application/json"); code != 201 {
 		t.Fatalf("a local JSON call: %d %s", code, body)
 	}
+	// Each API is refused in its own shape: a client of the Ollama or the
+	// Anthropic API reads its own error, and is told how to send the type.
+	for path, shape := range map[string]string{
+		"/api/chat":            `{"error":"Content-Type must be application/json, got \"application/x-www-form-urlencoded\"`,
+		"/v1/messages":         `{"type":"error","error":{"type":"invalid_request_error","message":"Content-Type must be application/json`,
+		"/v1/chat/completions": `{"error":{"message":"Content-Type must be application/json`,
+	} {
+		code, body, _ := e.req(t, "POST", path, `{}`, "Content-Type: application/x-www-form-urlencoded")
+		if code != 415 || !strings.HasPrefix(body, shape) || !strings.Contains(body, "-H 'Content-Type: application/json'") {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
+		code, body, _ = e.req(t, "POST", path, `{}`, "Content-Type: application/json", "Origin: https://attacker.test")
+		if code != 403 || !strings.HasPrefix(body, shape[:10]) {
+			t.Errorf("%s, another origin: %d %s", path, code, body)
+		}
+	}
 	hosts := map[string]int{
 		"localhost:3000": 200, "LOCALHOST": 200, "127.0.0.1:3000": 200, "[::1]:3000": 200, "app.localhost": 200,
 		"10.1.2.3:3000": 200, "[2001:db8::1]": 200, "moltbot.lan": 200, "moltbot.lan.:3000": 200, "a.example.com": 200, "example.com": 200,
