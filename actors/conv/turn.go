@@ -161,7 +161,16 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	plan := planContext(a.d, a.conv, a.d.budget(m.opts.MaxTokens))
 	ctx, cancel := context.WithTimeout(m.ctx, a.d.requestTimeout)
 	a.running, a.cancelRun = m, cancel
-	self, root, router, d, key := c.Self(), a.d.root, a.d.router, a.d, a.tenant+"/"+a.id
+	self, root, router, d := c.Self(), a.d.root, a.d.router, a.d
+	// Only a turn that needs a summary takes the plan along (a copy on
+	// the heap); the others keep it on this stack.
+	dropped := plan.dropped
+	var fold *contextPlan
+	var key string
+	if len(plan.fold) > 0 {
+		fold, key = new(contextPlan), a.tenant+"/"+a.id
+		*fold = plan
+	}
 	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible}
 	fn := m.fn
 	if a.d.hub.Following(a.tenant, a.id) {
@@ -178,18 +187,18 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	}
 	go func() {
 		var sum *moltbot.Summary
-		dropped := plan.dropped
-		if len(plan.fold) > 0 {
-			t.Messages, sum, dropped = plan.summarize(ctx, d, chain, key)
+		dropped := dropped
+		if fold != nil {
+			t.Messages, sum, dropped = fold.summarize(ctx, d, chain, key)
 		}
 		if dropped > 0 {
 			d.met.Counter(metrics.ContextTrimmed).Add(dropped)
 		}
 		comp, err := router.Chat(ctx, t, fn)
-		if comp != nil {
+		if comp != nil && fold != nil {
 			// The summary made for this turn is part of its cost.
-			comp.Usage.PromptTokens += plan.used.PromptTokens
-			comp.Usage.CompletionTokens += plan.used.CompletionTokens
+			comp.Usage.PromptTokens += fold.used.PromptTokens
+			comp.Usage.CompletionTokens += fold.used.CompletionTokens
 		}
 		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err, summary: sum})
 	}()
