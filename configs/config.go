@@ -150,6 +150,10 @@ type ProviderConfig struct {
 	MaxQueue    int `yaml:"max_queue"`
 	// Sim configures the in-process simulator (type sim).
 	Sim SimConfig `yaml:"sim"`
+	// KeepAlive (type ollama) is how long Ollama keeps a model in memory
+	// after a call or a load: sent with each (-1: for good); unset: the
+	// server's own default (OLLAMA_KEEP_ALIVE, 5 minutes).
+	KeepAlive KeepAlive `yaml:"keep_alive"`
 	// OAuth gets the provider's bearer token by the client credentials grant.
 	OAuth *ProviderOAuth `yaml:"oauth"`
 }
@@ -957,6 +961,9 @@ func (c *Config) Validate() error {
 		}
 		if p.MaxQueue < 0 {
 			add(at("max_queue"), "must not be negative, got %d", p.MaxQueue)
+		}
+		if p.KeepAlive.Set && p.Type != "ollama" {
+			add(at("keep_alive"), "is for type ollama only, not %q", p.Type)
 		}
 		if p.Type == sim.TypeName && p.Sim.Tokens < 1 {
 			add(at("sim.tokens"), "must be at least 1, got %d", p.Sim.Tokens)

@@ -3,6 +3,7 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"github.com/moltbot/moltbot/inference/ollama"
 	"strings"
 	"testing"
 	"time"
@@ -275,5 +276,31 @@ models:
 	}
 	if c.Provider("cloud").Caps() != nil {
 		t.Fatal("capabilities made up")
+	}
+}
+
+// keep_alive is Ollama's: a duration or -1, reaching the client's options;
+// on another type it is an error naming the key.
+func TestKeepAlive(t *testing.T) {
+	for v, want := range map[string]time.Duration{"30m": 30 * time.Minute, "-1": -1} {
+		c, err := Parse("m.yaml", []byte("providers: [{name: l, type: ollama, url: 'http://127.0.0.1:11434', keep_alive: '"+v+"'}]\nmodels: {primary: l/m}\n"), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, ok := c.Providers[0].Spec(nil, nil).Options.(ollama.Options)
+		if !ok || o.KeepAlive == nil || *o.KeepAlive != want {
+			t.Fatalf("%s: %#v", v, c.Providers[0].Spec(nil, nil).Options)
+		}
+	}
+	if c, _ := Parse("m.yaml", []byte("providers: [{name: l, type: ollama, url: 'http://127.0.0.1:11434'}]\nmodels: {primary: l/m}\n"), env(nil)); c.Providers[0].Spec(nil, nil).Options != nil {
+		t.Fatal("keep_alive sent unset")
+	}
+	for yaml, want := range map[string]string{
+		"providers: [{name: s, type: sim, keep_alive: 5m}]\nmodels: {primary: s/m}\n":                                     `providers[0].keep_alive: is for type ollama only`,
+		"providers: [{name: l, type: ollama, url: 'http://127.0.0.1:11434', keep_alive: soon}]\nmodels: {primary: l/m}\n": `keep_alive`,
+	} {
+		if _, err := Parse("m.yaml", []byte(yaml), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v", yaml, err)
+		}
 	}
 }

@@ -36,6 +36,36 @@ func (d *Duration) parse(s string) error {
 	return nil
 }
 
+// KeepAlive is how long Ollama keeps a model in memory after a call, as
+// Ollama writes it: a duration ("30m"), or -1 for good. Set reports
+// whether it was written (unset: the server's own default).
+type KeepAlive struct {
+	D   time.Duration
+	Set bool
+}
+
+// MarshalYAML writes it back as it is read.
+func (k KeepAlive) MarshalYAML() (any, error) {
+	if k.D < 0 {
+		return "-1", nil
+	}
+	return k.D.String(), nil
+}
+
+func (k *KeepAlive) parse(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "-1" || s == "-1s" || s == "-1m" {
+		*k = KeepAlive{D: -1, Set: true}
+		return nil
+	}
+	var d Duration
+	if err := d.parse(s); err != nil {
+		return fmt.Errorf("want a duration such as 30m, or -1 to keep the model loaded for good, got %q", s)
+	}
+	*k = KeepAlive{D: d.D(), Set: true}
+	return nil
+}
+
 // Seconds is a duration written as whole seconds (3600) or as a Go
 // duration ("1h", "90s"): the seed's cache block writes a TTL in seconds.
 type Seconds time.Duration

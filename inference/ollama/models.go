@@ -71,7 +71,11 @@ func (c *Client) Loaded(ctx context.Context) ([]string, error) {
 // not streamed, and read here, not by api.Client.Chat (8 MiB a call).
 func (c *Client) Load(ctx context.Context, model string) error {
 	body := append([]byte(`{"model":`), jsonw.String(nil, model)...)
-	body = append(body, `,"messages":[],"stream":false}`...)
+	body = append(body, `,"messages":[],"stream":false`...)
+	if c.keep != nil {
+		body = appendKeepAlive(body, *c.keep)
+	}
+	body = append(body, '}')
 	req, err := c.newRequest(ctx, body)
 	if err != nil {
 		return err

@@ -8,9 +8,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
+	"github.com/ollama/ollama/api"
 )
 
 // modelServer answers /api/show, /api/ps and the loading /api/chat as
@@ -96,5 +98,37 @@ func TestDescribeLoadedLoad(t *testing.T) {
 	}
 	if len(loads) != 2 {
 		t.Fatalf("loads %v", loads)
+	}
+}
+
+// keep_alive goes with every call and with the load, where api.ChatRequest
+// puts it and as api.Duration writes it ("30m0s", or -1 for good).
+func TestKeepAlive(t *testing.T) {
+	req := &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "hi"}},
+		ChatOptions: moltbot.ChatOptions{ResponseFormat: &moltbot.ResponseFormat{Type: moltbot.FormatJSONObject}, Tools: []moltbot.Tool{{Name: "f"}}}}
+	for _, d := range []time.Duration{30 * time.Minute, -1} {
+		got, err := appendRequest(nil, req, &d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		areq := apiRequest(req)
+		areq.KeepAlive = &api.Duration{Duration: d}
+		want, _ := json.Marshal(areq)
+		if string(got) != string(want) {
+			t.Fatalf("keep_alive %s\n got %s\nwant %s", d, got, want)
+		}
+	}
+	var loads []string
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ = io.ReadAll(r.Body)
+		loads = append(loads, r.URL.Path)
+		io.WriteString(w, `{"model":"m","created_at":"2026-12-01T19:00:00Z","message":{"role":"assistant","content":""},"done_reason":"load","done":true}`)
+	}))
+	defer srv.Close()
+	keep := time.Duration(-1)
+	c, _ := New(Config{Name: "local", BaseURL: srv.URL, KeepAlive: &keep})
+	if err := c.Load(context.Background(), "m"); err != nil || string(body) != `{"model":"m","messages":[],"stream":false,"keep_alive":-1}` {
+		t.Fatalf("%v %s", err, body)
 	}
 }

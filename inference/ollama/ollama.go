@@ -46,11 +46,22 @@ type Config struct {
 	// MaxLineBytes bounds one line of a /api/chat stream; a longer line ends
 	// the call with a stream error (0: DefaultMaxLineBytes, 1 MiB).
 	MaxLineBytes int
+	// KeepAlive, when set, is sent with every call and with the load of a
+	// chain model: how long Ollama keeps the model in memory after it (a
+	// negative value: for good). nil: the server's own (OLLAMA_KEEP_ALIVE,
+	// 5 minutes).
+	KeepAlive *time.Duration
+}
+
+// Options are a provider's own settings in a config (inference.Spec.Options).
+type Options struct {
+	KeepAlive *time.Duration
 }
 
 // Client is an Ollama provider. Safe for concurrent use.
 type Client struct {
 	name    string
+	keep    *time.Duration
 	base    *url.URL
 	chatURL *url.URL
 	chat    string // chatURL.String()
@@ -71,7 +82,11 @@ const TypeName = "ollama"
 
 func init() {
 	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, New: func(s inference.Spec) (inference.Provider, error) {
-		return New(Config{Name: s.Name, BaseURL: s.URL, HTTP: s.HTTP})
+		cfg := Config{Name: s.Name, BaseURL: s.URL, HTTP: s.HTTP}
+		if o, ok := s.Options.(Options); ok {
+			cfg.KeepAlive = o.KeepAlive
+		}
+		return New(cfg)
 	}})
 }
 
@@ -90,7 +105,7 @@ func New(cfg Config) (*Client, error) {
 		max = DefaultMaxLineBytes
 	}
 	chat := u.JoinPath("/api/chat")
-	return &Client{name: cfg.Name, base: u, chatURL: chat, chat: chat.String(), http: hc, api: api.NewClient(u, hc), maxLine: max}, nil
+	return &Client{name: cfg.Name, keep: cfg.KeepAlive, base: u, chatURL: chat, chat: chat.String(), http: hc, api: api.NewClient(u, hc), maxLine: max}, nil
 }
 
 // Chat implements inference.Provider: POST /api/chat, streamed.
@@ -98,7 +113,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 	if err := checkRequest(c.name, req); err != nil {
 		return inference.Result{}, err
 	}
-	body, err := appendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req)
+	body, err := appendRequest(make([]byte, 0, 256+inference.EstimateTokens(req.Messages)*4), req, c.keep)
 	if err != nil {
 		return inference.Result{}, &inference.Error{Kind: inference.KindBadRequest, Provider: c.name, Message: err.Error(), Err: err}
 	}

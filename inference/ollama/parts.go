@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
@@ -143,11 +144,23 @@ func arguments(s string) (api.ToolCallFunctionArguments, error) {
 // emptyObject is the schema of a tool that takes no parameters.
 var emptyObject = json.RawMessage(`{"type":"object","properties":{}}`)
 
+// appendKeepAlive appends ,"keep_alive": as api.Duration marshals it: -1
+// for a negative duration (for good), else its text in quotes ("30m0s").
+func appendKeepAlive(b []byte, d time.Duration) []byte {
+	b = append(b, `,"keep_alive":`...)
+	if d < 0 {
+		return append(b, "-1"...)
+	}
+	b = append(b, '"')
+	b = append(b, d.String()...)
+	return append(b, '"')
+}
+
 // appendFormatAndTools appends format and tools, in api.ChatRequest's
 // order. Ollama has no tool_choice: "none" offers no tools, a named
 // function only that one; "required" and parallel_tool_calls cannot be
 // said and are left to the model (the API table says so).
-func appendFormatAndTools(b []byte, req *inference.Request) ([]byte, error) {
+func appendFormatAndTools(b []byte, req *inference.Request, keepAlive *time.Duration) ([]byte, error) {
 	if f := req.ResponseFormat; f.JSON() {
 		b = append(b, `,"format":`...)
 		if f.Type == moltbot.FormatJSONSchema && f.Schema != nil {
@@ -161,6 +174,9 @@ func appendFormatAndTools(b []byte, req *inference.Request) ([]byte, error) {
 		} else {
 			b = append(b, `"json"`...)
 		}
+	}
+	if keepAlive != nil {
+		b = appendKeepAlive(b, *keepAlive)
 	}
 	if len(req.Tools) == 0 || req.ToolChoice != nil && req.ToolChoice.Mode == moltbot.ToolChoiceNone {
 		return b, nil

@@ -3,6 +3,7 @@ package ollama
 import (
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/internal/jsonw"
@@ -16,7 +17,7 @@ import (
 // presence_penalty, frequency_penalty. Messages with parts, tools and a
 // response format (parts.go) go through api's own types; the error is a
 // field of theirs that does not fit them, named.
-func appendRequest(b []byte, req *inference.Request) ([]byte, error) {
+func appendRequest(b []byte, req *inference.Request, keepAlive *time.Duration) ([]byte, error) {
 	if plain(req.Messages) {
 		b = inference.AppendChatHead(b, req)
 	} else {
@@ -26,7 +27,7 @@ func appendRequest(b []byte, req *inference.Request) ([]byte, error) {
 		}
 	}
 	b = append(b, `,"stream":true`...)
-	b, err := appendFormatAndTools(b, req)
+	b, err := appendFormatAndTools(b, req, keepAlive)
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ func checkRequestBytes(t *testing.T, req *inference.Request) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := appendRequest(nil, req)
+	got, err := appendRequest(nil, req, nil)
 	if err != nil {
 		t.Fatalf("appendRequest: %v", err)
 	}
@@ -187,7 +187,7 @@ func FuzzRequestParts(f *testing.F) {
 		if set&4 != 0 {
 			req.ToolChoice = &moltbot.ToolChoice{Mode: moltbot.ToolChoiceFunction, Name: "f"}
 		}
-		got, err := appendRequest(nil, req)
+		got, err := appendRequest(nil, req, nil)
 		// What api's types refuse, found with them.
 		var refused []string
 		if a := strings.TrimLeft(args, " \t\r\n"); a != "" {

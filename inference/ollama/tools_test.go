@@ -117,7 +117,7 @@ func TestTools(t *testing.T) {
 		Tools  json.RawMessage `json:"tools"`
 	}
 	checkRequestBytes(t, toolRequest())
-	b, _ := appendRequest(nil, toolRequest())
+	b, _ := appendRequest(nil, toolRequest(), nil)
 	json.Unmarshal(b, &rest)
 	sameJSON(t, "format", rest.Format, `{"type":"object","properties":{"a":{"type":"string"}}}`)
 	sameJSON(t, "tools", rest.Tools, `[
@@ -140,7 +140,7 @@ func TestToolChoiceAndFormat(t *testing.T) {
 		{moltbot.ChatOptions{Tools: tools[:1], ToolChoice: &moltbot.ToolChoice{Mode: "required"}, ResponseFormat: &moltbot.ResponseFormat{Type: "text"}},
 			`"tools":[{"type":"function","function":{"name":"a","parameters":{"type":"object","properties":{}}}}]`},
 	} {
-		b, err := appendRequest(nil, &inference.Request{Model: "m", ChatOptions: tc.opts})
+		b, err := appendRequest(nil, &inference.Request{Model: "m", ChatOptions: tc.opts}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
