@@ -66,9 +66,15 @@ size-check:
 ## acceptance tests also Node 20+ (their npm packages installed first;
 ## without node they skip) and the ollama CLI (its test skips without it,
 ## see acceptance-ollama-cli). build first: the size budget test then
-## links from its cache in seconds.
+## links from its cache in seconds. The multi-process cluster tests
+## (cmd/moltbot TestClusterProcesses*: three nodes, kill -9, rolling
+## restarts) run on their own after the rest: beside every other package
+## on 2 cores, a rolling restart loses an acknowledged turn now and then
+## (docs/DESIGN.md, known limits), which they must not hide and the rest
+## must not provoke.
 test: vet fmt-check build redis-server acceptance-deps $(TEST_OLLAMA_CLI)
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m -skip '^TestClusterProcesses' ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -run '^TestClusterProcesses' ./cmd/moltbot/
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
 	$(MAKE) --no-print-directory test-edge
 
