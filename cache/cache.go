@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ type Cache struct {
 	closing sync.Once
 	pebble  *pebbleTier // back, when it is pebble (swept)
 	sem     *semantic   // the semantic tier, nil when off
+	forged  sync.Once   // the first forged Redis entry is logged (all are counted)
 }
 
 // write is a reply on its way to the back tier; a write with done set is
@@ -133,6 +135,9 @@ func (c *Cache) Get(ctx context.Context, k Key) *Entry {
 	}
 	if err != nil {
 		c.backC.errors.Inc()
+		if errors.Is(err, errForged) {
+			c.forged.Do(func() { c.cfg.Logger.Warn(err.Error(), "tier", c.cfg.Type) })
+		}
 		return nil
 	}
 	var e *Entry

@@ -39,6 +39,11 @@ type Config struct {
 	Port     int
 	Password string
 	DB       int
+	// Secret, when set, authenticates every entry written to Redis
+	// (HMAC-SHA256 over its key and bytes): an entry that another writer
+	// to the database made or moved is not served. The cluster's nodes
+	// share it. Empty: Redis is trusted.
+	Secret string
 	// RedisTimeout bounds a connect and each command (a slower server is
 	// treated as down); RedisPool bounds the connections.
 	RedisTimeout time.Duration

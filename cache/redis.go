@@ -2,6 +2,9 @@ package cache
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
 	"net"
 	"strconv"
 	"time"
@@ -20,18 +23,52 @@ var errBusy = resp.ErrBusy
 // expires them (SET PX).
 type redisTier struct {
 	c *resp.Client
+	// mac, when set (cache.secret), is the key of the entries' MACs.
+	mac []byte
 }
 
 func newRedis(cfg *Config) *redisTier {
-	return &redisTier{c: resp.New(resp.Config{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), Password: cfg.Password, DB: cfg.DB,
+	r := &redisTier{c: resp.New(resp.Config{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), Password: cfg.Password, DB: cfg.DB,
 		DialTimeout: cfg.RedisTimeout, IOTimeout: cfg.RedisTimeout, PoolSize: cfg.RedisPool, MaxBulk: int(cfg.MaxEntryBytes) + 4096})}
+	if cfg.Secret != "" {
+		// A key of its own, derived: the secret itself never meets a hash
+		// whose output Redis holds.
+		h := hmac.New(sha256.New, []byte(cfg.Secret))
+		h.Write([]byte("moltbot cache entries v1"))
+		r.mac = h.Sum(nil)
+	}
+	return r
+}
+
+// errForged: an entry in Redis without a valid MAC (cache.secret): not
+// served, counted as the tier's error.
+var errForged = errors.New("cache: a Redis entry failed its authentication (another writer, or another cache.secret): not served")
+
+// sum is the MAC of val stored under key (the key is covered: an entry
+// moved to another key, another tenant's, fails).
+func (r *redisTier) sum(key string, val []byte) []byte {
+	h := hmac.New(sha256.New, r.mac)
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write(val)
+	return h.Sum(nil)
 }
 
 func (r *redisTier) get(ctx context.Context, key string) ([]byte, bool, error) {
-	return r.c.Get(ctx, redisPrefix+key)
+	b, ok, err := r.c.Get(ctx, redisPrefix+key)
+	if err != nil || !ok || r.mac == nil {
+		return b, ok, err
+	}
+	if len(b) < sha256.Size || !hmac.Equal(b[:sha256.Size], r.sum(key, b[sha256.Size:])) {
+		return nil, false, errForged
+	}
+	return b[sha256.Size:], true, nil
 }
 
 func (r *redisTier) set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if r.mac != nil {
+		val = append(r.sum(key, val), val...)
+	}
 	return r.c.Set(ctx, redisPrefix+key, val, ttl)
 }
 

@@ -159,6 +159,64 @@ func TestRedisTier(t *testing.T) {
 	}
 }
 
+// With cache.secret, an entry in Redis is served only if its MAC holds:
+// one another writer to the database made, or moved from another key
+// (another tenant's), or one written with another secret, is a miss,
+// counted, and the tier stays up.
+func TestRedisEntriesAuthenticated(t *testing.T) {
+	r := startRedis(t)
+	ctx := ctx(t)
+	cfg := redisConfig(r, "", 0)
+	cfg.Secret = "cluster secret"
+	cfg.Metrics = metrics.New("test")
+	writer := newCache(t, cfg)
+	a, b := key("acme", 1), key("bob", 2)
+	writer.Put(a, entry(writer, "for acme"))
+	writer.Put(b, entry(writer, "for bob"))
+	if err := writer.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc := r.client("", 0)
+	// bob's entry copied under acme's key: its MAC covers bob's key.
+	v, _, err := rc.Get(ctx, redisPrefix+b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Set(ctx, redisPrefix+a.String(), v, 0); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Metrics = metrics.New("test")
+	reader := newCache(t, cfg)
+	if e := reader.Get(ctx, a); e != nil {
+		t.Fatalf("a moved entry was served: %+v", e)
+	}
+	if e := reader.Get(ctx, b); e == nil || e.Content != "for bob" {
+		t.Fatalf("an authentic entry: %+v", e)
+	}
+	// A node with another secret serves none of them; without one, the
+	// MAC is just bytes it cannot decode.
+	other := cfg
+	other.Secret, other.Metrics = "another", metrics.New("test")
+	if e := newCache(t, other).Get(ctx, b); e != nil {
+		t.Fatal("served with another secret")
+	}
+	// An entry forged in Redis (no MAC).
+	plain := cfg
+	plain.Secret, plain.Metrics = "", metrics.New("test")
+	pw := newCache(t, plain)
+	c := key("carol", 3)
+	pw.Put(c, entry(pw, "forged"))
+	if err := pw.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := reader.Get(ctx, c); e != nil {
+		t.Fatal("an entry without a MAC was served")
+	}
+	if st := tierOf(reader.Stats(ctx), TypeRedis); st.Errors != 2 || !st.Up || st.Hits != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 // A refused AUTH takes the tier out, says so without the password, and
 // the requests go on without it.
 func TestRedisWrongPassword(t *testing.T) {

@@ -131,4 +131,6 @@ func (g *guard) up() bool {
 
 // failed reports whether err says the tier is unwell (rather than busy:
 // every connection in use is no sign of an outage).
-func failed(err error) bool { return err != nil && !errors.Is(err, errBusy) }
+func failed(err error) bool {
+	return err != nil && !errors.Is(err, errBusy) && !errors.Is(err, errForged)
+}

@@ -324,6 +324,11 @@ type CacheConfig struct {
 	Port     int    `yaml:"port"`
 	Password Secret `yaml:"password"`
 	DB       int    `yaml:"db"`
+	// Secret (type redis), shared by the cluster's nodes, authenticates
+	// the entries they write (HMAC-SHA256): whoever else can write to the
+	// database cannot make a node serve a reply of theirs. Unset: Redis
+	// is trusted, and the node says so at start.
+	Secret Secret `yaml:"secret"`
 	// TTL is how long a reply is served: seconds (3600) or a duration (1h).
 	TTL Seconds `yaml:"ttl"`
 	// MaxBytes bounds the memory tier; MaxEntryBytes one reply (a larger

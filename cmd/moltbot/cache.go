@@ -49,13 +49,16 @@ func startCache(cfg *configs.Config, store storage.Namespaces, met *metrics.Regi
 		}
 	}
 	c, err := cache.New(cache.Config{Type: cc.Type, TTL: cc.TTL.D(), MaxBytes: int64(cc.MaxBytes), MaxEntryBytes: int64(cc.MaxEntryBytes),
-		Host: cc.Host, Port: cc.Port, Password: cc.Password.Value(), DB: cc.DB, Store: store, Metrics: met, Logger: log, Semantic: sc})
+		Host: cc.Host, Port: cc.Port, Password: cc.Password.Value(), DB: cc.DB, Secret: cc.Secret.Value(), Store: store, Metrics: met, Logger: log, Semantic: sc})
 	if err != nil {
 		return nil, nil, err
 	}
 	attrs := []any{"type", cc.Type, "ttl", cc.TTL.D(), "max_bytes", cc.MaxBytes.String()}
 	if cc.Type == cache.TypeRedis {
-		attrs = append(attrs, "redis", fmt.Sprintf("%s:%d", cc.Host, cc.Port), "db", cc.DB, "auth", cc.Password != "")
+		attrs = append(attrs, "redis", fmt.Sprintf("%s:%d", cc.Host, cc.Port), "db", cc.DB, "auth", cc.Password != "", "entries_authenticated", cc.Secret != "")
+		if cc.Secret == "" {
+			log.Warn("cache: Redis entries are not authenticated: whoever can write to its database can make this node serve a reply of theirs; set cache.secret (the same on every node)")
+		}
 	}
 	if sc.Enabled {
 		attrs = append(attrs, "semantic_threshold", sc.Threshold, "semantic_max_entries", sc.MaxEntries)
