@@ -73,12 +73,23 @@ func (c *CacheControl) Result() string {
 	return ""
 }
 
+// Code is Result as a number, 0 (none) to 3 (a hit by meaning), for a
+// turn's owner in a cluster to tell the node that took the request.
+func (c *CacheControl) Code() uint32 { return c.result.Load() }
+
+// SetCode records a Code another node sent; an unknown one is ignored.
+func (c *CacheControl) SetCode(v uint32) {
+	if v > 0 && v <= 3 {
+		c.result.Store(v)
+	}
+}
+
 type cacheControlKey struct{}
 
 // WithCacheControl returns ctx carrying c, for the turn's cache stage. It
-// reaches the stage wherever the turn runs on this node; a turn forwarded
-// to its conversation's owner in a cluster runs there with CacheAuto, and
-// its result is not reported back.
+// reaches the stage wherever the turn runs: a turn forwarded to its
+// conversation's owner in a cluster carries the mode there and the result
+// back (Code).
 func WithCacheControl(ctx context.Context, c *CacheControl) context.Context {
 	return context.WithValue(ctx, cacheControlKey{}, c)
 }

@@ -125,11 +125,16 @@ func (a *agent) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 		ctx = ctx2
 	}
 	defer cancel()
+	// The client's word with the output cache, from the node that took
+	// the request; what the cache did goes back with each chunk and the
+	// result.
+	cc := &moltbot.CacheControl{Mode: moltbot.CacheMode(min(t.CacheMode, uint32(moltbot.CacheBypass)))}
+	ctx = moltbot.WithCacheControl(ctx, cc)
 	var fn moltbot.StreamFunc
 	if t.Visible {
 		fn = func(ch moltbot.Chunk) error {
 			l.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, FromNode: self, Body: &pb.Envelope_Chunk{Chunk: &pb.TurnChunk{
-				Content: ch.Content, Served: ch.Served.String(), Failovers: int32(ch.Failovers), ToolCall: toPBDelta(ch.ToolCall)}}})
+				Content: ch.Content, Served: ch.Served.String(), Failovers: int32(ch.Failovers), ToolCall: toPBDelta(ch.ToolCall), Cache: cc.Code()}}})
 			return nil
 		}
 	}
@@ -150,7 +155,7 @@ func (a *agent) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 			l.log.WarnContext(ctx, "forwarded turn failed", "conversation", t.Tenant+"/"+t.Id, "from", env.FromNode, "code", moltbot.ErrorCode(err), "err", err)
 		}
 	}
-	out := &pb.TurnResult{Error: toPBError(err)}
+	out := &pb.TurnResult{Error: toPBError(err), Cache: cc.Code()}
 	if res != nil {
 		out.Version, out.Replayed = res.Version, res.Replayed
 		out.Message = toPBMessage(&res.Message)

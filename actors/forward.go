@@ -97,6 +97,7 @@ func retryPause(attempt int) time.Duration {
 // it forwarded to only. fn is the caller's callback behind its guard:
 // once forwardTurn returns, a chunk still arriving reaches nobody.
 type turnSink struct {
+	cc    *moltbot.CacheControl // the request's, or nil
 	fn    moltbot.StreamFunc
 	done  chan *pb.TurnResult
 	mark  func()
@@ -116,6 +117,9 @@ func (s *turnSink) Receive(c actor.Context) {
 	switch b := env.Body.(type) {
 	case *pb.Envelope_Chunk:
 		s.mark()
+		if s.cc != nil {
+			s.cc.SetCode(b.Chunk.Cache) // before the first token reaches the edge
+		}
 		ref, _ := moltbot.ParseModelRef(b.Chunk.Served)
 		_ = s.fn(moltbot.Chunk{Content: b.Chunk.Content, ToolCall: fromPBDelta(b.Chunk.ToolCall), Served: ref, Failovers: int(b.Chunk.Failovers)})
 	case *pb.Envelope_Result:
@@ -138,7 +142,7 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 	g := conv.NewGuard(fn)
 	defer g.Close()
 	sink := l.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
-		return &turnSink{fn: g.Call, done: done, mark: streamed, owner: owner.ID, l: l}
+		return &turnSink{cc: moltbot.CacheControlOf(ctx), fn: g.Call, done: done, mark: streamed, owner: owner.ID, l: l}
 	}), strings.TrimSuffix(sinkPrefix, "$"))
 	env := l.envelope()
 	env.ReplyAddress, env.ReplyId = sink.Address, sink.Id
@@ -152,6 +156,9 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 		tr.ReplyChannel, tr.ReplyAddress = in.ReplyTo.Channel, in.ReplyTo.Address
 	}
 	tr.AsUser = in.AsUser
+	if cc := moltbot.CacheControlOf(ctx); cc != nil {
+		tr.CacheMode = uint32(cc.Mode)
+	}
 	env.Body = &pb.Envelope_Turn{Turn: tr}
 	l.system.Root.Send(agentPID(owner), env)
 	timer := time.NewTimer(time.Until(deadline) + 5*time.Second)
@@ -160,6 +167,9 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 	for {
 		select {
 		case r := <-done:
+			if cc := moltbot.CacheControlOf(ctx); cc != nil {
+				cc.SetCode(r.Cache)
+			}
 			res, err := fromPBResult(r)
 			if moltbot.ErrorCode(err) == moltbot.EShutdown {
 				// The owner is stopping: to us that is the owner going away.

@@ -138,13 +138,20 @@ func fromPBResult(r *pb.TurnResult) (*TurnResult, error) {
 		return nil, fromPBError(r.Error)
 	}
 	out := &TurnResult{Version: r.Version, Replayed: r.Replayed}
+	cache := ""
+	switch r.Cache {
+	case 1, 3:
+		cache = moltbot.CacheHit
+	case 2:
+		cache = moltbot.CacheMiss
+	}
 	if m := r.Message; m != nil {
 		out.Message = fromPBMessage(m)
 	}
 	if c := r.Completion; c != nil {
 		ref, _ := moltbot.ParseModelRef(c.Served)
 		out.Completion = &moltbot.Completion{Content: c.Content, Served: ref, FinishReason: c.FinishReason, Failovers: int(c.Failovers),
-			TTFT: time.Duration(c.TtftUs) * time.Microsecond}
+			TTFT: time.Duration(c.TtftUs) * time.Microsecond, Cache: cache}
 		for _, tc := range c.ToolCalls {
 			out.Completion.ToolCalls = append(out.Completion.ToolCalls, moltbot.ToolCall{ID: tc.Id, Name: tc.Name, Arguments: tc.Arguments})
 		}
