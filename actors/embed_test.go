@@ -306,3 +306,18 @@ func TestEmbeddingModelNotPreloaded(t *testing.T) {
 		t.Fatalf("%+v %v", out, err)
 	}
 }
+
+// The embedding chain's models are listed with the others (GET /v1/models),
+// as embedding models when nothing else is known of them.
+func TestEmbedChainListed(t *testing.T) {
+	e, _ := startEmbed(t, 0, map[string]*embedFake{"a": newEmbedFake(3), "b": newEmbedFake(3)}, "a", "b")
+	var found bool
+	for _, m := range e.rt.Models() {
+		if m.ID == "b/m" {
+			found = m.Caps.Known && m.Caps.Embeddings && !m.Caps.Tools
+		}
+	}
+	if !found {
+		t.Fatalf("%+v", e.rt.Models())
+	}
+}

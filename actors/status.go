@@ -39,6 +39,17 @@ func (rt *Runtime) Models() []ModelInfo {
 		}
 	}
 	out[0].Caps = chainCaps(caps)
+	// The embedding chain's models (POST /v1/embeddings asks them by name
+	// too), marked as embedding models when nothing else is known.
+	if rt.embed != nil {
+		for _, ref := range rt.embed.Chain() {
+			n := len(out)
+			add(ref.Provider, ref.Model)
+			if len(out) > n && !out[n].Caps.Known {
+				out[n].Caps = moltbot.Capabilities{Known: true, Embeddings: true}
+			}
+		}
+	}
 	for _, name := range rt.providers.Names() {
 		for _, m := range rt.providers.Get(name).Models() {
 			add(name, m)
