@@ -112,6 +112,13 @@ var deps = map[string]allowed{
 	"bench/measure": {code: []string{"bench"}},
 
 	"cmd/moltbot": {code: []string{"*"}},
+	// The JavaScript skills' worker, a process of its own (the only code
+	// that links goja): it speaks JSON lines and imports nothing of the
+	// module.
+	"cmd/moltbot-skills": {},
+	// The node's side of the skills: a stage before the model that drives
+	// the worker; its tests run the stage in a whole runtime.
+	"skills": {code: []string{"."}, tests: []string{"actors", "inference", "inference/sim", "storage"}},
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
@@ -139,6 +146,10 @@ var owners = map[string][]string{
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
 	"gopkg.in/yaml.v3":                   {"configs"},
 	"github.com/urfave/cli":              {"cmd"},
+	// goja only in the skills worker's process (docs/DESIGN.md): the
+	// node's binary never links it.
+	"github.com/dop251/goja":        {"cmd/moltbot-skills"},
+	"github.com/dop251/goja_nodejs": {"cmd/moltbot-skills"},
 	// ollama: the gateway serves the Ollama API with its types (and its
 	// tests drive it with ollama/api's client). x/crypto/ssh: the ollama
 	// CLI's ed25519 keys, registered as credentials (auth) and written as

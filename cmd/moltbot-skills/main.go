@@ -1,0 +1,416 @@
+// Command moltbot-skills runs JavaScript skills (goja) for a moltbot node,
+// out of the node's process: the node starts it when its workspace's
+// skills/ directory holds a .js file (package skills), talks to it in JSON
+// lines on stdin and stdout, and kills it when a skill does not answer in
+// time (a backtracking regexp inside a handler, which goja's Interrupt
+// cannot stop). The node's binary never links goja (docs/DESIGN.md).
+//
+// Requests (one JSON object a line, answered in order, one at a time):
+//
+//	{"id":1,"op":"load","files":[{"name":"a.js","source":"..."}]}  -> {"id":1,"skills":[...]} or {"id":1,"error":"..."}
+//	{"id":2,"op":"match","input":"..."}                          -> {"id":2,"skill":"name","matches":["...",...]} ("skill" empty: none)
+//	{"id":3,"op":"run","skill":"name","input":"...","matches":[...],"deadline_ms":5000}
+//	    -> {"id":3,"call":{"seq":1,"alias":"m","prompt":"..."}} (the node answers {"id":3,"op":"reply","seq":1,"text":"..."})
+//	    -> {"id":3,"done":true,"reply":"..."} or {"id":3,"done":true,"error":"..."}
+//
+// A skill file is CommonJS: module.exports = {name, patterns: [/.../],
+// handler: async (context) => {...}, strict}. Its patterns are compiled
+// with Go's regexp (RE2): one RE2 cannot take (backreferences, lookaround)
+// is a load error naming the file and the pattern. Its handler gets
+// context.input, context.matches and context.callModel(alias, {prompt}),
+// a Promise of the model's text. The sandbox is what goja gives and no
+// more: no fs, net, process, env, timers; require resolves the skill's
+// own file only.
+//
+// context.matches is the match array (matches[0] the whole match,
+// matches[i] the i-th capture, undefined when it did not take part; .index,
+// .input). Unless the skill says strict: true, each capture is a String
+// object whose .input is the captured text itself, so that the seed's
+// `const { input } = context.matches[1]` gives the captured text, as its
+// author meant (on a plain string it is undefined); such a String is still
+// used as a string everywhere (`${m}`, +, methods) but typeof is "object"
+// and === against a primitive is false. strict: true gives plain strings.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja_nodejs/require"
+)
+
+type file struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+}
+
+type request struct {
+	ID         int64     `json:"id"`
+	Op         string    `json:"op"`
+	Files      []file    `json:"files,omitempty"`
+	Input      string    `json:"input,omitempty"`
+	Skill      string    `json:"skill,omitempty"`
+	Matches    []*string `json:"matches,omitempty"`
+	DeadlineMS int64     `json:"deadline_ms,omitempty"`
+	Seq        int       `json:"seq,omitempty"`
+	Text       string    `json:"text,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+type skillInfo struct {
+	Name     string   `json:"name"`
+	File     string   `json:"file"`
+	Patterns []string `json:"patterns"`
+}
+
+type call struct {
+	Seq    int    `json:"seq"`
+	Alias  string `json:"alias"`
+	Prompt string `json:"prompt"`
+}
+
+type response struct {
+	ID      int64       `json:"id"`
+	Skills  []skillInfo `json:"skills,omitempty"`
+	Skill   string      `json:"skill,omitempty"`
+	Matches []*string   `json:"matches,omitempty"`
+	Call    *call       `json:"call,omitempty"`
+	Done    bool        `json:"done,omitempty"`
+	Reply   string      `json:"reply,omitempty"`
+	Error   string      `json:"error,omitempty"`
+}
+
+type skill struct {
+	info     skillInfo
+	source   string
+	patterns []*regexp.Regexp
+	strict   bool
+}
+
+// maxModelCalls bounds a run's callModel calls.
+const maxModelCalls = 8
+
+// loadDeadline bounds a skill file's top-level code at load.
+const loadDeadline = 2 * time.Second
+
+type worker struct {
+	in     chan request
+	out    *json.Encoder
+	skills []*skill
+}
+
+func main() {
+	w := &worker{in: make(chan request), out: json.NewEncoder(os.Stdout)}
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			var r request
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				fmt.Fprintln(os.Stderr, "moltbot-skills: a bad request line:", err)
+				os.Exit(2)
+			}
+			w.in <- r
+		}
+		os.Exit(0) // the node closed the pipe (or went away)
+	}()
+	for r := range w.in {
+		w.serve(r)
+	}
+}
+
+func (w *worker) send(r response) {
+	if err := w.out.Encode(r); err != nil {
+		os.Exit(1)
+	}
+}
+
+func (w *worker) serve(r request) {
+	switch r.Op {
+	case "load":
+		w.send(w.load(r))
+	case "match":
+		w.send(w.match(r))
+	case "run":
+		reply, err := w.run(r)
+		resp := response{ID: r.ID, Done: true, Reply: reply}
+		if err != nil {
+			resp.Error = err.Error()
+		}
+		w.send(resp)
+	default:
+		w.send(response{ID: r.ID, Done: true, Error: fmt.Sprintf("unknown op %q", r.Op)})
+	}
+}
+
+// newVM is a fresh runtime whose require resolves only the given file.
+func newVM(name, source string) *goja.Runtime {
+	vm := goja.New()
+	vm.SetMaxCallStackSize(1024)
+	reg := require.NewRegistry(require.WithLoader(func(p string) ([]byte, error) {
+		if path.Clean(p) != name {
+			return nil, require.ModuleFileDoesNotExistError
+		}
+		return []byte(source), nil
+	}))
+	reg.Enable(vm)
+	return vm
+}
+
+// exports loads a skill file in vm, its top-level code bounded by d.
+func exports(vm *goja.Runtime, name string, d time.Duration) (o *goja.Object, err error) {
+	t := time.AfterFunc(d, func() { vm.Interrupt("deadline") })
+	defer t.Stop()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	v := require.Require(vm, "./"+name)
+	if goja.IsUndefined(v) || goja.IsNull(v) {
+		return nil, errors.New("module.exports is empty")
+	}
+	return v.ToObject(vm), nil
+}
+
+// re2 compiles a JS pattern (a RegExp's source and flags) with Go's regexp.
+func re2(source, flags string) (*regexp.Regexp, error) {
+	var pre string
+	for _, f := range flags {
+		switch f {
+		case 'i', 'm', 's':
+			pre += string(f)
+		case 'g', 'y', 'u', 'd', 'v':
+		default:
+			return nil, fmt.Errorf("unknown flag %q", f)
+		}
+	}
+	if pre != "" {
+		source = "(?" + pre + ")" + source
+	}
+	return regexp.Compile(source)
+}
+
+func (w *worker) load(r request) response {
+	var out []*skill
+	var errs []string
+	for _, f := range r.Files {
+		s, err := loadOne(f)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("skills/%s: %v", f.Name, err))
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(errs) > 0 {
+		return response{ID: r.ID, Error: strings.Join(errs, "; ")}
+	}
+	w.skills = out
+	resp := response{ID: r.ID, Skills: []skillInfo{}}
+	for _, s := range out {
+		resp.Skills = append(resp.Skills, s.info)
+	}
+	return resp
+}
+
+func loadOne(f file) (*skill, error) {
+	if f.Name != path.Base(f.Name) || !strings.HasSuffix(f.Name, ".js") {
+		return nil, errors.New("not a .js file of skills/")
+	}
+	vm := newVM(f.Name, f.Source)
+	ex, err := exports(vm, f.Name, loadDeadline)
+	if err != nil {
+		return nil, err
+	}
+	s := &skill{source: f.Source, info: skillInfo{File: f.Name, Name: strings.TrimSuffix(f.Name, ".js")}}
+	if n := ex.Get("name"); n != nil && !goja.IsUndefined(n) {
+		s.info.Name = n.String()
+	}
+	if st := ex.Get("strict"); st != nil {
+		s.strict = st.ToBoolean()
+	}
+	if _, ok := goja.AssertFunction(ex.Get("handler")); !ok {
+		return nil, errors.New("module.exports.handler is not a function")
+	}
+	pv := ex.Get("patterns")
+	if pv == nil || goja.IsUndefined(pv) {
+		return nil, errors.New("module.exports.patterns is missing")
+	}
+	po := pv.ToObject(vm)
+	n := int(po.Get("length").ToInteger())
+	for i := range n {
+		p := po.Get(fmt.Sprint(i))
+		var source, flags string
+		if o, ok := p.(*goja.Object); ok && o.ClassName() == "RegExp" {
+			source, flags = o.Get("source").String(), o.Get("flags").String()
+		} else {
+			source = regexp.QuoteMeta(p.String()) // a string pattern: its text
+		}
+		re, err := re2(source, flags)
+		if err != nil {
+			return nil, fmt.Errorf("pattern /%s/%s: Go's regexp (RE2) cannot take it (no backreferences, no lookaround): %v", source, flags, err)
+		}
+		s.patterns = append(s.patterns, re)
+		s.info.Patterns = append(s.info.Patterns, "/"+source+"/"+flags)
+	}
+	if len(s.patterns) == 0 {
+		return nil, errors.New("module.exports.patterns is empty")
+	}
+	return s, nil
+}
+
+func (w *worker) match(r request) response {
+	for _, s := range w.skills {
+		for _, re := range s.patterns {
+			idx := re.FindStringSubmatchIndex(r.Input)
+			if idx == nil {
+				continue
+			}
+			m := make([]*string, len(idx)/2)
+			for i := range m {
+				if idx[2*i] >= 0 {
+					g := r.Input[idx[2*i]:idx[2*i+1]]
+					m[i] = &g
+				}
+			}
+			return response{ID: r.ID, Skill: s.info.Name, Matches: m}
+		}
+	}
+	return response{ID: r.ID}
+}
+
+var errDeadline = errors.New("stopped at its deadline")
+
+func (w *worker) run(r request) (string, error) {
+	var s *skill
+	for _, k := range w.skills {
+		if k.info.Name == r.Skill {
+			s = k
+		}
+	}
+	if s == nil {
+		return "", fmt.Errorf("no skill %q", r.Skill)
+	}
+	d := time.Duration(r.DeadlineMS) * time.Millisecond
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	vm := newVM(s.info.File, s.source)
+	stop := time.AfterFunc(d, func() { vm.Interrupt(errDeadline) })
+	defer stop.Stop()
+	fail := func(err error) (string, error) {
+		var ie *goja.InterruptedError
+		if errors.As(err, &ie) {
+			return "", fmt.Errorf("skill %s: %w (%s)", s.info.Name, errDeadline, d)
+		}
+		return "", fmt.Errorf("skill %s: %v", s.info.Name, err)
+	}
+	ex, err := exports(vm, s.info.File, d)
+	if err != nil {
+		return fail(err)
+	}
+	handler, _ := goja.AssertFunction(ex.Get("handler"))
+
+	// context.matches: the match array, as RegExp.prototype.exec makes it.
+	arr := make([]any, len(r.Matches))
+	for i, g := range r.Matches {
+		switch {
+		case g == nil:
+			arr[i] = goja.Undefined()
+		case s.strict || i == 0:
+			arr[i] = *g
+		default:
+			box, err := vm.New(vm.Get("String"), vm.ToValue(*g))
+			if err != nil {
+				return fail(err)
+			}
+			box.Set("input", *g)
+			arr[i] = box
+		}
+	}
+	matches := vm.NewArray(arr...)
+	matches.Set("input", r.Input)
+	if r.Matches != nil && r.Matches[0] != nil {
+		matches.Set("index", strings.Index(r.Input, *r.Matches[0]))
+	}
+
+	pending := map[int]func(any) error{}
+	rejects := map[int]func(any) error{}
+	seq := 0
+	ctx := vm.NewObject()
+	ctx.Set("input", r.Input)
+	ctx.Set("matches", matches)
+	ctx.Set("callModel", func(c goja.FunctionCall) goja.Value {
+		if seq >= maxModelCalls {
+			panic(vm.NewGoError(fmt.Errorf("callModel: at most %d calls a run", maxModelCalls)))
+		}
+		alias := c.Argument(0).String()
+		var prompt string
+		if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
+			if o, ok := a.(*goja.Object); ok {
+				prompt = o.Get("prompt").String()
+			} else {
+				prompt = a.String()
+			}
+		}
+		seq++
+		p, resolve, reject := vm.NewPromise()
+		pending[seq], rejects[seq] = resolve, reject
+		w.send(response{ID: r.ID, Call: &call{Seq: seq, Alias: alias, Prompt: prompt}})
+		return vm.ToValue(p)
+	})
+	res, err := handler(goja.Undefined(), ctx)
+	if err != nil {
+		return fail(err)
+	}
+	p, ok := res.Export().(*goja.Promise)
+	for ok && p.State() == goja.PromiseStatePending {
+		if len(pending) == 0 {
+			return "", fmt.Errorf("skill %s: its handler's promise never settles (it awaits nothing the worker can finish)", s.info.Name)
+		}
+		select {
+		case <-deadline.C:
+			return "", fmt.Errorf("skill %s: %w (%s), waiting for a model", s.info.Name, errDeadline, d)
+		case rep := <-w.in:
+			if rep.Op != "reply" || rep.ID != r.ID || pending[rep.Seq] == nil {
+				w.send(response{ID: rep.ID, Done: true, Error: "a skill is running: one request at a time"})
+				continue
+			}
+			resolve, reject := pending[rep.Seq], rejects[rep.Seq]
+			delete(pending, rep.Seq)
+			delete(rejects, rep.Seq)
+			if rep.Error != "" {
+				err = reject(vm.NewGoError(errors.New(rep.Error)))
+			} else {
+				// The model's text: a String whose .text is itself, so that
+				// `${code}` and code.text both give it.
+				box, _ := vm.New(vm.Get("String"), vm.ToValue(rep.Text))
+				box.Set("text", rep.Text)
+				err = resolve(box)
+			}
+			if err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if ok {
+		if p.State() == goja.PromiseStateRejected {
+			return "", fmt.Errorf("skill %s: its handler failed: %v", s.info.Name, p.Result())
+		}
+		res = p.Result()
+	}
+	if res == nil || goja.IsUndefined(res) || goja.IsNull(res) {
+		return "", fmt.Errorf("skill %s: its handler returned nothing", s.info.Name)
+	}
+	return res.String(), nil
+}

@@ -1,0 +1,461 @@
+// Package skills runs the workspace's JavaScript skills (skills/*.js) as a
+// turn-pipeline stage before the model: when a turn's last user message
+// matches a skill's pattern, the skill answers the turn instead of the
+// model. The skills themselves run out of process, in the moltbot-skills
+// worker (cmd/moltbot-skills, the only code that links goja): the node's
+// binary does not grow, and a skill that loops, or runs a backtracking
+// regexp that goja cannot interrupt, is killed with its process while the
+// node keeps serving (docs/DESIGN.md). This package holds the node's side:
+// it reads the files (os.Root), keeps one worker, restarts it after a
+// crash or a kill, bounds what it reads from it, and answers the worker's
+// callModel requests through the turn's model chain.
+package skills
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/moltbot/moltbot"
+)
+
+// WorkerName is the worker binary's name, looked up next to the running
+// binary when Config.Worker is empty.
+const WorkerName = "moltbot-skills"
+
+// Config is the skills stage's.
+type Config struct {
+	// Dir is the workspace's skills/ directory.
+	Dir string
+	// Worker is the moltbot-skills binary; empty: the one next to the
+	// running binary.
+	Worker string
+	// Deadline bounds a skill's run, its model calls included (default
+	// 20s). The worker interrupts the skill's JavaScript at the deadline;
+	// the node kills the worker when it has not answered a second later.
+	Deadline time.Duration
+	// MaxInput caps the text matched and given to a skill, in bytes
+	// (default 8 KiB): a longer message goes to the model.
+	MaxInput int
+	// MaxLine bounds a line read from the worker (default 1 MiB): a
+	// longer one kills it and fails the turn.
+	MaxLine int
+	// MaxFile bounds a skill file (default 1 MiB).
+	MaxFile int64
+	Logger  *slog.Logger
+}
+
+// Skill is a loaded skill as the worker describes it.
+type Skill struct {
+	Name     string   `json:"name"`
+	File     string   `json:"file"`
+	Patterns []string `json:"patterns"`
+}
+
+// Skills is the stage. Its methods are safe for concurrent use; the worker
+// runs one request at a time, so skill runs queue behind each other.
+type Skills struct {
+	cfg    Config
+	files  []wireFile
+	skills []Skill
+
+	mu     sync.Mutex // one request to the worker at a time
+	w      *worker
+	nextID int64
+}
+
+type wireFile struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+}
+
+type request struct {
+	ID         int64      `json:"id"`
+	Op         string     `json:"op"`
+	Files      []wireFile `json:"files,omitempty"`
+	Input      string     `json:"input,omitempty"`
+	Skill      string     `json:"skill,omitempty"`
+	Matches    []*string  `json:"matches,omitempty"`
+	DeadlineMS int64      `json:"deadline_ms,omitempty"`
+	Seq        int        `json:"seq,omitempty"`
+	Text       string     `json:"text,omitempty"`
+	Error      string     `json:"error,omitempty"`
+}
+
+type modelCall struct {
+	Seq    int    `json:"seq"`
+	Alias  string `json:"alias"`
+	Prompt string `json:"prompt"`
+}
+
+type response struct {
+	ID      int64      `json:"id"`
+	Skills  []Skill    `json:"skills,omitempty"`
+	Skill   string     `json:"skill,omitempty"`
+	Matches []*string  `json:"matches,omitempty"`
+	Call    *modelCall `json:"call,omitempty"`
+	Done    bool       `json:"done,omitempty"`
+	Reply   string     `json:"reply,omitempty"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// Open reads dir's *.js files and loads them in a worker. With no dir, or
+// no JS file in it, it returns nil, nil: no worker, no stage. A file the
+// worker cannot load (a syntax error, a pattern RE2 cannot take) is an
+// error naming it.
+func Open(cfg Config) (*Skills, error) {
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 20 * time.Second
+	}
+	if cfg.MaxInput <= 0 {
+		cfg.MaxInput = 8 << 10
+	}
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = 1 << 20
+	}
+	if cfg.MaxFile <= 0 {
+		cfg.MaxFile = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	root, err := os.OpenRoot(cfg.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("skills: %w", err)
+	}
+	defer root.Close()
+	ents, err := fs.ReadDir(root.FS(), ".")
+	if err != nil {
+		return nil, fmt.Errorf("skills: %w", err)
+	}
+	s := &Skills{cfg: cfg}
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".js") {
+			continue
+		}
+		f, err := root.Open(e.Name()) // os.Root: a symlink out of skills/ fails
+		if err != nil {
+			return nil, fmt.Errorf("skills: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, cfg.MaxFile+1))
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("skills: %s: %w", e.Name(), err)
+		}
+		if int64(len(b)) > cfg.MaxFile {
+			return nil, fmt.Errorf("skills: %s: larger than %d bytes", e.Name(), cfg.MaxFile)
+		}
+		s.files = append(s.files, wireFile{Name: e.Name(), Source: string(b)})
+	}
+	if len(s.files) == 0 {
+		return nil, nil
+	}
+	if s.cfg.Worker == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("skills: the worker: %w", err)
+		}
+		s.cfg.Worker = filepath.Join(filepath.Dir(exe), WorkerName)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.worker(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Skills are the loaded skills.
+func (s *Skills) Skills() []Skill { return slices.Clone(s.skills) }
+
+// Close stops the worker.
+func (s *Skills) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w != nil {
+		s.w.kill()
+		s.w = nil
+	}
+	return nil
+}
+
+// worker is a running moltbot-skills process.
+type worker struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  chan response
+	err  error // why out closed; read after it did
+	quit chan struct{}
+	done chan struct{}
+}
+
+func (w *worker) kill() {
+	close(w.quit)
+	w.in.Close()
+	w.cmd.Process.Kill()
+	<-w.done
+}
+
+// worker returns the running worker, starting and loading one when there
+// is none (s.mu held).
+func (s *Skills) worker() (*worker, error) {
+	if s.w != nil {
+		return s.w, nil
+	}
+	cmd := exec.Command(s.cfg.Worker)
+	cmd.Env = []string{"GOMEMLIMIT=256MiB"} // nothing of the node's environment
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = &logWriter{log: s.cfg.Logger}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("skills: start the worker (%s; build it with make build, or set skills.worker): %w", s.cfg.Worker, err)
+	}
+	w := &worker{cmd: cmd, in: in, out: make(chan response), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		sc := bufio.NewScanner(outp)
+		sc.Buffer(make([]byte, 0, 64<<10), s.cfg.MaxLine)
+		for sc.Scan() {
+			var r response
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				w.err = fmt.Errorf("a bad line from the worker: %w", err)
+				break
+			}
+			select {
+			case w.out <- r:
+			case <-w.quit:
+			}
+		}
+		if w.err == nil {
+			w.err = sc.Err()
+		}
+		if errors.Is(w.err, bufio.ErrTooLong) {
+			w.err = fmt.Errorf("the worker wrote a line longer than %d bytes", s.cfg.MaxLine)
+		}
+		cmd.Process.Kill()
+		close(w.out)
+		cmd.Wait()
+	}()
+	s.w = w
+	resp, err := s.do(context.Background(), request{Op: "load", Files: s.files}, 10*time.Second, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != "" {
+		s.drop()
+		return nil, fmt.Errorf("skills: %s", resp.Error)
+	}
+	s.skills = resp.Skills
+	return w, nil
+}
+
+// drop kills the worker; the next request starts another (s.mu held).
+func (s *Skills) drop() {
+	if s.w != nil {
+		s.w.kill()
+		s.w = nil
+	}
+}
+
+// do sends r to the worker and waits for its answer, at most limit (the
+// worker is killed then), answering its model calls with onCall (s.mu
+// held).
+func (s *Skills) do(ctx context.Context, r request, limit time.Duration, onCall func(modelCall) (string, error)) (response, error) {
+	w := s.w
+	s.nextID++
+	r.ID = s.nextID
+	if err := s.send(r); err != nil {
+		s.drop()
+		return response{}, fmt.Errorf("skills: the worker: %w", err)
+	}
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		select {
+		case resp, ok := <-w.out:
+			if !ok {
+				s.drop()
+				return response{}, fmt.Errorf("skills: the worker exited (%v); it restarts for the next turn", w.err)
+			}
+			if resp.ID != r.ID {
+				continue // a late answer to a request given up
+			}
+			if resp.Call == nil {
+				return resp, nil
+			}
+			text, err := "", errors.New("this request cannot call a model")
+			if onCall != nil {
+				text, err = onCall(*resp.Call)
+			}
+			rep := request{ID: r.ID, Op: "reply", Seq: resp.Call.Seq, Text: text}
+			if err != nil {
+				rep.Error = err.Error()
+			}
+			if err := s.send(rep); err != nil {
+				s.drop()
+				return response{}, fmt.Errorf("skills: the worker: %w", err)
+			}
+		case <-timer.C:
+			s.drop()
+			return response{}, fmt.Errorf("skills: the worker did not answer within %s and was killed (a skill that cannot be interrupted, such as a backtracking regexp); it restarts for the next turn", limit)
+		case <-ctx.Done():
+			s.drop() // the worker may be busy for long: a new one serves the next turn
+			return response{}, ctx.Err()
+		}
+	}
+}
+
+func (s *Skills) send(r request) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.w.in.Write(append(b, '\n'))
+	return err
+}
+
+// Match returns the first skill whose pattern matches text, and the match
+// (matches[0] the whole match, then the captures; nil for a group that
+// did not take part); "" when none does.
+func (s *Skills) Match(ctx context.Context, text string) (string, []*string, error) {
+	if len(text) > s.cfg.MaxInput {
+		return "", nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.worker(); err != nil {
+		return "", nil, err
+	}
+	resp, err := s.do(ctx, request{Op: "match", Input: text}, 5*time.Second, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	if resp.Error != "" {
+		return "", nil, fmt.Errorf("skills: %s", resp.Error)
+	}
+	return resp.Skill, resp.Matches, nil
+}
+
+// Run runs a skill on text with its match; model answers its callModel
+// requests.
+func (s *Skills) Run(ctx context.Context, skill, text string, matches []*string, model func(alias, prompt string) (string, error)) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.worker(); err != nil {
+		return "", err
+	}
+	d := s.cfg.Deadline
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		d = max(time.Until(dl), time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d+time.Second)
+	defer cancel()
+	resp, err := s.do(ctx, request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}, d+time.Second,
+		func(c modelCall) (string, error) { return model(c.Alias, c.Prompt) })
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		err = fmt.Errorf("skills: skill %s did not finish within its deadline (%s); its worker was killed and restarts for the next turn", skill, d)
+	}
+	if err != nil {
+		return "", err
+	}
+	if resp.Error != "" {
+		return "", moltbot.Errorf(moltbot.EInternal, "%s", resp.Error)
+	}
+	return resp.Reply, nil
+}
+
+// BeforeModel answers the turn with a skill when the last user message
+// matches one; nil, nil passes it on to the model. The skill's
+// callModel(alias, {prompt}) asks t.Model with the alias as the model's
+// name: a model (or provider/model) the router knows; an alias it does not
+// know goes to the turn's chain instead (per-skill `models:` maps are for
+// a later step).
+func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	text := lastUser(t.Messages)
+	if text == "" || !utf8.ValidString(text) {
+		return nil, nil
+	}
+	skill, matches, err := s.Match(ctx, text)
+	if err != nil || skill == "" {
+		return nil, err
+	}
+	var usage moltbot.Usage
+	var mu sync.Mutex
+	model := func(alias, prompt string) (string, error) {
+		if t.Model == nil {
+			return "", errors.New("no model in this turn")
+		}
+		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
+		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: alias}, nil)
+		var me *moltbot.Error
+		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
+			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
+		}
+		if err != nil {
+			return "", err
+		}
+		mu.Lock()
+		usage.PromptTokens += c.Usage.PromptTokens
+		usage.CompletionTokens += c.Usage.CompletionTokens
+		mu.Unlock()
+		return c.Content, nil
+	}
+	reply, err := s.Run(ctx, skill, text, matches, model)
+	if err != nil {
+		return nil, err
+	}
+	served := moltbot.ModelRef{Provider: "skill", Model: skill}
+	if fn != nil && reply != "" {
+		if err := fn(moltbot.Chunk{Content: reply, Served: served}); err != nil {
+			return nil, err
+		}
+	}
+	return &moltbot.Completion{Content: reply, Served: served, Usage: usage, FinishReason: "stop"}, nil
+}
+
+func lastUser(msgs []moltbot.Message) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == moltbot.RoleUser {
+			if msgs[i].Parts != nil {
+				return moltbot.TextOf(msgs[i].Parts)
+			}
+			return msgs[i].Content
+		}
+	}
+	return ""
+}
+
+// logWriter logs the worker's stderr, a line at a time, bounded.
+type logWriter struct {
+	log *slog.Logger
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p[:min(len(p), 4096)]))
+	if msg != "" {
+		l.log.Warn("skills worker", "stderr", msg)
+	}
+	return len(p), nil
+}
