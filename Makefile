@@ -44,9 +44,12 @@ all: build
 run: build
 	./$(BIN) start --workspace $(RUN_DIR) --preset demo --port $(PORT) --log-format text
 
-## build: a stripped, version-stamped binary in bin/
+## build: stripped, version-stamped binaries in bin/: moltbot, and
+## moltbot-skills (the JavaScript skills' worker, goja; the node starts it
+## from beside its own binary when the workspace's skills/ holds a .js file)
 build:
 	$(GO) build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/moltbot
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)-skills ./cmd/moltbot-skills
 
 ## build-edge: the edge build, without what a small device's node does not
 ## run (cmd/moltbot/edge.go: the cluster engine, moltbot sim, moltbot bench),

@@ -51,6 +51,7 @@ type Config struct {
 	Retention     RetentionConfig     `yaml:"retention"`
 	Audit         AuditConfig         `yaml:"audit"`
 	Cache         CacheConfig         `yaml:"cache"`
+	Skills        SkillsConfig        `yaml:"skills"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -309,6 +310,16 @@ type TenantRetentionConfig struct {
 	Messages int `yaml:"messages"`
 	// Archive appends what goes to WORKSPACE/archive/<tenant>/ first.
 	Archive bool `yaml:"archive"`
+}
+
+// SkillsConfig is the JavaScript skills of the workspace's skills/
+// directory (package skills), run by the moltbot-skills worker process.
+type SkillsConfig struct {
+	// Worker is the moltbot-skills binary; empty: the one next to the
+	// moltbot binary (make build puts both in bin/).
+	Worker string `yaml:"worker"`
+	// Timeout bounds a skill's run, its model calls included (default 20s).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // CacheConfig is the output cache (package cache): without a type, none.

@@ -6,7 +6,8 @@
 // binary does not grow, and a skill that loops, or runs a backtracking
 // regexp that goja cannot interrupt, is killed with its process while the
 // node keeps serving (docs/DESIGN.md). This package holds the node's side:
-// it reads the files (os.Root), keeps one worker, restarts it after a
+// it finds the files (the worker reads them, through os.Root; reading
+// them here would link os.Root's 25 KB into the node), keeps one worker, restarts it after a
 // crash or a kill, bounds what it reads from it, and answers the worker's
 // callModel requests through the turn's model chain.
 package skills
@@ -69,7 +70,6 @@ type Skill struct {
 // runs one request at a time, so skill runs queue behind each other.
 type Skills struct {
 	cfg    Config
-	files  []wireFile
 	skills []Skill
 
 	mu     sync.Mutex // one request to the worker at a time
@@ -77,22 +77,18 @@ type Skills struct {
 	nextID int64
 }
 
-type wireFile struct {
-	Name   string `json:"name"`
-	Source string `json:"source"`
-}
-
 type request struct {
-	ID         int64      `json:"id"`
-	Op         string     `json:"op"`
-	Files      []wireFile `json:"files,omitempty"`
-	Input      string     `json:"input,omitempty"`
-	Skill      string     `json:"skill,omitempty"`
-	Matches    []*string  `json:"matches,omitempty"`
-	DeadlineMS int64      `json:"deadline_ms,omitempty"`
-	Seq        int        `json:"seq,omitempty"`
-	Text       string     `json:"text,omitempty"`
-	Error      string     `json:"error,omitempty"`
+	ID         int64     `json:"id"`
+	Op         string    `json:"op"`
+	Dir        string    `json:"dir,omitempty"`
+	MaxFile    int64     `json:"max_file,omitempty"`
+	Input      string    `json:"input,omitempty"`
+	Skill      string    `json:"skill,omitempty"`
+	Matches    []*string `json:"matches,omitempty"`
+	DeadlineMS int64     `json:"deadline_ms,omitempty"`
+	Seq        int       `json:"seq,omitempty"`
+	Text       string    `json:"text,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
 type modelCall struct {
@@ -132,40 +128,23 @@ func Open(cfg Config) (*Skills, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	root, err := os.OpenRoot(cfg.Dir)
+	// The worker reads the files (os.Root: nothing outside skills/, no
+	// symlink out of it); here only whether there is one, so that a node
+	// without JS skills starts no worker.
+	ents, err := os.ReadDir(cfg.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
-	defer root.Close()
-	ents, err := fs.ReadDir(root.FS(), ".")
-	if err != nil {
+	if !slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !e.IsDir() && strings.HasSuffix(e.Name(), ".js") }) {
+		return nil, nil
+	}
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
 	s := &Skills{cfg: cfg}
-	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".js") {
-			continue
-		}
-		f, err := root.Open(e.Name()) // os.Root: a symlink out of skills/ fails
-		if err != nil {
-			return nil, fmt.Errorf("skills: %w", err)
-		}
-		b, err := io.ReadAll(io.LimitReader(f, cfg.MaxFile+1))
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("skills: %s: %w", e.Name(), err)
-		}
-		if int64(len(b)) > cfg.MaxFile {
-			return nil, fmt.Errorf("skills: %s: larger than %d bytes", e.Name(), cfg.MaxFile)
-		}
-		s.files = append(s.files, wireFile{Name: e.Name(), Source: string(b)})
-	}
-	if len(s.files) == 0 {
-		return nil, nil
-	}
 	if s.cfg.Worker == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -259,7 +238,7 @@ func (s *Skills) worker() (*worker, error) {
 		cmd.Wait()
 	}()
 	s.w = w
-	resp, err := s.do(context.Background(), request{Op: "load", Files: s.files}, 10*time.Second, nil)
+	resp, err := s.do(context.Background(), request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile}, 10*time.Second, nil)
 	if err != nil {
 		return nil, err
 	}

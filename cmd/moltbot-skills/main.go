@@ -7,7 +7,11 @@
 //
 // Requests (one JSON object a line, answered in order, one at a time):
 //
-//	{"id":1,"op":"load","files":[{"name":"a.js","source":"..."}]}  -> {"id":1,"skills":[...]} or {"id":1,"error":"..."}
+//	{"id":1,"op":"load","dir":"/ws/skills","max_file":1048576}  -> {"id":1,"skills":[...]} or {"id":1,"error":"..."}
+//
+// load reads dir's *.js files through os.Root (nothing outside the
+// directory, no symlink out of it), at most max_file bytes each.
+//
 //	{"id":2,"op":"match","input":"..."}                          -> {"id":2,"skill":"name","matches":["...",...]} ("skill" empty: none)
 //	{"id":3,"op":"run","skill":"name","input":"...","matches":[...],"deadline_ms":5000}
 //	    -> {"id":3,"call":{"seq":1,"alias":"m","prompt":"..."}} (the node answers {"id":3,"op":"reply","seq":1,"text":"..."})
@@ -37,6 +41,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path"
 	"regexp"
@@ -55,7 +61,8 @@ type file struct {
 type request struct {
 	ID         int64     `json:"id"`
 	Op         string    `json:"op"`
-	Files      []file    `json:"files,omitempty"`
+	Dir        string    `json:"dir,omitempty"`
+	MaxFile    int64     `json:"max_file,omitempty"`
 	Input      string    `json:"input,omitempty"`
 	Skill      string    `json:"skill,omitempty"`
 	Matches    []*string `json:"matches,omitempty"`
@@ -199,10 +206,50 @@ func re2(source, flags string) (*regexp.Regexp, error) {
 	return regexp.Compile(source)
 }
 
+// readDir reads dir's *.js files through os.Root.
+func readDir(dir string, maxFile int64) ([]file, error) {
+	if maxFile <= 0 {
+		maxFile = 1 << 20
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	ents, err := fs.ReadDir(root.FS(), ".")
+	if err != nil {
+		return nil, err
+	}
+	var files []file
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".js") {
+			continue
+		}
+		f, err := root.Open(e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("skills/%s: %w", e.Name(), err)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("skills/%s: %w", e.Name(), err)
+		}
+		if int64(len(b)) > maxFile {
+			return nil, fmt.Errorf("skills/%s: larger than %d bytes", e.Name(), maxFile)
+		}
+		files = append(files, file{Name: e.Name(), Source: string(b)})
+	}
+	return files, nil
+}
+
 func (w *worker) load(r request) response {
+	files, err := readDir(r.Dir, r.MaxFile)
+	if err != nil {
+		return response{ID: r.ID, Error: err.Error()}
+	}
 	var out []*skill
 	var errs []string
-	for _, f := range r.Files {
+	for _, f := range files {
 		s, err := loadOne(f)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("skills/%s: %v", f.Name, err))

@@ -34,6 +34,7 @@ import (
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/retention"
+	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/moltbot/moltbot/usage"
 	"golang.org/x/oauth2"
@@ -58,6 +59,7 @@ type Node struct {
 	srv      *http.Server
 	sweeper  *retention.Sweeper
 	cache    *cache.Cache       // the output cache, nil without one
+	skills   *skills.Skills     // the JS skills' worker, nil without skills/*.js
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -417,8 +419,29 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.cache = oc
+	// The workspace's JavaScript skills (skills/*.js), run by the
+	// moltbot-skills worker: with none, no worker and no stage.
+	var before []actors.BeforeModel
+	if n.Workspace != "" {
+		sk, err := skills.Open(skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
+			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log})
+		if err != nil {
+			ln.Close()
+			closeCache(oc)
+			as.Close()
+			store.Close()
+			return err
+		}
+		if sk != nil {
+			n.skills = sk
+			before = append(before, sk)
+			for _, s := range sk.Skills() {
+				n.Log.Info("skill loaded", "skill", s.Name, "file", "skills/"+s.File, "patterns", s.Patterns)
+			}
+		}
+	}
 	rw := cfg.Cluster.RemoteWork
-	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Around: around,
+	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
@@ -434,6 +457,9 @@ func (n *Node) Start() error {
 	if err != nil {
 		ln.Close()
 		closeCache(oc)
+		if n.skills != nil {
+			n.skills.Close()
+		}
 		as.Close()
 		store.Close()
 		return err
@@ -612,6 +638,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		if n.auth != nil {
 			n.auth.Close()
+		}
+		if n.skills != nil {
+			n.skills.Close()
 		}
 		if n.cache != nil {
 			n.cache.Close() // its last writes to pebble go before the store closes
