@@ -24,9 +24,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -64,13 +66,18 @@ type Skill struct {
 	Name     string   `json:"name"`
 	File     string   `json:"file"`
 	Patterns []string `json:"patterns"`
+	RE2      []string `json:"re2"` // the patterns in Go's syntax
+
+	res []*regexp.Regexp
 }
 
 // Skills is the stage. Its methods are safe for concurrent use; the worker
 // runs one request at a time, so skill runs queue behind each other.
 type Skills struct {
-	cfg    Config
-	skills []Skill
+	cfg Config
+	// skills are the loaded skills, as the last worker loaded them (a
+	// restarted worker reads the files again).
+	skills atomic.Pointer[[]Skill]
 
 	mu     sync.Mutex // one request to the worker at a time
 	w      *worker
@@ -161,7 +168,7 @@ func Open(cfg Config) (*Skills, error) {
 }
 
 // Skills are the loaded skills.
-func (s *Skills) Skills() []Skill { return slices.Clone(s.skills) }
+func (s *Skills) Skills() []Skill { return slices.Clone(*s.skills.Load()) }
 
 // Close stops the worker.
 func (s *Skills) Close() error {
@@ -246,7 +253,19 @@ func (s *Skills) worker() (*worker, error) {
 		s.drop()
 		return nil, fmt.Errorf("skills: %s", resp.Error)
 	}
-	s.skills = resp.Skills
+	for i := range resp.Skills {
+		sk := &resp.Skills[i]
+		sk.res = nil
+		for _, p := range sk.RE2 {
+			re, err := regexp.Compile(p)
+			if err != nil {
+				s.drop()
+				return nil, fmt.Errorf("skills: skills/%s: pattern %s: %w", sk.File, p, err)
+			}
+			sk.res = append(sk.res, re)
+		}
+	}
+	s.skills.Store(&resp.Skills)
 	return w, nil
 }
 
@@ -317,24 +336,30 @@ func (s *Skills) send(r request) error {
 
 // Match returns the first skill whose pattern matches text, and the match
 // (matches[0] the whole match, then the captures; nil for a group that
-// did not take part); "" when none does.
-func (s *Skills) Match(ctx context.Context, text string) (string, []*string, error) {
+// did not take part); "" when none does. It matches here, with the
+// patterns the worker compiled at load (Go's RE2 either way): a turn no
+// skill matches never waits for the worker.
+func (s *Skills) Match(text string) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
-		return "", nil, nil
+		return "", nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.worker(); err != nil {
-		return "", nil, err
+	for _, sk := range *s.skills.Load() {
+		for _, re := range sk.res {
+			idx := re.FindStringSubmatchIndex(text)
+			if idx == nil {
+				continue
+			}
+			m := make([]*string, len(idx)/2)
+			for i := range m {
+				if idx[2*i] >= 0 {
+					g := text[idx[2*i]:idx[2*i+1]]
+					m[i] = &g
+				}
+			}
+			return sk.Name, m
+		}
 	}
-	resp, err := s.do(ctx, request{Op: "match", Input: text}, 5*time.Second, nil)
-	if err != nil {
-		return "", nil, err
-	}
-	if resp.Error != "" {
-		return "", nil, fmt.Errorf("skills: %s", resp.Error)
-	}
-	return resp.Skill, resp.Matches, nil
+	return "", nil
 }
 
 // Run runs a skill on text with its match; model answers its callModel
@@ -376,9 +401,9 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if text == "" || !utf8.ValidString(text) {
 		return nil, nil
 	}
-	skill, matches, err := s.Match(ctx, text)
-	if err != nil || skill == "" {
-		return nil, err
+	skill, matches := s.Match(text)
+	if skill == "" {
+		return nil, nil
 	}
 	var usage moltbot.Usage
 	var mu sync.Mutex

@@ -195,6 +195,21 @@ func TestHostileSkills(t *testing.T) {
 			t.Fatalf("the next turn: %v %+v", err, res)
 		}
 	}
+	// While the loop runs, a turn no skill matches (another conversation)
+	// does not wait for the worker.
+	if _, err := e.rt.Create(context.Background(), "acme", actors.CreateOptions{ID: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	other := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		t1 := time.Now()
+		_, err := e.rt.Turn(context.Background(), "acme", "c2", moltbot.TurnInput{Content: "hello"}, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		other <- time.Since(t1)
+	}()
 	t0 := time.Now()
 	_, _, err := e.turn(t, "loop")
 	if err == nil || !strings.Contains(err.Error(), "skill loop: stopped at its deadline (500ms)") {
@@ -202,6 +217,9 @@ func TestHostileSkills(t *testing.T) {
 	}
 	if d := time.Since(t0); d > 3*time.Second {
 		t.Errorf("the loop was stopped after %s", d)
+	}
+	if d := <-other; d > 300*time.Millisecond {
+		t.Errorf("a turn no skill matches took %s beside a running skill", d)
 	}
 	ok()
 	t0 = time.Now()

@@ -13,6 +13,10 @@
 // directory, no symlink out of it), at most max_file bytes each.
 //
 //	{"id":2,"op":"match","input":"..."}                          -> {"id":2,"skill":"name","matches":["...",...]} ("skill" empty: none)
+//
+// (The node matches with the re2 patterns load returns, the same way, and
+// does not wait for the worker; match is for tools and tests.)
+//
 //	{"id":3,"op":"run","skill":"name","input":"...","matches":[...],"deadline_ms":5000}
 //	    -> {"id":3,"call":{"seq":1,"alias":"m","prompt":"..."}} (the node answers {"id":3,"op":"reply","seq":1,"text":"..."})
 //	    -> {"id":3,"done":true,"reply":"..."} or {"id":3,"done":true,"error":"..."}
@@ -76,6 +80,10 @@ type skillInfo struct {
 	Name     string   `json:"name"`
 	File     string   `json:"file"`
 	Patterns []string `json:"patterns"`
+	// RE2 are the patterns in Go's syntax (flags as a (?ims) prefix): the
+	// node matches with them itself, so a turn no skill matches never
+	// waits behind a running skill.
+	RE2 []string `json:"re2"`
 }
 
 type call struct {
@@ -306,6 +314,7 @@ func loadOne(f file) (*skill, error) {
 			return nil, fmt.Errorf("pattern /%s/%s: Go's regexp (RE2) cannot take it (no backreferences, no lookaround): %v", source, flags, err)
 		}
 		s.patterns = append(s.patterns, re)
+		s.info.RE2 = append(s.info.RE2, re.String())
 		s.info.Patterns = append(s.info.Patterns, "/"+source+"/"+flags)
 	}
 	if len(s.patterns) == 0 {
