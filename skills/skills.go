@@ -431,7 +431,7 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 		return nil, err
 	}
 	served := moltbot.ModelRef{Provider: "skill", Model: skill}
-	if fn != nil && reply != "" {
+	if t.Visible && fn != nil && reply != "" {
 		if err := fn(moltbot.Chunk{Content: reply, Served: served}); err != nil {
 			return nil, err
 		}
