@@ -222,12 +222,18 @@ func (n *Node) reloadOnSignal() {
 		n.record(e)
 	}
 	if n.skills != nil {
+		// Audited when there are skills, before or after, or an error.
+		had := n.skills.cur.Load() != nil
 		e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "skills.reload", Target: "skills", Remote: "local",
 			Outcome: audit.OK, Detail: "SIGHUP"}
 		if err := n.reloadSkills(); err != nil {
 			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
+		} else if !had && n.skills.cur.Load() == nil {
+			e.Action = ""
 		}
-		n.record(e)
+		if e.Action != "" {
+			n.record(e)
+		}
 	}
 	k, err := n.reloadConfig()
 	if errors.Is(err, errNoFile) {
