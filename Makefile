@@ -52,7 +52,9 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)-skills ./cmd/moltbot-skills
 
 ## build-edge: the edge build, without what a small device's node does not
-## run (cmd/moltbot/edge.go: the cluster engine, moltbot sim, moltbot bench),
+## run (cmd/moltbot/edge.go: the cluster engine, moltbot sim, moltbot bench;
+## it does not build the moltbot-skills worker: a node without it warns and
+## serves without its skills),
 ## in bin/moltbot-edge
 build-edge:
 	$(GO) build -trimpath -tags $(EDGE_TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)-edge ./cmd/moltbot

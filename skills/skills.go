@@ -82,7 +82,16 @@ type Skills struct {
 	mu     sync.Mutex // one request to the worker at a time
 	w      *worker
 	nextID int64
+	closed bool // Close was called: no worker starts again
 }
+
+// ErrClosed is Run's error after Close (a reload replaced these skills):
+// the caller may try the skills that replaced them.
+var ErrClosed = errors.New("skills: closed (reloaded)")
+
+// ErrNoWorker is Open's error, wrapped, when the worker binary is not
+// there (the edge build does not build it).
+var ErrNoWorker = errors.New("no skills worker")
 
 type request struct {
 	ID         int64     `json:"id"`
@@ -170,10 +179,12 @@ func Open(cfg Config) (*Skills, error) {
 // Skills are the loaded skills.
 func (s *Skills) Skills() []Skill { return slices.Clone(*s.skills.Load()) }
 
-// Close stops the worker.
+// Close stops the worker, after the skill running in it, if any; Run
+// returns ErrClosed afterwards.
 func (s *Skills) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.w != nil {
 		s.w.kill()
 		s.w = nil
@@ -216,6 +227,9 @@ func (s *Skills) worker() (*worker, error) {
 	}
 	cmd.Stderr = &logWriter{log: s.cfg.Logger}
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w: %w", ErrNoWorker, err)
+		}
 		return nil, fmt.Errorf("skills: start the worker (%s; build it with make build, or set skills.worker): %w", s.cfg.Worker, err)
 	}
 	w := &worker{cmd: cmd, in: in, out: make(chan response), quit: make(chan struct{}), done: make(chan struct{})}
@@ -367,6 +381,9 @@ func (s *Skills) Match(text string) (string, []*string) {
 func (s *Skills) Run(ctx context.Context, skill, text string, matches []*string, model func(alias, prompt string) (string, error)) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return "", ErrClosed
+	}
 	if _, err := s.worker(); err != nil {
 		return "", err
 	}

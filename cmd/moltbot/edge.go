@@ -24,6 +24,10 @@ import (
 //     preset's fallback, stays;
 //   - the load generator (`moltbot bench`, with its HTML report and
 //     html/template).
+//   - the JavaScript skills' worker: make build-edge does not build
+//     moltbot-skills (goja, 10 MB). A node whose skills/ holds .js files
+//     and finds no worker starts without its skills and warns, naming
+//     skills.worker (skillstage.go); the node's side is in every build.
 //
 // urfave/cli's man page and markdown generators are out of every build
 // made by make (urfave_cli_no_docs). Everything a single node serves

@@ -76,6 +76,7 @@ Quick start:
 			tenantsCommand(),
 			retentionCommand(),
 			cacheCommand(),
+			skillsCommand(),
 			auditCommand(),
 			{
 				Name:  "version",

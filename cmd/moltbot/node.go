@@ -59,7 +59,7 @@ type Node struct {
 	srv      *http.Server
 	sweeper  *retention.Sweeper
 	cache    *cache.Cache       // the output cache, nil without one
-	skills   *skills.Skills     // the JS skills' worker, nil without skills/*.js
+	skills   *skillStage        // the JS skills (their worker), nil without a workspace
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -122,7 +122,8 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 // file: a certificate or key that fails to load keeps the old one in use,
 // and the error, naming the file, is logged and returned. What the
 // providers learned of their models (capabilities, the models they list)
-// is forgotten and asked again.
+// is forgotten and asked again. The workspace's skills/ is read again in
+// a new worker; one that does not load keeps the skills in use.
 func (n *Node) Reload() (int, error) {
 	if n.rt != nil {
 		actors.ForgetModels(n.rt)
@@ -134,9 +135,12 @@ func (n *Node) Reload() (int, error) {
 	if err := n.reloadCert(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := n.reloadSkills(); err != nil {
+		errs = append(errs, err)
+	}
 	k, err := n.reloadConfig()
-	if errors.Is(err, errNoFile) && (n.cl != nil || n.certs != nil) {
-		err = nil // the certificates were what there was to reload
+	if errors.Is(err, errNoFile) && (n.cl != nil || n.certs != nil || n.skills != nil) {
+		err = nil // the certificates, the skills were what there was to reload
 	}
 	return k, errors.Join(append(errs, err)...)
 }
@@ -216,6 +220,20 @@ func (n *Node) reloadOnSignal() {
 			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
 		}
 		n.record(e)
+	}
+	if n.skills != nil {
+		// Audited when there are skills, before or after, or an error.
+		had := n.skills.cur.Load() != nil
+		e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "skills.reload", Target: "skills", Remote: "local",
+			Outcome: audit.OK, Detail: "SIGHUP"}
+		if err := n.reloadSkills(); err != nil {
+			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
+		} else if !had && n.skills.cur.Load() == nil {
+			e.Action = ""
+		}
+		if e.Action != "" {
+			n.record(e)
+		}
 	}
 	k, err := n.reloadConfig()
 	if errors.Is(err, errNoFile) {
@@ -423,22 +441,19 @@ func (n *Node) Start() error {
 	// moltbot-skills worker: with none, no worker and no stage.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		sk, err := skills.Open(skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
-			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log})
-		if err != nil {
+		st := &skillStage{cfg: skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
+			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, log: n.Log}
+		if err := st.load(); errors.Is(err, skills.ErrNoWorker) {
+			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
+		} else if err != nil {
 			ln.Close()
 			closeCache(oc)
 			as.Close()
 			store.Close()
 			return err
 		}
-		if sk != nil {
-			n.skills = sk
-			before = append(before, sk)
-			for _, s := range sk.Skills() {
-				n.Log.Info("skill loaded", "skill", s.Name, "file", "skills/"+s.File, "patterns", s.Patterns)
-			}
-		}
+		n.skills = st
+		before = append(before, st)
 	}
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/skills"
+)
+
+// skillStage is the node's skills stage: the workspace's skills as last
+// loaded, replaced on a reload (SIGHUP, moltbot keys reload) without a
+// restart. A reload that fails keeps the skills in use.
+type skillStage struct {
+	cfg skills.Config
+	log *slog.Logger
+
+	cur     atomic.Pointer[skills.Skills] // nil: no skill
+	mu      sync.Mutex                    // one load at a time
+	closing sync.WaitGroup                // replaced skills, closed after their running skill
+}
+
+// BeforeModel runs the current skills' stage; a turn that started on
+// skills a reload replaced meanwhile tries the new ones.
+func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	for range 3 {
+		sk := st.cur.Load()
+		if sk == nil {
+			return nil, nil
+		}
+		c, err := sk.BeforeModel(ctx, t, fn)
+		if errors.Is(err, skills.ErrClosed) {
+			continue
+		}
+		return c, err
+	}
+	return nil, nil
+}
+
+// load reads skills/ again in a new worker and, when it loads, puts it in
+// place of the old one (closed once its running skill, if any, is done).
+// An error keeps the old skills.
+func (st *skillStage) load() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sk, err := skills.Open(st.cfg)
+	if err != nil {
+		return err
+	}
+	if old := st.cur.Swap(sk); old != nil {
+		st.closing.Add(1)
+		go func() {
+			defer st.closing.Done()
+			old.Close()
+		}()
+	}
+	if sk != nil {
+		for _, s := range sk.Skills() {
+			st.log.Info("skill loaded", "skill", s.Name, "file", "skills/"+s.File, "patterns", s.Patterns)
+		}
+	}
+	return nil
+}
+
+// Close stops the worker and waits for the replaced ones.
+func (st *skillStage) Close() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if sk := st.cur.Swap(nil); sk != nil {
+		sk.Close()
+	}
+	st.closing.Wait()
+}
+
+// noWorkerWarning: skills/ holds JavaScript skills but the worker is not
+// there; the node serves without them.
+func (st *skillStage) noWorkerWarning(err error) {
+	st.log.Warn("skills/ holds JavaScript skills but their worker is not there: they are not served (the edge build does not build moltbot-skills; "+
+		"build it with make build and set skills.worker to its path, then reload)", "skills.worker", st.cfg.Worker, "err", err)
+}
+
+// reloadSkills reads skills/ again (Reload, SIGHUP); an error is logged
+// and the skills in use stay.
+func (n *Node) reloadSkills() error {
+	if n.skills == nil {
+		return nil
+	}
+	if err := n.skills.load(); err != nil {
+		if errors.Is(err, skills.ErrNoWorker) {
+			n.skills.noWorkerWarning(err)
+		}
+		n.Log.Error("skills not reloaded; the skills in use stay", "err", err)
+		return err
+	}
+	n.Log.Info("skills reloaded", "dir", n.skills.cfg.Dir)
+	return nil
+}
