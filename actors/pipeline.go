@@ -72,13 +72,29 @@ func (p *pipeline) model(ctx context.Context, msgs []moltbot.Message, opts moltb
 	return p.router.Chat(ctx, chain, msgs, opts, fn, visible)
 }
 
+// Idler is a stage that may have nothing to do for now (the skills stage
+// of a workspace without skills, until a reload brings some): while it
+// says so, the turn passes it by, and a pipeline whose stages all idle
+// is the router alone (no Turn, no closures: the floor's path).
+type Idler interface {
+	Idle() bool
+}
+
+func idle(stage any) bool {
+	i, ok := stage.(Idler)
+	return ok && i.Idle()
+}
+
 // Chat runs the turn's stages and the model.
 func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
-	if len(p.before) == 0 && len(p.wrap) == 0 && len(p.after) == 0 {
+	if len(p.wrap) == 0 && len(p.after) == 0 && p.idle() {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
 	t.Model = p.model
 	for _, b := range p.before {
+		if idle(b) {
+			continue
+		}
 		if comp, err = p.run(ctx, b, func() (*moltbot.Completion, error) { return b.BeforeModel(ctx, t, fn) }); err != nil || comp != nil {
 			break
 		}
@@ -97,6 +113,16 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		}
 	}
 	return comp, nil
+}
+
+// idle reports whether every stage before the model idles now.
+func (p *pipeline) idle() bool {
+	for _, b := range p.before {
+		if !idle(b) {
+			return false
+		}
+	}
+	return true
 }
 
 // around runs the AroundModel stages from i in, then the router.

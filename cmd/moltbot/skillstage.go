@@ -23,6 +23,10 @@ type skillStage struct {
 	closing sync.WaitGroup                // replaced skills, closed after their running skill
 }
 
+// Idle reports whether there are no skills now: the turn pipeline then
+// passes the stage by at no cost (actors.Idler).
+func (st *skillStage) Idle() bool { return st.cur.Load() == nil }
+
 // BeforeModel runs the current skills' stage; a turn that started on
 // skills a reload replaced meanwhile tries the new ones.
 func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {

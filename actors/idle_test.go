@@ -1,0 +1,40 @@
+package actors
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/moltbot/moltbot"
+)
+
+// switchStage answers every turn ("from the stage") unless it idles.
+type switchStage struct {
+	idle  atomic.Bool
+	calls atomic.Int64
+}
+
+func (s *switchStage) Idle() bool { return s.idle.Load() }
+
+func (s *switchStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	s.calls.Add(1)
+	return &moltbot.Completion{Content: "from the stage", FinishReason: "stop"}, nil
+}
+
+// A stage that idles is passed by (the skills stage of a workspace with no
+// skills): the turn goes to the model, the stage is not asked; once it
+// has work again, it answers.
+func TestIdleStagePassedBy(t *testing.T) {
+	st := &switchStage{}
+	st.idle.Store(true)
+	e := start(t, []string{"a/m"}, []ProviderSpec{spec("a", &fake{chat: echo})}, func(c *Config) { c.Before = []BeforeModel{st} })
+	comp, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, nil)
+	if err != nil || comp.Content != "echo: x " || st.calls.Load() != 0 {
+		t.Fatalf("%+v %v, %d calls", comp, err, st.calls.Load())
+	}
+	st.idle.Store(false)
+	comp, err = e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, nil)
+	if err != nil || comp.Content != "from the stage" || st.calls.Load() != 1 {
+		t.Fatalf("%+v %v, %d calls", comp, err, st.calls.Load())
+	}
+}
