@@ -33,6 +33,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/skills/wire"
 )
 
 // WorkerName is the worker binary's name, looked up next to the running
@@ -63,11 +64,7 @@ type Config struct {
 
 // Skill is a loaded skill as the worker describes it.
 type Skill struct {
-	Name     string   `json:"name"`
-	File     string   `json:"file"`
-	Patterns []string `json:"patterns"`
-	RE2      []string `json:"re2"` // the patterns in Go's syntax
-
+	wire.SkillInfo
 	res []*regexp.Regexp
 }
 
@@ -92,37 +89,6 @@ var ErrClosed = errors.New("skills: closed (reloaded)")
 // ErrNoWorker is Open's error, wrapped, when the worker binary is not
 // there (the edge build does not build it).
 var ErrNoWorker = errors.New("no skills worker")
-
-type request struct {
-	ID         int64     `json:"id"`
-	Op         string    `json:"op"`
-	Dir        string    `json:"dir,omitempty"`
-	MaxFile    int64     `json:"max_file,omitempty"`
-	Input      string    `json:"input,omitempty"`
-	Skill      string    `json:"skill,omitempty"`
-	Matches    []*string `json:"matches,omitempty"`
-	DeadlineMS int64     `json:"deadline_ms,omitempty"`
-	Seq        int       `json:"seq,omitempty"`
-	Text       string    `json:"text,omitempty"`
-	Error      string    `json:"error,omitempty"`
-}
-
-type modelCall struct {
-	Seq    int    `json:"seq"`
-	Alias  string `json:"alias"`
-	Prompt string `json:"prompt"`
-}
-
-type response struct {
-	ID      int64      `json:"id"`
-	Skills  []Skill    `json:"skills,omitempty"`
-	Skill   string     `json:"skill,omitempty"`
-	Matches []*string  `json:"matches,omitempty"`
-	Call    *modelCall `json:"call,omitempty"`
-	Done    bool       `json:"done,omitempty"`
-	Reply   string     `json:"reply,omitempty"`
-	Error   string     `json:"error,omitempty"`
-}
 
 // Open reads dir's *.js files and loads them in a worker. With no dir, or
 // no JS file in it, it returns nil, nil: no worker, no stage. A file the
@@ -196,7 +162,7 @@ func (s *Skills) Close() error {
 type worker struct {
 	cmd  *exec.Cmd
 	in   io.WriteCloser
-	out  chan response
+	out  chan wire.Response
 	err  error // why out closed; read after it did
 	quit chan struct{}
 	done chan struct{}
@@ -232,13 +198,13 @@ func (s *Skills) worker() (*worker, error) {
 		}
 		return nil, fmt.Errorf("skills: start the worker (%s; build it with make build, or set skills.worker): %w", s.cfg.Worker, err)
 	}
-	w := &worker{cmd: cmd, in: in, out: make(chan response), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &worker{cmd: cmd, in: in, out: make(chan wire.Response), quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		sc := bufio.NewScanner(outp)
 		sc.Buffer(make([]byte, 0, 64<<10), s.cfg.MaxLine)
 		for sc.Scan() {
-			var r response
+			var r wire.Response
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				w.err = fmt.Errorf("a bad line from the worker: %w", err)
 				break
@@ -259,7 +225,7 @@ func (s *Skills) worker() (*worker, error) {
 		cmd.Wait()
 	}()
 	s.w = w
-	resp, err := s.do(context.Background(), request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile}, 10*time.Second, nil)
+	resp, err := s.do(context.Background(), wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile}, 10*time.Second, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -267,9 +233,10 @@ func (s *Skills) worker() (*worker, error) {
 		s.drop()
 		return nil, fmt.Errorf("skills: %s", resp.Error)
 	}
+	loaded := make([]Skill, len(resp.Skills))
 	for i := range resp.Skills {
-		sk := &resp.Skills[i]
-		sk.res = nil
+		sk := &loaded[i]
+		sk.SkillInfo = resp.Skills[i]
 		for _, p := range sk.RE2 {
 			re, err := regexp.Compile(p)
 			if err != nil {
@@ -279,7 +246,7 @@ func (s *Skills) worker() (*worker, error) {
 			sk.res = append(sk.res, re)
 		}
 	}
-	s.skills.Store(&resp.Skills)
+	s.skills.Store(&loaded)
 	return w, nil
 }
 
@@ -294,13 +261,13 @@ func (s *Skills) drop() {
 // do sends r to the worker and waits for its answer, at most limit (the
 // worker is killed then), answering its model calls with onCall (s.mu
 // held).
-func (s *Skills) do(ctx context.Context, r request, limit time.Duration, onCall func(modelCall) (string, error)) (response, error) {
+func (s *Skills) do(ctx context.Context, r wire.Request, limit time.Duration, onCall func(wire.Call) (string, error)) (wire.Response, error) {
 	w := s.w
 	s.nextID++
 	r.ID = s.nextID
 	if err := s.send(r); err != nil {
 		s.drop()
-		return response{}, fmt.Errorf("skills: the worker: %w", err)
+		return wire.Response{}, fmt.Errorf("skills: the worker: %w", err)
 	}
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
@@ -309,7 +276,7 @@ func (s *Skills) do(ctx context.Context, r request, limit time.Duration, onCall 
 		case resp, ok := <-w.out:
 			if !ok {
 				s.drop()
-				return response{}, fmt.Errorf("skills: the worker exited (%v); it restarts for the next turn", w.err)
+				return wire.Response{}, fmt.Errorf("skills: the worker exited (%v); it restarts for the next turn", w.err)
 			}
 			if resp.ID != r.ID {
 				continue // a late answer to a request given up
@@ -317,29 +284,29 @@ func (s *Skills) do(ctx context.Context, r request, limit time.Duration, onCall 
 			if resp.Call == nil {
 				return resp, nil
 			}
-			text, err := "", errors.New("this request cannot call a model")
+			text, err := "", errors.New("this wire.Request cannot call a model")
 			if onCall != nil {
 				text, err = onCall(*resp.Call)
 			}
-			rep := request{ID: r.ID, Op: "reply", Seq: resp.Call.Seq, Text: text}
+			rep := wire.Request{ID: r.ID, Op: "reply", Seq: resp.Call.Seq, Text: text}
 			if err != nil {
 				rep.Error = err.Error()
 			}
 			if err := s.send(rep); err != nil {
 				s.drop()
-				return response{}, fmt.Errorf("skills: the worker: %w", err)
+				return wire.Response{}, fmt.Errorf("skills: the worker: %w", err)
 			}
 		case <-timer.C:
 			s.drop()
-			return response{}, fmt.Errorf("skills: the worker did not answer within %s and was killed (a skill that cannot be interrupted, such as a backtracking regexp); it restarts for the next turn", limit)
+			return wire.Response{}, fmt.Errorf("skills: the worker did not answer within %s and was killed (a skill that cannot be interrupted, such as a backtracking regexp); it restarts for the next turn", limit)
 		case <-ctx.Done():
 			s.drop() // the worker may be busy for long: a new one serves the next turn
-			return response{}, ctx.Err()
+			return wire.Response{}, ctx.Err()
 		}
 	}
 }
 
-func (s *Skills) send(r request) error {
+func (s *Skills) send(r wire.Request) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -393,8 +360,8 @@ func (s *Skills) Run(ctx context.Context, skill, text string, matches []*string,
 	}
 	ctx, cancel := context.WithTimeout(ctx, d+time.Second)
 	defer cancel()
-	resp, err := s.do(ctx, request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}, d+time.Second,
-		func(c modelCall) (string, error) { return model(c.Alias, c.Prompt) })
+	resp, err := s.do(ctx, wire.Request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}, d+time.Second,
+		func(c wire.Call) (string, error) { return model(c.Alias, c.Prompt) })
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		err = fmt.Errorf("skills: skill %s did not finish within its deadline (%s); its worker was killed and restarts for the next turn", skill, d)
 	}

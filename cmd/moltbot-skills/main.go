@@ -45,6 +45,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moltbot/moltbot/skills/wire"
 	"io"
 	"io/fs"
 	"os"
@@ -62,49 +63,8 @@ type file struct {
 	Source string `json:"source"`
 }
 
-type request struct {
-	ID         int64     `json:"id"`
-	Op         string    `json:"op"`
-	Dir        string    `json:"dir,omitempty"`
-	MaxFile    int64     `json:"max_file,omitempty"`
-	Input      string    `json:"input,omitempty"`
-	Skill      string    `json:"skill,omitempty"`
-	Matches    []*string `json:"matches,omitempty"`
-	DeadlineMS int64     `json:"deadline_ms,omitempty"`
-	Seq        int       `json:"seq,omitempty"`
-	Text       string    `json:"text,omitempty"`
-	Error      string    `json:"error,omitempty"`
-}
-
-type skillInfo struct {
-	Name     string   `json:"name"`
-	File     string   `json:"file"`
-	Patterns []string `json:"patterns"`
-	// RE2 are the patterns in Go's syntax (flags as a (?ims) prefix): the
-	// node matches with them itself, so a turn no skill matches never
-	// waits behind a running skill.
-	RE2 []string `json:"re2"`
-}
-
-type call struct {
-	Seq    int    `json:"seq"`
-	Alias  string `json:"alias"`
-	Prompt string `json:"prompt"`
-}
-
-type response struct {
-	ID      int64       `json:"id"`
-	Skills  []skillInfo `json:"skills,omitempty"`
-	Skill   string      `json:"skill,omitempty"`
-	Matches []*string   `json:"matches,omitempty"`
-	Call    *call       `json:"call,omitempty"`
-	Done    bool        `json:"done,omitempty"`
-	Reply   string      `json:"reply,omitempty"`
-	Error   string      `json:"error,omitempty"`
-}
-
 type skill struct {
-	info     skillInfo
+	info     wire.SkillInfo
 	source   string
 	patterns []*regexp.Regexp
 	strict   bool
@@ -117,18 +77,18 @@ const maxModelCalls = 8
 const loadDeadline = 2 * time.Second
 
 type worker struct {
-	in     chan request
+	in     chan wire.Request
 	out    *json.Encoder
 	skills []*skill
 }
 
 func main() {
-	w := &worker{in: make(chan request), out: json.NewEncoder(os.Stdout)}
+	w := &worker{in: make(chan wire.Request), out: json.NewEncoder(os.Stdout)}
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
 		sc.Buffer(make([]byte, 64<<10), 16<<20)
 		for sc.Scan() {
-			var r request
+			var r wire.Request
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				fmt.Fprintln(os.Stderr, "moltbot-skills: a bad request line:", err)
 				os.Exit(2)
@@ -142,13 +102,13 @@ func main() {
 	}
 }
 
-func (w *worker) send(r response) {
+func (w *worker) send(r wire.Response) {
 	if err := w.out.Encode(r); err != nil {
 		os.Exit(1)
 	}
 }
 
-func (w *worker) serve(r request) {
+func (w *worker) serve(r wire.Request) {
 	switch r.Op {
 	case "load":
 		w.send(w.load(r))
@@ -156,13 +116,13 @@ func (w *worker) serve(r request) {
 		w.send(w.match(r))
 	case "run":
 		reply, err := w.run(r)
-		resp := response{ID: r.ID, Done: true, Reply: reply}
+		resp := wire.Response{ID: r.ID, Done: true, Reply: reply}
 		if err != nil {
 			resp.Error = err.Error()
 		}
 		w.send(resp)
 	default:
-		w.send(response{ID: r.ID, Done: true, Error: fmt.Sprintf("unknown op %q", r.Op)})
+		w.send(wire.Response{ID: r.ID, Done: true, Error: fmt.Sprintf("unknown op %q", r.Op)})
 	}
 }
 
@@ -250,10 +210,10 @@ func readDir(dir string, maxFile int64) ([]file, error) {
 	return files, nil
 }
 
-func (w *worker) load(r request) response {
+func (w *worker) load(r wire.Request) wire.Response {
 	files, err := readDir(r.Dir, r.MaxFile)
 	if err != nil {
-		return response{ID: r.ID, Error: err.Error()}
+		return wire.Response{ID: r.ID, Error: err.Error()}
 	}
 	var out []*skill
 	var errs []string
@@ -266,10 +226,10 @@ func (w *worker) load(r request) response {
 		out = append(out, s)
 	}
 	if len(errs) > 0 {
-		return response{ID: r.ID, Error: strings.Join(errs, "; ")}
+		return wire.Response{ID: r.ID, Error: strings.Join(errs, "; ")}
 	}
 	w.skills = out
-	resp := response{ID: r.ID, Skills: []skillInfo{}}
+	resp := wire.Response{ID: r.ID, Skills: []wire.SkillInfo{}}
 	for _, s := range out {
 		resp.Skills = append(resp.Skills, s.info)
 	}
@@ -285,7 +245,7 @@ func loadOne(f file) (*skill, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &skill{source: f.Source, info: skillInfo{File: f.Name, Name: strings.TrimSuffix(f.Name, ".js")}}
+	s := &skill{source: f.Source, info: wire.SkillInfo{File: f.Name, Name: strings.TrimSuffix(f.Name, ".js")}}
 	if n := ex.Get("name"); n != nil && !goja.IsUndefined(n) {
 		s.info.Name = n.String()
 	}
@@ -323,7 +283,7 @@ func loadOne(f file) (*skill, error) {
 	return s, nil
 }
 
-func (w *worker) match(r request) response {
+func (w *worker) match(r wire.Request) wire.Response {
 	for _, s := range w.skills {
 		for _, re := range s.patterns {
 			idx := re.FindStringSubmatchIndex(r.Input)
@@ -337,15 +297,15 @@ func (w *worker) match(r request) response {
 					m[i] = &g
 				}
 			}
-			return response{ID: r.ID, Skill: s.info.Name, Matches: m}
+			return wire.Response{ID: r.ID, Skill: s.info.Name, Matches: m}
 		}
 	}
-	return response{ID: r.ID}
+	return wire.Response{ID: r.ID}
 }
 
 var errDeadline = errors.New("stopped at its deadline")
 
-func (w *worker) run(r request) (string, error) {
+func (w *worker) run(r wire.Request) (string, error) {
 	var s *skill
 	for _, k := range w.skills {
 		if k.info.Name == r.Skill {
@@ -422,7 +382,7 @@ func (w *worker) run(r request) (string, error) {
 		seq++
 		p, resolve, reject := vm.NewPromise()
 		pending[seq], rejects[seq] = resolve, reject
-		w.send(response{ID: r.ID, Call: &call{Seq: seq, Alias: alias, Prompt: prompt}})
+		w.send(wire.Response{ID: r.ID, Call: &wire.Call{Seq: seq, Alias: alias, Prompt: prompt}})
 		return vm.ToValue(p)
 	})
 	res, err := handler(goja.Undefined(), ctx)
@@ -439,7 +399,7 @@ func (w *worker) run(r request) (string, error) {
 			return "", fmt.Errorf("skill %s: %w (%s), waiting for a model", s.info.Name, errDeadline, d)
 		case rep := <-w.in:
 			if rep.Op != "reply" || rep.ID != r.ID || pending[rep.Seq] == nil {
-				w.send(response{ID: rep.ID, Done: true, Error: "a skill is running: one request at a time"})
+				w.send(wire.Response{ID: rep.ID, Done: true, Error: "a skill is running: one request at a time"})
 				continue
 			}
 			resolve, reject := pending[rep.Seq], rejects[rep.Seq]

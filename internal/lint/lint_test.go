@@ -115,10 +115,12 @@ var deps = map[string]allowed{
 	// The JavaScript skills' worker, a process of its own (the only code
 	// that links goja): it speaks JSON lines and imports nothing of the
 	// module.
-	"cmd/moltbot-skills": {},
+	"cmd/moltbot-skills": {code: []string{"skills/wire"}},
 	// The node's side of the skills: a stage before the model that drives
 	// the worker; its tests run the stage in a whole runtime.
-	"skills": {code: []string{"."}, tests: []string{"actors", "inference", "inference/sim", "storage"}},
+	"skills": {code: []string{".", "skills/wire"}, tests: []string{"actors", "inference", "inference/sim", "storage"}},
+	// The node-worker protocol of JavaScript skills, written once for both.
+	"skills/wire": {},
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
