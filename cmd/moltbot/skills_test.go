@@ -93,6 +93,14 @@ func TestSkillsCommand(t *testing.T) {
 	if code, out, e := runCLI(t, "", "skills", "test", "--workspace", ws, "--worker", bin, "hello"); code != 0 || out != "no skill matches\n" {
 		t.Errorf("test hello: %d %q %q", code, out, e)
 	}
+	// lint: the seed's skill destructures a capture (the captured text
+	// here) and calls "code-generator", which no model of the config is.
+	code, out, e = runCLI(t, "", "skills", "lint", "--workspace", ws, "--worker", bin)
+	if code != 0 || !strings.Contains(out, "skills/code-assistant.js:5: const { input } = context.matches[...] gives the captured text here") ||
+		!strings.Contains(out, `skills/code-assistant.js:6: callModel("code-generator"): no model of the config answers to it, so it goes to the chain`) ||
+		!strings.Contains(e, "1 skill(s) loaded, 2 note(s)") {
+		t.Errorf("lint: %d %q %q", code, out, e)
+	}
 	writeSkill(t, ws, "bad.js", "module.exports = {name: 'bad', patterns: [/(a)\\1/], handler: async () => 'x'};\n")
 	code, out, e = runCLI(t, "", "skills", "list", "--workspace", ws, "--worker", bin)
 	if code != 1 || !strings.Contains(e, "skills/bad.js") || !strings.Contains(e, `(a)\1`) {
@@ -234,5 +242,27 @@ func TestSkillsNoWorker(t *testing.T) {
 	}
 	if _, reply := askNode(t, n, "请生成Go代码"); !strings.HasPrefix(reply, "这是生成的代码") {
 		t.Errorf("the skill once the worker is there: %q", reply)
+	}
+}
+
+// lint names an alias only when no model of the config answers to it, and
+// says what a destructured capture is in each mode.
+func TestLintSkill(t *testing.T) {
+	cfg, err := configs.Parse("m.yaml", []byte("providers:\n  - {name: local, type: sim, models: [coder]}\n  - {name: cloud, type: sim}\nmodels: {primary: local/llama3.2, fallback: [cloud/big]}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := "const a = await context.callModel('coder', {});\n" +
+		"const b = await context.callModel(\"llama3.2\", {});\n" +
+		"const c = await context.callModel('cloud/big', {});\n" +
+		"const d = await context.callModel('moltbot', {});\n" +
+		"const e = await context.callModel('code-generator', {});\n" +
+		"const { input } = context.matches[1];\n"
+	notes := lintSkill(src, cfg)
+	if len(notes) != 2 || !strings.HasPrefix(notes[0], `5: callModel("code-generator")`) || !strings.HasPrefix(notes[1], "6: const { input }") || !strings.Contains(notes[1], "gives the captured text") {
+		t.Fatalf("%q", notes)
+	}
+	if n := lintSkill("module.exports = {strict: true};\nconst { input } = context.matches[1];\n", nil); len(n) != 1 || !strings.Contains(n[0], "undefined in strict mode") {
+		t.Fatalf("%q", n)
 	}
 }

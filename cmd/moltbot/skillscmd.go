@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,16 +25,21 @@ func skillsCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "skills",
-		Usage: "the workspace's JavaScript skills: list them, try one on a message",
+		Usage: "the workspace's JavaScript skills: list them, lint them, try one on a message",
 		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, as a node does.
 "list" prints each skill's name, file and patterns (a file that does not load
-is an error naming it, exit 1); "test" runs a message against the skills with
+is an error naming it, exit 1); "lint" loads them too and notes, by file and
+line, what works otherwise than it reads: a destructured capture (const {
+input } = context.matches[1], the captured text here, undefined in strict
+mode), and a callModel alias no model of the config answers to (it goes to
+the chain); "test" runs a message against the skills with
 the in-process simulator as the model (no node needed) and prints which skill
 matched with its captures, each callModel with its alias and prompt, and the
 reply; "no skill matches" otherwise.
 
 Examples:
    moltbot skills list --workspace ./mb
+   moltbot skills lint --workspace ./mb
    moltbot skills test --workspace ./mb "请帮我生成Go代码"`,
 		Subcommands: []*cli.Command{{
 			Name: "list", Usage: "each skill's name, file and patterns", Flags: flags(),
@@ -49,6 +55,32 @@ Examples:
 					fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
 				}
 				return tw.Flush()
+			},
+		}, {
+			Name: "lint", Usage: "load the skills and note what works otherwise than it reads", Flags: flags(),
+			Action: func(c *cli.Context) error {
+				sk, err := openSkills(c)
+				if err != nil || sk == nil {
+					return err
+				}
+				defer sk.Close()
+				var cfg *configs.Config
+				if path := filepath.Join(c.String("workspace"), "moltbot.yaml"); fileExists(path) {
+					cfg, _ = configs.Load(path) // openSkills has loaded it once: it parses
+				}
+				notes := 0
+				for _, s := range sk.Skills() {
+					src, err := os.ReadFile(filepath.Join(c.String("workspace"), "skills", s.File))
+					if err != nil {
+						return fail(1, "skills/%s: %v", s.File, err)
+					}
+					for _, n := range lintSkill(string(src), cfg) {
+						fmt.Fprintf(c.App.Writer, "skills/%s:%s\n", s.File, n)
+						notes++
+					}
+				}
+				fmt.Fprintf(c.App.ErrWriter, "%d skill(s) loaded, %d note(s)\n", len(sk.Skills()), notes)
+				return nil
 			},
 		}, {
 			Name: "test", Usage: "run a message against the skills, the simulator as the model", ArgsUsage: "MESSAGE", Flags: flags(),
@@ -96,6 +128,59 @@ Examples:
 			},
 		}},
 	}
+}
+
+var (
+	lintInput  = regexp.MustCompile(`\{\s*input\s*\}\s*=\s*context\.matches\[`)
+	lintAlias  = regexp.MustCompile(`callModel\(\s*['"]([^'"]+)['"]`)
+	lintStrict = regexp.MustCompile(`\bstrict\s*:\s*true\b`)
+)
+
+// lintSkill notes, as "LINE: text", what in a skill's source works
+// otherwise than it reads. cfg (nil: none) says which model names a
+// callModel alias may be.
+func lintSkill(src string, cfg *configs.Config) []string {
+	var out []string
+	strict := lintStrict.MatchString(src)
+	for i, line := range strings.Split(src, "\n") {
+		if lintInput.MatchString(line) {
+			if strict {
+				out = append(out, fmt.Sprintf("%d: const { input } = context.matches[...] is undefined in strict mode (plain JavaScript): use the capture itself", i+1))
+			} else {
+				out = append(out, fmt.Sprintf("%d: const { input } = context.matches[...] gives the captured text here (moltbot's default mode, as the seed's example means); in plain JavaScript (strict: true) it is undefined", i+1))
+			}
+		}
+		for _, m := range lintAlias.FindAllStringSubmatch(line, -1) {
+			alias := m[1]
+			if alias == moltbot.ChainModel || cfg == nil {
+				continue
+			}
+			if !configNames(cfg, alias) {
+				out = append(out, fmt.Sprintf("%d: callModel(%q): no model of the config answers to it, so it goes to the chain (unless a provider lists it when the node runs); name a model (provider/model, or one a provider's models: lists) to pick it",
+					i+1, alias))
+			}
+		}
+	}
+	return out
+}
+
+// configNames reports whether the config names model as the router
+// resolves a requested name: a model of the chain (whole, or its bare
+// name), or a model a provider lists in its models: (whole or bare).
+func configNames(cfg *configs.Config, model string) bool {
+	for _, r := range cfg.Chain() {
+		if r.String() == model || r.Model == model {
+			return true
+		}
+	}
+	for _, p := range cfg.Providers {
+		for _, m := range p.Models {
+			if m == model || p.Name+"/"+m == model {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // openSkills loads the workspace's skills in a worker; nil, nil (after
