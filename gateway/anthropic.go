@@ -76,7 +76,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		s.writeMessage(w, id, res.Completion)
 		return
 	}
-	s.relayMessages(w, st, newMessageStream(s, w, id))
+	relayStream(st, newMessageStream(s, w, id))
 }
 
 // writeMessage writes a message object: the reply's text and tool calls

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
-	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
@@ -225,36 +224,23 @@ func (m *messageStream) fail(err error) {
 // done, or the error (a plain HTTP error before the first token, an error
 // event after). A client that stops reading ends the turn: Close cancels
 // it. relayMessages releases m when it returns.
-func (s *Server) relayMessages(w http.ResponseWriter, st *chat.Stream, m *messageStream) {
-	defer m.release()
-	defer st.Close()
-	for ev := range st.Events() {
-		switch ev.Kind {
-		case moltbot.EventToken, moltbot.EventToolCall:
-			if !m.started {
-				m.start(ev.Served.String(), ev.Failovers)
-			}
-			if ev.ToolCall != nil {
-				m.addCall(ev.ToolCall)
-			} else {
-				m.addText(ev.Text)
-			}
-			if st.Pending() > 0 {
-				continue // more to say: one write for the burst
-			}
-			if err := m.flush(); err != nil {
-				return
-			}
-		case moltbot.EventDone:
-			m.finish(ev.Result.Completion)
-			return
-		case moltbot.EventError:
-			if m.started {
-				m.fail(ev.Err)
-			} else {
-				writeAnthropicError(w, ev.Err)
-			}
-			return
-		}
+func (m *messageStream) put(ev moltbot.Event) {
+	if !m.started {
+		m.start(ev.Served.String(), ev.Failovers)
+	}
+	if ev.ToolCall != nil {
+		m.addCall(ev.ToolCall)
+	} else {
+		m.addText(ev.Text)
+	}
+}
+
+func (m *messageStream) end(r *moltbot.TurnResult) { m.finish(r.Completion) }
+
+func (m *messageStream) abort(err error) {
+	if m.started {
+		m.fail(err)
+	} else {
+		writeAnthropicError(m.w, err)
 	}
 }

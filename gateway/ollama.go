@@ -447,7 +447,8 @@ func (s *Server) ollamaRun(w http.ResponseWriter, r *http.Request, t0 time.Time,
 		ow.whole(res.Completion)
 		return
 	}
-	s.ollamaRelay(w, p, st, ow)
+	ow.inUse, ow.space = &s.ollama.inUse, p.Space
+	relayStream(st, ow)
 }
 
 // ollamaRelay writes a turn's events to w as NDJSON lines, on the
@@ -455,35 +456,6 @@ func (s *Server) ollamaRun(w http.ResponseWriter, r *http.Request, t0 time.Time,
 // in one write, the tool calls and the done line once the turn is done,
 // or the error (a plain HTTP error before the first line, an error line
 // after). A client that stops reading ends the turn. It releases ow.
-func (s *Server) ollamaRelay(w http.ResponseWriter, p *moltbot.Principal, st *chat.Stream, ow *ollamaWriter) {
-	defer ow.release()
-	defer st.Close()
-	for ev := range st.Events() {
-		switch ev.Kind {
-		case moltbot.EventToken:
-			ow.add(ev.Text, ev.Served, ev.Failovers)
-			if st.Pending() > 0 {
-				continue // more to say: one write for the burst
-			}
-			if err := ow.flush(); err != nil {
-				return
-			}
-		case moltbot.EventDone:
-			s.ollama.inUse.used(p.Space, ev.Result.Completion.Served.String(), time.Now())
-			ow.finish(ev.Result.Completion)
-			return
-		case moltbot.EventError:
-			if ow.started {
-				ow.fail(ev.Err)
-			} else {
-				writeOllamaError(w, ev.Err)
-			}
-			return
-		}
-		// Tool-call pieces are not written as they come: Ollama's clients
-		// take whole calls, which the done event holds.
-	}
-}
 
 // jsonObject reports whether s is a JSON object (a tool call's arguments,
 // written as they are).

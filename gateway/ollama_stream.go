@@ -18,6 +18,9 @@ import (
 // first line, once the serving model is known, so a failure before any
 // token is still a plain HTTP error.
 type ollamaWriter struct {
+	// inUse and space: /api/ps records the model that served, at the end.
+	inUse    *inUse
+	space    string
 	w        http.ResponseWriter
 	rc       *http.ResponseController
 	buf      []byte
@@ -38,6 +41,29 @@ func newOllamaWriter(w http.ResponseWriter, model string, generate bool, t0, tCa
 }
 
 // release returns ow to the pool; ow is not used after.
+// put appends a token. Tool-call pieces are not written as they come:
+// Ollama's clients take whole calls, which the done line holds.
+func (ow *ollamaWriter) put(ev moltbot.Event) {
+	if ev.Kind == moltbot.EventToken {
+		ow.add(ev.Text, ev.Served, ev.Failovers)
+	}
+}
+
+func (ow *ollamaWriter) end(r *moltbot.TurnResult) {
+	if ow.inUse != nil {
+		ow.inUse.used(ow.space, r.Completion.Served.String(), time.Now())
+	}
+	ow.finish(r.Completion)
+}
+
+func (ow *ollamaWriter) abort(err error) {
+	if ow.started {
+		ow.fail(err)
+	} else {
+		writeOllamaError(ow.w, err)
+	}
+}
+
 func (ow *ollamaWriter) release() {
 	if cap(ow.buf) > 64<<10 {
 		return

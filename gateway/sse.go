@@ -22,6 +22,7 @@ type chunkWriter struct {
 	created int64
 	served  string
 	started bool
+	usage   bool // the last chunk carries usage (stream_options.include_usage)
 }
 
 // newChunkWriter streams the chunks of completion id, created at unix time.
@@ -131,32 +132,62 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 // A client that stops reading ends the turn: Close cancels it.
 // relay releases cw when it returns.
 func (s *Server) relay(w http.ResponseWriter, st *chat.Stream, cw *chunkWriter, usage bool) {
-	defer cw.release()
+	cw.usage = usage
+	relayStream(st, cw)
+}
+
+// streamWriter is a turn's stream in one API's shape: chunkWriter
+// (OpenAI's SSE), messageStream (Anthropic's), ollamaWriter (NDJSON).
+type streamWriter interface {
+	put(ev moltbot.Event)     // a token or a piece of a tool call, appended
+	flush() error              // what was appended, written and flushed
+	end(r *moltbot.TurnResult) // the last event, written
+	abort(err error)           // an error event once the stream began, else the API's HTTP error
+	release()
+}
+
+// relayStream writes st's events with w on the request's goroutine:
+// tokens wait in w's buffer while more are pending, so a burst leaves in
+// one write, and a failed write (the client left) ends the turn.
+func relayStream(st *chat.Stream, w streamWriter) {
+	defer w.release()
 	defer st.Close()
 	for ev := range st.Events() {
 		switch ev.Kind {
 		case moltbot.EventToken, moltbot.EventToolCall:
-			cw.add(moltbot.Chunk{Content: ev.Text, ToolCall: ev.ToolCall, Served: ev.Served, Failovers: ev.Failovers})
+			w.put(ev)
 			if st.Pending() > 0 {
 				continue // more to say: one write for the burst
 			}
-			if err := cw.flush(); err != nil {
+			if err := w.flush(); err != nil {
 				return
 			}
 		case moltbot.EventDone:
-			if ev.Result.Replayed && !cw.started {
-				w.Header().Set("X-Moltbot-Replayed", "true")
-			}
-			cw.finish(ev.Result.Completion, usage)
+			w.end(ev.Result)
 			return
 		case moltbot.EventError:
-			if cw.started {
-				cw.fail(ev.Err)
-			} else {
-				writeError(w, ev.Err)
-			}
+			w.abort(ev.Err)
 			return
 		}
+	}
+}
+
+func (s *chunkWriter) put(ev moltbot.Event) {
+	s.add(moltbot.Chunk{Content: ev.Text, ToolCall: ev.ToolCall, Served: ev.Served, Failovers: ev.Failovers})
+}
+
+func (s *chunkWriter) end(r *moltbot.TurnResult) {
+	if r.Replayed && !s.started {
+		s.w.Header().Set("X-Moltbot-Replayed", "true")
+	}
+	s.finish(r.Completion, s.usage)
+}
+
+func (s *chunkWriter) abort(err error) {
+	if s.started {
+		s.fail(err)
+	} else {
+		writeError(s.w, err)
 	}
 }
 
