@@ -139,7 +139,7 @@ func (s *Server) relay(w http.ResponseWriter, st *chat.Stream, cw *chunkWriter, 
 // streamWriter is a turn's stream in one API's shape: chunkWriter
 // (OpenAI's SSE), messageStream (Anthropic's), ollamaWriter (NDJSON).
 type streamWriter interface {
-	put(ev moltbot.Event)     // a token or a piece of a tool call, appended
+	put(ev moltbot.Event)      // a token or a piece of a tool call, appended
 	flush() error              // what was appended, written and flushed
 	end(r *moltbot.TurnResult) // the last event, written
 	abort(err error)           // an error event once the stream began, else the API's HTTP error
