@@ -166,4 +166,19 @@ type Turn struct {
 	// Model calls the chain through the router, for a stage that needs a
 	// model of its own (a classifier, a skill's callModel).
 	Model ModelFunc
+	// Notes are what stages found out about the turn, for the stages after
+	// them (and a hand-off) to read, keyed by what they say: the sentiment
+	// preset writes "sentiment" (positive, neutral, negative) and
+	// "sentiment.score" (-1 to 1). Stages run one after the other, so a
+	// stage writes with Note and reads the map without a lock. nil until
+	// the first note.
+	Notes map[string]string
+}
+
+// Note sets a note on the turn (Turn.Notes).
+func (t *Turn) Note(key, value string) {
+	if t.Notes == nil {
+		t.Notes = map[string]string{}
+	}
+	t.Notes[key] = value
 }
