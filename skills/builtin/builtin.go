@@ -217,6 +217,13 @@ func compileTrigger(commands, patterns []string) (trigger, error) {
 // match returns the input a message gives the preset, and whether it
 // selects it.
 func (tr trigger) match(s string) (string, bool) {
+	in, _, ok := tr.matchNamed(s)
+	return in, ok
+}
+
+// matchNamed is match, with a pattern's named groups besides: its group
+// "input", when it has one, is the input (else its first group).
+func (tr trigger) matchNamed(s string) (string, map[string]string, bool) {
 	s = strings.TrimSpace(s)
 	for _, c := range tr.commands {
 		if rest, ok := strings.CutPrefix(s, c); ok {
@@ -224,7 +231,7 @@ func (tr trigger) match(s string) (string, bool) {
 				continue // "/summarizer" is another word than "/summarize"
 			}
 			rest = strings.TrimLeft(rest, " \t\n:：")
-			return strings.TrimSpace(rest), true
+			return strings.TrimSpace(rest), nil, true
 		}
 	}
 	for _, re := range tr.patterns {
@@ -232,12 +239,21 @@ func (tr trigger) match(s string) (string, bool) {
 		if m == nil {
 			continue
 		}
-		if len(m) > 1 {
-			return strings.TrimSpace(m[1]), true
+		named := map[string]string{}
+		for i, n := range re.SubexpNames() {
+			if n != "" {
+				named[n] = m[i]
+			}
 		}
-		return s, true
+		if in, ok := named["input"]; ok {
+			return strings.TrimSpace(in), named, true
+		}
+		if len(m) > 1 {
+			return strings.TrimSpace(m[1]), named, true
+		}
+		return s, named, true
 	}
-	return "", false
+	return "", nil, false
 }
 
 // describe is a trigger as moltbot skills list shows it.
