@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -144,9 +143,14 @@ func (s *Sentiment) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot
 	t.Note("sentiment", label)
 	t.Note("sentiment.score", strconv.FormatFloat(score, 'f', 2, 64))
 	if s.o.Hint && label == "negative" {
-		msgs := slices.Clip(t.Messages) // the stored context is not written to
-		t.Messages = append(msgs, moltbot.Message{Role: moltbot.RoleSystem,
+		// Before the last message, in a new slice: the stored context is
+		// not written to.
+		last := len(t.Messages) - 1
+		msgs := make([]moltbot.Message, 0, len(t.Messages)+1)
+		msgs = append(msgs, t.Messages[:last]...)
+		msgs = append(msgs, moltbot.Message{Role: moltbot.RoleSystem,
 			Content: "The user seems upset (sentiment " + strconv.FormatFloat(score, 'f', 2, 64) + "): acknowledge it, be brief and concrete, and offer help. 用户情绪不佳：请先共情，简洁具体地回答。"})
+		t.Messages = append(msgs, t.Messages[last])
 	}
 	return nil, nil
 }

@@ -157,7 +157,7 @@ func (s *Summarize) Summarize(ctx context.Context, t *moltbot.Turn, text string,
 	calls := func(k int) int {
 		total := k
 		for k > 1 {
-			perGroup := max(1, s.o.Chunk/per)
+			perGroup := max(2, s.o.Chunk/per) // a reduce call takes two summaries at least
 			k = (k + perGroup - 1) / perGroup
 			total += k
 		}
@@ -198,9 +198,12 @@ func (s *Summarize) Summarize(ctx context.Context, t *moltbot.Turn, text string,
 	}
 	for len(parts) > 1 {
 		groups := groupParts(parts, s.o.Chunk)
-		if len(groups) == len(parts) || made+len(groups) > s.o.MaxCalls {
-			// The summaries do not shrink (each as long as a chunk), or
-			// the budget is spent: they are the answer, in order.
+		if len(groups) == len(parts) {
+			groups = pairs(parts) // summaries as long as a chunk: two by two
+		}
+		if made+len(groups) > s.o.MaxCalls {
+			// The budget is spent (the summaries came out longer than
+			// asked): they are the answer, in order.
 			return strings.Join(parts, "\n\n"), nil
 		}
 		var next []string
@@ -233,4 +236,12 @@ func groupParts(parts []string, size int) [][]string {
 		n += l + 2
 	}
 	return append(out, cur)
+}
+
+func pairs(parts []string) [][]string {
+	var out [][]string
+	for i := 0; i < len(parts); i += 2 {
+		out = append(out, parts[i:min(i+2, len(parts))])
+	}
+	return out
 }

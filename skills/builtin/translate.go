@@ -179,6 +179,9 @@ func (t *Translate) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn molt
 	if to == "" {
 		to = t.o.To
 	}
+	if en, ok := langNames[to]; ok {
+		to = en
+	}
 	if strings.EqualFold(to, "auto") {
 		to = "Chinese (简体中文)"
 		if isCJK(text) {
@@ -208,3 +211,9 @@ func (t *Translate) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn molt
 			moltbot.Message{Role: moltbot.RoleUser, Content: "The " + err.Error() + ". Translate again, keeping each placeholder exactly once."})
 	}
 }
+
+// langNames are the languages a Chinese request names, as the prompt names
+// them.
+var langNames = map[string]string{"中文": "Chinese (简体中文)", "汉语": "Chinese (简体中文)", "英文": "English", "英语": "English",
+	"日文": "Japanese", "日语": "Japanese", "韩文": "Korean", "韩语": "Korean", "法文": "French", "法语": "French",
+	"德文": "German", "德语": "German", "西班牙语": "Spanish"}
