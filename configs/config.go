@@ -33,6 +33,7 @@ import (
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/retention"
+	"github.com/moltbot/moltbot/skills/builtin"
 	"github.com/moltbot/moltbot/storage"
 	"gopkg.in/yaml.v3"
 )
@@ -320,7 +321,39 @@ type SkillsConfig struct {
 	Worker string `yaml:"worker"`
 	// Timeout bounds a skill's run, its model calls included (default 20s).
 	Timeout Duration `yaml:"timeout"`
+	// Presets are the preset skills, in Go (package skills/builtin): each
+	// a stage of every turn, in the order listed, before the JavaScript
+	// skills. None: nothing on the turn's path.
+	Presets []PresetConfig `yaml:"presets"`
 }
+
+// PresetConfig is a preset skill: {name: pii, use: guard, with: {...}}.
+type PresetConfig struct {
+	// Name names it in logs, notes and moltbot skills list (letters,
+	// digits, - and _; unique).
+	Name string `yaml:"name"`
+	// Use is its kind: faq, guard, tools, sentiment, code-gen,
+	// code-explain, summarize, translate (builtin.Uses).
+	Use string `yaml:"use"`
+	// With are its options: the kind's options struct in skills/builtin
+	// (GuardOptions, FAQOptions, ...), decoded once Use is known, with
+	// the same errors by key and line as the rest of the file.
+	With PresetWith `yaml:"with"`
+}
+
+// PresetWith holds a preset's with: (its YAML until Use is known, then its
+// decoded options).
+type PresetWith struct {
+	node *yaml.Node
+	// Opts is the value builtin.Options(Use) gave, decoded from with:
+	// (its defaults when with: is not written); nil until decoded.
+	Opts any
+}
+
+func (w *PresetWith) keep(n *yaml.Node) { w.node = n }
+
+// MarshalYAML writes the options (Redacted).
+func (w PresetWith) MarshalYAML() (any, error) { return w.Opts, nil }
 
 // CacheConfig is the output cache (package cache): without a type, none.
 // The seed's block, `cache: {type: redis, host, port, ttl: 3600}`, is
@@ -536,6 +569,7 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 		doc = doc.Content[0]
 	}
 	d.decode(doc, reflect.ValueOf(cfg).Elem(), "")
+	d.decodePresets(cfg)
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
 	}
@@ -1237,7 +1271,75 @@ func (c *Config) Validate() error {
 	} else if len(c.Cluster.Join) > 0 {
 		add("cluster.join", "needs cluster.bind: a node joins a cluster by gossiping on an address")
 	}
+	errs = append(errs, c.validatePresets()...)
 	return errors.Join(errs...)
+}
+
+// validatePresets checks skills.presets: names, kinds, and each one's
+// options (builtin.Check), every error at its key under with:.
+func (c *Config) validatePresets() []error {
+	var errs []error
+	names := map[string]int{}
+	for i := range c.Skills.Presets {
+		p := &c.Skills.Presets[i]
+		path := fmt.Sprintf("skills.presets[%d]", i)
+		switch {
+		case p.Name == "":
+			errs = append(errs, c.errAt(path+".name", "missing: a name for the preset (such as %q)", p.Use))
+		case !validPresetName(p.Name):
+			errs = append(errs, c.errAt(path+".name", "%q: want letters, digits, - and _ (at most 64)", p.Name))
+		default:
+			if j, dup := names[p.Name]; dup {
+				errs = append(errs, c.errAt(path+".name", "%q is skills.presets[%d]'s name too", p.Name, j))
+			}
+			names[p.Name] = i
+		}
+		if builtin.Options(p.Use) == nil {
+			// (Parse reports it while decoding; this is a config made in code.)
+			errs = append(errs, c.errAt(path+".use", "unknown preset %q (known: %s)", p.Use, strings.Join(builtin.Uses(), ", ")))
+			continue
+		}
+		if p.With.Opts == nil {
+			p.With.Opts = builtin.Options(p.Use)
+		}
+		err := builtin.Check(p.Use, p.With.Opts)
+		if err == nil {
+			continue
+		}
+		for _, e := range unjoin(err) {
+			var oe *builtin.OptionError
+			if errors.As(e, &oe) {
+				errs = append(errs, c.errAt(path+".with."+oe.Key, "%s", oe.Msg))
+			} else {
+				errs = append(errs, c.errAt(path+".with", "%v", e))
+			}
+		}
+	}
+	return errs
+}
+
+// unjoin is the errors errors.Join joined (err itself otherwise).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func validPresetName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // ParsePrefix parses an IP address ("10.0.0.1", "::1") or a CIDR

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moltbot/moltbot/skills/builtin"
 	"gopkg.in/yaml.v3"
 )
 
@@ -74,6 +75,41 @@ func join(path, key string) string {
 
 var parserType = reflect.TypeFor[scalarParser]()
 
+// nodeKeeper is a value whose YAML is decoded once something beside it
+// is known (a preset's with:, once its use: is).
+type nodeKeeper interface{ keep(*yaml.Node) }
+
+var keeperType = reflect.TypeFor[nodeKeeper]()
+
+// decodePresets decodes each preset's with: into its kind's options
+// (builtin.Options), under the key skills.presets[i].with.
+func (d *decoder) decodePresets(cfg *Config) {
+	for i := range cfg.Skills.Presets {
+		p := &cfg.Skills.Presets[i]
+		path := fmt.Sprintf("skills.presets[%d]", i)
+		opts := builtin.Options(p.Use)
+		if opts == nil {
+			line := d.lines[path+".use"]
+			if line == 0 {
+				line = d.lines[path]
+			}
+			switch known := builtin.Uses(); {
+			case p.Use == "":
+				d.fail(line, path+".use", "missing: the preset's kind (known: %s)", strings.Join(known, ", "))
+			case suggest(p.Use, known) != "":
+				d.fail(line, path+".use", "unknown preset %q (did you mean %q?)", p.Use, suggest(p.Use, known))
+			default:
+				d.fail(line, path+".use", "unknown preset %q (known: %s)", p.Use, strings.Join(known, ", "))
+			}
+			continue
+		}
+		if n := p.With.node; n != nil {
+			d.decode(n, reflect.ValueOf(opts).Elem(), path+".with")
+		}
+		p.With.Opts = opts
+	}
+}
+
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -83,6 +119,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // "key:" with no value keeps the default
+	}
+	if v.CanAddr() && v.Addr().Type().Implements(keeperType) {
+		v.Addr().Interface().(nodeKeeper).keep(n) // decoded later (decodePresets)
+		return
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(parserType) {
 		s, ok := d.scalar(n, path)

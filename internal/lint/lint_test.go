@@ -55,7 +55,7 @@ var deps = map[string]allowed{
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
 	"configs": {code: []string{".", "actors", "audit", "auth", "cache", "cluster", "inference", "inference/anthropic", "inference/ollama",
-		"inference/openai", "inference/sim", "retention", "storage"}},
+		"inference/openai", "inference/sim", "retention", "skills/builtin", "storage"}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
 	// The output cache: its tiers over storage's namespaces and its own
 	// Redis client (resp, a leaf); its tests run the stage in a runtime.
