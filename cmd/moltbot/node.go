@@ -437,9 +437,22 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.cache = oc
+	// The preset skills (skills.presets), in the order listed, before the
+	// JavaScript skills; a guard's output side wraps the model outside the
+	// output cache (a cached reply is masked as it is served). With none,
+	// no stage.
+	presets, err := buildPresets(cfg, n.Workspace)
+	if err != nil {
+		ln.Close()
+		closeCache(oc)
+		as.Close()
+		store.Close()
+		return err
+	}
+	before, presetAround := presetStages(presets, n.Log)
+	around = append(presetAround, around...)
 	// The workspace's JavaScript skills (skills/*.js), run by the
 	// moltbot-skills worker: with none, no worker and no stage.
-	var before []actors.BeforeModel
 	if n.Workspace != "" {
 		st := &skillStage{cfg: skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
 			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, log: n.Log}

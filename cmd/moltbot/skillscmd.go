@@ -25,9 +25,12 @@ func skillsCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "skills",
-		Usage: "the workspace's JavaScript skills: list them, lint them, try one on a message",
+		Usage: "the workspace's skills: list them (presets and JavaScript), lint them, try one on a message",
 		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, as a node does.
-"list" prints each skill's name, file and patterns (a file that does not load
+"list" prints the preset skills of WORKSPACE/moltbot.yaml (skills.presets:
+name, kind and what each does; a preset that does not build, such as an FAQ
+file that does not parse, is an error naming it, exit 1), then each
+JavaScript skill's name, file and patterns (a file that does not load
 is an error naming it, exit 1); "lint" loads them too and notes, by file and
 line, what works otherwise than it reads: a destructured capture (const {
 input } = context.matches[1], the captured text here, undefined in strict
@@ -42,8 +45,11 @@ Examples:
    moltbot skills lint --workspace ./mb
    moltbot skills test --workspace ./mb "请帮我生成Go代码"`,
 		Subcommands: []*cli.Command{{
-			Name: "list", Usage: "each skill's name, file and patterns", Flags: flags(),
+			Name: "list", Usage: "the preset skills of the config (skills.presets), then each JavaScript skill's name, file and patterns", Flags: flags(),
 			Action: func(c *cli.Context) error {
+				if err := listPresets(c); err != nil {
+					return err
+				}
 				sk, err := openSkills(c)
 				if err != nil || sk == nil {
 					return err
@@ -212,4 +218,35 @@ func openSkills(c *cli.Context) (*skills.Skills, error) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// listPresets prints the config's preset skills, built as a node builds
+// them; nothing when the workspace has no config or it lists none.
+func listPresets(c *cli.Context) error {
+	ws := c.String("workspace")
+	path := filepath.Join(ws, "moltbot.yaml")
+	if !fileExists(path) {
+		return nil
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	if len(cfg.Skills.Presets) == 0 {
+		return nil
+	}
+	ps, err := buildPresets(cfg, ws)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRESET\tUSE\tWHAT")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name(), p.Use(), p.Describe())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.App.Writer)
+	return nil
 }

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/moltbot/moltbot/configs"
+)
+
+const presetsConfig = `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+auth: {enabled: false}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 64}}
+models: {primary: sim/sim}
+skills:
+  presets:
+    - {name: support-faq, use: faq, with: {file: faq.yaml}}
+    - {name: pii, use: guard, with: {blocklist: [坏蛋, darn]}}
+    - {name: calc, use: tools}
+    - {name: mood, use: sentiment}
+`
+
+const presetsFAQ = `- q: [退货政策是什么？, "What is the return policy?"]
+  a: 30 天内可无理由退货。Returns within 30 days.
+`
+
+// startPresetsNode starts a node on a new workspace with the simulator as
+// its model and config's presets.
+func startPresetsNode(t *testing.T, config string) (*Node, *syncBuf) {
+	t.Helper()
+	ws := filepath.Join(t.TempDir(), "ws")
+	if err := os.MkdirAll(filepath.Join(ws, "skills"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "skills", "faq.yaml"), []byte(presetsFAQ), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(ws, "moltbot.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuf{}
+	n := &Node{Config: cfg, Workspace: ws, Log: slog.New(slog.NewJSONHandler(logs, nil))}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown(context.Background()) })
+	waitReady(t, n.URL())
+	return n, logs
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// The presets through the HTTP API, the simulator as the model: the faq
+// and the tools answer without it; the guard masks the user's message
+// before the model (the simulator's reply, a function of its prompt, is
+// the one it gives the masked text) and the model's streamed reply as it
+// streams (the simulator quotes a tool result that holds a phone number,
+// a card and an e-mail address, a word at a time).
+func TestPresetsThroughNode(t *testing.T) {
+	n, logs := startPresetsNode(t, presetsConfig)
+	ask := func(msg string) (string, string) { return askNode(t, n, msg) }
+
+	if model, reply := ask("退货政策是什么"); reply != "30 天内可无理由退货。Returns within 30 days." || model != "preset/support-faq" {
+		t.Errorf("faq: %q from %q", reply, model)
+	}
+	if model, reply := ask("what is the RETURN policy?"); reply != "30 天内可无理由退货。Returns within 30 days." {
+		t.Errorf("faq (en): %q from %q", reply, model)
+	}
+	if model, reply := ask("(1+2)*3 等于多少？"); reply != "(1+2)*3 = 9" || model != "preset/calc" {
+		t.Errorf("tools: %q from %q", reply, model)
+	}
+	if _, reply := ask("10公里等于多少英里"); reply != "10公里 = 6.21371英里" {
+		t.Errorf("tools (units): %q", reply)
+	}
+	if _, reply := ask("2026-12-25是星期几"); reply != "2026-12-25 是星期五。" {
+		t.Errorf("tools (dates): %q", reply)
+	}
+
+	// Input: the model gets the masked text.
+	_, withPII := ask("我的邮箱是 alice@example.com，手机 13800138000")
+	_, masked := ask("我的邮箱是 [email]，手机 [phone]")
+	_, other := ask("我的邮箱是 bob，手机 110")
+	if !strings.HasPrefix(withPII, "[simulated]") || withPII != masked || withPII == other {
+		t.Errorf("the model did not get the masked message: %q, masked: %q, other: %q", withPII, masked, other)
+	}
+
+	// Output, streamed: no piece shows what is masked; the pieces add up
+	// to the masked reply.
+	body := `{"model":"moltbot","stream":true,"messages":[{"role":"user","content":"look me up"},` +
+		`{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{}"}}]},` +
+		`{"role":"tool","tool_call_id":"call_1","content":` + jsonString("phone 138 0013 8000, card 4111 1111 1111 1111, mail alice@example.com, darn") + `}]}`
+	resp, err := http.Post(n.URL()+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var pieces []string
+	for _, f := range sseFramesFrom(resp.Body) {
+		var ch struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(f), &ch); err != nil {
+			t.Fatalf("%v: %s", err, f)
+		}
+		for _, c := range ch.Choices {
+			if c.Delta.Content != "" {
+				pieces = append(pieces, c.Delta.Content)
+			}
+		}
+	}
+	text := strings.Join(pieces, "")
+	want := "[simulated] lookup returned phone [phone], card [card], mail [email], ***."
+	if text != want || len(pieces) < 5 {
+		t.Errorf("streamed: %q in %d pieces %q, want %q", text, len(pieces), pieces, want)
+	}
+	leak := regexp.MustCompile(`\d{4}|@|darn`)
+	for _, p := range pieces {
+		if leak.MatchString(p) {
+			t.Errorf("a piece shows what is masked: %q", p)
+		}
+	}
+
+	for _, want := range []string{`"preset skill loaded"`, `"preset":"support-faq"`, `"preset":"pii"`, `"use":"sentiment"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no %s in the logs", want)
+		}
+	}
+}
+
+// moltbot skills list shows the presets, and a preset that does not
+// build (an FAQ that does not parse) is an error naming its file and line.
+func TestPresetsList(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	cfg, err := os.ReadFile(filepath.Join(ws, "moltbot.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, []byte(`
+skills:
+  presets:
+    - {name: support-faq, use: faq, with: {file: faq.yaml}}
+    - {name: pii, use: guard, with: {action: refuse}}
+    - {name: coder, use: code-gen, with: {model: code-generator}}
+`)...)
+	if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeSkill(t, ws, "faq.yaml", presetsFAQ)
+	code, out, e := runCLI(t, "", "skills", "list", "--workspace", ws)
+	for _, want := range []string{"PRESET", "support-faq  faq", "1 curated answer(s)", "pii", "input (refuse)", "coder", "code-gen", "生成(.*)代码", "model: code-generator",
+		"no skills: "} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("list: want %q in %d %q %q", want, code, out, e)
+		}
+	}
+	writeSkill(t, ws, "faq.yaml", "- q: [a]\n  a: b\n- q: c\n  b: d\n")
+	if code, out, e := runCLI(t, "", "skills", "list", "--workspace", ws); code != 1 || !strings.Contains(e, "skills/faq.yaml:4: [1]: b: unknown key (known: q, a)") ||
+		!strings.Contains(e, "skills.presets[0] (support-faq)") {
+		t.Errorf("list with a bad FAQ: %d %q %q", code, out, e)
+	}
+}
