@@ -180,3 +180,46 @@ skills:
 		t.Errorf("list with a bad FAQ: %d %q %q", code, out, e)
 	}
 }
+
+// README's presets example is a config that parses, and its FAQ a file
+// that does.
+func TestREADMEPresets(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "\n## Preset skills\n")
+	if i < 0 {
+		t.Fatal("README has no Preset skills section")
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(s[i:], 2)
+	if len(blocks) != 2 {
+		t.Fatalf("%d yaml blocks", len(blocks))
+	}
+	cfg, err := configs.Parse("README.md", []byte("providers:\n  - {name: sim, type: sim}\nmodels: {primary: sim/sim}\n"+blocks[0][1]), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Skills.Presets) != 8 {
+		t.Errorf("%d presets", len(cfg.Skills.Presets))
+	}
+	ws := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(ws, "skills"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "skills", "faq.yaml"), []byte(blocks[1][1]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := buildPresets(cfg, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, around := presetStages(ps, nil)
+	if len(before) != 8 || len(around) != 1 {
+		t.Errorf("%d stages before the model, %d around it", len(before), len(around))
+	}
+	if b, a := presetStages(nil, nil); b != nil || a != nil {
+		t.Error("no presets made stages")
+	}
+}
