@@ -174,6 +174,26 @@ skills:
 			t.Errorf("list: want %q in %d %q %q", want, code, out, e)
 		}
 	}
+	// skills test runs the presets first, the simulator as the model.
+	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "What is the return policy")
+	if code != 0 || out != "preset: support-faq (faq)\nreply:\n30 天内可无理由退货。Returns within 30 days.\n" {
+		t.Errorf("test (faq): %d %q %q", code, out, e)
+	}
+	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "请帮我生成Go代码")
+	for _, want := range []string{`model call 1: model "code-generator", 2 message(s), the last "请帮我生成Go代码"`, "answer (simulator): \"[simulated]", "preset: coder (code-gen)\nreply:\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("test (code-gen): want %q in %d %q %q", want, code, out, e)
+		}
+	}
+	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "hello")
+	if code != 0 || !strings.HasPrefix(out, "no preset answers\nno skills: ") {
+		t.Errorf("test (none): %d %q %q", code, out, e)
+	}
+	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "mail me: a@b.cn")
+	if code != 0 || !strings.HasPrefix(out, "preset pii (guard): note pii.refused=true\npreset: pii (guard)\nreply:\n抱歉") {
+		t.Errorf("test (guard refuses): %d %q %q", code, out, e)
+	}
+
 	writeSkill(t, ws, "faq.yaml", "- q: [a]\n  a: b\n- q: c\n  b: d\n")
 	if code, out, e := runCLI(t, "", "skills", "list", "--workspace", ws); code != 1 || !strings.Contains(e, "skills/faq.yaml:4: [1]: b: unknown key (known: q, a)") ||
 		!strings.Contains(e, "skills.presets[0] (support-faq)") {

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/urfave/cli/v2"
@@ -38,7 +42,9 @@ mode), and a callModel alias no model of the config answers to (it goes to
 the chain); "test" runs a message against the skills with
 the in-process simulator as the model (no node needed) and prints which skill
 matched with its captures, each callModel with its alias and prompt, and the
-reply; "no skill matches" otherwise.
+reply; "no skill matches" otherwise. The config's presets run first, in
+order: what each does to the message (masked, noted) is printed, and one
+that answers ends the test with its model calls and its reply.
 
 Examples:
    moltbot skills list --workspace ./mb
@@ -95,6 +101,10 @@ Examples:
 					return fail(2, "want one message, such as: moltbot skills test \"请帮我生成Go代码\"")
 				}
 				msg := c.Args().First()
+				msg, done, err := testPresets(c, msg)
+				if err != nil || done {
+					return err
+				}
 				sk, err := openSkills(c)
 				if err != nil || sk == nil {
 					return err
@@ -249,4 +259,81 @@ func listPresets(c *cli.Context) error {
 	}
 	fmt.Fprintln(c.App.Writer)
 	return nil
+}
+
+// testPresets runs msg through the config's presets as a turn would, the
+// simulator as the model, printing what each does: done when one
+// answers; else the message as the skills after them see it (masked).
+func testPresets(c *cli.Context, msg string) (string, bool, error) {
+	ws := c.String("workspace")
+	path := filepath.Join(ws, "moltbot.yaml")
+	if !fileExists(path) {
+		return msg, false, nil
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return msg, false, fail(2, "%v", err)
+	}
+	if len(cfg.Skills.Presets) == 0 {
+		return msg, false, nil
+	}
+	ps, err := buildPresets(cfg, ws)
+	if err != nil {
+		return msg, false, fail(1, "%v", err)
+	}
+	w := c.App.Writer
+	eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
+	calls := 0
+	turn := &moltbot.Turn{Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: msg}},
+		Model: func(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+			calls++
+			fmt.Fprintf(w, "model call %d: model %q, %d message(s), the last %q\n", calls, opts.Model, len(msgs), msgs[len(msgs)-1].Content)
+			var b strings.Builder
+			r, err := eng.Respond(ctx, &inference.Request{Model: opts.Model, Messages: msgs, ChatOptions: opts},
+				func(d inference.Delta) error { b.WriteString(d.Text); return nil })
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
+			return &moltbot.Completion{Content: b.String(), Usage: r.Usage, FinishReason: r.FinishReason}, nil
+		}}
+	for _, p := range ps {
+		b, ok := p.(actors.BeforeModel)
+		if !ok {
+			continue
+		}
+		before, notes := lastUserText(turn.Messages), len(turn.Notes)
+		comp, err := b.BeforeModel(c.Context, turn, nil)
+		if err != nil {
+			return msg, true, fail(1, "preset %s: %v", p.Name(), err)
+		}
+		if after := lastUserText(turn.Messages); after != before {
+			fmt.Fprintf(w, "preset %s (%s): the message becomes %q\n", p.Name(), p.Use(), after)
+		}
+		if len(turn.Notes) != notes {
+			keys := make([]string, 0, len(turn.Notes))
+			for k := range turn.Notes {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(w, "preset %s (%s): note %s=%s\n", p.Name(), p.Use(), k, turn.Notes[k])
+			}
+		}
+		if comp != nil {
+			fmt.Fprintf(w, "preset: %s (%s)\nreply:\n%s\n", p.Name(), p.Use(), comp.Content)
+			return msg, true, nil
+		}
+	}
+	fmt.Fprintln(w, "no preset answers")
+	return lastUserText(turn.Messages), false, nil
+}
+
+func lastUserText(msgs []moltbot.Message) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == moltbot.RoleUser {
+			return msgs[i].Content
+		}
+	}
+	return ""
 }
