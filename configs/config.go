@@ -332,7 +332,7 @@ type PresetConfig struct {
 	// Name names it in logs, notes and moltbot skills list (letters,
 	// digits, - and _; unique).
 	Name string `yaml:"name"`
-	// Use is its kind: faq, guard, tools, sentiment, code-gen,
+	// Use is its kind: faq, guard, tools, sentiment, collect, code-gen,
 	// code-explain, summarize, translate (builtin.Uses).
 	Use string `yaml:"use"`
 	// With are its options: the kind's options struct in skills/builtin

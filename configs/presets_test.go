@@ -47,7 +47,7 @@ func TestPresets(t *testing.T) {
 
 	for _, tc := range []struct{ yaml, want string }{
 		{"    - {name: x, use: gaurd}\n", `moltbot.yaml:6: skills.presets[0].use: unknown preset "gaurd" (did you mean "guard"?)`},
-		{"    - {name: x, use: nope}\n", `moltbot.yaml:6: skills.presets[0].use: unknown preset "nope" (known: code-explain, code-gen, faq, guard, sentiment, summarize, tools, translate)`},
+		{"    - {name: x, use: nope}\n", `moltbot.yaml:6: skills.presets[0].use: unknown preset "nope" (known: code-explain, code-gen, collect, faq, guard, sentiment, summarize, tools, translate)`},
 		{"    - {name: x}\n", `skills.presets[0].use: missing`},
 		{"    - name: x\n      use: guard\n      with:\n        action: block\n", `moltbot.yaml:9: skills.presets[0].with.action: want mask or refuse, got "block"`},
 		{"    - name: x\n      use: guard\n      with:\n        mask: [email, ssn]\n", `moltbot.yaml:9: skills.presets[0].with.mask[1]: unknown kind "ssn"`},

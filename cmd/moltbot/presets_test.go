@@ -36,7 +36,13 @@ const presetsFAQ = `- q: [退货政策是什么？, "What is the return policy?"
 // its model and config's presets.
 func startPresetsNode(t *testing.T, config string) (*Node, *syncBuf) {
 	t.Helper()
-	ws := filepath.Join(t.TempDir(), "ws")
+	return startPresetsNodeIn(t, filepath.Join(t.TempDir(), "ws"), config)
+}
+
+// startPresetsNodeIn starts it on ws (a workspace it made before: the
+// same data).
+func startPresetsNodeIn(t *testing.T, ws, config string) (*Node, *syncBuf) {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(ws, "skills"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +227,7 @@ func TestREADMEPresets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Skills.Presets) != 8 {
+	if len(cfg.Skills.Presets) != 9 {
 		t.Errorf("%d presets", len(cfg.Skills.Presets))
 	}
 	ws := t.TempDir()
@@ -236,10 +242,73 @@ func TestREADMEPresets(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, around := presetStages(ps, nil)
-	if len(before) != 8 || len(around) != 1 {
+	if len(before) != 9 || len(around) != 1 {
 		t.Errorf("%d stages before the model, %d around it", len(before), len(around))
 	}
 	if b, a := presetStages(nil, nil); b != nil || a != nil {
 		t.Error("no presets made stages")
+	}
+}
+
+const collectConfig = `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+auth: {enabled: false}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 5}}
+models: {primary: sim/sim}
+skills:
+  presets:
+    - name: refund
+      use: collect
+      with:
+        patterns: ['我要退(?:货|款)']
+        slots:
+          - {name: order_id, pattern: '\b(\d{12})\b', ask: 请提供 12 位订单号。}
+          - {name: phone, pattern: '1[3-9]\d{9}', ask: 请留下手机号。}
+        done: 订单 {order_id} 的退款已登记，我们会致电 {phone}。
+    - {name: pii, use: guard}
+`
+
+// collect in a conversation, through the conversations API: it asks
+// for each slot, keeps what it found in the conversation itself (its
+// questions and the answers), so that a node restarted between two
+// answers goes on where it was; after it is done, turns go to the model.
+func TestPresetCollectAcrossRestart(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	n, _ := startPresetsNodeIn(t, ws, collectConfig)
+	post := func(n *Node, path, body string) map[string]any {
+		t.Helper()
+		resp, err := http.Post(n.URL()+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("%s: %d %v %v", path, resp.StatusCode, err, out)
+		}
+		return out
+	}
+	id := post(n, "/v1/conversations", `{}`)["id"].(string)
+	say := func(n *Node, msg string) string {
+		t.Helper()
+		out := post(n, "/v1/conversations/"+id+"/messages", `{"content":`+jsonString(msg)+`}`)
+		return out["message"].(map[string]any)["content"].(string)
+	}
+	if r := say(n, "你好，我要退款"); r != "请提供 12 位订单号。" {
+		t.Fatalf("start: %q", r)
+	}
+	if r := say(n, "订单号 123456789012"); r != "请留下手机号。" {
+		t.Fatalf("order id: %q", r)
+	}
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n2, _ := startPresetsNodeIn(t, ws, collectConfig)
+	if r := say(n2, "13800138000"); r != "订单 123456789012 的退款已登记，我们会致电 13800138000。" {
+		t.Fatalf("after the restart: %q", r)
+	}
+	if r := say(n2, "谢谢，我的手机是 13800138000"); !strings.HasPrefix(r, "[simulated]") {
+		t.Errorf("after the collection, the model: %q", r)
 	}
 }

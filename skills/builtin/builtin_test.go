@@ -239,6 +239,7 @@ func TestOptionChecks(t *testing.T) {
 		"sentiment": &SentimentOptions{Threshold: 2},
 		"summarize": &SummarizeOptions{Commands: []string{"/s"}, Chunk: 10, MaxCalls: 0, Words: 1},
 		"faq":       &FAQOptions{File: "/etc/passwd"},
+		"collect":   &CollectOptions{Commands: []string{"/r"}, Slots: []SlotOptions{{Name: "a b", Pattern: "(", Ask: ""}}, Done: "{x}", MaxAsks: 0},
 	} {
 		err := Check(use, opts)
 		var oe *OptionError
@@ -251,5 +252,16 @@ func TestOptionChecks(t *testing.T) {
 	}
 	if _, err := New(Spec{Name: "f", Use: "faq", With: &FAQOptions{File: "nope.yaml"}}, Env{Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "skills/nope.yaml does not exist") {
 		t.Errorf("a missing FAQ: %v", err)
+	}
+}
+
+func TestCollectChecks(t *testing.T) {
+	err := Check("collect", &CollectOptions{Patterns: []string{"x"}, MaxAsks: 3, Done: "{order} {nope}",
+		Slots: []SlotOptions{{Name: "order", Pattern: `\d+`, Ask: "which?"}, {Name: "order", Pattern: `(a)\1`, Ask: "which?"}}})
+	for _, want := range []string{"slots[1].name: \"order\" is another slot's name too", "slots[1].pattern: want an RE2 pattern",
+		"slots[1].ask: \"which?\" is asked for another slot too", "done: {nope} is no slot"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -30,8 +31,11 @@ type script struct {
 	Canned []string `yaml:"canned"`
 	// Stream: the turns stream; the fake model sends its reply in pieces
 	// of 3 characters and the transcript shows the pieces the user saw.
-	Stream bool     `yaml:"stream"`
-	Turns  []string `yaml:"turns"`
+	Stream bool `yaml:"stream"`
+	// Conversation: each turn's context holds the turns before it (the
+	// user's messages and the replies), as a conversation's does.
+	Conversation bool     `yaml:"conversation"`
+	Turns        []string `yaml:"turns"`
 }
 
 // fakeModel answers as the script says and writes what it got.
@@ -138,10 +142,11 @@ func runScript(t *testing.T, file string) string {
 	var out strings.Builder
 	fmt.Fprintf(&out, "# %s: %s\n", sc.Use, p.Describe())
 	fake := &fakeModel{t: t, mode: sc.Model, canned: sc.Canned, log: &out}
+	history := []moltbot.Message{{Role: moltbot.RoleSystem, Content: "You are a helpful assistant."}}
 	for _, msg := range sc.Turns {
 		fmt.Fprintf(&out, "\n> %s\n", indent(msg, "  "))
-		turn := &moltbot.Turn{Messages: []moltbot.Message{{Role: moltbot.RoleSystem, Content: "You are a helpful assistant."}, {Role: moltbot.RoleUser, Content: msg}},
-			Visible: sc.Stream, Model: fake.chat}
+		msgs := append(slices.Clip(history), moltbot.Message{Role: moltbot.RoleUser, Content: msg})
+		turn := &moltbot.Turn{Messages: msgs, Visible: sc.Stream, Model: fake.chat}
 		var pieces []string
 		fn := func(c moltbot.Chunk) error { pieces = append(pieces, c.Content); return nil }
 		c, err := runTurn(context.Background(), p, turn, fn, fake)
@@ -149,6 +154,9 @@ func runScript(t *testing.T, file string) string {
 		case err != nil:
 			fmt.Fprintf(&out, "< error: %v\n", err)
 		default:
+			if sc.Conversation {
+				history = append(msgs[:len(msgs):len(msgs)], moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content})
+			}
 			fmt.Fprintf(&out, "< %s\n", indent(c.Content, "  "))
 			fmt.Fprintf(&out, "  served by %s\n", c.Served)
 			if sc.Stream {
