@@ -3,6 +3,7 @@ package builtin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ func init() {
 		func() any { return &SentimentOptions{Threshold: 0.2} },
 		func(name string, opts any, env Env) (Preset, error) {
 			o := opts.(*SentimentOptions)
-			s := &Sentiment{base: base{name, "sentiment"}, o: *o, lex: maps2(lexicon)}
+			s := &Sentiment{base: base{name, "sentiment"}, o: *o, lex: maps.Clone(lexicon)}
 			for _, w := range o.Positive {
 				s.lex[strings.ToLower(strings.TrimSpace(w))] = 1
 			}
@@ -55,14 +56,6 @@ func init() {
 			}
 			return s, nil
 		})
-}
-
-func maps2(m map[string]float64) map[string]float64 {
-	out := make(map[string]float64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // Sentiment is the sentiment preset: a stage before the model that
