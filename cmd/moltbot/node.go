@@ -35,6 +35,7 @@ import (
 	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/retention"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/builtin"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/moltbot/moltbot/usage"
 	"golang.org/x/oauth2"
@@ -60,6 +61,7 @@ type Node struct {
 	sweeper  *retention.Sweeper
 	cache    *cache.Cache       // the output cache, nil without one
 	skills   *skillStage        // the JS skills (their worker), nil without a workspace
+	presets  []builtin.Preset   // skills.presets, as built at start
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -138,8 +140,11 @@ func (n *Node) Reload() (int, error) {
 	if err := n.reloadSkills(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := n.reloadPresets(); err != nil {
+		errs = append(errs, err)
+	}
 	k, err := n.reloadConfig()
-	if errors.Is(err, errNoFile) && (n.cl != nil || n.certs != nil || n.skills != nil) {
+	if errors.Is(err, errNoFile) && (n.cl != nil || n.certs != nil || n.skills != nil || len(n.presets) > 0) {
 		err = nil // the certificates, the skills were what there was to reload
 	}
 	return k, errors.Join(append(errs, err)...)
@@ -449,6 +454,7 @@ func (n *Node) Start() error {
 		store.Close()
 		return err
 	}
+	n.presets = presets
 	before, presetAround := presetStages(presets, n.Log)
 	around = append(presetAround, around...)
 	// The workspace's JavaScript skills (skills/*.js), run by the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -43,4 +44,26 @@ func presetStages(ps []builtin.Preset, log *slog.Logger) (before []actors.Before
 		}
 	}
 	return before, around
+}
+
+// reloadPresets reads the presets' files again (an FAQ: Reload, SIGHUP,
+// moltbot keys reload); one that does not load keeps what it had, and
+// its error, naming the preset and the file, is logged and returned. The
+// presets themselves (skills.presets) are the ones read at start.
+func (n *Node) reloadPresets() error {
+	var errs []error
+	for _, p := range n.presets {
+		r, ok := p.(builtin.Reloader)
+		if !ok {
+			continue
+		}
+		if err := r.Reload(); err != nil {
+			err = fmt.Errorf("preset %s: %w", p.Name(), err)
+			n.Log.Error("preset not reloaded; what it had stays", "preset", p.Name(), "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		n.Log.Info("preset reloaded", "preset", p.Name(), "what", p.Describe())
+	}
+	return errors.Join(errs...)
 }

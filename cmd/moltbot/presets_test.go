@@ -312,3 +312,35 @@ func TestPresetCollectAcrossRestart(t *testing.T) {
 		t.Errorf("after the collection, the model: %q", r)
 	}
 }
+
+// A reload (SIGHUP, moltbot keys reload: Node.Reload) reads the FAQ file
+// again; one that does not parse keeps the answers in use, and the error
+// names the preset, the file and the line.
+func TestPresetsReload(t *testing.T) {
+	n, logs := startPresetsNode(t, presetsConfig)
+	faq := filepath.Join(n.Workspace, "skills", "faq.yaml")
+	if err := os.WriteFile(faq, []byte("- q: 营业时间\n  a: 每天 8:00-20:00。\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, reply := askNode(t, n, "营业时间？"); reply != "每天 8:00-20:00。" {
+		t.Errorf("after the reload: %q", reply)
+	}
+	if _, reply := askNode(t, n, "退货政策是什么"); strings.HasPrefix(reply, "30 天") {
+		t.Errorf("an answer the new file does not have: %q", reply)
+	}
+	if err := os.WriteFile(faq, []byte("- q: 营业时间\n  a: [x]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Reload(); err == nil || !strings.Contains(err.Error(), "preset support-faq: skills/faq.yaml:2: [0]: a: want the answer's text") {
+		t.Errorf("a bad file: %v", err)
+	}
+	if _, reply := askNode(t, n, "营业时间？"); reply != "每天 8:00-20:00。" {
+		t.Errorf("after a failed reload: %q", reply)
+	}
+	if !strings.Contains(logs.String(), `"preset reloaded"`) || !strings.Contains(logs.String(), `"preset not reloaded; what it had stays"`) {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+}

@@ -41,6 +41,12 @@ type Preset interface {
 	Describe() string
 }
 
+// Reloader is a preset that reads files (an FAQ): Reload reads them
+// again, safe while turns run; an error keeps what it had.
+type Reloader interface {
+	Reload() error
+}
+
 // OptionError is a wrong option: Key is its key under with: ("action",
 // "patterns[1]"), so that the config's error names it and its line.
 type OptionError struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"unicode"
 
 	"github.com/moltbot/moltbot"
@@ -75,37 +76,47 @@ func init() {
 	register("faq", "answers curated questions verbatim (no model)",
 		func() any { return &FAQOptions{} },
 		func(name string, opts any, env Env) (Preset, error) {
-			o := opts.(*FAQOptions)
-			f := &FAQ{base: base{name, "faq"}, answers: map[string]string{}}
-			for _, e := range o.Entries {
-				f.add(e)
-			}
-			if o.File != "" {
-				path := filepath.Join(env.Dir, o.File)
-				st, err := os.Stat(path)
-				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						return nil, fmt.Errorf("file: skills/%s does not exist", o.File)
-					}
-					return nil, err
-				}
-				if st.Size() > maxFAQFile {
-					return nil, fmt.Errorf("skills/%s: %d bytes, more than an FAQ may hold (%d)", o.File, st.Size(), maxFAQFile)
-				}
-				b, err := os.ReadFile(path)
-				if err != nil {
-					return nil, err
-				}
-				entries, err := ParseFAQ("skills/"+filepath.ToSlash(o.File), b)
-				if err != nil {
-					return nil, err
-				}
-				for _, e := range entries {
-					f.add(e)
-				}
+			f := &FAQ{base: base{name, "faq"}, o: *opts.(*FAQOptions), dir: env.Dir}
+			if err := f.Reload(); err != nil {
+				return nil, err
 			}
 			return f, nil
 		})
+}
+
+// Reload reads the FAQ file again (Reloader); an error keeps the answers
+// in use.
+func (f *FAQ) Reload() error {
+	idx := &faqIndex{answers: map[string]string{}}
+	for _, e := range f.o.Entries {
+		idx.add(e)
+	}
+	if f.o.File != "" {
+		path := filepath.Join(f.dir, f.o.File)
+		st, err := os.Stat(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("file: skills/%s does not exist", f.o.File)
+			}
+			return err
+		}
+		if st.Size() > maxFAQFile {
+			return fmt.Errorf("skills/%s: %d bytes, more than an FAQ may hold (%d)", f.o.File, st.Size(), maxFAQFile)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		entries, err := ParseFAQ("skills/"+filepath.ToSlash(f.o.File), b)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			idx.add(e)
+		}
+	}
+	f.cur.Store(idx)
+	return nil
 }
 
 // ParseFAQ reads an FAQ file (FAQOptions.File); an error names the file,
@@ -208,25 +219,33 @@ func nodeKind(n *yaml.Node) string {
 // question of its list with its answer, verbatim.
 type FAQ struct {
 	base
+	o   FAQOptions
+	dir string
+	cur atomic.Pointer[faqIndex]
+}
+
+// faqIndex is an FAQ as loaded.
+type faqIndex struct {
 	answers map[string]string // normalized question -> answer
 	n       int
 }
 
-func (f *FAQ) add(e FAQEntry) {
+func (x *faqIndex) add(e FAQEntry) {
 	for _, q := range e.Q {
-		f.answers[normalize(q)] = e.A // a later entry wins, as a config's later key would
+		x.answers[normalize(q)] = e.A // a later entry wins, as a config's later key would
 	}
-	f.n++
+	x.n++
 }
 
 // Describe implements Preset.
 func (f *FAQ) Describe() string {
-	return fmt.Sprintf("%d curated answer(s), %d phrasing(s)", f.n, len(f.answers))
+	x := f.cur.Load()
+	return fmt.Sprintf("%d curated answer(s), %d phrasing(s)", x.n, len(x.answers))
 }
 
 // Answer returns the answer to a question, and whether there is one.
 func (f *FAQ) Answer(q string) (string, bool) {
-	a, ok := f.answers[normalize(q)]
+	a, ok := f.cur.Load().answers[normalize(q)]
 	return a, ok
 }
 
