@@ -116,6 +116,11 @@ type turnDone struct {
 	// summary, when set, was made for this turn's context: it is stored
 	// with the reply (or alone, when the turn failed).
 	summary *moltbot.Summary
+	// state, when stateSet, is the conversation's stage state after the
+	// turn (Turn.SetState was called): stored with the reply, dropped
+	// with a failed turn.
+	state    moltbot.StageState
+	stateSet bool
 }
 
 // handoffCheck asks a conversation whether it still belongs here.

@@ -171,7 +171,11 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 		fold, key = new(contextPlan), a.tenant+"/"+a.id
 		*fold = plan
 	}
-	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible}
+	// The stages' state is shared, not copied: a stage that changes it
+	// gets a map of its own (Turn.SetState), and the actor replaces its
+	// own in finish, never changes it in place.
+	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible,
+		State: a.conv.State}
 	fn := m.fn
 	if a.d.hub.Following(a.tenant, a.id) {
 		// Followers see the tokens too (those who came before the turn did).
@@ -200,7 +204,11 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 			comp.Usage.PromptTokens += fold.used.PromptTokens
 			comp.Usage.CompletionTokens += fold.used.CompletionTokens
 		}
-		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err, summary: sum})
+		done := &turnDone{turnID: m.turnID, comp: comp, err: err, summary: sum}
+		if t.StateChanged() {
+			done.state, done.stateSet = t.State, true
+		}
+		root.Send(self, done)
 	}()
 }
 
@@ -254,6 +262,15 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		a.conv.Messages = append(a.conv.Messages, asst)
 		a.conv.Version++
 		a.conv.Updated = asst.Created
+		prevState := a.conv.State
+		if d.stateSet {
+			// In the same write as the reply: the flow's cursor moves
+			// with the answer that asked for it, or neither is kept.
+			a.conv.State = d.state
+			if len(d.state) == 0 {
+				a.conv.State = nil
+			}
+		}
 		outboxLen := len(a.conv.Outbox)
 		if m.replyTo != nil {
 			// In the same write as the reply: both are kept, or neither.
@@ -262,6 +279,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		if err := a.own.persist(a.conv); err != nil {
 			a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
 			a.conv.Summary = prevSummary
+			a.conv.State = prevState
 			a.conv.Outbox = a.conv.Outbox[:outboxLen]
 			if outboxLen == 0 {
 				a.conv.Outbox = nil
