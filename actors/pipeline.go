@@ -80,19 +80,36 @@ type Idler interface {
 	Idle() bool
 }
 
-func idle(stage any) bool {
+// Stateful is a stage that keeps state with conversations under a name
+// (moltbot.Turn.SetState): idle or not, it runs on a turn whose
+// conversation holds its state (a flow begun before a reload took the
+// flows away finishes on the version it began).
+type Stateful interface {
+	StateName() string
+}
+
+// idle reports whether the turn passes stage by.
+func idle(stage any, t *moltbot.Turn) bool {
 	i, ok := stage.(Idler)
-	return ok && i.Idle()
+	if !ok || !i.Idle() {
+		return false
+	}
+	if len(t.State) > 0 {
+		if s, ok := stage.(Stateful); ok && t.State[s.StateName()] != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Chat runs the turn's stages and the model.
 func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
-	if len(p.wrap) == 0 && len(p.after) == 0 && p.idle() {
+	if len(p.wrap) == 0 && len(p.after) == 0 && p.idle(t) {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
 	t.Model = p.model
 	for _, b := range p.before {
-		if idle(b) {
+		if idle(b, t) {
 			continue
 		}
 		if comp, err = p.run(ctx, b, func() (*moltbot.Completion, error) { return b.BeforeModel(ctx, t, fn) }); err != nil || comp != nil {
@@ -115,10 +132,10 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	return comp, nil
 }
 
-// idle reports whether every stage before the model idles now.
-func (p *pipeline) idle() bool {
+// idle reports whether every stage before the model idles for t.
+func (p *pipeline) idle(t *moltbot.Turn) bool {
 	for _, b := range p.before {
-		if !idle(b) {
+		if !idle(b, t) {
 			return false
 		}
 	}
