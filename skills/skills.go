@@ -389,28 +389,7 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if skill == "" {
 		return nil, nil
 	}
-	var usage moltbot.Usage
-	var mu sync.Mutex
-	model := func(alias, prompt string) (string, error) {
-		if t.Model == nil {
-			return "", errors.New("no model in this turn")
-		}
-		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
-		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: alias}, nil)
-		var me *moltbot.Error
-		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
-			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
-		}
-		if err != nil {
-			return "", err
-		}
-		mu.Lock()
-		usage.PromptTokens += c.Usage.PromptTokens
-		usage.CompletionTokens += c.Usage.CompletionTokens
-		mu.Unlock()
-		return c.Content, nil
-	}
-	reply, err := s.Run(ctx, skill, text, matches, model)
+	reply, usage, err := s.runTurn(ctx, t, skill, text, matches)
 	if err != nil {
 		return nil, err
 	}

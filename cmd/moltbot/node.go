@@ -223,12 +223,12 @@ func (n *Node) reloadOnSignal() {
 	}
 	if n.skills != nil {
 		// Audited when there are skills, before or after, or an error.
-		had := n.skills.cur.Load() != nil
+		had := n.skills.loaded()
 		e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "skills.reload", Target: "skills", Remote: "local",
 			Outcome: audit.OK, Detail: "SIGHUP"}
 		if err := n.reloadSkills(); err != nil {
 			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
-		} else if !had && n.skills.cur.Load() == nil {
+		} else if !had && !n.skills.loaded() {
 			e.Action = ""
 		}
 		if e.Action != "" {
@@ -438,14 +438,18 @@ func (n *Node) Start() error {
 	}
 	n.cache = oc
 	// The workspace's JavaScript skills (skills/*.js), run by the
-	// moltbot-skills worker: with none, no worker and no stage.
+	// moltbot-skills worker (with none, no worker), and its YAML flows
+	// (skills/flows/*.yaml): with neither, both stages idle.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := &skillStage{cfg: skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
-			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, log: n.Log}
-		if err := st.load(); errors.Is(err, skills.ErrNoWorker) {
+		st := newSkillStage(skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
+			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, n.Log)
+		err := st.load()
+		if errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
-		} else if err != nil {
+			err = withoutNoWorker(err)
+		}
+		if err != nil {
 			ln.Close()
 			closeCache(oc)
 			as.Close()
@@ -453,7 +457,8 @@ func (n *Node) Start() error {
 			return err
 		}
 		n.skills = st
-		before = append(before, st)
+		// Flows first: a flow waiting for an answer takes the message.
+		before = append(before, st.flows, st)
 	}
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,
