@@ -192,3 +192,26 @@ func TestRunBadState(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStageNoMatch is the stage's cost for a turn of a conversation
+// in no flow whose message no trigger takes (what flows add to every
+// other turn of a node that has some).
+func BenchmarkStageNoMatch(b *testing.B) {
+	src, err := os.ReadFile("testdata/refund.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := Parse("refund.yaml", src, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := NewStage(nil, nil)
+	s.Swap(&Set{Flows: []*Flow{f}})
+	t := &moltbot.Turn{Conversation: "c", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "what is the weather like today?"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if c, err := s.BeforeModel(context.Background(), t, nil); c != nil || err != nil {
+			b.Fatal(c, err)
+		}
+	}
+}
