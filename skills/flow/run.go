@@ -133,9 +133,12 @@ func (s *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.Str
 // did (nil when no flow took the message).
 func (s *Stage) Run(ctx context.Context, t *moltbot.Turn) (*moltbot.Completion, *Step, error) {
 	text := lastUser(t.Messages)
+	if text == "" {
+		return nil, nil, nil
+	}
 	st, f := s.current(t)
 	if f == nil {
-		if text == "" || len(text) > maxInput || !utf8.ValidString(text) {
+		if len(text) > maxInput || !utf8.ValidString(text) {
 			return nil, nil, nil
 		}
 		var trig *Node
@@ -438,14 +441,16 @@ func (n *Node) accept(text string) (string, bool) {
 	return m[0], true
 }
 
+// lastUser is the turn's user message: the last message, when it is the
+// user's ("" for a turn that only hands the model its tools' results: a
+// flow neither starts nor moves on it).
 func lastUser(msgs []moltbot.Message) string {
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].Role == moltbot.RoleUser {
-			if msgs[i].Parts != nil {
-				return moltbot.TextOf(msgs[i].Parts)
-			}
-			return msgs[i].Content
-		}
+	if len(msgs) == 0 || msgs[len(msgs)-1].Role != moltbot.RoleUser {
+		return ""
 	}
-	return ""
+	m := &msgs[len(msgs)-1]
+	if m.Parts != nil {
+		return moltbot.TextOf(m.Parts)
+	}
+	return m.Content
 }

@@ -215,3 +215,16 @@ func BenchmarkStageNoMatch(b *testing.B) {
 		}
 	}
 }
+
+// A turn that only hands the model its tools' results neither starts a
+// flow nor answers a waiting collect.
+func TestRunToolResultsOnly(t *testing.T) {
+	s := refundStage(t, &fakeSkills{})
+	var c conversation
+	c.say(t, s, "refund")
+	turn := &moltbot.Turn{Conversation: "c", State: c.state, Messages: []moltbot.Message{
+		{Role: moltbot.RoleUser, Content: "123451"}, {Role: moltbot.RoleAssistant}, {Role: moltbot.RoleTool, Content: "42"}}}
+	if comp, step, err := s.Run(context.Background(), turn); comp != nil || step != nil || err != nil || turn.StateChanged() {
+		t.Fatalf("%+v %+v %v", comp, step, err)
+	}
+}
