@@ -219,3 +219,38 @@ func TestReadmeFlow(t *testing.T) {
 		t.Errorf("test: %d %q %q", code, out, e)
 	}
 }
+
+// A flow's skill node calls a JavaScript skill (through the worker) with
+// a template input; its reply, which asked the model, goes into a var
+// the flow's reply quotes. A flow naming a skill that is not loaded does
+// not load.
+func TestFlowCallsSkill(t *testing.T) {
+	bin := buildSkillsWorker(t)
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	writeSkill(t, ws, "status.js", "module.exports = {name: 'order-status', patterns: [/^status of (\\d+)$/],\n"+
+		"  handler: async (context) => {\n    const m = await context.callModel('moltbot', {prompt: 'status?'});\n"+
+		"    return `order ${context.matches[0]} is on its way (${m.length > 0 ? 'asked' : 'not asked'})`;\n  }\n};\n")
+	writeFlow(t, ws, "track.yaml", `flow: track
+nodes:
+  - {id: start, type: trigger, with: {patterns: ['^track (?P<order>\d+)$']}}
+  - {id: look, type: skill, with: {skill: order-status, input: "{{order}}", var: status}}
+  - {id: say, type: reply, with: {text: "Tracking: {{status}}."}}
+edges: [[start, look], [look, say]]
+`)
+	n, _ := startSkillsNode(t, ws, bin)
+	conv := newConv(t, n)
+	if reply, model := say(t, n, conv, "track 42"); reply != "Tracking: order 42 is on its way (asked)." || model != "flow/track" {
+		t.Fatalf("%q %s", reply, model)
+	}
+	code, out, e := runCLI(t, "", "skills", "test", "--workspace", ws, "--worker", bin, "track 7")
+	if code != 0 || !strings.Contains(out, "Tracking: order 7 is on its way (asked).") || !strings.Contains(out, "nodes: start -> look -> say") {
+		t.Errorf("skills test: %d %q %q", code, out, e)
+	}
+	writeFlow(t, ws, "bad.yaml", "flow: bad\nnodes:\n  - {id: t, type: trigger, with: {keywords: [x]}}\n  - {id: s, type: skill, with: {skill: nope}}\nedges: [[t, s]]\n")
+	if _, err := n.Reload(); err == nil || !strings.Contains(err.Error(), `skills/flows/bad.yaml:4: nodes[1] (s).with.skill: no skill "nope" is loaded`) {
+		t.Fatalf("a flow naming no loaded skill: %v", err)
+	}
+}
