@@ -5,10 +5,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moltbot/moltbot/skills"
 )
 
 // orderFlow asks for an order number (6 digits, validated), branches on
@@ -252,5 +256,26 @@ edges: [[start, look], [look, say]]
 	writeFlow(t, ws, "bad.yaml", "flow: bad\nnodes:\n  - {id: t, type: trigger, with: {keywords: [x]}}\n  - {id: s, type: skill, with: {skill: nope}}\nedges: [[t, s]]\n")
 	if _, err := n.Reload(); err == nil || !strings.Contains(err.Error(), `skills/flows/bad.yaml:4: nodes[1] (s).with.skill: no skill "nope" is loaded`) {
 		t.Fatalf("a flow naming no loaded skill: %v", err)
+	}
+}
+
+// A node serves without its JavaScript skills when their worker is not
+// there, never with a flow that does not load.
+func TestWithoutNoWorker(t *testing.T) {
+	noWorker := fmt.Errorf("skills: start the worker: %w", skills.ErrNoWorker)
+	bad := errors.New("skills/flows/x.yaml:1: bad")
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{noWorker, nil},
+		{errors.Join(noWorker, nil), nil},
+		{errors.Join(noWorker, bad), bad},
+		{bad, bad},
+	} {
+		got := withoutNoWorker(tc.err)
+		if (got == nil) != (tc.want == nil) || got != nil && (!errors.Is(got, tc.want) || errors.Is(got, skills.ErrNoWorker)) {
+			t.Errorf("%v: %v", tc.err, got)
+		}
 	}
 }
