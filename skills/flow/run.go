@@ -149,11 +149,11 @@ func (s *Stage) Run(ctx context.Context, t *moltbot.Turn) (*moltbot.Completion, 
 				break
 			}
 		}
-		if f == nil {
+		// A stateless completion (the OpenAI, Ollama or Anthropic API)
+		// has no conversation to keep a flow's place in: its message goes
+		// to the model as if no flow were there (docs/DESIGN.md, flows).
+		if f == nil || t.Conversation == "" {
 			return nil, nil, nil
-		}
-		if t.Conversation == "" {
-			return nil, nil, moltbot.Errorf(moltbot.EInvalid, "flow %q (%s) keeps its place with a conversation, and a stateless completion has none: use the conversations API", f.Name, f.File)
 		}
 		st = &state{Flow: f.Name, Version: f.Version, File: f.File, Vars: vars, Source: f.src}
 		st.Node = trig.ID
