@@ -16,8 +16,8 @@ import (
 // during a rolling upgrade: formatV2; formatV3 for a conversation that
 // belongs to an end user; formatV4 for one with a message that has parts
 // beyond plain text, or metadata; formatV5 for one whose outbox waits;
-// formatV6 for one with a summary. Decode reads them all (v1 has no
-// per-message flags).
+// formatV6 for one with a summary; formatV7 for one of a bot. Decode reads
+// them all (v1 has no per-message flags).
 const (
 	formatV1 = 1
 	formatV2 = 2
@@ -25,6 +25,7 @@ const (
 	formatV4 = 4 // v3 and messages with parts and metadata (flagMeta, flagParts)
 	formatV5 = 5 // v4 and the outbox (flagOutbox), written only when it is not empty
 	formatV6 = 6 // v5 and the summary (flagSummary), written only when there is one
+	formatV7 = 7 // v6 and the bot after the user (flagBot), written only when there is one
 )
 
 // flags of a message (v2; flagMeta and flagParts v4 and the store's records)
@@ -35,13 +36,14 @@ const (
 	messageFlags   = flagIncomplete | flagMeta | flagParts
 )
 
-// flags of a conversation (v2; flagOutbox v5, flagSummary v6, both in the
-// store's headers)
+// flags of a conversation (v2; flagOutbox v5, flagSummary v6, flagBot v7,
+// all in the store's headers)
 const (
 	flagDeleted   = 1
 	flagOutbox    = 2 // the outbox follows the conversation's strings
 	flagSummary   = 4 // the summary follows the outbox (a header: its record's hash)
-	convFlags     = flagDeleted | flagOutbox | flagSummary
+	flagBot       = 8 // the bot's name follows the user
+	convFlags     = flagDeleted | flagOutbox | flagSummary | flagBot
 	flagDelivFail = 1 // a delivery's flags: given up
 )
 
@@ -171,7 +173,8 @@ func appendBytes(b []byte, s []byte) []byte {
 //	string text | string mime | string data | string ref | string call id | string name | string arguments | string content
 //
 // Format 5 adds the outbox after the user (conversation flag 2,
-// appendOutbox), format 6 the summary after that (flag 4, appendSummary).
+// appendOutbox), format 6 the summary after that (flag 4, appendSummary),
+// format 7 `string bot` right after the user (flag 8).
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	format := byte(formatV2)
@@ -190,6 +193,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if c.Summary != nil {
 		format = formatV6
 	}
+	if c.Bot != "" {
+		format = formatV7
+	}
 	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -205,6 +211,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if c.Summary != nil {
 		cf |= flagSummary
 	}
+	if c.Bot != "" {
+		cf |= flagBot
+	}
 	dst = append(dst, cf)
 	dst = appendString(dst, c.Tenant)
 	dst = appendString(dst, c.ID)
@@ -212,6 +221,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	dst = appendString(dst, c.Model)
 	if format >= formatV3 {
 		dst = appendString(dst, c.User)
+	}
+	if c.Bot != "" {
+		dst = appendString(dst, c.Bot)
 	}
 	if len(c.Outbox) > 0 {
 		dst = appendOutbox(dst, c.Outbox)
@@ -404,7 +416,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format < formatV1 || format > formatV6 {
+	if format < formatV1 || format > formatV7 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -423,6 +435,9 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		if format >= formatV6 {
 			known |= flagSummary
 		}
+		if format >= formatV7 {
+			known |= flagBot
+		}
 		if cf&^known != 0 {
 			return nil, ErrCorrupt
 		}
@@ -434,6 +449,9 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	c.Model = r.string()
 	if format >= formatV3 {
 		c.User = r.string()
+	}
+	if cf&flagBot != 0 {
+		c.Bot = r.string()
 	}
 	if cf&flagOutbox != 0 {
 		c.Outbox = readOutbox(r)
