@@ -38,15 +38,16 @@ func (b *Bot) HasSkill(name string) bool {
 
 // Allows reports whether a request of b's may name model: "" and
 // ChainModel (the bot's chain) always; otherwise a model of its chain,
-// written as provider/model or as its bare model name. A bot without a
-// chain of its own allows what the node's chain allows (the caller checks
-// the tenant's allow-list either way).
+// written as provider/model (a bare name is refused: the router could
+// resolve it to another provider's model). A bot without a chain of its
+// own allows what the node allows (the caller checks the tenant's
+// allow-list either way).
 func (b *Bot) Allows(model string) bool {
 	if model == "" || model == ChainModel || len(b.Chain) == 0 {
 		return true
 	}
 	for _, r := range b.Chain {
-		if r.String() == model || !strings.Contains(model, "/") && r.Model == model {
+		if r.String() == model {
 			return true
 		}
 	}
