@@ -258,3 +258,58 @@ func TestBotsThroughNode(t *testing.T) {
 		t.Errorf("after the restart: %+v", msgs)
 	}
 }
+
+// A reload (SIGHUP, moltbot keys reload) reads bots: again: a new persona
+// starts new conversations (an existing one keeps the persona it began
+// with), a new chain serves every conversation of the bot from its next
+// turn, and a key whose bot is gone is refused.
+func TestBotsReload(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	opBytes, _ := os.ReadFile(filepath.Join(ws, "admin.key"))
+	op := strings.TrimSpace(string(opBytes))
+	main, botm := newRecorder(t), newRecorder(t)
+	n := botsNode(t, ws, main, botm)
+	t.Cleanup(func() { n.Shutdown(context.Background()) })
+	_, support := makeKey(t, n, op, `{"tenant":"acme","bot":"support"}`)
+	_, sales := makeKey(t, n, op, `{"tenant":"acme","bot":"sales"}`)
+	if code, out := authedDo(t, "POST", n.URL()+"/v1/conversations", support, `{"id":"old"}`); code != 201 {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	yaml := fmt.Sprintf(`server: {host: 127.0.0.1, port: 0, shutdown_timeout: 2s}
+log: {level: error}
+auth: {enabled: true}
+providers:
+  - {name: main, type: openai, url: "%s/v1"}
+  - {name: botm, type: openai, url: "%s/v1"}
+models: {primary: main/m, health_interval: 1h}
+tenants: [{id: acme}, {id: other}]
+bots:
+  - {name: support, tenant: acme, system: "A new persona.", models: {primary: main/m}}
+`, main.srv.URL, botm.srv.URL)
+	if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := authedDo(t, "POST", n.URL()+"/v1/conversations", support, `{"id":"new"}`); code != 201 || !strings.Contains(out, `"system":"A new persona."`) {
+		t.Errorf("a conversation after the reload: %d %s", code, out)
+	}
+	_, before := botm.last()
+	if code, out := authedDo(t, "POST", n.URL()+"/v1/conversations/old/messages", support, `{"content":"hi"}`); code != 200 || !strings.Contains(out, "main/m") {
+		t.Errorf("the old conversation on the bot's new chain: %d %s", code, out)
+	}
+	if msgs, _ := main.last(); len(msgs) == 0 || msgs[0].Content != persona {
+		t.Errorf("the old conversation keeps its persona: %+v", msgs)
+	}
+	if _, after := botm.last(); after != before {
+		t.Errorf("the bot's old chain was asked after the reload")
+	}
+	code, out := authedDo(t, "POST", n.URL()+"/v1/chat/completions", sales, `{"messages":[{"role":"user","content":"hi"}]}`)
+	if code != 403 || !strings.Contains(out, `bound to bot \"sales\", which is not configured`) {
+		t.Errorf("a key of a bot the reload removed: %d %s", code, out)
+	}
+}
