@@ -373,7 +373,7 @@ func (s *Service) Models(p *moltbot.Principal) []moltbot.ModelInfo {
 	if p.Bot != "" {
 		var err error
 		if b, err = s.bot(p); err != nil {
-			return nil
+			return all[:0:0] // its calls are refused: nothing to ask for
 		}
 	}
 	if s.pol == nil && b == nil {
