@@ -313,3 +313,35 @@ bots:
 		t.Errorf("a key of a bot the reload removed: %d %s", code, out)
 	}
 }
+
+// README's bots: example is a valid config (with the providers and the
+// tenant it names) and gives the bot it describes.
+func TestBotsREADMEExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "\n## Bots\n")
+	if i < 0 {
+		t.Fatal("README has no Bots section")
+	}
+	s = s[i:]
+	start := strings.Index(s, "```yaml\n") + len("```yaml\n")
+	block := s[start : start+strings.Index(s[start:], "```")]
+	yaml := `providers:
+  - {name: local, type: ollama, url: "http://127.0.0.1:11434"}
+  - {name: cloud, type: openai, url: "https://api.example.com/v1"}
+models: {primary: local/llama3.2}
+tenants: [{id: acme}]
+` + block
+	cfg, err := configs.Parse("README.md", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("README's bots: %v\n%s", err, yaml)
+	}
+	bots := cfg.BotProfiles()
+	if len(bots) != 1 || bots[0].Name != "support" || bots[0].Tenant != "acme" || bots[0].ChainString() != "local/llama3.2, cloud/gpt-4o-mini" ||
+		!bots[0].HasSkill("code-assistant") || bots[0].System == "" {
+		t.Fatalf("README's bot: %+v", bots)
+	}
+}
