@@ -13,7 +13,7 @@ import (
 func TestBotKeys(t *testing.T) {
 	s, c := newService(t, Config{Tenants: []Tenant{{ID: "acme"}}, TokenTTL: 10 * time.Minute, SigningRotate: time.Hour})
 	key, info, err := s.CreateBotKey("acme", "widget", ScopeChat, 0, "support")
-	if err != nil || info.Bot != "support" {
+	if err != nil || info.Bot != "support" || info.Kind != KindBot {
 		t.Fatalf("create: %+v %v", info, err)
 	}
 	p, e := s.Authenticate(req(key))
@@ -62,6 +62,8 @@ func TestBotKeys(t *testing.T) {
 		{"admin", func(k *Key) { k.Scope = ScopeAdmin }},
 		{"bad name", func(k *Key) { k.Bot = "a b" }},
 		{"ollama", func(k *Key) { k.Kind = KindOllama }},
+		{"an API key's kind", func(k *Key) { k.Kind = "" }},
+		{"no bot", func(k *Key) { k.Bot = "" }},
 	} {
 		bad := *k
 		tc.change(&bad)

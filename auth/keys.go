@@ -45,9 +45,16 @@ type Key struct {
 	Kind      string `json:"kind,omitempty"`
 	PublicKey []byte `json:"public_key,omitempty"`
 	// Bot is the bot the key speaks as (Principal.Bot; empty: none). A
-	// bot's key has the chat scope; its successor keeps the bot.
+	// bot's key has the chat scope and Kind KindBot; its successor keeps
+	// the bot.
 	Bot string `json:"bot,omitempty"`
 }
+
+// KindBot marks the record of an API key bound to a bot. A build before
+// bots refuses a record of a kind it does not know (and never takes one
+// for an API key), so in a cluster mid-upgrade a bot's key fails closed
+// on an older node instead of working there unbound.
+const KindBot = "bot"
 
 // KeyInfo is what a listing shows: no hash.
 type KeyInfo struct {
@@ -62,7 +69,8 @@ type KeyInfo struct {
 	// State is active, expiring (rotated, in its grace), expired, revoked,
 	// or orphaned (its tenant was deleted, or made again since).
 	State string `json:"state"`
-	// Kind is "ollama" for an Ollama public key, empty for an API key.
+	// Kind is "ollama" for an Ollama public key, "bot" for an API key
+	// bound to a bot, empty for an API key.
 	Kind string `json:"kind,omitempty"`
 	// OllamaKey is an Ollama key's public key line (ssh-ed25519 AAAA...)
 	// and Fingerprint its SHA-256 fingerprint, as ssh-keygen -l shows it.
@@ -225,6 +233,9 @@ func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Dur
 	}
 	now := s.now()
 	k := &Key{ID: randomString(5), Tenant: tenant, Incarnation: t.Incarnation, Name: name, Scope: scope, Created: now.Unix(), Bot: bot}
+	if bot != "" {
+		k.Kind = KindBot
+	}
 	if ttl > 0 {
 		k.Expires = now.Add(ttl).Unix()
 	}
@@ -378,7 +389,7 @@ func (s *Service) checkKey(cred string) (*Principal, *Error) {
 		return nil, unauthorized("malformed", "invalid_token", "malformed API key (want mb_<id>_<secret>)")
 	}
 	k, err := s.getKey(id)
-	if err != nil || k.Kind != "" {
+	if err != nil || k.Kind != "" && k.Kind != KindBot {
 		// Compare anyway, so a wrong id costs the same time as a wrong
 		// secret. An Ollama key's record is never an API key.
 		subtle.ConstantTimeCompare(hashSecret(secret), make([]byte, sha256.Size))

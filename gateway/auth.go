@@ -181,8 +181,11 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a.target, a.detail = "key:"+info.ID, fmt.Sprintf("scope=%s name=%q expires=%d", info.Scope, info.Name, info.Expires)
-		if info.Kind != "" {
+		if info.Fingerprint != "" {
 			a.detail += fmt.Sprintf(" kind=%s fingerprint=%s", info.Kind, info.Fingerprint)
+		}
+		if info.Bot != "" {
+			a.detail += fmt.Sprintf(" bot=%q", info.Bot)
 		}
 		s.record(r, a, nil)
 		writeJSON(w, http.StatusCreated, keyResponse{Key: secret, KeyInfo: info})

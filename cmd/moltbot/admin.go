@@ -274,7 +274,7 @@ Examples:
 					for _, k := range out.Keys {
 						kind := "api"
 						if k.Kind != "" {
-							kind = k.Kind + " " + k.Fingerprint
+							kind = strings.TrimSpace(k.Kind + " " + k.Fingerprint)
 						}
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, k.Name, k.Scope, k.State, when(k.Created), when(k.Expires), k.Successor, kind, orDash(k.Bot))
 					}
