@@ -385,7 +385,10 @@ type Conversation struct {
 	// conversation, so it survives restarts and moves with it.
 	Outbox []Delivery `json:"outbox,omitempty"`
 	// User is the end user the conversation belongs to (empty: none).
-	User     string    `json:"user,omitempty"`
+	User string `json:"user,omitempty"`
+	// Bot is the bot the conversation is of (empty: none): set when it is
+	// created, never changed; stored and replicated with it.
+	Bot      string    `json:"bot,omitempty"`
 	Messages []Message `json:"messages"`
 	// Summary, when set, stands for the conversation's oldest messages in
 	// the context a model gets, once they no longer fit its budget. It is

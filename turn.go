@@ -10,6 +10,9 @@ type NewConversation struct {
 	// User is the end user the conversation belongs to (Principal.User);
 	// a user-bound caller sees only its own.
 	User string
+	// Bot is the bot the conversation is of (Principal.Bot): its turns run
+	// on the bot's chain and skills.
+	Bot string
 }
 
 // TurnInput is one user message for a stored conversation, and the tool
@@ -172,6 +175,10 @@ type Turn struct {
 	State StageState
 	// stateOwned: State is this turn's copy; stateSet: SetState was called.
 	stateOwned, stateSet bool
+	// Bot is the bot the turn is of (the conversation's, or a stateless
+	// caller's), nil for none: a stage runs only the bot's skills (nil:
+	// every skill) and its knowledge bases and guards.
+	Bot *Bot
 }
 
 // StageState is the state the turn pipeline's stages keep with a

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/conv"
 	"github.com/moltbot/moltbot/actors/route"
 )
 
@@ -65,6 +66,22 @@ func (p *pipeline) model(ctx context.Context, msgs []moltbot.Message, opts moltb
 	if err != nil {
 		return nil, err
 	}
+	return p.chat(ctx, chain, msgs, opts, fn)
+}
+
+// botModel is the router as a stage of bot b's turn may call it: the
+// chain ("" or moltbot) is the bot's.
+func (p *pipeline) botModel(b *moltbot.Bot) moltbot.ModelFunc {
+	return func(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+		chain, err := conv.BotChain(p.router, b, opts.Model)
+		if err != nil {
+			return nil, err
+		}
+		return p.chat(ctx, chain, msgs, opts, fn)
+	}
+}
+
+func (p *pipeline) chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
 	visible := fn != nil
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
@@ -108,6 +125,9 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
 	t.Model = p.model
+	if t.Bot != nil && len(t.Bot.Chain) > 0 {
+		t.Model = p.botModel(t.Bot)
+	}
 	for _, b := range p.before {
 		if idle(b, t) {
 			continue

@@ -320,11 +320,18 @@ func (s *Skills) send(r wire.Request) error {
 // did not take part); "" when none does. It matches here, with the
 // patterns the worker compiled at load (Go's RE2 either way): a turn no
 // skill matches never waits for the worker.
-func (s *Skills) Match(text string) (string, []*string) {
+func (s *Skills) Match(text string) (string, []*string) { return s.MatchBot(text, nil) }
+
+// MatchBot is Match among the skills bot may run (Bot.HasSkill; a nil bot
+// runs every skill).
+func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
 		return "", nil
 	}
 	for _, sk := range *s.skills.Load() {
+		if !bot.HasSkill(sk.Name) {
+			continue
+		}
 		for _, re := range sk.res {
 			idx := re.FindStringSubmatchIndex(text)
 			if idx == nil {
@@ -385,7 +392,7 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if text == "" || !utf8.ValidString(text) {
 		return nil, nil
 	}
-	skill, matches := s.Match(text)
+	skill, matches := s.MatchBot(text, t.Bot) // a bot's turn runs only its skills
 	if skill == "" {
 		return nil, nil
 	}

@@ -19,8 +19,8 @@ import (
 // belongs to an end user; formatV4 for one with a message that has parts
 // beyond plain text, or metadata; formatV5 for one whose outbox waits;
 // formatV6 for one with a summary; formatV7 for one whose turn stages keep
-// state (Conversation.State). Decode reads them all (v1 has no
-// per-message flags).
+// state (Conversation.State); formatV8 for one of a bot. Decode reads them
+// all (v1 has no per-message flags).
 const (
 	formatV1 = 1
 	formatV2 = 2
@@ -29,6 +29,7 @@ const (
 	formatV5 = 5 // v4 and the outbox (flagOutbox), written only when it is not empty
 	formatV6 = 6 // v5 and the summary (flagSummary), written only when there is one
 	formatV7 = 7 // v6 and the stages' state (flagState), written only when there is some
+	formatV8 = 8 // v7 and the bot after the user (flagBot), written only when there is one
 )
 
 // flags of a message (v2; flagMeta and flagParts v4 and the store's records)
@@ -39,14 +40,15 @@ const (
 	messageFlags   = flagIncomplete | flagMeta | flagParts
 )
 
-// flags of a conversation (v2; flagOutbox v5, flagSummary v6, both in the
-// store's headers)
+// flags of a conversation (v2; flagOutbox v5, flagSummary v6, flagState v7, flagBot v8,
+// all in the store's headers)
 const (
 	flagDeleted   = 1
 	flagOutbox    = 2 // the outbox follows the conversation's strings
 	flagSummary   = 4 // the summary follows the outbox (a header: its record's hash)
 	flagState     = 8 // the stages' state follows the summary (a header: its record's hash)
-	convFlags     = flagDeleted | flagOutbox | flagSummary | flagState
+	flagBot       = 16 // the bot's name follows the user
+	convFlags     = flagDeleted | flagOutbox | flagSummary | flagState | flagBot
 	flagDelivFail = 1 // a delivery's flags: given up
 )
 
@@ -211,7 +213,8 @@ func appendBytes(b []byte, s []byte) []byte {
 //
 // Format 5 adds the outbox after the user (conversation flag 2,
 // appendOutbox), format 6 the summary after that (flag 4, appendSummary),
-// format 7 the stages' state after that (flag 8, appendState).
+// format 7 the stages' state after that (flag 8, appendState), format 8
+// `string bot` right after the user (flag 16).
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	format := byte(formatV2)
@@ -233,6 +236,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if len(c.State) > 0 {
 		format = formatV7
 	}
+	if c.Bot != "" {
+		format = formatV8
+	}
 	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -251,6 +257,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if len(c.State) > 0 {
 		cf |= flagState
 	}
+	if c.Bot != "" {
+		cf |= flagBot
+	}
 	dst = append(dst, cf)
 	dst = appendString(dst, c.Tenant)
 	dst = appendString(dst, c.ID)
@@ -258,6 +267,9 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	dst = appendString(dst, c.Model)
 	if format >= formatV3 {
 		dst = appendString(dst, c.User)
+	}
+	if c.Bot != "" {
+		dst = appendString(dst, c.Bot)
 	}
 	if len(c.Outbox) > 0 {
 		dst = appendOutbox(dst, c.Outbox)
@@ -453,7 +465,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format < formatV1 || format > formatV7 {
+	if format < formatV1 || format > formatV8 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -475,6 +487,9 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		if format >= formatV7 {
 			known |= flagState
 		}
+		if format >= formatV8 {
+			known |= flagBot
+		}
 		if cf&^known != 0 {
 			return nil, ErrCorrupt
 		}
@@ -486,6 +501,9 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	c.Model = r.string()
 	if format >= formatV3 {
 		c.User = r.string()
+	}
+	if cf&flagBot != 0 {
+		c.Bot = r.string()
 	}
 	if cf&flagOutbox != 0 {
 		c.Outbox = readOutbox(r)

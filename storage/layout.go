@@ -18,7 +18,8 @@ import (
 //	conv/<space>/<id>                   header: formatHeader | uvarint version | uvarint epoch
 //	                                    | varint created | varint updated | flags byte | string tenant
 //	                                    | string id | string system | string model | string user
-//	                                    | [outbox] | [8 bytes summary] | [8 bytes state] | uvarint count
+//	                                    | [string bot] | [outbox] | [8 bytes summary] | [8 bytes state]
+//	                                    | uvarint count
 //	                                    | 8 bytes chain | 8 bytes prev
 //	conv/<space>/<id> 0x00 'm' <index>  message <index> (4 bytes, big-endian: they sort):
 //	                                    formatRecord | a message as Encode's format 4 writes it,
@@ -198,9 +199,15 @@ func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev, s
 	if len(c.State) > 0 {
 		cf |= flagState
 	}
+	if c.Bot != "" {
+		cf |= flagBot
+	}
 	dst = append(dst, cf)
 	for _, s := range [...]string{c.Tenant, c.ID, c.System, c.Model, c.User} {
 		dst = appendString(dst, s)
+	}
+	if c.Bot != "" {
+		dst = appendString(dst, c.Bot)
 	}
 	if len(c.Outbox) > 0 {
 		dst = appendOutbox(dst, c.Outbox)
@@ -249,6 +256,9 @@ func decodeHeader(b []byte) (header, error) {
 	c.Deleted = cf&flagDeleted != 0
 	for _, s := range [...]*string{&c.Tenant, &c.ID, &c.System, &c.Model, &c.User} {
 		*s = r.string()
+	}
+	if cf&flagBot != 0 {
+		c.Bot = r.string()
 	}
 	if cf&flagOutbox != 0 {
 		c.Outbox = readOutbox(r)

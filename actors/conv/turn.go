@@ -27,7 +27,13 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	if model == "" {
 		model = a.conv.Model
 	}
-	chain, err := a.d.router.Resolve(model)
+	var chain []moltbot.ModelRef
+	var err error
+	if a.conv.Bot == "" {
+		chain, err = a.d.router.Resolve(model)
+	} else if m.bot, err = botOf(a.d, a.tenant, a.conv.Bot); err == nil {
+		chain, err = BotChain(a.d.router, m.bot, model)
+	}
 	if err != nil {
 		m.answer(turnReply{err: err})
 		return
@@ -175,7 +181,7 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	// gets a map of its own (Turn.SetState), and the actor replaces its
 	// own in finish, never changes it in place.
 	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible,
-		State: a.conv.State}
+		State: a.conv.State, Bot: m.bot}
 	fn := m.fn
 	if a.d.hub.Following(a.tenant, a.id) {
 		// Followers see the tokens too (those who came before the turn did).
@@ -319,4 +325,39 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 	if a.conv == nil {
 		a.release(c)
 	}
+}
+
+// botOf is the bot named name of the conversation's space as the config
+// says now.
+func botOf(d *deps, space, name string) (*moltbot.Bot, error) {
+	var b *moltbot.Bot
+	if d.bots != nil {
+		b = d.bots.Bot(moltbot.TenantOfSpace(space), name)
+	}
+	if b == nil {
+		return nil, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
+			"the conversation's bot %q is not configured (bots:) for its tenant: its turns are refused until it is again", name)}
+	}
+	return b, nil
+}
+
+// BotChain is the chain a turn of bot b tries when model is asked ("" or
+// moltbot.ChainModel: the bot's chain, each of its models as the router
+// knows it; a bot without a chain of its own has the node's). Whether b
+// may ask for model is the chat service's to check (Bot.Allows).
+func BotChain(r interface {
+	Resolve(model string) ([]moltbot.ModelRef, error)
+}, b *moltbot.Bot, model string) ([]moltbot.ModelRef, error) {
+	if model != "" && model != moltbot.ChainModel || len(b.Chain) == 0 {
+		return r.Resolve(model)
+	}
+	chain := make([]moltbot.ModelRef, 0, len(b.Chain))
+	for _, ref := range b.Chain {
+		refs, err := r.Resolve(ref.String())
+		if err != nil {
+			return nil, fmt.Errorf("bot %q: %w", b.Name, err)
+		}
+		chain = append(chain, refs...)
+	}
+	return chain, nil
 }

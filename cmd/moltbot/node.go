@@ -60,6 +60,7 @@ type Node struct {
 	sweeper  *retention.Sweeper
 	cache    *cache.Cache       // the output cache, nil without one
 	skills   *skillStage        // the JS skills (their worker), nil without a workspace
+	bots     *skills.Bots       // the config's bots (bots:), swapped on a reload
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -183,7 +184,11 @@ func (n *Node) reloadConfig() (int, error) {
 			return k, err
 		}
 	}
-	n.Log.Info("provider credentials and tenants reloaded", "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
+	if n.bots != nil {
+		n.bots.Set(cfg.BotProfiles())
+		n.checkBots(cfg)
+	}
+	n.Log.Info("provider credentials, tenants and bots reloaded", "bots", len(cfg.Bots), "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
 	return k, nil
 }
 
@@ -460,8 +465,11 @@ func (n *Node) Start() error {
 		// Flows first: a flow waiting for an answer takes the message.
 		before = append(before, st.flows, st)
 	}
+	n.bots = skills.NewBots(cfg.BotProfiles())
+	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,
+		Bots:       n.bots,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
@@ -558,8 +566,8 @@ func (n *Node) Start() error {
 		Metrics: met, Logger: n.Log})
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
-		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt)})
-	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc),
+		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots,
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
