@@ -13,7 +13,7 @@ import (
 )
 
 // checkBots warns about what the bots of cfg name and this node does not
-// have: a skill that no skill of skills/ is (it may be a preset or a flow
+// have: a skill that no skill or flow of skills/ is (it may be a preset
 // still to come: a warning, not an error), a tenant the node does not know
 // (made through the API later, it works then).
 func (n *Node) checkBots(cfg *configs.Config) {
@@ -23,6 +23,9 @@ func (n *Node) checkBots(cfg *configs.Config) {
 			for _, s := range sk.Skills() {
 				have = append(have, s.Name)
 			}
+		}
+		for _, f := range n.skills.flows.Flows().Flows {
+			have = append(have, f.Name)
 		}
 	}
 	for i, b := range cfg.Bots {

@@ -144,6 +144,9 @@ func (s *Stage) Run(ctx context.Context, t *moltbot.Turn) (*moltbot.Completion, 
 		var trig *Node
 		var vars map[string]string
 		for _, fl := range s.set.Load().Flows {
+			if !t.Bot.HasSkill(fl.Name) { // a bot's turns start only the flows it names
+				continue
+			}
 			if trig, vars = fl.match(text); trig != nil {
 				f = fl
 				break

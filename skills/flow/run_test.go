@@ -234,3 +234,22 @@ func TestRunToolResultsOnly(t *testing.T) {
 		t.Fatalf("%+v %+v %v", comp, step, err)
 	}
 }
+
+// A bot's turns start only the flows the bot names among its skills; a
+// turn of no bot starts any.
+func TestRunBot(t *testing.T) {
+	s := refundStage(t, &fakeSkills{})
+	turn := func(b *moltbot.Bot) *moltbot.Turn {
+		return &moltbot.Turn{Space: "t", Conversation: "c", Bot: b,
+			Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "refund"}}}
+	}
+	if comp, _, err := s.Run(context.Background(), turn(&moltbot.Bot{Name: "sales", Skills: []string{"other"}})); comp != nil || err != nil {
+		t.Fatalf("a bot that does not name the flow started it: %+v %v", comp, err)
+	}
+	if comp, _, err := s.Run(context.Background(), turn(&moltbot.Bot{Name: "support", Skills: []string{"refund"}})); comp == nil || err != nil {
+		t.Fatalf("a bot that names the flow: %+v %v", comp, err)
+	}
+	if comp, _, err := s.Run(context.Background(), turn(nil)); comp == nil || err != nil {
+		t.Fatalf("no bot: %+v %v", comp, err)
+	}
+}
