@@ -320,11 +320,18 @@ func (s *Skills) send(r wire.Request) error {
 // did not take part); "" when none does. It matches here, with the
 // patterns the worker compiled at load (Go's RE2 either way): a turn no
 // skill matches never waits for the worker.
-func (s *Skills) Match(text string) (string, []*string) {
+func (s *Skills) Match(text string) (string, []*string) { return s.MatchBot(text, nil) }
+
+// MatchBot is Match among the skills bot may run (Bot.HasSkill; a nil bot
+// runs every skill).
+func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
 		return "", nil
 	}
 	for _, sk := range *s.skills.Load() {
+		if !bot.HasSkill(sk.Name) {
+			continue
+		}
 		for _, re := range sk.res {
 			idx := re.FindStringSubmatchIndex(text)
 			if idx == nil {
@@ -385,32 +392,11 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if text == "" || !utf8.ValidString(text) {
 		return nil, nil
 	}
-	skill, matches := s.Match(text)
+	skill, matches := s.MatchBot(text, t.Bot) // a bot's turn runs only its skills
 	if skill == "" {
 		return nil, nil
 	}
-	var usage moltbot.Usage
-	var mu sync.Mutex
-	model := func(alias, prompt string) (string, error) {
-		if t.Model == nil {
-			return "", errors.New("no model in this turn")
-		}
-		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
-		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: alias}, nil)
-		var me *moltbot.Error
-		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
-			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
-		}
-		if err != nil {
-			return "", err
-		}
-		mu.Lock()
-		usage.PromptTokens += c.Usage.PromptTokens
-		usage.CompletionTokens += c.Usage.CompletionTokens
-		mu.Unlock()
-		return c.Content, nil
-	}
-	reply, err := s.Run(ctx, skill, text, matches, model)
+	reply, usage, err := s.runTurn(ctx, t, skill, text, matches)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ type Node struct {
 	cache    *cache.Cache       // the output cache, nil without one
 	skills   *skillStage        // the JS skills (their worker), nil without a workspace
 	presets  []builtin.Preset   // skills.presets, as built at start
+	bots     *skills.Bots       // the config's bots (bots:), swapped on a reload
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -188,7 +189,11 @@ func (n *Node) reloadConfig() (int, error) {
 			return k, err
 		}
 	}
-	n.Log.Info("provider credentials and tenants reloaded", "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
+	if n.bots != nil {
+		n.bots.Set(cfg.BotProfiles())
+		n.checkBots(cfg)
+	}
+	n.Log.Info("provider credentials, tenants and bots reloaded", "bots", len(cfg.Bots), "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
 	return k, nil
 }
 
@@ -228,12 +233,12 @@ func (n *Node) reloadOnSignal() {
 	}
 	if n.skills != nil {
 		// Audited when there are skills, before or after, or an error.
-		had := n.skills.cur.Load() != nil
+		had := n.skills.loaded()
 		e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "skills.reload", Target: "skills", Remote: "local",
 			Outcome: audit.OK, Detail: "SIGHUP"}
 		if err := n.reloadSkills(); err != nil {
 			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
-		} else if !had && n.skills.cur.Load() == nil {
+		} else if !had && !n.skills.loaded() {
 			e.Action = ""
 		}
 		if e.Action != "" {
@@ -442,10 +447,11 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.cache = oc
-	// The preset skills (skills.presets), in the order listed, before the
-	// JavaScript skills; a guard's output side wraps the model outside the
-	// output cache (a cached reply is masked as it is served). With none,
-	// no stage.
+	// The preset skills (skills.presets), in the order listed, after the
+	// flows (a flow waiting for an answer takes the message) and before
+	// the JavaScript skills; a guard's output side wraps the model outside
+	// the output cache (a cached reply is masked as it is served). With
+	// none, no stage.
 	presets, err := buildPresets(cfg, n.Workspace)
 	if err != nil {
 		ln.Close()
@@ -455,16 +461,21 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.presets = presets
-	before, presetAround := presetStages(presets, n.Log)
+	presetBefore, presetAround := presetStages(presets, n.Log)
 	around = append(presetAround, around...)
 	// The workspace's JavaScript skills (skills/*.js), run by the
-	// moltbot-skills worker: with none, no worker and no stage.
+	// moltbot-skills worker (with none, no worker), and its YAML flows
+	// (skills/flows/*.yaml): with neither, both stages idle.
+	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := &skillStage{cfg: skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
-			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, log: n.Log}
-		if err := st.load(); errors.Is(err, skills.ErrNoWorker) {
+		st := newSkillStage(skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
+			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, n.Log)
+		err := st.load()
+		if errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
-		} else if err != nil {
+			err = withoutNoWorker(err)
+		}
+		if err != nil {
 			ln.Close()
 			closeCache(oc)
 			as.Close()
@@ -472,10 +483,19 @@ func (n *Node) Start() error {
 			return err
 		}
 		n.skills = st
+		// Flows first: a flow waiting for an answer takes the message;
+		// then the presets, then the JavaScript skills.
+		before = append(before, st.flows)
+		before = append(before, presetBefore...)
 		before = append(before, st)
+	} else {
+		before = presetBefore
 	}
+	n.bots = skills.NewBots(cfg.BotProfiles())
+	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,
+		Bots:       n.bots,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
@@ -572,8 +592,8 @@ func (n *Node) Start() error {
 		Metrics: met, Logger: n.Log})
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
-		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt)})
-	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc),
+		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots,
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,

@@ -192,7 +192,7 @@ skills:
 		}
 	}
 	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "hello")
-	if code != 0 || !strings.HasPrefix(out, "no preset answers\nno skills: ") {
+	if code != 0 || out != "no preset answers\nno skill matches\n" {
 		t.Errorf("test (none): %d %q %q", code, out, e)
 	}
 	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "mail me: a@b.cn")
@@ -342,5 +342,39 @@ func TestPresetsReload(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"preset reloaded"`) || !strings.Contains(logs.String(), `"preset not reloaded; what it had stays"`) {
 		t.Errorf("logs:\n%s", logs.String())
+	}
+}
+
+// checkBots knows the presets: a bot's skill or guard naming one is not
+// warned of; a guard that is not a preset is; a bot that names none of
+// the guards is told its turns go unwatched.
+func TestPresetsCheckBots(t *testing.T) {
+	cfg, err := configs.Parse("moltbot.yaml", []byte(`providers:
+  - {name: sim, type: sim}
+models: {primary: sim/sim}
+skills:
+  presets:
+    - {name: pii, use: guard}
+    - {name: calc, use: tools}
+bots:
+  - {name: a, skills: [calc], guards: [pii]}
+  - {name: b, skills: [calc], guards: [nope]}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := buildPresets(cfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuf{}
+	n := &Node{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), presets: ps}
+	n.checkBots(cfg)
+	out := logs.String()
+	if strings.Contains(out, `"skill":"calc"`) || strings.Contains(out, `"bot":"a"`) {
+		t.Errorf("a preset warned of as missing:\n%s", out)
+	}
+	if !strings.Contains(out, `"guard":"nope"`) || !strings.Contains(out, `a bot names none of the guard presets`) {
+		t.Errorf("no warning for bot b:\n%s", out)
 	}
 }

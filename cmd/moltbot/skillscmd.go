@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,27 +30,33 @@ func skillsCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "skills",
-		Usage: "the workspace's skills: list them (presets and JavaScript), lint them, try one on a message",
-		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, as a node does.
-"list" prints the preset skills of WORKSPACE/moltbot.yaml (skills.presets:
-name, kind and what each does; a preset that does not build, such as an FAQ
-file that does not parse, is an error naming it, exit 1), then each
-JavaScript skill's name, file and patterns (a file that does not load
-is an error naming it, exit 1); "lint" loads them too and notes, by file and
-line, what works otherwise than it reads: a destructured capture (const {
-input } = context.matches[1], the captured text here, undefined in strict
-mode), and a callModel alias no model of the config answers to (it goes to
-the chain); "test" runs a message against the skills with
-the in-process simulator as the model (no node needed) and prints which skill
+		Usage: "the workspace's skills (presets, flows, JavaScript): list them, lint them, try one on a message",
+		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, and the YAML flows of
+WORKSPACE/skills/flows/*.yaml, as a node does, and builds the preset skills
+of WORKSPACE/moltbot.yaml (skills.presets). "list" prints each preset's name,
+kind and what it does (a preset that does not build, such as an FAQ file that
+does not parse, is an error naming it, exit 1), each skill's name,
+file and patterns, and each flow's name, file, version, triggers and nodes (a
+file that does not load is an error naming it, and for a flow the line and
+the key, exit 1); "lint" loads them too and notes, by file and line, what
+works otherwise than it reads: a destructured capture (const { input } =
+context.matches[1], the captured text here, undefined in strict mode), a
+callModel alias no model of the config answers to (it goes to the chain), a
+flow's node no trigger leads to; "test" runs messages against the flows,
+presets and skills with the in-process simulator as the model (no node
+needed): several messages are the turns of one conversation through the flows
+(the flow's nodes, its model calls, its reply, the node it waits at); one
+message no flow takes goes through the presets, in order (what each does to
+it, masked or noted, is printed; one that answers ends the test with its
+model calls and its reply), then to the skills, and test prints which skill
 matched with its captures, each callModel with its alias and prompt, and the
-reply; "no skill matches" otherwise. The config's presets run first, in
-order: what each does to the message (masked, noted) is printed, and one
-that answers ends the test with its model calls and its reply.
+reply; "no skill matches" otherwise.
 
 Examples:
    moltbot skills list --workspace ./mb
    moltbot skills lint --workspace ./mb
-   moltbot skills test --workspace ./mb "请帮我生成Go代码"`,
+   moltbot skills test --workspace ./mb "请帮我生成Go代码"
+   moltbot skills test --workspace ./mb "I want a refund" "abc" "123456"`,
 		Subcommands: []*cli.Command{{
 			Name: "list", Usage: "the preset skills of the config (skills.presets), then each JavaScript skill's name, file and patterns", Flags: flags(),
 			Action: func(c *cli.Context) error {
@@ -57,23 +64,52 @@ Examples:
 					return err
 				}
 				sk, err := openSkills(c)
-				if err != nil || sk == nil {
+				if err != nil {
 					return err
 				}
-				defer sk.Close()
-				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
-				for _, s := range sk.Skills() {
-					fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+				if sk != nil {
+					defer sk.Close()
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
+					for _, s := range sk.Skills() {
+						fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
 				}
-				return tw.Flush()
+				set, err := openFlows(c, sk)
+				if err != nil {
+					return err
+				}
+				return listFlows(c.App.Writer, set)
 			},
 		}, {
 			Name: "lint", Usage: "load the skills and note what works otherwise than it reads", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				sk, err := openSkills(c)
-				if err != nil || sk == nil {
+				if err != nil {
 					return err
+				}
+				set, err := openFlows(c, sk)
+				if err != nil {
+					if sk != nil {
+						sk.Close()
+					}
+					return err
+				}
+				flowNotes := 0
+				for _, f := range set.Flows {
+					for _, n := range f.Notes {
+						fmt.Fprintln(c.App.Writer, n)
+						flowNotes++
+					}
+				}
+				if len(set.Flows) > 0 {
+					fmt.Fprintf(c.App.ErrWriter, "%d flow(s) loaded, %d note(s)\n", len(set.Flows), flowNotes)
+				}
+				if sk == nil {
+					return nil
 				}
 				defer sk.Close()
 				var cfg *configs.Config
@@ -95,21 +131,44 @@ Examples:
 				return nil
 			},
 		}, {
-			Name: "test", Usage: "run a message against the skills, the simulator as the model", ArgsUsage: "MESSAGE", Flags: flags(),
+			Name: "test", Usage: "run messages against the flows and skills, the simulator as the model", ArgsUsage: "MESSAGE...", Flags: flags(),
 			Action: func(c *cli.Context) error {
-				if c.NArg() != 1 {
-					return fail(2, "want one message, such as: moltbot skills test \"请帮我生成Go代码\"")
-				}
-				msg := c.Args().First()
-				msg, done, err := testPresets(c, msg)
-				if err != nil || done {
-					return err
+				if c.NArg() < 1 {
+					return fail(2, "want a message, such as: moltbot skills test \"请帮我生成Go代码\" (several: the turns of one conversation, through the flows)")
 				}
 				sk, err := openSkills(c)
-				if err != nil || sk == nil {
+				if err != nil {
 					return err
 				}
-				defer sk.Close()
+				if sk != nil {
+					defer sk.Close()
+				}
+				set, err := openFlows(c, sk)
+				if err != nil {
+					return err
+				}
+				msgs := c.Args().Slice()
+				if len(set.Flows) > 0 {
+					var done bool
+					if msgs, done, err = testFlows(c, sk, set, msgs); err != nil || done {
+						return err
+					}
+				}
+				if len(msgs) == 1 {
+					m, done, err := testPresets(c, msgs[0])
+					if err != nil || done {
+						return err
+					}
+					msgs[0] = m // as the skills after the presets see it (masked)
+				}
+				if sk == nil {
+					fmt.Fprintln(c.App.Writer, "no skill matches")
+					return nil
+				}
+				if len(msgs) != 1 {
+					return fail(2, "a JavaScript skill runs on one message; %d given", len(msgs))
+				}
+				msg := msgs[0]
 				w := c.App.Writer
 				name, matches := sk.Match(msg)
 				if name == "" {
@@ -124,18 +183,7 @@ Examples:
 					}
 					fmt.Fprintf(w, "matches[%d]: %s\n", i, v)
 				}
-				eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
-				calls := 0
-				model := func(alias, prompt string) (string, error) {
-					calls++
-					fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
-					var b strings.Builder
-					_, err := eng.Generate(c.Context, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
-						func(tok string) error { b.WriteString(tok); return nil })
-					fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
-					return b.String(), err
-				}
-				reply, err := sk.Run(c.Context, name, msg, matches, model)
+				reply, err := sk.Run(c.Context, name, msg, matches, simModel(c, w))
 				if err != nil {
 					return fail(1, "skill %s: %v", name, err)
 				}
@@ -199,6 +247,22 @@ func configNames(cfg *configs.Config, model string) bool {
 	return false
 }
 
+// simModel answers callModel with the in-process simulator, printing each
+// call and its answer.
+func simModel(c *cli.Context, w io.Writer) func(alias, prompt string) (string, error) {
+	eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
+	calls := 0
+	return func(alias, prompt string) (string, error) {
+		calls++
+		fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
+		var b strings.Builder
+		_, err := eng.Generate(c.Context, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
+			func(tok string) error { b.WriteString(tok); return nil })
+		fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
+		return b.String(), err
+	}
+}
+
 // openSkills loads the workspace's skills in a worker; nil, nil (after
 // saying so) when skills/ holds no .js file.
 func openSkills(c *cli.Context) (*skills.Skills, error) {
@@ -219,7 +283,7 @@ func openSkills(c *cli.Context) (*skills.Skills, error) {
 	if err != nil {
 		return nil, fail(1, "%v", err)
 	}
-	if sk == nil {
+	if sk == nil && c.Command.Name != "test" {
 		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file\n", dir)
 	}
 	return sk, nil

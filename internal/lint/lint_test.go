@@ -124,6 +124,10 @@ var deps = map[string]allowed{
 	// The preset skills, in Go: stages over the domain only (configs
 	// decodes their options; cmd wires them).
 	"skills/builtin": {code: []string{"."}},
+	// YAML flows: a stage before the model over the domain's Turn (its
+	// skill nodes reach the JavaScript skills through an interface cmd
+	// fills in).
+	"skills/flow": {code: []string{"."}},
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
@@ -149,7 +153,7 @@ var owners = map[string][]string{
 	"github.com/MicahParks/keyfunc":      {"auth"},
 	"golang.org/x/time":                  {"auth"},
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
-	"gopkg.in/yaml.v3":                   {"configs", "skills/builtin"}, // builtin: FAQ files, with their lines
+	"gopkg.in/yaml.v3":                   {"configs", "skills/builtin", "skills/flow"}, // builtin: FAQ files, with their lines
 	"github.com/urfave/cli":              {"cmd"},
 	// goja only in the skills worker's process (docs/DESIGN.md): the
 	// node's binary never links it.

@@ -144,6 +144,10 @@ type base struct {
 func (b base) Name() string { return b.name }
 func (b base) Use() string  { return b.use }
 
+// runs reports whether the preset runs on t: a turn of no bot runs every
+// preset; a bot's, only those its skills name (Bot.HasSkill).
+func (b base) runs(t *moltbot.Turn) bool { return t.Bot.HasSkill(b.name) }
+
 // served names a preset as the model that answered.
 func (b base) served() moltbot.ModelRef {
 	return moltbot.ModelRef{Provider: "preset", Model: b.name}

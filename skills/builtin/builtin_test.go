@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/moltbot/moltbot"
 )
 
 func TestCalc(t *testing.T) {
@@ -262,6 +264,44 @@ func TestCollectChecks(t *testing.T) {
 		"slots[1].ask: \"which?\" is asked for another slot too", "done: {nope} is no slot"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in %v", want, err)
+		}
+	}
+}
+
+// A bot's turn runs only the presets its skills name, and is watched only
+// by the guards it names; a turn of no bot runs them all.
+func TestBotPresets(t *testing.T) {
+	calc, err := New(Spec{Name: "calc", Use: "tools"}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pii, err := New(Spec{Name: "pii", Use: "guard"}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	turn := func(bot *moltbot.Bot) *moltbot.Turn {
+		return &moltbot.Turn{Bot: bot, Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "1+1 a@b.cn"}}}
+	}
+	for _, tc := range []struct {
+		bot          *moltbot.Bot
+		calc, masked bool
+	}{
+		{nil, true, true},
+		{&moltbot.Bot{Name: "b"}, false, false},
+		{&moltbot.Bot{Name: "b", Skills: []string{"calc"}}, true, false},
+		{&moltbot.Bot{Name: "b", Guards: []string{"pii"}}, false, true},
+	} {
+		tr := turn(tc.bot)
+		tr.Messages[0].Content = "1+1"
+		c, _ := calc.(*Tools).BeforeModel(ctx, tr, nil)
+		if (c != nil) != tc.calc {
+			t.Errorf("bot %+v: calc answered %v", tc.bot, c != nil)
+		}
+		tr = turn(tc.bot)
+		pii.(*Guard).BeforeModel(ctx, tr, nil)
+		if masked := tr.Messages[0].Content != "1+1 a@b.cn"; masked != tc.masked {
+			t.Errorf("bot %+v: masked %v", tc.bot, masked)
 		}
 	}
 }

@@ -131,6 +131,9 @@ func (c *CodeExplain) Describe() string { return "on " + c.tr.describe() + model
 
 // BeforeModel reviews the snippet of a message its trigger selects.
 func (c *CodeExplain) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !c.runs(t) {
+		return nil, nil
+	}
 	s, ok := userText(t)
 	if !ok {
 		return nil, nil

@@ -72,6 +72,9 @@ func modelNote(m string) string {
 
 // BeforeModel answers a message its trigger selects.
 func (c *CodeGen) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !c.runs(t) {
+		return nil, nil
+	}
 	s, ok := userText(t)
 	if !ok {
 		return nil, nil

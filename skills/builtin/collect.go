@@ -149,6 +149,9 @@ func (c *Collect) asked(m moltbot.Message) int {
 // BeforeModel starts a collection, or goes on with one its last question
 // left open.
 func (c *Collect) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !c.runs(t) {
+		return nil, nil
+	}
 	msgs := t.Messages
 	k := len(msgs) - 1
 	if k < 0 || msgs[k].Role != moltbot.RoleUser {

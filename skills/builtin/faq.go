@@ -251,6 +251,9 @@ func (f *FAQ) Answer(q string) (string, bool) {
 
 // BeforeModel answers a question of the list.
 func (f *FAQ) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !f.runs(t) {
+		return nil, nil
+	}
 	s, ok := userText(t)
 	if !ok || len(s) > 1024 {
 		return nil, nil

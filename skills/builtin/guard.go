@@ -85,6 +85,12 @@ func (g *Guard) Describe() string {
 	return fmt.Sprintf("masks %s and %d blocklisted word(s) in the %s", strings.Join(g.o.Mask, ", "), len(g.m.words), strings.Join(where, " and "))
 }
 
+// watches reports whether the guard watches t: every turn of no bot; a
+// bot's when the bot names it in its guards (or its skills).
+func (g *Guard) watches(t *moltbot.Turn) bool {
+	return t.Bot == nil || slices.Contains(t.Bot.Guards, g.name) || slices.Contains(t.Bot.Skills, g.name)
+}
+
 // Mask returns s masked as the guard masks it, and how many things it
 // masked.
 func (g *Guard) Mask(s string) (string, int) { return g.m.mask(s) }
@@ -94,7 +100,7 @@ func (g *Guard) Mask(s string) (string, int) { return g.m.mask(s) }
 // last user message has a hit, under action: refuse. The count masked is
 // noted as "<name>.masked".
 func (g *Guard) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
-	if !g.o.Input {
+	if !g.o.Input || !g.watches(t) {
 		return nil, nil
 	}
 	if g.o.Action == "refuse" {
@@ -155,7 +161,7 @@ func (g *Guard) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.Str
 // next piece says (streamMasker), and the completion's text.
 func (g *Guard) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
 	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
-	if !g.o.Output {
+	if !g.o.Output || !g.watches(t) {
 		return next(ctx, fn)
 	}
 	sm := &streamMasker{m: g.m}

@@ -128,6 +128,9 @@ func (s *Sentiment) Score(text string) (float64, string) {
 
 // BeforeModel notes the last user message's sentiment; it never answers.
 func (s *Sentiment) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !s.runs(t) {
+		return nil, nil
+	}
 	text, ok := userText(t)
 	if !ok {
 		return nil, nil

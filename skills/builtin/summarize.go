@@ -105,6 +105,9 @@ func Chunks(text string, size int) []string {
 
 // BeforeModel summarizes the text of a message its trigger selects.
 func (s *Summarize) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !s.runs(t) {
+		return nil, nil
+	}
 	msg, ok := userText(t)
 	if !ok {
 		return nil, nil

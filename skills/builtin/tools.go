@@ -99,6 +99,9 @@ func (t *Tools) Answer(s string) (string, bool) {
 
 // BeforeModel answers a question for one of the tools.
 func (t *Tools) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !t.runs(turn) {
+		return nil, nil
+	}
 	s, ok := userText(turn)
 	if !ok {
 		return nil, nil

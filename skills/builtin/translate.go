@@ -155,6 +155,9 @@ func (t *Translate) form(term string) string {
 
 // BeforeModel translates the text of a message its trigger selects.
 func (t *Translate) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	if !t.runs(turn) {
+		return nil, nil
+	}
 	msg, ok := userText(turn)
 	if !ok {
 		return nil, nil
