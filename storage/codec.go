@@ -44,9 +44,9 @@ const (
 // all in the store's headers)
 const (
 	flagDeleted   = 1
-	flagOutbox    = 2 // the outbox follows the conversation's strings
-	flagSummary   = 4 // the summary follows the outbox (a header: its record's hash)
-	flagState     = 8 // the stages' state follows the summary (a header: its record's hash)
+	flagOutbox    = 2  // the outbox follows the conversation's strings
+	flagSummary   = 4  // the summary follows the outbox (a header: its record's hash)
+	flagState     = 8  // the stages' state follows the summary (a header: its record's hash)
 	flagBot       = 16 // the bot's name follows the user
 	convFlags     = flagDeleted | flagOutbox | flagSummary | flagState | flagBot
 	flagDelivFail = 1 // a delivery's flags: given up
