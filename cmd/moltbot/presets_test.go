@@ -108,10 +108,7 @@ func TestPresetsThroughNode(t *testing.T) {
 
 	// Output, streamed: no piece shows what is masked; the pieces add up
 	// to the masked reply.
-	body := `{"model":"moltbot","stream":true,"messages":[{"role":"user","content":"look me up"},` +
-		`{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{}"}}]},` +
-		`{"role":"tool","tool_call_id":"call_1","content":` + jsonString("phone 138 0013 8000, card 4111 1111 1111 1111, mail alice@example.com, darn") + `}]}`
-	resp, err := http.Post(n.URL()+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	resp, err := http.Post(n.URL()+"/v1/chat/completions", "application/json", strings.NewReader(guardedBody))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +130,7 @@ func TestPresetsThroughNode(t *testing.T) {
 		}
 	}
 	text := strings.Join(pieces, "")
-	want := "[simulated] lookup returned phone [phone], card [card], mail [email], ***."
+	want := guardedReply
 	if text != want || len(pieces) < 5 {
 		t.Errorf("streamed: %q in %d pieces %q, want %q", text, len(pieces), pieces, want)
 	}
@@ -376,5 +373,46 @@ bots:
 	}
 	if !strings.Contains(out, `"guard":"nope"`) || !strings.Contains(out, `a bot names none of the guard presets`) {
 		t.Errorf("no warning for bot b:\n%s", out)
+	}
+}
+
+// guardedBody asks the simulator to quote a tool result that holds a
+// phone number, a card, an e-mail address and a blocklisted word, a word
+// at a time; guardedReply is its reply masked.
+const (
+	guardedBody = `{"model":"moltbot","stream":true,"messages":[{"role":"user","content":"look me up"},` +
+		`{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{}"}}]},` +
+		`{"role":"tool","tool_call_id":"call_1","content":"phone 138 0013 8000, card 4111 1111 1111 1111, mail alice@example.com, darn"}]}`
+	guardedReply = "[simulated] lookup returned phone [phone], card [card], mail [email], ***."
+)
+
+// The guard's output side is outside the output cache: a reply the cache
+// replays is masked as it streams too, the same as the first time.
+func TestPresetGuardOverCache(t *testing.T) {
+	n, _ := startPresetsNode(t, presetsConfig+"cache: {type: memory, ttl: 1h}\n")
+	for _, want := range []string{"miss", "hit"} {
+		req, _ := http.NewRequest("POST", n.URL()+"/v1/chat/completions", strings.NewReader(guardedBody))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Moltbot-Cache", "use")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text strings.Builder
+		for _, f := range sseFramesFrom(resp.Body) {
+			var ch struct {
+				Choices []struct {
+					Delta struct{ Content string } `json:"delta"`
+				} `json:"choices"`
+			}
+			json.Unmarshal([]byte(f), &ch)
+			for _, c := range ch.Choices {
+				text.WriteString(c.Delta.Content)
+			}
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Moltbot-Cache"); got != want || text.String() != guardedReply {
+			t.Errorf("cache %q (want %q): %q", got, want, text.String())
+		}
 	}
 }
