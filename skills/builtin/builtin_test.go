@@ -305,3 +305,30 @@ func TestBotPresets(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMessage: the no-model presets read any user message without a
+// panic: tools' questions (dates, units, arithmetic), sentiment's score
+// (within -1..1), the FAQ's normalization.
+func FuzzMessage(f *testing.F) {
+	for _, s := range []string{"2026-12-25是星期几", "10 km to miles", "2026-02-30 plus 99999 days", "9999-12-31加999999天",
+		"how many days between 0001-01-01 and 9999-12-31", "100华氏度是多少摄氏度", "不是很好，但是还不错", "1e308 km to mm", "(((1)))"} {
+		f.Add(s)
+	}
+	tl, err := New(Spec{Name: "t", Use: "tools"}, Env{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	se, err := New(Spec{Name: "s", Use: "sentiment"}, Env{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if a, ok := tl.(*Tools).Answer(s); ok && a == "" {
+			t.Fatalf("tools answered %q with nothing", s)
+		}
+		if score, label := se.(*Sentiment).Score(s); score < -1 || score > 1 || label == "" {
+			t.Fatalf("Score(%q) = %v %q", s, score, label)
+		}
+		normalize(s)
+	})
+}
