@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -187,6 +188,18 @@ skills:
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("test (code-gen): want %q in %d %q %q", want, code, out, e)
 		}
+	}
+	// What each preset did, and only that.
+	cfgMood := append(slices.Clip(cfg), []byte("    - {name: mood, use: sentiment}\n")...)
+	if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), cfgMood, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "服务太差了")
+	if code != 0 || out != "preset mood (sentiment): note sentiment=negative\npreset mood (sentiment): note sentiment.score=-0.80\nno preset answers\nno skill matches\n" {
+		t.Errorf("test (notes): %d %q %q", code, out, e)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), cfg, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	code, out, e = runCLI(t, "", "skills", "test", "--workspace", ws, "hello")
 	if code != 0 || out != "no preset answers\nno skill matches\n" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -366,7 +367,7 @@ func testPresets(c *cli.Context, msg string) (string, bool, error) {
 		if !ok {
 			continue
 		}
-		before, notes := lastUserText(turn.Messages), len(turn.Notes)
+		before, notes := lastUserText(turn.Messages), maps.Clone(turn.Notes)
 		comp, err := b.BeforeModel(c.Context, turn, nil)
 		if err != nil {
 			return msg, true, fail(1, "preset %s: %v", p.Name(), err)
@@ -374,15 +375,15 @@ func testPresets(c *cli.Context, msg string) (string, bool, error) {
 		if after := lastUserText(turn.Messages); after != before {
 			fmt.Fprintf(w, "preset %s (%s): the message becomes %q\n", p.Name(), p.Use(), after)
 		}
-		if len(turn.Notes) != notes {
-			keys := make([]string, 0, len(turn.Notes))
-			for k := range turn.Notes {
-				keys = append(keys, k)
+		keys := make([]string, 0, len(turn.Notes))
+		for k, v := range turn.Notes {
+			if old, ok := notes[k]; !ok || old != v {
+				keys = append(keys, k) // what this preset noted
 			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				fmt.Fprintf(w, "preset %s (%s): note %s=%s\n", p.Name(), p.Use(), k, turn.Notes[k])
-			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "preset %s (%s): note %s=%s\n", p.Name(), p.Use(), k, turn.Notes[k])
 		}
 		if comp != nil {
 			fmt.Fprintf(w, "preset: %s (%s)\nreply:\n%s\n", p.Name(), p.Use(), comp.Content)
