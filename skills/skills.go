@@ -59,7 +59,13 @@ type Config struct {
 	MaxLine int
 	// MaxFile bounds a skill file (default 1 MiB).
 	MaxFile int64
-	Logger  *slog.Logger
+	// MCP are the MCP servers whose tools the worker lists and calls (a
+	// command's argv[0] an absolute path: ResolveMCP). With some, the
+	// worker starts though skills/ holds no JavaScript.
+	MCP []wire.MCPServer
+	// Tools bounds the server-side tool loop.
+	Tools  ToolConfig
+	Logger *slog.Logger
 }
 
 // Skill is a loaded skill as the worker describes it.
@@ -68,13 +74,21 @@ type Skill struct {
 	res []*regexp.Regexp
 }
 
+// loaded is what the last worker loaded.
+type loaded struct {
+	skills   []Skill
+	tools    []wire.ToolInfo
+	offered  []moltbot.Tool // tools as the model is offered them
+	warnings []string
+}
+
 // Skills is the stage. Its methods are safe for concurrent use; the worker
 // runs one request at a time, so skill runs queue behind each other.
 type Skills struct {
 	cfg Config
-	// skills are the loaded skills, as the last worker loaded them (a
-	// restarted worker reads the files again).
-	skills atomic.Pointer[[]Skill]
+	// skills are the loaded skills and tools, as the last worker loaded
+	// them (a restarted worker reads the files again).
+	skills atomic.Pointer[loaded]
 
 	mu     sync.Mutex // one request to the worker at a time
 	w      *worker
@@ -110,20 +124,20 @@ func Open(cfg Config) (*Skills, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Tools.ensureDefaults()
 	// The worker reads the files (os.Root: nothing outside skills/, no
 	// symlink out of it); here only whether there is one, so that a node
 	// without JS skills starts no worker.
 	ents, err := os.ReadDir(cfg.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
 	if !slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !e.IsDir() && strings.HasSuffix(e.Name(), ".js") }) {
-		return nil, nil
-	}
-	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		if len(cfg.MCP) == 0 {
+			return nil, nil
+		}
+		cfg.Dir = "" // MCP servers only
+	} else if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
 	s := &Skills{cfg: cfg}
@@ -143,7 +157,15 @@ func Open(cfg Config) (*Skills, error) {
 }
 
 // Skills are the loaded skills.
-func (s *Skills) Skills() []Skill { return slices.Clone(*s.skills.Load()) }
+func (s *Skills) Skills() []Skill { return slices.Clone(s.skills.Load().skills) }
+
+// Tools are the server-side tools: the JavaScript skills' that say tool:,
+// and the MCP servers' that answered at load.
+func (s *Skills) Tools() []wire.ToolInfo { return slices.Clone(s.skills.Load().tools) }
+
+// Warnings say what the last load left out without failing: an MCP
+// server that did not answer, a tool whose name a model cannot take.
+func (s *Skills) Warnings() []string { return slices.Clone(s.skills.Load().warnings) }
 
 // Close stops the worker, after the skill running in it, if any; Run
 // returns ErrClosed afterwards.
@@ -225,7 +247,12 @@ func (s *Skills) worker() (*worker, error) {
 		cmd.Wait()
 	}()
 	s.w = w
-	resp, err := s.do(context.Background(), wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile}, 10*time.Second, nil)
+	limit := 10 * time.Second
+	for _, m := range s.cfg.MCP {
+		limit = max(limit, time.Duration(m.TimeoutMS)*time.Millisecond+5*time.Second)
+	}
+	resp, err := s.do(context.Background(), wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile, MCP: s.cfg.MCP,
+		MaxResult: s.cfg.Tools.MaxResult}, limit, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -233,9 +260,15 @@ func (s *Skills) worker() (*worker, error) {
 		s.drop()
 		return nil, fmt.Errorf("skills: %s", resp.Error)
 	}
-	loaded := make([]Skill, len(resp.Skills))
+	l := &loaded{skills: make([]Skill, len(resp.Skills)), tools: resp.Tools, warnings: resp.Warnings}
+	for _, t := range resp.Tools {
+		l.offered = append(l.offered, moltbot.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters})
+	}
+	for _, w := range resp.Warnings {
+		s.cfg.Logger.Warn("skills: "+w)
+	}
 	for i := range resp.Skills {
-		sk := &loaded[i]
+		sk := &l.skills[i]
 		sk.SkillInfo = resp.Skills[i]
 		for _, p := range sk.RE2 {
 			re, err := regexp.Compile(p)
@@ -246,7 +279,7 @@ func (s *Skills) worker() (*worker, error) {
 			sk.res = append(sk.res, re)
 		}
 	}
-	s.skills.Store(&loaded)
+	s.skills.Store(l)
 	return w, nil
 }
 
@@ -324,7 +357,7 @@ func (s *Skills) Match(text string) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
 		return "", nil
 	}
-	for _, sk := range *s.skills.Load() {
+	for _, sk := range s.skills.Load().skills {
 		for _, re := range sk.res {
 			idx := re.FindStringSubmatchIndex(text)
 			if idx == nil {
@@ -390,8 +423,24 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 		return nil, nil
 	}
 	var usage moltbot.Usage
+	reply, err := s.Run(ctx, skill, text, matches, modelOf(ctx, t, &usage))
+	if err != nil {
+		return nil, err
+	}
+	served := moltbot.ModelRef{Provider: "skill", Model: skill}
+	if t.Visible && fn != nil && reply != "" {
+		if err := fn(moltbot.Chunk{Content: reply, Served: served}); err != nil {
+			return nil, err
+		}
+	}
+	return &moltbot.Completion{Content: reply, Served: served, Usage: usage, FinishReason: "stop"}, nil
+}
+
+// modelOf answers a skill's callModel(alias, {prompt}) through t.Model,
+// adding the tokens to usage.
+func modelOf(ctx context.Context, t *moltbot.Turn, usage *moltbot.Usage) func(alias, prompt string) (string, error) {
 	var mu sync.Mutex
-	model := func(alias, prompt string) (string, error) {
+	return func(alias, prompt string) (string, error) {
 		if t.Model == nil {
 			return "", errors.New("no model in this turn")
 		}
@@ -410,17 +459,52 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 		mu.Unlock()
 		return c.Content, nil
 	}
-	reply, err := s.Run(ctx, skill, text, matches, model)
+}
+
+// ServerTools are the tools the loop offers the model (Toolbox).
+func (s *Skills) ServerTools() []moltbot.Tool { return s.skills.Load().offered }
+
+// CallTool runs a server-side tool (Toolbox) in the worker: the tool gets
+// until a second before ctx's deadline (at most Tools.CallTimeout), the
+// worker until the deadline, or it is killed (as for a run).
+func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
+	var usage moltbot.Usage
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", usage, ErrClosed
+	}
+	if _, err := s.worker(); err != nil {
+		return "", usage, err
+	}
+	d := s.cfg.Tools.CallTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-time.Second < d {
+		d = max(time.Until(dl)-time.Second, time.Millisecond)
+	}
+	input := lastUser(t.Messages)
+	if len(input) > s.cfg.MaxInput || !utf8.ValidString(input) {
+		input = ""
+	}
+	model := modelOf(ctx, t, &usage)
+	resp, err := s.do(ctx, wire.Request{Op: "tool", Tool: name, Args: json.RawMessage(args), Input: input, DeadlineMS: d.Milliseconds()}, d+time.Second,
+		func(c wire.Call) (string, error) { return model(c.Alias, c.Prompt) })
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("tool %s did not answer within %s; the skills worker was killed and restarts", name, d)
+	}
 	if err != nil {
-		return nil, err
+		return "", usage, err
 	}
-	served := moltbot.ModelRef{Provider: "skill", Model: skill}
-	if t.Visible && fn != nil && reply != "" {
-		if err := fn(moltbot.Chunk{Content: reply, Served: served}); err != nil {
-			return nil, err
-		}
+	if resp.Error != "" {
+		return "", usage, errors.New(resp.Error)
 	}
-	return &moltbot.Completion{Content: reply, Served: served, Usage: usage, FinishReason: "stop"}, nil
+	return resp.Reply, usage, nil
+}
+
+// AroundModel runs the turn through the server-side tool loop (RunTools)
+// with these skills' tools.
+func (s *Skills) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
+	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	return RunTools(ctx, t, fn, s, s.cfg.Tools, next)
 }
 
 func lastUser(msgs []moltbot.Message) string {
