@@ -265,7 +265,7 @@ func (s *Skills) worker() (*worker, error) {
 		l.offered = append(l.offered, moltbot.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters})
 	}
 	for _, w := range resp.Warnings {
-		s.cfg.Logger.Warn("skills: "+w)
+		s.cfg.Logger.Warn("skills: " + w)
 	}
 	for i := range resp.Skills {
 		sk := &l.skills[i]
