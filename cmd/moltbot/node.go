@@ -441,8 +441,7 @@ func (n *Node) Start() error {
 	// moltbot-skills worker: with none, no worker and no stage.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := &skillStage{cfg: skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
-			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, log: n.Log}
+		st := &skillStage{cfg: skillsConfig(n.Workspace, cfg.Skills, n.Log), log: n.Log}
 		if err := st.load(); errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
 		} else if err != nil {
@@ -454,6 +453,9 @@ func (n *Node) Start() error {
 		}
 		n.skills = st
 		before = append(before, st)
+		// The tool loop goes first around the model: each of its steps
+		// passes the output cache.
+		around = append([]actors.AroundModel{toolStage{st}}, around...)
 	}
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,

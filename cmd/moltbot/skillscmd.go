@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/configs"
@@ -53,6 +52,25 @@ Examples:
 				fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
 				for _, s := range sk.Skills() {
 					fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				// The server-side tools the model is offered.
+				if tools := sk.Tools(); len(tools) > 0 {
+					fmt.Fprintln(c.App.Writer)
+					fmt.Fprintln(tw, "TOOL\tFROM\tDESCRIPTION")
+					for _, t := range tools {
+						from := "skill " + t.Skill
+						if t.Server != "" {
+							from = "mcp " + t.Server
+						}
+						d := strings.Join(strings.Fields(t.Description), " ")
+						if r := []rune(d); len(r) > 80 {
+							d = string(r[:77]) + "..."
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, from, d)
+					}
 				}
 				return tw.Flush()
 			},
@@ -187,24 +205,27 @@ func configNames(cfg *configs.Config, model string) bool {
 // saying so) when skills/ holds no .js file.
 func openSkills(c *cli.Context) (*skills.Skills, error) {
 	ws := c.String("workspace")
-	worker, timeout := c.String("worker"), time.Duration(0)
+	var sc configs.SkillsConfig
 	if path := filepath.Join(ws, "moltbot.yaml"); fileExists(path) {
 		cfg, err := configs.Load(path)
 		if err != nil {
 			return nil, fail(2, "%v", err)
 		}
-		if worker == "" {
-			worker = cfg.Skills.Worker
-		}
-		timeout = cfg.Skills.Timeout.D()
+		sc = cfg.Skills
 	}
-	dir := filepath.Join(ws, "skills")
-	sk, err := skills.Open(skills.Config{Dir: dir, Worker: worker, Deadline: timeout})
+	if w := c.String("worker"); w != "" {
+		sc.Worker = w
+	}
+	scfg := skillsConfig(ws, sc, nil)
+	sk, err := skills.Open(scfg)
 	if err != nil {
 		return nil, fail(1, "%v", err)
 	}
 	if sk == nil {
-		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file\n", dir)
+		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file and skills.mcp names no server\n", scfg.Dir)
+	}
+	for _, w := range warnings(sk) {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", w)
 	}
 	return sk, nil
 }
@@ -212,4 +233,11 @@ func openSkills(c *cli.Context) (*skills.Skills, error) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+func warnings(sk *skills.Skills) []string {
+	if sk == nil {
+		return nil
+	}
+	return sk.Warnings()
 }
