@@ -478,14 +478,17 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 		return "", usage, err
 	}
 	d := s.cfg.Tools.CallTimeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-time.Second < d {
-		d = max(time.Until(dl)-time.Second, time.Millisecond)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-callGrace < d {
+		// The loop's deadline: the call's, plus the grace (runCall).
+		d = max((time.Until(dl) - callGrace).Round(time.Millisecond), time.Millisecond)
 	}
 	input := lastUser(t.Messages)
 	if len(input) > s.cfg.MaxInput || !utf8.ValidString(input) {
 		input = ""
 	}
 	model := modelOf(ctx, t, &usage)
+	start := time.Now()
+	defer func() { s.cfg.Logger.Debug("tool called", "tool", name, "took", time.Since(start)) }()
 	resp, err := s.do(ctx, wire.Request{Op: "tool", Tool: name, Args: json.RawMessage(args), Input: input, DeadlineMS: d.Milliseconds()}, d+time.Second,
 		func(c wire.Call) (string, error) { return model(c.Alias, c.Prompt) })
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -121,6 +121,8 @@ var deps = map[string]allowed{
 	"skills": {code: []string{".", "skills/wire"}, tests: []string{"actors", "inference", "inference/sim", "storage"}},
 	// The node-worker protocol of JavaScript skills, written once for both.
 	"skills/wire": {},
+	// A fake MCP server (a command the tests build and run).
+	"internal/mcptest": {},
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
