@@ -1,7 +1,8 @@
 // Package skills runs the workspace's JavaScript skills (skills/*.js) as a
 // turn-pipeline stage before the model: when a turn's last user message
 // matches a skill's pattern, the skill answers the turn instead of the
-// model. The skills themselves run out of process, in the moltbot-skills
+// model. Skills that say tool:, and the tools of MCP servers, are offered
+// to the model by the tool loop, a stage around it (loop.go). The skills themselves run out of process, in the moltbot-skills
 // worker (cmd/moltbot-skills, the only code that links goja): the node's
 // binary does not grow, and a skill that loops, or runs a backtracking
 // regexp that goja cannot interrupt, is killed with its process while the

@@ -21,8 +21,19 @@
 //	    -> {"id":3,"call":{"seq":1,"alias":"m","prompt":"..."}} (the node answers {"id":3,"op":"reply","seq":1,"text":"..."})
 //	    -> {"id":3,"done":true,"reply":"..."} or {"id":3,"done":true,"error":"..."}
 //
+//	{"id":4,"op":"tool","tool":"weather","args":{"city":"Paris"},"input":"...","deadline_ms":10000}
+//	    -> calls as for run (a JavaScript tool's callModel), then {"id":4,"done":true,"reply":"..."} or {"id":4,"done":true,"error":"..."}
+//
+// tool runs a server-side tool: a skill's that exports tool (its handler
+// gets context.args, the arguments, and context.input, the user's
+// message; an object it returns goes back as its JSON), or an MCP
+// server's (mcp.go: load's "mcp" lists the servers; load connects to them
+// and lists their tools as server__tool, in "tools", with "warnings" for
+// a server that did not answer). A result is cut at load's max_result.
+//
 // A skill file is CommonJS: module.exports = {name, patterns: [/.../],
-// handler: async (context) => {...}, strict}. Its patterns are compiled
+// handler: async (context) => {...}, strict, tool: {description,
+// parameters, name}}; patterns may be left out when tool is given. Its patterns are compiled
 // with Go's regexp (RE2): one RE2 cannot take (backreferences, lookaround)
 // is a load error naming the file and the pattern. Its handler gets
 // context.input, context.matches and context.callModel(alias, {prompt}),

@@ -263,3 +263,63 @@ func TestToolLoopHangingMCP(t *testing.T) {
 }
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// Through the conversations API: the turn's answer uses the tool's
+// result, and the conversation stores the user's message and the answer
+// (the tool call and its result live in the turn only); the next turn
+// runs the loop again on that history.
+func TestToolLoopConversation(t *testing.T) {
+	worker := buildSkillsWorker(t)
+	n, _, _ := startToolsNode(t, worker, map[string]string{"weather.js": weatherTool}, "")
+	post := func(url, body string, out any) {
+		t.Helper()
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil || resp.StatusCode != 200 && resp.StatusCode != 201 {
+			t.Fatalf("%s: %d %v %+v", url, resp.StatusCode, err, out)
+		}
+	}
+	var conv struct{ ID string }
+	post(n.URL()+"/v1/conversations", `{}`, &conv)
+	type turn struct {
+		Message struct {
+			Role, Content string
+		}
+		FinishReason string `json:"finish_reason"`
+	}
+	for i, msg := range []string{"weather in Paris?", "and in Rome?"} {
+		var tr turn
+		post(n.URL()+"/v1/conversations/"+conv.ID+"/messages", `{"content":"`+msg+`"}`, &tr)
+		if !strings.Contains(tr.Message.Content, "weather returned sunny in ") || tr.FinishReason != "stop" {
+			t.Fatalf("turn %d: %+v", i, tr)
+		}
+	}
+	resp, err := http.Get(n.URL() + "/v1/conversations/" + conv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Messages []struct {
+			Role      string
+			Content   string
+			ToolCalls []json.RawMessage `json:"tool_calls"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	var roles []string
+	for _, m := range got.Messages {
+		roles = append(roles, m.Role)
+		if len(m.ToolCalls) > 0 {
+			t.Errorf("a stored tool call: %+v", m)
+		}
+	}
+	if strings.Join(roles, ",") != "user,assistant,user,assistant" {
+		t.Errorf("stored %v", roles)
+	}
+}
