@@ -142,6 +142,13 @@ func RunTools(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc, box T
 		t.Messages, t.Options = msgs, opts
 		f := &stepFilter{fn: fn, server: server}
 		c, err := next(ctx, f.chunk)
+		var me *moltbot.Error
+		if step == 0 && len(orig.Tools) == 0 && errors.As(err, &me) && me.Code == moltbot.EInvalid && me.Param == "tools" {
+			// No model of the chain calls tools: the turn as if there
+			// were none (it was refused before any token was streamed).
+			t.Messages, t.Options = origMsgs, orig
+			return next(ctx, fn)
+		}
 		if c != nil {
 			usage.PromptTokens += c.Usage.PromptTokens
 			usage.CompletionTokens += c.Usage.CompletionTokens

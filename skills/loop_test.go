@@ -287,3 +287,26 @@ func FuzzParseArgs(f *testing.F) {
 		}
 	})
 }
+
+// A chain whose models call no tools is asked without the server's
+// tools: the turn is answered as if there were none.
+func TestLoopModelWithoutTools(t *testing.T) {
+	tn := newTurn()
+	m := &model{t: tn, reply: func(int, *moltbot.Turn) *moltbot.Completion { return &moltbot.Completion{Content: "plain"} }}
+	next := func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+		if len(tn.Options.Tools) > 0 {
+			return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "tools", Message: "no model can serve this request"}
+		}
+		return m.next(ctx, fn)
+	}
+	b := &box{}
+	c, err := RunTools(context.Background(), tn, func(moltbot.Chunk) error { return nil }, b, ToolConfig{}, next)
+	if err != nil || c.Content != "plain" || b.calls.Load() != 0 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	// The client's own tools: its error stands.
+	tn = newTurn(moltbot.Tool{Name: "lookup"})
+	if _, err := RunTools(context.Background(), tn, func(moltbot.Chunk) error { return nil }, b, ToolConfig{}, next); err == nil {
+		t.Fatal("no error")
+	}
+}

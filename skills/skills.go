@@ -126,6 +126,8 @@ func Open(cfg Config) (*Skills, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Tools.ensureDefaults()
+	// A tool's result, JSON-escaped, fits a line.
+	cfg.MaxLine = max(cfg.MaxLine, 6*cfg.Tools.MaxResult+64<<10)
 	// The worker reads the files (os.Root: nothing outside skills/, no
 	// symlink out of it); here only whether there is one, so that a node
 	// without JS skills starts no worker.

@@ -91,6 +91,7 @@ func (s *mcpServer) connect(ctx context.Context) error {
 		for k, v := range s.cfg.Env {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
+		dieWithWorker(cmd)
 		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: time.Second}
 	case s.cfg.URL != "":
 		hc := &http.Client{Transport: &headerTransport{base: http.DefaultTransport, headers: s.cfg.Headers}}
