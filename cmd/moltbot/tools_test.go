@@ -260,6 +260,14 @@ func TestToolLoopHangingMCP(t *testing.T) {
 			t.Errorf("the turn took %s", d)
 		}
 	}
+	// A JavaScript tool that never returns is stopped the same way.
+	spin := "module.exports = {name: 'spin', tool: {description: 'Spins.'}, handler: (context) => { for (;;) {} }};\n"
+	n2, _, _ := startToolsNode(t, worker, map[string]string{"spin.js": spin}, "  tools: {call_timeout: 1s}\n")
+	start := time.Now()
+	r := chatTools(t, n2, askWeather)
+	if c := r.Choices[0]; !strings.Contains(c.Message.Content, "spin returned error: skill spin: stopped at its deadline") || time.Since(start) > 8*time.Second {
+		t.Fatalf("reply %+v after %s", r, time.Since(start))
+	}
 }
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
