@@ -235,12 +235,12 @@ func runCall(ctx context.Context, t *moltbot.Turn, box Toolbox, cfg ToolConfig, 
 	return cutText(res, cfg.MaxResult), u
 }
 
-// cutText bounds s at n bytes (on a rune's start), saying so.
+// cutText bounds s at n bytes, a note saying so included.
 func cutText(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	i := n
+	i := max(n-64, 0) // room for the note: the whole is at most n
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--
 	}

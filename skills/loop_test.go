@@ -228,7 +228,7 @@ func TestLoopBadCalls(t *testing.T) {
 		t.Errorf("took %s", time.Since(start))
 	}
 	if results[0] != "error: arguments are not a JSON object" || !strings.Contains(results[1], "hang did not answer within 50ms") ||
-		len(results[2]) > 1100 || !strings.Contains(results[2], "[cut: 1000 of 102400 bytes shown]") {
+		len(results[2]) > 1000 || !strings.Contains(results[2], "[cut: 936 of 102400 bytes shown]") {
 		t.Errorf("results %q", results)
 	}
 	if b.calls.Load() != 2 || b.args[0] != "{}" {

@@ -307,12 +307,12 @@ func (w *worker) tool(r wire.Request) (string, error) {
 	return cut(out, w.maxResult), err
 }
 
-// cut bounds s at n bytes (on a rune's start), saying how much it left out.
+// cut bounds s at n bytes, a note saying how much it left out included.
 func cut(s string, n int) string {
 	if n <= 0 || len(s) <= n {
 		return s
 	}
-	i := n
+	i := max(n-64, 0) // room for the note: the whole is at most n
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--
 	}

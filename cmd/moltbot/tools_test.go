@@ -210,6 +210,14 @@ func TestToolLoopMCP(t *testing.T) {
 	if code != 0 || !regexpMatch(`files__echo\s+mcp files\s+Echoes the text it is given\.`, out) {
 		t.Errorf("skills list: %d %q %q", code, out, e)
 	}
+	// A result past max_result is cut (in the worker), saying so; an
+	// error result reaches the model as an error.
+	for tool, want := range map[string]string{"big": "[cut: 4032 of 204800 bytes shown]", "fail": "files__fail returned error: the fail tool failed, as it does"} {
+		nt, _, _ := startToolsNode(t, worker, nil, "  tools: {max_result: 4KiB}\n  mcp:\n    - {name: files, command: ["+mcpBin+", stdio, "+tool+"]}\n")
+		if c := chatTools(t, nt, askWeather).Choices[0]; !strings.Contains(c.Message.Content, want) || len(c.Message.Content) > 4200 {
+			t.Errorf("%s: reply %.300q", tool, c.Message.Content)
+		}
+	}
 
 	srv := exec.Command(mcpBin, "http", "echo", "Authorization", "Bearer s3cret")
 	stdout, err := srv.StdoutPipe()
