@@ -97,6 +97,10 @@ type Skills struct {
 	closed bool // Close was called: no worker starts again
 }
 
+// mcpTimeout is the worker's bound on connecting to an MCP server and
+// listing its tools when the config gives none.
+const mcpTimeout = 10 * time.Second
+
 // ErrClosed is Run's error after Close (a reload replaced these skills):
 // the caller may try the skills that replaced them.
 var ErrClosed = errors.New("skills: closed (reloaded)")
@@ -252,7 +256,11 @@ func (s *Skills) worker() (*worker, error) {
 	s.w = w
 	limit := 10 * time.Second
 	for _, m := range s.cfg.MCP {
-		limit = max(limit, time.Duration(m.TimeoutMS)*time.Millisecond+5*time.Second)
+		d := time.Duration(m.TimeoutMS) * time.Millisecond
+		if d <= 0 {
+			d = mcpTimeout // the worker's default
+		}
+		limit = max(limit, d+5*time.Second)
 	}
 	resp, err := s.do(context.Background(), wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile, MCP: s.cfg.MCP,
 		MaxResult: s.cfg.Tools.MaxResult}, limit, nil)

@@ -30,6 +30,14 @@ import (
 // provider does).
 var toolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
+// Bounds on what a server lists, which every turn offers the model:
+// OpenAI takes at most 128 tools a request.
+const (
+	maxServerTools = 64
+	maxSchema      = 16 << 10
+	maxDescription = 1024
+)
+
 // mcpServer is a configured server and its session, nil until connected
 // (again, after a call failed).
 type mcpServer struct {
@@ -188,6 +196,10 @@ func (s *mcpServer) list(ctx context.Context) ([]wire.ToolInfo, []string, error)
 			return nil, nil, err
 		}
 		name := s.cfg.Name + "__" + t.Name
+		if len(tools) >= maxServerTools {
+			warns = append(warns, fmt.Sprintf("mcp server %s: more than %d tools; the rest are left out", s.cfg.Name, maxServerTools))
+			break
+		}
 		if !toolName.MatchString(name) {
 			warns = append(warns, fmt.Sprintf("mcp server %s: tool %q: %s is not a name a model takes (^[a-zA-Z0-9_-]{1,64}$); left out", s.cfg.Name, t.Name, name))
 			continue
@@ -198,6 +210,13 @@ func (s *mcpServer) list(ctx context.Context) ([]wire.ToolInfo, []string, error)
 		params, err := json.Marshal(t.InputSchema)
 		if err != nil || t.InputSchema == nil {
 			params = json.RawMessage(`{"type":"object"}`)
+		}
+		if len(params) > maxSchema {
+			warns = append(warns, fmt.Sprintf("mcp server %s: tool %s: its parameters' schema is over %d bytes; left out", s.cfg.Name, t.Name, maxSchema))
+			continue
+		}
+		if r := []rune(t.Description); len(r) > maxDescription {
+			t.Description = string(r[:maxDescription])
 		}
 		s.tools[name] = t.Name
 		tools = append(tools, wire.ToolInfo{Name: name, Description: t.Description, Parameters: params, Server: s.cfg.Name})

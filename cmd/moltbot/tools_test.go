@@ -252,6 +252,24 @@ func TestToolLoopMCP(t *testing.T) {
 	}
 }
 
+// An MCP server that never answers at load (a bare command, found in the
+// node's PATH) is a warning after its timeout: the node starts, serves
+// without its tools.
+func TestToolLoopMCPNoAnswer(t *testing.T) {
+	worker := buildSkillsWorker(t)
+	start := time.Now()
+	n, _, logs := startToolsNode(t, worker, nil, "  mcp:\n    - {name: mute, command: [sleep, \"30\"], timeout: 1s}\n")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the node took %s to start", d)
+	}
+	if !strings.Contains(logs.String(), "mcp server mute: no answer within 1s; its tools are not offered") {
+		t.Errorf("no warning:\n%s", logs.String())
+	}
+	if c := chatTools(t, n, askWeather).Choices[0]; strings.Contains(c.Message.Content, "returned") || c.FinishReason != "stop" {
+		t.Errorf("reply %+v", c)
+	}
+}
+
 // An MCP server whose tool hangs gives the model an error result at
 // skills.tools.call_timeout, not a hung turn; the next turn works too.
 func TestToolLoopHangingMCP(t *testing.T) {
