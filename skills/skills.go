@@ -480,6 +480,9 @@ func (s *Skills) ServerTools() []moltbot.Tool { return s.skills.Load().offered }
 // worker until the deadline, or it is killed (as for a run).
 func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
 	var usage moltbot.Usage
+	if !json.Valid([]byte(args)) {
+		return "", usage, errors.New("arguments are not JSON")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

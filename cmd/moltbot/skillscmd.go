@@ -26,8 +26,10 @@ func skillsCommand() *cli.Command {
 		Name:  "skills",
 		Usage: "the workspace's JavaScript skills: list them, lint them, try one on a message",
 		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, as a node does.
-"list" prints each skill's name, file and patterns (a file that does not load
-is an error naming it, exit 1); "lint" loads them too and notes, by file and
+"list" prints each skill's name, file and patterns, then the tools the model
+is offered: skills' that export tool, and the skills.mcp servers' (a server
+that does not answer is a warning) (a file that does not load is an error
+naming it, exit 1); "lint" loads them too and notes, by file and
 line, what works otherwise than it reads: a destructured capture (const {
 input } = context.matches[1], the captured text here, undefined in strict
 mode), and a callModel alias no model of the config answers to (it goes to
@@ -41,7 +43,7 @@ Examples:
    moltbot skills lint --workspace ./mb
    moltbot skills test --workspace ./mb "请帮我生成Go代码"`,
 		Subcommands: []*cli.Command{{
-			Name: "list", Usage: "each skill's name, file and patterns", Flags: flags(),
+			Name: "list", Usage: "each skill's name, file and patterns; the tools the model is offered", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				sk, err := openSkills(c)
 				if err != nil || sk == nil {
