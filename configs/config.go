@@ -322,6 +322,11 @@ type SkillsConfig struct {
 	Worker string `yaml:"worker"`
 	// Timeout bounds a skill's run, its model calls included (default 20s).
 	Timeout Duration `yaml:"timeout"`
+	// Tools bounds the server-side tool loop (configs/skills.go).
+	Tools ToolsConfig `yaml:"tools"`
+	// MCP are MCP servers whose tools are offered to the model, as the
+	// JavaScript skills that say tool: are (configs/skills.go).
+	MCP []MCPServerConfig `yaml:"mcp"`
 }
 
 // CacheConfig is the output cache (package cache): without a type, none.
@@ -1071,6 +1076,7 @@ func (c *Config) Validate() error {
 		add("conversations.max_context_tokens", "must be at least 128, got %d", c.Conversations.MaxContextTokens)
 	}
 	c.validateSummary(checkRef, add)
+	c.validateSkills(add)
 	if c.Conversations.MaxImageBytes < 0 || c.Conversations.MaxImageBytes > 1<<30 {
 		add("conversations.max_image_bytes", "must be between 0 (the default, 5MiB) and 1GiB, got %s", c.Conversations.MaxImageBytes)
 	}

@@ -2,17 +2,15 @@ package skills
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/moltbot/moltbot"
 )
 
 // Has reports whether a skill of that name is loaded.
 func (s *Skills) Has(name string) bool {
-	return slices.ContainsFunc(*s.skills.Load(), func(sk Skill) bool { return sk.Name == name })
+	return slices.ContainsFunc(s.skills.Load().skills, func(sk Skill) bool { return sk.Name == name })
 }
 
 // Call runs skill on input for turn t, as a flow's skill node does (no
@@ -33,28 +31,6 @@ func (s *Skills) Call(ctx context.Context, t *moltbot.Turn, skill, input string)
 // not know goes to the turn's chain instead).
 func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, skill, text string, matches []*string) (string, moltbot.Usage, error) {
 	var usage moltbot.Usage
-	var mu sync.Mutex
-	model := func(alias, prompt string) (string, error) {
-		if t.Model == nil {
-			return "", errors.New("no model in this turn")
-		}
-		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
-		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: alias}, nil)
-		var me *moltbot.Error
-		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
-			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
-		}
-		if err != nil {
-			return "", err
-		}
-		mu.Lock()
-		usage.PromptTokens += c.Usage.PromptTokens
-		usage.CompletionTokens += c.Usage.CompletionTokens
-		mu.Unlock()
-		return c.Content, nil
-	}
-	reply, err := s.Run(ctx, skill, text, matches, model)
-	mu.Lock()
-	defer mu.Unlock()
+	reply, err := s.Run(ctx, skill, text, matches, modelOf(ctx, t, &usage))
 	return reply, usage, err
 }

@@ -1,7 +1,8 @@
 // Package skills runs the workspace's JavaScript skills (skills/*.js) as a
 // turn-pipeline stage before the model: when a turn's last user message
 // matches a skill's pattern, the skill answers the turn instead of the
-// model. The skills themselves run out of process, in the moltbot-skills
+// model. Skills that say tool:, and the tools of MCP servers, are offered
+// to the model by the tool loop, a stage around it (loop.go). The skills themselves run out of process, in the moltbot-skills
 // worker (cmd/moltbot-skills, the only code that links goja): the node's
 // binary does not grow, and a skill that loops, or runs a backtracking
 // regexp that goja cannot interrupt, is killed with its process while the
@@ -59,7 +60,13 @@ type Config struct {
 	MaxLine int
 	// MaxFile bounds a skill file (default 1 MiB).
 	MaxFile int64
-	Logger  *slog.Logger
+	// MCP are the MCP servers whose tools the worker lists and calls (a
+	// command's argv[0] an absolute path: ResolveMCP). With some, the
+	// worker starts though skills/ holds no JavaScript.
+	MCP []wire.MCPServer
+	// Tools bounds the server-side tool loop.
+	Tools  ToolConfig
+	Logger *slog.Logger
 }
 
 // Skill is a loaded skill as the worker describes it.
@@ -68,19 +75,31 @@ type Skill struct {
 	res []*regexp.Regexp
 }
 
+// loaded is what the last worker loaded.
+type loaded struct {
+	skills   []Skill
+	tools    []wire.ToolInfo
+	offered  []moltbot.Tool // tools as the model is offered them
+	warnings []string
+}
+
 // Skills is the stage. Its methods are safe for concurrent use; the worker
 // runs one request at a time, so skill runs queue behind each other.
 type Skills struct {
 	cfg Config
-	// skills are the loaded skills, as the last worker loaded them (a
-	// restarted worker reads the files again).
-	skills atomic.Pointer[[]Skill]
+	// skills are the loaded skills and tools, as the last worker loaded
+	// them (a restarted worker reads the files again).
+	skills atomic.Pointer[loaded]
 
 	mu     sync.Mutex // one request to the worker at a time
 	w      *worker
 	nextID int64
 	closed bool // Close was called: no worker starts again
 }
+
+// mcpTimeout is the worker's bound on connecting to an MCP server and
+// listing its tools when the config gives none.
+const mcpTimeout = 10 * time.Second
 
 // ErrClosed is Run's error after Close (a reload replaced these skills):
 // the caller may try the skills that replaced them.
@@ -110,20 +129,22 @@ func Open(cfg Config) (*Skills, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Tools.ensureDefaults()
+	// A tool's result, JSON-escaped, fits a line.
+	cfg.MaxLine = max(cfg.MaxLine, 6*cfg.Tools.MaxResult+64<<10)
 	// The worker reads the files (os.Root: nothing outside skills/, no
 	// symlink out of it); here only whether there is one, so that a node
 	// without JS skills starts no worker.
 	ents, err := os.ReadDir(cfg.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
 	if !slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !e.IsDir() && strings.HasSuffix(e.Name(), ".js") }) {
-		return nil, nil
-	}
-	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		if len(cfg.MCP) == 0 {
+			return nil, nil
+		}
+		cfg.Dir = "" // MCP servers only
+	} else if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
 	s := &Skills{cfg: cfg}
@@ -143,7 +164,15 @@ func Open(cfg Config) (*Skills, error) {
 }
 
 // Skills are the loaded skills.
-func (s *Skills) Skills() []Skill { return slices.Clone(*s.skills.Load()) }
+func (s *Skills) Skills() []Skill { return slices.Clone(s.skills.Load().skills) }
+
+// Tools are the server-side tools: the JavaScript skills' that say tool:,
+// and the MCP servers' that answered at load.
+func (s *Skills) Tools() []wire.ToolInfo { return slices.Clone(s.skills.Load().tools) }
+
+// Warnings say what the last load left out without failing: an MCP
+// server that did not answer, a tool whose name a model cannot take.
+func (s *Skills) Warnings() []string { return slices.Clone(s.skills.Load().warnings) }
 
 // Close stops the worker, after the skill running in it, if any; Run
 // returns ErrClosed afterwards.
@@ -225,7 +254,16 @@ func (s *Skills) worker() (*worker, error) {
 		cmd.Wait()
 	}()
 	s.w = w
-	resp, err := s.do(context.Background(), wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile}, 10*time.Second, nil)
+	limit := 10 * time.Second
+	for _, m := range s.cfg.MCP {
+		d := time.Duration(m.TimeoutMS) * time.Millisecond
+		if d <= 0 {
+			d = mcpTimeout // the worker's default
+		}
+		limit = max(limit, d+5*time.Second)
+	}
+	resp, err := s.do(context.Background(), wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile, MCP: s.cfg.MCP,
+		MaxResult: s.cfg.Tools.MaxResult}, limit, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -233,9 +271,15 @@ func (s *Skills) worker() (*worker, error) {
 		s.drop()
 		return nil, fmt.Errorf("skills: %s", resp.Error)
 	}
-	loaded := make([]Skill, len(resp.Skills))
+	l := &loaded{skills: make([]Skill, len(resp.Skills)), tools: resp.Tools, warnings: resp.Warnings}
+	for _, t := range resp.Tools {
+		l.offered = append(l.offered, moltbot.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters})
+	}
+	for _, w := range resp.Warnings {
+		s.cfg.Logger.Warn("skills: " + w)
+	}
 	for i := range resp.Skills {
-		sk := &loaded[i]
+		sk := &l.skills[i]
 		sk.SkillInfo = resp.Skills[i]
 		for _, p := range sk.RE2 {
 			re, err := regexp.Compile(p)
@@ -246,7 +290,7 @@ func (s *Skills) worker() (*worker, error) {
 			sk.res = append(sk.res, re)
 		}
 	}
-	s.skills.Store(&loaded)
+	s.skills.Store(l)
 	return w, nil
 }
 
@@ -328,7 +372,7 @@ func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
 		return "", nil
 	}
-	for _, sk := range *s.skills.Load() {
+	for _, sk := range s.skills.Load().skills {
 		if !bot.HasSkill(sk.Name) {
 			continue
 		}
@@ -407,6 +451,83 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 		}
 	}
 	return &moltbot.Completion{Content: reply, Served: served, Usage: usage, FinishReason: "stop"}, nil
+}
+
+// modelOf answers a skill's callModel(alias, {prompt}) through t.Model,
+// adding the tokens to usage.
+func modelOf(ctx context.Context, t *moltbot.Turn, usage *moltbot.Usage) func(alias, prompt string) (string, error) {
+	var mu sync.Mutex
+	return func(alias, prompt string) (string, error) {
+		if t.Model == nil {
+			return "", errors.New("no model in this turn")
+		}
+		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
+		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: alias}, nil)
+		var me *moltbot.Error
+		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
+			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
+		}
+		if err != nil {
+			return "", err
+		}
+		mu.Lock()
+		usage.PromptTokens += c.Usage.PromptTokens
+		usage.CompletionTokens += c.Usage.CompletionTokens
+		mu.Unlock()
+		return c.Content, nil
+	}
+}
+
+// ServerTools are the tools the loop offers the model (Toolbox).
+func (s *Skills) ServerTools() []moltbot.Tool { return s.skills.Load().offered }
+
+// CallTool runs a server-side tool (Toolbox) in the worker: the tool gets
+// until a second before ctx's deadline (at most Tools.CallTimeout), the
+// worker until the deadline, or it is killed (as for a run).
+func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
+	var usage moltbot.Usage
+	if !json.Valid([]byte(args)) {
+		return "", usage, errors.New("arguments are not JSON")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", usage, ErrClosed
+	}
+	if _, err := s.worker(); err != nil {
+		return "", usage, err
+	}
+	d := s.cfg.Tools.CallTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-callGrace < d {
+		// The loop's deadline: the call's, plus the grace (runCall).
+		d = max((time.Until(dl) - callGrace).Round(time.Millisecond), time.Millisecond)
+	}
+	input := lastUser(t.Messages)
+	if len(input) > s.cfg.MaxInput || !utf8.ValidString(input) {
+		input = ""
+	}
+	model := modelOf(ctx, t, &usage)
+	start := time.Now()
+	defer func() { s.cfg.Logger.Debug("tool called", "tool", name, "took", time.Since(start)) }()
+	resp, err := s.do(ctx, wire.Request{Op: "tool", Tool: name, Args: json.RawMessage(args), Input: input, DeadlineMS: d.Milliseconds()}, d+time.Second,
+		func(c wire.Call) (string, error) { return model(c.Alias, c.Prompt) })
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("tool %s did not answer within %s; the skills worker was killed and restarts", name, d)
+	}
+	if err != nil {
+		return "", usage, err
+	}
+	if resp.Error != "" {
+		return "", usage, errors.New(resp.Error)
+	}
+	return resp.Reply, usage, nil
+}
+
+// AroundModel runs the turn through the server-side tool loop (RunTools)
+// with these skills' tools.
+func (s *Skills) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
+	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	return RunTools(ctx, t, fn, s, s.cfg.Tools, next)
 }
 
 func lastUser(msgs []moltbot.Message) string {

@@ -21,8 +21,19 @@
 //	    -> {"id":3,"call":{"seq":1,"alias":"m","prompt":"..."}} (the node answers {"id":3,"op":"reply","seq":1,"text":"..."})
 //	    -> {"id":3,"done":true,"reply":"..."} or {"id":3,"done":true,"error":"..."}
 //
+//	{"id":4,"op":"tool","tool":"weather","args":{"city":"Paris"},"input":"...","deadline_ms":10000}
+//	    -> calls as for run (a JavaScript tool's callModel), then {"id":4,"done":true,"reply":"..."} or {"id":4,"done":true,"error":"..."}
+//
+// tool runs a server-side tool: a skill's that exports tool (its handler
+// gets context.args, the arguments, and context.input, the user's
+// message; an object it returns goes back as its JSON), or an MCP
+// server's (mcp.go: load's "mcp" lists the servers; load connects to them
+// and lists their tools as server__tool, in "tools", with "warnings" for
+// a server that did not answer). A result is cut at load's max_result.
+//
 // A skill file is CommonJS: module.exports = {name, patterns: [/.../],
-// handler: async (context) => {...}, strict}. Its patterns are compiled
+// handler: async (context) => {...}, strict, tool: {description,
+// parameters, name}}; patterns may be left out when tool is given. Its patterns are compiled
 // with Go's regexp (RE2): one RE2 cannot take (backreferences, lookaround)
 // is a load error naming the file and the pattern. Its handler gets
 // context.input, context.matches and context.callModel(alias, {prompt}),
@@ -53,6 +64,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dop251/goja"
 	"github.com/dop251/goja_nodejs/require"
@@ -80,6 +92,9 @@ type worker struct {
 	in     chan wire.Request
 	out    *json.Encoder
 	skills []*skill
+	mcp    *mcpClients
+	// maxResult bounds a tool's result (load's max_result).
+	maxResult int
 }
 
 func main() {
@@ -119,6 +134,13 @@ func (w *worker) serve(r wire.Request) {
 		resp := wire.Response{ID: r.ID, Done: true, Reply: reply}
 		if err != nil {
 			resp.Error = err.Error()
+		}
+		w.send(resp)
+	case "tool":
+		reply, err := w.tool(r)
+		resp := wire.Response{ID: r.ID, Done: true, Reply: reply}
+		if err != nil {
+			resp.Error = cut(err.Error(), w.maxResult)
 		}
 		w.send(resp)
 	default:
@@ -176,6 +198,9 @@ func re2(source, flags string) (*regexp.Regexp, error) {
 
 // readDir reads dir's *.js files through os.Root.
 func readDir(dir string, maxFile int64) ([]file, error) {
+	if dir == "" {
+		return nil, nil // MCP servers only
+	}
 	if maxFile <= 0 {
 		maxFile = 1 << 20
 	}
@@ -229,11 +254,69 @@ func (w *worker) load(r wire.Request) wire.Response {
 		return wire.Response{ID: r.ID, Error: strings.Join(errs, "; ")}
 	}
 	w.skills = out
+	w.maxResult = r.MaxResult
+	if w.maxResult <= 0 {
+		w.maxResult = 64 << 10
+	}
 	resp := wire.Response{ID: r.ID, Skills: []wire.SkillInfo{}}
+	seen := map[string]bool{}
 	for _, s := range out {
 		resp.Skills = append(resp.Skills, s.info)
+		if s.info.Tool != nil {
+			if seen[s.info.Tool.Name] {
+				return wire.Response{ID: r.ID, Error: fmt.Sprintf("skills/%s: a second tool named %s", s.info.File, s.info.Tool.Name)}
+			}
+			seen[s.info.Tool.Name] = true
+			resp.Tools = append(resp.Tools, *s.info.Tool)
+		}
+	}
+	w.mcp.close()
+	var tools []wire.ToolInfo
+	w.mcp, tools, resp.Warnings = loadMCP(r.MCP)
+	for _, t := range tools {
+		if seen[t.Name] {
+			resp.Warnings = append(resp.Warnings, fmt.Sprintf("mcp server %s: tool %s: a skill has that name; left out", t.Server, t.Name))
+			continue
+		}
+		seen[t.Name] = true
+		resp.Tools = append(resp.Tools, t)
 	}
 	return resp
+}
+
+// tool calls a server-side tool: a JavaScript skill's, or an MCP
+// server's; its result cut at maxResult bytes.
+func (w *worker) tool(r wire.Request) (string, error) {
+	if len(r.Args) > 0 {
+		var o map[string]json.RawMessage
+		if err := json.Unmarshal(r.Args, &o); err != nil || o == nil {
+			return "", errors.New("arguments are not a JSON object")
+		}
+	}
+	for _, s := range w.skills {
+		if s.info.Tool != nil && s.info.Tool.Name == r.Tool {
+			out, err := w.run(r)
+			return cut(out, w.maxResult), err
+		}
+	}
+	d := time.Duration(r.DeadlineMS) * time.Millisecond
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	out, err := w.mcp.call(r.Tool, r.Args, d)
+	return cut(out, w.maxResult), err
+}
+
+// cut bounds s at n bytes, a note saying how much it left out included.
+func cut(s string, n int) string {
+	if n <= 0 || len(s) <= n {
+		return s
+	}
+	i := max(n-64, 0) // room for the note: the whole is at most n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + fmt.Sprintf("\n[cut: %d of %d bytes shown]", i, len(s))
 }
 
 func loadOne(f file) (*skill, error) {
@@ -255,9 +338,15 @@ func loadOne(f file) (*skill, error) {
 	if _, ok := goja.AssertFunction(ex.Get("handler")); !ok {
 		return nil, errors.New("module.exports.handler is not a function")
 	}
+	if err := toolOf(vm, ex, s); err != nil {
+		return nil, err
+	}
 	pv := ex.Get("patterns")
+	if (pv == nil || goja.IsUndefined(pv)) && s.info.Tool != nil {
+		return s, nil // a tool only: the model selects it
+	}
 	if pv == nil || goja.IsUndefined(pv) {
-		return nil, errors.New("module.exports.patterns is missing")
+		return nil, errors.New("module.exports.patterns is missing (a skill the model calls says tool: {description, parameters} instead)")
 	}
 	po := pv.ToObject(vm)
 	n := int(po.Get("length").ToInteger())
@@ -277,10 +366,53 @@ func loadOne(f file) (*skill, error) {
 		s.info.RE2 = append(s.info.RE2, re.String())
 		s.info.Patterns = append(s.info.Patterns, "/"+source+"/"+flags)
 	}
-	if len(s.patterns) == 0 {
+	if len(s.patterns) == 0 && s.info.Tool == nil {
 		return nil, errors.New("module.exports.patterns is empty")
 	}
 	return s, nil
+}
+
+// toolOf reads a skill's exports.tool: {description, parameters (a JSON
+// Schema of an object), name (default: the skill's)}.
+func toolOf(vm *goja.Runtime, ex *goja.Object, s *skill) error {
+	tv := ex.Get("tool")
+	if tv == nil || goja.IsUndefined(tv) || goja.IsNull(tv) {
+		return nil
+	}
+	to, ok := tv.(*goja.Object)
+	if !ok {
+		return errors.New("module.exports.tool is not an object ({description, parameters})")
+	}
+	t := &wire.ToolInfo{Name: s.info.Name, Skill: s.info.Name}
+	if n := to.Get("name"); n != nil && !goja.IsUndefined(n) {
+		t.Name = n.String()
+	}
+	if !toolName.MatchString(t.Name) {
+		return fmt.Errorf("tool name %q: a model takes only ^[a-zA-Z0-9_-]{1,64}$ (set tool.name)", t.Name)
+	}
+	if d := to.Get("description"); d != nil && !goja.IsUndefined(d) {
+		t.Description = d.String()
+	}
+	if t.Description == "" {
+		return errors.New("module.exports.tool.description is missing: the model chooses a tool by it")
+	}
+	t.Parameters = json.RawMessage(`{"type":"object","properties":{}}`)
+	if p := to.Get("parameters"); p != nil && !goja.IsUndefined(p) {
+		b, err := json.Marshal(p.Export())
+		if err != nil {
+			return fmt.Errorf("module.exports.tool.parameters: %v", err)
+		}
+		var schema map[string]any
+		if json.Unmarshal(b, &schema) != nil || schema == nil {
+			return errors.New("module.exports.tool.parameters is not a JSON Schema object")
+		}
+		if ty, ok := schema["type"]; ok && ty != "object" {
+			return fmt.Errorf("module.exports.tool.parameters: type %v; the arguments are an object (type: 'object')", ty)
+		}
+		t.Parameters = b
+	}
+	s.info.Tool = t
+	return nil
 }
 
 func (w *worker) match(r wire.Request) wire.Response {
@@ -308,12 +440,12 @@ var errDeadline = errors.New("stopped at its deadline")
 func (w *worker) run(r wire.Request) (string, error) {
 	var s *skill
 	for _, k := range w.skills {
-		if k.info.Name == r.Skill {
+		if (r.Op == "run" && k.info.Name == r.Skill) || (r.Op == "tool" && k.info.Tool != nil && k.info.Tool.Name == r.Tool) {
 			s = k
 		}
 	}
 	if s == nil {
-		return "", fmt.Errorf("no skill %q", r.Skill)
+		return "", fmt.Errorf("no skill %q", r.Skill+r.Tool)
 	}
 	d := time.Duration(r.DeadlineMS) * time.Millisecond
 	if d <= 0 {
@@ -366,6 +498,19 @@ func (w *worker) run(r wire.Request) (string, error) {
 	ctx := vm.NewObject()
 	ctx.Set("input", r.Input)
 	ctx.Set("matches", matches)
+	if r.Op == "tool" {
+		// context.args: the model's arguments, parsed as JSON.parse does.
+		args := string(r.Args)
+		if args == "" {
+			args = "{}"
+		}
+		parse, _ := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("parse"))
+		a, err := parse(goja.Undefined(), vm.ToValue(args))
+		if err != nil {
+			return fail(err)
+		}
+		ctx.Set("args", a)
+	}
 	ctx.Set("callModel", func(c goja.FunctionCall) goja.Value {
 		if seq >= maxModelCalls {
 			panic(vm.NewGoError(fmt.Errorf("callModel: at most %d calls a run", maxModelCalls)))
@@ -427,6 +572,15 @@ func (w *worker) run(r wire.Request) (string, error) {
 	}
 	if res == nil || goja.IsUndefined(res) || goja.IsNull(res) {
 		return "", fmt.Errorf("skill %s: its handler returned nothing", s.info.Name)
+	}
+	if o, ok := res.(*goja.Object); ok && r.Op == "tool" && o.ClassName() != "String" {
+		// A tool's object result goes to the model as its JSON.
+		stringify, _ := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("stringify"))
+		j, err := stringify(goja.Undefined(), o)
+		if err != nil {
+			return fail(err)
+		}
+		return j.String(), nil
 	}
 	return res.String(), nil
 }

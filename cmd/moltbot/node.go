@@ -447,8 +447,7 @@ func (n *Node) Start() error {
 	// (skills/flows/*.yaml): with neither, both stages idle.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := newSkillStage(skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
-			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, n.Log)
+		st := newSkillStage(skillsConfig(n.Workspace, cfg.Skills, n.Log), n.Log)
 		err := st.load()
 		if errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
@@ -464,6 +463,9 @@ func (n *Node) Start() error {
 		n.skills = st
 		// Flows first: a flow waiting for an answer takes the message.
 		before = append(before, st.flows, st)
+		// The tool loop goes first around the model: each of its steps
+		// passes the output cache.
+		around = append([]actors.AroundModel{toolStage{st}}, around...)
 	}
 	n.bots = skills.NewBots(cfg.BotProfiles())
 	n.checkBots(cfg)

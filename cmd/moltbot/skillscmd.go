@@ -8,12 +8,12 @@ import (
 	"regexp"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/wire"
 	"github.com/urfave/cli/v2"
 )
 
@@ -29,19 +29,20 @@ func skillsCommand() *cli.Command {
 		Usage: "the workspace's JavaScript skills: list them, lint them, try one on a message",
 		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, and the YAML flows of
 WORKSPACE/skills/flows/*.yaml, as a node does. "list" prints each skill's name,
-file and patterns, and each flow's name, file, version, triggers and nodes (a
-file that does not load is an error naming it, and for a flow the line and
-the key, exit 1); "lint" loads them too and notes, by file and line, what
-works otherwise than it reads: a destructured capture (const { input } =
-context.matches[1], the captured text here, undefined in strict mode), a
-callModel alias no model of the config answers to (it goes to the chain), a
-flow's node no trigger leads to; "test" runs messages against the flows and
-skills with the in-process simulator as the model (no node needed): several
-messages are the turns of one conversation through the flows (the flow's
-nodes, its model calls, its reply, the node it waits at); one message no flow
-takes goes to the skills, and test prints which skill matched with its
-captures, each callModel with its alias and prompt, and the reply; "no skill
-matches" otherwise.
+file and patterns, the tools the model is offered (skills' that export tool,
+and the skills.mcp servers': a server that does not answer is a warning), and
+each flow's name, file, version, triggers and nodes (a file that does not
+load is an error naming it, and for a flow the line and the key, exit 1);
+"lint" loads them too and notes, by file and line, what works otherwise than
+it reads: a destructured capture (const { input } = context.matches[1], the
+captured text here, undefined in strict mode), a callModel alias no model of
+the config answers to (it goes to the chain), a flow's node no trigger leads
+to; "test" runs messages against the flows and skills with the in-process
+simulator as the model (no node needed): several messages are the turns of
+one conversation through the flows (the flow's nodes, its model calls, its
+reply, the node it waits at); one message no flow takes goes to the skills,
+and test prints which skill matched with its captures, each callModel with
+its alias and prompt, and the reply; "no skill matches" otherwise.
 
 Examples:
    moltbot skills list --workspace ./mb
@@ -49,7 +50,7 @@ Examples:
    moltbot skills test --workspace ./mb "请帮我生成Go代码"
    moltbot skills test --workspace ./mb "I want a refund" "abc" "123456"`,
 		Subcommands: []*cli.Command{{
-			Name: "list", Usage: "each skill's name, file and patterns", Flags: flags(),
+			Name: "list", Usage: "each skill's name, file and patterns; the tools the model is offered", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				sk, err := openSkills(c)
 				if err != nil {
@@ -61,6 +62,26 @@ Examples:
 					fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
 					for _, s := range sk.Skills() {
 						fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
+				}
+				// The server-side tools the model is offered.
+				if tools := toolsOf(sk); len(tools) > 0 {
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(c.App.Writer)
+					fmt.Fprintln(tw, "TOOL\tFROM\tDESCRIPTION")
+					for _, t := range tools {
+						from := "skill " + t.Skill
+						if t.Server != "" {
+							from = "mcp " + t.Server
+						}
+						d := strings.Join(strings.Fields(t.Description), " ")
+						if r := []rune(d); len(r) > 80 {
+							d = string(r[:77]) + "..."
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, from, d)
 					}
 					if err := tw.Flush(); err != nil {
 						return err
@@ -248,24 +269,27 @@ func simModel(c *cli.Context, w io.Writer) func(alias, prompt string) (string, e
 // saying so) when skills/ holds no .js file.
 func openSkills(c *cli.Context) (*skills.Skills, error) {
 	ws := c.String("workspace")
-	worker, timeout := c.String("worker"), time.Duration(0)
+	var sc configs.SkillsConfig
 	if path := filepath.Join(ws, "moltbot.yaml"); fileExists(path) {
 		cfg, err := configs.Load(path)
 		if err != nil {
 			return nil, fail(2, "%v", err)
 		}
-		if worker == "" {
-			worker = cfg.Skills.Worker
-		}
-		timeout = cfg.Skills.Timeout.D()
+		sc = cfg.Skills
 	}
-	dir := filepath.Join(ws, "skills")
-	sk, err := skills.Open(skills.Config{Dir: dir, Worker: worker, Deadline: timeout})
+	if w := c.String("worker"); w != "" {
+		sc.Worker = w
+	}
+	scfg := skillsConfig(ws, sc, nil)
+	sk, err := skills.Open(scfg)
 	if err != nil {
 		return nil, fail(1, "%v", err)
 	}
 	if sk == nil && c.Command.Name != "test" {
-		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file\n", dir)
+		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file and skills.mcp names no server\n", scfg.Dir)
+	}
+	for _, w := range warnings(sk) {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", w)
 	}
 	return sk, nil
 }
@@ -273,4 +297,19 @@ func openSkills(c *cli.Context) (*skills.Skills, error) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// toolsOf is sk's tools (none when sk is nil: no skills).
+func toolsOf(sk *skills.Skills) []wire.ToolInfo {
+	if sk == nil {
+		return nil
+	}
+	return sk.Tools()
+}
+
+func warnings(sk *skills.Skills) []string {
+	if sk == nil {
+		return nil
+	}
+	return sk.Warnings()
 }

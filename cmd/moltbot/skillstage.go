@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
+	"github.com/moltbot/moltbot/skills/wire"
 )
 
 // skillStage is the node's skills stage: the workspace's skills as last
@@ -61,6 +65,63 @@ func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltb
 	return nil, nil
 }
 
+// toolStage is the server-side tool loop of the current skills
+// (skills.RunTools), around the model: it idles while no skill says
+// tool: and no MCP server's tools loaded, so such a node's turns cost
+// nothing more (actors.Idler).
+type toolStage struct{ st *skillStage }
+
+func (ts toolStage) Idle() bool {
+	sk := ts.st.cur.Load()
+	return sk == nil || len(sk.ServerTools()) == 0
+}
+
+func (ts toolStage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
+	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	sk := ts.st.cur.Load()
+	if sk == nil {
+		return next(ctx, fn)
+	}
+	return sk.AroundModel(ctx, t, fn, next)
+}
+
+// skillsConfig is the skills stage's config from the node's.
+func skillsConfig(ws string, cfg configs.SkillsConfig, log *slog.Logger) skills.Config {
+	tl := cfg.Tools
+	return skills.Config{Dir: filepath.Join(ws, "skills"), Worker: cfg.Worker, Deadline: cfg.Timeout.D(), Logger: log,
+		MCP: mcpServers(cfg.MCP),
+		Tools: skills.ToolConfig{MaxSteps: tl.MaxSteps, MaxTokens: tl.MaxTokens, Timeout: tl.Timeout.D(),
+			CallTimeout: tl.CallTimeout.D(), MaxResult: int(tl.MaxResult)}}
+}
+
+// mcpServers are skills.mcp as the worker takes them: a bare command
+// found in the node's PATH (the worker has none), the secrets as text.
+func mcpServers(cfgs []configs.MCPServerConfig) []wire.MCPServer {
+	var out []wire.MCPServer
+	for _, c := range cfgs {
+		m := wire.MCPServer{Name: c.Name, Command: append([]string(nil), c.Command...), URL: c.URL, TimeoutMS: c.Timeout.D().Milliseconds()}
+		if len(m.Command) > 0 && filepath.Base(m.Command[0]) == m.Command[0] {
+			if p, err := exec.LookPath(m.Command[0]); err == nil {
+				m.Command[0] = p
+			}
+		}
+		if len(c.Env) > 0 {
+			m.Env = map[string]string{}
+			for k, v := range c.Env {
+				m.Env[k] = v.Value()
+			}
+		}
+		if len(c.Headers) > 0 {
+			m.Headers = map[string]string{}
+			for k, v := range c.Headers {
+				m.Headers[k] = v.Value()
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 // load reads skills/ again, the JavaScript skills (loadJS) then the flows
 // (loadFlows, which may call the skills just loaded); each that does not
 // load keeps what was in use, and the errors are joined.
@@ -89,6 +150,9 @@ func (st *skillStage) loadJS() error {
 	if sk != nil {
 		for _, s := range sk.Skills() {
 			st.log.Info("skill loaded", "skill", s.Name, "file", "skills/"+s.File, "patterns", s.Patterns)
+		}
+		for _, t := range sk.Tools() {
+			st.log.Info("tool loaded", "tool", t.Name, "skill", t.Skill, "mcp_server", t.Server)
 		}
 	}
 	return nil
