@@ -60,7 +60,7 @@ func (c *ToolConfig) ensureDefaults() {
 type Toolbox interface {
 	// ServerTools are the tools offered (nil: none; the loop passes the
 	// turn to the model untouched).
-	ServerTools() []moltbot.Tool
+	ServerTools(bot *moltbot.Bot) []moltbot.Tool
 	// CallTool runs a tool with args (a JSON object) within ctx: its
 	// result, and the tokens of the model calls it made (a JavaScript
 	// tool's callModel).
@@ -110,7 +110,8 @@ func RunTools(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc, box T
 	}
 	server := map[string]bool{}
 	offered := slices.Clip(orig.Tools)
-	for _, st := range box.ServerTools() {
+	for _, st := range box.ServerTools(t.Bot) { // a bot's turn: its skills' and servers' tools
+
 		if slices.ContainsFunc(orig.Tools, func(c moltbot.Tool) bool { return c.Name == st.Name }) {
 			continue // the client's tool of that name is the one offered
 		}

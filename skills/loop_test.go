@@ -20,7 +20,7 @@ type box struct {
 	args  []string
 }
 
-func (b *box) ServerTools() []moltbot.Tool {
+func (b *box) ServerTools(*moltbot.Bot) []moltbot.Tool {
 	return []moltbot.Tool{{Name: "weather", Parameters: json.RawMessage(`{"type":"object"}`)}, {Name: "hang"}, {Name: "big"}}
 }
 

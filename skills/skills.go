@@ -479,7 +479,26 @@ func modelOf(ctx context.Context, t *moltbot.Turn, usage *moltbot.Usage) func(al
 }
 
 // ServerTools are the tools the loop offers the model (Toolbox).
-func (s *Skills) ServerTools() []moltbot.Tool { return s.skills.Load().offered }
+//
+// A bot's turns are offered only the tools of the skills and MCP servers
+// it names among its skills (Bot.HasSkill; a nil bot: every tool).
+func (s *Skills) ServerTools(bot *moltbot.Bot) []moltbot.Tool {
+	l := s.skills.Load()
+	if bot == nil {
+		return l.offered
+	}
+	var out []moltbot.Tool
+	for i, t := range l.tools {
+		from := t.Skill
+		if t.Server != "" {
+			from = t.Server
+		}
+		if bot.HasSkill(from) {
+			out = append(out, l.offered[i])
+		}
+	}
+	return out
+}
 
 // CallTool runs a server-side tool (Toolbox) in the worker: the tool gets
 // until a second before ctx's deadline (at most Tools.CallTimeout), the

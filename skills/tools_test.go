@@ -32,9 +32,16 @@ func TestToolExports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tools := s.ServerTools()
+	tools := s.ServerTools(nil)
 	if len(tools) != 1 || tools[0].Name != "add" || tools[0].Description != "Adds." || !strings.Contains(string(tools[0].Parameters), `"a":{"type":"number"}`) {
 		t.Fatalf("tools %+v", tools)
+	}
+	// A bot is offered the tools of the skills it names only.
+	if got := s.ServerTools(&moltbot.Bot{Name: "b", Skills: []string{"other"}}); len(got) != 0 {
+		t.Errorf("a bot that does not name calc is offered %+v", got)
+	}
+	if got := s.ServerTools(&moltbot.Bot{Name: "b", Skills: []string{"calc"}}); len(got) != 1 || got[0].Name != "add" {
+		t.Errorf("a bot that names calc is offered %+v", got)
 	}
 	if ti := s.Tools(); ti[0].Skill != "calc" || ti[0].Server != "" {
 		t.Errorf("tool info %+v", ti)

@@ -73,7 +73,7 @@ type toolStage struct{ st *skillStage }
 
 func (ts toolStage) Idle() bool {
 	sk := ts.st.cur.Load()
-	return sk == nil || len(sk.ServerTools()) == 0
+	return sk == nil || len(sk.ServerTools(nil)) == 0
 }
 
 func (ts toolStage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
