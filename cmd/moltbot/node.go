@@ -441,8 +441,8 @@ func (n *Node) Start() error {
 	// moltbot-skills worker: with none, no worker and no stage.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := &skillStage{cfg: skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
-			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, log: n.Log}
+		st := &skillStage{cfg: skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef), log: n.Log}
+		st.cfg.KV, st.cfg.Metrics, st.cfg.Logger = store.Namespace(storage.Skills), met, n.Log
 		if err := st.load(); errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
 		} else if err != nil {

@@ -97,7 +97,7 @@ func TestSkillsCommand(t *testing.T) {
 	// here) and calls "code-generator", which no model of the config is.
 	code, out, e = runCLI(t, "", "skills", "lint", "--workspace", ws, "--worker", bin)
 	if code != 0 || !strings.Contains(out, "skills/code-assistant.js:5: const { input } = context.matches[...] gives the captured text here") ||
-		!strings.Contains(out, `skills/code-assistant.js:6: callModel("code-generator"): no model of the config answers to it, so it goes to the chain`) ||
+		!strings.Contains(out, `skills/code-assistant.js:6: callModel("code-generator"): no models: map (the skill's, skills.models) takes it and no model of the config answers to it, so it goes to the chain`) ||
 		!strings.Contains(e, "1 skill(s) loaded, 2 note(s)") {
 		t.Errorf("lint: %d %q %q", code, out, e)
 	}
@@ -258,11 +258,11 @@ func TestLintSkill(t *testing.T) {
 		"const d = await context.callModel('moltbot', {});\n" +
 		"const e = await context.callModel('code-generator', {});\n" +
 		"const { input } = context.matches[1];\n"
-	notes := lintSkill(src, cfg)
+	notes := lintSkill(src, cfg, nil)
 	if len(notes) != 2 || !strings.HasPrefix(notes[0], `5: callModel("code-generator")`) || !strings.HasPrefix(notes[1], "6: const { input }") || !strings.Contains(notes[1], "gives the captured text") {
 		t.Fatalf("%q", notes)
 	}
-	if n := lintSkill("module.exports = {strict: true};\nconst { input } = context.matches[1];\n", nil); len(n) != 1 || !strings.Contains(n[0], "undefined in strict mode") {
+	if n := lintSkill("module.exports = {strict: true};\nconst { input } = context.matches[1];\n", nil, nil); len(n) != 1 || !strings.Contains(n[0], "undefined in strict mode") {
 		t.Fatalf("%q", n)
 	}
 }

@@ -2,17 +2,22 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
-	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/storage"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,8 +36,12 @@ func skillsCommand() *cli.Command {
 is an error naming it, exit 1); "lint" loads them too and notes, by file and
 line, what works otherwise than it reads: a destructured capture (const {
 input } = context.matches[1], the captured text here, undefined in strict
-mode), and a callModel alias no model of the config answers to (it goes to
-the chain); "test" runs a message against the skills with
+mode), and a callModel alias that neither a models: map (the skill's own,
+skills.models) nor a model of the config answers to (it goes to the chain);
+a models: entry naming a model the config does not know is an error, as it
+is when a node loads the skills; "show NAME" prints a skill's file,
+patterns (as written and as Go's RE2 runs them), models: map, resolved
+aliases and limits; "test" runs a message against the skills with
 the in-process simulator as the model (no node needed) and prints which skill
 matched with its captures, each callModel with its alias and prompt, and the
 reply; "no skill matches" otherwise.
@@ -40,6 +49,7 @@ reply; "no skill matches" otherwise.
 Examples:
    moltbot skills list --workspace ./mb
    moltbot skills lint --workspace ./mb
+   moltbot skills show --workspace ./mb code-assistant
    moltbot skills test --workspace ./mb "请帮我生成Go代码"`,
 		Subcommands: []*cli.Command{{
 			Name: "list", Usage: "each skill's name, file and patterns", Flags: flags(),
@@ -55,6 +65,28 @@ Examples:
 					fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
 				}
 				return tw.Flush()
+			},
+		}, {
+			Name: "show", Usage: "a skill's file, patterns, models and limits", ArgsUsage: "NAME", Flags: flags(),
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return fail(2, "want a skill's name, such as: moltbot skills show code-assistant")
+				}
+				sk, err := openSkills(c)
+				if err != nil || sk == nil {
+					return err
+				}
+				defer sk.Close()
+				s, ok := sk.Skill(c.Args().First())
+				if !ok {
+					var names []string
+					for _, s := range sk.Skills() {
+						names = append(names, s.Name)
+					}
+					return fail(1, "no skill named %q (skills: %s)", c.Args().First(), strings.Join(names, ", "))
+				}
+				showSkill(c.App.Writer, sk, s)
+				return nil
 			},
 		}, {
 			Name: "lint", Usage: "load the skills and note what works otherwise than it reads", Flags: flags(),
@@ -74,7 +106,7 @@ Examples:
 					if err != nil {
 						return fail(1, "skills/%s: %v", s.File, err)
 					}
-					for _, n := range lintSkill(string(src), cfg) {
+					for _, n := range lintSkill(string(src), cfg, s.Models) {
 						fmt.Fprintf(c.App.Writer, "skills/%s:%s\n", s.File, n)
 						notes++
 					}
@@ -110,16 +142,22 @@ Examples:
 				}
 				eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
 				calls := 0
-				model := func(alias, prompt string) (string, error) {
+				model := func(alias, model, prompt string) (string, error) {
 					calls++
-					fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
+					if model != alias {
+						fmt.Fprintf(w, "callModel %d: alias %q (model %q), prompt %q\n", calls, alias, model, prompt)
+					} else {
+						fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
+					}
 					var b strings.Builder
 					_, err := eng.Generate(c.Context, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
 						func(tok string) error { b.WriteString(tok); return nil })
 					fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
 					return b.String(), err
 				}
-				reply, err := sk.Run(c.Context, name, msg, matches, model)
+				// context.kv: a store in memory, for this run only (the
+				// node's data stays untouched).
+				reply, err := sk.RunIn(c.Context, name, msg, matches, skills.Env{Model: model, Tenant: "default"})
 				if err != nil {
 					return fail(1, "skill %s: %v", name, err)
 				}
@@ -136,10 +174,35 @@ var (
 	lintStrict = regexp.MustCompile(`\bstrict\s*:\s*true\b`)
 )
 
+// showSkill prints what moltbot skills show does.
+func showSkill(w io.Writer, sk *skills.Skills, s skills.Skill) {
+	fmt.Fprintf(w, "name: %s\nfile: skills/%s\npatterns:\n", s.Name, s.File)
+	for i, p := range s.Patterns {
+		fmt.Fprintf(w, "  %s  (RE2: %s)\n", p, s.RE2[i])
+	}
+	aliases := slices.Sorted(maps.Keys(s.Models))
+	if len(aliases) == 0 {
+		fmt.Fprintln(w, "models: none (an alias names a model, else goes to the chain)")
+	} else {
+		fmt.Fprintln(w, "models:")
+	}
+	for _, a := range aliases {
+		m, _ := sk.ResolveAlias(s.Name, a)
+		if m != s.Models[a] {
+			fmt.Fprintf(w, "  %s: %s (skills.models: %s)\n", a, s.Models[a], m)
+		} else {
+			fmt.Fprintf(w, "  %s: %s\n", a, m)
+		}
+	}
+	fmt.Fprintf(w, "limits:\n  model_calls: %d a run\n", s.ModelCallLimit())
+	fmt.Fprintln(w, "tool: none (JavaScript skills answer by their patterns)")
+}
+
 // lintSkill notes, as "LINE: text", what in a skill's source works
 // otherwise than it reads. cfg (nil: none) says which model names a
-// callModel alias may be.
-func lintSkill(src string, cfg *configs.Config) []string {
+// callModel alias may be, besides the skill's models: map (models) and
+// skills.models.
+func lintSkill(src string, cfg *configs.Config, models map[string]string) []string {
 	var out []string
 	strict := lintStrict.MatchString(src)
 	for i, line := range strings.Split(src, "\n") {
@@ -152,11 +215,14 @@ func lintSkill(src string, cfg *configs.Config) []string {
 		}
 		for _, m := range lintAlias.FindAllStringSubmatch(line, -1) {
 			alias := m[1]
-			if alias == moltbot.ChainModel || cfg == nil {
+			if _, ok := models[alias]; ok || alias == moltbot.ChainModel || cfg == nil {
+				continue
+			}
+			if _, ok := cfg.Skills.Models[alias]; ok {
 				continue
 			}
 			if !configNames(cfg, alias) {
-				out = append(out, fmt.Sprintf("%d: callModel(%q): no model of the config answers to it, so it goes to the chain (unless a provider lists it when the node runs); name a model (provider/model, or one a provider's models: lists) to pick it",
+				out = append(out, fmt.Sprintf("%d: callModel(%q): no models: map (the skill's, skills.models) takes it and no model of the config answers to it, so it goes to the chain (unless a provider lists it when the node runs); map it in the skill's models: or skills.models, or name a model (provider/model, or one a provider's models: lists)",
 					i+1, alias))
 			}
 		}
@@ -187,19 +253,21 @@ func configNames(cfg *configs.Config, model string) bool {
 // saying so) when skills/ holds no .js file.
 func openSkills(c *cli.Context) (*skills.Skills, error) {
 	ws := c.String("workspace")
-	worker, timeout := c.String("worker"), time.Duration(0)
+	dir := filepath.Join(ws, "skills")
+	scfg := skills.Config{Dir: dir}
 	if path := filepath.Join(ws, "moltbot.yaml"); fileExists(path) {
 		cfg, err := configs.Load(path)
 		if err != nil {
 			return nil, fail(2, "%v", err)
 		}
-		if worker == "" {
-			worker = cfg.Skills.Worker
-		}
-		timeout = cfg.Skills.Timeout.D()
+		scfg = skillsConfig(cfg, dir, new(atomic.Pointer[actors.Runtime]))
+		scfg.Workers = 1
 	}
-	dir := filepath.Join(ws, "skills")
-	sk, err := skills.Open(skills.Config{Dir: dir, Worker: worker, Deadline: timeout})
+	if w := c.String("worker"); w != "" {
+		scfg.Worker = w
+	}
+	scfg.KV = storage.NewMemory().Namespace(storage.Skills)
+	sk, err := skills.Open(scfg)
 	if err != nil {
 		return nil, fail(1, "%v", err)
 	}

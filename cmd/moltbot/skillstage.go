@@ -3,13 +3,35 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/skills"
 )
+
+// skillsConfig is the skills stage's config from moltbot.yaml's skills:
+// block. A models: entry (skills.models, a skill's own) must name a model
+// the router knows (rt, once it runs) or the config does (the chain, a
+// provider's models:): otherwise the skills do not load, and the error
+// names it.
+func skillsConfig(cfg *configs.Config, dir string, rt *atomic.Pointer[actors.Runtime]) skills.Config {
+	return skills.Config{Dir: dir, Worker: cfg.Skills.Worker, Deadline: cfg.Skills.Timeout.D(),
+		Workers: cfg.Skills.Workers, Memory: int64(cfg.Skills.Memory), Models: cfg.Skills.Models,
+		Resolve: func(model string) error {
+			if r := rt.Load(); r != nil && r.ResolveModel(model) == nil {
+				return nil
+			}
+			if configNames(cfg, model) {
+				return nil
+			}
+			return fmt.Errorf("neither the chain (models:) nor a provider's models: names it")
+		}}
+}
 
 // skillStage is the node's skills stage: the workspace's skills as last
 // loaded, replaced on a reload (SIGHUP, moltbot keys reload) without a

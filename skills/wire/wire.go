@@ -3,12 +3,44 @@
 // each, written once for both sides.
 //
 // The node sends load (Dir, MaxFile), match (Input), run (Skill, Input,
-// Matches, DeadlineMS) and, while a skill runs, reply (Seq, Text or Error:
-// the answer to a model call the worker asked for). The worker answers
+// Matches, DeadlineMS) and, while a skill runs, reply (Seq, Text or Error,
+// Found: the answer to a call the worker asked for). The worker answers
 // each request by its ID: a Response with Done (or, for load, Skills),
-// and during a run zero or more Responses with Call, a model call it
-// waits on.
+// and during a run zero or more Responses with Call, a call of the
+// skill's environment (a model, its key-value store) it waits on.
+//
+// The node trusts nothing the worker writes (a skill's code runs there):
+// it bounds each line and checks every field against the limits below
+// before it acts on one (package skills, parseLine).
 package wire
+
+// Limits both sides hold a line's fields to.
+const (
+	// MaxName bounds a skill's name; MaxModel a model alias or name (as
+	// the router's MaxModelName does).
+	MaxName  = 64
+	MaxModel = 256
+	// MaxModels bounds a skill's models: map.
+	MaxModels = 64
+	// MaxModelCalls bounds limits.model_calls (and is its ceiling);
+	// DefaultModelCalls is a run's callModel calls when a skill says none.
+	MaxModelCalls     = 64
+	DefaultModelCalls = 8
+	// MaxKey bounds a key of context.kv, MaxValue its value, MaxKeys the
+	// keys a skill may hold per tenant, MaxKVCalls its kv calls a run.
+	MaxKey     = 128
+	MaxValue   = 4 << 10
+	MaxKeys    = 256
+	MaxKVCalls = 64
+)
+
+// The kinds of a Call: a model's answer, or context.kv.
+const (
+	CallModel    = "model"
+	CallKVGet    = "kv.get"
+	CallKVSet    = "kv.set"
+	CallKVDelete = "kv.delete"
+)
 
 // Request is a line from the node to the worker.
 type Request struct {
@@ -22,7 +54,10 @@ type Request struct {
 	DeadlineMS int64     `json:"deadline_ms,omitempty"`
 	Seq        int       `json:"seq,omitempty"`
 	Text       string    `json:"text,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	// Found answers a kv.get (false: no such key; Text is the value)
+	// and a kv.delete (whether there was one).
+	Found bool   `json:"found,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // SkillInfo is a loaded skill as the worker describes it.
@@ -34,13 +69,23 @@ type SkillInfo struct {
 	// node matches with them itself, so a turn no skill matches never
 	// waits behind a running skill.
 	RE2 []string `json:"re2"`
+	// Models is the skill's own alias -> model map (module.exports.models).
+	Models map[string]string `json:"models,omitempty"`
+	// ModelCalls is limits.model_calls: the callModel calls a run may
+	// make (0: DefaultModelCalls).
+	ModelCalls int `json:"model_calls,omitempty"`
 }
 
-// Call is a model call a running skill asks the node for.
+// Call is what a running skill asks the node for: a model's answer
+// (Kind CallModel or empty: Alias, Prompt) or a kv operation (Key, and
+// Value for a set).
 type Call struct {
 	Seq    int    `json:"seq"`
-	Alias  string `json:"alias"`
-	Prompt string `json:"prompt"`
+	Kind   string `json:"kind,omitempty"`
+	Alias  string `json:"alias,omitempty"`
+	Prompt string `json:"prompt,omitempty"`
+	Key    string `json:"key,omitempty"`
+	Value  string `json:"value,omitempty"`
 }
 
 // Response is a line from the worker to the node.

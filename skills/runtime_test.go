@@ -1,0 +1,267 @@
+package skills
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/skills/wire"
+	"github.com/moltbot/moltbot/storage"
+)
+
+// A callModel alias resolves through skills.models first, then the
+// skill's own models: map; an alias neither maps goes to the chain.
+func TestModelsMap(t *testing.T) {
+	src := "module.exports = {name: 'gen', patterns: [/^gen (\\S+)$/], models: {'code-generator': 'm/big', other: 'm/m'},\n" +
+		"  handler: async (c) => String(await c.callModel(c.matches[1] + '', {prompt: 'p'}))};\n"
+	e := startWith(t, map[string]string{"gen.js": src}, Config{Deadline: 10 * time.Second, Models: map[string]string{"other": "big"}})
+	for _, tc := range []struct{ alias, model string }{
+		{"code-generator", "big"}, // the skill's map
+		{"other", "big"},          // skills.models over the skill's map
+		{"nobody", "m"},           // neither: the chain
+		{"big", "big"},            // a model's own name
+	} {
+		res, _, err := e.turn(t, "gen "+tc.alias)
+		if err != nil || res.Completion.Served.Provider != "skill" {
+			t.Fatalf("%s: %v %+v", tc.alias, err, res)
+		}
+		if got, _ := e.model.model.Load().(string); got != tc.model {
+			t.Errorf("callModel(%q) asked model %q, want %q", tc.alias, got, tc.model)
+		}
+	}
+	sk, _ := e.sk.Skill("gen")
+	if sk.Models["code-generator"] != "m/big" {
+		t.Errorf("models %v", sk.Models)
+	}
+}
+
+// A models: entry the router does not know is a load error naming the
+// file, the alias and the model; so is one in skills.models.
+func TestModelsMapUnknownModel(t *testing.T) {
+	resolve := func(m string) error {
+		if m == "m/big" {
+			return nil
+		}
+		return fmt.Errorf("model %q not found", m)
+	}
+	dir := writeSkills(t, map[string]string{"gen.js": "module.exports = {name: 'gen', patterns: [/x/], models: {coder: 'ollama/qwen'}, handler: async () => 'x'};"})
+	_, err := Open(Config{Dir: dir, Worker: buildWorker(t), Resolve: resolve})
+	if err == nil || !strings.Contains(err.Error(), "skills/gen.js: models: coder: \"ollama/qwen\" is not a model the router knows") {
+		t.Fatalf("%v", err)
+	}
+	_, err = Open(Config{Dir: dir, Worker: buildWorker(t), Resolve: resolve, Models: map[string]string{"coder": "m/big", "x": "nope"}})
+	if err == nil || !strings.Contains(err.Error(), `skills.models: x: "nope"`) {
+		t.Fatalf("%v", err)
+	}
+	sk, err := Open(Config{Dir: dir, Worker: buildWorker(t), Resolve: resolve, Models: map[string]string{"coder": "m/big"}})
+	if err != nil {
+		t.Fatalf("skills.models takes the alias: %v", err)
+	}
+	sk.Close()
+}
+
+// Bad exports are load errors naming the file and the key.
+func TestBadExports(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"module.exports = {name: 'a', patterns: [/x/], models: {m: 3}, handler: async () => 'x'}", "skills/a.js: module.exports.models[\"m\"]: want a model's name"},
+		{"module.exports = {name: 'a', patterns: [/x/], models: 'm', handler: async () => 'x'}", "skills/a.js: module.exports.models: want an object"},
+		{"module.exports = {name: 'a', patterns: [/x/], limits: {model_calls: 1000}, handler: async () => 'x'}", "skills/a.js: module.exports.limits.model_calls: want a whole number from 0 to 64"},
+		{"module.exports = {name: 'a', patterns: [/x/], limits: {tokens: 3}, handler: async () => 'x'}", "skills/a.js: module.exports.limits.tokens: unknown"},
+		{"module.exports = {name: 'a/b', patterns: [/x/], handler: async () => 'x'}", "skills/a.js: module.exports.name \"a/b\""},
+	} {
+		dir := writeSkills(t, map[string]string{"a.js": tc.src})
+		_, err := Open(Config{Dir: dir, Worker: buildWorker(t)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+// limits.model_calls bounds a run's callModel calls.
+func TestModelCallsLimit(t *testing.T) {
+	e := start(t, map[string]string{"two.js": "module.exports = {name: 'two', patterns: [/^two$/], limits: {model_calls: 1},\n" +
+		"  handler: async (c) => { await c.callModel('m', {prompt: 'a'}); await c.callModel('m', {prompt: 'b'}); return 'both' }};"}, 10*time.Second)
+	_, _, err := e.turn(t, "two")
+	if err == nil || !strings.Contains(err.Error(), "callModel: at most 1 calls a run (limits.model_calls)") {
+		t.Fatalf("%v", err)
+	}
+	if n := e.model.n.Load(); n != 1 {
+		t.Errorf("%d model calls", n)
+	}
+	if sk, _ := e.sk.Skill("two"); sk.ModelCallLimit() != 1 {
+		t.Errorf("limit %d", sk.ModelCallLimit())
+	}
+}
+
+// With two workers a skill that loops does not hold up another skill's
+// run: the second finishes while the first still runs. With one, the
+// second waits behind the first.
+func TestWorkerPool(t *testing.T) {
+	files := map[string]string{
+		"loop.js": "module.exports = {name: 'loop', patterns: [/^loop$/], handler: async () => { for (;;) {} }};",
+		"hi.js":   "module.exports = {name: 'hi', patterns: [/^hi$/], handler: async () => 'hello'};",
+	}
+	for _, workers := range []int{2, 1} {
+		t.Run(fmt.Sprint(workers), func(t *testing.T) {
+			met := metrics.New("test")
+			e := startWith(t, files, Config{Deadline: 2 * time.Second, Workers: workers, Metrics: met})
+			loopDone := make(chan error, 1)
+			go func() {
+				_, _, err := e.turnIn(t, "acme", "loop", "loop")
+				loopDone <- err
+			}()
+			// Wait until the loop holds a worker.
+			for deadline := time.Now().Add(10 * time.Second); len(e.sk.slots) == workers; {
+				if time.Now().After(deadline) {
+					t.Fatal("the loop never started")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			res, _, err := e.turnIn(t, "acme", "hi", "hi")
+			if err != nil || res.Message.Content != "hello" {
+				t.Fatalf("hi: %v %+v", err, res)
+			}
+			select {
+			case err := <-loopDone:
+				if workers == 2 {
+					t.Fatalf("the loop ended (%v) before a run beside it", err)
+				}
+			default:
+				if workers == 1 {
+					t.Fatal("with one worker, a run finished while the loop held it")
+				}
+				if err := <-loopDone; err == nil || !strings.Contains(err.Error(), "stopped at its deadline") {
+					t.Fatalf("loop: %v", err)
+				}
+			}
+			if met.Get(metrics.SkillRuns, "loop", "deadline") != 1 || met.Get(metrics.SkillRuns, "hi", "ok") != 1 {
+				t.Errorf("metrics: loop deadline %d, hi ok %d", met.Get(metrics.SkillRuns, "loop", "deadline"), met.Get(metrics.SkillRuns, "hi", "ok"))
+			}
+		})
+	}
+}
+
+// A skill that allocates without bound kills its worker at the memory
+// budget, well before its deadline; the run fails naming the skill and
+// the budget, and the next turn is served by a new worker.
+func TestMemoryBudget(t *testing.T) {
+	met := metrics.New("test")
+	e := startWith(t, map[string]string{
+		"hog.js": "module.exports = {name: 'hog', patterns: [/^hog$/], handler: async () => { const a = []; for (;;) a.push(new Array(1e5).fill(1)) }};",
+		"hi.js":  "module.exports = {name: 'hi', patterns: [/^hi$/], handler: async () => 'hello'};",
+	}, Config{Deadline: 60 * time.Second, Memory: 64 << 20, Workers: 1, Metrics: met})
+	_, _, err := e.turn(t, "hog")
+	if err == nil || !strings.Contains(err.Error(), "skills: skill hog exceeded its memory budget (64 MiB); its worker was replaced") {
+		t.Fatalf("hog: %v", err)
+	}
+	if met.Get(metrics.SkillRuns, "hog", "memory") != 1 {
+		t.Error("not counted as memory")
+	}
+	res, _, err := e.turn(t, "hi")
+	if err != nil || res.Message.Content != "hello" {
+		t.Fatalf("after the hog: %v %+v", err, res)
+	}
+	res, _, err = e.turn(t, "a message for the model")
+	if err != nil || res.Completion.Served.Provider != "m" {
+		t.Fatalf("the model after the hog: %v %+v", err, res)
+	}
+}
+
+// context.kv keeps a skill's records per tenant across runs (and
+// workers); values and keys are bounded with errors naming them.
+func TestKV(t *testing.T) {
+	store := storageKV()
+	e := startWith(t, map[string]string{
+		"count.js": "module.exports = {name: 'count', patterns: [/^count$/], handler: async (c) => {\n" +
+			"  const n = Number((await c.kv.get('n')) ?? 0) + 1; await c.kv.set('n', String(n)); return 'visit ' + n }};",
+		"forget.js": "module.exports = {name: 'forget', patterns: [/^forget$/], handler: async (c) => String(await c.kv.delete('n')) + ' ' + String(await c.kv.get('n'))};",
+		"big.js":    "module.exports = {name: 'big', patterns: [/^big$/], handler: async (c) => { await c.kv.set('k', 'x'.repeat(5000)); return 'no' }};",
+		"many.js": "module.exports = {name: 'many', patterns: [/^many (\\d+)$/], handler: async (c) => {\n" +
+			"  for (let i = 0; i < 60; i++) await c.kv.set(c.matches[1] + '-' + i, 'v'); return 'ok' }};",
+	}, Config{Deadline: 10 * time.Second, KV: store})
+	for i, want := range []string{"visit 1", "visit 2"} {
+		res, _, err := e.turn(t, "count")
+		if err != nil || res.Message.Content != want {
+			t.Fatalf("count %d: %v %+v", i, err, res)
+		}
+	}
+	if res, _, err := e.turnIn(t, "other", "c1", "count"); err != nil || res.Message.Content != "visit 1" {
+		t.Fatalf("another tenant: %v %+v", err, res)
+	}
+	// The count skill's records are its own: forget (another skill) finds none.
+	if res, _, err := e.turn(t, "forget"); err != nil || res.Message.Content != "false undefined" {
+		t.Fatalf("forget: %v %+v", err, res)
+	}
+	if _, _, err := e.turn(t, "big"); err == nil || !strings.Contains(err.Error(), `kv.set("k"): the value is 5000 bytes; at most 4096`) {
+		t.Fatalf("big: %v", err)
+	}
+	for i := range 4 {
+		if _, _, err := e.turn(t, fmt.Sprint("many ", i)); err != nil {
+			t.Fatalf("many %d: %v", i, err)
+		}
+	}
+	if _, _, err := e.turn(t, "many 4"); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("skill many holds %d keys for this tenant", wire.MaxKeys)) {
+		t.Fatalf("many 4: %v", err)
+	}
+	// A restart (a new Skills over the same store) keeps the records.
+	e.sk.Close()
+	e2 := startWith(t, map[string]string{"count.js": "module.exports = {name: 'count', patterns: [/^count$/], handler: async (c) => 'n=' + (await c.kv.get('n'))};"},
+		Config{Deadline: 10 * time.Second, KV: store})
+	if res, _, err := e2.turn(t, "count"); err != nil || res.Message.Content != "n=2" {
+		t.Fatalf("after a restart: %v %+v", err, res)
+	}
+}
+
+// parseLine takes only lines within wire's bounds, and never panics.
+func FuzzParseLine(f *testing.F) {
+	f.Add([]byte(`{"id":1,"call":{"seq":1,"kind":"model","alias":"m","prompt":"p"}}`))
+	f.Add([]byte(`{"id":1,"call":{"seq":1,"kind":"kv.set","key":"k","value":"v"}}`))
+	f.Add([]byte(`{"id":1,"skills":[{"name":"a","file":"a.js","patterns":["/x/"],"re2":["x"],"models":{"a":"m/m"},"model_calls":3}]}`))
+	f.Add([]byte(`{"id":1,"done":true,"reply":"x"}`))
+	f.Add([]byte(`{"id":1,"call":{"seq":1,"kind":"kv.get","key":"\u0000"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseLine(b)
+		if err != nil {
+			return
+		}
+		if c := r.Call; c != nil {
+			switch c.Kind {
+			case "", wire.CallModel:
+				if c.Alias == "" || len(c.Alias) > wire.MaxModel {
+					t.Fatalf("alias %q", c.Alias)
+				}
+			default:
+				if !validKey(c.Key) || len(c.Value) > wire.MaxValue {
+					t.Fatalf("kv %+v", c)
+				}
+			}
+		}
+		for _, sk := range r.Skills {
+			if !validName(sk.Name) || len(sk.Models) > wire.MaxModels || sk.ModelCalls > wire.MaxModelCalls || len(sk.RE2) != len(sk.Patterns) {
+				t.Fatalf("skill %+v", sk)
+			}
+		}
+	})
+}
+
+func TestParseLineRefuses(t *testing.T) {
+	for _, line := range []string{
+		`{"id":1,"call":{"seq":1,"kind":"shell","alias":"m"}}`,
+		`{"id":1,"call":{"seq":1,"kind":"kv.set","key":"","value":"v"}}`,
+		`{"id":1,"call":{"seq":1,"kind":"kv.set","key":"k","value":"` + strings.Repeat("v", wire.MaxValue+1) + `"}}`,
+		`{"id":1,"call":{"seq":1,"kind":"model","alias":""}}`,
+		`{"id":1,"skills":[{"name":"a/b","patterns":["x"],"re2":["x"]}]}`,
+		`{"id":1,"skills":[{"name":"a","patterns":["x"],"re2":["x"],"model_calls":65}]}`,
+		`{"id":1,"skills":[{"name":"a","patterns":[],"re2":[]}]}`,
+		`not json`,
+	} {
+		if _, err := parseLine([]byte(line)); err == nil {
+			t.Errorf("took %.80s", line)
+		}
+	}
+}
+
+// storageKV is the skills namespace of a store in memory.
+func storageKV() KV { return storage.NewMemory().Namespace(storage.Skills) }
