@@ -2,6 +2,7 @@ package skills
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +98,8 @@ func TestModelCallsLimit(t *testing.T) {
 
 // With two workers a skill that loops does not hold up another skill's
 // run: the second finishes while the first still runs. With one, the
-// second waits behind the first.
+// second waits behind the first, and its deadline (counted from the
+// turn's start) goes by: it fails as busy.
 func TestWorkerPool(t *testing.T) {
 	files := map[string]string{
 		"loop.js": "module.exports = {name: 'loop', patterns: [/^loop$/], handler: async () => { for (;;) {} }};",
@@ -120,24 +122,32 @@ func TestWorkerPool(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			res, _, err := e.turnIn(t, "acme", "hi", "hi")
-			if err != nil || res.Message.Content != "hello" {
-				t.Fatalf("hi: %v %+v", err, res)
-			}
-			select {
-			case err := <-loopDone:
-				if workers == 2 {
+			if workers == 1 {
+				// Its deadline went by waiting for the worker.
+				if err == nil || !strings.Contains(err.Error(), "skill hi: all 1 workers stayed busy until its deadline (2s)") {
+					t.Fatalf("hi behind the loop: %v %+v", err, res)
+				}
+				if met.Get(metrics.SkillRuns, "hi", "busy") != 1 {
+					t.Error("not counted busy")
+				}
+			} else {
+				if err != nil || res.Message.Content != "hello" {
+					t.Fatalf("hi: %v %+v", err, res)
+				}
+				select {
+				case err := <-loopDone:
 					t.Fatalf("the loop ended (%v) before a run beside it", err)
+				default:
 				}
-			default:
-				if workers == 1 {
-					t.Fatal("with one worker, a run finished while the loop held it")
-				}
-				if err := <-loopDone; err == nil || !strings.Contains(err.Error(), "stopped at its deadline") {
-					t.Fatalf("loop: %v", err)
+				if met.Get(metrics.SkillRuns, "hi", "ok") != 1 {
+					t.Error("not counted ok")
 				}
 			}
-			if met.Get(metrics.SkillRuns, "loop", "deadline") != 1 || met.Get(metrics.SkillRuns, "hi", "ok") != 1 {
-				t.Errorf("metrics: loop deadline %d, hi ok %d", met.Get(metrics.SkillRuns, "loop", "deadline"), met.Get(metrics.SkillRuns, "hi", "ok"))
+			if err := <-loopDone; err == nil || !strings.Contains(err.Error(), "skill loop: stopped at its deadline (2s)") {
+				t.Fatalf("loop: %v", err)
+			}
+			if met.Get(metrics.SkillRuns, "loop", "deadline") != 1 {
+				t.Errorf("metrics: loop deadline %d", met.Get(metrics.SkillRuns, "loop", "deadline"))
 			}
 		})
 	}
@@ -265,3 +275,27 @@ func TestParseLineRefuses(t *testing.T) {
 
 // storageKV is the skills namespace of a store in memory.
 func storageKV() KV { return storage.NewMemory().Namespace(storage.Skills) }
+
+// The Go runtime writes its crash report in pieces: an out-of-memory is
+// seen however they come, and only the report's first line is logged.
+func TestLogWriterCrash(t *testing.T) {
+	for _, pieces := range [][]string{
+		{"fatal error: runtime: out of memory\n\ngoroutine 1 [running]:\n"},
+		{"fatal error: ", "runtime: out of memory", "\n", "goroutine 1 [running]:\n"},
+		{"runtime: out of memory: cannot allocate 4194304-byte block (67108864 in use)\n", "fatal error: out of memory\n"},
+	} {
+		var logs strings.Builder
+		l := &logWriter{log: slog.New(slog.NewTextHandler(&logs, nil))}
+		for _, p := range pieces {
+			l.Write([]byte(p))
+		}
+		if !l.oom.Load() || strings.Contains(logs.String(), "goroutine 1") || strings.Count(logs.String(), "\n") != 1 {
+			t.Errorf("%q: oom %v, logs %q", pieces, l.oom.Load(), logs.String())
+		}
+	}
+	l := &logWriter{log: slog.New(slog.DiscardHandler)}
+	l.Write([]byte("fatal error: concurrent map writes\n"))
+	if l.oom.Load() {
+		t.Error("a crash that is not out of memory")
+	}
+}

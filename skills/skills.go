@@ -17,6 +17,7 @@ package skills
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -586,6 +587,18 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 			return "", err
 		}
 	}
+	// The deadline counts from the turn's start, the wait for a worker
+	// included: the worker gets what is left, so that it interrupts the
+	// skill itself (and is killed only a second later) rather than being
+	// killed for a deadline it was not told.
+	if waited := time.Since(t0); waited >= 10*time.Millisecond {
+		left := d - waited
+		if left < 10*time.Millisecond {
+			outcome = "busy"
+			return "", fmt.Errorf("skills: skill %s: all %d workers stayed busy until its deadline (%s)", skill, cap(s.slots), d)
+		}
+		d = left
+	}
 	info, _ := s.Skill(skill)
 	modelCalls, limit := 0, info.ModelCallLimit()
 	resp, err := s.do(ctx, sl, wire.Request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}, d+time.Second,
@@ -763,30 +776,50 @@ func lastUser(msgs []moltbot.Message) string {
 // logWriter logs a worker's stderr, a write at a time, bounded; a Go
 // runtime crash's report is logged by its first line only (the goroutine
 // dump after it is not), and oom records that the worker ran out of its
-// memory budget.
+// memory budget. The runtime writes a report in pieces ("fatal error: ",
+// then the reason): its first 4 KiB are kept to be read whole.
 type logWriter struct {
 	log   *slog.Logger
 	oom   atomic.Bool
-	quiet atomic.Bool // a crash report has begun
+	mu    sync.Mutex
+	crash []byte // the crash report's start, once one began
 }
 
 func (l *logWriter) Write(p []byte) (int, error) {
-	if l.quiet.Load() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.crash != nil {
+		l.note(p)
 		return len(p), nil
 	}
 	msg := string(p[:min(len(p), 4096)])
-	if i := strings.Index(msg, "fatal error: "); i >= 0 {
-		l.quiet.Store(true)
-		if strings.Contains(msg[i:], "out of memory") {
-			l.oom.Store(true)
-		}
-		msg = msg[i:]
-		if j := strings.IndexByte(msg, '\n'); j >= 0 {
-			msg = msg[:j]
-		}
+	i := strings.Index(msg, "fatal error: ")
+	if i < 0 {
+		i = strings.Index(msg, "runtime: out of memory")
+	}
+	if i >= 0 {
+		l.crash = make([]byte, 0, 4096)
+		l.note(p[i:])
+		msg = msg[:i]
 	}
 	if msg = strings.TrimSpace(msg); msg != "" {
 		l.log.Warn("skills worker", "stderr", msg)
 	}
 	return len(p), nil
+}
+
+// note adds p to the crash report's start (l.mu held), and logs that
+// start's first line once it is whole.
+func (l *logWriter) note(p []byte) {
+	if len(l.crash) == cap(l.crash) {
+		return
+	}
+	had := bytes.IndexByte(l.crash, '\n') >= 0
+	l.crash = append(l.crash, p[:min(len(p), cap(l.crash)-len(l.crash))]...)
+	if bytes.Contains(l.crash, []byte("out of memory")) {
+		l.oom.Store(true)
+	}
+	if i := bytes.IndexByte(l.crash, '\n'); i >= 0 && !had {
+		l.log.Warn("skills worker crashed", "stderr", string(l.crash[:i]))
+	}
 }

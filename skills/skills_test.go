@@ -38,7 +38,7 @@ var (
 )
 
 // worker builds cmd/moltbot-skills once for the package's tests.
-func buildWorker(t *testing.T) string {
+func buildWorker(t testing.TB) string {
 	t.Helper()
 	workerOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "moltbot-skills-test")
@@ -96,13 +96,13 @@ type env struct {
 
 // start opens the skills in a dir holding files, and a runtime over the
 // in-process simulator with the stage before the model.
-func start(t *testing.T, files map[string]string, deadline time.Duration) *env {
+func start(t testing.TB, files map[string]string, deadline time.Duration) *env {
 	t.Helper()
 	return startWith(t, files, Config{Deadline: deadline})
 }
 
 // writeSkills writes files into a new skills/ directory.
-func writeSkills(t *testing.T, files map[string]string) string {
+func writeSkills(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "skills")
 	os.Mkdir(dir, 0o700)
@@ -116,7 +116,7 @@ func writeSkills(t *testing.T, files map[string]string) string {
 
 // startWith is start with cfg (its Dir and Worker set here): the
 // simulator, provider m, serves models m (the chain) and big.
-func startWith(t *testing.T, files map[string]string, cfg Config) *env {
+func startWith(t testing.TB, files map[string]string, cfg Config) *env {
 	t.Helper()
 	cfg.Dir, cfg.Worker = writeSkills(t, files), buildWorker(t)
 	sk, err := Open(cfg)
@@ -144,13 +144,13 @@ func startWith(t *testing.T, files map[string]string, cfg Config) *env {
 	return &env{rt: rt, model: m, sk: sk, dir: cfg.Dir}
 }
 
-func (e *env) turn(t *testing.T, text string) (*actors.TurnResult, string, error) {
+func (e *env) turn(t testing.TB, text string) (*actors.TurnResult, string, error) {
 	t.Helper()
 	return e.turnIn(t, "acme", "c1", text)
 }
 
 // turnIn runs a turn in space's conversation conv, made if need be.
-func (e *env) turnIn(t *testing.T, space, conv, text string) (*actors.TurnResult, string, error) {
+func (e *env) turnIn(t testing.TB, space, conv, text string) (*actors.TurnResult, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
