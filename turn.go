@@ -166,4 +166,7 @@ type Turn struct {
 	// Model calls the chain through the router, for a stage that needs a
 	// model of its own (a classifier, a skill's callModel).
 	Model ModelFunc
+	// Embed embeds texts through the embedding chain; nil when the node
+	// has none (models.embeddings unset).
+	Embed EmbedFunc
 }

@@ -54,6 +54,9 @@ type pipeline struct {
 	wrap   []AroundModel
 	after  []AfterModel
 	log    *slog.Logger
+	// embed is the embedding chain a stage may call (Turn.Embed); nil
+	// without one.
+	embed moltbot.EmbedFunc
 }
 
 // Resolve turns a requested model name into the chain to try.
@@ -90,7 +93,7 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	if len(p.wrap) == 0 && len(p.after) == 0 && p.idle() {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
-	t.Model = p.model
+	t.Model, t.Embed = p.model, p.embed
 	for _, b := range p.before {
 		if idle(b) {
 			continue

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/skills/wire"
 	"github.com/moltbot/moltbot/storage"
@@ -230,6 +233,7 @@ func FuzzParseLine(f *testing.F) {
 	f.Add([]byte(`{"id":1,"call":{"seq":1,"kind":"kv.set","key":"k","value":"v"}}`))
 	f.Add([]byte(`{"id":1,"skills":[{"name":"a","file":"a.js","patterns":["/x/"],"re2":["x"],"models":{"a":"m/m"},"model_calls":3}]}`))
 	f.Add([]byte(`{"id":1,"done":true,"reply":"x"}`))
+	f.Add([]byte(`{"id":1,"call":{"seq":2,"kind":"embed","texts":["a","b"]}}`))
 	f.Add([]byte(`{"id":1,"call":{"seq":1,"kind":"kv.get","key":"\u0000"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parseLine(b)
@@ -241,6 +245,10 @@ func FuzzParseLine(f *testing.F) {
 			case "", wire.CallModel:
 				if c.Alias == "" || len(c.Alias) > wire.MaxModel {
 					t.Fatalf("alias %q", c.Alias)
+				}
+			case wire.CallEmbed:
+				if len(c.Texts) == 0 || len(c.Texts) > wire.MaxEmbedTexts {
+					t.Fatalf("embed %d texts", len(c.Texts))
 				}
 			default:
 				if !validKey(c.Key) || len(c.Value) > wire.MaxValue {
@@ -262,6 +270,9 @@ func TestParseLineRefuses(t *testing.T) {
 		`{"id":1,"call":{"seq":1,"kind":"kv.set","key":"","value":"v"}}`,
 		`{"id":1,"call":{"seq":1,"kind":"kv.set","key":"k","value":"` + strings.Repeat("v", wire.MaxValue+1) + `"}}`,
 		`{"id":1,"call":{"seq":1,"kind":"model","alias":""}}`,
+		`{"id":1,"call":{"seq":1,"kind":"embed","texts":[]}}`,
+		`{"id":1,"call":{"seq":1,"kind":"embed","texts":[""]}}`,
+		`{"id":1,"call":{"seq":1,"kind":"embed","texts":["` + strings.Repeat("t", wire.MaxEmbedText+1) + `"]}}`,
 		`{"id":1,"skills":[{"name":"a/b","patterns":["x"],"re2":["x"]}]}`,
 		`{"id":1,"skills":[{"name":"a","patterns":["x"],"re2":["x"],"model_calls":65}]}`,
 		`{"id":1,"skills":[{"name":"a","patterns":[],"re2":[]}]}`,
@@ -297,5 +308,30 @@ func TestLogWriterCrash(t *testing.T) {
 	l.Write([]byte("fatal error: concurrent map writes\n"))
 	if l.oom.Load() {
 		t.Error("a crash that is not out of memory")
+	}
+}
+
+// context.embed gives one vector a text through the turn's embedding
+// chain; a node without one fails the run saying so.
+func TestEmbed(t *testing.T) {
+	files := map[string]string{"vec.js": "module.exports = {name: 'vec', patterns: [/^vec$/], handler: async (c) => {\n" +
+		"  const v = await c.embed(['a cat', '一只猫']); const w = await c.embed('a cat');\n" +
+		"  return [v.length, v[0].length, typeof v[0][0], v[0].every((x, i) => x === w[0][i])].join(',') }};"}
+	e := startWith(t, files, Config{Deadline: 10 * time.Second}, func(c *actors.Config) {
+		c.Providers = append(c.Providers, actors.ProviderSpec{Name: "e", Type: "sim", Provider: sim.NewProvider("e", sim.Options{Seed: 1}),
+			MaxInFlight: 4, MaxQueue: 4, Timeout: 10 * time.Second})
+		c.Embeddings = actors.EmbedChain{Models: []moltbot.ModelRef{{Provider: "e", Model: "embed"}}}
+	})
+	res, _, err := e.turn(t, "vec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(res.Message.Content, ",")
+	if len(parts) != 4 || parts[0] != "2" || parts[1] == "0" || parts[2] != "number" || parts[3] != "true" {
+		t.Fatalf("reply %q", res.Message.Content)
+	}
+	e = start(t, files, 10*time.Second)
+	if _, _, err := e.turn(t, "vec"); err == nil || !strings.Contains(err.Error(), "context.embed: this node has no embedding chain (models.embeddings)") {
+		t.Fatalf("no chain: %v", err)
 	}
 }

@@ -373,6 +373,15 @@ func parseLine(b []byte) (wire.Response, error) {
 			if len(c.Value) > wire.MaxValue || (c.Kind != wire.CallKVSet && c.Value != "") {
 				return bad("call %d: a kv value of %d bytes", c.Seq, len(c.Value))
 			}
+		case wire.CallEmbed:
+			if len(c.Texts) == 0 || len(c.Texts) > wire.MaxEmbedTexts {
+				return bad("call %d: %d texts to embed", c.Seq, len(c.Texts))
+			}
+			for _, t := range c.Texts {
+				if t == "" || len(t) > wire.MaxEmbedText || !utf8.ValidString(t) {
+					return bad("call %d: a text to embed of %d bytes or not text", c.Seq, len(t))
+				}
+			}
 		default:
 			return bad("call %d: unknown kind %q", c.Seq, c.Kind)
 		}
@@ -537,6 +546,8 @@ type Env struct {
 	// Model answers callModel: alias as the skill wrote it, model as
 	// ResolveAlias resolved it.
 	Model func(alias, model, prompt string) (string, error)
+	// Embed answers context.embed, one vector a text; nil: it fails.
+	Embed func(texts []string) ([][]float32, error)
 	// Tenant keys the skill's kv records; with no KV (Config.KV) or no
 	// tenant, context.kv fails.
 	Tenant string
@@ -600,7 +611,7 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 		d = left
 	}
 	info, _ := s.Skill(skill)
-	modelCalls, limit := 0, info.ModelCallLimit()
+	modelCalls, limit, embedCalls := 0, info.ModelCallLimit(), 0
 	resp, err := s.do(ctx, sl, wire.Request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}, d+time.Second,
 		func(c wire.Call) wire.Request {
 			switch c.Kind {
@@ -617,6 +628,18 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 					return wire.Request{Error: err.Error()}
 				}
 				return wire.Request{Text: text}
+			case wire.CallEmbed:
+				if embedCalls++; embedCalls > wire.MaxEmbedCalls {
+					return wire.Request{Error: fmt.Sprintf("embed: at most %d calls a run", wire.MaxEmbedCalls)}
+				}
+				if env.Embed == nil {
+					return wire.Request{Error: "context.embed: this node has no embedding chain (models.embeddings)"}
+				}
+				vecs, err := env.Embed(c.Texts)
+				if err != nil {
+					return wire.Request{Error: "context.embed: " + err.Error()}
+				}
+				return wire.Request{Vectors: vecs}
 			default:
 				return s.kv(env.Tenant, skill, c)
 			}
@@ -748,7 +771,20 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if tenant == "" {
 		tenant = t.Space
 	}
-	reply, err := s.RunIn(ctx, skill, text, matches, Env{Model: model, Tenant: tenant})
+	env := Env{Model: model, Tenant: tenant}
+	if t.Embed != nil {
+		env.Embed = func(texts []string) ([][]float32, error) {
+			e, err := t.Embed(ctx, &moltbot.EmbedRequest{Input: texts})
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			usage.PromptTokens += e.Usage.PromptTokens // the turn's input, as a model call's
+			mu.Unlock()
+			return e.Vectors, nil
+		}
+	}
+	reply, err := s.RunIn(ctx, skill, text, matches, env)
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func writeSkills(t testing.TB, files map[string]string) string {
 
 // startWith is start with cfg (its Dir and Worker set here): the
 // simulator, provider m, serves models m (the chain) and big.
-func startWith(t testing.TB, files map[string]string, cfg Config) *env {
+func startWith(t testing.TB, files map[string]string, cfg Config, tweak ...func(*actors.Config)) *env {
 	t.Helper()
 	cfg.Dir, cfg.Worker = writeSkills(t, files), buildWorker(t)
 	sk, err := Open(cfg)
@@ -128,12 +128,16 @@ func startWith(t testing.TB, files map[string]string, cfg Config) *env {
 	}
 	t.Cleanup(func() { sk.Close() })
 	m := &counting{Provider: sim.NewProvider("m", sim.Options{Tokens: 6, Seed: 1})}
-	rt, err := actors.New(actors.Config{
+	acfg := actors.Config{
 		Providers: []actors.ProviderSpec{{Name: "m", Type: "sim", Provider: m, Models: []string{"big"}, MaxInFlight: 16, MaxQueue: 16, Timeout: 20 * time.Second}},
 		Chain:     []moltbot.ModelRef{{Provider: "m", Model: "m"}},
 		Store:     storage.NewMemory(), HealthInterval: time.Hour,
 		Before: []actors.BeforeModel{sk},
-	})
+	}
+	for _, f := range tweak {
+		f(&acfg)
+	}
+	rt, err := actors.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,9 @@
 // skill's models: map, at most limits.model_calls calls a run), and
 // context.kv.get(key), .set(key, value), .delete(key): Promises over the
 // skill's small key-value store, per tenant, kept by the node (keys up
-// to 128 bytes, values strings up to 4 KiB, 256 keys). The sandbox is what goja gives and no
+// to 128 bytes, values strings up to 4 KiB, 256 keys), and
+// context.embed(text or [texts]), a Promise of one vector (an array of
+// numbers) a text, through the node's embedding chain. The sandbox is what goja gives and no
 // more: no fs, net, process, env, timers; require resolves the skill's
 // own file only.
 //
@@ -508,6 +510,38 @@ func (w *worker) run(r wire.Request) (string, error) {
 		return call(wire.Call{Kind: wire.CallKVDelete, Key: kvKey("delete", c.Argument(0))})
 	})
 	ctx.Set("kv", kv)
+	embedCalls := 0
+	ctx.Set("embed", func(c goja.FunctionCall) goja.Value {
+		if embedCalls >= wire.MaxEmbedCalls {
+			throw("embed: at most %d calls a run", wire.MaxEmbedCalls)
+		}
+		a := c.Argument(0)
+		var texts []string
+		if _, ok := a.Export().(string); ok {
+			texts = []string{a.String()}
+		} else if o, ok := a.(*goja.Object); ok && o.ClassName() == "Array" {
+			n := o.Get("length").ToInteger()
+			if n < 1 || n > wire.MaxEmbedTexts {
+				throw("embed: 1 to %d texts a call, got %d", wire.MaxEmbedTexts, n)
+			}
+			for i := range n {
+				v := o.Get(fmt.Sprint(i))
+				if _, ok := v.Export().(string); !ok {
+					throw("embed: texts[%d] is not a string", i)
+				}
+				texts = append(texts, v.String())
+			}
+		} else {
+			throw("embed: want a string or an array of strings")
+		}
+		for i, t := range texts {
+			if t == "" || len(t) > wire.MaxEmbedText || !utf8.ValidString(t) {
+				throw("embed: texts[%d] must be 1 to %d bytes of text", i, wire.MaxEmbedText)
+			}
+		}
+		embedCalls++
+		return call(wire.Call{Kind: wire.CallEmbed, Texts: texts})
+	})
 	res, err := handler(goja.Undefined(), ctx)
 	if err != nil {
 		return fail(err)
@@ -540,6 +574,16 @@ func (w *worker) run(r wire.Request) (string, error) {
 				err = wt.resolve(goja.Undefined())
 			case wt.kind == wire.CallKVGet:
 				err = wt.resolve(rep.Text)
+			case wt.kind == wire.CallEmbed:
+				rows := make([]any, len(rep.Vectors))
+				for i, v := range rep.Vectors {
+					nums := make([]any, len(v))
+					for j, x := range v {
+						nums[j] = float64(x)
+					}
+					rows[i] = vm.NewArray(nums...)
+				}
+				err = wt.resolve(vm.NewArray(rows...))
 			case wt.kind == wire.CallKVDelete:
 				err = wt.resolve(rep.Found)
 			default:

@@ -32,6 +32,11 @@ const (
 	MaxValue   = 4 << 10
 	MaxKeys    = 256
 	MaxKVCalls = 64
+	// MaxEmbedTexts bounds the texts of a context.embed call,
+	// MaxEmbedText one of them; MaxEmbedCalls a run's embed calls.
+	MaxEmbedTexts = 16
+	MaxEmbedText  = 8 << 10
+	MaxEmbedCalls = 8
 )
 
 // The kinds of a Call: a model's answer, or context.kv.
@@ -40,6 +45,7 @@ const (
 	CallKVGet    = "kv.get"
 	CallKVSet    = "kv.set"
 	CallKVDelete = "kv.delete"
+	CallEmbed    = "embed"
 )
 
 // Request is a line from the node to the worker.
@@ -56,8 +62,10 @@ type Request struct {
 	Text       string    `json:"text,omitempty"`
 	// Found answers a kv.get (false: no such key; Text is the value)
 	// and a kv.delete (whether there was one).
-	Found bool   `json:"found,omitempty"`
-	Error string `json:"error,omitempty"`
+	Found bool `json:"found,omitempty"`
+	// Vectors answer an embed call: one a text, in order.
+	Vectors [][]float32 `json:"vectors,omitempty"`
+	Error   string      `json:"error,omitempty"`
 }
 
 // SkillInfo is a loaded skill as the worker describes it.
@@ -72,20 +80,21 @@ type SkillInfo struct {
 	// Models is the skill's own alias -> model map (module.exports.models).
 	Models map[string]string `json:"models,omitempty"`
 	// ModelCalls is limits.model_calls: the callModel calls a run may
-	// make (0: DefaultModelCalls).
+	// make (0: DefaultModelCalls; -1: none).
 	ModelCalls int `json:"model_calls,omitempty"`
 }
 
 // Call is what a running skill asks the node for: a model's answer
-// (Kind CallModel or empty: Alias, Prompt) or a kv operation (Key, and
-// Value for a set).
+// (Kind CallModel or empty: Alias, Prompt), a kv operation (Key, and
+// Value for a set) or vectors (CallEmbed: Texts).
 type Call struct {
-	Seq    int    `json:"seq"`
-	Kind   string `json:"kind,omitempty"`
-	Alias  string `json:"alias,omitempty"`
-	Prompt string `json:"prompt,omitempty"`
-	Key    string `json:"key,omitempty"`
-	Value  string `json:"value,omitempty"`
+	Seq    int      `json:"seq"`
+	Kind   string   `json:"kind,omitempty"`
+	Alias  string   `json:"alias,omitempty"`
+	Prompt string   `json:"prompt,omitempty"`
+	Key    string   `json:"key,omitempty"`
+	Value  string   `json:"value,omitempty"`
+	Texts  []string `json:"texts,omitempty"`
 }
 
 // Response is a line from the worker to the node.
