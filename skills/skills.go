@@ -429,8 +429,12 @@ func (s *Skills) drop(sl *slot) {
 	}
 }
 
-// errMemory is a run's error when its worker ran out of its memory.
-var errMemory = errors.New("exceeded its memory budget")
+// errMemory is a run's error when its worker ran out of its memory;
+// errNoAnswer when it was killed for not answering in time.
+var (
+	errMemory   = errors.New("exceeded its memory budget")
+	errNoAnswer = errors.New("did not answer")
+)
 
 // do sends r to sl's worker and waits for its answer, at most limit (the
 // worker is killed then), answering its calls with onCall (sl owned).
@@ -470,7 +474,7 @@ func (s *Skills) do(ctx context.Context, sl *slot, r wire.Request, limit time.Du
 			}
 		case <-timer.C:
 			s.drop(sl)
-			return wire.Response{}, fmt.Errorf("skills: the worker did not answer within %s and was killed (a skill that cannot be interrupted, such as a backtracking regexp); it restarts for the next turn", limit)
+			return wire.Response{}, fmt.Errorf("skills: the worker %w within %s and was killed (a skill that cannot be interrupted, such as a backtracking regexp); it restarts for the next turn", errNoAnswer, limit)
 		case <-ctx.Done():
 			s.drop(sl) // the worker may be busy for long: a new one serves the next turn
 			return wire.Response{}, ctx.Err()
@@ -586,7 +590,7 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 		return "", ErrClosed
 	case <-ctx.Done():
 		outcome = "busy"
-		return "", fmt.Errorf("skills: skill %s: all %d workers stayed busy until its deadline (%s)", skill, cap(s.slots), d)
+		return "", moltbot.Errorf(moltbot.EBusy, "skills: skill %s: all %d workers stayed busy until its deadline (%s)", skill, cap(s.slots), d)
 	}
 	defer func() { s.slots <- sl }()
 	if s.closed() {
@@ -606,7 +610,7 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 		left := d - waited
 		if left < 10*time.Millisecond {
 			outcome = "busy"
-			return "", fmt.Errorf("skills: skill %s: all %d workers stayed busy until its deadline (%s)", skill, cap(s.slots), d)
+			return "", moltbot.Errorf(moltbot.EBusy, "skills: skill %s: all %d workers stayed busy until its deadline (%s)", skill, cap(s.slots), d)
 		}
 		d = left
 	}
@@ -644,16 +648,24 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 				return s.kv(env.Tenant, skill, c)
 			}
 		})
+	// The errors a client sees, as domain errors (anything else is an
+	// "internal error" at the edge): the skill's name and what stopped it.
 	switch {
 	case errors.Is(err, errMemory):
 		outcome = "memory"
-		return "", fmt.Errorf("skills: skill %s %w", skill, err)
+		return "", moltbot.Errorf(moltbot.EInternal, "skills: skill %s %v", skill, err)
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 		outcome = "killed"
-		return "", fmt.Errorf("skills: skill %s did not finish within its deadline (%s); its worker was killed and restarts for the next turn", skill, d)
+		return "", moltbot.Errorf(moltbot.ETimeout, "skills: skill %s did not finish within its deadline (%s); its worker was killed and restarts for the next turn", skill, d)
+	case errors.Is(err, errNoAnswer):
+		outcome = "killed"
+		return "", moltbot.Errorf(moltbot.ETimeout, "skills: skill %s: %v", skill, strings.TrimPrefix(err.Error(), "skills: "))
+	case errors.Is(err, context.Canceled):
+		outcome = "killed"
+		return "", err // the caller went away
 	case err != nil:
 		outcome = "killed"
-		return "", err
+		return "", moltbot.Errorf(moltbot.EInternal, "skills: skill %s: %v", skill, strings.TrimPrefix(err.Error(), "skills: "))
 	case resp.Error != "":
 		outcome = "error"
 		if strings.Contains(resp.Error, errDeadlineText) {

@@ -115,13 +115,20 @@ func TestSkillsCommand(t *testing.T) {
 // worker as skills.worker.
 func startSkillsNode(t *testing.T, ws, worker string) (*Node, *syncBuf) {
 	t.Helper()
+	return startSkillsNodeWith(t, ws, worker, "timeout: 5s")
+}
+
+// startSkillsNodeWith is startSkillsNode with skills: keys of its own
+// ("timeout: 5s").
+func startSkillsNodeWith(t *testing.T, ws, worker, skillsKeys string) (*Node, *syncBuf) {
+	t.Helper()
 	text := `server: {host: 127.0.0.1, port: 0}
 log: {level: info, format: json}
 auth: {enabled: false}
 providers:
   - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 5}}
 models: {primary: sim/sim}
-skills: {worker: ` + worker + `, timeout: 5s}
+skills: {worker: ` + worker + `, ` + skillsKeys + `}
 `
 	path := filepath.Join(ws, "moltbot.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 
@@ -17,7 +18,6 @@ import (
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/skills"
-	"github.com/moltbot/moltbot/storage"
 	"github.com/urfave/cli/v2"
 )
 
@@ -266,7 +266,7 @@ func openSkills(c *cli.Context) (*skills.Skills, error) {
 	if w := c.String("worker"); w != "" {
 		scfg.Worker = w
 	}
-	scfg.KV = storage.NewMemory().Namespace(storage.Skills)
+	scfg.KV = &memKV{m: map[string][]byte{}}
 	sk, err := skills.Open(scfg)
 	if err != nil {
 		return nil, fail(1, "%v", err)
@@ -280,4 +280,33 @@ func openSkills(c *cli.Context) (*skills.Skills, error) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// memKV is context.kv for moltbot skills test: a map, gone with the
+// command (storage's Memory would link a whole store into the binary
+// for it).
+type memKV struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (k *memKV) Get(key string) ([]byte, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.m[key]
+	return v, ok, nil
+}
+
+func (k *memKV) Put(key string, val []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[key] = val
+	return nil
+}
+
+func (k *memKV) Delete(key string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, key)
+	return nil
 }
