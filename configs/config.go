@@ -585,6 +585,13 @@ func mustPreset(name string) []byte {
 // max_queued_turns, sim timings); elsewhere 0 means the default.
 func (c *Config) EnsureDefaults() {
 	written := func(key string) bool { return c.lines[key] > 0 }
+	// The JavaScript skills' workers (package skills).
+	if c.Skills.Workers == 0 {
+		c.Skills.Workers = 2
+	}
+	if c.Skills.Memory == 0 {
+		c.Skills.Memory = 256 << 20
+	}
 	// The HTTP edge (gateway).
 	if c.Server.Host == "" {
 		c.Server.Host = "127.0.0.1"
@@ -913,11 +920,11 @@ func (c *Config) Validate() error {
 	if c.Server.MemoryLimit != 0 && c.Server.MemoryLimit < 16<<20 {
 		add("server.memory_limit", "must be 0 (none) or at least 16MiB, got %s", c.Server.MemoryLimit)
 	}
-	if c.Skills.Workers < 0 || c.Skills.Workers > 64 {
-		add("skills.workers", "must be between 1 and 64 (0: the default, 2), got %d", c.Skills.Workers)
+	if c.Skills.Workers < 1 || c.Skills.Workers > 64 {
+		add("skills.workers", "must be between 1 and 64, got %d", c.Skills.Workers)
 	}
-	if c.Skills.Memory != 0 && c.Skills.Memory < 32<<20 {
-		add("skills.memory", "must be 0 (the default, 256MiB) or at least 32MiB, got %s", c.Skills.Memory)
+	if c.Skills.Memory < 32<<20 {
+		add("skills.memory", "must be at least 32MiB, got %s", c.Skills.Memory)
 	}
 	for alias, model := range c.Skills.Models {
 		if alias == "" || model == "" || len(alias) > 256 || len(model) > 256 {
