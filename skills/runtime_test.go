@@ -335,3 +335,20 @@ func TestEmbed(t *testing.T) {
 		t.Fatalf("no chain: %v", err)
 	}
 }
+
+// A model slower than the skill's deadline does not hold the run past
+// it: the model call is given up with the run, which fails.
+func TestSlowModelEndsWithTheRun(t *testing.T) {
+	e := startWith(t, map[string]string{"slow.js": "module.exports = {name: 'slow', patterns: [/^slow$/], handler: async (c) => String(await c.callModel('s/slow', {prompt: 'x'}))};"},
+		Config{Deadline: 300 * time.Millisecond}, func(c *actors.Config) {
+			c.Providers = append(c.Providers, actors.ProviderSpec{Name: "s", Type: "sim", Provider: sim.NewProvider("s", sim.Options{TTFT: time.Minute}),
+				Models: []string{"slow"}, MaxInFlight: 4, MaxQueue: 4, Timeout: 2 * time.Minute})
+		})
+	_, _, err := e.turn(t, "slow")
+	if err == nil || !strings.Contains(err.Error(), "skill slow: ") || !strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("%v", err)
+	}
+	if res, _, err := e.turn(t, "hello"); err != nil || res.Completion.Served.Provider != "m" {
+		t.Fatalf("after: %v", err)
+	}
+}

@@ -548,10 +548,13 @@ func (s *Skills) ResolveAlias(skill, alias string) (model string, mapped bool) {
 // Env is what a running skill reaches through the node.
 type Env struct {
 	// Model answers callModel: alias as the skill wrote it, model as
-	// ResolveAlias resolved it.
-	Model func(alias, model, prompt string) (string, error)
-	// Embed answers context.embed, one vector a text; nil: it fails.
-	Embed func(texts []string) ([][]float32, error)
+	// ResolveAlias resolved it. ctx ends at the run's deadline: the node
+	// answers calls while the run waits on it, so a call must not
+	// outlast it.
+	Model func(ctx context.Context, alias, model, prompt string) (string, error)
+	// Embed answers context.embed, one vector a text (ctx as Model's);
+	// nil: it fails.
+	Embed func(ctx context.Context, texts []string) ([][]float32, error)
 	// Tenant keys the skill's kv records; with no KV (Config.KV) or no
 	// tenant, context.kv fails.
 	Tenant string
@@ -560,7 +563,7 @@ type Env struct {
 // Run runs a skill on text with its match; model answers its callModel
 // requests with the model the alias resolves to.
 func (s *Skills) Run(ctx context.Context, skill, text string, matches []*string, model func(model, prompt string) (string, error)) (string, error) {
-	return s.RunIn(ctx, skill, text, matches, Env{Model: func(_, m, p string) (string, error) { return model(m, p) }})
+	return s.RunIn(ctx, skill, text, matches, Env{Model: func(_ context.Context, _, m, p string) (string, error) { return model(m, p) }})
 }
 
 // RunIn runs a skill on text with its match in env. The run waits for a
@@ -616,6 +619,8 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 	}
 	info, _ := s.Skill(skill)
 	modelCalls, limit, embedCalls := 0, info.ModelCallLimit(), 0
+	callCtx, cancelCalls := context.WithTimeout(ctx, d)
+	defer cancelCalls()
 	resp, err := s.do(ctx, sl, wire.Request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}, d+time.Second,
 		func(c wire.Call) wire.Request {
 			switch c.Kind {
@@ -627,7 +632,10 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 					return wire.Request{Error: "callModel: no model here"}
 				}
 				m, _ := s.ResolveAlias(skill, c.Alias)
-				text, err := env.Model(c.Alias, m, c.Prompt)
+				text, err := env.Model(callCtx, c.Alias, m, c.Prompt)
+				if err != nil && callCtx.Err() != nil {
+					return wire.Request{Error: fmt.Sprintf("callModel(%q): the skill's deadline (%s) came first", c.Alias, d)}
+				}
 				if err != nil {
 					return wire.Request{Error: err.Error()}
 				}
@@ -639,7 +647,10 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 				if env.Embed == nil {
 					return wire.Request{Error: "context.embed: this node has no embedding chain (models.embeddings)"}
 				}
-				vecs, err := env.Embed(c.Texts)
+				vecs, err := env.Embed(callCtx, c.Texts)
+				if err != nil && callCtx.Err() != nil {
+					return wire.Request{Error: fmt.Sprintf("context.embed: the skill's deadline (%s) came first", d)}
+				}
 				if err != nil {
 					return wire.Request{Error: "context.embed: " + err.Error()}
 				}
@@ -760,7 +771,7 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	}
 	var usage moltbot.Usage
 	var mu sync.Mutex
-	model := func(_, model, prompt string) (string, error) {
+	model := func(ctx context.Context, _, model, prompt string) (string, error) {
 		if t.Model == nil {
 			return "", errors.New("no model in this turn")
 		}
@@ -785,7 +796,7 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	}
 	env := Env{Model: model, Tenant: tenant}
 	if t.Embed != nil {
-		env.Embed = func(texts []string) ([][]float32, error) {
+		env.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
 			e, err := t.Embed(ctx, &moltbot.EmbedRequest{Input: texts})
 			if err != nil {
 				return nil, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -142,7 +143,7 @@ Examples:
 				}
 				eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
 				calls := 0
-				model := func(alias, model, prompt string) (string, error) {
+				model := func(ctx context.Context, alias, model, prompt string) (string, error) {
 					calls++
 					if model != alias {
 						fmt.Fprintf(w, "callModel %d: alias %q (model %q), prompt %q\n", calls, alias, model, prompt)
@@ -150,7 +151,7 @@ Examples:
 						fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
 					}
 					var b strings.Builder
-					_, err := eng.Generate(c.Context, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
+					_, err := eng.Generate(ctx, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
 						func(tok string) error { b.WriteString(tok); return nil })
 					fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
 					return b.String(), err
