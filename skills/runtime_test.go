@@ -352,3 +352,22 @@ func TestSlowModelEndsWithTheRun(t *testing.T) {
 		t.Fatalf("after: %v", err)
 	}
 }
+
+// SweepKV deletes a dead tenant's records, its key counts with them, and
+// leaves the others'; dead is asked once a tenant.
+func TestSweepKV(t *testing.T) {
+	kv := storage.NewMemory().Namespace(storage.Skills)
+	for _, k := range []string{"a:1\x00s\x00k1", "a:1\x00s\x00k2", "#a:1\x00s", "b\x00s\x00k1", "#b\x00s"} {
+		kv.Put(k, []byte("v"))
+	}
+	asked := map[string]int{}
+	n, err := SweepKV(kv, func(tenant string) bool { asked[tenant]++; return tenant == "a:1" })
+	if err != nil || n != 3 {
+		t.Fatalf("%d %v", n, err)
+	}
+	var left []string
+	kv.Scan(func(k string, _ []byte) bool { left = append(left, k); return true })
+	if strings.Join(left, ",") != "#b\x00s,b\x00s\x00k1" || asked["a:1"] != 1 || asked["b"] != 1 {
+		t.Fatalf("left %q, asked %v", left, asked)
+	}
+}

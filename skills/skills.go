@@ -755,6 +755,46 @@ func (s *Skills) kv(tenant, skill string, c wire.Call) wire.Request {
 	return wire.Request{Found: had}
 }
 
+// ScanKV is a KV that can list its records (storage.KV).
+type ScanKV interface {
+	KV
+	Scan(fn func(key string, val []byte) bool) error
+}
+
+// SweepKV deletes the kv records of every tenant dead reports true (auth's
+// sweep of deleted tenants' data: dead is called once a tenant) and
+// returns how many records went.
+func SweepKV(kv ScanKV, dead func(tenant string) bool) (int, error) {
+	verdict := map[string]bool{}
+	var gone []string
+	err := kv.Scan(func(key string, _ []byte) bool {
+		tenant, _, ok := strings.Cut(strings.TrimPrefix(key, "#"), "\x00")
+		if !ok {
+			return true
+		}
+		d, seen := verdict[tenant]
+		if !seen {
+			d = dead(tenant)
+			verdict[tenant] = d
+		}
+		if d {
+			gone = append(gone, key)
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("skills: sweep kv: %w", err)
+	}
+	kvMu.Lock()
+	defer kvMu.Unlock()
+	for i, key := range gone {
+		if err := kv.Delete(key); err != nil {
+			return i, fmt.Errorf("skills: sweep kv: %w", err)
+		}
+	}
+	return len(gone), nil
+}
+
 // BeforeModel answers the turn with a skill when the last user message
 // matches one; nil, nil passes it on to the model. The skill's
 // callModel(alias, {prompt}) asks t.Model for the model the alias

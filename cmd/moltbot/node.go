@@ -371,7 +371,7 @@ func (n *Node) Start() error {
 	convs := usage.NewStore(store, table)
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: convs}, store)
+		Conversations: tenantData{convs, store.Namespace(storage.Skills)}}, store)
 	if err != nil {
 		ln.Close()
 		store.Close()

@@ -124,3 +124,22 @@ func (n *Node) reloadSkills() error {
 	n.Log.Info("skills reloaded", "dir", n.skills.cfg.Dir)
 	return nil
 }
+
+// tenantData is what auth's sweep of deleted tenants deletes on this
+// node: their conversations and their skills' kv records.
+type tenantData struct {
+	convs interface {
+		DeleteSpaces(dead func(space string) bool) (int, error)
+	}
+	kv skills.ScanKV
+}
+
+// DeleteSpaces deletes the dead spaces' conversations (counted) and
+// their skills' records.
+func (d tenantData) DeleteSpaces(dead func(space string) bool) (int, error) {
+	n, err := d.convs.DeleteSpaces(dead)
+	if _, kerr := skills.SweepKV(d.kv, dead); kerr != nil && err == nil {
+		err = kerr
+	}
+	return n, err
+}
