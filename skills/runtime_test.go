@@ -371,3 +371,46 @@ func TestSweepKV(t *testing.T) {
 		t.Fatalf("left %q, asked %v", left, asked)
 	}
 }
+
+// Ten hostile skills at once: each run ends with an error naming its
+// skill and what stopped it (interrupted at its deadline, killed, over
+// its memory budget, or no worker free in time), while another tenant's
+// plain turns are all served; afterwards a skill runs again.
+func TestTenHostileSkillsAtOnce(t *testing.T) {
+	files := hostileSkills()
+	files["hi.js"] = "module.exports = {name: 'hi', patterns: [/^hi$/], handler: async () => 'hello'};"
+	e := startWith(t, files, Config{Deadline: time.Second, Memory: 64 << 20})
+	errs := make(chan error, 10)
+	for f := range hostileSkills() {
+		skill := strings.TrimSuffix(f, ".js")
+		go func() {
+			_, _, err := e.turnIn(t, "evil", skill, "evil "+skill)
+			if err == nil {
+				err = fmt.Errorf("skill %s: no error", skill)
+			} else if !strings.Contains(err.Error(), "skill "+skill) {
+				err = fmt.Errorf("skill %s: an error that does not name it: %w", skill, err)
+			} else {
+				msg := err.Error()
+				for _, why := range []string{"stopped at its deadline", "killed", "exceeded its memory budget", "workers stayed busy"} {
+					if strings.Contains(msg, why) {
+						err = nil
+					}
+				}
+			}
+			errs <- err
+		}()
+	}
+	for i := range 20 {
+		if res, _, err := e.turnIn(t, "quiet", "q", fmt.Sprint("hello ", i)); err != nil || res.Completion.Served.Provider != "m" {
+			t.Fatalf("a plain turn beside the hostile skills: %v", err)
+		}
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if res, _, err := e.turn(t, "hi"); err != nil || res.Message.Content != "hello" {
+		t.Fatalf("a skill after them: %v %+v", err, res)
+	}
+}
