@@ -385,13 +385,23 @@ type Conversation struct {
 	// conversation, so it survives restarts and moves with it.
 	Outbox []Delivery `json:"outbox,omitempty"`
 	// User is the end user the conversation belongs to (empty: none).
-	User     string    `json:"user,omitempty"`
+	User string `json:"user,omitempty"`
+	// Bot is the bot the conversation is of (empty: none): set when it is
+	// created, never changed; stored and replicated with it.
+	Bot      string    `json:"bot,omitempty"`
 	Messages []Message `json:"messages"`
 	// Summary, when set, stands for the conversation's oldest messages in
 	// the context a model gets, once they no longer fit its budget. It is
 	// stored and replicated with the conversation; the messages stay.
 	Summary *Summary `json:"summary,omitempty"`
-	Version uint64   `json:"version"`
+	// State is what the turn pipeline's stages keep with the conversation
+	// (a flow's cursor and variables), by stage name: stored with the
+	// turn that changed it, replicated and handed over with the
+	// conversation. It is never changed in place (a turn that changes it
+	// gives the conversation a new map), so copies may share it. Not part
+	// of the API's view of a conversation.
+	State   StageState `json:"-"`
+	Version uint64     `json:"version"`
 	// Epoch fences writers: a snapshot from an older epoch never replaces a newer one.
 	Epoch uint64 `json:"-"`
 	// Deleted marks a tombstone: replicas keep it so that a stale copy cannot

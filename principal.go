@@ -45,6 +45,11 @@ type Principal struct {
 	UserBound bool
 	// Channel names the edge the call came through ("http", "slack:<name>", ...).
 	Channel string
+	// Bot, when set, is the bot the credential speaks as (a key bound with
+	// `keys create --bot`, a token issued to such a key, later a channel's
+	// bot): its persona, chain and skills, and only its conversations. It
+	// narrows what the credential may do, never widens it.
+	Bot string
 	// Expires is when the credential stops working (zero: never).
 	Expires time.Time
 	// ExpiresSoon is set when the credential is near its end: HTTP
@@ -60,6 +65,11 @@ func (p *Principal) Operator() bool { return p.Scope == ScopeAdmin && p.Tenant =
 
 // Sees reports whether p may see a conversation that user created.
 func (p *Principal) Sees(user string) bool { return !p.UserBound || p.User == user }
+
+// SeesBot reports whether p may see a conversation of bot ("": none): a
+// bot-bound credential sees only its bot's conversations, any other sees
+// all of its tenant's.
+func (p *Principal) SeesBot(bot string) bool { return p.Bot == "" || p.Bot == bot }
 
 // Anonymous is the principal of every call when auth is off: the default
 // tenant's operator.

@@ -10,6 +10,9 @@ type NewConversation struct {
 	// User is the end user the conversation belongs to (Principal.User);
 	// a user-bound caller sees only its own.
 	User string
+	// Bot is the bot the conversation is of (Principal.Bot): its turns run
+	// on the bot's chain and skills.
+	Bot string
 }
 
 // TurnInput is one user message for a stored conversation, and the tool
@@ -169,4 +172,80 @@ type Turn struct {
 	// Embed embeds texts through the embedding chain; nil when the node
 	// has none (models.embeddings unset).
 	Embed EmbedFunc
+	// State is the conversation's stage state as the turn began (nil for a
+	// stateless completion and for a conversation without any): read it
+	// with StateOf, change it with SetState, never in place.
+	State StageState
+	// stateOwned: State is this turn's copy; stateSet: SetState was called.
+	stateOwned, stateSet bool
+	// Bot is the bot the turn is of (the conversation's, or a stateless
+	// caller's), nil for none: a stage runs only the bot's skills (nil:
+	// every skill) and its knowledge bases and guards.
+	Bot *Bot
 }
+
+// StageState is the state the turn pipeline's stages keep with a
+// conversation (Conversation.State, Turn.State), by stage name: a flow's
+// cursor and variables, later a hand-off's owner and epoch. Values are
+// never changed in place: a stage that changes its state sets a new value
+// (Turn.SetState), so the conversation and its copies share the old one.
+type StageState map[string][]byte
+
+// MaxStageState bounds a conversation's stage state, names and values
+// together: a stage that would keep more fails its turn.
+const MaxStageState = 64 << 10
+
+// Size is the bytes s holds, names and values together.
+func (s StageState) Size() int {
+	n := 0
+	for k, v := range s {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// StateOf is the state stage name keeps with the turn's conversation (nil:
+// none). It must not be changed in place.
+func (t *Turn) StateOf(name string) []byte { return t.State[name] }
+
+// SetState sets what stage name keeps with the conversation (nil or empty:
+// nothing, it is removed); it is stored with the turn's reply, in the same
+// write, and only when the turn succeeds. b is kept as it is: the caller
+// must not change it afterwards. A stateless completion has no state (an
+// error EInvalid); neither has a conversation whose state would pass
+// MaxStageState (ETooLarge). Not safe for concurrent use: stages run one
+// after the other on the turn's goroutine.
+func (t *Turn) SetState(name string, b []byte) error {
+	if t.Conversation == "" {
+		return Errorf(EInvalid, "stage %q keeps state with a conversation, and a stateless completion has none: use the conversations API", name)
+	}
+	if !t.stateOwned {
+		// Copy on the first write: the conversation's map is shared.
+		st := make(StageState, len(t.State)+1)
+		for k, v := range t.State {
+			st[k] = v
+		}
+		t.State, t.stateOwned = st, true
+	}
+	old, had := t.State[name]
+	if len(b) == 0 {
+		delete(t.State, name)
+	} else {
+		t.State[name] = b
+	}
+	if n := t.State.Size(); n > MaxStageState {
+		if had {
+			t.State[name] = old
+		} else {
+			delete(t.State, name)
+		}
+		return Errorf(ETooLarge, "stage %q would keep %d bytes with conversation %q; a conversation's stage state is bounded by %d bytes",
+			name, len(name)+len(b), t.Conversation, MaxStageState)
+	}
+	t.stateSet = true
+	return nil
+}
+
+// StateChanged reports whether a stage called SetState in this turn: the
+// conversation then stores t.State (empty: none) with the reply.
+func (t *Turn) StateChanged() bool { return t.stateSet }

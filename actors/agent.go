@@ -173,7 +173,7 @@ func (a *agent) serveConv(r *pb.ConvRequest) *pb.ConvReply {
 	// (The snapshot does not carry the owner: the reply names it.)
 	switch r.Op {
 	case pb.ConvRequest_CREATE:
-		c, err = l.convs.Create(ctx, r.Tenant, moltbot.NewConversation{ID: r.Id, System: r.System, Model: r.Model, User: r.User})
+		c, err = l.convs.Create(ctx, r.Tenant, moltbot.NewConversation{ID: r.Id, System: r.System, Model: r.Model, User: r.User, Bot: r.Bot})
 	case pb.ConvRequest_GET:
 		c, err = l.convs.Get(ctx, r.Tenant, r.Id)
 	case pb.ConvRequest_DELETE:

@@ -77,7 +77,7 @@ func (rt *Runtime) Create(ctx context.Context, tenant string, o CreateOptions) (
 	}
 	return rt.link.fwd.conv(ctx, tenant, o.ID, func() (*moltbot.Conversation, error) {
 		return rt.link.own.withOwner(rt.convs.Create(ctx, tenant, o))
-	}, &pb.ConvRequest{Op: pb.ConvRequest_CREATE, Tenant: tenant, Id: o.ID, System: o.System, Model: o.Model, User: o.User})
+	}, &pb.ConvRequest{Op: pb.ConvRequest_CREATE, Tenant: tenant, Id: o.ID, System: o.System, Model: o.Model, User: o.User, Bot: o.Bot})
 }
 
 // Get returns a copy of a conversation.
@@ -149,7 +149,25 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	if err := rt.life.open(); err != nil {
 		return nil, err
 	}
-	chain, err := rt.router.Resolve(opts.Model)
+	p := moltbot.PrincipalOf(ctx)
+	var bot *moltbot.Bot
+	if p != nil && p.Bot != "" {
+		// A bot's caller: the chat service found the bot; it may be gone
+		// since (a reload), and then the call is refused, not widened.
+		if rt.bots != nil {
+			bot = rt.bots.Bot(p.Tenant, p.Bot)
+		}
+		if bot == nil {
+			return nil, moltbot.Errorf(moltbot.EForbidden, "bot %q is not configured for tenant %q", p.Bot, p.Tenant)
+		}
+	}
+	var chain []moltbot.ModelRef
+	var err error
+	if bot == nil {
+		chain, err = rt.router.Resolve(opts.Model)
+	} else {
+		chain, err = conv.BotChain(rt.router, bot, opts.Model)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -161,8 +179,8 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	defer cancel()
 	stop := context.AfterFunc(rt.life.base, cancel)
 	defer stop()
-	t := &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible}
-	if p := moltbot.PrincipalOf(ctx); p != nil {
+	t := &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible, Bot: bot}
+	if p != nil {
 		t.Tenant = p.Space
 		if p.UserBound {
 			// An end user's own call: its output cache entries are its

@@ -38,3 +38,37 @@ func TestIdleStagePassedBy(t *testing.T) {
 		t.Fatalf("%+v %v, %d calls", comp, err, st.calls.Load())
 	}
 }
+
+// statefulStage is an idle stage that keeps state under "flow": it
+// answers only the turns of a conversation that holds its state.
+type statefulStage struct{ switchStage }
+
+func (s *statefulStage) StateName() string { return "flow" }
+
+func (s *statefulStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	s.calls.Add(1)
+	if err := t.SetState("flow", nil); err != nil {
+		return nil, err
+	}
+	return &moltbot.Completion{Content: "from the stage", FinishReason: "stop"}, nil
+}
+
+// An idle stage still runs on a turn whose conversation holds its state
+// (a flow begun before a reload took the flows away), and only then.
+func TestIdleStatefulStageRunsForItsState(t *testing.T) {
+	st := &statefulStage{}
+	st.idle.Store(true)
+	p := &pipeline{before: []BeforeModel{st}}
+	with := &moltbot.Turn{Conversation: "c", State: moltbot.StageState{"flow": []byte("x")}}
+	other := &moltbot.Turn{Conversation: "c", State: moltbot.StageState{"handoff": []byte("x")}}
+	if p.idle(with) || idle(st, with) {
+		t.Error("idle for a turn that holds its state")
+	}
+	if !p.idle(other) || !p.idle(&moltbot.Turn{}) {
+		t.Error("not idle for a turn without its state")
+	}
+	comp, err := p.Chat(ctx(t), with, nil)
+	if err != nil || comp.Content != "from the stage" || st.calls.Load() != 1 || !with.StateChanged() {
+		t.Fatalf("%+v %v", comp, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors/conv"
 	"github.com/moltbot/moltbot/actors/route"
 )
 
@@ -68,6 +69,22 @@ func (p *pipeline) model(ctx context.Context, msgs []moltbot.Message, opts moltb
 	if err != nil {
 		return nil, err
 	}
+	return p.chat(ctx, chain, msgs, opts, fn)
+}
+
+// botModel is the router as a stage of bot b's turn may call it: the
+// chain ("" or moltbot) is the bot's.
+func (p *pipeline) botModel(b *moltbot.Bot) moltbot.ModelFunc {
+	return func(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+		chain, err := conv.BotChain(p.router, b, opts.Model)
+		if err != nil {
+			return nil, err
+		}
+		return p.chat(ctx, chain, msgs, opts, fn)
+	}
+}
+
+func (p *pipeline) chat(ctx context.Context, chain []moltbot.ModelRef, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
 	visible := fn != nil
 	if fn == nil {
 		fn = func(moltbot.Chunk) error { return nil }
@@ -83,19 +100,39 @@ type Idler interface {
 	Idle() bool
 }
 
-func idle(stage any) bool {
+// Stateful is a stage that keeps state with conversations under a name
+// (moltbot.Turn.SetState): idle or not, it runs on a turn whose
+// conversation holds its state (a flow begun before a reload took the
+// flows away finishes on the version it began).
+type Stateful interface {
+	StateName() string
+}
+
+// idle reports whether the turn passes stage by.
+func idle(stage any, t *moltbot.Turn) bool {
 	i, ok := stage.(Idler)
-	return ok && i.Idle()
+	if !ok || !i.Idle() {
+		return false
+	}
+	if len(t.State) > 0 {
+		if s, ok := stage.(Stateful); ok && t.State[s.StateName()] != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Chat runs the turn's stages and the model.
 func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
-	if len(p.wrap) == 0 && len(p.after) == 0 && p.idle() {
+	if len(p.wrap) == 0 && len(p.after) == 0 && p.idle(t) {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
 	t.Model, t.Embed = p.model, p.embed
+	if t.Bot != nil && len(t.Bot.Chain) > 0 {
+		t.Model = p.botModel(t.Bot)
+	}
 	for _, b := range p.before {
-		if idle(b) {
+		if idle(b, t) {
 			continue
 		}
 		if comp, err = p.run(ctx, b, func() (*moltbot.Completion, error) { return b.BeforeModel(ctx, t, fn) }); err != nil || comp != nil {
@@ -118,10 +155,10 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	return comp, nil
 }
 
-// idle reports whether every stage before the model idles now.
-func (p *pipeline) idle() bool {
+// idle reports whether every stage before the model idles for t.
+func (p *pipeline) idle(t *moltbot.Turn) bool {
 	for _, b := range p.before {
-		if !idle(b) {
+		if !idle(b, t) {
 			return false
 		}
 	}

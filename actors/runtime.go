@@ -47,6 +47,10 @@ type Config struct {
 	// DeliverBackoff is the first retry's wait (default 1 s).
 	Deliver        Deliverer
 	DeliverBackoff time.Duration
+	// Bots finds the bots conversations and callers speak as (their
+	// chains and skills, read on every turn of one: a reload that swaps
+	// them takes effect at once); nil: no bots.
+	Bots moltbot.Bots
 
 	Providers []ProviderSpec
 	// Chain is the configured model chain: primary, then fallbacks.
@@ -183,6 +187,7 @@ type Runtime struct {
 	router         *route.Router
 	embed          *route.Embedder
 	pipe           *pipeline // the stages around router
+	bots           moltbot.Bots
 	convs          *conv.Manager
 	link           *Link // always set; routes by a membership once attached
 	requestTimeout time.Duration
@@ -258,6 +263,7 @@ func New(cfg Config) (*Runtime, error) {
 	rt.router = route.New(route.Config{Chain: cfg.Chain, Providers: rt.providers, Metrics: rt.met, Policy: rt.policy,
 		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
 	startEmbeddings(rt, cfg.Embeddings)
+	rt.bots = cfg.Bots
 	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, wrap: cfg.Around, after: cfg.After, log: rt.log}
 	if len(cfg.Embeddings.Models) > 0 {
 		rt.pipe.embed = EmbeddingsOf(rt).Embed
@@ -267,7 +273,7 @@ func New(cfg Config) (*Runtime, error) {
 	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.pipe, Cluster: &rt.link.repl,
 		IdleTimeout: cfg.IdleTimeout, MaxContextTokens: cfg.MaxContextTokens, Summary: cfg.Summary, Models: rt.router, MaxQueuedTurns: cfg.MaxQueuedTurns,
 		RequestTimeout: cfg.RequestTimeout, Supervisor: convStrategy, Base: rt.life.base,
-		Deliver: cfg.Deliver, DeliverBackoff: cfg.DeliverBackoff})
+		Deliver: cfg.Deliver, DeliverBackoff: cfg.DeliverBackoff, Bots: cfg.Bots})
 	if err != nil {
 		return nil, err
 	}

@@ -406,6 +406,10 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 		if k.Expires != 0 && time.Unix(k.Expires, 0).Before(p.Expires) {
 			p.Expires = time.Unix(k.Expires, 0)
 		}
+		// A token of ours speaks as its key's bot (read from the key on
+		// every use, as its validity is). An outside issuer's token names
+		// no bot: there is no claim for one.
+		p.Bot = k.Bot
 	}
 	return &p, nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moltbot/moltbot"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -43,7 +44,17 @@ type Key struct {
 	// it, and Hash matches no secret.
 	Kind      string `json:"kind,omitempty"`
 	PublicKey []byte `json:"public_key,omitempty"`
+	// Bot is the bot the key speaks as (Principal.Bot; empty: none). A
+	// bot's key has the chat scope and Kind KindBot; its successor keeps
+	// the bot.
+	Bot string `json:"bot,omitempty"`
 }
+
+// KindBot marks the record of an API key bound to a bot. A build before
+// bots refuses a record of a kind it does not know (and never takes one
+// for an API key), so in a cluster mid-upgrade a bot's key fails closed
+// on an older node instead of working there unbound.
+const KindBot = "bot"
 
 // KeyInfo is what a listing shows: no hash.
 type KeyInfo struct {
@@ -58,12 +69,15 @@ type KeyInfo struct {
 	// State is active, expiring (rotated, in its grace), expired, revoked,
 	// or orphaned (its tenant was deleted, or made again since).
 	State string `json:"state"`
-	// Kind is "ollama" for an Ollama public key, empty for an API key.
+	// Kind is "ollama" for an Ollama public key, "bot" for an API key
+	// bound to a bot, empty for an API key.
 	Kind string `json:"kind,omitempty"`
 	// OllamaKey is an Ollama key's public key line (ssh-ed25519 AAAA...)
 	// and Fingerprint its SHA-256 fingerprint, as ssh-keygen -l shows it.
 	OllamaKey   string `json:"ollama_key,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Bot is the bot the key is bound to (empty: none).
+	Bot string `json:"bot,omitempty"`
 }
 
 var keyEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -172,18 +186,26 @@ const DefaultGrace = 24 * time.Hour
 // CreateKey issues a key for tenant. ttl 0 takes the tenant's rotate_every
 // (no expiry if it has none). The secret is returned once and never again.
 func (s *Service) CreateKey(tenant, name string, scope Scope, ttl time.Duration) (string, *KeyInfo, error) {
+	return s.CreateBotKey(tenant, name, scope, ttl, "")
+}
+
+// CreateBotKey issues a key as CreateKey does, bound to bot ("": none):
+// its calls speak as the bot (Principal.Bot). A bot's key has the chat
+// scope. Whether the bot exists, for tenant, is the caller's to check
+// (auth does not hold the bots: they are the config's).
+func (s *Service) CreateBotKey(tenant, name string, scope Scope, ttl time.Duration, bot string) (string, *KeyInfo, error) {
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
-	secret, k, err := s.createKeyLocked(tenant, name, scope, ttl)
+	secret, k, err := s.createKeyLocked(tenant, name, scope, ttl, bot)
 	if err != nil {
 		return "", nil, err
 	}
-	s.log.Info("api key created", "key_id", k.ID, "tenant", tenant, "scope", scope, "name", name)
+	s.log.Info("api key created", "key_id", k.ID, "tenant", tenant, "scope", scope, "name", name, "bot", bot)
 	return secret, s.info(k), nil
 }
 
 // createKeyLocked makes and stores a key; the caller holds recMu.
-func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Duration) (string, *Key, error) {
+func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Duration, bot string) (string, *Key, error) {
 	t, ok := s.Tenant(tenant)
 	if !ok {
 		return "", nil, ErrNotFound
@@ -200,11 +222,20 @@ func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Dur
 	if err := checkName("name", name); err != nil {
 		return "", nil, err
 	}
+	if bot != "" && !moltbot.ValidBotName(bot) {
+		return "", nil, fmt.Errorf("auth: bot %q: a bot's name: %s", bot, moltbot.BotNameRule)
+	}
+	if bot != "" && scope != ScopeChat {
+		return "", nil, fmt.Errorf("auth: a key bound to a bot has the chat scope, not %s", scope)
+	}
 	if ttl == 0 {
 		ttl = t.RotateEvery
 	}
 	now := s.now()
-	k := &Key{ID: randomString(5), Tenant: tenant, Incarnation: t.Incarnation, Name: name, Scope: scope, Created: now.Unix()}
+	k := &Key{ID: randomString(5), Tenant: tenant, Incarnation: t.Incarnation, Name: name, Scope: scope, Created: now.Unix(), Bot: bot}
+	if bot != "" {
+		k.Kind = KindBot
+	}
 	if ttl > 0 {
 		k.Expires = now.Add(ttl).Unix()
 	}
@@ -218,7 +249,7 @@ func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Dur
 
 func (s *Service) info(k *Key) *KeyInfo {
 	i := &KeyInfo{ID: k.ID, Tenant: k.Tenant, Name: k.Name, Scope: k.Scope, Created: k.Created, Expires: k.Expires,
-		Revoked: k.Revoked, Successor: k.Successor, State: "active", Kind: k.Kind}
+		Revoked: k.Revoked, Successor: k.Successor, State: "active", Kind: k.Kind, Bot: k.Bot}
 	if k.Kind == KindOllama {
 		i.OllamaKey = ssh.KeyAlgoED25519 + " " + base64.StdEncoding.EncodeToString(k.PublicKey)
 		i.Fingerprint = OllamaFingerprint(k.PublicKey)
@@ -335,7 +366,7 @@ func (s *Service) RotateKey(tenant, id string, grace time.Duration) (string, *Ke
 	if k.Expires != 0 {
 		ttl = max(time.Duration(k.Expires-k.Created)*time.Second, time.Second)
 	}
-	secret, next, err := s.createKeyLocked(k.Tenant, k.Name, k.Scope, min(ttl, MaxKeyLife))
+	secret, next, err := s.createKeyLocked(k.Tenant, k.Name, k.Scope, min(ttl, MaxKeyLife), k.Bot)
 	if err != nil {
 		return "", nil, err
 	}
@@ -358,7 +389,7 @@ func (s *Service) checkKey(cred string) (*Principal, *Error) {
 		return nil, unauthorized("malformed", "invalid_token", "malformed API key (want mb_<id>_<secret>)")
 	}
 	k, err := s.getKey(id)
-	if err != nil || k.Kind != "" {
+	if err != nil || k.Kind != "" && k.Kind != KindBot {
 		// Compare anyway, so a wrong id costs the same time as a wrong
 		// secret. An Ollama key's record is never an API key.
 		subtle.ConstantTimeCompare(hashSecret(secret), make([]byte, sha256.Size))
@@ -372,7 +403,7 @@ func (s *Service) checkKey(cred string) (*Principal, *Error) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	p := &Principal{Tenant: k.Tenant, Space: t.Space(), Scope: k.Scope, KeyID: k.ID, Method: "key"}
+	p := &Principal{Tenant: k.Tenant, Space: t.Space(), Scope: k.Scope, KeyID: k.ID, Method: "key", Bot: k.Bot}
 	if k.Expires != 0 {
 		p.Expires = time.Unix(k.Expires, 0)
 		life := time.Duration(k.Expires-k.Created) * time.Second

@@ -7,6 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/moltbot/moltbot"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -116,10 +117,12 @@ func (k *Key) check(now time.Time) error {
 		return fmt.Errorf("auth: key %s: successor %q", k.ID, k.Successor)
 	case !validIncarnation(k.Incarnation):
 		return fmt.Errorf("auth: key %s: incarnation %q", k.ID, k.Incarnation)
-	case k.Kind == "" && k.PublicKey != nil:
+	case k.Kind != KindOllama && k.PublicKey != nil:
 		return fmt.Errorf("auth: key %s: an API key with a public key", k.ID)
-	case k.Kind != "" && k.Kind != KindOllama:
+	case k.Kind != "" && k.Kind != KindOllama && k.Kind != KindBot:
 		return fmt.Errorf("auth: key %s: kind %q", k.ID, k.Kind)
+	case (k.Bot != "") != (k.Kind == KindBot) || k.Bot != "" && (!moltbot.ValidBotName(k.Bot) || k.Scope != ScopeChat):
+		return fmt.Errorf("auth: key %s: bot %q (a bot's key is an API key of kind bot and scope chat)", k.ID, k.Bot)
 	case k.Kind == KindOllama && (k.Scope != ScopeChat || k.Successor != "" || !validOllamaWire(k.PublicKey) || ollamaKeyID(k.PublicKey) != k.ID):
 		return fmt.Errorf("auth: key %s: not a sane Ollama key (chat scope, no successor, an ed25519 key whose hash is the id)", k.ID)
 	}

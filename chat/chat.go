@@ -88,6 +88,10 @@ type Config struct {
 
 	// Embedder embeds text for Embed (actors.Embeddings); nil: none.
 	Embedder Embedder
+
+	// Bots finds the bots principals are bound to (bots.go); nil: none
+	// (a bot-bound principal is then refused).
+	Bots moltbot.Bots
 }
 
 // DefaultConfig is the service's configuration when nothing is set.
@@ -164,11 +168,18 @@ func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req Comple
 	if err := validOptions(req.Options); err != nil {
 		return nil, err
 	}
-	if err := s.admitModel(p, req.Options.Model, true); err != nil {
+	msgs := req.Messages
+	if p.Bot != "" {
+		b, err := s.admitBot(p, req.Options.Model, true)
+		if err != nil {
+			return nil, err
+		}
+		msgs = withPersona(b, msgs)
+	} else if err := s.admitModel(p, req.Options.Model, true); err != nil {
 		return nil, err
 	}
 	return s.run(ctx, p, req.Stream, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
-		c, err := s.rt.Complete(moltbot.WithPrincipal(ctx, p), req.Messages, req.Options, fn)
+		c, err := s.rt.Complete(moltbot.WithPrincipal(ctx, p), msgs, req.Options, fn)
 		if err != nil {
 			return nil, err
 		}
@@ -207,16 +218,31 @@ func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnReques
 		return nil, err
 	}
 	model := in.Options.Model
-	if model != "" {
-		if err := s.admitModel(p, model, false); err != nil {
-			return nil, err
-		}
-	}
 	// A user-bound caller may only speak in its own conversations: checked
 	// by the conversation's owner in the same step as the turn, so there is
 	// no window between a check here and the turn there.
 	if p.UserBound {
 		in.AsUser = p.User
+	}
+	if p.Bot != "" {
+		// Only the bot's own conversations (a Get: the bound principal's
+		// turns only; a conversation's bot never changes).
+		if _, err := s.admitBot(p, model, false); err != nil {
+			return nil, err
+		}
+		c, err := s.get(ctx, p, req.Conversation)
+		if err != nil {
+			return nil, err
+		}
+		if model == "" && c.Model != "" && s.pol != nil && !s.pol.ModelAllowed(p.Tenant, c.Model) {
+			return nil, notAllowed(p, c.Model, "the conversation's model ")
+		}
+		return s.admitTurn(ctx, p, req, in)
+	}
+	if model != "" {
+		if err := s.admitModel(p, model, false); err != nil {
+			return nil, err
+		}
 	}
 	// A tenant with an allow-list may only use the models on it: the model
 	// a conversation was created with is checked again on every turn.
@@ -225,10 +251,31 @@ func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnReques
 		if err != nil {
 			return nil, err
 		}
-		if !s.pol.ModelAllowed(p.Tenant, c.Model) {
-			return nil, notAllowed(p, c.Model, "the conversation's model ")
+		if err := s.conversationModelAllowed(p, c); err != nil {
+			return nil, err
 		}
 	}
+	return s.admitTurn(ctx, p, req, in)
+}
+
+// conversationModelAllowed checks, for a tenant with an allow-list, the
+// model a conversation runs on: the one it was created with, or its bot's
+// chain, or the node's.
+func (s *Service) conversationModelAllowed(p *moltbot.Principal, c *moltbot.Conversation) error {
+	if c.Model == "" && c.Bot != "" && s.cfg.Bots != nil {
+		if b := s.cfg.Bots.Bot(p.Tenant, c.Bot); b != nil {
+			return s.chainAllowed(p, b, "")
+		}
+	}
+	if !s.pol.ModelAllowed(p.Tenant, c.Model) {
+		return notAllowed(p, c.Model, "the conversation's model ")
+	}
+	return nil
+}
+
+// admitTurn passes a checked turn through the quotas and rate limits and
+// runs it.
+func (s *Service) admitTurn(ctx context.Context, p *moltbot.Principal, req TurnRequest, in moltbot.TurnInput) (*Stream, error) {
 	// Quotas before rate limits: a refused call spends nothing.
 	if s.cfg.Quota != nil {
 		if err := s.cfg.Quota.AdmitTurn(p); err != nil {
@@ -250,14 +297,26 @@ func (s *Service) Create(ctx context.Context, p *moltbot.Principal, o moltbot.Ne
 		return nil, &moltbot.Error{Code: moltbot.ETooLarge, Param: "system",
 			Message: fmt.Sprintf("system is %d bytes; at most %d are allowed (conversations.max_message_bytes)", len(o.System), s.cfg.MaxMessageBytes)}
 	}
-	if o.Model != "" {
-		// Unknown and oversized names are refused before they are echoed.
-		if err := s.rt.ResolveModel(o.Model); err != nil {
+	o.Bot = p.Bot // never the caller's to say
+	if p.Bot != "" {
+		b, err := s.admitBot(p, o.Model, false)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if s.pol != nil && !s.pol.ModelAllowed(p.Tenant, o.Model) {
-		return nil, notAllowed(p, o.Model, "")
+		if o.System != "" {
+			return nil, invalid("system", "the credential speaks as bot %q, whose persona is the system prompt of its conversations; leave system out", b.Name)
+		}
+		o.System = b.System
+	} else {
+		if o.Model != "" {
+			// Unknown and oversized names are refused before they are echoed.
+			if err := s.rt.ResolveModel(o.Model); err != nil {
+				return nil, err
+			}
+		}
+		if s.pol != nil && !s.pol.ModelAllowed(p.Tenant, o.Model) {
+			return nil, notAllowed(p, o.Model, "")
+		}
 	}
 	// Quotas before rate limits: a refused call spends nothing.
 	if s.cfg.Quota != nil {
@@ -284,8 +343,8 @@ func (s *Service) get(ctx context.Context, p *moltbot.Principal, id string) (*mo
 	if err != nil {
 		return nil, err
 	}
-	if !p.Sees(c.User) {
-		// Another user's conversation does not exist for this one.
+	if !p.Sees(c.User) || !p.SeesBot(c.Bot) {
+		// Another user's (another bot's) conversation does not exist for this one.
 		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
 	}
 	return c, nil
@@ -297,18 +356,35 @@ func (s *Service) Delete(ctx context.Context, p *moltbot.Principal, id string) e
 	if p.UserBound {
 		asUser = p.User // checked by the owner, in the same step as the delete
 	}
+	if p.Bot != "" {
+		// Another bot's conversation is not found (a Get first: a
+		// conversation's bot never changes).
+		if _, err := s.get(ctx, p, id); err != nil {
+			return err
+		}
+	}
 	return s.rt.Delete(ctx, p.Space, id, asUser)
 }
 
 // Models lists the models p may ask for.
 func (s *Service) Models(p *moltbot.Principal) []moltbot.ModelInfo {
 	all := s.rt.Models()
-	if s.pol == nil {
+	var b *moltbot.Bot
+	if p.Bot != "" {
+		var err error
+		if b, err = s.bot(p); err != nil {
+			return all[:0:0] // its calls are refused: nothing to ask for
+		}
+	}
+	if s.pol == nil && b == nil {
 		return all
 	}
 	out := all[:0:0]
 	for _, m := range all {
-		if s.pol.ModelAllowed(p.Tenant, m.ID) {
+		if b != nil && !b.Allows(m.ID) {
+			continue
+		}
+		if s.pol == nil || s.pol.ModelAllowed(p.Tenant, m.ID) {
 			out = append(out, m)
 		}
 	}

@@ -24,6 +24,7 @@ type fakeRuntime struct {
 	// canceled receives the turn's context error when fn refuses a token.
 	canceled  chan error
 	followers []func(moltbot.Event)
+	completed []moltbot.Message // the messages of the last completion
 }
 
 func newFake() *fakeRuntime {
@@ -31,6 +32,9 @@ func newFake() *fakeRuntime {
 }
 
 func (f *fakeRuntime) Complete(ctx context.Context, msgs []moltbot.Message, o moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	f.mu.Lock()
+	f.completed = msgs
+	f.mu.Unlock()
 	return f.reply(ctx, fn)
 }
 
@@ -53,7 +57,7 @@ func (f *fakeRuntime) reply(ctx context.Context, fn moltbot.StreamFunc) (*moltbo
 func (f *fakeRuntime) Create(ctx context.Context, space string, o moltbot.NewConversation) (*moltbot.Conversation, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c := &moltbot.Conversation{Tenant: space, ID: o.ID, Model: o.Model, System: o.System, User: o.User}
+	c := &moltbot.Conversation{Tenant: space, ID: o.ID, Model: o.Model, System: o.System, User: o.User, Bot: o.Bot}
 	f.convs[space+"/"+o.ID] = c
 	return c, nil
 }

@@ -52,6 +52,8 @@ type Config struct {
 	Audit         AuditConfig         `yaml:"audit"`
 	Cache         CacheConfig         `yaml:"cache"`
 	Skills        SkillsConfig        `yaml:"skills"`
+	// Bots is bots: (bots.go; BotProfiles returns them resolved).
+	Bots []BotConfig `yaml:"bots"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -1115,6 +1117,7 @@ func (c *Config) Validate() error {
 			add("cluster.remote_work."+k, "must be at least 1, got %d", v)
 		}
 	}
+	c.validateBots(checkRef, add)
 	tenantIDs := map[string]bool{} // default always exists; listed, it takes the file's settings
 	for i, t := range c.Tenants {
 		at := func(k string) string { return fmt.Sprintf("tenants[%d].%s", i, k) }

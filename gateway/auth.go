@@ -103,6 +103,8 @@ type keyRequest struct {
 	// OllamaProof is the key's SSH signature of the tenant's name
 	// (ssh-keygen -Y sign), required with OllamaKey.
 	OllamaProof string `json:"ollama_proof"`
+	// Bot binds the key to a bot of its tenant (manage.NewKey.Bot).
+	Bot string `json:"bot"`
 }
 
 type keyResponse struct {
@@ -164,20 +166,26 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 		if req.OllamaKey != "" {
 			a.detail += " kind=ollama"
 		}
+		if req.Bot != "" {
+			a.detail += fmt.Sprintf(" bot=%q", req.Bot)
+		}
 		ttl, err := parseDuration("ttl", req.TTL)
 		if err != nil {
 			s.fail(w, r, a, err)
 			return
 		}
 		secret, info, err := s.mg.CreateKey(p, manage.NewKey{Tenant: req.Tenant, Name: req.Name, Scope: moltbot.Scope(req.Scope), TTL: ttl,
-			OllamaKey: req.OllamaKey, OllamaProof: req.OllamaProof})
+			OllamaKey: req.OllamaKey, OllamaProof: req.OllamaProof, Bot: req.Bot})
 		if err != nil {
 			s.fail(w, r, a, err)
 			return
 		}
 		a.target, a.detail = "key:"+info.ID, fmt.Sprintf("scope=%s name=%q expires=%d", info.Scope, info.Name, info.Expires)
-		if info.Kind != "" {
+		if info.Fingerprint != "" {
 			a.detail += fmt.Sprintf(" kind=%s fingerprint=%s", info.Kind, info.Fingerprint)
+		}
+		if info.Bot != "" {
+			a.detail += fmt.Sprintf(" bot=%q", info.Bot)
 		}
 		s.record(r, a, nil)
 		writeJSON(w, http.StatusCreated, keyResponse{Key: secret, KeyInfo: info})

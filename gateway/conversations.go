@@ -35,6 +35,7 @@ type conversationJSON struct {
 	Updated  int64         `json:"updated"` // Unix seconds
 	System   string        `json:"system,omitempty"`
 	Model    string        `json:"model,omitempty"`
+	Bot      string        `json:"bot,omitempty"` // the bot the conversation is of
 	Version  uint64        `json:"version"`
 	Owner    string        `json:"owner,omitempty"`
 	Messages []messageJSON `json:"messages"`
@@ -113,7 +114,7 @@ func toMessageJSON(m moltbot.Message) messageJSON {
 
 func toJSON(c *moltbot.Conversation) conversationJSON {
 	out := conversationJSON{ID: c.ID, Object: "conversation", Created: unixSeconds(c.Created), Updated: unixSeconds(c.Updated),
-		System: c.System, Model: c.Model, Version: c.Version, Owner: c.Owner, Messages: make([]messageJSON, 0, len(c.Messages)+1)}
+		System: c.System, Model: c.Model, Bot: c.Bot, Version: c.Version, Owner: c.Owner, Messages: make([]messageJSON, 0, len(c.Messages)+1)}
 	if c.System != "" {
 		out.Messages = append(out.Messages, toMessageJSON(moltbot.Message{Role: moltbot.RoleSystem, Content: c.System, Created: c.Created}))
 	}

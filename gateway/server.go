@@ -116,6 +116,8 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/providers", s.only("GET", s.providers))
 	mux.HandleFunc("/v1/admin/cluster", s.only("GET", s.cluster))
 	mux.HandleFunc("/v1/admin/retention/sweep", s.only("POST", s.sweepRetention))
+	mux.HandleFunc("/v1/admin/bots", s.only("GET", s.bots))
+	mux.HandleFunc("/v1/admin/bots/{name}", s.only("GET", s.bot))
 	s.cacheRoutes(mux)
 	if m.KeysEnabled() {
 		mux.HandleFunc("/v1/admin/keys", s.keys)

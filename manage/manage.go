@@ -62,6 +62,8 @@ type Config struct {
 	Retention func(ctx context.Context) (retention.Result, error)
 	// Cache is the node's output cache (cache.go); nil: none.
 	Cache Cache
+	// Bots is the config's bots (bots.go); nil: none.
+	Bots Bots
 }
 
 // Service is the management service.
@@ -192,6 +194,9 @@ type NewKey struct {
 	// (auth.OllamaProofCommand): whoever registers a public key shows
 	// that its holder meant it for this tenant.
 	OllamaProof string
+	// Bot binds the key to a bot of its tenant (its calls speak as the
+	// bot; chat scope only); "": none.
+	Bot string
 }
 
 // CreateKey makes a key; the secret is returned once (none for an Ollama key).
@@ -209,11 +214,19 @@ func (s *Service) CreateKey(p *moltbot.Principal, k NewKey) (string, *KeyInfo, e
 	if !ok {
 		return "", nil, moltbot.Errorf(moltbot.ENotFound, "tenant %q not found", k.Tenant)
 	}
+	if k.Bot != "" {
+		if k.OllamaKey != "" {
+			return "", nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "bot", Message: "an Ollama key cannot be bound to a bot; make an API key with bot"}
+		}
+		if err := s.checkBot(t, k.Bot); err != nil {
+			return "", nil, err
+		}
+	}
 	if k.OllamaKey != "" {
 		info, err := s.auth.CreateOllamaKey(t, k.Name, k.Scope, k.OllamaKey, k.OllamaProof, k.TTL)
 		return "", info, domain(err)
 	}
-	secret, info, err := s.auth.CreateKey(t, k.Name, k.Scope, k.TTL)
+	secret, info, err := s.auth.CreateBotKey(t, k.Name, k.Scope, k.TTL, k.Bot)
 	return secret, info, domain(err)
 }
 

@@ -496,11 +496,18 @@ func send(w *worker, r wire.Request) error {
 // did not take part); "" when none does. It matches here, with the
 // patterns the worker compiled at load (Go's RE2 either way): a turn no
 // skill matches never waits for the worker.
-func (s *Skills) Match(text string) (string, []*string) {
+func (s *Skills) Match(text string) (string, []*string) { return s.MatchBot(text, nil) }
+
+// MatchBot is Match among the skills bot may run (Bot.HasSkill; a nil bot
+// runs every skill).
+func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
 		return "", nil
 	}
 	for _, sk := range *s.skills.Load() {
+		if !bot.HasSkill(sk.Name) {
+			continue
+		}
 		for _, re := range sk.res {
 			idx := re.FindStringSubmatchIndex(text)
 			if idx == nil {
@@ -805,49 +812,11 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if text == "" || !utf8.ValidString(text) {
 		return nil, nil
 	}
-	skill, matches := s.Match(text)
+	skill, matches := s.MatchBot(text, t.Bot) // a bot's turn runs only its skills
 	if skill == "" {
 		return nil, nil
 	}
-	var usage moltbot.Usage
-	var mu sync.Mutex
-	model := func(ctx context.Context, _, model, prompt string) (string, error) {
-		if t.Model == nil {
-			return "", errors.New("no model in this turn")
-		}
-		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
-		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: model}, nil)
-		var me *moltbot.Error
-		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
-			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
-		}
-		if err != nil {
-			return "", err
-		}
-		mu.Lock()
-		usage.PromptTokens += c.Usage.PromptTokens
-		usage.CompletionTokens += c.Usage.CompletionTokens
-		mu.Unlock()
-		return c.Content, nil
-	}
-	tenant := t.Tenant
-	if tenant == "" {
-		tenant = t.Space
-	}
-	env := Env{Model: model, Tenant: tenant}
-	if t.Embed != nil {
-		env.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
-			e, err := t.Embed(ctx, &moltbot.EmbedRequest{Input: texts})
-			if err != nil {
-				return nil, err
-			}
-			mu.Lock()
-			usage.PromptTokens += e.Usage.PromptTokens // the turn's input, as a model call's
-			mu.Unlock()
-			return e.Vectors, nil
-		}
-	}
-	reply, err := s.RunIn(ctx, skill, text, matches, env)
+	reply, usage, err := s.runTurn(ctx, t, skill, text, matches)
 	if err != nil {
 		return nil, err
 	}

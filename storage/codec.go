@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/moltbot/moltbot"
 )
@@ -16,8 +18,9 @@ import (
 // during a rolling upgrade: formatV2; formatV3 for a conversation that
 // belongs to an end user; formatV4 for one with a message that has parts
 // beyond plain text, or metadata; formatV5 for one whose outbox waits;
-// formatV6 for one with a summary. Decode reads them all (v1 has no
-// per-message flags).
+// formatV6 for one with a summary; formatV7 for one whose turn stages keep
+// state (Conversation.State); formatV8 for one of a bot. Decode reads them
+// all (v1 has no per-message flags).
 const (
 	formatV1 = 1
 	formatV2 = 2
@@ -25,6 +28,8 @@ const (
 	formatV4 = 4 // v3 and messages with parts and metadata (flagMeta, flagParts)
 	formatV5 = 5 // v4 and the outbox (flagOutbox), written only when it is not empty
 	formatV6 = 6 // v5 and the summary (flagSummary), written only when there is one
+	formatV7 = 7 // v6 and the stages' state (flagState), written only when there is some
+	formatV8 = 8 // v7 and the bot after the user (flagBot), written only when there is one
 )
 
 // flags of a message (v2; flagMeta and flagParts v4 and the store's records)
@@ -35,13 +40,15 @@ const (
 	messageFlags   = flagIncomplete | flagMeta | flagParts
 )
 
-// flags of a conversation (v2; flagOutbox v5, flagSummary v6, both in the
-// store's headers)
+// flags of a conversation (v2; flagOutbox v5, flagSummary v6, flagState v7, flagBot v8,
+// all in the store's headers)
 const (
 	flagDeleted   = 1
 	flagOutbox    = 2 // the outbox follows the conversation's strings
 	flagSummary   = 4 // the summary follows the outbox (a header: its record's hash)
-	convFlags     = flagDeleted | flagOutbox | flagSummary
+	flagState     = 8 // the stages' state follows the summary (a header: its record's hash)
+	flagBot       = 16 // the bot's name follows the user
+	convFlags     = flagDeleted | flagOutbox | flagSummary | flagState | flagBot
 	flagDelivFail = 1 // a delivery's flags: given up
 )
 
@@ -68,6 +75,40 @@ func readSummary(r *reader) *moltbot.Summary {
 	s.Model = r.string()
 	s.Created = r.varint()
 	return s
+}
+
+// appendState appends a conversation's stage state, by name in order (so
+// that equal states encode alike, and hash alike in a header):
+//
+//	uvarint n | n × (string name | bytes value)
+func appendState(dst []byte, st moltbot.StageState) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(st)))
+	for _, k := range slices.Sorted(maps.Keys(st)) {
+		dst = appendString(dst, k)
+		dst = appendBytes(dst, st[k])
+	}
+	return dst
+}
+
+// readState reads what appendState wrote: at least one entry, none empty,
+// no name twice, within moltbot.MaxStageState.
+func readState(r *reader) moltbot.StageState {
+	n := r.count(2) // each takes at least 2 bytes
+	st := make(moltbot.StageState, n)
+	size := 0
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		k := r.string()
+		v := r.bytes()
+		if _, dup := st[k]; r.err == nil && (dup || len(v) == 0) {
+			r.err = ErrCorrupt
+		}
+		size += len(k) + len(v)
+		st[k] = v
+	}
+	if r.err == nil && (n == 0 || size > moltbot.MaxStageState) {
+		r.err = ErrCorrupt
+	}
+	return st
 }
 
 // appendOutbox appends a conversation's outbox:
@@ -171,7 +212,9 @@ func appendBytes(b []byte, s []byte) []byte {
 //	string text | string mime | string data | string ref | string call id | string name | string arguments | string content
 //
 // Format 5 adds the outbox after the user (conversation flag 2,
-// appendOutbox), format 6 the summary after that (flag 4, appendSummary).
+// appendOutbox), format 6 the summary after that (flag 4, appendSummary),
+// format 7 the stages' state after that (flag 8, appendState), format 8
+// `string bot` right after the user (flag 16).
 // Strings are a uvarint length then the bytes.
 func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	format := byte(formatV2)
@@ -190,6 +233,12 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if c.Summary != nil {
 		format = formatV6
 	}
+	if len(c.State) > 0 {
+		format = formatV7
+	}
+	if c.Bot != "" {
+		format = formatV8
+	}
 	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -205,6 +254,12 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if c.Summary != nil {
 		cf |= flagSummary
 	}
+	if len(c.State) > 0 {
+		cf |= flagState
+	}
+	if c.Bot != "" {
+		cf |= flagBot
+	}
 	dst = append(dst, cf)
 	dst = appendString(dst, c.Tenant)
 	dst = appendString(dst, c.ID)
@@ -213,11 +268,17 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if format >= formatV3 {
 		dst = appendString(dst, c.User)
 	}
+	if c.Bot != "" {
+		dst = appendString(dst, c.Bot)
+	}
 	if len(c.Outbox) > 0 {
 		dst = appendOutbox(dst, c.Outbox)
 	}
 	if c.Summary != nil {
 		dst = appendSummary(dst, c.Summary)
+	}
+	if len(c.State) > 0 {
+		dst = appendState(dst, c.State)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(c.Messages)))
 	for i := range c.Messages {
@@ -404,7 +465,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format < formatV1 || format > formatV6 {
+	if format < formatV1 || format > formatV8 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -423,6 +484,12 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		if format >= formatV6 {
 			known |= flagSummary
 		}
+		if format >= formatV7 {
+			known |= flagState
+		}
+		if format >= formatV8 {
+			known |= flagBot
+		}
 		if cf&^known != 0 {
 			return nil, ErrCorrupt
 		}
@@ -435,11 +502,17 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 	if format >= formatV3 {
 		c.User = r.string()
 	}
+	if cf&flagBot != 0 {
+		c.Bot = r.string()
+	}
 	if cf&flagOutbox != 0 {
 		c.Outbox = readOutbox(r)
 	}
 	if cf&flagSummary != 0 {
 		c.Summary = readSummary(r)
+	}
+	if cf&flagState != 0 {
+		c.State = readState(r)
 	}
 	// Each message takes at least 4 bytes.
 	n := r.count(4)

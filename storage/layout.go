@@ -18,13 +18,15 @@ import (
 //	conv/<space>/<id>                   header: formatHeader | uvarint version | uvarint epoch
 //	                                    | varint created | varint updated | flags byte | string tenant
 //	                                    | string id | string system | string model | string user
-//	                                    | [outbox] | [8 bytes summary] | uvarint count
+//	                                    | [string bot] | [outbox] | [8 bytes summary] | [8 bytes state]
+//	                                    | uvarint count
 //	                                    | 8 bytes chain | 8 bytes prev
 //	conv/<space>/<id> 0x00 'm' <index>  message <index> (4 bytes, big-endian: they sort):
 //	                                    formatRecord | a message as Encode's format 4 writes it,
 //	                                    large payloads replaced by their ref
 //	conv/<space>/<id> 0x00 'b' <ref>    a payload kept apart: formatBlob | the bytes
 //	conv/<space>/<id> 0x00 's'          the summary (flagSummary): formatSummary | appendSummary's
+//	conv/<space>/<id> 0x00 't'          the stages' state (flagState): formatState | appendState's
 //
 // 0x00 is in no id, so a conversation's records sort right after its
 // header and before any other conversation's key ([key, key 0x01) holds
@@ -61,17 +63,22 @@ import (
 // when it changed: the header holds the xxhash64 of that record, so a turn
 // that keeps the summary writes neither it nor more than its hash (a
 // summary of 256 tokens in the header would have doubled a turn's bytes).
+// The stages' state (Conversation.State: a flow's cursor and variables)
+// is kept the same way: a turn that leaves it as it was writes its hash
+// only.
 
 const (
 	formatHeader  = 0x10 // not a snapshot format: an older build says "format 16 is not known"
 	formatRecord  = 1
 	formatBlob    = 1
 	formatSummary = 1
+	formatState   = 1
 
 	recordSep   = 0x00
 	kindBlob    = 'b'
 	kindMessage = 'm'
 	kindSummary = 's'
+	kindState   = 't'
 
 	// BlobThreshold is the size above which a payload is kept apart from
 	// the history.
@@ -98,6 +105,11 @@ func blobKey(key []byte, ref string) []byte {
 // summaryKey is the key of the summary of the conversation under key.
 func summaryKey(key []byte) []byte {
 	return append(append(make([]byte, 0, len(key)+2), key...), recordSep, kindSummary)
+}
+
+// stateKey is the key of the stage state of the conversation under key.
+func stateKey(key []byte) []byte {
+	return append(append(make([]byte, 0, len(key)+2), key...), recordSep, kindState)
 }
 
 // convEnd is past every record of the conversation under key.
@@ -132,14 +144,17 @@ type held struct {
 	whole bool
 }
 
-// header is a conversation without its messages and its summary, and
-// what they hash to (summary: when hasSummary).
+// header is a conversation without its messages, its summary and its
+// state, and what they hash to (summary: when hasSummary; state: when
+// hasState).
 type header struct {
 	c           moltbot.Conversation
 	count       uint64
 	chain, prev uint64
 	hasSummary  bool
 	summary     uint64
+	hasState    bool
+	state       uint64
 }
 
 // stamp is the (epoch, version) held.
@@ -163,9 +178,9 @@ func readHeld(v view, key []byte) (held, error) {
 	return held{found: true, legacy: c, whole: true}, err
 }
 
-// encodeHeader appends the header of c; summary is the hash of its
-// summary's record (when c has one).
-func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev, summary uint64) []byte {
+// encodeHeader appends the header of c; summary and state are the hashes
+// of its summary's record and its state's (when c has them).
+func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev, summary, state uint64) []byte {
 	dst = append(dst, formatHeader)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -181,15 +196,27 @@ func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev, s
 	if c.Summary != nil {
 		cf |= flagSummary
 	}
+	if len(c.State) > 0 {
+		cf |= flagState
+	}
+	if c.Bot != "" {
+		cf |= flagBot
+	}
 	dst = append(dst, cf)
 	for _, s := range [...]string{c.Tenant, c.ID, c.System, c.Model, c.User} {
 		dst = appendString(dst, s)
+	}
+	if c.Bot != "" {
+		dst = appendString(dst, c.Bot)
 	}
 	if len(c.Outbox) > 0 {
 		dst = appendOutbox(dst, c.Outbox)
 	}
 	if c.Summary != nil {
 		dst = binary.BigEndian.AppendUint64(dst, summary)
+	}
+	if len(c.State) > 0 {
+		dst = binary.BigEndian.AppendUint64(dst, state)
 	}
 	dst = binary.AppendUvarint(dst, uint64(count))
 	dst = binary.BigEndian.AppendUint64(dst, chain)
@@ -230,11 +257,17 @@ func decodeHeader(b []byte) (header, error) {
 	for _, s := range [...]*string{&c.Tenant, &c.ID, &c.System, &c.Model, &c.User} {
 		*s = r.string()
 	}
+	if cf&flagBot != 0 {
+		c.Bot = r.string()
+	}
 	if cf&flagOutbox != 0 {
 		c.Outbox = readOutbox(r)
 	}
 	if cf&flagSummary != 0 {
 		h.hasSummary, h.summary = true, r.uint64()
+	}
+	if cf&flagState != 0 {
+		h.hasState, h.state = true, r.uint64()
 	}
 	h.count = r.uvarint()
 	h.chain = r.uint64()
@@ -390,11 +423,28 @@ func writeConv(v view, b batch, c *moltbot.Conversation, old held) error {
 			return err
 		}
 	}
+	// The stages' state: the same.
+	var st uint64
+	switch {
+	case len(c.State) > 0:
+		scratch = appendState(append(scratch[:0], formatState), c.State)
+		st = xxhash.Sum64(scratch)
+		if n == 0 || old.whole || !old.found || !old.hdr.hasState || old.hdr.state != st {
+			if err := b.set(stateKey(key), scratch); err != nil {
+				return err
+			}
+		}
+	case old.whole || old.found && old.hdr.hasState:
+		sk := stateKey(key)
+		if err := b.deleteRange(sk, append(sk, 0)); err != nil {
+			return err
+		}
+	}
 	prev := chain[0]
 	if n > 0 {
 		prev = chain[n-1]
 	}
-	return b.set(key, encodeHeader(scratch[:0], c, n, chain[n], prev, sum))
+	return b.set(key, encodeHeader(scratch[:0], c, n, chain[n], prev, sum, st))
 }
 
 // unchanged is how many of the first of msgs (whose chains are chain) the
@@ -482,6 +532,19 @@ func loadConv(v view, key []byte) (*moltbot.Conversation, error) {
 		}
 		r := &reader{b: val[1:]}
 		if c.Summary = readSummary(r); r.err != nil || len(r.b) != 0 {
+			return nil, ErrCorrupt
+		}
+	}
+	if h.hasState {
+		val, found, err := v.get(stateKey(key))
+		switch {
+		case err != nil:
+			return nil, err
+		case !found, xxhash.Sum64(val) != h.state, len(val) == 0 || val[0] != formatState:
+			return nil, ErrCorrupt
+		}
+		r := &reader{b: val[1:]}
+		if c.State = readState(r); r.err != nil || len(r.b) != 0 {
 			return nil, ErrCorrupt
 		}
 	}

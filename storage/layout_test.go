@@ -191,8 +191,8 @@ func writeCounting(t *testing.T, s Store, c *moltbot.Conversation) *countingBatc
 
 type countingBatch struct {
 	batch
-	messages, summaries int
-	ops                 []func(b batch)
+	messages, summaries, states int
+	ops                         []func(b batch)
 }
 
 func (b *countingBatch) set(key, val []byte) error {
@@ -201,6 +201,8 @@ func (b *countingBatch) set(key, val []byte) error {
 		b.messages++
 	case suffix == string([]byte{recordSep, kindSummary}):
 		b.summaries++
+	case suffix == string([]byte{recordSep, kindState}):
+		b.states++
 	}
 	key, val = bytes.Clone(key), bytes.Clone(val) // a batch copies what it is given
 	b.ops = append(b.ops, func(o batch) { o.set(key, val) })
@@ -526,10 +528,12 @@ func TestRecordRoundTrip(t *testing.T) {
 func FuzzRecords(f *testing.F) {
 	c := conversation("c", 2)
 	c.User = "u"
-	f.Add(encodeHeader(nil, c, 2, 1, 2, 0))
+	f.Add(encodeHeader(nil, c, 2, 1, 2, 0, 0))
 	withSummary := *c
 	withSummary.Summary = &moltbot.Summary{Text: "s", Messages: 1}
-	f.Add(encodeHeader(nil, &withSummary, 2, 1, 2, 3))
+	f.Add(encodeHeader(nil, &withSummary, 2, 1, 2, 3, 0))
+	withSummary.State = moltbot.StageState{"flow": []byte("x")}
+	f.Add(encodeHeader(nil, &withSummary, 2, 1, 2, 3, 4))
 	rich := moltbot.Message{ID: "x:1", Role: moltbot.RoleUser, Content: "a", Channel: "web", Parts: []moltbot.Part{
 		{Type: moltbot.PartText, Text: "a"}, {Type: moltbot.PartToolResult, CallID: "c", Content: strings.Repeat("z", BlobThreshold+1)},
 		{Type: moltbot.PartToolCall, CallID: "c", Name: "n", Arguments: "{}"}}}
@@ -541,7 +545,10 @@ func FuzzRecords(f *testing.F) {
 			if h.hasSummary {
 				hc.Summary = &moltbot.Summary{} // a header holds the summary's hash only
 			}
-			again, err := decodeHeader(encodeHeader(nil, &hc, int(h.count), h.chain, h.prev, h.summary))
+			if h.hasState {
+				hc.State = moltbot.StageState{"s": {1}} // and the state's
+			}
+			again, err := decodeHeader(encodeHeader(nil, &hc, int(h.count), h.chain, h.prev, h.summary, h.state))
 			if err != nil || !reflect.DeepEqual(again, h) {
 				t.Fatalf("header round trip of %x: %+v vs %+v (%v)", b, again, h, err)
 			}

@@ -151,6 +151,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(Encode(nil, withOutbox()))
 	f.Add([]byte{1, 0, 0, 0, 0, 1, 't', 1, 'i', 0, 0, 1, 2, 0, 0, 0})
 	f.Add(Encode(nil, rich()))
+	f.Add(Encode(nil, withState("c", 2)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)
 		if err != nil {

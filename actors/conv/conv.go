@@ -96,6 +96,10 @@ type Config struct {
 	Deliver        Deliverer
 	DeliverBackoff time.Duration
 	MaxDeliveries  int
+	// Bots finds the bot of a conversation (Conversation.Bot) on each of
+	// its turns: its chain and skills as the config says now. Nil: no
+	// bots (a conversation of one cannot take a turn).
+	Bots moltbot.Bots
 }
 
 // TurnResult is a finished turn: the stored assistant message and how it was made.
@@ -140,6 +144,7 @@ type deps struct {
 	deliverBase    time.Duration
 	deliverSlots   chan struct{}
 	base           context.Context
+	bots           moltbot.Bots
 
 	deliverMu      sync.Mutex
 	deliverStopped bool           // StopDeliveries was called
@@ -211,7 +216,7 @@ type Manager struct {
 func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d := &deps{store: cfg.Store, met: cfg.Metrics, log: cfg.Log, router: cfg.Router, cluster: cfg.Cluster, root: system.Root,
 		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, summary: cfg.Summary, models: cfg.Models, maxQueued: cfg.MaxQueuedTurns,
-		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base}
+		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base, bots: cfg.Bots}
 	if d.models == nil {
 		d.summary.Off = true
 	}
@@ -242,7 +247,7 @@ func (m *Manager) Hub() *Hub { return m.d.hub }
 
 // Create starts a conversation and stores it (synced) before returning.
 func (m *Manager) Create(ctx context.Context, tenant string, o moltbot.NewConversation) (*moltbot.Conversation, error) {
-	msg := &createMsg{tenant: tenant, id: o.ID, system: o.System, model: o.Model, user: o.User, reply: make(chan convReply, 1)}
+	msg := &createMsg{tenant: tenant, id: o.ID, system: o.System, model: o.Model, user: o.User, bot: o.Bot, reply: make(chan convReply, 1)}
 	m.d.root.Send(m.pid, msg)
 	return waitConv(ctx, msg.reply)
 }

@@ -290,7 +290,7 @@ func (a *conversation) create(c actor.Context, m *createMsg) {
 		return
 	}
 	now := time.Now().UnixMilli()
-	a.conv = &moltbot.Conversation{Tenant: a.tenant, ID: a.id, System: m.system, Model: m.model, User: m.user, Version: 1, Epoch: 1, Created: now, Updated: now}
+	a.conv = &moltbot.Conversation{Tenant: a.tenant, ID: a.id, System: m.system, Model: m.model, User: m.user, Bot: m.bot, Version: 1, Epoch: 1, Created: now, Updated: now}
 	if a.tomb != nil { // recreated after a delete: stay ahead of the tombstone
 		a.conv.Version, a.conv.Epoch = a.tomb.Version+1, a.tomb.Epoch
 	}

@@ -25,9 +25,9 @@ type turnReply struct {
 }
 
 type createMsg struct {
-	tenant, id, system, model, user string
-	reply                           chan convReply // buffered (1)
-	answered                        atomic.Bool
+	tenant, id, system, model, user, bot string
+	reply                                chan convReply // buffered (1)
+	answered                             atomic.Bool
 }
 
 type getMsg struct {
@@ -57,6 +57,7 @@ type turnMsg struct {
 	visible  bool                 // the caller streams: it sees tokens as they come
 	replyTo  *moltbot.Destination // the reply goes there too, through the outbox
 	asUser   string               // the conversation must be this user's
+	bot      *moltbot.Bot         // the conversation's bot (set by start), nil: none
 	reply    chan turnReply       // buffered (1)
 	answered atomic.Bool
 }
@@ -116,6 +117,11 @@ type turnDone struct {
 	// summary, when set, was made for this turn's context: it is stored
 	// with the reply (or alone, when the turn failed).
 	summary *moltbot.Summary
+	// state, when stateSet, is the conversation's stage state after the
+	// turn (Turn.SetState was called): stored with the reply, dropped
+	// with a failed turn.
+	state    moltbot.StageState
+	stateSet bool
 }
 
 // handoffCheck asks a conversation whether it still belongs here.

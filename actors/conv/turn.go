@@ -27,7 +27,13 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 	if model == "" {
 		model = a.conv.Model
 	}
-	chain, err := a.d.router.Resolve(model)
+	var chain []moltbot.ModelRef
+	var err error
+	if a.conv.Bot == "" {
+		chain, err = a.d.router.Resolve(model)
+	} else if m.bot, err = botOf(a.d, a.tenant, a.conv.Bot); err == nil {
+		chain, err = BotChain(a.d.router, m.bot, model)
+	}
 	if err != nil {
 		m.answer(turnReply{err: err})
 		return
@@ -171,7 +177,11 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 		fold, key = new(contextPlan), a.tenant+"/"+a.id
 		*fold = plan
 	}
-	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible}
+	// The stages' state is shared, not copied: a stage that changes it
+	// gets a map of its own (Turn.SetState), and the actor replaces its
+	// own in finish, never changes it in place.
+	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible,
+		State: a.conv.State, Bot: m.bot}
 	fn := m.fn
 	if a.d.hub.Following(a.tenant, a.id) {
 		// Followers see the tokens too (those who came before the turn did).
@@ -200,7 +210,11 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 			comp.Usage.PromptTokens += fold.used.PromptTokens
 			comp.Usage.CompletionTokens += fold.used.CompletionTokens
 		}
-		root.Send(self, &turnDone{turnID: m.turnID, comp: comp, err: err, summary: sum})
+		done := &turnDone{turnID: m.turnID, comp: comp, err: err, summary: sum}
+		if t.StateChanged() {
+			done.state, done.stateSet = t.State, true
+		}
+		root.Send(self, done)
 	}()
 }
 
@@ -254,6 +268,15 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		a.conv.Messages = append(a.conv.Messages, asst)
 		a.conv.Version++
 		a.conv.Updated = asst.Created
+		prevState := a.conv.State
+		if d.stateSet {
+			// In the same write as the reply: the flow's cursor moves
+			// with the answer that asked for it, or neither is kept.
+			a.conv.State = d.state
+			if len(d.state) == 0 {
+				a.conv.State = nil
+			}
+		}
 		outboxLen := len(a.conv.Outbox)
 		if m.replyTo != nil {
 			// In the same write as the reply: both are kept, or neither.
@@ -262,6 +285,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		if err := a.own.persist(a.conv); err != nil {
 			a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
 			a.conv.Summary = prevSummary
+			a.conv.State = prevState
 			a.conv.Outbox = a.conv.Outbox[:outboxLen]
 			if outboxLen == 0 {
 				a.conv.Outbox = nil
@@ -301,4 +325,39 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 	if a.conv == nil {
 		a.release(c)
 	}
+}
+
+// botOf is the bot named name of the conversation's space as the config
+// says now.
+func botOf(d *deps, space, name string) (*moltbot.Bot, error) {
+	var b *moltbot.Bot
+	if d.bots != nil {
+		b = d.bots.Bot(moltbot.TenantOfSpace(space), name)
+	}
+	if b == nil {
+		return nil, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
+			"the conversation's bot %q is not configured (bots:) for its tenant: its turns are refused until it is again", name)}
+	}
+	return b, nil
+}
+
+// BotChain is the chain a turn of bot b tries when model is asked ("" or
+// moltbot.ChainModel: the bot's chain, each of its models as the router
+// knows it; a bot without a chain of its own has the node's). Whether b
+// may ask for model is the chat service's to check (Bot.Allows).
+func BotChain(r interface {
+	Resolve(model string) ([]moltbot.ModelRef, error)
+}, b *moltbot.Bot, model string) ([]moltbot.ModelRef, error) {
+	if model != "" && model != moltbot.ChainModel || len(b.Chain) == 0 {
+		return r.Resolve(model)
+	}
+	chain := make([]moltbot.ModelRef, 0, len(b.Chain))
+	for _, ref := range b.Chain {
+		refs, err := r.Resolve(ref.String())
+		if err != nil {
+			return nil, fmt.Errorf("bot %q: %w", b.Name, err)
+		}
+		chain = append(chain, refs...)
+	}
+	return chain, nil
 }

@@ -163,7 +163,11 @@ type keyOut struct {
 
 func printNewKey(c *cli.Context, k keyOut) {
 	fmt.Fprintf(c.App.Writer, "%s\n", k.Key)
-	fmt.Fprintf(c.App.ErrWriter, "key %s for tenant %s, scope %s, expires %s. It is shown once: keep it now.\n", k.ID, k.Tenant, k.Scope, when(k.Expires))
+	bot := ""
+	if k.Bot != "" {
+		bot = ", bot " + k.Bot
+	}
+	fmt.Fprintf(c.App.ErrWriter, "key %s for tenant %s, scope %s%s, expires %s. It is shown once: keep it now.\n", k.ID, k.Tenant, k.Scope, bot, when(k.Expires))
 }
 
 // ollamaKeyLine is the public key line --ollama-key gives: the line itself
@@ -190,6 +194,7 @@ by moltbot init); --url and --admin-key-file override.
 
 Examples:
    moltbot keys create --tenant acme --name ci --ttl 720h
+   moltbot keys create --tenant acme --name widget --bot support
    moltbot keys create --tenant acme --name laptop --ollama-key ~/.ollama/id_ed25519.pub --ollama-proof proof.sig
    moltbot keys list --tenant acme
    moltbot keys rotate k3x9ab2q --grace 24h
@@ -204,6 +209,7 @@ Examples:
 					&cli.StringFlag{Name: "name", Usage: "a label"},
 					&cli.DurationFlag{Name: "ttl", Usage: "lifetime (default: the tenant's rotate_every, or none)"},
 					&cli.StringFlag{Name: "scope", Value: "chat", Usage: "chat or admin"},
+					&cli.StringFlag{Name: "bot", Usage: "bind the key to a bot of its tenant (bots: in the config; moltbot bots list): it speaks as the bot, scope chat"},
 					&cli.StringFlag{Name: "ollama-key", Usage: "register the ollama CLI's public key instead (the line of ~/.ollama/id_ed25519.pub, or that file): " +
 						"requests it signs with OLLAMA_AUTH=1 are the tenant's, scope chat"},
 					&cli.StringFlag{Name: "ollama-proof", Usage: "with --ollama-key: the file of the key holder's SSH signature of the tenant's name, made on their machine with: " +
@@ -213,6 +219,9 @@ Examples:
 					body := map[string]string{"tenant": c.String("tenant"), "name": c.String("name"), "scope": c.String("scope")}
 					if c.IsSet("ttl") {
 						body["ttl"] = c.Duration("ttl").String()
+					}
+					if b := c.String("bot"); b != "" {
+						body["bot"] = b
 					}
 					if v := c.String("ollama-key"); v != "" {
 						line, err := ollamaKeyLine(v)
@@ -261,13 +270,13 @@ Examples:
 						return err
 					}
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSCOPE\tSTATE\tCREATED\tEXPIRES\tSUCCESSOR\tKIND")
+					fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSCOPE\tSTATE\tCREATED\tEXPIRES\tSUCCESSOR\tKIND\tBOT")
 					for _, k := range out.Keys {
 						kind := "api"
 						if k.Kind != "" {
-							kind = k.Kind + " " + k.Fingerprint
+							kind = strings.TrimSpace(k.Kind + " " + k.Fingerprint)
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, k.Name, k.Scope, k.State, when(k.Created), when(k.Expires), k.Successor, kind)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, k.Name, k.Scope, k.State, when(k.Created), when(k.Expires), k.Successor, kind, orDash(k.Bot))
 					}
 					return tw.Flush()
 				},

@@ -73,6 +73,7 @@ Quick start:
 			benchCommand(),
 			clusterCommand(),
 			keysCommand(),
+			botsCommand(),
 			tenantsCommand(),
 			retentionCommand(),
 			cacheCommand(),

@@ -60,6 +60,7 @@ type Node struct {
 	sweeper  *retention.Sweeper
 	cache    *cache.Cache       // the output cache, nil without one
 	skills   *skillStage        // the JS skills (their worker), nil without a workspace
+	bots     *skills.Bots       // the config's bots (bots:), swapped on a reload
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -183,7 +184,11 @@ func (n *Node) reloadConfig() (int, error) {
 			return k, err
 		}
 	}
-	n.Log.Info("provider credentials and tenants reloaded", "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
+	if n.bots != nil {
+		n.bots.Set(cfg.BotProfiles())
+		n.checkBots(cfg)
+	}
+	n.Log.Info("provider credentials, tenants and bots reloaded", "bots", len(cfg.Bots), "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
 	return k, nil
 }
 
@@ -223,12 +228,12 @@ func (n *Node) reloadOnSignal() {
 	}
 	if n.skills != nil {
 		// Audited when there are skills, before or after, or an error.
-		had := n.skills.cur.Load() != nil
+		had := n.skills.loaded()
 		e := audit.Event{Actor: audit.Actor{Method: "signal"}, Action: "skills.reload", Target: "skills", Remote: "local",
 			Outcome: audit.OK, Detail: "SIGHUP"}
 		if err := n.reloadSkills(); err != nil {
 			e.Outcome, e.Detail = audit.Invalid, "SIGHUP; "+err.Error()
-		} else if !had && n.skills.cur.Load() == nil {
+		} else if !had && !n.skills.loaded() {
 			e.Action = ""
 		}
 		if e.Action != "" {
@@ -438,14 +443,19 @@ func (n *Node) Start() error {
 	}
 	n.cache = oc
 	// The workspace's JavaScript skills (skills/*.js), run by the
-	// moltbot-skills worker: with none, no worker and no stage.
+	// moltbot-skills worker (with none, no worker), and its YAML flows
+	// (skills/flows/*.yaml): with neither, both stages idle.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := &skillStage{cfg: skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef), log: n.Log}
-		st.cfg.KV, st.cfg.Metrics, st.cfg.Logger = store.Namespace(storage.Skills), met, n.Log
-		if err := st.load(); errors.Is(err, skills.ErrNoWorker) {
+		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
+		scfg.KV, scfg.Metrics, scfg.Logger = store.Namespace(storage.Skills), met, n.Log
+		st := newSkillStage(scfg, n.Log)
+		err := st.load()
+		if errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
-		} else if err != nil {
+			err = withoutNoWorker(err)
+		}
+		if err != nil {
 			ln.Close()
 			closeCache(oc)
 			as.Close()
@@ -453,10 +463,14 @@ func (n *Node) Start() error {
 			return err
 		}
 		n.skills = st
-		before = append(before, st)
+		// Flows first: a flow waiting for an answer takes the message.
+		before = append(before, st.flows, st)
 	}
+	n.bots = skills.NewBots(cfg.BotProfiles())
+	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,
+		Bots:       n.bots,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
@@ -553,8 +567,8 @@ func (n *Node) Start() error {
 		Metrics: met, Logger: n.Log})
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
-		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt)})
-	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc),
+		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots,
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,

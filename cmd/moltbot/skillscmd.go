@@ -32,40 +32,55 @@ func skillsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "skills",
 		Usage: "the workspace's JavaScript skills: list them, lint them, try one on a message",
-		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, as a node does.
-"list" prints each skill's name, file and patterns (a file that does not load
-is an error naming it, exit 1); "lint" loads them too and notes, by file and
-line, what works otherwise than it reads: a destructured capture (const {
-input } = context.matches[1], the captured text here, undefined in strict
-mode), and a callModel alias that neither a models: map (the skill's own,
-skills.models) nor a model of the config answers to (it goes to the chain);
-a models: entry naming a model the config does not know is an error, as it
-is when a node loads the skills; "show NAME" prints a skill's file,
-patterns (as written and as Go's RE2 runs them), models: map, resolved
-aliases and limits; "test" runs a message against the skills with
-the in-process simulator as the model (no node needed) and prints which skill
-matched with its captures, each callModel with its alias and prompt, and the
+		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, and the YAML flows of
+WORKSPACE/skills/flows/*.yaml, as a node does. "list" prints each skill's name,
+file and patterns, and each flow's name, file, version, triggers and nodes (a
+file that does not load is an error naming it, and for a flow the line and
+the key, exit 1); "lint" loads them too and notes, by file and line, what
+works otherwise than it reads: a destructured capture (const { input } =
+context.matches[1], the captured text here, undefined in strict mode), a
+callModel alias that neither a models: map (the skill's own, skills.models)
+nor a model of the config answers to (it goes to the chain), a flow's node no
+trigger leads to; a models: entry naming a model the config does not know is
+an error, as it is when a node loads the skills; "show NAME" prints a skill's
+file, patterns (as written and as Go's RE2 runs them), models: map, resolved
+aliases and limits; "test" runs messages against the flows and skills with
+the in-process simulator as the model (no node needed): several messages are
+the turns of one conversation through the flows (the flow's nodes, its model
+calls, its reply, the node it waits at); one message no flow takes goes to
+the skills, and test prints which skill matched with its captures, each
+callModel with its alias (and the model it resolves to) and prompt, and the
 reply; "no skill matches" otherwise.
 
 Examples:
    moltbot skills list --workspace ./mb
    moltbot skills lint --workspace ./mb
    moltbot skills show --workspace ./mb code-assistant
-   moltbot skills test --workspace ./mb "请帮我生成Go代码"`,
+   moltbot skills test --workspace ./mb "请帮我生成Go代码"
+   moltbot skills test --workspace ./mb "I want a refund" "abc" "123456"`,
 		Subcommands: []*cli.Command{{
 			Name: "list", Usage: "each skill's name, file and patterns", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				sk, err := openSkills(c)
-				if err != nil || sk == nil {
+				if err != nil {
 					return err
 				}
-				defer sk.Close()
-				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
-				for _, s := range sk.Skills() {
-					fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+				if sk != nil {
+					defer sk.Close()
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
+					for _, s := range sk.Skills() {
+						fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
 				}
-				return tw.Flush()
+				set, err := openFlows(c, sk)
+				if err != nil {
+					return err
+				}
+				return listFlows(c.App.Writer, set)
 			},
 		}, {
 			Name: "show", Usage: "a skill's file, patterns, models and limits", ArgsUsage: "NAME", Flags: flags(),
@@ -93,8 +108,28 @@ Examples:
 			Name: "lint", Usage: "load the skills and note what works otherwise than it reads", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				sk, err := openSkills(c)
-				if err != nil || sk == nil {
+				if err != nil {
 					return err
+				}
+				set, err := openFlows(c, sk)
+				if err != nil {
+					if sk != nil {
+						sk.Close()
+					}
+					return err
+				}
+				flowNotes := 0
+				for _, f := range set.Flows {
+					for _, n := range f.Notes {
+						fmt.Fprintln(c.App.Writer, n)
+						flowNotes++
+					}
+				}
+				if len(set.Flows) > 0 {
+					fmt.Fprintf(c.App.ErrWriter, "%d flow(s) loaded, %d note(s)\n", len(set.Flows), flowNotes)
+				}
+				if sk == nil {
+					return nil
 				}
 				defer sk.Close()
 				var cfg *configs.Config
@@ -116,17 +151,37 @@ Examples:
 				return nil
 			},
 		}, {
-			Name: "test", Usage: "run a message against the skills, the simulator as the model", ArgsUsage: "MESSAGE", Flags: flags(),
+			Name: "test", Usage: "run messages against the flows and skills, the simulator as the model", ArgsUsage: "MESSAGE...", Flags: flags(),
 			Action: func(c *cli.Context) error {
-				if c.NArg() != 1 {
-					return fail(2, "want one message, such as: moltbot skills test \"请帮我生成Go代码\"")
+				if c.NArg() < 1 {
+					return fail(2, "want a message, such as: moltbot skills test \"请帮我生成Go代码\" (several: the turns of one conversation, through the flows)")
 				}
-				msg := c.Args().First()
 				sk, err := openSkills(c)
-				if err != nil || sk == nil {
+				if err != nil {
 					return err
 				}
-				defer sk.Close()
+				if sk != nil {
+					defer sk.Close()
+				}
+				set, err := openFlows(c, sk)
+				if err != nil {
+					return err
+				}
+				msgs := c.Args().Slice()
+				if len(set.Flows) > 0 {
+					var done bool
+					if msgs, done, err = testFlows(c, sk, set, msgs); err != nil || done {
+						return err
+					}
+				}
+				if sk == nil {
+					fmt.Fprintln(c.App.Writer, "no skill matches")
+					return nil
+				}
+				if len(msgs) != 1 {
+					return fail(2, "a JavaScript skill runs on one message; %d given", len(msgs))
+				}
+				msg := msgs[0]
 				w := c.App.Writer
 				name, matches := sk.Match(msg)
 				if name == "" {
@@ -141,24 +196,9 @@ Examples:
 					}
 					fmt.Fprintf(w, "matches[%d]: %s\n", i, v)
 				}
-				eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
-				calls := 0
-				model := func(ctx context.Context, alias, model, prompt string) (string, error) {
-					calls++
-					if model != alias {
-						fmt.Fprintf(w, "callModel %d: alias %q (model %q), prompt %q\n", calls, alias, model, prompt)
-					} else {
-						fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
-					}
-					var b strings.Builder
-					_, err := eng.Generate(ctx, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
-						func(tok string) error { b.WriteString(tok); return nil })
-					fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
-					return b.String(), err
-				}
 				// context.kv: a store in memory, for this run only (the
 				// node's data stays untouched).
-				reply, err := sk.RunIn(c.Context, name, msg, matches, skills.Env{Model: model, Tenant: "default"})
+				reply, err := sk.RunIn(c.Context, name, msg, matches, skills.Env{Model: simModelResolved(w), Tenant: "default"})
 				if err != nil {
 					return fail(1, "skill %s: %v", name, err)
 				}
@@ -250,6 +290,33 @@ func configNames(cfg *configs.Config, model string) bool {
 	return false
 }
 
+// simModel answers callModel with the in-process simulator, printing each
+// call and its answer to w.
+func simModel(c *cli.Context, w io.Writer) func(alias, prompt string) (string, error) {
+	m := simModelResolved(w)
+	return func(alias, prompt string) (string, error) { return m(c.Context, alias, alias, prompt) }
+}
+
+// simModelResolved is simModel for a skill's run (skills.Env.Model): it
+// prints the model an alias resolved to when it is another.
+func simModelResolved(w io.Writer) func(ctx context.Context, alias, model, prompt string) (string, error) {
+	eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
+	calls := 0
+	return func(ctx context.Context, alias, model, prompt string) (string, error) {
+		calls++
+		if model != alias {
+			fmt.Fprintf(w, "callModel %d: alias %q (model %q), prompt %q\n", calls, alias, model, prompt)
+		} else {
+			fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
+		}
+		var b strings.Builder
+		_, err := eng.Generate(ctx, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
+			func(tok string) error { b.WriteString(tok); return nil })
+		fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
+		return b.String(), err
+	}
+}
+
 // openSkills loads the workspace's skills in a worker; nil, nil (after
 // saying so) when skills/ holds no .js file.
 func openSkills(c *cli.Context) (*skills.Skills, error) {
@@ -272,7 +339,7 @@ func openSkills(c *cli.Context) (*skills.Skills, error) {
 	if err != nil {
 		return nil, fail(1, "%v", err)
 	}
-	if sk == nil {
+	if sk == nil && c.Command.Name != "test" {
 		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file\n", dir)
 	}
 	return sk, nil

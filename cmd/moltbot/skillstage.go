@@ -12,6 +12,7 @@ import (
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/flow"
 )
 
 // skillsConfig is the skills stage's config from moltbot.yaml's skills:
@@ -43,7 +44,23 @@ type skillStage struct {
 	cur     atomic.Pointer[skills.Skills] // nil: no skill
 	mu      sync.Mutex                    // one load at a time
 	closing sync.WaitGroup                // replaced skills, closed after their running skill
+
+	// flows are the YAML flows of skills/flows/, a stage of their own
+	// before this one (a flow waiting for an answer takes the message
+	// before a skill's pattern can); loaded and reloaded with the skills.
+	flows *flow.Stage
 }
+
+// newSkillStage is the stage of the skills of cfg.Dir, and of its flows,
+// none loaded yet.
+func newSkillStage(cfg skills.Config, log *slog.Logger) *skillStage {
+	st := &skillStage{cfg: cfg, log: log}
+	st.flows = flow.NewStage(skillCaller{st}, log)
+	return st
+}
+
+// loaded reports whether there are skills or flows now.
+func (st *skillStage) loaded() bool { return st.cur.Load() != nil || !st.flows.Idle() }
 
 // Idle reports whether there are no skills now: the turn pipeline then
 // passes the stage by at no cost (actors.Idler).
@@ -66,12 +83,20 @@ func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltb
 	return nil, nil
 }
 
-// load reads skills/ again in a new worker and, when it loads, puts it in
-// place of the old one (closed once its running skill, if any, is done).
-// An error keeps the old skills.
+// load reads skills/ again, the JavaScript skills (loadJS) then the flows
+// (loadFlows, which may call the skills just loaded); each that does not
+// load keeps what was in use, and the errors are joined.
 func (st *skillStage) load() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	jsErr := st.loadJS()
+	return errors.Join(jsErr, st.loadFlows())
+}
+
+// loadJS reads skills/*.js again in a new worker and, when it loads, puts
+// it in place of the old one (closed once its running skill, if any, is
+// done). An error keeps the old skills (st.mu held).
+func (st *skillStage) loadJS() error {
 	sk, err := skills.Open(st.cfg)
 	if err != nil {
 		return err

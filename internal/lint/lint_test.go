@@ -121,6 +121,10 @@ var deps = map[string]allowed{
 	"skills": {code: []string{".", "internal/metrics", "skills/wire"}, tests: []string{"actors", "inference", "inference/sim", "internal/metrics", "storage"}},
 	// The node-worker protocol of JavaScript skills, written once for both.
 	"skills/wire": {},
+	// YAML flows: a stage before the model over the domain's Turn (its
+	// skill nodes reach the JavaScript skills through an interface cmd
+	// fills in).
+	"skills/flow": {code: []string{"."}},
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
@@ -146,7 +150,7 @@ var owners = map[string][]string{
 	"github.com/MicahParks/keyfunc":      {"auth"},
 	"golang.org/x/time":                  {"auth"},
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
-	"gopkg.in/yaml.v3":                   {"configs"},
+	"gopkg.in/yaml.v3":                   {"configs", "skills/flow"},
 	"github.com/urfave/cli":              {"cmd"},
 	// goja only in the skills worker's process (docs/DESIGN.md): the
 	// node's binary never links it.

@@ -1,0 +1,79 @@
+package skills
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/moltbot/moltbot"
+)
+
+// Has reports whether a skill of that name is loaded.
+func (s *Skills) Has(name string) bool {
+	return slices.ContainsFunc(*s.skills.Load(), func(sk Skill) bool { return sk.Name == name })
+}
+
+// Call runs skill on input for turn t, as a flow's skill node does (no
+// pattern asked: matches[0] is the whole input), and returns its reply and
+// what its model calls used.
+func (s *Skills) Call(ctx context.Context, t *moltbot.Turn, skill, input string) (string, moltbot.Usage, error) {
+	if !s.Has(skill) {
+		return "", moltbot.Usage{}, fmt.Errorf("skills: no skill %q is loaded", skill)
+	}
+	if len(input) > s.cfg.MaxInput {
+		return "", moltbot.Usage{}, fmt.Errorf("skills: the input of skill %s is %d bytes; at most %d", skill, len(input), s.cfg.MaxInput)
+	}
+	return s.runTurn(ctx, t, skill, input, []*string{&input})
+}
+
+// runTurn runs a skill for turn t: its callModel(alias, {prompt}) asks
+// t.Model for the model the alias resolves to (ResolveAlias; an alias no
+// models: map takes and the router does not know goes to the turn's
+// chain instead), context.embed asks t.Embed, and context.kv keeps the
+// records of the turn's tenant.
+func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, skill, text string, matches []*string) (string, moltbot.Usage, error) {
+	var usage moltbot.Usage
+	var mu sync.Mutex
+	model := func(ctx context.Context, _, model, prompt string) (string, error) {
+		if t.Model == nil {
+			return "", errors.New("no model in this turn")
+		}
+		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
+		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: model}, nil)
+		var me *moltbot.Error
+		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
+			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
+		}
+		if err != nil {
+			return "", err
+		}
+		mu.Lock()
+		usage.PromptTokens += c.Usage.PromptTokens
+		usage.CompletionTokens += c.Usage.CompletionTokens
+		mu.Unlock()
+		return c.Content, nil
+	}
+	tenant := t.Tenant
+	if tenant == "" {
+		tenant = t.Space
+	}
+	env := Env{Model: model, Tenant: tenant}
+	if t.Embed != nil {
+		env.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
+			e, err := t.Embed(ctx, &moltbot.EmbedRequest{Input: texts})
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			usage.PromptTokens += e.Usage.PromptTokens // the turn's input, as a model call's
+			mu.Unlock()
+			return e.Vectors, nil
+		}
+	}
+	reply, err := s.RunIn(ctx, skill, text, matches, env)
+	mu.Lock()
+	defer mu.Unlock()
+	return reply, usage, err
+}
