@@ -55,6 +55,9 @@ type pipeline struct {
 	wrap   []AroundModel
 	after  []AfterModel
 	log    *slog.Logger
+	// embed is the embedding chain a stage may call (Turn.Embed); nil
+	// without one.
+	embed moltbot.EmbedFunc
 }
 
 // Resolve turns a requested model name into the chain to try.
@@ -124,7 +127,7 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	if len(p.after) == 0 && p.idle(t) {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
-	t.Model = p.model
+	t.Model, t.Embed = p.model, p.embed
 	if t.Bot != nil && len(t.Bot.Chain) > 0 {
 		t.Model = p.botModel(t.Bot)
 	}

@@ -376,7 +376,7 @@ func (n *Node) Start() error {
 	convs := usage.NewStore(store, table)
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: convs}, store)
+		Conversations: tenantData{convs, store.Namespace(storage.Skills)}}, store)
 	if err != nil {
 		ln.Close()
 		store.Close()
@@ -447,7 +447,9 @@ func (n *Node) Start() error {
 	// (skills/flows/*.yaml): with neither, both stages idle.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := newSkillStage(skillsConfig(n.Workspace, cfg.Skills, n.Log), n.Log)
+		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
+		scfg.KV, scfg.Metrics, scfg.Logger = store.Namespace(storage.Skills), met, n.Log
+		st := newSkillStage(scfg, n.Log)
 		err := st.load()
 		if errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again

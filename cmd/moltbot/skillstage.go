@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -10,11 +11,35 @@ import (
 	"sync/atomic"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
 	"github.com/moltbot/moltbot/skills/wire"
 )
+
+// skillsConfig is the skills stage's config from moltbot.yaml's skills:
+// block (with its tool loop and MCP servers). A models: entry (skills.models, a skill's own) must name a model
+// the router knows (rt, once it runs) or the config does (the chain, a
+// provider's models:): otherwise the skills do not load, and the error
+// names it.
+func skillsConfig(cfg *configs.Config, dir string, rt *atomic.Pointer[actors.Runtime]) skills.Config {
+	tl := cfg.Skills.Tools
+	return skills.Config{Dir: dir, Worker: cfg.Skills.Worker, Deadline: cfg.Skills.Timeout.D(),
+		Workers: cfg.Skills.Workers, Memory: int64(cfg.Skills.Memory), Models: cfg.Skills.Models,
+		MCP: mcpServers(cfg.Skills.MCP),
+		Tools: skills.ToolConfig{MaxSteps: tl.MaxSteps, MaxTokens: tl.MaxTokens, Timeout: tl.Timeout.D(),
+			CallTimeout: tl.CallTimeout.D(), MaxResult: int(tl.MaxResult)},
+		Resolve: func(model string) error {
+			if r := rt.Load(); r != nil && r.ResolveModel(model) == nil {
+				return nil
+			}
+			if configNames(cfg, model) {
+				return nil
+			}
+			return fmt.Errorf("neither the chain (models:) nor a provider's models: names it")
+		}}
+}
 
 // skillStage is the node's skills stage: the workspace's skills as last
 // loaded, replaced on a reload (SIGHUP, moltbot keys reload) without a
@@ -83,15 +108,6 @@ func (ts toolStage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot
 		return next(ctx, fn)
 	}
 	return sk.AroundModel(ctx, t, fn, next)
-}
-
-// skillsConfig is the skills stage's config from the node's.
-func skillsConfig(ws string, cfg configs.SkillsConfig, log *slog.Logger) skills.Config {
-	tl := cfg.Tools
-	return skills.Config{Dir: filepath.Join(ws, "skills"), Worker: cfg.Worker, Deadline: cfg.Timeout.D(), Logger: log,
-		MCP: mcpServers(cfg.MCP),
-		Tools: skills.ToolConfig{MaxSteps: tl.MaxSteps, MaxTokens: tl.MaxTokens, Timeout: tl.Timeout.D(),
-			CallTimeout: tl.CallTimeout.D(), MaxResult: int(tl.MaxResult)}}
 }
 
 // mcpServers are skills.mcp as the worker takes them: a bare command
@@ -190,4 +206,23 @@ func (n *Node) reloadSkills() error {
 	}
 	n.Log.Info("skills reloaded", "dir", n.skills.cfg.Dir)
 	return nil
+}
+
+// tenantData is what auth's sweep of deleted tenants deletes on this
+// node: their conversations and their skills' kv records.
+type tenantData struct {
+	convs interface {
+		DeleteSpaces(dead func(space string) bool) (int, error)
+	}
+	kv skills.ScanKV
+}
+
+// DeleteSpaces deletes the dead spaces' conversations (counted) and
+// their skills' records.
+func (d tenantData) DeleteSpaces(dead func(space string) bool) (int, error) {
+	n, err := d.convs.DeleteSpaces(dead)
+	if _, kerr := skills.SweepKV(d.kv, dead); kerr != nil && err == nil {
+		err = kerr
+	}
+	return n, err
 }

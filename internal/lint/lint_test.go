@@ -118,7 +118,7 @@ var deps = map[string]allowed{
 	"cmd/moltbot-skills": {code: []string{"skills/wire"}},
 	// The node's side of the skills: a stage before the model that drives
 	// the worker; its tests run the stage in a whole runtime.
-	"skills": {code: []string{".", "skills/wire"}, tests: []string{"actors", "inference", "inference/sim", "storage"}},
+	"skills": {code: []string{".", "internal/metrics", "skills/wire"}, tests: []string{"actors", "inference", "inference/sim", "internal/metrics", "storage"}},
 	// The node-worker protocol of JavaScript skills, written once for both.
 	"skills/wire": {},
 	// YAML flows: a stage before the model over the domain's Turn (its

@@ -5,14 +5,53 @@
 // The node sends load (Dir, MaxFile, MCP), match (Input), run (Skill,
 // Input, Matches, DeadlineMS), tool (Tool, Args, Input, DeadlineMS: a
 // call of a server-side tool, a JavaScript skill's or an MCP server's)
-// and, while a skill runs, reply (Seq, Text or Error: the answer to a
-// model call the worker asked for). The worker answers each request by
-// its ID: a Response with Done (or, for load, Skills, Tools and
-// Warnings), and during a run or a JavaScript tool's call zero or more
-// Responses with Call, a model call it waits on.
+// and, while a skill or a JavaScript tool runs, reply (Seq, Text or
+// Error, Found, Vectors: the answer to a call the worker asked for). The
+// worker answers each request by its ID: a Response with Done (or, for
+// load, Skills, Tools and Warnings), and during a run or a JavaScript
+// tool's call zero or more Responses with Call, a call of the skill's
+// environment (a model, its key-value store, embeddings) it waits on.
+//
+// The node trusts nothing the worker writes (a skill's code runs there):
+// it bounds each line and checks every field against the limits below
+// before it acts on one (package skills, parseLine).
 package wire
 
 import "encoding/json"
+
+// Limits both sides hold a line's fields to.
+const (
+	// MaxName bounds a skill's name; MaxModel a model alias or name (as
+	// the router's MaxModelName does).
+	MaxName  = 64
+	MaxModel = 256
+	// MaxModels bounds a skill's models: map.
+	MaxModels = 64
+	// MaxModelCalls bounds limits.model_calls (and is its ceiling);
+	// DefaultModelCalls is a run's callModel calls when a skill says none.
+	MaxModelCalls     = 64
+	DefaultModelCalls = 8
+	// MaxKey bounds a key of context.kv, MaxValue its value, MaxKeys the
+	// keys a skill may hold per tenant, MaxKVCalls its kv calls a run.
+	MaxKey     = 128
+	MaxValue   = 4 << 10
+	MaxKeys    = 256
+	MaxKVCalls = 64
+	// MaxEmbedTexts bounds the texts of a context.embed call,
+	// MaxEmbedText one of them; MaxEmbedCalls a run's embed calls.
+	MaxEmbedTexts = 16
+	MaxEmbedText  = 8 << 10
+	MaxEmbedCalls = 8
+)
+
+// The kinds of a Call: a model's answer, or context.kv.
+const (
+	CallModel    = "model"
+	CallKVGet    = "kv.get"
+	CallKVSet    = "kv.set"
+	CallKVDelete = "kv.delete"
+	CallEmbed    = "embed"
+)
 
 // Request is a line from the node to the worker.
 type Request struct {
@@ -26,7 +65,12 @@ type Request struct {
 	DeadlineMS int64     `json:"deadline_ms,omitempty"`
 	Seq        int       `json:"seq,omitempty"`
 	Text       string    `json:"text,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	// Found answers a kv.get (false: no such key; Text is the value)
+	// and a kv.delete (whether there was one).
+	Found bool `json:"found,omitempty"`
+	// Vectors answer an embed call: one a text, in order.
+	Vectors [][]float32 `json:"vectors,omitempty"`
+	Error   string      `json:"error,omitempty"`
 	// MCP (load) are the MCP servers whose tools the worker lists and calls.
 	MCP []MCPServer `json:"mcp,omitempty"`
 	// Tool and Args (tool) name a tool of load's Tools and give its
@@ -74,13 +118,24 @@ type SkillInfo struct {
 	// Tool, when set, offers the skill to the model as a tool (its
 	// exports' tool: {description, parameters}).
 	Tool *ToolInfo `json:"tool,omitempty"`
+	// Models is the skill's own alias -> model map (module.exports.models).
+	Models map[string]string `json:"models,omitempty"`
+	// ModelCalls is limits.model_calls: the callModel calls a run may
+	// make (0: DefaultModelCalls; -1: none).
+	ModelCalls int `json:"model_calls,omitempty"`
 }
 
-// Call is a model call a running skill asks the node for.
+// Call is what a running skill asks the node for: a model's answer
+// (Kind CallModel or empty: Alias, Prompt), a kv operation (Key, and
+// Value for a set) or vectors (CallEmbed: Texts).
 type Call struct {
-	Seq    int    `json:"seq"`
-	Alias  string `json:"alias"`
-	Prompt string `json:"prompt"`
+	Seq    int      `json:"seq"`
+	Kind   string   `json:"kind,omitempty"`
+	Alias  string   `json:"alias,omitempty"`
+	Prompt string   `json:"prompt,omitempty"`
+	Key    string   `json:"key,omitempty"`
+	Value  string   `json:"value,omitempty"`
+	Texts  []string `json:"texts,omitempty"`
 }
 
 // Response is a line from the worker to the node.
