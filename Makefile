@@ -166,7 +166,9 @@ fuzz:
 	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
 
-## cross: release binaries for the edge and desktop targets in dist/
+## cross: release binaries for the edge and desktop targets in dist/: the
+## node and its skills worker (install it beside moltbot as moltbot-skills,
+## or name it in skills.worker)
 cross:
 	@mkdir -p dist
 	@for t in linux/amd64 linux/arm64 linux/arm/7 darwin/arm64 windows/amd64; do \
@@ -175,6 +177,9 @@ cross:
 	  echo "build $$out"; \
 	  GOOS=$$os GOARCH=$$arch GOARM=$$( [ "$$arch" = arm ] && echo $$arm ) \
 	    $(GO) build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $$out ./cmd/moltbot || exit 1; \
+	  wout=$$(echo $$out | sed 's|dist/moltbot-|dist/moltbot-skills-|'); echo "build $$wout"; \
+	  GOOS=$$os GOARCH=$$arch GOARM=$$( [ "$$arch" = arm ] && echo $$arm ) \
+	    $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$wout ./cmd/moltbot-skills || exit 1; \
 	done
 
 ## proto: regenerate actors/pb (protoc from Debian's protobuf-compiler,

@@ -1,5 +1,7 @@
 package moltbot
 
+import "context"
+
 // EmbedRequest asks for one vector per input text.
 type EmbedRequest struct {
 	// Model is "" or "moltbot" for the configured embedding chain
@@ -22,3 +24,8 @@ type Embeddings struct {
 	// Failovers counts the models tried or skipped before Served.
 	Failovers int
 }
+
+// EmbedFunc embeds through the embedding chain (models.embeddings), as
+// POST /v1/embeddings does, for a stage that needs vectors (a skill's
+// context.embed).
+type EmbedFunc func(ctx context.Context, req *EmbedRequest) (*Embeddings, error)

@@ -169,6 +169,9 @@ type Turn struct {
 	// Model calls the chain through the router, for a stage that needs a
 	// model of its own (a classifier, a skill's callModel).
 	Model ModelFunc
+	// Embed embeds texts through the embedding chain; nil when the node
+	// has none (models.embeddings unset).
+	Embed EmbedFunc
 	// State is the conversation's stage state as the turn began (nil for a
 	// stateless completion and for a conversation without any): read it
 	// with StateOf, change it with SetState, never in place.

@@ -72,3 +72,29 @@ func TestIdleStatefulStageRunsForItsState(t *testing.T) {
 		t.Fatalf("%+v %v", comp, err)
 	}
 }
+
+// wrapStage answers around the model ("from around") unless it idles.
+type wrapStage struct{ switchStage }
+
+func (s *wrapStage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
+	next func(context.Context, moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	s.calls.Add(1)
+	return &moltbot.Completion{Content: "from around", FinishReason: "stop"}, nil
+}
+
+// A stage around the model that idles (the tool loop of a node without
+// server-side tools) is passed by the same way.
+func TestIdleAroundStagePassedBy(t *testing.T) {
+	st := &wrapStage{}
+	st.idle.Store(true)
+	e := start(t, []string{"a/m"}, []ProviderSpec{spec("a", &fake{chat: echo})}, func(c *Config) { c.Around = []AroundModel{st} })
+	comp, err := e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, nil)
+	if err != nil || comp.Content != "echo: x " || st.calls.Load() != 0 {
+		t.Fatalf("%+v %v, %d calls", comp, err, st.calls.Load())
+	}
+	st.idle.Store(false)
+	comp, err = e.rt.Complete(ctx(t), oneMsg, moltbot.ChatOptions{}, nil)
+	if err != nil || comp.Content != "from around" || st.calls.Load() != 1 {
+		t.Fatalf("%+v %v, %d calls", comp, err, st.calls.Load())
+	}
+}

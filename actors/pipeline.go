@@ -55,6 +55,9 @@ type pipeline struct {
 	wrap   []AroundModel
 	after  []AfterModel
 	log    *slog.Logger
+	// embed is the embedding chain a stage may call (Turn.Embed); nil
+	// without one.
+	embed moltbot.EmbedFunc
 }
 
 // Resolve turns a requested model name into the chain to try.
@@ -121,10 +124,10 @@ func idle(stage any, t *moltbot.Turn) bool {
 
 // Chat runs the turn's stages and the model.
 func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
-	if len(p.wrap) == 0 && len(p.after) == 0 && p.idle(t) {
+	if len(p.after) == 0 && p.idle(t) {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
-	t.Model = p.model
+	t.Model, t.Embed = p.model, p.embed
 	if t.Bot != nil && len(t.Bot.Chain) > 0 {
 		t.Model = p.botModel(t.Bot)
 	}
@@ -152,10 +155,15 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	return comp, nil
 }
 
-// idle reports whether every stage before the model idles for t.
+// idle reports whether every stage before and around the model idles for t.
 func (p *pipeline) idle(t *moltbot.Turn) bool {
 	for _, b := range p.before {
 		if !idle(b, t) {
+			return false
+		}
+	}
+	for _, w := range p.wrap {
+		if !idle(w, t) {
 			return false
 		}
 	}
@@ -164,6 +172,9 @@ func (p *pipeline) idle(t *moltbot.Turn) bool {
 
 // around runs the AroundModel stages from i in, then the router.
 func (p *pipeline) around(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc, i int) (*moltbot.Completion, error) {
+	for i < len(p.wrap) && idle(p.wrap[i], t) {
+		i++ // the tool loop of a node without server-side tools
+	}
 	if i == len(p.wrap) {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}

@@ -265,6 +265,9 @@ func New(cfg Config) (*Runtime, error) {
 	startEmbeddings(rt, cfg.Embeddings)
 	rt.bots = cfg.Bots
 	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, wrap: cfg.Around, after: cfg.After, log: rt.log}
+	if len(cfg.Embeddings.Models) > 0 {
+		rt.pipe.embed = EmbeddingsOf(rt).Embed
+	}
 	convStrategy := &provider.Backoff{Base: 10 * time.Millisecond, Max: time.Second, Window: time.Minute,
 		Metrics: rt.met, Log: rt.log, Kind: "conversation"}
 	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.pipe, Cluster: &rt.link.repl,

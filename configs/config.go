@@ -323,9 +323,27 @@ type SkillsConfig struct {
 	Worker string `yaml:"worker"`
 	// Timeout bounds a skill's run, its model calls included (default 20s).
 	Timeout Duration `yaml:"timeout"`
+	// Tools bounds the server-side tool loop (configs/skills.go).
+	Tools ToolsConfig `yaml:"tools"`
+	// MCP are MCP servers whose tools are offered to the model, as the
+	// JavaScript skills that say tool: are (configs/skills.go).
+	MCP []MCPServerConfig `yaml:"mcp"`
+	// Workers is how many worker processes may run skills at once, each
+	// one run at a time, started as turns need them (default 2).
+	Workers int `yaml:"workers"`
+	// Memory is each worker's memory budget (default 256MiB): its data
+	// segment is capped there (RLIMIT_DATA) and its Go heap's soft limit
+	// set below it; a skill that allocates past it kills its worker,
+	// reported as over its budget, and the node keeps serving.
+	Memory ByteSize `yaml:"memory"`
+	// Models maps a skill's callModel alias to a model the router knows
+	// (provider/model, or a name a provider lists), for every skill: it
+	// takes precedence over the skill's own models: map. A model it
+	// names that the router does not know is a load error naming it.
+	Models map[string]string `yaml:"models"`
 	// Presets are the preset skills, in Go (package skills/builtin): each
-	// a stage of every turn, in the order listed, before the JavaScript
-	// skills. None: nothing on the turn's path.
+	// a stage of every turn, in the order listed, after the flows and
+	// before the JavaScript skills. None: nothing on the turn's path.
 	Presets []PresetConfig `yaml:"presets"`
 }
 
@@ -608,6 +626,13 @@ func mustPreset(name string) []byte {
 // max_queued_turns, sim timings); elsewhere 0 means the default.
 func (c *Config) EnsureDefaults() {
 	written := func(key string) bool { return c.lines[key] > 0 }
+	// The JavaScript skills' workers (package skills).
+	if c.Skills.Workers == 0 {
+		c.Skills.Workers = 2
+	}
+	if c.Skills.Memory == 0 {
+		c.Skills.Memory = 256 << 20
+	}
 	// The HTTP edge (gateway).
 	if c.Server.Host == "" {
 		c.Server.Host = "127.0.0.1"
@@ -936,6 +961,17 @@ func (c *Config) Validate() error {
 	if c.Server.MemoryLimit != 0 && c.Server.MemoryLimit < 16<<20 {
 		add("server.memory_limit", "must be 0 (none) or at least 16MiB, got %s", c.Server.MemoryLimit)
 	}
+	if c.Skills.Workers < 1 || c.Skills.Workers > 64 {
+		add("skills.workers", "must be between 1 and 64, got %d", c.Skills.Workers)
+	}
+	if c.Skills.Memory < 32<<20 {
+		add("skills.memory", "must be at least 32MiB, got %s", c.Skills.Memory)
+	}
+	for alias, model := range c.Skills.Models {
+		if alias == "" || model == "" || len(alias) > 256 || len(model) > 256 {
+			add("skills.models", "alias %q: an alias and its model must be 1 to 256 bytes, got %q", alias, model)
+		}
+	}
 	if c.Server.ReadBodyTimeout.D() < 1e8 {
 		add("server.read_body_timeout", "must be at least 100ms, got %s", c.Server.ReadBodyTimeout)
 	}
@@ -1105,6 +1141,7 @@ func (c *Config) Validate() error {
 		add("conversations.max_context_tokens", "must be at least 128, got %d", c.Conversations.MaxContextTokens)
 	}
 	c.validateSummary(checkRef, add)
+	c.validateSkills(add)
 	if c.Conversations.MaxImageBytes < 0 || c.Conversations.MaxImageBytes > 1<<30 {
 		add("conversations.max_image_bytes", "must be between 0 (the default, 5MiB) and 1GiB, got %s", c.Conversations.MaxImageBytes)
 	}

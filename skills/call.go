@@ -12,7 +12,7 @@ import (
 
 // Has reports whether a skill of that name is loaded.
 func (s *Skills) Has(name string) bool {
-	return slices.ContainsFunc(*s.skills.Load(), func(sk Skill) bool { return sk.Name == name })
+	return slices.ContainsFunc(s.skills.Load().skills, func(sk Skill) bool { return sk.Name == name })
 }
 
 // Call runs skill on input for turn t, as a flow's skill node does (no
@@ -28,18 +28,29 @@ func (s *Skills) Call(ctx context.Context, t *moltbot.Turn, skill, input string)
 	return s.runTurn(ctx, t, skill, input, []*string{&input})
 }
 
-// runTurn runs a skill for turn t: its callModel(alias, {prompt}) asks
-// t.Model with the alias as the model's name (an alias the router does
-// not know goes to the turn's chain instead).
+// runTurn runs a skill for turn t in the turn's environment (envOf).
 func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, skill, text string, matches []*string) (string, moltbot.Usage, error) {
 	var usage moltbot.Usage
 	var mu sync.Mutex
-	model := func(alias, prompt string) (string, error) {
+	reply, err := s.RunIn(ctx, skill, text, matches, envOf(t, &usage, &mu))
+	mu.Lock()
+	defer mu.Unlock()
+	return reply, usage, err
+}
+
+// envOf is turn t as a running skill (or JavaScript tool) reaches it: its
+// callModel(alias, {prompt}) asks t.Model for the model the alias
+// resolves to (ResolveAlias; an alias no models: map takes and the router
+// does not know goes to the turn's chain instead), context.embed asks
+// t.Embed, and context.kv keeps the records of the turn's tenant. What
+// the calls use is added to usage, under mu.
+func envOf(t *moltbot.Turn, usage *moltbot.Usage, mu *sync.Mutex) Env {
+	model := func(ctx context.Context, _, model, prompt string) (string, error) {
 		if t.Model == nil {
 			return "", errors.New("no model in this turn")
 		}
 		msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}
-		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: alias}, nil)
+		c, err := t.Model(ctx, msgs, moltbot.ChatOptions{Model: model}, nil)
 		var me *moltbot.Error
 		if errors.As(err, &me) && me.Code == moltbot.ENotFound && me.Param == "model" {
 			c, err = t.Model(ctx, msgs, moltbot.ChatOptions{}, nil) // an unknown alias: the chain
@@ -53,8 +64,22 @@ func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, skill, text strin
 		mu.Unlock()
 		return c.Content, nil
 	}
-	reply, err := s.Run(ctx, skill, text, matches, model)
-	mu.Lock()
-	defer mu.Unlock()
-	return reply, usage, err
+	tenant := t.Tenant
+	if tenant == "" {
+		tenant = t.Space
+	}
+	env := Env{Model: model, Tenant: tenant}
+	if t.Embed != nil {
+		env.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
+			e, err := t.Embed(ctx, &moltbot.EmbedRequest{Input: texts})
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			usage.PromptTokens += e.Usage.PromptTokens // the turn's input, as a model call's
+			mu.Unlock()
+			return e.Vectors, nil
+		}
+	}
+	return env
 }

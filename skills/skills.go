@@ -1,19 +1,24 @@
 // Package skills runs the workspace's JavaScript skills (skills/*.js) as a
 // turn-pipeline stage before the model: when a turn's last user message
 // matches a skill's pattern, the skill answers the turn instead of the
-// model. The skills themselves run out of process, in the moltbot-skills
+// model. Skills that say tool:, and the tools of MCP servers, are offered
+// to the model by the tool loop, a stage around it (loop.go). The skills themselves run out of process, in the moltbot-skills
 // worker (cmd/moltbot-skills, the only code that links goja): the node's
 // binary does not grow, and a skill that loops, or runs a backtracking
 // regexp that goja cannot interrupt, is killed with its process while the
 // node keeps serving (docs/DESIGN.md). This package holds the node's side:
 // it finds the files (the worker reads them, through os.Root; reading
-// them here would link os.Root's 25 KB into the node), keeps one worker, restarts it after a
-// crash or a kill, bounds what it reads from it, and answers the worker's
-// callModel requests through the turn's model chain.
+// them here would link os.Root's 25 KB into the node), keeps a pool of
+// workers (each one run at a time, started as turns need them, replaced
+// after a crash or a kill), bounds and checks what it reads from them,
+// and answers a running skill's calls: callModel through the turn's model
+// chain (an alias resolved through skills.models and the skill's own
+// models: map), context.kv through the node's storage.
 package skills
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,11 +26,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +40,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/skills/wire"
 )
 
@@ -51,6 +59,25 @@ type Config struct {
 	// 20s). The worker interrupts the skill's JavaScript at the deadline;
 	// the node kills the worker when it has not answered a second later.
 	Deadline time.Duration
+	// Workers is how many worker processes may run skills at once (default
+	// 2), each one run at a time; they start as turns need them, so a
+	// node whose skills are seldom used runs one.
+	Workers int
+	// Memory is each worker's memory budget in bytes (default 256 MiB; the
+	// worker caps its data segment there): a skill that allocates past it
+	// kills its worker, and the run fails as over its budget.
+	Memory int64
+	// Models maps a callModel alias to a model for every skill
+	// (skills.models), ahead of each skill's own models: map.
+	Models map[string]string
+	// Resolve, when set, checks that the router knows a model; Open
+	// refuses a models: entry (Models', a skill's) it does not know.
+	Resolve func(model string) error
+	// KV keeps the skills' context.kv records (the node's storage, its
+	// skills namespace); nil: context.kv fails.
+	KV KV
+	// Metrics, when set, counts runs by skill and outcome and times them.
+	Metrics *metrics.Registry
 	// MaxInput caps the text matched and given to a skill, in bytes
 	// (default 8 KiB): a longer message goes to the model.
 	MaxInput int
@@ -59,7 +86,20 @@ type Config struct {
 	MaxLine int
 	// MaxFile bounds a skill file (default 1 MiB).
 	MaxFile int64
-	Logger  *slog.Logger
+	// MCP are the MCP servers whose tools the worker lists and calls (a
+	// command's argv[0] an absolute path: ResolveMCP). With some, the
+	// worker starts though skills/ holds no JavaScript.
+	MCP []wire.MCPServer
+	// Tools bounds the server-side tool loop.
+	Tools  ToolConfig
+	Logger *slog.Logger
+}
+
+// KV is what the skills need of a storage namespace (storage.KV).
+type KV interface {
+	Get(key string) (val []byte, found bool, err error)
+	Put(key string, val []byte) error
+	Delete(key string) error
 }
 
 // Skill is a loaded skill as the worker describes it.
@@ -68,19 +108,49 @@ type Skill struct {
 	res []*regexp.Regexp
 }
 
-// Skills is the stage. Its methods are safe for concurrent use; the worker
-// runs one request at a time, so skill runs queue behind each other.
+// loaded is what the first worker loaded: the skills and the
+// server-side tools.
+type loaded struct {
+	skills   []Skill
+	tools    []wire.ToolInfo
+	offered  []moltbot.Tool // tools as the model is offered them
+	warnings []string
+}
+
+// ModelCallLimit is the callModel calls a run of the skill may make.
+func (sk *Skill) ModelCallLimit() int {
+	switch {
+	case sk.ModelCalls < 0:
+		return 0
+	case sk.ModelCalls == 0:
+		return wire.DefaultModelCalls
+	}
+	return sk.ModelCalls
+}
+
+// Skills is the stage. Its methods are safe for concurrent use: up to
+// Config.Workers skills (or tools) run at once, one in each worker; a run
+// waits for a free worker at most until its deadline.
 type Skills struct {
 	cfg Config
-	// skills are the loaded skills, as the last worker loaded them (a
-	// restarted worker reads the files again).
-	skills atomic.Pointer[[]Skill]
+	// skills are the loaded skills and tools, as the first worker loaded
+	// them (a restarted worker reads the files again).
+	skills atomic.Pointer[loaded]
 
-	mu     sync.Mutex // one request to the worker at a time
-	w      *worker
-	nextID int64
-	closed bool // Close was called: no worker starts again
+	slots     chan *slot    // the free workers' slots (Config.Workers)
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+	nextID    atomic.Int64
 }
+
+// mcpTimeout is the worker's bound on connecting to an MCP server and
+// listing its tools when the config gives none.
+const mcpTimeout = 10 * time.Second
+
+// slot is a place for one worker: w is nil until a run needs it, and
+// again after it was killed. Whoever took the slot from Skills.slots owns
+// it.
+type slot struct{ w *worker }
 
 // ErrClosed is Run's error after Close (a reload replaced these skills):
 // the caller may try the skills that replaced them.
@@ -93,10 +163,16 @@ var ErrNoWorker = errors.New("no skills worker")
 // Open reads dir's *.js files and loads them in a worker. With no dir, or
 // no JS file in it, it returns nil, nil: no worker, no stage. A file the
 // worker cannot load (a syntax error, a pattern RE2 cannot take) is an
-// error naming it.
+// error naming it, as is a models: entry Config.Resolve refuses.
 func Open(cfg Config) (*Skills, error) {
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 20 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Memory == 0 {
+		cfg.Memory = 256 << 20
 	}
 	if cfg.MaxInput <= 0 {
 		cfg.MaxInput = 8 << 10
@@ -110,23 +186,25 @@ func Open(cfg Config) (*Skills, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Tools.ensureDefaults()
+	// A tool's result, JSON-escaped, fits a line.
+	cfg.MaxLine = max(cfg.MaxLine, 6*cfg.Tools.MaxResult+64<<10)
 	// The worker reads the files (os.Root: nothing outside skills/, no
 	// symlink out of it); here only whether there is one, so that a node
 	// without JS skills starts no worker.
 	ents, err := os.ReadDir(cfg.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
 	if !slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !e.IsDir() && strings.HasSuffix(e.Name(), ".js") }) {
-		return nil, nil
-	}
-	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		if len(cfg.MCP) == 0 {
+			return nil, nil
+		}
+		cfg.Dir = "" // MCP servers only
+	} else if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("skills: %w", err)
 	}
-	s := &Skills{cfg: cfg}
+	s := &Skills{cfg: cfg, slots: make(chan *slot, cfg.Workers), done: make(chan struct{})}
 	if s.cfg.Worker == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -134,38 +212,86 @@ func Open(cfg Config) (*Skills, error) {
 		}
 		s.cfg.Worker = filepath.Join(filepath.Dir(exe), WorkerName)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.worker(); err != nil {
+	first := &slot{}
+	if err := s.start(first); err != nil {
 		return nil, err
+	}
+	if err := s.checkModels(); err != nil {
+		s.drop(first)
+		return nil, err
+	}
+	s.slots <- first
+	for range cfg.Workers - 1 {
+		s.slots <- &slot{}
 	}
 	return s, nil
 }
 
-// Skills are the loaded skills.
-func (s *Skills) Skills() []Skill { return slices.Clone(*s.skills.Load()) }
-
-// Close stops the worker, after the skill running in it, if any; Run
-// returns ErrClosed afterwards.
-func (s *Skills) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	if s.w != nil {
-		s.w.kill()
-		s.w = nil
+// checkModels refuses a models: entry the router does not know.
+func (s *Skills) checkModels() error {
+	if s.cfg.Resolve == nil {
+		return nil
+	}
+	for _, alias := range slices.Sorted(maps.Keys(s.cfg.Models)) {
+		if err := s.cfg.Resolve(s.cfg.Models[alias]); err != nil {
+			return fmt.Errorf("skills: skills.models: %s: %q is not a model the router knows: %w", alias, s.cfg.Models[alias], err)
+		}
+	}
+	for _, sk := range s.skills.Load().skills {
+		for _, alias := range slices.Sorted(maps.Keys(sk.Models)) {
+			if _, over := s.cfg.Models[alias]; over {
+				continue // skills.models takes it
+			}
+			if err := s.cfg.Resolve(sk.Models[alias]); err != nil {
+				return fmt.Errorf("skills: skills/%s: models: %s: %q is not a model the router knows (set skills.models.%s in moltbot.yaml to a model it knows): %w",
+					sk.File, alias, sk.Models[alias], alias, err)
+			}
+		}
 	}
 	return nil
 }
 
+// Skills are the loaded skills.
+func (s *Skills) Skills() []Skill { return slices.Clone(s.skills.Load().skills) }
+
+// Tools are the server-side tools: the JavaScript skills' that say tool:,
+// and the MCP servers' that answered at load.
+func (s *Skills) Tools() []wire.ToolInfo { return slices.Clone(s.skills.Load().tools) }
+
+// Warnings say what the last load left out without failing: an MCP
+// server that did not answer, a tool whose name a model cannot take.
+func (s *Skills) Warnings() []string { return slices.Clone(s.skills.Load().warnings) }
+
+// Close stops the workers, each after the skill running in it, if any;
+// Run returns ErrClosed afterwards.
+func (s *Skills) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		for range cap(s.slots) {
+			s.drop(<-s.slots)
+		}
+	})
+	return nil
+}
+
+func (s *Skills) closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // worker is a running moltbot-skills process.
 type worker struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	out  chan wire.Response
-	err  error // why out closed; read after it did
-	quit chan struct{}
-	done chan struct{}
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    chan wire.Response
+	err    error // why out closed; read after it did
+	stderr *logWriter
+	quit   chan struct{}
+	done   chan struct{}
 }
 
 func (w *worker) kill() {
@@ -175,38 +301,35 @@ func (w *worker) kill() {
 	<-w.done
 }
 
-// worker returns the running worker, starting and loading one when there
-// is none (s.mu held).
-func (s *Skills) worker() (*worker, error) {
-	if s.w != nil {
-		return s.w, nil
-	}
-	cmd := exec.Command(s.cfg.Worker)
-	cmd.Env = []string{"GOMEMLIMIT=256MiB"} // nothing of the node's environment
+// start starts sl's worker and loads the skills in it (sl owned).
+func (s *Skills) start(sl *slot) error {
+	cmd := exec.Command(s.cfg.Worker, "-memory", fmt.Sprint(max(s.cfg.Memory, 0)))
+	cmd.Env = []string{} // nothing of the node's environment
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	outp, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd.Stderr = &logWriter{log: s.cfg.Logger}
+	stderr := &logWriter{log: s.cfg.Logger}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			err = fmt.Errorf("%w: %w", ErrNoWorker, err)
 		}
-		return nil, fmt.Errorf("skills: start the worker (%s; build it with make build, or set skills.worker): %w", s.cfg.Worker, err)
+		return fmt.Errorf("skills: start the worker (%s; build it with make build, or set skills.worker): %w", s.cfg.Worker, err)
 	}
-	w := &worker{cmd: cmd, in: in, out: make(chan wire.Response), quit: make(chan struct{}), done: make(chan struct{})}
+	w := &worker{cmd: cmd, in: in, out: make(chan wire.Response), stderr: stderr, quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		sc := bufio.NewScanner(outp)
 		sc.Buffer(make([]byte, 0, 64<<10), s.cfg.MaxLine)
 		for sc.Scan() {
-			var r wire.Response
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				w.err = fmt.Errorf("a bad line from the worker: %w", err)
+			r, err := parseLine(sc.Bytes())
+			if err != nil {
+				w.err = err
 				break
 			}
 			select {
@@ -220,53 +343,167 @@ func (s *Skills) worker() (*worker, error) {
 		if errors.Is(w.err, bufio.ErrTooLong) {
 			w.err = fmt.Errorf("the worker wrote a line longer than %d bytes", s.cfg.MaxLine)
 		}
+		// Wait before out closes: it waits for stderr's copy too, so a
+		// crash's report (out of memory) is in stderr when do sees out
+		// closed.
 		cmd.Process.Kill()
-		close(w.out)
 		cmd.Wait()
+		close(w.out)
 	}()
-	s.w = w
-	resp, err := s.do(context.Background(), wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile}, 10*time.Second, nil)
+	sl.w = w
+	limit := 10 * time.Second
+	for _, m := range s.cfg.MCP {
+		d := time.Duration(m.TimeoutMS) * time.Millisecond
+		if d <= 0 {
+			d = mcpTimeout // the worker's default
+		}
+		limit = max(limit, d+5*time.Second)
+	}
+	resp, err := s.do(context.Background(), sl, wire.Request{Op: "load", Dir: s.cfg.Dir, MaxFile: s.cfg.MaxFile, MCP: s.cfg.MCP,
+		MaxResult: s.cfg.Tools.MaxResult}, limit, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if resp.Error != "" {
-		s.drop()
-		return nil, fmt.Errorf("skills: %s", resp.Error)
+		s.drop(sl)
+		return fmt.Errorf("skills: %s", resp.Error)
 	}
-	loaded := make([]Skill, len(resp.Skills))
+	l := &loaded{skills: make([]Skill, len(resp.Skills)), tools: resp.Tools, warnings: resp.Warnings}
+	for _, t := range resp.Tools {
+		l.offered = append(l.offered, moltbot.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters})
+	}
+	for _, w := range resp.Warnings {
+		s.cfg.Logger.Warn("skills: " + w)
+	}
 	for i := range resp.Skills {
-		sk := &loaded[i]
+		sk := &l.skills[i]
 		sk.SkillInfo = resp.Skills[i]
 		for _, p := range sk.RE2 {
 			re, err := regexp.Compile(p)
 			if err != nil {
-				s.drop()
-				return nil, fmt.Errorf("skills: skills/%s: pattern %s: %w", sk.File, p, err)
+				s.drop(sl)
+				return fmt.Errorf("skills: skills/%s: pattern %s: %w", sk.File, p, err)
 			}
 			sk.res = append(sk.res, re)
 		}
 	}
-	s.skills.Store(&loaded)
-	return w, nil
+	s.skills.Store(l)
+	return nil
 }
 
-// drop kills the worker; the next request starts another (s.mu held).
-func (s *Skills) drop() {
-	if s.w != nil {
-		s.w.kill()
-		s.w = nil
+// parseLine reads a line from the worker: a Response whose every field
+// is within wire's limits. The worker runs skills' code: a line out of
+// bounds is an error (the worker is killed), never acted on.
+func parseLine(b []byte) (wire.Response, error) {
+	var r wire.Response
+	if err := json.Unmarshal(b, &r); err != nil {
+		return wire.Response{}, fmt.Errorf("a bad line from the worker: %w", err)
+	}
+	bad := func(format string, args ...any) (wire.Response, error) {
+		return wire.Response{}, fmt.Errorf("a bad line from the worker: "+format, args...)
+	}
+	if c := r.Call; c != nil {
+		switch c.Kind {
+		case "", wire.CallModel:
+			if c.Alias == "" || len(c.Alias) > wire.MaxModel || !utf8.ValidString(c.Alias) {
+				return bad("call %d: a model alias of %d bytes", c.Seq, len(c.Alias))
+			}
+			if !utf8.ValidString(c.Prompt) {
+				return bad("call %d: a prompt that is not UTF-8", c.Seq)
+			}
+		case wire.CallKVGet, wire.CallKVSet, wire.CallKVDelete:
+			if !validKey(c.Key) {
+				return bad("call %d: a kv key of %d bytes or not text", c.Seq, len(c.Key))
+			}
+			if len(c.Value) > wire.MaxValue || (c.Kind != wire.CallKVSet && c.Value != "") {
+				return bad("call %d: a kv value of %d bytes", c.Seq, len(c.Value))
+			}
+		case wire.CallEmbed:
+			if len(c.Texts) == 0 || len(c.Texts) > wire.MaxEmbedTexts {
+				return bad("call %d: %d texts to embed", c.Seq, len(c.Texts))
+			}
+			for _, t := range c.Texts {
+				if t == "" || len(t) > wire.MaxEmbedText || !utf8.ValidString(t) {
+					return bad("call %d: a text to embed of %d bytes or not text", c.Seq, len(t))
+				}
+			}
+		default:
+			return bad("call %d: unknown kind %q", c.Seq, c.Kind)
+		}
+	}
+	for _, t := range r.Tools {
+		if !validToolName(t.Name) || (t.Skill == "") == (t.Server == "") || (t.Skill != "" && !validName(t.Skill)) || (t.Server != "" && !validName(t.Server)) {
+			return bad("a tool %q of skill %q, server %q", t.Name, t.Skill, t.Server)
+		}
+		if len(t.Description) > 4<<10 || len(t.Parameters) > 16<<10 || (len(t.Parameters) > 0 && !json.Valid(t.Parameters)) {
+			return bad("tool %s: a description of %d bytes, parameters of %d", t.Name, len(t.Description), len(t.Parameters))
+		}
+	}
+	for _, sk := range r.Skills {
+		if !validName(sk.Name) {
+			return bad("a skill named %q", sk.Name)
+		}
+		if len(sk.Models) > wire.MaxModels {
+			return bad("skill %s: %d models", sk.Name, len(sk.Models))
+		}
+		for a, m := range sk.Models {
+			if a == "" || m == "" || len(a) > wire.MaxModel || len(m) > wire.MaxModel {
+				return bad("skill %s: a models: entry %q of %d bytes", sk.Name, a, len(m))
+			}
+		}
+		if sk.ModelCalls < -1 || sk.ModelCalls > wire.MaxModelCalls {
+			return bad("skill %s: model_calls %d", sk.Name, sk.ModelCalls)
+		}
+		if (len(sk.RE2) == 0 && sk.Tool == nil) || len(sk.RE2) != len(sk.Patterns) {
+			return bad("skill %s: %d patterns, %d in RE2", sk.Name, len(sk.Patterns), len(sk.RE2))
+		}
+	}
+	return r, nil
+}
+
+// validName: a skill's name is text of 1 to wire.MaxName bytes with no
+// '/' and no control character (it keys the skill's kv records and its
+// metrics).
+func validName(n string) bool {
+	return n != "" && len(n) <= wire.MaxName && utf8.ValidString(n) && !strings.ContainsFunc(n, func(r rune) bool { return r == '/' || r < 0x20 || r == 0x7f })
+}
+
+// validToolName: what a model takes as a function's name,
+// ^[a-zA-Z0-9_-]{1,64}$ (the worker offers no other).
+func validToolName(n string) bool {
+	return n != "" && len(n) <= 64 && !strings.ContainsFunc(n, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	})
+}
+
+// validKey: a kv key is text of 1 to wire.MaxKey bytes with no control
+// character.
+func validKey(k string) bool {
+	return k != "" && len(k) <= wire.MaxKey && utf8.ValidString(k) && !strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// drop kills sl's worker; the next run in sl starts another (sl owned).
+func (s *Skills) drop(sl *slot) {
+	if sl.w != nil {
+		sl.w.kill()
+		sl.w = nil
 	}
 }
 
-// do sends r to the worker and waits for its answer, at most limit (the
-// worker is killed then), answering its model calls with onCall (s.mu
-// held).
-func (s *Skills) do(ctx context.Context, r wire.Request, limit time.Duration, onCall func(wire.Call) (string, error)) (wire.Response, error) {
-	w := s.w
-	s.nextID++
-	r.ID = s.nextID
-	if err := s.send(r); err != nil {
-		s.drop()
+// errMemory is a run's error when its worker ran out of its memory;
+// errNoAnswer when it was killed for not answering in time.
+var (
+	errMemory   = errors.New("exceeded its memory budget")
+	errNoAnswer = errors.New("did not answer")
+)
+
+// do sends r to sl's worker and waits for its answer, at most limit (the
+// worker is killed then), answering its calls with onCall (sl owned).
+func (s *Skills) do(ctx context.Context, sl *slot, r wire.Request, limit time.Duration, onCall func(wire.Call) wire.Request) (wire.Response, error) {
+	w := sl.w
+	r.ID = s.nextID.Add(1)
+	if err := send(w, r); err != nil {
+		s.drop(sl)
 		return wire.Response{}, fmt.Errorf("skills: the worker: %w", err)
 	}
 	timer := time.NewTimer(limit)
@@ -275,7 +512,10 @@ func (s *Skills) do(ctx context.Context, r wire.Request, limit time.Duration, on
 		select {
 		case resp, ok := <-w.out:
 			if !ok {
-				s.drop()
+				s.drop(sl)
+				if w.stderr.oom.Load() {
+					return wire.Response{}, fmt.Errorf("%w (%d MiB); its worker was replaced", errMemory, s.cfg.Memory>>20)
+				}
 				return wire.Response{}, fmt.Errorf("skills: the worker exited (%v); it restarts for the next turn", w.err)
 			}
 			if resp.ID != r.ID {
@@ -284,34 +524,31 @@ func (s *Skills) do(ctx context.Context, r wire.Request, limit time.Duration, on
 			if resp.Call == nil {
 				return resp, nil
 			}
-			text, err := "", errors.New("this wire.Request cannot call a model")
+			rep := wire.Request{Error: "this request cannot make calls"}
 			if onCall != nil {
-				text, err = onCall(*resp.Call)
+				rep = onCall(*resp.Call)
 			}
-			rep := wire.Request{ID: r.ID, Op: "reply", Seq: resp.Call.Seq, Text: text}
-			if err != nil {
-				rep.Error = err.Error()
-			}
-			if err := s.send(rep); err != nil {
-				s.drop()
+			rep.ID, rep.Op, rep.Seq = r.ID, "reply", resp.Call.Seq
+			if err := send(w, rep); err != nil {
+				s.drop(sl)
 				return wire.Response{}, fmt.Errorf("skills: the worker: %w", err)
 			}
 		case <-timer.C:
-			s.drop()
-			return wire.Response{}, fmt.Errorf("skills: the worker did not answer within %s and was killed (a skill that cannot be interrupted, such as a backtracking regexp); it restarts for the next turn", limit)
+			s.drop(sl)
+			return wire.Response{}, fmt.Errorf("skills: the worker %w within %s and was killed (a skill that cannot be interrupted, such as a backtracking regexp); it restarts for the next turn", errNoAnswer, limit)
 		case <-ctx.Done():
-			s.drop() // the worker may be busy for long: a new one serves the next turn
+			s.drop(sl) // the worker may be busy for long: a new one serves the next turn
 			return wire.Response{}, ctx.Err()
 		}
 	}
 }
 
-func (s *Skills) send(r wire.Request) error {
+func send(w *worker, r wire.Request) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.w.in.Write(append(b, '\n'))
+	_, err = w.in.Write(append(b, '\n'))
 	return err
 }
 
@@ -328,7 +565,7 @@ func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
 		return "", nil
 	}
-	for _, sk := range *s.skills.Load() {
+	for _, sk := range s.skills.Load().skills {
 		if !bot.HasSkill(sk.Name) {
 			continue
 		}
@@ -350,43 +587,303 @@ func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 	return "", nil
 }
 
+// Skill returns the loaded skill named name.
+func (s *Skills) Skill(name string) (Skill, bool) {
+	for _, sk := range s.skills.Load().skills {
+		if sk.Name == name {
+			return sk, true
+		}
+	}
+	return Skill{}, false
+}
+
+// ResolveAlias is the model a skill's callModel alias names: skills.models'
+// entry, else the skill's own models: entry, else the alias itself (which
+// goes to the chain when the router does not know it). mapped is false
+// in the last case.
+func (s *Skills) ResolveAlias(skill, alias string) (model string, mapped bool) {
+	if m, ok := s.cfg.Models[alias]; ok {
+		return m, true
+	}
+	if sk, ok := s.Skill(skill); ok {
+		if m, ok := sk.Models[alias]; ok {
+			return m, true
+		}
+	}
+	return alias, false
+}
+
+// Env is what a running skill reaches through the node.
+type Env struct {
+	// Model answers callModel: alias as the skill wrote it, model as
+	// ResolveAlias resolved it. ctx ends at the run's deadline: the node
+	// answers calls while the run waits on it, so a call must not
+	// outlast it.
+	Model func(ctx context.Context, alias, model, prompt string) (string, error)
+	// Embed answers context.embed, one vector a text (ctx as Model's);
+	// nil: it fails.
+	Embed func(ctx context.Context, texts []string) ([][]float32, error)
+	// Tenant keys the skill's kv records; with no KV (Config.KV) or no
+	// tenant, context.kv fails.
+	Tenant string
+}
+
 // Run runs a skill on text with its match; model answers its callModel
-// requests.
-func (s *Skills) Run(ctx context.Context, skill, text string, matches []*string, model func(alias, prompt string) (string, error)) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+// requests with the model the alias resolves to.
+func (s *Skills) Run(ctx context.Context, skill, text string, matches []*string, model func(model, prompt string) (string, error)) (string, error) {
+	return s.RunIn(ctx, skill, text, matches, Env{Model: func(_ context.Context, _, m, p string) (string, error) { return model(m, p) }})
+}
+
+// RunIn runs a skill on text with its match in env. The run waits for a
+// free worker at most until its deadline.
+func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*string, env Env) (reply string, err error) {
+	return s.runReq(ctx, "skill "+skill, skill, s.cfg.Deadline, env, func(d time.Duration) wire.Request {
+		return wire.Request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}
+	})
+}
+
+// runReq runs req in a free worker (waiting for one at most until the
+// deadline, base or ctx's if sooner), answering its calls in env: a
+// skill's run, or a server-side tool's call. what names it in errors
+// ("skill code-gen", "tool fs__read"); skill is the skill whose models:
+// map, call limit and kv records the calls use ("" for an MCP tool), and
+// the metrics' label (what, for an MCP tool).
+func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Duration, env Env, req func(d time.Duration) wire.Request) (reply string, err error) {
+	if s.closed() {
 		return "", ErrClosed
 	}
-	if _, err := s.worker(); err != nil {
-		return "", err
+	label := skill
+	if label == "" {
+		label = what
 	}
-	d := s.cfg.Deadline
+	d := base
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		d = max(time.Until(dl), time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(ctx, d+time.Second)
 	defer cancel()
-	resp, err := s.do(ctx, wire.Request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}, d+time.Second,
-		func(c wire.Call) (string, error) { return model(c.Alias, c.Prompt) })
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		err = fmt.Errorf("skills: skill %s did not finish within its deadline (%s); its worker was killed and restarts for the next turn", skill, d)
+	t0 := time.Now()
+	outcome := "ok"
+	defer func() {
+		if m := s.cfg.Metrics; m != nil {
+			m.Inc(metrics.SkillRuns, label, outcome)
+			m.Observe(metrics.SkillDuration, time.Since(t0), label)
+		}
+	}()
+	var sl *slot
+	select {
+	case sl = <-s.slots:
+	case <-s.done:
+		return "", ErrClosed
+	case <-ctx.Done():
+		outcome = "busy"
+		return "", moltbot.Errorf(moltbot.EBusy, "skills: %s: all %d workers stayed busy until its deadline (%s)", what, cap(s.slots), d)
 	}
-	if err != nil {
-		return "", err
+	defer func() { s.slots <- sl }()
+	if s.closed() {
+		return "", ErrClosed
 	}
-	if resp.Error != "" {
+	if sl.w == nil {
+		if err := s.start(sl); err != nil {
+			outcome = "error"
+			return "", err
+		}
+	}
+	// The deadline counts from the turn's start, the wait for a worker
+	// included: the worker gets what is left, so that it interrupts the
+	// skill itself (and is killed only a second later) rather than being
+	// killed for a deadline it was not told.
+	if waited := time.Since(t0); waited >= 10*time.Millisecond {
+		left := d - waited
+		if left < 10*time.Millisecond {
+			outcome = "busy"
+			return "", moltbot.Errorf(moltbot.EBusy, "skills: %s: all %d workers stayed busy until its deadline (%s)", what, cap(s.slots), d)
+		}
+		d = left
+	}
+	info, _ := s.Skill(skill)
+	modelCalls, limit, embedCalls := 0, info.ModelCallLimit(), 0
+	callCtx, cancelCalls := context.WithTimeout(ctx, d)
+	defer cancelCalls()
+	resp, err := s.do(ctx, sl, req(d), d+time.Second,
+		func(c wire.Call) wire.Request {
+			switch c.Kind {
+			case "", wire.CallModel:
+				if modelCalls++; modelCalls > limit {
+					return wire.Request{Error: fmt.Sprintf("callModel: at most %d calls a run (limits.model_calls)", limit)}
+				}
+				if env.Model == nil {
+					return wire.Request{Error: "callModel: no model here"}
+				}
+				m, _ := s.ResolveAlias(skill, c.Alias)
+				text, err := env.Model(callCtx, c.Alias, m, c.Prompt)
+				if err != nil && callCtx.Err() != nil {
+					return wire.Request{Error: fmt.Sprintf("callModel(%q): the skill's deadline (%s) came first", c.Alias, d)}
+				}
+				if err != nil {
+					return wire.Request{Error: err.Error()}
+				}
+				return wire.Request{Text: text}
+			case wire.CallEmbed:
+				if embedCalls++; embedCalls > wire.MaxEmbedCalls {
+					return wire.Request{Error: fmt.Sprintf("embed: at most %d calls a run", wire.MaxEmbedCalls)}
+				}
+				if env.Embed == nil {
+					return wire.Request{Error: "context.embed: this node has no embedding chain (models.embeddings)"}
+				}
+				vecs, err := env.Embed(callCtx, c.Texts)
+				if err != nil && callCtx.Err() != nil {
+					return wire.Request{Error: fmt.Sprintf("context.embed: the skill's deadline (%s) came first", d)}
+				}
+				if err != nil {
+					return wire.Request{Error: "context.embed: " + err.Error()}
+				}
+				return wire.Request{Vectors: vecs}
+			default:
+				return s.kv(env.Tenant, skill, c)
+			}
+		})
+	// The errors a client sees, as domain errors (anything else is an
+	// "internal error" at the edge): the skill's name and what stopped it.
+	switch {
+	case errors.Is(err, errMemory):
+		outcome = "memory"
+		return "", moltbot.Errorf(moltbot.EInternal, "skills: %s %v", what, err)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		outcome = "killed"
+		return "", moltbot.Errorf(moltbot.ETimeout, "skills: %s did not finish within its deadline (%s); its worker was killed and restarts for the next turn", what, d)
+	case errors.Is(err, errNoAnswer):
+		outcome = "killed"
+		return "", moltbot.Errorf(moltbot.ETimeout, "skills: %s: %v", what, strings.TrimPrefix(err.Error(), "skills: "))
+	case errors.Is(err, context.Canceled):
+		outcome = "killed"
+		return "", err // the caller went away
+	case err != nil:
+		outcome = "killed"
+		return "", moltbot.Errorf(moltbot.EInternal, "skills: %s: %v", what, strings.TrimPrefix(err.Error(), "skills: "))
+	case resp.Error != "":
+		outcome = "error"
+		if strings.Contains(resp.Error, errDeadlineText) {
+			outcome = "deadline"
+		}
 		return "", moltbot.Errorf(moltbot.EInternal, "%s", resp.Error)
 	}
 	return resp.Reply, nil
 }
 
+// errDeadlineText is in the worker's error for a skill it stopped at its
+// deadline.
+const errDeadlineText = "stopped at its deadline"
+
+// kvMu orders the kv writes of every Skills of the process (a reload's
+// old and new ones), so that a skill's key count stays right.
+var kvMu sync.Mutex
+
+// kv answers a context.kv call: records under tenant NUL skill NUL key,
+// and a count of a skill's keys per tenant under "#" tenant NUL skill.
+func (s *Skills) kv(tenant, skill string, c wire.Call) wire.Request {
+	if s.cfg.KV == nil {
+		return wire.Request{Error: "context.kv: this node keeps no skill records"}
+	}
+	if tenant == "" {
+		return wire.Request{Error: "context.kv: this turn has no tenant"}
+	}
+	key := tenant + "\x00" + skill + "\x00" + c.Key
+	countKey := "#" + tenant + "\x00" + skill
+	fail := func(err error) wire.Request {
+		s.cfg.Logger.Error("skills: kv", "skill", skill, "err", err)
+		return wire.Request{Error: fmt.Sprintf("context.kv.%s: the node's storage failed", strings.TrimPrefix(c.Kind, "kv."))}
+	}
+	if c.Kind == wire.CallKVGet {
+		v, found, err := s.cfg.KV.Get(key)
+		if err != nil {
+			return fail(err)
+		}
+		return wire.Request{Text: string(v), Found: found}
+	}
+	kvMu.Lock()
+	defer kvMu.Unlock()
+	_, had, err := s.cfg.KV.Get(key)
+	if err != nil {
+		return fail(err)
+	}
+	n := 0
+	if b, ok, err := s.cfg.KV.Get(countKey); err != nil {
+		return fail(err)
+	} else if ok {
+		n, _ = strconv.Atoi(string(b))
+	}
+	switch c.Kind {
+	case wire.CallKVSet:
+		if !had && n >= wire.MaxKeys {
+			return wire.Request{Error: fmt.Sprintf("context.kv.set(%q): skill %s holds %d keys for this tenant, its most; delete one first", c.Key, skill, n)}
+		}
+		if err := s.cfg.KV.Put(key, []byte(c.Value)); err != nil {
+			return fail(err)
+		}
+		if !had {
+			n++
+		}
+	case wire.CallKVDelete:
+		if !had {
+			return wire.Request{}
+		}
+		if err := s.cfg.KV.Delete(key); err != nil {
+			return fail(err)
+		}
+		n--
+	}
+	if err := s.cfg.KV.Put(countKey, []byte(strconv.Itoa(max(n, 0)))); err != nil {
+		return fail(err)
+	}
+	return wire.Request{Found: had}
+}
+
+// ScanKV is a KV that can list its records (storage.KV).
+type ScanKV interface {
+	KV
+	Scan(fn func(key string, val []byte) bool) error
+}
+
+// SweepKV deletes the kv records of every tenant dead reports true (auth's
+// sweep of deleted tenants' data: dead is called once a tenant) and
+// returns how many records went.
+func SweepKV(kv ScanKV, dead func(tenant string) bool) (int, error) {
+	verdict := map[string]bool{}
+	var gone []string
+	err := kv.Scan(func(key string, _ []byte) bool {
+		tenant, _, ok := strings.Cut(strings.TrimPrefix(key, "#"), "\x00")
+		if !ok {
+			return true
+		}
+		d, seen := verdict[tenant]
+		if !seen {
+			d = dead(tenant)
+			verdict[tenant] = d
+		}
+		if d {
+			gone = append(gone, key)
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("skills: sweep kv: %w", err)
+	}
+	kvMu.Lock()
+	defer kvMu.Unlock()
+	for i, key := range gone {
+		if err := kv.Delete(key); err != nil {
+			return i, fmt.Errorf("skills: sweep kv: %w", err)
+		}
+	}
+	return len(gone), nil
+}
+
 // BeforeModel answers the turn with a skill when the last user message
 // matches one; nil, nil passes it on to the model. The skill's
-// callModel(alias, {prompt}) asks t.Model with the alias as the model's
-// name: a model (or provider/model) the router knows; an alias it does not
-// know goes to the turn's chain instead (per-skill `models:` maps are for
-// a later step).
+// callModel(alias, {prompt}) asks t.Model for the model the alias
+// resolves to (ResolveAlias); an alias that no models: map takes and the
+// router does not know goes to the turn's chain instead.
 func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
 	text := lastUser(t.Messages)
 	if text == "" || !utf8.ValidString(text) {
@@ -409,6 +906,71 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	return &moltbot.Completion{Content: reply, Served: served, Usage: usage, FinishReason: "stop"}, nil
 }
 
+// ServerTools are the tools the loop offers the model (Toolbox).
+//
+// A bot's turns are offered only the tools of the skills and MCP servers
+// it names among its skills (Bot.HasSkill; a nil bot: every tool).
+func (s *Skills) ServerTools(bot *moltbot.Bot) []moltbot.Tool {
+	l := s.skills.Load()
+	if bot == nil {
+		return l.offered
+	}
+	var out []moltbot.Tool
+	for i, t := range l.tools {
+		from := t.Skill
+		if t.Server != "" {
+			from = t.Server
+		}
+		if bot.HasSkill(from) {
+			out = append(out, l.offered[i])
+		}
+	}
+	return out
+}
+
+// CallTool runs a server-side tool (Toolbox) in a worker: the tool gets
+// until a second before ctx's deadline (at most Tools.CallTimeout), the
+// worker until the deadline, or it is killed (as for a run). A
+// JavaScript tool's calls (callModel, context.kv, context.embed) are its
+// skill's, in the turn's environment.
+func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
+	var usage moltbot.Usage
+	if !json.Valid([]byte(args)) {
+		return "", usage, errors.New("arguments are not JSON")
+	}
+	skill := ""
+	for _, ti := range s.skills.Load().tools {
+		if ti.Name == name {
+			skill = ti.Skill
+		}
+	}
+	d := s.cfg.Tools.CallTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-callGrace < d {
+		// The loop's deadline: the call's, plus the grace (runCall).
+		d = max((time.Until(dl) - callGrace).Round(time.Millisecond), time.Millisecond)
+	}
+	input := lastUser(t.Messages)
+	if len(input) > s.cfg.MaxInput || !utf8.ValidString(input) {
+		input = ""
+	}
+	var mu sync.Mutex
+	start := time.Now()
+	defer func() { s.cfg.Logger.Debug("tool called", "tool", name, "took", time.Since(start)) }()
+	reply, err := s.runReq(ctx, "tool "+name, skill, d, envOf(t, &usage, &mu), func(d time.Duration) wire.Request {
+		return wire.Request{Op: "tool", Tool: name, Args: json.RawMessage(args), Input: input, DeadlineMS: d.Milliseconds()}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return reply, usage, err
+}
+
+// AroundModel runs the turn through the server-side tool loop (RunTools)
+// with these skills' tools.
+func (s *Skills) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
+	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	return RunTools(ctx, t, fn, s, s.cfg.Tools, next)
+}
+
 func lastUser(msgs []moltbot.Message) string {
 	for i := len(msgs) - 1; i >= 0; i-- {
 		if msgs[i].Role == moltbot.RoleUser {
@@ -421,15 +983,53 @@ func lastUser(msgs []moltbot.Message) string {
 	return ""
 }
 
-// logWriter logs the worker's stderr, a line at a time, bounded.
+// logWriter logs a worker's stderr, a write at a time, bounded; a Go
+// runtime crash's report is logged by its first line only (the goroutine
+// dump after it is not), and oom records that the worker ran out of its
+// memory budget. The runtime writes a report in pieces ("fatal error: ",
+// then the reason): its first 4 KiB are kept to be read whole.
 type logWriter struct {
-	log *slog.Logger
+	log   *slog.Logger
+	oom   atomic.Bool
+	mu    sync.Mutex
+	crash []byte // the crash report's start, once one began
 }
 
 func (l *logWriter) Write(p []byte) (int, error) {
-	msg := strings.TrimSpace(string(p[:min(len(p), 4096)]))
-	if msg != "" {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.crash != nil {
+		l.note(p)
+		return len(p), nil
+	}
+	msg := string(p[:min(len(p), 4096)])
+	i := strings.Index(msg, "fatal error: ")
+	if i < 0 {
+		i = strings.Index(msg, "runtime: out of memory")
+	}
+	if i >= 0 {
+		l.crash = make([]byte, 0, 4096)
+		l.note(p[i:])
+		msg = msg[:i]
+	}
+	if msg = strings.TrimSpace(msg); msg != "" {
 		l.log.Warn("skills worker", "stderr", msg)
 	}
 	return len(p), nil
+}
+
+// note adds p to the crash report's start (l.mu held), and logs that
+// start's first line once it is whole.
+func (l *logWriter) note(p []byte) {
+	if len(l.crash) == cap(l.crash) {
+		return
+	}
+	had := bytes.IndexByte(l.crash, '\n') >= 0
+	l.crash = append(l.crash, p[:min(len(p), cap(l.crash)-len(l.crash))]...)
+	if bytes.Contains(l.crash, []byte("out of memory")) {
+		l.oom.Store(true)
+	}
+	if i := bytes.IndexByte(l.crash, '\n'); i >= 0 && !had {
+		l.log.Warn("skills worker crashed", "stderr", string(l.crash[:i]))
+	}
 }

@@ -38,7 +38,7 @@ var (
 )
 
 // worker builds cmd/moltbot-skills once for the package's tests.
-func buildWorker(t *testing.T) string {
+func buildWorker(t testing.TB) string {
 	t.Helper()
 	workerOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "moltbot-skills-test")
@@ -47,7 +47,7 @@ func buildWorker(t *testing.T) string {
 			return
 		}
 		workerBin = filepath.Join(dir, WorkerName)
-		out, err := exec.Command("go", "build", "-o", workerBin, "github.com/moltbot/moltbot/cmd/moltbot-skills").CombinedOutput()
+		out, err := buildWorkerCmd(workerBin).CombinedOutput()
 		if err != nil {
 			workerErr = &buildErr{string(out)}
 		}
@@ -75,6 +75,7 @@ type counting struct {
 	inference.Provider
 	n      atomic.Int64
 	prompt atomic.Value
+	model  atomic.Value
 }
 
 func (c *counting) Chat(ctx context.Context, r *inference.Request, fn inference.DeltaFunc) (inference.Result, error) {
@@ -82,6 +83,7 @@ func (c *counting) Chat(ctx context.Context, r *inference.Request, fn inference.
 	if len(r.Messages) > 0 {
 		c.prompt.Store(r.Messages[len(r.Messages)-1].Content)
 	}
+	c.model.Store(r.Model)
 	return c.Provider.Chat(ctx, r, fn)
 }
 
@@ -89,11 +91,18 @@ type env struct {
 	rt    *actors.Runtime
 	model *counting
 	sk    *Skills
+	dir   string
 }
 
 // start opens the skills in a dir holding files, and a runtime over the
 // in-process simulator with the stage before the model.
-func start(t *testing.T, files map[string]string, deadline time.Duration) *env {
+func start(t testing.TB, files map[string]string, deadline time.Duration) *env {
+	t.Helper()
+	return startWith(t, files, Config{Deadline: deadline})
+}
+
+// writeSkills writes files into a new skills/ directory.
+func writeSkills(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "skills")
 	os.Mkdir(dir, 0o700)
@@ -102,7 +111,15 @@ func start(t *testing.T, files map[string]string, deadline time.Duration) *env {
 			t.Fatal(err)
 		}
 	}
-	sk, err := Open(Config{Dir: dir, Worker: buildWorker(t), Deadline: deadline})
+	return dir
+}
+
+// startWith is start with cfg (its Dir and Worker set here): the
+// simulator, provider m, serves models m (the chain) and big.
+func startWith(t testing.TB, files map[string]string, cfg Config, tweak ...func(*actors.Config)) *env {
+	t.Helper()
+	cfg.Dir, cfg.Worker = writeSkills(t, files), buildWorker(t)
+	sk, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,12 +128,16 @@ func start(t *testing.T, files map[string]string, deadline time.Duration) *env {
 	}
 	t.Cleanup(func() { sk.Close() })
 	m := &counting{Provider: sim.NewProvider("m", sim.Options{Tokens: 6, Seed: 1})}
-	rt, err := actors.New(actors.Config{
-		Providers: []actors.ProviderSpec{{Name: "m", Type: "sim", Provider: m, MaxInFlight: 16, MaxQueue: 16, Timeout: 20 * time.Second}},
+	acfg := actors.Config{
+		Providers: []actors.ProviderSpec{{Name: "m", Type: "sim", Provider: m, Models: []string{"big"}, MaxInFlight: 16, MaxQueue: 16, Timeout: 20 * time.Second}},
 		Chain:     []moltbot.ModelRef{{Provider: "m", Model: "m"}},
 		Store:     storage.NewMemory(), HealthInterval: time.Hour,
 		Before: []actors.BeforeModel{sk},
-	})
+	}
+	for _, f := range tweak {
+		f(&acfg)
+	}
+	rt, err := actors.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,15 +145,26 @@ func start(t *testing.T, files map[string]string, deadline time.Duration) *env {
 	if _, err := rt.Create(context.Background(), "acme", actors.CreateOptions{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{rt: rt, model: m, sk: sk}
+	return &env{rt: rt, model: m, sk: sk, dir: cfg.Dir}
 }
 
-func (e *env) turn(t *testing.T, text string) (*actors.TurnResult, string, error) {
+func (e *env) turn(t testing.TB, text string) (*actors.TurnResult, string, error) {
+	t.Helper()
+	return e.turnIn(t, "acme", "c1", text)
+}
+
+// turnIn runs a turn in space's conversation conv, made if need be.
+func (e *env) turnIn(t testing.TB, space, conv, text string) (*actors.TurnResult, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if _, err := e.rt.Get(ctx, space, conv); err != nil {
+		if _, err := e.rt.Create(ctx, space, actors.CreateOptions{ID: conv}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var streamed strings.Builder
-	res, err := e.rt.Turn(ctx, "acme", "c1", moltbot.TurnInput{Content: text}, func(c moltbot.Chunk) error {
+	res, err := e.rt.Turn(ctx, space, conv, moltbot.TurnInput{Content: text}, func(c moltbot.Chunk) error {
 		streamed.WriteString(c.Content)
 		return nil
 	})
@@ -252,4 +284,13 @@ func TestNoSkills(t *testing.T) {
 			t.Fatalf("%s: %v %v", d, s, err)
 		}
 	}
+}
+
+// buildWorkerCmd builds the worker as make build does, without cgo: with
+// it (make test's -race sets CGO_ENABLED=1) the net package's threads get
+// 8 MiB pthread stacks, which count against the worker's RLIMIT_DATA.
+func buildWorkerCmd(out string) *exec.Cmd {
+	c := exec.Command("go", "build", "-o", out, "github.com/moltbot/moltbot/cmd/moltbot-skills")
+	c.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return c
 }

@@ -24,11 +24,16 @@ var (
 	// Cache is the output cache's pebble tier (cache/<tenant>/<hash>):
 	// nothing synced, as an entry lost in a crash is only a miss.
 	Cache = Namespace{Name: "cache", prefix: "cache/"}
+	// Skills are the JavaScript skills' records (package skills:
+	// context.kv, per tenant and skill): synced, as a skill that set a
+	// key may have told the user so whatever becomes of the turn (a run
+	// makes at most 64 kv calls).
+	Skills = Namespace{Name: "skills", prefix: "skills/", syncPut: true, syncDelete: true}
 )
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache}
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the

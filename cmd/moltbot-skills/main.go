@@ -21,12 +21,37 @@
 //	    -> {"id":3,"call":{"seq":1,"alias":"m","prompt":"..."}} (the node answers {"id":3,"op":"reply","seq":1,"text":"..."})
 //	    -> {"id":3,"done":true,"reply":"..."} or {"id":3,"done":true,"error":"..."}
 //
+//	{"id":4,"op":"tool","tool":"weather","args":{"city":"Paris"},"input":"...","deadline_ms":10000}
+//	    -> calls as for run (a JavaScript tool's callModel), then {"id":4,"done":true,"reply":"..."} or {"id":4,"done":true,"error":"..."}
+//
+// tool runs a server-side tool: a skill's that exports tool (its handler
+// gets context.args, the arguments, and context.input, the user's
+// message; an object it returns goes back as its JSON), or an MCP
+// server's (mcp.go: load's "mcp" lists the servers; load connects to them
+// and lists their tools as server__tool, in "tools", with "warnings" for
+// a server that did not answer). A result is cut at load's max_result.
+//
+// The worker caps its own memory at start (-memory BYTES: RLIMIT_DATA,
+// the Go heap's soft limit at three quarters of it) and lowers its CPU
+// priority (nice 10), so that a skill that allocates without bound kills
+// only its worker ("fatal error: runtime: out of memory", which the node
+// reports as the skill over its memory budget) and a busy one yields the
+// CPU to the node's turns.
+//
 // A skill file is CommonJS: module.exports = {name, patterns: [/.../],
-// handler: async (context) => {...}, strict}. Its patterns are compiled
+// handler: async (context) => {...}, strict, models: {alias: model},
+// limits: {model_calls: N}, tool: {description, parameters, name}};
+// patterns may be left out when tool is given. Its patterns are compiled
 // with Go's regexp (RE2): one RE2 cannot take (backreferences, lookaround)
 // is a load error naming the file and the pattern. Its handler gets
-// context.input, context.matches and context.callModel(alias, {prompt}),
-// a Promise of the model's text. The sandbox is what goja gives and no
+// context.input, context.matches, context.callModel(alias, {prompt}),
+// a Promise of the model's text (the node resolves the alias through the
+// skill's models: map, at most limits.model_calls calls a run), and
+// context.kv.get(key), .set(key, value), .delete(key): Promises over the
+// skill's small key-value store, per tenant, kept by the node (keys up
+// to 128 bytes, values strings up to 4 KiB, 256 keys), and
+// context.embed(text or [texts]), a Promise of one vector (an array of
+// numbers) a text, through the node's embedding chain. The sandbox is what goja gives and no
 // more: no fs, net, process, env, timers; require resolves the skill's
 // own file only.
 //
@@ -44,8 +69,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
-	"github.com/moltbot/moltbot/skills/wire"
 	"io"
 	"io/fs"
 	"os"
@@ -53,9 +78,11 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dop251/goja"
 	"github.com/dop251/goja_nodejs/require"
+	"github.com/moltbot/moltbot/skills/wire"
 )
 
 type file struct {
@@ -70,9 +97,6 @@ type skill struct {
 	strict   bool
 }
 
-// maxModelCalls bounds a run's callModel calls.
-const maxModelCalls = 8
-
 // loadDeadline bounds a skill file's top-level code at load.
 const loadDeadline = 2 * time.Second
 
@@ -80,9 +104,18 @@ type worker struct {
 	in     chan wire.Request
 	out    *json.Encoder
 	skills []*skill
+	mcp    *mcpClients
+	// maxResult bounds a tool's result (load's max_result).
+	maxResult int
 }
 
 func main() {
+	memory := flag.Int64("memory", 256<<20, "the worker's memory budget in bytes (RLIMIT_DATA; the Go heap's soft limit at 3/4 of it); 0: none")
+	flag.Parse()
+	if err := limitSelf(*memory); err != nil {
+		fmt.Fprintln(os.Stderr, "moltbot-skills:", err)
+		os.Exit(2)
+	}
 	w := &worker{in: make(chan wire.Request), out: json.NewEncoder(os.Stdout)}
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
@@ -119,6 +152,13 @@ func (w *worker) serve(r wire.Request) {
 		resp := wire.Response{ID: r.ID, Done: true, Reply: reply}
 		if err != nil {
 			resp.Error = err.Error()
+		}
+		w.send(resp)
+	case "tool":
+		reply, err := w.tool(r)
+		resp := wire.Response{ID: r.ID, Done: true, Reply: reply}
+		if err != nil {
+			resp.Error = cut(err.Error(), w.maxResult)
 		}
 		w.send(resp)
 	default:
@@ -176,6 +216,9 @@ func re2(source, flags string) (*regexp.Regexp, error) {
 
 // readDir reads dir's *.js files through os.Root.
 func readDir(dir string, maxFile int64) ([]file, error) {
+	if dir == "" {
+		return nil, nil // MCP servers only
+	}
 	if maxFile <= 0 {
 		maxFile = 1 << 20
 	}
@@ -229,11 +272,69 @@ func (w *worker) load(r wire.Request) wire.Response {
 		return wire.Response{ID: r.ID, Error: strings.Join(errs, "; ")}
 	}
 	w.skills = out
+	w.maxResult = r.MaxResult
+	if w.maxResult <= 0 {
+		w.maxResult = 64 << 10
+	}
 	resp := wire.Response{ID: r.ID, Skills: []wire.SkillInfo{}}
+	seen := map[string]bool{}
 	for _, s := range out {
 		resp.Skills = append(resp.Skills, s.info)
+		if s.info.Tool != nil {
+			if seen[s.info.Tool.Name] {
+				return wire.Response{ID: r.ID, Error: fmt.Sprintf("skills/%s: a second tool named %s", s.info.File, s.info.Tool.Name)}
+			}
+			seen[s.info.Tool.Name] = true
+			resp.Tools = append(resp.Tools, *s.info.Tool)
+		}
+	}
+	w.mcp.close()
+	var tools []wire.ToolInfo
+	w.mcp, tools, resp.Warnings = loadMCP(r.MCP)
+	for _, t := range tools {
+		if seen[t.Name] {
+			resp.Warnings = append(resp.Warnings, fmt.Sprintf("mcp server %s: tool %s: a skill has that name; left out", t.Server, t.Name))
+			continue
+		}
+		seen[t.Name] = true
+		resp.Tools = append(resp.Tools, t)
 	}
 	return resp
+}
+
+// tool calls a server-side tool: a JavaScript skill's, or an MCP
+// server's; its result cut at maxResult bytes.
+func (w *worker) tool(r wire.Request) (string, error) {
+	if len(r.Args) > 0 {
+		var o map[string]json.RawMessage
+		if err := json.Unmarshal(r.Args, &o); err != nil || o == nil {
+			return "", errors.New("arguments are not a JSON object")
+		}
+	}
+	for _, s := range w.skills {
+		if s.info.Tool != nil && s.info.Tool.Name == r.Tool {
+			out, err := w.run(r)
+			return cut(out, w.maxResult), err
+		}
+	}
+	d := time.Duration(r.DeadlineMS) * time.Millisecond
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	out, err := w.mcp.call(r.Tool, r.Args, d)
+	return cut(out, w.maxResult), err
+}
+
+// cut bounds s at n bytes, a note saying how much it left out included.
+func cut(s string, n int) string {
+	if n <= 0 || len(s) <= n {
+		return s
+	}
+	i := max(n-64, 0) // room for the note: the whole is at most n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + fmt.Sprintf("\n[cut: %d of %d bytes shown]", i, len(s))
 }
 
 func loadOne(f file) (*skill, error) {
@@ -249,15 +350,67 @@ func loadOne(f file) (*skill, error) {
 	if n := ex.Get("name"); n != nil && !goja.IsUndefined(n) {
 		s.info.Name = n.String()
 	}
+	if !validName(s.info.Name) {
+		return nil, fmt.Errorf("module.exports.name %q: want 1 to %d bytes of text with no '/' and no control character", s.info.Name, wire.MaxName)
+	}
 	if st := ex.Get("strict"); st != nil {
 		s.strict = st.ToBoolean()
+	}
+	if mv := ex.Get("models"); mv != nil && !goja.IsUndefined(mv) && !goja.IsNull(mv) {
+		mo, ok := mv.(*goja.Object)
+		if !ok {
+			return nil, errors.New("module.exports.models: want an object of alias: 'provider/model'")
+		}
+		keys := mo.Keys()
+		if len(keys) > wire.MaxModels {
+			return nil, fmt.Errorf("module.exports.models: %d aliases; at most %d", len(keys), wire.MaxModels)
+		}
+		s.info.Models = map[string]string{}
+		for _, k := range keys {
+			v := mo.Get(k)
+			if _, ok := v.Export().(string); !ok {
+				return nil, fmt.Errorf("module.exports.models[%q]: want a model's name (a string), got %s", k, v.String())
+			}
+			m := v.String()
+			if k == "" || m == "" || len(k) > wire.MaxModel || len(m) > wire.MaxModel {
+				return nil, fmt.Errorf("module.exports.models[%q]: an alias and its model must be 1 to %d bytes", k, wire.MaxModel)
+			}
+			s.info.Models[k] = m
+		}
+	}
+	if lv := ex.Get("limits"); lv != nil && !goja.IsUndefined(lv) && !goja.IsNull(lv) {
+		lo, ok := lv.(*goja.Object)
+		if !ok {
+			return nil, errors.New("module.exports.limits: want an object such as {model_calls: 3}")
+		}
+		for _, k := range lo.Keys() {
+			switch k {
+			case "model_calls":
+				n, ok := lo.Get(k).Export().(int64)
+				if !ok || n < 0 || n > wire.MaxModelCalls {
+					return nil, fmt.Errorf("module.exports.limits.model_calls: want a whole number from 0 to %d, got %s", wire.MaxModelCalls, lo.Get(k).String())
+				}
+				s.info.ModelCalls = int(n)
+				if n == 0 {
+					s.info.ModelCalls = -1 // none allowed (0 on the wire is the default)
+				}
+			default:
+				return nil, fmt.Errorf("module.exports.limits.%s: unknown (known: model_calls)", k)
+			}
+		}
 	}
 	if _, ok := goja.AssertFunction(ex.Get("handler")); !ok {
 		return nil, errors.New("module.exports.handler is not a function")
 	}
+	if err := toolOf(vm, ex, s); err != nil {
+		return nil, err
+	}
 	pv := ex.Get("patterns")
+	if (pv == nil || goja.IsUndefined(pv)) && s.info.Tool != nil {
+		return s, nil // a tool only: the model selects it
+	}
 	if pv == nil || goja.IsUndefined(pv) {
-		return nil, errors.New("module.exports.patterns is missing")
+		return nil, errors.New("module.exports.patterns is missing (a skill the model calls says tool: {description, parameters} instead)")
 	}
 	po := pv.ToObject(vm)
 	n := int(po.Get("length").ToInteger())
@@ -277,10 +430,73 @@ func loadOne(f file) (*skill, error) {
 		s.info.RE2 = append(s.info.RE2, re.String())
 		s.info.Patterns = append(s.info.Patterns, "/"+source+"/"+flags)
 	}
-	if len(s.patterns) == 0 {
+	if len(s.patterns) == 0 && s.info.Tool == nil {
 		return nil, errors.New("module.exports.patterns is empty")
 	}
 	return s, nil
+}
+
+// The bounds of a JavaScript tool's declaration (the node refuses a load
+// line beyond them).
+const (
+	maxToolDescription = 4 << 10
+	maxToolParameters  = 16 << 10
+)
+
+// toolOf reads a skill's exports.tool: {description, parameters (a JSON
+// Schema of an object), name (default: the skill's)}.
+func toolOf(vm *goja.Runtime, ex *goja.Object, s *skill) error {
+	tv := ex.Get("tool")
+	if tv == nil || goja.IsUndefined(tv) || goja.IsNull(tv) {
+		return nil
+	}
+	to, ok := tv.(*goja.Object)
+	if !ok {
+		return errors.New("module.exports.tool is not an object ({description, parameters})")
+	}
+	t := &wire.ToolInfo{Name: s.info.Name, Skill: s.info.Name}
+	if n := to.Get("name"); n != nil && !goja.IsUndefined(n) {
+		t.Name = n.String()
+	}
+	if !toolName.MatchString(t.Name) {
+		return fmt.Errorf("tool name %q: a model takes only ^[a-zA-Z0-9_-]{1,64}$ (set tool.name)", t.Name)
+	}
+	if d := to.Get("description"); d != nil && !goja.IsUndefined(d) {
+		t.Description = d.String()
+	}
+	if t.Description == "" {
+		return errors.New("module.exports.tool.description is missing: the model chooses a tool by it")
+	}
+	if len(t.Description) > maxToolDescription {
+		return fmt.Errorf("module.exports.tool.description is %d bytes; at most %d", len(t.Description), maxToolDescription)
+	}
+	t.Parameters = json.RawMessage(`{"type":"object","properties":{}}`)
+	if p := to.Get("parameters"); p != nil && !goja.IsUndefined(p) {
+		b, err := json.Marshal(p.Export())
+		if err != nil {
+			return fmt.Errorf("module.exports.tool.parameters: %v", err)
+		}
+		var schema map[string]any
+		if json.Unmarshal(b, &schema) != nil || schema == nil {
+			return errors.New("module.exports.tool.parameters is not a JSON Schema object")
+		}
+		if ty, ok := schema["type"]; ok && ty != "object" {
+			return fmt.Errorf("module.exports.tool.parameters: type %v; the arguments are an object (type: 'object')", ty)
+		}
+		if len(b) > maxToolParameters {
+			return fmt.Errorf("module.exports.tool.parameters is %d bytes of JSON; at most %d", len(b), maxToolParameters)
+		}
+		t.Parameters = b
+	}
+	s.info.Tool = t
+	return nil
+}
+
+// validName: a skill's name is text of 1 to wire.MaxName bytes with no
+// '/' and no control character (it keys the skill's kv records and its
+// metrics).
+func validName(n string) bool {
+	return n != "" && len(n) <= wire.MaxName && utf8.ValidString(n) && !strings.ContainsFunc(n, func(r rune) bool { return r == '/' || r < 0x20 || r == 0x7f })
 }
 
 func (w *worker) match(r wire.Request) wire.Response {
@@ -308,12 +524,12 @@ var errDeadline = errors.New("stopped at its deadline")
 func (w *worker) run(r wire.Request) (string, error) {
 	var s *skill
 	for _, k := range w.skills {
-		if k.info.Name == r.Skill {
+		if (r.Op == "run" && k.info.Name == r.Skill) || (r.Op == "tool" && k.info.Tool != nil && k.info.Tool.Name == r.Tool) {
 			s = k
 		}
 	}
 	if s == nil {
-		return "", fmt.Errorf("no skill %q", r.Skill)
+		return "", fmt.Errorf("no skill %q", r.Skill+r.Tool)
 	}
 	d := time.Duration(r.DeadlineMS) * time.Millisecond
 	if d <= 0 {
@@ -360,17 +576,56 @@ func (w *worker) run(r wire.Request) (string, error) {
 		matches.Set("index", strings.Index(r.Input, *r.Matches[0]))
 	}
 
-	pending := map[int]func(any) error{}
-	rejects := map[int]func(any) error{}
-	seq := 0
+	// The skill's environment: each call is a line to the node and a
+	// Promise the node's reply settles.
+	type waiter struct {
+		kind            string
+		resolve, reject func(any) error
+	}
+	pending := map[int]waiter{}
+	seq, modelCalls, kvCalls := 0, 0, 0
+	limit := s.info.ModelCalls
+	switch {
+	case limit == 0:
+		limit = wire.DefaultModelCalls
+	case limit < 0:
+		limit = 0
+	}
+	call := func(c wire.Call) goja.Value {
+		seq++
+		c.Seq = seq
+		p, resolve, reject := vm.NewPromise()
+		pending[seq] = waiter{c.Kind, resolve, reject}
+		w.send(wire.Response{ID: r.ID, Call: &c})
+		return vm.ToValue(p)
+	}
+	throw := func(format string, args ...any) {
+		panic(vm.NewGoError(fmt.Errorf(format, args...)))
+	}
 	ctx := vm.NewObject()
 	ctx.Set("input", r.Input)
 	ctx.Set("matches", matches)
+	if r.Op == "tool" {
+		// context.args: the model's arguments, parsed as JSON.parse does.
+		args := string(r.Args)
+		if args == "" {
+			args = "{}"
+		}
+		parse, _ := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("parse"))
+		a, err := parse(goja.Undefined(), vm.ToValue(args))
+		if err != nil {
+			return fail(err)
+		}
+		ctx.Set("args", a)
+	}
 	ctx.Set("callModel", func(c goja.FunctionCall) goja.Value {
-		if seq >= maxModelCalls {
-			panic(vm.NewGoError(fmt.Errorf("callModel: at most %d calls a run", maxModelCalls)))
+		if modelCalls >= limit {
+			throw("callModel: at most %d calls a run (limits.model_calls)", limit)
 		}
 		alias := c.Argument(0).String()
+		if alias == "" || len(alias) > wire.MaxModel {
+			throw("callModel: the alias must be 1 to %d bytes", wire.MaxModel)
+		}
 		var prompt string
 		if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
 			if o, ok := a.(*goja.Object); ok {
@@ -379,11 +634,70 @@ func (w *worker) run(r wire.Request) (string, error) {
 				prompt = a.String()
 			}
 		}
-		seq++
-		p, resolve, reject := vm.NewPromise()
-		pending[seq], rejects[seq] = resolve, reject
-		w.send(wire.Response{ID: r.ID, Call: &wire.Call{Seq: seq, Alias: alias, Prompt: prompt}})
-		return vm.ToValue(p)
+		modelCalls++
+		return call(wire.Call{Kind: wire.CallModel, Alias: alias, Prompt: prompt})
+	})
+	kvKey := func(op string, v goja.Value) string {
+		if kvCalls >= wire.MaxKVCalls {
+			throw("kv.%s: at most %d kv calls a run", op, wire.MaxKVCalls)
+		}
+		k := v.String()
+		if goja.IsUndefined(v) || k == "" || len(k) > wire.MaxKey || !utf8.ValidString(k) || strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			throw("kv.%s: a key is 1 to %d bytes of text with no control character", op, wire.MaxKey)
+		}
+		kvCalls++
+		return k
+	}
+	kv := vm.NewObject()
+	kv.Set("get", func(c goja.FunctionCall) goja.Value {
+		return call(wire.Call{Kind: wire.CallKVGet, Key: kvKey("get", c.Argument(0))})
+	})
+	kv.Set("set", func(c goja.FunctionCall) goja.Value {
+		k := kvKey("set", c.Argument(0))
+		v := c.Argument(1)
+		if _, ok := v.Export().(string); !ok {
+			throw("kv.set(%q): the value must be a string (JSON.stringify an object)", k)
+		}
+		if len(v.String()) > wire.MaxValue {
+			throw("kv.set(%q): the value is %d bytes; at most %d", k, len(v.String()), wire.MaxValue)
+		}
+		return call(wire.Call{Kind: wire.CallKVSet, Key: k, Value: v.String()})
+	})
+	kv.Set("delete", func(c goja.FunctionCall) goja.Value {
+		return call(wire.Call{Kind: wire.CallKVDelete, Key: kvKey("delete", c.Argument(0))})
+	})
+	ctx.Set("kv", kv)
+	embedCalls := 0
+	ctx.Set("embed", func(c goja.FunctionCall) goja.Value {
+		if embedCalls >= wire.MaxEmbedCalls {
+			throw("embed: at most %d calls a run", wire.MaxEmbedCalls)
+		}
+		a := c.Argument(0)
+		var texts []string
+		if _, ok := a.Export().(string); ok {
+			texts = []string{a.String()}
+		} else if o, ok := a.(*goja.Object); ok && o.ClassName() == "Array" {
+			n := o.Get("length").ToInteger()
+			if n < 1 || n > wire.MaxEmbedTexts {
+				throw("embed: 1 to %d texts a call, got %d", wire.MaxEmbedTexts, n)
+			}
+			for i := range n {
+				v := o.Get(fmt.Sprint(i))
+				if _, ok := v.Export().(string); !ok {
+					throw("embed: texts[%d] is not a string", i)
+				}
+				texts = append(texts, v.String())
+			}
+		} else {
+			throw("embed: want a string or an array of strings")
+		}
+		for i, t := range texts {
+			if t == "" || len(t) > wire.MaxEmbedText || !utf8.ValidString(t) {
+				throw("embed: texts[%d] must be 1 to %d bytes of text", i, wire.MaxEmbedText)
+			}
+		}
+		embedCalls++
+		return call(wire.Call{Kind: wire.CallEmbed, Texts: texts})
 	})
 	res, err := handler(goja.Undefined(), ctx)
 	if err != nil {
@@ -396,23 +710,41 @@ func (w *worker) run(r wire.Request) (string, error) {
 		}
 		select {
 		case <-deadline.C:
-			return "", fmt.Errorf("skill %s: %w (%s), waiting for a model", s.info.Name, errDeadline, d)
+			return "", fmt.Errorf("skill %s: %w (%s), waiting for the node", s.info.Name, errDeadline, d)
 		case rep := <-w.in:
-			if rep.Op != "reply" || rep.ID != r.ID || pending[rep.Seq] == nil {
+			wt, found := pending[rep.Seq]
+			if rep.Op != "reply" || rep.ID != r.ID || !found {
 				w.send(wire.Response{ID: rep.ID, Done: true, Error: "a skill is running: one request at a time"})
 				continue
 			}
-			resolve, reject := pending[rep.Seq], rejects[rep.Seq]
 			delete(pending, rep.Seq)
-			delete(rejects, rep.Seq)
-			if rep.Error != "" {
-				err = reject(vm.NewGoError(errors.New(rep.Error)))
-			} else {
+			switch {
+			case rep.Error != "":
+				err = wt.reject(vm.NewGoError(errors.New(rep.Error)))
+			case wt.kind == wire.CallModel:
 				// The model's text: a String whose .text is itself, so that
 				// `${code}` and code.text both give it.
 				box, _ := vm.New(vm.Get("String"), vm.ToValue(rep.Text))
 				box.Set("text", rep.Text)
-				err = resolve(box)
+				err = wt.resolve(box)
+			case wt.kind == wire.CallKVGet && !rep.Found:
+				err = wt.resolve(goja.Undefined())
+			case wt.kind == wire.CallKVGet:
+				err = wt.resolve(rep.Text)
+			case wt.kind == wire.CallEmbed:
+				rows := make([]any, len(rep.Vectors))
+				for i, v := range rep.Vectors {
+					nums := make([]any, len(v))
+					for j, x := range v {
+						nums[j] = float64(x)
+					}
+					rows[i] = vm.NewArray(nums...)
+				}
+				err = wt.resolve(vm.NewArray(rows...))
+			case wt.kind == wire.CallKVDelete:
+				err = wt.resolve(rep.Found)
+			default:
+				err = wt.resolve(goja.Undefined())
 			}
 			if err != nil {
 				return fail(err)
@@ -427,6 +759,15 @@ func (w *worker) run(r wire.Request) (string, error) {
 	}
 	if res == nil || goja.IsUndefined(res) || goja.IsNull(res) {
 		return "", fmt.Errorf("skill %s: its handler returned nothing", s.info.Name)
+	}
+	if o, ok := res.(*goja.Object); ok && r.Op == "tool" && o.ClassName() != "String" {
+		// A tool's object result goes to the model as its JSON.
+		stringify, _ := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("stringify"))
+		j, err := stringify(goja.Undefined(), o)
+		if err != nil {
+			return fail(err)
+		}
+		return j.String(), nil
 	}
 	return res.String(), nil
 }

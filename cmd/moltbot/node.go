@@ -381,7 +381,7 @@ func (n *Node) Start() error {
 	convs := usage.NewStore(store, table)
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: convs}, store)
+		Conversations: tenantData{convs, store.Namespace(storage.Skills)}}, store)
 	if err != nil {
 		ln.Close()
 		store.Close()
@@ -450,8 +450,7 @@ func (n *Node) Start() error {
 	// The preset skills (skills.presets), in the order listed, after the
 	// flows (a flow waiting for an answer takes the message) and before
 	// the JavaScript skills; a guard's output side wraps the model outside
-	// the output cache (a cached reply is masked as it is served). With
-	// none, no stage.
+	// the tool loop and the output cache (below). With none, no stage.
 	presets, err := buildPresets(cfg, n.Workspace)
 	if err != nil {
 		ln.Close()
@@ -462,14 +461,14 @@ func (n *Node) Start() error {
 	}
 	n.presets = presets
 	presetBefore, presetAround := presetStages(presets, n.Log)
-	around = append(presetAround, around...)
 	// The workspace's JavaScript skills (skills/*.js), run by the
 	// moltbot-skills worker (with none, no worker), and its YAML flows
 	// (skills/flows/*.yaml): with neither, both stages idle.
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
-		st := newSkillStage(skills.Config{Dir: filepath.Join(n.Workspace, "skills"), Worker: cfg.Skills.Worker,
-			Deadline: cfg.Skills.Timeout.D(), Logger: n.Log}, n.Log)
+		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
+		scfg.KV, scfg.Metrics, scfg.Logger = store.Namespace(storage.Skills), met, n.Log
+		st := newSkillStage(scfg, n.Log)
 		err := st.load()
 		if errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
@@ -488,9 +487,15 @@ func (n *Node) Start() error {
 		before = append(before, st.flows)
 		before = append(before, presetBefore...)
 		before = append(before, st)
+		// The tool loop goes first around the model: each of its steps
+		// passes the output cache.
+		around = append([]actors.AroundModel{toolStage{st}}, around...)
 	} else {
 		before = presetBefore
 	}
+	// A guard's output side outermost: it masks whatever reaches the
+	// user, each step of the tool loop and a cached reply alike.
+	around = append(presetAround, around...)
 	n.bots = skills.NewBots(cfg.BotProfiles())
 	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork

@@ -56,7 +56,7 @@ func buildSkillsWorker(t *testing.T) string {
 		t.Skip("builds the worker")
 	}
 	bin := filepath.Join(t.TempDir(), skills.WorkerName)
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/moltbot/moltbot/cmd/moltbot-skills").CombinedOutput(); err != nil {
+	if out, err := buildWorkerCmd(bin).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v %s", err, out)
 	}
 	return bin
@@ -97,7 +97,7 @@ func TestSkillsCommand(t *testing.T) {
 	// here) and calls "code-generator", which no model of the config is.
 	code, out, e = runCLI(t, "", "skills", "lint", "--workspace", ws, "--worker", bin)
 	if code != 0 || !strings.Contains(out, "skills/code-assistant.js:5: const { input } = context.matches[...] gives the captured text here") ||
-		!strings.Contains(out, `skills/code-assistant.js:6: callModel("code-generator"): no model of the config answers to it, so it goes to the chain`) ||
+		!strings.Contains(out, `skills/code-assistant.js:6: callModel("code-generator"): no models: map (the skill's, skills.models) takes it and no model of the config answers to it, so it goes to the chain`) ||
 		!strings.Contains(e, "1 skill(s) loaded, 2 note(s)") {
 		t.Errorf("lint: %d %q %q", code, out, e)
 	}
@@ -115,13 +115,20 @@ func TestSkillsCommand(t *testing.T) {
 // worker as skills.worker.
 func startSkillsNode(t *testing.T, ws, worker string) (*Node, *syncBuf) {
 	t.Helper()
+	return startSkillsNodeWith(t, ws, worker, "timeout: 5s")
+}
+
+// startSkillsNodeWith is startSkillsNode with skills: keys of its own
+// ("timeout: 5s").
+func startSkillsNodeWith(t *testing.T, ws, worker, skillsKeys string) (*Node, *syncBuf) {
+	t.Helper()
 	text := `server: {host: 127.0.0.1, port: 0}
 log: {level: info, format: json}
 auth: {enabled: false}
 providers:
   - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 5}}
 models: {primary: sim/sim}
-skills: {worker: ` + worker + `, timeout: 5s}
+skills: {worker: ` + worker + `, ` + skillsKeys + `}
 `
 	path := filepath.Join(ws, "moltbot.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -234,7 +241,7 @@ func TestSkillsNoWorker(t *testing.T) {
 	if testing.Short() {
 		return
 	}
-	if out, err := exec.Command("go", "build", "-o", missing, "github.com/moltbot/moltbot/cmd/moltbot-skills").CombinedOutput(); err != nil {
+	if out, err := buildWorkerCmd(missing).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v %s", err, out)
 	}
 	if _, err := n.Reload(); err != nil {
@@ -258,11 +265,20 @@ func TestLintSkill(t *testing.T) {
 		"const d = await context.callModel('moltbot', {});\n" +
 		"const e = await context.callModel('code-generator', {});\n" +
 		"const { input } = context.matches[1];\n"
-	notes := lintSkill(src, cfg)
+	notes := lintSkill(src, cfg, nil)
 	if len(notes) != 2 || !strings.HasPrefix(notes[0], `5: callModel("code-generator")`) || !strings.HasPrefix(notes[1], "6: const { input }") || !strings.Contains(notes[1], "gives the captured text") {
 		t.Fatalf("%q", notes)
 	}
-	if n := lintSkill("module.exports = {strict: true};\nconst { input } = context.matches[1];\n", nil); len(n) != 1 || !strings.Contains(n[0], "undefined in strict mode") {
+	if n := lintSkill("module.exports = {strict: true};\nconst { input } = context.matches[1];\n", nil, nil); len(n) != 1 || !strings.Contains(n[0], "undefined in strict mode") {
 		t.Fatalf("%q", n)
 	}
+}
+
+// buildWorkerCmd builds the worker as make build does, without cgo: with
+// it (make test's -race sets CGO_ENABLED=1) the net package's threads get
+// 8 MiB pthread stacks, which count against the worker's RLIMIT_DATA.
+func buildWorkerCmd(out string) *exec.Cmd {
+	c := exec.Command("go", "build", "-o", out, "github.com/moltbot/moltbot/cmd/moltbot-skills")
+	c.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return c
 }

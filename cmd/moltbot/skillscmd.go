@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
-	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
@@ -19,6 +21,7 @@ import (
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/wire"
 	"github.com/urfave/cli/v2"
 )
 
@@ -37,29 +40,37 @@ WORKSPACE/skills/flows/*.yaml, as a node does, and builds the preset skills
 of WORKSPACE/moltbot.yaml (skills.presets). "list" prints each preset's name,
 kind and what it does (a preset that does not build, such as an FAQ file that
 does not parse, is an error naming it, exit 1), each skill's name,
-file and patterns, and each flow's name, file, version, triggers and nodes (a
+file and patterns, the tools the model is offered (skills' that export tool,
+and the skills.mcp servers': a server that does not answer is a warning), and
+each flow's name, file, version, triggers and nodes (a
 file that does not load is an error naming it, and for a flow the line and
 the key, exit 1); "lint" loads them too and notes, by file and line, what
 works otherwise than it reads: a destructured capture (const { input } =
 context.matches[1], the captured text here, undefined in strict mode), a
-callModel alias no model of the config answers to (it goes to the chain), a
-flow's node no trigger leads to; "test" runs messages against the flows,
-presets and skills with the in-process simulator as the model (no node
-needed): several messages are the turns of one conversation through the flows
-(the flow's nodes, its model calls, its reply, the node it waits at); one
-message no flow takes goes through the presets, in order (what each does to
-it, masked or noted, is printed; one that answers ends the test with its
-model calls and its reply), then to the skills, and test prints which skill
-matched with its captures, each callModel with its alias and prompt, and the
+callModel alias that neither a models: map (the skill's own, skills.models)
+nor a model of the config answers to (it goes to the chain), a flow's node no
+trigger leads to; a models: entry naming a model the config does not know is
+an error, as it is when a node loads the skills; "show NAME" prints a skill's
+file, patterns (as written and as Go's RE2 runs them), models: map, resolved
+aliases and limits; "test" runs messages against the flows, presets and
+skills with the in-process simulator as the model (no node needed): several
+messages are the turns of one conversation through the flows (the flow's
+nodes, its model calls, its reply, the node it waits at); one message no
+flow takes goes through the presets, in order (what each does to it, masked
+or noted, is printed; one that answers ends the test with its model calls
+and its reply), then to the skills, and test prints which skill matched with
+its captures, each callModel with its alias (and the model it resolves to)
+and prompt, and the
 reply; "no skill matches" otherwise.
 
 Examples:
    moltbot skills list --workspace ./mb
    moltbot skills lint --workspace ./mb
+   moltbot skills show --workspace ./mb code-assistant
    moltbot skills test --workspace ./mb "请帮我生成Go代码"
    moltbot skills test --workspace ./mb "I want a refund" "abc" "123456"`,
 		Subcommands: []*cli.Command{{
-			Name: "list", Usage: "the preset skills of the config (skills.presets), then each JavaScript skill's name, file and patterns", Flags: flags(),
+			Name: "list", Usage: "the presets (skills.presets); each skill's name, file and patterns; the tools the model is offered", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				if err := listPresets(c); err != nil {
 					return err
@@ -79,11 +90,53 @@ Examples:
 						return err
 					}
 				}
+				// The server-side tools the model is offered.
+				if tools := toolsOf(sk); len(tools) > 0 {
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(c.App.Writer)
+					fmt.Fprintln(tw, "TOOL\tFROM\tDESCRIPTION")
+					for _, t := range tools {
+						from := "skill " + t.Skill
+						if t.Server != "" {
+							from = "mcp " + t.Server
+						}
+						d := strings.Join(strings.Fields(t.Description), " ")
+						if r := []rune(d); len(r) > 80 {
+							d = string(r[:77]) + "..."
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, from, d)
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
+				}
 				set, err := openFlows(c, sk)
 				if err != nil {
 					return err
 				}
 				return listFlows(c.App.Writer, set)
+			},
+		}, {
+			Name: "show", Usage: "a skill's file, patterns, models and limits", ArgsUsage: "NAME", Flags: flags(),
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return fail(2, "want a skill's name, such as: moltbot skills show code-assistant")
+				}
+				sk, err := openSkills(c)
+				if err != nil || sk == nil {
+					return err
+				}
+				defer sk.Close()
+				s, ok := sk.Skill(c.Args().First())
+				if !ok {
+					var names []string
+					for _, s := range sk.Skills() {
+						names = append(names, s.Name)
+					}
+					return fail(1, "no skill named %q (skills: %s)", c.Args().First(), strings.Join(names, ", "))
+				}
+				showSkill(c.App.Writer, sk, s)
+				return nil
 			},
 		}, {
 			Name: "lint", Usage: "load the skills and note what works otherwise than it reads", Flags: flags(),
@@ -123,7 +176,7 @@ Examples:
 					if err != nil {
 						return fail(1, "skills/%s: %v", s.File, err)
 					}
-					for _, n := range lintSkill(string(src), cfg) {
+					for _, n := range lintSkill(string(src), cfg, s.Models) {
 						fmt.Fprintf(c.App.Writer, "skills/%s:%s\n", s.File, n)
 						notes++
 					}
@@ -184,7 +237,9 @@ Examples:
 					}
 					fmt.Fprintf(w, "matches[%d]: %s\n", i, v)
 				}
-				reply, err := sk.Run(c.Context, name, msg, matches, simModel(c, w))
+				// context.kv: a store in memory, for this run only (the
+				// node's data stays untouched).
+				reply, err := sk.RunIn(c.Context, name, msg, matches, skills.Env{Model: simModelResolved(w), Tenant: "default"})
 				if err != nil {
 					return fail(1, "skill %s: %v", name, err)
 				}
@@ -201,10 +256,35 @@ var (
 	lintStrict = regexp.MustCompile(`\bstrict\s*:\s*true\b`)
 )
 
+// showSkill prints what moltbot skills show does.
+func showSkill(w io.Writer, sk *skills.Skills, s skills.Skill) {
+	fmt.Fprintf(w, "name: %s\nfile: skills/%s\npatterns:\n", s.Name, s.File)
+	for i, p := range s.Patterns {
+		fmt.Fprintf(w, "  %s  (RE2: %s)\n", p, s.RE2[i])
+	}
+	aliases := slices.Sorted(maps.Keys(s.Models))
+	if len(aliases) == 0 {
+		fmt.Fprintln(w, "models: none (an alias names a model, else goes to the chain)")
+	} else {
+		fmt.Fprintln(w, "models:")
+	}
+	for _, a := range aliases {
+		m, _ := sk.ResolveAlias(s.Name, a)
+		if m != s.Models[a] {
+			fmt.Fprintf(w, "  %s: %s (skills.models: %s)\n", a, s.Models[a], m)
+		} else {
+			fmt.Fprintf(w, "  %s: %s\n", a, m)
+		}
+	}
+	fmt.Fprintf(w, "limits:\n  model_calls: %d a run\n", s.ModelCallLimit())
+	fmt.Fprintln(w, "tool: none (JavaScript skills answer by their patterns)")
+}
+
 // lintSkill notes, as "LINE: text", what in a skill's source works
 // otherwise than it reads. cfg (nil: none) says which model names a
-// callModel alias may be.
-func lintSkill(src string, cfg *configs.Config) []string {
+// callModel alias may be, besides the skill's models: map (models) and
+// skills.models.
+func lintSkill(src string, cfg *configs.Config, models map[string]string) []string {
 	var out []string
 	strict := lintStrict.MatchString(src)
 	for i, line := range strings.Split(src, "\n") {
@@ -217,11 +297,14 @@ func lintSkill(src string, cfg *configs.Config) []string {
 		}
 		for _, m := range lintAlias.FindAllStringSubmatch(line, -1) {
 			alias := m[1]
-			if alias == moltbot.ChainModel || cfg == nil {
+			if _, ok := models[alias]; ok || alias == moltbot.ChainModel || cfg == nil {
+				continue
+			}
+			if _, ok := cfg.Skills.Models[alias]; ok {
 				continue
 			}
 			if !configNames(cfg, alias) {
-				out = append(out, fmt.Sprintf("%d: callModel(%q): no model of the config answers to it, so it goes to the chain (unless a provider lists it when the node runs); name a model (provider/model, or one a provider's models: lists) to pick it",
+				out = append(out, fmt.Sprintf("%d: callModel(%q): no models: map (the skill's, skills.models) takes it and no model of the config answers to it, so it goes to the chain (unless a provider lists it when the node runs); map it in the skill's models: or skills.models, or name a model (provider/model, or one a provider's models: lists)",
 					i+1, alias))
 			}
 		}
@@ -249,15 +332,26 @@ func configNames(cfg *configs.Config, model string) bool {
 }
 
 // simModel answers callModel with the in-process simulator, printing each
-// call and its answer.
+// call and its answer to w.
 func simModel(c *cli.Context, w io.Writer) func(alias, prompt string) (string, error) {
+	m := simModelResolved(w)
+	return func(alias, prompt string) (string, error) { return m(c.Context, alias, alias, prompt) }
+}
+
+// simModelResolved is simModel for a skill's run (skills.Env.Model): it
+// prints the model an alias resolved to when it is another.
+func simModelResolved(w io.Writer) func(ctx context.Context, alias, model, prompt string) (string, error) {
 	eng := sim.NewEngine(sim.Options{Tokens: 16, Seed: 1})
 	calls := 0
-	return func(alias, prompt string) (string, error) {
+	return func(ctx context.Context, alias, model, prompt string) (string, error) {
 		calls++
-		fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
+		if model != alias {
+			fmt.Fprintf(w, "callModel %d: alias %q (model %q), prompt %q\n", calls, alias, model, prompt)
+		} else {
+			fmt.Fprintf(w, "callModel %d: alias %q, prompt %q\n", calls, alias, prompt)
+		}
 		var b strings.Builder
-		_, err := eng.Generate(c.Context, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
+		_, err := eng.Generate(ctx, []moltbot.Message{{Role: moltbot.RoleUser, Content: prompt}}, 0,
 			func(tok string) error { b.WriteString(tok); return nil })
 		fmt.Fprintf(w, "  answer (simulator): %q\n", b.String())
 		return b.String(), err
@@ -268,24 +362,29 @@ func simModel(c *cli.Context, w io.Writer) func(alias, prompt string) (string, e
 // saying so) when skills/ holds no .js file.
 func openSkills(c *cli.Context) (*skills.Skills, error) {
 	ws := c.String("workspace")
-	worker, timeout := c.String("worker"), time.Duration(0)
+	dir := filepath.Join(ws, "skills")
+	scfg := skills.Config{Dir: dir}
 	if path := filepath.Join(ws, "moltbot.yaml"); fileExists(path) {
 		cfg, err := configs.Load(path)
 		if err != nil {
 			return nil, fail(2, "%v", err)
 		}
-		if worker == "" {
-			worker = cfg.Skills.Worker
-		}
-		timeout = cfg.Skills.Timeout.D()
+		scfg = skillsConfig(cfg, dir, new(atomic.Pointer[actors.Runtime]))
+		scfg.Workers = 1
 	}
-	dir := filepath.Join(ws, "skills")
-	sk, err := skills.Open(skills.Config{Dir: dir, Worker: worker, Deadline: timeout})
+	if w := c.String("worker"); w != "" {
+		scfg.Worker = w
+	}
+	scfg.KV = &memKV{m: map[string][]byte{}}
+	sk, err := skills.Open(scfg)
 	if err != nil {
 		return nil, fail(1, "%v", err)
 	}
 	if sk == nil && c.Command.Name != "test" {
-		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file\n", dir)
+		fmt.Fprintf(c.App.Writer, "no skills: %s holds no .js file and skills.mcp names no server\n", scfg.Dir)
+	}
+	for _, w := range warnings(sk) {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", w)
 	}
 	return sk, nil
 }
@@ -401,4 +500,48 @@ func lastUserText(msgs []moltbot.Message) string {
 		}
 	}
 	return ""
+}
+
+// toolsOf is sk's tools (none when sk is nil: no skills).
+func toolsOf(sk *skills.Skills) []wire.ToolInfo {
+	if sk == nil {
+		return nil
+	}
+	return sk.Tools()
+}
+
+func warnings(sk *skills.Skills) []string {
+	if sk == nil {
+		return nil
+	}
+	return sk.Warnings()
+}
+
+// memKV is context.kv for moltbot skills test: a map, gone with the
+// command (storage's Memory would link a whole store into the binary
+// for it).
+type memKV struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (k *memKV) Get(key string) ([]byte, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.m[key]
+	return v, ok, nil
+}
+
+func (k *memKV) Put(key string, val []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[key] = val
+	return nil
+}
+
+func (k *memKV) Delete(key string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, key)
+	return nil
 }

@@ -3,14 +3,43 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
+	"github.com/moltbot/moltbot/skills/wire"
 )
+
+// skillsConfig is the skills stage's config from moltbot.yaml's skills:
+// block (with its tool loop and MCP servers). A models: entry (skills.models, a skill's own) must name a model
+// the router knows (rt, once it runs) or the config does (the chain, a
+// provider's models:): otherwise the skills do not load, and the error
+// names it.
+func skillsConfig(cfg *configs.Config, dir string, rt *atomic.Pointer[actors.Runtime]) skills.Config {
+	tl := cfg.Skills.Tools
+	return skills.Config{Dir: dir, Worker: cfg.Skills.Worker, Deadline: cfg.Skills.Timeout.D(),
+		Workers: cfg.Skills.Workers, Memory: int64(cfg.Skills.Memory), Models: cfg.Skills.Models,
+		MCP: mcpServers(cfg.Skills.MCP),
+		Tools: skills.ToolConfig{MaxSteps: tl.MaxSteps, MaxTokens: tl.MaxTokens, Timeout: tl.Timeout.D(),
+			CallTimeout: tl.CallTimeout.D(), MaxResult: int(tl.MaxResult)},
+		Resolve: func(model string) error {
+			if r := rt.Load(); r != nil && r.ResolveModel(model) == nil {
+				return nil
+			}
+			if configNames(cfg, model) {
+				return nil
+			}
+			return fmt.Errorf("neither the chain (models:) nor a provider's models: names it")
+		}}
+}
 
 // skillStage is the node's skills stage: the workspace's skills as last
 // loaded, replaced on a reload (SIGHUP, moltbot keys reload) without a
@@ -61,6 +90,54 @@ func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltb
 	return nil, nil
 }
 
+// toolStage is the server-side tool loop of the current skills
+// (skills.RunTools), around the model: it idles while no skill says
+// tool: and no MCP server's tools loaded, so such a node's turns cost
+// nothing more (actors.Idler).
+type toolStage struct{ st *skillStage }
+
+func (ts toolStage) Idle() bool {
+	sk := ts.st.cur.Load()
+	return sk == nil || len(sk.ServerTools(nil)) == 0
+}
+
+func (ts toolStage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
+	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	sk := ts.st.cur.Load()
+	if sk == nil {
+		return next(ctx, fn)
+	}
+	return sk.AroundModel(ctx, t, fn, next)
+}
+
+// mcpServers are skills.mcp as the worker takes them: a bare command
+// found in the node's PATH (the worker has none), the secrets as text.
+func mcpServers(cfgs []configs.MCPServerConfig) []wire.MCPServer {
+	var out []wire.MCPServer
+	for _, c := range cfgs {
+		m := wire.MCPServer{Name: c.Name, Command: append([]string(nil), c.Command...), URL: c.URL, TimeoutMS: c.Timeout.D().Milliseconds()}
+		if len(m.Command) > 0 && filepath.Base(m.Command[0]) == m.Command[0] {
+			if p, err := exec.LookPath(m.Command[0]); err == nil {
+				m.Command[0] = p
+			}
+		}
+		if len(c.Env) > 0 {
+			m.Env = map[string]string{}
+			for k, v := range c.Env {
+				m.Env[k] = v.Value()
+			}
+		}
+		if len(c.Headers) > 0 {
+			m.Headers = map[string]string{}
+			for k, v := range c.Headers {
+				m.Headers[k] = v.Value()
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 // load reads skills/ again, the JavaScript skills (loadJS) then the flows
 // (loadFlows, which may call the skills just loaded); each that does not
 // load keeps what was in use, and the errors are joined.
@@ -89,6 +166,9 @@ func (st *skillStage) loadJS() error {
 	if sk != nil {
 		for _, s := range sk.Skills() {
 			st.log.Info("skill loaded", "skill", s.Name, "file", "skills/"+s.File, "patterns", s.Patterns)
+		}
+		for _, t := range sk.Tools() {
+			st.log.Info("tool loaded", "tool", t.Name, "skill", t.Skill, "mcp_server", t.Server)
 		}
 	}
 	return nil
@@ -126,4 +206,23 @@ func (n *Node) reloadSkills() error {
 	}
 	n.Log.Info("skills reloaded", "dir", n.skills.cfg.Dir)
 	return nil
+}
+
+// tenantData is what auth's sweep of deleted tenants deletes on this
+// node: their conversations and their skills' kv records.
+type tenantData struct {
+	convs interface {
+		DeleteSpaces(dead func(space string) bool) (int, error)
+	}
+	kv skills.ScanKV
+}
+
+// DeleteSpaces deletes the dead spaces' conversations (counted) and
+// their skills' records.
+func (d tenantData) DeleteSpaces(dead func(space string) bool) (int, error) {
+	n, err := d.convs.DeleteSpaces(dead)
+	if _, kerr := skills.SweepKV(d.kv, dead); kerr != nil && err == nil {
+		err = kerr
+	}
+	return n, err
 }

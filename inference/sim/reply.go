@@ -81,7 +81,9 @@ func PromptTokens(req *inference.Request) int {
 // fault options as Generate does. What the reply is, in this order:
 //
 //   - tool calls, when tools are offered, tool_choice is not none and the
-//     last message is not a tool result: the tool tool_choice names, else
+//     last message is not a tool result (or is one that says "call again":
+//     a model that keeps calling tools, for tests of a tool loop's
+//     limits): the tool tool_choice names, else
 //     one picked by the prompt's hash; two (that one and the next) when
 //     parallel calls are allowed, two or more tools are offered and the
 //     prompt says "both" or "all". Arguments are made from each tool's
@@ -185,6 +187,9 @@ func plan(o *Options, req *inference.Request) ([]inference.Delta, string, error)
 	msgs := req.Messages
 	h := promptHash(o.Seed, msgs)
 	afterTool := len(msgs) > 0 && msgs[len(msgs)-1].Role == moltbot.RoleTool
+	if len(req.Tools) > 0 && afterTool && callAgain(msgs[len(msgs)-1]) {
+		afterTool = false
+	}
 	if len(req.Tools) > 0 {
 		choice := req.ToolChoice
 		if choice != nil && choice.Mode == moltbot.ToolChoiceFunction && toolIndex(req.Tools, choice.Name) < 0 {
@@ -223,6 +228,19 @@ func plan(o *Options, req *inference.Request) ([]inference.Delta, string, error)
 		out[i].Text = t
 	}
 	return out, finish, nil
+}
+
+// callAgain reports whether a tool result says "call again".
+func callAgain(m moltbot.Message) bool {
+	if strings.Contains(m.Content, "call again") {
+		return true
+	}
+	for _, p := range m.Parts {
+		if p.Type == moltbot.PartToolResult && strings.Contains(p.Content, "call again") {
+			return true
+		}
+	}
+	return false
 }
 
 // pieceBytes is the size of a piece of JSON or of a tool call's arguments:

@@ -287,3 +287,23 @@ func TestProviderModels(t *testing.T) {
 		t.Errorf("models %v", ms)
 	}
 }
+
+// A tool result that says "call again" gets more tool calls (a model that
+// keeps calling, for tool-loop tests); without tools offered, it is quoted.
+func TestProviderCallsAgain(t *testing.T) {
+	p := NewProvider("sim", fast())
+	hist := []moltbot.Message{
+		{Role: moltbot.RoleUser, Content: "weather"},
+		{Role: moltbot.RoleAssistant, Parts: []moltbot.Part{{Type: moltbot.PartToolCall, CallID: "call_1", Name: "get_weather", Arguments: `{}`}}},
+		{Role: moltbot.RoleTool, Parts: []moltbot.Part{{Type: moltbot.PartToolResult, CallID: "call_1", Content: "cloudy; call again"}}},
+	}
+	req := &inference.Request{Model: "sim", Messages: hist}
+	req.Tools = []moltbot.Tool{weatherTool}
+	if c, err := chatWith(t, p, req); err != nil || len(c.calls) != 1 || c.res.FinishReason != "tool_calls" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	req.Tools = nil
+	if c, err := chatWith(t, p, req); err != nil || c.text != Label+" get_weather returned cloudy; call again." {
+		t.Fatalf("%q %v", c.text, err)
+	}
+}

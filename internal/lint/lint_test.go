@@ -118,7 +118,7 @@ var deps = map[string]allowed{
 	"cmd/moltbot-skills": {code: []string{"skills/wire"}},
 	// The node's side of the skills: a stage before the model that drives
 	// the worker; its tests run the stage in a whole runtime.
-	"skills": {code: []string{".", "skills/wire"}, tests: []string{"actors", "inference", "inference/sim", "storage"}},
+	"skills": {code: []string{".", "internal/metrics", "skills/wire"}, tests: []string{"actors", "inference", "inference/sim", "internal/metrics", "storage"}},
 	// The node-worker protocol of JavaScript skills, written once for both.
 	"skills/wire": {},
 	// The preset skills, in Go: stages over the domain only (configs
@@ -128,6 +128,8 @@ var deps = map[string]allowed{
 	// skill nodes reach the JavaScript skills through an interface cmd
 	// fills in).
 	"skills/flow": {code: []string{"."}},
+	// A fake MCP server (a command the tests build and run).
+	"internal/mcptest": {},
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
@@ -159,6 +161,10 @@ var owners = map[string][]string{
 	// node's binary never links it.
 	"github.com/dop251/goja":        {"cmd/moltbot-skills"},
 	"github.com/dop251/goja_nodejs": {"cmd/moltbot-skills"},
+	// The MCP client in the skills worker too (it would grow the node by
+	// 1.8 MB; docs/DESIGN.md); internal/mcptest is a fake MCP server the
+	// tests build and run as a process.
+	"github.com/modelcontextprotocol/go-sdk": {"cmd/moltbot-skills", "internal/mcptest"},
 	// ollama: the gateway serves the Ollama API with its types (and its
 	// tests drive it with ollama/api's client). x/crypto/ssh: the ollama
 	// CLI's ed25519 keys, registered as credentials (auth) and written as

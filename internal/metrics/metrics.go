@@ -70,6 +70,10 @@ var (
 	// CacheSemanticLookup times the semantic tier's lookups by part:
 	// embed (the message through the embedding chain), search (the index).
 	CacheSemanticLookup = &Family{"moltbot_cache_semantic_lookup_seconds", []string{"part"}}
+	// SkillRuns counts JavaScript skill runs by skill and outcome;
+	// SkillDuration times them.
+	SkillRuns     = &Family{"moltbot_skill_runs_total", []string{"skill", "outcome"}}
+	SkillDuration = &Family{"moltbot_skill_run_duration_seconds", []string{"skill"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -129,6 +133,8 @@ var help = map[string]string{
 	"moltbot_cache_bytes":                     "Bytes held by an output cache tier (pebble: as of its last sweep, plus writes since).",
 	"moltbot_cache_entries":                   "Entries held by an output cache tier (pebble: as of its last sweep, plus writes since).",
 	"moltbot_cache_up":                        "Whether an output cache tier answers (0 while it is bypassed after failures).",
+	"moltbot_skill_runs_total":                "JavaScript skill runs, by skill and outcome (ok; error: the skill failed; deadline: stopped at its deadline; killed: its worker killed, not answering; memory: over its memory budget; busy: no worker free).",
+	"moltbot_skill_run_duration_seconds":      "JavaScript skill runs' duration, by skill, their model calls included.",
 }
 
 func init() { vm.ExposeMetadata(true) }
