@@ -50,8 +50,12 @@ func (n *Node) checkBots(cfg *configs.Config) {
 				n.Log.Warn("a bot names a guard that skills.presets does not hold (a preset of use: guard): the bot runs without it", "bot", b.Name, "guard", g, "at", at)
 			}
 		}
-		if len(guards) > 0 && !slices.ContainsFunc(guards, func(g string) bool { return slices.Contains(b.Guards, g) || slices.Contains(b.Skills, g) }) {
-			n.Log.Warn("a bot names none of the guard presets: they do not watch its turns (name them in its guards:)", "bot", b.Name, "guards", guards, "at", at)
+		if len(b.Guards) > 0 {
+			for _, g := range guards {
+				if !slices.Contains(b.Guards, g) && !slices.Contains(b.Skills, g) {
+					n.Log.Info("a guard preset does not watch a bot's turns: its guards: list leaves it out", "bot", b.Name, "guard", g, "at", at)
+				}
+			}
 		}
 		tenant := b.Tenant
 		if tenant == "" {

@@ -384,7 +384,7 @@ bots:
 	if strings.Contains(out, `"skill":"calc"`) || strings.Contains(out, `"bot":"a"`) {
 		t.Errorf("a preset warned of as missing:\n%s", out)
 	}
-	if !strings.Contains(out, `"guard":"nope"`) || !strings.Contains(out, `a bot names none of the guard presets`) {
+	if !strings.Contains(out, `"guard":"nope"`) || strings.Contains(out, `a bot names none of the guard presets`) {
 		t.Errorf("no warning for bot b:\n%s", out)
 	}
 }

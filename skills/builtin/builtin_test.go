@@ -288,8 +288,10 @@ func TestBotPresets(t *testing.T) {
 		calc, masked bool
 	}{
 		{nil, true, true},
-		{&moltbot.Bot{Name: "b"}, false, false},
-		{&moltbot.Bot{Name: "b", Skills: []string{"calc"}}, true, false},
+		{&moltbot.Bot{Name: "b"}, false, true}, // no guards: list, every guard
+		{&moltbot.Bot{Name: "b", Guards: []string{"other"}}, false, false},
+		{&moltbot.Bot{Name: "b", Skills: []string{"calc"}}, true, true},
+		{&moltbot.Bot{Name: "b", Skills: []string{"calc"}, Guards: []string{"other"}}, true, false},
 		{&moltbot.Bot{Name: "b", Guards: []string{"pii"}}, false, true},
 	} {
 		tr := turn(tc.bot)

@@ -86,9 +86,11 @@ func (g *Guard) Describe() string {
 }
 
 // watches reports whether the guard watches t: every turn of no bot; a
-// bot's when the bot names it in its guards (or its skills).
+// bot's when the bot names it in its guards (or its skills), or names no
+// guard at all (secure by default: a guard is left out of a bot's turns
+// only by a guards: list that does not name it).
 func (g *Guard) watches(t *moltbot.Turn) bool {
-	return t.Bot == nil || slices.Contains(t.Bot.Guards, g.name) || slices.Contains(t.Bot.Skills, g.name)
+	return t.Bot == nil || len(t.Bot.Guards) == 0 || slices.Contains(t.Bot.Guards, g.name) || slices.Contains(t.Bot.Skills, g.name)
 }
 
 // Mask returns s masked as the guard masks it, and how many things it
