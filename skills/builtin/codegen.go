@@ -131,14 +131,14 @@ type Block struct {
 	Code string // without the fences or a final newline
 }
 
-var fenceRE = regexp.MustCompile("(?m)^[ \t]*(```+|~~~+)[ \t]*([^\\s`]*)[^\n]*\n")
+var fenceRE = lazyRE("(?m)^[ \t]*(```+|~~~+)[ \t]*([^\\s`]*)[^\n]*\n")
 
 // FencedCode returns the fenced code blocks of a Markdown text, in order;
 // a block left open runs to the end.
 func FencedCode(s string) []Block {
 	var out []Block
 	for {
-		loc := fenceRE.FindStringSubmatchIndex(s)
+		loc := fenceRE().FindStringSubmatchIndex(s)
 		if loc == nil {
 			return out
 		}

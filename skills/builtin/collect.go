@@ -50,7 +50,7 @@ type SlotOptions struct {
 	Retry string `yaml:"retry"`
 }
 
-var slotName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var slotName = lazyRE(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (o *CollectOptions) check() error {
 	_, err := compileTrigger(o.Commands, o.Patterns)
@@ -62,7 +62,7 @@ func (o *CollectOptions) check() error {
 	asks := map[string]bool{}
 	for i, s := range o.Slots {
 		key := fmt.Sprintf("slots[%d]", i)
-		if !slotName.MatchString(s.Name) {
+		if !slotName().MatchString(s.Name) {
 			errs = append(errs, optErr(key+".name", "want a name of letters, digits and _, got %q", s.Name))
 		} else if seen[s.Name] {
 			errs = append(errs, optErr(key+".name", "%q is another slot's name too", s.Name))

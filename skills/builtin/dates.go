@@ -2,7 +2,6 @@ package builtin
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,11 +13,11 @@ import (
 // yesterday (今天, 明天, 昨天) in the preset's time zone.
 
 var (
-	dateRE = regexp.MustCompile(`(?i)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})|(\d{4})年(\d{1,2})月(\d{1,2})[日号]?|\b(today|tomorrow|yesterday)\b|(今天|明天|昨天)`)
+	dateRE = lazyRE(`(?i)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})|(\d{4})年(\d{1,2})月(\d{1,2})[日号]?|\b(today|tomorrow|yesterday)\b|(今天|明天|昨天)`)
 
-	weekdayCue = regexp.MustCompile(`(?i)what day|which day of the week|day of the week|weekday|星期几|周几|礼拜几`)
-	betweenCue = regexp.MustCompile(`(?i)how many days|days? (?:are there )?between|days? until|days? till|多少天|几天|相差|相隔|间隔`)
-	addCue     = regexp.MustCompile(`(?i)(?:(plus|\+|minus|-|加上?|减去?)\s*(\d{1,6})\s*(?:days?|天))|(?:(\d{1,6})\s*(?:days?|天)\s*(after|later|from|before|ago|后|之后|以后|前|之前|以前))`)
+	weekdayCue = lazyRE(`(?i)what day|which day of the week|day of the week|weekday|星期几|周几|礼拜几`)
+	betweenCue = lazyRE(`(?i)how many days|days? (?:are there )?between|days? until|days? till|多少天|几天|相差|相隔|间隔`)
+	addCue     = lazyRE(`(?i)(?:(plus|\+|minus|-|加上?|减去?)\s*(\d{1,6})\s*(?:days?|天))|(?:(\d{1,6})\s*(?:days?|天)\s*(after|later|from|before|ago|后|之后|以后|前|之前|以前))`)
 )
 
 var weekdaysZH = [...]string{"星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"}
@@ -33,7 +32,7 @@ func (e errNotDate) Error() string { return string(e) }
 // dates answers a date question; ok is false when s is not one.
 func dates(s string, now time.Time) (answer string, ok bool) {
 	zh := isCJK(s)
-	locs := dateRE.FindAllStringSubmatchIndex(s, 3)
+	locs := dateRE().FindAllStringSubmatchIndex(s, 3)
 	if len(locs) == 0 || len(locs) > 2 {
 		return "", false
 	}
@@ -54,7 +53,7 @@ func dates(s string, now time.Time) (answer string, ok bool) {
 		rest = rest[:locs[i][0]] + " D " + rest[locs[i][1]:]
 	}
 	switch {
-	case len(ds) == 2 && betweenCue.MatchString(rest):
+	case len(ds) == 2 && betweenCue().MatchString(rest):
 		n := int(ds[1].Sub(ds[0]).Hours() / 24)
 		if n < 0 {
 			n = -n
@@ -67,7 +66,7 @@ func dates(s string, now time.Time) (answer string, ok bool) {
 		return "", false
 	}
 	d := ds[0]
-	if m := addCue.FindStringSubmatch(rest); m != nil {
+	if m := addCue().FindStringSubmatch(rest); m != nil {
 		op, num := m[1], m[2]
 		if num == "" {
 			op, num = m[4], m[3]
@@ -91,7 +90,7 @@ func dates(s string, now time.Time) (answer string, ok bool) {
 		}
 		return fmt.Sprintf("%s %s %d days = %s (%s).", d.Format(dateLayout), sign, abs(n), r.Format(dateLayout), r.Weekday()), true
 	}
-	if betweenCue.MatchString(rest) {
+	if betweenCue().MatchString(rest) {
 		today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 		n := int(d.Sub(today).Hours() / 24)
 		switch {
@@ -105,7 +104,7 @@ func dates(s string, now time.Time) (answer string, ok bool) {
 			return fmt.Sprintf("%s was %d days ago.", d.Format(dateLayout), -n), true
 		}
 	}
-	if weekdayCue.MatchString(rest) {
+	if weekdayCue().MatchString(rest) {
 		if zh {
 			return fmt.Sprintf("%s 是%s。", d.Format(dateLayout), weekdaysZH[d.Weekday()]), true
 		}

@@ -1,7 +1,6 @@
 package builtin
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -94,7 +93,7 @@ func render(s string, sp []span) string {
 func (m *masker) spans(s string) []span {
 	var sp []span
 	if m.email {
-		for _, ix := range emailRE.FindAllStringIndex(s, -1) {
+		for _, ix := range emailRE().FindAllStringIndex(s, -1) {
 			sp = append(sp, span{ix[0], ix[1], KindEmail})
 		}
 	}
@@ -122,7 +121,7 @@ func (m *masker) spans(s string) []span {
 	return out
 }
 
-var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`)
+var emailRE = lazyRE(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}`)
 
 // numbers finds phone, ID and card numbers: in each run of digit groups
 // (digits joined by single spaces or dashes, maybe a leading +), the

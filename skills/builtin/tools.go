@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -115,12 +114,12 @@ func (t *Tools) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn moltbot.
 
 var (
 	// What may come before and after an expression: a cue that it is one.
-	calcPrefix = regexp.MustCompile(`(?i)^(?:calc(?:ulate)?|compute|eval(?:uate)?|what is|what's|how much is|计算|算一下|算算|请计算|请问)\s*[:：]?\s*`)
-	calcSuffix = regexp.MustCompile(`\s*(?:=\s*[?？]?|等于多少|等于几|是多少|得多少|等于)?\s*[?？]?\s*$`)
+	calcPrefix = lazyRE(`(?i)^(?:calc(?:ulate)?|compute|eval(?:uate)?|what is|what's|how much is|计算|算一下|算算|请计算|请问)\s*[:：]?\s*`)
+	calcSuffix = lazyRE(`\s*(?:=\s*[?？]?|等于多少|等于几|是多少|得多少|等于)?\s*[?？]?\s*$`)
 	// Without a cue, an expression must have an operator a date, a phone
 	// number or a range does not: "2026-12-01", "138-0013-8000" and
 	// "10-20" are not sums.
-	calcOperator = regexp.MustCompile(`[+*/^%×÷＋＊／]|\s[-−]\s|[)）]`)
+	calcOperator = lazyRE(`[+*/^%×÷＋＊／]|\s[-−]\s|[)）]`)
 )
 
 // calculate answers s when it is arithmetic, with a cue ("calc", "=",
@@ -128,10 +127,10 @@ var (
 func calculate(s string) (string, bool) {
 	expr := s
 	cue := false
-	if loc := calcPrefix.FindStringIndex(expr); loc != nil {
+	if loc := calcPrefix().FindStringIndex(expr); loc != nil {
 		expr, cue = expr[loc[1]:], true
 	}
-	if loc := calcSuffix.FindStringIndex(expr); loc != nil && loc[0] < loc[1] {
+	if loc := calcSuffix().FindStringIndex(expr); loc != nil && loc[0] < loc[1] {
 		cue = cue || strings.TrimSpace(expr[loc[0]:]) != ""
 		expr = expr[:loc[0]]
 	}
@@ -139,7 +138,7 @@ func calculate(s string) (string, bool) {
 	if strings.ContainsFunc(expr, func(r rune) bool { return !strings.ContainsRune(calcChars, r) }) {
 		return "", false // words: not for the calculator
 	}
-	if expr == "" || !strings.ContainsAny(expr, "0123456789０１２３４５６７８９") || !cue && !calcOperator.MatchString(expr) {
+	if expr == "" || !strings.ContainsAny(expr, "0123456789０１２３４５６７８９") || !cue && !calcOperator().MatchString(expr) {
 		return "", false
 	}
 	zh := isCJK(s)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,7 +82,7 @@ func (t *Translate) Describe() string {
 	return fmt.Sprintf("on %s; into %s; %d glossary term(s)%s", t.tr.describe(), t.o.To, len(t.terms), modelNote(t.o.Model))
 }
 
-var toCommand = regexp.MustCompile(`(?is)^(?:(?:to|into)\s+([a-z]+(?:\s+[a-z]+)?)\s*[:：]|(?:成|为)?(中文|英文|英语|汉语|日文|日语|韩文|韩语|法文|法语|德文|德语)[:：])\s*`)
+var toCommand = lazyRE(`(?is)^(?:(?:to|into)\s+([a-z]+(?:\s+[a-z]+)?)\s*[:：]|(?:成|为)?(中文|英文|英语|汉语|日文|日语|韩文|韩语|法文|法语|德文|德语)[:：])\s*`)
 
 // Protect puts a placeholder in place of each glossary term of text: the
 // text, and the terms by placeholder ("[[T1]]": the term as written).
@@ -106,15 +105,15 @@ func (t *Translate) Protect(text string) (string, map[string]string) {
 	return b.String(), found
 }
 
-var placeholderRE = regexp.MustCompile(`\[\[\s*T(\d+)\s*\]\]`)
+var placeholderRE = lazyRE(`\[\[\s*T(\d+)\s*\]\]`)
 
 // Restore checks that a translation holds each placeholder once and no
 // other, and puts the glossary's forms in their place.
 func (t *Translate) Restore(out string, found map[string]string) (string, error) {
 	seen := map[string]int{}
 	var unknown []string
-	res := placeholderRE.ReplaceAllStringFunc(out, func(ph string) string {
-		norm := "[[T" + placeholderRE.FindStringSubmatch(ph)[1] + "]]"
+	res := placeholderRE().ReplaceAllStringFunc(out, func(ph string) string {
+		norm := "[[T" + placeholderRE().FindStringSubmatch(ph)[1] + "]]"
 		term, ok := found[norm]
 		if !ok {
 			unknown = append(unknown, ph)
@@ -168,7 +167,7 @@ func (t *Translate) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn molt
 	}
 	to := named["to"]
 	if to == "" {
-		if m := toCommand.FindStringSubmatch(text); m != nil {
+		if m := toCommand().FindStringSubmatch(text); m != nil {
 			to = m[1] + m[2]
 			text = text[len(m[0]):]
 		}

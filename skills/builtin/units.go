@@ -2,9 +2,9 @@ package builtin
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // unit is a unit of a dimension: a value in it is factor*v+offset in the
@@ -16,7 +16,10 @@ type unit struct {
 	en, zh string // how an answer names it
 }
 
-var units = map[string]*unit{}
+var (
+	units     = map[string]*unit{}
+	unitsOnce sync.Once
+)
 
 func addUnit(u *unit, names ...string) {
 	for _, n := range names {
@@ -24,7 +27,9 @@ func addUnit(u *unit, names ...string) {
 	}
 }
 
-func init() {
+// loadUnits fills units, once, when a question first asks for one: a
+// node that configures no tools preset pays nothing for the table.
+func loadUnits() {
 	m := func(f float64, en, zh string) *unit { return &unit{dim: "length", factor: f, en: en, zh: zh} }
 	addUnit(m(1, "m", "米"), "m", "meter", "meters", "metre", "metres", "米")
 	addUnit(m(1000, "km", "公里"), "km", "kilometer", "kilometers", "kilometre", "kilometres", "公里", "千米")
@@ -73,23 +78,24 @@ func init() {
 
 // lookupUnit finds a unit by name, case folded, spaces trimmed.
 func lookupUnit(s string) *unit {
+	unitsOnce.Do(loadUnits)
 	return units[strings.ToLower(strings.TrimSpace(s))]
 }
 
 var (
 	// "10 km to miles", "convert 10 km into mi", "10km in feet", "100°F = ?C"
-	unitsEN = regexp.MustCompile(`(?i)^(?:convert\s+|how (?:much|many) is\s+|what is\s+|what's\s+)?(-?[0-9]+(?:\.[0-9]+)?)\s*([a-z°℃℉]+(?: mile| miles)?)\s+(?:to|in|into|as|=)\s+([a-z°℃℉]+(?: mile| miles)?)\s*\??$`)
+	unitsEN = lazyRE(`(?i)^(?:convert\s+|how (?:much|many) is\s+|what is\s+|what's\s+)?(-?[0-9]+(?:\.[0-9]+)?)\s*([a-z°℃℉]+(?: mile| miles)?)\s+(?:to|in|into|as|=)\s+([a-z°℃℉]+(?: mile| miles)?)\s*\??$`)
 	// "10公里等于多少英里", "把10公斤换算成磅", "100华氏度是多少摄氏度"
-	unitsZH = regexp.MustCompile(`^(?:把|将|请问)?\s*(-?[0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z°℃℉\p{Han}]+?)\s*(?:等于多少|是多少|合多少|换算成|换算为|转换成|转换为|转成|折合|等于)\s*([a-zA-Z°℃℉\p{Han}]+?)\s*(?:是多少|呢)?\s*[?？]?$`)
+	unitsZH = lazyRE(`^(?:把|将|请问)?\s*(-?[0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z°℃℉\p{Han}]+?)\s*(?:等于多少|是多少|合多少|换算成|换算为|转换成|转换为|转成|折合|等于)\s*([a-zA-Z°℃℉\p{Han}]+?)\s*(?:是多少|呢)?\s*[?？]?$`)
 )
 
 // convertUnits answers a unit conversion question; ok is false when s is
 // not one.
 func convertUnits(s string) (answer string, ok bool) {
 	zh := false
-	m := unitsEN.FindStringSubmatch(s)
+	m := unitsEN().FindStringSubmatch(s)
 	if m == nil {
-		m = unitsZH.FindStringSubmatch(calcNormalize(s))
+		m = unitsZH().FindStringSubmatch(calcNormalize(s))
 		zh = true
 	}
 	if m == nil {

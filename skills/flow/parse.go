@@ -52,8 +52,8 @@ func (p *parser) errf(n *yaml.Node, key, format string, args ...any) error {
 	return &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-var varRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
+var idRE = lazyRE(`^[A-Za-z0-9_-]{1,64}$`)
+var varRE = lazyRE(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 
 // Parse parses a flow's source; file names it in errors. skills says which
 // skills a skill node may call (nil: any, as when a conversation resumes
@@ -157,7 +157,7 @@ func (p *parser) top(m *yaml.Node) error {
 		switch key {
 		case "flow":
 			s, err := p.str(v, key)
-			if err == nil && !idRE.MatchString(s) {
+			if err == nil && !idRE().MatchString(s) {
 				err = p.errf(v, key, "%q: a flow's name is 1-64 letters, digits, '-' and '_'", s)
 			}
 			p.f.Name = s
@@ -168,7 +168,7 @@ func (p *parser) top(m *yaml.Node) error {
 			return err
 		case "vars":
 			return p.pairs(v, key, func(name string, k, v *yaml.Node) error {
-				if !varRE.MatchString(name) || name == "input" {
+				if !varRE().MatchString(name) || name == "input" {
 					return p.errf(k, join(key, name), "a variable's name is a letter or '_', then letters, digits, '_', '.' and '-' (and not input, the user's message)")
 				}
 				if v.Tag == "!!null" {
@@ -234,7 +234,7 @@ func (p *parser) node(m *yaml.Node, at string) error {
 		switch key {
 		case "id":
 			n.ID, err = p.str(v, join(at, key))
-			if err == nil && !idRE.MatchString(n.ID) {
+			if err == nil && !idRE().MatchString(n.ID) {
 				err = p.errf(v, join(at, key), "%q: a node's id is 1-64 letters, digits, '-' and '_'", n.ID)
 			}
 		case "type":
@@ -342,7 +342,7 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 			if n.Var, err = p.str(v, at); err != nil {
 				return err
 			}
-			if !varRE.MatchString(n.Var) || n.Var == "input" {
+			if !varRE().MatchString(n.Var) || n.Var == "input" {
 				return p.errf(v, at, "%q: a variable's name is a letter or '_', then letters, digits, '_', '.' and '-' (and not input)", n.Var)
 			}
 			p.defined[n.Var] = true
@@ -447,7 +447,7 @@ func (p *parser) cases(n *Node, v *yaml.Node, at string) error {
 				if err != nil {
 					return err
 				}
-				if !idRE.MatchString(s) || s == "else" {
+				if !idRE().MatchString(s) || s == "else" {
 					return p.errf(v, join(at, key), "%q: a port is 1-64 letters, digits, '-' and '_' (else is the branch's own)", s)
 				}
 				bc.port = s
