@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/moltbot/moltbot"
@@ -68,7 +69,31 @@ type kind struct {
 	build   func(name string, opts any, env Env) (Preset, error)
 }
 
-var kinds = map[string]kind{}
+// kinds are the preset kinds by use:, registered on first use (loadKinds):
+// a node that configures no preset pays nothing for them at start.
+var (
+	kinds     = map[string]kind{}
+	kindsOnce sync.Once
+)
+
+func loadKinds() {
+	registerCodeexplain()
+	registerCodegen()
+	registerCollect()
+	registerFaq()
+	registerGuard()
+	registerSentiment()
+	registerSummarize()
+	registerTools()
+	registerTranslate()
+}
+
+// kindOf is the kind of a use: (ok false: none).
+func kindOf(use string) (kind, bool) {
+	kindsOnce.Do(loadKinds)
+	k, ok := kinds[use]
+	return k, ok
+}
 
 func register(use, about string, options func() any, build func(name string, opts any, env Env) (Preset, error)) {
 	kinds[use] = kind{about: about, options: options, build: build}
@@ -76,6 +101,7 @@ func register(use, about string, options func() any, build func(name string, opt
 
 // Uses lists the preset kinds, sorted.
 func Uses() []string {
+	kindsOnce.Do(loadKinds)
 	out := make([]string, 0, len(kinds))
 	for k := range kinds {
 		out = append(out, k)
@@ -85,13 +111,13 @@ func Uses() []string {
 }
 
 // About says what a kind does, in a line ("" for none).
-func About(use string) string { return kinds[use].about }
+func About(use string) string { k, _ := kindOf(use); return k.about }
 
 // Options returns a new options value of a kind, its defaults filled, for
 // with: to be decoded into (a pointer to a struct with yaml tags); nil
 // when there is no such kind.
 func Options(use string) any {
-	k, ok := kinds[use]
+	k, ok := kindOf(use)
 	if !ok {
 		return nil
 	}
@@ -104,7 +130,7 @@ type checker interface{ check() error }
 
 // Check checks decoded options; every problem is an *OptionError (joined).
 func Check(use string, opts any) error {
-	if _, ok := kinds[use]; !ok {
+	if _, ok := kindOf(use); !ok {
 		return fmt.Errorf("builtin: no preset %q (known: %s)", use, strings.Join(Uses(), ", "))
 	}
 	if c, ok := opts.(checker); ok {
@@ -116,7 +142,7 @@ func Check(use string, opts any) error {
 // New builds a preset. Its options are checked again; a file it reads (an
 // FAQ) that does not parse is an error naming the file and the line.
 func New(s Spec, env Env) (Preset, error) {
-	k, ok := kinds[s.Use]
+	k, ok := kindOf(s.Use)
 	if !ok {
 		return nil, fmt.Errorf("builtin: preset %s: no kind %q (known: %s)", s.Name, s.Use, strings.Join(Uses(), ", "))
 	}

@@ -33,7 +33,7 @@ func (o *CodeExplainOptions) check() error {
 	return err
 }
 
-func init() {
+func registerCodeexplain() {
 	register("code-explain", "a structured review of a snippet: JSON findings from the model, checked against a schema",
 		func() any {
 			return &CodeExplainOptions{Commands: []string{"/review", "/explain"},

@@ -36,7 +36,7 @@ func (o *CodeGenOptions) check() error {
 	return err
 }
 
-func init() {
+func registerCodegen() {
 	register("code-gen", "the seed's code assistant: asks the model for code and answers with its fenced code",
 		func() any {
 			return &CodeGenOptions{Commands: []string{"/code"},

@@ -95,7 +95,7 @@ func (o *CollectOptions) check() error {
 	return joinErrs(errs)
 }
 
-func init() {
+func registerCollect() {
 	register("collect", "slot filling: asks for each slot its RE2 validator has not found, then answers with them (no model; the conversation is its state)",
 		func() any {
 			return &CollectOptions{Cancel: []string{"取消", "cancel"}, Cancelled: "好的，已取消。OK, cancelled.", MaxAsks: 6}

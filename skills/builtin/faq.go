@@ -72,7 +72,7 @@ func (e FAQEntry) check() error {
 // maxFAQFile bounds an FAQ file.
 const maxFAQFile = 4 << 20
 
-func init() {
+func registerFaq() {
 	register("faq", "answers curated questions verbatim (no model)",
 		func() any { return &FAQOptions{} },
 		func(name string, opts any, env Env) (Preset, error) {

@@ -54,7 +54,7 @@ func (o *GuardOptions) check() error {
 	return joinErrs(errs)
 }
 
-func init() {
+func registerGuard() {
 	register("guard", "masks e-mails, phone numbers, ID and card numbers and blocklisted words in the input and the output",
 		func() any {
 			return &GuardOptions{Mask: slices.Clone(maskKinds), Action: "mask", Refusal: defaultRefusal, Input: true, Output: true}

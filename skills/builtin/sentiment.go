@@ -43,7 +43,7 @@ func (o *SentimentOptions) check() error {
 	return joinErrs(errs)
 }
 
-func init() {
+func registerSentiment() {
 	register("sentiment", "scores the user's mood (zh and en lexicon, negation, intensifiers) into Turn.Notes; never answers",
 		func() any { return &SentimentOptions{Threshold: 0.2} },
 		func(name string, opts any, env Env) (Preset, error) {

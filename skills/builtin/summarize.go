@@ -41,7 +41,7 @@ func (o *SummarizeOptions) check() error {
 	return err
 }
 
-func init() {
+func registerSummarize() {
 	register("summarize", "summarizes a long text: map-reduce over chunks within a budget of model calls",
 		func() any {
 			return &SummarizeOptions{Commands: []string{"/summarize", "/summary"},

@@ -33,7 +33,7 @@ func (o *ToolsOptions) check() error {
 	return nil
 }
 
-func init() {
+func registerTools() {
 	register("tools", "a calculator, unit conversions (length, mass, temperature, data) and dates (no model)",
 		func() any { return &ToolsOptions{Calculator: true, Units: true, Dates: true} },
 		func(name string, opts any, env Env) (Preset, error) {

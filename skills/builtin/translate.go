@@ -45,7 +45,7 @@ func (o *TranslateOptions) check() error {
 	return err
 }
 
-func init() {
+func registerTranslate() {
 	register("translate", "translates, keeping glossary terms intact through placeholders checked after",
 		func() any {
 			return &TranslateOptions{Commands: []string{"/translate", "/tr"},
