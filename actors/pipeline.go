@@ -58,6 +58,8 @@ type pipeline struct {
 	// embed is the embedding chain a stage may call (Turn.Embed); nil
 	// without one.
 	embed moltbot.EmbedFunc
+	// allowed is the tenants' model allow-lists (Config.ModelAllowed).
+	allowed func(tenant, model string) bool
 }
 
 // Resolve turns a requested model name into the chain to try.
@@ -81,6 +83,30 @@ func (p *pipeline) botModel(b *moltbot.Bot) moltbot.ModelFunc {
 			return nil, err
 		}
 		return p.chat(ctx, chain, msgs, opts, fn)
+	}
+}
+
+// tenantModel is model held to tenant's allow-list: a stage's call that
+// names a model (a skill's callModel alias resolved by a models: map, a
+// flow's llm node, a preset's model) may use it only when the tenant may,
+// as its requests may ("" is the turn's chain, admitted with the turn).
+// A name the router does not know goes on (a skill's unknown alias falls
+// back to the chain); a model of the chain it names must each be allowed.
+func (p *pipeline) tenantModel(tenant string, model moltbot.ModelFunc) moltbot.ModelFunc {
+	return func(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+		if opts.Model != "" && !p.allowed(tenant, opts.Model) {
+			chain, err := p.router.Resolve(opts.Model)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range chain {
+				if !p.allowed(tenant, r.String()) {
+					return nil, &moltbot.Error{Code: moltbot.EForbidden, Param: "model", Message: fmt.Sprintf(
+						"model %q is not allowed for tenant %q (a stage's model call: a skill's callModel, a flow's llm node or a preset)", opts.Model, tenant)}
+				}
+			}
+		}
+		return model(ctx, msgs, opts, fn)
 	}
 }
 
@@ -130,6 +156,9 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	t.Model, t.Embed = p.model, p.embed
 	if t.Bot != nil && len(t.Bot.Chain) > 0 {
 		t.Model = p.botModel(t.Bot)
+	}
+	if p.allowed != nil && t.Tenant != "" {
+		t.Model = p.tenantModel(moltbot.TenantOfSpace(t.Tenant), t.Model)
 	}
 	for _, b := range p.before {
 		if idle(b, t) {

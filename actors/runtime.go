@@ -51,6 +51,11 @@ type Config struct {
 	// chains and skills, read on every turn of one: a reload that swaps
 	// them takes effect at once); nil: no bots.
 	Bots moltbot.Bots
+	// ModelAllowed reports whether a tenant may use a model (as
+	// requested): a stage's own model calls (a skill's callModel, a
+	// flow's llm node, a preset) that name a model are held to it as the
+	// turn's request was; nil: no allow-lists.
+	ModelAllowed func(tenant, model string) bool
 
 	Providers []ProviderSpec
 	// Chain is the configured model chain: primary, then fallbacks.
@@ -264,7 +269,7 @@ func New(cfg Config) (*Runtime, error) {
 		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
 	startEmbeddings(rt, cfg.Embeddings)
 	rt.bots = cfg.Bots
-	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, wrap: cfg.Around, after: cfg.After, log: rt.log}
+	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, wrap: cfg.Around, after: cfg.After, log: rt.log, allowed: cfg.ModelAllowed}
 	if len(cfg.Embeddings.Models) > 0 {
 		rt.pipe.embed = EmbeddingsOf(rt).Embed
 	}

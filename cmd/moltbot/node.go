@@ -500,7 +500,7 @@ func (n *Node) Start() error {
 	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,
-		Bots:       n.bots,
+		Bots: n.bots, ModelAllowed: as.ModelAllowed,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
