@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -274,7 +275,7 @@ func (r *runner) turn(ctx context.Context, text string) (*moltbot.Completion, *S
 		v, ok := n.accept(text)
 		switch {
 		case ok:
-			vars[n.Var], r.st.Tries = v, 0
+			vars[n.Var], r.st.Tries = capVar(v), 0
 			next = n.next[""]
 		case r.st.Tries < n.retries:
 			r.st.Tries++
@@ -335,7 +336,7 @@ func (r *runner) node(ctx context.Context, n *Node) (string, error) {
 		if err != nil {
 			return r.failed(n, err)
 		}
-		vars[n.Var] = reply
+		vars[n.Var] = capVar(reply)
 	case LLM:
 		if r.t.Model == nil {
 			return r.failed(n, errors.New("no model in this turn"))
@@ -352,7 +353,7 @@ func (r *runner) node(ctx context.Context, n *Node) (string, error) {
 		if err != nil {
 			return r.failed(n, err)
 		}
-		vars[n.Var] = c.Content
+		vars[n.Var] = capVar(c.Content)
 	case Branch:
 		for _, c := range n.cases {
 			if c.when.eval(vars).truth() {
@@ -394,6 +395,21 @@ func (r *runner) add(u moltbot.Usage) {
 	r.usage.CompletionTokens += u.CompletionTokens
 }
 
+// maxVar bounds a variable's value (a model's reply, a skill's, an
+// answer) kept in a flow's state: longer text is cut at a rune boundary.
+const maxVar = 4 << 10
+
+func capVar(v string) string {
+	if len(v) <= maxVar {
+		return v
+	}
+	v = v[:maxVar]
+	for len(v) > 0 && !utf8.ValidString(v) {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
 // done keeps the state (waiting at node; "" the flow ended) and answers
 // with what the flow said; a flow that ended having said nothing passes
 // the message on.
@@ -402,13 +418,26 @@ func (r *runner) done(node string) (*moltbot.Completion, *Step, error) {
 	var b []byte
 	if node != "" {
 		r.st.Node = node
-		var err error
-		if b, err = json.Marshal(r.st); err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // a source's < > & stay one byte each
+		if err := enc.Encode(r.st); err != nil {
 			return nil, nil, moltbot.Errorf(moltbot.EInternal, "flow %q: its state: %v", r.f.Name, err)
 		}
+		b = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	}
 	if err := r.t.SetState(StateName, b); err != nil {
-		return nil, nil, err
+		if moltbot.ErrorCode(err) != moltbot.ETooLarge {
+			return nil, nil, err
+		}
+		// A flow whose variables outgrew what a conversation keeps ends
+		// here, saying so, rather than failing this turn and every one
+		// after it at the same node.
+		if err := r.t.SetState(StateName, nil); err != nil {
+			return nil, nil, err
+		}
+		r.out = append(r.out, fmt.Sprintf("(The %s flow ended: what it collected outgrew what a conversation keeps.)", r.f.Name))
+		node = ""
 	}
 	r.step.Waiting = node
 	step := r.report()

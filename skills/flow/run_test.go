@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/moltbot/moltbot"
 )
@@ -251,5 +252,24 @@ func TestRunBot(t *testing.T) {
 	}
 	if comp, _, err := s.Run(context.Background(), turn(nil)); comp == nil || err != nil {
 		t.Fatalf("no bot: %+v %v", comp, err)
+	}
+}
+
+// A flow whose state would pass what a conversation keeps ends, saying
+// so, instead of failing this turn and every later one at the same node.
+func TestRunStateTooLarge(t *testing.T) {
+	s := refundStage(t, &fakeSkills{})
+	turn := &moltbot.Turn{Space: "t", Conversation: "c",
+		State:    moltbot.StageState{"other": make([]byte, moltbot.MaxStageState-100)},
+		Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "refund"}}}
+	comp, _, err := s.Run(context.Background(), turn)
+	if err != nil || comp == nil || !strings.Contains(comp.Content, "flow ended") {
+		t.Fatalf("%+v %v", comp, err)
+	}
+	if turn.StateOf(StateName) != nil {
+		t.Errorf("the flow's state was kept: %q", turn.StateOf(StateName))
+	}
+	if v := capVar(strings.Repeat("é", maxVar)); len(v) > maxVar || !utf8.ValidString(v) {
+		t.Errorf("capVar: %d bytes, valid %v", len(v), utf8.ValidString(v))
 	}
 }
