@@ -189,6 +189,10 @@ func Open(cfg Config) (*Skills, error) {
 	cfg.Tools.ensureDefaults()
 	// A tool's result, JSON-escaped, fits a line.
 	cfg.MaxLine = max(cfg.MaxLine, 6*cfg.Tools.MaxResult+64<<10)
+	// A load line holds each MCP server's tools, which the worker bounds
+	// at 128 KiB a server (JSON-escaped, up to 6 bytes each) and a few
+	// warnings.
+	cfg.MaxLine = max(cfg.MaxLine, len(cfg.MCP)*(6*128<<10+16<<10)+1<<20)
 	// The worker reads the files (os.Root: nothing outside skills/, no
 	// symlink out of it); here only whether there is one, so that a node
 	// without JS skills starts no worker.

@@ -34,8 +34,14 @@ var toolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 // OpenAI takes at most 128 tools a request.
 const (
 	maxServerTools = 64
-	maxSchema      = 16 << 10
-	maxDescription = 1024
+	// maxServerListed bounds the tools of a server looked at (kept or
+	// left out); maxServerWarnings its warnings; maxServerBytes what its
+	// kept tools weigh in the load line.
+	maxServerListed   = 256
+	maxServerWarnings = 8
+	maxServerBytes    = 128 << 10
+	maxSchema         = 16 << 10
+	maxDescription    = 1024
 )
 
 // mcpServer is a configured server and its session, nil until connected
@@ -191,17 +197,29 @@ func (s *mcpServer) list(ctx context.Context) ([]wire.ToolInfo, []string, error)
 	}
 	var tools []wire.ToolInfo
 	var warns []string
+	// What one server may put in the load line: every tool it lists
+	// counts (left out or not), its warnings are few, and its tools' bytes
+	// are bounded, so that no server can make the line too long for the
+	// node (which would fail the load, and a node's start, for all).
+	listed, bytes, dropped := 0, 0, 0
+	warn := func(format string, args ...any) {
+		if len(warns) < maxServerWarnings {
+			warns = append(warns, fmt.Sprintf(format, args...))
+		} else {
+			dropped++
+		}
+	}
 	for t, err := range s.session.Tools(ctx, nil) {
 		if err != nil {
 			return nil, nil, err
 		}
 		name := s.cfg.Name + "__" + t.Name
-		if len(tools) >= maxServerTools {
-			warns = append(warns, fmt.Sprintf("mcp server %s: more than %d tools; the rest are left out", s.cfg.Name, maxServerTools))
+		if listed++; listed > maxServerListed || len(tools) >= maxServerTools {
+			warn("mcp server %s: more than %d tools; the rest are left out", s.cfg.Name, min(maxServerTools, maxServerListed))
 			break
 		}
 		if !toolName.MatchString(name) {
-			warns = append(warns, fmt.Sprintf("mcp server %s: tool %q: %s is not a name a model takes (^[a-zA-Z0-9_-]{1,64}$); left out", s.cfg.Name, t.Name, name))
+			warn("mcp server %s: tool %q: %s is not a name a model takes (^[a-zA-Z0-9_-]{1,64}$); left out", s.cfg.Name, cut(t.Name, 80), cut(name, 80))
 			continue
 		}
 		if _, dup := s.tools[name]; dup {
@@ -212,14 +230,21 @@ func (s *mcpServer) list(ctx context.Context) ([]wire.ToolInfo, []string, error)
 			params = json.RawMessage(`{"type":"object"}`)
 		}
 		if len(params) > maxSchema {
-			warns = append(warns, fmt.Sprintf("mcp server %s: tool %s: its parameters' schema is over %d bytes; left out", s.cfg.Name, t.Name, maxSchema))
+			warn("mcp server %s: tool %s: its parameters' schema is over %d bytes; left out", s.cfg.Name, t.Name, maxSchema)
 			continue
 		}
 		if r := []rune(t.Description); len(r) > maxDescription {
 			t.Description = string(r[:maxDescription])
 		}
+		if bytes += len(name) + len(t.Description) + len(params); bytes > maxServerBytes {
+			warn("mcp server %s: its tools' names, descriptions and schemas pass %d bytes; the rest are left out", s.cfg.Name, maxServerBytes)
+			break
+		}
 		s.tools[name] = t.Name
 		tools = append(tools, wire.ToolInfo{Name: name, Description: t.Description, Parameters: params, Server: s.cfg.Name})
+	}
+	if dropped > 0 {
+		warns = append(warns, fmt.Sprintf("mcp server %s: %d more warnings left out", s.cfg.Name, dropped))
 	}
 	sort.Slice(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
 	return tools, warns, nil

@@ -358,3 +358,18 @@ func TestToolLoopConversation(t *testing.T) {
 		t.Errorf("stored %v", roles)
 	}
 }
+
+// A server that lists thousands of tools, most with names no model takes
+// and the rest with long descriptions, costs the node a warning and some
+// of its tools, never its start: the worker bounds what one server puts
+// in the load line.
+func TestToolLoopMCPFlood(t *testing.T) {
+	worker, mcpBin := buildSkillsWorker(t), buildMCPTest(t)
+	n, _, logs := startToolsNode(t, worker, nil, "  mcp:\n    - {name: flood, command: ["+mcpBin+", stdio, flood]}\n")
+	if !strings.Contains(logs.String(), "more warnings left out") {
+		t.Errorf("no bounded warnings:\n%.2000s", logs.String())
+	}
+	if c := chatTools(t, n, askWeather).Choices[0]; c.FinishReason != "stop" {
+		t.Errorf("reply %+v", c)
+	}
+}

@@ -49,7 +49,27 @@ func server(tools string) *mcp.Server {
 	if serves("fail") {
 		addFail(s)
 	}
+	if tools == "flood" {
+		addFlood(s)
+	}
 	return s
+}
+
+// addFlood lists what a hostile server might: thousands of tools whose
+// names no model takes, and thousands more with large descriptions (the
+// worker must keep its load line bounded whatever a server lists).
+func addFlood(s *mcp.Server) {
+	long := strings.Repeat("a tool that says a great deal about itself <&> ", 80)
+	for i := range 3000 {
+		mcp.AddTool(s, &mcp.Tool{Name: fmt.Sprintf("bad name %d", i), Description: "x"},
+			func(ctx context.Context, _ *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
+				return text("x"), nil, nil
+			})
+		mcp.AddTool(s, &mcp.Tool{Name: fmt.Sprintf("t%d", i), Description: long},
+			func(ctx context.Context, _ *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, any, error) {
+				return text("x"), nil, nil
+			})
+	}
 }
 
 func addEcho(s *mcp.Server) {
