@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"regexp"
 	"sort"
@@ -108,7 +109,22 @@ func (s *mcpServer) connect(ctx context.Context) error {
 		dieWithWorker(cmd)
 		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: time.Second}
 	case s.cfg.URL != "":
-		hc := &http.Client{Transport: &headerTransport{base: http.DefaultTransport, headers: s.cfg.Headers}}
+		// The configured headers (a token) go to the server's host only:
+		// a redirect elsewhere is refused, not followed with them.
+		host := ""
+		if u, err := url.Parse(s.cfg.URL); err == nil {
+			host = u.Host
+		}
+		hc := &http.Client{Transport: &headerTransport{base: http.DefaultTransport, headers: s.cfg.Headers},
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if req.URL.Host != host {
+					return fmt.Errorf("mcp server %s: a redirect to another host (%s) is not followed", s.cfg.Name, req.URL.Host)
+				}
+				if len(via) >= 5 {
+					return errors.New("too many redirects")
+				}
+				return nil
+			}}
 		t = &mcp.StreamableClientTransport{Endpoint: s.cfg.URL, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}
 	default:
 		return errors.New("neither a command nor a url")

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,5 +373,34 @@ func TestToolLoopMCPFlood(t *testing.T) {
 	}
 	if c := chatTools(t, n, askWeather).Choices[0]; c.FinishReason != "stop" {
 		t.Errorf("reply %+v", c)
+	}
+}
+
+// An MCP server's configured headers (a token) never follow a redirect to
+// another host: the worker refuses it, and the server's tools are left
+// out with a warning.
+func TestToolLoopMCPRedirectKeepsHeaders(t *testing.T) {
+	var leaked atomic.Bool
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Store(true)
+		}
+		http.Error(w, "no", http.StatusNotFound)
+	}))
+	defer other.Close()
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/mcp", http.StatusTemporaryRedirect)
+	}))
+	defer first.Close()
+	worker := buildSkillsWorker(t)
+	_, _, logs := startToolsNode(t, worker, nil, "  mcp:\n    - {name: moved, url: \""+first.URL+"/mcp\", headers: {Authorization: \"Bearer s3cret\"}, timeout: 2s}\n")
+	if leaked.Load() {
+		t.Error("the token followed the redirect to another host")
+	}
+	if !strings.Contains(logs.String(), "mcp server moved") {
+		t.Errorf("no warning:\n%.2000s", logs.String())
+	}
+	if strings.Contains(logs.String(), "s3cret") {
+		t.Error("the token is in the logs")
 	}
 }
