@@ -706,7 +706,7 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 		d = left
 	}
 	info, _ := s.Skill(skill)
-	modelCalls, limit, embedCalls := 0, info.ModelCallLimit(), 0
+	modelCalls, limit, embedCalls, kvCalls := 0, info.ModelCallLimit(), 0, 0
 	callCtx, cancelCalls := context.WithTimeout(ctx, d)
 	defer cancelCalls()
 	resp, err := s.do(ctx, sl, req(d), d+time.Second,
@@ -744,6 +744,14 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 				}
 				return wire.Request{Vectors: vecs}
 			default:
+				// The worker counts them too; the node does not trust it
+				// to (each set is a synced write).
+				if kvCalls++; kvCalls > wire.MaxKVCalls {
+					return wire.Request{Error: fmt.Sprintf("kv: at most %d kv calls a run", wire.MaxKVCalls)}
+				}
+				if skill == "" {
+					return wire.Request{Error: "context.kv: an MCP tool has no skill records"}
+				}
 				return s.kv(env.Tenant, skill, c)
 			}
 		})
