@@ -3,7 +3,10 @@ package skills
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -414,3 +417,42 @@ func TestTenHostileSkillsAtOnce(t *testing.T) {
 		t.Fatalf("a skill after them: %v %+v", err, res)
 	}
 }
+
+// A worker started again after a kill reads skills/ as it is now, but the
+// set the node loaded stays the one it matches with until a reload, and
+// the difference is logged.
+func TestRestartedWorkerKeepsLoadedSet(t *testing.T) {
+	logs := &strings.Builder{}
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	e := startWith(t, map[string]string{
+		// A backtracking regexp goja cannot interrupt: the worker is killed.
+		"loop.js": "module.exports = {name: 'loop', patterns: [/^loop$/], handler: async () => String(/^(a+)+\\1$/.test('a'.repeat(40) + 'b'))};",
+	}, Config{Deadline: 200 * time.Millisecond, Workers: 1, Logger: log})
+	// Changed on disk, not reloaded: a new skill appears.
+	if err := os.WriteFile(filepath.Join(e.dir, "new.js"), []byte("module.exports = {name: 'new', patterns: [/^new$/], handler: async () => 'new'};"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.turn(t, "loop"); err == nil {
+		t.Fatal("the loop finished")
+	}
+	if _, _, err := e.turn(t, "loop"); err == nil { // in a worker started again
+		t.Fatal("the loop finished")
+	}
+	if name, _ := e.sk.Match("new"); name != "" {
+		t.Errorf("a skill not reloaded matched: %q", name)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "skills/ changed on disk") {
+		t.Errorf("no warning:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -391,8 +391,26 @@ func (s *Skills) start(sl *slot) error {
 			sk.res = append(sk.res, re)
 		}
 	}
+	// A worker started again (after a kill) reads skills/ as it is now:
+	// the set the node loaded (its patterns, its tools: an MCP server
+	// down at this moment does not take its tools away) stays the one in
+	// use until a reload, and a difference is said.
+	if prev := s.skills.Load(); prev != nil {
+		if !sameSkills(prev.skills, l.skills) {
+			s.cfg.Logger.Warn("skills: skills/ changed on disk since the skills were loaded; a restarted worker runs the files as they are now: reload (SIGHUP, moltbot keys reload) to load them")
+		}
+		return nil
+	}
 	s.skills.Store(l)
 	return nil
+}
+
+// sameSkills reports whether two loads found the same skills: names,
+// files and patterns.
+func sameSkills(a, b []Skill) bool {
+	return slices.EqualFunc(a, b, func(x, y Skill) bool {
+		return x.Name == y.Name && x.File == y.File && slices.Equal(x.RE2, y.RE2)
+	})
 }
 
 // parseLine reads a line from the worker: a Response whose every field
