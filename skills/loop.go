@@ -91,6 +91,10 @@ func ParseArgs(args string, max int) (string, error) {
 	return strings.TrimSuffix(b.String(), "\n"), nil
 }
 
+// maxCallsPerStep bounds the server-side calls run for one reply: the
+// rest get an error result ("not run").
+const maxCallsPerStep = 16
+
 // callGrace is the time a tool's runner gets past the tool's deadline to
 // say it stopped it.
 const callGrace = time.Second
@@ -195,7 +199,14 @@ func RunTools(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc, box T
 			asst.Parts = append(asst.Parts, moltbot.Part{Type: moltbot.PartToolCall, CallID: call.ID, Name: call.Name, Arguments: call.Arguments})
 		}
 		msgs = append(msgs, asst)
-		for _, call := range own {
+		for i, call := range own {
+			if i >= maxCallsPerStep {
+				// One reply cannot hold a worker for a hundred calls.
+				msgs = append(msgs, moltbot.Message{Role: moltbot.RoleTool,
+					Parts: []moltbot.Part{{Type: moltbot.PartToolResult, CallID: call.ID, Name: call.Name,
+						Content: fmt.Sprintf("error: not run: at most %d tool calls a step", maxCallsPerStep)}}})
+				continue
+			}
 			res, u := runCall(ctx, t, box, cfg, deadline, call)
 			usage.PromptTokens += u.PromptTokens
 			usage.CompletionTokens += u.CompletionTokens

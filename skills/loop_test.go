@@ -310,3 +310,32 @@ func TestLoopModelWithoutTools(t *testing.T) {
 		t.Fatal("no error")
 	}
 }
+
+// One reply with a hundred calls runs maxCallsPerStep of them; the rest
+// get an error result the model reads, and the turn goes on.
+func TestLoopCallsPerStep(t *testing.T) {
+	tn := newTurn()
+	m := &model{t: tn, reply: func(step int, t *moltbot.Turn) *moltbot.Completion {
+		if step == 0 {
+			c := &moltbot.Completion{FinishReason: "tool_calls"}
+			for i := range 100 {
+				c.ToolCalls = append(c.ToolCalls, moltbot.ToolCall{ID: fmt.Sprint("c", i), Name: "weather", Arguments: "{}"})
+			}
+			return c
+		}
+		return &moltbot.Completion{Content: "done", FinishReason: "stop"}
+	}}
+	b := &box{}
+	var s seen
+	c, err := RunTools(context.Background(), tn, s.fn, b, ToolConfig{}, m.next)
+	if err != nil || c.Content != "done" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if n := b.calls.Load(); n != maxCallsPerStep {
+		t.Errorf("%d calls run, want %d", n, maxCallsPerStep)
+	}
+	got := m.steps[1].Messages
+	if last := got[len(got)-1]; !strings.Contains(last.Parts[0].Content, "not run") {
+		t.Errorf("the last result: %+v", last)
+	}
+}
