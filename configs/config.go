@@ -331,6 +331,11 @@ type SkillsConfig struct {
 	// Workers is how many worker processes may run skills at once, each
 	// one run at a time, started as turns need them (default 2).
 	Workers int `yaml:"workers"`
+	// TenantWorkers bounds the workers one tenant's skill runs hold at
+	// once (0, the default: all): on a node several tenants share,
+	// workers-1 keeps one tenant's long or hostile skills from holding
+	// every worker while another's wait.
+	TenantWorkers int `yaml:"tenant_workers"`
 	// Memory is each worker's memory budget (default 256MiB): its data
 	// segment is capped there (RLIMIT_DATA) and its Go heap's soft limit
 	// set below it; a skill that allocates past it kills its worker,
@@ -963,6 +968,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Skills.Workers < 1 || c.Skills.Workers > 64 {
 		add("skills.workers", "must be between 1 and 64, got %d", c.Skills.Workers)
+	}
+	if c.Skills.TenantWorkers < 0 || c.Skills.TenantWorkers > c.Skills.Workers {
+		add("skills.tenant_workers", "must be between 0 (all) and skills.workers (%d), got %d", c.Skills.Workers, c.Skills.TenantWorkers)
 	}
 	if c.Skills.Memory < 32<<20 {
 		add("skills.memory", "must be at least 32MiB, got %s", c.Skills.Memory)

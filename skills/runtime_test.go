@@ -1,6 +1,7 @@
 package skills
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -456,3 +457,50 @@ func TestRestartedWorkerKeepsLoadedSet(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// With skills.tenant_workers 1, one tenant's runs hold one of the two
+// workers at most: while two
+// runs of tenant a wait on their model calls, tenant b's skill still
+// gets a worker at once (without the share, a's second run took the
+// other worker and b's run waited out its deadline as busy).
+func TestTenantShareOfWorkers(t *testing.T) {
+	e := startWith(t, map[string]string{
+		"wait.js": "module.exports = {name: 'wait', patterns: [/^wait$/], handler: async (c) => await c.callModel('m', {prompt: 'p'})};",
+		"hi.js":   "module.exports = {name: 'hi', patterns: [/^hi$/], handler: async () => 'hello'};",
+	}, Config{Deadline: 3 * time.Second, Workers: 2, TenantWorkers: 1})
+	entered, release := make(chan struct{}, 2), make(chan struct{})
+	model := func(ctx context.Context, _, _, _ string) (string, error) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			return "ok", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	ctx := context.Background()
+	w := "wait"
+	results := make(chan error, 2)
+	run := func() {
+		reply, err := e.sk.RunIn(ctx, "wait", w, []*string{&w}, Env{Tenant: "a", Model: model})
+		if err == nil && reply != "ok" {
+			err = fmt.Errorf("reply %q", reply)
+		}
+		results <- err
+	}
+	go run()
+	<-entered // a's first run holds a worker
+	go run()
+	time.Sleep(200 * time.Millisecond) // room for a's second run to take the other worker, were it allowed to
+	h := "hi"
+	reply, err := e.sk.RunIn(ctx, "hi", h, []*string{&h}, Env{Tenant: "b"})
+	if err != nil || reply != "hello" {
+		t.Errorf("tenant b beside tenant a's two runs: %q %v", reply, err)
+	}
+	close(release)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("tenant a: %v", err)
+		}
+	}
+}

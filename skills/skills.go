@@ -63,6 +63,11 @@ type Config struct {
 	// 2), each one run at a time; they start as turns need them, so a
 	// node whose skills are seldom used runs one.
 	Workers int
+	// TenantWorkers bounds the workers one tenant's runs hold at once
+	// (0: all of them): on a node that serves several tenants, Workers-1
+	// keeps a tenant whose skills run long, or are hostile, from holding
+	// every worker while another's skills wait.
+	TenantWorkers int
 	// Memory is each worker's memory budget in bytes (default 256 MiB; the
 	// worker caps its data segment there): a skill that allocates past it
 	// kills its worker, and the run fails as over its budget.
@@ -141,6 +146,36 @@ type Skills struct {
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	nextID    atomic.Int64
+
+	// shares bound the slots one tenant's runs hold at once (tenantShare):
+	// a tenant whose skills run long, or are hostile, cannot hold every
+	// worker while another tenant's skills wait.
+	sharesMu sync.Mutex
+	shares   map[string]chan struct{}
+}
+
+// tenantShare is how many workers one tenant's runs may hold at once
+// (Config.TenantWorkers; all of them by default).
+func (s *Skills) tenantShare() int {
+	if n := s.cfg.TenantWorkers; n > 0 && n < cap(s.slots) {
+		return n
+	}
+	return cap(s.slots)
+}
+
+// share is tenant's semaphore (a tenant of no name shares "").
+func (s *Skills) share(tenant string) chan struct{} {
+	s.sharesMu.Lock()
+	defer s.sharesMu.Unlock()
+	if s.shares == nil {
+		s.shares = map[string]chan struct{}{}
+	}
+	c := s.shares[tenant]
+	if c == nil {
+		c = make(chan struct{}, s.tenantShare())
+		s.shares[tenant] = c
+	}
+	return c
 }
 
 // mcpTimeout is the worker's bound on connecting to an MCP server and
@@ -692,6 +727,16 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 			m.Observe(metrics.SkillDuration, time.Since(t0), label)
 		}
 	}()
+	sh := s.share(env.Tenant)
+	select {
+	case sh <- struct{}{}:
+	case <-s.done:
+		return "", ErrClosed
+	case <-ctx.Done():
+		outcome = "busy"
+		return "", moltbot.Errorf(moltbot.EBusy, "skills: %s: the tenant's %d of the %d workers stayed busy until its deadline (%s)", what, cap(sh), cap(s.slots), d)
+	}
+	defer func() { <-sh }()
 	var sl *slot
 	select {
 	case sl = <-s.slots:

@@ -26,7 +26,7 @@ import (
 func skillsConfig(cfg *configs.Config, dir string, rt *atomic.Pointer[actors.Runtime]) skills.Config {
 	tl := cfg.Skills.Tools
 	return skills.Config{Dir: dir, Worker: cfg.Skills.Worker, Deadline: cfg.Skills.Timeout.D(),
-		Workers: cfg.Skills.Workers, Memory: int64(cfg.Skills.Memory), Models: cfg.Skills.Models,
+		Workers: cfg.Skills.Workers, TenantWorkers: cfg.Skills.TenantWorkers, Memory: int64(cfg.Skills.Memory), Models: cfg.Skills.Models,
 		MCP: mcpServers(cfg.Skills.MCP),
 		Tools: skills.ToolConfig{MaxSteps: tl.MaxSteps, MaxTokens: tl.MaxTokens, Timeout: tl.Timeout.D(),
 			CallTimeout: tl.CallTimeout.D(), MaxResult: int(tl.MaxResult)},
