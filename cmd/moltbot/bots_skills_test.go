@@ -3,15 +3,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/moltbot/moltbot/configs"
 )
 
 // A bot's turns run only its skills (bots[].skills); a key of no bot runs
@@ -37,21 +34,7 @@ bots:
   - {name: coder, skills: [code-assistant, missing-flow]}
   - {name: quiet}
 `
-	path := filepath.Join(ws, "moltbot.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configs.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuf{}
-	n := &Node{Config: cfg, Workspace: ws, Log: slog.New(slog.NewJSONHandler(logs, nil))}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Shutdown(context.Background()) })
-	waitReady(t, n.URL())
+	n, logs := startNodeIn(t, ws, text, slog.LevelInfo)
 	if !strings.Contains(logs.String(), `"skill":"missing-flow"`) || !strings.Contains(logs.String(), "a bot names a skill that skills/ does not hold") {
 		t.Errorf("no warning for a skill the bot names and skills/ lacks:\n%s", logs.String())
 	}

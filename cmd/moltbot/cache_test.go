@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/moltbot/moltbot/configs"
 )
 
 // startCacheNode starts a node with auth and an output cache of type typ
@@ -32,21 +30,7 @@ providers:
 models: {primary: sim/sim}
 cache: {type: ` + typ + `, ttl: 3600}
 `
-	path := filepath.Join(ws, "moltbot.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configs.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuf{}
-	n := &Node{Config: cfg, Workspace: ws, Log: slog.New(slog.NewJSONHandler(logs, nil))}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Shutdown(context.Background()) })
-	waitReady(t, n.URL())
+	n, logs := startNodeIn(t, ws, text, slog.LevelInfo)
 	b, err := os.ReadFile(filepath.Join(ws, adminKeyFile))
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -542,4 +543,27 @@ func TestHelpAndVersion(t *testing.T) {
 	if code == 0 {
 		t.Fatalf("unknown command accepted: %q", stderr)
 	}
+}
+
+// startNodeIn writes text as ws's moltbot.yaml and starts a node on it in
+// process, its logs (JSON, from level up) in the buffer it returns; the
+// node shuts down with the test.
+func startNodeIn(t *testing.T, ws, text string, level slog.Level) (*Node, *syncBuf) {
+	t.Helper()
+	path := filepath.Join(ws, "moltbot.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuf{}
+	n := &Node{Config: cfg, Workspace: ws, Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown(context.Background()) })
+	waitReady(t, n.URL())
+	return n, logs
 }

@@ -50,21 +50,7 @@ func startPresetsNodeIn(t *testing.T, ws, config string) (*Node, *syncBuf) {
 	if err := os.WriteFile(filepath.Join(ws, "skills", "faq.yaml"), []byte(presetsFAQ), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(ws, "moltbot.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configs.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuf{}
-	n := &Node{Config: cfg, Workspace: ws, Log: slog.New(slog.NewJSONHandler(logs, nil))}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Shutdown(context.Background()) })
-	waitReady(t, n.URL())
+	n, logs := startNodeIn(t, ws, config, slog.LevelInfo)
 	return n, logs
 }
 

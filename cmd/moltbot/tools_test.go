@@ -4,12 +4,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,8 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/moltbot/moltbot/configs"
 )
 
 // weatherTool is a JavaScript skill the model calls as a tool (it has no
@@ -72,21 +68,7 @@ models: {primary: sim/sim}
 skills:
   worker: ` + worker + `
 ` + skillsYAML
-	path := filepath.Join(ws, "moltbot.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configs.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuf{}
-	n := &Node{Config: cfg, Workspace: ws, Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Shutdown(context.Background()) })
-	waitReady(t, n.URL())
+	n, logs := startNodeIn(t, ws, text, slog.LevelDebug)
 	return n, ws, logs
 }
 
