@@ -29,7 +29,7 @@ func (n *Node) checkBots(cfg *configs.Config) {
 		}
 	}
 	var guards []string
-	for _, p := range n.presets {
+	for _, p := range n.presets.presets() {
 		have = append(have, p.Name())
 		if p.Use() == "guard" {
 			guards = append(guards, p.Name())

@@ -35,7 +35,6 @@ import (
 	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/retention"
 	"github.com/moltbot/moltbot/skills"
-	"github.com/moltbot/moltbot/skills/builtin"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/moltbot/moltbot/usage"
 	"golang.org/x/oauth2"
@@ -61,7 +60,7 @@ type Node struct {
 	sweeper  *retention.Sweeper
 	cache    *cache.Cache       // the output cache, nil without one
 	skills   *skillStage        // the JS skills (their worker), nil without a workspace
-	presets  []builtin.Preset   // skills.presets, as built at start
+	presets  *presetStage       // skills.presets, as last built
 	bots     *skills.Bots       // the config's bots (bots:), swapped on a reload
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
@@ -141,11 +140,14 @@ func (n *Node) Reload() (int, error) {
 	if err := n.reloadSkills(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := n.reloadPresets(); err != nil {
-		errs = append(errs, err)
+	if n.Config.File == "" || strings.HasPrefix(n.Config.File, "preset:") {
+		// No file to read skills.presets from: their files (an FAQ) only.
+		if err := n.reloadPresets(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	k, err := n.reloadConfig()
-	if errors.Is(err, errNoFile) && (n.cl != nil || n.certs != nil || n.skills != nil || len(n.presets) > 0) {
+	if errors.Is(err, errNoFile) && (n.cl != nil || n.certs != nil || n.skills != nil || len(n.presets.presets()) > 0) {
 		err = nil // the certificates, the skills were what there was to reload
 	}
 	return k, errors.Join(append(errs, err)...)
@@ -189,12 +191,17 @@ func (n *Node) reloadConfig() (int, error) {
 			return k, err
 		}
 	}
+	var perr error
+	if n.presets != nil {
+		perr = n.swapPresets(cfg) // skills.presets, and their files, again
+	}
 	if n.bots != nil {
 		n.bots.Set(cfg.BotProfiles())
 		n.checkBots(cfg)
 	}
-	n.Log.Info("provider credentials, tenants and bots reloaded", "bots", len(cfg.Bots), "file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
-	return k, nil
+	n.Log.Info("provider credentials, tenants, bots and presets reloaded", "bots", len(cfg.Bots), "presets", len(n.presets.presets()),
+		"file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
+	return k, perr
 }
 
 // sharedOf is the state a cluster node shares with every member (nil when
@@ -459,8 +466,8 @@ func (n *Node) Start() error {
 		store.Close()
 		return err
 	}
-	n.presets = presets
-	presetBefore, presetAround := presetStages(presets, n.Log)
+	n.presets = &presetStage{}
+	n.presets.cur.Store(newPresetSet(presets, n.Log))
 	// The workspace's JavaScript skills (skills/*.js), run by the
 	// moltbot-skills worker (with none, no worker), and its YAML flows
 	// (skills/flows/*.yaml): with neither, both stages idle.
@@ -485,17 +492,17 @@ func (n *Node) Start() error {
 		// Flows first: a flow waiting for an answer takes the message;
 		// then the presets, then the JavaScript skills.
 		before = append(before, st.flows)
-		before = append(before, presetBefore...)
+		before = append(before, presetBefore{n.presets})
 		before = append(before, st)
 		// The tool loop goes first around the model: each of its steps
 		// passes the output cache.
 		around = append([]actors.AroundModel{toolStage{st}}, around...)
 	} else {
-		before = presetBefore
+		before = []actors.BeforeModel{presetBefore{n.presets}}
 	}
 	// A guard's output side outermost: it masks whatever reaches the
 	// user, each step of the tool loop and a cached reply alike.
-	around = append(presetAround, around...)
+	around = append([]actors.AroundModel{presetAround{n.presets}}, around...)
 	n.bots = skills.NewBots(cfg.BotProfiles())
 	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork

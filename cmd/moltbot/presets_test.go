@@ -237,12 +237,14 @@ func TestREADMEPresets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, around := presetStages(ps, nil)
-	if len(before) != 9 || len(around) != 1 {
-		t.Errorf("%d stages before the model, %d around it", len(before), len(around))
+	set := newPresetSet(ps, nil)
+	if len(set.before) != 9 || len(set.around) != 1 {
+		t.Errorf("%d stages before the model, %d around it", len(set.before), len(set.around))
 	}
-	if b, a := presetStages(nil, nil); b != nil || a != nil {
-		t.Error("no presets made stages")
+	st := &presetStage{}
+	st.cur.Store(newPresetSet(nil, nil))
+	if !(presetBefore{st}).Idle() || !(presetAround{st}).Idle() {
+		t.Error("no presets: the stages do not idle")
 	}
 }
 
@@ -330,14 +332,40 @@ func TestPresetsReload(t *testing.T) {
 	if err := os.WriteFile(faq, []byte("- q: 营业时间\n  a: [x]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Reload(); err == nil || !strings.Contains(err.Error(), "preset support-faq: skills/faq.yaml:2: [0]: a: want the answer's text") {
+	if _, err := n.Reload(); err == nil || !strings.Contains(err.Error(), "skills.presets[0] (support-faq): builtin: preset support-faq: skills/faq.yaml:2: [0]: a: want the answer's text") {
 		t.Errorf("a bad file: %v", err)
 	}
 	if _, reply := askNode(t, n, "营业时间？"); reply != "每天 8:00-20:00。" {
 		t.Errorf("after a failed reload: %q", reply)
 	}
-	if !strings.Contains(logs.String(), `"preset reloaded"`) || !strings.Contains(logs.String(), `"preset not reloaded; what it had stays"`) {
+	if !strings.Contains(logs.String(), `"preset skill loaded"`) || !strings.Contains(logs.String(), `"skills.presets not reloaded; the presets in use stay"`) {
 		t.Errorf("logs:\n%s", logs.String())
+	}
+}
+
+// skills.presets itself reloads (SIGHUP, moltbot keys reload): a preset
+// taken out of the file stops answering, one put in starts, without a
+// restart.
+func TestPresetsConfigReload(t *testing.T) {
+	n, _ := startPresetsNode(t, presetsConfig)
+	if model, _ := askNode(t, n, "(1+2)*3 等于多少？"); model != "preset/calc" {
+		t.Fatalf("before: served by %q", model)
+	}
+	changed := strings.Replace(presetsConfig, "    - {name: calc, use: tools}\n", "    - {name: shop, use: faq, with: {file: shop.yaml}}\n", 1)
+	if err := os.WriteFile(filepath.Join(n.Workspace, "skills", "shop.yaml"), []byte("- q: 营业时间\n  a: 每天 9:00-18:00。\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.Config.File, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if model, _ := askNode(t, n, "(1+2)*3 等于多少？"); model == "preset/calc" {
+		t.Error("a preset taken out still answers")
+	}
+	if model, reply := askNode(t, n, "营业时间？"); model != "preset/shop" || reply != "每天 9:00-18:00。" {
+		t.Errorf("a preset put in: %q from %q", reply, model)
 	}
 }
 
@@ -364,7 +392,8 @@ bots:
 		t.Fatal(err)
 	}
 	logs := &syncBuf{}
-	n := &Node{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), presets: ps}
+	n := &Node{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), presets: &presetStage{}}
+	n.presets.cur.Store(newPresetSet(ps, nil))
 	n.checkBots(cfg)
 	out := logs.String()
 	if strings.Contains(out, `"skill":"calc"`) || strings.Contains(out, `"bot":"a"`) {
