@@ -92,10 +92,15 @@ func (p *pipeline) botModel(b *moltbot.Bot) moltbot.ModelFunc {
 // as its requests may ("" is the turn's chain, admitted with the turn).
 // A name the router does not know goes on (a skill's unknown alias falls
 // back to the chain); a model of the chain it names must each be allowed.
-func (p *pipeline) tenantModel(tenant string, model moltbot.ModelFunc) moltbot.ModelFunc {
+func (p *pipeline) tenantModel(tenant string, bot *moltbot.Bot, model moltbot.ModelFunc) moltbot.ModelFunc {
 	return func(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
 		if opts.Model != "" && !p.allowed(tenant, opts.Model) {
+			// The chain the call would use: a bot's turn asks its bot's
+			// ("" and moltbot are the bot's chain, admitted with the turn).
 			chain, err := p.router.Resolve(opts.Model)
+			if bot != nil && len(bot.Chain) > 0 {
+				chain, err = conv.BotChain(p.router, bot, opts.Model)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -158,7 +163,7 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		t.Model = p.botModel(t.Bot)
 	}
 	if p.allowed != nil && t.Tenant != "" {
-		t.Model = p.tenantModel(moltbot.TenantOfSpace(t.Tenant), t.Model)
+		t.Model = p.tenantModel(moltbot.TenantOfSpace(t.Tenant), t.Bot, t.Model)
 	}
 	for _, b := range p.before {
 		if idle(b, t) {

@@ -40,3 +40,18 @@ func TestStageModelCallAllowList(t *testing.T) {
 		}
 	}
 }
+
+// In a bot's turn, "moltbot" is the bot's chain: allowed when the bot's
+// models are, whatever the node's chain.
+func TestStageModelCallBotChain(t *testing.T) {
+	allowed := func(tenant, model string) bool { return model == "b/m" }
+	e := start(t, []string{"a/m", "b/m"}, []ProviderSpec{spec("a", &fake{chat: echo}), spec("b", &fake{chat: echo})}, func(c *Config) {
+		c.Before = []BeforeModel{modelStage{moltbot.ChainModel}}
+		c.ModelAllowed = allowed
+	})
+	bot := &moltbot.Bot{Name: "b", Chain: []moltbot.ModelRef{{Provider: "b", Model: "m"}}}
+	tn := &moltbot.Turn{Tenant: "acme", Bot: bot, Chain: bot.Chain, Messages: oneMsg}
+	if _, err := e.rt.pipe.Chat(ctx(t), tn, nil); err != nil {
+		t.Fatalf("the bot's chain: %v", err)
+	}
+}

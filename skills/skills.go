@@ -727,16 +727,18 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 			m.Observe(metrics.SkillDuration, time.Since(t0), label)
 		}
 	}()
-	sh := s.share(env.Tenant)
-	select {
-	case sh <- struct{}{}:
-	case <-s.done:
-		return "", ErrClosed
-	case <-ctx.Done():
-		outcome = "busy"
-		return "", moltbot.Errorf(moltbot.EBusy, "skills: %s: the tenant's %d of the %d workers stayed busy until its deadline (%s)", what, cap(sh), cap(s.slots), d)
+	if s.tenantShare() < cap(s.slots) { // skills.tenant_workers
+		sh := s.share(env.Tenant)
+		select {
+		case sh <- struct{}{}:
+		case <-s.done:
+			return "", ErrClosed
+		case <-ctx.Done():
+			outcome = "busy"
+			return "", moltbot.Errorf(moltbot.EBusy, "skills: %s: the tenant's %d of the %d workers stayed busy until its deadline (%s)", what, cap(sh), cap(s.slots), d)
+		}
+		defer func() { <-sh }()
 	}
-	defer func() { <-sh }()
 	var sl *slot
 	select {
 	case sl = <-s.slots:

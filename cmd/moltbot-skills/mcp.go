@@ -111,14 +111,14 @@ func (s *mcpServer) connect(ctx context.Context) error {
 	case s.cfg.URL != "":
 		// The configured headers (a token) go to the server's host only:
 		// a redirect elsewhere is refused, not followed with them.
-		host := ""
+		host, scheme := "", ""
 		if u, err := url.Parse(s.cfg.URL); err == nil {
-			host = u.Host
+			host, scheme = u.Host, u.Scheme
 		}
 		hc := &http.Client{Transport: &headerTransport{base: http.DefaultTransport, headers: s.cfg.Headers},
 			CheckRedirect: func(req *http.Request, via []*http.Request) error {
-				if req.URL.Host != host {
-					return fmt.Errorf("mcp server %s: a redirect to another host (%s) is not followed", s.cfg.Name, req.URL.Host)
+				if req.URL.Host != host || req.URL.Scheme != scheme {
+					return fmt.Errorf("mcp server %s: a redirect to another host or scheme (%s://%s) is not followed", s.cfg.Name, req.URL.Scheme, req.URL.Host)
 				}
 				if len(via) >= 5 {
 					return errors.New("too many redirects")
@@ -191,7 +191,9 @@ func loadMCP(cfgs []wire.MCPServer) (*mcpClients, []wire.ToolInfo, []string) {
 				if ctx.Err() != nil {
 					err = fmt.Errorf("no answer within %s", d)
 				}
-				warns = append(warns, fmt.Sprintf("mcp server %s: %v; its tools are not offered (a reload tries again)", c.Name, err))
+				// A server's own error text is bounded: the warning goes in
+				// the load line.
+				warns = append(warns, fmt.Sprintf("mcp server %s: %s; its tools are not offered (a reload tries again)", c.Name, cut(err.Error(), 1024)))
 			}
 			out[i] = listed{tools, warns}
 		})

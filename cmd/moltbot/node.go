@@ -177,7 +177,12 @@ func (n *Node) reloadConfig() (int, error) {
 	}
 	cfg, err := configs.Load(n.Config.File)
 	if err != nil {
-		return 0, err
+		// The presets stay, their files (an FAQ) read again.
+		return 0, errors.Join(err, n.reloadPresets())
+	}
+	var perr error
+	if n.presets != nil {
+		perr = n.swapPresets(cfg) // skills.presets, and their files, again
 	}
 	k := 0
 	for _, p := range cfg.Providers {
@@ -190,10 +195,6 @@ func (n *Node) reloadConfig() (int, error) {
 		if err := n.auth.SetConfigTenants(configTenants(cfg)); err != nil {
 			return k, err
 		}
-	}
-	var perr error
-	if n.presets != nil {
-		perr = n.swapPresets(cfg) // skills.presets, and their files, again
 	}
 	if n.bots != nil {
 		n.bots.Set(cfg.BotProfiles())

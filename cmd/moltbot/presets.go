@@ -56,8 +56,10 @@ func newPresetSet(ps []builtin.Preset, log *slog.Logger) *presetSet {
 }
 
 // presetStage is the node's presets as they are now: a reload (SIGHUP,
-// moltbot keys reload) that reads skills.presets again swaps the set,
-// and a turn runs the set it began with. With none the stages idle, and
+// moltbot keys reload) that reads skills.presets again swaps the set.
+// Each stage reads the set when the turn reaches it: a reload that lands
+// between a turn's stage before the model and its stage around it gives
+// the turn the old set's input side and the new set's output side. With none the stages idle, and
 // the turn's path is as without presets (actors.Idler).
 type presetStage struct{ cur atomic.Pointer[presetSet] }
 

@@ -217,7 +217,7 @@ func (f *Flow) match(text string) (*Node, map[string]string) {
 			vars := f.startVars()
 			for i, g := range re.SubexpNames() {
 				if g != "" && m[i] != "" {
-					vars[g] = m[i]
+					vars[g] = capVar(m[i])
 				}
 			}
 			return n, vars
@@ -379,7 +379,7 @@ func (r *runner) node(ctx context.Context, n *Node) (string, error) {
 // has one, goes on with the error in the var "error"; else the turn fails.
 func (r *runner) failed(n *Node, err error) (string, error) {
 	if to := n.next["error"]; to != "" {
-		r.st.Vars["error"] = err.Error()
+		r.st.Vars["error"] = capVar(err.Error())
 		return to, nil
 	}
 	var me *moltbot.Error
@@ -403,11 +403,11 @@ func capVar(v string) string {
 	if len(v) <= maxVar {
 		return v
 	}
-	v = v[:maxVar]
-	for len(v) > 0 && !utf8.ValidString(v) {
-		v = v[:len(v)-1]
+	i := maxVar
+	for i > 0 && !utf8.RuneStart(v[i]) {
+		i-- // at most 3 steps back to the rune that starts at or before the cut
 	}
-	return v
+	return v[:i]
 }
 
 // done keeps the state (waiting at node; "" the flow ended) and answers
