@@ -71,6 +71,25 @@ type Message struct {
 // external id (TurnInput.ExternalID): its ID is the prefix and that id.
 const ExternalIDPrefix = "x:"
 
+// Text is m's text: its text parts when it has parts, else Content.
+func (m *Message) Text() string {
+	if m.Parts != nil {
+		return TextOf(m.Parts)
+	}
+	return m.Content
+}
+
+// LastUserText is the text of the last user message of msgs ("" when
+// there is none): what a stage before the model looks at.
+func LastUserText(msgs []Message) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == RoleUser {
+			return msgs[i].Text()
+		}
+	}
+	return ""
+}
+
 // ExternalID is the id a user message had where it came from (a channel's
 // event id, a client's Idempotency-Key), or "". It is kept in the ID (see
 // ExternalIDPrefix): one place, which every stored message already has.

@@ -962,7 +962,7 @@ func SweepKV(kv ScanKV, dead func(tenant string) bool) (int, error) {
 // resolves to (ResolveAlias); an alias that no models: map takes and the
 // router does not know goes to the turn's chain instead.
 func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
-	text := lastUser(t.Messages)
+	text := moltbot.LastUserText(t.Messages)
 	if text == "" || !utf8.ValidString(text) {
 		return nil, nil
 	}
@@ -1026,7 +1026,7 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 		// The loop's deadline: the call's, plus the grace (runCall).
 		d = max((time.Until(dl) - callGrace).Round(time.Millisecond), time.Millisecond)
 	}
-	input := lastUser(t.Messages)
+	input := moltbot.LastUserText(t.Messages)
 	if len(input) > s.cfg.MaxInput || !utf8.ValidString(input) {
 		input = ""
 	}
@@ -1046,18 +1046,6 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 func (s *Skills) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
 	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
 	return RunTools(ctx, t, fn, s, s.cfg.Tools, next)
-}
-
-func lastUser(msgs []moltbot.Message) string {
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].Role == moltbot.RoleUser {
-			if msgs[i].Parts != nil {
-				return moltbot.TextOf(msgs[i].Parts)
-			}
-			return msgs[i].Content
-		}
-	}
-	return ""
 }
 
 // logWriter logs a worker's stderr, a write at a time, bounded; a Go

@@ -466,12 +466,12 @@ func testPresets(c *cli.Context, msg string) (string, bool, error) {
 		if !ok {
 			continue
 		}
-		before, notes := lastUserText(turn.Messages), maps.Clone(turn.Notes)
+		before, notes := moltbot.LastUserText(turn.Messages), maps.Clone(turn.Notes)
 		comp, err := b.BeforeModel(c.Context, turn, nil)
 		if err != nil {
 			return msg, true, fail(1, "preset %s: %v", p.Name(), err)
 		}
-		if after := lastUserText(turn.Messages); after != before {
+		if after := moltbot.LastUserText(turn.Messages); after != before {
 			fmt.Fprintf(w, "preset %s (%s): the message becomes %q\n", p.Name(), p.Use(), after)
 		}
 		keys := make([]string, 0, len(turn.Notes))
@@ -490,16 +490,7 @@ func testPresets(c *cli.Context, msg string) (string, bool, error) {
 		}
 	}
 	fmt.Fprintln(w, "no preset answers")
-	return lastUserText(turn.Messages), false, nil
-}
-
-func lastUserText(msgs []moltbot.Message) string {
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].Role == moltbot.RoleUser {
-			return msgs[i].Content
-		}
-	}
-	return ""
+	return moltbot.LastUserText(turn.Messages), false, nil
 }
 
 // toolsOf is sk's tools (none when sk is nil: no skills).

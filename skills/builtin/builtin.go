@@ -195,23 +195,10 @@ func (b base) answer(t *moltbot.Turn, fn moltbot.StreamFunc, text string, usage 
 // goes past it, to the model.
 const maxInput = 64 << 10
 
-// lastUser is the text of the turn's last user message.
-func lastUser(msgs []moltbot.Message) string {
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].Role == moltbot.RoleUser {
-			if msgs[i].Parts != nil {
-				return moltbot.TextOf(msgs[i].Parts)
-			}
-			return msgs[i].Content
-		}
-	}
-	return ""
-}
-
 // userText is the last user message when a preset may look at it: valid
 // UTF-8, not empty, within maxInput.
 func userText(t *moltbot.Turn) (string, bool) {
-	s := lastUser(t.Messages)
+	s := moltbot.LastUserText(t.Messages)
 	if s == "" || len(s) > maxInput || !utf8.ValidString(s) {
 		return "", false
 	}

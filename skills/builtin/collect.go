@@ -180,7 +180,7 @@ func (c *Collect) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.S
 			if msgs[i-1].Role != moltbot.RoleUser {
 				break
 			}
-			if _, ok := c.tr.match(text(msgs[i-1])); ok {
+			if _, ok := c.tr.match(msgs[i-1].Text()); ok {
 				start = i - 1
 				break
 			}
@@ -204,7 +204,7 @@ func (c *Collect) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.S
 			if msgs[i].Role != moltbot.RoleUser {
 				continue
 			}
-			if m := re.FindStringSubmatch(text(msgs[i])); m != nil {
+			if m := re.FindStringSubmatch(msgs[i].Text()); m != nil {
 				values[s] = m[0]
 				if len(m) > 1 {
 					values[s] = m[1]
@@ -234,11 +234,4 @@ func (c *Collect) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.S
 		t.Note(c.name+"."+name, v)
 	}
 	return c.answer(t, fn, done, moltbot.Usage{})
-}
-
-func text(m moltbot.Message) string {
-	if m.Parts != nil {
-		return moltbot.TextOf(m.Parts)
-	}
-	return m.Content
 }

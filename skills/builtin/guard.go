@@ -106,7 +106,7 @@ func (g *Guard) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.Str
 		return nil, nil
 	}
 	if g.o.Action == "refuse" {
-		if s := lastUser(t.Messages); s != "" && len(g.m.spans(s)) > 0 {
+		if s := moltbot.LastUserText(t.Messages); s != "" && len(g.m.spans(s)) > 0 {
 			t.Note(g.name+".refused", "true")
 			return g.answer(t, fn, g.o.Refusal, moltbot.Usage{})
 		}

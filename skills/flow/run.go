@@ -480,9 +480,5 @@ func lastUser(msgs []moltbot.Message) string {
 	if len(msgs) == 0 || msgs[len(msgs)-1].Role != moltbot.RoleUser {
 		return ""
 	}
-	m := &msgs[len(msgs)-1]
-	if m.Parts != nil {
-		return moltbot.TextOf(m.Parts)
-	}
-	return m.Content
+	return msgs[len(msgs)-1].Text()
 }
