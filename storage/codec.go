@@ -197,6 +197,28 @@ func appendBytes(b []byte, s []byte) []byte {
 	return append(b, s...)
 }
 
+// convFlagsOf is c's conversation flags, as a snapshot and the store's
+// header both write them.
+func convFlagsOf(c *moltbot.Conversation) byte {
+	var cf byte
+	if c.Deleted {
+		cf |= flagDeleted
+	}
+	if len(c.Outbox) > 0 {
+		cf |= flagOutbox
+	}
+	if c.Summary != nil {
+		cf |= flagSummary
+	}
+	if len(c.State) > 0 {
+		cf |= flagState
+	}
+	if c.Bot != "" {
+		cf |= flagBot
+	}
+	return cf
+}
+
 // Encode appends the binary snapshot of c to dst.
 //
 //	format byte (2) | uvarint version | uvarint epoch | varint created | varint updated
@@ -244,23 +266,7 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	dst = binary.AppendUvarint(dst, c.Epoch)
 	dst = binary.AppendVarint(dst, c.Created)
 	dst = binary.AppendVarint(dst, c.Updated)
-	var cf byte
-	if c.Deleted {
-		cf |= flagDeleted
-	}
-	if len(c.Outbox) > 0 {
-		cf |= flagOutbox
-	}
-	if c.Summary != nil {
-		cf |= flagSummary
-	}
-	if len(c.State) > 0 {
-		cf |= flagState
-	}
-	if c.Bot != "" {
-		cf |= flagBot
-	}
-	dst = append(dst, cf)
+	dst = append(dst, convFlagsOf(c))
 	dst = appendString(dst, c.Tenant)
 	dst = appendString(dst, c.ID)
 	dst = appendString(dst, c.System)

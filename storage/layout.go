@@ -186,23 +186,7 @@ func encodeHeader(dst []byte, c *moltbot.Conversation, count int, chain, prev, s
 	dst = binary.AppendUvarint(dst, c.Epoch)
 	dst = binary.AppendVarint(dst, c.Created)
 	dst = binary.AppendVarint(dst, c.Updated)
-	var cf byte
-	if c.Deleted {
-		cf |= flagDeleted
-	}
-	if len(c.Outbox) > 0 {
-		cf |= flagOutbox
-	}
-	if c.Summary != nil {
-		cf |= flagSummary
-	}
-	if len(c.State) > 0 {
-		cf |= flagState
-	}
-	if c.Bot != "" {
-		cf |= flagBot
-	}
-	dst = append(dst, cf)
+	dst = append(dst, convFlagsOf(c))
 	for _, s := range [...]string{c.Tenant, c.ID, c.System, c.Model, c.User} {
 		dst = appendString(dst, s)
 	}
