@@ -322,7 +322,7 @@ func (n *Node) ArchiveDir() string {
 }
 
 // Start opens storage, starts the actors and begins serving HTTP.
-func (n *Node) Start() error {
+func (n *Node) Start() (err error) {
 	cfg := n.Config
 	if n.Log == nil {
 		n.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -339,8 +339,17 @@ func (n *Node) Start() error {
 		}
 		return fmt.Errorf("cannot listen on %s (--host/--port, server.host/server.port): %w", addr, err)
 	}
+	// undo closes what the start opened, newest first, when it fails.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	undo = append(undo, func() { ln.Close() })
 	if err := n.privateWorkspace(); err != nil {
-		ln.Close()
 		return err
 	}
 	if lim := int64(cfg.Server.MemoryLimit); lim > 0 {
@@ -350,7 +359,6 @@ func (n *Node) Start() error {
 	}
 	if t := cfg.Server.TLS; t.Enabled() {
 		if n.certs, err = newCertSource(n.Workspace, t.CertFile, t.KeyFile); err != nil {
-			ln.Close()
 			if l := cfg.Line("server.tls"); l > 0 {
 				return fmt.Errorf("%s:%d: %w", cfg.File, l, err)
 			}
@@ -360,14 +368,12 @@ func (n *Node) Start() error {
 	store, err := storage.Open(n.DataDir(), storage.Options{CacheSize: int64(cfg.Storage.CacheSize),
 		MemtableSize: int64(cfg.Storage.MemtableSize), Logger: n.Log})
 	if err != nil {
-		ln.Close()
 		return err
 	}
+	undo = append(undo, func() { store.Close() })
 	met := metrics.New(moltbot.Version)
 	specs, creds, err := buildProviders(cfg, met)
 	if err != nil {
-		ln.Close()
-		store.Close()
 		return err
 	}
 	n.creds = creds
@@ -391,11 +397,10 @@ func (n *Node) Start() error {
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
 		Conversations: tenantData{convs, store.Namespace(storage.Skills)}}, store)
 	if err != nil {
-		ln.Close()
-		store.Close()
 		return err
 	}
 	as.OnRefused(func(reason string) { met.Inc(metrics.AuthMergeRefused, reason) })
+	undo = append(undo, func() { as.Close() })
 	n.auth = as
 	nodeName := ln.Addr().String()
 	if cfg.Cluster.Bind != "" {
@@ -407,9 +412,6 @@ func (n *Node) Start() error {
 	al, err := audit.New(store, audit.Config{MaxEvents: cfg.Audit.MaxEvents, MaxAge: cfg.Audit.MaxAge.D(), Node: nodeName,
 		Logger: n.Log, OnError: func() { met.Inc(metrics.AuditWriteErrors) }})
 	if err != nil {
-		ln.Close()
-		as.Close()
-		store.Close()
 		return err
 	}
 	n.audit = al
@@ -417,9 +419,6 @@ func (n *Node) Start() error {
 	var sec *clusterSecurity
 	if cfg.Cluster.Bind != "" {
 		if sec, err = n.loadClusterSecurity(); err != nil {
-			ln.Close()
-			as.Close()
-			store.Close()
 			return err
 		}
 		n.sec = sec
@@ -449,22 +448,16 @@ func (n *Node) Start() error {
 	}
 	oc, around, err := startCache(cfg, store, met, n.Log, &rtRef)
 	if err != nil {
-		ln.Close()
-		as.Close()
-		store.Close()
 		return err
 	}
 	n.cache = oc
+	undo = append(undo, func() { closeCache(oc) })
 	// The preset skills (skills.presets), in the order listed, after the
 	// flows (a flow waiting for an answer takes the message) and before
 	// the JavaScript skills; a guard's output side wraps the model outside
 	// the tool loop and the output cache (below). With none, no stage.
 	presets, err := buildPresets(cfg, n.Workspace)
 	if err != nil {
-		ln.Close()
-		closeCache(oc)
-		as.Close()
-		store.Close()
 		return err
 	}
 	n.presets = &presetStage{}
@@ -483,13 +476,10 @@ func (n *Node) Start() error {
 			err = withoutNoWorker(err)
 		}
 		if err != nil {
-			ln.Close()
-			closeCache(oc)
-			as.Close()
-			store.Close()
 			return err
 		}
 		n.skills = st
+		undo = append(undo, func() { st.Close() })
 		// Flows first: a flow waiting for an answer takes the message;
 		// then the presets, then the JavaScript skills.
 		before = append(before, st.flows)
@@ -522,16 +512,10 @@ func (n *Node) Start() error {
 		Failover: failover.Config{Latency: cfg.Models.Threshold.Latency.D(), ErrorRate: float64(cfg.Models.Threshold.ErrorRate),
 			Window: cfg.Models.Window.D(), MinRequests: cfg.Models.MinRequests, Cooldown: cfg.Models.Cooldown.D(), MaxCooldown: cfg.Models.MaxCooldown.D()}})
 	if err != nil {
-		ln.Close()
-		closeCache(oc)
-		if n.skills != nil {
-			n.skills.Close()
-		}
-		as.Close()
-		store.Close()
 		return err
 	}
 	rtRef.Store(rt)
+	undo = append(undo, func() { rt.Shutdown(context.Background()) })
 	if cfg.Cluster.Bind != "" {
 		httpAddr := ln.Addr().String()
 		if h, p, _ := net.SplitHostPort(httpAddr); (h == "0.0.0.0" || h == "::") && remoteAdv != "" {
@@ -555,11 +539,6 @@ func (n *Node) Start() error {
 				n.record(e)
 			}})
 		if err != nil {
-			rt.Shutdown(context.Background())
-			ln.Close()
-			closeCache(oc)
-			as.Close()
-			store.Close()
 			return err
 		}
 		n.cl = cl
