@@ -58,10 +58,12 @@ type Node struct {
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	sweeper  *retention.Sweeper
-	cache    *cache.Cache       // the output cache, nil without one
-	skills   *skillStage        // the JS skills (their worker), nil without a workspace
-	presets  *presetStage       // skills.presets, as last built
-	bots     *skills.Bots       // the config's bots (bots:), swapped on a reload
+	cache    *cache.Cache      // the output cache, nil without one
+	skills   *skillStage       // the JS skills (their worker), nil without a workspace
+	presets  *presetStage      // skills.presets, as last built
+	bots     *skills.Bots      // the config's bots (bots:), swapped on a reload
+	shared   *actors.SharedMux // what every member holds (nil alone): auth, usage, Node.sharePart's parts
+	rtRef    *atomic.Pointer[actors.Runtime]
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -212,6 +214,22 @@ func sharedOf(as *auth.Service, cfg *configs.Config) actors.SharedState {
 		return nil
 	}
 	return as
+}
+
+// sharePart adds st to what every member of the cluster holds, under tag
+// (actors.SharedMux), and returns the publisher st's changes go out
+// through. A node alone shares nothing: st is not added and the publisher
+// drops what it is given.
+func (n *Node) sharePart(tag byte, st actors.SharedState) (func([]byte), error) {
+	if n.shared == nil {
+		return func([]byte) {}, nil
+	}
+	ref := n.rtRef
+	return n.shared.Add(tag, st, func(b []byte) {
+		if rt := ref.Load(); rt != nil {
+			rt.Link().PublishShared(b)
+		}
+	})
 }
 
 // Audit is the node's audit log: other parts of the node (the cluster's
@@ -445,6 +463,14 @@ func (n *Node) Start() (err error) {
 			return c != nil && c.Ring().Has(id)
 		}, as)
 		shared = peers
+	}
+	// Later features' shared records (a knowledge base's documents, the
+	// hand-off queue) ride the same exchange as parts of a mux, each under
+	// a tag (Node.sharePart); auth's and usage's records stay untagged.
+	if shared != nil {
+		n.shared = actors.NewSharedMux(shared)
+		n.rtRef = &rtRef
+		shared = n.shared
 	}
 	oc, around, err := startCache(cfg, store, met, n.Log, &rtRef)
 	if err != nil {
