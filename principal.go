@@ -13,6 +13,10 @@ type Scope string
 const (
 	ScopeChat  Scope = "chat"
 	ScopeAdmin Scope = "admin"
+	// ScopeAgent is a human agent's (hand-off, issue 14): it may list,
+	// claim, answer and release its tenant's handed-off conversations
+	// (/v1/admin/handoff) and nothing else: no chat, no other admin call.
+	ScopeAgent Scope = "agent"
 )
 
 // Principal is who a call is from, whatever edge it came through: the
@@ -59,6 +63,9 @@ type Principal struct {
 
 // Admin reports whether p may use admin endpoints.
 func (p *Principal) Admin() bool { return p.Scope == ScopeAdmin }
+
+// Agent reports whether p is a human agent's credential (ScopeAgent).
+func (p *Principal) Agent() bool { return p.Scope == ScopeAgent }
 
 // Operator reports whether p may manage tenants and any tenant's keys.
 func (p *Principal) Operator() bool { return p.Scope == ScopeAdmin && p.Tenant == DefaultTenant }

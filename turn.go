@@ -42,6 +42,10 @@ type TurnInput struct {
 	// conversation's durable outbox (a channel's chat that must get the
 	// answer even if this node dies before it is sent).
 	ReplyTo *Destination
+	// Handoff, when set, is not a user's message but an operation of a
+	// human agent or of the hand-off queue (claim, reply, release,
+	// expire): no user message is stored, no model is asked (handoff.go).
+	Handoff *HandoffOp
 }
 
 // Destination is where a conversation's messages go outside the request
@@ -190,6 +194,9 @@ type Turn struct {
 	// the first note. Notes live for the turn only (State is what stays
 	// with the conversation).
 	Notes map[string]string
+	// Handoff is the operation of a hand-off turn (TurnInput.Handoff), nil
+	// for a user's turn: the hand-off stage answers it.
+	Handoff *HandoffOp
 }
 
 // Note sets a note on the turn (Turn.Notes).

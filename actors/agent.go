@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -145,6 +146,15 @@ func (a *agent) serveTurn(env *pb.Envelope, t *pb.TurnRequest) {
 		Options: fromPBOptions(t.Options), AsUser: t.AsUser}
 	if t.ReplyChannel != "" {
 		in.ReplyTo = &moltbot.Destination{Channel: t.ReplyChannel, Address: t.ReplyAddress}
+	}
+	if len(t.Handoff) > 0 {
+		var op moltbot.HandoffOp
+		if len(t.Handoff) > 2*moltbot.MaxHandoffText || json.Unmarshal(t.Handoff, &op) != nil {
+			l.system.Root.Send(sink, &pb.Envelope{Protocol: cluster.Protocol, FromNode: self, Body: &pb.Envelope_Result{Result: &pb.TurnResult{
+				Error: toPBError(moltbot.Errorf(moltbot.EInvalid, "a forwarded hand-off operation that is not one"))}}})
+			return
+		}
+		in.Handoff = &op
 	}
 	res, err := l.convs.Turn(ctx, t.Tenant, t.Id, t.TurnId, in, fn)
 	switch moltbot.ErrorCode(err) {

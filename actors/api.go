@@ -125,7 +125,7 @@ func (rt *Runtime) Turn(ctx context.Context, tenant, id string, in moltbot.TurnI
 	if err := validIDs(tenant, id); err != nil {
 		return nil, moltbot.Errorf(moltbot.ENotFound, "conversation %q not found", id)
 	}
-	if content == "" && len(in.Parts) == 0 && len(in.ToolResults) == 0 {
+	if content == "" && len(in.Parts) == 0 && len(in.ToolResults) == 0 && in.Handoff == nil {
 		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content must not be empty"}
 	}
 	turnID := rt.turnIDs.next()

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -156,6 +157,9 @@ func (f *forwarding) forwardTurn(ctx context.Context, owner cluster.Node, tenant
 		tr.ReplyChannel, tr.ReplyAddress = in.ReplyTo.Channel, in.ReplyTo.Address
 	}
 	tr.AsUser = in.AsUser
+	if in.Handoff != nil {
+		tr.Handoff, _ = json.Marshal(in.Handoff)
+	}
 	if cc := moltbot.CacheControlOf(ctx); cc != nil {
 		tr.CacheMode = uint32(cc.Mode)
 	}

@@ -155,7 +155,7 @@ func idle(stage any, t *moltbot.Turn) bool {
 
 // Chat runs the turn's stages and the model.
 func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
-	if len(p.after) == 0 && p.idle(t) {
+	if p.idle(t) {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
 	t.Model, t.Embed = p.model, p.embed
@@ -182,6 +182,9 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		return comp, err
 	}
 	for _, a := range p.after {
+		if idle(a, t) {
+			continue // read again: a stage before may have set its state (a flow's hand-off mark)
+		}
 		if _, err := p.run(ctx, a, func() (*moltbot.Completion, error) { return nil, a.AfterModel(ctx, t, comp) }); err != nil {
 			return comp, err
 		}
@@ -189,8 +192,14 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	return comp, nil
 }
 
-// idle reports whether every stage before and around the model idles for t.
+// idle reports whether every stage before, around and after the model
+// idles for t.
 func (p *pipeline) idle(t *moltbot.Turn) bool {
+	for _, a := range p.after {
+		if !idle(a, t) {
+			return false
+		}
+	}
 	for _, b := range p.before {
 		if !idle(b, t) {
 			return false

@@ -42,6 +42,7 @@ type Scope = moltbot.Scope
 const (
 	ScopeChat  = moltbot.ScopeChat
 	ScopeAdmin = moltbot.ScopeAdmin
+	ScopeAgent = moltbot.ScopeAgent
 )
 
 // DefaultTenant is the tenant of a single-user node.

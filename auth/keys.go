@@ -213,8 +213,8 @@ func (s *Service) createKeyLocked(tenant, name string, scope Scope, ttl time.Dur
 	if scope == "" {
 		scope = ScopeChat
 	}
-	if scope != ScopeChat && scope != ScopeAdmin {
-		return "", nil, fmt.Errorf("auth: scope must be chat or admin, got %q", scope)
+	if scope != ScopeChat && scope != ScopeAdmin && scope != ScopeAgent {
+		return "", nil, fmt.Errorf("auth: scope must be chat, admin or agent, got %q", scope)
 	}
 	if ttl < 0 || ttl > MaxKeyLife {
 		return "", nil, fmt.Errorf("auth: ttl must be between 0 and %s", MaxKeyLife)

@@ -109,8 +109,8 @@ func (k *Key) check(now time.Time) error {
 		return fmt.Errorf("auth: key id %q", k.ID)
 	case !ValidTenantID(k.Tenant):
 		return fmt.Errorf("auth: key %s: tenant %q", k.ID, k.Tenant)
-	case k.Scope != ScopeChat && k.Scope != ScopeAdmin:
-		return fmt.Errorf("auth: key %s: scope %q is not chat or admin", k.ID, k.Scope)
+	case k.Scope != ScopeChat && k.Scope != ScopeAdmin && k.Scope != ScopeAgent:
+		return fmt.Errorf("auth: key %s: scope %q is not chat, admin or agent", k.ID, k.Scope)
 	case len(k.Hash) != 32:
 		return fmt.Errorf("auth: key %s: the hash is %d bytes", k.ID, len(k.Hash))
 	case k.Successor != "" && (!base32ID(k.Successor, 8) || k.Successor == k.ID):

@@ -162,6 +162,9 @@ type TurnRequest struct {
 
 // Complete runs a stateless completion for p.
 func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req CompletionRequest) (*Stream, error) {
+	if err := notAgent(p); err != nil {
+		return nil, err
+	}
 	if err := s.validMessages(req.Messages); err != nil {
 		return nil, err
 	}
@@ -207,6 +210,9 @@ func replyParts(c *moltbot.Completion) []moltbot.Part {
 
 // Turn runs one turn of a conversation of p's.
 func (s *Service) Turn(ctx context.Context, p *moltbot.Principal, req TurnRequest) (*Stream, error) {
+	if err := notAgent(p); err != nil {
+		return nil, err
+	}
 	in := req.Input
 	if err := s.validTurn(&in); err != nil {
 		return nil, err
@@ -293,6 +299,9 @@ func (s *Service) admitTurn(ctx context.Context, p *moltbot.Principal, req TurnR
 // Create starts a conversation for p. It costs a stored record, so it
 // passes the same limits as a turn.
 func (s *Service) Create(ctx context.Context, p *moltbot.Principal, o moltbot.NewConversation) (*moltbot.Conversation, error) {
+	if err := notAgent(p); err != nil {
+		return nil, err
+	}
 	if len(o.System) > s.cfg.MaxMessageBytes {
 		return nil, &moltbot.Error{Code: moltbot.ETooLarge, Param: "system",
 			Message: fmt.Sprintf("system is %d bytes; at most %d are allowed (conversations.max_message_bytes)", len(o.System), s.cfg.MaxMessageBytes)}
@@ -335,6 +344,9 @@ func (s *Service) Create(ctx context.Context, p *moltbot.Principal, o moltbot.Ne
 
 // Get returns a conversation of p's.
 func (s *Service) Get(ctx context.Context, p *moltbot.Principal, id string) (*moltbot.Conversation, error) {
+	if err := notAgent(p); err != nil {
+		return nil, err
+	}
 	return s.get(ctx, p, id)
 }
 
@@ -352,6 +364,9 @@ func (s *Service) get(ctx context.Context, p *moltbot.Principal, id string) (*mo
 
 // Delete deletes a conversation of p's.
 func (s *Service) Delete(ctx context.Context, p *moltbot.Principal, id string) error {
+	if err := notAgent(p); err != nil {
+		return err
+	}
 	asUser := ""
 	if p.UserBound {
 		asUser = p.User // checked by the owner, in the same step as the delete
@@ -439,6 +454,9 @@ func (s *Service) charge(p *moltbot.Principal, r *moltbot.TurnResult) {
 // or the conversation is deleted (an ENotFound error, last). A follower
 // that falls EventBuffer events behind is dropped (ESlowClient).
 func (s *Service) Subscribe(ctx context.Context, p *moltbot.Principal, id string) (*Stream, error) {
+	if err := notAgent(p); err != nil {
+		return nil, err
+	}
 	if _, err := s.get(ctx, p, id); err != nil {
 		return nil, err
 	}
@@ -522,4 +540,14 @@ func (s *Service) holdSubscription(p *moltbot.Principal) (leave func(), err erro
 		}
 		s.subsMu.Unlock()
 	}, nil
+}
+
+// notAgent refuses a human agent's credential (moltbot.ScopeAgent): it
+// works on handed-off conversations through the management service's
+// hand-off calls only, never through chat.
+func notAgent(p *moltbot.Principal) error {
+	if p.Agent() {
+		return moltbot.Errorf(moltbot.EForbidden, "a credential of scope agent may only work on the hand-off queue (/v1/admin/handoff), not chat")
+	}
+	return nil
 }

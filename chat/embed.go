@@ -30,6 +30,9 @@ const (
 // "moltbot" to the allow-list), one call of p's rate limits, and the
 // input's tokens charged to p when the vectors come back.
 func (s *Service) Embed(ctx context.Context, p *moltbot.Principal, req moltbot.EmbedRequest) (*moltbot.Embeddings, error) {
+	if err := notAgent(p); err != nil {
+		return nil, err
+	}
 	if err := s.validEmbed(&req); err != nil {
 		return nil, err
 	}

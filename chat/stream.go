@@ -144,6 +144,9 @@ func (st *Stream) Wait() (*moltbot.TurnResult, error) {
 // already run.
 func finished(res *moltbot.TurnResult) *Stream {
 	st := &Stream{q: []moltbot.Event{{Kind: moltbot.EventDone, Result: res}}, ended: true, done: closedDone}
+	if ev, ok := handoffEvent(res); ok {
+		st.q = []moltbot.Event{ev, st.q[0]}
+	}
 	return st
 }
 
@@ -197,4 +200,19 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 		st.end(moltbot.Event{Kind: moltbot.EventDone, Result: res})
 	}()
 	return st, nil
+}
+
+// handoffEvent is the EventHandoff a turn the hand-off answered puts
+// before its EventDone (moltbot.FinishHandoff): Text is who owns the
+// conversation now (queue, agent) and the reply, when there is one, is
+// the notice already streamed as tokens.
+func handoffEvent(res *moltbot.TurnResult) (moltbot.Event, bool) {
+	if res == nil || res.Completion == nil || res.Completion.FinishReason != moltbot.FinishHandoff {
+		return moltbot.Event{}, false
+	}
+	owner := res.Completion.Served.Model
+	if owner == "" {
+		owner = "queue"
+	}
+	return moltbot.Event{Kind: moltbot.EventHandoff, Text: owner, Result: res}, true
 }

@@ -55,6 +55,9 @@ type Config struct {
 	Skills        SkillsConfig        `yaml:"skills"`
 	// Bots is bots: (bots.go; BotProfiles returns them resolved).
 	Bots []BotConfig `yaml:"bots"`
+	// HandoffSection is handoff: (handoff.go; Handoff returns it as
+	// skills/handoff takes it).
+	HandoffSection HandoffConfig `yaml:"handoff"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -1150,6 +1153,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateSummary(checkRef, add)
 	c.validateSkills(add)
+	c.validateHandoff(add)
 	if c.Conversations.MaxImageBytes < 0 || c.Conversations.MaxImageBytes > 1<<30 {
 		add("conversations.max_image_bytes", "must be between 0 (the default, 5MiB) and 1GiB, got %s", c.Conversations.MaxImageBytes)
 	}

@@ -118,6 +118,8 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/retention/sweep", s.only("POST", s.sweepRetention))
 	mux.HandleFunc("/v1/admin/bots", s.only("GET", s.bots))
 	mux.HandleFunc("/v1/admin/bots/{name}", s.only("GET", s.bot))
+	mux.HandleFunc(handoffPath, s.only("GET", s.handoffQueue))
+	mux.HandleFunc(handoffPath+"/{conversation}/{op}", s.only("POST", s.handoffOp))
 	s.cacheRoutes(mux)
 	if m.KeysEnabled() {
 		mux.HandleFunc("/v1/admin/keys", s.keys)
@@ -270,6 +272,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var ok bool
 	if req, ok = s.authenticate(sw, req, client); !ok {
+		return
+	}
+	if p := principal(req); p.Agent() && !strings.HasPrefix(req.URL.Path, handoffPath) {
+		// A human agent's key works the hand-off queue and nothing else.
+		writeError(sw, moltbot.Errorf(moltbot.EForbidden, "a credential of scope agent may only use %s (the hand-off queue)", handoffPath))
 		return
 	}
 	s.mux.ServeHTTP(sw, req)

@@ -64,6 +64,8 @@ type Config struct {
 	Cache Cache
 	// Bots is the config's bots (bots.go); nil: none.
 	Bots Bots
+	// Handoff is the hand-off queue (handoff.go); nil: none.
+	Handoff Handoff
 }
 
 // Service is the management service.

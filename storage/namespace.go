@@ -33,7 +33,12 @@ var (
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills}
+// Handoff is the hand-off queue's index (skills/handoff): a view of the
+// conversations' own state, rebuilt by them and by the cluster's
+// exchange, so not synced.
+var Handoff = Namespace{Name: "handoff", prefix: "handoff/"}
+
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, Handoff}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the

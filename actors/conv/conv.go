@@ -287,7 +287,7 @@ func (m *Manager) Turn(ctx context.Context, tenant, id, turnID string, in moltbo
 
 	g := NewGuard(fn)
 	msg := &turnMsg{tenant: tenant, id: id, turnID: turnID, ctx: tctx, content: in.Content, parts: in.Parts, results: in.ToolResults, opts: in.Options, replyTo: in.ReplyTo, asUser: in.AsUser,
-		fn: g.Call, visible: visible, reply: make(chan turnReply, 1)}
+		handoff: in.Handoff, fn: g.Call, visible: visible, reply: make(chan turnReply, 1)}
 	m.d.root.Send(m.pid, msg)
 	select {
 	case r := <-msg.reply:

@@ -58,6 +58,7 @@ type turnMsg struct {
 	replyTo  *moltbot.Destination // the reply goes there too, through the outbox
 	asUser   string               // the conversation must be this user's
 	bot      *moltbot.Bot         // the conversation's bot (set by start), nil: none
+	handoff  *moltbot.HandoffOp   // a hand-off operation, not a user's message (handoff.go)
 	reply    chan turnReply       // buffered (1)
 	answered atomic.Bool
 }
@@ -122,6 +123,10 @@ type turnDone struct {
 	// with a failed turn.
 	state    moltbot.StageState
 	stateSet bool
+	// noReply: a stage answered with no message to store (NoteNoReply);
+	// ticket: the hand-off ticket the reply goes to as well (NoteTicket).
+	noReply bool
+	ticket  string
 }
 
 // handoffCheck asks a conversation whether it still belongs here.

@@ -38,6 +38,10 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 		m.answer(turnReply{err: err})
 		return
 	}
+	if m.handoff != nil {
+		a.startHandoff(c, m, chain) // handoff.go: no user message
+		return
+	}
 	now := time.Now().UnixMilli()
 	// A retry of a turn this conversation already has: replay its reply, or
 	// answer its stored user message without adding it again.
@@ -181,7 +185,7 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	// gets a map of its own (Turn.SetState), and the actor replaces its
 	// own in finish, never changes it in place.
 	t := &moltbot.Turn{Space: a.tenant, Tenant: a.tenant, Conversation: a.id, User: a.conv.User, Messages: plan.msgs, Options: m.opts, Chain: chain, Visible: m.visible,
-		State: a.conv.State, Bot: m.bot}
+		State: a.conv.State, Bot: m.bot, Handoff: m.handoff}
 	fn := m.fn
 	if a.d.hub.Following(a.tenant, a.id) {
 		// Followers see the tokens too (those who came before the turn did).
@@ -214,6 +218,7 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 		if t.StateChanged() {
 			done.state, done.stateSet = t.State, true
 		}
+		done.noReply, done.ticket = t.Notes[moltbot.NoteNoReply] == "true", t.Notes[moltbot.NoteTicket]
 		root.Send(self, done)
 	}()
 }
@@ -262,6 +267,8 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 			}
 		}
 		m.answer(turnReply{err: d.err})
+	case d.noReply:
+		a.finishSilent(m, d) // handoff.go
 	default:
 		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Parts: replyParts(d.comp),
 			Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
@@ -282,6 +289,10 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 			// In the same write as the reply: both are kept, or neither.
 			enqueue(a.conv, asst.ID, *m.replyTo)
 		}
+		a.conv.State = rememberReplyTo(a.conv.State, m)
+		if d.ticket != "" {
+			enqueue(a.conv, asst.ID, moltbot.Destination{Channel: moltbot.TicketChannel, Address: d.ticket})
+		}
 		if err := a.own.persist(a.conv); err != nil {
 			a.conv.Messages = a.conv.Messages[:len(a.conv.Messages)-1]
 			a.conv.Summary = prevSummary
@@ -297,7 +308,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		}
 		a.d.met.Inc(metrics.ConversationTurns, "ok")
 		a.d.hub.publish(a.tenant, a.id, moltbot.Event{Kind: moltbot.EventMessage, Message: &asst})
-		if m.replyTo != nil {
+		if len(a.conv.Outbox) > outboxLen {
 			a.out.pump(a, c)
 		}
 		res := &TurnResult{Message: asst, Completion: d.comp, Version: a.conv.Version}

@@ -47,6 +47,10 @@ type Node struct {
 	Config    *configs.Config
 	Workspace string
 	Log       *slog.Logger
+	// Channels are the outbox's adapters by channel name (a reply to
+	// Destination{Channel: name}); set before Start. The hand-off's
+	// tickets (handoff.ticket) are always there.
+	Channels map[string]actors.Deliverer
 
 	store    *storage.Pebble
 	audit    *audit.Log
@@ -60,6 +64,7 @@ type Node struct {
 	sweeper  *retention.Sweeper
 	cache    *cache.Cache      // the output cache, nil without one
 	skills   *skillStage       // the JS skills (their worker), nil without a workspace
+	handoff  *handoffParts     // the hand-off stage, queue index and timer
 	presets  *presetStage      // skills.presets, as last built
 	bots     *skills.Bots      // the config's bots (bots:), swapped on a reload
 	shared   *actors.SharedMux // what every member holds (nil alone): auth, usage, Node.sharePart's parts
@@ -520,11 +525,20 @@ func (n *Node) Start() (err error) {
 	// A guard's output side outermost: it masks whatever reaches the
 	// user, each step of the tool loop and a cached reply alike.
 	around = append([]actors.AroundModel{presetAround{n.presets}}, around...)
+	// The hand-off first of all: while a person owns the conversation
+	// nothing else runs; after the model, it counts the stages' notes.
+	ho, err := n.newHandoff(cfg, store, &rtRef)
+	if err != nil {
+		return err
+	}
+	n.handoff = ho
+	before = append([]actors.BeforeModel{ho.stage}, before...)
+	after := []actors.AfterModel{ho.stage}
 	n.bots = skills.NewBots(cfg.BotProfiles())
 	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork
-	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,
-		Bots: n.bots, ModelAllowed: as.ModelAllowed,
+	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around, After: after,
+		Deliver: n.deliverer(cfg, &rtRef), Bots: n.bots, ModelAllowed: as.ModelAllowed,
 		RemoteAddr: remoteAddr, RemoteAdvertise: remoteAdv, Replicas: cfg.Cluster.Replicas, RemoteTLS: n.rpcCreds,
 		Shared: shared, SharedInterval: sharedEvery,
 		Embeddings:  actors.EmbedChain{Models: cfg.EmbedChain(), Dimensions: cfg.Models.Embeddings.Dimensions},
@@ -542,6 +556,8 @@ func (n *Node) Start() (err error) {
 	}
 	rtRef.Store(rt)
 	undo = append(undo, func() { rt.Shutdown(context.Background()) })
+	ho.start(context.Background())
+	undo = append(undo, ho.close)
 	if cfg.Cluster.Bind != "" {
 		httpAddr := ln.Addr().String()
 		if h, p, _ := net.SplitHostPort(httpAddr); (h == "0.0.0.0" || h == "::") && remoteAdv != "" {
@@ -612,7 +628,7 @@ func (n *Node) Start() (err error) {
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
 		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots,
-		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
+		StorageHealth: store.Health, Handoff: ho}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
 		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,
@@ -696,6 +712,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.rt.Link().WaitHandoff(hctx)
 			cancel()
 		}
+		n.handoff.close() // its timer's turns end before the runtime
 		// Ends every remaining turn; handlers then answer and return.
 		n.rt.Shutdown(ctx)
 		if n.cl != nil {

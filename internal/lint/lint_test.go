@@ -55,7 +55,7 @@ var deps = map[string]allowed{
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
 	"configs": {code: []string{".", "actors", "audit", "auth", "cache", "cluster", "inference", "inference/anthropic", "inference/ollama",
-		"inference/openai", "inference/sim", "retention", "skills/builtin", "storage"}},
+		"inference/openai", "inference/sim", "retention", "skills/builtin", "skills/handoff", "storage"}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
 	// The output cache: its tiers over storage's namespaces and its own
 	// Redis client (resp, a leaf); its tests run the stage in a runtime.
@@ -99,7 +99,7 @@ var deps = map[string]allowed{
 	// validation of every turn, for every edge, over a runtime it declares.
 	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
 	// The management service: tenants, keys, status, over auth and actors.
-	"manage": {code: []string{".", "actors", "auth", "cache", "retention"}, tests: []string{"storage", "inference/sim"}},
+	"manage": {code: []string{".", "actors", "auth", "cache", "retention", "skills/handoff"}, tests: []string{"storage", "inference/sim"}},
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
@@ -128,6 +128,7 @@ var deps = map[string]allowed{
 	// skill nodes reach the JavaScript skills through an interface cmd
 	// fills in).
 	"skills/flow": {code: []string{"."}},
+	"skills/handoff": {code: []string{"."}},
 	// A fake MCP server (a command the tests build and run).
 	"internal/mcptest": {},
 
