@@ -145,6 +145,11 @@ func idle(stage any, t *moltbot.Turn) bool {
 	if !ok || !i.Idle() {
 		return false
 	}
+	if t.Handoff != nil {
+		if s, ok := stage.(Stateful); ok && s.StateName() == moltbot.HandoffStateName {
+			return false // a hand-off operation is the hand-off stage's, idle or not
+		}
+	}
 	if len(t.State) > 0 {
 		if s, ok := stage.(Stateful); ok && t.State[s.StateName()] != nil {
 			return false
@@ -155,7 +160,7 @@ func idle(stage any, t *moltbot.Turn) bool {
 
 // Chat runs the turn's stages and the model.
 func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (comp *moltbot.Completion, err error) {
-	if p.idle(t) {
+	if t.Handoff == nil && p.idle(t) {
 		return p.router.Chat(ctx, t.Chain, t.Messages, t.Options, fn, t.Visible)
 	}
 	t.Model, t.Embed = p.model, p.embed
@@ -172,6 +177,10 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		if comp, err = p.run(ctx, b, func() (*moltbot.Completion, error) { return b.BeforeModel(ctx, t, fn) }); err != nil || comp != nil {
 			break
 		}
+	}
+	if err == nil && comp == nil && t.Handoff != nil {
+		// An agent's operation never reaches a model.
+		return nil, moltbot.Errorf(moltbot.EInvalid, "hand-off operation %q: no hand-off stage answered it", t.Handoff.Op)
 	}
 	if err == nil && comp == nil {
 		comp, err = p.around(ctx, t, fn, 0)

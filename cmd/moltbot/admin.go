@@ -208,7 +208,7 @@ Examples:
 					&cli.StringFlag{Name: "tenant", Value: auth.DefaultTenant, Usage: "tenant of the key"},
 					&cli.StringFlag{Name: "name", Usage: "a label"},
 					&cli.DurationFlag{Name: "ttl", Usage: "lifetime (default: the tenant's rotate_every, or none)"},
-					&cli.StringFlag{Name: "scope", Value: "chat", Usage: "chat or admin"},
+					&cli.StringFlag{Name: "scope", Value: "chat", Usage: "chat, admin or agent (a human agent: the hand-off queue only, moltbot handoff)"},
 					&cli.StringFlag{Name: "bot", Usage: "bind the key to a bot of its tenant (bots: in the config; moltbot bots list): it speaks as the bot, scope chat"},
 					&cli.StringFlag{Name: "ollama-key", Usage: "register the ollama CLI's public key instead (the line of ~/.ollama/id_ed25519.pub, or that file): " +
 						"requests it signs with OLLAMA_AUTH=1 are the tenant's, scope chat"},

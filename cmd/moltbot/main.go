@@ -74,6 +74,7 @@ Quick start:
 			clusterCommand(),
 			keysCommand(),
 			botsCommand(),
+			handoffCommand(),
 			tenantsCommand(),
 			retentionCommand(),
 			cacheCommand(),
