@@ -31,7 +31,7 @@ func handoffCommand() *cli.Command {
 					want = 2
 				}
 				if c.NArg() != want {
-					return fail(2, "usage: moltbot handoff %s %s --epoch N", name, args)
+					return fail(2, "usage: moltbot handoff %s --epoch N %s (flags before the arguments)", name, args)
 				}
 				conv := c.Args().Get(0)
 				body := map[string]any{"epoch": c.Uint64("epoch")}
@@ -70,9 +70,9 @@ An agent's key works the queue of its tenant and nothing else:
 
 Examples:
    moltbot handoff list
-   moltbot handoff claim c_abc --epoch 1
-   moltbot handoff reply c_abc "Hello, I am Alice. Let me look." --epoch 2
-   moltbot handoff release c_abc --epoch 2`,
+   moltbot handoff claim --epoch 1 c_abc
+   moltbot handoff reply --epoch 2 c_abc "Hello, I am Alice. Let me look."
+   moltbot handoff release --epoch 2 c_abc`,
 		Subcommands: []*cli.Command{
 			{
 				Name:  "list",
