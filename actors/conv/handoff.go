@@ -22,7 +22,7 @@ import (
 // startHandoff runs hand-off operation m: a retry of one already answered
 // (same external id) gets its stored reply; the reply goes to the
 // conversation's last reply destination when m names none.
-func (a *conversation) startHandoff(c actor.Context, m *turnMsg, chain []moltbot.ModelRef) {
+func startHandoff(a *conversation, c actor.Context, m *turnMsg, chain []moltbot.ModelRef) {
 	if strings.HasPrefix(m.turnID, ExternalTurn) {
 		id := m.turnID + ":a"
 		for i := len(a.conv.Messages) - 1; i >= 0; i-- {
@@ -42,7 +42,7 @@ func (a *conversation) startHandoff(c actor.Context, m *turnMsg, chain []moltbot
 // finishSilent ends a turn a stage answered with no message to store
 // (moltbot.NoteNoReply): the stages' state is stored (synced, replicated)
 // when it changed, and the caller gets an empty reply.
-func (a *conversation) finishSilent(m *turnMsg, d *turnDone) {
+func finishSilent(a *conversation, m *turnMsg, d *turnDone) {
 	now := time.Now().UnixMilli()
 	res := &TurnResult{Message: moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Created: now}, Completion: d.comp, Version: a.conv.Version}
 	prev := a.conv.State

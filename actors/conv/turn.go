@@ -39,7 +39,7 @@ func (a *conversation) start(c actor.Context, m *turnMsg) {
 		return
 	}
 	if m.handoff != nil {
-		a.startHandoff(c, m, chain) // handoff.go: no user message
+		startHandoff(a, c, m, chain) // handoff.go: no user message
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -268,7 +268,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		}
 		m.answer(turnReply{err: d.err})
 	case d.noReply:
-		a.finishSilent(m, d) // handoff.go
+		finishSilent(a, m, d) // handoff.go
 	default:
 		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Parts: replyParts(d.comp),
 			Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}

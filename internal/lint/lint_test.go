@@ -127,7 +127,7 @@ var deps = map[string]allowed{
 	// YAML flows: a stage before the model over the domain's Turn (its
 	// skill nodes reach the JavaScript skills through an interface cmd
 	// fills in).
-	"skills/flow": {code: []string{"."}},
+	"skills/flow":    {code: []string{"."}},
 	"skills/handoff": {code: []string{"."}},
 	// A fake MCP server (a command the tests build and run).
 	"internal/mcptest": {},

@@ -96,6 +96,11 @@ func (x *Index) Put(e Entry) {
 	if e.Updated == 0 {
 		e.Updated = x.now().UnixMilli()
 	}
+	x.mu.RLock()
+	if cur, ok := x.m[e.key()]; ok && cur.Epoch == e.Epoch && cur.Updated >= e.Updated {
+		e.Updated = cur.Updated + 1 // this node's later change of the same epoch (the same millisecond)
+	}
+	x.mu.RUnlock()
 	if x.put(&e) && x.Publish != nil {
 		b, _ := json.Marshal([]*Entry{&e})
 		x.Publish(b)
