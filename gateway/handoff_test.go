@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -91,10 +92,10 @@ func FuzzHandoffRequest(f *testing.F) {
 	f.Add("reply", `{"epoch":1,"text":null}`)
 	url, q := handoffServer(f)
 	f.Fuzz(func(t *testing.T, op, body string) {
-		if strings.ContainsAny(op, "/?#% ") || op == "" || op == "." || op == ".." {
-			return
+		if op == "" || op == "." || op == ".." {
+			return // the mux cleans the path (a redirect)
 		}
-		resp, b := do(t, "POST", url+"/v1/admin/handoff/c1/"+op, body)
+		resp, b := do(t, "POST", url+"/v1/admin/handoff/c1/"+neturl.PathEscape(op), body)
 		if resp.StatusCode >= 500 || !json.Valid(b) {
 			t.Fatalf("%q %q: %d %s", op, body, resp.StatusCode, b)
 		}
