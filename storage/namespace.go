@@ -29,15 +29,16 @@ var (
 	// key may have told the user so whatever becomes of the turn (a run
 	// makes at most 64 kv calls).
 	Skills = Namespace{Name: "skills", prefix: "skills/", syncPut: true, syncDelete: true}
+	// Handoff is the hand-off queue's index (skills/handoff,
+	// handoff/<space>/<conversation>): a view of the conversations' own
+	// state, but the only list of the queued ones a node has after a
+	// crash, so puts are synced (one per change of owner and per message
+	// relayed to a person); a lost delete leaves a tombstone.
+	Handoff = Namespace{Name: "handoff", prefix: "handoff/", syncPut: true}
 )
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-// Handoff is the hand-off queue's index (skills/handoff): a view of the
-// conversations' own state, rebuilt by them and by the cluster's
-// exchange, so not synced.
-var Handoff = Namespace{Name: "handoff", prefix: "handoff/"}
-
 var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, Handoff}
 
 // Namespace is one named range of keys with the sync policy of its

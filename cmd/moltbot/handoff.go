@@ -79,25 +79,27 @@ func (h *handoffParts) Operate(ctx context.Context, space, id string, in moltbot
 // deliverer is the outbox's: hand-off tickets, and the adapters the node
 // was given (Node.Channels), by channel.
 func (n *Node) deliverer(cfg *configs.Config, rt *atomic.Pointer[actors.Runtime]) actors.Deliverer {
-	hc := cfg.Handoff()
-	tickets := &handoff.Tickets{URL: hc.TicketURL, Secret: hc.TicketSecret, Get: func(ctx context.Context, space, id string) (*moltbot.Conversation, error) {
-		r := rt.Load()
-		if r == nil {
-			return nil, moltbot.Errorf(moltbot.EUnavailable, "the node is starting")
-		}
-		return r.Get(ctx, space, id)
-	}}
-	return deliverMux{tickets: tickets, channels: n.Channels}
+	return deliverMux{node: n, rt: rt, channels: n.Channels}
 }
 
 type deliverMux struct {
-	tickets  actors.Deliverer
+	node     *Node
+	rt       *atomic.Pointer[actors.Runtime]
 	channels map[string]actors.Deliverer
 }
 
 func (d deliverMux) Deliver(ctx context.Context, space, id string, to moltbot.Destination, m moltbot.Message) error {
 	if to.Channel == moltbot.TicketChannel {
-		return d.tickets.Deliver(ctx, space, id, to, m)
+		// The webhook as the config says now (a reload may change it).
+		hc := d.node.handoff.stage.Config()
+		tickets := &handoff.Tickets{URL: hc.TicketURL, Secret: hc.TicketSecret, Get: func(ctx context.Context, space, id string) (*moltbot.Conversation, error) {
+			r := d.rt.Load()
+			if r == nil {
+				return nil, moltbot.Errorf(moltbot.EUnavailable, "the node is starting")
+			}
+			return r.Get(ctx, space, id)
+		}}
+		return tickets.Deliver(ctx, space, id, to, m)
 	}
 	if c := d.channels[to.Channel]; c != nil {
 		return c.Deliver(ctx, space, id, to, m)

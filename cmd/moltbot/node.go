@@ -207,6 +207,13 @@ func (n *Node) reloadConfig() (int, error) {
 		n.bots.Set(cfg.BotProfiles())
 		n.checkBots(cfg)
 	}
+	if n.handoff != nil {
+		// handoff: (triggers, texts, the ticket webhook); the queue's timer
+		// keeps its tick until a restart.
+		if err := n.handoff.stage.Reload(cfg.Handoff()); err != nil {
+			perr = errors.Join(perr, err)
+		}
+	}
 	n.Log.Info("provider credentials, tenants, bots and presets reloaded", "bots", len(cfg.Bots), "presets", len(n.presets.presets()),
 		"file", n.Config.File, "providers", k, "tenants", len(cfg.Tenants))
 	return k, perr

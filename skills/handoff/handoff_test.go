@@ -365,3 +365,43 @@ func FuzzIndexMerge(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkBotTurn is the stage's cost on a turn the bot answers
+// (triggers on, none fires): the explicit-ask rules over the message
+// before the model, the notes counted after it.
+func BenchmarkBotTurn(b *testing.B) {
+	s, err := NewStage(Config{Enabled: true}, NewIndex(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "What is the return policy for an order I placed last week? 我想退货。"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		t := &moltbot.Turn{Space: "acme", Tenant: "acme", Conversation: "c1", Messages: msgs}
+		c, _ := s.BeforeModel(context.Background(), t, nil)
+		if c != nil {
+			b.Fatal("handed off")
+		}
+		t.Note("kb.hit", "true")
+		if err := s.AfterModel(context.Background(), t, &moltbot.Completion{Content: "ok", FinishReason: "stop"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRelay is a user's turn while a person has the conversation.
+func BenchmarkRelay(b *testing.B) {
+	s, err := NewStage(Config{Enabled: true}, NewIndex(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := moltbot.StageState{moltbot.HandoffStateName: State{Owner: OwnerAgent, Epoch: 2, Agent: "key:abc"}.Encode()}
+	msgs := []moltbot.Message{{Role: moltbot.RoleUser, Content: "thank you, and the invoice?"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		t := &moltbot.Turn{Space: "acme", Tenant: "acme", Conversation: "c1", Messages: msgs, State: st}
+		if c, _ := s.BeforeModel(context.Background(), t, nil); c == nil {
+			b.Fatal("not relayed")
+		}
+	}
+}
