@@ -197,6 +197,9 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 			return
 		}
 		s.charge(p, res)
+		if ev, ok := handoffEvent(res); ok {
+			st.push(ev)
+		}
 		st.end(moltbot.Event{Kind: moltbot.EventDone, Result: res})
 	}()
 	return st, nil
