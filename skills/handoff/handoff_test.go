@@ -78,6 +78,7 @@ func TestTriggers(t *testing.T) {
 		{"a hit resets the misses", Config{Enabled: true}, []map[string]string{{"kb.hit": "false"}, {"kb.hit": "true"}, {"kb.hit": "false"}}, "", 0},
 		{"no note keeps the count", Config{Enabled: true}, []map[string]string{{"kb.hit": "false"}, {}, {"kb.hit": "false"}}, "kb_miss", 2},
 		{"low confidence twice", Config{Enabled: true}, []map[string]string{{"intent.low": "true"}, {"intent.low": "true"}}, "low_confidence", 1},
+		{"a confident intent between", Config{Enabled: true}, []map[string]string{{"intent": "refund", "intent.low": "true"}, {"intent": "refund"}, {"intent": "x", "intent.low": "true"}}, "", 0},
 		{"negative, once when configured", Config{Enabled: true, Negative: 1}, []map[string]string{{"sentiment": "negative"}}, "negative", 0},
 		{"negative twice by default", Config{Enabled: true}, []map[string]string{{"sentiment": "negative"}, {"sentiment": "neutral"}, {"sentiment": "negative"}, {"sentiment": "negative"}}, "negative", 3},
 		{"a trigger off", Config{Enabled: true, FailedAnswers: -1}, []map[string]string{{"kb.hit": "false"}, {"kb.hit": "false"}, {"kb.hit": "false"}}, "", 0},

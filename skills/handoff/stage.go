@@ -143,6 +143,11 @@ func (s *Stage) AfterModel(ctx context.Context, t *moltbot.Turn, comp *moltbot.C
 	before := st
 	count := func(n *int, note, bad string, limit int) bool {
 		v, ok := t.Notes[note]
+		if note == "intent.low" && !ok {
+			// The intent stage may note intent.low only when it fell back:
+			// an intent found with confidence ends the run.
+			_, ok = t.Notes["intent"]
+		}
 		if !ok {
 			return false
 		}
