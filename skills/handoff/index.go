@@ -33,7 +33,7 @@ type Entry struct {
 // tombstone stays.
 const (
 	MaxLast       = 512
-	MaxEntries    = 10000
+	MaxEntries    = 4096
 	tombstoneLife = 10 * time.Minute
 	maxMerge      = 8 << 20
 )
@@ -101,20 +101,24 @@ func (x *Index) Put(e Entry) {
 		e.Updated = cur.Updated + 1 // this node's later change of the same epoch (the same millisecond)
 	}
 	x.mu.RUnlock()
-	if x.put(&e) && x.Publish != nil {
+	if x.put(&e, true) && x.Publish != nil {
 		b, _ := json.Marshal([]*Entry{&e})
 		x.Publish(b)
 	}
 }
 
-func (x *Index) put(e *Entry) bool {
+// put records e when it is newer than what the index holds; persist
+// keeps it in the store too (a local change: a peer's comes back from the
+// peer's exchange when this node joins again, and is not written here, so
+// a full state from a peer costs no synced writes).
+func (x *Index) put(e *Entry, persist bool) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.m[e.key()]; ok && !e.newer(cur) {
 		return false
 	}
 	x.m[e.key()] = e
-	if x.store != nil {
+	if persist && x.store != nil {
 		b, _ := json.Marshal(e)
 		_ = x.store.Put(e.key(), b) // a view: a lost write is rebuilt by the conversation's next change
 	}
@@ -233,7 +237,7 @@ func (x *Index) Merge(b []byte) (int, error) {
 		if e == nil || !e.valid() {
 			continue
 		}
-		if x.put(e) {
+		if x.put(e, false) {
 			n++
 		}
 	}
