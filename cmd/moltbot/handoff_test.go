@@ -334,18 +334,25 @@ func TestHandoffThroughHTTP(t *testing.T) {
 }
 
 // The queue's timeout: a ticket, signed, reaches the webhook (a loopback
-// server that checks the signature), the user is told, and the bot
-// answers again.
+// server that checks the signature), retried while the webhook fails and
+// across a restart of the node; the user is told, and the bot answers
+// again.
 func TestHandoffQueueTimeoutTicket(t *testing.T) {
 	const secret = "s3cret-for-tickets"
 	t.Setenv("HANDOFF_TICKET_SECRET", secret)
 	var mu sync.Mutex
 	var tickets []handoff.Ticket
-	var refused int
+	var refused, attempts int
+	down := true // the helpdesk is down until the node restarted
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		mu.Lock()
 		defer mu.Unlock()
+		attempts++
+		if down {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
 		if err := handoff.Verify(secret, r.Header.Get(handoff.HeaderTimestamp), r.Header.Get(handoff.HeaderSignature), b, time.Now(), 5*time.Minute); err != nil {
 			refused++
 			http.Error(w, err.Error(), http.StatusUnauthorized)
@@ -361,14 +368,15 @@ func TestHandoffQueueTimeoutTicket(t *testing.T) {
 	defer srv.Close()
 	ws := filepath.Join(t.TempDir(), "ws")
 	os.MkdirAll(ws, 0o700)
-	n := startHandoffNode(t, ws, fmt.Sprintf(`server: {host: 127.0.0.1, port: 0}
+	config := fmt.Sprintf(`server: {host: 127.0.0.1, port: 0}
 log: {level: info, format: json}
 auth: {enabled: false}
 providers:
   - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 3}}
 models: {primary: sim/sim}
 handoff: {enabled: true, queue_timeout: 1s, ticket_url: %q, ticket_secret: "${HANDOFF_TICKET_SECRET}"}
-`, srv.URL), &toyChannel{})
+`, srv.URL)
+	n := startHandoffNode(t, ws, config, &toyChannel{})
 	code, body := authedDo(t, "POST", n.URL()+"/v1/conversations", "", `{}`)
 	if code != 200 && code != 201 {
 		t.Fatalf("create: %d %s", code, body)
@@ -378,6 +386,18 @@ handoff: {enabled: true, queue_timeout: 1s, ticket_url: %q, ticket_secret: "${HA
 	if reply, fr := sayTo(t, n, "", conv.ID, "转人工"); reply != handoff.DefaultNotice || fr != "handoff" {
 		t.Fatalf("转人工: %q %q", reply, fr)
 	}
+	// The webhook fails: the ticket waits in the conversation's outbox,
+	// across a restart, and goes when the webhook is back.
+	testutil.Eventually(t, 30*time.Second, "a first attempt at the webhook", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts > 0
+	})
+	n.Shutdown(context.Background())
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	n = startHandoffNode(t, ws, config, &toyChannel{})
 	testutil.Eventually(t, 30*time.Second, "the ticket reached the webhook", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -405,7 +425,7 @@ handoff: {enabled: true, queue_timeout: 1s, ticket_url: %q, ticket_secret: "${HA
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if refused != 0 {
-		t.Fatalf("%d tickets failed their signature", refused)
+	if refused != 0 || len(tickets) != 1 || attempts < 2 {
+		t.Fatalf("%d tickets failed their signature, %d delivered in %d attempts", refused, len(tickets), attempts)
 	}
 }
