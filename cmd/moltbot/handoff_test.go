@@ -429,3 +429,52 @@ handoff: {enabled: true, queue_timeout: 1s, ticket_url: %q, ticket_secret: "${HA
 		t.Fatalf("%d tickets failed their signature, %d delivered in %d attempts", refused, len(tickets), attempts)
 	}
 }
+
+// A flow's handoff node queues the conversation (hand-off triggers off:
+// the flow's author asked for a person): its text is the reply, the queue
+// shows it with the reason flow, and the bot is silent until released.
+func TestHandoffFromFlow(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	os.MkdirAll(ws, 0o700)
+	os.MkdirAll(filepath.Join(ws, "skills", "flows"), 0o700)
+	os.WriteFile(filepath.Join(ws, "skills", "flows", "complaint.yaml"), []byte(`flow: complaint
+nodes:
+  - {id: start, type: trigger, with: {keywords: [complaint, 投诉]}}
+  - {id: human, type: handoff, with: {text: "A person will take your complaint."}}
+edges:
+  - [start, human]
+`), 0o600)
+	n := startHandoffNode(t, ws, `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+auth: {enabled: false}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 3}}
+models: {primary: sim/sim}
+`, &toyChannel{})
+	code, body := authedDo(t, "POST", n.URL()+"/v1/conversations", "", `{}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var conv struct{ ID string }
+	json.Unmarshal([]byte(body), &conv)
+	if reply, fr := sayTo(t, n, "", conv.ID, "I have a complaint"); reply != "A person will take your complaint." || fr != "handoff" {
+		t.Fatalf("the flow's handoff: %q %q", reply, fr)
+	}
+	q := listQueue(t, n, "")
+	if len(q.Data) != 1 || q.Data[0].Reason != "flow" || q.Data[0].Epoch != 1 || q.Data[0].Owner != "queue" {
+		t.Fatalf("queue %+v", q)
+	}
+	calls := modelCalls(t, n, "")
+	if reply, fr := sayTo(t, n, "", conv.ID, "hello?"); reply != "" || fr != "handoff" {
+		t.Fatalf("queued: %q %q", reply, fr)
+	}
+	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/handoff/"+conv.ID+"/release", "", `{"epoch":1}`); code != 200 {
+		t.Fatalf("release: %d %s", code, body)
+	}
+	if reply, fr := sayTo(t, n, "", conv.ID, "what is 2+2?"); reply == "" || fr != "stop" {
+		t.Fatalf("after release: %q %q", reply, fr)
+	}
+	if got := modelCalls(t, n, ""); got != calls+1 {
+		t.Fatalf("model calls %d, want %d", got, calls+1)
+	}
+}
