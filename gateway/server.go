@@ -274,8 +274,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req, ok = s.authenticate(sw, req, client); !ok {
 		return
 	}
-	if p := principal(req); p.Agent() && !strings.HasPrefix(req.URL.Path, handoffPath) {
-		// A human agent's key works the hand-off queue and nothing else.
+	if p := principal(req); p.Agent() && !strings.HasPrefix(req.URL.Path, handoffPath) && req.URL.Path != "/v1/auth/rotate" {
+		// A human agent's key works the hand-off queue and nothing else
+		// (but rotating itself).
 		writeError(sw, moltbot.Errorf(moltbot.EForbidden, "a credential of scope agent may only use %s (the hand-off queue)", handoffPath))
 		return
 	}

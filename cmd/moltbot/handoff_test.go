@@ -234,6 +234,9 @@ func TestHandoffThroughHTTP(t *testing.T) {
 		t.Fatalf("handoff list: %d %s %s", code, out, e)
 	}
 
+	if _, m := authedDo(t, "GET", n.URL()+"/metrics", op, ""); !strings.Contains(m, `moltbot_handoff_conversations{owner="queue"} 1`) {
+		t.Errorf("metrics lack the queue: %s", grep(m, "handoff"))
+	}
 	// Claim: epoch 1 -> 2; the same claim again is stale.
 	if code, out, e := runCLI(t, "", "handoff", "claim", "--epoch", "1", "--url", n.URL(), "--admin-key-file", keyFile, id); code != 0 || !strings.Contains(out, "owner agent, epoch 2") {
 		t.Fatalf("handoff claim: %d %s %s", code, out, e)
@@ -274,6 +277,8 @@ func TestHandoffThroughHTTP(t *testing.T) {
 		{"POST", "/v1/admin/keys", `{"scope":"admin"}`},
 		{"GET", "/v1/admin/status", ""},
 		{"GET", "/v1/models", ""},
+		{"GET", "/metrics", ""},
+		{"GET", "/v1/admin/audit", ""},
 	} {
 		if code, body := authedDo(t, c.method, n.URL()+c.path, agent, c.body); code != 403 {
 			t.Errorf("agent key, %s %s: %d %s", c.method, c.path, code, body)
@@ -289,6 +294,16 @@ func TestHandoffThroughHTTP(t *testing.T) {
 	}
 	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/handoff/"+id+"/release", other, `{"epoch":2}`); code != 404 {
 		t.Fatalf("another tenant's agent released: %d %s", code, body)
+	}
+	// It may rotate itself; the new key works the queue.
+	code, body = authedDo(t, "POST", n.URL()+"/v1/auth/rotate", agent, `{}`)
+	var rotated struct{ Key string }
+	json.Unmarshal([]byte(body), &rotated)
+	if code != 201 || rotated.Key == "" || !strings.Contains(body, `"scope":"agent"`) {
+		t.Fatalf("rotate: %d %s", code, body)
+	}
+	if q := listQueue(t, n, rotated.Key); len(q.Data) != 1 {
+		t.Fatalf("the rotated key's queue: %+v", q)
 	}
 	// A chat key may not work the queue.
 	if code, body := authedDo(t, "GET", n.URL()+"/v1/admin/handoff", user, ""); code != 403 {

@@ -565,6 +565,8 @@ func (n *Node) Start() (err error) {
 	undo = append(undo, func() { rt.Shutdown(context.Background()) })
 	ho.start(context.Background())
 	undo = append(undo, ho.close)
+	met.Gauge(`moltbot_handoff_conversations{owner="queue"}`, func() float64 { q, _ := ho.index.Counts(); return float64(q) })
+	met.Gauge(`moltbot_handoff_conversations{owner="agent"}`, func() float64 { _, a := ho.index.Counts(); return float64(a) })
 	if cfg.Cluster.Bind != "" {
 		httpAddr := ln.Addr().String()
 		if h, p, _ := net.SplitHostPort(httpAddr); (h == "0.0.0.0" || h == "::") && remoteAdv != "" {

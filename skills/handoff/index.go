@@ -254,3 +254,19 @@ func cut(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Counts is how many conversations of every space wait in the queue and
+// how many an agent has.
+func (x *Index) Counts() (queued, agent int) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, e := range x.m {
+		switch e.Owner {
+		case OwnerQueue:
+			queued++
+		case OwnerAgent:
+			agent++
+		}
+	}
+	return queued, agent
+}
