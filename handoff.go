@@ -1,5 +1,7 @@
 package moltbot
 
+import "encoding/json"
+
 // Hand-off to a human (issue 14): the words the conversation actor, the
 // hand-off stage (skills/handoff), the management service and the edges
 // share. The conversation's owner (bot, queue, agent) and its epoch are
@@ -66,3 +68,25 @@ const NoteTicket = "handoff.ticket"
 
 // TicketChannel is the outbox channel of hand-off tickets.
 const TicketChannel = "handoff.ticket"
+
+// HandoffView is who has a conversation, as its API view shows it.
+type HandoffView struct {
+	Owner string `json:"owner"` // bot, queue, agent
+	Epoch uint64 `json:"epoch"`
+	Agent string `json:"agent,omitempty"`
+}
+
+// HandoffOf is the hand-off owner and epoch c keeps (skills/handoff's
+// state, read for display only), nil when it was never handed off or the
+// state does not read.
+func HandoffOf(c *Conversation) *HandoffView {
+	b := c.State[HandoffStateName]
+	if len(b) == 0 || len(b) > 4<<10 {
+		return nil
+	}
+	var v HandoffView
+	if json.Unmarshal(b, &v) != nil || v.Owner != "bot" && v.Owner != "queue" && v.Owner != "agent" {
+		return nil
+	}
+	return &v
+}

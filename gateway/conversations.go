@@ -43,6 +43,9 @@ type conversationJSON struct {
 	Outbox []deliveryJSON `json:"outbox,omitempty"`
 	// Summary: what the model reads in place of the first messages.
 	Summary *summaryJSON `json:"summary,omitempty"`
+	// Handoff: who has it (bot, queue, agent) and its epoch, once it was
+	// handed to a person.
+	Handoff *moltbot.HandoffView `json:"handoff,omitempty"`
 }
 
 // summaryJSON is the wire form of a conversation's summary: created in
@@ -127,6 +130,7 @@ func toJSON(c *moltbot.Conversation) conversationJSON {
 	if s := c.Summary; s != nil {
 		out.Summary = &summaryJSON{Summary: *s, Created: unixSeconds(s.Created)}
 	}
+	out.Handoff = moltbot.HandoffOf(c)
 	return out
 }
 

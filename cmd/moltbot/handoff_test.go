@@ -260,6 +260,9 @@ func TestHandoffThroughHTTP(t *testing.T) {
 		t.Fatalf("a stale reply: %d %s", code, body)
 	}
 	code, body = authedDo(t, "GET", n.URL()+"/v1/conversations/"+id, user, "")
+	if !strings.Contains(body, `"handoff":{"owner":"agent","epoch":2,"agent":"key:`) {
+		t.Errorf("the conversation does not show who has it: %s", body)
+	}
 	if code != 200 || strings.Count(body, "Hi, I am Alice") != 1 || strings.Contains(body, "stale") || !regexp.MustCompile(`"model":"agent/key:[a-z0-9]+"`).MatchString(body) {
 		t.Fatalf("the stored conversation: %d %s", code, body)
 	}
