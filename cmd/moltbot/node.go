@@ -411,9 +411,13 @@ func (n *Node) Start() (err error) {
 		return true
 	})
 	convs := usage.NewStore(store, table)
+	skillKV, err := openSkillKV(store)
+	if err != nil {
+		return err
+	}
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: tenantData{convs, store.Namespace(storage.Skills)}}, store)
+		Conversations: tenantData{convs, skillKV}}, store)
 	if err != nil {
 		return err
 	}
@@ -472,6 +476,11 @@ func (n *Node) Start() (err error) {
 		n.rtRef = &rtRef
 		shared = n.shared
 	}
+	pub, err := n.sharePart(skillKVTag, skillKV)
+	if err != nil {
+		return err
+	}
+	skillKV.SetPublish(pub)
 	oc, around, err := startCache(cfg, store, met, n.Log, &rtRef)
 	if err != nil {
 		return err
@@ -494,7 +503,7 @@ func (n *Node) Start() (err error) {
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
 		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
-		scfg.KV, scfg.Metrics, scfg.Logger = store.Namespace(storage.Skills), met, n.Log
+		scfg.KV, scfg.Metrics, scfg.Logger = skillKV, met, n.Log
 		st := newSkillStage(scfg, n.Log)
 		err := st.load()
 		if errors.Is(err, skills.ErrNoWorker) {
