@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,7 +26,27 @@ func apiKeyFlag() *cli.StringFlag {
 }
 
 func urlFlag() *cli.StringFlag {
-	return &cli.StringFlag{Name: "url", Value: "http://127.0.0.1:3000", EnvVars: []string{"MOLTBOT_URL"}, Usage: "the node's base URL"}
+	return &cli.StringFlag{Name: "url", Value: "http://127.0.0.1:3000", EnvVars: []string{"MOLTBOT_URL"}, Usage: "the node's base URL (host:port means http://host:port)"}
+}
+
+// nodeURL is --url (or $MOLTBOT_URL) as a base URL without a trailing
+// slash: "localhost:3000" means http://localhost:3000, as curl reads it;
+// anything but an http or https URL with a host is an error naming the
+// flag.
+func nodeURL(c *cli.Context) (string, error) {
+	return baseURL(c.String("url"))
+}
+
+func baseURL(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s != "" && !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("--url %q: not a node's address; write host:port or http(s)://host:port, e.g. http://127.0.0.1:3000", raw)
+	}
+	return strings.TrimRight(s, "/"), nil
 }
 
 // apiError reads the OpenAI error body of a failed response.
@@ -159,7 +180,11 @@ Examples:
 			if err != nil {
 				return err
 			}
-			cc := &chatClient{url: strings.TrimRight(c.String("url"), "/"), key: c.String("api-key"), http: hc}
+			base, err := nodeURL(c)
+			if err != nil {
+				return err
+			}
+			cc := &chatClient{url: base, key: c.String("api-key"), http: hc}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			out := bufio.NewWriter(c.App.Writer)
