@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -53,5 +56,40 @@ func TestURLFlag(t *testing.T) {
 	code, _, e := runCLI(t, "", "chat", "--url", "localhost:1")
 	if code == 0 || !strings.Contains(e, "http://localhost:1") {
 		t.Errorf("chat --url localhost:1: %d %q", code, e)
+	}
+}
+
+// A request that succeeds leaves an access line at info (method, route
+// but not the path, which may hold a secret, code, duration in milliseconds; the node's logger adds the
+// request id); probes do not.
+func TestAccessLog(t *testing.T) {
+	n, logs := startNodeIn(t, t.TempDir(), `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 3}}
+models: {primary: sim/sim}
+`, slog.LevelInfo)
+	askNode(t, n, "hello")
+	resp, err := http.Get(n.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var line map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"request"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(l, "healthz") {
+				t.Errorf("a probe in the access log: %s", l)
+			}
+		}
+	}
+	if line["route"] != "/v1/chat/completions" || line["path"] != nil || line["code"] != float64(200) || line["method"] != "POST" {
+		t.Fatalf("access line: %v\n%s", line, logs.String())
+	}
+	if ms, ok := line["duration_ms"].(float64); !ok || ms < 0 {
+		t.Errorf("duration_ms: %v", line["duration_ms"])
 	}
 }
