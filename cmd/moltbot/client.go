@@ -246,8 +246,10 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "show a node's health, providers and counts",
 		Description: `Asks a node for its status: readiness, the model chain, each provider's
-reachability and load, conversations active and stored, request counters.
-Exits 1 when the node cannot be reached.
+reachability (and its address) and load, conversations active and stored,
+request counters. Exits 1 when the node cannot be reached, 3 when it answers
+but is not ready (no model of the chain usable, still joining the cluster,
+shutting down): the first line says why.
 
 Examples:
    moltbot status
@@ -263,6 +265,9 @@ Examples:
 				return fail(1, "unexpected status body: %v", err)
 			}
 			printStatus(c.App.Writer, base, &st)
+			if st.Status != "ready" {
+				return fail(3, "the node is %s", st.Status)
+			}
 			return nil
 		},
 	}
@@ -276,7 +281,7 @@ func printStatus(w io.Writer, base string, st *gateway.StatusResponse) {
 	fmt.Fprintf(w, "moltbot %s at %s: %s, up %s\n", st.Version, base, state, (time.Duration(st.UptimeSeconds) * time.Second).String())
 	fmt.Fprintf(w, "chain: %s\n\n", strings.Join(st.Chain, " -> "))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROVIDER\tTYPE\tREACHABLE\tIN-FLIGHT\tQUEUED\tRESTARTS\tMODELS")
+	fmt.Fprintln(tw, "PROVIDER\tTYPE\tURL\tREACHABLE\tIN-FLIGHT\tQUEUED\tRESTARTS\tMODELS")
 	for _, p := range st.Providers {
 		reach := "yes"
 		if !p.Reachable {
@@ -292,7 +297,11 @@ func printStatus(w io.Writer, base string, st *gateway.StatusResponse) {
 		if p.LastError != "" {
 			models += "  (" + p.LastError + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Type, reach, p.InFlight, p.Queued, p.Restarts, models)
+		url := p.URL
+		if url == "" {
+			url = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Type, url, reach, p.InFlight, p.Queued, p.Restarts, models)
 	}
 	tw.Flush()
 	for _, p := range st.Providers {

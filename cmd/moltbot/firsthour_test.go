@@ -2,10 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot/internal/testutil"
 )
 
 // A word that is no command says so, names the command it is not one of
@@ -91,5 +97,67 @@ models: {primary: sim/sim}
 	}
 	if ms, ok := line["duration_ms"].(float64); !ok || ms < 0 {
 		t.Errorf("duration_ms: %v", line["duration_ms"])
+	}
+}
+
+// A missing Ollama, or a model not pulled, is explained where a new user
+// looks: the start log, /readyz, the chat error and `moltbot status` (its
+// URL column and exit code 3) name the address and the fix.
+func TestMissingOllamaExplained(t *testing.T) {
+	// A fake Ollama speaking its wire: it lists one model and answers a
+	// chat for another as Ollama does (404, {"error": ...}).
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/tags":
+			io.WriteString(w, `{"models":[{"name":"qwen2.5:0.5b","model":"qwen2.5:0.5b","size":1}]}`)
+		case "/api/chat":
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":"model \"llama3.2\" not found, try pulling it first"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer fake.Close()
+	dead := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
+	for _, tc := range []struct {
+		name, url, log, ready, chat string
+	}{
+		{"not pulled", fake.URL, "ollama pull llama3.2", "local/llama3.2: not on its server (ollama pull llama3.2)",
+			`the Ollama at ` + fake.URL + ` does not have \"llama3.2\": run ollama pull llama3.2`},
+		{"not running", dead, "start Ollama (ollama serve) so that it answers at " + dead, "local/llama3.2: unreachable at " + dead,
+			"connection refused at " + dead + ": is Ollama running there? Start it (ollama serve)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, logs := startNodeUnready(t, t.TempDir(), `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+providers:
+  - {name: local, type: ollama, url: "`+tc.url+`"}
+models: {primary: local/llama3.2}
+`, slog.LevelInfo)
+			testutil.Eventually(t, 10*time.Second, "the health check's warning", func() bool { return strings.Contains(logs.String(), tc.log) })
+			resp, err := http.Get(n.URL() + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 503 || !strings.Contains(string(body), tc.ready) {
+				t.Errorf("readyz: %d %s, want %q", resp.StatusCode, body, tc.ready)
+			}
+			resp, err = http.Post(n.URL()+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"moltbot","messages":[{"role":"user","content":"hi"}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 != 4 && resp.StatusCode/100 != 5 || !strings.Contains(string(body), tc.chat) {
+				t.Errorf("chat: %d %s, want %q", resp.StatusCode, body, tc.chat)
+			}
+			code, out, e := runCLI(t, "", "status", "--url", n.URL())
+			if code != 3 || !strings.Contains(out, tc.url) || !strings.Contains(out, "URL") || !strings.Contains(e, "the node is unavailable") {
+				t.Errorf("status: %d %q %q", code, out, e)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -112,7 +113,7 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 		if err != nil {
 			return nil, nil, err
 		}
-		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, Provider: prov, MaxInFlight: p.MaxInFlight,
+		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, URL: redactURL(p.URL), Provider: prov, MaxInFlight: p.MaxInFlight,
 			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status, Caps: p.Caps()})
 	}
 	return out, creds, nil
@@ -809,4 +810,14 @@ func (n *Node) hasOperatorKey() bool {
 		}
 	}
 	return false
+}
+
+// redactURL is a provider's URL as logs and status may show it: without
+// the password of any user info in it.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }
