@@ -550,6 +550,15 @@ func TestHelpAndVersion(t *testing.T) {
 // node shuts down with the test.
 func startNodeIn(t *testing.T, ws, text string, level slog.Level) (*Node, *syncBuf) {
 	t.Helper()
+	n, logs := startNodeUnready(t, ws, text, level)
+	waitReady(t, n.URL())
+	return n, logs
+}
+
+// startNodeUnready starts a node and does not wait for it to be ready (a
+// node whose every model is unusable never is).
+func startNodeUnready(t *testing.T, ws, text string, level slog.Level) (*Node, *syncBuf) {
+	t.Helper()
 	path := filepath.Join(ws, "moltbot.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -564,6 +573,5 @@ func startNodeIn(t *testing.T, ws, text string, level slog.Level) (*Node, *syncB
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Shutdown(context.Background()) })
-	waitReady(t, n.URL())
 	return n, logs
 }
