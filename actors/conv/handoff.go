@@ -127,3 +127,15 @@ func replyToOf(st moltbot.StageState) *moltbot.Destination {
 	}
 	return &d
 }
+
+// personTurn reports whether turn m asks no model whatever its context: a
+// hand-off operation, or a user's turn while a person (or the queue)
+// has the conversation. Such a turn makes no summary of what no longer
+// fits the context (a summary is a model call).
+func personTurn(a *conversation, m *turnMsg) bool {
+	if m.handoff != nil {
+		return true
+	}
+	v := moltbot.HandoffOf(a.conv)
+	return v != nil && v.Owner != "bot"
+}

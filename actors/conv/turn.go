@@ -177,7 +177,7 @@ func (a *conversation) run(c actor.Context, m *turnMsg, chain []moltbot.ModelRef
 	dropped := plan.dropped
 	var fold *contextPlan
 	var key string
-	if len(plan.fold) > 0 {
+	if len(plan.fold) > 0 && !personTurn(a, m) {
 		fold, key = new(contextPlan), a.tenant+"/"+a.id
 		*fold = plan
 	}

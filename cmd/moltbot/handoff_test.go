@@ -496,3 +496,48 @@ models: {primary: sim/sim}
 		t.Fatalf("model calls %d, want %d", got, calls+1)
 	}
 }
+
+// While a person has the conversation no model is asked even when its
+// history outgrows the context: no summary is made for a relayed turn.
+func TestHandoffNoSummaryWhileHeld(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	os.MkdirAll(ws, 0o700)
+	n := startHandoffNode(t, ws, `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+auth: {enabled: false}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 3}}
+models: {primary: sim/sim}
+conversations: {max_context_tokens: 256, summary: {enabled: true, max_tokens: 32}}
+handoff: {enabled: true, queue_timeout: 1h}
+`, &toyChannel{})
+	code, body := authedDo(t, "POST", n.URL()+"/v1/conversations", "", `{}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var conv struct{ ID string }
+	json.Unmarshal([]byte(body), &conv)
+	if _, fr := sayTo(t, n, "", conv.ID, "human please"); fr != "handoff" {
+		t.Fatalf("not handed off: %q", fr)
+	}
+	calls := modelCalls(t, n, "")
+	long := strings.Repeat("my parcel never arrived and nobody answers the phone ", 4)
+	for i := 0; i < 20; i++ {
+		if reply, fr := sayTo(t, n, "", conv.ID, fmt.Sprint(i, " ", long)); reply != "" || fr != "handoff" {
+			t.Fatalf("turn %d: %q %q", i, reply, fr)
+		}
+	}
+	if got := modelCalls(t, n, ""); got != calls {
+		t.Fatalf("%d model calls while queued (a summary?), want none", got-calls)
+	}
+	// Released, the bot answers, and a summary may be made then.
+	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/handoff/"+conv.ID+"/release", "", `{"epoch":1}`); code != 200 {
+		t.Fatalf("release: %d %s", code, body)
+	}
+	if reply, fr := sayTo(t, n, "", conv.ID, "hello again"); reply == "" || fr != "stop" {
+		t.Fatalf("after release: %q %q", reply, fr)
+	}
+	if got := modelCalls(t, n, ""); got <= calls {
+		t.Fatal("the model was not asked after release")
+	}
+}
