@@ -109,12 +109,13 @@ func (s *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.Str
 	if err := s.transfer(t, &st, reason); err != nil {
 		return nil, err
 	}
+	served := moltbot.ModelRef{Provider: "handoff", Model: OwnerQueue}
 	if t.Visible && fn != nil {
-		if err := fn(moltbot.Chunk{Content: c.Notice}); err != nil {
+		if err := fn(moltbot.Chunk{Content: c.Notice, Served: served}); err != nil {
 			return nil, err
 		}
 	}
-	return &moltbot.Completion{Content: c.Notice, FinishReason: moltbot.FinishHandoff, Served: moltbot.ModelRef{Provider: "handoff", Model: OwnerQueue}}, nil
+	return &moltbot.Completion{Content: c.Notice, FinishReason: moltbot.FinishHandoff, Served: served}, nil
 }
 
 // AfterModel implements actors.AfterModel.
