@@ -20,6 +20,7 @@ import (
 //	  negative: 2          # negative sentiment in a row (-1: off; 1: at once)
 //	  vip_users: [alice, acme/bob]
 //	  queue_timeout: 5m
+//	  agent_timeout: 30m   # an agent silent this long gives it back (0: never)
 //	  ticket_url: https://tickets.example.com/hook
 //	  ticket_secret: ${TICKET_SECRET}
 type HandoffConfig struct {
@@ -30,6 +31,7 @@ type HandoffConfig struct {
 	Negative      int      `yaml:"negative"`
 	VIPUsers      []string `yaml:"vip_users"`
 	QueueTimeout  Duration `yaml:"queue_timeout"`
+	AgentTimeout  Duration `yaml:"agent_timeout"`
 	Notice        string   `yaml:"notice"`
 	Resume        string   `yaml:"resume"`
 	Release       string   `yaml:"release"`
@@ -41,7 +43,7 @@ type HandoffConfig struct {
 func (c *Config) Handoff() handoff.Config {
 	h := c.HandoffSection
 	return handoff.Config{Enabled: h.Enabled, Rules: h.Rules, FailedAnswers: h.FailedAnswers, LowConfidence: h.LowConfidence,
-		Negative: h.Negative, VIPUsers: h.VIPUsers, QueueTimeout: h.QueueTimeout.D(), Notice: h.Notice, Resume: h.Resume,
+		Negative: h.Negative, VIPUsers: h.VIPUsers, QueueTimeout: h.QueueTimeout.D(), AgentTimeout: h.AgentTimeout.D(), Notice: h.Notice, Resume: h.Resume,
 		Release: h.Release, TicketURL: h.TicketURL, TicketSecret: h.TicketSecret.Value()}
 }
 
@@ -65,6 +67,9 @@ func (c *Config) validateHandoff(add func(path, format string, args ...any)) {
 	}
 	if d := h.QueueTimeout.D(); d != 0 && (d < time.Second || d > 7*24*time.Hour) {
 		add("handoff.queue_timeout", "must be between 1s and 168h, got %s", h.QueueTimeout)
+	}
+	if d := h.AgentTimeout.D(); d != 0 && (d < time.Second || d > 30*24*time.Hour) {
+		add("handoff.agent_timeout", "must be 0 (never) or between 1s and 720h, got %s", h.AgentTimeout)
 	}
 	if strings.Count(h.Resume, "%") > 1 || strings.Contains(h.Resume, "%") && !strings.Contains(h.Resume, "%s") {
 		add("handoff.resume", "may hold one %%s (the ticket id) and no other %%")

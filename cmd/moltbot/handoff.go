@@ -143,6 +143,7 @@ func (h *handoffParts) expire(ctx context.Context, now time.Time) {
 	if rt == nil {
 		return
 	}
+	h.releaseIdle(ctx, rt, now)
 	for _, e := range h.index.Expired(now) {
 		if ctx.Err() != nil {
 			return
@@ -182,4 +183,26 @@ func (h *handoffParts) refresh(ctx context.Context, rt *actors.Runtime, e handof
 	}
 	h.index.Put(handoff.Entry{Space: e.Space, Conversation: e.Conversation, Owner: st.Owner, Epoch: st.Epoch, Agent: st.Agent,
 		Reason: st.Reason, Since: st.Since, Deadline: st.Deadline, Last: e.Last})
+}
+
+// releaseIdle gives back to the bot the conversations this node owns
+// whose agent went quiet for handoff.agent_timeout (fenced by the epoch
+// the index saw, as an agent's release is).
+func (h *handoffParts) releaseIdle(ctx context.Context, rt *actors.Runtime, now time.Time) {
+	for _, e := range h.index.Idle(now, h.stage.Config().AgentTimeout) {
+		if ctx.Err() != nil || !actors.RetentionOf(rt).Owns(e.Space, e.Conversation) {
+			continue
+		}
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := rt.Turn(tctx, e.Space, e.Conversation, moltbot.TurnInput{Handoff: &moltbot.HandoffOp{Op: moltbot.HandoffRelease, Epoch: e.Epoch}}, nil)
+		cancel()
+		switch moltbot.ErrorCode(err) {
+		case "":
+			h.log.Info("hand-off: the agent went quiet; the bot has the conversation again", "conversation", e.Space+"/"+e.Conversation, "agent", e.Agent)
+		case moltbot.EConflict, moltbot.ENotFound:
+			h.refresh(ctx, rt, e)
+		default:
+			h.log.Warn("hand-off: releasing an idle agent's conversation failed; retried on the next tick", "conversation", e.Space+"/"+e.Conversation, "err", err)
+		}
+	}
 }

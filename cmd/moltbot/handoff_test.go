@@ -541,3 +541,35 @@ handoff: {enabled: true, queue_timeout: 1h}
 		t.Fatal("the model was not asked after release")
 	}
 }
+
+// An agent who goes quiet for handoff.agent_timeout gives the
+// conversation back: the bot answers again.
+func TestHandoffAgentTimeout(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	os.MkdirAll(ws, 0o700)
+	n := startHandoffNode(t, ws, `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+auth: {enabled: false}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 3}}
+models: {primary: sim/sim}
+handoff: {enabled: true, queue_timeout: 1h, agent_timeout: 1s}
+`, &toyChannel{})
+	code, body := authedDo(t, "POST", n.URL()+"/v1/conversations", "", `{}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var conv struct{ ID string }
+	json.Unmarshal([]byte(body), &conv)
+	sayTo(t, n, "", conv.ID, "转人工")
+	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/handoff/"+conv.ID+"/claim", "", `{"epoch":1}`); code != 200 {
+		t.Fatalf("claim: %d %s", code, body)
+	}
+	testutil.Eventually(t, 30*time.Second, "the quiet agent's conversation back with the bot", func() bool {
+		_, body := authedDo(t, "GET", n.URL()+"/v1/conversations/"+conv.ID, "", "")
+		return strings.Contains(body, `"handoff":{"owner":"bot","epoch":3}`)
+	})
+	if reply, fr := sayTo(t, n, "", conv.ID, "hello?"); reply == "" || fr != "stop" {
+		t.Fatalf("after the agent's timeout: %q %q", reply, fr)
+	}
+}

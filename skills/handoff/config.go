@@ -28,6 +28,10 @@ type Config struct {
 	// QueueTimeout is how long a conversation waits for a person before
 	// a ticket is left and the bot resumes (default 5m).
 	QueueTimeout time.Duration
+	// AgentTimeout, when set, gives a conversation back to the bot when
+	// its agent said nothing (and its user neither) for this long: an
+	// agent who went away does not hold it for ever. 0: never.
+	AgentTimeout time.Duration
 	// Notice is the reply at transfer time; Resume the bot's message when
 	// the queue timed out ("%s" is the ticket id); Release, when set, is
 	// said when an agent gives the conversation back.
@@ -81,6 +85,9 @@ func compile(c Config) (*compiled, error) {
 	}
 	if out.QueueTimeout == 0 {
 		out.QueueTimeout = DefaultQueueTimeout
+	}
+	if out.AgentTimeout < 0 {
+		return nil, fmt.Errorf("handoff.agent_timeout must not be negative")
 	}
 	if out.QueueTimeout < 0 {
 		return nil, fmt.Errorf("handoff.queue_timeout must be positive")

@@ -406,3 +406,17 @@ func BenchmarkRelay(b *testing.B) {
 		}
 	}
 }
+
+func TestIndexIdle(t *testing.T) {
+	x := NewIndex()
+	now := time.UnixMilli(1_700_000_000_000)
+	x.Put(Entry{Space: "s", Conversation: "a", Owner: OwnerAgent, Epoch: 2, Updated: now.Add(-2 * time.Minute).UnixMilli()})
+	x.Put(Entry{Space: "s", Conversation: "b", Owner: OwnerAgent, Epoch: 2, Updated: now.Add(-30 * time.Second).UnixMilli()})
+	x.Put(Entry{Space: "s", Conversation: "c", Owner: OwnerQueue, Epoch: 1, Updated: now.Add(-time.Hour).UnixMilli()})
+	if l := x.Idle(now, time.Minute); len(l) != 1 || l[0].Conversation != "a" {
+		t.Fatalf("%+v", l)
+	}
+	if l := x.Idle(now, 0); l != nil {
+		t.Fatalf("off: %+v", l)
+	}
+}

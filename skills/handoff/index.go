@@ -270,3 +270,21 @@ func (x *Index) Counts() (queued, agent int) {
 	}
 	return queued, agent
 }
+
+// Idle is the conversations (every space) an agent has whose entry has
+// not changed (no relayed message, no reply) since before now-d.
+func (x *Index) Idle(now time.Time, d time.Duration) []Entry {
+	if d <= 0 {
+		return nil
+	}
+	ms := now.Add(-d).UnixMilli()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []Entry
+	for _, e := range x.m {
+		if e.Owner == OwnerAgent && e.Updated <= ms {
+			out = append(out, *e)
+		}
+	}
+	return out
+}

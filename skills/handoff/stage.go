@@ -273,6 +273,7 @@ func (s *Stage) operate(t *moltbot.Turn, st State, op *moltbot.HandoffOp, fn mol
 		if strings.TrimSpace(op.Text) == "" {
 			return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "text", Message: "an agent's reply has text"}
 		}
+		s.put(t, st, lastOf(s.index, t)) // the agent is there: its entry is fresh
 		return say(op.Text, moltbot.ModelRef{Provider: "agent", Model: op.Agent})
 	case moltbot.HandoffRelease:
 		if !st.Held() {
