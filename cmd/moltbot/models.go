@@ -107,15 +107,16 @@ func listModels(c *cli.Context) error {
 
 // pullURL is the Ollama a pull goes to: --ollama, else the config's ollama
 // provider (--provider, or the first), else OLLAMA_HOST (ollama.HostURL).
-func pullURL(c *cli.Context) (string, error) {
+func pullURL(c *cli.Context) (url, provider string, err error) {
 	if u := c.String("ollama"); u != "" {
-		return baseURL(u)
+		u, err := baseURL(u)
+		return u, "", err
 	}
 	path := filepath.Join(c.String("workspace"), "moltbot.yaml")
 	if _, err := os.Stat(path); err == nil {
 		cfg, err := configs.Load(path)
 		if err != nil {
-			return "", fail(2, "%v", err)
+			return "", "", fail(2, "%v", err)
 		}
 		want := c.String("provider")
 		var names []string
@@ -125,16 +126,16 @@ func pullURL(c *cli.Context) (string, error) {
 			}
 			names = append(names, p.Name)
 			if want == "" || p.Name == want {
-				return p.URL, nil
+				return p.URL, p.Name, nil
 			}
 		}
 		if want != "" {
-			return "", fail(2, "--provider %q: %s has no ollama provider of that name (ollama providers: %s)", want, path, strings.Join(names, ", "))
+			return "", "", fail(2, "--provider %q: %s has no ollama provider of that name (ollama providers: %s)", want, path, strings.Join(names, ", "))
 		}
 	} else if c.IsSet("provider") {
-		return "", fail(2, "--provider: no config at %s to find it in", path)
+		return "", "", fail(2, "--provider: no config at %s to find it in", path)
 	}
-	return ollama.HostURL(), nil
+	return ollama.HostURL(), "", nil
 }
 
 func pullModel(c *cli.Context) error {
@@ -145,7 +146,7 @@ func pullModel(c *cli.Context) error {
 	if name == "" || c.Args().Len() > 1 {
 		return fail(2, "models pull takes one model name, e.g. moltbot models pull qwen2.5:0.5b")
 	}
-	u, err := pullURL(c)
+	u, prov, err := pullURL(c)
 	if err != nil {
 		return err
 	}
@@ -164,7 +165,7 @@ func pullModel(c *cli.Context) error {
 			return nil
 		}
 		if pct >= 0 {
-			fmt.Fprintf(w, "%s %s %d%% of %s\n", p.Status, short(p.Digest), pct, bytesText(p.Total))
+			fmt.Fprintf(w, "%s %d%% of %s\n", p.Status, pct, bytesText(p.Total))
 		} else {
 			fmt.Fprintln(w, p.Status)
 		}
@@ -177,15 +178,11 @@ func pullModel(c *cli.Context) error {
 		}
 		return fail(1, "pull of %s: %v", name, err)
 	}
-	fmt.Fprintf(w, "%s is ready: moltbot start --model <provider>/%s (the provider's name in your config, e.g. local/%s)\n", name, name, name)
-	return nil
-}
-
-func short(digest string) string {
-	if len(digest) > 19 {
-		return digest[:19]
+	if prov == "" {
+		prov = "<provider>"
 	}
-	return digest
+	fmt.Fprintf(w, "%s is ready: moltbot start --model %s/%s\n", name, prov, name)
+	return nil
 }
 
 func bytesText(n int64) string {
