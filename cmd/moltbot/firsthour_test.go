@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +161,68 @@ models: {primary: local/llama3.2}
 				t.Errorf("status: %d %q %q", code, out, e)
 			}
 		})
+	}
+}
+
+// moltbot models lists what a node's providers offer; models pull asks
+// the workspace's Ollama (a fake speaking /api/pull's NDJSON progress) to
+// pull, prints the progress by status and every 10%, and names Ollama's
+// refusal; --model on start puts a model first, naming the flag when the
+// config has no such provider.
+func TestModelsListPullAndStartModel(t *testing.T) {
+	var pulled []string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/pull":
+			var req struct{ Model string }
+			json.NewDecoder(r.Body).Decode(&req)
+			pulled = append(pulled, req.Model)
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			if req.Model == "nope" {
+				io.WriteString(w, `{"error":"pull model manifest: file does not exist"}`+"\n")
+				return
+			}
+			io.WriteString(w, `{"status":"pulling manifest"}`+"\n")
+			for _, c := range []int{0, 100, 150, 500, 1000} {
+				fmt.Fprintf(w, `{"status":"pulling abcdef012345","digest":"sha256:abcdef0123456789","total":1000,"completed":%d}`+"\n", c)
+			}
+			io.WriteString(w, `{"status":"success"}`+"\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer fake.Close()
+	ws := t.TempDir()
+	os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(`providers:
+  - {name: sim, type: sim, models: [sim]}
+  - {name: local, type: ollama, url: "`+fake.URL+`"}
+models: {primary: sim/sim}
+`), 0o600)
+	code, out, e := runCLI(t, "", "models", "pull", "--workspace", ws, "qwen2.5:0.5b")
+	want := "pulling qwen2.5:0.5b into the Ollama at " + fake.URL + "\npulling manifest\n" +
+		"pulling abcdef012345 0% of 1000 B\npulling abcdef012345 10% of 1000 B\n" +
+		"pulling abcdef012345 50% of 1000 B\npulling abcdef012345 100% of 1000 B\nsuccess\n" +
+		"qwen2.5:0.5b is ready: moltbot start --model local/qwen2.5:0.5b\n"
+	if code != 0 || out != want || len(pulled) != 1 || pulled[0] != "qwen2.5:0.5b" {
+		t.Errorf("pull: %d %q %q (pulled %v)", code, out, e, pulled)
+	}
+	if code, _, e := runCLI(t, "", "models", "pull", "--workspace", ws, "nope"); code != 1 || !strings.Contains(e, "pull model manifest: file does not exist") {
+		t.Errorf("pull nope: %d %q", code, e)
+	}
+	if code, _, e := runCLI(t, "", "models", "pull", "--workspace", ws, "--provider", "sim", "x"); code != 2 || !strings.Contains(e, `--provider "sim"`) {
+		t.Errorf("pull --provider sim: %d %q", code, e)
+	}
+
+	n, _ := startNodeIn(t, t.TempDir(), `server: {host: 127.0.0.1, port: 0}
+providers:
+  - {name: sim, type: sim, models: [sim, other]}
+models: {primary: sim/sim}
+`, slog.LevelInfo)
+	code, out, e = runCLI(t, "", "models", "--url", strings.TrimPrefix(n.URL(), "http://"))
+	if code != 0 || !strings.Contains(out, "MODEL") || !strings.Contains(out, "sim/other") || !strings.Contains(out, "moltbot") {
+		t.Errorf("models: %d %q %q", code, out, e)
+	}
+	if code, _, e := runCLI(t, "", "start", "--workspace", ws, "--model", "nope/x"); code != 2 || !strings.Contains(e, `--model "nope/x" (models.primary): provider "nope" is not defined`) {
+		t.Errorf("start --model nope/x: %d %q", code, e)
 	}
 }

@@ -171,6 +171,7 @@ Quick start:
 			startCommand(),
 			simCommand(),
 			chatCommand(),
+			modelsCommand(),
 			statusCommand(),
 			benchCommand(),
 			clusterCommand(),

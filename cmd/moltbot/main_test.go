@@ -501,7 +501,7 @@ func TestChatAndStatus(t *testing.T) {
 	}
 
 	code, out, _ = runCLI(t, "", "status", "--url", n.URL())
-	for _, want := range []string{": ready", "chain: local/llama3.2 -> sim/sim", "sim       sim     yes", "local     ollama  no", "conversations: 1 active", "failovers"} {
+	for _, want := range []string{": ready", "chain: local/llama3.2 -> sim/sim", "sim       sim     -                   yes", "local     ollama  http://127.0.0.1:1  no", "conversations: 1 active", "failovers"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -466,6 +466,20 @@ func TestPresetGuardMasksAnswersBeforeTheModel(t *testing.T) {
 	if model, reply := askNode(t, n, "How do I reach support?"); reply != want || model != "preset/support-faq" {
 		t.Errorf("faq: %q from %q, want %q", reply, model, want)
 	}
+	defer func() {
+		// The operator's own address and hotline, allowed, are given out;
+		// another number still is not.
+		allowed := strings.Replace(presetsConfig, "{blocklist: [坏蛋, darn]}", "{blocklist: [坏蛋, darn], allow: [HELP@example.com, 138-0013-8000]}", 1)
+		n2, _ := startPresetsNodeIn(t, filepath.Join(t.TempDir(), "ws"), allowed)
+		faq := presetsFAQ + "- q: [\"How do I reach support?\"]\n  a: \"Write to help@example.com or call 13800138000, not 13900139000.\"\n"
+		os.WriteFile(filepath.Join(n2.Workspace, "skills", "faq.yaml"), []byte(faq), 0o600)
+		if _, err := n2.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if _, reply := askNode(t, n2, "How do I reach support?"); reply != "Write to help@example.com or call 13800138000, not [phone]." {
+			t.Errorf("with allow: %q", reply)
+		}
+	}()
 	resp, err := http.Post(n.URL()+"/v1/chat/completions", "application/json",
 		strings.NewReader(`{"model":"moltbot","stream":true,"messages":[{"role":"user","content":"How do I reach support?"}]}`))
 	if err != nil {

@@ -16,8 +16,10 @@ const skillKVTag = 0x03
 // openSkillKV opens the skills' context.kv records, replicated to every
 // member of a cluster (storage/replica over storage.SkillsKV). Records a
 // node of an earlier release kept per node (storage.Skills: the records,
-// and a count of keys per skill under "#") move there first, each as a
-// new write: a cluster's nodes each bring theirs, the newest wins.
+// and a count of keys per skill under "#") move there first, each at the
+// oldest version (replica.Set.Seed): any write made through an upgraded
+// member beats them, a deletion too; where nodes bring different values
+// of a key, the greater bytes win on every member.
 func openSkillKV(ns storage.Namespaces) (*replica.Set, error) {
 	set, err := replica.Open(replica.Config{KV: ns.Namespace(storage.SkillsKV), MaxValue: wire.MaxValue})
 	if err != nil {
@@ -34,12 +36,10 @@ func openSkillKV(ns storage.Namespaces) (*replica.Set, error) {
 	}
 	for i, k := range keys {
 		if !strings.HasPrefix(k, "#") {
-			if _, found, err := set.Get(k); err != nil {
-				return nil, err
-			} else if !found {
-				if err := set.Put(k, vals[i]); err != nil {
-					return nil, fmt.Errorf("skills kv: moving %q: %w", k, err)
-				}
+			// At the oldest version (Seed): what a member wrote since its
+			// upgrade, a deletion too, beats a record moved from before.
+			if err := set.Seed(k, vals[i]); err != nil {
+				return nil, fmt.Errorf("skills kv: moving %q: %w", k, err)
 			}
 		}
 		if err := old.Delete(k); err != nil {

@@ -82,7 +82,7 @@ const drainAfterDone = 64 << 10
 const TypeName = "ollama"
 
 func init() {
-	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, New: func(s inference.Spec) (inference.Provider, error) {
+	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, DefaultURL: HostURL, New: func(s inference.Spec) (inference.Provider, error) {
 		cfg := Config{Name: s.Name, BaseURL: s.URL, HTTP: s.HTTP}
 		if o, ok := s.Options.(Options); ok {
 			cfg.KeepAlive = o.KeepAlive
@@ -313,3 +313,8 @@ func (c *Client) explain(err error, model string) error {
 	}
 	return e
 }
+
+// HostURL is where Ollama's own tools find it: OLLAMA_HOST ("host",
+// "host:port", "http(s)://host:port", ":port"; read by Ollama's envconfig),
+// else http://127.0.0.1:11434. An ollama provider without a url uses it.
+func HostURL() string { return envconfig.Host().String() }

@@ -8,7 +8,7 @@
 // (Publish, to every member at once). The periodic full exchange sends a
 // digest, not the records: the records are cut into 256 buckets by a hash
 // of their key, and a bucket's digest is the XOR of its records' hashes
-// (key, version, deleted), kept up to date as records change, so the
+// (key, version, deleted, value), kept up to date as records change, so the
 // digest is 2 KB however many records there are. A member that gets a
 // digest publishes its records of every bucket that differs; the sender's
 // own digest, when it reaches a member later, makes that member publish
@@ -88,11 +88,11 @@ func Open(cfg Config) (*Set, error) {
 	s := &Set{cfg: cfg}
 	limit := s.limit()
 	err := cfg.KV.Scan(func(key string, v []byte) bool {
-		ver, del, _, ok := decodeStored(v)
+		ver, del, val, ok := decodeStored(v)
 		if !ok {
 			return true
 		}
-		s.digest[bucketOf(key)] ^= recHash(key, ver, del)
+		s.digest[bucketOf(key)] ^= recHash(key, ver, del, val)
 		if ver > s.last && ver <= limit {
 			s.last = ver
 		}
@@ -142,6 +142,26 @@ func (s *Set) ScanPrefix(prefix string, fn func(key string, val []byte) bool) er
 // Put stores val under key, newest, and publishes it.
 func (s *Set) Put(key string, val []byte) error { return s.write(key, val, false) }
 
+// Seed stores val under key at the oldest version there is (1), so any
+// record the key holds already (a tombstone too) stays, and publishes
+// nothing: records of an earlier release moved in, which any
+// write the cluster made since must beat (a record moved as a new write
+// would bring back a key deleted, or an old value over one set, through
+// a member upgraded sooner). The full exchange spreads it; members that
+// seed the same key with different values keep the greater bytes.
+func (s *Set) Seed(key string, val []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if len(val) > s.cfg.MaxValue {
+		return fmt.Errorf("replica: a value of %d bytes under %q; at most %d", len(val), key, s.cfg.MaxValue)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.apply(record{key: key, ver: 1, val: val})
+	return err
+}
+
 // Delete removes key (a tombstone) and publishes it. Deleting what is
 // absent is not an error and publishes nothing.
 func (s *Set) Delete(key string) error {
@@ -164,14 +184,41 @@ func (s *Set) write(key string, val []byte, del bool) error {
 	if ver <= s.last {
 		ver = s.last + 1
 	}
+	// A write supersedes what this member holds of the key, even a record
+	// whose version the clock does not cover (Open leaves the clock
+	// behind a version beyond now + MaxSkew: one stored while the clock
+	// ran ahead, before it was set right): else the write is not applied
+	// here and the caller is told it was.
+	old, found, err := s.cfg.KV.Get(key)
+	if err != nil {
+		return err
+	}
+	// Such a version does not move the clock for the other keys (it
+	// would beat every later change of theirs).
+	last := s.last
+	if found {
+		if ov, _, _, ok := decodeStored(old); ok && ov >= ver {
+			ver = ov + 1
+		}
+	}
 	r := record{key: key, ver: ver, del: del, val: val}
 	if _, err := s.apply(r); err != nil {
 		return err
+	}
+	if ver > s.limit() {
+		s.last = last
 	}
 	if s.cfg.Publish != nil {
 		s.cfg.Publish(appendBatch(nil, []record{r}))
 	}
 	return nil
+}
+
+// applyOne is apply under the lock.
+func (s *Set) applyOne(r record) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apply(r)
 }
 
 // apply stores r when it is newer than what is stored; it reports whether
@@ -184,23 +231,23 @@ func (s *Set) apply(r record) (bool, error) {
 	enc := encodeStored(r)
 	b := bucketOf(r.key)
 	if found {
-		ov, odel, _, ok := decodeStored(old)
+		ov, odel, oval, ok := decodeStored(old)
 		if ok {
 			if ov > r.ver || (ov == r.ver && bytes.Compare(old, enc) >= 0) {
 				return false, nil
 			}
-			s.digest[b] ^= recHash(r.key, ov, odel)
+			s.digest[b] ^= recHash(r.key, ov, odel, oval)
 		}
 	}
 	if err := s.cfg.KV.Put(r.key, enc); err != nil {
 		if found {
-			if ov, odel, _, ok := decodeStored(old); ok {
-				s.digest[b] ^= recHash(r.key, ov, odel)
+			if ov, odel, oval, ok := decodeStored(old); ok {
+				s.digest[b] ^= recHash(r.key, ov, odel, oval)
 			}
 		}
 		return false, err
 	}
-	s.digest[b] ^= recHash(r.key, r.ver, r.del)
+	s.digest[b] ^= recHash(r.key, r.ver, r.del, r.val)
 	if r.ver > s.last {
 		s.last = r.ver
 	}
@@ -244,8 +291,9 @@ func (s *Set) Merge(b []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
+		// The lock is taken a record at a time: a batch is up to MaxBatch
+		// of records, each a synced write, and this member's own writes
+		// (a turn's context.kv.set) must not wait for all of them.
 		limit := s.limit()
 		n, refused := 0, 0
 		for _, r := range recs {
@@ -253,7 +301,7 @@ func (s *Set) Merge(b []byte) (int, error) {
 				refused++
 				continue
 			}
-			ok, err := s.apply(r)
+			ok, err := s.applyOne(r)
 			if err != nil {
 				return n, err
 			}
@@ -406,14 +454,23 @@ func bucketOf(key string) int {
 	return int(h.Sum32() % buckets)
 }
 
-func recHash(key string, ver uint64, del bool) uint64 {
+// recHash is a record's share of its bucket's digest: its key, version,
+// tombstone flag and value. The value counts: two members may hold a key
+// at the same version with different values (both wrote last+1 after the
+// same version reached them), and the full exchange must tell them apart
+// for the greater bytes to win on both. The key's length comes first, so
+// that no key and value split the same bytes two ways.
+func recHash(key string, ver uint64, del bool, val []byte) uint64 {
 	h := fnv.New64a()
-	h.Write([]byte(key))
 	var b [9]byte
+	binary.BigEndian.PutUint64(b[:], uint64(len(key)))
+	h.Write(b[:8])
+	h.Write([]byte(key))
 	binary.BigEndian.PutUint64(b[:], ver)
 	if del {
 		b[8] = 1
 	}
 	h.Write(b[:])
+	h.Write(val)
 	return h.Sum64()
 }
