@@ -206,3 +206,21 @@ func (h *handoffParts) releaseIdle(ctx context.Context, rt *actors.Runtime, now 
 		}
 	}
 }
+
+// handoffRuntime is the runtime as the chat service sees it: a
+// conversation deleted through the API leaves the queue at once (a
+// tombstone in the index, which the cluster's exchange carries).
+type handoffRuntime struct {
+	*actors.Runtime
+	index *handoff.Index
+}
+
+func (r handoffRuntime) Delete(ctx context.Context, space, id, asUser string) error {
+	err := r.Runtime.Delete(ctx, space, id, asUser)
+	if err == nil {
+		if e, ok := r.index.Get(space, id); ok && e.Owner != handoff.OwnerBot {
+			r.index.Put(handoff.Entry{Space: space, Conversation: id, Owner: handoff.OwnerBot, Epoch: e.Epoch + 1})
+		}
+	}
+	return err
+}

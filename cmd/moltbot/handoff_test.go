@@ -489,6 +489,20 @@ models: {primary: sim/sim}
 	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/handoff/"+conv.ID+"/release", "", `{"epoch":1}`); code != 200 {
 		t.Fatalf("release: %d %s", code, body)
 	}
+	// A queued conversation deleted leaves the queue.
+	code, body = authedDo(t, "POST", n.URL()+"/v1/conversations", "", `{}`)
+	var gone struct{ ID string }
+	json.Unmarshal([]byte(body), &gone)
+	sayTo(t, n, "", gone.ID, "a complaint")
+	if q := listQueue(t, n, ""); len(q.Data) != 1 || q.Data[0].Conversation != gone.ID {
+		t.Fatalf("queue %+v", q)
+	}
+	if code, body := authedDo(t, "DELETE", n.URL()+"/v1/conversations/"+gone.ID, "", ""); code/100 != 2 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if q := listQueue(t, n, ""); len(q.Data) != 0 {
+		t.Fatalf("a deleted conversation is still queued: %+v", q)
+	}
 	if reply, fr := sayTo(t, n, "", conv.ID, "what is 2+2?"); reply == "" || fr != "stop" {
 		t.Fatalf("after release: %q %q", reply, fr)
 	}
