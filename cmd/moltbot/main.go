@@ -172,6 +172,7 @@ Quick start:
 			simCommand(),
 			chatCommand(),
 			modelsCommand(),
+			doctorCommand(),
 			statusCommand(),
 			benchCommand(),
 			clusterCommand(),
