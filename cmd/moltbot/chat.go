@@ -192,20 +192,29 @@ type plainLines struct {
 	prompt string
 	lines  chan string
 	sigs   <-chan os.Signal
+	stop   chan struct{} // closed by Close
 }
 
 func newPlainLines(r io.Reader, w io.Writer, prompt string, sigs <-chan os.Signal) *plainLines {
-	p := &plainLines{w: w, prompt: prompt, lines: make(chan string), sigs: sigs}
+	p := &plainLines{w: w, prompt: prompt, lines: make(chan string), sigs: sigs, stop: make(chan struct{})}
 	go func() {
 		defer close(p.lines)
 		in := bufio.NewScanner(r)
 		in.Buffer(make([]byte, 64<<10), 1<<20)
 		for in.Scan() {
-			p.lines <- in.Text()
+			select {
+			case p.lines <- in.Text():
+			case <-p.stop:
+				return
+			}
 		}
 	}()
 	return p
 }
+
+// Close lets the reader's goroutine go once it has read its line (a read
+// in progress is not interrupted).
+func (p *plainLines) Close() { close(p.stop) }
 
 func (p *plainLines) ReadLine() (string, error) {
 	fmt.Fprint(p.w, p.prompt)
@@ -585,7 +594,9 @@ Examples:
 				fmt.Fprintf(s.errw, "conversation %s (/help lists the commands, Ctrl+D or /bye quits)\n", s.id)
 			}
 			if !tty {
-				return s.loop(newPlainLines(c.App.Reader, s.errw, "> ", s.sigs))
+				lines := newPlainLines(c.App.Reader, s.errw, "> ", s.sigs)
+				defer lines.Close()
+				return s.loop(lines)
 			}
 			lines := newTTYLines(in, ttyOut, "> ")
 			defer lines.restore()
