@@ -577,7 +577,7 @@ Examples:
 			case interrupted:
 				return fail(130, "interrupted")
 			case errors.Is(err, errNoConversation):
-				return fail(1, "--conversation %s: %s has no such conversation (leave out --conversation to start a new one)", s.id, base)
+				return fail(1, "--conversation %s: no such conversation on the node at %s (leave out --conversation to start a new one)", s.id, base)
 			case err != nil && c.String("conversation") != "":
 				return fail(1, "--conversation %s: %v", s.id, err)
 			case err != nil:

@@ -33,3 +33,32 @@ models: {primary: sim/sim}
 		t.Fatalf("the node got %+v; want the one message", got)
 	}
 }
+
+// ctrlCReader: Ctrl-C (0x03) becomes an Enter that it flags, after what
+// was typed before it in the same read (its own read), and what follows it
+// comes next.
+func TestChatCtrlCReader(t *testing.T) {
+	c := &ctrlCReader{r: strings.NewReader("ab\rcd\x03ef\r")}
+	var reads []string
+	var flags []bool
+	buf := make([]byte, 64)
+	for {
+		c.interrupted = false
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		reads, flags = append(reads, string(buf[:n])), append(flags, c.interrupted)
+	}
+	want := []string{"ab\rcd", "\r", "ef\r"}
+	if strings.Join(reads, "|") != strings.Join(want, "|") || flags[0] || !flags[1] || flags[2] {
+		t.Fatalf("reads %q flags %v; want %q, only the second flagged", reads, flags, want)
+	}
+	h := &chatHistory{skip: func() bool { return false }}
+	for _, l := range []string{"a", "", "  ", "b", "b", "a"} {
+		h.Add(l)
+	}
+	if h.Len() != 3 || h.At(0) != "a" || h.At(1) != "b" || h.At(2) != "a" {
+		t.Fatalf("history %q: want a, b, a (newest first): no empty lines, none twice in a row", h.lines)
+	}
+}
