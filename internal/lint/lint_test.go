@@ -173,6 +173,9 @@ var owners = map[string][]string{
 	// CLI's ed25519 keys, registered as credentials (auth) and written as
 	// the CLI keeps them (the gateway's tests).
 	"golang.org/x/crypto": {"auth", "cmd/moltbot", "gateway", "test/acceptance"},
+	// The terminal chat's line editor and raw mode (`moltbot chat` on a
+	// terminal: editing, history).
+	"golang.org/x/term": {"cmd/moltbot"},
 }
 
 func root(t *testing.T) string {
