@@ -22,8 +22,18 @@ func (discardStore) Put(*moltbot.Conversation, bool) error { return nil }
 // bench/measure's edge figures make them, all in one runtime. Reported as
 // heapB/conv; one op is 1,000 conversations.
 func BenchmarkActiveConversations(b *testing.B) {
+	for _, unpacked := range []bool{false, true} {
+		name := "packed"
+		if unpacked {
+			name = "unpacked"
+		}
+		b.Run(name, func(b *testing.B) { activeConversations(b, unpacked) })
+	}
+}
+
+func activeConversations(b *testing.B, unpacked bool) {
 	const n = 1000
-	rt, err := New(Config{Providers: []ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 16, Seed: 1}), MaxInFlight: 64}},
+	rt, err := New(Config{KeepUnpacked: unpacked, Providers: []ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 16, Seed: 1}), MaxInFlight: 64}},
 		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: discardStore{storage.NewMemory()}, HealthInterval: time.Hour,
 		IdleTimeout: 10 * time.Minute})
 	if err != nil {

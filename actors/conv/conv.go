@@ -96,6 +96,10 @@ type Config struct {
 	Deliver        Deliverer
 	DeliverBackoff time.Duration
 	MaxDeliveries  int
+	// KeepUnpacked keeps idle conversations in their working form instead
+	// of packed (packed.go): more memory, no decode per message. For
+	// measurements.
+	KeepUnpacked bool
 	// Bots finds the bot of a conversation (Conversation.Bot) on each of
 	// its turns: its chain and skills as the config says now. Nil: no
 	// bots (a conversation of one cannot take a turn).
@@ -145,6 +149,7 @@ type deps struct {
 	deliverSlots   chan struct{}
 	base           context.Context
 	bots           moltbot.Bots
+	unpacked       bool // Config.KeepUnpacked
 
 	deliverMu      sync.Mutex
 	deliverStopped bool           // StopDeliveries was called
@@ -216,7 +221,8 @@ type Manager struct {
 func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d := &deps{store: cfg.Store, met: cfg.Metrics, log: cfg.Log, router: cfg.Router, cluster: cfg.Cluster, root: system.Root,
 		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, summary: cfg.Summary, models: cfg.Models, maxQueued: cfg.MaxQueuedTurns,
-		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base, bots: cfg.Bots}
+		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base, bots: cfg.Bots,
+		unpacked: cfg.KeepUnpacked}
 	if d.models == nil {
 		d.summary.Off = true
 	}
@@ -228,9 +234,10 @@ func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 		d.deliverSlots = make(chan struct{}, 16)
 	}
 	d.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
-	// A mailbox of a linked queue: an idle one holds one node, where the
-	// default's ring buffer sets aside room for ten messages.
-	d.props = actor.PropsFromProducer(func() actor.Actor { return newNamed(d) }, actor.WithMailbox(actor.UnboundedLockfree()))
+	// A mailbox that holds nothing while empty (mailbox.go), where the
+	// default's ring buffer sets aside room for ten messages and the
+	// lock-free one keeps two queues and their nodes.
+	d.props = actor.PropsFromProducer(func() actor.Actor { return newNamed(d) }, actor.WithMailbox(newMailbox))
 	m := &Manager{d: d, base: cfg.Base}
 	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} }, actor.WithSupervisor(cfg.Supervisor))
 	pid, err := system.Root.SpawnNamed(props, "conversations")

@@ -21,7 +21,8 @@ import (
 type conversation struct {
 	d          *deps
 	tenant, id string
-	conv       *moltbot.Conversation // nil: no such conversation (yet, or deleted)
+	conv       *moltbot.Conversation // nil: no such conversation (yet, or deleted), or packed
+	packed     []byte                // the conversation while idle (packed.go), or nil
 	tomb       *moltbot.Conversation // the tombstone, when deleted (cluster mode)
 	own        copies                // the store and the replicas; whether it moved
 	yield      []*relinquishMsg      // relinquish requests waiting for the running turn
@@ -62,8 +63,12 @@ func (a *conversation) Receive(c actor.Context) {
 			panic(p)
 		}
 	}()
+	if unpacks(c.Message()) {
+		a.unpack()
+	}
 	a.receive(c)
 	a.current = nil
+	a.pack()
 }
 
 // crashed answers what the actor holds when it panics.
