@@ -159,7 +159,13 @@ type deps struct {
 	// crashed incarnation's convKept for the next, by actor id.
 	props *actor.Props
 	carry sync.Map
+
+	epoch time.Time // conversations' lastActive count from here (since)
 }
+
+// since is the time since the manager started: a conversation's last
+// activity in 8 bytes rather than a time.Time's 24.
+func (d *deps) since() time.Duration { return time.Since(d.epoch) }
 
 // budget is the context size left for the prompt when maxTokens are kept for the reply.
 func (d *deps) budget(maxTokens int) int {
@@ -179,13 +185,10 @@ func (d *deps) budget(maxTokens int) int {
 // 300 B of each active conversation's memory.
 type named struct {
 	conversation
-	kept convKept
 }
 
 func newNamed(d *deps) actor.Actor {
-	n := &named{conversation: conversation{d: d}}
-	n.conversation.kept = &n.kept
-	return n
+	return &named{conversation: conversation{d: d}}
 }
 
 func (n *named) Receive(c actor.Context) {
@@ -193,7 +196,7 @@ func (n *named) Receive(c actor.Context) {
 	case *actor.Started: // every incarnation's first message
 		self := c.Self().Id
 		n.tenant, n.id, _ = strings.Cut(strings.TrimPrefix(self, c.Parent().Id+"/"), "/")
-		n.own = copies{d: n.d, tenant: n.tenant, id: n.id}
+		n.own = copies{a: &n.conversation}
 		if k, ok := n.d.carry.LoadAndDelete(self); ok {
 			n.kept = k.(convKept)
 		}
@@ -222,7 +225,7 @@ func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d := &deps{store: cfg.Store, met: cfg.Metrics, log: cfg.Log, router: cfg.Router, cluster: cfg.Cluster, root: system.Root,
 		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, summary: cfg.Summary, models: cfg.Models, maxQueued: cfg.MaxQueuedTurns,
 		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base, bots: cfg.Bots,
-		unpacked: cfg.KeepUnpacked}
+		unpacked: cfg.KeepUnpacked, epoch: time.Now()}
 	if d.models == nil {
 		d.summary.Off = true
 	}

@@ -27,15 +27,15 @@ type conversation struct {
 	own        copies                // the store and the replicas; whether it moved
 	yield      []*relinquishMsg      // relinquish requests waiting for the running turn
 	loadErr    error
-	kept       *convKept // survives restarts
+	kept       convKept // survives restarts (named carries it)
 	// current is the request in hand: being handled, not yet answered nor
 	// handed to a goroutine that answers it. A panic answers it.
 	current    request
 	running    *turnMsg
 	cancelRun  context.CancelFunc
 	queue      []*turnMsg
-	lastActive time.Time
-	out        outbox // deliveries in flight, the next attempt's timer
+	lastActive time.Duration // deps.since
+	out        outbox        // deliveries in flight, the next attempt's timer
 }
 
 // convKept is what a conversation actor keeps across a restart after a
@@ -107,7 +107,7 @@ func (a *conversation) failWaiting(err error) {
 func (a *conversation) receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		a.lastActive = time.Now()
+		a.lastActive = a.d.since()
 		conv, err := a.d.store.Get(a.tenant, a.id)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
@@ -167,7 +167,7 @@ func (a *conversation) receive(c actor.Context) {
 		a.delete(c, m)
 	case *turnMsg:
 		a.kept.processed++
-		a.lastActive = time.Now()
+		a.lastActive = a.d.since()
 		switch {
 		case a.own.moved():
 			m.answer(turnReply{err: Moved()})
@@ -252,7 +252,7 @@ func (a *conversation) receive(c actor.Context) {
 	case *passivateMsg:
 		a.kept.processed++
 		// A conversation with deliveries to make stays: it drives them.
-		if (a.conv == nil || time.Since(a.lastActive) >= a.d.idle) && !a.out.pending(a) {
+		if (a.conv == nil || a.d.since()-a.lastActive >= a.d.idle) && !a.out.pending(a) {
 			a.release(c)
 		}
 	case *wakeMsg:
