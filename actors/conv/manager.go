@@ -13,12 +13,12 @@ import (
 // entry is the manager's record of one child, under the key <tenant>/<id>
 // (the child's name: its PID's id is the manager's, "/" and the key, and
 // the map's key is that part of it, not a string of its own).
+// (32 bytes: what a child holds while it stops is in managerActor.pending.)
 type entry struct {
 	pid       *actor.PID
 	forwarded uint64        // messages sent to pid by the manager
 	last      time.Duration // when the last one was sent, since the manager started
 	stopping  bool
-	pending   []routed // held while the child stops, delivered to its successor
 }
 
 // managerActor owns the conversation actors: one child per <tenant>/<id>.
@@ -32,6 +32,9 @@ type entry struct {
 type managerActor struct {
 	m       *Manager
 	entries map[string]*entry
+	// pending holds, by key, the messages for a child that stops, to be
+	// delivered to its successor.
+	pending map[string][]routed
 	prefix  string // the manager's id and "/": a child's id is prefix + its key
 	epoch   time.Time
 	cancel  scheduler.CancelFunc
@@ -41,6 +44,7 @@ func (m *managerActor) Receive(c actor.Context) {
 	switch msg := c.Message().(type) {
 	case *actor.Started:
 		m.entries = map[string]*entry{}
+		m.pending = map[string][]routed{}
 		m.prefix = c.Self().Id + "/"
 		m.epoch = time.Now()
 		every := m.m.d.tick
@@ -71,7 +75,9 @@ func (m *managerActor) Receive(c actor.Context) {
 		delete(m.entries, key)
 		m.m.active.Add(-1)
 		m.m.d.met.Inc(metrics.Passivations)
-		for _, p := range e.pending {
+		pending := m.pending[key]
+		delete(m.pending, key)
+		for _, p := range pending {
 			t, id := p.route()
 			m.deliver(c, t, id, p)
 		}
@@ -124,7 +130,8 @@ func (m *managerActor) deliver(c actor.Context, tenant, id string, msg any) {
 	}
 	if e.stopping {
 		if r, ok := msg.(routed); ok {
-			e.pending = append(e.pending, r)
+			key := e.pid.Id[len(m.prefix):]
+			m.pending[key] = append(m.pending[key], r)
 		}
 		return
 	}
