@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+	"unique"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot"
@@ -23,6 +24,7 @@ type conversation struct {
 	tenant, id string
 	conv       *moltbot.Conversation // nil: no such conversation (yet, or deleted), or packed
 	packed     []byte                // the conversation while idle (packed.go), or nil
+	system     unique.Handle[string] // its system prompt while packed
 	tomb       *moltbot.Conversation // the tombstone, when deleted (cluster mode)
 	own        copies                // the store and the replicas; whether it moved
 	yield      []*relinquishMsg      // relinquish requests waiting for the running turn

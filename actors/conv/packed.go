@@ -3,13 +3,15 @@ package conv
 import (
 	"fmt"
 	"sync"
+	"unique"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot/storage"
 )
 
 // An idle conversation actor keeps its conversation packed: the bytes of
-// its snapshot (storage.Encode), where the working form is a
+// its snapshot (storage.Encode) without its tenant and id (the actor's
+// own) and system prompt (interned, in conversation.system), where the working form is a
 // moltbot.Conversation, its messages (136 bytes each before their text),
 // and a string for every text. For a conversation of one turn that is
 // about 300 bytes instead of 850, the largest part of what an active
@@ -40,6 +42,7 @@ func (a *conversation) unpack() {
 	if err != nil {
 		panic(fmt.Sprintf("conversation %s/%s: packed form unreadable: %v", a.tenant, a.id, err))
 	}
+	c.Tenant, c.ID, c.System = a.tenant, a.id, a.system.Value()
 	a.conv, a.packed = c, nil
 }
 
@@ -49,6 +52,10 @@ func (a *conversation) pack() {
 		len(a.conv.Outbox) > 0 || a.own.handingOff || a.own.handoffDue {
 		return
 	}
+	// The tenant and id are the actor's; the system prompt is interned:
+	// the conversations of one bot, or of one client, share theirs.
+	a.system = unique.Make(a.conv.System)
+	a.conv.Tenant, a.conv.ID, a.conv.System = "", "", ""
 	buf := packScratch.Get().(*[]byte)
 	b := storage.Encode((*buf)[:0], a.conv)
 	a.packed = append(make([]byte, 0, len(b)), b...)
