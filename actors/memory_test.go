@@ -41,7 +41,7 @@ func activeConversations(b *testing.B, unpacked bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer rt.Shutdown(context.Background())
+	defer shutdownAndWait(b, rt)
 	before := liveHeap()
 	convs := 0
 	for b.Loop() {
@@ -58,6 +58,24 @@ func activeConversations(b *testing.B, unpacked bool) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(liveHeap()-before)/float64(convs), "heapB/conv")
+}
+
+// shutdownAndWait shuts rt down and waits until its conversation actors
+// have stopped (Shutdown does not wait for them): the next benchmark's
+// heap does not count them.
+func shutdownAndWait(b *testing.B, rt *Runtime) {
+	rt.Shutdown(context.Background())
+	for i := 0; i < 10000; i++ {
+		n := 0
+		for _, m := range rt.system.ProcessRegistry.LocalPIDs.LocalPIDs {
+			n += m.Count()
+		}
+		if n < 100 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatal("the conversation actors did not stop")
 }
 
 func liveHeap() uint64 {

@@ -161,7 +161,14 @@ type deps struct {
 	carry sync.Map
 
 	epoch time.Time // conversations' lastActive count from here (since)
+	// manager is the manager's PID: its children send it releaseMsg and
+	// childStopped.
+	manager *actor.PID
 }
+
+// managerName is the manager's actor name; its children's names are
+// under it: managerName/<tenant>/<id>.
+const managerName = "conversations"
 
 // since is the time since the manager started: a conversation's last
 // activity in 8 bytes rather than a time.Time's 24.
@@ -195,7 +202,7 @@ func (n *named) Receive(c actor.Context) {
 	switch c.Message().(type) {
 	case *actor.Started: // every incarnation's first message
 		self := c.Self().Id
-		n.tenant, n.id, _ = strings.Cut(strings.TrimPrefix(self, c.Parent().Id+"/"), "/")
+		n.tenant, n.id, _ = strings.Cut(strings.TrimPrefix(self, managerName+"/"), "/")
 		n.own = copies{a: &n.conversation}
 		if k, ok := n.d.carry.LoadAndDelete(self); ok {
 			n.kept = k.(convKept)
@@ -206,6 +213,9 @@ func (n *named) Receive(c actor.Context) {
 		return
 	case *actor.Stopped:
 		n.d.carry.Delete(c.Self().Id) // stopped instead of restarted
+		// Its name is free (protoactor removed it from the registry before
+		// Stopped): the manager may spawn a successor.
+		c.Send(n.d.manager, &childStopped{id: c.Self().Id})
 	}
 	n.conversation.Receive(c)
 }
@@ -240,10 +250,22 @@ func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	// A mailbox that holds nothing while empty (mailbox.go), where the
 	// default's ring buffer sets aside room for ten messages and the
 	// lock-free one keeps two queues and their nodes.
-	d.props = actor.PropsFromProducer(func() actor.Actor { return newNamed(d) }, actor.WithMailbox(newMailbox))
+	//
+	// The children are spawned from the root, named under the manager
+	// ("conversations/<tenant>/<id>"), supervised by a guardian with the
+	// manager's strategy, and tell the manager themselves when they stop
+	// (childStopped): as the manager's children in protoactor's sense,
+	// each cost a slot in the manager's set of children (a map and a
+	// slice: ~90 B an active conversation) that nothing here reads.
+	opts := []actor.PropsOption{actor.WithMailbox(newMailbox)}
+	if cfg.Supervisor != nil {
+		opts = append(opts, actor.WithGuardian(cfg.Supervisor))
+	}
+	d.props = actor.PropsFromProducer(func() actor.Actor { return newNamed(d) }, opts...)
+	d.manager = system.NewLocalPID(managerName)
 	m := &Manager{d: d, base: cfg.Base}
-	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} }, actor.WithSupervisor(cfg.Supervisor))
-	pid, err := system.Root.SpawnNamed(props, "conversations")
+	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} })
+	pid, err := system.Root.SpawnNamed(props, managerName)
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn conversations: %w", err)
 	}

@@ -272,7 +272,7 @@ func (a *conversation) release(c actor.Context) {
 	if a.running != nil || len(a.queue) > 0 {
 		return
 	}
-	c.Send(c.Parent(), &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.kept.processed})
+	c.Send(a.d.manager, &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.kept.processed})
 }
 
 // stepDown stops serving: another node owns the conversation now (it

@@ -21,6 +21,10 @@ type entry struct {
 	stopping  bool
 }
 
+// childStopped: a conversation actor stopped (from its Stopped, once its
+// name is free again).
+type childStopped struct{ id string }
+
 // managerActor owns the conversation actors: one child per <tenant>/<id>.
 //
 // Passivation protocol, so that no message reaches a stopped mailbox: the
@@ -49,10 +53,19 @@ func (m *managerActor) Receive(c actor.Context) {
 		m.epoch = time.Now()
 		every := m.m.d.tick
 		m.cancel = scheduler.NewTimerScheduler(m.m.d.root).SendRepeatedly(every, every, c.Self(), &tickMsg{})
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
 		if m.cancel != nil {
 			m.cancel()
 		}
+		// Its children are not protoactor's children (Start): it stops
+		// them itself, and forgets them at once (their childStopped come
+		// too late, to a stopped manager or to a new incarnation that
+		// never knew them).
+		for _, e := range m.entries {
+			c.Stop(e.pid)
+		}
+		m.m.active.Add(-int64(len(m.entries)))
+		m.entries, m.pending = nil, nil
 	case routed:
 		t, id := msg.route()
 		m.deliver(c, t, id, msg)
@@ -63,13 +76,13 @@ func (m *managerActor) Receive(c actor.Context) {
 		}
 		e.stopping = true
 		c.Stop(e.pid)
-	case *actor.Terminated:
-		key, ok := strings.CutPrefix(msg.Who.Id, m.prefix)
+	case *childStopped:
+		key, ok := strings.CutPrefix(msg.id, m.prefix)
 		if !ok {
 			return
 		}
 		e := m.entries[key]
-		if e == nil || e.pid.Id != msg.Who.Id {
+		if e == nil || e.pid.Id != msg.id {
 			return
 		}
 		delete(m.entries, key)
@@ -114,7 +127,7 @@ func (m *managerActor) lookup(tenant, id string) *entry {
 func (m *managerActor) deliver(c actor.Context, tenant, id string, msg any) {
 	e := m.lookup(tenant, id)
 	if e == nil {
-		pid, err := c.SpawnNamed(m.m.d.props, tenant+"/"+id)
+		pid, err := m.m.d.root.SpawnNamed(m.m.d.props, m.prefix+tenant+"/"+id)
 		if err != nil {
 			// Not expected: an entry goes only once its child terminated,
 			// which frees the name first. The request is answered.
