@@ -185,7 +185,7 @@ func (d *deps) budget(maxTokens int) int {
 
 // named is a conversation actor as the manager spawns it: one Props for
 // every conversation (deps.props), and the actor learns which one it is
-// from its name (the manager spawns <tenant>/<id> under itself) when it
+// from its name (the manager spawns it as conversations/<tenant>/<id>) when it
 // starts. What must survive its restarts (convKept) is handed from one
 // incarnation to the next through deps.carry. Before, every conversation
 // had Props of its own, a closure and a convKept beside the actor: about
