@@ -66,11 +66,11 @@ func (a *conversation) Receive(c actor.Context) {
 		}
 	}()
 	if unpacks(c.Message()) {
-		a.unpack()
+		unpack(a)
 	}
 	a.receive(c)
 	a.current = nil
-	a.pack()
+	pack(a)
 }
 
 // crashed answers what the actor holds when it panics.

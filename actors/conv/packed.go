@@ -34,7 +34,7 @@ var packScratch = sync.Pool{New: func() any { return new([]byte) }}
 // unpack makes a.conv the working form of the packed conversation, if it
 // is packed. Its own encoding reads back, so an error is a bug: the actor
 // panics (and restarts from its snapshot in the store).
-func (a *conversation) unpack() {
+func unpack(a *conversation) {
 	if a.packed == nil {
 		return
 	}
@@ -46,8 +46,9 @@ func (a *conversation) unpack() {
 	a.conv, a.packed = c, nil
 }
 
-// pack keeps the conversation packed if nothing is in progress.
-func (a *conversation) pack() {
+// pack keeps the conversation packed if nothing is in progress. (pack and
+// unpack are functions: the conversation has its 15 methods.)
+func pack(a *conversation) {
 	if a.conv == nil || a.d.unpacked || a.running != nil || len(a.queue) > 0 || len(a.yield) > 0 ||
 		len(a.conv.Outbox) > 0 || a.own.handingOff || a.own.handoffDue {
 		return

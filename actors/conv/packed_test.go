@@ -36,15 +36,15 @@ func TestPackedRoundTrip(t *testing.T) {
 	a := &conversation{d: &deps{}, tenant: "acme", id: "c1"}
 	a.own.a = a
 	a.conv = rich()
-	a.pack()
+	pack(a)
 	if a.conv != nil || len(a.packed) == 0 {
 		t.Fatalf("idle: not packed (conv %v, %d bytes)", a.conv != nil, len(a.packed))
 	}
-	a.unpack()
+	unpack(a)
 	if a.packed != nil || !reflect.DeepEqual(a.conv, rich()) {
 		t.Fatalf("unpacked:\n%+v\nwant\n%+v", a.conv, rich())
 	}
-	a.unpack() // not packed: nothing happens
+	unpack(a) // not packed: nothing happens
 	if !reflect.DeepEqual(a.conv, rich()) {
 		t.Fatal("a second unpack changed the conversation")
 	}
@@ -65,7 +65,7 @@ func TestPackedRoundTrip(t *testing.T) {
 		a.own.a = a
 		set(a)
 		want := a.conv
-		a.pack()
+		pack(a)
 		if a.packed != nil || a.conv != want {
 			t.Errorf("%s: packed", name)
 		}
@@ -81,7 +81,7 @@ func TestUnpackCorrupt(t *testing.T) {
 			t.Fatal("no panic")
 		}
 	}()
-	a.unpack()
+	unpack(a)
 }
 
 // The stop messages do not unpack a conversation; every other one does.
