@@ -11,15 +11,16 @@ import (
 
 // An idle conversation actor keeps its conversation packed: the bytes of
 // its snapshot (storage.Encode) without its tenant and id (the actor's
-// own) and system prompt (interned, in conversation.system), where the working form is a
-// moltbot.Conversation, its messages (136 bytes each before their text),
-// and a string for every text. For a conversation of one turn that is
-// about 300 bytes instead of 850, the largest part of what an active
-// conversation costs besides the actor itself. The actor unpacks it when
-// a message arrives (a decode: a few microseconds for a short
-// conversation, about 30 for a hundred messages) and packs it again once
-// nothing is in progress. It is still in memory, still owned, still
-// served without a store read: only its form changes.
+// own) and system prompt (interned, in conversation.system), where the
+// working form is a moltbot.Conversation, its messages (136 bytes each
+// before their text), and a string for every text. For a conversation of
+// one short turn that is about 220 bytes instead of 850, the largest part
+// of what an active conversation costs besides the actor itself. The
+// actor unpacks it when a message arrives and packs it again once nothing
+// is in progress: a decode and an encode a turn, within the noise for a
+// short conversation, about 150 µs at a hundred messages
+// (BenchmarkTurnPacked). It is still in memory, still owned, still served
+// without a store read: only its form changes.
 //
 // Nothing in progress means: no turn running or waiting, no relinquish
 // waiting for one, nothing in the outbox (its deliveries change entries
