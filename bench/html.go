@@ -17,12 +17,13 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	r.WriteTable(&table)
 	raw, _ := json.MarshalIndent(r, "", "  ")
 	data := struct {
-		Title                          string
+		Title, Run                     string
 		Summary                        string
 		Histogram, Throughput, Latency template.HTML
 		JSON                           string
 	}{
 		Title:      fmt.Sprintf("moltbot bench: %s %s", r.Scenario, r.Mode),
+		Run:        fmt.Sprintf("%s, moltbot %s: %s", r.StartedAt, r.Version, r.Command),
 		Summary:    table.String(),
 		Histogram:  template.HTML(r.histogramSVG()),
 		Throughput: template.HTML(r.timelineSVG(false)),
@@ -44,6 +45,7 @@ svg{background:#fff;border:1px solid #ddd} .bar{fill:#4a78c2} .l50{stroke:#4a78c
 details{margin-top:2em}
 </style></head><body>
 <h1>{{.Title}}</h1>
+<p class="run">{{.Run}}</p>
 <pre>{{.Summary}}</pre>
 <h2>End-to-end latency histogram</h2>{{.Histogram}}
 <h2>Throughput over time (requests per second; errors in red)</h2>{{.Throughput}}

@@ -71,6 +71,11 @@ type Point struct {
 
 // Report is everything a run measured.
 type Report struct {
+	// StartedAt (RFC 3339, UTC), Version and Command say which run this
+	// is: when, of which build, with which command line.
+	StartedAt     string            `json:"started_at,omitempty"`
+	Version       string            `json:"version,omitempty"`
+	Command       string            `json:"command,omitempty"`
 	URL           string            `json:"url"`
 	Mode          Mode              `json:"mode"`
 	Scenario      string            `json:"scenario"` // chat or conversations
