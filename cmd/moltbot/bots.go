@@ -67,6 +67,11 @@ func (n *Node) checkBots(cfg *configs.Config) {
 			}
 		}
 	}
+	if n.skills != nil {
+		for _, note := range intentNotes(n.skills.intents.Set(), nil, nil, cfg) {
+			n.Log.Warn("a bot names an intent skills/intents.yaml does not define: it is never recognized for the bot", "note", note)
+		}
+	}
 }
 
 func botsCommand() *cli.Command {

@@ -506,8 +506,11 @@ func (n *Node) Start() (err error) {
 		}
 		n.skills = st
 		undo = append(undo, func() { st.Close() })
-		// Flows first: a flow waiting for an answer takes the message;
-		// then the presets, then the JavaScript skills.
+		// The intent first (it never answers: flows, skills and the
+		// hand-off select on its notes); then the flows: a flow waiting
+		// for an answer takes the message; then the presets, then the
+		// JavaScript skills.
+		before = append(before, st.intents)
 		before = append(before, st.flows)
 		before = append(before, presetBefore{n.presets})
 		before = append(before, st)
