@@ -13,6 +13,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
 	"github.com/moltbot/moltbot/skills/intent"
@@ -68,6 +69,9 @@ func newSkillStage(cfg skills.Config, log *slog.Logger) *skillStage {
 	st := &skillStage{cfg: cfg, log: log}
 	st.flows = flow.NewStage(skillCaller{st}, log)
 	st.intents = intent.NewStage(log)
+	if cfg.Metrics != nil {
+		st.intents.Count = func(stage string) { cfg.Metrics.Inc(metrics.IntentTurns, stage) }
+	}
 	return st
 }
 

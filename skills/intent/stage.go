@@ -17,6 +17,9 @@ import (
 type Stage struct {
 	set atomic.Pointer[Set]
 	log *slog.Logger
+	// Count, when set (before the stage is used), is told the stage that
+	// decided each turn (a metric).
+	Count func(stage string)
 }
 
 // NewStage returns a stage without intents (Swap gives it some).
@@ -69,6 +72,9 @@ func (s *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, _ moltbot.Stre
 		s.log.Debug("intent: the model stage was not taken", "conversation", t.Conversation, "why", r.Model)
 	}
 	Note(t, r)
+	if s.Count != nil {
+		s.Count(r.Stage)
+	}
 	return nil, nil
 }
 
