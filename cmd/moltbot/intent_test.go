@@ -134,7 +134,9 @@ skills: {worker: %s}
 	if !strings.Contains(logs.String(), `"intents loaded"`) {
 		t.Fatalf("no intents loaded:\n%s", logs.String())
 	}
-	simCalls := func() int { return metric(t, n, `moltbot_inference_requests_total{provider="sim",model="sim",outcome="ok"}`) }
+	simCalls := func() int {
+		return metric(t, n, `moltbot_inference_requests_total{provider="sim",model="sim",outcome="ok"}`)
+	}
 	stage := func(s string) int { return metric(t, n, `moltbot_intent_turns_total{stage="`+s+`"}`) }
 
 	// The rules (退款) and the classifier (a parcel is an order's) start
