@@ -130,7 +130,7 @@ var deps = map[string]allowed{
 	"skills/flow": {code: []string{"."}},
 	// The intent recognizer: the cascade, the n-gram classifier, the
 	// stage (a BeforeModel wired in by cmd, first of the before list).
-	"skills/intent": {code: []string{"."}},
+	"skills/intent": {code: []string{"."}, tests: []string{"inference", "inference/sim"}},
 	// A fake MCP server (a command the tests build and run).
 	"internal/mcptest": {},
 

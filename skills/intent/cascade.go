@@ -176,11 +176,12 @@ func (s *Set) Classify(ctx context.Context, text string, o Options) Result {
 // matching is not confident (the classifier decides).
 func (s *Set) matchRules(text string, allowed Allowed) (int, bool) {
 	found := -1
-	for _, r := range s.rules {
+	for i := range s.rules {
+		r := &s.rules[i]
 		if r.intent == found || !allowed.has(s.Intents[r.intent].Name) {
 			continue
 		}
-		if r.re.MatchString(text) {
+		if r.match(text) {
 			if found >= 0 {
 				return -1, false
 			}

@@ -81,3 +81,40 @@ func TestEvalGate(t *testing.T) {
 		t.Fatalf("macro-F1 %.3f is below the bar %.2f", rep.MacroF1, macroF1Bar)
 	}
 }
+
+// FuzzReadSamples: any JSONL reads or fails naming its line, never panics;
+// what reads has text and intent.
+func FuzzReadSamples(f *testing.F) {
+	f.Add("{\"text\":\"我要退货\",\"intent\":\"refund\",\"lang\":\"zh\"}\n\n{\"text\":\"hi\",\"intent\":\"greeting\"}\n")
+	f.Add("{\"text\":\"\",\"intent\":\"x\"}")
+	f.Add("{\"text\":\"a\",\"intent\":\"b\"} {}")
+	f.Add("[1,2]\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		got, err := ReadSamples(strings.NewReader(src), "f.jsonl")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f.jsonl") {
+				t.Fatalf("an error not naming the file: %v", err)
+			}
+			return
+		}
+		for _, s := range got {
+			if strings.TrimSpace(s.Text) == "" || s.Intent == "" || s.Line < 1 {
+				t.Fatalf("sample %+v", s)
+			}
+		}
+	})
+}
+
+func TestReadSamplesErrors(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"{\"text\":\"a\",\"intent\":\"b\"}\n{\"text\":\"a\"}\n", "f.jsonl:2: intent: missing"},
+		{"\n{\"intent\":\"b\"}\n", "f.jsonl:2: text: missing"},
+		{"{\"text\":\"a\",\"intent\":\"b\",\"x\":1}", `f.jsonl:1: json: unknown field "x"`},
+		{"{\"text\":\"a\",\"intent\":\"b\"} {\"text\":\"c\"}", "f.jsonl:1: one JSON object a line"},
+		{strings.Repeat("a", maxSampleLine+1), "a line is at most"},
+	} {
+		if _, err := ReadSamples(strings.NewReader(c.src), "f.jsonl"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%.40q: got %v, want %q", c.src, err, c.want)
+		}
+	}
+}
