@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -192,15 +192,16 @@ func (s *Set) Evaluate(ctx context.Context, samples []Sample, o Options) (*Repor
 	if n > 0 {
 		rep.MacroF1 = sum / float64(n)
 	}
-	slices.SortFunc(rep.Classes, func(a, b ClassStat) int { return strings.Compare(a.Intent, b.Intent) })
+	sort.Slice(rep.Classes, func(i, j int) bool { return rep.Classes[i].Intent < rep.Classes[j].Intent })
 	for _, c := range conf {
 		rep.Confusions = append(rep.Confusions, *c)
 	}
-	slices.SortFunc(rep.Confusions, func(a, b Confusion) int {
+	sort.Slice(rep.Confusions, func(i, j int) bool {
+		a, b := rep.Confusions[i], rep.Confusions[j]
 		if a.N != b.N {
-			return b.N - a.N
+			return a.N > b.N
 		}
-		return strings.Compare(a.Want+"\x00"+a.Got, b.Want+"\x00"+b.Got)
+		return a.Want+"\x00"+a.Got < b.Want+"\x00"+b.Got
 	})
 	return rep, nil
 }

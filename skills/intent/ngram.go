@@ -3,6 +3,7 @@ package intent
 import (
 	"math"
 	"slices"
+	"sort"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -152,14 +153,11 @@ func Train(intents []Intent) *Classifier {
 		}
 	}
 	build := func(es []entry) index {
-		slices.SortFunc(es, func(a, b entry) int {
-			if a.h != b.h {
-				if a.h < b.h {
-					return -1
-				}
-				return 1
+		sort.Slice(es, func(i, j int) bool {
+			if es[i].h != es[j].h {
+				return es[i].h < es[j].h
 			}
-			return int(a.doc) - int(b.doc)
+			return es[i].doc < es[j].doc
 		})
 		var ix index
 		ix.post = make([]posting, len(es))
