@@ -21,6 +21,7 @@ import (
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/intent"
 	"github.com/moltbot/moltbot/skills/wire"
 	"github.com/urfave/cli/v2"
 )
@@ -270,6 +271,23 @@ Examples:
 				msg := msgs[0]
 				w := c.App.Writer
 				name, matches := sk.Match(msg)
+				if name == "" {
+					// A skill that exports intent: takes a message of that
+					// intent, recognized with confidence.
+					in, err := openIntents(c)
+					if err != nil {
+						return err
+					}
+					if in != nil {
+						r := in.Classify(c.Context, msg, intent.Options{Stages: intent.UseRules | intent.UseNgram})
+						t := &moltbot.Turn{}
+						intent.Note(t, r)
+						if name = sk.MatchIntent(t.Notes, nil); name != "" {
+							fmt.Fprintf(w, "intent: %s (%s, %.2f)\n", r.Intent, r.Stage, r.Confidence)
+							matches = []*string{&msg}
+						}
+					}
+				}
 				if name == "" {
 					fmt.Fprintln(w, "no skill matches")
 					return nil

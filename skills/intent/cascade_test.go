@@ -155,6 +155,13 @@ func TestStageNotes(t *testing.T) {
 	if n := tr.Notes; asked != 1 || n["intent"] != "fallback" || n["intent.stage"] != "fallback" || n["intent.low"] != "true" || Confident(tr, "fallback") {
 		t.Fatalf("notes %v after %d model calls", n, asked)
 	}
+	// Inside a flow the model is not asked (the flow takes the message).
+	inFlow := &moltbot.Turn{Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: ambiguous}}, Model: model,
+		State: moltbot.StageState{"flow": []byte(`{}`)}}
+	st.BeforeModel(context.Background(), inFlow, nil)
+	if asked != 1 || inFlow.Notes["intent.stage"] != "fallback" {
+		t.Fatalf("inside a flow: %d model calls, notes %v", asked, inFlow.Notes)
+	}
 	// A bot's intents narrow the cascade.
 	tr = turn("我要退款", &moltbot.Bot{Name: "b", Intents: []string{"order_status"}}, nil)
 	if tr.Notes["intent"] == "refund" {

@@ -58,7 +58,11 @@ func (s *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, _ moltbot.Stre
 	if t.Bot != nil {
 		o.Allowed = t.Bot.Intents
 	}
-	if set.Settings.Model != "" && t.Model != nil {
+	// The model stage is not asked while the conversation is inside a
+	// flow (its state "flow"): the flow takes the message (an answer to
+	// its question, an order number), and a model call per answer would be
+	// spent on nothing.
+	if set.Settings.Model != "" && t.Model != nil && t.StateOf("flow") == nil {
 		o.Model = func(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions) (string, error) {
 			c, err := t.Model(ctx, msgs, opts, nil)
 			if err != nil {
