@@ -50,7 +50,7 @@ func (r *rule) match(text string) bool {
 // skills/intents.yaml) and trains its classifier. No file: nil, nil (no
 // intents, the stage idles).
 func Load(path, rel string) (*Set, error) {
-	info, err := os.Stat(path)
+	info, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -58,7 +58,7 @@ func Load(path, rel string) (*Set, error) {
 		return nil, fmt.Errorf("intent: %w", err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, &Error{File: rel, Line: 1, Msg: "not a regular file"}
+		return nil, &Error{File: rel, Line: 1, Msg: "not a regular file (no link: the intents are read from the workspace only)"}
 	}
 	if info.Size() > MaxFile {
 		return nil, &Error{File: rel, Line: 1, Msg: fmt.Sprintf("%d bytes; an intents file is at most %d", info.Size(), MaxFile)}

@@ -2,6 +2,7 @@ package intent
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -135,4 +136,25 @@ func FuzzParse(f *testing.F) {
 		}
 		checkClassify(t, s, text)
 	})
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	if s, err := Load(dir+"/none.yaml", "skills/intents.yaml"); s != nil || err != nil {
+		t.Fatalf("no file: %v %v", s, err)
+	}
+	if err := os.WriteFile(dir+"/a.yaml", []byte(small), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Load(dir+"/a.yaml", "skills/intents.yaml"); err != nil || len(s.Intents) != 2 {
+		t.Fatalf("a file: %v", err)
+	}
+	os.Symlink(dir+"/a.yaml", dir+"/link.yaml")
+	if _, err := Load(dir+"/link.yaml", "skills/intents.yaml"); err == nil || !strings.Contains(err.Error(), "skills/intents.yaml:1: not a regular file") {
+		t.Fatalf("a link: %v", err)
+	}
+	os.WriteFile(dir+"/big.yaml", make([]byte, MaxFile+1), 0o600)
+	if _, err := Load(dir+"/big.yaml", "skills/intents.yaml"); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("too big: %v", err)
+	}
 }
