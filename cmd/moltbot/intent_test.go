@@ -206,7 +206,7 @@ skills: {worker: %s}
 	// file, the line and the pattern.
 	writeIntents(t, ws, `rules: ['退款', '(?i)\brefund']`, `rules: ['退款', '(?<=x)refund']`)
 	_, err = n.Reload()
-	if err == nil || !strings.Contains(err.Error(), `skills/intents.yaml:20: intents[0].rules[1]: pattern "(?<=x)refund"`) {
+	if err == nil || !strings.Contains(err.Error(), `skills/intents.yaml:22: intents[0].rules[1]: pattern "(?<=x)refund"`) {
 		t.Fatalf("reload: %v", err)
 	}
 	conv = newConv(t, n)
@@ -276,8 +276,8 @@ func TestIntentsCommand(t *testing.T) {
 	code, out, e = runCLI(t, "", "skills", "lint", "--workspace", ws)
 	for _, want := range []string{
 		`skills/flows/lost.yaml:3: trigger "t": intent "lottery" is not defined in skills/intents.yaml (refund, order_status,`,
-		`skills/intents.yaml:53: intent "order_status" has 30 example(s); the classifier wants at least 31 (settings.min_examples)`,
-		`skills/intents.yaml:53: intent "order_status": example "where is my order" is also an example of intent "refund"`,
+		`skills/intents.yaml:55: intent "order_status" has 30 example(s); the classifier wants at least 31 (settings.min_examples)`,
+		`skills/intents.yaml:55: intent "order_status": example "where is my order" is also an example of intent "refund"`,
 	} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("lint: want %q in %d %q %q", want, code, out, e)

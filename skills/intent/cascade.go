@@ -108,6 +108,9 @@ func (s *Set) Classify(ctx context.Context, text string, o Options) Result {
 	set := &s.Settings
 	if st&UseRules != 0 {
 		if i, ok := s.matchRules(text, o.Allowed); ok {
+			if s.Intents[i].Name == set.Fallback {
+				return Result{Intent: set.Fallback, Confidence: 1, Stage: StageFallback, Low: true}
+			}
 			return Result{Intent: s.Intents[i].Name, Confidence: 1, Stage: StageRules}
 		}
 	}
@@ -146,6 +149,9 @@ func (s *Set) Classify(ctx context.Context, text string, o Options) Result {
 				second = res.Top[1].Score
 			}
 			res.Confidence = best
+			if res.Top[0].Intent == set.Fallback {
+				return res // out of scope: its examples are the nearest
+			}
 			if best >= set.Threshold && best-second >= set.Margin {
 				res.Intent, res.Stage, res.Low = res.Top[0].Intent, StageNgram, false
 				return res
@@ -210,7 +216,7 @@ func (s *Set) askModel(ctx context.Context, text string, o Options, top []Candid
 	var sys strings.Builder
 	sys.WriteString("Classify the user's message into exactly one intent. Answer with JSON: {\"intent\": NAME}. The intents:\n")
 	for _, in := range s.Intents {
-		if !o.Allowed.has(in.Name) {
+		if !o.Allowed.has(in.Name) || in.Name == set.Fallback {
 			continue
 		}
 		names = append(names, in.Name)

@@ -219,11 +219,10 @@ const nameRule = "1 to 64 of a-z, 0-9, '_', '-', '.', starting with a letter or 
 
 func (p *parser) top(m *yaml.Node) error {
 	var intents *yaml.Node
-	var fallbackNode *yaml.Node
 	err := p.pairs(m, "", func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "settings":
-			return p.settings(v, &fallbackNode)
+			return p.settings(v)
 		case "intents":
 			intents = v
 			return nil
@@ -250,13 +249,10 @@ func (p *parser) top(m *yaml.Node) error {
 	if len(p.s.Intents) == 0 {
 		return p.errf(intents, "intents", "empty: no intent to recognize")
 	}
-	if _, ok := p.s.byName[p.s.Settings.Fallback]; ok {
-		return p.errf(fallbackNode, "settings.fallback", "%q is an intent of the file; the fallback is what a turn gets when no intent is recognized", p.s.Settings.Fallback)
-	}
 	return nil
 }
 
-func (p *parser) settings(m *yaml.Node, fallback **yaml.Node) error {
+func (p *parser) settings(m *yaml.Node) error {
 	st := &p.s.Settings
 	return p.pairs(m, "settings", func(key string, k, v *yaml.Node) error {
 		at := join("settings", key)
@@ -267,7 +263,6 @@ func (p *parser) settings(m *yaml.Node, fallback **yaml.Node) error {
 		case "margin":
 			st.Margin, err = p.num(v, at, 0, 1)
 		case "fallback":
-			*fallback = v
 			if st.Fallback, err = p.str(v, at); err == nil && !ValidName(st.Fallback) {
 				err = p.errf(v, at, "%q: an intent's name is %s", st.Fallback, nameRule)
 			}

@@ -70,7 +70,6 @@ func TestParseErrors(t *testing.T) {
 		{"empty example", intent("    examples: ['  ']"), "intents[0].examples[0]: an example is 1 to"},
 		{"example a map", intent("    examples: [{a: b}]"), "intents[0].examples[0]: want a text, not a mapping"},
 		{"unknown intent key", intent("    example: [x]"), "f.yaml:3: intents[0].example: unknown key (name, description, rules, examples)"},
-		{"fallback is an intent", "settings: {fallback: a}\nintents:\n  - {name: a, examples: [x]}", `f.yaml:1: settings.fallback: "a" is an intent of the file`},
 		{"key twice", "intents: []\nintents: []", "f.yaml:2: intents: given twice"},
 		{"alias", "x: &a [hi]\nintents:\n  - name: a\n    examples: *a", "unknown key"},
 		{"alias value", "intents:\n  - name: a\n    examples: [&x hi, *x]", "want a text, not an alias"},
