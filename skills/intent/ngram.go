@@ -305,7 +305,7 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
 func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(sc *scratch) {
-	if cap(sc.acc) > 1<<16 || cap(sc.runes) > MaxText {
+	if cap(sc.acc) > 1<<16 || cap(sc.runes) > 2*MaxText {
 		return // do not keep a huge one
 	}
 	scratchPool.Put(sc)
