@@ -90,7 +90,11 @@ Examples:
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
 					for _, s := range sk.Skills() {
-						fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+						pats := s.Patterns
+						if s.Intent != "" {
+							pats = append(slices.Clone(pats), "intent:"+s.Intent)
+						}
+						fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(pats, " "))
 					}
 					if err := tw.Flush(); err != nil {
 						return err
