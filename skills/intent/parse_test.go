@@ -1,6 +1,7 @@
 package intent
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -155,5 +156,28 @@ func TestLoad(t *testing.T) {
 	os.WriteFile(dir+"/big.yaml", make([]byte, MaxFile+1), 0o600)
 	if _, err := Load(dir+"/big.yaml", "skills/intents.yaml"); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Fatalf("too big: %v", err)
+	}
+}
+
+// README's intents example, as written, loads and recognizes.
+func TestReadmeExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "\n## Recognize intents\n")
+	if i < 0 {
+		t.Fatal("README has no Recognize intents")
+	}
+	s = s[i:]
+	start := strings.Index(s, "```yaml\n") + len("```yaml\n")
+	end := strings.Index(s[start:], "```")
+	set, err := Parse("README.md", []byte(s[start:start+end]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := set.Classify(context.Background(), "我要退款", Options{}); r.Intent != "refund" || r.Stage != StageRules {
+		t.Fatalf("%+v", r)
 	}
 }
