@@ -295,3 +295,26 @@ func TestIntentsCommand(t *testing.T) {
 		t.Fatalf("a bad file: %d %q", code, e)
 	}
 }
+
+// A node whose skills/intents.yaml does not load does not start, naming
+// the file, the line and the key.
+func TestIntentsBadFileAtStart(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	writeIntents(t, ws, "  threshold: 0.12", "  threshold: 1.5")
+	cfg, err := configs.Load(filepath.Join(ws, "moltbot.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{Config: cfg, Workspace: ws, Log: slog.New(slog.DiscardHandler)}
+	err = n.Start()
+	if err == nil {
+		n.Shutdown(context.Background())
+		t.Fatal("the node started")
+	}
+	if !strings.Contains(err.Error(), `skills/intents.yaml:13: settings.threshold: "1.5": want a number from 0 to 1`) {
+		t.Fatalf("got %v", err)
+	}
+}
