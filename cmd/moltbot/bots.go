@@ -125,6 +125,9 @@ Examples:
 					w := c.App.Writer
 					fmt.Fprintf(w, "name:            %s\ntenant:          %s\nchain:           %s\nskills:          %s\nknowledge bases: %s\nguards:          %s\n",
 						b.Name, b.Tenant, chainText(b.Chain), listText(b.Skills), listText(b.KnowledgeBases), listText(b.Guards))
+					if len(b.Intents) > 0 {
+						fmt.Fprintf(w, "intents:         %s\n", listText(b.Intents))
+					}
 					fmt.Fprintf(w, "system:\n%s\n", indent(b.System))
 					return nil
 				},
