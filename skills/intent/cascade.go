@@ -71,6 +71,12 @@ type Options struct {
 	Model Asker
 }
 
+// allows reports whether the cascade may give name: one of the bot's
+// intents, or the fallback's out-of-scope examples (every bot's).
+func (o *Options) allows(name, fallback string) bool {
+	return name == fallback || o.Allowed.has(name)
+}
+
 // Candidate is an intent and its score.
 type Candidate struct {
 	Intent string
@@ -121,7 +127,7 @@ func (s *Set) Classify(ctx context.Context, text string, o Options) Result {
 		var top [3]int
 		k := 0
 		for i, sc := range scores {
-			if !o.Allowed.has(s.Intents[i].Name) || sc <= 0 {
+			if !o.allows(s.Intents[i].Name, set.Fallback) || sc <= 0 {
 				continue
 			}
 			// Insert i into top (best first, at most 3).
@@ -149,10 +155,10 @@ func (s *Set) Classify(ctx context.Context, text string, o Options) Result {
 				second = res.Top[1].Score
 			}
 			res.Confidence = best
-			if res.Top[0].Intent == set.Fallback {
-				return res // out of scope: its examples are the nearest
-			}
 			if best >= set.Threshold && best-second >= set.Margin {
+				if res.Top[0].Intent == set.Fallback {
+					return res // confidently out of scope: its examples are the nearest
+				}
 				res.Intent, res.Stage, res.Low = res.Top[0].Intent, StageNgram, false
 				return res
 			}
@@ -184,7 +190,7 @@ func (s *Set) matchRules(text string, allowed Allowed) (int, bool) {
 	found := -1
 	for i := range s.rules {
 		r := &s.rules[i]
-		if r.intent == found || !allowed.has(s.Intents[r.intent].Name) {
+		if r.intent == found || !allowed.has(s.Intents[r.intent].Name) && s.Intents[r.intent].Name != s.Settings.Fallback {
 			continue
 		}
 		if r.match(text) {

@@ -129,6 +129,28 @@ func TestModelAnswerRefused(t *testing.T) {
 	}
 }
 
+// The out-of-scope examples (an intent named as the fallback) count for
+// a bot whatever intents it names; only a confident out-of-scope
+// classification skips the model.
+func TestFallbackExamples(t *testing.T) {
+	s := withModel(t)
+	oos := "what should I eat tonight" // a training example of fallback
+	m := &fakeModel{reply: `{"intent":"refund"}`}
+	for _, allowed := range []Allowed{nil, {"refund", "order_status"}} {
+		r := s.Classify(context.Background(), oos, Options{Allowed: allowed, Model: m.ask})
+		if r.Intent != "fallback" || r.Stage != StageFallback || !r.Low || m.calls != 0 || len(r.Top) == 0 || r.Top[0].Intent != "fallback" {
+			t.Fatalf("bot %v: %+v after %d model calls", allowed, r, m.calls)
+		}
+	}
+	// Unsure (a threshold of 0.95): the model is asked, and its answer,
+	// among the classifier's top 3, is taken.
+	unsure(s)
+	r := s.Classify(context.Background(), oos, Options{Model: m.ask})
+	if m.calls != 1 || r.Stage != StageModel || r.Intent != "refund" {
+		t.Fatalf("%+v after %d model calls", r, m.calls)
+	}
+}
+
 func TestStageNotes(t *testing.T) {
 	s := unsure(withModel(t))
 	st := NewStage(nil)

@@ -96,8 +96,8 @@ func TestAllowedNarrows(t *testing.T) {
 		t.Fatalf("a bot without refund got refund: %+v", r)
 	}
 	for _, c := range r.Top {
-		if c.Intent != "order_status" {
-			t.Fatalf("candidate %s outside the bot's intents", c.Intent)
+		if c.Intent != "order_status" && c.Intent != "fallback" {
+			t.Fatalf("candidate %s outside the bot's intents (and the out-of-scope examples)", c.Intent)
 		}
 	}
 }
