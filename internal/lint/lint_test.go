@@ -131,6 +131,9 @@ var deps = map[string]allowed{
 	// skill nodes reach the JavaScript skills through an interface cmd
 	// fills in).
 	"skills/flow": {code: []string{"."}},
+	// The intent recognizer: the cascade, the n-gram classifier, the
+	// stage (a BeforeModel wired in by cmd, first of the before list).
+	"skills/intent": {code: []string{"."}, tests: []string{"inference", "inference/sim"}},
 	// A fake MCP server (a command the tests build and run).
 	"internal/mcptest": {},
 
@@ -158,7 +161,7 @@ var owners = map[string][]string{
 	"github.com/MicahParks/keyfunc":      {"auth"},
 	"golang.org/x/time":                  {"auth"},
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
-	"gopkg.in/yaml.v3":                   {"configs", "skills/builtin", "skills/flow"}, // builtin: FAQ files, with their lines
+	"gopkg.in/yaml.v3":                   {"configs", "skills/builtin", "skills/flow", "skills/intent"}, // builtin: FAQ files, with their lines
 	"github.com/urfave/cli":              {"cmd"},
 	// goja only in the skills worker's process (docs/DESIGN.md): the
 	// node's binary never links it.
