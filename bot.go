@@ -28,6 +28,9 @@ type Bot struct {
 	// and the guard presets that watch its turns.
 	KnowledgeBases []string
 	Guards         []string
+	// Intents names the intents (skills/intents.yaml) the bot's turns are
+	// recognized among; empty: all of them.
+	Intents []string
 }
 
 // HasSkill reports whether b may run the skill named name. A nil bot (a

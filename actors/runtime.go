@@ -82,6 +82,10 @@ type Config struct {
 	MaxQueuedTurns int
 	// RequestTimeout bounds one turn.
 	RequestTimeout time.Duration
+	// KeepUnpacked keeps idle conversations in memory in their working
+	// form rather than packed (their snapshot's bytes: actors/conv's
+	// packed.go); for measurements.
+	KeepUnpacked bool
 	// HealthInterval is how often providers are probed.
 	HealthInterval time.Duration
 	// RestartBackoff is the first delay before a crashed actor restarts.
@@ -280,7 +284,7 @@ func New(cfg Config) (*Runtime, error) {
 	rt.convs, err = conv.Start(rt.system, conv.Config{Store: rt.store, Metrics: rt.met, Log: rt.log, Router: rt.pipe, Cluster: &rt.link.repl,
 		IdleTimeout: cfg.IdleTimeout, MaxContextTokens: cfg.MaxContextTokens, Summary: cfg.Summary, Models: rt.router, MaxQueuedTurns: cfg.MaxQueuedTurns,
 		RequestTimeout: cfg.RequestTimeout, Supervisor: convStrategy, Base: rt.life.base,
-		Deliver: cfg.Deliver, DeliverBackoff: cfg.DeliverBackoff, Bots: cfg.Bots})
+		Deliver: cfg.Deliver, DeliverBackoff: cfg.DeliverBackoff, Bots: cfg.Bots, KeepUnpacked: cfg.KeepUnpacked})
 	if err != nil {
 		return nil, err
 	}

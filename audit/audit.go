@@ -278,7 +278,8 @@ func (l *Log) Query(q Query) (Page, error) {
 
 // apiKey matches moltbot API keys, so that a secret that found its way
 // into a field (a caller's mistake) is never stored.
-var apiKey = regexp.MustCompile(`mb_([a-z2-7]{8})_[A-Za-z0-9]+`)
+// Compiled on first use, not when the package starts (every node links it).
+var apiKey = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`mb_([a-z2-7]{8})_[A-Za-z0-9]+`) })
 
 // Bounds of the fields (bytes).
 const (
@@ -289,7 +290,7 @@ const (
 // clean redacts API keys and bounds every field.
 func clean(e Event) Event {
 	f := func(s string, n int) string {
-		s = apiKey.ReplaceAllString(s, "mb_${1}_[REDACTED]")
+		s = apiKey().ReplaceAllString(s, "mb_${1}_[REDACTED]")
 		s = strings.ToValidUTF8(s, "?")
 		if len(s) > n {
 			cut := n

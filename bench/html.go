@@ -17,12 +17,13 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	r.WriteTable(&table)
 	raw, _ := json.MarshalIndent(r, "", "  ")
 	data := struct {
-		Title                          string
+		Title, Run                     string
 		Summary                        string
 		Histogram, Throughput, Latency template.HTML
 		JSON                           string
 	}{
 		Title:      fmt.Sprintf("moltbot bench: %s %s", r.Scenario, r.Mode),
+		Run:        fmt.Sprintf("%s, moltbot %s: %s", r.StartedAt, r.Version, r.Command),
 		Summary:    table.String(),
 		Histogram:  template.HTML(r.histogramSVG()),
 		Throughput: template.HTML(r.timelineSVG(false)),
@@ -44,6 +45,7 @@ svg{background:#fff;border:1px solid #ddd} .bar{fill:#4a78c2} .l50{stroke:#4a78c
 details{margin-top:2em}
 </style></head><body>
 <h1>{{.Title}}</h1>
+<p class="run">{{.Run}}</p>
 <pre>{{.Summary}}</pre>
 <h2>End-to-end latency histogram</h2>{{.Histogram}}
 <h2>Throughput over time (requests per second; errors in red)</h2>{{.Throughput}}
@@ -67,7 +69,8 @@ func axes(b *strings.Builder, ymax float64, ylabel string, xlabels []string) {
 	}
 	fmt.Fprintf(b, `<text x="12" y="20">%s</text>`, template.HTMLEscapeString(ylabel))
 	n := len(xlabels)
-	step := max(1, n/10)
+	// Labels at least 80 px apart (a histogram's "≤1234.5ms" is ~60 px).
+	step := max(1, (n*80+svgW-padL-11)/(svgW-padL-10))
 	for i := 0; i < n; i += step {
 		x := padL + (svgW-padL-10)*(2*i+1)/(2*max(n, 1))
 		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, x, svgH-padB+16, template.HTMLEscapeString(xlabels[i]))
@@ -122,7 +125,7 @@ func (r *Report) timelineSVG(latency bool) string {
 		if latency {
 			top = math.Max(top, p.P99)
 		} else {
-			top = math.Max(top, float64(p.Requests))
+			top = math.Max(top, rate(p))
 		}
 	}
 	if top == 0 {
@@ -151,13 +154,23 @@ func (r *Report) timelineSVG(latency bool) string {
 		line("l50", func(p Point) float64 { return p.P50 })
 		line("l99", func(p Point) float64 { return p.P99 })
 	} else {
-		line("rps", func(p Point) float64 { return float64(p.Requests) })
+		line("rps", rate)
 		for i, p := range pts {
 			if p.Errors > 0 {
-				fmt.Fprintf(&b, `<circle class="err" cx="%.1f" cy="%.1f" r="3"><title>%d errors</title></circle>`, x(i), y(float64(p.Errors)), p.Errors)
+				fmt.Fprintf(&b, `<circle class="err" cx="%.1f" cy="%.1f" r="3"><title>%d errors</title></circle>`, x(i), y(float64(p.Errors)/secondsOf(p)), p.Errors)
 			}
 		}
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// rate is a timeline point's requests per second.
+func rate(p Point) float64 { return float64(p.Requests) / secondsOf(p) }
+
+func secondsOf(p Point) float64 {
+	if p.Seconds <= 0 {
+		return 1 // a report of an earlier release
+	}
+	return p.Seconds
 }

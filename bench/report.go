@@ -59,7 +59,10 @@ type Goodput struct {
 
 // Point is one second of the run.
 type Point struct {
-	T        float64 `json:"t"`
+	T float64 `json:"t"`
+	// Seconds is the time the bucket covers: 1, and for the last what is
+	// left of the run (1 to 2 s): its rate is Requests / Seconds.
+	Seconds  float64 `json:"seconds"`
 	Requests int     `json:"requests"`
 	Errors   int     `json:"errors"`
 	P50      float64 `json:"p50_ms"`
@@ -68,6 +71,11 @@ type Point struct {
 
 // Report is everything a run measured.
 type Report struct {
+	// StartedAt (RFC 3339, UTC), Version and Command say which run this
+	// is: when, of which build, with which command line.
+	StartedAt     string            `json:"started_at,omitempty"`
+	Version       string            `json:"version,omitempty"`
+	Command       string            `json:"command,omitempty"`
 	URL           string            `json:"url"`
 	Mode          Mode              `json:"mode"`
 	Scenario      string            `json:"scenario"` // chat or conversations
@@ -140,7 +148,9 @@ func buildReport(cfg *Config, shards []*shard, elapsed, cpu time.Duration) *Repo
 	rep.Requests = len(all)
 	var e2e, ttft, tpot, perReq []float64
 	good := 0
-	secs := int(math.Ceil(elapsed.Seconds()))
+	// One bucket a whole second; the last takes the fraction left over (a
+	// bucket of the run's last 0.02 s alone looked like a collapse).
+	secs := int(elapsed.Seconds())
 	perSec := make([][]float64, max(secs, 1))
 	errSec := make([]int, max(secs, 1))
 	for _, r := range all {
@@ -218,7 +228,10 @@ func buildReport(cfg *Config, shards []*shard, elapsed, cpu time.Duration) *Repo
 	for i := range perSec {
 		v := perSec[i]
 		sort.Float64s(v)
-		p := Point{T: float64(i + 1), Requests: len(v) + errSec[i], Errors: errSec[i]}
+		p := Point{T: float64(i + 1), Seconds: 1, Requests: len(v) + errSec[i], Errors: errSec[i]}
+		if i == len(perSec)-1 {
+			p.Seconds = math.Max(elapsed.Seconds()-float64(i), 0.001)
+		}
 		if len(v) > 0 {
 			p.P50, p.P99 = Percentile(v, 50), Percentile(v, 99)
 		}

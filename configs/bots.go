@@ -28,6 +28,9 @@ type BotConfig struct {
 	// of the bot (kept for the features that use them).
 	KnowledgeBases []string `yaml:"knowledge_bases"`
 	Guards         []string `yaml:"guards"`
+	// Intents names the intents of skills/intents.yaml the bot's turns
+	// are recognized among; none: all of them.
+	Intents []string `yaml:"intents"`
 }
 
 // BotModels is a bot's model chain.
@@ -42,7 +45,8 @@ func (c *Config) BotProfiles() []*moltbot.Bot {
 	out := make([]*moltbot.Bot, 0, len(c.Bots))
 	for _, b := range c.Bots {
 		bot := &moltbot.Bot{Name: b.Name, Tenant: b.Tenant, System: b.System, Skills: slices.Clone(b.Skills),
-			KnowledgeBases: slices.Clone(b.KnowledgeBases), Guards: slices.Clone(b.Guards)}
+			KnowledgeBases: slices.Clone(b.KnowledgeBases), Guards: slices.Clone(b.Guards),
+			Intents: slices.Clone(b.Intents)}
 		if bot.Tenant == "" {
 			bot.Tenant = moltbot.DefaultTenant
 		}
@@ -117,7 +121,7 @@ func (c *Config) validateBots(checkRef func(path, s string), add func(path, form
 		for _, list := range []struct {
 			key   string
 			names []string
-		}{{"skills", b.Skills}, {"knowledge_bases", b.KnowledgeBases}, {"guards", b.Guards}} {
+		}{{"skills", b.Skills}, {"knowledge_bases", b.KnowledgeBases}, {"guards", b.Guards}, {"intents", b.Intents}} {
 			dup := map[string]bool{}
 			for j, n := range list.names {
 				path := at(fmt.Sprintf("%s[%d]", list.key, j))

@@ -33,6 +33,7 @@ func TestBotsValidation(t *testing.T) {
 		{"empty skill", "bots:\n  - name: x\n    skills: [faq, \"\"]\n", `m.yaml:8: bots[0].skills[1]: want a name of 1 to 64 bytes`},
 		{"skill twice", "bots:\n  - name: x\n    skills: [faq, faq]\n", `bots[0].skills[1]: "faq" is listed twice`},
 		{"guard twice", "bots:\n  - name: x\n    guards: [pii, pii]\n", `bots[0].guards[1]: "pii" is listed twice`},
+		{"intent twice", "bots:\n  - name: x\n    intents: [refund, refund]\n", `m.yaml:8: bots[0].intents[1]: "refund" is listed twice`},
 		{"knowledge base too long", "bots:\n  - name: x\n    knowledge_bases: [" + strings.Repeat("k", 65) + "]\n", `bots[0].knowledge_bases[0]: want a name of 1 to 64 bytes`},
 		{"not a list", "bots: {name: x}\n", "bots"},
 		{"persona too large", "conversations: {max_message_bytes: 1024}\nbots:\n  - name: x\n    system: \"" + strings.Repeat("a", 1025) + "\"\n", "bots[0].system: is 1025 bytes"},
@@ -64,6 +65,7 @@ func TestBotProfiles(t *testing.T) {
     skills: [faq]
     knowledge_bases: [manual]
     guards: [pii]
+    intents: [refund, human]
   - name: plain
     models: {primary: gpt-4o-mini, fallback: [local/llama3.2]}
   - {name: bare}
@@ -77,7 +79,7 @@ func TestBotProfiles(t *testing.T) {
 	}
 	s, p, b := bots[0], bots[1], bots[2]
 	if s.Name != "support" || s.Tenant != "acme" || s.System != "be kind" || s.ChainString() != "local/llama3.2" ||
-		strings.Join(s.Skills, ",") != "faq" || strings.Join(s.KnowledgeBases, ",") != "manual" || strings.Join(s.Guards, ",") != "pii" {
+		strings.Join(s.Skills, ",") != "faq" || strings.Join(s.KnowledgeBases, ",") != "manual" || strings.Join(s.Guards, ",") != "pii" || strings.Join(s.Intents, ",") != "refund,human" {
 		t.Errorf("support: %+v", s)
 	}
 	if p.Tenant != "default" || p.ChainString() != "cloud/gpt-4o-mini, local/llama3.2" {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/chat"
@@ -67,7 +68,7 @@ type messageParam struct {
 }
 
 // contentBlock is a block of a message's content, of any type; which
-// fields a type may have is checked after (blockFields).
+// fields a type may have is checked after (wireNames.block).
 type contentBlock struct {
 	Type         string          `json:"type"`
 	Text         *string         `json:"text"`
@@ -133,35 +134,44 @@ type jsonOutputParam struct {
 	Schema json.RawMessage `json:"schema"`
 }
 
-// The member names each object may have.
-var (
-	requestFields      = jsonNames[messagesRequest]()
-	messageFields      = jsonNames[messageParam]()
-	toolFields         = jsonNames[toolParam]()
-	metadataFields     = jsonNames[metadataParam]()
-	thinkingFields     = jsonNames[thinkingParam]()
-	outputConfigFields = jsonNames[outputConfigParam]()
-	jsonOutputFields   = jsonNames[jsonOutputParam]()
+// The member names each object may have, made on the first request of
+// the Anthropic API (reflection over seven types and three maps: not at
+// every node's start).
+type wireNames struct {
+	request, message, tool, metadata, thinking, outputConfig, jsonOutput []string
 	// A block's names by its type; "type" and cache_control are every
 	// block's.
-	blockFields = map[string][]string{
-		"text":        {"type", "text", "cache_control", "citations"},
-		"image":       {"type", "source", "cache_control"},
-		"tool_use":    {"type", "id", "name", "input", "cache_control"},
-		"tool_result": {"type", "tool_use_id", "content", "is_error", "cache_control"},
+	block, source, toolChoice map[string][]string
+}
+
+var wire = sync.OnceValue(func() *wireNames {
+	return &wireNames{
+		request:      jsonNames[messagesRequest](),
+		message:      jsonNames[messageParam](),
+		tool:         jsonNames[toolParam](),
+		metadata:     jsonNames[metadataParam](),
+		thinking:     jsonNames[thinkingParam](),
+		outputConfig: jsonNames[outputConfigParam](),
+		jsonOutput:   jsonNames[jsonOutputParam](),
+		block: map[string][]string{
+			"text":        {"type", "text", "cache_control", "citations"},
+			"image":       {"type", "source", "cache_control"},
+			"tool_use":    {"type", "id", "name", "input", "cache_control"},
+			"tool_result": {"type", "tool_use_id", "content", "is_error", "cache_control"},
+		},
+		source: map[string][]string{
+			"base64": {"type", "media_type", "data"},
+			"url":    {"type", "url"},
+			"file":   {"type", "file_id"},
+		},
+		toolChoice: map[string][]string{
+			"auto": {"type", "disable_parallel_tool_use"},
+			"any":  {"type", "disable_parallel_tool_use"},
+			"tool": {"type", "name", "disable_parallel_tool_use"},
+			"none": {"type"},
+		},
 	}
-	sourceFields = map[string][]string{
-		"base64": {"type", "media_type", "data"},
-		"url":    {"type", "url"},
-		"file":   {"type", "file_id"},
-	}
-	toolChoiceFields = map[string][]string{
-		"auto": {"type", "disable_parallel_tool_use"},
-		"any":  {"type", "disable_parallel_tool_use"},
-		"tool": {"type", "name", "disable_parallel_tool_use"},
-		"none": {"type"},
-	}
-)
+})
 
 // jsonNames lists the json names of T's fields.
 func jsonNames[T any]() []string {
@@ -194,7 +204,7 @@ func parseMessages(body []byte) (chat.CompletionRequest, []string, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return out, nil, invalid("", "the request body is empty; send a JSON object")
 	}
-	if err := readObject(body, "", requestFields, &req); err != nil {
+	if err := readObject(body, "", wire().request, &req); err != nil {
 		return out, nil, err
 	}
 	if err := refuseRequestFields(&req); err != nil {
@@ -264,7 +274,7 @@ func refuseRequestFields(req *messagesRequest) error {
 	}
 	if !isNull(req.Thinking) {
 		var th thinkingParam
-		if err := readObject(req.Thinking, "thinking", thinkingFields, &th); err != nil {
+		if err := readObject(req.Thinking, "thinking", wire().thinking, &th); err != nil {
 			return err
 		}
 		if th.Type != "disabled" {
@@ -280,7 +290,7 @@ func readMetadata(raw json.RawMessage, o *moltbot.ChatOptions) error {
 		return nil
 	}
 	var md metadataParam
-	if err := readObject(raw, "metadata", metadataFields, &md); err != nil {
+	if err := readObject(raw, "metadata", wire().metadata, &md); err != nil {
 		return err
 	}
 	if md.UserID != nil {
@@ -312,7 +322,7 @@ func readTools(raws []json.RawMessage, choiceRaw json.RawMessage, o *moltbot.Cha
 				at, clipped(*peek.Type))
 		}
 		var t toolParam
-		if err := readObject(raw, at, toolFields, &t); err != nil {
+		if err := readObject(raw, at, wire().tool, &t); err != nil {
 			return err
 		}
 		switch {
@@ -350,7 +360,7 @@ func readTools(raws []json.RawMessage, choiceRaw json.RawMessage, o *moltbot.Cha
 	if err := json.Unmarshal(choiceRaw, &peek); err != nil {
 		return wireError(err, "tool_choice")
 	}
-	known, ok := toolChoiceFields[peek.Type]
+	known, ok := wire().toolChoice[peek.Type]
 	if !ok {
 		return invalid("tool_choice.type", `tool_choice.type must be "auto", "any", "tool" or "none", got %q`, clipped(peek.Type))
 	}
@@ -399,7 +409,7 @@ func readOutputConfig(raw json.RawMessage, o *moltbot.ChatOptions) error {
 		return nil
 	}
 	var oc outputConfigParam
-	if err := readObject(raw, "output_config", outputConfigFields, &oc); err != nil {
+	if err := readObject(raw, "output_config", wire().outputConfig, &oc); err != nil {
 		return err
 	}
 	if oc.Effort != nil && *oc.Effort != "high" {
@@ -409,7 +419,7 @@ func readOutputConfig(raw json.RawMessage, o *moltbot.ChatOptions) error {
 		return nil
 	}
 	var f jsonOutputParam
-	if err := readObject(oc.Format, "output_config.format", jsonOutputFields, &f); err != nil {
+	if err := readObject(oc.Format, "output_config.format", wire().jsonOutput, &f); err != nil {
 		return err
 	}
 	if f.Type != "json_schema" {
@@ -482,7 +492,7 @@ func readMessages(raws []json.RawMessage, d *domain) error {
 	for i, raw := range raws {
 		at := "messages[" + strconv.Itoa(i) + "]"
 		var m messageParam
-		if err := readObject(raw, at, messageFields, &m); err != nil {
+		if err := readObject(raw, at, wire().message, &m); err != nil {
 			return err
 		}
 		if isNull(m.Content) {
@@ -667,7 +677,7 @@ func readBlocks(raw json.RawMessage, at string) ([]contentBlock, error) {
 		if err := json.Unmarshal(r, &peek); err != nil {
 			return nil, wireError(err, bat)
 		}
-		known, ok := blockFields[peek.Type]
+		known, ok := wire().block[peek.Type]
 		if !ok {
 			return nil, invalid(bat+".type", "%s: content blocks of type %q are not supported (text, image, tool_use and tool_result are)", bat, clipped(peek.Type))
 		}
@@ -701,7 +711,7 @@ func readContent(raw json.RawMessage, at string) ([]contentBlock, error) {
 // again from the block rather than kept raw: its data is most of the
 // request, and a raw copy would copy it once more.
 func checkSource(raw json.RawMessage, typ, at string) error {
-	known, ok := sourceFields[typ]
+	known, ok := wire().source[typ]
 	if !ok {
 		return nil // imageBlock names the type
 	}

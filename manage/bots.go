@@ -21,11 +21,12 @@ type BotInfo struct {
 	Skills         []string `json:"skills"`
 	KnowledgeBases []string `json:"knowledge_bases,omitempty"`
 	Guards         []string `json:"guards,omitempty"`
+	Intents        []string `json:"intents,omitempty"` // empty: every intent of skills/intents.yaml
 }
 
 func botInfo(b *moltbot.Bot) BotInfo {
 	i := BotInfo{Name: b.Name, Tenant: b.Tenant, System: b.System, Skills: append([]string{}, b.Skills...),
-		KnowledgeBases: b.KnowledgeBases, Guards: b.Guards}
+		KnowledgeBases: b.KnowledgeBases, Guards: b.Guards, Intents: b.Intents}
 	for _, r := range b.Chain {
 		i.Chain = append(i.Chain, r.String())
 	}

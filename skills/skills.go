@@ -512,8 +512,11 @@ func parseLine(b []byte) (wire.Response, error) {
 		if sk.ModelCalls < -1 || sk.ModelCalls > wire.MaxModelCalls {
 			return bad("skill %s: model_calls %d", sk.Name, sk.ModelCalls)
 		}
-		if (len(sk.RE2) == 0 && sk.Tool == nil) || len(sk.RE2) != len(sk.Patterns) {
+		if (len(sk.RE2) == 0 && sk.Tool == nil && sk.Intent == "") || len(sk.RE2) != len(sk.Patterns) {
 			return bad("skill %s: %d patterns, %d in RE2", sk.Name, len(sk.Patterns), len(sk.RE2))
+		}
+		if sk.Intent != "" && !validIntent(sk.Intent) {
+			return bad("skill %s: intent %q", sk.Name, sk.Intent)
 		}
 	}
 	return r, nil
@@ -643,6 +646,39 @@ func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 		}
 	}
 	return "", nil
+}
+
+// MatchIntent is the first skill bot may run that exports the intent the
+// turn's notes name (moltbot.Turn.Notes: "intent", recognized with
+// confidence: "intent.low" is not "true"); "" when none does.
+func (s *Skills) MatchIntent(notes map[string]string, bot *moltbot.Bot) string {
+	in := notes["intent"]
+	if in == "" || notes["intent.low"] == "true" {
+		return ""
+	}
+	for _, sk := range s.skills.Load().skills {
+		if sk.Intent == in && bot.HasSkill(sk.Name) {
+			return sk.Name
+		}
+	}
+	return ""
+}
+
+// validIntent: an intent's name as skills/intents.yaml takes it.
+func validIntent(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-' || c == '.') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Skill returns the loaded skill named name.
@@ -967,7 +1003,13 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	}
 	skill, matches := s.MatchBot(text, t.Bot) // a bot's turn runs only its skills
 	if skill == "" {
-		return nil, nil
+		// A skill that exports intent: runs on a turn whose intent the
+		// recognizer found with confidence (the intent stage's notes);
+		// context.matches[0] is the whole message.
+		if skill = s.MatchIntent(t.Notes, t.Bot); skill == "" {
+			return nil, nil
+		}
+		matches = []*string{&text}
 	}
 	reply, usage, err := s.runTurn(ctx, t, skill, text, matches)
 	if err != nil {

@@ -96,6 +96,10 @@ type Config struct {
 	Deliver        Deliverer
 	DeliverBackoff time.Duration
 	MaxDeliveries  int
+	// KeepUnpacked keeps idle conversations in their working form instead
+	// of packed (packed.go): more memory, no decode per message. For
+	// measurements.
+	KeepUnpacked bool
 	// Bots finds the bot of a conversation (Conversation.Bot) on each of
 	// its turns: its chain and skills as the config says now. Nil: no
 	// bots (a conversation of one cannot take a turn).
@@ -145,6 +149,7 @@ type deps struct {
 	deliverSlots   chan struct{}
 	base           context.Context
 	bots           moltbot.Bots
+	unpacked       bool // Config.KeepUnpacked
 
 	deliverMu      sync.Mutex
 	deliverStopped bool           // StopDeliveries was called
@@ -154,7 +159,20 @@ type deps struct {
 	// crashed incarnation's convKept for the next, by actor id.
 	props *actor.Props
 	carry sync.Map
+
+	epoch time.Time // conversations' lastActive count from here (since)
+	// manager is the manager's PID: its children send it releaseMsg and
+	// childStopped.
+	manager *actor.PID
 }
+
+// managerName is the manager's actor name; its children's names are
+// under it: managerName/<tenant>/<id>.
+const managerName = "conversations"
+
+// since is the time since the manager started: a conversation's last
+// activity in 8 bytes rather than a time.Time's 24.
+func (d *deps) since() time.Duration { return time.Since(d.epoch) }
 
 // budget is the context size left for the prompt when maxTokens are kept for the reply.
 func (d *deps) budget(maxTokens int) int {
@@ -167,28 +185,25 @@ func (d *deps) budget(maxTokens int) int {
 
 // named is a conversation actor as the manager spawns it: one Props for
 // every conversation (deps.props), and the actor learns which one it is
-// from its name (the manager spawns <tenant>/<id> under itself) when it
+// from its name (the manager spawns it as conversations/<tenant>/<id>) when it
 // starts. What must survive its restarts (convKept) is handed from one
 // incarnation to the next through deps.carry. Before, every conversation
 // had Props of its own, a closure and a convKept beside the actor: about
 // 300 B of each active conversation's memory.
 type named struct {
 	conversation
-	kept convKept
 }
 
 func newNamed(d *deps) actor.Actor {
-	n := &named{conversation: conversation{d: d}}
-	n.conversation.kept = &n.kept
-	return n
+	return &named{conversation: conversation{d: d}}
 }
 
 func (n *named) Receive(c actor.Context) {
 	switch c.Message().(type) {
 	case *actor.Started: // every incarnation's first message
 		self := c.Self().Id
-		n.tenant, n.id, _ = strings.Cut(strings.TrimPrefix(self, c.Parent().Id+"/"), "/")
-		n.own = copies{d: n.d, tenant: n.tenant, id: n.id}
+		n.tenant, n.id, _ = strings.Cut(strings.TrimPrefix(self, managerName+"/"), "/")
+		n.own = copies{a: &n.conversation}
 		if k, ok := n.d.carry.LoadAndDelete(self); ok {
 			n.kept = k.(convKept)
 		}
@@ -198,6 +213,9 @@ func (n *named) Receive(c actor.Context) {
 		return
 	case *actor.Stopped:
 		n.d.carry.Delete(c.Self().Id) // stopped instead of restarted
+		// Its name is free (protoactor removed it from the registry before
+		// Stopped): the manager may spawn a successor.
+		c.Send(n.d.manager, &childStopped{id: c.Self().Id})
 	}
 	n.conversation.Receive(c)
 }
@@ -216,7 +234,8 @@ type Manager struct {
 func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 	d := &deps{store: cfg.Store, met: cfg.Metrics, log: cfg.Log, router: cfg.Router, cluster: cfg.Cluster, root: system.Root,
 		idle: cfg.IdleTimeout, maxContext: cfg.MaxContextTokens, summary: cfg.Summary, models: cfg.Models, maxQueued: cfg.MaxQueuedTurns,
-		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base, bots: cfg.Bots}
+		requestTimeout: cfg.RequestTimeout, hub: &Hub{}, deliver: cfg.Deliver, deliverBase: cfg.DeliverBackoff, base: cfg.Base, bots: cfg.Bots,
+		unpacked: cfg.KeepUnpacked, epoch: time.Now()}
 	if d.models == nil {
 		d.summary.Off = true
 	}
@@ -228,12 +247,25 @@ func Start(system *actor.ActorSystem, cfg Config) (*Manager, error) {
 		d.deliverSlots = make(chan struct{}, 16)
 	}
 	d.tick = min(max(cfg.IdleTimeout/4, 5*time.Millisecond), 30*time.Second)
-	// A mailbox of a linked queue: an idle one holds one node, where the
-	// default's ring buffer sets aside room for ten messages.
-	d.props = actor.PropsFromProducer(func() actor.Actor { return newNamed(d) }, actor.WithMailbox(actor.UnboundedLockfree()))
+	// A mailbox that holds nothing while empty (mailbox.go), where the
+	// default's ring buffer sets aside room for ten messages and the
+	// lock-free one keeps two queues and their nodes.
+	//
+	// The children are spawned from the root, named under the manager
+	// ("conversations/<tenant>/<id>"), supervised by a guardian with the
+	// manager's strategy, and tell the manager themselves when they stop
+	// (childStopped): as the manager's children in protoactor's sense,
+	// each cost a slot in the manager's set of children (a map and a
+	// slice: ~90 B an active conversation) that nothing here reads.
+	opts := []actor.PropsOption{actor.WithMailbox(newMailbox)}
+	if cfg.Supervisor != nil {
+		opts = append(opts, actor.WithGuardian(cfg.Supervisor))
+	}
+	d.props = actor.PropsFromProducer(func() actor.Actor { return newNamed(d) }, opts...)
+	d.manager = system.NewLocalPID(managerName)
 	m := &Manager{d: d, base: cfg.Base}
-	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} }, actor.WithSupervisor(cfg.Supervisor))
-	pid, err := system.Root.SpawnNamed(props, "conversations")
+	props := actor.PropsFromProducer(func() actor.Actor { return &managerActor{m: m} })
+	pid, err := system.Root.SpawnNamed(props, managerName)
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn conversations: %w", err)
 	}

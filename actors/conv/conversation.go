@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+	"unique"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/moltbot/moltbot"
@@ -21,20 +22,22 @@ import (
 type conversation struct {
 	d          *deps
 	tenant, id string
-	conv       *moltbot.Conversation // nil: no such conversation (yet, or deleted)
+	conv       *moltbot.Conversation // nil: no such conversation (yet, or deleted), or packed
+	packed     []byte                // the conversation while idle (packed.go), or nil
+	system     unique.Handle[string] // its system prompt while packed
 	tomb       *moltbot.Conversation // the tombstone, when deleted (cluster mode)
 	own        copies                // the store and the replicas; whether it moved
 	yield      []*relinquishMsg      // relinquish requests waiting for the running turn
 	loadErr    error
-	kept       *convKept // survives restarts
+	kept       convKept // survives restarts (named carries it)
 	// current is the request in hand: being handled, not yet answered nor
 	// handed to a goroutine that answers it. A panic answers it.
 	current    request
 	running    *turnMsg
 	cancelRun  context.CancelFunc
 	queue      []*turnMsg
-	lastActive time.Time
-	out        outbox // deliveries in flight, the next attempt's timer
+	lastActive time.Duration // deps.since
+	out        outbox        // deliveries in flight, the next attempt's timer
 }
 
 // convKept is what a conversation actor keeps across a restart after a
@@ -62,8 +65,12 @@ func (a *conversation) Receive(c actor.Context) {
 			panic(p)
 		}
 	}()
+	if unpacks(c.Message()) {
+		unpack(a)
+	}
 	a.receive(c)
 	a.current = nil
+	pack(a)
 }
 
 // crashed answers what the actor holds when it panics.
@@ -102,7 +109,7 @@ func (a *conversation) failWaiting(err error) {
 func (a *conversation) receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *actor.Started:
-		a.lastActive = time.Now()
+		a.lastActive = a.d.since()
 		conv, err := a.d.store.Get(a.tenant, a.id)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
@@ -162,7 +169,7 @@ func (a *conversation) receive(c actor.Context) {
 		a.delete(c, m)
 	case *turnMsg:
 		a.kept.processed++
-		a.lastActive = time.Now()
+		a.lastActive = a.d.since()
 		switch {
 		case a.own.moved():
 			m.answer(turnReply{err: Moved()})
@@ -247,7 +254,7 @@ func (a *conversation) receive(c actor.Context) {
 	case *passivateMsg:
 		a.kept.processed++
 		// A conversation with deliveries to make stays: it drives them.
-		if (a.conv == nil || time.Since(a.lastActive) >= a.d.idle) && !a.out.pending(a) {
+		if (a.conv == nil || a.d.since()-a.lastActive >= a.d.idle) && !a.out.pending(a) {
 			a.release(c)
 		}
 	case *wakeMsg:
@@ -265,7 +272,7 @@ func (a *conversation) release(c actor.Context) {
 	if a.running != nil || len(a.queue) > 0 {
 		return
 	}
-	c.Send(c.Parent(), &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.kept.processed})
+	c.Send(a.d.manager, &releaseMsg{key: a.tenant + "/" + a.id, pid: c.Self().Id, processed: a.kept.processed})
 }
 
 // stepDown stops serving: another node owns the conversation now (it

@@ -15,16 +15,15 @@ import (
 // belongs to the conversation actor and runs on its goroutine, except for
 // the replication goroutines it starts.
 type copies struct {
-	d          *deps
-	tenant, id string
-	handingOff bool // the ring moved it away (or a newer owner fenced us): handing it to the new owner
-	handoffDue bool // hand off once the running turn ends
+	a          *conversation // whose copies: its deps, tenant and id
+	handingOff bool          // the ring moved it away (or a newer owner fenced us): handing it to the new owner
+	handoffDue bool          // hand off once the running turn ends
 }
 
 // moved reports whether requests must go elsewhere: the ring gives the
 // conversation to another node, or it is being handed over.
 func (o *copies) moved() bool {
-	return o.d.cluster.Clustered() && (o.handingOff || !o.d.cluster.IsOwner(o.tenant, o.id))
+	return o.a.d.cluster.Clustered() && (o.handingOff || !o.a.d.cluster.IsOwner(o.a.tenant, o.a.id))
 }
 
 // persist stores c, synced. In a cluster the write is fenced: if a newer
@@ -33,23 +32,23 @@ func (o *copies) moved() bool {
 func (o *copies) persist(c *moltbot.Conversation) error {
 	t0 := time.Now()
 	var err error
-	if o.d.cluster.Clustered() {
+	if o.a.d.cluster.Clustered() {
 		var stored bool
-		if stored, _, _, err = o.d.store.PutIfNewer(c, true); err == nil && !stored {
+		if stored, _, _, err = o.a.d.store.PutIfNewer(c, true); err == nil && !stored {
 			o.handingOff = true
-			o.d.met.Inc(metrics.SnapshotWrites, "fenced")
+			o.a.d.met.Inc(metrics.SnapshotWrites, "fenced")
 			return Moved()
 		}
 	} else {
-		err = o.d.store.Put(c, true)
+		err = o.a.d.store.Put(c, true)
 	}
-	o.d.met.Observe(metrics.SnapshotDuration, time.Since(t0))
+	o.a.d.met.Observe(metrics.SnapshotDuration, time.Since(t0))
 	if err != nil {
-		o.d.met.Inc(metrics.SnapshotWrites, "error")
-		o.d.log.Error("snapshot write failed", "conversation", o.tenant+"/"+o.id, "err", err)
+		o.a.d.met.Inc(metrics.SnapshotWrites, "error")
+		o.a.d.log.Error("snapshot write failed", "conversation", o.a.tenant+"/"+o.a.id, "err", err)
 		return &moltbot.Error{Code: moltbot.EUnavailable, Message: "could not save the conversation", Err: err}
 	}
-	o.d.met.Inc(metrics.SnapshotWrites, "ok")
+	o.a.d.met.Inc(metrics.SnapshotWrites, "ok")
 	return nil
 }
 
@@ -57,22 +56,22 @@ func (o *copies) persist(c *moltbot.Conversation) error {
 // asks the other holders for theirs, keeps the newest, and starts a new
 // epoch so that a former owner's late writes are fenced off at the replicas.
 func (o *copies) activate(local *moltbot.Conversation) *moltbot.Conversation {
-	cl := o.d.cluster
-	if !cl.IsOwner(o.tenant, o.id) {
+	cl := o.a.d.cluster
+	if !cl.IsOwner(o.a.tenant, o.a.id) {
 		return local
 	}
-	if f := cl.Acquire(o.tenant, o.id); f != nil && (local == nil || storage.Newer(f.Epoch, f.Version, local.Epoch, local.Version)) {
+	if f := cl.Acquire(o.a.tenant, o.a.id); f != nil && (local == nil || storage.Newer(f.Epoch, f.Version, local.Epoch, local.Version)) {
 		local = f
 	}
 	if local == nil {
 		return nil
 	}
 	local.Epoch++
-	o.d.log.Debug("conversation activated as its owner", "conversation", local.Key(), "epoch", local.Epoch, "version", local.Version)
-	if err := o.d.store.Put(local, true); err != nil {
-		o.d.log.Error("snapshot write failed", "conversation", local.Key(), "err", err)
+	o.a.d.log.Debug("conversation activated as its owner", "conversation", local.Key(), "epoch", local.Epoch, "version", local.Version)
+	if err := o.a.d.store.Put(local, true); err != nil {
+		o.a.d.log.Error("snapshot write failed", "conversation", local.Key(), "err", err)
 	}
-	snap, targets := copyConv(local), cl.ReplicaTargets(o.tenant, o.id)
+	snap, targets := copyConv(local), cl.ReplicaTargets(o.a.tenant, o.a.id)
 	go cl.Replicate(snap, targets, false)
 	return local
 }
@@ -80,11 +79,11 @@ func (o *copies) activate(local *moltbot.Conversation) *moltbot.Conversation {
 // replicated runs done after c, as it is now, reached the replicas (at once
 // when alone). done gets ErrStale when a newer owner fenced us off.
 func (o *copies) replicated(c *moltbot.Conversation, done func(error)) {
-	if !o.d.cluster.Clustered() {
+	if !o.a.d.cluster.Clustered() {
 		done(nil)
 		return
 	}
-	snap, targets, cl := copyConv(c), o.d.cluster.ReplicaTargets(o.tenant, o.id), o.d.cluster
+	snap, targets, cl := copyConv(c), o.a.d.cluster.ReplicaTargets(o.a.tenant, o.a.id), o.a.d.cluster
 	go func() { done(cl.Replicate(snap, targets, false)) }()
 }
 
@@ -92,7 +91,7 @@ func (o *copies) replicated(c *moltbot.Conversation, done func(error)) {
 // self (handedOff), which stops; requests meanwhile are told it moved.
 func (o *copies) handoff(c *moltbot.Conversation, self *actor.PID) {
 	o.handingOff, o.handoffDue = true, false
-	snap, targets, d := copyConv(c), o.d.cluster.ReplicaTargets(o.tenant, o.id), o.d
+	snap, targets, d := copyConv(c), o.a.d.cluster.ReplicaTargets(o.a.tenant, o.a.id), o.a.d
 	go func() {
 		if err := d.cluster.Replicate(snap, targets, true); err == nil && len(targets) > 0 {
 			d.met.Inc(metrics.Handoffs, "sent")

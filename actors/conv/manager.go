@@ -13,13 +13,17 @@ import (
 // entry is the manager's record of one child, under the key <tenant>/<id>
 // (the child's name: its PID's id is the manager's, "/" and the key, and
 // the map's key is that part of it, not a string of its own).
+// (32 bytes: what a child holds while it stops is in managerActor.pending.)
 type entry struct {
 	pid       *actor.PID
 	forwarded uint64        // messages sent to pid by the manager
 	last      time.Duration // when the last one was sent, since the manager started
 	stopping  bool
-	pending   []routed // held while the child stops, delivered to its successor
 }
+
+// childStopped: a conversation actor stopped (from its Stopped, once its
+// name is free again).
+type childStopped struct{ id string }
 
 // managerActor owns the conversation actors: one child per <tenant>/<id>.
 //
@@ -32,6 +36,9 @@ type entry struct {
 type managerActor struct {
 	m       *Manager
 	entries map[string]*entry
+	// pending holds, by key, the messages for a child that stops, to be
+	// delivered to its successor.
+	pending map[string][]routed
 	prefix  string // the manager's id and "/": a child's id is prefix + its key
 	epoch   time.Time
 	cancel  scheduler.CancelFunc
@@ -41,14 +48,24 @@ func (m *managerActor) Receive(c actor.Context) {
 	switch msg := c.Message().(type) {
 	case *actor.Started:
 		m.entries = map[string]*entry{}
+		m.pending = map[string][]routed{}
 		m.prefix = c.Self().Id + "/"
 		m.epoch = time.Now()
 		every := m.m.d.tick
 		m.cancel = scheduler.NewTimerScheduler(m.m.d.root).SendRepeatedly(every, every, c.Self(), &tickMsg{})
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
 		if m.cancel != nil {
 			m.cancel()
 		}
+		// Its children are not protoactor's children (Start): it stops
+		// them itself, and forgets them at once (their childStopped come
+		// too late, to a stopped manager or to a new incarnation that
+		// never knew them).
+		for _, e := range m.entries {
+			c.Stop(e.pid)
+		}
+		m.m.active.Add(-int64(len(m.entries)))
+		m.entries, m.pending = nil, nil
 	case routed:
 		t, id := msg.route()
 		m.deliver(c, t, id, msg)
@@ -59,19 +76,21 @@ func (m *managerActor) Receive(c actor.Context) {
 		}
 		e.stopping = true
 		c.Stop(e.pid)
-	case *actor.Terminated:
-		key, ok := strings.CutPrefix(msg.Who.Id, m.prefix)
+	case *childStopped:
+		key, ok := strings.CutPrefix(msg.id, m.prefix)
 		if !ok {
 			return
 		}
 		e := m.entries[key]
-		if e == nil || e.pid.Id != msg.Who.Id {
+		if e == nil || e.pid.Id != msg.id {
 			return
 		}
 		delete(m.entries, key)
 		m.m.active.Add(-1)
 		m.m.d.met.Inc(metrics.Passivations)
-		for _, p := range e.pending {
+		pending := m.pending[key]
+		delete(m.pending, key)
+		for _, p := range pending {
 			t, id := p.route()
 			m.deliver(c, t, id, p)
 		}
@@ -108,7 +127,7 @@ func (m *managerActor) lookup(tenant, id string) *entry {
 func (m *managerActor) deliver(c actor.Context, tenant, id string, msg any) {
 	e := m.lookup(tenant, id)
 	if e == nil {
-		pid, err := c.SpawnNamed(m.m.d.props, tenant+"/"+id)
+		pid, err := m.m.d.root.SpawnNamed(m.m.d.props, m.prefix+tenant+"/"+id)
 		if err != nil {
 			// Not expected: an entry goes only once its child terminated,
 			// which frees the name first. The request is answered.
@@ -124,7 +143,8 @@ func (m *managerActor) deliver(c actor.Context, tenant, id string, msg any) {
 	}
 	if e.stopping {
 		if r, ok := msg.(routed); ok {
-			e.pending = append(e.pending, r)
+			key := e.pid.Id[len(m.prefix):]
+			m.pending[key] = append(m.pending[key], r)
 		}
 		return
 	}

@@ -231,7 +231,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 	a.cancelRun()
 	a.running, a.cancelRun = nil, nil
 	a.current = m // in hand until answered: a panic below answers it
-	a.lastActive = time.Now()
+	a.lastActive = a.d.since()
 	var prevSummary *moltbot.Summary
 	if a.conv != nil {
 		prevSummary = a.conv.Summary

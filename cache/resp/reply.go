@@ -161,7 +161,7 @@ func readValue(r *bufio.Reader, maxBulk, depth int, b *budget) (Value, error) {
 // length parses a bulk or array length: -1 (null) or more.
 func length(b []byte) (int, error) {
 	n, err := strconv.Atoi(string(b))
-	if err != nil || n < -1 || n > 1<<31 {
+	if err != nil || n < -1 || int64(n) > 1<<31 {
 		return 0, fmt.Errorf("%w: bad length %q", ErrProtocol, b)
 	}
 	return n, nil

@@ -405,12 +405,19 @@ func loadOne(f file) (*skill, error) {
 	if err := toolOf(vm, ex, s); err != nil {
 		return nil, err
 	}
+	if iv := ex.Get("intent"); iv != nil && !goja.IsUndefined(iv) && !goja.IsNull(iv) {
+		name, ok := iv.Export().(string)
+		if !ok || !validIntent(name) {
+			return nil, fmt.Errorf("module.exports.intent: want an intent's name (1 to 64 of a-z, 0-9, '_', '-', '.'), such as 'refund', got %s", iv.String())
+		}
+		s.info.Intent = name
+	}
 	pv := ex.Get("patterns")
-	if (pv == nil || goja.IsUndefined(pv)) && s.info.Tool != nil {
-		return s, nil // a tool only: the model selects it
+	if (pv == nil || goja.IsUndefined(pv)) && (s.info.Tool != nil || s.info.Intent != "") {
+		return s, nil // a tool or an intent only: the model or the recognizer selects it
 	}
 	if pv == nil || goja.IsUndefined(pv) {
-		return nil, errors.New("module.exports.patterns is missing (a skill the model calls says tool: {description, parameters} instead)")
+		return nil, errors.New("module.exports.patterns is missing (a skill the model calls says tool: {description, parameters} instead; one an intent selects says intent: 'name')")
 	}
 	po := pv.ToObject(vm)
 	n := int(po.Get("length").ToInteger())
@@ -430,7 +437,7 @@ func loadOne(f file) (*skill, error) {
 		s.info.RE2 = append(s.info.RE2, re.String())
 		s.info.Patterns = append(s.info.Patterns, "/"+source+"/"+flags)
 	}
-	if len(s.patterns) == 0 && s.info.Tool == nil {
+	if len(s.patterns) == 0 && s.info.Tool == nil && s.info.Intent == "" {
 		return nil, errors.New("module.exports.patterns is empty")
 	}
 	return s, nil
@@ -770,4 +777,21 @@ func (w *worker) run(r wire.Request) (string, error) {
 		return j.String(), nil
 	}
 	return res.String(), nil
+}
+
+// validIntent: an intent's name as skills/intents.yaml takes it.
+func validIntent(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-' || c == '.') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

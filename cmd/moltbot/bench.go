@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/bench"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/inference/sim"
@@ -87,9 +88,12 @@ Examples:
 			&cli.StringFlag{Name: "html", Usage: "write a self-contained HTML report to this file"},
 			&cli.DurationFlag{Name: "slo-ttft", Usage: "goodput: TTFT at most this (streams)"},
 			&cli.DurationFlag{Name: "slo-e2e", Usage: "goodput: end-to-end latency at most this"},
-			&cli.DurationFlag{Name: "sim-ttft", Usage: "with --spawn: the simulator's time to first token"},
-			&cli.DurationFlag{Name: "sim-itl", Usage: "with --spawn: the simulator's time between tokens"},
-			&cli.IntFlag{Name: "sim-tokens", Value: 16, Usage: "with --spawn: tokens per simulated reply"},
+			// A small model on a small device: 150 ms to the first token, 40
+			// tokens a second, 64 tokens a reply (0s and 0s measure the
+			// node's own overhead alone).
+			&cli.DurationFlag{Name: "sim-ttft", Value: 150 * time.Millisecond, Usage: "with --spawn: the simulator's time to first token"},
+			&cli.DurationFlag{Name: "sim-itl", Value: 25 * time.Millisecond, Usage: "with --spawn: the simulator's time between tokens"},
+			&cli.IntFlag{Name: "sim-tokens", Value: 64, Usage: "with --spawn: tokens per simulated reply"},
 		},
 		Action: runBench,
 	}
@@ -160,16 +164,22 @@ func runBench(c *cli.Context) error {
 		if baseline == "spawn" {
 			baseline = s.simURL + "/v1"
 		}
-		fmt.Fprintf(c.App.ErrWriter, "spawned moltbot at %s in front of moltbot sim at %s\n", cfg.URL, s.simURL)
+		fmt.Fprintf(c.App.ErrWriter, "spawned moltbot at %s in front of moltbot sim at %s (ttft %v, itl %v, %d tokens a reply)\n",
+			cfg.URL, s.simURL, c.Duration("sim-ttft"), c.Duration("sim-itl"), c.Int("sim-tokens"))
 	} else if baseline == "spawn" {
 		return fail(2, "--baseline spawn needs --spawn")
 	} else if strings.Contains(cfg.URL, ",") && baseline != "" {
 		return fail(2, "--baseline measures one node: give one --url")
 	}
 
+	started := time.Now().UTC()
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return fail(1, "%v", err)
+	}
+	rep.StartedAt, rep.Version = started.Format(time.RFC3339), moltbot.Version
+	if args, ok := c.App.Metadata["args"].([]string); ok {
+		rep.Command = strings.Join(args, " ")
 	}
 	if baseline != "" {
 		res, err := measureBaseline(ctx, c, cfg, baseline)

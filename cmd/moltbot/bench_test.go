@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,7 @@ import (
 func TestBenchSpawnJSON(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
-	code, out, stderr := runCLI(t, "", "bench", "--spawn", "--duration", "2s", "--stream", "--concurrency", "8",
+	code, out, stderr := runCLI(t, "", "bench", "--spawn", "--sim-ttft", "0s", "--sim-itl", "0s", "--sim-tokens", "16", "--duration", "2s", "--stream", "--concurrency", "8",
 		"--slo-ttft", "1m", "--json", jsonPath, "--html", htmlPath, "--baseline", "spawn", "--baseline-rounds", "2", "--baseline-requests", "20")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
@@ -73,8 +74,11 @@ func TestBenchSpawnJSON(t *testing.T) {
 		t.Errorf("baseline %+v timeline %d", r.Baseline, len(r.Timeline))
 	}
 	html, _ := os.ReadFile(htmlPath)
-	if !strings.Contains(string(html), "<svg") {
-		t.Error("no HTML report")
+	if !strings.Contains(string(html), "<svg") || !regexp.MustCompile(`<p class="run">20\d\d-\d\d-\d\dT[0-9:]+Z, moltbot dev: \S+ bench --spawn`).Match(html) {
+		t.Errorf("no HTML report, or it names no date, version and command line:\n%.600s", html)
+	}
+	if !strings.Contains(stderr, "(ttft 0s, itl 0s, 16 tokens a reply)") {
+		t.Errorf("the spawned simulator's parameters are not said: %q", stderr)
 	}
 }
 

@@ -67,6 +67,11 @@ func (n *Node) checkBots(cfg *configs.Config) {
 			}
 		}
 	}
+	if n.skills != nil {
+		for _, note := range intentNotes(n.skills.intents.Set(), nil, nil, cfg) {
+			n.Log.Warn("a bot names an intent skills/intents.yaml does not define: it is never recognized for the bot", "note", note)
+		}
+	}
 }
 
 func botsCommand() *cli.Command {
@@ -120,6 +125,9 @@ Examples:
 					w := c.App.Writer
 					fmt.Fprintf(w, "name:            %s\ntenant:          %s\nchain:           %s\nskills:          %s\nknowledge bases: %s\nguards:          %s\n",
 						b.Name, b.Tenant, chainText(b.Chain), listText(b.Skills), listText(b.KnowledgeBases), listText(b.Guards))
+					if len(b.Intents) > 0 {
+						fmt.Fprintf(w, "intents:         %s\n", listText(b.Intents))
+					}
 					fmt.Fprintf(w, "system:\n%s\n", indent(b.System))
 					return nil
 				},

@@ -76,6 +76,7 @@ bots:
     tenant: acme
     system: %q
     models: {primary: botm/m}
+    intents: [refund, human]
   - {name: sales, tenant: acme, system: "You sell."}
   - {name: rival, tenant: other}
 `, main.srv.URL, botm.srv.URL, persona)
@@ -230,7 +231,8 @@ func TestBotsThroughNode(t *testing.T) {
 			t.Errorf("bots list: want %q in %d %s %s", want, code, out, e)
 		}
 	}
-	if code, out, e := runCLI(t, "", append([]string{"bots", "show", "support"}, cli...)...); code != 0 || !strings.Contains(out, persona) || !strings.Contains(out, "botm/m") {
+	if code, out, e := runCLI(t, "", append([]string{"bots", "show", "support"}, cli...)...); code != 0 || !strings.Contains(out, persona) || !strings.Contains(out, "botm/m") ||
+		!strings.Contains(out, "intents:         refund, human") {
 		t.Errorf("bots show: %d %s %s", code, out, e)
 	}
 	if code, out := authedGet(t, n.URL()+"/v1/admin/bots", acmeAdmin); code != 200 || !strings.Contains(out, "support") || strings.Contains(out, "rival") {

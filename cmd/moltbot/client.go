@@ -1,23 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/moltbot/moltbot/gateway"
-	"github.com/moltbot/moltbot/inference/sse"
 	"github.com/urfave/cli/v2"
 )
 
@@ -61,184 +54,6 @@ func apiError(resp *http.Response) error {
 		return fmt.Errorf("%s: %s", resp.Status, e.Error.Message)
 	}
 	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-}
-
-type chatClient struct {
-	url  string
-	key  string
-	http *http.Client
-}
-
-func (cc *chatClient) post(ctx context.Context, path string, body any) (*http.Response, error) {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cc.url+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if cc.key != "" {
-		req.Header.Set("Authorization", "Bearer "+cc.key)
-	}
-	resp, err := cc.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach moltbot at %s: %w", cc.url, err)
-	}
-	return resp, nil
-}
-
-func (cc *chatClient) create(ctx context.Context, system, model string) (string, error) {
-	resp, err := cc.post(ctx, "/v1/conversations", map[string]string{"system": system, "model": model})
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return "", apiError(resp)
-	}
-	var c struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		return "", err
-	}
-	return c.ID, nil
-}
-
-// turn sends one message and streams the reply to out; it returns the model
-// that served it.
-func (cc *chatClient) turn(ctx context.Context, id, text string, out io.Writer) (string, error) {
-	resp, err := cc.post(ctx, "/v1/conversations/"+id+"/messages", map[string]any{"content": text, "stream": true})
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", apiError(resp)
-	}
-	served := resp.Header.Get("X-Moltbot-Provider")
-	r := sse.NewReader(resp.Body, 0)
-	for {
-		ev, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return served, errors.New("the stream ended early")
-		}
-		if err != nil {
-			return served, err
-		}
-		if string(ev.Data) == "[DONE]" {
-			return served, nil
-		}
-		var ch struct {
-			Choices []struct {
-				Delta struct {
-					Content string `json:"content"`
-				} `json:"delta"`
-			} `json:"choices"`
-			Error *struct {
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(ev.Data, &ch); err != nil {
-			return served, fmt.Errorf("bad chunk: %v", err)
-		}
-		if ch.Error != nil {
-			return served, errors.New(ch.Error.Message)
-		}
-		for _, c := range ch.Choices {
-			io.WriteString(out, c.Delta.Content)
-			if f, ok := out.(interface{ Flush() error }); ok {
-				f.Flush()
-			}
-		}
-	}
-}
-
-func chatCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "chat",
-		Usage: "chat with a node in the terminal",
-		Description: `An interactive chat: type a message, the reply streams back as it is generated,
-followed by the model that served it. The conversation lives on the node and
-survives restarts: resume it with --conversation. Commands: /new (a fresh
-conversation), /id (show its id), /quit. End of input quits too.
-
-Examples:
-   moltbot chat
-   moltbot chat --url http://10.0.0.5:3000 --conversation c_abc123
-   moltbot chat --url https://moltbot.lan:3000 --ca-file ca.pem
-   echo "hello" | moltbot chat --system "answer in French"`,
-		Flags: []cli.Flag{
-			urlFlag(),
-			&cli.StringFlag{Name: "conversation", Usage: "resume this conversation id"},
-			&cli.StringFlag{Name: "system", Usage: "system prompt of a new conversation"},
-			&cli.StringFlag{Name: "model", Usage: `model of a new conversation ("moltbot" = the configured chain, or provider/model)`},
-			apiKeyFlag(),
-			caFileFlag(),
-		},
-		Action: func(c *cli.Context) error {
-			hc, err := httpClient(c)
-			if err != nil {
-				return err
-			}
-			base, err := nodeURL(c)
-			if err != nil {
-				return err
-			}
-			cc := &chatClient{url: base, key: c.String("api-key"), http: hc}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			out := bufio.NewWriter(c.App.Writer)
-			defer out.Flush()
-			errw := c.App.ErrWriter
-			id := c.String("conversation")
-			if id == "" {
-				var err error
-				if id, err = cc.create(ctx, c.String("system"), c.String("model")); err != nil {
-					return fail(1, "%v", err)
-				}
-			}
-			fmt.Fprintf(errw, "conversation %s (type /quit to leave)\n", id)
-			in := bufio.NewScanner(c.App.Reader)
-			in.Buffer(make([]byte, 64<<10), 1<<20)
-			for {
-				fmt.Fprint(errw, "> ")
-				if !in.Scan() {
-					fmt.Fprintln(errw)
-					return nil
-				}
-				line := strings.TrimSpace(in.Text())
-				switch line {
-				case "":
-					continue
-				case "/quit", "/exit":
-					return nil
-				case "/id":
-					fmt.Fprintln(errw, id)
-					continue
-				case "/new":
-					nid, err := cc.create(ctx, c.String("system"), c.String("model"))
-					if err != nil {
-						fmt.Fprintln(errw, "error:", err)
-						continue
-					}
-					id = nid
-					fmt.Fprintf(errw, "conversation %s\n", id)
-					continue
-				}
-				served, err := cc.turn(ctx, id, line, out)
-				out.WriteString("\n")
-				out.Flush()
-				if err != nil {
-					fmt.Fprintln(errw, "error:", err)
-					if ctx.Err() != nil {
-						return nil
-					}
-					continue
-				}
-				fmt.Fprintf(errw, "  (served by %s)\n", served)
-			}
-		},
-	}
 }
 
 func statusCommand() *cli.Command {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -224,5 +225,82 @@ models: {primary: sim/sim}
 	}
 	if code, _, e := runCLI(t, "", "start", "--workspace", ws, "--model", "nope/x"); code != 2 || !strings.Contains(e, `--model "nope/x" (models.primary): provider "nope" is not defined`) {
 		t.Errorf("start --model nope/x: %d %q", code, e)
+	}
+}
+
+// moltbot doctor: each finding with its fix, exit 1 on a failure.
+func TestDoctor(t *testing.T) {
+	doctorOf := func(t *testing.T, args ...string) (int, map[string]finding, string) {
+		t.Helper()
+		code, out, e := runCLI(t, "", append([]string{"doctor", "--json"}, args...)...)
+		var res struct {
+			OK       bool
+			Findings []finding
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%v: %q %q", err, out, e)
+		}
+		by := map[string]finding{}
+		for _, f := range res.Findings {
+			by[f.Check] = f
+		}
+		if res.OK != (code == 0) {
+			t.Errorf("ok %v with exit %d", res.OK, code)
+		}
+		return code, by, out
+	}
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/tags" {
+			io.WriteString(w, `{"models":[{"name":"qwen2.5:0.5b"}]}`)
+		}
+	}))
+	defer fake.Close()
+	port := testutil.FreePort(t)
+	write := func(ws, providers, primary string) {
+		os.MkdirAll(ws, 0o700)
+		os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(fmt.Sprintf("server: {host: 127.0.0.1, port: %d}\nproviders:\n%smodels: {primary: %s}\n", port, providers, primary)), 0o600)
+	}
+
+	// All well: the simulator.
+	ws := filepath.Join(t.TempDir(), "ws")
+	write(ws, "  - {name: sim, type: sim, models: [sim]}\n", "sim/sim")
+	code, by, out := doctorOf(t, "--workspace", ws)
+	if code != 0 || by["config"].Status != "ok" || by["port"].Status != "ok" || by["provider sim"].Status != "ok" || by["permissions"].Status != "ok" {
+		t.Errorf("all well: %d %s", code, out)
+	}
+	// A key others can read: a warning with the chmod that fixes it.
+	os.WriteFile(filepath.Join(ws, "admin.key"), []byte("mb_x_y"), 0o644)
+	if code, by, out := doctorOf(t, "--workspace", ws); code != 0 || by["permissions"].Status != "warn" || !strings.Contains(by["permissions"].Fix, "chmod 600 "+filepath.Join(ws, "admin.key")) {
+		t.Errorf("loose key: %d %s", code, out)
+	}
+	// The chain's model not pulled on the Ollama: the pull that fixes it, and a failure (nothing can answer).
+	ws2 := filepath.Join(t.TempDir(), "ws")
+	write(ws2, `  - {name: local, type: ollama, url: "`+fake.URL+`"}`+"\n", "local/llama3.2")
+	if code, by, out := doctorOf(t, "--workspace", ws2); code != 1 || by["provider local"].Status != "warn" ||
+		by["provider local"].Fix != "moltbot models pull llama3.2" || by["chain"].Status != "fail" {
+		t.Errorf("model missing: %d %s", code, out)
+	}
+	// A bad config names its key.
+	os.WriteFile(filepath.Join(ws2, "moltbot.yaml"), []byte("server: {hots: x}\n"), 0o600)
+	if code, by, out := doctorOf(t, "--workspace", ws2); code != 1 || by["config"].Status != "fail" || !strings.Contains(by["config"].Detail, "server.hots") {
+		t.Errorf("bad config: %d %s", code, out)
+	}
+	// The port taken by another program.
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, by, out := doctorOf(t, "--workspace", ws); code != 1 || by["port"].Status != "fail" || !strings.Contains(by["port"].Fix, "--port") {
+		t.Errorf("port taken: %d %s", code, out)
+	}
+	l.Close()
+	// A node running on the workspace (another process): its port and its
+	// data directory's lock are its own.
+	p := startProc(t, "moltbot", "start", "--workspace", ws)
+	waitReady(t, fmt.Sprintf("http://127.0.0.1:%d", port))
+	code, by, out = doctorOf(t, "--workspace", ws)
+	if by["port"].Status != "ok" || !strings.Contains(by["port"].Detail, "a moltbot node is running there") ||
+		by["data lock"].Status != "ok" || !strings.Contains(by["data lock"].Detail, fmt.Sprintf("held by process %d", p.cmd.Process.Pid)) {
+		t.Errorf("node running: %d %s", code, out)
 	}
 }

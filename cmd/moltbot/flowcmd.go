@@ -11,6 +11,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
+	"github.com/moltbot/moltbot/skills/intent"
 	"github.com/urfave/cli/v2"
 )
 
@@ -61,12 +62,32 @@ func testFlows(c *cli.Context, sk *skills.Skills, set *flow.Set, msgs []string) 
 		text, err := call(opts.Model, msgs[len(msgs)-1].Content)
 		return &moltbot.Completion{Content: text}, err
 	}
+	in, err := openIntents(c)
+	if err != nil {
+		return nil, true, err
+	}
+	// The intent is printed when a trigger names one (it is what starts
+	// the flow then).
+	byIntent := false
+	for _, f := range set.Flows {
+		for _, n := range f.Triggers() {
+			byIntent = byIntent || n.Intent != ""
+		}
+	}
 	var state moltbot.StageState
 	for i, msg := range msgs {
 		t := &moltbot.Turn{Space: "test", Conversation: "test", State: state, Model: model,
 			Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: msg}}}
 		if len(msgs) > 1 {
 			fmt.Fprintf(w, "> %s\n", msg)
+		}
+		if in != nil {
+			// The intent stage comes first: a trigger may name an intent.
+			r := in.Classify(c.Context, msg, intent.Options{Stages: intent.UseRules | intent.UseNgram})
+			intent.Note(t, r)
+			if byIntent {
+				fmt.Fprintf(w, "intent: %s (%s, %.2f)\n", r.Intent, r.Stage, r.Confidence)
+			}
 		}
 		comp, step, err := st.Run(c.Context, t)
 		if err != nil {

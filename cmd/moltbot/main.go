@@ -36,6 +36,7 @@ func fail(code int, format string, args ...any) error {
 // run is main without os.Exit, for tests.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
+	app.Metadata = map[string]any{"args": args} // the command line, for reports that name it
 	if err := app.Run(args); err != nil {
 		fmt.Fprintln(stderr, "moltbot:", err)
 		var ee *exitError
@@ -172,6 +173,7 @@ Quick start:
 			simCommand(),
 			chatCommand(),
 			modelsCommand(),
+			doctorCommand(),
 			statusCommand(),
 			benchCommand(),
 			clusterCommand(),

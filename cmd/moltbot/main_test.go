@@ -491,12 +491,18 @@ func TestChatAndStatus(t *testing.T) {
 		t.Fatalf("conversation %+v", got.Messages)
 	}
 	// Resume it.
-	code, out, _ = runCLI(t, "third\n", "chat", "--url", n.URL(), "--conversation", id)
-	if code != 0 || !strings.Contains(out, "[simulated]") || len(getConv(t, n.URL(), id).Messages) != 7 {
+	code, out, stderr = runCLI(t, "third\n", "chat", "--url", n.URL(), "--conversation", id)
+	if code != 0 || strings.Count(out, "[simulated]") != 1 || len(getConv(t, n.URL(), id).Messages) != 7 {
 		t.Fatalf("resume: %d %q", code, out)
 	}
+	// The past turns are shown first (on stderr: stdout has the replies).
+	if i, j := strings.Index(stderr, "> hello there\n[simulated]"), strings.Index(stderr, "> second message\n[simulated]"); i < 0 || j < i {
+		t.Fatalf("resume does not show the past turns: %q", stderr)
+	}
+	// An id the node does not have fails at start, naming the flag and
+	// the id, before any line is read.
 	code, _, stderr = runCLI(t, "x\n", "chat", "--url", n.URL(), "--conversation", "nope")
-	if code != 0 || !strings.Contains(stderr, "not found") {
+	if code != 1 || !strings.Contains(stderr, "--conversation nope: ") || !strings.Contains(stderr, "no such conversation") || strings.Contains(stderr, "> ") {
 		t.Fatalf("unknown conversation: %d %q", code, stderr)
 	}
 

@@ -36,6 +36,7 @@ import (
 	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/retention"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/intent"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/moltbot/moltbot/usage"
 	"golang.org/x/oauth2"
@@ -528,8 +529,11 @@ func (n *Node) Start() (err error) {
 		}
 		n.skills = st
 		undo = append(undo, func() { st.Close() })
-		// Flows first: a flow waiting for an answer takes the message;
-		// then the presets, then the JavaScript skills.
+		// The intent first (it never answers: flows, skills and the
+		// hand-off select on its notes); then the flows: a flow waiting
+		// for an answer takes the message; then the presets, then the
+		// JavaScript skills.
+		before = append(before, st.intents)
 		before = append(before, st.flows)
 		before = append(before, presetBefore{n.presets})
 		before = append(before, st)
@@ -794,8 +798,8 @@ func tightenMode(path string, want os.FileMode) (bool, error) {
 }
 
 // privateWorkspace makes the workspace private at start: its directories
-// 0700, moltbot.yaml (it may hold secrets) and admin.key (the operator's
-// key) 0600. Whatever was wider is tightened and logged. The data
+// 0700, moltbot.yaml (it may hold secrets), admin.key (the operator's
+// key) and skills/intents.yaml (moltbot init writes it) 0600. Whatever was wider is tightened and logged. The data
 // directory is storage.Open's (0700, files 0600, Pebble's included).
 func (n *Node) privateWorkspace() error {
 	if n.Workspace == "" {
@@ -807,6 +811,7 @@ func (n *Node) privateWorkspace() error {
 	}{
 		{n.Workspace, 0o700}, {filepath.Join(n.Workspace, "skills"), 0o700}, {filepath.Join(n.Workspace, "archive"), 0o700},
 		{filepath.Join(n.Workspace, "moltbot.yaml"), 0o600}, {filepath.Join(n.Workspace, adminKeyFile), 0o600},
+		{filepath.Join(n.Workspace, intent.File), 0o600},
 	} {
 		changed, err := tightenMode(f.path, f.mode)
 		if err != nil {

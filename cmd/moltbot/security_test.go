@@ -178,6 +178,8 @@ func TestAuditCommand(t *testing.T) {
 		{" cli ", "key.create", "key:" + opID, "ok", "local"},
 		{"default/" + opID, "tenant.create", "tenant:acme", "ok", "127.0.0.1"},
 		{"default/" + opID, "key.create", "ok", "scope=admin"},
+		// skills/ holds the intents moltbot init writes: its reload is audited.
+		{" signal ", "skills.reload", "skills", "ok", "local", "SIGHUP"},
 		{" signal ", "config.reload", "config", "ok", "local", "SIGHUP"},
 	}
 	if len(lines) != len(want) {

@@ -21,6 +21,7 @@ import (
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/intent"
 	"github.com/moltbot/moltbot/skills/wire"
 	"github.com/urfave/cli/v2"
 )
@@ -34,7 +35,7 @@ func skillsCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "skills",
-		Usage: "the workspace's skills (presets, flows, JavaScript): list them, lint them, try one on a message",
+		Usage: "the workspace's skills (presets, flows, JavaScript, intents): list them, lint them, try one on a message, measure the intents",
 		Description: `Loads WORKSPACE/skills/*.js in the moltbot-skills worker, and the YAML flows of
 WORKSPACE/skills/flows/*.yaml, as a node does, and builds the preset skills
 of WORKSPACE/moltbot.yaml (skills.presets). "list" prints each preset's name,
@@ -44,15 +45,19 @@ file and patterns, the tools the model is offered (skills' that export tool,
 and the skills.mcp servers': a server that does not answer is a warning), and
 each flow's name, file, version, triggers and nodes (a
 file that does not load is an error naming it, and for a flow the line and
-the key, exit 1); "lint" loads them too and notes, by file and line, what
+the key, exit 1), and the intents of skills/intents.yaml (name, rules,
+examples, description; the settings); "lint" loads them too and notes, by file and line, what
 works otherwise than it reads: a destructured capture (const { input } =
 context.matches[1], the captured text here, undefined in strict mode), a
 callModel alias that neither a models: map (the skill's own, skills.models)
 nor a model of the config answers to (it goes to the chain), a flow's node no
-trigger leads to; a models: entry naming a model the config does not know is
+trigger leads to, an intent with fewer examples than settings.min_examples,
+an example given to two intents, a flow's trigger, a skill's intent: or a
+bot's intents: naming an intent skills/intents.yaml does not define; a models: entry naming a model the config does not know is
 an error, as it is when a node loads the skills; "show NAME" prints a skill's
 file, patterns (as written and as Go's RE2 runs them), models: map, resolved
-aliases and limits; "test" runs messages against the flows, presets and
+aliases and limits; "eval" measures the intents on labelled JSONL sets (see
+moltbot skills eval --help); "test" runs messages against the flows, presets and
 skills with the in-process simulator as the model (no node needed): several
 messages are the turns of one conversation through the flows (the flow's
 nodes, its model calls, its reply, the node it waits at); one message no
@@ -68,7 +73,8 @@ Examples:
    moltbot skills lint --workspace ./mb
    moltbot skills show --workspace ./mb code-assistant
    moltbot skills test --workspace ./mb "请帮我生成Go代码"
-   moltbot skills test --workspace ./mb "I want a refund" "abc" "123456"`,
+   moltbot skills test --workspace ./mb "I want a refund" "abc" "123456"
+   moltbot skills eval --workspace ./mb eval.jsonl`,
 		Subcommands: []*cli.Command{{
 			Name: "list", Usage: "the presets (skills.presets); each skill's name, file and patterns; the tools the model is offered", Flags: flags(),
 			Action: func(c *cli.Context) error {
@@ -84,7 +90,11 @@ Examples:
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tFILE\tPATTERNS")
 					for _, s := range sk.Skills() {
-						fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(s.Patterns, " "))
+						pats := s.Patterns
+						if s.Intent != "" {
+							pats = append(slices.Clone(pats), "intent:"+s.Intent)
+						}
+						fmt.Fprintf(tw, "%s\tskills/%s\t%s\n", s.Name, s.File, strings.Join(pats, " "))
 					}
 					if err := tw.Flush(); err != nil {
 						return err
@@ -114,7 +124,14 @@ Examples:
 				if err != nil {
 					return err
 				}
-				return listFlows(c.App.Writer, set)
+				if err := listFlows(c.App.Writer, set); err != nil {
+					return err
+				}
+				in, err := openIntents(c)
+				if err != nil {
+					return err
+				}
+				return listIntents(c.App.Writer, in)
 			},
 		}, {
 			Name: "show", Usage: "a skill's file, patterns, models and limits", ArgsUsage: "NAME", Flags: flags(),
@@ -162,14 +179,47 @@ Examples:
 				if len(set.Flows) > 0 {
 					fmt.Fprintf(c.App.ErrWriter, "%d flow(s) loaded, %d note(s)\n", len(set.Flows), flowNotes)
 				}
-				if sk == nil {
-					return nil
-				}
-				defer sk.Close()
 				var cfg *configs.Config
 				if path := filepath.Join(c.String("workspace"), "moltbot.yaml"); fileExists(path) {
 					cfg, _ = configs.Load(path) // openSkills has loaded it once: it parses
 				}
+				// The intents: the file's own notes (few examples, an
+				// example of two intents), then their uses (a trigger, a
+				// skill or a bot naming an intent the file does not define).
+				in, err := openIntents(c)
+				if err != nil {
+					if sk != nil {
+						sk.Close()
+					}
+					return err
+				}
+				skIntents := map[string]string{}
+				if sk != nil {
+					for _, s := range sk.Skills() {
+						if s.Intent != "" {
+							skIntents[s.File] = s.Intent
+						}
+					}
+				}
+				var inNotes []string
+				if in != nil {
+					inNotes = append(inNotes, in.Notes...)
+				}
+				inNotes = append(inNotes, intentNotes(in, set, skIntents, cfg)...)
+				for _, n := range inNotes {
+					fmt.Fprintln(c.App.Writer, n)
+				}
+				if in != nil || len(inNotes) > 0 {
+					k := 0
+					if in != nil {
+						k = len(in.Intents)
+					}
+					fmt.Fprintf(c.App.ErrWriter, "%d intent(s) loaded, %d note(s)\n", k, len(inNotes))
+				}
+				if sk == nil {
+					return nil
+				}
+				defer sk.Close()
 				notes := 0
 				for _, s := range sk.Skills() {
 					src, err := os.ReadFile(filepath.Join(c.String("workspace"), "skills", s.File))
@@ -184,7 +234,7 @@ Examples:
 				fmt.Fprintf(c.App.ErrWriter, "%d skill(s) loaded, %d note(s)\n", len(sk.Skills()), notes)
 				return nil
 			},
-		}, {
+		}, evalCommand(), {
 			Name: "test", Usage: "run messages against the flows and skills, the simulator as the model", ArgsUsage: "MESSAGE...", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				if c.NArg() < 1 {
@@ -225,6 +275,23 @@ Examples:
 				msg := msgs[0]
 				w := c.App.Writer
 				name, matches := sk.Match(msg)
+				if name == "" {
+					// A skill that exports intent: takes a message of that
+					// intent, recognized with confidence.
+					in, err := openIntents(c)
+					if err != nil {
+						return err
+					}
+					if in != nil {
+						r := in.Classify(c.Context, msg, intent.Options{Stages: intent.UseRules | intent.UseNgram})
+						t := &moltbot.Turn{}
+						intent.Note(t, r)
+						if name = sk.MatchIntent(t.Notes, nil); name != "" {
+							fmt.Fprintf(w, "intent: %s (%s, %.2f)\n", r.Intent, r.Stage, r.Confidence)
+							matches = []*string{&msg}
+						}
+					}
+				}
 				if name == "" {
 					fmt.Fprintln(w, "no skill matches")
 					return nil

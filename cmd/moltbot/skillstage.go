@@ -13,8 +13,10 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
+	"github.com/moltbot/moltbot/skills/intent"
 	"github.com/moltbot/moltbot/skills/wire"
 )
 
@@ -56,6 +58,9 @@ type skillStage struct {
 	// before this one (a flow waiting for an answer takes the message
 	// before a skill's pattern can); loaded and reloaded with the skills.
 	flows *flow.Stage
+	// intents recognize the turn's intent (skills/intents.yaml), a stage
+	// first of all before the model; loaded and reloaded with the skills.
+	intents *intent.Stage
 }
 
 // newSkillStage is the stage of the skills of cfg.Dir, and of its flows,
@@ -63,11 +68,17 @@ type skillStage struct {
 func newSkillStage(cfg skills.Config, log *slog.Logger) *skillStage {
 	st := &skillStage{cfg: cfg, log: log}
 	st.flows = flow.NewStage(skillCaller{st}, log)
+	st.intents = intent.NewStage(log)
+	if cfg.Metrics != nil {
+		st.intents.Count = func(stage string) { cfg.Metrics.Inc(metrics.IntentTurns, stage) }
+	}
 	return st
 }
 
 // loaded reports whether there are skills or flows now.
-func (st *skillStage) loaded() bool { return st.cur.Load() != nil || !st.flows.Idle() }
+func (st *skillStage) loaded() bool {
+	return st.cur.Load() != nil || !st.flows.Idle() || !st.intents.Idle()
+}
 
 // Idle reports whether there are no skills now: the turn pipeline then
 // passes the stage by at no cost (actors.Idler).
@@ -138,14 +149,36 @@ func mcpServers(cfgs []configs.MCPServerConfig) []wire.MCPServer {
 	return out
 }
 
-// load reads skills/ again, the JavaScript skills (loadJS) then the flows
-// (loadFlows, which may call the skills just loaded); each that does not
-// load keeps what was in use, and the errors are joined.
+// load reads skills/ again, the JavaScript skills (loadJS), the intents
+// (loadIntents) then the flows (loadFlows, which may call the skills just
+// loaded); each that does not load keeps what was in use, and the errors
+// are joined.
 func (st *skillStage) load() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	jsErr := st.loadJS()
-	return errors.Join(jsErr, st.loadFlows())
+	inErr := st.loadIntents()
+	err := errors.Join(jsErr, inErr, st.loadFlows())
+	for _, n := range intentNotes(st.intents.Set(), st.flows.Flows(), st.skillIntents(), nil) {
+		st.log.Warn("intents", "note", n)
+	}
+	return err
+}
+
+// skillIntents are the intents the loaded JavaScript skills export, by
+// file.
+func (st *skillStage) skillIntents() map[string]string {
+	sk := st.cur.Load()
+	if sk == nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, s := range sk.Skills() {
+		if s.Intent != "" {
+			out[s.File] = s.Intent
+		}
+	}
+	return out
 }
 
 // loadJS reads skills/*.js again in a new worker and, when it loads, puts

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/skills/intent"
 	"github.com/urfave/cli/v2"
 )
 
@@ -195,7 +196,8 @@ func initCommand() *cli.Command {
 		Name:  "init",
 		Usage: "create a workspace: moltbot.yaml, data/ and skills/",
 		Description: `Writes WORKSPACE/moltbot.yaml (commented, from the embedded default preset, or
---preset demo) and creates WORKSPACE/data/ and WORKSPACE/skills/. An existing
+--preset demo) and creates WORKSPACE/data/ and WORKSPACE/skills/, with
+skills/intents.yaml (customer-service intents, kept if it exists). An existing
 moltbot.yaml is kept unless --force is given. It also creates an operator API
 key and writes it to WORKSPACE/admin.key (mode 0600, kept if it exists): the
 admin commands (keys, tenants, status, cluster) read it from the workspace.
@@ -272,6 +274,21 @@ Examples:
 				return fail(1, "write the admin credential: %v", err)
 			}
 			fmt.Fprintf(c.App.Writer, "created %s, %s/ and %s/\n", path, filepath.Join(ws, "data"), filepath.Join(ws, "skills"))
+			// The customer-service intents, kept when the file is there
+			// (--force rewrites moltbot.yaml only).
+			ip := filepath.Join(ws, intent.File)
+			if f, err := os.OpenFile(ip, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+				_, werr := f.Write(intent.DefaultYAML)
+				if cerr := f.Close(); werr == nil {
+					werr = cerr
+				}
+				if werr != nil {
+					return fail(1, "write %s: %v", ip, werr)
+				}
+				fmt.Fprintf(c.App.Writer, "wrote the customer-service intents to %s (moltbot skills eval measures them)\n", ip)
+			} else if !errors.Is(err, os.ErrExist) {
+				return fail(1, "%v", err)
+			}
 			if made {
 				fmt.Fprintf(c.App.Writer, "wrote the operator key to %s (mode 0600): moltbot keys, tenants and status use it\n", filepath.Join(ws, adminKeyFile))
 			}

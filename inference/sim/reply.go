@@ -210,7 +210,7 @@ func plan(o *Options, req *inference.Request) ([]inference.Delta, string, error)
 		var v []byte
 		if f.Type == moltbot.FormatJSONSchema && len(f.Schema) > 0 {
 			var err error
-			if v, err = SchemaValue(f.Schema, h); err != nil {
+			if v, err = SchemaValueFor(f.Schema, h, moltbot.LastUserText(msgs)); err != nil {
 				return nil, "", &RequestError{Param: "response_format", Msg: "response_format: " + err.Error()}
 			}
 		} else {

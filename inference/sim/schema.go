@@ -158,13 +158,51 @@ func appendJSON(b []byte, v any) []byte {
 
 // SchemaValue returns a JSON value that validates against schema (see the
 // top of this file for what is honoured), the same for the same seed.
-func SchemaValue(schema []byte, seed uint64) ([]byte, error) {
+func SchemaValue(schema []byte, seed uint64) ([]byte, error) { return SchemaValueFor(schema, seed, "") }
+
+// SchemaValueFor is SchemaValue for a prompt whose text is text (the last
+// user message): an enum of strings answers the value whose words the
+// text holds (the whole value first, "order_status" read as "order
+// status", then the most of its words), so that a classifier asked for
+// {"intent": enum} answers what the message says, deterministically; a
+// text that names none takes the seed's value.
+func SchemaValueFor(schema []byte, seed uint64, text string) ([]byte, error) {
 	root, err := decodeJSON(schema)
 	if err != nil {
 		return nil, err
 	}
-	g := &schemaGen{root: root}
+	g := &schemaGen{root: root, text: strings.ToLower(text)}
 	return g.value(nil, root, seed, "", 0, "")
+}
+
+// enumByText is the index of the string of list whose words text holds
+// best, or -1.
+func enumByText(list []any, text string) int {
+	if text == "" {
+		return -1
+	}
+	best, bestScore := -1, 0
+	for i, v := range list {
+		s, ok := v.(string)
+		if !ok || s == "" {
+			continue
+		}
+		phrase := strings.ToLower(strings.NewReplacer("_", " ", "-", " ").Replace(s))
+		score := 0
+		if strings.Contains(text, phrase) {
+			score = 1000 + len(phrase)
+		} else {
+			for _, w := range strings.Fields(phrase) {
+				if len(w) >= 3 && strings.Contains(text, w) {
+					score += len(w)
+				}
+			}
+		}
+		if score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	return best
 }
 
 // ToolArguments returns a tool call's arguments for the tool's parameters
@@ -209,7 +247,8 @@ func hasType(t any, name string) bool {
 
 type schemaGen struct {
 	root any
-	n    int // values made so far
+	n    int    // values made so far
+	text string // the prompt's text, lower case: an enum picks by it
 }
 
 // kw names keyword k of the schema at path in an error.
@@ -287,6 +326,9 @@ func (g *schemaGen) schema(b []byte, o *object, seed uint64, path string, depth 
 			if list = typed; len(list) == 0 {
 				return nil, fmt.Errorf("%s: no value of the schema's type", kw(path, "enum"))
 			}
+		}
+		if i := enumByText(list, g.text); i >= 0 {
+			return appendJSON(b, list[i]), nil
 		}
 		return appendJSON(b, list[seed%uint64(len(list))]), nil
 	}

@@ -355,3 +355,25 @@ func TestToolArguments(t *testing.T) {
 		}
 	}
 }
+
+// An enum of strings answers the value whose words the prompt's text
+// holds (the whole value first), else the seed's; the same each time.
+func TestSchemaEnumByText(t *testing.T) {
+	schema := []byte(`{"type":"object","properties":{"intent":{"type":"string","enum":["refund","order_status","cancel_order","fallback"]}},"required":["intent"]}`)
+	for _, c := range []struct{ text, want string }{
+		{"what is my ORDER status", `{"intent":"order_status"}`},
+		{"please cancel the order", `{"intent":"cancel_order"}`},
+		{"I want a refund", `{"intent":"refund"}`},
+		{"where is my order", `{"intent":"order_status"}`}, // a tie on "order": the first
+	} {
+		v, err := SchemaValueFor(schema, 7, c.text)
+		if err != nil || string(v) != c.want {
+			t.Errorf("%q: %s %v, want %s", c.text, v, err, c.want)
+		}
+	}
+	a, _ := SchemaValueFor(schema, 7, "nothing of the sort")
+	b, _ := SchemaValue(schema, 7)
+	if string(a) != string(b) {
+		t.Errorf("a text naming no value: %s, the seed's %s", a, b)
+	}
+}

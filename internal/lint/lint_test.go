@@ -130,7 +130,10 @@ var deps = map[string]allowed{
 	// YAML flows: a stage before the model over the domain's Turn (its
 	// skill nodes reach the JavaScript skills through an interface cmd
 	// fills in).
-	"skills/flow":    {code: []string{"."}},
+	"skills/flow": {code: []string{"."}},
+	// The intent recognizer: the cascade, the n-gram classifier, the
+	// stage (a BeforeModel wired in by cmd, first of the before list).
+	"skills/intent":  {code: []string{"."}, tests: []string{"inference", "inference/sim"}},
 	"skills/handoff": {code: []string{"."}},
 	// A fake MCP server (a command the tests build and run).
 	"internal/mcptest": {},
@@ -159,7 +162,7 @@ var owners = map[string][]string{
 	"github.com/MicahParks/keyfunc":      {"auth"},
 	"golang.org/x/time":                  {"auth"},
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
-	"gopkg.in/yaml.v3":                   {"configs", "skills/builtin", "skills/flow"}, // builtin: FAQ files, with their lines
+	"gopkg.in/yaml.v3":                   {"configs", "skills/builtin", "skills/flow", "skills/intent"}, // builtin: FAQ files, with their lines
 	"github.com/urfave/cli":              {"cmd"},
 	// goja only in the skills worker's process (docs/DESIGN.md): the
 	// node's binary never links it.
@@ -174,6 +177,9 @@ var owners = map[string][]string{
 	// CLI's ed25519 keys, registered as credentials (auth) and written as
 	// the CLI keeps them (the gateway's tests).
 	"golang.org/x/crypto": {"auth", "cmd/moltbot", "gateway", "test/acceptance"},
+	// The terminal chat's line editor and raw mode (`moltbot chat` on a
+	// terminal: editing, history).
+	"golang.org/x/term": {"cmd/moltbot"},
 }
 
 func root(t *testing.T) string {

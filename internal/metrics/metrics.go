@@ -74,6 +74,9 @@ var (
 	// SkillDuration times them.
 	SkillRuns     = &Family{"moltbot_skill_runs_total", []string{"skill", "outcome"}}
 	SkillDuration = &Family{"moltbot_skill_run_duration_seconds", []string{"skill"}}
+	// IntentTurns counts the turns the intent stage classified, by the
+	// stage that decided (rules, ngram, model, fallback).
+	IntentTurns = &Family{"moltbot_intent_turns_total", []string{"stage"}}
 )
 
 // LatencyBuckets are the `le` bounds (seconds) of every latency histogram.
@@ -135,6 +138,7 @@ var help = map[string]string{
 	"moltbot_cache_up":                        "Whether an output cache tier answers (0 while it is bypassed after failures).",
 	"moltbot_skill_runs_total":                "JavaScript skill runs, by skill and outcome (ok; error: the skill failed; deadline: stopped at its deadline; killed: its worker killed, not answering; memory: over its memory budget; busy: no worker free).",
 	"moltbot_skill_run_duration_seconds":      "JavaScript skill runs' duration, by skill, their model calls included.",
+	"moltbot_intent_turns_total":              "Turns the intent stage classified, by the stage that decided: rules, ngram, model, or fallback (none was confident).",
 }
 
 func init() { vm.ExposeMetadata(true) }

@@ -39,7 +39,7 @@ type Kind string
 
 // The node types.
 const (
-	Trigger Kind = "trigger" // starts the flow: patterns (RE2) or keywords match the user's message
+	Trigger Kind = "trigger" // starts the flow: patterns (RE2) or keywords match the user's message, or its intent is the turn's
 	Collect Kind = "collect" // asks for a slot and waits for the answer, validated by a pattern
 	Skill   Kind = "skill"   // calls a JavaScript skill by name; its reply goes into a var
 	LLM     Kind = "llm"     // calls the model with a template prompt; its reply goes into a var
@@ -83,6 +83,9 @@ type Node struct {
 	// trigger
 	patterns []*regexp.Regexp
 	keywords []string
+	// Intent: a trigger that fires when the turn's intent (the note the
+	// intent stage writes) is this one, recognized with confidence.
+	Intent string
 	// collect, skill, llm: the var set; collect's validator
 	Var     string
 	pattern *regexp.Regexp
@@ -122,13 +125,18 @@ func (n *Node) Ports() []string {
 	return []string{""}
 }
 
-// Patterns are a trigger's patterns and keywords, as written.
+// Patterns are a trigger's patterns and keywords, as written, and its
+// intent as intent:NAME.
 func (n *Node) Patterns() []string {
 	var out []string
 	for _, re := range n.patterns {
 		out = append(out, re.String())
 	}
-	return append(out, n.keywords...)
+	out = append(out, n.keywords...)
+	if n.Intent != "" {
+		out = append(out, "intent:"+n.Intent)
+	}
+	return out
 }
 
 // Node returns the node named id, or nil.

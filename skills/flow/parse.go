@@ -337,7 +337,12 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 				n.keywords[i] = strings.ToLower(kw)
 			}
 		case "intent":
-			return p.errf(v, at, "intents come with the intent recognizer (a later issue); start the flow with patterns or keywords")
+			if n.Intent, err = p.str(v, at); err != nil {
+				return err
+			}
+			if !validIntent(n.Intent) {
+				return p.errf(v, at, "%q: an intent's name is 1 to 64 of a-z, 0-9, '_', '-', '.' (skills/intents.yaml)", n.Intent)
+			}
 		case "var":
 			if n.Var, err = p.str(v, at); err != nil {
 				return err
@@ -397,8 +402,8 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 	}
 	switch n.Kind {
 	case Trigger:
-		if len(n.patterns) == 0 && len(n.keywords) == 0 {
-			return p.errf(m, at, "a trigger needs patterns or keywords")
+		if len(n.patterns) == 0 && len(n.keywords) == 0 && n.Intent == "" {
+			return p.errf(m, at, "a trigger needs patterns, keywords or an intent")
 		}
 	case Collect:
 		if !has["retries"] {
@@ -543,4 +548,22 @@ func (p *parser) unreachable() []string {
 		}
 	}
 	return notes
+}
+
+// validIntent: what skills/intent.ValidName takes (the flow does not
+// import the recognizer: it reads the turn's notes).
+func validIntent(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-' || c == '.') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -50,7 +50,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad pattern", head + "  - id: c\n    type: collect\n    with: {var: x, prompt: p, pattern: '(?<=a)b'}\n",
 			"f.yaml:6: nodes[1] (c).with.pattern: pattern \"(?<=a)b\""},
 		{"bad trigger pattern", "flow: f\nnodes:\n  - {id: t, type: trigger, with: {patterns: ['(a']}}\n", "f.yaml:3: nodes[0] (t).with.patterns: pattern \"(a\""},
-		{"intent", "flow: f\nnodes:\n  - {id: t, type: trigger, with: {intent: refund}}\n", "f.yaml:3: nodes[0] (t).with.intent: intents come"},
+		{"intent", "flow: f\nnodes:\n  - {id: t, type: trigger, with: {intent: Refund!}}\n", `f.yaml:3: nodes[0] (t).with.intent: "Refund!": an intent's name is`},
 		{"empty trigger", "flow: f\nnodes:\n  - {id: t, type: trigger}\n", "f.yaml:3: nodes[0] (t).with: a trigger needs"},
 		{"unknown skill", head + "  - {id: s, type: skill, with: {skill: nope}}\n", `f.yaml:4: nodes[1] (s).with.skill: no skill "nope" is loaded`},
 		{"retries", head + "  - {id: c, type: collect, with: {var: x, prompt: p, retries: many}}\n", `f.yaml:4: nodes[1] (c).with.retries: "many"`},

@@ -148,7 +148,7 @@ func (s *Stage) Run(ctx context.Context, t *moltbot.Turn) (*moltbot.Completion, 
 			if !t.Bot.HasSkill(fl.Name) { // a bot's turns start only the flows it names
 				continue
 			}
-			if trig, vars = fl.match(text); trig != nil {
+			if trig, vars = fl.match(text, t.Notes); trig != nil {
 				f = fl
 				break
 			}
@@ -204,9 +204,12 @@ func (s *Stage) current(t *moltbot.Turn) (*state, *Flow) {
 	return st, f
 }
 
-// match reports whether a trigger of f matches text: the trigger, and the
-// variables the flow starts with (its vars:, the trigger's named groups).
-func (f *Flow) match(text string) (*Node, map[string]string) {
+// match reports whether a trigger of f matches text (or, for a trigger
+// with an intent, the turn's notes say that intent was recognized with
+// confidence: intent is the name, intent.low is not "true"): the trigger,
+// and the variables the flow starts with (its vars:, the trigger's named
+// groups).
+func (f *Flow) match(text string, notes map[string]string) (*Node, map[string]string) {
 	lower := ""
 	for _, n := range f.triggers {
 		for _, re := range n.patterns {
@@ -229,6 +232,9 @@ func (f *Flow) match(text string) (*Node, map[string]string) {
 			if strings.Contains(lower, kw) {
 				return n, f.startVars()
 			}
+		}
+		if n.Intent != "" && notes["intent"] == n.Intent && notes["intent.low"] != "true" {
+			return n, f.startVars()
 		}
 	}
 	return nil, nil

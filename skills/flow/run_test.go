@@ -273,3 +273,34 @@ func TestRunStateTooLarge(t *testing.T) {
 		t.Errorf("capVar: %d bytes, valid %v", len(v), utf8.ValidString(v))
 	}
 }
+
+// TestIntentTrigger: a trigger with intent: fires when the turn's notes
+// say that intent was recognized with confidence, not when it was low.
+func TestIntentTrigger(t *testing.T) {
+	f, err := Parse("skills/flows/r.yaml", []byte("flow: r\nnodes:\n  - {id: t, type: trigger, with: {intent: refund}}\n  - {id: done, type: reply, with: {text: refund flow}}\nedges: [[t, done]]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Triggers()[0].Patterns(); len(got) != 1 || got[0] != "intent:refund" {
+		t.Fatalf("patterns %v", got)
+	}
+	s := NewStage(nil, nil)
+	s.Swap(&Set{Flows: []*Flow{f}})
+	run := func(notes map[string]string) *moltbot.Completion {
+		turn := &moltbot.Turn{Space: "default", Conversation: "c", Notes: notes,
+			Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "money back please"}}}
+		c, _, err := s.Run(context.Background(), turn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := run(map[string]string{"intent": "refund", "intent.stage": "ngram"}); c == nil || c.Content != "refund flow" {
+		t.Fatalf("a confident refund: %+v", c)
+	}
+	for _, notes := range []map[string]string{nil, {"intent": "order_status"}, {"intent": "refund", "intent.low": "true"}} {
+		if c := run(notes); c != nil {
+			t.Fatalf("notes %v started the flow: %+v", notes, c)
+		}
+	}
+}

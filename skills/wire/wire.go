@@ -118,6 +118,10 @@ type SkillInfo struct {
 	// Tool, when set, offers the skill to the model as a tool (its
 	// exports' tool: {description, parameters}).
 	Tool *ToolInfo `json:"tool,omitempty"`
+	// Intent, when set, selects the skill for a turn whose recognized
+	// intent it is (its exports' intent: 'refund'; skills/intents.yaml),
+	// as a pattern that matches does.
+	Intent string `json:"intent,omitempty"`
 	// Models is the skill's own alias -> model map (module.exports.models).
 	Models map[string]string `json:"models,omitempty"`
 	// ModelCalls is limits.model_calls: the callModel calls a run may
