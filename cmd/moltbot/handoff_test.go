@@ -587,3 +587,38 @@ handoff: {enabled: true, queue_timeout: 1h, agent_timeout: 1s}
 		t.Fatalf("after the agent's timeout: %q %q", reply, fr)
 	}
 }
+
+// With the intents `moltbot init` writes, two messages in a row that no
+// intent recognizes (intent.low) hand the conversation to a person, after
+// the model answered the second (skills/handoff TestTriggers: a
+// recognized one between resets the run).
+func TestHandoffAfterLowConfidence(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	n := startHandoffNode(t, ws, `server: {host: 127.0.0.1, port: 0}
+log: {level: info, format: json}
+auth: {enabled: false}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 3}}
+models: {primary: sim/sim}
+handoff: {enabled: true, queue_timeout: 1h}
+`, &toyChannel{})
+	code, body := authedDo(t, "POST", n.URL()+"/v1/conversations", "", `{}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var conv struct{ ID string }
+	json.Unmarshal([]byte(body), &conv)
+	if _, fr := sayTo(t, n, "", conv.ID, "zxqv blorp flarn quux"); fr != "stop" {
+		t.Fatalf("first low: %q", fr)
+	}
+	reply, fr := sayTo(t, n, "", conv.ID, "wibble frobnicate glork")
+	if fr != "handoff" || !strings.HasSuffix(reply, handoff.DefaultNotice) || reply == handoff.DefaultNotice {
+		t.Fatalf("second low: %q %q", reply, fr)
+	}
+	if q := listQueue(t, n, ""); len(q.Data) != 1 || q.Data[0].Reason != "low_confidence" {
+		t.Fatalf("queue %+v", q)
+	}
+}
