@@ -391,6 +391,9 @@ type Completion struct {
 	// (the model answered and the reply may be stored), or "" (the cache
 	// had no part: off, bypassed, a request that varies).
 	Cache string
+	// Citations are the sources the reply drew on (the knowledge-base
+	// stage's; citation.go), nil for none.
+	Citations []Citation
 }
 
 // Conversation is a stored dialogue with its context.
