@@ -74,6 +74,7 @@ Quick start:
 			clusterCommand(),
 			keysCommand(),
 			botsCommand(),
+			kbCommand(),
 			tenantsCommand(),
 			retentionCommand(),
 			cacheCommand(),

@@ -517,6 +517,13 @@ func (n *Node) Start() (err error) {
 	} else {
 		before = []actors.BeforeModel{presetBefore{n.presets}}
 	}
+	// The knowledge base last before the model: it answers only a miss
+	// (or lets the model go on), after every stage that answers itself.
+	kbStage, kbMgmt, err := n.startKB(cfg, store)
+	if err != nil {
+		return err
+	}
+	before = append(before, kbStage)
 	// A guard's output side outermost: it masks whatever reaches the
 	// user, each step of the tool loop and a cached reply alike.
 	around = append([]actors.AroundModel{presetAround{n.presets}}, around...)
@@ -611,7 +618,7 @@ func (n *Node) Start() (err error) {
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(rt, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
 		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
-	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots,
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots, KB: kbMgmt,
 		StorageHealth: store.Health}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,

@@ -164,8 +164,9 @@ func (st *Stage) context(found []Found) (string, []moltbot.Citation) {
 		b.WriteString("\n")
 		b.WriteString(text)
 		b.WriteString("\n")
-		cites = append(cites, moltbot.Citation{N: n, KB: f.KB, Document: f.Doc, Heading: f.HeadingPath(), Chunk: f.ID(),
-			Score: f.Score, Snippet: truncate(f.Text, moltbot.MaxSnippet)})
+		c := CitationOf(f)
+		c.N = n
+		cites = append(cites, c)
 	}
 	return b.String(), cites
 }
@@ -205,4 +206,10 @@ func (s *Store) Empty() bool {
 		}
 	}
 	return true
+}
+
+// CitationOf is the citation of a found chunk (N: its rank).
+func CitationOf(f Found) moltbot.Citation {
+	return moltbot.Citation{N: f.Rank, KB: f.KB, Document: f.Doc, Heading: f.HeadingPath(), Chunk: f.ID(),
+		Score: f.Score, Snippet: truncate(f.Text, moltbot.MaxSnippet)}
 }
