@@ -176,3 +176,19 @@ func (s *Server) kbSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, res)
 }
+
+// appendCitations adds the extension field "citations" to the JSON
+// object that ends b (a chat.completion, or a stream's finish chunk):
+// the sources the reply drew on (moltbot.Citation). Nothing without any.
+func appendCitations(b []byte, cites []moltbot.Citation) []byte {
+	if len(cites) == 0 || len(b) == 0 || b[len(b)-1] != '}' {
+		return b
+	}
+	js, err := json.Marshal(cites)
+	if err != nil {
+		return b
+	}
+	b = append(b[:len(b)-1], `,"citations":`...)
+	b = append(b, js...)
+	return append(b, '}')
+}
