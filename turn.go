@@ -132,6 +132,9 @@ type Event struct {
 	Err error
 	// Message is the stored message (EventMessage).
 	Message *Message
+	// Citations are the sources of the reply (EventCitation: one event,
+	// right before EventDone, when the reply has any).
+	Citations []Citation
 }
 
 // ModelFunc asks the model chain (through the failover router) for a
