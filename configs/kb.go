@@ -28,6 +28,11 @@ type KBConfig struct {
 	// NoAnswer is the reply of a miss (default: a short apology, in
 	// English and Chinese).
 	NoAnswer string `yaml:"no_answer"`
+	// MinCosine, when over 0 and the node embeds (models.embeddings),
+	// makes a search a hit on its vectors alone: the best chunk's cosine
+	// with the question at or over it (default 0: BM25's coverage
+	// decides; vectors still rank).
+	MinCosine float64 `yaml:"min_cosine"`
 	// ChunkRunes is the chunk size in characters (default 1200; a change
 	// reindexes every knowledge base when the node starts).
 	ChunkRunes int `yaml:"chunk_runes"`
@@ -50,6 +55,9 @@ func (c *Config) validateKB() []error {
 	}
 	if k.Threshold < 0 || k.Threshold > 1 {
 		add("threshold", "must be 0 to 1 (the share of the question the best chunk matches), got %v", k.Threshold)
+	}
+	if k.MinCosine < 0 || k.MinCosine > 1 {
+		add("min_cosine", "must be 0 to 1, got %v", k.MinCosine)
 	}
 	if k.OnMiss != "" && k.OnMiss != "answer" && k.OnMiss != "model" {
 		add("on_miss", `must be "answer" or "model", got %q`, k.OnMiss)

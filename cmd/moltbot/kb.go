@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/skills/kb"
@@ -26,18 +30,34 @@ const kbTag = 0x01
 // startKB opens the knowledge bases (storage.KB), shares them with the
 // cluster (every node holds every document) and returns the stage before
 // the model and what the management service needs.
-func (n *Node) startKB(cfg *configs.Config, db storage.Namespaces) (*kb.Stage, *manage.KB, error) {
+//
+// With an embedding chain (models.embeddings) the store embeds chunks
+// through rt (once it is set: Start, after the runtime) and the stage
+// fuses vectors with BM25.
+func (n *Node) startKB(cfg *configs.Config, db storage.Namespaces, rt *atomic.Pointer[actors.Runtime]) (*kb.Stage, *manage.KB, error) {
 	k := cfg.Skills.KB
-	st, err := kb.Open(kb.Config{KV: db.Namespace(storage.KB), MaxChunkRunes: k.ChunkRunes, Logger: n.Log})
+	var embed moltbot.EmbedFunc
+	if len(cfg.EmbedChain()) > 0 {
+		embed = func(ctx context.Context, req *moltbot.EmbedRequest) (*moltbot.Embeddings, error) {
+			r := rt.Load()
+			if r == nil {
+				return nil, moltbot.Errorf(moltbot.EUnavailable, "the runtime is not started")
+			}
+			return actors.EmbeddingsOf(r).Embed(ctx, req)
+		}
+	}
+	st, err := kb.Open(kb.Config{KV: db.Namespace(storage.KB), MaxChunkRunes: k.ChunkRunes, Logger: n.Log, Embed: embed})
 	if err != nil {
 		return nil, nil, err
 	}
+	n.kb = st
 	pub, err := n.sharePart(kbTag, st)
 	if err != nil {
 		return nil, nil, err
 	}
 	st.SetPublisher(pub)
-	stage := kb.NewStage(st, kb.StageConfig{Default: k.Default, K: k.TopK, Threshold: k.Threshold, OnMiss: k.OnMiss, NoAnswer: k.NoAnswer})
+	stage := kb.NewStage(st, kb.StageConfig{Default: k.Default, K: k.TopK, Threshold: k.Threshold, OnMiss: k.OnMiss, NoAnswer: k.NoAnswer,
+		MinCosine: k.MinCosine})
 	return stage, &manage.KB{Store: st, Threshold: k.Threshold}, nil
 }
 
@@ -257,9 +277,13 @@ Examples:
 						}
 						return tw.Flush()
 					}
-					fmt.Fprintln(tw, "KNOWLEDGE BASE\tDOCUMENTS\tCHUNKS\tBYTES")
+					fmt.Fprintln(tw, "KNOWLEDGE BASE\tDOCUMENTS\tCHUNKS\tBYTES\tVECTORS")
 					for _, b := range list {
-						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", b.Name, len(b.Docs), b.Chunks, b.Bytes)
+						vec := "-"
+						if b.EmbeddingModel != "" {
+							vec = fmt.Sprintf("%d (%s)", b.Vectors, b.EmbeddingModel)
+						}
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", b.Name, len(b.Docs), b.Chunks, b.Bytes, vec)
 					}
 					return tw.Flush()
 				},

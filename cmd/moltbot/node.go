@@ -35,6 +35,7 @@ import (
 	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/retention"
 	"github.com/moltbot/moltbot/skills"
+	"github.com/moltbot/moltbot/skills/kb"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/moltbot/moltbot/usage"
 	"golang.org/x/oauth2"
@@ -62,6 +63,7 @@ type Node struct {
 	skills   *skillStage       // the JS skills (their worker), nil without a workspace
 	presets  *presetStage      // skills.presets, as last built
 	bots     *skills.Bots      // the config's bots (bots:), swapped on a reload
+	kb       *kb.Store         // the knowledge bases (skills.kb; kb.go)
 	shared   *actors.SharedMux // what every member holds (nil alone): auth, usage, Node.sharePart's parts
 	rtRef    *atomic.Pointer[actors.Runtime]
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
@@ -519,10 +521,11 @@ func (n *Node) Start() (err error) {
 	}
 	// The knowledge base last before the model: it answers only a miss
 	// (or lets the model go on), after every stage that answers itself.
-	kbStage, kbMgmt, err := n.startKB(cfg, store)
+	kbStage, kbMgmt, err := n.startKB(cfg, store, &rtRef)
 	if err != nil {
 		return err
 	}
+	undo = append(undo, func() { n.kb.Close() })
 	before = append(before, kbStage)
 	// A guard's output side outermost: it masks whatever reaches the
 	// user, each step of the tool loop and a cached reply alike.
@@ -548,6 +551,7 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	rtRef.Store(rt)
+	n.kb.Start() // embeds through rt, when the node has an embedding chain
 	undo = append(undo, func() { rt.Shutdown(context.Background()) })
 	if cfg.Cluster.Bind != "" {
 		httpAddr := ln.Addr().String()
@@ -720,6 +724,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		if n.skills != nil {
 			n.skills.Close()
+		}
+		if n.kb != nil {
+			n.kb.Close() // its embedder writes vectors to pebble
 		}
 		if n.cache != nil {
 			n.cache.Close() // its last writes to pebble go before the store closes

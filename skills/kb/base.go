@@ -103,8 +103,11 @@ type Query struct {
 	Text string
 	// K is how many chunks to return (0: 4).
 	K int
-	// Vector is the query's embedding from b.Model, nil for none.
-	Vector []float32
+	// Vector is the query's embedding, nil for none; VectorModel the
+	// model that made it: a base whose vectors another model made ignores
+	// it.
+	Vector      []float32
+	VectorModel string
 }
 
 // Answer is a search's result: the chunks, best first, and how well the
@@ -130,7 +133,7 @@ func (b *Base) Search(q Query) Answer {
 		return Answer{}
 	}
 	var a Answer
-	if b.vec == nil || len(q.Vector) == 0 {
+	if b.vec == nil || len(q.Vector) == 0 || q.VectorModel != b.Model {
 		hits, cov := b.bm25.Search(q.Text, k)
 		a.Coverage = cov
 		for i, h := range hits {

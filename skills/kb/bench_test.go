@@ -21,7 +21,9 @@ func benchCorpus(tb testing.TB, n int) ([]Doc, []string) {
 	var vocab []string
 	seen := map[string]bool{}
 	for _, d := range exampleDocs(tb) {
-		for _, f := range strings.FieldsFunc(d.Text, func(r rune) bool { return !isCJK(r) && !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') }) {
+		for _, f := range strings.FieldsFunc(d.Text, func(r rune) bool {
+			return !isCJK(r) && !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+		}) {
 			var words []string
 			if strings.ContainsFunc(f, isCJK) {
 				for _, r := range f {

@@ -57,6 +57,10 @@ type StageConfig struct {
 	NoAnswer string
 	// MaxContextBytes bounds the sources' text in the context (0: 8 KiB).
 	MaxContextBytes int
+	// MinCosine, when over 0, makes a search a hit on its vectors alone:
+	// the best chunk's cosine with the question at or over it (when the
+	// node embeds; BM25's coverage decides otherwise).
+	MinCosine float64
 }
 
 // Stage is the knowledge-base stage over a Store.
@@ -114,11 +118,19 @@ func (st *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if len(q) > maxQuery {
 		q = truncate(q, maxQuery)
 	}
-	found, a, err := st.store.Search(t.Tenant, kbs, Query{Text: q, K: st.cfg.K})
+	query := Query{Text: q, K: st.cfg.K}
+	if m := st.store.VectorModel(); m != "" && t.Embed != nil {
+		// The question's vector, when the model of the chunks' answers;
+		// else BM25 alone (an embedding failure is no failed turn).
+		if res, err := t.Embed(ctx, &moltbot.EmbedRequest{Input: []string{q}}); err == nil && len(res.Vectors) == 1 && res.Served.String() == m {
+			query.Vector, query.VectorModel = res.Vectors[0], m
+		}
+	}
+	found, a, err := st.store.Search(t.Tenant, kbs, query)
 	if err != nil {
 		return nil, err
 	}
-	hit := len(found) > 0 && a.Coverage >= st.cfg.Threshold
+	hit := len(found) > 0 && (a.Coverage >= st.cfg.Threshold || (st.cfg.MinCosine > 0 && a.Cosine >= st.cfg.MinCosine))
 	t.Note(NoteHit, strconv.FormatBool(hit))
 	t.Note(NoteScore, strconv.FormatFloat(a.Coverage, 'f', 2, 64))
 	if !hit {

@@ -1,6 +1,7 @@
 package kb
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -148,6 +149,13 @@ type Store struct {
 	publish func([]byte)
 
 	buildMu sync.Mutex // one index build at a time
+
+	// The embedder (embed.go): nil embed, none.
+	embed     moltbot.EmbedFunc
+	vecModel  string // the model the last vectors came from (s.mu)
+	wake      chan struct{}
+	stopEmbed context.CancelFunc
+	embedDone chan struct{}
 }
 
 // Config configures a Store.
@@ -158,12 +166,19 @@ type Config struct {
 	Logger        *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Embed, when set, embeds chunks (the node's embedding chain): the
+	// store's bases get vectors in the background (Start), and searches
+	// with a query vector fuse them with BM25.
+	Embed moltbot.EmbedFunc
 }
 
 // Open reads the stored documents. A record that does not decode or
 // check is skipped and logged, not fatal: the others serve.
 func Open(cfg Config) (*Store, error) {
-	s := &Store{kv: cfg.KV, maxRunes: cfg.MaxChunkRunes, log: cfg.Logger, now: cfg.Now, bases: map[string]*base{}}
+	s := &Store{kv: cfg.KV, maxRunes: cfg.MaxChunkRunes, log: cfg.Logger, now: cfg.Now, bases: map[string]*base{}, embed: cfg.Embed}
+	if s.embed != nil {
+		s.wake = make(chan struct{}, 1)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -172,6 +187,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	bad := 0
 	err := s.kv.Scan(func(key string, val []byte) bool {
+		if strings.HasPrefix(key, vecPrefix) {
+			return true // a chunk's vector (embed.go)
+		}
 		var r record
 		if json.Unmarshal(val, &r) != nil || r.check(s.now()) != nil || r.key() != key {
 			bad++
@@ -185,6 +203,11 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if bad > 0 {
 		s.log.Warn("knowledge-base records that do not decode were skipped", "records", bad)
+	}
+	if s.embed != nil {
+		if m, ok, _ := s.kv.Get(vecModelKey); ok {
+			s.vecModel = string(m)
+		}
 	}
 	return s, nil
 }
@@ -208,6 +231,7 @@ func (s *Store) put(r *record) {
 	mem := *r
 	b.docs[r.Doc] = &mem
 	b.built = nil
+	s.poke()
 	if r.Ver > s.lastVer {
 		s.lastVer = r.Ver
 	}
@@ -364,6 +388,10 @@ type BaseInfo struct {
 	Docs   []DocInfo `json:"documents"`
 	Chunks int       `json:"chunks"`
 	Bytes  int       `json:"bytes"`
+	// Vectors counts the chunks with an embedding, from EmbeddingModel
+	// (none without an embedding chain, or until the embedder got there).
+	Vectors        int    `json:"vectors"`
+	EmbeddingModel string `json:"embedding_model,omitempty"`
 }
 
 // List describes space's knowledge bases (kb "": all of them), sorted by
@@ -386,6 +414,16 @@ func (s *Store) List(space, kb string) []BaseInfo {
 		if built != nil {
 			info.Chunks = len(built.Parts)
 		}
+		s.mu.Lock()
+		if b := s.bases[space+"/"+name]; b != nil && b.built != nil && b.built.vec != nil {
+			info.EmbeddingModel = b.built.Model
+			for _, h := range b.built.vec.has {
+				if h {
+					info.Vectors++
+				}
+			}
+		}
+		s.mu.Unlock()
 		s.mu.Lock()
 		if b := s.bases[space+"/"+name]; b != nil {
 			for _, r := range b.docs {
@@ -445,6 +483,7 @@ func (s *Store) index(space, kb string) (*Base, error) {
 		b.built = built
 	}
 	s.mu.Unlock()
+	s.poke() // the new index has no vectors yet
 	return built, nil
 }
 
@@ -537,4 +576,12 @@ func (s *Store) Search(space string, kbs []string, q Query) ([]Found, Answer, er
 type Found struct {
 	KB string
 	Result
+}
+
+// VectorModel is the embedding model of the store's vectors ("": none
+// yet): a query vector helps only when this model made it.
+func (s *Store) VectorModel() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vecModel
 }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot/internal/testutil"
+)
+
+// A node with an embedding chain (the simulator's embeddings): documents
+// added with moltbot kb add get vectors in the background, and a turn's
+// search fuses them with BM25 and still cites its sources.
+func TestKBNodeWithEmbeddings(t *testing.T) {
+	ws := t.TempDir()
+	port := testutil.FreePort(t)
+	n, _ := startNodeIn(t, ws, fmt.Sprintf(`server: {host: 127.0.0.1, port: %d}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 1ms, itl: 0s, tokens: 4}}
+models:
+  primary: sim/sim
+  embeddings: {primary: sim/sim}
+skills: {kb: {default: [support], top_k: 3}}
+`, port), slog.LevelWarn)
+	docs := filepath.Join("..", "..", "examples", "kb", "lumen")
+	if code, out, e := runCLI(t, "", "kb", "add", "--url", n.URL(), "support", docs); code != 0 {
+		t.Fatalf("kb add: %d %s %s", code, out, e)
+	}
+	testutil.Eventually(t, 20*time.Second, "every chunk embedded", func() bool {
+		resp, err := http.Get(n.URL() + "/v1/admin/kb/support")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var info struct {
+			Chunks, Vectors int
+			Model           string `json:"embedding_model"`
+		}
+		json.NewDecoder(resp.Body).Decode(&info)
+		return info.Chunks > 0 && info.Vectors == info.Chunks && info.Model == "sim/sim"
+	})
+	code, body := post(t, n.URL()+"/v1/chat/completions", `{"model":"moltbot","messages":[{"role":"user","content":"怎么查物流"}]}`)
+	var comp struct {
+		Citations []struct{ Document string }
+	}
+	if code != 200 || json.Unmarshal(body, &comp) != nil || len(comp.Citations) != 3 {
+		t.Fatalf("a completion: %d %s", code, body)
+	}
+	found := false
+	for _, c := range comp.Citations {
+		found = found || c.Document == "zh-配送.md"
+	}
+	if !found {
+		t.Fatalf("the shipping document is not among the sources: %s", body)
+	}
+	if code, out, _ := runCLI(t, "", "kb", "list", "--url", n.URL()); code != 0 || !strings.Contains(out, "support") {
+		t.Fatalf("kb list: %d %s", code, out)
+	}
+}
