@@ -358,3 +358,27 @@ func escapeDocPath(doc string) string {
 	}
 	return strings.Join(segs, "/")
 }
+
+// kbSearch answers a JavaScript skill's context.search(name, query, k)
+// for turn t: knowledge base name of t's tenant, which t's bot (if any)
+// must name.
+func (n *Node) kbSearch(ctx context.Context, t *moltbot.Turn, name, query string, k int) ([]moltbot.Citation, error) {
+	st := n.kb
+	switch {
+	case st == nil:
+		return nil, errors.New("this node has no knowledge bases")
+	case t.Tenant == "":
+		return nil, errors.New("this turn has no tenant")
+	case t.Bot != nil && !slicesContains(t.Bot.KnowledgeBases, name):
+		return nil, fmt.Errorf("bot %s does not name knowledge base %q (its knowledge_bases:)", t.Bot.Name, name)
+	}
+	found, _, err := st.Search(t.Tenant, []string{name}, kb.Query{Text: query, K: k})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]moltbot.Citation, len(found))
+	for i, f := range found {
+		out[i] = kb.CitationOf(f)
+	}
+	return out, nil
+}

@@ -497,6 +497,7 @@ func (n *Node) Start() (err error) {
 	if n.Workspace != "" {
 		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
 		scfg.KV, scfg.Metrics, scfg.Logger = store.Namespace(storage.Skills), met, n.Log
+		scfg.Search = n.kbSearch // context.search, over the knowledge bases opened below
 		st := newSkillStage(scfg, n.Log)
 		err := st.load()
 		if errors.Is(err, skills.ErrNoWorker) {
