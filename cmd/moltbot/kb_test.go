@@ -62,3 +62,23 @@ skills: {kb: {default: [support], top_k: 3}}
 		t.Fatalf("kb list: %d %s", code, out)
 	}
 }
+
+// A JavaScript skill's context.search reaches the node's knowledge
+// bases, of the turn's tenant.
+func TestKBSearchFromASkill(t *testing.T) {
+	bin := buildSkillsWorker(t)
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	writeSkill(t, ws, "ask.js", "module.exports = {name: 'ask', patterns: [/^ask: (.+)$/], handler: async (c) => {\n"+
+		"  const r = await c.search('support', c.matches[1], 1);\n"+
+		"  return r.length ? `${r[0].document} > ${r[0].heading}` : 'nothing' }};\n")
+	n, _ := startSkillsNodeWith(t, ws, bin, "timeout: 30s")
+	if code, out, e := runCLI(t, "", "kb", "add", "--url", n.URL(), "support", filepath.Join("..", "..", "examples", "kb", "lumen")); code != 0 {
+		t.Fatalf("kb add: %d %s %s", code, out, e)
+	}
+	if _, reply := askNode(t, n, "ask: 网关怎么恢复出厂设置"); reply != "zh-保修.md > 保修政策 > 智能网关 H1 常见问题" {
+		t.Fatalf("reply %q", reply)
+	}
+}
