@@ -117,6 +117,9 @@ type Answer struct {
 	Results  []Result
 	Coverage float64
 	Cosine   float64
+	// Bases counts the knowledge bases searched that hold documents
+	// (Store.Search).
+	Bases int
 }
 
 // candidates is how many chunks each ranking gives to the fusion.

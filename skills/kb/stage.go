@@ -23,7 +23,8 @@ import (
 // to the model's context, numbered ([1], [2], ...) in a system message,
 // and sets them as the turn's citations (the reply carries them). On a
 // miss it answers StageConfig.NoAnswer without the model, or, with
-// OnMiss "model", lets the model answer without sources.
+// OnMiss "model", lets the model answer without sources. A turn whose
+// knowledge bases hold no document (in its tenant) passes, with no note.
 
 // Notes the stage writes.
 const (
@@ -130,6 +131,12 @@ func (st *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if err != nil {
 		return nil, err
 	}
+	if a.Bases == 0 {
+		// None of the bases it names holds a document (not made yet, all
+		// removed, a name misspelt): no search happened, so no miss, and
+		// the model answers as without a knowledge base.
+		return nil, nil
+	}
 	hit := len(found) > 0 && (a.Coverage >= st.cfg.Threshold || (st.cfg.MinCosine > 0 && a.Cosine >= st.cfg.MinCosine))
 	t.Note(NoteHit, strconv.FormatBool(hit))
 	t.Note(NoteScore, strconv.FormatFloat(a.Coverage, 'f', 2, 64))
@@ -208,16 +215,12 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// Empty reports whether the store holds no document at all.
+// Empty reports whether the store holds no document at all (O(1): every
+// turn asks).
 func (s *Store) Empty() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, b := range s.bases {
-		if live(b) > 0 {
-			return false
-		}
-	}
-	return true
+	return s.live == 0
 }
 
 // CitationOf is the citation of a found chunk (N: its rank).

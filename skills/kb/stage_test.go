@@ -67,8 +67,14 @@ func TestStage(t *testing.T) {
 	t.Run("other tenant", func(t *testing.T) {
 		tr := turnOf("acme:2", bot, "退款多久到账？") // the tenant made again: another space
 		c, _ := st.BeforeModel(ctx, tr, nil)
-		if c == nil || tr.Notes[NoteHit] != "false" || tr.Citations != nil {
-			t.Fatalf("another space's turn found the documents: %v", tr.Notes)
+		if c != nil || tr.Notes != nil || tr.Citations != nil || len(tr.Messages) != 2 {
+			t.Fatalf("another space's turn found the documents, or a base it lacks answered: %v %v", c, tr.Notes)
+		}
+	})
+	t.Run("no such base", func(t *testing.T) {
+		tr := turnOf("acme:1", &moltbot.Bot{Name: "b", KnowledgeBases: []string{"missing"}}, "Who won the world cup?")
+		if c, err := st.BeforeModel(ctx, tr, nil); c != nil || err != nil || tr.Notes != nil {
+			t.Fatalf("a base without documents: %v %v %v", c, err, tr.Notes)
 		}
 	})
 	t.Run("no knowledge base", func(t *testing.T) {

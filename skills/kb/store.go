@@ -145,6 +145,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	bases   map[string]*base // by space + "/" + kb
+	live    int              // documents not deleted, of every base (Empty)
 	lastVer int64
 	publish func([]byte)
 
@@ -229,6 +230,12 @@ func (s *Store) put(r *record) {
 		s.bases[bk] = b
 	}
 	mem := *r
+	if old := b.docs[r.Doc]; old != nil && !old.Deleted {
+		s.live--
+	}
+	if !r.Deleted {
+		s.live++
+	}
 	b.docs[r.Doc] = &mem
 	b.built = nil
 	s.poke()
@@ -525,6 +532,9 @@ func (s *Store) Search(space string, kbs []string, q Query) ([]Found, Answer, er
 			continue
 		}
 		a := b.Search(q)
+		if len(b.Parts) > 0 {
+			all.Bases++
+		}
 		all.Coverage = max(all.Coverage, a.Coverage)
 		all.Cosine = max(all.Cosine, a.Cosine)
 		rs = append(rs, ranked{name, a})

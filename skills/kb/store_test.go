@@ -68,8 +68,14 @@ func TestStorePutSearchDelete(t *testing.T) {
 	kv := newMemKV()
 	s := openStore(t, kv)
 	docs := exampleDocs(t)
+	if !s.Empty() {
+		t.Fatal("a new store is not empty")
+	}
 	if err := s.Put("acme:x1", "support", docs); err != nil {
 		t.Fatal(err)
+	}
+	if s.Empty() {
+		t.Fatal("a store with documents is empty")
 	}
 	found, a, err := s.Search("acme:x1", []string{"support"}, Query{Text: "退款多久到账"})
 	if err != nil || len(found) == 0 || a.Coverage < DefaultThreshold {
@@ -105,6 +111,9 @@ func TestStorePutSearchDelete(t *testing.T) {
 	}
 	if l := openStore(t, kv).List("acme:x1", ""); len(l) != 0 {
 		t.Fatalf("a deleted base is listed after a restart: %+v", l)
+	}
+	if !s2.Empty() || !openStore(t, kv).Empty() {
+		t.Fatalf("a store whose documents were all deleted is not empty")
 	}
 }
 
