@@ -290,8 +290,11 @@ func FuzzStoreMerge(f *testing.F) {
 	r := record{Space: "acme", KB: "kb", Doc: "a.md", Ver: 1, Text: "hi", Hash: hashOf("hi")}
 	b, _ := json.Marshal(change{Doc: &r})
 	f.Add(b)
-	m, _ := json.Marshal(change{Manifest: []entry{{Space: "acme", KB: "kb", Doc: "a.md", Ver: 2}}})
+	m, _ := json.Marshal(change{Base: &manifest{Space: "acme", KB: "kb", Docs: []entry{{Doc: "a.md", Ver: 2}, {Doc: "mine.md", Ver: 1}}}})
 	f.Add(m)
+	d, _ := json.Marshal(change{Digest: []digest{{Space: "acme", KB: "kb", N: 1, D: "00"}, {Space: "other", KB: "x", N: 3, D: "ff"}}})
+	f.Add(d)
+	f.Add([]byte(`{"empty":{}}`))
 	f.Add([]byte(`{"doc":{"s":"x","kb":"y","doc":"z","v":1,"del":true}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, _ := Open(Config{KV: newMemKV()})
@@ -311,4 +314,44 @@ func FuzzStoreMerge(f *testing.F) {
 		}
 		s.Search("acme", []string{"kb"}, Query{Text: "mine"})
 	})
+}
+
+// The digest stays small whatever the documents: a count and a hash per
+// base. Two nodes that each missed the other's writes converge through
+// one exchange each way, with nothing else.
+func TestStoreDigestConverges(t *testing.T) {
+	c := newCluster(t, 2)
+	var docs []Doc
+	for i := range 300 {
+		docs = append(docs, Doc{Name: "d" + itoa(i) + ".md", Text: "# T\n\ntext " + itoa(i)})
+	}
+	if err := c.stores[0].Put("acme", "big", docs); err != nil {
+		t.Fatal(err)
+	}
+	c.stores[1].Put("acme", "small", []Doc{{Name: "only-on-1.md", Text: "hello"}})
+	c.stores[1].Put("acme", "big", []Doc{{Name: "d7.md", Text: "node 1's newer d7"}})
+	c.mu.Lock()
+	c.queue = nil // every change lost
+	c.mu.Unlock()
+	if n := len(c.stores[0].State()); n > 200 {
+		t.Fatalf("a digest of one base of 300 documents takes %d bytes", n)
+	}
+	for round := 0; round < 10; round++ {
+		c.stores[1].Merge(c.stores[0].State())
+		c.deliver(t, nil)
+		c.stores[0].Merge(c.stores[1].State())
+		c.deliver(t, nil)
+	}
+	if a, b := string(c.stores[0].State()), string(c.stores[1].State()); a != b {
+		t.Fatalf("the digests differ after the exchange:\n%s\n%s", a, b)
+	}
+	for i, s := range c.stores {
+		f, _, _ := s.Search("acme", []string{"big"}, Query{Text: "node 1's newer d7"})
+		if len(f) == 0 || f[0].Doc != "d7.md" || f[0].Text != "node 1's newer d7" {
+			t.Fatalf("node %d: the newer d7 did not win: %+v", i, f)
+		}
+		if l := s.List("acme", ""); len(l) != 2 || len(l[0].Docs) != 300 || len(l[1].Docs) != 1 {
+			t.Fatalf("node %d holds %+v", i, l)
+		}
+	}
 }
