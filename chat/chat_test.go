@@ -18,10 +18,10 @@ import (
 type fakeRuntime struct {
 	cache     string             // the Completion.Cache its replies say
 	citations []moltbot.Citation // the Completion.Citations its replies carry
-	mu     sync.Mutex
-	convs  map[string]*moltbot.Conversation
-	tokens int
-	turns  int
+	mu        sync.Mutex
+	convs     map[string]*moltbot.Conversation
+	tokens    int
+	turns     int
 	// canceled receives the turn's context error when fn refuses a token.
 	canceled  chan error
 	followers []func(moltbot.Event)
