@@ -5,9 +5,12 @@ import (
 	"unicode/utf8"
 )
 
-// ChunkerVersion names the chunker's rules: stored with each knowledge
-// base's index, a change (another version, another MaxChunkRunes) makes
-// every node index its documents again.
+// ChunkerVersion names the chunker's rules (shown with each knowledge
+// base). No index is stored: every node builds its indexes from the
+// documents when it starts, so a build with other rules (or another
+// skills.kb.chunk_runes) reindexes by itself; vectors are kept by their
+// chunk's text, so changed chunks are embedded again and unchanged ones
+// are not.
 const ChunkerVersion = 1
 
 // Chunk is a piece of a document that a search finds: the text under one

@@ -399,6 +399,9 @@ type BaseInfo struct {
 	// (none without an embedding chain, or until the embedder got there).
 	Vectors        int    `json:"vectors"`
 	EmbeddingModel string `json:"embedding_model,omitempty"`
+	// Chunker is the ChunkerVersion the index was built with (always
+	// this build's: indexes are built from the documents at start).
+	Chunker int `json:"chunker_version"`
 }
 
 // List describes space's knowledge bases (kb "": all of them), sorted by
@@ -417,7 +420,7 @@ func (s *Store) List(space, kb string) []BaseInfo {
 	out := make([]BaseInfo, 0, len(names))
 	for _, name := range names {
 		built, _ := s.index(space, name)
-		info := BaseInfo{Name: name}
+		info := BaseInfo{Name: name, Chunker: ChunkerVersion}
 		if built != nil {
 			info.Chunks = len(built.Parts)
 		}
