@@ -198,8 +198,16 @@ func (s *Store) mergeDoc(r *record) (int, error) {
 	if !r.newer(old) {
 		return 0, nil
 	}
-	if !r.Deleted && live(b)+1 > MaxDocs && (old == nil || old.Deleted) {
-		return 0, fmt.Errorf("%w: knowledge base %s would hold more than %d documents", errRefused, r.KB, MaxDocs)
+	if !r.Deleted {
+		n, size := live(b), len(r.Text)
+		if old == nil || old.Deleted {
+			n++
+		} else {
+			size -= len(old.Text)
+		}
+		if err := s.fits(r.Space, r.KB, b, n, size); err != nil {
+			return 0, fmt.Errorf("%w: %v", errRefused, err)
+		}
 	}
 	val, _ := json.Marshal(r)
 	if err := s.kv.Put(r.key(), val); err != nil {

@@ -37,6 +37,11 @@ const (
 	MaxDocName = 200
 	// MaxBases bounds the knowledge bases of a space.
 	MaxBases = 64
+	// MaxBaseBytes bounds the text of one knowledge base, MaxSpaceBytes
+	// that of a tenant's: every node holds the text in memory (with its
+	// chunks and index, about three times as much), on a 512 MB device.
+	MaxBaseBytes  = 16 << 20
+	MaxSpaceBytes = 32 << 20
 	// MaxClockSkew bounds a version from another node: one further in the
 	// future than this is refused (it would beat every later change).
 	MaxClockSkew = 5 * time.Minute
@@ -273,12 +278,19 @@ func (s *Store) Put(space, kb string, docs []Doc) error {
 	}
 	s.mu.Lock()
 	bk := space + "/" + kb
-	if b := s.bases[bk]; b == nil && s.spaceBases(space) >= MaxBases {
+	b := s.bases[bk]
+	n, size := live(b), 0
+	for _, d := range docs {
+		if old := docOf(b, d.Name); old != nil && !old.Deleted {
+			size -= len(old.Text)
+		} else {
+			n++
+		}
+		size += len(d.Text)
+	}
+	if err := s.fits(space, kb, b, n, size); err != nil {
 		s.mu.Unlock()
-		return moltbot.Errorf(moltbot.ETooLarge, "a tenant has at most %d knowledge bases", MaxBases)
-	} else if live(b)+len(docs) > MaxDocs {
-		s.mu.Unlock()
-		return moltbot.Errorf(moltbot.ETooLarge, "knowledge base %q would hold more than %d documents", kb, MaxDocs)
+		return err
 	}
 	var out [][]byte
 	for _, d := range docs {
@@ -295,6 +307,50 @@ func (s *Store) Put(space, kb string, docs []Doc) error {
 	s.send(pub, out)
 	_, err := s.index(space, kb)
 	return err
+}
+
+// docOf is b's document name, or nil.
+func docOf(b *base, name string) *record {
+	if b == nil {
+		return nil
+	}
+	return b.docs[name]
+}
+
+// fits checks the limits for base kb of space (b, nil when new) holding n
+// documents and size bytes more of text (s.mu held).
+func (s *Store) fits(space, kb string, b *base, n, size int) error {
+	if live(b) == 0 && s.spaceBases(space) >= MaxBases {
+		return moltbot.Errorf(moltbot.ETooLarge, "a tenant has at most %d knowledge bases", MaxBases)
+	}
+	if n > MaxDocs {
+		return moltbot.Errorf(moltbot.ETooLarge, "knowledge base %q would hold %d documents; at most %d", kb, n, MaxDocs)
+	}
+	if base := liveBytes(b) + size; base > MaxBaseBytes {
+		return moltbot.Errorf(moltbot.ETooLarge, "knowledge base %q would hold %d bytes of text; at most %d", kb, base, MaxBaseBytes)
+	}
+	total := size
+	for k, o := range s.bases {
+		if sp, _ := splitKey(k); sp == space {
+			total += liveBytes(o)
+		}
+	}
+	if total > MaxSpaceBytes {
+		return moltbot.Errorf(moltbot.ETooLarge, "the tenant's knowledge bases would hold %d bytes of text; at most %d", total, MaxSpaceBytes)
+	}
+	return nil
+}
+
+// liveBytes is the text of b's documents that are not deleted.
+func liveBytes(b *base) int {
+	if b == nil {
+		return 0
+	}
+	n := 0
+	for _, r := range b.docs {
+		n += len(r.Text)
+	}
+	return n
 }
 
 // live counts b's documents that are not deleted.

@@ -355,3 +355,35 @@ func TestStoreDigestConverges(t *testing.T) {
 		}
 	}
 }
+
+// The limits on a base's documents and bytes hold for writes here and
+// from other nodes alike; a replacement counts once.
+func TestStoreLimits(t *testing.T) {
+	s := openStore(t, newMemKV())
+	var docs []Doc
+	for i := range MaxDocs {
+		docs = append(docs, Doc{Name: "d" + itoa(i), Text: "x"})
+	}
+	if err := s.Put("t", "kb", docs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put("t", "kb", []Doc{{Name: "d0", Text: "replaced"}}); err != nil {
+		t.Fatalf("a replacement at the limit: %v", err)
+	}
+	if err := s.Put("t", "kb", []Doc{{Name: "one-more", Text: "x"}}); moltbot.ErrorCode(err) != moltbot.ETooLarge {
+		t.Fatalf("one document over %d: %v", MaxDocs, err)
+	}
+	r := record{Space: "t", KB: "kb", Doc: "from-a-peer", Ver: time.Now().UnixNano(), Text: "x", Hash: hashOf("x")}
+	b, _ := json.Marshal(change{Doc: &r})
+	if n, err := s.Merge(b); n != 0 || !errors.Is(err, errRefused) {
+		t.Fatalf("a peer's document over the limit: %d %v", n, err)
+	}
+	big := strings.Repeat("长", MaxDocBytes/3-1)
+	var bigs []Doc
+	for i := 0; len(bigs)*len(big) <= MaxBaseBytes; i++ {
+		bigs = append(bigs, Doc{Name: "big" + itoa(i), Text: big})
+	}
+	if err := s.Put("t", "bytes", bigs); moltbot.ErrorCode(err) != moltbot.ETooLarge || !strings.Contains(err.Error(), "bytes of text") {
+		t.Fatalf("a base over %d bytes: %v", MaxBaseBytes, err)
+	}
+}
