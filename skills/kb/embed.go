@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -140,10 +139,12 @@ func (s *Store) embedBase(ctx context.Context, built *Base, model string) (*Base
 	return &c, model, nil
 }
 
-// Start runs the embedder (nothing without Config.Embed): every base
-// that changed gets its vectors, in the background, until Close.
+// Start runs the indexer until Close: every base that changed is indexed
+// again in the background (a turn then rarely builds one itself: only
+// when it searches before the indexer got there), and, with
+// Config.Embed, gets its vectors.
 func (s *Store) Start() {
-	if s.embed == nil {
+	if s.stopEmbed != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -182,14 +183,15 @@ func (s *Store) poke() {
 	}
 }
 
-// embedAll embeds every base that has no vectors yet. A failure (no
-// embedding model answers) leaves BM25 alone and is tried again at the
-// next change, or after a minute.
+// embedAll indexes every base that changed and, with an embedder, embeds
+// every base that has no vectors yet. An embedding failure (no model
+// answers) leaves BM25 alone and is tried again at the next change, or
+// after a minute.
 func (s *Store) embedAll(ctx context.Context) {
 	s.mu.Lock()
 	var keys []string
 	for k, b := range s.bases {
-		if live(b) > 0 && (b.built == nil || b.built.vec == nil) {
+		if live(b) > 0 && (b.built == nil || (s.embed != nil && b.built.vec == nil)) {
 			keys = append(keys, k)
 		}
 	}
@@ -197,9 +199,12 @@ func (s *Store) embedAll(ctx context.Context) {
 	s.mu.Unlock()
 	failed := false
 	for _, k := range keys {
-		space, name, _ := strings.Cut(k, "/")
+		if ctx.Err() != nil {
+			return
+		}
+		space, name := splitKey(k)
 		built, err := s.index(space, name)
-		if err != nil || built == nil {
+		if err != nil || built == nil || s.embed == nil {
 			continue
 		}
 		ectx, cancel := context.WithTimeout(ctx, embedTimeout)

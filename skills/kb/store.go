@@ -182,9 +182,7 @@ type Config struct {
 // check is skipped and logged, not fatal: the others serve.
 func Open(cfg Config) (*Store, error) {
 	s := &Store{kv: cfg.KV, maxRunes: cfg.MaxChunkRunes, log: cfg.Logger, now: cfg.Now, bases: map[string]*base{}, embed: cfg.Embed}
-	if s.embed != nil {
-		s.wake = make(chan struct{}, 1)
-	}
+	s.wake = make(chan struct{}, 1)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

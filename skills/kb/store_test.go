@@ -387,3 +387,22 @@ func TestStoreLimits(t *testing.T) {
 		t.Fatalf("a base over %d bytes: %v", MaxBaseBytes, err)
 	}
 }
+
+// Started, the store indexes a changed base in the background: a turn
+// need not build it.
+func TestStoreIndexesInTheBackground(t *testing.T) {
+	s := openStore(t, newMemKV())
+	s.Start()
+	defer s.Close()
+	r := record{Space: "acme", KB: "kb", Doc: "a.md", Ver: time.Now().UnixNano(), Text: "# Refunds\n\nfive days", Hash: hashOf("# Refunds\n\nfive days")}
+	b, _ := json.Marshal(change{Doc: &r})
+	if n, err := s.Merge(b); n != 1 || err != nil {
+		t.Fatal(n, err)
+	}
+	waitFor(t, "the base indexed", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		bb := s.bases["acme/kb"]
+		return bb != nil && bb.built != nil && len(bb.built.Parts) == 1
+	})
+}
