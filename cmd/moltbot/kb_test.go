@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,5 +81,49 @@ func TestKBSearchFromASkill(t *testing.T) {
 	}
 	if _, reply := askNode(t, n, "ask: 网关怎么恢复出厂设置"); reply != "zh-保修.md > 保修政策 > 智能网关 H1 常见问题" {
 		t.Fatalf("reply %q", reply)
+	}
+}
+
+// moltbot kb add checks every file before it sends anything, and says
+// what is wrong; kb rm and search check their arguments.
+func TestKBAddRefuses(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.md", []byte("# ok\n\ntext"))
+	bin := write("bin.md", []byte{0xff, 0xfe, 0})
+	big := write("big.md", []byte(strings.Repeat("x", 512<<10+1)))
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o700)
+	write("a/same.md", []byte("a"))
+	write("b/same.md", []byte("b"))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kb", "add", "--url", "http://127.0.0.1:1", "bad/name", good}, `knowledge base name "bad/name"`},
+		{[]string{"kb", "add", "--url", "http://127.0.0.1:1", "kb"}, "usage: moltbot kb add KB PATH..."},
+		{[]string{"kb", "add", "--url", "http://127.0.0.1:1", "kb", filepath.Join(dir, "nope.md")}, "nope.md: no such file"},
+		{[]string{"kb", "add", "--url", "http://127.0.0.1:1", "kb", bin}, "bin.md is not UTF-8 text"},
+		{[]string{"kb", "add", "--url", "http://127.0.0.1:1", "kb", big}, "a document is at most 524288 bytes: split it"},
+		{[]string{"kb", "add", "--url", "http://127.0.0.1:1", "kb", empty}, "no documents"},
+		{[]string{"kb", "add", "--url", "http://127.0.0.1:1", "kb", filepath.Join(dir, "a", "same.md"), filepath.Join(dir, "b", "same.md")}, `would both be document "same.md"`},
+		{[]string{"kb", "rm", "--url", "http://127.0.0.1:1", "kb"}, "usage: moltbot kb rm KB DOCUMENT, or moltbot kb rm KB --all"},
+		{[]string{"kb", "search", "--url", "http://127.0.0.1:1", "kb"}, "usage: moltbot kb search KB QUERY"},
+	} {
+		code, _, stderr := runCLI(t, "", tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	// Nothing wrong: the node unreachable is a runtime failure (1), after the checks.
+	if code, _, stderr := runCLI(t, "", "kb", "add", "--url", "http://127.0.0.1:1", "kb", good); code != 1 || !strings.Contains(stderr, "cannot reach moltbot") {
+		t.Errorf("unreachable: %d %q", code, stderr)
 	}
 }
