@@ -406,3 +406,30 @@ func TestStoreIndexesInTheBackground(t *testing.T) {
 		return bb != nil && bb.built != nil && len(bb.built.Parts) == 1
 	})
 }
+
+// Open takes what the KV holds, whatever it is: a record that does not
+// decode, check or sit under its own key is skipped, never served.
+func FuzzOpen(f *testing.F) {
+	good := record{Space: "acme", KB: "kb", Doc: "a.md", Ver: 1, Text: "hi", Hash: hashOf("hi")}
+	b, _ := json.Marshal(&good)
+	f.Add("acme/kb/a.md", b)
+	f.Add("acme/kb/b.md", b)
+	f.Add(vecModelKey, []byte("fake/m"))
+	f.Add("acme/kb/a.md", []byte(`{"s":"acme","kb":"kb","doc":"a.md","v":1,"del":true}`))
+	f.Fuzz(func(t *testing.T, key string, val []byte) {
+		kv := newMemKV()
+		kv.Put(key, val)
+		s, err := Open(Config{KV: kv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, b := range s.bases {
+			for name, r := range b.docs {
+				if r.key() != key || k != r.Space+"/"+r.KB || name != r.Doc || r.check(time.Now()) != nil {
+					t.Fatalf("kept %q under %q from key %q", name, k, key)
+				}
+			}
+		}
+		s.Search("acme", []string{"kb"}, Query{Text: "hi"})
+	})
+}
