@@ -211,7 +211,7 @@ Examples:
    moltbot kb rm support --all`,
 		Subcommands: []*cli.Command{
 			{
-				Name: "add", Usage: "add or replace documents: files, or directories of .md, .markdown and .txt files", ArgsUsage: "KB PATH...",
+				Name: "add", HideHelpCommand: true, // "help" may name a knowledge base Usage: "add or replace documents: files, or directories of .md, .markdown and .txt files", ArgsUsage: "KB PATH...",
 				Flags: append(adminFlags(), kbTenantFlag()),
 				Action: func(c *cli.Context) error {
 					if c.NArg() < 2 {
@@ -245,7 +245,7 @@ Examples:
 				},
 			},
 			{
-				Name: "list", Usage: "list the knowledge bases, or one's documents", ArgsUsage: "[KB]",
+				Name: "list", HideHelpCommand: true, // "help" may name a knowledge base Usage: "list the knowledge bases, or one's documents", ArgsUsage: "[KB]",
 				Flags: append(adminFlags(), kbTenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print the node's JSON"}),
 				Action: func(c *cli.Context) error {
 					name := c.Args().First()
@@ -289,7 +289,7 @@ Examples:
 				},
 			},
 			{
-				Name: "rm", Usage: "remove a document, or with --all every document of a knowledge base", ArgsUsage: "KB [DOCUMENT]",
+				Name: "rm", HideHelpCommand: true, // "help" may name a knowledge base Usage: "remove a document, or with --all every document of a knowledge base", ArgsUsage: "KB [DOCUMENT]",
 				Flags: append(adminFlags(), kbTenantFlag(), &cli.BoolFlag{Name: "all", Usage: "remove every document (the knowledge base)"}),
 				Action: func(c *cli.Context) error {
 					name, doc := c.Args().Get(0), c.Args().Get(1)
@@ -311,7 +311,7 @@ Examples:
 				},
 			},
 			{
-				Name: "search", Usage: "search a knowledge base as a bot would", ArgsUsage: "KB QUERY",
+				Name: "search", HideHelpCommand: true, // "help" may name a knowledge base Usage: "search a knowledge base as a bot would", ArgsUsage: "KB QUERY",
 				Flags: append(adminFlags(), kbTenantFlag(), &cli.IntFlag{Name: "k", Value: 4, Usage: "how many chunks"},
 					&cli.BoolFlag{Name: "json", Usage: "print the node's JSON"}),
 				Action: func(c *cli.Context) error {
@@ -381,4 +381,14 @@ func (n *Node) kbSearch(ctx context.Context, t *moltbot.Turn, name, query string
 		out[i] = kb.CitationOf(f)
 	}
 	return out, nil
+}
+
+// botsSearch reports whether some bot of cfg names a knowledge base.
+func botsSearch(cfg *configs.Config) bool {
+	for _, b := range cfg.Bots {
+		if len(b.KnowledgeBases) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/internal/testutil"
 )
 
@@ -125,5 +127,80 @@ func TestKBAddRefuses(t *testing.T) {
 	// Nothing wrong: the node unreachable is a runtime failure (1), after the checks.
 	if code, _, stderr := runCLI(t, "", "kb", "add", "--url", "http://127.0.0.1:1", "kb", good); code != 1 || !strings.Contains(stderr, "cannot reach moltbot") {
 		t.Errorf("unreachable: %d %q", code, stderr)
+	}
+}
+
+// Per tenant and per bot, with auth: a tenant's admin fills its own
+// knowledge base (and no other tenant's); a bot that names it answers
+// with citations, a bot that does not answers without; a reload that
+// takes the base from the bot takes the sources from its replies.
+func TestKBBotsThroughNode(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	opBytes, _ := os.ReadFile(filepath.Join(ws, "admin.key"))
+	op := strings.TrimSpace(string(opBytes))
+	conf := func(helperKBs string) string {
+		return `server: {host: 127.0.0.1, port: 0, shutdown_timeout: 2s}
+log: {level: error}
+auth: {enabled: true}
+providers: [{name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 4}}]
+models: {primary: sim/sim}
+tenants: [{id: acme}, {id: other}]
+bots:
+  - {name: helper, tenant: acme, knowledge_bases: [` + helperKBs + `]}
+  - {name: plain, tenant: acme}
+`
+	}
+	path := filepath.Join(ws, "moltbot.yaml")
+	os.WriteFile(path, []byte(conf("help")), 0o600)
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{Config: cfg, Workspace: ws}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown(context.Background()) })
+	waitReady(t, n.URL())
+	_, acmeAdmin := makeKey(t, n, op, `{"tenant":"acme","name":"adm","scope":"admin"}`)
+	_, helper := makeKey(t, n, op, `{"tenant":"acme","name":"w1","bot":"helper"}`)
+	_, plain := makeKey(t, n, op, `{"tenant":"acme","name":"w2","bot":"plain"}`)
+	keyFile := filepath.Join(t.TempDir(), "acme.key")
+	os.WriteFile(keyFile, []byte(acmeAdmin), 0o600)
+	docs := filepath.Join("..", "..", "examples", "kb", "lumen")
+	if code, out, e := runCLI(t, "", "kb", "add", "--url", n.URL(), "--admin-key-file", keyFile, "help", docs); code != 0 {
+		t.Fatalf("kb add by acme's admin: %d %s %s", code, out, e)
+	}
+	if code, _, e := runCLI(t, "", "kb", "add", "--url", n.URL(), "--admin-key-file", keyFile, "--tenant", "other", "help", docs); code != 1 || !strings.Contains(e, "only its own tenant") {
+		t.Fatalf("acme's admin adds to another tenant: %d %s", code, e)
+	}
+	if code, out, _ := runCLI(t, "", "kb", "list", "--url", n.URL(), "--admin-key-file", filepath.Join(ws, "admin.key"), "--tenant", "acme"); code != 0 || !strings.Contains(out, "help ") {
+		t.Fatalf("the operator lists acme's bases: %d %s", code, out)
+	}
+	if code, out, _ := runCLI(t, "", "kb", "list", "--url", n.URL(), "--admin-key-file", filepath.Join(ws, "admin.key")); code != 0 || strings.Contains(out, "help ") {
+		t.Fatalf("the operator's own tenant holds acme's bases: %d %s", code, out)
+	}
+	ask := func(key string) string {
+		code, body := authedDo(t, "POST", n.URL()+"/v1/chat/completions", key, `{"messages":[{"role":"user","content":"怎么查物流"}]}`)
+		if code != 200 {
+			t.Fatalf("chat: %d %s", code, body)
+		}
+		return body
+	}
+	if body := ask(helper); !strings.Contains(body, `"citations":[{"n":1,"kb":"help","document":"zh-配送.md"`) {
+		t.Fatalf("the bot that names the base: %s", body)
+	}
+	if body := ask(plain); strings.Contains(body, "citations") {
+		t.Fatalf("a bot that names no base cites: %s", body)
+	}
+	os.WriteFile(path, []byte(conf("")), 0o600)
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if body := ask(helper); strings.Contains(body, "citations") {
+		t.Fatalf("after the reload took the base from the bot: %s", body)
 	}
 }

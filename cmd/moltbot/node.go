@@ -64,6 +64,7 @@ type Node struct {
 	presets  *presetStage      // skills.presets, as last built
 	bots     *skills.Bots      // the config's bots (bots:), swapped on a reload
 	kb       *kb.Store         // the knowledge bases (skills.kb; kb.go)
+	kbStage  *kb.Stage         // their stage before the model
 	shared   *actors.SharedMux // what every member holds (nil alone): auth, usage, Node.sharePart's parts
 	rtRef    *atomic.Pointer[actors.Runtime]
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
@@ -202,6 +203,9 @@ func (n *Node) reloadConfig() (int, error) {
 	}
 	if n.bots != nil {
 		n.bots.Set(cfg.BotProfiles())
+		if n.kbStage != nil {
+			n.kbStage.SetBotsSearch(botsSearch(cfg))
+		}
 		n.checkBots(cfg)
 	}
 	n.Log.Info("provider credentials, tenants, bots and presets reloaded", "bots", len(cfg.Bots), "presets", len(n.presets.presets()),
@@ -532,6 +536,8 @@ func (n *Node) Start() (err error) {
 	// user, each step of the tool loop and a cached reply alike.
 	around = append([]actors.AroundModel{presetAround{n.presets}}, around...)
 	n.bots = skills.NewBots(cfg.BotProfiles())
+	n.kbStage = kbStage
+	kbStage.SetBotsSearch(botsSearch(cfg))
 	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around,

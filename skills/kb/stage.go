@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/moltbot/moltbot"
@@ -68,7 +69,14 @@ type StageConfig struct {
 type Stage struct {
 	store *Store
 	cfg   StageConfig
+	// botsSearch: some bot names a knowledge base (SetBotsSearch).
+	botsSearch atomic.Bool
 }
+
+// SetBotsSearch says whether some bot of the config names a knowledge
+// base (at start and on every reload): with none, and no default for
+// turns of no bot, no turn can search and the stage idles.
+func (st *Stage) SetBotsSearch(v bool) { st.botsSearch.Store(v) }
 
 // NewStage returns the stage.
 func NewStage(store *Store, cfg StageConfig) *Stage {
@@ -87,12 +95,19 @@ func NewStage(store *Store, cfg StageConfig) *Stage {
 	if cfg.MaxContextBytes <= 0 {
 		cfg.MaxContextBytes = 8 << 10
 	}
-	return &Stage{store: store, cfg: cfg}
+	st := &Stage{store: store, cfg: cfg}
+	st.botsSearch.Store(true)
+	return st
 }
 
-// Idle reports whether the stage has nothing to do: no document on this
-// node (actors.Idler; a turn then passes it by).
-func (st *Stage) Idle() bool { return st.store.Empty() }
+// Idle reports whether the stage has nothing to do (actors.Idler; a turn
+// then passes it by, and a pipeline of idle stages is the router alone):
+// no document on this node, or no turn that may search (no default, and
+// no bot naming a knowledge base; NewStage assumes some bot does until
+// SetBotsSearch says otherwise).
+func (st *Stage) Idle() bool {
+	return st.store.Empty() || (len(st.cfg.Default) == 0 && !st.botsSearch.Load())
+}
 
 // bases is what t searches: its bot's knowledge bases, or the default
 // for a turn of no bot.

@@ -93,3 +93,26 @@ func TestStage(t *testing.T) {
 		}
 	})
 }
+
+// The stage idles (the turn's floor path) with no document, and with
+// documents but no turn that may search: no default, no bot naming one.
+func TestStageIdle(t *testing.T) {
+	s := openStore(t, newMemKV())
+	st := NewStage(s, StageConfig{})
+	if !st.Idle() {
+		t.Fatal("not idle without a document")
+	}
+	s.Put("acme", "kb", []Doc{{Name: "a.md", Text: "a"}})
+	if st.Idle() {
+		t.Fatal("idle with documents, some bot maybe searching")
+	}
+	st.SetBotsSearch(false)
+	if !st.Idle() {
+		t.Fatal("not idle when no bot names a knowledge base and there is no default")
+	}
+	d := NewStage(s, StageConfig{Default: []string{"kb"}})
+	d.SetBotsSearch(false)
+	if d.Idle() {
+		t.Fatal("idle with a default")
+	}
+}
