@@ -209,9 +209,11 @@ Examples:
    moltbot kb search support "how long does a refund take"
    moltbot kb rm support returns.md
    moltbot kb rm support --all`,
+		// HideHelpCommand on each: "help" may name a knowledge base (urfave
+		// would take "kb add help DIR" for the help command).
 		Subcommands: []*cli.Command{
 			{
-				Name: "add", HideHelpCommand: true, // "help" may name a knowledge base Usage: "add or replace documents: files, or directories of .md, .markdown and .txt files", ArgsUsage: "KB PATH...",
+				Name: "add", HideHelpCommand: true, Usage: "add or replace documents: files, or directories of .md, .markdown and .txt files", ArgsUsage: "KB PATH...",
 				Flags: append(adminFlags(), kbTenantFlag()),
 				Action: func(c *cli.Context) error {
 					if c.NArg() < 2 {
@@ -245,7 +247,7 @@ Examples:
 				},
 			},
 			{
-				Name: "list", HideHelpCommand: true, // "help" may name a knowledge base Usage: "list the knowledge bases, or one's documents", ArgsUsage: "[KB]",
+				Name: "list", HideHelpCommand: true, Usage: "list the knowledge bases, or one's documents", ArgsUsage: "[KB]",
 				Flags: append(adminFlags(), kbTenantFlag(), &cli.BoolFlag{Name: "json", Usage: "print the node's JSON"}),
 				Action: func(c *cli.Context) error {
 					name := c.Args().First()
@@ -289,7 +291,7 @@ Examples:
 				},
 			},
 			{
-				Name: "rm", HideHelpCommand: true, // "help" may name a knowledge base Usage: "remove a document, or with --all every document of a knowledge base", ArgsUsage: "KB [DOCUMENT]",
+				Name: "rm", HideHelpCommand: true, Usage: "remove a document, or with --all every document of a knowledge base", ArgsUsage: "KB [DOCUMENT]",
 				Flags: append(adminFlags(), kbTenantFlag(), &cli.BoolFlag{Name: "all", Usage: "remove every document (the knowledge base)"}),
 				Action: func(c *cli.Context) error {
 					name, doc := c.Args().Get(0), c.Args().Get(1)
@@ -311,7 +313,7 @@ Examples:
 				},
 			},
 			{
-				Name: "search", HideHelpCommand: true, // "help" may name a knowledge base Usage: "search a knowledge base as a bot would", ArgsUsage: "KB QUERY",
+				Name: "search", HideHelpCommand: true, Usage: "search a knowledge base as a bot would", ArgsUsage: "KB QUERY",
 				Flags: append(adminFlags(), kbTenantFlag(), &cli.IntFlag{Name: "k", Value: 4, Usage: "how many chunks"},
 					&cli.BoolFlag{Name: "json", Usage: "print the node's JSON"}),
 				Action: func(c *cli.Context) error {
