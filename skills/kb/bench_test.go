@@ -177,3 +177,38 @@ func TestWriteBenchCorpus(t *testing.T) {
 		enc.Encode(map[string]string{"query": q})
 	}
 }
+
+// BenchmarkKBQueryFused10k: BM25 and a flat scan of 10,000 int8 vectors
+// of 384 dimensions (random, as all-minilm's size), fused by reciprocal
+// rank; the query's vector given (its embedding is the model's time).
+func BenchmarkKBQueryFused10k(b *testing.B) {
+	docs, qs := benchCorpus(b, 10000)
+	base := NewBase(docs, 0)
+	rng := rand.New(rand.NewPCG(3, 4))
+	vec := func() []float32 {
+		v := make([]float32, 384)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	vecs := make([][]float32, len(base.Parts))
+	for i := range vecs {
+		vecs[i] = vec()
+	}
+	base = base.WithVectors("m", 384, vecs)
+	qv := make([][]float32, 64)
+	for i := range qv {
+		qv[i] = vec()
+	}
+	b.ReportMetric(float64(len(base.vec.q))/(1<<20), "vectors-MB")
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		t0 := time.Now()
+		base.Search(Query{Text: qs[i%len(qs)], K: 4, Vector: qv[i%len(qv)], VectorModel: "m"})
+		lat = append(lat, time.Since(t0))
+		i++
+	}
+	reportPercentiles(b, lat)
+}

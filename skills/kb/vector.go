@@ -55,17 +55,31 @@ func (v *Vectors) Search(query []float32, k int) []Hit {
 	if !quantize(q, query) {
 		return nil
 	}
-	var top []Hit
+	top := make([]Hit, 0, k)
+	floor := int32(math.MinInt32) // the worst score kept, once k are
 	for i := range v.has {
 		if !v.has[i] {
 			continue
 		}
 		row := v.q[i*v.dims : (i+1)*v.dims]
+		qq := q[:len(row)]
 		var dot int32
 		for j, x := range row {
-			dot += int32(x) * int32(q[j])
+			dot += int32(x) * int32(qq[j])
 		}
-		top = pushTop(top, Hit{Chunk: i, Score: float64(dot) / (127 * 127)}, k)
+		if len(top) == k && dot <= floor {
+			continue // not better than the worst kept (an equal score: the earlier chunk stays)
+		}
+		top = pushTop(top, Hit{Chunk: i, Score: float64(dot)}, k)
+		if len(top) == k {
+			floor = int32(top[0].Score)
+			for _, h := range top[1:] {
+				floor = min(floor, int32(h.Score))
+			}
+		}
+	}
+	for i := range top {
+		top[i].Score /= 127 * 127
 	}
 	sortHits(top)
 	return top
