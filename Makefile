@@ -40,9 +40,10 @@ endif
 all: build
 
 ## run: start a node on 127.0.0.1:$(PORT) from the embedded demo config
-## (Ollama first, then the built-in simulator), data in $(RUN_DIR)/
+## (Ollama first, then the built-in simulator), data in $(RUN_DIR)/;
+## MODEL=provider/model picks the primary (e.g. MODEL=local/qwen2.5:0.5b)
 run: build
-	./$(BIN) start --workspace $(RUN_DIR) --preset demo --port $(PORT) --log-format text
+	./$(BIN) start --workspace $(RUN_DIR) --preset demo --port $(PORT) --log-format text $(if $(MODEL),--model $(MODEL))
 
 ## build: stripped, version-stamped binaries in bin/: moltbot, and
 ## moltbot-skills (the JavaScript skills' worker, goja; the node starts it

@@ -47,12 +47,23 @@ type AroundModel interface {
 		next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error)
 }
 
+// WholeTurn is an AroundModel stage that wraps the whole turn, the stages
+// before the model included, where the others wrap the model alone: an
+// output guard masks whatever reaches the user, a flow's reply and a
+// skill's as much as the model's. Such stages run outermost, in the order
+// listed, whatever their place among Config.Around.
+type WholeTurn interface {
+	AroundModel
+	WholeTurn()
+}
+
 // pipeline is the model chain as conversations and completions see it:
 // the stages around the router. With no stages it is the router.
 type pipeline struct {
 	router *route.Router
 	before []BeforeModel
 	wrap   []AroundModel
+	outer  []AroundModel // the WholeTurn stages, outermost first
 	after  []AfterModel
 	log    *slog.Logger
 	// embed is the embedding chain a stage may call (Turn.Embed); nil
@@ -165,17 +176,7 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 	if p.allowed != nil && t.Tenant != "" {
 		t.Model = p.tenantModel(moltbot.TenantOfSpace(t.Tenant), t.Bot, t.Model)
 	}
-	for _, b := range p.before {
-		if idle(b, t) {
-			continue
-		}
-		if comp, err = p.run(ctx, b, func() (*moltbot.Completion, error) { return b.BeforeModel(ctx, t, fn) }); err != nil || comp != nil {
-			break
-		}
-	}
-	if err == nil && comp == nil {
-		comp, err = p.around(ctx, t, fn, 0)
-	}
+	comp, err = p.whole(ctx, t, fn, 0)
 	// The sources a stage put into the context (the knowledge base's)
 	// go with the reply, unless a stage set its own.
 	if comp != nil && len(t.Citations) > 0 && comp.Citations == nil {
@@ -206,7 +207,49 @@ func (p *pipeline) idle(t *moltbot.Turn) bool {
 			return false
 		}
 	}
+	for _, w := range p.outer {
+		if !idle(w, t) {
+			return false
+		}
+	}
 	return true
+}
+
+// whole runs the WholeTurn stages from i in, then the stages before the
+// model (the first that answers ends them), then around it and the model.
+func (p *pipeline) whole(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc, i int) (comp *moltbot.Completion, err error) {
+	for i < len(p.outer) && idle(p.outer[i], t) {
+		i++
+	}
+	if i < len(p.outer) {
+		w := p.outer[i]
+		next := func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+			return p.whole(ctx, t, fn, i+1)
+		}
+		return p.run(ctx, w, func() (*moltbot.Completion, error) { return w.AroundModel(ctx, t, fn, next) })
+	}
+	for _, b := range p.before {
+		if idle(b, t) {
+			continue
+		}
+		if comp, err = p.run(ctx, b, func() (*moltbot.Completion, error) { return b.BeforeModel(ctx, t, fn) }); err != nil || comp != nil {
+			return comp, err
+		}
+	}
+	return p.around(ctx, t, fn, 0)
+}
+
+// newPipeline sorts the Around stages: the WholeTurn ones outermost.
+func newPipeline(router *route.Router, before []BeforeModel, around []AroundModel, after []AfterModel) *pipeline {
+	p := &pipeline{router: router, before: before, after: after}
+	for _, w := range around {
+		if _, ok := w.(WholeTurn); ok {
+			p.outer = append(p.outer, w)
+		} else {
+			p.wrap = append(p.wrap, w)
+		}
+	}
+	return p
 }
 
 // around runs the AroundModel stages from i in, then the router.

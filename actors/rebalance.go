@@ -114,5 +114,5 @@ func (r *rebalancer) run(ctx context.Context, prev, ring *cluster.Ring) {
 		}()
 	}
 	wg.Wait()
-	l.log.Info("rebalanced conversations after a membership change", "copied", len(jobs), "took", time.Since(t0).Round(time.Millisecond))
+	l.log.Info("rebalanced conversations after a membership change", "copied", len(jobs), "took_ms", time.Since(t0).Milliseconds())
 }

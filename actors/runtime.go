@@ -40,7 +40,8 @@ type Config struct {
 	Before []BeforeModel
 	After  []AfterModel
 	// Around wrap the model call, between Before and the model (the
-	// output cache).
+	// output cache); those that are WholeTurn (an output guard) wrap the
+	// whole turn, Before included.
 	Around []AroundModel
 	// Deliver sends what waits in conversations' outboxes to their
 	// destinations (the channel adapters); nil: deliveries wait.
@@ -269,7 +270,8 @@ func New(cfg Config) (*Runtime, error) {
 		HedgeAfter: cfg.HedgeAfter, ContinueStreams: cfg.StreamContinue, Now: rt.now})
 	startEmbeddings(rt, cfg.Embeddings)
 	rt.bots = cfg.Bots
-	rt.pipe = &pipeline{router: rt.router, before: cfg.Before, wrap: cfg.Around, after: cfg.After, log: rt.log, allowed: cfg.ModelAllowed}
+	rt.pipe = newPipeline(rt.router, cfg.Before, cfg.Around, cfg.After)
+	rt.pipe.log, rt.pipe.allowed = rt.log, cfg.ModelAllowed
 	if len(cfg.Embeddings.Models) > 0 {
 		rt.pipe.embed = EmbeddingsOf(rt).Embed
 	}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -134,7 +135,13 @@ func (rt *Runtime) Ready() error {
 		case !checked:
 			why = append(why, ref.String()+": not checked yet")
 		case !healthy:
-			why = append(why, ref.String()+": unreachable")
+			at := ""
+			if u := st.Status().URL; u != "" {
+				at = " at " + u
+			}
+			why = append(why, ref.String()+": unreachable"+at)
+		case b.Stats(now).Missing:
+			why = append(why, fmt.Sprintf("%s: not on its server (ollama pull %s)", ref, ref.Model))
 		case st.RestartLeft(now) > 0:
 			why = append(why, ref.String()+": restarting after a crash")
 		case rt.policy.HeldFor(now, ref.Provider) > 0:

@@ -204,7 +204,7 @@ func (l *Log) pruneLocked() {
 	})
 	for _, k := range drop {
 		if err := l.kv.Delete(k); err != nil {
-			l.log.Warn("audit: cannot delete an old event", "key", k, "err", err)
+			l.log.Warn("audit: cannot delete an old event", "record", k, "err", err)
 			return
 		}
 		l.count--

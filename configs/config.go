@@ -1048,6 +1048,9 @@ func (c *Config) Validate() error {
 		if t, ok := inference.LookupType(p.Type); !ok {
 			add(at("type"), "must be one of %s, got %q", strings.Join(inference.Types(), ", "), p.Type)
 		} else if t.NeedsURL {
+			if p.URL == "" && t.DefaultURL != nil {
+				p.URL = t.DefaultURL()
+			}
 			if p.URL == "" {
 				add(at("url"), "is required for type %s", p.Type)
 			} else if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -239,10 +239,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d := time.Since(t0)
 		s.met.Inc(metrics.HTTPRequests, route, codeText[min(code, 599)])
 		s.met.Observe(metrics.HTTPDuration, d, route)
-		if code >= 500 && route != "GET /readyz" && route != "/readyz" {
-			s.log.WarnContext(r.Context(), "request failed", "method", r.Method, "route", route, "code", code, "duration", d)
-		} else if s.log.Enabled(r.Context(), slog.LevelDebug) {
-			s.log.DebugContext(r.Context(), "request", "method", r.Method, "route", route, "code", code, "duration", d)
+		// The access log: a failure at warn, every other request at info
+		// (probes at debug); durations in milliseconds, named so. The
+		// route, not the path: a path may carry what must not be logged
+		// (a channel's secret webhook path).
+		lvl, msg := slog.LevelInfo, "request"
+		switch {
+		case code >= 500 && route != "GET /readyz" && route != "/readyz":
+			lvl, msg = slog.LevelWarn, "request failed"
+		case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":
+			lvl = slog.LevelDebug // probes and scrapes
+		}
+		if s.log.Enabled(r.Context(), lvl) {
+			s.log.Log(r.Context(), lvl, msg, "method", r.Method, "route", route, "code", code,
+				"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
 		}
 	}()
 	authOn := s.mg.AuthEnabled()

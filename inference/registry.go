@@ -33,6 +33,10 @@ type Type struct {
 	// NeedsURL: a provider of this type needs a URL (a server; the
 	// in-process simulator needs none).
 	NeedsURL bool
+	// DefaultURL, when set, is the URL of a provider of the type whose
+	// config gives none (Ollama's: OLLAMA_HOST as Ollama's own tools read
+	// it, else http://127.0.0.1:11434).
+	DefaultURL func() string
 	// New makes a provider of the type.
 	New func(Spec) (Provider, error)
 }

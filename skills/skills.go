@@ -32,7 +32,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,11 +103,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// KV is what the skills need of a storage namespace (storage.KV).
+// KV is what the skills need of a storage namespace (storage.KV; in a
+// node, a storage/replica.Set, so that every member holds the records).
 type KV interface {
 	Get(key string) (val []byte, found bool, err error)
 	Put(key string, val []byte) error
 	Delete(key string) error
+	ScanPrefix(prefix string, fn func(key string, val []byte) bool) error
 }
 
 // Skill is a loaded skill as the worker describes it.
@@ -884,11 +885,16 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 const errDeadlineText = "stopped at its deadline"
 
 // kvMu orders the kv writes of every Skills of the process (a reload's
-// old and new ones), so that a skill's key count stays right.
+// old and new ones), so that a skill's key count stays right on a node.
 var kvMu sync.Mutex
 
-// kv answers a context.kv call: records under tenant NUL skill NUL key,
-// and a count of a skill's keys per tenant under "#" tenant NUL skill.
+// kv answers a context.kv call: records under tenant NUL skill NUL key. A
+// skill holds at most wire.MaxKeys keys per tenant, counted from its
+// records when it sets a new one (at most that many to read). In a
+// cluster the records are every member's (the KV is replicated, the
+// newest write wins): two members may each let a skill's last free key
+// be taken at once, so a skill may hold a few more than its most for a
+// while; it can set no new one until it is back under.
 func (s *Skills) kv(tenant, skill string, c wire.Call) wire.Request {
 	if s.cfg.KV == nil {
 		return wire.Request{Error: "context.kv: this node keeps no skill records"}
@@ -896,8 +902,8 @@ func (s *Skills) kv(tenant, skill string, c wire.Call) wire.Request {
 	if tenant == "" {
 		return wire.Request{Error: "context.kv: this turn has no tenant"}
 	}
-	key := tenant + "\x00" + skill + "\x00" + c.Key
-	countKey := "#" + tenant + "\x00" + skill
+	prefix := tenant + "\x00" + skill + "\x00"
+	key := prefix + c.Key
 	fail := func(err error) wire.Request {
 		s.cfg.Logger.Error("skills: kv", "skill", skill, "err", err)
 		return wire.Request{Error: fmt.Sprintf("context.kv.%s: the node's storage failed", strings.TrimPrefix(c.Kind, "kv."))}
@@ -915,22 +921,19 @@ func (s *Skills) kv(tenant, skill string, c wire.Call) wire.Request {
 	if err != nil {
 		return fail(err)
 	}
-	n := 0
-	if b, ok, err := s.cfg.KV.Get(countKey); err != nil {
-		return fail(err)
-	} else if ok {
-		n, _ = strconv.Atoi(string(b))
-	}
 	switch c.Kind {
 	case wire.CallKVSet:
-		if !had && n >= wire.MaxKeys {
-			return wire.Request{Error: fmt.Sprintf("context.kv.set(%q): skill %s holds %d keys for this tenant, its most; delete one first", c.Key, skill, n)}
+		if !had {
+			n := 0
+			if err := s.cfg.KV.ScanPrefix(prefix, func(string, []byte) bool { n++; return n < wire.MaxKeys }); err != nil {
+				return fail(err)
+			}
+			if n >= wire.MaxKeys {
+				return wire.Request{Error: fmt.Sprintf("context.kv.set(%q): skill %s holds %d keys for this tenant, its most; delete one first", c.Key, skill, n)}
+			}
 		}
 		if err := s.cfg.KV.Put(key, []byte(c.Value)); err != nil {
 			return fail(err)
-		}
-		if !had {
-			n++
 		}
 	case wire.CallKVDelete:
 		if !had {
@@ -939,10 +942,6 @@ func (s *Skills) kv(tenant, skill string, c wire.Call) wire.Request {
 		if err := s.cfg.KV.Delete(key); err != nil {
 			return fail(err)
 		}
-		n--
-	}
-	if err := s.cfg.KV.Put(countKey, []byte(strconv.Itoa(max(n, 0)))); err != nil {
-		return fail(err)
 	}
 	return wire.Request{Found: had}
 }

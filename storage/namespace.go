@@ -29,6 +29,11 @@ var (
 	// key may have told the user so whatever becomes of the turn (a run
 	// makes at most 64 kv calls).
 	Skills = Namespace{Name: "skills", prefix: "skills/", syncPut: true, syncDelete: true}
+	// SkillsKV are the same records replicated to every member of a
+	// cluster (storage/replica: each with its version; a deletion a
+	// tombstone): the node moves what it finds under Skills here when it
+	// starts.
+	SkillsKV = Namespace{Name: "skills.kv", prefix: "skillkv/", syncPut: true, syncDelete: true}
 	// KB are the knowledge bases' documents (package skills/kb:
 	// kb/<space>/<kb>/<document>, a deleted one as a tombstone): synced,
 	// as the admin API answers that a document is stored.
@@ -37,7 +42,7 @@ var (
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, KB}
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the
@@ -65,6 +70,8 @@ type KV interface {
 	// false. val is fn's to keep. fn must not write: collect, then write
 	// after Scan returns (Pebble reads under its close lock).
 	Scan(fn func(key string, val []byte) bool) error
+	// ScanPrefix is Scan over the keys that start with prefix.
+	ScanPrefix(prefix string, fn func(key string, val []byte) bool) error
 }
 
 // Namespaces hands out the namespaces of a database (Pebble, Memory).
@@ -94,7 +101,9 @@ func (s space) Put(key string, val []byte) error {
 
 func (s space) Delete(key string) error { return s.db.deleteRaw(s.ns.prefix+key, s.ns.syncDelete) }
 
-func (s space) Scan(fn func(key string, val []byte) bool) error {
+func (s space) Scan(fn func(key string, val []byte) bool) error { return s.ScanPrefix("", fn) }
+
+func (s space) ScanPrefix(prefix string, fn func(key string, val []byte) bool) error {
 	n := len(s.ns.prefix)
-	return s.db.scanRaw(s.ns.prefix, func(k string, v []byte) bool { return fn(k[n:], v) })
+	return s.db.scanRaw(s.ns.prefix+prefix, func(k string, v []byte) bool { return fn(k[n:], v) })
 }

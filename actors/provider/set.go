@@ -150,10 +150,19 @@ func (s *Set) checkAll(base context.Context, policy *failover.Policy) {
 			}
 			if err == nil && st.spec.Type == "ollama" {
 				// A chain model Ollama does not have (not pulled) is skipped
-				// and shown as missing until it appears.
+				// and shown as missing until it appears; the log says so,
+				// and how to get it, when that changes.
 				for _, ref := range s.chain {
 					if ref.Provider == st.spec.Name {
-						policy.Breaker(ref.Provider, ref.Model).SetMissing(!hasModel(models, ref.Model))
+						b := policy.Breaker(ref.Provider, ref.Model)
+						missing := !hasModel(models, ref.Model)
+						if was := b.Stats(time.Now()).Missing; missing && !was {
+							s.log.Warn("a chain model is missing on its Ollama; requests skip it", "model", ref.String(), "url", st.spec.URL,
+								"fix", fmt.Sprintf("ollama pull %s (with OLLAMA_HOST=%s if that is not the default)", ref.Model, st.spec.URL))
+						} else if !missing && was {
+							s.log.Info("a chain model is on its Ollama now", "model", ref.String())
+						}
+						b.SetMissing(missing)
 					}
 				}
 			}
@@ -161,7 +170,7 @@ func (s *Set) checkAll(base context.Context, policy *failover.Policy) {
 				s.learnModels(base, ctx, st)
 			}
 			st.mu.Lock()
-			was := st.healthy
+			was, first := st.healthy, st.checked.IsZero()
 			st.checked = time.Now()
 			st.healthy = err == nil
 			if err != nil {
@@ -171,9 +180,9 @@ func (s *Set) checkAll(base context.Context, policy *failover.Policy) {
 				st.discovered = models
 			}
 			st.mu.Unlock()
-			if was != (err == nil) {
+			if was != (err == nil) || first {
 				if err != nil {
-					s.log.Warn("provider unreachable", "provider", st.spec.Name, "err", err)
+					s.log.Warn("provider unreachable", "provider", st.spec.Name, "url", st.spec.URL, "err", err, "fix", unreachableFix(st.spec))
 				} else {
 					s.log.Info("provider reachable", "provider", st.spec.Name, "models", len(models))
 				}
@@ -193,4 +202,16 @@ func hasModel(list []string, model string) bool {
 		}
 	}
 	return false
+}
+
+// unreachableFix says what to do about a provider that does not answer.
+func unreachableFix(sp Spec) string {
+	switch sp.Type {
+	case "ollama":
+		return fmt.Sprintf("start Ollama (ollama serve) so that it answers at %s, or set this provider's url to where it runs; "+
+			"`moltbot start --preset demo` falls back to the built-in simulator", sp.URL)
+	case "sim":
+		return "the built-in simulator always answers; this is a bug"
+	}
+	return fmt.Sprintf("check that %s answers from this host (the provider's url, the network, a proxy)", sp.URL)
 }

@@ -34,8 +34,11 @@ import (
 
 // Spec is one configured model server.
 type Spec struct {
-	Name     string
-	Type     string
+	Name string
+	Type string
+	// URL is the server's address as configured (no credentials in it):
+	// status shows it and the health messages name it.
+	URL      string
 	Provider inference.Provider
 	// MaxInFlight calls run at once; MaxQueue more wait; past both, busy.
 	MaxInFlight int
@@ -91,6 +94,7 @@ type carry struct {
 type Status struct {
 	Name      string    `json:"name"`
 	Type      string    `json:"type"`
+	URL       string    `json:"url,omitempty"`
 	Reachable bool      `json:"reachable"`
 	CheckedAt time.Time `json:"checked_at"`
 	LastError string    `json:"last_error,omitempty"`
@@ -105,7 +109,7 @@ type Status struct {
 // Status reports the provider's health, counters and models (sorted).
 func (st *State) Status() Status {
 	st.mu.Lock()
-	ps := Status{Name: st.spec.Name, Type: st.spec.Type, Reachable: st.healthy, CheckedAt: st.checked, LastError: st.lastErr}
+	ps := Status{Name: st.spec.Name, Type: st.spec.Type, URL: st.spec.URL, Reachable: st.healthy, CheckedAt: st.checked, LastError: st.lastErr}
 	st.mu.Unlock()
 	ps.Models = st.Models()
 	if st.spec.Keys != nil {

@@ -47,7 +47,11 @@ type adminNode struct {
 // WORKSPACE/admin.key, else $MOLTBOT_API_KEY.
 func adminTarget(c *cli.Context) (*adminNode, error) {
 	ws := c.String("workspace")
-	n := &adminNode{base: strings.TrimRight(c.String("url"), "/")}
+	base, err := nodeURL(c)
+	if err != nil {
+		return nil, err
+	}
+	n := &adminNode{base: base}
 	var wsCert []string
 	if !c.IsSet("url") && os.Getenv("MOLTBOT_URL") == "" {
 		if cfg, err := configs.Load(filepath.Join(ws, "moltbot.yaml")); err == nil {
@@ -67,7 +71,6 @@ func adminTarget(c *cli.Context) (*adminNode, error) {
 			n.base = scheme + net.JoinHostPort(host, strconv.Itoa(cfg.Server.Port))
 		}
 	}
-	var err error
 	if n.client, err = httpClient(c, wsCert...); err != nil {
 		return nil, err
 	}

@@ -96,7 +96,14 @@ Examples:
 }
 
 func runBench(c *cli.Context) error {
-	cfg := bench.Config{URL: c.String("url"), Mode: bench.Mode(c.String("mode")), Concurrency: c.Int("concurrency"),
+	base := c.String("url")
+	if base != "" {
+		var err error
+		if base, err = baseURL(base); err != nil {
+			return err
+		}
+	}
+	cfg := bench.Config{URL: base, Mode: bench.Mode(c.String("mode")), Concurrency: c.Int("concurrency"),
 		Duration: c.Duration("duration"), Requests: c.Int("requests"), Conversations: c.Int("conversations"), Turns: c.Int("turns"),
 		Stream: c.Bool("stream"), PromptTokens: c.Int("prompt-tokens"), MaxTokens: c.Int("max-tokens"), Model: c.String("model"),
 		Timeout: c.Duration("timeout"), SLOTTFT: c.Duration("slo-ttft"), SLOE2E: c.Duration("slo-e2e"),

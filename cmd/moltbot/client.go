@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,7 +26,27 @@ func apiKeyFlag() *cli.StringFlag {
 }
 
 func urlFlag() *cli.StringFlag {
-	return &cli.StringFlag{Name: "url", Value: "http://127.0.0.1:3000", EnvVars: []string{"MOLTBOT_URL"}, Usage: "the node's base URL"}
+	return &cli.StringFlag{Name: "url", Value: "http://127.0.0.1:3000", EnvVars: []string{"MOLTBOT_URL"}, Usage: "the node's base URL (host:port means http://host:port)"}
+}
+
+// nodeURL is --url (or $MOLTBOT_URL) as a base URL without a trailing
+// slash: "localhost:3000" means http://localhost:3000, as curl reads it;
+// anything but an http or https URL with a host is an error naming the
+// flag.
+func nodeURL(c *cli.Context) (string, error) {
+	return baseURL(c.String("url"))
+}
+
+func baseURL(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s != "" && !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("--url %q: not a node's address; write host:port or http(s)://host:port, e.g. http://127.0.0.1:3000", raw)
+	}
+	return strings.TrimRight(s, "/"), nil
 }
 
 // apiError reads the OpenAI error body of a failed response.
@@ -159,7 +180,11 @@ Examples:
 			if err != nil {
 				return err
 			}
-			cc := &chatClient{url: strings.TrimRight(c.String("url"), "/"), key: c.String("api-key"), http: hc}
+			base, err := nodeURL(c)
+			if err != nil {
+				return err
+			}
+			cc := &chatClient{url: base, key: c.String("api-key"), http: hc}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			out := bufio.NewWriter(c.App.Writer)
@@ -221,8 +246,10 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "show a node's health, providers and counts",
 		Description: `Asks a node for its status: readiness, the model chain, each provider's
-reachability and load, conversations active and stored, request counters.
-Exits 1 when the node cannot be reached.
+reachability (and its address) and load, conversations active and stored,
+request counters. Exits 1 when the node cannot be reached, 3 when it answers
+but is not ready (no model of the chain usable, still joining the cluster,
+shutting down): the first line says why.
 
 Examples:
    moltbot status
@@ -238,6 +265,9 @@ Examples:
 				return fail(1, "unexpected status body: %v", err)
 			}
 			printStatus(c.App.Writer, base, &st)
+			if st.Status != "ready" {
+				return fail(3, "the node is %s", st.Status)
+			}
 			return nil
 		},
 	}
@@ -251,7 +281,7 @@ func printStatus(w io.Writer, base string, st *gateway.StatusResponse) {
 	fmt.Fprintf(w, "moltbot %s at %s: %s, up %s\n", st.Version, base, state, (time.Duration(st.UptimeSeconds) * time.Second).String())
 	fmt.Fprintf(w, "chain: %s\n\n", strings.Join(st.Chain, " -> "))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROVIDER\tTYPE\tREACHABLE\tIN-FLIGHT\tQUEUED\tRESTARTS\tMODELS")
+	fmt.Fprintln(tw, "PROVIDER\tTYPE\tURL\tREACHABLE\tIN-FLIGHT\tQUEUED\tRESTARTS\tMODELS")
 	for _, p := range st.Providers {
 		reach := "yes"
 		if !p.Reachable {
@@ -267,7 +297,11 @@ func printStatus(w io.Writer, base string, st *gateway.StatusResponse) {
 		if p.LastError != "" {
 			models += "  (" + p.LastError + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Type, reach, p.InFlight, p.Queued, p.Restarts, models)
+		url := p.URL
+		if url == "" {
+			url = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.Type, url, reach, p.InFlight, p.Queued, p.Restarts, models)
 	}
 	tw.Flush()
 	for _, p := range st.Providers {

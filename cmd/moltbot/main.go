@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/moltbot/moltbot"
 	"github.com/urfave/cli/v2"
@@ -46,6 +48,105 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := newAppCommands(stdin, stdout, stderr)
+	app.Action = unknownCommand(app.Commands)
+	for _, c := range app.Commands {
+		suggestSubcommands(c)
+	}
+	return app
+}
+
+// unknownCommand is the action of the app, or of a command with
+// subcommands and no action of its own: a word that is no command is an
+// error that names it and, when one is close, the command meant ("strat":
+// did you mean "start"?); no word at all shows the help.
+func unknownCommand(cmds []*cli.Command) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		word := c.Args().First()
+		if word == "" {
+			return cli.ShowSubcommandHelp(c)
+		}
+		var path []string
+		for _, ctx := range c.Lineage() {
+			if ctx.Command != nil && ctx.Command.Name != "" && ctx.Command.Name != c.App.Name {
+				path = append([]string{ctx.Command.Name}, path...)
+			}
+		}
+		where := strings.Join(append([]string{c.App.Name}, path...), " ")
+		msg := fmt.Sprintf("%q is not a command of %s", word, where)
+		if s := closest(cmds, word); s != "" {
+			msg += "; did you mean " + strconv.Quote(s) + "?"
+		}
+		return fail(2, "%s (`%s --help` lists them)", msg, where)
+	}
+}
+
+// closest is the name (or alias) of cmds nearest to word: within two
+// edits (one for a word of up to four letters), or one it begins; "" when
+// none is.
+func closest(cmds []*cli.Command, word string) string {
+	best, bestD := "", 3
+	if len(word) <= 4 {
+		bestD = 2
+	}
+	for _, c := range cmds {
+		if c.Hidden {
+			continue
+		}
+		for _, name := range append([]string{c.Name}, c.Aliases...) {
+			d := editDistance(strings.ToLower(word), name)
+			if len(word) >= 3 && strings.HasPrefix(name, strings.ToLower(word)) {
+				d = 0
+			}
+			if d < bestD {
+				best, bestD = c.Name, d
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is the Damerau-Levenshtein distance of a and b (a swap of
+// two letters counts one), by bytes: command names are ASCII.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// suggestSubcommands gives c, and its subcommands in turn, the
+// unknownCommand action when it has subcommands and no action.
+func suggestSubcommands(c *cli.Command) {
+	if len(c.Subcommands) == 0 {
+		return
+	}
+	if c.Action == nil {
+		c.Action = unknownCommand(c.Subcommands)
+	}
+	for _, sc := range c.Subcommands {
+		suggestSubcommands(sc)
+	}
+}
+
+func newAppCommands(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:    "moltbot",
 		Usage:   "an edge-optimized actor runtime for conversational AI",
@@ -62,6 +163,7 @@ Quick start:
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
+		Suggest:              true,
 		HideHelpCommand:      false,
 		// A command left out of this build (see edge.go) is nil.
 		Commands: slices.DeleteFunc([]*cli.Command{
@@ -69,6 +171,7 @@ Quick start:
 			startCommand(),
 			simCommand(),
 			chatCommand(),
+			modelsCommand(),
 			statusCommand(),
 			benchCommand(),
 			clusterCommand(),

@@ -501,7 +501,7 @@ func TestChatAndStatus(t *testing.T) {
 	}
 
 	code, out, _ = runCLI(t, "", "status", "--url", n.URL())
-	for _, want := range []string{": ready", "chain: local/llama3.2 -> sim/sim", "sim       sim     yes", "local     ollama  no", "conversations: 1 active", "failovers"} {
+	for _, want := range []string{": ready", "chain: local/llama3.2 -> sim/sim", "sim       sim     -                   yes", "local     ollama  http://127.0.0.1:1  no", "conversations: 1 active", "failovers"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
@@ -550,6 +550,15 @@ func TestHelpAndVersion(t *testing.T) {
 // node shuts down with the test.
 func startNodeIn(t *testing.T, ws, text string, level slog.Level) (*Node, *syncBuf) {
 	t.Helper()
+	n, logs := startNodeUnready(t, ws, text, level)
+	waitReady(t, n.URL())
+	return n, logs
+}
+
+// startNodeUnready starts a node and does not wait for it to be ready (a
+// node whose every model is unusable never is).
+func startNodeUnready(t *testing.T, ws, text string, level slog.Level) (*Node, *syncBuf) {
+	t.Helper()
 	path := filepath.Join(ws, "moltbot.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -564,6 +573,5 @@ func startNodeIn(t *testing.T, ws, text string, level slog.Level) (*Node, *syncB
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Shutdown(context.Background()) })
-	waitReady(t, n.URL())
 	return n, logs
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -115,7 +116,7 @@ func buildProviders(cfg *configs.Config, met *metrics.Registry) ([]actors.Provid
 		if err != nil {
 			return nil, nil, err
 		}
-		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, Provider: prov, MaxInFlight: p.MaxInFlight,
+		out = append(out, actors.ProviderSpec{Name: p.Name, Type: p.Type, URL: redactURL(p.URL), Provider: prov, MaxInFlight: p.MaxInFlight,
 			MaxQueue: p.MaxQueue, Timeout: p.Timeout.D(), Models: p.Models, Keys: cr.Status, Caps: p.Caps()})
 	}
 	return out, creds, nil
@@ -417,9 +418,13 @@ func (n *Node) Start() (err error) {
 		return true
 	})
 	convs := usage.NewStore(store, table)
+	skillKV, err := openSkillKV(store)
+	if err != nil {
+		return err
+	}
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: tenantData{convs, store.Namespace(storage.Skills)}}, store)
+		Conversations: tenantData{convs, skillKV}}, store)
 	if err != nil {
 		return err
 	}
@@ -478,6 +483,11 @@ func (n *Node) Start() (err error) {
 		n.rtRef = &rtRef
 		shared = n.shared
 	}
+	pub, err := n.sharePart(skillKVTag, skillKV)
+	if err != nil {
+		return err
+	}
+	skillKV.SetPublish(pub)
 	oc, around, err := startCache(cfg, store, met, n.Log, &rtRef)
 	if err != nil {
 		return err
@@ -500,7 +510,7 @@ func (n *Node) Start() (err error) {
 	var before []actors.BeforeModel
 	if n.Workspace != "" {
 		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
-		scfg.KV, scfg.Metrics, scfg.Logger = store.Namespace(storage.Skills), met, n.Log
+		scfg.KV, scfg.Metrics, scfg.Logger = skillKV, met, n.Log
 		scfg.Search = n.kbSearch // context.search, over the knowledge bases opened below
 		st := newSkillStage(scfg, n.Log)
 		err := st.load()
@@ -821,4 +831,14 @@ func (n *Node) hasOperatorKey() bool {
 		}
 	}
 	return false
+}
+
+// redactURL is a provider's URL as logs and status may show it: without
+// the password of any user info in it.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }

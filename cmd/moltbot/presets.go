@@ -94,6 +94,11 @@ type presetAround struct{ *presetStage }
 
 func (ps presetAround) Idle() bool { return len(ps.set().around) == 0 }
 
+// WholeTurn: the guards mask whatever reaches the user, the answer of a
+// flow or a skill before the model as much as the model's
+// (actors.WholeTurn).
+func (presetAround) WholeTurn() {}
+
 func (ps presetAround) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
 	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
 	return aroundAll(ctx, t, fn, ps.set().around, next)

@@ -303,7 +303,10 @@ func TestPresetCollectAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	n2, _ := startPresetsNodeIn(t, ws, collectConfig)
-	if r := say(n2, "13800138000"); r != "订单 123456789012 的退款已登记，我们会致电 13800138000。" {
+	// The guard masks what reaches the user, the collect's own answer too
+	// (it wraps the whole turn): the phone number it collected is kept in
+	// the conversation, not shown again.
+	if r := say(n2, "13800138000"); r != "订单 123456789012 的退款已登记，我们会致电 [phone]。" {
 		t.Fatalf("after the restart: %q", r)
 	}
 	if r := say(n2, "谢谢，我的手机是 13800138000"); !strings.HasPrefix(r, "[simulated]") {
@@ -442,5 +445,60 @@ func TestPresetGuardOverCache(t *testing.T) {
 		if got := resp.Header.Get("X-Moltbot-Cache"); got != want || text.String() != guardedReply {
 			t.Errorf("cache %q (want %q): %q", got, want, text.String())
 		}
+	}
+}
+
+// The guard's output side wraps the whole turn: an answer given before
+// the model (here an FAQ listed before the guard, whose answer holds an
+// e-mail address and a phone number; a flow's or a JavaScript skill's
+// alike) is masked as the model's is, streamed or not.
+func TestPresetGuardMasksAnswersBeforeTheModel(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	n, _ := startPresetsNodeIn(t, ws, presetsConfig)
+	faq := presetsFAQ + "- q: [\"How do I reach support?\"]\n  a: \"Write to help@example.com or call 13800138000.\"\n"
+	if err := os.WriteFile(filepath.Join(ws, "skills", "faq.yaml"), []byte(faq), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	const want = "Write to [email] or call [phone]."
+	if model, reply := askNode(t, n, "How do I reach support?"); reply != want || model != "preset/support-faq" {
+		t.Errorf("faq: %q from %q, want %q", reply, model, want)
+	}
+	defer func() {
+		// The operator's own address and hotline, allowed, are given out;
+		// another number still is not.
+		allowed := strings.Replace(presetsConfig, "{blocklist: [坏蛋, darn]}", "{blocklist: [坏蛋, darn], allow: [HELP@example.com, 138-0013-8000]}", 1)
+		n2, _ := startPresetsNodeIn(t, filepath.Join(t.TempDir(), "ws"), allowed)
+		faq := presetsFAQ + "- q: [\"How do I reach support?\"]\n  a: \"Write to help@example.com or call 13800138000, not 13900139000.\"\n"
+		os.WriteFile(filepath.Join(n2.Workspace, "skills", "faq.yaml"), []byte(faq), 0o600)
+		if _, err := n2.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if _, reply := askNode(t, n2, "How do I reach support?"); reply != "Write to help@example.com or call 13800138000, not [phone]." {
+			t.Errorf("with allow: %q", reply)
+		}
+	}()
+	resp, err := http.Post(n.URL()+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"moltbot","stream":true,"messages":[{"role":"user","content":"How do I reach support?"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var text strings.Builder
+	for _, f := range sseFramesFrom(resp.Body) {
+		var ch struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		json.Unmarshal([]byte(f), &ch)
+		for _, c := range ch.Choices {
+			text.WriteString(c.Delta.Content)
+		}
+	}
+	if text.String() != want {
+		t.Errorf("streamed: %q, want %q", text.String(), want)
 	}
 }

@@ -536,3 +536,21 @@ func (k *memKV) Delete(key string) error {
 	delete(k.m, key)
 	return nil
 }
+
+func (k *memKV) ScanPrefix(prefix string, fn func(key string, val []byte) bool) error {
+	k.mu.Lock()
+	var keys []string
+	for key := range k.m {
+		if strings.HasPrefix(key, prefix) {
+			keys = append(keys, key)
+		}
+	}
+	k.mu.Unlock()
+	slices.Sort(keys)
+	for _, key := range keys {
+		if v, ok, _ := k.Get(key); ok && !fn(key, v) {
+			break
+		}
+	}
+	return nil
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,7 +87,19 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	if c.IsSet("cluster-insecure") {
 		cfg.Cluster.Insecure = c.Bool("cluster-insecure")
 	}
+	model := strings.TrimSpace(c.String("model"))
+	if c.IsSet("model") {
+		if model == "" {
+			return nil, fail(2, "--model: empty; give provider/model, e.g. local/qwen2.5:0.5b")
+		}
+		// The model asked for goes first; the file's fallbacks stay behind it.
+		cfg.Models.Primary = model
+		cfg.Models.Fallback = slices.DeleteFunc(slices.Clone(cfg.Models.Fallback), func(f string) bool { return f == model })
+	}
 	if err := cfg.Validate(); err != nil {
+		if c.IsSet("model") {
+			return nil, fail(2, "%s", strings.ReplaceAll(err.Error(), "models.primary", "--model "+strconv.Quote(model)+" (models.primary)"))
+		}
 		return nil, fail(2, "%v", err)
 	}
 	if err := clusterRefused(cfg); err != nil { // the edge build (edge.go)
@@ -119,6 +133,7 @@ Examples:
 			workspaceFlag(),
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config file (default: WORKSPACE/moltbot.yaml)"},
 			&cli.StringFlag{Name: "preset", Usage: "use an embedded preset: default or demo"},
+			&cli.StringFlag{Name: "model", Usage: "the primary model, provider/model (e.g. local/qwen2.5:0.5b); the config's fallbacks stay (overrides models.primary)"},
 			&cli.StringFlag{Name: "host", Usage: "listen address (overrides server.host)"},
 			&cli.IntFlag{Name: "port", Usage: "listen port, 0 for any (overrides server.port)", DefaultText: "server.port, 3000"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (overrides log.level)"},

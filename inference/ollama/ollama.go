@@ -28,6 +28,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -81,7 +82,7 @@ const drainAfterDone = 64 << 10
 const TypeName = "ollama"
 
 func init() {
-	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, New: func(s inference.Spec) (inference.Provider, error) {
+	inference.Register(inference.Type{Name: TypeName, NeedsURL: true, DefaultURL: HostURL, New: func(s inference.Spec) (inference.Provider, error) {
 		cfg := Config{Name: s.Name, BaseURL: s.URL, HTTP: s.HTTP}
 		if o, ok := s.Options.(Options); ok {
 			cfg.KeepAlive = o.KeepAlive
@@ -123,11 +124,11 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 	}
 	resp, err := c.http.Do(hreq)
 	if err != nil {
-		return inference.Result{}, inference.Classify(ctx, c.name, err)
+		return inference.Result{}, c.explain(inference.Classify(ctx, c.name, err), req.Model)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= http.StatusBadRequest {
-		return inference.Result{}, c.statusError(resp)
+		return inference.Result{}, c.explain(c.statusError(resp), req.Model)
 	}
 	return c.read(ctx, resp.Body, fn)
 }
@@ -286,7 +287,7 @@ func (c *Client) classify(ctx context.Context, err error) error {
 func (c *Client) Models(ctx context.Context) ([]string, error) {
 	list, err := c.api.List(ctx)
 	if err != nil {
-		return nil, c.classify(ctx, err)
+		return nil, c.explain(c.classify(ctx, err), "")
 	}
 	out := make([]string, 0, len(list.Models))
 	for _, m := range list.Models {
@@ -294,3 +295,26 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 	}
 	return out, nil
 }
+
+// explain adds what to do to the errors a new user meets first: no
+// Ollama where the config says (connection refused), and a model that is
+// not pulled. The message names the server's address and the command.
+func (c *Client) explain(err error, model string) error {
+	e, ok := inference.AsError(err)
+	if !ok {
+		return err
+	}
+	switch {
+	case e.Kind == inference.KindUnavailable && errors.Is(e.Err, syscall.ECONNREFUSED):
+		e.Message = fmt.Sprintf("connection refused at %s: is Ollama running there? Start it (ollama serve) or set this provider's url to where it runs",
+			c.base.Redacted())
+	case e.Kind == inference.KindModelNotFound && model != "":
+		e.Message = fmt.Sprintf("%s (the Ollama at %s does not have %q: run ollama pull %s)", e.Message, c.base.Redacted(), model, model)
+	}
+	return e
+}
+
+// HostURL is where Ollama's own tools find it: OLLAMA_HOST ("host",
+// "host:port", "http(s)://host:port", ":port"; read by Ollama's envconfig),
+// else http://127.0.0.1:11434. An ollama provider without a url uses it.
+func HostURL() string { return envconfig.Host().String() }

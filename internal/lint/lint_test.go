@@ -57,6 +57,9 @@ var deps = map[string]allowed{
 	"configs": {code: []string{".", "actors", "audit", "auth", "cache", "cluster", "inference", "inference/anthropic", "inference/ollama",
 		"inference/openai", "inference/sim", "retention", "skills/builtin", "storage"}},
 	"storage": {code: []string{"."}, tests: []string{"internal/testutil"}},
+	// Records every member of a cluster holds (last writer wins), over a
+	// storage namespace; an actors.SharedState without importing actors.
+	"storage/replica": {code: []string{"storage"}},
 	// The output cache: its tiers over storage's namespaces and its own
 	// Redis client (resp, a leaf); its tests run the stage in a runtime.
 	"cache":      {code: []string{".", "cache/resp", "internal/metrics", "storage"}, tests: []string{"actors", "chat", "inference", "inference/sim", "internal/testutil"}},

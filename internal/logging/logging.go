@@ -1,6 +1,8 @@
 // Package logging builds moltbot's slog logger: JSON or text, a level, and a
 // redaction pass so that a value under a secret-looking key (api_key, token,
-// authorization, password, secret) never reaches the log, whatever its type.
+// authorization, password, secret) never reaches the log, whatever its type,
+// while what only names a secret
+// (key_id) stays readable; durations carry their unit.
 package logging
 
 import (
@@ -28,24 +30,80 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
 }
 
-var secretWords = []string{"key", "token", "secret", "password", "authorization", "credential"}
+// secretWords are the words of an attribute key that name a secret:
+// "api_key", "X-Api-Key", "access_token", "Authorization", "keys" (a
+// list of them), "signingKey", "client_secret".
+var secretWords = []string{"key", "keys", "token", "secret", "secrets", "password", "passwd", "authorization", "credential", "credentials", "cookie"}
 
-// IsSecretKey reports whether an attribute key names a secret.
+// notSecretLast are the last words of keys that name something about a
+// secret, not the secret: "key_id", "kid", "token_ttl", "keys_count".
+var notSecretLast = []string{"id", "ids", "kid", "count", "ttl", "expires", "name", "kind", "type", "scope", "fingerprint"}
+
+// IsSecretKey reports whether an attribute key names a secret. The key is
+// cut into words at '_', '-', '.' and a lower-to-upper case change; a key
+// is secret when a word is a secret word or ends with one ("apikey",
+// "signingkey"), unless its last word says it is about the secret, not
+// the secret (an id, a count, a lifetime: "key_id" is not secret).
 func IsSecretKey(k string) bool {
-	k = strings.ToLower(k)
-	for _, w := range secretWords {
-		if strings.Contains(k, w) {
-			return true
+	words := splitWords(k)
+	if len(words) == 0 {
+		return false
+	}
+	if len(words) > 1 || words[0] == "kid" {
+		last := words[len(words)-1]
+		for _, w := range notSecretLast {
+			if last == w {
+				return false
+			}
+		}
+	}
+	for _, word := range words {
+		for _, w := range secretWords {
+			if strings.HasSuffix(word, w) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
+// splitWords cuts an attribute key into lower-case words.
+func splitWords(k string) []string {
+	var words []string
+	start := 0
+	flush := func(end int) {
+		if end > start {
+			words = append(words, strings.ToLower(k[start:end]))
+		}
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '_' || c == '-' || c == '.' || c == ' ':
+			flush(i)
+			start = i + 1
+		case i > start && c >= 'A' && c <= 'Z' && k[i-1] >= 'a' && k[i-1] <= 'z':
+			flush(i)
+			start = i
+		}
+	}
+	flush(len(k))
+	return words
+}
+
 // Redacted is what a secret value is replaced with.
 const Redacted = "[REDACTED]"
 
-func redact(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() != slog.KindGroup && IsSecretKey(a.Key) {
+// replaceAttr redacts secrets and writes a duration with its unit
+// ("1.5s", "200ms"), where the JSON handler would write bare nanoseconds.
+func replaceAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindGroup:
+		return a
+	case slog.KindDuration:
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	if IsSecretKey(a.Key) {
 		return slog.String(a.Key, Redacted)
 	}
 	return a
@@ -57,7 +115,7 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redact}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: replaceAttr}
 	switch format {
 	case "json", "":
 		return slog.New(WithRequestIDs(slog.NewJSONHandler(w, opts))), nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moltbot/moltbot"
 )
@@ -45,5 +46,31 @@ func TestRequestIDInLogLines(t *testing.T) {
 	out := buf.String()
 	if !strings.Contains(out, "msg=\"with id\" a=1 request_id=req_1") || strings.Count(out, "request_id") != 1 {
 		t.Errorf("log:\n%s", out)
+	}
+}
+
+// What is a secret by its key, and what only names one.
+func TestIsSecretKey(t *testing.T) {
+	for k, want := range map[string]bool{
+		"api_key": true, "X-Api-Key": true, "apiKey": true, "access_token": true, "Authorization": true,
+		"keys": true, "client_secret": true, "signingKey": true, "password": true, "Cookie": true, "token": true,
+		"key_id": false, "keyId": false, "kid": false, "token_ttl": false, "prompt_tokens": false, "tokens": false,
+		"provider": false, "keys_count": false, "successor": false, "": false,
+	} {
+		if got := IsSecretKey(k); got != want {
+			t.Errorf("IsSecretKey(%q) = %v, want %v", k, got, want)
+		}
+	}
+}
+
+// A key id reads in the log, its key does not; durations carry a unit in
+// JSON too.
+func TestKeyIDAndDurationsInLogs(t *testing.T) {
+	var b bytes.Buffer
+	l, _ := New(&b, "info", "json")
+	l.Info("api key created", "key_id", "k3x9ab2q", "api_key", "mb_k3x9ab2q_secret", "retry_in", 1500*time.Millisecond)
+	out := b.String()
+	if !strings.Contains(out, `"key_id":"k3x9ab2q"`) || strings.Contains(out, "mb_k3x9ab2q_secret") || !strings.Contains(out, `"retry_in":"1.5s"`) {
+		t.Errorf("log: %s", out)
 	}
 }

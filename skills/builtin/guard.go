@@ -18,6 +18,11 @@ type GuardOptions struct {
 	// Blocklist are words masked as ***: ASCII letters case-folded, a
 	// word of ASCII letters whole only ("darn" not in "darnell").
 	Blocklist []string `yaml:"blocklist"`
+	// Allow are e-mail addresses and numbers never masked: the operator's
+	// own (a support address, a hotline) that an FAQ, a flow or the
+	// persona gives out. Compared case-folded (addresses) or by digits
+	// (numbers: "400-800-1234" allows "400 800 1234" too).
+	Allow []string `yaml:"allow"`
 	// Action is what a hit in the user's message does: mask (default; the
 	// model gets the masked text) or refuse (the turn is answered with
 	// Refusal and the model is not asked).
@@ -45,6 +50,11 @@ func (o *GuardOptions) check() error {
 			errs = append(errs, optErr(fmt.Sprintf("blocklist[%d]", i), "is empty"))
 		}
 	}
+	for i, a := range o.Allow {
+		if k := allowKey(a); len(k) < 5 {
+			errs = append(errs, optErr(fmt.Sprintf("allow[%d]", i), "%q is no e-mail address or number of at least 5 digits", a))
+		}
+	}
 	if o.Action != "mask" && o.Action != "refuse" {
 		errs = append(errs, optErr("action", "want mask or refuse, got %q", o.Action))
 	}
@@ -61,7 +71,11 @@ func registerGuard() {
 		},
 		func(name string, opts any, env Env) (Preset, error) {
 			o := opts.(*GuardOptions)
-			return &Guard{base: base{name, "guard"}, o: *o, m: newMasker(o.Mask, o.Blocklist)}, nil
+			m := newMasker(o.Mask, o.Blocklist)
+			for _, a := range o.Allow {
+				m.allow = append(m.allow, allowKey(a))
+			}
+			return &Guard{base: base{name, "guard"}, o: *o, m: m}, nil
 		})
 }
 

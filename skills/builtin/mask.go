@@ -30,6 +30,26 @@ type masker struct {
 	email, phone, id, card bool
 	words                  []string // folded (ASCII lower case), longest first
 	asciiWords             bool     // a word of ASCII letters or digits
+	// allow are what is never masked, in allowKey form: the operator's own
+	// support address and phone number, which an FAQ or a flow gives out.
+	allow []string
+}
+
+// allowKey is the form an allowed value is compared in: an e-mail address
+// lower-cased, a number by its digits alone ("400-800-1234" is
+// "4008001234").
+func allowKey(s string) string {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "@") {
+		return strings.ToLower(s)
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func newMasker(kinds, blocklist []string) *masker {
@@ -99,6 +119,9 @@ func (m *masker) spans(s string) []span {
 	}
 	if m.phone || m.id || m.card {
 		sp = m.numbers(s, sp)
+	}
+	if len(m.allow) > 0 {
+		sp = slices.DeleteFunc(sp, func(x span) bool { return x.kind != KindBlocked && slices.Contains(m.allow, allowKey(s[x.lo:x.hi])) })
 	}
 	if len(m.words) > 0 {
 		sp = m.blocked(s, sp)

@@ -118,3 +118,19 @@ func FuzzGuardStream(f *testing.F) {
 		}
 	})
 }
+
+// allow: the operator's own address and number are never masked, in any
+// spelling; what is not allowed still is; an entry that allows nothing
+// is an error naming it.
+func TestGuardAllow(t *testing.T) {
+	m := newMasker(maskKinds, nil)
+	m.allow = []string{allowKey("Help@Example.com"), allowKey("400-800-1234")}
+	got, n := m.mask("mail help@example.com or HELP@EXAMPLE.COM, call 400 800 1234 or 4008001234; alice@example.com, 13800138000")
+	if want := "mail help@example.com or HELP@EXAMPLE.COM, call 400 800 1234 or 4008001234; [email], [phone]"; got != want || n != 2 {
+		t.Errorf("%q (%d), want %q", got, n, want)
+	}
+	o := &GuardOptions{Mask: maskKinds, Action: "mask", Input: true, Output: true, Allow: []string{"help@example.com", "12"}}
+	if err := o.check(); err == nil || !strings.Contains(err.Error(), "allow[1]") {
+		t.Errorf("a short allow entry: %v", err)
+	}
+}
