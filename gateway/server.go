@@ -119,6 +119,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/bots", s.only("GET", s.bots))
 	mux.HandleFunc("/v1/admin/bots/{name}", s.only("GET", s.bot))
 	s.cacheRoutes(mux)
+	s.kbRoutes(mux)
 	if m.KeysEnabled() {
 		mux.HandleFunc("/v1/admin/keys", s.keys)
 		mux.HandleFunc("/v1/admin/keys/reload", s.only("POST", s.reload))

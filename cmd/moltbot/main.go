@@ -179,6 +179,7 @@ Quick start:
 			clusterCommand(),
 			keysCommand(),
 			botsCommand(),
+			kbCommand(),
 			tenantsCommand(),
 			retentionCommand(),
 			cacheCommand(),
