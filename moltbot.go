@@ -65,6 +65,9 @@ type Message struct {
 	// User is the end user who wrote a user message, when the conversation
 	// has several (a channel's thread); empty: the conversation's User.
 	User string `json:"user,omitempty"`
+	// Citations are the sources an assistant reply drew on (the knowledge
+	// base's; citation.go), stored with it.
+	Citations []Citation `json:"citations,omitempty"`
 }
 
 // ExternalIDPrefix starts the ID of a user message that came with an
@@ -391,6 +394,9 @@ type Completion struct {
 	// (the model answered and the reply may be stored), or "" (the cache
 	// had no part: off, bypassed, a request that varies).
 	Cache string
+	// Citations are the sources the reply drew on (the knowledge-base
+	// stage's; citation.go), nil for none.
+	Citations []Citation
 }
 
 // Conversation is a stored dialogue with its context.

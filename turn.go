@@ -136,6 +136,9 @@ type Event struct {
 	Err error
 	// Message is the stored message (EventMessage).
 	Message *Message
+	// Citations are the sources of the reply (EventCitation: one event,
+	// right before EventDone, when the reply has any).
+	Citations []Citation
 }
 
 // ModelFunc asks the model chain (through the failover router) for a
@@ -194,6 +197,10 @@ type Turn struct {
 	// the first note. Notes live for the turn only (State is what stays
 	// with the conversation).
 	Notes map[string]string
+	// Citations are the sources a stage before the model put into the
+	// context (the knowledge base's); the pipeline sets them on the turn's
+	// completion when none is there (citation.go).
+	Citations []Citation
 	// Handoff is the operation of a hand-off turn (TurnInput.Handoff), nil
 	// for a user's turn: the hand-off stage answers it.
 	Handoff *HandoffOp

@@ -182,6 +182,11 @@ func (p *pipeline) Chat(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamF
 		t.Model = p.tenantModel(moltbot.TenantOfSpace(t.Tenant), t.Bot, t.Model)
 	}
 	comp, err = p.whole(ctx, t, fn, 0)
+	// The sources a stage put into the context (the knowledge base's)
+	// go with the reply, unless a stage set its own.
+	if comp != nil && len(t.Citations) > 0 && comp.Citations == nil {
+		comp.Citations = t.Citations
+	}
 	// On an error the completion goes back too, as the router's does: the
 	// text the client saw is stored, marked incomplete.
 	if err != nil {

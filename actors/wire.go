@@ -113,12 +113,35 @@ func fromPBDelta(d *pb.ToolCallDelta) *moltbot.ToolCallDelta {
 
 func toPBMessage(m *moltbot.Message) *pb.Message {
 	return &pb.Message{Role: string(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete, Id: m.ID,
-		Parts: toPBParts(m.Parts)}
+		Parts: toPBParts(m.Parts), Citations: toPBCitations(m.Citations)}
+}
+
+func toPBCitations(cs []moltbot.Citation) []*pb.Citation {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]*pb.Citation, len(cs))
+	for i, c := range cs {
+		out[i] = &pb.Citation{N: int32(c.N), Kb: c.KB, Document: c.Document, Heading: c.Heading, Chunk: c.Chunk, Score: c.Score, Snippet: c.Snippet}
+	}
+	return out
+}
+
+// fromPBCitations reads a peer's citations, at most MaxCitations of them.
+func fromPBCitations(cs []*pb.Citation) []moltbot.Citation {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]moltbot.Citation, 0, min(len(cs), moltbot.MaxCitations))
+	for _, c := range cs[:min(len(cs), moltbot.MaxCitations)] {
+		out = append(out, moltbot.Citation{N: int(c.N), KB: c.Kb, Document: c.Document, Heading: c.Heading, Chunk: c.Chunk, Score: c.Score, Snippet: c.Snippet})
+	}
+	return out
 }
 
 func fromPBMessage(m *pb.Message) moltbot.Message {
 	return moltbot.Message{ID: m.Id, Role: moltbot.Role(m.Role), Content: m.Content, Model: m.Model, Created: m.Created, Incomplete: m.Incomplete,
-		Parts: fromPBParts(m.Parts)}
+		Parts: fromPBParts(m.Parts), Citations: fromPBCitations(m.Citations)}
 }
 
 func toPBCompletion(c *moltbot.Completion) *pb.Completion {
@@ -130,6 +153,7 @@ func toPBCompletion(c *moltbot.Completion) *pb.Completion {
 	for _, tc := range c.ToolCalls {
 		out.ToolCalls = append(out.ToolCalls, &pb.ToolCall{Id: tc.ID, Name: tc.Name, Arguments: tc.Arguments})
 	}
+	out.Citations = toPBCitations(c.Citations)
 	return out
 }
 
@@ -151,7 +175,7 @@ func fromPBResult(r *pb.TurnResult) (*TurnResult, error) {
 	if c := r.Completion; c != nil {
 		ref, _ := moltbot.ParseModelRef(c.Served)
 		out.Completion = &moltbot.Completion{Content: c.Content, Served: ref, FinishReason: c.FinishReason, Failovers: int(c.Failovers),
-			TTFT: time.Duration(c.TtftUs) * time.Microsecond, Cache: cache}
+			TTFT: time.Duration(c.TtftUs) * time.Microsecond, Cache: cache, Citations: fromPBCitations(c.Citations)}
 		for _, tc := range c.ToolCalls {
 			out.Completion.ToolCalls = append(out.Completion.ToolCalls, moltbot.ToolCall{ID: tc.Id, Name: tc.Name, Arguments: tc.Arguments})
 		}

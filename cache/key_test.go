@@ -111,7 +111,10 @@ func TestKeyCoversEveryField(t *testing.T) {
 		keyed, out string
 	}{
 		{moltbot.ChatOptions{}, "Model MaxTokens Temperature TopP Stop Seed PresencePenalty FrequencyPenalty Tools ToolChoice ParallelToolCalls ResponseFormat", "User"},
-		{moltbot.Message{}, "Role Content Parts", "ID Model Created Incomplete Channel User"},
+		// Citations: a reply's sources, stored with it; no provider is sent
+		// them (the sources themselves reach the model as a system message,
+		// which is keyed).
+		{moltbot.Message{}, "Role Content Parts", "ID Model Created Incomplete Channel User Citations"},
 		{moltbot.Part{}, "Type Text MIME Data CallID Name Arguments Content", "Ref"},
 		{moltbot.Tool{}, "Name Description Parameters Strict", ""},
 		{moltbot.ToolChoice{}, "Mode Name", ""},

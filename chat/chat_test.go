@@ -16,11 +16,12 @@ import (
 // fakeRuntime keeps conversations in a map and answers each turn with
 // tokens tokens "t0 t1 ...", streamed through fn.
 type fakeRuntime struct {
-	cache  string // the Completion.Cache its replies say
-	mu     sync.Mutex
-	convs  map[string]*moltbot.Conversation
-	tokens int
-	turns  int
+	cache     string             // the Completion.Cache its replies say
+	citations []moltbot.Citation // the Completion.Citations its replies carry
+	mu        sync.Mutex
+	convs     map[string]*moltbot.Conversation
+	tokens    int
+	turns     int
 	// canceled receives the turn's context error when fn refuses a token.
 	canceled  chan error
 	followers []func(moltbot.Event)
@@ -51,7 +52,7 @@ func (f *fakeRuntime) reply(ctx context.Context, fn moltbot.StreamFunc) (*moltbo
 		b.WriteString(tok)
 	}
 	return &moltbot.Completion{Content: b.String(), Served: moltbot.ModelRef{Provider: "p", Model: "m"}, FinishReason: "stop",
-		Usage: moltbot.Usage{PromptTokens: 2, CompletionTokens: f.tokens}, Cache: f.cache}, nil
+		Usage: moltbot.Usage{PromptTokens: 2, CompletionTokens: f.tokens}, Cache: f.cache, Citations: f.citations}, nil
 }
 
 func (f *fakeRuntime) Create(ctx context.Context, space string, o moltbot.NewConversation) (*moltbot.Conversation, error) {

@@ -197,6 +197,12 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 			return
 		}
 		s.charge(p, res)
+		if res != nil && res.Completion != nil && len(res.Completion.Citations) > 0 {
+			// The reply's sources, before the end (never refused: one event).
+			st.mu.Lock()
+			st.q = append(st.q, moltbot.Event{Kind: moltbot.EventCitation, Citations: res.Completion.Citations})
+			st.mu.Unlock()
+		}
 		if ev, ok := handoffEvent(res); ok {
 			st.push(ev)
 		}

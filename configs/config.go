@@ -353,6 +353,8 @@ type SkillsConfig struct {
 	// a stage of every turn, in the order listed, after the flows and
 	// before the JavaScript skills. None: nothing on the turn's path.
 	Presets []PresetConfig `yaml:"presets"`
+	// KB is the knowledge-base stage (configs/kb.go).
+	KB KBConfig `yaml:"kb"`
 }
 
 // PresetConfig is a preset skill: {name: pii, use: guard, with: {...}}.
@@ -1327,6 +1329,7 @@ func (c *Config) Validate() error {
 		add("cluster.join", "needs cluster.bind: a node joins a cluster by gossiping on an address")
 	}
 	errs = append(errs, c.validatePresets()...)
+	errs = append(errs, c.validateKB()...)
 	return errors.Join(errs...)
 }
 

@@ -351,6 +351,7 @@ func (s *Server) writeCompletion(w http.ResponseWriter, id string, created int64
 	bp := bodyBufs.Get().(*[]byte)
 	b := openaiwire.AppendHead((*bp)[:0], id, openaiwire.ObjectCompletion, created, served, fingerprint)
 	b = openaiwire.AppendReply(b, comp.Content, comp.ToolCalls, comp.FinishReason, comp.Usage)
+	b = appendCitations(b, comp.Citations)
 	b = append(b, '\n')
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)

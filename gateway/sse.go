@@ -114,6 +114,7 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 	}
 	s.head(s.served)
 	s.buf = openaiwire.AppendFinish(s.buf, comp.FinishReason)
+	s.buf = appendCitations(s.buf, comp.Citations)
 	s.buf = append(s.buf, "\n\n"...)
 	if usage {
 		s.head(s.served)

@@ -64,6 +64,8 @@ type Config struct {
 	Cache Cache
 	// Bots is the config's bots (bots.go); nil: none.
 	Bots Bots
+	// KB is the node's knowledge bases (kb.go); nil: none.
+	KB *KB
 	// Handoff is the hand-off queue (handoff.go); nil: none.
 	Handoff Handoff
 }

@@ -32,7 +32,7 @@ func (s *Skills) Call(ctx context.Context, t *moltbot.Turn, skill, input string)
 func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, skill, text string, matches []*string) (string, moltbot.Usage, error) {
 	var usage moltbot.Usage
 	var mu sync.Mutex
-	reply, err := s.RunIn(ctx, skill, text, matches, envOf(t, &usage, &mu))
+	reply, err := s.RunIn(ctx, skill, text, matches, envOf(t, &usage, &mu, s.cfg.Search))
 	mu.Lock()
 	defer mu.Unlock()
 	return reply, usage, err
@@ -42,9 +42,11 @@ func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, skill, text strin
 // callModel(alias, {prompt}) asks t.Model for the model the alias
 // resolves to (ResolveAlias; an alias no models: map takes and the router
 // does not know goes to the turn's chain instead), context.embed asks
-// t.Embed, and context.kv keeps the records of the turn's tenant. What
+// t.Embed, context.search asks search for t, and context.kv keeps the
+// records of the turn's tenant. What
 // the calls use is added to usage, under mu.
-func envOf(t *moltbot.Turn, usage *moltbot.Usage, mu *sync.Mutex) Env {
+func envOf(t *moltbot.Turn, usage *moltbot.Usage, mu *sync.Mutex,
+	search func(ctx context.Context, t *moltbot.Turn, kb, query string, k int) ([]moltbot.Citation, error)) Env {
 	model := func(ctx context.Context, _, model, prompt string) (string, error) {
 		if t.Model == nil {
 			return "", errors.New("no model in this turn")
@@ -69,6 +71,11 @@ func envOf(t *moltbot.Turn, usage *moltbot.Usage, mu *sync.Mutex) Env {
 		tenant = t.Space
 	}
 	env := Env{Model: model, Tenant: tenant}
+	if search != nil {
+		env.Search = func(ctx context.Context, kb, query string, k int) ([]moltbot.Citation, error) {
+			return search(ctx, t, kb, query, k)
+		}
+	}
 	if t.Embed != nil {
 		env.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
 			e, err := t.Embed(ctx, &moltbot.EmbedRequest{Input: texts})

@@ -80,6 +80,10 @@ type Config struct {
 	// KV keeps the skills' context.kv records (the node's storage, its
 	// skills namespace); nil: context.kv fails.
 	KV KV
+	// Search answers a skill's context.search for turn t: knowledge base
+	// kb of t's tenant (cmd wires the node's knowledge bases); nil:
+	// context.search fails.
+	Search func(ctx context.Context, t *moltbot.Turn, kb, query string, k int) ([]moltbot.Citation, error)
 	// Metrics, when set, counts runs by skill and outcome and times them.
 	Metrics *metrics.Registry
 	// MaxInput caps the text matched and given to a skill, in bytes
@@ -485,6 +489,10 @@ func parseLine(b []byte) (wire.Response, error) {
 					return bad("call %d: a text to embed of %d bytes or not text", c.Seq, len(t))
 				}
 			}
+		case wire.CallSearch:
+			if !moltbot.ValidTenantID(c.KB) || c.Query == "" || len(c.Query) > wire.MaxSearchQuery || !utf8.ValidString(c.Query) || c.K < 0 || c.K > wire.MaxSearchK {
+				return bad("call %d: a search of knowledge base %q, a query of %d bytes, k %d", c.Seq, c.KB, len(c.Query), c.K)
+			}
 		default:
 			return bad("call %d: unknown kind %q", c.Seq, c.Kind)
 		}
@@ -720,6 +728,10 @@ type Env struct {
 	// Tenant keys the skill's kv records; with no KV (Config.KV) or no
 	// tenant, context.kv fails.
 	Tenant string
+	// Search answers context.search(kb, query, k): the chunks of the
+	// turn's tenant's knowledge base kb (a bot's turn: one its bot names)
+	// as citations, best first (ctx as Model's); nil: it fails.
+	Search func(ctx context.Context, kb, query string, k int) ([]moltbot.Citation, error)
 }
 
 // Run runs a skill on text with its match; model answers its callModel
@@ -808,7 +820,7 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 		d = left
 	}
 	info, _ := s.Skill(skill)
-	modelCalls, limit, embedCalls, kvCalls := 0, info.ModelCallLimit(), 0, 0
+	modelCalls, limit, embedCalls, kvCalls, searchCalls := 0, info.ModelCallLimit(), 0, 0, 0
 	callCtx, cancelCalls := context.WithTimeout(ctx, d)
 	defer cancelCalls()
 	resp, err := s.do(ctx, sl, req(d), d+time.Second,
@@ -845,6 +857,25 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 					return wire.Request{Error: "context.embed: " + err.Error()}
 				}
 				return wire.Request{Vectors: vecs}
+			case wire.CallSearch:
+				if searchCalls++; searchCalls > wire.MaxSearchCalls {
+					return wire.Request{Error: fmt.Sprintf("search: at most %d calls a run", wire.MaxSearchCalls)}
+				}
+				if env.Search == nil {
+					return wire.Request{Error: "context.search: this node has no knowledge bases"}
+				}
+				found, err := env.Search(callCtx, c.KB, c.Query, c.K)
+				if err != nil && callCtx.Err() != nil {
+					return wire.Request{Error: fmt.Sprintf("context.search: the skill's deadline (%s) came first", d)}
+				}
+				if err != nil {
+					return wire.Request{Error: "context.search: " + err.Error()}
+				}
+				if found == nil {
+					found = []moltbot.Citation{}
+				}
+				b, _ := json.Marshal(found)
+				return wire.Request{Text: string(b)}
 			default:
 				// The worker counts them too; the node does not trust it
 				// to (each set is a synced write).
@@ -1074,7 +1105,7 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 	var mu sync.Mutex
 	start := time.Now()
 	defer func() { s.cfg.Logger.Debug("tool called", "tool", name, "took", time.Since(start)) }()
-	reply, err := s.runReq(ctx, "tool "+name, skill, d, envOf(t, &usage, &mu), func(d time.Duration) wire.Request {
+	reply, err := s.runReq(ctx, "tool "+name, skill, d, envOf(t, &usage, &mu, s.cfg.Search), func(d time.Duration) wire.Request {
 		return wire.Request{Op: "tool", Tool: name, Args: json.RawMessage(args), Input: input, DeadlineMS: d.Milliseconds()}
 	})
 	mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/moltbot/moltbot"
@@ -30,6 +31,7 @@ const (
 	formatV6 = 6 // v5 and the summary (flagSummary), written only when there is one
 	formatV7 = 7 // v6 and the stages' state (flagState), written only when there is some
 	formatV8 = 8 // v7 and the bot after the user (flagBot), written only when there is one
+	formatV9 = 9 // v8 and messages with citations (flagCite), written only when one has some
 )
 
 // flags of a message (v2; flagMeta and flagParts v4 and the store's records)
@@ -37,6 +39,7 @@ const (
 	flagIncomplete = 1
 	flagMeta       = 2 // string channel | string user
 	flagParts      = 4 // uvarint n | n × part
+	flagCite       = 8 // uvarint n | n × citation (v9, and records of formatRecordCite)
 	messageFlags   = flagIncomplete | flagMeta | flagParts
 )
 
@@ -261,6 +264,12 @@ func Encode(dst []byte, c *moltbot.Conversation) []byte {
 	if c.Bot != "" {
 		format = formatV8
 	}
+	for i := range c.Messages {
+		if len(c.Messages[i].Citations) > 0 {
+			format = formatV9
+			break
+		}
+	}
 	dst = append(dst, format)
 	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, c.Epoch)
@@ -326,6 +335,9 @@ func appendMessage(dst []byte, m *moltbot.Message, apart func(p *moltbot.Part) (
 	if !plainText(m) {
 		flags |= flagParts
 	}
+	if len(m.Citations) > 0 {
+		flags |= flagCite
+	}
 	dst = append(dst, flags)
 	dst = appendString(dst, m.ID)
 	dst = appendString(dst, m.Content)
@@ -341,7 +353,52 @@ func appendMessage(dst []byte, m *moltbot.Message, apart func(p *moltbot.Part) (
 			dst = appendPart(dst, &m.Parts[i], apart)
 		}
 	}
+	if flags&flagCite != 0 {
+		dst = appendCitations(dst, m.Citations)
+	}
 	return dst
+}
+
+// appendCitations appends a message's citations:
+//
+//	uvarint n | n × (uvarint n | string kb | string document | string heading
+//	| string chunk | 8 bytes score (float64 bits, big-endian) | string snippet)
+func appendCitations(dst []byte, cs []moltbot.Citation) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(cs)))
+	for i := range cs {
+		c := &cs[i]
+		dst = binary.AppendUvarint(dst, uint64(max(c.N, 0)))
+		dst = appendString(dst, c.KB)
+		dst = appendString(dst, c.Document)
+		dst = appendString(dst, c.Heading)
+		dst = appendString(dst, c.Chunk)
+		dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(c.Score))
+		dst = appendString(dst, c.Snippet)
+	}
+	return dst
+}
+
+// readCitations reads what appendCitations wrote.
+func readCitations(r *reader) []moltbot.Citation {
+	// A citation takes at least 14 bytes (5 empty strings, a count, a score).
+	n := r.count(14)
+	if n == 0 {
+		if r.err == nil {
+			r.err = ErrCorrupt // a flag set means some
+		}
+		return nil
+	}
+	out := make([]moltbot.Citation, 0, n)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		c := moltbot.Citation{N: int(min(r.uvarint(), 1<<20)), KB: r.string(), Document: r.string(), Heading: r.string(), Chunk: r.string()}
+		c.Score = math.Float64frombits(r.uint64())
+		c.Snippet = r.string()
+		if math.IsNaN(c.Score) || math.IsInf(c.Score, 0) {
+			r.err = ErrCorrupt
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func appendPart(dst []byte, p *moltbot.Part, apart func(p *moltbot.Part) (string, bool, bool)) []byte {
@@ -471,7 +528,7 @@ func Decode(b []byte) (*moltbot.Conversation, error) {
 		return nil, ErrCorrupt
 	}
 	format := b[0]
-	if format < formatV1 || format > formatV8 {
+	if format < formatV1 || format > formatV9 {
 		return nil, fmt.Errorf("storage: snapshot format %d is not known to this version of moltbot", b[0])
 	}
 	r := &reader{b: b[1:]}
@@ -558,6 +615,9 @@ func decodeMessage(r *reader, format byte, apart func(part int, data bool)) (mol
 		if format >= formatV4 {
 			known = messageFlags
 		}
+		if format >= formatV9 {
+			known |= flagCite
+		}
 		if flags&^known != 0 {
 			return m, ErrCorrupt
 		}
@@ -590,6 +650,9 @@ func decodeMessage(r *reader, format byte, apart func(part int, data bool)) (mol
 		if plainText(&m) {
 			m.Parts = nil // as Encode writes it
 		}
+	}
+	if flags&flagCite != 0 {
+		m.Citations = readCitations(r)
 	}
 	return m, r.err
 }

@@ -68,11 +68,14 @@ import (
 // only.
 
 const (
-	formatHeader  = 0x10 // not a snapshot format: an older build says "format 16 is not known"
-	formatRecord  = 1
-	formatBlob    = 1
-	formatSummary = 1
-	formatState   = 1
+	formatHeader = 0x10 // not a snapshot format: an older build says "format 16 is not known"
+	formatRecord = 1
+	// formatRecordCite is a message record with citations (flagCite):
+	// written only for such a message, so an older build reads the rest.
+	formatRecordCite = 2
+	formatBlob       = 1
+	formatSummary    = 1
+	formatState      = 1
 
 	recordSep   = 0x00
 	kindBlob    = 'b'
@@ -265,11 +268,15 @@ func decodeHeader(b []byte) (header, error) {
 // decodeRecord parses a message record; apart is told of each part whose
 // payload is in a blob. It never panics on bad input.
 func decodeRecord(b []byte, apart func(part int, data bool)) (moltbot.Message, error) {
-	if len(b) == 0 || b[0] != formatRecord {
+	if len(b) == 0 || (b[0] != formatRecord && b[0] != formatRecordCite) {
 		return moltbot.Message{}, ErrCorrupt
 	}
 	r := &reader{b: b[1:]}
-	m, err := decodeMessage(r, formatV4, apart)
+	format := byte(formatV4)
+	if b[0] == formatRecordCite {
+		format = formatV9
+	}
+	m, err := decodeMessage(r, format, apart)
 	if err == nil && len(r.b) != 0 {
 		err = ErrCorrupt
 	}
@@ -301,6 +308,9 @@ func apartOf(p *moltbot.Part) (ref string, data bool, ok bool) {
 
 // appendRecord appends the record of m.
 func appendRecord(dst []byte, m *moltbot.Message) []byte {
+	if len(m.Citations) > 0 {
+		return appendMessage(append(dst, formatRecordCite), m, apartOf)
+	}
 	return appendMessage(append(dst, formatRecord), m, apartOf)
 }
 

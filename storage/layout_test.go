@@ -539,6 +539,8 @@ func FuzzRecords(f *testing.F) {
 		{Type: moltbot.PartToolCall, CallID: "c", Name: "n", Arguments: "{}"}}}
 	f.Add(appendMessage([]byte{formatRecord}, &rich, apartOf))
 	f.Add(appendMessage([]byte{formatRecord}, &c.Messages[0], apartOf))
+	cited := withCitations()
+	f.Add(appendRecord(nil, &cited.Messages[len(cited.Messages)-1]))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := decodeHeader(b); err == nil {
 			hc := h.c
@@ -565,7 +567,11 @@ func FuzzRecords(f *testing.F) {
 		// Written again as it reads (its apart payloads stay apart: an
 		// empty payload with a ref), it reads the same.
 		var second []apart
-		enc := appendMessage([]byte{formatRecord}, &m, func(p *moltbot.Part) (string, bool, bool) {
+		rf := byte(formatRecord)
+		if len(m.Citations) > 0 {
+			rf = formatRecordCite
+		}
+		enc := appendMessage([]byte{rf}, &m, func(p *moltbot.Part) (string, bool, bool) {
 			for _, a := range first {
 				if &m.Parts[a.part] == p {
 					return p.Ref, a.data, true

@@ -34,6 +34,10 @@ var (
 	// tombstone): the node moves what it finds under Skills here when it
 	// starts.
 	SkillsKV = Namespace{Name: "skills.kv", prefix: "skillkv/", syncPut: true, syncDelete: true}
+	// KB are the knowledge bases' documents (package skills/kb:
+	// kb/<space>/<kb>/<document>, a deleted one as a tombstone): synced,
+	// as the admin API answers that a document is stored.
+	KB = Namespace{Name: "kb", prefix: "kb/", syncPut: true, syncDelete: true}
 	// Handoff is the hand-off queue's index (skills/handoff,
 	// handoff/<space>/<conversation>): a view of the conversations' own
 	// state, but the only list of the queued ones a node has after a
@@ -44,7 +48,7 @@ var (
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, Handoff}
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB, Handoff}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the

@@ -129,7 +129,7 @@ func TestDecodeRejects(t *testing.T) {
 	good := Encode(nil, sample())
 	cases := map[string][]byte{
 		"empty":          nil,
-		"unknown format": append([]byte{9}, good[1:]...),
+		"unknown format": append([]byte{formatV9 + 1}, good[1:]...),
 		"truncated":      good[:len(good)-1],
 		"trailing":       append(append([]byte(nil), good...), 0),
 		"huge count":     {1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
@@ -152,6 +152,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{1, 0, 0, 0, 0, 1, 't', 1, 'i', 0, 0, 1, 2, 0, 0, 0})
 	f.Add(Encode(nil, rich()))
 	f.Add(Encode(nil, withState("c", 2)))
+	f.Add(Encode(nil, withCitations()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)
 		if err != nil {

@@ -271,7 +271,7 @@ func (a *conversation) finish(c actor.Context, d *turnDone) {
 		finishSilent(a, m, d) // handoff.go
 	default:
 		asst := moltbot.Message{ID: m.turnID + ":a", Role: moltbot.RoleAssistant, Content: d.comp.Content, Parts: replyParts(d.comp),
-			Model: d.comp.Served.String(), Created: time.Now().UnixMilli()}
+			Model: d.comp.Served.String(), Created: time.Now().UnixMilli(), Citations: d.comp.Citations}
 		a.conv.Messages = append(a.conv.Messages, asst)
 		a.conv.Version++
 		a.conv.Updated = asst.Created

@@ -51,7 +51,11 @@
 // skill's small key-value store, per tenant, kept by the node (keys up
 // to 128 bytes, values strings up to 4 KiB, 256 keys), and
 // context.embed(text or [texts]), a Promise of one vector (an array of
-// numbers) a text, through the node's embedding chain. The sandbox is what goja gives and no
+// numbers) a text, through the node's embedding chain, and
+// context.search(kb, query, k), a Promise of the chunks of the tenant's
+// knowledge base kb that answer query (k of them, 4 when not given; a
+// bot's skill searches only the bases its bot names), each {n, kb,
+// document, heading, chunk, score, snippet}. The sandbox is what goja gives and no
 // more: no fs, net, process, env, timers; require resolves the skill's
 // own file only.
 //
@@ -706,6 +710,35 @@ func (w *worker) run(r wire.Request) (string, error) {
 		embedCalls++
 		return call(wire.Call{Kind: wire.CallEmbed, Texts: texts})
 	})
+	searchCalls := 0
+	ctx.Set("search", func(c goja.FunctionCall) goja.Value {
+		if searchCalls >= wire.MaxSearchCalls {
+			throw("search: at most %d calls a run", wire.MaxSearchCalls)
+		}
+		kb, query := c.Argument(0), c.Argument(1)
+		isString := func(v goja.Value) bool {
+			if _, ok := v.Export().(string); ok {
+				return true
+			}
+			o, ok := v.(*goja.Object)
+			return ok && o.ClassName() == "String" // a capture of context.matches
+		}
+		if !isString(kb) || kb.String() == "" || len(kb.String()) > 64 {
+			throw("search: the knowledge base's name must be a string of 1 to 64 bytes")
+		}
+		if !isString(query) || query.String() == "" || len(query.String()) > wire.MaxSearchQuery || !utf8.ValidString(query.String()) {
+			throw("search: the query must be 1 to %d bytes of text", wire.MaxSearchQuery)
+		}
+		k := 0
+		if a := c.Argument(2); !goja.IsUndefined(a) && !goja.IsNull(a) {
+			k = int(a.ToInteger())
+			if k < 1 || k > wire.MaxSearchK {
+				throw("search: k must be 1 to %d, got %v", wire.MaxSearchK, a)
+			}
+		}
+		searchCalls++
+		return call(wire.Call{Kind: wire.CallSearch, KB: kb.String(), Query: query.String(), K: k})
+	})
 	res, err := handler(goja.Undefined(), ctx)
 	if err != nil {
 		return fail(err)
@@ -750,6 +783,12 @@ func (w *worker) run(r wire.Request) (string, error) {
 				err = wt.resolve(vm.NewArray(rows...))
 			case wt.kind == wire.CallKVDelete:
 				err = wt.resolve(rep.Found)
+			case wt.kind == wire.CallSearch:
+				parse, _ := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("parse"))
+				var v goja.Value
+				if v, err = parse(goja.Undefined(), vm.ToValue(rep.Text)); err == nil {
+					err = wt.resolve(v)
+				}
 			default:
 				err = wt.resolve(goja.Undefined())
 			}

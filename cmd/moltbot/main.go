@@ -179,6 +179,7 @@ Quick start:
 			clusterCommand(),
 			keysCommand(),
 			botsCommand(),
+			kbCommand(),
 			handoffCommand(),
 			tenantsCommand(),
 			retentionCommand(),

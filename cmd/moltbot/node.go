@@ -37,6 +37,7 @@ import (
 	"github.com/moltbot/moltbot/retention"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/intent"
+	"github.com/moltbot/moltbot/skills/kb"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/moltbot/moltbot/usage"
 	"golang.org/x/oauth2"
@@ -69,6 +70,8 @@ type Node struct {
 	handoff  *handoffParts     // the hand-off stage, queue index and timer
 	presets  *presetStage      // skills.presets, as last built
 	bots     *skills.Bots      // the config's bots (bots:), swapped on a reload
+	kb       *kb.Store         // the knowledge bases (skills.kb; kb.go)
+	kbStage  *kb.Stage         // their stage before the model
 	shared   *actors.SharedMux // what every member holds (nil alone): auth, usage, Node.sharePart's parts
 	rtRef    *atomic.Pointer[actors.Runtime]
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
@@ -207,6 +210,9 @@ func (n *Node) reloadConfig() (int, error) {
 	}
 	if n.bots != nil {
 		n.bots.Set(cfg.BotProfiles())
+		if n.kbStage != nil {
+			n.kbStage.SetBotsSearch(botsSearch(cfg))
+		}
 		n.checkBots(cfg)
 	}
 	if n.handoff != nil {
@@ -518,6 +524,7 @@ func (n *Node) Start() (err error) {
 	if n.Workspace != "" {
 		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
 		scfg.KV, scfg.Metrics, scfg.Logger = skillKV, met, n.Log
+		scfg.Search = n.kbSearch // context.search, over the knowledge bases opened below
 		st := newSkillStage(scfg, n.Log)
 		err := st.load()
 		if errors.Is(err, skills.ErrNoWorker) {
@@ -543,6 +550,14 @@ func (n *Node) Start() (err error) {
 	} else {
 		before = []actors.BeforeModel{presetBefore{n.presets}}
 	}
+	// The knowledge base last before the model: it answers only a miss
+	// (or lets the model go on), after every stage that answers itself.
+	kbStage, kbMgmt, err := n.startKB(cfg, store, &rtRef)
+	if err != nil {
+		return err
+	}
+	undo = append(undo, func() { n.kb.Close() })
+	before = append(before, kbStage)
 	// A guard's output side outermost: it masks whatever reaches the
 	// user, each step of the tool loop and a cached reply alike.
 	around = append([]actors.AroundModel{presetAround{n.presets}}, around...)
@@ -556,6 +571,8 @@ func (n *Node) Start() (err error) {
 	before = append([]actors.BeforeModel{ho.stage}, before...)
 	after := []actors.AfterModel{ho.stage}
 	n.bots = skills.NewBots(cfg.BotProfiles())
+	n.kbStage = kbStage
+	kbStage.SetBotsSearch(botsSearch(cfg))
 	n.checkBots(cfg)
 	rw := cfg.Cluster.RemoteWork
 	rt, err := actors.New(actors.Config{Providers: specs, Chain: cfg.Chain(), Store: convs, Metrics: met, Logger: n.Log, Before: before, Around: around, After: after,
@@ -576,6 +593,7 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	rtRef.Store(rt)
+	n.kb.Start() // embeds through rt, when the node has an embedding chain
 	undo = append(undo, func() { rt.Shutdown(context.Background()) })
 	ho.start(context.Background())
 	undo = append(undo, ho.close)
@@ -650,7 +668,7 @@ func (n *Node) Start() (err error) {
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(handoffRuntime{rt, ho.index}, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
 		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
-	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots,
+	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots, KB: kbMgmt,
 		StorageHealth: store.Health, Handoff: ho}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
@@ -753,6 +771,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		if n.skills != nil {
 			n.skills.Close()
+		}
+		if n.kb != nil {
+			n.kb.Close() // its embedder writes vectors to pebble
 		}
 		if n.cache != nil {
 			n.cache.Close() // its last writes to pebble go before the store closes

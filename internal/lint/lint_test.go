@@ -102,12 +102,12 @@ var deps = map[string]allowed{
 	// validation of every turn, for every edge, over a runtime it declares.
 	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
 	// The management service: tenants, keys, status, over auth and actors.
-	"manage": {code: []string{".", "actors", "auth", "cache", "retention", "skills/handoff"}, tests: []string{"storage", "inference/sim"}},
+	"manage": {code: []string{".", "actors", "auth", "cache", "retention", "skills/handoff", "skills/kb"}, tests: []string{"storage", "inference/sim"}},
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
 	"gateway": {code: []string{".", "audit", "chat", "manage", "inference/openaiwire", "internal/jsonw", "internal/metrics", "internal/slots"},
-		tests: []string{"actors", "auth", "cache", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "storage"}},
+		tests: []string{"actors", "auth", "cache", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
 
 	// bench measures over HTTP only (reading streams with the providers'
 	// SSE reader, a leaf).
@@ -133,7 +133,10 @@ var deps = map[string]allowed{
 	"skills/flow": {code: []string{"."}},
 	// The intent recognizer: the cascade, the n-gram classifier, the
 	// stage (a BeforeModel wired in by cmd, first of the before list).
-	"skills/intent":  {code: []string{"."}, tests: []string{"inference", "inference/sim"}},
+	"skills/intent": {code: []string{"."}, tests: []string{"inference", "inference/sim"}},
+	// The knowledge base: chunker, tokenizer, BM25, vectors, the store
+	// (over a KV interface of its own) and the stage before the model.
+	"skills/kb":      {code: []string{"."}},
 	"skills/handoff": {code: []string{"."}},
 	// A fake MCP server (a command the tests build and run).
 	"internal/mcptest": {},

@@ -42,6 +42,11 @@ const (
 	MaxEmbedTexts = 16
 	MaxEmbedText  = 8 << 10
 	MaxEmbedCalls = 8
+	// MaxSearchCalls bounds a run's context.search calls, MaxSearchQuery
+	// a query, MaxSearchK the chunks one asks for.
+	MaxSearchCalls = 8
+	MaxSearchQuery = 4 << 10
+	MaxSearchK     = 16
 )
 
 // The kinds of a Call: a model's answer, or context.kv.
@@ -51,6 +56,7 @@ const (
 	CallKVSet    = "kv.set"
 	CallKVDelete = "kv.delete"
 	CallEmbed    = "embed"
+	CallSearch   = "search"
 )
 
 // Request is a line from the node to the worker.
@@ -131,7 +137,8 @@ type SkillInfo struct {
 
 // Call is what a running skill asks the node for: a model's answer
 // (Kind CallModel or empty: Alias, Prompt), a kv operation (Key, and
-// Value for a set) or vectors (CallEmbed: Texts).
+// Value for a set), vectors (CallEmbed: Texts) or a knowledge base's
+// chunks (CallSearch: KB, Query, K).
 type Call struct {
 	Seq    int      `json:"seq"`
 	Kind   string   `json:"kind,omitempty"`
@@ -140,6 +147,11 @@ type Call struct {
 	Key    string   `json:"key,omitempty"`
 	Value  string   `json:"value,omitempty"`
 	Texts  []string `json:"texts,omitempty"`
+	// KB, Query and K are a context.search call's (CallSearch): the
+	// answer's Text is a JSON array of moltbot.Citation.
+	KB    string `json:"kb,omitempty"`
+	Query string `json:"query,omitempty"`
+	K     int    `json:"k,omitempty"`
 }
 
 // Response is a line from the worker to the node.
