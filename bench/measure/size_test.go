@@ -12,8 +12,11 @@ import (
 // needs more raises the budget on purpose, in the same commit, with the
 // reason in BENCHMARKS.md.
 const (
-	// make build: 25,624,738 bytes.
-	defaultBudget = 28_200_000
+	// make build: 25,624,738 bytes; 28,582,050 on 2026-12-02 with issue
+	// 14's knowledge base, intents and hand-off and issue 16's chat, doctor
+	// and models (the budget raised from 28,200,000: BENCHMARKS.md, "Size
+	// budget per build").
+	defaultBudget = 29_000_000
 	// make build-edge (cmd/moltbot/edge.go): 22,085,794 bytes on
 	// 2026-12-01, once it left out the cluster engine and moltbot sim
 	// (26,779,810 before; BENCHMARKS.md, "Size budget per build").
