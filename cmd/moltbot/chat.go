@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -246,6 +247,7 @@ type ttyLines struct {
 func newTTYLines(in *os.File, out io.Writer, prompt string) *ttyLines {
 	l := &ttyLines{fd: int(in.Fd()), in: &ctrlCReader{r: in}}
 	l.hist = &chatHistory{skip: func() bool { return l.in.interrupted }}
+	l.hist.open(historyPath())
 	l.t = term.NewTerminal(struct {
 		io.Reader
 		io.Writer
@@ -326,20 +328,72 @@ func (c *ctrlCReader) Read(p []byte) (int, error) {
 }
 
 // chatHistory is the line editor's history: no empty lines, no line twice
-// in a row, no line dropped by Ctrl-C; at most 1000.
+// in a row, no line dropped by Ctrl-C; at most 1000. Kept across sessions
+// in a file of the user's own (0600), as Ollama keeps ~/.ollama/history:
+// historyPath says where, and MOLTBOT_NOHISTORY=1 keeps none.
 type chatHistory struct {
 	lines []string // oldest first
 	skip  func() bool
+	file  *os.File // appended to; nil: the session's alone
+}
+
+const historyMax = 1000
+
+// historyPath is where the chat's history is kept: $XDG_STATE_HOME/moltbot/
+// history, else ~/.local/state/moltbot/history; "" with MOLTBOT_NOHISTORY
+// set (to anything but 0 or false) or no home.
+func historyPath() string {
+	if v := os.Getenv("MOLTBOT_NOHISTORY"); v != "" && v != "0" && v != "false" {
+		return ""
+	}
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil || home == "" {
+			return ""
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "moltbot", "history")
+}
+
+// open reads the last historyMax lines of path and appends to it from
+// then on (a file grown past twice that is cut back first). A file it
+// cannot read or write leaves the history to the session, silently: the
+// chat works without it.
+func (h *chatHistory) open(path string) {
+	if path == "" || os.MkdirAll(filepath.Dir(path), 0o700) != nil {
+		return
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(all) == 1 && all[0] == "" {
+			all = nil
+		}
+		h.lines = all[max(0, len(all)-historyMax):]
+		if len(all) > 2*historyMax {
+			_ = os.WriteFile(path, []byte(strings.Join(h.lines, "\n")+"\n"), 0o600)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	_ = f.Chmod(0o600) // a file made looser by hand
+	h.file = f
 }
 
 func (h *chatHistory) Add(s string) {
 	if strings.TrimSpace(s) == "" || h.skip() || (len(h.lines) > 0 && h.lines[len(h.lines)-1] == s) {
 		return
 	}
-	if len(h.lines) == 1000 {
+	if len(h.lines) == historyMax {
 		h.lines = h.lines[1:]
 	}
 	h.lines = append(h.lines, s)
+	if h.file != nil && !strings.ContainsAny(s, "\n\r") {
+		_, _ = h.file.WriteString(s + "\n")
+	}
 }
 
 func (h *chatHistory) Len() int { return len(h.lines) }

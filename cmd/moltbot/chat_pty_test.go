@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -186,6 +187,8 @@ func (p *ptyProc) exitCode() int {
 // up-arrow recalls the line before; Ctrl-D quits with 0; --conversation
 // shows the past turns before the prompt.
 func TestChatPTY(t *testing.T) {
+	state := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", state) // the history file, the test's own
 	// 150 tokens 20 ms apart: a reply streams for 3 s, long enough to be
 	// interrupted once its first token has been seen.
 	n, _ := startNodeIn(t, t.TempDir(), `server: {host: 127.0.0.1, port: 0}
@@ -306,8 +309,26 @@ models: {primary: sim/sim}
 	r.expect("> second message") // sent twice
 	r.expect("[simulated]")
 	r.expect("\n> ") // the prompt
+	// The history outlives the session (as Ollama's does): up-arrow
+	// recalls the first session's last line, /id.
+	r.send("\x1b[A\r")
+	if got := r.expect("> "); !strings.Contains(got, id) {
+		t.Errorf("up-arrow in a new session did not recall /id: %q", got)
+	}
 	r.send("/bye\r")
 	if code := r.exitCode(); code != 0 {
 		t.Fatalf("/bye: exit %d", code)
+	}
+	path := filepath.Join(state, "moltbot", "history")
+	st, err := os.Stat(path)
+	b, _ := os.ReadFile(path)
+	if err != nil || st.Mode().Perm() != 0o600 || !strings.Contains(string(b), "hello there\n") || strings.Contains(string(b), "never sent") {
+		t.Errorf("history file: %v %v %q", err, st, b)
+	}
+	// MOLTBOT_NOHISTORY keeps none.
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	t.Setenv("MOLTBOT_NOHISTORY", "1")
+	if historyPath() != "" {
+		t.Error("MOLTBOT_NOHISTORY=1 still keeps a history")
 	}
 }
