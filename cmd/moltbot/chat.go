@@ -217,6 +217,10 @@ func newPlainLines(r io.Reader, w io.Writer, prompt string, sigs <-chan os.Signa
 // in progress is not interrupted).
 func (p *plainLines) Close() { close(p.stop) }
 
+// SetPrompt sets the prompt of the lines to come ("... " in a message of
+// several lines).
+func (p *plainLines) SetPrompt(s string) { p.prompt = s }
+
 func (p *plainLines) ReadLine() (string, error) {
 	fmt.Fprint(p.w, p.prompt)
 	select {
@@ -255,6 +259,9 @@ func newTTYLines(in *os.File, out io.Writer, prompt string) *ttyLines {
 	l.t.History = l.hist
 	return l
 }
+
+// SetPrompt sets the prompt of the lines to come.
+func (l *ttyLines) SetPrompt(s string) { l.t.SetPrompt(s) }
 
 func (l *ttyLines) ReadLine() (string, error) {
 	old, err := term.MakeRaw(l.fd)
@@ -547,6 +554,19 @@ func (s *chatSession) loop(lines lineReader) error {
 			return fail(1, "reading input: %v", err)
 		}
 		line := strings.TrimSpace(raw)
+		if strings.HasPrefix(line, `"""`) {
+			// A message of several lines, between """ and """ (Ollama's
+			// way): Ctrl-C drops it, the end of input quits.
+			text, done, err := multiLine(lines, line)
+			if err != nil {
+				fmt.Fprintln(s.errw)
+				return nil
+			}
+			if done && strings.TrimSpace(text) != "" {
+				s.send(text)
+			}
+			continue
+		}
 		switch {
 		case line == "":
 			continue
@@ -670,5 +690,40 @@ Examples:
 			}()
 			return s.loop(lines)
 		},
+	}
+}
+
+// multiLine reads a message of several lines that began with first (which
+// starts with """) up to the line that ends with """: the text between,
+// with its line breaks. done is false when Ctrl-C dropped it; an error is
+// the end of input.
+func multiLine(lines lineReader, first string) (text string, done bool, err error) {
+	rest := strings.TrimPrefix(first, `"""`)
+	if len(rest) >= 3 && strings.HasSuffix(rest, `"""`) {
+		return strings.TrimSuffix(rest, `"""`), true, nil
+	}
+	var b strings.Builder
+	b.WriteString(rest)
+	p, canPrompt := lines.(interface{ SetPrompt(string) })
+	if canPrompt {
+		p.SetPrompt("... ")
+		defer p.SetPrompt("> ")
+	}
+	for {
+		raw, err := lines.ReadLine()
+		if errors.Is(err, errInterrupt) {
+			return "", false, nil
+		}
+		if err != nil {
+			return "", false, err
+		}
+		if b.Len() > 0 || rest != "" {
+			b.WriteByte('\n')
+		}
+		if t := strings.TrimRight(raw, " \t"); strings.HasSuffix(t, `"""`) {
+			b.WriteString(strings.TrimSuffix(t, `"""`))
+			return strings.TrimRight(b.String(), "\n"), true, nil
+		}
+		b.WriteString(raw)
 	}
 }

@@ -62,3 +62,29 @@ func TestChatCtrlCReader(t *testing.T) {
 		t.Fatalf("history %q: want a, b, a (newest first): no empty lines, none twice in a row", h.lines)
 	}
 }
+
+// A message of several lines between """ and """ (Ollama's way) is one
+// message with its line breaks; """one line""" is one too; the prompt
+// says a message goes on ("... ").
+func TestChatMultiLine(t *testing.T) {
+	n, _ := startNodeIn(t, t.TempDir(), `server: {host: 127.0.0.1, port: 0}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 4}}
+models: {primary: sim/sim}
+`, slog.LevelWarn)
+	in := "\"\"\"first line\n  second, indented\n\nlast\"\"\"\n\"\"\"all in one\"\"\"\n\"\"\"\nnever ended\n"
+	code, _, stderr := runCLI(t, in, "chat", "--url", n.URL())
+	if code != 0 || !strings.Contains(stderr, "... ") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	id := strings.Fields(strings.SplitN(stderr, "\n", 2)[0])[1]
+	var users []string
+	for _, m := range getConv(t, n.URL(), id).Messages {
+		if m.Role == "user" {
+			users = append(users, m.Content)
+		}
+	}
+	if len(users) != 2 || users[0] != "first line\n  second, indented\n\nlast" || users[1] != "all in one" {
+		t.Fatalf("the node got %q", users)
+	}
+}
