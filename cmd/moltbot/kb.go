@@ -51,6 +51,7 @@ func (n *Node) startKB(cfg *configs.Config, db storage.Namespaces, rt *atomic.Po
 		return nil, nil, err
 	}
 	n.kb = st
+	n.kbRef.Store(st)
 	pub, err := n.sharePart(kbTag, st)
 	if err != nil {
 		return nil, nil, err

@@ -65,14 +65,15 @@ type Node struct {
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	sweeper  *retention.Sweeper
-	cache    *cache.Cache      // the output cache, nil without one
-	skills   *skillStage       // the JS skills (their worker), nil without a workspace
-	handoff  *handoffParts     // the hand-off stage, queue index and timer
-	presets  *presetStage      // skills.presets, as last built
-	bots     *skills.Bots      // the config's bots (bots:), swapped on a reload
-	kb       *kb.Store         // the knowledge bases (skills.kb; kb.go)
-	kbStage  *kb.Stage         // their stage before the model
-	shared   *actors.SharedMux // what every member holds (nil alone): auth, usage, Node.sharePart's parts
+	cache    *cache.Cache             // the output cache, nil without one
+	skills   *skillStage              // the JS skills (their worker), nil without a workspace
+	handoff  *handoffParts            // the hand-off stage, queue index and timer
+	presets  *presetStage             // skills.presets, as last built
+	bots     *skills.Bots             // the config's bots (bots:), swapped on a reload
+	kb       *kb.Store                // the knowledge bases (skills.kb; kb.go)
+	kbRef    atomic.Pointer[kb.Store] // kb, for auth's sweep of deleted tenants (set once open)
+	kbStage  *kb.Stage                // their stage before the model
+	shared   *actors.SharedMux        // what every member holds (nil alone): auth, usage, Node.sharePart's parts
 	rtRef    *atomic.Pointer[actors.Runtime]
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
@@ -437,7 +438,7 @@ func (n *Node) Start() (err error) {
 	}
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: tenantData{convs, skillKV}}, store)
+		Conversations: tenantData{convs, skillKV, &n.kbRef}}, store)
 	if err != nil {
 		return err
 	}

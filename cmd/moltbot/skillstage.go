@@ -17,6 +17,7 @@ import (
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
 	"github.com/moltbot/moltbot/skills/intent"
+	"github.com/moltbot/moltbot/skills/kb"
 	"github.com/moltbot/moltbot/skills/wire"
 )
 
@@ -248,6 +249,9 @@ type tenantData struct {
 		DeleteSpaces(dead func(space string) bool) (int, error)
 	}
 	kv skills.ScanKV
+	// kb is the knowledge bases' store once the node opened it (after
+	// auth, whose sweep calls DeleteSpaces): nil before.
+	kb *atomic.Pointer[kb.Store]
 }
 
 // DeleteSpaces deletes the dead spaces' conversations (counted) and
@@ -256,6 +260,11 @@ func (d tenantData) DeleteSpaces(dead func(space string) bool) (int, error) {
 	n, err := d.convs.DeleteSpaces(dead)
 	if _, kerr := skills.SweepKV(d.kv, dead); kerr != nil && err == nil {
 		err = kerr
+	}
+	if st := d.kb.Load(); st != nil {
+		if _, kerr := st.DeleteSpaces(dead); kerr != nil && err == nil {
+			err = kerr
+		}
 	}
 	return n, err
 }

@@ -652,3 +652,38 @@ func (s *Store) VectorModel() string {
 	defer s.mu.Unlock()
 	return s.vecModel
 }
+
+// DeleteSpaces deletes every document of the spaces dead reports true
+// (auth's sweep of deleted tenants' data: dead is asked once a space), on
+// every member (the deletions are published as any others), and reports
+// how many documents went.
+func (s *Store) DeleteSpaces(dead func(space string) bool) (int, error) {
+	type pair struct{ space, kb string }
+	verdict := map[string]bool{}
+	var gone []pair
+	s.mu.Lock()
+	for k, b := range s.bases {
+		sp, name, _ := strings.Cut(k, "/")
+		if live(b) == 0 {
+			continue
+		}
+		d, seen := verdict[sp]
+		if !seen {
+			d = dead(sp)
+			verdict[sp] = d
+		}
+		if d {
+			gone = append(gone, pair{sp, name})
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, g := range gone {
+		k, err := s.Delete(g.space, g.kb, "")
+		n += k
+		if err != nil && moltbot.ErrorCode(err) != moltbot.ENotFound {
+			return n, err
+		}
+	}
+	return n, nil
+}

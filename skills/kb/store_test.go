@@ -433,3 +433,37 @@ func FuzzOpen(f *testing.F) {
 		s.Search("acme", []string{"kb"}, Query{Text: "hi"})
 	})
 }
+
+// DeleteSpaces (auth's sweep of deleted tenants): every document of a dead
+// space goes, as published deletions; the others' stay; dead is asked once
+// a space.
+func TestStoreDeleteSpaces(t *testing.T) {
+	kv := newMemKV()
+	s := openStore(t, kv)
+	var published int
+	s.SetPublisher(func([]byte) { published++ })
+	docs := exampleDocs(t)
+	for _, sp := range []string{"acme:x1", "beta:y1"} {
+		for _, base := range []string{"support", "faq"} {
+			if err := s.Put(sp, base, docs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := published
+	asked := map[string]int{}
+	n, err := s.DeleteSpaces(func(sp string) bool { asked[sp]++; return sp == "acme:x1" })
+	if err != nil || n != 2*len(docs) || asked["acme:x1"] != 1 || asked["beta:y1"] != 1 || published == before {
+		t.Fatalf("deleted %d (want %d), %v, asked %v, published %d", n, 2*len(docs), err, asked, published-before)
+	}
+	if got := s.List("acme:x1", ""); len(got) != 0 {
+		t.Errorf("the dead tenant's bases are still listed: %+v", got)
+	}
+	if got := s.List("beta:y1", ""); len(got) != 2 {
+		t.Errorf("the live tenant lost its bases: %+v", got)
+	}
+	// A reopened store agrees (the deletions were stored).
+	if got := openStore(t, kv).List("acme:x1", ""); len(got) != 0 {
+		t.Errorf("after a reopen: %+v", got)
+	}
+}
