@@ -523,7 +523,7 @@ func parseLine(b []byte) (wire.Response, error) {
 		if (len(sk.RE2) == 0 && sk.Tool == nil && sk.Intent == "") || len(sk.RE2) != len(sk.Patterns) {
 			return bad("skill %s: %d patterns, %d in RE2", sk.Name, len(sk.Patterns), len(sk.RE2))
 		}
-		if sk.Intent != "" && !validIntent(sk.Intent) {
+		if sk.Intent != "" && !wire.ValidIntent(sk.Intent) {
 			return bad("skill %s: intent %q", sk.Name, sk.Intent)
 		}
 	}
@@ -670,23 +670,6 @@ func (s *Skills) MatchIntent(notes map[string]string, bot *moltbot.Bot) string {
 		}
 	}
 	return ""
-}
-
-// validIntent: an intent's name as skills/intents.yaml takes it.
-func validIntent(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-' || c == '.') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Skill returns the loaded skill named name.

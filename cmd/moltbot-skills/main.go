@@ -411,7 +411,7 @@ func loadOne(f file) (*skill, error) {
 	}
 	if iv := ex.Get("intent"); iv != nil && !goja.IsUndefined(iv) && !goja.IsNull(iv) {
 		name, ok := iv.Export().(string)
-		if !ok || !validIntent(name) {
+		if !ok || !wire.ValidIntent(name) {
 			return nil, fmt.Errorf("module.exports.intent: want an intent's name (1 to 64 of a-z, 0-9, '_', '-', '.'), such as 'refund', got %s", iv.String())
 		}
 		s.info.Intent = name
@@ -816,21 +816,4 @@ func (w *worker) run(r wire.Request) (string, error) {
 		return j.String(), nil
 	}
 	return res.String(), nil
-}
-
-// validIntent: an intent's name as skills/intents.yaml takes it.
-func validIntent(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-' || c == '.') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -130,10 +130,10 @@ var deps = map[string]allowed{
 	// YAML flows: a stage before the model over the domain's Turn (its
 	// skill nodes reach the JavaScript skills through an interface cmd
 	// fills in).
-	"skills/flow": {code: []string{"."}},
+	"skills/flow": {code: []string{".", "skills/wire"}},
 	// The intent recognizer: the cascade, the n-gram classifier, the
 	// stage (a BeforeModel wired in by cmd, first of the before list).
-	"skills/intent": {code: []string{"."}, tests: []string{"inference", "inference/sim"}},
+	"skills/intent": {code: []string{".", "skills/wire"}, tests: []string{"inference", "inference/sim"}},
 	// The knowledge base: chunker, tokenizer, BM25, vectors, the store
 	// (over a KV interface of its own) and the stage before the model.
 	"skills/kb":      {code: []string{"."}},

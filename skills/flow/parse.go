@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/moltbot/moltbot/skills/wire"
 	"gopkg.in/yaml.v3"
 )
 
@@ -340,7 +341,7 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 			if n.Intent, err = p.str(v, at); err != nil {
 				return err
 			}
-			if !validIntent(n.Intent) {
+			if !wire.ValidIntent(n.Intent) {
 				return p.errf(v, at, "%q: an intent's name is 1 to 64 of a-z, 0-9, '_', '-', '.' (skills/intents.yaml)", n.Intent)
 			}
 		case "var":
@@ -548,22 +549,4 @@ func (p *parser) unreachable() []string {
 		}
 	}
 	return notes
-}
-
-// validIntent: what skills/intent.ValidName takes (the flow does not
-// import the recognizer: it reads the turn's notes).
-func validIntent(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-' || c == '.') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

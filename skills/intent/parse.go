@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/moltbot/moltbot/skills/wire"
 	"gopkg.in/yaml.v3"
 )
 
@@ -196,24 +197,9 @@ func (p *parser) num(n *yaml.Node, key string, lo, hi float64) (float64, error) 
 	return f, nil
 }
 
-// ValidName reports whether s may name an intent: 1 to 64 of a-z, 0-9,
-// '_', '-' and '.', starting with a letter or digit (it goes in a JSON
-// enum, a note, a flow's trigger).
-func ValidName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-' || c == '.') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// ValidName reports whether s may name an intent (wire.ValidIntent: 1 to
+// 64 of a-z, 0-9, '_', '-' and '.', starting with a letter or digit).
+func ValidName(s string) bool { return wire.ValidIntent(s) }
 
 const nameRule = "1 to 64 of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
 

@@ -172,3 +172,24 @@ type Response struct {
 	// offered.
 	Warnings []string `json:"warnings,omitempty"`
 }
+
+// ValidIntent reports whether s may name an intent: 1 to 64 of a-z, 0-9,
+// '_', '-' and '.', starting with a letter or digit (it goes in a JSON
+// enum, a turn's note, a flow's trigger, a JavaScript skill's intent:).
+// skills/intents.yaml, the flows, the skills and the worker all check
+// names with it.
+func ValidIntent(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-' || c == '.') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
