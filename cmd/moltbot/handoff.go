@@ -33,8 +33,11 @@ type handoffParts struct {
 	log   *slog.Logger
 	every time.Duration
 
-	stop context.CancelFunc
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	base    context.Context // start's: the timer runs under it once needed
+	stop    context.CancelFunc
+	stopped bool
+	wg      sync.WaitGroup
 }
 
 // newHandoff builds the stage and the index (loaded from storage, shared
@@ -60,7 +63,9 @@ func (n *Node) newHandoff(cfg *configs.Config, store storage.Namespaces, rt *ato
 	if t := stage.Config().QueueTimeout / 10; t < every {
 		every = max(t, 50*time.Millisecond)
 	}
-	return &handoffParts{stage: stage, index: index, rt: rt, log: n.Log, every: every}, nil
+	h := &handoffParts{stage: stage, index: index, rt: rt, log: n.Log, every: every}
+	index.Added = h.run
+	return h, nil
 }
 
 // List implements manage.Handoff.
@@ -111,8 +116,28 @@ func (d deliverMux) Deliver(ctx context.Context, space, id string, to moltbot.De
 // start runs the queue's timer: every tick, the queued conversations
 // this node owns whose deadline passed are expired, each by a turn on it
 // (fenced by the epoch the index saw: a claim that came first wins).
+//
+// The timer's goroutine starts with the first entry of the index (now, or
+// when a conversation is first handed off here or on a peer): a node that
+// never hands off runs none (an idle goroutine's stack is scanned at every
+// collection and its code counts in the node's idle RSS).
 func (h *handoffParts) start(base context.Context) {
-	ctx, stop := context.WithCancel(base)
+	h.mu.Lock()
+	h.base = base
+	h.mu.Unlock()
+	if h.index.Len() > 0 {
+		h.run()
+	}
+}
+
+// run starts the timer, once, after start and before close.
+func (h *handoffParts) run() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.base == nil || h.stop != nil || h.stopped {
+		return
+	}
+	ctx, stop := context.WithCancel(h.base)
 	h.stop = stop
 	h.wg.Add(1)
 	go func() {
@@ -132,8 +157,12 @@ func (h *handoffParts) start(base context.Context) {
 
 // close stops the timer and waits for it.
 func (h *handoffParts) close() {
-	if h.stop != nil {
-		h.stop()
+	h.mu.Lock()
+	h.stopped = true
+	stop := h.stop
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
 		h.wg.Wait()
 	}
 }

@@ -54,8 +54,13 @@ type Index struct {
 	m  map[string]*Entry
 	// Publish sends a change (one entry, JSON) to the cluster; nil: none.
 	Publish func([]byte)
-	now     func() time.Time
-	store   Store
+	// Added, when set, is called (without the index's lock) after an
+	// entry took its place, local or a peer's: the node starts the
+	// queue's timer at the first one (a node that never hands off runs
+	// none).
+	Added func()
+	now   func() time.Time
+	store Store
 }
 
 // Store keeps the index across restarts (storage's handoff namespace).
@@ -88,6 +93,14 @@ func (x *Index) Load(st Store) error {
 // NewIndex returns an empty index.
 func NewIndex() *Index { return &Index{m: map[string]*Entry{}, now: time.Now} }
 
+// Len is how many entries the index holds (tombstones of released
+// conversations too).
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.m)
+}
+
 // Put records e (a local change) and publishes it when it won.
 func (x *Index) Put(e Entry) {
 	if len(e.Last) > MaxLast {
@@ -112,6 +125,16 @@ func (x *Index) Put(e Entry) {
 // peer's exchange when this node joins again, and is not written here, so
 // a full state from a peer costs no synced writes).
 func (x *Index) put(e *Entry, persist bool) bool {
+	if !x.putLocked(e, persist) {
+		return false
+	}
+	if x.Added != nil {
+		x.Added()
+	}
+	return true
+}
+
+func (x *Index) putLocked(e *Entry, persist bool) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.m[e.key()]; ok && !e.newer(cur) {

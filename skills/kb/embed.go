@@ -143,8 +143,25 @@ func (s *Store) embedBase(ctx context.Context, built *Base, model string) (*Base
 // again in the background (a turn then rarely builds one itself: only
 // when it searches before the indexer got there), and, with
 // Config.Embed, gets its vectors.
+//
+// The indexer's goroutine starts with the first base that has documents
+// (now, or at the first change): a node without knowledge bases runs none
+// (an idle goroutine's stack is scanned at every collection, and the
+// code it touches counts in the node's idle RSS).
 func (s *Store) Start() {
-	if s.stopEmbed != nil {
+	s.runMu.Lock()
+	s.started = true
+	s.runMu.Unlock()
+	if !s.Empty() {
+		s.run()
+	}
+}
+
+// run starts the indexer's goroutine, once, after Start and before Close.
+func (s *Store) run() {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if !s.started || s.closed || s.stopEmbed != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -161,22 +178,31 @@ func (s *Store) Start() {
 			}
 		}
 	}()
-	s.poke()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Close stops the embedder and waits for it.
 func (s *Store) Close() {
-	if s.stopEmbed != nil {
-		s.stopEmbed()
-		<-s.embedDone
+	s.runMu.Lock()
+	s.closed = true
+	stop, done := s.stopEmbed, s.embedDone
+	s.runMu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
 	}
 }
 
-// poke wakes the embedder (a base changed).
+// poke wakes the embedder (a base changed), starting it if it is not
+// running yet.
 func (s *Store) poke() {
 	if s.wake == nil {
 		return
 	}
+	s.run()
 	select {
 	case s.wake <- struct{}{}:
 	default:

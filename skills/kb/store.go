@@ -162,6 +162,11 @@ type Store struct {
 	wake      chan struct{}
 	stopEmbed context.CancelFunc
 	embedDone chan struct{}
+	// runMu guards started (Start was called), closed (Close was) and the
+	// indexer's stopEmbed and embedDone.
+	runMu   sync.Mutex
+	started bool
+	closed  bool
 }
 
 // Config configures a Store.
