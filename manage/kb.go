@@ -27,10 +27,11 @@ type KBSearchResult struct {
 	Results   []moltbot.Citation `json:"results"`
 }
 
-// KB is the node's knowledge bases (*kb.Store) and the stage's threshold.
+// KB is the node's knowledge bases (*kb.Store) and the stage's threshold
+// (read at each search: a reload changes it).
 type KB struct {
 	Store     *kb.Store
-	Threshold float64
+	Threshold func() float64
 }
 
 func (s *Service) needKB() error {
@@ -116,7 +117,10 @@ func (s *Service) KBSearch(p *moltbot.Principal, tenant, name, query string, k i
 	if err != nil {
 		return nil, err
 	}
-	th := s.cfg.KB.Threshold
+	th := 0.0
+	if s.cfg.KB.Threshold != nil {
+		th = s.cfg.KB.Threshold()
+	}
 	if th <= 0 {
 		th = kb.DefaultThreshold
 	}

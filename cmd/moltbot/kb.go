@@ -57,9 +57,15 @@ func (n *Node) startKB(cfg *configs.Config, db storage.Namespaces, rt *atomic.Po
 		return nil, nil, err
 	}
 	st.SetPublisher(pub)
-	stage := kb.NewStage(st, kb.StageConfig{Default: k.Default, K: k.TopK, Threshold: k.Threshold, OnMiss: k.OnMiss, NoAnswer: k.NoAnswer,
-		MinCosine: k.MinCosine})
-	return stage, &manage.KB{Store: st, Threshold: k.Threshold}, nil
+	stage := kb.NewStage(st, kbStageConfig(cfg))
+	return stage, &manage.KB{Store: st, Threshold: stage.Threshold}, nil
+}
+
+// kbStageConfig is the knowledge-base stage's part of cfg (skills.kb),
+// at start and on every reload.
+func kbStageConfig(cfg *configs.Config) kb.StageConfig {
+	k := cfg.Skills.KB
+	return kb.StageConfig{Default: k.Default, K: k.TopK, Threshold: k.Threshold, OnMiss: k.OnMiss, NoAnswer: k.NoAnswer, MinCosine: k.MinCosine}
 }
 
 // kbExts are the files `moltbot kb add DIR` sends.

@@ -196,6 +196,25 @@ bots:
 	if body := ask(plain); strings.Contains(body, "citations") {
 		t.Fatalf("a bot that names no base cites: %s", body)
 	}
+	// skills.kb reloads too: a question the documents do not answer gets
+	// the no_answer text the file says now.
+	miss := func() string {
+		code, body := authedDo(t, "POST", n.URL()+"/v1/chat/completions", helper, `{"messages":[{"role":"user","content":"what is the airspeed velocity of an unladen swallow"}]}`)
+		if code != 200 {
+			t.Fatalf("chat: %d %s", code, body)
+		}
+		return body
+	}
+	if body := miss(); !strings.Contains(body, "could not find an answer") {
+		t.Fatalf("a miss before the reload: %s", body)
+	}
+	os.WriteFile(path, []byte(conf("help")+"skills: {kb: {no_answer: \"Nothing in our documents; ask a person.\"}}\n"), 0o600)
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if body := miss(); !strings.Contains(body, "Nothing in our documents; ask a person.") {
+		t.Fatalf("a miss after skills.kb.no_answer was reloaded: %s", body)
+	}
 	os.WriteFile(path, []byte(conf("")), 0o600)
 	if _, err := n.Reload(); err != nil {
 		t.Fatal(err)

@@ -212,6 +212,7 @@ func (n *Node) reloadConfig() (int, error) {
 	if n.bots != nil {
 		n.bots.Set(cfg.BotProfiles())
 		if n.kbStage != nil {
+			n.kbStage.SetConfig(kbStageConfig(cfg)) // skills.kb: turns from now on
 			n.kbStage.SetBotsSearch(botsSearch(cfg))
 		}
 		n.checkBots(cfg)

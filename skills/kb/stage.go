@@ -68,7 +68,7 @@ type StageConfig struct {
 // Stage is the knowledge-base stage over a Store.
 type Stage struct {
 	store *Store
-	cfg   StageConfig
+	cfg   atomic.Pointer[StageConfig] // SetConfig: swapped on a reload
 	// botsSearch: some bot names a knowledge base (SetBotsSearch).
 	botsSearch atomic.Bool
 }
@@ -80,6 +80,15 @@ func (st *Stage) SetBotsSearch(v bool) { st.botsSearch.Store(v) }
 
 // NewStage returns the stage.
 func NewStage(store *Store, cfg StageConfig) *Stage {
+	st := &Stage{store: store}
+	st.SetConfig(cfg)
+	st.botsSearch.Store(true)
+	return st
+}
+
+// SetConfig puts cfg in place (a reload of skills.kb): turns that begin
+// from now on use it.
+func (st *Stage) SetConfig(cfg StageConfig) {
 	if cfg.K <= 0 {
 		cfg.K = 4
 	}
@@ -95,10 +104,11 @@ func NewStage(store *Store, cfg StageConfig) *Stage {
 	if cfg.MaxContextBytes <= 0 {
 		cfg.MaxContextBytes = 8 << 10
 	}
-	st := &Stage{store: store, cfg: cfg}
-	st.botsSearch.Store(true)
-	return st
+	st.cfg.Store(&cfg)
 }
+
+// Threshold is the coverage below which a search is "no answer".
+func (st *Stage) Threshold() float64 { return st.cfg.Load().Threshold }
 
 // Idle reports whether the stage has nothing to do (actors.Idler; a turn
 // then passes it by, and a pipeline of idle stages is the router alone):
@@ -106,7 +116,7 @@ func NewStage(store *Store, cfg StageConfig) *Stage {
 // no bot naming a knowledge base; NewStage assumes some bot does until
 // SetBotsSearch says otherwise).
 func (st *Stage) Idle() bool {
-	return st.store.Empty() || (len(st.cfg.Default) == 0 && !st.botsSearch.Load())
+	return st.store.Empty() || (len(st.cfg.Load().Default) == 0 && !st.botsSearch.Load())
 }
 
 // bases is what t searches: its bot's knowledge bases, or the default
@@ -115,7 +125,7 @@ func (st *Stage) bases(t *moltbot.Turn) []string {
 	if t.Bot != nil {
 		return t.Bot.KnowledgeBases
 	}
-	return st.cfg.Default
+	return st.cfg.Load().Default
 }
 
 // maxQuery bounds the text searched (bytes): the start of a longer message.
@@ -123,6 +133,7 @@ const maxQuery = 4 << 10
 
 // BeforeModel searches the turn's knowledge bases (see the comment above).
 func (st *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
+	cfg := st.cfg.Load() // one config for the whole turn
 	kbs := st.bases(t)
 	if len(kbs) == 0 || t.Tenant == "" {
 		return nil, nil
@@ -134,7 +145,7 @@ func (st *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if len(q) > maxQuery {
 		q = truncate(q, maxQuery)
 	}
-	query := Query{Text: q, K: st.cfg.K}
+	query := Query{Text: q, K: cfg.K}
 	if m := st.store.VectorModel(); m != "" && t.Embed != nil {
 		// The question's vector, when the model of the chunks' answers;
 		// else BM25 alone (an embedding failure is no failed turn).
@@ -152,33 +163,32 @@ func (st *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 		// the model answers as without a knowledge base.
 		return nil, nil
 	}
-	hit := len(found) > 0 && (a.Coverage >= st.cfg.Threshold || (st.cfg.MinCosine > 0 && a.Cosine >= st.cfg.MinCosine))
+	hit := len(found) > 0 && (a.Coverage >= cfg.Threshold || (cfg.MinCosine > 0 && a.Cosine >= cfg.MinCosine))
 	t.Note(NoteHit, strconv.FormatBool(hit))
 	t.Note(NoteScore, strconv.FormatFloat(a.Coverage, 'f', 2, 64))
 	if !hit {
-		if st.cfg.OnMiss == MissModel {
+		if cfg.OnMiss == MissModel {
 			return nil, nil
 		}
 		served := moltbot.ModelRef{Provider: "kb", Model: "no-answer"}
 		if t.Visible && fn != nil {
-			if err := fn(moltbot.Chunk{Content: st.cfg.NoAnswer, Served: served}); err != nil {
+			if err := fn(moltbot.Chunk{Content: cfg.NoAnswer, Served: served}); err != nil {
 				return nil, err
 			}
 		}
-		return &moltbot.Completion{Content: st.cfg.NoAnswer, Served: served, FinishReason: "stop"}, nil
+		return &moltbot.Completion{Content: cfg.NoAnswer, Served: served, FinishReason: "stop"}, nil
 	}
-	ctxText, cites := st.context(found)
+	ctxText, cites := st.context(found, cfg.MaxContextBytes)
 	t.Messages = withSources(t.Messages, ctxText)
 	t.Citations = cites
 	return nil, nil
 }
 
 // context writes the sources for the model and their citations.
-func (st *Stage) context(found []Found) (string, []moltbot.Citation) {
+func (st *Stage) context(found []Found, budget int) (string, []moltbot.Citation) {
 	var b strings.Builder
 	b.WriteString("Answer the user's question from the numbered sources below when they hold the answer, and cite them as [1], [2]. " +
 		"If they do not hold it, say that you do not know. 请依据下列编号资料回答，并以 [1]、[2] 标注出处。\n")
-	budget := st.cfg.MaxContextBytes
 	var cites []moltbot.Citation
 	for i, f := range found {
 		n := i + 1
