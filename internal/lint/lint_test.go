@@ -130,10 +130,13 @@ var deps = map[string]allowed{
 	// YAML flows: a stage before the model over the domain's Turn (its
 	// skill nodes reach the JavaScript skills through an interface cmd
 	// fills in).
-	"skills/flow": {code: []string{".", "skills/wire"}},
+	"skills/flow": {code: []string{".", "internal/yamlnode", "skills/wire"}},
+	// Hand-written YAML read node by node, with errors naming file, line
+	// and key: the flows' and the intents file's.
+	"internal/yamlnode": {},
 	// The intent recognizer: the cascade, the n-gram classifier, the
 	// stage (a BeforeModel wired in by cmd, first of the before list).
-	"skills/intent": {code: []string{".", "skills/wire"}, tests: []string{"inference", "inference/sim"}},
+	"skills/intent": {code: []string{".", "internal/yamlnode", "skills/wire"}, tests: []string{"inference", "inference/sim"}},
 	// The knowledge base: chunker, tokenizer, BM25, vectors, the store
 	// (over a KV interface of its own) and the stage before the model.
 	"skills/kb":      {code: []string{"."}},
@@ -165,7 +168,7 @@ var owners = map[string][]string{
 	"github.com/MicahParks/keyfunc":      {"auth"},
 	"golang.org/x/time":                  {"auth"},
 	"github.com/VictoriaMetrics/metrics": {"internal/metrics"},
-	"gopkg.in/yaml.v3":                   {"configs", "skills/builtin", "skills/flow", "skills/intent"}, // builtin: FAQ files, with their lines
+	"gopkg.in/yaml.v3":                   {"configs", "internal/yamlnode", "skills/builtin", "skills/flow", "skills/intent"}, // builtin: FAQ files, with their lines
 	"github.com/urfave/cli":              {"cmd"},
 	// goja only in the skills worker's process (docs/DESIGN.md): the
 	// node's binary never links it.

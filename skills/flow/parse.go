@@ -9,28 +9,17 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/moltbot/moltbot/internal/yamlnode"
 	"github.com/moltbot/moltbot/skills/wire"
 	"gopkg.in/yaml.v3"
 )
 
 // Error is a flow that does not load: its file, the line and the key.
-type Error struct {
-	File string
-	Line int
-	Key  string // nodes[2].with.pattern, edges[1]; empty for the file as a whole
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Key == "" {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
-}
+type Error = yamlnode.Error
 
 // parser holds what Parse has read of one file.
 type parser struct {
-	file   string
+	yamlnode.Reader
 	f      *Flow
 	skills func(string) bool
 	// defined are the variables the flow sets (vars:, a node's var, a
@@ -45,14 +34,6 @@ type use struct {
 	key  string
 }
 
-func (p *parser) errf(n *yaml.Node, key, format string, args ...any) error {
-	line := 1
-	if n != nil {
-		line = n.Line
-	}
-	return &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
-}
-
 var idRE = lazyRE(`^[A-Za-z0-9_-]{1,64}$`)
 var varRE = lazyRE(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 
@@ -60,7 +41,7 @@ var varRE = lazyRE(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 // skills a skill node may call (nil: any, as when a conversation resumes
 // a version of a flow kept in its state). It never panics on bad input.
 func Parse(file string, src []byte, skills func(string) bool) (*Flow, error) {
-	p := &parser{file: file, skills: skills, defined: map[string]bool{"input": true}}
+	p := &parser{Reader: yamlnode.Reader{File: file}, skills: skills, defined: map[string]bool{"input": true}}
 	if len(src) > MaxFile {
 		return nil, &Error{File: file, Line: 1, Msg: fmt.Sprintf("%d bytes; a flow is at most %d", len(src), MaxFile)}
 	}
@@ -81,69 +62,18 @@ func Parse(file string, src []byte, skills func(string) bool) (*Flow, error) {
 	return p.f, nil
 }
 
-// pairs calls fn with each key and value of a mapping, in order; a key
-// twice is an error.
-func (p *parser) pairs(m *yaml.Node, at string, fn func(key string, k, v *yaml.Node) error) error {
-	if m.Kind != yaml.MappingNode {
-		return p.errf(m, at, "want a mapping, not %s", kindOf(m))
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			return p.errf(k, at, "a key is a plain name")
-		}
-		key := join(at, k.Value)
-		if seen[k.Value] {
-			return p.errf(k, key, "given twice")
-		}
-		seen[k.Value] = true
-		if err := fn(k.Value, k, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func join(at, key string) string {
-	if at == "" {
-		return key
-	}
-	return at + "." + key
-}
-
-func kindOf(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return fmt.Sprintf("%q", n.Value)
-}
-
-// str is a scalar's text.
-func (p *parser) str(n *yaml.Node, key string) (string, error) {
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		return "", p.errf(n, key, "want a text, not %s", kindOf(n))
-	}
-	return n.Value, nil
-}
-
 // strs is a list of texts, or one text.
 func (p *parser) strs(n *yaml.Node, key string) ([]string, error) {
 	if n.Kind == yaml.ScalarNode {
-		s, err := p.str(n, key)
+		s, err := p.Str(n, key)
 		return []string{s}, err
 	}
 	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n, key, "want a list of texts, not %s", kindOf(n))
+		return nil, p.Errf(n, key, "want a list of texts, not %s", p.KindOf(n))
 	}
 	var out []string
 	for i, c := range n.Content {
-		s, err := p.str(c, fmt.Sprintf("%s[%d]", key, i))
+		s, err := p.Str(c, fmt.Sprintf("%s[%d]", key, i))
 		if err != nil {
 			return nil, err
 		}
@@ -154,29 +84,29 @@ func (p *parser) strs(n *yaml.Node, key string) ([]string, error) {
 
 func (p *parser) top(m *yaml.Node) error {
 	var nodes, edges *yaml.Node
-	err := p.pairs(m, "", func(key string, k, v *yaml.Node) error {
+	err := p.Pairs(m, "", func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "flow":
-			s, err := p.str(v, key)
+			s, err := p.Str(v, key)
 			if err == nil && !idRE().MatchString(s) {
-				err = p.errf(v, key, "%q: a flow's name is 1-64 letters, digits, '-' and '_'", s)
+				err = p.Errf(v, key, "%q: a flow's name is 1-64 letters, digits, '-' and '_'", s)
 			}
 			p.f.Name = s
 			return err
 		case "description":
-			s, err := p.str(v, key)
+			s, err := p.Str(v, key)
 			p.f.Description = s
 			return err
 		case "vars":
-			return p.pairs(v, key, func(name string, k, v *yaml.Node) error {
+			return p.Pairs(v, key, func(name string, k, v *yaml.Node) error {
 				if !varRE().MatchString(name) || name == "input" {
-					return p.errf(k, join(key, name), "a variable's name is a letter or '_', then letters, digits, '_', '.' and '-' (and not input, the user's message)")
+					return p.Errf(k, yamlnode.Join(key, name), "a variable's name is a letter or '_', then letters, digits, '_', '.' and '-' (and not input, the user's message)")
 				}
 				if v.Tag == "!!null" {
 					p.f.Vars[name], p.defined[name] = "", true
 					return nil
 				}
-				s, err := p.str(v, join(key, name))
+				s, err := p.Str(v, yamlnode.Join(key, name))
 				p.f.Vars[name], p.defined[name] = s, true
 				return err
 			})
@@ -187,7 +117,7 @@ func (p *parser) top(m *yaml.Node) error {
 		case "ui":
 			// The console's (positions): not the runtime's.
 		default:
-			return p.errf(k, key, "unknown key (flow, description, vars, nodes, edges, ui)")
+			return p.Errf(k, key, "unknown key (flow, description, vars, nodes, edges, ui)")
 		}
 		return nil
 	})
@@ -196,11 +126,11 @@ func (p *parser) top(m *yaml.Node) error {
 	}
 	switch {
 	case p.f.Name == "":
-		return p.errf(m, "flow", "missing: the flow's name")
+		return p.Errf(m, "flow", "missing: the flow's name")
 	case nodes == nil:
-		return p.errf(m, "nodes", "missing: a flow has nodes")
+		return p.Errf(m, "nodes", "missing: a flow has nodes")
 	case nodes.Kind != yaml.SequenceNode || len(nodes.Content) == 0:
-		return p.errf(nodes, "nodes", "want a list of nodes")
+		return p.Errf(nodes, "nodes", "want a list of nodes")
 	}
 	for i, n := range nodes.Content {
 		if err := p.node(n, fmt.Sprintf("nodes[%d]", i)); err != nil {
@@ -208,7 +138,7 @@ func (p *parser) top(m *yaml.Node) error {
 		}
 	}
 	if len(p.f.triggers) == 0 {
-		return p.errf(nodes, "nodes", "no trigger: nothing would start the flow")
+		return p.Errf(nodes, "nodes", "no trigger: nothing would start the flow")
 	}
 	if edges != nil {
 		if err := p.edges(edges); err != nil {
@@ -218,7 +148,7 @@ func (p *parser) top(m *yaml.Node) error {
 	for _, u := range p.uses {
 		if !p.defined[u.name] {
 			known := slices.Sorted(maps.Keys(p.defined))
-			return &Error{File: p.file, Line: u.line, Key: u.key, Msg: fmt.Sprintf("%q is no variable of the flow (%s): declare it in vars, or set it with a node's var",
+			return &Error{File: p.File, Line: u.line, Key: u.key, Msg: fmt.Sprintf("%q is no variable of the flow (%s): declare it in vars, or set it with a node's var",
 				u.name, strings.Join(known, ", "))}
 		}
 	}
@@ -230,26 +160,26 @@ func (p *parser) top(m *yaml.Node) error {
 func (p *parser) node(m *yaml.Node, at string) error {
 	n := &Node{Line: m.Line, next: map[string]string{}}
 	var with *yaml.Node
-	err := p.pairs(m, at, func(key string, k, v *yaml.Node) error {
+	err := p.Pairs(m, at, func(key string, k, v *yaml.Node) error {
 		var err error
 		switch key {
 		case "id":
-			n.ID, err = p.str(v, join(at, key))
+			n.ID, err = p.Str(v, yamlnode.Join(at, key))
 			if err == nil && !idRE().MatchString(n.ID) {
-				err = p.errf(v, join(at, key), "%q: a node's id is 1-64 letters, digits, '-' and '_'", n.ID)
+				err = p.Errf(v, yamlnode.Join(at, key), "%q: a node's id is 1-64 letters, digits, '-' and '_'", n.ID)
 			}
 		case "type":
 			var s string
-			s, err = p.str(v, join(at, key))
+			s, err = p.Str(v, yamlnode.Join(at, key))
 			n.Kind = Kind(s)
 			if err == nil && !slices.Contains([]Kind{Trigger, Collect, Skill, LLM, Branch, Reply, Handoff}, n.Kind) {
-				err = p.errf(v, join(at, key), "%q is no node type (trigger, collect, skill, llm, branch, reply, handoff)", s)
+				err = p.Errf(v, yamlnode.Join(at, key), "%q is no node type (trigger, collect, skill, llm, branch, reply, handoff)", s)
 			}
 		case "with":
 			with = v
 		case "ui":
 		default:
-			err = p.errf(k, join(at, key), "unknown key (id, type, with, ui)")
+			err = p.Errf(k, yamlnode.Join(at, key), "unknown key (id, type, with, ui)")
 		}
 		return err
 	})
@@ -258,17 +188,17 @@ func (p *parser) node(m *yaml.Node, at string) error {
 	}
 	switch {
 	case n.ID == "":
-		return p.errf(m, join(at, "id"), "missing: every node has an id")
+		return p.Errf(m, yamlnode.Join(at, "id"), "missing: every node has an id")
 	case n.Kind == "":
-		return p.errf(m, join(at, "type"), "missing (trigger, collect, skill, llm, branch, reply, handoff)")
+		return p.Errf(m, yamlnode.Join(at, "type"), "missing (trigger, collect, skill, llm, branch, reply, handoff)")
 	case p.f.byID[n.ID] != nil:
-		return p.errf(m, join(at, "id"), "%q is the id of the node at line %d too", n.ID, p.f.byID[n.ID].Line)
+		return p.Errf(m, yamlnode.Join(at, "id"), "%q is the id of the node at line %d too", n.ID, p.f.byID[n.ID].Line)
 	}
 	at = fmt.Sprintf("%s (%s)", at, n.ID)
 	if with == nil {
 		with = &yaml.Node{Kind: yaml.MappingNode, Line: m.Line}
 	}
-	if err := p.with(n, with, join(at, "with")); err != nil {
+	if err := p.with(n, with, yamlnode.Join(at, "with")); err != nil {
 		return err
 	}
 	p.f.byID[n.ID] = n
@@ -291,21 +221,21 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 		Handoff: {"text"},
 	}[n.Kind]
 	tmpl := func(v *yaml.Node, key string) (template, error) {
-		s, err := p.str(v, key)
+		s, err := p.Str(v, key)
 		if err != nil {
 			return template{}, err
 		}
 		t, err := parseTemplate(s, func(name string) { p.uses = append(p.uses, use{name, v.Line, key}) })
 		if err != nil {
-			return t, p.errf(v, key, "%v", err)
+			return t, p.Errf(v, key, "%v", err)
 		}
 		return t, nil
 	}
 	has := map[string]bool{}
-	err := p.pairs(m, at, func(key string, k, v *yaml.Node) error {
-		at := join(at, key)
+	err := p.Pairs(m, at, func(key string, k, v *yaml.Node) error {
+		at := yamlnode.Join(at, key)
 		if !slices.Contains(allowed, key) {
-			return p.errf(k, at, "unknown key for a %s node (%s)", n.Kind, strings.Join(allowed, ", "))
+			return p.Errf(k, at, "unknown key for a %s node (%s)", n.Kind, strings.Join(allowed, ", "))
 		}
 		has[key] = true
 		var err error
@@ -318,7 +248,7 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 			for _, s := range ps {
 				re, err := regexp.Compile(s)
 				if err != nil {
-					return p.errf(v, at, "pattern %q: %v (RE2 syntax: no lookaround, no backreferences)", s, err)
+					return p.Errf(v, at, "pattern %q: %v (RE2 syntax: no lookaround, no backreferences)", s, err)
 				}
 				for _, g := range re.SubexpNames() {
 					if g != "" {
@@ -333,23 +263,23 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 			}
 			for i, kw := range n.keywords {
 				if strings.TrimSpace(kw) == "" {
-					return p.errf(v, at, "an empty keyword would match every message")
+					return p.Errf(v, at, "an empty keyword would match every message")
 				}
 				n.keywords[i] = strings.ToLower(kw)
 			}
 		case "intent":
-			if n.Intent, err = p.str(v, at); err != nil {
+			if n.Intent, err = p.Str(v, at); err != nil {
 				return err
 			}
 			if !wire.ValidIntent(n.Intent) {
-				return p.errf(v, at, "%q: an intent's name is 1 to 64 of a-z, 0-9, '_', '-', '.' (skills/intents.yaml)", n.Intent)
+				return p.Errf(v, at, "%q: an intent's name is 1 to 64 of a-z, 0-9, '_', '-', '.' (skills/intents.yaml)", n.Intent)
 			}
 		case "var":
-			if n.Var, err = p.str(v, at); err != nil {
+			if n.Var, err = p.Str(v, at); err != nil {
 				return err
 			}
 			if !varRE().MatchString(n.Var) || n.Var == "input" {
-				return p.errf(v, at, "%q: a variable's name is a letter or '_', then letters, digits, '_', '.' and '-' (and not input)", n.Var)
+				return p.Errf(v, at, "%q: a variable's name is a letter or '_', then letters, digits, '_', '.' and '-' (and not input)", n.Var)
 			}
 			p.defined[n.Var] = true
 		case "prompt":
@@ -364,29 +294,29 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 			n.text, err = tmpl(v, at)
 		case "pattern":
 			var s string
-			if s, err = p.str(v, at); err != nil {
+			if s, err = p.Str(v, at); err != nil {
 				return err
 			}
 			if n.pattern, err = regexp.Compile(s); err != nil {
-				return p.errf(v, at, "pattern %q: %v (RE2 syntax: no lookaround, no backreferences)", s, err)
+				return p.Errf(v, at, "pattern %q: %v (RE2 syntax: no lookaround, no backreferences)", s, err)
 			}
 		case "retries":
 			var s string
-			if s, err = p.str(v, at); err != nil {
+			if s, err = p.Str(v, at); err != nil {
 				return err
 			}
 			if n.retries, err = strconv.Atoi(s); err != nil || n.retries < 0 || n.retries > 10 {
-				return p.errf(v, at, "%q: a number from 0 to 10", s)
+				return p.Errf(v, at, "%q: a number from 0 to 10", s)
 			}
 		case "skill":
-			if n.Skill, err = p.str(v, at); err != nil {
+			if n.Skill, err = p.Str(v, at); err != nil {
 				return err
 			}
 			if p.skills != nil && !p.skills(n.Skill) {
-				return p.errf(v, at, "no skill %q is loaded (skills/*.js): a skill node calls a JavaScript skill by its name", n.Skill)
+				return p.Errf(v, at, "no skill %q is loaded (skills/*.js): a skill node calls a JavaScript skill by its name", n.Skill)
 			}
 		case "model":
-			n.Model, err = p.str(v, at)
+			n.Model, err = p.Str(v, at)
 		case "cases":
 			return p.cases(n, v, at)
 		}
@@ -398,13 +328,13 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 	need := map[Kind][]string{Collect: {"var", "prompt"}, Skill: {"skill"}, LLM: {"prompt"}, Branch: {"cases"}, Reply: {"text"}}[n.Kind]
 	for _, k := range need {
 		if !has[k] {
-			return p.errf(m, join(at, k), "missing: a %s node needs %s", n.Kind, strings.Join(need, " and "))
+			return p.Errf(m, yamlnode.Join(at, k), "missing: a %s node needs %s", n.Kind, strings.Join(need, " and "))
 		}
 	}
 	switch n.Kind {
 	case Trigger:
 		if len(n.patterns) == 0 && len(n.keywords) == 0 && n.Intent == "" {
-			return p.errf(m, at, "a trigger needs patterns, keywords or an intent")
+			return p.Errf(m, at, "a trigger needs patterns, keywords or an intent")
 		}
 	case Collect:
 		if !has["retries"] {
@@ -432,33 +362,33 @@ func (p *parser) with(n *Node, m *yaml.Node, at string) error {
 // cases parses a branch's cases: [{when: COND, port: NAME}, ...].
 func (p *parser) cases(n *Node, v *yaml.Node, at string) error {
 	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-		return p.errf(v, at, "want a list of {when: CONDITION, port: NAME}")
+		return p.Errf(v, at, "want a list of {when: CONDITION, port: NAME}")
 	}
 	for i, c := range v.Content {
 		at := fmt.Sprintf("%s[%d]", at, i)
 		var bc branchCase
-		err := p.pairs(c, at, func(key string, k, v *yaml.Node) error {
+		err := p.Pairs(c, at, func(key string, k, v *yaml.Node) error {
 			switch key {
 			case "when":
-				s, err := p.str(v, join(at, key))
+				s, err := p.Str(v, yamlnode.Join(at, key))
 				if err != nil {
 					return err
 				}
-				bc.when, err = parseCond(s, func(name string) { p.uses = append(p.uses, use{name, v.Line, join(at, key)}) })
+				bc.when, err = parseCond(s, func(name string) { p.uses = append(p.uses, use{name, v.Line, yamlnode.Join(at, key)}) })
 				if err != nil {
-					return p.errf(v, join(at, key), "%v", err)
+					return p.Errf(v, yamlnode.Join(at, key), "%v", err)
 				}
 			case "port":
-				s, err := p.str(v, join(at, key))
+				s, err := p.Str(v, yamlnode.Join(at, key))
 				if err != nil {
 					return err
 				}
 				if !idRE().MatchString(s) || s == "else" {
-					return p.errf(v, join(at, key), "%q: a port is 1-64 letters, digits, '-' and '_' (else is the branch's own)", s)
+					return p.Errf(v, yamlnode.Join(at, key), "%q: a port is 1-64 letters, digits, '-' and '_' (else is the branch's own)", s)
 				}
 				bc.port = s
 			default:
-				return p.errf(k, join(at, key), "unknown key (when, port)")
+				return p.Errf(k, yamlnode.Join(at, key), "unknown key (when, port)")
 			}
 			return nil
 		})
@@ -466,10 +396,10 @@ func (p *parser) cases(n *Node, v *yaml.Node, at string) error {
 			return err
 		}
 		if bc.when == nil || bc.port == "" {
-			return p.errf(c, at, "a case needs when and port")
+			return p.Errf(c, at, "a case needs when and port")
 		}
 		if slices.ContainsFunc(n.cases, func(o branchCase) bool { return o.port == bc.port }) {
-			return p.errf(c, join(at, "port"), "port %q is another case's too", bc.port)
+			return p.Errf(c, yamlnode.Join(at, "port"), "port %q is another case's too", bc.port)
 		}
 		n.cases = append(n.cases, bc)
 	}
@@ -479,25 +409,25 @@ func (p *parser) cases(n *Node, v *yaml.Node, at string) error {
 // edges parses [[from, to], ...]: from is a node's id, or id.port.
 func (p *parser) edges(v *yaml.Node) error {
 	if v.Kind != yaml.SequenceNode {
-		return p.errf(v, "edges", "want a list of [from, to] pairs")
+		return p.Errf(v, "edges", "want a list of [from, to] pairs")
 	}
 	for i, e := range v.Content {
 		at := fmt.Sprintf("edges[%d]", i)
 		if e.Kind != yaml.SequenceNode || len(e.Content) != 2 {
-			return p.errf(e, at, "want a pair [from, to] (from: a node's id, or id.port)")
+			return p.Errf(e, at, "want a pair [from, to] (from: a node's id, or id.port)")
 		}
-		from, err := p.str(e.Content[0], at)
+		from, err := p.Str(e.Content[0], at)
 		if err != nil {
 			return err
 		}
-		to, err := p.str(e.Content[1], at)
+		to, err := p.Str(e.Content[1], at)
 		if err != nil {
 			return err
 		}
 		id, port, _ := strings.Cut(from, ".")
 		src := p.f.byID[id]
 		if src == nil {
-			return p.errf(e, at, "from %q: no node %q", from, id)
+			return p.Errf(e, at, "from %q: no node %q", from, id)
 		}
 		if !slices.Contains(src.Ports(), port) {
 			ports := src.Ports()
@@ -507,19 +437,19 @@ func (p *parser) edges(v *yaml.Node) error {
 				}
 			}
 			if len(ports) == 0 {
-				return p.errf(e, at, "from %q: a %s node ends the flow; no edge leaves it", from, src.Kind)
+				return p.Errf(e, at, "from %q: a %s node ends the flow; no edge leaves it", from, src.Kind)
 			}
-			return p.errf(e, at, "from %q: a %s node has no port %q (its ports: %s)", from, src.Kind, port, strings.Join(ports, ", "))
+			return p.Errf(e, at, "from %q: a %s node has no port %q (its ports: %s)", from, src.Kind, port, strings.Join(ports, ", "))
 		}
 		dst := p.f.byID[to]
 		switch {
 		case dst == nil:
-			return p.errf(e, at, "to %q: no such node", to)
+			return p.Errf(e, at, "to %q: no such node", to)
 		case dst.Kind == Trigger:
-			return p.errf(e, at, "to %q: a trigger starts a flow; no edge leads to it", to)
+			return p.Errf(e, at, "to %q: a trigger starts a flow; no edge leads to it", to)
 		}
 		if prev, ok := src.next[port]; ok {
-			return p.errf(e, at, "from %q: it already leads to %q; a port leads to one node", from, prev)
+			return p.Errf(e, at, "from %q: it already leads to %q; a port leads to one node", from, prev)
 		}
 		src.next[port] = to
 	}
@@ -545,7 +475,7 @@ func (p *parser) unreachable() []string {
 	var notes []string
 	for _, n := range p.f.Nodes {
 		if !seen[n.ID] {
-			notes = append(notes, fmt.Sprintf("%s:%d: node %q: no trigger leads to it", p.file, n.Line, n.ID))
+			notes = append(notes, fmt.Sprintf("%s:%d: node %q: no trigger leads to it", p.File, n.Line, n.ID))
 		}
 	}
 	return notes

@@ -11,25 +11,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/moltbot/moltbot/internal/yamlnode"
 	"github.com/moltbot/moltbot/skills/wire"
 	"gopkg.in/yaml.v3"
 )
 
 // Error is an intents file that does not load: its file, the line and the
 // key (intents[2].rules[0]; empty for the file as a whole).
-type Error struct {
-	File string
-	Line int
-	Key  string
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Key == "" {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
-}
+type Error = yamlnode.Error
 
 // rule is a compiled rule of an intent (by index in Set.Intents).
 type rule struct {
@@ -72,16 +61,8 @@ func Load(path, rel string) (*Set, error) {
 }
 
 type parser struct {
-	file string
-	s    *Set
-}
-
-func (p *parser) errf(n *yaml.Node, key, format string, args ...any) error {
-	line := 1
-	if n != nil && n.Line > 0 {
-		line = n.Line
-	}
-	return &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
+	yamlnode.Reader
+	s *Set
 }
 
 // Parse parses an intents file's source (file names it in errors) and
@@ -107,7 +88,7 @@ func Parse(file string, src []byte) (*Set, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Line: max(doc.Line, 1), Msg: "an intents file is a mapping: settings, intents"}
 	}
-	p := &parser{file: file, s: &Set{File: file, byName: map[string]int{}, Settings: Settings{
+	p := &parser{Reader: yamlnode.Reader{File: file, MaxQuote: 40}, s: &Set{File: file, byName: map[string]int{}, Settings: Settings{
 		Threshold: DefaultThreshold, Margin: DefaultMargin, Fallback: DefaultFallback, ModelTop: DefaultModelTop, MinExamples: 5}}}
 	if err := p.top(doc.Content[0]); err != nil {
 		return nil, err
@@ -117,65 +98,13 @@ func Parse(file string, src []byte) (*Set, error) {
 	return p.s, nil
 }
 
-// pairs calls fn with each key and value of a mapping, in order; a key
-// twice is an error.
-func (p *parser) pairs(m *yaml.Node, at string, fn func(key string, k, v *yaml.Node) error) error {
-	if m.Kind != yaml.MappingNode {
-		return p.errf(m, at, "want a mapping, not %s", kindOf(m))
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			return p.errf(k, at, "a key is a plain name")
-		}
-		if seen[k.Value] {
-			return p.errf(k, join(at, k.Value), "given twice")
-		}
-		seen[k.Value] = true
-		if err := fn(k.Value, k, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func join(at, key string) string {
-	if at == "" {
-		return key
-	}
-	return at + "." + key
-}
-
-func kindOf(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	if len(n.Value) > 40 {
-		return fmt.Sprintf("%q...", n.Value[:40])
-	}
-	return fmt.Sprintf("%q", n.Value)
-}
-
-func (p *parser) str(n *yaml.Node, key string) (string, error) {
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		return "", p.errf(n, key, "want a text, not %s", kindOf(n))
-	}
-	return n.Value, nil
-}
-
 // list calls fn with each element of a list (or a single text).
 func (p *parser) list(n *yaml.Node, key string, fn func(i int, v *yaml.Node, at string) error) error {
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 		return fn(0, n, key+"[0]")
 	}
 	if n.Kind != yaml.SequenceNode {
-		return p.errf(n, key, "want a list, not %s", kindOf(n))
+		return p.Errf(n, key, "want a list, not %s", p.KindOf(n))
 	}
 	for i, c := range n.Content {
 		if err := fn(i, c, fmt.Sprintf("%s[%d]", key, i)); err != nil {
@@ -186,13 +115,13 @@ func (p *parser) list(n *yaml.Node, key string, fn func(i int, v *yaml.Node, at 
 }
 
 func (p *parser) num(n *yaml.Node, key string, lo, hi float64) (float64, error) {
-	s, err := p.str(n, key)
+	s, err := p.Str(n, key)
 	if err != nil {
 		return 0, err
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f < lo || f > hi || f != f {
-		return 0, p.errf(n, key, "%q: want a number from %g to %g", s, lo, hi)
+		return 0, p.Errf(n, key, "%q: want a number from %g to %g", s, lo, hi)
 	}
 	return f, nil
 }
@@ -205,7 +134,7 @@ const nameRule = "1 to 64 of a-z, 0-9, '_', '-', '.', starting with a letter or 
 
 func (p *parser) top(m *yaml.Node) error {
 	var intents *yaml.Node
-	err := p.pairs(m, "", func(key string, k, v *yaml.Node) error {
+	err := p.Pairs(m, "", func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "settings":
 			return p.settings(v)
@@ -213,19 +142,19 @@ func (p *parser) top(m *yaml.Node) error {
 			intents = v
 			return nil
 		}
-		return p.errf(k, key, "unknown key (settings, intents)")
+		return p.Errf(k, key, "unknown key (settings, intents)")
 	})
 	if err != nil {
 		return err
 	}
 	if intents == nil {
-		return p.errf(m, "intents", "missing: the intents, each with a name and examples or rules")
+		return p.Errf(m, "intents", "missing: the intents, each with a name and examples or rules")
 	}
 	if intents.Kind != yaml.SequenceNode {
-		return p.errf(intents, "intents", "want a list, not %s", kindOf(intents))
+		return p.Errf(intents, "intents", "want a list, not %s", p.KindOf(intents))
 	}
 	if len(intents.Content) > MaxIntents {
-		return p.errf(intents, "intents", "%d intents; at most %d", len(intents.Content), MaxIntents)
+		return p.Errf(intents, "intents", "%d intents; at most %d", len(intents.Content), MaxIntents)
 	}
 	for i, n := range intents.Content {
 		if err := p.intent(n, fmt.Sprintf("intents[%d]", i)); err != nil {
@@ -233,15 +162,15 @@ func (p *parser) top(m *yaml.Node) error {
 		}
 	}
 	if len(p.s.Intents) == 0 {
-		return p.errf(intents, "intents", "empty: no intent to recognize")
+		return p.Errf(intents, "intents", "empty: no intent to recognize")
 	}
 	return nil
 }
 
 func (p *parser) settings(m *yaml.Node) error {
 	st := &p.s.Settings
-	return p.pairs(m, "settings", func(key string, k, v *yaml.Node) error {
-		at := join("settings", key)
+	return p.Pairs(m, "settings", func(key string, k, v *yaml.Node) error {
+		at := yamlnode.Join("settings", key)
 		var err error
 		switch key {
 		case "threshold":
@@ -249,41 +178,41 @@ func (p *parser) settings(m *yaml.Node) error {
 		case "margin":
 			st.Margin, err = p.num(v, at, 0, 1)
 		case "fallback":
-			if st.Fallback, err = p.str(v, at); err == nil && !ValidName(st.Fallback) {
-				err = p.errf(v, at, "%q: an intent's name is %s", st.Fallback, nameRule)
+			if st.Fallback, err = p.Str(v, at); err == nil && !ValidName(st.Fallback) {
+				err = p.Errf(v, at, "%q: an intent's name is %s", st.Fallback, nameRule)
 			}
 		case "model":
 			if v.Tag == "!!null" {
 				st.Model = ""
 				return nil
 			}
-			if st.Model, err = p.str(v, at); err == nil && (len(st.Model) > 256 || strings.ContainsAny(st.Model, " \t\r\n")) {
-				err = p.errf(v, at, "%q: an alias or provider/model (no spaces, at most 256 bytes)", st.Model)
+			if st.Model, err = p.Str(v, at); err == nil && (len(st.Model) > 256 || strings.ContainsAny(st.Model, " \t\r\n")) {
+				err = p.Errf(v, at, "%q: an alias or provider/model (no spaces, at most 256 bytes)", st.Model)
 			}
 		case "model_top":
 			var f float64
 			if f, err = p.num(v, at, 0, 3); err == nil && f != float64(int(f)) {
-				err = p.errf(v, at, "%q: want a whole number from 0 to 3", v.Value)
+				err = p.Errf(v, at, "%q: want a whole number from 0 to 3", v.Value)
 			}
 			st.ModelTop = int(f)
 		case "model_timeout":
 			var str string
-			if str, err = p.str(v, at); err != nil {
+			if str, err = p.Str(v, at); err != nil {
 				return err
 			}
 			d, derr := time.ParseDuration(str)
 			if derr != nil || d <= 0 || d > time.Minute {
-				return p.errf(v, at, "%q: want a duration from 1ms to 1m, such as 5s", str)
+				return p.Errf(v, at, "%q: want a duration from 1ms to 1m, such as 5s", str)
 			}
 			st.ModelTimeout = d
 		case "min_examples":
 			var f float64
 			if f, err = p.num(v, at, 0, MaxExamples); err == nil && f != float64(int(f)) {
-				err = p.errf(v, at, "%q: want a whole number", v.Value)
+				err = p.Errf(v, at, "%q: want a whole number", v.Value)
 			}
 			st.MinExamples = int(f)
 		default:
-			err = p.errf(k, at, "unknown key (threshold, margin, fallback, model, model_top, model_timeout, min_examples)")
+			err = p.Errf(k, at, "unknown key (threshold, margin, fallback, model, model_top, model_timeout, min_examples)")
 		}
 		return err
 	})
@@ -294,43 +223,43 @@ func (p *parser) intent(m *yaml.Node, at string) error {
 	idx := len(p.s.Intents)
 	var rules []rule
 	seen := map[string]bool{}
-	err := p.pairs(m, at, func(key string, k, v *yaml.Node) error {
-		kat := join(at, key)
+	err := p.Pairs(m, at, func(key string, k, v *yaml.Node) error {
+		kat := yamlnode.Join(at, key)
 		switch key {
 		case "name":
-			s, err := p.str(v, kat)
+			s, err := p.Str(v, kat)
 			if err != nil {
 				return err
 			}
 			if !ValidName(s) {
-				return p.errf(v, kat, "%q: an intent's name is %s", s, nameRule)
+				return p.Errf(v, kat, "%q: an intent's name is %s", s, nameRule)
 			}
 			if j, ok := p.s.byName[s]; ok {
-				return p.errf(v, kat, "intent %q is defined twice (first at line %d)", s, p.s.Intents[j].Line)
+				return p.Errf(v, kat, "intent %q is defined twice (first at line %d)", s, p.s.Intents[j].Line)
 			}
 			in.Name = s
 		case "description":
-			s, err := p.str(v, kat)
+			s, err := p.Str(v, kat)
 			if err == nil && len(s) > 1024 {
-				err = p.errf(v, kat, "%d bytes; at most 1024", len(s))
+				err = p.Errf(v, kat, "%d bytes; at most 1024", len(s))
 			}
 			in.Description = s
 			return err
 		case "rules":
 			return p.list(v, kat, func(i int, v *yaml.Node, at string) error {
-				s, err := p.str(v, at)
+				s, err := p.Str(v, at)
 				if err != nil {
 					return err
 				}
 				if s == "" {
-					return p.errf(v, at, "an empty pattern would match every message")
+					return p.Errf(v, at, "an empty pattern would match every message")
 				}
 				re, err := regexp.Compile(s)
 				if err != nil {
-					return p.errf(v, at, "pattern %q: %v (RE2 syntax: no lookaround, no backreferences)", s, err)
+					return p.Errf(v, at, "pattern %q: %v (RE2 syntax: no lookaround, no backreferences)", s, err)
 				}
 				if re.MatchString("") {
-					return p.errf(v, at, "pattern %q matches the empty message, so every message", s)
+					return p.Errf(v, at, "pattern %q matches the empty message, so every message", s)
 				}
 				in.Rules = append(in.Rules, s)
 				r := rule{intent: idx, re: re}
@@ -342,26 +271,26 @@ func (p *parser) intent(m *yaml.Node, at string) error {
 			})
 		case "examples":
 			if v.Kind == yaml.SequenceNode && len(v.Content) > MaxExamples {
-				return p.errf(v, kat, "%d examples; at most %d", len(v.Content), MaxExamples)
+				return p.Errf(v, kat, "%d examples; at most %d", len(v.Content), MaxExamples)
 			}
 			return p.list(v, kat, func(i int, v *yaml.Node, at string) error {
-				s, err := p.str(v, at)
+				s, err := p.Str(v, at)
 				if err != nil {
 					return err
 				}
 				s = strings.TrimSpace(s)
 				if s == "" || len(s) > MaxText {
-					return p.errf(v, at, "an example is 1 to %d bytes of text", MaxText)
+					return p.Errf(v, at, "an example is 1 to %d bytes of text", MaxText)
 				}
 				if seen[s] {
-					return p.errf(v, at, "%q is listed twice", s)
+					return p.Errf(v, at, "%q is listed twice", s)
 				}
 				seen[s] = true
 				in.Examples = append(in.Examples, s)
 				return nil
 			})
 		default:
-			return p.errf(k, kat, "unknown key (name, description, rules, examples)")
+			return p.Errf(k, kat, "unknown key (name, description, rules, examples)")
 		}
 		return nil
 	})
@@ -369,10 +298,10 @@ func (p *parser) intent(m *yaml.Node, at string) error {
 		return err
 	}
 	if in.Name == "" {
-		return p.errf(m, join(at, "name"), "missing: an intent has a name")
+		return p.Errf(m, yamlnode.Join(at, "name"), "missing: an intent has a name")
 	}
 	if len(in.Examples) == 0 && len(in.Rules) == 0 {
-		return p.errf(m, at, "intent %q has neither examples nor rules: nothing would recognize it", in.Name)
+		return p.Errf(m, at, "intent %q has neither examples nor rules: nothing would recognize it", in.Name)
 	}
 	p.s.byName[in.Name] = idx
 	p.s.Intents = append(p.s.Intents, in)
