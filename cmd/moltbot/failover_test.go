@@ -377,6 +377,24 @@ func streamText(t *testing.T, url, body string) (text string, errEvent bool, pro
 	return text, errEvent, resp.Header.Get("X-Moltbot-Provider")
 }
 
+// sseDeltaText is the text of an OpenAI stream: its chunks' deltas, in
+// order.
+func sseDeltaText(r io.Reader) string {
+	var text strings.Builder
+	for _, f := range sseFramesFrom(r) {
+		var ch struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		json.Unmarshal([]byte(f), &ch)
+		for _, c := range ch.Choices {
+			text.WriteString(c.Delta.Content)
+		}
+	}
+	return text.String()
+}
+
 func sseFramesFrom(r io.Reader) []string {
 	b, _ := io.ReadAll(r)
 	var out []string

@@ -429,21 +429,10 @@ func TestPresetGuardOverCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var text strings.Builder
-		for _, f := range sseFramesFrom(resp.Body) {
-			var ch struct {
-				Choices []struct {
-					Delta struct{ Content string } `json:"delta"`
-				} `json:"choices"`
-			}
-			json.Unmarshal([]byte(f), &ch)
-			for _, c := range ch.Choices {
-				text.WriteString(c.Delta.Content)
-			}
-		}
+		text := sseDeltaText(resp.Body)
 		resp.Body.Close()
-		if got := resp.Header.Get("X-Moltbot-Cache"); got != want || text.String() != guardedReply {
-			t.Errorf("cache %q (want %q): %q", got, want, text.String())
+		if got := resp.Header.Get("X-Moltbot-Cache"); got != want || text != guardedReply {
+			t.Errorf("cache %q (want %q): %q", got, want, text)
 		}
 	}
 }
@@ -486,19 +475,8 @@ func TestPresetGuardMasksAnswersBeforeTheModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var text strings.Builder
-	for _, f := range sseFramesFrom(resp.Body) {
-		var ch struct {
-			Choices []struct {
-				Delta struct{ Content string } `json:"delta"`
-			} `json:"choices"`
-		}
-		json.Unmarshal([]byte(f), &ch)
-		for _, c := range ch.Choices {
-			text.WriteString(c.Delta.Content)
-		}
-	}
-	if text.String() != want {
-		t.Errorf("streamed: %q, want %q", text.String(), want)
+	text := sseDeltaText(resp.Body)
+	if text != want {
+		t.Errorf("streamed: %q, want %q", text, want)
 	}
 }
