@@ -47,10 +47,13 @@ var deps = map[string]allowed{
 	"internal/testutil": {},
 	"internal/lint":     {},
 	// seamtest: a toy channel and a toy skill through the seam, from outside.
-	"internal/seamtest":  {tests: []string{".", "actors", "chat", "inference/sim", "internal/metrics", "storage"}},
-	"inference/sse":      {},
-	"inference/failover": {},
-	"actors/pb":          {},
+	"internal/seamtest": {tests: []string{".", "actors", "chat", "inference/sim", "internal/metrics", "storage"}},
+	"inference/sse":     {},
+	// channels: the adapters' contract and helpers; channeltest a Host in memory.
+	"channels":             {code: []string{"."}},
+	"channels/channeltest": {code: []string{"channels"}},
+	"inference/failover":   {},
+	"actors/pb":            {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
