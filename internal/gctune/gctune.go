@@ -40,14 +40,19 @@ type Policy struct {
 // DefaultPolicy is a node's: 8 MiB of headroom, GOGC never under 50.
 func DefaultPolicy() Policy { return Policy{Headroom: 8 << 20, MinPercent: 50} }
 
-// Percent is the GOGC the policy sets for a live heap of live bytes.
+// floorPercent bounds a policy's MinPercent from below: GOGC 0 would
+// collect without pause.
+const floorPercent = 10
+
+// Percent is the GOGC the policy sets for a live heap of live bytes; a
+// zero Policy (no headroom) is the runtime's default, 100.
 func (p Policy) Percent(live int64) int {
-	if live <= p.Headroom || live <= 0 {
+	if p.Headroom <= 0 || live <= p.Headroom {
 		return 100
 	}
 	pct := int(p.Headroom * 100 / live)
-	if pct < p.MinPercent {
-		pct = p.MinPercent
+	if pct < max(p.MinPercent, floorPercent) {
+		pct = max(p.MinPercent, floorPercent)
 	}
 	if pct > 100 {
 		pct = 100

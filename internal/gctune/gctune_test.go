@@ -29,6 +29,12 @@ func TestPercent(t *testing.T) {
 	if got := (Policy{Headroom: 8 << 20, MinPercent: 200}).Percent(4 << 20); got != 100 {
 		t.Errorf("a MinPercent over 100 gave %d for a small heap, want 100", got)
 	}
+	if got := (Policy{}).Percent(64 << 20); got != 100 {
+		t.Errorf("the zero Policy gave %d, want 100", got)
+	}
+	if got := (Policy{Headroom: 1 << 20}).Percent(1 << 40); got != floorPercent {
+		t.Errorf("no MinPercent gave %d for a huge heap, want the floor %d", got, floorPercent)
+	}
 }
 
 func gogc() int64 {
