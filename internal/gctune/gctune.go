@@ -68,9 +68,9 @@ var (
 	sample  = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 )
 
-// sentinel is what the finalizer hangs on: a pointer-sized object so that
-// the allocator gives it its own slot (a zero-sized one may be shared and
-// never freed).
+// sentinel is what the finalizer hangs on. It holds a pointer so that it
+// is not a tiny allocation (tiny objects share a block, and a finalizer on
+// one may never run) and is not zero-sized (those share one address).
 type sentinel struct {
 	gen uint64
 	_   *int
