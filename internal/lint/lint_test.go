@@ -50,8 +50,14 @@ var deps = map[string]allowed{
 	"internal/seamtest": {tests: []string{".", "actors", "chat", "inference/sim", "internal/metrics", "storage"}},
 	"inference/sse":     {},
 	// channels: the adapters' contract and helpers; channeltest a Host in memory.
-	"channels":             {code: []string{"."}},
+	// The core beside the contract (core.go, inbox.go, run.go, serve.go)
+	// counts into the node's metrics; it reaches chat, storage and the
+	// ring through interfaces cmd fills in.
+	"channels":             {code: []string{".", "internal/metrics"}, tests: []string{"channels/channeltest", "internal/testutil", "storage"}},
 	"channels/channeltest": {code: []string{"channels"}},
+	// The generic signed webhook adapter (its hook signing is the root's
+	// SignHook, shared with the hand-off's ticket webhook).
+	"channels/webhook": {code: []string{".", "channels"}, tests: []string{"channels/channeltest"}},
 	"inference/failover":   {},
 	"actors/pb":            {},
 
