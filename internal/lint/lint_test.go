@@ -57,9 +57,9 @@ var deps = map[string]allowed{
 	"channels/channeltest": {code: []string{"channels"}},
 	// The generic signed webhook adapter (its hook signing is the root's
 	// SignHook, shared with the hand-off's ticket webhook).
-	"channels/webhook": {code: []string{".", "channels"}, tests: []string{"channels/channeltest"}},
-	"inference/failover":   {},
-	"actors/pb":            {},
+	"channels/webhook":   {code: []string{".", "channels"}, tests: []string{"channels/channeltest"}},
+	"inference/failover": {},
+	"actors/pb":          {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
