@@ -169,6 +169,14 @@ func NewCore(cfg CoreConfig) *Core {
 	return c
 }
 
+// Place sets the ring the Runs are placed by and this node's id in it
+// (a cluster node, before Start).
+func (c *Core) Place(p Placement, self string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.Placement, c.cfg.Self = p, self
+}
+
 // channel is one configured channel on this node: its adapter and its
 // Host.
 type channel struct {
@@ -320,13 +328,18 @@ func (c *Core) startWork() {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
+			// Each change of the ring, and a look every 10 s besides (the
+			// node's joining, which may come without a change).
+			t := time.NewTicker(10 * time.Second)
+			defer t.Stop()
 			for {
 				select {
 				case <-c.base.Done():
 					return
 				case <-p.Changed():
-					c.place()
+				case <-t.C:
 				}
+				c.place()
 			}
 		}()
 	}
@@ -335,6 +348,9 @@ func (c *Core) startWork() {
 // Close stops every Run and the workers (a turn running is canceled; its
 // message stays in the inbox for the next start) and waits for them.
 func (c *Core) Close() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	stop := c.stop
 	chans := slices.Collect(maps.Values(c.chans))

@@ -111,7 +111,7 @@ var deps = map[string]allowed{
 	// validation of every turn, for every edge, over a runtime it declares.
 	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
 	// The management service: tenants, keys, status, over auth and actors.
-	"manage": {code: []string{".", "actors", "auth", "cache", "retention", "skills/handoff", "skills/kb"}, tests: []string{"storage", "inference/sim"}},
+	"manage": {code: []string{".", "actors", "auth", "cache", "channels", "retention", "skills/handoff", "skills/kb"}, tests: []string{"storage", "inference/sim"}},
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
