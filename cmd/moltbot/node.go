@@ -66,10 +66,10 @@ type Node struct {
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	sweeper  *retention.Sweeper
-	cache    *cache.Cache             // the output cache, nil without one
-	skills   *skillStage              // the JS skills (their worker), nil without a workspace
-	handoff  *handoffParts            // the hand-off stage, queue index and timer
-	chans    *channels.Core           // the channels (channels.go)
+	cache    *cache.Cache   // the output cache, nil without one
+	skills   *skillStage    // the JS skills (their worker), nil without a workspace
+	handoff  *handoffParts  // the hand-off stage, queue index and timer
+	chans    *channels.Core // the channels (channels.go)
 	chatSvc  atomic.Pointer[chat.Service]
 	met      *metrics.Registry
 	presets  *presetStage             // skills.presets, as last built
