@@ -66,12 +66,9 @@ type Node struct {
 	creds    map[string]*inference.Credentials
 	srv      *http.Server
 	sweeper  *retention.Sweeper
-	cache    *cache.Cache   // the output cache, nil without one
-	skills   *skillStage    // the JS skills (their worker), nil without a workspace
-	handoff  *handoffParts  // the hand-off stage, queue index and timer
-	chans    *channels.Core // the channels (channels.go)
-	chatSvc  atomic.Pointer[chat.Service]
-	met      *metrics.Registry
+	cache    *cache.Cache             // the output cache, nil without one
+	skills   *skillStage              // the JS skills (their worker), nil without a workspace
+	handoff  *handoffParts            // the hand-off stage, queue index and timer
 	presets  *presetStage             // skills.presets, as last built
 	bots     *skills.Bots             // the config's bots (bots:), swapped on a reload
 	kb       *kb.Store                // the knowledge bases (skills.kb; kb.go)
@@ -86,6 +83,12 @@ type Node struct {
 	served   chan error
 	stopOnce sync.Once
 	stopErr  error
+
+	// The channels (channels.go), the chat service they turn through, and
+	// the node's metrics they export to.
+	chans   *channels.Core
+	chatSvc atomic.Pointer[chat.Service]
+	met     *metrics.Registry
 }
 
 // DataDir is the storage directory: storage.path, relative to the workspace.
