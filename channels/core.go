@@ -330,16 +330,18 @@ func (c *Core) startWork() {
 			defer c.wg.Done()
 			// Each change of the ring, and a look every 10 s besides (the
 			// node's joining, which may come without a change).
+			// The channel before the look: a change after it is seen.
 			t := time.NewTicker(10 * time.Second)
 			defer t.Stop()
 			for {
+				changed := p.Changed()
+				c.place()
 				select {
 				case <-c.base.Done():
 					return
-				case <-p.Changed():
+				case <-changed:
 				case <-t.C:
 				}
-				c.place()
 			}
 		}()
 	}
