@@ -141,6 +141,23 @@ func (s Spec) same(o Spec) bool {
 // platform must not send it again.
 var ErrRefused = errors.New("channels: refused")
 
+// ErrInFlight marks a duplicate (errors.Is(err, ErrDuplicate) too) whose
+// first delivery waits in this node's inbox or runs: its reply is still
+// to come (a webhook's sync request may wait for it).
+var ErrInFlight = errors.New("channels: the first delivery's turn has not been answered yet")
+
+// duplicate is Accept's ErrDuplicate, with whether the turn is in flight.
+type duplicate struct{ inFlight bool }
+
+func (d duplicate) Error() string {
+	if d.inFlight {
+		return ErrDuplicate.Error() + " (its turn is to come)"
+	}
+	return ErrDuplicate.Error()
+}
+
+func (d duplicate) Is(t error) bool { return t == ErrDuplicate || d.inFlight && t == ErrInFlight }
+
 // Core runs a node's channels. Make it with NewCore, give it the channels
 // with Set, start it with Start; Close stops it. Safe for concurrent use.
 type Core struct {

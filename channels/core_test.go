@@ -290,8 +290,8 @@ func TestAcceptRunsTurn(t *testing.T) {
 		t.Fatalf("conversation %q", tr.Conv)
 	}
 	testutil.Eventually(t, 5*time.Second, "the inbox empties", func() bool { return inboxLen(t, e.mem) == 0 })
-	if err := h.Accept(context.Background(), msg("m1", "U1", "hello")); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("a delivery answered before: %v, want ErrDuplicate", err)
+	if err := h.Accept(context.Background(), msg("m1", "U1", "hello")); !errors.Is(err, ErrDuplicate) || errors.Is(err, ErrInFlight) {
+		t.Fatalf("a delivery answered before: %v, want ErrDuplicate, not in flight", err)
 	}
 	_, typing, _, _ := e.toys.last().snapshot()
 	if typing < 1 {
@@ -340,8 +340,8 @@ func TestDuplicateWhilePending(t *testing.T) {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, ErrDuplicate):
-			t.Fatal(err)
+		case !errors.Is(err, ErrDuplicate) || !errors.Is(err, ErrInFlight):
+			t.Fatalf("a delivery of a message waiting: %v, want ErrDuplicate and ErrInFlight", err)
 		}
 	}
 	if ok != 1 {

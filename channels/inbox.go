@@ -118,7 +118,7 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 	key := inboxKey(name, m.ID)
 	if c.recent.has(key) {
 		c.count(name, "duplicate")
-		return ErrDuplicate
+		return duplicate{}
 	}
 	mu := c.stripe(key)
 	mu.Lock()
@@ -127,7 +127,7 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 		return fmt.Errorf("channels: reading the inbox: %w", err)
 	} else if found {
 		c.count(name, "duplicate")
-		return ErrDuplicate
+		return duplicate{inFlight: true}
 	}
 	now := c.cfg.Now()
 	if !c.pairs.allow(name+"\x00"+m.Chat+"\x00"+m.User, now) {

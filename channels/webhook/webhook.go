@@ -227,6 +227,9 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 	case errors.Is(err, channels.ErrDuplicate):
 		status = "duplicate"
+		if !errors.Is(err, channels.ErrInFlight) {
+			wait = nil // answered before: nothing more to wait for
+		}
 	case errors.Is(err, channels.ErrRefused):
 		fail(w, http.StatusUnprocessableEntity, err.Error())
 		return
@@ -240,8 +243,8 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait != nil {
-		// A retry of an event whose turn still runs waits for the same
-		// reply; one answered before gets "duplicate" at once.
+		// A retry of an event whose turn is still to come on this node
+		// waits for the same reply; one answered gets "duplicate" at once.
 		t := time.NewTimer(a.o.wait)
 		defer t.Stop()
 		select {
@@ -351,6 +354,13 @@ func (a *Adapter) unwait(id string, ch chan moltbot.Message) {
 	} else {
 		a.waiting[id] = list
 	}
+}
+
+// waitingFor reports whether a sync request waits for event id's reply.
+func (a *Adapter) waitingFor(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.waiting[id]) > 0
 }
 
 // answer hands m to the sync requests waiting for event id's reply.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -296,6 +297,36 @@ func TestSyncReply(t *testing.T) {
 	defer cs.mu.Unlock()
 	if len(cs.replies) != 1 || cs.replies[0].Text != "late" {
 		t.Fatalf("late reply: %+v", cs.replies)
+	}
+}
+
+// inFlight answers every Accept as a duplicate whose turn is to come.
+type inFlight struct{ channeltest.Host }
+
+func (*inFlight) Accept(context.Context, channels.Message) error {
+	return errors.Join(channels.ErrDuplicate, channels.ErrInFlight)
+}
+
+// A sync retry of an event whose turn is still to come waits for its
+// reply; one answered before is a duplicate at once.
+func TestSyncRetry(t *testing.T) {
+	a := newAdapter(t, map[string]string{"reply": "sync", "wait": "10s"}, &inFlight{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		code, out := serve(a, signed(t, `{"id":"s1","user":"u","text":"ping"}`, now.Unix(), nil))
+		if rep, _ := out["reply"].(map[string]any); code != 200 || out["status"] != "answered" || rep["text"] != "pong" {
+			t.Errorf("retry in flight: %d %v", code, out)
+		}
+	}()
+	for !a.waitingFor("s1") {
+		time.Sleep(time.Millisecond)
+	}
+	a.Send(context.Background(), "s1 ", moltbot.Message{ID: "r", Content: "pong"})
+	<-done
+	b := newAdapter(t, map[string]string{"reply": "sync", "wait": "100s"}, &channeltest.Host{Refuse: channels.ErrDuplicate})
+	if code, out := serve(b, signed(t, `{"id":"s2","user":"u","text":"ping"}`, now.Unix(), nil)); code != 200 || out["status"] != "duplicate" {
+		t.Fatalf("answered before: %d %v", code, out)
 	}
 }
 
