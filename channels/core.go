@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -164,6 +165,7 @@ type Core struct {
 	cfg CoreConfig
 	log *slog.Logger
 
+	setMu   sync.Mutex // one Set at a time
 	mu      sync.RWMutex
 	chans   map[string]*channel
 	started bool
@@ -175,6 +177,7 @@ type Core struct {
 	pairs   pairBudget
 	recent  recent
 	stripes [64]sync.Mutex
+	seq     atomic.Int64 // inbox.go's nextSeq
 }
 
 // NewCore returns a core without channels.
@@ -246,6 +249,8 @@ type Counters struct {
 // Messages waiting in the inbox of a channel that went away stay there
 // until it comes back. Nothing is changed when an adapter cannot be made.
 func (c *Core) Set(specs []Spec) error {
+	c.setMu.Lock()
+	defer c.setMu.Unlock()
 	next := map[string]*channel{}
 	c.mu.RLock()
 	for _, s := range specs {

@@ -822,3 +822,29 @@ func TestIdleCore(t *testing.T) {
 		t.Fatal("workers started on a node without channels")
 	}
 }
+
+// The inbox is replayed in the order the messages were accepted (its keys
+// are hashes): one conversation's turns run in order after a restart.
+func TestReplayKeepsOrder(t *testing.T) {
+	mem := storage.NewMemory()
+	held := newFakeChat()
+	held.fail = func(ctx context.Context, n int) error { <-ctx.Done(); return ctx.Err() }
+	e := newEnv(t, mem, held, func(c *CoreConfig) { c.Workers = 1 })
+	var want []string
+	for i := range 12 {
+		text := fmt.Sprint("message ", i)
+		want = append(want, text)
+		if err := e.host("c1").Accept(context.Background(), msg(fmt.Sprint("id-", i), "U1", text)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.core.Close()
+	chat := newFakeChat()
+	chat.convs[ConversationID("c1", PerUser, msg("", "U1", ""))] = "U1"
+	newEnv(t, mem, chat, nil)
+	for i := range want {
+		if got := waitTurn(t, chat).In.Content; got != want[i] {
+			t.Fatalf("turn %d: %q, want %q", i, got, want[i])
+		}
+	}
+}

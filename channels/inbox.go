@@ -1,12 +1,14 @@
 package channels
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,7 @@ type item struct {
 	Channel  string  `json:"c"`
 	Msg      Message `json:"m"`
 	At       int64   `json:"t"`           // accepted, Unix ms
+	Seq      int64   `json:"s"`           // the order of acceptance on this node (replayed in it)
 	Attempts int     `json:"a,omitempty"` // turns tried that failed with a server error
 	NextAt   int64   `json:"n,omitempty"` // the next try, Unix ms
 
@@ -139,7 +142,7 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 		return &moltbot.Error{Code: moltbot.EBusy, RetryAfter: 30 * time.Second,
 			Message: fmt.Sprintf("channels: %d messages wait for their turn on this node; try again later", c.cfg.MaxPending)}
 	}
-	it := &item{Channel: name, Msg: m, At: now.UnixMilli(), key: key, conv: ConversationID(name, ch.spec.Config.Conversations, m)}
+	it := &item{Channel: name, Msg: m, At: now.UnixMilli(), Seq: c.nextSeq(), key: key, conv: ConversationID(name, ch.spec.Config.Conversations, m)}
 	b, err := json.Marshal(it)
 	if err != nil {
 		return err
@@ -154,6 +157,18 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 	c.q.add(it)
 	c.startWork()
 	return nil
+}
+
+// nextSeq is a number greater than every one this node gave before, across
+// restarts (the clock's nanoseconds, or the last plus one).
+func (c *Core) nextSeq() int64 {
+	for {
+		last := c.seq.Load()
+		next := max(time.Now().UnixNano(), last+1)
+		if c.seq.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 func (c *Core) count(name, outcome string) { c.cfg.Metrics.Inc(metrics.ChannelEvents, name, outcome) }
@@ -193,6 +208,9 @@ func (c *Core) replay(only string) error {
 		c.log.Warn("channels: an unreadable inbox record was dropped", "key", k)
 		_ = c.cfg.Inbox.Delete(k)
 	}
+	// In the order they were accepted (the keys are hashes): a
+	// conversation's messages run in the order they came.
+	slices.SortFunc(items, func(a, b *item) int { return cmp.Compare(a.Seq, b.Seq) })
 	n := 0
 	for _, it := range items {
 		ch := c.channel(it.Channel)

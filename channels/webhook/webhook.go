@@ -390,7 +390,10 @@ func (a *Adapter) reply(inReplyTo string, m moltbot.Message) Reply {
 // either it is dropped (logged): a sync channel's reply that came after
 // its request gave up and has nowhere else to go.
 func (a *Adapter) Send(ctx context.Context, address string, m moltbot.Message) error {
-	id, callback, _ := strings.Cut(address, " ")
+	id, callback, found := strings.Cut(address, " ")
+	if !found && strings.Contains(id, "://") {
+		id, callback = "", id // a bare URL (moltbot channels test --to URL)
+	}
 	if a.o.sync && a.answer(id, m) {
 		return nil
 	}
