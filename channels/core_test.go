@@ -848,3 +848,39 @@ func TestReplayKeepsOrder(t *testing.T) {
 		}
 	}
 }
+
+// A message tried again later holds its conversation's next messages
+// back: they run after it, in order; another conversation does not wait.
+func TestRetryKeepsOrder(t *testing.T) {
+	chat := newFakeChat()
+	failed := make(chan struct{})
+	var once sync.Once
+	chat.fail = func(ctx context.Context, n int) error {
+		err := error(nil)
+		once.Do(func() { err = moltbot.Errorf(moltbot.EUnavailable, "the model is down"); close(failed) })
+		return err
+	}
+	e := newEnv(t, nil, chat, func(c *CoreConfig) { c.Workers, c.RetryBase = 1, 200 * time.Millisecond })
+	h := e.host("c1")
+	if err := h.Accept(context.Background(), msg("1", "U1", "first")); err != nil {
+		t.Fatal(err)
+	}
+	<-failed
+	for _, m := range []Message{msg("2", "U1", "second"), msg("3", "U2", "other"), msg("4", "U1", "third")} {
+		if err := h.Accept(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	other := false
+	for range 4 {
+		if c := waitTurn(t, chat).In.Content; c == "other" {
+			other = true
+		} else {
+			got = append(got, c)
+		}
+	}
+	if strings.Join(got, ",") != "first,second,third" || !other {
+		t.Fatalf("U1's turns ran %v, want first, second, third (and U2's too: %v)", got, other)
+	}
+}

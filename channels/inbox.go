@@ -242,6 +242,7 @@ func (c *Core) work(ctx context.Context, i int) {
 func (c *Core) process(ctx context.Context, it *item) {
 	ch := c.channel(it.Channel)
 	if ch == nil {
+		c.q.release(it)
 		c.q.forget(it) // kept on disk until the channel comes back
 		return
 	}
@@ -297,6 +298,7 @@ func (c *Core) process(ctx context.Context, it *item) {
 			_ = c.cfg.Inbox.Put(it.key, b)
 		}
 		ch.log.Warn("channel turn failed; tried again later", "attempt", it.Attempts, "in", wait.Round(time.Millisecond), "err", err)
+		c.q.hold(it)
 		c.q.later(it, wait)
 	}
 }
@@ -307,6 +309,7 @@ func (c *Core) settle(it *item) {
 		c.log.Warn("channels: an answered message stays in the inbox", "err", err)
 	}
 	c.recent.add(it.key)
+	c.q.release(it)
 	c.q.forget(it)
 }
 
@@ -418,6 +421,11 @@ type queue struct {
 	n       int
 	running bool // workers started (Core.mu)
 	seed    maphash.Seed
+	// retry is a conversation's message waiting to be tried again; held
+	// its messages that came after, kept back until it settles (so a
+	// retry does not let a later message of its conversation go first).
+	retry map[string]*item
+	held  map[string][]*item
 }
 
 func (q *queue) init(workers int) {
@@ -428,6 +436,40 @@ func (q *queue) init(workers int) {
 	}
 	q.pending = map[string]int{}
 	q.seed = maphash.MakeSeed()
+	q.retry = map[string]*item{}
+	q.held = map[string][]*item{}
+}
+
+func (q *queue) shardOf(conv string) int { return int(maphash.String(q.seed, conv) % uint64(len(q.shards))) }
+
+// hold keeps it's conversation's later messages back until release(it).
+func (q *queue) hold(it *item) {
+	q.mu.Lock()
+	q.retry[it.conv] = it
+	q.mu.Unlock()
+}
+
+// release lets the messages held behind it go first in their shard.
+func (q *queue) release(it *item) {
+	q.mu.Lock()
+	if q.retry[it.conv] != it {
+		q.mu.Unlock()
+		return
+	}
+	delete(q.retry, it.conv)
+	held := q.held[it.conv]
+	delete(q.held, it.conv)
+	i := q.shardOf(it.conv)
+	if len(held) > 0 {
+		q.shards[i] = append(held, q.shards[i]...)
+	}
+	q.mu.Unlock()
+	if len(held) > 0 {
+		select {
+		case q.wake[i] <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // add counts a new inbox message and queues it (at its NextAt when later).
@@ -437,6 +479,7 @@ func (q *queue) add(it *item) {
 	q.n++
 	q.mu.Unlock()
 	if d := time.Until(time.UnixMilli(it.NextAt)); it.NextAt > 0 && d > 0 {
+		q.hold(it) // a retry replayed: its conversation waits for it
 		q.later(it, d)
 		return
 	}
@@ -444,7 +487,7 @@ func (q *queue) add(it *item) {
 }
 
 func (q *queue) push(it *item) {
-	i := int(maphash.String(q.seed, it.conv) % uint64(len(q.shards)))
+	i := q.shardOf(it.conv)
 	q.mu.Lock()
 	q.shards[i] = append(q.shards[i], it)
 	q.mu.Unlock()
@@ -461,10 +504,14 @@ func (q *queue) later(it *item, d time.Duration) { time.AfterFunc(d, func() { q.
 func (q *queue) pop(ctx context.Context, i int) *item {
 	for {
 		q.mu.Lock()
-		if len(q.shards[i]) > 0 {
+		for len(q.shards[i]) > 0 {
 			it := q.shards[i][0]
 			q.shards[i][0] = nil
 			q.shards[i] = q.shards[i][1:]
+			if r := q.retry[it.conv]; r != nil && r != it {
+				q.held[it.conv] = append(q.held[it.conv], it) // behind its conversation's retry
+				continue
+			}
 			q.mu.Unlock()
 			return it
 		}
