@@ -860,7 +860,7 @@ func TestRetryKeepsOrder(t *testing.T) {
 		once.Do(func() { err = moltbot.Errorf(moltbot.EUnavailable, "the model is down"); close(failed) })
 		return err
 	}
-	e := newEnv(t, nil, chat, func(c *CoreConfig) { c.Workers, c.RetryBase = 1, 200 * time.Millisecond })
+	e := newEnv(t, nil, chat, func(c *CoreConfig) { c.Workers, c.RetryBase = 1, 200*time.Millisecond })
 	h := e.host("c1")
 	if err := h.Accept(context.Background(), msg("1", "U1", "first")); err != nil {
 		t.Fatal(err)

@@ -440,7 +440,9 @@ func (q *queue) init(workers int) {
 	q.held = map[string][]*item{}
 }
 
-func (q *queue) shardOf(conv string) int { return int(maphash.String(q.seed, conv) % uint64(len(q.shards))) }
+func (q *queue) shardOf(conv string) int {
+	return int(maphash.String(q.seed, conv) % uint64(len(q.shards)))
+}
 
 // hold keeps it's conversation's later messages back until release(it).
 func (q *queue) hold(it *item) {
