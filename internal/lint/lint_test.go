@@ -116,7 +116,7 @@ var deps = map[string]allowed{
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
 	"gateway": {code: []string{".", "audit", "chat", "manage", "inference/openaiwire", "internal/jsonw", "internal/metrics", "internal/slots"},
-		tests: []string{"actors", "auth", "cache", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
+		tests: []string{"actors", "auth", "cache", "channels", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
 
 	// bench measures over HTTP only (reading streams with the providers'
 	// SSE reader, a leaf).
