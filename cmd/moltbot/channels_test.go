@@ -478,3 +478,43 @@ func TestChannelsCluster(t *testing.T) {
 		t.Fatalf("%d connections in all", total)
 	}
 }
+
+// A reload applies the file's channels: one added serves, one removed is
+// 404, an unchanged one keeps its state; a bad one keeps what runs.
+func TestChannelsReload(t *testing.T) {
+	t.Setenv("HOOK_SECRET", hookSecret)
+	cb := newCallbacks(t)
+	ws := t.TempDir()
+	n, _ := startNodeIn(t, ws, hookConfig(0, cb.URL, ""), slog.LevelInfo)
+	if code, _ := postEvent(t, n.URL()+"/channels/hooks/", `{"id":"r-1","user":"u","text":"hi"}`); code != 202 {
+		t.Fatal(code)
+	}
+	write := func(text string) {
+		if err := os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// quick removed, extra added, hooks unchanged.
+	cfg := strings.Replace(hookConfig(0, cb.URL, "  - {name: extra, type: webhook, secret: \"${HOOK_SECRET}\"}\n"),
+		"  - name: quick\n    type: webhook\n    secret: ${HOOK_SECRET}\n    reply: sync\n    wait: 20s\n", "", 1)
+	write(cfg)
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := postEvent(t, n.URL()+"/channels/extra/", `{"id":"x-1","user":"u","text":"hi"}`); code != 202 {
+		t.Fatalf("the channel added: %d", code)
+	}
+	if code, _ := postEvent(t, n.URL()+"/channels/quick/", `{"id":"q-1","user":"u","text":"hi"}`); code != 404 {
+		t.Fatalf("the channel removed: %d", code)
+	}
+	if st, _ := n.chans.StatusOf("hooks"); st.Counters.Accepted != 1 {
+		t.Fatalf("the unchanged channel: %+v", st)
+	}
+	write(strings.Replace(cfg, "name: extra, type: webhook", "name: extra, type: pigeon", 1))
+	if _, err := n.Reload(); err == nil || !strings.Contains(err.Error(), `unknown channel type "pigeon"`) {
+		t.Fatalf("a bad reload: %v", err)
+	}
+	if code, _ := postEvent(t, n.URL()+"/channels/extra/", `{"id":"x-2","user":"u","text":"hi"}`); code != 202 {
+		t.Fatalf("after a bad reload: %d", code)
+	}
+}
