@@ -46,7 +46,17 @@ type toyRun struct {
 }
 
 func (a *toyRun) Run(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", a.url, nil)
+	// The channel's state counts the Runs, whichever node ran them (the
+	// cluster's shared state): the platform sees the count.
+	runs := 0
+	if v, ok := a.host.Get("runs"); ok {
+		runs, _ = strconv.Atoi(string(v))
+	}
+	runs++
+	if err := a.host.Put("runs", []byte(strconv.Itoa(runs))); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", a.url+"?runs="+strconv.Itoa(runs), nil)
 	if err != nil {
 		return channels.Fatal(err)
 	}
@@ -72,6 +82,7 @@ type platform struct {
 	mu    sync.Mutex
 	open  int
 	total int
+	runs  []string // each connection's count of runs
 }
 
 func newPlatform(t *testing.T) *platform {
@@ -80,6 +91,7 @@ func newPlatform(t *testing.T) *platform {
 		p.mu.Lock()
 		p.open++
 		p.total++
+		p.runs = append(p.runs, r.URL.Query().Get("runs"))
 		p.mu.Unlock()
 		defer func() { p.mu.Lock(); p.open--; p.mu.Unlock() }()
 		w.WriteHeader(200)
@@ -476,6 +488,13 @@ func TestChannelsCluster(t *testing.T) {
 	})
 	if _, total := plat.counts(); total < 2 {
 		t.Fatalf("%d connections in all", total)
+	}
+	// The new node read the count the first one wrote (the channel's
+	// state, replicated): its Run is the second or later, never a first.
+	plat.mu.Lock()
+	defer plat.mu.Unlock()
+	if plat.runs[0] != "1" || plat.runs[len(plat.runs)-1] == "1" {
+		t.Fatalf("runs seen by the platform %v: the state did not reach the new node", plat.runs)
 	}
 }
 
