@@ -178,6 +178,7 @@ type Core struct {
 	recent  recent
 	stripes [64]sync.Mutex
 	seq     atomic.Int64 // inbox.go's nextSeq
+	working atomic.Bool  // the workers run (q.running, read without the lock)
 }
 
 // NewCore returns a core without channels.
@@ -336,12 +337,16 @@ func (c *Core) Start(ctx context.Context) error {
 // startWork starts the workers and the placement loop once there is a
 // channel or something in the inbox.
 func (c *Core) startWork() {
+	if c.working.Load() {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.base == nil || c.base.Err() != nil || c.q.running || (len(c.chans) == 0 && c.q.len() == 0) {
 		return
 	}
 	c.q.running = true
+	c.working.Store(true)
 	for i := range c.cfg.Workers {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.work(c.base, i) }()

@@ -173,12 +173,10 @@ func (c *Core) nextSeq() int64 {
 
 func (c *Core) count(name, outcome string) { c.cfg.Metrics.Inc(metrics.ChannelEvents, name, outcome) }
 
-var stripeSeed = maphash.MakeSeed()
-
 // stripe is the lock of an inbox key: a check and a write of one id are
 // one step, ids of others do not wait for each other's fsync.
 func (c *Core) stripe(key string) *sync.Mutex {
-	return &c.stripes[maphash.String(stripeSeed, key)%uint64(len(c.stripes))]
+	return &c.stripes[maphash.String(c.q.seed, key)%uint64(len(c.stripes))]
 }
 
 // replay queues what the inbox holds for the channels configured (others'
@@ -305,10 +303,10 @@ func (c *Core) process(ctx context.Context, it *item) {
 
 // settle takes it out of the inbox, remembering its key for a while.
 func (c *Core) settle(it *item) {
+	c.recent.add(it.key) // first: a retry between the two is a duplicate
 	if err := c.cfg.Inbox.Delete(it.key); err != nil {
 		c.log.Warn("channels: an answered message stays in the inbox", "err", err)
 	}
-	c.recent.add(it.key)
 	c.q.release(it)
 	c.q.forget(it)
 }
