@@ -884,3 +884,34 @@ func TestRetryKeepsOrder(t *testing.T) {
 		t.Fatalf("U1's turns ran %v, want first, second, third (and U2's too: %v)", got, other)
 	}
 }
+
+// The mount's routing: any path is an adapter's (under its prefix, the
+// rest starting with "/") or a 404, never a panic.
+func FuzzServeHTTP(f *testing.F) {
+	f.Add("/channels/c1/x")
+	f.Add("/channels/c1")
+	f.Add("/channels//")
+	f.Add("/channels/../v1/admin")
+	f.Add("/channels/c1/%2e%2e/")
+	mem := storage.NewMemory()
+	tt := &toyType{}
+	c := NewCore(CoreConfig{Chat: newFakeChat(), Inbox: mem.Namespace(storage.ChannelsInbox)})
+	if err := c.Set([]Spec{{Config: Config{Name: "c1", Type: "toy", Tenant: "default"}, Type: tt.Type()}}); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.Path = path
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, r)
+		switch {
+		case w.Code == 200:
+			rest, ok := strings.CutPrefix(path, "/channels/c1")
+			if !ok || (rest != "" && rest[0] != '/') || !strings.HasPrefix(w.Body.String(), "GET /") {
+				t.Fatalf("%q reached the adapter as %q", path, w.Body.String())
+			}
+		case w.Code != 404:
+			t.Fatalf("%q: %d", path, w.Code)
+		}
+	})
+}
