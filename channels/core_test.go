@@ -915,3 +915,37 @@ func FuzzServeHTTP(f *testing.F) {
 		}
 	})
 }
+
+// The inbox is bounded: past MaxPending, Accept is EBusy (the platform
+// tries again later) and nothing is written; while a turn runs, Typing
+// is called again and again.
+func TestInboxBoundAndTyping(t *testing.T) {
+	release := make(chan struct{})
+	chat := newFakeChat()
+	chat.fail = func(ctx context.Context, n int) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	e := newEnv(t, nil, chat, func(c *CoreConfig) { c.MaxPending, c.TypingEvery = 2, time.Millisecond })
+	h := e.host("c1")
+	for _, id := range []string{"a", "b"} {
+		if err := h.Accept(context.Background(), msg(id, "U"+id, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Accept(context.Background(), msg("c", "Uc", "x")); moltbot.ErrorCode(err) != moltbot.EBusy {
+		t.Fatalf("past the bound: %v", err)
+	}
+	if n := inboxLen(t, e.mem); n != 2 {
+		t.Fatalf("%d in the inbox, want 2", n)
+	}
+	testutil.Eventually(t, 5*time.Second, "typing, again", func() bool { _, typing, _, _ := e.toys.last().snapshot(); return typing >= 3 })
+	close(release)
+	testutil.Eventually(t, 5*time.Second, "the inbox empties", func() bool { return inboxLen(t, e.mem) == 0 })
+	if err := h.Accept(context.Background(), msg("c", "Uc", "x")); err != nil {
+		t.Fatalf("with room again: %v", err)
+	}
+}

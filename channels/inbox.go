@@ -132,15 +132,17 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 		c.count(name, "duplicate")
 		return duplicate{inFlight: true}
 	}
+	if c.q.total() >= c.cfg.MaxPending {
+		return &moltbot.Error{Code: moltbot.EBusy, RetryAfter: 30 * time.Second,
+			Message: fmt.Sprintf("channels: %d messages wait for their turn on this node; try again later", c.cfg.MaxPending)}
+	}
+	// The budget after the checks that send the message again (a
+	// duplicate, a full inbox): a platform's retries spend none.
 	now := c.cfg.Now()
 	if !c.pairs.allow(name+"\x00"+m.Chat+"\x00"+m.User, now) {
 		c.count(name, "dropped_budget")
 		return fmt.Errorf("%w: %d messages in %s from this author in this chat; refused for %s (a loop?)", ErrRefused,
 			c.cfg.Budget, c.cfg.Window, c.cfg.Cooldown)
-	}
-	if c.q.total() >= c.cfg.MaxPending {
-		return &moltbot.Error{Code: moltbot.EBusy, RetryAfter: 30 * time.Second,
-			Message: fmt.Sprintf("channels: %d messages wait for their turn on this node; try again later", c.cfg.MaxPending)}
 	}
 	it := &item{Channel: name, Msg: m, At: now.UnixMilli(), Seq: c.nextSeq(), key: key, conv: ConversationID(name, ch.spec.Config.Conversations, m)}
 	b, err := json.Marshal(it)
