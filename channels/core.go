@@ -2,6 +2,7 @@ package channels
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -221,8 +222,12 @@ type Status struct {
 	Tenant string `json:"tenant"`
 	// State is one of the State* constants; Node the cluster node that
 	// runs its Run ("" alone, or when nobody does yet).
-	State     string    `json:"state"`
-	Node      string    `json:"node,omitempty"`
+	State string `json:"state"`
+	Node  string `json:"node,omitempty"`
+	// RunState is, on a node where State is elsewhere, the state the
+	// running node last shared (the cluster's state holds it), and the
+	// last error is that node's when this one has none.
+	RunState  string    `json:"run_state,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
 	ErrorAt   time.Time `json:"last_error_at,omitzero"`
 	// LastEvent is when this node last accepted a message of the channel.
@@ -434,7 +439,30 @@ func (ch *channel) snapshot() Status {
 		Sent: m.Get(metrics.ChannelSends, n, "ok"), SendFailed: m.Get(metrics.ChannelSends, n, "failed"),
 	}
 	s.Pending = ch.core.q.pendingOf(n)
+	if s.State == StateElsewhere && ch.core.cfg.State != nil {
+		if v, ok, err := ch.core.cfg.State.Get(n + "/" + runKey); err == nil && ok {
+			var rs runStatus
+			if json.Unmarshal(v, &rs) == nil && rs.Node == s.Node {
+				s.RunState = rs.State
+				if s.LastError == "" {
+					s.LastError, s.ErrorAt = rs.Error, rs.At
+				}
+			}
+		}
+	}
 	return s
+}
+
+// runKey is where, in a channel's state, the node running its Run shares
+// how it runs (runStatus); adapters' keys never start with '#'.
+const runKey = "#run"
+
+// runStatus is a Run's state as its node last reported it.
+type runStatus struct {
+	State string    `json:"state"`
+	Node  string    `json:"node"`
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at,omitzero"`
 }
 
 // The Host of one channel.
@@ -462,8 +490,8 @@ func (ch *channel) Put(key string, value []byte) error {
 	if len(value) > MaxStateValue {
 		return fmt.Errorf("channels: a state value is at most %d bytes, got %d", MaxStateValue, len(value))
 	}
-	if key == "" || len(key) > 200 {
-		return fmt.Errorf("channels: a state key is 1 to 200 bytes, got %d", len(key))
+	if key == "" || len(key) > 200 || key[0] == '#' {
+		return fmt.Errorf("channels: a state key is 1 to 200 bytes, not starting with '#', got %q", key)
 	}
 	if ch.core.cfg.State == nil {
 		return errors.New("channels: no state store")
@@ -485,7 +513,17 @@ func (ch *channel) Report(state string, err error) {
 	} else if state == StateConnected || state == StateListening {
 		ch.status.LastError = ""
 	}
+	share := ch.run != nil && ch.core.cfg.Placement != nil && ch.core.cfg.State != nil && (changed || err != nil)
+	rs := runStatus{State: state, Node: ch.status.Node, Error: ch.status.LastError, At: ch.status.ErrorAt}
 	ch.mu.Unlock()
+	if share {
+		// The other nodes' status shows it (a cluster's; alone, nobody asks).
+		if b, jerr := json.Marshal(rs); jerr == nil {
+			if perr := ch.core.cfg.State.Put(ch.spec.Config.Name+"/"+runKey, b); perr != nil {
+				ch.log.Debug("channel state not shared", "err", perr)
+			}
+		}
+	}
 	if changed {
 		if err != nil {
 			ch.log.Warn("channel state", "state", state, "err", RedactError(err))

@@ -949,3 +949,50 @@ func TestInboxBoundAndTyping(t *testing.T) {
 		t.Fatalf("with room again: %v", err)
 	}
 }
+
+// In a cluster the running node shares its Run's state and last error
+// through the channel's state: another node's status shows them beside
+// "elsewhere".
+func TestRunStateShared(t *testing.T) {
+	shared := storage.NewMemory().Namespace(storage.ChannelsState) // what replication makes of it
+	mk := func(self string, tt *toyType) *Core {
+		p := &placement{owner: "n1", self: self, ch: make(chan struct{})}
+		mem := storage.NewMemory()
+		c := NewCore(CoreConfig{Chat: newFakeChat(), Inbox: mem.Namespace(storage.ChannelsInbox), State: shared, Placement: p, Self: self})
+		if err := c.Set([]Spec{{Config: Config{Name: "c1", Type: "toy", Tenant: "default"}, Type: tt.Type()}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	tt := &toyType{}
+	fail := make(chan struct{})
+	tt.run = func(ctx context.Context, toy *toy) error {
+		toy.host.Report(StateConnected, nil)
+		select {
+		case <-fail:
+			return errors.New("socket closed by the platform")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	a, b := mk("n1", tt), mk("n2", &toyType{})
+	testutil.Eventually(t, 5*time.Second, "n2 shows n1's run connected", func() bool {
+		st, _ := b.StatusOf("c1")
+		return st.State == StateElsewhere && st.Node == "n1" && st.RunState == StateConnected
+	})
+	close(fail)
+	testutil.Eventually(t, 5*time.Second, "n2 shows n1's error", func() bool {
+		st, _ := b.StatusOf("c1")
+		return st.RunState == StateBackoff && strings.Contains(st.LastError, "socket closed")
+	})
+	if st, _ := a.StatusOf("c1"); st.RunState != "" || st.State == StateElsewhere {
+		t.Fatalf("the running node's own status %+v", st)
+	}
+	if err := a.channel("c1").Put("#run", []byte("x")); err == nil {
+		t.Fatal("an adapter wrote the core's key")
+	}
+}

@@ -424,6 +424,15 @@ func TestChannelsCluster(t *testing.T) {
 		if st.Node != holder {
 			t.Fatalf("%s says %q runs it, want %q", nd.url, st.Node, holder)
 		}
+		// The others show how it runs there (the state the cluster shares).
+		if nd.gossip != holder {
+			testutil.Eventually(t, 20*time.Second, nd.url+" shows the run's state", func() bool {
+				_, body := getBody(t, nd.url+"/v1/admin/channels/outbound")
+				var st channels.Status
+				json.Unmarshal([]byte(body), &st)
+				return st.State == channels.StateElsewhere && st.RunState == channels.StateConnected
+			})
+		}
 	}
 	// The same event to two nodes at once: one turn, one reply.
 	ev := `{"id":"twice-1","user":"dave","text":"one question"}`

@@ -45,7 +45,11 @@ Examples:
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tTYPE\tBOT\tTENANT\tSTATE\tNODE\tACCEPTED\tPENDING\tLAST ERROR")
 					for _, s := range out.Channels {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Type, dash(s.Bot), s.Tenant, s.State, dash(s.Node),
+						state := s.State
+						if s.RunState != "" {
+							state += " (" + s.RunState + ")"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Type, dash(s.Bot), s.Tenant, state, dash(s.Node),
 							s.Counters.Accepted, s.Pending, dash(cutText(s.LastError, 60)))
 					}
 					return tw.Flush()
@@ -63,8 +67,12 @@ Examples:
 						return err
 					}
 					w := c.App.Writer
+					state := s.State
+					if s.RunState != "" {
+						state += " (" + s.RunState + " on " + s.Node + ")"
+					}
 					fmt.Fprintf(w, "name:        %s\ntype:        %s\nbot:         %s\ntenant:      %s\nstate:       %s\nnode:        %s\n",
-						s.Name, s.Type, dash(s.Bot), s.Tenant, s.State, dash(s.Node))
+						s.Name, s.Type, dash(s.Bot), s.Tenant, state, dash(s.Node))
 					fmt.Fprintf(w, "last error:  %s\n", dash(s.LastError))
 					if !s.ErrorAt.IsZero() {
 						fmt.Fprintf(w, "error at:    %s\n", s.ErrorAt.Format(time.RFC3339))
