@@ -330,6 +330,16 @@ func TestChannelConfigErrors(t *testing.T) {
 	}
 }
 
+// moltbot doctor checks the channels as start does.
+func TestDoctorChecksChannels(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moltbot.yaml")
+	os.WriteFile(path, []byte("providers:\n  - {name: sim, type: sim}\nmodels: {primary: sim/sim}\nchannels:\n  - {name: a, type: carrier-pigeon}\n"), 0o600)
+	code, stdout, stderr := runCLI(t, "", "doctor", "--config", path)
+	if code == 0 || !strings.Contains(stdout+stderr, `moltbot.yaml:5: channels[0].type: unknown channel type "carrier-pigeon"`) {
+		t.Fatalf("doctor: %d %s %s", code, stdout, stderr)
+	}
+}
+
 func parseYAML(s string) (*configs.Config, error) {
 	return configs.Parse("m.yaml", []byte(s), os.LookupEnv)
 }
