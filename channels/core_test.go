@@ -498,8 +498,8 @@ func TestDrops(t *testing.T) {
 	}
 	for _, bad := range []Message{{ID: "", Text: "x"}, {ID: strings.Repeat("i", MaxIDLen+1), Text: "x"},
 		{ID: "r", Text: "x", Reply: strings.Repeat("r", MaxReplyLen+1)}} {
-		if err := e.host("c1").Accept(context.Background(), bad); err == nil {
-			t.Errorf("accepted %q", bad.ID)
+		if err := e.host("c1").Accept(context.Background(), bad); !errors.Is(err, ErrRefused) {
+			t.Errorf("%.20q: %v, want ErrRefused", bad.ID, err)
 		}
 	}
 }

@@ -97,17 +97,19 @@ const (
 // Accept makes m a turn of its conversation (Host.Accept).
 func (ch *channel) Accept(ctx context.Context, m Message) error {
 	c, name := ch.core, ch.spec.Config.Name
+	// A message out of bounds is refused for good (sent again, it would
+	// be again).
 	switch {
 	case m.ID == "" || len(m.ID) > MaxIDLen:
-		return fmt.Errorf("channels: a message id is 1 to %d bytes, got %d", MaxIDLen, len(m.ID))
+		return fmt.Errorf("%w: a message id is 1 to %d bytes, got %d", ErrRefused, MaxIDLen, len(m.ID))
 	case len(m.Reply) > MaxReplyLen:
-		return fmt.Errorf("channels: a reply address is at most %d bytes, got %d", MaxReplyLen, len(m.Reply))
+		return fmt.Errorf("%w: a reply address is at most %d bytes, got %d", ErrRefused, MaxReplyLen, len(m.Reply))
 	case len(m.User) > MaxUserLen || len(m.Chat) > MaxReplyLen || len(m.Thread) > MaxReplyLen:
-		return fmt.Errorf("channels: a user id is at most %d bytes, a chat or thread %d", MaxUserLen, MaxReplyLen)
+		return fmt.Errorf("%w: a user id is at most %d bytes, a chat or thread %d", ErrRefused, MaxUserLen, MaxReplyLen)
 	}
 	for _, p := range m.Images {
 		if p.Type != moltbot.PartImage || len(p.Data) > MaxImageBytes {
-			return fmt.Errorf("channels: an image part of at most %d bytes, got a %q part of %d", MaxImageBytes, p.Type, len(p.Data))
+			return fmt.Errorf("%w: an image part of at most %d bytes, got a %q part of %d", ErrRefused, MaxImageBytes, p.Type, len(p.Data))
 		}
 	}
 	if m.FromBot && !ch.spec.AllowBots {
