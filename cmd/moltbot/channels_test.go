@@ -381,8 +381,9 @@ func TestWebhookKill9(t *testing.T) {
 }
 
 // Three node processes: the same event POSTed to two of them makes one
-// turn and one reply; a toy outbound channel runs on exactly one node and
-// moves to another when that node stops.
+// turn and one reply; a toy outbound channel runs on exactly one node,
+// moves to another when that node stops (SIGTERM), and to the last when
+// that one dies (kill -9); its Get/Put state follows it.
 func TestChannelsCluster(t *testing.T) {
 	cb := newCallbacks(t)
 	plat := newPlatform(t)
@@ -511,10 +512,27 @@ func TestChannelsCluster(t *testing.T) {
 	// The new node read the count the first one wrote (the channel's
 	// state, replicated): its Run is the second or later, never a first.
 	plat.mu.Lock()
-	defer plat.mu.Unlock()
 	if plat.runs[0] != "1" || plat.runs[len(plat.runs)-1] == "1" {
+		plat.mu.Unlock()
 		t.Fatalf("runs seen by the platform %v: the state did not reach the new node", plat.runs)
 	}
+	plat.mu.Unlock()
+	// Its new node dies (kill -9): the last one takes the channel.
+	var last *cnode
+	for _, nd := range rest {
+		if nd.gossip == holder {
+			nd.p.cmd.Process.Signal(syscall.SIGKILL)
+			nd.p.wait(t, 10*time.Second)
+			nd.p = nil
+		} else {
+			last = nd
+		}
+	}
+	plat.CloseClientConnections() // the dead node's socket, as its peer's kernel would in time
+	testutil.Eventually(t, 60*time.Second, "the last node runs the outbound channel", func() bool {
+		h, ok := runner()
+		return ok && h == last.gossip
+	})
 }
 
 // A reload applies the file's channels: one added serves, one removed is
