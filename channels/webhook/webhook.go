@@ -162,7 +162,10 @@ func New(c channels.Config, h channels.Host) (channels.Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Adapter{cfg: c, host: h, o: o, Client: &http.Client{Timeout: 30 * time.Second}, Now: time.Now,
+	// Redirects are not followed: a signed reply goes to the URL named,
+	// nowhere else.
+	client := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Adapter{cfg: c, host: h, o: o, Client: client, Now: time.Now,
 		waiting: map[string][]chan moltbot.Message{}}, nil
 }
 
@@ -428,6 +431,8 @@ func (a *Adapter) Send(ctx context.Context, address string, m moltbot.Message) e
 	switch {
 	case resp.StatusCode/100 == 2:
 		return nil
+	case resp.StatusCode/100 == 3:
+		return &moltbot.Error{Code: moltbot.EInvalid, Message: fmt.Sprintf("webhook: the callback redirects (HTTP %d); redirects are not followed: configure the final URL", resp.StatusCode)}
 	case resp.StatusCode/100 == 4 && resp.StatusCode != 408 && resp.StatusCode != 429:
 		return &moltbot.Error{Code: moltbot.EInvalid, Message: fmt.Sprintf("webhook: the callback refused the reply (HTTP %d)", resp.StatusCode)}
 	}

@@ -262,6 +262,21 @@ func TestSendCallback(t *testing.T) {
 	if err := a.Send(context.Background(), "ev-4 ", m); err == nil || moltbot.ErrorCode(err) == moltbot.EInvalid {
 		t.Fatalf("a 503: %v (want an error retried)", err)
 	}
+	// A redirect is not followed (the signed reply goes nowhere else).
+	moved := httptest.NewServer(http.RedirectHandler(cs.URL, http.StatusTemporaryRedirect))
+	defer moved.Close()
+	cs.mu.Lock()
+	cs.status = 200
+	n := len(cs.replies)
+	cs.mu.Unlock()
+	if err := a.Send(context.Background(), "ev-6 "+moved.URL, m); moltbot.ErrorCode(err) != moltbot.EInvalid {
+		t.Fatalf("a redirect: %v", err)
+	}
+	cs.mu.Lock()
+	if len(cs.replies) != n {
+		t.Fatal("the redirect was followed")
+	}
+	cs.mu.Unlock()
 	// No callback anywhere: dropped without error (nothing to retry).
 	b := newAdapter(t, nil, h)
 	if err := b.Send(context.Background(), "ev-5 ", m); err != nil {
