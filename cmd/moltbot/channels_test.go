@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -572,5 +573,37 @@ func TestChannelsReload(t *testing.T) {
 	}
 	if code, _ := postEvent(t, n.URL()+"/channels/extra/", `{"id":"x-2","user":"u","text":"hi"}`); code != 202 {
 		t.Fatalf("after a bad reload: %d", code)
+	}
+}
+
+// A node without channels runs no goroutine of theirs; one added by a
+// reload starts them.
+func TestNoChannelsNoGoroutines(t *testing.T) {
+	t.Setenv("HOOK_SECRET", hookSecret)
+	ws := t.TempDir()
+	base := "server: {host: 127.0.0.1, port: 0}\nproviders:\n  - {name: sim, type: sim}\nmodels: {primary: sim/sim}\n"
+	n, _ := startNodeIn(t, ws, base, slog.LevelInfo)
+	channelGoroutines := func() int {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 2)
+		k := 0
+		for _, g := range strings.Split(b.String(), "\n\n") {
+			if strings.Contains(g, "moltbot/channels.") {
+				k++
+			}
+		}
+		return k
+	}
+	// (Eventually: an earlier test's node may still be ending its own.)
+	testutil.Eventually(t, 10*time.Second, "no goroutine of the channels on a node without any", func() bool { return channelGoroutines() == 0 })
+	os.WriteFile(filepath.Join(ws, "moltbot.yaml"), []byte(base+"channels:\n  - {name: h, type: webhook, secret: \"${HOOK_SECRET}\"}\n"), 0o600)
+	if _, err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if k := channelGoroutines(); k == 0 {
+		t.Fatal("a channel added, and no worker runs")
+	}
+	if code, _ := postEvent(t, n.URL()+"/channels/h/", `{"id":"1","user":"u","text":"hi"}`); code != 202 {
+		t.Fatal(code)
 	}
 }
