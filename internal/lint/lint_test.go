@@ -51,10 +51,16 @@ var deps = map[string]allowed{
 	"internal/seamtest": {tests: []string{".", "actors", "chat", "inference/sim", "internal/metrics", "storage"}},
 	"inference/sse":     {},
 	// channels: the adapters' contract and helpers; channeltest a Host in memory.
-	"channels":             {code: []string{"."}},
+	// The core beside the contract (core.go, inbox.go, run.go, serve.go)
+	// counts into the node's metrics; it reaches chat, storage and the
+	// ring through interfaces cmd fills in.
+	"channels":             {code: []string{".", "internal/metrics"}, tests: []string{"channels/channeltest", "internal/testutil", "storage"}},
 	"channels/channeltest": {code: []string{"channels"}},
-	"inference/failover":   {},
-	"actors/pb":            {},
+	// The generic signed webhook adapter (its hook signing is the root's
+	// SignHook, shared with the hand-off's ticket webhook).
+	"channels/webhook":   {code: []string{".", "channels"}, tests: []string{"channels/channeltest"}},
+	"inference/failover": {},
+	"actors/pb":          {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
@@ -106,12 +112,12 @@ var deps = map[string]allowed{
 	// validation of every turn, for every edge, over a runtime it declares.
 	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
 	// The management service: tenants, keys, status, over auth and actors.
-	"manage": {code: []string{".", "actors", "auth", "cache", "retention", "skills/handoff", "skills/kb"}, tests: []string{"storage", "inference/sim"}},
+	"manage": {code: []string{".", "actors", "auth", "cache", "channels", "retention", "skills/handoff", "skills/kb"}, tests: []string{"storage", "inference/sim"}},
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
 	"gateway": {code: []string{".", "audit", "chat", "manage", "inference/openaiwire", "internal/jsonw", "internal/metrics", "internal/slots"},
-		tests: []string{"actors", "auth", "cache", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
+		tests: []string{"actors", "auth", "cache", "channels", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
 
 	// bench measures over HTTP only (reading streams with the providers'
 	// SSE reader, a leaf).
