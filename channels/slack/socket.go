@@ -202,26 +202,32 @@ func (a *Adapter) connect(ctx context.Context) (session, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			a.envelope(ctx, &f, write)
+			ack := a.envelope(ctx, &f)
+			<-sem // free before the ack: Slack may send the next at once
+			if ack == nil {
+				return
+			}
+			if err := write(ack); err != nil {
+				log.Debug("slack: ack not sent", "err", err)
+			}
 		}()
 	}
 }
 
-// envelope handles one envelope and acknowledges it: an event becomes a
+// envelope handles one envelope and returns its ack (nil: none): an event becomes a
 // Message that the Host accepts (durably queued, before any model runs),
 // then the ack goes. Accepting first means a node that dies in between
 // leaves the envelope unacknowledged and Slack sends it again (one turn:
 // the Host deduplicates by Message.ID); acking first would lose it. An
 // Accept slower than Slack's 3 s makes Slack retry, which the same
 // deduplication absorbs.
-func (a *Adapter) envelope(ctx context.Context, f *frame, write func([]byte) error) {
+func (a *Adapter) envelope(ctx context.Context, f *frame) []byte {
 	if f.Type == "events_api" {
 		var cb eventCallback
 		if err := json.Unmarshal(f.Payload, &cb); err != nil {
 			a.host.Log().Debug("slack: an events_api payload that does not parse", "err", err)
 		} else if !a.accept(ctx, &cb) {
-			return // ctx ended: no ack, Slack sends it again
+			return nil // ctx ended: no ack, Slack sends it again
 		}
 	}
 	// Slash commands and interactions are not handled: acknowledged, so
@@ -229,9 +235,7 @@ func (a *Adapter) envelope(ctx context.Context, f *frame, write func([]byte) err
 	ack, _ := json.Marshal(struct {
 		EnvelopeID string `json:"envelope_id"`
 	}{f.EnvelopeID})
-	if err := write(ack); err != nil {
-		a.host.Log().Debug("slack: ack not sent", "err", err)
-	}
+	return ack
 }
 
 // accept hands cb's message, if it makes one, to the Host. It returns
