@@ -69,33 +69,34 @@ func Type() channels.Type {
 	}
 }
 
-// check checks a channel's options; an error names the key.
+// check checks a channel's options; an error is "key: what is wrong"
+// (the core reports it at that key's line).
 func check(cfg channels.Config) error {
 	o := cfg.Options
 	mode := o["mode"]
 	switch mode {
 	case "", ModeSocket, ModeHTTP:
 	default:
-		return fmt.Errorf("slack: mode is %q: socket or http", mode)
+		return fmt.Errorf("mode: %q is not socket or http", mode)
 	}
 	if !strings.HasPrefix(o["bot_token"], "xoxb-") {
-		return errors.New("slack: bot_token is not a bot token (xoxb-...)")
+		return errors.New("bot_token: not a bot token (xoxb-...)")
 	}
 	if mode == "" || mode == ModeSocket {
 		if o["app_token"] == "" {
-			return errors.New("slack: app_token is required in socket mode (an app-level token, xapp-..., with connections:write)")
+			return errors.New("app_token: is required in socket mode (an app-level token, xapp-..., with connections:write)")
 		}
 		if !strings.HasPrefix(o["app_token"], "xapp-") {
-			return errors.New("slack: app_token is not an app-level token (xapp-...)")
+			return errors.New("app_token: not an app-level token (xapp-...)")
 		}
 	}
 	if mode == ModeHTTP && o["signing_secret"] == "" {
-		return errors.New("slack: signing_secret is required in http mode (the app's Signing Secret)")
+		return errors.New("signing_secret: is required in http mode (the app's Signing Secret)")
 	}
 	if u := o["api_url"]; u != "" {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-			return fmt.Errorf("slack: api_url %q is not an http(s) URL", channels.Redact(u))
+			return fmt.Errorf("api_url: %q is not an http(s) URL", channels.Redact(u))
 		}
 	}
 	return nil
