@@ -17,7 +17,7 @@
 //
 // The protocol is written here, over gorilla/websocket, rather than with
 // slack-go: slack-go added 2.08 MB to the default build (this package
-// 0.19 MB) and 2.5 times the allocations per event, for a protocol of
+// 0.20 MB) and 2.5 times the allocations per event, for a protocol of
 // three Web API methods and four frame types (docs/DESIGN.md, "Built:
 // the Slack adapter").
 //
