@@ -116,9 +116,11 @@ func message(cb *eventCallback, self string) (channels.Message, drop) {
 	}
 	// In a channel the reply goes in the mention's thread (starting one
 	// under a top-level mention); in a DM inline, unless the user wrote
-	// in a thread.
+	// in a thread. A DM is known by its type or its id (D...): a mention
+	// in a DM also arrives as an app_mention, without channel_type, and
+	// both must give the same Reply.
 	m.Thread = ev.ThreadTS
-	if m.Thread == "" && !im {
+	if m.Thread == "" && !im && ev.Channel[0] != 'D' {
 		m.Thread = ev.TS
 	}
 	m.Reply = ev.Channel
@@ -131,27 +133,40 @@ func message(cb *eventCallback, self string) (channels.Message, drop) {
 	return m, dropNone
 }
 
-// cleanText removes the mentions of self and reverses Slack's escaping of
-// &, < and >.
+// cleanText removes the mentions of self ("<@U1>", "<@U1|name>"; not
+// "<@U12>") and reverses Slack's escaping of &, < and >, in one pass.
 func cleanText(s, self string) string {
-	if self != "" {
-		for {
-			i := strings.Index(s, "<@"+self)
-			if i < 0 {
-				break
-			}
-			rest := s[i+2+len(self):]
-			// "<@U1>" or "<@U1|name>"; "<@U12>" is someone else.
-			if len(rest) == 0 || (rest[0] != '>' && rest[0] != '|') {
-				break
-			}
-			j := strings.IndexByte(rest, '>')
-			if j < 0 {
-				break
-			}
-			s = s[:i] + rest[j+1:]
-		}
+	mention := "<@" + self
+	if self == "" || !strings.Contains(s, mention) {
+		return unescape(s)
 	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for {
+		i := strings.Index(s, mention)
+		if i < 0 {
+			break
+		}
+		rest := s[i+len(mention):]
+		end := -1
+		if rest != "" && (rest[0] == '>' || rest[0] == '|') {
+			end = strings.IndexByte(rest, '>')
+		}
+		if end < 0 {
+			// Someone else's id that starts like ours: keep it.
+			b.WriteString(s[:i+len(mention)])
+			s = rest
+			continue
+		}
+		b.WriteString(s[:i])
+		s = rest[end+1:]
+	}
+	b.WriteString(s)
+	return unescape(b.String())
+}
+
+// unescape reverses Slack's escaping (&lt; &gt; &amp;) and trims.
+func unescape(s string) string {
 	if strings.IndexByte(s, '&') >= 0 {
 		s = strings.ReplaceAll(s, "&lt;", "<")
 		s = strings.ReplaceAll(s, "&gt;", ">")
