@@ -75,6 +75,10 @@ func (a *Adapter) runSocket(ctx context.Context) error {
 		}
 		wait := channels.Backoff(attempt, a.backoffBase, a.backoffMax)
 		attempt++
+		var rl *rateLimited
+		if errors.As(err, &rl) && rl.After > wait {
+			wait = rl.After // apps.connections.open or auth.test said when
+		}
 		log.Warn("slack: connection lost", "err", channels.RedactError(err), "retry_in", wait)
 		a.host.Report(channels.StateBackoff, err)
 		t := time.NewTimer(wait)

@@ -437,3 +437,19 @@ func (h *chanHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h *chanHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *chanHandler) WithGroup(string) slog.Handler      { return h }
+
+// A 429 from apps.connections.open is waited out for its Retry-After
+// (longer than the backoff), then the connection is made.
+func TestSocketOpenRateLimited(t *testing.T) {
+	f := newFixture(t, ModeSocket, nil)
+	f.fake.RateLimitOpen(1, 1)
+	start := time.Now()
+	f.run(t)
+	c := f.conn(t)
+	// A lower bound, not a timing assertion: the second call cannot
+	// precede the Retry-After second.
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("connected after %v, inside Retry-After: 1", d)
+	}
+	ack(t, c, f.event(t, c, mention("1700000008.000100", "<@UFAKEBOT> hi")))
+}

@@ -56,6 +56,7 @@ type Server struct {
 	posts     []Post
 	postSeen  chan struct{} // closed and replaced at each post
 	limit     int           // the next limit chat.postMessage calls answer 429
+	openLimit int           // the next openLimit apps.connections.open calls answer 429
 	after     int           // their Retry-After, seconds
 	authError string        // auth.test and apps.connections.open answer ok:false with it
 	failIn    int           // chat.postMessage calls before the one failCode fails (-1: none)
@@ -113,6 +114,14 @@ func (s *Server) PingEvery(d time.Duration) {
 func (s *Server) RateLimit(n, after int) {
 	s.mu.Lock()
 	s.limit, s.after = n, after
+	s.mu.Unlock()
+}
+
+// RateLimitOpen makes the next n apps.connections.open calls answer 429
+// with Retry-After: after (seconds).
+func (s *Server) RateLimitOpen(n, after int) {
+	s.mu.Lock()
+	s.openLimit, s.after = n, after
 	s.mu.Unlock()
 }
 
@@ -245,6 +254,17 @@ func (s *Server) authTest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) connectionsOpen(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.openLimit > 0 {
+		s.openLimit--
+		after := s.after
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", strconv.Itoa(after))
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"ok":false,"error":"ratelimited"}`)
+		return
+	}
+	s.mu.Unlock()
 	if !s.token(w, r, s.AppToken) {
 		return
 	}
