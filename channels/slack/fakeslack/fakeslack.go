@@ -65,8 +65,9 @@ type Server struct {
 	ts        int64
 	pingEvery time.Duration
 
-	conns chan *Conn
-	seq   atomic.Int64
+	conns  chan *Conn
+	closed chan struct{} // closed by Close: a connection nobody waits for is dropped
+	seq    atomic.Int64
 }
 
 // New starts a fake Slack that knows the two tokens.
@@ -78,6 +79,7 @@ func New(botToken, appToken string) *Server {
 		files:    map[string][]byte{},
 		postSeen: make(chan struct{}),
 		conns:    make(chan *Conn, 16),
+		closed:   make(chan struct{}),
 		ts:       1700000000,
 		failIn:   -1,
 	}
@@ -99,7 +101,11 @@ func New(botToken, appToken string) *Server {
 func (s *Server) URL() string { return s.srv.URL + "/api/" }
 
 // Close stops the server and ends every connection.
-func (s *Server) Close() { s.srv.CloseClientConnections(); s.srv.Close() }
+func (s *Server) Close() {
+	close(s.closed)
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+}
 
 // PingEvery makes the fake ping each new connection every d (Slack
 // does; @slack/socket-mode expects it). Zero: no pings.
@@ -314,7 +320,11 @@ func (s *Server) link(w http.ResponseWriter, r *http.Request) {
 	if ping > 0 {
 		go c.pings(ping)
 	}
-	s.conns <- c
+	select {
+	case s.conns <- c:
+	case <-s.closed:
+		ws.Close()
+	}
 }
 
 func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
