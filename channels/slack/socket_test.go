@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -452,4 +453,65 @@ func TestSocketOpenRateLimited(t *testing.T) {
 		t.Fatalf("connected after %v, inside Retry-After: 1", d)
 	}
 	ack(t, c, f.event(t, c, mention("1700000008.000100", "<@UFAKEBOT> hi")))
+}
+
+// stateHost records every Report under its own lock (channeltest's
+// States is for after Run ends).
+type stateHost struct {
+	channeltest.Host
+	mu     sync.Mutex
+	states []string
+}
+
+func (h *stateHost) Report(state string, err error) {
+	h.mu.Lock()
+	h.states = append(h.states, state)
+	h.mu.Unlock()
+	h.Host.Report(state, err)
+}
+
+func (h *stateHost) count(state string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, s := range h.states {
+		if s == state {
+			n++
+		}
+	}
+	return n
+}
+
+// Slack's disconnects are answered by reconnecting at once, three in a
+// row; a fourth without an event between them waits a backoff (a Slack
+// that keeps disconnecting is not hammered); an event resets the count.
+func TestSocketDisconnectLoopBacksOff(t *testing.T) {
+	h := &stateHost{}
+	fake := fakeslack.New(botToken, appToken)
+	t.Cleanup(fake.Close)
+	ad, _ := New(channels.Config{Name: "team", Options: map[string]string{"bot_token": botToken, "app_token": appToken, "api_url": fake.URL()}}, h)
+	a := ad.(*Adapter)
+	a.backoffBase, a.backoffMax = 5*time.Millisecond, 10*time.Millisecond
+	f := &fixture{a: a, fake: fake, host: &h.Host}
+	f.run(t)
+	c := f.conn(t)
+	for i := range quickReconnects {
+		c.Disconnect("refresh_requested")
+		c = f.conn(t)
+		if n := h.count(channels.StateBackoff); n != 0 {
+			t.Fatalf("disconnect %d: backed off", i+1)
+		}
+	}
+	c.Disconnect("refresh_requested")
+	c = f.conn(t)
+	if n := h.count(channels.StateBackoff); n != 1 {
+		t.Fatalf("disconnect %d in a row: %d backoffs, want 1", quickReconnects+1, n)
+	}
+	// An event between disconnects: quick again.
+	ack(t, c, f.event(t, c, mention("1700000009.000100", "<@UFAKEBOT> hi")))
+	c.Disconnect("refresh_requested")
+	f.conn(t)
+	if n := h.count(channels.StateBackoff); n != 1 {
+		t.Fatalf("after an event: %d backoffs, want still 1", n)
+	}
 }
