@@ -110,7 +110,8 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "event_callback":
 		a.lazySelf(r.Context())
 		if !a.accept(r.Context(), &cb) {
-			httpError(w, http.StatusServiceUnavailable, "slack: shutting down")
+			// Slack sends it again (its retries come after 1 and 5 minutes).
+			httpError(w, http.StatusServiceUnavailable, "slack: the event was not taken (busy or stopping): send it again")
 			return
 		}
 	}

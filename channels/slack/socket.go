@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
 )
 
@@ -243,8 +244,11 @@ func (a *Adapter) envelope(ctx context.Context, f *frame) []byte {
 }
 
 // accept hands cb's message, if it makes one, to the Host. It returns
-// false only when ctx ended first (the delivery is to be left
-// unacknowledged); a refusal or a duplicate is logged and acknowledged.
+// false when the message was not taken and Slack should send it again
+// (the delivery is left unacknowledged, or answered 503): ctx ended, or
+// the Host is busy (moltbot.EBusy: its queue is full). A duplicate, or a
+// message the Host refuses (a bot, an empty text, a loop's budget), is
+// logged and acknowledged: sending it again cannot help.
 func (a *Adapter) accept(ctx context.Context, cb *eventCallback) bool {
 	m, why := message(cb, a.selfID())
 	log := a.host.Log()
@@ -258,6 +262,9 @@ func (a *Adapter) accept(ctx context.Context, cb *eventCallback) bool {
 	case err == nil, errors.Is(err, channels.ErrDuplicate):
 		return true
 	case ctx.Err() != nil:
+		return false
+	case moltbot.ErrorCode(err) == moltbot.EBusy:
+		log.Warn("slack: the host is busy: left for Slack to send again", "id", m.ID, "err", err)
 		return false
 	default:
 		log.Info("slack: message refused", "id", m.ID, "err", err)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
 	"github.com/moltbot/moltbot/channels/channeltest"
 	"github.com/moltbot/moltbot/channels/slack/fakeslack"
@@ -513,5 +516,59 @@ func TestSocketDisconnectLoopBacksOff(t *testing.T) {
 	f.conn(t)
 	if n := h.count(channels.StateBackoff); n != 1 {
 		t.Fatalf("after an event: %d backoffs, want still 1", n)
+	}
+}
+
+// busyHost answers EBusy (its queue full) for the message with ID busy.
+type busyHost struct {
+	channeltest.Host
+	busy string
+}
+
+func (h *busyHost) Accept(ctx context.Context, m channels.Message) error {
+	if m.ID == h.busy {
+		return &moltbot.Error{Code: moltbot.EBusy, Message: "channels: 1000 messages wait"}
+	}
+	return h.Host.Accept(ctx, m)
+}
+
+// A Host that is busy has not taken the message: the envelope is left
+// unacknowledged (Slack sends it again) and the Events API answers 503;
+// a Host that refuses it (a loop, a bot) is acknowledged.
+func TestAcceptBusyOrRefused(t *testing.T) {
+	logs := make(chan string, 64)
+	h := &busyHost{busy: "C0GENERAL:1700000010.000100"}
+	h.Logger = slog.New(&chanHandler{logs})
+	fake := fakeslack.New(botToken, appToken)
+	t.Cleanup(fake.Close)
+	ad, _ := New(channels.Config{Name: "team", Options: map[string]string{"bot_token": botToken, "app_token": appToken, "signing_secret": secret, "api_url": fake.URL()}}, h)
+	f := &fixture{a: ad.(*Adapter), fake: fake}
+	f.run(t)
+	c := f.conn(t)
+	f.event(t, c, mention("1700000010.000100", "<@UFAKEBOT> busy"))
+	for msg := range logs {
+		if strings.Contains(msg, "busy") {
+			break
+		}
+	}
+	id := f.event(t, c, mention("1700000010.000200", "<@UFAKEBOT> fine"))
+	ack(t, c, id)
+	if !c.NoAckYet() {
+		t.Fatal("the envelope the Host was too busy to take was acknowledged")
+	}
+
+	// The Events API: 503 for busy, 200 for a refusal.
+	f.a.mode = ModeHTTP
+	body := fake.Callback(mention("1700000010.000100", "<@UFAKEBOT> busy"))
+	if w := serve(f, fakeslack.Request("/", secret, time.Now().Unix(), body, 0)); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("busy: HTTP %d", w.Code)
+	}
+	r := &channeltest.Host{Refuse: errors.New("channels: refused: the author is a bot")}
+	ad2, _ := New(channels.Config{Name: "team", Options: map[string]string{"mode": "http", "bot_token": botToken, "signing_secret": secret, "api_url": fake.URL()}}, r)
+	body = fake.Callback(mention("1700000010.000300", "<@UFAKEBOT> refused"))
+	w := httptest.NewRecorder()
+	ad2.ServeHTTP(w, fakeslack.Request("/", secret, time.Now().Unix(), body, 0))
+	if w.Code != http.StatusOK {
+		t.Fatalf("refused: HTTP %d", w.Code)
 	}
 }
