@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,5 +112,23 @@ func BenchmarkSocketEnvelope(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})
+	}
+}
+
+// BenchmarkSend: a 300-character reply posted by chat.postMessage to a
+// loopback fake (unpaced: the Limiter's pacing is Slack's 1/s), the
+// fake's side included.
+func BenchmarkSend(b *testing.B) {
+	fake := fakeslack.New(botToken, appToken)
+	defer fake.Close()
+	ad, _ := New(channels.Config{Name: "team", Options: map[string]string{"bot_token": botToken, "app_token": appToken, "api_url": fake.URL()}}, &countHost{})
+	a := ad.(*Adapter)
+	a.lim = channels.Limiter{}
+	m := reply(strings.Repeat("The weather in Paris tomorrow: mild & dry <maybe>. ", 6))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.Send(context.Background(), "C0GENERAL/1700000001.000100", m); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
