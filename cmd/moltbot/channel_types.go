@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/moltbot/moltbot/channels"
+	"github.com/moltbot/moltbot/channels/slack"
 	"github.com/moltbot/moltbot/channels/webhook"
 )
 
@@ -9,4 +10,5 @@ import (
 // line a type (each adapter's package adds its own).
 var channelTypes = []channels.Type{
 	webhook.Type(),
+	slack.Type(),
 }

@@ -61,6 +61,10 @@ var deps = map[string]allowed{
 	"channels/webhook":   {code: []string{".", "channels"}, tests: []string{"channels/channeltest"}},
 	"inference/failover": {},
 	"actors/pb":          {},
+	// The Slack adapter; fakeslack a fake Slack for its tests (and for
+	// npm @slack/socket-mode's, test/channels/slack).
+	"channels/slack":           {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/slack/fakeslack"}},
+	"channels/slack/fakeslack": {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
@@ -196,6 +200,9 @@ var owners = map[string][]string{
 	// The terminal chat's line editor and raw mode (`moltbot chat` on a
 	// terminal: editing, history).
 	"golang.org/x/term": {"cmd/moltbot"},
+	// The WebSocket every channel adapter shares (Slack's Socket Mode,
+	// Discord's Gateway, ...); the adapters live under channels/.
+	"github.com/gorilla/websocket": {"channels"},
 }
 
 func root(t *testing.T) string {
