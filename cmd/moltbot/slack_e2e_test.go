@@ -1,8 +1,5 @@
-// This file needs the channels core (branch h-chcore: the channels:
-// config, the core, /channels/{name}/): on h-slack alone it does not
-// build, hence the tag. It passed on h-slack merged with h-chcore
-// (go test -race -run TestSlackEndToEnd ./cmd/moltbot/); the lead drops
-// the build line after merging both.
+// The Slack adapter through a whole node: the channels core, its
+// /channels/{name}/ mount and the outbox, against fakeslack.
 
 package main
 
