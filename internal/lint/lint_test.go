@@ -52,8 +52,12 @@ var deps = map[string]allowed{
 	// channels: the adapters' contract and helpers; channeltest a Host in memory.
 	"channels":             {code: []string{"."}},
 	"channels/channeltest": {code: []string{"channels"}},
-	"inference/failover":   {},
-	"actors/pb":            {},
+	// The Discord adapter; fakediscord is a Discord on loopback for its
+	// tests and for test/channels/discord's discord.js check.
+	"channels/discord":             {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/discord/fakediscord"}},
+	"channels/discord/fakediscord": {},
+	"inference/failover":           {},
+	"actors/pb":                    {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
@@ -189,6 +193,9 @@ var owners = map[string][]string{
 	// The terminal chat's line editor and raw mode (`moltbot chat` on a
 	// terminal: editing, history).
 	"golang.org/x/term": {"cmd/moltbot"},
+	// The WebSocket every adapter shares (Discord's Gateway, Slack's
+	// Socket Mode) and the fakes of those platforms.
+	"github.com/gorilla/websocket": {"channels"},
 }
 
 func root(t *testing.T) string {
