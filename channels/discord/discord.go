@@ -65,12 +65,14 @@ const (
 )
 
 // Type is the discord channel type, for cmd's list of types.
-var Type = channels.Type{
-	Name:     "discord",
-	Options:  []string{"token", "application_id", "public_key", "api_url", "intents", "require_mention"},
-	Required: []string{"token"},
-	Check:    check,
-	New:      New,
+func Type() channels.Type {
+	return channels.Type{
+		Name:     "discord",
+		Options:  []string{"token", "application_id", "public_key", "api_url", "intents", "require_mention"},
+		Required: []string{"token"},
+		Check:    check,
+		New:      New,
+	}
 }
 
 // options are a channel's Config.Options, checked.

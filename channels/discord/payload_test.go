@@ -123,7 +123,7 @@ func TestOptions(t *testing.T) {
 		{map[string]string{"token": "t", "intents": "-1"}, "intents"},
 		{map[string]string{"token": "t", "require_mention": "maybe"}, "require_mention"},
 	} {
-		err := Type.Check(channels.Config{Options: c.opts})
+		err := Type().Check(channels.Config{Options: c.opts})
 		if err == nil || !strings.Contains(err.Error(), "option "+c.key) {
 			t.Errorf("%v: %v, want an error naming option %s", c.opts, err, c.key)
 		}
