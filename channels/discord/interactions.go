@@ -165,6 +165,10 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, "discord: interaction type "+strconv.Itoa(it.Type)+" is not handled (only application commands)")
 		return
 	}
+	if a.opt.appID != "" && it.ApplicationID != a.opt.appID {
+		jsonError(w, http.StatusBadRequest, "discord: an interaction of application "+it.ApplicationID+", not of option application_id")
+		return
+	}
 	u := it.user()
 	channel := it.ChannelID
 	if !snowflake(u.ID) || !snowflake(channel) {

@@ -200,6 +200,11 @@ func TestInteractionRefused(t *testing.T) {
 	if json.Unmarshal([]byte(body), &resp); code != 200 || resp.Type != callbackMessage || len(h.Messages()) != 0 {
 		t.Errorf("empty: %d %s", code, body)
 	}
+	// Another application's interaction (signed with our key: a mix-up).
+	otherApp := strings.Replace(string(command(id, token, "hi")), fakediscord.AppID, "1100000000000000099", 1)
+	if code, body := serve(a, f.SignedRequest("/", []byte(otherApp), time.Now())); code != 400 || !strings.Contains(body, "application_id") {
+		t.Errorf("another application's interaction: %d %s", code, body)
+	}
 	// A token a URL path cannot carry.
 	code, _ = serve(a, f.SignedRequest("/", command(id, "../../channels/1", "hi"), time.Now()))
 	if code != 400 {
