@@ -134,13 +134,17 @@ type gatewayBot struct {
 	} `json:"session_start_limit"`
 }
 
-// identifyURL asks /gateway/bot where to connect, and waits when no
-// session start is left. A failed call falls back on the cached URL.
-func (a *Adapter) identifyURL(ctx context.Context) (string, error) {
-	_, data, err := a.rest.call(ctx, "GET", "/gateway/bot", "/gateway/bot", "", nil, true)
+// identifyURL asks /gateway/bot where to connect, and before an IDENTIFY
+// waits when no session start is left. A failed call falls back on the
+// cached URL; a resume without its resume URL takes the cached one.
+func (a *Adapter) identifyURL(ctx context.Context, resume bool) (string, error) {
 	a.mu.Lock()
 	cached := a.gateway
 	a.mu.Unlock()
+	if resume && cached != "" {
+		return cached, nil // a RESUME spends no session start
+	}
+	_, data, err := a.rest.call(ctx, "GET", "/gateway/bot", "/gateway/bot", "", nil, true)
 	if err != nil {
 		if moltbot.ErrorCode(err) == moltbot.EUnauthorized {
 			return "", channels.Fatal(fmt.Errorf("discord: the bot token was refused (GET /gateway/bot: 401): check option token: %w", err))
@@ -160,7 +164,7 @@ func (a *Adapter) identifyURL(ctx context.Context) (string, error) {
 	a.mu.Lock()
 	a.gateway = gb.URL
 	a.mu.Unlock()
-	if gb.Limit.Remaining == 0 && gb.Limit.ResetAfter > 0 {
+	if !resume && gb.Limit.Remaining == 0 && gb.Limit.ResetAfter > 0 {
 		d := min(time.Duration(gb.Limit.ResetAfter)*time.Millisecond, 24*time.Hour)
 		a.host.Log().Warn("discord: no session start left today: waiting for the reset", "wait", d)
 		a.host.Report(channels.StateBackoff, fmt.Errorf("discord: session start limit reached, waiting %v", d))
@@ -286,7 +290,7 @@ func (a *Adapter) connect(ctx context.Context, q chan<- dispatch) (outcome, erro
 	resume := sess.ID != ""
 	target := sess.ResumeURL
 	if !resume || target == "" {
-		u, err := a.identifyURL(ctx)
+		u, err := a.identifyURL(ctx, resume)
 		if err != nil {
 			return out, err
 		}
@@ -317,8 +321,8 @@ func (a *Adapter) connect(ctx context.Context, q chan<- dispatch) (outcome, erro
 	var hb sync.WaitGroup
 	defer func() {
 		cancel()
+		ws.Close() // a heartbeat stuck in a write returns at once
 		hb.Wait()
-		ws.Close()
 	}()
 	// A canceled Run closes the connection (for a resume elsewhere).
 	stopped := context.AfterFunc(ctx, c.closeResume)

@@ -144,7 +144,11 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInteraction))
 	if err != nil {
-		jsonError(w, http.StatusRequestEntityTooLarge, "discord: an interaction body over 256 KiB")
+		if _, big := errors.AsType[*http.MaxBytesError](err); big {
+			jsonError(w, http.StatusRequestEntityTooLarge, "discord: an interaction body over 256 KiB")
+		} else {
+			jsonError(w, http.StatusBadRequest, "discord: the request body could not be read")
+		}
 		return
 	}
 	if !verify(a.opt.publicKey, r.Header.Get("X-Signature-Ed25519"), r.Header.Get("X-Signature-Timestamp"), body, a.now()) {
