@@ -213,6 +213,9 @@ type Adapter struct {
 	saved   time.Time
 	parts   map[string]int // message id -> parts of it already sent (a retried Send goes on)
 
+	interacting chan struct{}  // gateway interactions in flight (a semaphore)
+	inflight    sync.WaitGroup // and Run waits for them
+
 	// Knobs the tests turn (New sets Discord's values).
 	jitter       func() float64       // the first heartbeat's fraction of the interval
 	backoffBase  time.Duration        // reconnect backoff
@@ -261,8 +264,9 @@ func newAdapter(c channels.Config, h channels.Host) (*Adapter, error) {
 			Proxy:            http.ProxyFromEnvironment,
 			HandshakeTimeout: 15 * time.Second,
 		},
-		httpClient: hc,
-		now:        time.Now,
+		httpClient:  hc,
+		now:         time.Now,
+		interacting: make(chan struct{}, 16),
 	}
 	a.rest = newREST(opt.api, opt.token, hc)
 	return a, nil

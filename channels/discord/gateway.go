@@ -75,6 +75,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 	defer func() {
 		stop()
 		wg.Wait()
+		a.inflight.Wait()
 		a.save(true)
 	}()
 	attempt := 0
@@ -190,13 +191,14 @@ func gatewayURL(u string) (string, error) {
 
 // conn is one Gateway connection.
 type conn struct {
-	ws     *websocket.Conn
-	wmu    sync.Mutex // one writer at a time
-	acked  atomic.Bool
-	zombie atomic.Bool
-	beat   chan struct{} // the server asked for a heartbeat (op 1)
-	sent   []time.Time   // send times in the last window (at most sendLimit)
-	now    func() time.Time
+	ws      *websocket.Conn
+	wmu     sync.Mutex // one writer at a time
+	acked   atomic.Bool
+	zombie  atomic.Bool
+	closing atomic.Bool   // closeResume began: the reader keeps its deadline
+	beat    chan struct{} // the server asked for a heartbeat (op 1)
+	sent    []time.Time   // send times in the last window (at most sendLimit)
+	now     func() time.Time
 }
 
 // send writes one payload, within the send limit.
@@ -232,10 +234,25 @@ func (c *conn) reserve() time.Duration {
 	return wait
 }
 
-// closeResume closes the connection so that its session can be resumed.
+// closeResume starts the close handshake with a code that keeps the
+// session resumable: the close frame now, then the reader has a second
+// to read the server's close frame (closing the socket at once could
+// reset it before the server reads ours; a zombie never answers, and the
+// deadline ends the read).
 func (c *conn) closeResume() {
+	c.closing.Store(true)
 	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeResume, "resume"), time.Now().Add(time.Second))
-	c.ws.Close()
+	c.ws.SetReadDeadline(time.Now().Add(time.Second))
+}
+
+// drain reads (on the reader's goroutine) until the close handshake
+// ends or its deadline passes.
+func (c *conn) drain() {
+	for {
+		if _, _, err := c.ws.ReadMessage(); err != nil {
+			return
+		}
+	}
 }
 
 // heartbeat beats every interval (the first after first) until ctx
@@ -359,7 +376,12 @@ func (a *Adapter) connect(ctx context.Context, q chan<- dispatch) (outcome, erro
 		return out, fmt.Errorf("discord: send to the gateway: %w", err)
 	}
 	for {
-		ws.SetReadDeadline(a.now().Add(2*interval + a.helloTimeout))
+		if !c.closing.Load() {
+			ws.SetReadDeadline(a.now().Add(2*interval + a.helloTimeout))
+			if c.closing.Load() { // closeResume ran in between: its deadline
+				ws.SetReadDeadline(a.now().Add(time.Second))
+			}
+		}
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			if c.zombie.Load() {
@@ -386,6 +408,7 @@ func (a *Adapter) connect(ctx context.Context, q chan<- dispatch) (outcome, erro
 			c.acked.Store(true)
 		case opReconnect:
 			c.closeResume()
+			c.drain()
 			return outcome{ready: out.ready, now: true}, errReconnect
 		case opInvalidSession:
 			var resumable bool
@@ -394,6 +417,7 @@ func (a *Adapter) connect(ctx context.Context, q chan<- dispatch) (outcome, erro
 				a.forget()
 			}
 			c.closeResume()
+			c.drain()
 			return outcome{ready: out.ready, invalid: true}, fmt.Errorf("discord: invalid session (op 9, resumable %v)", resumable)
 		}
 	}
@@ -428,6 +452,19 @@ func (a *Adapter) onDispatch(ctx context.Context, f frame, q chan<- dispatch, ou
 		out.ready = true
 		a.host.Log().Info("discord: resumed", "seq", seq)
 		a.host.Report(channels.StateConnected, nil)
+	case "INTERACTION_CREATE":
+		// Off the reader and the worker (Discord wants the callback
+		// within 3 s), at most 16 at once; more are left to fail.
+		select {
+		case a.interacting <- struct{}{}:
+			a.inflight.Add(1)
+			go func() {
+				defer func() { <-a.interacting; a.inflight.Done() }()
+				a.interactGateway(ctx, f.D)
+			}()
+		default:
+			a.host.Log().Warn("discord: too many interactions at once: one dropped")
+		}
 	case "MESSAGE_CREATE":
 		select {
 		case q <- dispatch{gen: gen, seq: seq, d: f.D}:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,19 @@ func must(t *testing.T, f *fakediscord.Server, prefix string) string {
 		t.Fatalf("no %q from the fake; its log: %v", prefix, f.Log())
 	}
 	return e
+}
+
+// logged waits until the fake's log holds event e (in whatever order
+// with the events around it).
+func logged(t *testing.T, f *fakediscord.Server, e string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !slices.Contains(f.Log(), e) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q from the fake; its log: %v", e, f.Log())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func accepted(t *testing.T, h *channeltest.Host) channels.Message {
@@ -155,9 +169,8 @@ func TestZombieIsClosedAndResumed(t *testing.T) {
 	run(t, testAdapter(t, f, h, nil))
 	connected(t, f, h)
 	f.DropACKs(true)
-	if e := must(t, f, "client closed"); e != "client closed 4900" {
-		t.Fatalf("%s: a zombie connection must be closed with a code other than 1000/1001", e)
-	}
+	// A zombie connection is closed with a code other than 1000/1001.
+	logged(t, f, "client closed 4900")
 	f.DropACKs(false)
 	if e := must(t, f, "resume"); e != "resume 2" {
 		t.Errorf("%s: want a resume from sequence 2", e)
@@ -180,11 +193,9 @@ func TestReconnectOp7Resumes(t *testing.T) {
 	run(t, testAdapter(t, f, h, nil))
 	connected(t, f, h)
 	f.Reconnect()
-	must(t, f, "client closed 4900")
-	if e := must(t, f, "connect"); e != "connect /resume" {
-		t.Errorf("%s: op 7 must reconnect to resume_gateway_url", e)
-	}
 	must(t, f, "resume 2")
+	logged(t, f, "client closed 4900")
+	logged(t, f, "connect /resume") // op 7 reconnects to resume_gateway_url
 }
 
 func TestInvalidSession(t *testing.T) {
@@ -263,7 +274,7 @@ func TestSessionMovesToAnotherNode(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	must(t, f, "client closed 4900") // not 1000: the session stays resumable
+	logged(t, f, "client closed 4900") // not 1000: the session stays resumable
 	var s session
 	v, _ := h.Get(stateKey)
 	if json.Unmarshal(v, &s); s.ID == "" || s.Seq != 3 || !strings.HasSuffix(s.ResumeURL, "/resume") {

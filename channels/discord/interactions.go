@@ -169,20 +169,29 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, "discord: interaction type "+strconv.Itoa(it.Type)+" is not handled (only application commands)")
 		return
 	}
-	if a.opt.appID != "" && it.ApplicationID != a.opt.appID {
-		jsonError(w, http.StatusBadRequest, "discord: an interaction of application "+it.ApplicationID+", not of option application_id")
+	resp, err := a.command(r.Context(), it)
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	writeJSON(w, resp)
+}
+
+// command takes an application command: the response to give Discord
+// (deferred when the turn is taken, an ephemeral message when not), or
+// an error for a malformed one.
+func (a *Adapter) command(ctx context.Context, it *interaction) (any, error) {
+	if a.opt.appID != "" && it.ApplicationID != a.opt.appID {
+		return nil, errors.New("discord: an interaction of application " + it.ApplicationID + ", not of option application_id")
 	}
 	u := it.user()
 	channel := it.ChannelID
 	if !snowflake(u.ID) || !snowflake(channel) {
-		jsonError(w, http.StatusBadRequest, "discord: an interaction without a user or channel id")
-		return
+		return nil, errors.New("discord: an interaction without a user or channel id")
 	}
 	text := strings.TrimSpace(it.text())
 	if text == "" || u.Bot {
-		writeJSON(w, ephemeral("Write your question after the command, e.g. /"+it.Data.Name+" text: hello"))
-		return
+		return ephemeral("Write your question after the command, e.g. /" + it.Data.Name + " text: hello"), nil
 	}
 	app := it.ApplicationID
 	m := channels.Message{
@@ -195,14 +204,33 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		At:       snowflakeTime(it.ID),
 	}
 	// Discord waits 3 s for the first response.
-	ctx, cancel := context.WithTimeout(r.Context(), 2500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
 	defer cancel()
 	if err := a.host.Accept(ctx, m); err != nil && !errors.Is(err, channels.ErrDuplicate) {
 		a.host.Log().Warn("discord: interaction not taken", "id", it.ID, "err", err)
-		writeJSON(w, ephemeral("Sorry, I cannot take this message now."))
+		return ephemeral("Sorry, I cannot take this message now."), nil
+	}
+	return map[string]int{"type": callbackDeferred}, nil
+}
+
+// interactGateway takes an INTERACTION_CREATE (the application has no
+// endpoint URL: Discord sends interactions over the Gateway) and answers
+// it with POST /interactions/{id}/{token}/callback.
+func (a *Adapter) interactGateway(ctx context.Context, d json.RawMessage) {
+	it, err := parseInteraction(d)
+	if err != nil || it.Type != interactionCommand {
 		return
 	}
-	writeJSON(w, map[string]int{"type": callbackDeferred})
+	resp, err := a.command(ctx, it)
+	if err != nil {
+		a.host.Log().Debug("discord: a gateway interaction dropped", "err", err)
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, _, err := a.rest.call(cctx, "POST", "/interactions/"+it.ID+"/"+it.Token+"/callback", "/interactions/{id}/{token}/callback", it.ID, resp, false); err != nil {
+		a.host.Log().Warn("discord: interaction callback", "id", it.ID, "err", err)
+	}
 }
 
 func ephemeral(text string) any {

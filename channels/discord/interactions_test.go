@@ -251,3 +251,30 @@ func FuzzInteraction(f *testing.F) {
 		}
 	})
 }
+
+// Without an endpoint URL Discord sends interactions over the Gateway:
+// the adapter answers with the callback (deferred) and the follow-up
+// goes through the webhook as over HTTP.
+func TestInteractionOverTheGateway(t *testing.T) {
+	f := newFake(t, fakediscord.Options{})
+	h := &channeltest.Host{Accepted: make(chan channels.Message, 4)}
+	a := testAdapter(t, f, h, map[string]string{"public_key": ""})
+	run(t, a)
+	connected(t, f, h)
+	id, token := f.InteractionCreate("hello over the gateway", time.Hour)
+	if e := must(t, f, "callback"); e != "callback "+id+" 5" {
+		t.Fatalf("%s: want a deferred callback (type 5) for %s", e, id)
+	}
+	m := accepted(t, h)
+	if m.ID != id || m.Text != "hello over the gateway" || strings.Contains(m.Reply, token) {
+		t.Fatalf("accepted %+v", m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := a.Send(ctx, m.Reply, reply("g1", "answer")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Created(); len(got) != 1 || !got[0].Webhook || got[0].Content != "answer" {
+		t.Errorf("created %+v", got)
+	}
+}

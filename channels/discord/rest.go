@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +150,11 @@ func (r *rest) call(ctx context.Context, method, path, route, major string, body
 		}
 		resp, err := r.client.Do(req)
 		if err != nil {
-			return 0, nil, moltbot.Errorf(moltbot.EUnavailable, "discord: %s %s: %s", method, route, channels.RedactError(err))
+			// Never the URL: an interaction's token is in some paths.
+			if ue, ok := errors.AsType[*url.Error](err); ok {
+				err = ue.Err
+			}
+			return 0, nil, moltbot.Errorf(moltbot.EUnavailable, "discord: %s %s: %s", method, route, channels.Redact(err.Error()))
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 		resp.Body.Close()

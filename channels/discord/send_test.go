@@ -2,6 +2,7 @@ package discord
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,19 @@ func TestImages(t *testing.T) {
 	f.MessageCreate(fakediscord.Message{Channel: fakediscord.DMID, Content: "next"})
 	if m := accepted(t, h); m.Text != "next" {
 		t.Errorf("accepted %+v", m)
+	}
+}
+
+// A transport error never carries the URL: an interaction's token is in
+// some paths.
+func TestRESTErrorsHoldNoToken(t *testing.T) {
+	r := newREST("http://127.0.0.1:1/api/v10", "bot-secret", &http.Client{Timeout: time.Second})
+	_, _, err := r.call(context.Background(), "POST", "/interactions/1/SECRETTOKEN/callback", "/interactions/{id}/{token}/callback", "1", map[string]int{"type": 5}, false)
+	if err == nil || strings.Contains(err.Error(), "SECRETTOKEN") || strings.Contains(err.Error(), "bot-secret") {
+		t.Fatalf("%v", err)
+	}
+	_, _, err = r.call(context.Background(), "POST", "/webhooks/1/SECRETTOKEN", "/webhooks/{app}/{token}", "1", map[string]int{}, false)
+	if err == nil || strings.Contains(err.Error(), "SECRETTOKEN") {
+		t.Fatalf("%v", err)
 	}
 }

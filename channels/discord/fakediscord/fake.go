@@ -89,8 +89,9 @@ type Server struct {
 	images    map[string][]byte
 	log       []string
 	logCh     chan string
-	heartbeat []int64 // d of each heartbeat received
-	invalids  int     // 401/403/429 answered
+	heartbeat []int64  // d of each heartbeat received
+	callbacks []string // "id type" of each interaction callback
+	invalids  int      // 401/403/429 answered
 }
 
 type session struct {
@@ -147,6 +148,7 @@ func New(opt Options) *Server {
 	mux.HandleFunc("POST /api/v10/channels/{channel}/messages", s.createMessage)
 	mux.HandleFunc("POST /api/v10/channels/{channel}/typing", s.typingHandler)
 	mux.HandleFunc("POST /api/v10/webhooks/{app}/{token}", s.webhook)
+	mux.HandleFunc("POST /api/v10/interactions/{id}/{token}/callback", s.callback)
 	mux.HandleFunc("GET /api/v10/users/@me", s.me)
 	mux.HandleFunc("GET /attachments/{name}", s.attachment)
 	mux.HandleFunc("GET /gateway", s.gateway)
@@ -509,3 +511,43 @@ func (s *Server) SignedRequest(url string, body []byte, at time.Time) *http.Requ
 // PublicKeyHex is the application's public key as the Developer Portal
 // shows it.
 func (s *Server) PublicKeyHex() string { return hex.EncodeToString(s.Public) }
+
+// callback is POST /interactions/{id}/{token}/callback: the response to
+// an interaction that came over the Gateway.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	exp, ok := s.tokens[r.PathValue("token")]
+	s.mu.Unlock()
+	if !ok || time.Now().After(exp) {
+		s.refuse(w, 401, 50027, "Invalid Webhook Token")
+		return
+	}
+	var body struct {
+		Type int `json:"type"`
+	}
+	if json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body) != nil || body.Type < 1 || body.Type > 12 {
+		writeJSON(w, 400, map[string]any{"message": "Invalid Form Body", "code": 50035})
+		return
+	}
+	e := r.PathValue("id") + " " + strconv.Itoa(body.Type)
+	s.mu.Lock()
+	s.callbacks = append(s.callbacks, e)
+	s.mu.Unlock()
+	s.note("callback %s", e)
+	w.WriteHeader(204)
+}
+
+// InteractionCreate dispatches a slash command /ask text:text by UserID
+// in ChannelID over the Gateway, with a fresh interaction id and token
+// (valid for ttl), which it returns.
+func (s *Server) InteractionCreate(text string, ttl time.Duration) (id, token string) {
+	id, token = s.Interaction(ttl)
+	s.Dispatch("INTERACTION_CREATE", map[string]any{
+		"id": id, "application_id": AppID, "type": 2, "token": token, "version": 1,
+		"channel_id": ChannelID, "guild_id": GuildID,
+		"member": map[string]any{"user": map[string]any{"id": UserID, "username": "ann", "global_name": "Ann", "discriminator": "0"}},
+		"data": map[string]any{"id": "5", "name": "ask", "type": 1,
+			"options": []any{map[string]any{"name": "text", "type": 3, "value": text}}},
+	})
+	return id, token
+}
