@@ -193,3 +193,34 @@ func TestRESTErrorsHoldNoToken(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// A delivery that fails after some parts went out is tried again by the
+// outbox: the parts already sent are not sent again, the rest follow in
+// order.
+func TestSendGoesOnAfterAFailure(t *testing.T) {
+	f := newFake(t, fakediscord.Options{})
+	a := testAdapter(t, f, &channeltest.Host{}, nil)
+	text := strings.Repeat("one two three four five six seven eight nine ten. ", 100) // 5,100 characters
+	want := channels.Split(text, 2000, channels.Runes)
+	addr := "c/" + fakediscord.DMID + "/1300000000000000001"
+	ctx := context.Background()
+	f.Fail(0, 500) // the first part goes, the second meets a 500
+	if err := a.Send(ctx, addr, reply("m", text)); moltbot.ErrorCode(err) != moltbot.EUnavailable {
+		t.Fatalf("a 500: %v, want unavailable (retried by the outbox)", err)
+	}
+	if err := a.Send(ctx, addr, reply("m", text)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.Created()
+	if len(want) != 3 || len(got) != len(want) {
+		t.Fatalf("%d messages, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].Content != want[i] {
+			t.Errorf("part %d out of order", i)
+		}
+	}
+	if strings.Contains(strings.Join(f.Log(), " "), "nonce") {
+		t.Error("a part was sent twice (Discord's nonce caught it, the adapter should not have sent it)")
+	}
+}

@@ -91,6 +91,7 @@ type Server struct {
 	logCh     chan string
 	heartbeat []int64  // d of each heartbeat received
 	callbacks []string // "id type" of each interaction callback
+	fail      []int    // statuses the next create-message calls answer
 	invalids  int      // 401/403/429 answered
 }
 
@@ -340,6 +341,16 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Lock()
+	if len(s.fail) > 0 && s.fail[0] == 0 {
+		s.fail = s.fail[1:] // this one is answered normally
+	} else if len(s.fail) > 0 {
+		st := s.fail[0]
+		s.fail = s.fail[1:]
+		s.mu.Unlock()
+		s.note("fail %d", st)
+		writeJSON(w, st, map[string]any{"message": "fake failure", "code": 0})
+		return
+	}
 	// The global limit first, then the channel's bucket.
 	if len(s.throttle) > 0 {
 		th := s.throttle[0]
@@ -550,4 +561,12 @@ func (s *Server) InteractionCreate(text string, ttl time.Duration) (id, token st
 			"options": []any{map[string]any{"name": "text", "type": 3, "value": text}}},
 	})
 	return id, token
+}
+
+// Fail makes the next create-message calls answer these statuses (a 500,
+// a 502 from Discord's edge), one each; 0 answers one normally.
+func (s *Server) Fail(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = append(s.fail, statuses...)
 }
