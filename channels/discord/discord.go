@@ -68,7 +68,7 @@ const (
 func Type() channels.Type {
 	return channels.Type{
 		Name:     "discord",
-		Options:  []string{"token", "application_id", "public_key", "api_url", "intents", "require_mention"},
+		Options:  []string{"token", "application_id", "public_key", "api_url", "intents", "require_mention", "command"},
 		Required: []string{"token"},
 		Check:    check,
 		New:      New,
@@ -84,6 +84,7 @@ type options struct {
 	apiHost        string
 	intents        int
 	requireMention bool
+	command        string // a slash command to register ("" none)
 }
 
 func check(c channels.Config) error {
@@ -132,6 +133,12 @@ func parseOptions(o map[string]string) (options, error) {
 			return opt, fmt.Errorf("discord: option intents: %v", err)
 		}
 		opt.intents = n
+	}
+	if v := o["command"]; v != "" {
+		if len(v) > 32 || strings.TrimLeft(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") != "" {
+			return opt, fmt.Errorf("discord: option command: %q: want a slash command's name, 1-32 of a-z, 0-9, - and _", v)
+		}
+		opt.command = v
 	}
 	switch strings.ToLower(o["require_mention"]) {
 	case "", "true", "yes", "on":

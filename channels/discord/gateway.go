@@ -1,6 +1,7 @@
 package discord
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -447,6 +448,13 @@ func (a *Adapter) onDispatch(ctx context.Context, f frame, q chan<- dispatch, ou
 		a.save(true)
 		out.ready = true
 		a.host.Log().Info("discord: connected", "user", r.User.ID, "name", r.User.Username)
+		if app := cmp.Or(a.opt.appID, r.Application.ID); a.opt.command != "" && snowflake(app) {
+			a.inflight.Add(1)
+			go func() {
+				defer a.inflight.Done()
+				a.register(ctx, app)
+			}()
+		}
 		a.host.Report(channels.StateConnected, nil)
 	case "RESUMED":
 		out.ready = true
@@ -523,4 +531,31 @@ func (a *Adapter) save(force bool) {
 	if err := a.host.Put(stateKey, data); err != nil {
 		a.host.Log().Warn("discord: save the gateway session", "err", err)
 	}
+}
+
+// register creates (or overwrites: Discord keys commands by name) the
+// slash command option command names, with one string option text, once
+// per application and definition: the Host's state remembers what was
+// registered, so a restart or a move to another node does not spend
+// Discord's 200 creations a day.
+func (a *Adapter) register(ctx context.Context, app string) {
+	cmd := map[string]any{
+		"name": a.opt.command, "type": 1, "description": "Ask the bot",
+		"options": []map[string]any{{"type": 3, "name": "text", "description": "Your message", "required": true}},
+	}
+	def, _ := json.Marshal(cmd)
+	key := app + ":" + string(def)
+	if v, ok := a.host.Get("command"); ok && string(v) == key {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, _, err := a.rest.call(ctx, "POST", "/applications/"+app+"/commands", "/applications/{app}/commands", app, cmd, true); err != nil {
+		a.host.Log().Warn("discord: register the slash command", "command", a.opt.command, "err", err)
+		return
+	}
+	if err := a.host.Put("command", []byte(key)); err != nil {
+		a.host.Log().Warn("discord: remember the slash command", "err", err)
+	}
+	a.host.Log().Info("discord: slash command registered", "command", a.opt.command)
 }

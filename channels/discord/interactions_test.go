@@ -278,3 +278,27 @@ func TestInteractionOverTheGateway(t *testing.T) {
 		t.Errorf("created %+v", got)
 	}
 }
+
+// Option command registers the slash command at READY, once: a node
+// that identifies later with the same state (a restart, another node)
+// does not register it again; a changed definition would.
+func TestCommandRegistered(t *testing.T) {
+	f := newFake(t, fakediscord.Options{})
+	h := &channeltest.Host{}
+	stop := run(t, testAdapter(t, f, h, map[string]string{"command": "ask", "application_id": ""}))
+	connected(t, f, h)
+	logged(t, f, "command ask") // the application id from READY
+	stop()
+	saved, ok := h.Get("command")
+	if !ok {
+		t.Fatal("nothing remembered")
+	}
+	h2 := &channeltest.Host{} // no session: this one identifies
+	h2.Put("command", saved)
+	stop = run(t, testAdapter(t, f, h2, map[string]string{"command": "ask"}))
+	connected(t, f, h2)
+	stop() // waits for the registration, had there been one
+	if n := strings.Count(strings.Join(f.Log(), "\n"), "command ask"); n != 1 {
+		t.Errorf("registered %d times, want once", n)
+	}
+}

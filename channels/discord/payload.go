@@ -98,9 +98,12 @@ type wireMessage struct {
 
 // ready is READY's d.
 type ready struct {
-	SessionID string   `json:"session_id"`
-	ResumeURL string   `json:"resume_gateway_url"`
-	User      wireUser `json:"user"`
+	SessionID   string   `json:"session_id"`
+	ResumeURL   string   `json:"resume_gateway_url"`
+	User        wireUser `json:"user"`
+	Application struct {
+		ID string `json:"id"`
+	} `json:"application"`
 }
 
 // Why a MESSAGE_CREATE was not taken (counted in the log at debug).

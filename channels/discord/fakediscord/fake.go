@@ -150,6 +150,7 @@ func New(opt Options) *Server {
 	mux.HandleFunc("POST /api/v10/channels/{channel}/typing", s.typingHandler)
 	mux.HandleFunc("POST /api/v10/webhooks/{app}/{token}", s.webhook)
 	mux.HandleFunc("POST /api/v10/interactions/{id}/{token}/callback", s.callback)
+	mux.HandleFunc("POST /api/v10/applications/{app}/commands", s.commands)
 	mux.HandleFunc("GET /api/v10/users/@me", s.me)
 	mux.HandleFunc("GET /attachments/{name}", s.attachment)
 	mux.HandleFunc("GET /gateway", s.gateway)
@@ -569,4 +570,33 @@ func (s *Server) Fail(statuses ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail = append(s.fail, statuses...)
+}
+
+// commands is Create Global Application Command.
+func (s *Server) commands(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		s.refuse(w, 401, 0, "401: Unauthorized")
+		return
+	}
+	if r.PathValue("app") != AppID {
+		s.refuse(w, 403, 50001, "Missing Access")
+		return
+	}
+	var c struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		Options     []struct {
+			Type int    `json:"type"`
+			Name string `json:"name"`
+		} `json:"options"`
+	}
+	if json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&c) != nil || c.Name == "" || len(c.Name) > 32 || c.Description == "" || len(c.Description) > 100 {
+		writeJSON(w, 400, map[string]any{"message": "Invalid Form Body", "code": 50035})
+		return
+	}
+	s.mu.Lock()
+	id := s.id()
+	s.mu.Unlock()
+	s.note("command %s", c.Name)
+	writeJSON(w, 201, map[string]any{"id": id, "application_id": AppID, "name": c.Name, "description": c.Description, "type": 1, "version": id})
 }
