@@ -247,5 +247,5 @@ func writeJSON(w http.ResponseWriter, v any) {
 func jsonError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"message": msg}}) // as the channels' core answers
 }
