@@ -1,0 +1,104 @@
+//go:build discordcore
+
+// This test needs the channels core (branch h-chcore): it compiles with
+// -tags discordcore once that is merged; the lead deletes these lines then.
+// Checked on a merge of h-chcore and h-discord (2026-12-02): passes with
+// -race.
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot/channels"
+	"github.com/moltbot/moltbot/channels/discord/fakediscord"
+	"github.com/moltbot/moltbot/internal/testutil"
+)
+
+// A node with a discord channel against fakediscord and the simulator: it
+// connects to the Gateway (and registers /ask), a message that mentions
+// the bot gets the bot's answer as a reply in the channel (no mentions
+// parsed), the same message delivered again makes no second turn, a
+// signed slash command at /channels/dc/ is deferred and answered through
+// its follow-up webhook, and the admin API shows the channel connected.
+func TestDiscordChannelNode(t *testing.T) {
+	f := fakediscord.New(fakediscord.Options{HeartbeatInterval: 500 * time.Millisecond})
+	defer f.Close()
+	cfg := fmt.Sprintf(`server: {host: 127.0.0.1, port: 0, shutdown_timeout: 3s}
+log: {level: info, format: text}
+providers:
+  - {name: sim, type: sim, sim: {ttft: 2ms, itl: 0s, tokens: 6}}
+models: {primary: sim/sim}
+bots:
+  - {name: support, system: "You are the support bot."}
+channels:
+  - name: dc
+    type: discord
+    bot: support
+    token: test-token
+    api_url: %s
+    public_key: %s
+    command: ask
+`, f.API(), f.PublicKeyHex())
+	n, _ := startNodeIn(t, t.TempDir(), cfg, slog.LevelInfo)
+	if _, ok := f.Wait("identify", 20*time.Second); !ok {
+		t.Fatalf("the node did not identify: %v", f.Log())
+	}
+	testutil.Eventually(t, 20*time.Second, "the slash command registered and the guild read", func() bool {
+		l := strings.Join(f.Log(), "\n")
+		return strings.Contains(l, "command ask") && strings.Contains(l, "heartbeat 2")
+	})
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000001", Content: "<@" + fakediscord.BotID + "> hello there"})
+	testutil.Eventually(t, 20*time.Second, "the reply in the channel", func() bool { return len(f.Created()) == 1 })
+	c := f.Created()[0]
+	if c.Channel != fakediscord.ChannelID || c.Reference != "1300000000000000001" || c.Content == "" || string(c.AllowedMentions) != `{"parse":[]}` {
+		t.Fatalf("reply %+v", c)
+	}
+	// The same message again (a replay after a resume): no second turn.
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000001", Content: "<@" + fakediscord.BotID + "> hello there"})
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000002", Channel: fakediscord.DMID, Content: "and in a DM"})
+	testutil.Eventually(t, 20*time.Second, "the DM's reply", func() bool { return len(f.Created()) >= 2 })
+	if got := f.Created(); len(got) != 2 || got[1].Channel != fakediscord.DMID || got[1].Reference != "1300000000000000002" {
+		t.Fatalf("after a duplicate and a DM: %+v", got)
+	}
+	// A slash command over HTTP.
+	id, token := f.Interaction(time.Hour)
+	body := fmt.Sprintf(`{"type":2,"id":%q,"application_id":%q,"token":%q,"channel_id":%q,"guild_id":%q,"member":{"user":{"id":%q,"username":"ann"}},"data":{"name":"ask","type":1,"options":[{"name":"text","type":3,"value":"what is moltbot?"}]}}`,
+		id, fakediscord.AppID, token, fakediscord.ChannelID, fakediscord.GuildID, fakediscord.UserID)
+	req := f.SignedRequest(n.URL()+"/channels/dc/", []byte(body), time.Now())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(b)) != `{"type":5}` {
+		t.Fatalf("slash command: %d %s", resp.StatusCode, b)
+	}
+	testutil.Eventually(t, 20*time.Second, "the follow-up", func() bool {
+		got := f.Created()
+		return len(got) == 3 && got[2].Webhook
+	})
+	// Unsigned: 401.
+	resp, err = http.Post(n.URL()+"/channels/dc/", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("unsigned: %d", resp.StatusCode)
+	}
+	_, out := getBody(t, n.URL()+"/v1/admin/channels")
+	var list struct{ Channels []channels.Status }
+	json.Unmarshal([]byte(out), &list)
+	if len(list.Channels) != 1 || list.Channels[0].State != channels.StateConnected || list.Channels[0].Counters.Accepted != 3 || list.Channels[0].Counters.Duplicates != 1 {
+		t.Fatalf("channels %s", out)
+	}
+}
