@@ -13,7 +13,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,5 +103,89 @@ channels:
 	json.Unmarshal([]byte(out), &list)
 	if len(list.Channels) != 1 || list.Channels[0].State != channels.StateConnected || list.Channels[0].Counters.Accepted != 3 || list.Channels[0].Counters.Duplicates != 1 {
 		t.Fatalf("channels %s", out)
+	}
+}
+
+// Three nodes with one discord channel: exactly one holds the Gateway
+// connection; a message gets one reply; when that node stops, another
+// resumes the same session (no second IDENTIFY) and answers what comes
+// next, including a message sent while nobody held the connection.
+func TestDiscordChannelCluster(t *testing.T) {
+	f := fakediscord.New(fakediscord.Options{HeartbeatInterval: 500 * time.Millisecond})
+	defer f.Close()
+	nodes := clusterNodes(t, 3)
+	for _, n := range nodes {
+		fh, err := os.OpenFile(filepath.Join(n.ws, "moltbot.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(fh, "channels:\n  - {name: dc, type: discord, token: test-token, api_url: %q, require_mention: \"false\"}\n", f.API())
+		fh.Close()
+		n.start(t)
+	}
+	convergeProcs(t, nodes, 3)
+	holder := func() (string, bool) {
+		h, conn := "", 0
+		for _, nd := range nodes {
+			if nd.p == nil {
+				continue
+			}
+			_, body := getBody(t, nd.url+"/v1/admin/channels/dc")
+			var st channels.Status
+			json.Unmarshal([]byte(body), &st)
+			switch st.State {
+			case channels.StateConnected:
+				conn++
+				h = nd.gossip
+			case channels.StateElsewhere:
+			default:
+				return "", false
+			}
+		}
+		return h, conn == 1 && f.Connections() == 1
+	}
+	var first string
+	testutil.Eventually(t, 30*time.Second, "one node holds the gateway", func() bool {
+		h, ok := holder()
+		first = h
+		return ok
+	})
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000001", Channel: fakediscord.DMID, Content: "one"})
+	testutil.Eventually(t, 30*time.Second, "the reply", func() bool { return len(f.Created()) == 1 })
+	var stopped *cnode
+	for _, nd := range nodes {
+		if nd.gossip == first {
+			stopped = nd
+		}
+	}
+	stopped.p.cmd.Process.Signal(syscall.SIGTERM)
+	stopped.p.wait(t, 20*time.Second)
+	stopped.p = nil
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000002", Channel: fakediscord.DMID, Content: "two, while it moves"})
+	var rest []*cnode
+	for _, nd := range nodes {
+		if nd.p != nil {
+			rest = append(rest, nd)
+		}
+	}
+	convergeProcs(t, rest, 2)
+	testutil.Eventually(t, 30*time.Second, "another node holds the gateway", func() bool {
+		h, ok := holder()
+		return ok && h != first
+	})
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000003", Channel: fakediscord.DMID, Content: "three"})
+	testutil.Eventually(t, 30*time.Second, "the replies to two and three", func() bool { return len(f.Created()) == 3 })
+	log := strings.Join(f.Log(), "\n")
+	if strings.Count(log, "identify") != 1 || !strings.Contains(log, "resume ") {
+		t.Errorf("the second node must resume the session, not identify:\n%s", log)
+	}
+	refs := map[string]int{}
+	for _, c := range f.Created() {
+		refs[c.Reference]++
+	}
+	for _, id := range []string{"1300000000000000001", "1300000000000000002", "1300000000000000003"} {
+		if refs[id] != 1 {
+			t.Errorf("replies to %s: %d, want 1 (%v)", id, refs[id], refs)
+		}
 	}
 }
