@@ -218,7 +218,8 @@ type Adapter struct {
 	self    string  // the bot's user id (READY)
 	gateway string  // GET /gateway/bot's URL, cached
 	saved   time.Time
-	parts   map[string]int // message id -> parts of it already sent (a retried Send goes on)
+	parts   map[string]int       // message id -> parts of it already sent (a retried Send goes on)
+	typed   map[string]time.Time // channel -> the last typing call
 
 	interacting chan struct{}  // gateway interactions in flight (a semaphore)
 	inflight    sync.WaitGroup // and Run waits for them

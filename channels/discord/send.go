@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
@@ -132,6 +133,7 @@ func (a *Adapter) Send(ctx context.Context, addr string, m moltbot.Message) erro
 	}
 	a.mu.Lock()
 	delete(a.parts, key)
+	delete(a.typed, ad.channel) // a message ends Discord's typing indicator
 	a.mu.Unlock()
 	return nil
 }
@@ -166,6 +168,27 @@ func (a *Adapter) Typing(ctx context.Context, addr string) error {
 	if ad.interaction {
 		return nil
 	}
+	// Discord shows typing for about 10 s: one call per channel within
+	// typingEvery is enough, and spares the global 50 calls a second
+	// for replies.
+	now := a.now()
+	a.mu.Lock()
+	if at, ok := a.typed[ad.channel]; ok && now.Sub(at) < typingEvery {
+		a.mu.Unlock()
+		return nil
+	}
+	if a.typed == nil || len(a.typed) >= 1024 {
+		a.typed = map[string]time.Time{}
+	}
+	a.typed[ad.channel] = now
+	a.mu.Unlock()
 	_, _, err = a.rest.call(ctx, "POST", "/channels/"+ad.channel+"/typing", "/channels/{channel}/typing", ad.channel, nil, true)
+	if err != nil {
+		a.mu.Lock()
+		delete(a.typed, ad.channel)
+		a.mu.Unlock()
+	}
 	return err
 }
+
+const typingEvery = 8 * time.Second

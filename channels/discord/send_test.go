@@ -149,6 +149,19 @@ func TestTyping(t *testing.T) {
 	if got := f.Typing(); len(got) != 1 || got[0] != fakediscord.ChannelID {
 		t.Errorf("typing %v", got)
 	}
+	// Again within 8 s: Discord still shows it; no call.
+	a.Typing(context.Background(), "c/"+fakediscord.ChannelID+"/13")
+	if got := f.Typing(); len(got) != 1 {
+		t.Errorf("typing twice within its 10 s: %v", got)
+	}
+	// A message ends the indicator: the next turn's typing is sent.
+	if err := a.Send(context.Background(), "c/"+fakediscord.ChannelID, reply("t", "done")); err != nil {
+		t.Fatal(err)
+	}
+	a.Typing(context.Background(), "c/"+fakediscord.ChannelID+"/14")
+	if got := f.Typing(); len(got) != 2 {
+		t.Errorf("typing after a reply: %v", got)
+	}
 }
 
 // 1x1 PNG.
