@@ -106,6 +106,11 @@ func TestDiscordJS(t *testing.T) {
 	step("resume")
 	f.MessageCreate(Message{ID: "1300000000000000002", Channel: DMID, Content: "second"})
 	step("message " + DMID)
+	iid, _ := f.InteractionCreate("what is moltbot?", time.Hour)
+	if e := step("callback"); e != "callback "+iid+" 5" {
+		t.Errorf("%s: discord.js's deferReply, want type 5 for %s", e, iid)
+	}
+	step("webhook")
 	if err := <-exited; err != nil {
 		t.Fatalf("node check.mjs: %v\nstdout %s\nstderr %s", err, stdout.String(), stderr.String())
 	}
@@ -115,10 +120,11 @@ func TestDiscordJS(t *testing.T) {
 			Bot               bool
 			Guilds, Channels  []string
 		}
-		Messages []struct{ ID, Channel, Guild, Author, Content string }
-		Replies  []struct{ ID, Content, Channel string }
-		Errors   []string
-		Debug    []string
+		Messages     []struct{ ID, Channel, Guild, Author, Content string }
+		Replies      []struct{ ID, Content, Channel string }
+		Interactions []struct{ ID, Command, Text, User, FollowUp string }
+		Errors       []string
+		Debug        []string
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		t.Fatalf("check.mjs printed no JSON: %v\n%s\n%s", err, stdout.String(), stderr.String())
@@ -134,12 +140,19 @@ func TestDiscordJS(t *testing.T) {
 		t.Errorf("messages: %+v", out.Messages)
 	}
 	created := f.Created()
-	if len(created) != 2 || created[0].Reference != "1300000000000000001" || created[1].Reference != "1300000000000000002" ||
+	if len(created) != 3 || created[0].Reference != "1300000000000000001" || created[1].Reference != "1300000000000000002" ||
 		created[0].Content != "echo: <@"+BotID+"> first" || string(created[0].AllowedMentions) == "" {
 		t.Errorf("created: %+v", created)
 	}
 	if len(out.Replies) != 2 || out.Replies[0].ID != created[0].ID || out.Replies[1].Channel != DMID {
 		t.Errorf("replies as discord.js saw them: %+v", out.Replies)
+	}
+	if len(out.Interactions) != 1 || out.Interactions[0].ID != iid || out.Interactions[0].Command != "ask" ||
+		out.Interactions[0].Text != "what is moltbot?" || out.Interactions[0].User != UserID {
+		t.Errorf("interactions as discord.js saw them: %+v", out.Interactions)
+	}
+	if c := f.Created(); len(c) != 3 || !c[2].Webhook || c[2].Content != "answer to what is moltbot?" || c[2].ID != out.Interactions[0].FollowUp {
+		t.Errorf("the follow-up: %+v", c)
 	}
 	log := strings.Join(f.Log(), "\n")
 	if strings.Count(log, "identify") != 1 {

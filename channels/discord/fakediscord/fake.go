@@ -557,7 +557,11 @@ func (s *Server) InteractionCreate(text string, ttl time.Duration) (id, token st
 	s.Dispatch("INTERACTION_CREATE", map[string]any{
 		"id": id, "application_id": AppID, "type": 2, "token": token, "version": 1,
 		"channel_id": ChannelID, "guild_id": GuildID,
-		"member": map[string]any{"user": map[string]any{"id": UserID, "username": "ann", "global_name": "Ann", "discriminator": "0"}},
+		"member": map[string]any{"user": map[string]any{"id": UserID, "username": "ann", "global_name": "Ann", "discriminator": "0", "avatar": nil},
+			"roles": []any{}, "joined_at": "2026-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0, "permissions": "104324673"},
+		"app_permissions": "104324673", "locale": "en-US", "guild_locale": "en-US", "entitlements": []any{},
+		"authorizing_integration_owners": map[string]any{"0": GuildID}, "context": 0,
+		"channel": map[string]any{"id": ChannelID, "type": 0, "guild_id": GuildID, "name": "general"},
 		"data": map[string]any{"id": "5", "name": "ask", "type": 1,
 			"options": []any{map[string]any{"name": "text", "type": 3, "value": text}}},
 	})

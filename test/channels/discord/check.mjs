@@ -2,7 +2,9 @@
 // /gateway/bot, HELLO, IDENTIFY, READY, GUILD_CREATE), take two
 // MESSAGE_CREATEs and reply to each (POST /channels/{id}/messages, the
 // first answered 429 by the fake and retried), resuming in between when
-// the fake sends op 7. Prints one JSON object of what it saw; the Go test
+// the fake sends op 7; and a slash command over the Gateway, deferred
+// (POST /interactions/{id}/{token}/callback) then followed up (POST
+// /webhooks/{app}/{token}). Prints one JSON object of what it saw; the Go test
 // (channels/discord/fakediscord TestDiscordJS) drives the fake and judges.
 //
 // FAKE_DISCORD_URL is the fake's http://127.0.0.1:port.
@@ -10,7 +12,8 @@ import { Client, Events, GatewayIntentBits, Partials } from 'discord.js';
 
 const base = process.env.FAKE_DISCORD_URL;
 const token = process.env.FAKE_DISCORD_TOKEN;
-const out = { ready: null, messages: [], replies: [], errors: [], debug: [] };
+const out = { ready: null, messages: [], replies: [], interactions: [], errors: [], debug: [] };
+const finished = () => out.messages.length >= 2 && out.interactions.length >= 1;
 const done = (code) => {
   process.stdout.write(JSON.stringify(out) + '\n');
   client.destroy().finally(() => process.exit(code));
@@ -36,7 +39,19 @@ client.on(Events.MessageCreate, async (m) => {
   } catch (e) {
     out.errors.push(String(e));
   }
-  if (out.messages.length >= 2) done(0);
+  if (finished()) done(0);
+});
+client.on(Events.InteractionCreate, async (i) => {
+  if (!i.isChatInputCommand()) return;
+  try {
+    await i.deferReply();
+    const f = await i.followUp({ content: 'answer to ' + i.options.getString('text'), allowedMentions: { parse: [] } });
+    out.interactions.push({ id: i.id, command: i.commandName, text: i.options.getString('text'), user: i.user.id, followUp: f.id });
+    console.error('interaction answered');
+  } catch (e) {
+    out.errors.push('interaction: ' + e);
+  }
+  if (finished()) done(0);
 });
 setTimeout(() => { out.errors.push('timeout'); done(1); }, 60000).unref();
 client.login(token).catch((e) => { out.errors.push('login: ' + e); done(1); });
