@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func newFake(t *testing.T, o fakediscord.Options) *fakediscord.Server {
 	return f
 }
 
-func testAdapter(t *testing.T, f *fakediscord.Server, h *channeltest.Host, extra map[string]string) *Adapter {
+func testAdapter(t *testing.T, f *fakediscord.Server, h channels.Host, extra map[string]string) *Adapter {
 	t.Helper()
 	opts := map[string]string{"token": "test-token", "api_url": f.API(), "public_key": f.PublicKeyHex(), "application_id": fakediscord.AppID}
 	for k, v := range extra {
@@ -332,3 +333,44 @@ func TestGatewayURL(t *testing.T) {
 }
 
 var _ = errors.New
+
+// A node killed before it saved its last sequence number: the next one
+// resumes from an older save, Discord replays what was handled already,
+// and the Host's ErrDuplicate keeps it to one turn each.
+func TestResumeReplayIsDeduplicated(t *testing.T) {
+	f := newFake(t, fakediscord.Options{})
+	h := &channeltest.Host{Accepted: make(chan channels.Message, 8)}
+	stop := run(t, testAdapter(t, f, h, nil))
+	connected(t, f, h)
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000001", Channel: fakediscord.DMID, Content: "one"})
+	accepted(t, h)
+	stop()
+	// What a kill right after READY leaves: the session at sequence 1.
+	v, _ := h.Get(stateKey)
+	var s session
+	json.Unmarshal(v, &s)
+	s.Seq = 1
+	v, _ = json.Marshal(s)
+	h.Put(stateKey, v)
+	f.MessageCreate(fakediscord.Message{ID: "1300000000000000002", Channel: fakediscord.DMID, Content: "two"})
+	ch := &countingHost{Host: h}
+	run(t, testAdapter(t, f, ch, nil))
+	must(t, f, "resume 1")
+	if m := accepted(t, h); m.Text != "two" {
+		t.Fatalf("after the replay: %+v (one was accepted again?)", m)
+	}
+	if n, calls := len(h.Messages()), ch.calls.Load(); n != 2 || calls != 2 {
+		t.Errorf("%d accepted, %d Accept calls after the resume; want 2 and 2 (one replayed, a duplicate; two)", n, calls)
+	}
+}
+
+// countingHost counts Accept calls, duplicates included.
+type countingHost struct {
+	*channeltest.Host
+	calls atomic.Int32
+}
+
+func (c *countingHost) Accept(ctx context.Context, m channels.Message) error {
+	c.calls.Add(1)
+	return c.Host.Accept(ctx, m)
+}
