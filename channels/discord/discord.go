@@ -225,11 +225,11 @@ type Adapter struct {
 	inflight    sync.WaitGroup // and Run waits for them
 
 	// Knobs the tests turn (New sets Discord's values).
-	jitter       func() float64       // the first heartbeat's fraction of the interval
-	backoffBase  time.Duration        // reconnect backoff
-	backoffMax   time.Duration        //
-	invalidWait  func() time.Duration // after op 9: 1-5 s
-	persistEvery time.Duration        // how often the handled sequence number is saved
+	jitter       func() float64                  // the first heartbeat's fraction of the interval
+	backoff      func(attempt int) time.Duration // reconnect backoff
+	stableAfter  time.Duration                   // a connection this old resets it
+	invalidWait  func() time.Duration            // after op 9: 1-5 s
+	persistEvery time.Duration                   // how often the handled sequence number is saved
 	helloTimeout time.Duration
 	dialer       *websocket.Dialer
 	httpClient   *http.Client
@@ -263,8 +263,8 @@ func newAdapter(c channels.Config, h channels.Host) (*Adapter, error) {
 	a := &Adapter{
 		cfg: c, host: h, opt: opt, aead: aead,
 		jitter:       rand.Float64,
-		backoffBase:  time.Second,
-		backoffMax:   2 * time.Minute,
+		backoff:      func(n int) time.Duration { return channels.Backoff(n, time.Second, 2*time.Minute) },
+		stableAfter:  30 * time.Second,
 		invalidWait:  func() time.Duration { return time.Second + rand.N(4*time.Second) },
 		persistEvery: 10 * time.Second,
 		helloTimeout: 20 * time.Second,

@@ -82,6 +82,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		a.host.Report(channels.StateConnecting, nil)
+		began := a.now()
 		out, err := a.connect(ctx, q)
 		if ctx.Err() != nil {
 			a.host.Report(channels.StateStopped, nil)
@@ -92,18 +93,21 @@ func (a *Adapter) Run(ctx context.Context) error {
 			a.host.Report(channels.StateFatal, err)
 			return err
 		}
-		if out.ready {
+		// A connection that got to READY (or RESUMED) and held for a
+		// while starts the backoff over; one that keeps ending early (a
+		// gateway sending op 7 at once, again and again) does not.
+		if out.ready && a.now().Sub(began) >= a.stableAfter {
 			attempt = 0
 		}
 		var wait time.Duration
 		switch {
-		case out.now:
 		case out.invalid:
 			wait = a.invalidWait()
+		case out.now && attempt == 0: // op 7, a zombie: resume at once
 		default:
-			wait = channels.Backoff(attempt, a.backoffBase, a.backoffMax)
-			attempt++
+			wait = a.backoff(attempt)
 		}
+		attempt++
 		a.host.Log().Info("discord: gateway connection ended", "err", channels.RedactError(err), "retry_in", wait)
 		a.host.Report(channels.StateBackoff, err)
 		if !sleep(ctx, wait) {

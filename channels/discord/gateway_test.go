@@ -40,7 +40,7 @@ func testAdapter(t *testing.T, f *fakediscord.Server, h channels.Host, extra map
 		t.Fatal(err)
 	}
 	a.jitter = func() float64 { return 0.5 }
-	a.backoffBase, a.backoffMax = time.Millisecond, 5*time.Millisecond
+	a.backoff = func(n int) time.Duration { return channels.Backoff(n, time.Millisecond, 5*time.Millisecond) }
 	a.invalidWait = func() time.Duration { return time.Millisecond }
 	return a
 }

@@ -47,7 +47,7 @@ func hostileAdapter(t *testing.T, srv *httptest.Server, h *channeltest.Host) *Ad
 		t.Fatal(err)
 	}
 	a.jitter = func() float64 { return 0.1 }
-	a.backoffBase, a.backoffMax = time.Millisecond, 5*time.Millisecond
+	a.backoff = func(n int) time.Duration { return channels.Backoff(n, time.Millisecond, 5*time.Millisecond) }
 	a.helloTimeout = 50 * time.Millisecond
 	return a
 }
@@ -133,4 +133,42 @@ func TestHostileGateway(t *testing.T) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// A gateway that answers every IDENTIFY or RESUME with READY and op 7 at once
+// gets a growing backoff, not a reconnect loop at full speed.
+func TestReconnectLoopBacksOff(t *testing.T) {
+	srv, conns := hostileGateway(t, func(ws *websocket.Conn) {
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"op":10,"d":{"heartbeat_interval":1000}}`))
+		ws.ReadMessage() // IDENTIFY or RESUME
+		// No resume_gateway_url: the adapter resumes on the cached URL.
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"op":0,"s":1,"t":"READY","d":{"session_id":"s","resume_gateway_url":"","user":{"id":"900"}}}`))
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"op":7,"d":null}`))
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	h := &channeltest.Host{}
+	a := hostileAdapter(t, srv, h)
+	attempts := make(chan int, 64)
+	a.backoff = func(n int) time.Duration {
+		select {
+		case attempts <- n:
+		default:
+		}
+		return time.Millisecond
+	}
+	run(t, a)
+	for want := 1; want <= 4; want++ {
+		select {
+		case n := <-attempts:
+			if n != want {
+				t.Fatalf("backoff attempt %d, want %d: the count must grow while connections end at once", n, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("no backoff after %d connections", conns.Load())
+		}
+	}
 }
