@@ -237,3 +237,35 @@ func TestSendGoesOnAfterAFailure(t *testing.T) {
 		t.Error("a part was sent twice (Discord's nonce caught it, the adapter should not have sent it)")
 	}
 }
+
+// FuzzAddress: a Reply address (from the outbox, or `moltbot channels
+// test --to`) parses to ids that are Discord ids, or is refused; it never
+// puts anything else into a URL path.
+func FuzzAddress(f *testing.F) {
+	a, err := newAdapter(channels.Config{Options: map[string]string{"token": "t"}}, &channeltest.Host{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("c/1/2")
+	f.Add("c/1")
+	f.Add("i/1/2/3/" + a.seal("3", "tok"))
+	f.Add("c/1/../2")
+	f.Add("i/1/2/3/%2e%2e")
+	f.Fuzz(func(t *testing.T, s string) {
+		ad, err := a.parseAddress(s)
+		if err != nil {
+			return
+		}
+		for _, id := range []string{ad.channel, ad.message, ad.app, ad.id} {
+			if id != "" && !snowflake(id) {
+				t.Fatalf("%q: id %q", s, id)
+			}
+		}
+		if !snowflake(ad.channel) {
+			t.Fatalf("%q: no channel", s)
+		}
+		if ad.token != "" && ad.token != "tok" {
+			t.Fatalf("%q opened to %q", s, ad.token)
+		}
+	})
+}
