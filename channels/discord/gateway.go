@@ -490,6 +490,12 @@ func (a *Adapter) onDispatch(ctx context.Context, f frame, q chan<- dispatch, ou
 // closed turns a read error into Run's error: the fatal close codes are
 // Fatal; 4007 and 4009 end the session.
 func (a *Adapter) closed(err error) error {
+	if errors.Is(err, websocket.ErrReadLimit) {
+		// A resume would replay the same frame: start a new session.
+		a.host.Log().Warn("discord: a gateway frame over 1 MiB: starting a new session (what was sent meanwhile is lost)")
+		a.forget()
+		return fmt.Errorf("discord: a gateway frame over %d bytes", maxFrame)
+	}
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) {
 		return fmt.Errorf("discord: gateway read: %s", channels.RedactError(err))

@@ -172,3 +172,37 @@ func TestReconnectLoopBacksOff(t *testing.T) {
 		}
 	}
 }
+
+// A frame over the limit would come again in a resume's replay: the
+// adapter starts a new session (IDENTIFY) instead of resuming into it.
+func TestOversizedFrameStartsANewSession(t *testing.T) {
+	ops := make(chan int, 8)
+	srv, _ := hostileGateway(t, func(ws *websocket.Conn) {
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"op":10,"d":{"heartbeat_interval":1000}}`))
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		var f struct{ Op int }
+		json.Unmarshal(data, &f)
+		ops <- f.Op
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"op":0,"s":1,"t":"READY","d":{"session_id":"s1","resume_gateway_url":"","user":{"id":"900"}}}`))
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"op":0,"s":2,"t":"X","d":"`+strings.Repeat("a", maxFrame)+`"}`))
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	run(t, hostileAdapter(t, srv, &channeltest.Host{}))
+	for i, want := range []int{opIdentify, opIdentify} {
+		select {
+		case op := <-ops:
+			if op != want {
+				t.Fatalf("connection %d began with op %d, want %d (IDENTIFY)", i+1, op, want)
+			}
+		case <-time.After(wait):
+			t.Fatal("no connection")
+		}
+	}
+}
