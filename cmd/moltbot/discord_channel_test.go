@@ -98,6 +98,11 @@ channels:
 	if resp.StatusCode != 401 {
 		t.Fatalf("unsigned: %d", resp.StatusCode)
 	}
+	// moltbot channels test: a message to a channel address.
+	code, stdout, stderr := runCLI(t, "", "channels", "test", "--url", n.URL(), "--to", "c/"+fakediscord.ChannelID, "--text", "ping from the CLI", "dc")
+	if got := f.Created(); code != 0 || got[len(got)-1].Content != "ping from the CLI" || got[len(got)-1].Reference != "" {
+		t.Fatalf("channels test: %d %s %s; last message %+v", code, stdout, stderr, got[len(got)-1])
+	}
 	_, out := getBody(t, n.URL()+"/v1/admin/channels")
 	var list struct{ Channels []channels.Status }
 	json.Unmarshal([]byte(out), &list)
