@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/moltbot/moltbot/channels"
+	"github.com/moltbot/moltbot/channels/discord"
 	"github.com/moltbot/moltbot/channels/slack"
 	"github.com/moltbot/moltbot/channels/webhook"
 )
@@ -11,4 +12,5 @@ import (
 var channelTypes = []channels.Type{
 	webhook.Type(),
 	slack.Type(),
+	discord.Type(),
 }

@@ -65,6 +65,10 @@ var deps = map[string]allowed{
 	// npm @slack/socket-mode's, test/channels/slack).
 	"channels/slack":           {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/slack/fakeslack"}},
 	"channels/slack/fakeslack": {},
+	// The Discord adapter; fakediscord is a Discord on loopback for its
+	// tests and for test/channels/discord's discord.js check.
+	"channels/discord":             {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/discord/fakediscord"}},
+	"channels/discord/fakediscord": {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
