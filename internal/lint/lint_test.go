@@ -52,6 +52,13 @@ var deps = map[string]allowed{
 	// channels: the adapters' contract and helpers; channeltest a Host in memory.
 	"channels":             {code: []string{"."}},
 	"channels/channeltest": {code: []string{"channels"}},
+	// Telegram and Feishu adapters, written directly over their HTTP APIs;
+	// each carries a fake of its platform (checked by the platform's npm
+	// client in test/channels).
+	"channels/telegram":              {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/telegram/faketelegram"}},
+	"channels/telegram/faketelegram": {},
+	"channels/feishu":                {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/feishu/fakefeishu"}},
+	"channels/feishu/fakefeishu":     {},
 	"inference/failover":   {},
 	"actors/pb":            {},
 
@@ -149,6 +156,8 @@ var deps = map[string]allowed{
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
+	// The channels' fakes driven by the platforms' npm clients.
+	"test/channels": {tests: []string{"channels/telegram/faketelegram", "channels/feishu/fakefeishu"}},
 }
 
 // owners lists every outside module the code may import and the packages
