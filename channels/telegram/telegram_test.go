@@ -264,7 +264,9 @@ func TestNetworkErrorsDoNotCarryTheToken(t *testing.T) {
 func me() *user { return &user{ID: 123456, IsBot: true, Username: "moltbot_test_bot"} }
 
 func TestFilter(t *testing.T) {
-	ent := func(typ string, off, n int) map[string]any { return map[string]any{"type": typ, "offset": off, "length": n} }
+	ent := func(typ string, off, n int) map[string]any {
+		return map[string]any{"type": typ, "offset": off, "length": n}
+	}
 	msg := func(chat int64, typ string, text string, extra map[string]any) *update {
 		m := faketelegram.Text(chat, typ, 7, false, text, 3)["message"].(map[string]any)
 		for k, v := range extra {
@@ -566,4 +568,3 @@ func FuzzParseUpdate(f *testing.F) {
 		}
 	})
 }
-

@@ -59,8 +59,8 @@ var deps = map[string]allowed{
 	"channels/telegram/faketelegram": {},
 	"channels/feishu":                {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/feishu/fakefeishu"}},
 	"channels/feishu/fakefeishu":     {},
-	"inference/failover":   {},
-	"actors/pb":            {},
+	"inference/failover":             {},
+	"actors/pb":                      {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.

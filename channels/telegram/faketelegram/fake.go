@@ -540,4 +540,3 @@ func params(r *http.Request) (values, error) {
 	}
 	return v, nil
 }
-
