@@ -173,11 +173,11 @@ func stripMentions(text string, ents []entity, me *user) (bool, string) {
 		switch e.Type {
 		case "mention":
 			if strings.EqualFold(s, "@"+me.Username) {
-				cuts = append(cuts, [2]int{e.Offset, e.Offset + e.Length})
+				cuts = append(cuts, [2]int{e.Offset, spaceAfter(u16, e.Offset+e.Length)})
 			}
 		case "text_mention":
 			if e.User != nil && e.User.ID == me.ID {
-				cuts = append(cuts, [2]int{e.Offset, e.Offset + e.Length})
+				cuts = append(cuts, [2]int{e.Offset, spaceAfter(u16, e.Offset+e.Length)})
 			}
 		case "bot_command": // "/start@bot": keep "/start"
 			if i := strings.LastIndexByte(s, '@'); i > 0 && strings.EqualFold(s[i+1:], me.Username) {
@@ -199,8 +199,16 @@ func stripMentions(text string, ents []entity, me *user) (bool, string) {
 		at = max(at, c[1])
 	}
 	out = append(out, u16[at:]...)
-	s := string(utf16.Decode(out))
-	return true, strings.Join(strings.Fields(s), " ")
+	return true, string(utf16.Decode(out))
+}
+
+// spaceAfter is end, past one space that follows it (a cut mention takes
+// its space along; the text's other spacing, its lines and indents, stay).
+func spaceAfter(u16 []uint16, end int) int {
+	if end < len(u16) && u16[end] == ' ' {
+		return end + 1
+	}
+	return end
 }
 
 // toMessage is filter, then the message's photo fetched (the largest size
