@@ -183,11 +183,11 @@ func TestBadPaddingIs400(t *testing.T) {
 	tampered := append([]byte(nil), raw...)
 	tampered[len(tampered)-17] ^= 0xff // the last block's padding goes wrong
 	for name, blob := range map[string][]byte{
-		"tampered":       tampered,
-		"random":         bytes.Repeat([]byte{7}, 48),
-		"not whole":      raw[:len(raw)-3],
-		"only an IV":     raw[:16],
-		"empty":          nil,
+		"tampered":   tampered,
+		"random":     bytes.Repeat([]byte{7}, 48),
+		"not whole":  raw[:len(raw)-3],
+		"only an IV": raw[:16],
+		"empty":      nil,
 	} {
 		body, _ := json.Marshal(map[string]string{"encrypt": base64.StdEncoding.EncodeToString(blob)})
 		code, resp := post(t, f.srv.URL, body, fakefeishu.Sign(ekey, time.Now(), body))
