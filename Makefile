@@ -26,6 +26,9 @@ export GOFLAGS += -mod=mod
 # The acceptance tests (test/acceptance): the npm clients they run live in
 # ACC_JS; the ollama CLI is built into OLLAMA_CLI_DIR, outside the clone.
 ACC_JS         := test/acceptance/js
+# The channels' fake platforms are checked by the platforms' npm clients
+# (test/channels: grammy, @larksuiteoapi/node-sdk), each in its own dir.
+ACC_JS_DIRS    := $(ACC_JS) test/channels/telegram test/channels/feishu
 OLLAMA_CLI_DIR ?= $(HOME)/.cache/moltbot-ollama
 export MOLTBOT_OLLAMA_CLI ?= $(OLLAMA_CLI_DIR)/bin/ollama
 # make test builds the ollama CLI first (about 8 minutes cold, then kept in
@@ -103,17 +106,19 @@ redis-server:
 acceptance: acceptance-deps
 	$(GO) test -count=1 -timeout 10m -v ./test/acceptance/
 
-## acceptance-deps: npm ci in test/acceptance/js when node_modules is
-## missing or older than the lock (nothing to do otherwise; without node,
-## a note: those tests skip)
+## acceptance-deps: npm ci in test/acceptance/js and test/channels/*
+## (ACC_JS_DIRS) where node_modules is missing or older than the lock
+## (nothing to do otherwise; without node, a note: those tests skip)
 acceptance-deps:
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
 	  echo "acceptance-deps: no node or npm on PATH: the npm client acceptance tests will skip (they need Node 20+)"; \
-	elif [ ! -f $(ACC_JS)/node_modules/.package-lock.json ] || \
-	     [ $(ACC_JS)/package-lock.json -nt $(ACC_JS)/node_modules/.package-lock.json ] || \
-	     [ $(ACC_JS)/package.json -nt $(ACC_JS)/node_modules/.package-lock.json ]; then \
-	  echo "npm ci in $(ACC_JS)"; cd $(ACC_JS) && npm ci --no-audit --no-fund --loglevel=error; \
-	fi
+	else for d in $(ACC_JS_DIRS); do \
+	  if [ ! -f $$d/node_modules/.package-lock.json ] || \
+	     [ $$d/package-lock.json -nt $$d/node_modules/.package-lock.json ] || \
+	     [ $$d/package.json -nt $$d/node_modules/.package-lock.json ]; then \
+	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done; fi
 
 ## ollama-cli: the ollama binary built from its Go module, at the version
 ## go.mod requires, into $(OLLAMA_CLI_DIR)/bin (cgo, about 8 minutes cold;
