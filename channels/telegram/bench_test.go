@@ -72,3 +72,20 @@ func BenchmarkPollBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/update")
 }
+
+// BenchmarkBaselineRequest: the same request and recorder to a handler
+// that only reads the body and answers 200, the floor under the above.
+func BenchmarkBaselineRequest(b *testing.B) {
+	body := bytes.Repeat([]byte("x"), 305)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		readBody(w, r)
+		w.Write([]byte("{}"))
+	})
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.Header.Set(secretHeader, "bench_secret")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+	}
+}

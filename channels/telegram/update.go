@@ -88,7 +88,7 @@ func parseUpdate(b []byte) (*update, error) {
 // text.
 func filter(u *update, me *user, requireMention bool) (channels.Message, bool) {
 	m := u.Message
-	if m == nil || m.From == nil || m.MessageID <= 0 || m.EditDate != 0 {
+	if m == nil || m.From == nil || m.From.ID == 0 || m.Chat.ID == 0 || m.MessageID <= 0 || m.EditDate != 0 {
 		return channels.Message{}, false // not a new user message: edits, channel posts, ...
 	}
 	if me != nil && m.From.ID == me.ID {
