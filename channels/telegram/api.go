@@ -46,6 +46,13 @@ func (e *apiError) unauthorized() bool { return e.Code == 401 || e.Code == 404 }
 // (nil: ignored). Its errors never carry the token: a transport error is
 // rewritten with channels.RedactError, not wrapped.
 func (a *Adapter) call(ctx context.Context, method string, params, out any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		// Every call but a poll (which has its own) is bounded: a stalled
+		// getMe or getFile must not hold the poller for good.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
 	body, err := json.Marshal(params)
 	if err != nil {
 		return fmt.Errorf("telegram: %s: %w", method, err)

@@ -52,6 +52,9 @@ const (
 	// answered pollMargin after it is cancelled (the stall watchdog).
 	pollTimeout = 30 * time.Second
 	pollMargin  = 15 * time.Second
+	// callTimeout bounds a call made without a deadline (getMe, getFile,
+	// a photo's download in the poller).
+	callTimeout = 30 * time.Second
 	// maxResponse caps an answer of the API read into memory (100 updates
 	// of 4096-unit texts with their entities fit many times over).
 	maxResponse = 16 << 20

@@ -295,6 +295,7 @@ func TestFilter(t *testing.T) {
 		{"group, no mention", msg(-5, "group", "hello all", nil), false, "", false},
 		{"group, mention", msg(-5, "supergroup", "@moltbot_test_bot what time is it", map[string]any{"entities": []any{ent("mention", 0, 17)}}), true, "what time is it", false},
 		{"group, mention after emoji (UTF-16 offsets)", msg(-5, "group", "😀 @Moltbot_Test_Bot hi", map[string]any{"entities": []any{ent("mention", 3, 17)}}), true, "😀 hi", false},
+		{"mention cut, lines kept", msg(-5, "group", "@moltbot_test_bot fix this:\n  if x {\n    y()\n  }", map[string]any{"entities": []any{ent("mention", 0, 17)}}), true, "fix this:\n  if x {\n    y()\n  }", false},
 		{"group, someone else mentioned", msg(-5, "group", "@alice hi", map[string]any{"entities": []any{ent("mention", 0, 6)}}), false, "", false},
 		{"group, command to the bot", msg(-5, "group", "/help@moltbot_test_bot now", map[string]any{"entities": []any{ent("bot_command", 0, 22)}}), true, "/help now", false},
 		{"group, reply to the bot", msg(-5, "group", "and then?", map[string]any{"reply_to_message": map[string]any{"message_id": 1, "from": map[string]any{"id": 123456, "is_bot": true}}}), true, "and then?", false},

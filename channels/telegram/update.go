@@ -254,6 +254,8 @@ func (a *Adapter) photo(ctx context.Context, sizes []photoSize) (moltbot.Part, e
 	if f.FilePath == "" || strings.Contains(f.FilePath, "..") {
 		return moltbot.Part{}, errors.New("telegram: getFile: no usable file_path")
 	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.api+"/file/bot"+a.token+"/"+f.FilePath, nil)
 	if err != nil {
 		return moltbot.Part{}, errors.New("telegram: " + channels.RedactError(err))
