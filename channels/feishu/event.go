@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
 )
 
@@ -103,6 +104,10 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := a.handle(r.Context(), env); err != nil {
 		a.log.Warn("feishu: event not taken; Feishu will retry", "event", env.Header.EventID, "err", err)
+		var nt *notTaken
+		if errors.As(err, &nt) {
+			w.Header().Set("Retry-After", strconv.Itoa(int((nt.wait+time.Second-1)/time.Second)))
+		}
 		httpError(w, http.StatusServiceUnavailable, "the event could not be taken now; retry")
 		return
 	}
@@ -257,6 +262,9 @@ func (a *Adapter) handle(ctx context.Context, env *envelope) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		default:
+			if wait, ok := retryable(err); ok {
+				return &notTaken{err: err, wait: wait}
+			}
 			a.log.Info("feishu: message refused", "id", m.ID, "err", err)
 		}
 	}
@@ -335,6 +343,32 @@ func stripMentions(text string, ms []mention, bot string) (bool, string) {
 		text = strings.ReplaceAll(text, m.Key, "@"+m.Name)
 	}
 	return mentioned, text
+}
+
+// notTaken is an Accept that failed for now (the core busy, moving,
+// stopping): Feishu delivers the event again.
+type notTaken struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *notTaken) Error() string { return "feishu: not taken for now: " + e.err.Error() }
+func (e *notTaken) Unwrap() error { return e.err }
+
+// retryable reports whether an Accept error is for now only (the core's
+// *moltbot.Error codes for a full queue, a moving owner, a stopping node,
+// an unavailable store), and how long to wait (its RetryAfter, else 1 s).
+// Any other error is a refusal for good: logged and acknowledged.
+func retryable(err error) (time.Duration, bool) {
+	var e *moltbot.Error
+	if !errors.As(err, &e) {
+		return 0, false
+	}
+	switch e.Code {
+	case moltbot.EBusy, moltbot.EMoved, moltbot.EShutdown, moltbot.EUnavailable, moltbot.ETimeout, moltbot.ERateLimited:
+		return max(e.RetryAfter, time.Second), true
+	}
+	return 0, false
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -452,4 +453,43 @@ func FuzzOpen(f *testing.F) {
 			}
 		}
 	})
+}
+
+type busyHost struct {
+	*channeltest.Host
+	mu   sync.Mutex
+	busy int
+}
+
+func (b *busyHost) Accept(ctx context.Context, m channels.Message) error {
+	b.mu.Lock()
+	if b.busy > 0 {
+		b.busy--
+		b.mu.Unlock()
+		return &moltbot.Error{Code: moltbot.EBusy, Message: "channels: busy", RetryAfter: 2 * time.Second}
+	}
+	b.mu.Unlock()
+	return b.Host.Accept(ctx, m)
+}
+
+func TestBusyCoreIsNotAcknowledged(t *testing.T) {
+	f := newAdapter(t, "http://127.0.0.1:1", map[string]string{"verification_token": vtok})
+	f.a.host = &busyHost{Host: f.host, busy: 1}
+	ev := fakefeishu.Event(vtok, "ev-busy", "om_busy", "oc_1", "p2p", "user", user1, "later")
+	code, b, err := fakefeishu.Post(context.Background(), f.srv.URL, ev, nil)
+	if err != nil || code != 503 {
+		t.Fatalf("busy: %d %s %v, want 503", code, b, err)
+	}
+	// The same event again (Feishu's retry, same event_id): taken.
+	if code, _ := post(t, f.srv.URL, ev, nil); code != 200 {
+		t.Fatalf("the retry: %d", code)
+	}
+	if ms := f.host.Messages(); len(ms) != 1 || ms[0].ID != "om_busy" {
+		t.Errorf("accepted %+v", ms)
+	}
+	// A refusal for good (not a *moltbot.Error) is acknowledged.
+	f.host.Refuse = errors.New("channels: refused: a loop")
+	if code, _ := post(t, f.srv.URL, fakefeishu.Event(vtok, "ev-r", "om_r", "oc_1", "p2p", "user", user1, "x"), nil); code != 200 {
+		t.Errorf("a refused message: %d, want 200", code)
+	}
 }

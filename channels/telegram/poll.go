@@ -41,6 +41,11 @@ func (a *Adapter) Run(ctx context.Context) error {
 		_, err := a.identity(ctx) // group mentions need the bot's username
 		var ups []json.RawMessage
 		if err == nil {
+			if !connected {
+				// The token works and the API answers.
+				a.host.Report(channels.StateConnected, nil)
+				connected = true
+			}
 			ups, err = a.poll(ctx, offset)
 		}
 		if err != nil {
@@ -70,18 +75,26 @@ func (a *Adapter) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if !connected {
-			a.host.Report(channels.StateConnected, nil)
-			connected = true
-		}
 		fails = 0
 		next, err := a.take(ctx, ups, offset)
 		if next != offset {
 			offset = next
 			a.saveOffset(offset)
 		}
-		if err != nil {
+		if ctx.Err() != nil {
 			break // the context ended mid-batch: the rest is the next poller's
+		}
+		if err != nil {
+			// An update not taken for now: it is polled again after a wait.
+			wait := channels.Backoff(0, a.base(), a.maxBackoff())
+			var nt *notTaken
+			if errors.As(err, &nt) {
+				wait = max(wait, nt.wait)
+			}
+			a.log.Warn("telegram: an update was not taken; polling it again", "err", channels.Redact(err.Error()), "retry_in", wait)
+			if !sleep(ctx, wait) {
+				break
+			}
 		}
 	}
 	a.host.Report(channels.StateStopped, nil)
@@ -117,8 +130,9 @@ type getUpdates struct {
 }
 
 // take hands a batch's messages to the Host in order and returns the next
-// offset: past every update taken. It stops early, with the context's
-// error, when ctx ends: the update it was on is not confirmed.
+// offset: past every update taken. It stops early, with an error, at an
+// update not taken (the context ended, the core busy): that update is not
+// confirmed.
 func (a *Adapter) take(ctx context.Context, ups []json.RawMessage, offset int64) (int64, error) {
 	for _, raw := range ups {
 		u, err := parseUpdate(raw)
@@ -138,12 +152,9 @@ func (a *Adapter) take(ctx context.Context, ups []json.RawMessage, offset int64)
 			continue // already taken (a server that ignores offset)
 		}
 		if err := a.handle(ctx, u); err != nil {
-			if ctx.Err() != nil {
-				return offset, ctx.Err()
-			}
-			// The bot's identity could not be read: leave the update for
-			// the next poll.
-			return offset, nil
+			// The context ended, the core is busy, the bot's identity
+			// could not be read: the update is left for the next poll.
+			return offset, err
 		}
 		offset = u.UpdateID + 1
 	}

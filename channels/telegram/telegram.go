@@ -27,10 +27,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
 )
 
@@ -219,9 +221,13 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.handle(r.Context(), u); err != nil {
-		// Not taken (the bot's identity unknown yet, the request gone):
-		// Telegram sends it again.
+		// Not taken (the bot's identity unknown yet, the core busy, the
+		// request gone): Telegram sends it again.
 		a.log.Warn("telegram: webhook update not taken; Telegram will retry", "update", u.UpdateID, "err", channels.Redact(err.Error()))
+		var nt *notTaken
+		if errors.As(err, &nt) {
+			w.Header().Set("Retry-After", strconv.Itoa(int((nt.wait+time.Second-1)/time.Second)))
+		}
 		httpError(w, http.StatusServiceUnavailable, "the update could not be taken now; retry")
 		return
 	}
@@ -248,9 +254,38 @@ func (a *Adapter) handle(ctx context.Context, u *update) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	default:
+		if wait, ok := retryable(err); ok {
+			return &notTaken{err: err, wait: wait}
+		}
 		a.log.Info("telegram: message refused", "id", m.ID, "err", err)
 		return nil
 	}
+}
+
+// notTaken is an Accept that failed for now (the core busy, moving,
+// stopping): the update is seen again, after wait.
+type notTaken struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *notTaken) Error() string { return "telegram: not taken for now: " + e.err.Error() }
+func (e *notTaken) Unwrap() error { return e.err }
+
+// retryable reports whether an Accept error is for now only (the core's
+// *moltbot.Error codes for a full queue, a moving owner, a stopping node,
+// an unavailable store), and how long to wait (its RetryAfter, else 1 s).
+// Any other error is a refusal for good: logged and acknowledged.
+func retryable(err error) (time.Duration, bool) {
+	var e *moltbot.Error
+	if !errors.As(err, &e) {
+		return 0, false
+	}
+	switch e.Code {
+	case moltbot.EBusy, moltbot.EMoved, moltbot.EShutdown, moltbot.EUnavailable, moltbot.ETimeout, moltbot.ERateLimited:
+		return max(e.RetryAfter, time.Second), true
+	}
+	return 0, false
 }
 
 // identity is getMe's answer, asked once.

@@ -132,6 +132,13 @@ func Text(chatID int64, chatType string, from int64, isBot bool, text string, me
 	}}
 }
 
+// Polling reports whether a getUpdates is waiting for updates now.
+func (s *Server) Polling() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.poller != 0
+}
+
 // Pending is how many updates are not confirmed yet.
 func (s *Server) Pending() int {
 	s.mu.Lock()
