@@ -258,4 +258,3 @@ func TestLarkSDKAgainstFakeFeishu(t *testing.T) {
 		t.Errorf("the SDK's AESCipher read the challenge as %v", res.Challenge)
 	}
 }
-
