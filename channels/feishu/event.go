@@ -255,7 +255,20 @@ func (a *Adapter) handle(ctx context.Context, env *envelope) error {
 			return err
 		}
 	}
-	m, ok := toMessage(&ev, bot)
+	m, images, ok := toMessage(&ev, bot)
+	if ok && len(images) > 0 {
+		parts, err := a.images(ctx, m.ID, images)
+		switch {
+		case err == nil:
+			m.Images = parts
+		case errors.Is(err, errImageTooLarge) || m.Text != "":
+			// Retrying will not help, or the text alone still says something.
+			a.log.Warn("feishu: an image could not be fetched", "id", m.ID, "err", err)
+			ok = m.Text != ""
+		default:
+			return err // an image-only message: Feishu delivers it again
+		}
+	}
 	if ok {
 		switch err := a.host.Accept(ctx, m); {
 		case err == nil, errors.Is(err, channels.ErrDuplicate):
@@ -276,31 +289,30 @@ func (a *Adapter) handle(ctx context.Context, env *envelope) error {
 
 // toMessage is the part of the work that needs no network: whether the
 // event is a message for the bot (bot: its open_id, needed in groups),
-// and the Message it makes.
-func toMessage(ev *messageEvent, bot string) (channels.Message, bool) {
+// the Message it makes, and the keys of its images (fetched by the
+// caller). Text, image and rich-text (post) messages are read.
+func toMessage(ev *messageEvent, bot string) (channels.Message, []string, bool) {
 	msg := &ev.Message
-	if ev.Sender.SenderType != "user" || msg.MessageID == "" || msg.ChatID == "" || msg.MessageType != "text" {
-		return channels.Message{}, false
+	if ev.Sender.SenderType != "user" || msg.MessageID == "" || msg.ChatID == "" {
+		return channels.Message{}, nil, false
 	}
-	var content struct {
-		Text string `json:"text"`
+	raw, images, ok := content(msg.MessageType, msg.Content)
+	if !ok {
+		return channels.Message{}, nil, false
 	}
-	if json.Unmarshal([]byte(msg.Content), &content) != nil {
-		return channels.Message{}, false
-	}
-	mentioned, text := stripMentions(content.Text, msg.Mentions, bot)
+	mentioned, text := stripMentions(raw, msg.Mentions, bot)
 	switch msg.ChatType {
 	case "p2p":
 	case "group":
 		if bot == "" || !mentioned {
-			return channels.Message{}, false
+			return channels.Message{}, nil, false
 		}
 	default:
-		return channels.Message{}, false
+		return channels.Message{}, nil, false
 	}
 	text = strings.TrimSpace(text)
-	if text == "" || len(msg.ChatID)+len(msg.MessageID) > 1000 || strings.Contains(msg.ChatID, "/") {
-		return channels.Message{}, false
+	if (text == "" && len(images) == 0) || len(msg.ChatID)+len(msg.MessageID) > 1000 || strings.Contains(msg.ChatID, "/") {
+		return channels.Message{}, nil, false
 	}
 	m := channels.Message{
 		ID:     msg.MessageID,
@@ -316,7 +328,103 @@ func toMessage(ev *messageEvent, bot string) (channels.Message, bool) {
 	if ms, err := strconv.ParseInt(msg.CreateTime, 10, 64); err == nil && ms > 0 {
 		m.At = time.UnixMilli(ms)
 	}
-	return m, true
+	return m, images, true
+}
+
+// maxImages is how many images of one message are fetched (each up to
+// channels.MaxImageBytes, held in memory until the turn is queued).
+const maxImages = 2
+
+// content reads a message's content JSON: a text's text; an image's key;
+// a post's title and paragraphs (text, links, code, mentions as their
+// @_user_N placeholders, one line a paragraph) and its images' keys.
+func content(typ, c string) (string, []string, bool) {
+	switch typ {
+	case "text":
+		var v struct {
+			Text string `json:"text"`
+		}
+		if json.Unmarshal([]byte(c), &v) != nil {
+			return "", nil, false
+		}
+		return v.Text, nil, true
+	case "image":
+		var v struct {
+			ImageKey string `json:"image_key"`
+		}
+		if json.Unmarshal([]byte(c), &v) != nil || !validKey(v.ImageKey) {
+			return "", nil, false
+		}
+		return "", []string{v.ImageKey}, true
+	case "post":
+		type elem struct {
+			Tag      string `json:"tag"`
+			Text     string `json:"text"`
+			Href     string `json:"href"`
+			UserID   string `json:"user_id"`
+			ImageKey string `json:"image_key"`
+		}
+		type post struct {
+			Title   string   `json:"title"`
+			Content [][]elem `json:"content"`
+		}
+		var p post
+		if json.Unmarshal([]byte(c), &p) != nil {
+			return "", nil, false
+		}
+		if p.Content == nil { // {"zh_cn": {...}}: the first language
+			var byLang map[string]post
+			if json.Unmarshal([]byte(c), &byLang) != nil {
+				return "", nil, false
+			}
+			for _, v := range byLang {
+				p = v
+				break
+			}
+		}
+		var b strings.Builder
+		var images []string
+		if p.Title != "" {
+			b.WriteString(p.Title)
+			b.WriteString("\n")
+		}
+		for _, para := range p.Content {
+			for _, e := range para {
+				switch e.Tag {
+				case "at":
+					b.WriteString(e.UserID)
+				case "img":
+					if validKey(e.ImageKey) && len(images) < maxImages {
+						images = append(images, e.ImageKey)
+					}
+				case "a":
+					b.WriteString(e.Text)
+					if e.Href != "" && e.Href != e.Text {
+						b.WriteString(" (" + e.Href + ")")
+					}
+				default: // text, code_block, md, ...
+					b.WriteString(e.Text)
+				}
+			}
+			b.WriteString("\n")
+		}
+		return b.String(), images, true
+	}
+	return "", nil, false
+}
+
+// validKey: a resource key as Feishu makes them (img_v2_...), safe in a path.
+func validKey(k string) bool {
+	if k == "" || len(k) > 256 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // stripMentions replaces each mention's placeholder: the bot's with

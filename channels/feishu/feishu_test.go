@@ -428,6 +428,8 @@ func FuzzOpen(f *testing.F) {
 	f.Add(fakefeishu.Encrypt(ekey, fakefeishu.Challenge(vtok, "c")), false)
 	f.Add(fakefeishu.Event(vtok, "e", "om", "oc", "p2p", "user", "ou", "hi"), false)
 	f.Add([]byte(`{"encrypt":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`), true)
+	f.Add(fakefeishu.EventContent(vtok, "e", "om", "oc", "p2p", "user", "ou", "post", `{"title":"T","content":[[{"tag":"at","user_id":"@_user_1"},{"tag":"text","text":"x"}],[{"tag":"img","image_key":"img_1"}]]}`), false)
+	f.Add(fakefeishu.EventContent(vtok, "e", "om", "oc", "p2p", "user", "ou", "image", `{"image_key":"img_v2_abc"}`), false)
 	plain := &Adapter{vtoken: []byte(vtok), events: recent{}}
 	enc := &Adapter{vtoken: []byte(vtok), encryptKey: ekey, aesKey: aesKey(ekey)}
 	f.Fuzz(func(t *testing.T, body []byte, sign bool) {
@@ -446,7 +448,7 @@ func FuzzOpen(f *testing.F) {
 			if env.Schema == "2.0" {
 				var ev messageEvent
 				if json.Unmarshal(env.Event, &ev) == nil {
-					if m, ok := toMessage(&ev, "ou_bot"); ok && (m.ID == "" || m.Text == "" || !strings.HasPrefix(m.Reply, m.Chat+"/")) {
+					if m, imgs, ok := toMessage(&ev, "ou_bot"); ok && (m.ID == "" || (m.Text == "" && len(imgs) == 0) || !strings.HasPrefix(m.Reply, m.Chat+"/") || len(imgs) > maxImages) {
 						t.Fatalf("a bad message %+v", m)
 					}
 				}
@@ -493,3 +495,45 @@ func TestBusyCoreIsNotAcknowledged(t *testing.T) {
 		t.Errorf("a refused message: %d, want 200", code)
 	}
 }
+
+var png1x1 = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89")
+
+func TestImageAndPostMessages(t *testing.T) {
+	fake := fakefeishu.New(appID, appSecret)
+	defer fake.Close()
+	f := newAdapter(t, fake.URL(), map[string]string{"verification_token": vtok})
+	fake.AddImage("om_img", "img_v2_one", png1x1)
+	fake.AddImage("om_post", "img_v2_two", png1x1)
+	bot := fakefeishu.Mention{Key: "@_user_1", OpenID: fake.BotOpenID, Name: "moltbot"}
+	alice := fakefeishu.Mention{Key: "@_user_2", OpenID: "ou_alice", Name: "Alice"}
+	post := `{"title":"Broken build","content":[[{"tag":"at","user_id":"@_user_1","user_name":"moltbot"},{"tag":"text","text":" see "},{"tag":"a","text":"the log","href":"https://ci.example/1"}],[{"tag":"text","text":"cc "},{"tag":"at","user_id":"@_user_2"}],[{"tag":"img","image_key":"img_v2_two"}]]}`
+	for _, ev := range [][]byte{
+		fakefeishu.EventContent(vtok, "e1", "om_img", "oc_p", "p2p", "user", user1, "image", `{"image_key":"img_v2_one"}`),
+		fakefeishu.EventContent(vtok, "e2", "om_post", "oc_g", "group", "user", user1, "post", post, bot, alice),
+	} {
+		if code, body := post2(t, f.srv.URL, ev); code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+	}
+	ms := f.host.Messages()
+	if len(ms) != 2 {
+		t.Fatalf("%d accepted, want 2", len(ms))
+	}
+	if ms[0].Text != "" || len(ms[0].Images) != 1 || ms[0].Images[0].MIME != "image/png" || !bytes.Equal(ms[0].Images[0].Data, png1x1) {
+		t.Errorf("the image message: %q, %d images", ms[0].Text, len(ms[0].Images))
+	}
+	if want := "Broken build\nsee the log (https://ci.example/1)\ncc @Alice"; ms[1].Text != want || len(ms[1].Images) != 1 {
+		t.Errorf("the post: %q with %d images, want %q with 1", ms[1].Text, len(ms[1].Images), want)
+	}
+	// An image-only message whose image cannot be fetched now: 503, and
+	// Feishu delivers it again.
+	if code, _ := post2(t, f.srv.URL, fakefeishu.EventContent(vtok, "e3", "om_gone", "oc_p", "p2p", "user", user1, "image", `{"image_key":"img_v2_none"}`)); code != 503 {
+		t.Errorf("an image that cannot be fetched: %d, want 503", code)
+	}
+	// A key that is not one (a path in it): not taken, acknowledged.
+	if code, _ := post2(t, f.srv.URL, fakefeishu.EventContent(vtok, "e4", "om_bad", "oc_p", "p2p", "user", user1, "image", `{"image_key":"../../bot/v3/info"}`)); code != 200 || len(f.host.Messages()) != 2 {
+		t.Errorf("a bad key: %d, %d accepted", code, len(f.host.Messages()))
+	}
+}
+
+func post2(t *testing.T, url string, body []byte) (int, string) { return post(t, url, body, nil) }

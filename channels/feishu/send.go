@@ -151,6 +151,75 @@ func (a *Adapter) doHeader(ctx context.Context, method, path, tok string, body [
 	return resp.StatusCode, resp.Header, nil
 }
 
+// errImageTooLarge: an image over channels.MaxImageBytes (or not an image).
+var errImageTooLarge = errors.New("feishu: the image is over the image limit or not an image")
+
+// imageBudget bounds the fetching of a message's images: the event must
+// be acknowledged within Feishu's 3 s.
+const imageBudget = 2 * time.Second
+
+// images fetches a message's images (GET /open-apis/im/v1/messages/{id}/
+// resources/{key}?type=image), within imageBudget.
+func (a *Adapter) images(ctx context.Context, messageID string, keys []string) ([]moltbot.Part, error) {
+	ctx, cancel := context.WithTimeout(ctx, imageBudget)
+	defer cancel()
+	var parts []moltbot.Part
+	for _, k := range keys {
+		data, err := a.download(ctx, "/open-apis/im/v1/messages/"+url.PathEscape(messageID)+"/resources/"+url.PathEscape(k)+"?type=image")
+		if err != nil {
+			return nil, err
+		}
+		mime := http.DetectContentType(data)
+		if !strings.HasPrefix(mime, "image/") {
+			return nil, errImageTooLarge
+		}
+		parts = append(parts, moltbot.Part{Type: moltbot.PartImage, MIME: mime, Data: data})
+	}
+	return parts, nil
+}
+
+// download GETs a binary resource with the tenant token (fetched again
+// once when Feishu calls it invalid); at most channels.MaxImageBytes.
+func (a *Adapter) download(ctx context.Context, path string) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		tok, err := a.tenantToken(ctx, attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.api+path, nil)
+		if err != nil {
+			return nil, errors.New("feishu: " + channels.RedactError(err))
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := a.client.Do(req)
+		if err != nil {
+			return nil, errors.New("feishu: " + channels.RedactError(err))
+		}
+		ct := resp.Header.Get("Content-Type")
+		if resp.StatusCode == http.StatusOK && !strings.HasPrefix(ct, "application/json") {
+			data, err := io.ReadAll(io.LimitReader(resp.Body, channels.MaxImageBytes+1))
+			resp.Body.Close()
+			switch {
+			case err != nil:
+				return nil, fmt.Errorf("feishu: reading an image: %v", err)
+			case len(data) > channels.MaxImageBytes:
+				return nil, errImageTooLarge
+			}
+			return data, nil
+		}
+		var r struct {
+			Code int    `json:"code"`
+			Msg  string `json:"msg"`
+		}
+		json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(&r)
+		resp.Body.Close()
+		if (r.Code == codeTokenInvalid || r.Code == codeTokenMissing) && attempt == 0 {
+			continue
+		}
+		return nil, &apiError{Path: "message resource", Status: resp.StatusCode, Code: r.Code, Msg: r.Msg}
+	}
+}
+
 // botOpenID is the bot's open_id (bot/v3/info), asked once.
 func (a *Adapter) botOpenID(ctx context.Context) (string, error) {
 	a.botMu.Lock()

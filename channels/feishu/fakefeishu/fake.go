@@ -59,11 +59,12 @@ type Server struct {
 	sent       []Sent
 	limits     []int // the next message calls answer 429 with these resets
 	nextMsg    int
+	resources  map[string][]byte // message_id/key -> bytes
 }
 
 // New starts a fake for the app.
 func New(appID, appSecret string) *Server {
-	s := &Server{AppID: appID, AppSecret: appSecret, BotOpenID: "ou_bot0000000000000000000000000001", tokens: map[string]bool{}}
+	s := &Server{AppID: appID, AppSecret: appSecret, BotOpenID: "ou_bot0000000000000000000000000001", tokens: map[string]bool{}, resources: map[string][]byte{}}
 	s.srv = httptest.NewServer(s)
 	return s
 }
@@ -94,6 +95,14 @@ func (s *Server) RateLimit(resets ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limits = append(s.limits, resets...)
+}
+
+// AddImage serves data as the image key of message messageID
+// (GET /open-apis/im/v1/messages/{id}/resources/{key}?type=image).
+func (s *Server) AddImage(messageID, key string, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resources[messageID+"/"+key] = data
 }
 
 // Sent is every message sent, in order.
@@ -160,6 +169,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.message(w, r, tok, "")
+	case strings.HasPrefix(p, "/open-apis/im/v1/messages/") && strings.Contains(p, "/resources/") && r.Method == http.MethodGet:
+		id, key, _ := strings.Cut(strings.TrimPrefix(p, "/open-apis/im/v1/messages/"), "/resources/")
+		s.mu.Lock()
+		data, ok := s.resources[id+"/"+key]
+		s.mu.Unlock()
+		if !ok || r.URL.Query().Get("type") == "" {
+			answer(w, 400, map[string]any{"code": 234001, "msg": "Invalid request param."})
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(data)
 	case strings.HasPrefix(p, "/open-apis/im/v1/messages/") && strings.HasSuffix(p, "/reply") && r.Method == http.MethodPost:
 		id := strings.TrimSuffix(strings.TrimPrefix(p, "/open-apis/im/v1/messages/"), "/reply")
 		s.message(w, r, tok, id)
@@ -219,6 +239,12 @@ type Mention struct {
 // mentions) from a user's open_id in chat (chatType p2p or group).
 func Event(tok, eventID, messageID, chatID, chatType, senderType, from, text string, mentions ...Mention) []byte {
 	content, _ := json.Marshal(map[string]string{"text": text})
+	return EventContent(tok, eventID, messageID, chatID, chatType, senderType, from, "text", string(content), mentions...)
+}
+
+// EventContent is Event for any message type: msgType (text, image,
+// post, ...) and its content JSON as Feishu sends it.
+func EventContent(tok, eventID, messageID, chatID, chatType, senderType, from, msgType, content string, mentions ...Mention) []byte {
 	ms := []map[string]any{}
 	for _, m := range mentions {
 		ms = append(ms, map[string]any{"key": m.Key, "id": map[string]string{"open_id": m.OpenID, "union_id": "on_" + m.OpenID, "user_id": "u_" + m.OpenID}, "name": m.Name, "tenant_key": "tk"})
@@ -230,7 +256,7 @@ func Event(tok, eventID, messageID, chatID, chatType, senderType, from, text str
 		"event": map[string]any{
 			"sender": map[string]any{"sender_id": map[string]string{"open_id": from, "union_id": "on_" + from, "user_id": "u_" + from}, "sender_type": senderType, "tenant_key": "tk"},
 			"message": map[string]any{"message_id": messageID, "root_id": "", "parent_id": "", "create_time": now, "chat_id": chatID,
-				"chat_type": chatType, "message_type": "text", "content": string(content), "mentions": ms},
+				"chat_type": chatType, "message_type": msgType, "content": content, "mentions": ms},
 		},
 	})
 	return b
