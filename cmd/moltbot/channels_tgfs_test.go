@@ -126,13 +126,26 @@ func TestTelegramAndFeishuChannelsNode(t *testing.T) {
 		}
 	}
 
+	// moltbot channels test: a bare chat id (Telegram) or chat_id (Feishu).
+	for _, c := range []struct{ name, to string }{{"tg", "4242"}, {"fs", "oc_chat1"}} {
+		if code, stdout, stderr := runCLI(t, "", "channels", "test", "--url", n.URL(), "--to", c.to, "--text", "ping "+c.name, c.name); code != 0 {
+			t.Fatalf("channels test %s: %d %s %s", c.name, code, stdout, stderr)
+		}
+	}
+	if s := tg.Sent(); len(s) != 2 || s[1].ChatID != 4242 || s[1].Text != "ping tg" || s[1].ReplyTo != 0 {
+		t.Fatalf("telegram after channels test: %+v", s)
+	}
+	if f := fs.Sent(); len(f) != 2 || f[1].ChatID != "oc_chat1" || f[1].Text != "ping fs" {
+		t.Fatalf("feishu after channels test: %+v", f)
+	}
+
 	// A restart: the new poller starts at the saved offset.
 	n.Shutdown(context.Background())
 	before := len(tg.Offsets())
 	n2, logs2 := startChannelsNode(t, ws, tgfsConfig(tg.URL(), fs.URL()))
 	tg.Push(faketelegram.Text(4242, "private", 99, false, "after the restart", 8))
-	testutil.Eventually(t, 20*time.Second, "the reply after the restart", func() bool { return len(tg.Sent()) == 2 })
-	if s := tg.Sent()[1]; s.ReplyTo != 8 {
+	testutil.Eventually(t, 20*time.Second, "the reply after the restart", func() bool { return len(tg.Sent()) == 3 })
+	if s := tg.Sent()[2]; s.ReplyTo != 8 {
 		t.Errorf("after the restart the reply answers %d, want 8 (message 7 answered twice?)", s.ReplyTo)
 	}
 	for _, off := range tg.Offsets()[before:] {
