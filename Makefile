@@ -167,7 +167,8 @@ fuzz:
 	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/openai:FuzzScanChunkMatchesSlow inference/openaiwire:FuzzDecodeChatRequest inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge audit:FuzzClean gateway:FuzzAuditQuery inference/sse:FuzzReaderMatchesReference \
 	  gateway:FuzzClientAddr gateway:FuzzEdgeHeaders actors:FuzzGuard actors:FuzzPeekEnvelope cluster:FuzzKeyFile \
 	  inference/ollama:FuzzDecodeLineMatchesEncodingJSON inference/ollama:FuzzChatMatchesAPIClient inference/ollama:FuzzRequest \
-	  cache:FuzzDecodeEntry cache/resp:FuzzReadReply; do \
+	  cache:FuzzDecodeEntry cache/resp:FuzzReadReply \
+	  channels/telegram:FuzzParseUpdate channels/feishu:FuzzOpen; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done

@@ -250,8 +250,12 @@ func (a *Adapter) handle(ctx context.Context, env *envelope) error {
 	}
 	bot := ""
 	if ev.Message.ChatType != "p2p" {
+		// Asked once; within the ack's budget (Feishu waits 3 s).
+		bctx, cancel := context.WithTimeout(ctx, imageBudget)
 		var err error
-		if bot, err = a.botOpenID(ctx); err != nil {
+		bot, err = a.botOpenID(bctx)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}

@@ -115,10 +115,10 @@ type Adapter struct {
 	// 50 a second in all (destination "").
 	perChat, global channels.Limiter
 
-	tokMu    sync.Mutex
+	tokMu    ctxMutex // held across the token's fetch; waiters give up with their ctx
 	tok      string
 	tokUntil time.Time
-	botMu    sync.Mutex
+	botMu    ctxMutex
 	botID    string // the bot's open_id, once known
 
 	events   recent
@@ -150,6 +150,8 @@ func New(c channels.Config, h channels.Host) (channels.Adapter, error) {
 		client:     &http.Client{Timeout: 20 * time.Second},
 		perChat:    channels.Limiter{Rate: 5, Burst: 5},
 		global:     channels.Limiter{Rate: 50, Burst: 50},
+		tokMu:      make(ctxMutex, 1),
+		botMu:      make(ctxMutex, 1),
 	}
 	if a.encryptKey != "" {
 		a.aesKey = aesKey(a.encryptKey)
@@ -172,6 +174,21 @@ func (a *Adapter) clock() time.Time {
 	}
 	return time.Now()
 }
+
+// ctxMutex is a mutex whose Lock gives up when ctx ends: a fetch held
+// across the network must not hold a webhook past its platform's deadline.
+type ctxMutex chan struct{}
+
+func (m ctxMutex) lock(ctx context.Context) error {
+	select {
+	case m <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m ctxMutex) unlock() { <-m }
 
 // recent is a bounded set of recently seen event ids.
 type recent struct {

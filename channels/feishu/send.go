@@ -44,8 +44,10 @@ func (e *apiError) rateLimited() bool { return e.Status == 429 || e.Code == code
 // tenantToken is the cached tenant_access_token, fetched when missing or
 // within 3 minutes of its expiry (force: fetched again).
 func (a *Adapter) tenantToken(ctx context.Context, force bool) (string, error) {
-	a.tokMu.Lock()
-	defer a.tokMu.Unlock()
+	if err := a.tokMu.lock(ctx); err != nil {
+		return "", err
+	}
+	defer a.tokMu.unlock()
 	if !force && a.tok != "" && a.clock().Before(a.tokUntil) {
 		return a.tok, nil
 	}
@@ -222,8 +224,10 @@ func (a *Adapter) download(ctx context.Context, path string) ([]byte, error) {
 
 // botOpenID is the bot's open_id (bot/v3/info), asked once.
 func (a *Adapter) botOpenID(ctx context.Context) (string, error) {
-	a.botMu.Lock()
-	defer a.botMu.Unlock()
+	if err := a.botMu.lock(ctx); err != nil {
+		return "", err
+	}
+	defer a.botMu.unlock()
 	if a.botID != "" {
 		return a.botID, nil
 	}

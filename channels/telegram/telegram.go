@@ -29,7 +29,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -152,7 +151,7 @@ type Adapter struct {
 	// a group, 30 a second for the whole bot (destination "").
 	private, group, global channels.Limiter
 
-	meMu sync.Mutex
+	meMu ctxMutex // held across getMe; waiters give up with their ctx
 	me   *user // getMe's answer, once known
 
 	progress progress
@@ -188,6 +187,7 @@ func New(c channels.Config, h channels.Host) (channels.Adapter, error) {
 		private: channels.Limiter{Rate: 1, Burst: 1},
 		group:   channels.Limiter{Rate: 20.0 / 60, Burst: 3},
 		global:  channels.Limiter{Rate: 30, Burst: 30},
+		meMu:    make(ctxMutex, 1),
 	}
 	return a, nil
 }
@@ -290,8 +290,10 @@ func retryable(err error) (time.Duration, bool) {
 
 // identity is getMe's answer, asked once.
 func (a *Adapter) identity(ctx context.Context) (*user, error) {
-	a.meMu.Lock()
-	defer a.meMu.Unlock()
+	if err := a.meMu.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer a.meMu.unlock()
 	if a.me != nil {
 		return a.me, nil
 	}
@@ -318,6 +320,21 @@ func (a *Adapter) Typing(ctx context.Context, address string) error {
 	}
 	return a.call(ctx, "sendChatAction", chatAction{ChatID: d.chat, ThreadID: d.thread, Action: "typing"}, nil)
 }
+
+// ctxMutex is a mutex whose Lock gives up when ctx ends (a webhook must
+// not wait past its request for another's getMe).
+type ctxMutex chan struct{}
+
+func (m ctxMutex) lock(ctx context.Context) error {
+	select {
+	case m <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m ctxMutex) unlock() { <-m }
 
 func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
