@@ -152,7 +152,7 @@ type Adapter struct {
 	private, group, global channels.Limiter
 
 	meMu ctxMutex // held across getMe; waiters give up with their ctx
-	me   *user // getMe's answer, once known
+	me   *user    // getMe's answer, once known
 
 	progress progress
 
