@@ -636,3 +636,36 @@ func TestBusyCoreIsNotAcknowledged(t *testing.T) {
 		t.Errorf("%d accepted, want 1", n)
 	}
 }
+
+func TestSendFollowsAMigratedGroup(t *testing.T) {
+	fake := faketelegram.New(token)
+	defer fake.Close()
+	fake.Migrate(-55, -1005555)
+	f := newAdapter(t, fake.URL(), token, nil)
+	if err := f.a.Send(context.Background(), "-55/0/3", moltbot.Message{Role: moltbot.RoleAssistant, Content: "moved"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := fake.Sent(); len(s) != 1 || s[0].ChatID != -1005555 || s[0].Text != "moved" {
+		t.Errorf("sent %+v", s)
+	}
+}
+
+func TestUnreadableUpdateIsSkipped(t *testing.T) {
+	fake := faketelegram.New(token)
+	defer fake.Close()
+	fake.Push(map[string]any{"message": "not an object"})
+	id := fake.Push(faketelegram.Text(42, "private", 7, false, "readable", 2))
+	f := newAdapter(t, fake.URL(), token, nil)
+	run(t, f.a)
+	if m := next(t, f.host); m.Text != "readable" {
+		t.Fatalf("accepted %+v", m)
+	}
+	eventually(t, "the offset past both", func() bool {
+		b, _ := f.host.Get(offsetKey)
+		var s savedOffset
+		return json.Unmarshal(b, &s) == nil && s.Offset == id+1
+	})
+	if !strings.Contains(f.log.String(), "unreadable update skipped") {
+		t.Error("the skipped update is not in the log")
+	}
+}

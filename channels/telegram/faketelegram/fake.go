@@ -70,6 +70,7 @@ type Server struct {
 	actions  []Action
 	limits   map[int64][]int // chat -> retry_after of the next sendMessage answers
 	failAt   map[int64]int   // chat -> sendMessage answers 500 after this many more successes
+	migrated map[int64]int64 // a group -> the supergroup it became
 	files    map[string][]byte
 	calls    map[string]int
 	offsets  []int64 // every getUpdates' offset, in order
@@ -83,7 +84,7 @@ func New(token string) *Server {
 	id, _, _ := strings.Cut(token, ":")
 	n, _ := strconv.ParseInt(id, 10, 64)
 	s := &Server{Token: token, BotID: n, BotUsername: "moltbot_test_bot", nextID: 1000, wake: make(chan struct{}),
-		limits: map[int64][]int{}, failAt: map[int64]int{}, files: map[string][]byte{}, calls: map[string]int{}, nextMsgs: 1}
+		limits: map[int64][]int{}, failAt: map[int64]int{}, migrated: map[int64]int64{}, files: map[string][]byte{}, calls: map[string]int{}, nextMsgs: 1}
 	s.srv = httptest.NewServer(s)
 	return s
 }
@@ -160,6 +161,14 @@ func (s *Server) Fail(chat int64, after int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failAt[chat] = after
+}
+
+// Migrate makes chat a group that became supergroup to: sendMessage to
+// it answers 400 with parameters.migrate_to_chat_id, as Telegram does.
+func (s *Server) Migrate(chat, to int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.migrated[chat] = to
 }
 
 // AddFile serves data for file_id (getFile, then the download).
@@ -460,6 +469,11 @@ func (s *Server) sendMessage(w http.ResponseWriter, p values) {
 		replyTo, _ = p.int("reply_to_message_id")
 	}
 	s.mu.Lock()
+	if to, ok := s.migrated[chat]; ok {
+		s.mu.Unlock()
+		fail(w, 400, "Bad Request: group chat was upgraded to a supergroup chat", map[string]any{"migrate_to_chat_id": to})
+		return
+	}
 	if l := s.limits[chat]; len(l) > 0 {
 		s.limits[chat] = l[1:]
 		s.mu.Unlock()
