@@ -71,6 +71,7 @@ type Server struct {
 	limits   map[int64][]int // chat -> retry_after of the next sendMessage answers
 	failAt   map[int64]int   // chat -> sendMessage answers 500 after this many more successes
 	migrated map[int64]int64 // a group -> the supergroup it became
+	conflict int             // pollers ended by another (409)
 	files    map[string][]byte
 	calls    map[string]int
 	offsets  []int64 // every getUpdates' offset, in order
@@ -138,6 +139,14 @@ func (s *Server) Polling() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.poller != 0
+}
+
+// Conflicts is how many polls another poller ended (409): two processes
+// polled at once.
+func (s *Server) Conflicts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conflict
 }
 
 // Pending is how many updates are not confirmed yet.
@@ -393,6 +402,7 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, p values) {
 	}
 	for {
 		if s.poller != me {
+			s.conflict++
 			s.mu.Unlock()
 			fail(w, 409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running", nil)
 			return
