@@ -39,15 +39,22 @@ channels:
     type: telegram
     bot: support
     token: ${TG_TOKEN}
-    api_url: %s
+    api_url: %[1]s
+  - name: tghook
+    type: telegram
+    bot: support
+    token: ${TG_TOKEN}
+    mode: webhook
+    secret_token: hook_Secret-1
+    api_url: %[1]s
   - name: fs
     type: feishu
     bot: support
-    app_id: %s
+    app_id: %[2]s
     app_secret: ${FS_SECRET}
     encrypt_key: ${FS_EKEY}
     verification_token: ${FS_VTOK}
-    api_url: %s
+    api_url: %[3]s
 `, tg, tgfsAppID, fs)
 }
 
@@ -127,13 +134,37 @@ func TestTelegramAndFeishuChannelsNode(t *testing.T) {
 		}
 	}
 
+	// Telegram's webhook mode and Feishu's challenge, through the node.
+	hook := faketelegram.Text(5151, "private", 51, false, "via the webhook", 9)
+	hook["update_id"] = 424242
+	for _, c := range []struct {
+		secret string
+		want   int
+	}{{"wrong", 401}, {"hook_Secret-1", 200}} {
+		if code, err := faketelegram.PostWebhook(context.Background(), n.URL()+"/channels/tghook/", c.secret, hook); err != nil || code != c.want {
+			t.Fatalf("webhook with secret %q: %d %v, want %d", c.secret, code, err, c.want)
+		}
+	}
+	testutil.Eventually(t, 20*time.Second, "the webhook's reply", func() bool {
+		for _, s := range tg.Sent() {
+			if s.ChatID == 5151 && s.ReplyTo == 9 {
+				return true
+			}
+		}
+		return false
+	})
+	ch := fakefeishu.Encrypt(tgfsEKey, fakefeishu.Challenge(tgfsVTok, "node-challenge"))
+	if code, b, err := fakefeishu.Post(context.Background(), n.URL()+"/channels/fs/", ch, nil); err != nil || code != 200 || !strings.Contains(string(b), `"challenge":"node-challenge"`) {
+		t.Fatalf("the challenge through the node: %d %s %v", code, b, err)
+	}
+
 	// moltbot channels test: a bare chat id (Telegram) or chat_id (Feishu).
 	for _, c := range []struct{ name, to string }{{"tg", "4242"}, {"fs", "oc_chat1"}} {
 		if code, stdout, stderr := runCLI(t, "", "channels", "test", "--url", n.URL(), "--to", c.to, "--text", "ping "+c.name, c.name); code != 0 {
 			t.Fatalf("channels test %s: %d %s %s", c.name, code, stdout, stderr)
 		}
 	}
-	if s := tg.Sent(); len(s) != 2 || s[1].ChatID != 4242 || s[1].Text != "ping tg" || s[1].ReplyTo != 0 {
+	if s := tg.Sent(); len(s) != 3 || s[2].ChatID != 4242 || s[2].Text != "ping tg" || s[2].ReplyTo != 0 {
 		t.Fatalf("telegram after channels test: %+v", s)
 	}
 	if f := fs.Sent(); len(f) != 2 || f[1].ChatID != "oc_chat1" || f[1].Text != "ping fs" {
@@ -145,8 +176,8 @@ func TestTelegramAndFeishuChannelsNode(t *testing.T) {
 	before := len(tg.Offsets())
 	n2, logs2 := startChannelsNode(t, ws, tgfsConfig(tg.URL(), fs.URL()))
 	tg.Push(faketelegram.Text(4242, "private", 99, false, "after the restart", 8))
-	testutil.Eventually(t, 20*time.Second, "the reply after the restart", func() bool { return len(tg.Sent()) == 3 })
-	if s := tg.Sent()[2]; s.ReplyTo != 8 {
+	testutil.Eventually(t, 20*time.Second, "the reply after the restart", func() bool { return len(tg.Sent()) == 4 })
+	if s := tg.Sent()[3]; s.ReplyTo != 8 {
 		t.Errorf("after the restart the reply answers %d, want 8 (message 7 answered twice?)", s.ReplyTo)
 	}
 	for _, off := range tg.Offsets()[before:] {
