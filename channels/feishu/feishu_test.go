@@ -537,3 +537,17 @@ func TestImageAndPostMessages(t *testing.T) {
 }
 
 func post2(t *testing.T, url string, body []byte) (int, string) { return post(t, url, body, nil) }
+
+func TestEventLimits(t *testing.T) {
+	f := newAdapter(t, "http://127.0.0.1:1", map[string]string{"encrypt_key": ekey})
+	big := fakefeishu.Encrypt(ekey, []byte(`{"x":"`+strings.Repeat("y", channels.MaxBody)+`"}`))
+	code, _ := post(t, f.srv.URL, big, fakefeishu.Sign(ekey, time.Now(), big))
+	if code != 413 {
+		t.Errorf("over 1 MiB: %d, want 413", code)
+	}
+	// A signed event of another type: acknowledged, nothing taken.
+	other := fakefeishu.Encrypt(ekey, []byte(`{"schema":"2.0","header":{"event_id":"x","event_type":"im.chat.member.bot.added_v1"},"event":{}}`))
+	if code, _ := post(t, f.srv.URL, other, fakefeishu.Sign(ekey, time.Now(), other)); code != 200 || len(f.host.Messages()) != 0 {
+		t.Errorf("another event type: %d", code)
+	}
+}

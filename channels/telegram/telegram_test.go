@@ -669,3 +669,30 @@ func TestUnreadableUpdateIsSkipped(t *testing.T) {
 		t.Error("the skipped update is not in the log")
 	}
 }
+
+func TestWebhookLimits(t *testing.T) {
+	f := newAdapter(t, "http://127.0.0.1:1", token, map[string]string{"mode": "webhook", "secret_token": "sec"})
+	big := `{"update_id":1,"message":{"text":"` + strings.Repeat("x", channels.MaxBody) + `"}}`
+	for _, c := range []struct {
+		method, secret, body string
+		want                 int
+	}{
+		{http.MethodGet, "sec", "", 405},
+		{http.MethodPost, "sec", big, 413},
+		{http.MethodPost, "", big, 401}, // the secret before the size: nothing read
+		{http.MethodPost, "sec", `{"update_id":0}`, 400},
+		{http.MethodPost, "sec", `{"update_id":5,"channel_post":{"message_id":1,"chat":{"id":-1,"type":"channel"},"text":"news"}}`, 200},
+	} {
+		req := httptest.NewRequest(c.method, "/", strings.NewReader(c.body))
+		req.Header.Set(secretHeader, c.secret)
+		rec := httptest.NewRecorder()
+		f.a.me = me() // no getMe for this test (nothing listens at api_url)
+		f.a.ServeHTTP(rec, req)
+		if rec.Code != c.want || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+			t.Errorf("%s %d bytes (secret %q): %d %s, want %d", c.method, len(c.body), c.secret, rec.Code, rec.Header().Get("Content-Type"), c.want)
+		}
+	}
+	if n := len(f.host.Messages()); n != 0 {
+		t.Errorf("%d accepted", n)
+	}
+}
