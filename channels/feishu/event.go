@@ -243,6 +243,12 @@ func (a *Adapter) handle(ctx context.Context, env *envelope) error {
 	if id := env.Header.EventID; id != "" && a.events.has(id) {
 		return nil
 	}
+	if env.Header.AppID != "" && env.Header.AppID != a.appID {
+		// Signed or tokened, but for another app (two apps' events sent
+		// to one URL): not this channel's to answer.
+		a.log.Warn("feishu: an event for another app ignored", "app_id", env.Header.AppID)
+		return nil
+	}
 	var ev messageEvent
 	if err := json.Unmarshal(env.Event, &ev); err != nil {
 		a.log.Info("feishu: an unreadable message event ignored", "event", env.Header.EventID, "err", err)

@@ -551,3 +551,14 @@ func TestEventLimits(t *testing.T) {
 		t.Errorf("another event type: %d", code)
 	}
 }
+
+func TestEventForAnotherAppIgnored(t *testing.T) {
+	f := newAdapter(t, "http://127.0.0.1:1", map[string]string{"verification_token": vtok})
+	ev := fakefeishu.Event(vtok, "ev-app", "om_app", "oc_1", "p2p", "user", user1, "hi")
+	if code, _ := post(t, f.srv.URL, fakefeishu.WithAppID(ev, "cli_other"), nil); code != 200 || len(f.host.Messages()) != 0 {
+		t.Fatalf("another app's event: %d, %d accepted", code, len(f.host.Messages()))
+	}
+	if code, _ := post(t, f.srv.URL, fakefeishu.WithAppID(ev, appID), nil); code != 200 || len(f.host.Messages()) != 1 {
+		t.Fatalf("this app's event: %d, %d accepted", code, len(f.host.Messages()))
+	}
+}

@@ -234,8 +234,8 @@ type Mention struct {
 	Key, OpenID, Name string
 }
 
-// Event is a schema 2.0 im.message.receive_v1 event with verification
-// token tok: a text message (text may hold @_user_N placeholders for
+// Event is a schema 2.0 im.message.receive_v1 event (header.app_id
+// empty: set it with WithAppID) with verification token tok: a text message (text may hold @_user_N placeholders for
 // mentions) from a user's open_id in chat (chatType p2p or group).
 func Event(tok, eventID, messageID, chatID, chatType, senderType, from, text string, mentions ...Mention) []byte {
 	content, _ := json.Marshal(map[string]string{"text": text})
@@ -252,13 +252,26 @@ func EventContent(tok, eventID, messageID, chatID, chatType, senderType, from, m
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	b, _ := json.Marshal(map[string]any{
 		"schema": "2.0",
-		"header": map[string]any{"event_id": eventID, "event_type": "im.message.receive_v1", "create_time": now, "token": tok, "app_id": "cli_fake", "tenant_key": "tk"},
+		"header": map[string]any{"event_id": eventID, "event_type": "im.message.receive_v1", "create_time": now, "token": tok, "app_id": "", "tenant_key": "tk"},
 		"event": map[string]any{
 			"sender": map[string]any{"sender_id": map[string]string{"open_id": from, "union_id": "on_" + from, "user_id": "u_" + from}, "sender_type": senderType, "tenant_key": "tk"},
 			"message": map[string]any{"message_id": messageID, "root_id": "", "parent_id": "", "create_time": now, "chat_id": chatID,
 				"chat_type": chatType, "message_type": msgType, "content": content, "mentions": ms},
 		},
 	})
+	return b
+}
+
+// WithAppID is event with header.app_id set to appID.
+func WithAppID(event []byte, appID string) []byte {
+	var m map[string]any
+	if json.Unmarshal(event, &m) != nil {
+		return event
+	}
+	if h, ok := m["header"].(map[string]any); ok {
+		h["app_id"] = appID
+	}
+	b, _ := json.Marshal(m)
 	return b
 }
 
