@@ -567,7 +567,7 @@ func FuzzParseUpdate(f *testing.F) {
 			if _, err := parseAddress(m.Reply); err != nil {
 				t.Fatalf("reply %q unreadable: %v", m.Reply, err)
 			}
-			if m.Text == "" && len(u.Message.Photo) == 0 {
+			if m.Text == "" && len(u.Message.images()) == 0 {
 				t.Fatalf("an empty message taken")
 			}
 		}
@@ -694,5 +694,27 @@ func TestWebhookLimits(t *testing.T) {
 	}
 	if n := len(f.host.Messages()); n != 0 {
 		t.Errorf("%d accepted", n)
+	}
+}
+
+func TestImageDocumentBecomesAnImagePart(t *testing.T) {
+	fake := faketelegram.New(token)
+	defer fake.Close()
+	png := []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89")
+	fake.AddFile("doc1", png)
+	withDoc := func(id int64, mime string) map[string]any {
+		u := faketelegram.Text(42, "private", 7, false, "", id)
+		m := u["message"].(map[string]any)
+		delete(m, "text")
+		m["document"] = map[string]any{"file_id": "doc1", "file_name": "shot.png", "mime_type": mime, "file_size": len(png)}
+		return u
+	}
+	fake.Push(withDoc(5, "application/pdf")) // not an image, no caption: not taken
+	fake.Push(withDoc(6, "image/png"))
+	f := newAdapter(t, fake.URL(), token, nil)
+	run(t, f.a)
+	got := next(t, f.host)
+	if got.ID != "42:6" || len(got.Images) != 1 || got.Images[0].MIME != "image/png" {
+		t.Errorf("document message %+v", got)
 	}
 }

@@ -36,6 +36,7 @@ type message struct {
 	Caption         string      `json:"caption"`
 	CaptionEntities []entity    `json:"caption_entities"`
 	Photo           []photoSize `json:"photo"`
+	Document        *document   `json:"document"`
 	ReplyTo         *struct {
 		From *user `json:"from"`
 	} `json:"reply_to_message"`
@@ -60,6 +61,26 @@ type entity struct {
 	Offset int    `json:"offset"`
 	Length int    `json:"length"`
 	User   *user  `json:"user"`
+}
+
+// document is a file; an image sent as a file (uncompressed) is taken
+// like a photo.
+type document struct {
+	FileID   string `json:"file_id"`
+	MIMEType string `json:"mime_type"`
+	FileSize int64  `json:"file_size"`
+}
+
+// images are the message's image sizes: its photo's, or an image
+// document as one size.
+func (m *message) images() []photoSize {
+	if len(m.Photo) > 0 {
+		return m.Photo
+	}
+	if d := m.Document; d != nil && strings.HasPrefix(d.MIMEType, "image/") && d.FileID != "" {
+		return []photoSize{{FileID: d.FileID, Width: 1, Height: 1, FileSize: d.FileSize}}
+	}
+	return nil
 }
 
 type photoSize struct {
@@ -98,7 +119,7 @@ func filter(u *update, me *user, requireMention bool) (channels.Message, bool) {
 	if text == "" {
 		text, ents = m.Caption, m.CaptionEntities
 	}
-	if text == "" && len(m.Photo) == 0 {
+	if text == "" && len(m.images()) == 0 {
 		return channels.Message{}, false // a service message: joins, pins, titles, ...
 	}
 	group := m.Chat.Type == "group" || m.Chat.Type == "supergroup"
@@ -113,7 +134,7 @@ func filter(u *update, me *user, requireMention bool) (channels.Message, bool) {
 		}
 	}
 	text = strings.TrimSpace(text)
-	if text == "" && len(m.Photo) == 0 {
+	if text == "" && len(m.images()) == 0 {
 		return channels.Message{}, false
 	}
 	chatID := strconv.FormatInt(m.Chat.ID, 10)
@@ -216,10 +237,10 @@ func spaceAfter(u16 []uint16, end int) int {
 // caption alone, with a note in the log).
 func (a *Adapter) toMessage(ctx context.Context, u *update, me *user) (channels.Message, bool) {
 	m, ok := filter(u, me, a.requireMention)
-	if !ok || len(u.Message.Photo) == 0 {
+	if !ok || len(u.Message.images()) == 0 {
 		return m, ok
 	}
-	part, err := a.photo(ctx, u.Message.Photo)
+	part, err := a.photo(ctx, u.Message.images())
 	if err != nil {
 		a.log.Warn("telegram: a photo could not be fetched", "id", m.ID, "err", channels.Redact(err.Error()))
 		if m.Text == "" {
