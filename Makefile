@@ -169,7 +169,8 @@ fuzz:
 	  gateway:FuzzClientAddr gateway:FuzzEdgeHeaders actors:FuzzGuard actors:FuzzPeekEnvelope cluster:FuzzKeyFile \
 	  inference/ollama:FuzzDecodeLineMatchesEncodingJSON inference/ollama:FuzzChatMatchesAPIClient inference/ollama:FuzzRequest \
 	  cache:FuzzDecodeEntry cache/resp:FuzzReadReply \
-	  channels/discord:FuzzGatewayPayload channels/discord:FuzzInteraction channels/discord:FuzzAddress; do \
+	  channels/discord:FuzzGatewayPayload channels/discord:FuzzInteraction channels/discord:FuzzAddress \
+	  channels/telegram:FuzzParseUpdate channels/feishu:FuzzOpen; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done

@@ -3,7 +3,9 @@ package main
 import (
 	"github.com/moltbot/moltbot/channels"
 	"github.com/moltbot/moltbot/channels/discord"
+	"github.com/moltbot/moltbot/channels/feishu"
 	"github.com/moltbot/moltbot/channels/slack"
+	"github.com/moltbot/moltbot/channels/telegram"
 	"github.com/moltbot/moltbot/channels/webhook"
 )
 
@@ -13,4 +15,6 @@ var channelTypes = []channels.Type{
 	webhook.Type(),
 	slack.Type(),
 	discord.Type(),
+	telegram.Type(),
+	feishu.Type(),
 }

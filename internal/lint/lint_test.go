@@ -69,6 +69,13 @@ var deps = map[string]allowed{
 	// tests and for test/channels/discord's discord.js check.
 	"channels/discord":             {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/discord/fakediscord"}},
 	"channels/discord/fakediscord": {},
+	// Telegram and Feishu adapters, written directly over their HTTP APIs;
+	// each carries a fake of its platform (checked by the platform's npm
+	// client in test/channels).
+	"channels/telegram":              {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/telegram/faketelegram"}},
+	"channels/telegram/faketelegram": {},
+	"channels/feishu":                {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/feishu/fakefeishu"}},
+	"channels/feishu/fakefeishu":     {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
@@ -164,6 +171,8 @@ var deps = map[string]allowed{
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
+	// The channels' fakes driven by the platforms' npm clients.
+	"test/channels": {tests: []string{"channels/telegram/faketelegram", "channels/feishu/fakefeishu"}},
 }
 
 // owners lists every outside module the code may import and the packages
