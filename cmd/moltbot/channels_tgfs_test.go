@@ -58,18 +58,9 @@ channels:
 `, tg, tgfsAppID, fs)
 }
 
-// startChannelsNode starts a node from text, or skips when the config
-// does not know channels: (a branch without the channels core: this test
-// runs once that is merged).
+// startChannelsNode starts a node from text.
 func startChannelsNode(t *testing.T, ws, text string) (*Node, *syncBuf) {
 	t.Helper()
-	path := filepath.Join(ws, "probe.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := configs.Load(path); err != nil && strings.Contains(err.Error(), "channels") && strings.Contains(err.Error(), "unknown key") {
-		t.Skipf("this build's config has no channels: (the channels core is not merged): %v", err)
-	}
 	return startNodeIn(t, ws, text, slog.LevelInfo)
 }
 
@@ -211,8 +202,8 @@ func TestClusterProcessesTelegramPoller(t *testing.T) {
 		fmt.Fprintf(f, "bots:\n  - {name: support, system: \"You are the support bot.\"}\nchannels:\n  - {name: tg, type: telegram, bot: support, token: \"${TG_TOKEN}\", api_url: %q}\n", tg.URL())
 		f.Close()
 	}
-	if _, err := configs.Load(filepath.Join(nodes[0].ws, "moltbot.yaml")); err != nil && strings.Contains(err.Error(), "unknown key") {
-		t.Skipf("this build's config has no channels: (the channels core is not merged): %v", err)
+	if _, err := configs.Load(filepath.Join(nodes[0].ws, "moltbot.yaml")); err != nil {
+		t.Fatal(err)
 	}
 	for _, n := range nodes {
 		n.start(t)
