@@ -75,6 +75,7 @@ type Node struct {
 	kbStage  *kb.Stage                // their stage before the model
 	shared   *actors.SharedMux        // what every member holds (nil alone): auth, usage, Node.sharePart's parts
 	rtRef    *atomic.Pointer[actors.Runtime]
+	chat     atomic.Pointer[chat.Service] // the edges' chat service, set by Start (the widget channels read it)
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -670,6 +671,7 @@ func (n *Node) Start() (err error) {
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(handoffRuntime{rt, ho.index}, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
 		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
+	n.chat.Store(chatSvc)
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots, KB: kbMgmt,
 		StorageHealth: store.Health, Handoff: ho}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
