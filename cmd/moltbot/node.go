@@ -75,7 +75,6 @@ type Node struct {
 	kbStage  *kb.Stage                // their stage before the model
 	shared   *actors.SharedMux        // what every member holds (nil alone): auth, usage, Node.sharePart's parts
 	rtRef    *atomic.Pointer[actors.Runtime]
-	chat     atomic.Pointer[chat.Service] // the edges' chat service, set by Start (the widget channels read it)
 	stopPeer context.CancelFunc // Peers.Run (cluster), nil alone
 	peerDone chan struct{}
 	certs    *certSource // server.tls, nil for plain HTTP
@@ -83,6 +82,10 @@ type Node struct {
 	served   chan error
 	stopOnce sync.Once
 	stopErr  error
+
+	// chat is the edges' chat service, set by Start: the widget channels
+	// read it at each request (channel_types.go).
+	chat atomic.Pointer[chat.Service]
 }
 
 // DataDir is the storage directory: storage.path, relative to the workspace.
