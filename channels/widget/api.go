@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -222,6 +223,7 @@ func (w *Widget) message(rw http.ResponseWriter, r *http.Request, v string) {
 		return
 	}
 	sw := newSSE(rw)
+	defer sw.release()
 	defer st.Close()
 	for ev := range st.Events() {
 		switch ev.Kind {
@@ -275,8 +277,24 @@ type sse struct {
 	started bool
 }
 
+// newSSE writes events to w; release gives it back when the stream is done.
 func newSSE(w http.ResponseWriter) *sse {
-	return &sse{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 1024)}
+	s := sseWriters.Get().(*sse)
+	*s = sse{w: w, rc: http.NewResponseController(w), buf: s.buf[:0]}
+	return s
+}
+
+// sseWriters are pooled with their buffers: a burst of tokens leaves in
+// one write of a few KB, which a fresh buffer would grow to every time.
+var sseWriters = sync.Pool{New: func() any { return &sse{buf: make([]byte, 0, 2048)} }}
+
+// release returns s to the pool; s is not used after.
+func (s *sse) release() {
+	if cap(s.buf) > 64<<10 {
+		return
+	}
+	*s = sse{buf: s.buf[:0]}
+	sseWriters.Put(s)
 }
 
 func (s *sse) start() {
@@ -361,6 +379,7 @@ func (w *Widget) events(rw http.ResponseWriter, r *http.Request, v string, exp t
 	}
 	defer st.Close()
 	sw := newSSE(rw)
+	defer sw.release()
 	sw.buf = append(sw.buf, ": following\n\n"...)
 	if sw.flush() != nil {
 		return

@@ -40,7 +40,7 @@ func (b botList) Bot(tenant, name string) *moltbot.Bot { return b[tenant+"/"+nam
 // model) and chat service, served at /channels/support/ as the core
 // mounts it (the prefix stripped).
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	rt   *actors.Runtime
 	chat *chat.Service
 	w    *Widget
@@ -53,7 +53,7 @@ func testOptions() map[string]string {
 		optTitle: "Shop <help>", optGreeting: "Hi! How can we help?"}
 }
 
-func newFixture(t *testing.T, opts map[string]string) *fixture {
+func newFixture(t testing.TB, opts map[string]string) *fixture {
 	t.Helper()
 	met := metrics.New("test")
 	bots := botList{"default/support": {Name: "support", Tenant: "default", System: "You are the shop's helper."}}
