@@ -1,0 +1,81 @@
+// Runs the web chat widget's script (served by a widget channel) in a DOM
+// (jsdom), as a shop's page that embeds it: node widget.mjs BASE KEY ORIGIN
+// where BASE is http://HOST/channels/NAME/. It opens the panel, waits for
+// the session (title, greeting), sends a message, waits for the streamed
+// reply, and prints what the panel shows and what the page stored as JSON
+// on stdout. The page's fetch adds the Origin a browser would send.
+import { JSDOM } from "jsdom";
+
+const [base, key, origin] = process.argv.slice(2);
+if (!base || !key || !origin) {
+  console.error("usage: node widget.mjs BASE KEY ORIGIN");
+  process.exit(2);
+}
+const deadline = setTimeout(() => { console.error("widget.mjs: timed out"); process.exit(3); }, 60000);
+
+const requests = [];
+const dom = new JSDOM(
+  `<!doctype html><html><head><title>Shop</title></head><body><h1>Shop</h1>` +
+  `<script src="${base}widget.js" data-key="${key}" async></script></body></html>`,
+  {
+    url: origin + "/products/1",
+    runScripts: "dangerously",
+    resources: "usable",
+    pretendToBeVisual: true,
+    beforeParse(window) {
+      window.fetch = (url, init = {}) => {
+        const headers = new Headers(init.headers || {});
+        headers.set("Origin", origin); // what a browser sends on a cross-origin call
+        requests.push(`${init.method || "GET"} ${new URL(url).pathname}`);
+        return fetch(url, { ...init, headers });
+      };
+      window.TextDecoder = TextDecoder;
+    },
+  },
+);
+const { window } = dom;
+window.addEventListener("error", (e) => { console.error("page error:", e.message); process.exit(4); });
+
+async function waitFor(what, fn) {
+  for (let i = 0; i < 2000; i++) {
+    const v = fn();
+    if (v) return v;
+    await new Promise((ok) => setTimeout(ok, 10));
+  }
+  throw new Error("waited in vain for " + what);
+}
+
+try {
+  const host = await waitFor("the widget's element", () => window.document.querySelector("[data-moltbot-widget]"));
+  const root = host.shadowRoot;
+  if (!root) throw new Error("no shadow root");
+  const launcher = root.querySelector(".mb-launcher");
+  const panel = root.querySelector(".mb-panel");
+  const hiddenBefore = panel.hidden;
+  launcher.click();
+  const title = await waitFor("the title", () => {
+    const t = root.querySelector(".mb-title").textContent;
+    return t !== "Chat" && t;
+  });
+  await waitFor("the greeting", () => root.querySelector(".mb-greeting"));
+  const input = root.querySelector(".mb-input");
+  input.value = "hello there";
+  root.querySelector(".mb-form").requestSubmit();
+  await waitFor("the reply", () => {
+    const bots = [...root.querySelectorAll(".mb-bot")].filter((b) => !b.classList.contains("mb-greeting"));
+    return bots.length === 1 && !bots[0].classList.contains("mb-typing") && bots[0].textContent;
+  });
+  const bubbles = [...root.querySelectorAll(".mb-msg")].map((b) => ({ cls: b.className, text: b.textContent }));
+  const stored = Object.keys(window.localStorage).map((k) => window.localStorage.getItem(k));
+  console.log(JSON.stringify({
+    hiddenBefore, hiddenAfter: panel.hidden, expanded: launcher.getAttribute("aria-expanded"),
+    title, bubbles, stored, requests, sendEnabled: !root.querySelector(".mb-send").disabled,
+    stylesheet: root.querySelector("link").href,
+  }));
+  clearTimeout(deadline);
+  window.close();
+  process.exit(0);
+} catch (e) {
+  console.error("widget.mjs:", e.message);
+  process.exit(1);
+}
