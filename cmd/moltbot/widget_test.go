@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,14 +52,12 @@ func readWidgetEvents(r io.Reader, out chan<- widgetEvent) {
 	}
 }
 
-// Issue 15's widget on a real node (the simulator as its model, auth on,
-// hand-off on): the channel type cmd registers, made with the node's chat
-// service and served as the core mounts it. A visitor's streamed turn
-// runs as the bot of tenant acme; asking for a person queues the
-// conversation (the stream says handoff); an agent of acme claims and
-// answers through the admin API, and the reply reaches the visitor's open
-// events stream and the history, marked as a person's.
-func TestWidgetOnNode(t *testing.T) {
+// widgetNode starts a node of widgetNodeConfig and serves its widget
+// channel "support" (the type cmd registers, made with the node's chat
+// service) as the core mounts it; it returns the node, the channel's base
+// URL and an agent key of acme.
+func widgetNode(t *testing.T) (*Node, string, string) {
+	t.Helper()
 	ws := filepath.Join(t.TempDir(), "ws")
 	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
 		t.Fatalf("init: %d %s %s", code, out, e)
@@ -70,7 +69,6 @@ func TestWidgetOnNode(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("agent key: %d %s", code, agent)
 	}
-
 	var typ *channels.Type
 	for _, ct := range n.channelTypes() {
 		if ct.Name == "widget" {
@@ -81,8 +79,8 @@ func TestWidgetOnNode(t *testing.T) {
 		t.Fatal("cmd registers no widget type")
 	}
 	cfg := channels.Config{Name: "support", Type: "widget", Bot: "support", Tenant: "acme", Conversations: channels.PerUser,
-		Options: map[string]string{"publishable_key": "pk_test_abcdefghijklmnopqrstuvwx", "origins": "https://acme.example",
-			"visitor_secret": strings.Repeat("s3cr3t-", 6)}}
+		Options: map[string]string{"publishable_key": widgetKey, "origins": widgetOrigin,
+			"visitor_secret": strings.Repeat("s3cr3t-", 6), "title": "Acme", "greeting": "Hello from Acme."}}
 	if err := typ.Check(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +89,26 @@ func TestWidgetOnNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.StripPrefix("/channels/support", a))
-	defer srv.Close()
-	api := srv.URL + "/channels/support/api/"
+	t.Cleanup(srv.Close)
+	return n, srv.URL + "/channels/support/", agent
+}
+
+const (
+	widgetKey    = "pk_test_abcdefghijklmnopqrstuvwx"
+	widgetOrigin = "https://acme.example"
+)
+
+// Issue 15's widget on a real node (the simulator as its model, auth on,
+// hand-off on): the channel type cmd registers, made with the node's chat
+// service and served as the core mounts it. A visitor's streamed turn
+// runs as the bot of tenant acme; asking for a person queues the
+// conversation (the stream says handoff); an agent of acme claims and
+// answers through the admin API, and the reply reaches the visitor's open
+// events stream and the history, marked as a person's.
+func TestWidgetOnNode(t *testing.T) {
+	n, base, agent := widgetNode(t)
+	op := strings.TrimSpace(string(must(os.ReadFile(filepath.Join(n.Workspace, adminKeyFile)))))
+	api := base + "api/"
 	do := func(ctx context.Context, method, path, tok, body string) *http.Response {
 		t.Helper()
 		var rd io.Reader
@@ -100,8 +116,8 @@ func TestWidgetOnNode(t *testing.T) {
 			rd = strings.NewReader(body)
 		}
 		req, _ := http.NewRequestWithContext(ctx, method, api+path, rd)
-		req.Header.Set("Origin", "https://acme.example")
-		req.Header.Set("X-Widget-Key", "pk_test_abcdefghijklmnopqrstuvwx")
+		req.Header.Set("Origin", widgetOrigin)
+		req.Header.Set("X-Widget-Key", widgetKey)
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
@@ -241,5 +257,81 @@ func TestWidgetTenantSpace(t *testing.T) {
 	}
 	if _, ok := n.tenantSpace("made"); ok {
 		t.Error("a deleted tenant has a space")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// The script in a DOM (test/widget/widget.mjs, jsdom) against the node:
+// after the bot's streamed answer, the visitor asks for a person; the
+// script then follows the conversation, and the agent's reply, sent
+// through the admin API, appears in the panel as a person's, once.
+func TestWidgetDOMHandoff(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: the script is not run in a DOM")
+	}
+	dir, _ := filepath.Abs("../../test/widget")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "jsdom")); err != nil {
+		t.Skip("test/widget's npm packages are not installed (make widget-deps): the script is not run in a DOM")
+	}
+	n, base, agent := widgetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "widget.mjs", base, widgetKey, widgetOrigin, "handoff")
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	lines := bufio.NewScanner(out)
+	lines.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	if !lines.Scan() || lines.Text() != `{"queued":true}` {
+		t.Fatalf("the script: %q %v\n%s", lines.Text(), cmd.Wait(), stderr.String())
+	}
+	q := listQueue(t, n, agent)
+	if len(q.Data) != 1 {
+		t.Fatalf("acme's queue: %+v", q)
+	}
+	id := q.Data[0].Conversation
+	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/handoff/"+id+"/claim", agent, `{"epoch":1}`); code != 200 {
+		t.Fatalf("claim: %d %s", code, body)
+	}
+	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/handoff/"+id+"/reply", agent, `{"epoch":2,"text":"Alice here: I will check your order."}`); code != 200 {
+		t.Fatalf("reply: %d %s", code, body)
+	}
+	if !lines.Scan() {
+		t.Fatalf("the script ended: %v\n%s", cmd.Wait(), stderr.String())
+	}
+	var got struct {
+		Title   string
+		Bubbles []struct{ Cls, Text string }
+	}
+	if err := json.Unmarshal(lines.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, lines.Text())
+	}
+	var texts []string
+	agentReplies := 0
+	for _, b := range got.Bubbles {
+		texts = append(texts, strings.TrimSpace(b.Cls)+": "+b.Text)
+		if strings.Contains(b.Cls, "mb-agent") {
+			agentReplies++
+		}
+	}
+	all := strings.Join(texts, "\n")
+	if got.Title != "Acme" || agentReplies != 1 || !strings.Contains(all, "mb-msg mb-bot mb-agent: Alice here: I will check your order.") ||
+		strings.Count(all, "mb-user: human please") != 1 || strings.Count(all, "mb-user: hello there") != 1 || len(got.Bubbles) != 6 {
+		t.Fatalf("the panel shows:\n%s", all)
 	}
 }

@@ -1,12 +1,15 @@
 // Runs the web chat widget's script (served by a widget channel) in a DOM
 // (jsdom), as a shop's page that embeds it: node widget.mjs BASE KEY ORIGIN
-// where BASE is http://HOST/channels/NAME/. It opens the panel, waits for
-// the session (title, greeting), sends a message, waits for the streamed
-// reply, and prints what the panel shows and what the page stored as JSON
-// on stdout. The page's fetch adds the Origin a browser would send.
+// [handoff] where BASE is http://HOST/channels/NAME/. It opens the panel,
+// waits for the session (title, greeting), sends a message, waits for the
+// streamed reply, and prints what the panel shows and what the page stored
+// as JSON on stdout. With handoff it then asks for a person, prints
+// {"queued":true} once the reply says so and the script follows the
+// conversation, and waits for a person's reply (the test sends it) before
+// the final JSON. The page's fetch adds the Origin a browser would send.
 import { JSDOM } from "jsdom";
 
-const [base, key, origin] = process.argv.slice(2);
+const [base, key, origin, mode] = process.argv.slice(2);
 if (!base || !key || !origin) {
   console.error("usage: node widget.mjs BASE KEY ORIGIN");
   process.exit(2);
@@ -37,7 +40,7 @@ const { window } = dom;
 window.addEventListener("error", (e) => { console.error("page error:", e.message); process.exit(4); });
 
 async function waitFor(what, fn) {
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < 5000; i++) {
     const v = fn();
     if (v) return v;
     await new Promise((ok) => setTimeout(ok, 10));
@@ -65,6 +68,15 @@ try {
     const bots = [...root.querySelectorAll(".mb-bot")].filter((b) => !b.classList.contains("mb-greeting"));
     return bots.length === 1 && !bots[0].classList.contains("mb-typing") && bots[0].textContent;
   });
+  if (mode === "handoff") {
+    input.value = "human please";
+    root.querySelector(".mb-form").requestSubmit();
+    await waitFor("the hand-off's notice and the events stream", () =>
+      !root.querySelector(".mb-send").disabled && root.querySelectorAll(".mb-bot").length === 3 &&
+      panel.hasAttribute("data-following"));
+    console.log(JSON.stringify({ queued: true }));
+    await waitFor("a person's reply", () => root.querySelector(".mb-agent"));
+  }
   const bubbles = [...root.querySelectorAll(".mb-msg")].map((b) => ({ cls: b.className, text: b.textContent }));
   const stored = Object.keys(window.localStorage).map((k) => window.localStorage.getItem(k));
   console.log(JSON.stringify({

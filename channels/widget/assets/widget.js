@@ -16,6 +16,8 @@
   try { token = window.localStorage.getItem(store); } catch (e) { /* storage refused: a session per page */ }
   var shown = {}; // message ids on screen
   var following = false;
+  var sending = false; // a message's reply is streaming in
+  var later = []; // the bot's messages the events stream brought meanwhile
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -169,6 +171,15 @@
 
   // follow keeps the events stream open once a person was asked for: their
   // replies come there, not in a request of ours.
+  // Once following, the history is read again: what was said before the
+  // stream was in place is not missed (render skips what is shown).
+  async function catchUp() {
+    try {
+      var res = await call("history", { method: "GET" });
+      if (res.ok) ((await res.json()).data || []).forEach(render);
+    } catch (e) { /* the next subscription tries again */ }
+  }
+
   async function follow() {
     if (following) return;
     following = true;
@@ -179,8 +190,17 @@
         if (res.ok) {
           wait = 2000;
           await events(res, function (kind, data) {
-            if (kind === "message") render(data);
+            if (kind === "subscribed") {
+              panel.setAttribute("data-following", "");
+              catchUp();
+            } else if (kind === "message") {
+              // The reply to a message being sent is shown by its own
+              // stream; the events stream's copy waits until it is done.
+              if (sending && data.role === "assistant" && !data.agent) later.push(data);
+              else render(data);
+            }
           });
+          panel.removeAttribute("data-following");
         } else if (res.status !== 429 && res.status < 500) {
           following = false;
           return;
@@ -203,11 +223,14 @@
     if (!text) return;
     input.value = "";
     send.disabled = true;
+    sending = true;
     var mine = bubble("user", text);
+    var mid = id();
+    shown["x:w:" + mid] = true; // the stored message's id (an external id's)
     var reply = null;
     try {
       await start();
-      var res = await call("messages", { method: "POST", body: JSON.stringify({ content: text, id: id() }) });
+      var res = await call("messages", { method: "POST", body: JSON.stringify({ content: text, id: mid }) });
       if (!res.ok) {
         mine.classList.add("mb-failed");
         note(res.status === 429 ? "Please wait a moment before writing again." : await problem(res));
@@ -241,6 +264,8 @@
     } finally {
       if (reply && reply.classList.contains("mb-typing")) reply.remove();
       send.disabled = false;
+      sending = false;
+      later.splice(0).forEach(render);
     }
   });
 
