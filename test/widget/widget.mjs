@@ -66,7 +66,8 @@ try {
   root.querySelector(".mb-form").requestSubmit();
   await waitFor("the reply", () => {
     const bots = [...root.querySelectorAll(".mb-bot")].filter((b) => !b.classList.contains("mb-greeting"));
-    return bots.length === 1 && !bots[0].classList.contains("mb-typing") && bots[0].textContent;
+    return bots.length === 1 && !bots[0].classList.contains("mb-typing") && bots[0].textContent &&
+      !root.querySelector(".mb-send").disabled; // the stream read to its end
   });
   if (mode === "handoff") {
     input.value = "human please";
