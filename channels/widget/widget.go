@@ -43,9 +43,9 @@ type Core struct {
 	// Chat is the node's chat service; nil while the node starts (503).
 	Chat *chat.Service
 	// Space is where tenant's conversations live (auth's Tenant.Space: the
-	// id, with its incarnation for a tenant made through the API); false
-	// when the tenant does not exist (any more).
-	Space func(tenant string) (string, bool)
+	// id, with its incarnation for a tenant made through the API); an
+	// error when the tenant does not exist (any more).
+	Space func(tenant string) (string, error)
 }
 
 // Type is the widget channel type; core is called at each request.
@@ -299,8 +299,8 @@ func (w *Widget) service(v string) (*chat.Service, *moltbot.Principal, error) {
 	}
 	space := w.tenant()
 	if c.Space != nil {
-		s, ok := c.Space(space)
-		if !ok {
+		s, err := c.Space(space)
+		if err != nil {
 			return nil, nil, moltbot.Errorf(moltbot.EForbidden, "the widget's tenant %q does not exist", space)
 		}
 		space = s

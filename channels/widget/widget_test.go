@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -70,7 +71,12 @@ func newFixture(t testing.TB, opts map[string]string) *fixture {
 	host := &channeltest.Host{}
 	cfg := channels.Config{Name: "support", Type: "widget", Bot: "support", Tenant: "default", Conversations: channels.PerUser, Options: opts}
 	typ := Type(func() Core {
-		return Core{Chat: svc, Space: func(tenant string) (string, bool) { return tenant, tenant == "default" }}
+		return Core{Chat: svc, Space: func(tenant string) (string, error) {
+			if tenant != "default" {
+				return "", errors.New("no such tenant")
+			}
+			return tenant, nil
+		}}
 	})
 	if err := typ.Check(cfg); err != nil {
 		t.Fatal(err)

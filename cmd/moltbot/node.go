@@ -83,9 +83,9 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	// chat is the edges' chat service, set by Start: the widget channels
+	// chatSvc is the edges' chat service, set by Start: the widget channels
 	// read it at each request (channel_types.go).
-	chat atomic.Pointer[chat.Service]
+	chatSvc atomic.Pointer[chat.Service]
 }
 
 // DataDir is the storage directory: storage.path, relative to the workspace.
@@ -674,7 +674,7 @@ func (n *Node) Start() (err error) {
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(handoffRuntime{rt, ho.index}, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
 		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
-	n.chat.Store(chatSvc)
+	n.chatSvc.Store(chatSvc)
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots, KB: kbMgmt,
 		StorageHealth: store.Health, Handoff: ho}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),

@@ -230,7 +230,7 @@ func TestWidgetOnNode(t *testing.T) {
 	}
 }
 
-// tenantSpace answers a tenant made through the API with its incarnation,
+// widgetSpace answers a tenant made through the API with its incarnation,
 // a config tenant with its id, and no space for a tenant that is not.
 func TestWidgetTenantSpace(t *testing.T) {
 	ws := filepath.Join(t.TempDir(), "ws")
@@ -243,19 +243,22 @@ func TestWidgetTenantSpace(t *testing.T) {
 	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/tenants", op, `{"id":"made"}`); code != 201 && code != 200 {
 		t.Fatalf("tenant: %d %s", code, body)
 	}
-	if s, ok := n.tenantSpace("acme"); !ok || s != "acme" {
-		t.Errorf("acme: %q %v", s, ok)
+	if s, err := n.widgetSpace("acme"); err != nil || s != "acme" {
+		t.Errorf("acme: %q %v", s, err)
 	}
-	if s, ok := n.tenantSpace("made"); !ok || !strings.HasPrefix(s, "made:") {
-		t.Errorf("made: %q %v", s, ok)
+	if s, err := n.widgetSpace("made"); err != nil || !strings.HasPrefix(s, "made:") {
+		t.Errorf("made: %q %v", s, err)
 	}
-	if _, ok := n.tenantSpace("nobody"); ok {
+	if s, err := n.widgetSpace("default"); err != nil || s != "default" {
+		t.Errorf("default: %q %v", s, err)
+	}
+	if _, err := n.widgetSpace("nobody"); err == nil {
 		t.Error("a tenant that does not exist has a space")
 	}
 	if code, body := authedDo(t, "DELETE", n.URL()+"/v1/admin/tenants/made", op, ""); code != 200 && code != 204 {
 		t.Fatalf("delete: %d %s", code, body)
 	}
-	if _, ok := n.tenantSpace("made"); ok {
+	if _, err := n.widgetSpace("made"); err == nil {
 		t.Error("a deleted tenant has a space")
 	}
 }
