@@ -186,11 +186,9 @@ func parseMessage(body io.Reader, maxBytes int) (messageRequest, error) {
 // ({"error"}). Headers leave with the first event, so an error before it
 // is a plain JSON error with its status.
 func (w *Widget) message(rw http.ResponseWriter, r *http.Request, v string) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeError(rw, &moltbot.Error{Code: codeMediaType, Message: "the body is application/json"})
-			return
-		}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(rw, &moltbot.Error{Code: codeMediaType, Message: "the body is application/json (Content-Type)"})
+		return
 	}
 	req, err := parseMessage(r.Body, w.o.maxMsg)
 	if err != nil {

@@ -607,6 +607,7 @@ func TestMessageChecks(t *testing.T) {
 		{`{"content":"hi","id":"` + strings.Repeat("a", 65) + `"}`, "application/json", 400, "id"},
 		{`["hi"]`, "application/json", 400, ""},
 		{`{"content":"hi"}`, "text/plain", 415, ""},
+		{`{"content":"hi"}`, "", 415, ""},
 		{`{"content":"` + strings.Repeat("x", maxMessageBody) + `"}`, "application/json", 413, ""},
 	} {
 		code, body := post(c.body, c.ctype)
