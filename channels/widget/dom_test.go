@@ -80,3 +80,44 @@ func TestWidgetInDOM(t *testing.T) {
 		t.Errorf("the script's calls: %q", got.Requests)
 	}
 }
+
+// The channel's own page in a DOM: it loads widget.js from the node, shows
+// the panel at once (no launcher), and its same-origin calls (a browser's
+// Sec-Fetch-Site) open a session and stream a reply.
+func TestWidgetPageInDOM(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: the page is not run in a DOM")
+	}
+	dir, _ := filepath.Abs("../../test/widget")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "jsdom")); err != nil {
+		t.Skip("test/widget's npm packages are not installed (make widget-deps): the page is not run in a DOM")
+	}
+	f := newFixture(t, testOptions())
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "widget.mjs", f.srv.URL+"/channels/support/", testKey, shop, "page")
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node widget.mjs page: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		Launcher, Full, HiddenBefore bool
+		Title, PageTitle             string
+		Bubbles                      []struct{ Cls, Text string }
+		Stored                       []string
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got.Launcher || !got.Full || got.HiddenBefore || got.Title != "Shop <help>" || got.PageTitle != "Shop <help>" || len(got.Stored) != 1 {
+		t.Fatalf("the page: %+v", got)
+	}
+	h := f.history(got.Stored[0])
+	if len(got.Bubbles) != 3 || len(h.Data) != 2 || got.Bubbles[2].Text != h.Data[1].Content {
+		t.Fatalf("the page shows %+v; the history %+v", got.Bubbles, h)
+	}
+}

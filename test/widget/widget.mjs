@@ -1,12 +1,14 @@
 // Runs the web chat widget's script (served by a widget channel) in a DOM
 // (jsdom), as a shop's page that embeds it: node widget.mjs BASE KEY ORIGIN
-// [handoff] where BASE is http://HOST/channels/NAME/. It opens the panel,
+// [handoff|page] where BASE is http://HOST/channels/NAME/. It opens the panel,
 // waits for the session (title, greeting), sends a message, waits for the
 // streamed reply, and prints what the panel shows and what the page stored
 // as JSON on stdout. With handoff it then asks for a person, prints
 // {"queued":true} once the reply says so and the script follows the
 // conversation, and waits for a person's reply (the test sends it) before
-// the final JSON. The page's fetch adds the Origin a browser would send.
+// the final JSON. With page it loads the channel's own page from the node
+// instead (the panel shown at once, same-origin calls). The page's fetch
+// adds the headers a browser would send (Origin, Sec-Fetch-Site).
 import { JSDOM } from "jsdom";
 
 const [base, key, origin, mode] = process.argv.slice(2);
@@ -17,24 +19,32 @@ if (!base || !key || !origin) {
 const deadline = setTimeout(() => { console.error("widget.mjs: timed out"); process.exit(3); }, 60000);
 
 const requests = [];
-const dom = new JSDOM(
+const page = mode === "page"; // the channel's own page, served by the node
+const options = {
+  runScripts: "dangerously",
+  resources: "usable",
+  pretendToBeVisual: true,
+  beforeParse(window) {
+    window.fetch = (url, init = {}) => {
+      const headers = new Headers(init.headers || {});
+      const method = init.method || "GET";
+      if (page) {
+        // A same-origin call: Sec-Fetch-Site says so; Origin only on a POST.
+        headers.set("Sec-Fetch-Site", "same-origin");
+        if (method !== "GET") headers.set("Origin", new URL(base).origin);
+      } else {
+        headers.set("Origin", origin); // what a browser sends on a cross-origin call
+      }
+      requests.push(`${method} ${new URL(url).pathname}`);
+      return fetch(url, { ...init, headers });
+    };
+    window.TextDecoder = TextDecoder;
+  },
+};
+const dom = page ? await JSDOM.fromURL(base, options) : new JSDOM(
   `<!doctype html><html><head><title>Shop</title></head><body><h1>Shop</h1>` +
   `<script src="${base}widget.js" data-key="${key}" async></script></body></html>`,
-  {
-    url: origin + "/products/1",
-    runScripts: "dangerously",
-    resources: "usable",
-    pretendToBeVisual: true,
-    beforeParse(window) {
-      window.fetch = (url, init = {}) => {
-        const headers = new Headers(init.headers || {});
-        headers.set("Origin", origin); // what a browser sends on a cross-origin call
-        requests.push(`${init.method || "GET"} ${new URL(url).pathname}`);
-        return fetch(url, { ...init, headers });
-      };
-      window.TextDecoder = TextDecoder;
-    },
-  },
+  { ...options, url: origin + "/products/1" },
 );
 const { window } = dom;
 window.addEventListener("error", (e) => { console.error("page error:", e.message); process.exit(4); });
@@ -55,7 +65,7 @@ try {
   const launcher = root.querySelector(".mb-launcher");
   const panel = root.querySelector(".mb-panel");
   const hiddenBefore = panel.hidden;
-  launcher.click();
+  if (launcher) launcher.click(); // the page shows the panel at once
   const title = await waitFor("the title", () => {
     const t = root.querySelector(".mb-title").textContent;
     return t !== "Chat" && t;
@@ -81,7 +91,8 @@ try {
   const bubbles = [...root.querySelectorAll(".mb-msg")].map((b) => ({ cls: b.className, text: b.textContent }));
   const stored = Object.keys(window.localStorage).map((k) => window.localStorage.getItem(k));
   console.log(JSON.stringify({
-    hiddenBefore, hiddenAfter: panel.hidden, expanded: launcher.getAttribute("aria-expanded"),
+    hiddenBefore, hiddenAfter: panel.hidden, expanded: launcher ? launcher.getAttribute("aria-expanded") : "",
+    launcher: !!launcher, full: panel.classList.contains("mb-full"), pageTitle: window.document.title,
     title, bubbles, stored, requests, sendEnabled: !root.querySelector(".mb-send").disabled,
     stylesheet: root.querySelector("link").href,
   }));
