@@ -394,7 +394,7 @@ func (w *Widget) events(rw http.ResponseWriter, r *http.Request, v string, exp t
 		for range evs {
 		}
 	}()
-	tick := time.NewTicker(keepAlive)
+	tick := time.NewTicker(w.keepAlive)
 	defer tick.Stop()
 	for {
 		select {

@@ -83,7 +83,7 @@ const (
 	maxClients        = 1 << 14  // client addresses with a new-visitor bucket
 	maxStreamsVisitor = 2        // events streams a visitor holds open on a node
 	maxHistory        = 200      // the newest messages GET history answers
-	keepAlive         = 15 * time.Second
+	defaultKeepAlive  = 15 * time.Second
 	writeTimeout      = 30 * time.Second
 	corsMaxAge        = "600"
 	keyHeader         = "X-Widget-Key"
@@ -106,6 +106,7 @@ type Widget struct {
 	assetsOnce sync.Once
 	page       asset // GET / (this channel's page)
 	now        func() time.Time
+	keepAlive  time.Duration // an events stream's comment when quiet, and its token's check
 }
 
 // New makes a widget channel (no I/O).
@@ -122,7 +123,7 @@ func New(c channels.Config, h channels.Host, core func() Core) (*Widget, error) 
 	}
 	w := &Widget{cfg: c, o: o, host: h, core: core,
 		sign: signer{channel: c.Name, secret: o.secret}, conv: "widget:" + c.Name + ":", origin: "widget:" + c.Name,
-		visitors: newBuckets(o.rate, maxVisitors), fresh: newBuckets(o.fresh, maxClients), now: time.Now}
+		visitors: newBuckets(o.rate, maxVisitors), fresh: newBuckets(o.fresh, maxClients), now: time.Now, keepAlive: defaultKeepAlive}
 	return w, nil
 }
 

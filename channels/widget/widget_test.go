@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -684,6 +685,41 @@ func TestEventsStream(t *testing.T) {
 	}
 	if got[0].Role != "user" || got[0].Content != "second" || got[1].ID != done.Message.ID || got[1].Content != done.Message.Content {
 		t.Fatalf("followed: %+v, done %+v", got, done)
+	}
+}
+
+// An events stream ends with an error event once its token has expired
+// (checked at each keep-alive).
+func TestEventsEndWithTheToken(t *testing.T) {
+	f := newFixture(t, testOptions())
+	s := f.session("")
+	f.say(s.Token, "first", "")
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	f.w.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	f.w.keepAlive = 5 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/channels/support/api/events", nil)
+	req.Header.Set("Origin", shop)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("events: %v %v", err, res)
+	}
+	defer res.Body.Close()
+	ch := make(chan event, 64)
+	go readEvents(res.Body, ch)
+	if ev := <-ch; ev.kind != "subscribed" {
+		t.Fatalf("first event: %+v", ev)
+	}
+	clock.Store(time.Unix(s.Expires, 0).UnixNano())
+	var last event
+	for ev := range ch {
+		last = ev
+	}
+	if last.kind != "error" || !strings.Contains(last.data, `"code":"unauthorized"`) || !strings.Contains(last.data, "expired") {
+		t.Fatalf("the stream ended with %+v", last)
 	}
 }
 
