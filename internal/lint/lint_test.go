@@ -52,10 +52,6 @@ var deps = map[string]allowed{
 	// channels: the adapters' contract and helpers; channeltest a Host in memory.
 	"channels":             {code: []string{"."}},
 	"channels/channeltest": {code: []string{"channels"}},
-	// The web chat widget streams turns itself: an edge of the chat
-	// service (as the gateway is), besides an adapter of the contract.
-	"channels/widget": {code: []string{".", "channels", "chat", "internal/jsonw"},
-		tests: []string{"actors", "channels/channeltest", "inference/sim", "internal/metrics", "storage"}},
 	"inference/failover":   {},
 	"actors/pb":            {},
 
@@ -153,6 +149,11 @@ var deps = map[string]allowed{
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
+
+	// The web chat widget streams turns itself: an edge of the chat
+	// service (as the gateway is), besides an adapter of the contract.
+	"channels/widget": {code: []string{".", "channels", "chat", "internal/jsonw"},
+		tests: []string{"actors", "channels/channeltest", "inference/sim", "internal/metrics", "storage"}},
 }
 
 // owners lists every outside module the code may import and the packages
