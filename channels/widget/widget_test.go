@@ -892,3 +892,71 @@ func FuzzMessageBody(f *testing.F) {
 		}
 	})
 }
+
+// X-Forwarded-For: no input panics, and the answer is the peer or an
+// address the header named.
+func FuzzClientAddr(f *testing.F) {
+	for _, seed := range []string{"198.51.100.1", "1.2.3.4, 10.0.0.9", "junk", "", ",,,", "::ffff:10.0.0.1, 2001:db8::1", "10.0.0.1 , 10.0.0.2"} {
+		f.Add("10.0.0.2:1234", seed)
+		f.Add("203.0.113.5:80", seed)
+	}
+	proxies, _ := parseOptions(map[string]string{optKey: testKey, optOrigins: shop, optSecret: testSecret, optProxies: "10.0.0.0/8, ::ffff:10.0.0.0/104"})
+	f.Fuzz(func(t *testing.T, peer, xff string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Forwarded-For", xff)
+		got := clientAddr(r, proxies.proxies)
+		if got == "" && peer != "" && !strings.HasPrefix(peer, ":") {
+			t.Fatalf("%q %q: no address", peer, xff)
+		}
+		if got != strings.TrimSpace(got) {
+			t.Fatalf("%q %q: %q", peer, xff, got)
+		}
+	})
+}
+
+// Any request to the widget, with any headers, answers without a panic;
+// an API call from an origin that is not the channel's gets no CORS
+// header and a JSON error.
+func FuzzRequest(f *testing.F) {
+	typ := Type(func() Core { return Core{} }) // no chat service: calls that pass the checks get 502
+	a, err := typ.New(channels.Config{Name: "support", Type: "widget", Bot: "b", Options: testOptions()}, &channeltest.Host{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	w := a.(*Widget)
+	good := w.sign.sign(newVisitorID(), time.Now().Add(time.Hour))
+	for _, seed := range [][6]string{
+		{"POST", "/api/session", shop, "", testKey, "{}"},
+		{"POST", "/api/messages", shop, "Bearer " + good, "", `{"content":"hi"}`},
+		{"GET", "/api/history", "https://evil.example", "Bearer " + good, "", ""},
+		{"OPTIONS", "/api/messages", shop, "", "", ""},
+		{"GET", "/", "", "", "", ""},
+		{"GET", "/widget.js", "", "", "", ""},
+		{"GET", "/api/events", "null", "bearer x", "", ""},
+		{"PUT", "/api/../widget.js", shop, "", "", ""},
+	} {
+		f.Add(seed[0], seed[1], seed[2], seed[3], seed[4], seed[5])
+	}
+	f.Fuzz(func(t *testing.T, method, path, origin, auth, key, body string) {
+		r, err := http.NewRequest(method, "http://node"+path, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Authorization", auth)
+		r.Header.Set(keyHeader, key)
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Access-Control-Request-Method", "POST")
+		rec := httptest.NewRecorder()
+		w.ServeHTTP(rec, r)
+		if rec.Code < 200 || rec.Code > 599 {
+			t.Fatalf("status %d", rec.Code)
+		}
+		if strings.HasPrefix(r.URL.Path, "/api/") && !w.o.origins[origin] {
+			if rec.Header().Get("Access-Control-Allow-Origin") != "" || rec.Code != 403 || !strings.HasPrefix(rec.Body.String(), `{"error":`) {
+				t.Fatalf("%s %s from %q: %d %v %s", method, path, origin, rec.Code, rec.Header(), rec.Body)
+			}
+		}
+	})
+}
