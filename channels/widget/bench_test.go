@@ -15,7 +15,7 @@ import (
 // A visitor token checked (HMAC-SHA256 and the parse): every API call
 // pays it once.
 func BenchmarkTokenVerify(b *testing.B) {
-	s := signer{channel: "support", secret: []byte(testSecret)}
+	s := newSigner("support", []byte(testSecret))
 	tok := s.sign(newVisitorID(), time.Now().Add(time.Hour))
 	now := time.Now()
 	b.ReportAllocs()

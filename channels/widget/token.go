@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,6 +42,12 @@ var (
 type signer struct {
 	channel string
 	secret  []byte
+	macs    *sync.Pool // of keyed HMACs, reset before each use; nil: a new one each time
+}
+
+func newSigner(channel string, secret []byte) signer {
+	return signer{channel: channel, secret: secret,
+		macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
 }
 
 // newVisitorID is a fresh random visitor id.
@@ -49,20 +57,31 @@ func newVisitorID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// mac is the signature of the token's body ("v1.<visitor>.<expires>").
-func (s *signer) mac(body string) []byte {
-	h := hmac.New(sha256.New, s.secret)
-	h.Write([]byte(tokenDomain))
-	h.Write([]byte(s.channel))
-	h.Write([]byte{0})
-	h.Write([]byte(body))
-	return h.Sum(nil)
+// mac appends the signature of the token's body ("v1.<visitor>.<expires>")
+// to dst.
+func (s *signer) mac(dst []byte, body string) []byte {
+	var h hash.Hash
+	if s.macs != nil {
+		h = s.macs.Get().(hash.Hash)
+		h.Reset()
+		defer s.macs.Put(h)
+	} else {
+		h = hmac.New(sha256.New, s.secret)
+	}
+	var buf [160]byte
+	b := append(buf[:0], tokenDomain...)
+	b = append(b, s.channel...)
+	b = append(b, 0)
+	b = append(b, body...)
+	h.Write(b)
+	return h.Sum(dst)
 }
 
 // sign returns visitor's token, good until expires.
 func (s *signer) sign(visitor string, expires time.Time) string {
 	body := tokenVersion + "." + visitor + "." + strconv.FormatInt(expires.Unix(), 10)
-	return body + "." + base64.RawURLEncoding.EncodeToString(s.mac(body))
+	var sum [32]byte
+	return body + "." + base64.RawURLEncoding.EncodeToString(s.mac(sum[:0], body))
 }
 
 // verify returns the visitor a token names and when it expires, or why
@@ -73,12 +92,13 @@ func (s *signer) verify(tok string, now time.Time) (visitor string, expires time
 	if !ok {
 		return "", time.Time{}, errTokenMalformed
 	}
-	want := s.mac(tok[:len(tok)-signatureLen-1])
-	got := make([]byte, 32)
-	if n, err := base64.RawURLEncoding.Decode(got, []byte(sig)); err != nil || n != 32 {
+	var wantBuf, got [32]byte
+	want := s.mac(wantBuf[:0], tok[:len(tok)-signatureLen-1])
+	var sigBuf [signatureLen]byte
+	if n, err := base64.RawURLEncoding.Decode(got[:], append(sigBuf[:0], sig...)); err != nil || n != 32 {
 		return "", time.Time{}, errTokenMalformed
 	}
-	if !hmac.Equal(got, want) {
+	if !hmac.Equal(got[:], want) {
 		return "", time.Time{}, errTokenForged
 	}
 	expires = time.Unix(exp, 0)

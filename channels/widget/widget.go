@@ -122,7 +122,7 @@ func New(c channels.Config, h channels.Host, core func() Core) (*Widget, error) 
 		return nil, optionError("type", "the widget needs the node's chat service (cmd wires widget.Type)")
 	}
 	w := &Widget{cfg: c, o: o, host: h, core: core,
-		sign: signer{channel: c.Name, secret: o.secret}, conv: "widget:" + c.Name + ":", origin: "widget:" + c.Name,
+		sign: newSigner(c.Name, o.secret), conv: "widget:" + c.Name + ":", origin: "widget:" + c.Name,
 		visitors: newBuckets(o.rate, maxVisitors), fresh: newBuckets(o.fresh, maxClients), now: time.Now, keepAlive: defaultKeepAlive}
 	return w, nil
 }
