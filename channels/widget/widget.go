@@ -148,7 +148,12 @@ func (w *Widget) Typing(ctx context.Context, address string) error { return nil 
 func (w *Widget) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if path == "" {
-		path = "/"
+		// /channels/NAME without its slash: the page's relative URLs
+		// (widget.js) need it. A relative Location resolves against the
+		// URL the browser asked for, whatever prefix the core stripped.
+		rw.Header().Set("Location", w.cfg.Name+"/")
+		rw.WriteHeader(http.StatusMovedPermanently)
+		return
 	}
 	if api, ok := strings.CutPrefix(path, "/api/"); ok {
 		w.serveAPI(rw, r, api)

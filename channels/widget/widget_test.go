@@ -261,6 +261,16 @@ func TestAssetsServed(t *testing.T) {
 	if strings.Contains(page, " on") && regexp.MustCompile(`\son[a-z]+=`).MatchString(page) {
 		t.Errorf("the page has an inline handler: %s", page)
 	}
+	// /channels/support without its slash: to the page's URL.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if res, err := noFollow.Get(f.srv.URL + "/channels/support"); err != nil || res.StatusCode != 301 || res.Header.Get("Location") != "support/" {
+		t.Errorf("GET /channels/support: %v %v", err, res)
+	} else if loc, _ := res.Request.URL.Parse(res.Header.Get("Location")); loc.Path != "/channels/support/" {
+		t.Errorf("the redirect resolves to %s", loc)
+	}
+	if res, body := f.do("GET", "", ""); res.StatusCode != 200 || !strings.Contains(body, "<title>") {
+		t.Errorf("GET /channels/support/: %d", res.StatusCode)
+	}
 	if res, _ := f.do("POST", "widget.js", ""); res.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST widget.js: %d", res.StatusCode)
 	}
