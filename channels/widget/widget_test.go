@@ -57,11 +57,17 @@ func testOptions() map[string]string {
 }
 
 func newFixture(t testing.TB, opts map[string]string) *fixture {
+	return newFixtureSim(t, opts, sim.Options{Tokens: 6, Seed: 1}, 10*time.Second)
+}
+
+// newFixtureSim is newFixture with the simulator's options and the
+// provider's timeout.
+func newFixtureSim(t testing.TB, opts map[string]string, so sim.Options, timeout time.Duration) *fixture {
 	t.Helper()
 	met := metrics.New("test")
 	bots := botList{"default/support": {Name: "support", Tenant: "default", System: "You are the shop's helper."}}
 	rt, err := actors.New(actors.Config{Bots: bots,
-		Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 6, Seed: 1}), MaxInFlight: 8, Timeout: 10 * time.Second}},
+		Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", so), MaxInFlight: 8, Timeout: timeout}},
 		Chain:     []moltbot.ModelRef{{Provider: "sim", Model: "sim"}},
 		Store:     storage.NewMemory(), Metrics: met, HealthInterval: time.Hour,
 	})
@@ -696,6 +702,47 @@ func TestEventsStream(t *testing.T) {
 	}
 	if got[0].Role != "user" || got[0].Content != "second" || got[1].ID != done.Message.ID || got[1].Content != done.Message.Content {
 		t.Fatalf("followed: %+v, done %+v", got, done)
+	}
+}
+
+// A visitor who leaves while the reply streams ends the turn (the model
+// call canceled, not left to its ten-minute timeout): the reply is stored
+// as far as it came, marked incomplete.
+func TestVisitorLeavesMidReply(t *testing.T) {
+	f := newFixtureSim(t, testOptions(), sim.Options{Tokens: 6, Seed: 1, StallAfter: 2}, 10*time.Minute)
+	s := f.session("")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rctx, leave := context.WithCancel(ctx)
+	req, _ := http.NewRequestWithContext(rctx, "POST", f.srv.URL+"/channels/support/api/messages", strings.NewReader(`{"content":"tell me a long story"}`))
+	req.Header.Set("Origin", shop)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("messages: %v %v", err, res)
+	}
+	ch := make(chan event, 64)
+	go readEvents(res.Body, ch)
+	if ev := <-ch; ev.kind != "token" {
+		t.Fatalf("first event: %+v", ev)
+	}
+	leave() // the visitor closes the tab; the model holds its stream open
+	res.Body.Close()
+	p := f.w.principal("default", s.Visitor)
+	for {
+		c, err := f.chat.Get(ctx, p, f.w.conversation(s.Visitor))
+		if err == nil && len(c.Messages) == 2 {
+			if m := c.Messages[1]; !m.Incomplete || m.Content == "" {
+				t.Fatalf("the reply as stored: %+v", m)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the turn was not canceled when the visitor left: %+v %v", c, err)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
