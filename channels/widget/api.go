@@ -13,7 +13,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/channels"
 	"github.com/moltbot/moltbot/chat"
+	"github.com/moltbot/moltbot/inference/openaiwire"
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
@@ -65,12 +67,14 @@ func (w *Widget) session(rw http.ResponseWriter, r *http.Request) {
 }
 
 // messageJSON is a message as a visitor sees it: no model names, no
-// tool calls; an agent's reply says so.
+// tool calls; an agent's reply says so; images are counted, not sent
+// back (the page shows its own while it lives).
 type messageJSON struct {
 	ID         string `json:"id"`
 	Role       string `json:"role"` // user, assistant
 	Content    string `json:"content"`
 	Created    int64  `json:"created"` // Unix seconds
+	Images     int    `json:"images,omitempty"`
 	Agent      bool   `json:"agent,omitempty"`
 	Incomplete bool   `json:"incomplete,omitempty"`
 }
@@ -81,11 +85,17 @@ func visible(m *moltbot.Message) (messageJSON, bool) {
 	if m.Role != moltbot.RoleUser && m.Role != moltbot.RoleAssistant {
 		return messageJSON{}, false
 	}
+	images := 0
+	for i := range m.Parts {
+		if m.Parts[i].Type == moltbot.PartImage {
+			images++
+		}
+	}
 	text := m.Text()
-	if text == "" {
+	if text == "" && images == 0 {
 		return messageJSON{}, false
 	}
-	return messageJSON{ID: m.ID, Role: string(m.Role), Content: text, Created: m.Created / 1000,
+	return messageJSON{ID: m.ID, Role: string(m.Role), Content: text, Created: m.Created / 1000, Images: images,
 		Agent: strings.HasPrefix(m.Model, "agent/"), Incomplete: m.Incomplete}, true
 }
 
@@ -136,14 +146,39 @@ type messageRequest struct {
 	// same message sent again (a retry after a dropped connection) is not
 	// a second turn; its stored reply is answered.
 	ID string `json:"id"`
+	// Images are attached images as data URLs (data:image/png;base64,...),
+	// at most maxImages of at most max_image_bytes each.
+	Images []string `json:"images"`
 }
 
-// parseMessage reads a message body: one JSON object with a non-empty
-// content of at most maxBytes bytes of UTF-8, and an optional id; any
-// other field, a second value or a body over maxMessageBody is refused.
-func parseMessage(body io.Reader, maxBytes int) (messageRequest, error) {
-	var req messageRequest
-	b, err := io.ReadAll(io.LimitReader(body, maxMessageBody+1))
+// maxImages is how many images one message may carry.
+const maxImages = 2
+
+// message is a parsed message: its text and, with images, its parts.
+type message struct {
+	messageRequest
+	parts []moltbot.Part // nil for text only
+}
+
+// bodyCap is the largest message body: the text (escaped, at worst six
+// bytes a byte) and the images (base64) with room for the JSON, within
+// what the core lets through (channels.MaxBody).
+func (o *options) bodyCap() int {
+	n := 6*o.maxMsg + 4<<10
+	if o.maxImage > 0 {
+		n += maxImages * (o.maxImage/3 + 1) * 4
+	}
+	return min(n, channels.MaxBody)
+}
+
+// parseMessage reads a message body: one JSON object with a content of at
+// most o.maxMsg bytes of UTF-8 (not blank unless images come), an
+// optional id and optional images; any other field, a second value or a
+// body over o.bodyCap is refused.
+func parseMessage(body io.Reader, o *options) (message, error) {
+	var req message
+	limit := o.bodyCap()
+	b, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -151,13 +186,13 @@ func parseMessage(body io.Reader, maxBytes int) (messageRequest, error) {
 		}
 		return req, moltbot.Errorf(moltbot.EInvalid, "reading the body: %v", err)
 	}
-	if len(b) > maxMessageBody {
-		return req, &moltbot.Error{Code: moltbot.ETooLarge, Message: "a message's body is at most 64 KiB"}
+	if len(b) > limit {
+		return req, &moltbot.Error{Code: moltbot.ETooLarge, Message: "a message's body is at most " + itoa(limit) + " bytes"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, &moltbot.Error{Code: moltbot.EInvalid, Message: "the body is one JSON object {\"content\": \"...\", \"id\": \"...\"}: " + clipPath(err.Error())}
+	if err := dec.Decode(&req.messageRequest); err != nil {
+		return req, &moltbot.Error{Code: moltbot.EInvalid, Message: "the body is one JSON object {\"content\": \"...\", \"id\": \"...\", \"images\": [...]}: " + clipPath(err.Error())}
 	}
 	if dec.More() {
 		return req, moltbot.Errorf(moltbot.EInvalid, "the body holds more than one JSON value")
@@ -166,15 +201,38 @@ func parseMessage(body io.Reader, maxBytes int) (messageRequest, error) {
 		return req, moltbot.Errorf(moltbot.EInvalid, "the body holds more than one JSON value")
 	}
 	switch {
-	case strings.TrimSpace(req.Content) == "":
+	case strings.TrimSpace(req.Content) == "" && len(req.Images) == 0:
 		return req, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content is the message's text, not empty"}
-	case len(req.Content) > maxBytes:
+	case len(req.Content) > o.maxMsg:
 		return req, &moltbot.Error{Code: moltbot.ETooLarge, Param: "content",
-			Message: "content is " + itoa(len(req.Content)) + " bytes; a message is at most " + itoa(maxBytes) + " (max_message_bytes)"}
+			Message: "content is " + itoa(len(req.Content)) + " bytes; a message is at most " + itoa(o.maxMsg) + " (max_message_bytes)"}
 	case !utf8.ValidString(req.Content):
 		return req, &moltbot.Error{Code: moltbot.EInvalid, Param: "content", Message: "content is not valid UTF-8"}
 	case req.ID != "" && !moltbot.ValidRequestID(req.ID):
 		return req, &moltbot.Error{Code: moltbot.EInvalid, Param: "id", Message: "id is 1-64 of A-Z a-z 0-9 . _ : -"}
+	case len(req.Images) > 0 && o.maxImage == 0:
+		return req, &moltbot.Error{Code: moltbot.EInvalid, Param: "images", Message: "this widget takes no images (max_image_bytes: 0)"}
+	case len(req.Images) > maxImages:
+		return req, &moltbot.Error{Code: moltbot.EInvalid, Param: "images", Message: "a message carries at most " + itoa(maxImages) + " images"}
+	}
+	if len(req.Images) == 0 {
+		return req, nil
+	}
+	req.parts = make([]moltbot.Part, 0, len(req.Images)+1)
+	if req.Content != "" {
+		req.parts = append(req.parts, moltbot.Part{Type: moltbot.PartText, Text: req.Content})
+	}
+	for i, u := range req.Images {
+		mt, data, err := openaiwire.DecodeImageURL(u, o.maxImage)
+		if err != nil {
+			code := moltbot.EInvalid
+			var ie *openaiwire.ImageError
+			if errors.As(err, &ie) && ie.TooLarge {
+				code = moltbot.ETooLarge
+			}
+			return req, &moltbot.Error{Code: code, Param: "images[" + itoa(i) + "]", Message: "images[" + itoa(i) + "]: " + err.Error() + " (max_image_bytes)"}
+		}
+		req.parts = append(req.parts, moltbot.Part{Type: moltbot.PartImage, MIME: mt, Data: data})
 	}
 	return req, nil
 }
@@ -190,7 +248,7 @@ func (w *Widget) message(rw http.ResponseWriter, r *http.Request, v string) {
 		writeError(rw, &moltbot.Error{Code: codeMediaType, Message: "the body is application/json (Content-Type)"})
 		return
 	}
-	req, err := parseMessage(r.Body, w.o.maxMsg)
+	req, err := parseMessage(r.Body, w.o)
 	if err != nil {
 		writeError(rw, err)
 		return
@@ -201,7 +259,7 @@ func (w *Widget) message(rw http.ResponseWriter, r *http.Request, v string) {
 		return
 	}
 	id := w.conversation(v)
-	in := moltbot.TurnInput{Content: req.Content}
+	in := moltbot.TurnInput{Content: req.Content, Parts: req.parts}
 	if req.ID != "" {
 		in.ExternalID = "w:" + req.ID
 	}

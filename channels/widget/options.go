@@ -22,9 +22,10 @@ const (
 	optTTL         = "visitor_ttl"
 	optMaxMessage  = "max_message_bytes"
 	optProxies     = "trusted_proxies"
+	optMaxImage    = "max_image_bytes"
 )
 
-var optionKeys = []string{optKey, optOrigins, optAnyOrigin, optTitle, optGreeting, optSecret, optRate, optNewVisitors, optTTL, optMaxMessage, optProxies}
+var optionKeys = []string{optKey, optOrigins, optAnyOrigin, optTitle, optGreeting, optSecret, optRate, optNewVisitors, optTTL, optMaxMessage, optMaxImage, optProxies}
 
 var requiredKeys = []string{optKey, optOrigins, optSecret}
 
@@ -35,6 +36,8 @@ const (
 	defaultTTL         = 30 * 24 * time.Hour
 	defaultMaxMessage  = 4000
 	maxMaxMessage      = 32 << 10
+	defaultMaxImage    = 256 << 10
+	maxMaxImage        = 360 << 10 // two, in base64, within the core's 1 MiB body cap
 	defaultTitle       = "Chat"
 	maxTitle           = 80
 	maxGreeting        = 1000
@@ -56,6 +59,7 @@ type options struct {
 	fresh    rateSpec // new visitors per client address
 	ttl      time.Duration
 	maxMsg   int
+	maxImage int // bytes of an attached image; 0: none taken
 	proxies  []netip.Prefix
 }
 
@@ -97,7 +101,7 @@ func parseOptions(o map[string]string) (*options, error) {
 			return nil, optionError(k, "required by a widget channel")
 		}
 	}
-	out := &options{title: defaultTitle, ttl: defaultTTL, maxMsg: defaultMaxMessage}
+	out := &options{title: defaultTitle, ttl: defaultTTL, maxMsg: defaultMaxMessage, maxImage: defaultMaxImage}
 	key := o[optKey]
 	if !strings.HasPrefix(key, "pk_") || len(key)-3 < minKeyTail || len(key) > maxKey || !tokenChars(key[3:]) {
 		return nil, optionError(optKey, "a publishable key is pk_ and %d to %d letters, digits, '-' or '_' (it is public: it goes in the page's script tag)", minKeyTail, maxKey-3)
@@ -171,6 +175,13 @@ func parseOptions(o map[string]string) (*options, error) {
 			return nil, optionError(optMaxMessage, "is a number of bytes from 1 to %d, not %q", maxMaxMessage, s)
 		}
 		out.maxMsg = n
+	}
+	if s := strings.TrimSpace(o[optMaxImage]); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > maxMaxImage {
+			return nil, optionError(optMaxImage, "is a number of bytes from 0 (no images) to %d, not %q", maxMaxImage, s)
+		}
+		out.maxImage = n
 	}
 	for _, s := range strings.Split(o[optProxies], ",") {
 		if s = strings.TrimSpace(s); s == "" {

@@ -77,12 +77,11 @@ func checkName(name string) error {
 
 // Limits a configuration does not change.
 const (
-	maxSessionBody    = 4 << 10  // POST session: its body is not read beyond this
-	maxMessageBody    = 64 << 10 // POST messages: JSON of one message
-	maxVisitors       = 1 << 16  // visitors with a rate-limit bucket on a node
-	maxClients        = 1 << 14  // client addresses with a new-visitor bucket
-	maxStreamsVisitor = 2        // events streams a visitor holds open on a node
-	maxHistory        = 200      // the newest messages GET history answers
+	maxSessionBody    = 4 << 10 // POST session: its body is not read beyond this
+	maxVisitors       = 1 << 16 // visitors with a rate-limit bucket on a node
+	maxClients        = 1 << 14 // client addresses with a new-visitor bucket
+	maxStreamsVisitor = 2       // events streams a visitor holds open on a node
+	maxHistory        = 200     // the newest messages GET history answers
 	defaultKeepAlive  = 15 * time.Second
 	writeTimeout      = 30 * time.Second
 	corsMaxAge        = "600"

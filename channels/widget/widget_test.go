@@ -3,6 +3,7 @@ package widget
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -626,7 +627,7 @@ func TestMessageChecks(t *testing.T) {
 		{`["hi"]`, "application/json", 400, ""},
 		{`{"content":"hi"}`, "text/plain", 415, ""},
 		{`{"content":"hi"}`, "", 415, ""},
-		{`{"content":"` + strings.Repeat("x", maxMessageBody) + `"}`, "application/json", 413, ""},
+		{`{"content":"` + strings.Repeat("x", channels.MaxBody) + `"}`, "application/json", 413, ""},
 	} {
 		code, body := post(c.body, c.ctype)
 		if code != c.code {
@@ -823,6 +824,8 @@ func TestOptions(t *testing.T) {
 		{optTTL, "1000d", optTTL},
 		{optMaxMessage, "0", optMaxMessage},
 		{optMaxMessage, "100000", optMaxMessage},
+		{optMaxImage, "-1", optMaxImage},
+		{optMaxImage, "1000000", optMaxImage},
 		{optTitle, strings.Repeat("t", 81), optTitle},
 		{optGreeting, strings.Repeat("g", 1001), optGreeting},
 		{optProxies, "10.0.0.0/33", optProxies},
@@ -931,22 +934,100 @@ func FuzzToken(f *testing.F) {
 	})
 }
 
-// Message bodies: no input panics; what is accepted is within the caps.
+// tinyPNG is a 1x1 PNG as a data URL.
+const tinyPNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+
+// A visitor may attach images (data URLs): they reach the conversation as
+// image parts of the user's message; the history counts them. Bad,
+// mislabelled, linked, too many or too large images are refused naming
+// images[i], and none with max_image_bytes: 0.
+func TestImages(t *testing.T) {
+	o := testOptions()
+	o[optRate] = "100/min"
+	o[optMaxImage] = "1000"
+	f := newFixture(t, o)
+	s := f.session("")
+	post := func(body string) (int, string) {
+		res, b := f.do("POST", "api/messages", body, "Origin", shop, "Content-Type", "application/json", "Authorization", "Bearer "+s.Token)
+		return res.StatusCode, b
+	}
+	if code, body := post(`{"content":"what is this?","images":["` + tinyPNG + `"]}`); code != 200 || !strings.Contains(body, "event: done") {
+		t.Fatalf("a message with an image: %d %s", code, body)
+	}
+	if code, body := post(`{"images":["` + tinyPNG + `"]}`); code != 200 || !strings.Contains(body, "event: done") {
+		t.Fatalf("an image alone: %d %s", code, body)
+	}
+	c, err := f.chat.Get(context.Background(), f.w.principal("default", s.Visitor), f.w.conversation(s.Visitor))
+	if err != nil || len(c.Messages) != 4 {
+		t.Fatalf("the conversation: %+v %v", c, err)
+	}
+	m := c.Messages[0]
+	if m.Content != "what is this?" || len(m.Parts) != 2 || m.Parts[1].Type != moltbot.PartImage || m.Parts[1].MIME != "image/png" {
+		t.Fatalf("the user's message: %+v", m)
+	}
+	h := f.history(s.Token)
+	if len(h.Data) != 4 || h.Data[0].Images != 1 || h.Data[0].Content != "what is this?" || h.Data[2].Images != 1 || h.Data[2].Content != "" {
+		t.Fatalf("history: %+v", h)
+	}
+	big := "data:image/png;base64," + base64.StdEncoding.EncodeToString(append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 1200)...))
+	for _, c := range []struct {
+		images string
+		code   int
+		param  string
+	}{
+		{`["` + tinyPNG + `","` + tinyPNG + `","` + tinyPNG + `"]`, 400, "images"},
+		{`["data:image/png;base64,!!!"]`, 400, "images[0]"},
+		{`["data:image/gif;base64,iVBORw0KGgo="]`, 400, "images[0]"},
+		{`["https://example.com/cat.png"]`, 400, "images[0]"},
+		{`["data:text/html;base64,PGI+"]`, 400, "images[0]"},
+		{`["` + tinyPNG + `","` + big + `"]`, 413, "images[1]"},
+	} {
+		code, body := post(`{"content":"x","images":` + c.images + `}`)
+		if code != c.code || !strings.Contains(body, `"param":"`+c.param+`"`) {
+			t.Errorf("%.80s: %d %s", c.images, code, body)
+		}
+	}
+	o[optMaxImage] = "0"
+	g := newFixture(t, o)
+	gs := g.session("")
+	res, body := g.do("POST", "api/messages", `{"content":"x","images":["`+tinyPNG+`"]}`, "Origin", shop, "Content-Type", "application/json", "Authorization", "Bearer "+gs.Token)
+	if res.StatusCode != 400 || !strings.Contains(body, "max_image_bytes: 0") {
+		t.Fatalf("an image to a widget without images: %d %s", res.StatusCode, body)
+	}
+}
+
+// Message bodies: no input panics; what is accepted is within the caps,
+// its images decoded, typed and within max_image_bytes.
 func FuzzMessageBody(f *testing.F) {
 	for _, seed := range []string{`{"content":"hi"}`, `{"content":"hi","id":"abc"}`, `{}`, `{"content":""}`, `[`, `{"content":"\ud800"}`,
-		`{"content":"hi"}{}`, `{"content":"hi","x":1}`, `null`, `{"content":null}`, "{\"content\":\"\xff\"}"} {
+		`{"content":"hi"}{}`, `{"content":"hi","x":1}`, `null`, `{"content":null}`, "{\"content\":\"\xff\"}",
+		`{"content":"look","images":["` + tinyPNG + `"]}`, `{"images":["` + tinyPNG + `","` + tinyPNG + `"]}`,
+		`{"images":["data:image/png;base64,AAAA"]}`, `{"images":["https://example.com/a.png"]}`, `{"images":[""]}`, `{"images":null}`} {
 		f.Add([]byte(seed))
 	}
+	o := &options{maxMsg: 100, maxImage: 200}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := parseMessage(strings.NewReader(string(body)), 100)
+		req, err := parseMessage(strings.NewReader(string(body)), o)
 		if err != nil {
 			if moltbot.ErrorCode(err) != moltbot.EInvalid && moltbot.ErrorCode(err) != moltbot.ETooLarge {
 				t.Fatalf("%q: %v", body, err)
 			}
 			return
 		}
-		if strings.TrimSpace(req.Content) == "" || len(req.Content) > 100 || req.ID != "" && !moltbot.ValidRequestID(req.ID) {
+		if strings.TrimSpace(req.Content) == "" && len(req.Images) == 0 || len(req.Content) > 100 || req.ID != "" && !moltbot.ValidRequestID(req.ID) {
 			t.Fatalf("accepted %q: %+v", body, req)
+		}
+		images := 0
+		for _, p := range req.parts {
+			if p.Type == moltbot.PartImage {
+				images++
+				if len(p.Data) == 0 || len(p.Data) > 200 || !strings.HasPrefix(p.MIME, "image/") {
+					t.Fatalf("accepted %q: image %+v", body, p)
+				}
+			}
+		}
+		if images != len(req.Images) || images > maxImages || images > 0 && moltbot.TextOf(req.parts) != req.Content {
+			t.Fatalf("accepted %q: %d images, parts %+v", body, len(req.Images), req.parts)
 		}
 	})
 }

@@ -151,8 +151,9 @@ var deps = map[string]allowed{
 	"test/acceptance": {tests: []string{"internal/testutil"}},
 
 	// The web chat widget streams turns itself: an edge of the chat
-	// service (as the gateway is), besides an adapter of the contract.
-	"channels/widget": {code: []string{".", "channels", "chat", "internal/jsonw"},
+	// service (as the gateway is), besides an adapter of the contract;
+	// openaiwire decodes its visitors' images (data URLs), as the gateway's.
+	"channels/widget": {code: []string{".", "channels", "chat", "inference/openaiwire", "internal/jsonw"},
 		tests: []string{"actors", "channels/channeltest", "inference/sim", "internal/metrics", "storage"}},
 }
 
