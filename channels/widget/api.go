@@ -27,6 +27,8 @@ type sessionJSON struct {
 	New      bool   `json:"new"`     // a new visitor (no token, or one no longer good)
 	Title    string `json:"title"`
 	Greeting string `json:"greeting,omitempty"`
+	// MaxImageBytes is the largest image a message may attach (0: none).
+	MaxImageBytes int `json:"max_image_bytes"`
 }
 
 // session hands out a visitor token: the one a valid token names, with
@@ -63,7 +65,7 @@ func (w *Widget) session(rw http.ResponseWriter, r *http.Request) {
 	}
 	exp := now.Add(w.o.ttl).Truncate(time.Second)
 	writeJSON(rw, http.StatusOK, sessionJSON{Token: w.sign.sign(v, exp), Visitor: v, Expires: exp.Unix(), New: fresh,
-		Title: w.o.title, Greeting: w.o.greeting})
+		Title: w.o.title, Greeting: w.o.greeting, MaxImageBytes: w.o.maxImage})
 }
 
 // messageJSON is a message as a visitor sees it: no model names, no

@@ -121,3 +121,44 @@ func TestWidgetPageInDOM(t *testing.T) {
 		t.Fatalf("the page shows %+v; the history %+v", got.Bubbles, h)
 	}
 }
+
+// An image chosen in the panel's file input goes with the next message:
+// the panel shows it, the conversation stores it as an image part.
+func TestWidgetImageInDOM(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: the script is not run in a DOM")
+	}
+	dir, _ := filepath.Abs("../../test/widget")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "jsdom")); err != nil {
+		t.Skip("test/widget's npm packages are not installed (make widget-deps): the script is not run in a DOM")
+	}
+	f := newFixture(t, testOptions())
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "widget.mjs", f.srv.URL+"/channels/support/", testKey, shop, "image")
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node widget.mjs image: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		Bubbles []struct {
+			Cls, Text string
+			Images    []string
+		}
+		Stored []string
+	}
+	if err := json.Unmarshal(out, &got); err != nil || len(got.Stored) != 1 {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(got.Bubbles) != 5 || got.Bubbles[3].Text != "and this?" || len(got.Bubbles[3].Images) != 1 || got.Bubbles[3].Images[0] != "data:image/png;base64,"[:22] {
+		t.Fatalf("the panel shows %+v", got.Bubbles)
+	}
+	h := f.history(got.Stored[0])
+	if len(h.Data) != 4 || h.Data[2].Content != "and this?" || h.Data[2].Images != 1 {
+		t.Fatalf("history: %+v", h)
+	}
+}

@@ -1,13 +1,14 @@
 // Runs the web chat widget's script (served by a widget channel) in a DOM
 // (jsdom), as a shop's page that embeds it: node widget.mjs BASE KEY ORIGIN
-// [handoff|page] where BASE is http://HOST/channels/NAME/. It opens the panel,
+// [handoff|page|image] where BASE is http://HOST/channels/NAME/. It opens the panel,
 // waits for the session (title, greeting), sends a message, waits for the
 // streamed reply, and prints what the panel shows and what the page stored
 // as JSON on stdout. With handoff it then asks for a person, prints
 // {"queued":true} once the reply says so and the script follows the
 // conversation, and waits for a person's reply (the test sends it) before
 // the final JSON. With page it loads the channel's own page from the node
-// instead (the panel shown at once, same-origin calls). The page's fetch
+// instead (the panel shown at once, same-origin calls). With image it
+// attaches a PNG to a second message. The page's fetch
 // adds the headers a browser would send (Origin, Sec-Fetch-Site).
 import { JSDOM } from "jsdom";
 
@@ -79,6 +80,19 @@ try {
     return bots.length === 1 && !bots[0].classList.contains("mb-typing") && bots[0].textContent &&
       !root.querySelector(".mb-send").disabled; // the stream read to its end
   });
+  if (mode === "image") {
+    // A 1x1 PNG chosen in the file input, sent with the next message.
+    const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==", "base64");
+    const picker = root.querySelector(".mb-attach input");
+    Object.defineProperty(picker, "files", { configurable: true, value: [new window.File([png], "dot.png", { type: "image/png" })] });
+    picker.dispatchEvent(new window.Event("change"));
+    await waitFor("the image read", () => root.querySelector(".mb-attach").textContent === "+1");
+    input.value = "and this?";
+    root.querySelector(".mb-form").requestSubmit();
+    await waitFor("the second reply", () =>
+      [...root.querySelectorAll(".mb-bot")].filter((b) => !b.classList.contains("mb-greeting")).length === 2 &&
+      !root.querySelector(".mb-typing") && !root.querySelector(".mb-send").disabled);
+  }
   if (mode === "handoff") {
     input.value = "human please";
     root.querySelector(".mb-form").requestSubmit();
@@ -88,7 +102,9 @@ try {
     console.log(JSON.stringify({ queued: true }));
     await waitFor("a person's reply", () => root.querySelector(".mb-agent"));
   }
-  const bubbles = [...root.querySelectorAll(".mb-msg")].map((b) => ({ cls: b.className, text: b.textContent }));
+  const bubbles = [...root.querySelectorAll(".mb-msg")].map((b) => ({
+    cls: b.className, text: b.textContent, images: [...b.querySelectorAll("img")].map((i) => i.src.slice(0, 22)),
+  }));
   const stored = Object.keys(window.localStorage).map((k) => window.localStorage.getItem(k));
   console.log(JSON.stringify({
     hiddenBefore, hiddenAfter: panel.hidden, expanded: launcher ? launcher.getAttribute("aria-expanded") : "",

@@ -50,6 +50,18 @@
   input.placeholder = "Write a message";
   var send = el("button", "mb-send", "Send");
   send.type = "submit";
+  // Images: chosen with a file input, sent as data URLs (at most two).
+  var attach = el("label", "mb-attach", "+");
+  attach.title = "Attach an image";
+  var files = el("input");
+  files.type = "file";
+  files.accept = "image/png,image/jpeg,image/gif,image/webp";
+  files.multiple = true;
+  files.hidden = true;
+  files.setAttribute("aria-label", "Attach an image");
+  attach.appendChild(files);
+  var attached = []; // data URLs waiting for the next message
+  form.appendChild(attach);
   form.appendChild(input);
   form.appendChild(send);
   panel.appendChild(head);
@@ -87,8 +99,26 @@
   function render(m) {
     if (m.id && shown[m.id]) return;
     if (m.id) shown[m.id] = true;
-    bubble(m.role === "user" ? "user" : "bot", m.content, m.agent ? "mb-agent" : "");
+    var text = m.content;
+    if (m.images) text += (text ? " " : "") + "[" + m.images + (m.images > 1 ? " images]" : " image]");
+    bubble(m.role === "user" ? "user" : "bot", text, m.agent ? "mb-agent" : "");
   }
+
+  var maxImage = 256 * 1024; // the session says the channel's limit
+  files.addEventListener("change", function () {
+    var list = Array.prototype.slice.call(files.files || [], 0, 2 - attached.length);
+    files.value = "";
+    list.forEach(function (f) {
+      if (f.size > maxImage) { note("That image is too large (" + Math.round(f.size / 1024) + " KB; at most " + Math.round(maxImage / 1024) + " KB)."); return; }
+      var r = new FileReader();
+      r.onload = function () {
+        if (attached.length < 2) attached.push(String(r.result));
+        attach.textContent = "+" + attached.length;
+        attach.appendChild(files);
+      };
+      r.readAsDataURL(f);
+    });
+  });
 
   function note(text) { bubble("note", text); }
 
@@ -114,6 +144,8 @@
     token = s.token;
     try { window.localStorage.setItem(store, token); } catch (e) { /* kept for this page only */ }
     title.textContent = s.title || "Chat";
+    if (s.max_image_bytes !== undefined) maxImage = s.max_image_bytes;
+    attach.hidden = !maxImage;
     return s;
   }
 
@@ -220,17 +252,26 @@
   form.addEventListener("submit", async function (ev) {
     ev.preventDefault();
     var text = input.value.trim();
-    if (!text) return;
+    var images = attached.splice(0);
+    attach.textContent = "+";
+    attach.appendChild(files);
+    if (!text && !images.length) return;
     input.value = "";
     send.disabled = true;
     sending = true;
     var mine = bubble("user", text);
+    images.forEach(function (u) {
+      var img = el("img", "mb-thumb");
+      img.alt = "an attached image";
+      img.src = u;
+      mine.appendChild(img);
+    });
     var mid = id();
     shown["x:w:" + mid] = true; // the stored message's id (an external id's)
     var reply = null;
     try {
       await start();
-      var res = await call("messages", { method: "POST", body: JSON.stringify({ content: text, id: mid }) });
+      var res = await call("messages", { method: "POST", body: JSON.stringify(images.length ? { content: text, id: mid, images: images } : { content: text, id: mid }) });
       if (!res.ok) {
         mine.classList.add("mb-failed");
         note(res.status === 429 ? "Please wait a moment before writing again." : await problem(res));
