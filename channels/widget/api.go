@@ -417,7 +417,7 @@ func (s *sse) fail(err error) {
 // message (each message stored: the visitor's, the bot's, a person's),
 // comments every 15 s while quiet, and error when it ends (the
 // conversation deleted, the token expired, a follower too slow). At most
-// two a visitor on a node.
+// two a visitor and eight a client address on a node.
 func (w *Widget) events(rw http.ResponseWriter, r *http.Request, v string, exp time.Time) {
 	if !w.open.hold(v, maxStreamsVisitor) {
 		writeError(rw, &moltbot.Error{Code: moltbot.ERateLimited, RetryAfter: 5 * time.Second,
@@ -425,6 +425,16 @@ func (w *Widget) events(rw http.ResponseWriter, r *http.Request, v string, exp t
 		return
 	}
 	defer w.open.leave(v)
+	// Visitors are cheap to make (new_visitors an address): the address's
+	// streams are bounded too, or one address could hold the tenant's
+	// subscriptions on this node (chat's MaxSubscriptions a space).
+	client := w.clientKey(r)
+	if !w.openAt.hold(client, maxStreamsClient) {
+		writeError(rw, &moltbot.Error{Code: moltbot.ERateLimited, RetryAfter: 5 * time.Second,
+			Message: "this address follows " + itoa(maxStreamsClient) + " conversations already; close one"})
+		return
+	}
+	defer w.openAt.leave(client)
 	svc, p, err := w.service(v)
 	if err != nil {
 		writeError(rw, err)

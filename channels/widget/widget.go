@@ -81,6 +81,7 @@ const (
 	maxVisitors       = 1 << 16 // visitors with a rate-limit bucket on a node
 	maxClients        = 1 << 14 // client addresses with a new-visitor bucket
 	maxStreamsVisitor = 2       // events streams a visitor holds open on a node
+	maxStreamsClient  = 8       // and a client address (each holds one of the space's subscriptions)
 	maxHistory        = 200     // the newest messages GET history answers
 	defaultKeepAlive  = 15 * time.Second
 	writeTimeout      = 30 * time.Second
@@ -101,6 +102,7 @@ type Widget struct {
 	visitors *buckets // every API call of a visitor
 	fresh    *buckets // new visitors per client address
 	open     streams  // events streams per visitor
+	openAt   streams  // events streams per client address
 
 	assetsOnce sync.Once
 	page       asset // GET / (this channel's page)

@@ -747,6 +747,69 @@ func TestVisitorLeavesMidReply(t *testing.T) {
 	}
 }
 
+// One address holds at most eight events streams on a node, whatever
+// number of visitors it made.
+func TestEventsPerAddress(t *testing.T) {
+	o := testOptions()
+	o[optRate] = "1000/min" // the retries below are not what is limited here
+	f := newFixture(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	open := func(tok string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/channels/support/api/events", nil)
+		req.Header.Set("Origin", shop)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	var held []*http.Response
+	defer func() {
+		for _, r := range held {
+			r.Body.Close()
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		s := f.session("")
+		f.say(s.Token, "hi", "")
+		for j := 0; j < 2; j++ {
+			res := open(s.Token)
+			if len(held) < maxStreamsClient {
+				if res.StatusCode != 200 {
+					t.Fatalf("stream %d: %d", len(held), res.StatusCode)
+				}
+				held = append(held, res)
+				continue
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 429 || !strings.Contains(string(b), "this address follows") {
+				t.Fatalf("stream %d of the address: %d %s", len(held)+1, res.StatusCode, b)
+			}
+		}
+	}
+	held[0].Body.Close()
+	held = held[1:]
+	// Its place is given back once the handler sees the stream closed.
+	s := f.session("")
+	f.say(s.Token, "hi", "")
+	for {
+		res := open(s.Token)
+		if res.StatusCode == 200 {
+			held = append(held, res)
+			break
+		}
+		res.Body.Close()
+		select {
+		case <-ctx.Done():
+			t.Fatal("a closed stream's place was not given back")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // An events stream ends with an error event once its token has expired
 // (checked at each keep-alive).
 func TestEventsEndWithTheToken(t *testing.T) {
