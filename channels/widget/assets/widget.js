@@ -78,6 +78,9 @@
     launcher.setAttribute("aria-expanded", "false");
     panel.hidden = true;
     launcher.addEventListener("click", function () { toggle(panel.hidden); });
+    panel.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape") { toggle(false); launcher.focus(); }
+    });
     close.addEventListener("click", function () { toggle(false); });
     root.appendChild(launcher);
   }
