@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -557,6 +558,57 @@ func TestVisitorsApart(t *testing.T) {
 	_, err := f.chat.Get(context.Background(), f.w.principal("default", b.Visitor), "widget:support:"+a.Visitor)
 	if moltbot.ErrorCode(err) != moltbot.ENotFound {
 		t.Fatalf("bob reads ann's conversation: %v", err)
+	}
+}
+
+// Many visitors at once (run with -race): each gets its own conversation
+// with exactly its two messages and two replies.
+func TestManyVisitorsAtOnce(t *testing.T) {
+	o := testOptions()
+	o[optNewVisitors] = "100/min"
+	f := newFixture(t, o)
+	const n = 12
+	var visitors []session
+	for i := 0; i < n; i++ {
+		visitors = append(visitors, f.session(""))
+	}
+	// say, without t.Fatal (these run off the test's goroutine).
+	say := func(tok, text string) error {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/channels/support/api/messages", strings.NewReader(`{"content":"`+text+`"}`))
+		req.Header.Set("Origin", shop)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 || !strings.Contains(string(b), "event: done") {
+			return fmt.Errorf("%q: %d %s", text, res.StatusCode, b)
+		}
+		return nil
+	}
+	errs := make(chan error, n)
+	for _, s := range visitors {
+		go func() {
+			err := say(s.Token, "message 0 of "+s.Visitor)
+			if err == nil {
+				err = say(s.Token, "message 1 of "+s.Visitor)
+			}
+			errs <- err
+		}()
+	}
+	for range visitors {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, s := range visitors {
+		h := f.history(s.Token)
+		if len(h.Data) != 4 || h.Data[0].Content != "message 0 of "+s.Visitor || h.Data[2].Content != "message 1 of "+s.Visitor {
+			t.Errorf("visitor %s's history: %+v", s.Visitor, h)
+		}
 	}
 }
 
