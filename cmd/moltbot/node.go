@@ -31,6 +31,7 @@ import (
 	"github.com/moltbot/moltbot/gateway"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/failover"
+	"github.com/moltbot/moltbot/internal/gctune"
 	"github.com/moltbot/moltbot/internal/logging"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/manage"
@@ -400,6 +401,11 @@ func (n *Node) Start() (err error) {
 		// The process's, not this node's: set once, before the node allocates.
 		debug.SetMemoryLimit(lim)
 		n.Log.Debug("memory limit", "server.memory_limit", cfg.Server.MemoryLimit.String())
+	}
+	if os.Getenv("GOGC") == "" {
+		// The collector's headroom held at 8 MiB once the live heap is
+		// past it (internal/gctune); GOGC set by the operator wins.
+		gctune.Start(gctune.DefaultPolicy())
 	}
 	if t := cfg.Server.TLS; t.Enabled() {
 		if n.certs, err = newCertSource(n.Workspace, t.CertFile, t.KeyFile); err != nil {

@@ -44,6 +44,7 @@ var deps = map[string]allowed{
 	"internal/logging":  {code: []string{"."}},
 	"internal/metrics":  {},
 	"internal/slots":    {},
+	"internal/gctune":   {},
 	"internal/testutil": {},
 	"internal/lint":     {},
 	// seamtest: a toy channel and a toy skill through the seam, from outside.
