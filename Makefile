@@ -21,7 +21,7 @@ export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
 .PHONY: all run build build-edge size-check test test-edge unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server \
-	acceptance acceptance-deps acceptance-ollama-cli ollama-cli ollama-cli-try
+	acceptance acceptance-deps acceptance-ollama-cli ollama-cli ollama-cli-try widget-deps
 
 # The acceptance tests (test/acceptance): the npm clients they run live in
 # ACC_JS; the ollama CLI is built into OLLAMA_CLI_DIR, outside the clone.
@@ -29,6 +29,9 @@ ACC_JS         := test/acceptance/js
 # Every Node harness make test installs: the acceptance clients and the
 # channels' official client libraries run against their fakes.
 NPM_DIRS       := $(ACC_JS) $(patsubst %/package.json,%,$(wildcard test/channels/*/package.json))
+# jsdom, for the web chat widget's script run in a DOM (channels/widget,
+# cmd/moltbot TestWidget*).
+WIDGET_JS      := test/widget
 OLLAMA_CLI_DIR ?= $(HOME)/.cache/moltbot-ollama
 export MOLTBOT_OLLAMA_CLI ?= $(OLLAMA_CLI_DIR)/bin/ollama
 # make test builds the ollama CLI first (about 8 minutes cold, then kept in
@@ -81,10 +84,11 @@ size-check:
 ## on 2 cores, a rolling restart loses an acknowledged turn now and then
 ## (docs/DESIGN.md, known limits), which they must not hide and the rest
 ## must not provoke.
-test: vet fmt-check build redis-server acceptance-deps $(TEST_OLLAMA_CLI)
+test: vet fmt-check build redis-server acceptance-deps widget-deps $(TEST_OLLAMA_CLI)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m -skip '^TestClusterProcesses' ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -run '^TestClusterProcesses' ./cmd/moltbot/
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
+	$(GO) test -count=1 -timeout 5m -run '^TestWidgetCluster$$' ./cmd/moltbot/
 	$(MAKE) --no-print-directory test-edge
 
 ## test-edge: the edge build's own tests (the packages with edge stand-ins:
@@ -120,6 +124,17 @@ acceptance-deps:
 	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
 	  fi; \
 	done; fi
+
+## widget-deps: npm ci in test/widget (jsdom) when node_modules is missing
+## or older than the lock; without node, a note: the widget's DOM tests skip
+widget-deps:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "widget-deps: no node or npm on PATH: the widget's DOM tests will skip (they need Node 20+)"; \
+	elif [ ! -f $(WIDGET_JS)/node_modules/.package-lock.json ] || \
+	     [ $(WIDGET_JS)/package-lock.json -nt $(WIDGET_JS)/node_modules/.package-lock.json ] || \
+	     [ $(WIDGET_JS)/package.json -nt $(WIDGET_JS)/node_modules/.package-lock.json ]; then \
+	  echo "npm ci in $(WIDGET_JS)"; cd $(WIDGET_JS) && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
 
 ## ollama-cli: the ollama binary built from its Go module, at the version
 ## go.mod requires, into $(OLLAMA_CLI_DIR)/bin (cgo, about 8 minutes cold;

@@ -177,7 +177,7 @@ func (n *Node) reloadChannels(cfg *configs.Config) error {
 	if n.chans == nil {
 		return nil
 	}
-	specs, err := channelSpecs(cfg, channelTypes)
+	specs, err := channelSpecs(cfg, n.channelTypes())
 	if err == nil {
 		err = n.chans.Set(specs)
 	}

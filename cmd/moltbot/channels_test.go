@@ -29,7 +29,7 @@ const hookSecret = "integration-secret-0123456789"
 
 // The test binary is the moltbot of the process tests: the toy type below
 // is one of its channel types there too.
-func init() { channelTypes = append(channelTypes, toyRunType()) }
+func init() { testChannelTypes = append(testChannelTypes, toyRunType()) }
 
 // toyRunType is an outbound adapter for the placement tests: its Run
 // holds a long GET open to the test's "platform" (option url) until it is
@@ -317,7 +317,7 @@ func TestChannelConfigErrors(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", ch, err)
 		}
-		_, err = channelSpecs(cfg, channelTypes)
+		_, err = channelSpecs(cfg, (&Node{}).channelTypes())
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", ch, err, want)
 		}

@@ -115,7 +115,7 @@ func doctor(ctx context.Context, ws, file, preset string) []finding {
 		}
 	}
 	if err == nil {
-		_, err = channelSpecs(cfg, channelTypes) // the channels' types and options, as start checks them
+		_, err = channelSpecs(cfg, (&Node{}).channelTypes()) // the channels' types and options, as start checks them
 	}
 	if err != nil {
 		add("config", statusFail, err.Error(), "fix the key the message names (moltbot.yaml's comments say what each key takes)")

@@ -381,7 +381,7 @@ func (n *Node) Start() (err error) {
 	if err := clusterRefused(cfg); err != nil { // the edge build (edge.go)
 		return err
 	}
-	chanSpecs, err := channelSpecs(cfg, channelTypes)
+	chanSpecs, err := channelSpecs(cfg, n.channelTypes())
 	if err != nil {
 		return err
 	}

@@ -173,6 +173,12 @@ var deps = map[string]allowed{
 	"test/acceptance": {tests: []string{"internal/testutil"}},
 	// The channels' fakes driven by the platforms' npm clients.
 	"test/channels": {tests: []string{"channels/telegram/faketelegram", "channels/feishu/fakefeishu"}},
+
+	// The web chat widget streams turns itself: an edge of the chat
+	// service (as the gateway is), besides an adapter of the contract;
+	// openaiwire decodes its visitors' images (data URLs), as the gateway's.
+	"channels/widget": {code: []string{".", "channels", "chat", "inference/openaiwire", "internal/jsonw"},
+		tests: []string{"actors", "channels/channeltest", "inference/sim", "internal/metrics", "storage"}},
 }
 
 // owners lists every outside module the code may import and the packages
