@@ -93,15 +93,39 @@ const MaxImageBytes = 5 << 20
 // adapter acknowledges it like any other).
 var ErrDuplicate = errors.New("channels: duplicate delivery")
 
+// ErrRefused wraps what Accept refuses for good (a bot author, a pair over
+// its budget, an empty message): the adapter acknowledges it and the
+// platform must not send it again.
+var ErrRefused = errors.New("channels: refused")
+
+// Retry reports whether an Accept error means "not taken, for now" (try
+// again, or let the platform send it again: do not acknowledge), and how
+// long to wait first (the error's RetryAfter, at least a second). nil,
+// ErrDuplicate and ErrRefused are final: acknowledge them.
+func Retry(err error) (wait time.Duration, again bool) {
+	if err == nil || errors.Is(err, ErrDuplicate) || errors.Is(err, ErrRefused) {
+		return 0, false
+	}
+	var e *moltbot.Error
+	if errors.As(err, &e) && e.RetryAfter > time.Second {
+		return e.RetryAfter, true
+	}
+	return time.Second, true
+}
+
 // Host is what the core gives an adapter.
 type Host interface {
 	// Accept makes m a turn of its conversation. It returns once m is
 	// durably taken (on disk, to survive this node's death) and before the
 	// model runs, so a webhook acknowledges its platform within its
 	// deadline; the reply comes back through Adapter.Send. A duplicate
-	// returns ErrDuplicate; a message the Host refuses (a loop, a budget,
-	// an empty text) returns an error the adapter logs and acknowledges:
-	// the platform must not send it again.
+	// returns ErrDuplicate; a message the Host refuses for good (a loop, a
+	// budget, an empty text) an error wrapping ErrRefused: the adapter
+	// acknowledges both, the platform must not send them again. Any other
+	// error (a full inbox, a disk that failed, a node stopping) means "not
+	// taken, for now": the adapter must not acknowledge, so the platform
+	// sends it again (or, for a connection the platform will not replay, it
+	// tries again itself after Retry's wait). Retry tells them apart.
 	Accept(ctx context.Context, m Message) error
 	// Get and Put are the channel's small durable state, the same on every
 	// node of a cluster (last writer wins): Telegram's update offset, a

@@ -138,11 +138,6 @@ func (s Spec) same(o Spec) bool {
 		maps.Equal(a.Options, b.Options) && s.AllowBots == o.AllowBots
 }
 
-// ErrRefused wraps what Accept refuses for good (a bot author, a pair over
-// its budget, an empty message): the adapter acknowledges it and the
-// platform must not send it again.
-var ErrRefused = errors.New("channels: refused")
-
 // ErrInFlight marks a duplicate (errors.Is(err, ErrDuplicate) too) whose
 // first delivery waits in this node's inbox or runs: its reply is still
 // to come (a webhook's sync request may wait for it).

@@ -2,10 +2,13 @@ package channels
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moltbot/moltbot"
 )
 
 func TestLimiterPaces(t *testing.T) {
@@ -68,5 +71,28 @@ func TestRedact(t *testing.T) {
 	err := &url.Error{Op: "Post", URL: "https://api.telegram.org/bot1:SECRET/sendMessage", Err: errors.New("timeout")}
 	if got := RedactError(err); strings.Contains(got, "SECRET") {
 		t.Fatalf("RedactError: %q", got)
+	}
+}
+
+// Retry: nil, duplicates and refusals are final; anything else is "not
+// taken, for now", after the error's RetryAfter (at least a second).
+func TestRetry(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		again bool
+		wait  time.Duration
+	}{
+		{nil, false, 0},
+		{ErrDuplicate, false, 0},
+		{duplicate{inFlight: true}, false, 0},
+		{fmt.Errorf("%w: a bot", ErrRefused), false, 0},
+		{errors.New("channels: writing the inbox: disk full"), true, time.Second},
+		{&moltbot.Error{Code: moltbot.EBusy, RetryAfter: 30 * time.Second}, true, 30 * time.Second},
+		{&moltbot.Error{Code: moltbot.EShutdown, RetryAfter: time.Millisecond}, true, time.Second},
+	} {
+		wait, again := Retry(tc.err)
+		if again != tc.again || wait != tc.wait {
+			t.Errorf("Retry(%v) = %v, %v; want %v, %v", tc.err, wait, again, tc.wait, tc.again)
+		}
 	}
 }

@@ -63,12 +63,30 @@ func (a *Adapter) handle(ctx context.Context, d json.RawMessage) {
 			return
 		}
 	}
-	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	switch err := a.host.Accept(actx, in.msg); {
-	case err == nil, errors.Is(err, channels.ErrDuplicate):
-	default:
-		a.host.Log().Warn("discord: message not taken", "id", m.ID, "err", err)
+	// The Gateway does not send a message again: one the Host did not take
+	// for now (a full inbox, a disk that failed) is tried again here, the
+	// worker holding the later ones back (their order kept), until it is
+	// taken, refused for good, or the connection's run ends.
+	for {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := a.host.Accept(actx, in.msg)
+		cancel()
+		wait, again := channels.Retry(err)
+		switch {
+		case err == nil, errors.Is(err, channels.ErrDuplicate):
+			return
+		case !again:
+			a.host.Log().Info("discord: message refused", "id", m.ID, "err", err)
+			return
+		}
+		a.host.Log().Warn("discord: message not taken for now; trying again", "id", m.ID, "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
 )
 
@@ -285,7 +284,7 @@ func (a *Adapter) handle(ctx context.Context, env *envelope) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		default:
-			if wait, ok := retryable(err); ok {
+			if wait, ok := channels.Retry(err); ok {
 				return &notTaken{err: err, wait: wait}
 			}
 			a.log.Info("feishu: message refused", "id", m.ID, "err", err)
@@ -472,22 +471,6 @@ type notTaken struct {
 
 func (e *notTaken) Error() string { return "feishu: not taken for now: " + e.err.Error() }
 func (e *notTaken) Unwrap() error { return e.err }
-
-// retryable reports whether an Accept error is for now only (the core's
-// *moltbot.Error codes for a full queue, a moving owner, a stopping node,
-// an unavailable store), and how long to wait (its RetryAfter, else 1 s).
-// Any other error is a refusal for good: logged and acknowledged.
-func retryable(err error) (time.Duration, bool) {
-	var e *moltbot.Error
-	if !errors.As(err, &e) {
-		return 0, false
-	}
-	switch e.Code {
-	case moltbot.EBusy, moltbot.EMoved, moltbot.EShutdown, moltbot.EUnavailable, moltbot.ETimeout, moltbot.ERateLimited:
-		return max(e.RetryAfter, time.Second), true
-	}
-	return 0, false
-}
 
 func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -8,7 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -490,7 +490,7 @@ func TestBusyCoreIsNotAcknowledged(t *testing.T) {
 		t.Errorf("accepted %+v", ms)
 	}
 	// A refusal for good (not a *moltbot.Error) is acknowledged.
-	f.host.Refuse = errors.New("channels: refused: a loop")
+	f.host.Refuse = fmt.Errorf("%w: a loop", channels.ErrRefused)
 	if code, _ := post(t, f.srv.URL, fakefeishu.Event(vtok, "ev-r", "om_r", "oc_1", "p2p", "user", user1, "x"), nil); code != 200 {
 		t.Errorf("a refused message: %d, want 200", code)
 	}

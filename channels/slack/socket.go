@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
 )
 
@@ -246,7 +245,7 @@ func (a *Adapter) envelope(ctx context.Context, f *frame) []byte {
 // accept hands cb's message, if it makes one, to the Host. It returns
 // false when the message was not taken and Slack should send it again
 // (the delivery is left unacknowledged, or answered 503): ctx ended, or
-// the Host is busy (moltbot.EBusy: its queue is full). A duplicate, or a
+// the Host did not take it for now (channels.Retry). A duplicate, or a
 // message the Host refuses (a bot, an empty text, a loop's budget), is
 // logged and acknowledged: sending it again cannot help.
 func (a *Adapter) accept(ctx context.Context, cb *eventCallback) bool {
@@ -263,11 +262,11 @@ func (a *Adapter) accept(ctx context.Context, cb *eventCallback) bool {
 		return true
 	case ctx.Err() != nil:
 		return false
-	case moltbot.ErrorCode(err) == moltbot.EBusy:
-		log.Warn("slack: the host is busy: left for Slack to send again", "id", m.ID, "err", err)
-		return false
-	default:
+	case errors.Is(err, channels.ErrRefused):
 		log.Info("slack: message refused", "id", m.ID, "err", err)
 		return true
+	default:
+		log.Warn("slack: not taken for now: left for Slack to send again", "id", m.ID, "err", err)
+		return false
 	}
 }

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -547,7 +548,7 @@ func TestAcceptBusyOrRefused(t *testing.T) {
 	c := f.conn(t)
 	f.event(t, c, mention("1700000010.000100", "<@UFAKEBOT> busy"))
 	for msg := range logs {
-		if strings.Contains(msg, "busy") {
+		if strings.Contains(msg, "not taken") {
 			break
 		}
 	}
@@ -563,7 +564,7 @@ func TestAcceptBusyOrRefused(t *testing.T) {
 	if w := serve(f, fakeslack.Request("/", secret, time.Now().Unix(), body, 0)); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("busy: HTTP %d", w.Code)
 	}
-	r := &channeltest.Host{Refuse: errors.New("channels: refused: the author is a bot")}
+	r := &channeltest.Host{Refuse: fmt.Errorf("%w: the author is a bot", channels.ErrRefused)}
 	ad2, _ := New(channels.Config{Name: "team", Options: map[string]string{"mode": "http", "bot_token": botToken, "signing_secret": secret, "api_url": fake.URL()}}, r)
 	body = fake.Callback(mention("1700000010.000300", "<@UFAKEBOT> refused"))
 	w := httptest.NewRecorder()

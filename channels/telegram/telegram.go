@@ -31,7 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
 )
 
@@ -254,7 +253,7 @@ func (a *Adapter) handle(ctx context.Context, u *update) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	default:
-		if wait, ok := retryable(err); ok {
+		if wait, ok := channels.Retry(err); ok {
 			return &notTaken{err: err, wait: wait}
 		}
 		a.log.Info("telegram: message refused", "id", m.ID, "err", err)
@@ -271,22 +270,6 @@ type notTaken struct {
 
 func (e *notTaken) Error() string { return "telegram: not taken for now: " + e.err.Error() }
 func (e *notTaken) Unwrap() error { return e.err }
-
-// retryable reports whether an Accept error is for now only (the core's
-// *moltbot.Error codes for a full queue, a moving owner, a stopping node,
-// an unavailable store), and how long to wait (its RetryAfter, else 1 s).
-// Any other error is a refusal for good: logged and acknowledged.
-func retryable(err error) (time.Duration, bool) {
-	var e *moltbot.Error
-	if !errors.As(err, &e) {
-		return 0, false
-	}
-	switch e.Code {
-	case moltbot.EBusy, moltbot.EMoved, moltbot.EShutdown, moltbot.EUnavailable, moltbot.ETimeout, moltbot.ERateLimited:
-		return max(e.RetryAfter, time.Second), true
-	}
-	return 0, false
-}
 
 // identity is getMe's answer, asked once.
 func (a *Adapter) identity(ctx context.Context) (*user, error) {
