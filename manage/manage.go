@@ -68,6 +68,8 @@ type Config struct {
 	KB *KB
 	// Handoff is the hand-off queue (handoff.go); nil: none.
 	Handoff Handoff
+	// SkillFiles are tenants' pushed skills (skillfiles.go); nil: none.
+	SkillFiles SkillFiles
 }
 
 // Service is the management service.

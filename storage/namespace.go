@@ -44,11 +44,16 @@ var (
 	// crash, so puts are synced (one per change of owner and per message
 	// relayed to a person); a lost delete leaves a tombstone.
 	Handoff = Namespace{Name: "handoff", prefix: "handoff/", syncPut: true}
+	// SkillFiles are tenants' pushed skill files (package skills,
+	// TenantFiles: one record per tenant's space, replicated to every
+	// member through storage/replica): synced, as the admin API answers
+	// that a push is stored.
+	SkillFiles = Namespace{Name: "skill.files", prefix: "skillfiles/", syncPut: true, syncDelete: true}
 )
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB, Handoff}
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB, Handoff, SkillFiles}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the
