@@ -155,7 +155,15 @@ Examples:
 			if err != nil {
 				return err
 			}
-			body := map[string]any{"files": files, "replace": c.Bool("replace")}
+			type sent struct {
+				Path   string `json:"path"`
+				Source string `json:"source"`
+			}
+			put := make([]sent, len(files))
+			for i, f := range files {
+				put[i] = sent{f.Path, f.Source}
+			}
+			body := map[string]any{"files": put, "replace": c.Bool("replace")}
 			if t := c.String("tenant"); t != "" {
 				body["tenant"] = t
 			}
