@@ -113,6 +113,10 @@ func (f *TenantFiles) Changed(space string, val []byte) {
 		delete(f.index, space)
 		return
 	}
+	if _, err := decodeFiles(val); err != nil {
+		delete(f.index, space) // a record this build cannot read: none
+		return
+	}
 	f.index[space] = fileVersion(val)
 }
 

@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/manage"
@@ -66,9 +69,13 @@ func (st *skillStage) current() *skills.Skills {
 	if sk := st.cur.Load(); sk != nil {
 		return sk
 	}
+	if time.Since(st.poolFailed) < time.Minute {
+		return nil // tried a moment ago (no worker here): not at every turn
+	}
 	sk, err := skills.Open(st.cfg)
 	if err != nil {
-		st.log.Error("skills: the tenants' pushed skills have no worker pool here", "err", err)
+		st.poolFailed = time.Now()
+		st.log.Error("skills: the tenants' pushed skills have no worker pool here; tried again in a minute", "skills.worker", st.cfg.Worker, "err", err)
 		return nil
 	}
 	st.cur.Store(sk)
@@ -157,6 +164,9 @@ func (st *skillStage) checkPush(ctx context.Context, files []skills.PushedFile) 
 		for _, s := range loaded {
 			names[s.Name] = true
 			skillNames = append(skillNames, s.Name)
+			if err := st.checkModels(s); err != nil {
+				return nil, nil, &moltbot.Error{Code: moltbot.EInvalid, Param: s.File, Message: err.Error()}
+			}
 		}
 	}
 	set, err := flow.FromSources(flowSources(files), func(name string) bool {
@@ -173,6 +183,24 @@ func (st *skillStage) checkPush(ctx context.Context, files []skills.PushedFile) 
 		flowNames = append(flowNames, f.Name)
 	}
 	return skillNames, flowNames, nil
+}
+
+// checkModels refuses a pushed skill's models: entry that names a model
+// neither skills.models takes nor the router (or the config) knows, as a
+// workspace's skill is refused at load.
+func (st *skillStage) checkModels(s skills.Skill) error {
+	if st.cfg.Resolve == nil {
+		return nil
+	}
+	for _, alias := range slices.Sorted(maps.Keys(s.Models)) {
+		if _, over := st.cfg.Models[alias]; over {
+			continue
+		}
+		if err := st.cfg.Resolve(s.Models[alias]); err != nil {
+			return fmt.Errorf("%s: models: %s: %q is not a model the router knows: %v", s.File, alias, s.Models[alias], err)
+		}
+	}
+	return nil
 }
 
 // invalidFile is a loader's error as a 400 naming the file (Param) it

@@ -144,6 +144,11 @@ skills: {worker: `+bin+`, timeout: 10s}
 	if code != 400 || !strings.Contains(body, `flows/bad.yaml:3: nodes[0] (t).with.patterns`) || !strings.Contains(body, `"param":"flows/bad.yaml"`) {
 		t.Fatalf("a bad flow: %d %s", code, body)
 	}
+	code, body = authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/m.js", acmeAdmin,
+		"module.exports = {name: 'm', patterns: [/^m$/], models: {coder: 'nope/nope'}, handler: async () => 'm'};\n")
+	if code != 400 || !strings.Contains(body, `m.js: models: coder: \"nope/nope\" is not a model the router knows`) {
+		t.Fatalf("an unknown model: %d %s", code, body)
+	}
 	code, body = authedDo(t, "POST", n.URL()+"/v1/admin/skills/files", acmeAdmin, `{"files":[{"path":"../x.js","source":"x"}]}`)
 	if code != 400 || !strings.Contains(body, "a file's name is 1 to 64") {
 		t.Fatalf("a bad path: %d %s", code, body)

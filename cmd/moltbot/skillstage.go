@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
@@ -68,6 +69,9 @@ type skillStage struct {
 	// flows in the flows' stage, each for its tenant's turns.
 	files  *skills.TenantFiles
 	tflows tenantFlowCache
+	// poolFailed is when a pool for the tenants' skills last failed to
+	// open (no worker here; st.mu held to read or write it).
+	poolFailed time.Time
 }
 
 // newSkillStage is the stage of the skills of cfg.Dir, and of its flows,
