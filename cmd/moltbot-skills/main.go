@@ -24,6 +24,15 @@
 //	{"id":4,"op":"tool","tool":"weather","args":{"city":"Paris"},"input":"...","deadline_ms":10000}
 //	    -> calls as for run (a JavaScript tool's callModel), then {"id":4,"done":true,"reply":"..."} or {"id":4,"done":true,"error":"..."}
 //
+//	{"id":5,"op":"load","set":"acme@v1","files":[{"name":"greet.js","source":"..."}]} -> as load
+//	{"id":6,"op":"run","set":"acme@v1","skill":"greet",...}                         -> as run
+//	{"id":7,"op":"unload","set":"acme@v1"}                                         -> {"id":7,"done":true}
+//
+// A set is a tenant's pushed skills, given whole (not read from a
+// directory, no MCP server), held beside the workspace's (at most
+// wire.MaxSets at once; the node unloads the least recently used): run,
+// tool and match with a set use its skills.
+//
 // tool runs a server-side tool: a skill's that exports tool (its handler
 // gets context.args, the arguments, and context.input, the user's
 // message; an object it returns goes back as its JSON), or an MCP

@@ -2,7 +2,8 @@
 // skills worker (cmd/moltbot-skills): JSON lines, one Request or Response
 // each, written once for both sides.
 //
-// The node sends load (Dir, MaxFile, MCP), match (Input), run (Skill,
+// The node sends load (Dir, MaxFile, MCP; or Set and Files: a tenant's
+// pushed skills), unload (Set), match (Input), run (Skill,
 // Input, Matches, DeadlineMS), tool (Tool, Args, Input, DeadlineMS: a
 // call of a server-side tool, a JavaScript skill's or an MCP server's)
 // and, while a skill or a JavaScript tool runs, reply (Seq, Text or
