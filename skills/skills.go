@@ -1144,7 +1144,11 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 // A bot's turns are offered only the tools of the skills and MCP servers
 // it names among its skills (Bot.HasSkill; a nil bot: every tool).
 func (s *Skills) ServerTools(bot *moltbot.Bot) []moltbot.Tool {
-	l := s.skills.Load()
+	return toolsOf(s.skills.Load(), bot)
+}
+
+// toolsOf are l's tools bot may be offered (a nil bot: every one).
+func toolsOf(l *loaded, bot *moltbot.Bot) []moltbot.Tool {
 	if bot == nil {
 		return l.offered
 	}
@@ -1167,14 +1171,30 @@ func (s *Skills) ServerTools(bot *moltbot.Bot) []moltbot.Tool {
 // JavaScript tool's calls (callModel, context.kv, context.embed) are its
 // skill's, in the turn's environment.
 func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
+	return s.callTool(ctx, nil, t, name, args)
+}
+
+// callTool is CallTool for a tool of ts (a tenant's) when it has one of
+// that name, else of the workspace's.
+func (s *Skills) callTool(ctx context.Context, ts *tenantSet, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
 	var usage moltbot.Usage
 	if !json.Valid([]byte(args)) {
 		return "", usage, errors.New("arguments are not JSON")
 	}
-	skill := ""
-	for _, ti := range s.skills.Load().tools {
-		if ti.Name == name {
-			skill = ti.Skill
+	skill, own := "", false
+	if ts != nil {
+		for _, ti := range ts.l.tools {
+			if ti.Name == name {
+				skill, own = ti.Skill, true
+			}
+		}
+	}
+	if !own {
+		ts = nil
+		for _, ti := range s.skills.Load().tools {
+			if ti.Name == name {
+				skill = ti.Skill
+			}
 		}
 	}
 	d := s.cfg.Tools.CallTimeout
@@ -1189,7 +1209,7 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 	var mu sync.Mutex
 	start := time.Now()
 	defer func() { s.cfg.Logger.Debug("tool called", "tool", name, "took", time.Since(start)) }()
-	reply, err := s.runReq(ctx, nil, "tool "+name, skill, d, envOf(t, &usage, &mu, s.cfg.Search), func(d time.Duration) wire.Request {
+	reply, err := s.runReq(ctx, ts, "tool "+name, skill, d, envOf(t, &usage, &mu, s.cfg.Search), func(d time.Duration) wire.Request {
 		return wire.Request{Op: "tool", Tool: name, Args: json.RawMessage(args), Input: input, DeadlineMS: d.Milliseconds()}
 	})
 	mu.Lock()
@@ -1201,6 +1221,13 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 // with these skills' tools.
 func (s *Skills) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
 	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	ts, err := s.tenantSkills(ctx, tenantOf(t))
+	if err != nil {
+		s.tenantLoadFailed(tenantOf(t), err)
+	}
+	if ts != nil && len(ts.l.tools) > 0 {
+		return RunTools(ctx, t, fn, tenantTools{s, ts}, s.cfg.Tools, next)
+	}
 	return RunTools(ctx, t, fn, s, s.cfg.Tools, next)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -185,10 +186,36 @@ func (s *Skills) CheckTenant(ctx context.Context, files []PushedFile) ([]Skill, 
 	return l.skills, nil
 }
 
+// tenantTools are a tenant's turn's server-side tools (Toolbox): its own
+// skills' (tool: exports), then the workspace's whose names its own do
+// not take.
+type tenantTools struct {
+	s  *Skills
+	ts *tenantSet
+}
+
+func (tt tenantTools) ServerTools(bot *moltbot.Bot) []moltbot.Tool {
+	own := toolsOf(tt.ts.l, bot)
+	out := slices.Clip(own)
+	for _, t := range tt.s.ServerTools(bot) {
+		if !slices.ContainsFunc(own, func(o moltbot.Tool) bool { return o.Name == t.Name }) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (tt tenantTools) CallTool(ctx context.Context, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
+	return tt.s.callTool(ctx, tt.ts, t, name, args)
+}
+
 // describeLoad is a load's answer as the node keeps it: the RE2 patterns
-// compiled.
+// compiled, the tools as the model is offered them.
 func describeLoad(resp wire.Response, prefix string) (*loaded, error) {
 	l := &loaded{skills: make([]Skill, len(resp.Skills)), tools: resp.Tools, warnings: resp.Warnings}
+	for _, t := range resp.Tools {
+		l.offered = append(l.offered, moltbot.Tool{Name: t.Name, Description: t.Description, Parameters: t.Parameters})
+	}
 	for i := range resp.Skills {
 		sk := &l.skills[i]
 		sk.SkillInfo = resp.Skills[i]

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moltbot/moltbot"
 )
 
 func skillJS(name, pattern, reply string) string {
@@ -153,5 +155,55 @@ func TestPoolOnlyForTenants(t *testing.T) {
 		if sl.w != nil {
 			t.Fatal("a worker started before a turn")
 		}
+	}
+}
+
+// A tenant's skills that export tool: are offered to its turns (before a
+// workspace tool of the same name) and run in its set; another tenant is
+// offered the workspace's only.
+func TestTenantTools(t *testing.T) {
+	files, _ := newFiles(t)
+	tool := func(name, reply string) string {
+		return fmt.Sprintf("module.exports = {name: %q, tool: {description: 'd', name: %q}, handler: async () => %q};\n", name+"-skill", name, reply)
+	}
+	e := startWith(t, map[string]string{"ws.js": tool("lookup", "workspace lookup"), "w2.js": tool("clock", "noon")},
+		Config{Deadline: 10 * time.Second, Workers: 1, Tenants: files})
+	files.Apply("acme", Change{Put: []PushedFile{{"t.js", tool("lookup", "acme lookup")}}}, nil)
+	ctx := context.Background()
+	names := func(space string) (string, Toolbox) {
+		ts, err := e.sk.tenantSkills(ctx, space)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var box Toolbox = e.sk
+		if ts != nil && len(ts.l.tools) > 0 {
+			box = tenantTools{e.sk, ts}
+		}
+		var out []string
+		for _, x := range box.ServerTools(nil) {
+			out = append(out, x.Name)
+		}
+		return strings.Join(out, ","), box
+	}
+	got, acme := names("acme")
+	if got != "lookup,clock" {
+		t.Fatalf("acme is offered %s", got)
+	}
+	if got, _ := names("other"); got != "clock,lookup" {
+		t.Fatalf("other is offered %s", got)
+	}
+	turn := &moltbot.Turn{Tenant: "acme", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}}
+	if out, _, err := acme.CallTool(ctx, turn, "lookup", `{}`); err != nil || out != "acme lookup" {
+		t.Fatalf("acme's lookup: %q %v", out, err)
+	}
+	if out, _, err := acme.CallTool(ctx, turn, "clock", `{}`); err != nil || out != "noon" {
+		t.Fatalf("the workspace's clock for acme: %q %v", out, err)
+	}
+	other := &moltbot.Turn{Tenant: "other", Messages: turn.Messages}
+	if out, _, err := e.sk.CallTool(ctx, other, "lookup", `{}`); err != nil || out != "workspace lookup" {
+		t.Fatalf("other's lookup: %q %v", out, err)
+	}
+	if got := (tenantTools{e.sk, &tenantSet{l: &loaded{}}}).ServerTools(&moltbot.Bot{Name: "b", Skills: []string{"clock-skill"}}); len(got) != 1 || got[0].Name != "clock" {
+		t.Fatalf("a bot's tools: %+v", got)
 	}
 }

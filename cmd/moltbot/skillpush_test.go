@@ -170,6 +170,20 @@ skills: {worker: `+bin+`, timeout: 10s}
 	if got := ask(acme, "hey"); got == "pushed hey" {
 		t.Fatal("acme runs other's skill")
 	}
+	// A pushed skill that exports tool: is offered to its tenant's turns
+	// (the simulator calls it), not to another tenant's.
+	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/weather.js?tenant=other", op, weatherTool); code != 200 {
+		t.Fatalf("PUT weather: %d %s", code, body)
+	}
+	if got := ask(other, "what is the weather in Paris?"); !strings.Contains(got, "weather returned sunny in ") {
+		t.Fatalf("other's tool: %q", got)
+	}
+	if got := ask(acme, "what is the weather in Paris?"); strings.Contains(got, "weather returned") {
+		t.Fatalf("acme is offered other's tool: %q", got)
+	}
+	if code, body := authedDo(t, "DELETE", n.URL()+"/v1/admin/skills/files/weather.js?tenant=other", op, ""); code != 200 {
+		t.Fatalf("DELETE weather: %d %s", code, body)
+	}
 	if code, body := authedGet(t, n.URL()+"/v1/admin/skills/files/hey.js?tenant=other", op); code != 200 || !strings.Contains(body, `"source":"module.exports`) {
 		t.Fatalf("GET one: %d %s", code, body)
 	}

@@ -129,17 +129,21 @@ func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltb
 // toolStage is the server-side tool loop of the current skills
 // (skills.RunTools), around the model: it idles while no skill says
 // tool: and no MCP server's tools loaded, so such a node's turns cost
-// nothing more (actors.Idler).
+// nothing more (actors.Idler). While a tenant has pushed skills it does
+// not idle: a turn of that tenant may be offered its skills' tools.
 type toolStage struct{ st *skillStage }
 
 func (ts toolStage) Idle() bool {
 	sk := ts.st.cur.Load()
-	return sk == nil || len(sk.ServerTools(nil)) == 0
+	if sk == nil {
+		return !ts.st.files.Any()
+	}
+	return len(sk.ServerTools(nil)) == 0 && !sk.HasTenants()
 }
 
 func (ts toolStage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
 	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
-	sk := ts.st.cur.Load()
+	sk := ts.st.current()
 	if sk == nil {
 		return next(ctx, fn)
 	}
