@@ -47,10 +47,18 @@ type PushedFile struct {
 // FlowsDir is where a tenant's flows are, as in a workspace's skills/.
 const FlowsDir = "flows/"
 
-// CheckPushedPath says whether p may name a pushed file: NAME.js or
+// IntentsFile is a tenant's intents file, as skills/intents.yaml is a
+// workspace's.
+const IntentsFile = "intents.yaml"
+
+// CheckPushedPath says whether p may name a pushed file: NAME.js,
 // flows/NAME.yaml (or .yml), NAME 1 to 64 of letters, digits, '_', '-'
-// and '.', not starting with '.'. The error says what may.
+// and '.', not starting with '.', or intents.yaml. The error says what
+// may.
 func CheckPushedPath(p string) error {
+	if p == IntentsFile {
+		return nil
+	}
 	name, ok := strings.CutPrefix(p, FlowsDir)
 	var ext string
 	switch {
@@ -59,7 +67,7 @@ func CheckPushedPath(p string) error {
 	case !ok && strings.HasSuffix(p, ".js"):
 		ext = ".js"
 	default:
-		return fmt.Errorf("%q: a pushed skill file is NAME.js (a JavaScript skill) or flows/NAME.yaml (a flow)", p)
+		return fmt.Errorf("%q: a pushed skill file is NAME.js (a JavaScript skill), flows/NAME.yaml (a flow) or intents.yaml", p)
 	}
 	base := strings.TrimSuffix(name, ext)
 	if base == "" || len(base) > 64 || base[0] == '.' || strings.ContainsFunc(base, func(r rune) bool {

@@ -54,7 +54,7 @@ func TestPushedPaths(t *testing.T) {
 	for p, ok := range map[string]bool{
 		"greet.js": true, "flows/refund.yaml": true, "flows/a.yml": true, "a-b_c.1.js": true,
 		"": false, ".js": false, ".hidden.js": false, "greet.ts": false, "flows/x.js": false, "refund.yaml": false,
-		"../x.js": false, "a/b.js": false, "flows/../x.yaml": false, "flows/sub/x.yaml": false, "intents.yaml": false,
+		"../x.js": false, "a/b.js": false, "flows/../x.yaml": false, "flows/sub/x.yaml": false, "intents.yaml": true, "flows/intents.yaml": true, "intents.yml": false,
 		strings.Repeat("a", 65) + ".js": false, "é.js": false, "flows/.yaml": false,
 	} {
 		if err := CheckPushedPath(p); (err == nil) != ok {

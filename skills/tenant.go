@@ -137,7 +137,7 @@ func (s *Skills) tenantSkills(ctx context.Context, space string) (*tenantSet, er
 func jsFiles(files []PushedFile) []wire.File {
 	var out []wire.File
 	for _, f := range files {
-		if !IsFlow(f.Path) {
+		if strings.HasSuffix(f.Path, ".js") && !IsFlow(f.Path) {
 			out = append(out, wire.File{Name: f.Path, Source: f.Source})
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/moltbot/moltbot/manage"
 	"github.com/moltbot/moltbot/skills"
 	"github.com/moltbot/moltbot/skills/flow"
+	"github.com/moltbot/moltbot/skills/intent"
 	"github.com/moltbot/moltbot/storage"
 	"github.com/moltbot/moltbot/storage/replica"
 )
@@ -40,16 +41,17 @@ func openSkillFiles(ns storage.Namespaces) (*skills.TenantFiles, *replica.Set, e
 	return files, set, nil
 }
 
-// tenantFlowCache is the tenants' pushed flows this node parsed, by
-// space, each of one version of the tenant's files.
+// tenantFlowCache is the tenants' pushed flows and intents files this
+// node parsed, by space, each of one version of the tenant's files.
 type tenantFlowCache struct {
 	mu   sync.Mutex
-	sets map[string]tenantFlows
+	sets map[string]tenantParsed
 }
 
-type tenantFlows struct {
+type tenantParsed struct {
 	version string
-	set     *flow.Set
+	flows   *flow.Set
+	intents *intent.Set // nil: the tenant has no intents file
 }
 
 // maxTenantFlows bounds the tenants whose parsed flows a node keeps (one
@@ -84,35 +86,49 @@ func (st *skillStage) current() *skills.Skills {
 
 // tenantFlows are the flows t's tenant pushed (nil: none), parsed once
 // per version of its files on this node.
-func (st *skillStage) tenantFlows(t *moltbot.Turn) *flow.Set {
+func (st *skillStage) tenantFlows(t *moltbot.Turn) *flow.Set { return st.tenantParsed(t).flows }
+
+// tenantIntents are the intents file t's tenant pushed (nil: none; the
+// workspace's serve its turns).
+func (st *skillStage) tenantIntents(t *moltbot.Turn) *intent.Set { return st.tenantParsed(t).intents }
+
+// tenantParsed is what t's tenant pushed of flows and intents, parsed once
+// per version of its files on this node (zero: nothing).
+func (st *skillStage) tenantParsed(t *moltbot.Turn) tenantParsed {
 	space := t.Tenant
 	if space == "" {
 		space = t.Space
 	}
 	ver := st.files.Version(space)
 	if ver == "" {
-		return nil
+		return tenantParsed{}
 	}
 	c := &st.tflows
 	c.mu.Lock()
 	if tf, ok := c.sets[space]; ok && tf.version == ver {
 		c.mu.Unlock()
-		return tf.set
+		return tf
 	}
 	c.mu.Unlock()
 	ver, files, err := st.files.Files(space)
-	var set *flow.Set
+	tp := tenantParsed{version: ver}
 	if err == nil {
-		set, err = flow.FromSources(flowSources(files), nil) // checked on push: any skill name
+		tp.flows, err = flow.FromSources(flowSources(files), nil) // checked on push: any skill name
 	}
 	if err != nil {
 		st.log.Error("a tenant's pushed flows do not load on this node; its turns go on without them", "tenant", space, "err", err)
-		set = &flow.Set{}
+		tp.flows = &flow.Set{}
+	}
+	if src, ok := intentsSource(files); ok {
+		if tp.intents, err = intent.Parse(skills.IntentsFile, src); err != nil {
+			st.log.Error("a tenant's pushed intents do not load on this node; its turns go on with the workspace's", "tenant", space, "err", err)
+			tp.intents = nil
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sets == nil {
-		c.sets = map[string]tenantFlows{}
+		c.sets = map[string]tenantParsed{}
 	}
 	if len(c.sets) >= maxTenantFlows {
 		for k := range c.sets {
@@ -120,8 +136,18 @@ func (st *skillStage) tenantFlows(t *moltbot.Turn) *flow.Set {
 			break
 		}
 	}
-	c.sets[space] = tenantFlows{version: ver, set: set}
-	return set
+	c.sets[space] = tp
+	return tp
+}
+
+// intentsSource is the intents file of a tenant's pushed files.
+func intentsSource(files []skills.PushedFile) ([]byte, bool) {
+	for _, f := range files {
+		if f.Path == skills.IntentsFile {
+			return []byte(f.Source), true
+		}
+	}
+	return nil, false
 }
 
 // flowSources are the flows of a tenant's pushed files.
@@ -144,7 +170,12 @@ func flowSources(files []skills.PushedFile) []flow.Source {
 // JavaScript with.
 func (st *skillStage) checkPush(ctx context.Context, files []skills.PushedFile) (skillNames, flowNames []string, err error) {
 	names := map[string]bool{}
-	if slicesAny(files, func(f skills.PushedFile) bool { return !skills.IsFlow(f.Path) }) {
+	if src, ok := intentsSource(files); ok {
+		if _, err := intent.Parse(skills.IntentsFile, src); err != nil {
+			return nil, nil, invalidFile(files, err)
+		}
+	}
+	if slicesAny(files, func(f skills.PushedFile) bool { return strings.HasSuffix(f.Path, ".js") }) {
 		sk := st.current()
 		if sk == nil {
 			tmp, err := skills.OpenPool(st.cfg)

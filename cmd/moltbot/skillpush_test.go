@@ -184,6 +184,29 @@ skills: {worker: `+bin+`, timeout: 10s}
 	if code, body := authedDo(t, "DELETE", n.URL()+"/v1/admin/skills/files/weather.js?tenant=other", op, ""); code != 200 {
 		t.Fatalf("DELETE weather: %d %s", code, body)
 	}
+	// A tenant's own intents file (in place of the workspace's for its
+	// turns) and a skill selected by one of its intents.
+	intents := "intents:\n  - name: secret\n    rules: ['(?i)\\bplugh\\b']\n    examples: [plugh please, say plugh]\n"
+	magic := "module.exports = {name: 'magic', intent: 'secret', handler: async () => 'pushed magic'};\n"
+	pb, _ := json.Marshal(map[string]any{"tenant": "other", "files": []map[string]string{{"path": "intents.yaml", "source": intents}, {"path": "magic.js", "source": magic}}})
+	code, body = authedDo(t, "POST", n.URL()+"/v1/admin/skills/files", op, string(pb))
+	if code != 200 || !strings.Contains(body, `"skills":["hey","magic"]`) {
+		t.Fatalf("push intents: %d %s", code, body)
+	}
+	if got := ask(other, "xyzzy and plugh"); got != "pushed magic" {
+		t.Fatalf("other's intent: %q", got)
+	}
+	if got := ask(acme, "xyzzy and plugh"); got == "pushed magic" {
+		t.Fatal("acme runs other's intent skill")
+	}
+	code, body = authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/intents.yaml?tenant=other", op, "intents:\n  - name: Bad Name\n")
+	if code != 400 || !strings.Contains(body, "intents.yaml:2") || !strings.Contains(body, `"param":"intents.yaml"`) {
+		t.Fatalf("a bad intents file: %d %s", code, body)
+	}
+	code, body = authedDo(t, "POST", n.URL()+"/v1/admin/skills/files", op, `{"tenant":"other","remove":["intents.yaml","magic.js"]}`)
+	if code != 200 {
+		t.Fatalf("rm intents: %d %s", code, body)
+	}
 	if code, body := authedGet(t, n.URL()+"/v1/admin/skills/files/hey.js?tenant=other", op); code != 200 || !strings.Contains(body, `"source":"module.exports`) {
 		t.Fatalf("GET one: %d %s", code, body)
 	}
@@ -219,4 +242,38 @@ skills: {worker: `+bin+`, timeout: 10s}
 
 func skillJSText(name string) string {
 	return "module.exports = {name: '" + name + "', patterns: [/^" + name + "$/], handler: async () => 'pushed " + name + "'};\n"
+}
+
+// What `moltbot skills push` reads: a directory laid out as skills/ (its
+// *.js and intents.yaml, flows/*.yaml; nothing else), files by their
+// names; a name a push cannot take is refused before anything is sent.
+func TestReadSkillFiles(t *testing.T) {
+	dir := writePushDir(t, pushedGreet)
+	os.WriteFile(filepath.Join(dir, "intents.yaml"), []byte("intents: []\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "README.md"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, "flows", ".draft.yaml"), []byte("x"), 0o600)
+	files, err := readSkillFiles([]string{dir})
+	var got []string
+	for _, f := range files {
+		got = append(got, f.Path)
+	}
+	if err != nil || strings.Join(got, ",") != "greet.js,intents.yaml,flows/order.yaml" {
+		t.Fatalf("%v %v", err, got)
+	}
+	one := filepath.Join(t.TempDir(), "refund.yml")
+	os.WriteFile(one, []byte("x"), 0o600)
+	if files, err := readSkillFiles([]string{one, filepath.Join(dir, "intents.yaml")}); err != nil || files[0].Path != "flows/refund.yml" || files[1].Path != "intents.yaml" {
+		t.Fatalf("files: %v %+v", err, files)
+	}
+	bad := filepath.Join(t.TempDir(), "a b.js")
+	os.WriteFile(bad, []byte("x"), 0o600)
+	if _, err := readSkillFiles([]string{dir, bad}); err == nil || !strings.Contains(err.Error(), "a file's name") {
+		t.Fatalf("a bad name: %v", err)
+	}
+	if _, err := readSkillFiles([]string{dir, filepath.Join(dir, "greet.js")}); err == nil || !strings.Contains(err.Error(), "would both be greet.js") {
+		t.Fatalf("twice: %v", err)
+	}
+	if _, err := readSkillFiles([]string{t.TempDir()}); err == nil || !strings.Contains(err.Error(), "no skill files") {
+		t.Fatalf("empty: %v", err)
+	}
 }

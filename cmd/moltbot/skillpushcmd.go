@@ -34,9 +34,9 @@ func skillTenantFlag() cli.Flag {
 }
 
 // readSkillFiles reads the files of paths as a push sends them: a file
-// by its name (NAME.js; a .yaml or .yml file is a flow, flows/NAME.yaml),
-// a directory as a workspace's skills/ is laid out (*.js at its top,
-// flows/*.yaml below). Every file is checked here first (its path, size,
+// by its name (NAME.js, intents.yaml; another .yaml or .yml file is a
+// flow, flows/NAME.yaml), a directory as a workspace's skills/ is laid
+// out (*.js and intents.yaml at its top, flows/*.yaml below). Every file is checked here first (its path, size,
 // UTF-8), so that nothing is sent when one is wrong.
 func readSkillFiles(paths []string) ([]manage.SkillFile, error) {
 	var out []manage.SkillFile
@@ -73,7 +73,7 @@ func readSkillFiles(paths []string) ([]manage.SkillFile, error) {
 		}
 		if !fi.IsDir() {
 			name := filepath.Base(p)
-			if ext := filepath.Ext(name); ext == ".yaml" || ext == ".yml" {
+			if ext := filepath.Ext(name); (ext == ".yaml" || ext == ".yml") && name != skills.IntentsFile {
 				name = skills.FlowsDir + name
 			}
 			if err := add(name, p); err != nil {
@@ -81,13 +81,14 @@ func readSkillFiles(paths []string) ([]manage.SkillFile, error) {
 			}
 			continue
 		}
-		// A directory: *.js at its top, flows/*.yaml; nothing else.
+		// A directory: *.js and intents.yaml at its top, flows/*.yaml;
+		// nothing else.
 		ents, err := os.ReadDir(p)
 		if err != nil {
 			return nil, fail(2, "%v", err)
 		}
 		for _, e := range ents {
-			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".js") {
+			if e.Type().IsRegular() && (strings.HasSuffix(e.Name(), ".js") || e.Name() == skills.IntentsFile) {
 				if err := add(e.Name(), filepath.Join(p, e.Name())); err != nil {
 					return nil, err
 				}
@@ -107,7 +108,7 @@ func readSkillFiles(paths []string) ([]manage.SkillFile, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fail(2, "no skill files: give NAME.js and NAME.yaml files, or a directory laid out as skills/ (*.js, flows/*.yaml)")
+		return nil, fail(2, "no skill files: give NAME.js, NAME.yaml (a flow) and intents.yaml files, or a directory laid out as skills/ (*.js, intents.yaml, flows/*.yaml)")
 	}
 	return out, nil
 }
@@ -130,12 +131,14 @@ func printSkillFiles(c *cli.Context, l *manage.SkillFileList) error {
 func skillFileCommands() []*cli.Command {
 	return []*cli.Command{{
 		Name: "push", HideHelpCommand: true, Usage: "push a tenant's own skills (NAME.js, flows/NAME.yaml) to a node: they reach every node of its cluster", ArgsUsage: "PATH...",
-		Description: `Sends JavaScript skills (NAME.js) and YAML flows (NAME.yaml, kept as
-flows/NAME.yaml) to the node's admin API for the credential's tenant (or,
-with the operator's credential, --tenant's). A directory is read as a
-workspace's skills/ is laid out: *.js at its top, flows/*.yaml. The node
+		Description: `Sends JavaScript skills (NAME.js), YAML flows (NAME.yaml, kept as
+flows/NAME.yaml) and an intents file (intents.yaml: in place of the
+workspace's for the tenant's turns) to the node's admin API for the
+credential's tenant (or, with the operator's credential, --tenant's). A
+directory is read as a workspace's skills/ is laid out: *.js and
+intents.yaml at its top, flows/*.yaml. The node
 checks every file as it would load it (JavaScript syntax, RE2 patterns, a
-flow's keys and the skills its nodes call) before it keeps any: a file
+flow's keys and the skills its nodes call, the intents file's keys) before it keeps any: a file
 that does not load is refused naming the file and line, and nothing of
 the push is kept. Files of the same path are replaced; --replace makes the
 pushed files the tenant's only ones. The tenant's turns see its own

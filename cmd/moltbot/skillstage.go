@@ -86,6 +86,9 @@ func newSkillStage(cfg skills.Config, files *skills.TenantFiles, log *slog.Logge
 		st.flows.SetTenants(st.tenantFlows, files.Any)
 	}
 	st.intents = intent.NewStage(log)
+	if files != nil {
+		st.intents.SetTenants(st.tenantIntents, files.Any)
+	}
 	if cfg.Metrics != nil {
 		st.intents.Count = func(stage string) { cfg.Metrics.Inc(metrics.IntentTurns, stage) }
 	}
