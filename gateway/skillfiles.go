@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/manage"
@@ -16,9 +14,9 @@ import (
 // "tenant" in a POST body).
 //
 //	GET    /v1/admin/skills/files              the tenant's files (no text), their version
-//	POST   /v1/admin/skills/files              put and remove files in one change: {"files": [{"path", "source"}], "remove": [...], "replace"?, "tenant"?}
+//	POST   /v1/admin/skills/files              put and remove files in one change: {"files": [{"path", "source"}], "remove": [...], "replace"?, "if_version"?, "tenant"?}
 //	GET    /v1/admin/skills/files/{path...}    one file, with its text
-//	PUT    /v1/admin/skills/files/{path...}    put one file: the body is its text
+//	PUT    /v1/admin/skills/files/{path...}    put one file: {"source", "tenant"?}; If-Match: the version expected
 //	DELETE /v1/admin/skills/files/{path...}    remove one file
 //
 // A change is checked whole by the node's loaders (JavaScript, RE2
@@ -30,8 +28,9 @@ import (
 // MiB together, JSON escaping may double that.
 const MaxSkillFilesBody = 4 << 20
 
-// MaxSkillFileBody bounds a PUT body: one file (skills.MaxPushedFile).
-const MaxSkillFileBody = 256 << 10
+// MaxSkillFileBody bounds a PUT body: one file (skills.MaxPushedFile,
+// 256 KiB, checked on its text) as a JSON string, escaping included.
+const MaxSkillFileBody = 2 << 20
 
 const skillFilesPath = "/v1/admin/skills/files"
 
@@ -87,6 +86,9 @@ type skillFilesBody struct {
 	} `json:"files"`
 	Remove  []string `json:"remove"`
 	Replace bool     `json:"replace"`
+	// IfVersion: the version the files must be at ("": none yet), else
+	// 409; absent: any.
+	IfVersion *string `json:"if_version"`
 }
 
 func (s *Server) skillFilesPush(w http.ResponseWriter, r *http.Request) {
@@ -104,11 +106,22 @@ func (s *Server) skillFilesPush(w http.ResponseWriter, r *http.Request) {
 		n += len(f.Source)
 	}
 	a.detail = fmt.Sprintf("%d files put (%d bytes), %d removed, replace %v", len(put), n, len(body.Remove), body.Replace)
-	s.pushSkillFiles(w, r, a, body.Tenant, put, body.Remove, body.Replace)
+	s.pushSkillFiles(w, r, a, body.Tenant, manage.SkillFilesChange{Put: put, Remove: body.Remove, Replace: body.Replace, IfVersion: body.IfVersion})
 }
 
-func (s *Server) pushSkillFiles(w http.ResponseWriter, r *http.Request, a audited, tenant string, put []manage.SkillFile, remove []string, replace bool) {
-	list, err := s.mg.SkillFilesPush(r.Context(), principal(r), tenant, put, remove, replace)
+// ifMatch is a PUT's or DELETE's If-Match header as the version the
+// files must be at (a quoted or bare version; nil: absent).
+func ifMatch(r *http.Request) *string {
+	v, ok := r.Header["If-Match"]
+	if !ok || len(v) == 0 {
+		return nil
+	}
+	s := strings.Trim(strings.TrimSpace(v[0]), `"`)
+	return &s
+}
+
+func (s *Server) pushSkillFiles(w http.ResponseWriter, r *http.Request, a audited, tenant string, c manage.SkillFilesChange) {
+	list, err := s.mg.SkillFilesPush(r.Context(), principal(r), tenant, c)
 	if err != nil {
 		s.fail(w, r, a, err)
 		return
@@ -118,32 +131,37 @@ func (s *Server) pushSkillFiles(w http.ResponseWriter, r *http.Request, a audite
 	writeJSON(w, http.StatusOK, list)
 }
 
+// skillFilePut answers PUT /v1/admin/skills/files/{path...} {"source",
+// "tenant"?} (a JSON body, as every state-changing call's: a browser's
+// form cannot send one without a preflight).
 func (s *Server) skillFilePut(w http.ResponseWriter, r *http.Request) {
 	path, tenant := r.PathValue("path"), r.URL.Query().Get("tenant")
 	a := audited{action: "skills.push", target: "skills/" + path, tenant: tenant}
-	b, err := readBody(http.MaxBytesReader(w, r.Body, MaxSkillFileBody), nil)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			err = &moltbot.Error{Code: moltbot.ETooLarge, Param: path, Message: fmt.Sprintf("%s: larger than %d bytes, the most a pushed file holds", path, mbe.Limit)}
-		}
+	var body struct {
+		Source string `json:"source"`
+		Tenant string `json:"tenant"`
+	}
+	if err := s.decodeKB(w, r, &body, MaxSkillFileBody); err != nil {
 		s.fail(w, r, a, err)
 		return
 	}
-	if !utf8.Valid(b) {
-		s.fail(w, r, a, &moltbot.Error{Code: moltbot.EInvalid, Param: path, Message: path + " is not UTF-8 text"})
+	if body.Tenant != "" {
+		if tenant != "" && tenant != body.Tenant {
+			s.fail(w, r, a, invalid("tenant", "?tenant=%s and the body's tenant %s differ", tenant, body.Tenant))
+			return
+		}
+		tenant, a.tenant = body.Tenant, body.Tenant
+	}
+	if strings.TrimSpace(body.Source) == "" {
+		s.fail(w, r, a, &moltbot.Error{Code: moltbot.EInvalid, Param: path, Message: path + ": source is empty (remove a file with DELETE)"})
 		return
 	}
-	if strings.TrimSpace(string(b)) == "" {
-		s.fail(w, r, a, &moltbot.Error{Code: moltbot.EInvalid, Param: path, Message: path + " is empty (remove a file with DELETE)"})
-		return
-	}
-	a.detail = fmt.Sprintf("1 file put (%d bytes)", len(b))
-	s.pushSkillFiles(w, r, a, tenant, []manage.SkillFile{{Path: path, Source: string(b)}}, nil, false)
+	a.detail = fmt.Sprintf("1 file put (%d bytes)", len(body.Source))
+	s.pushSkillFiles(w, r, a, tenant, manage.SkillFilesChange{Put: []manage.SkillFile{{Path: path, Source: body.Source}}, IfVersion: ifMatch(r)})
 }
 
 func (s *Server) skillFileDelete(w http.ResponseWriter, r *http.Request) {
 	path, tenant := r.PathValue("path"), r.URL.Query().Get("tenant")
 	a := audited{action: "skills.rm", target: "skills/" + path, tenant: tenant, detail: "1 file removed"}
-	s.pushSkillFiles(w, r, a, tenant, nil, []string{path}, false)
+	s.pushSkillFiles(w, r, a, tenant, manage.SkillFilesChange{Remove: []string{path}, IfVersion: ifMatch(r)})
 }

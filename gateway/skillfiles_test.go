@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	neturl "net/url"
 	"strings"
@@ -44,8 +45,13 @@ func (f *fakeSkillFiles) Get(space, path string) (manage.SkillFile, bool, error)
 	return manage.SkillFile{Path: path, Source: src, Bytes: len(src)}, ok, nil
 }
 
-func (f *fakeSkillFiles) Push(_ context.Context, space string, put []manage.SkillFile, remove []string, replace bool) (*manage.SkillFileList, error) {
+func (f *fakeSkillFiles) Push(_ context.Context, space string, c manage.SkillFilesChange) (*manage.SkillFileList, error) {
+	put, remove, replace := c.Put, c.Remove, c.Replace
 	f.mu.Lock()
+	if c.IfVersion != nil && *c.IfVersion != "v" {
+		f.mu.Unlock()
+		return nil, &moltbot.Error{Code: moltbot.EConflict, Param: "if_version", Message: "at v"}
+	}
 	if f.files[space] == nil || replace {
 		f.files[space] = map[string]string{}
 	}
@@ -97,9 +103,18 @@ func TestSkillFilesEndpoints(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"path":"a.js"`) {
 		t.Fatalf("POST: %d %s", resp.StatusCode, b)
 	}
-	resp, b = do(t, "PUT", base+"/flows/g.yaml", "G")
+	resp, b = do(t, "PUT", base+"/flows/g.yaml", `{"source":"G"}`)
 	if resp.StatusCode != 200 || len(fake.files["default"]) != 3 {
 		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
+	}
+	req, _ := http.NewRequest("PUT", base+"/h.js", strings.NewReader(`{"source":"H"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("If-Match", `"w"`)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 409 {
+		t.Fatalf("PUT If-Match a stale version: %v %v", resp, err)
+	}
+	if resp, b = do(t, "POST", base, `{"files":[{"path":"h.js","source":"H"}],"if_version":"v"}`); resp.StatusCode != 200 {
+		t.Fatalf("POST if_version: %d %s", resp.StatusCode, b)
 	}
 	if resp, b = do(t, "GET", base+"/flows/g.yaml", ""); resp.StatusCode != 200 || !strings.Contains(string(b), `"source":"G"`) {
 		t.Fatalf("GET one: %d %s", resp.StatusCode, b)
@@ -107,7 +122,7 @@ func TestSkillFilesEndpoints(t *testing.T) {
 	if resp, b = do(t, "GET", base+"/nope.js", ""); resp.StatusCode != 404 {
 		t.Fatalf("GET none: %d %s", resp.StatusCode, b)
 	}
-	if resp, b = do(t, "DELETE", base+"/a.js", ""); resp.StatusCode != 200 || len(fake.files["default"]) != 2 {
+	if resp, b = do(t, "DELETE", base+"/a.js", ""); resp.StatusCode != 200 || len(fake.files["default"]) != 3 {
 		t.Fatalf("DELETE: %d %s", resp.StatusCode, b)
 	}
 	for _, tc := range []struct {
@@ -119,9 +134,11 @@ func TestSkillFilesEndpoints(t *testing.T) {
 		{"POST", "", `{}`, 400, "nothing to push"},
 		{"POST", "", `{"files":[{"path":"s.js","source":"SYNTAX"}]}`, 400, `"param":"s.js"`},
 		{"POST", "", `{"files":[{"path":"big.js","source":"` + strings.Repeat("x", MaxSkillFilesBody) + `"}]}`, 413, "larger than"},
-		{"PUT", "/big.js", strings.Repeat("x", MaxSkillFileBody+1), 413, "big.js: larger than"},
-		{"PUT", "/bin.js", "\xff\xfe", 400, "not UTF-8"},
-		{"PUT", "/empty.js", "  ", 400, "is empty"},
+		{"PUT", "/big.js", `{"source":"` + strings.Repeat("x", MaxSkillFileBody) + `"}`, 413, "larger than"},
+		{"PUT", "/raw.js", "module.exports = {}", 400, ""},
+		{"PUT", "/empty.js", `{"source":"  "}`, 400, "source is empty"},
+		{"PUT", "/t.js?tenant=a", `{"source":"x","tenant":"b"}`, 400, "differ"},
+		{"PUT", "/u.js", `{"source":"x","bogus":1}`, 400, "bogus"},
 		{"PATCH", "/a.js", "", 405, ""},
 		{"DELETE", "", "", 405, ""},
 	} {

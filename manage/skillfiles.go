@@ -47,7 +47,17 @@ type SkillFiles interface {
 	Get(space, path string) (f SkillFile, found bool, err error)
 	// Push puts files (replace: in place of every file), removes paths,
 	// checks the result whole and writes it as one change.
-	Push(ctx context.Context, space string, put []SkillFile, remove []string, replace bool) (*SkillFileList, error)
+	Push(ctx context.Context, space string, c SkillFilesChange) (*SkillFileList, error)
+}
+
+// SkillFilesChange is a push: files to put, paths to remove, whether the
+// put files replace every file, and the version the files must be at
+// (nil: any; "": none yet), else EConflict.
+type SkillFilesChange struct {
+	Put       []SkillFile
+	Remove    []string
+	Replace   bool
+	IfVersion *string
 }
 
 func (s *Service) skillFilesSpace(p *moltbot.Principal, tenant string) (string, error) {
@@ -87,13 +97,13 @@ func (s *Service) SkillFileGet(p *moltbot.Principal, tenant, path string) (*Skil
 
 // SkillFilesPush puts and removes tenant's pushed files in one change,
 // after the node's loaders took the result.
-func (s *Service) SkillFilesPush(ctx context.Context, p *moltbot.Principal, tenant string, put []SkillFile, remove []string, replace bool) (*SkillFileList, error) {
+func (s *Service) SkillFilesPush(ctx context.Context, p *moltbot.Principal, tenant string, c SkillFilesChange) (*SkillFileList, error) {
 	space, err := s.skillFilesSpace(p, tenant)
 	if err != nil {
 		return nil, err
 	}
-	if len(put) == 0 && len(remove) == 0 && !replace {
+	if len(c.Put) == 0 && len(c.Remove) == 0 && !c.Replace {
 		return nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "files", Message: "nothing to push: no file to put or remove"}
 	}
-	return s.cfg.SkillFiles.Push(ctx, space, put, remove, replace)
+	return s.cfg.SkillFiles.Push(ctx, space, c)
 }

@@ -186,6 +186,9 @@ type Change struct {
 	Put     []PushedFile
 	Remove  []string
 	Replace bool
+	// IfVersion, when set, is the version the push expects the files to
+	// be at ("" : none yet): another one is EConflict, nothing written.
+	IfVersion *string
 }
 
 // Apply changes space's files: it composes the new set, checks every
@@ -194,16 +197,20 @@ type Change struct {
 // record (no file left: the record is deleted). It returns the new
 // version and files. Errors are *moltbot.Error: EInvalid naming the file
 // (Param), ETooLarge for a cap, ENotFound for a path to remove that is
-// not there.
+// not there, EConflict when the files are not at c.IfVersion.
 func (f *TenantFiles) Apply(space string, c Change, check func(files []PushedFile) error) (string, []PushedFile, error) {
 	if space == "" {
 		return "", nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "tenant", Message: "no tenant"}
 	}
 	f.pushMu.Lock()
 	defer f.pushMu.Unlock()
-	_, cur, err := f.Files(space)
+	curVer, cur, err := f.Files(space)
 	if err != nil {
 		return "", nil, err
+	}
+	if c.IfVersion != nil && *c.IfVersion != curVer {
+		return "", nil, &moltbot.Error{Code: moltbot.EConflict, Param: "if_version",
+			Message: fmt.Sprintf("the tenant's files are at version %q, not %q: pull them, or push without if_version", curVer, *c.IfVersion)}
 	}
 	by := map[string]string{}
 	if !c.Replace {

@@ -148,6 +148,23 @@ func TestPushApply(t *testing.T) {
 	if _, found, _ := kv.Get("acme"); found {
 		t.Fatal("the record stays")
 	}
+	// if_version: a push expecting another version is refused, nothing
+	// written; the right one (none yet: "") goes in.
+	none, stale := "", "0123456789abcdef"
+	vx, _, err := f.Apply("acme", Change{Put: []PushedFile{{"a.js", "A"}}, IfVersion: &none}, nil)
+	if err != nil || vx == "" {
+		t.Fatalf("if none: %v", err)
+	}
+	if _, _, err := f.Apply("acme", Change{Put: []PushedFile{{"b.js", "B"}}, IfVersion: &stale}, nil); codeOf(err) != moltbot.EConflict || f.Version("acme") != vx {
+		t.Fatalf("a stale if_version: %v", err)
+	}
+	if _, _, err := f.Apply("acme", Change{Put: []PushedFile{{"b.js", "B"}}, IfVersion: &none}, nil); codeOf(err) != moltbot.EConflict {
+		t.Fatalf("if none, when there are: %v", err)
+	}
+	if _, files, err := f.Apply("acme", Change{Put: []PushedFile{{"b.js", "B"}}, IfVersion: &vx}, nil); err != nil || len(files) != 2 {
+		t.Fatalf("the right if_version: %v", err)
+	}
+	f.Apply("acme", Change{Remove: []string{"a.js", "b.js"}}, nil)
 	// The same content is the same version (on every member).
 	a, _, _ := f.Apply("x", Change{Put: []PushedFile{{"a.js", "A"}}}, nil)
 	b, _, _ := f.Apply("y", Change{Put: []PushedFile{{"a.js", "A"}}}, nil)

@@ -127,10 +127,23 @@ func (s *Skills) tenantSkills(ctx context.Context, space string) (*tenantSet, er
 		}
 	}
 	tc.mu.Lock()
+	if len(tc.sets) >= maxTenantSets {
+		for k := range tc.sets {
+			delete(tc.sets, k) // any one: read again on its tenant's next turn
+			break
+		}
+	}
 	tc.sets[space] = ts
+	if tc.loading[space] == lm {
+		delete(tc.loading, space) // a load at once beside a later one is only work done twice
+	}
 	tc.mu.Unlock()
 	return ts, nil
 }
+
+// maxTenantSets bounds the tenants whose skills a node keeps described
+// (names, patterns): a node serving many tenants keeps the last ones used.
+const maxTenantSets = 1024
 
 // jsFiles are the JavaScript files of a tenant's pushed files, as the
 // worker takes them.

@@ -295,9 +295,9 @@ func (a skillFilesAdmin) Get(space, path string) (manage.SkillFile, bool, error)
 	return manage.SkillFile{}, false, nil
 }
 
-func (a skillFilesAdmin) Push(ctx context.Context, space string, put []manage.SkillFile, remove []string, replace bool) (*manage.SkillFileList, error) {
-	c := skills.Change{Remove: remove, Replace: replace}
-	for _, f := range put {
+func (a skillFilesAdmin) Push(ctx context.Context, space string, mc manage.SkillFilesChange) (*manage.SkillFileList, error) {
+	c := skills.Change{Remove: mc.Remove, Replace: mc.Replace, IfVersion: mc.IfVersion}
+	for _, f := range mc.Put {
 		c.Put = append(c.Put, skills.PushedFile{Path: f.Path, Source: f.Source})
 	}
 	var sk, fl []string

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moltbot/moltbot/configs"
+	"github.com/moltbot/moltbot/internal/testutil"
 )
 
 // The files a tenant pushes in the tests: a JavaScript skill and a flow
@@ -128,6 +130,10 @@ skills: {worker: `+bin+`, timeout: 10s}
 	if got := turn("42"); got != "order 42 is on its way (pushed hello, 42)" {
 		t.Fatalf("the flow's end: %q", got)
 	}
+	// --if-version: a push that expects another version is refused.
+	if code, _, e := cli("push", "--admin-key-file", acmeFile, "--if-version", "0000000000000000", writePushDir(t, pushedGreet)); code != 1 || !strings.Contains(e, "409") || !strings.Contains(e, "not \"0000000000000000\"") {
+		t.Fatalf("a stale --if-version: %d %s", code, e)
+	}
 	// A push that does not load: refused, naming the file and the line;
 	// nothing of it kept (greet.js stays as it was).
 	bad := filepath.Join(t.TempDir(), "broken.js")
@@ -145,7 +151,7 @@ skills: {worker: `+bin+`, timeout: 10s}
 		t.Fatalf("a bad flow: %d %s", code, body)
 	}
 	code, body = authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/m.js", acmeAdmin,
-		"module.exports = {name: 'm', patterns: [/^m$/], models: {coder: 'nope/nope'}, handler: async () => 'm'};\n")
+		putBody("module.exports = {name: 'm', patterns: [/^m$/], models: {coder: 'nope/nope'}, handler: async () => 'm'};\n"))
 	if code != 400 || !strings.Contains(body, `m.js: models: coder: \"nope/nope\" is not a model the router knows`) {
 		t.Fatalf("an unknown model: %d %s", code, body)
 	}
@@ -158,10 +164,10 @@ skills: {worker: `+bin+`, timeout: 10s}
 	if code, _, e := cli("push", "--admin-key-file", acmeFile, "--tenant", "other", writePushDir(t, pushedGreet)); code != 1 || !strings.Contains(e, "only its own tenant") {
 		t.Fatalf("acme's admin for other: %d %s", code, e)
 	}
-	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/x.js", acme, skillJSText("x")); code != 403 {
+	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/x.js", acme, putBody(skillJSText("x"))); code != 403 {
 		t.Fatalf("a chat key pushes: %d %s", code, body)
 	}
-	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/hey.js?tenant=other", op, skillJSText("hey")); code != 200 || !strings.Contains(body, `"skills":["hey"]`) {
+	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/hey.js?tenant=other", op, putBody(skillJSText("hey"))); code != 200 || !strings.Contains(body, `"skills":["hey"]`) {
 		t.Fatalf("the operator's PUT for other: %d %s", code, body)
 	}
 	if got := ask(other, "hey"); got != "pushed hey" {
@@ -172,7 +178,7 @@ skills: {worker: `+bin+`, timeout: 10s}
 	}
 	// A pushed skill that exports tool: is offered to its tenant's turns
 	// (the simulator calls it), not to another tenant's.
-	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/weather.js?tenant=other", op, weatherTool); code != 200 {
+	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/weather.js?tenant=other", op, putBody(weatherTool)); code != 200 {
 		t.Fatalf("PUT weather: %d %s", code, body)
 	}
 	if got := ask(other, "what is the weather in Paris?"); !strings.Contains(got, "weather returned sunny in ") {
@@ -199,7 +205,7 @@ skills: {worker: `+bin+`, timeout: 10s}
 	if got := ask(acme, "xyzzy and plugh"); got == "pushed magic" {
 		t.Fatal("acme runs other's intent skill")
 	}
-	code, body = authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/intents.yaml?tenant=other", op, "intents:\n  - name: Bad Name\n")
+	code, body = authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/intents.yaml?tenant=other", op, putBody("intents:\n  - name: Bad Name\n"))
 	if code != 400 || !strings.Contains(body, "intents.yaml:2") || !strings.Contains(body, `"param":"intents.yaml"`) {
 		t.Fatalf("a bad intents file: %d %s", code, body)
 	}
@@ -238,6 +244,63 @@ skills: {worker: `+bin+`, timeout: 10s}
 	if code, body := authedDo(t, "DELETE", n.URL()+"/v1/admin/skills/files/hey.js?tenant=other", op, ""); code != 404 {
 		t.Fatalf("DELETE again: %d %s", code, body)
 	}
+}
+
+// A tenant deleted loses its pushed files (auth's sweep of dead spaces,
+// on every node); made again under the same id (a new incarnation, a new
+// space) it starts with none.
+func TestSkillPushTenantDeleted(t *testing.T) {
+	bin := buildSkillsWorker(t)
+	ws := filepath.Join(t.TempDir(), "ws")
+	if code, out, e := runCLI(t, "", "init", "--workspace", ws); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, e)
+	}
+	opBytes, _ := os.ReadFile(filepath.Join(ws, "admin.key"))
+	op := strings.TrimSpace(string(opBytes))
+	path := filepath.Join(ws, "moltbot.yaml")
+	os.WriteFile(path, []byte(`server: {host: 127.0.0.1, port: 0, shutdown_timeout: 2s}
+log: {level: error}
+auth: {enabled: true}
+providers: [{name: sim, type: sim, sim: {ttft: 0s, itl: 0s, tokens: 4}}]
+models: {primary: sim/sim}
+skills: {worker: `+bin+`}
+`), 0o600)
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{Config: cfg, Workspace: ws}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown(context.Background()) })
+	waitReady(t, n.URL())
+	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/tenants", op, `{"id":"gone"}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	if code, body := authedDo(t, "PUT", n.URL()+"/v1/admin/skills/files/hey.js?tenant=gone", op, putBody(skillJSText("hey"))); code != 200 {
+		t.Fatalf("push: %d %s", code, body)
+	}
+	spaces := n.skills.files.Spaces()
+	if len(spaces) != 1 || !strings.HasPrefix(spaces[0], "gone:") {
+		t.Fatalf("spaces %v", spaces)
+	}
+	if code, body := authedDo(t, "DELETE", n.URL()+"/v1/admin/tenants/gone", op, ""); code != 200 && code != 204 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	testutil.Eventually(t, 10*time.Second, "the dead tenant's files swept", func() bool { return !n.skills.files.Any() })
+	if code, body := authedDo(t, "POST", n.URL()+"/v1/admin/tenants", op, `{"id":"gone"}`); code != 201 {
+		t.Fatalf("create again: %d %s", code, body)
+	}
+	if code, body := authedGet(t, n.URL()+"/v1/admin/skills/files?tenant=gone", op); code != 200 || !strings.Contains(body, `"files":[]`) {
+		t.Fatalf("the new tenant's files: %d %s", code, body)
+	}
+}
+
+// putBody is a PUT /v1/admin/skills/files/{path} body.
+func putBody(src string) string {
+	b, _ := json.Marshal(map[string]string{"source": src})
+	return string(b)
 }
 
 func skillJSText(name string) string {

@@ -141,7 +141,9 @@ checks every file as it would load it (JavaScript syntax, RE2 patterns, a
 flow's keys and the skills its nodes call, the intents file's keys) before it keeps any: a file
 that does not load is refused naming the file and line, and nothing of
 the push is kept. Files of the same path are replaced; --replace makes the
-pushed files the tenant's only ones. The tenant's turns see its own
+pushed files the tenant's only ones; --if-version V pushes only if the
+files are still at version V (moltbot skills files shows it), so that
+two people pushing at once do not undo each other. The tenant's turns see its own
 skills before the workspace's (one of the same name wins), on every node,
 from their next turn.
 
@@ -149,7 +151,8 @@ Examples:
    moltbot skills push greet.js refund.yaml
    moltbot skills push --tenant acme ./acme-skills
    moltbot skills push --replace ./acme-skills`,
-		Flags: append(adminFlags(), skillTenantFlag(), &cli.BoolFlag{Name: "replace", Usage: "the pushed files become the tenant's only ones"}),
+		Flags: append(adminFlags(), skillTenantFlag(), &cli.BoolFlag{Name: "replace", Usage: "the pushed files become the tenant's only ones"},
+			&cli.StringFlag{Name: "if-version", Usage: "push only if the tenant's files are at this version (skills files shows it; \"\": none yet), else exit 1: another push came first"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
 				return fail(2, "usage: moltbot skills push [--tenant T] PATH...")
@@ -167,6 +170,9 @@ Examples:
 				put[i] = sent{f.Path, f.Source}
 			}
 			body := map[string]any{"files": put, "replace": c.Bool("replace")}
+			if c.IsSet("if-version") {
+				body["if_version"] = c.String("if-version")
+			}
 			if t := c.String("tenant"); t != "" {
 				body["tenant"] = t
 			}
