@@ -818,7 +818,13 @@ func (s *Skills) runReq(ctx context.Context, ts *tenantSet, what, skill string, 
 		return "", ErrClosed
 	}
 	label := skill
-	if label == "" {
+	switch {
+	case ts != nil:
+		// A tenant's pushed skill: its name is the tenant's to choose, so
+		// the metrics count them under one label, not one per name (the
+		// tenants could grow the label set without bound).
+		label = PushedLabel
+	case label == "":
 		label = what
 	}
 	d := base

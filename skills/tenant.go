@@ -32,6 +32,10 @@ import (
 // that tenant. Another tenant never sees them. A new version of the
 // files (a push reached this node) is read on the tenant's next turn.
 
+// PushedLabel is the skill label of a tenant's pushed skills' runs in
+// the metrics (moltbot_skill_runs_total, _duration_seconds).
+const PushedLabel = "(pushed)"
+
 // TenantSource is where a tenant's pushed skills are (*TenantFiles).
 type TenantSource interface {
 	Version(space string) string

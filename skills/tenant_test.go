@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/metrics"
 )
 
 func skillJS(name, pattern, reply string) string {
@@ -205,5 +206,20 @@ func TestTenantTools(t *testing.T) {
 	}
 	if got := (tenantTools{e.sk, &tenantSet{l: &loaded{}}}).ServerTools(&moltbot.Bot{Name: "b", Skills: []string{"clock-skill"}}); len(got) != 1 || got[0].Name != "clock" {
 		t.Fatalf("a bot's tools: %+v", got)
+	}
+}
+
+// A tenant's pushed skills' runs are counted under one label: their
+// names are the tenants' to choose.
+func TestTenantSkillMetricsLabel(t *testing.T) {
+	files, _ := newFiles(t)
+	met := metrics.New("test")
+	e := startWith(t, map[string]string{"ws.js": skillJS("ws", "^ws$", "ws")}, Config{Deadline: 10 * time.Second, Workers: 1, Tenants: files, Metrics: met})
+	files.Apply("acme", Change{Put: []PushedFile{{"a.js", skillJS("made-up-name", "^own$", "own")}}}, nil)
+	if res, _, err := e.turnIn(t, "acme", "c", "own"); err != nil || res.Message.Content != "own" {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if met.Get(metrics.SkillRuns, PushedLabel, "ok") != 1 || met.Get(metrics.SkillRuns, "made-up-name", "ok") != 0 {
+		t.Fatal("a pushed skill's run is not counted under its label")
 	}
 }
