@@ -91,7 +91,11 @@ type TenantFiles struct {
 	mu    sync.RWMutex
 	index map[string]string // space -> version
 
-	pushMu sync.Mutex // one push (read, change, check, write) at a time
+	// pushMu guards pushing: one push (read, change, check, write) at a
+	// time per space, so that a slow check of one tenant's files (up to
+	// the worker's load bound) holds up no other tenant's push.
+	pushMu  sync.Mutex
+	pushing map[string]*sync.Mutex
 }
 
 // NewTenantFiles returns an empty store; Attach gives it its records.
@@ -202,8 +206,8 @@ func (f *TenantFiles) Apply(space string, c Change, check func(files []PushedFil
 	if space == "" {
 		return "", nil, &moltbot.Error{Code: moltbot.EInvalid, Param: "tenant", Message: "no tenant"}
 	}
-	f.pushMu.Lock()
-	defer f.pushMu.Unlock()
+	unlock := f.lockSpace(space)
+	defer unlock()
 	curVer, cur, err := f.Files(space)
 	if err != nil {
 		return "", nil, err
@@ -275,6 +279,22 @@ func (f *TenantFiles) Apply(space string, c Change, check func(files []PushedFil
 	return fileVersion(val), files, nil
 }
 
+// lockSpace takes space's push lock and returns its release.
+func (f *TenantFiles) lockSpace(space string) func() {
+	f.pushMu.Lock()
+	if f.pushing == nil {
+		f.pushing = map[string]*sync.Mutex{}
+	}
+	m := f.pushing[space]
+	if m == nil {
+		m = &sync.Mutex{}
+		f.pushing[space] = m
+	}
+	f.pushMu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
 // DeleteSpaces deletes the files of every space dead reports true
 // (auth's sweep of deleted tenants) and returns how many spaces lost
 // theirs.
@@ -282,14 +302,15 @@ func (f *TenantFiles) DeleteSpaces(dead func(space string) bool) (int, error) {
 	if f == nil || f.kv == nil {
 		return 0, nil
 	}
-	f.pushMu.Lock()
-	defer f.pushMu.Unlock()
 	n := 0
 	for _, s := range f.Spaces() {
 		if !dead(s) {
 			continue
 		}
-		if err := f.kv.Delete(s); err != nil {
+		unlock := f.lockSpace(s)
+		err := f.kv.Delete(s)
+		unlock()
+		if err != nil {
 			return n, fmt.Errorf("skills: sweep pushed files: %w", err)
 		}
 		n++
