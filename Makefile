@@ -21,11 +21,17 @@ export CGO_ENABLED ?= 0
 export GOFLAGS += -mod=mod
 
 .PHONY: all run build build-edge size-check test test-edge unit integration vet fmt-check tidy-check lint bench measure fuzz cross proto clean redis-server \
-	acceptance acceptance-deps acceptance-ollama-cli ollama-cli ollama-cli-try
+	acceptance acceptance-deps acceptance-ollama-cli ollama-cli ollama-cli-try widget-deps
 
 # The acceptance tests (test/acceptance): the npm clients they run live in
 # ACC_JS; the ollama CLI is built into OLLAMA_CLI_DIR, outside the clone.
 ACC_JS         := test/acceptance/js
+# Every Node harness make test installs: the acceptance clients and the
+# channels' official client libraries run against their fakes.
+NPM_DIRS       := $(ACC_JS) $(patsubst %/package.json,%,$(wildcard test/channels/*/package.json))
+# jsdom, for the web chat widget's script run in a DOM (channels/widget,
+# cmd/moltbot TestWidget*).
+WIDGET_JS      := test/widget
 OLLAMA_CLI_DIR ?= $(HOME)/.cache/moltbot-ollama
 export MOLTBOT_OLLAMA_CLI ?= $(OLLAMA_CLI_DIR)/bin/ollama
 # make test builds the ollama CLI first (about 8 minutes cold, then kept in
@@ -78,10 +84,11 @@ size-check:
 ## on 2 cores, a rolling restart loses an acknowledged turn now and then
 ## (docs/DESIGN.md, known limits), which they must not hide and the rest
 ## must not provoke.
-test: vet fmt-check build redis-server acceptance-deps $(TEST_OLLAMA_CLI)
+test: vet fmt-check build redis-server acceptance-deps widget-deps $(TEST_OLLAMA_CLI)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m -skip '^TestClusterProcesses' ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -run '^TestClusterProcesses' ./cmd/moltbot/
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
+	$(GO) test -count=1 -timeout 5m -run '^TestWidgetCluster$$' ./cmd/moltbot/
 	$(MAKE) --no-print-directory test-edge
 
 ## test-edge: the edge build's own tests (the packages with edge stand-ins:
@@ -103,16 +110,30 @@ redis-server:
 acceptance: acceptance-deps
 	$(GO) test -count=1 -timeout 10m -v ./test/acceptance/
 
-## acceptance-deps: npm ci in test/acceptance/js when node_modules is
-## missing or older than the lock (nothing to do otherwise; without node,
-## a note: those tests skip)
+## acceptance-deps: npm ci in each Node harness (test/acceptance/js, and
+## the channels' official clients under test/channels/*) when its
+## node_modules is missing or older than its lock (nothing to do
+## otherwise; without node, a note: those tests skip)
 acceptance-deps:
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
 	  echo "acceptance-deps: no node or npm on PATH: the npm client acceptance tests will skip (they need Node 20+)"; \
-	elif [ ! -f $(ACC_JS)/node_modules/.package-lock.json ] || \
-	     [ $(ACC_JS)/package-lock.json -nt $(ACC_JS)/node_modules/.package-lock.json ] || \
-	     [ $(ACC_JS)/package.json -nt $(ACC_JS)/node_modules/.package-lock.json ]; then \
-	  echo "npm ci in $(ACC_JS)"; cd $(ACC_JS) && npm ci --no-audit --no-fund --loglevel=error; \
+	else for d in $(NPM_DIRS); do \
+	  if [ ! -f $$d/node_modules/.package-lock.json ] || \
+	     [ $$d/package-lock.json -nt $$d/node_modules/.package-lock.json ] || \
+	     [ $$d/package.json -nt $$d/node_modules/.package-lock.json ]; then \
+	    echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done; fi
+
+## widget-deps: npm ci in test/widget (jsdom) when node_modules is missing
+## or older than the lock; without node, a note: the widget's DOM tests skip
+widget-deps:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "widget-deps: no node or npm on PATH: the widget's DOM tests will skip (they need Node 20+)"; \
+	elif [ ! -f $(WIDGET_JS)/node_modules/.package-lock.json ] || \
+	     [ $(WIDGET_JS)/package-lock.json -nt $(WIDGET_JS)/node_modules/.package-lock.json ] || \
+	     [ $(WIDGET_JS)/package.json -nt $(WIDGET_JS)/node_modules/.package-lock.json ]; then \
+	  echo "npm ci in $(WIDGET_JS)"; cd $(WIDGET_JS) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
 ## ollama-cli: the ollama binary built from its Go module, at the version
@@ -162,7 +183,9 @@ fuzz:
 	  internal/jsonw:FuzzString inference/openai:FuzzStream inference/openai:FuzzScanChunkMatchesSlow inference/openaiwire:FuzzDecodeChatRequest inference/anthropic:FuzzStream inference/ollama:FuzzStream auth:FuzzAuthenticate auth:FuzzMerge audit:FuzzClean gateway:FuzzAuditQuery inference/sse:FuzzReaderMatchesReference \
 	  gateway:FuzzClientAddr gateway:FuzzEdgeHeaders actors:FuzzGuard actors:FuzzPeekEnvelope cluster:FuzzKeyFile \
 	  inference/ollama:FuzzDecodeLineMatchesEncodingJSON inference/ollama:FuzzChatMatchesAPIClient inference/ollama:FuzzRequest \
-	  cache:FuzzDecodeEntry cache/resp:FuzzReadReply; do \
+	  cache:FuzzDecodeEntry cache/resp:FuzzReadReply \
+	  channels/discord:FuzzGatewayPayload channels/discord:FuzzInteraction channels/discord:FuzzAddress \
+	  channels/telegram:FuzzParseUpdate channels/feishu:FuzzOpen; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done

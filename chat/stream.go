@@ -24,6 +24,7 @@ type Stream struct {
 	mu     sync.Mutex
 	q      []moltbot.Event  // waiting, from head
 	inline [4]moltbot.Event // q's first backing array: a reader that keeps up never needs more
+	spare  *[]moltbot.Event // q's backing array from spareQueues once it outgrew inline
 	head   int
 	ended  bool          // the last event is queued
 	wake   chan struct{} // a push since the reader last looked (cap 1)
@@ -39,6 +40,19 @@ func newStream(max int, cancel context.CancelFunc) *Stream {
 	return st
 }
 
+// spareQueues are queues that outgrew a stream's inline array, kept for
+// the next stream: a model that sends its tokens in one burst (a local
+// model's, the zero-delay simulator's) fills 17 events before the edge
+// reads one, and growing 4 -> 8 -> 16 -> 32 was 7 KB a turn. A stream
+// takes one when its inline array is full and gives it back once its last
+// event is read; a queue that grew past maxSpare is left to the collector.
+var spareQueues = sync.Pool{New: func() any {
+	q := make([]moltbot.Event, 0, 32)
+	return &q
+}}
+
+const maxSpare = 128
+
 // push queues a token event; false when EventBuffer events wait already.
 func (st *Stream) push(ev moltbot.Event) bool {
 	st.mu.Lock()
@@ -46,7 +60,7 @@ func (st *Stream) push(ev moltbot.Event) bool {
 		st.mu.Unlock()
 		return false
 	}
-	st.q = append(st.q, ev)
+	st.appendLocked(ev)
 	st.mu.Unlock()
 	st.poke()
 	return true
@@ -55,10 +69,36 @@ func (st *Stream) push(ev moltbot.Event) bool {
 // end queues the last event (never refused).
 func (st *Stream) end(ev moltbot.Event) {
 	st.mu.Lock()
-	st.q = append(st.q, ev)
+	st.appendLocked(ev)
 	st.ended = true
 	st.mu.Unlock()
 	st.poke()
+}
+
+// appendLocked queues ev, moving the queue to a spare one when the inline
+// array is full; st.mu held.
+func (st *Stream) appendLocked(ev moltbot.Event) {
+	if len(st.q) == cap(st.q) && st.spare == nil {
+		st.spare = spareQueues.Get().(*[]moltbot.Event)
+		q := append((*st.spare)[:0], st.q[st.head:]...)
+		clear(st.inline[:])
+		st.q, st.head = q, 0
+	}
+	st.q = append(st.q, ev)
+}
+
+// releaseLocked gives a spare queue back once the last event was taken
+// (an edge stops reading at EventDone); st.mu held. Every slot a reader took was zeroed by Next.
+func (st *Stream) releaseLocked() {
+	if st.spare == nil {
+		return
+	}
+	if q := st.q[:0]; cap(q) <= maxSpare {
+		*st.spare = q
+		spareQueues.Put(st.spare)
+	}
+	st.spare = nil
+	st.q, st.head = st.inline[:0], 0
 }
 
 func (st *Stream) poke() {
@@ -85,12 +125,19 @@ func (st *Stream) Next() (moltbot.Event, bool) {
 			st.q[st.head] = moltbot.Event{}
 			st.head++
 			if st.head == len(st.q) {
-				st.q, st.head = st.q[:0], 0
+				if st.ended { // that was the last event
+					st.releaseLocked()
+				} else {
+					st.q, st.head = st.q[:0], 0
+				}
 			}
 			st.mu.Unlock()
 			return ev, true
 		}
 		ended := st.ended
+		if ended {
+			st.releaseLocked()
+		}
 		st.mu.Unlock()
 		if ended {
 			return moltbot.Event{}, false

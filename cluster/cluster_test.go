@@ -535,3 +535,30 @@ func TestDefaultConfig(t *testing.T) {
 		t.Errorf("test profile bootstrap %s", c.Bootstrap)
 	}
 }
+
+// A node whose shutdown outlasts GossipToTheDeadTime after its Leave must
+// not re-advertise itself: memberlist has forgotten its own node by then,
+// and UpdateNode dereferenced the missing entry (a node crashed with exit 2
+// on SIGTERM in TestClusterProcessesRollingRestart, its metaLoop's tick
+// 3 s into a slow shutdown).
+func TestNoAdvertiseAfterLeave(t *testing.T) {
+	a, _ := startNode(t, nil, nil, 0)
+	b, _ := startNode(t, []string{a.ID()}, nil, 0)
+	testutil.Eventually(t, 10*time.Second, "joined", func() bool { return a.Ring().Len() == 2 && b.Ring().Len() == 2 })
+	if err := b.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	forgotten := func() (gone bool) {
+		defer func() {
+			if recover() != nil {
+				gone = true // memberlist's own entry is gone: LocalNode dereferences nil
+			}
+		}()
+		b.ml.LocalNode()
+		return false
+	}
+	testutil.Eventually(t, 15*time.Second, "memberlist forgets the node that left", forgotten)
+	if b.advertiseLoad(9) {
+		t.Fatal("a node that left advertised its load again")
+	}
+}

@@ -30,6 +30,13 @@ type gossip struct {
 	ml        *memberlist.Memberlist
 	keyring   *memberlist.Keyring
 	transport *limitedTransport
+	// metaMu orders metaLoop's re-advertising against Leave: once Leave
+	// has begun, nothing advertises this node again. (memberlist forgets
+	// its own node GossipToTheDeadTime after a leave, and UpdateNode then
+	// dereferences a nil entry: a node whose shutdown took longer than
+	// that crashed with exit 2 on SIGTERM.)
+	metaMu   sync.Mutex
+	metaDone bool
 }
 
 // Start joins (or founds) the cluster. Seeds that do not answer are retried
@@ -240,20 +247,37 @@ func (c *Cluster) metaLoop() {
 		}
 		if l := c.cfg.Load(); l != last {
 			last = l
-			c.mu.Lock()
-			if n := c.members[c.id]; n != nil {
-				n.Load = l
+			if !c.advertiseLoad(l) {
+				return
 			}
-			c.mu.Unlock()
-			_ = c.ml.UpdateNode(time.Second)
 		}
 	}
+}
+
+// advertiseLoad puts load in this node's metadata and re-advertises it,
+// unless the node is leaving (false: metaLoop ends).
+func (c *Cluster) advertiseLoad(load int) bool {
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	if c.metaDone {
+		return false
+	}
+	c.mu.Lock()
+	if n := c.members[c.id]; n != nil {
+		n.Load = load
+	}
+	c.mu.Unlock()
+	_ = c.ml.UpdateNode(time.Second)
+	return true
 }
 
 // Leave announces a graceful departure and waits up to timeout for it to
 // spread. Peers first see this node's metadata say "leaving" (memberlist
 // itself reports a leave like a death), then its departure.
 func (c *Cluster) Leave(timeout time.Duration) error {
+	c.metaMu.Lock()
+	c.metaDone = true // metaLoop advertises no more (an update in flight is done)
+	c.metaMu.Unlock()
 	c.mu.Lock()
 	c.left = true
 	c.mu.Unlock()

@@ -58,6 +58,9 @@ type Config struct {
 	// HandoffSection is handoff: (handoff.go; Handoff returns it as
 	// skills/handoff takes it).
 	HandoffSection HandoffConfig `yaml:"handoff"`
+	// Channels is channels: (channels.go): the chat platforms and signed
+	// webhooks the bots are reached through.
+	Channels []ChannelConfig `yaml:"channels"`
 
 	// File is where the config came from ("moltbot.yaml", "preset:demo").
 	File string `yaml:"-"`
@@ -600,6 +603,7 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	}
 	d.decode(doc, reflect.ValueOf(cfg).Elem(), "")
 	d.decodePresets(cfg)
+	d.decodeChannels(cfg)
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
 	}
@@ -1175,6 +1179,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateBots(checkRef, add)
+	c.validateChannels(add)
 	tenantIDs := map[string]bool{} // default always exists; listed, it takes the file's settings
 	for i, t := range c.Tenants {
 		at := func(k string) string { return fmt.Sprintf("tenants[%d].%s", i, k) }

@@ -228,6 +228,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(mustPreset("demo"))
 	f.Add([]byte("a: &x [*x]\nserver: *x\n"))
 	f.Add([]byte("providers: [{name: a, type: sim, sim: {tokens: ${N:-3}}}]\nmodels: {primary: a/b, threshold: {error_rate: 5%}}"))
+	f.Add([]byte("providers: [{name: a, type: sim}]\nmodels: {primary: a/b}\nbots: [{name: s}]\nchannels:\n  - {name: h, type: webhook, bot: s, secret: \"${N}\", allow_bots: true, conversations: chat}\n  - &c {name: g, type: x, k: [1]}\n  - *c\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse("f.yaml", b, env(map[string]string{"N": "4"}))
 		if err != nil {

@@ -63,6 +63,10 @@ type Config struct {
 	// Audit records admin actions (keys, tenants, reloads) and serves GET
 	// /v1/admin/audit; nil: none are recorded.
 	Audit AuditLog
+	// Channels serves /channels/{name}/... (the channels' adapters: no
+	// moltbot credential, each checks its platform's signature); nil: no
+	// channels.
+	Channels http.Handler
 }
 
 // Server is the gateway's http.Handler.
@@ -77,7 +81,9 @@ type Server struct {
 	ids     atomic.Uint64
 	started time.Time
 	anon    slots.Counter // requests in flight without a credential, by client
-	ollama  ollamaState   // the Ollama API's (ollama.go)
+	// chanFails counts the channels' refused signatures, by client.
+	chanFails failBudget
+	ollama    ollamaState // the Ollama API's (ollama.go)
 }
 
 // New returns the gateway: an HTTP edge of the chat service c and the
@@ -118,6 +124,9 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc("/v1/admin/retention/sweep", s.only("POST", s.sweepRetention))
 	mux.HandleFunc("/v1/admin/bots", s.only("GET", s.bots))
 	mux.HandleFunc("/v1/admin/bots/{name}", s.only("GET", s.bot))
+	mux.HandleFunc("/v1/admin/channels", s.only("GET", s.channelsList))
+	mux.HandleFunc("/v1/admin/channels/{name}", s.only("GET", s.channel))
+	mux.HandleFunc("/v1/admin/channels/{name}/test", s.only("POST", s.channelTest))
 	mux.HandleFunc(handoffPath, s.only("GET", s.handoffQueue))
 	mux.HandleFunc(handoffPath+"/{conversation}/{op}", s.only("POST", s.handoffOp))
 	s.cacheRoutes(mux)
@@ -232,6 +241,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		route := req.Pattern
+		if route == "" && s.isChannelPath(r.URL.Path) {
+			route = channelsPath // never the path: a channel's may carry a secret
+		}
 		if route == "" || route == "/" {
 			route = "other"
 		}
@@ -258,6 +270,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
 		}
 	}()
+	if s.isChannelPath(r.URL.Path) {
+		// The adapter authenticates its platform (a signature, a secret);
+		// the host, origin and content type are its to judge.
+		s.serveChannel(sw, req)
+		return
+	}
 	authOn := s.mg.AuthEnabled()
 	if !s.guard(sw, r, authOn) {
 		return

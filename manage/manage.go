@@ -68,6 +68,8 @@ type Config struct {
 	KB *KB
 	// Handoff is the hand-off queue (handoff.go); nil: none.
 	Handoff Handoff
+	// Channels is the node's channels (channels.go); nil: none.
+	Channels Channels
 	// SkillFiles are tenants' pushed skills (skillfiles.go); nil: none.
 	SkillFiles SkillFiles
 }

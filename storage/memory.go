@@ -106,6 +106,28 @@ func (s *Memory) Get(tenant, id string) (*moltbot.Conversation, error) {
 	return loadConv(memView{s}, Key(tenant, id))
 }
 
+// BumpEpoch implements Store (one step under the store's lock).
+func (s *Memory) BumpEpoch(tenant, id string, floor uint64, sync bool) (*moltbot.Conversation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	c, err := loadConv(memView{s}, Key(tenant, id))
+	if err != nil {
+		return nil, err
+	}
+	old, err := readHeld(memView{s}, Key(tenant, id))
+	if err != nil {
+		return nil, err
+	}
+	c.Epoch = max(c.Epoch, floor) + 1
+	if err := s.putLocked(c, sync, old); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // Put implements Store.
 func (s *Memory) Put(c *moltbot.Conversation, sync bool) error {
 	s.mu.Lock()

@@ -44,6 +44,15 @@ var (
 	// crash, so puts are synced (one per change of owner and per message
 	// relayed to a person); a lost delete leaves a tombstone.
 	Handoff = Namespace{Name: "handoff", prefix: "handoff/", syncPut: true}
+	// ChannelsInbox is this node's channel inbox (package channels,
+	// chinbox/<channel>/<id hash>): a message an adapter acknowledged to
+	// its platform waits here for its turn, so puts are synced; a lost
+	// delete replays a turn its conversation answers from its history
+	// (the turn's external id).
+	ChannelsInbox = Namespace{Name: "channels.inbox", prefix: "chinbox/", syncPut: true}
+	// ChannelsState is the channels' Get/Put state (a Telegram offset, a
+	// session to resume), replicated to every member (storage/replica).
+	ChannelsState = Namespace{Name: "channels.state", prefix: "chstate/", syncPut: true, syncDelete: true}
 	// SkillFiles are tenants' pushed skill files (package skills,
 	// TenantFiles: one record per tenant's space, replicated to every
 	// member through storage/replica): synced, as the admin API answers
@@ -53,7 +62,7 @@ var (
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB, Handoff, SkillFiles}
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB, Handoff, ChannelsInbox, ChannelsState, SkillFiles}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the

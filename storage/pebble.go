@@ -254,6 +254,28 @@ func (p *Pebble) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, u
 func (p *Pebble) put(c *moltbot.Conversation, sync, fenced bool) (bool, uint64, uint64, error) {
 	mu := p.locks.lock(c.Tenant, c.ID)
 	defer mu.Unlock()
+	return p.putLocked(c, sync, fenced)
+}
+
+// BumpEpoch implements Store: the stored copy is read and written back
+// with its new epoch under the key's lock, so a replica write that lands
+// meanwhile is either in the copy or fenced off by the new epoch.
+func (p *Pebble) BumpEpoch(tenant, id string, floor uint64, sync bool) (*moltbot.Conversation, error) {
+	mu := p.locks.lock(tenant, id)
+	defer mu.Unlock()
+	c, err := p.Get(tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	c.Epoch = max(c.Epoch, floor) + 1
+	if _, _, _, err := p.putLocked(c, sync, false); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// putLocked is put under the key's lock.
+func (p *Pebble) putLocked(c *moltbot.Conversation, sync, fenced bool) (bool, uint64, uint64, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {

@@ -44,6 +44,13 @@ type Store interface {
 	// owner's or a late replica write from replacing newer data. It returns
 	// whether c was stored and the (epoch, version) now held.
 	PutIfNewer(c *moltbot.Conversation, sync bool) (stored bool, epoch, version uint64, err error)
+	// BumpEpoch is how a new owner takes a conversation over: in one step
+	// it reads the stored copy and writes it back with its epoch raised to
+	// max(its epoch, floor)+1, and returns what it wrote (ErrNotFound when
+	// nothing is stored). A replica write of the former owner that lands
+	// meanwhile is in the copy, or comes after and is fenced off by the
+	// new epoch: a read, then a write, would lose it.
+	BumpEpoch(tenant, id string, floor uint64, sync bool) (*moltbot.Conversation, error)
 	// Count returns how many conversations are stored.
 	Count() (int, error)
 	// ForEach calls fn with each stored conversation (tombstones included)

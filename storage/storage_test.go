@@ -491,3 +491,34 @@ func TestDefaultOptions(t *testing.T) {
 		t.Errorf("zero resolves to %+v, DefaultOptions is %+v", o, DefaultOptions())
 	}
 }
+
+// BumpEpoch raises the held copy's epoch above the floor in one step and
+// keeps its content; the former epoch's writes are fenced off after it.
+func TestBumpEpoch(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.BumpEpoch("default", "c1", 0, true); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("bump of nothing: %v", err)
+			}
+			c := sample() // epoch 2, version 7
+			if err := s.Put(c, true); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct{ floor, want uint64 }{{0, 3}, {1, 4}, {9, 10}} {
+				got, err := s.BumpEpoch("default", "c1", tc.floor, true)
+				if err != nil || got.Epoch != tc.want || got.Version != 7 || len(got.Messages) != len(c.Messages) {
+					t.Fatalf("floor %d: %+v %v, want epoch %d, version 7, the messages", tc.floor, got, err, tc.want)
+				}
+				held, err := s.Get("default", "c1")
+				if err != nil || held.Epoch != tc.want || len(held.Messages) != len(c.Messages) {
+					t.Fatalf("floor %d: holds %+v %v", tc.floor, held, err)
+				}
+			}
+			late := sample()
+			late.Epoch, late.Version = 9, 99
+			if ok, _, _, _ := s.PutIfNewer(late, true); ok {
+				t.Fatal("the former epoch's write was stored after the bump")
+			}
+		})
+	}
+}

@@ -38,6 +38,15 @@ func (s *Store) PutIfNewer(c *moltbot.Conversation, sync bool) (bool, uint64, ui
 	return stored, epoch, version, err
 }
 
+// BumpEpoch implements storage.Store.
+func (s *Store) BumpEpoch(tenant, id string, floor uint64, sync bool) (*moltbot.Conversation, error) {
+	c, err := s.Store.BumpEpoch(tenant, id, floor, sync)
+	if err == nil {
+		s.T.Put(c)
+	}
+	return c, err
+}
+
 // ForEachHeader passes through to the wrapped store's, or its ForEach.
 func (s *Store) ForEachHeader(fn func(c *moltbot.Conversation) bool) error {
 	if hs, ok := s.Store.(interface {

@@ -1,6 +1,7 @@
 package conv
 
 import (
+	"errors"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -55,22 +56,43 @@ func (o *copies) persist(c *moltbot.Conversation) error {
 // activate, as the owner, makes sure this node serves the newest copy: it
 // asks the other holders for theirs, keeps the newest, and starts a new
 // epoch so that a former owner's late writes are fenced off at the replicas.
+// The epoch is raised in the store in one step with reading what it holds
+// (Store.BumpEpoch): a former owner's turn replicated here while Acquire
+// waited is in the copy this node serves, or is refused as stale. (Writing
+// the copy read before Acquire over it lost that turn, which its client
+// had seen acknowledged: TestActivateKeepsReplicaWrites.)
 func (o *copies) activate(local *moltbot.Conversation) *moltbot.Conversation {
-	cl := o.a.d.cluster
+	d := o.a.d
+	cl := d.cluster
 	if !cl.IsOwner(o.a.tenant, o.a.id) {
 		return local
 	}
-	if f := cl.Acquire(o.a.tenant, o.a.id); f != nil && (local == nil || storage.Newer(f.Epoch, f.Version, local.Epoch, local.Version)) {
-		local = f
+	var floor uint64
+	if local != nil {
+		floor = local.Epoch
 	}
-	if local == nil {
-		return nil
+	if f := cl.Acquire(o.a.tenant, o.a.id); f != nil {
+		floor = max(floor, f.Epoch)
+		if local == nil || storage.Newer(f.Epoch, f.Version, local.Epoch, local.Version) {
+			local = f
+		}
+		if _, _, _, err := d.store.PutIfNewer(f, true); err != nil {
+			d.log.Error("snapshot write failed", "conversation", f.Key(), "err", err)
+		}
 	}
-	local.Epoch++
-	o.a.d.log.Debug("conversation activated as its owner", "conversation", local.Key(), "epoch", local.Epoch, "version", local.Version)
-	if err := o.a.d.store.Put(local, true); err != nil {
-		o.a.d.log.Error("snapshot write failed", "conversation", local.Key(), "err", err)
+	c, err := d.store.BumpEpoch(o.a.tenant, o.a.id, floor, true)
+	switch {
+	case err == nil:
+		local = c
+	case local == nil:
+		return nil // nothing stored, nothing acquired
+	default:
+		if !errors.Is(err, storage.ErrNotFound) {
+			d.log.Error("snapshot write failed", "conversation", local.Key(), "err", err)
+		}
+		local.Epoch = floor + 1
 	}
+	d.log.Debug("conversation activated as its owner", "conversation", local.Key(), "epoch", local.Epoch, "version", local.Version)
 	snap, targets := copyConv(local), cl.ReplicaTargets(o.a.tenant, o.a.id)
 	go cl.Replicate(snap, targets, false)
 	return local

@@ -114,6 +114,9 @@ func doctor(ctx context.Context, ws, file, preset string) []finding {
 			add("config", statusWarn, "no moltbot.yaml in "+ws, "moltbot init --workspace "+ws+" writes one (a node without one runs on the embedded default)")
 		}
 	}
+	if err == nil {
+		_, err = channelSpecs(cfg, (&Node{}).channelTypes()) // the channels' types and options, as start checks them
+	}
 	if err != nil {
 		add("config", statusFail, err.Error(), "fix the key the message names (moltbot.yaml's comments say what each key takes)")
 		return fs

@@ -109,6 +109,9 @@ func (d deliverMux) Deliver(ctx context.Context, space, id string, to moltbot.De
 	if c := d.channels[to.Channel]; c != nil {
 		return c.Deliver(ctx, space, id, to, m)
 	}
+	if cs := d.node.chans; cs != nil && cs.Has(to.Channel) {
+		return cs.Deliver(ctx, space, id, to, m) // the config's channels:
+	}
 	// Retried with backoff: the adapter may come with a restart.
 	return fmt.Errorf("no adapter for channel %q on this node", to.Channel)
 }

@@ -181,6 +181,7 @@ Quick start:
 			botsCommand(),
 			kbCommand(),
 			handoffCommand(),
+			channelsCommand(),
 			tenantsCommand(),
 			retentionCommand(),
 			cacheCommand(),

@@ -25,12 +25,14 @@ import (
 	"github.com/moltbot/moltbot/audit"
 	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/cache"
+	"github.com/moltbot/moltbot/channels"
 	"github.com/moltbot/moltbot/chat"
 	"github.com/moltbot/moltbot/cluster"
 	"github.com/moltbot/moltbot/configs"
 	"github.com/moltbot/moltbot/gateway"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/failover"
+	"github.com/moltbot/moltbot/internal/gctune"
 	"github.com/moltbot/moltbot/internal/logging"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/manage"
@@ -82,6 +84,12 @@ type Node struct {
 	served   chan error
 	stopOnce sync.Once
 	stopErr  error
+
+	// The channels (channels.go), the chat service they turn through, and
+	// the node's metrics they export to.
+	chans   *channels.Core
+	chatSvc atomic.Pointer[chat.Service]
+	met     *metrics.Registry
 }
 
 // DataDir is the storage directory: storage.path, relative to the workspace.
@@ -216,6 +224,9 @@ func (n *Node) reloadConfig() (int, error) {
 			n.kbStage.SetBotsSearch(botsSearch(cfg))
 		}
 		n.checkBots(cfg)
+	}
+	if err := n.reloadChannels(cfg); err != nil {
+		perr = errors.Join(perr, err)
 	}
 	if n.handoff != nil {
 		// handoff: (triggers, texts, the ticket webhook); the queue's timer
@@ -370,6 +381,10 @@ func (n *Node) Start() (err error) {
 	if err := clusterRefused(cfg); err != nil { // the edge build (edge.go)
 		return err
 	}
+	chanSpecs, err := channelSpecs(cfg, n.channelTypes())
+	if err != nil {
+		return err
+	}
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	// Listen first: a port in use should fail before storage is touched.
 	ln, err := net.Listen("tcp", addr)
@@ -397,6 +412,11 @@ func (n *Node) Start() (err error) {
 		debug.SetMemoryLimit(lim)
 		n.Log.Debug("memory limit", "server.memory_limit", cfg.Server.MemoryLimit.String())
 	}
+	if os.Getenv("GOGC") == "" {
+		// The collector's headroom held at 8 MiB once the live heap is
+		// past it (internal/gctune); GOGC set by the operator wins.
+		gctune.Start(gctune.DefaultPolicy())
+	}
 	if t := cfg.Server.TLS; t.Enabled() {
 		if n.certs, err = newCertSource(n.Workspace, t.CertFile, t.KeyFile); err != nil {
 			if l := cfg.Line("server.tls"); l > 0 {
@@ -412,6 +432,7 @@ func (n *Node) Start() (err error) {
 	}
 	undo = append(undo, func() { store.Close() })
 	met := metrics.New(moltbot.Version)
+	n.met = met
 	specs, creds, err := buildProviders(cfg, met)
 	if err != nil {
 		return err
@@ -511,6 +532,9 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	skillFileSet.SetPublish(pub)
+	if err := n.newChannels(chanSpecs, store, as, met); err != nil {
+		return err
+	}
 	oc, around, err := startCache(cfg, store, met, n.Log, &rtRef)
 	if err != nil {
 		return err
@@ -682,16 +706,21 @@ func (n *Node) Start() (err error) {
 	if n.skills != nil {
 		pushed = skillFilesAdmin{files: skillFiles, st: n.skills}
 	}
+	n.chatSvc.Store(chatSvc)
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots, KB: kbMgmt,
-		StorageHealth: store.Health, Handoff: ho, SkillFiles: pushed}) // O(1): /readyz must not walk the conversations
+		StorageHealth: store.Health, Handoff: ho, Channels: n.chans, SkillFiles: pushed}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
 		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,
-		Metrics: met, Logger: n.Log, Version: moltbot.Version, MetricsOpen: cfg.Auth.MetricsOpen, Audit: al})
+		Metrics: met, Logger: n.Log, Version: moltbot.Version, MetricsOpen: cfg.Auth.MetricsOpen, Audit: al, Channels: n.chans})
 	// One client cannot hold every connection (file descriptor) of the node.
 	ln = gateway.LimitListener(ln, gateway.ConnLimits{Total: cfg.Server.MaxConnections, PerClient: cfg.Server.MaxConnectionsPerClient,
 		Trusted: trusted, OnRefuse: func() { met.Inc(metrics.HTTPConnsRefused) }})
 	n.store, n.rt, n.ln = store, rt, ln
+	if err := n.startChannels(rt); err != nil {
+		return err
+	}
+	undo = append(undo, n.chans.Close)
 	// No ReadTimeout or WriteTimeout: a streamed reply may run for
 	// server.request_timeout. Headers are bounded here, bodies by the
 	// gateway (server.read_body_timeout), idle keep-alives by IdleTimeout.
@@ -767,6 +796,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.rt.Link().WaitHandoff(hctx)
 			cancel()
 		}
+		n.chans.Close()   // its turns end (their messages stay in the inbox)
 		n.handoff.close() // its timer's turns end before the runtime
 		// Ends every remaining turn; handlers then answer and return.
 		n.rt.Shutdown(ctx)

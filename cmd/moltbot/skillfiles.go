@@ -22,7 +22,7 @@ import (
 )
 
 // skillFilesTag is the tenants' pushed skills' part of what every member
-// holds (actors.SharedMux; 0x04 is left to the channels).
+// holds (actors.SharedMux; 0x04 is the channels' state).
 const skillFilesTag = 0x05
 
 // openSkillFiles opens the tenants' pushed skill files: one record per

@@ -44,16 +44,38 @@ var deps = map[string]allowed{
 	"internal/logging":  {code: []string{"."}},
 	"internal/metrics":  {},
 	"internal/slots":    {},
+	"internal/gctune":   {},
 	"internal/testutil": {},
 	"internal/lint":     {},
 	// seamtest: a toy channel and a toy skill through the seam, from outside.
 	"internal/seamtest": {tests: []string{".", "actors", "chat", "inference/sim", "internal/metrics", "storage"}},
 	"inference/sse":     {},
 	// channels: the adapters' contract and helpers; channeltest a Host in memory.
-	"channels":             {code: []string{"."}},
+	// The core beside the contract (core.go, inbox.go, run.go, serve.go)
+	// counts into the node's metrics; it reaches chat, storage and the
+	// ring through interfaces cmd fills in.
+	"channels":             {code: []string{".", "internal/metrics"}, tests: []string{"channels/channeltest", "internal/testutil", "storage"}},
 	"channels/channeltest": {code: []string{"channels"}},
-	"inference/failover":   {},
-	"actors/pb":            {},
+	// The generic signed webhook adapter (its hook signing is the root's
+	// SignHook, shared with the hand-off's ticket webhook).
+	"channels/webhook":   {code: []string{".", "channels"}, tests: []string{"channels/channeltest"}},
+	"inference/failover": {},
+	"actors/pb":          {},
+	// The Slack adapter; fakeslack a fake Slack for its tests (and for
+	// npm @slack/socket-mode's, test/channels/slack).
+	"channels/slack":           {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/slack/fakeslack"}},
+	"channels/slack/fakeslack": {},
+	// The Discord adapter; fakediscord is a Discord on loopback for its
+	// tests and for test/channels/discord's discord.js check.
+	"channels/discord":             {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/discord/fakediscord"}},
+	"channels/discord/fakediscord": {},
+	// Telegram and Feishu adapters, written directly over their HTTP APIs;
+	// each carries a fake of its platform (checked by the platform's npm
+	// client in test/channels).
+	"channels/telegram":              {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/telegram/faketelegram"}},
+	"channels/telegram/faketelegram": {},
+	"channels/feishu":                {code: []string{".", "channels"}, tests: []string{"channels/channeltest", "channels/feishu/fakefeishu"}},
+	"channels/feishu/fakefeishu":     {},
 
 	// configs assembles each package's Config from the YAML, over the
 	// package's own defaults, and links the provider types in.
@@ -105,12 +127,12 @@ var deps = map[string]allowed{
 	// validation of every turn, for every edge, over a runtime it declares.
 	"chat": {code: []string{".", "internal/metrics"}, tests: []string{"internal/testutil"}},
 	// The management service: tenants, keys, status, over auth and actors.
-	"manage": {code: []string{".", "actors", "auth", "cache", "retention", "skills/handoff", "skills/kb"}, tests: []string{"storage", "inference/sim"}},
+	"manage": {code: []string{".", "actors", "auth", "cache", "channels", "retention", "skills/handoff", "skills/kb"}, tests: []string{"storage", "inference/sim"}},
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
 	"gateway": {code: []string{".", "audit", "chat", "manage", "inference/openaiwire", "internal/jsonw", "internal/metrics", "internal/slots"},
-		tests: []string{"actors", "auth", "cache", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
+		tests: []string{"actors", "auth", "cache", "channels", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
 
 	// bench measures over HTTP only (reading streams with the providers'
 	// SSE reader, a leaf).
@@ -149,6 +171,14 @@ var deps = map[string]allowed{
 
 	// Acceptance: the built binary driven by real clients, over HTTP only.
 	"test/acceptance": {tests: []string{"internal/testutil"}},
+	// The channels' fakes driven by the platforms' npm clients.
+	"test/channels": {tests: []string{"channels/telegram/faketelegram", "channels/feishu/fakefeishu"}},
+
+	// The web chat widget streams turns itself: an edge of the chat
+	// service (as the gateway is), besides an adapter of the contract;
+	// openaiwire decodes its visitors' images (data URLs), as the gateway's.
+	"channels/widget": {code: []string{".", "channels", "chat", "inference/openaiwire", "internal/jsonw"},
+		tests: []string{"actors", "channels/channeltest", "inference/sim", "internal/metrics", "storage"}},
 }
 
 // owners lists every outside module the code may import and the packages
@@ -189,6 +219,9 @@ var owners = map[string][]string{
 	// The terminal chat's line editor and raw mode (`moltbot chat` on a
 	// terminal: editing, history).
 	"golang.org/x/term": {"cmd/moltbot"},
+	// The WebSocket every channel adapter shares (Slack's Socket Mode,
+	// Discord's Gateway, ...); the adapters live under channels/.
+	"github.com/gorilla/websocket": {"channels"},
 }
 
 func root(t *testing.T) string {

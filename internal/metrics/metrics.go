@@ -55,6 +55,13 @@ var (
 	AuditWriteErrors  = &Family{"moltbot_audit_write_errors_total", nil}
 	ChatSlowClients   = &Family{"moltbot_chat_slow_clients_total", nil}
 	OutboxDeliveries  = &Family{"moltbot_outbox_deliveries_total", []string{"outcome"}}
+
+	// The channels (package channels): events by outcome, turns failed,
+	// sends by outcome, per channel.
+	ChannelEvents      = &Family{"moltbot_channel_events_total", []string{"channel", "outcome"}}
+	ChannelTurnsFailed = &Family{"moltbot_channel_turns_failed_total", []string{"channel"}}
+	ChannelSends       = &Family{"moltbot_channel_sends_total", []string{"channel", "outcome"}}
+
 	RetentionDeleted  = &Family{"moltbot_retention_deleted_total", nil}
 	RetentionTrimmed  = &Family{"moltbot_retention_trimmed_total", nil}
 	RetentionArchived = &Family{"moltbot_retention_archived_total", nil}
@@ -138,7 +145,13 @@ var help = map[string]string{
 	"moltbot_cache_up":                        "Whether an output cache tier answers (0 while it is bypassed after failures).",
 	"moltbot_skill_runs_total":                "JavaScript skill runs, by skill and outcome (ok; error: the skill failed; deadline: stopped at its deadline; killed: its worker killed, not answering; memory: over its memory budget; busy: no worker free).",
 	"moltbot_skill_run_duration_seconds":      "JavaScript skill runs' duration, by skill, their model calls included.",
-	"moltbot_intent_turns_total":              "Turns the intent stage classified, by the stage that decided: rules, ngram, model, or fallback (none was confident).",
+
+	"moltbot_channel_events_total":       "Messages channel adapters handed in, by channel and outcome (accepted; duplicate: seen before here, or answered by another node's turn; dropped_bot, dropped_budget: a per chat and author budget against loops, dropped_empty).",
+	"moltbot_channel_turns_failed_total": "Accepted channel messages whose turn failed for good (refused: the user got a notice; or given up after its attempts), by channel.",
+	"moltbot_channel_sends_total":        "Replies and notices sent through channel adapters, by channel and outcome (ok, failed).",
+	"moltbot_channel_inbox_depth":        "Messages in this node's channel inbox (accepted, not answered yet), by channel.",
+
+	"moltbot_intent_turns_total": "Turns the intent stage classified, by the stage that decided: rules, ngram, model, or fallback (none was confident).",
 }
 
 func init() { vm.ExposeMetadata(true) }

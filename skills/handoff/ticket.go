@@ -3,9 +3,6 @@ package handoff
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,36 +41,23 @@ type TicketLine struct {
 // TicketMessages bounds a ticket's transcript.
 const TicketMessages = 20
 
-// Signature headers of the ticket webhook: the Unix time in seconds, and
-// "sha256=" and the hex HMAC-SHA256, keyed by the secret, of
-// "<timestamp>.<body>". A receiver checks the signature in constant time
-// and refuses an old timestamp (replay).
+// Signature headers of the ticket webhook (moltbot.SignHook): the Unix
+// time in seconds, and "sha256=" and the hex HMAC-SHA256, keyed by the
+// secret, of "<timestamp>.<body>". A receiver checks the signature in
+// constant time and refuses an old timestamp (replay).
 const (
-	HeaderTimestamp = "X-Moltbot-Timestamp"
-	HeaderSignature = "X-Moltbot-Signature"
+	HeaderTimestamp = moltbot.HeaderHookTimestamp
+	HeaderSignature = moltbot.HeaderHookSignature
 )
 
 // Sign returns the signature header's value for body at ts.
-func Sign(secret string, ts int64, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(strconv.AppendInt(nil, ts, 10))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
+func Sign(secret string, ts int64, body []byte) string { return moltbot.SignHook(secret, ts, body) }
 
 // Verify checks a signed request's headers against body, in constant
 // time, and that its timestamp is within skew of now.
 func Verify(secret string, tsHeader, sigHeader string, body []byte, now time.Time, skew time.Duration) error {
-	ts, err := strconv.ParseInt(tsHeader, 10, 64)
-	if err != nil {
-		return fmt.Errorf("handoff: %s %q is not a Unix time", HeaderTimestamp, tsHeader)
-	}
-	if d := now.Sub(time.Unix(ts, 0)); d > skew || d < -skew {
-		return fmt.Errorf("handoff: %s is %s away from now (at most %s)", HeaderTimestamp, d.Round(time.Second), skew)
-	}
-	if !hmac.Equal([]byte(Sign(secret, ts, body)), []byte(sigHeader)) {
-		return fmt.Errorf("handoff: %s does not match", HeaderSignature)
+	if err := moltbot.VerifyHook(secret, tsHeader, sigHeader, body, now, skew); err != nil {
+		return fmt.Errorf("handoff: %w", err)
 	}
 	return nil
 }
