@@ -360,7 +360,7 @@ func (s *Skills) lookup(ts *tenantSet, name string) (Skill, *tenantSet, bool) {
 	return sk, nil, ok
 }
 
-// shadowed reports whether ts has a skill named name.
+// shadows reports whether ts (nil: none) has a skill named name.
 func (ts *tenantSet) shadows(name string) bool {
 	if ts == nil {
 		return false

@@ -55,6 +55,17 @@ func TestTenantSkills(t *testing.T) {
 			t.Errorf("%s %q: %q, want %q", tc.space, tc.text, got, tc.want)
 		}
 	}
+	// A bot's skills: list names the tenant's own skills as any other.
+	ts, err := e.sk.tenantSkills(context.Background(), "acme")
+	if err != nil || ts == nil {
+		t.Fatalf("acme's set: %v", err)
+	}
+	if name, set, _ := e.sk.matchIn(ts, "greet", &moltbot.Bot{Name: "b", Tenant: "acme", Skills: []string{"greet"}}); name != "greet" || set != ts {
+		t.Errorf("a bot naming greet: %q", name)
+	}
+	if name, _, _ := e.sk.matchIn(ts, "greet", &moltbot.Bot{Name: "b", Tenant: "acme", Skills: []string{"ws"}}); name != "" {
+		t.Errorf("a bot not naming greet runs %q", name)
+	}
 	push("acme", PushedFile{"greet.js", skillJS("greet", "^greet$", "acme greet v2")})
 	if got := reply("acme", "greet"); got != "acme greet v2" {
 		t.Errorf("after a new version: %q", got)

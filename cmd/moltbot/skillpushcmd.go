@@ -17,7 +17,8 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// skillFilesPath is the admin API's path of a tenant's pushed skills.
+// skillFilesURL is the admin API's path of a tenant's pushed skills (path
+// "": all of them).
 func skillFilesURL(path, tenant string) string {
 	p := "/v1/admin/skills/files"
 	if path != "" {
