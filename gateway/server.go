@@ -131,6 +131,7 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	mux.HandleFunc(handoffPath+"/{conversation}/{op}", s.only("POST", s.handoffOp))
 	s.cacheRoutes(mux)
 	s.kbRoutes(mux)
+	s.skillFileRoutes(mux)
 	if m.KeysEnabled() {
 		mux.HandleFunc("/v1/admin/keys", s.keys)
 		mux.HandleFunc("/v1/admin/keys/reload", s.only("POST", s.reload))

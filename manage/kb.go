@@ -49,9 +49,16 @@ func (s *Service) kbSpace(p *moltbot.Principal, tenant string) (string, error) {
 	if err := s.needKB(); err != nil {
 		return "", err
 	}
+	return s.adminSpace(p, tenant, "knowledge bases")
+}
+
+// adminSpace is the space of tenant whose what p (an admin) may manage:
+// p's own, or for the operator any tenant's current space (tenant ""
+// is p's own).
+func (s *Service) adminSpace(p *moltbot.Principal, tenant, what string) (string, error) {
 	t, ok := scopeTenant(p, tenant)
 	if !ok {
-		return "", moltbot.Errorf(moltbot.EForbidden, "a tenant's admin may manage only its own tenant's knowledge bases")
+		return "", moltbot.Errorf(moltbot.EForbidden, "a tenant's admin may manage only its own tenant's %s", what)
 	}
 	if t == "" || t == p.Tenant {
 		return p.Space, nil

@@ -70,6 +70,8 @@ type Config struct {
 	Handoff Handoff
 	// Channels is the node's channels (channels.go); nil: none.
 	Channels Channels
+	// SkillFiles are tenants' pushed skills (skillfiles.go); nil: none.
+	SkillFiles SkillFiles
 }
 
 // Service is the management service.

@@ -18,21 +18,31 @@ func (s *Skills) Has(name string) bool {
 // Call runs skill on input for turn t, as a flow's skill node does (no
 // pattern asked: matches[0] is the whole input), and returns its reply and
 // what its model calls used.
+//
+// The turn's tenant's pushed skill of that name, if any, runs rather than
+// the workspace's.
 func (s *Skills) Call(ctx context.Context, t *moltbot.Turn, skill, input string) (string, moltbot.Usage, error) {
-	if !s.Has(skill) {
+	ts, err := s.tenantSkills(ctx, tenantOf(t))
+	if err != nil {
+		s.tenantLoadFailed(tenantOf(t), err)
+		ts = nil
+	}
+	_, set, ok := s.lookup(ts, skill)
+	if !ok {
 		return "", moltbot.Usage{}, fmt.Errorf("skills: no skill %q is loaded", skill)
 	}
 	if len(input) > s.cfg.MaxInput {
 		return "", moltbot.Usage{}, fmt.Errorf("skills: the input of skill %s is %d bytes; at most %d", skill, len(input), s.cfg.MaxInput)
 	}
-	return s.runTurn(ctx, t, skill, input, []*string{&input})
+	return s.runTurn(ctx, t, set, skill, input, []*string{&input})
 }
 
-// runTurn runs a skill for turn t in the turn's environment (envOf).
-func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, skill, text string, matches []*string) (string, moltbot.Usage, error) {
+// runTurn runs a skill (of ts, a tenant's; nil: the workspace's) for turn
+// t in the turn's environment (envOf).
+func (s *Skills) runTurn(ctx context.Context, t *moltbot.Turn, ts *tenantSet, skill, text string, matches []*string) (string, moltbot.Usage, error) {
 	var usage moltbot.Usage
 	var mu sync.Mutex
-	reply, err := s.RunIn(ctx, skill, text, matches, envOf(t, &usage, &mu, s.cfg.Search))
+	reply, err := s.runIn(ctx, ts, skill, text, matches, envOf(t, &usage, &mu, s.cfg.Search))
 	mu.Lock()
 	defer mu.Unlock()
 	return reply, usage, err

@@ -99,8 +99,11 @@ type Config struct {
 	// worker starts though skills/ holds no JavaScript.
 	MCP []wire.MCPServer
 	// Tools bounds the server-side tool loop.
-	Tools  ToolConfig
-	Logger *slog.Logger
+	Tools ToolConfig
+	// Tenants are the tenants' pushed skills (*TenantFiles; nil: none):
+	// run in this pool, for their tenant's turns only (tenant.go).
+	Tenants TenantSource
+	Logger  *slog.Logger
 }
 
 // KV is what the skills need of a storage namespace (storage.KV; in a
@@ -157,6 +160,11 @@ type Skills struct {
 	// worker while another tenant's skills wait.
 	sharesMu sync.Mutex
 	shares   map[string]chan struct{}
+
+	// tenants are the tenants' pushed skills this node loaded (tenant.go);
+	// tick orders the sets a worker holds, least recently used first.
+	tenants tenantCache
+	tick    atomic.Int64
 }
 
 // tenantShare is how many workers one tenant's runs may hold at once
@@ -190,7 +198,12 @@ const mcpTimeout = 10 * time.Second
 // slot is a place for one worker: w is nil until a run needs it, and
 // again after it was killed. Whoever took the slot from Skills.slots owns
 // it.
-type slot struct{ w *worker }
+type slot struct {
+	w *worker
+	// sets are the tenants' sets w holds, with when each was last used
+	// (Skills.tick).
+	sets map[string]int64
+}
 
 // ErrClosed is Run's error after Close (a reload replaced these skills):
 // the caller may try the skills that replaced them.
@@ -205,6 +218,50 @@ var ErrNoWorker = errors.New("no skills worker")
 // worker cannot load (a syntax error, a pattern RE2 cannot take) is an
 // error naming it, as is a models: entry Config.Resolve refuses.
 func Open(cfg Config) (*Skills, error) {
+	cfg = withDefaults(cfg)
+	// The worker reads the files (os.Root: nothing outside skills/, no
+	// symlink out of it); here only whether there is one, so that a node
+	// without JS skills starts no worker.
+	ents, err := os.ReadDir(cfg.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("skills: %w", err)
+	}
+	if !slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !e.IsDir() && strings.HasSuffix(e.Name(), ".js") }) {
+		if len(cfg.MCP) == 0 {
+			if cfg.Tenants == nil || !cfg.Tenants.Any() {
+				return nil, nil
+			}
+			return openPool(cfg)
+		}
+		cfg.Dir = "" // MCP servers only
+	} else if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("skills: %w", err)
+	}
+	s := &Skills{cfg: cfg, slots: make(chan *slot, cfg.Workers), done: make(chan struct{})}
+	if s.cfg.Worker == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("skills: the worker: %w", err)
+		}
+		s.cfg.Worker = filepath.Join(filepath.Dir(exe), WorkerName)
+	}
+	first := &slot{}
+	if err := s.start(first); err != nil {
+		return nil, err
+	}
+	if err := s.checkModels(); err != nil {
+		s.drop(first)
+		return nil, err
+	}
+	s.slots <- first
+	for range cfg.Workers - 1 {
+		s.slots <- &slot{}
+	}
+	return s, nil
+}
+
+// withDefaults fills cfg's zero values.
+func withDefaults(cfg Config) Config {
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 20 * time.Second
 	}
@@ -233,21 +290,20 @@ func Open(cfg Config) (*Skills, error) {
 	// at 128 KiB a server (JSON-escaped, up to 6 bytes each) and a few
 	// warnings.
 	cfg.MaxLine = max(cfg.MaxLine, len(cfg.MCP)*(6*128<<10+16<<10)+1<<20)
-	// The worker reads the files (os.Root: nothing outside skills/, no
-	// symlink out of it); here only whether there is one, so that a node
-	// without JS skills starts no worker.
-	ents, err := os.ReadDir(cfg.Dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("skills: %w", err)
-	}
-	if !slices.ContainsFunc(ents, func(e fs.DirEntry) bool { return !e.IsDir() && strings.HasSuffix(e.Name(), ".js") }) {
-		if len(cfg.MCP) == 0 {
-			return nil, nil
-		}
-		cfg.Dir = "" // MCP servers only
-	} else if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
-		return nil, fmt.Errorf("skills: %w", err)
-	}
+	return cfg
+}
+
+// OpenPool is Open without the workspace's skills: a pool of workers for
+// tenants' pushed skills (or a push's check), none started until needed.
+func OpenPool(cfg Config) (*Skills, error) {
+	cfg.Tenants = nil
+	return openPool(withDefaults(cfg))
+}
+
+// openPool is Skills with no skill of the workspace's, for tenants'
+// pushed skills: no worker starts until a tenant's turn needs one.
+func openPool(cfg Config) (*Skills, error) {
+	cfg.Dir = ""
 	s := &Skills{cfg: cfg, slots: make(chan *slot, cfg.Workers), done: make(chan struct{})}
 	if s.cfg.Worker == "" {
 		exe, err := os.Executable()
@@ -256,19 +312,21 @@ func Open(cfg Config) (*Skills, error) {
 		}
 		s.cfg.Worker = filepath.Join(filepath.Dir(exe), WorkerName)
 	}
-	first := &slot{}
-	if err := s.start(first); err != nil {
-		return nil, err
+	if _, err := os.Stat(s.cfg.Worker); err != nil {
+		return nil, fmt.Errorf("skills: the worker (%s; build it with make build, or set skills.worker): %w: %w", s.cfg.Worker, ErrNoWorker, err)
 	}
-	if err := s.checkModels(); err != nil {
-		s.drop(first)
-		return nil, err
-	}
-	s.slots <- first
-	for range cfg.Workers - 1 {
+	s.skills.Store(&loaded{})
+	for range cfg.Workers {
 		s.slots <- &slot{}
 	}
 	return s, nil
+}
+
+// Idle reports whether these skills hold nothing a turn could run: no
+// skill or tool of the workspace's, and no tenant's pushed files.
+func (s *Skills) Idle() bool {
+	l := s.skills.Load()
+	return len(l.skills) == 0 && len(l.tools) == 0 && !s.HasTenants()
 }
 
 // checkModels refuses a models: entry the router does not know.
@@ -557,6 +615,7 @@ func (s *Skills) drop(sl *slot) {
 		sl.w.kill()
 		sl.w = nil
 	}
+	clear(sl.sets) // a new worker holds no tenant's set
 }
 
 // errMemory is a run's error when its worker ran out of its memory;
@@ -634,8 +693,14 @@ func (s *Skills) MatchBot(text string, bot *moltbot.Bot) (string, []*string) {
 	if len(text) > s.cfg.MaxInput {
 		return "", nil
 	}
-	for _, sk := range s.skills.Load().skills {
-		if !bot.HasSkill(sk.Name) {
+	return matchSkills(s.skills.Load().skills, text, bot, nil)
+}
+
+// matchSkills is the first of skills (bot may run, shadow has none of
+// the name of) whose pattern matches text, and the match.
+func matchSkills(skills []Skill, text string, bot *moltbot.Bot, shadow *tenantSet) (string, []*string) {
+	for _, sk := range skills {
+		if !bot.HasSkill(sk.Name) || shadow.shadows(sk.Name) {
 			continue
 		}
 		for _, re := range sk.res {
@@ -687,10 +752,16 @@ func (s *Skills) Skill(name string) (Skill, bool) {
 // goes to the chain when the router does not know it). mapped is false
 // in the last case.
 func (s *Skills) ResolveAlias(skill, alias string) (model string, mapped bool) {
+	return s.resolveIn(nil, skill, alias)
+}
+
+// resolveIn is ResolveAlias for a skill of ts (a tenant's; nil: the
+// workspace's).
+func (s *Skills) resolveIn(ts *tenantSet, skill, alias string) (model string, mapped bool) {
 	if m, ok := s.cfg.Models[alias]; ok {
 		return m, true
 	}
-	if sk, ok := s.Skill(skill); ok {
+	if sk, _, ok := s.lookup(ts, skill); ok {
 		if m, ok := sk.Models[alias]; ok {
 			return m, true
 		}
@@ -726,7 +797,12 @@ func (s *Skills) Run(ctx context.Context, skill, text string, matches []*string,
 // RunIn runs a skill on text with its match in env. The run waits for a
 // free worker at most until its deadline.
 func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*string, env Env) (reply string, err error) {
-	return s.runReq(ctx, "skill "+skill, skill, s.cfg.Deadline, env, func(d time.Duration) wire.Request {
+	return s.runIn(ctx, nil, skill, text, matches, env)
+}
+
+// runIn is RunIn for a skill of ts (a tenant's; nil: the workspace's).
+func (s *Skills) runIn(ctx context.Context, ts *tenantSet, skill, text string, matches []*string, env Env) (reply string, err error) {
+	return s.runReq(ctx, ts, "skill "+skill, skill, s.cfg.Deadline, env, func(d time.Duration) wire.Request {
 		return wire.Request{Op: "run", Skill: skill, Input: text, Matches: matches, DeadlineMS: d.Milliseconds()}
 	})
 }
@@ -737,12 +813,18 @@ func (s *Skills) RunIn(ctx context.Context, skill, text string, matches []*strin
 // ("skill code-gen", "tool fs__read"); skill is the skill whose models:
 // map, call limit and kv records the calls use ("" for an MCP tool), and
 // the metrics' label (what, for an MCP tool).
-func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Duration, env Env, req func(d time.Duration) wire.Request) (reply string, err error) {
+func (s *Skills) runReq(ctx context.Context, ts *tenantSet, what, skill string, base time.Duration, env Env, req func(d time.Duration) wire.Request) (reply string, err error) {
 	if s.closed() {
 		return "", ErrClosed
 	}
 	label := skill
-	if label == "" {
+	switch {
+	case ts != nil:
+		// A tenant's pushed skill: its name is the tenant's to choose, so
+		// the metrics count them under one label, not one per name (the
+		// tenants could grow the label set without bound).
+		label = PushedLabel
+	case label == "":
 		label = what
 	}
 	d := base
@@ -790,6 +872,21 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 			return "", err
 		}
 	}
+	if ts != nil {
+		// A tenant's skill: its set in this worker first (read from the
+		// store only when the worker lacks it).
+		_, err := s.ensureSetFn(sl, ts.key, func() ([]wire.File, error) {
+			ver, files, err := s.cfg.Tenants.Files(ts.space)
+			if err == nil && ver != ts.version {
+				err = moltbot.Errorf(moltbot.EUnavailable, "skills: %s: the tenant's skills changed during the turn; try again", what)
+			}
+			return jsFiles(files), err
+		})
+		if err != nil {
+			outcome = "error"
+			return "", err
+		}
+	}
 	// The deadline counts from the turn's start, the wait for a worker
 	// included: the worker gets what is left, so that it interrupts the
 	// skill itself (and is killed only a second later) rather than being
@@ -802,11 +899,15 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 		}
 		d = left
 	}
-	info, _ := s.Skill(skill)
+	info, _, _ := s.lookup(ts, skill)
 	modelCalls, limit, embedCalls, kvCalls, searchCalls := 0, info.ModelCallLimit(), 0, 0, 0
 	callCtx, cancelCalls := context.WithTimeout(ctx, d)
 	defer cancelCalls()
-	resp, err := s.do(ctx, sl, req(d), d+time.Second,
+	r := req(d)
+	if ts != nil {
+		r.Set = ts.key
+	}
+	resp, err := s.do(ctx, sl, r, d+time.Second,
 		func(c wire.Call) wire.Request {
 			switch c.Kind {
 			case "", wire.CallModel:
@@ -816,7 +917,7 @@ func (s *Skills) runReq(ctx context.Context, what, skill string, base time.Durat
 				if env.Model == nil {
 					return wire.Request{Error: "callModel: no model here"}
 				}
-				m, _ := s.ResolveAlias(skill, c.Alias)
+				m, _ := s.resolveIn(ts, skill, c.Alias)
 				text, err := env.Model(callCtx, c.Alias, m, c.Prompt)
 				if err != nil && callCtx.Err() != nil {
 					return wire.Request{Error: fmt.Sprintf("callModel(%q): the skill's deadline (%s) came first", c.Alias, d)}
@@ -1015,17 +1116,23 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 	if text == "" || !utf8.ValidString(text) {
 		return nil, nil
 	}
-	skill, matches := s.MatchBot(text, t.Bot) // a bot's turn runs only its skills
+	// The tenant's own skills first (tenant.go), loaded on its first turn.
+	ts, err := s.tenantSkills(ctx, tenantOf(t))
+	if err != nil {
+		s.tenantLoadFailed(tenantOf(t), err)
+		ts = nil
+	}
+	skill, set, matches := s.matchIn(ts, text, t.Bot) // a bot's turn runs only its skills
 	if skill == "" {
 		// A skill that exports intent: runs on a turn whose intent the
 		// recognizer found with confidence (the intent stage's notes);
 		// context.matches[0] is the whole message.
-		if skill = s.MatchIntent(t.Notes, t.Bot); skill == "" {
+		if skill, set = s.matchIntentIn(ts, t.Notes, t.Bot); skill == "" {
 			return nil, nil
 		}
 		matches = []*string{&text}
 	}
-	reply, usage, err := s.runTurn(ctx, t, skill, text, matches)
+	reply, usage, err := s.runTurn(ctx, t, set, skill, text, matches)
 	if err != nil {
 		return nil, err
 	}
@@ -1043,7 +1150,11 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 // A bot's turns are offered only the tools of the skills and MCP servers
 // it names among its skills (Bot.HasSkill; a nil bot: every tool).
 func (s *Skills) ServerTools(bot *moltbot.Bot) []moltbot.Tool {
-	l := s.skills.Load()
+	return toolsOf(s.skills.Load(), bot)
+}
+
+// toolsOf are l's tools bot may be offered (a nil bot: every one).
+func toolsOf(l *loaded, bot *moltbot.Bot) []moltbot.Tool {
 	if bot == nil {
 		return l.offered
 	}
@@ -1066,14 +1177,30 @@ func (s *Skills) ServerTools(bot *moltbot.Bot) []moltbot.Tool {
 // JavaScript tool's calls (callModel, context.kv, context.embed) are its
 // skill's, in the turn's environment.
 func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
+	return s.callTool(ctx, nil, t, name, args)
+}
+
+// callTool is CallTool for a tool of ts (a tenant's) when it has one of
+// that name, else of the workspace's.
+func (s *Skills) callTool(ctx context.Context, ts *tenantSet, t *moltbot.Turn, name, args string) (string, moltbot.Usage, error) {
 	var usage moltbot.Usage
 	if !json.Valid([]byte(args)) {
 		return "", usage, errors.New("arguments are not JSON")
 	}
-	skill := ""
-	for _, ti := range s.skills.Load().tools {
-		if ti.Name == name {
-			skill = ti.Skill
+	skill, own := "", false
+	if ts != nil {
+		for _, ti := range ts.l.tools {
+			if ti.Name == name {
+				skill, own = ti.Skill, true
+			}
+		}
+	}
+	if !own {
+		ts = nil
+		for _, ti := range s.skills.Load().tools {
+			if ti.Name == name {
+				skill = ti.Skill
+			}
 		}
 	}
 	d := s.cfg.Tools.CallTimeout
@@ -1088,7 +1215,7 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 	var mu sync.Mutex
 	start := time.Now()
 	defer func() { s.cfg.Logger.Debug("tool called", "tool", name, "took", time.Since(start)) }()
-	reply, err := s.runReq(ctx, "tool "+name, skill, d, envOf(t, &usage, &mu, s.cfg.Search), func(d time.Duration) wire.Request {
+	reply, err := s.runReq(ctx, ts, "tool "+name, skill, d, envOf(t, &usage, &mu, s.cfg.Search), func(d time.Duration) wire.Request {
 		return wire.Request{Op: "tool", Tool: name, Args: json.RawMessage(args), Input: input, DeadlineMS: d.Milliseconds()}
 	})
 	mu.Lock()
@@ -1100,6 +1227,13 @@ func (s *Skills) CallTool(ctx context.Context, t *moltbot.Turn, name, args strin
 // with these skills' tools.
 func (s *Skills) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
 	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
+	ts, err := s.tenantSkills(ctx, tenantOf(t))
+	if err != nil {
+		s.tenantLoadFailed(tenantOf(t), err)
+	}
+	if ts != nil && len(ts.l.tools) > 0 {
+		return RunTools(ctx, t, fn, tenantTools{s, ts}, s.cfg.Tools, next)
+	}
 	return RunTools(ctx, t, fn, s, s.cfg.Tools, next)
 }
 

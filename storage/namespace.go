@@ -53,11 +53,16 @@ var (
 	// ChannelsState is the channels' Get/Put state (a Telegram offset, a
 	// session to resume), replicated to every member (storage/replica).
 	ChannelsState = Namespace{Name: "channels.state", prefix: "chstate/", syncPut: true, syncDelete: true}
+	// SkillFiles are tenants' pushed skill files (package skills,
+	// TenantFiles: one record per tenant's space, replicated to every
+	// member through storage/replica): synced, as the admin API answers
+	// that a push is stored.
+	SkillFiles = Namespace{Name: "skill.files", prefix: "skillfiles/", syncPut: true, syncDelete: true}
 )
 
 // namespaces are every Namespace above, with the conversations' prefix:
 // none may be a prefix of another (TestNamespacesDisjoint).
-var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB, Handoff, ChannelsInbox, ChannelsState}
+var namespaces = []Namespace{AuthKeys, AuthTenants, AuthSigning, AuthJWKS, Audit, Cache, Skills, SkillsKV, KB, Handoff, ChannelsInbox, ChannelsState, SkillFiles}
 
 // Namespace is one named range of keys with the sync policy of its
 // writes. The values are declared above; a new kind of record (the

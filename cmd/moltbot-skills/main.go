@@ -24,6 +24,15 @@
 //	{"id":4,"op":"tool","tool":"weather","args":{"city":"Paris"},"input":"...","deadline_ms":10000}
 //	    -> calls as for run (a JavaScript tool's callModel), then {"id":4,"done":true,"reply":"..."} or {"id":4,"done":true,"error":"..."}
 //
+//	{"id":5,"op":"load","set":"acme@v1","files":[{"name":"greet.js","source":"..."}]} -> as load
+//	{"id":6,"op":"run","set":"acme@v1","skill":"greet",...}                         -> as run
+//	{"id":7,"op":"unload","set":"acme@v1"}                                         -> {"id":7,"done":true}
+//
+// A set is a tenant's pushed skills, given whole (not read from a
+// directory, no MCP server), held beside the workspace's (at most
+// wire.MaxSets at once; the node unloads the least recently used): run,
+// tool and match with a set use its skills.
+//
 // tool runs a server-side tool: a skill's that exports tool (its handler
 // gets context.args, the arguments, and context.input, the user's
 // message; an object it returns goes back as its JSON), or an MCP
@@ -89,10 +98,7 @@ import (
 	"github.com/moltbot/moltbot/skills/wire"
 )
 
-type file struct {
-	Name   string `json:"name"`
-	Source string `json:"source"`
-}
+type file = wire.File
 
 type skill struct {
 	info     wire.SkillInfo
@@ -108,7 +114,9 @@ type worker struct {
 	in     chan wire.Request
 	out    *json.Encoder
 	skills []*skill
-	mcp    *mcpClients
+	// sets are tenants' pushed skills, by the set's name (wire.Request.Set).
+	sets map[string][]*skill
+	mcp  *mcpClients
 	// maxResult bounds a tool's result (load's max_result).
 	maxResult int
 }
@@ -151,6 +159,9 @@ func (w *worker) serve(r wire.Request) {
 		w.send(w.load(r))
 	case "match":
 		w.send(w.match(r))
+	case "unload":
+		delete(w.sets, r.Set)
+		w.send(wire.Response{ID: r.ID, Done: true})
 	case "run":
 		reply, err := w.run(r)
 		resp := wire.Response{ID: r.ID, Done: true, Reply: reply}
@@ -257,7 +268,87 @@ func readDir(dir string, maxFile int64) ([]file, error) {
 	return files, nil
 }
 
+// skillsOf are the skills r names: a tenant's set (r.Set), or the
+// workspace's.
+func (w *worker) skillsOf(r wire.Request) []*skill {
+	if r.Set != "" {
+		return w.sets[r.Set]
+	}
+	return w.skills
+}
+
+// loadSet loads a tenant's pushed skills (r.Files) under r.Set; errors
+// name each file as it was pushed.
+func (w *worker) loadSet(r wire.Request) wire.Response {
+	if len(r.Files) > 256 {
+		return wire.Response{ID: r.ID, Error: fmt.Sprintf("%d files; at most 256", len(r.Files))}
+	}
+	if _, had := w.sets[r.Set]; !had && len(w.sets) >= wire.MaxSets {
+		return wire.Response{ID: r.ID, Error: fmt.Sprintf("this worker holds %d tenants' skills, its most", wire.MaxSets)}
+	}
+	maxFile := r.MaxFile
+	if maxFile <= 0 {
+		maxFile = 1 << 20
+	}
+	var out []*skill
+	var errs []string
+	for _, f := range r.Files {
+		if int64(len(f.Source)) > maxFile {
+			errs = append(errs, fmt.Sprintf("%s: larger than %d bytes", f.Name, maxFile))
+			continue
+		}
+		s, err := loadOne(f)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", f.Name, err))
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(errs) > 0 {
+		return wire.Response{ID: r.ID, Error: strings.Join(errs, "; ")}
+	}
+	resp, err := describe(r.ID, out, "")
+	if err != nil {
+		return wire.Response{ID: r.ID, Error: err.Error()}
+	}
+	if w.sets == nil {
+		w.sets = map[string][]*skill{}
+	}
+	w.sets[r.Set] = out
+	if w.maxResult <= 0 {
+		w.maxResult = 64 << 10
+	}
+	return resp
+}
+
+// describe is load's answer for skills out: each skill, and the tools
+// they export (two tools of one name are an error). prefix goes before
+// a file's name in errors.
+func describe(id int64, out []*skill, prefix string) (wire.Response, error) {
+	resp := wire.Response{ID: id, Skills: []wire.SkillInfo{}}
+	seen := map[string]bool{}
+	names := map[string]string{}
+	for _, s := range out {
+		if other, dup := names[s.info.Name]; dup {
+			return resp, fmt.Errorf("%s%s: skill %q is also the name of %s%s's; a skill's name is unique", prefix, s.info.File, s.info.Name, prefix, other)
+		}
+		names[s.info.Name] = s.info.File
+		resp.Skills = append(resp.Skills, s.info)
+		if s.info.Tool != nil {
+			if seen[s.info.Tool.Name] {
+				return resp, fmt.Errorf("%s%s: a second tool named %s", prefix, s.info.File, s.info.Tool.Name)
+			}
+			seen[s.info.Tool.Name] = true
+			resp.Tools = append(resp.Tools, *s.info.Tool)
+		}
+	}
+	return resp, nil
+}
+
 func (w *worker) load(r wire.Request) wire.Response {
+	if r.Set != "" {
+		return w.loadSet(r)
+	}
 	files, err := readDir(r.Dir, r.MaxFile)
 	if err != nil {
 		return wire.Response{ID: r.ID, Error: err.Error()}
@@ -315,11 +406,14 @@ func (w *worker) tool(r wire.Request) (string, error) {
 			return "", errors.New("arguments are not a JSON object")
 		}
 	}
-	for _, s := range w.skills {
+	for _, s := range w.skillsOf(r) {
 		if s.info.Tool != nil && s.info.Tool.Name == r.Tool {
 			out, err := w.run(r)
 			return cut(out, w.maxResult), err
 		}
+	}
+	if r.Set != "" {
+		return "", fmt.Errorf("no tool %q", r.Tool) // a tenant's set has no MCP server
 	}
 	d := time.Duration(r.DeadlineMS) * time.Millisecond
 	if d <= 0 {
@@ -511,7 +605,7 @@ func validName(n string) bool {
 }
 
 func (w *worker) match(r wire.Request) wire.Response {
-	for _, s := range w.skills {
+	for _, s := range w.skillsOf(r) {
 		for _, re := range s.patterns {
 			idx := re.FindStringSubmatchIndex(r.Input)
 			if idx == nil {
@@ -534,7 +628,7 @@ var errDeadline = errors.New("stopped at its deadline")
 
 func (w *worker) run(r wire.Request) (string, error) {
 	var s *skill
-	for _, k := range w.skills {
+	for _, k := range w.skillsOf(r) {
 		if (r.Op == "run" && k.info.Name == r.Skill) || (r.Op == "tool" && k.info.Tool != nil && k.info.Tool.Name == r.Tool) {
 			s = k
 		}

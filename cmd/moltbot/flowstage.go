@@ -43,7 +43,7 @@ func (c skillCaller) has(name string) bool {
 
 func (c skillCaller) Call(ctx context.Context, t *moltbot.Turn, skill, input string) (string, moltbot.Usage, error) {
 	for range 3 {
-		sk := c.st.cur.Load()
+		sk := c.st.current()
 		if sk == nil {
 			break
 		}

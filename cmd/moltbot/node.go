@@ -458,9 +458,13 @@ func (n *Node) Start() (err error) {
 	if err != nil {
 		return err
 	}
+	skillFiles, skillFileSet, err := openSkillFiles(store)
+	if err != nil {
+		return err
+	}
 	as, err := auth.New(auth.Config{Enabled: cfg.AuthEnabled(), Tenants: tenants, Issuers: issuers, TokenTTL: cfg.Auth.TokenTTL.D(),
 		SigningRotate: cfg.Auth.SigningRotate.D(), FailureLimit: cfg.Auth.FailureLimit, Logger: n.Log,
-		Conversations: tenantData{convs, skillKV, &n.kbRef}}, store)
+		Conversations: tenantData{convs, skillKV, skillFiles, &n.kbRef}}, store)
 	if err != nil {
 		return err
 	}
@@ -524,6 +528,10 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	skillKV.SetPublish(pub)
+	if pub, err = n.sharePart(skillFilesTag, skillFileSet); err != nil {
+		return err
+	}
+	skillFileSet.SetPublish(pub)
 	if err := n.newChannels(chanSpecs, store, as, met); err != nil {
 		return err
 	}
@@ -551,7 +559,7 @@ func (n *Node) Start() (err error) {
 		scfg := skillsConfig(cfg, filepath.Join(n.Workspace, "skills"), &rtRef)
 		scfg.KV, scfg.Metrics, scfg.Logger = skillKV, met, n.Log
 		scfg.Search = n.kbSearch // context.search, over the knowledge bases opened below
-		st := newSkillStage(scfg, n.Log)
+		st := newSkillStage(scfg, skillFiles, n.Log)
 		err := st.load()
 		if errors.Is(err, skills.ErrNoWorker) {
 			st.noWorkerWarning(err) // the node serves without its skills; a reload tries again
@@ -694,9 +702,13 @@ func (n *Node) Start() (err error) {
 	n.sweeper.Start() // at once: its scan counts what each tenant stores
 	chatSvc := chat.New(handoffRuntime{rt, ho.index}, as, chat.Config{MaxMessageBytes: int(cfg.Conversations.MaxMessageBytes), MaxImageBytes: int(cfg.Conversations.MaxImageBytes),
 		Metrics: met, Logger: n.Log, Quota: quotas, Embedder: actors.EmbeddingsOf(rt), Bots: n.bots})
+	var pushed manage.SkillFiles
+	if n.skills != nil {
+		pushed = skillFilesAdmin{files: skillFiles, st: n.skills}
+	}
 	n.chatSvc.Store(chatSvc)
 	mgmt := manage.New(manage.Config{Auth: as, Runtime: rt, Reload: n.Reload, Retention: n.sweeper.Sweep, Cache: cacheOf(oc), Bots: n.bots, KB: kbMgmt,
-		StorageHealth: store.Health, Handoff: ho, Channels: n.chans}) // O(1): /readyz must not walk the conversations
+		StorageHealth: store.Health, Handoff: ho, Channels: n.chans, SkillFiles: pushed}) // O(1): /readyz must not walk the conversations
 	gw := gateway.New(chatSvc, mgmt, gateway.Config{MaxBodyBytes: int64(cfg.Server.MaxBodyBytes),
 		BodyReadTimeout: cfg.Server.ReadBodyTimeout.D(), MaxAnonymous: cfg.Server.MaxAnonymousRequests,
 		TrustedProxies: trusted, AllowedHosts: cfg.Server.AllowedHosts,

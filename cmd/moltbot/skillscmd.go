@@ -74,8 +74,11 @@ Examples:
    moltbot skills show --workspace ./mb code-assistant
    moltbot skills test --workspace ./mb "请帮我生成Go代码"
    moltbot skills test --workspace ./mb "I want a refund" "abc" "123456"
-   moltbot skills eval --workspace ./mb eval.jsonl`,
-		Subcommands: []*cli.Command{{
+   moltbot skills eval --workspace ./mb eval.jsonl
+
+A tenant's own skills (push, pull, rm, files) go to a running node through its
+admin API and reach every node of its cluster: see moltbot skills push --help.`,
+		Subcommands: append([]*cli.Command{{
 			Name: "list", Usage: "the presets (skills.presets); each skill's name, file and patterns; the tools the model is offered", Flags: flags(),
 			Action: func(c *cli.Context) error {
 				if err := listPresets(c); err != nil {
@@ -313,7 +316,7 @@ Examples:
 				fmt.Fprintf(w, "reply:\n%s\n", reply)
 				return nil
 			},
-		}},
+		}}, skillFileCommands()...),
 	}
 }
 

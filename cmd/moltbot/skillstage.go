@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
@@ -62,14 +63,32 @@ type skillStage struct {
 	// intents recognize the turn's intent (skills/intents.yaml), a stage
 	// first of all before the model; loaded and reloaded with the skills.
 	intents *intent.Stage
+
+	// files are the tenants' pushed skills (skillfiles.go; nil: none):
+	// their JavaScript runs in this stage's pool (cfg.Tenants), their
+	// flows in the flows' stage, each for its tenant's turns.
+	files  *skills.TenantFiles
+	tflows tenantFlowCache
+	// poolFailed is when a pool for the tenants' skills last failed to
+	// open (no worker here; st.mu held to read or write it).
+	poolFailed time.Time
 }
 
 // newSkillStage is the stage of the skills of cfg.Dir, and of its flows,
 // none loaded yet.
-func newSkillStage(cfg skills.Config, log *slog.Logger) *skillStage {
-	st := &skillStage{cfg: cfg, log: log}
+func newSkillStage(cfg skills.Config, files *skills.TenantFiles, log *slog.Logger) *skillStage {
+	st := &skillStage{cfg: cfg, log: log, files: files}
+	if files != nil {
+		st.cfg.Tenants = files
+	}
 	st.flows = flow.NewStage(skillCaller{st}, log)
+	if files != nil {
+		st.flows.SetTenants(st.tenantFlows, files.Any)
+	}
 	st.intents = intent.NewStage(log)
+	if files != nil {
+		st.intents.SetTenants(st.tenantIntents, files.Any)
+	}
 	if cfg.Metrics != nil {
 		st.intents.Count = func(stage string) { cfg.Metrics.Inc(metrics.IntentTurns, stage) }
 	}
@@ -83,13 +102,21 @@ func (st *skillStage) loaded() bool {
 
 // Idle reports whether there are no skills now: the turn pipeline then
 // passes the stage by at no cost (actors.Idler).
-func (st *skillStage) Idle() bool { return st.cur.Load() == nil }
+//
+// With tenants' pushed skills it is not idle: a turn looks its tenant's
+// up (a map lookup when the tenant has none).
+func (st *skillStage) Idle() bool {
+	if sk := st.cur.Load(); sk != nil {
+		return sk.Idle()
+	}
+	return !st.files.Any()
+}
 
 // BeforeModel runs the current skills' stage; a turn that started on
 // skills a reload replaced meanwhile tries the new ones.
 func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc) (*moltbot.Completion, error) {
 	for range 3 {
-		sk := st.cur.Load()
+		sk := st.current()
 		if sk == nil {
 			return nil, nil
 		}
@@ -105,17 +132,21 @@ func (st *skillStage) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltb
 // toolStage is the server-side tool loop of the current skills
 // (skills.RunTools), around the model: it idles while no skill says
 // tool: and no MCP server's tools loaded, so such a node's turns cost
-// nothing more (actors.Idler).
+// nothing more (actors.Idler). While a tenant has pushed skills it does
+// not idle: a turn of that tenant may be offered its skills' tools.
 type toolStage struct{ st *skillStage }
 
 func (ts toolStage) Idle() bool {
 	sk := ts.st.cur.Load()
-	return sk == nil || len(sk.ServerTools(nil)) == 0
+	if sk == nil {
+		return !ts.st.files.Any()
+	}
+	return len(sk.ServerTools(nil)) == 0 && !sk.HasTenants()
 }
 
 func (ts toolStage) AroundModel(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc,
 	next func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.Completion, error)) (*moltbot.Completion, error) {
-	sk := ts.st.cur.Load()
+	sk := ts.st.current()
 	if sk == nil {
 		return next(ctx, fn)
 	}
@@ -243,12 +274,14 @@ func (n *Node) reloadSkills() error {
 }
 
 // tenantData is what auth's sweep of deleted tenants deletes on this
-// node: their conversations and their skills' kv records.
+// node: their conversations, their skills' kv records and their pushed
+// skills.
 type tenantData struct {
 	convs interface {
 		DeleteSpaces(dead func(space string) bool) (int, error)
 	}
-	kv skills.ScanKV
+	kv    skills.ScanKV
+	files *skills.TenantFiles
 	// kb is the knowledge bases' store once the node opened it (after
 	// auth, whose sweep calls DeleteSpaces): nil before.
 	kb *atomic.Pointer[kb.Store]
@@ -260,6 +293,9 @@ func (d tenantData) DeleteSpaces(dead func(space string) bool) (int, error) {
 	n, err := d.convs.DeleteSpaces(dead)
 	if _, kerr := skills.SweepKV(d.kv, dead); kerr != nil && err == nil {
 		err = kerr
+	}
+	if _, ferr := d.files.DeleteSpaces(dead); ferr != nil && err == nil {
+		err = ferr
 	}
 	if st := d.kb.Load(); st != nil {
 		if _, kerr := st.DeleteSpaces(dead); kerr != nil && err == nil {

@@ -214,6 +214,43 @@ func Load(dir, rel string, skills func(name string) bool) (*Set, error) {
 	return set, nil
 }
 
+// Source is a flow's file given whole (a tenant's pushed flow): File
+// names it in errors.
+type Source struct {
+	File string
+	Src  []byte
+}
+
+// FromSources parses srcs as Load parses a directory's files: each at
+// most MaxFile, a flow's name unique; every error names its file, line
+// and key.
+func FromSources(srcs []Source, skills func(name string) bool) (*Set, error) {
+	set := &Set{}
+	names := map[string]string{}
+	var errs []error
+	for _, x := range srcs {
+		if len(x.Src) > MaxFile {
+			errs = append(errs, fmt.Errorf("%s: %d bytes; a flow is at most %d", x.File, len(x.Src), MaxFile))
+			continue
+		}
+		f, err := Parse(x.File, x.Src, skills)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if other, ok := names[f.Name]; ok {
+			errs = append(errs, fmt.Errorf("%s: flow %q is also the name of the flow in %s; a flow's name is unique", x.File, f.Name, other))
+			continue
+		}
+		names[f.Name] = x.File
+		set.Flows = append(set.Flows, f)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return set, nil
+}
+
 // Flow returns the flow named name, or nil.
 func (s *Set) Flow(name string) *Flow {
 	if s == nil {

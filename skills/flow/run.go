@@ -52,6 +52,28 @@ type Stage struct {
 	mu    sync.Mutex
 	older map[string]*Flow // versions read back from conversations' state, by version
 	order []string         // older's versions, oldest first (bounded)
+
+	// tenant gives a turn's tenant's own flows (SetTenants; nil: none),
+	// anyTenant whether some tenant has any.
+	tenant    func(t *moltbot.Turn) *Set
+	anyTenant func() bool
+}
+
+// SetTenants gives the stage tenants' own flows (pushed ones): of turn t,
+// tenant(t) (nil: none); any reports whether some tenant has flows (the
+// stage idles while none has and the workspace has none). A tenant's
+// flows start before the workspace's, and one of the same name takes the
+// workspace's place for that tenant. Set before the stage serves.
+func (s *Stage) SetTenants(tenant func(t *moltbot.Turn) *Set, any func() bool) {
+	s.tenant, s.anyTenant = tenant, any
+}
+
+// tenantSet is t's tenant's own flows (nil: none).
+func (s *Stage) tenantSet(t *moltbot.Turn) *Set {
+	if s.tenant == nil {
+		return nil
+	}
+	return s.tenant(t)
 }
 
 // maxOlder bounds the versions of flows kept parsed besides the loaded ones.
@@ -83,7 +105,9 @@ func (s *Stage) Flows() *Set { return s.set.Load() }
 // Idle reports whether there are no flows: the pipeline passes the stage
 // by then (actors.Idler), except for a conversation that holds a flow's
 // state (StateName: it finishes the flow it began).
-func (s *Stage) Idle() bool { return len(s.set.Load().Flows) == 0 }
+func (s *Stage) Idle() bool {
+	return len(s.set.Load().Flows) == 0 && (s.anyTenant == nil || !s.anyTenant())
+}
 
 // StateName is the name of the state the stage keeps (actors.Stateful).
 func (s *Stage) StateName() string { return StateName }
@@ -144,13 +168,21 @@ func (s *Stage) Run(ctx context.Context, t *moltbot.Turn) (*moltbot.Completion, 
 		}
 		var trig *Node
 		var vars map[string]string
-		for _, fl := range s.set.Load().Flows {
-			if !t.Bot.HasSkill(fl.Name) { // a bot's turns start only the flows it names
-				continue
-			}
-			if trig, vars = fl.match(text, t.Notes); trig != nil {
-				f = fl
-				break
+		own := s.tenantSet(t)
+		lists := [2][]*Flow{own.list(), s.set.Load().Flows}
+	find:
+		for i, list := range lists {
+			for _, fl := range list {
+				if !t.Bot.HasSkill(fl.Name) { // a bot's turns start only the flows it names
+					continue
+				}
+				if i == 1 && own.Flow(fl.Name) != nil {
+					continue // the tenant's flow of that name takes the workspace's place
+				}
+				if trig, vars = fl.match(text, t.Notes); trig != nil {
+					f = fl
+					break find
+				}
 			}
 		}
 		// A stateless completion (the OpenAI, Ollama or Anthropic API)
@@ -180,6 +212,9 @@ func (s *Stage) current(t *moltbot.Turn) (*state, *Flow) {
 		t.SetState(StateName, nil)
 		return nil, nil
 	}
+	if f := s.tenantSet(t).Flow(st.Flow); f != nil && f.Version == st.Version {
+		return st, f
+	}
 	if f := s.set.Load().Flow(st.Flow); f != nil && f.Version == st.Version {
 		return st, f
 	}
@@ -202,6 +237,14 @@ func (s *Stage) current(t *moltbot.Turn) (*state, *Flow) {
 	s.older[f.Version] = f
 	s.order = append(s.order, f.Version)
 	return st, f
+}
+
+// list is the set's flows (none for a nil set).
+func (s *Set) list() []*Flow {
+	if s == nil {
+		return nil
+	}
+	return s.Flows
 }
 
 // match reports whether a trigger of f matches text (or, for a trigger

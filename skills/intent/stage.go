@@ -17,6 +17,10 @@ import (
 type Stage struct {
 	set atomic.Pointer[Set]
 	log *slog.Logger
+	// tenant gives a turn's tenant's own intents (SetTenants; nil: none),
+	// anyTenant whether some tenant has its own.
+	tenant    func(t *moltbot.Turn) *Set
+	anyTenant func() bool
 	// Count, when set (before the stage is used), is told the stage that
 	// decided each turn (a metric).
 	Count func(stage string)
@@ -37,9 +41,21 @@ func (s *Stage) Swap(set *Set) *Set { return s.set.Swap(set) }
 // Set is the intents in use (nil: none).
 func (s *Stage) Set() *Set { return s.set.Load() }
 
+// SetTenants gives the stage tenants' own intents files (pushed ones):
+// of turn t, tenant(t) (nil: none); any reports whether some tenant may
+// have one (the stage idles while none may and the workspace has none).
+// A tenant's file replaces the workspace's for its turns: an intents file
+// is one classifier, its intents weighed against each other. Set before
+// the stage serves.
+func (s *Stage) SetTenants(tenant func(t *moltbot.Turn) *Set, any func() bool) {
+	s.tenant, s.anyTenant = tenant, any
+}
+
 // Idle reports whether there are no intents: the pipeline passes the
 // stage by (actors.Idler).
-func (s *Stage) Idle() bool { return s.set.Load() == nil }
+func (s *Stage) Idle() bool {
+	return s.set.Load() == nil && (s.anyTenant == nil || !s.anyTenant())
+}
 
 // BeforeModel classifies the turn's last user message and notes the
 // result; it never answers (nil, nil). The model stage asks t.Model (the
@@ -47,6 +63,11 @@ func (s *Stage) Idle() bool { return s.set.Load() == nil }
 // (Bot.Intents) narrows the cascade to them.
 func (s *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, _ moltbot.StreamFunc) (*moltbot.Completion, error) {
 	set := s.set.Load()
+	if s.tenant != nil {
+		if own := s.tenant(t); own != nil {
+			set = own
+		}
+	}
 	if set == nil {
 		return nil, nil
 	}

@@ -2,7 +2,8 @@
 // skills worker (cmd/moltbot-skills): JSON lines, one Request or Response
 // each, written once for both sides.
 //
-// The node sends load (Dir, MaxFile, MCP), match (Input), run (Skill,
+// The node sends load (Dir, MaxFile, MCP; or Set and Files: a tenant's
+// pushed skills), unload (Set), match (Input), run (Skill,
 // Input, Matches, DeadlineMS), tool (Tool, Args, Input, DeadlineMS: a
 // call of a server-side tool, a JavaScript skill's or an MCP server's)
 // and, while a skill or a JavaScript tool runs, reply (Seq, Text or
@@ -86,7 +87,26 @@ type Request struct {
 	// MaxResult (load) bounds a tool's result, in bytes: a longer one is
 	// cut and says so.
 	MaxResult int `json:"max_result,omitempty"`
+	// Set names a tenant's set of skills (load, unload, run, tool,
+	// match): load with Set loads Files (a tenant's pushed skills, not
+	// Dir's, no MCP) under that name beside the workspace's skills (Set
+	// empty); run and tool with Set run a skill of that set; unload
+	// forgets it.
+	Set string `json:"set,omitempty"`
+	// Files (load with Set) are the set's JavaScript files.
+	Files []File `json:"files,omitempty"`
 }
+
+// File is a skill file sent whole (a tenant's pushed skill): its name,
+// NAME.js, and its source.
+type File struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+}
+
+// MaxSets bounds the tenants' sets a worker holds at once (the node
+// unloads the least recently used before it loads one more).
+const MaxSets = 16
 
 // MCPServer is an MCP server the worker connects to: a command it starts
 // (stdio; Command[0] an absolute path, Env the whole environment) or a
