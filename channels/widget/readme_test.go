@@ -18,7 +18,7 @@ func TestREADMEExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(b)
-	i := strings.Index(s, "\n## Web chat widget\n")
+	i := strings.Index(s, "\n### Web chat widget\n")
 	if i < 0 {
 		t.Fatal("README has no Web chat widget section")
 	}
