@@ -96,3 +96,19 @@ func TestRetry(t *testing.T) {
 		}
 	}
 }
+
+// Progress keeps at most 256 replies, forgets the oldest, and Drop
+// forgets one.
+func TestProgress(t *testing.T) {
+	var p Progress
+	for i := range 300 {
+		p.Set(fmt.Sprint("r", i), 2)
+	}
+	if p.Get("r0") != 0 || p.Get("r299") != 2 || len(p.sent) != 256 || len(p.order) != 256 {
+		t.Fatalf("r0 %d, r299 %d, %d kept", p.Get("r0"), p.Get("r299"), len(p.sent))
+	}
+	p.Drop("r299")
+	if p.Get("r299") != 0 || len(p.order) != 255 {
+		t.Fatal("Drop kept the reply")
+	}
+}

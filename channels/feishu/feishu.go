@@ -122,7 +122,7 @@ type Adapter struct {
 	botID    string // the bot's open_id, once known
 
 	events   recent
-	progress progress
+	progress channels.Progress
 
 	now         func() time.Time
 	backoffBase time.Duration

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -255,16 +254,16 @@ func (a *Adapter) Send(ctx context.Context, address string, m moltbot.Message) e
 	}
 	parts := channels.Split(neutralize(m.Text()), MaxText, channels.Runes)
 	key := address + "\x00" + m.ID
-	for i := a.progress.get(key); i < len(parts); i++ {
+	for i := a.progress.Get(key); i < len(parts); i++ {
 		content, _ := json.Marshal(map[string]string{"text": parts[i]})
 		if err := a.post(ctx, chat, msg, string(content)); err != nil {
 			if i > 0 && m.ID != "" {
-				a.progress.set(key, i)
+				a.progress.Set(key, i)
 			}
 			return err
 		}
 	}
-	a.progress.drop(key)
+	a.progress.Drop(key)
 	return nil
 }
 
@@ -320,50 +319,4 @@ func neutralize(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// progress remembers, per (address, message), how many parts of a split
-// reply went out before a failure, so the outbox's retry does not post
-// them twice (bounded: past 256 the oldest go).
-type progress struct {
-	mu    sync.Mutex
-	sent  map[string]int
-	order []string
-}
-
-func (p *progress) get(key string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.sent[key]
-}
-
-func (p *progress) set(key string, n int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.sent == nil {
-		p.sent = map[string]int{}
-	}
-	if _, ok := p.sent[key]; !ok {
-		p.order = append(p.order, key)
-	}
-	p.sent[key] = n
-	for len(p.order) > 256 {
-		delete(p.sent, p.order[0])
-		p.order = p.order[1:]
-	}
-}
-
-func (p *progress) drop(key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.sent[key]; !ok {
-		return
-	}
-	delete(p.sent, key)
-	for i, k := range p.order {
-		if k == key {
-			p.order = append(p.order[:i], p.order[i+1:]...)
-			break
-		}
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/channels"
@@ -76,19 +75,19 @@ func (a *Adapter) Send(ctx context.Context, addr string, m moltbot.Message) erro
 		return nil
 	}
 	key := addr + "\x00" + m.ID
-	for i := a.progress.get(key); i < len(parts); i++ {
+	for i := a.progress.Get(key); i < len(parts); i++ {
 		p := sendMessage{ChatID: d.chat, ThreadID: d.thread, Text: parts[i]}
 		if i == 0 && d.msg != 0 {
 			p.ReplyParameters = &replyParameters{MessageID: d.msg, AllowSendingWithoutReply: true}
 		}
 		if err := a.send(ctx, &d, p); err != nil {
 			if i > 0 && m.ID != "" {
-				a.progress.set(key, i)
+				a.progress.Set(key, i)
 			}
 			return err
 		}
 	}
-	a.progress.drop(key)
+	a.progress.Drop(key)
 	return nil
 }
 
@@ -124,53 +123,6 @@ func (a *Adapter) send(ctx context.Context, d *address, p sendMessage) error {
 			return moltbot.Errorf(moltbot.EForbidden, "%s", ae.Error())
 		default:
 			return ae
-		}
-	}
-}
-
-// progress remembers, per (address, message), how many parts of a split
-// reply went out before a failure, so the outbox's retry does not post
-// them twice. Bounded: past 256 entries the oldest go (a retry then
-// starts again from the first part).
-type progress struct {
-	mu    sync.Mutex
-	sent  map[string]int
-	order []string
-}
-
-func (p *progress) get(key string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.sent[key]
-}
-
-func (p *progress) set(key string, n int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.sent == nil {
-		p.sent = map[string]int{}
-	}
-	if _, ok := p.sent[key]; !ok {
-		p.order = append(p.order, key)
-	}
-	p.sent[key] = n
-	for len(p.order) > 256 {
-		delete(p.sent, p.order[0])
-		p.order = p.order[1:]
-	}
-}
-
-func (p *progress) drop(key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.sent[key]; !ok {
-		return
-	}
-	delete(p.sent, key)
-	for i, k := range p.order {
-		if k == key {
-			p.order = append(p.order[:i], p.order[i+1:]...)
-			break
 		}
 	}
 }

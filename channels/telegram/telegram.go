@@ -153,7 +153,7 @@ type Adapter struct {
 	meMu ctxMutex // held across getMe; waiters give up with their ctx
 	me   *user    // getMe's answer, once known
 
-	progress progress
+	progress channels.Progress
 
 	// Knobs the tests turn (zero: the defaults above).
 	pollTimeout, pollMargin time.Duration
