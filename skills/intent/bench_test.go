@@ -31,6 +31,8 @@ func BenchmarkCascade(b *testing.B) {
 		{"ngram/en", "where is my parcel, it has been three days"},
 		{"fallback/zh", "今天天气怎么样"},
 		{"fallback/en", "tell me a joke about penguins"},
+		// moltbot bench's prompt (64 words): every rule's pattern over a paragraph.
+		{"paragraph/en", strings.TrimSpace(strings.Repeat("please summarize the following notes about edge devices and their memory ", 6))},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -188,12 +188,19 @@ func (s *Set) Classify(ctx context.Context, text string, o Options) Result {
 // matching is not confident (the classifier decides).
 func (s *Set) matchRules(text string, allowed Allowed) (int, bool) {
 	found := -1
+	var canonText string
+	folded := func() string { // the message in canonical case, once
+		if canonText == "" {
+			canonText = canon(text)
+		}
+		return canonText
+	}
 	for i := range s.rules {
 		r := &s.rules[i]
 		if r.intent == found || !allowed.has(s.Intents[r.intent].Name) && s.Intents[r.intent].Name != s.Settings.Fallback {
 			continue
 		}
-		if r.match(text) {
+		if r.match(text, folded) {
 			if found >= 0 {
 				return -1, false
 			}

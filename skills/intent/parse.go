@@ -27,11 +27,18 @@ type rule struct {
 	// lit is the rule when it is a plain literal: strings.Contains is a
 	// tenth of the regexp's cost.
 	lit string
+	// need, when set, is a literal every match contains (prefilter.go):
+	// without it in the message the pattern is not run.
+	need    need
+	hasNeed bool
 }
 
-func (r *rule) match(text string) bool {
+func (r *rule) match(text string, folded func() string) bool {
 	if r.lit != "" {
 		return strings.Contains(text, r.lit)
+	}
+	if r.hasNeed && !r.need.met(text, folded) {
+		return false
 	}
 	return r.re.MatchString(text)
 }
@@ -265,6 +272,8 @@ func (p *parser) intent(m *yaml.Node, at string) error {
 				r := rule{intent: idx, re: re}
 				if lit, complete := re.LiteralPrefix(); complete && lit != "" {
 					r.lit = lit
+				} else {
+					r.need, r.hasNeed = required(s)
 				}
 				rules = append(rules, r)
 				return nil
