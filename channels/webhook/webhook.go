@@ -47,8 +47,8 @@ const (
 
 // Event is an inbound request's body.
 type Event struct {
-	// ID names the event (the Idempotency-Key header, when sent, wins):
-	// 1 to 200 printable ASCII bytes without spaces.
+	// ID names the event (else the Idempotency-Key header; both sent,
+	// they must be equal): 1 to 200 printable ASCII bytes without spaces.
 	ID string `json:"id"`
 	// User is the author's id in the sender's system (required);
 	// UserName how it shows them.
@@ -268,7 +268,8 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Parse reads an event's body (after its signature was checked); key is
-// the Idempotency-Key header ("" when absent), which wins over the id.
+// the Idempotency-Key header ("" when absent): the id when the body has
+// none, else it must equal the body's id.
 func Parse(body []byte, key string) (*Event, error) {
 	var ev Event
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -278,7 +279,13 @@ func Parse(body []byte, key string) (*Event, error) {
 	if dec.More() {
 		return nil, errors.New("the body holds more than one JSON value")
 	}
-	if key != "" {
+	// The body is signed, the header is not: a header naming another id
+	// than the body's would let a captured request, replayed within the
+	// window with a new key, be a new event.
+	switch {
+	case key != "" && ev.ID != "" && key != ev.ID:
+		return nil, errors.New("Idempotency-Key: differs from the body's id (the body's id is signed, the header is not): send one, or both equal")
+	case key != "":
 		ev.ID = key
 	}
 	switch {

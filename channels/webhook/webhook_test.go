@@ -441,3 +441,30 @@ func BenchmarkVerifyHook(b *testing.B) {
 type nullHost struct{ channeltest.Host }
 
 func (*nullHost) Accept(context.Context, channels.Message) error { return nil }
+
+// The Idempotency-Key header is not signed: a captured request replayed
+// within the window with another key must not become a second event. The
+// body's (signed) id wins; a header naming another id is refused.
+func TestReplayWithAnotherIdempotencyKey(t *testing.T) {
+	h := &channeltest.Host{}
+	a := newAdapter(t, nil, h)
+	body := `{"id":"ev-1","user":"u1","text":"transfer"}`
+	if code, out := serve(a, signed(t, body, now.Unix(), nil)); code != http.StatusAccepted {
+		t.Fatalf("first: %d %v", code, out)
+	}
+	// The same signed bytes, an attacker's header.
+	code, out := serve(a, signed(t, body, now.Unix(), map[string]string{"Idempotency-Key": "replayed-1"}))
+	if code != http.StatusBadRequest {
+		t.Fatalf("replay with another Idempotency-Key: %d %v", code, out)
+	}
+	if msg, _ := out["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "Idempotency-Key") {
+		t.Fatalf("the error does not name the header: %v", out)
+	}
+	// The header equal to the body's id is the same event.
+	if code, out := serve(a, signed(t, body, now.Unix(), map[string]string{"Idempotency-Key": "ev-1"})); code != http.StatusOK || out["status"] != "duplicate" {
+		t.Fatalf("same key: %d %v", code, out)
+	}
+	if n := len(h.Messages()); n != 1 {
+		t.Fatalf("%d messages accepted from one signed event", n)
+	}
+}
