@@ -996,3 +996,55 @@ func TestRunStateShared(t *testing.T) {
 		t.Fatal("an adapter wrote the core's key")
 	}
 }
+
+// The inbox is bounded in bytes as well as in messages: what waits is
+// held in memory too, images included, and a few hundred messages of
+// four 5 MiB images would fill an edge device long before MaxPending's
+// 10,000. Past MaxPendingBytes Accept is EBusy and nothing is written; an
+// empty inbox takes one message of any size; room again, it accepts.
+func TestInboxBoundBytes(t *testing.T) {
+	release := make(chan struct{})
+	chat := newFakeChat()
+	chat.fail = func(ctx context.Context, n int) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	if c := (CoreConfig{}); func() bool { c.fill(); return c.MaxPendingBytes <= 0 || c.MaxPendingBytes > 128<<20 }() {
+		t.Fatal("the default MaxPendingBytes is not a bound for a 512 MB device")
+	}
+	e := newEnv(t, nil, chat, func(c *CoreConfig) { c.MaxPendingBytes = 1 << 20 })
+	h := e.host("c1")
+	img := moltbot.Part{Type: moltbot.PartImage, MIME: "image/png", Data: make([]byte, 300<<10)}
+	big := func(id string) Message {
+		m := msg(id, "U"+id, "look")
+		m.Images = []moltbot.Part{img}
+		return m
+	}
+	// The first is taken whatever its size (an empty inbox), then what fits.
+	first := big("a")
+	first.Images = []moltbot.Part{img, img, img, img}
+	if err := h.Accept(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Accept(context.Background(), big("b")); moltbot.ErrorCode(err) != moltbot.EBusy {
+		t.Fatalf("past the bytes' bound: %v", err)
+	}
+	if n := inboxLen(t, e.mem); n != 1 {
+		t.Fatalf("%d in the inbox, want 1", n)
+	}
+	// A small message does not fit either: the bound is the bytes waiting.
+	if err := h.Accept(context.Background(), msg("c", "Uc", "x")); moltbot.ErrorCode(err) != moltbot.EBusy {
+		t.Fatalf("a small one past the bound: %v", err)
+	}
+	close(release)
+	testutil.Eventually(t, 5*time.Second, "the inbox empties", func() bool { return inboxLen(t, e.mem) == 0 })
+	testutil.Eventually(t, 5*time.Second, "the bytes are given back", func() bool { n, b := e.core.q.totals(); return n == 0 && b == 0 })
+	for _, id := range []string{"b", "d"} {
+		if err := h.Accept(context.Background(), big(id)); err != nil {
+			t.Fatalf("with room again: %v", err)
+		}
+	}
+}
