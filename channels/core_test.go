@@ -1048,3 +1048,26 @@ func TestInboxBoundBytes(t *testing.T) {
 		}
 	}
 }
+
+// A reply the outbox could not deliver shows in the channel's status
+// (last error and its time), not only in the log: a webhook's callback
+// that is down is what its operator looks for in `moltbot channels
+// status`. The state stays what the adapter said.
+func TestDeliverErrorInStatus(t *testing.T) {
+	e := newEnv(t, nil, nil, nil, Spec{Config: Config{Name: "a", Type: "toy", Tenant: "default"}})
+	testutil.Eventually(t, 5*time.Second, "a connected", func() bool { st, _ := e.core.StatusOf("a"); return st.State == StateConnected })
+	toyA := e.toys.last()
+	toyA.mu.Lock()
+	toyA.sendErr = errors.New(`Post "https://api.telegram.org/bot123:SECRET/sendMessage": callback down`)
+	toyA.mu.Unlock()
+	if err := e.core.Deliver(context.Background(), "default", "conv", moltbot.Destination{Channel: "a", Address: "chat9"}, moltbot.Message{Content: "reply"}); err == nil {
+		t.Fatal("a failing send delivered")
+	}
+	st, _ := e.core.StatusOf("a")
+	if !strings.Contains(st.LastError, "callback down") || st.ErrorAt.IsZero() || st.State != StateConnected || st.Counters.SendFailed != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if strings.Contains(st.LastError, "SECRET") {
+		t.Fatalf("the status shows a token: %q", st.LastError)
+	}
+}

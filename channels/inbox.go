@@ -413,7 +413,13 @@ func (ch *channel) send(ctx context.Context, address string, m moltbot.Message) 
 	outcome := "ok"
 	if err != nil {
 		outcome = "failed"
-		ch.log.Warn("channel send failed", "err", RedactError(err))
+		msg := RedactError(err)
+		ch.log.Warn("channel send failed", "err", msg)
+		// The status shows it (a callback down, a token revoked): the
+		// state stays the adapter's.
+		ch.mu.Lock()
+		ch.status.LastError, ch.status.ErrorAt = "send: "+msg, ch.core.cfg.Now()
+		ch.mu.Unlock()
 	}
 	ch.core.cfg.Metrics.Inc(metrics.ChannelSends, ch.spec.Config.Name, outcome)
 	return err
