@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1069,5 +1070,36 @@ func TestDeliverErrorInStatus(t *testing.T) {
 	}
 	if strings.Contains(st.LastError, "SECRET") {
 		t.Fatalf("the status shows a token: %q", st.LastError)
+	}
+}
+
+// The per-(chat, author) budget's table is bounded: authors who all
+// wrote within the window (a signed webhook can name any user) cannot
+// grow it without end, nor make each new author scan all of it. A pair
+// already counted is still cut past its budget.
+func TestPairBudgetBounded(t *testing.T) {
+	var b pairBudget
+	b.init(3, time.Minute, time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	for range 3 {
+		if !b.allow("loop", now) {
+			t.Fatal("within the budget: refused")
+		}
+	}
+	for i := range 3 * maxPairs {
+		b.allow("u"+strconv.Itoa(i), now.Add(time.Duration(i)*time.Microsecond))
+	}
+	if n := len(b.pairs); n > maxPairs {
+		t.Fatalf("%d pairs kept, at most %d", n, maxPairs)
+	}
+	if b.allow("loop", now.Add(time.Second)) {
+		t.Fatal("a pair past its budget is let in once the table is full")
+	}
+	later := now.Add(3 * time.Minute)
+	for range 3 {
+		b.allow("late", later)
+	}
+	if b.allow("late", later) {
+		t.Fatal("a new pair is not counted after the sweep")
 	}
 }

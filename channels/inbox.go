@@ -637,7 +637,14 @@ type pairBudget struct {
 	budget           int
 	window, cooldown time.Duration
 	pairs            map[string]*pair
+	swept            time.Time
 }
+
+// maxPairs bounds pairBudget's table: past it, swept at most once a
+// second (not at each new pair: a scan of the whole table per message),
+// and while it stays full a new pair goes uncounted (the budget is
+// against loops; the inbox's bounds still hold a flood).
+const maxPairs = 16384
 
 type pair struct {
 	start time.Time // of the window
@@ -655,11 +662,17 @@ func (b *pairBudget) allow(key string, now time.Time) bool {
 	defer b.mu.Unlock()
 	p := b.pairs[key]
 	if p == nil {
-		if len(b.pairs) >= 4096 {
-			for k, q := range b.pairs {
-				if now.Sub(q.start) > b.window && now.After(q.until) {
-					delete(b.pairs, k)
+		if len(b.pairs) >= maxPairs {
+			if now.Sub(b.swept) >= time.Second || now.Before(b.swept) {
+				b.swept = now
+				for k, q := range b.pairs {
+					if now.Sub(q.start) > b.window && now.After(q.until) {
+						delete(b.pairs, k)
+					}
 				}
+			}
+			if len(b.pairs) >= maxPairs {
+				return true
 			}
 		}
 		p = &pair{start: now}
