@@ -468,3 +468,48 @@ func TestReplayWithAnotherIdempotencyKey(t *testing.T) {
 		t.Fatalf("%d messages accepted from one signed event", n)
 	}
 }
+
+// answering is a Host whose turn's reply comes at once: before Accept
+// returns, the outbox (another goroutine) has handed it to the waiting
+// request; sent is what each Send answered.
+type answering struct {
+	channeltest.Host
+	a    *Adapter
+	sent chan error
+}
+
+func (h *answering) Accept(ctx context.Context, m channels.Message) error {
+	if err := h.Host.Accept(ctx, m); err != nil {
+		return err
+	}
+	go func() { h.sent <- h.a.Send(context.Background(), m.Reply, moltbot.Message{ID: m.ID + ":r", Content: "pong"}) }()
+	for {
+		h.a.mu.Lock()
+		list := h.a.waiting[m.ID]
+		handed := len(list) == 1 && len(list[0].m) == 1
+		h.a.mu.Unlock()
+		if handed {
+			return nil
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// A reply handed to a waiting sync request is never dropped: Send
+// answered nil (the outbox counts it delivered, no callback), so the
+// request must return it even when its wait ran out at the same moment.
+func TestSyncReplyAtTheDeadline(t *testing.T) {
+	h := &answering{sent: make(chan error, 1)}
+	a := newAdapter(t, map[string]string{"reply": "sync", "wait": "1ns"}, h)
+	h.a = a
+	for i := range 64 {
+		id := "d" + strconv.Itoa(i)
+		code, out := serve(a, signed(t, `{"id":"`+id+`","user":"u","text":"ping"}`, now.Unix(), nil))
+		if rep, _ := out["reply"].(map[string]any); code != http.StatusOK || out["status"] != "answered" || rep["text"] != "pong" {
+			t.Fatalf("event %d: the reply handed over was lost: %d %v", i, code, out)
+		}
+		if err := <-h.sent; err != nil {
+			t.Fatalf("event %d: send: %v", i, err)
+		}
+	}
+}
