@@ -482,7 +482,9 @@ func (h *answering) Accept(ctx context.Context, m channels.Message) error {
 	if err := h.Host.Accept(ctx, m); err != nil {
 		return err
 	}
-	go func() { h.sent <- h.a.Send(context.Background(), m.Reply, moltbot.Message{ID: m.ID + ":r", Content: "pong"}) }()
+	go func() {
+		h.sent <- h.a.Send(context.Background(), m.Reply, moltbot.Message{ID: m.ID + ":r", Content: "pong"})
+	}()
 	for {
 		h.a.mu.Lock()
 		list := h.a.waiting[m.ID]
