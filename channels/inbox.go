@@ -141,7 +141,7 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 	}
 	if n, bytes := c.q.totals(); n > 0 && bytes+messageSize(m) > c.cfg.MaxPendingBytes {
 		return &moltbot.Error{Code: moltbot.EBusy, RetryAfter: 30 * time.Second,
-			Message: fmt.Sprintf("channels: %d MiB of messages wait for their turn on this node; try again later", bytes>>20)}
+			Message: fmt.Sprintf("channels: %d bytes of messages wait for their turn on this node (at most %d); try again later", bytes, c.cfg.MaxPendingBytes)}
 	}
 	// The budget after the checks that send the message again (a
 	// duplicate, a full inbox): a platform's retries spend none.
