@@ -262,6 +262,14 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rep := a.reply(ev.ID, rm)
 			writeJSON(w, http.StatusOK, response{Status: "answered", ID: ev.ID, Reply: &rep})
 			wait.done <- true
+			// A second reply handed over before the wait is gone (an
+			// agent's) is given back to Send, for the callback.
+			a.unwait(ev.ID, wait)
+			select {
+			case <-wait.m:
+				wait.done <- false
+			default:
+			}
 		}
 		select {
 		case rm := <-wait.m:
@@ -369,7 +377,7 @@ func validID(s string) bool {
 
 // await registers a sync request's wait for event id's reply.
 func (a *Adapter) await(id string) *waiter {
-	wt := &waiter{m: make(chan moltbot.Message, 1), done: make(chan bool, 1)}
+	wt := &waiter{m: make(chan moltbot.Message, 1), done: make(chan bool, 2)}
 	a.mu.Lock()
 	a.waiting[id] = append(a.waiting[id], wt)
 	a.mu.Unlock()

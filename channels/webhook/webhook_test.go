@@ -515,3 +515,64 @@ func TestSyncReplyAtTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+// Two replies of one event handed to its sync request (the bot's and,
+// as the request writes it, an agent's): the request answers with the
+// first, the second is given back to Send, which posts it to the
+// callback; no Send waits forever for a request that has answered.
+func TestSyncSecondReplyGivenBack(t *testing.T) {
+	cs := newCallbackServer(t)
+	h := &answering{sent: make(chan error, 1)}
+	a := newAdapter(t, map[string]string{"reply": "sync", "wait": "10s", "callback_url": cs.URL}, h)
+	a.Now = time.Now
+	h.a = a
+	second := make(chan error, 1)
+	w := &hookWriter{ResponseRecorder: httptest.NewRecorder(), before: func() {
+		// While the request writes the first reply, a second one comes.
+		go func() { second <- a.Send(context.Background(), "e1 ", moltbot.Message{ID: "r2", Content: "second"}) }()
+		for {
+			a.mu.Lock()
+			list := a.waiting["e1"]
+			handed := len(list) == 1 && len(list[0].m) == 1
+			a.mu.Unlock()
+			if handed {
+				return
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}}
+	a.ServeHTTP(w, signed(t, `{"id":"e1","user":"u","text":"ping"}`, time.Now().Unix(), nil))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"pong"`) {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if err := <-h.sent; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second reply's Send waits for a request that has answered")
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if len(cs.replies) != 1 || cs.replies[0].Text != "second" {
+		t.Fatalf("the second reply did not reach the callback: %+v", cs.replies)
+	}
+}
+
+// hookWriter runs before once, at the first Write.
+type hookWriter struct {
+	*httptest.ResponseRecorder
+	before func()
+}
+
+func (w *hookWriter) Write(b []byte) (int, error) {
+	if w.before != nil {
+		w.before()
+		w.before = nil
+	}
+	return w.ResponseRecorder.Write(b)
+}
