@@ -67,6 +67,12 @@ type CoreConfig struct {
 	// bounds what waits in the inbox (default 10000): past it Accept is
 	// EBusy and the platform retries later.
 	Workers, MaxPending int
+	// MaxPendingBytes bounds the bytes of what waits (default 64 MiB):
+	// a waiting message is held in memory as well as on disk, images
+	// included (4 of 5 MiB each), so a count alone lets a few hundred
+	// image messages fill a 512 MB device. Past it Accept is EBusy, but
+	// an empty inbox takes any one message.
+	MaxPendingBytes int64
 	// Budget messages per Window from one (chat, user) pair, then
 	// Cooldown of refusals (defaults 20, 60 s, 60 s).
 	Budget           int
@@ -91,6 +97,9 @@ func (c *CoreConfig) fill() {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 10000
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 64 << 20
 	}
 	if c.Budget <= 0 {
 		c.Budget = 20

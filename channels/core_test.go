@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -994,5 +995,111 @@ func TestRunStateShared(t *testing.T) {
 	}
 	if err := a.channel("c1").Put("#run", []byte("x")); err == nil {
 		t.Fatal("an adapter wrote the core's key")
+	}
+}
+
+// The inbox is bounded in bytes as well as in messages: what waits is
+// held in memory too, images included, and a few hundred messages of
+// four 5 MiB images would fill an edge device long before MaxPending's
+// 10,000. Past MaxPendingBytes Accept is EBusy and nothing is written; an
+// empty inbox takes one message of any size; room again, it accepts.
+func TestInboxBoundBytes(t *testing.T) {
+	release := make(chan struct{})
+	chat := newFakeChat()
+	chat.fail = func(ctx context.Context, n int) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	if c := (CoreConfig{}); func() bool { c.fill(); return c.MaxPendingBytes <= 0 || c.MaxPendingBytes > 128<<20 }() {
+		t.Fatal("the default MaxPendingBytes is not a bound for a 512 MB device")
+	}
+	e := newEnv(t, nil, chat, func(c *CoreConfig) { c.MaxPendingBytes = 1 << 20 })
+	h := e.host("c1")
+	img := moltbot.Part{Type: moltbot.PartImage, MIME: "image/png", Data: make([]byte, 300<<10)}
+	big := func(id string) Message {
+		m := msg(id, "U"+id, "look")
+		m.Images = []moltbot.Part{img}
+		return m
+	}
+	// The first is taken whatever its size (an empty inbox), then what fits.
+	first := big("a")
+	first.Images = []moltbot.Part{img, img, img, img}
+	if err := h.Accept(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Accept(context.Background(), big("b")); moltbot.ErrorCode(err) != moltbot.EBusy {
+		t.Fatalf("past the bytes' bound: %v", err)
+	}
+	if n := inboxLen(t, e.mem); n != 1 {
+		t.Fatalf("%d in the inbox, want 1", n)
+	}
+	// A small message does not fit either: the bound is the bytes waiting.
+	if err := h.Accept(context.Background(), msg("c", "Uc", "x")); moltbot.ErrorCode(err) != moltbot.EBusy {
+		t.Fatalf("a small one past the bound: %v", err)
+	}
+	close(release)
+	testutil.Eventually(t, 5*time.Second, "the inbox empties", func() bool { return inboxLen(t, e.mem) == 0 })
+	testutil.Eventually(t, 5*time.Second, "the bytes are given back", func() bool { n, b := e.core.q.totals(); return n == 0 && b == 0 })
+	for _, id := range []string{"b", "d"} {
+		if err := h.Accept(context.Background(), big(id)); err != nil {
+			t.Fatalf("with room again: %v", err)
+		}
+	}
+}
+
+// A reply the outbox could not deliver shows in the channel's status
+// (last error and its time), not only in the log: a webhook's callback
+// that is down is what its operator looks for in `moltbot channels
+// status`. The state stays what the adapter said.
+func TestDeliverErrorInStatus(t *testing.T) {
+	e := newEnv(t, nil, nil, nil, Spec{Config: Config{Name: "a", Type: "toy", Tenant: "default"}})
+	testutil.Eventually(t, 5*time.Second, "a connected", func() bool { st, _ := e.core.StatusOf("a"); return st.State == StateConnected })
+	toyA := e.toys.last()
+	toyA.mu.Lock()
+	toyA.sendErr = errors.New(`Post "https://api.telegram.org/bot123:SECRET/sendMessage": callback down`)
+	toyA.mu.Unlock()
+	if err := e.core.Deliver(context.Background(), "default", "conv", moltbot.Destination{Channel: "a", Address: "chat9"}, moltbot.Message{Content: "reply"}); err == nil {
+		t.Fatal("a failing send delivered")
+	}
+	st, _ := e.core.StatusOf("a")
+	if !strings.Contains(st.LastError, "callback down") || st.ErrorAt.IsZero() || st.State != StateConnected || st.Counters.SendFailed != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if strings.Contains(st.LastError, "SECRET") {
+		t.Fatalf("the status shows a token: %q", st.LastError)
+	}
+}
+
+// The per-(chat, author) budget's table is bounded: authors who all
+// wrote within the window (a signed webhook can name any user) cannot
+// grow it without end, nor make each new author scan all of it. A pair
+// already counted is still cut past its budget.
+func TestPairBudgetBounded(t *testing.T) {
+	var b pairBudget
+	b.init(3, time.Minute, time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	for range 3 {
+		if !b.allow("loop", now) {
+			t.Fatal("within the budget: refused")
+		}
+	}
+	for i := range 3 * maxPairs {
+		b.allow("u"+strconv.Itoa(i), now.Add(time.Duration(i)*time.Microsecond))
+	}
+	if n := len(b.pairs); n > maxPairs {
+		t.Fatalf("%d pairs kept, at most %d", n, maxPairs)
+	}
+	if b.allow("loop", now.Add(time.Second)) {
+		t.Fatal("a pair past its budget is let in once the table is full")
+	}
+	later := now.Add(3 * time.Minute)
+	for range 3 {
+		b.allow("late", later)
+	}
+	if b.allow("late", later) {
+		t.Fatal("a new pair is not counted after the sweep")
 	}
 }

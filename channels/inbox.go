@@ -41,6 +41,7 @@ type item struct {
 	NextAt   int64   `json:"n,omitempty"` // the next try, Unix ms
 
 	key, conv string
+	size      int64 // of its record: what it holds of the pending bytes
 }
 
 // inboxKey is where m of channel name waits: the name, and a hash of the
@@ -138,6 +139,10 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 		return &moltbot.Error{Code: moltbot.EBusy, RetryAfter: 30 * time.Second,
 			Message: fmt.Sprintf("channels: %d messages wait for their turn on this node; try again later", c.cfg.MaxPending)}
 	}
+	if n, bytes := c.q.totals(); n > 0 && bytes+messageSize(m) > c.cfg.MaxPendingBytes {
+		return &moltbot.Error{Code: moltbot.EBusy, RetryAfter: 30 * time.Second,
+			Message: fmt.Sprintf("channels: %d bytes of messages wait for their turn on this node (at most %d); try again later", bytes, c.cfg.MaxPendingBytes)}
+	}
 	// The budget after the checks that send the message again (a
 	// duplicate, a full inbox): a platform's retries spend none.
 	now := c.cfg.Now()
@@ -154,6 +159,7 @@ func (ch *channel) Accept(ctx context.Context, m Message) error {
 	if err := c.cfg.Inbox.Put(key, b); err != nil {
 		return fmt.Errorf("channels: writing the inbox: %w", err)
 	}
+	it.size = int64(len(b))
 	c.count(name, "accepted")
 	ch.mu.Lock()
 	ch.status.LastEvent = now
@@ -199,7 +205,7 @@ func (c *Core) replay(only string) error {
 			bad = append(bad, k)
 			return true
 		}
-		it.key = k
+		it.key, it.size = k, int64(len(v))
 		items = append(items, it)
 		return true
 	})
@@ -407,7 +413,13 @@ func (ch *channel) send(ctx context.Context, address string, m moltbot.Message) 
 	outcome := "ok"
 	if err != nil {
 		outcome = "failed"
-		ch.log.Warn("channel send failed", "err", RedactError(err))
+		msg := RedactError(err)
+		ch.log.Warn("channel send failed", "err", msg)
+		// The status shows it (a callback down, a token revoked): the
+		// state stays the adapter's.
+		ch.mu.Lock()
+		ch.status.LastError, ch.status.ErrorAt = "send: "+msg, ch.core.cfg.Now()
+		ch.mu.Unlock()
 	}
 	ch.core.cfg.Metrics.Inc(metrics.ChannelSends, ch.spec.Config.Name, outcome)
 	return err
@@ -421,7 +433,8 @@ type queue struct {
 	wake    []chan struct{}
 	pending map[string]int // in the inbox, by channel (waiting, running, retried later)
 	n       int
-	running bool // workers started (Core.mu)
+	bytes   int64 // the sizes of the n
+	running bool  // workers started (Core.mu)
 	seed    maphash.Seed
 	// retry is a conversation's message waiting to be tried again; held
 	// its messages that came after, kept back until it settles (so a
@@ -481,6 +494,7 @@ func (q *queue) add(it *item) {
 	q.mu.Lock()
 	q.pending[it.Channel]++
 	q.n++
+	q.bytes += it.size
 	q.mu.Unlock()
 	if d := time.Until(time.UnixMilli(it.NextAt)); it.NextAt > 0 && d > 0 {
 		q.hold(it) // a retry replayed: its conversation waits for it
@@ -536,6 +550,7 @@ func (q *queue) forget(it *item) {
 		delete(q.pending, it.Channel)
 	}
 	q.n--
+	q.bytes -= it.size
 }
 
 func (q *queue) wakeAll() {
@@ -551,6 +566,23 @@ func (q *queue) total() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.n
+}
+
+// totals is how many messages wait and their bytes.
+func (q *queue) totals() (int, int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n, q.bytes
+}
+
+// messageSize is about what m's inbox record will weigh (its images as
+// base64), before it is made.
+func messageSize(m Message) int64 {
+	n := int64(len(m.ID) + len(m.User) + len(m.UserName) + len(m.Chat) + len(m.Thread) + len(m.Text) + len(m.Reply) + 256)
+	for _, p := range m.Images {
+		n += int64(len(p.Data))*4/3 + int64(len(p.MIME)) + 64
+	}
+	return n
 }
 
 func (q *queue) len() int { return q.total() }
@@ -605,7 +637,14 @@ type pairBudget struct {
 	budget           int
 	window, cooldown time.Duration
 	pairs            map[string]*pair
+	swept            time.Time
 }
+
+// maxPairs bounds pairBudget's table: past it, swept at most once a
+// second (not at each new pair: a scan of the whole table per message),
+// and while it stays full a new pair goes uncounted (the budget is
+// against loops; the inbox's bounds still hold a flood).
+const maxPairs = 16384
 
 type pair struct {
 	start time.Time // of the window
@@ -623,11 +662,17 @@ func (b *pairBudget) allow(key string, now time.Time) bool {
 	defer b.mu.Unlock()
 	p := b.pairs[key]
 	if p == nil {
-		if len(b.pairs) >= 4096 {
-			for k, q := range b.pairs {
-				if now.Sub(q.start) > b.window && now.After(q.until) {
-					delete(b.pairs, k)
+		if len(b.pairs) >= maxPairs {
+			if now.Sub(b.swept) >= time.Second || now.Before(b.swept) {
+				b.swept = now
+				for k, q := range b.pairs {
+					if now.Sub(q.start) > b.window && now.After(q.until) {
+						delete(b.pairs, k)
+					}
 				}
+			}
+			if len(b.pairs) >= maxPairs {
+				return true
 			}
 		}
 		p = &pair{start: now}

@@ -70,11 +70,19 @@ func (b *channelBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// failBudget counts failures per address in a minute's window.
+// failBudget counts failures per address in a minute's window. Its table
+// holds at most maxFailClients addresses; a full one is swept at most
+// once a second (not at each new address: that was a scan of the whole
+// table per request), and while it stays full a new address is not
+// counted (the in-flight bound per address still holds it).
 type failBudget struct {
-	mu sync.Mutex
-	m  map[string]*failWindow
+	mu    sync.Mutex
+	m     map[string]*failWindow
+	swept time.Time
 }
+
+// maxFailClients bounds failBudget's table (about 100 bytes an address).
+const maxFailClients = 16384
 
 type failWindow struct {
 	start time.Time
@@ -102,11 +110,17 @@ func (b *failBudget) fail(client string, now time.Time) {
 	}
 	f := b.m[client]
 	if f == nil || now.Sub(f.start) >= time.Minute {
-		if len(b.m) >= 4096 {
-			for k, w := range b.m {
-				if now.Sub(w.start) >= time.Minute {
-					delete(b.m, k)
+		if f == nil && len(b.m) >= maxFailClients {
+			if now.Sub(b.swept) >= time.Second || now.Before(b.swept) {
+				b.swept = now
+				for k, w := range b.m {
+					if now.Sub(w.start) >= time.Minute {
+						delete(b.m, k)
+					}
 				}
+			}
+			if len(b.m) >= maxFailClients {
+				return
 			}
 		}
 		f = &failWindow{start: now}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -182,5 +183,36 @@ func TestChannelsDoors(t *testing.T) {
 	defer hmu.Unlock()
 	if hits != before {
 		t.Fatal("a request past the budget reached the adapter")
+	}
+}
+
+// The refused signatures' table is bounded: addresses that all failed
+// within the minute (a botnet, many IPv6 /64s) cannot grow it without
+// end, nor make each new failure scan all of it (a full table is swept
+// at most once a second). An address already counted is still refused
+// past its budget.
+func TestFailBudgetBounded(t *testing.T) {
+	var b failBudget
+	now := time.Unix(1_800_000_000, 0)
+	for i := range channelFailures {
+		_ = i
+		b.fail("first", now)
+	}
+	for i := range 3 * maxFailClients {
+		b.fail("c"+strconv.Itoa(i), now.Add(time.Duration(i)*time.Microsecond))
+	}
+	if n := len(b.m); n > maxFailClients {
+		t.Fatalf("%d addresses kept, at most %d", n, maxFailClients)
+	}
+	if _, ok := b.allowed("first", now.Add(time.Second)); ok {
+		t.Fatal("an address past its budget is let in once the table is full")
+	}
+	// A minute on, the table sweeps and counts new addresses again.
+	later := now.Add(2 * time.Minute)
+	for range channelFailures {
+		b.fail("late", later)
+	}
+	if _, ok := b.allowed("late", later); ok {
+		t.Fatal("a new address is not counted after the sweep")
 	}
 }

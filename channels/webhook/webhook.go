@@ -47,8 +47,8 @@ const (
 
 // Event is an inbound request's body.
 type Event struct {
-	// ID names the event (the Idempotency-Key header, when sent, wins):
-	// 1 to 200 printable ASCII bytes without spaces.
+	// ID names the event (else the Idempotency-Key header; both sent,
+	// they must be equal): 1 to 200 printable ASCII bytes without spaces.
 	ID string `json:"id"`
 	// User is the author's id in the sender's system (required);
 	// UserName how it shows them.
@@ -153,7 +153,15 @@ type Adapter struct {
 	Now    func() time.Time
 
 	mu      sync.Mutex
-	waiting map[string][]chan moltbot.Message // sync requests, by event id
+	waiting map[string][]*waiter // sync requests, by event id
+}
+
+// waiter is a sync request waiting for its event's reply: Send hands the
+// reply in m and learns on done whether the request answered with it
+// (false: the request had ended; Send then posts it to the callback).
+type waiter struct {
+	m    chan moltbot.Message
+	done chan bool
 }
 
 // New makes the channel's adapter.
@@ -166,7 +174,7 @@ func New(c channels.Config, h channels.Host) (channels.Adapter, error) {
 	// nowhere else.
 	client := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &Adapter{cfg: c, host: h, o: o, Client: client, Now: time.Now,
-		waiting: map[string][]chan moltbot.Message{}}, nil
+		waiting: map[string][]*waiter{}}, nil
 }
 
 // Run has nothing to keep: the channel listens.
@@ -220,7 +228,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, im := range ev.Images {
 		m.Images = append(m.Images, moltbot.Part{Type: moltbot.PartImage, MIME: im.MIME, Data: im.Data})
 	}
-	var wait chan moltbot.Message
+	var wait *waiter
 	if a.o.sync {
 		wait = a.await(ev.ID)
 		defer a.unwait(ev.ID, wait)
@@ -250,13 +258,40 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// waits for the same reply; one answered gets "duplicate" at once.
 		t := time.NewTimer(a.o.wait)
 		defer t.Stop()
-		select {
-		case rm := <-wait:
+		answer := func(rm moltbot.Message) {
 			rep := a.reply(ev.ID, rm)
 			writeJSON(w, http.StatusOK, response{Status: "answered", ID: ev.ID, Reply: &rep})
+			wait.done <- true
+			// A second reply handed over before the wait is gone (an
+			// agent's) is given back to Send, for the callback.
+			a.unwait(ev.ID, wait)
+			select {
+			case <-wait.m:
+				wait.done <- false
+			default:
+			}
+		}
+		select {
+		case rm := <-wait.m:
+			answer(rm)
 			return
 		case <-t.C:
 		case <-r.Context().Done():
+		}
+		// No reply is handed over once the wait is gone; one handed over
+		// as it went (the timer and the reply at once) is answered, or,
+		// the client gone, given back to Send for the callback.
+		a.unwait(ev.ID, wait)
+		select {
+		case rm := <-wait.m:
+			if r.Context().Err() == nil {
+				answer(rm)
+				return
+			}
+			wait.done <- false
+		default:
+		}
+		if r.Context().Err() != nil {
 			return
 		}
 	}
@@ -268,7 +303,8 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Parse reads an event's body (after its signature was checked); key is
-// the Idempotency-Key header ("" when absent), which wins over the id.
+// the Idempotency-Key header ("" when absent): the id when the body has
+// none, else it must equal the body's id.
 func Parse(body []byte, key string) (*Event, error) {
 	var ev Event
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -278,7 +314,13 @@ func Parse(body []byte, key string) (*Event, error) {
 	if dec.More() {
 		return nil, errors.New("the body holds more than one JSON value")
 	}
-	if key != "" {
+	// The body is signed, the header is not: a header naming another id
+	// than the body's would let a captured request, replayed within the
+	// window with a new key, be a new event.
+	switch {
+	case key != "" && ev.ID != "" && key != ev.ID:
+		return nil, errors.New("Idempotency-Key: differs from the body's id (the body's id is signed, the header is not): send one, or both equal")
+	case key != "":
 		ev.ID = key
 	}
 	switch {
@@ -334,20 +376,21 @@ func validID(s string) bool {
 }
 
 // await registers a sync request's wait for event id's reply.
-func (a *Adapter) await(id string) chan moltbot.Message {
-	ch := make(chan moltbot.Message, 1)
+func (a *Adapter) await(id string) *waiter {
+	wt := &waiter{m: make(chan moltbot.Message, 1), done: make(chan bool, 2)}
 	a.mu.Lock()
-	a.waiting[id] = append(a.waiting[id], ch)
+	a.waiting[id] = append(a.waiting[id], wt)
 	a.mu.Unlock()
-	return ch
+	return wt
 }
 
-func (a *Adapter) unwait(id string, ch chan moltbot.Message) {
+// unwait ends a wait (again: nothing).
+func (a *Adapter) unwait(id string, wt *waiter) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	list := a.waiting[id]
 	for i, c := range list {
-		if c == ch {
+		if c == wt {
 			list = append(list[:i], list[i+1:]...)
 			break
 		}
@@ -366,18 +409,29 @@ func (a *Adapter) waitingFor(id string) bool {
 	return len(a.waiting[id]) > 0
 }
 
-// answer hands m to the sync requests waiting for event id's reply.
-func (a *Adapter) answer(id string, m moltbot.Message) bool {
+// answer hands m to the sync requests waiting for event id's reply and
+// reports whether one of them answered with it.
+func (a *Adapter) answer(ctx context.Context, id string, m moltbot.Message) bool {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	list := a.waiting[id]
-	for _, c := range list {
+	var took []*waiter
+	for _, wt := range a.waiting[id] {
 		select {
-		case c <- m:
+		case wt.m <- m:
+			took = append(took, wt)
 		default:
 		}
 	}
-	return len(list) > 0
+	a.mu.Unlock()
+	answered := false
+	for _, wt := range took {
+		select {
+		case ok := <-wt.done:
+			answered = answered || ok
+		case <-ctx.Done():
+			return answered
+		}
+	}
+	return answered
 }
 
 func (a *Adapter) reply(inReplyTo string, m moltbot.Message) Reply {
@@ -397,7 +451,7 @@ func (a *Adapter) Send(ctx context.Context, address string, m moltbot.Message) e
 	if !found && strings.Contains(id, "://") {
 		id, callback = "", id // a bare URL (moltbot channels test --to URL)
 	}
-	if a.o.sync && a.answer(id, m) {
+	if a.o.sync && a.answer(ctx, id, m) {
 		return nil
 	}
 	if callback == "" {

@@ -441,3 +441,138 @@ func BenchmarkVerifyHook(b *testing.B) {
 type nullHost struct{ channeltest.Host }
 
 func (*nullHost) Accept(context.Context, channels.Message) error { return nil }
+
+// The Idempotency-Key header is not signed: a captured request replayed
+// within the window with another key must not become a second event. The
+// body's (signed) id wins; a header naming another id is refused.
+func TestReplayWithAnotherIdempotencyKey(t *testing.T) {
+	h := &channeltest.Host{}
+	a := newAdapter(t, nil, h)
+	body := `{"id":"ev-1","user":"u1","text":"transfer"}`
+	if code, out := serve(a, signed(t, body, now.Unix(), nil)); code != http.StatusAccepted {
+		t.Fatalf("first: %d %v", code, out)
+	}
+	// The same signed bytes, an attacker's header.
+	code, out := serve(a, signed(t, body, now.Unix(), map[string]string{"Idempotency-Key": "replayed-1"}))
+	if code != http.StatusBadRequest {
+		t.Fatalf("replay with another Idempotency-Key: %d %v", code, out)
+	}
+	if msg, _ := out["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "Idempotency-Key") {
+		t.Fatalf("the error does not name the header: %v", out)
+	}
+	// The header equal to the body's id is the same event.
+	if code, out := serve(a, signed(t, body, now.Unix(), map[string]string{"Idempotency-Key": "ev-1"})); code != http.StatusOK || out["status"] != "duplicate" {
+		t.Fatalf("same key: %d %v", code, out)
+	}
+	if n := len(h.Messages()); n != 1 {
+		t.Fatalf("%d messages accepted from one signed event", n)
+	}
+}
+
+// answering is a Host whose turn's reply comes at once: before Accept
+// returns, the outbox (another goroutine) has handed it to the waiting
+// request; sent is what each Send answered.
+type answering struct {
+	channeltest.Host
+	a    *Adapter
+	sent chan error
+}
+
+func (h *answering) Accept(ctx context.Context, m channels.Message) error {
+	if err := h.Host.Accept(ctx, m); err != nil {
+		return err
+	}
+	go func() {
+		h.sent <- h.a.Send(context.Background(), m.Reply, moltbot.Message{ID: m.ID + ":r", Content: "pong"})
+	}()
+	for {
+		h.a.mu.Lock()
+		list := h.a.waiting[m.ID]
+		handed := len(list) == 1 && len(list[0].m) == 1
+		h.a.mu.Unlock()
+		if handed {
+			return nil
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// A reply handed to a waiting sync request is never dropped: Send
+// answered nil (the outbox counts it delivered, no callback), so the
+// request must return it even when its wait ran out at the same moment.
+func TestSyncReplyAtTheDeadline(t *testing.T) {
+	h := &answering{sent: make(chan error, 1)}
+	a := newAdapter(t, map[string]string{"reply": "sync", "wait": "1ns"}, h)
+	h.a = a
+	for i := range 64 {
+		id := "d" + strconv.Itoa(i)
+		code, out := serve(a, signed(t, `{"id":"`+id+`","user":"u","text":"ping"}`, now.Unix(), nil))
+		if rep, _ := out["reply"].(map[string]any); code != http.StatusOK || out["status"] != "answered" || rep["text"] != "pong" {
+			t.Fatalf("event %d: the reply handed over was lost: %d %v", i, code, out)
+		}
+		if err := <-h.sent; err != nil {
+			t.Fatalf("event %d: send: %v", i, err)
+		}
+	}
+}
+
+// Two replies of one event handed to its sync request (the bot's and,
+// as the request writes it, an agent's): the request answers with the
+// first, the second is given back to Send, which posts it to the
+// callback; no Send waits forever for a request that has answered.
+func TestSyncSecondReplyGivenBack(t *testing.T) {
+	cs := newCallbackServer(t)
+	h := &answering{sent: make(chan error, 1)}
+	a := newAdapter(t, map[string]string{"reply": "sync", "wait": "10s", "callback_url": cs.URL}, h)
+	a.Now = time.Now
+	h.a = a
+	second := make(chan error, 1)
+	w := &hookWriter{ResponseRecorder: httptest.NewRecorder(), before: func() {
+		// While the request writes the first reply, a second one comes.
+		go func() { second <- a.Send(context.Background(), "e1 ", moltbot.Message{ID: "r2", Content: "second"}) }()
+		for {
+			a.mu.Lock()
+			list := a.waiting["e1"]
+			handed := len(list) == 1 && len(list[0].m) == 1
+			a.mu.Unlock()
+			if handed {
+				return
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}}
+	a.ServeHTTP(w, signed(t, `{"id":"e1","user":"u","text":"ping"}`, time.Now().Unix(), nil))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"pong"`) {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if err := <-h.sent; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second reply's Send waits for a request that has answered")
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if len(cs.replies) != 1 || cs.replies[0].Text != "second" {
+		t.Fatalf("the second reply did not reach the callback: %+v", cs.replies)
+	}
+}
+
+// hookWriter runs before once, at the first Write.
+type hookWriter struct {
+	*httptest.ResponseRecorder
+	before func()
+}
+
+func (w *hookWriter) Write(b []byte) (int, error) {
+	if w.before != nil {
+		w.before()
+		w.before = nil
+	}
+	return w.ResponseRecorder.Write(b)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -64,7 +65,17 @@ func channelSpecs(cfg *configs.Config, types []channels.Type) ([]channels.Spec, 
 		if keying == "" {
 			keying = channels.PerUser
 		}
-		cc := channels.Config{Name: c.Name, Type: c.Type, Bot: c.Bot, Tenant: cfg.ChannelTenant(c), Conversations: keying, Options: c.Options}
+		opts := c.Options
+		if slices.Contains(t.Options, "trusted_proxies") && opts["trusted_proxies"] == "" && len(cfg.Server.TrustedProxies) > 0 {
+			// A type that counts client addresses (the widget) trusts
+			// the node's proxies unless it names its own.
+			opts = maps.Clone(opts)
+			if opts == nil {
+				opts = map[string]string{}
+			}
+			opts["trusted_proxies"] = strings.Join(cfg.Server.TrustedProxies, ",")
+		}
+		cc := channels.Config{Name: c.Name, Type: c.Type, Bot: c.Bot, Tenant: cfg.ChannelTenant(c), Conversations: keying, Options: opts}
 		if !bad && t.Check != nil {
 			if err := t.Check(cc); err != nil {
 				// "key: what is wrong" names the option at fault.

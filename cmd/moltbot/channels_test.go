@@ -607,3 +607,31 @@ func TestNoChannelsNoGoroutines(t *testing.T) {
 		t.Fatal(code)
 	}
 }
+
+// A widget behind the node's TLS proxy counts visitors by their address,
+// not the proxy's: server.trusted_proxies is the widget's default (the
+// README tells a user behind a proxy to set it; without this a widget
+// kept its own empty list and every visitor shared the proxy's 30 new
+// visitors an hour). A widget's own trusted_proxies still wins.
+func TestWidgetTrustsTheServersProxies(t *testing.T) {
+	base := "server: {trusted_proxies: [10.0.0.0/8]}\nproviders:\n  - {name: sim, type: sim}\nmodels: {primary: sim/sim}\nchannels:\n" +
+		"  - {name: w, type: widget, publishable_key: pk_test_0123456789abcdefghijklmn, origins: 'https://shop.example', visitor_secret: 0123456789abcdef0123456789abcdef}\n" +
+		"  - {name: v, type: widget, publishable_key: pk_test_0123456789abcdefghijklmo, origins: 'https://shop.example', visitor_secret: 0123456789abcdef0123456789abcdef, trusted_proxies: 192.168.0.1}\n"
+	cfg, err := parseYAML(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := channelSpecs(cfg, (&Node{}).channelTypes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := specs[0].Config.Options["trusted_proxies"]; got != "10.0.0.0/8" {
+		t.Fatalf("w's trusted_proxies %q, want the server's", got)
+	}
+	if got := specs[1].Config.Options["trusted_proxies"]; got != "192.168.0.1" {
+		t.Fatalf("v's own trusted_proxies became %q", got)
+	}
+	if _, ok := cfg.Channels[0].Options["trusted_proxies"]; ok {
+		t.Fatal("the config itself was changed")
+	}
+}
