@@ -175,6 +175,15 @@ type Adapter interface {
 	Typing(ctx context.Context, address string) error
 }
 
+// TestChecker is an Adapter that limits where `moltbot channels test` (a
+// tenant admin's call, POST /v1/admin/channels/{name}/test) may send: an
+// address a caller names, not one a platform gave. The webhook adapter
+// takes only its callback_url's origin: a test must not make the node POST
+// to any URL its admin names (its loopback, a cloud's metadata address).
+type TestChecker interface {
+	CheckTestAddress(address string) error
+}
+
 // MaxBody caps an inbound request's body.
 const MaxBody = 1 << 20
 

@@ -83,6 +83,11 @@ func (c *Core) Test(ctx context.Context, name, address, text string) error {
 	if len(address) > MaxReplyLen {
 		return &moltbot.Error{Code: moltbot.EInvalid, Param: "to", Message: fmt.Sprintf("an address is at most %d bytes", MaxReplyLen)}
 	}
+	if tc, ok := ch.ad.(TestChecker); ok {
+		if err := tc.CheckTestAddress(address); err != nil {
+			return &moltbot.Error{Code: moltbot.EInvalid, Param: "to", Message: err.Error()}
+		}
+	}
 	if text == "" {
 		text = "moltbot test message from channel " + name
 	}

@@ -442,6 +442,32 @@ func (a *Adapter) reply(inReplyTo string, m moltbot.Message) Reply {
 	return Reply{ID: m.ID, InReplyTo: inReplyTo, Channel: a.cfg.Name, Text: m.Content, Created: created}
 }
 
+// CheckTestAddress implements channels.TestChecker: a test goes only to the
+// origin (scheme, host and port) of the channel's callback_url, none
+// without one. (An event's own callback_url comes signed with the
+// channel's secret: its sender is trusted as the secret's holder.)
+func (a *Adapter) CheckTestAddress(address string) error {
+	_, callback, found := strings.Cut(address, " ")
+	if !found && strings.Contains(address, "://") {
+		callback = address // a bare URL
+	}
+	if callback == "" {
+		return nil // "ID" alone: the channel's own callback_url
+	}
+	if a.o.callback == "" {
+		return errors.New("this webhook channel has no callback_url: a test sends only to its origin")
+	}
+	want, err := url.Parse(a.o.callback)
+	if err != nil {
+		return err
+	}
+	got, err := url.Parse(callback)
+	if err != nil || got.Scheme != want.Scheme || got.Host != want.Host || got.User != nil {
+		return fmt.Errorf("a test goes only to the channel's callback_url origin, %s://%s", want.Scheme, want.Host)
+	}
+	return nil
+}
+
 // Send delivers a reply: to the sync requests waiting for it on this node,
 // else to the callback URL (the event's, or the channel's). Without
 // either it is dropped (logged): a sync channel's reply that came after

@@ -576,3 +576,33 @@ func (w *hookWriter) Write(b []byte) (int, error) {
 	}
 	return w.ResponseRecorder.Write(b)
 }
+
+// A test (moltbot channels test, a tenant admin's call) goes only to the
+// origin of the channel's callback_url: not to any URL its caller names.
+func TestCheckTestAddress(t *testing.T) {
+	a := &Adapter{o: opts{callback: "https://crm.example.com/moltbot/replies"}}
+	for _, tc := range []struct {
+		to string
+		ok bool
+	}{
+		{"https://crm.example.com/moltbot/replies", true},
+		{"https://crm.example.com/other", true},
+		{"http://crm.example.com/moltbot/replies", false},
+		{"https://crm.example.com:8443/x", false},
+		{"https://169.254.169.254/latest/meta-data", false},
+		{"http://127.0.0.1:3000/v1/admin/tenants", false},
+		{"https://user@crm.example.com/x", false},
+		{"::not a url", false},
+		{"probe-1 https://crm.example.com/x", true},
+		{"probe-1 https://evil.example/x", false},
+		{"probe-1", true},
+	} {
+		if err := a.CheckTestAddress(tc.to); (err == nil) != tc.ok {
+			t.Errorf("%q: %v, want ok %v", tc.to, err, tc.ok)
+		}
+	}
+	if err := (&Adapter{}).CheckTestAddress("p https://crm.example.com/x"); err == nil {
+		t.Error("a channel without callback_url took a test address")
+	}
+	var _ channels.TestChecker = a
+}
