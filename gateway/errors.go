@@ -10,6 +10,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference/openaiwire"
+	"github.com/moltbot/moltbot/internal/httpstatus"
 )
 
 // Codes of the HTTP edge only (the domain has no word for them).
@@ -18,36 +19,17 @@ const (
 	codeUnsupportedMedia = "unsupported_media_type" // 415: not the Content-Type required
 )
 
-// status maps a moltbot error code to its HTTP status. This is the only place
-// where that mapping lives.
+// status maps an error code to its HTTP status: the gateway's own codes
+// here, the domain's through httpstatus.Of (the mapping every HTTP edge
+// shares).
 func status(code string) int {
 	switch code {
 	case codeRequestTimeout:
 		return http.StatusRequestTimeout
 	case codeUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
-	case moltbot.EInvalid:
-		return http.StatusBadRequest
-	case moltbot.ENotFound:
-		return http.StatusNotFound
-	case moltbot.EForbidden:
-		return http.StatusForbidden
-	case moltbot.EUnauthorized:
-		return http.StatusUnauthorized
-	case moltbot.EConflict:
-		return http.StatusConflict
-	case moltbot.ETooLarge:
-		return http.StatusRequestEntityTooLarge
-	case moltbot.ERateLimited, moltbot.EQuota:
-		return http.StatusTooManyRequests
-	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved, moltbot.ESlowClient:
-		return http.StatusServiceUnavailable
-	case moltbot.EUnavailable:
-		return http.StatusBadGateway
-	case moltbot.ETimeout:
-		return http.StatusGatewayTimeout
 	}
-	return http.StatusInternalServerError
+	return httpstatus.Of(code)
 }
 
 // errorType is the OpenAI error "type" for a code.

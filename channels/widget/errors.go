@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/httpstatus"
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
@@ -16,36 +17,16 @@ const (
 	codeMediaType = "unsupported_media_type" // 415
 )
 
-// status maps an error code to the widget API's HTTP status (the gateway's
-// mapping, for the codes a widget call can meet).
+// status maps an error code to the widget API's HTTP status: its own
+// codes here, the domain's through httpstatus.Of (the gateway's mapping).
 func status(code string) int {
 	switch code {
 	case codeMethod:
 		return http.StatusMethodNotAllowed
 	case codeMediaType:
 		return http.StatusUnsupportedMediaType
-	case moltbot.EInvalid:
-		return http.StatusBadRequest
-	case moltbot.ENotFound:
-		return http.StatusNotFound
-	case moltbot.EForbidden:
-		return http.StatusForbidden
-	case moltbot.EUnauthorized:
-		return http.StatusUnauthorized
-	case moltbot.EConflict:
-		return http.StatusConflict
-	case moltbot.ETooLarge:
-		return http.StatusRequestEntityTooLarge
-	case moltbot.ERateLimited, moltbot.EQuota:
-		return http.StatusTooManyRequests
-	case moltbot.EBusy, moltbot.EShutdown, moltbot.EMoved, moltbot.ESlowClient:
-		return http.StatusServiceUnavailable
-	case moltbot.EUnavailable:
-		return http.StatusBadGateway
-	case moltbot.ETimeout:
-		return http.StatusGatewayTimeout
 	}
-	return http.StatusInternalServerError
+	return httpstatus.Of(code)
 }
 
 // appendError appends {"error":{"message","code","param"}}: the shape of

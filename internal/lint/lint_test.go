@@ -39,14 +39,16 @@ var deps = map[string]allowed{
 	".": {},
 
 	// Leaves: adapters of one dependency each, and helpers.
-	"internal/jsonw":    {},
-	"internal/jsonscan": {},
-	"internal/logging":  {code: []string{"."}},
-	"internal/metrics":  {},
-	"internal/slots":    {},
-	"internal/gctune":   {},
-	"internal/testutil": {},
-	"internal/lint":     {},
+	"internal/jsonw": {},
+	// httpstatus: the domain's error codes as HTTP statuses, for every HTTP edge.
+	"internal/httpstatus": {code: []string{"."}},
+	"internal/jsonscan":   {},
+	"internal/logging":    {code: []string{"."}},
+	"internal/metrics":    {},
+	"internal/slots":      {},
+	"internal/gctune":     {},
+	"internal/testutil":   {},
+	"internal/lint":       {},
 	// seamtest: a toy channel and a toy skill through the seam, from outside.
 	"internal/seamtest": {tests: []string{".", "actors", "chat", "inference/sim", "internal/metrics", "storage"}},
 	"inference/sse":     {},
@@ -131,7 +133,7 @@ var deps = map[string]allowed{
 
 	// The HTTP edge: an adapter of the chat and management services; it
 	// imports neither auth nor actors (its tests wire the real ones).
-	"gateway": {code: []string{".", "audit", "chat", "manage", "inference/openaiwire", "internal/jsonw", "internal/metrics", "internal/slots"},
+	"gateway": {code: []string{".", "audit", "chat", "manage", "inference/openaiwire", "internal/httpstatus", "internal/jsonw", "internal/metrics", "internal/slots"},
 		tests: []string{"actors", "auth", "cache", "channels", "inference", "inference/anthropic", "inference/openai", "inference/sim", "internal/logging", "internal/testutil", "skills/kb", "storage"}},
 
 	// bench measures over HTTP only (reading streams with the providers'
@@ -177,7 +179,7 @@ var deps = map[string]allowed{
 	// The web chat widget streams turns itself: an edge of the chat
 	// service (as the gateway is), besides an adapter of the contract;
 	// openaiwire decodes its visitors' images (data URLs), as the gateway's.
-	"channels/widget": {code: []string{".", "channels", "chat", "inference/openaiwire", "internal/jsonw"},
+	"channels/widget": {code: []string{".", "channels", "chat", "inference/openaiwire", "internal/httpstatus", "internal/jsonw"},
 		tests: []string{"actors", "channels/channeltest", "inference/sim", "internal/metrics", "storage"}},
 }
 
