@@ -126,14 +126,17 @@ func (c chatChannels) Create(ctx context.Context, p *moltbot.Principal, o moltbo
 	return s.Create(ctx, p, o)
 }
 
-// tenantSpace is a tenant's space as auth knows it now.
+// tenantSpace is a tenant's space as auth knows it now (the id, with its
+// incarnation for a tenant made through the API); an error for a tenant
+// that does not exist or was deleted. The default tenant is "default" when
+// auth keeps no record of it. The channels and the widget resolve by it.
 func tenantSpace(as *auth.Service) func(string) (string, error) {
 	return func(tenant string) (string, error) {
 		t, ok := as.Tenant(tenant)
-		if !ok {
-			if tenant == moltbot.DefaultTenant {
-				return tenant, nil
-			}
+		switch {
+		case !ok && tenant == moltbot.DefaultTenant:
+			return tenant, nil
+		case !ok || t.Deleted != 0:
 			return "", fmt.Errorf("no tenant %q", tenant)
 		}
 		return t.Space(), nil
