@@ -326,8 +326,12 @@ func TestSocketFrameLimit(t *testing.T) {
 	f.run(t)
 	c := f.conn(t)
 	big := `{"type":"events_api","envelope_id":"big","payload":{"x":"` + strings.Repeat("a", maxFrame) + `"}}`
+	// The adapter may close the socket as soon as the frame's header says
+	// it is over the limit, while the fake still writes its body: a reset
+	// here is the limit at work (what must follow, a new connection and no
+	// ack, is checked below).
 	if err := c.Write([]byte(big)); err != nil {
-		t.Fatal(err)
+		t.Logf("the oversize frame's write ended early: %v", err)
 	}
 	next := f.conn(t)
 	if next.URL == c.URL {
