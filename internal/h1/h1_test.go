@@ -340,7 +340,6 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-
 // What this transport does not do the simple way goes to the fallback.
 func TestFallback(t *testing.T) {
 	proxy := func(r *http.Request) (*url.URL, error) {
