@@ -81,7 +81,8 @@ func (ow *ollamaWriter) start(served string, failovers int, contentType string) 
 		h.Set("X-Moltbot-Failovers", strconv.Itoa(failovers))
 	}
 	if contentType == ndjson {
-		h.Set("X-Accel-Buffering", "no")
+		h["X-Accel-Buffering"] = hdrNo
+		h["Transfer-Encoding"] = hdrChunked // a stream stays chunked (setStreamHeaders)
 	}
 	ow.w.WriteHeader(http.StatusOK)
 }
@@ -219,7 +220,9 @@ func (ow *ollamaWriter) finish(comp *moltbot.Completion) error {
 	ow.head()
 	ow.text("")
 	ow.done(doneReason(comp.FinishReason), comp)
-	return ow.flush()
+	err := writeLast(ow.w, ow.rc, ow.buf)
+	ow.buf = ow.buf[:0]
+	return err
 }
 
 // whole writes a reply as one object (a request with "stream": false).

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -54,12 +53,7 @@ func (s *chunkWriter) head(served string) {
 func (s *chunkWriter) start(served string, failovers int) {
 	s.served = served
 	s.started = true
-	h := s.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Moltbot-Provider", served)
-	h.Set("X-Moltbot-Failovers", strconv.Itoa(failovers))
+	setStreamHeaders(s.w.Header(), hdrEventStream, served, failovers)
 	s.w.WriteHeader(http.StatusOK)
 }
 
@@ -122,7 +116,9 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 		s.buf = append(s.buf, "\n\n"...)
 	}
 	s.buf = append(s.buf, "data: [DONE]\n\n"...)
-	return s.flush()
+	err := writeLast(s.w, s.rc, s.buf)
+	s.buf = s.buf[:0]
+	return err
 }
 
 // relay writes a turn's events to w as OpenAI chunks, on the request's

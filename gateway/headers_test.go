@@ -1,0 +1,138 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/inference/sim"
+	"github.com/moltbot/moltbot/internal/metrics"
+	"github.com/moltbot/moltbot/storage"
+)
+
+// writeLog keeps every write(2) a server made on its connections.
+type writeLog struct {
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (l *writeLog) add(b []byte) {
+	l.mu.Lock()
+	l.writes = append(l.writes, bytes.Clone(b))
+	l.mu.Unlock()
+}
+
+func (l *writeLog) reset() {
+	l.mu.Lock()
+	l.writes = nil
+	l.mu.Unlock()
+}
+
+func (l *writeLog) all() [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([][]byte(nil), l.writes...)
+}
+
+type loggedListener struct {
+	net.Listener
+	log *writeLog
+}
+
+func (l loggedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &loggedConn{Conn: c, log: l.log}, nil
+}
+
+type loggedConn struct {
+	net.Conn
+	log *writeLog
+}
+
+func (c *loggedConn) Write(b []byte) (int, error) {
+	c.log.add(b)
+	return c.Conn.Write(b)
+}
+
+// listed is a scripted provider that lists the model x.
+type listed struct{ *scripted }
+
+func (listed) Models(context.Context) ([]string, error) { return []string{"x"}, nil }
+
+// TestStreamEndsInOneWrite: a streamed reply (OpenAI's SSE, Anthropic's,
+// Ollama's NDJSON) is chunked, whether it was written as it came or whole
+// at its end (a reply with no token), and its last event leaves in the
+// same write as the chunked body's end: no flush of its own.
+func TestStreamEndsInOneWrite(t *testing.T) {
+	empty := listed{&scripted{chat: func(context.Context, *inference.Request, inference.DeltaFunc) (inference.Result, error) {
+		return inference.Result{FinishReason: "stop"}, nil // no token: the reply is written whole at its end
+	}}}
+	specs := []actors.ProviderSpec{
+		{Name: "sim", Type: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 4, Seed: 1}), MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
+		{Name: "empty", Type: "scripted", Provider: empty, MaxInFlight: 16, MaxQueue: 16, Timeout: 5 * time.Second},
+	}
+	met := metrics.New("test")
+	rt, err := actors.New(actors.Config{Providers: specs, Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}},
+		Store: storage.NewMemory(), Metrics: met, HealthInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log writeLog
+	srv := httptest.NewUnstartedServer(newServer(rt, nil, 2048, Config{Metrics: met, Version: "test"}))
+	srv.Listener = loggedListener{Listener: srv.Listener, log: &log}
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		rt.Shutdown(context.Background())
+	})
+	for _, model := range []string{"sim/sim", "empty/x"} {
+		for _, c := range []struct{ api, path, body, last string }{
+			{"openai", "/v1/chat/completions", `{"model":"MODEL","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "data: [DONE]\n\n"},
+			{"anthropic", "/v1/messages", `{"model":"MODEL","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}`, `{"type":"message_stop"}` + "\n\n"},
+			{"ollama", "/api/chat", `{"model":"MODEL","messages":[{"role":"user","content":"hi"}]}`, "\"done\":true"},
+		} {
+			t.Run(c.api+"/"+model, func(t *testing.T) {
+				log.reset()
+				resp, err := http.Post(srv.URL+c.path, "application/json", strings.NewReader(strings.Replace(c.body, "MODEL", model, 1)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("%d %v %s", resp.StatusCode, err, body)
+				}
+				if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" || resp.ContentLength != -1 {
+					t.Fatalf("not chunked: %v, length %d", resp.TransferEncoding, resp.ContentLength)
+				}
+				if n := strings.Count(strings.Join(resp.Header.Values("Transfer-Encoding"), ","), "chunked"); n > 0 {
+					t.Fatalf("Transfer-Encoding left in the headers: %v", resp.Header)
+				}
+				if !strings.Contains(string(body), c.last) {
+					t.Fatalf("no end event %q in %s", c.last, body)
+				}
+				writes := log.all()
+				if len(writes) == 0 {
+					t.Fatal("no writes logged")
+				}
+				final := string(writes[len(writes)-1])
+				if !strings.HasSuffix(final, "\r\n0\r\n\r\n") || !strings.Contains(final, c.last) {
+					t.Fatalf("the last write is %q; want the last event and the chunked end together", final)
+				}
+			})
+		}
+	}
+}
