@@ -182,7 +182,10 @@ func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req Comple
 		return nil, err
 	}
 	return s.run(ctx, p, req.Stream, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
-		c, err := s.rt.Complete(moltbot.WithPrincipal(ctx, p), msgs, req.Options, fn)
+		if moltbot.PrincipalOf(ctx) != p { // an edge may have put it there already (the gateway does)
+			ctx = moltbot.WithPrincipal(ctx, p)
+		}
+		c, err := s.rt.Complete(ctx, msgs, req.Options, fn)
 		if err != nil {
 			return nil, err
 		}

@@ -56,8 +56,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 }
 
 // guard applies the edge rules; it answers and returns false when a request
-// breaks one.
-func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool {
+// breaks one. body is where the body's deadline reader is kept (ServeHTTP's
+// exchange: no allocation of its own).
+func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool, body *deadlineBody) bool {
 	if !authOn {
 		if !s.hostAllowed(r.Host) {
 			refuse(w, r, http.StatusForbidden, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
@@ -94,7 +95,8 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool
 	}
 	if http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) == nil {
 		// As http.MaxBytesReader is used: the server keeps its own reference.
-		r.Body = &deadlineBody{ReadCloser: r.Body, d: s.cfg.BodyReadTimeout}
+		*body = deadlineBody{ReadCloser: r.Body, d: s.cfg.BodyReadTimeout}
+		r.Body = body
 	}
 	return true
 }

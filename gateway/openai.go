@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -345,9 +344,9 @@ const fingerprint = "moltbot"
 func (s *Server) writeCompletion(w http.ResponseWriter, id string, created int64, comp *moltbot.Completion) {
 	served := comp.Served.String()
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Moltbot-Provider", served)
-	h.Set("X-Moltbot-Failovers", strconv.Itoa(comp.Failovers))
+	h["Content-Type"] = hdrJSON
+	h["X-Moltbot-Provider"] = []string{served}
+	h["X-Moltbot-Failovers"] = countValue(comp.Failovers)
 	bp := bodyBufs.Get().(*[]byte)
 	b := openaiwire.AppendHead((*bp)[:0], id, openaiwire.ObjectCompletion, created, served, fingerprint)
 	b = openaiwire.AppendReply(b, comp.Content, comp.ToolCalls, comp.FinishReason, comp.Usage)

@@ -215,10 +215,20 @@ var codeText = func() (t [600]string) {
 	return
 }()
 
+// exchange is ServeHTTP's state for one request, in one allocation: the
+// status writer, the X-Request-Id header's value and the body's deadline
+// reader (guard).
+type exchange struct {
+	sw   statusWriter
+	rid  [1]string
+	body deadlineBody
+}
+
 // ServeHTTP counts, times and logs every request, and turns a panic into a 500.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	x := &exchange{sw: statusWriter{ResponseWriter: w}}
+	sw := &x.sw
 	// Every request has an id: the client's X-Request-Id when it is sane,
 	// else a new one. The response names it, and so does every log line
 	// written with the request's context, here and on the node that serves
@@ -227,15 +237,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !moltbot.ValidRequestID(rid) {
 		rid = s.newID("req_")
 	}
-	sw.Header().Set("X-Request-Id", rid)
-	r = r.WithContext(moltbot.WithRequestID(r.Context(), rid))
-	req := r
+	x.rid[0] = rid
+	sw.Header()["X-Request-Id"] = x.rid[:]
+	// The request's context gets the id here and, for an authenticated
+	// request, the principal too: one copy of the request for both
+	// (authentication reads only the request's headers and address).
+	ctx := moltbot.WithRequestID(r.Context(), rid)
+	req := r // the request the handler was given (its Pattern, once routed)
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			s.log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			s.log.ErrorContext(ctx, "handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
 			if sw.code == 0 {
 				writeError(sw, moltbot.Errorf(moltbot.EInternal, "internal error"))
 			}
@@ -265,22 +279,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":
 			lvl = slog.LevelDebug // probes and scrapes
 		}
-		if s.log.Enabled(r.Context(), lvl) {
-			s.log.Log(r.Context(), lvl, msg, "method", r.Method, "route", route, "code", code,
+		if s.log.Enabled(ctx, lvl) {
+			s.log.Log(ctx, lvl, msg, "method", r.Method, "route", route, "code", code,
 				"duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
 		}
 	}()
 	if s.isChannelPath(r.URL.Path) {
 		// The adapter authenticates its platform (a signature, a secret);
 		// the host, origin and content type are its to judge.
+		req = r.WithContext(ctx)
 		s.serveChannel(sw, req)
 		return
 	}
 	authOn := s.mg.AuthEnabled()
-	if !s.guard(sw, r, authOn) {
+	if !s.guard(sw, r, authOn, &x.body) {
 		return
 	}
 	if !authOn {
+		req = r.WithContext(ctx)
 		s.mux.ServeHTTP(sw, req)
 		return
 	}
@@ -296,20 +312,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer release()
-		req = req.WithContext(context.WithValue(req.Context(), clientCtxKey{}, client))
+		req = r.WithContext(context.WithValue(ctx, clientCtxKey{}, client))
 		s.mux.ServeHTTP(sw, req)
 		return
 	}
-	var ok bool
-	if req, ok = s.authenticate(sw, req, client); !ok {
+	p, ok := s.authenticate(sw, r, client)
+	if !ok {
 		return
 	}
-	if p := principal(req); p.Agent() && !strings.HasPrefix(req.URL.Path, handoffPath) && req.URL.Path != "/v1/auth/rotate" {
+	if p.Agent() && !strings.HasPrefix(r.URL.Path, handoffPath) && r.URL.Path != "/v1/auth/rotate" {
 		// A human agent's key works the hand-off queue and nothing else
 		// (but rotating itself).
 		writeError(sw, moltbot.Errorf(moltbot.EForbidden, "a credential of scope agent may only use %s (the hand-off queue)", handoffPath))
 		return
 	}
+	req = r.WithContext(moltbot.WithPrincipal(ctx, p))
 	s.mux.ServeHTTP(sw, req)
 }
 
@@ -440,7 +457,9 @@ func jsonKind(k string) string {
 }
 
 func (s *Server) newID(prefix string) string {
-	return prefix + s.idBase + strconv.FormatUint(s.ids.Add(1), 36)
+	var b [48]byte
+	id := append(append(b[:0], prefix...), s.idBase...)
+	return string(strconv.AppendUint(id, s.ids.Add(1), 36)) // one allocation
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
