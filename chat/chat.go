@@ -181,17 +181,38 @@ func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req Comple
 	} else if err := s.admitModel(p, req.Options.Model, true); err != nil {
 		return nil, err
 	}
-	return s.run(ctx, p, req.Stream, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
-		if moltbot.PrincipalOf(ctx) != p { // an edge may have put it there already (the gateway does)
-			ctx = moltbot.WithPrincipal(ctx, p)
-		}
-		c, err := s.rt.Complete(ctx, msgs, req.Options, fn)
-		if err != nil {
-			return nil, err
-		}
-		return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content, Parts: replyParts(c),
-			Model: c.Served.String()}, Completion: c}, nil
+	if req.Stream {
+		return s.completeStream(ctx, p, msgs, req.Options)
+	}
+	// run's path for a turn that does not stream, without the closure
+	// (and the options it would take along) that starting one that
+	// streams needs.
+	res, err := s.complete(ctx, p, msgs, req.Options, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.charge(p, res)
+	return finished(res), nil
+}
+
+// completeStream runs a stateless completion that streams (run).
+func (s *Service) completeStream(ctx context.Context, p *moltbot.Principal, msgs []moltbot.Message, opts moltbot.ChatOptions) (*Stream, error) {
+	return s.run(ctx, p, true, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
+		return s.complete(ctx, p, msgs, opts, fn)
 	})
+}
+
+// complete asks the runtime for a stateless completion of msgs for p.
+func (s *Service) complete(ctx context.Context, p *moltbot.Principal, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
+	if moltbot.PrincipalOf(ctx) != p { // an edge may have put it there already (the gateway does)
+		ctx = moltbot.WithPrincipal(ctx, p)
+	}
+	c, err := s.rt.Complete(ctx, msgs, opts, fn)
+	if err != nil {
+		return nil, err
+	}
+	return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content, Parts: replyParts(c),
+		Model: c.Served.String()}, Completion: c}, nil
 }
 
 // replyParts are the parts of the assistant message that stores reply c:

@@ -190,10 +190,12 @@ func (st *Stream) Wait() (*moltbot.TurnResult, error) {
 // finished returns a stream that holds only the final event of a turn
 // already run.
 func finished(res *moltbot.TurnResult) *Stream {
-	st := &Stream{q: []moltbot.Event{{Kind: moltbot.EventDone, Result: res}}, ended: true, done: closedDone}
+	st := &Stream{ended: true, done: closedDone}
+	st.q = st.inline[:0] // one allocation: the stream holds its events
 	if ev, ok := handoffEvent(res); ok {
-		st.q = []moltbot.Event{ev, st.q[0]}
+		st.q = append(st.q, ev)
 	}
+	st.q = append(st.q, moltbot.Event{Kind: moltbot.EventDone, Result: res})
 	return st
 }
 
