@@ -37,9 +37,12 @@ func textOf(c openaiwire.Content, param string) (string, error) {
 // wire can tell: a max_tokens sent as 0.
 func options(model string, maxTokens, maxCompletion *int, temp, topP *float64, st openaiwire.Stop, seed *int64) (moltbot.ChatOptions, error) {
 	o := moltbot.ChatOptions{Model: model, Temperature: temp, TopP: topP, Stop: st, Seed: seed}
-	for name, v := range map[string]*int{"max_tokens": maxTokens, "max_completion_tokens": maxCompletion} {
-		if v != nil && *v < 1 {
-			return o, invalid(name, "%s must be at least 1, got %d", name, *v)
+	for _, f := range [...]struct {
+		name string
+		v    *int
+	}{{"max_tokens", maxTokens}, {"max_completion_tokens", maxCompletion}} {
+		if f.v != nil && *f.v < 1 {
+			return o, invalid(f.name, "%s must be at least 1, got %d", f.name, *f.v)
 		}
 	}
 	if maxTokens != nil {
