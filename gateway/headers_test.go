@@ -15,6 +15,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
 	"github.com/moltbot/moltbot/inference"
+	"github.com/moltbot/moltbot/inference/openaiwire"
 	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/storage"
@@ -134,5 +135,39 @@ func TestStreamEndsInOneWrite(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Every chunk of a stream starts with the head encoded once: the bytes an
+// encoding per chunk gives (id, object, created, model, fingerprint), in
+// each event of a reply with text, a tool call and the finish.
+func TestChunkWriterHeads(t *testing.T) {
+	w := deadlineRecorder{httptest.NewRecorder()}
+	cw := newChunkWriter(w, `chatcmpl-"q"`, 1700000000)
+	served := moltbot.ModelRef{Provider: "a", Model: `m\o`}
+	cw.add(moltbot.Chunk{Content: "one", Served: served})
+	cw.add(moltbot.Chunk{Content: " two", Served: served})
+	cw.add(moltbot.Chunk{ToolCall: &moltbot.ToolCallDelta{Index: 0, ID: "c1", Name: "f", Arguments: "{}"}, Served: served})
+	cw.finish(&moltbot.Completion{Served: served, FinishReason: "tool_calls"}, true)
+	cw.release()
+	want := "data: " + string(openaiwire.AppendHead(nil, `chatcmpl-"q"`, openaiwire.ObjectChunk, 1700000000, served.String(), fingerprint))
+	events := strings.Split(strings.TrimSuffix(w.Body.String(), "\n\n"), "\n\n")
+	if len(events) != 6 || events[5] != "data: [DONE]" {
+		t.Fatalf("events %q", events)
+	}
+	for i, ev := range events[:5] {
+		if !strings.HasPrefix(ev, want) {
+			t.Errorf("event %d: %q\nwant the head %q", i, ev, want)
+		}
+	}
+	// The pooled writer's next stream has its own head.
+	w2 := deadlineRecorder{httptest.NewRecorder()}
+	cw = newChunkWriter(w2, "chatcmpl-2", 1700000001)
+	cw.add(moltbot.Chunk{Content: "x", Served: moltbot.ModelRef{Provider: "b", Model: "n"}})
+	cw.flush()
+	cw.release()
+	want2 := "data: " + string(openaiwire.AppendHead(nil, "chatcmpl-2", openaiwire.ObjectChunk, 1700000001, "b/n", fingerprint))
+	if !strings.HasPrefix(w2.Body.String(), want2) {
+		t.Fatalf("%q\nwant the head %q", w2.Body.String(), want2)
 	}
 }
