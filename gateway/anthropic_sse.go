@@ -28,7 +28,7 @@ import (
 type messageStream struct {
 	s       *Server
 	w       http.ResponseWriter
-	rc      *http.ResponseController
+	rc      http.ResponseController // by value: no allocation of its own
 	buf     []byte
 	id      string
 	served  string
@@ -43,7 +43,7 @@ type messageStream struct {
 // releases it.
 func newMessageStream(s *Server, w http.ResponseWriter, id string) *messageStream {
 	ms := messageStreams.Get().(*messageStream)
-	*ms = messageStream{s: s, w: w, rc: http.NewResponseController(w), buf: ms.buf[:0], id: id, open: -1, calls: ms.calls[:0]}
+	*ms = messageStream{s: s, w: w, rc: *http.NewResponseController(w), buf: ms.buf[:0], id: id, open: -1, calls: ms.calls[:0]}
 	return ms
 }
 
@@ -202,7 +202,7 @@ func (m *messageStream) finish(comp *moltbot.Completion) error {
 	m.buf = append(m.buf, "}\n\n"...)
 	m.event("message_stop")
 	m.buf = append(m.buf, `{"type":"message_stop"}`+"\n\n"...)
-	err := writeLast(m.w, m.rc, m.buf)
+	err := writeLast(m.w, &m.rc, m.buf)
 	m.buf = m.buf[:0]
 	return err
 }

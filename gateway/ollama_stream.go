@@ -22,7 +22,7 @@ type ollamaWriter struct {
 	inUse    *inUse
 	space    string
 	w        http.ResponseWriter
-	rc       *http.ResponseController
+	rc       http.ResponseController // by value: no allocation of its own
 	buf      []byte
 	model    string // as the client named it: Ollama answers with the request's name
 	generate bool   // /api/generate: "response" instead of "message"
@@ -36,7 +36,7 @@ var ollamaWriters = sync.Pool{New: func() any { return &ollamaWriter{buf: make([
 
 func newOllamaWriter(w http.ResponseWriter, model string, generate bool, t0, tCall time.Time) *ollamaWriter {
 	ow := ollamaWriters.Get().(*ollamaWriter)
-	*ow = ollamaWriter{w: w, rc: http.NewResponseController(w), buf: ow.buf[:0], model: model, generate: generate, t0: t0, tCall: tCall}
+	*ow = ollamaWriter{w: w, rc: *http.NewResponseController(w), buf: ow.buf[:0], model: model, generate: generate, t0: t0, tCall: tCall}
 	return ow
 }
 
@@ -220,7 +220,7 @@ func (ow *ollamaWriter) finish(comp *moltbot.Completion) error {
 	ow.head()
 	ow.text("")
 	ow.done(doneReason(comp.FinishReason), comp)
-	err := writeLast(ow.w, ow.rc, ow.buf)
+	err := writeLast(ow.w, &ow.rc, ow.buf)
 	ow.buf = ow.buf[:0]
 	return err
 }

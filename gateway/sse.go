@@ -15,7 +15,7 @@ import (
 // token can still be a plain HTTP error.
 type chunkWriter struct {
 	w       http.ResponseWriter
-	rc      *http.ResponseController
+	rc      http.ResponseController // by value: no allocation of its own
 	buf     []byte
 	hd      []byte // "data: " and the head every chunk of this stream starts with, made once
 	id      string
@@ -29,7 +29,7 @@ type chunkWriter struct {
 // release gives it back when the stream is done.
 func newChunkWriter(w http.ResponseWriter, id string, created int64) *chunkWriter {
 	cw := chunkWriters.Get().(*chunkWriter)
-	*cw = chunkWriter{w: w, rc: http.NewResponseController(w), buf: cw.buf[:0], hd: cw.hd[:0], id: id, created: created}
+	*cw = chunkWriter{w: w, rc: *http.NewResponseController(w), buf: cw.buf[:0], hd: cw.hd[:0], id: id, created: created}
 	return cw
 }
 
@@ -123,7 +123,7 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 		s.buf = append(s.buf, "\n\n"...)
 	}
 	s.buf = append(s.buf, "data: [DONE]\n\n"...)
-	err := writeLast(s.w, s.rc, s.buf)
+	err := writeLast(s.w, &s.rc, s.buf)
 	s.buf = s.buf[:0]
 	return err
 }
