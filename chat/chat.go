@@ -497,7 +497,7 @@ func (s *Service) Subscribe(ctx context.Context, p *moltbot.Principal, id string
 	ready := make(chan error, 1) // the first EventSubscribed, or why not
 	var once sync.Once
 	go func() {
-		defer close(st.done)
+		defer st.running.Done()
 		defer leave()
 		defer cancel()
 		err := s.rt.Subscribe(ctx, p.Space, id, func(ev moltbot.Event) {
