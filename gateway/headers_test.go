@@ -171,3 +171,55 @@ func TestChunkWriterHeads(t *testing.T) {
 		t.Fatalf("%q\nwant the head %q", w2.Body.String(), want2)
 	}
 }
+
+// The chat route's direct dispatch (Server.route) answers as the mux does:
+// the same status, Allow and Location, and the same Pattern, for the
+// route itself and for what must still go through the mux (a path to
+// clean or redirect, an escaped slash, CONNECT, another route).
+func TestRouteAsTheMux(t *testing.T) {
+	rt, err := actors.New(actors.Config{Providers: []actors.ProviderSpec{{Name: "sim", Type: "sim",
+		Provider: sim.NewProvider("sim", sim.Options{Tokens: 2, Seed: 1}), MaxInFlight: 4, MaxQueue: 4, Timeout: 5 * time.Second}},
+		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: storage.NewMemory(), Metrics: metrics.New("test"), HealthInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Shutdown(context.Background()) })
+	s := newServer(rt, nil, 2048, Config{Version: "test"})
+	const body = `{"messages":[{"role":"user","content":"hi"}]}`
+	for _, c := range []struct{ method, target string }{
+		{"POST", "/v1/chat/completions"},
+		{"GET", "/v1/chat/completions"},
+		{"HEAD", "/v1/chat/completions"},
+		{"PUT", "/v1/chat/completions"},
+		{"POST", "/v1/chat/completions/"},
+		{"POST", "/v1//chat/completions"},
+		{"POST", "/v1/chat/../chat/completions"},
+		{"POST", "/v1/chat%2Fcompletions"},
+		{"POST", "/v1/chat/completions?x=1"},
+		{"CONNECT", "/v1/chat/completions"},
+		{"POST", "/v1/models"},
+	} {
+		var got, want *httptest.ResponseRecorder
+		var gotPattern, wantPattern string
+		for i, serve := range []func(http.ResponseWriter, *http.Request){s.route, s.mux.ServeHTTP} {
+			r := httptest.NewRequest(c.method, "http://127.0.0.1"+c.target, strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			serve(w, r)
+			if i == 0 {
+				got, gotPattern = w, r.Pattern
+			} else {
+				want, wantPattern = w, r.Pattern
+			}
+		}
+		if got.Code != want.Code || got.Header().Get("Allow") != want.Header().Get("Allow") ||
+			got.Header().Get("Location") != want.Header().Get("Location") || gotPattern != wantPattern {
+			t.Errorf("%s %s: route %d %q %q pattern %q; mux %d %q %q pattern %q", c.method, c.target,
+				got.Code, got.Header().Get("Allow"), got.Header().Get("Location"), gotPattern,
+				want.Code, want.Header().Get("Allow"), want.Header().Get("Location"), wantPattern)
+		}
+		if c.method == "POST" && c.target == "/v1/chat/completions" && (got.Code != 200 || gotPattern != chatPath) {
+			t.Errorf("the chat route: %d %q %s", got.Code, gotPattern, got.Body)
+		}
+	}
+}

@@ -84,6 +84,25 @@ type Server struct {
 	// chanFails counts the channels' refused signatures, by client.
 	chanFails failBudget
 	ollama    ollamaState // the Ollama API's (ollama.go)
+	// chatHandler serves chatPath: routed by route without the mux.
+	chatHandler http.HandlerFunc
+}
+
+// chatPath is the route of most requests (OpenAI's chat completions).
+const chatPath = "/v1/chat/completions"
+
+// route serves req as the mux would. A request for chatPath (as its
+// escaped path: exactly what the mux matches, needing neither cleaning
+// nor a redirect) goes to its handler directly, with the Pattern the mux
+// would set; the mux's lookup was 0.6% of a node's CPU at the floor.
+// Everything else goes through the mux (TestRouteAsTheMux).
+func (s *Server) route(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path == chatPath && req.URL.RawPath == "" && req.Method != http.MethodConnect && req.RequestURI != "*" {
+		req.Pattern = chatPath
+		s.chatHandler(w, req)
+		return
+	}
+	s.mux.ServeHTTP(w, req)
 }
 
 // New returns the gateway: an HTTP edge of the chat service c and the
@@ -109,7 +128,8 @@ func New(c *chat.Service, m *manage.Service, cfg Config) *Server {
 	s := &Server{chat: c, mg: m, cfg: cfg, met: cfg.Metrics, log: cfg.Logger, idBase: hex.EncodeToString(rnd[:]), started: time.Now()}
 	m.OnAuthFailure(func(reason string) { s.met.Inc(metrics.AuthFailures, reason) })
 	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/chat/completions", s.only("POST", s.chatCompletions))
+	s.chatHandler = s.only("POST", s.chatCompletions)
+	mux.HandleFunc(chatPath, s.chatHandler)
 	mux.HandleFunc("/v1/models", s.only("GET", s.models))
 	mux.HandleFunc("/v1/embeddings", s.only("POST", s.embeddings))
 	// Anthropic's Messages API answers its own 405s, in its shape (anthropic.go).
@@ -297,7 +317,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !authOn {
 		req = r.WithContext(ctx)
-		s.mux.ServeHTTP(sw, req)
+		s.route(sw, req)
 		return
 	}
 	client := s.clientKey(r)
@@ -327,7 +347,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req = r.WithContext(moltbot.WithPrincipal(ctx, p))
-	s.mux.ServeHTTP(sw, req)
+	s.route(sw, req)
 }
 
 // decode reads a JSON body into v, capped at MaxBodyBytes and bounded in time.
