@@ -299,7 +299,7 @@ func addCalls(msg *moltbot.Message, calls []openaiwire.ToolCall, i int) error {
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	var req openaiwire.ChatRequest
-	if err := s.decode(w, r, &req, false); err != nil {
+	if err := s.decodeChat(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -356,27 +356,55 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // bodies are 4xx errors naming the problem.
 // The read deadline was set by the edge guard (edge.go).
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	// The body is read whole first (within max_body_bytes): a chat request
-	// of the usual shape is decoded from it in one pass. Anything else, and
-	// a body whose read failed, goes through encoding/json's decoder over
-	// the same bytes (and the read's error after them), as it did when it
-	// read the body itself: same values, same errors.
-	bp := bodies.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= 64<<10 {
-			bodies.Put(bp)
-		}
-	}()
-	var src io.Reader
-	buf, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), (*bp)[:0])
+	// The body is read whole first (within max_body_bytes), then decoded
+	// by encoding/json's decoder over the same bytes (and the read's
+	// error after them), as it did when it read the body itself: same
+	// values, same errors.
+	bp, buf, err := s.readBody(w, r)
+	defer putBody(bp)
+	return s.decodeFrom(buf, err, v, optional)
+}
+
+// decodeChat is decode for a chat request: one of the usual shape is
+// decoded in one pass (openaiwire.DecodeChatRequest), anything else as
+// decode does. The request stays the caller's (on its stack: decode's v
+// would take it to the heap for encoding/json's sake, 203 B a request);
+// the slow way decodes into one of its own and copies it.
+func (s *Server) decodeChat(w http.ResponseWriter, r *http.Request, cr *openaiwire.ChatRequest) error {
+	bp, buf, err := s.readBody(w, r)
+	defer putBody(bp)
+	if err == nil && openaiwire.DecodeChatRequest(buf, cr) {
+		return nil
+	}
+	slow := new(openaiwire.ChatRequest)
+	if err := s.decodeFrom(buf, err, slow, false); err != nil {
+		return err
+	}
+	*cr = *slow
+	return nil
+}
+
+// readBody reads r's body whole into a pooled buffer (putBody gives it
+// back), capped at MaxBodyBytes; err is the read's failure, after buf.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (bp *[]byte, buf []byte, err error) {
+	bp = bodies.Get().(*[]byte)
+	buf, err = readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), (*bp)[:0])
 	*bp = buf[:0]
-	if err != nil {
-		src = io.MultiReader(bytes.NewReader(buf), errReader{err})
-	} else {
-		if cr, ok := v.(*openaiwire.ChatRequest); ok && openaiwire.DecodeChatRequest(buf, cr) {
-			return nil
-		}
-		src = bytes.NewReader(buf)
+	return bp, buf, err
+}
+
+func putBody(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		bodies.Put(bp)
+	}
+}
+
+// decodeFrom decodes buf (and the read's error rerr after it) into v with
+// encoding/json, as decode says.
+func (s *Server) decodeFrom(buf []byte, rerr error, v any, optional bool) error {
+	var src io.Reader = bytes.NewReader(buf)
+	if rerr != nil {
+		src = io.MultiReader(bytes.NewReader(buf), errReader{rerr})
 	}
 	dec := json.NewDecoder(src)
 	if err := dec.Decode(v); err != nil {
