@@ -8,8 +8,10 @@ package metrics
 
 import (
 	"io"
+	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	vm "github.com/VictoriaMetrics/metrics"
@@ -164,15 +166,66 @@ type key struct {
 // Registry holds one node's metrics.
 type Registry struct {
 	set   *vm.Set
-	mu    sync.RWMutex
-	cnt   map[key]*vm.Counter
-	hist  map[key]*vm.PrometheusHistogram
+	cnt   series[vm.Counter]
+	hist  series[vm.PrometheusHistogram]
 	start time.Time
+}
+
+// series are metrics by family and label values. A lookup of a series
+// that exists reads an immutable copy of the map without a lock (every
+// request counts several: a read lock's shared counter was a cache line
+// both cores wrote on every one); the copy is made again, as sync.Map
+// promotes its dirty map, once as many lookups missed it as there are
+// series (a new series misses until then): amortized, a lookup costs
+// O(1) whatever the number of series.
+type series[T any] struct {
+	read   atomic.Pointer[map[key]*T] // a copy of all as it was; never written
+	mu     sync.Mutex
+	all    map[key]*T
+	misses int
+}
+
+// load returns the series under k from the copy, or nil: the caller
+// then calls put.
+func (s *series[T]) load(k key) *T {
+	if m := s.read.Load(); m != nil {
+		return (*m)[k]
+	}
+	return nil
+}
+
+// put returns the series under k, made by mk(name) if there is none.
+func (s *series[T]) put(k key, name string, mk func(string) *T) *T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.all[k]
+	if v == nil {
+		if s.all == nil {
+			s.all = map[key]*T{}
+		}
+		v = mk(name)
+		s.all[k] = v
+	}
+	if s.misses++; s.misses >= len(s.all) {
+		m := maps.Clone(s.all)
+		s.read.Store(&m)
+		s.misses = 0
+	}
+	return v
+}
+
+// each calls fn with every series (under the lock: fn must not call get).
+func (s *series[T]) each(fn func(k key, v *T)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.all {
+		fn(k, v)
+	}
 }
 
 // New returns an empty registry with moltbot_build_info set.
 func New(version string) *Registry {
-	r := &Registry{set: vm.NewSet(), cnt: map[key]*vm.Counter{}, hist: map[key]*vm.PrometheusHistogram{}, start: time.Now()}
+	r := &Registry{set: vm.NewSet(), start: time.Now()}
 	r.set.NewGauge(`moltbot_build_info{version="`+escape(version)+`"}`, func() float64 { return 1 })
 	return r
 }
@@ -212,19 +265,10 @@ func mkKey(f *Family, vals []string) key {
 // Counter returns the counter of f with the label values given in order.
 func (r *Registry) Counter(f *Family, vals ...string) *vm.Counter {
 	k := mkKey(f, vals)
-	r.mu.RLock()
-	c := r.cnt[k]
-	r.mu.RUnlock()
-	if c != nil {
+	if c := r.cnt.load(k); c != nil {
 		return c
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c = r.cnt[k]; c == nil {
-		c = r.set.GetOrCreateCounter(name(f, vals))
-		r.cnt[k] = c
-	}
-	return c
+	return r.cnt.put(k, name(f, vals), r.set.GetOrCreateCounter)
 }
 
 // Inc adds one to a counter.
@@ -236,19 +280,12 @@ func (r *Registry) Add(f *Family, n uint64, vals ...string) { r.Counter(f, vals.
 // Histogram returns the latency histogram of f with the label values given.
 func (r *Registry) Histogram(f *Family, vals ...string) *vm.PrometheusHistogram {
 	k := mkKey(f, vals)
-	r.mu.RLock()
-	h := r.hist[k]
-	r.mu.RUnlock()
-	if h != nil {
+	if h := r.hist.load(k); h != nil {
 		return h
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if h = r.hist[k]; h == nil {
-		h = r.set.GetOrCreatePrometheusHistogramExt(name(f, vals), LatencyBuckets)
-		r.hist[k] = h
-	}
-	return h
+	return r.hist.put(k, name(f, vals), func(n string) *vm.PrometheusHistogram {
+		return r.set.GetOrCreatePrometheusHistogramExt(n, LatencyBuckets)
+	})
 }
 
 // Observe records d in a histogram, in seconds.
@@ -266,14 +303,12 @@ func (r *Registry) Get(f *Family, vals ...string) uint64 { return r.Counter(f, v
 
 // Sum returns the total of every series of a counter family.
 func (r *Registry) Sum(f *Family) uint64 {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	var n uint64
-	for k, c := range r.cnt {
+	r.cnt.each(func(k key, c *vm.Counter) {
 		if k.f == f {
 			n += c.Get()
 		}
-	}
+	})
 	return n
 }
 
