@@ -162,6 +162,36 @@ type TurnRequest struct {
 
 // Complete runs a stateless completion for p.
 func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req CompletionRequest) (*Stream, error) {
+	msgs, err := s.admitCompletion(p, &req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Stream {
+		return s.completeStream(ctx, p, msgs, req.Options)
+	}
+	res, err := s.completeWhole(ctx, p, msgs, req.Options)
+	if err != nil {
+		return nil, err
+	}
+	return finished(res), nil
+}
+
+// CompleteWhole runs a stateless completion for p that does not stream
+// (req.Stream is not read) and returns its result: what Complete and the
+// Stream's Wait give, without a Stream between them (an edge that writes
+// the reply whole).
+func (s *Service) CompleteWhole(ctx context.Context, p *moltbot.Principal, req CompletionRequest) (*moltbot.TurnResult, error) {
+	msgs, err := s.admitCompletion(p, &req)
+	if err != nil {
+		return nil, err
+	}
+	return s.completeWhole(ctx, p, msgs, req.Options)
+}
+
+// admitCompletion checks a stateless completion of p's (the caller, the
+// messages, the options, the model or p's bot) and returns the messages
+// to send (a bot's persona first).
+func (s *Service) admitCompletion(p *moltbot.Principal, req *CompletionRequest) ([]moltbot.Message, error) {
 	if err := notAgent(p); err != nil {
 		return nil, err
 	}
@@ -177,22 +207,24 @@ func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req Comple
 		if err != nil {
 			return nil, err
 		}
-		msgs = withPersona(b, msgs)
-	} else if err := s.admitModel(p, req.Options.Model, true); err != nil {
+		return withPersona(b, msgs), nil
+	}
+	if err := s.admitModel(p, req.Options.Model, true); err != nil {
 		return nil, err
 	}
-	if req.Stream {
-		return s.completeStream(ctx, p, msgs, req.Options)
-	}
-	// run's path for a turn that does not stream, without the closure
-	// (and the options it would take along) that starting one that
-	// streams needs.
-	res, err := s.complete(ctx, p, msgs, req.Options, nil)
+	return msgs, nil
+}
+
+// completeWhole is run's path for a turn that does not stream, without the
+// closure (and the options it would take along) that starting one that
+// streams needs.
+func (s *Service) completeWhole(ctx context.Context, p *moltbot.Principal, msgs []moltbot.Message, opts moltbot.ChatOptions) (*moltbot.TurnResult, error) {
+	res, err := s.complete(ctx, p, msgs, opts, nil)
 	if err != nil {
 		return nil, err
 	}
 	s.charge(p, res)
-	return finished(res), nil
+	return res, nil
 }
 
 // completeStream runs a stateless completion that streams (run).

@@ -321,23 +321,22 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, err := s.chat.Complete(r.Context(), principal(r), chat.CompletionRequest{Messages: msgs, Options: opts, Stream: req.Stream})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	id := s.newID("chatcmpl-")
-	now := time.Now().Unix()
+	creq := chat.CompletionRequest{Messages: msgs, Options: opts, Stream: req.Stream}
 	if !req.Stream {
-		res, err := st.Wait()
+		res, err := s.chat.CompleteWhole(r.Context(), principal(r), creq)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		s.writeCompletion(w, id, now, res.Completion)
+		s.writeCompletion(w, s.newID("chatcmpl-"), time.Now().Unix(), res.Completion)
 		return
 	}
-	s.relay(w, st, newChunkWriter(w, id, now), req.IncludeUsage())
+	st, err := s.chat.Complete(r.Context(), principal(r), creq)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.relay(w, st, newChunkWriter(w, s.newID("chatcmpl-"), time.Now().Unix()), req.IncludeUsage())
 }
 
 // fingerprint is the system_fingerprint of every completion and chunk.
