@@ -223,3 +223,45 @@ func TestRouteAsTheMux(t *testing.T) {
 		}
 	}
 }
+
+// Over HTTP/2 (TLS) a stream's Transfer-Encoding header is not sent (h2
+// has no such header; its server drops it) and the stream, written as it
+// came or whole at its end, arrives whole.
+func TestStreamOverHTTP2(t *testing.T) {
+	empty := listed{&scripted{chat: func(context.Context, *inference.Request, inference.DeltaFunc) (inference.Result, error) {
+		return inference.Result{FinishReason: "stop"}, nil
+	}}}
+	rt, err := actors.New(actors.Config{Providers: []actors.ProviderSpec{
+		{Name: "sim", Type: "sim", Provider: sim.NewProvider("sim", sim.Options{Tokens: 4, Seed: 1}), MaxInFlight: 4, MaxQueue: 4, Timeout: 5 * time.Second},
+		{Name: "empty", Type: "scripted", Provider: empty, MaxInFlight: 4, MaxQueue: 4, Timeout: 5 * time.Second}},
+		Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: storage.NewMemory(), Metrics: metrics.New("test"), HealthInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(newServer(rt, nil, 2048, Config{Version: "test"}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(func() {
+		srv.Close()
+		rt.Shutdown(context.Background())
+	})
+	client := srv.Client()
+	for _, model := range []string{"sim/sim", "empty/x"} {
+		resp, err := client.Post(srv.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"`+model+`","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("%s: %s %d %v", model, resp.Proto, resp.StatusCode, err)
+		}
+		if v := resp.Header.Values("Transfer-Encoding"); len(v) != 0 || len(resp.TransferEncoding) != 0 {
+			t.Fatalf("%s: Transfer-Encoding %v %v over HTTP/2", model, v, resp.TransferEncoding)
+		}
+		if resp.Header.Get("Content-Type") != "text/event-stream" || !strings.HasSuffix(string(body), "data: [DONE]\n\n") {
+			t.Fatalf("%s: %v\n%s", model, resp.Header, body)
+		}
+	}
+}
