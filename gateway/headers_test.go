@@ -14,6 +14,7 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/actors"
+	"github.com/moltbot/moltbot/auth"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/openaiwire"
 	"github.com/moltbot/moltbot/inference/sim"
@@ -262,6 +263,66 @@ func TestStreamOverHTTP2(t *testing.T) {
 		}
 		if resp.Header.Get("Content-Type") != "text/event-stream" || !strings.HasSuffix(string(body), "data: [DONE]\n\n") {
 			t.Fatalf("%s: %v\n%s", model, resp.Header, body)
+		}
+	}
+}
+
+// deadlineWriter records a response and takes read and write deadlines,
+// as a connection's writer does.
+type deadlineWriter struct {
+	*httptest.ResponseRecorder
+	reads int
+}
+
+func (w *deadlineWriter) SetReadDeadline(time.Time) error  { w.reads++; return nil }
+func (w *deadlineWriter) SetWriteDeadline(time.Time) error { return nil }
+
+// ServeHTTP gives its handler a request of its own (the id, the
+// principal, the body read under the guard's deadline) and leaves the
+// server's request as it came: net/http decides from its own request's
+// Body whether a connection whose body a handler left unread may serve
+// another request. Auth on (a key) and off.
+func TestServerRequestUntouched(t *testing.T) {
+	for _, authOn := range []bool{false, true} {
+		store := storage.NewMemory()
+		met := metrics.New("test")
+		rt, err := actors.New(actors.Config{Providers: []actors.ProviderSpec{{Name: "sim", Type: "sim",
+			Provider: sim.NewProvider("sim", sim.Options{Tokens: 2, Seed: 1}), MaxInFlight: 4, MaxQueue: 4, Timeout: 5 * time.Second}},
+			Chain: []moltbot.ModelRef{{Provider: "sim", Model: "sim"}}, Store: store, Metrics: met, HealthInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Shutdown(context.Background()) })
+		var as *auth.Service
+		key := ""
+		if authOn {
+			if as, err = auth.New(auth.Config{Enabled: true}, store); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(as.Close)
+			if key, _, err = as.CreateKey("default", "k", auth.ScopeChat, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := newServer(rt, as, 0, Config{Metrics: met, Version: "test"})
+		for _, path := range []string{"/v1/chat/completions", "/v1/nowhere"} {
+			r := httptest.NewRequest("POST", "http://127.0.0.1"+path, strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+			r.Header.Set("Content-Type", "application/json")
+			if key != "" {
+				r.Header.Set("Authorization", "Bearer "+key)
+			}
+			body, ctx := r.Body, r.Context()
+			w := &deadlineWriter{ResponseRecorder: httptest.NewRecorder()}
+			s.ServeHTTP(w, r)
+			if w.reads == 0 {
+				t.Fatalf("auth %v %s: no read deadline set (%d)", authOn, path, w.Code)
+			}
+			if r.Body != body || r.Context() != ctx || r.Pattern != "" {
+				t.Errorf("auth %v %s: the server's request was changed (body %T, pattern %q)", authOn, path, r.Body, r.Pattern)
+			}
+			if want := map[string]int{"/v1/chat/completions": 200, "/v1/nowhere": 404}[path]; w.Code != want {
+				t.Errorf("auth %v %s: %d, want %d: %s", authOn, path, w.Code, want, w.Body)
+			}
 		}
 	}
 }

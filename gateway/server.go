@@ -244,6 +244,18 @@ type exchange struct {
 	body deadlineBody
 }
 
+// request is the request the handler gets: r with ctx (one copy: r, the
+// server's own, is not changed), its body read through the guard's
+// deadline when it set one (timeout: server.read_body_timeout).
+func (x *exchange) request(r *http.Request, ctx context.Context, timeout time.Duration) *http.Request {
+	req := r.WithContext(ctx)
+	if timeout > 0 {
+		x.body = deadlineBody{ReadCloser: req.Body, d: timeout}
+		req.Body = &x.body
+	}
+	return req
+}
+
 // ServeHTTP counts, times and logs every request, and turns a panic into a 500.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
@@ -312,11 +324,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	authOn := s.mg.AuthEnabled()
-	if !s.guard(sw, r, authOn, &x.body) {
+	deadline, ok := s.guard(sw, r, authOn)
+	if !ok {
 		return
 	}
+	var timeout time.Duration // the body's, once the handler's request has it
+	if deadline {
+		timeout = s.cfg.BodyReadTimeout
+	}
 	if !authOn {
-		req = r.WithContext(ctx)
+		req = x.request(r, ctx, timeout)
 		s.route(sw, req)
 		return
 	}
@@ -332,10 +349,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer release()
-		req = r.WithContext(context.WithValue(ctx, clientCtxKey{}, client))
+		req = x.request(r, context.WithValue(ctx, clientCtxKey{}, client), timeout)
 		s.mux.ServeHTTP(sw, req)
 		return
 	}
+	// Authentication reads the request's headers and address, never its
+	// body: the body's reader is set on the handler's request after.
 	p, ok := s.authenticate(sw, r, client)
 	if !ok {
 		return
@@ -346,7 +365,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, moltbot.Errorf(moltbot.EForbidden, "a credential of scope agent may only use %s (the hand-off queue)", handoffPath))
 		return
 	}
-	req = r.WithContext(moltbot.WithPrincipal(ctx, p))
+	req = x.request(r, moltbot.WithPrincipal(ctx, p), timeout)
 	s.route(sw, req)
 }
 
