@@ -200,8 +200,9 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 		// A server that ignored "stream": read the whole completion.
 		return c.readJSON(ctx, resp, fn)
 	}
-	r := getReader(resp.Body)
-	defer putReader(r)
+	st := getStream(resp.Body)
+	defer putStream(st)
+	r := st.r
 	finished := false
 	var calls toolCalls
 	for {
@@ -222,7 +223,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 			// [DONE] is the server's own end of reply, even without a finish_reason.
 			return res, nil
 		}
-		ch, err := scanChunk(ev.Data, res.Model == "")
+		ch, err := st.shape.scan(ev.Data, res.Model == "")
 		if err != nil {
 			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: "malformed stream chunk: " + err.Error()}
 		}
@@ -262,24 +263,32 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 // maxEvent bounds one event of a stream.
 const maxEvent = 4 << 20
 
-// Stream readers are pooled: each holds a 4 KiB read buffer, and a call
-// needs one only while it reads.
-var readers = sync.Pool{New: func() any { return sse.NewReader(nil, maxEvent) }}
-
-func getReader(body io.Reader) *sse.Reader {
-	r := readers.Get().(*sse.Reader)
-	r.Reset(body)
-	return r
+// stream is what a call needs to read its stream: the SSE reader and the
+// shape of its text chunks. Streams are pooled: each holds a 4 KiB read
+// buffer and a chunk's worth of shape, and a call needs one only while it
+// reads.
+type stream struct {
+	r     *sse.Reader
+	shape shape
 }
 
-// putReader returns r to the pool, unless an event grew its buffers past
-// what a pooled reader should keep.
-func putReader(r *sse.Reader) {
-	if r.Retained() > 64<<10 {
+var streams = sync.Pool{New: func() any { return &stream{r: sse.NewReader(nil, maxEvent)} }}
+
+func getStream(body io.Reader) *stream {
+	st := streams.Get().(*stream)
+	st.r.Reset(body)
+	return st
+}
+
+// putStream returns st to the pool, unless an event grew its buffers past
+// what a pooled stream should keep.
+func putStream(st *stream) {
+	if st.r.Retained() > 64<<10 || cap(st.shape.buf) > 16<<10 {
 		return
 	}
-	r.Reset(nil)
-	readers.Put(r)
+	st.r.Reset(nil)
+	st.shape.reset()
+	streams.Put(st)
 }
 
 type completion struct {
@@ -348,6 +357,9 @@ type scanned struct {
 	content, finish, model, errMsg string
 	usage                          *moltbot.Usage
 	calls                          []toolCall // pieces of tool calls (the slow path only)
+	// cs, ce bound the first choice's content string, quotes included,
+	// when fastChunk read one (ce 0: it did not); shape learns from them.
+	cs, ce int
 }
 
 var chunkPaths = [][]string{

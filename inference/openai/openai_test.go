@@ -283,6 +283,15 @@ func BenchmarkScanChunk(b *testing.B) {
 				scanChunk(data, false)
 			}
 		})
+		b.Run(bc.name+"/shape", func(b *testing.B) {
+			// The stream's next chunk: another text in the same bytes.
+			var s shape
+			s.scan(bytes.Replace(data, []byte(`" token"`), []byte(`" other"`), 1), false)
+			b.ReportAllocs()
+			for b.Loop() {
+				s.scan(data, false)
+			}
+		})
 		b.Run(bc.name+"/slow", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
