@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/buger/jsonparser"
 	"github.com/moltbot/moltbot"
@@ -41,6 +42,7 @@ type Client struct {
 	creds   *inference.Credentials
 	http    *http.Client
 	chatURL string
+	auth    atomic.Pointer[authValue] // the last key's Authorization value
 }
 
 // TypeName is the provider type of OpenAI-compatible servers in a config.
@@ -74,10 +76,36 @@ func New(cfg Config) *Client {
 // 2xx response or an *inference.Error.
 func (c *Client) do(ctx context.Context, mk func() (*http.Request, error)) (*http.Response, error) {
 	return inference.DoWithKeys(ctx, c.name, c.creds, c.http, mk, func(r *http.Request, key string) {
-		r.Header.Set("Authorization", "Bearer "+key)
+		r.Header["Authorization"] = c.bearer(key)
 	}, func(resp *http.Response) *inference.Error {
 		return inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
 	})
+}
+
+// Header values every chat call sends, shared by all requests: net/http
+// only reads a request's header (a RoundTripper must not change it; Set
+// replaces a value, and Add appends to a full slice, which copies it).
+var (
+	headerJSON = []string{"application/json"}
+	headerSSE  = []string{"text/event-stream"}
+)
+
+// authValue is an Authorization header's value for key.
+type authValue struct {
+	key string
+	v   []string
+}
+
+// bearer returns the Authorization value for key: the last one made while
+// calls use the same key (one string comparison, no allocation), else a
+// new one.
+func (c *Client) bearer(key string) []string {
+	if a := c.auth.Load(); a != nil && a.key == key {
+		return a.v
+	}
+	a := &authValue{key: key, v: []string{"Bearer " + key}}
+	c.auth.Store(a)
+	return a.v
 }
 
 type message struct {
@@ -187,8 +215,8 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 		if err != nil {
 			return nil, err
 		}
-		hreq.Header.Set("Content-Type", "application/json")
-		hreq.Header.Set("Accept", "text/event-stream")
+		hreq.Header["Content-Type"] = headerJSON
+		hreq.Header["Accept"] = headerSSE
 		return hreq, nil
 	})
 	if err != nil {
