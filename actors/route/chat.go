@@ -40,6 +40,9 @@ type attempt struct {
 	hedge    *time.Timer
 	isCont   bool // continues a reply another model began
 	hasNext  bool // a later model exists: the first-token deadline applies
+	// The call and its request live with the attempt: one allocation.
+	call provider.Call
+	req  inference.Request
 }
 
 // stopTimers stops a's timers.
@@ -219,16 +222,17 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	}
 	actx, cancel := context.WithCancelCause(s.ctx)
 	a := &attempt{ref: ref, hop: s.hops, probe: probe, ctx: actx, cancel: cancel, start: time.Now(), isCont: cont, hasNext: s.next < len(s.chain)}
+	a.req = inference.Request{Model: ref.Model, Messages: s.msgs, ChatOptions: s.opts}
 	s.hops++
 	s.started++
 	s.running = append(s.running, a)
-	msgs := s.msgs
 	if cont {
-		msgs = append(append(make([]moltbot.Message, 0, len(msgs)+1), msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
+		a.req.Messages = append(append(make([]moltbot.Message, 0, len(s.msgs)+1), s.msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
 	}
-	call := &provider.Call{Ctx: actx, Req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts},
+	a.call = provider.Call{Ctx: actx, Cancel: cancel, Req: &a.req,
 		Fn:    func(d inference.Delta) error { return s.token(a, d) },
 		Reply: func(res provider.Result) { a.res = res; s.events <- event{kind: evDone, a: a} }}
+	call := &a.call
 	if a.hasNext {
 		if s.r.providers.Get(ref.Provider).Cold(ref.Model) {
 			// The model must be loaded first (Ollama, on a small device:
@@ -275,9 +279,10 @@ func (s *chatState) token(a *attempt, d inference.Delta) error {
 		if !s.writer.CompareAndSwap(nil, a) && s.writer.Load() != a {
 			return errLost
 		}
-		a.ttft = time.Since(a.start)
+		now := time.Now()
+		a.ttft = now.Sub(a.start)
 		if s.firstAt == 0 {
-			s.firstAt = time.Since(s.t0)
+			s.firstAt = now.Sub(s.t0)
 		}
 		a.first.Store(true)
 		s.events <- event{kind: evFirst, a: a}
@@ -291,6 +296,11 @@ func (s *chatState) token(a *attempt, d inference.Delta) error {
 			return nil
 		}
 		return s.fn(moltbot.Chunk{ToolCall: d.ToolCall, Served: a.ref, Failovers: a.hop})
+	}
+	if s.shown.Cap() == 0 {
+		// Room for a short reply at once, not a copy at 8, 16, 32, 64
+		// bytes (the text's final size is as before from there on).
+		s.shown.Grow(64)
 	}
 	s.shown.WriteString(d.Text)
 	if !s.visible {
