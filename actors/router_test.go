@@ -3,9 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +11,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/failover"
-	"github.com/moltbot/moltbot/inference/openai"
+	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/testutil"
 )
@@ -313,18 +310,13 @@ func TestToolCallsWithoutIDs(t *testing.T) {
 // counts it so, the provider's metrics say "timeout", and its breaker
 // records a failure. The call's context is the router's attempt, which the
 // provider cancels with the cause context.DeadlineExceeded when its
-// timer fires: the real OpenAI client on a real (stalled) server, and a
-// provider that reports ctx.Err() (context.Canceled then) as the
-// simulator does, both through inference.Classify.
+// timer fires: the simulator waiting for its first token, and a provider
+// that reports ctx.Err() (context.Canceled then) through
+// inference.Classify. (The OpenAI client on a stalled server:
+// inference/openai's TestTimeoutCauseIsATimeout.)
 func TestProviderTimeoutFailsOver(t *testing.T) {
-	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body) // then the server sees the client leave
-		<-r.Context().Done()        // never answers: the client gives up
-	}))
-	defer stalled.Close()
-	defer stalled.CloseClientConnections()
-	slow := ProviderSpec{Name: "slow", Type: "openai", Provider: openai.New(openai.Config{Name: "slow", BaseURL: stalled.URL}),
-		MaxInFlight: 8, MaxQueue: 8, Timeout: 50 * time.Millisecond}
+	slow := spec("slow", sim.NewProvider("slow", sim.Options{TTFT: time.Hour, Models: []string{"m"}}))
+	slow.Timeout = 50 * time.Millisecond
 	wait := spec("wait", &fake{chat: func(ctx context.Context, _ *inference.Request, _ inference.DeltaFunc) (inference.Result, error) {
 		<-ctx.Done()
 		return inference.Result{}, inference.Classify(ctx, "wait", ctx.Err())

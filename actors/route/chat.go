@@ -21,40 +21,6 @@ var (
 	errLost       = errors.New("another model answered first")
 )
 
-// attempt is one model call within a request.
-type attempt struct {
-	ref    moltbot.ModelRef
-	hop    int // models tried or skipped before this one
-	probe  bool
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	start  time.Time
-	first  atomic.Bool
-	lost   atomic.Bool     // canceled because another attempt took the stream
-	ttft   time.Duration   // written before the first event is sent
-	tokens int             // written by the call's goroutine; read after done
-	res    provider.Result // written before evDone is sent
-	// deadline is the first-token deadline: set by the router, or on the
-	// call's goroutine once a cold model is loaded (call.Loaded).
-	deadline atomic.Pointer[time.Timer]
-	hedge    *time.Timer
-	isCont   bool // continues a reply another model began
-	hasNext  bool // a later model exists: the first-token deadline applies
-	// The call and its request live with the attempt: one allocation.
-	call provider.Call
-	req  inference.Request
-}
-
-// stopTimers stops a's timers.
-func (a *attempt) stopTimers() {
-	if t := a.deadline.Load(); t != nil {
-		t.Stop()
-	}
-	if a.hedge != nil {
-		a.hedge.Stop()
-	}
-}
-
 type evKind int
 
 const (
@@ -257,16 +223,6 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	// to do meanwhile: the call runs on this goroutine when it may start
 	// at once (no hand-off to a goroutine and back).
 	s.r.providers.Call(ref.Provider, call, s.r.hedgeAfter <= 0)
-}
-
-// firstTokenDeadline gives a up for the next model when it has produced no
-// token within the threshold.
-func (s *chatState) firstTokenDeadline(a *attempt) {
-	a.deadline.Store(time.AfterFunc(s.r.policy.Config().Latency, func() {
-		if !a.first.Load() {
-			a.cancel(errFirstToken)
-		}
-	}))
 }
 
 // token runs on the call's goroutine for each piece of attempt a's reply.
