@@ -102,10 +102,16 @@ func (r *Router) Chat(ctx context.Context, chain []moltbot.ModelRef, msgs []molt
 		var ev event
 		select {
 		case ev = <-s.events:
-		case <-ctx.Done():
-			s.stopAll(context.Cause(ctx))
-			s.drain()
-			return s.partial(), s.ctxErr()
+			// What is there already (a call run on this goroutine has
+			// posted its events when it returns) needs no select.
+		default:
+			select {
+			case ev = <-s.events:
+			case <-ctx.Done():
+				s.stopAll(context.Cause(ctx))
+				s.drain()
+				return s.partial(), s.ctxErr()
+			}
 		}
 		switch ev.kind {
 		case evHedge:
