@@ -194,7 +194,7 @@ func (c *Client) read(ctx context.Context, body io.Reader, fn inference.DeltaFun
 		if blank(line) {
 			continue
 		}
-		msg, err := decodeLine(line, &cr)
+		msg, err := lr.shape.decode(line, &cr)
 		if err != nil {
 			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name,
 				Message: fmt.Sprintf("malformed stream line %.64q: %v", line, err)}
