@@ -32,6 +32,11 @@ type lineShape struct {
 	known bool
 }
 
+// maxShape bounds the bytes a lineShape keeps (a token line is some 150
+// bytes around its values): a server that sends huge lines gets them
+// scanned, and a call holds no second copy of one beside the reader's.
+const maxShape = 4 << 10
+
 func (s *lineShape) reset() {
 	*s = lineShape{buf: s.buf[:0]}
 }
@@ -90,7 +95,7 @@ func (s *lineShape) match(line []byte, resp *api.ChatResponse) bool {
 // learn keeps the shape of line, which scanLine read into resp with its
 // values at h: a line with both values, created_at first.
 func (s *lineShape) learn(line []byte, resp *api.ChatResponse, h holes) {
-	if h.ce == 0 || h.me == 0 || h.ce > h.ms {
+	if h.ce == 0 || h.me == 0 || h.ce > h.ms || len(line)-(h.ce-h.cs)-(h.me-h.ms) > maxShape {
 		return
 	}
 	s.buf = append(append(append(s.buf[:0], line[:h.cs]...), line[h.ce:h.ms]...), line[h.me:]...)

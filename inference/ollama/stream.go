@@ -34,9 +34,6 @@ const readerSize = 4 << 10
 // needed more gives it back to the garbage collector.
 const maxPooledLine = 64 << 10
 
-// maxPooledShape is the largest learned line kept in the pool.
-const maxPooledShape = 16 << 10
-
 // errLineTooLong is returned by lineReader.next; the caller names the bound.
 var errLineTooLong = errors.New("line too long")
 
@@ -70,9 +67,6 @@ func putLineReader(lr *lineReader) {
 		lr.long = nil
 	}
 	lr.long = lr.long[:0]
-	if cap(lr.shape.buf) > maxPooledShape {
-		lr.shape.buf = nil
-	}
 	lr.shape.reset()
 	lineReaders.Put(lr)
 }

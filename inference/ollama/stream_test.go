@@ -296,3 +296,18 @@ func TestLineShapeTakesTokenLines(t *testing.T) {
 		}
 	}
 }
+
+// A lineShape keeps no large line: one with more than maxShape bytes
+// around its two values is decoded (scanned) but not learned.
+func TestLineShapeKeepsNoLargeLine(t *testing.T) {
+	big := []byte(`{"model":"` + strings.Repeat("m", maxShape) + `","created_at":"2024-08-04T08:52:19Z","message":{"content":"a"}}`)
+	var s lineShape
+	var resp api.ChatResponse
+	if _, err := s.decode(big, &resp); err != nil || resp.Message.Content != "a" || s.known {
+		t.Fatalf("content %q, err %v, learned %v", resp.Message.Content, err, s.known)
+	}
+	small := []byte(`{"model":"m","created_at":"2024-08-04T08:52:19Z","message":{"content":"a"}}`)
+	if _, err := s.decode(small, &resp); err != nil || resp.Message.Content != "a" || !s.known {
+		t.Fatalf("content %q, err %v, learned %v", resp.Message.Content, err, s.known)
+	}
+}

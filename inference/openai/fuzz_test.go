@@ -217,3 +217,18 @@ func TestShapeTakesTextChunks(t *testing.T) {
 		}
 	}
 }
+
+// A shape keeps no large chunk: one with more than maxShape bytes around
+// its text is read (scanned) but not learned, so a server that sends huge
+// chunks costs a call no second copy of them beside the reader's.
+func TestShapeKeepsNoLargeChunk(t *testing.T) {
+	big := []byte(`{"id":"` + strings.Repeat("x", maxShape) + `","choices":[{"delta":{"content":"a"}}]}`)
+	var s shape
+	if out, err := s.scan(big, true); err != nil || out.content != "a" || s.known {
+		t.Fatalf("content %q, err %v, learned %v", out.content, err, s.known)
+	}
+	small := []byte(`{"id":"x","choices":[{"delta":{"content":"a"}}]}`)
+	if out, err := s.scan(small, true); err != nil || out.content != "a" || !s.known || cap(s.buf) > 2*maxShape {
+		t.Fatalf("content %q, err %v, learned %v, kept %d bytes", out.content, err, s.known, cap(s.buf))
+	}
+}

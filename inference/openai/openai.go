@@ -309,9 +309,9 @@ func getStream(body io.Reader) *stream {
 }
 
 // putStream returns st to the pool, unless an event grew its buffers past
-// what a pooled stream should keep.
+// what a pooled stream should keep (a shape keeps at most maxShape).
 func putStream(st *stream) {
-	if st.r.Retained() > 64<<10 || cap(st.shape.buf) > 16<<10 {
+	if st.r.Retained() > 64<<10 {
 		return
 	}
 	st.r.Reset(nil)

@@ -178,6 +178,11 @@ type shape struct {
 	finish   string
 }
 
+// maxShape bounds the bytes a shape keeps (a chunk is some 250 bytes
+// around its text): a server that sends huge chunks gets them scanned, and
+// a call holds no second copy of one beside the reader's.
+const maxShape = 4 << 10
+
 // reset forgets what s learned, keeping its buffer.
 func (s *shape) reset() {
 	*s = shape{buf: s.buf[:0]}
@@ -226,7 +231,7 @@ func (s *shape) match(data []byte, wantModel bool) (out scanned, ok bool) {
 // choice's text fastChunk read (cs, ce), and nothing else of note (no
 // usage, error or tool calls, which a shape does not carry).
 func (s *shape) learn(data []byte, wantModel bool, out *scanned) {
-	if out.ce == 0 || out.usage != nil || out.errMsg != "" || out.calls != nil {
+	if out.ce == 0 || out.usage != nil || out.errMsg != "" || out.calls != nil || len(data)-(out.ce-out.cs) > maxShape {
 		return
 	}
 	s.buf = append(append(s.buf[:0], data[:out.cs]...), data[out.ce:]...)
