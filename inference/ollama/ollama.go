@@ -74,7 +74,7 @@ type Client struct {
 // userAgent is the one api.Client sends.
 var userAgent = fmt.Sprintf("ollama/%s (%s %s) Go/%s", version.Version, runtime.GOARCH, runtime.GOOS, runtime.Version())
 
-// Header values every call sends, shared by all requests: net/http only
+// Header values every call sends, shared by all requests: a transport only
 // reads a request's header (a RoundTripper must not change it; Set
 // replaces a value, and Add appends to a full slice, which copies it).
 var (
