@@ -83,8 +83,9 @@ func (c *Client) do(ctx context.Context, mk func() (*http.Request, error)) (*htt
 }
 
 // Header values every chat call sends, shared by all requests: a
-// transport only reads a request's header (a RoundTripper must not change it; Set
-// replaces a value, and Add appends to a full slice, which copies it).
+// transport only reads a request's header (a RoundTripper must not change
+// it; Set replaces a value, and Add appends to a full slice, which copies
+// it).
 var (
 	headerJSON = []string{"application/json"}
 	headerSSE  = []string{"text/event-stream"}
