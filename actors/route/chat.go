@@ -153,15 +153,15 @@ func (s *chatState) launch(cont bool) bool {
 		}
 		ref := s.chain[s.next]
 		s.next++
-		if s.r.providers.Get(ref.Provider) == nil {
+		st := s.r.providers.Get(ref.Provider)
+		if st == nil {
 			continue
 		}
-		if s.needs.Any() && s.r.providers.Get(ref.Provider).Caps(ref.Model).Lacks(s.needs) != "" {
+		if s.needs.Any() && st.Caps(ref.Model).Lacks(s.needs) != "" {
 			continue // it cannot serve this request: not a failure of its own
 		}
 		probe := false
 		if !s.forced {
-			st := s.r.providers.Get(ref.Provider)
 			ok, p, reason := false, false, "restarting"
 			// A provider in its crash backoff would refuse the call; asked
 			// first so that no half-open probe is handed out for it.
