@@ -11,6 +11,7 @@ import (
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/inference"
 	"github.com/moltbot/moltbot/inference/failover"
+	"github.com/moltbot/moltbot/inference/sim"
 	"github.com/moltbot/moltbot/internal/metrics"
 	"github.com/moltbot/moltbot/internal/testutil"
 )
@@ -301,5 +302,52 @@ func TestToolCallsWithoutIDs(t *testing.T) {
 	if len(comp.ToolCalls) != 2 || !strings.HasPrefix(comp.ToolCalls[0].ID, "call_") || comp.ToolCalls[0].ID == comp.ToolCalls[1].ID ||
 		len(ids) != 3 || ids[0] != comp.ToolCalls[0].ID || ids[1] != "" || ids[2] != comp.ToolCalls[1].ID {
 		t.Fatalf("%+v, pieces' ids %q", comp.ToolCalls, ids)
+	}
+}
+
+// A provider's own timeout (providers[].timeout) ends a call that is
+// still waiting for its server, as a timeout: the router fails over and
+// counts it so, the provider's metrics say "timeout", and its breaker
+// records a failure. The call's context is the router's attempt, which the
+// provider cancels with the cause context.DeadlineExceeded when its
+// timer fires: the simulator waiting for its first token, and a provider
+// that reports ctx.Err() (context.Canceled then) through
+// inference.Classify. (The OpenAI client on a stalled server:
+// inference/openai's TestTimeoutCauseIsATimeout.)
+func TestProviderTimeoutFailsOver(t *testing.T) {
+	slow := spec("slow", sim.NewProvider("slow", sim.Options{TTFT: time.Hour, Models: []string{"m"}}))
+	slow.Timeout = 50 * time.Millisecond
+	wait := spec("wait", &fake{chat: func(ctx context.Context, _ *inference.Request, _ inference.DeltaFunc) (inference.Result, error) {
+		<-ctx.Done()
+		return inference.Result{}, inference.Classify(ctx, "wait", ctx.Err())
+	}})
+	wait.Timeout = 50 * time.Millisecond
+	e := start(t, []string{"slow/m", "wait/m", "sim/sim"}, []ProviderSpec{slow, wait, simSpec()}, nil)
+	for _, stream := range []bool{false, true} {
+		var fn moltbot.StreamFunc
+		if stream {
+			fn = func(moltbot.Chunk) error { return nil }
+		}
+		comp, err := e.rt.Complete(ctx(t), []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}, moltbot.ChatOptions{}, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if comp.Served.String() != "sim/sim" || comp.Failovers != 2 {
+			t.Fatalf("completion %+v", comp)
+		}
+	}
+	timeout := inference.KindTimeout.String()
+	for _, f := range []struct{ from, to string }{{"slow/m", "wait/m"}, {"wait/m", "sim/sim"}} {
+		if n := e.met.Get(metrics.Failovers, f.from, f.to, timeout); n != 2 {
+			t.Errorf("failovers %s -> %s for a timeout = %d, want 2", f.from, f.to, n)
+		}
+	}
+	for _, p := range []string{"slow", "wait"} {
+		if n := e.met.Get(metrics.InferenceRequests, p, "m", timeout); n != 2 {
+			t.Errorf("%s's calls that timed out = %d, want 2", p, n)
+		}
+		if st := e.rt.policy.Breaker(p, "m").Stats(time.Now()); st.Requests != 2 || st.ErrorRate != 1 {
+			t.Errorf("%s's breaker: %+v", p, st)
+		}
 	}
 }

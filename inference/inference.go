@@ -188,20 +188,30 @@ func (e *Error) As(target any) bool {
 
 // AsError returns err as *Error when it is one.
 func AsError(err error) (*Error, bool) {
+	// Checked before errors.As, whose target escapes: the common cases
+	// (no error, an *Error itself) allocate nothing.
+	if err == nil {
+		return nil, false
+	}
+	if e, ok := err.(*Error); ok {
+		return e, true
+	}
 	var e *Error
 	ok := errors.As(err, &e)
 	return e, ok
 }
 
 // Classify turns a transport error into an *Error. ctx is the call's context:
-// its expiry means timeout, its cancellation means the caller left.
+// its expiry (or its cancellation with the cause context.DeadlineExceeded,
+// a deadline kept by a timer) means timeout, its cancellation means the
+// caller left.
 func Classify(ctx context.Context, provider string, err error) *Error {
 	if e, ok := AsError(err); ok {
 		return e
 	}
 	out := &Error{Kind: KindUnavailable, Provider: provider, Err: err}
 	switch {
-	case ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
+	case ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded):
 		out.Kind, out.Message = KindTimeout, "timed out"
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		out.Kind, out.Message = KindCanceled, "canceled"

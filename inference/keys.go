@@ -103,12 +103,20 @@ func (c *Credentials) Take(ctx context.Context) (key string, h KeyHandle, err er
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
+	var now time.Time // read only for a key that was put aside
 	for i := 0; i < len(c.keys); i++ {
 		j := (c.next + i) % len(c.keys)
 		k := c.keys[j]
-		if k.disabled || now.Before(k.until) {
+		if k.disabled {
 			continue
+		}
+		if !k.until.IsZero() {
+			if now.IsZero() {
+				now = c.now()
+			}
+			if now.Before(k.until) {
+				continue
+			}
 		}
 		c.next = (j + 1) % len(c.keys)
 		return k.value, k, nil

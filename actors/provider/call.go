@@ -27,6 +27,11 @@ type Call struct {
 	// Embed, when set, makes this an embedding call (Req, Fn and Loaded
 	// unused).
 	Embed *EmbedCall
+	// Cancel, when set, cancels Ctx, which the caller made for this call
+	// alone: the provider's timeout then cancels Ctx with the cause
+	// context.DeadlineExceeded (inference.Classify reads it as a timeout)
+	// instead of deriving a context of its own, one context less a call.
+	Cancel context.CancelCauseFunc
 }
 
 // Result is a call's outcome.
@@ -52,7 +57,7 @@ func (s *Set) Call(name string, c *Call, wait bool) bool {
 	if st == nil || pid == nil {
 		return false
 	}
-	if st.queued.Load() == 0 && c.Ctx.Err() == nil && st.RestartLeft(s.now()) == 0 && st.acquire() {
+	if st.queued.Load() == 0 && c.Ctx.Err() == nil && (st.downUntil.Load() == 0 || st.RestartLeft(s.now()) == 0) && st.acquire() {
 		if wait {
 			s.run(st, c)
 		} else {
@@ -99,8 +104,15 @@ func (s *Set) run(st *State, m *Call) {
 		m.Reply(out)
 	}()
 	spec := st.spec
-	ctx, cancel := context.WithTimeout(m.Ctx, spec.Timeout)
-	defer cancel()
+	ctx := m.Ctx
+	if m.Cancel != nil {
+		t := time.AfterFunc(spec.Timeout, func() { m.Cancel(context.DeadlineExceeded) })
+		defer t.Stop()
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(m.Ctx, spec.Timeout)
+		defer cancel()
+	}
 	if m.Embed != nil {
 		out = s.embed(ctx, st, m.Embed)
 		return

@@ -21,37 +21,6 @@ var (
 	errLost       = errors.New("another model answered first")
 )
 
-// attempt is one model call within a request.
-type attempt struct {
-	ref    moltbot.ModelRef
-	hop    int // models tried or skipped before this one
-	probe  bool
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	start  time.Time
-	first  atomic.Bool
-	lost   atomic.Bool     // canceled because another attempt took the stream
-	ttft   time.Duration   // written before the first event is sent
-	tokens int             // written by the call's goroutine; read after done
-	res    provider.Result // written before evDone is sent
-	// deadline is the first-token deadline: set by the router, or on the
-	// call's goroutine once a cold model is loaded (call.Loaded).
-	deadline atomic.Pointer[time.Timer]
-	hedge    *time.Timer
-	isCont   bool // continues a reply another model began
-	hasNext  bool // a later model exists: the first-token deadline applies
-}
-
-// stopTimers stops a's timers.
-func (a *attempt) stopTimers() {
-	if t := a.deadline.Load(); t != nil {
-		t.Stop()
-	}
-	if a.hedge != nil {
-		a.hedge.Stop()
-	}
-}
-
 type evKind int
 
 const (
@@ -133,10 +102,16 @@ func (r *Router) Chat(ctx context.Context, chain []moltbot.ModelRef, msgs []molt
 		var ev event
 		select {
 		case ev = <-s.events:
-		case <-ctx.Done():
-			s.stopAll(context.Cause(ctx))
-			s.drain()
-			return s.partial(), s.ctxErr()
+			// What is there already (a call run on this goroutine has
+			// posted its events when it returns) needs no select.
+		default:
+			select {
+			case ev = <-s.events:
+			case <-ctx.Done():
+				s.stopAll(context.Cause(ctx))
+				s.drain()
+				return s.partial(), s.ctxErr()
+			}
 		}
 		switch ev.kind {
 		case evHedge:
@@ -178,15 +153,15 @@ func (s *chatState) launch(cont bool) bool {
 		}
 		ref := s.chain[s.next]
 		s.next++
-		if s.r.providers.Get(ref.Provider) == nil {
+		st := s.r.providers.Get(ref.Provider)
+		if st == nil {
 			continue
 		}
-		if s.needs.Any() && s.r.providers.Get(ref.Provider).Caps(ref.Model).Lacks(s.needs) != "" {
+		if s.needs.Any() && st.Caps(ref.Model).Lacks(s.needs) != "" {
 			continue // it cannot serve this request: not a failure of its own
 		}
 		probe := false
 		if !s.forced {
-			st := s.r.providers.Get(ref.Provider)
 			ok, p, reason := false, false, "restarting"
 			// A provider in its crash backoff would refuse the call; asked
 			// first so that no half-open probe is handed out for it.
@@ -219,16 +194,17 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	}
 	actx, cancel := context.WithCancelCause(s.ctx)
 	a := &attempt{ref: ref, hop: s.hops, probe: probe, ctx: actx, cancel: cancel, start: time.Now(), isCont: cont, hasNext: s.next < len(s.chain)}
+	a.req = inference.Request{Model: ref.Model, Messages: s.msgs, ChatOptions: s.opts}
 	s.hops++
 	s.started++
 	s.running = append(s.running, a)
-	msgs := s.msgs
 	if cont {
-		msgs = append(append(make([]moltbot.Message, 0, len(msgs)+1), msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
+		a.req.Messages = append(append(make([]moltbot.Message, 0, len(s.msgs)+1), s.msgs...), moltbot.Message{Role: moltbot.RoleAssistant, Content: s.shown.String()})
 	}
-	call := &provider.Call{Ctx: actx, Req: &inference.Request{Model: ref.Model, Messages: msgs, ChatOptions: s.opts},
+	a.call = provider.Call{Ctx: actx, Cancel: cancel, Req: &a.req,
 		Fn:    func(d inference.Delta) error { return s.token(a, d) },
 		Reply: func(res provider.Result) { a.res = res; s.events <- event{kind: evDone, a: a} }}
+	call := &a.call
 	if a.hasNext {
 		if s.r.providers.Get(ref.Provider).Cold(ref.Model) {
 			// The model must be loaded first (Ollama, on a small device:
@@ -255,16 +231,6 @@ func (s *chatState) start(ref moltbot.ModelRef, probe, cont bool) {
 	s.r.providers.Call(ref.Provider, call, s.r.hedgeAfter <= 0)
 }
 
-// firstTokenDeadline gives a up for the next model when it has produced no
-// token within the threshold.
-func (s *chatState) firstTokenDeadline(a *attempt) {
-	a.deadline.Store(time.AfterFunc(s.r.policy.Config().Latency, func() {
-		if !a.first.Load() {
-			a.cancel(errFirstToken)
-		}
-	}))
-}
-
 // token runs on the call's goroutine for each piece of attempt a's reply.
 // A piece of a tool call counts as a token (the model answered).
 func (s *chatState) token(a *attempt, d inference.Delta) error {
@@ -275,9 +241,10 @@ func (s *chatState) token(a *attempt, d inference.Delta) error {
 		if !s.writer.CompareAndSwap(nil, a) && s.writer.Load() != a {
 			return errLost
 		}
-		a.ttft = time.Since(a.start)
+		now := time.Now()
+		a.ttft = now.Sub(a.start)
 		if s.firstAt == 0 {
-			s.firstAt = time.Since(s.t0)
+			s.firstAt = now.Sub(s.t0)
 		}
 		a.first.Store(true)
 		s.events <- event{kind: evFirst, a: a}
@@ -291,6 +258,11 @@ func (s *chatState) token(a *attempt, d inference.Delta) error {
 			return nil
 		}
 		return s.fn(moltbot.Chunk{ToolCall: d.ToolCall, Served: a.ref, Failovers: a.hop})
+	}
+	if s.shown.Cap() == 0 {
+		// Room for a short reply at once, not a copy at 8, 16, 32, 64
+		// bytes (the text's final size is as before from there on).
+		s.shown.Grow(64)
 	}
 	s.shown.WriteString(d.Text)
 	if !s.visible {

@@ -116,7 +116,11 @@ type slot struct {
 	start    time.Time
 	total    int
 	failures int
-	hist     [histBuckets]uint32
+	// timed counts the samples in hist; fast those of them whose bucket's
+	// bound is within cfg.Latency: Record decides on the p95 from these
+	// two (slowP95) instead of summing every slot's histogram.
+	timed, fast int
+	hist        [histBuckets]uint32
 }
 
 // Breaker is the circuit breaker of one provider/model. Safe for concurrent use.
@@ -125,6 +129,7 @@ type Breaker struct {
 
 	mu       sync.Mutex
 	ring     [slots]slot
+	last     time.Time // the start of the slot cur last returned
 	state    State
 	until    time.Time // open until
 	cooldown time.Duration
@@ -145,7 +150,15 @@ func (b *Breaker) width() time.Duration { return b.cfg.Window / slots }
 // cur returns the slot for now, clearing it if it is stale.
 func (b *Breaker) cur(now time.Time) *slot {
 	w := b.width()
-	start := now.Truncate(w)
+	// now.Truncate(w), whose division is slow for a width that does not
+	// divide a second (the default 1.5 s): the last slot's start while now
+	// is inside that slot (a multiple of w, with now in [start, start+w),
+	// truncates to it).
+	start := b.last
+	if start.IsZero() || now.Before(start) || !now.Before(start.Add(w)) {
+		start = now.Truncate(w)
+		b.last = start
+	}
 	s := &b.ring[(start.UnixNano()/int64(w))%slots]
 	if !s.start.Equal(start) {
 		*s = slot{start: start}
@@ -168,6 +181,36 @@ func (b *Breaker) window(now time.Time) (total, failures int, hist [histBuckets]
 		}
 	}
 	return
+}
+
+// counts sums the slots inside the window ending now (window's slots):
+// requests, failures, samples with a TTFT, and those within cfg.Latency.
+func (b *Breaker) counts(now time.Time) (total, failures, timed, fast int) {
+	oldest := now.Add(-b.cfg.Window)
+	for i := range b.ring {
+		s := &b.ring[i]
+		if s.start.IsZero() || !s.start.After(oldest) || s.start.After(now) {
+			continue
+		}
+		total += s.total
+		failures += s.failures
+		timed += s.timed
+		fast += s.fast
+	}
+	return
+}
+
+// slowP95 is quantile(hist, 0.95) > latency for the window's histogram hist
+// that holds timed samples, fast of them in buckets whose bound is within
+// latency: quantile returns the bound of the first bucket where the
+// running count reaches the rank, which is beyond latency exactly when the
+// buckets within it (bounds grow) hold fewer than the rank.
+func slowP95(timed, fast int, latency time.Duration) bool {
+	if timed == 0 {
+		return 0 > latency // quantile of nothing is 0
+	}
+	rank := uint64(math.Ceil(0.95 * float64(uint64(timed))))
+	return uint64(fast) < rank
 }
 
 func quantile(hist *[histBuckets]uint32, q float64) time.Duration {
@@ -246,16 +289,21 @@ func (b *Breaker) Record(now time.Time, o Outcome, ttft time.Duration, probe boo
 		b.missing = false
 	}
 	if ttft > 0 {
-		s.hist[bucketOf(ttft)]++
+		i := bucketOf(ttft)
+		s.hist[i]++
+		s.timed++
+		if bounds[i] <= b.cfg.Latency {
+			s.fast++
+		}
 	}
 	if b.state != Closed {
 		return // a straggler from before the breaker opened
 	}
-	total, failures, hist := b.window(now)
+	total, failures, timed, fast := b.counts(now)
 	if total < b.cfg.MinRequests {
 		return
 	}
-	if float64(failures)/float64(total) > b.cfg.ErrorRate || quantile(&hist, 0.95) > b.cfg.Latency {
+	if float64(failures)/float64(total) > b.cfg.ErrorRate || slowP95(timed, fast, b.cfg.Latency) {
 		b.openLocked(now, false)
 	}
 }

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -223,5 +224,67 @@ func TestDefaultConfig(t *testing.T) {
 	c.ensureDefaults()
 	if c != DefaultConfig() {
 		t.Errorf("zero resolves to %+v, DefaultConfig is %+v", c, DefaultConfig())
+	}
+}
+
+// FuzzCountsMatchWindow: the slot Record counts in starts where
+// now.Truncate says, and the counts Record decides on say what the
+// window's histogram says: the same requests and failures, and the p95
+// beyond the latency threshold (slowP95) exactly when quantile over the
+// summed histogram is. Records come at arbitrary steps of the clock
+// (backwards too) with arbitrary TTFTs, under an arbitrary threshold.
+func FuzzCountsMatchWindow(f *testing.F) {
+	f.Add(int64(3000), []byte{1, 10, 200, 3, 0, 255, 17, 40, 90, 250, 2, 7})
+	f.Add(int64(1), []byte{0, 0, 0, 1, 1, 1})
+	f.Add(int64(-5), []byte{9, 9, 9})
+	f.Fuzz(func(t *testing.T, latencyMs int64, steps []byte) {
+		c := cfg()
+		c.Latency = time.Duration(latencyMs%100000) * time.Millisecond
+		c.MinRequests = 1 << 30 // never open: every record keeps adding samples
+		b := NewBreaker(c)
+		now := t0
+		for i := 0; i+1 < len(steps); i += 2 {
+			// The clock moves by -2/3..+13/3 s (within a 1.5 s slot, across
+			// slots, backwards); the TTFT is 0 (none) or grows
+			// exponentially with the byte, across every bucket.
+			now = now.Add(time.Duration(int(steps[i]%16)-2) * time.Second / 3)
+			var ttft time.Duration
+			if v := steps[i+1]; v > 0 {
+				ttft = time.Duration(float64(time.Millisecond) * math.Pow(1.09, float64(v)))
+			}
+			o := Success
+			if steps[i]&0x80 != 0 {
+				o = Failure
+			}
+			b.Record(now, o, ttft, false, "x")
+			b.mu.Lock()
+			if want := now.Truncate(b.width()); !b.last.Equal(want) {
+				t.Fatalf("step %d: slot start %v, want %v", i, b.last, want)
+			}
+			total, failures, hist := b.window(now)
+			ct, cf, timed, fast := b.counts(now)
+			b.mu.Unlock()
+			if ct != total || cf != failures {
+				t.Fatalf("step %d: counts %d/%d, window %d/%d", i, ct, cf, total, failures)
+			}
+			if want, got := quantile(&hist, 0.95) > b.cfg.Latency, slowP95(timed, fast, b.cfg.Latency); got != want {
+				t.Fatalf("step %d: slowP95 %v, quantile %v (latency %v, timed %d, fast %d)", i, got, quantile(&hist, 0.95), b.cfg.Latency, timed, fast)
+			}
+		}
+	})
+}
+
+// BenchmarkRecord is a healthy model's success on a breaker whose window
+// is full (every slot holds samples): the router records one per call.
+func BenchmarkRecord(b *testing.B) {
+	br := NewBreaker(cfg())
+	now := t0
+	for i := 0; i < 20*64; i++ {
+		now = now.Add(cfg().Window / (20 * 64))
+		br.Record(now, Success, time.Duration(i%200)*time.Millisecond, false, "")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		br.Record(now, Success, 120*time.Millisecond, false, "")
 	}
 }

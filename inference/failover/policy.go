@@ -28,11 +28,17 @@ func (p *Policy) Config() Config { return p.cfg }
 
 // Breaker returns the breaker of provider/model, creating it closed.
 func (p *Policy) Breaker(provider, model string) *Breaker {
-	key := provider + "/" + model
+	// The key is looked up from a buffer on the stack (a lookup with
+	// string(bytes) does not copy): every call asks, one in a lifetime
+	// creates.
+	var buf [96]byte
+	k := append(append(append(buf[:0], provider...), '/'), model...)
 	p.mu.Lock()
-	b := p.breakers[key]
+	b := p.breakers[string(k)]
 	created := false
+	var key string
 	if b == nil {
+		key = string(k)
 		b = NewBreaker(p.cfg)
 		p.breakers[key] = b
 		created = true

@@ -74,6 +74,15 @@ type Client struct {
 // userAgent is the one api.Client sends.
 var userAgent = fmt.Sprintf("ollama/%s (%s %s) Go/%s", version.Version, runtime.GOARCH, runtime.GOOS, runtime.Version())
 
+// Header values every call sends, shared by all requests: a transport only
+// reads a request's header (a RoundTripper must not change it; Set
+// replaces a value, and Add appends to a full slice, which copies it).
+var (
+	headerJSON      = []string{"application/json"}
+	headerNDJSON    = []string{"application/x-ndjson"}
+	headerUserAgent = []string{userAgent}
+)
+
 // drainAfterDone bounds what is read after the done line, so that the
 // connection goes back to the pool (a server sends nothing more).
 const drainAfterDone = 64 << 10
@@ -155,9 +164,9 @@ func (c *Client) newRequest(ctx context.Context, body []byte) (*http.Request, er
 	if err != nil {
 		return nil, &inference.Error{Kind: inference.KindBadRequest, Provider: c.name, Message: err.Error(), Err: err}
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "application/x-ndjson")
-	hreq.Header.Set("User-Agent", userAgent)
+	hreq.Header["Content-Type"] = headerJSON
+	hreq.Header["Accept"] = headerNDJSON
+	hreq.Header["User-Agent"] = headerUserAgent
 	if token != "" {
 		hreq.Header.Set("Authorization", token)
 	}
@@ -185,7 +194,7 @@ func (c *Client) read(ctx context.Context, body io.Reader, fn inference.DeltaFun
 		if blank(line) {
 			continue
 		}
-		msg, err := decodeLine(line, &cr)
+		msg, err := lr.shape.decode(line, &cr)
 		if err != nil {
 			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name,
 				Message: fmt.Sprintf("malformed stream line %.64q: %v", line, err)}

@@ -42,9 +42,10 @@ var errLineTooLong = errors.New("line too long")
 // that spans reads is assembled in long. One per call, from a pool; not
 // safe for concurrent use.
 type lineReader struct {
-	br   *bufio.Reader
-	long []byte
-	max  int
+	br    *bufio.Reader
+	long  []byte
+	max   int
+	shape lineShape // the call's token lines (shape.go)
 }
 
 var lineReaders = sync.Pool{New: func() any {
@@ -66,6 +67,7 @@ func putLineReader(lr *lineReader) {
 		lr.long = nil
 	}
 	lr.long = lr.long[:0]
+	lr.shape.reset()
 	lineReaders.Put(lr)
 }
 
@@ -127,7 +129,7 @@ func blank(line []byte) bool {
 // is handed to encoding/json, so the result is encoding/json's in every
 // case (FuzzDecodeLineMatchesEncodingJSON checks this).
 func decodeLine(line []byte, resp *api.ChatResponse) (errMsg string, err error) {
-	if msg, ok := scanLine(line, resp); ok {
+	if msg, ok := scanLine(line, resp, nil); ok {
 		return msg, nil
 	}
 	return decodeSlow(line, resp)
@@ -178,8 +180,9 @@ const (
 
 // scanLine is the fast path of decodeLine; ok false means "ask encoding/json".
 // On success resp holds exactly what json.Unmarshal into a zero
-// api.ChatResponse would give.
-func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
+// api.ChatResponse would give, and h (when not nil) where created_at's and
+// the message content's values were (lineShape learns from them).
+func scanLine(b []byte, resp *api.ChatResponse, h *holes) (errMsg string, ok bool) {
 	prev := *resp
 	var out api.ChatResponse
 	i := jsonscan.WS(b, 0)
@@ -215,10 +218,13 @@ func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
 				if ok {
 					i = e
 					ok = out.CreatedAt.UnmarshalJSON(b[s:e]) == nil
+					if h != nil {
+						h.cs, h.ce = s, e
+					}
 				}
 			case "message":
 				bit = kMessage
-				i, ok = scanMessage(b, i, &out.Message, &prev.Message)
+				i, ok = scanMessage(b, i, &out.Message, &prev.Message, h)
 			case "done":
 				bit = kDone
 				out.Done, i, ok = jsonscan.Bool(b, i)
@@ -290,7 +296,7 @@ func scanLine(b []byte, resp *api.ChatResponse) (errMsg string, ok bool) {
 
 // scanMessage reads the message object at b[i:] into m, as api.Message's
 // UnmarshalJSON does (a fresh message, its role lowercased).
-func scanMessage(b []byte, i int, m, prev *api.Message) (int, bool) {
+func scanMessage(b []byte, i int, m, prev *api.Message, h *holes) (int, bool) {
 	if i >= len(b) || b[i] != '{' {
 		return i, false
 	}
@@ -315,7 +321,11 @@ func scanMessage(b []byte, i int, m, prev *api.Message) (int, bool) {
 			}
 		case "content":
 			bit = mContent
+			s := i
 			m.Content, i, ok = jsonscan.String(b, i, "")
+			if ok && h != nil {
+				h.ms, h.me = s, i
+			}
 		case "thinking":
 			bit = mThinking
 			m.Thinking, i, ok = jsonscan.String(b, i, "")

@@ -122,7 +122,7 @@ func TestScanLineFastPath(t *testing.T) {
 	for _, l := range lines {
 		l = strings.TrimSuffix(l, "\n")
 		var fast, slow api.ChatResponse
-		msg, ok := scanLine([]byte(l), &fast)
+		msg, ok := scanLine([]byte(l), &fast, nil)
 		if !ok {
 			t.Errorf("not the fast path: %s", l)
 			continue
@@ -221,5 +221,93 @@ func TestBlank(t *testing.T) {
 		if blank([]byte(in)) != want {
 			t.Errorf("blank(%q) != %v", in, want)
 		}
+	}
+}
+
+// FuzzLineShapeMatchesEncodingJSON: a line a lineShape learned from another
+// line takes decodes exactly as ollama/api's encoding/json does. The shape
+// learns from the first input; then the second is decoded, and a third made
+// of the first with arbitrary bytes between quotes where its created_at
+// and its text were (the case the shape exists for: it must refuse what
+// is not one valid time and one valid string there, or a member smuggled
+// in).
+func FuzzLineShapeMatchesEncodingJSON(f *testing.F) {
+	tok := strings.TrimSuffix(line("tok", false), "\n")
+	f.Add([]byte(tok), []byte(strings.TrimSuffix(line(" next", false), "\n")), []byte("2024-08-04T08:52:20.1Z"), []byte(`a\"b\u00e9`))
+	f.Add([]byte(tok), []byte(strings.TrimSuffix(line("", true), "\n")), []byte(`2024-08-04T08:52:20Z","x":"`), []byte(`x","content":"y`))
+	f.Add([]byte(`{"created_at":"2024-08-04T08:52:19Z","message":{"content":"a"}}`), []byte(`{"created_at":"yesterday","message":{"content":"a"}}`), []byte(`yesterday`), []byte(`\q`))
+	f.Add([]byte(`{"message":{"content":"a"},"created_at":"2024-08-04T08:52:19Z"}`), []byte(`{"message":{"content":"b"},"created_at":"2024-08-04T08:52:19Z"}`), []byte(`2024-08-04T08:52:19+02:00`), []byte("\x01"))
+	f.Fuzz(func(t *testing.T, first, second, created, text []byte) {
+		var s lineShape
+		var resp api.ChatResponse
+		var h holes
+		lines := [][]byte{second}
+		if msg, ok := scanLine(first, &resp, &h); ok && msg == "" && h.ce != 0 && h.me != 0 && h.ce <= h.ms {
+			third := append(append([]byte(nil), first[:h.cs]...), '"')
+			third = append(append(third, created...), '"')
+			third = append(third, first[h.ce:h.ms]...)
+			third = append(append(append(third, '"'), text...), '"')
+			lines = append(lines, append(third, first[h.me:]...))
+		}
+		s.decode(first, &resp)
+		for _, in := range lines {
+			var want api.ChatResponse
+			wantMsg, wantErr := decodeSlow(in, &want)
+			got := resp
+			msg, err := s.decode(in, &got)
+			if (err != nil) != (wantErr != nil) || msg != wantMsg {
+				t.Fatalf("%q after %q: msg %q err %v; encoding/json: msg %q err %v", in, first, msg, err, wantMsg, wantErr)
+			}
+			if err == nil && msg == "" && !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q after %q:\n got %#v\nwant %#v", in, first, got, want)
+			}
+		}
+	})
+}
+
+// A stream's token lines take the shape (else the fuzz test above would
+// pass on nothing): after the first, each next token line is decoded
+// without a scan; the done line is scanned (a line of another shape
+// teaches its shape: the next one is then scanned again).
+func TestLineShapeTakesTokenLines(t *testing.T) {
+	var s lineShape
+	var resp api.ChatResponse
+	for i, tc := range []struct {
+		line string
+		hit  bool
+	}{
+		{line("Hel", false), false},
+		{line("lo", false), true},
+		{strings.Replace(line(" \"there\"\n", false), "19.385406455-07:00", "20.5Z", 1), true},
+		{line("", true), false},   // scanned, and learned
+		{line("!", false), false}, // another shape than the done line's
+		{line("?", false), true},
+	} {
+		in := []byte(strings.TrimSuffix(tc.line, "\n"))
+		var want api.ChatResponse
+		decodeSlow(in, &want)
+		got := resp
+		hit := s.match(in, &got)
+		if hit != tc.hit {
+			t.Fatalf("line %d: hit %v, want %v", i, hit, tc.hit)
+		}
+		if _, err := s.decode(in, &resp); err != nil || !reflect.DeepEqual(resp, want) {
+			t.Fatalf("line %d: %v\n got %#v\nwant %#v", i, err, resp, want)
+		}
+	}
+}
+
+// A lineShape keeps no large line: one with more than maxShape bytes
+// around its two values is decoded (scanned) but not learned.
+func TestLineShapeKeepsNoLargeLine(t *testing.T) {
+	big := []byte(`{"model":"` + strings.Repeat("m", maxShape) + `","created_at":"2024-08-04T08:52:19Z","message":{"content":"a"}}`)
+	var s lineShape
+	var resp api.ChatResponse
+	if _, err := s.decode(big, &resp); err != nil || resp.Message.Content != "a" || s.known {
+		t.Fatalf("content %q, err %v, learned %v", resp.Message.Content, err, s.known)
+	}
+	small := []byte(`{"model":"m","created_at":"2024-08-04T08:52:19Z","message":{"content":"a"}}`)
+	if _, err := s.decode(small, &resp); err != nil || resp.Message.Content != "a" || !s.known {
+		t.Fatalf("content %q, err %v, learned %v", resp.Message.Content, err, s.known)
 	}
 }

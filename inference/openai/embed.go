@@ -32,8 +32,8 @@ func (c *Client) Embed(ctx context.Context, req *inference.EmbedRequest) (infere
 		if err != nil {
 			return nil, err
 		}
-		hreq.Header.Set("Content-Type", "application/json")
-		hreq.Header.Set("Accept", "application/json")
+		hreq.Header["Content-Type"] = headerJSON
+		hreq.Header["Accept"] = headerJSON
 		return hreq, nil
 	})
 	if err != nil {

@@ -126,3 +126,109 @@ func TestFastChunkTakesTheUsualShapes(t *testing.T) {
 		}
 	}
 }
+
+// sameScan fails t when a (a fast reading of data) differs from
+// scanChunkSlow's.
+func sameScan(t *testing.T, data []byte, wantModel bool, a scanned) {
+	t.Helper()
+	slow, err := scanChunkSlow(data, wantModel)
+	if err != nil {
+		t.Fatalf("%q: the shape took it, the slow path failed: %v", data, err)
+	}
+	if a.content != slow.content || a.finish != slow.finish || a.model != slow.model || a.errMsg != slow.errMsg ||
+		(a.usage == nil) != (slow.usage == nil) || a.usage != nil && *a.usage != *slow.usage || !reflect.DeepEqual(a.calls, slow.calls) {
+		t.Fatalf("%q: shape %+v (usage %v), slow %+v (usage %v)", data, a, a.usage, slow, slow.usage)
+	}
+}
+
+// FuzzShapeMatchesSlow: a chunk that a shape learned from another chunk
+// takes reads exactly as scanChunkSlow reads it. Each input is learned
+// from first; then the second chunk is read, and a third made of the
+// first with its text replaced by arbitrary bytes between quotes (the
+// case the shape exists for: it must refuse a replacement that is not one
+// valid string, an unescaped quote or an invalid escape in it, or a
+// second value smuggled in).
+func FuzzShapeMatchesSlow(f *testing.F) {
+	chunk := `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"sim","system_fingerprint":"x","choices":[{"index":0,"delta":{"content":"%s"},"logprobs":null,"finish_reason":null}]}`
+	f.Add([]byte(strings.Replace(chunk, "%s", "a", 1)), []byte(strings.Replace(chunk, "%s", " token", 1)), []byte(` b\"c\u00e9`), true, true)
+	f.Add([]byte(strings.Replace(chunk, "%s", "a", 1)), []byte(strings.Replace(chunk, "%s", `x","content":"y`, 1)), []byte(`x","content":"y`), false, true)
+	f.Add([]byte(`{"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}],"model":"m"}`), []byte(`{"choices":[{"delta":{"content":"b"},"finish_reason":"stop"}],"model":"m"}`), []byte(`\x`), true, false)
+	f.Add([]byte(`{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}`), []byte(`{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"c"}}]}`), []byte(`"`), false, false)
+	f.Add([]byte(`{"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`), []byte(`{"choices":[{"delta":{"content":"b"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`), []byte(`\ud83e`), true, true)
+	f.Fuzz(func(t *testing.T, first, second, text []byte, model1, model2 bool) {
+		var s shape
+		out, err := s.scan(first, model1)
+		if err == nil && out.ce != 0 {
+			// What it learned from: that chunk again, with another text.
+			third := append(append(append(append([]byte(nil), first[:out.cs]...), '"'), text...), '"')
+			third = append(third, first[out.ce:]...)
+			if got, ok := s.match(third, model2); ok {
+				sameScan(t, third, model2, got)
+			}
+		}
+		if got, ok := s.match(second, model2); ok {
+			sameScan(t, second, model2, got)
+		}
+		// scan, hit or not, is scanChunk.
+		got, err := s.scan(second, model2)
+		want, werr := scanChunk(second, model2)
+		if (err == nil) != (werr == nil) || err == nil && (got.content != want.content || got.finish != want.finish || got.model != want.model ||
+			got.errMsg != want.errMsg || (got.usage == nil) != (want.usage == nil) || !reflect.DeepEqual(got.calls, want.calls)) {
+			t.Fatalf("%q after %q: scan %+v %v, scanChunk %+v %v", second, first, got, err, want, werr)
+		}
+	})
+}
+
+// A stream's text chunks take the shape (else FuzzShapeMatchesSlow would
+// pass on nothing): after the first text chunk, each next one is read
+// without a scan; a chunk of another shape (the finish, the usage) is
+// scanned and read as scanChunk reads it.
+func TestShapeTakesTextChunks(t *testing.T) {
+	chunk := func(delta, finish string) []byte {
+		return []byte(`{"id":"chatcmpl-sim1","object":"chat.completion.chunk","created":1796190393,"model":"sim","system_fingerprint":"moltbot-sim","choices":[{"index":0,"delta":` + delta + `,"logprobs":null,"finish_reason":` + finish + `}]}`)
+	}
+	var s shape
+	steps := []struct {
+		data    []byte
+		model   bool
+		hit     bool
+		content string
+	}{
+		{chunk(`{"role":"assistant","content":"[simulated]"}`, "null"), true, false, "[simulated]"},
+		{chunk(`{"content":" blue"}`, "null"), false, false, " blue"}, // another shape: learned
+		{chunk(`{"content":" house"}`, "null"), false, true, " house"},
+		{chunk(`{"content":" \"quoted\" \u00e9\n"}`, "null"), false, true, " \"quoted\" é\n"},
+		{chunk(`{"content":""}`, "null"), false, true, ""},
+		{chunk(`{"content":" house"}`, "null"), true, false, " house"},        // learned without its model
+		{chunk(`{"content":" a","content":"b"}`, "null"), false, false, " a"}, // scanned: the slow path
+		{chunk(`{"content":" x\q"}`, "null"), false, false, ""},
+		{chunk(`{}`, `"stop"`), false, false, ""},
+		{chunk(`{"content":" cloud"}`, "null"), false, true, " cloud"},
+	}
+	for i, st := range steps {
+		_, hit := s.match(st.data, st.model)
+		got, err := s.scan(st.data, st.model)
+		want, werr := scanChunk(st.data, st.model)
+		if hit != st.hit || (err == nil) != (werr == nil) || got.content != want.content || got.finish != want.finish || got.model != want.model {
+			t.Fatalf("step %d %s: hit %v (want %v), scan %+v %v, scanChunk %+v %v", i, st.data, hit, st.hit, got, err, want, werr)
+		}
+		if err == nil && got.content != st.content {
+			t.Fatalf("step %d: content %q, want %q", i, got.content, st.content)
+		}
+	}
+}
+
+// A shape keeps no large chunk: one with more than maxShape bytes around
+// its text is read (scanned) but not learned, so a server that sends huge
+// chunks costs a call no second copy of them beside the reader's.
+func TestShapeKeepsNoLargeChunk(t *testing.T) {
+	big := []byte(`{"id":"` + strings.Repeat("x", maxShape) + `","choices":[{"delta":{"content":"a"}}]}`)
+	var s shape
+	if out, err := s.scan(big, true); err != nil || out.content != "a" || s.known {
+		t.Fatalf("content %q, err %v, learned %v", out.content, err, s.known)
+	}
+	small := []byte(`{"id":"x","choices":[{"delta":{"content":"a"}}]}`)
+	if out, err := s.scan(small, true); err != nil || out.content != "a" || !s.known || cap(s.buf) > 2*maxShape {
+		t.Fatalf("content %q, err %v, learned %v, kept %d bytes", out.content, err, s.known, cap(s.buf))
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/buger/jsonparser"
 	"github.com/moltbot/moltbot"
@@ -41,6 +42,7 @@ type Client struct {
 	creds   *inference.Credentials
 	http    *http.Client
 	chatURL string
+	auth    atomic.Pointer[authValue] // the last key's Authorization value
 }
 
 // TypeName is the provider type of OpenAI-compatible servers in a config.
@@ -74,10 +76,37 @@ func New(cfg Config) *Client {
 // 2xx response or an *inference.Error.
 func (c *Client) do(ctx context.Context, mk func() (*http.Request, error)) (*http.Response, error) {
 	return inference.DoWithKeys(ctx, c.name, c.creds, c.http, mk, func(r *http.Request, key string) {
-		r.Header.Set("Authorization", "Bearer "+key)
+		r.Header["Authorization"] = c.bearer(key)
 	}, func(resp *http.Response) *inference.Error {
 		return inference.FromStatus(c.name, resp.StatusCode, ParseError(inference.ReadErrorBody(resp.Body)), resp.Header)
 	})
+}
+
+// Header values every chat call sends, shared by all requests: a
+// transport only reads a request's header (a RoundTripper must not change
+// it; Set replaces a value, and Add appends to a full slice, which copies
+// it).
+var (
+	headerJSON = []string{"application/json"}
+	headerSSE  = []string{"text/event-stream"}
+)
+
+// authValue is an Authorization header's value for key.
+type authValue struct {
+	key string
+	v   []string
+}
+
+// bearer returns the Authorization value for key: the last one made while
+// calls use the same key (one string comparison, no allocation), else a
+// new one.
+func (c *Client) bearer(key string) []string {
+	if a := c.auth.Load(); a != nil && a.key == key {
+		return a.v
+	}
+	a := &authValue{key: key, v: []string{"Bearer " + key}}
+	c.auth.Store(a)
+	return a.v
 }
 
 type message struct {
@@ -187,8 +216,8 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 		if err != nil {
 			return nil, err
 		}
-		hreq.Header.Set("Content-Type", "application/json")
-		hreq.Header.Set("Accept", "text/event-stream")
+		hreq.Header["Content-Type"] = headerJSON
+		hreq.Header["Accept"] = headerSSE
 		return hreq, nil
 	})
 	if err != nil {
@@ -200,8 +229,9 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 		// A server that ignored "stream": read the whole completion.
 		return c.readJSON(ctx, resp, fn)
 	}
-	r := getReader(resp.Body)
-	defer putReader(r)
+	st := getStream(resp.Body)
+	defer putStream(st)
+	r := st.r
 	finished := false
 	var calls toolCalls
 	for {
@@ -222,7 +252,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 			// [DONE] is the server's own end of reply, even without a finish_reason.
 			return res, nil
 		}
-		ch, err := scanChunk(ev.Data, res.Model == "")
+		ch, err := st.shape.scan(ev.Data, res.Model == "")
 		if err != nil {
 			return res, &inference.Error{Kind: inference.KindStream, Provider: c.name, Message: "malformed stream chunk: " + err.Error()}
 		}
@@ -262,24 +292,32 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 // maxEvent bounds one event of a stream.
 const maxEvent = 4 << 20
 
-// Stream readers are pooled: each holds a 4 KiB read buffer, and a call
-// needs one only while it reads.
-var readers = sync.Pool{New: func() any { return sse.NewReader(nil, maxEvent) }}
-
-func getReader(body io.Reader) *sse.Reader {
-	r := readers.Get().(*sse.Reader)
-	r.Reset(body)
-	return r
+// stream is what a call needs to read its stream: the SSE reader and the
+// shape of its text chunks. Streams are pooled: each holds a 4 KiB read
+// buffer and a chunk's worth of shape, and a call needs one only while it
+// reads.
+type stream struct {
+	r     *sse.Reader
+	shape shape
 }
 
-// putReader returns r to the pool, unless an event grew its buffers past
-// what a pooled reader should keep.
-func putReader(r *sse.Reader) {
-	if r.Retained() > 64<<10 {
+var streams = sync.Pool{New: func() any { return &stream{r: sse.NewReader(nil, maxEvent)} }}
+
+func getStream(body io.Reader) *stream {
+	st := streams.Get().(*stream)
+	st.r.Reset(body)
+	return st
+}
+
+// putStream returns st to the pool, unless an event grew its buffers past
+// what a pooled stream should keep (a shape keeps at most maxShape).
+func putStream(st *stream) {
+	if st.r.Retained() > 64<<10 {
 		return
 	}
-	r.Reset(nil)
-	readers.Put(r)
+	st.r.Reset(nil)
+	st.shape.reset()
+	streams.Put(st)
 }
 
 type completion struct {
@@ -348,6 +386,9 @@ type scanned struct {
 	content, finish, model, errMsg string
 	usage                          *moltbot.Usage
 	calls                          []toolCall // pieces of tool calls (the slow path only)
+	// cs, ce bound the first choice's content string, quotes included,
+	// when fastChunk read one (ce 0: it did not); shape learns from them.
+	cs, ce int
 }
 
 var chunkPaths = [][]string{

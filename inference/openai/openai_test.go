@@ -283,6 +283,15 @@ func BenchmarkScanChunk(b *testing.B) {
 				scanChunk(data, false)
 			}
 		})
+		b.Run(bc.name+"/shape", func(b *testing.B) {
+			// The stream's next chunk: another text in the same bytes.
+			var s shape
+			s.scan(bytes.Replace(data, []byte(`" token"`), []byte(`" other"`), 1), false)
+			b.ReportAllocs()
+			for b.Loop() {
+				s.scan(data, false)
+			}
+		})
 		b.Run(bc.name+"/slow", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -365,6 +374,39 @@ func BenchmarkChat(b *testing.B) {
 		}
 		if n != 16 {
 			b.Fatalf("%d tokens, want 16", n)
+		}
+	}
+}
+
+// A call whose context is canceled with the cause
+// context.DeadlineExceeded (a provider's timeout kept by a timer, as
+// actors/provider keeps it) is a timeout, not a caller that left: the
+// router fails over and the breaker counts a failure.
+func TestTimeoutCauseIsATimeout(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then the server sees the client leave
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	}))
+	defer stalled.Close()
+	defer stalled.CloseClientConnections()
+	c := New(Config{Name: "slow", BaseURL: stalled.URL})
+	for _, cause := range []error{context.DeadlineExceeded, nil} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		go func() {
+			<-arrived // the call waits for its answer: cancel it now
+			cancel(cause)
+		}()
+		_, err := c.Chat(ctx, &inference.Request{Model: "m", Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: "x"}}},
+			func(inference.Delta) error { return nil })
+		e, ok := inference.AsError(err)
+		want := inference.KindTimeout
+		if cause == nil {
+			want = inference.KindCanceled
+		}
+		if !ok || e.Kind != want {
+			t.Fatalf("cause %v: %v, want %s", cause, err, want)
 		}
 	}
 }

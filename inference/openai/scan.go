@@ -98,6 +98,9 @@ func delta(b []byte, i int, out *scanned) (int, bool) {
 		switch string(key) {
 		case "content":
 			out.content, next, ok = stringOrNull(b, vi)
+			if ok && b[vi] == '"' {
+				out.cs, out.ce = vi, next
+			}
 			return 1 << 0, next, ok
 		case "tool_calls":
 			if js.HasPrefix(b, vi, "null") {
@@ -149,4 +152,89 @@ func stringOrNull(b []byte, i int) (string, int, bool) {
 func unquoteOK(raw []byte) (string, bool) {
 	s, err := unquote(raw)
 	return s, err == nil
+}
+
+// shape is the hot path of a stream's text chunks: a server writes every
+// token's chunk with the same bytes around the text (the id, the model,
+// the created time, "finish_reason":null, ...), so a chunk that is the
+// last text chunk fastChunk read, but for another valid JSON string where
+// the text was, reads as that chunk did with the new text: fastChunk is a
+// left-to-right scan whose every decision depends on the bytes before it,
+// and a string value ends at its closing quote whatever it holds, so the
+// scan of the bytes around the text is the same, and the text is the
+// only thing that differs. shape checks exactly that (the bytes before and
+// after, and that what is between is one string that unquote decodes) in
+// two comparisons and one pass over the text, instead of scanning the ~200
+// bytes of a chunk. FuzzShapeMatchesSlow holds it to scanChunkSlow.
+//
+// A shape belongs to one stream (one call); it is not safe for concurrent
+// use. Its buffer is kept with the pooled reader.
+type shape struct {
+	buf      []byte // the learned chunk's bytes before its text, then after it
+	pre      int    // len(before)
+	known    bool   // buf holds a learned chunk
+	hasModel bool   // the learned chunk was read with its model
+	model    string
+	finish   string
+}
+
+// maxShape bounds the bytes a shape keeps (a chunk is some 250 bytes
+// around its text): a server that sends huge chunks gets them scanned, and
+// a call holds no second copy of one beside the reader's.
+const maxShape = 4 << 10
+
+// reset forgets what s learned, keeping its buffer.
+func (s *shape) reset() {
+	*s = shape{buf: s.buf[:0]}
+}
+
+// scan is scanChunk, reading a chunk of the learned shape without
+// scanning it, and learning the shape of each text chunk it scans.
+func (s *shape) scan(data []byte, wantModel bool) (scanned, error) {
+	if out, ok := s.match(data, wantModel); ok {
+		return out, nil
+	}
+	out, err := scanChunk(data, wantModel)
+	if err == nil {
+		s.learn(data, wantModel, &out)
+	}
+	return out, err
+}
+
+// match reads data as the learned chunk with another text; ok false
+// means data is not of the learned shape.
+func (s *shape) match(data []byte, wantModel bool) (out scanned, ok bool) {
+	if !s.known || (wantModel && !s.hasModel) {
+		return out, false
+	}
+	suf := len(s.buf) - s.pre
+	end := len(data) - suf // where the text's closing quote ends
+	if end < s.pre+2 || string(data[:s.pre]) != string(s.buf[:s.pre]) || string(data[end:]) != string(s.buf[s.pre:]) {
+		return out, false
+	}
+	st, e, ok := js.RawString(data, s.pre)
+	if !ok || e+1 != end {
+		return out, false
+	}
+	if out.content, ok = unquoteOK(data[st:e]); !ok {
+		return out, false
+	}
+	out.finish = s.finish
+	if wantModel {
+		out.model = s.model
+	}
+	out.cs, out.ce = s.pre, end
+	return out, true
+}
+
+// learn keeps the shape of a chunk scanChunk read as out: one whose first
+// choice's text fastChunk read (cs, ce), and nothing else of note (no
+// usage, error or tool calls, which a shape does not carry).
+func (s *shape) learn(data []byte, wantModel bool, out *scanned) {
+	if out.ce == 0 || out.usage != nil || out.errMsg != "" || out.calls != nil || len(data)-(out.ce-out.cs) > maxShape {
+		return
+	}
+	s.buf = append(append(s.buf[:0], data[:out.cs]...), data[out.ce:]...)
+	s.pre = out.cs
+	s.known, s.hasModel, s.model, s.finish = true, wantModel, out.model, out.finish
 }
