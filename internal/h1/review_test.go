@@ -1,0 +1,142 @@
+package h1
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// A server that sends a second, unasked response after the first one's
+// end (a broken server; bytes that arrive while the connection idles):
+// the next request must not take it for its own (net/http's read loop
+// closes such a connection). Reused at once, as a busy node does.
+func TestStrayResponseOnIdle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stray := make(chan struct{})
+	go func() {
+		first := true
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			isFirst := first
+			first = false
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if isFirst && i == 0 {
+						c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+						<-stray
+						c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"))
+						continue
+					}
+					c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine"))
+				}
+			}()
+		}
+	}()
+	u := "http://" + ln.Addr().String()
+	tr, _ := newTransport()
+	c := &http.Client{Transport: tr}
+	if _, body := get(t, c, "POST", u, "{}"); body != "ok" {
+		t.Fatalf("first: %q", body)
+	}
+	close(stray)
+	// Until the stray bytes are in the idle connection's receive buffer.
+	waitFor(t, func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		for _, l := range tr.idle {
+			for _, c := range l {
+				if alive(c.nc) {
+					return false
+				}
+			}
+		}
+		return true
+	}, "the idle connection with a stray response")
+	if _, body := get(t, c, "POST", u, "{}"); body != "mine" {
+		t.Fatalf("second request read %q, another request's response (want \"mine\")", body)
+	}
+}
+
+// A POST written whole on a reused connection that then ends without a
+// response may have been acted on (a generation started, paid for): it is
+// not sent again, as net/http does not send a non-idempotent request
+// again. A GET is retried once (TestRetryOnce).
+func TestPostNotRetriedAfterWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var posts atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if req.URL.Path == "/gen" {
+						posts.Add(1)
+						return // acted on, then the connection dropped
+					}
+					c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+				}
+			}()
+		}
+	}()
+	u := "http://" + ln.Addr().String()
+	tr, _ := newTransport()
+	c := &http.Client{Transport: tr}
+	get(t, c, "GET", u+"/models", "")
+	req, _ := http.NewRequest("POST", u+"/gen", strings.NewReader("{}"))
+	if _, err := c.Do(req); err == nil {
+		t.Fatal("no error from a server that never answers")
+	}
+	if n := posts.Load(); n != 1 {
+		t.Fatalf("the POST reached the server %d times (want 1)", n)
+	}
+}
+
+// A request URI with a control byte (a RawQuery or Opaque set by hand) is
+// never written by this transport: net/http refuses it.
+func TestRequestURIControlBytes(t *testing.T) {
+	for _, set := range []func(*http.Request){
+		func(r *http.Request) { r.URL.RawQuery = "a=1 HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /x" },
+		func(r *http.Request) { r.URL.Opaque = "/a\nb" },
+		func(r *http.Request) { r.URL.RawQuery = "a\x00b" },
+	} {
+		tr, fb := newTransport()
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:1/p", nil)
+		set(req)
+		tr.RoundTrip(req)
+		if fb.n.Load() != 1 {
+			t.Fatalf("%q written by h1 (want net/http, which refuses it)", req.URL.RequestURI())
+		}
+	}
+}
