@@ -84,6 +84,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.Fallback.RoundTrip(req)
 	}
 	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		// Ended before it began: a pooled connection taken now would be
+		// closed by the cancel's deadline (net/http checks first too).
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
 	body, err := readBody(req)
 	if err != nil {
 		return nil, err

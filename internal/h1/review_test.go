@@ -2,6 +2,8 @@ package h1
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -138,5 +140,25 @@ func TestRequestURIControlBytes(t *testing.T) {
 		if fb.n.Load() != 1 {
 			t.Fatalf("%q written by h1 (want net/http, which refuses it)", req.URL.RequestURI())
 		}
+	}
+}
+
+// A request whose context ended before it began costs no pooled
+// connection: it returns the context's error without taking one (the
+// cancel would have set the connection's deadline and closed it).
+func TestCanceledBeforeStart(t *testing.T) {
+	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	tr, _ := newTransport()
+	c := &http.Client{Transport: tr}
+	get(t, c, "GET", s.URL, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", s.URL, strings.NewReader("{}"))
+	if _, err := tr.RoundTrip(req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("%v (want context.Canceled)", err)
+	}
+	get(t, c, "GET", s.URL, "")
+	if n := s.news.Load(); n != 1 {
+		t.Fatalf("%d connections (want 1: the canceled request took none)", n)
 	}
 }
