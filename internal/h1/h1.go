@@ -430,7 +430,10 @@ const (
 // most max bytes of status lines and headers, and returns it with its
 // body (whose connection the caller sets).
 func readResponse(br *bufio.Reader, req *http.Request, max int) (*http.Response, *body, error) {
-	for {
+	for n1xx := 0; ; n1xx++ {
+		if n1xx > max1xx {
+			return nil, nil, errors.New("h1: too many 1xx informational responses")
+		}
 		line, err := readLine(br, &max)
 		if err != nil {
 			return nil, nil, err
@@ -467,6 +470,10 @@ func readResponse(br *bufio.Reader, req *http.Request, max int) (*http.Response,
 		return resp, b, nil
 	}
 }
+
+// max1xx bounds the 1xx responses before the final one (net/http's
+// bound): each costs a Response and a header map.
+const max1xx = 5
 
 // readLine reads a line without its CRLF (or LF), counting it against
 // *max.

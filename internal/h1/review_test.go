@@ -162,3 +162,23 @@ func TestCanceledBeforeStart(t *testing.T) {
 		t.Fatalf("%d connections (want 1: the canceled request took none)", n)
 	}
 }
+
+// 1xx responses before the final one are bounded in number as net/http
+// bounds them (5): a flood of them within the header bytes' bound costs a
+// Response and a header map each (about 40,000 in 1 MiB).
+func TestInformationalFlood(t *testing.T) {
+	for _, tc := range []struct {
+		n   int
+		err bool
+	}{{5, false}, {6, true}, {40000, true}} {
+		reply := strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", tc.n) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+		req, _ := http.NewRequest("GET", "http://h/", nil)
+		resp, _, err := readResponse(bufio.NewReader(strings.NewReader(reply)), req, 4<<20)
+		if tc.err != (err != nil) || err == nil && resp.StatusCode != 200 {
+			t.Fatalf("%d 1xx responses: %v", tc.n, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "1xx") {
+			t.Fatalf("%d 1xx responses: %v", tc.n, err)
+		}
+	}
+}
