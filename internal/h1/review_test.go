@@ -182,3 +182,31 @@ func TestInformationalFlood(t *testing.T) {
 		}
 	}
 }
+
+// The probe at every reuse allocates nothing once its connection's
+// prober is made.
+func TestProbeAllocs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	p := newProber(c)
+	if n := testing.AllocsPerRun(100, func() {
+		if !p.alive() {
+			t.Fatal("an open idle connection is not alive")
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations a probe (want 0)", n)
+	}
+}
