@@ -210,3 +210,29 @@ func TestProbeAllocs(t *testing.T) {
 		t.Fatalf("%v allocations a probe (want 0)", n)
 	}
 }
+
+// BenchmarkProbe: what the probe at every reuse costs a call.
+func BenchmarkProbe(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer peer.Close()
+	p := newProber(c)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !p.alive() {
+			b.Fatal("not alive")
+		}
+	}
+}
