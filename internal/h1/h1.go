@@ -146,9 +146,14 @@ func readBody(req *http.Request) ([]byte, error) {
 		return nil, nil
 	}
 	defer req.Body.Close()
-	b := make([]byte, req.ContentLength)
+	b := make([]byte, req.ContentLength, req.ContentLength+1) // +1: room to look for a byte too many
 	if _, err := io.ReadFull(req.Body, b); err != nil {
 		return nil, fmt.Errorf("http: ContentLength=%d with a shorter Body: %w", req.ContentLength, err)
+	}
+	// More than the length: refused, as net/http does (cut to the length,
+	// the server would get a truncated body).
+	if n, _ := io.ReadFull(req.Body, b[len(b):cap(b)]); n > 0 {
+		return nil, fmt.Errorf("http: ContentLength=%d with a longer Body", req.ContentLength)
 	}
 	return b, nil
 }

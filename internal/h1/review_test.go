@@ -236,3 +236,18 @@ func BenchmarkProbe(b *testing.B) {
 		}
 	}
 }
+
+// A body longer than the request's ContentLength is refused, as net/http
+// refuses it, not cut to the length and sent (a truncated JSON body).
+func TestBodyLongerThanLength(t *testing.T) {
+	tr, _ := newTransport()
+	tr.Dial = func(context.Context, string, string) (net.Conn, error) {
+		t.Fatal("dialed for a request it must refuse")
+		return nil, nil
+	}
+	req, _ := http.NewRequest("POST", "http://h:1/", strings.NewReader(`{"a":1}`))
+	req.ContentLength = 3
+	if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "ContentLength=3") {
+		t.Fatalf("%v (want an error naming the length)", err)
+	}
+}
