@@ -900,10 +900,13 @@ func validValue(v string) bool {
 	return true
 }
 
-// validHost: no byte that could end the header or split the line.
+// validHost: no byte that could end the header or split the line, and
+// none that net/http rewrites in the Host header (an IPv6 zone's '%' it
+// removes, a non-ASCII name it turns to punycode): such a host is left to
+// it.
 func validHost(h string) bool {
 	for i := 0; i < len(h); i++ {
-		if c := h[i]; c <= ' ' || c == 0x7f || c == '/' || c == '?' || c == '#' || c == '@' {
+		if c := h[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '?' || c == '#' || c == '@' || c == '%' {
 			return false
 		}
 	}

@@ -251,3 +251,20 @@ func TestBodyLongerThanLength(t *testing.T) {
 		t.Fatalf("%v (want an error naming the length)", err)
 	}
 }
+
+// A host net/http rewrites for the Host header (an IPv6 zone it removes,
+// a non-ASCII name it turns to punycode) goes to net/http: written as it
+// is, a server that checks Host (Ollama's allowed hosts) refuses it.
+func TestHostNetHTTPRewrites(t *testing.T) {
+	for _, u := range []string{"http://[fe80::1%25eth0]:11434/api/tags", "http://bücher.example/api/tags"} {
+		tr, fb := newTransport()
+		req, err := http.NewRequest("GET", u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.RoundTrip(req)
+		if fb.n.Load() != 1 {
+			t.Fatalf("%s: written by h1 with Host %q (want net/http's)", u, req.URL.Host)
+		}
+	}
+}
