@@ -254,7 +254,8 @@ func TestBodyLongerThanLength(t *testing.T) {
 
 // A host net/http rewrites for the Host header (an IPv6 zone it removes,
 // a non-ASCII name it turns to punycode) goes to net/http: written as it
-// is, a server that checks Host (Ollama's allowed hosts) refuses it.
+// is, the Host header is not a valid one (RFC 9110, RFC 6874), and a
+// server that checks Host strictly may refuse it.
 func TestHostNetHTTPRewrites(t *testing.T) {
 	for _, u := range []string{"http://[fe80::1%25eth0]:11434/api/tags", "http://bücher.example/api/tags"} {
 		tr, fb := newTransport()
