@@ -91,7 +91,7 @@ test: vet fmt-check build redis-server acceptance-deps widget-deps $(TEST_OLLAMA
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -run '^TestClusterProcesses' ./cmd/moltbot/
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
 	$(GO) test -count=1 -timeout 5m -run '^TestWidgetCluster$$' ./cmd/moltbot/
-	$(GO) test -count=1 -timeout 5m -run 'Allocs' ./skills/... ./inference/... ./chat/
+	$(GO) test -count=1 -timeout 5m -run 'Allocs' ./skills/... ./inference/... ./chat/ ./internal/h1/
 	$(MAKE) --no-print-directory test-edge
 
 ## test-edge: the edge build's own tests (the packages with edge stand-ins:

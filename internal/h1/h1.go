@@ -15,9 +15,12 @@
 // response's framing by RFC 9112 section 6 (chunked, Content-Length, or to
 // the end of the connection, which is then not reused), 1xx responses
 // skipped, response headers bounded (MaxHeaderBytes), a connection reused
-// only after its body was read to the end. A reused connection that fails
-// before the first byte of its response (the server had closed it while
-// it idled) is retried once on a new one when the body can be sent again.
+// only after its body was read to the end, and only when nothing came on
+// it while it idled (a probe at every reuse). A reused connection that
+// fails before the first byte of its response (the server had closed it
+// while it idled) is retried once on a new one when the server cannot have
+// acted on the request (it was not written whole) or the request may be
+// sent twice (an idempotent method or an idempotency key, net/http's rule).
 // Cancelling the request's context ends a blocked write or read at once
 // and closes the connection.
 package h1
@@ -62,10 +65,6 @@ type Transport struct {
 // DefaultUserAgent is sent when a request sets none, as net/http does.
 const DefaultUserAgent = "Go-http-client/1.1"
 
-// probeAfter: a connection idle at least this long is checked before it
-// is used again (the server may have closed it meanwhile).
-const probeAfter = time.Second
-
 type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
@@ -73,6 +72,7 @@ type conn struct {
 	addr   string
 	idleAt time.Time
 	reused bool
+	probe  *prober // made at the first reuse
 }
 
 var errClosedBody = errors.New("http: read on closed response body")
@@ -84,6 +84,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.Fallback.RoundTrip(req)
 	}
 	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		// Ended before it began: a pooled connection taken now would be
+		// closed by the cancel's deadline (net/http checks first too).
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
 	body, err := readBody(req)
 	if err != nil {
 		return nil, err
@@ -93,7 +101,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, early, err := t.exchange(ctx, c, req, body)
+		resp, fate, err := t.exchange(ctx, c, req, body)
 		if err == nil {
 			return resp, nil
 		}
@@ -102,11 +110,33 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// A reused connection that failed before any byte of its
 		// response came: the server closed it while it idled. Once more
-		// on a new one.
-		if !early || !c.reused || attempt > 0 {
+		// on a new one, when the server cannot have acted on the request:
+		// it was not written whole, or it may be sent twice (net/http's
+		// rule: a non-idempotent request it wrote is never sent again).
+		retry := fate == unwritten || fate == unanswered && replayable(req)
+		if !retry || !c.reused || attempt > 0 {
 			return nil, err
 		}
 	}
+}
+
+// How far an exchange went before it failed.
+const (
+	unwritten  = iota // the request was not written whole
+	unanswered        // written, and no byte of a response came
+	answered          // the response had begun
+)
+
+// replayable reports whether req may be sent again after it was written,
+// as net/http decides it: an idempotent method, or an idempotency key.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, k := req.Header["Idempotency-Key"]
+	_, xk := req.Header["X-Idempotency-Key"]
+	return k || xk
 }
 
 // readBody reads the request's body (its length is known: lean) and
@@ -116,9 +146,14 @@ func readBody(req *http.Request) ([]byte, error) {
 		return nil, nil
 	}
 	defer req.Body.Close()
-	b := make([]byte, req.ContentLength)
+	b := make([]byte, req.ContentLength, req.ContentLength+1) // +1: room to look for a byte too many
 	if _, err := io.ReadFull(req.Body, b); err != nil {
 		return nil, fmt.Errorf("http: ContentLength=%d with a shorter Body: %w", req.ContentLength, err)
+	}
+	// More than the length: refused, as net/http does (cut to the length,
+	// the server would get a truncated body).
+	if n, _ := io.ReadFull(req.Body, b[len(b):cap(b)]); n > 0 {
+		return nil, fmt.Errorf("http: ContentLength=%d with a longer Body", req.ContentLength)
 	}
 	return b, nil
 }
@@ -132,7 +167,9 @@ func (t *Transport) lean(req *http.Request) (string, bool) {
 	if req.ContentLength < 0 || req.ContentLength == 0 && req.Body != nil && req.Body != http.NoBody {
 		return "", false // a length only the body knows
 	}
-	if !validMethod(req.Method) || !validHost(req.Host) || !validHost(u.Host) {
+	if !validMethod(req.Method) || !validHost(req.Host) || !validHost(u.Host) || !validValue(u.RawQuery) || !validValue(u.Opaque) {
+		// (A control byte in the request line: net/http refuses it. The
+		// path is escaped by RequestURI.)
 		return "", false
 	}
 	for k, vs := range req.Header {
@@ -184,7 +221,15 @@ func (t *Transport) get(ctx context.Context, addr string) (*conn, error) {
 		if c == nil {
 			break
 		}
-		if now.Sub(c.idleAt) >= timeout || now.Sub(c.idleAt) >= probeAfter && !alive(c.nc) {
+		// Probed at every reuse, however short the idle: bytes that came
+		// while it idled are a response nobody asked for (a broken or
+		// hostile server), which the next request would take for its own
+		// and every later one would be a response behind (net/http's read
+		// loop closes such a connection too).
+		if c.probe == nil {
+			c.probe = newProber(c.nc)
+		}
+		if now.Sub(c.idleAt) >= timeout || !c.probe.alive() {
 			c.nc.Close()
 			continue
 		}
@@ -287,15 +332,16 @@ func (t *Transport) CloseIdleConnections() {
 // aLongTimeAgo is a deadline that has passed: it ends a blocked I/O.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// exchange writes req on c and reads the response's head. early reports
-// that it failed before any byte of the response came.
-func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, body []byte) (resp *http.Response, early bool, err error) {
+// exchange writes req on c and reads the response's head. fate reports
+// how far it went when it failed.
+func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, body []byte) (resp *http.Response, fate int, err error) {
 	var stop func() bool
 	if ctx.Done() != nil {
 		nc := c.nc
 		stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
 	}
-	fail := func(e error) (*http.Response, bool, error) {
+	fate = answered
+	fail := func(e error) (*http.Response, int, error) {
 		if stop != nil {
 			stop()
 		}
@@ -303,7 +349,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, bo
 		if ctx.Err() != nil {
 			e = ctx.Err()
 		}
-		return nil, early, e
+		return nil, fate, e
 	}
 	c.wb = appendRequest(c.wb[:0], req, len(body))
 	if len(body) <= 64<<10 {
@@ -316,11 +362,11 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, bo
 		c.wb = nil
 	}
 	if err != nil {
-		early = true
+		fate = unwritten
 		return fail(err)
 	}
 	if _, err := c.br.Peek(1); err != nil {
-		early = true
+		fate = unanswered
 		return fail(err)
 	}
 	max := t.MaxHeaderBytes
@@ -335,7 +381,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, bo
 	if b.mode == noBody {
 		b.finish()
 	}
-	return resp, false, nil
+	return resp, answered, nil
 }
 
 // appendRequest appends req's request line and headers for a body of n
@@ -389,7 +435,10 @@ const (
 // most max bytes of status lines and headers, and returns it with its
 // body (whose connection the caller sets).
 func readResponse(br *bufio.Reader, req *http.Request, max int) (*http.Response, *body, error) {
-	for {
+	for n1xx := 0; ; n1xx++ {
+		if n1xx > max1xx {
+			return nil, nil, errors.New("h1: too many 1xx informational responses")
+		}
 		line, err := readLine(br, &max)
 		if err != nil {
 			return nil, nil, err
@@ -426,6 +475,10 @@ func readResponse(br *bufio.Reader, req *http.Request, max int) (*http.Response,
 		return resp, b, nil
 	}
 }
+
+// max1xx bounds the 1xx responses before the final one (net/http's
+// bound): each costs a Response and a header map.
+const max1xx = 5
 
 // readLine reads a line without its CRLF (or LF), counting it against
 // *max.
@@ -847,10 +900,13 @@ func validValue(v string) bool {
 	return true
 }
 
-// validHost: no byte that could end the header or split the line.
+// validHost: no byte that could end the header or split the line, and
+// none that net/http rewrites in the Host header (an IPv6 zone's '%' it
+// removes, a non-ASCII name it turns to punycode): such a host is left to
+// it.
 func validHost(h string) bool {
 	for i := 0; i < len(h); i++ {
-		if c := h[i]; c <= ' ' || c == 0x7f || c == '/' || c == '?' || c == '#' || c == '@' {
+		if c := h[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '?' || c == '#' || c == '@' || c == '%' {
 			return false
 		}
 	}
