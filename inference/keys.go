@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/moltbot/moltbot/internal/h1"
 
 	"golang.org/x/oauth2"
 )
@@ -233,7 +237,7 @@ func DoWithKeys(ctx context.Context, provider string, creds *Credentials, hc *ht
 		if key != "" {
 			set(req, key)
 		}
-		resp, err := hc.Do(req)
+		resp, err := Send(hc, req)
 		if err != nil {
 			return nil, Classify(ctx, provider, err)
 		}
@@ -253,4 +257,49 @@ func DoWithKeys(ctx context.Context, provider string, creds *Credentials, hc *ht
 		return nil, last
 	}
 	return nil, last
+}
+
+// Send is hc.Do(req), except that a request hc would hand to an
+// internal/h1 transport with nothing of its own to add (no redirect
+// policy, cookie jar, timeout, or credentials in the URL) goes to the
+// transport directly: http.Client copies every request's headers for the
+// redirects it may follow, 8 allocations a model call. A redirect answer
+// is then asked again through hc, which follows it as before (the first
+// answer's body is dropped; a body that cannot be sent again leaves the
+// redirect answer as it is). Errors are wrapped as hc.Do wraps them.
+func Send(hc *http.Client, req *http.Request) (*http.Response, error) {
+	t, ok := hc.Transport.(*h1.Transport)
+	if !ok || hc.CheckRedirect != nil || hc.Jar != nil || hc.Timeout != 0 || req.URL == nil || req.URL.User != nil {
+		return hc.Do(req)
+	}
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: urlErrorOp(req.Method), URL: req.URL.String(), Err: err}
+	}
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil || resp.Header.Get("Location") == "" {
+			return resp, nil // as hc.Do answers a redirect it cannot follow
+		}
+		resp.Body.Close()
+		again := req.Clone(req.Context())
+		if req.GetBody != nil {
+			if again.Body, err = req.GetBody(); err != nil {
+				return nil, &url.Error{Op: urlErrorOp(req.Method), URL: req.URL.String(), Err: err}
+			}
+		}
+		return hc.Do(again)
+	}
+	return resp, nil
+}
+
+// urlErrorOp is http.Client's: "Post" for POST.
+func urlErrorOp(method string) string {
+	if method == "" {
+		return "Get"
+	}
+	if len(method) > 1 {
+		return method[:1] + strings.ToLower(method[1:])
+	}
+	return method
 }

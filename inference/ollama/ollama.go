@@ -131,7 +131,7 @@ func (c *Client) Chat(ctx context.Context, req *inference.Request, fn inference.
 	if err != nil {
 		return inference.Result{}, err
 	}
-	resp, err := c.http.Do(hreq)
+	resp, err := inference.Send(c.http, hreq)
 	if err != nil {
 		return inference.Result{}, c.explain(inference.Classify(ctx, c.name, err), req.Model)
 	}

@@ -581,3 +581,27 @@ func BenchmarkStream(b *testing.B) {
 		})
 	}
 }
+
+// Headers as net/http reads them: keys canonical (known ones and others),
+// a repeated key's values in order, values trimmed, none sharing storage
+// that a caller's append could overwrite.
+func TestHeaders(t *testing.T) {
+	in := "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-weird-KEY:  a \r\nVary: A\r\nvary: B\r\nX-Empty:\r\nContent-Length: 0\r\n\r\n"
+	req, _ := http.NewRequest("GET", "http://h/", nil)
+	resp, _, err := readResponse(bufio.NewReader(strings.NewReader(in)), req, 4<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	std, err := http.ReadResponse(bufio.NewReader(strings.NewReader(in)), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(resp.Header) != fmt.Sprint(std.Header) {
+		t.Fatalf("headers\n%v\nnet/http's\n%v", resp.Header, std.Header)
+	}
+	ct := resp.Header["Content-Type"]
+	resp.Header["Content-Type"] = append(ct, "x")
+	if got := resp.Header["X-Weird-Key"]; len(got) != 1 || got[0] != "a" {
+		t.Fatalf("an append to one header changed another: %q", got)
+	}
+}
