@@ -88,12 +88,15 @@ size-check:
 ## restarts) run on their own after the rest: beside every other package
 ## on 2 cores, a rolling restart loses an acknowledged turn now and then
 ## (docs/DESIGN.md, known limits), which they must not hide and the rest
-## must not provoke.
+## must not provoke. The allocation counts run again without -race (the
+## race detector empties sync.Pool, so a test that counts a pooled path's
+## allocations skips under it).
 test: vet fmt-check build redis-server acceptance-deps widget-deps $(TEST_OLLAMA_CLI)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m -skip '^TestClusterProcesses' ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -run '^TestClusterProcesses' ./cmd/moltbot/
 	$(GO) test -count=1 -timeout 10m -run 'Cluster' ./actors/
 	$(GO) test -count=1 -timeout 5m -run '^TestWidgetCluster$$' ./cmd/moltbot/
+	$(GO) test -count=1 -timeout 5m -run 'Allocs' ./skills/... ./inference/... ./chat/
 	$(MAKE) --no-print-directory test-edge
 
 ## test-edge: the edge build's own tests (the packages with edge stand-ins:

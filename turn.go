@@ -1,6 +1,9 @@
 package moltbot
 
-import "context"
+import (
+	"context"
+	"strings"
+)
 
 // NewConversation is what a new conversation starts with.
 type NewConversation struct {
@@ -204,6 +207,14 @@ type Turn struct {
 	// Handoff is the operation of a hand-off turn (TurnInput.Handoff), nil
 	// for a user's turn: the hand-off stage answers it.
 	Handoff *HandoffOp
+	// later are notes a stage put off until a stage reads them (Later).
+	later []laterNotes
+}
+
+// laterNotes is a Later: fn writes the notes whose keys begin with prefix.
+type laterNotes struct {
+	prefix string
+	fn     func(ctx context.Context)
 }
 
 // Note sets a note on the turn (Turn.Notes).
@@ -212,6 +223,40 @@ func (t *Turn) Note(key, value string) {
 		t.Notes = map[string]string{}
 	}
 	t.Notes[key] = value
+}
+
+// Later puts off the notes whose keys begin with prefix until a stage
+// reads one: fn, which writes them with Note, runs once, on the reader's
+// context, when NoteOf or Resolve asks for such a key, or never. A stage
+// whose notes cost much and that most turns never read uses it: the
+// intent stage classifies a message only when a flow's trigger, a skill's
+// intent: or the hand-off asks what the intent is. A stage that reads a
+// put-off note reads it with NoteOf (or calls Resolve before reading
+// Notes).
+func (t *Turn) Later(prefix string, fn func(ctx context.Context)) {
+	t.later = append(t.later, laterNotes{prefix: prefix, fn: fn})
+}
+
+// Resolve runs what Later put off for the key or prefix key ("": all of
+// it), so that Notes holds those notes.
+func (t *Turn) Resolve(ctx context.Context, key string) {
+	for i := 0; i < len(t.later); i++ {
+		l := t.later[i]
+		if l.fn == nil || !strings.HasPrefix(key, l.prefix) && !strings.HasPrefix(l.prefix, key) {
+			continue
+		}
+		t.later[i].fn = nil // once, even if fn reads its own notes
+		l.fn(ctx)
+	}
+}
+
+// NoteOf is the note key ("" when none), once what Later put off for it
+// has run.
+func (t *Turn) NoteOf(ctx context.Context, key string) string {
+	if len(t.later) > 0 {
+		t.Resolve(ctx, key)
+	}
+	return t.Notes[key]
 }
 
 // StageState is the state the turn pipeline's stages keep with a

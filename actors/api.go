@@ -179,6 +179,11 @@ func (rt *Runtime) Complete(ctx context.Context, msgs []moltbot.Message, opts mo
 	defer cancel()
 	stop := context.AfterFunc(rt.life.base, cancel)
 	defer stop()
+	if rt.pipe.idleStateless() {
+		// No stage takes a stateless turn now: the router alone, as
+		// pipeline.Chat would run it, without a Turn to build.
+		return rt.pipe.router.Chat(ctx, chain, msgs, opts, fn, visible)
+	}
 	t := &moltbot.Turn{Messages: msgs, Options: opts, Chain: chain, Visible: visible, Bot: bot}
 	if p != nil {
 		t.Tenant = p.Space

@@ -98,3 +98,30 @@ func TestIdleAroundStagePassedBy(t *testing.T) {
 		t.Fatalf("%+v %v, %d calls", comp, err, st.calls.Load())
 	}
 }
+
+// busyAfter is an after-model stage that is no Idler: it always runs.
+type busyAfter struct{}
+
+func (busyAfter) AfterModel(context.Context, *moltbot.Turn, *moltbot.Completion) error { return nil }
+
+// idleStateless (Runtime.Complete's way past the stages, no Turn built)
+// says what idle says of a stateless turn, for every kind of stage, idle
+// or not, and for a stage that is no Idler.
+func TestIdleStatelessAgrees(t *testing.T) {
+	for i := range 1 << 4 {
+		b, w, o := &switchStage{}, &wrapStage{}, &wrapStage{}
+		b.idle.Store(i&1 == 0)
+		w.idle.Store(i&2 == 0)
+		o.idle.Store(i&4 == 0)
+		p := &pipeline{before: []BeforeModel{b}, wrap: []AroundModel{w}, outer: []AroundModel{o}}
+		if i&8 != 0 {
+			p.after = []AfterModel{busyAfter{}}
+		}
+		if got, want := p.idleStateless(), p.idle(&moltbot.Turn{}); got != want || got != (i == 0) {
+			t.Errorf("stages %04b: idleStateless %v, idle %v", i, got, want)
+		}
+	}
+	if !(&pipeline{}).idleStateless() {
+		t.Error("a pipeline with no stages is not idle")
+	}
+}

@@ -229,6 +229,22 @@ func (p *pipeline) idle(t *moltbot.Turn) bool {
 	return true
 }
 
+// idleStateless reports whether every stage passes a stateless turn by
+// (idle, for a turn with no hand-off and no state: what p.idle says of
+// the Turn Runtime.Complete would build).
+func (p *pipeline) idleStateless() bool {
+	return allIdle(p.after) && allIdle(p.before) && allIdle(p.wrap) && allIdle(p.outer)
+}
+
+func allIdle[S any](stages []S) bool {
+	for _, st := range stages {
+		if i, ok := any(st).(Idler); !ok || !i.Idle() {
+			return false
+		}
+	}
+	return true
+}
+
 // whole runs the WholeTurn stages from i in, then the stages before the
 // model (the first that answers ends them), then around it and the model.
 func (p *pipeline) whole(ctx context.Context, t *moltbot.Turn, fn moltbot.StreamFunc, i int) (comp *moltbot.Completion, err error) {

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moltbot/moltbot"
@@ -27,11 +28,33 @@ import (
 
 // records are the namespaces auth keeps its records in.
 type records struct {
-	keys, tenants storage.KV
+	keys    *countedKV
+	tenants storage.KV
 }
 
 func openRecords(db storage.Namespaces) records {
-	return records{keys: db.Namespace(storage.AuthKeys), tenants: db.Namespace(storage.AuthTenants)}
+	return records{keys: &countedKV{KV: db.Namespace(storage.AuthKeys)}, tenants: db.Namespace(storage.AuthTenants)}
+}
+
+// countedKV is a namespace that counts the writes made through it: a
+// record read while the count was g is the stored one for as long as the
+// count is still g (keyCache). Every write to the keys' namespace goes
+// through it: this service's own (putKey), replicated ones (Merge) and
+// tests' direct ones. The count moves after the write, never before, so
+// that a reader that saw the new count reads the new record.
+type countedKV struct {
+	storage.KV
+	gen atomic.Uint64
+}
+
+func (c *countedKV) Put(key string, val []byte) error {
+	defer c.gen.Add(1)
+	return c.KV.Put(key, val)
+}
+
+func (c *countedKV) Delete(key string) error {
+	defer c.gen.Add(1)
+	return c.KV.Delete(key)
 }
 
 // Scope is what a credential may do (moltbot.Scope).
@@ -149,7 +172,7 @@ type Service struct {
 	issuers  []*issuer
 	signer   *signer
 	tokens   tokenCache
-	decoded  keyCache // key records by their bytes (keys.go)
+	decoded  keyCache // key records as last read, by the keys' write count (keys.go)
 	onFail   func(reason string)
 
 	// Replication (replicate.go): recMu orders read-modify-writes of key and

@@ -395,7 +395,7 @@ func (s *Service) checkJWT(raw string) (*Principal, *Error) {
 		// A token of ours lives no longer than the key it was issued to,
 		// whatever ends the key: revocation, expiry, the end of its grace
 		// after a rotation, its tenant's deletion or re-creation.
-		k, err := s.getKey(c.p.Subject)
+		k, err := s.keyRecord(c.p.Subject)
 		if err != nil || k.Tenant != c.p.Tenant {
 			return nil, unauthorized("revoked", "invalid_token", "the token's client key was revoked")
 		}

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -107,6 +105,9 @@ func hashSecret(secret string) []byte {
 	return h[:]
 }
 
+// zeroHash is what an unknown key's secret is compared with.
+var zeroHash [sha256.Size]byte
+
 func (s *Service) getKey(id string) (*Key, error) {
 	v, ok, err := s.kv.keys.Get(id)
 	if err != nil {
@@ -115,56 +116,69 @@ func (s *Service) getKey(id string) (*Key, error) {
 	if !ok {
 		return nil, ErrNotFound
 	}
-	if k, ok := s.decoded.get(id, v); ok {
-		return k, nil
-	}
 	var k Key
 	if err := json.Unmarshal(v, &k); err != nil {
 		return nil, fmt.Errorf("auth: key %s: %w", id, err)
 	}
-	s.decoded.put(id, v, &k)
 	return &k, nil
 }
 
-// keyCache keeps decoded key records by the bytes they were decoded from:
-// every request with a key still reads its record (the store stays the
-// only truth, so a revocation, local or replicated, takes effect at once),
-// but decodes JSON only when the record changed. Decoding was a tenth of a
-// keyed request's CPU.
+// keyRecord is key id's record for a credential check: shared and read
+// only (getKey gives a copy to change). It is the stored record: one
+// read at the keys' current write count is kept, and read again once
+// anything wrote to the keys' namespace since (a revocation, a rotation,
+// a record replicated from another node), so a change takes effect on
+// the next request, as when every request read the store. What a record
+// alone cannot say (expiry, the tenant's deletion) is checked on every
+// use (keyValid). An unknown id is never kept: it reads the store each
+// time. Reading the store (Pebble) and copying the record was most of a
+// keyed request's authentication.
+func (s *Service) keyRecord(id string) (*Key, error) {
+	gen := s.kv.keys.gen.Load() // before the read: a write after it moves the count
+	if k := s.decoded.get(id, gen); k != nil {
+		return k, nil
+	}
+	k, err := s.getKey(id)
+	if err != nil {
+		return nil, err
+	}
+	s.decoded.put(id, gen, k)
+	return k, nil
+}
+
+// keyCache keeps key records as read at a write count of the keys'
+// namespace (keyRecord). Its records are shared: nobody changes one.
 type keyCache struct {
 	mu sync.Mutex
 	m  map[string]cachedKey
 }
 
 type cachedKey struct {
-	raw []byte
-	k   Key
+	gen uint64
+	k   *Key
 }
 
 // maxCachedKeys bounds the cache; past it, it starts again.
 const maxCachedKeys = 4096
 
-func (c *keyCache) get(id string, raw []byte) (*Key, bool) {
+// get returns id's record as read at write count gen, or nil.
+func (c *keyCache) get(id string, gen uint64) *Key {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.m[id]
-	if !ok || !bytes.Equal(e.raw, raw) {
-		return nil, false
+	c.mu.Unlock()
+	if !ok || e.gen != gen {
+		return nil
 	}
-	k := e.k // a copy: callers change what they get
-	k.Hash = slices.Clone(e.k.Hash)
-	return &k, true
+	return e.k
 }
 
-func (c *keyCache) put(id string, raw []byte, k *Key) {
+func (c *keyCache) put(id string, gen uint64, k *Key) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= maxCachedKeys {
 		c.m = make(map[string]cachedKey)
 	}
-	cp := *k
-	cp.Hash = slices.Clone(k.Hash)
-	c.m[id] = cachedKey{raw: slices.Clone(raw), k: cp}
+	c.m[id] = cachedKey{gen: gen, k: k}
 }
 
 // putKey writes k with a new version and publishes it. Callers that read
@@ -388,14 +402,15 @@ func (s *Service) checkKey(cred string) (*Principal, *Error) {
 	if !ok {
 		return nil, unauthorized("malformed", "invalid_token", "malformed API key (want mb_<id>_<secret>)")
 	}
-	k, err := s.getKey(id)
+	k, err := s.keyRecord(id)
+	h := sha256.Sum256([]byte(secret))
 	if err != nil || k.Kind != "" && k.Kind != KindBot {
 		// Compare anyway, so a wrong id costs the same time as a wrong
 		// secret. An Ollama key's record is never an API key.
-		subtle.ConstantTimeCompare(hashSecret(secret), make([]byte, sha256.Size))
+		subtle.ConstantTimeCompare(h[:], zeroHash[:])
 		return nil, unauthorized("unknown_key", "invalid_token", "unknown API key")
 	}
-	if subtle.ConstantTimeCompare(hashSecret(secret), k.Hash) != 1 {
+	if subtle.ConstantTimeCompare(h[:], k.Hash) != 1 {
 		return nil, unauthorized("wrong_secret", "invalid_token", "unknown API key")
 	}
 	now := s.now()

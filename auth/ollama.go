@@ -178,7 +178,7 @@ func (s *Service) checkOllama(r *http.Request, h string) (*Principal, *Error) {
 		return nil, unauthorized("expired", "invalid_token",
 			"the Ollama signature's ts is %s from the node's clock; at most %s is accepted (check the clocks)", d.Round(time.Second), OllamaWindow)
 	}
-	k, gerr := s.getKey(ollamaKeyID(wire))
+	k, gerr := s.keyRecord(ollamaKeyID(wire))
 	if gerr != nil || k.Kind != KindOllama || subtle.ConstantTimeCompare(k.PublicKey, wire) != 1 {
 		return nil, unauthorized("unknown_key", "invalid_token",
 			"this Ollama key (%s) is not registered on this node: an admin registers it with moltbot keys create --ollama-key", ssh.FingerprintSHA256(pub))

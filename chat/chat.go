@@ -162,6 +162,36 @@ type TurnRequest struct {
 
 // Complete runs a stateless completion for p.
 func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req CompletionRequest) (*Stream, error) {
+	msgs, err := s.admitCompletion(p, &req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Stream {
+		return s.completeStream(ctx, p, msgs, req.Options)
+	}
+	res, err := s.completeWhole(ctx, p, msgs, req.Options)
+	if err != nil {
+		return nil, err
+	}
+	return finished(res), nil
+}
+
+// CompleteWhole runs a stateless completion for p that does not stream
+// (req.Stream is not read) and returns its result: what Complete and the
+// Stream's Wait give, without a Stream between them (an edge that writes
+// the reply whole).
+func (s *Service) CompleteWhole(ctx context.Context, p *moltbot.Principal, req CompletionRequest) (*moltbot.TurnResult, error) {
+	msgs, err := s.admitCompletion(p, &req)
+	if err != nil {
+		return nil, err
+	}
+	return s.completeWhole(ctx, p, msgs, req.Options)
+}
+
+// admitCompletion checks a stateless completion of p's (the caller, the
+// messages, the options, the model or p's bot) and returns the messages
+// to send (a bot's persona first).
+func (s *Service) admitCompletion(p *moltbot.Principal, req *CompletionRequest) ([]moltbot.Message, error) {
 	if err := notAgent(p); err != nil {
 		return nil, err
 	}
@@ -177,18 +207,44 @@ func (s *Service) Complete(ctx context.Context, p *moltbot.Principal, req Comple
 		if err != nil {
 			return nil, err
 		}
-		msgs = withPersona(b, msgs)
-	} else if err := s.admitModel(p, req.Options.Model, true); err != nil {
+		return withPersona(b, msgs), nil
+	}
+	if err := s.admitModel(p, req.Options.Model, true); err != nil {
 		return nil, err
 	}
-	return s.run(ctx, p, req.Stream, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
-		c, err := s.rt.Complete(moltbot.WithPrincipal(ctx, p), msgs, req.Options, fn)
-		if err != nil {
-			return nil, err
-		}
-		return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content, Parts: replyParts(c),
-			Model: c.Served.String()}, Completion: c}, nil
+	return msgs, nil
+}
+
+// completeWhole is run's path for a turn that does not stream, without the
+// closure (and the options it would take along) that starting one that
+// streams needs.
+func (s *Service) completeWhole(ctx context.Context, p *moltbot.Principal, msgs []moltbot.Message, opts moltbot.ChatOptions) (*moltbot.TurnResult, error) {
+	res, err := s.complete(ctx, p, msgs, opts, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.charge(p, res)
+	return res, nil
+}
+
+// completeStream runs a stateless completion that streams (run).
+func (s *Service) completeStream(ctx context.Context, p *moltbot.Principal, msgs []moltbot.Message, opts moltbot.ChatOptions) (*Stream, error) {
+	return s.run(ctx, p, true, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
+		return s.complete(ctx, p, msgs, opts, fn)
 	})
+}
+
+// complete asks the runtime for a stateless completion of msgs for p.
+func (s *Service) complete(ctx context.Context, p *moltbot.Principal, msgs []moltbot.Message, opts moltbot.ChatOptions, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
+	if moltbot.PrincipalOf(ctx) != p { // an edge may have put it there already (the gateway does)
+		ctx = moltbot.WithPrincipal(ctx, p)
+	}
+	c, err := s.rt.Complete(ctx, msgs, opts, fn)
+	if err != nil {
+		return nil, err
+	}
+	return &moltbot.TurnResult{Message: moltbot.Message{Role: moltbot.RoleAssistant, Content: c.Content, Parts: replyParts(c),
+		Model: c.Served.String()}, Completion: c}, nil
 }
 
 // replyParts are the parts of the assistant message that stores reply c:
@@ -473,7 +529,7 @@ func (s *Service) Subscribe(ctx context.Context, p *moltbot.Principal, id string
 	ready := make(chan error, 1) // the first EventSubscribed, or why not
 	var once sync.Once
 	go func() {
-		defer close(st.done)
+		defer st.running.Done()
 		defer leave()
 		defer cancel()
 		err := s.rt.Subscribe(ctx, p.Space, id, func(ev moltbot.Event) {

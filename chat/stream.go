@@ -26,17 +26,24 @@ type Stream struct {
 	inline [4]moltbot.Event // q's first backing array: a reader that keeps up never needs more
 	spare  *[]moltbot.Event // q's backing array from spareQueues once it outgrew inline
 	head   int
-	ended  bool          // the last event is queued
-	wake   chan struct{} // a push since the reader last looked (cap 1)
+	ended  bool      // the last event is queued
+	more   sync.Cond // signaled on a push (L is &mu): the reader waits on it
 	max    int
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the turn has ended
-	once   sync.Once
+	// running counts the goroutine that runs the turn (one, or none for
+	// a finished stream): Close waits for it. Neither it nor more is an
+	// allocation of its own, as channels were.
+	running sync.WaitGroup
+	once    sync.Once
 }
 
+// newStream returns a stream whose turn the caller runs on a goroutine
+// that calls st.running.Done when the turn has ended.
 func newStream(max int, cancel context.CancelFunc) *Stream {
-	st := &Stream{wake: make(chan struct{}, 1), max: max, cancel: cancel, done: make(chan struct{})}
+	st := &Stream{max: max, cancel: cancel}
+	st.more.L = &st.mu
 	st.q = st.inline[:0]
+	st.running.Add(1)
 	return st
 }
 
@@ -62,7 +69,7 @@ func (st *Stream) push(ev moltbot.Event) bool {
 	}
 	st.appendLocked(ev)
 	st.mu.Unlock()
-	st.poke()
+	st.more.Signal()
 	return true
 }
 
@@ -72,7 +79,7 @@ func (st *Stream) end(ev moltbot.Event) {
 	st.appendLocked(ev)
 	st.ended = true
 	st.mu.Unlock()
-	st.poke()
+	st.more.Signal()
 }
 
 // appendLocked queues ev, moving the queue to a spare one when the inline
@@ -101,13 +108,6 @@ func (st *Stream) releaseLocked() {
 	st.q, st.head = st.inline[:0], 0
 }
 
-func (st *Stream) poke() {
-	select {
-	case st.wake <- struct{}{}:
-	default:
-	}
-}
-
 // Pending is how many events wait now: an edge that writes to a network
 // flushes when none do, so a burst of tokens leaves in one write.
 func (st *Stream) Pending() int {
@@ -118,8 +118,9 @@ func (st *Stream) Pending() int {
 
 // Next returns the next event, waiting for it; false after the last.
 func (st *Stream) Next() (moltbot.Event, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	for {
-		st.mu.Lock()
 		if st.head < len(st.q) {
 			ev := st.q[st.head]
 			st.q[st.head] = moltbot.Event{}
@@ -131,18 +132,13 @@ func (st *Stream) Next() (moltbot.Event, bool) {
 					st.q, st.head = st.q[:0], 0
 				}
 			}
-			st.mu.Unlock()
 			return ev, true
 		}
-		ended := st.ended
-		if ended {
+		if st.ended {
 			st.releaseLocked()
-		}
-		st.mu.Unlock()
-		if ended {
 			return moltbot.Event{}, false
 		}
-		<-st.wake
+		st.more.Wait() // one reader: a push signals it; nothing is missed, the queue is looked at under mu
 	}
 }
 
@@ -166,7 +162,7 @@ func (st *Stream) Close() {
 			st.cancel()
 		}
 	})
-	<-st.done
+	st.running.Wait()
 }
 
 // Wait reads the stream to its end and returns the finished turn: for an
@@ -190,14 +186,15 @@ func (st *Stream) Wait() (*moltbot.TurnResult, error) {
 // finished returns a stream that holds only the final event of a turn
 // already run.
 func finished(res *moltbot.TurnResult) *Stream {
-	st := &Stream{q: []moltbot.Event{{Kind: moltbot.EventDone, Result: res}}, ended: true, done: closedDone}
+	st := &Stream{ended: true} // no turn runs: Close does not wait
+	st.more.L = &st.mu
+	st.q = st.inline[:0] // one allocation: the stream holds its events
 	if ev, ok := handoffEvent(res); ok {
-		st.q = []moltbot.Event{ev, st.q[0]}
+		st.q = append(st.q, ev)
 	}
+	st.q = append(st.q, moltbot.Event{Kind: moltbot.EventDone, Result: res})
 	return st
 }
-
-var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 type turnFunc func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error)
 
@@ -229,7 +226,7 @@ func (s *Service) run(ctx context.Context, p *moltbot.Principal, stream bool, tu
 			"the client did not read the reply as fast as it came (%d events waited); the turn was canceled", s.cfg.EventBuffer)}
 	}
 	go func() {
-		defer close(st.done)
+		defer st.running.Done()
 		defer cancel()
 		res, err := turn(ctx, fn)
 		if slow {

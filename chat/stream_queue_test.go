@@ -14,7 +14,7 @@ import (
 func TestStreamBurstOrderAndSpareQueue(t *testing.T) {
 	for round := range 3 {
 		st := newStream(256, nil)
-		close(st.done)
+		st.running.Done() // no turn runs
 		for i := range 40 {
 			if !st.push(moltbot.Event{Kind: moltbot.EventToken, Text: strconv.Itoa(round*100 + i)}) {
 				t.Fatalf("round %d: push %d refused", round, i)

@@ -28,7 +28,7 @@ import (
 type messageStream struct {
 	s       *Server
 	w       http.ResponseWriter
-	rc      *http.ResponseController
+	rc      http.ResponseController // by value: no allocation of its own
 	buf     []byte
 	id      string
 	served  string
@@ -43,7 +43,7 @@ type messageStream struct {
 // releases it.
 func newMessageStream(s *Server, w http.ResponseWriter, id string) *messageStream {
 	ms := messageStreams.Get().(*messageStream)
-	*ms = messageStream{s: s, w: w, rc: http.NewResponseController(w), buf: ms.buf[:0], id: id, open: -1, calls: ms.calls[:0]}
+	*ms = messageStream{s: s, w: w, rc: *http.NewResponseController(w), buf: ms.buf[:0], id: id, open: -1, calls: ms.calls[:0]}
 	return ms
 }
 
@@ -68,12 +68,7 @@ func (m *messageStream) event(name string) {
 // start sends the headers and appends message_start.
 func (m *messageStream) start(served string, failovers int) {
 	m.served, m.started = served, true
-	h := m.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Moltbot-Provider", served)
-	h.Set("X-Moltbot-Failovers", strconv.Itoa(failovers))
+	setStreamHeaders(m.w.Header(), hdrEventStream, served, failovers)
 	m.w.WriteHeader(http.StatusOK)
 	m.event("message_start")
 	m.buf = append(m.buf, `{"type":"message_start","message":{"id":`...)
@@ -207,7 +202,9 @@ func (m *messageStream) finish(comp *moltbot.Completion) error {
 	m.buf = append(m.buf, "}\n\n"...)
 	m.event("message_stop")
 	m.buf = append(m.buf, `{"type":"message_stop"}`+"\n\n"...)
-	return m.flush()
+	err := writeLast(m.w, &m.rc, m.buf)
+	m.buf = m.buf[:0]
+	return err
 }
 
 // fail ends a started stream with an error event.

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,14 +11,13 @@ import (
 	"github.com/moltbot/moltbot/manage"
 )
 
-type principalKey struct{}
-
 var anonymous = moltbot.Anonymous()
 
-// principal is the authenticated caller of r (set by ServeHTTP; with auth
-// off, the default tenant's operator).
+// principal is the authenticated caller of r (set by ServeHTTP with
+// moltbot.WithPrincipal, which the chat service then finds in place; with
+// auth off, the default tenant's operator).
 func principal(r *http.Request) *moltbot.Principal {
-	if p, ok := r.Context().Value(principalKey{}).(*moltbot.Principal); ok {
+	if p := moltbot.PrincipalOf(r.Context()); p != nil {
 		return p
 	}
 	return anonymous
@@ -49,9 +47,9 @@ func clientOf(r *http.Request) string {
 	return k
 }
 
-// authenticate sets the principal on r or answers 401/429 itself; failures
+// authenticate returns r's principal or answers 401/429 itself; failures
 // count against client.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client string) (*http.Request, bool) {
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client string) (*moltbot.Principal, bool) {
 	// Anthropic's clients send their key as x-api-key and read errors in
 	// Anthropic's shape (anthropic.go).
 	anthropic := r.URL.Path == messagesPath
@@ -70,7 +68,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client str
 		} else {
 			writeError(w, err)
 		}
-		return r, false
+		return nil, false
 	}
 	if p.ExpiresSoon && !p.Expires.IsZero() {
 		w.Header().Set("X-Moltbot-Key-Expires", p.Expires.UTC().Format(time.RFC3339))
@@ -78,7 +76,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client str
 	if p.Channel == "" {
 		p.Channel = "http"
 	}
-	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), true
+	return p, true
 }
 
 // requireOperator answers 403 unless the caller is the default tenant's admin.

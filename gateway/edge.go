@@ -56,22 +56,26 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 }
 
 // guard applies the edge rules; it answers and returns false when a request
-// breaks one.
-func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool {
+// breaks one. It sets the body's read deadline; deadline reports that it
+// did, and the request the handler gets reads its body through a
+// deadlineBody (exchange.request). r itself is not changed: net/http
+// judges by its own request's Body whether a connection whose body was
+// not read may be reused.
+func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) (deadline, ok bool) {
 	if !authOn {
 		if !s.hostAllowed(r.Host) {
 			refuse(w, r, http.StatusForbidden, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
 				"host %q is not allowed: without auth the node answers only to IP addresses, localhost and server.allowed_hosts", r.Host)})
-			return false
+			return false, false
 		}
 		if o := r.Header.Get("Origin"); o != "" && !s.originAllowed(o, r.Host) {
 			refuse(w, r, http.StatusForbidden, &moltbot.Error{Code: moltbot.EForbidden, Message: fmt.Sprintf(
 				"origin %q is not allowed: without auth the node takes browser requests only from its own origin, localhost and server.allowed_hosts", o)})
-			return false
+			return false, false
 		}
 	}
 	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
-		return true // no body (HTTP/2 always has a Body: its length says)
+		return false, true // no body (HTTP/2 always has a Body: its length says)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 		want := "application/json"
@@ -89,14 +93,10 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, authOn bool) bool
 				refuse(w, r, http.StatusUnsupportedMediaType, &moltbot.Error{Code: codeUnsupportedMedia,
 					Message: msg + " (curl -d sends application/x-www-form-urlencoded: add -H 'Content-Type: application/json')"})
 			}
-			return false
+			return false, false
 		}
 	}
-	if http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) == nil {
-		// As http.MaxBytesReader is used: the server keeps its own reference.
-		r.Body = &deadlineBody{ReadCloser: r.Body, d: s.cfg.BodyReadTimeout}
-	}
-	return true
+	return http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) == nil, true
 }
 
 // refuse writes what the edge guard refuses in the shape of the API the

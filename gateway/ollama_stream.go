@@ -22,7 +22,7 @@ type ollamaWriter struct {
 	inUse    *inUse
 	space    string
 	w        http.ResponseWriter
-	rc       *http.ResponseController
+	rc       http.ResponseController // by value: no allocation of its own
 	buf      []byte
 	model    string // as the client named it: Ollama answers with the request's name
 	generate bool   // /api/generate: "response" instead of "message"
@@ -36,7 +36,7 @@ var ollamaWriters = sync.Pool{New: func() any { return &ollamaWriter{buf: make([
 
 func newOllamaWriter(w http.ResponseWriter, model string, generate bool, t0, tCall time.Time) *ollamaWriter {
 	ow := ollamaWriters.Get().(*ollamaWriter)
-	*ow = ollamaWriter{w: w, rc: http.NewResponseController(w), buf: ow.buf[:0], model: model, generate: generate, t0: t0, tCall: tCall}
+	*ow = ollamaWriter{w: w, rc: *http.NewResponseController(w), buf: ow.buf[:0], model: model, generate: generate, t0: t0, tCall: tCall}
 	return ow
 }
 
@@ -81,7 +81,8 @@ func (ow *ollamaWriter) start(served string, failovers int, contentType string) 
 		h.Set("X-Moltbot-Failovers", strconv.Itoa(failovers))
 	}
 	if contentType == ndjson {
-		h.Set("X-Accel-Buffering", "no")
+		h["X-Accel-Buffering"] = hdrNo
+		h["Transfer-Encoding"] = hdrChunked // a stream stays chunked (setStreamHeaders)
 	}
 	ow.w.WriteHeader(http.StatusOK)
 }
@@ -219,7 +220,9 @@ func (ow *ollamaWriter) finish(comp *moltbot.Completion) error {
 	ow.head()
 	ow.text("")
 	ow.done(doneReason(comp.FinishReason), comp)
-	return ow.flush()
+	err := writeLast(ow.w, &ow.rc, ow.buf)
+	ow.buf = ow.buf[:0]
+	return err
 }
 
 // whole writes a reply as one object (a request with "stream": false).

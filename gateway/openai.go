@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -38,9 +37,12 @@ func textOf(c openaiwire.Content, param string) (string, error) {
 // wire can tell: a max_tokens sent as 0.
 func options(model string, maxTokens, maxCompletion *int, temp, topP *float64, st openaiwire.Stop, seed *int64) (moltbot.ChatOptions, error) {
 	o := moltbot.ChatOptions{Model: model, Temperature: temp, TopP: topP, Stop: st, Seed: seed}
-	for name, v := range map[string]*int{"max_tokens": maxTokens, "max_completion_tokens": maxCompletion} {
-		if v != nil && *v < 1 {
-			return o, invalid(name, "%s must be at least 1, got %d", name, *v)
+	for _, f := range [...]struct {
+		name string
+		v    *int
+	}{{"max_tokens", maxTokens}, {"max_completion_tokens", maxCompletion}} {
+		if f.v != nil && *f.v < 1 {
+			return o, invalid(f.name, "%s must be at least 1, got %d", f.name, *f.v)
 		}
 	}
 	if maxTokens != nil {
@@ -297,7 +299,7 @@ func addCalls(msg *moltbot.Message, calls []openaiwire.ToolCall, i int) error {
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	var req openaiwire.ChatRequest
-	if err := s.decode(w, r, &req, false); err != nil {
+	if err := s.decodeChat(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -319,23 +321,22 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, err := s.chat.Complete(r.Context(), principal(r), chat.CompletionRequest{Messages: msgs, Options: opts, Stream: req.Stream})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	id := s.newID("chatcmpl-")
-	now := time.Now().Unix()
+	creq := chat.CompletionRequest{Messages: msgs, Options: opts, Stream: req.Stream}
 	if !req.Stream {
-		res, err := st.Wait()
+		res, err := s.chat.CompleteWhole(r.Context(), principal(r), creq)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		s.writeCompletion(w, id, now, res.Completion)
+		s.writeCompletion(w, s.newID("chatcmpl-"), time.Now().Unix(), res.Completion)
 		return
 	}
-	s.relay(w, st, newChunkWriter(w, id, now), req.IncludeUsage())
+	st, err := s.chat.Complete(r.Context(), principal(r), creq)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.relay(w, st, newChunkWriter(w, s.newID("chatcmpl-"), time.Now().Unix()), req.IncludeUsage())
 }
 
 // fingerprint is the system_fingerprint of every completion and chunk.
@@ -345,9 +346,9 @@ const fingerprint = "moltbot"
 func (s *Server) writeCompletion(w http.ResponseWriter, id string, created int64, comp *moltbot.Completion) {
 	served := comp.Served.String()
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Moltbot-Provider", served)
-	h.Set("X-Moltbot-Failovers", strconv.Itoa(comp.Failovers))
+	h["Content-Type"] = hdrJSON
+	h["X-Moltbot-Provider"] = []string{served}
+	h["X-Moltbot-Failovers"] = countValue(comp.Failovers)
 	bp := bodyBufs.Get().(*[]byte)
 	b := openaiwire.AppendHead((*bp)[:0], id, openaiwire.ObjectCompletion, created, served, fingerprint)
 	b = openaiwire.AppendReply(b, comp.Content, comp.ToolCalls, comp.FinishReason, comp.Usage)

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -16,8 +15,9 @@ import (
 // token can still be a plain HTTP error.
 type chunkWriter struct {
 	w       http.ResponseWriter
-	rc      *http.ResponseController
+	rc      http.ResponseController // by value: no allocation of its own
 	buf     []byte
+	hd      []byte // "data: " and the head every chunk of this stream starts with, made once
 	id      string
 	created int64
 	served  string
@@ -29,7 +29,7 @@ type chunkWriter struct {
 // release gives it back when the stream is done.
 func newChunkWriter(w http.ResponseWriter, id string, created int64) *chunkWriter {
 	cw := chunkWriters.Get().(*chunkWriter)
-	*cw = chunkWriter{w: w, rc: http.NewResponseController(w), buf: cw.buf[:0], id: id, created: created}
+	*cw = chunkWriter{w: w, rc: *http.NewResponseController(w), buf: cw.buf[:0], hd: cw.hd[:0], id: id, created: created}
 	return cw
 }
 
@@ -42,24 +42,25 @@ func (s *chunkWriter) release() {
 	if cap(s.buf) > 64<<10 {
 		return
 	}
-	*s = chunkWriter{buf: s.buf[:0]}
+	*s = chunkWriter{buf: s.buf[:0], hd: s.hd[:0]}
 	chunkWriters.Put(s)
 }
 
-func (s *chunkWriter) head(served string) {
-	s.buf = append(s.buf, "data: "...)
-	s.buf = openaiwire.AppendHead(s.buf, s.id, openaiwire.ObjectChunk, s.created, served, fingerprint)
+// head appends the start of a chunk: its id, object, creation time and
+// model (s.served: start sets it once, before the first chunk) are the
+// same in every chunk of a stream, so they are encoded once.
+func (s *chunkWriter) head() {
+	if len(s.hd) == 0 {
+		s.hd = append(s.hd, "data: "...)
+		s.hd = openaiwire.AppendHead(s.hd, s.id, openaiwire.ObjectChunk, s.created, s.served, fingerprint)
+	}
+	s.buf = append(s.buf, s.hd...)
 }
 
 func (s *chunkWriter) start(served string, failovers int) {
 	s.served = served
 	s.started = true
-	h := s.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Moltbot-Provider", served)
-	h.Set("X-Moltbot-Failovers", strconv.Itoa(failovers))
+	setStreamHeaders(s.w.Header(), hdrEventStream, served, failovers)
 	s.w.WriteHeader(http.StatusOK)
 }
 
@@ -84,7 +85,7 @@ func (s *chunkWriter) add(c moltbot.Chunk) {
 	if first {
 		s.start(c.Served.String(), c.Failovers)
 	}
-	s.head(s.served)
+	s.head()
 	if c.ToolCall != nil {
 		s.buf = openaiwire.AppendToolCallDelta(s.buf, c.ToolCall, first)
 	} else {
@@ -101,28 +102,30 @@ func (s *chunkWriter) finish(comp *moltbot.Completion, usage bool) error {
 	if !s.started {
 		s.start(comp.Served.String(), comp.Failovers)
 		if comp.Content != "" || len(comp.ToolCalls) == 0 {
-			s.head(s.served)
+			s.head()
 			s.buf = openaiwire.AppendDelta(s.buf, comp.Content, true)
 			s.buf = append(s.buf, "\n\n"...)
 		}
 		for i, tc := range comp.ToolCalls {
-			s.head(s.served)
+			s.head()
 			d := moltbot.ToolCallDelta{Index: i, ID: tc.ID, Name: tc.Name, Arguments: tc.Arguments}
 			s.buf = openaiwire.AppendToolCallDelta(s.buf, &d, i == 0 && comp.Content == "")
 			s.buf = append(s.buf, "\n\n"...)
 		}
 	}
-	s.head(s.served)
+	s.head()
 	s.buf = openaiwire.AppendFinish(s.buf, comp.FinishReason)
 	s.buf = appendCitations(s.buf, comp.Citations)
 	s.buf = append(s.buf, "\n\n"...)
 	if usage {
-		s.head(s.served)
+		s.head()
 		s.buf = openaiwire.AppendUsageChunk(s.buf, comp.Usage)
 		s.buf = append(s.buf, "\n\n"...)
 	}
 	s.buf = append(s.buf, "data: [DONE]\n\n"...)
-	return s.flush()
+	err := writeLast(s.w, &s.rc, s.buf)
+	s.buf = s.buf[:0]
+	return err
 }
 
 // relay writes a turn's events to w as OpenAI chunks, on the request's

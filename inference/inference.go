@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moltbot/moltbot"
+	"github.com/moltbot/moltbot/internal/h1"
 	"github.com/moltbot/moltbot/internal/jsonw"
 )
 
@@ -306,13 +307,16 @@ func Errorf(kind Kind, provider, format string, args ...any) *Error {
 
 // NewHTTPClient returns a client tuned for model servers: pooled keep-alive
 // connections, a bounded connect time, and no overall timeout (calls are
-// bounded by their context, since a long generation is normal).
+// bounded by their context, since a long generation is normal). A plain
+// http:// server (a local Ollama, a LAN's vLLM) is called through
+// internal/h1, on the caller's goroutine; https, a proxy and anything
+// unusual through net/http's Transport.
 func NewHTTPClient(maxConns int) *http.Client {
 	if maxConns < 2 {
 		maxConns = 2
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
+	std := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
 		MaxIdleConns:          maxConns,
@@ -321,6 +325,13 @@ func NewHTTPClient(maxConns int) *http.Client {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{Transport: &h1.Transport{
+		Fallback:       std,
+		Dial:           d.DialContext,
+		Proxy:          http.ProxyFromEnvironment,
+		MaxIdlePerHost: maxConns,
+		IdleTimeout:    90 * time.Second,
 	}}
 }
 

@@ -1127,7 +1127,7 @@ func (s *Skills) BeforeModel(ctx context.Context, t *moltbot.Turn, fn moltbot.St
 		// A skill that exports intent: runs on a turn whose intent the
 		// recognizer found with confidence (the intent stage's notes);
 		// context.matches[0] is the whole message.
-		if skill, set = s.matchIntentIn(ts, t.Notes, t.Bot); skill == "" {
+		if skill, set = s.matchIntentIn(ctx, ts, t); skill == "" {
 			return nil, nil
 		}
 		matches = []*string{&text}

@@ -388,21 +388,29 @@ func (s *Skills) matchIn(ts *tenantSet, text string, bot *moltbot.Bot) (string, 
 	return name, nil, m
 }
 
-// matchIntentIn is MatchIntent over ts's skills first.
-func (s *Skills) matchIntentIn(ts *tenantSet, notes map[string]string, bot *moltbot.Bot) (string, *tenantSet) {
-	in := notes["intent"]
-	if in == "" || notes["intent.low"] == "true" {
-		return "", nil
+// matchIntentIn is MatchIntent over ts's skills first. It asks for the
+// turn's intent (which the intent stage classifies only when asked:
+// moltbot.Turn.Later) only when a skill bot may run exports one.
+func (s *Skills) matchIntentIn(ctx context.Context, ts *tenantSet, t *moltbot.Turn) (string, *tenantSet) {
+	bot, in, asked := t.Bot, "", false
+	intent := func() string {
+		if !asked {
+			asked = true
+			if in = t.NoteOf(ctx, "intent"); t.NoteOf(ctx, "intent.low") == "true" {
+				in = ""
+			}
+		}
+		return in
 	}
 	if ts != nil {
 		for _, sk := range ts.l.skills {
-			if sk.Intent == in && bot.HasSkill(sk.Name) {
+			if sk.Intent != "" && bot.HasSkill(sk.Name) && sk.Intent == intent() {
 				return sk.Name, ts
 			}
 		}
 	}
 	for _, sk := range s.skills.Load().skills {
-		if sk.Intent == in && bot.HasSkill(sk.Name) && !ts.shadows(sk.Name) {
+		if sk.Intent != "" && bot.HasSkill(sk.Name) && !ts.shadows(sk.Name) && sk.Intent == intent() {
 			return sk.Name, nil
 		}
 	}

@@ -160,6 +160,14 @@ skills: {worker: %s}
 	if stage("fallback") != 1 || simCalls() != 1 {
 		t.Fatalf("fallback %d, model calls %d", stage("fallback"), simCalls())
 	}
+	// A stateless completion starts no flow and nothing else asks its
+	// intent: it is not classified (moltbot.Turn.Later), only answered.
+	if code, body := post(t, n.URL()+"/v1/chat/completions", `{"model":"moltbot","messages":[{"role":"user","content":"我要退款"}]}`); code != 200 || simCalls() != 2 {
+		t.Fatalf("stateless: %d %s, %d model calls", code, body, simCalls())
+	}
+	if stage("rules") != 1 || stage("ngram") != 1 || stage("fallback") != 1 {
+		t.Fatalf("a stateless turn was classified: rules %d, ngram %d, fallback %d", stage("rules"), stage("ngram"), stage("fallback"))
+	}
 
 	// The model stage, through the simulator (it answers the enum value
 	// whose words the message holds), with a threshold the classifier
@@ -170,14 +178,14 @@ skills: {worker: %s}
 		t.Fatal(err)
 	}
 	conv = newConv(t, n)
-	if reply, model := say(t, n, conv, "我要退款"); reply != "refund desk" || model != "flow/money" || simCalls() != 1 {
+	if reply, model := say(t, n, conv, "我要退款"); reply != "refund desk" || model != "flow/money" || simCalls() != 2 {
 		t.Fatalf("refund with the model stage on: %q %s, %d model calls", reply, model, simCalls())
 	}
 	conv = newConv(t, n)
 	if reply, model := say(t, n, conv, "what is my order status"); reply != "order desk" || model != "flow/where" {
 		t.Fatalf("order status by the model: %q %s", reply, model)
 	}
-	if stage("model") != 1 || simCalls() != 2 {
+	if stage("model") != 1 || simCalls() != 3 {
 		t.Fatalf("model stage %d, model calls %d", stage("model"), simCalls())
 	}
 

@@ -541,6 +541,7 @@ func testPresets(c *cli.Context, msg string) (string, bool, error) {
 		if err != nil {
 			return msg, true, fail(1, "preset %s: %v", p.Name(), err)
 		}
+		turn.Resolve(c.Context, "") // notes a stage put off (the intent's): shown here
 		if after := moltbot.LastUserText(turn.Messages); after != before {
 			fmt.Fprintf(w, "preset %s (%s): the message becomes %q\n", p.Name(), p.Use(), after)
 		}

@@ -43,6 +43,7 @@ var deps = map[string]allowed{
 	// httpstatus: the domain's error codes as HTTP statuses, for every HTTP edge.
 	"internal/httpstatus": {code: []string{"."}},
 	"internal/jsonscan":   {},
+	"internal/h1":         {},
 	"internal/logging":    {code: []string{"."}},
 	"internal/metrics":    {},
 	"internal/slots":      {},
@@ -97,7 +98,7 @@ var deps = map[string]allowed{
 	"cluster": {code: []string{"internal/slots"}, tests: []string{"internal/testutil"}},
 
 	// Providers see the domain and the Provider interface, never the runtime.
-	"inference":           {code: []string{".", "internal/jsonw"}},
+	"inference":           {code: []string{".", "internal/h1", "internal/jsonw"}},
 	"inference/ollama":    {code: []string{".", "inference", "internal/jsonscan", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/openai":    {code: []string{".", "inference", "inference/sse", "internal/jsonscan", "internal/jsonw"}, tests: []string{"internal/testutil"}},
 	"inference/anthropic": {code: []string{".", "inference", "inference/sse"}, tests: []string{"internal/testutil"}},

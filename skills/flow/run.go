@@ -166,6 +166,13 @@ func (s *Stage) Run(ctx context.Context, t *moltbot.Turn) (*moltbot.Completion, 
 		if len(text) > maxInput || !utf8.ValidString(text) {
 			return nil, nil, nil
 		}
+		// A stateless completion (the OpenAI, Ollama or Anthropic API)
+		// has no conversation to keep a flow's place in: its message goes
+		// to the model as if no flow were there (docs/DESIGN.md, flows),
+		// and no trigger is tried (nor the intent classified for one).
+		if t.Conversation == "" {
+			return nil, nil, nil
+		}
 		var trig *Node
 		var vars map[string]string
 		own := s.tenantSet(t)
@@ -179,16 +186,13 @@ func (s *Stage) Run(ctx context.Context, t *moltbot.Turn) (*moltbot.Completion, 
 				if i == 1 && own.Flow(fl.Name) != nil {
 					continue // the tenant's flow of that name takes the workspace's place
 				}
-				if trig, vars = fl.match(text, t.Notes); trig != nil {
+				if trig, vars = fl.match(ctx, text, t); trig != nil {
 					f = fl
 					break find
 				}
 			}
 		}
-		// A stateless completion (the OpenAI, Ollama or Anthropic API)
-		// has no conversation to keep a flow's place in: its message goes
-		// to the model as if no flow were there (docs/DESIGN.md, flows).
-		if f == nil || t.Conversation == "" {
+		if f == nil {
 			return nil, nil, nil
 		}
 		st = &state{Flow: f.Name, Version: f.Version, File: f.File, Vars: vars, Source: f.src}
@@ -252,7 +256,7 @@ func (s *Set) list() []*Flow {
 // confidence: intent is the name, intent.low is not "true"): the trigger,
 // and the variables the flow starts with (its vars:, the trigger's named
 // groups).
-func (f *Flow) match(text string, notes map[string]string) (*Node, map[string]string) {
+func (f *Flow) match(ctx context.Context, text string, t *moltbot.Turn) (*Node, map[string]string) {
 	lower := ""
 	for _, n := range f.triggers {
 		for _, re := range n.patterns {
@@ -276,7 +280,9 @@ func (f *Flow) match(text string, notes map[string]string) (*Node, map[string]st
 				return n, f.startVars()
 			}
 		}
-		if n.Intent != "" && notes["intent"] == n.Intent && notes["intent.low"] != "true" {
+		// The turn's intent is classified when first asked (the intent
+		// stage puts it off: moltbot.Turn.Later).
+		if n.Intent != "" && t.NoteOf(ctx, "intent") == n.Intent && t.NoteOf(ctx, "intent.low") != "true" {
 			return n, f.startVars()
 		}
 	}

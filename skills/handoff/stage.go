@@ -143,6 +143,12 @@ func (s *Stage) AfterModel(ctx context.Context, t *moltbot.Turn, comp *moltbot.C
 	}
 	before := st
 	count := func(n *int, note, bad string, limit int) bool {
+		if note == "intent.low" && limit > 0 {
+			// The intent stage classifies when first asked
+			// (moltbot.Turn.Later): the count needs it only when it can
+			// hand off.
+			t.Resolve(ctx, "intent")
+		}
 		v, ok := t.Notes[note]
 		if note == "intent.low" && !ok {
 			// The intent stage may note intent.low only when it fell back:

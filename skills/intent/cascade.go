@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/moltbot/moltbot"
 )
@@ -189,12 +190,25 @@ func (s *Set) Classify(ctx context.Context, text string, o Options) Result {
 func (s *Set) matchRules(text string, allowed Allowed) (int, bool) {
 	found := -1
 	var canonText string
+	var buf *[]byte
 	folded := func() string { // the message in canonical case, once
 		if canonText == "" {
-			canonText = canon(text)
+			if isCanon(text) {
+				canonText = text
+			} else {
+				// In a pooled buffer, read only while the rules are tried.
+				buf = canonBufs.Get().(*[]byte)
+				*buf = appendCanon((*buf)[:0], text)
+				canonText = unsafe.String(unsafe.SliceData(*buf), len(*buf))
+			}
 		}
 		return canonText
 	}
+	defer func() {
+		if buf != nil && cap(*buf) <= 64<<10 {
+			canonBufs.Put(buf)
+		}
+	}()
 	for i := range s.rules {
 		r := &s.rules[i]
 		if r.intent == found || !allowed.has(s.Intents[r.intent].Name) && s.Intents[r.intent].Name != s.Settings.Fallback {

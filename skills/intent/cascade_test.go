@@ -159,6 +159,10 @@ func TestStageNotes(t *testing.T) {
 		if c, err := st.BeforeModel(context.Background(), tr, nil); c != nil || err != nil {
 			t.Fatalf("the stage answered: %v, %v", c, err)
 		}
+		if tr.Notes != nil {
+			t.Fatalf("classified before a stage asked: %v", tr.Notes)
+		}
+		tr.Resolve(context.Background(), "intent")
 		return tr
 	}
 	if !st.Idle() || turn("我要退款", nil, nil).Notes != nil {
@@ -166,7 +170,7 @@ func TestStageNotes(t *testing.T) {
 	}
 	st.Swap(s)
 	tr := turn("我要退款", nil, nil)
-	if n := tr.Notes; n["intent"] != "refund" || n["intent.confidence"] != "1.00" || n["intent.stage"] != "rules" || n["intent.low"] != "" || !Confident(tr, "refund") {
+	if n := tr.Notes; n["intent"] != "refund" || n["intent.confidence"] != "1.00" || n["intent.stage"] != "rules" || n["intent.low"] != "" || !Confident(context.Background(), tr, "refund") {
 		t.Fatalf("notes %v", n)
 	}
 	asked := 0
@@ -175,14 +179,28 @@ func TestStageNotes(t *testing.T) {
 		return &moltbot.Completion{Content: `{"intent":"lottery"}`}, nil
 	}
 	tr = turn(ambiguous, nil, model)
-	if n := tr.Notes; asked != 1 || n["intent"] != "fallback" || n["intent.stage"] != "fallback" || n["intent.low"] != "true" || Confident(tr, "fallback") {
+	if n := tr.Notes; asked != 1 || n["intent"] != "fallback" || n["intent.stage"] != "fallback" || n["intent.low"] != "true" || Confident(context.Background(), tr, "fallback") {
 		t.Fatalf("notes %v after %d model calls", n, asked)
+	}
+	// Put off until asked, and classified once: a turn nobody asks about
+	// costs no classification and no model call.
+	lazy := &moltbot.Turn{Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: ambiguous}}, Model: model}
+	st.BeforeModel(context.Background(), lazy, nil)
+	if asked != 1 || lazy.Notes != nil {
+		t.Fatalf("before a stage asked: %d model calls, notes %v", asked, lazy.Notes)
+	}
+	if lazy.NoteOf(context.Background(), "kb.hit"); asked != 1 || lazy.Notes != nil {
+		t.Fatalf("another stage's note classified the turn: %d model calls, notes %v", asked, lazy.Notes)
+	}
+	if Confident(context.Background(), lazy, "refund") || lazy.NoteOf(context.Background(), "intent.low") != "true" || asked != 2 {
+		t.Fatalf("asked twice: %d model calls, notes %v", asked, lazy.Notes)
 	}
 	// Inside a flow the model is not asked (the flow takes the message).
 	inFlow := &moltbot.Turn{Messages: []moltbot.Message{{Role: moltbot.RoleUser, Content: ambiguous}}, Model: model,
 		State: moltbot.StageState{"flow": []byte(`{}`)}}
 	st.BeforeModel(context.Background(), inFlow, nil)
-	if asked != 1 || inFlow.Notes["intent.stage"] != "fallback" {
+	inFlow.Resolve(context.Background(), "")
+	if asked != 2 || inFlow.Notes["intent.stage"] != "fallback" {
 		t.Fatalf("inside a flow: %d model calls, notes %v", asked, inFlow.Notes)
 	}
 	// A bot's intents narrow the cascade.

@@ -3,6 +3,7 @@ package intent
 import (
 	"regexp/syntax"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -114,23 +115,34 @@ func requirements(re *syntax.Regexp) []need {
 // orbit (unicode.SimpleFold), the equivalence RE2's (?i) matches by: two
 // strings a case-insensitive literal matches alike have the same canon.
 func canon(s string) string {
-	ascii := true
+	if isCanon(s) {
+		return s
+	}
+	return string(appendCanon(make([]byte, 0, len(s)), s))
+}
+
+// isCanon reports whether s has no lower-case letter and nothing outside
+// ASCII: it is its own canonical case.
+func isCanon(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c >= utf8.RuneSelf || ('a' <= c && c <= 'z') || c == 'k' || c == 's' {
-			ascii = false
-			break
+			return false
 		}
 	}
-	if ascii {
-		return s // no lower-case letter, nothing outside ASCII: already canonical
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		b.WriteRune(canonRune(r))
-	}
-	return b.String()
+	return true
 }
+
+// appendCanon appends s in canonical case to b.
+func appendCanon(b []byte, s string) []byte {
+	for _, r := range s {
+		b = utf8.AppendRune(b, canonRune(r))
+	}
+	return b
+}
+
+// canonBufs hold a message in canonical case while its rules are tried
+// (matchRules): a classification allocates only its result.
+var canonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 func canonRune(r rune) rune {
 	if r < utf8.RuneSelf {

@@ -57,10 +57,16 @@ func (s *Stage) Idle() bool {
 	return s.set.Load() == nil && (s.anyTenant == nil || !s.anyTenant())
 }
 
-// BeforeModel classifies the turn's last user message and notes the
-// result; it never answers (nil, nil). The model stage asks t.Model (the
-// failover router) for settings.model; a bot that names intents
-// (Bot.Intents) narrows the cascade to them.
+// BeforeModel puts off classifying the turn's last user message until
+// a stage reads the intent (moltbot.Turn.Later: a flow's trigger, a
+// skill's intent:, the hand-off's low-confidence count), then notes the
+// result; it never answers (nil, nil). What is classified is fixed here:
+// the message as it is now, the bot's intents, whether the conversation
+// was inside a flow. The model stage asks t.Model (the failover router)
+// for settings.model; a bot that names intents (Bot.Intents) narrows the
+// cascade to them. Most turns have no reader of the intent, and the
+// classifier was the costliest step of a stateless turn before its model
+// call (BENCHMARKS.md, the floor, session 8).
 func (s *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, _ moltbot.StreamFunc) (*moltbot.Completion, error) {
 	set := s.set.Load()
 	if s.tenant != nil {
@@ -84,22 +90,25 @@ func (s *Stage) BeforeModel(ctx context.Context, t *moltbot.Turn, _ moltbot.Stre
 	// its question, an order number), and a model call per answer would be
 	// spent on nothing.
 	if set.Settings.Model != "" && t.Model != nil && t.StateOf("flow") == nil {
+		model := t.Model
 		o.Model = func(ctx context.Context, msgs []moltbot.Message, opts moltbot.ChatOptions) (string, error) {
-			c, err := t.Model(ctx, msgs, opts, nil)
+			c, err := model(ctx, msgs, opts, nil)
 			if err != nil {
 				return "", err
 			}
 			return c.Content, nil
 		}
 	}
-	r := set.Classify(ctx, text, o)
-	if r.Stage == StageFallback && r.Model != "" {
-		s.log.Debug("intent: the model stage was not taken", "conversation", t.Conversation, "why", r.Model)
-	}
-	Note(t, r)
-	if s.Count != nil {
-		s.Count(r.Stage)
-	}
+	t.Later(NoteIntent, func(ctx context.Context) {
+		r := set.Classify(ctx, text, o)
+		if r.Stage == StageFallback && r.Model != "" {
+			s.log.Debug("intent: the model stage was not taken", "conversation", t.Conversation, "why", r.Model)
+		}
+		Note(t, r)
+		if s.Count != nil {
+			s.Count(r.Stage)
+		}
+	})
 	return nil, nil
 }
 
@@ -116,6 +125,6 @@ func Note(t *moltbot.Turn, r Result) {
 // Confident reports whether the turn's notes say intent name was
 // recognized (not the fallback, not low): what a flow's trigger and a
 // skill's intent: export select on.
-func Confident(t *moltbot.Turn, name string) bool {
-	return name != "" && t.Notes[NoteIntent] == name && t.Notes[NoteLow] != "true"
+func Confident(ctx context.Context, t *moltbot.Turn, name string) bool {
+	return name != "" && t.NoteOf(ctx, NoteIntent) == name && t.NoteOf(ctx, NoteLow) != "true"
 }
