@@ -7,9 +7,14 @@ LDFLAGS := -s -w -X $(PKG).Version=$(VERSION)
 BIN     := bin/moltbot
 # Every build leaves out urfave/cli's man page and markdown generators
 # (moltbot never makes either): 0.25 MB of binary and blackfriday's set-up
-# at every start. The edge build: cmd/moltbot/edge.go (size budgets:
-# bench/measure/size_test.go).
-TAGS      := urfave_cli_no_docs
+# at every start. grpcnotrace leaves out golang.org/x/net/trace (gRPC's
+# request tracing, off unless grpc.EnableTracing is set; moltbot never sets
+# it): its init registers /debug/requests on http.DefaultServeMux and its
+# pages execute html/template, which would make the linker keep every
+# exported method of every type (docs/DESIGN.md, "Built: the default
+# build's idle RSS"; TestNoDynamicMethodLookup). The edge build:
+# cmd/moltbot/edge.go (size budgets: bench/measure/size_test.go).
+TAGS      := urfave_cli_no_docs,grpcnotrace
 EDGE_TAGS := edge,$(TAGS)
 # The packages with edge stand-ins (//go:build edge files): vetted and
 # tested with EDGE_TAGS too.

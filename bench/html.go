@@ -3,7 +3,6 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
 	"math"
 	"strings"
@@ -12,29 +11,45 @@ import (
 // WriteHTML writes a self-contained page (inline SVG and CSS, no scripts or
 // links to fetch) with the summary, a latency histogram, and throughput and
 // latency over time.
+//
+// The page is written without html/template: executing any text/template
+// or html/template looks methods up by a run-time name, and a binary that
+// can do that keeps every exported method of every type it links (the
+// linker's dead code elimination gives up; docs/DESIGN.md, "Built: the
+// default build's idle RSS"). The text fields are escaped as html/template
+// escaped them in this page's contexts (text and <title>: escapeHTML);
+// TestWriteHTMLAsTemplate renders the old template beside it.
 func (r *Report) WriteHTML(w io.Writer) error {
 	var table strings.Builder
 	r.WriteTable(&table)
 	raw, _ := json.MarshalIndent(r, "", "  ")
-	data := struct {
-		Title, Run                     string
-		Summary                        string
-		Histogram, Throughput, Latency template.HTML
-		JSON                           string
-	}{
-		Title:      fmt.Sprintf("moltbot bench: %s %s", r.Scenario, r.Mode),
-		Run:        fmt.Sprintf("%s, moltbot %s: %s", r.StartedAt, r.Version, r.Command),
-		Summary:    table.String(),
-		Histogram:  template.HTML(r.histogramSVG()),
-		Throughput: template.HTML(r.timelineSVG(false)),
-		Latency:    template.HTML(r.timelineSVG(true)),
-		JSON:       string(raw),
-	}
-	return page.Execute(w, data)
+	title := escapeHTML(fmt.Sprintf("moltbot bench: %s %s", r.Scenario, r.Mode), true)
+	var b strings.Builder
+	b.WriteString(pageHead)
+	b.WriteString(title)
+	b.WriteString(pageStyle)
+	b.WriteString(title)
+	b.WriteString("</h1>\n<p class=\"run\">")
+	b.WriteString(escapeHTML(fmt.Sprintf("%s, moltbot %s: %s", r.StartedAt, r.Version, r.Command), true))
+	b.WriteString("</p>\n<pre>")
+	b.WriteString(escapeHTML(table.String(), true))
+	b.WriteString("</pre>\n<h2>End-to-end latency histogram</h2>")
+	b.WriteString(r.histogramSVG())
+	b.WriteString("\n<h2>Throughput over time (requests per second; errors in red)</h2>")
+	b.WriteString(r.timelineSVG(false))
+	b.WriteString("\n<h2>Latency over time (p50 blue, p99 red)</h2>")
+	b.WriteString(r.timelineSVG(true))
+	b.WriteString("\n<details><summary>Raw JSON</summary><pre>")
+	b.WriteString(escapeHTML(string(raw), true))
+	b.WriteString("</pre></details>\n</body></html>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
-var page = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{.Title}}</title>
+const pageHead = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>`
+
+const pageStyle = `</title>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:980px}
 h1{font-size:20px} h2{font-size:16px;margin-top:2em}
@@ -44,15 +59,42 @@ svg{background:#fff;border:1px solid #ddd} .bar{fill:#4a78c2} .l50{stroke:#4a78c
 .axis{stroke:#999} text{font-size:11px;fill:#555}
 details{margin-top:2em}
 </style></head><body>
-<h1>{{.Title}}</h1>
-<p class="run">{{.Run}}</p>
-<pre>{{.Summary}}</pre>
-<h2>End-to-end latency histogram</h2>{{.Histogram}}
-<h2>Throughput over time (requests per second; errors in red)</h2>{{.Throughput}}
-<h2>Latency over time (p50 blue, p99 red)</h2>{{.Latency}}
-<details><summary>Raw JSON</summary><pre>{{.JSON}}</pre></details>
-</body></html>
-`))
+<h1>`
+
+// escapeHTML escapes s for HTML text and RCDATA (<title>) as html/template
+// does there (NUL, ", &, ', +, < and >), or with plus false as
+// template.HTMLEscapeString does (the same but +).
+func escapeHTML(s string, plus bool) string {
+	if !strings.ContainsAny(s, "\x00\"&'+<>") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ { // bytes: invalid UTF-8 passes through as it did
+		switch c := s[i]; c {
+		case 0:
+			b.WriteString("\uFFFD")
+		case '"':
+			b.WriteString("&#34;")
+		case '&':
+			b.WriteString("&amp;")
+		case '\'':
+			b.WriteString("&#39;")
+		case '+':
+			if plus {
+				b.WriteString("&#43;")
+			} else {
+				b.WriteByte(c)
+			}
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
 
 const (
 	svgW, svgH = 900, 260
@@ -67,13 +109,13 @@ func axes(b *strings.Builder, ymax float64, ylabel string, xlabels []string) {
 		y := float64(svgH-padB) - float64(svgH-padB-10)*float64(i)/4
 		fmt.Fprintf(b, `<text x="%d" y="%.0f" text-anchor="end">%s</text>`, padL-4, y+4, num(v))
 	}
-	fmt.Fprintf(b, `<text x="12" y="20">%s</text>`, template.HTMLEscapeString(ylabel))
+	fmt.Fprintf(b, `<text x="12" y="20">%s</text>`, escapeHTML(ylabel, false))
 	n := len(xlabels)
 	// Labels at least 80 px apart (a histogram's "≤1234.5ms" is ~60 px).
 	step := max(1, (n*80+svgW-padL-11)/(svgW-padL-10))
 	for i := 0; i < n; i += step {
 		x := padL + (svgW-padL-10)*(2*i+1)/(2*max(n, 1))
-		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, x, svgH-padB+16, template.HTMLEscapeString(xlabels[i]))
+		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, x, svgH-padB+16, escapeHTML(xlabels[i], false))
 	}
 }
 

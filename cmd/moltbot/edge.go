@@ -22,15 +22,15 @@ import (
 //   - the simulator's HTTP servers (`moltbot sim`: the Ollama, OpenAI and
 //     Anthropic wires, sim.go); the in-process sim provider, the demo
 //     preset's fallback, stays;
-//   - the load generator (`moltbot bench`, with its HTML report and
-//     html/template).
+//   - the load generator (`moltbot bench`, with its HTML report).
 //   - the JavaScript skills' worker: make build-edge does not build
 //     moltbot-skills (goja, 10 MB). A node whose skills/ holds .js files
 //     and finds no worker starts without its skills and warns, naming
 //     skills.worker (skillstage.go); the node's side is in every build.
 //
 // urfave/cli's man page and markdown generators are out of every build
-// made by make (urfave_cli_no_docs). Everything a single node serves
+// made by make (urfave_cli_no_docs), and so is gRPC's request tracing
+// (grpcnotrace). Everything a single node serves
 // stays. Its size budget is checked beside the default build's
 // (bench/measure's TestSizeBudget, make size-check); BENCHMARKS.md has
 // both builds' sizes and idle RSS.

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -131,15 +132,18 @@ var vocab = [...]string{
 	"close", "near", "far", "kind", "bold", "quiet", "loud", "plain",
 }
 
-// Tokens with their leading space, and with a final period, made once.
-var spaced, final [len(vocab)]string
-
-func init() {
+// Tokens with their leading space, and with a final period, made once, at
+// the first reply (not at start: a node links the simulator whether or not
+// its config names one; docs/DESIGN.md, "What a linked package may do at
+// start").
+var tokens = sync.OnceValue(func() (t *[2][len(vocab)]string) {
+	t = new([2][len(vocab)]string)
 	for i, w := range vocab {
-		spaced[i] = " " + w
-		final[i] = " " + w + "."
+		t[0][i] = " " + w
+		t[1][i] = " " + w + "."
 	}
-}
+	return t
+})
 
 func splitmix(x uint64) uint64 {
 	x += 0x9e3779b97f4a7c15
@@ -300,9 +304,9 @@ func token(h uint64, i, n int) string {
 	case i == 0:
 		return Label
 	case i == n-1:
-		return final[splitmix(h+uint64(i))%uint64(len(vocab))]
+		return tokens()[1][splitmix(h+uint64(i))%uint64(len(vocab))]
 	}
-	return spaced[splitmix(h+uint64(i))%uint64(len(vocab))]
+	return tokens()[0][splitmix(h+uint64(i))%uint64(len(vocab))]
 }
 
 // Provider is the in-process simulator as an inference.Provider.

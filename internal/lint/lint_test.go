@@ -254,7 +254,9 @@ func check(top string) (violations []string, checked int, err error) {
 			return err
 		}
 		if d.IsDir() {
-			if n := d.Name(); path != top && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin" || n == "dist" || n == "node_modules") {
+			// third_party holds patched copies of outside modules (go.mod's
+			// replace), modules of their own: not packages of this one.
+			if n := d.Name(); path != top && (strings.HasPrefix(n, ".") || n == "testdata" || n == "bin" || n == "dist" || n == "node_modules" || n == "third_party") {
 				return filepath.SkipDir
 			}
 			return nil

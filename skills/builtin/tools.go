@@ -153,7 +153,7 @@ func calculate(s string) (string, bool) {
 		}
 		return fmt.Sprintf("%s = %s", expr, formatNumber(v)), true
 	case zh:
-		return fmt.Sprintf("%s：%s", expr, calcErrZH[err]), true
+		return fmt.Sprintf("%s：%s", expr, calcErrZH(err)), true
 	default:
 		return fmt.Sprintf("%s: %v", expr, err), true
 	}
@@ -162,10 +162,21 @@ func calculate(s string) (string, bool) {
 // calcChars are the characters an expression is made of.
 const calcChars = "0123456789. \t+-*/%^()×÷·−–０１２３４５６７８９．＋－＊／％＾（）\u3000"
 
-var calcErrZH = map[error]string{
-	ErrDivByZero: "除数不能为零",
-	ErrTooLarge:  "结果太大",
-	ErrNotReal:   "结果不是实数",
-	ErrTooLong:   "表达式太长",
-	ErrTooDeep:   "括号嵌套太深",
+// calcErrZH is an error of the calculator in Chinese (a switch, not a map
+// literal: no code at start; docs/DESIGN.md, "What a linked package may
+// do at start").
+func calcErrZH(err error) string {
+	switch err {
+	case ErrDivByZero:
+		return "除数不能为零"
+	case ErrTooLarge:
+		return "结果太大"
+	case ErrNotReal:
+		return "结果不是实数"
+	case ErrTooLong:
+		return "表达式太长"
+	case ErrTooDeep:
+		return "括号嵌套太深"
+	}
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moltbot/moltbot"
 )
@@ -181,7 +182,7 @@ func (t *Translate) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn molt
 	if to == "" {
 		to = t.o.To
 	}
-	if en, ok := langNames[to]; ok {
+	if en, ok := langNames()[to]; ok {
 		to = en
 	}
 	if strings.EqualFold(to, "auto") {
@@ -215,7 +216,9 @@ func (t *Translate) BeforeModel(ctx context.Context, turn *moltbot.Turn, fn molt
 }
 
 // langNames are the languages a Chinese request names, as the prompt names
-// them.
-var langNames = map[string]string{"中文": "Chinese (简体中文)", "汉语": "Chinese (简体中文)", "英文": "English", "英语": "English",
-	"日文": "Japanese", "日语": "Japanese", "韩文": "Korean", "韩语": "Korean", "法文": "French", "法语": "French",
-	"德文": "German", "德语": "German", "西班牙语": "Spanish"}
+// them (built at first use, not at start).
+var langNames = sync.OnceValue(func() map[string]string {
+	return map[string]string{"中文": "Chinese (简体中文)", "汉语": "Chinese (简体中文)", "英文": "English", "英语": "English",
+		"日文": "Japanese", "日语": "Japanese", "韩文": "Korean", "韩语": "Korean", "法文": "French", "法语": "French",
+		"德文": "German", "德语": "German", "西班牙语": "Spanish"}
+})

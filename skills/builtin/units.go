@@ -111,7 +111,7 @@ func convertUnits(s string) (answer string, ok bool) {
 	}
 	if from.dim != to.dim {
 		if zh {
-			return fmt.Sprintf("无法换算：%s是%s单位，%s是%s单位。", from.zh, dimZH[from.dim], to.zh, dimZH[to.dim]), true
+			return fmt.Sprintf("无法换算：%s是%s单位，%s是%s单位。", from.zh, dimZH(from.dim), to.zh, dimZH(to.dim)), true
 		}
 		return fmt.Sprintf("Cannot convert %s (%s) to %s (%s).", from.en, from.dim, to.en, to.dim), true
 	}
@@ -129,4 +129,18 @@ func convertUnits(s string) (answer string, ok bool) {
 	return fmt.Sprintf("%s %s = %s %s", formatNumber(v), from.en, formatSig(r, 6), to.en), true
 }
 
-var dimZH = map[string]string{"length": "长度", "mass": "质量", "temperature": "温度", "data": "数据量"}
+// dimZH names a dimension in Chinese (a switch, not a map literal: no
+// code at start).
+func dimZH(dim string) string {
+	switch dim {
+	case "length":
+		return "长度"
+	case "mass":
+		return "质量"
+	case "temperature":
+		return "温度"
+	case "data":
+		return "数据量"
+	}
+	return ""
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -59,21 +60,36 @@ const (
 // compiled is a Config ready to run.
 type compiled struct {
 	Config
-	rules []*regexp.Regexp
+	rules func() []*regexp.Regexp
 	vip   map[string]bool
 }
+
+// defaultRules are DefaultRules compiled, at the first message a node's
+// default rules read: every node has a hand-off stage, and most never
+// hand off (docs/DESIGN.md, "What a linked package may do at start").
+var defaultRules = sync.OnceValue(func() []*regexp.Regexp {
+	rules := make([]*regexp.Regexp, len(DefaultRules))
+	for i, r := range DefaultRules {
+		rules[i] = regexp.MustCompile(r)
+	}
+	return rules
+})
 
 func compile(c Config) (*compiled, error) {
 	out := &compiled{Config: c, vip: map[string]bool{}}
 	if out.Rules == nil {
 		out.Rules = DefaultRules
-	}
-	for i, r := range out.Rules {
-		re, err := regexp.Compile(r)
-		if err != nil {
-			return nil, fmt.Errorf("handoff.rules[%d]: %q is not an RE2 pattern: %v", i, r, err)
+		out.rules = defaultRules
+	} else {
+		var rules []*regexp.Regexp
+		for i, r := range out.Rules {
+			re, err := regexp.Compile(r)
+			if err != nil {
+				return nil, fmt.Errorf("handoff.rules[%d]: %q is not an RE2 pattern: %v", i, r, err)
+			}
+			rules = append(rules, re)
 		}
-		out.rules = append(out.rules, re)
+		out.rules = func() []*regexp.Regexp { return rules }
 	}
 	for _, p := range []*int{&out.FailedAnswers, &out.LowConfidence, &out.Negative} {
 		if *p == 0 {
@@ -112,7 +128,7 @@ func compile(c Config) (*compiled, error) {
 
 // asks reports whether text asks for a person.
 func (c *compiled) asks(text string) bool {
-	for _, re := range c.rules {
+	for _, re := range c.rules() {
 		if re.MatchString(text) {
 			return true
 		}

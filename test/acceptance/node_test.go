@@ -59,7 +59,7 @@ func moltbotBin(t *testing.T) string {
 			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
 		binPath = filepath.Join(binDir, "moltbot")
-		cmd := exec.Command(goTool, "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-o", binPath, "./cmd/moltbot")
+		cmd := exec.Command(goTool, "build", "-trimpath", "-tags", "urfave_cli_no_docs,grpcnotrace", "-o", binPath, "./cmd/moltbot")
 		cmd.Dir = "../.."
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
