@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"runtime"
 	"sync"
 
 	"github.com/moltbot/moltbot"
@@ -27,6 +28,7 @@ type Stream struct {
 	spare  *[]moltbot.Event // q's backing array from spareQueues once it outgrew inline
 	head   int
 	ended  bool      // the last event is queued
+	pushed bool      // an event was pushed (the first one yields: push)
 	more   sync.Cond // signaled on a push (L is &mu): the reader waits on it
 	max    int
 	cancel context.CancelFunc
@@ -68,8 +70,19 @@ func (st *Stream) push(ev moltbot.Event) bool {
 		return false
 	}
 	st.appendLocked(ev)
+	first := !st.pushed
+	st.pushed = true
 	st.mu.Unlock()
 	st.more.Signal()
+	if first {
+		// The first token is the one a user waits for: let the edge,
+		// just woken on this processor, write it now. Without this, a
+		// model that sends its tokens in one burst (a local model's, the
+		// zero-delay simulator's) kept the edge waiting until the turn's
+		// goroutine had read the whole reply and blocked: the first
+		// token left with the last (BENCHMARKS.md, the floor, session 8).
+		runtime.Gosched()
+	}
 	return true
 }
 
