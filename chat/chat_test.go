@@ -11,6 +11,8 @@ import (
 
 	"github.com/moltbot/moltbot"
 	"github.com/moltbot/moltbot/internal/metrics"
+	"runtime"
+	"sync/atomic"
 )
 
 // fakeRuntime keeps conversations in a map and answers each turn with
@@ -480,5 +482,40 @@ func TestQuotaRefusesBeforeAnything(t *testing.T) {
 	q.full, q.max, pol.calls = false, 5, 0
 	if _, err := s.Create(ctx, p, moltbot.NewConversation{ID: "c3"}); code(err) != moltbot.ERateLimited || q.released != 2 {
 		t.Fatalf("%v, released %d", err, q.released)
+	}
+}
+
+// A turn whose model sends its tokens in one burst does not keep the
+// first one from the edge until the last: the first push yields to the
+// reader it woke. On one processor the reader has the first token before
+// the turn pushed its second (without the yield, after all 64).
+func TestFirstTokenNotHeldBehindABurst(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := New(newFake(), nil, Config{EventBuffer: 128})
+	var pushed atomic.Int32
+	// On one processor the turn's goroutine starts once the reader below
+	// waits in Next, as an edge does.
+	st, err := s.run(context.Background(), tenantA(), true, func(ctx context.Context, fn moltbot.StreamFunc) (*moltbot.TurnResult, error) {
+		for range 64 {
+			fn(moltbot.Chunk{Content: "a"})
+			pushed.Add(1)
+		}
+		return &moltbot.TurnResult{Completion: &moltbot.Completion{Content: "done"}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int32, 1)
+	if ev, _ := st.Next(); ev.Kind != moltbot.EventToken {
+		t.Fatalf("first event %+v", ev)
+	}
+	got <- pushed.Load()
+	for {
+		if _, ok := st.Next(); !ok {
+			break
+		}
+	}
+	if n := <-got; n > 1 {
+		t.Fatalf("the reader got the first token after %d of 64 pushes", n)
 	}
 }
