@@ -270,6 +270,12 @@ func TestSessionMovesToAnotherNode(t *testing.T) {
 	stop := run(t, a)
 	must(t, f, "identify")
 	waitState(t, h, channels.StateConnected)
+	// The fake numbers its GUILD_CREATE (2) on its own goroutine after
+	// READY: wait for it, or "one" may take 2 and the GUILD_CREATE 3.
+	deadline := time.Now().Add(wait)
+	for f.Seq() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	f.MessageCreate(fakediscord.Message{Channel: fakediscord.DMID, Content: "one"})
 	accepted(t, h)
 	if err := stop(); err != nil {

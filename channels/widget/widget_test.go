@@ -69,7 +69,7 @@ func newFixtureSim(t testing.TB, opts map[string]string, so sim.Options, timeout
 	met := metrics.New("test")
 	bots := botList{"default/support": {Name: "support", Tenant: "default", System: "You are the shop's helper."}}
 	rt, err := actors.New(actors.Config{Bots: bots,
-		Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", so), MaxInFlight: 8, Timeout: timeout}},
+		Providers: []actors.ProviderSpec{{Name: "sim", Provider: sim.NewProvider("sim", so), MaxInFlight: 8, MaxQueue: 64, Timeout: timeout}},
 		Chain:     []moltbot.ModelRef{{Provider: "sim", Model: "sim"}},
 		Store:     storage.NewMemory(), Metrics: met, HealthInterval: time.Hour,
 	})
