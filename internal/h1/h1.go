@@ -942,17 +942,9 @@ func (b *body) Close() error {
 	return nil
 }
 
-func validMethod(m string) bool {
-	if m == "" {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !isToken(m[i]) {
-			return false
-		}
-	}
-	return true
-}
+// validMethod and validKey: a token (RFC 9110 5.6.2), as a method and a
+// header's name must be.
+func validMethod(m string) bool { return validKey(m) }
 
 func validKey(k string) bool {
 	if k == "" {
