@@ -167,7 +167,7 @@ func (t *Transport) lean(req *http.Request) (string, bool) {
 	if req.ContentLength < 0 || req.ContentLength == 0 && req.Body != nil && req.Body != http.NoBody {
 		return "", false // a length only the body knows
 	}
-	if !validMethod(req.Method) || !validHost(req.Host) || !validHost(u.Host) || !validValue(u.RawQuery) || !validValue(u.Opaque) {
+	if !validToken(req.Method) || !validHost(req.Host) || !validHost(u.Host) || !validValue(u.RawQuery) || !validValue(u.Opaque) {
 		// (A control byte in the request line: net/http refuses it. The
 		// path is escaped by RequestURI.)
 		return "", false
@@ -177,7 +177,7 @@ func (t *Transport) lean(req *http.Request) (string, bool) {
 		case "Expect", "Connection", "Upgrade", "Te", "Trailer", "Transfer-Encoding", "Proxy-Connection", "Keep-Alive":
 			return "", false
 		}
-		if !validKey(k) {
+		if !validToken(k) {
 			return "", false
 		}
 		for _, v := range vs {
@@ -560,16 +560,14 @@ func statusText(code int, rest []byte) string {
 // server's usual response).
 func addHeader(recs []headerRec, vals []byte, line []byte) ([]headerRec, []byte, error) {
 	k, v, ok := bytes.Cut(line, []byte{':'})
-	if !ok || len(k) == 0 || !validKeyBytes(k) {
+	if !ok || !validToken(k) {
 		// Also a line folded onto the one before (obs-fold), which
 		// begins with a space: refused, as RFC 9112 5.2 lets a client.
 		return recs, vals, fmt.Errorf("h1: malformed header line %q", trim(line))
 	}
 	v = bytes.Trim(v, " \t")
-	for _, c := range v {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return recs, vals, fmt.Errorf("h1: malformed header value in %q", trim(line))
-		}
+	if !validValue(v) {
+		return recs, vals, fmt.Errorf("h1: malformed header value in %q", trim(line))
 	}
 	key := knownKey(k)
 	if key == "" {
@@ -632,15 +630,6 @@ func asciiEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
-}
-
-func validKeyBytes(k []byte) bool {
-	for _, c := range k {
-		if !isToken(c) {
-			return false
-		}
-	}
-	return len(k) > 0
 }
 
 // framing decides how resp's body ends (RFC 9112 6.3).
@@ -942,25 +931,23 @@ func (b *body) Close() error {
 	return nil
 }
 
-// validMethod and validKey: a token (RFC 9110 5.6.2), as a method and a
-// header's name must be.
-func validMethod(m string) bool { return validKey(m) }
-
-func validKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if !isToken(k[i]) {
+// validToken reports whether s is a token (RFC 9110 5.6.2), as a method
+// and a header's name must be.
+func validToken[S ~string | ~[]byte](s S) bool {
+	for i := 0; i < len(s); i++ {
+		if !isToken(s[i]) {
 			return false
 		}
 	}
-	return true
+	return len(s) > 0
 }
 
-func validValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+// validValue reports whether s holds no control byte but tab: nothing
+// that could end a line or hide in one (a header's value, a request
+// line's query).
+func validValue[S ~string | ~[]byte](s S) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
 	}

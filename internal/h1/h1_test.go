@@ -259,21 +259,30 @@ func TestServerClosedIdle(t *testing.T) {
 	}
 }
 
-func TestAlive(t *testing.T) {
+// loopbackPair is a connected TCP pair on loopback, closed when tb ends,
+// and its listener, for more.
+func loopbackPair(tb testing.TB) (c, peer net.Conn, ln net.Listener) {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	tb.Cleanup(func() { ln.Close() })
+	if c, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		tb.Fatal(err)
 	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
+	tb.Cleanup(func() { c.Close() })
+	if peer, err = ln.Accept(); err != nil {
+		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { peer.Close() })
+	return c, peer, ln
+}
+
+func alive(nc net.Conn) bool { return newProber(nc).alive() }
+
+func TestAlive(t *testing.T) {
+	c, peer, ln := loopbackPair(t)
 	if !alive(c) {
 		t.Fatal("an open idle connection is not alive")
 	}

@@ -41,5 +41,3 @@ func (p *prober) alive() bool {
 	err := p.rc.Read(p.peek)
 	return err == nil && p.ok
 }
-
-func alive(nc net.Conn) bool { return newProber(nc).alive() }

@@ -11,5 +11,3 @@ type prober struct{}
 func newProber(net.Conn) *prober { return &prober{} }
 
 func (*prober) alive() bool { return true }
-
-func alive(net.Conn) bool { return true }

@@ -186,21 +186,7 @@ func TestInformationalFlood(t *testing.T) {
 // The probe at every reuse allocates nothing once its connection's
 // prober is made.
 func TestProbeAllocs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	c, _, _ := loopbackPair(t)
 	p := newProber(c)
 	if n := testing.AllocsPerRun(100, func() {
 		if !p.alive() {
@@ -213,21 +199,7 @@ func TestProbeAllocs(t *testing.T) {
 
 // BenchmarkProbe: what the probe at every reuse costs a call.
 func BenchmarkProbe(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer peer.Close()
+	c, _, _ := loopbackPair(b)
 	p := newProber(c)
 	b.ReportAllocs()
 	for b.Loop() {
