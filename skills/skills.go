@@ -721,20 +721,12 @@ func matchSkills(skills []Skill, text string, bot *moltbot.Bot, shadow *tenantSe
 	return "", nil
 }
 
-// MatchIntent is the first skill bot may run that exports the intent the
-// turn's notes name (moltbot.Turn.Notes: "intent", recognized with
-// confidence: "intent.low" is not "true"); "" when none does.
-func (s *Skills) MatchIntent(notes map[string]string, bot *moltbot.Bot) string {
-	in := notes["intent"]
-	if in == "" || notes["intent.low"] == "true" {
-		return ""
-	}
-	for _, sk := range s.skills.Load().skills {
-		if sk.Intent == in && bot.HasSkill(sk.Name) {
-			return sk.Name
-		}
-	}
-	return ""
+// MatchIntent is the first of the workspace's skills t's bot may run that
+// exports the intent t's notes name ("intent", recognized with confidence:
+// "intent.low" is not "true"); "" when none does.
+func (s *Skills) MatchIntent(ctx context.Context, t *moltbot.Turn) string {
+	name, _ := s.matchIntentIn(ctx, nil, t)
+	return name
 }
 
 // Skill returns the loaded skill named name.

@@ -289,7 +289,7 @@ admin API and reach every node of its cluster: see moltbot skills push --help.`,
 						r := in.Classify(c.Context, msg, intent.Options{Stages: intent.UseRules | intent.UseNgram})
 						t := &moltbot.Turn{}
 						intent.Note(t, r)
-						if name = sk.MatchIntent(t.Notes, nil); name != "" {
+						if name = sk.MatchIntent(c.Context, t); name != "" {
 							fmt.Fprintf(w, "intent: %s (%s, %.2f)\n", r.Intent, r.Stage, r.Confidence)
 							matches = []*string{&msg}
 						}
